@@ -1,0 +1,166 @@
+/* storage/log.h: the append-only log (public API of tq_storage).
+ *
+ * Records are opaque (type, bytes); tq_storage knows nothing about tickets. A record is durable
+ * only after the fdatasync that follows its batch, and every earlier batch's, has completed:
+ * tq_log never reports a record acknowledged earlier (in TQ_FSYNC_ALWAYS mode). Byte layout:
+ * docs/log-format.md. Ownership: payloads are copied before tq_log_append() returns. Threads: one
+ * event loop owns a log; read-only handles may live in other processes.
+ *
+ * Data directory layout (owned by tq_storage):
+ *   DIR/log/<first LSN, 20 digits>.seg       segments (sealed ones may be .zseg, compressed)
+ *   DIR/snapshots/<LSN, 20 digits>.snap      state snapshots (opaque blobs)
+ * LSNs start at 1 and grow by one per record. LSN 0 means "none".
+ *
+ * The write path plugs into the caller's io_uring (the server runs one ring for network and
+ * disk): tq_log_submit() prepares SQEs on the caller's ring, the caller submits, and passes every
+ * CQE whose user_data carries the log's tag (tq_log_owns_cqe) to tq_log_complete(). tq_log_sync()
+ * is a blocking wrapper with a private ring, for tools and tests.
+ */
+#ifndef TQ_STORAGE_LOG_H
+#define TQ_STORAGE_LOG_H
+
+#include "tq_err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct io_uring;
+struct io_uring_cqe;
+
+#define TQ_SEGMENT_BYTES_DEFAULT (64ull * 1024 * 1024)
+#define TQ_RECORD_BYTES_DEFAULT_MAX (1u * 1024 * 1024)
+#define TQ_BATCH_BYTES_DEFAULT_MAX (4u * 1024 * 1024)
+
+enum tq_fsync_mode {
+    TQ_FSYNC_ALWAYS = 0,   /* default: acknowledged == durable (fdatasync completed) */
+    TQ_FSYNC_INTERVAL = 1, /* fdatasync at most every interval_ms: acked == written, not synced */
+    TQ_FSYNC_NONE = 2,     /* never fdatasync: for benchmarks only, a crash loses acked data */
+};
+
+struct tq_io_faults; /* test seam, storage/faults.h */
+
+struct tq_log_options {
+    const char *dir;                /* data directory; created if missing (not in read_only) */
+    uint64_t segment_bytes_max;     /* seal threshold; 0 = TQ_SEGMENT_BYTES_DEFAULT */
+    uint32_t record_bytes_max;      /* 0 = TQ_RECORD_BYTES_DEFAULT_MAX */
+    uint32_t batch_bytes_max;       /* 0 = TQ_BATCH_BYTES_DEFAULT_MAX */
+    enum tq_fsync_mode fsync_mode;
+    uint32_t fsync_interval_ms;     /* TQ_FSYNC_INTERVAL only */
+    bool read_only;                 /* no writes, no tail cut: stop at the last valid batch */
+    bool repair;                    /* cut at the first bad batch instead of refusing to open */
+    uint8_t ring_tag;               /* top byte of user_data of this log's SQEs (non-zero) */
+    struct tq_io_faults *faults;    /* NULL in production */
+    /* One line per notable recovery event (torn tail cut, repair); NULL: stderr. */
+    void (*log_line)(void *ctx, const char *line);
+    void *log_line_ctx;
+};
+
+struct tq_log_recovery {
+    uint64_t lsn_first;             /* first LSN present in the log (0: empty) */
+    uint64_t lsn_last;              /* last valid LSN after recovery (0: empty) */
+    uint64_t snapshot_lsn;          /* LSN covered by the newest valid snapshot (0: none) */
+    uint64_t segments;
+    uint64_t batches_scanned;
+    uint64_t records_scanned;
+    uint64_t bytes_scanned;
+    uint64_t torn_bytes_cut;        /* bytes of a torn last batch that were cut */
+    uint64_t repair_records_dropped;
+    double seconds;
+};
+
+struct tq_log_record {
+    uint64_t lsn;
+    uint64_t commit_us;             /* the batch's commit timestamp (µs since the Unix epoch) */
+    uint16_t type;                  /* caller-defined; 0 is reserved */
+    uint16_t flags;                 /* TQ_RECORD_REDACTED, ... */
+    uint32_t len;                   /* payload bytes (0 when redacted) */
+    const uint8_t *payload;         /* valid until the next call on the same reader/iterator */
+};
+
+#define TQ_RECORD_REDACTED 0x0001u  /* payload physically removed by compaction; hash kept */
+
+struct tq_log;
+
+/* Opens (and recovers) the log in options->dir. Verifies every batch checksum and the hash
+ * chain from the newest snapshot on (all of it if there is none); cuts a torn tail (one line to
+ * log_line); refuses corruption elsewhere with TQ_ERR_CORRUPT and a message naming the segment
+ * file, byte offset and LSN. Returns TQ_OK, TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_INVALID_ARGUMENT.
+ * recovery may be NULL. On success the caller owns *log_out (tq_log_close). */
+TQ_NODISCARD enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
+                                     struct tq_log_recovery *recovery, struct tq_error *error);
+/* Closes the log. Staged but unsubmitted records are dropped (never acknowledged). */
+void tq_log_close(struct tq_log *log);
+
+/* ---- append path --------------------------------------------------------------------- */
+
+/* True if a record of len payload bytes can be staged now without error: it fits the limits,
+ * the batch buffer has room and the disk has room (a spare segment is preallocated ahead). The
+ * server asks this before applying a mutation, so a mutation is never applied and then refused
+ * by the log. */
+bool tq_log_can_append(const struct tq_log *log, uint32_t len);
+
+/* Stages one record into the open batch (copies payload) and returns its LSN in *lsn_out.
+ * Returns TQ_ERR_INVALID_ARGUMENT (type 0, len > record_bytes_max), TQ_ERR_RESOURCE_EXHAUSTED
+ * (batch buffer full: wait for the in-flight batch), TQ_ERR_NO_SPACE (disk full: reads keep
+ * working), TQ_ERR_UNAVAILABLE (read-only handle). Nothing is staged on error. */
+TQ_NODISCARD enum tq_err tq_log_append(struct tq_log *log, uint16_t type, const void *payload,
+                                       uint32_t len, uint64_t *lsn_out, struct tq_error *error);
+
+/* Prepares SQEs on ring for the staged records if no batch is in flight (group commit: one
+ * write linked to one fdatasync; never IOSQE_IO_DRAIN) or for a due interval sync. Returns the
+ * number of SQEs prepared; the caller calls io_uring_submit. now_us stamps the batch. */
+unsigned tq_log_submit(struct tq_log *log, struct io_uring *ring, uint64_t now_us);
+
+/* True if cqe was produced by an SQE of this log (user_data's top byte is options.ring_tag). */
+bool tq_log_owns_cqe(const struct tq_log *log, const struct io_uring_cqe *cqe);
+
+/* Consumes one CQE owned by the log. A short write is finished, then synced; a write or
+ * fdatasync error is fail-stop (tq_fatal naming errno, file and LSN). May prepare SQEs. */
+void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_uring_cqe *cqe);
+
+/* Highest LSN the caller may acknowledge: durable in ALWAYS mode; written (not yet synced) in
+ * INTERVAL and NONE mode. All LSNs <= it are acknowledged too. */
+uint64_t tq_log_acked_lsn(const struct tq_log *log);
+/* Highest LSN known durable (fdatasync completed for it and everything before). */
+uint64_t tq_log_durable_lsn(const struct tq_log *log);
+/* LSN the next staged record will get. */
+uint64_t tq_log_next_lsn(const struct tq_log *log);
+/* Milliseconds until the log wants tq_log_submit called again (interval sync), or -1. */
+int tq_log_timeout_ms(const struct tq_log *log, uint64_t now_us);
+
+/* Blocking convenience: submits everything staged on a private ring and waits until it is
+ * acknowledged. For tools and tests; the server never calls it. */
+TQ_NODISCARD enum tq_err tq_log_sync(struct tq_log *log, struct tq_error *error);
+
+/* ---- reads ----------------------------------------------------------------------------- */
+
+/* Reads the record with this LSN (must be <= tq_log_acked_lsn). Payload is copied to buf (cap
+ * bytes) and record->payload points into buf. Returns TQ_ERR_NOT_FOUND, TQ_ERR_RESOURCE_EXHAUSTED
+ * (record->len tells the size needed), TQ_ERR_CORRUPT, TQ_ERR_IO. */
+TQ_NODISCARD enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *record,
+                                     void *buf, size_t cap, struct tq_error *error);
+
+struct tq_log_iter;
+/* Iterates from lsn_from (inclusive; 0 or below the first LSN = from the start) to the
+ * acknowledged end at the time of each next call. */
+TQ_NODISCARD enum tq_err tq_log_iter_open(struct tq_log *log, uint64_t lsn_from,
+                                          struct tq_log_iter **iter_out, struct tq_error *error);
+/* TQ_OK and the next record; TQ_ERR_NOT_FOUND at the end; TQ_ERR_CORRUPT naming file/offset/LSN. */
+TQ_NODISCARD enum tq_err tq_log_iter_next(struct tq_log_iter *iter, struct tq_log_record *record,
+                                          struct tq_error *error);
+void tq_log_iter_close(struct tq_log_iter *iter);
+
+/* ---- snapshots ------------------------------------------------------------------------- */
+
+/* Writes blob as the snapshot covering every record <= lsn, atomically (temp file, fsync,
+ * rename, fsync directory). Blocking. */
+TQ_NODISCARD enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob,
+                                               size_t len, struct tq_error *error);
+/* The newest valid snapshot: *blob_out (caller frees with tq_free(blob, len)), its LSN.
+ * TQ_ERR_NOT_FOUND if there is none. */
+TQ_NODISCARD enum tq_err tq_log_snapshot_latest(struct tq_log *log, void **blob_out,
+                                                size_t *len_out, uint64_t *lsn_out,
+                                                struct tq_error *error);
+
+#endif
