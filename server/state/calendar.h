@@ -15,6 +15,7 @@
 #include "tq_err.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TQ_CALENDAR_INTERVALS_PER_DAY_MAX 8   /* e.g. 09-12, 13-18: 8 covers split shifts */
@@ -50,27 +51,46 @@ void tq_calendar_init_24x7(struct tq_calendar *cal);
 bool tq_calendar_has_hours(const struct tq_calendar *cal);
 
 /* Validates a calendar built from untrusted input: intervals in range, sorted, not
- * overlapping; holidays sorted; transitions strictly increasing. TQ_ERR_INVALID_ARGUMENT. */
+ * overlapping (touching is allowed); holidays sorted and distinct; transitions strictly
+ * increasing with |at_s| <= 2^55 / 1000; every offset within +-86399 s; counts within the
+ * limits; tz_name NUL-terminated. TQ_ERR_INVALID_ARGUMENT, error->msg naming the weekday and
+ * interval index, holiday index or transition index. The functions below require a calendar
+ * that passed this check (they assert only the array bounds). */
 TQ_NODISCARD enum tq_err tq_calendar_validate(const struct tq_calendar *cal,
                                               struct tq_error *error);
 
 /* UTC offset in force at at_ms. */
 int32_t tq_calendar_offset_s(const struct tq_calendar *cal, int64_t at_ms);
 
-/* Business milliseconds in [from_ms, to_ms) (0 if to_ms <= from_ms). */
+/* Business milliseconds in [from_ms, to_ms) (0 if to_ms <= from_ms). An instant is business
+ * time iff its local wall-clock time (UTC + offset) lies in an interval of its local weekday
+ * and its local date is not a holiday: a local time skipped by a DST change is not counted, a
+ * repeated local hour counts twice. Arguments are clamped to +-2^55 ms. */
 int64_t tq_calendar_business_ms(const struct tq_calendar *cal, int64_t from_ms, int64_t to_ms);
 
 /* The earliest instant t >= start_ms with business_ms(start_ms, t) == duration_ms. With no
- * business hours this is start_ms + duration_ms. duration_ms >= 0. */
+ * business hours this is start_ms + duration_ms. duration_ms >= 0. Returns INT64_MAX
+ * ("never") when t would lie beyond 2^55 ms (or overflow int64 for 24x7). */
 int64_t tq_calendar_add_business_ms(const struct tq_calendar *cal, int64_t start_ms,
                                     int64_t duration_ms);
 
 /* Outside apply only (reads files): resolves the IANA zone tz_name from the tz database
- * (TZif files under /usr/share/zoneinfo or $TZDIR) and fills cal->tz_name, base_offset_s and
- * the transitions in [from_s, to_s] (truncated to TQ_CALENDAR_TZ_TRANSITIONS_MAX). Returns
- * TQ_ERR_INVALID_ARGUMENT for an unknown zone, TQ_ERR_IO. */
+ * (TZif files under $TZDIR, or /usr/share/zoneinfo when TZDIR is unset) and fills
+ * cal->tz_name, base_offset_s (the offset in force at from_s) and the offset changes in
+ * (from_s, to_s] (truncated to TQ_CALENDAR_TZ_TRANSITIONS_MAX); intervals and holidays are
+ * left untouched, and cal is untouched on error. Beyond the file's last transition the
+ * footer's POSIX TZ rule generates the transitions. from_s <= to_s, both within years
+ * 0001..9999. Returns TQ_ERR_INVALID_ARGUMENT (bad or unknown zone name, leap-second zone,
+ * bad range), TQ_ERR_CORRUPT (malformed file), TQ_ERR_IO. */
 TQ_NODISCARD enum tq_err tq_calendar_tz_load(struct tq_calendar *cal, const char *tz_name,
                                              int64_t from_s, int64_t to_s,
                                              struct tq_error *error);
+
+/* tq_calendar_tz_load's parser, from memory (fuzzing, tests): data[0..len) is the TZif file
+ * of the zone called name (copied into cal->tz_name, 1..63 bytes). Same results and errors,
+ * without the file errors. Never trusts the bytes. */
+TQ_NODISCARD enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, const char *name,
+                                              const uint8_t *data, size_t len, int64_t from_s,
+                                              int64_t to_s, struct tq_error *error);
 
 #endif
