@@ -1,0 +1,540 @@
+/* bench/bench_main.c: ticketq-bench, the load generator operators run against a support backend.
+ *
+ * Owns: option parsing, the choice of system (the Redis peer today; ticketq once client/ticketq.h
+ * exists), the optional initial load, one driver run (openloop.c), the report (text or one JSON
+ * object), the progress line, and the peak scenario's CSV and gnuplot PNG.
+ *
+ * Invariants: every figure printed comes from the run's histograms and counters, never from a
+ * constant; a run with failed operations or an empty queue still prints its figures but exits 1,
+ * so scripts cannot mistake it for a valid run. An unavailable system exits 3.
+ */
+#include "openloop.h"
+#include "peer_redis.h"
+#include "workload.h"
+
+#include "tq_alloc.h"
+#include "tq_assert.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_RUN_INVALID 1
+#define EXIT_USAGE 2
+#define EXIT_UNAVAILABLE 3
+#define REDIS_PORT_DEFAULT 6379
+#define TOKEN_BYTES_MAX 4096
+#define PEAK_BASE_RATE_DEFAULT 500.0
+
+enum system_kind { SYSTEM_REDIS, SYSTEM_TICKETQ };
+
+struct bench_args {
+    enum system_kind system;
+    enum tq_workload_kind workload;
+    double duration_s;
+    uint32_t clients;
+    uint32_t pipeline;
+    uint32_t batch;
+    double rate;
+    uint64_t seed;
+    uint64_t customers;
+    uint64_t backlog;
+    const char *addr;
+    char *token;                 /* owned (from --token, --token-file or TICKETQ_TOKEN) */
+    bool json;
+    bool load;
+    bool load_only;
+    uint32_t subscribers;
+    struct tq_peak_schedule peak;
+    const char *csv_path;
+    const char *plot_path;
+};
+
+struct peak_row {
+    struct tq_driver_second second;
+    struct tq_bench_stats stats;
+    bool have_stats;
+};
+
+struct run_ctx {
+    const struct bench_args *args;
+    struct tq_bench_system *system;
+    bool progress;
+    struct peak_row *rows;
+    uint32_t row_count, row_cap;
+};
+
+static void usage(FILE *out) {
+    fputs(
+        "usage: ticketq-bench [options]\n"
+        "  --system redis|ticketq      system under test (default ticketq; redis = the peer)\n"
+        "  --workload NAME             ingest | claim-reply | mixed | dashboard | fanout | peak\n"
+        "                              (default mixed)\n"
+        "  --duration SECONDS          measured window (default 10; peak: the schedule's length)\n"
+        "  --clients N                 connections (default 16)\n"
+        "  --pipeline N                operations in flight per connection (default 1)\n"
+        "  --batch N                   operations per request, where the system has batches\n"
+        "  --rate OPS                  open loop at OPS/s over all connections (default 0 =\n"
+        "                              closed loop); peak: the base rate (default 500)\n"
+        "  --seed N                    workload seed (default 42)\n"
+        "  --customers N --backlog N   initial state size (default 100000 / 1500000)\n"
+        "  --load                      (re)load the initial state before the run\n"
+        "  --load-only                 load the initial state and exit\n"
+        "  --addr HOST:PORT|unix:PATH  server address (env TICKETQ_ADDR; redis default\n"
+        "                              127.0.0.1:6379)\n"
+        "  --token T | --token-file F  credential (env TICKETQ_TOKEN; redis: AUTH password)\n"
+        "  --subscribers K             fanout: event-stream subscribers (default 4)\n"
+        "  --peak-warmup S --peak-ramp S --peak-spike S   peak schedule (default 10/5/20 s)\n"
+        "  --csv PATH --plot PATH      peak outputs (default peak.csv / peak.png)\n"
+        "  --json                      print one JSON object instead of the text report\n"
+        "  --help\n"
+        "Exit: 0 valid run, 1 run had errors (figures still printed), 2 usage, 3 unavailable.\n",
+        out);
+}
+
+static bool parse_u64(const char *s, uint64_t *out) {
+    char *end = NULL;
+    if (s == NULL || *s == '\0' || *s == '-') return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0') return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out) {
+    char *end = NULL;
+    if (s == NULL || *s == '\0') return false;
+    double v = strtod(s, &end);
+    if (*end != '\0' || v < 0.0) return false;
+    *out = v;
+    return true;
+}
+
+static char *read_token_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return NULL;
+    char buf[TOKEN_BYTES_MAX];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) {
+        buf[--n] = '\0';
+    }
+    return tq_strdup(buf);
+}
+
+static void set_token(struct bench_args *a, char *token) {
+    if (a->token != NULL) tq_free(a->token, strlen(a->token) + 1);
+    a->token = token;
+}
+
+enum long_only {
+    OPT_SEED = 1000, OPT_CUSTOMERS, OPT_BACKLOG, OPT_LOAD, OPT_LOAD_ONLY, OPT_TOKEN_FILE,
+    OPT_SUBSCRIBERS, OPT_PEAK_WARMUP, OPT_PEAK_RAMP, OPT_PEAK_SPIKE, OPT_CSV, OPT_PLOT, OPT_JSON,
+    OPT_HELP, OPT_SYSTEM, OPT_WORKLOAD, OPT_DURATION, OPT_CLIENTS, OPT_PIPELINE, OPT_BATCH,
+    OPT_RATE, OPT_ADDR, OPT_TOKEN,
+};
+
+/* Returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, struct bench_args *a) {
+    static const struct option longopts[] = {
+        {"system", required_argument, NULL, OPT_SYSTEM},
+        {"workload", required_argument, NULL, OPT_WORKLOAD},
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"clients", required_argument, NULL, OPT_CLIENTS},
+        {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"customers", required_argument, NULL, OPT_CUSTOMERS},
+        {"backlog", required_argument, NULL, OPT_BACKLOG},
+        {"load", no_argument, NULL, OPT_LOAD},
+        {"load-only", no_argument, NULL, OPT_LOAD_ONLY},
+        {"addr", required_argument, NULL, OPT_ADDR},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+        {"subscribers", required_argument, NULL, OPT_SUBSCRIBERS},
+        {"peak-warmup", required_argument, NULL, OPT_PEAK_WARMUP},
+        {"peak-ramp", required_argument, NULL, OPT_PEAK_RAMP},
+        {"peak-spike", required_argument, NULL, OPT_PEAK_SPIKE},
+        {"csv", required_argument, NULL, OPT_CSV},
+        {"plot", required_argument, NULL, OPT_PLOT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    bool duration_set = false;
+    uint64_t u = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        bool ok = true;
+        switch (opt) {
+        case OPT_SYSTEM:
+            if (strcmp(optarg, "redis") == 0) {
+                a->system = SYSTEM_REDIS;
+            } else if (strcmp(optarg, "ticketq") == 0) {
+                a->system = SYSTEM_TICKETQ;
+            } else {
+                ok = false;
+            }
+            break;
+        case OPT_WORKLOAD: ok = tq_workload_kind_parse(optarg, &a->workload); break;
+        case OPT_DURATION:
+            ok = parse_double(optarg, &a->duration_s) && a->duration_s > 0.0;
+            duration_set = true;
+            break;
+        case OPT_CLIENTS: ok = parse_u64(optarg, &u) && u <= UINT32_MAX; a->clients = (uint32_t)u; break;
+        case OPT_PIPELINE: ok = parse_u64(optarg, &u) && u <= UINT32_MAX; a->pipeline = (uint32_t)u; break;
+        case OPT_BATCH: ok = parse_u64(optarg, &u) && u >= 1 && u <= UINT32_MAX; a->batch = (uint32_t)u; break;
+        case OPT_RATE: ok = parse_double(optarg, &a->rate); break;
+        case OPT_SEED: ok = parse_u64(optarg, &a->seed); break;
+        case OPT_CUSTOMERS: ok = parse_u64(optarg, &a->customers) && a->customers > 0; break;
+        case OPT_BACKLOG: ok = parse_u64(optarg, &a->backlog) && a->backlog > 0; break;
+        case OPT_LOAD: a->load = true; break;
+        case OPT_LOAD_ONLY: a->load = a->load_only = true; break;
+        case OPT_ADDR: a->addr = optarg; break;
+        case OPT_TOKEN: set_token(a, tq_strdup(optarg)); break;
+        case OPT_TOKEN_FILE: {
+            char *t = read_token_file(optarg);
+            if (t == NULL) {
+                fprintf(stderr, "ticketq-bench: cannot read --token-file %s\n", optarg);
+                return EXIT_USAGE;
+            }
+            set_token(a, t);
+            break;
+        }
+        case OPT_SUBSCRIBERS: ok = parse_u64(optarg, &u) && u <= 4096; a->subscribers = (uint32_t)u; break;
+        case OPT_PEAK_WARMUP: ok = parse_double(optarg, &a->peak.warmup_s); break;
+        case OPT_PEAK_RAMP: ok = parse_double(optarg, &a->peak.ramp_s); break;
+        case OPT_PEAK_SPIKE: ok = parse_double(optarg, &a->peak.spike_s); break;
+        case OPT_CSV: a->csv_path = optarg; break;
+        case OPT_PLOT: a->plot_path = optarg; break;
+        case OPT_JSON: a->json = true; break;
+        case OPT_HELP: usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+        if (!ok) {
+            const char *name = "?";
+            for (const struct option *o = longopts; o->name != NULL; o++) {
+                if (o->val == opt) name = o->name;
+            }
+            fprintf(stderr, "ticketq-bench: bad value for --%s: %s\n", name, optarg);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ticketq-bench: unexpected argument %s\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (a->workload == TQ_WORKLOAD_PEAK) {
+        if (a->rate == 0.0) a->rate = PEAK_BASE_RATE_DEFAULT;
+        a->peak.base_rate = a->rate;
+        a->peak.factor = TQ_WORKLOAD_PEAK_FACTOR;
+        if (!duration_set) {
+            a->duration_s = 2 * a->peak.warmup_s + 2 * a->peak.ramp_s + a->peak.spike_s;
+        }
+    }
+    return -1;
+}
+
+/* ---- report ------------------------------------------------------------------------------ */
+
+static double us(uint64_t ns) { return (double)ns / 1000.0; }
+
+static void json_figures(const struct tq_hist *h, uint64_t ok, uint64_t errors, double elapsed_s) {
+    printf("\"count\":%" PRIu64 ",\"ops_per_sec\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+           "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f,\"errors\":%" PRIu64,
+           ok, elapsed_s > 0 ? (double)ok / elapsed_s : 0.0, us(tq_hist_percentile(h, 50.0)),
+           us(tq_hist_percentile(h, 90.0)), us(tq_hist_percentile(h, 99.0)),
+           us(tq_hist_percentile(h, 99.9)), us(h->max), tq_hist_mean(h) / 1000.0, errors);
+}
+
+static void report_json(const struct bench_args *a, const char *system_name,
+                        const struct tq_driver_result *r) {
+    uint64_t ok = 0, errors = 0;
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
+        ok += r->ops[k];
+        errors += r->errors[k];
+    }
+    printf("{");
+    json_figures(&r->all, ok, errors, r->elapsed_s);
+    printf(",\"system\":\"%s\",\"workload\":\"%s\",\"clients\":%u,\"pipeline\":%u,\"batch\":%u,"
+           "\"rate\":%.1f,\"seed\":%" PRIu64 ",\"customers\":%" PRIu64 ",\"backlog\":%" PRIu64
+           ",\"elapsed_s\":%.3f,\"empty_queue\":%" PRIu64 ",\"unfinished\":%" PRIu64
+           ",\"per_op\":{",
+           system_name, tq_workload_kind_name(a->workload), a->clients, a->pipeline, a->batch,
+           a->rate, a->seed, a->customers, a->backlog, r->elapsed_s, r->empty_queue,
+           r->unfinished);
+    bool first = true;
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
+        if (r->per_op[k].count == 0) continue;
+        printf("%s\"%s\":{", first ? "" : ",", tq_op_kind_name((enum tq_op_kind)k));
+        json_figures(&r->per_op[k], r->ops[k], r->errors[k], r->elapsed_s);
+        printf("}");
+        first = false;
+    }
+    printf("}}\n");
+}
+
+static void text_line(const char *name, const struct tq_hist *h, uint64_t ok, uint64_t errors,
+                      double elapsed_s) {
+    printf("%-12s %10.0f %9.1f %9.1f %9.1f %9.1f %10.1f %8" PRIu64 "\n", name,
+           elapsed_s > 0 ? (double)ok / elapsed_s : 0.0, us(tq_hist_percentile(h, 50.0)),
+           us(tq_hist_percentile(h, 90.0)), us(tq_hist_percentile(h, 99.0)),
+           us(tq_hist_percentile(h, 99.9)), us(h->max), errors);
+}
+
+static void report_text(const struct bench_args *a, const char *system_name,
+                        const struct tq_driver_result *r) {
+    uint64_t ok = 0, errors = 0;
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
+        ok += r->ops[k];
+        errors += r->errors[k];
+    }
+    printf("ticketq-bench: system %s, workload %s, %u clients x pipeline %u, %s, %.1f s, "
+           "seed %" PRIu64 "\n",
+           system_name, tq_workload_kind_name(a->workload), a->clients, a->pipeline,
+           a->rate > 0 ? "open loop" : "closed loop", r->elapsed_s, a->seed);
+    printf("%-12s %10s %9s %9s %9s %9s %10s %8s\n", "op", "ops/s", "p50_us", "p90_us", "p99_us",
+           "p999_us", "max_us", "errors");
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
+        if (r->per_op[k].count == 0) continue;
+        text_line(tq_op_kind_name((enum tq_op_kind)k), &r->per_op[k], r->ops[k], r->errors[k],
+                  r->elapsed_s);
+    }
+    text_line("all", &r->all, ok, errors, r->elapsed_s);
+    if (r->empty_queue > 0) {
+        printf("INVALID RUN: %" PRIu64 " claims found an empty queue (raise --backlog)\n",
+               r->empty_queue);
+    }
+    if (r->unfinished > 0) printf("%" PRIu64 " operations never completed\n", r->unfinished);
+}
+
+/* ---- per second: progress line and peak rows --------------------------------------------- */
+
+static void on_second(void *ctx, const struct tq_driver_second *s) {
+    struct run_ctx *rc = ctx;
+    if (rc->progress) {
+        fprintf(stderr, "[%4us] %9" PRIu64 " ops/s  p50 %8.1f us  p99 %9.1f us  errors %" PRIu64
+                        "%s\n",
+                s->second, s->completed, us(s->p50_ns), us(s->p99_ns), s->errors,
+                s->backlog > 0 ? "  (open-loop backlog)" : "");
+    }
+    if (rc->args->workload != TQ_WORKLOAD_PEAK) return;
+    if (rc->row_count == rc->row_cap) {
+        uint32_t cap = rc->row_cap == 0 ? 64 : rc->row_cap * 2;
+        rc->rows = tq_xrealloc(rc->rows, rc->row_cap * sizeof(*rc->rows), cap * sizeof(*rc->rows));
+        rc->row_cap = cap;
+    }
+    struct peak_row *row = &rc->rows[rc->row_count++];
+    memset(row, 0, sizeof(*row));
+    row->second = *s;
+    if (rc->system->stats != NULL) {
+        struct tq_error error;
+        tq_error_clear(&error);
+        row->have_stats = rc->system->stats(rc->system->ctx, &row->stats, &error) == TQ_OK;
+        if (!row->have_stats) fprintf(stderr, "ticketq-bench: stats: %s\n", error.msg);
+    }
+}
+
+static int write_peak_outputs(const struct bench_args *a, const struct run_ctx *rc) {
+    const char *csv = a->csv_path != NULL ? a->csv_path : "peak.csv";
+    const char *png = a->plot_path != NULL ? a->plot_path : "peak.png";
+    FILE *f = fopen(csv, "w");
+    if (f == NULL) {
+        fprintf(stderr, "ticketq-bench: cannot write %s\n", csv);
+        return EXIT_RUN_INVALID;
+    }
+    fprintf(f, "second,intended_rate,throughput,p50_ms,p99_ms,max_ms,errors,backlog,"
+               "queue_depth,breached\n");
+    for (uint32_t i = 0; i < rc->row_count; i++) {
+        const struct peak_row *row = &rc->rows[i];
+        fprintf(f, "%u,%.1f,%" PRIu64 ",%.3f,%.3f,%.3f,%" PRIu64 ",%" PRIu64 ",", row->second.second,
+                row->second.intended_rate, row->second.completed, row->second.p50_ns / 1e6,
+                row->second.p99_ns / 1e6, row->second.max_ns / 1e6, row->second.errors,
+                row->second.backlog);
+        if (row->have_stats) {
+            fprintf(f, "%" PRIu64 ",%" PRIu64 "\n", row->stats.queue_depth, row->stats.breached);
+        } else {
+            fprintf(f, ",\n");
+        }
+    }
+    fclose(f);
+    FILE *g = popen("gnuplot 2>&1", "w");
+    if (g == NULL) {
+        fprintf(stderr, "ticketq-bench: gnuplot not available; wrote %s only\n", csv);
+        return 0;
+    }
+    fprintf(g,
+            "set terminal pngcairo size 1200,900 noenhanced\n"
+            "set output '%s'\n"
+            "set datafile separator ','\n"
+            "set key autotitle columnhead left top\n"
+            "set multiplot layout 3,1 title 'ticketq-bench peak: %s, base %.0f ops/s, x%.0f'\n"
+            "set xlabel 'second'\n"
+            "set ylabel 'ops/s'\n"
+            "plot '%s' using 1:2 with lines title 'intended', '' using 1:3 with lines "
+            "title 'completed'\n"
+            "set ylabel 'ms'\n"
+            "plot '%s' using 1:5 with lines title 'p99 latency', '' using 1:4 with lines "
+            "title 'p50 latency'\n"
+            "set ylabel 'tickets'\n"
+            "plot '%s' using 1:9 with lines title 'queue depth', '' using 1:10 with lines "
+            "title 'queued past SLA', '' using 1:8 with lines title 'open-loop backlog'\n"
+            "unset multiplot\n",
+            png, a->system == SYSTEM_REDIS ? "redis" : "ticketq", a->peak.base_rate,
+            a->peak.factor, csv, csv, csv);
+    int rc_plot = pclose(g);
+    if (rc_plot != 0) {
+        fprintf(stderr, "ticketq-bench: gnuplot failed (exit %d); wrote %s only\n", rc_plot, csv);
+        return 0;
+    }
+    fprintf(stderr, "ticketq-bench: wrote %s and %s\n", csv, png);
+    return 0;
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static int split_addr(const char *addr, char *host, size_t host_bytes, uint16_t *port,
+                      const char **unix_path) {
+    *unix_path = NULL;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        *unix_path = addr + 5;
+        return 0;
+    }
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL) return -1;
+    const char *h = addr;
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    uint64_t p = 0;
+    if (hlen == 0 || hlen >= host_bytes || !parse_u64(colon + 1, &p) || p == 0 || p > 65535) {
+        return -1;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static void load_progress(uint64_t done) {
+    if (isatty(STDERR_FILENO)) fprintf(stderr, "\rloaded %" PRIu64 " tickets", done);
+}
+
+static int run(struct bench_args *a) {
+    if (a->system == SYSTEM_TICKETQ) {
+        fprintf(stderr, "ticketq-bench: --system ticketq is not yet available: the client library "
+                        "(client/ticketq.h) is not part of this build yet. Use --system redis.\n");
+        return EXIT_UNAVAILABLE;
+    }
+    if (a->batch > 1) {
+        fprintf(stderr, "ticketq-bench: the redis peer has no batches (one EVALSHA is one unit); "
+                        "use --pipeline instead of --batch\n");
+        return EXIT_USAGE;
+    }
+    if (a->workload == TQ_WORKLOAD_FANOUT) {
+        fprintf(stderr, "ticketq-bench: the fanout workload follows ticketq's event stream; the "
+                        "redis peer has no equivalent here (not implemented)\n");
+        return EXIT_USAGE;
+    }
+    char host[256];
+    uint16_t port = REDIS_PORT_DEFAULT;
+    const char *unix_path = NULL;
+    const char *addr = a->addr != NULL ? a->addr : "127.0.0.1:6379";
+    if (split_addr(addr, host, sizeof(host), &port, &unix_path) != 0) {
+        fprintf(stderr, "ticketq-bench: bad --addr %s (HOST:PORT or unix:PATH)\n", addr);
+        return EXIT_USAGE;
+    }
+    struct tq_redis_options ro = {
+        .host = unix_path == NULL ? host : NULL,
+        .port = port,
+        .unix_path = unix_path,
+        .password = a->token,
+        .pipeline = a->pipeline,
+    };
+    struct tq_error error;
+    tq_error_clear(&error);
+    struct tq_bench_system *system = NULL;
+    if (tq_redis_system_create(&ro, &system, &error) != TQ_OK) {
+        fprintf(stderr, "ticketq-bench: %s\n", error.msg);
+        return EXIT_UNAVAILABLE;
+    }
+    int exit_code = 0;
+    struct tq_driver *driver = NULL;
+    struct tq_driver_result *result = tq_xalloc(sizeof(*result));
+    struct run_ctx rc = {.args = a, .system = system, .progress = isatty(STDOUT_FILENO) != 0};
+    if (a->load) {
+        if (tq_redis_load(system, a->customers, a->backlog, load_progress, &error) != TQ_OK) {
+            fprintf(stderr, "ticketq-bench: load: %s\n", error.msg);
+            exit_code = EXIT_UNAVAILABLE;
+            goto done;
+        }
+        if (isatty(STDERR_FILENO)) fputc('\n', stderr);
+        if (a->load_only) goto done;
+    }
+    struct tq_driver_options o = {
+        .clients = a->clients,
+        .pipeline = a->pipeline,
+        .duration_s = a->duration_s,
+        .rate = a->workload == TQ_WORKLOAD_PEAK ? 0.0 : a->rate,
+        .peak = a->workload == TQ_WORKLOAD_PEAK ? &a->peak : NULL,
+        .workload = {.kind = a->workload, .seed = a->seed, .customers = a->customers,
+                     .backlog = a->backlog},
+        .on_second = on_second,
+        .on_second_ctx = &rc,
+    };
+    if (tq_driver_create(&o, system, &driver, &error) != TQ_OK ||
+        tq_driver_run(driver, result, &error) != TQ_OK) {
+        fprintf(stderr, "ticketq-bench: %s\n", error.msg);
+        exit_code = error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
+        goto done;
+    }
+    if (a->json) {
+        report_json(a, system->name, result);
+    } else {
+        report_text(a, system->name, result);
+    }
+    uint64_t errors = 0;
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) errors += result->errors[k];
+    if (errors > 0 || result->unfinished > 0) exit_code = EXIT_RUN_INVALID;
+    if (a->workload == TQ_WORKLOAD_PEAK) {
+        int e = write_peak_outputs(a, &rc);
+        if (e != 0) exit_code = e;
+    }
+done:
+    tq_driver_destroy(driver);
+    tq_redis_system_destroy(system);
+    tq_free(result, sizeof(*result));
+    tq_free(rc.rows, rc.row_cap * sizeof(*rc.rows));
+    return exit_code;
+}
+
+int main(int argc, char **argv) {
+    struct bench_args a = {
+        .system = SYSTEM_TICKETQ,
+        .workload = TQ_WORKLOAD_MIXED,
+        .duration_s = 10.0,
+        .clients = 16,
+        .pipeline = 1,
+        .batch = 1,
+        .seed = TQ_WORKLOAD_SEED_DEFAULT,
+        .customers = TQ_WORKLOAD_CUSTOMERS_DEFAULT,
+        .backlog = TQ_WORKLOAD_BACKLOG_DEFAULT,
+        .subscribers = 4,
+        .peak = {.warmup_s = 10.0, .ramp_s = 5.0, .spike_s = 20.0},
+    };
+    const char *env_addr = getenv("TICKETQ_ADDR");
+    if (env_addr != NULL && env_addr[0] != '\0') a.addr = env_addr;
+    const char *env_token = getenv("TICKETQ_TOKEN");
+    if (env_token != NULL && env_token[0] != '\0') a.token = tq_strdup(env_token);
+    int code = parse_args(argc, argv, &a);
+    if (code < 0) code = run(&a);
+    set_token(&a, NULL);
+    return code;
+}

@@ -1,0 +1,62 @@
+/* bench/peer_redis.h: the Redis peer of ticketq-bench (a bench system, see openloop.h).
+ *
+ * A minimal non-blocking, pipelined RESP2 client plus the Redis data model of the peer
+ * workloads (docs/performance-peers.md): customers as hash keys cust:<channel>:<external id>,
+ * tickets t:<id> and messages m:<id> as hashes, each ticket's message ids in the list
+ * t:<id>:m, queues q:<0..2> as sorted sets scored priority * 2^44 + enqueue sequence, and the
+ * sorted set sla of queued tickets scored by SLA deadline. Every unit is one EVALSHA of a Lua
+ * script loaded at connect time (one round trip, atomic).
+ */
+#ifndef TQ_BENCH_PEER_REDIS_H
+#define TQ_BENCH_PEER_REDIS_H
+
+#include "openloop.h"
+
+#include "tq_err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct tq_redis_options {
+    const char *host;           /* numeric IPv4/IPv6 or name; NULL when unix_path is set */
+    uint16_t port;
+    const char *unix_path;      /* unix socket, or NULL */
+    const char *password;       /* AUTH password (the bench's --token), or NULL */
+    uint32_t pipeline;          /* the driver's pipeline depth (reply slots per connection) */
+};
+
+/* Connects a control connection, checks the server answers PING, loads the Lua scripts.
+ * Errors: TQ_ERR_UNAVAILABLE (cannot connect), TQ_ERR_UNAUTHENTICATED, TQ_ERR_CORRUPT (reply
+ * not RESP), TQ_ERR_INTERNAL (a script failed to load). The caller owns *system_out
+ * (tq_redis_system_destroy). */
+TQ_NODISCARD enum tq_err tq_redis_system_create(const struct tq_redis_options *options,
+                                                struct tq_bench_system **system_out,
+                                                struct tq_error *error);
+void tq_redis_system_destroy(struct tq_bench_system *system);
+
+/* FLUSHALL, then loads the initial state (customers 1..customers, tickets 1..backlog, their
+ * messages and queues) pipelined over the control connection. progress (may be NULL) is called
+ * with the tickets loaded so far. */
+TQ_NODISCARD enum tq_err tq_redis_load(struct tq_bench_system *system, uint64_t customers,
+                                       uint64_t backlog, void (*progress)(uint64_t done),
+                                       struct tq_error *error);
+
+/* ---- RESP, exposed for tests ------------------------------------------------------------- */
+
+enum tq_resp_type { TQ_RESP_SIMPLE, TQ_RESP_ERROR, TQ_RESP_INTEGER, TQ_RESP_BULK,
+                    TQ_RESP_NIL, TQ_RESP_ARRAY };
+
+struct tq_resp_reply {
+    enum tq_resp_type type;
+    int64_t integer;            /* INTEGER; element count for ARRAY */
+    const char *str;            /* SIMPLE, ERROR, BULK: points into the parsed buffer */
+    uint64_t str_bytes;
+};
+
+/* Parses one complete reply at buf[0..len). Returns 1 and sets *consumed_out and *reply_out
+ * (top level only; nested elements are validated and skipped), 0 when more bytes are needed,
+ * -1 when the bytes are not RESP (or nest deeper than 16). */
+int tq_resp_parse(const char *buf, uint64_t len, uint64_t *consumed_out,
+                  struct tq_resp_reply *reply_out);
+
+#endif

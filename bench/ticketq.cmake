@@ -1,0 +1,29 @@
+# bench/ticketq.cmake: ticketq-bench (issue 5): histograms, workload generator, open/closed-loop
+# drivers, the Redis peer, the disk probe. Included by bench/CMakeLists.txt. The PostgreSQL peer
+# is SQL + pgbench scripts (bench/peers/pg), orchestrated by bench/peers/run-peers.sh.
+set(TQ_BENCH_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+add_library(tq_bench STATIC
+  ${TQ_BENCH_DIR}/hist.c
+  ${TQ_BENCH_DIR}/workload.c
+  ${TQ_BENCH_DIR}/openloop.c
+  ${TQ_BENCH_DIR}/peer_redis.c)
+target_include_directories(tq_bench PUBLIC ${TQ_BENCH_DIR})
+target_compile_options(tq_bench PRIVATE ${TQ_WARNINGS})
+target_link_libraries(tq_bench PUBLIC tq_common m)
+
+add_executable(ticketq-bench ${TQ_BENCH_DIR}/bench_main.c)
+target_compile_options(ticketq-bench PRIVATE ${TQ_WARNINGS})
+target_link_libraries(ticketq-bench PRIVATE tq_bench)
+
+add_executable(ticketq-diskprobe ${TQ_BENCH_DIR}/diskprobe.c)
+target_compile_options(ticketq-diskprobe PRIVATE ${TQ_WARNINGS} ${TQ_LAYOUT_WARNINGS})
+target_link_libraries(ticketq-diskprobe PRIVATE tq_common)
+
+# The full peer comparison is opt-in (it installs and starts PostgreSQL and Redis):
+#   cmake --build <dir> --target bench-peers
+add_custom_target(bench-peers
+  COMMAND bash ${TQ_BENCH_DIR}/peers/run-peers.sh --bench-bin $<TARGET_FILE:ticketq-bench>
+          --probe-bin $<TARGET_FILE:ticketq-diskprobe>
+  DEPENDS ticketq-bench ticketq-diskprobe
+  USES_TERMINAL)
