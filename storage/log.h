@@ -54,7 +54,12 @@ struct tq_log_options {
     /* One line per notable recovery event (torn tail cut, repair); NULL: stderr. */
     void (*log_line)(void *ctx, const char *line);
     void *log_line_ctx;
+    /* Skip zero-filling the preallocated spare segment through the ring (it is fallocated
+     * either way; zero-filling makes each later fdatasync cheaper: docs/performance-storage.md). */
+    bool spare_no_prezero;
 };
+
+#define TQ_LOG_RING_TAG_DEFAULT 0x4cu /* used when options.ring_tag is 0 */
 
 struct tq_log_recovery {
     uint64_t lsn_first;             /* first LSN present in the log (0: empty) */
@@ -129,6 +134,9 @@ uint64_t tq_log_next_lsn(const struct tq_log *log);
 /* Milliseconds until the log wants tq_log_submit called again (interval sync), or -1. */
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now_us);
 
+/* True when no SQE of the log is in flight (the caller may close it or stop its ring). */
+bool tq_log_idle(const struct tq_log *log);
+
 /* Blocking convenience: submits everything staged on a private ring and waits until it is
  * acknowledged. For tools and tests; the server never calls it. */
 TQ_NODISCARD enum tq_err tq_log_sync(struct tq_log *log, struct tq_error *error);
@@ -150,6 +158,27 @@ TQ_NODISCARD enum tq_err tq_log_iter_open(struct tq_log *log, uint64_t lsn_from,
 TQ_NODISCARD enum tq_err tq_log_iter_next(struct tq_log_iter *iter, struct tq_log_record *record,
                                           struct tq_error *error);
 void tq_log_iter_close(struct tq_log_iter *iter);
+
+/* ---- maintenance ----------------------------------------------------------------------- */
+
+/* Rewrites the sealed segment whose first LSN is segment_lsn as DIR/log/<lsn>.zseg: zstd blocks
+ * of whole batches (independently decompressible, block index at the end), atomically (temp
+ * file, fsync, rename, fsync dir, unlink the .seg, fsync dir). Reads, iteration and recovery
+ * work on both forms; batch checksums still verify the original bytes. Blocking. Returns
+ * TQ_ERR_NOT_FOUND (no such segment), TQ_ERR_FAILED_PRECONDITION (the tail segment or already
+ * compressed), TQ_ERR_IO, TQ_ERR_NO_SPACE, TQ_ERR_CORRUPT. stats may be NULL. */
+struct tq_compress_stats {
+    uint64_t raw_bytes;        /* logical bytes of the segment (batches incl. padding) */
+    uint64_t payload_bytes;    /* record payload bytes in it */
+    uint64_t compressed_bytes; /* size of the .zseg file */
+    uint32_t blocks;
+};
+TQ_NODISCARD enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t segment_lsn,
+                                                 struct tq_compress_stats *stats,
+                                                 struct tq_error *error);
+
+/* First LSN of every segment, oldest first: up to cap values into lsns; returns the count. */
+size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
 
 /* ---- snapshots ------------------------------------------------------------------------- */
 

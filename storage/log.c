@@ -1,0 +1,1195 @@
+/* storage/log.c: open/recovery, the group-commit write path and segment management.
+ *
+ * Owns the segment files of DIR/log/, the spare segment, the two batch buffers and the state
+ * of the one unit of I/O in flight. Byte layouts: format.h and docs/log-format.md.
+ *
+ * Write path (one event loop owns the log). Records are staged into the open batch buffer; when
+ * no unit is in flight, tq_log_submit() seals the open batch (header, hashes, chain value) and
+ * prepares on the caller's ring one IORING_OP_WRITE linked (IOSQE_IO_LINK) to one fdatasync
+ * (plus an fsync of log/ when the batch is the first of a new segment). Records staged meanwhile
+ * fill the other buffer (double buffering) and go out as soon as the unit completes. Invariants:
+ *   - at most one unit (a batch chain or an interval sync group) is in flight, so when a batch's
+ *     fdatasync completes every earlier batch is durable too, and lsn_durable of each batch
+ *     header is exact (recovery uses it to tell a torn tail from corruption);
+ *   - durable_lsn <= written_lsn < next_lsn, and they only grow;
+ *   - a short write completes its linked syncs with -ECANCELED: the rest is written and synced
+ *     again before anything is acknowledged; any other negative result is fail-stop (tq_fatal):
+ *     after a failed fdatasync the kernel may have dropped the dirty pages, a retry would lie;
+ *   - batches start at 4 KiB boundaries and are padded, so no write touches a page holding
+ *     acknowledged bytes; a batch never spans segments (segments are sealed at submit time);
+ *   - a spare segment is preallocated (fallocate, then zero-filled through the ring because
+ *     overwriting written blocks makes fdatasync cheaper than converting unwritten extents);
+ *     an append that would need a segment that cannot be allocated is refused with NO_SPACE
+ *     before anything is staged.
+ *
+ * Recovery (tq_log_open) verifies every batch and the chain, and stops at the first batch that
+ * is not valid. It is a torn tail if no later batch anywhere in the log says (by lsn_durable)
+ * that the lost LSN had been durable; then the tail is cut (zeroed) with one log line.
+ * Otherwise it is corruption: open refuses, naming file, offset and LSN (or, with repair, cuts
+ * there and says exactly what it dropped).
+ */
+#include "log_impl.h"
+
+#include "faults.h"
+#include "tq_alloc.h"
+#include "tq_assert.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define ZERO_CHUNK_BYTES (1u << 20)   /* spare zero-fill write size: one 1 MiB write at a time */
+#define SCAN_WINDOW_BYTES (4u << 20)  /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
+#define SPARE_NAME "spare.seg.tmp"
+
+/* ==== small helpers ==================================================================== */
+
+void tq_log_line(const struct tq_log *log, const char *fmt, ...) {
+    char line[TQ_ERROR_MSG_BYTES_MAX + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (log->opt.log_line != NULL) {
+        log->opt.log_line(log->opt.log_line_ctx, line);
+    } else {
+        fprintf(stderr, "ticketq: storage: %s\n", line);
+    }
+}
+
+static char *path_join(const char *a, const char *b) {
+    size_t n = strlen(a) + 1 + strlen(b) + 1;
+    char *p = tq_xalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+static void str_free(char *s) {
+    if (s != NULL) tq_free(s, strlen(s) + 1);
+}
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int tq_log_blocking_fsync(struct tq_log *log, int fd, const char *path) {
+    uint64_t seq = 0;
+    if (log->opt.faults != NULL) {
+        uint32_t short_len;
+        int injected = tq_io_faults_on_op(log->opt.faults, TQ_IO_OP_FSYNC, 0, &short_len);
+        if (injected < 0) return injected;
+        seq = tq_io_faults_seq(log->opt.faults);
+    }
+    if (fsync(fd) != 0) return -errno;
+    if (log->opt.faults != NULL) tq_io_faults_on_synced(log->opt.faults, path, seq);
+    return 0;
+}
+
+static void seg_free(struct tq_seg *seg) {
+    if (seg->fd >= 0) close(seg->fd);
+    str_free(seg->path);
+    if (seg->blocks != NULL) tq_free(seg->blocks, seg->block_count * sizeof(*seg->blocks));
+    memset(seg, 0, sizeof(*seg));
+    seg->fd = -1;
+}
+
+static struct tq_seg *seg_push(struct tq_log *log) {
+    if (log->seg_count == log->seg_cap) {
+        uint32_t cap = log->seg_cap == 0 ? 16 : log->seg_cap * 2;
+        log->segs = tq_xrealloc(log->segs, log->seg_cap * sizeof(*log->segs), cap * sizeof(*log->segs));
+        log->seg_cap = cap;
+    }
+    struct tq_seg *seg = &log->segs[log->seg_count++];
+    memset(seg, 0, sizeof(*seg));
+    seg->fd = -1;
+    return seg;
+}
+
+static void ref_push(struct tq_log *log, const struct tq_batch_ref *ref) {
+    if (log->ref_count == log->ref_cap) {
+        uint64_t cap = log->ref_cap == 0 ? 1024 : log->ref_cap * 2;
+        log->refs = tq_xrealloc(log->refs, log->ref_cap * sizeof(*log->refs), cap * sizeof(*log->refs));
+        log->ref_cap = cap;
+    }
+    if (log->ref_count > 0) {
+        TQ_ASSERT(log->refs[log->ref_count - 1].lsn_first < ref->lsn_first);
+    }
+    log->refs[log->ref_count++] = *ref;
+}
+
+static char *seg_name(const char *log_dir, uint64_t lsn, const char *ext) {
+    char name[64];
+    snprintf(name, sizeof(name), "%020" PRIu64 ".%s", lsn, ext);
+    return path_join(log_dir, name);
+}
+
+/* Parses "<20 digits>.seg" / ".zseg". Returns the LSN or 0. */
+static uint64_t parse_seg_name(const char *name, bool *compressed) {
+    size_t n = strlen(name);
+    if (n < 24) return 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9') return 0;
+    }
+    if (strcmp(name + 20, ".seg") == 0) {
+        *compressed = false;
+    } else if (strcmp(name + 20, ".zseg") == 0) {
+        *compressed = true;
+    } else {
+        return 0;
+    }
+    return strtoull(name, NULL, 10);
+}
+
+/* ==== the spare segment ================================================================ */
+
+/* Creates and preallocates the spare segment. Returns TQ_OK, or TQ_ERR_NO_SPACE / TQ_ERR_IO
+ * (and sets log->no_space for ENOSPC). */
+static enum tq_err spare_prepare(struct tq_log *log, struct tq_error *error) {
+    TQ_ASSERT(!log->spare_ready);
+    TQ_ASSERT(!log->opt.read_only);
+    int fd = open(log->spare_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return tq_error_set(error, TQ_ERR_IO, "create %s: %s", log->spare_path, strerror(errno));
+    }
+    int rc = 0;
+    if (log->opt.faults != NULL) {
+        uint32_t short_len;
+        rc = tq_io_faults_on_op(log->opt.faults, TQ_IO_OP_PREALLOC, 0, &short_len);
+    }
+    if (rc == 0) rc = -posix_fallocate(fd, 0, (off_t)log->opt.segment_bytes_max);
+    if (rc != 0) {
+        close(fd);
+        unlink(log->spare_path);
+        if (rc == -ENOSPC) {
+            log->no_space = true;
+            return tq_error_set(error, TQ_ERR_NO_SPACE,
+                                "no space to preallocate a %" PRIu64 "-byte segment in %s",
+                                log->opt.segment_bytes_max, log->log_dir);
+        }
+        return tq_error_set(error, TQ_ERR_IO, "fallocate %s: %s", log->spare_path, strerror(-rc));
+    }
+    log->spare_fd = fd;
+    log->spare_ready = true;
+    log->no_space = false;
+    log->spare_zeroed = 0;
+    log->zero_done = log->opt.spare_no_prezero;
+    return TQ_OK;
+}
+
+/* ==== ring plumbing ==================================================================== */
+
+static uint64_t op_user_data(struct tq_log *log, enum tq_log_op op) {
+    log->op_seq++;
+    return ((uint64_t)log->opt.ring_tag << 56) | ((uint64_t)op << 48) |
+           (log->op_seq & 0xffffffffffffull);
+}
+
+static struct io_uring_sqe *get_sqe(struct io_uring *ring) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (sqe == NULL) {
+        io_uring_submit(ring);
+        sqe = io_uring_get_sqe(ring);
+    }
+    TQ_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+/* Makes sure count SQEs can be prepared without a submit in between (a linked chain must not
+ * be split across submits). */
+static void reserve_sqes(struct io_uring *ring, unsigned count) {
+    if (io_uring_sq_space_left(ring) < count) io_uring_submit(ring);
+    TQ_ASSERT(io_uring_sq_space_left(ring) >= count);
+}
+
+/* Asks the seam about one op and records the override to apply at its completion. */
+static void op_fault(struct tq_log *log, enum tq_log_op op, enum tq_io_op_kind kind, uint32_t len) {
+    log->override_set[op] = false;
+    if (log->opt.faults == NULL) return;
+    uint32_t short_len = 0;
+    int res = tq_io_faults_on_op(log->opt.faults, kind, len, &short_len);
+    if (res < 0) {
+        log->override_set[op] = true;
+        log->override_res[op] = res;
+    } else if (short_len > 0) {
+        log->override_set[op] = true;
+        log->override_res[op] = (int32_t)short_len;
+    }
+}
+
+static void prep_fsync(struct tq_log *log, struct io_uring *ring, enum tq_log_op op, int fd,
+                       bool datasync, bool linked) {
+    op_fault(log, op, TQ_IO_OP_FSYNC, 0);
+    struct io_uring_sqe *sqe = get_sqe(ring);
+    io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+    if (linked) sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, op_user_data(log, op));
+    log->ops_inflight++;
+}
+
+/* Prepares the write of the unwritten rest of the in-flight batch and its syncs. */
+static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring) {
+    TQ_ASSERT(log->batch_inflight);
+    TQ_ASSERT(log->inflight_done < log->inflight_bytes);
+    struct tq_seg *seg = &log->segs[log->inflight_seg];
+    bool always = log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
+    unsigned count = always ? (log->inflight_dirsync ? 3u : 2u) : 1u;
+    reserve_sqes(ring, count);
+
+    uint32_t len = log->inflight_bytes - log->inflight_done;
+    uint64_t offset = log->inflight_offset + log->inflight_done;
+    op_fault(log, TQ_LOG_OP_WRITE, TQ_IO_OP_WRITE, len);
+    if (log->opt.faults != NULL) {
+        tq_io_faults_on_write(log->opt.faults, seg->path, seg->fd, offset, len);
+        log->sync_seq = tq_io_faults_seq(log->opt.faults);
+    }
+    struct io_uring_sqe *sqe = get_sqe(ring);
+    io_uring_prep_write(sqe, seg->fd, log->bufs[log->inflight_buf].mem + log->inflight_done, len,
+                        offset);
+    if (always) sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_WRITE));
+    log->ops_inflight++;
+    if (always) {
+        prep_fsync(log, ring, TQ_LOG_OP_FSYNC, seg->fd, true, log->inflight_dirsync);
+        if (log->inflight_dirsync) prep_fsync(log, ring, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
+    }
+    log->unit_pending = count;
+    log->unit_failed_link = false;
+    return count;
+}
+
+/* Seals the tail segment and makes the spare the new tail, named after lsn_first. */
+static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
+    TQ_ASSERT(log->spare_ready);
+    TQ_ASSERT(log->tail_offset > 0);
+    uint32_t old = log->seg_count - 1;
+    if (log->opt.fsync_mode == TQ_FSYNC_INTERVAL && log->written_lsn > log->durable_lsn) {
+        log->prev_unsynced_seg = old;
+    }
+    char *path = seg_name(log->log_dir, lsn_first, "seg");
+    if (rename(log->spare_path, path) != 0) {
+        tq_fatal("rename %s -> %s (lsn %" PRIu64 "): %s", log->spare_path, path, lsn_first,
+                 strerror(errno));
+    }
+    struct tq_seg *seg = seg_push(log);
+    seg->lsn_first = lsn_first;
+    seg->lsn_last = lsn_first - 1;
+    seg->path = path;
+    seg->fd = log->spare_fd;
+    log->spare_fd = -1;
+    log->spare_ready = false;
+    log->tail_offset = 0;
+    log->dir_sync_needed = true;
+    struct tq_error error;
+    if (spare_prepare(log, &error) != TQ_OK) {
+        tq_log_line(log, "spare segment not prepared: %s", error.msg);
+    }
+}
+
+/* Seals the open batch and prepares its I/O. Returns the number of SQEs prepared. */
+static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t stamp_us) {
+    struct tq_batch_buf *buf = &log->bufs[log->open_buf];
+    TQ_ASSERT(buf->record_count > 0);
+    TQ_ASSERT(!log->batch_inflight && !log->sync_inflight);
+    uint64_t disk = tq_batch_disk_bytes(buf->area_bytes);
+    TQ_ASSERT(disk <= buf->cap);
+    if (log->tail_offset + disk > log->opt.segment_bytes_max) {
+        segment_roll(log, buf->lsn_first);
+    }
+    struct tq_batch_header h = {
+        .magic = TQ_BATCH_MAGIC,
+        .version = TQ_FORMAT_VERSION,
+        .lsn_first = buf->lsn_first,
+        .lsn_durable = log->durable_lsn,
+        .commit_us = stamp_us,
+        .record_count = buf->record_count,
+        .area_bytes = buf->area_bytes,
+        .area_hash = tq_batch_area_hash(buf->mem + TQ_BATCH_HEADER_BYTES, buf->area_bytes),
+        .chain_prev = log->chain_head,
+    };
+    TQ_ASSERT(h.lsn_durable < h.lsn_first);
+    tq_batch_header_seal(&h);
+    memcpy(buf->mem, &h, sizeof(h));
+    memset(buf->mem + TQ_BATCH_HEADER_BYTES + buf->area_bytes, 0,
+           disk - TQ_BATCH_HEADER_BYTES - buf->area_bytes);
+    log->chain_head = h.header_hash;
+
+    uint32_t seg_index = log->seg_count - 1;
+    struct tq_seg *seg = &log->segs[seg_index];
+    struct tq_batch_ref ref = {
+        .lsn_first = h.lsn_first,
+        .offset = log->tail_offset,
+        .seg_index = seg_index,
+        .disk_bytes = (uint32_t)disk,
+        .record_count = h.record_count,
+    };
+    ref_push(log, &ref);
+    if (log->lsn_first == 0) log->lsn_first = h.lsn_first;
+    seg->lsn_last = h.lsn_first + h.record_count - 1;
+    seg->bytes_used = log->tail_offset + disk;
+
+    log->batch_inflight = true;
+    log->inflight_buf = log->open_buf;
+    log->inflight_seg = seg_index;
+    log->inflight_offset = log->tail_offset;
+    log->inflight_bytes = (uint32_t)disk;
+    log->inflight_done = 0;
+    log->inflight_lsn_last = seg->lsn_last;
+    log->inflight_dirsync = log->dir_sync_needed && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
+    log->tail_offset += disk;
+
+    log->open_buf ^= 1u;
+    struct tq_batch_buf *next = &log->bufs[log->open_buf];
+    next->area_bytes = 0;
+    next->record_count = 0;
+    next->lsn_first = log->next_lsn;
+    return batch_prep_chain(log, ring);
+}
+
+/* Interval mode: fdatasync the tail (and a just-sealed segment, and log/ if needed). */
+static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
+    TQ_ASSERT(!log->batch_inflight && !log->sync_inflight);
+    TQ_ASSERT(log->written_lsn > log->durable_lsn);
+    unsigned count = 1u + (log->prev_unsynced_seg >= 0 ? 1u : 0u) + (log->dir_sync_needed ? 1u : 0u);
+    reserve_sqes(ring, count);
+    log->sync_inflight = true;
+    log->sync_target_lsn = log->written_lsn;
+    log->sync_seq = log->opt.faults != NULL ? tq_io_faults_seq(log->opt.faults) : 0;
+    log->unit_pending = count;
+    prep_fsync(log, ring, TQ_LOG_OP_FSYNC, log->segs[log->seg_count - 1].fd, true, false);
+    if (log->prev_unsynced_seg >= 0) {
+        prep_fsync(log, ring, TQ_LOG_OP_PREVSYNC, log->segs[log->prev_unsynced_seg].fd, true, false);
+    }
+    if (log->dir_sync_needed) prep_fsync(log, ring, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
+    log->last_sync_us = now_us();
+    return count;
+}
+
+/* One zero-fill write (or the final fdatasync) of the spare, if one is due. */
+static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
+    if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
+    reserve_sqes(ring, 1);
+    log->zero_inflight = true;
+    if (log->spare_zeroed >= log->opt.segment_bytes_max) {
+        prep_fsync(log, ring, TQ_LOG_OP_ZEROSYNC, log->spare_fd, true, false);
+        return 1;
+    }
+    uint64_t rest = log->opt.segment_bytes_max - log->spare_zeroed;
+    uint32_t len = rest < ZERO_CHUNK_BYTES ? (uint32_t)rest : ZERO_CHUNK_BYTES;
+    op_fault(log, TQ_LOG_OP_ZERO, TQ_IO_OP_WRITE, len);
+    struct io_uring_sqe *sqe = get_sqe(ring);
+    io_uring_prep_write(sqe, log->spare_fd, log->zero_buf, len, log->spare_zeroed);
+    io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_ZERO));
+    log->ops_inflight++;
+    return 1;
+}
+
+static bool sync_due(const struct tq_log *log, uint64_t now) {
+    return log->opt.fsync_mode == TQ_FSYNC_INTERVAL && log->written_lsn > log->durable_lsn &&
+           now >= log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
+}
+
+/* Starts whatever is due. allow_zero: also issue spare zero-fill writes. */
+static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now, bool allow_zero) {
+    unsigned n = 0;
+    if (!log->batch_inflight && !log->sync_inflight) {
+        struct tq_batch_buf *buf = &log->bufs[log->open_buf];
+        /* A batch bound for the spare must wait for a zero write still landing in it. */
+        bool needs_roll = buf->record_count > 0 &&
+                          log->tail_offset + tq_batch_disk_bytes(buf->area_bytes) >
+                              log->opt.segment_bytes_max;
+        if (sync_due(log, now)) {
+            n += sync_submit(log, ring);
+        } else if (buf->record_count > 0 && !(needs_roll && log->zero_inflight)) {
+            n += batch_submit(log, ring, now);
+        }
+    }
+    if (allow_zero) n += zero_submit(log, ring);
+    return n;
+}
+
+unsigned tq_log_submit(struct tq_log *log, struct io_uring *ring, uint64_t now) {
+    TQ_ASSERT(ring != NULL);
+    if (log->opt.read_only) return 0;
+    return log_kick(log, ring, now, true);
+}
+
+bool tq_log_owns_cqe(const struct tq_log *log, const struct io_uring_cqe *cqe) {
+    return (cqe->user_data >> 56) == log->opt.ring_tag;
+}
+
+static const char *op_name(enum tq_log_op op) {
+    switch (op) {
+    case TQ_LOG_OP_WRITE: return "write";
+    case TQ_LOG_OP_FSYNC: return "fdatasync";
+    case TQ_LOG_OP_DIRSYNC: return "fsync(dir)";
+    case TQ_LOG_OP_PREVSYNC: return "fdatasync(sealed)";
+    case TQ_LOG_OP_ZERO: return "zero-fill write";
+    case TQ_LOG_OP_ZEROSYNC: return "fdatasync(spare)";
+    case TQ_LOG_OP_COUNT: break;
+    }
+    return "?";
+}
+
+/* The unit in flight has all its CQEs: finish it, resubmit the rest of a short write, or
+ * acknowledge. */
+static void unit_finish(struct tq_log *log, struct io_uring *ring) {
+    if (log->sync_inflight) {
+        log->sync_inflight = false;
+        TQ_ASSERT(log->sync_target_lsn >= log->durable_lsn);
+        log->durable_lsn = log->sync_target_lsn;
+        log->prev_unsynced_seg = -1;
+        log->dir_sync_needed = false;
+        if (log->opt.faults != NULL) {
+            for (uint32_t i = 0; i < log->seg_count; i++) {
+                tq_io_faults_on_synced(log->opt.faults, log->segs[i].path, log->sync_seq);
+            }
+        }
+        return;
+    }
+    TQ_ASSERT(log->batch_inflight);
+    struct tq_seg *seg = &log->segs[log->inflight_seg];
+    if (log->inflight_done < log->inflight_bytes) {
+        batch_prep_chain(log, ring); /* short write: the rest, then the sync, again */
+        return;
+    }
+    if (log->unit_failed_link) {
+        tq_fatal("%s: sync cancelled after a complete write (lsn %" PRIu64 ")", seg->path,
+                 log->inflight_lsn_last);
+    }
+    log->batch_inflight = false;
+    TQ_ASSERT(log->inflight_lsn_last > log->written_lsn);
+    log->written_lsn = log->inflight_lsn_last;
+    seg->bytes_written = log->inflight_offset + log->inflight_bytes;
+    if (log->opt.fsync_mode == TQ_FSYNC_ALWAYS) {
+        log->durable_lsn = log->inflight_lsn_last;
+        if (log->inflight_dirsync) log->dir_sync_needed = false;
+        if (log->opt.faults != NULL) {
+            tq_io_faults_on_synced(log->opt.faults, seg->path, log->sync_seq + 1);
+        }
+    }
+}
+
+void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_uring_cqe *cqe) {
+    TQ_ASSERT(tq_log_owns_cqe(log, cqe));
+    TQ_ASSERT(log->ops_inflight > 0);
+    log->ops_inflight--;
+    enum tq_log_op op = (enum tq_log_op)((cqe->user_data >> 48) & 0xff);
+    TQ_ASSERT(op >= TQ_LOG_OP_WRITE && op < TQ_LOG_OP_COUNT);
+    int32_t res = cqe->res;
+    if (log->override_set[op]) {
+        /* The faults seam: a short write really wrote everything, but reports half and
+         * cancels its linked syncs, exactly as the kernel would after a short write. */
+        if (op == TQ_LOG_OP_WRITE && log->override_res[op] > 0 && res >= 0) {
+            log->override_set[TQ_LOG_OP_FSYNC] = true;
+            log->override_res[TQ_LOG_OP_FSYNC] = -ECANCELED;
+            log->override_set[TQ_LOG_OP_DIRSYNC] = true;
+            log->override_res[TQ_LOG_OP_DIRSYNC] = -ECANCELED;
+        }
+        if (op == TQ_LOG_OP_ZERO || res >= 0) res = log->override_res[op];
+        log->override_set[op] = false;
+    }
+    const char *path = log->seg_count > 0 ? log->segs[log->seg_count - 1].path : log->log_dir;
+    if (op == TQ_LOG_OP_ZERO || op == TQ_LOG_OP_ZEROSYNC) {
+        TQ_ASSERT(log->zero_inflight);
+        log->zero_inflight = false;
+        if (res < 0) tq_fatal("%s %s: %s", op_name(op), log->spare_path, strerror(-res));
+        if (op == TQ_LOG_OP_ZEROSYNC) {
+            log->zero_done = true;
+        } else if (log->spare_ready) {
+            log->spare_zeroed += (uint32_t)res;
+        }
+        if (res == 0 && op == TQ_LOG_OP_ZERO) tq_fatal("zero-length write to %s", log->spare_path);
+        log_kick(log, ring, now_us(), false);
+        return;
+    }
+    TQ_ASSERT(log->unit_pending > 0);
+    if (op == TQ_LOG_OP_WRITE) {
+        TQ_ASSERT(log->batch_inflight);
+        path = log->segs[log->inflight_seg].path;
+        if (res <= 0) {
+            tq_fatal("write %s at offset %" PRIu64 " (lsn %" PRIu64 "): %s", path,
+                     log->inflight_offset + log->inflight_done, log->inflight_lsn_last,
+                     res == 0 ? "wrote nothing" : strerror(-res));
+        }
+        TQ_ASSERT((uint32_t)res <= log->inflight_bytes - log->inflight_done);
+        log->inflight_done += (uint32_t)res;
+    } else if (res == -ECANCELED && log->batch_inflight &&
+               log->inflight_done < log->inflight_bytes) {
+        log->unit_failed_link = true; /* expected after a short write */
+    } else if (res < 0) {
+        uint64_t lsn = log->batch_inflight ? log->inflight_lsn_last : log->sync_target_lsn;
+        tq_fatal("%s %s (lsn %" PRIu64 "): %s", op_name(op),
+                 op == TQ_LOG_OP_DIRSYNC ? log->log_dir : path, lsn, strerror(-res));
+    }
+    log->unit_pending--;
+    if (log->unit_pending == 0) {
+        unit_finish(log, ring);
+        if (!log->batch_inflight && !log->sync_inflight) log_kick(log, ring, now_us(), false);
+    }
+}
+
+uint64_t tq_log_acked_lsn(const struct tq_log *log) {
+    return log->opt.fsync_mode == TQ_FSYNC_ALWAYS ? log->durable_lsn : log->written_lsn;
+}
+
+uint64_t tq_log_durable_lsn(const struct tq_log *log) { return log->durable_lsn; }
+uint64_t tq_log_next_lsn(const struct tq_log *log) { return log->next_lsn; }
+bool tq_log_idle(const struct tq_log *log) { return log->ops_inflight == 0; }
+
+int tq_log_timeout_ms(const struct tq_log *log, uint64_t now) {
+    if (log->opt.fsync_mode != TQ_FSYNC_INTERVAL || log->written_lsn <= log->durable_lsn ||
+        log->sync_inflight) {
+        return -1;
+    }
+    uint64_t due = log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
+    if (now >= due) return 0;
+    return (int)((due - now + 999u) / 1000u);
+}
+
+/* ==== append ============================================================================ */
+
+/* Whether a record of rec_bytes area bytes added to the open batch needs the spare segment. */
+static bool needs_spare(const struct tq_log *log, uint32_t rec_bytes) {
+    const struct tq_batch_buf *buf = &log->bufs[log->open_buf];
+    uint64_t disk = tq_batch_disk_bytes(buf->area_bytes + rec_bytes);
+    return log->tail_offset + disk > log->opt.segment_bytes_max;
+}
+
+bool tq_log_can_append(const struct tq_log *log, uint32_t len) {
+    if (log->opt.read_only || len > log->opt.record_bytes_max) return false;
+    uint32_t rec_bytes = tq_record_area_bytes(len);
+    if (log->bufs[log->open_buf].area_bytes + (uint64_t)rec_bytes > log->opt.batch_bytes_max) {
+        return false;
+    }
+    if (needs_spare(log, rec_bytes) && !log->spare_ready) return false;
+    return true;
+}
+
+enum tq_err tq_log_append(struct tq_log *log, uint16_t type, const void *payload, uint32_t len,
+                          uint64_t *lsn_out, struct tq_error *error) {
+    if (log->opt.read_only) {
+        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
+    }
+    if (type == 0) return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "record type 0 is reserved");
+    if (len > log->opt.record_bytes_max) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "record of %u bytes exceeds record_bytes_max %u", len,
+                            log->opt.record_bytes_max);
+    }
+    if (len > 0 && payload == NULL) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "payload is NULL");
+    }
+    struct tq_batch_buf *buf = &log->bufs[log->open_buf];
+    uint32_t rec_bytes = tq_record_area_bytes(len);
+    if (buf->area_bytes + (uint64_t)rec_bytes > log->opt.batch_bytes_max) {
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED,
+                            "batch full: %u + %u bytes exceeds batch_bytes_max %u (wait for the "
+                            "batch in flight)",
+                            buf->area_bytes, rec_bytes, log->opt.batch_bytes_max);
+    }
+    if (needs_spare(log, rec_bytes) && !log->spare_ready) {
+        enum tq_err err = spare_prepare(log, error);
+        if (err != TQ_OK) return err;
+    }
+    /* Validated: from here on nothing fails. */
+    struct tq_record_header rec = {
+        .len = len,
+        .type = type,
+        .flags = 0,
+        .payload_hash = XXH3_64bits(payload, len),
+    };
+    uint8_t *p = buf->mem + TQ_BATCH_HEADER_BYTES + buf->area_bytes;
+    memcpy(p, &rec, sizeof(rec));
+    if (len > 0) memcpy(p + sizeof(rec), payload, len);
+    memset(p + sizeof(rec) + len, 0, rec_bytes - sizeof(rec) - len);
+    if (buf->record_count == 0) buf->lsn_first = log->next_lsn;
+    TQ_ASSERT(buf->lsn_first + buf->record_count == log->next_lsn);
+    buf->area_bytes += rec_bytes;
+    buf->record_count++;
+    *lsn_out = log->next_lsn++;
+    return TQ_OK;
+}
+
+/* ==== blocking wrapper ================================================================== */
+
+enum tq_err tq_log_sync(struct tq_log *log, struct tq_error *error) {
+    if (log->opt.read_only) return TQ_OK;
+    if (log->private_ring == NULL) {
+        log->private_ring = tq_xalloc(sizeof(*log->private_ring));
+        int rc = io_uring_queue_init(64, log->private_ring, 0);
+        if (rc < 0) {
+            tq_free(log->private_ring, sizeof(*log->private_ring));
+            log->private_ring = NULL;
+            return tq_error_set(error, TQ_ERR_IO, "io_uring_queue_init: %s", strerror(-rc));
+        }
+    }
+    struct io_uring *ring = log->private_ring;
+    uint64_t target = log->next_lsn - 1;
+    for (;;) {
+        log_kick(log, ring, now_us(), false);
+        io_uring_submit(ring);
+        if (tq_log_acked_lsn(log) >= target && log->ops_inflight == 0) break;
+        TQ_ASSERT(log->ops_inflight > 0);
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_wait_cqe(ring, &cqe);
+        if (rc == -EINTR) continue;
+        if (rc < 0) tq_fatal("io_uring_wait_cqe: %s", strerror(-rc));
+        tq_log_complete(log, ring, cqe);
+        io_uring_cqe_seen(ring, cqe);
+    }
+    return TQ_OK;
+}
+
+/* ==== recovery ========================================================================== */
+
+static int cmp_seg(const void *a, const void *b) {
+    const struct tq_seg *x = a, *y = b;
+    return x->lsn_first < y->lsn_first ? -1 : x->lsn_first > y->lsn_first;
+}
+
+static uint64_t file_size(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return 0;
+    return (uint64_t)st.st_size;
+}
+
+/* Logical size of a segment: the file size, or the raw size of a compressed one. */
+static uint64_t seg_logical_size(const struct tq_seg *seg) {
+    if (seg->compressed) {
+        return seg->block_count == 0 ? 0
+                                     : seg->blocks[seg->block_count - 1].raw_offset +
+                                           seg->blocks[seg->block_count - 1].raw_bytes;
+    }
+    return file_size(seg->fd);
+}
+
+/* Lists DIR/log, opens every segment (sorted by first LSN). */
+static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
+    DIR *d = opendir(log->log_dir);
+    if (d == NULL) return tq_error_set(error, TQ_ERR_IO, "opendir %s: %s", log->log_dir, strerror(errno));
+    struct dirent *de;
+    enum tq_err err = TQ_OK;
+    while ((de = readdir(d)) != NULL) {
+        bool compressed = false;
+        uint64_t lsn = parse_seg_name(de->d_name, &compressed);
+        if (lsn == 0) {
+            size_t n = strlen(de->d_name);
+            if (!log->opt.read_only && n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0) {
+                char *p = path_join(log->log_dir, de->d_name);
+                unlink(p); /* a spare or an unfinished compression: never part of the log */
+                str_free(p);
+            }
+            continue;
+        }
+        struct tq_seg *seg = seg_push(log);
+        seg->lsn_first = lsn;
+        seg->lsn_last = lsn - 1;
+        seg->compressed = compressed;
+        seg->path = path_join(log->log_dir, de->d_name);
+    }
+    closedir(d);
+    if (log->seg_count > 1) qsort(log->segs, log->seg_count, sizeof(*log->segs), cmp_seg);
+    /* A .seg next to its .zseg: the compression finished (the .zseg was renamed into place
+     * after its fsync) but the old file was not removed yet. */
+    for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
+        struct tq_seg *a = &log->segs[i], *b = &log->segs[i + 1];
+        if (a->lsn_first == b->lsn_first) {
+            struct tq_seg *plain = a->compressed ? b : a;
+            if (!log->opt.read_only) unlink(plain->path);
+            seg_free(plain);
+            memmove(plain, plain + 1, (size_t)(log->segs + log->seg_count - plain - 1) * sizeof(*plain));
+            log->seg_count--;
+            i--;
+        }
+    }
+    for (uint32_t i = 0; i < log->seg_count && err == TQ_OK; i++) {
+        struct tq_seg *seg = &log->segs[i];
+        int flags = (log->opt.read_only || seg->compressed) ? O_RDONLY : O_RDWR;
+        seg->fd = open(seg->path, flags | O_CLOEXEC);
+        if (seg->fd < 0) {
+            err = tq_error_set(error, TQ_ERR_IO, "open %s: %s", seg->path, strerror(errno));
+        } else if (seg->compressed) {
+            err = tq_zseg_load(seg, error);
+        }
+    }
+    return err;
+}
+
+struct scan_stop {
+    bool stopped;
+    uint32_t seg_index;
+    uint64_t offset;
+    uint64_t lsn;        /* the LSN expected at the stop */
+    enum tq_batch_check check;
+    char why[200];
+};
+
+/* After a stop at (seg i, offset): looks for later evidence. *durable_max gets the highest
+ * lsn_durable of any valid batch header found later, *lsn_max the highest LSN seen there, and
+ * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. */
+static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
+                                 uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
+                                 bool *later_in_seg, struct tq_error *error) {
+    *durable_max = 0;
+    *lsn_max = 0;
+    *nonzero_end = stop->offset;
+    *later_in_seg = false;
+    for (uint32_t i = stop->seg_index; i < log->seg_count; i++) {
+        const struct tq_seg *seg = &log->segs[i];
+        struct tq_seg_cursor c;
+        tq_cursor_init(&c, seg);
+        uint64_t size = seg_logical_size(seg);
+        uint64_t off = i == stop->seg_index ? stop->offset : 0;
+        enum tq_err err = TQ_OK;
+        for (; off < size; off += TQ_BATCH_ALIGN_BYTES) {
+            const uint8_t *p;
+            size_t avail;
+            err = tq_cursor_get(&c, off, TQ_BATCH_ALIGN_BYTES, size, &p, &avail, error);
+            if (err != TQ_OK) break;
+            bool nonzero = false;
+            for (size_t k = 0; k < avail; k++) {
+                if (p[k] != 0) {
+                    nonzero = true;
+                    break;
+                }
+            }
+            if (!nonzero) continue;
+            if (i == stop->seg_index) *nonzero_end = off + avail;
+            struct tq_batch_header h;
+            char why[160];
+            enum tq_batch_check check = tq_batch_check(p, avail, false, &h, why, sizeof(why));
+            if ((check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) &&
+                !(i == stop->seg_index && off == stop->offset)) {
+                if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
+                uint64_t last = h.lsn_first + h.record_count - 1;
+                if (last > *lsn_max) *lsn_max = last;
+                if (i == stop->seg_index) *later_in_seg = true;
+            }
+        }
+        tq_cursor_free(&c);
+        if (err != TQ_OK) return err;
+    }
+    return TQ_OK;
+}
+
+/* Cuts the log at (seg i, offset): zeroes [offset, nonzero_end) of segment i, removes later
+ * segments. Blocking, done at open only. */
+static enum tq_err cut_at(struct tq_log *log, uint32_t seg_index, uint64_t offset,
+                          uint64_t nonzero_end, struct tq_error *error) {
+    struct tq_seg *seg = &log->segs[seg_index];
+    if (seg->compressed) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "%s: cannot cut inside a compressed segment",
+                            seg->path);
+    }
+    if (nonzero_end > offset) {
+        uint64_t len = nonzero_end - offset;
+        uint8_t *zeros = tq_xcalloc(1, (size_t)len);
+        ssize_t put = pwrite(seg->fd, zeros, (size_t)len, (off_t)offset);
+        tq_free(zeros, (size_t)len);
+        if (put != (ssize_t)len) {
+            return tq_error_set(error, TQ_ERR_IO, "zero torn tail of %s: %s", seg->path,
+                                strerror(errno));
+        }
+        int rc = tq_log_blocking_fsync(log, seg->fd, seg->path);
+        if (rc < 0) return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", seg->path, strerror(-rc));
+    }
+    bool removed = false;
+    while (log->seg_count > seg_index + 1) {
+        struct tq_seg *last = &log->segs[log->seg_count - 1];
+        unlink(last->path);
+        seg_free(last);
+        log->seg_count--;
+        removed = true;
+    }
+    if (removed) {
+        int rc = tq_log_blocking_fsync(log, log->log_dir_fd, log->log_dir);
+        if (rc < 0) return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->log_dir, strerror(-rc));
+    }
+    return TQ_OK;
+}
+
+/* Verifies every segment and batch, builds the index. Fills stop on the first bad place. */
+static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, struct scan_stop *stop,
+                            struct tq_error *error) {
+    uint64_t expected = 0;
+    uint64_t chain = 0;
+    bool have_chain = false;
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        struct tq_seg *seg = &log->segs[i];
+        if (i == 0) expected = seg->lsn_first;
+        if (seg->lsn_first != expected) {
+            stop->stopped = true;
+            stop->seg_index = i;
+            stop->offset = 0;
+            stop->lsn = expected;
+            stop->check = TQ_BATCH_BAD_HEADER;
+            snprintf(stop->why, sizeof(stop->why),
+                     "segment starts at LSN %" PRIu64 " but LSN %" PRIu64
+                     " was expected (missing, swapped or renamed segment)",
+                     seg->lsn_first, expected);
+            return TQ_OK;
+        }
+        struct tq_seg_cursor c;
+        tq_cursor_init(&c, seg);
+        uint64_t size = seg_logical_size(seg);
+        uint64_t off = 0;
+        enum tq_err err = TQ_OK;
+        while (off < size) {
+            const uint8_t *p;
+            size_t avail;
+            err = tq_cursor_get(&c, off, TQ_BATCH_HEADER_BYTES, size, &p, &avail, error);
+            if (err != TQ_OK) break;
+            struct tq_batch_header h;
+            enum tq_batch_check check = tq_batch_check(p, avail, false, &h, stop->why, sizeof(stop->why));
+            if (check == TQ_BATCH_VALID) {
+                size_t want = TQ_BATCH_HEADER_BYTES + (size_t)h.area_bytes;
+                err = tq_cursor_get(&c, off, want < SCAN_WINDOW_BYTES ? SCAN_WINDOW_BYTES : want,
+                                    size, &p, &avail, error);
+                if (err != TQ_OK) break;
+                check = tq_batch_check(p, avail, true, &h, stop->why, sizeof(stop->why));
+            }
+            if (check == TQ_BATCH_VALID && h.lsn_first != expected) {
+                check = TQ_BATCH_BAD_HEADER;
+                snprintf(stop->why, sizeof(stop->why),
+                         "batch has LSN %" PRIu64 ", LSN %" PRIu64 " expected (chain break)",
+                         h.lsn_first, expected);
+            } else if (check == TQ_BATCH_VALID && have_chain && h.chain_prev != chain) {
+                check = TQ_BATCH_BAD_HEADER;
+                snprintf(stop->why, sizeof(stop->why),
+                         "hash chain break: batch links to %016" PRIx64 ", previous is %016" PRIx64,
+                         h.chain_prev, chain);
+            }
+            if (check != TQ_BATCH_VALID) {
+                if (check == TQ_BATCH_ZERO && i + 1 < log->seg_count) {
+                    /* the normal end of a sealed segment, if nothing valid follows in it */
+                    struct scan_stop probe = {.seg_index = i, .offset = off, .lsn = expected};
+                    uint64_t dmax, lmax, nz;
+                    bool later;
+                    err = scan_evidence(log, &probe, &dmax, &lmax, &nz, &later, error);
+                    if (err != TQ_OK) break;
+                    if (!later) break;
+                }
+                stop->stopped = true;
+                stop->seg_index = i;
+                stop->offset = off;
+                stop->lsn = expected;
+                stop->check = check;
+                tq_cursor_free(&c);
+                return TQ_OK;
+            }
+            if (off == 0 && h.lsn_first != seg->lsn_first) {
+                /* cannot happen: expected == seg->lsn_first was checked above */
+                TQ_UNREACHABLE();
+            }
+            struct tq_batch_ref ref = {
+                .lsn_first = h.lsn_first,
+                .offset = off,
+                .seg_index = i,
+                .disk_bytes = (uint32_t)tq_batch_disk_bytes(h.area_bytes),
+                .record_count = h.record_count,
+            };
+            ref_push(log, &ref);
+            if (log->lsn_first == 0) log->lsn_first = h.lsn_first;
+            expected = h.lsn_first + h.record_count;
+            chain = h.header_hash;
+            have_chain = true;
+            seg->lsn_last = expected - 1;
+            off += ref.disk_bytes;
+            seg->bytes_used = off;
+            seg->bytes_written = off;
+            rec->batches_scanned++;
+            rec->records_scanned += h.record_count;
+            rec->bytes_scanned += ref.disk_bytes;
+        }
+        tq_cursor_free(&c);
+        if (err != TQ_OK) return err;
+    }
+    log->next_lsn = expected == 0 ? 1 : expected;
+    log->chain_head = chain;
+    return TQ_OK;
+}
+
+/* Decides what a stop means: a torn tail (cut), corruption (refuse) or repair (cut, loudly). */
+static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop,
+                                struct tq_log_recovery *rec, struct tq_error *error) {
+    uint64_t durable_max, lsn_max, nonzero_end;
+    bool later_in_seg;
+    enum tq_err err = scan_evidence(log, stop, &durable_max, &lsn_max, &nonzero_end,
+                                    &later_in_seg, error);
+    if (err != TQ_OK) return err;
+    const char *path = log->segs[stop->seg_index].path;
+    bool clean_end = stop->check == TQ_BATCH_ZERO && stop->seg_index + 1 == log->seg_count &&
+                     lsn_max == 0 && nonzero_end <= stop->offset;
+    if (clean_end) return TQ_OK;
+    bool torn = durable_max < stop->lsn && stop->offset % TQ_BATCH_ALIGN_BYTES == 0;
+    if (!torn && !log->opt.repair) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; later "
+                            "batches show LSN %" PRIu64 " was durable (refusing to open; repair "
+                            "would drop LSNs %" PRIu64 "..%" PRIu64 ")",
+                            path, stop->offset, stop->lsn, stop->why, durable_max, stop->lsn,
+                            lsn_max > stop->lsn ? lsn_max : stop->lsn);
+    }
+    uint64_t dropped_last = lsn_max >= stop->lsn ? lsn_max : stop->lsn - 1;
+    uint64_t files = log->seg_count - stop->seg_index - 1;
+    if (log->opt.read_only) {
+        tq_log_line(log, "%s %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; read-only: stopping there",
+                    torn ? "torn tail at" : "corruption at", path, stop->offset, stop->lsn,
+                    stop->why);
+        return TQ_OK;
+    }
+    rec->torn_bytes_cut = nonzero_end > stop->offset ? nonzero_end - stop->offset : 0;
+    if (!torn) rec->repair_records_dropped = dropped_last >= stop->lsn ? dropped_last - stop->lsn + 1 : 0;
+    tq_log_line(log,
+                "%s: cut %s at offset %" PRIu64 " (lsn %" PRIu64 "): %s; dropped %" PRIu64
+                " bytes there, LSNs %" PRIu64 "..%" PRIu64 ", %" PRIu64 " later segment file(s)",
+                torn ? "torn tail" : "REPAIR", path, stop->offset, stop->lsn, stop->why,
+                rec->torn_bytes_cut, stop->lsn, dropped_last, files);
+    return cut_at(log, stop->seg_index, stop->offset, nonzero_end, error);
+}
+
+/* Creates the tail segment named lsn (preallocated) and fsyncs log/. */
+static enum tq_err segment_create(struct tq_log *log, uint64_t lsn, struct tq_error *error) {
+    if (!log->spare_ready) {
+        enum tq_err err = spare_prepare(log, error);
+        if (err != TQ_OK) return err;
+    }
+    char *path = seg_name(log->log_dir, lsn, "seg");
+    if (rename(log->spare_path, path) != 0) {
+        enum tq_err err = tq_error_set(error, TQ_ERR_IO, "rename to %s: %s", path, strerror(errno));
+        str_free(path);
+        return err;
+    }
+    struct tq_seg *seg = seg_push(log);
+    seg->lsn_first = lsn;
+    seg->lsn_last = lsn - 1;
+    seg->path = path;
+    seg->fd = log->spare_fd;
+    log->spare_fd = -1;
+    log->spare_ready = false;
+    int rc = tq_log_blocking_fsync(log, log->log_dir_fd, log->log_dir);
+    if (rc < 0) return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->log_dir, strerror(-rc));
+    return TQ_OK;
+}
+
+static enum tq_err options_check(struct tq_log_options *o, struct tq_error *error) {
+    if (o->dir == NULL || o->dir[0] == '\0') {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "options.dir is required");
+    }
+    if (o->segment_bytes_max == 0) o->segment_bytes_max = TQ_SEGMENT_BYTES_DEFAULT;
+    if (o->record_bytes_max == 0) o->record_bytes_max = TQ_RECORD_BYTES_DEFAULT_MAX;
+    if (o->batch_bytes_max == 0) o->batch_bytes_max = TQ_BATCH_BYTES_DEFAULT_MAX;
+    if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
+    if (o->batch_bytes_max % 8 != 0 || o->batch_bytes_max > TQ_BATCH_AREA_BYTES_HARD_MAX) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "batch_bytes_max %u must be a multiple of 8 and <= %u",
+                            o->batch_bytes_max, TQ_BATCH_AREA_BYTES_HARD_MAX);
+    }
+    if ((uint64_t)tq_record_area_bytes(o->record_bytes_max) > o->batch_bytes_max) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "record_bytes_max %u (+%u header) exceeds batch_bytes_max %u",
+                            o->record_bytes_max, TQ_RECORD_HEADER_BYTES, o->batch_bytes_max);
+    }
+    if (o->segment_bytes_max % TQ_BATCH_ALIGN_BYTES != 0 ||
+        o->segment_bytes_max < tq_batch_disk_bytes(o->batch_bytes_max)) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "segment_bytes_max %" PRIu64 " must be a multiple of %u and hold one "
+                            "full batch (%" PRIu64 " bytes)",
+                            o->segment_bytes_max, TQ_BATCH_ALIGN_BYTES,
+                            tq_batch_disk_bytes(o->batch_bytes_max));
+    }
+    if (o->fsync_mode == TQ_FSYNC_INTERVAL && o->fsync_interval_ms == 0) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "fsync interval mode needs interval_ms > 0");
+    }
+    if (o->fsync_mode != TQ_FSYNC_ALWAYS && o->fsync_mode != TQ_FSYNC_INTERVAL &&
+        o->fsync_mode != TQ_FSYNC_NONE) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "unknown fsync mode %d", (int)o->fsync_mode);
+    }
+    return TQ_OK;
+}
+
+static enum tq_err make_dir(const char *path, struct tq_error *error) {
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        return tq_error_set(error, TQ_ERR_IO, "mkdir %s: %s", path, strerror(errno));
+    }
+    return TQ_OK;
+}
+
+static void buf_alloc(struct tq_batch_buf *buf, uint32_t batch_bytes_max) {
+    buf->cap = (size_t)tq_batch_disk_bytes(batch_bytes_max);
+    buf->mem = tq_xalloc(buf->cap);
+    TQ_ASSERT(((uintptr_t)buf->mem % 16) == 0);
+}
+
+enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
+                        struct tq_log_recovery *recovery, struct tq_error *error) {
+    TQ_ASSERT(options != NULL);
+    TQ_ASSERT(log_out != NULL);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct tq_log_recovery rec_local;
+    struct tq_log_recovery *rec = recovery != NULL ? recovery : &rec_local;
+    memset(rec, 0, sizeof(*rec));
+    struct tq_log_options opt = *options;
+    enum tq_err err = options_check(&opt, error);
+    if (err != TQ_OK) return err;
+
+    struct tq_log *log = tq_xcalloc(1, sizeof(*log));
+    log->opt = opt;
+    log->dir = tq_strdup(opt.dir);
+    log->opt.dir = log->dir;
+    log->log_dir = path_join(log->dir, "log");
+    log->snap_dir = path_join(log->dir, "snapshots");
+    log->spare_path = path_join(log->log_dir, SPARE_NAME);
+    log->log_dir_fd = -1;
+    log->spare_fd = -1;
+    log->prev_unsynced_seg = -1;
+    log->next_lsn = 1;
+    log->last_sync_us = now_us();
+
+    if (!opt.read_only) {
+        if ((err = make_dir(log->dir, error)) != TQ_OK) goto fail;
+        if ((err = make_dir(log->log_dir, error)) != TQ_OK) goto fail;
+        if ((err = make_dir(log->snap_dir, error)) != TQ_OK) goto fail;
+    }
+    log->log_dir_fd = open(log->log_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (log->log_dir_fd < 0) {
+        err = tq_error_set(error, errno == ENOENT ? TQ_ERR_NOT_FOUND : TQ_ERR_IO, "open %s: %s",
+                           log->log_dir, strerror(errno));
+        goto fail;
+    }
+    if ((err = segments_load(log, error)) != TQ_OK) goto fail;
+
+    struct scan_stop stop = {0};
+    if ((err = scan_all(log, rec, &stop, error)) != TQ_OK) goto fail;
+    if (stop.stopped) {
+        log->next_lsn = stop.lsn;
+        if ((err = recover_stop(log, &stop, rec, error)) != TQ_OK) goto fail;
+        /* the chain head is the last valid batch's; recompute from the index */
+        if (log->ref_count > 0) {
+            const struct tq_batch_ref *last = &log->refs[log->ref_count - 1];
+            struct tq_seg_cursor c;
+            tq_cursor_init(&c, &log->segs[last->seg_index]);
+            const uint8_t *p;
+            size_t avail;
+            err = tq_cursor_get(&c, last->offset, TQ_BATCH_HEADER_BYTES, UINT64_MAX, &p, &avail, error);
+            if (err == TQ_OK) {
+                struct tq_batch_header h;
+                memcpy(&h, p, sizeof(h));
+                log->chain_head = h.header_hash;
+            }
+            tq_cursor_free(&c);
+            if (err != TQ_OK) goto fail;
+        } else {
+            log->chain_head = 0;
+        }
+        /* Segments past the stop are dropped from the in-memory view (read_only keeps files). */
+        while (log->seg_count > stop.seg_index + 1) {
+            seg_free(&log->segs[log->seg_count - 1]);
+            log->seg_count--;
+        }
+        if (log->seg_count > 0 && log->segs[log->seg_count - 1].lsn_first > stop.lsn) {
+            /* the stop was at offset 0 of a segment whose name is wrong: nothing of it is kept */
+            struct tq_seg *bad = &log->segs[log->seg_count - 1];
+            if (!log->opt.read_only) unlink(bad->path);
+            seg_free(bad);
+            log->seg_count--;
+        }
+    }
+    log->written_lsn = log->next_lsn - 1;
+    log->durable_lsn = log->next_lsn - 1;
+    rec->lsn_first = log->lsn_first;
+    rec->lsn_last = log->next_lsn - 1;
+    rec->segments = log->seg_count;
+
+    if (!opt.read_only) {
+        log->zero_buf = tq_xcalloc(1, ZERO_CHUNK_BYTES);
+        buf_alloc(&log->bufs[0], opt.batch_bytes_max);
+        buf_alloc(&log->bufs[1], opt.batch_bytes_max);
+        log->bufs[0].lsn_first = log->next_lsn;
+        struct tq_seg *tail = log->seg_count > 0 ? &log->segs[log->seg_count - 1] : NULL;
+        if (tail == NULL || tail->compressed ||
+            tail->bytes_used + TQ_BATCH_ALIGN_BYTES > opt.segment_bytes_max) {
+            if ((err = segment_create(log, log->next_lsn, error)) != TQ_OK) goto fail;
+            tail = &log->segs[log->seg_count - 1];
+        } else if (file_size(tail->fd) < opt.segment_bytes_max) {
+            int rc = posix_fallocate(tail->fd, 0, (off_t)opt.segment_bytes_max);
+            if (rc != 0) {
+                err = tq_error_set(error, rc == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO,
+                                   "fallocate %s: %s", tail->path, strerror(rc));
+                goto fail;
+            }
+        }
+        log->tail_offset = tail->bytes_used;
+        struct tq_error spare_error;
+        if (spare_prepare(log, &spare_error) != TQ_OK) {
+            tq_log_line(log, "spare segment not prepared: %s", spare_error.msg);
+        }
+    }
+    rec->snapshot_lsn = tq_snapshot_scan_latest(log);
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rec->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    *log_out = log;
+    return TQ_OK;
+
+fail:
+    tq_log_abandon(log);
+    return err;
+}
+
+void tq_log_abandon(struct tq_log *log) {
+    if (log == NULL) return;
+    for (uint32_t i = 0; i < log->seg_count; i++) seg_free(&log->segs[i]);
+    if (log->segs != NULL) tq_free(log->segs, log->seg_cap * sizeof(*log->segs));
+    if (log->refs != NULL) tq_free(log->refs, log->ref_cap * sizeof(*log->refs));
+    for (int i = 0; i < 2; i++) {
+        if (log->bufs[i].mem != NULL) tq_free(log->bufs[i].mem, log->bufs[i].cap);
+    }
+    if (log->zero_buf != NULL) tq_free(log->zero_buf, ZERO_CHUNK_BYTES);
+    if (log->spare_fd >= 0) close(log->spare_fd);
+    if (log->log_dir_fd >= 0) close(log->log_dir_fd);
+    if (log->private_ring != NULL) {
+        io_uring_queue_exit(log->private_ring);
+        tq_free(log->private_ring, sizeof(*log->private_ring));
+    }
+    tq_cursor_free(&log->read_cursor);
+    str_free(log->dir);
+    str_free(log->log_dir);
+    str_free(log->snap_dir);
+    str_free(log->spare_path);
+    tq_free(log, sizeof(*log));
+}
+
+void tq_log_close(struct tq_log *log) {
+    if (log == NULL) return;
+    /* Every SQE of the log must have been reaped: its buffers are freed here. */
+    TQ_ASSERT(log->ops_inflight == 0);
+    TQ_ASSERT(!log->batch_inflight && !log->sync_inflight);
+    if (!log->opt.read_only && log->opt.fsync_mode == TQ_FSYNC_INTERVAL &&
+        log->written_lsn > log->durable_lsn && log->seg_count > 0) {
+        struct tq_seg *tail = &log->segs[log->seg_count - 1];
+        if (fdatasync(tail->fd) != 0) {
+            tq_fatal("fdatasync %s at close (lsn %" PRIu64 "): %s", tail->path, log->written_lsn,
+                     strerror(errno));
+        }
+        if (log->prev_unsynced_seg >= 0 && fdatasync(log->segs[log->prev_unsynced_seg].fd) != 0) {
+            tq_fatal("fdatasync %s at close: %s", log->segs[log->prev_unsynced_seg].path,
+                     strerror(errno));
+        }
+        if (log->dir_sync_needed) fsync(log->log_dir_fd);
+    }
+    tq_log_abandon(log);
+}

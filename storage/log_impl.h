@@ -1,0 +1,175 @@
+/* storage/log_impl.h: the private state of struct tq_log, shared by the files of tq_storage.
+ *
+ * Not installed, not included outside storage/ (tests of internals include it on purpose).
+ * See log.c for the write path and recovery, read.c for readers, compress.c and snapshot.c.
+ */
+#ifndef TQ_STORAGE_LOG_IMPL_H
+#define TQ_STORAGE_LOG_IMPL_H
+
+#include "format.h"
+#include "log.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct tq_zseg_block {
+    uint64_t raw_offset;  /* logical offset in the original segment */
+    uint64_t file_offset; /* where the zstd frame starts in the .zseg file */
+    uint32_t raw_bytes;
+    uint32_t comp_bytes;
+};
+_Static_assert(sizeof(struct tq_zseg_block) == 24, "log format");
+
+/* Trailer of a .zseg file (its last 64 bytes). */
+struct tq_zseg_footer {
+    uint32_t magic;        /* TQ_ZSEG_MAGIC */
+    uint16_t version;
+    uint16_t flags;
+    uint64_t lsn_first;    /* the original segment's first LSN (= file name) */
+    uint64_t lsn_last;
+    uint64_t raw_bytes;    /* logical end of the last batch */
+    uint32_t block_count;
+    uint32_t reserved;
+    uint64_t index_offset; /* block_count entries of struct tq_zseg_block */
+    uint64_t index_hash;   /* XXH3 of the index entries */
+    uint64_t footer_hash;  /* XXH3 of bytes 0..55 */
+};
+_Static_assert(sizeof(struct tq_zseg_footer) == 64, "log format");
+
+struct tq_seg {
+    uint64_t lsn_first;     /* from the file name */
+    uint64_t lsn_last;      /* last LSN in it; lsn_first - 1 when empty */
+    uint64_t bytes_used;    /* logical end of the last submitted batch */
+    uint64_t bytes_written; /* logical end of the last batch whose write completed */
+    char *path;
+    int fd;
+    bool compressed;
+    struct tq_zseg_block *blocks; /* compressed only */
+    uint32_t block_count;
+};
+
+/* One entry per batch: the sparse index LSN -> (segment, offset). */
+struct tq_batch_ref {
+    uint64_t lsn_first;
+    uint64_t offset;       /* logical offset in its segment */
+    uint32_t seg_index;
+    uint32_t disk_bytes;   /* header + area + padding */
+    uint32_t record_count;
+    uint32_t reserved;
+};
+
+/* A read window over one segment (plain: pread; compressed: one inflated block). */
+struct tq_seg_cursor {
+    const struct tq_seg *seg;   /* refreshed from seg_index before use: log->segs may move */
+    uint32_t seg_index;
+    bool bound;
+    uint8_t *buf;
+    size_t cap;
+    uint64_t win_offset;
+    size_t win_len;
+    /* compressed: scratch for the frame bytes */
+    uint8_t *zbuf;
+    size_t zcap;
+};
+
+struct tq_batch_buf {
+    uint8_t *mem;          /* TQ_BATCH_ALIGN_BYTES-aligned, cap bytes */
+    size_t cap;
+    uint32_t area_bytes;
+    uint32_t record_count;
+    uint64_t lsn_first;
+};
+
+enum tq_log_op {
+    TQ_LOG_OP_WRITE = 1,
+    TQ_LOG_OP_FSYNC = 2,    /* fdatasync of the tail segment (linked after the write) */
+    TQ_LOG_OP_DIRSYNC = 3,  /* fsync of log/ after a segment was created */
+    TQ_LOG_OP_PREVSYNC = 4, /* interval mode: fdatasync of the just-sealed segment */
+    TQ_LOG_OP_ZERO = 5,     /* zero-fill of the spare segment */
+    TQ_LOG_OP_ZEROSYNC = 6, /* fdatasync of the zero-filled spare */
+    TQ_LOG_OP_COUNT = 7,
+};
+
+struct tq_log {
+    struct tq_log_options opt; /* dir points at dir below */
+    char *dir;
+    char *log_dir;
+    char *snap_dir;
+    int log_dir_fd;
+
+    struct tq_seg *segs;
+    uint32_t seg_count;
+    uint32_t seg_cap;
+    struct tq_batch_ref *refs;
+    uint64_t ref_count;
+    uint64_t ref_cap;
+
+    uint64_t lsn_first;    /* first LSN present (0: empty log) */
+    uint64_t next_lsn;
+    uint64_t written_lsn;  /* write completed (page cache) */
+    uint64_t durable_lsn;  /* fdatasync completed for it and everything before */
+    uint64_t chain_head;   /* header_hash of the last submitted batch */
+    uint64_t tail_offset;  /* where the next batch goes in the tail segment */
+
+    struct tq_batch_buf bufs[2];
+    unsigned open_buf;
+
+    /* The one unit in flight: a batch chain (write [+fsync [+dirsync]]) or an interval sync. */
+    bool batch_inflight;
+    bool sync_inflight;
+    unsigned unit_pending;     /* CQEs still expected for the unit */
+    unsigned inflight_buf;
+    uint32_t inflight_seg;
+    uint64_t inflight_offset;
+    uint32_t inflight_bytes;
+    uint32_t inflight_done;
+    uint64_t inflight_lsn_last;
+    bool inflight_dirsync;
+    bool unit_failed_link;     /* a CQE came back -ECANCELED after a short write */
+    uint64_t sync_target_lsn;
+    uint64_t sync_seq;         /* faults seam sequence of the sync */
+    bool dir_sync_needed;
+    int64_t prev_unsynced_seg; /* interval mode: sealed segment with unsynced writes, or -1 */
+    uint64_t last_sync_us;
+
+    /* The spare segment, preallocated ahead so sealing never waits and ENOSPC shows early. */
+    char *spare_path;
+    int spare_fd;
+    bool spare_ready;
+    uint64_t spare_zeroed;
+    bool zero_inflight;
+    bool zero_done;
+    uint8_t *zero_buf;
+    bool no_space;
+
+    unsigned ops_inflight;     /* SQEs prepared whose CQE was not consumed yet */
+    uint64_t op_seq;
+    bool override_set[TQ_LOG_OP_COUNT];
+    int32_t override_res[TQ_LOG_OP_COUNT];
+
+    struct io_uring *private_ring;
+    struct tq_seg_cursor read_cursor;
+};
+
+/* read.c */
+void tq_cursor_init(struct tq_seg_cursor *c, const struct tq_seg *seg);
+void tq_cursor_free(struct tq_seg_cursor *c);
+/* Makes [offset, offset+want) readable at *p, reading no further than limit (logical bytes).
+ * *avail gets the bytes readable at *p (may be < want at the end). TQ_ERR_IO/TQ_ERR_CORRUPT. */
+enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want, uint64_t limit,
+                          const uint8_t **p, size_t *avail, struct tq_error *error);
+/* Binary search: index of the batch ref holding lsn, or -1. */
+int64_t tq_log_ref_find(const struct tq_log *log, uint64_t lsn);
+
+/* compress.c: loads the block index of a .zseg into seg (validating it). */
+enum tq_err tq_zseg_load(struct tq_seg *seg, struct tq_error *error);
+
+/* snapshot.c: newest valid snapshot LSN for recovery reporting (0: none). */
+uint64_t tq_snapshot_scan_latest(struct tq_log *log);
+
+/* log.c */
+void tq_log_line(const struct tq_log *log, const char *fmt, ...) TQ_PRINTF(2, 3);
+/* Blocking fsync through the faults seam. Returns 0 or a negative errno. */
+int tq_log_blocking_fsync(struct tq_log *log, int fd, const char *path);
+
+#endif

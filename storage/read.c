@@ -1,0 +1,311 @@
+/* storage/read.c: readers of the log: segment cursors, read by LSN, iterators.
+ *
+ * Owns struct tq_seg_cursor (a read window over one segment: pread of large blocks for .seg,
+ * one inflated zstd block for .zseg) and struct tq_log_iter. Invariants:
+ *   - a reader never returns a record above tq_log_acked_lsn, and never reads past the end of
+ *     the last completed write of a segment (bytes_written), so a window never caches bytes of
+ *     a batch still in flight;
+ *   - every batch is fully verified (header, area and payload checksums) each time a reader
+ *     enters it: a bit that rots after open is reported as TQ_ERR_CORRUPT naming file, offset and
+ *     LSN, never returned as data.
+ * Lookups use the sparse index built at open and extended at submit: one entry per batch.
+ */
+#include "log_impl.h"
+
+#include "tq_alloc.h"
+#include "tq_assert.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define READ_WINDOW_BYTES (1u << 20)
+
+void tq_cursor_init(struct tq_seg_cursor *c, const struct tq_seg *seg) {
+    memset(c, 0, sizeof(*c));
+    c->seg = seg;
+}
+
+void tq_cursor_free(struct tq_seg_cursor *c) {
+    if (c->buf != NULL) tq_free(c->buf, c->cap);
+    if (c->zbuf != NULL) tq_free(c->zbuf, c->zcap);
+    c->buf = NULL;
+    c->zbuf = NULL;
+    c->cap = 0;
+    c->zcap = 0;
+    c->win_len = 0;
+}
+
+static void ensure_cap(uint8_t **buf, size_t *cap, size_t want) {
+    if (*cap >= want) return;
+    if (*buf != NULL) tq_free(*buf, *cap);
+    *buf = tq_xalloc(want);
+    *cap = want;
+}
+
+/* Finds the block of a compressed segment holding logical offset, or -1. */
+static int64_t zblock_find(const struct tq_seg *seg, uint64_t offset) {
+    int64_t lo = 0, hi = (int64_t)seg->block_count - 1, found = -1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (seg->blocks[mid].raw_offset <= offset) {
+            found = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if (found < 0) return -1;
+    const struct tq_zseg_block *b = &seg->blocks[found];
+    return offset < b->raw_offset + b->raw_bytes ? found : -1;
+}
+
+static enum tq_err cursor_fill_z(struct tq_seg_cursor *c, uint64_t offset, struct tq_error *error) {
+    const struct tq_seg *seg = c->seg;
+    int64_t bi = zblock_find(seg, offset);
+    if (bi < 0) {
+        c->win_offset = offset;
+        c->win_len = 0;
+        return TQ_OK;
+    }
+    const struct tq_zseg_block *b = &seg->blocks[bi];
+    ensure_cap(&c->zbuf, &c->zcap, b->comp_bytes);
+    ensure_cap(&c->buf, &c->cap, b->raw_bytes);
+    ssize_t got = pread(seg->fd, c->zbuf, b->comp_bytes, (off_t)b->file_offset);
+    if (got != (ssize_t)b->comp_bytes) {
+        return tq_error_set(error, got < 0 ? TQ_ERR_IO : TQ_ERR_CORRUPT,
+                            "%s: read of block %" PRId64 " at offset %" PRIu64 " failed: %s",
+                            seg->path, bi, b->file_offset, got < 0 ? strerror(errno) : "short");
+    }
+    size_t out = ZSTD_decompress(c->buf, b->raw_bytes, c->zbuf, b->comp_bytes);
+    if (ZSTD_isError(out) || out != b->raw_bytes) {
+        c->win_len = 0;
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64 " (compressed block %" PRId64
+                            " of logical offset %" PRIu64 "): %s",
+                            seg->path, b->file_offset, bi, b->raw_offset,
+                            ZSTD_isError(out) ? ZSTD_getErrorName(out) : "wrong inflated size");
+    }
+    c->win_offset = b->raw_offset;
+    c->win_len = b->raw_bytes;
+    return TQ_OK;
+}
+
+enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want, uint64_t limit,
+                          const uint8_t **p, size_t *avail, struct tq_error *error) {
+    TQ_ASSERT(c->seg != NULL);
+    TQ_ASSERT(want > 0);
+    if (c->win_len > 0 && offset >= c->win_offset &&
+        (offset + want <= c->win_offset + c->win_len ||
+         (c->seg->compressed && offset < c->win_offset + c->win_len))) {
+        *p = c->buf + (offset - c->win_offset);
+        *avail = (size_t)(c->win_offset + c->win_len - offset);
+        return TQ_OK;
+    }
+    if (c->seg->compressed) {
+        enum tq_err err = cursor_fill_z(c, offset, error);
+        if (err != TQ_OK) return err;
+    } else {
+        size_t len = want > READ_WINDOW_BYTES ? want : READ_WINDOW_BYTES;
+        if (offset >= limit) {
+            len = 0;
+        } else if (offset + len > limit) {
+            len = (size_t)(limit - offset);
+        }
+        ensure_cap(&c->buf, &c->cap, len > 0 ? len : 1);
+        size_t done = 0;
+        while (done < len) {
+            ssize_t got = pread(c->seg->fd, c->buf + done, len - done, (off_t)(offset + done));
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) {
+                c->win_len = 0;
+                return tq_error_set(error, TQ_ERR_IO, "read %s at offset %" PRIu64 ": %s",
+                                    c->seg->path, offset + done, strerror(errno));
+            }
+            if (got == 0) break;
+            done += (size_t)got;
+        }
+        c->win_offset = offset;
+        c->win_len = done;
+    }
+    if (offset < c->win_offset || offset >= c->win_offset + c->win_len) {
+        *p = c->buf;
+        *avail = 0;
+        return TQ_OK;
+    }
+    *p = c->buf + (offset - c->win_offset);
+    *avail = (size_t)(c->win_offset + c->win_len - offset);
+    return TQ_OK;
+}
+
+int64_t tq_log_ref_find(const struct tq_log *log, uint64_t lsn) {
+    int64_t lo = 0, hi = (int64_t)log->ref_count - 1, found = -1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (log->refs[mid].lsn_first <= lsn) {
+            found = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if (found < 0) return -1;
+    const struct tq_batch_ref *r = &log->refs[found];
+    return lsn < r->lsn_first + r->record_count ? found : -1;
+}
+
+/* Loads and fully verifies the batch of ref through cursor c; *area_out points at its records. */
+static enum tq_err batch_load(const struct tq_log *log, struct tq_seg_cursor *c,
+                              const struct tq_batch_ref *ref, struct tq_batch_header *h,
+                              const uint8_t **area_out, struct tq_error *error) {
+    const struct tq_seg *seg = &log->segs[ref->seg_index];
+    if (!c->bound || c->seg_index != ref->seg_index) {
+        tq_cursor_free(c);
+        tq_cursor_init(c, seg);
+        c->seg_index = ref->seg_index;
+        c->bound = true;
+    }
+    c->seg = seg;
+    uint64_t limit = seg->compressed ? UINT64_MAX : seg->bytes_written;
+    const uint8_t *p;
+    size_t avail;
+    enum tq_err err = tq_cursor_get(c, ref->offset, ref->disk_bytes, limit, &p, &avail, error);
+    if (err != TQ_OK) return err;
+    char why[200];
+    enum tq_batch_check check = tq_batch_check(p, avail, true, h, why, sizeof(why));
+    if (check == TQ_BATCH_VALID && (h->lsn_first != ref->lsn_first ||
+                                    h->record_count != ref->record_count)) {
+        snprintf(why, sizeof(why), "batch is not the one indexed (lsn %" PRIu64 ")", h->lsn_first);
+        check = TQ_BATCH_BAD_HEADER;
+    }
+    if (check != TQ_BATCH_VALID) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64
+                            " (lsn %" PRIu64 "): %s", seg->path, ref->offset, ref->lsn_first, why);
+    }
+    *area_out = p + TQ_BATCH_HEADER_BYTES;
+    return TQ_OK;
+}
+
+static void record_fill(struct tq_log_record *record, uint64_t lsn, const struct tq_batch_header *h,
+                        const struct tq_record_header *rh, const uint8_t *payload) {
+    record->lsn = lsn;
+    record->commit_us = h->commit_us;
+    record->type = rh->type;
+    record->flags = rh->flags;
+    bool redacted = (rh->flags & TQ_RECORD_REDACTED) != 0;
+    record->len = redacted ? 0 : rh->len;
+    record->payload = redacted ? NULL : payload;
+}
+
+enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *record, void *buf,
+                        size_t cap, struct tq_error *error) {
+    TQ_ASSERT(record != NULL);
+    if (lsn == 0 || lsn > tq_log_acked_lsn(log)) {
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " is not in the log (acked end %"
+                            PRIu64 ")", lsn, tq_log_acked_lsn(log));
+    }
+    int64_t ri = tq_log_ref_find(log, lsn);
+    if (ri < 0) {
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " is not in the log (first %"
+                            PRIu64 ")", lsn, log->lsn_first);
+    }
+    const struct tq_batch_ref *ref = &log->refs[ri];
+    struct tq_batch_header h;
+    const uint8_t *area;
+    enum tq_err err = batch_load(log, &log->read_cursor, ref, &h, &area, error);
+    if (err != TQ_OK) return err;
+    uint32_t offset = 0;
+    struct tq_record_header rh;
+    const uint8_t *payload = NULL;
+    for (uint64_t i = ref->lsn_first; i <= lsn; i++) {
+        bool ok = tq_batch_record_next(area, h.area_bytes, &offset, &rh, &payload);
+        TQ_ASSERT(ok); /* the batch was verified: the walk cannot fail */
+    }
+    record_fill(record, lsn, &h, &rh, payload);
+    if (record->len > cap) {
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "record %" PRIu64 " has %u bytes, "
+                            "buffer %zu", lsn, record->len, cap);
+    }
+    if (record->len > 0) memcpy(buf, payload, record->len);
+    record->payload = record->len > 0 ? buf : NULL;
+    return TQ_OK;
+}
+
+/* ==== iterators ========================================================================= */
+
+struct tq_log_iter {
+    struct tq_log *log;
+    uint64_t next_lsn;
+    int64_t ref_index;      /* batch being walked, or -1 */
+    struct tq_batch_header h;
+    const uint8_t *area;
+    uint32_t walk_offset;
+    uint64_t walk_lsn;      /* LSN of the record the walk offset points at */
+    struct tq_seg_cursor cursor;
+};
+
+enum tq_err tq_log_iter_open(struct tq_log *log, uint64_t lsn_from, struct tq_log_iter **iter_out,
+                             struct tq_error *error) {
+    (void)error;
+    struct tq_log_iter *it = tq_xcalloc(1, sizeof(*it));
+    it->log = log;
+    it->next_lsn = lsn_from < log->lsn_first || lsn_from == 0 ? log->lsn_first : lsn_from;
+    if (it->next_lsn == 0) it->next_lsn = 1;
+    it->ref_index = -1;
+    *iter_out = it;
+    return TQ_OK;
+}
+
+enum tq_err tq_log_iter_next(struct tq_log_iter *it, struct tq_log_record *record,
+                             struct tq_error *error) {
+    struct tq_log *log = it->log;
+    if (it->next_lsn > tq_log_acked_lsn(log)) {
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "end of log at lsn %" PRIu64, it->next_lsn - 1);
+    }
+    if (it->ref_index < 0 || it->next_lsn >= it->h.lsn_first + it->h.record_count ||
+        it->next_lsn < it->walk_lsn) {
+        int64_t ri;
+        if (it->ref_index >= 0 && (uint64_t)it->ref_index + 1 < log->ref_count &&
+            log->refs[it->ref_index + 1].lsn_first == it->next_lsn) {
+            ri = it->ref_index + 1;
+        } else {
+            ri = tq_log_ref_find(log, it->next_lsn);
+        }
+        if (ri < 0) {
+            return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " not in the log", it->next_lsn);
+        }
+        enum tq_err err = batch_load(log, &it->cursor, &log->refs[ri], &it->h, &it->area, error);
+        if (err != TQ_OK) {
+            it->ref_index = -1;
+            return err;
+        }
+        it->ref_index = ri;
+        it->walk_offset = 0;
+        it->walk_lsn = it->h.lsn_first;
+    }
+    struct tq_record_header rh;
+    const uint8_t *payload = NULL;
+    while (it->walk_lsn <= it->next_lsn) {
+        bool ok = tq_batch_record_next(it->area, it->h.area_bytes, &it->walk_offset, &rh, &payload);
+        TQ_ASSERT(ok);
+        it->walk_lsn++;
+    }
+    record_fill(record, it->next_lsn, &it->h, &rh, payload);
+    it->next_lsn++;
+    return TQ_OK;
+}
+
+void tq_log_iter_close(struct tq_log_iter *it) {
+    if (it == NULL) return;
+    tq_cursor_free(&it->cursor);
+    tq_free(it, sizeof(*it));
+}
+
+size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap) {
+    size_t n = 0;
+    for (uint32_t i = 0; i < log->seg_count && n < cap; i++) lsns[n++] = log->segs[i].lsn_first;
+    return n;
+}

@@ -1,0 +1,338 @@
+/* tests/storage/test_log.c: the log's public API end to end, in one process.
+ *
+ * Goal: appends, group commit on a caller-owned ring, reads by LSN, iteration from every LSN,
+ * segment rolling, reopen, limits, read-only handles, ENOSPC rejection, interval/none modes.
+ * Method: seeded random payloads derived from (seed, lsn) (storage_test.h), small segments so
+ * many roll, and checks of every record after each step. Invariants checked: LSNs are dense and
+ * start at 1; a record reads back byte-identical (type, length, payload) from the live log and
+ * after reopen; acked <= next-1 and durable <= acked; errors are the documented codes and leave
+ * nothing staged.
+ */
+#include "storage_test.h"
+
+#include <errno.h>
+#include <liburing.h>
+
+static uint64_t seed; /* payloads */
+static uint64_t rng;  /* choices */
+
+static void test_basic_and_reopen(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "log");
+    struct tq_log_options o = st_options(dir, NULL);
+    struct tq_log *log;
+    struct tq_log_recovery rec;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, 0);
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), 1);
+    /* empty read / iterate */
+    struct tq_log_record r;
+    uint8_t buf[64];
+    TQ_CHECK_ERR(tq_log_read(log, 1, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
+
+    uint64_t n = 600 + tq_test_rand_below(&rng, 400);
+    st_fill(log, seed, n + 1, 3000, 1 + (int)tq_test_rand_below(&rng, 40));
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), n);
+    TQ_CHECK_UEQ(tq_log_durable_lsn(log), n);
+    uint64_t segs[256];
+    size_t seg_count = tq_log_segments(log, segs, 256);
+    TQ_CHECK_GT(seg_count, 2); /* 256 KiB segments: several rolled */
+    for (uint64_t lsn = 1; lsn <= n; lsn++) st_check_record(log, seed, lsn, 3000);
+    TQ_CHECK_ERR(tq_log_read(log, n + 1, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
+    TQ_CHECK_ERR(tq_log_read(log, 0, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
+    /* a too-small buffer says how much is needed */
+    uint64_t big = 0;
+    for (uint64_t lsn = 1; lsn <= n && big == 0; lsn++) {
+        uint8_t tmp[4096];
+        if (st_payload(seed, lsn, 3000, tmp) > sizeof(buf)) big = lsn;
+    }
+    TQ_CHECK(big != 0);
+    TQ_CHECK_ERR(tq_log_read(log, big, &r, buf, sizeof(buf), &err), TQ_ERR_RESOURCE_EXHAUSTED, &err);
+    TQ_CHECK_GT(r.len, sizeof(buf));
+    TQ_CHECK(tq_log_idle(log));
+    tq_log_close(log);
+
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_first, 1);
+    TQ_CHECK_UEQ(rec.lsn_last, n);
+    TQ_CHECK_UEQ(rec.records_scanned, n);
+    TQ_CHECK_UEQ(rec.torn_bytes_cut, 0);
+    TQ_CHECK_UEQ(rec.segments, seg_count);
+    for (uint64_t lsn = 1; lsn <= n; lsn += 1 + tq_test_rand_below(&rng, 5)) {
+        st_check_record(log, seed, lsn, 3000);
+    }
+    /* iterate from random LSNs (including 0 and past the end) */
+    for (int round = 0; round < 12; round++) {
+        uint64_t from = round == 0 ? 0 : tq_test_rand_below(&rng, n + 3);
+        struct tq_log_iter *it;
+        TQ_CHECK_OK(tq_log_iter_open(log, from, &it, &err), &err);
+        uint64_t expect = from == 0 ? 1 : from;
+        enum tq_err e;
+        static uint8_t want[4096];
+        while ((e = tq_log_iter_next(it, &r, &err)) == TQ_OK) {
+            TQ_CHECK_UEQ(r.lsn, expect);
+            uint32_t len = st_payload(seed, expect, 3000, want);
+            TQ_CHECK_UEQ(r.len, len);
+            TQ_CHECK_UEQ(r.type, st_type(expect));
+            if (len > 0) TQ_CHECK_MEM_EQ(r.payload, want, len);
+            TQ_CHECK_GT(r.commit_us, 0);
+            expect++;
+        }
+        TQ_CHECK_ERR(e, TQ_ERR_NOT_FOUND, &err);
+        TQ_CHECK_UEQ(expect, from > n ? from : n + 1);
+        tq_log_iter_close(it);
+    }
+    /* continue appending after reopen: the chain and LSNs continue */
+    st_fill(log, seed, n + 200, 3000, 7);
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, n + 199);
+    for (uint64_t lsn = n - 5; lsn <= n + 199; lsn++) st_check_record(log, seed, lsn, 3000);
+
+    /* read-only handle: reads, refuses appends; may coexist with the writer */
+    struct tq_log_options ro = o;
+    ro.read_only = true;
+    struct tq_log *reader;
+    TQ_CHECK_OK(tq_log_open(&ro, &reader, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, n + 199);
+    st_check_record(reader, seed, n + 100, 3000);
+    uint64_t lsn;
+    TQ_CHECK_ERR(tq_log_append(reader, 1, "x", 1, &lsn, &err), TQ_ERR_UNAVAILABLE, &err);
+    TQ_CHECK(!tq_log_can_append(reader, 1));
+    tq_log_close(reader);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+static void test_limits(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "limits");
+    struct tq_log_options o = st_options(dir, NULL);
+    struct tq_log *log;
+    struct tq_error err;
+    /* bad options name the limit */
+    struct tq_log_options bad = o;
+    bad.record_bytes_max = o.batch_bytes_max;
+    TQ_CHECK_ERR(tq_log_open(&bad, &log, NULL, &err), TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK(strstr(err.msg, "record_bytes_max") != NULL);
+    bad = o;
+    bad.segment_bytes_max = 64 * 1024; /* cannot hold a full 64 KiB batch */
+    TQ_CHECK_ERR(tq_log_open(&bad, &log, NULL, &err), TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK(strstr(err.msg, "segment_bytes_max") != NULL);
+    bad = o;
+    bad.fsync_mode = TQ_FSYNC_INTERVAL;
+    TQ_CHECK_ERR(tq_log_open(&bad, &log, NULL, &err), TQ_ERR_INVALID_ARGUMENT, &err);
+
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    static uint8_t big[64 * 1024];
+    uint64_t lsn = 0;
+    TQ_CHECK_ERR(tq_log_append(log, 0, big, 1, &lsn, &err), TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK_ERR(tq_log_append(log, 1, big, o.record_bytes_max + 1, &lsn, &err),
+                 TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK(strstr(err.msg, "record_bytes_max") != NULL);
+    TQ_CHECK(!tq_log_can_append(log, o.record_bytes_max + 1));
+    TQ_CHECK(tq_log_can_append(log, o.record_bytes_max));
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), 1); /* nothing staged */
+    /* fill the batch buffer: the append that does not fit is RESOURCE_EXHAUSTED */
+    int staged = 0;
+    enum tq_err e;
+    while ((e = tq_log_append(log, 1, big, o.record_bytes_max, &lsn, &err)) == TQ_OK) staged++;
+    TQ_CHECK_ERR(e, TQ_ERR_RESOURCE_EXHAUSTED, &err);
+    TQ_CHECK(strstr(err.msg, "batch_bytes_max") != NULL);
+    TQ_CHECK_EQ(staged, (int)(o.batch_bytes_max / (o.record_bytes_max + 16)));
+    TQ_CHECK(!tq_log_can_append(log, o.record_bytes_max));
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), (uint64_t)staged + 1);
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), (uint64_t)staged);
+    /* an empty payload is a valid record */
+    TQ_CHECK_OK(tq_log_append(log, 9, NULL, 0, &lsn, &err), &err);
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    struct tq_log_record r;
+    TQ_CHECK_OK(tq_log_read(log, lsn, &r, big, sizeof(big), &err), &err);
+    TQ_CHECK_UEQ(r.len, 0);
+    TQ_CHECK_UEQ(r.type, 9);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* Group commit through the caller's ring: N logical appenders, one record outstanding each. */
+static void test_event_loop(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "loop");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.ring_tag = 0x33;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    struct io_uring ring;
+    int rc = io_uring_queue_init(64, &ring, 0);
+    if (rc < 0) {
+        printf("io_uring unavailable (%s): skip\n", strerror(-rc));
+        exit(TQ_TEST_SKIP);
+    }
+    enum { APPENDERS = 64 };
+    uint64_t waiting[APPENDERS] = {0}; /* LSN each appender waits for, 0 = idle */
+    uint64_t acked_total = 0, batches = 0, target = 3000;
+    uint64_t last_acked = 0;
+    static uint8_t buf[4096];
+    while (acked_total < target) {
+        for (int a = 0; a < APPENDERS; a++) {
+            if (waiting[a] != 0 || tq_log_next_lsn(log) > target) continue;
+            uint64_t want = tq_log_next_lsn(log);
+            uint32_t len = st_payload(seed, want, 1000, buf);
+            if (!tq_log_can_append(log, len)) break;
+            TQ_CHECK_OK(tq_log_append(log, st_type(want), buf, len, &waiting[a], &err), &err);
+        }
+        tq_log_submit(log, &ring, 1700000000000000ull + acked_total);
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            TQ_CHECK(tq_log_owns_cqe(log, cqe));
+            tq_log_complete(log, &ring, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&ring, seen);
+        uint64_t acked = tq_log_acked_lsn(log);
+        TQ_CHECK_GE(acked, last_acked);
+        TQ_CHECK_LE(tq_log_durable_lsn(log), tq_log_next_lsn(log) - 1);
+        if (acked > last_acked) batches++;
+        last_acked = acked;
+        for (int a = 0; a < APPENDERS; a++) {
+            if (waiting[a] != 0 && waiting[a] <= acked) {
+                waiting[a] = 0;
+                acked_total++;
+            }
+        }
+    }
+    /* group commit: far fewer durable steps than records */
+    printf("event loop: %" PRIu64 " records acknowledged in %" PRIu64 " steps\n", acked_total, batches);
+    TQ_CHECK_LT(batches * 4, acked_total);
+    while (!tq_log_idle(log)) {
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+            tq_log_complete(log, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    for (uint64_t lsn = 1; lsn <= target; lsn += 13) st_check_record(log, seed, lsn, 1000);
+    tq_log_close(log);
+    io_uring_queue_exit(&ring);
+    st_rmtree(dir);
+}
+
+static void test_modes(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "modes");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.fsync_mode = TQ_FSYNC_INTERVAL;
+    o.fsync_interval_ms = 50;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 401, 2000, 10);
+    /* acked means written; durable lags until the interval passes */
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), 400);
+    TQ_CHECK_LE(tq_log_durable_lsn(log), 400);
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(8, &ring, 0), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    if (tq_log_durable_lsn(log) < 400) {
+        int ms = tq_log_timeout_ms(log, now);
+        TQ_CHECK_GE(ms, 0);
+        TQ_CHECK_LE(ms, 50);
+        uint64_t later = now + 60 * 1000;
+        TQ_CHECK_EQ(tq_log_timeout_ms(log, later), 0);
+        unsigned n = tq_log_submit(log, &ring, later);
+        TQ_CHECK_GT(n, 0);
+        io_uring_submit(&ring);
+        while (!tq_log_idle(log)) {
+            struct io_uring_cqe *cqe;
+            TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+            tq_log_complete(log, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    TQ_CHECK_UEQ(tq_log_durable_lsn(log), 400);
+    TQ_CHECK_EQ(tq_log_timeout_ms(log, now), -1);
+    io_uring_queue_exit(&ring);
+    tq_log_close(log);
+
+    o.fsync_mode = TQ_FSYNC_NONE;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 801, 2000, 10);
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), 800);
+    TQ_CHECK_UEQ(tq_log_durable_lsn(log), 400); /* none mode never syncs */
+    TQ_CHECK_EQ(tq_log_timeout_ms(log, 0), -1);
+    tq_log_close(log);
+    o.fsync_mode = TQ_FSYNC_ALWAYS;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    for (uint64_t lsn = 1; lsn <= 800; lsn += 3) st_check_record(log, seed, lsn, 2000);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+static void test_enospc(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "enospc");
+    struct tq_io_faults faults;
+    memset(&faults, 0, sizeof(faults));
+    struct st_lines lines = {0};
+    struct tq_log_options o = st_options(dir, &lines);
+    o.faults = &faults;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    faults.enospc = true; /* the disk is now full: no new segment can be allocated */
+    static uint8_t buf[1 << 14];
+    uint64_t lsn = 0, appended = 0;
+    enum tq_err e = TQ_OK;
+    for (int i = 0; i < 10000 && e == TQ_OK; i++) {
+        uint32_t len = st_payload(seed, tq_log_next_lsn(log), 4000, buf);
+        uint64_t want = tq_log_next_lsn(log);
+        bool can = tq_log_can_append(log, len);
+        e = tq_log_append(log, st_type(want), buf, len, &lsn, &err);
+        if (e == TQ_ERR_RESOURCE_EXHAUSTED) {
+            TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+            e = TQ_OK;
+            continue;
+        }
+        if (e == TQ_OK) {
+            appended++;
+            if (i % 9 == 0) TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+        } else {
+            TQ_CHECK(!can); /* can_append predicted the refusal */
+        }
+    }
+    TQ_CHECK_ERR(e, TQ_ERR_NO_SPACE, &err);
+    TQ_CHECK(strstr(err.msg, "no space") != NULL);
+    uint64_t next = tq_log_next_lsn(log);
+    TQ_CHECK_UEQ(next, appended + 1); /* the refused record was not staged */
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    /* reads keep working */
+    for (uint64_t l = 1; l < next; l++) st_check_record(log, seed, l, 4000);
+    /* space comes back: appends resume */
+    faults.enospc = false;
+    uint32_t len = st_payload(seed, next, 4000, buf);
+    TQ_CHECK_OK(tq_log_append(log, st_type(next), buf, len, &lsn, &err), &err);
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    st_check_record(log, seed, next, 4000);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+int main(void) {
+    seed = tq_test_seed("test_log");
+    rng = seed * 31 + 7;
+    test_basic_and_reopen();
+    test_limits();
+    test_event_loop();
+    test_modes();
+    test_enospc();
+    printf("test_log: ok\n");
+    return 0;
+}
