@@ -159,12 +159,12 @@ uint64_t tq_driver_intended_ns(const struct tq_driver *driver, uint64_t k) {
     return (uint64_t)((double)k * (double)NS_PER_S / driver->options.rate);
 }
 
-/* Arrivals due (intended time <= now) since the start. */
+/* Arrivals due (intended time before now) since the start. */
 static uint64_t arrivals_due(const struct tq_driver *d, uint64_t now_ns) {
     double t_s = (double)(now_ns - d->start_ns) / (double)NS_PER_S;
     double n = d->options.peak != NULL ? tq_peak_arrivals(d->options.peak, t_s)
                                        : t_s * d->options.rate;
-    return (uint64_t)floor(n) + 1;
+    return (uint64_t)ceil(n); /* arrivals k with k < n, i.e. intended time < now */
 }
 
 void tq_driver_start(struct tq_driver *driver, uint64_t now_ns) {

@@ -907,3 +907,22 @@ enum tq_err tq_redis_load(struct tq_bench_system *system, uint64_t customers, ui
     if (err == TQ_OK && progress != NULL) progress(backlog);
     return err;
 }
+
+enum tq_err tq_redis_get_u64(struct tq_bench_system *system, const char *key, uint64_t *value_out,
+                             struct tq_error *error) {
+    struct redis_sys *sys = system->ctx;
+    put_array(&sys->control->out, 2);
+    put_str(&sys->control->out, "GET");
+    put_str(&sys->control->out, key);
+    struct tq_resp_reply r;
+    enum tq_err err = control_command(sys, &r, "GET", error);
+    if (err != TQ_OK) return err;
+    *value_out = 0;
+    if (r.type == TQ_RESP_NIL) return TQ_OK;
+    int64_t v = 0;
+    if (r.type != TQ_RESP_BULK || !parse_int(r.str, 0, r.str_bytes, &v) || v < 0) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "redis GET %s: not an integer", key);
+    }
+    *value_out = (uint64_t)v;
+    return TQ_OK;
+}

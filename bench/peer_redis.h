@@ -41,6 +41,11 @@ TQ_NODISCARD enum tq_err tq_redis_load(struct tq_bench_system *system, uint64_t 
                                        uint64_t backlog, void (*progress)(uint64_t done),
                                        struct tq_error *error);
 
+/* GET of an integer key over the control connection (0 when the key is absent); for checks
+ * after a run (e.g. next:msg counts every message ever appended). */
+TQ_NODISCARD enum tq_err tq_redis_get_u64(struct tq_bench_system *system, const char *key,
+                                          uint64_t *value_out, struct tq_error *error);
+
 /* ---- RESP, exposed for tests ------------------------------------------------------------- */
 
 enum tq_resp_type { TQ_RESP_SIMPLE, TQ_RESP_ERROR, TQ_RESP_INTEGER, TQ_RESP_BULK,

@@ -126,7 +126,11 @@ void tq_workload_init(struct tq_workload *workload, const struct tq_workload_opt
     TQ_ASSERT((unsigned)options->kind < TQ_WORKLOAD_KIND_COUNT);
     workload->options = *options;
     workload->client_index = client_index;
-    workload->rng = options->seed ^ (0x9e3779b97f4a7c15ull * ((uint64_t)client_index + 1));
+    /* Mix seed and client separately: states that differ by a multiple of the splitmix
+     * increment would give shifted copies of one stream. */
+    uint64_t seed_state = options->seed;
+    uint64_t client_state = 0x632be59bd9b4e019ull + client_index;
+    workload->rng = tq_workload_rand(&seed_state) ^ tq_workload_rand(&client_state);
     workload->ops_generated = 0;
 }
 

@@ -6,8 +6,9 @@
  * tq_bench_op into its own request; it never draws random numbers itself, so two systems fed
  * the same (seed, client) see the same sequence of operations.
  *
- * PRNG: splitmix64; client c of a run with seed s starts from state
- * s ^ (0x9e3779b97f4a7c15 * (c + 1)). uniform(n) = next() % n (bias < 2^-24 for n <= 1e12,
+ * PRNG: splitmix64 (next() adds 0x9e3779b97f4a7c15 to the state and mixes it). Client c of a
+ * run with seed s starts from state next(s) ^ next(0x632be59bd9b4e019 + c), each next() applied
+ * to a fresh state holding that value. uniform(n) = next() % n (bias < 2^-24 for n <= 1e12,
  * irrelevant here, and simple to reproduce in any language).
  */
 #ifndef TQ_BENCH_WORKLOAD_H
