@@ -119,8 +119,16 @@ enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify
                      rec.flags);
             return TQ_BATCH_BAD_AREA;
         }
-        if ((rec.flags & TQ_RECORD_REDACTED) == 0 && XXH3_64bits(payload, rec.len) !=
-                                                         rec.payload_hash) {
+        bool redacted = (rec.flags & TQ_RECORD_REDACTED) != 0;
+        uint32_t pad = tq_record_area_bytes(rec.len) - TQ_RECORD_HEADER_BYTES - rec.len;
+        if (!all_zero(payload + rec.len, pad) || (redacted && rec.len == 0)) {
+            snprintf(why, why_bytes, "record %u (lsn %llu): non-zero padding or bad flags", count,
+                     (unsigned long long)(out->lsn_first + count));
+            return TQ_BATCH_BAD_AREA;
+        }
+        /* A redacted payload must be all zeros: a bit flip that sets the flag is not a way
+         * to lose a payload silently. */
+        if (redacted ? !all_zero(payload, rec.len) : XXH3_64bits(payload, rec.len) != rec.payload_hash) {
             snprintf(why, why_bytes, "record %u (lsn %llu): payload checksum mismatch", count,
                      (unsigned long long)(out->lsn_first + count));
             return TQ_BATCH_BAD_AREA;

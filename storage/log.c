@@ -736,47 +736,64 @@ struct scan_stop {
     char why[200];
 };
 
+static bool block_is_zero(const uint8_t *p, size_t n) {
+    static const uint8_t zeros[TQ_BATCH_ALIGN_BYTES];
+    while (n > 0) {
+        size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+        if (memcmp(p, zeros, k) != 0) return false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
 /* After a stop at (seg i, offset): looks for later evidence. *durable_max gets the highest
  * lsn_durable of any valid batch header found later, *lsn_max the highest LSN seen there, and
- * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. */
-static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
+ * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. Only
+ * segment i is looked at when this_seg_only. */
+static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop, bool this_seg_only,
                                  uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
                                  bool *later_in_seg, struct tq_error *error) {
     *durable_max = 0;
     *lsn_max = 0;
     *nonzero_end = stop->offset;
     *later_in_seg = false;
-    for (uint32_t i = stop->seg_index; i < log->seg_count; i++) {
+    uint32_t seg_end = this_seg_only ? stop->seg_index + 1 : log->seg_count;
+    for (uint32_t i = stop->seg_index; i < seg_end; i++) {
         const struct tq_seg *seg = &log->segs[i];
+        bool stop_seg = i == stop->seg_index;
         struct tq_seg_cursor c;
         tq_cursor_init(&c, seg);
         uint64_t size = seg_logical_size(seg);
-        uint64_t off = i == stop->seg_index ? stop->offset : 0;
+        uint64_t off = stop_seg ? stop->offset : 0;
         enum tq_err err = TQ_OK;
-        for (; off < size; off += TQ_BATCH_ALIGN_BYTES) {
+        while (off < size) {
             const uint8_t *p;
             size_t avail;
             err = tq_cursor_get(&c, off, TQ_BATCH_ALIGN_BYTES, size, &p, &avail, error);
             if (err != TQ_OK) break;
-            bool nonzero = false;
-            for (size_t k = 0; k < avail; k++) {
-                if (p[k] != 0) {
-                    nonzero = true;
-                    break;
-                }
-            }
-            if (!nonzero) continue;
-            if (i == stop->seg_index) *nonzero_end = off + avail;
+            if (avail > TQ_BATCH_ALIGN_BYTES) avail = TQ_BATCH_ALIGN_BYTES;
+            uint64_t step = TQ_BATCH_ALIGN_BYTES;
             struct tq_batch_header h;
             char why[160];
-            enum tq_batch_check check = tq_batch_check(p, avail, false, &h, why, sizeof(why));
-            if ((check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) &&
-                !(i == stop->seg_index && off == stop->offset)) {
-                if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
-                uint64_t last = h.lsn_first + h.record_count - 1;
-                if (last > *lsn_max) *lsn_max = last;
-                if (i == stop->seg_index) *later_in_seg = true;
+            uint32_t magic = 0;
+            if (avail >= sizeof(magic)) memcpy(&magic, p, sizeof(magic));
+            if (magic == TQ_BATCH_MAGIC && !(stop_seg && off == stop->offset)) {
+                enum tq_batch_check check = tq_batch_check(p, avail, false, &h, why, sizeof(why));
+                if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
+                    if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
+                    uint64_t last = h.lsn_first + h.record_count - 1;
+                    if (last > *lsn_max) *lsn_max = last;
+                    if (stop_seg) *later_in_seg = true;
+                    step = tq_batch_disk_bytes(h.area_bytes);
+                    if (stop_seg) *nonzero_end = off + step < size ? off + step : size;
+                }
+            } else if (!stop_seg) {
+                /* later segments: only batch headers matter */
+            } else if (!block_is_zero(p, avail)) {
+                *nonzero_end = off + avail;
             }
+            off += step;
         }
         tq_cursor_free(&c);
         if (err != TQ_OK) return err;
@@ -877,7 +894,7 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
                     struct scan_stop probe = {.seg_index = i, .offset = off, .lsn = expected};
                     uint64_t dmax, lmax, nz;
                     bool later;
-                    err = scan_evidence(log, &probe, &dmax, &lmax, &nz, &later, error);
+                    err = scan_evidence(log, &probe, true, &dmax, &lmax, &nz, &later, error);
                     if (err != TQ_OK) break;
                     if (!later) break;
                 }
@@ -926,7 +943,7 @@ static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop
                                 struct tq_log_recovery *rec, struct tq_error *error) {
     uint64_t durable_max, lsn_max, nonzero_end;
     bool later_in_seg;
-    enum tq_err err = scan_evidence(log, stop, &durable_max, &lsn_max, &nonzero_end,
+    enum tq_err err = scan_evidence(log, stop, false, &durable_max, &lsn_max, &nonzero_end,
                                     &later_in_seg, error);
     if (err != TQ_OK) return err;
     const char *path = log->segs[stop->seg_index].path;

@@ -122,7 +122,7 @@ static inline void st_fill(struct tq_log *log, uint64_t seed, uint64_t lsn_end, 
 
 /* Segment file paths of dir/log, sorted; returns the count. */
 static inline int st_segments(const char *dir, char paths[][512], int cap) {
-    char log_dir[512];
+    char log_dir[256];
     snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
     struct dirent **names;
     int n = scandir(log_dir, &names, NULL, alphasort);
@@ -132,7 +132,12 @@ static inline int st_segments(const char *dir, char paths[][512], int cap) {
         size_t len = strlen(d);
         bool seg = (len > 4 && strcmp(d + len - 4, ".seg") == 0) ||
                    (len > 5 && strcmp(d + len - 5, ".zseg") == 0);
-        if (seg && count < cap) snprintf(paths[count++], 512, "%s/%s", log_dir, d);
+        if (seg && count < cap && strlen(log_dir) + len + 2 <= 512) {
+            memcpy(paths[count], log_dir, strlen(log_dir));
+            paths[count][strlen(log_dir)] = '/';
+            memcpy(paths[count] + strlen(log_dir) + 1, d, len + 1);
+            count++;
+        }
         free(names[i]);
     }
     if (n >= 0) free(names);
