@@ -99,6 +99,9 @@ const char *tq_delivery_name(enum tq_delivery d);
 const char *tq_presence_name(enum tq_presence p);
 const char *tq_role_name(enum tq_role r);
 const char *tq_sla_metric_name(enum tq_sla_metric m);
+/* True if TICKET_UPDATE (or a reply's set_status) may move a ticket from `from` to `to`: the
+ * status table of docs/tickets.md. Setting the current status again is a no-op, not a move. */
+bool tq_state_status_move_allowed(enum tq_ticket_status from, enum tq_ticket_status to);
 
 /* ---- commands ------------------------------------------------------------------------- */
 

@@ -1,0 +1,529 @@
+/* server/state/query.c: read-only views of the state (tickets, messages, customers, queues,
+ * agents, tokens, SLA, analytics) and the O(n) invariant checker.
+ *
+ * Views point into the state (strings in the string store, tags and custom fields in per-state
+ * scratch arrays) and are valid until the next apply or free. Every query takes the tenant and
+ * answers for another tenant's id exactly as for a missing one (NOT_FOUND / false / 0).
+ *
+ * What a message view holds is what the state keeps in memory: id, ticket, LSN, direction,
+ * channel, author kind, delivery status and attempts. author_id, created_ms and provider_ts_ms
+ * are in the record at view.lsn (tq_cmd_decode of it: now_ms is the commit time, the actor or
+ * customer is the author) and are returned as 0 here; that keeps a message at 24 bytes.
+ */
+#include "state_internal.h"
+
+#include <string.h>
+
+
+/* ---- tokens ------------------------------------------------------------------------------- */
+
+static void token_view(const struct tq_state *s, uint32_t id, struct tq_token_view *out) {
+    const struct tq_token *tk = st_token(s, id);
+    out->token_id = id;
+    out->tenant_id = tk->tenant;
+    out->agent_id = tk->agent;
+    out->role = (enum tq_role)tk->role;
+    out->revoked = tk->revoked != 0;
+}
+
+enum tq_err tq_state_token_find(const struct tq_state *s, const uint8_t hash[32],
+                                struct tq_token_view *out) {
+    uint64_t h = 0;
+    for (int i = 0; i < 8; i++) h |= (uint64_t)hash[i] << (8 * i);
+    const struct tq_idtab *tab = &s->token_index;
+    for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
+        uint32_t id = tab->slots[i];
+        if (id == 0) return TQ_ERR_NOT_FOUND;
+        if (memcmp(st_token(s, id)->hash, hash, 32) == 0) {
+            if (out != NULL) token_view(s, id, out);
+            return st_token(s, id)->revoked ? TQ_ERR_FAILED_PRECONDITION : TQ_OK;
+        }
+    }
+}
+
+bool tq_state_token_get(const struct tq_state *s, uint64_t token_id, struct tq_token_view *out) {
+    if (token_id == 0 || token_id >= s->tokens.next_id) return false;
+    token_view(s, (uint32_t)token_id, out);
+    return true;
+}
+
+/* ---- tenants ------------------------------------------------------------------------------ */
+
+bool tq_state_tenant_get(const struct tq_state *s, uint64_t tenant_id, struct tq_tenant_view *out) {
+    const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+    if (tn == NULL) return false;
+    memset(out, 0, sizeof(*out));
+    out->tenant_id = tenant_id;
+    out->name = tn->name;
+    out->auto_close_ms = tn->auto_close_ms;
+    out->sla_warning_permille = tn->warn_permille;
+    out->ticket_count = tn->ticket_count;
+    out->message_count = tn->message_count;
+    out->customer_count = tn->customer_count;
+    return true;
+}
+
+/* ---- tickets and messages ----------------------------------------------------------------- */
+
+static uint64_t sla_view_deadline(const struct tq_ticket *t, enum tq_sla_metric m) {
+    switch (m) {
+    case TQ_SLA_FIRST_REPLY: return t->first_reply_deadline_ms;
+    case TQ_SLA_NEXT_REPLY: return t->next_reply_deadline_ms;
+    case TQ_SLA_REQUESTER_WAIT: return t->wait.deadline_ms;
+    case TQ_SLA_AGENT_WORK: return t->work.deadline_ms;
+    case TQ_SLA_REPLY_WINDOW: return t->window_deadline_ms;
+    }
+    return 0;
+}
+
+enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, uint64_t ticket_id,
+                                struct tq_ticket_view *out) {
+    const struct tq_ticket *t = tq_st_ticket_get(s, tenant_id, ticket_id);
+    if (t == NULL) return TQ_ERR_NOT_FOUND;
+    memset(out, 0, sizeof(*out));
+    out->ticket_id = ticket_id;
+    out->tenant_id = t->tenant;
+    out->number = t->number;
+    out->customer_id = t->customer;
+    out->queue_id = t->queue;
+    out->assignee_id = t->assignee;
+    out->merged_into_id = t->merged_into;
+    out->follow_up_of_id = t->follow_up_of;
+    out->status = (enum tq_ticket_status)t->status;
+    out->priority = (enum tq_priority)t->priority;
+    out->origin_channel = (enum tq_channel)t->origin;
+    out->subject = (struct tq_str){t->subject != NULL ? t->subject : "", t->subject_len};
+    out->created_ms = t->created_ms;
+    out->updated_ms = t->updated_ms;
+    out->first_response_ms = t->first_response_ms;
+    out->solved_ms = t->solved_ms;
+    out->wake_at_ms = t->wake_at_ms;
+    out->message_count = t->msg_count;
+    if (t->extras != NULL) {
+        const uint32_t *tags = extras_tags(t->extras);
+        for (uint32_t i = 0; i < t->extras->tag_count; i++) s->view_tags[i] = st_intern(s, tags[i])->str;
+        out->tag_count = t->extras->tag_count;
+        out->tags = s->view_tags;
+        for (uint32_t i = 0; i < t->extras->field_count; i++) {
+            const struct tq_tag_field *f = &t->extras->fields[i];
+            struct tq_custom_field *v = &s->view_fields[i];
+            memset(v, 0, sizeof(*v));
+            v->key = st_intern(s, f->key)->str;
+            v->type = (enum tq_field_type)f->type;
+            v->int_value = f->int_value;
+            v->string_value = f->string_value;
+        }
+        out->field_count = t->extras->field_count;
+        out->custom_fields = s->view_fields;
+    }
+    out->sla_count = TQ_SLA_METRIC_COUNT;
+    for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+        struct tq_sla_view *v = &out->sla[m];
+        v->metric = (enum tq_sla_metric)m;
+        v->state = (enum tq_sla_clock_state)t->sla_state[m];
+        v->deadline_ms = sla_view_deadline(t, (enum tq_sla_metric)m);
+        v->target_ms = tq_st_clock_target(s, t, (enum tq_sla_metric)m);
+        v->elapsed_ms = tq_st_clock_elapsed(s, t, (enum tq_sla_metric)m);
+        v->warned = (t->sla_warned & (1u << m)) != 0;
+    }
+    return TQ_OK;
+}
+
+static void message_view(const struct tq_state *s, uint32_t id, struct tq_message_view *out) {
+    const struct tq_message *m = st_message(s, id);
+    memset(out, 0, sizeof(*out));
+    out->message_id = id;
+    out->ticket_id = m->ticket;
+    out->lsn = msg_lsn(m);
+    out->direction = (enum tq_direction)msg_dir(m);
+    out->channel = (enum tq_channel)msg_chan(m);
+    out->author_kind = (enum tq_author_kind)msg_author(m);
+    out->delivery = (enum tq_delivery)msg_delivery(m);
+    out->attempts = msg_attempts(m);
+}
+
+uint32_t tq_state_ticket_messages(const struct tq_state *s, uint64_t tenant_id, uint64_t ticket_id,
+                                  uint32_t first, uint32_t cap, struct tq_message_view *out) {
+    const struct tq_ticket *t = tq_st_ticket_get(s, tenant_id, ticket_id);
+    if (t == NULL) return 0;
+    uint32_t i = 0, n = 0;
+    for (uint32_t m = t->msg_head; m != 0 && n < cap; m = st_message(s, m)->next, i++) {
+        if (i >= first) message_view(s, m, &out[n++]);
+    }
+    return n;
+}
+
+enum tq_err tq_state_message_get(const struct tq_state *s, uint64_t tenant_id, uint64_t message_id,
+                                 struct tq_message_view *out) {
+    if (tq_st_message_get(s, tenant_id, message_id) == NULL) return TQ_ERR_NOT_FOUND;
+    message_view(s, (uint32_t)message_id, out);
+    return TQ_OK;
+}
+
+/* ---- customers ---------------------------------------------------------------------------- */
+
+static void customer_view(const struct tq_state *s, uint32_t id, struct tq_customer_view *out) {
+    const struct tq_customer *c = st_customer(s, id);
+    memset(out, 0, sizeof(*out));
+    out->customer_id = id;
+    out->tenant_id = c->tenant;
+    out->merged_into_id = c->merged_into;
+    out->name = c->name;
+    out->language = c->language;
+    out->identity_count = c->ident_count;
+    for (uint32_t t = c->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
+        const struct tq_ticket *tk = st_ticket(s, t);
+        if (tk->status != TQ_STATUS_CLOSED && tk->merged_into == 0) out->open_ticket_count++;
+    }
+}
+
+enum tq_err tq_state_customer_get(const struct tq_state *s, uint64_t tenant_id,
+                                  uint64_t customer_id, struct tq_customer_view *out) {
+    if (tq_st_customer_get(s, tenant_id, customer_id) == NULL) return TQ_ERR_NOT_FOUND;
+    customer_view(s, (uint32_t)customer_id, out);
+    return TQ_OK;
+}
+
+
+enum tq_err tq_state_customer_find(const struct tq_state *s, uint64_t tenant_id,
+                                   enum tq_channel channel, struct tq_str external_id,
+                                   struct tq_customer_view *out) {
+    if ((unsigned)channel >= TQ_CHANNEL_COUNT || tq_st_tenant_get(s, tenant_id) == NULL) {
+        return TQ_ERR_NOT_FOUND;
+    }
+    uint32_t ident = tq_st_identity_lookup(s, tenant_id, channel, external_id);
+    if (ident == 0) return TQ_ERR_NOT_FOUND;
+    uint32_t cid = st_identity(s, ident)->customer;
+    while (st_customer(s, cid)->merged_into != 0) cid = st_customer(s, cid)->merged_into;
+    customer_view(s, cid, out);
+    return TQ_OK;
+}
+
+bool tq_state_customer_identity(const struct tq_state *s, uint64_t tenant_id, uint64_t customer_id,
+                                uint32_t index, enum tq_channel *channel,
+                                struct tq_str *external_id) {
+    const struct tq_customer *c = tq_st_customer_get(s, tenant_id, customer_id);
+    if (c == NULL) return false;
+    uint32_t i = 0;
+    for (uint32_t x = c->ident_head; x != 0; x = st_identity(s, x)->next, i++) {
+        if (i == index) {
+            const struct tq_identity *id = st_identity(s, x);
+            *channel = (enum tq_channel)id->channel;
+            *external_id = (struct tq_str){id->ext, id->ext_len};
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- queues and agents -------------------------------------------------------------------- */
+
+enum tq_err tq_state_queue_get(const struct tq_state *s, uint64_t tenant_id, uint64_t queue_id,
+                               struct tq_queue_view *out) {
+    const struct tq_queue *q = tq_st_queue_get(s, tenant_id, queue_id);
+    if (q == NULL) return TQ_ERR_NOT_FOUND;
+    memset(out, 0, sizeof(*out));
+    out->queue_id = queue_id;
+    out->tenant_id = q->tenant;
+    out->name = q->name;
+    out->auto_assign = q->auto_assign;
+    out->assignment_timeout_ms = q->timeout_ms;
+    /* depth is kept; the oldest entry is a scan of the queue (dashboards, not the hot path) */
+    for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
+        out->depth += q->heap[k].count;
+        for (uint32_t i = 0; i < q->heap[k].count; i++) {
+            uint64_t at = st_ticket(s, q->heap[k].ids[i])->routing_ms;
+            if (out->oldest_enqueued_ms == 0 || at < out->oldest_enqueued_ms) {
+                out->oldest_enqueued_ms = at;
+            }
+        }
+    }
+    return TQ_OK;
+}
+
+uint32_t tq_state_queue_ids(const struct tq_state *s, uint64_t tenant_id, uint64_t *out,
+                            uint32_t cap) {
+    const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+    if (tn == NULL) return 0;
+    for (uint32_t i = 0; i < tn->queue_n && i < cap; i++) out[i] = tn->queue_ids[i];
+    return tn->queue_n;
+}
+
+uint32_t tq_state_queue_list(const struct tq_state *s, uint64_t tenant_id, uint64_t queue_id,
+                             uint64_t *ticket_ids_out, uint32_t cap) {
+    const struct tq_queue *q = tq_st_queue_get(s, tenant_id, queue_id);
+    if (q == NULL || cap == 0) return 0;
+    /* Selection of the first cap in queue order: insertion into a sorted output of size cap.
+     * O(depth * cap) worst case; callers ask for a page (tens), not the whole queue. */
+    uint32_t n = 0;
+    for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
+        for (uint32_t i = 0; i < q->heap[k].count; i++) {
+            uint32_t id = q->heap[k].ids[i];
+            if (n == cap && !tq_st_queue_before(s, id, (uint32_t)ticket_ids_out[n - 1])) continue;
+            uint32_t j = n < cap ? n : cap - 1;
+            while (j > 0 && tq_st_queue_before(s, id, (uint32_t)ticket_ids_out[j - 1])) {
+                ticket_ids_out[j] = ticket_ids_out[j - 1];
+                j--;
+            }
+            ticket_ids_out[j] = id;
+            if (n < cap) n++;
+        }
+    }
+    return n;
+}
+
+enum tq_err tq_state_agent_get(const struct tq_state *s, uint64_t tenant_id, uint64_t agent_id,
+                               struct tq_agent_view *out) {
+    const struct tq_agent *a = tq_st_agent_get(s, tenant_id, agent_id);
+    if (a == NULL) return TQ_ERR_NOT_FOUND;
+    memset(out, 0, sizeof(*out));
+    out->agent_id = agent_id;
+    out->tenant_id = a->tenant;
+    out->name = a->name;
+    out->presence = (enum tq_presence)a->presence;
+    memcpy(out->capacity, a->capacity, sizeof(out->capacity));
+    memcpy(out->load, a->load, sizeof(out->load));
+    out->last_assigned_ms = a->last_assigned_ms;
+    return TQ_OK;
+}
+
+uint32_t tq_state_agent_ids(const struct tq_state *s, uint64_t tenant_id, uint64_t *out,
+                            uint32_t cap) {
+    const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+    if (tn == NULL) return 0;
+    for (uint32_t i = 0; i < tn->agent_n && i < cap; i++) out[i] = tn->agent_ids[i];
+    return tn->agent_n;
+}
+
+/* ---- SLA and consumers -------------------------------------------------------------------- */
+
+uint32_t tq_state_sla_nearest(const struct tq_state *s, uint64_t tenant_id, struct tq_sla_due *out,
+                              uint32_t cap) {
+    /* A scan of the deadline heap (one entry per ticket with a due item) keeping the cap
+     * earliest running clock deadlines of the tenant, sorted. */
+    uint32_t n = 0;
+    if (cap == 0) return 0;
+    for (uint32_t i = 0; i < s->due_count; i++) {
+        const struct tq_ticket *t = st_ticket(s, s->due[i].ticket);
+        if (t->tenant != tenant_id) continue;
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+            if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
+            uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
+            if (d == 0) continue;
+            struct tq_sla_due x = {s->due[i].ticket, (enum tq_sla_metric)m, d};
+            if (n == cap && (d > out[n - 1].deadline_ms ||
+                             (d == out[n - 1].deadline_ms && x.ticket_id > out[n - 1].ticket_id))) {
+                continue;
+            }
+            uint32_t j = n < cap ? n : cap - 1;
+            while (j > 0 && (out[j - 1].deadline_ms > d ||
+                             (out[j - 1].deadline_ms == d && out[j - 1].ticket_id > x.ticket_id))) {
+                out[j] = out[j - 1];
+                j--;
+            }
+            out[j] = x;
+            if (n < cap) n++;
+        }
+    }
+    return n;
+}
+
+uint64_t tq_state_consumer_lsn(const struct tq_state *s, uint64_t tenant_id, struct tq_str name) {
+    const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+    if (tn == NULL) return 0;
+    for (uint32_t i = 0; i < tn->consumer_n; i++) {
+        const struct tq_consumer *k = &tn->consumers[i];
+        if (k->name.len == name.len && memcmp(k->name.ptr, name.ptr, name.len) == 0) return k->lsn;
+    }
+    return 0;
+}
+
+/* ---- analytics ---------------------------------------------------------------------------- */
+
+static void stats_add(const struct tq_state *s, const struct tq_tenant *tn, uint32_t tenant_id,
+                      struct tq_stats *out, struct tq_hist *fr, struct tq_hist *res) {
+    out->tenant_count++;
+    for (int i = 0; i < TQ_STATUS_COUNT; i++) out->tickets_by_status[i] += tn->by_status[i];
+    out->ticket_count += tn->ticket_count;
+    out->message_count += tn->message_count;
+    out->customer_count += tn->customer_count;
+    out->agent_count += tn->agent_n;
+    out->queue_count += tn->queue_n;
+    for (uint32_t i = 0; i < tn->queue_n; i++) {
+        const struct tq_queue *q = st_queue(s, tn->queue_ids[i]);
+        out->queued_tickets += q->heap[0].count + q->heap[1].count;
+    }
+    out->sla_breaches += tn->sla_breaches;
+    out->sla_warnings += tn->sla_warnings;
+    out->outbox_pending += tn->outbox_pending;
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) out->messages_by_channel[i] += tn->by_channel[i];
+    fr->count += tn->first_response.count;
+    res->count += tn->resolution.count;
+    for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++) {
+        fr->buckets[b] += tn->first_response.buckets[b];
+        res->buckets[b] += tn->resolution.buckets[b];
+    }
+    (void)tenant_id;
+}
+
+void tq_state_stats(const struct tq_state *s, uint64_t tenant_id, struct tq_stats *out) {
+    memset(out, 0, sizeof(*out));
+    struct tq_hist fr, res;
+    memset(&fr, 0, sizeof(fr));
+    memset(&res, 0, sizeof(res));
+    if (tenant_id != 0) {
+        const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+        if (tn != NULL) stats_add(s, tn, (uint32_t)tenant_id, out, &fr, &res);
+    } else {
+        uint32_t n = tq_slab_count(&s->tenants);
+        for (uint32_t i = 1; i <= n; i++) stats_add(s, st_tenant(s, i), i, out, &fr, &res);
+    }
+    out->first_response_p50_ms = tq_st_hist_quantile(&fr, 500);
+    out->first_response_p90_ms = tq_st_hist_quantile(&fr, 900);
+    out->resolution_p50_ms = tq_st_hist_quantile(&res, 500);
+    out->resolution_p90_ms = tq_st_hist_quantile(&res, 900);
+    out->lsn = s->lsn;
+}
+
+void tq_state_hourly_messages(const struct tq_state *s, uint64_t tenant_id, uint64_t hour_start_ms,
+                              uint64_t out[TQ_CHANNEL_COUNT]) {
+    memset(out, 0, TQ_CHANNEL_COUNT * sizeof(uint64_t));
+    const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+    if (tn == NULL) return;
+    uint64_t hour = hour_start_ms / 3600000u;
+    uint32_t slot = (uint32_t)(hour % TQ_HOURLY_SLOTS);
+    if (tn->hour_of_slot[slot] != hour) return;
+    for (int c = 0; c < TQ_CHANNEL_COUNT; c++) out[c] = tn->hourly[slot][c];
+}
+
+/* ---- invariants --------------------------------------------------------------------------- */
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            tq_error_set(error, TQ_ERR_INTERNAL, __VA_ARGS__);                                     \
+            ok = false;                                                                            \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error) {
+    bool ok = true;
+    uint32_t nt = tq_slab_count(&s->tickets);
+    uint32_t na = tq_slab_count(&s->agents);
+    uint32_t nq = tq_slab_count(&s->queues);
+    uint32_t *load = tq_xcalloc((size_t)na + 1, 2 * sizeof(uint32_t));
+    uint32_t *depth = tq_xcalloc((size_t)nq + 1, 2 * sizeof(uint32_t));
+    uint32_t due_expected = 0;
+    for (uint32_t id = 1; id <= nt; id++) {
+        const struct tq_ticket *t = st_ticket(s, id);
+        unsigned cls = tq_channel_class_of((enum tq_channel)t->origin);
+        CHECK(t->tenant != 0 && t->tenant < s->tenants.next_id, "ticket %u: tenant", id);
+        CHECK(st_customer(s, t->customer)->tenant == t->tenant, "ticket %u: customer tenant", id);
+        CHECK(st_queue(s, t->queue)->tenant == t->tenant, "ticket %u: queue tenant", id);
+        if (t->assignee != 0) {
+            CHECK(st_agent(s, t->assignee)->tenant == t->tenant, "ticket %u: agent tenant", id);
+        }
+        if (t->merged_into != 0) {
+            CHECK(st_ticket(s, t->merged_into)->tenant == t->tenant, "ticket %u: merge tenant", id);
+            CHECK(t->status == TQ_STATUS_CLOSED, "ticket %u: merged but not closed", id);
+            CHECK(t->msg_count == 0, "ticket %u: merged ticket keeps messages", id);
+        }
+        if (t->follow_up_of != 0) {
+            CHECK(st_ticket(s, t->follow_up_of)->tenant == t->tenant, "ticket %u: follow-up", id);
+        }
+        /* queue membership */
+        bool should = tq_st_ticket_should_queue(t);
+        CHECK(should == (t->queue_pos != 0), "ticket %u: queued=%d but should=%d", id,
+              t->queue_pos != 0, should);
+        if (should) {
+            const struct tq_heap32 *h = &st_queue(s, t->queue)->heap[cls];
+            CHECK(t->queue_pos <= h->count && h->ids[t->queue_pos - 1] == id,
+                  "ticket %u: queue position", id);
+            depth[t->queue * 2 + cls]++;
+        }
+        /* load */
+        bool counts = tq_st_ticket_counts_load(t);
+        CHECK(counts == ((t->flags & TQ_TF_IN_LOAD) != 0), "ticket %u: load flag", id);
+        if (counts) load[t->assignee * 2 + cls]++;
+        /* deadline index */
+        uint64_t due = tq_st_ticket_due(s, t);
+        if (due == UINT64_MAX) {
+            CHECK(t->due_pos == 0, "ticket %u: in deadline index without a due item", id);
+        } else {
+            CHECK(t->due_pos != 0 && t->due_pos <= s->due_count, "ticket %u: not indexed", id);
+            CHECK(s->due[t->due_pos - 1].ticket == id && s->due[t->due_pos - 1].due_ms == due,
+                  "ticket %u: deadline entry stale", id);
+            due_expected++;
+        }
+        /* every running clock with a target is in the index (its warning or breach is due) */
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+            if (t->sla_state[m] == TQ_SLA_RUNNING && t->merged_into == 0 &&
+                sla_view_deadline(t, (enum tq_sla_metric)m) != 0) {
+                CHECK(due <= sla_view_deadline(t, (enum tq_sla_metric)m),
+                      "ticket %u: running clock %d not indexed", id, m);
+            }
+        }
+        /* messages */
+        uint32_t count = 0, prev = 0;
+        for (uint32_t m = t->msg_head; m != 0; m = st_message(s, m)->next) {
+            CHECK(st_message(s, m)->ticket == id, "message %u: ticket", m);
+            CHECK(m > prev, "ticket %u: messages out of order", id);
+            prev = m;
+            count++;
+            CHECK(count <= t->msg_count, "ticket %u: message chain longer than count", id);
+        }
+        CHECK(count == t->msg_count, "ticket %u: message count", id);
+        CHECK(t->msg_tail == prev, "ticket %u: message tail", id);
+    }
+    CHECK(due_expected == s->due_count, "deadline index holds %u entries, expected %u",
+          s->due_count, due_expected);
+    for (uint32_t i = 0; i < s->due_count; i++) {
+        if (i > 0) {
+            const struct tq_duenode *p = &s->due[(i - 1) / 2], *c = &s->due[i];
+            CHECK(p->due_ms < c->due_ms || (p->due_ms == c->due_ms && p->ticket < c->ticket),
+                  "deadline heap order at %u", i);
+        }
+    }
+    for (uint32_t a = 1; a <= na; a++) {
+        const struct tq_agent *ag = st_agent(s, a);
+        for (int k = 0; k < 2; k++) {
+            CHECK(ag->load[k] == load[a * 2 + k], "agent %u: load[%d] %u, assigned %u", a, k,
+                  ag->load[k], load[a * 2 + k]);
+        }
+    }
+    for (uint32_t q = 1; q <= nq; q++) {
+        const struct tq_queue *qu = st_queue(s, q);
+        for (int k = 0; k < 2; k++) {
+            CHECK(qu->heap[k].count == depth[q * 2 + k], "queue %u: depth", q);
+            for (uint32_t i = 1; i < qu->heap[k].count; i++) {
+                CHECK(!tq_st_queue_before(s, qu->heap[k].ids[i], qu->heap[k].ids[(i - 1) / 2]),
+                      "queue %u: heap order", q);
+            }
+        }
+    }
+    for (uint32_t c = 1; c < s->customers.next_id; c++) {
+        const struct tq_customer *cu = st_customer(s, c);
+        for (uint32_t t = cu->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
+            CHECK(st_ticket(s, t)->customer == c, "customer %u: ticket chain", c);
+        }
+        for (uint32_t x = cu->ident_head; x != 0; x = st_identity(s, x)->next) {
+            CHECK(st_identity(s, x)->customer == c, "customer %u: identity chain", c);
+            CHECK(st_identity(s, x)->tenant == cu->tenant, "customer %u: identity tenant", c);
+        }
+        if (cu->merged_into != 0) {
+            CHECK(st_customer(s, cu->merged_into)->tenant == cu->tenant, "customer %u merge", c);
+        }
+    }
+    for (uint32_t e = 1; e < s->obentries.next_id; e++) {
+        const struct tq_obentry *x = st_obentry(s, e);
+        if (x->message == 0) continue;
+        const struct tq_message *m = st_message(s, x->message);
+        CHECK(st_ticket(s, m->ticket)->tenant == x->tenant, "outbox %u: tenant", e);
+        CHECK(msg_delivery(m) == TQ_DELIVERY_QUEUED, "outbox %u: message not queued", e);
+    }
+done:
+    tq_free(load, ((size_t)na + 1) * 2 * sizeof(uint32_t));
+    tq_free(depth, ((size_t)nq + 1) * 2 * sizeof(uint32_t));
+    return ok;
+}

@@ -1,0 +1,2462 @@
+/* server/state/state.c: tq_state_apply(), the deterministic ticket state machine.
+ *
+ * Owns: every mutation of struct tq_state. One command = one record = one call of apply; the
+ * same code runs live, in recovery, in audit replay and in compaction, so it is pure: the only
+ * clock is cmd->now_ms (and, in TICK, the exact deadlines being processed), ids come from the
+ * slabs' counters, nothing reads a file, a socket or a random source.
+ *
+ * Shape of every command handler: validate everything (ids exist in the tenant, enums in range,
+ * lengths and counts within limits, the move is allowed), and only then mutate, emitting events
+ * in the order the mutations happen. An error therefore leaves the state untouched and emits
+ * nothing. Allocation failure is not an expected failure here (tq_x* aborts): the server cannot
+ * keep a state it could not update.
+ *
+ * Cross-structure invariants (checked by tq_state_check_invariants in query.c):
+ *   - a ticket is in its queue's heap (of its channel class) iff it is unassigned, not merged,
+ *     and new or open (tq_st_ticket_should_queue);
+ *   - an agent's load[class] is the number of tickets assigned to it that count for load
+ *     (status new/open/pending/on_hold, not merged; solved work no longer takes capacity);
+ *   - the deadline heap holds exactly the tickets with a pending timed item (SLA warning or
+ *     breach of a running clock, wake_at, assignment timeout, auto-close), keyed at the earliest;
+ *   - no entity refers to an entity of another tenant.
+ * They are kept by funnelling every ticket change through ticket_sync(), which re-derives queue
+ * membership, load accounting and the deadline entry from the ticket's fields.
+ *
+ * The status table (allowed moves and which clocks run in which status) is status_table below,
+ * the one place in code; docs/tickets.md shows the same table.
+ */
+#include "state_internal.h"
+
+#include <string.h>
+
+/* Limits that are not in state.h, with their reason. */
+#define TIME_MS_MAX (1ull << 53)                 /* keeps every sum of times far from overflow */
+#define DURATION_MS_MAX (10ull * 366 * 86400000) /* 10 years: any SLA target, window or lease */
+#define ATTACHMENT_KEY_BYTES_MAX (TQ_NAME_BYTES_MAX * 4)
+#define FIELD_STRING_BYTES_MAX (TQ_NAME_BYTES_MAX * 4)
+#define TICK_ITEMS_PER_TICKET_MAX 64             /* bound on items one ticket yields per pop */
+
+/* ==== the status table =================================================================== */
+
+struct status_rule {
+    uint8_t moves_to;       /* bit per target status allowed by TICKET_UPDATE / reply */
+    bool wait_runs;         /* requester wait clock runs */
+    bool work_runs;         /* agent work clock runs */
+    bool queueable;         /* may sit in a queue when unassigned */
+    bool counts_load;       /* counts toward the assignee's load */
+};
+#define TO(s) (1u << (s))
+static const struct status_rule status_table[TQ_STATUS_COUNT] = {
+    [TQ_STATUS_NEW] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) |
+                           TO(TQ_STATUS_SOLVED),
+                       true, true, true, true},
+    [TQ_STATUS_OPEN] = {TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) | TO(TQ_STATUS_SOLVED),
+                        true, true, true, true},
+    [TQ_STATUS_PENDING] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_ON_HOLD) | TO(TQ_STATUS_SOLVED),
+                           false, false, false, true},
+    [TQ_STATUS_ON_HOLD] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_SOLVED),
+                           true, false, false, true},
+    [TQ_STATUS_SOLVED] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) |
+                              TO(TQ_STATUS_CLOSED),
+                          false, false, false, false},
+    [TQ_STATUS_CLOSED] = {0, false, false, false, false},
+};
+
+bool tq_state_status_move_allowed(enum tq_ticket_status from, enum tq_ticket_status to) {
+    if ((unsigned)from >= TQ_STATUS_COUNT || (unsigned)to >= TQ_STATUS_COUNT) return false;
+    return (status_table[from].moves_to & TO(to)) != 0;
+}
+
+bool tq_st_ticket_should_queue(const struct tq_ticket *t) {
+    return t->assignee == 0 && t->merged_into == 0 && status_table[t->status].queueable;
+}
+
+bool tq_st_ticket_counts_load(const struct tq_ticket *t) {
+    return t->assignee != 0 && t->merged_into == 0 && status_table[t->status].counts_load;
+}
+
+/* ==== apply context and events ============================================================ */
+
+struct ctx {
+    struct tq_state *s;
+    const struct tq_cmd *cmd;
+    uint64_t lsn, now;
+    const struct tq_event_sink *sink;
+    struct tq_cmd_result *res;
+    uint32_t tenant_id;
+    struct tq_tenant *tn;           /* NULL for TENANT_CREATE, server-level tokens and TICK */
+    struct tq_error *error;
+};
+
+static void ev_send(struct ctx *c, struct tq_event *e) {
+    if (c->sink != NULL && c->sink->emit != NULL) c->sink->emit(c->sink->ctx, e);
+}
+
+static struct tq_event ev_make(struct ctx *c, enum tq_event_type type, uint64_t tenant,
+                               uint64_t at) {
+    struct tq_event e;
+    memset(&e, 0, sizeof(e));
+    e.type = type;
+    e.lsn = c->lsn;
+    e.at_ms = at;
+    e.tenant_id = tenant;
+    return e;
+}
+
+static void ev_ticket(struct ctx *c, uint32_t tid, enum tq_event_type type,
+                      enum tq_event_field field, int64_t old_value, int64_t new_value,
+                      uint64_t at) {
+    const struct tq_ticket *t = st_ticket(c->s, tid);
+    struct tq_event e = ev_make(c, type, t->tenant, at);
+    e.ticket_id = tid;
+    e.customer_id = t->customer;
+    e.queue_id = t->queue;
+    e.agent_id = t->assignee;
+    e.field = field;
+    e.old_value = old_value;
+    e.new_value = new_value;
+    ev_send(c, &e);
+}
+
+static void ev_sla(struct ctx *c, uint32_t tid, enum tq_event_type type, enum tq_sla_metric m,
+                   uint64_t at) {
+    const struct tq_ticket *t = st_ticket(c->s, tid);
+    struct tq_event e = ev_make(c, type, t->tenant, at);
+    e.ticket_id = tid;
+    e.customer_id = t->customer;
+    e.queue_id = t->queue;
+    e.agent_id = t->assignee;
+    e.sla_metric = m;
+    ev_send(c, &e);
+}
+
+static void ev_config(struct ctx *c, uint64_t queue, uint64_t agent) {
+    struct tq_event e = ev_make(c, TQ_EVENT_CONFIG_CHANGED, c->tenant_id, c->now);
+    e.queue_id = queue;
+    e.agent_id = agent;
+    e.old_value = c->cmd->type;     /* which command changed the configuration */
+    e.new_value = c->cmd->type;
+    ev_send(c, &e);
+}
+
+static enum tq_err fail(struct ctx *c, enum tq_err code, const char *what) {
+    return tq_error_set(c->error, code, "%s", what);
+}
+
+/* ==== analytics =========================================================================== */
+
+static uint32_t hist_bucket(uint64_t v) {
+    if (v < 4) return (uint32_t)v;
+    uint32_t e = 63u - (uint32_t)__builtin_clzll(v);
+    uint32_t sub = (uint32_t)(v >> (e - 2)) & 3u;
+    uint32_t b = 4 + (e - 2) * 4 + sub;
+    TQ_ASSERT(b < TQ_HIST_BUCKETS);
+    return b;
+}
+
+static void hist_add(struct tq_hist *h, uint64_t v) {
+    h->buckets[hist_bucket(v)]++;
+    h->count++;
+}
+
+uint64_t tq_st_hist_quantile(const struct tq_hist *h, uint32_t permille) {
+    if (h->count == 0) return 0;
+    uint64_t rank = (h->count * permille + 999) / 1000;
+    if (rank == 0) rank = 1;
+    uint64_t seen = 0;
+    for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++) {
+        seen += h->buckets[b];
+        if (seen >= rank) {
+            if (b < 4) return b;
+            uint32_t e = (b - 4) / 4 + 2, sub = (b - 4) % 4;
+            uint64_t lo = (uint64_t)(4 + sub) << (e - 2);
+            uint64_t hi = ((uint64_t)(5 + sub) << (e - 2)) - 1;
+            return lo + (hi - lo) / 2;      /* bucket midpoint: within 12.5% of the truth */
+        }
+    }
+    return 0;
+}
+
+static void hourly_add(struct tq_tenant *tn, uint64_t at, unsigned channel) {
+    uint64_t hour = at / 3600000u;
+    uint32_t slot = (uint32_t)(hour % TQ_HOURLY_SLOTS);
+    if (tn->hour_of_slot[slot] != hour) {
+        if (tn->hour_of_slot[slot] > hour) return;  /* older than the ring keeps */
+        tn->hour_of_slot[slot] = hour;
+        memset(tn->hourly[slot], 0, sizeof(tn->hourly[slot]));
+    }
+    tn->hourly[slot][channel]++;
+}
+
+/* ==== SLA arithmetic ====================================================================== */
+
+static const struct tq_policy *ticket_policy(const struct tq_state *s, const struct tq_ticket *t) {
+    if (t->policy == 0) return NULL;
+    const struct tq_tenant *tn = st_tenant(s, t->tenant);
+    TQ_ASSERT(t->policy <= tn->policy_count);
+    return &tn->policies[t->policy - 1];
+}
+
+static const struct tq_calendar *ticket_calendar(const struct tq_state *s,
+                                                 const struct tq_ticket *t) {
+    const struct tq_policy *p = ticket_policy(s, t);
+    if (p == NULL || !p->business_hours) return NULL;
+    return st_tenant(s, t->tenant)->calendar;
+}
+
+static uint64_t cal_add(const struct tq_calendar *cal, uint64_t start, uint64_t d) {
+    if (cal == NULL) return start + d;
+    int64_t r = tq_calendar_add_business_ms(cal, (int64_t)start, (int64_t)d);
+    TQ_ASSERT(r >= (int64_t)start);
+    return (uint64_t)r;
+}
+
+static uint64_t cal_span(const struct tq_calendar *cal, uint64_t from, uint64_t to) {
+    if (to <= from) return 0;
+    if (cal == NULL) return to - from;
+    int64_t r = tq_calendar_business_ms(cal, (int64_t)from, (int64_t)to);
+    TQ_ASSERT(r >= 0);
+    return (uint64_t)r;
+}
+
+uint64_t tq_st_clock_target(const struct tq_state *s, const struct tq_ticket *t,
+                            enum tq_sla_metric m) {
+    if (m == TQ_SLA_REPLY_WINDOW) return st_tenant(s, t->tenant)->reply_window_ms[t->origin];
+    const struct tq_policy *p = ticket_policy(s, t);
+    return p == NULL ? 0 : p->target_ms[m][t->priority];
+}
+
+static struct tq_clock *duration_clock(struct tq_ticket *t, enum tq_sla_metric m) {
+    TQ_ASSERT(m == TQ_SLA_REQUESTER_WAIT || m == TQ_SLA_AGENT_WORK);
+    return m == TQ_SLA_REQUESTER_WAIT ? &t->wait : &t->work;
+}
+
+uint64_t tq_st_clock_elapsed(const struct tq_state *s, const struct tq_ticket *t,
+                             enum tq_sla_metric m) {
+    switch (m) {
+    case TQ_SLA_REQUESTER_WAIT: return t->wait.elapsed_ms;
+    case TQ_SLA_AGENT_WORK: return t->work.elapsed_ms;
+    case TQ_SLA_FIRST_REPLY:
+        return t->sla_state[m] == TQ_SLA_RUNNING ? 0 : (t->first_response_ms > t->created_ms
+                                                        ? cal_span(ticket_calendar(s, t),
+                                                                   t->created_ms,
+                                                                   t->first_response_ms)
+                                                        : 0);
+    case TQ_SLA_NEXT_REPLY:
+    case TQ_SLA_REPLY_WINDOW: return 0;
+    }
+    return 0;
+}
+
+static uint64_t reply_mark(const struct tq_ticket *t, enum tq_sla_metric m) {
+    return m == TQ_SLA_FIRST_REPLY ? t->created_ms : t->unanswered_ms;
+}
+
+/* Recomputes the deadline of a RUNNING clock from its start, elapsed time and the target at
+ * the ticket's current priority (the rule for priority changes: targets are re-derived from the
+ * original start and the time already paused). */
+static void clock_rederive(const struct tq_state *s, struct tq_ticket *t, enum tq_sla_metric m) {
+    if (t->sla_state[m] != TQ_SLA_RUNNING || m == TQ_SLA_REPLY_WINDOW) return;
+    uint64_t target = tq_st_clock_target(s, t, m);
+    const struct tq_calendar *cal = ticket_calendar(s, t);
+    uint64_t deadline = 0;
+    if (m == TQ_SLA_FIRST_REPLY || m == TQ_SLA_NEXT_REPLY) {
+        if (target != 0) deadline = cal_add(cal, reply_mark(t, m), target);
+        if (m == TQ_SLA_FIRST_REPLY) {
+            t->first_reply_deadline_ms = deadline;
+        } else {
+            t->next_reply_deadline_ms = deadline;
+        }
+        return;
+    }
+    struct tq_clock *k = duration_clock(t, m);
+    if (target != 0) {
+        deadline = cal_add(cal, k->mark_ms, target > k->elapsed_ms ? target - k->elapsed_ms : 0);
+    }
+    k->deadline_ms = deadline;
+}
+
+static uint64_t clock_deadline(const struct tq_ticket *t, enum tq_sla_metric m) {
+    switch (m) {
+    case TQ_SLA_FIRST_REPLY: return t->first_reply_deadline_ms;
+    case TQ_SLA_NEXT_REPLY: return t->next_reply_deadline_ms;
+    case TQ_SLA_REQUESTER_WAIT: return t->wait.deadline_ms;
+    case TQ_SLA_AGENT_WORK: return t->work.deadline_ms;
+    case TQ_SLA_REPLY_WINDOW: return t->window_deadline_ms;
+    }
+    return 0;
+}
+
+/* The instant a RUNNING clock with a target reaches the tenant's warning fraction, or
+ * UINT64_MAX if warnings are off (permille 0 or >= 1000) or already sent. */
+static uint64_t clock_warn_at(const struct tq_state *s, const struct tq_ticket *t,
+                              enum tq_sla_metric m) {
+    uint32_t p = st_tenant(s, t->tenant)->warn_permille;
+    if (p == 0 || p >= 1000 || (t->sla_warned & (1u << m)) != 0) return UINT64_MAX;
+    uint64_t deadline = clock_deadline(t, m);
+    uint64_t target = tq_st_clock_target(s, t, m);
+    uint64_t warn_span = target * p / 1000;
+    uint64_t at;
+    if (m == TQ_SLA_REPLY_WINDOW) {
+        at = deadline >= target ? deadline - target + warn_span : deadline;
+    } else if (m == TQ_SLA_FIRST_REPLY || m == TQ_SLA_NEXT_REPLY) {
+        at = cal_add(ticket_calendar(s, t), reply_mark(t, m), warn_span);
+    } else {
+        const struct tq_clock *k = m == TQ_SLA_REQUESTER_WAIT ? &t->wait : &t->work;
+        at = cal_add(ticket_calendar(s, t), k->mark_ms,
+                     warn_span > k->elapsed_ms ? warn_span - k->elapsed_ms : 0);
+    }
+    return at < deadline ? at : deadline;
+}
+
+enum item_kind { ITEM_WARN = 0, ITEM_BREACH = 1, ITEM_WAKE = 2, ITEM_TIMEOUT = 3, ITEM_CLOSE = 4 };
+
+struct item {
+    uint64_t at;
+    enum item_kind kind;
+    enum tq_sla_metric metric;
+};
+
+static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
+                          enum tq_sla_metric m) {
+    if (at < best->at || (at == best->at && (kind < best->kind ||
+                                             (kind == best->kind && m < best->metric)))) {
+        best->at = at;
+        best->kind = kind;
+        best->metric = m;
+    }
+}
+
+/* The ticket's earliest timed item (UINT64_MAX if none). Ties: by kind, then metric. */
+static struct item ticket_next_item(const struct tq_state *s, const struct tq_ticket *t) {
+    struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW};
+    if (t->merged_into != 0 || t->status == TQ_STATUS_CLOSED) return best;
+    for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+        if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
+        uint64_t deadline = clock_deadline(t, (enum tq_sla_metric)m);
+        if (deadline == 0) continue;
+        item_consider(&best, clock_warn_at(s, t, (enum tq_sla_metric)m), ITEM_WARN,
+                      (enum tq_sla_metric)m);
+        item_consider(&best, deadline, ITEM_BREACH, (enum tq_sla_metric)m);
+    }
+    if ((t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD) && t->wake_at_ms) {
+        item_consider(&best, t->wake_at_ms, ITEM_WAKE, 0);
+    }
+    if (t->assignee != 0 && status_table[t->status].queueable) {
+        uint64_t timeout = st_queue(s, t->queue)->timeout_ms;
+        if (timeout != 0) item_consider(&best, t->routing_ms + timeout, ITEM_TIMEOUT, 0);
+    }
+    uint64_t auto_close = st_tenant(s, t->tenant)->auto_close_ms;
+    if (t->status == TQ_STATUS_SOLVED && auto_close != 0) {
+        item_consider(&best, t->solved_ms + auto_close, ITEM_CLOSE, 0);
+    }
+    return best;
+}
+
+uint64_t tq_st_ticket_due(const struct tq_state *s, const struct tq_ticket *t) {
+    return ticket_next_item(s, t).at;
+}
+
+uint64_t tq_st_ticket_sla_due(const struct tq_ticket *t) {
+    uint64_t due = UINT64_MAX;
+    for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) {
+        uint8_t st = t->sla_state[m];
+        if (st != TQ_SLA_RUNNING && st != TQ_SLA_BREACHED) continue;
+        uint64_t d = clock_deadline(t, (enum tq_sla_metric)m);
+        if (d != 0 && d < due) due = d;
+    }
+    return due;
+}
+
+/* ==== queue heaps ========================================================================= */
+
+/* Queue order: priority desc, SLA due asc, (re)entered asc, id asc. A total order, so the
+ * heap's top does not depend on insertion history. */
+static bool q_before(const struct tq_state *s, uint32_t a, uint32_t b) {
+    const struct tq_ticket *ta = st_ticket(s, a), *tb = st_ticket(s, b);
+    if (ta->priority != tb->priority) return ta->priority > tb->priority;
+    uint64_t da = tq_st_ticket_sla_due(ta), db = tq_st_ticket_sla_due(tb);
+    if (da != db) return da < db;
+    if (ta->routing_ms != tb->routing_ms) return ta->routing_ms < tb->routing_ms;
+    return a < b;
+}
+
+bool tq_st_queue_before(const struct tq_state *s, uint32_t a, uint32_t b) {
+    return q_before(s, a, b);
+}
+
+static void qh_set(struct tq_state *s, struct tq_heap32 *h, uint32_t pos, uint32_t id) {
+    h->ids[pos] = id;
+    st_ticket(s, id)->queue_pos = pos + 1;
+}
+
+static void qh_up(struct tq_state *s, struct tq_heap32 *h, uint32_t pos) {
+    uint32_t id = h->ids[pos];
+    while (pos > 0) {
+        uint32_t parent = (pos - 1) / 2;
+        if (!q_before(s, id, h->ids[parent])) break;
+        qh_set(s, h, pos, h->ids[parent]);
+        pos = parent;
+    }
+    qh_set(s, h, pos, id);
+}
+
+static void qh_down(struct tq_state *s, struct tq_heap32 *h, uint32_t pos) {
+    uint32_t id = h->ids[pos];
+    for (;;) {
+        uint32_t child = 2 * pos + 1;
+        if (child >= h->count) break;
+        if (child + 1 < h->count && q_before(s, h->ids[child + 1], h->ids[child])) child++;
+        if (!q_before(s, h->ids[child], id)) break;
+        qh_set(s, h, pos, h->ids[child]);
+        pos = child;
+    }
+    qh_set(s, h, pos, id);
+}
+
+static void qh_insert(struct tq_state *s, struct tq_heap32 *h, uint32_t id) {
+    if (h->count == h->cap) {
+        uint32_t cap = h->cap == 0 ? 16 : h->cap * 2;
+        h->ids = tq_xrealloc(h->ids, h->cap * sizeof(uint32_t), cap * sizeof(uint32_t));
+        h->cap = cap;
+    }
+    h->ids[h->count] = id;
+    h->count++;
+    qh_up(s, h, h->count - 1);
+}
+
+static void qh_remove(struct tq_state *s, struct tq_heap32 *h, uint32_t pos) {
+    TQ_ASSERT(pos < h->count);
+    st_ticket(s, h->ids[pos])->queue_pos = 0;
+    h->count--;
+    if (pos == h->count) return;
+    h->ids[pos] = h->ids[h->count];
+    qh_up(s, h, pos);
+    qh_down(s, h, st_ticket(s, h->ids[pos == 0 ? 0 : pos])->queue_pos - 1);
+}
+
+static struct tq_heap32 *ticket_heap(struct tq_state *s, const struct tq_ticket *t) {
+    return &st_queue(s, t->queue)->heap[tq_channel_class_of((enum tq_channel)t->origin)];
+}
+
+/* ==== deadline heap ======================================================================= */
+
+static bool due_before(const struct tq_duenode *a, const struct tq_duenode *b) {
+    return a->due_ms != b->due_ms ? a->due_ms < b->due_ms : a->ticket < b->ticket;
+}
+
+static void dh_set(struct tq_state *s, uint32_t pos, struct tq_duenode n) {
+    s->due[pos] = n;
+    st_ticket(s, n.ticket)->due_pos = pos + 1;
+}
+
+static void dh_up(struct tq_state *s, uint32_t pos) {
+    struct tq_duenode n = s->due[pos];
+    while (pos > 0) {
+        uint32_t parent = (pos - 1) / 2;
+        if (!due_before(&n, &s->due[parent])) break;
+        dh_set(s, pos, s->due[parent]);
+        pos = parent;
+    }
+    dh_set(s, pos, n);
+}
+
+static void dh_down(struct tq_state *s, uint32_t pos) {
+    struct tq_duenode n = s->due[pos];
+    for (;;) {
+        uint32_t child = 2 * pos + 1;
+        if (child >= s->due_count) break;
+        if (child + 1 < s->due_count && due_before(&s->due[child + 1], &s->due[child])) child++;
+        if (!due_before(&s->due[child], &n)) break;
+        dh_set(s, pos, s->due[child]);
+        pos = child;
+    }
+    dh_set(s, pos, n);
+}
+
+static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
+    struct tq_ticket *t = st_ticket(s, tid);
+    if (due == UINT64_MAX) {
+        if (t->due_pos == 0) return;
+        uint32_t pos = t->due_pos - 1;
+        t->due_pos = 0;
+        s->due_count--;
+        if (pos == s->due_count) return;
+        s->due[pos] = s->due[s->due_count];
+        dh_up(s, pos);
+        dh_down(s, st_ticket(s, s->due[pos].ticket)->due_pos - 1);
+        return;
+    }
+    if (t->due_pos != 0) {
+        uint32_t pos = t->due_pos - 1;
+        if (s->due[pos].due_ms == due) return;
+        s->due[pos].due_ms = due;
+        dh_up(s, pos);
+        dh_down(s, t->due_pos - 1);
+        return;
+    }
+    if (s->due_count == s->due_cap) {
+        uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap * 2;
+        s->due = tq_xrealloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
+        s->due_cap = cap;
+    }
+    s->due[s->due_count] = (struct tq_duenode){due, tid, 0};
+    s->due_count++;
+    dh_up(s, s->due_count - 1);
+}
+
+/* ==== ticket sync: the one place that re-derives queue, load and deadline entries ========== */
+
+static void tenant_mark_dirty(struct tq_state *s, uint32_t tenant_id) {
+    struct tq_tenant *tn = st_tenant(s, tenant_id);
+    if (tn->autoassign_dirty) return;
+    tn->autoassign_dirty = true;
+    if (s->dirty_n == s->dirty_cap) {
+        uint32_t cap = s->dirty_cap == 0 ? 16 : s->dirty_cap * 2;
+        s->dirty = tq_xrealloc(s->dirty, s->dirty_cap * sizeof(uint32_t), cap * sizeof(uint32_t));
+        s->dirty_cap = cap;
+    }
+    s->dirty[s->dirty_n++] = tenant_id;
+}
+
+/* Re-derives queue membership/position, load accounting and the deadline entry of ticket tid
+ * from its fields. at is the time of the change (a ticket entering its queue enters at at). */
+static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
+    struct tq_ticket *t = st_ticket(s, tid);
+    /* queue */
+    bool should = tq_st_ticket_should_queue(t);
+    if (should && t->queue_pos == 0) {
+        t->routing_ms = at;
+        qh_insert(s, ticket_heap(s, t), tid);
+        t->flags |= TQ_TF_QUEUED;
+        if (st_queue(s, t->queue)->auto_assign) tenant_mark_dirty(s, t->tenant);
+    } else if (!should && t->queue_pos != 0) {
+        qh_remove(s, ticket_heap(s, t), t->queue_pos - 1);
+        t->flags &= (uint8_t)~TQ_TF_QUEUED;
+    } else if (should) {
+        struct tq_heap32 *h = ticket_heap(s, t);
+        qh_up(s, h, t->queue_pos - 1);
+        qh_down(s, h, t->queue_pos - 1);
+    }
+    /* load */
+    bool counts = tq_st_ticket_counts_load(t);
+    bool counted = (t->flags & TQ_TF_IN_LOAD) != 0;
+    if (counts != counted) {
+        struct tq_agent *a = st_agent(s, t->assignee);
+        unsigned cls = tq_channel_class_of((enum tq_channel)t->origin);
+        if (counts) {
+            a->load[cls]++;
+            t->flags |= TQ_TF_IN_LOAD;
+        } else {
+            TQ_ASSERT(a->load[cls] > 0);
+            a->load[cls]--;
+            t->flags &= (uint8_t)~TQ_TF_IN_LOAD;
+            tenant_mark_dirty(s, t->tenant);
+        }
+    }
+    /* deadline */
+    dh_update(s, tid, tq_st_ticket_due(s, t));
+}
+
+/* ==== ticket mutations (validated by the caller) ========================================== */
+
+static void clock_pause(struct tq_state *s, struct tq_ticket *t, enum tq_sla_metric m,
+                        uint64_t at) {
+    if (t->sla_state[m] != TQ_SLA_RUNNING) return;
+    struct tq_clock *k = duration_clock(t, m);
+    k->elapsed_ms += cal_span(ticket_calendar(s, t), k->mark_ms, at);
+    k->mark_ms = 0;
+    k->deadline_ms = 0;
+    t->sla_state[m] = TQ_SLA_PAUSED;
+}
+
+static void clock_resume(struct tq_state *s, struct tq_ticket *t, enum tq_sla_metric m,
+                         uint64_t at) {
+    if (t->sla_state[m] != TQ_SLA_PAUSED) return;
+    struct tq_clock *k = duration_clock(t, m);
+    k->mark_ms = at;
+    t->sla_state[m] = TQ_SLA_RUNNING;
+    clock_rederive(s, t, m);
+}
+
+static void clock_achieve(struct ctx *c, uint32_t tid, enum tq_sla_metric m, uint64_t at) {
+    struct tq_ticket *t = st_ticket(c->s, tid);
+    if (t->sla_state[m] != TQ_SLA_RUNNING && t->sla_state[m] != TQ_SLA_PAUSED) return;
+    bool had_target = tq_st_clock_target(c->s, t, m) != 0;
+    if (m == TQ_SLA_REQUESTER_WAIT || m == TQ_SLA_AGENT_WORK) {
+        clock_pause(c->s, t, m, at);
+    }
+    t->sla_state[m] = TQ_SLA_ACHIEVED;
+    if (had_target) ev_sla(c, tid, TQ_EVENT_SLA_ACHIEVED, m, at);
+}
+
+static void clock_cancel(struct tq_ticket *t, enum tq_sla_metric m) {
+    if (t->sla_state[m] != TQ_SLA_RUNNING && t->sla_state[m] != TQ_SLA_PAUSED) return;
+    t->sla_state[m] = TQ_SLA_NONE;
+    switch (m) {
+    case TQ_SLA_FIRST_REPLY: t->first_reply_deadline_ms = 0; break;
+    case TQ_SLA_NEXT_REPLY: t->next_reply_deadline_ms = 0; break;
+    case TQ_SLA_REQUESTER_WAIT: t->wait.deadline_ms = 0; break;
+    case TQ_SLA_AGENT_WORK: t->work.deadline_ms = 0; break;
+    case TQ_SLA_REPLY_WINDOW: t->window_deadline_ms = 0; break;
+    }
+}
+
+/* Moves the ticket to status `to` at `at` with the status table's effects on the clocks.
+ * The caller validated the move (or it is one of apply's own moves: wake, auto-close,
+ * reopen by an inbound message, merge tombstone). */
+static void ticket_set_status(struct ctx *c, uint32_t tid, enum tq_ticket_status to,
+                              uint64_t at) {
+    struct tq_state *s = c->s;
+    struct tq_ticket *t = st_ticket(s, tid);
+    enum tq_ticket_status from = (enum tq_ticket_status)t->status;
+    if (from == to) return;
+    TQ_ASSERT(from != TQ_STATUS_CLOSED);
+    struct tq_tenant *tn = st_tenant(s, t->tenant);
+    /* Clocks count up to the change under the old status... */
+    if (from == TQ_STATUS_SOLVED) {
+        /* Reopen: achieved duration clocks resume (they never restart). */
+        for (int m = TQ_SLA_REQUESTER_WAIT; m <= TQ_SLA_AGENT_WORK; m++) {
+            if (t->sla_state[m] == TQ_SLA_ACHIEVED) t->sla_state[m] = TQ_SLA_PAUSED;
+        }
+    }
+    if (status_table[from].wait_runs && !status_table[to].wait_runs) {
+        clock_pause(s, t, TQ_SLA_REQUESTER_WAIT, at);
+    }
+    if (status_table[from].work_runs && !status_table[to].work_runs) {
+        clock_pause(s, t, TQ_SLA_AGENT_WORK, at);
+    }
+    tn->by_status[from]--;
+    tn->by_status[to]++;
+    t->status = (uint8_t)to;
+    t->updated_ms = at;
+    ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_STATUS, from, to, at);
+    /* ...and then follow the new status. */
+    if (to == TQ_STATUS_SOLVED) {
+        clock_achieve(c, tid, TQ_SLA_REQUESTER_WAIT, at);
+        clock_achieve(c, tid, TQ_SLA_AGENT_WORK, at);
+        clock_cancel(t, TQ_SLA_FIRST_REPLY);
+        clock_cancel(t, TQ_SLA_NEXT_REPLY);
+        t->unanswered_ms = 0;
+        if (t->solved_ms == 0) hist_add(&tn->resolution, at > t->created_ms ? at - t->created_ms : 0);
+        t->solved_ms = at;
+    } else if (to == TQ_STATUS_CLOSED) {
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) clock_cancel(t, (enum tq_sla_metric)m);
+        t->unanswered_ms = 0;
+        t->wake_at_ms = 0;
+    } else {
+        if (status_table[to].wait_runs) clock_resume(s, t, TQ_SLA_REQUESTER_WAIT, at);
+        if (status_table[to].work_runs) clock_resume(s, t, TQ_SLA_AGENT_WORK, at);
+    }
+    if (to != TQ_STATUS_PENDING && to != TQ_STATUS_ON_HOLD && t->wake_at_ms != 0 &&
+        to != TQ_STATUS_CLOSED) {
+        /* wake_at only means something while pending or on hold */
+        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_WAKE_AT, (int64_t)t->wake_at_ms, 0, at);
+        t->wake_at_ms = 0;
+    }
+}
+
+static void ticket_set_assignee(struct ctx *c, uint32_t tid, uint32_t agent, uint64_t at) {
+    struct tq_state *s = c->s;
+    struct tq_ticket *t = st_ticket(s, tid);
+    uint32_t old = t->assignee;
+    if (old == agent) return;
+    if (t->flags & TQ_TF_IN_LOAD) {
+        struct tq_agent *a = st_agent(s, old);
+        unsigned cls = tq_channel_class_of((enum tq_channel)t->origin);
+        TQ_ASSERT(a->load[cls] > 0);
+        a->load[cls]--;
+        t->flags &= (uint8_t)~TQ_TF_IN_LOAD;
+        tenant_mark_dirty(s, t->tenant);
+    }
+    t->assignee = agent;
+    t->routing_ms = at;
+    t->updated_ms = at;
+    if (agent != 0) st_agent(s, agent)->last_assigned_ms = at;
+    ev_ticket(c, tid, TQ_EVENT_ASSIGNED, TQ_FIELD_ASSIGNEE, old, agent, at);
+}
+
+static void ticket_set_queue(struct ctx *c, uint32_t tid, uint32_t queue, uint64_t at) {
+    struct tq_state *s = c->s;
+    struct tq_ticket *t = st_ticket(s, tid);
+    uint32_t old = t->queue;
+    if (old == queue) return;
+    if (t->queue_pos != 0) {
+        qh_remove(s, ticket_heap(s, t), t->queue_pos - 1);
+        t->flags &= (uint8_t)~TQ_TF_QUEUED;
+    }
+    t->queue = queue;
+    t->updated_ms = at;
+    ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_QUEUE, old, queue, at);
+}
+
+static bool agent_has_room(const struct tq_agent *a, unsigned cls) {
+    return a->load[cls] < a->capacity[cls];
+}
+
+/* ==== TICK items ========================================================================= */
+
+static void item_process(struct ctx *c, uint32_t tid, struct item it) {
+    struct tq_state *s = c->s;
+    struct tq_ticket *t = st_ticket(s, tid);
+    struct tq_tenant *tn = st_tenant(s, t->tenant);
+    uint64_t at = it.at;
+    switch (it.kind) {
+    case ITEM_WARN:
+        t->sla_warned |= (uint8_t)(1u << it.metric);
+        tn->sla_warnings++;
+        ev_sla(c, tid, TQ_EVENT_SLA_WARNING, it.metric, at);
+        break;
+    case ITEM_BREACH:
+        t->sla_warned |= (uint8_t)(1u << it.metric);
+        t->sla_state[it.metric] = TQ_SLA_BREACHED;
+        tn->sla_breaches++;
+        ev_sla(c, tid, TQ_EVENT_SLA_BREACH, it.metric, at);
+        break;
+    case ITEM_WAKE: {
+        /* A wake-up set in the past happens when it is noticed, not before the last change. */
+        uint64_t when = at > t->updated_ms ? at : t->updated_ms;
+        ticket_set_status(c, tid, TQ_STATUS_OPEN, when);
+        break;
+    }
+    case ITEM_TIMEOUT: {
+        uint64_t when = at > t->updated_ms ? at : t->updated_ms;
+        ticket_set_assignee(c, tid, 0, when);
+        ticket_sync(s, tid, when);
+        return;
+    }
+    case ITEM_CLOSE: {
+        uint64_t when = at > t->updated_ms ? at : t->updated_ms;
+        ticket_set_status(c, tid, TQ_STATUS_CLOSED, when);
+        break;
+    }
+    }
+    ticket_sync(s, tid, at > t->updated_ms ? at : t->updated_ms);
+}
+
+/* ==== auto-assignment ===================================================================== */
+
+/* Best online agent of the tenant with room in class cls: lowest load in the class, then the
+ * one who waited longest since their last assignment, then the lowest id. 0 if none. */
+static uint32_t best_agent(const struct tq_state *s, const struct tq_tenant *tn, unsigned cls) {
+    uint32_t best = 0;
+    const struct tq_agent *b = NULL;
+    for (uint32_t i = 0; i < tn->agent_n; i++) {
+        const struct tq_agent *a = st_agent(s, tn->agent_ids[i]);
+        if (a->presence != TQ_PRESENCE_ONLINE || !agent_has_room(a, cls)) continue;
+        if (b == NULL || a->load[cls] < b->load[cls] ||
+            (a->load[cls] == b->load[cls] && a->last_assigned_ms < b->last_assigned_ms)) {
+            best = tn->agent_ids[i];
+            b = a;
+        }
+    }
+    return best;
+}
+
+static void autoassign_tenant(struct ctx *c, uint32_t tenant_id) {
+    struct tq_state *s = c->s;
+    struct tq_tenant *tn = st_tenant(s, tenant_id);
+    for (unsigned cls = 0; cls < TQ_CHANNEL_CLASS_COUNT; cls++) {
+        for (;;) {
+            uint32_t best_ticket = 0;
+            for (uint32_t i = 0; i < tn->queue_n; i++) {
+                const struct tq_queue *q = st_queue(s, tn->queue_ids[i]);
+                if (!q->auto_assign || q->heap[cls].count == 0) continue;
+                uint32_t top = q->heap[cls].ids[0];
+                if (best_ticket == 0 || q_before(s, top, best_ticket)) best_ticket = top;
+            }
+            if (best_ticket == 0) break;
+            uint32_t agent = best_agent(s, tn, cls);
+            if (agent == 0) break;
+            ticket_set_assignee(c, best_ticket, agent, c->now);
+            ticket_sync(s, best_ticket, c->now);
+            TQ_ASSERT(st_agent(s, agent)->load[cls] <= st_agent(s, agent)->capacity[cls]);
+        }
+    }
+}
+
+static void autoassign_run(struct ctx *c) {
+    struct tq_state *s = c->s;
+    /* The list may grow while we run (an assignment frees nothing, but be safe). */
+    for (uint32_t i = 0; i < s->dirty_n; i++) {
+        uint32_t tid = s->dirty[i];
+        st_tenant(s, tid)->autoassign_dirty = false;
+        autoassign_tenant(c, tid);
+    }
+    for (uint32_t i = 0; i < s->dirty_n; i++) st_tenant(s, s->dirty[i])->autoassign_dirty = false;
+    s->dirty_n = 0;
+}
+
+/* ==== validation helpers =================================================================== */
+
+static bool time_ok(uint64_t ms) { return ms < TIME_MS_MAX; }
+static bool dur_ok(uint64_t ms) { return ms <= DURATION_MS_MAX; }
+
+static enum tq_err check_str(struct ctx *c, struct tq_str v, uint32_t min, uint32_t max,
+                             const char *what) {
+    if (v.len < min || v.len > max || (v.len > 0 && v.ptr == NULL)) {
+        return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "%s: length %u not in [%u, %u]",
+                            what, v.len, min, max);
+    }
+    return TQ_OK;
+}
+
+static enum tq_err check_attachments(struct ctx *c, uint32_t n, const struct tq_attachment *a) {
+    if (n > TQ_ATTACHMENTS_PER_MESSAGE_MAX) {
+        return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "attachments: %u > %u", n,
+                            TQ_ATTACHMENTS_PER_MESSAGE_MAX);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        enum tq_err e = check_str(c, a[i].key, 1, ATTACHMENT_KEY_BYTES_MAX, "attachment key");
+        if (e == TQ_OK) e = check_str(c, a[i].name, 0, TQ_NAME_BYTES_MAX, "attachment name");
+        if (e == TQ_OK) e = check_str(c, a[i].mime_type, 0, TQ_NAME_BYTES_MAX, "mime type");
+        if (e != TQ_OK) return e;
+    }
+    return TQ_OK;
+}
+
+static enum tq_err check_room(struct ctx *c, const struct tq_slab *slab, uint32_t n,
+                              const char *what) {
+    if ((uint64_t)slab->next_id + n > TQ_ID_MAX) {
+        return tq_error_set(c->error, TQ_ERR_RESOURCE_EXHAUSTED, "%s: id space exhausted", what);
+    }
+    return TQ_OK;
+}
+
+/* Normalises an external id for identity lookup: email addresses are case-insensitive (ASCII
+ * lower-casing of the whole address, what every support desk does in practice). */
+static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
+    for (uint32_t i = 0; i < in.len; i++) {
+        char ch8 = in.ptr[i];
+        if (ch == TQ_CHANNEL_EMAIL && ch8 >= 'A' && ch8 <= 'Z') ch8 = (char)(ch8 - 'A' + 'a');
+        out[i] = ch8;
+    }
+    return in.len;
+}
+
+static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
+                              const char *norm, uint32_t len, uint64_t *hash_out) {
+    uint64_t h = tq_st_identity_hash(tenant, ch, norm, len);
+    *hash_out = h;
+    const struct tq_idtab *tab = &s->ident_index;
+    for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
+        uint32_t id = tab->slots[i];
+        if (id == 0) return 0;
+        const struct tq_identity *x = st_identity(s, id);
+        if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
+            memcmp(x->ext, norm, len) == 0) {
+            return id;
+        }
+    }
+}
+
+uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
+                               struct tq_str ext) {
+    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    if (ext.len == 0 || ext.len > TQ_EXTERNAL_ID_BYTES_MAX) return 0;
+    uint32_t len = normalise_ext(ch, ext, norm);
+    uint64_t h;
+    return identity_find(s, tenant, ch, norm, len, &h);
+}
+
+static uint64_t identity_hash_of(const struct tq_state *s, uint32_t id) {
+    return st_identity(s, id)->hash;
+}
+
+static uint64_t message_hash_of(const struct tq_state *s, uint32_t id) {
+    return st_message(s, id)->ext_hash;
+}
+
+static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
+    const uint8_t *h = st_token(s, id)->hash;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)h[i] << (8 * i);
+    return v;
+}
+
+/* Message with this idempotency key (hash plus tenant and channel equality), or 0. */
+static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
+                             uint64_t h) {
+    const struct tq_idtab *tab = &s->msg_index;
+    for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
+        uint32_t id = tab->slots[i];
+        if (id == 0) return 0;
+        const struct tq_message *m = st_message(s, id);
+        if (m->ext_hash == h && msg_chan(m) == channel && st_ticket(s, m->ticket)->tenant == tenant) {
+            return id;
+        }
+    }
+}
+
+/* Identity insertion keeping the customer's chain in ascending id order (ids only grow). */
+static uint32_t identity_add(struct tq_state *s, uint32_t tenant, uint32_t customer,
+                             enum tq_channel ch, const char *norm, uint32_t len, uint64_t h) {
+    uint32_t id = tq_st_slab_new(&s->identities);
+    struct tq_identity *x = st_identity(s, id);
+    struct tq_str ext = tq_st_strdup(s, norm, len);
+    x->hash = h;
+    x->ext = ext.ptr;
+    x->ext_len = (uint16_t)len;
+    x->tenant = tenant;
+    x->customer = customer;
+    x->channel = (uint8_t)ch;
+    struct tq_customer *cu = st_customer(s, customer);
+    if (cu->ident_head == 0) {
+        cu->ident_head = id;
+    } else {
+        uint32_t p = cu->ident_head;
+        while (st_identity(s, p)->next != 0) p = st_identity(s, p)->next;
+        st_identity(s, p)->next = id;
+    }
+    cu->ident_count++;
+    tq_st_idtab_insert(s, &s->ident_index, h, id, identity_hash_of);
+    return id;
+}
+
+static uint32_t customer_add(struct ctx *c, struct tq_str name, struct tq_str language) {
+    struct tq_state *s = c->s;
+    uint32_t id = tq_st_slab_new(&s->customers);
+    struct tq_customer *cu = st_customer(s, id);
+    cu->tenant = c->tenant_id;
+    cu->name = tq_st_strdup(s, name.ptr, name.len);
+    cu->language = tq_st_strdup(s, language.ptr, language.len);
+    c->tn->customer_count++;
+    struct tq_event e = ev_make(c, TQ_EVENT_CUSTOMER_CREATED, c->tenant_id, c->now);
+    e.customer_id = id;
+    ev_send(c, &e);
+    return id;
+}
+
+/* ==== tags and custom fields ============================================================== */
+
+struct extras_draft {
+    uint32_t tag_count, field_count;
+    uint32_t tags[TQ_TAGS_PER_TICKET_MAX];
+    struct tq_tag_field fields[TQ_CUSTOM_FIELDS_PER_TICKET_MAX];
+};
+
+static void draft_load(const struct tq_ticket *t, struct extras_draft *d) {
+    d->tag_count = 0;
+    d->field_count = 0;
+    if (t->extras == NULL) return;
+    d->tag_count = t->extras->tag_count;
+    d->field_count = t->extras->field_count;
+    memcpy(d->tags, extras_tags(t->extras), d->tag_count * sizeof(uint32_t));
+    memcpy(d->fields, t->extras->fields, d->field_count * sizeof(struct tq_tag_field));
+}
+
+static void draft_store(struct tq_ticket *t, const struct extras_draft *d) {
+    if (t->extras != NULL) {
+        tq_free(t->extras, extras_bytes(t->extras->tag_count, t->extras->field_count));
+        t->extras = NULL;
+    }
+    if (d->tag_count == 0 && d->field_count == 0) return;
+    struct tq_ticket_extras *x = tq_xalloc(extras_bytes(d->tag_count, d->field_count));
+    x->tag_count = d->tag_count;
+    x->field_count = d->field_count;
+    memcpy(x->fields, d->fields, d->field_count * sizeof(struct tq_tag_field));
+    memcpy(extras_tags(x), d->tags, d->tag_count * sizeof(uint32_t));
+    t->extras = x;
+}
+
+static bool draft_has_tag(const struct extras_draft *d, uint32_t tag) {
+    for (uint32_t i = 0; i < d->tag_count; i++) {
+        if (d->tags[i] == tag) return true;
+    }
+    return false;
+}
+
+/* Adds tag by value (interning it); false if the ticket already has the maximum. */
+static bool draft_add_tag(struct tq_state *s, struct extras_draft *d, struct tq_str tag) {
+    uint32_t id = tq_st_intern(s, tag);
+    if (draft_has_tag(d, id)) return true;
+    if (d->tag_count == TQ_TAGS_PER_TICKET_MAX) return false;
+    d->tags[d->tag_count++] = id;
+    return true;
+}
+
+bool tq_st_ticket_has_tag(const struct tq_ticket *t, uint32_t tag) {
+    if (t->extras == NULL) return false;
+    const uint32_t *tags = extras_tags(t->extras);
+    for (uint32_t i = 0; i < t->extras->tag_count; i++) {
+        if (tags[i] == tag) return true;
+    }
+    return false;
+}
+
+/* The first policy of the tenant's current list whose every set criterion matches. */
+static uint32_t policy_select(const struct tq_state *s, const struct tq_tenant *tn,
+                              const struct tq_ticket *t) {
+    for (uint32_t i = 0; i < tn->policy_current; i++) {
+        uint32_t idx = tn->policy_first + i;
+        const struct tq_policy *p = &tn->policies[idx];
+        if (p->queue != 0 && p->queue != t->queue) continue;
+        if (p->channel >= 0 && (uint32_t)p->channel != t->origin) continue;
+        if (p->tag != 0 && !tq_st_ticket_has_tag(t, p->tag)) continue;
+        (void)s;
+        return idx + 1;
+    }
+    return 0;
+}
+
+/* ==== commands: tenants, tokens, queues, agents ============================================ */
+
+static enum tq_err cmd_tenant_create(struct ctx *c) {
+    struct tq_state *s = c->s;
+    enum tq_err e = check_str(c, c->cmd->u.tenant_create.name, 1, TQ_NAME_BYTES_MAX, "name");
+    if (e == TQ_OK) e = check_room(c, &s->tenants, 1, "tenants");
+    if (e != TQ_OK) return e;
+    uint32_t id = tq_st_slab_new(&s->tenants);
+    struct tq_tenant *tn = st_tenant(s, id);
+    tn->name = tq_st_strdup(s, c->cmd->u.tenant_create.name.ptr, c->cmd->u.tenant_create.name.len);
+    tn->auto_close_ms = 4ull * 86400000;   /* the common helpdesk default: 4 days */
+    tn->warn_permille = 750;
+    tn->attempts_max = TQ_OUTBOX_ATTEMPTS_DEFAULT_MAX;
+    tn->reply_window_ms[TQ_CHANNEL_WHATSAPP] = 24ull * 3600000;   /* Meta's 24 h windows */
+    tn->reply_window_ms[TQ_CHANNEL_MESSENGER] = 24ull * 3600000;
+    tn->reply_window_ms[TQ_CHANNEL_INSTAGRAM] = 24ull * 3600000;
+    tn->ticket_number_next = 1;
+    c->res->tenant_id = id;
+    struct tq_event ev = ev_make(c, TQ_EVENT_TENANT_CREATED, id, c->now);
+    ev_send(c, &ev);
+    return TQ_OK;
+}
+
+/* Re-derives every SLA deadline and deadline entry of a tenant's tickets (settings, hours). */
+static void tenant_resync(struct tq_state *s, uint32_t tenant_id, uint64_t at) {
+    uint32_t n = tq_slab_count(&s->tickets);
+    for (uint32_t id = 1; id <= n; id++) {
+        struct tq_ticket *t = st_ticket(s, id);
+        if (t->tenant != tenant_id) continue;
+        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) clock_rederive(s, t, (enum tq_sla_metric)m);
+        ticket_sync(s, id, at);
+    }
+}
+
+static enum tq_err cmd_tenant_settings(struct ctx *c) {
+    const __typeof__(c->cmd->u.tenant_settings) *in = &c->cmd->u.tenant_settings;
+    if (!dur_ok(in->auto_close_ms)) return fail(c, TQ_ERR_INVALID_ARGUMENT, "auto_close_ms");
+    if (in->sla_warning_permille > 1000) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "sla_warning_permille > 1000");
+    }
+    if (in->outbox_attempts_max < 1 || in->outbox_attempts_max > TQ_OUTBOX_ATTEMPTS_LIMIT) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "outbox_attempts_max not in [1, 15]");
+    }
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
+        if (!dur_ok(in->reply_window_ms[i])) return fail(c, TQ_ERR_INVALID_ARGUMENT, "reply_window");
+        if (in->default_queue_id[i] != 0 &&
+            tq_st_queue_get(c->s, c->tenant_id, in->default_queue_id[i]) == NULL) {
+            return fail(c, TQ_ERR_NOT_FOUND, "default queue");
+        }
+    }
+    struct tq_tenant *tn = c->tn;
+    tn->auto_close_ms = in->auto_close_ms;
+    tn->warn_permille = in->sla_warning_permille;
+    tn->attempts_max = in->outbox_attempts_max;
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
+        tn->reply_window_ms[i] = in->reply_window_ms[i];
+        tn->default_queue[i] = (uint32_t)in->default_queue_id[i];
+    }
+    tenant_resync(c->s, c->tenant_id, c->now);
+    ev_config(c, 0, 0);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_policies_set(struct ctx *c) {
+    struct tq_state *s = c->s;
+    uint32_t n = c->cmd->u.sla_policies_set.count;
+    const struct tq_sla_policy *in = c->cmd->u.sla_policies_set.policies;
+    if (n > TQ_SLA_POLICIES_MAX) return fail(c, TQ_ERR_INVALID_ARGUMENT, "policies > 64");
+    for (uint32_t i = 0; i < n; i++) {
+        enum tq_err e = check_str(c, in[i].name, 0, TQ_NAME_BYTES_MAX, "policy name");
+        if (e == TQ_OK) e = check_str(c, in[i].tag, 0, TQ_NAME_BYTES_MAX, "policy tag");
+        if (e != TQ_OK) return e;
+        if (in[i].queue_id != 0 && tq_st_queue_get(s, c->tenant_id, in[i].queue_id) == NULL) {
+            return fail(c, TQ_ERR_NOT_FOUND, "policy queue");
+        }
+        if (in[i].channel < -1 || in[i].channel >= TQ_CHANNEL_COUNT) {
+            return fail(c, TQ_ERR_INVALID_ARGUMENT, "policy channel");
+        }
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT - 1; m++) {
+            for (int p = 0; p < TQ_PRIORITY_COUNT; p++) {
+                if (!dur_ok(in[i].targets.target_ms[m][p])) {
+                    return fail(c, TQ_ERR_INVALID_ARGUMENT, "policy target > 10 years");
+                }
+            }
+        }
+    }
+    struct tq_tenant *tn = c->tn;
+    if (tn->policy_count + n > tn->policy_cap) {
+        uint32_t cap = tn->policy_cap == 0 ? 16 : tn->policy_cap;
+        while (cap < tn->policy_count + n) cap *= 2;
+        tn->policies = tq_xrealloc(tn->policies, tn->policy_cap * sizeof(struct tq_policy),
+                                   cap * sizeof(struct tq_policy));
+        tn->policy_cap = cap;
+    }
+    tn->policy_first = tn->policy_count;
+    tn->policy_current = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct tq_policy *p = &tn->policies[tn->policy_count++];
+        memset(p, 0, sizeof(*p));
+        p->name = tq_st_strdup(s, in[i].name.ptr, in[i].name.len);
+        p->queue = (uint32_t)in[i].queue_id;
+        p->channel = in[i].channel;
+        p->tag = in[i].tag.len > 0 ? tq_st_intern(s, in[i].tag) : 0;
+        p->business_hours = in[i].business_hours;
+        memcpy(p->target_ms, in[i].targets.target_ms, sizeof(p->target_ms));
+    }
+    ev_config(c, 0, 0);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_business_hours(struct ctx *c) {
+    const struct tq_calendar *cal = c->cmd->u.business_hours_set.calendar;
+    if (cal == NULL) return fail(c, TQ_ERR_INVALID_ARGUMENT, "calendar missing");
+    enum tq_err e = tq_calendar_validate(cal, c->error);
+    if (e != TQ_OK) return e;
+    struct tq_tenant *tn = c->tn;
+    if (!tq_calendar_has_hours(cal)) {
+        if (tn->calendar != NULL) tq_free(tn->calendar, sizeof(*tn->calendar));
+        tn->calendar = NULL;
+    } else {
+        if (tn->calendar == NULL) tn->calendar = tq_xalloc(sizeof(*tn->calendar));
+        *tn->calendar = *cal;
+    }
+    tenant_resync(c->s, c->tenant_id, c->now);
+    ev_config(c, 0, 0);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_token_issue(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.token_issue) *in = &c->cmd->u.token_issue;
+    if ((unsigned)in->role > TQ_ROLE_INTEGRATION) return fail(c, TQ_ERR_INVALID_ARGUMENT, "role");
+    if ((in->role == TQ_ROLE_SERVER_ADMIN) != (c->tenant_id == 0)) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "server_admin tokens have no tenant, others do");
+    }
+    if (in->role == TQ_ROLE_AGENT) {
+        if (tq_st_agent_get(s, c->tenant_id, in->agent_id) == NULL) {
+            return fail(c, TQ_ERR_NOT_FOUND, "agent");
+        }
+    } else if (in->agent_id != 0) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "agent_id only for agent tokens");
+    }
+    enum tq_err e = check_str(c, in->name, 0, TQ_NAME_BYTES_MAX, "token name");
+    if (e == TQ_OK) e = check_room(c, &s->tokens, 1, "tokens");
+    if (e != TQ_OK) return e;
+    struct tq_token_view v;
+    if (tq_state_token_find(s, in->hash, &v) != TQ_ERR_NOT_FOUND) {
+        return fail(c, TQ_ERR_ALREADY_EXISTS, "token hash");
+    }
+    uint32_t id = tq_st_slab_new(&s->tokens);
+    struct tq_token *tk = st_token(s, id);
+    memcpy(tk->hash, in->hash, 32);
+    tk->name = tq_st_strdup(s, in->name.ptr, in->name.len);
+    tk->tenant = c->tenant_id;
+    tk->agent = (uint32_t)in->agent_id;
+    tk->role = (uint8_t)in->role;
+    tq_st_idtab_insert(s, &s->token_index, token_hash_of(s, id), id, token_hash_of);
+    c->res->token_id = id;
+    ev_config(c, 0, in->agent_id);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_token_revoke(struct ctx *c) {
+    uint64_t id = c->cmd->u.token_revoke.token_id;
+    if (id == 0 || id >= c->s->tokens.next_id) return fail(c, TQ_ERR_NOT_FOUND, "token");
+    struct tq_token *tk = st_token(c->s, (uint32_t)id);
+    if (c->tenant_id != 0 && tk->tenant != c->tenant_id) return fail(c, TQ_ERR_NOT_FOUND, "token");
+    if (tk->revoked) return fail(c, TQ_ERR_FAILED_PRECONDITION, "token already revoked");
+    tk->revoked = 1;
+    c->res->token_id = id;
+    ev_config(c, 0, tk->agent);
+    return TQ_OK;
+}
+
+static void id_list_push(uint32_t **ids, uint32_t *n, uint32_t *cap, uint32_t id) {
+    if (*n == *cap) {
+        uint32_t nc = *cap == 0 ? 8 : *cap * 2;
+        *ids = tq_xrealloc(*ids, *cap * sizeof(uint32_t), nc * sizeof(uint32_t));
+        *cap = nc;
+    }
+    (*ids)[(*n)++] = id;
+}
+
+static enum tq_err cmd_queue(struct ctx *c, bool create) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.queue) *in = &c->cmd->u.queue;
+    struct tq_queue *q = NULL;
+    if (!create) {
+        q = tq_st_queue_get(s, c->tenant_id, in->queue_id);
+        if (q == NULL) return fail(c, TQ_ERR_NOT_FOUND, "queue");
+    }
+    enum tq_err e = check_str(c, in->name, create ? 1 : 0, TQ_NAME_BYTES_MAX, "queue name");
+    if (e == TQ_OK && create) e = check_room(c, &s->queues, 1, "queues");
+    if (e != TQ_OK) return e;
+    if (!dur_ok(in->assignment_timeout_ms)) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "assignment_timeout_ms");
+    }
+    uint32_t id = create ? tq_st_slab_new(&s->queues) : (uint32_t)in->queue_id;
+    q = st_queue(s, id);
+    if (create) {
+        q->tenant = c->tenant_id;
+        id_list_push(&c->tn->queue_ids, &c->tn->queue_n, &c->tn->queue_cap, id);
+    }
+    if (in->name.len > 0) q->name = tq_st_strdup(s, in->name.ptr, in->name.len);
+    bool timeout_changed = q->timeout_ms != in->assignment_timeout_ms;
+    q->auto_assign = in->auto_assign;
+    q->timeout_ms = in->assignment_timeout_ms;
+    if (q->auto_assign) tenant_mark_dirty(s, c->tenant_id);
+    if (!create && timeout_changed) {
+        uint32_t n = tq_slab_count(&s->tickets);
+        for (uint32_t t = 1; t <= n; t++) {
+            if (st_ticket(s, t)->queue == id) ticket_sync(s, t, c->now);
+        }
+    }
+    c->res->queue_id = id;
+    ev_config(c, id, 0);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_agent(struct ctx *c, bool create) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.agent) *in = &c->cmd->u.agent;
+    if (!create && tq_st_agent_get(s, c->tenant_id, in->agent_id) == NULL) {
+        return fail(c, TQ_ERR_NOT_FOUND, "agent");
+    }
+    enum tq_err e = check_str(c, in->name, create ? 1 : 0, TQ_NAME_BYTES_MAX, "agent name");
+    if (e == TQ_OK && create) e = check_room(c, &s->agents, 1, "agents");
+    if (e != TQ_OK) return e;
+    if (in->set_presence && (unsigned)in->presence > TQ_PRESENCE_ONLINE) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "presence");
+    }
+    uint32_t id = create ? tq_st_slab_new(&s->agents) : (uint32_t)in->agent_id;
+    struct tq_agent *a = st_agent(s, id);
+    if (create) {
+        a->tenant = c->tenant_id;
+        id_list_push(&c->tn->agent_ids, &c->tn->agent_n, &c->tn->agent_cap, id);
+    }
+    if (in->name.len > 0) a->name = tq_st_strdup(s, in->name.ptr, in->name.len);
+    if (in->set_presence) a->presence = (uint8_t)in->presence;
+    if (in->set_capacity) memcpy(a->capacity, in->capacity, sizeof(a->capacity));
+    tenant_mark_dirty(s, c->tenant_id);
+    c->res->agent_id = id;
+    ev_config(c, 0, id);
+    return TQ_OK;
+}
+
+/* ==== commands: customers ================================================================ */
+
+static enum tq_err cmd_customer_create(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.customer_create) *in = &c->cmd->u.customer_create;
+    enum tq_err e = check_str(c, in->name, 0, TQ_NAME_BYTES_MAX, "customer name");
+    if (e == TQ_OK) e = check_str(c, in->language, 0, TQ_NAME_BYTES_MAX, "language");
+    if (e == TQ_OK) e = check_str(c, in->external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
+    if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
+    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e != TQ_OK) return e;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    uint32_t len = 0;
+    uint64_t h = 0;
+    if (in->external_id.len > 0) {
+        len = normalise_ext(in->channel, in->external_id, norm);
+        if (identity_find(s, c->tenant_id, in->channel, norm, len, &h) != 0) {
+            return fail(c, TQ_ERR_ALREADY_EXISTS, "identity belongs to another customer");
+        }
+    }
+    uint32_t id = customer_add(c, in->name, in->language);
+    if (in->external_id.len > 0) identity_add(s, c->tenant_id, id, in->channel, norm, len, h);
+    c->res->customer_id = id;
+    c->res->customer_created = true;
+    return TQ_OK;
+}
+
+static enum tq_err cmd_customer_link(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.customer_link) *in = &c->cmd->u.customer_link;
+    struct tq_customer *cu = tq_st_customer_get(s, c->tenant_id, in->customer_id);
+    if (cu == NULL) return fail(c, TQ_ERR_NOT_FOUND, "customer");
+    if (cu->merged_into != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was merged");
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    enum tq_err e = check_str(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
+    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e != TQ_OK) return e;
+    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    uint32_t len = normalise_ext(in->channel, in->external_id, norm);
+    uint64_t h;
+    if (identity_find(s, c->tenant_id, in->channel, norm, len, &h) != 0) {
+        return fail(c, TQ_ERR_ALREADY_EXISTS, "identity already linked");
+    }
+    identity_add(s, c->tenant_id, (uint32_t)in->customer_id, in->channel, norm, len, h);
+    c->res->customer_id = in->customer_id;
+    struct tq_event ev = ev_make(c, TQ_EVENT_CONFIG_CHANGED, c->tenant_id, c->now);
+    ev.customer_id = in->customer_id;
+    ev.old_value = ev.new_value = TQ_CMD_CUSTOMER_LINK;
+    ev_send(c, &ev);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_customer_merge(struct ctx *c) {
+    struct tq_state *s = c->s;
+    uint64_t sid = c->cmd->u.customer_merge.survivor_id, mid = c->cmd->u.customer_merge.merged_id;
+    struct tq_customer *sv = tq_st_customer_get(s, c->tenant_id, sid);
+    struct tq_customer *mg = tq_st_customer_get(s, c->tenant_id, mid);
+    if (sv == NULL || mg == NULL) return fail(c, TQ_ERR_NOT_FOUND, "customer");
+    if (sid == mid) return fail(c, TQ_ERR_INVALID_ARGUMENT, "a customer cannot merge into itself");
+    if (sv->merged_into != 0 || mg->merged_into != 0) {
+        return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was merged");
+    }
+    /* identities: merge the two ascending chains */
+    uint32_t a = sv->ident_head, b = mg->ident_head, head = 0, tail = 0;
+    for (uint32_t p = b; p != 0; p = st_identity(s, p)->next) st_identity(s, p)->customer = (uint32_t)sid;
+    while (a != 0 || b != 0) {
+        uint32_t take;
+        if (b == 0 || (a != 0 && a < b)) {
+            take = a;
+            a = st_identity(s, a)->next;
+        } else {
+            take = b;
+            b = st_identity(s, b)->next;
+        }
+        if (tail == 0) {
+            head = take;
+        } else {
+            st_identity(s, tail)->next = take;
+        }
+        tail = take;
+    }
+    if (tail != 0) st_identity(s, tail)->next = 0;
+    sv->ident_head = head;
+    sv->ident_count += mg->ident_count;
+    mg->ident_head = 0;
+    mg->ident_count = 0;
+    /* tickets: merge the two descending chains, re-pointing the merged one's tickets */
+    a = sv->ticket_head;
+    b = mg->ticket_head;
+    head = tail = 0;
+    while (a != 0 || b != 0) {
+        uint32_t take;
+        if (b == 0 || (a != 0 && a > b)) {
+            take = a;
+            a = st_ticket(s, a)->customer_next;
+        } else {
+            take = b;
+            b = st_ticket(s, b)->customer_next;
+            st_ticket(s, take)->customer = (uint32_t)sid;
+            ev_ticket(c, take, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_CUSTOMER, (int64_t)mid,
+                      (int64_t)sid, c->now);
+        }
+        if (tail == 0) {
+            head = take;
+        } else {
+            st_ticket(s, tail)->customer_next = take;
+        }
+        tail = take;
+    }
+    if (tail != 0) st_ticket(s, tail)->customer_next = 0;
+    sv->ticket_head = head;
+    mg->ticket_head = 0;
+    mg->merged_into = (uint32_t)sid;
+    c->res->customer_id = sid;
+    struct tq_event ev = ev_make(c, TQ_EVENT_CUSTOMER_MERGED, c->tenant_id, c->now);
+    ev.customer_id = mid;
+    ev.old_value = (int64_t)mid;
+    ev.new_value = (int64_t)sid;
+    ev_send(c, &ev);
+    return TQ_OK;
+}
+
+/* ==== commands: messages ================================================================== */
+
+static void message_append(struct tq_state *s, uint32_t tid, uint32_t mid) {
+    struct tq_ticket *t = st_ticket(s, tid);
+    if (t->msg_tail == 0) {
+        t->msg_head = mid;
+    } else {
+        st_message(s, t->msg_tail)->next = mid;
+    }
+    t->msg_tail = mid;
+    t->msg_count++;
+}
+
+static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned channel,
+                            unsigned author, unsigned delivery, uint64_t ext_hash) {
+    struct tq_state *s = c->s;
+    uint32_t mid = tq_st_slab_new(&s->messages);
+    struct tq_message *m = st_message(s, mid);
+    m->ext_hash = ext_hash;
+    m->packed = msg_pack(c->lsn, dir, channel, author, delivery, 0);
+    m->ticket = tid;
+    m->next = 0;
+    message_append(s, tid, mid);
+    if (ext_hash != 0) tq_st_idtab_insert(s, &s->msg_index, ext_hash, mid, message_hash_of);
+    struct tq_tenant *tn = st_tenant(s, st_ticket(s, tid)->tenant);
+    tn->message_count++;
+    tn->by_channel[channel]++;
+    hourly_add(tn, c->now, channel);
+    struct tq_event e = ev_make(c, TQ_EVENT_MESSAGE_ADDED, tn == c->tn ? c->tenant_id : 0, c->now);
+    const struct tq_ticket *t = st_ticket(s, tid);
+    e.tenant_id = t->tenant;
+    e.ticket_id = tid;
+    e.message_id = mid;
+    e.customer_id = t->customer;
+    e.queue_id = t->queue;
+    e.agent_id = t->assignee;
+    e.old_value = dir;
+    e.new_value = channel;
+    ev_send(c, &e);
+    return mid;
+}
+
+/* Finds the ticket an inbound message of customer cid in queue qid goes to: an unclosed one
+ * in that queue (appended to), else the newest closed one (a follow-up links to it). */
+static void ingest_pick(const struct tq_state *s, uint32_t cid, uint32_t qid, uint32_t *open_out,
+                        uint32_t *closed_out) {
+    *open_out = 0;
+    *closed_out = 0;
+    if (cid == 0) return;
+    for (uint32_t t = st_customer(s, cid)->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
+        const struct tq_ticket *tk = st_ticket(s, t);
+        if (tk->queue != qid || tk->merged_into != 0) continue;
+        if (tk->status != TQ_STATUS_CLOSED) {
+            *open_out = t;
+            return;
+        }
+        if (*closed_out == 0) *closed_out = t;
+    }
+}
+
+static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_t follow_up_of) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.ingest) *in = &c->cmd->u.ingest;
+    struct tq_tenant *tn = c->tn;
+    uint32_t tid = tq_st_slab_new(&s->tickets);
+    struct tq_ticket *t = st_ticket(s, tid);
+    t->tenant = c->tenant_id;
+    t->number = tn->ticket_number_next++;
+    t->customer = cid;
+    t->queue = qid;
+    t->follow_up_of = follow_up_of;
+    t->status = TQ_STATUS_NEW;
+    t->priority = (uint8_t)in->priority;
+    t->origin = (uint8_t)in->channel;
+    t->created_ms = t->updated_ms = c->now;
+    t->unanswered_ms = c->now;
+    struct tq_str subj = tq_st_strdup(s, in->subject.ptr, in->subject.len);
+    t->subject = subj.ptr;
+    t->subject_len = (uint16_t)subj.len;
+    /* tags: inherited from the closed ticket first, then the message's, up to the limit */
+    struct extras_draft d;
+    d.tag_count = d.field_count = 0;
+    if (follow_up_of != 0) {
+        const struct tq_ticket *prev = st_ticket(s, follow_up_of);
+        if (prev->extras != NULL) {
+            d.tag_count = prev->extras->tag_count;
+            memcpy(d.tags, extras_tags(prev->extras), d.tag_count * sizeof(uint32_t));
+        }
+    }
+    for (uint32_t i = 0; i < in->tag_count; i++) {
+        if (in->tags[i].len > 0) (void)draft_add_tag(s, &d, in->tags[i]);
+    }
+    draft_store(t, &d);
+    /* customer chain: newest first */
+    struct tq_customer *cu = st_customer(s, cid);
+    t->customer_next = cu->ticket_head;
+    cu->ticket_head = tid;
+    tn->ticket_count++;
+    tn->by_status[TQ_STATUS_NEW]++;
+    /* SLA */
+    t->policy = policy_select(s, tn, t);
+    if (t->policy != 0) {
+        t->sla_state[TQ_SLA_FIRST_REPLY] = TQ_SLA_RUNNING;
+        t->sla_state[TQ_SLA_REQUESTER_WAIT] = TQ_SLA_RUNNING;
+        t->sla_state[TQ_SLA_AGENT_WORK] = TQ_SLA_RUNNING;
+        t->wait.mark_ms = t->work.mark_ms = c->now;
+        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) clock_rederive(s, t, (enum tq_sla_metric)m);
+    }
+    c->res->ticket_created = true;
+    ev_ticket(c, tid, TQ_EVENT_TICKET_CREATED, TQ_FIELD_NONE, follow_up_of, tid, c->now);
+    return tid;
+}
+
+static enum tq_err cmd_ingest(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.ingest) *in = &c->cmd->u.ingest;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if ((unsigned)in->priority >= TQ_PRIORITY_COUNT) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "priority");
+    }
+    enum tq_err e = check_str(c, in->from_external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "from");
+    if (e == TQ_OK) e = check_str(c, in->customer_name, 0, TQ_NAME_BYTES_MAX, "customer_name");
+    if (e == TQ_OK) e = check_str(c, in->language, 0, TQ_NAME_BYTES_MAX, "language");
+    if (e == TQ_OK) {
+        e = check_str(c, in->message_external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "message id");
+    }
+    if (e == TQ_OK) e = check_str(c, in->subject, 0, TQ_NAME_BYTES_MAX, "subject");
+    if (e == TQ_OK) e = check_str(c, in->body, 0, s->body_bytes_max, "body");
+    if (e == TQ_OK) e = check_attachments(c, in->attachment_count, in->attachments);
+    if (e != TQ_OK) return e;
+    if (in->tag_count > TQ_TAGS_PER_TICKET_MAX) return fail(c, TQ_ERR_INVALID_ARGUMENT, "tags > 32");
+    for (uint32_t i = 0; i < in->tag_count; i++) {
+        e = check_str(c, in->tags[i], 1, TQ_NAME_BYTES_MAX, "tag");
+        if (e != TQ_OK) return e;
+    }
+    uint64_t qid = in->queue_id != 0 ? in->queue_id : c->tn->default_queue[in->channel];
+    if (qid == 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "no queue for this channel");
+    if (tq_st_queue_get(s, c->tenant_id, qid) == NULL) return fail(c, TQ_ERR_NOT_FOUND, "queue");
+    /* idempotency */
+    uint64_t mh = 0;
+    if (in->message_external_id.len > 0) {
+        mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
+                                in->message_external_id.len);
+        uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
+        if (dup != 0) {
+            const struct tq_ticket *t = st_ticket(s, st_message(s, dup)->ticket);
+            c->res->duplicate = true;
+            c->res->message_id = dup;
+            c->res->ticket_id = st_message(s, dup)->ticket;
+            c->res->ticket_number = t->number;
+            c->res->customer_id = t->customer;
+            return TQ_OK;
+        }
+    }
+    e = check_room(c, &s->messages, 1, "messages");
+    if (e == TQ_OK) e = check_room(c, &s->tickets, 1, "tickets");
+    if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
+    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e != TQ_OK) return e;
+    if (c->lsn > TQ_LSN_MAX) return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "lsn beyond 48 bits");
+    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    uint32_t nlen = normalise_ext(in->channel, in->from_external_id, norm);
+    uint64_t ih;
+    uint32_t ident = identity_find(s, c->tenant_id, in->channel, norm, nlen, &ih);
+    uint32_t cid = ident != 0 ? st_identity(s, ident)->customer : 0;
+    uint32_t open_tid, closed_tid;
+    ingest_pick(s, cid, (uint32_t)qid, &open_tid, &closed_tid);
+    /* ---- mutate ---- */
+    if (cid == 0) {
+        cid = customer_add(c, in->customer_name, in->language);
+        identity_add(s, c->tenant_id, cid, in->channel, norm, nlen, ih);
+        c->res->customer_created = true;
+    }
+    uint32_t tid = open_tid;
+    if (tid == 0) tid = ticket_create(c, cid, (uint32_t)qid, closed_tid);
+    uint32_t mid = message_add(c, tid, TQ_DIRECTION_INBOUND, in->channel, TQ_AUTHOR_CUSTOMER,
+                               TQ_DELIVERY_NONE, mh);
+    struct tq_ticket *t = st_ticket(s, tid);
+    t->updated_ms = c->now;
+    if (open_tid != 0) {
+        if (t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD ||
+            t->status == TQ_STATUS_SOLVED) {
+            ticket_set_status(c, tid, TQ_STATUS_OPEN, c->now);
+        }
+        if (t->unanswered_ms == 0) t->unanswered_ms = c->now;
+        if (t->policy != 0 && t->sla_state[TQ_SLA_FIRST_REPLY] != TQ_SLA_RUNNING &&
+            t->sla_state[TQ_SLA_NEXT_REPLY] != TQ_SLA_RUNNING) {
+            t->sla_state[TQ_SLA_NEXT_REPLY] = TQ_SLA_RUNNING;
+            t->sla_warned &= (uint8_t)~(1u << TQ_SLA_NEXT_REPLY);
+            clock_rederive(s, t, TQ_SLA_NEXT_REPLY);
+        }
+    }
+    uint64_t window = c->tn->reply_window_ms[t->origin];
+    if (window != 0 && in->channel == t->origin) {
+        t->sla_state[TQ_SLA_REPLY_WINDOW] = TQ_SLA_RUNNING;
+        t->sla_warned &= (uint8_t)~(1u << TQ_SLA_REPLY_WINDOW);
+        t->window_deadline_ms = c->now + window;
+    }
+    ticket_sync(s, tid, c->now);
+    c->res->customer_id = cid;
+    c->res->ticket_id = tid;
+    c->res->ticket_number = t->number;
+    c->res->message_id = mid;
+    return TQ_OK;
+}
+
+static enum tq_err check_ticket_mutable(struct ctx *c, const struct tq_ticket *t) {
+    if (t == NULL) return fail(c, TQ_ERR_NOT_FOUND, "ticket");
+    if (t->merged_into != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "ticket was merged");
+    if (t->status == TQ_STATUS_CLOSED) return fail(c, TQ_ERR_FAILED_PRECONDITION, "ticket closed");
+    return TQ_OK;
+}
+
+static void outbox_push_tail(struct tq_state *s, struct tq_oblist *l, uint32_t e) {
+    struct tq_obentry *x = st_obentry(s, e);
+    x->prev = l->tail;
+    x->next = 0;
+    if (l->tail != 0) {
+        st_obentry(s, l->tail)->next = e;
+    } else {
+        l->head = e;
+    }
+    l->tail = e;
+    l->count++;
+}
+
+static void outbox_push_head(struct tq_state *s, struct tq_oblist *l, uint32_t e) {
+    struct tq_obentry *x = st_obentry(s, e);
+    x->next = l->head;
+    x->prev = 0;
+    if (l->head != 0) {
+        st_obentry(s, l->head)->prev = e;
+    } else {
+        l->tail = e;
+    }
+    l->head = e;
+    l->count++;
+}
+
+static void outbox_unlink(struct tq_state *s, struct tq_oblist *l, uint32_t e) {
+    struct tq_obentry *x = st_obentry(s, e);
+    if (x->prev != 0) {
+        st_obentry(s, x->prev)->next = x->next;
+    } else {
+        l->head = x->next;
+    }
+    if (x->next != 0) {
+        st_obentry(s, x->next)->prev = x->prev;
+    } else {
+        l->tail = x->prev;
+    }
+    x->prev = x->next = 0;
+    TQ_ASSERT(l->count > 0);
+    l->count--;
+}
+
+static struct tq_oblist *entry_list(struct tq_state *s, const struct tq_obentry *x) {
+    struct tq_tenant *tn = st_tenant(s, x->tenant);
+    return x->leased ? &tn->ob_leased[x->channel] : &tn->ob_avail[x->channel];
+}
+
+/* Adds message mid to the tail of its (tenant, channel) outbox. */
+void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigned channel,
+                      uint64_t lease_until) {
+    uint32_t e;
+    if (s->ob_free != 0) {
+        e = s->ob_free;
+        s->ob_free = st_obentry(s, e)->next;
+    } else {
+        e = tq_st_slab_new(&s->obentries);
+    }
+    struct tq_obentry *x = st_obentry(s, e);
+    memset(x, 0, sizeof(*x));
+    x->message = mid;
+    x->tenant = tenant;
+    x->channel = (uint8_t)channel;
+    x->leased = lease_until != 0;
+    x->lease_until_ms = lease_until;
+    outbox_push_tail(s, entry_list(s, x), e);
+    tq_st_u32map_put(&s->ob_by_message, mid, e);
+    st_tenant(s, tenant)->outbox_pending++;
+}
+
+static void outbox_remove(struct tq_state *s, uint32_t e) {
+    struct tq_obentry *x = st_obentry(s, e);
+    outbox_unlink(s, entry_list(s, x), e);
+    tq_st_u32map_del(&s->ob_by_message, x->message);
+    struct tq_tenant *tn = st_tenant(s, x->tenant);
+    TQ_ASSERT(tn->outbox_pending > 0);
+    tn->outbox_pending--;
+    memset(x, 0, sizeof(*x));
+    x->next = s->ob_free;
+    s->ob_free = e;
+}
+
+static void message_set_delivery(struct ctx *c, uint32_t mid, enum tq_delivery to, uint64_t at) {
+    struct tq_message *m = st_message(c->s, mid);
+    unsigned from = msg_delivery(m);
+    m->packed = msg_pack(msg_lsn(m), msg_dir(m), msg_chan(m), msg_author(m), to, msg_attempts(m));
+    const struct tq_ticket *t = st_ticket(c->s, m->ticket);
+    struct tq_event e = ev_make(c, TQ_EVENT_DELIVERY_STATUS, t->tenant, at);
+    e.ticket_id = m->ticket;
+    e.message_id = mid;
+    e.customer_id = t->customer;
+    e.old_value = from;
+    e.new_value = to;
+    ev_send(c, &e);
+}
+
+static void outbox_fail_exhausted(struct ctx *c, uint32_t e, uint64_t at) {
+    uint32_t mid = st_obentry(c->s, e)->message;
+    outbox_remove(c->s, e);
+    message_set_delivery(c, mid, TQ_DELIVERY_FAILED, at);
+    const struct tq_message *m = st_message(c->s, mid);
+    const struct tq_ticket *t = st_ticket(c->s, m->ticket);
+    struct tq_event ev = ev_make(c, TQ_EVENT_OUTBOX_FAILED, t->tenant, at);
+    ev.ticket_id = m->ticket;
+    ev.message_id = mid;
+    ev.customer_id = t->customer;
+    ev.new_value = msg_attempts(m);
+    ev_send(c, &ev);
+}
+
+/* Expired leases of one (tenant, channel) go back to the front of the available list in their
+ * take order, or fail when their attempts are used up. */
+static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t now) {
+    struct tq_state *s = c->s;
+    struct tq_tenant *tn = st_tenant(s, tenant);
+    uint32_t e = tn->ob_leased[ch].tail;
+    while (e != 0) {
+        struct tq_obentry *x = st_obentry(s, e);
+        uint32_t prev = x->prev;
+        if (x->lease_until_ms <= now) {
+            if (msg_attempts(st_message(s, x->message)) >= tn->attempts_max) {
+                outbox_fail_exhausted(c, e, x->lease_until_ms);
+            } else {
+                outbox_unlink(s, &tn->ob_leased[ch], e);
+                x->leased = 0;
+                x->lease_until_ms = 0;
+                outbox_push_head(s, &tn->ob_avail[ch], e);
+            }
+        }
+        e = prev;
+    }
+}
+
+static enum tq_err cmd_reply(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.reply) *in = &c->cmd->u.reply;
+    struct tq_ticket *t = tq_st_ticket_get(s, c->tenant_id, in->ticket_id);
+    enum tq_err e = check_ticket_mutable(c, t);
+    if (e != TQ_OK) return e;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    e = check_str(c, in->body, 0, s->body_bytes_max, "body");
+    if (e == TQ_OK) e = check_attachments(c, in->attachment_count, in->attachments);
+    if (e == TQ_OK) e = check_room(c, &s->messages, 1, "messages");
+    if (e == TQ_OK) e = check_room(c, &s->obentries, 1, "outbox");
+    if (e != TQ_OK) return e;
+    if (c->lsn > TQ_LSN_MAX) return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "lsn beyond 48 bits");
+    bool by_agent = c->cmd->actor_agent_id != 0 && !in->automated;
+    enum tq_ticket_status to = (enum tq_ticket_status)t->status;
+    if (in->set_status) {
+        if ((unsigned)in->status >= TQ_STATUS_COUNT) {
+            return fail(c, TQ_ERR_INVALID_ARGUMENT, "status");
+        }
+        if (in->status != t->status && !tq_state_status_move_allowed(t->status, in->status)) {
+            return tq_error_set(c->error, TQ_ERR_FAILED_PRECONDITION, "status move %s -> %s",
+                                tq_status_name(t->status), tq_status_name(in->status));
+        }
+        to = in->status;
+    } else if (by_agent && !in->internal_note && t->status == TQ_STATUS_NEW) {
+        to = TQ_STATUS_OPEN;    /* an agent's public reply opens a new ticket */
+    }
+    /* ---- mutate ---- */
+    uint32_t tid = (uint32_t)in->ticket_id;
+    unsigned dir = in->internal_note ? TQ_DIRECTION_NOTE : TQ_DIRECTION_OUTBOUND;
+    unsigned author = by_agent ? TQ_AUTHOR_AGENT : TQ_AUTHOR_AUTOMATION;
+    unsigned delivery = in->internal_note ? TQ_DELIVERY_NONE : TQ_DELIVERY_QUEUED;
+    uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0);
+    if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
+    t->updated_ms = c->now;
+    if (by_agent && t->assignee == c->cmd->actor_agent_id) t->routing_ms = c->now; /* acted */
+    if (by_agent && !in->internal_note) {
+        if (t->first_response_ms == 0) {
+            t->first_response_ms = c->now;
+            hist_add(&c->tn->first_response, c->now - t->created_ms);
+        }
+        clock_achieve(c, tid, TQ_SLA_FIRST_REPLY, c->now);
+        clock_achieve(c, tid, TQ_SLA_NEXT_REPLY, c->now);
+        t->unanswered_ms = 0;
+    }
+    if (to != t->status) ticket_set_status(c, tid, to, c->now);
+    ticket_sync(s, tid, c->now);
+    c->res->ticket_id = tid;
+    c->res->ticket_number = t->number;
+    c->res->message_id = mid;
+    c->res->customer_id = t->customer;
+    return TQ_OK;
+}
+
+/* ==== commands: tickets =================================================================== */
+
+static enum tq_err cmd_ticket_update(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.ticket_update) *in = &c->cmd->u.ticket_update;
+    struct tq_ticket *t = tq_st_ticket_get(s, c->tenant_id, in->ticket_id);
+    enum tq_err e = check_ticket_mutable(c, t);
+    if (e != TQ_OK) return e;
+    uint32_t f = in->fields;
+    if (f == 0 || f >= (TQ_UPDATE_WAKE_AT << 1)) return fail(c, TQ_ERR_INVALID_ARGUMENT, "fields");
+    if ((f & TQ_UPDATE_STATUS) && in->status != t->status) {
+        if ((unsigned)in->status >= TQ_STATUS_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "status");
+        if (!tq_state_status_move_allowed(t->status, in->status)) {
+            return tq_error_set(c->error, TQ_ERR_FAILED_PRECONDITION, "status move %s -> %s",
+                                tq_status_name(t->status), tq_status_name(in->status));
+        }
+    }
+    if ((f & TQ_UPDATE_PRIORITY) && (unsigned)in->priority >= TQ_PRIORITY_COUNT) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "priority");
+    }
+    if ((f & TQ_UPDATE_QUEUE) && tq_st_queue_get(s, c->tenant_id, in->queue_id) == NULL) {
+        return fail(c, TQ_ERR_NOT_FOUND, "queue");
+    }
+    if ((f & TQ_UPDATE_ASSIGNEE) && in->assignee_id != 0 &&
+        tq_st_agent_get(s, c->tenant_id, in->assignee_id) == NULL) {
+        return fail(c, TQ_ERR_NOT_FOUND, "assignee");
+    }
+    if ((f & TQ_UPDATE_SUBJECT) && (e = check_str(c, in->subject, 0, TQ_NAME_BYTES_MAX,
+                                                   "subject")) != TQ_OK) {
+        return e;
+    }
+    if ((f & TQ_UPDATE_WAKE_AT) && !time_ok(in->wake_at_ms)) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "wake_at_ms");
+    }
+    /* Tags and fields: build the result in a draft; nothing is interned before validation. */
+    struct extras_draft d;
+    draft_load(t, &d);
+    bool extras_change = (f & (TQ_UPDATE_TAGS_ADD | TQ_UPDATE_TAGS_REMOVE | TQ_UPDATE_FIELDS)) != 0;
+    if (f & TQ_UPDATE_TAGS_ADD) {
+        if (in->tags_add_count > TQ_TAGS_PER_TICKET_MAX) {
+            return fail(c, TQ_ERR_INVALID_ARGUMENT, "tags > 32");
+        }
+        uint32_t fresh = 0;
+        for (uint32_t i = 0; i < in->tags_add_count; i++) {
+            if ((e = check_str(c, in->tags_add[i], 1, TQ_NAME_BYTES_MAX, "tag")) != TQ_OK) return e;
+            uint32_t id = tq_st_intern_find(s, in->tags_add[i]);
+            bool dup_in_cmd = false;
+            for (uint32_t j = 0; j < i; j++) {
+                if (in->tags_add[j].len == in->tags_add[i].len &&
+                    memcmp(in->tags_add[j].ptr, in->tags_add[i].ptr, in->tags_add[i].len) == 0) {
+                    dup_in_cmd = true;
+                }
+            }
+            if (!dup_in_cmd && (id == 0 || !draft_has_tag(&d, id))) fresh++;
+        }
+        if (d.tag_count + fresh > TQ_TAGS_PER_TICKET_MAX) {
+            return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "a ticket has at most 32 tags");
+        }
+    }
+    if (f & TQ_UPDATE_TAGS_REMOVE) {
+        if (in->tags_remove_count > TQ_TAGS_PER_TICKET_MAX) {
+            return fail(c, TQ_ERR_INVALID_ARGUMENT, "tags > 32");
+        }
+        for (uint32_t i = 0; i < in->tags_remove_count; i++) {
+            if ((e = check_str(c, in->tags_remove[i], 1, TQ_NAME_BYTES_MAX, "tag")) != TQ_OK) {
+                return e;
+            }
+        }
+    }
+    if (f & TQ_UPDATE_FIELDS) {
+        if (in->field_count > TQ_CUSTOM_FIELDS_PER_TICKET_MAX) {
+            return fail(c, TQ_ERR_INVALID_ARGUMENT, "custom fields > 32");
+        }
+        uint32_t fresh = 0;
+        for (uint32_t i = 0; i < in->field_count; i++) {
+            const struct tq_custom_field *cf = &in->custom_fields[i];
+            if ((e = check_str(c, cf->key, 1, TQ_NAME_BYTES_MAX, "field key")) != TQ_OK) return e;
+            if ((unsigned)cf->type > TQ_FIELD_BOOL) return fail(c, TQ_ERR_INVALID_ARGUMENT, "type");
+            if (cf->type == TQ_FIELD_STRING &&
+                (e = check_str(c, cf->string_value, 0, FIELD_STRING_BYTES_MAX, "field value"))) {
+                return e;
+            }
+            if (cf->type == TQ_FIELD_BOOL && cf->int_value != 0 && cf->int_value != 1) {
+                return fail(c, TQ_ERR_INVALID_ARGUMENT, "bool field must be 0 or 1");
+            }
+            uint32_t key = tq_st_intern_find(s, cf->key);
+            bool known = false;
+            for (uint32_t j = 0; key != 0 && j < d.field_count; j++) known |= d.fields[j].key == key;
+            for (uint32_t j = 0; j < i; j++) {
+                known |= in->custom_fields[j].key.len == cf->key.len &&
+                         memcmp(in->custom_fields[j].key.ptr, cf->key.ptr, cf->key.len) == 0;
+            }
+            if (!known) fresh++;
+        }
+        if (d.field_count + fresh > TQ_CUSTOM_FIELDS_PER_TICKET_MAX) {
+            return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "a ticket has at most 32 custom fields");
+        }
+    }
+    /* ---- mutate, in field order ---- */
+    uint32_t tid = (uint32_t)in->ticket_id;
+    t->updated_ms = c->now;
+    if (c->cmd->actor_agent_id != 0 && t->assignee == c->cmd->actor_agent_id) {
+        t->routing_ms = c->now;     /* the assignee acted */
+    }
+    if ((f & TQ_UPDATE_STATUS) && in->status != t->status) {
+        ticket_set_status(c, tid, in->status, c->now);
+    }
+    if ((f & TQ_UPDATE_PRIORITY) && in->priority != t->priority) {
+        uint8_t old = t->priority;
+        t->priority = (uint8_t)in->priority;
+        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) clock_rederive(s, t, (enum tq_sla_metric)m);
+        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_PRIORITY, old, in->priority, c->now);
+    }
+    if (f & TQ_UPDATE_QUEUE) ticket_set_queue(c, tid, (uint32_t)in->queue_id, c->now);
+    if (f & TQ_UPDATE_ASSIGNEE) {
+        if (in->assignee_id != 0 && t->assignee != in->assignee_id) {
+            const struct tq_agent *a = st_agent(s, (uint32_t)in->assignee_id);
+            unsigned cls = tq_channel_class_of((enum tq_channel)t->origin);
+            if (status_table[t->status].counts_load && !agent_has_room(a, cls)) {
+                c->res->over_capacity = true;
+            }
+        }
+        ticket_set_assignee(c, tid, (uint32_t)in->assignee_id, c->now);
+    }
+    if (extras_change) {
+        uint32_t old_tags = d.tag_count;
+        for (uint32_t i = 0; (f & TQ_UPDATE_TAGS_ADD) && i < in->tags_add_count; i++) {
+            bool ok = draft_add_tag(s, &d, in->tags_add[i]);
+            TQ_ASSERT(ok);
+        }
+        for (uint32_t i = 0; (f & TQ_UPDATE_TAGS_REMOVE) && i < in->tags_remove_count; i++) {
+            uint32_t id = tq_st_intern_find(s, in->tags_remove[i]);
+            for (uint32_t j = 0; id != 0 && j < d.tag_count; j++) {
+                if (d.tags[j] == id) {
+                    memmove(&d.tags[j], &d.tags[j + 1], (d.tag_count - j - 1) * sizeof(uint32_t));
+                    d.tag_count--;
+                    break;
+                }
+            }
+        }
+        for (uint32_t i = 0; (f & TQ_UPDATE_FIELDS) && i < in->field_count; i++) {
+            const struct tq_custom_field *cf = &in->custom_fields[i];
+            uint32_t key = tq_st_intern(s, cf->key);
+            uint32_t j = 0;
+            while (j < d.field_count && d.fields[j].key != key) j++;
+            if (j == d.field_count) d.field_count++;
+            struct tq_tag_field *tf = &d.fields[j];
+            memset(tf, 0, sizeof(*tf));
+            tf->key = key;
+            tf->type = (uint8_t)cf->type;
+            tf->int_value = cf->type == TQ_FIELD_STRING ? 0 : cf->int_value;
+            tf->string_value = cf->type == TQ_FIELD_STRING
+                                   ? tq_st_strdup(s, cf->string_value.ptr, cf->string_value.len)
+                                   : (struct tq_str){"", 0};
+        }
+        draft_store(t, &d);
+        if (f & (TQ_UPDATE_TAGS_ADD | TQ_UPDATE_TAGS_REMOVE)) {
+            ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_TAGS, old_tags, d.tag_count, c->now);
+        }
+        if (f & TQ_UPDATE_FIELDS) {
+            ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_CUSTOM, in->field_count,
+                      d.field_count, c->now);
+        }
+    }
+    if (f & TQ_UPDATE_SUBJECT) {
+        struct tq_str subj = tq_st_strdup(s, in->subject.ptr, in->subject.len);
+        t->subject = subj.ptr;
+        t->subject_len = (uint16_t)subj.len;
+        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_SUBJECT, 0, 0, c->now);
+    }
+    if ((f & TQ_UPDATE_WAKE_AT) && in->wake_at_ms != t->wake_at_ms) {
+        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_WAKE_AT, (int64_t)t->wake_at_ms,
+                  (int64_t)in->wake_at_ms, c->now);
+        t->wake_at_ms = in->wake_at_ms;
+    }
+    ticket_sync(s, tid, c->now);
+    c->res->ticket_id = tid;
+    c->res->ticket_number = t->number;
+    return TQ_OK;
+}
+
+static enum tq_err check_actor_is(struct ctx *c, uint64_t agent) {
+    if (c->cmd->actor_agent_id != 0 && c->cmd->actor_agent_id != agent) {
+        return fail(c, TQ_ERR_PERMISSION_DENIED, "an agent may not act for another agent");
+    }
+    return TQ_OK;
+}
+
+static enum tq_err cmd_claim(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.claim) *in = &c->cmd->u.claim;
+    struct tq_agent *a = tq_st_agent_get(s, c->tenant_id, in->agent_id);
+    if (a == NULL) return fail(c, TQ_ERR_NOT_FOUND, "agent");
+    enum tq_err e = check_actor_is(c, in->agent_id);
+    if (e != TQ_OK) return e;
+    if (in->queue_count > TQ_CLAIM_QUEUES_MAX) return fail(c, TQ_ERR_INVALID_ARGUMENT, "queues > 64");
+    for (uint32_t i = 0; i < in->queue_count; i++) {
+        if (tq_st_queue_get(s, c->tenant_id, in->queue_ids[i]) == NULL) {
+            return fail(c, TQ_ERR_NOT_FOUND, "queue");
+        }
+    }
+    if (!agent_has_room(a, 0) && !agent_has_room(a, 1)) {
+        return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "agent at capacity");
+    }
+    uint32_t best = 0;
+    uint32_t n = in->queue_count != 0 ? in->queue_count : c->tn->queue_n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t qid = in->queue_count != 0 ? (uint32_t)in->queue_ids[i] : c->tn->queue_ids[i];
+        const struct tq_queue *q = st_queue(s, qid);
+        for (unsigned cls = 0; cls < TQ_CHANNEL_CLASS_COUNT; cls++) {
+            if (!agent_has_room(a, cls) || q->heap[cls].count == 0) continue;
+            uint32_t top = q->heap[cls].ids[0];
+            if (best == 0 || q_before(s, top, best)) best = top;
+        }
+    }
+    if (best == 0) return fail(c, TQ_ERR_NOT_FOUND, "no ticket to claim");
+    ticket_set_assignee(c, best, (uint32_t)in->agent_id, c->now);
+    ticket_sync(s, best, c->now);
+    c->res->ticket_id = best;
+    c->res->ticket_number = st_ticket(s, best)->number;
+    c->res->agent_id = in->agent_id;
+    return TQ_OK;
+}
+
+static enum tq_err cmd_release(struct ctx *c) {
+    struct tq_state *s = c->s;
+    struct tq_ticket *t = tq_st_ticket_get(s, c->tenant_id, c->cmd->u.release.ticket_id);
+    enum tq_err e = check_ticket_mutable(c, t);
+    if (e != TQ_OK) return e;
+    if (t->assignee == 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "ticket is not assigned");
+    uint32_t tid = (uint32_t)c->cmd->u.release.ticket_id;
+    ticket_set_assignee(c, tid, 0, c->now);
+    ticket_sync(s, tid, c->now);
+    c->res->ticket_id = tid;
+    c->res->ticket_number = t->number;
+    return TQ_OK;
+}
+
+static enum tq_err cmd_transfer(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.transfer) *in = &c->cmd->u.transfer;
+    struct tq_ticket *t = tq_st_ticket_get(s, c->tenant_id, in->ticket_id);
+    enum tq_err e = check_ticket_mutable(c, t);
+    if (e != TQ_OK) return e;
+    if (in->to_queue_id == 0 && in->to_agent_id == 0) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "transfer needs a queue or an agent");
+    }
+    if (in->to_queue_id != 0 && tq_st_queue_get(s, c->tenant_id, in->to_queue_id) == NULL) {
+        return fail(c, TQ_ERR_NOT_FOUND, "queue");
+    }
+    const struct tq_agent *a = NULL;
+    if (in->to_agent_id != 0) {
+        a = tq_st_agent_get(s, c->tenant_id, in->to_agent_id);
+        if (a == NULL) return fail(c, TQ_ERR_NOT_FOUND, "agent");
+    }
+    uint32_t tid = (uint32_t)in->ticket_id;
+    if (in->to_queue_id != 0) ticket_set_queue(c, tid, (uint32_t)in->to_queue_id, c->now);
+    if (a != NULL) {
+        unsigned cls = tq_channel_class_of((enum tq_channel)t->origin);
+        if (t->assignee != in->to_agent_id && status_table[t->status].counts_load &&
+            !agent_has_room(a, cls)) {
+            c->res->over_capacity = true;
+        }
+        ticket_set_assignee(c, tid, (uint32_t)in->to_agent_id, c->now);
+    } else {
+        ticket_set_assignee(c, tid, 0, c->now);   /* to a queue: back to waiting there */
+    }
+    t->updated_ms = c->now;
+    ticket_sync(s, tid, c->now);
+    c->res->ticket_id = tid;
+    c->res->ticket_number = t->number;
+    return TQ_OK;
+}
+
+static enum tq_err cmd_ticket_merge(struct ctx *c) {
+    struct tq_state *s = c->s;
+    uint64_t sid = c->cmd->u.ticket_merge.source_id, tid = c->cmd->u.ticket_merge.target_id;
+    struct tq_ticket *src = tq_st_ticket_get(s, c->tenant_id, sid);
+    struct tq_ticket *dst = tq_st_ticket_get(s, c->tenant_id, tid);
+    enum tq_err e = check_ticket_mutable(c, src);
+    if (e == TQ_OK) e = check_ticket_mutable(c, dst);
+    if (e != TQ_OK) return e;
+    if (sid == tid) return fail(c, TQ_ERR_INVALID_ARGUMENT, "a ticket cannot merge into itself");
+    /* messages: merge the two ascending chains into the target */
+    uint32_t a = dst->msg_head, b = src->msg_head, head = 0, tail = 0;
+    for (uint32_t p = b; p != 0; p = st_message(s, p)->next) st_message(s, p)->ticket = (uint32_t)tid;
+    while (a != 0 || b != 0) {
+        uint32_t take;
+        if (b == 0 || (a != 0 && a < b)) {
+            take = a;
+            a = st_message(s, a)->next;
+        } else {
+            take = b;
+            b = st_message(s, b)->next;
+        }
+        if (tail == 0) {
+            head = take;
+        } else {
+            st_message(s, tail)->next = take;
+        }
+        tail = take;
+    }
+    if (tail != 0) st_message(s, tail)->next = 0;
+    dst->msg_head = head;
+    dst->msg_tail = tail;
+    dst->msg_count += src->msg_count;
+    src->msg_head = src->msg_tail = 0;
+    src->msg_count = 0;
+    dst->updated_ms = c->now;
+    src->merged_into = (uint32_t)tid;
+    ticket_set_status(c, (uint32_t)sid, TQ_STATUS_CLOSED, c->now);
+    struct tq_event ev = ev_make(c, TQ_EVENT_TICKET_MERGED, c->tenant_id, c->now);
+    ev.ticket_id = sid;
+    ev.customer_id = src->customer;
+    ev.old_value = (int64_t)sid;
+    ev.new_value = (int64_t)tid;
+    ev_send(c, &ev);
+    ticket_sync(s, (uint32_t)sid, c->now);
+    ticket_sync(s, (uint32_t)tid, c->now);
+    c->res->ticket_id = tid;
+    c->res->ticket_number = dst->number;
+    return TQ_OK;
+}
+
+/* ==== commands: outbox, consumers, tick ==================================================== */
+
+static enum tq_err cmd_outbox_take(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.outbox_take) *in = &c->cmd->u.outbox_take;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if (in->max < 1 || in->max > TQ_OUTBOX_TAKE_MAX) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "max not in [1, 1000]");
+    }
+    if (in->lease_ms < 1 || !dur_ok(in->lease_ms)) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "lease_ms");
+    }
+    struct tq_tenant *tn = c->tn;
+    outbox_expire(c, c->tenant_id, in->channel, c->now);
+    uint32_t n = 0;
+    while (n < in->max && tn->ob_avail[in->channel].head != 0) {
+        uint32_t e = tn->ob_avail[in->channel].head;
+        struct tq_obentry *x = st_obentry(s, e);
+        struct tq_message *m = st_message(s, x->message);
+        outbox_unlink(s, &tn->ob_avail[in->channel], e);
+        m->packed = msg_pack(msg_lsn(m), msg_dir(m), msg_chan(m), msg_author(m), msg_delivery(m),
+                             msg_attempts(m) + 1);
+        x->leased = 1;
+        x->lease_until_ms = c->now + in->lease_ms;
+        outbox_push_tail(s, &tn->ob_leased[in->channel], e);
+        s->taken[n++] = x->message;
+    }
+    c->res->taken_count = n;
+    c->res->taken_ids = s->taken;
+    return TQ_OK;
+}
+
+static enum tq_err cmd_outbox_ack(struct ctx *c) {
+    struct tq_state *s = c->s;
+    const __typeof__(c->cmd->u.outbox_ack) *in = &c->cmd->u.outbox_ack;
+    struct tq_message *m = tq_st_message_get(s, c->tenant_id, in->message_id);
+    if (m == NULL) return fail(c, TQ_ERR_NOT_FOUND, "message");
+    if (msg_dir(m) != TQ_DIRECTION_OUTBOUND) {
+        return fail(c, TQ_ERR_FAILED_PRECONDITION, "not an outbound message");
+    }
+    if (in->status != TQ_DELIVERY_SENT && in->status != TQ_DELIVERY_DELIVERED &&
+        in->status != TQ_DELIVERY_READ && in->status != TQ_DELIVERY_FAILED) {
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "ack status");
+    }
+    enum tq_err e = check_str(c, in->reason, 0, FIELD_STRING_BYTES_MAX, "reason");
+    if (e == TQ_OK) e = check_str(c, in->provider_message_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "id");
+    if (e != TQ_OK) return e;
+    uint32_t mid = (uint32_t)in->message_id;
+    unsigned cur = msg_delivery(m);
+    uint32_t entry = tq_st_u32map_get(&s->ob_by_message, mid);
+    c->res->message_id = mid;
+    c->res->ticket_id = m->ticket;
+    if (cur == TQ_DELIVERY_FAILED) {
+        c->res->duplicate = true;      /* failed is terminal: late receipts change nothing */
+        return TQ_OK;
+    }
+    if (in->status == TQ_DELIVERY_FAILED) {
+        if (cur >= TQ_DELIVERY_DELIVERED) {
+            c->res->duplicate = true;  /* a failure after delivery is a stale report */
+            return TQ_OK;
+        }
+        if (in->retry && entry != 0) {
+            struct tq_obentry *x = st_obentry(s, entry);
+            if (msg_attempts(m) >= c->tn->attempts_max) {
+                outbox_fail_exhausted(c, entry, c->now);
+            } else if (x->leased) {
+                struct tq_tenant *tn = c->tn;
+                outbox_unlink(s, &tn->ob_leased[x->channel], entry);
+                x->leased = 0;
+                x->lease_until_ms = 0;
+                outbox_push_tail(s, &tn->ob_avail[x->channel], entry);
+            }
+            return TQ_OK;
+        }
+        if (entry != 0) outbox_remove(s, entry);
+        message_set_delivery(c, mid, TQ_DELIVERY_FAILED, c->now);
+        return TQ_OK;
+    }
+    if (in->status <= cur) {
+        c->res->duplicate = true;      /* out of order or repeated receipt: never backwards */
+        return TQ_OK;
+    }
+    if (entry != 0) outbox_remove(s, entry);
+    message_set_delivery(c, mid, in->status, c->now);
+    return TQ_OK;
+}
+
+static enum tq_err cmd_consumer_ack(struct ctx *c) {
+    const __typeof__(c->cmd->u.consumer_ack) *in = &c->cmd->u.consumer_ack;
+    enum tq_err e = check_str(c, in->name, 1, TQ_NAME_BYTES_MAX, "consumer name");
+    if (e != TQ_OK) return e;
+    struct tq_tenant *tn = c->tn;
+    for (uint32_t i = 0; i < tn->consumer_n; i++) {
+        struct tq_consumer *k = &tn->consumers[i];
+        if (k->name.len == in->name.len && memcmp(k->name.ptr, in->name.ptr, in->name.len) == 0) {
+            if (in->lsn > k->lsn) k->lsn = in->lsn;
+            return TQ_OK;
+        }
+    }
+    if (tn->consumer_n == TQ_CONSUMER_NAMES_MAX) {
+        return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "too many named consumers");
+    }
+    if (tn->consumer_n == tn->consumer_cap) {
+        uint32_t cap = tn->consumer_cap == 0 ? 4 : tn->consumer_cap * 2;
+        tn->consumers = tq_xrealloc(tn->consumers, tn->consumer_cap * sizeof(struct tq_consumer),
+                                    cap * sizeof(struct tq_consumer));
+        tn->consumer_cap = cap;
+    }
+    tn->consumers[tn->consumer_n].name = tq_st_strdup(c->s, in->name.ptr, in->name.len);
+    tn->consumers[tn->consumer_n].lsn = in->lsn;
+    tn->consumer_n++;
+    return TQ_OK;
+}
+
+static enum tq_err cmd_tick(struct ctx *c) {
+    struct tq_state *s = c->s;
+    /* Timed ticket items, globally in (due, ticket) order, one item per pop. */
+    while (s->due_count > 0 && s->due[0].due_ms <= c->now) {
+        uint32_t tid = s->due[0].ticket;
+        struct item it = ticket_next_item(s, st_ticket(s, tid));
+        TQ_ASSERT(it.at == s->due[0].due_ms);
+        item_process(c, tid, it);
+        TQ_ASSERT(st_ticket(s, tid)->due_pos == 0 || tq_st_ticket_due(s, st_ticket(s, tid)) > it.at ||
+                  ticket_next_item(s, st_ticket(s, tid)).kind != it.kind ||
+                  ticket_next_item(s, st_ticket(s, tid)).metric != it.metric);
+    }
+    /* Expired outbox leases, every tenant and channel (lazily: only here and at take). */
+    uint32_t tenants = tq_slab_count(&s->tenants);
+    for (uint32_t t = 1; t <= tenants; t++) {
+        for (unsigned ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {
+            if (st_tenant(s, t)->ob_leased[ch].count != 0) outbox_expire(c, t, ch, c->now);
+        }
+    }
+    return TQ_OK;
+}
+
+/* ==== apply =============================================================================== */
+
+static enum tq_err dispatch(struct ctx *c) {
+    switch (c->cmd->type) {
+    case TQ_CMD_TENANT_CREATE: return cmd_tenant_create(c);
+    case TQ_CMD_TENANT_SETTINGS: return cmd_tenant_settings(c);
+    case TQ_CMD_SLA_POLICIES_SET: return cmd_policies_set(c);
+    case TQ_CMD_BUSINESS_HOURS_SET: return cmd_business_hours(c);
+    case TQ_CMD_TOKEN_ISSUE: return cmd_token_issue(c);
+    case TQ_CMD_TOKEN_REVOKE: return cmd_token_revoke(c);
+    case TQ_CMD_QUEUE_CREATE: return cmd_queue(c, true);
+    case TQ_CMD_QUEUE_UPDATE: return cmd_queue(c, false);
+    case TQ_CMD_AGENT_CREATE: return cmd_agent(c, true);
+    case TQ_CMD_AGENT_UPDATE: return cmd_agent(c, false);
+    case TQ_CMD_CUSTOMER_CREATE: return cmd_customer_create(c);
+    case TQ_CMD_CUSTOMER_LINK: return cmd_customer_link(c);
+    case TQ_CMD_CUSTOMER_MERGE: return cmd_customer_merge(c);
+    case TQ_CMD_MESSAGE_INGEST: return cmd_ingest(c);
+    case TQ_CMD_MESSAGE_REPLY: return cmd_reply(c);
+    case TQ_CMD_TICKET_UPDATE: return cmd_ticket_update(c);
+    case TQ_CMD_TICKET_CLAIM: return cmd_claim(c);
+    case TQ_CMD_TICKET_RELEASE: return cmd_release(c);
+    case TQ_CMD_TICKET_TRANSFER: return cmd_transfer(c);
+    case TQ_CMD_TICKET_MERGE: return cmd_ticket_merge(c);
+    case TQ_CMD_OUTBOX_TAKE: return cmd_outbox_take(c);
+    case TQ_CMD_OUTBOX_ACK: return cmd_outbox_ack(c);
+    case TQ_CMD_CONSUMER_ACK: return cmd_consumer_ack(c);
+    case TQ_CMD_TICK: return cmd_tick(c);
+    }
+    return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "unknown command type %d",
+                        (int)c->cmd->type);
+}
+
+static bool cmd_is_tenant_scoped(enum tq_cmd_type type) {
+    return type != TQ_CMD_TENANT_CREATE && type != TQ_CMD_TICK && type != TQ_CMD_TOKEN_ISSUE &&
+           type != TQ_CMD_TOKEN_REVOKE;
+}
+
+enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
+                           struct tq_cmd_result *result, const struct tq_event_sink *events,
+                           struct tq_error *error) {
+    TQ_ASSERT(state != NULL && cmd != NULL);
+    TQ_ASSERT(lsn > state->lsn);
+    TQ_ASSERT(state->dirty_n == 0);
+    struct tq_cmd_result scratch;
+    if (result == NULL) result = &scratch;
+    memset(result, 0, sizeof(*result));
+    struct ctx c = {state, cmd, lsn, cmd->now_ms, events, result, 0, NULL, error};
+    if (!time_ok(cmd->now_ms)) return fail(&c, TQ_ERR_INVALID_ARGUMENT, "now_ms out of range");
+    if (cmd->tenant_id != 0 || cmd_is_tenant_scoped(cmd->type)) {
+        c.tn = tq_st_tenant_get(state, cmd->tenant_id);
+        if (c.tn == NULL) return fail(&c, TQ_ERR_NOT_FOUND, "tenant");
+        c.tenant_id = (uint32_t)cmd->tenant_id;
+    }
+    if (cmd->actor_agent_id != 0 &&
+        tq_st_agent_get(state, cmd->tenant_id, cmd->actor_agent_id) == NULL) {
+        return fail(&c, TQ_ERR_PERMISSION_DENIED, "actor is not an agent of this tenant");
+    }
+    enum tq_err err = dispatch(&c);
+    if (err != TQ_OK) {
+        /* Validation happens before any mutation: nothing may be pending here. */
+        TQ_ASSERT(state->dirty_n == 0);
+        return err;
+    }
+    autoassign_run(&c);
+    state->lsn = lsn;
+    if (result->tenant_id == 0) result->tenant_id = c.tenant_id;
+    tq_error_clear(error);
+    return TQ_OK;
+}
+
+/* ==== lifecycle =========================================================================== */
+
+struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
+    struct tq_state *s = tq_xcalloc(1, sizeof(*s));
+    s->body_bytes_max = options != NULL && options->body_bytes_max != 0 ? options->body_bytes_max
+                                                                       : TQ_BODY_BYTES_DEFAULT_MAX;
+    tq_st_slab_init(&s->tenants, sizeof(struct tq_tenant));
+    tq_st_slab_init(&s->tokens, sizeof(struct tq_token));
+    tq_st_slab_init(&s->queues, sizeof(struct tq_queue));
+    tq_st_slab_init(&s->agents, sizeof(struct tq_agent));
+    tq_st_slab_init(&s->customers, sizeof(struct tq_customer));
+    tq_st_slab_init(&s->identities, sizeof(struct tq_identity));
+    tq_st_slab_init(&s->tickets, sizeof(struct tq_ticket));
+    tq_st_slab_init(&s->messages, sizeof(struct tq_message));
+    tq_st_slab_init(&s->interns, sizeof(struct tq_intern));
+    tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry));
+    tq_st_idtab_init(&s->ident_index, 1024);
+    tq_st_idtab_init(&s->msg_index, 1024);
+    tq_st_idtab_init(&s->token_index, 64);
+    tq_st_idtab_init(&s->intern_index, 256);
+    tq_st_u32map_init(&s->ob_by_message, 256);
+    s->taken = tq_xcalloc(TQ_OUTBOX_TAKE_MAX, sizeof(uint64_t));
+    s->view_tags = tq_xcalloc(TQ_TAGS_PER_TICKET_MAX, sizeof(struct tq_str));
+    s->view_fields = tq_xcalloc(TQ_CUSTOM_FIELDS_PER_TICKET_MAX, sizeof(struct tq_custom_field));
+    return s;
+}
+
+struct tq_state *tq_state_new(const struct tq_state_options *options) {
+    return tq_st_alloc(options);
+}
+
+void tq_state_free(struct tq_state *s) {
+    if (s == NULL) return;
+    uint32_t n = tq_slab_count(&s->tenants);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_tenant *tn = st_tenant(s, i);
+        tq_free(tn->policies, tn->policy_cap * sizeof(struct tq_policy));
+        if (tn->calendar != NULL) tq_free(tn->calendar, sizeof(*tn->calendar));
+        tq_free(tn->queue_ids, tn->queue_cap * sizeof(uint32_t));
+        tq_free(tn->agent_ids, tn->agent_cap * sizeof(uint32_t));
+        tq_free(tn->consumers, tn->consumer_cap * sizeof(struct tq_consumer));
+    }
+    n = tq_slab_count(&s->queues);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_queue *q = st_queue(s, i);
+        for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
+            tq_free(q->heap[k].ids, q->heap[k].cap * sizeof(uint32_t));
+        }
+    }
+    n = tq_slab_count(&s->tickets);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_ticket *t = st_ticket(s, i);
+        if (t->extras != NULL) {
+            tq_free(t->extras, extras_bytes(t->extras->tag_count, t->extras->field_count));
+        }
+    }
+    tq_st_slab_free(&s->tenants);
+    tq_st_slab_free(&s->tokens);
+    tq_st_slab_free(&s->queues);
+    tq_st_slab_free(&s->agents);
+    tq_st_slab_free(&s->customers);
+    tq_st_slab_free(&s->identities);
+    tq_st_slab_free(&s->tickets);
+    tq_st_slab_free(&s->messages);
+    tq_st_slab_free(&s->interns);
+    tq_st_slab_free(&s->obentries);
+    tq_st_idtab_free(&s->ident_index);
+    tq_st_idtab_free(&s->msg_index);
+    tq_st_idtab_free(&s->token_index);
+    tq_st_idtab_free(&s->intern_index);
+    tq_st_u32map_free(&s->ob_by_message);
+    tq_free(s->due, s->due_cap * sizeof(*s->due));
+    tq_free(s->dirty, s->dirty_cap * sizeof(uint32_t));
+    tq_st_strings_free(s);
+    tq_free(s->taken, TQ_OUTBOX_TAKE_MAX * sizeof(uint64_t));
+    tq_free(s->view_tags, TQ_TAGS_PER_TICKET_MAX * sizeof(struct tq_str));
+    tq_free(s->view_fields, TQ_CUSTOM_FIELDS_PER_TICKET_MAX * sizeof(struct tq_custom_field));
+    tq_free(s, sizeof(*s));
+}
+
+uint64_t tq_state_lsn(const struct tq_state *s) { return s->lsn; }
+
+uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {
+    uint64_t next = s->due_count > 0 ? s->due[0].due_ms : UINT64_MAX;
+    /* Leases expire lazily; report the earliest one so a TICK notices it. */
+    uint32_t tenants = tq_slab_count(&s->tenants);
+    for (uint32_t t = 1; t <= tenants; t++) {
+        const struct tq_tenant *tn = st_tenant(s, t);
+        for (unsigned ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {
+            for (uint32_t e = tn->ob_leased[ch].head; e != 0; e = st_obentry(s, e)->next) {
+                uint64_t until = st_obentry(s, e)->lease_until_ms;
+                if (until < next) next = until;
+            }
+        }
+    }
+    return next;
+}
+
+/* Rebuilds the derived indices after a snapshot load from the entities' persistent fields:
+ * identity/message/token/intern tables, identity, ticket and message chains, queue heaps,
+ * agent loads and the deadline heap. The outbox lists and map are restored by the loader. */
+static uint64_t intern_hash_of2(const struct tq_state *s, uint32_t id) {
+    return st_intern(s, id)->hash;
+}
+
+void tq_st_rebuild_indices(struct tq_state *s) {
+    uint32_t n = tq_slab_count(&s->interns);
+    for (uint32_t i = 1; i <= n; i++) {
+        tq_st_idtab_insert(s, &s->intern_index, st_intern(s, i)->hash, i, intern_hash_of2);
+    }
+    n = tq_slab_count(&s->tokens);
+    for (uint32_t i = 1; i <= n; i++) {
+        tq_st_idtab_insert(s, &s->token_index, token_hash_of(s, i), i, token_hash_of);
+    }
+    n = tq_slab_count(&s->identities);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_identity *x = st_identity(s, i);
+        struct tq_customer *cu = st_customer(s, x->customer);
+        x->next = 0;
+        if (cu->ident_head == 0) {
+            cu->ident_head = i;
+        } else {
+            uint32_t p = cu->ident_head;
+            while (st_identity(s, p)->next != 0) p = st_identity(s, p)->next;
+            st_identity(s, p)->next = i;
+        }
+        cu->ident_count++;
+        tq_st_idtab_insert(s, &s->ident_index, x->hash, i, identity_hash_of);
+    }
+    n = tq_slab_count(&s->tickets);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_ticket *t = st_ticket(s, i);
+        struct tq_customer *cu = st_customer(s, t->customer);
+        t->customer_next = cu->ticket_head;     /* ascending ids pushed in front: descending */
+        cu->ticket_head = i;
+        t->msg_head = t->msg_tail = 0;
+        t->msg_count = 0;
+    }
+    n = tq_slab_count(&s->messages);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_message *m = st_message(s, i);
+        m->next = 0;
+        message_append(s, m->ticket, i);
+        if (m->ext_hash != 0) tq_st_idtab_insert(s, &s->msg_index, m->ext_hash, i, message_hash_of);
+    }
+    n = tq_slab_count(&s->tickets);
+    for (uint32_t i = 1; i <= n; i++) {
+        struct tq_ticket *t = st_ticket(s, i);
+        t->flags = 0;
+        t->queue_pos = t->due_pos = 0;
+        if (tq_st_ticket_should_queue(t)) {
+            qh_insert(s, ticket_heap(s, t), i);
+            t->flags |= TQ_TF_QUEUED;
+        }
+        if (tq_st_ticket_counts_load(t)) {
+            st_agent(s, t->assignee)->load[tq_channel_class_of((enum tq_channel)t->origin)]++;
+            t->flags |= TQ_TF_IN_LOAD;
+        }
+        dh_update(s, i, tq_st_ticket_due(s, t));
+    }
+}

@@ -1,0 +1,363 @@
+/* server/state/state_internal.h: the in-memory layout of struct tq_state, shared by the files of
+ * tq_state (state.c apply, query.c views, snapshot.c serialise/digest). Not installed, not used
+ * outside server/state/.
+ *
+ * Memory layout (why it looks like this: the issue's targets are <= 256 bytes per ticket and
+ * <= 32 bytes per message resident):
+ *   - every entity kind lives in a chunked slab indexed by its id (ids are dense, global, start
+ *     at 1): element id is chunks[id >> TQ_SLAB_SHIFT][id & mask]. Chunks never move, so the
+ *     slabs grow in large steps without a realloc copy and without doubling slack.
+ *   - in memory ids are uint32_t (the API speaks uint64_t): 4 billion of any entity is far
+ *     beyond one process; apply refuses to create more (RESOURCE_EXHAUSTED).
+ *   - a message is 24 bytes: idempotency hash, LSN + packed enums, ticket, next-in-ticket.
+ *     Its body, attachments, author id, provider timestamp and commit time stay in the record.
+ *   - the derived indices (identity, idempotency and token hash tables, queue heaps, the
+ *     deadline heap, per-customer and per-ticket chains, the outbox message map) are rebuilt
+ *     from the entities when a snapshot is loaded; snapshot.c serialises only the entities.
+ */
+#ifndef TQ_STATE_INTERNAL_H
+#define TQ_STATE_INTERNAL_H
+
+#include "state.h"
+#include "tq_assert.h"
+
+#define TQ_SLAB_SHIFT 12u
+#define TQ_SLAB_CHUNK (1u << TQ_SLAB_SHIFT)
+#define TQ_ID_MAX 0xfffffff0u               /* in-memory ids are uint32_t */
+#define TQ_HOURLY_SLOTS 48u                 /* messages per channel per hour: the last 48 hours */
+#define TQ_HIST_BUCKETS 256u                /* log-bucketed: 4 per power of two of ms */
+#define TQ_OUTBOX_ATTEMPTS_LIMIT 15u        /* attempts are 4 bits in a message */
+#define TQ_CONSUMER_NAMES_MAX 256u          /* named consumer positions per tenant */
+
+/* A chunked slab of fixed-size, zero-initialised elements addressed by id (id 0 unused). */
+struct tq_slab {
+    uint8_t **chunks;
+    uint32_t chunk_count, chunk_cap;
+    uint32_t elem_size;
+    uint32_t next_id;                       /* the id the next allocation gets (starts at 1) */
+};
+
+/* Open-addressing table of entity ids (0 = empty slot), linear probing, no deletion (nothing
+ * keyed by it is ever removed: merges re-point the entity instead). The key hash is kept in the
+ * entity itself; growth asks state for it. */
+struct tq_idtab {
+    uint32_t *slots;
+    uint64_t mask;                          /* capacity - 1; capacity is a power of two */
+    uint64_t count;
+};
+
+/* uint32 -> uint32 map with deletion (backward-shift), used for message id -> outbox entry. */
+struct tq_u32map {
+    uint64_t *slots;                        /* key << 32 | value; 0 = empty (keys are non-zero) */
+    uint64_t mask;
+    uint64_t count;
+};
+
+/* Chunked append-only byte store for names, subjects and other small strings. */
+struct tq_strstore {
+    struct tq_strchunk *head;
+    uint64_t bytes;                         /* total bytes stored (for the memory report) */
+};
+
+struct tq_heap32 {                          /* binary heap of ticket ids; comparator by kind */
+    uint32_t *ids;
+    uint32_t count, cap;
+};
+
+struct tq_duenode {                         /* deadline heap entry: one per ticket with a due */
+    uint64_t due_ms;
+    uint32_t ticket;
+    uint32_t pad;
+};
+
+struct tq_hist {                            /* log-bucketed duration histogram (ms) */
+    uint64_t count;
+    uint32_t buckets[TQ_HIST_BUCKETS];
+};
+
+struct tq_policy {
+    struct tq_str name;
+    uint32_t queue;                         /* 0 = any */
+    int32_t channel;                        /* -1 = any */
+    uint32_t tag;                           /* interned tag id, 0 = any */
+    bool business_hours;
+    uint64_t target_ms[TQ_SLA_METRIC_COUNT - 1][TQ_PRIORITY_COUNT];
+};
+
+struct tq_consumer {
+    struct tq_str name;
+    uint64_t lsn;
+};
+
+/* Outbox list of one (tenant, channel): doubly linked through struct tq_obentry. */
+struct tq_oblist {
+    uint32_t head, tail, count;
+};
+
+struct tq_tenant {
+    struct tq_str name;
+    uint64_t auto_close_ms;
+    uint32_t warn_permille;
+    uint32_t attempts_max;
+    uint64_t reply_window_ms[TQ_CHANNEL_COUNT];
+    uint32_t default_queue[TQ_CHANNEL_COUNT];
+    uint32_t ticket_number_next;
+    /* SLA policies: every list ever set is kept (tickets keep the policy chosen at creation);
+     * the current list is [policy_first, policy_first + policy_current). Index + 1 is the id. */
+    struct tq_policy *policies;
+    uint32_t policy_count, policy_cap, policy_first, policy_current;
+    struct tq_calendar *calendar;           /* NULL = calendar time (24x7) */
+    uint32_t *queue_ids, queue_n, queue_cap;
+    uint32_t *agent_ids, agent_n, agent_cap;
+    struct tq_consumer *consumers;
+    uint32_t consumer_n, consumer_cap;
+    /* analytics, kept incrementally */
+    uint64_t by_status[TQ_STATUS_COUNT];
+    uint64_t ticket_count, message_count, customer_count;
+    uint64_t sla_breaches, sla_warnings, outbox_pending;
+    uint64_t by_channel[TQ_CHANNEL_COUNT];
+    struct tq_hist first_response, resolution;
+    uint64_t hour_of_slot[TQ_HOURLY_SLOTS]; /* hour number (ms / 3600000) held by each slot */
+    uint32_t hourly[TQ_HOURLY_SLOTS][TQ_CHANNEL_COUNT];
+    struct tq_oblist ob_avail[TQ_CHANNEL_COUNT], ob_leased[TQ_CHANNEL_COUNT];
+    bool autoassign_dirty;                  /* something may be assignable: run the pass */
+};
+
+struct tq_token {
+    uint8_t hash[32];
+    struct tq_str name;
+    uint32_t tenant, agent;
+    uint8_t role, revoked;
+};
+
+struct tq_queue {
+    struct tq_str name;
+    uint64_t timeout_ms;
+    uint32_t tenant;
+    bool auto_assign;
+    struct tq_heap32 heap[TQ_CHANNEL_CLASS_COUNT];   /* unassigned new/open tickets by class */
+};
+
+struct tq_agent {
+    struct tq_str name;
+    uint64_t last_assigned_ms;
+    uint32_t tenant;
+    uint32_t capacity[TQ_CHANNEL_CLASS_COUNT];
+    uint32_t load[TQ_CHANNEL_CLASS_COUNT];
+    uint8_t presence;
+};
+
+struct tq_customer {
+    struct tq_str name, language;
+    uint32_t tenant, merged_into;
+    uint32_t ident_head, ident_count;       /* identity chain, ascending identity id */
+    uint32_t ticket_head;                   /* ticket chain, descending ticket id */
+};
+
+struct tq_identity {
+    uint64_t hash;                          /* XXH3 of (tenant, channel, normalised id) */
+    const char *ext;                        /* normalised external id (string store) */
+    uint32_t tenant, customer, next;
+    uint16_t ext_len;
+    uint8_t channel;
+};
+
+/* message.packed: lsn (48 bits) | direction (2) | channel (4) | author (2) | delivery (3) |
+ * attempts (4). */
+struct tq_message {
+    uint64_t ext_hash;                      /* idempotency key hash; 0 = no external id */
+    uint64_t packed;
+    uint32_t ticket, next;
+};
+#define TQ_LSN_MAX ((1ull << 48) - 1)
+
+struct tq_clock {                           /* a duration clock (requester wait, agent work) */
+    uint64_t deadline_ms;                   /* RUNNING with a target: breach instant; else 0 */
+    uint64_t mark_ms;                       /* RUNNING: resumed at */
+    uint64_t elapsed_ms;                    /* counted before mark_ms */
+};
+
+struct tq_tag_field {
+    uint32_t key;                           /* interned */
+    uint8_t type;
+    int64_t int_value;
+    struct tq_str string_value;             /* string store */
+};
+
+/* Tags and custom fields of a ticket: one exact-size block, rebuilt whenever either changes:
+ * the header, field_count fields, then tag_count interned tag ids. */
+struct tq_ticket_extras {
+    uint32_t tag_count, field_count;
+    struct tq_tag_field fields[];
+};
+static inline uint32_t *extras_tags(const struct tq_ticket_extras *x) {
+    return (uint32_t *)(void *)((uint8_t *)(uintptr_t)x + sizeof(*x) +
+                                x->field_count * sizeof(struct tq_tag_field));
+}
+static inline size_t extras_bytes(uint32_t tag_count, uint32_t field_count) {
+    return sizeof(struct tq_ticket_extras) + field_count * sizeof(struct tq_tag_field) +
+           tag_count * sizeof(uint32_t);
+}
+
+enum {
+    TQ_TF_IN_LOAD = 1u << 0,                /* counted in the assignee's load */
+    TQ_TF_QUEUED = 1u << 1,                 /* in its queue's heap */
+};
+
+struct tq_ticket {
+    uint64_t created_ms, updated_ms, first_response_ms, solved_ms, wake_at_ms;
+    uint64_t routing_ms;                    /* queued: (re)entered at; assigned: last action */
+    uint64_t unanswered_ms;                 /* oldest inbound not answered by an agent; 0 none */
+    struct tq_clock wait, work;             /* requester wait, agent work */
+    uint64_t first_reply_deadline_ms, next_reply_deadline_ms, window_deadline_ms;
+    const char *subject;
+    struct tq_ticket_extras *extras;        /* tags and custom fields; NULL = none */
+    uint32_t tenant, number, customer, queue, assignee, merged_into, follow_up_of;
+    uint32_t msg_head, msg_tail, msg_count;
+    uint32_t customer_next;                 /* customer's ticket chain (descending id) */
+    uint32_t policy;                        /* tenant policy index + 1; 0 = no SLA */
+    uint32_t queue_pos;                     /* heap position + 1 while queued */
+    uint32_t due_pos;                       /* deadline heap position + 1 */
+    uint16_t subject_len;
+    uint8_t status, priority, origin, flags;
+    uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */
+    uint8_t sla_warned;                     /* bit per metric */
+};
+
+struct tq_obentry {
+    uint64_t lease_until_ms;                /* 0 = available */
+    uint32_t message, tenant, prev, next;
+    uint8_t channel, leased;
+};
+
+struct tq_intern {                          /* interned tag / custom-field key */
+    uint64_t hash;
+    struct tq_str str;
+};
+
+struct tq_state {
+    uint32_t body_bytes_max;
+    uint64_t lsn;
+    struct tq_slab tenants, tokens, queues, agents, customers, identities, tickets, messages;
+    struct tq_slab interns, obentries;
+    uint32_t ob_free;                       /* free list of outbox entries (through next) */
+    struct tq_idtab ident_index, msg_index, token_index, intern_index;
+    struct tq_u32map ob_by_message;
+    struct tq_duenode *due;                 /* min-heap by (due_ms, ticket) */
+    uint32_t due_count, due_cap;
+    struct tq_strstore strings;
+    uint64_t *taken;                        /* OUTBOX_TAKE result buffer */
+    /* query scratch (views are valid until the next apply) */
+    struct tq_str *view_tags;
+    struct tq_custom_field *view_fields;
+    /* tenants whose auto-assign pass must run at the end of this apply */
+    uint32_t *dirty;
+    uint32_t dirty_n, dirty_cap;
+};
+
+/* ---- slabs ---- */
+static inline void *tq_slab_at(const struct tq_slab *slab, uint32_t id) {
+    TQ_DEBUG_ASSERT(id != 0 && id < slab->next_id);
+    return slab->chunks[id >> TQ_SLAB_SHIFT] +
+           (size_t)(id & (TQ_SLAB_CHUNK - 1)) * slab->elem_size;
+}
+static inline uint32_t tq_slab_count(const struct tq_slab *slab) { return slab->next_id - 1; }
+
+static inline struct tq_tenant *st_tenant(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->tenants, id);
+}
+static inline struct tq_ticket *st_ticket(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->tickets, id);
+}
+static inline struct tq_message *st_message(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->messages, id);
+}
+static inline struct tq_customer *st_customer(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->customers, id);
+}
+static inline struct tq_identity *st_identity(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->identities, id);
+}
+static inline struct tq_queue *st_queue(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->queues, id);
+}
+static inline struct tq_agent *st_agent(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->agents, id);
+}
+static inline struct tq_token *st_token(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->tokens, id);
+}
+static inline struct tq_intern *st_intern(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->interns, id);
+}
+static inline struct tq_obentry *st_obentry(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->obentries, id);
+}
+
+/* Message packing. */
+static inline uint64_t msg_lsn(const struct tq_message *m) { return m->packed & TQ_LSN_MAX; }
+static inline unsigned msg_dir(const struct tq_message *m) { return (m->packed >> 48) & 3u; }
+static inline unsigned msg_chan(const struct tq_message *m) { return (m->packed >> 50) & 15u; }
+static inline unsigned msg_author(const struct tq_message *m) { return (m->packed >> 54) & 3u; }
+static inline unsigned msg_delivery(const struct tq_message *m) {
+    return (m->packed >> 56) & 7u;
+}
+static inline unsigned msg_attempts(const struct tq_message *m) {
+    return (m->packed >> 59) & 15u;
+}
+static inline uint64_t msg_pack(uint64_t lsn, unsigned dir, unsigned chan, unsigned author,
+                                unsigned delivery, unsigned attempts) {
+    return (lsn & TQ_LSN_MAX) | (uint64_t)dir << 48 | (uint64_t)chan << 50 |
+           (uint64_t)author << 54 | (uint64_t)delivery << 56 | (uint64_t)attempts << 59;
+}
+
+
+/* ---- containers (store.c) ---- */
+void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size);
+uint32_t tq_st_slab_new(struct tq_slab *slab);
+void tq_st_slab_free(struct tq_slab *slab);
+void tq_st_strings_free(struct tq_state *s);
+void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap);
+void tq_st_idtab_free(struct tq_idtab *t);
+void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
+                        uint64_t (*hash_of)(const struct tq_state *s, uint32_t id));
+void tq_st_u32map_init(struct tq_u32map *m, uint64_t cap);
+void tq_st_u32map_free(struct tq_u32map *m);
+uint32_t tq_st_u32map_get(const struct tq_u32map *m, uint32_t key);
+void tq_st_u32map_put(struct tq_u32map *m, uint32_t key, uint32_t value);
+void tq_st_u32map_del(struct tq_u32map *m, uint32_t key);
+
+/* Lookups honouring tenant isolation: NULL when the id does not exist or is another tenant's. */
+struct tq_tenant *tq_st_tenant_get(const struct tq_state *s, uint64_t id);
+struct tq_ticket *tq_st_ticket_get(const struct tq_state *s, uint64_t tenant, uint64_t id);
+struct tq_queue *tq_st_queue_get(const struct tq_state *s, uint64_t tenant, uint64_t id);
+struct tq_agent *tq_st_agent_get(const struct tq_state *s, uint64_t tenant, uint64_t id);
+struct tq_customer *tq_st_customer_get(const struct tq_state *s, uint64_t tenant, uint64_t id);
+struct tq_message *tq_st_message_get(const struct tq_state *s, uint64_t tenant, uint64_t id);
+
+/* Shared between state.c, query.c and snapshot.c. */
+struct tq_state *tq_st_alloc(const struct tq_state_options *options);
+struct tq_str tq_st_strdup(struct tq_state *s, const char *ptr, uint32_t len);
+uint32_t tq_st_intern(struct tq_state *s, struct tq_str str);            /* 0 never returned */
+uint32_t tq_st_intern_find(const struct tq_state *s, struct tq_str str); /* 0 = not interned */
+uint64_t tq_st_ticket_due(const struct tq_state *s, const struct tq_ticket *t);
+uint64_t tq_st_ticket_sla_due(const struct tq_ticket *t);
+bool tq_st_ticket_should_queue(const struct tq_ticket *t);
+bool tq_st_ticket_counts_load(const struct tq_ticket *t);
+uint64_t tq_st_clock_target(const struct tq_state *s, const struct tq_ticket *t,
+                            enum tq_sla_metric m);
+uint64_t tq_st_clock_elapsed(const struct tq_state *s, const struct tq_ticket *t,
+                             enum tq_sla_metric m);
+bool tq_st_queue_before(const struct tq_state *s, uint32_t a, uint32_t b);
+bool tq_st_ticket_has_tag(const struct tq_ticket *t, uint32_t tag);
+uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
+                               struct tq_str ext);
+void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigned channel,
+                      uint64_t lease_until);
+/* Rebuilds every derived index from the entities (snapshot load). */
+void tq_st_rebuild_indices(struct tq_state *s);
+uint64_t tq_st_hist_quantile(const struct tq_hist *h, uint32_t permille);
+uint64_t tq_st_identity_hash(uint64_t tenant, unsigned channel, const char *norm, size_t len);
+uint64_t tq_st_message_hash(uint64_t tenant, unsigned channel, const char *ext, size_t len);
+
+#endif
