@@ -1,0 +1,200 @@
+/* server/ops/segscan.c: reading segment images for the offline tools.
+ *
+ * Owns nothing on disk. It turns one segment file (plain .seg or compressed .zseg) into its
+ * logical image in memory and walks the batches of that image in order. It does NOT interpret
+ * the byte format itself: batches are checked by storage's own decoder (tq_batch_check, the
+ * code recovery uses), records are walked with tq_batch_record_next, and compressed segments
+ * are inflated through storage's segment cursor (tq_zseg_load + tq_cursor_get). So there is
+ * one place that knows the log format (storage/format.c, compress.c), and verify can never
+ * accept a log that recovery would refuse, or the reverse.
+ *
+ * Invariants: a walk only reports batches that passed every check; batches start at 4 KiB
+ * multiples; the walk stops at the first batch that does not check out and says why, or at
+ * zeros after which no valid batch header follows (a clean end: the unused tail of a
+ * preallocated segment).
+ */
+#include "log_impl.h"
+#include "ops_internal.h"
+
+#include "tq_alloc.h"
+#include "tq_assert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void tq_ops_batch_records(const struct tq_ops_batch *batch, tq_ops_record_fn fn, void *ctx) {
+    TQ_ASSERT(batch != NULL && fn != NULL);
+    uint32_t offset = 0;
+    uint32_t index = 0;
+    struct tq_record_header rec;
+    const uint8_t *payload;
+    while (tq_batch_record_next(batch->area, batch->header.area_bytes, &offset, &rec, &payload)) {
+        bool redacted = (rec.flags & TQ_RECORD_REDACTED) != 0;
+        fn(ctx, batch->header.lsn_first + index, rec.type, rec.flags, redacted ? NULL : payload,
+           rec.len);
+        index++;
+    }
+    /* The batch passed tq_batch_check, which walked the same records. */
+    TQ_ASSERT(index == batch->header.record_count);
+}
+
+/* Reads a plain segment whole. */
+static enum tq_err load_plain(const char *path, struct tq_ops_segment *seg,
+                              struct tq_error *error) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    enum tq_err err = tq_ops_file_read(path, &buf, &len, error);
+    if (err != TQ_OK) return err;
+    seg->image = buf;
+    seg->image_bytes = len;
+    seg->image_cap = len;
+    seg->file_bytes = len;
+    return TQ_OK;
+}
+
+/* Inflates a compressed segment through storage's cursor, one window at a time. */
+static enum tq_err load_compressed(const char *path, struct tq_ops_segment *seg,
+                                   struct tq_error *error) {
+    struct tq_seg s;
+    memset(&s, 0, sizeof(s));
+    s.lsn_first = seg->lsn_first_named;
+    s.path = (char *)(uintptr_t)path; /* storage only reads it (messages) */
+    s.compressed = true;
+    s.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s.fd < 0) {
+        return tq_error_set(error, errno == ENOENT ? TQ_ERR_NOT_FOUND : TQ_ERR_IO, "open %s: %s",
+                            path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(s.fd, &st) == 0) seg->file_bytes = (uint64_t)st.st_size;
+    enum tq_err err = tq_zseg_load(&s, error);
+    if (err != TQ_OK) {
+        close(s.fd);
+        return err;
+    }
+    uint64_t raw_bytes = 0;
+    for (uint32_t i = 0; i < s.block_count; i++) {
+        uint64_t end = s.blocks[i].raw_offset + s.blocks[i].raw_bytes;
+        if (end > raw_bytes) raw_bytes = end;
+    }
+    uint8_t *image = raw_bytes > 0 ? tq_alloc((size_t)raw_bytes) : NULL;
+    if (raw_bytes > 0 && image == NULL) {
+        err = tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "out of memory inflating %s", path);
+        goto done;
+    }
+    struct tq_seg_cursor cursor;
+    tq_cursor_init(&cursor, &s);
+    for (uint64_t offset = 0; offset < raw_bytes;) {
+        const uint8_t *p = NULL;
+        size_t avail = 0;
+        err = tq_cursor_get(&cursor, offset, (size_t)(raw_bytes - offset), raw_bytes, &p, &avail,
+                            error);
+        if (err != TQ_OK) break;
+        if (avail == 0) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT, "%s: compressed image ends at %llu of %llu",
+                               path, (unsigned long long)offset, (unsigned long long)raw_bytes);
+            break;
+        }
+        if (avail > raw_bytes - offset) avail = (size_t)(raw_bytes - offset);
+        memcpy(image + offset, p, avail);
+        offset += avail;
+    }
+    tq_cursor_free(&cursor);
+    if (err != TQ_OK) {
+        if (image != NULL) tq_free(image, (size_t)raw_bytes);
+        goto done;
+    }
+    seg->image = image;
+    seg->image_bytes = (size_t)raw_bytes;
+    seg->image_cap = (size_t)raw_bytes;
+done:
+    if (s.blocks != NULL) tq_free(s.blocks, s.block_count * sizeof(struct tq_zseg_block));
+    close(s.fd);
+    return err;
+}
+
+enum tq_err tq_ops_segment_load(const char *dir, const char *name, struct tq_ops_segment *seg,
+                                struct tq_error *error) {
+    TQ_ASSERT(dir != NULL && name != NULL);
+    TQ_ASSERT(seg != NULL);
+    memset(seg, 0, sizeof(*seg));
+    if (strlen(name) >= sizeof(seg->name) || !tq_ops_name_lsn(name, &seg->lsn_first_named)) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "%s/%s: not a segment name", dir, name);
+    }
+    snprintf(seg->name, sizeof(seg->name), "%s", name);
+    size_t n = strlen(name);
+    seg->compressed = n > 5 && strcmp(name + n - 5, ".zseg") == 0;
+    char path[TQ_OPS_PATH_BYTES_MAX];
+    enum tq_err err = tq_ops_path_join(path, dir, name, error);
+    if (err != TQ_OK) return err;
+    return seg->compressed ? load_compressed(path, seg, error) : load_plain(path, seg, error);
+}
+
+void tq_ops_segment_free(struct tq_ops_segment *seg) {
+    if (seg->image != NULL) tq_free(seg->image, seg->image_cap);
+    memset(seg, 0, sizeof(*seg));
+}
+
+/* True if some 4 KiB boundary at or after offset holds a batch header that checks out: the
+ * log continues after a hole, so the hole is damage, not the end. */
+static bool valid_header_after(const struct tq_ops_segment *seg, uint64_t offset) {
+    char why[8];
+    struct tq_batch_header h;
+    for (uint64_t at = offset; at + TQ_BATCH_HEADER_BYTES <= seg->image_bytes;
+         at += TQ_BATCH_ALIGN_BYTES) {
+        if (tq_batch_check(seg->image + at, seg->image_bytes - at, false, &h, why, sizeof(why)) ==
+            TQ_BATCH_VALID) {
+            return true;
+        }
+    }
+    return false;
+}
+
+enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_fn fn, void *ctx,
+                                struct tq_ops_walk_end *end, struct tq_error *error) {
+    TQ_ASSERT(seg != NULL && end != NULL);
+    memset(end, 0, sizeof(*end));
+    uint64_t offset = 0;
+    while (offset < seg->image_bytes) {
+        TQ_ASSERT(offset % TQ_BATCH_ALIGN_BYTES == 0);
+        struct tq_ops_batch batch;
+        memset(&batch, 0, sizeof(batch));
+        enum tq_batch_check check = tq_batch_check(seg->image + offset, seg->image_bytes - offset,
+                                                   true, &batch.header, end->why,
+                                                   sizeof(end->why));
+        if (check == TQ_BATCH_ZERO) {
+            if (valid_header_after(seg, offset + TQ_BATCH_ALIGN_BYTES)) {
+                end->stop_offset = offset;
+                end->valid_after = true;
+                snprintf(end->why, sizeof(end->why),
+                         "zeros where a batch header was expected, but valid batches follow");
+                return TQ_OK;
+            }
+            end->clean = true;
+            return TQ_OK;
+        }
+        if (check != TQ_BATCH_VALID) {
+            end->stop_offset = offset;
+            end->valid_after = valid_header_after(seg, offset + TQ_BATCH_ALIGN_BYTES);
+            return TQ_OK;
+        }
+        batch.file = seg->name;
+        batch.offset = offset;
+        batch.area = seg->image + offset + TQ_BATCH_HEADER_BYTES;
+        batch.disk_bytes = tq_batch_disk_bytes(batch.header.area_bytes);
+        if (fn != NULL) {
+            enum tq_err err = fn(ctx, &batch, error);
+            if (err != TQ_OK) return err;
+        }
+        end->batches++;
+        end->lsn_last = batch.header.lsn_first + batch.header.record_count - 1;
+        end->chain_last = batch.header.header_hash;
+        offset += batch.disk_bytes;
+        end->valid_bytes = offset;
+    }
+    end->clean = true;
+    return TQ_OK;
+}

@@ -1,0 +1,344 @@
+/* server/ops/verify.c: `ticketq verify`, the auditor's integrity check of a data or backup dir.
+ *
+ * Owns no state on disk; it only reads. What it proves, in order:
+ *   1. every segment (plain or compressed) decodes, and every batch in it passes storage's own
+ *      checks (header checksum, area checksum, every unredacted payload's checksum);
+ *   2. the segments form one history: each segment's first batch starts at the LSN its file
+ *      name says, LSNs continue without a gap from one batch (and one segment) to the next,
+ *      and each batch's chain_prev equals the previous batch's header hash, so the last
+ *      batch's hash (the chain head) commits to every record ever written. A missing segment
+ *      shows as an LSN gap, a swapped pair as a name/content mismatch or a broken chain;
+ *   3. only the LAST segment may end in a torn batch (a live server writing it, or a crash
+ *      before the next recovery): it is reported, not failed, as recovery would cut it;
+ *   4. every snapshot file is accepted by storage (checked by opening the log read-only, which
+ *      runs recovery's validation without writing), and its LSN lies inside the log;
+ *   5. a backup directory's files match its MANIFEST (size and XXH3).
+ * Redacted records (right to erasure) keep their payload hash, so they still verify; they are
+ * listed so an auditor sees exactly which LSNs were erased.
+ * The first problem found stops the check, with the file, byte offset and LSN in the message.
+ */
+#include "ops_internal.h"
+
+#include "log.h"
+#include "state.h"
+#include "tq_alloc.h"
+#include "tq_assert.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Walk state carried across segments. */
+struct verify_ctx {
+    struct tq_ops_verify_report *report;
+    const struct tq_ops_segment *seg;
+    bool first_in_segment;
+    uint64_t expected_lsn;      /* LSN the next batch must start at (0: anything, first one) */
+    uint64_t chain;             /* header hash of the previous batch */
+    struct tq_arena arena;      /* decode scratch, reset per record */
+};
+
+static void count_record(void *vctx, uint64_t lsn, uint16_t type, uint16_t flags,
+                         const uint8_t *payload, uint32_t payload_len) {
+    struct verify_ctx *ctx = vctx;
+    struct tq_ops_verify_report *r = ctx->report;
+    r->records++;
+    r->records_by_type[type < TQ_OPS_RECORD_TYPES ? type : 0]++;
+    if ((flags & TQ_RECORD_REDACTED) != 0) {
+        if (r->redaction_count < TQ_OPS_REDACTIONS_LISTED_MAX) {
+            r->redacted_lsns[r->redaction_count] = lsn;
+        }
+        r->redaction_count++;
+        return;
+    }
+    if (type != TQ_RECORD_TYPE_CMD) return;
+    struct tq_cmd cmd;
+    struct tq_error ignored;
+    tq_arena_reset(&ctx->arena);
+    if (tq_cmd_decode(payload, payload_len, &cmd, &ctx->arena, &ignored) == TQ_OK &&
+        (unsigned)cmd.type < TQ_OPS_CMD_TYPES) {
+        r->cmds_by_type[cmd.type]++;
+    } else {
+        r->cmds_by_type[0]++;
+    }
+}
+
+static enum tq_err verify_batch(void *vctx, const struct tq_ops_batch *batch,
+                                struct tq_error *error) {
+    struct verify_ctx *ctx = vctx;
+    struct tq_ops_verify_report *r = ctx->report;
+    const struct tq_batch_header *h = &batch->header;
+    if (ctx->first_in_segment && h->lsn_first != ctx->seg->lsn_first_named) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "%s offset %" PRIu64 " lsn %" PRIu64
+                            ": segment named for LSN %" PRIu64 " starts at LSN %" PRIu64
+                            " (misplaced or swapped segment)",
+                            batch->file, batch->offset, h->lsn_first,
+                            ctx->seg->lsn_first_named, h->lsn_first);
+    }
+    if (ctx->expected_lsn != 0 && h->lsn_first != ctx->expected_lsn) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "%s offset %" PRIu64 " lsn %" PRIu64 ": expected LSN %" PRIu64
+                            " (records missing or out of order)",
+                            batch->file, batch->offset, h->lsn_first, ctx->expected_lsn);
+    }
+    if (ctx->expected_lsn == 0 && h->lsn_first == 1 && h->chain_prev != 0) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "%s offset %" PRIu64 " lsn 1: first batch has a non-zero chain_prev",
+                            batch->file, batch->offset);
+    }
+    if (ctx->expected_lsn != 0 && h->chain_prev != ctx->chain) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "%s offset %" PRIu64 " lsn %" PRIu64
+                            ": hash chain broken (chain_prev %016" PRIx64
+                            ", previous batch hash %016" PRIx64 ")",
+                            batch->file, batch->offset, h->lsn_first, h->chain_prev, ctx->chain);
+    }
+    ctx->first_in_segment = false;
+    if (r->lsn_first == 0) {
+        r->lsn_first = h->lsn_first;
+        r->commit_us_first = h->commit_us;
+    }
+    r->lsn_last = h->lsn_first + h->record_count - 1;
+    r->commit_us_last = h->commit_us;
+    r->batches++;
+    r->bytes += batch->disk_bytes;
+    ctx->expected_lsn = r->lsn_last + 1;
+    ctx->chain = h->header_hash;
+    r->chain_head = h->header_hash;
+    tq_ops_batch_records(batch, count_record, ctx);
+    return TQ_OK;
+}
+
+static const char *const segment_suffixes[] = {".seg", ".zseg", NULL};
+static const char *const snapshot_suffixes[] = {".snap", NULL};
+
+/* Walks every segment of log_dir in LSN order. */
+static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
+                                   struct tq_error *error) {
+    struct tq_ops_verify_report *r = ctx->report;
+    struct tq_ops_names names;
+    enum tq_err err = tq_ops_names_list(log_dir, segment_suffixes, &names, error);
+    if (err != TQ_OK) return err;
+    uint64_t prev_named = 0;
+    for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
+        uint64_t named;
+        if (!tq_ops_name_lsn(names.names[i], &named)) continue; /* spare or temp files */
+        if (named == prev_named && i > 0) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "%s: a second segment for LSN %" PRIu64 " (plain and compressed?)",
+                               names.names[i], named);
+            break;
+        }
+        prev_named = named;
+        struct tq_ops_segment seg;
+        err = tq_ops_segment_load(log_dir, names.names[i], &seg, error);
+        if (err != TQ_OK) break;
+        r->segments++;
+        if (seg.compressed) r->segments_compressed++;
+        bool last = true;
+        for (size_t j = i + 1; j < names.count; j++) {
+            uint64_t ignored;
+            if (tq_ops_name_lsn(names.names[j], &ignored)) last = false;
+        }
+        ctx->seg = &seg;
+        ctx->first_in_segment = true;
+        if (ctx->expected_lsn != 0 && named != ctx->expected_lsn) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "%s offset 0 lsn %" PRIu64 ": expected a segment starting at LSN %"
+                               PRIu64 " (segment missing or misnamed)",
+                               seg.name, named, ctx->expected_lsn);
+            tq_ops_segment_free(&seg);
+            break;
+        }
+        struct tq_ops_walk_end end;
+        err = tq_ops_segment_walk(&seg, verify_batch, ctx, &end, error);
+        if (err == TQ_OK && !end.clean) {
+            if (last && !end.valid_after) {
+                r->torn_tail_bytes = seg.image_bytes - end.stop_offset;
+            } else {
+                err = tq_error_set(error, TQ_ERR_CORRUPT,
+                                   "%s offset %" PRIu64 " lsn %" PRIu64 ": %s", seg.name,
+                                   end.stop_offset, ctx->expected_lsn, end.why);
+            }
+        }
+        if (err == TQ_OK && end.batches == 0 && !last) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "%s offset 0 lsn %" PRIu64 ": sealed segment holds no batch",
+                               seg.name, named);
+        }
+        tq_ops_segment_free(&seg);
+    }
+    tq_ops_names_free(&names);
+    return err;
+}
+
+/* Every snapshot's LSN must lie inside the log; the newest must be accepted by storage. */
+static enum tq_err verify_snapshots(const char *dir, struct tq_ops_verify_report *r,
+                                    struct tq_error *error) {
+    char snap_dir[TQ_OPS_PATH_BYTES_MAX];
+    enum tq_err err = tq_ops_path_join(snap_dir, dir, "snapshots", error);
+    if (err != TQ_OK) return err;
+    struct tq_ops_names names;
+    err = tq_ops_names_list(snap_dir, snapshot_suffixes, &names, error);
+    if (err == TQ_ERR_NOT_FOUND) return TQ_OK;
+    if (err != TQ_OK) return err;
+    for (size_t i = 0; i < names.count; i++) {
+        uint64_t lsn;
+        if (!tq_ops_name_lsn(names.names[i], &lsn)) continue;
+        r->snapshots++;
+        if (lsn > r->lsn_last || (r->lsn_first > 1 && lsn + 1 < r->lsn_first)) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "snapshots/%s offset 0 lsn %" PRIu64
+                               ": snapshot outside the log's LSN range %" PRIu64 "..%" PRIu64,
+                               names.names[i], lsn, r->lsn_first, r->lsn_last);
+            break;
+        }
+    }
+    tq_ops_names_free(&names);
+    return err;
+}
+
+/* Cross-check with storage's recovery (read-only open): it must accept the log and the newest
+ * snapshot, and must end where the walk ended. */
+static enum tq_err verify_with_recovery(const char *dir, struct tq_ops_verify_report *r,
+                                        struct tq_error *error) {
+    struct tq_log_options opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.dir = dir;
+    opt.read_only = true;
+    opt.ring_tag = 1;
+    struct tq_log *log = NULL;
+    struct tq_log_recovery rec;
+    enum tq_err err = tq_log_open(&opt, &log, &rec, error);
+    if (err != TQ_OK) return err;
+    if (rec.lsn_last != r->lsn_last) {
+        err = tq_error_set(error, TQ_ERR_CORRUPT,
+                           "recovery ends at LSN %" PRIu64 " but the segments hold up to %" PRIu64,
+                           rec.lsn_last, r->lsn_last);
+    }
+    if (err == TQ_OK && r->snapshots > 0) {
+        void *blob = NULL;
+        size_t len = 0;
+        uint64_t lsn = 0;
+        err = tq_log_snapshot_latest(log, &blob, &len, &lsn, error);
+        if (err == TQ_OK) {
+            r->snapshot_lsn_newest = lsn;
+            tq_free(blob, len);
+        } else if (err == TQ_ERR_NOT_FOUND) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "snapshots/: %" PRIu64 " snapshot file(s) but none is valid",
+                               r->snapshots);
+        }
+    }
+    tq_log_close(log);
+    return err;
+}
+
+enum tq_err tq_ops_verify(const char *dir, struct tq_ops_verify_report *report,
+                          struct tq_error *error) {
+    TQ_ASSERT(dir != NULL);
+    TQ_ASSERT(report != NULL);
+    memset(report, 0, sizeof(*report));
+    char log_dir[TQ_OPS_PATH_BYTES_MAX];
+    enum tq_err err = tq_ops_path_join(log_dir, dir, "log", error);
+    if (err != TQ_OK) return err;
+    struct verify_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.report = report;
+    tq_arena_init(&ctx.arena, 64 * 1024);
+    err = tq_ops_manifest_check(dir, &report->manifest_files, error);
+    if (err == TQ_OK) err = verify_segments(log_dir, &ctx, error);
+    if (err == TQ_OK) err = verify_snapshots(dir, report, error);
+    if (err == TQ_OK) err = verify_with_recovery(dir, report, error);
+    tq_arena_destroy(&ctx.arena);
+    return err;
+}
+
+/* ---- CLI ------------------------------------------------------------------------------ */
+
+static void verify_usage(FILE *out) {
+    fprintf(out,
+            "usage: ticketq verify --data DIR [--quiet]\n"
+            "  Checks every checksum and the hash chain of all segments (compressed too) and\n"
+            "  snapshots of a data directory or a backup directory (and its MANIFEST).\n"
+            "  Exit 0: intact (prints LSN range, record counts, chain head, redactions);\n"
+            "  exit 1: the first problem, with file, offset and LSN; exit 2: usage/IO error.\n");
+}
+
+static void verify_print(const struct tq_ops_verify_report *r) {
+    char t0[TQ_OPS_TIME_BYTES], t1[TQ_OPS_TIME_BYTES];
+    printf("verify: ok\n");
+    printf("lsn range: %" PRIu64 "..%" PRIu64 " (%s .. %s)\n", r->lsn_first, r->lsn_last,
+           tq_ops_time_format(r->commit_us_first / 1000, t0),
+           tq_ops_time_format(r->commit_us_last / 1000, t1));
+    printf("segments: %" PRIu64 " (%" PRIu64 " compressed), batches: %" PRIu64
+           ", records: %" PRIu64 ", bytes: %" PRIu64 "\n",
+           r->segments, r->segments_compressed, r->batches, r->records, r->bytes);
+    printf("records by type: cmd %" PRIu64 ", events %" PRIu64, r->records_by_type[1],
+           r->records_by_type[2]);
+    for (unsigned t = 3; t < TQ_OPS_RECORD_TYPES; t++) {
+        if (r->records_by_type[t] != 0) printf(", type%u %" PRIu64, t, r->records_by_type[t]);
+    }
+    if (r->records_by_type[0] != 0) printf(", other %" PRIu64, r->records_by_type[0]);
+    printf("\ncommands:");
+    for (unsigned t = 1; t < TQ_OPS_CMD_TYPES; t++) {
+        if (r->cmds_by_type[t] != 0) {
+            printf(" %s=%" PRIu64, tq_ops_cmd_name((int)t), r->cmds_by_type[t]);
+        }
+    }
+    if (r->cmds_by_type[0] != 0) printf(" undecodable=%" PRIu64, r->cmds_by_type[0]);
+    printf("\nchain head: %016" PRIx64 "\n", r->chain_head);
+    printf("snapshots: %" PRIu64 " (newest at LSN %" PRIu64 ")\n", r->snapshots,
+           r->snapshot_lsn_newest);
+    if (r->manifest_files != 0) printf("manifest: %" PRIu64 " files match\n", r->manifest_files);
+    printf("redactions: %" PRIu64, r->redaction_count);
+    for (uint64_t i = 0; i < r->redaction_count && i < TQ_OPS_REDACTIONS_LISTED_MAX; i++) {
+        printf("%s%" PRIu64, i == 0 ? " at LSN " : ",", r->redacted_lsns[i]);
+    }
+    printf("\n");
+    if (r->torn_tail_bytes != 0) {
+        printf("warning: the last segment ends in %" PRIu64
+               " bytes of an incomplete batch (being written, or cut by the next recovery)\n",
+               r->torn_tail_bytes);
+    }
+}
+
+int tq_ops_verify_main(int argc, char **argv) {
+    struct tq_ops_args args;
+    tq_ops_args_init(&args, argc, argv, "verify");
+    const char *dir = NULL;
+    bool quiet = false, bad = false;
+    while (args.index < argc && !bad) {
+        if (tq_ops_args_take(&args, "--help", NULL, &bad) ||
+            tq_ops_args_take(&args, "-h", NULL, &bad)) {
+            verify_usage(stdout);
+            return TQ_OPS_EXIT_OK;
+        }
+        if (tq_ops_args_take(&args, "--data", &dir, &bad)) continue;
+        if (tq_ops_args_take(&args, "--quiet", NULL, &bad)) {
+            quiet = true;
+            continue;
+        }
+        fprintf(stderr, "ticketq verify: unknown option %s\n", argv[args.index]);
+        bad = true;
+    }
+    if (bad || dir == NULL) {
+        verify_usage(stderr);
+        return TQ_OPS_EXIT_USAGE;
+    }
+    struct tq_ops_verify_report *report = tq_xalloc(sizeof(*report));
+    struct tq_error error;
+    tq_error_clear(&error);
+    enum tq_err err = tq_ops_verify(dir, report, &error);
+    int rc = TQ_OPS_EXIT_OK;
+    if (err == TQ_OK) {
+        if (!quiet) verify_print(report);
+    } else {
+        printf("verify: FAILED\n");
+        tq_ops_print_error("verify", &error);
+        rc = err == TQ_ERR_CORRUPT ? TQ_OPS_EXIT_FAILED : TQ_OPS_EXIT_USAGE;
+    }
+    tq_free(report, sizeof(*report));
+    return rc;
+}
