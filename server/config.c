@@ -1,0 +1,300 @@
+/* server/config.c: option parsing for ticketqd (getopt_long and the --config file).
+ *
+ * One table (k_options) names every option, its argument and its help text with the default,
+ * so --help, the config file and getopt_long can never disagree. Values are validated here,
+ * once, with the option's name in the message; the rest of the server trusts struct tq_config.
+ */
+#include "config.h"
+
+#include "tq_limits.h"
+#include "state/state.h"
+#include "tq_assert.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct option_doc {
+    const char *name;
+    const char *arg;                /* NULL: no argument */
+    const char *help;
+};
+
+static const struct option_doc k_options[] = {
+    {"data", "DIR", "data directory (log, snapshots, admin.token); required"},
+    {"listen", "HOST:PORT", "TCP address to listen on (default 127.0.0.1:7070; port 0 = "
+                            "ephemeral; 'none' = no TCP)"},
+    {"unix", "PATH", "also listen on this Unix socket (default: none)"},
+    {"port-file", "FILE", "after listening, write \"HOST:PORT\\n\" to FILE atomically"},
+    {"fsync", "MODE", "always | interval=MS | none (default always: a response means durable)"},
+    {"metrics", "HOST:PORT", "serve Prometheus text at GET /metrics (default: off)"},
+    {"config", "FILE", "read 'name = value' lines with these option names (argv overrides)"},
+    {"max-connections", "N", "concurrent client connections (default 1000)"},
+    {"max-frame", "BYTES", "largest request frame (default 1048576, at most 67108864)"},
+    {"max-inflight", "N", "unanswered requests per connection before the server stops "
+                          "reading it (default 1024)"},
+    {"idle-timeout-ms", "MS", "close connections idle this long; 0 = never (default 300000)"},
+    {"subscriber-buffer", "BYTES", "live event bytes buffered per subscriber before it falls "
+                                   "back to the log (default 1048576)"},
+    {"segment-bytes", "BYTES", "log segment size (default 67108864)"},
+    {"body-max", "BYTES", "largest message body (default 65536)"},
+    {"help", NULL, "print this help and exit"},
+};
+
+void tq_config_defaults(struct tq_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+    cfg->listen_port = 7070;
+    cfg->listen_tcp = true;
+    cfg->fsync_mode = TQ_FSYNC_ALWAYS;
+    cfg->max_connections = TQ_CONNECTIONS_DEFAULT_MAX;
+    cfg->max_frame = TQ_FRAME_BYTES_DEFAULT_MAX;
+    cfg->max_inflight = TQ_INFLIGHT_DEFAULT_MAX;
+    cfg->idle_timeout_ms = TQ_IDLE_TIMEOUT_MS_DEFAULT;
+    cfg->subscriber_buffer = TQ_SUBSCRIBER_BUFFER_BYTES_DEFAULT;
+    cfg->segment_bytes = TQ_SEGMENT_BYTES_DEFAULT;
+    cfg->body_max = TQ_BODY_BYTES_DEFAULT_MAX;
+}
+
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+    if (s == NULL || *s == '\0' || *s == '-' || *s == '+') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+/* "HOST:PORT" (IPv6 as "[::1]:PORT"). */
+static bool parse_host_port(const char *s, char *host, size_t host_cap, uint16_t *port) {
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s) return false;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[') {
+        if (hl < 3 || h[hl - 1] != ']') return false;
+        h++;
+        hl -= 2;
+    }
+    if (hl >= host_cap) return false;
+    uint64_t p;
+    if (!parse_u64(colon + 1, 0, 65535, &p)) return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return true;
+}
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(msg, cap, __VA_ARGS__);                                                           \
+        return false;                                                                              \
+    } while (0)
+
+static bool set_path(char *dst, size_t dst_cap, const char *name, const char *value, char *msg,
+                     size_t cap) {
+    if (value[0] == '\0' || strlen(value) >= dst_cap) {
+        FAIL("--%s: path empty or longer than %zu bytes", name, dst_cap - 1);
+    }
+    snprintf(dst, dst_cap, "%s", value);
+    return true;
+}
+
+bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, char *msg,
+                   size_t cap) {
+    TQ_ASSERT(cfg != NULL);
+    TQ_ASSERT(name != NULL && value != NULL);
+    uint64_t v;
+    if (strcmp(name, "data") == 0) {
+        return set_path(cfg->data_dir, sizeof(cfg->data_dir), name, value, msg, cap);
+    } else if (strcmp(name, "listen") == 0) {
+        if (strcmp(value, "none") == 0) {
+            cfg->listen_tcp = false;
+            return true;
+        }
+        if (!parse_host_port(value, cfg->listen_host, sizeof(cfg->listen_host),
+                             &cfg->listen_port)) {
+            FAIL("--listen: expected HOST:PORT (e.g. 127.0.0.1:7070), got '%s'", value);
+        }
+        cfg->listen_tcp = true;
+    } else if (strcmp(name, "unix") == 0) {
+        return set_path(cfg->unix_path, sizeof(cfg->unix_path), name, value, msg, cap);
+    } else if (strcmp(name, "port-file") == 0) {
+        return set_path(cfg->port_file, sizeof(cfg->port_file), name, value, msg, cap);
+    } else if (strcmp(name, "fsync") == 0) {
+        if (strcmp(value, "always") == 0) {
+            cfg->fsync_mode = TQ_FSYNC_ALWAYS;
+        } else if (strcmp(value, "none") == 0) {
+            cfg->fsync_mode = TQ_FSYNC_NONE;
+        } else if (strncmp(value, "interval=", 9) == 0 && parse_u64(value + 9, 1, 60000, &v)) {
+            cfg->fsync_mode = TQ_FSYNC_INTERVAL;
+            cfg->fsync_interval_ms = (uint32_t)v;
+        } else {
+            FAIL("--fsync: expected always, interval=MS (1..60000) or none, got '%s'", value);
+        }
+    } else if (strcmp(name, "metrics") == 0) {
+        if (!parse_host_port(value, cfg->metrics_host, sizeof(cfg->metrics_host),
+                             &cfg->metrics_port)) {
+            FAIL("--metrics: expected HOST:PORT, got '%s'", value);
+        }
+    } else if (strcmp(name, "max-connections") == 0) {
+        if (!parse_u64(value, 1, TQ_CONNECTIONS_LIMIT_MAX, &v)) {
+            FAIL("--max-connections: expected 1..%u, got '%s'", TQ_CONNECTIONS_LIMIT_MAX, value);
+        }
+        cfg->max_connections = (uint32_t)v;
+    } else if (strcmp(name, "max-frame") == 0) {
+        if (!parse_u64(value, 64, TQ_FRAME_BYTES_LIMIT_MAX, &v)) {
+            FAIL("--max-frame: expected 64..%u bytes, got '%s'", TQ_FRAME_BYTES_LIMIT_MAX, value);
+        }
+        cfg->max_frame = (uint32_t)v;
+    } else if (strcmp(name, "max-inflight") == 0) {
+        if (!parse_u64(value, 1, TQ_INFLIGHT_LIMIT_MAX, &v)) {
+            FAIL("--max-inflight: expected 1..%u, got '%s'", TQ_INFLIGHT_LIMIT_MAX, value);
+        }
+        cfg->max_inflight = (uint32_t)v;
+    } else if (strcmp(name, "idle-timeout-ms") == 0) {
+        if (!parse_u64(value, 0, 30ull * 86400 * 1000, &v)) {
+            FAIL("--idle-timeout-ms: expected 0..2592000000, got '%s'", value);
+        }
+        cfg->idle_timeout_ms = v;
+    } else if (strcmp(name, "subscriber-buffer") == 0) {
+        if (!parse_u64(value, TQ_SUBSCRIBER_BUFFER_BYTES_MIN, 1u << 30, &v)) {
+            FAIL("--subscriber-buffer: expected %u..1073741824 bytes, got '%s'",
+                 TQ_SUBSCRIBER_BUFFER_BYTES_MIN, value);
+        }
+        cfg->subscriber_buffer = (uint32_t)v;
+    } else if (strcmp(name, "segment-bytes") == 0) {
+        if (!parse_u64(value, 1u << 20, 1ull << 40, &v)) {
+            FAIL("--segment-bytes: expected 1048576..1099511627776, got '%s'", value);
+        }
+        cfg->segment_bytes = v;
+    } else if (strcmp(name, "body-max") == 0) {
+        if (!parse_u64(value, 1, 512u * 1024, &v)) {
+            FAIL("--body-max: expected 1..524288 bytes, got '%s'", value);
+        }
+        cfg->body_max = (uint32_t)v;
+    } else {
+        FAIL("unknown option '%s'", name);
+    }
+    return true;
+}
+
+static void print_help(FILE *out) {
+    fprintf(out, "usage: ticketqd --data DIR [options]\n\n"
+                 "ticketqd: the ticketq server (docs/architecture.md, docs/protocol.md).\n\n");
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(k_options); i++) {
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s%s", k_options[i].name, k_options[i].arg ? " " : "",
+                 k_options[i].arg ? k_options[i].arg : "");
+        fprintf(out, "  %-28s %s\n", left, k_options[i].help);
+    }
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+static int load_file(struct tq_config *cfg, const char *path) {
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) {
+        fprintf(stderr, "ticketqd: --config: cannot open %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char line[1024];
+    unsigned lineno = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash != NULL) *hash = '\0';
+        char *s = trim(line);
+        if (*s == '\0') continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            fprintf(stderr, "ticketqd: --config %s:%u: expected 'name = value'\n", path, lineno);
+            fclose(fp);
+            return 2;
+        }
+        *eq = '\0';
+        char *name = trim(s), *value = trim(eq + 1);
+        char msg[256];
+        if (strcmp(name, "config") == 0 || strcmp(name, "help") == 0 ||
+            !tq_config_set(cfg, name, value, msg, sizeof(msg))) {
+            if (strcmp(name, "config") == 0 || strcmp(name, "help") == 0) {
+                snprintf(msg, sizeof(msg), "'%s' is not allowed in a config file", name);
+            }
+            fprintf(stderr, "ticketqd: --config %s:%u: %s\n", path, lineno, msg);
+            fclose(fp);
+            return 2;
+        }
+    }
+    fclose(fp);
+    return 0;
+}
+
+int tq_config_parse(struct tq_config *cfg, int argc, char **argv) {
+    struct option longopts[TQ_ARRAY_COUNT(k_options) + 1];
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(k_options); i++) {
+        longopts[i] = (struct option){k_options[i].name,
+                                      k_options[i].arg ? required_argument : no_argument, NULL,
+                                      (int)(i + 1)};
+    }
+    longopts[TQ_ARRAY_COUNT(k_options)] = (struct option){NULL, 0, NULL, 0};
+
+    /* Pass 1: --help and --config (the file is loaded first so argv overrides it). */
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (c == 'h' || (c > 0 && strcmp(k_options[c - 1].name, "help") == 0)) {
+            print_help(stdout);
+            return 1;
+        }
+        if (c > 0 && c != '?' && c != ':' && strcmp(k_options[c - 1].name, "config") == 0) {
+            int rc = load_file(cfg, optarg);
+            if (rc != 0) return rc;
+        }
+    }
+    /* Pass 2: everything else, with errors. */
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == '?') {
+            fprintf(stderr, "ticketqd: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+        if (c == ':') {
+            fprintf(stderr, "ticketqd: option '%s' needs a value (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (c <= 0 || (size_t)c > TQ_ARRAY_COUNT(k_options)) continue;
+        const char *name = k_options[c - 1].name;
+        if (strcmp(name, "config") == 0 || strcmp(name, "help") == 0) continue;
+        char msg[256];
+        if (!tq_config_set(cfg, name, optarg, msg, sizeof(msg))) {
+            fprintf(stderr, "ticketqd: %s\n", msg);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ticketqd: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (cfg->data_dir[0] == '\0') {
+        fprintf(stderr, "ticketqd: --data DIR is required (see --help)\n");
+        return 2;
+    }
+    if (!cfg->listen_tcp && cfg->unix_path[0] == '\0') {
+        fprintf(stderr, "ticketqd: --listen none needs --unix PATH\n");
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* server/config.h: ticketqd's options (command line, --config file) and their validation.
+ *
+ * Every option has a long name; the config file uses the same names as `name = value` lines
+ * ('#' starts a comment). Command-line options override the file. A bad value is one clear
+ * line naming the option and exit status 2 (tq_config_parse returns 2).
+ */
+#ifndef TQ_SERVER_CONFIG_H
+#define TQ_SERVER_CONFIG_H
+
+#include "storage/log.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TQ_CONFIG_PATH_BYTES 512
+
+struct tq_config {
+    char data_dir[TQ_CONFIG_PATH_BYTES];
+    char listen_host[64];           /* numeric IPv4/IPv6 literal or "localhost" */
+    uint16_t listen_port;           /* 0 = ephemeral */
+    bool listen_tcp;                /* false if --listen none */
+    char unix_path[108];            /* empty: no Unix socket */
+    char port_file[TQ_CONFIG_PATH_BYTES];
+    enum tq_fsync_mode fsync_mode;
+    uint32_t fsync_interval_ms;
+    char metrics_host[64];          /* empty: no metrics listener */
+    uint16_t metrics_port;
+    uint32_t max_connections;
+    uint32_t max_frame;
+    uint32_t max_inflight;
+    uint64_t idle_timeout_ms;       /* 0 = never */
+    uint32_t subscriber_buffer;
+    uint64_t segment_bytes;
+    uint32_t body_max;
+};
+
+/* Fills cfg with every default. */
+void tq_config_defaults(struct tq_config *cfg);
+
+/* Parses argv (and the --config file it names). Returns 0 to run, 1 if --help was printed
+ * (exit 0), 2 after printing one line naming the bad option to stderr (exit 2). */
+int tq_config_parse(struct tq_config *cfg, int argc, char **argv);
+
+/* Sets one option by long name from its text value. Returns false and writes a message
+ * naming the option into msg (cap bytes) if the name is unknown or the value bad. */
+bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, char *msg,
+                   size_t cap);
+
+#endif

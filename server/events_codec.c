@@ -1,0 +1,139 @@
+/* server/events_codec.c: encoding of a command's events as one log record (layout in
+ * events_codec.h).
+ *
+ * Why a private encoding rather than protobuf: the record sits in the log forever, next to the
+ * command record, and the events of most commands are 1-3 small integers-only structs; a
+ * presence mask plus varints makes a typical event 6-12 bytes. Decoding validates every length
+ * and enum, because the bytes come from disk.
+ */
+#include "events_codec.h"
+
+#include "tq_assert.h"
+
+enum {
+    BIT_AT = 0, BIT_TENANT, BIT_TICKET, BIT_MESSAGE, BIT_CUSTOMER, BIT_AGENT, BIT_QUEUE,
+    BIT_FIELD, BIT_OLD, BIT_NEW, BIT_METRIC, BIT_COUNT
+};
+
+static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static int64_t unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static bool get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len) return false;
+        uint8_t b = buf[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t tq_events_encoded_size_max(uint32_t count) {
+    return 1u + 10u + 10u + (size_t)count * TQ_EVENT_ENCODED_BYTES_MAX;
+}
+
+size_t tq_events_encode(uint64_t cmd_lsn, const struct tq_event *events, uint32_t count,
+                        uint8_t *buf, size_t cap) {
+    TQ_ASSERT(count <= TQ_EVENTS_PER_RECORD_MAX);
+    TQ_ASSERT(events != NULL || count == 0);
+    if (cap < tq_events_encoded_size_max(count)) return 0;
+    size_t n = 0;
+    buf[n++] = TQ_EVENTS_CODEC_VERSION;
+    n += put_varint(buf + n, cmd_lsn);
+    n += put_varint(buf + n, count);
+    for (uint32_t i = 0; i < count; i++) {
+        const struct tq_event *e = &events[i];
+        TQ_ASSERT(e->lsn == cmd_lsn);
+        uint64_t v[BIT_COUNT] = {
+            e->at_ms, e->tenant_id, e->ticket_id, e->message_id, e->customer_id, e->agent_id,
+            e->queue_id, (uint64_t)e->field, zigzag(e->old_value), zigzag(e->new_value),
+            (uint64_t)e->sla_metric,
+        };
+        uint64_t mask = 0;
+        for (unsigned b = 0; b < BIT_COUNT; b++) {
+            if (v[b] != 0) mask |= 1u << b;
+        }
+        buf[n++] = (uint8_t)e->type;
+        n += put_varint(buf + n, mask);
+        for (unsigned b = 0; b < BIT_COUNT; b++) {
+            if (v[b] != 0) n += put_varint(buf + n, v[b]);
+        }
+    }
+    TQ_ASSERT(n <= tq_events_encoded_size_max(count));
+    return n;
+}
+
+enum tq_err tq_events_decode(const uint8_t *buf, size_t len, uint64_t *cmd_lsn_out,
+                             struct tq_event *out, uint32_t cap, uint32_t *count_out,
+                             struct tq_error *error) {
+    TQ_ASSERT(buf != NULL || len == 0);
+    TQ_ASSERT(out != NULL || cap == 0);
+    size_t pos = 0;
+    uint64_t lsn, count;
+    if (len < 1 || buf[0] != TQ_EVENTS_CODEC_VERSION) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad version");
+    }
+    pos = 1;
+    if (!get_varint(buf, len, &pos, &lsn) || !get_varint(buf, len, &pos, &count)) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated header");
+    }
+    if (count > TQ_EVENTS_PER_RECORD_MAX || count > len) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "events record: count %llu out of range",
+                            (unsigned long long)count);
+    }
+    if (count > cap) {
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "events record: %llu events > %u",
+                            (unsigned long long)count, cap);
+    }
+    for (uint32_t i = 0; i < (uint32_t)count; i++) {
+        uint64_t mask, v[BIT_COUNT] = {0};
+        if (pos >= len) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated");
+        uint8_t type = buf[pos++];
+        if (type < TQ_EVENT_TENANT_CREATED || type > TQ_EVENT_CONFIG_CHANGED) {
+            return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad type %u", type);
+        }
+        if (!get_varint(buf, len, &pos, &mask) || mask >= (1u << BIT_COUNT)) {
+            return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad mask");
+        }
+        for (unsigned b = 0; b < BIT_COUNT; b++) {
+            if ((mask & (1u << b)) != 0 && !get_varint(buf, len, &pos, &v[b])) {
+                return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated field");
+            }
+        }
+        if (v[BIT_FIELD] > TQ_FIELD_CUSTOMER || v[BIT_METRIC] > TQ_SLA_REPLY_WINDOW) {
+            return tq_error_set(error, TQ_ERR_CORRUPT, "events record: enum out of range");
+        }
+        struct tq_event *e = &out[i];
+        e->type = (enum tq_event_type)type;
+        e->lsn = lsn;
+        e->at_ms = v[BIT_AT];
+        e->tenant_id = v[BIT_TENANT];
+        e->ticket_id = v[BIT_TICKET];
+        e->message_id = v[BIT_MESSAGE];
+        e->customer_id = v[BIT_CUSTOMER];
+        e->agent_id = v[BIT_AGENT];
+        e->queue_id = v[BIT_QUEUE];
+        e->field = (enum tq_event_field)v[BIT_FIELD];
+        e->old_value = unzigzag(v[BIT_OLD]);
+        e->new_value = unzigzag(v[BIT_NEW]);
+        e->sla_metric = (enum tq_sla_metric)v[BIT_METRIC];
+    }
+    if (pos != len) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: trailing bytes");
+    *cmd_lsn_out = lsn;
+    *count_out = (uint32_t)count;
+    return TQ_OK;
+}

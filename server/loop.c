@@ -1,0 +1,565 @@
+/* server/loop.c: the one io_uring event loop of ticketqd.
+ *
+ * Owns the ring and every SQE the server submits: multishot accept (single-shot where the
+ * kernel lacks it), one single-shot recv per connection into its own buffer, one send per
+ * connection, the log's write+fdatasync SQEs (tagged by the log; routed to tq_log_complete),
+ * a periodic IORING_OP_TIMEOUT, and a read on a signalfd for SIGTERM/SIGINT.
+ *
+ * One turn: wait for at least one CQE; reap at most TQ_CQES_PER_TURN_MAX; parse complete
+ * frames of every connection (at most TQ_FRAMES_PER_CONN_TURN_MAX each) and dispatch them;
+ * write a TICK if an SLA/wake-up/auto-close deadline is due; tq_log_submit() once (group
+ * commit: everything staged this turn becomes one batch); release the output whose LSN the log
+ * has acknowledged; hand acknowledged events to subscribers; arm sends and receives.
+ *
+ * user_data layout of our SQEs: bits 56..63 tag, 32..55 connection slot, 0..31 generation.
+ * The log's SQEs carry TQ_LOG_RING_TAG in the top byte. A connection slot is reused only when
+ * none of its SQEs is outstanding, so a CQE can never land on a stranger's buffer.
+ */
+#include "server.h"
+
+#include "ticketq.pb-c.h"
+#include "tq_assert.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum ud_tag { UD_ACCEPT = 1, UD_RECV = 2, UD_SEND = 3, UD_TIMER = 4, UD_SIGNAL = 5, UD_CANCEL = 6 };
+
+#define METRICS_CONNS_MAX 8u
+#define METRICS_REQUEST_BYTES_MAX 8192u
+#define METRICS_IDLE_MS 10000u
+#define DRAIN_TIMEOUT_MS 10000u
+
+static uint64_t make_ud(enum ud_tag tag, uint32_t index, uint32_t gen) {
+    return ((uint64_t)tag << 56) | ((uint64_t)(index & 0xffffffu) << 32) | gen;
+}
+
+uint64_t tq_now_ms(void) { return tq_now_us() / 1000; }
+
+uint64_t tq_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t tq_mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t tq_mono_ms(void) { return tq_mono_us() / 1000; }
+
+static struct io_uring_sqe *get_sqe(struct tq_server *srv) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
+    if (sqe == NULL) {
+        int rc = io_uring_submit(&srv->ring);
+        if (rc < 0) tq_fatal("io_uring_submit: %s", strerror(-rc));
+        sqe = io_uring_get_sqe(&srv->ring);
+    }
+    TQ_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+static void conn_finalize(struct tq_server *srv, struct tq_conn *conn) {
+    TQ_ASSERT(conn->closing);
+    TQ_ASSERT(conn->sqes_outstanding == 0);
+    close(conn->fd);
+    tq_conn_release(conn);
+    while (srv->conn_high > 0 && !srv->conns[srv->conn_high - 1].in_use) srv->conn_high--;
+}
+
+static void conn_close(struct tq_server *srv, struct tq_conn *conn) {
+    if (conn->closing) return;
+    conn->closing = true;
+    tq_sub_stop(srv, conn);
+    if (conn->kind == TQ_CONN_CLIENT) {
+        TQ_ASSERT(srv->clients > 0);
+        srv->clients--;
+    } else {
+        srv->metrics_conns--;
+    }
+    shutdown(conn->fd, SHUT_RDWR);
+    /* shutdown() completes a pending recv/send; the cancels cover what it does not. */
+    if (conn->recv_armed) {
+        struct io_uring_sqe *sqe = get_sqe(srv);
+        io_uring_prep_cancel64(sqe, make_ud(UD_RECV, conn->index, conn->gen), 0);
+        io_uring_sqe_set_data64(sqe, make_ud(UD_CANCEL, 0, 0));
+    }
+    if (conn->send_armed) {
+        struct io_uring_sqe *sqe = get_sqe(srv);
+        io_uring_prep_cancel64(sqe, make_ud(UD_SEND, conn->index, conn->gen), 0);
+        io_uring_sqe_set_data64(sqe, make_ud(UD_CANCEL, 0, 0));
+    }
+    if (conn->sqes_outstanding == 0) conn_finalize(srv, conn);
+}
+
+static struct tq_conn *conn_alloc(struct tq_server *srv, int fd, enum tq_conn_kind kind) {
+    for (uint32_t i = 0; i < srv->conn_cap; i++) {
+        struct tq_conn *conn = &srv->conns[i];
+        if (conn->in_use) continue;
+        tq_conn_init(conn, fd, kind, tq_mono_ms());
+        if (i + 1 > srv->conn_high) srv->conn_high = i + 1;
+        return conn;
+    }
+    return NULL;
+}
+
+/* Over the connection limit: one UNAVAILABLE error frame, written directly (the socket is
+ * fresh, its buffer empty, so a small write cannot block), then close. */
+static void reject_connection(struct tq_server *srv, int fd) {
+    Ticketq__Error err = TICKETQ__ERROR__INIT;
+    err.code = TICKETQ__ERROR_CODE__UNAVAILABLE;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "too many connections (--max-connections %u)",
+             srv->cfg.max_connections);
+    err.message = msg;
+    Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
+    resp.error = &err;
+    uint8_t buf[256];
+    size_t n = tq_frame_pack(&resp.base, buf, sizeof(buf));
+    if (n > 0 && send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* The client is gone already; nothing to report. */
+    }
+    close(fd);
+    tq_metrics_count(srv->metrics, TQ_METRIC_CONN_REJECTED);
+}
+
+/* ---- arming ------------------------------------------------------------------------------- */
+
+static void arm_accept(struct tq_server *srv, uint32_t which) {
+    int fd = which < 2 ? srv->listen_fds[which] : srv->metrics_fd;
+    if (fd < 0 || srv->accept_armed[which] || srv->draining) return;
+    struct io_uring_sqe *sqe = get_sqe(srv);
+    if (srv->multishot_accept) {
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    } else {
+        io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    }
+    io_uring_sqe_set_data64(sqe, make_ud(UD_ACCEPT, which, 0));
+    srv->accept_armed[which] = true;
+}
+
+static void arm_recv(struct tq_server *srv, struct tq_conn *conn) {
+    if (conn->recv_armed || conn->closing || conn->close_after_send || conn->eof) return;
+    if (srv->draining && conn->kind == TQ_CONN_CLIENT) return;
+    if (conn->kind == TQ_CONN_CLIENT) {
+        if (conn->inflight >= srv->cfg.max_inflight) return; /* backpressure */
+        if (conn->blocked_until_lsn != 0) return;
+    }
+    size_t cap_max = conn->kind == TQ_CONN_CLIENT
+                         ? (size_t)srv->cfg.max_frame + TQ_FRAME_PREFIX_BYTES
+                         : METRICS_REQUEST_BYTES_MAX;
+    size_t want = 4096;
+    uint32_t plen = 0;
+    if (conn->kind == TQ_CONN_CLIENT &&
+        tq_frame_peek(conn->rbuf, conn->rlen, srv->cfg.max_frame, &plen) == TQ_FRAME_NEED_MORE &&
+        conn->rlen >= TQ_FRAME_PREFIX_BYTES) {
+        size_t need = TQ_FRAME_PREFIX_BYTES + (size_t)plen - conn->rlen;
+        if (need > want) want = need;
+    }
+    if (want > cap_max - conn->rlen) want = cap_max - conn->rlen;
+    if (want == 0 || !tq_conn_recv_reserve(conn, want, cap_max)) return;
+    struct io_uring_sqe *sqe = get_sqe(srv);
+    io_uring_prep_recv(sqe, conn->fd, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, 0);
+    io_uring_sqe_set_data64(sqe, make_ud(UD_RECV, conn->index, conn->gen));
+    conn->recv_armed = true;
+    conn->sqes_outstanding++;
+}
+
+static void arm_send(struct tq_server *srv, struct tq_conn *conn) {
+    if (conn->send_armed || conn->closing || conn->oready == conn->osent) return;
+    struct io_uring_sqe *sqe = get_sqe(srv);
+    io_uring_prep_send(sqe, conn->fd, conn->obuf + conn->osent, conn->oready - conn->osent,
+                       MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, make_ud(UD_SEND, conn->index, conn->gen));
+    conn->send_armed = true;
+    conn->sqes_outstanding++;
+}
+
+static bool timer_armed;
+static struct __kernel_timespec timer_ts;
+
+static void arm_timer(struct tq_server *srv) {
+    if (timer_armed) return;
+    timer_ts.tv_sec = 0;
+    timer_ts.tv_nsec = (long long)TQ_TIMER_PERIOD_MS * 1000000;
+    struct io_uring_sqe *sqe = get_sqe(srv);
+    io_uring_prep_timeout(sqe, &timer_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, make_ud(UD_TIMER, 0, 0));
+    timer_armed = true;
+}
+
+static bool signal_armed;
+
+static void arm_signal(struct tq_server *srv) {
+    if (signal_armed || srv->signal_fd < 0) return;
+    struct io_uring_sqe *sqe = get_sqe(srv);
+    io_uring_prep_read(sqe, srv->signal_fd, srv->siginfo_buf, sizeof(struct signalfd_siginfo), 0);
+    io_uring_sqe_set_data64(sqe, make_ud(UD_SIGNAL, 0, 0));
+    signal_armed = true;
+}
+
+/* ---- completions -------------------------------------------------------------------------- */
+
+static void start_drain(struct tq_server *srv) {
+    if (srv->draining) return;
+    fprintf(stderr, "ticketqd: signal received: draining (finishing the in-flight batch)\n");
+    srv->draining = true;
+    srv->drain_deadline_ms = tq_mono_ms() + DRAIN_TIMEOUT_MS;
+    for (uint32_t i = 0; i < 3; i++) {
+        if (srv->accept_armed[i]) {
+            struct io_uring_sqe *sqe = get_sqe(srv);
+            io_uring_prep_cancel64(sqe, make_ud(UD_ACCEPT, i, 0), 0);
+            io_uring_sqe_set_data64(sqe, make_ud(UD_CANCEL, 0, 0));
+        }
+    }
+}
+
+static void on_accept(struct tq_server *srv, uint32_t which, const struct io_uring_cqe *cqe) {
+    if ((cqe->flags & IORING_CQE_F_MORE) == 0) srv->accept_armed[which] = false;
+    if (cqe->res < 0) {
+        if (cqe->res == -EINVAL && srv->multishot_accept) {
+            srv->multishot_accept = false; /* kernel without multishot accept: fall back */
+        } else if (cqe->res != -ECANCELED) {
+            fprintf(stderr, "ticketqd: accept: %s\n", strerror(-cqe->res));
+        }
+        return;
+    }
+    int fd = cqe->res;
+    if (srv->draining) {
+        close(fd);
+        return;
+    }
+    if (which == 2) {
+        struct tq_conn *conn = NULL;
+        if (srv->metrics_conns < METRICS_CONNS_MAX) conn = conn_alloc(srv, fd, TQ_CONN_METRICS);
+        if (conn == NULL) {
+            close(fd);
+            return;
+        }
+        srv->metrics_conns++;
+        return;
+    }
+    if (srv->clients >= srv->cfg.max_connections) {
+        reject_connection(srv, fd);
+        return;
+    }
+    struct tq_conn *conn = conn_alloc(srv, fd, TQ_CONN_CLIENT);
+    if (conn == NULL) {
+        reject_connection(srv, fd);
+        return;
+    }
+    if (which == 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    srv->clients++;
+    tq_metrics_count(srv->metrics, TQ_METRIC_CONN_ACCEPTED);
+}
+
+static void on_conn_cqe(struct tq_server *srv, enum ud_tag tag, uint32_t index, uint32_t gen,
+                        int res) {
+    if (index >= srv->conn_cap) return;
+    struct tq_conn *conn = &srv->conns[index];
+    if (!conn->in_use || conn->gen != gen) return; /* cannot happen: slots wait for CQEs */
+    TQ_ASSERT(conn->sqes_outstanding > 0);
+    conn->sqes_outstanding--;
+    if (tag == UD_RECV) {
+        conn->recv_armed = false;
+    } else {
+        conn->send_armed = false;
+    }
+    if (conn->closing) {
+        if (conn->sqes_outstanding == 0) conn_finalize(srv, conn);
+        return;
+    }
+    if (res < 0) {
+        if (res == -EINTR || res == -EAGAIN) return; /* re-armed this turn */
+        conn_close(srv, conn);
+        return;
+    }
+    conn->last_active_ms = tq_mono_ms();
+    if (tag == UD_RECV) {
+        if (res == 0) {
+            conn->eof = true;
+            conn->close_after_send = true;
+            return;
+        }
+        conn->rlen += (size_t)res;
+        TQ_ASSERT(conn->rlen <= conn->rcap);
+    } else {
+        tq_conn_sent(conn, (size_t)res);
+    }
+}
+
+static void reap(struct tq_server *srv) {
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&srv->ring, head, cqe) {
+        if (tq_log_owns_cqe(srv->log, cqe)) {
+            tq_log_complete(srv->log, &srv->ring, cqe);
+        } else {
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            enum ud_tag tag = (enum ud_tag)(ud >> 56);
+            uint32_t index = (uint32_t)(ud >> 32) & 0xffffffu, gen = (uint32_t)ud;
+            switch (tag) {
+            case UD_ACCEPT: on_accept(srv, index, cqe); break;
+            case UD_RECV:
+            case UD_SEND: on_conn_cqe(srv, tag, index, gen, cqe->res); break;
+            case UD_TIMER: timer_armed = false; break;
+            case UD_SIGNAL:
+                signal_armed = false;
+                if (cqe->res > 0) start_drain(srv);
+                break;
+            case UD_CANCEL: break;
+            default: fprintf(stderr, "ticketqd: unexpected CQE user_data %" PRIx64 "\n", ud);
+            }
+        }
+        if (++seen >= TQ_CQES_PER_TURN_MAX) break;
+    }
+    io_uring_cq_advance(&srv->ring, seen);
+}
+
+/* ---- per-turn work ------------------------------------------------------------------------ */
+
+static void protocol_error(struct tq_server *srv, struct tq_conn *conn, enum tq_err code,
+                           const char *msg) {
+    tq_metrics_count(srv->metrics, TQ_METRIC_PROTOCOL_ERRORS);
+    if (!tq_dispatch_queue_error(srv, conn, 0, code, msg)) {
+        conn_close(srv, conn);
+        return;
+    }
+    conn->close_after_send = true; /* the stream can no longer be trusted to be in sync */
+}
+
+static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t acked) {
+    if (conn->blocked_until_lsn != 0) {
+        if (acked < conn->blocked_until_lsn) return;
+        conn->blocked_until_lsn = 0;
+    }
+    size_t off = 0;
+    uint64_t start_us = tq_mono_us();
+    for (uint32_t frames = 0; frames < TQ_FRAMES_PER_CONN_TURN_MAX; frames++) {
+        if (conn->close_after_send || conn->closing || srv->draining) break;
+        if (conn->inflight >= srv->cfg.max_inflight) break; /* backpressure */
+        uint32_t plen = 0;
+        enum tq_frame_status st =
+            tq_frame_peek(conn->rbuf + off, conn->rlen - off, srv->cfg.max_frame, &plen);
+        if (st == TQ_FRAME_NEED_MORE) break;
+        if (st == TQ_FRAME_EMPTY) {
+            protocol_error(srv, conn, TQ_ERR_INVALID_ARGUMENT, "zero-length frame");
+            break;
+        }
+        if (st == TQ_FRAME_TOO_LARGE) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "frame of %u bytes exceeds --max-frame %u", plen,
+                     srv->cfg.max_frame);
+            protocol_error(srv, conn, TQ_ERR_RESOURCE_EXHAUSTED, msg);
+            break;
+        }
+        enum tq_dispatch_status ds = tq_dispatch_frame(
+            srv, conn, conn->rbuf + off + TQ_FRAME_PREFIX_BYTES, plen, start_us);
+        if (ds == TQ_DISPATCH_DEFER) {
+            conn->blocked_until_lsn = acked + 1;
+            break;
+        }
+        if (ds == TQ_DISPATCH_CLOSE) {
+            tq_metrics_count(srv->metrics, TQ_METRIC_CONN_SLOW_CLOSED);
+            conn_close(srv, conn);
+            return;
+        }
+        off += TQ_FRAME_PREFIX_BYTES + plen;
+    }
+    if (off > 0) {
+        memmove(conn->rbuf, conn->rbuf + off, conn->rlen - off);
+        conn->rlen -= off;
+    }
+}
+
+static void serve_metrics(struct tq_server *srv, struct tq_conn *conn) {
+    if (conn->close_after_send || conn->rlen < 4) return;
+    if (memmem(conn->rbuf, conn->rlen, "\r\n\r\n", 4) == NULL &&
+        memmem(conn->rbuf, conn->rlen, "\n\n", 2) == NULL) {
+        if (conn->rlen >= METRICS_REQUEST_BYTES_MAX) conn_close(srv, conn);
+        return;
+    }
+    char head[256];
+    if (conn->rlen >= 12 && memcmp(conn->rbuf, "GET /metrics", 12) == 0 &&
+        (conn->rlen == 12 || conn->rbuf[12] == ' ' || conn->rbuf[12] == '?')) {
+        size_t len = 0;
+        char *body = tq_metrics_render(srv->metrics, srv, &len);
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         len);
+        tq_conn_queue_raw(conn, head, (size_t)n);
+        tq_conn_queue_raw(conn, body, len);
+        tq_free(body, len ? len : 1);
+    } else {
+        static const char k_404[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 10\r\n"
+                                    "Connection: close\r\n\r\nnot found\n";
+        tq_conn_queue_raw(conn, k_404, sizeof(k_404) - 1);
+    }
+    conn->rlen = 0;
+    conn->close_after_send = true;
+}
+
+static void maybe_tick(struct tq_server *srv, uint64_t *last_tick_ms) {
+    if (srv->draining) return;
+    uint64_t now = tq_now_ms();
+    if (now < srv->last_now_ms) now = srv->last_now_ms;
+    uint64_t due = tq_state_next_deadline_ms(srv->state);
+    if (due > now) return;                                    /* nothing due: no record */
+    if (now < *last_tick_ms + TQ_TIMER_PERIOD_MS / 2) return; /* at most ~20 ticks a second */
+    *last_tick_ms = now;
+    struct tq_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.type = TQ_CMD_TICK;
+    struct tq_cmd_result res;
+    struct tq_error error;
+    uint64_t lsn;
+    if (tq_dispatch_run_cmd(srv, &cmd, &res, &lsn, &error) != TQ_OK) {
+        if (error.code != TQ_ERR_RESOURCE_EXHAUSTED) {
+            fprintf(stderr, "ticketqd: tick: %s\n", error.msg);
+        }
+        return;
+    }
+    tq_metrics_count(srv->metrics, TQ_METRIC_TICKS);
+}
+
+static bool drained(const struct tq_server *srv) {
+    if (tq_log_acked_lsn(srv->log) < srv->lsn_staged) return false;
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        const struct tq_conn *c = &srv->conns[i];
+        if (c->in_use && !c->closing && c->kind == TQ_CONN_CLIENT && tq_conn_unsent(c) > 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void check_idle(struct tq_server *srv, uint64_t now_mono) {
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        struct tq_conn *c = &srv->conns[i];
+        if (!c->in_use || c->closing) continue;
+        uint64_t limit = c->kind == TQ_CONN_METRICS ? METRICS_IDLE_MS : srv->cfg.idle_timeout_ms;
+        if (limit == 0 || (c->kind == TQ_CONN_CLIENT && c->sub.active)) continue;
+        if (now_mono > c->last_active_ms + limit) {
+            if (c->kind == TQ_CONN_CLIENT) tq_metrics_count(srv->metrics, TQ_METRIC_CONN_IDLE_CLOSED);
+            conn_close(srv, c);
+        }
+    }
+}
+
+int tq_loop_run(struct tq_server *srv) {
+    uint64_t last_tick_ms = 0, last_idle_check = tq_mono_ms();
+    uint64_t batch_start_us = 0, batch_end_lsn = 0, batch_prev_end = srv->lsn_staged;
+    bool busy = false;
+    for (uint32_t i = 0; i < 3; i++) arm_accept(srv, i);
+    arm_signal(srv);
+    arm_timer(srv);
+    while (!srv->stop) {
+        int rc;
+        int log_wait_ms = tq_log_timeout_ms(srv->log, tq_now_us());
+        if (busy) {
+            rc = io_uring_submit(&srv->ring);
+        } else if (log_wait_ms >= 0 && log_wait_ms < (int)TQ_TIMER_PERIOD_MS) {
+            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)log_wait_ms * 1000000};
+            struct io_uring_cqe *cqe;
+            rc = io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
+            if (rc == -ETIME) rc = 0;
+        } else {
+            rc = io_uring_submit_and_wait(&srv->ring, 1);
+        }
+        if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+            tq_fatal("io_uring_submit_and_wait: %s", strerror(-rc));
+        }
+        reap(srv);
+
+        uint64_t acked = tq_log_acked_lsn(srv->log);
+        for (uint32_t i = 0; i < srv->conn_high; i++) {
+            struct tq_conn *c = &srv->conns[i];
+            if (!c->in_use || c->closing) continue;
+            if (c->kind == TQ_CONN_CLIENT) {
+                parse_client(srv, c, acked);
+            } else {
+                serve_metrics(srv, c);
+            }
+        }
+        maybe_tick(srv, &last_tick_ms);
+
+        /* Group commit: one batch for everything staged this turn. Submit our SQEs first so
+         * the log finds room in the SQ ring. */
+        io_uring_submit(&srv->ring);
+        uint64_t now_us = tq_now_us();
+        if (tq_log_submit(srv->log, &srv->ring, now_us) > 0 && batch_end_lsn == 0) {
+            batch_start_us = tq_mono_us();
+            batch_end_lsn = srv->lsn_staged;
+        }
+        acked = tq_log_acked_lsn(srv->log);
+        if (batch_end_lsn != 0 && acked >= batch_end_lsn) {
+            tq_metrics_batch(srv->metrics, batch_end_lsn - batch_prev_end,
+                             tq_mono_us() - batch_start_us);
+            batch_prev_end = batch_end_lsn;
+            batch_end_lsn = 0;
+        }
+        tq_dispatch_prune_staged(srv, acked);
+        busy = tq_sub_pump(srv, acked);
+
+        uint64_t mono_us = tq_mono_us();
+        for (uint32_t i = 0; i < srv->conn_high; i++) {
+            struct tq_conn *c = &srv->conns[i];
+            if (!c->in_use || c->closing) continue;
+            tq_conn_release_acked(c, acked, srv->metrics, mono_us);
+            if (c->close_after_send && tq_conn_unsent(c) == 0) {
+                conn_close(srv, c);
+                continue;
+            }
+            arm_send(srv, c);
+            arm_recv(srv, c);
+            /* Frames already buffered and parseable: keep turning without waiting. */
+            if (c->kind == TQ_CONN_CLIENT && !c->recv_armed && c->rlen > 0 &&
+                c->inflight < srv->cfg.max_inflight && c->blocked_until_lsn == 0 &&
+                !c->close_after_send && !srv->draining) {
+                busy = true;
+            }
+        }
+        uint64_t now_mono = mono_us / 1000;
+        if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {
+            last_idle_check = now_mono;
+            check_idle(srv, now_mono);
+        }
+        for (uint32_t i = 0; i < 3; i++) arm_accept(srv, i);
+        arm_signal(srv);
+        arm_timer(srv);
+        if (srv->draining && (drained(srv) || now_mono > srv->drain_deadline_ms)) srv->stop = true;
+    }
+    /* Close every connection; wait for their outstanding SQEs so buffers are not freed under
+     * the kernel. */
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        if (srv->conns[i].in_use) conn_close(srv, &srv->conns[i]);
+    }
+    uint64_t deadline = tq_mono_ms() + 2000;
+    while (tq_mono_ms() < deadline) {
+        bool pending = false;
+        for (uint32_t i = 0; i < srv->conn_high; i++) pending |= srv->conns[i].in_use;
+        if (!pending) break;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
+        (void)rc;
+        reap(srv);
+    }
+    return 0;
+}

@@ -1,0 +1,357 @@
+/* server/main.c: ticketqd's entry point: options, recovery, first start, listeners, shutdown.
+ *
+ * Startup order matters for durability and for the test fixture:
+ *   1. options (exit 2 on a bad one);
+ *   2. the io_uring ring (the log's write path plugs into it);
+ *   3. the log: tq_log_open verifies checksums and the hash chain; corruption refuses to start
+ *      with the storage error naming file, offset and LSN (exit 1);
+ *   4. the state: newest snapshot, then every command record after it, applied in LSN order;
+ *      an apply error here means the log and the code disagree, which is fatal;
+ *   5. first start only (no record at all): a server-admin token, written to DIR/admin.token
+ *      (0600, temp + rename) BEFORE its hash is logged, so a crash in between at worst issues
+ *      a fresh token on the next start; it is printed once;
+ *   6. listeners, then the port file (temp + rename) that tells tests and scripts we are up.
+ */
+#include "auth.h"
+#include "events_codec.h"
+#include "server.h"
+#include "tq_assert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void log_line(void *ctx, const char *line) {
+    (void)ctx;
+    fprintf(stderr, "ticketqd: %s\n", line);
+}
+
+static int write_file_atomic(const char *path, const char *text, mode_t mode) {
+    char tmp[TQ_CONFIG_PATH_BYTES + 16];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return -1;
+    size_t len = strlen(text);
+    if (fchmod(fd, mode) != 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- recovery -------------------------------------------------------------------------------- */
+
+static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
+    uint64_t t0 = tq_mono_us();
+    struct tq_state_options sopt = {.body_bytes_max = srv->cfg.body_max};
+    struct tq_error error;
+    void *blob = NULL;
+    size_t blob_len = 0;
+    uint64_t snap_lsn = 0;
+    enum tq_err err = tq_log_snapshot_latest(srv->log, &blob, &blob_len, &snap_lsn, &error);
+    if (err == TQ_OK) {
+        err = tq_state_deserialize(blob, blob_len, &sopt, &srv->state, &error);
+        tq_free(blob, blob_len);
+        if (err != TQ_OK) {
+            fprintf(stderr, "ticketqd: snapshot at LSN %" PRIu64 ": %s\n", snap_lsn, error.msg);
+            return 1;
+        }
+    } else if (err == TQ_ERR_NOT_FOUND) {
+        srv->state = tq_state_new(&sopt);
+        snap_lsn = 0;
+    } else {
+        fprintf(stderr, "ticketqd: snapshot: %s\n", error.msg);
+        return 1;
+    }
+    struct tq_log_iter *it = NULL;
+    if (tq_log_iter_open(srv->log, snap_lsn + 1, &it, &error) != TQ_OK) {
+        fprintf(stderr, "ticketqd: recovery: %s\n", error.msg);
+        return 1;
+    }
+    uint64_t applied = 0, first = 0, last = 0;
+    for (;;) {
+        struct tq_log_record r;
+        err = tq_log_iter_next(it, &r, &error);
+        if (err == TQ_ERR_NOT_FOUND) break;
+        if (err != TQ_OK) {
+            fprintf(stderr, "ticketqd: recovery: %s\n", error.msg);
+            tq_log_iter_close(it);
+            return 1;
+        }
+        if (first == 0) first = r.lsn;
+        last = r.lsn;
+        if (r.type != TQ_RECORD_TYPE_CMD) continue; /* events records: derived data */
+        if (r.flags & TQ_RECORD_REDACTED) {
+            tq_fatal("recovery: command record %" PRIu64 " is redacted", r.lsn);
+        }
+        struct tq_cmd cmd;
+        if (tq_cmd_decode(r.payload, r.len, &cmd, &srv->arena, &error) != TQ_OK) {
+            tq_fatal("recovery: record %" PRIu64 " does not decode: %s", r.lsn, error.msg);
+        }
+        if (tq_state_apply(srv->state, r.lsn, &cmd, NULL, NULL, &error) != TQ_OK) {
+            tq_fatal("recovery: record %" PRIu64 " (command %d) no longer applies: %s "
+                     "(the log and this binary disagree)",
+                     r.lsn, (int)cmd.type, error.msg);
+        }
+        if (cmd.now_ms > srv->last_now_ms) srv->last_now_ms = cmd.now_ms;
+        applied++;
+        tq_arena_reset(&srv->arena);
+    }
+    tq_log_iter_close(it);
+    srv->lsn_staged = rec->lsn_last > last ? rec->lsn_last : last;
+    if (srv->lsn_staged < snap_lsn) srv->lsn_staged = snap_lsn;
+    srv->events_flushed_lsn = srv->lsn_staged;
+    fprintf(stderr,
+            "ticketqd: recovered %" PRIu64 " records (LSN %" PRIu64 "..%" PRIu64 ") in %.1f ms "
+            "(snapshot at LSN %" PRIu64 ", %" PRIu64 " torn bytes cut)\n",
+            applied, first, last, (double)(tq_mono_us() - t0) / 1000.0, snap_lsn,
+            rec->torn_bytes_cut);
+    return 0;
+}
+
+/* Waits (on the server's ring) until everything staged is acknowledged. Startup only. */
+static void sync_staged(struct tq_server *srv) {
+    while (tq_log_acked_lsn(srv->log) < srv->lsn_staged) {
+        tq_log_submit(srv->log, &srv->ring, tq_now_us());
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait(&srv->ring, 1);
+        if (rc < 0 && rc != -EINTR) tq_fatal("io_uring_submit_and_wait: %s", strerror(-rc));
+        while (io_uring_peek_cqe(&srv->ring, &cqe) == 0) {
+            TQ_ASSERT(tq_log_owns_cqe(srv->log, cqe));
+            tq_log_complete(srv->log, &srv->ring, cqe);
+            io_uring_cqe_seen(&srv->ring, cqe);
+        }
+    }
+    tq_dispatch_prune_staged(srv, tq_log_acked_lsn(srv->log));
+    srv->events_flushed_lsn = srv->lsn_staged;
+    srv->pend_count = 0;
+}
+
+static int first_start(struct tq_server *srv) {
+    uint8_t secret[TQ_TOKEN_SECRET_BYTES];
+    if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret)) {
+        fprintf(stderr, "ticketqd: getrandom: %s\n", strerror(errno));
+        return 1;
+    }
+    char text[TQ_TOKEN_TEXT_BYTES + 1];
+    tq_dispatch_token_text(secret, text);
+    char path[TQ_CONFIG_PATH_BYTES + 32];
+    snprintf(path, sizeof(path), "%s/admin.token", srv->cfg.data_dir);
+    char line[TQ_TOKEN_TEXT_BYTES + 4];
+    snprintf(line, sizeof(line), "%s\n", text);
+    if (write_file_atomic(path, line, 0600) != 0) {
+        fprintf(stderr, "ticketqd: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    struct tq_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.type = TQ_CMD_TOKEN_ISSUE;
+    cmd.u.token_issue.role = TQ_ROLE_SERVER_ADMIN;
+    cmd.u.token_issue.name = (struct tq_str){.ptr = "admin", .len = 5};
+    tq_auth_token_hash(text, strlen(text), cmd.u.token_issue.hash);
+    struct tq_cmd_result res;
+    struct tq_error error;
+    uint64_t lsn;
+    if (tq_dispatch_run_cmd(srv, &cmd, &res, &lsn, &error) != TQ_OK) {
+        fprintf(stderr, "ticketqd: first start: cannot issue the admin token: %s\n", error.msg);
+        return 1;
+    }
+    sync_staged(srv);
+    printf("ticketqd: first start: server-admin token (shown once; also in %s):\n%s\n", path,
+           text);
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- listeners --------------------------------------------------------------------------- */
+
+static int listen_tcp(const char *host, uint16_t port, char *bound, size_t bound_cap) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port_text[8];
+    snprintf(port_text, sizeof(port_text), "%u", port);
+    int rc = getaddrinfo(host, port_text, &hints, &ai);
+    if (rc != 0) {
+        fprintf(stderr, "ticketqd: %s:%u: %s\n", host, port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        fprintf(stderr, "ticketqd: listen %s:%u: %s\n", host, port, strerror(errno));
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    char h[64], p[8];
+    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(bound, bound_cap, strchr(h, ':') ? "[%s]:%s" : "%s:%s", h, p);
+    return fd;
+}
+
+static int listen_unix(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "ticketqd: --unix: path too long\n");
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1024) != 0) {
+        fprintf(stderr, "ticketqd: listen unix:%s: %s\n", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void probe_ring(struct tq_server *srv) {
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&srv->ring);
+    /* Multishot accept came with kernel 5.19, as did IORING_OP_SOCKET: use it as the marker;
+     * on_accept() still falls back if the kernel answers EINVAL. */
+    srv->multishot_accept = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+    if (probe != NULL) {
+        static const int needed[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
+                                     IORING_OP_TIMEOUT, IORING_OP_READ, IORING_OP_WRITE,
+                                     IORING_OP_FSYNC, IORING_OP_ASYNC_CANCEL};
+        for (size_t i = 0; i < TQ_ARRAY_COUNT(needed); i++) {
+            if (!io_uring_opcode_supported(probe, needed[i])) {
+                tq_fatal("io_uring lacks opcode %d (kernel too old: 5.6+ needed)", needed[i]);
+            }
+        }
+        io_uring_free_probe(probe);
+    }
+}
+
+int main(int argc, char **argv) {
+    static struct tq_server server;
+    struct tq_server *srv = &server;
+    tq_config_defaults(&srv->cfg);
+    int rc = tq_config_parse(&srv->cfg, argc, argv);
+    if (rc == 1) return 0;
+    if (rc != 0) return 2;
+    signal(SIGPIPE, SIG_IGN);
+    /* Signals arrive through a signalfd read by the ring. Blocked before anything can start a
+     * helper thread (threads inherit the mask; an unblocked one would take the default
+     * action and kill the process). */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    srv->listen_fds[0] = srv->listen_fds[1] = srv->metrics_fd = srv->signal_fd = -1;
+
+    if (mkdir(srv->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "ticketqd: --data %s: %s\n", srv->cfg.data_dir, strerror(errno));
+        return 1;
+    }
+    rc = io_uring_queue_init(TQ_RING_ENTRIES, &srv->ring, 0);
+    if (rc < 0) {
+        fprintf(stderr, "ticketqd: io_uring unavailable: %s\n", strerror(-rc));
+        return 1;
+    }
+    srv->ring_ready = true;
+    probe_ring(srv);
+    tq_dispatch_init(srv);
+    srv->metrics = tq_metrics_new();
+
+    struct tq_log_options lopt = {
+        .dir = srv->cfg.data_dir,
+        .segment_bytes_max = srv->cfg.segment_bytes,
+        .fsync_mode = srv->cfg.fsync_mode,
+        .fsync_interval_ms = srv->cfg.fsync_interval_ms,
+        .ring_tag = TQ_LOG_RING_TAG,
+        .log_line = log_line,
+    };
+    struct tq_log_recovery rec;
+    struct tq_error error;
+    memset(&rec, 0, sizeof(rec));
+    if (tq_log_open(&lopt, &srv->log, &rec, &error) != TQ_OK) {
+        fprintf(stderr, "ticketqd: cannot open the log in %s: %s\n", srv->cfg.data_dir, error.msg);
+        return 1;
+    }
+    if (recover(srv, &rec) != 0) return 1;
+    if (srv->lsn_staged == 0 && first_start(srv) != 0) return 1;
+
+    srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (srv->signal_fd < 0) tq_fatal("signalfd: %s", strerror(errno));
+
+    char bound[128] = "";
+    if (srv->cfg.listen_tcp) {
+        srv->listen_fds[0] = listen_tcp(srv->cfg.listen_host, srv->cfg.listen_port, bound,
+                                        sizeof(bound));
+        if (srv->listen_fds[0] < 0) return 1;
+        fprintf(stderr, "ticketqd: listening on %s\n", bound);
+    }
+    if (srv->cfg.unix_path[0] != '\0') {
+        srv->listen_fds[1] = listen_unix(srv->cfg.unix_path);
+        if (srv->listen_fds[1] < 0) return 1;
+        fprintf(stderr, "ticketqd: listening on unix:%s\n", srv->cfg.unix_path);
+    }
+    if (srv->cfg.metrics_host[0] != '\0') {
+        char mbound[128];
+        srv->metrics_fd = listen_tcp(srv->cfg.metrics_host, srv->cfg.metrics_port, mbound,
+                                     sizeof(mbound));
+        if (srv->metrics_fd < 0) return 1;
+        fprintf(stderr, "ticketqd: metrics on http://%s/metrics\n", mbound);
+    }
+    srv->conn_cap = srv->cfg.max_connections + 16;
+    srv->conns = tq_xcalloc(srv->conn_cap, sizeof(*srv->conns));
+    for (uint32_t i = 0; i < srv->conn_cap; i++) {
+        srv->conns[i].index = i;
+        srv->conns[i].fd = -1;
+    }
+    if (srv->cfg.port_file[0] != '\0') {
+        char line[160];
+        snprintf(line, sizeof(line), "%s\n", bound[0] ? bound : srv->cfg.unix_path);
+        if (write_file_atomic(srv->cfg.port_file, line, 0644) != 0) {
+            fprintf(stderr, "ticketqd: --port-file %s: %s\n", srv->cfg.port_file, strerror(errno));
+            return 1;
+        }
+    }
+    fflush(stderr);
+
+    rc = tq_loop_run(srv);
+
+    for (int i = 0; i < 2; i++) {
+        if (srv->listen_fds[i] >= 0) close(srv->listen_fds[i]);
+    }
+    if (srv->cfg.unix_path[0] != '\0') unlink(srv->cfg.unix_path);
+    if (srv->metrics_fd >= 0) close(srv->metrics_fd);
+    close(srv->signal_fd);
+    tq_log_close(srv->log);
+    io_uring_queue_exit(&srv->ring);
+    tq_state_free(srv->state);
+    tq_dispatch_destroy(srv);
+    if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
+    tq_free(srv->conns, srv->conn_cap * sizeof(*srv->conns));
+    tq_metrics_free(srv->metrics);
+    fprintf(stderr, "ticketqd: stopped (last LSN %" PRIu64 ")\n", srv->lsn_staged);
+    return rc;
+}

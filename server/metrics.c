@@ -1,0 +1,205 @@
+/* server/metrics.c: counters and histograms, rendered as Prometheus text at GET /metrics.
+ *
+ * Owns plain counters updated by the loop thread (no atomics: one thread) and renders them on
+ * demand. Latency is measured from the moment a request frame was parsed to the moment its
+ * response was released to the socket (i.e. including the wait for fdatasync), bucketed in
+ * fixed log-spaced microsecond buckets so rendering is O(ops x buckets).
+ */
+#include "auth.h"
+#include "server.h"
+#include "tq_assert.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const uint64_t k_bucket_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                       100000, 250000, 1000000};
+#define BUCKETS (sizeof(k_bucket_us) / sizeof(k_bucket_us[0]))
+static const uint64_t k_batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+#define BATCH_BUCKETS (sizeof(k_batch_buckets) / sizeof(k_batch_buckets[0]))
+
+struct histogram {
+    uint64_t bucket[BUCKETS + 1];   /* last = +Inf */
+    uint64_t count;
+    uint64_t sum;
+};
+
+struct tq_metrics {
+    uint64_t requests[TQ_AUTH_OP_LIMIT];
+    uint64_t errors[TQ_AUTH_OP_LIMIT];
+    struct histogram latency[TQ_AUTH_OP_LIMIT];
+    struct histogram fsync;
+    uint64_t batch_bucket[BATCH_BUCKETS + 1];
+    uint64_t batch_count, batch_records;
+    uint64_t counters[TQ_METRIC_COUNTER_COUNT];
+};
+
+static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
+    "ticketq_commands_total",           "ticketq_events_unlogged_total",
+    "ticketq_auth_failures_total",      "ticketq_connections_accepted_total",
+    "ticketq_connections_rejected_total", "ticketq_connections_idle_closed_total",
+    "ticketq_connections_slow_closed_total", "ticketq_protocol_errors_total",
+    "ticketq_ticks_total",              "ticketq_subscriber_fallbacks_total",
+    "ticketq_events_sent_total",
+};
+
+struct tq_metrics *tq_metrics_new(void) { return tq_xcalloc(1, sizeof(struct tq_metrics)); }
+
+void tq_metrics_free(struct tq_metrics *m) {
+    if (m != NULL) tq_free(m, sizeof(*m));
+}
+
+static void observe(struct histogram *h, uint64_t v, const uint64_t *bounds, size_t n) {
+    size_t i = 0;
+    while (i < n && v > bounds[i]) i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void tq_metrics_request(struct tq_metrics *m, int op, uint64_t latency_us) {
+    if (m == NULL || op < 0 || op >= TQ_AUTH_OP_LIMIT) return;
+    m->requests[op]++;
+    observe(&m->latency[op], latency_us, k_bucket_us, BUCKETS);
+}
+
+void tq_metrics_error(struct tq_metrics *m, int op) {
+    if (m == NULL || op < 0 || op >= TQ_AUTH_OP_LIMIT) return;
+    m->errors[op]++;
+}
+
+void tq_metrics_batch(struct tq_metrics *m, uint64_t records, uint64_t fsync_us) {
+    if (m == NULL) return;
+    size_t i = 0;
+    while (i < BATCH_BUCKETS && records > k_batch_buckets[i]) i++;
+    m->batch_bucket[i]++;
+    m->batch_count++;
+    m->batch_records += records;
+    observe(&m->fsync, fsync_us, k_bucket_us, BUCKETS);
+}
+
+void tq_metrics_count(struct tq_metrics *m, enum tq_metric_counter what) {
+    if (m == NULL) return;
+    TQ_ASSERT(what < TQ_METRIC_COUNTER_COUNT);
+    m->counters[what]++;
+}
+
+struct text {
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) TQ_PRINTF(2, 3);
+static void put(struct text *t, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        TQ_ASSERT(n >= 0);
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->buf = tq_xrealloc(t->buf, t->cap, t->cap * 2);
+        t->cap *= 2;
+    }
+}
+
+static void put_hist(struct text *t, const char *name, const char *labels,
+                     const struct histogram *h, const uint64_t *bounds, size_t n, double scale) {
+    uint64_t cum = 0;
+    for (size_t i = 0; i < n; i++) {
+        cum += h->bucket[i];
+        put(t, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, labels[0] ? "," : "",
+            (double)bounds[i] * scale, cum);
+    }
+    cum += h->bucket[n];
+    put(t, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, labels[0] ? "," : "", cum);
+    put(t, "%s_sum%s%s%s %g\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
+        (double)h->sum * scale);
+    put(t, "%s_count%s%s%s %" PRIu64 "\n", name, labels[0] ? "{" : "", labels,
+        labels[0] ? "}" : "", h->count);
+}
+
+char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_t *len_out) {
+    struct text t = {.buf = tq_xalloc(16384), .len = 0, .cap = 16384};
+    uint32_t rule_count;
+    const struct tq_auth_rule *rules = tq_auth_rules(&rule_count);
+    put(&t, "# HELP ticketq_requests_total Requests answered, by operation.\n"
+            "# TYPE ticketq_requests_total counter\n");
+    for (uint32_t i = 0; i < rule_count; i++) {
+        put(&t, "ticketq_requests_total{op=\"%s\"} %" PRIu64 "\n", rules[i].name,
+            m->requests[rules[i].op]);
+    }
+    put(&t, "# HELP ticketq_request_errors_total Requests answered with an error.\n"
+            "# TYPE ticketq_request_errors_total counter\n");
+    for (uint32_t i = 0; i < rule_count; i++) {
+        put(&t, "ticketq_request_errors_total{op=\"%s\"} %" PRIu64 "\n", rules[i].name,
+            m->errors[rules[i].op]);
+    }
+    put(&t, "# HELP ticketq_request_seconds Parse-to-release latency (includes fdatasync).\n"
+            "# TYPE ticketq_request_seconds histogram\n");
+    for (uint32_t i = 0; i < rule_count; i++) {
+        if (m->latency[rules[i].op].count == 0) continue;
+        char labels[64];
+        snprintf(labels, sizeof(labels), "op=\"%s\"", rules[i].name);
+        put_hist(&t, "ticketq_request_seconds", labels, &m->latency[rules[i].op], k_bucket_us,
+                 BUCKETS, 1e-6);
+    }
+    put(&t, "# HELP ticketq_fsync_seconds Batch submit to acknowledgement (write+fdatasync).\n"
+            "# TYPE ticketq_fsync_seconds histogram\n");
+    put_hist(&t, "ticketq_fsync_seconds", "", &m->fsync, k_bucket_us, BUCKETS, 1e-6);
+    put(&t, "# HELP ticketq_batch_records Records per group-commit batch.\n"
+            "# TYPE ticketq_batch_records histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < BATCH_BUCKETS; i++) {
+        cum += m->batch_bucket[i];
+        put(&t, "ticketq_batch_records_bucket{le=\"%" PRIu64 "\"} %" PRIu64 "\n",
+            k_batch_buckets[i], cum);
+    }
+    cum += m->batch_bucket[BATCH_BUCKETS];
+    put(&t, "ticketq_batch_records_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    put(&t, "ticketq_batch_records_sum %" PRIu64 "\nticketq_batch_records_count %" PRIu64 "\n",
+        m->batch_records, m->batch_count);
+    for (int i = 0; i < TQ_METRIC_COUNTER_COUNT; i++) {
+        put(&t, "# TYPE %s counter\n%s %" PRIu64 "\n", k_counter_names[i], k_counter_names[i],
+            m->counters[i]);
+    }
+    struct tq_stats st;
+    tq_state_stats(srv->state, 0, &st);
+    uint64_t inflight = 0, unsent = 0;
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        const struct tq_conn *c = &srv->conns[i];
+        if (!c->in_use || c->kind != TQ_CONN_CLIENT) continue;
+        inflight += c->inflight;
+        unsent += tq_conn_unsent(c);
+    }
+    put(&t, "# TYPE ticketq_connections gauge\nticketq_connections %u\n", srv->clients);
+    put(&t, "# TYPE ticketq_subscribers gauge\nticketq_subscribers %u\n", srv->subscribers);
+    put(&t, "# TYPE ticketq_inflight_requests gauge\nticketq_inflight_requests %" PRIu64 "\n",
+        inflight);
+    put(&t, "# TYPE ticketq_send_queue_bytes gauge\nticketq_send_queue_bytes %" PRIu64 "\n",
+        unsent);
+    put(&t, "# TYPE ticketq_queued_tickets gauge\nticketq_queued_tickets %" PRIu64 "\n",
+        st.queued_tickets);
+    put(&t, "# TYPE ticketq_sla_breaches gauge\nticketq_sla_breaches %" PRIu64 "\n",
+        st.sla_breaches);
+    put(&t, "# TYPE ticketq_sla_warnings gauge\nticketq_sla_warnings %" PRIu64 "\n",
+        st.sla_warnings);
+    put(&t, "# TYPE ticketq_outbox_pending gauge\nticketq_outbox_pending %" PRIu64 "\n",
+        st.outbox_pending);
+    put(&t, "# TYPE ticketq_tickets gauge\nticketq_tickets %" PRIu64 "\n", st.ticket_count);
+    put(&t, "# TYPE ticketq_log_acked_lsn gauge\nticketq_log_acked_lsn %" PRIu64 "\n",
+        tq_log_acked_lsn(srv->log));
+    put(&t, "# TYPE ticketq_log_staged_lsn gauge\nticketq_log_staged_lsn %" PRIu64 "\n",
+        srv->lsn_staged);
+    *len_out = t.len;
+    /* Shrink-to-fit bookkeeping: callers free with the capacity, so return exact size. */
+    char *out = tq_xalloc(t.len ? t.len : 1);
+    memcpy(out, t.buf, t.len);
+    tq_free(t.buf, t.cap);
+    return out;
+}

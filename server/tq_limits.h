@@ -1,0 +1,76 @@
+/* server/tq_limits.h: every limit of ticketqd in one place, with where its number came from.
+ *
+ * _DEFAULT values are option defaults (see `ticketqd --help`); _MAX/_MIN bound what an option
+ * may be set to. Per-turn work bounds keep one loop turn short, so one busy client cannot
+ * starve the others (TigerBeetle style: every loop has a bound).
+ */
+#ifndef TQ_SERVER_TQ_LIMITS_H
+#define TQ_SERVER_TQ_LIMITS_H
+
+#include "frame.h"
+
+/* Connections: 1024 keeps the table at a few MiB; the kernel's default fd limit is 1024. */
+#define TQ_CONNECTIONS_DEFAULT_MAX 1000u
+#define TQ_CONNECTIONS_LIMIT_MAX 100000u
+
+/* Requests a connection may have in flight (read, not yet fully answered). When reached the
+ * server stops reading from that connection (backpressure) until responses drain. 1024 lets a
+ * pipelining client fill several group-commit batches. */
+#define TQ_INFLIGHT_DEFAULT_MAX 1024u
+#define TQ_INFLIGHT_LIMIT_MAX 65536u
+
+/* A connection that neither sends a byte nor accepts one for this long is closed. 5 minutes
+ * tolerates interactive CLI sessions; subscribers are exempt (they wait for events). */
+#define TQ_IDLE_TIMEOUT_MS_DEFAULT (300u * 1000u)
+
+/* Live events buffered for one subscriber before it is switched back to catch-up from the
+ * log: 1 MiB is about 10k events, several seconds of a busy tenant. */
+#define TQ_SUBSCRIBER_BUFFER_BYTES_DEFAULT (1u * 1024 * 1024)
+#define TQ_SUBSCRIBER_BUFFER_BYTES_MIN 4096u
+
+/* Responses queued to one connection that the client does not read: beyond this (or beyond
+ * 2 x max-frame, whichever is larger) the client is disconnected. */
+#define TQ_SEND_QUEUE_BYTES_MAX (16u * 1024 * 1024)
+
+/* Per-turn bounds. */
+#define TQ_CQES_PER_TURN_MAX 512u          /* CQEs reaped per loop turn */
+#define TQ_FRAMES_PER_CONN_TURN_MAX 256u   /* requests parsed per connection per turn */
+#define TQ_CATCHUP_BYTES_PER_TURN_MAX (256u * 1024) /* subscriber catch-up per turn */
+
+/* Ring size: one recv + one send per connection fit without waiting for the SQ to drain. */
+#define TQ_RING_ENTRIES 4096u
+
+/* Per-connection receive buffer: starts small, grows to max-frame + prefix. */
+#define TQ_RECV_BUFFER_BYTES_INITIAL (16u * 1024)
+
+/* Tick: at least once a second the server checks for due SLA/wake-up/auto-close work. */
+#define TQ_TICK_INTERVAL_MS 1000u
+/* Timer granularity of the loop (idle checks, interval fsync when no I/O happens). */
+#define TQ_TIMER_PERIOD_MS 100u
+
+/* Reserve for the events record that follows a command record in the same batch. */
+#define TQ_EVENTS_RECORD_RESERVE_BYTES (64u * 1024)
+
+/* Queries. */
+#define TQ_LIST_LIMIT_DEFAULT 50u
+#define TQ_LIST_LIMIT_MAX 1000u
+#define TQ_MESSAGES_PAGE_DEFAULT 20u
+#define TQ_MESSAGES_PAGE_MAX 200u
+#define TQ_QUEUES_PER_TENANT_REPLY_MAX 4096u
+
+/* AgentCreate with only one capacity given: the other class gets this (3 chats at once is
+ * the common contact-centre default; 10 open emails). */
+#define TQ_AGENT_CAPACITY_LIVE_DEFAULT 3u
+#define TQ_AGENT_CAPACITY_ASYNC_DEFAULT 10u
+
+/* Business hours: the tz table covers one year back and ten years ahead. */
+#define TQ_TZ_SPAN_BACK_S (366ll * 86400)
+#define TQ_TZ_SPAN_AHEAD_S (3653ll * 86400)
+
+/* The admin token: 32 random bytes, printed as "tq_" + 64 hex digits. */
+#define TQ_TOKEN_SECRET_BYTES 32u
+#define TQ_TOKEN_PREFIX "tq_"
+#define TQ_TOKEN_TEXT_BYTES (3u + 2u * TQ_TOKEN_SECRET_BYTES)
+#define TQ_AUTH_TOKEN_BYTES_MAX 1024u
+
+#endif
