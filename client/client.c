@@ -1082,8 +1082,8 @@ enum tq_err tq_client_subscribe(struct tq_client *client,
                             "client already has a subscription or requests in flight");
     }
     Ticketq__Subscribe op = TICKETQ__SUBSCRIBE__INIT;
-    op.has_from_lsn = 1;
-    op.from_lsn = options->from_lsn;
+    op.has_from_lsn = !options->from_now;
+    op.from_lsn = options->from_now ? 0 : options->from_lsn;
     op.consumer = str_arg(options->consumer);
     Ticketq__EventType types[TICKETQ__EVENT_TYPE__CONFIG_CHANGED + 1];
     if (options->type_count > TQ_ARRAY_COUNT(types)) {
@@ -1179,6 +1179,10 @@ enum tq_err tq_subscription_next(struct tq_subscription *sub, const Ticketq__Eve
             return rc;
         }
         if (resp->result_case == TICKETQ__RESPONSE__RESULT_EVENTS) {
+            /* The Subscribe's own answer (no events) names where the stream starts. */
+            if (resp->events->n_events == 0 && resp->has_lsn && resp->lsn > sub->lsn_last) {
+                sub->lsn_last = resp->lsn;
+            }
             sub->current = resp;
             sub->current_index = 0;
         } else {

@@ -288,6 +288,7 @@ TQ_NODISCARD enum tq_err tq_client_batch(struct tq_client *client, Ticketq__Requ
 
 struct tq_subscribe_options {
     uint64_t from_lsn;              /* events of records after this LSN (0 = from the start) */
+    bool from_now;                  /* ignore from_lsn: only events committed from now on */
     const char *consumer;           /* durable consumer name: resume after its ack, or NULL */
     const Ticketq__EventType *types; /* filter (type_count entries); NULL = all types */
     size_t type_count;

@@ -123,8 +123,9 @@ int cli_fail(const struct tq_error *err);
 
 /* ---- render.c ---------------------------------------------------------------------------- */
 
-/* Prints a successful response: its result message (JSON object or "key: value" text, times
- * as ISO-8601 UTC in text) plus its lsn; an empty result prints ok. */
+/* Prints a successful response. JSON: a mutation prints {"ok":true,"lsn":N,<ids fields>}, a
+ * read prints its result message as an object. Text: "key: value" lines, times as ISO-8601
+ * UTC; an empty result prints ok. */
 void cli_print_response(const struct cli *cli, const Ticketq__Response *resp);
 /* Prints any message as one JSON value (no newline) with the writer. */
 void cli_json_message(struct json *j, const ProtobufCMessage *msg);

@@ -212,17 +212,13 @@ static int run_watch(struct cli *cli) {
     int64_t stop_at = cli_has(cli, "--duration") ? mono_ms() + (int64_t)cli_u64(cli, "--duration")
                                                  : -1;
 
-    /* Start the trigger stream at the current end of the log: no catch-up replay. */
+    /* The trigger stream starts at the current end of the log: no catch-up replay. */
     struct tq_error err;
     tq_error_clear(&err);
-    Ticketq__Response *stats = NULL;
-    if (tq_client_stats(cli->client, &stats, &err) != TQ_OK) return cli_fail(&err);
-    uint64_t from = stats->stats != NULL && stats->stats->has_last_lsn ? stats->stats->last_lsn : 0;
-    tq_client_response_free(stats);
     struct tq_client *stream = NULL;
     rc = cli_connect_extra(cli, &stream);
     if (rc != CLI_EXIT_OK) return rc;
-    struct tq_subscribe_options o = {.from_lsn = from};
+    struct tq_subscribe_options o = {.from_now = true};
     struct tq_subscription *sub = NULL;
     if (tq_client_subscribe(stream, &o, &sub, &err) != TQ_OK) {
         tq_client_close(stream);

@@ -114,15 +114,15 @@ static const struct cli_cmd *find_command(int argc, char **argv, int *used) {
     return NULL;
 }
 
-/* "ticketq ticket" alone: lists the group's subcommands. Returns true if argv[0] is a group. */
+/* Lists the subcommands of group on out (NULL: only tell whether group is a group). */
 static bool print_group(const char *group, FILE *out) {
     size_t n = strlen(group);
     bool found = false;
     for (size_t t = 0; t < TQ_ARRAY_COUNT(COMMAND_TABLES); t++) {
         for (const struct cli_cmd *c = COMMAND_TABLES[t]; c->words != NULL; c++) {
             if (strncmp(c->words, group, n) == 0 && c->words[n] == ' ') {
-                if (!found) fprintf(out, "subcommands of '%s':\n", group);
-                fprintf(out, "  %-22s %s\n", c->words, c->summary);
+                if (out != NULL && !found) fprintf(out, "subcommands of '%s':\n", group);
+                if (out != NULL) fprintf(out, "  %-22s %s\n", c->words, c->summary);
                 found = true;
             }
         }
@@ -153,14 +153,14 @@ int main(int argc, char **argv) {
     int used = 0;
     const struct cli_cmd *cmd = find_command(argc - first, argv + first, &used);
     if (cmd == NULL) {
+        /* "ticketq ticket" or "ticketq ticket --help": list the group; else one line. */
+        bool alone = first + 1 == argc;
         bool want_help = first + 1 < argc && strcmp(argv[first + 1], "--help") == 0;
-        if (print_group(argv[first], want_help ? stdout : stderr)) {
-            if (want_help) return CLI_EXIT_OK;
-            if (first + 1 < argc) {
-                return cli_usage_error("unknown subcommand '%s %s'", argv[first],
-                                       argv[first + 1]);
-            }
-            return CLI_EXIT_USAGE;
+        if ((alone || want_help) && print_group(argv[first], want_help ? stdout : stderr)) {
+            return want_help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        }
+        if (!alone && print_group(argv[first], NULL)) {
+            return cli_usage_error("unknown subcommand '%s %s'", argv[first], argv[first + 1]);
         }
         return cli_usage_error("unknown subcommand '%s'", argv[first]);
     }

@@ -228,10 +228,9 @@ static void json_scalar(struct json *j, const ProtobufCFieldDescriptor *f, struc
     }
 }
 
-void cli_json_message(struct json *j, const ProtobufCMessage *msg) {
-    TQ_ASSERT(msg != NULL);
+/* Writes the fields of msg as keys of the currently open object. */
+static void json_fields(struct json *j, const ProtobufCMessage *msg) {
     const ProtobufCMessageDescriptor *desc = msg->descriptor;
-    json_object_begin(j);
     for (unsigned k = 0; k < desc->n_fields; k++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[k];
         size_t n = field_count(msg, f);
@@ -256,6 +255,12 @@ void cli_json_message(struct json *j, const ProtobufCMessage *msg) {
         for (size_t i = 0; i < n; i++) json_scalar(j, f, load(f, value_at(msg, f, i)));
         json_array_end(j);
     }
+}
+
+void cli_json_message(struct json *j, const ProtobufCMessage *msg) {
+    TQ_ASSERT(msg != NULL);
+    json_object_begin(j);
+    json_fields(j, msg);
     json_object_end(j);
 }
 
@@ -337,13 +342,12 @@ static const ProtobufCMessage *result_of(const Ticketq__Response *resp) {
 
 void cli_print_response(const struct cli *cli, const Ticketq__Response *resp) {
     const ProtobufCMessage *result = result_of(resp);
+    bool mutation = result == NULL || resp->result_case == TICKETQ__RESPONSE__RESULT_IDS;
     if (cli->json) {
+        /* Two shapes: a mutation is {"ok":true,"lsn":N, <ids...>}; a read is its result. */
         struct json j;
         json_init(&j, stdout);
-        if (result != NULL && !resp->has_lsn) {
-            cli_json_message(&j, result);
-        } else {
-            /* Mutations: the result's fields plus the lsn, in one flat object. */
+        if (mutation) {
             json_object_begin(&j);
             json_key(&j, "ok");
             json_bool(&j, true);
@@ -351,17 +355,16 @@ void cli_print_response(const struct cli *cli, const Ticketq__Response *resp) {
                 json_key(&j, "lsn");
                 json_u64(&j, resp->lsn);
             }
-            if (result != NULL) {
-                json_key(&j, "result");
-                cli_json_message(&j, result);
-            }
+            if (result != NULL) json_fields(&j, result);
             json_object_end(&j);
+        } else {
+            cli_json_message(&j, result);
         }
         json_end_line(&j);
         return;
     }
     if (result != NULL) cli_text_message(stdout, result, 0);
-    if (resp->has_lsn) printf("lsn: %" PRIu64 "\n", resp->lsn);
+    if (mutation && resp->has_lsn) printf("lsn: %" PRIu64 "\n", resp->lsn);
     if (result == NULL && !resp->has_lsn) printf("ok\n");
 }
 
