@@ -29,7 +29,7 @@
 #define TQ_WORKLOAD_NEW_CUSTOMER_MIN 1000000000ull       /* first contacts: n in [1e9, 1e12) */
 #define TQ_WORKLOAD_NEW_CUSTOMER_END 1000000000000ull
 #define TQ_WORKLOAD_EPOCH_MS 1733011200000ull            /* 2024-12-01T00:00Z */
-#define TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX 24             /* "ext-" + 20 digits + NUL */
+#define TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX 32             /* "ext-" + 20 digits + NUL fits */
 #define TQ_WORKLOAD_DASHBOARD_PAGE 50u                   /* queue top-N and SLA-nearest N */
 #define TQ_WORKLOAD_DASHBOARD_MESSAGES 20u               /* messages returned with a ticket */
 #define TQ_WORKLOAD_PEAK_FACTOR 20u

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# bench/peers/run-peers.sh: the peer comparison in ONE command (issue 5).
+#
+#   bash bench/peers/run-peers.sh [--quick] [--duration S] [--customers N] [--backlog N]
+#        [--clients "1 16 64"] [--workloads "ingest claim-reply mixed"]
+#        [--systems "pg-fn pg-plain redis"] [--durability "durable relaxed"]
+#        [--redis-pipeline N] [--out DIR] [--bench-bin PATH] [--probe-bin PATH]
+# Systems: pg-fn (PL/pgSQL functions), pg-plain (plain statements), redis (Lua, one unit in
+# flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default).
+#
+# What it does, in order:
+#   1. installs PostgreSQL, Redis and gnuplot from Debian if missing (tests/install-deps.sh with
+#      TQ_WITH_BENCH_DEPS=1) and builds ticketq-bench + ticketq-diskprobe (Release) if no binary
+#      is given;
+#   2. measures the disk of the temp directory: fdatasync latency of a 4 KiB append (and of an
+#      overwrite) and sequential write bandwidth;
+#   3. starts PostgreSQL (initdb/pg_ctl, as user postgres when run as root) and Redis on free
+#      loopback ports in a temp directory (never the system services), loads the same initial
+#      state (PEER-WORKLOADS.md sizes by default: 100,000 customers, 1,500,000 tickets);
+#   4. for every durability x workload x clients: restores the initial state (PostgreSQL: a
+#      database copied from a template, prewarmed, CHECKPOINT; Redis: a restart from the saved
+#      RDB, then AOF switched on and its rewrite awaited), runs the load (pgbench -M prepared with
+#      bench/peers/pg/*.sql; ticketq-bench --system redis), records ops/s and p50/p99;
+#   5. stops everything, removes the temp directory (trap, also on ^C), prints one table.
+# The ticketq/peer column is filled only when ticketq-bench can run --system ticketq; until then
+# it says n/a (never invented). Results are also kept in OUT (default ./peer-results-<time>).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+DURATION=30
+CUSTOMERS=100000
+BACKLOG=1500000
+CLIENTS="1 16 64"
+WORKLOADS="ingest claim-reply mixed"
+SYSTEMS="pg-fn pg-plain redis"
+DURABILITY="durable relaxed"
+OUT=""
+BENCH=""
+PROBE=""
+PROBE_APPENDS=1000
+PROBE_SEQ_MIB=1024
+SEED=42
+REDIS_PIPELINE=16
+
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) DURATION=5; CUSTOMERS=10000; BACKLOG=200000; PROBE_APPENDS=300; PROBE_SEQ_MIB=256;
+             shift ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --customers) CUSTOMERS="$2"; shift 2 ;;
+    --backlog) BACKLOG="$2"; shift 2 ;;
+    --clients) CLIENTS="$2"; shift 2 ;;
+    --workloads) WORKLOADS="$2"; shift 2 ;;
+    --systems) SYSTEMS="$2"; shift 2 ;;
+    --durability) DURABILITY="$2"; shift 2 ;;
+    --redis-pipeline) REDIS_PIPELINE="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --bench-bin) BENCH="$2"; shift 2 ;;
+    --probe-bin) PROBE="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run-peers.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "[run-peers $(date -u +%H:%M:%S)] $*" >&2; }
+
+# ---- 1. dependencies and binaries --------------------------------------------------------------
+TQ_WITH_BENCH_DEPS=1 bash "$ROOT/tests/install-deps.sh"
+if [ -z "$BENCH" ] || [ -z "$PROBE" ]; then
+  BUILD="$ROOT/build/bench-peers"
+  log "building ticketq-bench (Release) in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTQ_TESTS=OFF >/dev/null
+  cmake --build "$BUILD" --target ticketq-bench ticketq-diskprobe -j"$(nproc)" >/dev/null
+  BENCH="${BENCH:-$BUILD/bench/ticketq-bench}"
+  PROBE="${PROBE:-$BUILD/bench/ticketq-diskprobe}"
+fi
+PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -x "$PGBIN/initdb" ] || { echo "run-peers.sh: PostgreSQL binaries not found" >&2; exit 1; }
+OUT="${OUT:-$PWD/peer-results-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+# ---- temp directory, processes, cleanup ---------------------------------------------------------
+# On a real disk (not tmpfs): the disk is what durable runs measure.
+WORK="$(mktemp -d "${TQ_PEERS_TMP:-/var/tmp}/ticketq-peers.XXXXXX")"
+chmod 755 "$WORK"
+PG_STARTED=0
+REDIS_PIDFILE="$WORK/redis.pid"
+AS_PG=()
+if [ "$(id -u)" = 0 ]; then AS_PG=(runuser -u postgres --); fi
+
+cleanup() {
+  set +e
+  if [ "$PG_STARTED" = 1 ]; then
+    "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1
+  fi
+  if [ -f "$REDIS_PIDFILE" ]; then
+    kill "$(cat "$REDIS_PIDFILE")" 2>/dev/null
+    sleep 0.5
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "run-peers.sh: no free port" >&2; return 1
+}
+
+BODY_IN="$(cat "$HERE/peer-body-in.txt")"
+BODY_OUT="$(cat "$HERE/peer-body-out.txt")"
+RESULTS="$OUT/results.tsv"
+printf 'durability\tworkload\tclients\tsystem\tops_per_sec\tp50_ms\tp99_ms\tstatus\n' > "$RESULTS"
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
+
+# ---- 2. the disk ---------------------------------------------------------------------------------
+log "measuring the disk under $WORK"
+DISK_JSON="$("$PROBE" "$WORK" "$PROBE_APPENDS" "$PROBE_SEQ_MIB")"
+echo "$DISK_JSON" > "$OUT/disk.json"
+# The first occurrence: ticketq-bench prints the whole-run figures before the per-op ones.
+jget() { grep -o "\"$1\":[0-9.]*" <<<"$2" | head -1 | cut -d: -f2; }
+
+# ---- 3a. PostgreSQL --------------------------------------------------------------------------------
+PG_PORT=""
+pg_sql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U tq "$@"; }
+
+pg_start_and_load() {
+  PG_PORT="$(free_port)"
+  mkdir -p "$WORK/pg"
+  cp "$HERE"/pg/*.sql "$WORK/pg/"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$WORK/pg"
+  "${AS_PG[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -U tq -A trust -E UTF8 --no-sync >/dev/null
+  "${AS_PG[@]}" sh -c "cat '$HERE/pg/postgresql.conf' >> '$WORK/pg/data/postgresql.conf'"
+  "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w \
+      -o "-p $PG_PORT -k $WORK/pg" start >/dev/null
+  PG_STARTED=1
+  log "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT;" \
+      "loading $CUSTOMERS customers, $BACKLOG tickets"
+  pg_sql -d postgres -c "CREATE DATABASE tq_template"
+  local t0=$SECONDS
+  pg_sql -d tq_template -v ncust="$CUSTOMERS" -v backlog="$BACKLOG" -v body="$BODY_IN" \
+      -f "$WORK/pg/load.sql" >/dev/null
+  log "PostgreSQL loaded in $((SECONDS - t0)) s"
+}
+
+pg_restore() {
+  pg_sql -d postgres -c "DROP DATABASE IF EXISTS tq_run" 2>/dev/null
+  pg_sql -d postgres -c "CREATE DATABASE tq_run TEMPLATE tq_template STRATEGY FILE_COPY"
+  pg_sql -d tq_run -c "SELECT count(pg_prewarm(c.oid)) FROM pg_class c
+                        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r','i')" \
+      >/dev/null
+  pg_sql -d tq_run -c "CHECKPOINT"
+  sync  # no write-back of the copy may compete with the run's fsyncs
+}
+
+# run_pg FORM(fn|plain) WORKLOAD CLIENTS DURABILITY
+run_pg() {
+  local form="$1" workload="$2" clients="$3" durability="$4"
+  local scripts=()
+  case "$workload" in
+    ingest) scripts=(-f "$WORK/pg/ingest-$form.sql") ;;
+    claim-reply) scripts=(-f "$WORK/pg/claim-reply-$form.sql") ;;
+    mixed) scripts=(-f "$WORK/pg/ingest-$form.sql@80" -f "$WORK/pg/claim-reply-$form.sql@20") ;;
+  esac
+  local sync=on
+  [ "$durability" = relaxed ] && sync=off
+  local threads=$((clients < $(nproc) ? clients : $(nproc)))
+  local logdir="$WORK/pglog"
+  rm -rf "$logdir"; mkdir -p "$logdir"
+  pg_restore
+  local name="pg-$form $durability $workload c$clients"
+  log "run $name"
+  local rc=0
+  PGOPTIONS="-c synchronous_commit=$sync" "$PGBIN/pgbench" -n -M prepared -h 127.0.0.1 \
+      -p "$PG_PORT" -U tq -c "$clients" -j "$threads" -T "$DURATION" --random-seed="$SEED" \
+      -D ncust="$CUSTOMERS" -D body_in="$BODY_IN" -D body_out="$BODY_OUT" "${scripts[@]}" \
+      -l --log-prefix="$logdir/tx" tq_run > "$OUT/pgbench-$form-$durability-$workload-c$clients.txt" 2>&1 \
+      || rc=$?
+  local out="$OUT/pgbench-$form-$durability-$workload-c$clients.txt"
+  local tps
+  tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$out")"
+  local pct
+  pct="$(cat "$logdir"/tx.* 2>/dev/null | awk '{print $3}' | sort -n | awk '
+        {v[NR] = $1} END { if (NR == 0) { print "n/a n/a"; exit }
+        i50 = int(0.50 * NR); if (i50 < 1) i50 = 1; i99 = int(0.99 * NR + 0.999999); if (i99 > NR) i99 = NR;
+        printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')"
+  local status=ok
+  [ "$rc" != 0 ] && status="pgbench-exit-$rc"
+  grep -q 'EMPTY queue' "$out" && status="INVALID-empty-queue"
+  record "$durability" "$workload" "$clients" "postgresql-$form" "${tps:-n/a}" ${pct} "$status"
+}
+
+# ---- 3b. Redis ---------------------------------------------------------------------------------------
+REDIS_PORT=""
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+redis_start() { # DIR EXTRA_ARGS...
+  local dir="$1"; shift
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --save "" \
+      --dbfilename dump.rdb --appendonly no --daemonize yes --pidfile "$REDIS_PIDFILE" \
+      --logfile "$dir/redis.log" "$@"
+  for _ in $(seq 1 600); do
+    if [ "$(rcli ping 2>/dev/null)" = PONG ]; then return 0; fi
+    sleep 0.1
+  done
+  echo "run-peers.sh: redis did not start (see $dir/redis.log)" >&2; return 1
+}
+
+redis_stop() {
+  rcli shutdown nosave >/dev/null 2>&1 || true
+  for _ in $(seq 1 100); do [ -f "$REDIS_PIDFILE" ] || break; sleep 0.1; done
+  rm -f "$REDIS_PIDFILE"
+}
+
+redis_load() {
+  REDIS_PORT="$(free_port)"
+  mkdir -p "$WORK/redis-template"
+  redis_start "$WORK/redis-template"
+  log "Redis $(redis-server --version | awk '{print $3}' | sed 's/v=//') on 127.0.0.1:$REDIS_PORT;" \
+      "loading $CUSTOMERS customers, $BACKLOG tickets"
+  local t0=$SECONDS
+  "$BENCH" --system redis --addr "127.0.0.1:$REDIS_PORT" --customers "$CUSTOMERS" \
+      --backlog "$BACKLOG" --load-only
+  rcli save >/dev/null
+  redis_stop
+  log "Redis loaded and saved in $((SECONDS - t0)) s"
+}
+
+# run_redis WORKLOAD CLIENTS DURABILITY PIPELINE
+run_redis() {
+  local workload="$1" clients="$2" durability="$3" pipeline="$4"
+  local sysname=redis
+  [ "$pipeline" != 1 ] && sysname="redis-pipeline$pipeline"
+  local fsync=always
+  [ "$durability" = relaxed ] && fsync=everysec
+  local dir="$WORK/redis-run"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cp "$WORK/redis-template/dump.rdb" "$dir/"
+  redis_start "$dir"
+  # Switching AOF on rewrites it from the loaded data; wait for that before measuring.
+  rcli config set appendfsync "$fsync" >/dev/null
+  rcli config set appendonly yes >/dev/null
+  for _ in $(seq 1 3000); do
+    local info
+    info="$(rcli info persistence | tr -d '\r')"
+    if grep -q '^aof_enabled:1' <<<"$info" && grep -q '^aof_rewrite_in_progress:0' <<<"$info" \
+        && grep -q '^aof_rewrite_scheduled:0' <<<"$info"; then break; fi
+    sleep 0.1
+  done
+  sync  # the rewrite left the AOF's dirty pages behind: flush them before measuring
+  log "run redis $durability $workload c$clients (appendfsync $fsync, pipeline $pipeline)"
+  local out="$OUT/$sysname-$durability-$workload-c$clients.json" rc=0
+  "$BENCH" --system redis --addr "127.0.0.1:$REDIS_PORT" --workload "$workload" \
+      --clients "$clients" --pipeline "$pipeline" --duration "$DURATION" --seed "$SEED" --customers "$CUSTOMERS" \
+      --backlog "$BACKLOG" --json > "$out" || rc=$?
+  local json
+  json="$(cat "$out")"
+  local ops p50 p99 status=ok
+  ops="$(jget ops_per_sec "$json")"
+  p50="$(jget p50_us "$json")"; p99="$(jget p99_us "$json")"
+  [ -n "$p50" ] && p50="$(awk -v v="$p50" 'BEGIN{printf "%.3f", v/1000}')"
+  [ -n "$p99" ] && p99="$(awk -v v="$p99" 'BEGIN{printf "%.3f", v/1000}')"
+  [ "$rc" != 0 ] && status="bench-exit-$rc"
+  [ "$(jget empty_queue "$json")" != 0 ] && status="INVALID-empty-queue"
+  record "$durability" "$workload" "$clients" "$sysname" "${ops:-n/a}" "${p50:-n/a}" "${p99:-n/a}" \
+      "$status"
+  redis_stop
+  rm -rf "$dir"
+}
+
+# ---- 4. the runs ---------------------------------------------------------------------------------
+want() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+if want pg-fn || want pg-plain; then pg_start_and_load; fi
+if want redis || want redis-pipelined; then redis_load; fi
+
+TICKETQ_AVAILABLE=0
+if "$BENCH" --system ticketq --workload mixed --duration 0.1 >/dev/null 2>&1; then
+  TICKETQ_AVAILABLE=1
+fi
+
+for durability in $DURABILITY; do
+  for workload in $WORKLOADS; do
+    for clients in $CLIENTS; do
+      want pg-fn && run_pg fn "$workload" "$clients" "$durability"
+      want pg-plain && run_pg plain "$workload" "$clients" "$durability"
+      want redis && run_redis "$workload" "$clients" "$durability" 1
+      want redis-pipelined && run_redis "$workload" "$clients" "$durability" "$REDIS_PIPELINE"
+    done
+  done
+done
+
+# ---- 5. the table ----------------------------------------------------------------------------------
+{
+  echo "# ticketq peer comparison, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
+       "disk $(df -P "${TQ_PEERS_TMP:-/var/tmp}" | awk 'NR==2 {print $1}'), kernel $(uname -r)"
+  echo "versions: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), Redis" \
+       "$(redis-server --version | awk '{print $3}' | sed 's/v=//'), ticketq: $([ $TICKETQ_AVAILABLE = 1 ] && echo available || echo 'not yet available')"
+  echo "data: $CUSTOMERS customers, $BACKLOG tickets; $DURATION s per run; seed $SEED; closed loop," \
+       "1 unit in flight per client (redis-pipelineN: N per client)"
+  echo "disk: fdatasync 4 KiB append p50 $(jget fdatasync_append_4k_p50_us "$DISK_JSON") us" \
+       "(p99 $(jget fdatasync_append_4k_p99_us "$DISK_JSON") us), overwrite p50" \
+       "$(jget fdatasync_overwrite_4k_p50_us "$DISK_JSON") us; sequential write" \
+       "$(jget seq_write_mib_s "$DISK_JSON") MiB/s"
+  echo
+  echo "| durability | workload | clients | system | ops/s | p50 ms | p99 ms | ticketq/peer | status |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|---|"
+  tail -n +2 "$RESULTS" | while IFS=$'\t' read -r dur wl cl sys ops p50 p99 status; do
+    label="$dur"; [ "$dur" = relaxed ] && label="relaxed (not durable)"
+    ratio="n/a"
+    if [ "$TICKETQ_AVAILABLE" = 1 ]; then
+      tq="$(awk -F'\t' -v d="$dur" -v w="$wl" -v c="$cl" '$1==d && $2==w && $3==c && $4=="ticketq" {print $5}' "$RESULTS")"
+      [ -n "$tq" ] && [ "$ops" != n/a ] && ratio="$(awk -v a="$tq" -v b="$ops" 'BEGIN{printf "%.1fx", a/b}')"
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$wl" "$cl" "$sys" \
+        "$(printf "%'.0f" "$ops" 2>/dev/null || echo "$ops")" "$p50" "$p99" "$ratio" "$status"
+  done
+} | tee "$OUT/table.md"
+log "results kept in $OUT"
