@@ -15,8 +15,9 @@
  * explicitly (u8/u32/u64; strings as u32 length + bytes). Only persistent fields are written:
  * hash tables, heaps, chains, positions and loads are derived and rebuilt on load
  * (tq_st_rebuild_indices), so the body does not depend on hash-table layout, heap shape or
- * allocation history. The digest is XXH3-128 of the body: a state rebuilt by replay and the
- * same state loaded from a snapshot serialise to the same bytes.
+ * allocation history. The digest is XXH3-128 of the body without the leading LSN: a state
+ * rebuilt by replay and the same state loaded from a snapshot serialise to the same bytes, and
+ * a command that changes nothing (an idempotent duplicate) leaves the digest as it was.
  *
  * Loading validates every id reference and enum range before rebuilding (TQ_ERR_CORRUPT),
  * so a damaged blob that passes the checksum still cannot make the loader index out of bounds.
@@ -151,8 +152,8 @@ static void write_tenant(const struct tq_state *s, struct sw *w, const struct tq
     }
 }
 
-static void write_body(const struct tq_state *s, struct sw *w) {
-    sw_u64(w, s->lsn);
+static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
+    if (with_lsn) sw_u64(w, s->lsn);
     const struct tq_slab *slabs[] = {&s->interns, &s->tenants, &s->tokens, &s->queues,
                                      &s->agents, &s->customers, &s->identities, &s->tickets,
                                      &s->messages};
@@ -240,7 +241,7 @@ static void write_body(const struct tq_state *s, struct sw *w) {
 
 void tq_state_digest(const struct tq_state *s, uint8_t digest_out[16]) {
     struct sw w = {NULL, 0, 0};
-    write_body(s, &w);
+    write_body(s, &w, false);
     XXH128_hash_t h = XXH3_128bits(w.buf, w.len);
     XXH128_canonical_t canon;
     XXH128_canonicalFromHash(&canon, h);
@@ -254,7 +255,7 @@ enum tq_err tq_state_serialize(const struct tq_state *s, void **blob_out, size_t
     struct sw w = {NULL, 0, 0};
     uint8_t header[SNAP_HEADER_BYTES] = {0};
     sw_bytes(&w, header, sizeof(header));
-    write_body(s, &w);
+    write_body(s, &w, true);
     uint64_t body_len = w.len - SNAP_HEADER_BYTES;
     uint64_t sum = XXH3_64bits(w.buf + SNAP_HEADER_BYTES, body_len);
     memcpy(w.buf, SNAP_MAGIC, 8);

@@ -382,7 +382,8 @@ uint64_t tq_state_lsn(const struct tq_state *state);
 uint64_t tq_state_next_deadline_ms(const struct tq_state *state);
 
 /* A canonical digest of the whole state (XXH3-128 over a canonical serialisation): equal
- * states, however reached, have equal digests. */
+ * states, however reached, have equal digests. The last applied LSN is not part of it, so a
+ * command that changes nothing (a duplicate ingest) leaves the digest unchanged. */
 void tq_state_digest(const struct tq_state *state, uint8_t digest_out[16]);
 
 /* Snapshot: serialise the whole state (blob allocated with tq_alloc; caller frees with

@@ -1,0 +1,1149 @@
+/* tests/state/test_state_rules.c: one unit test per rule of the ticket state machine.
+ *
+ * Goal: every rule of issue 3 and docs/tickets.md, each allowed and each disallowed status move,
+ * idempotent ingest, follow-ups, customer and ticket merges, routing (claim, capacity,
+ * auto-assign choice and ties, assignment timeout, release/transfer), the outbox (leases,
+ * attempts, monotone delivery), every SLA metric with and without business hours, pauses and
+ * priority changes, reply windows, tenant isolation and limits.
+ * Method: the fixture sends every command through encode/decode before applying it, checks the
+ * invariants after every command, and on every error path checks that the digest, the LSN and
+ * the event stream did not change. Expected values are computed from the rule (times from the
+ * scenario's own clock), never copied from the implementation's output.
+ */
+#include "state_fixture.h"
+
+/* The status table as docs/tickets.md states it (an independent copy of the spec). */
+static const char *const allowed_moves[TQ_STATUS_COUNT] = {
+    [TQ_STATUS_NEW] = "open pending on_hold solved",
+    [TQ_STATUS_OPEN] = "pending on_hold solved",
+    [TQ_STATUS_PENDING] = "open on_hold solved",
+    [TQ_STATUS_ON_HOLD] = "open pending solved",
+    [TQ_STATUS_SOLVED] = "open pending on_hold closed",
+    [TQ_STATUS_CLOSED] = "",
+};
+
+static bool spec_allows(enum tq_ticket_status from, enum tq_ticket_status to) {
+    const char *list = allowed_moves[from];
+    const char *name = tq_status_name(to);
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) return true;
+    }
+    return false;
+}
+
+/* Drives a fresh ticket to status `st` through allowed moves. */
+static uint64_t ticket_in(struct fx *f, uint64_t tenant, uint64_t queue, enum tq_ticket_status st,
+                          const char *who) {
+    uint64_t t = fx_ingest(f, tenant, TQ_CHANNEL_EMAIL, who, NULL, queue);
+    if (st == TQ_STATUS_NEW) return t;
+    if (st == TQ_STATUS_CLOSED) {
+        fx_status(f, tenant, t, TQ_STATUS_SOLVED);
+        fx_status(f, tenant, t, TQ_STATUS_CLOSED);
+        return t;
+    }
+    fx_status(f, tenant, t, st);
+    return t;
+}
+
+static void test_status_table(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "support", false, 0);
+    int n = 0;
+    for (int from = 0; from < TQ_STATUS_COUNT; from++) {
+        for (int to = 0; to < TQ_STATUS_COUNT; to++) {
+            char who[64];
+            snprintf(who, sizeof(who), "c%d-%d@example.com", from, to);
+            uint64_t t = ticket_in(&f, tn, q, (enum tq_ticket_status)from, who);
+            TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, from);
+            TQ_CHECK_EQ(tq_state_status_move_allowed((enum tq_ticket_status)from,
+                                                     (enum tq_ticket_status)to),
+                        spec_allows((enum tq_ticket_status)from, (enum tq_ticket_status)to));
+            struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+            c.u.ticket_update.ticket_id = t;
+            c.u.ticket_update.fields = TQ_UPDATE_STATUS;
+            c.u.ticket_update.status = (enum tq_ticket_status)to;
+            uint32_t ev0 = f.ev_n;
+            if (from == TQ_STATUS_CLOSED) {
+                FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);     /* closed is immutable */
+            } else if (from == to) {
+                FX_OK(&f, &c);                                 /* not a move: no status event */
+                TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1), 0);
+            } else if (spec_allows((enum tq_ticket_status)from, (enum tq_ticket_status)to)) {
+                FX_OK(&f, &c);
+                TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, to);
+                const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1);
+                TQ_CHECK_EQ(e->field, TQ_FIELD_STATUS);
+                TQ_CHECK_EQ(e->old_value, from);
+                TQ_CHECK_EQ(e->new_value, to);
+                n++;
+            } else {
+                FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);
+                TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, from);
+            }
+        }
+    }
+    TQ_CHECK_EQ(n, 17);     /* the number of arrows in the spec table (4+3+3+3+4) */
+    fx_free(&f);
+}
+
+static void test_ingest_idempotent(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t a = fx_tenant(&f, "a"), b = fx_tenant(&f, "b");
+    uint64_t qa = fx_queue(&f, a, "q", false, 0), qb = fx_queue(&f, b, "q", false, 0);
+    uint64_t t1 = fx_ingest(&f, a, TQ_CHANNEL_EMAIL, "Bob@Example.com", "m-1", qa);
+    uint64_t m1 = f.res.message_id, c1 = f.res.customer_id;
+    TQ_CHECK(f.res.ticket_created && f.res.customer_created && !f.res.duplicate);
+    uint8_t d0[16], d1[16];
+    tq_state_digest(f.s, d0);
+    uint32_t ev0 = f.ev_n;
+    uint64_t t2 = fx_ingest(&f, a, TQ_CHANNEL_EMAIL, "bob@example.com", "m-1", qa);
+    TQ_CHECK(f.res.duplicate);
+    TQ_CHECK_EQ(t2, t1);
+    TQ_CHECK_EQ(f.res.message_id, m1);
+    TQ_CHECK_EQ(f.res.customer_id, c1);
+    TQ_CHECK_EQ(f.ev_n, ev0);
+    tq_state_digest(f.s, d1);
+    TQ_CHECK_MEM_EQ(d0, d1, 16);
+    TQ_CHECK_EQ(fx_ticket(&f, a, t1).message_count, 1);
+    /* email identities are case-insensitive: same customer, appended to the same ticket */
+    fx_ingest(&f, a, TQ_CHANNEL_EMAIL, "BOB@example.COM", "m-2", qa);
+    TQ_CHECK_EQ(f.res.customer_id, c1);
+    TQ_CHECK_EQ(f.res.ticket_id, t1);
+    TQ_CHECK(!f.res.ticket_created);
+    TQ_CHECK_EQ(fx_ticket(&f, a, t1).message_count, 2);
+    /* the same provider id on another channel or tenant is another message */
+    fx_ingest(&f, a, TQ_CHANNEL_SMS, "+15550001", "m-1", qa);
+    TQ_CHECK(!f.res.duplicate);
+    fx_ingest(&f, b, TQ_CHANNEL_EMAIL, "bob@example.com", "m-1", qb);
+    TQ_CHECK(!f.res.duplicate);
+    TQ_CHECK(f.res.customer_created);
+    /* non-email identities are exact */
+    fx_ingest(&f, a, TQ_CHANNEL_WECHAT, "WxAbc", NULL, qa);
+    uint64_t cw = f.res.customer_id;
+    fx_ingest(&f, a, TQ_CHANNEL_WECHAT, "wxabc", NULL, qa);
+    TQ_CHECK_NE(f.res.customer_id, cw);
+    /* messages without an external id are never duplicates */
+    fx_ingest(&f, a, TQ_CHANNEL_WECHAT, "WxAbc", NULL, qa);
+    TQ_CHECK(!f.res.duplicate);
+    struct tq_customer_view cv;
+    TQ_CHECK_OK(tq_state_customer_find(f.s, a, TQ_CHANNEL_EMAIL, S("bOb@eXample.com"), &cv), NULL);
+    TQ_CHECK_EQ(cv.customer_id, c1);
+    TQ_CHECK_ERR(tq_state_customer_find(f.s, b, TQ_CHANNEL_WECHAT, S("WxAbc"), &cv),
+                 TQ_ERR_NOT_FOUND, NULL);
+    fx_free(&f);
+}
+
+static void set_tags(struct fx *f, uint64_t tn, uint64_t t, const char *t1, const char *t2) {
+    struct tq_str tags[2] = {S(t1), S(t2)};
+    struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    c.u.ticket_update.ticket_id = t;
+    c.u.ticket_update.fields = TQ_UPDATE_TAGS_ADD;
+    c.u.ticket_update.tags_add_count = 2;
+    c.u.ticket_update.tags_add = tags;
+    FX_OK(f, &c);
+}
+
+static void test_append_reopen_follow_up(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0), q2 = fx_queue(&f, tn, "q2", false, 0);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+4912345", "w1", q);
+    set_tags(&f, tn, t, "vip", "refund");
+    for (int st = TQ_STATUS_PENDING; st <= TQ_STATUS_SOLVED; st++) {
+        fx_status(&f, tn, t, (enum tq_ticket_status)st);
+        uint32_t ev0 = f.ev_n;
+        TQ_CHECK_EQ(fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+4912345", NULL, q), t);
+        TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, TQ_STATUS_OPEN);
+        const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1);
+        TQ_CHECK_EQ(e->old_value, st);
+        TQ_CHECK_EQ(e->new_value, TQ_STATUS_OPEN);
+    }
+    /* another queue: a separate ticket for the same customer */
+    uint64_t other = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+4912345", NULL, q2);
+    TQ_CHECK_NE(other, t);
+    fx_status(&f, tn, t, TQ_STATUS_SOLVED);
+    fx_status(&f, tn, t, TQ_STATUS_CLOSED);
+    uint32_t ev0 = f.ev_n;
+    uint64_t fu = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+4912345", NULL, q);
+    TQ_CHECK_NE(fu, t);
+    TQ_CHECK(f.res.ticket_created);
+    struct tq_ticket_view v = fx_ticket(&f, tn, fu);
+    TQ_CHECK_EQ(v.follow_up_of_id, t);
+    TQ_CHECK_EQ(v.status, TQ_STATUS_NEW);
+    TQ_CHECK_EQ(v.tag_count, 2);
+    TQ_CHECK(v.tags[0].len == 3 && memcmp(v.tags[0].ptr, "vip", 3) == 0);
+    TQ_CHECK_EQ(v.number, fx_ticket(&f, tn, other).number + 1);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_TICKET_CREATED, -1)->old_value, (int64_t)t);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, TQ_STATUS_CLOSED);
+    fx_free(&f);
+}
+
+static void test_customer_merge(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t1 = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "ann@example.com", NULL, q);
+    uint64_t c1 = f.res.customer_id;
+    uint64_t t2 = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+331234", NULL, q);
+    uint64_t c2 = f.res.customer_id;
+    TQ_CHECK_NE(c1, c2);
+    struct tq_cmd c = fx_cmd(TQ_CMD_CUSTOMER_MERGE, tn);
+    c.u.customer_merge.survivor_id = c1;
+    c.u.customer_merge.merged_id = c1;
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.customer_merge.merged_id = c2;
+    uint32_t ev0 = f.ev_n;
+    FX_OK(&f, &c);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_CUSTOMER_MERGED, -1), 1);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t2).customer_id, c1);
+    const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1);
+    TQ_CHECK_EQ(e->field, TQ_FIELD_CUSTOMER);
+    TQ_CHECK_EQ(e->old_value, (int64_t)c2);
+    struct tq_customer_view cv;
+    TQ_CHECK_OK(tq_state_customer_get(f.s, tn, c2, &cv), NULL);
+    TQ_CHECK_EQ(cv.merged_into_id, c1);
+    TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_WHATSAPP, S("+331234"), &cv), NULL);
+    TQ_CHECK_EQ(cv.customer_id, c1);
+    TQ_CHECK_EQ(cv.identity_count, 2);
+    TQ_CHECK_EQ(cv.open_ticket_count, 2);
+    enum tq_channel ch;
+    struct tq_str ext;
+    TQ_CHECK(tq_state_customer_identity(f.s, tn, c1, 1, &ch, &ext));
+    TQ_CHECK_EQ(ch, TQ_CHANNEL_WHATSAPP);
+    /* a returning customer on the merged identity lands on the survivor's open ticket */
+    uint64_t t3 = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+331234", NULL, q);
+    TQ_CHECK(t3 == t1 || t3 == t2);
+    TQ_CHECK_EQ(f.res.customer_id, c1);
+    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);            /* already merged */
+    struct tq_cmd link = fx_cmd(TQ_CMD_CUSTOMER_LINK, tn);
+    link.u.customer_link.customer_id = c1;
+    link.u.customer_link.channel = TQ_CHANNEL_EMAIL;
+    link.u.customer_link.external_id = S("ANN@example.com");
+    FX_ERR(&f, &link, TQ_ERR_ALREADY_EXISTS);
+    link.u.customer_link.customer_id = c2;
+    link.u.customer_link.external_id = S("ann2@example.com");
+    FX_ERR(&f, &link, TQ_ERR_FAILED_PRECONDITION);         /* merged customers take no links */
+    fx_free(&f);
+}
+
+static void test_ticket_merge(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0), q2 = fx_queue(&f, tn, "q2", false, 0);
+    uint64_t a = fx_agent(&f, tn, "al", TQ_PRESENCE_ONLINE, 5, 5);
+    uint64_t t1 = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "x@example.com", NULL, q);
+    uint64_t m1 = f.res.message_id;
+    uint64_t t2 = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "x@example.com", NULL, q2);
+    uint64_t m2 = f.res.message_id;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "x@example.com", NULL, q);
+    uint64_t m3 = f.res.message_id;
+    fx_reply(&f, tn, a, t2);
+    uint64_t m4 = f.res.message_id;
+    struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_MERGE, tn);
+    c.u.ticket_merge.source_id = t2;
+    c.u.ticket_merge.target_id = t2;
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ticket_merge.target_id = t1;
+    uint32_t ev0 = f.ev_n;
+    FX_OK(&f, &c);
+    struct tq_ticket_view src = fx_ticket(&f, tn, t2), dst = fx_ticket(&f, tn, t1);
+    TQ_CHECK_EQ(src.merged_into_id, t1);
+    TQ_CHECK_EQ(src.status, TQ_STATUS_CLOSED);
+    TQ_CHECK_EQ(src.message_count, 0);
+    TQ_CHECK_EQ(dst.message_count, 4);
+    struct tq_message_view mv[8];
+    TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, t1, 0, 8, mv), 4);
+    const uint64_t want[4] = {m1, m2, m3, m4};
+    for (int i = 0; i < 4; i++) {
+        TQ_CHECK_EQ(mv[i].message_id, want[i]);
+        TQ_CHECK_EQ(mv[i].ticket_id, t1);
+    }
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_TICKET_MERGED, -1)->new_value, (int64_t)t1);
+    TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, t1, 3, 8, mv), 1);
+    TQ_CHECK_EQ(mv[0].message_id, m4);
+    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);            /* source is a tombstone now */
+    struct tq_cmd r = fx_cmd(TQ_CMD_MESSAGE_REPLY, tn);
+    r.u.reply.ticket_id = t2;
+    r.u.reply.body = S("x");
+    FX_ERR(&f, &r, TQ_ERR_FAILED_PRECONDITION);
+    fx_free(&f);
+}
+
+static void test_claim_capacity(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q1 = fx_queue(&f, tn, "pre-sales", false, 0);
+    uint64_t q2 = fx_queue(&f, tn, "warranty", false, 0);
+    uint64_t a = fx_agent(&f, tn, "al", TQ_PRESENCE_ONLINE, 1, 2);
+    uint64_t b = fx_agent(&f, tn, "bo", TQ_PRESENCE_ONLINE, 0, 0);
+    uint64_t t_low = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "1@x.com", NULL, q1);
+    f.now += 1000;
+    uint64_t t_old = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "2@x.com", NULL, q2);
+    f.now += 1000;
+    uint64_t t_new = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "3@x.com", NULL, q2);
+    uint64_t t_chat = fx_ingest(&f, tn, TQ_CHANNEL_WEBCHAT, "chat-1", NULL, q1);
+    struct tq_cmd u = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    u.u.ticket_update.ticket_id = t_low;
+    u.u.ticket_update.fields = TQ_UPDATE_PRIORITY;
+    u.u.ticket_update.priority = TQ_PRIORITY_LOW;
+    FX_OK(&f, &u);
+    uint64_t ids[8];
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q2, ids, 8), 2);
+    TQ_CHECK_EQ(ids[0], t_old);
+    struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_CLAIM, tn);
+    c.u.claim.agent_id = b;
+    FX_ERR(&f, &c, TQ_ERR_RESOURCE_EXHAUSTED);              /* no capacity at all */
+    c.actor_agent_id = b;
+    c.u.claim.agent_id = a;
+    FX_ERR(&f, &c, TQ_ERR_PERMISSION_DENIED);               /* b may not claim for a */
+    c.actor_agent_id = a;
+    /* across all queues, by priority then entry time: chat (normal, live class) competes with
+     * the email tickets; t_old entered before t_chat, t_low has low priority */
+    FX_OK(&f, &c);
+    TQ_CHECK_EQ(f.res.ticket_id, t_old);
+    FX_OK(&f, &c);
+    TQ_CHECK_EQ(f.res.ticket_id, t_new);
+    FX_OK(&f, &c);
+    TQ_CHECK_EQ(f.res.ticket_id, t_chat);                   /* async full: only live left */
+    FX_ERR(&f, &c, TQ_ERR_RESOURCE_EXHAUSTED);
+    struct tq_agent_view av;
+    TQ_CHECK_OK(tq_state_agent_get(f.s, tn, a, &av), NULL);
+    TQ_CHECK_EQ(av.load[TQ_CHANNEL_CLASS_ASYNC], 2);
+    TQ_CHECK_EQ(av.load[TQ_CHANNEL_CLASS_LIVE], 1);
+    /* a manual assignment may exceed capacity, and says so */
+    struct tq_cmd m = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    m.u.ticket_update.ticket_id = t_low;
+    m.u.ticket_update.fields = TQ_UPDATE_ASSIGNEE;
+    m.u.ticket_update.assignee_id = a;
+    FX_OK(&f, &m);
+    TQ_CHECK(f.res.over_capacity);
+    TQ_CHECK_OK(tq_state_agent_get(f.s, tn, a, &av), NULL);
+    TQ_CHECK_EQ(av.load[TQ_CHANNEL_CLASS_ASYNC], 3);
+    /* pending still counts, solving frees capacity */
+    fx_status(&f, tn, t_old, TQ_STATUS_PENDING);
+    TQ_CHECK_OK(tq_state_agent_get(f.s, tn, a, &av), NULL);
+    TQ_CHECK_EQ(av.load[TQ_CHANNEL_CLASS_ASYNC], 3);
+    fx_status(&f, tn, t_old, TQ_STATUS_SOLVED);
+    TQ_CHECK_OK(tq_state_agent_get(f.s, tn, a, &av), NULL);
+    TQ_CHECK_EQ(av.load[TQ_CHANNEL_CLASS_ASYNC], 2);
+    /* release puts it back; transfer moves it */
+    struct tq_cmd rel = fx_cmd(TQ_CMD_TICKET_RELEASE, tn);
+    rel.u.release.ticket_id = t_new;
+    FX_OK(&f, &rel);
+    FX_ERR(&f, &rel, TQ_ERR_FAILED_PRECONDITION);
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q2, ids, 8), 1);
+    TQ_CHECK_EQ(ids[0], t_new);
+    struct tq_cmd tr = fx_cmd(TQ_CMD_TICKET_TRANSFER, tn);
+    tr.u.transfer.ticket_id = t_new;
+    FX_ERR(&f, &tr, TQ_ERR_INVALID_ARGUMENT);
+    tr.u.transfer.to_queue_id = q1;
+    FX_OK(&f, &tr);
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q2, ids, 8), 0);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t_new).queue_id, q1);
+    tr.u.transfer.to_queue_id = 0;
+    tr.u.transfer.to_agent_id = b;
+    FX_OK(&f, &tr);
+    TQ_CHECK(f.res.over_capacity);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t_new).assignee_id, b);
+    struct tq_queue_view qv;
+    TQ_CHECK_OK(tq_state_queue_get(f.s, tn, q1, &qv), NULL);
+    TQ_CHECK_EQ(qv.depth, 0);
+    fx_free(&f);
+}
+
+static void test_autoassign(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "auto", true, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 0, 2);
+    f.now += 10;
+    uint64_t b = fx_agent(&f, tn, "b", TQ_PRESENCE_ONLINE, 0, 1);
+    uint64_t off = fx_agent(&f, tn, "off", TQ_PRESENCE_OFFLINE, 0, 9);
+    (void)off;
+    uint64_t t[5];
+    for (int i = 0; i < 5; i++) {
+        char who[32];
+        snprintf(who, sizeof(who), "c%d@x.com", i);
+        f.now += 1000;
+        t[i] = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, who, NULL, q);
+    }
+    /* t0: a and b both load 0, never assigned (0): tie on wait -> lowest id (a).
+     * t1: b has load 0 < a's 1 -> b. t2: b full, a has room -> a. t3, t4: no capacity. */
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[0]).assignee_id, a);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[1]).assignee_id, b);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[2]).assignee_id, a);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[3]).assignee_id, 0);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[4]).assignee_id, 0);
+    /* capacity frees: the best waiting ticket goes to the agent with room */
+    f.now += 1000;
+    uint32_t ev0 = f.ev_n;
+    fx_status(&f, tn, t[1], TQ_STATUS_SOLVED);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[3]).assignee_id, b);
+    const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_ASSIGNED, -1);
+    TQ_CHECK_EQ(e->ticket_id, t[3]);
+    TQ_CHECK_EQ(e->new_value, (int64_t)b);
+    /* ties on load: whoever waited longest since their last assignment */
+    f.now += 1000;
+    fx_status(&f, tn, t[0], TQ_STATUS_SOLVED);   /* a: load 1, last assigned at t2 */
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t[4]).assignee_id, a);
+    /* an agent coming online takes work the moment it appears */
+    uint64_t t5 = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c5@x.com", NULL, q);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t5).assignee_id, 0);
+    struct tq_cmd up = fx_cmd(TQ_CMD_AGENT_UPDATE, tn);
+    up.u.agent.agent_id = off;
+    up.u.agent.set_presence = true;
+    up.u.agent.presence = TQ_PRESENCE_ONLINE;
+    FX_OK(&f, &up);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t5).assignee_id, off);
+    /* never over capacity */
+    uint64_t ids[16];
+    uint32_t n = tq_state_agent_ids(f.s, tn, ids, 16);
+    for (uint32_t i = 0; i < n; i++) {
+        struct tq_agent_view av;
+        TQ_CHECK_OK(tq_state_agent_get(f.s, tn, ids[i], &av), NULL);
+        TQ_CHECK_LE(av.load[1], av.capacity[1]);
+    }
+    fx_free(&f);
+}
+
+static void test_assignment_timeout(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 10 * MIN_MS);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    uint64_t t0 = f.now;
+    struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_CLAIM, tn);
+    c.u.claim.agent_id = a;
+    FX_OK(&f, &c);
+    TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), t0 + 10 * MIN_MS);
+    f.now = t0 + 4 * MIN_MS;
+    fx_reply(&f, tn, a, t);                        /* the assignee acted: timer restarts */
+    TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), t0 + 14 * MIN_MS);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, t0 + 13 * MIN_MS);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).assignee_id, a);
+    fx_tick(&f, t0 + 20 * MIN_MS);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).assignee_id, 0);
+    const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_ASSIGNED, -1);
+    TQ_CHECK_EQ(e->at_ms, t0 + 14 * MIN_MS);
+    TQ_CHECK_EQ(e->old_value, (int64_t)a);
+    uint64_t ids[4];
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q, ids, 4), 1);
+    /* pending: the agent is waiting on the customer, no timeout */
+    FX_OK(&f, &c);
+    fx_status(&f, tn, t, TQ_STATUS_PENDING);
+    fx_tick(&f, f.now + HOUR_MS);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).assignee_id, a);
+    fx_free(&f);
+}
+
+static void take(struct fx *f, uint64_t tn, uint32_t max, uint64_t lease, uint32_t expect) {
+    struct tq_cmd c = fx_cmd(TQ_CMD_OUTBOX_TAKE, tn);
+    c.u.outbox_take.channel = TQ_CHANNEL_EMAIL;
+    c.u.outbox_take.max = max;
+    c.u.outbox_take.lease_ms = lease;
+    FX_OK(f, &c);
+    TQ_CHECK_EQ(f->res.taken_count, expect);
+}
+
+static void ack(struct fx *f, uint64_t tn, uint64_t msg, enum tq_delivery st, bool retry,
+                bool expect_dup) {
+    struct tq_cmd c = fx_cmd(TQ_CMD_OUTBOX_ACK, tn);
+    c.u.outbox_ack.message_id = msg;
+    c.u.outbox_ack.status = st;
+    c.u.outbox_ack.retry = retry;
+    c.u.outbox_ack.reason = S("mailbox full");
+    FX_OK(f, &c);
+    TQ_CHECK_EQ(f->res.duplicate, expect_dup);
+}
+
+static void test_outbox(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 0, 3);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    uint64_t m1 = fx_reply(&f, tn, a, t);
+    uint64_t m2 = fx_reply(&f, tn, a, t);
+    struct tq_message_view mv;
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.delivery, TQ_DELIVERY_QUEUED);
+    TQ_CHECK_EQ(mv.direction, TQ_DIRECTION_OUTBOUND);
+    TQ_CHECK_EQ(mv.author_kind, TQ_AUTHOR_AGENT);
+    take(&f, tn, 1, 30000, 1);
+    TQ_CHECK_EQ(f.res.taken_ids[0], m1);
+    take(&f, tn, 10, 30000, 1);
+    TQ_CHECK_EQ(f.res.taken_ids[0], m2);
+    take(&f, tn, 10, 30000, 0);                         /* everything leased */
+    ack(&f, tn, m2, TQ_DELIVERY_SENT, false, false);
+    ack(&f, tn, m2, TQ_DELIVERY_READ, false, false);
+    ack(&f, tn, m2, TQ_DELIVERY_DELIVERED, false, true); /* late receipt: never backwards */
+    ack(&f, tn, m2, TQ_DELIVERY_FAILED, false, true);    /* stale failure after delivery */
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m2, &mv), NULL);
+    TQ_CHECK_EQ(mv.delivery, TQ_DELIVERY_READ);
+    /* m1's lease expires: it is taken again; attempts count up to the maximum (3) */
+    f.now += 30000;
+    take(&f, tn, 10, 30000, 1);
+    TQ_CHECK_EQ(f.res.taken_ids[0], m1);
+    ack(&f, tn, m1, TQ_DELIVERY_FAILED, true, false);   /* retryable: back to the queue */
+    take(&f, tn, 10, 30000, 1);
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.attempts, 3);
+    TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), f.now + 30000);
+    uint32_t ev0 = f.ev_n;
+    uint64_t expiry = f.now + 30000;
+    fx_tick(&f, f.now + 60000);                          /* the third lease expires */
+    const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_OUTBOX_FAILED, -1);
+    TQ_CHECK_EQ(e->message_id, m1);
+    TQ_CHECK_EQ(e->at_ms, expiry);
+    e = fx_last(&f, ev0, TQ_EVENT_DELIVERY_STATUS, -1);
+    TQ_CHECK_EQ(e->old_value, TQ_DELIVERY_QUEUED);
+    TQ_CHECK_EQ(e->new_value, TQ_DELIVERY_FAILED);
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.delivery, TQ_DELIVERY_FAILED);
+    ack(&f, tn, m1, TQ_DELIVERY_SENT, false, true);     /* failed is terminal */
+    struct tq_stats st;
+    tq_state_stats(f.s, tn, &st);
+    TQ_CHECK_EQ(st.outbox_pending, 0);
+    /* notes never reach the outbox; acks for inbound messages are refused */
+    struct tq_cmd note = fx_cmd(TQ_CMD_MESSAGE_REPLY, tn);
+    note.actor_agent_id = a;
+    note.u.reply.ticket_id = t;
+    note.u.reply.internal_note = true;
+    note.u.reply.body = S("internal");
+    FX_OK(&f, &note);
+    tq_state_stats(f.s, tn, &st);
+    TQ_CHECK_EQ(st.outbox_pending, 0);
+    struct tq_message_view list[8];
+    TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, t, 0, 8, list), 4);
+    struct tq_cmd bad = fx_cmd(TQ_CMD_OUTBOX_ACK, tn);
+    bad.u.outbox_ack.message_id = list[0].message_id;
+    bad.u.outbox_ack.status = TQ_DELIVERY_SENT;
+    FX_ERR(&f, &bad, TQ_ERR_FAILED_PRECONDITION);
+    fx_free(&f);
+}
+
+/* ---- SLA ---------------------------------------------------------------------------------- */
+
+static void test_sla_first_reply_breach_and_warning(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 750, 0, 5);
+    fx_policy(&f, tn, HOUR_MS, 0, 0, 0, false);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t0 = f.now;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].state, TQ_SLA_RUNNING);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, t0 + HOUR_MS);
+    TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), t0 + 45 * MIN_MS);
+    struct tq_sla_due due[4];
+    TQ_CHECK_EQ(tq_state_sla_nearest(f.s, tn, due, 4), 1);
+    TQ_CHECK_EQ(due[0].deadline_ms, t0 + HOUR_MS);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, t0 + 44 * MIN_MS);
+    TQ_CHECK_EQ(f.ev_n, ev0);
+    fx_tick(&f, t0 + 3 * HOUR_MS);                 /* one late tick: both, exact stamps */
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_WARNING, TQ_SLA_FIRST_REPLY), 1);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_FIRST_REPLY), 1);
+    TQ_CHECK_EQ(f.ev[ev0].type, TQ_EVENT_SLA_WARNING);
+    TQ_CHECK_EQ(f.ev[ev0].at_ms, t0 + 45 * MIN_MS);
+    TQ_CHECK_EQ(f.ev[ev0 + 1].type, TQ_EVENT_SLA_BREACH);
+    TQ_CHECK_EQ(f.ev[ev0 + 1].at_ms, t0 + HOUR_MS);
+    TQ_CHECK_EQ(f.ev[ev0 + 1].lsn, f.lsn);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].state, TQ_SLA_BREACHED);
+    struct tq_stats st;
+    tq_state_stats(f.s, tn, &st);
+    TQ_CHECK_EQ(st.sla_breaches, 1);
+    TQ_CHECK_EQ(st.sla_warnings, 1);
+    /* a second ticket answered in time: achieved, nothing fires later */
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_AWAY, 0, 0);
+    uint64_t t1 = f.now;
+    uint64_t u = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "d@x.com", NULL, q);
+    f.now = t1 + 30 * MIN_MS;
+    ev0 = f.ev_n;
+    fx_reply(&f, tn, a, u);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_ACHIEVED, TQ_SLA_FIRST_REPLY), 1);
+    v = fx_ticket(&f, tn, u);
+    TQ_CHECK_EQ(v.first_response_ms, t1 + 30 * MIN_MS);
+    TQ_CHECK_EQ(v.status, TQ_STATUS_OPEN);
+    fx_tick(&f, t1 + 5 * HOUR_MS);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_BREACH, -1), 0);
+    tq_state_stats(f.s, tn, &st);
+    TQ_CHECK_LE(st.first_response_p50_ms, 30 * MIN_MS * 9 / 8);
+    TQ_CHECK_GE(st.first_response_p50_ms, 30 * MIN_MS * 7 / 8);
+    fx_free(&f);
+}
+
+static void test_sla_automated_reply_does_not_count(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_policy(&f, tn, HOUR_MS, 0, 0, 0, false);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_cmd c = fx_cmd(TQ_CMD_MESSAGE_REPLY, tn);
+    c.actor_agent_id = a;
+    c.u.reply.ticket_id = t;
+    c.u.reply.automated = true;
+    c.u.reply.body = S("we got your message");
+    FX_OK(&f, &c);
+    c.u.reply.automated = false;
+    c.u.reply.internal_note = true;
+    FX_OK(&f, &c);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].state, TQ_SLA_RUNNING);
+    TQ_CHECK_EQ(v.first_response_ms, 0);
+    TQ_CHECK_EQ(v.status, TQ_STATUS_NEW);
+    fx_free(&f);
+}
+
+static void test_sla_next_reply(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 0, 5);
+    fx_policy(&f, tn, HOUR_MS, 2 * HOUR_MS, 0, 0, false);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    f.now += 10 * MIN_MS;
+    fx_reply(&f, tn, a, t);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).sla[TQ_SLA_NEXT_REPLY].state, TQ_SLA_NONE);
+    f.now += 20 * MIN_MS;
+    uint64_t in1 = f.now;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    f.now += 5 * MIN_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);   /* clock keeps the oldest */
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].state, TQ_SLA_RUNNING);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].deadline_ms, in1 + 2 * HOUR_MS);
+    f.now = in1 + HOUR_MS;
+    uint32_t ev0 = f.ev_n;
+    fx_reply(&f, tn, a, t);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_ACHIEVED, TQ_SLA_NEXT_REPLY), 1);
+    /* next cycle breaches, stamped with its own deadline */
+    f.now += HOUR_MS;
+    uint64_t in2 = f.now;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    ev0 = f.ev_n;
+    fx_tick(&f, in2 + 10 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_NEXT_REPLY)->at_ms, in2 + 2 * HOUR_MS);
+    fx_free(&f);
+}
+
+static void test_sla_pauses_and_reopen(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 0, 5);
+    fx_policy(&f, tn, 0, 0, 8 * HOUR_MS, 4 * HOUR_MS, false);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t0 = f.now;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, t0 + 8 * HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, t0 + 4 * HOUR_MS);
+    /* +1h pending (both pause), +3h customer answers (both resume) */
+    f.now = t0 + HOUR_MS;
+    fx_status(&f, tn, t, TQ_STATUS_PENDING);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].state, TQ_SLA_PAUSED);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].elapsed_ms, HOUR_MS);
+    TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), UINT64_MAX);
+    f.now = t0 + 3 * HOUR_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.status, TQ_STATUS_OPEN);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, t0 + 10 * HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, t0 + 6 * HOUR_MS);
+    /* +4h on hold: requester wait keeps running, agent work pauses */
+    f.now = t0 + 4 * HOUR_MS;
+    fx_status(&f, tn, t, TQ_STATUS_ON_HOLD);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].state, TQ_SLA_RUNNING);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].state, TQ_SLA_PAUSED);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].elapsed_ms, 2 * HOUR_MS);
+    /* +5h solved: both achieved; +7h reopened: they resume, never restart */
+    f.now = t0 + 5 * HOUR_MS;
+    uint32_t ev0 = f.ev_n;
+    fx_status(&f, tn, t, TQ_STATUS_SOLVED);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_ACHIEVED, -1), 2);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].state, TQ_SLA_ACHIEVED);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].elapsed_ms, 3 * HOUR_MS);
+    TQ_CHECK_EQ(v.solved_ms, t0 + 5 * HOUR_MS);
+    f.now = t0 + 7 * HOUR_MS;
+    fx_status(&f, tn, t, TQ_STATUS_OPEN);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].state, TQ_SLA_RUNNING);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, t0 + 12 * HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, t0 + 9 * HOUR_MS);
+    ev0 = f.ev_n;
+    fx_tick(&f, t0 + 20 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_AGENT_WORK)->at_ms, t0 + 9 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REQUESTER_WAIT)->at_ms,
+                t0 + 12 * HOUR_MS);
+    fx_free(&f);
+}
+
+static void test_sla_priority_change(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 0, 5);
+    struct tq_sla_policy p;
+    memset(&p, 0, sizeof(p));
+    p.name = S("by priority");
+    p.channel = -1;
+    p.targets.target_ms[TQ_SLA_FIRST_REPLY][TQ_PRIORITY_NORMAL] = 8 * HOUR_MS;
+    p.targets.target_ms[TQ_SLA_FIRST_REPLY][TQ_PRIORITY_URGENT] = HOUR_MS;
+    p.targets.target_ms[TQ_SLA_REQUESTER_WAIT][TQ_PRIORITY_NORMAL] = 24 * HOUR_MS;
+    p.targets.target_ms[TQ_SLA_REQUESTER_WAIT][TQ_PRIORITY_URGENT] = 4 * HOUR_MS;
+    struct tq_cmd c = fx_cmd(TQ_CMD_SLA_POLICIES_SET, tn);
+    c.u.sla_policies_set.count = 1;
+    c.u.sla_policies_set.policies = &p;
+    FX_OK(&f, &c);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t0 = f.now;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    f.now = t0 + 30 * MIN_MS;
+    fx_status(&f, tn, t, TQ_STATUS_PENDING);
+    f.now = t0 + 90 * MIN_MS;
+    fx_status(&f, tn, t, TQ_STATUS_OPEN);
+    f.now = t0 + 2 * HOUR_MS;
+    struct tq_cmd u = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    u.u.ticket_update.ticket_id = t;
+    u.u.ticket_update.fields = TQ_UPDATE_PRIORITY;
+    u.u.ticket_update.priority = TQ_PRIORITY_URGENT;
+    FX_OK(&f, &u);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    /* first reply: from the original start; requester wait: start + target + time paused */
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, t0 + HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].target_ms, HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, t0 + 4 * HOUR_MS + HOUR_MS);
+    /* the already-passed deadline fires at the next tick, stamped with the deadline */
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, f.now + 1);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_FIRST_REPLY)->at_ms, t0 + HOUR_MS);
+    /* urgent jumps the queue */
+    uint64_t t2 = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "d@x.com", NULL, q);
+    uint64_t ids[4];
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q, ids, 4), 2);
+    TQ_CHECK_EQ(ids[0], t);
+    TQ_CHECK_EQ(ids[1], t2);
+    fx_free(&f);
+}
+
+/* Mon-Fri 09:00-17:00 UTC. */
+static void business_hours(struct fx *f, uint64_t tn) {
+    static struct tq_calendar cal;
+    tq_calendar_init_24x7(&cal);
+    snprintf(cal.tz_name, sizeof(cal.tz_name), "UTC");
+    for (int d = 1; d <= 5; d++) {
+        cal.interval_count[d] = 1;
+        cal.intervals[d][0].start_minute = 9 * 60;
+        cal.intervals[d][0].end_minute = 17 * 60;
+    }
+    struct tq_cmd c = fx_cmd(TQ_CMD_BUSINESS_HOURS_SET, tn);
+    c.u.business_hours_set.calendar = &cal;
+    FX_OK(f, &c);
+}
+
+static void test_sla_business_hours(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 500, 0, 5);
+    business_hours(&f, tn);
+    fx_policy(&f, tn, 2 * HOUR_MS, 0, 0, 4 * HOUR_MS, true);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    /* Friday 2023-11-17 16:00 UTC: 1 business hour left on Friday, 1 more on Monday */
+    const uint64_t fri_16 = 1700236800000ull;
+    const uint64_t mon_09 = fri_16 + 2 * DAY_MS + 17 * HOUR_MS;
+    f.now = fri_16;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, mon_09 + HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, mon_09 + 3 * HOUR_MS);
+    /* warning at 50% of 2 business hours: Friday 17:00 exactly */
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, mon_09 + 2 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_WARNING, TQ_SLA_FIRST_REPLY)->at_ms, fri_16 + HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_FIRST_REPLY)->at_ms, mon_09 + HOUR_MS);
+    /* pause on Monday 11:00 after 2 business hours of work; resume Tuesday 10:00 */
+    f.now = mon_09 + 2 * HOUR_MS;
+    fx_status(&f, tn, t, TQ_STATUS_PENDING);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].elapsed_ms, 3 * HOUR_MS);
+    f.now = mon_09 + DAY_MS + HOUR_MS;
+    fx_status(&f, tn, t, TQ_STATUS_OPEN);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, f.now + HOUR_MS);
+    /* the same scenario without business hours counts calendar time */
+    fx_policy(&f, tn, 2 * HOUR_MS, 0, 0, 4 * HOUR_MS, false);
+    f.now = fri_16 + 7 * DAY_MS;
+    uint64_t u = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "d@x.com", NULL, q);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, u).sla[TQ_SLA_FIRST_REPLY].deadline_ms, f.now + 2 * HOUR_MS);
+    fx_free(&f);
+}
+
+static void test_reply_window(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 24 * HOUR_MS, 5);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t0 = f.now;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+1555", NULL, q);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REPLY_WINDOW].state, TQ_SLA_RUNNING);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REPLY_WINDOW].deadline_ms, t0 + 24 * HOUR_MS);
+    /* a new customer message reopens the window from its own time */
+    f.now = t0 + 5 * HOUR_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+1555", NULL, q);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).sla[TQ_SLA_REPLY_WINDOW].deadline_ms, t0 + 29 * HOUR_MS);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, t0 + 28 * HOUR_MS);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REPLY_WINDOW), 0);
+    fx_tick(&f, t0 + 30 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REPLY_WINDOW)->at_ms, t0 + 29 * HOUR_MS);
+    /* email has no window */
+    uint64_t e = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, e).sla[TQ_SLA_REPLY_WINDOW].state, TQ_SLA_NONE);
+    fx_free(&f);
+}
+
+static void test_wake_and_auto_close(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 2 * DAY_MS, 0, 0, 5);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t0 = f.now;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_cmd u = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    u.u.ticket_update.ticket_id = t;
+    u.u.ticket_update.fields = TQ_UPDATE_STATUS | TQ_UPDATE_WAKE_AT;
+    u.u.ticket_update.status = TQ_STATUS_ON_HOLD;
+    u.u.ticket_update.wake_at_ms = t0 + DAY_MS;
+    FX_OK(&f, &u);
+    TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), t0 + DAY_MS);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, t0 + 2 * DAY_MS);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.status, TQ_STATUS_OPEN);
+    TQ_CHECK_EQ(v.wake_at_ms, 0);
+    const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1);
+    TQ_CHECK_EQ(e->field, TQ_FIELD_WAKE_AT);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1), 2);
+    TQ_CHECK_EQ(f.ev[ev0].new_value, TQ_STATUS_OPEN);
+    TQ_CHECK_EQ(f.ev[ev0].at_ms, t0 + DAY_MS);
+    uint64_t ids[2];
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q, ids, 2), 1);   /* back in the queue */
+    f.now = t0 + 3 * DAY_MS;
+    fx_status(&f, tn, t, TQ_STATUS_SOLVED);
+    ev0 = f.ev_n;
+    fx_tick(&f, t0 + 9 * DAY_MS);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, TQ_STATUS_CLOSED);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1)->at_ms, t0 + 5 * DAY_MS);
+    struct tq_stats st;
+    tq_state_stats(f.s, tn, &st);
+    TQ_CHECK_EQ(st.tickets_by_status[TQ_STATUS_CLOSED], 1);
+    TQ_CHECK_GE(st.resolution_p50_ms, 3 * DAY_MS * 7 / 8);
+    TQ_CHECK_LE(st.resolution_p50_ms, 3 * DAY_MS * 9 / 8);
+    fx_free(&f);
+}
+
+static void test_tenant_isolation(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t a = fx_tenant(&f, "a"), b = fx_tenant(&f, "b");
+    uint64_t qa = fx_queue(&f, a, "q", false, 0);
+    uint64_t qb = fx_queue(&f, b, "q", false, 0);
+    uint64_t aa = fx_agent(&f, a, "a", TQ_PRESENCE_ONLINE, 3, 3);
+    uint64_t ab = fx_agent(&f, b, "b", TQ_PRESENCE_ONLINE, 3, 3);
+    uint64_t ta = fx_ingest(&f, a, TQ_CHANNEL_EMAIL, "c@x.com", NULL, qa);
+    uint64_t ca = f.res.customer_id;
+    uint64_t ma = f.res.message_id;
+    fx_ingest(&f, b, TQ_CHANNEL_EMAIL, "c@x.com", NULL, qb);
+    uint64_t cb = f.res.customer_id;
+    struct tq_ticket_view tv;
+    TQ_CHECK_ERR(tq_state_ticket_get(f.s, b, ta, &tv), TQ_ERR_NOT_FOUND, NULL);
+    struct tq_message_view mv;
+    TQ_CHECK_ERR(tq_state_message_get(f.s, b, ma, &mv), TQ_ERR_NOT_FOUND, NULL);
+    struct tq_customer_view cv;
+    TQ_CHECK_ERR(tq_state_customer_get(f.s, b, ca, &cv), TQ_ERR_NOT_FOUND, NULL);
+    struct tq_queue_view qv;
+    TQ_CHECK_ERR(tq_state_queue_get(f.s, b, qa, &qv), TQ_ERR_NOT_FOUND, NULL);
+    struct tq_agent_view av;
+    TQ_CHECK_ERR(tq_state_agent_get(f.s, b, aa, &av), TQ_ERR_NOT_FOUND, NULL);
+    TQ_CHECK_EQ(tq_state_ticket_messages(f.s, b, ta, 0, 1, &mv), 0);
+    /* commands naming another tenant's ids behave as for missing ids */
+    struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_UPDATE, b);
+    c.u.ticket_update.ticket_id = ta;
+    c.u.ticket_update.fields = TQ_UPDATE_STATUS;
+    c.u.ticket_update.status = TQ_STATUS_OPEN;
+    FX_ERR(&f, &c, TQ_ERR_NOT_FOUND);
+    c.u.ticket_update.ticket_id = 999999;
+    FX_ERR(&f, &c, TQ_ERR_NOT_FOUND);
+    struct tq_cmd m = fx_cmd(TQ_CMD_CUSTOMER_MERGE, b);
+    m.u.customer_merge.survivor_id = cb;
+    m.u.customer_merge.merged_id = ca;
+    FX_ERR(&f, &m, TQ_ERR_NOT_FOUND);
+    struct tq_cmd cl = fx_cmd(TQ_CMD_TICKET_CLAIM, b);
+    cl.u.claim.agent_id = ab;
+    uint64_t foreign_q = qa;
+    cl.u.claim.queue_count = 1;
+    cl.u.claim.queue_ids = &foreign_q;
+    FX_ERR(&f, &cl, TQ_ERR_NOT_FOUND);
+    cl.u.claim.agent_id = aa;
+    cl.u.claim.queue_count = 0;
+    FX_ERR(&f, &cl, TQ_ERR_NOT_FOUND);
+    struct tq_cmd ing = fx_cmd(TQ_CMD_MESSAGE_INGEST, b);
+    ing.u.ingest.from_external_id = S("z@x.com");
+    ing.u.ingest.queue_id = qa;
+    FX_ERR(&f, &ing, TQ_ERR_NOT_FOUND);
+    struct tq_cmd act = fx_cmd(TQ_CMD_MESSAGE_REPLY, b);
+    act.actor_agent_id = aa;
+    act.u.reply.ticket_id = ta;
+    FX_ERR(&f, &act, TQ_ERR_PERMISSION_DENIED);
+    struct tq_cmd none = fx_cmd(TQ_CMD_QUEUE_CREATE, 77);
+    none.u.queue.name = S("x");
+    FX_ERR(&f, &none, TQ_ERR_NOT_FOUND);
+    struct tq_stats st;
+    tq_state_stats(f.s, b, &st);
+    TQ_CHECK_EQ(st.ticket_count, 1);
+    tq_state_stats(f.s, 0, &st);
+    TQ_CHECK_EQ(st.ticket_count, 2);
+    TQ_CHECK_EQ(st.tenant_count, 2);
+    fx_free(&f);
+}
+
+static void test_limits(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    static char big[TQ_BODY_BYTES_DEFAULT_MAX + 2];
+    memset(big, 'x', sizeof(big) - 1);
+    struct tq_cmd c = fx_cmd(TQ_CMD_MESSAGE_INGEST, tn);
+    c.u.ingest.from_external_id = S("a@x.com");
+    c.u.ingest.queue_id = q;
+    c.u.ingest.body = (struct tq_str){big, TQ_BODY_BYTES_DEFAULT_MAX + 1};
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.body = (struct tq_str){big, TQ_BODY_BYTES_DEFAULT_MAX};
+    FX_OK(&f, &c);
+    c.u.ingest.subject = (struct tq_str){big, TQ_NAME_BYTES_MAX + 1};
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.subject = S("");
+    c.u.ingest.from_external_id = (struct tq_str){big, TQ_EXTERNAL_ID_BYTES_MAX + 1};
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.from_external_id = S("");
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.from_external_id = S("a@x.com");
+    struct tq_attachment att[TQ_ATTACHMENTS_PER_MESSAGE_MAX + 1];
+    for (int i = 0; i <= TQ_ATTACHMENTS_PER_MESSAGE_MAX; i++) {
+        att[i] = (struct tq_attachment){S("k"), S("n.pdf"), S("application/pdf"), 10};
+    }
+    c.u.ingest.attachment_count = TQ_ATTACHMENTS_PER_MESSAGE_MAX + 1;
+    c.u.ingest.attachments = att;
+    TQ_CHECK_UEQ(tq_cmd_encode(&c, f.buf, f.buf_cap), tq_cmd_encoded_size(&c));
+    struct tq_cmd dec;
+    TQ_CHECK_ERR(tq_cmd_decode(f.buf, tq_cmd_encoded_size(&c), &dec, &f.arena, &f.err),
+                 TQ_ERR_CORRUPT, &f.err);               /* the decoder refuses it too */
+    TQ_CHECK_ERR(tq_state_apply(f.s, f.lsn + 1, &c, NULL, NULL, &f.err),
+                 TQ_ERR_INVALID_ARGUMENT, &f.err);
+    c.u.ingest.attachment_count = TQ_ATTACHMENTS_PER_MESSAGE_MAX;
+    FX_OK(&f, &c);
+    uint64_t t = f.res.ticket_id;
+    c.u.ingest.queue_id = 0;
+    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);        /* no default queue for email */
+    c.u.ingest.queue_id = q;
+    c.now_ms = 1ull << 60;
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    /* tags: 32 per ticket */
+    char names[40][8];
+    struct tq_str tags[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof(names[i]), "t%d", i);
+        tags[i] = S(names[i]);
+    }
+    struct tq_cmd u = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    u.u.ticket_update.ticket_id = t;
+    u.u.ticket_update.fields = TQ_UPDATE_TAGS_ADD;
+    u.u.ticket_update.tags_add = tags;
+    u.u.ticket_update.tags_add_count = 30;
+    FX_OK(&f, &u);
+    u.u.ticket_update.tags_add = tags + 28;
+    u.u.ticket_update.tags_add_count = 5;               /* 2 known + 3 new = 33 */
+    FX_ERR(&f, &u, TQ_ERR_RESOURCE_EXHAUSTED);
+    u.u.ticket_update.tags_add_count = 4;               /* 2 known + 2 new = 32 */
+    FX_OK(&f, &u);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).tag_count, 32);
+    u.u.ticket_update.fields = TQ_UPDATE_TAGS_REMOVE;
+    u.u.ticket_update.tags_remove = tags;
+    u.u.ticket_update.tags_remove_count = 2;
+    FX_OK(&f, &u);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).tag_count, 30);
+    /* custom fields */
+    struct tq_custom_field cf[2] = {{S("order"), TQ_FIELD_STRING, S("A-1"), 0},
+                                    {S("gift"), TQ_FIELD_BOOL, S(""), 2}};
+    u.u.ticket_update.fields = TQ_UPDATE_FIELDS;
+    u.u.ticket_update.custom_fields = cf;
+    u.u.ticket_update.field_count = 2;
+    FX_ERR(&f, &u, TQ_ERR_INVALID_ARGUMENT);            /* bool must be 0 or 1 */
+    cf[1].int_value = 1;
+    FX_OK(&f, &u);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.field_count, 2);
+    TQ_CHECK_EQ(v.custom_fields[1].int_value, 1);
+    TQ_CHECK_EQ(v.custom_fields[0].string_value.len, 3);
+    /* other limits */
+    struct tq_cmd qn = fx_cmd(TQ_CMD_QUEUE_CREATE, tn);
+    FX_ERR(&f, &qn, TQ_ERR_INVALID_ARGUMENT);           /* a queue needs a name */
+    struct tq_sla_policy pol[TQ_SLA_POLICIES_MAX + 1];
+    memset(pol, 0, sizeof(pol));
+    for (int i = 0; i <= TQ_SLA_POLICIES_MAX; i++) pol[i].channel = -1;
+    struct tq_cmd ps = fx_cmd(TQ_CMD_SLA_POLICIES_SET, tn);
+    ps.u.sla_policies_set.count = TQ_SLA_POLICIES_MAX + 1;
+    ps.u.sla_policies_set.policies = pol;
+    TQ_CHECK_ERR(tq_state_apply(f.s, f.lsn + 1, &ps, NULL, NULL, &f.err),
+                 TQ_ERR_INVALID_ARGUMENT, &f.err);
+    ps.u.sla_policies_set.count = 1;
+    pol[0].channel = 11;
+    FX_ERR(&f, &ps, TQ_ERR_INVALID_ARGUMENT);
+    pol[0].channel = -1;
+    pol[0].targets.target_ms[0][0] = 100ull * 366 * DAY_MS;
+    FX_ERR(&f, &ps, TQ_ERR_INVALID_ARGUMENT);
+    struct tq_cmd st = fx_cmd(TQ_CMD_TENANT_SETTINGS, tn);
+    st.u.tenant_settings.outbox_attempts_max = 0;
+    FX_ERR(&f, &st, TQ_ERR_INVALID_ARGUMENT);
+    st.u.tenant_settings.outbox_attempts_max = 3;
+    st.u.tenant_settings.sla_warning_permille = 1001;
+    FX_ERR(&f, &st, TQ_ERR_INVALID_ARGUMENT);
+    struct tq_cmd tk = fx_cmd(TQ_CMD_OUTBOX_TAKE, tn);
+    tk.u.outbox_take.max = TQ_OUTBOX_TAKE_MAX + 1;
+    tk.u.outbox_take.lease_ms = 1000;
+    FX_ERR(&f, &tk, TQ_ERR_INVALID_ARGUMENT);
+    fx_free(&f);
+}
+
+static void test_tokens_and_consumers(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
+    struct tq_cmd c = fx_cmd(TQ_CMD_TOKEN_ISSUE, tn);
+    c.u.token_issue.role = TQ_ROLE_AGENT;
+    c.u.token_issue.agent_id = a;
+    memset(c.u.token_issue.hash, 0xab, 32);
+    c.u.token_issue.name = S("laptop");
+    FX_OK(&f, &c);
+    uint64_t id = f.res.token_id;
+    FX_ERR(&f, &c, TQ_ERR_ALREADY_EXISTS);
+    c.u.token_issue.hash[0] = 1;
+    c.u.token_issue.role = TQ_ROLE_SERVER_ADMIN;
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);           /* server admins have no tenant */
+    c.tenant_id = 0;
+    c.u.token_issue.agent_id = 0;
+    FX_OK(&f, &c);
+    uint8_t h[32];
+    memset(h, 0xab, 32);
+    struct tq_token_view v;
+    TQ_CHECK_OK(tq_state_token_find(f.s, h, &v), NULL);
+    TQ_CHECK_EQ(v.token_id, id);
+    TQ_CHECK_EQ(v.agent_id, a);
+    TQ_CHECK_EQ(v.role, TQ_ROLE_AGENT);
+    struct tq_cmd r = fx_cmd(TQ_CMD_TOKEN_REVOKE, tn);
+    r.u.token_revoke.token_id = id;
+    FX_OK(&f, &r);
+    FX_ERR(&f, &r, TQ_ERR_FAILED_PRECONDITION);
+    TQ_CHECK_ERR(tq_state_token_find(f.s, h, &v), TQ_ERR_FAILED_PRECONDITION, NULL);
+    h[1] = 0;
+    TQ_CHECK_ERR(tq_state_token_find(f.s, h, &v), TQ_ERR_NOT_FOUND, NULL);
+    struct tq_cmd k = fx_cmd(TQ_CMD_CONSUMER_ACK, tn);
+    k.u.consumer_ack.name = S("crm-sync");
+    k.u.consumer_ack.lsn = 40;
+    FX_OK(&f, &k);
+    k.u.consumer_ack.lsn = 30;                          /* positions only move forward */
+    FX_OK(&f, &k);
+    TQ_CHECK_EQ(tq_state_consumer_lsn(f.s, tn, S("crm-sync")), 40);
+    TQ_CHECK_EQ(tq_state_consumer_lsn(f.s, tn, S("other")), 0);
+    fx_free(&f);
+}
+
+static void test_hourly_and_stats(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t hour0 = f.now / HOUR_MS * HOUR_MS;
+    f.now = hour0 + 10;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "a@x.com", NULL, q);
+    fx_ingest(&f, tn, TQ_CHANNEL_SMS, "+1", NULL, q);
+    fx_ingest(&f, tn, TQ_CHANNEL_SMS, "+2", NULL, q);
+    f.now = hour0 + HOUR_MS + 5;
+    fx_ingest(&f, tn, TQ_CHANNEL_SMS, "+3", NULL, q);
+    uint64_t out[TQ_CHANNEL_COUNT];
+    tq_state_hourly_messages(f.s, tn, hour0, out);
+    TQ_CHECK_EQ(out[TQ_CHANNEL_EMAIL], 1);
+    TQ_CHECK_EQ(out[TQ_CHANNEL_SMS], 2);
+    tq_state_hourly_messages(f.s, tn, hour0 + HOUR_MS, out);
+    TQ_CHECK_EQ(out[TQ_CHANNEL_SMS], 1);
+    tq_state_hourly_messages(f.s, tn, hour0 + 49 * HOUR_MS, out);
+    TQ_CHECK_EQ(out[TQ_CHANNEL_SMS], 0);
+    struct tq_stats st;
+    tq_state_stats(f.s, tn, &st);
+    TQ_CHECK_EQ(st.tickets_by_status[TQ_STATUS_NEW], 4);
+    TQ_CHECK_EQ(st.queued_tickets, 4);
+    TQ_CHECK_EQ(st.messages_by_channel[TQ_CHANNEL_SMS], 3);
+    struct tq_queue_view qv;
+    TQ_CHECK_OK(tq_state_queue_get(f.s, tn, q, &qv), NULL);
+    TQ_CHECK_EQ(qv.depth, 4);
+    TQ_CHECK_EQ(qv.oldest_enqueued_ms, hour0 + 10);
+    fx_free(&f);
+}
+
+int main(void) {
+    tq_test_seed("test_state_rules");
+    test_status_table();
+    test_ingest_idempotent();
+    test_append_reopen_follow_up();
+    test_customer_merge();
+    test_ticket_merge();
+    test_claim_capacity();
+    test_autoassign();
+    test_assignment_timeout();
+    test_outbox();
+    test_sla_first_reply_breach_and_warning();
+    test_sla_automated_reply_does_not_count();
+    test_sla_next_reply();
+    test_sla_pauses_and_reopen();
+    test_sla_priority_change();
+    test_sla_business_hours();
+    test_reply_window();
+    test_wake_and_auto_close();
+    test_tenant_isolation();
+    test_limits();
+    test_tokens_and_consumers();
+    test_hourly_and_stats();
+    printf("test_state_rules: ok\n");
+    return 0;
+}
