@@ -91,7 +91,7 @@ static const struct manifest_file *manifest_find(const struct manifest *m, const
 /* A relative path from a manifest must stay inside the directory. */
 static bool safe_rel_path(const char *p) {
     if (strncmp(p, "log/", 4) != 0 && strncmp(p, "snapshots/", 10) != 0) return false;
-    return strstr(p, "..") == NULL && strchr(p + 4, '/') == strrchr(p, '/');
+    return strstr(p, "..") == NULL && strchr(p, '/') == strrchr(p, '/');
 }
 
 /* Reads dir/MANIFEST. TQ_ERR_NOT_FOUND if there is none, TQ_ERR_CORRUPT if malformed. */
@@ -286,7 +286,6 @@ struct backup_run {
     struct tq_ops_backup_result *result;
 };
 
-static const char *const segment_suffixes[] = {".seg", ".zseg", NULL};
 static const char *const snapshot_suffixes[] = {".snap", NULL};
 
 /* Copies (or reuses) one segment. last: the active segment, cut at its last valid batch. */
@@ -461,7 +460,7 @@ enum tq_err tq_ops_backup(const char *data_dir, const char *dest, bool progress,
     /* Snapshot list first, segments second (see the file comment). */
     err = tq_ops_names_list(src_snap, snapshot_suffixes, &snaps, error);
     if (err == TQ_ERR_NOT_FOUND) err = TQ_OK;
-    if (err == TQ_OK) err = tq_ops_names_list(src_log, segment_suffixes, &segs, error);
+    if (err == TQ_OK) err = tq_ops_segment_names(src_log, &segs, error);
     if (err != TQ_OK) goto fail;
     size_t last_index = SIZE_MAX;
     for (size_t i = 0; i < segs.count; i++) {
@@ -616,11 +615,10 @@ enum tq_err tq_ops_restore(const struct tq_ops_restore_options *options, uint64_
     if (err == TQ_OK) err = tq_ops_mkdir(dst_snap, error);
     if (err != TQ_OK) return err;
 
-    static const char *const seg_suffixes[] = {".seg", ".zseg", NULL};
     static const char *const snap_suffixes[] = {".snap", NULL};
     struct tq_ops_names segs, snaps;
     memset(&snaps, 0, sizeof(snaps));
-    err = tq_ops_names_list(src_log, seg_suffixes, &segs, error);
+    err = tq_ops_segment_names(src_log, &segs, error);
     if (err != TQ_OK) return err;
     struct cut_ctx cut;
     memset(&cut, 0, sizeof(cut));

@@ -102,6 +102,40 @@ struct tq_ops_restore_options {
 TQ_NODISCARD enum tq_err tq_ops_restore(const struct tq_ops_restore_options *options,
                                         uint64_t *lsn_last_out, struct tq_error *error);
 
+/* ---- compaction (offline) ------------------------------------------------------------ */
+
+#define TQ_OPS_ERASE_MAX 64            /* customers per run: erasure requests come one by one */
+
+struct tq_ops_compact_options {
+    const char *dir;                   /* data directory; no server may be running on it */
+    uint64_t tenant_id;                /* tenant of erase_customers and retention (default 1) */
+    uint64_t erase_customers[TQ_OPS_ERASE_MAX];
+    uint32_t erase_count;
+    uint64_t retention_ms;             /* 0: keep everything; else drop messages of tickets
+                                          closed longer ago than this (log time) */
+    const char *archive_dir;           /* with retention: write dropped records here first */
+    bool compress;                     /* zstd-compress sealed segments */
+    bool progress;                     /* progress lines on stderr */
+};
+
+struct tq_ops_compact_result {
+    uint64_t snapshot_lsn;
+    uint64_t records_erased, records_retained_out, archived_records;
+    uint64_t records_redacted, segments_rewritten, segments_compressed;
+    uint64_t bytes_before, bytes_after;
+    double seconds;
+};
+
+/* Compacts dir offline: snapshot at the last LSN, redaction of the erased customers' records
+ * and of messages past retention (payload zeroed, hash kept, so verify still passes and lists
+ * them), zstd compression of sealed segments. Crash-safe at every point: each file change is
+ * an atomic rename and the snapshot is durable before the first redaction. Returns TQ_OK,
+ * TQ_ERR_INVALID_ARGUMENT, TQ_ERR_FAILED_PRECONDITION (the log grew: a server is running),
+ * TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_NO_SPACE. */
+TQ_NODISCARD enum tq_err tq_ops_compact(const struct tq_ops_compact_options *options,
+                                        struct tq_ops_compact_result *result,
+                                        struct tq_error *error);
+
 /* ---- state rebuild (shared by replay --at and the tests) -------------------------------- */
 
 struct tq_state;

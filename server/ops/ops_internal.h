@@ -95,6 +95,12 @@ TQ_NODISCARD enum tq_err tq_ops_manifest_check(const char *dir, uint64_t *files_
 
 /* ---- segscan.c ------------------------------------------------------------------------ */
 
+/* The segment files of log_dir in LSN order, as storage sees them: only "<20 digits>.seg" and
+ * ".zseg" names; where both forms of one segment exist (a compression that finished but did
+ * not remove the plain file yet), only the .zseg, exactly as recovery decides. */
+TQ_NODISCARD enum tq_err tq_ops_segment_names(const char *log_dir, struct tq_ops_names *names,
+                                              struct tq_error *error);
+
 /* One batch of a segment image, as decoded by storage's tq_batch_check. */
 struct tq_ops_batch {
     const char *file;               /* segment file name */

@@ -200,12 +200,21 @@ static enum tq_err engine_run(struct engine *e, struct tq_error *error) {
             break;
         }
         if (err != TQ_OK) break;
-        if (rec.lsn > e->lsn_to) break;
+        if (rec.lsn > e->lsn_to) {
+            stop = true;
+            break;
+        }
         if (rec.type != TQ_RECORD_TYPE_CMD) continue;
         err = engine_step(e, &rec, &stop, error);
         if (err != TQ_OK) break;
     }
     tq_log_iter_close(iter);
+    /* The log ended inside a window that only the snapshot covers (compaction snapshots its
+     * last LSN): the snapshot is the state at the end. */
+    if (err == TQ_OK && !stop && e->lost_at != 0 && e->recovery.snapshot_lsn >= e->lost_at &&
+        e->recovery.snapshot_lsn == e->recovery.lsn_last) {
+        err = engine_load_snapshot(e, error);
+    }
     return err;
 }
 

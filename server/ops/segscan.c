@@ -25,6 +25,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+enum tq_err tq_ops_segment_names(const char *log_dir, struct tq_ops_names *names,
+                                 struct tq_error *error) {
+    static const char *const suffixes[] = {".seg", ".zseg", NULL};
+    enum tq_err err = tq_ops_names_list(log_dir, suffixes, names, error);
+    if (err != TQ_OK) return err;
+    size_t kept = 0;
+    for (size_t i = 0; i < names->count; i++) {
+        char *name = names->names[i];
+        uint64_t lsn, next_lsn;
+        bool drop = !tq_ops_name_lsn(name, &lsn) ||
+                    (strlen(name) != 24 && strlen(name) != 25); /* 20 digits + .seg/.zseg */
+        /* "X.seg" sorts right before "X.zseg": the plain one is the leftover. */
+        if (!drop && i + 1 < names->count && tq_ops_name_lsn(names->names[i + 1], &next_lsn) &&
+            next_lsn == lsn) {
+            drop = true;
+        }
+        if (drop) {
+            tq_free(name, strlen(name) + 1);
+        } else {
+            names->names[kept++] = name;
+        }
+    }
+    names->count = kept;
+    return TQ_OK;
+}
+
 void tq_ops_batch_records(const struct tq_ops_batch *batch, tq_ops_record_fn fn, void *ctx) {
     TQ_ASSERT(batch != NULL && fn != NULL);
     uint32_t offset = 0;

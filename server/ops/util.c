@@ -296,7 +296,7 @@ enum tq_err tq_ops_names_list(const char *dir, const char *const *suffixes,
         TQ_ASSERT(names->names[names->count - 1] != NULL);
     }
     closedir(d);
-    qsort(names->names, names->count, sizeof(char *), name_cmp);
+    if (names->count > 1) qsort(names->names, names->count, sizeof(char *), name_cmp);
     return TQ_OK;
 }
 

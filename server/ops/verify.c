@@ -110,7 +110,6 @@ static enum tq_err verify_batch(void *vctx, const struct tq_ops_batch *batch,
     return TQ_OK;
 }
 
-static const char *const segment_suffixes[] = {".seg", ".zseg", NULL};
 static const char *const snapshot_suffixes[] = {".snap", NULL};
 
 /* Walks every segment of log_dir in LSN order. */
@@ -118,29 +117,18 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
                                    struct tq_error *error) {
     struct tq_ops_verify_report *r = ctx->report;
     struct tq_ops_names names;
-    enum tq_err err = tq_ops_names_list(log_dir, segment_suffixes, &names, error);
+    enum tq_err err = tq_ops_segment_names(log_dir, &names, error);
     if (err != TQ_OK) return err;
-    uint64_t prev_named = 0;
     for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
         uint64_t named;
-        if (!tq_ops_name_lsn(names.names[i], &named)) continue; /* spare or temp files */
-        if (named == prev_named && i > 0) {
-            err = tq_error_set(error, TQ_ERR_CORRUPT,
-                               "%s: a second segment for LSN %" PRIu64 " (plain and compressed?)",
-                               names.names[i], named);
-            break;
-        }
-        prev_named = named;
+        bool named_ok = tq_ops_name_lsn(names.names[i], &named);
+        TQ_ASSERT(named_ok); /* tq_ops_segment_names keeps only segment names */
         struct tq_ops_segment seg;
         err = tq_ops_segment_load(log_dir, names.names[i], &seg, error);
         if (err != TQ_OK) break;
         r->segments++;
         if (seg.compressed) r->segments_compressed++;
-        bool last = true;
-        for (size_t j = i + 1; j < names.count; j++) {
-            uint64_t ignored;
-            if (tq_ops_name_lsn(names.names[j], &ignored)) last = false;
-        }
+        bool last = i + 1 == names.count;
         ctx->seg = &seg;
         ctx->first_in_segment = true;
         if (ctx->expected_lsn != 0 && named != ctx->expected_lsn) {

@@ -13,6 +13,7 @@
  */
 #include "ops.h"
 #include "ops_testlib.h"
+#include "tq_assert.h"
 #include "tq_test.h"
 
 #include <stdlib.h>

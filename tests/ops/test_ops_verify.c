@@ -39,7 +39,7 @@ static void list_segments(const char *dir, struct seglist *out) {
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
         if (n == 24 && strcmp(e->d_name + 20, ".seg") == 0 && out->count < 256) {
-            snprintf(out->names[out->count++], 32, "%s", e->d_name);
+            memcpy(out->names[out->count++], e->d_name, 25);
         }
     }
     closedir(d);
@@ -203,7 +203,7 @@ static void test_chain_head_moves(const char *work, struct ops_db *db) {
 int main(void) {
     uint64_t seed = tq_test_seed("test_ops_verify");
     uint64_t rng = seed;
-    char pristine[256], work[256];
+    char pristine[256], work[300];
     ops_tmpdir("verify", pristine, sizeof(pristine));
     snprintf(work, sizeof(work), "%s.work", pristine);
     struct ops_db db;

@@ -1,0 +1,558 @@
+/* server/ops/compact.c: `ticketq compact` (offline): snapshot, erasure, retention, compression.
+ *
+ * Owns the rewrite of old segments. Steps, in this order, each durable before the next:
+ *   1. open the log read-write (recovery cuts a torn tail), rebuild the state with the same
+ *      apply as the server (tq_ops_state_at) and write it as a snapshot at the last LSN;
+ *   2. decide which records to redact, by decoding every command record and looking its
+ *      subject up in the rebuilt state: --erase-customer (right to erasure: the customer's
+ *      inbound messages, the replies on their tickets, their creation and identity links) and
+ *      --retention (the messages of tickets closed longer ago than the retention; with
+ *      --archive DIR their records are first written to DIR, fsynced);
+ *   3. with no log open, rewrite each segment holding such records: payload bytes zeroed, the
+ *      record flagged TQ_RECORD_REDACTED, its length and payload hash kept. The batch area hash
+ *      covers only (len, type, payload_hash) per record and batch headers are untouched, so
+ *      every checksum and the hash chain still verify (storage/format.c explains why). The new
+ *      image goes to <lsn>.seg.tmp, fsync, rename, fsync dir; a compressed segment is rewritten
+ *      as a plain one and its .zseg removed afterwards;
+ *   4. reopen the log and zstd-compress every sealed segment (tq_log_compress_segment, which is
+ *      atomic on its own).
+ * Crash safety: every file change is an atomic rename, so each segment is either its old or
+ * its new image, and both hold the same batches with the same hashes: the log always opens.
+ * A .seg and a .zseg of one segment side by side resolve to the .zseg (recovery's rule), i.e.
+ * the old image. The snapshot is durable before the first redaction, so the state is always
+ * rebuildable: replay shows a tombstone for a redacted record and resumes from the snapshot.
+ * Online compaction (while the server appends) is out of scope here: see docs/operations.md.
+ * The snapshot blob still holds the erased customer's name and identities (the state machine
+ * has no erase command yet): only message bodies and the logged identities are physically gone.
+ */
+#include "ops_internal.h"
+
+#include "log.h"
+#include "state.h"
+#include "tq_alloc.h"
+#include "tq_assert.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEGMENTS_MAX 65536        /* 4 TiB of 64 MiB segments */
+
+/* ---- a sorted set of LSNs ------------------------------------------------------------ */
+
+struct lsn_set {
+    uint64_t *lsns;
+    size_t count, cap;
+};
+
+static void set_add(struct lsn_set *s, uint64_t lsn) {
+    if (s->count == s->cap) {
+        size_t cap = s->cap == 0 ? 256 : s->cap * 2;
+        s->lsns = tq_xrealloc(s->lsns, s->cap * sizeof(uint64_t), cap * sizeof(uint64_t));
+        s->cap = cap;
+    }
+    s->lsns[s->count++] = lsn;
+}
+
+static int u64_cmp(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void set_seal(struct lsn_set *s) {
+    if (s->count == 0) return;
+    qsort(s->lsns, s->count, sizeof(uint64_t), u64_cmp);
+    size_t kept = 1;
+    for (size_t i = 1; i < s->count; i++) {
+        if (s->lsns[i] != s->lsns[kept - 1]) s->lsns[kept++] = s->lsns[i];
+    }
+    s->count = kept;
+}
+
+static bool set_has(const struct lsn_set *s, uint64_t lsn) {
+    return s->count > 0 && bsearch(&lsn, s->lsns, s->count, sizeof(uint64_t), u64_cmp) != NULL;
+}
+
+static void set_free(struct lsn_set *s) {
+    if (s->lsns != NULL) tq_free(s->lsns, s->cap * sizeof(uint64_t));
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- step 2: what to redact ----------------------------------------------------------- */
+
+struct classify {
+    const struct tq_ops_compact_options *o;
+    const struct tq_state *state;
+    struct lsn_set erase, retain;    /* retain: retention drops (archived first if asked) */
+    uint64_t now_ms;                 /* latest command time in the log */
+};
+
+static bool erased_customer(const struct classify *c, uint64_t customer_id) {
+    for (uint32_t i = 0; i < c->o->erase_count; i++) {
+        if (c->o->erase_customers[i] == customer_id) return true;
+    }
+    return false;
+}
+
+/* The customer a command record is about (0: none or unknown), looked up in the final state. */
+static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd) {
+    struct tq_customer_view cv;
+    struct tq_ticket_view tv;
+    uint64_t tenant = cmd->tenant_id;
+    switch (cmd->type) {
+    case TQ_CMD_MESSAGE_INGEST:
+        if (tq_state_customer_find(c->state, tenant, cmd->u.ingest.channel,
+                                   cmd->u.ingest.from_external_id, &cv) == TQ_OK) {
+            return cv.customer_id;
+        }
+        return 0;
+    case TQ_CMD_MESSAGE_REPLY:
+        if (tq_state_ticket_get(c->state, tenant, cmd->u.reply.ticket_id, &tv) == TQ_OK) {
+            return tv.customer_id;
+        }
+        return 0;
+    case TQ_CMD_CUSTOMER_CREATE:
+        if (cmd->u.customer_create.external_id.len > 0 &&
+            tq_state_customer_find(c->state, tenant, cmd->u.customer_create.channel,
+                                   cmd->u.customer_create.external_id, &cv) == TQ_OK) {
+            return cv.customer_id;
+        }
+        return 0;
+    case TQ_CMD_CUSTOMER_LINK:
+        return cmd->u.customer_link.customer_id;
+    default:
+        return 0;
+    }
+}
+
+static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct tq_error *error) {
+    struct tq_log_iter *iter = NULL;
+    enum tq_err err = tq_log_iter_open(log, 0, &iter, error);
+    if (err != TQ_OK) return err;
+    struct tq_arena arena;
+    tq_arena_init(&arena, 64 * 1024);
+    for (;;) {
+        struct tq_log_record rec;
+        err = tq_log_iter_next(iter, &rec, error);
+        if (err == TQ_ERR_NOT_FOUND) {
+            err = TQ_OK;
+            break;
+        }
+        if (err != TQ_OK) break;
+        if (rec.type != TQ_RECORD_TYPE_CMD || (rec.flags & TQ_RECORD_REDACTED) != 0) continue;
+        struct tq_cmd cmd;
+        tq_arena_reset(&arena);
+        err = tq_cmd_decode(rec.payload, rec.len, &cmd, &arena, error);
+        if (err != TQ_OK) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT, "lsn %" PRIu64 ": undecodable: %s",
+                               rec.lsn, error->msg);
+            break;
+        }
+        if (cmd.now_ms > c->now_ms) c->now_ms = cmd.now_ms;
+        if (c->o->erase_count == 0 || cmd.tenant_id != c->o->tenant_id) continue;
+        uint64_t customer = cmd_customer(c, &cmd);
+        if (customer != 0 && erased_customer(c, customer)) set_add(&c->erase, rec.lsn);
+    }
+    tq_arena_destroy(&arena);
+    tq_log_iter_close(iter);
+    return err;
+}
+
+/* Messages of the tenant's tickets closed before now - retention. Ticket ids are dense. */
+static void classify_retention(struct classify *c) {
+    if (c->o->retention_ms == 0) return;
+    uint64_t cutoff = c->now_ms > c->o->retention_ms ? c->now_ms - c->o->retention_ms : 0;
+    struct tq_stats stats;
+    tq_state_stats(c->state, 0, &stats);
+    struct tq_message_view views[64];
+    for (uint64_t tid = 1; tid <= stats.ticket_count; tid++) {
+        struct tq_ticket_view tv;
+        if (tq_state_ticket_get(c->state, c->o->tenant_id, tid, &tv) != TQ_OK) continue;
+        if (tv.status != TQ_STATUS_CLOSED || tv.updated_ms >= cutoff) continue;
+        for (uint32_t first = 0;;) {
+            uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
+                                                  (uint32_t)TQ_ARRAY_COUNT(views), views);
+            for (uint32_t i = 0; i < n; i++) set_add(&c->retain, views[i].lsn);
+            if (n < TQ_ARRAY_COUNT(views)) break;
+            first += n;
+        }
+    }
+}
+
+/* Writes the records of set to archive_dir/<first>-<last>.jsonl (payload as hex), durably. */
+static enum tq_err archive_write(struct tq_log *log, const char *archive_dir,
+                                 const struct lsn_set *set, struct tq_error *error) {
+    if (set->count == 0) return TQ_OK;
+    enum tq_err err = tq_ops_mkdir(archive_dir, error);
+    if (err != TQ_OK) return err;
+    size_t cap = 1 << 20, len = 0;
+    char *text = tq_xalloc(cap);
+    size_t buf_cap = TQ_RECORD_BYTES_DEFAULT_MAX + 64;
+    uint8_t *buf = tq_xalloc(buf_cap);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < set->count && err == TQ_OK; i++) {
+        struct tq_log_record rec;
+        err = tq_log_read(log, set->lsns[i], &rec, buf, buf_cap, error);
+        if (err != TQ_OK) break;
+        size_t need = 128 + 2 * (size_t)rec.len;
+        if (cap - len < need) {
+            size_t ncap = cap * 2 + need;
+            text = tq_xrealloc(text, cap, ncap);
+            cap = ncap;
+        }
+        len += (size_t)snprintf(text + len, cap - len,
+                                "{\"lsn\":%" PRIu64 ",\"type\":%u,\"commit_us\":%" PRIu64
+                                ",\"payload_hex\":\"",
+                                rec.lsn, rec.type, rec.commit_us);
+        for (uint32_t b = 0; b < rec.len; b++) {
+            text[len++] = hex[rec.payload[b] >> 4];
+            text[len++] = hex[rec.payload[b] & 15];
+        }
+        len += (size_t)snprintf(text + len, cap - len, "\"}\n");
+    }
+    if (err == TQ_OK) {
+        char name[64], path[TQ_OPS_PATH_BYTES_MAX];
+        snprintf(name, sizeof(name), "%020" PRIu64 "-%020" PRIu64 ".jsonl", set->lsns[0],
+                 set->lsns[set->count - 1]);
+        err = tq_ops_path_join(path, archive_dir, name, error);
+        if (err == TQ_OK) err = tq_ops_file_write_atomic(path, text, len, error);
+    }
+    tq_free(buf, buf_cap);
+    tq_free(text, cap);
+    return err;
+}
+
+/* ---- step 3: rewriting segments ------------------------------------------------------- */
+
+struct redact_ctx {
+    struct tq_ops_segment *seg;
+    const struct lsn_set *set;
+    uint64_t redacted;
+};
+
+static enum tq_err redact_batch(void *vctx, const struct tq_ops_batch *batch,
+                                struct tq_error *error) {
+    struct redact_ctx *ctx = vctx;
+    uint8_t *area = ctx->seg->image + batch->offset + TQ_BATCH_HEADER_BYTES;
+    uint32_t offset = 0, index = 0;
+    struct tq_record_header rec;
+    const uint8_t *payload;
+    bool changed = false;
+    while (tq_batch_record_next(area, batch->header.area_bytes, &offset, &rec, &payload)) {
+        uint64_t lsn = batch->header.lsn_first + index++;
+        if ((rec.flags & TQ_RECORD_REDACTED) != 0 || !set_has(ctx->set, lsn)) continue;
+        uint8_t *hdr = (uint8_t *)(uintptr_t)payload - TQ_RECORD_HEADER_BYTES;
+        memset(hdr + TQ_RECORD_HEADER_BYTES, 0, rec.len);
+        rec.flags = (uint16_t)(rec.flags | TQ_RECORD_REDACTED);
+        memcpy(hdr, &rec, sizeof(rec));
+        ctx->redacted++;
+        changed = true;
+    }
+    if (changed) {
+        /* The rewrite must still pass storage's own checks, byte for byte. */
+        struct tq_batch_header h;
+        char why[160];
+        const uint8_t *p = ctx->seg->image + batch->offset;
+        if (tq_batch_check(p, ctx->seg->image_bytes - batch->offset, true, &h, why,
+                           sizeof(why)) != TQ_BATCH_VALID) {
+            return tq_error_set(error, TQ_ERR_INTERNAL, "%s offset %" PRIu64
+                                ": redacted batch fails its check: %s",
+                                batch->file, batch->offset, why);
+        }
+        TQ_ASSERT(h.header_hash == batch->header.header_hash);
+    }
+    return TQ_OK;
+}
+
+/* Rewrites one segment with the records of set redacted; *redacted_out counts them. */
+static enum tq_err redact_segment(const char *log_dir, const char *name, const struct lsn_set *set,
+                                  uint64_t *redacted_out, struct tq_error *error) {
+    struct tq_ops_segment seg;
+    enum tq_err err = tq_ops_segment_load(log_dir, name, &seg, error);
+    if (err != TQ_OK) return err;
+    struct redact_ctx ctx = {&seg, set, 0};
+    struct tq_ops_walk_end end;
+    err = tq_ops_segment_walk(&seg, redact_batch, &ctx, &end, error);
+    if (err == TQ_OK && ctx.redacted > 0) {
+        char plain[64], path[TQ_OPS_PATH_BYTES_MAX];
+        snprintf(plain, sizeof(plain), "%020" PRIu64 ".seg", seg.lsn_first_named);
+        err = tq_ops_path_join(path, log_dir, plain, error);
+        if (err == TQ_OK) err = tq_ops_file_write_atomic(path, seg.image, seg.image_bytes, error);
+        if (err == TQ_OK && seg.compressed) {
+            /* Now both forms exist (recovery would pick the old .zseg): remove it. */
+            char zpath[TQ_OPS_PATH_BYTES_MAX];
+            err = tq_ops_path_join(zpath, log_dir, name, error);
+            if (err == TQ_OK && unlink(zpath) != 0) {
+                err = tq_error_set(error, TQ_ERR_IO, "unlink %s: %s", zpath, strerror(errno));
+            }
+            if (err == TQ_OK) err = tq_ops_dir_fsync(log_dir, error);
+        }
+    }
+    *redacted_out = ctx.redacted;
+    tq_ops_segment_free(&seg);
+    return err;
+}
+
+/* ---- the whole run ------------------------------------------------------------------- */
+
+static uint64_t dir_bytes(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return 0;
+    uint64_t total = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        char path[TQ_OPS_PATH_BYTES_MAX];
+        struct tq_error ignored;
+        struct stat st;
+        if (ent->d_name[0] == '.' || tq_ops_path_join(path, dir, ent->d_name, &ignored) != TQ_OK) {
+            continue;
+        }
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+static uint64_t data_bytes(const char *dir) {
+    char log_dir[TQ_OPS_PATH_BYTES_MAX], snap_dir[TQ_OPS_PATH_BYTES_MAX];
+    struct tq_error ignored;
+    if (tq_ops_path_join(log_dir, dir, "log", &ignored) != TQ_OK ||
+        tq_ops_path_join(snap_dir, dir, "snapshots", &ignored) != TQ_OK) {
+        return 0;
+    }
+    return dir_bytes(log_dir) + dir_bytes(snap_dir);
+}
+
+static enum tq_err open_rw(const char *dir, struct tq_log **log_out, struct tq_error *error) {
+    struct tq_log_options opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.dir = dir;
+    opt.ring_tag = 1;
+    opt.spare_no_prezero = true;
+    return tq_log_open(&opt, log_out, NULL, error);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Steps 1 and 2: snapshot, then the LSNs to redact (archived first where asked). */
+static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struct classify *c,
+                                   struct tq_ops_compact_result *r, struct tq_error *error) {
+    struct tq_log *log = NULL;
+    enum tq_err err = open_rw(o->dir, &log, error);
+    if (err != TQ_OK) return err;
+    struct tq_state *state = NULL;
+    uint64_t lsn = 0;
+    err = tq_ops_state_at(o->dir, UINT64_MAX, &state, &lsn, error);
+    if (err == TQ_OK && lsn != tq_log_acked_lsn(log)) {
+        err = tq_error_set(error, TQ_ERR_FAILED_PRECONDITION,
+                           "the log grew while compacting (LSN %" PRIu64 " -> %" PRIu64
+                           "): is a server running on %s?",
+                           lsn, tq_log_acked_lsn(log), o->dir);
+    }
+    void *blob = NULL;
+    size_t len = 0;
+    if (err == TQ_OK && lsn > 0) err = tq_state_serialize(state, &blob, &len, error);
+    if (err == TQ_OK && lsn > 0) err = tq_log_snapshot_write(log, lsn, blob, len, error);
+    if (blob != NULL) tq_free(blob, len);
+    r->snapshot_lsn = lsn;
+    if (err == TQ_OK) {
+        c->state = state;
+        err = classify_log(log, c, error);
+    }
+    if (err == TQ_OK) classify_retention(c);
+    set_seal(&c->erase);
+    set_seal(&c->retain);
+    if (err == TQ_OK && o->archive_dir != NULL) {
+        err = archive_write(log, o->archive_dir, &c->retain, error);
+        if (err == TQ_OK) r->archived_records = c->retain.count;
+    }
+    c->state = NULL;
+    if (state != NULL) tq_state_free(state);
+    tq_log_close(log);
+    return err;
+}
+
+/* Step 4: compress every sealed plain segment. */
+static enum tq_err compact_compress(const struct tq_ops_compact_options *o,
+                                    struct tq_ops_compact_result *r, struct tq_error *error) {
+    struct tq_log *log = NULL;
+    enum tq_err err = open_rw(o->dir, &log, error);
+    if (err != TQ_OK) return err;
+    uint64_t *lsns = tq_xalloc(SEGMENTS_MAX * sizeof(uint64_t));
+    size_t n = tq_log_segments(log, lsns, SEGMENTS_MAX);
+    for (size_t i = 0; i + 1 < n && err == TQ_OK; i++) {
+        if (o->progress) {
+            fprintf(stderr, "\rcompact: compressing segment %zu/%zu\033[K", i + 1, n - 1);
+        }
+        struct tq_compress_stats stats;
+        err = tq_log_compress_segment(log, lsns[i], &stats, error);
+        if (err == TQ_ERR_FAILED_PRECONDITION) {
+            err = TQ_OK; /* already compressed */
+        } else if (err == TQ_OK) {
+            r->segments_compressed++;
+        }
+    }
+    if (o->progress) fprintf(stderr, "\r\033[K");
+    tq_free(lsns, SEGMENTS_MAX * sizeof(uint64_t));
+    tq_log_close(log);
+    return err;
+}
+
+enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o,
+                           struct tq_ops_compact_result *r, struct tq_error *error) {
+    TQ_ASSERT(o != NULL && o->dir != NULL);
+    TQ_ASSERT(r != NULL);
+    memset(r, 0, sizeof(*r));
+    if (o->retention_ms == 0 && o->archive_dir != NULL) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "--archive needs --retention");
+    }
+    double t0 = now_seconds();
+    r->bytes_before = data_bytes(o->dir);
+    struct classify c;
+    memset(&c, 0, sizeof(c));
+    c.o = o;
+    enum tq_err err = compact_prepare(o, &c, r, error);
+    struct lsn_set all;
+    memset(&all, 0, sizeof(all));
+    for (size_t i = 0; i < c.erase.count; i++) set_add(&all, c.erase.lsns[i]);
+    for (size_t i = 0; i < c.retain.count; i++) set_add(&all, c.retain.lsns[i]);
+    set_seal(&all);
+    char log_dir[TQ_OPS_PATH_BYTES_MAX];
+    if (err == TQ_OK) err = tq_ops_path_join(log_dir, o->dir, "log", error);
+    if (err == TQ_OK && all.count > 0) {
+        struct tq_ops_names names;
+        err = tq_ops_segment_names(log_dir, &names, error);
+        for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
+            uint64_t first = 0, next = UINT64_MAX;
+            bool ok = tq_ops_name_lsn(names.names[i], &first);
+            TQ_ASSERT(ok);
+            if (i + 1 < names.count) {
+                ok = tq_ops_name_lsn(names.names[i + 1], &next);
+                TQ_ASSERT(ok);
+            }
+            /* Does [first, next) hold an LSN of the set? */
+            size_t lo = 0, hi = all.count;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (all.lsns[mid] < first) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if (lo == all.count || all.lsns[lo] >= next) continue;
+            if (o->progress) {
+                fprintf(stderr, "\rcompact: redacting in segment %zu/%zu\033[K", i + 1,
+                        names.count);
+            }
+            uint64_t redacted = 0;
+            err = redact_segment(log_dir, names.names[i], &all, &redacted, error);
+            r->records_redacted += redacted;
+            if (redacted > 0) r->segments_rewritten++;
+        }
+        tq_ops_names_free(&names);
+    }
+    r->records_erased = c.erase.count;
+    r->records_retained_out = c.retain.count;
+    if (err == TQ_OK && o->compress) err = compact_compress(o, r, error);
+    r->bytes_after = data_bytes(o->dir);
+    r->seconds = now_seconds() - t0;
+    set_free(&all);
+    set_free(&c.erase);
+    set_free(&c.retain);
+    return err;
+}
+
+/* ---- CLI ------------------------------------------------------------------------------- */
+
+static void compact_usage(FILE *out) {
+    fprintf(out,
+            "usage: ticketq compact --data DIR [--tenant T] [--erase-customer ID[,ID...]]\n"
+            "                       [--retention DAYS [--archive DIR]] [--no-compress]\n"
+            "  OFFLINE (stop the server first). Writes a snapshot of the state, then rewrites\n"
+            "  old segments: the erased customers' messages and identities in the log are\n"
+            "  physically removed (hash kept: verify still passes and lists them; replay shows\n"
+            "  tombstones), messages of tickets closed more than DAYS ago are dropped (or\n"
+            "  archived to DIR first), and sealed segments are zstd-compressed. Crash-safe.\n");
+}
+
+static bool parse_ids(const char *list, struct tq_ops_compact_options *o) {
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (o->erase_count == TQ_OPS_ERASE_MAX) return false;
+        if (!tq_ops_u64_parse(tok, &o->erase_customers[o->erase_count]) ||
+            o->erase_customers[o->erase_count] == 0) {
+            return false;
+        }
+        o->erase_count++;
+    }
+    return true;
+}
+
+int tq_ops_compact_main(int argc, char **argv) {
+    struct tq_ops_args args;
+    tq_ops_args_init(&args, argc, argv, "compact");
+    struct tq_ops_compact_options o;
+    memset(&o, 0, sizeof(o));
+    o.tenant_id = 1;
+    o.compress = true;
+    const char *v = NULL;
+    bool bad = false;
+    while (args.index < argc && !bad) {
+        if (tq_ops_args_take(&args, "--help", NULL, &bad) ||
+            tq_ops_args_take(&args, "-h", NULL, &bad)) {
+            compact_usage(stdout);
+            return TQ_OPS_EXIT_OK;
+        }
+        if (tq_ops_args_take(&args, "--data", &o.dir, &bad)) continue;
+        if (tq_ops_args_take(&args, "--archive", &o.archive_dir, &bad)) continue;
+        if (tq_ops_args_take(&args, "--no-compress", NULL, &bad)) {
+            o.compress = false;
+        } else if (tq_ops_args_take(&args, "--tenant", &v, &bad)) {
+            bad = bad || !tq_ops_u64_parse(v, &o.tenant_id) || o.tenant_id == 0;
+        } else if (tq_ops_args_take(&args, "--erase-customer", &v, &bad)) {
+            bad = bad || !parse_ids(v, &o);
+        } else if (tq_ops_args_take(&args, "--retention", &v, &bad)) {
+            uint64_t days = 0;
+            bad = bad || !tq_ops_u64_parse(v, &days) || days == 0;
+            o.retention_ms = days * 86400000ull;
+        } else {
+            fprintf(stderr, "ticketq compact: unexpected argument %s\n", argv[args.index]);
+            bad = true;
+        }
+    }
+    if (bad || o.dir == NULL) {
+        compact_usage(stderr);
+        return TQ_OPS_EXIT_USAGE;
+    }
+    o.progress = isatty(2) != 0;
+    struct tq_ops_compact_result r;
+    struct tq_error error;
+    tq_error_clear(&error);
+    enum tq_err err = tq_ops_compact(&o, &r, &error);
+    if (err != TQ_OK) {
+        tq_ops_print_error("compact", &error);
+        return err == TQ_ERR_CORRUPT ? TQ_OPS_EXIT_FAILED : TQ_OPS_EXIT_USAGE;
+    }
+    printf("compact: ok in %.2f s, snapshot at LSN %" PRIu64 "\n", r.seconds, r.snapshot_lsn);
+    printf("redacted: %" PRIu64 " records in %" PRIu64 " segments (%" PRIu64 " erased, %" PRIu64
+           " past retention, %" PRIu64 " archived)\n",
+           r.records_redacted, r.segments_rewritten, r.records_erased, r.records_retained_out,
+           r.archived_records);
+    printf("compressed: %" PRIu64 " segments; space %" PRIu64 " -> %" PRIu64 " bytes\n",
+           r.segments_compressed, r.bytes_before, r.bytes_after);
+    return TQ_OPS_EXIT_OK;
+}
