@@ -63,6 +63,8 @@ struct tq_subscription {
     struct event_node *queue_head; /* frames that arrived during tq_client_call */
     struct event_node *queue_tail;
     bool ended;                    /* the server ended it with an error */
+    bool started;                  /* the Subscribe's own answer arrived */
+    uint64_t start_lsn;            /* from it: events of records after this LSN follow */
 };
 
 struct tq_client {
@@ -1162,6 +1164,9 @@ enum tq_err tq_subscription_next(struct tq_subscription *sub, const Ticketq__Eve
             const Ticketq__EventBatch *batch = sub->current->events;
             if (sub->current_index < batch->n_events) {
                 const Ticketq__Event *ev = batch->events[sub->current_index++];
+                /* The stream starts after start_lsn by contract; drop what a server sends at or
+                 * below it (e.g. events of the record a durable consumer acked). */
+                if (ev->lsn <= sub->start_lsn) continue;
                 sub->lsn_last = ev->lsn;
                 *event_out = ev;
                 return TQ_OK;
@@ -1180,8 +1185,10 @@ enum tq_err tq_subscription_next(struct tq_subscription *sub, const Ticketq__Eve
         }
         if (resp->result_case == TICKETQ__RESPONSE__RESULT_EVENTS) {
             /* The Subscribe's own answer (no events) names where the stream starts. */
-            if (resp->events->n_events == 0 && resp->has_lsn && resp->lsn > sub->lsn_last) {
-                sub->lsn_last = resp->lsn;
+            if (!sub->started && resp->events->n_events == 0 && resp->has_lsn) {
+                sub->started = true;
+                sub->start_lsn = resp->lsn;
+                if (resp->lsn > sub->lsn_last) sub->lsn_last = resp->lsn;
             }
             sub->current = resp;
             sub->current_index = 0;

@@ -206,8 +206,17 @@ static void serve_request(int fd, const Ticketq__Request *req, uint64_t *sub_id)
     }
     case TICKETQ__REQUEST__OP_SUBSCRIBE:
         *sub_id = req->id;
-        send_response(fd, &resp); /* a plain acknowledgement first: the client skips it */
-        send_events(fd, req->id, req->subscribe->from_lsn + 1, 2);
+        /* The answer: an empty EventBatch naming the start (events of records after it). */
+        {
+            Ticketq__EventBatch none = TICKETQ__EVENT_BATCH__INIT;
+            resp.result_case = TICKETQ__RESPONSE__RESULT_EVENTS;
+            resp.events = &none;
+            resp.has_lsn = 1;
+            resp.lsn = req->subscribe->from_lsn;
+            send_response(fd, &resp);
+        }
+        /* The first event sits at the start LSN itself: the client must drop it. */
+        send_events(fd, req->id, req->subscribe->from_lsn, 3);
         send_events(fd, req->id, req->subscribe->from_lsn + 3, 1);
         return;
     case TICKETQ__REQUEST__OP_CONSUMER_ACK:

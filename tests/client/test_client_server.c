@@ -52,7 +52,7 @@ static struct tq_client *issue_and_connect(struct tq_client *c, Ticketq__Role ro
                                            uint64_t agent_id, uint64_t *token_id) {
     char secret[TQ_CLIENT_TOKEN_BYTES_MAX + 1];
     struct tq_client_ids ids;
-    OK(tq_client_token_issue(c, role, agent_id, "test", secret, sizeof(secret), &ids));
+    OK(tq_client_token_issue(c, role, agent_id, "test", secret, sizeof(secret), &ids, &err));
     TQ_CHECK(ids.token_id != 0);
     TQ_CHECK(strlen(secret) >= 16);
     if (token_id != NULL) *token_id = ids.token_id;
@@ -91,10 +91,10 @@ static void setup_tenants(struct world *w) {
     struct tq_client *c = NULL;
     FAILS(tq_client_connect(&wrong, &c, &err), TQ_ERR_UNAUTHENTICATED);
 
-    OK(tq_client_tenant_create(w->admin, "acme", &ids));
+    OK(tq_client_tenant_create(w->admin, "acme", &ids, &err));
     w->tenant = ids.tenant_id;
     TQ_CHECK(ids.lsn > 0);
-    OK(tq_client_tenant_create(w->admin, "globex", &ids));
+    OK(tq_client_tenant_create(w->admin, "globex", &ids, &err));
     w->other_tenant = ids.tenant_id;
     TQ_CHECK(w->other_tenant != w->tenant);
 
@@ -105,19 +105,19 @@ static void setup_tenants(struct world *w) {
     TQ_CHECK_EQ(tq_client_identity(w->ta)->role, TICKETQ__ROLE__TENANT_ADMIN);
     TQ_CHECK_UEQ(tq_client_identity(w->ta)->tenant_id, w->tenant);
     /* a tenant admin cannot create tenants */
-    FAILS(tq_client_tenant_create(w->ta, "evil", &ids), TQ_ERR_PERMISSION_DENIED);
+    FAILS(tq_client_tenant_create(w->ta, "evil", &ids, &err), TQ_ERR_PERMISSION_DENIED);
 }
 
 static void setup_shop(struct world *w) {
     struct tq_client_ids ids;
-    OK(tq_client_queue_create(w->ta, "support", false, &ids));
+    OK(tq_client_queue_create(w->ta, "support", false, &ids, &err));
     w->queue = ids.queue_id;
-    OK(tq_client_queue_create(w->ta, "auto", true, &ids));
+    OK(tq_client_queue_create(w->ta, "auto", true, &ids, &err));
     w->auto_queue = ids.queue_id;
     TQ_CHECK(w->queue != 0 && w->auto_queue != 0 && w->queue != w->auto_queue);
-    OK(tq_client_agent_create(w->ta, "alice", 3, 3, &ids));
+    OK(tq_client_agent_create(w->ta, "alice", 3, 3, &ids, &err));
     w->alice = ids.agent_id;
-    OK(tq_client_agent_create(w->ta, "bob", 2, 2, &ids));
+    OK(tq_client_agent_create(w->ta, "bob", 2, 2, &ids, &err));
     w->bob = ids.agent_id;
     Ticketq__AgentUpdate up = TICKETQ__AGENT_UPDATE__INIT;
     up.has_agent_id = 1;
@@ -260,7 +260,7 @@ static void test_ticket_lifecycle(struct world *w) {
     TQ_CHECK(resp == NULL);
     FAILS(tq_client_ticket_get(w->foreign, w->ticket, 0, 0, &resp, &err), TQ_ERR_NOT_FOUND);
     FAILS(tq_client_reply(w->foreign, w->ticket, "hi", &ids, &err), TQ_ERR_NOT_FOUND);
-    FAILS(tq_client_queue_create(w->agent, "nope", false, &ids), TQ_ERR_PERMISSION_DENIED);
+    FAILS(tq_client_queue_create(w->agent, "nope", false, &ids, &err), TQ_ERR_PERMISSION_DENIED);
     FAILS(tq_client_release(w->ta, 987654321, &err), TQ_ERR_NOT_FOUND);
 }
 
@@ -379,10 +379,12 @@ static void test_pipeline_and_batch(struct world *w) {
         size_t k = i < 5 ? i : i - 1;
         snprintf(batch_ext[k], sizeof(batch_ext[k]), "batch-%zu", k);
         ins[k] = make_ingest(TICKETQ__CHANNEL__SMS, "+15550001", "batched", batch_ext[k]);
+        ins[k].has_queue_id = 1; /* sms has no default queue in this tenant */
+        ins[k].queue_id = w->queue;
         ops[i].op_case = TICKETQ__REQUEST__OP_INGEST;
         ops[i].ingest = &ins[k];
     }
-    OK(tq_client_batch(w->gateway, ptrs, 10, &resp, &err));
+    OK(tq_client_batch(w->ta, ptrs, 10, &resp, &err));
     TQ_CHECK_UEQ(resp->batch->n_results, 10);
     for (size_t i = 0; i < 10; i++) {
         const Ticketq__Response *r = resp->batch->results[i];
@@ -396,16 +398,20 @@ static void test_pipeline_and_batch(struct world *w) {
     tq_client_response_free(resp);
 }
 
-/* Reads events until one with type and ticket_id shows up; checks LSN order. */
+/* Reads events until one with type, ticket_id and message_id (0 = any) shows up; checks the
+ * LSN order on the way. */
 static uint64_t await_event(struct tq_subscription *sub, Ticketq__EventType type,
-                            uint64_t ticket_id, uint64_t *last_lsn) {
+                            uint64_t ticket_id, uint64_t message_id, uint64_t *last_lsn) {
     for (int i = 0; i < 100000; i++) {
         const Ticketq__Event *ev = NULL;
         OK(tq_subscription_next(sub, &ev, 10000, &err));
         TQ_CHECK(ev != NULL); /* 10 s without the expected event */
         TQ_CHECK_GE(ev->lsn, *last_lsn); /* one record may carry several events */
         *last_lsn = ev->lsn;
-        if (ev->type == type && (ticket_id == 0 || ev->ticket_id == ticket_id)) return ev->lsn;
+        if (ev->type == type && (ticket_id == 0 || ev->ticket_id == ticket_id) &&
+            (message_id == 0 || ev->message_id == message_id)) {
+            return ev->lsn;
+        }
     }
     TQ_CHECK(false);
     return 0;
@@ -420,15 +426,16 @@ static void test_subscribe(struct world *w) {
     struct tq_subscription *sub = NULL;
     OK(tq_client_subscribe(sc, &o, &sub, &err));
     uint64_t last = 0;
-    await_event(sub, TICKETQ__EVENT_TYPE__TICKET_CREATED, w->ticket, &last);
-    await_event(sub, TICKETQ__EVENT_TYPE__MESSAGE_ADDED, w->ticket, &last);
+    await_event(sub, TICKETQ__EVENT_TYPE__TICKET_CREATED, w->ticket, 0, &last);
+    await_event(sub, TICKETQ__EVENT_TYPE__MESSAGE_ADDED, w->ticket, 0, &last);
     /* live: a new message appears */
     Ticketq__Ingest in = make_ingest(TICKETQ__CHANNEL__WHATSAPP, "+8613800000001",
                                      "any news?", "wamid.2");
     struct tq_client_ids ids;
     OK(tq_client_ingest(w->gateway, &in, &ids, &err));
     TQ_CHECK_UEQ(ids.ticket_id, w->ticket);
-    uint64_t live = await_event(sub, TICKETQ__EVENT_TYPE__MESSAGE_ADDED, w->ticket, &last);
+    uint64_t live =
+        await_event(sub, TICKETQ__EVENT_TYPE__MESSAGE_ADDED, w->ticket, ids.message_id, &last);
     TQ_CHECK_UEQ(live, ids.lsn);
     /* blocking calls still work on the subscribed connection */
     OK(tq_client_ping(sc, &err));
@@ -445,7 +452,7 @@ static void test_subscribe(struct world *w) {
         const Ticketq__Event *ev = NULL;
         OK(tq_subscription_next(sub, &ev, 10000, &err));
         TQ_CHECK(ev != NULL);
-        acked = ev->lsn;
+            acked = ev->lsn;
     }
     OK(tq_client_consumer_ack(sc, "webhooks", acked, &err));
     tq_client_close(sc);
