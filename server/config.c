@@ -251,20 +251,21 @@ int tq_config_parse(struct tq_config *cfg, int argc, char **argv) {
 
     /* Pass 1: --help and --config (the file is loaded first so argv overrides it). */
     opterr = 0;
-    optind = 1;
+    optind = 0; /* GNU: 0 fully re-initialises getopt (argv may have been permuted) */
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (c == 'h' || (c > 0 && strcmp(k_options[c - 1].name, "help") == 0)) {
+        bool known = c > 0 && (size_t)c <= TQ_ARRAY_COUNT(k_options);
+        if (c == 'h' || (known && strcmp(k_options[c - 1].name, "help") == 0)) {
             print_help(stdout);
             return 1;
         }
-        if (c > 0 && c != '?' && c != ':' && strcmp(k_options[c - 1].name, "config") == 0) {
+        if (known && strcmp(k_options[c - 1].name, "config") == 0) {
             int rc = load_file(cfg, optarg);
             if (rc != 0) return rc;
         }
     }
     /* Pass 2: everything else, with errors. */
-    optind = 1;
+    optind = 0; /* GNU: 0 fully re-initialises getopt (argv may have been permuted) */
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (c == '?') {
             fprintf(stderr, "ticketqd: unknown option '%s' (see --help)\n", argv[optind - 1]);

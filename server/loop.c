@@ -439,7 +439,7 @@ static void maybe_tick(struct tq_server *srv, uint64_t *last_tick_ms) {
 }
 
 static bool drained(const struct tq_server *srv) {
-    if (tq_log_acked_lsn(srv->log) < srv->lsn_staged) return false;
+    if (tq_log_acked_lsn(srv->log) < srv->lsn_staged || !tq_log_idle(srv->log)) return false;
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         const struct tq_conn *c = &srv->conns[i];
         if (c->in_use && !c->closing && c->kind == TQ_CONN_CLIENT && tq_conn_unsent(c) > 0) {
@@ -550,9 +550,9 @@ int tq_loop_run(struct tq_server *srv) {
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         if (srv->conns[i].in_use) conn_close(srv, &srv->conns[i]);
     }
-    uint64_t deadline = tq_mono_ms() + 2000;
+    uint64_t deadline = tq_mono_ms() + 5000;
     while (tq_mono_ms() < deadline) {
-        bool pending = false;
+        bool pending = !tq_log_idle(srv->log); /* tq_log_close needs an idle log */
         for (uint32_t i = 0; i < srv->conn_high; i++) pending |= srv->conns[i].in_use;
         if (!pending) break;
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000};

@@ -345,7 +345,7 @@ int main(int argc, char **argv) {
     if (srv->cfg.unix_path[0] != '\0') unlink(srv->cfg.unix_path);
     if (srv->metrics_fd >= 0) close(srv->metrics_fd);
     close(srv->signal_fd);
-    tq_log_close(srv->log);
+    if (tq_log_idle(srv->log)) tq_log_close(srv->log); /* else exit: the OS closes it */
     io_uring_queue_exit(&srv->ring);
     tq_state_free(srv->state);
     tq_dispatch_destroy(srv);

@@ -1,0 +1,316 @@
+/* tests/server/test_server_basic.c: ticketqd end to end over real sockets.
+ *
+ * Goal: the server's contract at the process boundary. Method: start real ticketqd processes
+ * (tests/fixture) on temp dirs and ephemeral loopback ports and talk to them with the raw
+ * client (rawc). Checks: option errors exit 2 naming the option; --help exits 0; the first
+ * start writes DIR/admin.token with mode 0600 and prints it once; auth errors; the role table
+ * (every role against a sample of operations, allowed vs PERMISSION_DENIED); a foreign
+ * tenant's ids and tenant_id answer exactly like missing ones; revocation takes effect on an
+ * open connection; bodies come back from the log; SIGTERM drains and exits 0; data survives a
+ * restart; the Unix socket serves the same protocol.
+ */
+#include "rawc.h"
+#include "tq_fixture.h"
+#include "tq_test.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Runs ticketqd with args; returns the exit status and the first stderr line in err. */
+static int run_ticketqd(const char *const *args, char *err, size_t cap) {
+    char cmd[2048];
+    size_t n = (size_t)snprintf(cmd, sizeof(cmd), "'%s'", tq_fixture_bin("server/ticketqd"));
+    for (int i = 0; args[i] != NULL; i++) {
+        n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " '%s'", args[i]);
+    }
+    snprintf(cmd + n, sizeof(cmd) - n, " 2>&1 >/dev/null");
+    FILE *p = popen(cmd, "r");
+    TQ_CHECK(p != NULL);
+    err[0] = '\0';
+    if (fgets(err, (int)cap, p) == NULL) err[0] = '\0';
+    char sink[512];
+    while (fgets(sink, sizeof(sink), p) != NULL) {
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_options(void) {
+    char err[512];
+    const char *a1[] = {"--data", "/tmp/x", "--bogus", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a1, err, sizeof(err)), 2);
+    const char *a2[] = {"--data", "/tmp/x", "--fsync", "sometimes", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a2, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--fsync") != NULL);
+    const char *a3[] = {"--listen", "127.0.0.1:0", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a3, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--data") != NULL);
+    const char *a4[] = {"--data", "/tmp/x", "--max-frame", "12abc", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a4, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--max-frame") != NULL);
+    const char *a5[] = {"--help", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a5, err, sizeof(err)), 0);
+    char cfg[] = "/tmp/tq-cfg-XXXXXX";
+    int fd = mkstemp(cfg);
+    TQ_CHECK(fd >= 0);
+    const char bad[] = "# comment\nmax-inflight = 0\n";
+    TQ_CHECK_EQ(write(fd, bad, sizeof(bad) - 1), (long)(sizeof(bad) - 1));
+    close(fd);
+    const char *a6[] = {"--data", "/tmp/x", "--config", cfg, NULL};
+    TQ_CHECK_EQ(run_ticketqd(a6, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "max-inflight") != NULL);
+    unlink(cfg);
+}
+
+static Ticketq__Response *ingest(struct rawc *c, uint64_t tenant, const char *from,
+                                 const char *ext, const char *body) {
+    Ticketq__Ingest op = TICKETQ__INGEST__INIT;
+    op.channel = TICKETQ__CHANNEL__WHATSAPP;
+    op.from = (char *)(uintptr_t)from;
+    op.external_id = (char *)(uintptr_t)ext;
+    op.body = (char *)(uintptr_t)body;
+    RAWC_REQ(req, ingest, INGEST, &op);
+    req.has_tenant_id = tenant != 0;
+    req.tenant_id = tenant;
+    return rawc_call(c, &req);
+}
+
+static Ticketq__Response *ticket_get(struct rawc *c, uint64_t tenant, uint64_t ticket) {
+    Ticketq__TicketGet op = TICKETQ__TICKET_GET__INIT;
+    op.ticket_id = ticket;
+    RAWC_REQ(req, ticket_get, TICKET_GET, &op);
+    req.has_tenant_id = tenant != 0;
+    req.tenant_id = tenant;
+    return rawc_call(c, &req);
+}
+
+/* One op per role check; each returns the response code. */
+static int try_op(struct rawc *c, int which, uint64_t tenant, uint64_t ticket) {
+    Ticketq__Response *r = NULL;
+    switch (which) {
+    case 0: {
+        Ticketq__TenantCreate op = TICKETQ__TENANT_CREATE__INIT;
+        op.name = (char *)(uintptr_t)"x";
+        RAWC_REQ(req, tenant_create, TENANT_CREATE, &op);
+        r = rawc_call(c, &req);
+        break;
+    }
+    case 1: r = ingest(c, tenant, "+100", NULL, "role check"); break;
+    case 2: r = ticket_get(c, tenant, ticket); break;
+    case 3: {
+        Ticketq__SnapshotNow op = TICKETQ__SNAPSHOT_NOW__INIT;
+        RAWC_REQ(req, snapshot_now, SNAPSHOT_NOW, &op);
+        r = rawc_call(c, &req);
+        break;
+    }
+    case 4: {
+        Ticketq__QueueCreate op = TICKETQ__QUEUE_CREATE__INIT;
+        op.name = (char *)(uintptr_t)"q-role";
+        RAWC_REQ(req, queue_create, QUEUE_CREATE, &op);
+        req.has_tenant_id = tenant != 0;
+        req.tenant_id = tenant;
+        r = rawc_call(c, &req);
+        break;
+    }
+    case 5: {
+        Ticketq__OutboxTake op = TICKETQ__OUTBOX_TAKE__INIT;
+        op.channel = TICKETQ__CHANNEL__WHATSAPP;
+        RAWC_REQ(req, outbox_take, OUTBOX_TAKE, &op);
+        req.has_tenant_id = tenant != 0;
+        req.tenant_id = tenant;
+        r = rawc_call(c, &req);
+        break;
+    }
+    case 6: {
+        Ticketq__Reply op = TICKETQ__REPLY__INIT;
+        op.ticket_id = ticket;
+        op.body = (char *)(uintptr_t)"hello";
+        RAWC_REQ(req, reply, REPLY, &op);
+        req.has_tenant_id = tenant != 0;
+        req.tenant_id = tenant;
+        r = rawc_call(c, &req);
+        break;
+    }
+    default: TQ_CHECK(0);
+    }
+    TQ_CHECK(r != NULL);
+    int code = rawc_code(r);
+    rawc_free(r);
+    return code;
+}
+
+int main(void) {
+    tq_test_seed("test_server_basic");
+    test_options();
+
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.with_unix = true;
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    TQ_CHECK(f.admin_token[0] != '\0');
+    TQ_CHECK(strncmp(f.admin_token, "tq_", 3) == 0);
+    TQ_CHECK_EQ(strlen(f.admin_token), 67);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/admin.token", f.dir);
+    struct stat st;
+    TQ_CHECK_EQ(stat(path, &st), 0);
+    TQ_CHECK_EQ(st.st_mode & 0777, 0600);
+
+    /* Auth errors. */
+    struct rawc c;
+    TQ_CHECK_EQ(rawc_connect(&c, f.addr), 0);
+    Ticketq__Ping ping = TICKETQ__PING__INIT;
+    RAWC_REQ(preq, ping, PING, &ping);
+    Ticketq__Response *r = rawc_call(&c, &preq);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__UNAUTHENTICATED);
+    rawc_free(r);
+    TQ_CHECK_EQ(rawc_auth(&c, "tq_0000"), TICKETQ__ERROR_CODE__UNAUTHENTICATED);
+    TQ_CHECK_EQ(rawc_auth(&c, ""), TICKETQ__ERROR_CODE__UNAUTHENTICATED);
+    TQ_CHECK_EQ(rawc_auth(&c, f.admin_token), 0);
+    preq.id = 0;
+    r = rawc_call(&c, &preq);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+
+    /* Tenants, an agent, tokens of every role. */
+    uint64_t ta = rawc_tenant_create(&c, "acme");
+    uint64_t tb = rawc_tenant_create(&c, "globex");
+    TQ_CHECK_NE(ta, tb);
+    uint64_t agent = rawc_agent_create(&c, ta, "ann");
+    uint64_t queue = rawc_queue_create(&c, ta, "support");
+    TQ_CHECK_GT(queue, 0);
+    Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
+    cq.channel = TICKETQ__CHANNEL__WHATSAPP;
+    cq.queue_id = queue;
+    Ticketq__ChannelQueue *cqs[1] = {&cq};
+    Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
+    ts.n_default_queues = 1;
+    ts.default_queues = cqs;
+    RAWC_REQ(tsreq, tenant_settings, TENANT_SETTINGS, &ts);
+    tsreq.has_tenant_id = true;
+    tsreq.tenant_id = ta;
+    r = rawc_call(&c, &tsreq);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    char tok_ta[80], tok_ag[80], tok_in[80], tok_tb[80];
+    rawc_token_issue(&c, ta, TICKETQ__ROLE__TENANT_ADMIN, 0, tok_ta);
+    uint64_t ag_token_id = rawc_token_issue(&c, ta, TICKETQ__ROLE__ROLE_AGENT, agent, tok_ag);
+    rawc_token_issue(&c, ta, TICKETQ__ROLE__INTEGRATION, 0, tok_in);
+    rawc_token_issue(&c, tb, TICKETQ__ROLE__TENANT_ADMIN, 0, tok_tb);
+
+    struct rawc cta, cag, cin, ctb;
+    rawc_open_authed(&cta, f.addr, tok_ta);
+    rawc_open_authed(&cag, f.addr, tok_ag);
+    rawc_open_authed(&cin, f.unix_path, tok_in); /* the Unix socket speaks the same protocol */
+    rawc_open_authed(&ctb, f.addr, tok_tb);
+
+    /* Ingest as the integration, read the body back. */
+    r = ingest(&cin, 0, "+4915112345678", "wamid.1", "Hello, where is my order?");
+    RAWC_EXPECT(r, 0);
+    TQ_CHECK(r->has_lsn && r->lsn > 0);
+    uint64_t ticket = r->ids->ticket_id;
+    rawc_free(r);
+    r = ticket_get(&cta, 0, ticket);
+    RAWC_EXPECT(r, 0);
+    TQ_CHECK_EQ(r->ticket->n_messages, 1);
+    TQ_CHECK_STR_EQ(r->ticket->messages[0]->body, "Hello, where is my order?");
+    rawc_free(r);
+
+    /* Role table: op -> allowed for SA, TA, AG, IN (PERMISSION_DENIED otherwise). */
+    static const bool allowed[7][4] = {
+        {1, 0, 0, 0}, /* tenant_create */
+        {1, 1, 0, 1}, /* ingest */
+        {1, 1, 1, 1}, /* ticket_get */
+        {1, 0, 0, 0}, /* snapshot_now */
+        {1, 1, 0, 0}, /* queue_create */
+        {1, 1, 0, 1}, /* outbox_take */
+        {1, 1, 1, 0}, /* reply */
+    };
+    struct rawc *conns[4] = {&c, &cta, &cag, &cin};
+    for (int op = 0; op < 7; op++) {
+        for (int role = 0; role < 4; role++) {
+            uint64_t tenant = role == 0 ? ta : 0;
+            int code = try_op(conns[role], op, tenant, ticket);
+            if (allowed[op][role]) {
+                TQ_CHECK_NE(code, TICKETQ__ERROR_CODE__PERMISSION_DENIED);
+            } else {
+                TQ_CHECK_EQ(code, TICKETQ__ERROR_CODE__PERMISSION_DENIED);
+            }
+        }
+    }
+
+    /* A foreign tenant's ids answer exactly like missing ones. */
+    r = ticket_get(&ctb, 0, ticket);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__NOT_FOUND);
+    char foreign_msg[256];
+    snprintf(foreign_msg, sizeof(foreign_msg), "%s", r->error->message);
+    rawc_free(r);
+    r = ticket_get(&cta, 0, ticket + 1000000);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__NOT_FOUND);
+    char missing_msg[256], expect[256];
+    snprintf(missing_msg, sizeof(missing_msg), "%s", r->error->message);
+    rawc_free(r);
+    snprintf(expect, sizeof(expect), "ticket %llu not found", (unsigned long long)ticket);
+    TQ_CHECK_STR_EQ(foreign_msg, expect);
+    snprintf(expect, sizeof(expect), "ticket %llu not found",
+             (unsigned long long)(ticket + 1000000));
+    TQ_CHECK_STR_EQ(missing_msg, expect);
+    r = ticket_get(&ctb, ta, ticket); /* naming the other tenant does not help */
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__NOT_FOUND);
+    rawc_free(r);
+
+    /* Revocation takes effect on the open agent connection. */
+    r = ticket_get(&cag, 0, ticket);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    Ticketq__TokenRevoke rv = TICKETQ__TOKEN_REVOKE__INIT;
+    rv.token_id = ag_token_id;
+    RAWC_REQ(rvreq, token_revoke, TOKEN_REVOKE, &rv);
+    r = rawc_call(&ctb, &rvreq); /* another tenant's admin cannot even see it */
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__NOT_FOUND);
+    rawc_free(r);
+    rvreq.id = 0;
+    r = rawc_call(&cta, &rvreq);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    r = ticket_get(&cag, 0, ticket);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__UNAUTHENTICATED);
+    rawc_free(r);
+    TQ_CHECK_EQ(rawc_auth(&cag, tok_ag), TICKETQ__ERROR_CODE__UNAUTHENTICATED);
+
+    rawc_close(&cta);
+    rawc_close(&cag);
+    rawc_close(&cin);
+    rawc_close(&ctb);
+    rawc_close(&c);
+
+    /* SIGTERM drains and exits 0; everything is there after the restart; no second token. */
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    char token_before[256];
+    snprintf(token_before, sizeof(token_before), "%s", f.admin_token);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    TQ_CHECK_STR_EQ(f.admin_token, token_before);
+    rawc_open_authed(&c, f.addr, f.admin_token);
+    r = ticket_get(&c, ta, ticket);
+    RAWC_EXPECT(r, 0);
+    TQ_CHECK_STR_EQ(r->ticket->messages[0]->body, "Hello, where is my order?");
+    rawc_free(r);
+    rawc_open_authed(&cin, f.addr, tok_in);
+    rawc_close(&cin);
+    rawc_close(&c);
+    char log_path[512], cmd[700];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+    snprintf(cmd, sizeof(cmd), "test $(grep -c 'first start' '%s') -eq 1", log_path);
+    TQ_CHECK_EQ(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "grep -q 'recovered' '%s'", log_path);
+    TQ_CHECK_EQ(system(cmd), 0);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    tq_fixture_cleanup(&f);
+    printf("test_server_basic: ok\n");
+    return 0;
+}
