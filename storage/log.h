@@ -177,6 +177,17 @@ TQ_NODISCARD enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t se
                                                  struct tq_compress_stats *stats,
                                                  struct tq_error *error);
 
+/* Erasure primitive for the compactor: rewrites the sealed, uncompressed segment starting at
+ * segment_lsn with the payloads of the listed LSNs (count entries; LSNs outside the segment are
+ * ignored) physically zeroed and flagged TQ_RECORD_REDACTED, atomically (temp file, fsync,
+ * rename, fsync dir). Batch checksums and the hash chain are unchanged (docs/log-format.md,
+ * "Redaction"). *redacted_out (may be NULL) gets the number of records redacted. Readers that
+ * cached the old bytes (open iterators) may still return them until reopened. Returns
+ * TQ_ERR_NOT_FOUND, TQ_ERR_FAILED_PRECONDITION, TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_NO_SPACE. */
+TQ_NODISCARD enum tq_err tq_log_redact_segment(struct tq_log *log, uint64_t segment_lsn,
+                                               const uint64_t *lsns, size_t count,
+                                               uint64_t *redacted_out, struct tq_error *error);
+
 /* First LSN of every segment, oldest first: up to cap values into lsns; returns the count. */
 size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
 
