@@ -944,6 +944,30 @@ static enum tq_err tzif_footer_parse(const uint8_t *data, size_t len, size_t at,
     return TQ_OK;
 }
 
+/* Parses the v2+ footer at data[at..] and, if it holds a rule, feeds the rule's transitions
+ * after last_s (the last explicit transition, when have_explicit) to the builder. */
+static enum tq_err tzif_footer_apply(const uint8_t *data, size_t len, size_t at, const char *name,
+                                     bool have_explicit, int64_t last_s, struct tz_builder *b,
+                                     struct tq_error *error) {
+    char footer[TZ_FOOTER_BYTES_MAX];
+    enum tq_err err = tzif_footer_parse(data, len, at, name, footer, sizeof(footer), error);
+    if (err != TQ_OK) {
+        return err;
+    }
+    if (footer[0] == '\0') {
+        return TQ_OK; /* no rule: the last explicit offset stays in force */
+    }
+    struct tz_rule rule;
+    if (!parse_tz_rule(footer, &rule)) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer TZ string \"%s\" "
+                            "invalid or unsupported", name, footer);
+    }
+    if (!have_explicit || last_s < b->to_s) {
+        builder_footer(b, &rule, have_explicit, last_s);
+    }
+    return TQ_OK;
+}
+
 enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, const char *name, const uint8_t *data,
                                  size_t len, int64_t from_s, int64_t to_s,
                                  struct tq_error *error) {
@@ -995,20 +1019,10 @@ enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, const char *name, cons
         goto done;
     }
     if (time_bytes == 8) {
-        char footer[TZ_FOOTER_BYTES_MAX];
-        err = tzif_footer_parse(data, len, at + (size_t)tzif_block_bytes(&h, 8), name, footer,
-                                sizeof(footer), error);
+        err = tzif_footer_apply(data, len, at + (size_t)tzif_block_bytes(&h, 8), name,
+                                h.timecnt > 0, last_s, b, error);
         if (err != TQ_OK) {
             goto done;
-        }
-        struct tz_rule rule;
-        if (footer[0] != '\0' && !parse_tz_rule(footer, &rule)) {
-            err = tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer TZ string \"%s\" "
-                               "invalid or unsupported", name, footer);
-            goto done;
-        }
-        if (footer[0] != '\0' && (h.timecnt == 0 || last_s < to_s)) {
-            builder_footer(b, &rule, h.timecnt > 0, last_s);
         }
     }
     /* Success: only now touch the calendar (its intervals and holidays stay as they are). */
