@@ -82,15 +82,21 @@ int64_t tq_calendar_add_business_ms(const struct tq_calendar *cal, int64_t start
  * footer's POSIX TZ rule generates the transitions. from_s <= to_s, both within years
  * 0001..9999. Returns TQ_ERR_INVALID_ARGUMENT (bad or unknown zone name, leap-second zone,
  * bad range), TQ_ERR_CORRUPT (malformed file), TQ_ERR_IO. */
-TQ_NODISCARD enum tq_err tq_calendar_tz_load(struct tq_calendar *cal, const char *tz_name,
-                                             int64_t from_s, int64_t to_s,
-                                             struct tq_error *error);
+TQ_NODISCARD enum tq_err tq_calendar_tz_load(struct tq_calendar *cal, /* tz fields filled */
+                                             const char *tz_name,     /* e.g. "Europe/Berlin" */
+                                             int64_t from_s,          /* range start, UTC s */
+                                             int64_t to_s,            /* range end (incl.) */
+                                             struct tq_error *error); /* may be NULL */
 
 /* tq_calendar_tz_load's parser, from memory (fuzzing, tests): data[0..len) is the TZif file
  * of the zone called name (copied into cal->tz_name, 1..63 bytes). Same results and errors,
  * without the file errors. Never trusts the bytes. */
-TQ_NODISCARD enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, const char *name,
-                                              const uint8_t *data, size_t len, int64_t from_s,
-                                              int64_t to_s, struct tq_error *error);
+TQ_NODISCARD enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, /* tz fields filled */
+                                              const char *name,        /* stored in tz_name */
+                                              const uint8_t *data,     /* the TZif bytes */
+                                              size_t len,              /* bytes at data */
+                                              int64_t from_s,          /* range start, UTC s */
+                                              int64_t to_s,            /* range end (incl.) */
+                                              struct tq_error *error); /* may be NULL */
 
 #endif
