@@ -870,7 +870,8 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
             if (err != TQ_OK) break;
             struct tq_batch_header h;
             enum tq_batch_check check = tq_batch_check(p, avail, false, &h, stop->why, sizeof(stop->why));
-            if (check == TQ_BATCH_VALID) {
+            if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
+                /* TRUNCATED may only mean the batch is larger than the window read so far */
                 size_t want = TQ_BATCH_HEADER_BYTES + (size_t)h.area_bytes;
                 err = tq_cursor_get(&c, off, want < SCAN_WINDOW_BYTES ? SCAN_WINDOW_BYTES : want,
                                     size, &p, &avail, error);

@@ -325,6 +325,28 @@ static void test_enospc(void) {
     st_rmtree(dir);
 }
 
+/* Batches larger than the readers' 1 MiB window: recovery, reads and iteration. */
+static void test_big_batches(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "big");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.record_bytes_max = 1024 * 1024;
+    o.batch_bytes_max = 4 * 1024 * 1024;
+    o.segment_bytes_max = 16 * 1024 * 1024;
+    struct tq_log *log;
+    struct tq_log_recovery rec;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 41, 400 * 1024, 12); /* batches of ~2.4 MiB */
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, 40);
+    TQ_CHECK_LT(rec.batches_scanned, 10);
+    for (uint64_t lsn = 1; lsn <= 40; lsn++) st_check_record(log, seed, lsn, 400 * 1024);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
 int main(void) {
     seed = tq_test_seed("test_log");
     rng = seed * 31 + 7;
@@ -333,6 +355,7 @@ int main(void) {
     test_event_loop();
     test_modes();
     test_enospc();
+    test_big_batches();
     printf("test_log: ok\n");
     return 0;
 }
