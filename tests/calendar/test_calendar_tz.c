@@ -18,6 +18,7 @@
 #include "tq_assert.h"
 #include "tq_test.h"
 
+#include <ftw.h>
 #include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
@@ -177,11 +178,67 @@ static void test_business_on_real_zones(void) {
     TQ_CHECK_EQ(tq_calendar_business_ms(&cal, mon_local9 - DAY_MS, mon_local9), 0);
 }
 
+/* Every zone of the database (skipping the right/ and posix/ copies and non-TZif files):
+ * loads, validates and agrees with glibc at every transition of 2000..2100 and on a coarse
+ * scan. Catches zones with unusual files or footers (Casablanca, Troll, Lord_Howe, ...). */
+static const char *all_zones_root;
+static size_t all_zones_root_len;
+static uint64_t all_zones_rng;
+static unsigned all_zones_count;
+
+static int visit_zone(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st;
+    const char *name = path + all_zones_root_len + 1;
+    if (type == FTW_D && ftw->level == 1 &&
+        (strcmp(name, "right") == 0 || strcmp(name, "posix") == 0)) {
+        return FTW_SKIP_SUBTREE;
+    }
+    if (type != FTW_F || ftw->level == 0 || strlen(name) >= TQ_CALENDAR_TZ_NAME_BYTES_MAX) {
+        return FTW_CONTINUE;
+    }
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool tzif = f != NULL && fread(magic, 1, 4, f) == 4 && memcmp(magic, "TZif", 4) == 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (!tzif || strcmp(name, "Factory") == 0 || strcmp(name, "posixrules") == 0) {
+        return FTW_CONTINUE;
+    }
+    load(name, Y2000_S, Y2100_S);
+    int64_t scan_from = Y2000_S;
+    TQ_CHECK_EQ(cal.base_offset_s, oracle_offset(scan_from));
+    for (uint32_t i = 0; i < cal.tz_transition_count; i++) {
+        int64_t at = cal.tz_transitions[i].at_s;
+        TQ_CHECK_EQ(oracle_offset(at), cal.tz_transitions[i].offset_s);
+        TQ_CHECK_EQ(oracle_offset(at - 1), tq_calendar_offset_s(&cal, (at - 1) * 1000));
+    }
+    const int64_t step_s = 9 * 86400 + 3607;
+    for (int64_t t = scan_from + (int64_t)tq_test_rand_below(&all_zones_rng, step_s);
+         t <= Y2100_S; t += step_s) {
+        if (oracle_offset(t) != tq_calendar_offset_s(&cal, t * 1000)) {
+            fprintf(stderr, "%s: offset at %lld differs from glibc\n", name, (long long)t);
+        }
+        TQ_CHECK_EQ(oracle_offset(t), tq_calendar_offset_s(&cal, t * 1000));
+    }
+    all_zones_count++;
+    return FTW_CONTINUE;
+}
+
+static void test_all_zones(const char *root, uint64_t seed) {
+    all_zones_root = root;
+    all_zones_root_len = strlen(root);
+    all_zones_rng = seed ^ 0x2545f491u;
+    TQ_CHECK_EQ(nftw(root, visit_zone, 16, FTW_PHYS | FTW_ACTIONRETVAL), 0);
+    printf("test_calendar_tz: %u zones agree with glibc\n", all_zones_count);
+    TQ_CHECK_GT(all_zones_count, 300);
+}
+
 int main(void) {
     const char *tzdir = getenv("TZDIR");
+    const char *root = tzdir != NULL && tzdir[0] != '\0' ? tzdir : "/usr/share/zoneinfo";
     char probe[512];
-    snprintf(probe, sizeof(probe), "%s/Europe/Berlin",
-             tzdir != NULL && tzdir[0] != '\0' ? tzdir : "/usr/share/zoneinfo");
+    snprintf(probe, sizeof(probe), "%s/Europe/Berlin", root);
     if (access(probe, R_OK) != 0) {
         printf("test_calendar_tz: %s missing, skipped\n", probe);
         return TQ_TEST_SKIP;
@@ -190,6 +247,7 @@ int main(void) {
     test_known_instants();
     test_zones_vs_glibc(seed);
     test_business_on_real_zones();
+    test_all_zones(root, seed);
     printf("test_calendar_tz: ok\n");
     return 0;
 }
