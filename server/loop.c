@@ -104,6 +104,14 @@ static void conn_close(struct tq_server *srv, struct tq_conn *conn) {
     if (conn->sqes_outstanding == 0) conn_finalize(srv, conn);
 }
 
+/* Closes with a reset instead of a FIN: for clients that do not read (idle, over the send
+ * queue bound), whose FIN would queue behind the unread bytes forever. */
+static void conn_abort(struct tq_server *srv, struct tq_conn *conn) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(conn->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    conn_close(srv, conn);
+}
+
 static struct tq_conn *conn_alloc(struct tq_server *srv, int fd, enum tq_conn_kind kind) {
     for (uint32_t i = 0; i < srv->conn_cap; i++) {
         struct tq_conn *conn = &srv->conns[i];
@@ -376,7 +384,7 @@ static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t a
         }
         if (ds == TQ_DISPATCH_CLOSE) {
             tq_metrics_count(srv->metrics, TQ_METRIC_CONN_SLOW_CLOSED);
-            conn_close(srv, conn);
+            conn_abort(srv, conn);
             return;
         }
         off += TQ_FRAME_PREFIX_BYTES + plen;
@@ -457,7 +465,7 @@ static void check_idle(struct tq_server *srv, uint64_t now_mono) {
         if (limit == 0 || (c->kind == TQ_CONN_CLIENT && c->sub.active)) continue;
         if (now_mono > c->last_active_ms + limit) {
             if (c->kind == TQ_CONN_CLIENT) tq_metrics_count(srv->metrics, TQ_METRIC_CONN_IDLE_CLOSED);
-            conn_close(srv, c);
+            conn_abort(srv, c);
         }
     }
 }
