@@ -27,6 +27,7 @@ void ops_tmpdir(const char *tag, char *out, size_t cap) {
 
 void ops_rm_rf(const char *dir) {
     if (dir == NULL || dir[0] == '\0' || strcmp(dir, "/") == 0) return;
+    if (getenv("TQ_OPS_KEEP") != NULL) return; /* debugging: keep the directories */
     TQ_CHECK_EQ(ops_sh("rm -rf '%s'", dir), 0);
 }
 

@@ -21,7 +21,7 @@
 #define OPS_DIGEST_HEX 33
 
 struct ops_db {
-    char dir[256];
+    char dir[512];
     struct tq_log *log;
     struct tq_state *state;
     uint64_t now_ms;                /* the clock commands get (advanced by the generator) */
