@@ -48,7 +48,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define ZERO_CHUNK_BYTES (1u << 20)   /* spare zero-fill write size: one 1 MiB write at a time */
+#define ZERO_CHUNK_BYTES (256u << 10) /* spare zero-fill: one 256 KiB write at a time, when idle */
 #define SCAN_WINDOW_BYTES (4u << 20)  /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
 #define SPARE_NAME "spare.seg.tmp"
 
@@ -376,9 +376,13 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
     return count;
 }
 
-/* One zero-fill write (or the final fdatasync) of the spare, if one is due. */
+/* One zero-fill write (or the final fdatasync) of the spare, if one is due. Only when the log
+ * is idle (nothing in flight, nothing staged): zero-filling doubles the bytes written, so under
+ * load it would cost more bandwidth than it saves in fdatasync latency (measured:
+ * docs/performance-storage.md); a spare that is not fully zeroed is still correct. */
 static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
+    if (log->batch_inflight || log->sync_inflight || log->bufs[log->open_buf].record_count > 0) return 0;
     reserve_sqes(ring, 1);
     log->zero_inflight = true;
     if (log->spare_zeroed >= log->opt.segment_bytes_max) {
@@ -511,7 +515,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
             log->spare_zeroed += (uint32_t)res;
         }
         if (res == 0 && op == TQ_LOG_OP_ZERO) tq_fatal("zero-length write to %s", log->spare_path);
-        log_kick(log, ring, now_us(), false);
+        log_kick(log, ring, now_us(), ring != log->private_ring); /* go on zeroing while idle */
         return;
     }
     TQ_ASSERT(log->unit_pending > 0);
@@ -536,7 +540,9 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
     log->unit_pending--;
     if (log->unit_pending == 0) {
         unit_finish(log, ring);
-        if (!log->batch_inflight && !log->sync_inflight) log_kick(log, ring, now_us(), false);
+        if (!log->batch_inflight && !log->sync_inflight) {
+            log_kick(log, ring, now_us(), ring != log->private_ring);
+        }
     }
 }
 
