@@ -549,11 +549,17 @@ static int query_ticket(struct engine *e, const struct replay_query *q) {
            tq_ops_time_format(v.updated_ms, t1));
     if (v.merged_into_id != 0) printf("  merged into ticket %" PRIu64 "\n", v.merged_into_id);
     for (uint32_t i = 0; i < v.tag_count; i++) print_str("  tag: ", v.tags[i]);
+    static const char *const clock_states[] = {"none", "running", "paused", "achieved",
+                                               "breached"};
     for (uint32_t i = 0; i < v.sla_count; i++) {
         const struct tq_sla_view *s = &v.sla[i];
-        printf("  sla %s: state %d, deadline %s, target %" PRIu64 " ms%s\n",
-               tq_sla_metric_name(s->metric), (int)s->state,
-               tq_ops_time_format(s->deadline_ms, t0), s->target_ms, s->warned ? ", warned" : "");
+        if (s->state == TQ_SLA_NONE) continue;
+        printf("  sla %s: %s, target %" PRIu64 " ms, elapsed %" PRIu64 " ms",
+               tq_sla_metric_name(s->metric),
+               (unsigned)s->state < 5 ? clock_states[s->state] : "?", s->target_ms,
+               s->elapsed_ms);
+        if (s->state == TQ_SLA_RUNNING) printf(", due %s", tq_ops_time_format(s->deadline_ms, t0));
+        printf("%s\n", s->warned ? ", warned" : "");
     }
     uint8_t *buf = tq_xalloc(RECORD_BUF_BYTES);
     struct tq_message_view msgs[32];
@@ -562,12 +568,14 @@ static int query_ticket(struct engine *e, const struct replay_query *q) {
                                               (uint32_t)TQ_ARRAY_COUNT(msgs), msgs);
         for (uint32_t i = 0; i < n; i++) {
             const struct tq_message_view *m = &msgs[i];
-            static const char *const dirs[] = {"inbound", "outbound", "note"};
-            printf("  message %" PRIu64 " %s %s author %" PRIu64 " at %s delivery %s (lsn %" PRIu64
-                   ")\n",
-                   m->message_id, (unsigned)m->direction < 3 ? dirs[m->direction] : "?",
-                   tq_channel_name(m->channel), m->author_id,
-                   tq_ops_time_format(m->created_ms, t0), tq_delivery_name(m->delivery), m->lsn);
+            static const char *const authors[] = {"customer", "agent", "automation"};
+            printf("  message %" PRIu64 " %s %s by %s", m->message_id,
+                   direction_name(m->direction), tq_channel_name(m->channel),
+                   (unsigned)m->author_kind < 3 ? authors[m->author_kind] : "?");
+            if (m->author_id != 0) printf(" %" PRIu64, m->author_id);
+            if (m->created_ms != 0) printf(" at %s", tq_ops_time_format(m->created_ms, t0));
+            if (m->delivery != TQ_DELIVERY_NONE) printf(", %s", tq_delivery_name(m->delivery));
+            printf(" (lsn %" PRIu64 ")\n", m->lsn);
             print_body(e->log, m->lsn, buf, &e->arena);
         }
         if (n < TQ_ARRAY_COUNT(msgs)) break;
@@ -613,8 +621,11 @@ static void query_sla(struct engine *e, const struct replay_query *q) {
 static void query_stats(struct engine *e, const struct replay_query *q) {
     struct tq_stats s;
     tq_state_stats(e->state, q->tenant_id, &s);
-    printf("stats (%s%" PRIu64 "):\n", q->tenant_id == 0 ? "all tenants, " : "tenant ",
-           q->tenant_id == 0 ? s.tenant_count : q->tenant_id);
+    if (q->tenant_id == 0) {
+        printf("stats (all %" PRIu64 " tenants):\n", s.tenant_count);
+    } else {
+        printf("stats (tenant %" PRIu64 "):\n", q->tenant_id);
+    }
     printf("  tickets %" PRIu64 ", messages %" PRIu64 ", customers %" PRIu64 ", agents %" PRIu64
            ", queues %" PRIu64 "\n",
            s.ticket_count, s.message_count, s.customer_count, s.agent_count, s.queue_count);

@@ -163,7 +163,7 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
 
 /* Every snapshot's LSN must lie inside the log; the newest must be accepted by storage. */
 static enum tq_err verify_snapshots(const char *dir, struct tq_ops_verify_report *r,
-                                    struct tq_error *error) {
+                                    uint64_t *newest_out, struct tq_error *error) {
     char snap_dir[TQ_OPS_PATH_BYTES_MAX];
     enum tq_err err = tq_ops_path_join(snap_dir, dir, "snapshots", error);
     if (err != TQ_OK) return err;
@@ -175,6 +175,7 @@ static enum tq_err verify_snapshots(const char *dir, struct tq_ops_verify_report
         uint64_t lsn;
         if (!tq_ops_name_lsn(names.names[i], &lsn)) continue;
         r->snapshots++;
+        if (lsn > *newest_out) *newest_out = lsn;
         if (lsn > r->lsn_last || (r->lsn_first > 1 && lsn + 1 < r->lsn_first)) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
                                "snapshots/%s offset 0 lsn %" PRIu64
@@ -187,15 +188,25 @@ static enum tq_err verify_snapshots(const char *dir, struct tq_ops_verify_report
     return err;
 }
 
+/* Keeps storage's last recovery line (e.g. why a snapshot was skipped) for the report. */
+static void capture_line(void *ctx, const char *line) {
+    snprintf(ctx, TQ_ERROR_MSG_BYTES_MAX, "%s", line);
+}
+
 /* Cross-check with storage's recovery (read-only open): it must accept the log and the newest
- * snapshot, and must end where the walk ended. */
+ * snapshot file (storage silently falls back to an older one if the newest fails its checks:
+ * for an auditor that is damage), and must end where the walk ended. */
 static enum tq_err verify_with_recovery(const char *dir, struct tq_ops_verify_report *r,
+                                        uint64_t newest_snapshot_file,
                                         struct tq_error *error) {
+    char line[TQ_ERROR_MSG_BYTES_MAX] = "";
     struct tq_log_options opt;
     memset(&opt, 0, sizeof(opt));
     opt.dir = dir;
     opt.read_only = true;
     opt.ring_tag = 1;
+    opt.log_line = capture_line;
+    opt.log_line_ctx = line;
     struct tq_log *log = NULL;
     struct tq_log_recovery rec;
     enum tq_err err = tq_log_open(&opt, &log, &rec, error);
@@ -213,10 +224,12 @@ static enum tq_err verify_with_recovery(const char *dir, struct tq_ops_verify_re
         if (err == TQ_OK) {
             r->snapshot_lsn_newest = lsn;
             tq_free(blob, len);
-        } else if (err == TQ_ERR_NOT_FOUND) {
+        }
+        if (err == TQ_ERR_NOT_FOUND || (err == TQ_OK && lsn != newest_snapshot_file)) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
-                               "snapshots/: %" PRIu64 " snapshot file(s) but none is valid",
-                               r->snapshots);
+                               "snapshots/%020" PRIu64 ".snap offset 0 lsn %" PRIu64
+                               ": the newest snapshot fails its checks (%s)",
+                               newest_snapshot_file, newest_snapshot_file, line);
         }
     }
     tq_log_close(log);
@@ -237,8 +250,9 @@ enum tq_err tq_ops_verify(const char *dir, struct tq_ops_verify_report *report,
     tq_arena_init(&ctx.arena, 64 * 1024);
     err = tq_ops_manifest_check(dir, &report->manifest_files, error);
     if (err == TQ_OK) err = verify_segments(log_dir, &ctx, error);
-    if (err == TQ_OK) err = verify_snapshots(dir, report, error);
-    if (err == TQ_OK) err = verify_with_recovery(dir, report, error);
+    uint64_t newest_snapshot_file = 0;
+    if (err == TQ_OK) err = verify_snapshots(dir, report, &newest_snapshot_file, error);
+    if (err == TQ_OK) err = verify_with_recovery(dir, report, newest_snapshot_file, error);
     tq_arena_destroy(&ctx.arena);
     return err;
 }

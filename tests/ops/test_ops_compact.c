@@ -299,6 +299,16 @@ int main(void) {
                        (unsigned long long)erased[0]),
                 1);
 
+    /* A damaged snapshot is reported, although storage itself would quietly fall back. */
+    TQ_CHECK_EQ(ops_sh("printf 'Z' | dd of=%s/snapshots/%020llu.snap bs=1 seek=70 conv=notrunc "
+                       "2> /dev/null",
+                       work, (unsigned long long)db.lsn_last),
+                0);
+    out = ops_capture(&status, "%s verify --data %s 2>&1", ops_tool(), work);
+    TQ_CHECK_EQ(status, 1);
+    TQ_CHECK(strstr(out, "snapshots/") != NULL);
+    free(out);
+
     /* ---- retention with an archive ----------------------------------------------------- */
     copy_pristine(pristine, work);
     out = ops_capture(&status, "%s compact --data %s --retention 2 --archive %s", ops_tool(),
