@@ -12,6 +12,10 @@
  * LSN staged at production time, which only grows), so releasing is a prefix walk: responses
  * on a connection go out in order, and no byte leaves before its LSN is acknowledged.
  * Invariants: osent <= oready <= olen <= ocap; every mark's end lies in (osent, olen].
+ * Buffers an SQE points into are never moved or freed while the SQE is outstanding: the
+ * receive buffer is compacted only when no recv is armed (rpos marks parsed bytes until then),
+ * and the output buffer grows into a fresh allocation while a send is armed, the old one
+ * being freed when that send completes.
  */
 #include "server.h"
 
@@ -39,6 +43,7 @@ void tq_conn_release(struct tq_conn *conn) {
     if (conn->rbuf != NULL) tq_free(conn->rbuf, conn->rcap);
     if (conn->obuf != NULL) tq_free(conn->obuf, conn->ocap);
     if (conn->marks != NULL) tq_free(conn->marks, conn->mark_cap * sizeof(*conn->marks));
+    tq_conn_send_done(conn);
     uint32_t gen = conn->gen, index = conn->index;
     memset(conn, 0, sizeof(*conn));
     conn->gen = gen;
@@ -52,20 +57,42 @@ static bool out_reserve(struct tq_conn *conn, size_t extra, uint64_t send_queue_
     TQ_ASSERT(conn->osent <= conn->oready && conn->oready <= conn->olen);
     if (conn->olen - conn->osent + extra > send_queue_max) return false;
     if (conn->olen + extra <= conn->ocap) return true;
-    /* Compact first: sent bytes are dead. */
-    if (conn->osent > 0) {
-        memmove(conn->obuf, conn->obuf + conn->osent, conn->olen - conn->osent);
-        conn->obase += conn->osent;
-        conn->olen -= conn->osent;
-        conn->oready -= conn->osent;
-        conn->osent = 0;
-        if (conn->olen + extra <= conn->ocap) return true;
+    size_t live = conn->olen - conn->osent;
+    if (!conn->send_armed && live + extra <= conn->ocap) {
+        /* Compact in place: sent bytes are dead and no SQE points into the buffer. */
+        memmove(conn->obuf, conn->obuf + conn->osent, live);
+    } else {
+        /* Grow into a fresh buffer. If a send SQE points into the current one, the kernel may
+         * still be reading it: keep it alive until that send completes (tq_conn_send_done). */
+        size_t cap = conn->ocap ? conn->ocap : 4096;
+        while (cap < live + extra) cap *= 2;
+        uint8_t *fresh = tq_xalloc(cap);
+        if (live > 0) memcpy(fresh, conn->obuf + conn->osent, live);
+        if (conn->obuf != NULL) {
+            if (conn->send_armed && conn->obuf_inflight == NULL) {
+                conn->obuf_inflight = conn->obuf;
+                conn->obuf_inflight_cap = conn->ocap;
+            } else {
+                tq_free(conn->obuf, conn->ocap);
+            }
+        }
+        conn->obuf = fresh;
+        conn->ocap = cap;
     }
-    size_t cap = conn->ocap ? conn->ocap : 4096;
-    while (cap < conn->olen + extra) cap *= 2;
-    conn->obuf = tq_xrealloc(conn->obuf, conn->ocap, cap);
-    conn->ocap = cap;
+    conn->obase += conn->osent;
+    conn->olen -= conn->osent;
+    conn->oready -= conn->osent;
+    conn->osent = 0;
+    TQ_ASSERT(conn->olen + extra <= conn->ocap);
     return true;
+}
+
+void tq_conn_send_done(struct tq_conn *conn) {
+    if (conn->obuf_inflight != NULL) {
+        tq_free(conn->obuf_inflight, conn->obuf_inflight_cap);
+        conn->obuf_inflight = NULL;
+        conn->obuf_inflight_cap = 0;
+    }
 }
 
 static void mark_push(struct tq_conn *conn, struct tq_out_mark mark) {
@@ -152,6 +179,12 @@ void tq_conn_sent(struct tq_conn *conn, size_t n) {
 
 bool tq_conn_recv_reserve(struct tq_conn *conn, size_t min_free, size_t cap_max) {
     TQ_ASSERT(conn->rlen <= conn->rcap);
+    TQ_ASSERT(!conn->recv_armed); /* the kernel may be writing into rbuf */
+    if (conn->rpos > 0) { /* drop parsed bytes */
+        memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
+        conn->rlen -= conn->rpos;
+        conn->rpos = 0;
+    }
     if (conn->rcap - conn->rlen >= min_free) return true;
     size_t cap = conn->rcap ? conn->rcap : TQ_RECV_BUFFER_BYTES_INITIAL;
     while (cap - conn->rlen < min_free && cap < cap_max) cap *= 2;

@@ -168,6 +168,7 @@ static void arm_recv(struct tq_server *srv, struct tq_conn *conn) {
     size_t cap_max = conn->kind == TQ_CONN_CLIENT
                          ? (size_t)srv->cfg.max_frame + TQ_FRAME_PREFIX_BYTES
                          : METRICS_REQUEST_BYTES_MAX;
+    if (!tq_conn_recv_reserve(conn, 0, cap_max)) return; /* compacts parsed bytes away */
     size_t want = 4096;
     uint32_t plen = 0;
     if (conn->kind == TQ_CONN_CLIENT &&
@@ -287,6 +288,7 @@ static void on_conn_cqe(struct tq_server *srv, enum ud_tag tag, uint32_t index, 
         conn->recv_armed = false;
     } else {
         conn->send_armed = false;
+        tq_conn_send_done(conn);
     }
     if (conn->closing) {
         if (conn->sqes_outstanding == 0) conn_finalize(srv, conn);
@@ -356,7 +358,7 @@ static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t a
         if (acked < conn->blocked_until_lsn) return;
         conn->blocked_until_lsn = 0;
     }
-    size_t off = 0;
+    size_t off = conn->rpos;
     uint64_t start_us = tq_mono_us();
     for (uint32_t frames = 0; frames < TQ_FRAMES_PER_CONN_TURN_MAX; frames++) {
         if (conn->close_after_send || conn->closing || srv->draining) break;
@@ -389,10 +391,7 @@ static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t a
         }
         off += TQ_FRAME_PREFIX_BYTES + plen;
     }
-    if (off > 0) {
-        memmove(conn->rbuf, conn->rbuf + off, conn->rlen - off);
-        conn->rlen -= off;
-    }
+    conn->rpos = off; /* compacted by arm_recv, when no recv points into the buffer */
 }
 
 static void serve_metrics(struct tq_server *srv, struct tq_conn *conn) {
@@ -419,7 +418,7 @@ static void serve_metrics(struct tq_server *srv, struct tq_conn *conn) {
                                     "Connection: close\r\n\r\nnot found\n";
         tq_conn_queue_raw(conn, k_404, sizeof(k_404) - 1);
     }
-    conn->rlen = 0;
+    conn->rpos = conn->rlen;
     conn->close_after_send = true;
 }
 
@@ -537,7 +536,7 @@ int tq_loop_run(struct tq_server *srv) {
             arm_send(srv, c);
             arm_recv(srv, c);
             /* Frames already buffered and parseable: keep turning without waiting. */
-            if (c->kind == TQ_CONN_CLIENT && !c->recv_armed && c->rlen > 0 &&
+            if (c->kind == TQ_CONN_CLIENT && !c->recv_armed && c->rlen > c->rpos &&
                 c->inflight < srv->cfg.max_inflight && c->blocked_until_lsn == 0 &&
                 !c->close_after_send && !srv->draining) {
                 busy = true;

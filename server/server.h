@@ -46,6 +46,7 @@ struct tq_sub {
     uint64_t request_id;            /* the Subscribe's id, echoed in every event frame */
     uint64_t tenant_id;
     uint64_t scanned_lsn;           /* every record <= this has been considered */
+    uint64_t after_lsn;             /* deliver only events with event.lsn (command LSN) > this */
     uint32_t type_mask;             /* bit t = event type t wanted; 0 = all */
     uint64_t ticket_id, queue_id;   /* filters; 0 = any */
     uint64_t events_sent;
@@ -77,12 +78,14 @@ struct tq_conn {
     bool close_after_send;          /* protocol error: flush then close */
     uint64_t blocked_until_lsn;     /* >0: parsing waits until acked >= this */
 
-    uint8_t *rbuf;                  /* received, not yet parsed bytes: [0, rlen) */
-    size_t rcap, rlen;
+    uint8_t *rbuf;                  /* received bytes [0, rlen); [0, rpos) already parsed */
+    size_t rcap, rlen, rpos;
 
     uint8_t *obuf;                  /* output: [0, osent) sent, [osent, oready) releasable */
     size_t ocap, olen, osent, oready; /* [oready, olen) waits for the log */
     uint64_t obase;                 /* stream offset of obuf[0] */
+    uint8_t *obuf_inflight;         /* old output buffer an armed send still points into */
+    size_t obuf_inflight_cap;
     struct tq_out_mark *marks;      /* FIFO of marks not yet fully sent */
     uint32_t mark_head, mark_count, mark_cap;
     uint32_t inflight;              /* requests read and not yet fully answered */
@@ -198,6 +201,8 @@ void tq_conn_release_acked(struct tq_conn *conn, uint64_t acked_lsn, struct tq_m
                            uint64_t now_us);
 /* Accounts for n bytes sent; pops fully sent marks; compacts the buffer. */
 void tq_conn_sent(struct tq_conn *conn, size_t n);
+/* A send completed: frees an output buffer that was replaced while it was in flight. */
+void tq_conn_send_done(struct tq_conn *conn);
 /* Bytes queued but not yet sent. */
 size_t tq_conn_unsent(const struct tq_conn *conn);
 /* Ensures at least min_free bytes of receive space (grows up to cap_max). False if not. */

@@ -37,6 +37,7 @@ void tq_sub_start(struct tq_server *srv, struct tq_conn *conn, uint64_t request_
     conn->sub.request_id = request_id;
     conn->sub.tenant_id = tenant_id;
     conn->sub.scanned_lsn = from_lsn;
+    conn->sub.after_lsn = from_lsn;
     conn->sub.type_mask = type_mask;
     conn->sub.ticket_id = ticket_id;
     conn->sub.queue_id = queue_id;
@@ -67,6 +68,7 @@ void tq_sub_stage_events(struct tq_server *srv, const struct tq_event *events, u
 }
 
 bool tq_sub_matches(const struct tq_sub *sub, const struct tq_event *e) {
+    if (e->lsn <= sub->after_lsn) return false; /* from_lsn / consumer position: exclusive */
     if (e->tenant_id != sub->tenant_id) return false;
     if (sub->type_mask != 0 && (sub->type_mask & (1u << e->type)) == 0) return false;
     if (sub->ticket_id != 0 && e->ticket_id != sub->ticket_id) return false;
@@ -213,8 +215,9 @@ static bool catch_up(struct tq_server *srv, struct tq_conn *conn, uint64_t acked
             more = false;
             break;
         }
+        if (rec.lsn <= sub->scanned_lsn) continue; /* exactly once, whatever the iterator */
         read_bytes += rec.len + 16;
-        if (rec.lsn > sub->scanned_lsn) sub->scanned_lsn = rec.lsn;
+        sub->scanned_lsn = rec.lsn;
         if (rec.type != TQ_RECORD_TYPE_EVENTS || (rec.flags & TQ_RECORD_REDACTED)) continue;
         uint64_t cmd_lsn;
         uint32_t count;
