@@ -121,8 +121,8 @@ enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify
         }
         bool redacted = (rec.flags & TQ_RECORD_REDACTED) != 0;
         uint32_t pad = tq_record_area_bytes(rec.len) - TQ_RECORD_HEADER_BYTES - rec.len;
-        if (!all_zero(payload + rec.len, pad) || (redacted && rec.len == 0)) {
-            snprintf(why, why_bytes, "record %u (lsn %llu): non-zero padding or bad flags", count,
+        if (!all_zero(payload + rec.len, pad)) {
+            snprintf(why, why_bytes, "record %u (lsn %llu): non-zero padding", count,
                      (unsigned long long)(out->lsn_first + count));
             return TQ_BATCH_BAD_AREA;
         }

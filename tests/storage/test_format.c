@@ -13,6 +13,7 @@
 #include "log.h"
 #include "tq_test.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <xxhash.h>
 
@@ -43,6 +44,21 @@ static size_t build(uint8_t *buf, size_t cap, uint32_t count, uint32_t len_max, 
     return (size_t)tq_batch_disk_bytes(area);
 }
 
+/* The one undetectable flip (docs/log-format.md, Redaction): the REDACTED bit of an empty
+ * record changes no data. */
+static bool redacted_flag_of_empty_record(const uint8_t *batch, uint32_t area_bytes, size_t bit) {
+    uint32_t off = 0;
+    struct tq_record_header rh;
+    const uint8_t *payload;
+    const uint8_t *area = batch + TQ_BATCH_HEADER_BYTES;
+    while (true) {
+        uint32_t at = off;
+        if (!tq_batch_record_next(area, area_bytes, &off, &rh, &payload)) return false;
+        size_t flag_bit = (TQ_BATCH_HEADER_BYTES + at + 6) * 8; /* bit 0 of flags */
+        if (rh.len == 0 && bit == flag_bit) return true;
+    }
+}
+
 int main(void) {
     rng = tq_test_seed("test_format");
     char why[200];
@@ -57,7 +73,9 @@ int main(void) {
         size_t disk = build(buf, sizeof(buf), 1 + (uint32_t)tq_test_rand_below(&rng, 5), 200, 10);
         TQ_CHECK_EQ(tq_batch_check(buf, disk, true, &h, why, sizeof(why)), TQ_BATCH_VALID);
         size_t used = TQ_BATCH_HEADER_BYTES + h.area_bytes;
+        uint32_t area_bytes = h.area_bytes; /* h is overwritten by the checks below */
         for (size_t bit = 0; bit < used * 8; bit++) {
+            if (redacted_flag_of_empty_record(buf, area_bytes, bit)) continue;
             buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
             enum tq_batch_check c = tq_batch_check(buf, disk, true, &h, why, sizeof(why));
             if (c == TQ_BATCH_VALID) fprintf(stderr, "flip of bit %zu not detected\n", bit);
@@ -83,8 +101,9 @@ int main(void) {
             seen++;
         }
         TQ_CHECK_EQ(seen, count);
+        uint64_t used_bits = (64 + (uint64_t)h.area_bytes) * 8; /* h changes below */
         for (int k = 0; k < 50; k++) {
-            size_t bit = tq_test_rand_below(&rng, (64 + (uint64_t)h.area_bytes) * 8);
+            size_t bit = tq_test_rand_below(&rng, used_bits);
             buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
             TQ_CHECK(tq_batch_check(buf, disk, true, &h, why, sizeof(why)) != TQ_BATCH_VALID);
             buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
