@@ -39,29 +39,29 @@ struct sw {
     size_t len, cap;
 };
 
-static void sw_bytes(struct sw *w, const void *p, size_t n) {
+static uint8_t *sw_reserve(struct sw *w, size_t n) {
     if (w->len + n > w->cap) {
-        size_t cap = w->cap == 0 ? 4096 : w->cap;
+        size_t cap = w->cap == 0 ? 64 * 1024 : w->cap;
         while (cap < w->len + n) cap *= 2;
         w->buf = tq_xrealloc(w->buf, w->cap, cap);
         w->cap = cap;
     }
-    if (n > 0) memcpy(w->buf + w->len, p, n);
+    uint8_t *p = w->buf + w->len;
     w->len += n;
+    return p;
 }
-static void sw_u8(struct sw *w, uint64_t v) {
-    uint8_t b = (uint8_t)v;
-    sw_bytes(w, &b, 1);
+static void sw_bytes(struct sw *w, const void *p, size_t n) {
+    uint8_t *d = sw_reserve(w, n);
+    if (n > 0) memcpy(d, p, n);
 }
+static void sw_u8(struct sw *w, uint64_t v) { *sw_reserve(w, 1) = (uint8_t)v; }
 static void sw_u32(struct sw *w, uint64_t v) {
-    uint8_t b[4];
+    uint8_t *b = sw_reserve(w, 4);
     for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
-    sw_bytes(w, b, 4);
 }
 static void sw_u64(struct sw *w, uint64_t v) {
-    uint8_t b[8];
+    uint8_t *b = sw_reserve(w, 8);
     for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
-    sw_bytes(w, b, 8);
 }
 static void sw_str(struct sw *w, struct tq_str s) {
     sw_u32(w, s.len);
