@@ -71,6 +71,12 @@ static bool all_zero(const uint8_t *p, size_t n) {
 
 enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify_area,
                                    struct tq_batch_header *out, char *why, size_t why_bytes) {
+    return tq_batch_check_level(p, avail, verify_area ? TQ_CHECK_FULL : TQ_CHECK_HEADER, out, why,
+                                why_bytes);
+}
+
+enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail, enum tq_check_level level,
+                                         struct tq_batch_header *out, char *why, size_t why_bytes) {
     TQ_ASSERT(p != NULL);
     TQ_ASSERT(out != NULL);
     if (avail < TQ_BATCH_HEADER_BYTES) {
@@ -104,7 +110,8 @@ enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify
                  out->area_bytes, (unsigned long long)avail);
         return TQ_BATCH_TRUNCATED;
     }
-    if (!verify_area) return TQ_BATCH_VALID;
+    if (level == TQ_CHECK_HEADER) return TQ_BATCH_VALID;
+    bool payloads = level == TQ_CHECK_FULL;
 
     const uint8_t *area = p + TQ_BATCH_HEADER_BYTES;
     XXH3_state_t state;
@@ -128,7 +135,8 @@ enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify
         }
         /* A redacted payload must be all zeros: a bit flip that sets the flag is not a way
          * to lose a payload silently. */
-        if (redacted ? !all_zero(payload, rec.len) : XXH3_64bits(payload, rec.len) != rec.payload_hash) {
+        if (payloads && (redacted ? !all_zero(payload, rec.len)
+                                  : XXH3_64bits(payload, rec.len) != rec.payload_hash)) {
             snprintf(why, why_bytes, "record %u (lsn %llu): payload checksum mismatch", count,
                      (unsigned long long)(out->lsn_first + count));
             return TQ_BATCH_BAD_AREA;

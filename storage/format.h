@@ -111,6 +111,16 @@ uint64_t tq_batch_area_hash(const uint8_t *area, uint32_t area_bytes);
 enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify_area,
                                    struct tq_batch_header *out, char *why, size_t why_bytes);
 
+enum tq_check_level {
+    TQ_CHECK_HEADER = 0,  /* header only (and that the area fits in avail) */
+    TQ_CHECK_RECORDS = 1, /* + the record walk, padding and area hash, not the payload hashes */
+    TQ_CHECK_FULL = 2,    /* + every payload hash: what recovery and compaction use */
+};
+/* tq_batch_check with a level: point reads use TQ_CHECK_RECORDS and then verify only the
+ * payload they return, so reading one record of a 4 MiB batch does not hash 4 MiB. */
+enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail, enum tq_check_level level,
+                                         struct tq_batch_header *out, char *why, size_t why_bytes);
+
 /* Walks the records of a verified batch: on return *rec is the header of record index and
  * *payload its bytes. Returns false if index >= record_count. offset_io carries the walk state
  * (start at 0, pass back unchanged). */

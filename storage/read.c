@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #define READ_WINDOW_BYTES (1u << 20)
@@ -157,10 +158,13 @@ int64_t tq_log_ref_find(const struct tq_log *log, uint64_t lsn) {
     return lsn < r->lsn_first + r->record_count ? found : -1;
 }
 
-/* Loads and fully verifies the batch of ref through cursor c; *area_out points at its records. */
+/* Loads and verifies the batch of ref through cursor c (level: TQ_CHECK_FULL for iterators,
+ * TQ_CHECK_RECORDS for point reads, which then check their one payload); *area_out points at
+ * its records. */
 static enum tq_err batch_load(const struct tq_log *log, struct tq_seg_cursor *c,
-                              const struct tq_batch_ref *ref, struct tq_batch_header *h,
-                              const uint8_t **area_out, struct tq_error *error) {
+                              const struct tq_batch_ref *ref, enum tq_check_level level,
+                              struct tq_batch_header *h, const uint8_t **area_out,
+                              struct tq_error *error) {
     const struct tq_seg *seg = &log->segs[ref->seg_index];
     if (!c->bound || c->seg_index != ref->seg_index) {
         tq_cursor_free(c);
@@ -175,7 +179,7 @@ static enum tq_err batch_load(const struct tq_log *log, struct tq_seg_cursor *c,
     enum tq_err err = tq_cursor_get(c, ref->offset, ref->disk_bytes, limit, &p, &avail, error);
     if (err != TQ_OK) return err;
     char why[200];
-    enum tq_batch_check check = tq_batch_check(p, avail, true, h, why, sizeof(why));
+    enum tq_batch_check check = tq_batch_check_level(p, avail, level, h, why, sizeof(why));
     if (check == TQ_BATCH_VALID && (h->lsn_first != ref->lsn_first ||
                                     h->record_count != ref->record_count)) {
         snprintf(why, sizeof(why), "batch is not the one indexed (lsn %" PRIu64 ")", h->lsn_first);
@@ -215,7 +219,7 @@ enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *
     const struct tq_batch_ref *ref = &log->refs[ri];
     struct tq_batch_header h;
     const uint8_t *area;
-    enum tq_err err = batch_load(log, &log->read_cursor, ref, &h, &area, error);
+    enum tq_err err = batch_load(log, &log->read_cursor, ref, TQ_CHECK_RECORDS, &h, &area, error);
     if (err != TQ_OK) return err;
     uint32_t offset = 0;
     struct tq_record_header rh;
@@ -223,6 +227,18 @@ enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *
     for (uint64_t i = ref->lsn_first; i <= lsn; i++) {
         bool ok = tq_batch_record_next(area, h.area_bytes, &offset, &rh, &payload);
         TQ_ASSERT(ok); /* the batch was verified: the walk cannot fail */
+    }
+    bool redacted = (rh.flags & TQ_RECORD_REDACTED) != 0;
+    bool intact = true;
+    if (redacted) {
+        for (uint32_t i = 0; i < rh.len; i++) intact = intact && payload[i] == 0;
+    } else {
+        intact = XXH3_64bits(payload, rh.len) == rh.payload_hash;
+    }
+    if (!intact) {
+        const struct tq_seg *seg = &log->segs[ref->seg_index];
+        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64 " (lsn %"
+                            PRIu64 "): payload checksum mismatch", seg->path, ref->offset, lsn);
     }
     record_fill(record, lsn, &h, &rh, payload);
     if (record->len > cap) {
@@ -277,7 +293,8 @@ enum tq_err tq_log_iter_next(struct tq_log_iter *it, struct tq_log_record *recor
         if (ri < 0) {
             return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " not in the log", it->next_lsn);
         }
-        enum tq_err err = batch_load(log, &it->cursor, &log->refs[ri], &it->h, &it->area, error);
+        enum tq_err err = batch_load(log, &it->cursor, &log->refs[ri], TQ_CHECK_FULL, &it->h,
+                                     &it->area, error);
         if (err != TQ_OK) {
             it->ref_index = -1;
             return err;

@@ -237,6 +237,46 @@ static void test_segments_removed_or_swapped(void) {
     }
 }
 
+/* Bits that rot after open: a point read of the damaged record and an iterator over its
+ * batch report CORRUPT (file, offset, LSN); other records keep reading. */
+static void test_rot_after_open(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "rot");
+    int segs = build_ps(dir, 400, 6);
+    TQ_CHECK_GE(segs, 2);
+    char paths[64][512];
+    st_segments(dir, paths, 64);
+    struct batch_pos b[4096];
+    int nb = batches_of(dir, 0, b, 4096);
+    struct batch_pos *victim = NULL;
+    static uint8_t tmp[LEN_MAX];
+    for (int i = 0; i < nb && victim == NULL; i++) {
+        if (b[i].lsn_last > b[i].lsn_first && st_payload(seed, b[i].lsn_first, LEN_MAX, tmp) > 0) {
+            victim = &b[i];
+        }
+    }
+    TQ_CHECK(victim != NULL);
+    struct tq_log_options o = st_options(dir, NULL);
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    flip_bit(paths[0], victim->offset + 64 + 16, 3); /* first payload byte of the batch */
+    struct tq_log_record r;
+    static uint8_t buf[LEN_MAX];
+    TQ_CHECK_ERR(tq_log_read(log, victim->lsn_first, &r, buf, sizeof(buf), &err), TQ_ERR_CORRUPT, &err);
+    char want[128];
+    snprintf(want, sizeof(want), "offset %" PRIu64 " (lsn %" PRIu64 ")", victim->offset, victim->lsn_first);
+    TQ_CHECK(strstr(err.msg, want) != NULL);
+    TQ_CHECK(strstr(err.msg, strrchr(paths[0], '/') + 1) != NULL);
+    st_check_record(log, seed, victim->lsn_first + 1, LEN_MAX); /* its neighbour is intact */
+    struct tq_log_iter *it;
+    TQ_CHECK_OK(tq_log_iter_open(log, victim->lsn_first, &it, &err), &err);
+    TQ_CHECK_ERR(tq_log_iter_next(it, &r, &err), TQ_ERR_CORRUPT, &err);
+    tq_log_iter_close(it);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
 int main(void) {
     seed = tq_test_seed("test_corrupt");
     rng = seed * 7 + 1;
@@ -244,6 +284,7 @@ int main(void) {
     test_flip_tail();
     test_flip_middle();
     test_segments_removed_or_swapped();
+    test_rot_after_open();
     printf("test_corrupt: ok\n");
     return 0;
 }
