@@ -369,6 +369,7 @@ static const struct tq_calendar *get_calendar(struct rbuf *r, struct tq_arena *a
     memset(c, 0, sizeof(*c));
     struct tq_str name = get_str(r, TQ_CALENDAR_TZ_NAME_BYTES_MAX - 1, "calendar.tz_name");
     if (name.len > 0) memcpy(c->tz_name, name.ptr, name.len);
+    if (memchr(name.ptr, '\0', name.len) != NULL) fail(r, "calendar.tz_name");  /* canonical */
     c->base_offset_s = (int32_t)get_u32(r, "calendar.base_offset");
     c->tz_transition_count = get_count(r, TQ_CALENDAR_TZ_TRANSITIONS_MAX, 12, "calendar.tz");
     for (uint32_t i = 0; i < c->tz_transition_count; i++) {
