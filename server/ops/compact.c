@@ -354,12 +354,16 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
     struct tq_state *state = NULL;
     uint64_t lsn = 0;
     err = tq_ops_state_at(o->dir, UINT64_MAX, &state, &lsn, error);
-    if (err == TQ_OK && lsn != tq_log_acked_lsn(log)) {
+    /* lsn is the last COMMAND; records after it (the server's events records) do not change
+     * the state, so the snapshot covers the whole log. A command beyond the end this handle
+     * recovered means someone is appending. */
+    if (err == TQ_OK && lsn > tq_log_acked_lsn(log)) {
         err = tq_error_set(error, TQ_ERR_FAILED_PRECONDITION,
                            "the log grew while compacting (LSN %" PRIu64 " -> %" PRIu64
                            "): is a server running on %s?",
-                           lsn, tq_log_acked_lsn(log), o->dir);
+                           tq_log_acked_lsn(log), lsn, o->dir);
     }
+    if (err == TQ_OK) lsn = tq_log_acked_lsn(log);
     void *blob = NULL;
     size_t len = 0;
     if (err == TQ_OK && lsn > 0) err = tq_state_serialize(state, &blob, &len, error);

@@ -21,6 +21,9 @@
  */
 #include "ops_internal.h"
 
+#ifdef TQ_OPS_EVENTS_CODEC
+#include "events_codec.h"
+#endif
 #include "log.h"
 #include "state.h"
 #include "tq_alloc.h"
@@ -49,49 +52,90 @@ const char *tq_ops_cmd_name(int cmd_type) {
 
 #define EVENTS_INITIAL_CAP 64
 #define RECORD_BUF_BYTES (TQ_RECORD_BYTES_DEFAULT_MAX + 64)
+/* Events decoded from one type-2 record: the server splits larger sets over several. */
+#define RECORDED_EVENTS_PER_RECORD_MAX 4096u
 
 enum record_kind {
-    RECORD_APPLIED = 0,   /* a command applied; events hold its effects */
-    RECORD_TOMBSTONE,     /* a redacted record */
-    RECORD_UNAPPLIED,     /* a command read while the state is unknown (after a tombstone) */
+    RECORD_APPLIED = 0,   /* a command applied; events are its regenerated effects */
+    RECORD_TOMBSTONE,     /* a redacted record; events (if any) are the recorded ones */
+    RECORD_UNAPPLIED,     /* a command read while the state is unknown (after a tombstone);
+                             events (if any) are the recorded ones */
+};
+
+/* What the printers need of a command (the decoded command itself does not outlive the
+ * iterator's next call, and a tombstone has none). */
+struct cmd_summary {
+    const char *name;
+    uint64_t now_ms, tenant_id, actor_agent_id;
 };
 
 struct engine;
-/* Called once per command record (never for type-2 records). cmd is NULL for tombstones. */
-typedef enum tq_err (*record_fn)(struct engine *e, enum record_kind kind,
-                                 const struct tq_log_record *rec, const struct tq_cmd *cmd,
+/* Called once per command record, after its events are known. recorded: the events come from
+ * the server's type-2 record, not from apply. */
+typedef enum tq_err (*record_fn)(struct engine *e, enum record_kind kind, uint64_t lsn,
+                                 uint64_t commit_us, uint32_t len, const struct cmd_summary *cmd,
+                                 const struct tq_event *events, size_t count, bool recorded,
                                  struct tq_error *error);
+
+/* A growable array of events. */
+struct event_buf {
+    struct tq_event *events;
+    size_t count, cap;
+};
 
 struct engine {
     struct tq_log *log;
     struct tq_state *state;
     struct tq_log_recovery recovery;
     struct tq_arena arena;         /* decode scratch, reset per record */
-    struct tq_event *events;       /* events of the current record */
-    size_t event_count, event_cap;
+    struct event_buf applied;      /* events apply emitted for the current command */
+    struct event_buf recorded;     /* events of type-2 records of the current command */
+    struct tq_event *scratch;      /* RECORDED_EVENTS_PER_RECORD_MAX, for decoding */
+    /* The current command record, reported when its events are complete. */
+    bool pending;
+    enum record_kind pending_kind;
+    uint64_t pending_lsn, pending_commit_us;
+    uint32_t pending_len;
+    struct cmd_summary pending_cmd;
     uint64_t lsn_applied;          /* last LSN whose effects are in state */
     uint64_t lost_at;              /* redacted LSN that made the state unknown (0: known) */
     uint64_t lsn_to;               /* stop after this LSN */
     uint64_t time_to_ms;           /* stop before the first command later than this */
+    bool events_records_seen;      /* the log carries the server's type-2 records: a command
+                                      without one had no effect to record */
+    uint64_t checked, mismatched;  /* commands whose recorded events were compared / differed */
+    uint64_t first_mismatch_lsn;
     record_fn on_record;           /* may be NULL */
     void *ctx;
 };
 
+static void buf_push(struct event_buf *b, const struct tq_event *event) {
+    if (b->count == b->cap) {
+        size_t cap = b->cap == 0 ? EVENTS_INITIAL_CAP : b->cap * 2;
+        b->events = tq_xrealloc(b->events, b->cap * sizeof(*b->events), cap * sizeof(*b->events));
+        b->cap = cap;
+    }
+    b->events[b->count++] = *event;
+}
+
+static void buf_free(struct event_buf *b) {
+    if (b->events != NULL) tq_free(b->events, b->cap * sizeof(*b->events));
+    memset(b, 0, sizeof(*b));
+}
+
 static void engine_emit(void *vctx, const struct tq_event *event) {
     struct engine *e = vctx;
-    if (e->event_count == e->event_cap) {
-        size_t cap = e->event_cap == 0 ? EVENTS_INITIAL_CAP : e->event_cap * 2;
-        e->events = tq_xrealloc(e->events, e->event_cap * sizeof(*e->events),
-                                cap * sizeof(*e->events));
-        e->event_cap = cap;
-    }
-    e->events[e->event_count++] = *event;
+    buf_push(&e->applied, event);
 }
 
 static void engine_close(struct engine *e) {
     if (e->state != NULL) tq_state_free(e->state);
     if (e->log != NULL) tq_log_close(e->log);
-    if (e->events != NULL) tq_free(e->events, e->event_cap * sizeof(*e->events));
+    buf_free(&e->applied);
+    buf_free(&e->recorded);
+    if (e->scratch != NULL) {
+        tq_free(e->scratch, RECORDED_EVENTS_PER_RECORD_MAX * sizeof(struct tq_event));
+    }
     tq_arena_destroy(&e->arena);
     memset(e, 0, sizeof(*e));
 }
@@ -119,6 +163,7 @@ static enum tq_err engine_open(struct engine *e, const char *dir, struct tq_erro
     tq_arena_init(&e->arena, 64 * 1024);
     e->lsn_to = UINT64_MAX;
     e->time_to_ms = UINT64_MAX;
+    e->scratch = tq_xalloc(RECORDED_EVENTS_PER_RECORD_MAX * sizeof(struct tq_event));
     struct tq_log_options opt;
     memset(&opt, 0, sizeof(opt));
     opt.dir = dir;
@@ -129,7 +174,8 @@ static enum tq_err engine_open(struct engine *e, const char *dir, struct tq_erro
     if (e->recovery.lsn_first > 1) {
         /* Older segments are gone: only a snapshot can stand in for them. */
         err = engine_load_snapshot(e, error);
-        if (err == TQ_ERR_NOT_FOUND || (err == TQ_OK && e->lsn_applied + 1 < e->recovery.lsn_first)) {
+        if (err == TQ_ERR_NOT_FOUND ||
+            (err == TQ_OK && e->lsn_applied + 1 < e->recovery.lsn_first)) {
             return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION,
                                 "the log starts at LSN %" PRIu64
                                 " and no snapshot covers the records before it",
@@ -142,17 +188,100 @@ static enum tq_err engine_open(struct engine *e, const char *dir, struct tq_erro
     return TQ_OK;
 }
 
+static bool event_equal(const struct tq_event *a, const struct tq_event *b) {
+    return a->type == b->type && a->lsn == b->lsn && a->at_ms == b->at_ms &&
+           a->tenant_id == b->tenant_id && a->ticket_id == b->ticket_id &&
+           a->message_id == b->message_id && a->customer_id == b->customer_id &&
+           a->agent_id == b->agent_id && a->queue_id == b->queue_id && a->field == b->field &&
+           a->old_value == b->old_value && a->new_value == b->new_value &&
+           (!(a->type == TQ_EVENT_SLA_WARNING || a->type == TQ_EVENT_SLA_BREACH ||
+              a->type == TQ_EVENT_SLA_ACHIEVED) ||
+            a->sla_metric == b->sla_metric);
+}
+
+/* Reports the pending command (its events are complete) and, for an applied one with a
+ * recorded copy, compares the two. */
+static enum tq_err engine_flush(struct engine *e, struct tq_error *error) {
+    if (!e->pending) return TQ_OK;
+    e->pending = false;
+    enum tq_err err = TQ_OK;
+    if (e->pending_kind == RECORD_APPLIED) {
+        if (e->recorded.count > 0) {
+            e->checked++;
+            bool same = e->recorded.count == e->applied.count;
+            for (size_t i = 0; same && i < e->applied.count; i++) {
+                same = event_equal(&e->applied.events[i], &e->recorded.events[i]);
+            }
+            if (!same) {
+                if (e->mismatched == 0) e->first_mismatch_lsn = e->pending_lsn;
+                e->mismatched++;
+            }
+        }
+        if (e->on_record != NULL) {
+            err = e->on_record(e, RECORD_APPLIED, e->pending_lsn, e->pending_commit_us,
+                               e->pending_len, &e->pending_cmd, e->applied.events,
+                               e->applied.count, false, error);
+        }
+    } else if (e->on_record != NULL) {
+        err = e->on_record(e, e->pending_kind, e->pending_lsn, e->pending_commit_us,
+                           e->pending_len, &e->pending_cmd, e->recorded.events,
+                           e->recorded.count, true, error);
+    }
+    e->applied.count = 0;
+    e->recorded.count = 0;
+    return err;
+}
+
+static void engine_pend(struct engine *e, enum record_kind kind, const struct tq_log_record *rec,
+                        const struct tq_cmd *cmd) {
+    e->pending = true;
+    e->pending_kind = kind;
+    e->pending_lsn = rec->lsn;
+    e->pending_commit_us = rec->commit_us;
+    e->pending_len = rec->len;
+    memset(&e->pending_cmd, 0, sizeof(e->pending_cmd));
+    if (cmd != NULL) {
+        e->pending_cmd.name = tq_ops_cmd_name((int)cmd->type);
+        e->pending_cmd.now_ms = cmd->now_ms;
+        e->pending_cmd.tenant_id = cmd->tenant_id;
+        e->pending_cmd.actor_agent_id = cmd->actor_agent_id;
+    } else {
+        e->pending_cmd.name = "erased";
+        e->pending_cmd.now_ms = rec->commit_us / 1000;
+    }
+}
+
+/* A type-2 record: the events the server recorded for the command at cmd_lsn. */
+static void engine_events_record(struct engine *e, const struct tq_log_record *rec) {
+#ifdef TQ_OPS_EVENTS_CODEC
+    e->events_records_seen = true;
+    if (!e->pending || (rec->flags & TQ_RECORD_REDACTED) != 0) return;
+    uint64_t cmd_lsn = 0;
+    uint32_t count = 0;
+    struct tq_error ignored;
+    if (tq_events_decode(rec->payload, rec->len, &cmd_lsn, e->scratch,
+                         RECORDED_EVENTS_PER_RECORD_MAX, &count, &ignored) != TQ_OK ||
+        cmd_lsn != e->pending_lsn) {
+        return; /* not ours, or unreadable: the comparison simply does not happen */
+    }
+    for (uint32_t i = 0; i < count; i++) buf_push(&e->recorded, &e->scratch[i]);
+#else
+    (void)e;
+    (void)rec;
+#endif
+}
+
 /* One command record. */
 static enum tq_err engine_step(struct engine *e, const struct tq_log_record *rec, bool *stop,
                                struct tq_error *error) {
-    e->event_count = 0;
     if ((rec->flags & TQ_RECORD_REDACTED) != 0) {
         if (rec->commit_us / 1000 > e->time_to_ms) {
             *stop = true;
             return TQ_OK;
         }
         if (e->lost_at == 0) e->lost_at = rec->lsn;
-        return e->on_record != NULL ? e->on_record(e, RECORD_TOMBSTONE, rec, NULL, error) : TQ_OK;
+        engine_pend(e, RECORD_TOMBSTONE, rec, NULL);
+        return TQ_OK;
     }
     struct tq_cmd cmd;
     tq_arena_reset(&e->arena);
@@ -171,7 +300,8 @@ static enum tq_err engine_step(struct engine *e, const struct tq_log_record *rec
         if (err != TQ_OK) return err;
     }
     if (e->lost_at != 0) {
-        return e->on_record != NULL ? e->on_record(e, RECORD_UNAPPLIED, rec, &cmd, error) : TQ_OK;
+        engine_pend(e, RECORD_UNAPPLIED, rec, &cmd);
+        return TQ_OK;
     }
     struct tq_event_sink sink = {.emit = engine_emit, .ctx = e};
     err = tq_state_apply(e->state, rec->lsn, &cmd, NULL, &sink, error);
@@ -183,7 +313,8 @@ static enum tq_err engine_step(struct engine *e, const struct tq_log_record *rec
                             error->msg);
     }
     e->lsn_applied = rec->lsn;
-    return e->on_record != NULL ? e->on_record(e, RECORD_APPLIED, rec, &cmd, error) : TQ_OK;
+    engine_pend(e, RECORD_APPLIED, rec, &cmd);
+    return TQ_OK;
 }
 
 /* Runs the log from just after the state's LSN to lsn_to / time_to_ms / the end. */
@@ -200,15 +331,21 @@ static enum tq_err engine_run(struct engine *e, struct tq_error *error) {
             break;
         }
         if (err != TQ_OK) break;
+        if (rec.type != TQ_RECORD_TYPE_CMD) {
+            /* Past lsn_to too: the events record of the last command follows it. */
+            if (rec.type == 2) engine_events_record(e, &rec);
+            continue;
+        }
         if (rec.lsn > e->lsn_to) {
             stop = true;
             break;
         }
-        if (rec.type != TQ_RECORD_TYPE_CMD) continue;
-        err = engine_step(e, &rec, &stop, error);
+        err = engine_flush(e, error);
+        if (err == TQ_OK) err = engine_step(e, &rec, &stop, error);
         if (err != TQ_OK) break;
     }
     tq_log_iter_close(iter);
+    if (err == TQ_OK) err = engine_flush(e, error);
     /* The log ended inside a window that only the snapshot covers (compaction snapshots its
      * last LSN): the snapshot is the state at the end. */
     if (err == TQ_OK && !stop && e->lost_at != 0 && e->recovery.snapshot_lsn >= e->lost_at &&
@@ -336,7 +473,7 @@ static bool is_sla_event(enum tq_event_type t) {
     return t == TQ_EVENT_SLA_WARNING || t == TQ_EVENT_SLA_BREACH || t == TQ_EVENT_SLA_ACHIEVED;
 }
 
-static bool event_matches(const struct replay_filter *f, const struct tq_cmd *cmd,
+static bool event_matches(const struct replay_filter *f, const struct cmd_summary *cmd,
                           const struct tq_event *ev) {
     if (f->type_mask != 0 && (f->type_mask & (1u << (unsigned)ev->type)) == 0) return false;
     if (f->tenant != 0 && ev->tenant_id != f->tenant && cmd->tenant_id != f->tenant) return false;
@@ -352,13 +489,12 @@ static bool event_matches(const struct replay_filter *f, const struct tq_cmd *cm
     return true;
 }
 
-static void print_event_jsonl(const struct tq_log_record *rec, const struct tq_cmd *cmd,
-                              const struct tq_event *ev) {
+static void print_event_jsonl(uint64_t lsn, const struct cmd_summary *cmd,
+                              const struct tq_event *ev, bool recorded) {
     char t[TQ_OPS_TIME_BYTES];
-    printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tenant\":%" PRIu64 ",\"cmd\":\"%s\"",
-           rec->lsn, tq_ops_time_format(cmd->now_ms, t), ev->tenant_id != 0 ? ev->tenant_id
-                                                                             : cmd->tenant_id,
-           tq_ops_cmd_name((int)cmd->type));
+    printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tenant\":%" PRIu64 ",\"cmd\":\"%s\"", lsn,
+           tq_ops_time_format(cmd->now_ms, t),
+           ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id, cmd->name);
     if (cmd->actor_agent_id != 0) printf(",\"actor\":%" PRIu64, cmd->actor_agent_id);
     printf(",\"event\":\"%s\"", tq_event_type_name(ev->type));
     if (ev->ticket_id != 0) printf(",\"ticket\":%" PRIu64, ev->ticket_id);
@@ -381,6 +517,7 @@ static void print_event_jsonl(const struct tq_log_record *rec, const struct tq_c
         if (ev->field != TQ_FIELD_NONE) printf(",\"field\":\"%s\"", field_name(ev->field));
         printf(",\"old\":%s,\"new\":%s", old_v, new_v);
     }
+    if (recorded) printf(",\"source\":\"recorded\"");
     printf("}\n");
 }
 
@@ -397,12 +534,11 @@ static void value_text(const struct tq_event *ev, int64_t v, char *out, size_t c
     }
 }
 
-static void print_event_text(const struct tq_log_record *rec, const struct tq_cmd *cmd,
-                             const struct tq_event *ev) {
+static void print_event_text(uint64_t lsn, const struct cmd_summary *cmd,
+                             const struct tq_event *ev, bool recorded) {
     char t[TQ_OPS_TIME_BYTES];
-    printf("lsn %" PRIu64 "  %s  tenant %" PRIu64 "  %s", rec->lsn,
-           tq_ops_time_format(cmd->now_ms, t),
-           ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id, tq_ops_cmd_name((int)cmd->type));
+    printf("lsn %" PRIu64 "  %s  tenant %" PRIu64 "  %s", lsn, tq_ops_time_format(cmd->now_ms, t),
+           ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id, cmd->name);
     if (cmd->actor_agent_id != 0) printf(" by agent %" PRIu64, cmd->actor_agent_id);
     printf(": %s", tq_event_type_name(ev->type));
     if (ev->ticket_id != 0) printf(" ticket %" PRIu64, ev->ticket_id);
@@ -424,59 +560,58 @@ static void print_event_text(const struct tq_log_record *rec, const struct tq_cm
         if (ev->field != TQ_FIELD_NONE) printf(" %s", field_name(ev->field));
         printf(" %s -> %s", old_v, new_v);
     }
-    printf("\n");
+    printf("%s\n", recorded ? "  (as recorded)" : "");
 }
 
 static bool record_in_range(const struct replay_filter *f, uint64_t lsn, uint64_t ms) {
     return lsn >= f->lsn_from && lsn <= f->lsn_to && ms >= f->from_ms && ms <= f->to_ms;
 }
 
-static enum tq_err print_record(struct engine *e, enum record_kind kind,
-                                const struct tq_log_record *rec, const struct tq_cmd *cmd,
+static enum tq_err print_record(struct engine *e, enum record_kind kind, uint64_t lsn,
+                                uint64_t commit_us, uint32_t len, const struct cmd_summary *cmd,
+                                const struct tq_event *events, size_t count, bool recorded,
                                 struct tq_error *error) {
     (void)error;
     struct replay_filter *f = e->ctx;
     char t[TQ_OPS_TIME_BYTES];
-    if (kind == RECORD_TOMBSTONE) {
-        if (!f->tombstones || !record_in_range(f, rec->lsn, rec->commit_us / 1000)) return TQ_OK;
-        tq_ops_time_format(rec->commit_us / 1000, t);
+    if (!record_in_range(f, lsn, cmd->now_ms)) return TQ_OK;
+    if (kind == RECORD_TOMBSTONE && f->tombstones) {
+        tq_ops_time_format(commit_us / 1000, t);
         if (f->jsonl) {
-            printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tombstone\":true,\"bytes\":%u}\n",
-                   rec->lsn, t, rec->len);
+            printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tombstone\":true,\"bytes\":%u}\n", lsn,
+                   t, len);
         } else {
-            printf("lsn %" PRIu64 "  %s  [erased: %u bytes redacted by compaction]\n", rec->lsn, t,
-                   rec->len);
+            printf("lsn %" PRIu64 "  %s  [erased: %u bytes redacted by compaction]\n", lsn, t,
+                   len);
         }
         f->printed++;
-        return TQ_OK;
     }
-    TQ_ASSERT(cmd != NULL);
-    if (!record_in_range(f, rec->lsn, cmd->now_ms)) return TQ_OK;
-    if (f->tenant != 0 && cmd->tenant_id != f->tenant && kind == RECORD_UNAPPLIED) return TQ_OK;
-    if (kind == RECORD_UNAPPLIED) {
-        if (f->ticket != 0 || f->customer != 0 || f->agent != 0 || f->type_mask != 0) {
-            return TQ_OK; /* effects unknown: cannot tell whether it matches */
+    if (kind == RECORD_UNAPPLIED && count == 0 && !e->events_records_seen) {
+        /* Neither apply (state unknown here) nor the server's event record tells the effect. */
+        if (f->ticket != 0 || f->customer != 0 || f->agent != 0 || f->type_mask != 0 ||
+            (f->tenant != 0 && cmd->tenant_id != f->tenant)) {
+            return TQ_OK;
         }
         tq_ops_time_format(cmd->now_ms, t);
         if (f->jsonl) {
             printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tenant\":%" PRIu64
                    ",\"cmd\":\"%s\",\"event\":null,\"unapplied_after\":%" PRIu64 "}\n",
-                   rec->lsn, t, cmd->tenant_id, tq_ops_cmd_name((int)cmd->type), e->lost_at);
+                   lsn, t, cmd->tenant_id, cmd->name, e->lost_at);
         } else {
             printf("lsn %" PRIu64 "  %s  tenant %" PRIu64
                    "  %s: effects unknown (state lost after erased LSN %" PRIu64 ")\n",
-                   rec->lsn, t, cmd->tenant_id, tq_ops_cmd_name((int)cmd->type), e->lost_at);
+                   lsn, t, cmd->tenant_id, cmd->name, e->lost_at);
         }
         f->printed++;
         return TQ_OK;
     }
-    for (size_t i = 0; i < e->event_count; i++) {
-        const struct tq_event *ev = &e->events[i];
+    for (size_t i = 0; i < count; i++) {
+        const struct tq_event *ev = &events[i];
         if (!event_matches(f, cmd, ev)) continue;
         if (f->jsonl) {
-            print_event_jsonl(rec, cmd, ev);
+            print_event_jsonl(lsn, cmd, ev, recorded);
         } else {
-            print_event_text(rec, cmd, ev);
+            print_event_text(lsn, cmd, ev, recorded);
         }
         f->printed++;
     }
@@ -795,6 +930,13 @@ int tq_ops_replay_main(int argc, char **argv) {
         err = engine_run(&e, &error);
     }
     fflush(stdout);
+    if (err == TQ_OK && e.mismatched != 0) {
+        fprintf(stderr,
+                "ticketq replay: %" PRIu64 " of %" PRIu64 " commands produced events that differ "
+                "from the ones the server recorded (first at LSN %" PRIu64 ")\n",
+                e.mismatched, e.checked, e.first_mismatch_lsn);
+        rc = TQ_OPS_EXIT_FAILED;
+    }
     if (err != TQ_OK) {
         tq_ops_print_error("replay", &error);
         rc = err == TQ_ERR_CORRUPT || err == TQ_ERR_FAILED_PRECONDITION ? TQ_OPS_EXIT_FAILED

@@ -8,6 +8,9 @@
  */
 #include "ops_testlib.h"
 
+#ifdef TQ_OPS_EVENTS_CODEC
+#include "events_codec.h"
+#endif
 #include "tq_alloc.h"
 #include "tq_test.h"
 
@@ -74,13 +77,62 @@ void ops_db_close(struct ops_db *db) {
     memset(db, 0, sizeof(*db));
 }
 
+struct collected {
+    struct tq_event events[256];
+    uint32_t count;
+};
+
+static void collect(void *ctx, const struct tq_event *event) {
+    struct collected *c = ctx;
+    TQ_CHECK_LT(c->count, 256);
+    c->events[c->count++] = *event;
+}
+
+static void record_digest(struct ops_db *db, uint64_t lsn) {
+    db->lsn_last = lsn;
+    if (lsn >= db->digest_cap) {
+        uint64_t cap = db->digest_cap * 2;
+        db->digests = tq_xrealloc(db->digests, db->digest_cap * 16, cap * 16);
+        db->digest_cap = cap;
+    }
+    tq_state_digest(db->state, db->digests[lsn]);
+}
+
+/* The server's events record right after the command (ticketqd's dispatch does the same). */
+static void log_events(struct ops_db *db, uint64_t cmd_lsn, const struct collected *c) {
+#ifdef TQ_OPS_EVENTS_CODEC
+    if (c->count == 0) return;
+    size_t cap = tq_events_encoded_size_max(c->count);
+    uint8_t *buf = tq_xalloc(cap);
+    size_t n = tq_events_encode(cmd_lsn, c->events, c->count, buf, cap);
+    TQ_CHECK(n > 0);
+    uint64_t got = 0;
+    struct tq_error error;
+    TQ_CHECK_OK(tq_log_append(db->log, 2, buf, (uint32_t)n, &got, &error), &error);
+    tq_free(buf, cap);
+    TQ_CHECK_OK(tq_log_sync(db->log, &error), &error);
+    record_digest(db, got);
+#else
+    (void)db;
+    (void)cmd_lsn;
+    (void)c;
+    TQ_CHECK(!"ops_db.with_events needs the server's events codec in the build");
+#endif
+}
+
 /* Applies and logs cmd; returns the LSN, or 0 if the state refused it (nothing logged). */
 static uint64_t db_try(struct ops_db *db, struct tq_cmd *cmd, struct tq_cmd_result *result) {
     if (cmd->now_ms == 0) cmd->now_ms = db->now_ms;
     uint64_t lsn = tq_log_next_lsn(db->log);
     TQ_CHECK_UEQ(lsn, db->lsn_last + 1);
     struct tq_error error;
-    if (tq_state_apply(db->state, lsn, cmd, result, NULL, &error) != TQ_OK) return 0;
+    struct collected *c = tq_xalloc(sizeof(*c));
+    c->count = 0;
+    struct tq_event_sink sink = {.emit = collect, .ctx = c};
+    if (tq_state_apply(db->state, lsn, cmd, result, &sink, &error) != TQ_OK) {
+        tq_free(c, sizeof(*c));
+        return 0;
+    }
     size_t size = tq_cmd_encoded_size(cmd);
     uint8_t *buf = tq_xalloc(size);
     TQ_CHECK_UEQ(tq_cmd_encode(cmd, buf, size), size);
@@ -90,13 +142,9 @@ static uint64_t db_try(struct ops_db *db, struct tq_cmd *cmd, struct tq_cmd_resu
     tq_free(buf, size);
     TQ_CHECK_UEQ(got, lsn);
     TQ_CHECK_OK(tq_log_sync(db->log, &error), &error);
-    db->lsn_last = lsn;
-    if (lsn >= db->digest_cap) {
-        uint64_t cap = db->digest_cap * 2;
-        db->digests = tq_xrealloc(db->digests, db->digest_cap * 16, cap * 16);
-        db->digest_cap = cap;
-    }
-    tq_state_digest(db->state, db->digests[lsn]);
+    record_digest(db, lsn);
+    if (db->with_events) log_events(db, lsn, c);
+    tq_free(c, sizeof(*c));
     return lsn;
 }
 

@@ -28,6 +28,8 @@ struct ops_db {
     uint8_t (*digests)[16];         /* digests[lsn] after applying lsn; [0] = empty state */
     uint64_t digest_cap;
     uint64_t lsn_last;
+    bool with_events;               /* also log each command's events as a type-2 record, as
+                                       ticketqd does (needs the server's codec in the build) */
     /* generator bookkeeping (tenant 1) */
     uint64_t queue_id, agent_ids[4];
     uint32_t agent_count;

@@ -244,6 +244,9 @@ int main(void) {
 
     struct ops_db db;
     ops_db_open(&db, pristine);
+#ifdef TQ_OPS_EVENTS_CODEC
+    db.with_events = true; /* as ticketqd: effects of erased records stay visible */
+#endif
     uint64_t erased[32], old_lsns[2];
     int erased_count = 0;
     uint64_t customer =
@@ -252,12 +255,16 @@ int main(void) {
     uint8_t before[16], after[16];
     memcpy(before, db.digests[db.lsn_last], 16);
     TQ_CHECK_GT(raw_scan(pristine, erase_marker), 1);
+    int status = -1;
+    char *out = ops_capture(&status, "%s replay --data %s --jsonl | wc -l", ops_tool(), pristine);
+    long events_before = atol(out);
+    free(out);
+    TQ_CHECK_GT(events_before, 100);
 
     /* ---- erasure, checked in detail ----------------------------------------------------- */
     copy_pristine(pristine, work);
     double t0 = now_s();
-    int status = -1;
-    char *out = ops_capture(&status, "%s compact --data %s --erase-customer %llu", ops_tool(),
+    out = ops_capture(&status, "%s compact --data %s --erase-customer %llu", ops_tool(),
                             work, (unsigned long long)customer);
     double compact_s = now_s() - t0;
     if (status != 0) fprintf(stderr, "%s", out);
@@ -295,6 +302,20 @@ int main(void) {
     TQ_CHECK_EQ(ops_sh("%s replay --data %s --at %llu > /dev/null", ops_tool(), work,
                        (unsigned long long)(erased[0] - 1)),
                 0);
+#ifdef TQ_OPS_EVENTS_CODEC
+    /* With the server's events records every effect stays visible: the erased records' own
+     * (from the record, marked) and those of the commands whose state was lost. */
+    out = ops_capture(&status, "%s replay --data %s --jsonl | grep -vc '\"tombstone\":true'",
+                      ops_tool(), work);
+    TQ_CHECK_EQ(atol(out), events_before);
+    free(out);
+    out = ops_capture(&status, "%s replay --data %s --jsonl --lsn-from %llu --lsn-to %llu",
+                      ops_tool(), work, (unsigned long long)erased[0],
+                      (unsigned long long)erased[0]);
+    TQ_CHECK(strstr(out, "\"event\":\"message_added\"") != NULL);
+    TQ_CHECK(strstr(out, "\"source\":\"recorded\"") != NULL);
+    free(out);
+#endif
     TQ_CHECK_EQ(ops_sh("%s replay --data %s --at %llu > /dev/null 2>&1", ops_tool(), work,
                        (unsigned long long)erased[0]),
                 1);
