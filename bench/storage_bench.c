@@ -11,7 +11,7 @@
  *   4. the zstd ratio and speed of tq_log_compress_segment on realistic support messages.
  * Prints the machine (cores, memory, CPU, kernel, filesystem of --dir) and medians.
  *
- * Usage: tq-storage-bench [--dir DIR] [--seconds S] [--quick]
+ * Usage: tq-storage-bench [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS]
  * Build Release in your own build dir; DIR defaults to /tmp/tq-storage-bench (removed after).
  */
 #include "log.h"
@@ -36,6 +36,8 @@
 static const char *bench_dir = "/tmp/tq-storage-bench";
 static double point_seconds = 2.0;
 static bool quick;
+static uint32_t only_size;   /* --only SIZE:APPENDERS runs one append point (for perf/strace) */
+static int only_appenders;
 
 static double now_s(void) {
     struct timespec ts;
@@ -213,6 +215,12 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     o.dir = dir;
     o.spare_no_prezero = !prezero;
     o.ring_tag = 0x51;
+    const char *mode = getenv("TQ_BENCH_FSYNC"); /* diagnosis only: none | interval */
+    if (mode != NULL && strcmp(mode, "none") == 0) o.fsync_mode = TQ_FSYNC_NONE;
+    if (mode != NULL && strcmp(mode, "interval") == 0) {
+        o.fsync_mode = TQ_FSYNC_INTERVAL;
+        o.fsync_interval_ms = 10;
+    }
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) die("open", &err);
@@ -392,6 +400,8 @@ int main(int argc, char **argv) {
             bench_dir = argv[++i];
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             point_seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            if (sscanf(argv[++i], "%u:%d", &only_size, &only_appenders) != 2) return 2;
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
             point_seconds = 0.5;
@@ -402,6 +412,16 @@ int main(int argc, char **argv) {
     }
     mkdir(bench_dir, 0755);
     print_machine();
+    if (only_size > 0) {
+        char one[600];
+        snprintf(one, sizeof(one), "%s/one", bench_dir);
+        struct point p = run_point(only_size, only_appenders, true, one, false);
+        printf("%u B x %d: %.0f records/s, %.1f MB/s, %.1f records/batch, ack median %.3f ms\n",
+               p.size, p.appenders, p.records_per_s, p.mb_per_s, p.records_per_batch,
+               p.ack_ms_median);
+        rmtree(bench_dir);
+        return 0;
+    }
 
     printf("\n## raw disk\n");
     double seq = raw_seq_direct_mbs();

@@ -376,10 +376,11 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
     return count;
 }
 
-/* One zero-fill write (or the final fdatasync) of the spare, if one is due. Only when the log
- * is idle (nothing in flight, nothing staged): zero-filling doubles the bytes written, so under
- * load it would cost more bandwidth than it saves in fdatasync latency (measured:
- * docs/performance-storage.md); a spare that is not fully zeroed is still correct. */
+/* One zero-fill write (or the final fdatasync) of the spare, if one is due. Only from
+ * tq_log_submit when the log is idle (nothing in flight, nothing staged after the caller's
+ * turn): zero-filling doubles the bytes written, so under load it would cost more bandwidth
+ * than it saves in fdatasync latency (measured: docs/performance-storage.md); a spare that is
+ * not fully zeroed is still correct, only its fdatasyncs are slower. */
 static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
     if (log->batch_inflight || log->sync_inflight || log->bufs[log->open_buf].record_count > 0) return 0;
@@ -515,7 +516,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
             log->spare_zeroed += (uint32_t)res;
         }
         if (res == 0 && op == TQ_LOG_OP_ZERO) tq_fatal("zero-length write to %s", log->spare_path);
-        log_kick(log, ring, now_us(), ring != log->private_ring); /* go on zeroing while idle */
+        log_kick(log, ring, now_us(), false); /* the next chunk waits for an idle submit */
         return;
     }
     TQ_ASSERT(log->unit_pending > 0);
@@ -540,9 +541,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
     log->unit_pending--;
     if (log->unit_pending == 0) {
         unit_finish(log, ring);
-        if (!log->batch_inflight && !log->sync_inflight) {
-            log_kick(log, ring, now_us(), ring != log->private_ring);
-        }
+        if (!log->batch_inflight && !log->sync_inflight) log_kick(log, ring, now_us(), false);
     }
 }
 
@@ -555,13 +554,17 @@ uint64_t tq_log_next_lsn(const struct tq_log *log) { return log->next_lsn; }
 bool tq_log_idle(const struct tq_log *log) { return log->ops_inflight == 0; }
 
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now) {
+    /* Spare zero-fill runs one chunk per idle tq_log_submit: wake an idle loop every 1 ms
+     * until it is done (64 MiB / 256 KiB = 256 wake-ups once per segment). */
+    bool zero_due = log->spare_ready && !log->zero_done && !log->zero_inflight;
     if (log->opt.fsync_mode != TQ_FSYNC_INTERVAL || log->written_lsn <= log->durable_lsn ||
         log->sync_inflight) {
-        return -1;
+        return zero_due ? 1 : -1;
     }
     uint64_t due = log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
     if (now >= due) return 0;
-    return (int)((due - now + 999u) / 1000u);
+    int ms = (int)((due - now + 999u) / 1000u);
+    return zero_due && ms > 1 ? 1 : ms;
 }
 
 /* ==== append ============================================================================ */

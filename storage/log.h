@@ -131,7 +131,8 @@ uint64_t tq_log_acked_lsn(const struct tq_log *log);
 uint64_t tq_log_durable_lsn(const struct tq_log *log);
 /* LSN the next staged record will get. */
 uint64_t tq_log_next_lsn(const struct tq_log *log);
-/* Milliseconds until the log wants tq_log_submit called again (interval sync), or -1. */
+/* Milliseconds until the log wants tq_log_submit called again (interval sync, or 1 while the
+ * spare segment is being zero-filled in idle time), or -1. */
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now_us);
 
 /* True when no SQE of the log is in flight (the caller may close it or stop its ring). */

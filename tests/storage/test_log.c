@@ -325,6 +325,43 @@ static void test_enospc(void) {
     st_rmtree(dir);
 }
 
+/* The spare segment is zero-filled in idle turns through the caller's ring, then used. */
+static void test_prezero(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "prezero");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.spare_no_prezero = false;
+    o.segment_bytes_max = 1024 * 1024;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(16, &ring, 0), 0);
+    for (int round = 0; round < 3; round++) {
+        int turns = 0;
+        while (tq_log_timeout_ms(log, 0) == 1 || !tq_log_idle(log)) {
+            TQ_CHECK_LT(turns++, 100); /* 1 MiB / 256 KiB chunks + the sync */
+            tq_log_submit(log, &ring, 1);
+            io_uring_submit(&ring);
+            struct io_uring_cqe *cqe;
+            TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+            tq_log_complete(log, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+        TQ_CHECK_GE(turns, 4);
+        TQ_CHECK_EQ(tq_log_timeout_ms(log, 0), -1);
+        /* fill past the end of the segment: the zeroed spare becomes the tail */
+        uint64_t end = tq_log_next_lsn(log) + 700;
+        st_fill(log, seed, end, 3000, 16);
+    }
+    uint64_t segs[16];
+    TQ_CHECK_GE(tq_log_segments(log, segs, 16), 3);
+    for (uint64_t lsn = 1; lsn < tq_log_next_lsn(log); lsn += 7) st_check_record(log, seed, lsn, 3000);
+    io_uring_queue_exit(&ring);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
 /* Batches larger than the readers' 1 MiB window: recovery, reads and iteration. */
 static void test_big_batches(void) {
     char dir[256];
@@ -356,6 +393,7 @@ int main(void) {
     test_modes();
     test_enospc();
     test_big_batches();
+    test_prezero();
     printf("test_log: ok\n");
     return 0;
 }
