@@ -34,17 +34,53 @@ void ops_rm_rf(const char *dir) {
     TQ_CHECK_EQ(ops_sh("rm -rf '%s'", dir), 0);
 }
 
+static uint64_t opt_segment_bytes = OPS_SEGMENT_BYTES;
+static uint32_t opt_batch_bytes = 16 * 1024;
+static enum tq_fsync_mode opt_fsync = TQ_FSYNC_ALWAYS;
+
 static void open_log(struct ops_db *db) {
     struct tq_log_options opt;
     memset(&opt, 0, sizeof(opt));
     opt.dir = db->dir;
-    opt.segment_bytes_max = OPS_SEGMENT_BYTES;
+    opt.segment_bytes_max = opt_segment_bytes;
     opt.record_bytes_max = 8 * 1024;
-    opt.batch_bytes_max = 16 * 1024;
+    opt.batch_bytes_max = opt_batch_bytes;
+    opt.fsync_mode = opt_fsync;
     opt.ring_tag = 0x33;
     opt.spare_no_prezero = true;
     struct tq_error error;
     TQ_CHECK_OK(tq_log_open(&opt, &db->log, NULL, &error), &error);
+}
+
+void ops_db_open_ex(struct ops_db *db, const char *dir, uint64_t segment_bytes,
+                    uint32_t batch_bytes, enum tq_fsync_mode fsync_mode) {
+    opt_segment_bytes = segment_bytes;
+    opt_batch_bytes = batch_bytes;
+    opt_fsync = fsync_mode;
+    ops_db_open(db, dir);
+}
+
+void ops_db_sync(struct ops_db *db) {
+    struct tq_error error;
+    TQ_CHECK_OK(tq_log_sync(db->log, &error), &error);
+    db->since_sync = 0;
+}
+
+/* Appends one record, making room in the batch buffer first if it is full. */
+static uint64_t append(struct ops_db *db, uint16_t type, const void *buf, size_t len) {
+    uint64_t got = 0;
+    struct tq_error error;
+    enum tq_err err = tq_log_append(db->log, type, buf, (uint32_t)len, &got, &error);
+    if (err == TQ_ERR_RESOURCE_EXHAUSTED) {
+        ops_db_sync(db);
+        err = tq_log_append(db->log, type, buf, (uint32_t)len, &got, &error);
+    }
+    TQ_CHECK_OK(err, &error);
+    return got;
+}
+
+static void maybe_sync(struct ops_db *db) {
+    if (++db->since_sync >= (db->sync_every > 1 ? db->sync_every : 1)) ops_db_sync(db);
 }
 
 void ops_db_open(struct ops_db *db, const char *dir) {
@@ -66,6 +102,7 @@ void ops_db_reopen_log(struct ops_db *db) {
 }
 
 void ops_db_close_log(struct ops_db *db) {
+    if (db->log != NULL && db->since_sync > 0) ops_db_sync(db);
     if (db->log != NULL) tq_log_close(db->log);
     db->log = NULL;
 }
@@ -102,15 +139,17 @@ static void record_digest(struct ops_db *db, uint64_t lsn) {
 static void log_events(struct ops_db *db, uint64_t cmd_lsn, const struct collected *c) {
 #ifdef TQ_OPS_EVENTS_CODEC
     if (c->count == 0) return;
+    if (db->falsify_events_of == cmd_lsn) {
+        struct collected *f = (struct collected *)(uintptr_t)c;
+        f->events[0].ticket_id += 1000; /* what a diverging server would have recorded */
+    }
     size_t cap = tq_events_encoded_size_max(c->count);
     uint8_t *buf = tq_xalloc(cap);
     size_t n = tq_events_encode(cmd_lsn, c->events, c->count, buf, cap);
     TQ_CHECK(n > 0);
-    uint64_t got = 0;
-    struct tq_error error;
-    TQ_CHECK_OK(tq_log_append(db->log, 2, buf, (uint32_t)n, &got, &error), &error);
+    uint64_t got = append(db, 2, buf, n);
     tq_free(buf, cap);
-    TQ_CHECK_OK(tq_log_sync(db->log, &error), &error);
+    maybe_sync(db);
     record_digest(db, got);
 #else
     (void)db;
@@ -136,12 +175,10 @@ static uint64_t db_try(struct ops_db *db, struct tq_cmd *cmd, struct tq_cmd_resu
     size_t size = tq_cmd_encoded_size(cmd);
     uint8_t *buf = tq_xalloc(size);
     TQ_CHECK_UEQ(tq_cmd_encode(cmd, buf, size), size);
-    uint64_t got = 0;
-    TQ_CHECK_OK(tq_log_append(db->log, TQ_RECORD_TYPE_CMD, buf, (uint32_t)size, &got, &error),
-                &error);
+    uint64_t got = append(db, TQ_RECORD_TYPE_CMD, buf, size);
     tq_free(buf, size);
     TQ_CHECK_UEQ(got, lsn);
-    TQ_CHECK_OK(tq_log_sync(db->log, &error), &error);
+    maybe_sync(db);
     record_digest(db, lsn);
     if (db->with_events) log_events(db, lsn, c);
     tq_free(c, sizeof(*c));

@@ -30,6 +30,9 @@ struct ops_db {
     uint64_t lsn_last;
     bool with_events;               /* also log each command's events as a type-2 record, as
                                        ticketqd does (needs the server's codec in the build) */
+    uint32_t sync_every;            /* commands per batch (tq_log_sync); 0 or 1: each alone */
+    uint32_t since_sync;
+    uint64_t falsify_events_of;     /* test seam: record a wrong event for this command LSN */
     /* generator bookkeeping (tenant 1) */
     uint64_t queue_id, agent_ids[4];
     uint32_t agent_count;
@@ -43,6 +46,11 @@ void ops_rm_rf(const char *dir);
 
 /* Opens (creating) a data directory with small segments and an empty live state. */
 void ops_db_open(struct ops_db *db, const char *dir);
+/* The same with production-sized log options (figures): segment and batch limits, fsync mode. */
+void ops_db_open_ex(struct ops_db *db, const char *dir, uint64_t segment_bytes,
+                    uint32_t batch_bytes, enum tq_fsync_mode fsync_mode);
+/* Makes everything staged durable (only needed with sync_every > 1). */
+void ops_db_sync(struct ops_db *db);
 /* Reopens the log of an existing directory (after ops_db_close_log), keeping the live state. */
 void ops_db_reopen_log(struct ops_db *db);
 void ops_db_close_log(struct ops_db *db);

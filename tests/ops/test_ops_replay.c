@@ -248,6 +248,19 @@ static void test_random_at(uint64_t seed) {
     }
     /* The full trail replays without error over many segments. */
     TQ_CHECK_EQ(ops_sh("%s replay --data %s --jsonl > /dev/null", ops_tool(), dir), 0);
+#ifdef TQ_OPS_EVENTS_CODEC
+    /* A recorded event that apply does not regenerate is reported with its LSN. */
+    db.falsify_events_of = db.lsn_last + 1;
+    uint64_t bad = ops_gen_ingest(&db, "liar@example.com", "this ticket id will be recorded wrong");
+    TQ_CHECK_UEQ(bad, db.falsify_events_of);
+    int status = -1;
+    char *out = ops_capture(&status, "%s replay --data %s --jsonl 2>&1 >/dev/null", ops_tool(), dir);
+    char want[96];
+    snprintf(want, sizeof(want), "(first at LSN %llu)", (unsigned long long)bad);
+    TQ_CHECK_EQ(status, 1);
+    TQ_CHECK(strstr(out, want) != NULL);
+    free(out);
+#endif
     ops_db_close(&db);
     ops_rm_rf(dir);
 }
