@@ -132,6 +132,12 @@ static char *str_of(const char *json, const char *path, char *buf, size_t cap) {
 
 static struct run r; /* large: static */
 
+/* A failed check exits: never leave the server running behind (nor its temp dir). */
+static void stop_server_at_exit(void) {
+    if (fx.pid > 0) tq_fixture_kill9(&fx);
+    if (fx.dir[0] != '\0') tq_fixture_cleanup(&fx);
+}
+
 int main(void) {
     tq_test_seed("test_cli_e2e");
     if (access(tq_fixture_bin("server/ticketqd"), X_OK) != 0 ||
@@ -139,6 +145,7 @@ int main(void) {
         printf("ticketqd or ticketq not built: skipped\n");
         return TQ_TEST_SKIP;
     }
+    atexit(stop_server_at_exit);
     TQ_CHECK_EQ(tq_fixture_start(&fx), 0);
     setenv("TICKETQ_ADDR", fx.addr, 1);
     unsetenv("TICKETQ_TOKEN");

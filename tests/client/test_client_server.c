@@ -475,6 +475,12 @@ static void test_revoke_and_unix(struct world *w) {
     tq_client_close(u);
 }
 
+/* A failed check exits: never leave the server running behind (nor its temp dir). */
+static void stop_server_at_exit(void) {
+    if (fx.pid > 0) tq_fixture_kill9(&fx);
+    if (fx.dir[0] != '\0') tq_fixture_cleanup(&fx);
+}
+
 int main(void) {
     tq_test_seed("test_client_server");
     signal(SIGPIPE, SIG_IGN);
@@ -482,6 +488,7 @@ int main(void) {
         printf("no ticketqd at %s: skipped\n", tq_fixture_bin("server/ticketqd"));
         return TQ_TEST_SKIP;
     }
+    atexit(stop_server_at_exit);
     fx.with_unix = true;
     TQ_CHECK_EQ(tq_fixture_start(&fx), 0);
     struct world w;
