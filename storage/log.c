@@ -1006,6 +1006,19 @@ static enum tq_err segment_create(struct tq_log *log, uint64_t lsn, struct tq_er
     seg->fd = log->spare_fd;
     log->spare_fd = -1;
     log->spare_ready = false;
+    if (!log->opt.spare_no_prezero && !log->zero_done) {
+        /* Opening is the one moment a blocking zero-fill costs nobody a round trip. */
+        for (uint64_t off = log->spare_zeroed; off < log->opt.segment_bytes_max; off += ZERO_CHUNK_BYTES) {
+            uint64_t rest = log->opt.segment_bytes_max - off;
+            size_t len = rest < ZERO_CHUNK_BYTES ? (size_t)rest : ZERO_CHUNK_BYTES;
+            if (pwrite(seg->fd, log->zero_buf, len, (off_t)off) != (ssize_t)len) {
+                return tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO,
+                                    "zero-fill %s: %s", path, strerror(errno));
+            }
+        }
+        int zrc = tq_log_blocking_fsync(log, seg->fd, path);
+        if (zrc < 0) return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", path, strerror(-zrc));
+    }
     int rc = tq_log_blocking_fsync(log, log->log_dir_fd, log->log_dir);
     if (rc < 0) return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->log_dir, strerror(-rc));
     return TQ_OK;
