@@ -59,8 +59,12 @@ static int run_subscribe(struct cli *cli) {
     const char *consumer = cli_str(cli, "--consumer");
     bool do_ack = cli_has(cli, "--ack");
     if (do_ack && consumer == NULL) return cli_usage_error("--ack needs --consumer");
+    if (cli_has(cli, "--live") && cli_has(cli, "--from-lsn")) {
+        return cli_usage_error("--live and --from-lsn exclude each other");
+    }
     struct tq_subscribe_options o = {
         .from_lsn = cli_u64(cli, "--from-lsn"),
+        .from_now = cli_has(cli, "--live"),
         .consumer = consumer,
         .types = type_values,
         .type_count = types->list_count,
@@ -257,6 +261,7 @@ static int run_watch(struct cli *cli) {
 
 static const struct cli_opt subscribe_opts[] = {
     {"--from-lsn", OPT_U64, false, "events of records after this LSN (default 0: all)", NULL},
+    {"--live", OPT_FLAG, false, "only events from now on (no catch-up)", NULL},
     {"--consumer", OPT_STR, false, "durable consumer name: resume after its last ack", NULL},
     {"--ack", OPT_FLAG, false, "store the consumer's position as events are printed", NULL},
     {"--type", OPT_LIST, false, "only this event type", &ticketq__event_type__descriptor},
