@@ -425,6 +425,7 @@ static enum tq_err send_pending(struct tq_client *c, int64_t deadline, struct tq
 static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Response **resp_out,
                                    struct tq_error *err) {
     *resp_out = NULL;
+    if (c->rlen == c->roff) return TQ_OK; /* nothing buffered (rbuf may still be NULL) */
     uint32_t len = 0;
     const uint8_t *p = c->rbuf + c->roff;
     switch (tq_frame_peek(p, c->rlen - c->roff, c->frame_bytes_max, &len)) {
