@@ -303,6 +303,77 @@ static void test_customers(struct world *w) {
     tq_client_response_free(resp);
 }
 
+/* The operations without a typed helper, through tq_client_call. */
+static void test_generic_ops(struct world *w) {
+    Ticketq__Response *resp = NULL;
+    Ticketq__Request req = TICKETQ__REQUEST__INIT;
+
+    Ticketq__QueueUpdate qu = TICKETQ__QUEUE_UPDATE__INIT;
+    qu.queue_id = w->queue;
+    qu.name = mut("support-tier1");
+    req.op_case = TICKETQ__REQUEST__OP_QUEUE_UPDATE;
+    req.queue_update = &qu;
+    OK(tq_client_call(w->ta, &req, &resp, &err));
+    tq_client_response_free(resp);
+    OK(tq_client_queue_list(w->ta, w->queue, 1, &resp, &err));
+    TQ_CHECK_STR_EQ(resp->queue_list->queue->name, "support-tier1");
+    tq_client_response_free(resp);
+
+    Ticketq__AgentGet ag = TICKETQ__AGENT_GET__INIT; /* unset: the token's own agent */
+    req.op_case = TICKETQ__REQUEST__OP_AGENT_GET;
+    req.agent_get = &ag;
+    OK(tq_client_call(w->agent, &req, &resp, &err));
+    TQ_CHECK_UEQ(resp->agent->agent_id, w->alice);
+    TQ_CHECK_STR_EQ(resp->agent->name, "alice");
+    TQ_CHECK_EQ(resp->agent->presence, TICKETQ__PRESENCE__ONLINE);
+    tq_client_response_free(resp);
+
+    /* two tickets (different customers, so never threaded together), merged */
+    struct tq_client_ids a, b;
+    Ticketq__Ingest in = make_ingest(TICKETQ__CHANNEL__EMAIL, "merge@example.com", "first",
+                                     "merge-1");
+    in.has_queue_id = 1;
+    in.queue_id = w->queue;
+    in.subject = mut("order 1");
+    OK(tq_client_ingest(w->gateway, &in, &a, &err));
+    in.channel = TICKETQ__CHANNEL__SMS;
+    in.from = mut("+19995550000");
+    in.external_id = mut("merge-2");
+    in.subject = mut("order 1 again");
+    in.body = mut("second");
+    OK(tq_client_ingest(w->gateway, &in, &b, &err));
+    TQ_CHECK(a.ticket_id != b.ticket_id);
+    {
+        Ticketq__TicketMerge tm = TICKETQ__TICKET_MERGE__INIT;
+        tm.source_id = b.ticket_id;
+        tm.target_id = a.ticket_id;
+        req.op_case = TICKETQ__REQUEST__OP_TICKET_MERGE;
+        req.ticket_merge = &tm;
+        OK(tq_client_call(w->ta, &req, &resp, &err));
+        tq_client_response_free(resp);
+        OK(tq_client_ticket_get(w->ta, b.ticket_id, 0, 0, &resp, &err));
+        TQ_CHECK_UEQ(resp->ticket->merged_into_id, a.ticket_id);
+        tq_client_response_free(resp);
+    }
+    OK(tq_client_ticket_get(w->ta, a.ticket_id, 0, 0, &resp, &err));
+    TQ_CHECK_GE(resp->ticket->n_messages, 1);
+    tq_client_response_free(resp);
+
+    /* the server admin's stats cover every tenant; a tenant's only its own */
+    OK(tq_client_stats(w->ta, &resp, &err));
+    uint64_t tenant_tickets = resp->stats->tickets;
+    tq_client_response_free(resp);
+    tq_client_set_tenant(w->admin, 0);
+    OK(tq_client_stats(w->admin, &resp, &err));
+    TQ_CHECK_UEQ(resp->stats->tenant_count, 2);
+    TQ_CHECK_GE(resp->stats->tickets, tenant_tickets);
+    tq_client_response_free(resp);
+    tq_client_set_tenant(w->admin, w->tenant);
+    OK(tq_client_stats(w->foreign, &resp, &err));
+    TQ_CHECK_UEQ(resp->stats->tickets, 0);
+    tq_client_response_free(resp);
+}
+
 /* Auto-assignment: a ticket in an auto-assign queue goes to the online agent by itself. */
 static void test_auto_assign(struct world *w) {
     Ticketq__Ingest in = make_ingest(TICKETQ__CHANNEL__WEBCHAT, "visitor-7", "hello?", "web-1");
@@ -443,6 +514,24 @@ static void test_subscribe(struct world *w) {
     OK(tq_client_ping(sc, &err));
     tq_client_close(sc);
 
+    /* filters: only MESSAGE_ADDED of the first ticket */
+    sc = issue_and_connect(w->ta, TICKETQ__ROLE__INTEGRATION, 0, NULL);
+    Ticketq__EventType only[1] = {TICKETQ__EVENT_TYPE__MESSAGE_ADDED};
+    struct tq_subscribe_options f = {.from_lsn = 0, .types = only, .type_count = 1,
+                                     .ticket_id = w->ticket};
+    OK(tq_client_subscribe(sc, &f, &sub, &err));
+    int seen = 0;
+    for (;;) {
+        const Ticketq__Event *fe = NULL;
+        OK(tq_subscription_next(sub, &fe, 500, &err));
+        if (fe == NULL) break; /* caught up and quiet */
+        TQ_CHECK_EQ(fe->type, TICKETQ__EVENT_TYPE__MESSAGE_ADDED);
+        TQ_CHECK_UEQ(fe->ticket_id, w->ticket);
+        seen++;
+    }
+    TQ_CHECK_EQ(seen, 4); /* inbound, reply, note, the live inbound above */
+    tq_client_close(sc);
+
     /* durable consumer: read a few events, ack, disconnect, resume after the ack */
     sc = issue_and_connect(w->ta, TICKETQ__ROLE__INTEGRATION, 0, NULL);
     struct tq_subscribe_options d = {.from_lsn = 0, .consumer = "webhooks"};
@@ -473,6 +562,12 @@ static void test_revoke_and_unix(struct world *w) {
     struct tq_client *u = connect_as(addr, fx.admin_token);
     OK(tq_client_ping(u, &err));
     tq_client_close(u);
+    /* a host name: "localhost" may resolve to ::1 first, where nobody listens */
+    const char *port = strrchr(fx.addr, ':');
+    snprintf(addr, sizeof(addr), "localhost%s", port);
+    u = connect_as(addr, fx.admin_token);
+    OK(tq_client_ping(u, &err));
+    tq_client_close(u);
 }
 
 /* A failed check exits: never leave the server running behind (nor its temp dir). */
@@ -497,6 +592,7 @@ int main(void) {
     setup_shop(&w);
     test_ticket_lifecycle(&w);
     test_customers(&w);
+    test_generic_ops(&w);
     test_auto_assign(&w);
     test_pipeline_and_batch(&w);
     test_subscribe(&w);
