@@ -46,8 +46,6 @@ static int ack(struct cli *cli, const char *consumer, uint64_t lsn) {
 }
 
 static int run_subscribe(struct cli *cli) {
-    int rc = cli_connect(cli);
-    if (rc != CLI_EXIT_OK) return rc;
     const struct cli_val *types = cli_opt(cli, "--type");
     Ticketq__EventType type_values[CLI_LIST_MAX];
     for (size_t i = 0; i < types->list_count; i++) {
@@ -77,12 +75,13 @@ static int run_subscribe(struct cli *cli) {
         uint64_t v = cli_u64(cli, "--idle");
         idle_ms = v > 86400000 ? 86400000 : (int)v;
     }
+    int rc = cli_connect(cli); /* only now: usage errors never touch the network */
+    if (rc != CLI_EXIT_OK) return rc;
     struct tq_error err;
     tq_error_clear(&err);
     struct tq_subscription *sub = NULL;
     if (tq_client_subscribe(cli->client, &o, &sub, &err) != TQ_OK) return cli_fail(&err);
     uint64_t seen = 0, acked_lsn = 0;
-    rc = CLI_EXIT_OK;
     while (seen < count_max) {
         const Ticketq__Event *ev = NULL;
         if (tq_subscription_next(sub, &ev, idle_ms, &err) != TQ_OK) {

@@ -5,122 +5,16 @@
  * stderr captured) through the tour: the server admin creates a tenant and a tenant-admin
  * token; the tenant admin sets up a queue, an agent, routing and a first-reply SLA; a WhatsApp
  * message is ingested; the agent claims it and replies; `ticket show` shows the first-reply
- * clock achieved. Then stats, subscribe (JSONL), watch --once and the error contract.
+ * clock achieved. Then stats, subscribe (JSONL), watch --once and the server-error contract
+ * (usage errors, which need no server, are in test_cli_usage.c).
  *
  * Invariants checked: every --json output is exactly one valid JSON document per line (strict
  * checker in json_check.h) with the values the tour needs; usage errors exit 2 with one line
  * on stderr; server errors exit 1 with "error: <code>: ..." on stderr.
  */
-#include "json_check.h"
-#include "tq_fixture.h"
-#include "tq_test.h"
-
-#include <fcntl.h>
-#include <stdarg.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#define OUT_BYTES (256 * 1024)
-#define ARGS_MAX 32
+#include "cli_run.h"
 
 static struct tq_fixture fx;
-
-struct run {
-    int status;                 /* exit code */
-    char out[OUT_BYTES];
-    char err[8192];
-};
-
-static void read_fd(int fd, char *buf, size_t cap) {
-    size_t n = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-        if (n == cap - 1) break;
-    }
-    buf[n] = '\0';
-}
-
-/* Runs the CLI with the NULL-terminated arguments; captures output (temp files, so neither
- * pipe can fill up and block the child). */
-static void cli(struct run *r, ...) {
-    const char *argv[ARGS_MAX];
-    int argc = 0;
-    argv[argc++] = tq_fixture_bin("client/cli/ticketq");
-    static char bin[1024];
-    snprintf(bin, sizeof(bin), "%s", argv[0]);
-    argv[0] = bin;
-    va_list ap;
-    va_start(ap, r);
-    for (const char *a = va_arg(ap, const char *); a != NULL; a = va_arg(ap, const char *)) {
-        TQ_CHECK_LT(argc, ARGS_MAX - 1);
-        argv[argc++] = a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
-    char out_path[300], err_path[300];
-    snprintf(out_path, sizeof(out_path), "%s/cli.out", fx.dir);
-    snprintf(err_path, sizeof(err_path), "%s/cli.err", fx.dir);
-    pid_t pid = fork();
-    TQ_CHECK(pid >= 0);
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (o < 0 || e < 0) _exit(126);
-        dup2(o, STDOUT_FILENO);
-        dup2(e, STDERR_FILENO);
-        union {
-            const char **c;
-            char **m;
-        } args = {.c = argv};
-        execv(bin, args.m);
-        _exit(127);
-    }
-    int status = 0;
-    TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
-    TQ_CHECK(WIFEXITED(status));
-    r->status = WEXITSTATUS(status);
-    int fd = open(out_path, O_RDONLY);
-    TQ_CHECK(fd >= 0);
-    read_fd(fd, r->out, sizeof(r->out));
-    close(fd);
-    fd = open(err_path, O_RDONLY);
-    TQ_CHECK(fd >= 0);
-    read_fd(fd, r->err, sizeof(r->err));
-    close(fd);
-}
-
-/* Expects success and one valid JSON document per output line. */
-static void expect_json(const struct run *r, const char *what) {
-    if (r->status != 0) {
-        fprintf(stderr, "%s: exit %d, stderr: %s\n", what, r->status, r->err);
-        TQ_CHECK_EQ(r->status, 0);
-    }
-    const char *line = r->out;
-    int lines = 0;
-    while (*line != '\0') {
-        const char *nl = strchr(line, '\n');
-        TQ_CHECK(nl != NULL); /* every document ends with a newline */
-        if (!json_valid(line, (size_t)(nl - line))) {
-            fprintf(stderr, "%s: invalid JSON line: %.*s\n", what, (int)(nl - line), line);
-            TQ_CHECK(false);
-        }
-        lines++;
-        line = nl + 1;
-    }
-    TQ_CHECK_GT(lines, 0);
-}
-
-static void expect_one_line_error(const struct run *r, int code, const char *needle) {
-    if (r->status != code || strstr(r->err, needle) == NULL) {
-        fprintf(stderr, "expected exit %d with \"%s\", got %d: %s\n", code, needle, r->status,
-                r->err);
-        TQ_CHECK(false);
-    }
-    const char *nl = strchr(r->err, '\n');
-    TQ_CHECK(nl != NULL && nl[1] == '\0'); /* exactly one line */
-}
 
 static char *str_of(const char *json, const char *path, char *buf, size_t cap) {
     if (!json_get(json, path, buf, cap)) {
@@ -147,79 +41,60 @@ int main(void) {
     }
     atexit(stop_server_at_exit);
     TQ_CHECK_EQ(tq_fixture_start(&fx), 0);
+    snprintf(cli_run_dir, sizeof(cli_run_dir), "%s", fx.dir);
     setenv("TICKETQ_ADDR", fx.addr, 1);
     unsetenv("TICKETQ_TOKEN");
     char admin_file[300], tenant[32], tenant_token[300], queue[32], agent[32], agent_token[300];
     char ticket[32], buf[256];
     snprintf(admin_file, sizeof(admin_file), "%s/admin.token", fx.dir);
 
-    /* help and usage errors need no server */
-    cli(&r, "--help", NULL);
-    TQ_CHECK_EQ(r.status, 0);
-    TQ_CHECK(strstr(r.out, "ticket claim") != NULL);
-    cli(&r, "ingest", "--help", NULL);
-    TQ_CHECK_EQ(r.status, 0);
-    TQ_CHECK(strstr(r.out, "--channel") != NULL);
-    cli(&r, "frobnicate", NULL);
-    expect_one_line_error(&r, 2, "unknown subcommand 'frobnicate'");
-    cli(&r, "ticket", "frob", NULL);
-    expect_one_line_error(&r, 2, "unknown subcommand 'ticket frob'");
-    cli(&r, "ticket", "show", NULL);
-    expect_one_line_error(&r, 2, "needs TICKET_ID");
-    cli(&r, "ticket", "show", "7", "--colour", NULL);
-    expect_one_line_error(&r, 2, "unknown option --colour");
-    cli(&r, "ingest", "--channel", "telegram", "--from", "x", "--body", "y", NULL);
-    expect_one_line_error(&r, 2, "channel must be one of email, sms, whatsapp");
-    cli(&r, "queue", "show", "abc", NULL);
-    expect_one_line_error(&r, 2, "QUEUE_ID must be a non-negative integer");
-
     /* the tour, as the server admin */
-    cli(&r, "--token-file", admin_file, "ping", NULL);
+    cli_exec(&r, "--token-file", admin_file, "ping", NULL);
     TQ_CHECK_EQ(r.status, 0);
-    cli(&r, "--token-file", admin_file, "tenant", "create", "Acme Shop", "--json", NULL);
+    cli_exec(&r, "--token-file", admin_file, "tenant", "create", "Acme Shop", "--json", NULL);
     expect_json(&r, "tenant create");
     TQ_CHECK(json_get_u64(r.out, "lsn") > 0);
     str_of(r.out, "tenant_id", tenant, sizeof(tenant));
-    cli(&r, "--token-file", admin_file, "--tenant", tenant, "token", "issue", "--role",
+    cli_exec(&r, "--token-file", admin_file, "--tenant", tenant, "token", "issue", "--role",
         "tenant_admin", "--name", "ops", "--json", NULL);
     expect_json(&r, "token issue");
     str_of(r.out, "token_secret", tenant_token, sizeof(tenant_token));
 
     /* as the tenant admin (token from the environment) */
     setenv("TICKETQ_TOKEN", tenant_token, 1);
-    cli(&r, "queue", "create", "support", "--json", NULL);
+    cli_exec(&r, "queue", "create", "support", "--json", NULL);
     expect_json(&r, "queue create");
     str_of(r.out, "queue_id", queue, sizeof(queue));
-    cli(&r, "agent", "create", "Alice", "--capacity-live", "3", "--json", NULL);
+    cli_exec(&r, "agent", "create", "Alice", "--capacity-live", "3", "--json", NULL);
     expect_json(&r, "agent create");
     str_of(r.out, "agent_id", agent, sizeof(agent));
-    cli(&r, "agent", "update", agent, "--presence", "online", NULL);
+    cli_exec(&r, "agent", "update", agent, "--presence", "online", NULL);
     TQ_CHECK_EQ(r.status, 0);
     snprintf(buf, sizeof(buf), "whatsapp=%s", queue);
-    cli(&r, "tenant", "settings", "--default-queue", buf, "--reply-window", "whatsapp=24h", NULL);
+    cli_exec(&r, "tenant", "settings", "--default-queue", buf, "--reply-window", "whatsapp=24h", NULL);
     TQ_CHECK_EQ(r.status, 0);
-    cli(&r, "tenant", "sla", "--policy", "name=standard,first_reply=4h/1h/30m/10m", NULL);
+    cli_exec(&r, "tenant", "sla", "--policy", "name=standard,first_reply=4h/1h/30m/10m", NULL);
     TQ_CHECK_EQ(r.status, 0);
-    cli(&r, "token", "issue", "--role", "agent", "--agent", agent, "--json", NULL);
+    cli_exec(&r, "token", "issue", "--role", "agent", "--agent", agent, "--json", NULL);
     expect_json(&r, "agent token");
     str_of(r.out, "token_secret", agent_token, sizeof(agent_token));
 
-    cli(&r, "ingest", "--channel", "whatsapp", "--from", "+8613800000000", "--name", "Li Wei",
+    cli_exec(&r, "ingest", "--channel", "whatsapp", "--from", "+8613800000000", "--name", "Li Wei",
         "--body", "Hi, my parcel \"SF123\" has not arrived\n", "--json", NULL);
     expect_json(&r, "ingest");
     str_of(r.out, "ticket_id", ticket, sizeof(ticket));
     TQ_CHECK_STR_EQ(str_of(r.out, "ticket_created", buf, sizeof(buf)), "true");
 
     /* as the agent: claim, reply */
-    cli(&r, "--token", agent_token, "ticket", "claim", "--json", NULL);
+    cli_exec(&r, "--token", agent_token, "ticket", "claim", "--json", NULL);
     expect_json(&r, "claim");
     TQ_CHECK_STR_EQ(str_of(r.out, "ticket_id", buf, sizeof(buf)), ticket);
-    cli(&r, "--token", agent_token, "reply", ticket, "--body", "Checking with SF Express now.",
+    cli_exec(&r, "--token", agent_token, "reply", ticket, "--body", "Checking with SF Express now.",
         "--json", NULL);
     expect_json(&r, "reply");
 
     /* the first-reply clock stopped */
-    cli(&r, "ticket", "show", ticket, "--json", NULL);
+    cli_exec(&r, "ticket", "show", ticket, "--json", NULL);
     expect_json(&r, "ticket show");
     TQ_CHECK_STR_EQ(str_of(r.out, "assignee_id", buf, sizeof(buf)), agent);
     TQ_CHECK_STR_EQ(str_of(r.out, "messages.0.body", buf, sizeof(buf)),
@@ -234,42 +109,42 @@ int main(void) {
         if (strcmp(metric, "first_reply") == 0) achieved = strcmp(state, "achieved") == 0;
     }
     TQ_CHECK(achieved);
-    cli(&r, "ticket", "show", ticket, NULL); /* text mode: ISO-8601 times */
+    cli_exec(&r, "ticket", "show", ticket, NULL); /* text mode: ISO-8601 times */
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "status: open") != NULL || strstr(r.out, "status: pending") != NULL);
     TQ_CHECK(strstr(r.out, "created_ms: 20") != NULL && strstr(r.out, "Z\n") != NULL);
 
     /* stats, subscribe (JSONL), watch */
-    cli(&r, "stats", "--json", NULL);
+    cli_exec(&r, "stats", "--json", NULL);
     expect_json(&r, "stats");
     TQ_CHECK_GE(json_get_u64(r.out, "tickets"), 1);
     TQ_CHECK_GE(json_get_u64(r.out, "messages"), 2);
     TQ_CHECK(json_get_u64(r.out, "last_lsn") > 0);
     TQ_CHECK(json_get(r.out, "tickets_by_status.open", buf, sizeof(buf)));
-    cli(&r, "--token-file", admin_file, "stats", "--json", NULL); /* all tenants */
+    cli_exec(&r, "--token-file", admin_file, "stats", "--json", NULL); /* all tenants */
     expect_json(&r, "stats (all)");
     TQ_CHECK_GE(json_get_u64(r.out, "tenant_count"), 1);
-    cli(&r, "subscribe", "--from-lsn", "0", "--count", "3", "--idle", "10s", "--json", NULL);
+    cli_exec(&r, "subscribe", "--from-lsn", "0", "--count", "3", "--idle", "10s", "--json", NULL);
     expect_json(&r, "subscribe");
     int lines = 0;
     for (const char *p = r.out; (p = strchr(p, '\n')) != NULL; p++) lines++;
     TQ_CHECK_EQ(lines, 3);
-    cli(&r, "subscribe", "--from-lsn", "0", "--consumer", "cli", "--ack", "--count", "2", NULL);
+    cli_exec(&r, "subscribe", "--from-lsn", "0", "--consumer", "cli", "--ack", "--count", "2", NULL);
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "lsn=") != NULL);
-    cli(&r, "watch", "--once", "--json", NULL);
+    cli_exec(&r, "watch", "--once", "--json", NULL);
     expect_json(&r, "watch");
     TQ_CHECK_STR_EQ(str_of(r.out, "queues.0.queue_id", buf, sizeof(buf)), queue);
-    cli(&r, "watch", "--once", NULL);
+    cli_exec(&r, "watch", "--once", NULL);
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "support") != NULL);
 
     /* server errors: exit 1, "error: <code>: ..." */
-    cli(&r, "ticket", "show", "987654321", NULL);
+    cli_exec(&r, "ticket", "show", "987654321", NULL);
     expect_one_line_error(&r, 1, "error: not_found: ");
-    cli(&r, "--token", "bogus", "ping", NULL);
+    cli_exec(&r, "--token", "bogus", "ping", NULL);
     expect_one_line_error(&r, 1, "error: unauthenticated: ");
-    cli(&r, "--token", agent_token, "tenant", "create", "x", NULL);
+    cli_exec(&r, "--token", agent_token, "tenant", "create", "x", NULL);
     expect_one_line_error(&r, 1, "error: permission_denied: ");
 
     TQ_CHECK_EQ(tq_fixture_stop(&fx), 0);
