@@ -762,7 +762,29 @@ static enum tq_err op_token_revoke(struct req *r) {
     struct tq_cmd cmd = new_cmd(r, TQ_CMD_TOKEN_REVOKE);
     cmd.tenant_id = tv.tenant_id;
     cmd.u.token_revoke.token_id = id;
-    return mutate(r, &cmd, NULL);
+    enum tq_err err = mutate(r, &cmd, NULL);
+    if (err != TQ_OK) return err;
+    /* At once, also for connections that only listen: end their subscriptions now (their
+     * next request is refused by the per-request token check). */
+    for (uint32_t i = 0; i < r->srv->conn_high; i++) {
+        struct tq_conn *c = &r->srv->conns[i];
+        if (!c->in_use || c->closing || !c->session.authed || c->session.token_id != id) continue;
+        c->session.authed = false;
+        if (c->sub.active) {
+            Ticketq__Error e = TICKETQ__ERROR__INIT;
+            e.code = TICKETQ__ERROR_CODE__UNAUTHENTICATED;
+            e.message = (char *)(uintptr_t)"token revoked";
+            Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
+            resp.id = c->sub.request_id;
+            resp.error = &e;
+            if (!tq_conn_queue_frame(c, &resp.base, r->srv->lsn_staged, -1, false, 0,
+                                     tq_dispatch_send_queue_max(r->srv))) {
+                c->close_after_send = true;
+            }
+            tq_sub_stop(r->srv, c);
+        }
+    }
+    return TQ_OK;
 }
 
 static enum tq_err op_queue_create(struct req *r) {

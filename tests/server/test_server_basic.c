@@ -268,6 +268,12 @@ int main(void) {
     r = ticket_get(&cag, 0, ticket);
     RAWC_EXPECT(r, 0);
     rawc_free(r);
+    Ticketq__Subscribe sub = TICKETQ__SUBSCRIBE__INIT; /* a listening-only connection */
+    RAWC_REQ(subreq, subscribe, SUBSCRIBE, &sub);
+    subreq.id = 55;
+    r = rawc_call(&cag, &subreq);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
     Ticketq__TokenRevoke rv = TICKETQ__TOKEN_REVOKE__INIT;
     rv.token_id = ag_token_id;
     RAWC_REQ(rvreq, token_revoke, TOKEN_REVOKE, &rv);
@@ -277,6 +283,15 @@ int main(void) {
     rvreq.id = 0;
     r = rawc_call(&cta, &rvreq);
     RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    for (;;) { /* its subscription ends at once with UNAUTHENTICATED */
+        r = rawc_recv(&cag, 5000);
+        TQ_CHECK(r != NULL);
+        TQ_CHECK_UEQ(r->id, 55);
+        if (r->error != NULL) break;
+        rawc_free(r);
+    }
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__UNAUTHENTICATED);
     rawc_free(r);
     r = ticket_get(&cag, 0, ticket);
     RAWC_EXPECT(r, TICKETQ__ERROR_CODE__UNAUTHENTICATED);
