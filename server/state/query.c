@@ -440,6 +440,8 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             const struct tq_heap32 *h = &st_queue(s, t->queue)->heap[cls];
             CHECK(t->queue_pos <= h->count && h->ids[t->queue_pos - 1] == id,
                   "ticket %u: queue position", id);
+            CHECK(t->qkey_priority == t->priority && t->qkey_due_ms == tq_st_ticket_sla_due(t),
+                  "ticket %u: stale queue key", id);
             depth[t->queue * 2 + cls]++;
         }
         /* load */
@@ -513,6 +515,25 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         }
         if (cu->merged_into != 0) {
             CHECK(st_customer(s, cu->merged_into)->tenant == cu->tenant, "customer %u merge", c);
+        }
+    }
+    for (uint32_t t = 1; t < s->tenants.next_id; t++) {
+        const struct tq_tenant *tn = st_tenant(s, t);
+        for (int ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {
+            uint64_t prev_until = 0, n = 0;
+            for (uint32_t e = tn->ob_leased[ch].head; e != 0; e = st_obentry(s, e)->next, n++) {
+                const struct tq_obentry *x = st_obentry(s, e);
+                CHECK(x->leased && x->tenant == t && x->channel == ch, "outbox %u: lease list", e);
+                CHECK(x->lease_until_ms >= prev_until, "outbox %u: lease order", e);
+                prev_until = x->lease_until_ms;
+            }
+            CHECK(n == tn->ob_leased[ch].count, "tenant %u: leased count", t);
+            n = 0;
+            for (uint32_t e = tn->ob_avail[ch].head; e != 0; e = st_obentry(s, e)->next, n++) {
+                const struct tq_obentry *x = st_obentry(s, e);
+                CHECK(!x->leased && x->tenant == t && x->channel == ch, "outbox %u: list", e);
+            }
+            CHECK(n == tn->ob_avail[ch].count, "tenant %u: available count", t);
         }
     }
     for (uint32_t e = 1; e < s->obentries.next_id; e++) {

@@ -373,9 +373,11 @@ uint64_t tq_st_ticket_sla_due(const struct tq_ticket *t) {
 /* Queue order: priority desc, SLA due asc, (re)entered asc, id asc. A total order, so the
  * heap's top does not depend on insertion history. */
 static bool q_before(const struct tq_state *s, uint32_t a, uint32_t b) {
+    /* The key is cached in the ticket (qkey_*) when it enters or is re-keyed, so comparisons
+     * are cheap and a change that leaves the key alone costs no heap work. */
     const struct tq_ticket *ta = st_ticket(s, a), *tb = st_ticket(s, b);
-    if (ta->priority != tb->priority) return ta->priority > tb->priority;
-    uint64_t da = tq_st_ticket_sla_due(ta), db = tq_st_ticket_sla_due(tb);
+    if (ta->qkey_priority != tb->qkey_priority) return ta->qkey_priority > tb->qkey_priority;
+    uint64_t da = ta->qkey_due_ms, db = tb->qkey_due_ms;
     if (da != db) return da < db;
     if (ta->routing_ms != tb->routing_ms) return ta->routing_ms < tb->routing_ms;
     return a < b;
@@ -527,6 +529,8 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
     bool should = tq_st_ticket_should_queue(t);
     if (should && t->queue_pos == 0) {
         t->routing_ms = at;
+        t->qkey_priority = t->priority;
+        t->qkey_due_ms = tq_st_ticket_sla_due(t);
         qh_insert(s, ticket_heap(s, t), tid);
         t->flags |= TQ_TF_QUEUED;
         if (st_queue(s, t->queue)->auto_assign) tenant_mark_dirty(s, t->tenant);
@@ -534,9 +538,14 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
         qh_remove(s, ticket_heap(s, t), t->queue_pos - 1);
         t->flags &= (uint8_t)~TQ_TF_QUEUED;
     } else if (should) {
-        struct tq_heap32 *h = ticket_heap(s, t);
-        qh_up(s, h, t->queue_pos - 1);
-        qh_down(s, h, t->queue_pos - 1);
+        uint64_t due = tq_st_ticket_sla_due(t);
+        if (due != t->qkey_due_ms || t->priority != t->qkey_priority) {
+            struct tq_heap32 *h = ticket_heap(s, t);
+            t->qkey_priority = t->priority;
+            t->qkey_due_ms = due;
+            qh_up(s, h, t->queue_pos - 1);
+            qh_down(s, h, t->queue_pos - 1);
+        }
     }
     /* load */
     bool counts = tq_st_ticket_counts_load(t);
@@ -863,10 +872,6 @@ static uint64_t identity_hash_of(const struct tq_state *s, uint32_t id) {
     return st_identity(s, id)->hash;
 }
 
-static uint64_t message_hash_of(const struct tq_state *s, uint32_t id) {
-    return st_message(s, id)->ext_hash;
-}
-
 static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
     const uint8_t *h = st_token(s, id)->hash;
     uint64_t v = 0;
@@ -874,18 +879,57 @@ static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
     return v;
 }
 
-/* Message with this idempotency key (hash plus tenant and channel equality), or 0. */
+/* The idempotency table: a slot is (fingerprint << 28 | message id), 0 = empty. The 4-bit
+ * fingerprint (the top bits of the key hash) filters out 15/16 of the probes that would
+ * otherwise each cost a cache miss into the message slab, at no memory cost: message ids are
+ * therefore limited to 2^28 - 1 (TQ_MESSAGES_MAX, 268 million messages in one state). A hit is
+ * confirmed by the full 64-bit hash kept in the message, its channel and its ticket's tenant.
+ * The position is the low bits of the hash, so growing only needs the stored hashes. */
+#define MSG_ID_BITS 28u
+#define MSG_ID_MASK ((1u << MSG_ID_BITS) - 1)
+_Static_assert(MSG_ID_MASK == TQ_MESSAGES_MAX, "message ids fit the idempotency slots");
+
+static uint32_t msg_fp(uint64_t h) { return (uint32_t)(h >> 60) << MSG_ID_BITS; }
+
 static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
                              uint64_t h) {
     const struct tq_idtab *tab = &s->msg_index;
+    uint32_t fp = msg_fp(h);
     for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
-        uint32_t id = tab->slots[i];
-        if (id == 0) return 0;
+        uint32_t slot = tab->slots[i];
+        if (slot == 0) return 0;
+        if ((slot & ~MSG_ID_MASK) != fp) continue;
+        uint32_t id = slot & MSG_ID_MASK;
         const struct tq_message *m = st_message(s, id);
         if (m->ext_hash == h && msg_chan(m) == channel && st_ticket(s, m->ticket)->tenant == tenant) {
             return id;
         }
     }
+}
+
+static void msgtab_put(struct tq_idtab *t, uint64_t h, uint32_t id) {
+    uint64_t i = h & t->mask;
+    while (t->slots[i] != 0) i = (i + 1) & t->mask;
+    t->slots[i] = msg_fp(h) | id;
+    t->count++;
+}
+
+static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
+    struct tq_idtab *t = &s->msg_index;
+    TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
+    if ((t->count + 1) * 4 > (t->mask + 1) * 3) {
+        uint64_t old_cap = t->mask + 1;
+        uint32_t *old = t->slots;
+        tq_st_idtab_init(t, old_cap * 2);
+        for (uint64_t i = 0; i < old_cap; i++) {
+            if (old[i] != 0) {
+                uint32_t mid = old[i] & MSG_ID_MASK;
+                msgtab_put(t, st_message(s, mid)->ext_hash, mid);
+            }
+        }
+        tq_free(old, old_cap * sizeof(uint32_t));
+    }
+    msgtab_put(t, h, id);
 }
 
 /* Identity insertion keeping the customer's chain in ascending id order (ids only grow). */
@@ -1391,7 +1435,7 @@ static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned 
     m->ticket = tid;
     m->next = 0;
     message_append(s, tid, mid);
-    if (ext_hash != 0) tq_st_idtab_insert(s, &s->msg_index, ext_hash, mid, message_hash_of);
+    if (ext_hash != 0) message_index_add(s, ext_hash, mid);
     struct tq_tenant *tn = st_tenant(s, st_ticket(s, tid)->tenant);
     tn->message_count++;
     tn->by_channel[channel]++;
@@ -1506,11 +1550,18 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     uint64_t qid = in->queue_id != 0 ? in->queue_id : c->tn->default_queue[in->channel];
     if (qid == 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "no queue for this channel");
     if (tq_st_queue_get(s, c->tenant_id, qid) == NULL) return fail(c, TQ_ERR_NOT_FOUND, "queue");
+    /* Both lookups below start with a cache miss in a big table: hash both keys first and
+     * prefetch both slots so the two misses overlap. */
+    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    uint32_t nlen = normalise_ext(in->channel, in->from_external_id, norm);
+    uint64_t ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
+    __builtin_prefetch(&s->ident_index.slots[ih_pre & s->ident_index.mask]);
     /* idempotency */
     uint64_t mh = 0;
     if (in->message_external_id.len > 0) {
         mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
                                 in->message_external_id.len);
+        __builtin_prefetch(&s->msg_index.slots[mh & s->msg_index.mask]);
         uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
         if (dup != 0) {
             const struct tq_ticket *t = st_ticket(s, st_message(s, dup)->ticket);
@@ -1522,16 +1573,17 @@ static enum tq_err cmd_ingest(struct ctx *c) {
             return TQ_OK;
         }
     }
-    e = check_room(c, &s->messages, 1, "messages");
+    e = s->messages.next_id > TQ_MESSAGES_MAX
+            ? fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "messages: 2^28 - 1 per state")
+            : TQ_OK;
     if (e == TQ_OK) e = check_room(c, &s->tickets, 1, "tickets");
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
     if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
     if (e != TQ_OK) return e;
     if (c->lsn > TQ_LSN_MAX) return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "lsn beyond 48 bits");
-    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-    uint32_t nlen = normalise_ext(in->channel, in->from_external_id, norm);
     uint64_t ih;
     uint32_t ident = identity_find(s, c->tenant_id, in->channel, norm, nlen, &ih);
+    TQ_ASSERT(ih == ih_pre);
     uint32_t cid = ident != 0 ? st_identity(s, ident)->customer : 0;
     uint32_t open_tid, closed_tid;
     ingest_pick(s, cid, (uint32_t)qid, &open_tid, &closed_tid);
@@ -1624,6 +1676,31 @@ static void outbox_unlink(struct tq_state *s, struct tq_oblist *l, uint32_t e) {
     l->count--;
 }
 
+/* Inserts a leased entry keeping the list sorted by (lease_until_ms, insertion): O(1) in the
+ * usual case (leases of one gateway end in take order), a short walk otherwise. Expiry then
+ * pops from the head only. */
+static void outbox_insert_leased(struct tq_state *s, struct tq_oblist *l, uint32_t e) {
+    struct tq_obentry *x = st_obentry(s, e);
+    uint32_t after = l->tail;
+    while (after != 0 && st_obentry(s, after)->lease_until_ms > x->lease_until_ms) {
+        after = st_obentry(s, after)->prev;
+    }
+    if (after == l->tail) {
+        outbox_push_tail(s, l, e);
+        return;
+    }
+    if (after == 0) {
+        outbox_push_head(s, l, e);
+        return;
+    }
+    struct tq_obentry *a = st_obentry(s, after);
+    x->prev = after;
+    x->next = a->next;
+    st_obentry(s, a->next)->prev = e;
+    a->next = e;
+    l->count++;
+}
+
 static struct tq_oblist *entry_list(struct tq_state *s, const struct tq_obentry *x) {
     struct tq_tenant *tn = st_tenant(s, x->tenant);
     return x->leased ? &tn->ob_leased[x->channel] : &tn->ob_avail[x->channel];
@@ -1646,7 +1723,11 @@ void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigne
     x->channel = (uint8_t)channel;
     x->leased = lease_until != 0;
     x->lease_until_ms = lease_until;
-    outbox_push_tail(s, entry_list(s, x), e);
+    if (x->leased) {
+        outbox_insert_leased(s, entry_list(s, x), e);
+    } else {
+        outbox_push_tail(s, entry_list(s, x), e);
+    }
     tq_st_u32map_put(&s->ob_by_message, mid, e);
     st_tenant(s, tenant)->outbox_pending++;
 }
@@ -1692,26 +1773,42 @@ static void outbox_fail_exhausted(struct ctx *c, uint32_t e, uint64_t at) {
 }
 
 /* Expired leases of one (tenant, channel) go back to the front of the available list in their
- * take order, or fail when their attempts are used up. */
+ * expiry order, or fail when their attempts are used up. The leased list is sorted by expiry,
+ * so this costs O(expired). */
 static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t now) {
     struct tq_state *s = c->s;
     struct tq_tenant *tn = st_tenant(s, tenant);
-    uint32_t e = tn->ob_leased[ch].tail;
-    while (e != 0) {
+    uint32_t first_back = 0, last_back = 0;
+    while (tn->ob_leased[ch].head != 0) {
+        uint32_t e = tn->ob_leased[ch].head;
         struct tq_obentry *x = st_obentry(s, e);
-        uint32_t prev = x->prev;
-        if (x->lease_until_ms <= now) {
-            if (msg_attempts(st_message(s, x->message)) >= tn->attempts_max) {
-                outbox_fail_exhausted(c, e, x->lease_until_ms);
-            } else {
-                outbox_unlink(s, &tn->ob_leased[ch], e);
-                x->leased = 0;
-                x->lease_until_ms = 0;
-                outbox_push_head(s, &tn->ob_avail[ch], e);
-            }
+        if (x->lease_until_ms > now) break;
+        if (msg_attempts(st_message(s, x->message)) >= tn->attempts_max) {
+            outbox_fail_exhausted(c, e, x->lease_until_ms);
+            continue;
         }
-        e = prev;
+        outbox_unlink(s, &tn->ob_leased[ch], e);
+        x->leased = 0;
+        x->lease_until_ms = 0;
+        /* splice after the previously returned one, so they keep their order at the front */
+        if (last_back == 0) {
+            outbox_push_head(s, &tn->ob_avail[ch], e);
+            first_back = e;
+        } else {
+            struct tq_obentry *p = st_obentry(s, last_back);
+            x->prev = last_back;
+            x->next = p->next;
+            if (p->next != 0) {
+                st_obentry(s, p->next)->prev = e;
+            } else {
+                tn->ob_avail[ch].tail = e;
+            }
+            p->next = e;
+            tn->ob_avail[ch].count++;
+        }
+        last_back = e;
     }
+    (void)first_back;
 }
 
 static enum tq_err cmd_reply(struct ctx *c) {
@@ -1723,7 +1820,9 @@ static enum tq_err cmd_reply(struct ctx *c) {
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     e = check_str(c, in->body, 0, s->body_bytes_max, "body");
     if (e == TQ_OK) e = check_attachments(c, in->attachment_count, in->attachments);
-    if (e == TQ_OK) e = check_room(c, &s->messages, 1, "messages");
+    if (e == TQ_OK && s->messages.next_id > TQ_MESSAGES_MAX) {
+        e = fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "messages: 2^28 - 1 per state");
+    }
     if (e == TQ_OK) e = check_room(c, &s->obentries, 1, "outbox");
     if (e != TQ_OK) return e;
     if (c->lsn > TQ_LSN_MAX) return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "lsn beyond 48 bits");
@@ -2116,7 +2215,7 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
                              msg_attempts(m) + 1);
         x->leased = 1;
         x->lease_until_ms = c->now + in->lease_ms;
-        outbox_push_tail(s, &tn->ob_leased[in->channel], e);
+        outbox_insert_leased(s, &tn->ob_leased[in->channel], e);
         s->taken[n++] = x->message;
     }
     c->res->taken_count = n;
@@ -2388,9 +2487,9 @@ uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {
     for (uint32_t t = 1; t <= tenants; t++) {
         const struct tq_tenant *tn = st_tenant(s, t);
         for (unsigned ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {
-            for (uint32_t e = tn->ob_leased[ch].head; e != 0; e = st_obentry(s, e)->next) {
-                uint64_t until = st_obentry(s, e)->lease_until_ms;
-                if (until < next) next = until;
+            uint32_t e = tn->ob_leased[ch].head;    /* sorted: the head expires first */
+            if (e != 0 && st_obentry(s, e)->lease_until_ms < next) {
+                next = st_obentry(s, e)->lease_until_ms;
             }
         }
     }
@@ -2442,7 +2541,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         struct tq_message *m = st_message(s, i);
         m->next = 0;
         message_append(s, m->ticket, i);
-        if (m->ext_hash != 0) tq_st_idtab_insert(s, &s->msg_index, m->ext_hash, i, message_hash_of);
+        if (m->ext_hash != 0) message_index_add(s, m->ext_hash, i);
     }
     n = tq_slab_count(&s->tickets);
     for (uint32_t i = 1; i <= n; i++) {
@@ -2450,6 +2549,8 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         t->flags = 0;
         t->queue_pos = t->due_pos = 0;
         if (tq_st_ticket_should_queue(t)) {
+            t->qkey_priority = t->priority;
+            t->qkey_due_ms = tq_st_ticket_sla_due(t);
             qh_insert(s, ticket_heap(s, t), i);
             t->flags |= TQ_TF_QUEUED;
         }

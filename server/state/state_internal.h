@@ -24,6 +24,7 @@
 #define TQ_SLAB_SHIFT 12u
 #define TQ_SLAB_CHUNK (1u << TQ_SLAB_SHIFT)
 #define TQ_ID_MAX 0xfffffff0u               /* in-memory ids are uint32_t */
+#define TQ_MESSAGES_MAX ((1u << 28) - 1)    /* 4 bits of each idempotency slot: state.c */
 #define TQ_HOURLY_SLOTS 48u                 /* messages per channel per hour: the last 48 hours */
 #define TQ_HIST_BUCKETS 256u                /* log-bucketed: 4 per power of two of ms */
 #define TQ_OUTBOX_ATTEMPTS_LIMIT 15u        /* attempts are 4 bits in a message */
@@ -210,6 +211,7 @@ struct tq_ticket {
     uint64_t unanswered_ms;                 /* oldest inbound not answered by an agent; 0 none */
     struct tq_clock wait, work;             /* requester wait, agent work */
     uint64_t first_reply_deadline_ms, next_reply_deadline_ms, window_deadline_ms;
+    uint64_t qkey_due_ms;                   /* queued: the SLA due part of its heap key */
     const char *subject;
     struct tq_ticket_extras *extras;        /* tags and custom fields; NULL = none */
     uint32_t tenant, number, customer, queue, assignee, merged_into, follow_up_of;
@@ -222,6 +224,7 @@ struct tq_ticket {
     uint8_t status, priority, origin, flags;
     uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */
     uint8_t sla_warned;                     /* bit per metric */
+    uint8_t qkey_priority;                  /* queued: the priority part of its heap key */
 };
 
 struct tq_obentry {
