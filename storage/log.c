@@ -196,7 +196,10 @@ static uint64_t op_user_data(struct tq_log *log, enum tq_log_op op) {
            (log->op_seq & 0xffffffffffffull);
 }
 
-static struct io_uring_sqe *get_sqe(struct io_uring *ring) {
+static struct io_uring_sqe *get_sqe(struct tq_log *log, struct io_uring *ring) {
+    /* All of a log's SQEs in flight are on one ring (a CQE must come back where it is awaited). */
+    TQ_ASSERT(log->ops_inflight == 0 || log->ops_ring == ring);
+    log->ops_ring = ring;
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
     if (sqe == NULL) {
         io_uring_submit(ring);
@@ -231,7 +234,7 @@ static void op_fault(struct tq_log *log, enum tq_log_op op, enum tq_io_op_kind k
 static void prep_fsync(struct tq_log *log, struct io_uring *ring, enum tq_log_op op, int fd,
                        bool datasync, bool linked) {
     op_fault(log, op, TQ_IO_OP_FSYNC, 0);
-    struct io_uring_sqe *sqe = get_sqe(ring);
+    struct io_uring_sqe *sqe = get_sqe(log, ring);
     io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
     if (linked) sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, op_user_data(log, op));
@@ -254,7 +257,7 @@ static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring) {
         tq_io_faults_on_write(log->opt.faults, seg->path, seg->fd, offset, len);
         log->sync_seq = tq_io_faults_seq(log->opt.faults);
     }
-    struct io_uring_sqe *sqe = get_sqe(ring);
+    struct io_uring_sqe *sqe = get_sqe(log, ring);
     io_uring_prep_write(sqe, seg->fd, log->bufs[log->inflight_buf].mem + log->inflight_done, len,
                         offset);
     if (always) sqe->flags |= IOSQE_IO_LINK;
@@ -393,7 +396,7 @@ static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     uint64_t rest = log->opt.segment_bytes_max - log->spare_zeroed;
     uint32_t len = rest < ZERO_CHUNK_BYTES ? (uint32_t)rest : ZERO_CHUNK_BYTES;
     op_fault(log, TQ_LOG_OP_ZERO, TQ_IO_OP_WRITE, len);
-    struct io_uring_sqe *sqe = get_sqe(ring);
+    struct io_uring_sqe *sqe = get_sqe(log, ring);
     io_uring_prep_write(sqe, log->spare_fd, log->zero_buf, len, log->spare_zeroed);
     io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_ZERO));
     log->ops_inflight++;
@@ -645,6 +648,11 @@ enum tq_err tq_log_sync(struct tq_log *log, struct tq_error *error) {
         }
     }
     struct io_uring *ring = log->private_ring;
+    if (log->ops_inflight > 0 && log->ops_ring != ring) {
+        return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION,
+                            "tq_log_sync: %u operations in flight on the caller's ring; reap them "
+                            "first (tq_log_idle)", log->ops_inflight);
+    }
     uint64_t target = log->next_lsn - 1;
     for (;;) {
         log_kick(log, ring, now_us(), false);

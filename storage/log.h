@@ -139,7 +139,8 @@ int tq_log_timeout_ms(const struct tq_log *log, uint64_t now_us);
 bool tq_log_idle(const struct tq_log *log);
 
 /* Blocking convenience: submits everything staged on a private ring and waits until it is
- * acknowledged. For tools and tests; the server never calls it. */
+ * acknowledged. For tools and tests; the server never calls it. Returns TQ_ERR_FAILED_PRECONDITION
+ * if SQEs of the log are in flight on another ring (one ring at a time per log). */
 TQ_NODISCARD enum tq_err tq_log_sync(struct tq_log *log, struct tq_error *error);
 
 /* ---- reads ----------------------------------------------------------------------------- */

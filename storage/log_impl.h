@@ -143,6 +143,7 @@ struct tq_log {
     bool no_space;
 
     unsigned ops_inflight;     /* SQEs prepared whose CQE was not consumed yet */
+    struct io_uring *ops_ring; /* the ring they were prepared on */
     uint64_t op_seq;
     bool override_set[TQ_LOG_OP_COUNT];
     int32_t override_res[TQ_LOG_OP_COUNT];
