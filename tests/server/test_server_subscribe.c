@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TOTAL_MAX 2000
@@ -139,6 +140,101 @@ static void http_get_metrics(const char *addr, char *out, size_t cap) {
     close(fd);
 }
 
+
+static uint64_t stats_last_lsn(struct rawc *c) {
+    Ticketq__Stats op = TICKETQ__STATS__INIT;
+    RAWC_REQ(req, stats, STATS, &op);
+    Ticketq__Response *r = rawc_call(c, &req);
+    RAWC_EXPECT(r, 0);
+    uint64_t lsn = r->stats->last_lsn;
+    rawc_free(r);
+    return lsn;
+}
+
+/* The TICK: an SLA first-reply target of 800 ms breaches without any client request, the
+ * breach is an event, and once nothing is due no TICK records are written. */
+static void test_tick(const char *addr, const char *admin_token) {
+    struct rawc admin;
+    rawc_open_authed(&admin, addr, admin_token);
+    char tok[80];
+    setup_tenant(&admin, "gamma", tok);
+    rawc_close(&admin);
+    struct rawc c;
+    rawc_open_authed(&c, addr, tok);
+    Ticketq__SlaTargets tg = TICKETQ__SLA_TARGETS__INIT;
+    uint64_t first_reply[4] = {800, 800, 800, 800};
+    tg.n_first_reply_ms = 4;
+    tg.first_reply_ms = first_reply;
+    Ticketq__SlaPolicy pol = TICKETQ__SLA_POLICY__INIT;
+    pol.name = (char *)(uintptr_t)"fast";
+    pol.targets = &tg;
+    Ticketq__SlaPolicy *pols[1] = {&pol};
+    Ticketq__SlaPoliciesSet ps = TICKETQ__SLA_POLICIES_SET__INIT;
+    ps.n_policies = 1;
+    ps.policies = pols;
+    /* An integration may not set policies: use a tenant admin token. */
+    RAWC_REQ(preq, sla_policies_set, SLA_POLICIES_SET, &ps);
+    Ticketq__Response *r = rawc_call(&c, &preq);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__PERMISSION_DENIED);
+    rawc_free(r);
+    rawc_open_authed(&admin, addr, admin_token);
+    Ticketq__Stats so = TICKETQ__STATS__INIT;
+    RAWC_REQ(sreq, stats, STATS, &so);
+    r = rawc_call(&admin, &sreq);
+    RAWC_EXPECT(r, 0);
+    uint64_t gamma = r->stats->tenant_count; /* tenants are numbered 1..n: gamma is the last */
+    rawc_free(r);
+    preq.id = 0;
+    preq.has_tenant_id = true;
+    preq.tenant_id = gamma;
+    r = rawc_call(&admin, &preq);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    rawc_close(&admin);
+
+    struct rawc s;
+    rawc_open_authed(&s, addr, tok);
+    Ticketq__Subscribe op = TICKETQ__SUBSCRIBE__INIT;
+    Ticketq__EventType types[1] = {TICKETQ__EVENT_TYPE__SLA_BREACH};
+    op.n_types = 1;
+    op.types = types;
+    RAWC_REQ(req, subscribe, SUBSCRIBE, &op);
+    req.id = 91;
+    r = rawc_call(&s, &req);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    Ticketq__Ingest in = TICKETQ__INGEST__INIT;
+    in.channel = TICKETQ__CHANNEL__EMAIL;
+    in.from = (char *)(uintptr_t)"late@example.com";
+    in.body = (char *)(uintptr_t)"anyone there?";
+    RAWC_REQ(ireq, ingest, INGEST, &in);
+    r = rawc_call(&c, &ireq);
+    RAWC_EXPECT(r, 0);
+    uint64_t ticket = r->ids->ticket_id;
+    rawc_free(r);
+    bool breached = false;
+    while (!breached) {
+        r = rawc_recv(&s, 10000); /* no request is sent: only the server's TICK can do it */
+        TQ_CHECK(r != NULL);
+        RAWC_EXPECT(r, 0);
+        for (size_t i = 0; i < r->events->n_events; i++) {
+            const Ticketq__Event *e = r->events->events[i];
+            TQ_CHECK_EQ(e->type, TICKETQ__EVENT_TYPE__SLA_BREACH);
+            if (e->ticket_id == ticket && e->sla_metric == TICKETQ__SLA_METRIC__FIRST_REPLY) {
+                breached = true;
+            }
+        }
+        rawc_free(r);
+    }
+    rawc_close(&s);
+    /* Nothing is due any more: the log must not grow by itself. */
+    uint64_t before = stats_last_lsn(&c);
+    struct timespec ts = {1, 500 * 1000000L};
+    nanosleep(&ts, NULL);
+    TQ_CHECK_UEQ(stats_last_lsn(&c), before);
+    rawc_close(&c);
+}
+
 int main(void) {
     tq_test_seed("test_server_subscribe");
     /* A fixed metrics port would collide across parallel runs: find a free one. */
@@ -240,6 +336,7 @@ int main(void) {
     TQ_CHECK_EQ(nd, TOTAL - 10);
     check_same(sent + 10, got_d, TOTAL - 10); /* exactly the rest, nothing repeated */
     rawc_close(&d);
+    test_tick(f.addr, f.admin_token);
     TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
     tq_fixture_cleanup(&f);
     printf("test_server_subscribe: ok\n");
