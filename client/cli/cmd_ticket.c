@@ -6,6 +6,9 @@
  */
 #include "cli.h"
 
+#include "tq_alloc.h"
+
+#include <errno.h>
 #include <string.h>
 
 #define END {NULL, OPT_STR, false, NULL, NULL}
@@ -30,11 +33,63 @@ static size_t list_of(const struct cli *cli, const char *name, char **out) {
     return v->list_count;
 }
 
+/* A message body from --body TEXT or --body-file F ("-" = stdin), read whole and bounded by
+ * the default frame size (the server's body limit is lower and it says so). */
+struct body {
+    const char *text;
+    char *owned;
+    size_t owned_bytes;
+};
+
+static int body_load(const struct cli *cli, struct body *b) {
+    memset(b, 0, sizeof(*b));
+    const char *text = cli_str(cli, "--body");
+    const char *path = cli_str(cli, "--body-file");
+    if ((text == NULL) == (path == NULL)) return cli_usage_error("give --body or --body-file");
+    if (text != NULL) {
+        b->text = text;
+        return -1;
+    }
+    FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (fp == NULL) return cli_usage_error("--body-file %s: %s", path, strerror(errno));
+    size_t cap = TQ_CLIENT_FRAME_BYTES_DEFAULT_MAX + 1;
+    b->owned = tq_alloc(cap + 1);
+    if (b->owned == NULL) {
+        if (fp != stdin) fclose(fp);
+        return cli_usage_error("--body-file: out of memory");
+    }
+    b->owned_bytes = cap + 1;
+    size_t n = fread(b->owned, 1, cap, fp);
+    bool failed = ferror(fp) != 0;
+    if (fp != stdin) fclose(fp);
+    if (failed || n == cap) {
+        tq_free(b->owned, b->owned_bytes);
+        b->owned = NULL;
+        return cli_usage_error("--body-file %s: %s", path,
+                               failed ? "read error" : "larger than 1 MiB");
+    }
+    if (memchr(b->owned, '\0', n) != NULL) {
+        tq_free(b->owned, b->owned_bytes);
+        b->owned = NULL;
+        return cli_usage_error("--body-file %s: contains NUL bytes (not text)", path);
+    }
+    b->owned[n] = '\0';
+    b->text = b->owned;
+    return -1;
+}
+
+static void body_free(struct body *b) {
+    if (b->owned != NULL) tq_free(b->owned, b->owned_bytes);
+}
+
 static int run_ingest(struct cli *cli) {
     Ticketq__Ingest op = TICKETQ__INGEST__INIT;
     op.channel = (Ticketq__Channel)cli_opt(cli, "--channel")->enum_value;
     op.from = mut(cli_str(cli, "--from"));
-    op.body = mut(cli_str(cli, "--body"));
+    struct body body;
+    int rc = body_load(cli, &body);
+    if (rc >= 0) return rc;
+    op.body = mut(body.text);
     op.customer_name = mut(cli_str(cli, "--name"));
     op.language = mut(cli_str(cli, "--language"));
     op.external_id = mut(cli_str(cli, "--external-id"));
@@ -49,13 +104,18 @@ static int run_ingest(struct cli *cli) {
     op.n_tags = list_of(cli, "--tag", tags);
     op.tags = tags;
     REQ(req, ingest, INGEST, &op);
-    return cli_call_print(cli, &req);
+    rc = cli_call_print(cli, &req);
+    body_free(&body);
+    return rc;
 }
 
 static int reply_or_note(struct cli *cli, bool note) {
     Ticketq__Reply op = TICKETQ__REPLY__INIT;
     op.ticket_id = cli_u64(cli, "TICKET_ID");
-    op.body = mut(cli_str(cli, "--body"));
+    struct body body;
+    int rc = body_load(cli, &body);
+    if (rc >= 0) return rc;
+    op.body = mut(body.text);
     op.has_internal_note = note;
     op.internal_note = note;
     op.has_agent_id = cli_has(cli, "--agent");
@@ -69,7 +129,9 @@ static int reply_or_note(struct cli *cli, bool note) {
         op.set_status = (Ticketq__Status)cli_opt(cli, "--status")->enum_value;
     }
     REQ(req, reply, REPLY, &op);
-    return cli_call_print(cli, &req);
+    rc = cli_call_print(cli, &req);
+    body_free(&body);
+    return rc;
 }
 
 static int run_reply(struct cli *cli) { return reply_or_note(cli, false); }
@@ -221,7 +283,8 @@ static int run_outbox_ack(struct cli *cli) {
 static const struct cli_opt ingest_opts[] = {
     {"--channel", OPT_ENUM, true, "channel the message came in on", &ticketq__channel__descriptor},
     {"--from", OPT_STR, true, "sender's identity on the channel (email, phone, ...)", NULL},
-    {"--body", OPT_STR, true, "message text (UTF-8)", NULL},
+    {"--body", OPT_STR, false, "message text (UTF-8)", NULL},
+    {"--body-file", OPT_STR, false, "read the text from a file (- = stdin)", NULL},
     {"--name", OPT_STR, false, "customer name for a first contact", NULL},
     {"--language", OPT_STR, false, "customer language", NULL},
     {"--external-id", OPT_STR, false, "provider message id (idempotency key)", NULL},
@@ -234,7 +297,8 @@ static const struct cli_opt ingest_opts[] = {
 };
 static const struct cli_opt reply_opts[] = {
     {"TICKET_ID", OPT_U64, true, "the ticket", NULL},
-    {"--body", OPT_STR, true, "reply text", NULL},
+    {"--body", OPT_STR, false, "reply text", NULL},
+    {"--body-file", OPT_STR, false, "read the text from a file (- = stdin)", NULL},
     {"--status", OPT_ENUM, false, "set this status with the reply", &ticketq__status__descriptor},
     {"--channel", OPT_ENUM, false, "reply channel (default: the ticket's)",
      &ticketq__channel__descriptor},
@@ -244,7 +308,8 @@ static const struct cli_opt reply_opts[] = {
 };
 static const struct cli_opt note_opts[] = {
     {"TICKET_ID", OPT_U64, true, "the ticket", NULL},
-    {"--body", OPT_STR, true, "note text (never sent to the customer)", NULL},
+    {"--body", OPT_STR, false, "note text (never sent to the customer)", NULL},
+    {"--body-file", OPT_STR, false, "read the text from a file (- = stdin)", NULL},
     {"--agent", OPT_U64, false, "agent to write as (tenant admin tokens)", NULL},
     END,
 };

@@ -382,6 +382,15 @@ void cli_print_event(const struct cli *cli, const Ticketq__Event *ev) {
     if (ev->has_at_ms) cli_iso8601(ev->at_ms, when, sizeof(when));
     printf("%s lsn=%" PRIu64 " %s", when, ev->lsn,
            tq_client_enum_name(&ticketq__event_type__descriptor, ev->type, buf, sizeof(buf)));
+    /* old/new values of a status, priority or delivery change print as names */
+    const ProtobufCEnumDescriptor *values = NULL;
+    if (ev->has_field && ev->field == TICKETQ__EVENT_FIELD__FIELD_STATUS) {
+        values = &ticketq__status__descriptor;
+    } else if (ev->has_field && ev->field == TICKETQ__EVENT_FIELD__FIELD_PRIORITY) {
+        values = &ticketq__priority__descriptor;
+    } else if (ev->type == TICKETQ__EVENT_TYPE__DELIVERY_STATUS) {
+        values = &ticketq__delivery__descriptor;
+    }
     const ProtobufCMessageDescriptor *desc = ev->base.descriptor;
     for (unsigned k = 0; k < desc->n_fields; k++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[k];
@@ -390,7 +399,13 @@ void cli_print_event(const struct cli *cli, const Ticketq__Event *ev) {
             continue;
         }
         printf(" %s=", f->name);
-        text_scalar(stdout, f, load(f, field_ptr(&ev->base, f)));
+        struct scalar v = load(f, field_ptr(&ev->base, f));
+        bool is_value = strcmp(f->name, "old_value") == 0 || strcmp(f->name, "new_value") == 0;
+        if (values != NULL && is_value && v.i >= 0 && v.i <= INT32_MAX) {
+            fputs(tq_client_enum_name(values, (int)v.i, buf, sizeof(buf)), stdout);
+        } else {
+            text_scalar(stdout, f, v);
+        }
     }
     putchar('\n');
     fflush(stdout);

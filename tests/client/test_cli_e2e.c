@@ -93,12 +93,24 @@ int main(void) {
         "--json", NULL);
     expect_json(&r, "reply");
 
+    /* a note from a file: multi-line text arrives intact */
+    char note_path[300];
+    snprintf(note_path, sizeof(note_path), "%s/note.txt", fx.dir);
+    FILE *fp = fopen(note_path, "w");
+    TQ_CHECK(fp != NULL);
+    fputs("Courier says:\n\t\"out for delivery\"\n", fp);
+    fclose(fp);
+    cli_exec(&r, "--token", agent_token, "note", ticket, "--body-file", note_path, "--json", NULL);
+    expect_json(&r, "note");
+
     /* the first-reply clock stopped */
     cli_exec(&r, "ticket", "show", ticket, "--json", NULL);
     expect_json(&r, "ticket show");
     TQ_CHECK_STR_EQ(str_of(r.out, "assignee_id", buf, sizeof(buf)), agent);
     TQ_CHECK_STR_EQ(str_of(r.out, "messages.0.body", buf, sizeof(buf)),
                     "Hi, my parcel \\\"SF123\\\" has not arrived\\n");
+    TQ_CHECK_STR_EQ(str_of(r.out, "messages.2.body", buf, sizeof(buf)),
+                    "Courier says:\\n\\t\\\"out for delivery\\\"\\n");
     bool achieved = false;
     for (int i = 0; i < 8; i++) {
         char path[32], metric[32], state[32];

@@ -141,6 +141,23 @@ static void test_render(void) {
     ev.ticket_id = 42;
     struct cli cli;
     memset(&cli, 0, sizeof(cli));
+    Ticketq__Event st_ev = TICKETQ__EVENT__INIT; /* a status change prints names */
+    st_ev.type = TICKETQ__EVENT_TYPE__TICKET_UPDATED;
+    st_ev.lsn = 78;
+    st_ev.has_field = 1;
+    st_ev.field = TICKETQ__EVENT_FIELD__FIELD_STATUS;
+    st_ev.has_old_value = 1;
+    st_ev.old_value = TICKETQ__STATUS__OPEN;
+    st_ev.has_new_value = 1;
+    st_ev.new_value = TICKETQ__STATUS__ON_HOLD;
+    out = open_memstream(&doc, &len);
+    FILE *saved_stdout = stdout;
+    stdout = out;
+    cli_print_event(&cli, &st_ev);
+    stdout = saved_stdout;
+    fclose(out);
+    TQ_CHECK_STR_EQ(doc, "- lsn=78 ticket_updated field=status old_value=open new_value=on_hold\n");
+    free(doc);
     out = open_memstream(&doc, &len);
     FILE *saved = stdout;
     stdout = out;

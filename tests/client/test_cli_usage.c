@@ -65,6 +65,12 @@ int main(void) {
     expect_one_line_error(&r, 2, "unexpected argument");
     cli_exec(&r, "subscribe", "--ack", NULL);
     expect_one_line_error(&r, 2, "--ack needs --consumer");
+    cli_exec(&r, "ingest", "--channel", "email", "--from", "a@b", NULL);
+    expect_one_line_error(&r, 2, "give --body or --body-file");
+    cli_exec(&r, "note", "1", "--body", "x", "--body-file", "-", NULL);
+    expect_one_line_error(&r, 2, "give --body or --body-file");
+    cli_exec(&r, "reply", "1", "--body-file", "/nonexistent/body.txt", NULL);
+    expect_one_line_error(&r, 2, "--body-file /nonexistent/body.txt");
     cli_exec(&r, "ping", NULL); /* valid, but nobody listens */
     expect_one_line_error(&r, 1, "error: unavailable: ");
     cli_exec(&r, "--addr", "no-port", "ping", NULL);
