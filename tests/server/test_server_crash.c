@@ -172,7 +172,7 @@ int main(void) {
             TQ_CHECK(kids[k] >= 0);
             if (kids[k] == 0) client_main(f.addr, token, tenant, cycle, k, paths[k]);
         }
-        sleep_ms(30 + (long)tq_test_rand_below(&rng, 400));
+        sleep_ms(20 + (long)tq_test_rand_below(&rng, 250));
         tq_fixture_kill9(&f);
         for (uint32_t k = 0; k < CLIENTS; k++) {
             int st = 0;
