@@ -46,12 +46,12 @@
 #include <unistd.h>
 
 /* Receive granularity: one recv() asks for at least this much free space. */
-#define RECV_CHUNK_BYTES (64u * 1024)
+#define RECV_CHUNK_BYTES   (64u * 1024)
 #define ALLOC_HEADER_BYTES 16u
 
 struct event_node {
     struct event_node *next;
-    Ticketq__Response *resp;       /* id == sub_id: an EventBatch or the subscription's error */
+    Ticketq__Response *resp; /* id == sub_id: an EventBatch or the subscription's error */
 };
 
 struct tq_subscription {
@@ -62,19 +62,19 @@ struct tq_subscription {
     uint64_t lsn_last;             /* of the last event returned */
     struct event_node *queue_head; /* frames that arrived during tq_client_call */
     struct event_node *queue_tail;
-    bool ended;                    /* the server ended it with an error */
-    bool started;                  /* the Subscribe's own answer arrived */
-    uint64_t start_lsn;            /* from it: events of records after this LSN follow */
+    bool ended;         /* the server ended it with an error */
+    bool started;       /* the Subscribe's own answer arrived */
+    uint64_t start_lsn; /* from it: events of records after this LSN follow */
 };
 
 struct tq_client {
     int fd;
     bool broken;
-    bool timed_out;                /* the last wait ended by its deadline */
+    bool timed_out; /* the last wait ended by its deadline */
     int io_timeout_ms;
     uint32_t frame_bytes_max;
     uint32_t inflight_max;
-    uint64_t tenant_id;            /* tq_client_set_tenant */
+    uint64_t tenant_id; /* tq_client_set_tenant */
     uint64_t next_id;
     uint64_t inflight_first;
     size_t inflight_count;
@@ -105,7 +105,8 @@ static void pb_free(void *ctx, void *ptr) {
     tq_free(p, size + ALLOC_HEADER_BYTES);
 }
 
-static ProtobufCAllocator pb_allocator = {.alloc = pb_alloc, .free = pb_free, .allocator_data = NULL};
+static ProtobufCAllocator pb_allocator = {
+    .alloc = pb_alloc, .free = pb_free, .allocator_data = NULL};
 
 void tq_client_response_free(Ticketq__Response *resp) {
     if (resp == NULL) return;
@@ -114,7 +115,7 @@ void tq_client_response_free(Ticketq__Response *resp) {
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
-static enum tq_err err_from_wire(Ticketq__ErrorCode code) {
+TQ_NODISCARD static enum tq_err err_from_wire(Ticketq__ErrorCode code) {
     switch (code) {
     case TICKETQ__ERROR_CODE__OK: return TQ_OK;
     case TICKETQ__ERROR_CODE__INVALID_ARGUMENT: return TQ_ERR_INVALID_ARGUMENT;
@@ -140,7 +141,7 @@ enum tq_err tq_client_response_error(const Ticketq__Response *resp, struct tq_er
 }
 
 /* Marks the client unusable and returns code with the message. */
-static enum tq_err TQ_PRINTF(4, 5)
+TQ_NODISCARD static enum tq_err TQ_PRINTF(4, 5)
     fail_broken(struct tq_client *c, struct tq_error *err, enum tq_err code, const char *fmt, ...) {
     c->broken = true;
     va_list ap;
@@ -150,7 +151,7 @@ static enum tq_err TQ_PRINTF(4, 5)
     return code;
 }
 
-static enum tq_err check_usable(const struct tq_client *c, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err check_usable(const struct tq_client *c, struct tq_error *err) {
     if (c->broken) return tq_error_set(err, TQ_ERR_UNAVAILABLE, "connection broken");
     return TQ_OK;
 }
@@ -178,7 +179,7 @@ static int remaining_ms(int64_t deadline) {
 
 /* ---- connect ----------------------------------------------------------------------------- */
 
-static enum tq_err set_nonblocking(int fd, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err set_nonblocking(int fd, struct tq_error *err) {
     int flags = fcntl(fd, F_GETFL, 0);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
         return tq_error_set(err, TQ_ERR_IO, "fcntl: %s", strerror(errno));
@@ -187,8 +188,9 @@ static enum tq_err set_nonblocking(int fd, struct tq_error *err) {
 }
 
 /* Connects fd (non-blocking) to sa within the deadline. */
-static enum tq_err connect_fd(int fd, const struct sockaddr *sa, socklen_t sa_len,
-                              int64_t deadline, const char *addr, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err connect_fd(int fd, const struct sockaddr *sa, socklen_t sa_len,
+                                           int64_t deadline, const char *addr,
+                                           struct tq_error *err) {
     TQ_ASSERT(fd >= 0);
     TQ_ASSERT(sa != NULL);
     if (connect(fd, sa, sa_len) == 0) return TQ_OK;
@@ -214,21 +216,21 @@ static enum tq_err connect_fd(int fd, const struct sockaddr *sa, socklen_t sa_le
     return TQ_OK;
 }
 
-static enum tq_err connect_unix(const char *path, int64_t deadline, int *fd_out,
-                                struct tq_error *err) {
+TQ_NODISCARD static enum tq_err connect_unix(const char *path, int64_t deadline, int *fd_out,
+                                             struct tq_error *err) {
     struct sockaddr_un sun;
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof(sun.sun_path)) {
-        return tq_error_set(err, TQ_ERR_INVALID_ARGUMENT,
-                            "unix socket path must be 1..%zu bytes", sizeof(sun.sun_path) - 1);
+        return tq_error_set(err, TQ_ERR_INVALID_ARGUMENT, "unix socket path must be 1..%zu bytes",
+                            sizeof(sun.sun_path) - 1);
     }
     memcpy(sun.sun_path, path, n + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return tq_error_set(err, TQ_ERR_IO, "socket: %s", strerror(errno));
-    enum tq_err rc = connect_fd(fd, (const struct sockaddr *)&sun, sizeof(sun), deadline, path,
-                                err);
+    enum tq_err rc =
+        connect_fd(fd, (const struct sockaddr *)&sun, sizeof(sun), deadline, path, err);
     if (rc != TQ_OK) {
         close(fd);
         return rc;
@@ -238,8 +240,8 @@ static enum tq_err connect_unix(const char *path, int64_t deadline, int *fd_out,
 }
 
 /* Splits "host:port" / "[v6]:port" into host and port (both NUL-terminated copies). */
-static enum tq_err split_host_port(const char *addr, char *host, size_t host_cap, char *port,
-                                   size_t port_cap, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err split_host_port(const char *addr, char *host, size_t host_cap,
+                                                char *port, size_t port_cap, struct tq_error *err) {
     const char *host_begin = addr;
     const char *host_end;
     const char *colon;
@@ -247,8 +249,8 @@ static enum tq_err split_host_port(const char *addr, char *host, size_t host_cap
         host_begin = addr + 1;
         host_end = strchr(host_begin, ']');
         if (host_end == NULL || host_end[1] != ':') {
-            return tq_error_set(err, TQ_ERR_INVALID_ARGUMENT,
-                                "address %s: expected [IPV6]:PORT", addr);
+            return tq_error_set(err, TQ_ERR_INVALID_ARGUMENT, "address %s: expected [IPV6]:PORT",
+                                addr);
         }
         colon = host_end + 1;
     } else {
@@ -280,8 +282,8 @@ static enum tq_err split_host_port(const char *addr, char *host, size_t host_cap
     return TQ_OK;
 }
 
-static enum tq_err connect_tcp(const char *addr, int64_t deadline, int *fd_out,
-                               struct tq_error *err) {
+TQ_NODISCARD static enum tq_err connect_tcp(const char *addr, int64_t deadline, int *fd_out,
+                                            struct tq_error *err) {
     char host[256], port[16];
     enum tq_err rc = split_host_port(addr, host, sizeof(host), port, sizeof(port), err);
     if (rc != TQ_OK) return rc;
@@ -297,8 +299,8 @@ static enum tq_err connect_tcp(const char *addr, int64_t deadline, int *fd_out,
     }
     rc = tq_error_set(err, TQ_ERR_UNAVAILABLE, "connect %s: no address", addr);
     for (struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             rc = tq_error_set(err, TQ_ERR_IO, "socket: %s", strerror(errno));
             continue;
@@ -319,7 +321,8 @@ static enum tq_err connect_tcp(const char *addr, int64_t deadline, int *fd_out,
 /* ---- buffers and I/O --------------------------------------------------------------------- */
 
 /* Makes room for at least need more bytes after slen (compacting first). */
-static enum tq_err sbuf_reserve(struct tq_client *c, size_t need, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err sbuf_reserve(struct tq_client *c, size_t need,
+                                             struct tq_error *err) {
     if (c->soff > 0 && c->soff == c->slen) c->soff = c->slen = 0;
     if (c->scap - c->slen >= need) return TQ_OK;
     if (c->soff > 0) {
@@ -329,7 +332,8 @@ static enum tq_err sbuf_reserve(struct tq_client *c, size_t need, struct tq_erro
         if (c->scap - c->slen >= need) return TQ_OK;
     }
     size_t cap = c->scap != 0 ? c->scap : RECV_CHUNK_BYTES;
-    while (cap - c->slen < need) cap *= 2;
+    while (cap - c->slen < need)
+        cap *= 2;
     uint8_t *p = tq_realloc(c->sbuf, c->scap, cap);
     if (p == NULL) return tq_error_set(err, TQ_ERR_INTERNAL, "out of memory (%zu bytes)", cap);
     c->sbuf = p;
@@ -339,7 +343,7 @@ static enum tq_err sbuf_reserve(struct tq_client *c, size_t need, struct tq_erro
 
 /* Makes room for RECV_CHUNK_BYTES more bytes after rlen; bounded by the frame limit since a
  * caller only reads when the buffered bytes do not yet hold a whole frame. */
-static enum tq_err rbuf_reserve(struct tq_client *c, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err rbuf_reserve(struct tq_client *c, struct tq_error *err) {
     if (c->roff == c->rlen) c->roff = c->rlen = 0;
     if (c->rcap - c->rlen >= RECV_CHUNK_BYTES) return TQ_OK;
     if (c->roff > 0) {
@@ -357,7 +361,8 @@ static enum tq_err rbuf_reserve(struct tq_client *c, struct tq_error *err) {
 }
 
 /* One recv() of whatever is available. Sets *got (0 if it would block). */
-static enum tq_err recv_available(struct tq_client *c, size_t *got, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err recv_available(struct tq_client *c, size_t *got,
+                                               struct tq_error *err) {
     *got = 0;
     enum tq_err rc = rbuf_reserve(c, err);
     if (rc != TQ_OK) return rc;
@@ -379,8 +384,8 @@ static enum tq_err recv_available(struct tq_client *c, size_t *got, struct tq_er
 }
 
 /* Waits for events on the socket until deadline. *revents = 0 on timeout (c->timed_out). */
-static enum tq_err wait_socket(struct tq_client *c, short events, int64_t deadline,
-                               short *revents, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err wait_socket(struct tq_client *c, short events, int64_t deadline,
+                                            short *revents, struct tq_error *err) {
     for (;;) {
         struct pollfd pfd = {.fd = c->fd, .events = events};
         int n = poll(&pfd, 1, remaining_ms(deadline));
@@ -393,7 +398,8 @@ static enum tq_err wait_socket(struct tq_client *c, short events, int64_t deadli
 }
 
 /* Writes all of sbuf, reading whatever arrives meanwhile into rbuf. */
-static enum tq_err send_pending(struct tq_client *c, int64_t deadline, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err send_pending(struct tq_client *c, int64_t deadline,
+                                             struct tq_error *err) {
     while (c->soff < c->slen) {
         ssize_t n = send(c->fd, c->sbuf + c->soff, c->slen - c->soff, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
@@ -422,8 +428,8 @@ static enum tq_err send_pending(struct tq_client *c, int64_t deadline, struct tq
 }
 
 /* Decodes the next whole frame of rbuf into *resp_out, or sets it NULL if none is complete. */
-static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Response **resp_out,
-                                   struct tq_error *err) {
+TQ_NODISCARD static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Response **resp_out,
+                                                struct tq_error *err) {
     *resp_out = NULL;
     if (c->rlen == c->roff) return TQ_OK; /* nothing buffered (rbuf may still be NULL) */
     uint32_t len = 0;
@@ -440,8 +446,10 @@ static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Response **resp
     ProtobufCMessage *m = protobuf_c_message_unpack(&ticketq__response__descriptor, &pb_allocator,
                                                     len, p + TQ_FRAME_PREFIX_BYTES);
     if (m == NULL) {
-        return fail_broken(c, err, TQ_ERR_CORRUPT, "server sent a %u-byte frame that is not a "
-                                                   "valid Response", len);
+        return fail_broken(c, err, TQ_ERR_CORRUPT,
+                           "server sent a %u-byte frame that is not a "
+                           "valid Response",
+                           len);
     }
     c->roff += TQ_FRAME_PREFIX_BYTES + len;
     TQ_ASSERT(c->roff <= c->rlen);
@@ -451,8 +459,8 @@ static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Response **resp
 
 /* Reads the next response frame, waiting until deadline. On timeout returns
  * TQ_ERR_UNAVAILABLE with c->timed_out set (the caller decides whether that breaks). */
-static enum tq_err read_frame(struct tq_client *c, int64_t deadline, Ticketq__Response **resp_out,
-                             struct tq_error *err) {
+TQ_NODISCARD static enum tq_err read_frame(struct tq_client *c, int64_t deadline,
+                                           Ticketq__Response **resp_out, struct tq_error *err) {
     c->timed_out = false;
     for (;;) {
         enum tq_err rc = decode_buffered(c, resp_out, err);
@@ -464,13 +472,16 @@ static enum tq_err read_frame(struct tq_client *c, int64_t deadline, Ticketq__Re
         short revents = 0;
         rc = wait_socket(c, POLLIN, deadline, &revents, err);
         if (rc != TQ_OK) return rc;
-        if (revents == 0) return tq_error_set(err, TQ_ERR_UNAVAILABLE, "timed out waiting for "
-                                                                        "the server");
+        if (revents == 0)
+            return tq_error_set(err, TQ_ERR_UNAVAILABLE,
+                                "timed out waiting for "
+                                "the server");
     }
 }
 
 /* Packs req as one frame at the end of sbuf (with tenant_id filled in); sets req->id. */
-static enum tq_err queue_request(struct tq_client *c, Ticketq__Request *req, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err queue_request(struct tq_client *c, Ticketq__Request *req,
+                                              struct tq_error *err) {
     TQ_ASSERT(req != NULL);
     TQ_ASSERT(req->base.descriptor == &ticketq__request__descriptor);
     req->id = c->next_id;
@@ -509,8 +520,8 @@ static void sub_enqueue(struct tq_subscription *sub, struct event_node *node) {
 }
 
 /* Waits for the response with id, keeping the open subscription's frames for later. */
-static enum tq_err await_response(struct tq_client *c, uint64_t id, int64_t deadline,
-                                  Ticketq__Response **resp_out, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err await_response(struct tq_client *c, uint64_t id, int64_t deadline,
+                                               Ticketq__Response **resp_out, struct tq_error *err) {
     for (;;) {
         Ticketq__Response *resp = NULL;
         enum tq_err rc = read_frame(c, deadline, &resp, err);
@@ -542,7 +553,8 @@ static enum tq_err await_response(struct tq_client *c, uint64_t id, int64_t dead
 
 /* ---- connection ------------------------------------------------------------------------- */
 
-static enum tq_err authenticate(struct tq_client *c, const char *token, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err authenticate(struct tq_client *c, const char *token,
+                                             struct tq_error *err) {
     size_t n = strlen(token);
     if (n == 0 || n > TQ_CLIENT_TOKEN_BYTES_MAX) {
         return tq_error_set(err, TQ_ERR_INVALID_ARGUMENT, "token must be 1..%d bytes",
@@ -607,10 +619,10 @@ enum tq_err tq_client_connect(const struct tq_client_options *options,
     }
     c->fd = fd;
     c->frame_bytes_max = frame_max;
-    c->io_timeout_ms = options->io_timeout_ms != 0 ? options->io_timeout_ms
-                                                   : TQ_CLIENT_IO_TIMEOUT_MS_DEFAULT;
-    c->inflight_max = options->inflight_max != 0 ? options->inflight_max
-                                                 : TQ_CLIENT_INFLIGHT_DEFAULT_MAX;
+    c->io_timeout_ms =
+        options->io_timeout_ms != 0 ? options->io_timeout_ms : TQ_CLIENT_IO_TIMEOUT_MS_DEFAULT;
+    c->inflight_max =
+        options->inflight_max != 0 ? options->inflight_max : TQ_CLIENT_INFLIGHT_DEFAULT_MAX;
     c->next_id = 1;
     if (options->token != NULL) {
         rc = authenticate(c, options->token, err);
@@ -700,8 +712,8 @@ void tq_client_ids_from(const Ticketq__Response *resp, struct tq_client_ids *ids
 }
 
 /* Calls req and, on success, copies the ids; frees the response. */
-static enum tq_err call_ids(struct tq_client *c, Ticketq__Request *req, struct tq_client_ids *ids,
-                            struct tq_error *err) {
+TQ_NODISCARD static enum tq_err call_ids(struct tq_client *c, Ticketq__Request *req,
+                                         struct tq_client_ids *ids, struct tq_error *err) {
     Ticketq__Response *resp = NULL;
     enum tq_err rc = tq_client_call(c, req, &resp, err);
     if (rc == TQ_OK && ids != NULL) tq_client_ids_from(resp, ids);
@@ -710,8 +722,8 @@ static enum tq_err call_ids(struct tq_client *c, Ticketq__Request *req, struct t
 }
 
 /* Calls req and hands the response to the caller (NULL on error). */
-static enum tq_err call_resp(struct tq_client *c, Ticketq__Request *req,
-                             Ticketq__Response **resp_out, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err call_resp(struct tq_client *c, Ticketq__Request *req,
+                                          Ticketq__Response **resp_out, struct tq_error *err) {
     Ticketq__Response *resp = NULL;
     enum tq_err rc = tq_client_call(c, req, &resp, err);
     if (rc != TQ_OK) {
@@ -766,8 +778,8 @@ enum tq_err tq_client_token_issue(struct tq_client *client, Ticketq__Role role, 
     enum tq_err rc = tq_client_call(client, &req, &resp, err);
     if (rc == TQ_OK) {
         if (ids != NULL) tq_client_ids_from(resp, ids);
-        const char *s = resp->result_case == TICKETQ__RESPONSE__RESULT_IDS ? resp->ids->token_secret
-                                                                            : NULL;
+        const char *s =
+            resp->result_case == TICKETQ__RESPONSE__RESULT_IDS ? resp->ids->token_secret : NULL;
         if (s == NULL) {
             rc = tq_error_set(err, TQ_ERR_CORRUPT, "server issued a token without a secret");
         } else if (secret != NULL && secret_cap > 0) {
@@ -823,8 +835,9 @@ enum tq_err tq_client_ingest(struct tq_client *client, const Ticketq__Ingest *in
     return call_ids(client, &req, ids, err);
 }
 
-static enum tq_err reply_or_note(struct tq_client *client, uint64_t ticket_id, const char *body,
-                                 bool note, struct tq_client_ids *ids, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err reply_or_note(struct tq_client *client, uint64_t ticket_id,
+                                              const char *body, bool note,
+                                              struct tq_client_ids *ids, struct tq_error *err) {
     Ticketq__Reply op = TICKETQ__REPLY__INIT;
     op.ticket_id = ticket_id;
     op.body = str_arg(body);
@@ -851,8 +864,8 @@ enum tq_err tq_client_ticket_update(struct tq_client *client, const Ticketq__Tic
     return call_ids(client, &req, ids, err);
 }
 
-enum tq_err tq_client_claim(struct tq_client *client, uint64_t agent_id,
-                            struct tq_client_ids *ids, struct tq_error *err) {
+enum tq_err tq_client_claim(struct tq_client *client, uint64_t agent_id, struct tq_client_ids *ids,
+                            struct tq_error *err) {
     Ticketq__Claim op = TICKETQ__CLAIM__INIT;
     op.has_agent_id = agent_id != 0;
     op.agent_id = agent_id;
@@ -1024,7 +1037,9 @@ enum tq_err tq_client_flush(struct tq_client *client, struct tq_error *err) {
     return send_pending(client, deadline_after(client->io_timeout_ms), err);
 }
 
-size_t tq_client_inflight(const struct tq_client *client) { return client->inflight_count; }
+size_t tq_client_inflight(const struct tq_client *client) {
+    return client->inflight_count;
+}
 
 enum tq_err tq_client_collect(struct tq_client *client, Ticketq__Response **resp_out,
                               struct tq_error *err) {
@@ -1093,7 +1108,8 @@ enum tq_err tq_client_subscribe(struct tq_client *client,
         return tq_error_set(err, TQ_ERR_INVALID_ARGUMENT, "%zu event types: at most %zu",
                             options->type_count, TQ_ARRAY_COUNT(types));
     }
-    for (size_t i = 0; i < options->type_count; i++) types[i] = options->types[i];
+    for (size_t i = 0; i < options->type_count; i++)
+        types[i] = options->types[i];
     op.n_types = options->type_count;
     op.types = options->type_count != 0 ? types : NULL;
     op.has_ticket_id = options->ticket_id != 0;
@@ -1119,8 +1135,8 @@ enum tq_err tq_client_subscribe(struct tq_client *client,
 
 /* Takes the next frame for the subscription: queued first, then from the socket. Sets
  * *resp_out NULL on timeout. */
-static enum tq_err sub_next_frame(struct tq_subscription *sub, int64_t deadline,
-                                  Ticketq__Response **resp_out, struct tq_error *err) {
+TQ_NODISCARD static enum tq_err sub_next_frame(struct tq_subscription *sub, int64_t deadline,
+                                               Ticketq__Response **resp_out, struct tq_error *err) {
     struct tq_client *c = sub->client;
     *resp_out = NULL;
     if (sub->queue_head != NULL) {
@@ -1199,7 +1215,9 @@ enum tq_err tq_subscription_next(struct tq_subscription *sub, const Ticketq__Eve
     }
 }
 
-uint64_t tq_subscription_lsn(const struct tq_subscription *sub) { return sub->lsn_last; }
+uint64_t tq_subscription_lsn(const struct tq_subscription *sub) {
+    return sub->lsn_last;
+}
 
 enum tq_err tq_subscription_close(struct tq_subscription *sub, struct tq_error *err) {
     TQ_ASSERT(sub != NULL);
@@ -1237,7 +1255,8 @@ const char *tq_client_enum_name(const ProtobufCEnumDescriptor *descriptor, int v
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(descriptor, value);
     const char *name = v != NULL ? strip_prefix(v->name) : "UNKNOWN";
     size_t i = 0;
-    for (; name[i] != '\0' && i + 1 < cap; i++) buf[i] = (char)tolower((unsigned char)name[i]);
+    for (; name[i] != '\0' && i + 1 < cap; i++)
+        buf[i] = (char)tolower((unsigned char)name[i]);
     buf[i] = '\0';
     return buf;
 }
@@ -1249,7 +1268,8 @@ bool tq_client_enum_parse(const ProtobufCEnumDescriptor *descriptor, const char 
         size_t n = strlen(wire);
         if (strlen(name) != n) continue;
         size_t j = 0;
-        while (j < n && tolower((unsigned char)wire[j]) == tolower((unsigned char)name[j])) j++;
+        while (j < n && tolower((unsigned char)wire[j]) == tolower((unsigned char)name[j]))
+            j++;
         if (j == n) {
             *value_out = descriptor->values[i].value;
             return true;
@@ -1259,9 +1279,9 @@ bool tq_client_enum_parse(const ProtobufCEnumDescriptor *descriptor, const char 
 }
 
 const char *tq_client_channel_name(Ticketq__Channel channel) {
-    static const char *const names[] = {"email",     "sms",       "whatsapp", "wechat",
-                                        "webchat",   "messenger", "instagram", "amazon",
-                                        "ebay",      "phone",     "api"};
+    static const char *const names[] = {"email",   "sms",       "whatsapp",  "wechat",
+                                        "webchat", "messenger", "instagram", "amazon",
+                                        "ebay",    "phone",     "api"};
     unsigned i = (unsigned)channel;
     return i < TQ_ARRAY_COUNT(names) ? names[i] : "unknown";
 }

@@ -61,36 +61,36 @@ extern "C" {
 #define TQ_CLIENT_ADDR_DEFAULT "127.0.0.1:7070"
 /* Timeouts: long enough for a fsync=always server on a slow disk under a sanitizer build. */
 #define TQ_CLIENT_CONNECT_TIMEOUT_MS_DEFAULT 5000
-#define TQ_CLIENT_IO_TIMEOUT_MS_DEFAULT 30000
+#define TQ_CLIENT_IO_TIMEOUT_MS_DEFAULT      30000
 /* 1 MiB, the server's default --max-frame (proto/frame.h TQ_FRAME_BYTES_DEFAULT_MAX). */
 #define TQ_CLIENT_FRAME_BYTES_DEFAULT_MAX (1u * 1024 * 1024)
 /* Pipelining window: submissions beyond this many uncollected requests are refused. */
 #define TQ_CLIENT_INFLIGHT_DEFAULT_MAX 4096u
-#define TQ_CLIENT_TOKEN_BYTES_MAX 256
+#define TQ_CLIENT_TOKEN_BYTES_MAX      256
 
 struct tq_client;       /* opaque: one connection */
 struct tq_subscription; /* opaque: the subscription of one client */
 
 struct tq_client_options {
-    const char *addr;           /* "HOST:PORT" or "unix:PATH"; NULL = TQ_CLIENT_ADDR_DEFAULT */
-    const char *token;          /* NULL: do not authenticate (only Ping will work) */
-    int connect_timeout_ms;     /* 0 = default; < 0 = wait forever */
-    int io_timeout_ms;          /* per blocking call; 0 = default; < 0 = wait forever */
-    uint32_t frame_bytes_max;   /* 0 = default; at most 64 MiB */
-    uint32_t inflight_max;      /* pipelined requests not yet collected; 0 = default */
+    const char *addr;         /* "HOST:PORT" or "unix:PATH"; NULL = TQ_CLIENT_ADDR_DEFAULT */
+    const char *token;        /* NULL: do not authenticate (only Ping will work) */
+    int connect_timeout_ms;   /* 0 = default; < 0 = wait forever */
+    int io_timeout_ms;        /* per blocking call; 0 = default; < 0 = wait forever */
+    uint32_t frame_bytes_max; /* 0 = default; at most 64 MiB */
+    uint32_t inflight_max;    /* pipelined requests not yet collected; 0 = default */
 };
 
 /* What the server said about the token (from the Auth response). */
 struct tq_client_identity {
     Ticketq__Role role;
-    uint64_t tenant_id;         /* 0 for a server admin */
-    uint64_t agent_id;          /* ROLE_AGENT tokens */
+    uint64_t tenant_id; /* 0 for a server admin */
+    uint64_t agent_id;  /* ROLE_AGENT tokens */
     uint64_t token_id;
 };
 
 /* Ids a mutation created or touched (Response.ids), flattened; zero when absent. */
 struct tq_client_ids {
-    uint64_t lsn;               /* the LSN of the mutation's log record */
+    uint64_t lsn; /* the LSN of the mutation's log record */
     uint64_t tenant_id, token_id, queue_id, agent_id, customer_id, ticket_id, message_id;
     uint64_t ticket_number;
     bool customer_created, ticket_created, duplicate, over_capacity;
@@ -104,8 +104,7 @@ struct tq_client_ids {
  * TQ_ERR_CORRUPT, TQ_ERR_INTERNAL (no memory), or the server's Auth error
  * (TQ_ERR_UNAUTHENTICATED for a wrong or revoked token). On error *client_out is NULL. */
 TQ_NODISCARD enum tq_err tq_client_connect(const struct tq_client_options *options,
-                                           struct tq_client **client_out,
-                                           struct tq_error *err);
+                                           struct tq_client **client_out, struct tq_error *err);
 
 /* Closes the connection and frees everything, including an open subscription and responses
  * that were never collected. NULL is a no-op. */
@@ -135,7 +134,8 @@ void tq_client_response_free(Ticketq__Response *resp);
 
 /* Maps a response's error (if any) to enum tq_err and err; TQ_OK when it has none. Use it for
  * the per-operation results of a batch. */
-enum tq_err tq_client_response_error(const Ticketq__Response *resp, struct tq_error *err);
+TQ_NODISCARD enum tq_err tq_client_response_error(const Ticketq__Response *resp,
+                                                  struct tq_error *err);
 
 /* Copies resp->lsn and resp->ids into *ids (zeroing absent fields). */
 void tq_client_ids_from(const Ticketq__Response *resp, struct tq_client_ids *ids);
@@ -147,18 +147,16 @@ void tq_client_ids_from(const Ticketq__Response *resp, struct tq_client_ids *ids
 TQ_NODISCARD enum tq_err tq_client_ping(struct tq_client *client, struct tq_error *err);
 /* Server admin: creates a tenant; ids->tenant_id. */
 TQ_NODISCARD enum tq_err tq_client_tenant_create(struct tq_client *client, const char *name,
-                                                 struct tq_client_ids *ids,
-                                                 struct tq_error *err);
+                                                 struct tq_client_ids *ids, struct tq_error *err);
 /* Issues a token; the secret (shown once) is copied into secret (NUL-terminated, truncated to
  * secret_cap - 1 bytes; secret may be NULL). ids->token_id. */
 TQ_NODISCARD enum tq_err tq_client_token_issue(struct tq_client *client,
-                                               Ticketq__Role role,      /* token's role */
-                                               uint64_t agent_id,       /* ROLE_AGENT: agent */
-                                               const char *name,        /* label, or NULL */
-                                               char *secret,            /* out, or NULL */
-                                               size_t secret_cap,       /* bytes at secret */
-                                               struct tq_client_ids *ids,
-                                               struct tq_error *err);
+                                               Ticketq__Role role, /* token's role */
+                                               uint64_t agent_id,  /* ROLE_AGENT: agent */
+                                               const char *name,   /* label, or NULL */
+                                               char *secret,       /* out, or NULL */
+                                               size_t secret_cap,  /* bytes at secret */
+                                               struct tq_client_ids *ids, struct tq_error *err);
 TQ_NODISCARD enum tq_err tq_client_token_revoke(struct tq_client *client, uint64_t token_id,
                                                 struct tq_error *err);
 TQ_NODISCARD enum tq_err tq_client_queue_create(struct tq_client *client, const char *name,
@@ -168,8 +166,7 @@ TQ_NODISCARD enum tq_err tq_client_agent_create(struct tq_client *client,
                                                 const char *name,        /* display name */
                                                 uint32_t capacity_live,  /* chat tickets */
                                                 uint32_t capacity_async, /* email tickets */
-                                                struct tq_client_ids *ids,
-                                                struct tq_error *err);
+                                                struct tq_client_ids *ids, struct tq_error *err);
 /* Sends *update as is (only its has_ fields change anything). */
 TQ_NODISCARD enum tq_err tq_client_agent_update(struct tq_client *client,
                                                 const Ticketq__AgentUpdate *update,
@@ -187,8 +184,7 @@ TQ_NODISCARD enum tq_err tq_client_note(struct tq_client *client, uint64_t ticke
                                         struct tq_error *err);
 TQ_NODISCARD enum tq_err tq_client_ticket_update(struct tq_client *client,
                                                  const Ticketq__TicketUpdate *update,
-                                                 struct tq_client_ids *ids,
-                                                 struct tq_error *err);
+                                                 struct tq_client_ids *ids, struct tq_error *err);
 /* Takes the next ticket for an agent (agent_id 0: the token's agent); ids->ticket_id. */
 TQ_NODISCARD enum tq_err tq_client_claim(struct tq_client *client, uint64_t agent_id,
                                          struct tq_client_ids *ids, struct tq_error *err);
@@ -200,30 +196,26 @@ TQ_NODISCARD enum tq_err tq_client_transfer(struct tq_client *client, uint64_t t
                                             struct tq_error *err);
 /* (*resp_out)->ticket with a page of messages (limit 0 = server default). */
 TQ_NODISCARD enum tq_err tq_client_ticket_get(struct tq_client *client,
-                                              uint64_t ticket_id,       /* ticket */
-                                              uint32_t message_offset,  /* first message */
-                                              uint32_t message_limit,   /* 0 = default */
-                                              Ticketq__Response **resp_out,
-                                              struct tq_error *err);
+                                              uint64_t ticket_id,      /* ticket */
+                                              uint32_t message_offset, /* first message */
+                                              uint32_t message_limit,  /* 0 = default */
+                                              Ticketq__Response **resp_out, struct tq_error *err);
 /* (*resp_out)->queue_list: the queue and its waiting tickets (limit 0 = default). */
 TQ_NODISCARD enum tq_err tq_client_queue_list(struct tq_client *client, uint64_t queue_id,
                                               uint32_t limit, Ticketq__Response **resp_out,
                                               struct tq_error *err);
 /* (*resp_out)->queues: every queue of the tenant with its depth. */
 TQ_NODISCARD enum tq_err tq_client_queues_get(struct tq_client *client,
-                                              Ticketq__Response **resp_out,
-                                              struct tq_error *err);
+                                              Ticketq__Response **resp_out, struct tq_error *err);
 /* (*resp_out)->sla_nearest: running SLA clocks, nearest deadline first. */
 TQ_NODISCARD enum tq_err tq_client_sla_nearest(struct tq_client *client, uint32_t limit,
-                                               Ticketq__Response **resp_out,
-                                               struct tq_error *err);
+                                               Ticketq__Response **resp_out, struct tq_error *err);
 /* (*resp_out)->outbox: outbound messages leased to the caller for lease_ms (0 = default). */
 TQ_NODISCARD enum tq_err tq_client_outbox_take(struct tq_client *client,
                                                Ticketq__Channel channel, /* gateway's */
                                                uint32_t max,             /* 0 = default */
                                                uint64_t lease_ms,        /* 0 = default */
-                                               Ticketq__Response **resp_out,
-                                               struct tq_error *err);
+                                               Ticketq__Response **resp_out, struct tq_error *err);
 /* Delivery status of an outbound message (reason may be NULL). */
 TQ_NODISCARD enum tq_err tq_client_outbox_ack(struct tq_client *client, uint64_t message_id,
                                               Ticketq__Delivery status, const char *reason,
@@ -234,17 +226,14 @@ TQ_NODISCARD enum tq_err tq_client_customer_lookup(struct tq_client *client,
                                                    const char *external_id,
                                                    Ticketq__Response **resp_out,
                                                    struct tq_error *err);
-TQ_NODISCARD enum tq_err tq_client_customer_link(struct tq_client *client,
-                                                 uint64_t customer_id,
-                                                 Ticketq__Channel channel,
-                                                 const char *external_id,
+TQ_NODISCARD enum tq_err tq_client_customer_link(struct tq_client *client, uint64_t customer_id,
+                                                 Ticketq__Channel channel, const char *external_id,
                                                  struct tq_error *err);
-TQ_NODISCARD enum tq_err tq_client_customer_merge(struct tq_client *client,
-                                                  uint64_t survivor_id, uint64_t merged_id,
-                                                  struct tq_error *err);
+TQ_NODISCARD enum tq_err tq_client_customer_merge(struct tq_client *client, uint64_t survivor_id,
+                                                  uint64_t merged_id, struct tq_error *err);
 /* (*resp_out)->stats: of the acting tenant (or all tenants for a server admin). */
-TQ_NODISCARD enum tq_err tq_client_stats(struct tq_client *client,
-                                         Ticketq__Response **resp_out, struct tq_error *err);
+TQ_NODISCARD enum tq_err tq_client_stats(struct tq_client *client, Ticketq__Response **resp_out,
+                                         struct tq_error *err);
 /* Stores a durable consumer's position: a later subscribe with that consumer name resumes
  * with the events after lsn. */
 TQ_NODISCARD enum tq_err tq_client_consumer_ack(struct tq_client *client, const char *consumer,
@@ -273,8 +262,8 @@ size_t tq_client_inflight(const struct tq_client *client);
  * tq_client_response_error on it): the transport-level result is what counts here. Errors:
  * TQ_ERR_FAILED_PRECONDITION (nothing in flight), TQ_ERR_CORRUPT (the response's id is not the
  * oldest in flight: the server broke ordering), and the transport errors of tq_client_call. */
-TQ_NODISCARD enum tq_err tq_client_collect(struct tq_client *client,
-                                           Ticketq__Response **resp_out, struct tq_error *err);
+TQ_NODISCARD enum tq_err tq_client_collect(struct tq_client *client, Ticketq__Response **resp_out,
+                                           struct tq_error *err);
 
 /* Sends ops[0..count) as one Batch request (one frame, one log batch on the server) and
  * returns the response; (*resp_out)->batch->results[i] is the result of ops[i] (check each
@@ -287,13 +276,13 @@ TQ_NODISCARD enum tq_err tq_client_batch(struct tq_client *client, Ticketq__Requ
 /* ---- subscriptions ---------------------------------------------------------------------- */
 
 struct tq_subscribe_options {
-    uint64_t from_lsn;              /* events of records after this LSN (0 = from the start) */
-    bool from_now;                  /* ignore from_lsn: only events committed from now on */
-    const char *consumer;           /* durable consumer name: resume after its ack, or NULL */
+    uint64_t from_lsn;               /* events of records after this LSN (0 = from the start) */
+    bool from_now;                   /* ignore from_lsn: only events committed from now on */
+    const char *consumer;            /* durable consumer name: resume after its ack, or NULL */
     const Ticketq__EventType *types; /* filter (type_count entries); NULL = all types */
     size_t type_count;
-    uint64_t ticket_id;             /* filter; 0 = any */
-    uint64_t queue_id;              /* filter; 0 = any */
+    uint64_t ticket_id; /* filter; 0 = any */
+    uint64_t queue_id;  /* filter; 0 = any */
 };
 
 /* Starts streaming the acting tenant's committed events on this client's connection: first
@@ -312,16 +301,15 @@ TQ_NODISCARD enum tq_err tq_client_subscribe(struct tq_client *client,
  * timeout returns TQ_OK with *event_out == NULL. Errors: the server's error for the
  * subscription (it then ended), and the transport errors of tq_client_call. */
 TQ_NODISCARD enum tq_err tq_subscription_next(struct tq_subscription *sub,
-                                              const Ticketq__Event **event_out,
-                                              int timeout_ms, struct tq_error *err);
+                                              const Ticketq__Event **event_out, int timeout_ms,
+                                              struct tq_error *err);
 
 /* LSN of the last event returned (0 before the first): what a durable consumer acks. */
 uint64_t tq_subscription_lsn(const struct tq_subscription *sub);
 
 /* Ends the subscription: sends Unsubscribe, discards the events still in flight and frees sub.
  * The client stays usable when this returns TQ_OK; on a transport error it is broken. */
-TQ_NODISCARD enum tq_err tq_subscription_close(struct tq_subscription *sub,
-                                               struct tq_error *err);
+TQ_NODISCARD enum tq_err tq_subscription_close(struct tq_subscription *sub, struct tq_error *err);
 
 /* ---- names ------------------------------------------------------------------------------ */
 
@@ -335,8 +323,8 @@ const char *tq_client_role_name(Ticketq__Role role);
 bool tq_client_enum_parse(const ProtobufCEnumDescriptor *descriptor, const char *name,
                           int *value_out);
 /* The lower-case name of value in descriptor, written into buf; "unknown" if not a value. */
-const char *tq_client_enum_name(const ProtobufCEnumDescriptor *descriptor, int value,
-                                char *buf, size_t cap);
+const char *tq_client_enum_name(const ProtobufCEnumDescriptor *descriptor, int value, char *buf,
+                                size_t cap);
 
 #ifdef __cplusplus
 }

@@ -112,7 +112,8 @@ void cli_usage(const struct cli_cmd *cmd, FILE *out) {
         fputc('\n', out);
     }
     fputs("\nglobal options: --addr HOST:PORT|unix:PATH, --token T, --token-file F, "
-          "--tenant ID,\n  --json, --timeout-ms N (env TICKETQ_ADDR, TICKETQ_TOKEN)\n", out);
+          "--tenant ID,\n  --json, --timeout-ms N (env TICKETQ_ADDR, TICKETQ_TOKEN)\n",
+          out);
 }
 
 /* Reads the first line of path into cli->token_buf. */
@@ -125,7 +126,8 @@ static int read_token_file(struct cli *cli, const char *path) {
     char *nl = strpbrk(cli->token_buf, "\r\n");
     if (nl != NULL) *nl = '\0';
     n = strlen(cli->token_buf);
-    while (n > 0 && isspace((unsigned char)cli->token_buf[n - 1])) cli->token_buf[--n] = '\0';
+    while (n > 0 && isspace((unsigned char)cli->token_buf[n - 1]))
+        cli->token_buf[--n] = '\0';
     if (n == 0 || n > TQ_CLIENT_TOKEN_BYTES_MAX) {
         return cli_usage_error("--token-file %s: no token of 1..%d bytes on its first line", path,
                                TQ_CLIENT_TOKEN_BYTES_MAX);
@@ -173,8 +175,7 @@ static int parse_global(struct cli *cli, int argc, char **argv, int *i) {
             break;
         default:
             if (!cli_parse_u64(value, &v) || v > 86400000) {
-                return -cli_usage_error("--timeout-ms must be 0..86400000 (got \"%s\")", value) -
-                       1;
+                return -cli_usage_error("--timeout-ms must be 0..86400000 (got \"%s\")", value) - 1;
             }
             cli->timeout_ms = v == 0 ? -1 : (int)v;
             break;
@@ -251,7 +252,8 @@ int cli_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     memset(cli->vals, 0, sizeof(cli->vals));
     cli->cmd = cmd;
     size_t opt_count = 0;
-    while (cmd->opts != NULL && cmd->opts[opt_count].name != NULL) opt_count++;
+    while (cmd->opts != NULL && cmd->opts[opt_count].name != NULL)
+        opt_count++;
     TQ_ASSERT(opt_count <= CLI_OPTS_MAX);
     size_t positional_next = 0;
     bool options_done = false;
@@ -327,7 +329,9 @@ const struct cli_val *cli_opt(const struct cli *cli, const char *name) {
     return NULL;
 }
 
-bool cli_has(const struct cli *cli, const char *name) { return cli_opt(cli, name)->set; }
+bool cli_has(const struct cli *cli, const char *name) {
+    return cli_opt(cli, name)->set;
+}
 
 const char *cli_str(const struct cli *cli, const char *name) {
     const struct cli_val *v = cli_opt(cli, name);

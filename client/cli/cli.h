@@ -17,24 +17,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define CLI_EXIT_OK 0
-#define CLI_EXIT_ERROR 1    /* the server (or the connection) said no */
-#define CLI_EXIT_USAGE 2    /* the command line is wrong */
-#define CLI_OPTS_MAX 24
-#define CLI_LIST_MAX 64     /* values of one repeatable option */
+#define CLI_EXIT_OK    0
+#define CLI_EXIT_ERROR 1 /* the server (or the connection) said no */
+#define CLI_EXIT_USAGE 2 /* the command line is wrong */
+#define CLI_OPTS_MAX   24
+#define CLI_LIST_MAX   64 /* values of one repeatable option */
 
 enum cli_opt_kind {
-    OPT_STR,        /* --x VALUE */
-    OPT_U64,        /* --x N (non-negative integer) */
-    OPT_MS,         /* --x DURATION: N (ms) or N with suffix ms, s, m, h, d */
-    OPT_FLAG,       /* --x (no value) */
-    OPT_BOOL,       /* --x true|false */
-    OPT_ENUM,       /* --x NAME of enum_desc */
-    OPT_LIST,       /* --x VALUE, repeatable */
+    OPT_STR,  /* --x VALUE */
+    OPT_U64,  /* --x N (non-negative integer) */
+    OPT_MS,   /* --x DURATION: N (ms) or N with suffix ms, s, m, h, d */
+    OPT_FLAG, /* --x (no value) */
+    OPT_BOOL, /* --x true|false */
+    OPT_ENUM, /* --x NAME of enum_desc */
+    OPT_LIST, /* --x VALUE, repeatable */
 };
 
 struct cli_opt {
-    const char *name;                         /* "--channel", or "ID" for a positional */
+    const char *name; /* "--channel", or "ID" for a positional */
     enum cli_opt_kind kind;
     bool required;
     const char *help;
@@ -43,10 +43,10 @@ struct cli_opt {
 
 struct cli_val {
     bool set;
-    const char *str;                          /* OPT_STR, raw text of every kind */
-    uint64_t u64;                             /* OPT_U64, OPT_MS, OPT_BOOL (0/1) */
-    int enum_value;                           /* OPT_ENUM */
-    const char *list[CLI_LIST_MAX];           /* OPT_LIST */
+    const char *str;                /* OPT_STR, raw text of every kind */
+    uint64_t u64;                   /* OPT_U64, OPT_MS, OPT_BOOL (0/1) */
+    int enum_value;                 /* OPT_ENUM */
+    const char *list[CLI_LIST_MAX]; /* OPT_LIST */
     size_t list_count;
 };
 
@@ -59,14 +59,14 @@ struct cli {
     int timeout_ms;
     bool json;
     struct tq_client *client;
-    struct cli_val vals[CLI_OPTS_MAX];        /* parsed options of the running subcommand */
+    struct cli_val vals[CLI_OPTS_MAX]; /* parsed options of the running subcommand */
     const struct cli_cmd *cmd;
 };
 
 struct cli_cmd {
-    const char *words;                        /* "ticket claim" */
+    const char *words; /* "ticket claim" */
     const char *summary;
-    const struct cli_opt *opts;               /* terminated by {NULL} */
+    const struct cli_opt *opts; /* terminated by {NULL} */
     int (*run)(struct cli *cli);
 };
 
@@ -100,8 +100,8 @@ int cli_usage_error(const char *fmt, ...) TQ_PRINTF(1, 2);
 /* The value of option name of the running subcommand (it must be declared). */
 const struct cli_val *cli_opt(const struct cli *cli, const char *name);
 bool cli_has(const struct cli *cli, const char *name);
-const char *cli_str(const struct cli *cli, const char *name);   /* NULL if unset */
-uint64_t cli_u64(const struct cli *cli, const char *name);       /* 0 if unset */
+const char *cli_str(const struct cli *cli, const char *name); /* NULL if unset */
+uint64_t cli_u64(const struct cli *cli, const char *name);    /* 0 if unset */
 
 /* Splits "name=value": copies name into key (cap bytes) and returns value, or NULL. */
 const char *cli_split_pair(const char *text, char *key, size_t cap);

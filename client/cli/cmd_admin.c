@@ -96,7 +96,7 @@ static int run_tenant_settings(struct cli *cli) {
 struct policy_spec {
     Ticketq__SlaPolicy policy;
     Ticketq__SlaTargets targets;
-    uint64_t ms[4][4];              /* metric (first_reply..agent_work) x priority */
+    uint64_t ms[4][4]; /* metric (first_reply..agent_work) x priority */
     char name[128];
     char tag[128];
 };
@@ -291,8 +291,7 @@ static const struct cli_opt tenant_settings_opts[] = {
     {"--sla-warning-permille", OPT_U64, false, "warn at this fraction of an SLA target", NULL},
     {"--reply-window", OPT_LIST, false, "CHANNEL=DURATION, e.g. whatsapp=24h", NULL},
     {"--default-queue", OPT_LIST, false, "CHANNEL=QUEUE_ID: ingest routing", NULL},
-    {"--outbox-attempts", OPT_U64, false, "delivery attempts before an outbox message fails",
-     NULL},
+    {"--outbox-attempts", OPT_U64, false, "delivery attempts before an outbox message fails", NULL},
     {NULL, OPT_STR, false, NULL, NULL},
 };
 
@@ -333,8 +332,7 @@ const struct cli_cmd cli_cmds_admin[] = {
      tenant_settings_opts, run_tenant_settings},
     {"tenant sla", "replace the tenant's SLA policies", tenant_sla_opts, run_tenant_sla},
     {"tenant hours", "set business hours and holidays", tenant_hours_opts, run_tenant_hours},
-    {"token issue", "issue a token (the secret is shown once)", token_issue_opts,
-     run_token_issue},
+    {"token issue", "issue a token (the secret is shown once)", token_issue_opts, run_token_issue},
     {"token revoke", "revoke a token at once", token_revoke_opts, run_token_revoke},
     {NULL, NULL, NULL, NULL},
 };

@@ -155,21 +155,20 @@ static int run_customer_merge(struct cli *cli) {
 
 /* ---- table ------------------------------------------------------------------------------- */
 
-#define END {NULL, OPT_STR, false, NULL, NULL}
+#define END                                                                                        \
+    { NULL, OPT_STR, false, NULL, NULL }
 
 static const struct cli_opt queue_create_opts[] = {
     {"NAME", OPT_STR, true, "the queue's name", NULL},
     {"--auto-assign", OPT_FLAG, false, "assign new tickets to online agents", NULL},
-    {"--assignment-timeout", OPT_MS, false, "re-route an unanswered assignment after this",
-     NULL},
+    {"--assignment-timeout", OPT_MS, false, "re-route an unanswered assignment after this", NULL},
     END,
 };
 static const struct cli_opt queue_update_opts[] = {
     {"QUEUE_ID", OPT_U64, true, "the queue", NULL},
     {"--name", OPT_STR, false, "new name", NULL},
     {"--auto-assign", OPT_BOOL, false, "assign new tickets to online agents", NULL},
-    {"--assignment-timeout", OPT_MS, false, "re-route an unanswered assignment after this",
-     NULL},
+    {"--assignment-timeout", OPT_MS, false, "re-route an unanswered assignment after this", NULL},
     END,
 };
 static const struct cli_opt no_opts[] = {END};
@@ -231,8 +230,7 @@ const struct cli_cmd cli_cmds_entities[] = {
     {"queue list", "every queue with its depth", no_opts, run_queue_list},
     {"queue show", "a queue and its waiting tickets", queue_show_opts, run_queue_show},
     {"agent create", "create an agent", agent_create_opts, run_agent_create},
-    {"agent update", "presence, capacity or name of an agent", agent_update_opts,
-     run_agent_update},
+    {"agent update", "presence, capacity or name of an agent", agent_update_opts, run_agent_update},
     {"agent show", "an agent with its load", agent_show_opts, run_agent_show},
     {"customer create", "create a customer", customer_create_opts, run_customer_create},
     {"customer show", "a customer with its identities", customer_show_opts, run_customer_show},
@@ -240,7 +238,6 @@ const struct cli_cmd cli_cmds_entities[] = {
      run_customer_lookup},
     {"customer link", "add a channel identity to a customer", customer_link_opts,
      run_customer_link},
-    {"customer merge", "merge one customer into another", customer_merge_opts,
-     run_customer_merge},
+    {"customer merge", "merge one customer into another", customer_merge_opts, run_customer_merge},
     {NULL, NULL, NULL, NULL},
 };

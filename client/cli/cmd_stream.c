@@ -20,7 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define END {NULL, OPT_STR, false, NULL, NULL}
+#define END                                                                                        \
+    { NULL, OPT_STR, false, NULL, NULL }
 /* A durable consumer acks at least this often: bounds the replay after a crash to this many. */
 #define ACK_EVERY 100
 
@@ -212,8 +213,8 @@ static int run_watch(struct cli *cli) {
     if (rc != CLI_EXIT_OK || cli_has(cli, "--once")) return rc;
     uint64_t interval = cli_has(cli, "--interval") ? cli_u64(cli, "--interval") : 1000;
     if (interval == 0 || interval > 3600000) interval = 1000;
-    int64_t stop_at = cli_has(cli, "--duration") ? mono_ms() + (int64_t)cli_u64(cli, "--duration")
-                                                 : -1;
+    int64_t stop_at =
+        cli_has(cli, "--duration") ? mono_ms() + (int64_t)cli_u64(cli, "--duration") : -1;
 
     /* The trigger stream starts at the current end of the log: no catch-up replay. */
     struct tq_error err;
@@ -286,8 +287,7 @@ static const struct cli_opt watch_opts[] = {
 const struct cli_cmd cli_cmds_stream[] = {
     {"subscribe", "print committed events (lines, or JSONL with --json)", subscribe_opts,
      run_subscribe},
-    {"consumer ack", "store a durable consumer's position", consumer_ack_opts,
-     run_consumer_ack},
+    {"consumer ack", "store a durable consumer's position", consumer_ack_opts, run_consumer_ack},
     {"watch", "live view of queue depths and the nearest SLA deadlines", watch_opts, run_watch},
     {NULL, NULL, NULL, NULL},
 };

@@ -11,7 +11,8 @@
 #include <errno.h>
 #include <string.h>
 
-#define END {NULL, OPT_STR, false, NULL, NULL}
+#define END                                                                                        \
+    { NULL, OPT_STR, false, NULL, NULL }
 
 static bool opt_u32(const struct cli *cli, const char *name, protobuf_c_boolean *has,
                     uint32_t *out) {
@@ -29,7 +30,8 @@ static bool opt_u32(const struct cli *cli, const char *name, protobuf_c_boolean 
 /* The list values of an option as the char ** the generated structs want. */
 static size_t list_of(const struct cli *cli, const char *name, char **out) {
     const struct cli_val *v = cli_opt(cli, name);
-    for (size_t i = 0; i < v->list_count; i++) out[i] = mut(v->list[i]);
+    for (size_t i = 0; i < v->list_count; i++)
+        out[i] = mut(v->list[i]);
     return v->list_count;
 }
 
@@ -134,8 +136,12 @@ static int reply_or_note(struct cli *cli, bool note) {
     return rc;
 }
 
-static int run_reply(struct cli *cli) { return reply_or_note(cli, false); }
-static int run_note(struct cli *cli) { return reply_or_note(cli, true); }
+static int run_reply(struct cli *cli) {
+    return reply_or_note(cli, false);
+}
+static int run_note(struct cli *cli) {
+    return reply_or_note(cli, true);
+}
 
 static int run_ticket_show(struct cli *cli) {
     Ticketq__TicketGet op = TICKETQ__TICKET_GET__INIT;
@@ -330,8 +336,7 @@ static const struct cli_opt ticket_update_opts[] = {
     {"--tag-remove", OPT_LIST, false, "remove a tag", NULL},
     {"--subject", OPT_STR, false, "new subject", NULL},
     {"--field", OPT_LIST, false, "custom field KEY=VALUE (integer, true/false or text)", NULL},
-    {"--wake-at-ms", OPT_U64, false, "wake an on-hold ticket at (ms since epoch; 0 = clear)",
-     NULL},
+    {"--wake-at-ms", OPT_U64, false, "wake an on-hold ticket at (ms since epoch; 0 = clear)", NULL},
     END,
 };
 static const struct cli_opt ticket_claim_opts[] = {

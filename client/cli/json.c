@@ -48,10 +48,18 @@ static void close_container(struct json *j, bool object) {
     fputc(object ? '}' : ']', j->out);
 }
 
-void json_object_begin(struct json *j) { open_container(j, true); }
-void json_object_end(struct json *j) { close_container(j, true); }
-void json_array_begin(struct json *j) { open_container(j, false); }
-void json_array_end(struct json *j) { close_container(j, false); }
+void json_object_begin(struct json *j) {
+    open_container(j, true);
+}
+void json_object_end(struct json *j) {
+    close_container(j, true);
+}
+void json_array_begin(struct json *j) {
+    open_container(j, false);
+}
+void json_array_end(struct json *j) {
+    close_container(j, false);
+}
 
 void json_key(struct json *j, const char *key) {
     TQ_ASSERT(j->depth > 0 && j->is_object[j->depth]);

@@ -19,9 +19,9 @@
 struct json {
     FILE *out;
     int depth;
-    bool first[JSON_DEPTH_MAX];    /* no element written yet at this level */
+    bool first[JSON_DEPTH_MAX]; /* no element written yet at this level */
     bool is_object[JSON_DEPTH_MAX];
-    bool key_pending;              /* a key was written; its value is due */
+    bool key_pending; /* a key was written; its value is due */
 };
 
 void json_init(struct json *j, FILE *out);

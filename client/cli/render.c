@@ -19,8 +19,8 @@
 #include <time.h>
 
 static const char *const TIMESTAMP_FIELDS[] = {
-    "created_ms", "updated_ms", "first_response_ms", "solved_ms", "wake_at_ms",
-    "provider_ts_ms", "deadline_ms", "at_ms", "oldest_enqueued_ms",
+    "created_ms",  "updated_ms", "first_response_ms",  "solved_ms", "wake_at_ms", "provider_ts_ms",
+    "deadline_ms", "at_ms",      "oldest_enqueued_ms",
 };
 
 static bool is_timestamp(const char *name) {
@@ -252,7 +252,8 @@ static void json_fields(struct json *j, const ProtobufCMessage *msg) {
             continue;
         }
         json_array_begin(j);
-        for (size_t i = 0; i < n; i++) json_scalar(j, f, load(f, value_at(msg, f, i)));
+        for (size_t i = 0; i < n; i++)
+            json_scalar(j, f, load(f, value_at(msg, f, i)));
         json_array_end(j);
     }
 }
@@ -289,7 +290,8 @@ static void text_scalar(FILE *out, const ProtobufCFieldDescriptor *f, struct sca
 }
 
 static void indent_to(FILE *out, int indent) {
-    for (int i = 0; i < indent; i++) fputc(' ', out);
+    for (int i = 0; i < indent; i++)
+        fputc(' ', out);
 }
 
 void cli_text_message(FILE *out, const ProtobufCMessage *msg, int indent) {

@@ -21,10 +21,10 @@
 static char cli_run_dir[256]; /* where the captured output goes; set by the test */
 
 #define OUT_BYTES (256 * 1024)
-#define ARGS_MAX 32
+#define ARGS_MAX  32
 
 struct run {
-    int status;                 /* exit code */
+    int status; /* exit code */
     char out[OUT_BYTES];
     char err[8192];
 };

@@ -57,18 +57,21 @@ static bool jc_number(struct jc *j) {
     if (*j->p == '0') {
         j->p++;
     } else {
-        while (j->p < j->end && isdigit((unsigned char)*j->p)) j->p++;
+        while (j->p < j->end && isdigit((unsigned char)*j->p))
+            j->p++;
     }
     if (j->p < j->end && *j->p == '.') {
         j->p++;
         if (j->p >= j->end || !isdigit((unsigned char)*j->p)) return false;
-        while (j->p < j->end && isdigit((unsigned char)*j->p)) j->p++;
+        while (j->p < j->end && isdigit((unsigned char)*j->p))
+            j->p++;
     }
     if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
         j->p++;
         if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
         if (j->p >= j->end || !isdigit((unsigned char)*j->p)) return false;
-        while (j->p < j->end && isdigit((unsigned char)*j->p)) j->p++;
+        while (j->p < j->end && isdigit((unsigned char)*j->p))
+            j->p++;
     }
     return j->p > s;
 }

@@ -56,7 +56,7 @@ int main(void) {
     TQ_CHECK(json_get_u64(r.out, "lsn") > 0);
     str_of(r.out, "tenant_id", tenant, sizeof(tenant));
     cli_exec(&r, "--token-file", admin_file, "--tenant", tenant, "token", "issue", "--role",
-        "tenant_admin", "--name", "ops", "--json", NULL);
+             "tenant_admin", "--name", "ops", "--json", NULL);
     expect_json(&r, "token issue");
     str_of(r.out, "token_secret", tenant_token, sizeof(tenant_token));
 
@@ -71,7 +71,8 @@ int main(void) {
     cli_exec(&r, "agent", "update", agent, "--presence", "online", NULL);
     TQ_CHECK_EQ(r.status, 0);
     snprintf(buf, sizeof(buf), "whatsapp=%s", queue);
-    cli_exec(&r, "tenant", "settings", "--default-queue", buf, "--reply-window", "whatsapp=24h", NULL);
+    cli_exec(&r, "tenant", "settings", "--default-queue", buf, "--reply-window", "whatsapp=24h",
+             NULL);
     TQ_CHECK_EQ(r.status, 0);
     cli_exec(&r, "tenant", "sla", "--policy", "name=standard,first_reply=4h/1h/30m/10m", NULL);
     TQ_CHECK_EQ(r.status, 0);
@@ -80,7 +81,7 @@ int main(void) {
     str_of(r.out, "token_secret", agent_token, sizeof(agent_token));
 
     cli_exec(&r, "ingest", "--channel", "whatsapp", "--from", "+8613800000000", "--name", "Li Wei",
-        "--body", "Hi, my parcel \"SF123\" has not arrived\n", "--json", NULL);
+             "--body", "Hi, my parcel \"SF123\" has not arrived\n", "--json", NULL);
     expect_json(&r, "ingest");
     str_of(r.out, "ticket_id", ticket, sizeof(ticket));
     TQ_CHECK_STR_EQ(str_of(r.out, "ticket_created", buf, sizeof(buf)), "true");
@@ -90,7 +91,7 @@ int main(void) {
     expect_json(&r, "claim");
     TQ_CHECK_STR_EQ(str_of(r.out, "ticket_id", buf, sizeof(buf)), ticket);
     cli_exec(&r, "--token", agent_token, "reply", ticket, "--body", "Checking with SF Express now.",
-        "--json", NULL);
+             "--json", NULL);
     expect_json(&r, "reply");
 
     /* a note from a file: multi-line text arrives intact */
@@ -139,9 +140,11 @@ int main(void) {
     cli_exec(&r, "subscribe", "--from-lsn", "0", "--count", "3", "--idle", "10s", "--json", NULL);
     expect_json(&r, "subscribe");
     int lines = 0;
-    for (const char *p = r.out; (p = strchr(p, '\n')) != NULL; p++) lines++;
+    for (const char *p = r.out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
     TQ_CHECK_EQ(lines, 3);
-    cli_exec(&r, "subscribe", "--from-lsn", "0", "--consumer", "cli", "--ack", "--count", "2", NULL);
+    cli_exec(&r, "subscribe", "--from-lsn", "0", "--consumer", "cli", "--ack", "--count", "2",
+             NULL);
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "lsn=") != NULL);
     cli_exec(&r, "watch", "--once", "--json", NULL);

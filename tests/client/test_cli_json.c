@@ -43,8 +43,9 @@ static size_t unescape(char *s) {
 }
 
 static void test_writer_random(uint64_t *rng) {
-    static const char *const pieces[] = {"\"", "\\", "\n", "\x01", "\x1f", "a", "é", "中",
-                                         "😀",  "\xff", "\xc3", "\xed\xa0\x80", "/", " ", "\t"};
+    static const char *const pieces[] = {"\"", "\\", "\n", "\x01", "\x1f", "a",
+                                         "é",  "中", "😀",  "\xff", "\xc3", "\xed\xa0\x80",
+                                         "/",  " ",  "\t"};
     for (int round = 0; round < 2000; round++) {
         char input[256];
         size_t n = 0;
@@ -180,11 +181,13 @@ static void test_render(void) {
 
 static void test_checker_rejects(void) {
     /* the checker itself must be able to fail, or the tests above prove nothing */
-    const char *bad[] = {"{", "{\"a\":1,}", "[1,]", "{\"a\" 1}", "\"\x01\"", "01", "tru",
-                         "{\"a\":1}{", "\"\\x\"", "[1 2]"};
-    for (size_t i = 0; i < TQ_ARRAY_COUNT(bad); i++) TQ_CHECK(!json_valid(bad[i], strlen(bad[i])));
+    const char *bad[] = {"{",  "{\"a\":1,}", "[1,]",       "{\"a\" 1}", "\"\x01\"",
+                         "01", "tru",        "{\"a\":1}{", "\"\\x\"",   "[1 2]"};
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(bad); i++)
+        TQ_CHECK(!json_valid(bad[i], strlen(bad[i])));
     const char *good[] = {"{}", "[]", "{\"a\":[1,-2.5e3,true,null,\"\\u00e9\"]}", " 0 "};
-    for (size_t i = 0; i < TQ_ARRAY_COUNT(good); i++) TQ_CHECK(json_valid(good[i], strlen(good[i])));
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(good); i++)
+        TQ_CHECK(json_valid(good[i], strlen(good[i])));
 }
 
 static void test_durations(void) {

@@ -48,7 +48,8 @@ int main(void) {
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "ticket merge") != NULL);
     cli_exec(&r, "ticket", "update", "5", "--status", "done", NULL);
-    expect_one_line_error(&r, 2, "status must be one of new, open, pending, on_hold, solved, closed");
+    expect_one_line_error(&r, 2,
+                          "status must be one of new, open, pending, on_hold, solved, closed");
     cli_exec(&r, "token", "issue", NULL);
     expect_one_line_error(&r, 2, "needs --role");
     cli_exec(&r, "tenant", "sla", "--policy", "first_reply=1h", NULL);

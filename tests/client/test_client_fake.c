@@ -27,7 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BODY_BYTES 2048
+#define BODY_BYTES     2048
 #define PIPELINE_COUNT 1000
 
 static char sock_path[100];
@@ -156,8 +156,10 @@ static void serve_request(int fd, const Ticketq__Request *req, uint64_t *sub_id)
             uint64_t rng = req->ticket_get->message_offset;
             uint8_t junk[512];
             size_t n = 1 + tq_test_rand_below(&rng, sizeof(junk));
-            for (size_t i = 0; i < n; i++) junk[i] = (uint8_t)tq_test_rand(&rng);
-            if (n > 8 && tq_test_rand_below(&rng, 2) == 0) tq_frame_put_prefix(junk, (uint32_t)(n - 4));
+            for (size_t i = 0; i < n; i++)
+                junk[i] = (uint8_t)tq_test_rand(&rng);
+            if (n > 8 && tq_test_rand_below(&rng, 2) == 0)
+                tq_frame_put_prefix(junk, (uint32_t)(n - 4));
             if (write_all(fd, junk, n) != 0) _exit(0);
             close(fd);
             _exit(0);
@@ -240,9 +242,7 @@ static void serve_request(int fd, const Ticketq__Request *req, uint64_t *sub_id)
         send_response(fd, &resp);
         *sub_id = 0;
         return;
-    default:
-        send_response(fd, &resp);
-        return;
+    default: send_response(fd, &resp); return;
     }
 }
 
@@ -303,8 +303,11 @@ static pid_t fake_start(void) {
 static struct tq_client *connect_ok(int io_timeout_ms, uint32_t frame_max, uint32_t inflight) {
     char addr[256];
     snprintf(addr, sizeof(addr), "unix:%s", sock_path);
-    struct tq_client_options o = {.addr = addr, .token = token_ok, .io_timeout_ms = io_timeout_ms,
-                                  .frame_bytes_max = frame_max, .inflight_max = inflight};
+    struct tq_client_options o = {.addr = addr,
+                                  .token = token_ok,
+                                  .io_timeout_ms = io_timeout_ms,
+                                  .frame_bytes_max = frame_max,
+                                  .inflight_max = inflight};
     struct tq_client *c = NULL;
     struct tq_error err;
     TQ_CHECK_OK(tq_client_connect(&o, &c, &err), &err);
@@ -315,8 +318,7 @@ static struct tq_client *connect_ok(int io_timeout_ms, uint32_t frame_max, uint3
 static void test_connect_errors(void) {
     struct tq_error err;
     struct tq_client *c = (struct tq_client *)1;
-    const char *bad_addrs[] = {"nonsense", "[::1", "::1:70", "host:", ":7070", "h:12x",
-                               "unix:"};
+    const char *bad_addrs[] = {"nonsense", "[::1", "::1:70", "host:", ":7070", "h:12x", "unix:"};
     for (size_t i = 0; i < TQ_ARRAY_COUNT(bad_addrs); i++) {
         struct tq_client_options o = {.addr = bad_addrs[i]};
         TQ_CHECK_ERR(tq_client_connect(&o, &c, &err), TQ_ERR_INVALID_ARGUMENT, &err);
@@ -394,8 +396,8 @@ static void test_calls_and_errors(void) {
     struct {
         uint64_t ticket;
         enum tq_err code;
-    } broken[] = {{666, TQ_ERR_CORRUPT}, {555, TQ_ERR_RESOURCE_EXHAUSTED},
-                  {333, TQ_ERR_UNAVAILABLE}};
+    } broken[] = {
+        {666, TQ_ERR_CORRUPT}, {555, TQ_ERR_RESOURCE_EXHAUSTED}, {333, TQ_ERR_UNAVAILABLE}};
     for (size_t i = 0; i < TQ_ARRAY_COUNT(broken); i++) {
         c = connect_ok(5000, 0, 0);
         TQ_CHECK_ERR(tq_client_ticket_get(c, broken[i].ticket, 0, 0, &resp, &err), broken[i].code,
@@ -465,14 +467,16 @@ static void test_pipeline(uint64_t *rng) {
     /* the window limit, and collect without an explicit flush */
     c = connect_ok(5000, 0, 4);
     in.body = mut("w");
-    for (int i = 0; i < 4; i++) TQ_CHECK_OK(tq_client_submit(c, &req, NULL, &err), &err);
+    for (int i = 0; i < 4; i++)
+        TQ_CHECK_OK(tq_client_submit(c, &req, NULL, &err), &err);
     TQ_CHECK_ERR(tq_client_submit(c, &req, NULL, &err), TQ_ERR_RESOURCE_EXHAUSTED, &err);
     for (int i = 0; i < 4; i++) {
         TQ_CHECK_OK(tq_client_collect(c, &resp, &err), &err);
         tq_client_response_free(resp);
     }
     /* closing with requests in flight frees everything (ASan checks) */
-    for (int i = 0; i < 3; i++) TQ_CHECK_OK(tq_client_submit(c, &req, NULL, &err), &err);
+    for (int i = 0; i < 3; i++)
+        TQ_CHECK_OK(tq_client_submit(c, &req, NULL, &err), &err);
     tq_client_close(c);
 }
 
@@ -573,9 +577,9 @@ static void test_names(void) {
                     "unknown");
     /* every value round-trips through its name, for every enum the CLI parses */
     const ProtobufCEnumDescriptor *enums[] = {
-        &ticketq__channel__descriptor, &ticketq__status__descriptor,
-        &ticketq__priority__descriptor, &ticketq__role__descriptor,
-        &ticketq__presence__descriptor, &ticketq__delivery__descriptor,
+        &ticketq__channel__descriptor,    &ticketq__status__descriptor,
+        &ticketq__priority__descriptor,   &ticketq__role__descriptor,
+        &ticketq__presence__descriptor,   &ticketq__delivery__descriptor,
         &ticketq__event_type__descriptor, &ticketq__sla_metric__descriptor};
     for (size_t e = 0; e < TQ_ARRAY_COUNT(enums); e++) {
         for (unsigned i = 0; i < enums[e]->n_values; i++) {

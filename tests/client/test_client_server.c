@@ -20,9 +20,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-#define OK(expr) TQ_CHECK_OK((expr), &err)
+#define OK(expr)          TQ_CHECK_OK((expr), &err)
 #define FAILS(expr, code) TQ_CHECK_ERR((expr), (code), &err)
-#define PIPELINE_COUNT 1000
+#define PIPELINE_COUNT    1000
 
 static struct tq_fixture fx;
 static struct tq_error err;
@@ -266,16 +266,15 @@ static void test_ticket_lifecycle(struct world *w) {
 
 static void test_customers(struct world *w) {
     Ticketq__Response *resp = NULL;
-    OK(tq_client_customer_lookup(w->ta, TICKETQ__CHANNEL__WHATSAPP, "+8613800000001", &resp,
-                                 &err));
+    OK(tq_client_customer_lookup(w->ta, TICKETQ__CHANNEL__WHATSAPP, "+8613800000001", &resp, &err));
     TQ_CHECK_UEQ(resp->customer->customer_id, w->customer);
     TQ_CHECK_STR_EQ(resp->customer->name, "Li Wei");
     tq_client_response_free(resp);
     FAILS(tq_client_customer_lookup(w->ta, TICKETQ__CHANNEL__EMAIL, "nobody@example.com", &resp,
                                     &err),
           TQ_ERR_NOT_FOUND);
-    FAILS(tq_client_customer_lookup(w->foreign, TICKETQ__CHANNEL__WHATSAPP, "+8613800000001",
-                                    &resp, &err),
+    FAILS(tq_client_customer_lookup(w->foreign, TICKETQ__CHANNEL__WHATSAPP, "+8613800000001", &resp,
+                                    &err),
           TQ_ERR_NOT_FOUND);
 
     Ticketq__CustomerCreate cc = TICKETQ__CUSTOMER_CREATE__INIT;
@@ -330,8 +329,8 @@ static void test_generic_ops(struct world *w) {
 
     /* two tickets (different customers, so never threaded together), merged */
     struct tq_client_ids a, b;
-    Ticketq__Ingest in = make_ingest(TICKETQ__CHANNEL__EMAIL, "merge@example.com", "first",
-                                     "merge-1");
+    Ticketq__Ingest in =
+        make_ingest(TICKETQ__CHANNEL__EMAIL, "merge@example.com", "first", "merge-1");
     in.has_queue_id = 1;
     in.queue_id = w->queue;
     in.subject = mut("order 1");
@@ -476,7 +475,7 @@ static uint64_t await_event(struct tq_subscription *sub, Ticketq__EventType type
     for (int i = 0; i < 100000; i++) {
         const Ticketq__Event *ev = NULL;
         OK(tq_subscription_next(sub, &ev, 10000, &err));
-        TQ_CHECK(ev != NULL); /* 10 s without the expected event */
+        TQ_CHECK(ev != NULL);            /* 10 s without the expected event */
         TQ_CHECK_GE(ev->lsn, *last_lsn); /* one record may carry several events */
         *last_lsn = ev->lsn;
         if (ev->type == type && (ticket_id == 0 || ev->ticket_id == ticket_id) &&
@@ -500,8 +499,8 @@ static void test_subscribe(struct world *w) {
     await_event(sub, TICKETQ__EVENT_TYPE__TICKET_CREATED, w->ticket, 0, &last);
     await_event(sub, TICKETQ__EVENT_TYPE__MESSAGE_ADDED, w->ticket, 0, &last);
     /* live: a new message appears */
-    Ticketq__Ingest in = make_ingest(TICKETQ__CHANNEL__WHATSAPP, "+8613800000001",
-                                     "any news?", "wamid.2");
+    Ticketq__Ingest in =
+        make_ingest(TICKETQ__CHANNEL__WHATSAPP, "+8613800000001", "any news?", "wamid.2");
     struct tq_client_ids ids;
     OK(tq_client_ingest(w->gateway, &in, &ids, &err));
     TQ_CHECK_UEQ(ids.ticket_id, w->ticket);
@@ -517,8 +516,8 @@ static void test_subscribe(struct world *w) {
     /* filters: only MESSAGE_ADDED of the first ticket */
     sc = issue_and_connect(w->ta, TICKETQ__ROLE__INTEGRATION, 0, NULL);
     Ticketq__EventType only[1] = {TICKETQ__EVENT_TYPE__MESSAGE_ADDED};
-    struct tq_subscribe_options f = {.from_lsn = 0, .types = only, .type_count = 1,
-                                     .ticket_id = w->ticket};
+    struct tq_subscribe_options f = {
+        .from_lsn = 0, .types = only, .type_count = 1, .ticket_id = w->ticket};
     OK(tq_client_subscribe(sc, &f, &sub, &err));
     int seen = 0;
     for (;;) {
@@ -541,7 +540,7 @@ static void test_subscribe(struct world *w) {
         const Ticketq__Event *ev = NULL;
         OK(tq_subscription_next(sub, &ev, 10000, &err));
         TQ_CHECK(ev != NULL);
-            acked = ev->lsn;
+        acked = ev->lsn;
     }
     OK(tq_client_consumer_ack(sc, "webhooks", acked, &err));
     tq_client_close(sc);
