@@ -94,7 +94,9 @@ struct tq_log;
  * recovery may be NULL. On success the caller owns *log_out (tq_log_close). */
 TQ_NODISCARD enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
                                      struct tq_log_recovery *recovery, struct tq_error *error);
-/* Closes the log. Staged but unsubmitted records are dropped (never acknowledged). */
+/* Closes the log. Staged but unsubmitted records are dropped (never acknowledged). The caller
+ * must first reap every CQE of the log (tq_log_idle() is true; asserted). In INTERVAL mode the
+ * written tail is fdatasync'ed before closing. */
 void tq_log_close(struct tq_log *log);
 
 /* ---- append path --------------------------------------------------------------------- */

@@ -122,7 +122,7 @@ static inline void st_fill(struct tq_log *log, uint64_t seed, uint64_t lsn_end, 
 
 /* Segment file paths of dir/log, sorted; returns the count. */
 static inline int st_segments(const char *dir, char paths[][512], int cap) {
-    char log_dir[256];
+    char log_dir[264];
     snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
     struct dirent **names;
     int n = scandir(log_dir, &names, NULL, alphasort);

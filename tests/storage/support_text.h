@@ -70,8 +70,8 @@ static inline uint32_t st_support_message(uint64_t *s, char *out, size_t cap) {
                                        "I need it before the 20th, it is a gift.",
                                        "Please call me back, my number is in my profile."};
     static const char *const replies[] = {
-        "I checked with the carrier: your parcel was collected this morning and should arrive "
-        "within {N} business days.",
+        ("I checked with the carrier: your parcel was collected this morning and should arrive "
+         "within {N} business days."),
         "I have issued a full refund of {N}.49 EUR; it will show on your statement in 3-5 days.",
         "A replacement {P} is on its way, and you can keep the damaged one.",
         "I have applied the discount manually and refunded the difference.",
