@@ -8,12 +8,14 @@
  *      inbound messages, the replies on their tickets, their creation and identity links) and
  *      --retention (the messages of tickets closed longer ago than the retention; with
  *      --archive DIR their records are first written to DIR, fsynced);
- *   3. with no log open, rewrite each segment holding such records: payload bytes zeroed, the
- *      record flagged TQ_RECORD_REDACTED, its length and payload hash kept. The batch area hash
- *      covers only (len, type, payload_hash) per record and batch headers are untouched, so
- *      every checksum and the hash chain still verify (storage/format.c explains why). The new
- *      image goes to <lsn>.seg.tmp, fsync, rename, fsync dir; a compressed segment is rewritten
- *      as a plain one and its .zseg removed afterwards;
+ *   3. redact those records: payload bytes zeroed, the record flagged TQ_RECORD_REDACTED, its
+ *      length and payload hash kept. The batch area hash covers only (len, type,
+ *      payload_hash) per record and batch headers are untouched, so every checksum and the hash
+ *      chain still verify (docs/log-format.md, "Redaction"). Sealed plain segments go through
+ *      storage's primitive, tq_log_redact_segment. Segments it refuses (compressed ones, from
+ *      an earlier compaction, and the tail) are rewritten here with no log open, through
+ *      storage's decoder: the new image goes to <lsn>.seg.tmp, fsync, rename, fsync dir; a
+ *      compressed segment becomes a plain one and its .zseg is removed afterwards;
  *   4. reopen the log and zstd-compress every sealed segment (tq_log_compress_segment, which is
  *      atomic on its own).
  * Crash safety: every file change is an atomic rename, so each segment is either its old or
@@ -330,12 +332,46 @@ static uint64_t data_bytes(const char *dir) {
     return dir_bytes(log_dir) + dir_bytes(snap_dir);
 }
 
-static enum tq_err open_rw(const char *dir, struct tq_log **log_out, struct tq_error *error) {
+/* The segment size the log was written with: segments are preallocated to it, so it is the
+ * largest plain segment file (0 if none is usable: then storage's default). Opening with another
+ * size would make storage preallocate the tail and every rewritten segment to that size. */
+static uint64_t infer_segment_bytes(const char *dir) {
+    char log_dir[TQ_OPS_PATH_BYTES_MAX];
+    struct tq_error ignored;
+    struct tq_ops_names names;
+    if (tq_ops_path_join(log_dir, dir, "log", &ignored) != TQ_OK ||
+        tq_ops_segment_names(log_dir, &names, &ignored) != TQ_OK) {
+        return 0;
+    }
+    uint64_t best = 0;
+    for (size_t i = 0; i < names.count; i++) {
+        char path[TQ_OPS_PATH_BYTES_MAX];
+        struct stat st;
+        size_t n = strlen(names.names[i]);
+        if (n < 4 || strcmp(names.names[i] + n - 4, ".seg") != 0) continue;
+        if (tq_ops_path_join(path, log_dir, names.names[i], &ignored) == TQ_OK &&
+            stat(path, &st) == 0 && (uint64_t)st.st_size > best) {
+            best = (uint64_t)st.st_size;
+        }
+    }
+    tq_ops_names_free(&names);
+    return best % TQ_BATCH_ALIGN_BYTES == 0 && best >= 4 * TQ_BATCH_ALIGN_BYTES ? best : 0;
+}
+
+static enum tq_err open_rw(const struct tq_ops_compact_options *o, struct tq_log **log_out,
+                           struct tq_error *error) {
     struct tq_log_options opt;
     memset(&opt, 0, sizeof(opt));
-    opt.dir = dir;
+    opt.dir = o->dir;
     opt.ring_tag = 1;
     opt.spare_no_prezero = true;
+    opt.segment_bytes_max = o->segment_bytes != 0 ? o->segment_bytes : infer_segment_bytes(o->dir);
+    if (opt.segment_bytes_max != 0 && opt.segment_bytes_max < TQ_SEGMENT_BYTES_DEFAULT) {
+        /* Nothing is appended: the limits only have to be consistent with the segment size. */
+        uint64_t batch = opt.segment_bytes_max - TQ_BATCH_ALIGN_BYTES;
+        if (batch < TQ_BATCH_BYTES_DEFAULT_MAX) opt.batch_bytes_max = (uint32_t)batch;
+        if (batch - 64 < TQ_RECORD_BYTES_DEFAULT_MAX) opt.record_bytes_max = (uint32_t)(batch - 64);
+    }
     return tq_log_open(&opt, log_out, NULL, error);
 }
 
@@ -349,7 +385,7 @@ static double now_seconds(void) {
 static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struct classify *c,
                                    struct tq_ops_compact_result *r, struct tq_error *error) {
     struct tq_log *log = NULL;
-    enum tq_err err = open_rw(o->dir, &log, error);
+    enum tq_err err = open_rw(o, &log, error);
     if (err != TQ_OK) return err;
     struct tq_state *state = NULL;
     uint64_t lsn = 0;
@@ -391,7 +427,7 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
 static enum tq_err compact_compress(const struct tq_ops_compact_options *o,
                                     struct tq_ops_compact_result *r, struct tq_error *error) {
     struct tq_log *log = NULL;
-    enum tq_err err = open_rw(o->dir, &log, error);
+    enum tq_err err = open_rw(o, &log, error);
     if (err != TQ_OK) return err;
     uint64_t *lsns = tq_xalloc(SEGMENTS_MAX * sizeof(uint64_t));
     size_t n = tq_log_segments(log, lsns, SEGMENTS_MAX);
@@ -410,6 +446,77 @@ static enum tq_err compact_compress(const struct tq_ops_compact_options *o,
     if (o->progress) fprintf(stderr, "\r\033[K");
     tq_free(lsns, SEGMENTS_MAX * sizeof(uint64_t));
     tq_log_close(log);
+    return err;
+}
+
+/* The index of the first LSN of set >= first, or set->count. */
+static size_t set_lower_bound(const struct lsn_set *set, uint64_t first) {
+    size_t lo = 0, hi = set->count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (set->lsns[mid] < first) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Step 3a: storage's own erasure primitive, for every sealed uncompressed segment. */
+static enum tq_err redact_with_storage(const struct tq_ops_compact_options *o,
+                                       const struct lsn_set *set, struct tq_ops_compact_result *r,
+                                       struct tq_error *error) {
+    struct tq_log *log = NULL;
+    enum tq_err err = open_rw(o, &log, error);
+    if (err != TQ_OK) return err;
+    uint64_t *lsns = tq_xalloc(SEGMENTS_MAX * sizeof(uint64_t));
+    size_t n = tq_log_segments(log, lsns, SEGMENTS_MAX);
+    for (size_t i = 0; i < n && err == TQ_OK; i++) {
+        uint64_t next = i + 1 < n ? lsns[i + 1] : UINT64_MAX;
+        size_t lo = set_lower_bound(set, lsns[i]), hi = set_lower_bound(set, next);
+        if (lo == hi) continue;
+        if (o->progress) fprintf(stderr, "\rcompact: redacting in segment %zu/%zu\033[K", i + 1, n);
+        uint64_t redacted = 0;
+        err = tq_log_redact_segment(log, lsns[i], set->lsns + lo, hi - lo, &redacted, error);
+        if (err == TQ_ERR_FAILED_PRECONDITION) {
+            err = TQ_OK; /* the tail or a compressed segment: step 3b */
+            continue;
+        }
+        r->records_redacted += redacted;
+        if (redacted > 0) r->segments_rewritten++;
+    }
+    tq_free(lsns, SEGMENTS_MAX * sizeof(uint64_t));
+    tq_log_close(log);
+    return err;
+}
+
+/* Step 3b: segments storage's primitive does not take (compressed ones, the tail), rewritten
+ * here with no log open (offline), through storage's decoder. Records already redacted in 3a
+ * are skipped, so this only touches what is left. */
+static enum tq_err redact_rest(const struct tq_ops_compact_options *o, const char *log_dir,
+                               const struct lsn_set *set, struct tq_ops_compact_result *r,
+                               struct tq_error *error) {
+    struct tq_ops_names names;
+    enum tq_err err = tq_ops_segment_names(log_dir, &names, error);
+    for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
+        uint64_t first = 0, next = UINT64_MAX;
+        bool ok = tq_ops_name_lsn(names.names[i], &first);
+        TQ_ASSERT(ok);
+        if (i + 1 < names.count) {
+            ok = tq_ops_name_lsn(names.names[i + 1], &next);
+            TQ_ASSERT(ok);
+        }
+        if (set_lower_bound(set, first) == set_lower_bound(set, next)) continue;
+        if (o->progress) {
+            fprintf(stderr, "\rcompact: redacting in segment %zu/%zu\033[K", i + 1, names.count);
+        }
+        uint64_t redacted = 0;
+        err = redact_segment(log_dir, names.names[i], set, &redacted, error);
+        r->records_redacted += redacted;
+        if (redacted > 0) r->segments_rewritten++;
+    }
+    tq_ops_names_free(&names);
     return err;
 }
 
@@ -434,39 +541,8 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o,
     set_seal(&all);
     char log_dir[TQ_OPS_PATH_BYTES_MAX];
     if (err == TQ_OK) err = tq_ops_path_join(log_dir, o->dir, "log", error);
-    if (err == TQ_OK && all.count > 0) {
-        struct tq_ops_names names;
-        err = tq_ops_segment_names(log_dir, &names, error);
-        for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
-            uint64_t first = 0, next = UINT64_MAX;
-            bool ok = tq_ops_name_lsn(names.names[i], &first);
-            TQ_ASSERT(ok);
-            if (i + 1 < names.count) {
-                ok = tq_ops_name_lsn(names.names[i + 1], &next);
-                TQ_ASSERT(ok);
-            }
-            /* Does [first, next) hold an LSN of the set? */
-            size_t lo = 0, hi = all.count;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (all.lsns[mid] < first) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            if (lo == all.count || all.lsns[lo] >= next) continue;
-            if (o->progress) {
-                fprintf(stderr, "\rcompact: redacting in segment %zu/%zu\033[K", i + 1,
-                        names.count);
-            }
-            uint64_t redacted = 0;
-            err = redact_segment(log_dir, names.names[i], &all, &redacted, error);
-            r->records_redacted += redacted;
-            if (redacted > 0) r->segments_rewritten++;
-        }
-        tq_ops_names_free(&names);
-    }
+    if (err == TQ_OK && all.count > 0) err = redact_with_storage(o, &all, r, error);
+    if (err == TQ_OK && all.count > 0) err = redact_rest(o, log_dir, &all, r, error);
     r->records_erased = c.erase.count;
     r->records_retained_out = c.retain.count;
     if (err == TQ_OK && o->compress) err = compact_compress(o, r, error);
@@ -484,6 +560,7 @@ static void compact_usage(FILE *out) {
     fprintf(out,
             "usage: ticketq compact --data DIR [--tenant T] [--erase-customer ID[,ID...]]\n"
             "                       [--retention DAYS [--archive DIR]] [--no-compress]\n"
+            "                       [--segment-bytes N (default: as the log was written)]\n"
             "  OFFLINE (stop the server first). Writes a snapshot of the state, then rewrites\n"
             "  old segments: the erased customers' messages and identities in the log are\n"
             "  physically removed (hash kept: verify still passes and lists them; replay shows\n"
@@ -529,6 +606,8 @@ int tq_ops_compact_main(int argc, char **argv) {
             bad = bad || !tq_ops_u64_parse(v, &o.tenant_id) || o.tenant_id == 0;
         } else if (tq_ops_args_take(&args, "--erase-customer", &v, &bad)) {
             bad = bad || !parse_ids(v, &o);
+        } else if (tq_ops_args_take(&args, "--segment-bytes", &v, &bad)) {
+            bad = bad || !tq_ops_u64_parse(v, &o.segment_bytes);
         } else if (tq_ops_args_take(&args, "--retention", &v, &bad)) {
             uint64_t days = 0;
             bad = bad || !tq_ops_u64_parse(v, &days) || days == 0;

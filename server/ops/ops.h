@@ -115,6 +115,7 @@ struct tq_ops_compact_options {
                                           closed longer ago than this (log time) */
     const char *archive_dir;           /* with retention: write dropped records here first */
     bool compress;                     /* zstd-compress sealed segments */
+    uint64_t segment_bytes;            /* the server's segment size; 0: inferred from the files */
     bool progress;                     /* progress lines on stderr */
 };
 
