@@ -87,8 +87,10 @@ static int run_child(const char *dir, enum fault_kind kind, uint64_t n, uint64_t
     if (pid == 0) {
         close(fds[0]);
         LSAN_DISABLE();
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2); /* the expected "fatal:" lines would drown the test output */
+        char err_path[300];
+        snprintf(err_path, sizeof(err_path), "%s/stderr.txt", dir);
+        int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(err_fd, 2); /* the expected "fatal:" lines are checked by the parent, not shown */
         struct tq_io_faults faults;
         memset(&faults, 0, sizeof(faults));
         if (kind == FAIL_OP) faults.fail_op_at = n;
@@ -108,6 +110,20 @@ static int run_child(const char *dir, enum fault_kind kind, uint64_t n, uint64_t
     TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
     TQ_CHECK(WIFEXITED(status)); /* never a crash, an abort or a sanitizer report */
     *acked_out = acked;
+    if (WEXITSTATUS(status) == 1) {
+        /* fail-stop: one line naming the operation, the file and the LSN */
+        char err_path[300], text[2048] = "";
+        snprintf(err_path, sizeof(err_path), "%s/stderr.txt", dir);
+        FILE *f = fopen(err_path, "r");
+        TQ_CHECK(f != NULL);
+        size_t got = fread(text, 1, sizeof(text) - 1, f);
+        text[got] = '\0';
+        fclose(f);
+        if (strstr(text, "fatal:") == NULL || strstr(text, "lsn") == NULL) fprintf(stderr, "%s\n", text);
+        TQ_CHECK(strstr(text, "ticketq: fatal:") != NULL);
+        TQ_CHECK(strstr(text, "lsn") != NULL);
+        TQ_CHECK(strstr(text, "Input/output error") != NULL);
+    }
     return WEXITSTATUS(status);
 }
 
