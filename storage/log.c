@@ -554,6 +554,7 @@ uint64_t tq_log_acked_lsn(const struct tq_log *log) {
 
 uint64_t tq_log_durable_lsn(const struct tq_log *log) { return log->durable_lsn; }
 uint64_t tq_log_next_lsn(const struct tq_log *log) { return log->next_lsn; }
+uint64_t tq_log_chain_head(const struct tq_log *log) { return log->chain_head; }
 bool tq_log_idle(const struct tq_log *log) { return log->ops_inflight == 0; }
 
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now) {

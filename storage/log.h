@@ -131,6 +131,9 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
 uint64_t tq_log_acked_lsn(const struct tq_log *log);
 /* Highest LSN known durable (fdatasync completed for it and everything before). */
 uint64_t tq_log_durable_lsn(const struct tq_log *log);
+/* The chain value (header checksum) of the last batch submitted: the "chain head" an auditor
+ * can write down; every earlier batch is bound to it (docs/log-format.md). 0 for an empty log. */
+uint64_t tq_log_chain_head(const struct tq_log *log);
 /* LSN the next staged record will get. */
 uint64_t tq_log_next_lsn(const struct tq_log *log);
 /* Milliseconds until the log wants tq_log_submit called again (interval sync, or 1 while the
