@@ -87,8 +87,8 @@ enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, ui
     out->customer_id = t->customer;
     out->queue_id = t->queue;
     out->assignee_id = t->assignee;
-    out->merged_into_id = t->merged_into;
-    out->follow_up_of_id = t->follow_up_of;
+    out->merged_into_id = tk_merged_into(t);
+    out->follow_up_of_id = tk_follow_up_of(t);
     out->status = (enum tq_ticket_status)t->status;
     out->priority = (enum tq_priority)t->priority;
     out->origin_channel = (enum tq_channel)t->origin;
@@ -97,7 +97,7 @@ enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, ui
     out->updated_ms = t->updated_ms;
     out->first_response_ms = t->first_response_ms;
     out->solved_ms = t->solved_ms;
-    out->wake_at_ms = t->wake_at_ms;
+    out->wake_at_ms = tk_wake_at(t);
     out->message_count = t->msg_count;
     if (t->extras != NULL) {
         const uint32_t *tags = extras_tags(t->extras);
@@ -173,7 +173,7 @@ static void customer_view(const struct tq_state *s, uint32_t id, struct tq_custo
     out->identity_count = c->ident_count;
     for (uint32_t t = c->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
         const struct tq_ticket *tk = st_ticket(s, t);
-        if (tk->status != TQ_STATUS_CLOSED && tk->merged_into == 0) out->open_ticket_count++;
+        if (tk->status != TQ_STATUS_CLOSED && tk_merged_into(tk) == 0) out->open_ticket_count++;
     }
 }
 
@@ -424,13 +424,13 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         if (t->assignee != 0) {
             CHECK(st_agent(s, t->assignee)->tenant == t->tenant, "ticket %u: agent tenant", id);
         }
-        if (t->merged_into != 0) {
-            CHECK(st_ticket(s, t->merged_into)->tenant == t->tenant, "ticket %u: merge tenant", id);
+        if (tk_merged_into(t) != 0) {
+            CHECK(st_ticket(s, tk_merged_into(t))->tenant == t->tenant, "ticket %u: merge", id);
             CHECK(t->status == TQ_STATUS_CLOSED, "ticket %u: merged but not closed", id);
             CHECK(t->msg_count == 0, "ticket %u: merged ticket keeps messages", id);
         }
-        if (t->follow_up_of != 0) {
-            CHECK(st_ticket(s, t->follow_up_of)->tenant == t->tenant, "ticket %u: follow-up", id);
+        if (tk_follow_up_of(t) != 0) {
+            CHECK(st_ticket(s, tk_follow_up_of(t))->tenant == t->tenant, "ticket %u: follow-up", id);
         }
         /* queue membership */
         bool should = tq_st_ticket_should_queue(t);
@@ -460,7 +460,7 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         }
         /* every running clock with a target is in the index (its warning or breach is due) */
         for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
-            if (t->sla_state[m] == TQ_SLA_RUNNING && t->merged_into == 0 &&
+            if (t->sla_state[m] == TQ_SLA_RUNNING && tk_merged_into(t) == 0 &&
                 sla_view_deadline(t, (enum tq_sla_metric)m) != 0) {
                 CHECK(due <= sla_view_deadline(t, (enum tq_sla_metric)m),
                       "ticket %u: running clock %d not indexed", id, m);

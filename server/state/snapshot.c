@@ -203,7 +203,7 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
     for (uint32_t i = 1; i < s->tickets.next_id; i++) {
         const struct tq_ticket *t = st_ticket(s, i);
         const uint64_t times[] = {t->created_ms, t->updated_ms, t->first_response_ms, t->solved_ms,
-                                  t->wake_at_ms, t->routing_ms, t->unanswered_ms,
+                                  tk_wake_at(t), t->routing_ms, t->unanswered_ms,
                                   t->wait.deadline_ms, t->wait.mark_ms, t->wait.elapsed_ms,
                                   t->work.deadline_ms, t->work.mark_ms, t->work.elapsed_ms,
                                   t->first_reply_deadline_ms, t->next_reply_deadline_ms,
@@ -223,7 +223,7 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
             sw_str(w, f->string_value);
         }
         const uint32_t ids[] = {t->tenant, t->number, t->customer, t->queue, t->assignee,
-                                t->merged_into, t->follow_up_of, t->policy};
+                                tk_merged_into(t), tk_follow_up_of(t), t->policy};
         for (size_t k = 0; k < TQ_ARRAY_COUNT(ids); k++) sw_u32(w, ids[k]);
         sw_u8(w, t->status);
         sw_u8(w, t->priority);
@@ -534,8 +534,9 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
     }
     for (uint32_t i = 1; i <= n->tickets && r->bad == NULL; i++) {
         struct tq_ticket *t = st_ticket(s, tq_st_slab_new(&s->tickets));
+        uint64_t wake_at = 0;
         uint64_t *times[] = {&t->created_ms, &t->updated_ms, &t->first_response_ms, &t->solved_ms,
-                             &t->wake_at_ms, &t->routing_ms, &t->unanswered_ms,
+                             &wake_at, &t->routing_ms, &t->unanswered_ms,
                              &t->wait.deadline_ms, &t->wait.mark_ms, &t->wait.elapsed_ms,
                              &t->work.deadline_ms, &t->work.mark_ms, &t->work.elapsed_ms,
                              &t->first_reply_deadline_ms, &t->next_reply_deadline_ms,
@@ -551,6 +552,8 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         if (r->bad != NULL) break;
         if (tc + fc > 0) {
             t->extras = tq_xalloc(extras_bytes(tc, fc));
+            t->extras->wake_at_ms = 0;
+            t->extras->merged_into = t->extras->follow_up_of = 0;
             t->extras->tag_count = tc;
             t->extras->field_count = fc;
             memset(t->extras->fields, 0, fc * sizeof(struct tq_tag_field));
@@ -569,8 +572,9 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         t->customer = sr_ref(r, n->customers, false, "ticket customer");
         t->queue = sr_ref(r, n->queues, false, "ticket queue");
         t->assignee = sr_ref(r, n->agents, true, "ticket assignee");
-        t->merged_into = sr_ref(r, n->tickets, true, "ticket merge");
-        t->follow_up_of = sr_ref(r, n->tickets, true, "ticket follow-up");
+        tq_st_set_merged_into(t, sr_ref(r, n->tickets, true, "ticket merge"));
+        tq_st_set_follow_up_of(t, sr_ref(r, n->tickets, true, "ticket follow-up"));
+        tq_st_set_wake_at(t, wake_at);
         t->policy = sr_u32(r, "ticket policy");
         if (r->bad == NULL && t->policy > st_tenant(s, t->tenant)->policy_count) sr_fail(r, "policy");
         t->status = sr_u8(r, "status");

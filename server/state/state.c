@@ -68,11 +68,11 @@ bool tq_state_status_move_allowed(enum tq_ticket_status from, enum tq_ticket_sta
 }
 
 bool tq_st_ticket_should_queue(const struct tq_ticket *t) {
-    return t->assignee == 0 && t->merged_into == 0 && status_table[t->status].queueable;
+    return t->assignee == 0 && tk_merged_into(t) == 0 && status_table[t->status].queueable;
 }
 
 bool tq_st_ticket_counts_load(const struct tq_ticket *t) {
-    return t->assignee != 0 && t->merged_into == 0 && status_table[t->status].counts_load;
+    return t->assignee != 0 && tk_merged_into(t) == 0 && status_table[t->status].counts_load;
 }
 
 /* ==== apply context and events ============================================================ */
@@ -330,7 +330,7 @@ static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
 /* The ticket's earliest timed item (UINT64_MAX if none). Ties: by kind, then metric. */
 static struct item ticket_next_item(const struct tq_state *s, const struct tq_ticket *t) {
     struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW};
-    if (t->merged_into != 0 || t->status == TQ_STATUS_CLOSED) return best;
+    if (tk_merged_into(t) != 0 || t->status == TQ_STATUS_CLOSED) return best;
     for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
         if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
         uint64_t deadline = clock_deadline(t, (enum tq_sla_metric)m);
@@ -339,8 +339,8 @@ static struct item ticket_next_item(const struct tq_state *s, const struct tq_ti
                       (enum tq_sla_metric)m);
         item_consider(&best, deadline, ITEM_BREACH, (enum tq_sla_metric)m);
     }
-    if ((t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD) && t->wake_at_ms) {
-        item_consider(&best, t->wake_at_ms, ITEM_WAKE, 0);
+    if ((t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD) && tk_wake_at(t)) {
+        item_consider(&best, tk_wake_at(t), ITEM_WAKE, 0);
     }
     if (t->assignee != 0 && status_table[t->status].queueable) {
         uint64_t timeout = st_queue(s, t->queue)->timeout_ms;
@@ -502,7 +502,7 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
         s->due = tq_xrealloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
         s->due_cap = cap;
     }
-    s->due[s->due_count] = (struct tq_duenode){due, tid, 0};
+    s->due[s->due_count] = (struct tq_duenode){due, tid};
     s->due_count++;
     dh_up(s, s->due_count - 1);
 }
@@ -652,16 +652,16 @@ static void ticket_set_status(struct ctx *c, uint32_t tid, enum tq_ticket_status
     } else if (to == TQ_STATUS_CLOSED) {
         for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) clock_cancel(t, (enum tq_sla_metric)m);
         t->unanswered_ms = 0;
-        t->wake_at_ms = 0;
+        tq_st_set_wake_at(t, 0);
     } else {
         if (status_table[to].wait_runs) clock_resume(s, t, TQ_SLA_REQUESTER_WAIT, at);
         if (status_table[to].work_runs) clock_resume(s, t, TQ_SLA_AGENT_WORK, at);
     }
-    if (to != TQ_STATUS_PENDING && to != TQ_STATUS_ON_HOLD && t->wake_at_ms != 0 &&
+    if (to != TQ_STATUS_PENDING && to != TQ_STATUS_ON_HOLD && tk_wake_at(t) != 0 &&
         to != TQ_STATUS_CLOSED) {
         /* wake_at only means something while pending or on hold */
-        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_WAKE_AT, (int64_t)t->wake_at_ms, 0, at);
-        t->wake_at_ms = 0;
+        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_WAKE_AT, (int64_t)tk_wake_at(t), 0, at);
+        tq_st_set_wake_at(t, 0);
     }
 }
 
@@ -974,6 +974,8 @@ static uint32_t customer_add(struct ctx *c, struct tq_str name, struct tq_str la
 /* ==== tags and custom fields ============================================================== */
 
 struct extras_draft {
+    uint64_t wake_at_ms;
+    uint32_t merged_into, follow_up_of;
     uint32_t tag_count, field_count;
     uint32_t tags[TQ_TAGS_PER_TICKET_MAX];
     struct tq_tag_field fields[TQ_CUSTOM_FIELDS_PER_TICKET_MAX];
@@ -982,7 +984,12 @@ struct extras_draft {
 static void draft_load(const struct tq_ticket *t, struct extras_draft *d) {
     d->tag_count = 0;
     d->field_count = 0;
+    d->wake_at_ms = 0;
+    d->merged_into = d->follow_up_of = 0;
     if (t->extras == NULL) return;
+    d->wake_at_ms = t->extras->wake_at_ms;
+    d->merged_into = t->extras->merged_into;
+    d->follow_up_of = t->extras->follow_up_of;
     d->tag_count = t->extras->tag_count;
     d->field_count = t->extras->field_count;
     memcpy(d->tags, extras_tags(t->extras), d->tag_count * sizeof(uint32_t));
@@ -994,8 +1001,14 @@ static void draft_store(struct tq_ticket *t, const struct extras_draft *d) {
         tq_free(t->extras, extras_bytes(t->extras->tag_count, t->extras->field_count));
         t->extras = NULL;
     }
-    if (d->tag_count == 0 && d->field_count == 0) return;
+    if (d->tag_count == 0 && d->field_count == 0 && d->wake_at_ms == 0 && d->merged_into == 0 &&
+        d->follow_up_of == 0) {
+        return;
+    }
     struct tq_ticket_extras *x = tq_xalloc(extras_bytes(d->tag_count, d->field_count));
+    x->wake_at_ms = d->wake_at_ms;
+    x->merged_into = d->merged_into;
+    x->follow_up_of = d->follow_up_of;
     x->tag_count = d->tag_count;
     x->field_count = d->field_count;
     memcpy(x->fields, d->fields, d->field_count * sizeof(struct tq_tag_field));
@@ -1017,6 +1030,28 @@ static bool draft_add_tag(struct tq_state *s, struct extras_draft *d, struct tq_
     if (d->tag_count == TQ_TAGS_PER_TICKET_MAX) return false;
     d->tags[d->tag_count++] = id;
     return true;
+}
+
+void tq_st_set_wake_at(struct tq_ticket *t, uint64_t v) {
+    if (tk_wake_at(t) == v) return;
+    struct extras_draft d;
+    draft_load(t, &d);
+    d.wake_at_ms = v;
+    draft_store(t, &d);
+}
+
+void tq_st_set_merged_into(struct tq_ticket *t, uint32_t v) {
+    struct extras_draft d;
+    draft_load(t, &d);
+    d.merged_into = v;
+    draft_store(t, &d);
+}
+
+void tq_st_set_follow_up_of(struct tq_ticket *t, uint32_t v) {
+    struct extras_draft d;
+    draft_load(t, &d);
+    d.follow_up_of = v;
+    draft_store(t, &d);
 }
 
 bool tq_st_ticket_has_tag(const struct tq_ticket *t, uint32_t tag) {
@@ -1463,7 +1498,7 @@ static void ingest_pick(const struct tq_state *s, uint32_t cid, uint32_t qid, ui
     if (cid == 0) return;
     for (uint32_t t = st_customer(s, cid)->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
         const struct tq_ticket *tk = st_ticket(s, t);
-        if (tk->queue != qid || tk->merged_into != 0) continue;
+        if (tk->queue != qid || tk_merged_into(tk) != 0) continue;
         if (tk->status != TQ_STATUS_CLOSED) {
             *open_out = t;
             return;
@@ -1482,7 +1517,6 @@ static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_
     t->number = tn->ticket_number_next++;
     t->customer = cid;
     t->queue = qid;
-    t->follow_up_of = follow_up_of;
     t->status = TQ_STATUS_NEW;
     t->priority = (uint8_t)in->priority;
     t->origin = (uint8_t)in->channel;
@@ -1494,6 +1528,9 @@ static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_
     /* tags: inherited from the closed ticket first, then the message's, up to the limit */
     struct extras_draft d;
     d.tag_count = d.field_count = 0;
+    d.wake_at_ms = 0;
+    d.merged_into = 0;
+    d.follow_up_of = follow_up_of;
     if (follow_up_of != 0) {
         const struct tq_ticket *prev = st_ticket(s, follow_up_of);
         if (prev->extras != NULL) {
@@ -1628,7 +1665,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
 
 static enum tq_err check_ticket_mutable(struct ctx *c, const struct tq_ticket *t) {
     if (t == NULL) return fail(c, TQ_ERR_NOT_FOUND, "ticket");
-    if (t->merged_into != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "ticket was merged");
+    if (tk_merged_into(t) != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "ticket was merged");
     if (t->status == TQ_STATUS_CLOSED) return fail(c, TQ_ERR_FAILED_PRECONDITION, "ticket closed");
     return TQ_OK;
 }
@@ -2022,6 +2059,11 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
                                    ? tq_st_strdup(s, cf->string_value.ptr, cf->string_value.len)
                                    : (struct tq_str){"", 0};
         }
+        /* the cold fields may have changed since the draft was loaded (a status move clears
+         * wake_at): take them from the ticket as it is now */
+        d.wake_at_ms = tk_wake_at(t);
+        d.merged_into = tk_merged_into(t);
+        d.follow_up_of = tk_follow_up_of(t);
         draft_store(t, &d);
         if (f & (TQ_UPDATE_TAGS_ADD | TQ_UPDATE_TAGS_REMOVE)) {
             ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_TAGS, old_tags, d.tag_count, c->now);
@@ -2037,10 +2079,10 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
         t->subject_len = (uint16_t)subj.len;
         ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_SUBJECT, 0, 0, c->now);
     }
-    if ((f & TQ_UPDATE_WAKE_AT) && in->wake_at_ms != t->wake_at_ms) {
-        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_WAKE_AT, (int64_t)t->wake_at_ms,
+    if ((f & TQ_UPDATE_WAKE_AT) && in->wake_at_ms != tk_wake_at(t)) {
+        ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_WAKE_AT, (int64_t)tk_wake_at(t),
                   (int64_t)in->wake_at_ms, c->now);
-        t->wake_at_ms = in->wake_at_ms;
+        tq_st_set_wake_at(t, in->wake_at_ms);
     }
     ticket_sync(s, tid, c->now);
     c->res->ticket_id = tid;
@@ -2176,7 +2218,7 @@ static enum tq_err cmd_ticket_merge(struct ctx *c) {
     src->msg_head = src->msg_tail = 0;
     src->msg_count = 0;
     dst->updated_ms = c->now;
-    src->merged_into = (uint32_t)tid;
+    tq_st_set_merged_into(src, (uint32_t)tid);
     ticket_set_status(c, (uint32_t)sid, TQ_STATUS_CLOSED, c->now);
     struct tq_event ev = ev_make(c, TQ_EVENT_TICKET_MERGED, c->tenant_id, c->now);
     ev.ticket_id = sid;
@@ -2313,9 +2355,10 @@ static enum tq_err cmd_tick(struct ctx *c) {
         struct item it = ticket_next_item(s, st_ticket(s, tid));
         TQ_ASSERT(it.at == s->due[0].due_ms);
         item_process(c, tid, it);
-        TQ_ASSERT(st_ticket(s, tid)->due_pos == 0 || tq_st_ticket_due(s, st_ticket(s, tid)) > it.at ||
-                  ticket_next_item(s, st_ticket(s, tid)).kind != it.kind ||
-                  ticket_next_item(s, st_ticket(s, tid)).metric != it.metric);
+        /* Progress: the processed item is gone (each kind removes itself: warned bit, breached
+         * state, status or assignee change), so the loop cannot spin on one item. */
+        struct item next = ticket_next_item(s, st_ticket(s, tid));
+        TQ_ASSERT(next.at != it.at || next.kind != it.kind || next.metric != it.metric);
     }
     /* Expired outbox leases, every tenant and channel (lazily: only here and at take). */
     uint32_t tenants = tq_slab_count(&s->tenants);
