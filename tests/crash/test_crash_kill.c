@@ -9,7 +9,8 @@
  * LSN, to a pipe. The parent SIGKILLs it after a random delay, drains the pipe, reopens the
  * log and checks: recovered end >= every LSN the child reported; every record of this cycle
  * (and a sample of older ones) is byte-identical to what its cycle wrote; records past the
- * acknowledged end are whole records of the killed cycle. >= 200 cycles (TQ_CRASH_CYCLES),
+ * acknowledged end are whole records of the killed cycle; after that recovery a read-only open
+ * finds a clean end (no byte of garbage left after the last batch). >= 200 cycles (TQ_CRASH_CYCLES),
  * a fresh directory every 25 cycles to bound reopen time. Seeded: TQ_SEED reproduces the
  * choices (not the kernel's timing).
  */
@@ -180,6 +181,17 @@ int main(void) {
         total_acked += cycle_acked > verified_end ? cycle_acked - verified_end : 0;
         verified_end = rec.lsn_last;
         acked_max = rec.lsn_last; /* recovered records are part of the log from now on */
+        tq_log_close(log);
+        /* After that recovery nothing is left past the end: a read-only open finds a clean
+         * end (no torn bytes, not one recovery line) at the same LSN. */
+        struct st_lines again = {0};
+        struct tq_log_options ro = st_options(dir, &again);
+        ro.read_only = true;
+        struct tq_log_recovery rec2;
+        TQ_CHECK_OK(tq_log_open(&ro, &log, &rec2, &err), &err);
+        if (again.count != 0) fprintf(stderr, "unexpected: %s", again.text);
+        TQ_CHECK_EQ(again.count, 0);
+        TQ_CHECK_UEQ(rec2.lsn_last, rec.lsn_last);
         tq_log_close(log);
     }
     printf("test_crash_kill: %d cycles, %" PRIu64 " records acknowledged, %" PRIu64
