@@ -59,6 +59,73 @@ static int write_file_atomic(const char *path, const char *text, mode_t mode) {
 
 /* ---- recovery -------------------------------------------------------------------------------- */
 
+struct derive_ctx {
+    struct tq_event **events;
+    uint32_t *count, *cap;
+};
+
+static void derive_event(void *ctx, const struct tq_event *event) {
+    struct derive_ctx *d = ctx;
+    if (*d->count == *d->cap) {
+        uint32_t cap = *d->cap ? *d->cap * 2 : 64;
+        *d->events = tq_xrealloc(*d->events, *d->cap * sizeof(**d->events),
+                                 cap * sizeof(**d->events));
+        *d->cap = cap;
+    }
+    (*d->events)[(*d->count)++] = *event;
+}
+
+#ifdef TQ_DEBUG
+/* Compares a logged events record with the events apply derived for its command. Returns the
+ * number of differing events (a record that does not decode counts as one). */
+static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record *r,
+                               uint64_t applied_cmd_lsn, const struct tq_event *derived,
+                               uint32_t available, uint32_t *next) {
+    struct tq_event *logged = tq_arena_alloc(&srv->arena, TQ_EVENTS_PER_RECORD_MAX * sizeof(*logged));
+    uint64_t cmd_lsn;
+    uint32_t count;
+    struct tq_error error;
+    if (tq_events_decode(r->payload, r->len, &cmd_lsn, logged, TQ_EVENTS_PER_RECORD_MAX, &count,
+                         &error) != TQ_OK) {
+        fprintf(stderr, "ticketqd: events record %" PRIu64 ": %s\n", r->lsn, error.msg);
+        return 1;
+    }
+    if (cmd_lsn != applied_cmd_lsn) return 0; /* its command is inside the snapshot */
+    uint64_t bad = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const struct tq_event *a = &logged[i];
+        const struct tq_event *b = i < available ? &derived[i] : NULL;
+        if (b == NULL || a->type != b->type || a->lsn != cmd_lsn ||
+            a->at_ms != b->at_ms || a->tenant_id != b->tenant_id || a->ticket_id != b->ticket_id ||
+            a->message_id != b->message_id || a->customer_id != b->customer_id ||
+            a->agent_id != b->agent_id || a->queue_id != b->queue_id || a->field != b->field ||
+            a->old_value != b->old_value || a->new_value != b->new_value ||
+            a->sla_metric != b->sla_metric) {
+            bad++;
+            if (b != NULL) {
+                fprintf(stderr,
+                        "ticketqd:   logged type %d at %" PRIu64 " tenant %" PRIu64 " ticket %" PRIu64
+                        " msg %" PRIu64 " cust %" PRIu64 " agent %" PRIu64 " queue %" PRIu64
+                        " field %d %" PRId64 "->%" PRId64 "; derived type %d at %" PRIu64
+                        " tenant %" PRIu64 " ticket %" PRIu64 " msg %" PRIu64 " cust %" PRIu64
+                        " agent %" PRIu64 " queue %" PRIu64 " field %d %" PRId64 "->%" PRId64 "\n",
+                        (int)a->type, a->at_ms, a->tenant_id, a->ticket_id, a->message_id,
+                        a->customer_id, a->agent_id, a->queue_id, (int)a->field, a->old_value,
+                        a->new_value, (int)b->type, b->at_ms, b->tenant_id, b->ticket_id,
+                        b->message_id, b->customer_id, b->agent_id, b->queue_id, (int)b->field,
+                        b->old_value, b->new_value);
+            }
+        }
+    }
+    if (bad > 0) {
+        fprintf(stderr, "ticketqd: events record %" PRIu64 ": %" PRIu64 " of %u events differ\n",
+                r->lsn, bad, count);
+    }
+    *next += count;
+    return bad;
+}
+#endif
+
 static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
     uint64_t t0 = tq_mono_us();
     struct tq_state_options sopt = {.body_bytes_max = srv->cfg.body_max};
@@ -87,6 +154,15 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
         return 1;
     }
     uint64_t applied = 0, first = 0, last = 0;
+    /* Events are derived data: recovery skips their records. Debug builds re-derive them
+     * from apply and compare, which checks that apply is deterministic. */
+    struct tq_event *derived = NULL;
+    uint32_t derived_count = 0, derived_cap = 0, derived_next = 0;
+    uint64_t mismatches = 0;
+    int last_cmd_type = 0;
+    uint64_t last_cmd_lsn = 0;
+    (void)last_cmd_type;
+    (void)last_cmd_lsn;
     for (;;) {
         struct tq_log_record r;
         err = tq_log_iter_next(it, &r, &error);
@@ -98,7 +174,19 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
         }
         if (first == 0) first = r.lsn;
         last = r.lsn;
-        if (r.type != TQ_RECORD_TYPE_CMD) continue; /* events records: derived data */
+        if (r.type == TQ_RECORD_TYPE_EVENTS) {
+#ifdef TQ_DEBUG
+            uint64_t bad = compare_events(srv, &r, last_cmd_lsn, derived + derived_next,
+                                          derived_count - derived_next, &derived_next);
+            if (bad > 0) {
+                fprintf(stderr, "ticketqd:   (events of command type %d, %u derived)\n",
+                        last_cmd_type, derived_count);
+            }
+            mismatches += bad;
+#endif
+            continue;
+        }
+        if (r.type != TQ_RECORD_TYPE_CMD) continue;
         if (r.flags & TQ_RECORD_REDACTED) {
             tq_fatal("recovery: command record %" PRIu64 " is redacted", r.lsn);
         }
@@ -106,7 +194,12 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
         if (tq_cmd_decode(r.payload, r.len, &cmd, &srv->arena, &error) != TQ_OK) {
             tq_fatal("recovery: record %" PRIu64 " does not decode: %s", r.lsn, error.msg);
         }
-        if (tq_state_apply(srv->state, r.lsn, &cmd, NULL, NULL, &error) != TQ_OK) {
+        last_cmd_type = (int)cmd.type;
+        last_cmd_lsn = r.lsn;
+        struct derive_ctx dctx = {&derived, &derived_count, &derived_cap};
+        struct tq_event_sink sink = {.emit = derive_event, .ctx = &dctx};
+        derived_count = derived_next = 0;
+        if (tq_state_apply(srv->state, r.lsn, &cmd, NULL, &sink, &error) != TQ_OK) {
             tq_fatal("recovery: record %" PRIu64 " (command %d) no longer applies: %s "
                      "(the log and this binary disagree)",
                      r.lsn, (int)cmd.type, error.msg);
@@ -116,6 +209,11 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
         tq_arena_reset(&srv->arena);
     }
     tq_log_iter_close(it);
+    if (derived != NULL) tq_free(derived, derived_cap * sizeof(*derived));
+    if (mismatches > 0) {
+        tq_fatal("recovery: %" PRIu64 " logged events differ from the events apply derives "
+                 "again (apply is not deterministic)", mismatches);
+    }
     srv->lsn_staged = rec->lsn_last > last ? rec->lsn_last : last;
     if (srv->lsn_staged < snap_lsn) srv->lsn_staged = snap_lsn;
     srv->events_flushed_lsn = srv->lsn_staged;

@@ -31,10 +31,15 @@ static int run_ticketqd(const char *const *args, char *err, size_t cap) {
     snprintf(cmd + n, sizeof(cmd) - n, " 2>&1 >/dev/null");
     FILE *p = popen(cmd, "r");
     TQ_CHECK(p != NULL);
+    size_t len = 0; /* all of stderr, up to cap */
     err[0] = '\0';
-    if (fgets(err, (int)cap, p) == NULL) err[0] = '\0';
-    char sink[512];
-    while (fgets(sink, sizeof(sink), p) != NULL) {
+    char line[512];
+    while (fgets(line, sizeof(line), p) != NULL) {
+        size_t ln = strlen(line);
+        if (len + ln < cap) {
+            memcpy(err + len, line, ln + 1);
+            len += ln;
+        }
     }
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -144,9 +149,39 @@ static int try_op(struct rawc *c, int which, uint64_t tenant, uint64_t ticket) {
     return code;
 }
 
+/* A corrupt batch that is not the torn tail: ticketqd refuses to start (exit 1) and names
+ * the segment file. */
+static void test_corruption(void) {
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    struct rawc c;
+    rawc_open_authed(&c, f.addr, f.admin_token);
+    rawc_tenant_create(&c, "one"); /* sequential: separate batches after the first */
+    rawc_tenant_create(&c, "two");
+    rawc_close(&c);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    char seg[512];
+    snprintf(seg, sizeof(seg), "%s/log/00000000000000000001.seg", f.dir);
+    int fd = open(seg, O_RDWR);
+    TQ_CHECK(fd >= 0);
+    uint8_t b;
+    TQ_CHECK_EQ(pread(fd, &b, 1, 0x50), 1); /* inside the first batch's records */
+    b ^= 0x5a;
+    TQ_CHECK_EQ(pwrite(fd, &b, 1, 0x50), 1);
+    close(fd);
+    char err[4096];
+    const char *args[] = {"--data", f.dir, "--listen", "127.0.0.1:0", NULL};
+    TQ_CHECK_EQ(run_ticketqd(args, err, sizeof(err)), 1);
+    TQ_CHECK(strstr(err, "cannot open the log") != NULL);
+    TQ_CHECK(strstr(err, "00000000000000000001.seg") != NULL);
+    tq_fixture_cleanup(&f);
+}
+
 int main(void) {
     tq_test_seed("test_server_basic");
     test_options();
+    test_corruption();
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
