@@ -1,11 +1,11 @@
 /* tests/ops/ops_figures.c: the figures of docs/performance-ops.md (not a test: run by hand).
  *
  * Builds a data directory the way ticketqd does (commands applied, then logged with their
- * events records; group commit of 64 commands per batch; 64 MiB segments) and times each tool
+ * events records; group commit of 64 commands per batch; 8 MiB segments) and times each tool
  * through its library function on it: verify, replay (events to /dev/null; --at half way),
  * backup (full, then incremental after 10% more traffic), restore, compaction (erase one
  * customer, compress sealed segments) with space before/after. Prints machine info first.
- * Usage: ops_figures [commands (default 200000)] [dir (default a temp dir)]
+ * Usage: ops_figures [commands (default 200000)] [dir ('-': a temp dir)] [segment KiB (8192)]
  * Build it Release (-DCMAKE_BUILD_TYPE=Release, no sanitizers) for meaningful numbers.
  */
 #include "ops.h"
@@ -51,7 +51,8 @@ static double run_quiet(int (*tool)(int, char **), int argc, char **argv) {
 int main(int argc, char **argv) {
     int commands = argc > 1 ? atoi(argv[1]) : 200000;
     char dir[256], backup[300], restored[300];
-    if (argc > 2) {
+    uint64_t segment_kib = argc > 3 ? strtoull(argv[3], NULL, 10) : 8192;
+    if (argc > 2 && strcmp(argv[2], "-") != 0) {
         snprintf(dir, sizeof(dir), "%s", argv[2]);
     } else {
         ops_tmpdir("figures", dir, sizeof(dir));
@@ -60,11 +61,12 @@ int main(int argc, char **argv) {
     snprintf(restored, sizeof(restored), "%s.restored", dir);
     struct utsname u;
     uname(&u);
-    printf("machine: %s %s, %ld cpus; data dir %s\n", u.sysname, u.release,
-           sysconf(_SC_NPROCESSORS_ONLN), dir);
+    printf("machine: %s %s, %ld cpus; data dir %s, %llu KiB segments\n", u.sysname, u.release,
+           sysconf(_SC_NPROCESSORS_ONLN), dir, (unsigned long long)segment_kib);
     uint64_t rng = 12345;
     struct ops_db db;
-    ops_db_open_ex(&db, dir, 64ull << 20, 4u << 20, TQ_FSYNC_NONE);
+    uint32_t batch = segment_kib >= 2048 ? 1u << 20 : (uint32_t)(segment_kib * 1024 / 4);
+    ops_db_open_ex(&db, dir, segment_kib * 1024, batch, TQ_FSYNC_NONE);
 #ifdef TQ_OPS_EVENTS_CODEC
     db.with_events = true;
 #endif
@@ -145,7 +147,7 @@ int main(int argc, char **argv) {
            (unsigned long long)r->segments_compressed, s, (double)r->records / s);
     free(r);
     ops_db_close(&db);
-    if (argc <= 2) {
+    if (argc <= 2 || strcmp(argv[2], "-") == 0) {
         ops_rm_rf(dir);
         ops_rm_rf(backup);
     }
