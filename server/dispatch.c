@@ -1376,7 +1376,8 @@ static enum tq_err op_snapshot_now(struct req *r) {
 static enum tq_err op_auth(struct req *r) {
     const char *token = r->msg->auth->token;
     size_t len = token ? strnlen(token, TQ_AUTH_TOKEN_BYTES_MAX + 1) : 0;
-    r->sess->authed = false;
+    r->sess->authed = false; /* a failed Auth leaves the connection unauthenticated */
+    if (r->conn->sub.active) tq_sub_stop(r->srv, r->conn);
     if (len == 0 || len > TQ_AUTH_TOKEN_BYTES_MAX) {
         return fail(r, TQ_ERR_UNAUTHENTICATED, "unknown or revoked token");
     }

@@ -536,10 +536,13 @@ int tq_loop_run(struct tq_server *srv) {
             arm_send(srv, c);
             arm_recv(srv, c);
             /* Frames already buffered and parseable: keep turning without waiting. */
-            if (c->kind == TQ_CONN_CLIENT && !c->recv_armed && c->rlen > c->rpos &&
+            uint32_t plen = 0;
+            if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos &&
                 c->inflight < srv->cfg.max_inflight && c->blocked_until_lsn == 0 &&
-                !c->close_after_send && !srv->draining) {
-                busy = true;
+                !c->close_after_send && !srv->draining &&
+                tq_frame_peek(c->rbuf + c->rpos, c->rlen - c->rpos, srv->cfg.max_frame, &plen) !=
+                    TQ_FRAME_NEED_MORE) {
+                busy = true; /* a whole frame is buffered (per-turn bound hit) */
             }
         }
         uint64_t now_mono = mono_us / 1000;

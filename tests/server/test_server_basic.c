@@ -232,6 +232,36 @@ int main(void) {
     r = rawc_call(&c, &tsreq);
     RAWC_EXPECT(r, 0);
     rawc_free(r);
+    /* Business hours: the zone is resolved by the server (an unknown one is refused). */
+    Ticketq__DayHours day = TICKETQ__DAY_HOURS__INIT;
+    day.weekday = 1;
+    day.start_minute = 9 * 60;
+    day.end_minute = 17 * 60;
+    Ticketq__DayHours *days[1] = {&day};
+    char *holidays[1] = {(char *)(uintptr_t)"2026-12-25"};
+    Ticketq__BusinessHoursSet bh = TICKETQ__BUSINESS_HOURS_SET__INIT;
+    bh.tz_name = (char *)(uintptr_t)"Asia/Shanghai";
+    bh.n_hours = 1;
+    bh.hours = days;
+    bh.n_holidays = 1;
+    bh.holidays = holidays;
+    RAWC_REQ(bhreq, business_hours_set, BUSINESS_HOURS_SET, &bh);
+    bhreq.has_tenant_id = true;
+    bhreq.tenant_id = ta;
+    r = rawc_call(&c, &bhreq);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    bh.tz_name = (char *)(uintptr_t)"Nowhere/Atlantis";
+    bhreq.id = 0;
+    r = rawc_call(&c, &bhreq);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__INVALID_ARGUMENT);
+    rawc_free(r);
+    day.end_minute = 2000; /* validated before anything is logged */
+    bh.tz_name = (char *)(uintptr_t)"Asia/Shanghai";
+    bhreq.id = 0;
+    r = rawc_call(&c, &bhreq);
+    RAWC_EXPECT(r, TICKETQ__ERROR_CODE__INVALID_ARGUMENT);
+    rawc_free(r);
     char tok_ta[80], tok_ag[80], tok_in[80], tok_tb[80];
     rawc_token_issue(&c, ta, TICKETQ__ROLE__TENANT_ADMIN, 0, tok_ta);
     uint64_t ag_token_id = rawc_token_issue(&c, ta, TICKETQ__ROLE__ROLE_AGENT, agent, tok_ag);

@@ -11,6 +11,7 @@
  * log catch-up (visible in /metrics) and still gets everything. A second tenant's events
  * never reach the first tenant's subscriber.
  */
+#include "frame.h"
 #include "rawc.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
@@ -258,6 +259,25 @@ int main(void) {
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc admin;
     rawc_open_authed(&admin, f.addr, f.admin_token);
+    /* Deep pipelining (more than the per-turn frame bound and the in-flight bound of 1024):
+     * everything is answered, in order, with no client read until all is sent. */
+    {
+        static uint8_t many[5000 * 16];
+        size_t len = 0;
+        for (uint64_t i = 0; i < 5000; i++) {
+            Ticketq__Ping p = TICKETQ__PING__INIT;
+            RAWC_REQ(req, ping, PING, &p);
+            req.id = 100000 + i;
+            len += tq_frame_pack(&req.base, many + len, sizeof(many) - len);
+        }
+        TQ_CHECK_EQ(rawc_send_raw(&admin, many, len), 0);
+        for (uint64_t i = 0; i < 5000; i++) {
+            Ticketq__Response *r = rawc_recv(&admin, 10000);
+            RAWC_EXPECT(r, 0);
+            TQ_CHECK_UEQ(r->id, 100000 + i);
+            rawc_free(r);
+        }
+    }
     char tok_a[80], tok_b[80];
     setup_tenant(&admin, "alpha", tok_a);
     setup_tenant(&admin, "beta", tok_b);
