@@ -54,6 +54,10 @@ const char *tq_ops_cmd_name(int cmd_type) {
 #define RECORD_BUF_BYTES (TQ_RECORD_BYTES_DEFAULT_MAX + 64)
 /* Events decoded from one type-2 record: the server splits larger sets over several. */
 #define RECORDED_EVENTS_PER_RECORD_MAX 4096u
+/* The largest body limit ticketqd accepts (--body-max, server/config.c). apply only uses the
+ * limit to refuse commands, and a refused command is never logged, so replaying with the
+ * largest possible limit accepts every logged command whatever the server's setting was. */
+#define REPLAY_BODY_BYTES_MAX (512u * 1024)
 
 enum record_kind {
     RECORD_APPLIED = 0,   /* a command applied; events are its regenerated effects */
@@ -148,7 +152,8 @@ static enum tq_err engine_load_snapshot(struct engine *e, struct tq_error *error
     enum tq_err err = tq_log_snapshot_latest(e->log, &blob, &len, &lsn, error);
     if (err != TQ_OK) return err;
     struct tq_state *state = NULL;
-    err = tq_state_deserialize(blob, len, NULL, &state, error);
+    struct tq_state_options so = {.body_bytes_max = REPLAY_BODY_BYTES_MAX};
+    err = tq_state_deserialize(blob, len, &so, &state, error);
     tq_free(blob, len);
     if (err != TQ_OK) return err;
     if (e->state != NULL) tq_state_free(e->state);
@@ -183,7 +188,8 @@ static enum tq_err engine_open(struct engine *e, const char *dir, struct tq_erro
         }
         return err;
     }
-    e->state = tq_state_new(NULL);
+    struct tq_state_options so = {.body_bytes_max = REPLAY_BODY_BYTES_MAX};
+    e->state = tq_state_new(&so);
     TQ_ASSERT(e->state != NULL);
     return TQ_OK;
 }
