@@ -138,7 +138,9 @@ static void ensure_enc(struct tq_server *srv, size_t size) {
 
 /* Keeps a copy of a staged command record until its batch is acknowledged, so reads that
  * need a body (TicketGet, OutboxTake) can be served before the record is readable from the
- * log; the response itself still waits for the acknowledgement. */
+ * log; the response itself still waits for the acknowledgement. The copies live back to back
+ * in one growing buffer (no allocation per request once warm); entries are in LSN order, so
+ * pruning removes a prefix. */
 static void staged_keep(struct tq_server *srv, uint64_t lsn, const uint8_t *bytes, size_t len) {
     if (srv->staged_count == srv->staged_cap) {
         uint32_t cap = srv->staged_cap ? srv->staged_cap * 2 : 256;
@@ -146,24 +148,34 @@ static void staged_keep(struct tq_server *srv, uint64_t lsn, const uint8_t *byte
                                   cap * sizeof(*srv->staged));
         srv->staged_cap = cap;
     }
-    struct tq_staged_record *s = &srv->staged[srv->staged_count++];
-    s->lsn = lsn;
-    s->len = len;
-    s->bytes = tq_xalloc(len ? len : 1);
-    memcpy(s->bytes, bytes, len);
+    if (srv->staged_bytes_len + len > srv->staged_bytes_cap) {
+        size_t cap = srv->staged_bytes_cap ? srv->staged_bytes_cap : 256 * 1024;
+        while (cap < srv->staged_bytes_len + len) cap *= 2;
+        srv->staged_bytes = tq_xrealloc(srv->staged_bytes, srv->staged_bytes_cap, cap);
+        srv->staged_bytes_cap = cap;
+    }
+    TQ_ASSERT(srv->staged_count == 0 || srv->staged[srv->staged_count - 1].lsn < lsn);
+    memcpy(srv->staged_bytes + srv->staged_bytes_len, bytes, len);
+    srv->staged[srv->staged_count++] =
+        (struct tq_staged_record){.lsn = lsn, .offset = srv->staged_bytes_len, .len = len};
+    srv->staged_bytes_len += len;
 }
 
 void tq_dispatch_prune_staged(struct tq_server *srv, uint64_t acked_lsn) {
-    uint32_t keep = 0;
-    for (uint32_t i = 0; i < srv->staged_count; i++) {
-        struct tq_staged_record *s = &srv->staged[i];
-        if (s->lsn <= acked_lsn) {
-            tq_free(s->bytes, s->len ? s->len : 1);
-        } else {
-            srv->staged[keep++] = *s;
-        }
+    uint32_t drop = 0;
+    while (drop < srv->staged_count && srv->staged[drop].lsn <= acked_lsn) drop++;
+    if (drop == 0) return;
+    if (drop == srv->staged_count) {
+        srv->staged_count = 0;
+        srv->staged_bytes_len = 0;
+        return;
     }
-    srv->staged_count = keep;
+    size_t base = srv->staged[drop].offset;
+    memmove(srv->staged_bytes, srv->staged_bytes + base, srv->staged_bytes_len - base);
+    srv->staged_bytes_len -= base;
+    memmove(srv->staged, srv->staged + drop, (srv->staged_count - drop) * sizeof(*srv->staged));
+    srv->staged_count -= drop;
+    for (uint32_t i = 0; i < srv->staged_count; i++) srv->staged[i].offset -= base;
 }
 
 uint64_t tq_dispatch_send_queue_max(const struct tq_server *srv) {
@@ -348,7 +360,8 @@ static enum tq_err record_cmd(struct tq_server *srv, uint64_t lsn, struct tq_cmd
     if (lsn > tq_log_acked_lsn(srv->log)) {
         for (uint32_t i = 0; i < srv->staged_count; i++) {
             if (srv->staged[i].lsn == lsn) {
-                uint8_t *copy = tq_arena_memdup(&srv->arena, srv->staged[i].bytes,
+                uint8_t *copy = tq_arena_memdup(&srv->arena,
+                                                srv->staged_bytes + srv->staged[i].offset,
                                                 srv->staged[i].len ? srv->staged[i].len : 1);
                 return tq_cmd_decode(copy, srv->staged[i].len, cmd, &srv->arena, error);
             }
@@ -1599,8 +1612,9 @@ void tq_dispatch_init(struct tq_server *srv) {
 }
 
 void tq_dispatch_destroy(struct tq_server *srv) {
-    tq_dispatch_prune_staged(srv, UINT64_MAX);
     if (srv->staged != NULL) tq_free(srv->staged, srv->staged_cap * sizeof(*srv->staged));
+    if (srv->staged_bytes != NULL) tq_free(srv->staged_bytes, srv->staged_bytes_cap);
+    srv->staged_bytes = NULL;
     if (srv->enc_buf != NULL) tq_free(srv->enc_buf, srv->enc_cap);
     if (srv->read_buf != NULL) tq_free(srv->read_buf, srv->read_cap);
     if (srv->ev != NULL) tq_free(srv->ev, srv->ev_cap * sizeof(*srv->ev));

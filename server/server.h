@@ -105,8 +105,8 @@ struct tq_pending_event {
 /* A command record staged in the log but not yet acknowledged (bodies for reads). */
 struct tq_staged_record {
     uint64_t lsn;
+    size_t offset;                  /* in tq_server.staged_bytes */
     size_t len;
-    uint8_t *bytes;
 };
 
 enum tq_metric_counter {
@@ -158,6 +158,8 @@ struct tq_server {
     uint32_t ev_count, ev_cap;
     struct tq_staged_record *staged; /* unacknowledged command records, by LSN */
     uint32_t staged_count, staged_cap;
+    uint8_t *staged_bytes;          /* their encodings, back to back */
+    size_t staged_bytes_len, staged_bytes_cap;
     struct tq_pending_event *pend;  /* staged events not yet revealed to subscribers */
     uint32_t pend_count, pend_cap;
     uint32_t subscribers;
