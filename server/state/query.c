@@ -6,9 +6,10 @@
  * answers for another tenant's id exactly as for a missing one (NOT_FOUND / false / 0).
  *
  * What a message view holds is what the state keeps in memory: id, ticket, LSN, direction,
- * channel, author kind, delivery status and attempts. author_id, created_ms and provider_ts_ms
- * are in the record at view.lsn (tq_cmd_decode of it: now_ms is the commit time, the actor or
- * customer is the author) and are returned as 0 here; that keeps a message at 24 bytes.
+ * channel, author kind, delivery status and attempts (and, for inbound messages, the ticket's
+ * customer as author). created_ms, provider_ts_ms and an agent author are in the record at
+ * view.lsn: tq_state_message_complete() fills them from the decoded record. That keeps a
+ * message at 24 bytes.
  */
 #include "state_internal.h"
 
@@ -132,6 +133,7 @@ enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, ui
 static void message_view(const struct tq_state *s, uint32_t id, struct tq_message_view *out) {
     const struct tq_message *m = st_message(s, id);
     memset(out, 0, sizeof(*out));
+    if (msg_author(m) == TQ_AUTHOR_CUSTOMER) out->author_id = st_ticket(s, m->ticket)->customer;
     out->message_id = id;
     out->ticket_id = m->ticket;
     out->lsn = msg_lsn(m);
@@ -140,6 +142,16 @@ static void message_view(const struct tq_state *s, uint32_t id, struct tq_messag
     out->author_kind = (enum tq_author_kind)msg_author(m);
     out->delivery = (enum tq_delivery)msg_delivery(m);
     out->attempts = msg_attempts(m);
+}
+
+void tq_state_message_complete(struct tq_message_view *v, const struct tq_cmd *record) {
+    if (record->type == TQ_CMD_MESSAGE_INGEST && v->direction == TQ_DIRECTION_INBOUND) {
+        v->created_ms = record->now_ms;
+        v->provider_ts_ms = record->u.ingest.provider_ts_ms;
+    } else if (record->type == TQ_CMD_MESSAGE_REPLY && v->direction != TQ_DIRECTION_INBOUND) {
+        v->created_ms = record->now_ms;
+        if (v->author_kind == TQ_AUTHOR_AGENT) v->author_id = record->actor_agent_id;
+    }
 }
 
 uint32_t tq_state_ticket_messages(const struct tq_state *s, uint64_t tenant_id, uint64_t ticket_id,

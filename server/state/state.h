@@ -464,6 +464,12 @@ uint32_t tq_state_ticket_messages(const struct tq_state *state, uint64_t tenant_
                                   struct tq_message_view *out);
 TQ_NODISCARD enum tq_err tq_state_message_get(const struct tq_state *state, uint64_t tenant_id,
                                               uint64_t message_id, struct tq_message_view *out);
+/* The state keeps 24 bytes per message; a view therefore has created_ms = provider_ts_ms = 0,
+ * and author_id = 0 for agent-authored messages (inbound ones get the ticket's customer). The
+ * record at view->lsn has the rest: decode it (tq_cmd_decode) and call this to fill created_ms
+ * (the record's now_ms), provider_ts_ms (ingest) and author_id (the acting agent of a reply).
+ * Pure; does nothing if record is not the MESSAGE_INGEST/MESSAGE_REPLY that carried view. */
+void tq_state_message_complete(struct tq_message_view *view, const struct tq_cmd *record);
 
 struct tq_customer_view {
     uint64_t customer_id, tenant_id, merged_into_id;

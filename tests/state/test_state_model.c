@@ -504,7 +504,7 @@ static void setup(struct tq_state *s, uint64_t *lsn, uint64_t now) {
 int main(void) {
     uint64_t seed = tq_test_seed("test_state_model");
     rng = seed;
-    uint32_t ops = 120000;
+    uint32_t ops = 100000;
     const char *env = getenv("TQ_STATE_MODEL_OPS");
     if (env != NULL && env[0] != '\0') ops = (uint32_t)strtoul(env, NULL, 0);
     struct tq_state *s = tq_state_new(NULL);

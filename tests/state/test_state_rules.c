@@ -1121,6 +1121,43 @@ static void test_hourly_and_stats(void) {
     fx_free(&f);
 }
 
+static void test_message_view_from_record(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
+    struct tq_cmd in = fx_cmd(TQ_CMD_MESSAGE_INGEST, tn);
+    in.u.ingest.channel = TQ_CHANNEL_SMS;
+    in.u.ingest.from_external_id = S("+1999");
+    in.u.ingest.queue_id = q;
+    in.u.ingest.provider_ts_ms = f.now - 4321;
+    in.u.ingest.body = S("hi");
+    FX_OK(&f, &in);
+    uint64_t t = f.res.ticket_id, m = f.res.message_id, cust = f.res.customer_id;
+    struct tq_message_view v;
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m, &v), NULL);
+    TQ_CHECK_EQ(v.author_id, cust);                      /* in memory */
+    TQ_CHECK_EQ(v.created_ms, 0);                        /* in the record */
+    TQ_CHECK_EQ(v.lsn, f.lsn);
+    tq_state_message_complete(&v, &in);
+    TQ_CHECK_EQ(v.created_ms, f.now);
+    TQ_CHECK_EQ(v.provider_ts_ms, f.now - 4321);
+    f.now += 1000;
+    struct tq_cmd r = fx_cmd(TQ_CMD_MESSAGE_REPLY, tn);
+    r.actor_agent_id = a;
+    r.u.reply.ticket_id = t;
+    r.u.reply.channel = TQ_CHANNEL_SMS;
+    r.u.reply.body = S("hello");
+    FX_OK(&f, &r);
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, f.res.message_id, &v), NULL);
+    TQ_CHECK_EQ(v.author_id, 0);
+    tq_state_message_complete(&v, &r);
+    TQ_CHECK_EQ(v.author_id, a);
+    TQ_CHECK_EQ(v.created_ms, f.now);
+    fx_free(&f);
+}
+
 int main(void) {
     tq_test_seed("test_state_rules");
     test_status_table();
@@ -1144,6 +1181,7 @@ int main(void) {
     test_limits();
     test_tokens_and_consumers();
     test_hourly_and_stats();
+    test_message_view_from_record();
     printf("test_state_rules: ok\n");
     return 0;
 }
