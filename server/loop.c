@@ -469,31 +469,105 @@ static void check_idle(struct tq_server *srv, uint64_t now_mono) {
     }
 }
 
+/* Submits pending SQEs and waits for at least one CQE (not at all when busy; at most until
+ * the log's interval sync is due). */
+static void wait_for_io(struct tq_server *srv, bool busy) {
+    int rc;
+    int log_wait_ms = tq_log_timeout_ms(srv->log, tq_now_us());
+    if (busy) {
+        rc = io_uring_submit(&srv->ring);
+    } else if (log_wait_ms >= 0 && log_wait_ms < (int)TQ_TIMER_PERIOD_MS) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)log_wait_ms * 1000000};
+        struct io_uring_cqe *cqe;
+        rc = io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
+        if (rc == -ETIME) rc = 0;
+    } else {
+        rc = io_uring_submit_and_wait(&srv->ring, 1);
+    }
+    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN && rc != -ETIME) {
+        tq_fatal("io_uring_submit_and_wait: %s", strerror(-rc));
+    }
+}
+
+/* Batch metrics: records per group-commit batch and submit-to-acknowledgement time. */
+struct batch_meter {
+    uint64_t start_us, end_lsn, prev_end;
+};
+
+/* Group commit: one batch for everything staged this turn. Our SQEs are submitted first so
+ * the log finds room in the SQ ring. Returns the acknowledged LSN. */
+static uint64_t commit_turn(struct tq_server *srv, struct batch_meter *meter) {
+    io_uring_submit(&srv->ring);
+    if (tq_log_submit(srv->log, &srv->ring, tq_now_us()) > 0 && meter->end_lsn == 0) {
+        meter->start_us = tq_mono_us();
+        meter->end_lsn = srv->lsn_staged;
+    }
+    uint64_t acked = tq_log_acked_lsn(srv->log);
+    if (meter->end_lsn != 0 && acked >= meter->end_lsn) {
+        tq_metrics_batch(srv->metrics, meter->end_lsn - meter->prev_end,
+                         tq_mono_us() - meter->start_us);
+        meter->prev_end = meter->end_lsn;
+        meter->end_lsn = 0;
+    }
+    return acked;
+}
+
+/* Releases acknowledged output, closes finished connections, arms sends and receives.
+ * Returns true if some connection still has a whole frame buffered (keep turning). */
+static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us) {
+    bool busy = false;
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        struct tq_conn *c = &srv->conns[i];
+        if (!c->in_use || c->closing) continue;
+        tq_conn_release_acked(c, acked, srv->metrics, mono_us);
+        if (c->close_after_send && tq_conn_unsent(c) == 0) {
+            conn_close(srv, c);
+            continue;
+        }
+        arm_send(srv, c);
+        arm_recv(srv, c);
+        uint32_t plen = 0;
+        if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos &&
+            c->inflight < srv->cfg.max_inflight && c->blocked_until_lsn == 0 &&
+            !c->close_after_send && !srv->draining &&
+            tq_frame_peek(c->rbuf + c->rpos, c->rlen - c->rpos, srv->cfg.max_frame, &plen) !=
+                TQ_FRAME_NEED_MORE) {
+            busy = true; /* a whole frame is buffered (the per-turn bound was hit) */
+        }
+    }
+    return busy;
+}
+
+/* Closes every connection and waits (bounded) for their outstanding SQEs and the log's, so no
+ * buffer is freed under the kernel and tq_log_close finds the log idle. */
+static void shutdown_conns(struct tq_server *srv) {
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        if (srv->conns[i].in_use) conn_close(srv, &srv->conns[i]);
+    }
+    uint64_t deadline = tq_mono_ms() + 5000;
+    while (tq_mono_ms() < deadline) {
+        bool pending = !tq_log_idle(srv->log);
+        for (uint32_t i = 0; i < srv->conn_high; i++) pending |= srv->conns[i].in_use;
+        if (!pending) break;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+        struct io_uring_cqe *cqe;
+        (void)io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
+        reap(srv);
+    }
+}
+
 int tq_loop_run(struct tq_server *srv) {
+    TQ_ASSERT(srv->log != NULL && srv->state != NULL);
+    TQ_ASSERT(srv->conns != NULL);
     uint64_t last_tick_ms = 0, last_idle_check = tq_mono_ms();
-    uint64_t batch_start_us = 0, batch_end_lsn = 0, batch_prev_end = srv->lsn_staged;
+    struct batch_meter meter = {.prev_end = srv->lsn_staged};
     bool busy = false;
     for (uint32_t i = 0; i < 3; i++) arm_accept(srv, i);
     arm_signal(srv);
     arm_timer(srv);
     while (!srv->stop) {
-        int rc;
-        int log_wait_ms = tq_log_timeout_ms(srv->log, tq_now_us());
-        if (busy) {
-            rc = io_uring_submit(&srv->ring);
-        } else if (log_wait_ms >= 0 && log_wait_ms < (int)TQ_TIMER_PERIOD_MS) {
-            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)log_wait_ms * 1000000};
-            struct io_uring_cqe *cqe;
-            rc = io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
-            if (rc == -ETIME) rc = 0;
-        } else {
-            rc = io_uring_submit_and_wait(&srv->ring, 1);
-        }
-        if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-            tq_fatal("io_uring_submit_and_wait: %s", strerror(-rc));
-        }
+        wait_for_io(srv, busy);
         reap(srv);
-
         uint64_t acked = tq_log_acked_lsn(srv->log);
         for (uint32_t i = 0; i < srv->conn_high; i++) {
             struct tq_conn *c = &srv->conns[i];
@@ -505,46 +579,12 @@ int tq_loop_run(struct tq_server *srv) {
             }
         }
         maybe_tick(srv, &last_tick_ms);
-
-        /* Group commit: one batch for everything staged this turn. Submit our SQEs first so
-         * the log finds room in the SQ ring. */
-        io_uring_submit(&srv->ring);
-        uint64_t now_us = tq_now_us();
-        if (tq_log_submit(srv->log, &srv->ring, now_us) > 0 && batch_end_lsn == 0) {
-            batch_start_us = tq_mono_us();
-            batch_end_lsn = srv->lsn_staged;
-        }
-        acked = tq_log_acked_lsn(srv->log);
-        if (batch_end_lsn != 0 && acked >= batch_end_lsn) {
-            tq_metrics_batch(srv->metrics, batch_end_lsn - batch_prev_end,
-                             tq_mono_us() - batch_start_us);
-            batch_prev_end = batch_end_lsn;
-            batch_end_lsn = 0;
-        }
+        acked = commit_turn(srv, &meter);
+        TQ_ASSERT(acked <= srv->lsn_staged);
         tq_dispatch_prune_staged(srv, acked);
         busy = tq_sub_pump(srv, acked);
-
         uint64_t mono_us = tq_mono_us();
-        for (uint32_t i = 0; i < srv->conn_high; i++) {
-            struct tq_conn *c = &srv->conns[i];
-            if (!c->in_use || c->closing) continue;
-            tq_conn_release_acked(c, acked, srv->metrics, mono_us);
-            if (c->close_after_send && tq_conn_unsent(c) == 0) {
-                conn_close(srv, c);
-                continue;
-            }
-            arm_send(srv, c);
-            arm_recv(srv, c);
-            /* Frames already buffered and parseable: keep turning without waiting. */
-            uint32_t plen = 0;
-            if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos &&
-                c->inflight < srv->cfg.max_inflight && c->blocked_until_lsn == 0 &&
-                !c->close_after_send && !srv->draining &&
-                tq_frame_peek(c->rbuf + c->rpos, c->rlen - c->rpos, srv->cfg.max_frame, &plen) !=
-                    TQ_FRAME_NEED_MORE) {
-                busy = true; /* a whole frame is buffered (per-turn bound hit) */
-            }
-        }
+        busy |= flush_conns(srv, acked, mono_us);
         uint64_t now_mono = mono_us / 1000;
         if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {
             last_idle_check = now_mono;
@@ -555,21 +595,6 @@ int tq_loop_run(struct tq_server *srv) {
         arm_timer(srv);
         if (srv->draining && (drained(srv) || now_mono > srv->drain_deadline_ms)) srv->stop = true;
     }
-    /* Close every connection; wait for their outstanding SQEs so buffers are not freed under
-     * the kernel. */
-    for (uint32_t i = 0; i < srv->conn_high; i++) {
-        if (srv->conns[i].in_use) conn_close(srv, &srv->conns[i]);
-    }
-    uint64_t deadline = tq_mono_ms() + 5000;
-    while (tq_mono_ms() < deadline) {
-        bool pending = !tq_log_idle(srv->log); /* tq_log_close needs an idle log */
-        for (uint32_t i = 0; i < srv->conn_high; i++) pending |= srv->conns[i].in_use;
-        if (!pending) break;
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
-        struct io_uring_cqe *cqe;
-        int rc = io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
-        (void)rc;
-        reap(srv);
-    }
+    shutdown_conns(srv);
     return 0;
 }

@@ -347,6 +347,48 @@ static void probe_ring(struct tq_server *srv) {
     }
 }
 
+/* Opens the TCP, Unix and metrics listeners; bound receives the TCP address actually bound
+ * ("HOST:PORT", the ephemeral port resolved). 0 or 1 (message printed). */
+static int open_listeners(struct tq_server *srv, char *bound, size_t bound_cap) {
+    TQ_ASSERT(bound != NULL && bound_cap > 0);
+    if (srv->cfg.listen_tcp) {
+        srv->listen_fds[0] = listen_tcp(srv->cfg.listen_host, srv->cfg.listen_port, bound,
+                                        bound_cap);
+        if (srv->listen_fds[0] < 0) return 1;
+        fprintf(stderr, "ticketqd: listening on %s\n", bound);
+    }
+    if (srv->cfg.unix_path[0] != '\0') {
+        srv->listen_fds[1] = listen_unix(srv->cfg.unix_path);
+        if (srv->listen_fds[1] < 0) return 1;
+        fprintf(stderr, "ticketqd: listening on unix:%s\n", srv->cfg.unix_path);
+    }
+    if (srv->cfg.metrics_host[0] != '\0') {
+        char mbound[128];
+        srv->metrics_fd = listen_tcp(srv->cfg.metrics_host, srv->cfg.metrics_port, mbound,
+                                     sizeof(mbound));
+        if (srv->metrics_fd < 0) return 1;
+        fprintf(stderr, "ticketqd: metrics on http://%s/metrics\n", mbound);
+    }
+    return 0;
+}
+
+/* Releases everything main() acquired, after the loop returned. */
+static void server_free(struct tq_server *srv) {
+    for (int i = 0; i < 2; i++) {
+        if (srv->listen_fds[i] >= 0) close(srv->listen_fds[i]);
+    }
+    if (srv->cfg.unix_path[0] != '\0') unlink(srv->cfg.unix_path);
+    if (srv->metrics_fd >= 0) close(srv->metrics_fd);
+    close(srv->signal_fd);
+    if (tq_log_idle(srv->log)) tq_log_close(srv->log); /* else exit: the OS closes it */
+    io_uring_queue_exit(&srv->ring);
+    tq_state_free(srv->state);
+    tq_dispatch_destroy(srv);
+    if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
+    tq_free(srv->conns, srv->conn_cap * sizeof(*srv->conns));
+    tq_metrics_free(srv->metrics);
+}
+
 int main(int argc, char **argv) {
     static struct tq_server server;
     struct tq_server *srv = &server;
@@ -401,24 +443,7 @@ int main(int argc, char **argv) {
     if (srv->signal_fd < 0) tq_fatal("signalfd: %s", strerror(errno));
 
     char bound[128] = "";
-    if (srv->cfg.listen_tcp) {
-        srv->listen_fds[0] = listen_tcp(srv->cfg.listen_host, srv->cfg.listen_port, bound,
-                                        sizeof(bound));
-        if (srv->listen_fds[0] < 0) return 1;
-        fprintf(stderr, "ticketqd: listening on %s\n", bound);
-    }
-    if (srv->cfg.unix_path[0] != '\0') {
-        srv->listen_fds[1] = listen_unix(srv->cfg.unix_path);
-        if (srv->listen_fds[1] < 0) return 1;
-        fprintf(stderr, "ticketqd: listening on unix:%s\n", srv->cfg.unix_path);
-    }
-    if (srv->cfg.metrics_host[0] != '\0') {
-        char mbound[128];
-        srv->metrics_fd = listen_tcp(srv->cfg.metrics_host, srv->cfg.metrics_port, mbound,
-                                     sizeof(mbound));
-        if (srv->metrics_fd < 0) return 1;
-        fprintf(stderr, "ticketqd: metrics on http://%s/metrics\n", mbound);
-    }
+    if (open_listeners(srv, bound, sizeof(bound)) != 0) return 1;
     srv->conn_cap = srv->cfg.max_connections + 16;
     srv->conns = tq_xcalloc(srv->conn_cap, sizeof(*srv->conns));
     for (uint32_t i = 0; i < srv->conn_cap; i++) {
@@ -436,20 +461,7 @@ int main(int argc, char **argv) {
     fflush(stderr);
 
     rc = tq_loop_run(srv);
-
-    for (int i = 0; i < 2; i++) {
-        if (srv->listen_fds[i] >= 0) close(srv->listen_fds[i]);
-    }
-    if (srv->cfg.unix_path[0] != '\0') unlink(srv->cfg.unix_path);
-    if (srv->metrics_fd >= 0) close(srv->metrics_fd);
-    close(srv->signal_fd);
-    if (tq_log_idle(srv->log)) tq_log_close(srv->log); /* else exit: the OS closes it */
-    io_uring_queue_exit(&srv->ring);
-    tq_state_free(srv->state);
-    tq_dispatch_destroy(srv);
-    if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
-    tq_free(srv->conns, srv->conn_cap * sizeof(*srv->conns));
-    tq_metrics_free(srv->metrics);
+    server_free(srv);
     fprintf(stderr, "ticketqd: stopped (last LSN %" PRIu64 ")\n", srv->lsn_staged);
     return rc;
 }
