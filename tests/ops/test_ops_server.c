@@ -10,11 +10,12 @@
  *   - `replay --jsonl` exits 0: it re-applies every command and compares the events with the
  *     events records ticketqd logged itself (any difference exits 1), so apply in the tool and
  *     in the server agree on real traffic;
- *   - a backup, more traffic, a second backup into the same directory;
+ *   - a backup, more traffic, a second backup into the same directory taken while another
+ *     process keeps sending traffic (so the active segment grows under the copy);
  * then ticketqd is stopped, the backup restored into a fresh directory, and a new ticketqd is
  * started on it: it must serve the tickets and message bodies written before the backup, and
- * the state rebuilt from the restored log equals the state rebuilt from the original log at
- * the backup LSN.
+ * the state rebuilt from the restored log equals the state rebuilt from the original log (which
+ * went on growing) at the backup LSN: the backup is a consistent prefix.
  * Label net (loopback only).
  */
 #include "ops.h"
@@ -25,6 +26,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static struct tq_error err;
 #define OK(expr) TQ_CHECK_OK((expr), &err)
@@ -115,7 +118,22 @@ int main(void) {
     TQ_CHECK_OK(tq_ops_backup(fx.dir, backup, false, &r1, &e), &e);
     TQ_CHECK_GE(r1.files_copied, 1);
     uint64_t last_ticket = traffic(c, 300, 200, queue);
+    /* The second backup runs while another process keeps the server busy. */
+    fflush(stdout);
+    pid_t child = fork();
+    TQ_CHECK(child >= 0);
+    if (child == 0) {
+        struct tq_client *busy = connect_admin(&fx);
+        tq_client_set_tenant(busy, 1);
+        traffic(busy, 1000, 300, queue);
+        tq_client_close(busy);
+        _exit(0);
+    }
+    usleep(200 * 1000);
     TQ_CHECK_OK(tq_ops_backup(fx.dir, backup, false, &r2, &e), &e);
+    int child_status = 0;
+    TQ_CHECK_EQ(waitpid(child, &child_status, 0), child);
+    TQ_CHECK(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
     TQ_CHECK_GT(r2.lsn_last, r1.lsn_last);
     TQ_CHECK_GE(r2.files_copied, 1); /* the active segment grew (reuse: test_ops_backup) */
     tq_client_close(c);
@@ -140,8 +158,14 @@ int main(void) {
     memset(&fx2, 0, sizeof(fx2));
     snprintf(fx2.dir, sizeof(fx2.dir), "%s", restored);
     snprintf(fx2.admin_token, sizeof(fx2.admin_token), "%s", fx.admin_token);
-    /* the restored directory has no admin.token: the fixture reads it from DIR */
-    TQ_CHECK_EQ(ops_sh("cp '%s/admin.token' '%s/'", fx.dir, restored), 0);
+    /* The restored directory has no admin.token (the token itself is in the log, as a hash):
+     * the fixture reads the secret from DIR/admin.token, so put it there. */
+    char token_path[300];
+    snprintf(token_path, sizeof(token_path), "%s/admin.token", restored);
+    FILE *tf = fopen(token_path, "w");
+    TQ_CHECK(tf != NULL);
+    fprintf(tf, "%s\n", fx.admin_token);
+    fclose(tf);
     fx2.extra_args[0] = "--segment-bytes";
     fx2.extra_args[1] = "8388608"; /* 1 MiB cannot hold a default 4 MiB batch */
     TQ_CHECK_EQ(tq_fixture_start(&fx2), 0);
