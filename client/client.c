@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 /* Receive granularity: one recv() asks for at least this much free space. */
-#define RECV_CHUNK_BYTES   (64u * 1024)
+#define RECV_CHUNK_BYTES   ((size_t)64 * 1024)
 #define ALLOC_HEADER_BYTES 16u
 
 struct event_node {
@@ -391,7 +391,8 @@ TQ_NODISCARD static enum tq_err wait_socket(struct tq_client *c, short events, i
         int n = poll(&pfd, 1, remaining_ms(deadline));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return fail_broken(c, err, TQ_ERR_IO, "poll: %s", strerror(errno));
-        *revents = n == 0 ? 0 : pfd.revents;
+        *revents = 0;
+        if (n > 0) *revents = pfd.revents;
         if (n == 0) c->timed_out = true;
         return TQ_OK;
     }
@@ -529,6 +530,7 @@ TQ_NODISCARD static enum tq_err await_response(struct tq_client *c, uint64_t id,
             if (c->timed_out) c->broken = true; /* a late answer would misalign the stream */
             return rc;
         }
+        TQ_ASSERT(resp != NULL); /* read_frame returns a frame or an error */
         if (resp->id == id) {
             *resp_out = resp;
             return TQ_OK;
@@ -783,7 +785,7 @@ enum tq_err tq_client_token_issue(struct tq_client *client, Ticketq__Role role, 
         if (s == NULL) {
             rc = tq_error_set(err, TQ_ERR_CORRUPT, "server issued a token without a secret");
         } else if (secret != NULL && secret_cap > 0) {
-            snprintf(secret, secret_cap, "%s", s);
+            (void)snprintf(secret, secret_cap, "%s", s); /* truncation is documented */
         }
     }
     tq_client_response_free(resp);
@@ -1075,6 +1077,7 @@ enum tq_err tq_client_batch(struct tq_client *client, Ticketq__Request **ops, si
     batch.ops = ops;
     REQUEST(req, batch, BATCH, &batch);
     enum tq_err rc = call_resp(client, &req, resp_out, err);
+    if (rc == TQ_OK) TQ_ASSERT(*resp_out != NULL);
     if (rc == TQ_OK && ((*resp_out)->result_case != TICKETQ__RESPONSE__RESULT_BATCH ||
                         (*resp_out)->batch->n_results != count)) {
         tq_client_response_free(*resp_out);

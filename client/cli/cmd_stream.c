@@ -123,10 +123,10 @@ static void relative(uint64_t deadline_ms, uint64_t now, char *buf, size_t cap) 
     uint64_t d = deadline_ms > now ? deadline_ms - now : now - deadline_ms;
     const char *unit = "s";
     uint64_t v = d / 1000;
-    if (v >= 2 * 86400) {
+    if (v >= 2u * 86400u) {
         v /= 86400;
         unit = "d";
-    } else if (v >= 2 * 3600) {
+    } else if (v >= 2u * 3600u) {
         v /= 3600;
         unit = "h";
     } else if (v >= 120) {
