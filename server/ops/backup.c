@@ -758,6 +758,7 @@ int tq_ops_restore_main(int argc, char **argv) {
         return err == TQ_ERR_CORRUPT || err == TQ_ERR_FAILED_PRECONDITION ? TQ_OPS_EXIT_FAILED
                                                                           : TQ_OPS_EXIT_USAGE;
     }
-    printf("restore: ok, %s now holds the log up to LSN %" PRIu64 " (verified)\n", o.data_dir, lsn_last);
+    printf("restore: ok, %s now holds the log up to LSN %" PRIu64 " (verified)\n", o.data_dir,
+           lsn_last);
     return TQ_OPS_EXIT_OK;
 }

@@ -27,6 +27,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Walk state carried across segments. */
 struct verify_ctx {
@@ -119,7 +120,9 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
     struct tq_ops_names names;
     enum tq_err err = tq_ops_segment_names(log_dir, &names, error);
     if (err != TQ_OK) return err;
+    bool progress = isatty(2) != 0; /* an operator watching: one line, rewritten */
     for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
+        if (progress) fprintf(stderr, "\rverify: segment %zu/%zu\033[K", i + 1, names.count);
         uint64_t named;
         bool named_ok = tq_ops_name_lsn(names.names[i], &named);
         TQ_ASSERT(named_ok); /* tq_ops_segment_names keeps only segment names */
@@ -157,6 +160,7 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
         }
         tq_ops_segment_free(&seg);
     }
+    if (progress) fprintf(stderr, "\r\033[K");
     tq_ops_names_free(&names);
     return err;
 }

@@ -254,7 +254,8 @@ static void test_random_at(uint64_t seed) {
     uint64_t bad = ops_gen_ingest(&db, "liar@example.com", "this ticket id will be recorded wrong");
     TQ_CHECK_UEQ(bad, db.falsify_events_of);
     int status = -1;
-    char *out = ops_capture(&status, "%s replay --data %s --jsonl 2>&1 >/dev/null", ops_tool(), dir);
+    char *out =
+        ops_capture(&status, "%s replay --data %s --jsonl 2>&1 >/dev/null", ops_tool(), dir);
     char want[96];
     snprintf(want, sizeof(want), "(first at LSN %llu)", (unsigned long long)bad);
     TQ_CHECK_EQ(status, 1);
