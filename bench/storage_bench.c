@@ -435,11 +435,12 @@ int main(int argc, char **argv) {
     if (only_size > 0) {
         char one[600];
         snprintf(one, sizeof(one), "%s/one", bench_dir);
-        struct point p = run_point(only_size, only_appenders, true, one, false);
+        bool keep = getenv("TQ_BENCH_KEEP") != NULL; /* keep DIR/one for tq-logtool verify */
+        struct point p = run_point(only_size, only_appenders, true, one, keep);
         printf("%u B x %d: %.0f records/s, %.1f MB/s, %.1f records/batch, ack median %.3f ms\n",
                p.size, p.appenders, p.records_per_s, p.mb_per_s, p.records_per_batch,
                p.ack_ms_median);
-        rmtree(bench_dir);
+        if (!keep) rmtree(bench_dir);
         return 0;
     }
 

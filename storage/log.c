@@ -881,6 +881,12 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
         uint64_t size = seg_logical_size(seg);
         uint64_t off = 0;
         enum tq_err err = TQ_OK;
+        /* Let the kernel read ahead while we hash: this segment sequentially, the next one
+         * in the background (cold recovery is bound by the disk, not by XXH3). */
+        if (!seg->compressed) (void)posix_fadvise(seg->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (i + 1 < log->seg_count && !log->segs[i + 1].compressed) {
+            (void)posix_fadvise(log->segs[i + 1].fd, 0, 0, POSIX_FADV_WILLNEED);
+        }
         while (off < size) {
             const uint8_t *p;
             size_t avail;
