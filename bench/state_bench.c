@@ -323,33 +323,49 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+#define AHEAD 12u      /* records decoded (and prefetched) ahead of the one being applied */
+static bool use_prefetch = true;
+
 static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out) {
     struct tq_state *s = tq_state_new(NULL);
-    struct tq_arena arena;
-    tq_arena_init(&arena, 1 << 16);
-    struct tq_cmd c;
+    struct tq_arena arena[AHEAD];
+    struct tq_cmd ring[AHEAD];
+    for (unsigned k = 0; k < AHEAD; k++) tq_arena_init(&arena[k], 1 << 16);
     struct tq_cmd_result res;
     struct tq_error err;
-    size_t off = 0;
+    size_t off = 0, ahead_off = 0;
+    uint64_t decoded = 0;
     double t0 = now_s(), c0 = cpu_s();
     for (uint64_t i = 0; i < lg->n; i++) {
         uint64_t r0 = per_type ? __rdtsc() : 0;
-        tq_arena_reset(&arena);
-        if (tq_cmd_decode(lg->bytes + off, lg->len_of[i], &c, &arena, &err) != TQ_OK ||
-            tq_state_apply(s, i + 1, &c, &res, NULL, &err) != TQ_OK) {
+        /* keep the window full: decode record `decoded` into its ring slot and prefetch */
+        while (decoded < lg->n && decoded < i + AHEAD) {
+            unsigned k = (unsigned)(decoded % AHEAD);
+            tq_arena_reset(&arena[k]);
+            if (tq_cmd_decode(lg->bytes + ahead_off, lg->len_of[decoded], &ring[k], &arena[k],
+                              &err) != TQ_OK) {
+                fprintf(stderr, "decode failed at record %" PRIu64 ": %s\n", decoded, err.msg);
+                exit(1);
+            }
+            if (use_prefetch) tq_state_prefetch(s, &ring[k]);
+            ahead_off += lg->len_of[decoded];
+            decoded++;
+        }
+        struct tq_cmd *c = &ring[i % AHEAD];
+        if (tq_state_apply(s, i + 1, c, &res, NULL, &err) != TQ_OK) {
             fprintf(stderr, "replay failed at record %" PRIu64 ": %s\n", i, err.msg);
             exit(1);
         }
         off += lg->len_of[i];
         if (per_type) {
-            type_ns[c.type] += (double)(__rdtsc() - r0);
-            type_n[c.type]++;
+            type_ns[c->type] += (double)(__rdtsc() - r0);
+            type_n[c->type]++;
         }
     }
     double dt = now_s() - t0;
     *cpu_out = cpu_s() - c0;
     *bytes_out = off;
-    tq_arena_destroy(&arena);
+    for (unsigned k = 0; k < AHEAD; k++) tq_arena_destroy(&arena[k]);
     tq_state_free(s);
     return dt;
 }
@@ -464,6 +480,10 @@ int main(int argc, char **argv) {
     uint64_t messages = argc > 2 ? strtoull(argv[2], NULL, 0) : 10000000;
     int runs = argc > 3 ? atoi(argv[3]) : 3;
     memset(body, 'x', 300);
+    const char *pf = getenv("TQ_BENCH_PREFETCH");
+    if (pf != NULL && pf[0] == '0') use_prefetch = false;
+    printf("replay decodes %u records ahead%s\n", AHEAD,
+           use_prefetch ? " and calls tq_state_prefetch on them" : " (no prefetch)");
     const char *cust = getenv("TQ_BENCH_CUSTOMERS");
     if (cust != NULL && cust[0] != '\0') CUSTOMERS_PER_TENANT = strtoull(cust, NULL, 0);
     machine();

@@ -2523,6 +2523,30 @@ void tq_state_free(struct tq_state *s) {
 
 uint64_t tq_state_lsn(const struct tq_state *s) { return s->lsn; }
 
+void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd) {
+    if (cmd->type == TQ_CMD_MESSAGE_INGEST) {
+        const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
+        if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
+        if (in->message_external_id.len > 0 &&
+            in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+            uint64_t mh = tq_st_message_hash(cmd->tenant_id, in->channel,
+                                             in->message_external_id.ptr,
+                                             in->message_external_id.len);
+            __builtin_prefetch(&s->msg_index.slots[mh & s->msg_index.mask]);
+        }
+        if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+            char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+            uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
+            uint64_t ih = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
+            __builtin_prefetch(&s->ident_index.slots[ih & s->ident_index.mask]);
+        }
+    } else if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE) {
+        uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
+                                                        : cmd->u.ticket_update.ticket_id;
+        if (id != 0 && id < s->tickets.next_id) __builtin_prefetch(st_ticket(s, (uint32_t)id));
+    }
+}
+
 uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {
     uint64_t next = s->due_count > 0 ? s->due[0].due_ms : UINT64_MAX;
     /* Leases expire lazily; report the earliest one so a TICK notices it. */

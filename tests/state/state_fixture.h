@@ -78,6 +78,9 @@ static inline enum tq_err fx_try(struct fx *f, struct tq_cmd *cmd) {
     }
     uint8_t before[16], after[16];
     tq_state_digest(f->s, before);
+    tq_state_prefetch(f->s, &dec);              /* a pure hint: must change nothing */
+    tq_state_digest(f->s, after);
+    TQ_CHECK_MEM_EQ(before, after, 16);
     uint32_t ev_before = f->ev_n;
     struct tq_event_sink sink = {fx_emit, f};
     enum tq_err e = tq_state_apply(f->s, f->lsn + 1, &dec, &f->res, &sink, &f->err);
