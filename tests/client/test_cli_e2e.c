@@ -5,7 +5,8 @@
  * stderr captured) through the tour: the server admin creates a tenant and a tenant-admin
  * token; the tenant admin sets up a queue, an agent, routing and a first-reply SLA; a WhatsApp
  * message is ingested; the agent claims it and replies; `ticket show` shows the first-reply
- * clock achieved. Then stats, subscribe (JSONL), watch --once and the server-error contract
+ * clock achieved. Then stats, subscribe (JSONL), watch (once, and live while a message
+ * arrives) and the server-error contract
  * (usage errors, which need no server, are in test_cli_usage.c).
  *
  * Invariants checked: every --json output is exactly one valid JSON document per line (strict
@@ -150,6 +151,31 @@ int main(void) {
     cli_exec(&r, "watch", "--once", "--json", NULL);
     expect_json(&r, "watch");
     TQ_CHECK_STR_EQ(str_of(r.out, "queues.0.queue_id", buf, sizeof(buf)), queue);
+    /* live: a message ingested while watch runs produces a new view with a deeper queue */
+    pid_t writer = fork();
+    TQ_CHECK(writer >= 0);
+    if (writer == 0) {
+        struct timespec ts = {0, 800 * 1000000L};
+        nanosleep(&ts, NULL);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDOUT_FILENO);
+        execl(tq_fixture_bin("client/cli/ticketq"), "ticketq", "ingest", "--channel", "whatsapp",
+              "--from", "+8613900000000", "--body", "still waiting", (char *)NULL);
+        _exit(127);
+    }
+    cli_exec(&r, "watch", "--interval", "100ms", "--duration", "5s", "--json", NULL);
+    int status = 0;
+    TQ_CHECK_EQ(waitpid(writer, &status, 0), writer);
+    TQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    expect_json(&r, "watch (live)");
+    const char *last_view = r.out;
+    int views = 0;
+    for (const char *p = r.out; *p != '\0'; views++) {
+        last_view = p;
+        p = strchr(p, '\n') + 1;
+    }
+    TQ_CHECK_GE(views, 2);
+    TQ_CHECK_UEQ(json_get_u64(last_view, "queues.0.depth"), 1);
     cli_exec(&r, "watch", "--once", NULL);
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "support") != NULL);
