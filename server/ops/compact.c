@@ -5,7 +5,8 @@
  *      apply as the server (tq_ops_state_at) and write it as a snapshot at the last LSN;
  *   2. decide which records to redact, by decoding every command record and looking its
  *      subject up in the rebuilt state: --erase-customer (right to erasure: the customer's
- *      inbound messages, the replies on their tickets, their creation and identity links) and
+ *      inbound messages, the replies on their tickets, their creation and identity links, and
+ *      ticket updates that set free text on their tickets) and
  *      --retention (the messages of tickets closed longer ago than the retention; with
  *      --archive DIR their records are first written to DIR, fsynced);
  *   3. redact those records: payload bytes zeroed, the record flagged TQ_RECORD_REDACTED, its
@@ -129,6 +130,15 @@ static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd)
         return 0;
     case TQ_CMD_CUSTOMER_LINK:
         return cmd->u.customer_link.customer_id;
+    case TQ_CMD_TICKET_UPDATE:
+        /* Free text about their ticket (subject, tags, custom fields); a pure status or
+         * assignment change carries nothing personal and stays readable. */
+        if ((cmd->u.ticket_update.fields & (TQ_UPDATE_SUBJECT | TQ_UPDATE_TAGS_ADD |
+                                            TQ_UPDATE_TAGS_REMOVE | TQ_UPDATE_FIELDS)) != 0 &&
+            tq_state_ticket_get(c->state, tenant, cmd->u.ticket_update.ticket_id, &tv) == TQ_OK) {
+            return tv.customer_id;
+        }
+        return 0;
     default:
         return 0;
     }
