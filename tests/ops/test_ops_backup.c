@@ -253,6 +253,12 @@ int main(void) {
     TQ_CHECK_EQ(status, 1);
     TQ_CHECK(strstr(out, "00000000000000000001.seg") != NULL);
     free(out);
+    /* A truncated manifest is itself damage. */
+    TQ_CHECK_EQ(ops_sh("truncate -s 100 %s/MANIFEST", backup), 0);
+    out = ops_capture(&status, "%s verify --data %s 2>&1", ops_tool(), backup);
+    TQ_CHECK_EQ(status, 1);
+    TQ_CHECK(strstr(out, "MANIFEST") != NULL);
+    free(out);
 
     free(d.hex);
     ops_rm_rf(target);
