@@ -32,7 +32,8 @@
  *   TQ_ERR_INTERNAL           out of memory.
  * Once a client is broken every later call returns TQ_ERR_UNAVAILABLE ("connection broken").
  *
- * Ownership. Requests stay owned by the caller (the library only reads them, except req->id).
+ * Ownership. Requests stay owned by the caller (the library only reads them, except req->id
+ * and, in tq_client_batch, the ops' ids).
  * Every Ticketq__Response returned through resp_out is owned by the caller and must be released
  * with tq_client_response_free() (never free()). Events returned by tq_subscription_next() are
  * owned by the subscription and valid until the next tq_subscription_next() or close.
@@ -268,7 +269,8 @@ TQ_NODISCARD enum tq_err tq_client_collect(struct tq_client *client, Ticketq__Re
 /* Sends ops[0..count) as one Batch request (one frame, one log batch on the server) and
  * returns the response; (*resp_out)->batch->results[i] is the result of ops[i] (check each
  * with tq_client_response_error). The ops' ids are set to 1..count. Errors: those of
- * tq_client_call (a batch-level error, e.g. RESOURCE_EXHAUSTED for too many ops). */
+ * tq_client_call (a batch-level error, e.g. RESOURCE_EXHAUSTED for too many ops), and
+ * TQ_ERR_CORRUPT if the answer does not hold one result per op. */
 TQ_NODISCARD enum tq_err tq_client_batch(struct tq_client *client, Ticketq__Request **ops,
                                          size_t count, Ticketq__Response **resp_out,
                                          struct tq_error *err);
@@ -289,7 +291,8 @@ struct tq_subscribe_options {
  * the catch-up from the log, then live. The subscription belongs to the client (one at a
  * time); while it is open tq_client_call still works (events arriving meanwhile are kept),
  * but pipelining does not. Errors: TQ_ERR_FAILED_PRECONDITION (already subscribed, or
- * requests in flight), transport errors. The server's refusal (e.g. PERMISSION_DENIED)
+ * requests in flight), TQ_ERR_INVALID_ARGUMENT (more types than exist), TQ_ERR_INTERNAL,
+ * transport errors. The server's refusal (e.g. PERMISSION_DENIED)
  * arrives through tq_subscription_next(). */
 TQ_NODISCARD enum tq_err tq_client_subscribe(struct tq_client *client,
                                              const struct tq_subscribe_options *options,
@@ -298,13 +301,17 @@ TQ_NODISCARD enum tq_err tq_client_subscribe(struct tq_client *client,
 
 /* Returns the next event in *event_out (owned by the subscription, valid until the next call
  * or close), waiting up to timeout_ms (< 0 = forever, 0 = only what is already here). On
- * timeout returns TQ_OK with *event_out == NULL. Errors: the server's error for the
- * subscription (it then ended), and the transport errors of tq_client_call. */
+ * timeout returns TQ_OK with *event_out == NULL. Events come in LSN order; several events of
+ * one log record share its LSN. Events at or below the LSN the server says the stream starts
+ * after are dropped (so a resumed durable consumer never sees its acked record again).
+ * Errors: the server's error for the subscription (it then ended: TQ_ERR_FAILED_PRECONDITION
+ * on later calls), and the transport errors of tq_client_call. */
 TQ_NODISCARD enum tq_err tq_subscription_next(struct tq_subscription *sub,
                                               const Ticketq__Event **event_out, int timeout_ms,
                                               struct tq_error *err);
 
-/* LSN of the last event returned (0 before the first): what a durable consumer acks. */
+/* LSN of the last event returned (before the first: the LSN the stream starts after, once
+ * the server named it, else from_lsn): what a durable consumer acks. */
 uint64_t tq_subscription_lsn(const struct tq_subscription *sub);
 
 /* Ends the subscription: sends Unsubscribe, discards the events still in flight and frees sub.
