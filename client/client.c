@@ -88,10 +88,14 @@ struct tq_client {
 
 /* ---- allocation for unpacked responses --------------------------------------------------- */
 
+/* ctx, when not NULL, is a bool set on allocation failure (so decoding can tell out of memory
+ * from corrupt bytes: protobuf-c returns NULL for both). */
 static void *pb_alloc(void *ctx, size_t size) {
-    (void)ctx;
     uint8_t *p = tq_alloc(size + ALLOC_HEADER_BYTES);
-    if (p == NULL) return NULL;
+    if (p == NULL) {
+        if (ctx != NULL) *(bool *)ctx = true;
+        return NULL;
+    }
     memcpy(p, &size, sizeof(size));
     return p + ALLOC_HEADER_BYTES;
 }
@@ -444,8 +448,14 @@ TQ_NODISCARD static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Re
                            c->frame_bytes_max);
     case TQ_FRAME_READY: break;
     }
-    ProtobufCMessage *m = protobuf_c_message_unpack(&ticketq__response__descriptor, &pb_allocator,
-                                                    len, p + TQ_FRAME_PREFIX_BYTES);
+    bool out_of_memory = false;
+    ProtobufCAllocator allocator = pb_allocator; /* same layout, so pb_free releases it */
+    allocator.allocator_data = &out_of_memory;
+    ProtobufCMessage *m = protobuf_c_message_unpack(&ticketq__response__descriptor, &allocator, len,
+                                                    p + TQ_FRAME_PREFIX_BYTES);
+    if (m == NULL && out_of_memory) {
+        return fail_broken(c, err, TQ_ERR_INTERNAL, "out of memory decoding a %u-byte frame", len);
+    }
     if (m == NULL) {
         return fail_broken(c, err, TQ_ERR_CORRUPT,
                            "server sent a %u-byte frame that is not a "

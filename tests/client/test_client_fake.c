@@ -16,6 +16,7 @@
  */
 #include "frame.h"
 #include "ticketq.h"
+#include "tq_alloc.h"
 #include "tq_assert.h"
 #include "tq_test.h"
 
@@ -427,6 +428,55 @@ static void test_garbage(uint64_t *rng) {
     }
 }
 
+/* Every allocation of a session fails in turn: each call returns TQ_OK or TQ_ERR_INTERNAL
+ * (or UNAVAILABLE once an out-of-memory broke the client), and closing frees every byte
+ * (tq_alloc_bytes_live back to where it was; LeakSanitizer checks the rest at exit). */
+static void test_out_of_memory(void) {
+    char addr[256];
+    snprintf(addr, sizeof(addr), "unix:%s", sock_path);
+    uint64_t live_before = tq_alloc_bytes_live();
+    int failures_seen = 0;
+    for (uint64_t nth = 1; nth <= 40; nth++) {
+        struct tq_error err;
+        struct tq_client_options o = {.addr = addr, .token = token_ok, .io_timeout_ms = 5000};
+        struct tq_client *c = NULL;
+        tq_alloc_fail_at(nth);
+        enum tq_err rc = tq_client_connect(&o, &c, &err);
+        if (rc != TQ_OK) {
+            TQ_CHECK_ERR(rc, TQ_ERR_INTERNAL, &err);
+            TQ_CHECK(c == NULL);
+            failures_seen++;
+            tq_alloc_fail_at(0);
+            TQ_CHECK_UEQ(tq_alloc_bytes_live(), live_before);
+            continue;
+        }
+        Ticketq__Response *resp = NULL;
+        enum tq_err steps[4];
+        steps[0] = tq_client_ping(c, &err);
+        steps[1] = tq_client_ticket_get(c, 5, 0, 0, &resp, &err);
+        tq_client_response_free(resp);
+        struct tq_subscribe_options so = {.from_lsn = 1};
+        struct tq_subscription *sub = NULL;
+        steps[2] = tq_client_subscribe(c, &so, &sub, &err);
+        steps[3] = TQ_OK;
+        if (steps[2] == TQ_OK) {
+            const Ticketq__Event *ev = NULL;
+            steps[3] = tq_subscription_next(sub, &ev, 5000, &err);
+        }
+        for (int i = 0; i < 4; i++) {
+            if (steps[i] == TQ_OK) continue;
+            failures_seen++;
+            if (steps[i] != TQ_ERR_INTERNAL && steps[i] != TQ_ERR_UNAVAILABLE) {
+                TQ_CHECK_ERR(steps[i], TQ_ERR_INTERNAL, &err);
+            }
+        }
+        tq_alloc_fail_at(0);
+        tq_client_close(c); /* with or without its subscription */
+        TQ_CHECK_UEQ(tq_alloc_bytes_live(), live_before);
+    }
+    TQ_CHECK_GT(failures_seen, 10); /* the seam really did fail allocations */
+}
+
 static void test_pipeline(uint64_t *rng) {
     struct tq_error err;
     struct tq_client *c = connect_ok(10000, 0, 0);
@@ -604,6 +654,7 @@ int main(void) {
     test_connect_errors();
     test_calls_and_errors();
     test_garbage(&rng);
+    test_out_of_memory();
     test_pipeline(&rng);
     test_batch();
     test_subscription();
