@@ -4,7 +4,10 @@
  * directory: storage stops at the last valid batch and never writes), iterates the records in
  * LSN order and applies every command record (type 1) to a fresh state with tq_state_apply,
  * the very function the server runs, collecting the events it emits. Type-2 records (the
- * server's copy of a command's events) are skipped: apply regenerates the same events.
+ * events ticketqd recorded for the command just before them, server/events_codec.h) are
+ * compared with the regenerated ones: a difference means the tool's apply and the server's
+ * disagree, which replay reports (exit 1) after printing the trail. A command's report is held
+ * back until its type-2 record (if any) has been read, i.e. until the next command record.
  *
  * Invariants and why:
  *   - the server logs only commands that applied successfully, so an apply error during replay
@@ -12,8 +15,10 @@
  *     LSN instead of printing a history that never happened;
  *   - a redacted record (right to erasure) cannot be applied. Replay prints a tombstone for it;
  *     the state stays unknown from there until the newest snapshot (which compaction writes
- *     before it redacts), where replay reloads the state and carries on. Records in between are
- *     printed as commands without effects. --at inside such a window is refused, never guessed;
+ *     before it redacts), where replay reloads the state and carries on. Records in between
+ *     show the events the server recorded for them (marked "recorded"; a log without type-2
+ *     records shows them as commands without effects). --at inside such a window is refused,
+ *     never guessed;
  *   - if older segments were removed (the log starts after LSN 1), the rebuild starts from the
  *     newest snapshot.
  * Output: one line per event (JSONL with --jsonl, text otherwise); the format is documented in
