@@ -180,6 +180,82 @@ int main(void) {
     TQ_CHECK_EQ(r.status, 0);
     TQ_CHECK(strstr(r.out, "support") != NULL);
 
+    /* every other subcommand once, --json validated (the tour covered the rest) */
+    char queue2[32], customer[32], customer2[32], ticket2[32], message[32], token_id[32];
+    cli_exec(&r, "queue", "create", "vip", "--auto-assign", "--assignment-timeout", "5m", "--json",
+             NULL);
+    expect_json(&r, "queue create vip");
+    str_of(r.out, "queue_id", queue2, sizeof(queue2));
+    cli_exec(&r, "queue", "update", queue2, "--name", "vip-desk", "--auto-assign", "false",
+             "--json", NULL);
+    expect_json(&r, "queue update");
+    cli_exec(&r, "queue", "show", queue, "--limit", "5", "--json", NULL);
+    expect_json(&r, "queue show");
+    TQ_CHECK_STR_EQ(str_of(r.out, "queue.queue_id", buf, sizeof(buf)), queue);
+    cli_exec(&r, "queue", "list", "--json", NULL);
+    expect_json(&r, "queue list");
+    TQ_CHECK_STR_EQ(str_of(r.out, "queues.1.name", buf, sizeof(buf)), "vip-desk");
+    cli_exec(&r, "agent", "show", agent, "--json", NULL);
+    expect_json(&r, "agent show");
+    TQ_CHECK_STR_EQ(str_of(r.out, "presence", buf, sizeof(buf)), "online");
+    cli_exec(&r, "customer", "lookup", "--channel", "whatsapp", "--id", "+8613800000000", "--json",
+             NULL);
+    expect_json(&r, "customer lookup");
+    str_of(r.out, "customer_id", customer, sizeof(customer));
+    cli_exec(&r, "customer", "create", "--name", "Li Wei", "--channel", "email", "--id",
+             "li@example.com", "--json", NULL);
+    expect_json(&r, "customer create");
+    str_of(r.out, "customer_id", customer2, sizeof(customer2));
+    cli_exec(&r, "customer", "link", customer2, "--channel", "sms", "--id", "+8613700000000", NULL);
+    TQ_CHECK_EQ(r.status, 0);
+    cli_exec(&r, "customer", "merge", customer, customer2, "--json", NULL);
+    expect_json(&r, "customer merge");
+    cli_exec(&r, "customer", "show", customer, "--json", NULL);
+    expect_json(&r, "customer show");
+    TQ_CHECK(json_get(r.out, "identities.2.external_id", buf, sizeof(buf))); /* three now */
+    cli_exec(&r, "ingest", "--channel", "email", "--from", "zhang@example.com", "--subject",
+             "Invoice", "--body", "Please send the invoice", "--queue", queue2, "--priority",
+             "high", "--tag", "billing", "--tag", "b2b", "--external-id", "mail-1", "--json", NULL);
+    expect_json(&r, "ingest email");
+    str_of(r.out, "ticket_id", ticket2, sizeof(ticket2));
+    cli_exec(&r, "ticket", "update", ticket2, "--status", "pending", "--tag-add", "urgent",
+             "--tag-remove", "b2b", "--field", "order=12345", "--field", "gift=true", "--json",
+             NULL);
+    expect_json(&r, "ticket update");
+    cli_exec(&r, "ticket", "show", ticket2, "--json", NULL);
+    expect_json(&r, "ticket show 2");
+    TQ_CHECK_STR_EQ(str_of(r.out, "status", buf, sizeof(buf)), "pending");
+    TQ_CHECK_STR_EQ(str_of(r.out, "priority", buf, sizeof(buf)), "high");
+    cli_exec(&r, "ticket", "transfer", ticket2, "--queue", queue, "--json", NULL);
+    expect_json(&r, "ticket transfer");
+    cli_exec(&r, "ticket", "update", ticket2, "--assignee", agent, "--json", NULL);
+    expect_json(&r, "ticket assign");
+    cli_exec(&r, "ticket", "release", ticket2, "--json", NULL);
+    expect_json(&r, "ticket release");
+    cli_exec(&r, "ticket", "merge", ticket2, ticket, "--json", NULL);
+    expect_json(&r, "ticket merge");
+    cli_exec(&r, "sla", "nearest", "--limit", "5", "--json", NULL);
+    expect_json(&r, "sla nearest");
+    cli_exec(&r, "outbox", "take", "--channel", "whatsapp", "--max", "10", "--lease", "30s",
+             "--json", NULL);
+    expect_json(&r, "outbox take");
+    str_of(r.out, "messages.0.message_id", message, sizeof(message));
+    cli_exec(&r, "outbox", "ack", message, "--status", "delivered", "--provider-id", "wamid.9",
+             "--json", NULL);
+    expect_json(&r, "outbox ack");
+    cli_exec(&r, "tenant", "hours", "--tz", "Asia/Shanghai", "--day", "mon=09:00-18:00", "--day",
+             "tue=09:00-18:00", "--holiday", "2026-11-11", "--json", NULL);
+    expect_json(&r, "tenant hours");
+    cli_exec(&r, "token", "issue", "--role", "integration", "--name", "wa-gateway", "--json", NULL);
+    expect_json(&r, "token issue integration");
+    str_of(r.out, "token_id", token_id, sizeof(token_id));
+    cli_exec(&r, "token", "revoke", token_id, "--json", NULL);
+    expect_json(&r, "token revoke");
+    cli_exec(&r, "consumer", "ack", "cli", "1", "--json", NULL);
+    expect_json(&r, "consumer ack");
+    cli_exec(&r, "ping", "--json", NULL);
+    expect_json(&r, "ping");
+
     /* server errors: exit 1, "error: <code>: ..." */
     cli_exec(&r, "ticket", "show", "987654321", NULL);
     expect_one_line_error(&r, 1, "error: not_found: ");
