@@ -866,6 +866,7 @@ int tq_ops_replay_main(int argc, char **argv) {
             return TQ_OPS_EXIT_OK;
         }
         if (tq_ops_args_take(&args, "--data", &dir, &bad)) continue;
+        const char *option = argv[args.index];
         if (tq_ops_args_take(&args, "--jsonl", NULL, &bad)) {
             f.jsonl = true;
         } else if (tq_ops_args_take(&args, "--sla", NULL, &bad)) {
@@ -899,8 +900,9 @@ int tq_ops_replay_main(int argc, char **argv) {
         } else {
             fprintf(stderr, "ticketq replay: unknown option %s\n", argv[args.index]);
             bad = true;
+            break;
         }
-        if (bad) fprintf(stderr, "ticketq replay: bad value for %s\n", argv[args.index - 1]);
+        if (bad) fprintf(stderr, "ticketq replay: bad value for %s\n", option);
     }
     if (bad || dir == NULL || ((q.queue || q.sla || q.stats) && !at_set)) {
         replay_usage(stderr);
