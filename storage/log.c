@@ -752,6 +752,7 @@ struct scan_stop {
     uint64_t offset;
     uint64_t lsn;        /* the LSN expected at the stop */
     enum tq_batch_check check;
+    bool batch_is_evidence; /* the batch at the stop is valid but mislinked: it testifies too */
     char why[200];
 };
 
@@ -797,7 +798,8 @@ static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *sto
             char why[160];
             uint32_t magic = 0;
             if (avail >= sizeof(magic)) memcpy(&magic, p, sizeof(magic));
-            if (magic == TQ_BATCH_MAGIC && !(stop_seg && off == stop->offset)) {
+            if (magic == TQ_BATCH_MAGIC &&
+                !(stop_seg && off == stop->offset && !stop->batch_is_evidence)) {
                 enum tq_batch_check check = tq_batch_check(p, avail, false, &h, why, sizeof(why));
                 if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
                     if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
@@ -871,6 +873,7 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
             stop->offset = 0;
             stop->lsn = expected;
             stop->check = TQ_BATCH_BAD_HEADER;
+            stop->batch_is_evidence = true;
             snprintf(stop->why, sizeof(stop->why),
                      "segment starts at LSN %" PRIu64 " but LSN %" PRIu64
                      " was expected (missing, swapped or renamed segment)",
@@ -903,12 +906,15 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
                 if (err != TQ_OK) break;
                 check = tq_batch_check(p, avail, true, &h, stop->why, sizeof(stop->why));
             }
+            bool mislinked = false;
             if (check == TQ_BATCH_VALID && h.lsn_first != expected) {
+                mislinked = true;
                 check = TQ_BATCH_BAD_HEADER;
                 snprintf(stop->why, sizeof(stop->why),
                          "batch has LSN %" PRIu64 ", LSN %" PRIu64 " expected (chain break)",
                          h.lsn_first, expected);
             } else if (check == TQ_BATCH_VALID && have_chain && h.chain_prev != chain) {
+                mislinked = true;
                 check = TQ_BATCH_BAD_HEADER;
                 snprintf(stop->why, sizeof(stop->why),
                          "hash chain break: batch links to %016" PRIx64 ", previous is %016" PRIx64,
@@ -929,6 +935,7 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
                 stop->offset = off;
                 stop->lsn = expected;
                 stop->check = check;
+                stop->batch_is_evidence = mislinked;
                 tq_cursor_free(&c);
                 return TQ_OK;
             }
@@ -1160,7 +1167,8 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
             seg_free(&log->segs[log->seg_count - 1]);
             log->seg_count--;
         }
-        if (log->seg_count > 0 && log->segs[log->seg_count - 1].lsn_first > stop.lsn) {
+        if (log->seg_count > 0 && stop.offset == 0 &&
+            log->segs[log->seg_count - 1].lsn_first != stop.lsn) {
             /* the stop was at offset 0 of a segment whose name is wrong: nothing of it is kept */
             struct tq_seg *bad = &log->segs[log->seg_count - 1];
             if (!log->opt.read_only) unlink(bad->path);

@@ -233,6 +233,17 @@ static void test_segments_removed_or_swapped(void) {
         TQ_CHECK(strstr(err.msg, "offset") != NULL && strstr(err.msg, "lsn") != NULL);
         if (kind == 0) TQ_CHECK(strstr(err.msg, "missing") != NULL);
         if (kind == 2) TQ_CHECK(strstr(err.msg, "chain") != NULL);
+        /* repair keeps the intact prefix, drops the rest, and the log goes on from there */
+        struct st_lines lines = {0};
+        o = st_options(dir, &lines);
+        o.repair = true;
+        struct tq_log_recovery rec;
+        TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+        TQ_CHECK(strstr(lines.text, "REPAIR") != NULL);
+        uint64_t kept = rec.lsn_last; /* 0 when the first segment was the damaged one */
+        TQ_CHECK_GT(rec.repair_records_dropped, 0);
+        tq_log_close(log);
+        check_prefix(dir, kept, true);
         st_rmtree(dir);
     }
 }
