@@ -92,7 +92,7 @@ static void check_prefix(const char *dir, uint64_t lsn_last_expected, bool reope
 }
 
 static void test_truncate_tail(void) {
-    for (int round = 0; round < 20; round++) {
+    for (int round = 0; round < 14; round++) {
         char dir[256];
         st_mkdtemp(dir, sizeof(dir), "trunc");
         int segs = build(dir, 300 + tq_test_rand_below(&rng, 500));
@@ -117,7 +117,7 @@ static void test_truncate_tail(void) {
 }
 
 static void test_flip_tail(void) {
-    for (int round = 0; round < 15; round++) {
+    for (int round = 0; round < 10; round++) {
         char dir[256];
         st_mkdtemp(dir, sizeof(dir), "fliptail");
         int segs = build(dir, 200 + tq_test_rand_below(&rng, 300));
@@ -149,7 +149,7 @@ static void test_flip_tail(void) {
 }
 
 static void test_flip_middle(void) {
-    for (int round = 0; round < 15; round++) {
+    for (int round = 0; round < 10; round++) {
         char dir[256];
         st_mkdtemp(dir, sizeof(dir), "flipmid");
         int segs = build(dir, 700 + tq_test_rand_below(&rng, 300));
