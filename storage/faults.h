@@ -35,7 +35,10 @@ struct tq_io_faults {
     uint64_t short_write_at;  /* the Nth write op completes short (half its length, >= 1 byte) */
     uint64_t fsync_eio_at;    /* the Nth fsync op completes with -EIO */
     uint64_t fail_op_at;      /* the Nth op of any kind fails: write/fsync -EIO, prealloc ENOSPC */
-    bool enospc;              /* every preallocation fails with ENOSPC (disk full) */
+    bool enospc;              /* every preallocation fails with ENOSPC (disk full). Segments
+                               * are preallocated, so this is where a full disk meets the log:
+                               * appends needing a new segment are refused (TQ_ERR_NO_SPACE).
+                               * A write that still fails (fail_op_at) is fail-stop. */
     bool track_unsynced;      /* record ranges for tq_io_faults_power_cut (costs a pread each) */
     /* Counters (read by the test). */
     uint64_t ops;             /* operations seen so far */
