@@ -26,6 +26,9 @@
 # it says n/a (never invented). Results are also kept in OUT (default ./peer-results-<time>).
 set -euo pipefail
 
+# The whole body is one block: bash parses it before running, so editing this file while a
+# run is in progress cannot change the running script.
+{
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 DURATION=30
@@ -121,6 +124,8 @@ RESULTS="$OUT/results.tsv"
 printf 'durability\tworkload\tclients\tsystem\tops_per_sec\tp50_ms\tp99_ms\tstatus\n' > "$RESULTS"
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
 
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+
 # ---- 2. the disk ---------------------------------------------------------------------------------
 log "measuring the disk under $WORK"
 DISK_JSON="$("$PROBE" "$WORK" "$PROBE_APPENDS" "$PROBE_SEQ_MIB")"
@@ -149,6 +154,7 @@ pg_start_and_load() {
   pg_sql -d tq_template -v ncust="$CUSTOMERS" -v backlog="$BACKLOG" -v body="$BODY_IN" \
       -f "$WORK/pg/load.sql" >/dev/null
   log "PostgreSQL loaded in $((SECONDS - t0)) s"
+  PG_BYTES="$(pg_sql -d tq_template -At -c "SELECT pg_database_size('tq_template')")"
 }
 
 pg_restore() {
@@ -230,6 +236,7 @@ redis_load() {
   "$BENCH" --system redis --addr "127.0.0.1:$REDIS_PORT" --customers "$CUSTOMERS" \
       --backlog "$BACKLOG" --load-only
   rcli save >/dev/null
+  REDIS_BYTES="$(rcli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')"
   redis_stop
   log "Redis loaded and saved in $((SECONDS - t0)) s"
 }
@@ -302,10 +309,16 @@ done
   echo "# ticketq peer comparison, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
        "disk $(df -P "${TQ_PEERS_TMP:-/var/tmp}" | awk 'NR==2 {print $1}'), kernel $(uname -r)"
+  echo "load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
+       "(other processes on the machine disturb the figures)"
   echo "versions: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), Redis" \
        "$(redis-server --version | awk '{print $3}' | sed 's/v=//'), ticketq: $([ $TICKETQ_AVAILABLE = 1 ] && echo available || echo 'not yet available')"
   echo "data: $CUSTOMERS customers, $BACKLOG tickets; $DURATION s per run; seed $SEED; closed loop," \
        "1 unit in flight per client (redis-pipelineN: N per client)"
+  footprint=""
+  [ -n "${PG_BYTES:-}" ] && footprint="PostgreSQL $((PG_BYTES / 1048576)) MiB on disk ($((PG_BYTES / BACKLOG)) B/ticket)"
+  [ -n "${REDIS_BYTES:-}" ] && footprint="$footprint${footprint:+; }Redis $((REDIS_BYTES / 1048576)) MiB used_memory ($((REDIS_BYTES / BACKLOG)) B/ticket)"
+  echo "initial state (each ticket with its one 300-byte message): ${footprint:-n/a}"
   echo "disk: fdatasync 4 KiB append p50 $(jget fdatasync_append_4k_p50_us "$DISK_JSON") us" \
        "(p99 $(jget fdatasync_append_4k_p99_us "$DISK_JSON") us), overwrite p50" \
        "$(jget fdatasync_overwrite_4k_p50_us "$DISK_JSON") us; sequential write" \
@@ -325,3 +338,5 @@ done
   done
 } | tee "$OUT/table.md"
 log "results kept in $OUT"
+exit 0
+}

@@ -9,7 +9,8 @@
  * fails and no claim finds an empty queue; every completed unit appended exactly one message
  * (next:msg == backlog + completed); the queues hold what the state says; the binary exits 0
  * with a JSON report for every workload Redis supports, 2 for fanout (not implemented for the
- * peer) and 3 for --system ticketq (no client library yet).
+ * peer), 3 for --system ticketq (no client library yet), and 1 with the empty-queue count when
+ * the backlog runs out.
  */
 #include "openloop.h"
 #include "peer_redis.h"
@@ -227,6 +228,14 @@ static void test_binary(const char *sock) {
     TQ_CHECK_EQ(run_bench(out, ticketq), 3);
     const char *bad[] = {"--system", "redis", "--clients", "x", NULL};
     TQ_CHECK_EQ(run_bench(out, bad), 2);
+    /* A backlog far too small: claims find empty queues, the run is reported invalid (exit 1)
+     * with its figures and the count. Last, because --load replaces the state. */
+    const char *empty[] = {"--system", "redis", "--addr", addr, "--workload", "claim-reply",
+                           "--duration", "0.3", "--clients", "2", "--customers", "300",
+                           "--backlog", "5", "--load", "--json", NULL};
+    TQ_CHECK_EQ(run_bench(out, empty), 1);
+    TQ_CHECK(file_contains(out, "\"claim_reply\":{\"count\":5,"));
+    TQ_CHECK(!file_contains(out, "\"empty_queue\":0,"));
 }
 
 int main(void) {
