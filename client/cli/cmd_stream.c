@@ -16,6 +16,7 @@
 #include "tq_assert.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,30 @@ static int64_t mono_ms(void) {
 }
 
 /* ---- subscribe --------------------------------------------------------------------------- */
+
+/* SIGINT/SIGTERM end a subscribe cleanly (a durable consumer acks where it stopped). */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Waits for the next event in slices short enough to notice a stop request; *ev_out stays
+ * NULL when stopped or when idle_deadline (monotonic ms; < 0 = none) passed. */
+TQ_NODISCARD static enum tq_err next_event(struct tq_subscription *sub, int64_t idle_deadline,
+                                           const Ticketq__Event **ev_out, struct tq_error *err) {
+    enum { SLICE_MS = 200 }; /* how late a Ctrl-C may be noticed */
+    for (;;) {
+        int64_t slice = SLICE_MS;
+        if (idle_deadline >= 0 && idle_deadline - mono_ms() < slice) {
+            slice = idle_deadline - mono_ms();
+        }
+        enum tq_err rc = tq_subscription_next(sub, ev_out, slice < 0 ? 0 : (int)slice, err);
+        if (rc != TQ_OK || *ev_out != NULL || stop_requested) return rc;
+        if (idle_deadline >= 0 && mono_ms() >= idle_deadline) return TQ_OK;
+    }
+}
 
 static int ack(struct cli *cli, const char *consumer, uint64_t lsn) {
     struct tq_error err;
@@ -71,10 +96,10 @@ static int run_subscribe(struct cli *cli) {
         .queue_id = cli_u64(cli, "--queue"),
     };
     uint64_t count_max = cli_has(cli, "--count") ? cli_u64(cli, "--count") : UINT64_MAX;
-    int idle_ms = -1;
+    int64_t idle_ms = -1;
     if (cli_has(cli, "--idle")) {
         uint64_t v = cli_u64(cli, "--idle");
-        idle_ms = v > 86400000 ? 86400000 : (int)v;
+        idle_ms = v > 86400000 ? 86400000 : (int64_t)v;
     }
     int rc = cli_connect(cli); /* only now: usage errors never touch the network */
     if (rc != CLI_EXIT_OK) return rc;
@@ -82,14 +107,20 @@ static int run_subscribe(struct cli *cli) {
     tq_error_clear(&err);
     struct tq_subscription *sub = NULL;
     if (tq_client_subscribe(cli->client, &o, &sub, &err) != TQ_OK) return cli_fail(&err);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal; /* no SA_RESTART needed: waits are sliced */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     uint64_t seen = 0, acked_lsn = 0;
-    while (seen < count_max) {
+    while (seen < count_max && !stop_requested) {
         const Ticketq__Event *ev = NULL;
-        if (tq_subscription_next(sub, &ev, idle_ms, &err) != TQ_OK) {
+        int64_t idle_deadline = idle_ms < 0 ? -1 : mono_ms() + idle_ms;
+        if (next_event(sub, idle_deadline, &ev, &err) != TQ_OK) {
             rc = cli_fail(&err);
             break;
         }
-        if (ev == NULL) break; /* --idle passed without an event */
+        if (ev == NULL) break; /* --idle passed without an event, or stopped */
         cli_print_event(cli, ev);
         seen++;
         if (do_ack && seen % ACK_EVERY == 0) {
@@ -268,7 +299,7 @@ static const struct cli_opt subscribe_opts[] = {
     {"--ticket", OPT_U64, false, "only events of this ticket", NULL},
     {"--queue", OPT_U64, false, "only events of this queue", NULL},
     {"--count", OPT_U64, false, "stop after this many events", NULL},
-    {"--idle", OPT_MS, false, "stop after this long without an event", NULL},
+    {"--idle", OPT_MS, false, "stop after this long without an event (also: Ctrl-C)", NULL},
     END,
 };
 static const struct cli_opt consumer_ack_opts[] = {

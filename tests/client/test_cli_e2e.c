@@ -15,6 +15,8 @@
  */
 #include "cli_run.h"
 
+#include <signal.h>
+
 static struct tq_fixture fx;
 
 static char *str_of(const char *json, const char *path, char *buf, size_t cap) {
@@ -255,6 +257,39 @@ int main(void) {
     expect_json(&r, "consumer ack");
     cli_exec(&r, "ping", "--json", NULL);
     expect_json(&r, "ping");
+
+    /* Ctrl-C ends a durable subscriber cleanly: it acks what it printed, and the next run
+     * resumes after it */
+    char sig_out[300];
+    snprintf(sig_out, sizeof(sig_out), "%s/sub.out", fx.dir);
+    pid_t sub_pid = fork();
+    TQ_CHECK(sub_pid >= 0);
+    if (sub_pid == 0) {
+        int o = open(sig_out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(o, STDOUT_FILENO);
+        execl(tq_fixture_bin("client/cli/ticketq"), "ticketq", "subscribe", "--from-lsn", "0",
+              "--consumer", "sigtest", "--ack", "--json", (char *)NULL);
+        _exit(127);
+    }
+    struct timespec pause = {1, 500 * 1000000L};
+    nanosleep(&pause, NULL);
+    TQ_CHECK_EQ(kill(sub_pid, SIGINT), 0);
+    TQ_CHECK_EQ(waitpid(sub_pid, &status, 0), sub_pid);
+    TQ_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int fd = open(sig_out, O_RDONLY);
+    TQ_CHECK(fd >= 0);
+    read_fd(fd, r.out, sizeof(r.out));
+    close(fd);
+    unsigned long long printed_last = 0;
+    for (const char *p = r.out; *p != '\0'; p = strchr(p, '\n') + 1) {
+        printed_last = json_get_u64(p, "lsn");
+    }
+    TQ_CHECK(printed_last > 0); /* 1.5 s is plenty to print the first events */
+    cli_exec(&r, "subscribe", "--consumer", "sigtest", "--idle", "500ms", "--json", NULL);
+    expect_json_or_empty(&r, "subscribe resumed");
+    for (const char *p = r.out; *p != '\0'; p = strchr(p, '\n') + 1) {
+        TQ_CHECK_GT(json_get_u64(p, "lsn"), printed_last);
+    }
 
     /* server errors: exit 1, "error: <code>: ..." */
     cli_exec(&r, "ticket", "show", "987654321", NULL);
