@@ -56,7 +56,8 @@ const char *tq_err_name(enum tq_err code);
  * write `return tq_error_set(error, TQ_ERR_NOT_FOUND, "ticket %u", id);`. */
 enum tq_err tq_error_set(struct tq_error *error, enum tq_err code, const char *fmt, ...)
     TQ_PRINTF(3, 4);
-enum tq_err tq_error_setv(struct tq_error *error, enum tq_err code, const char *fmt, va_list ap);
+enum tq_err tq_error_setv(struct tq_error *error, enum tq_err code, const char *fmt, va_list ap)
+    TQ_PRINTF(3, 0);
 
 /* Resets error to TQ_OK with an empty message. */
 void tq_error_clear(struct tq_error *error);
