@@ -347,9 +347,16 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
                 fprintf(stderr, "decode failed at record %" PRIu64 ": %s\n", decoded, err.msg);
                 exit(1);
             }
-            if (use_prefetch) tq_state_prefetch(s, &ring[k]);
+            if (use_prefetch) tq_state_prefetch(s, &ring[k], 0);
             ahead_off += lg->len_of[decoded];
             decoded++;
+        }
+        if (use_prefetch) {
+            /* later stages for the records 9, 6 and 3 ahead (see state.h) */
+            for (unsigned st = 1; st <= 3; st++) {
+                uint64_t j = i + AHEAD - 3 * st;
+                if (j < decoded && j > i) tq_state_prefetch(s, &ring[j % AHEAD], st);
+            }
         }
         struct tq_cmd *c = &ring[i % AHEAD];
         if (tq_state_apply(s, i + 1, c, &res, NULL, &err) != TQ_OK) {

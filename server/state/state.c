@@ -2523,28 +2523,53 @@ void tq_state_free(struct tq_state *s) {
 
 uint64_t tq_state_lsn(const struct tq_state *s) { return s->lsn; }
 
-void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd) {
-    if (cmd->type == TQ_CMD_MESSAGE_INGEST) {
-        const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
-        if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
-        if (in->message_external_id.len > 0 &&
-            in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            uint64_t mh = tq_st_message_hash(cmd->tenant_id, in->channel,
-                                             in->message_external_id.ptr,
-                                             in->message_external_id.len);
-            __builtin_prefetch(&s->msg_index.slots[mh & s->msg_index.mask]);
-        }
-        if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-            uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
-            uint64_t ih = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
-            __builtin_prefetch(&s->ident_index.slots[ih & s->ident_index.mask]);
-        }
-    } else if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE) {
+void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage) {
+    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE) {
         uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
                                                         : cmd->u.ticket_update.ticket_id;
-        if (id != 0 && id < s->tickets.next_id) __builtin_prefetch(st_ticket(s, (uint32_t)id));
+        if (stage == 0 && id != 0 && id < s->tickets.next_id) {
+            __builtin_prefetch(st_ticket(s, (uint32_t)id));
+        }
+        return;
     }
+    if (cmd->type != TQ_CMD_MESSAGE_INGEST) return;
+    const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
+    if (in->message_external_id.len > 0 && in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX &&
+        stage <= 1) {
+        uint64_t mh = tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
+                                         in->message_external_id.len);
+        const uint32_t *slot = &s->msg_index.slots[mh & s->msg_index.mask];
+        if (stage == 0) {
+            __builtin_prefetch(slot);
+        } else if (*slot != 0 && (*slot & ~MSG_ID_MASK) == msg_fp(mh)) {
+            __builtin_prefetch(st_message(s, *slot & MSG_ID_MASK));   /* a duplicate, likely */
+        }
+    }
+    if (in->from_external_id.len == 0 || in->from_external_id.len > TQ_EXTERNAL_ID_BYTES_MAX) return;
+    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
+    uint64_t ih = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
+    uint32_t slot = s->ident_index.slots[stage == 0 ? 0 : ih & s->ident_index.mask];
+    if (stage == 0) {
+        __builtin_prefetch(&s->ident_index.slots[ih & s->ident_index.mask]);
+        return;
+    }
+    /* Only the home slot is followed: most identities sit there. */
+    if (slot == 0) return;
+    const struct tq_identity *x = st_identity(s, slot);
+    if (stage == 1) {
+        __builtin_prefetch(x);
+        return;
+    }
+    if (x->hash != ih) return;
+    if (stage == 2) {
+        __builtin_prefetch(x->ext);
+        __builtin_prefetch(st_customer(s, x->customer));
+        return;
+    }
+    uint32_t t = st_customer(s, x->customer)->ticket_head;
+    if (t != 0) __builtin_prefetch(st_ticket(s, t));
 }
 
 uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {

@@ -374,11 +374,12 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
                                         const struct tq_event_sink *events,
                                         struct tq_error *error);
 
-/* Optional, pure: warms the cache lines apply will need for cmd (the idempotency and identity
- * table slots of an inbound message, the ticket of a reply or update). Replay and recovery
- * loops that decode ahead call it a few records before applying; it changes nothing, so
- * calling it or not never changes a result. */
-void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd);
+/* Optional, pure: warms the cache lines apply will need for cmd. An inbound message needs a
+ * chain of dependent loads (table slot -> identity -> customer -> ticket), so the hint comes in
+ * stages: a replay or recovery loop that decodes ahead calls stage 0 for the record 12 ahead,
+ * then stages 1, 2 and 3 for the records 9, 6 and 3 ahead; each stage reads only what the
+ * previous one fetched. It changes nothing, so calling it or not never changes a result. */
+void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage);
 
 /* Last applied LSN. */
 uint64_t tq_state_lsn(const struct tq_state *state);
