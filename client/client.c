@@ -1251,13 +1251,25 @@ enum tq_err tq_subscription_close(struct tq_subscription *sub, struct tq_error *
 
 /* ---- names ------------------------------------------------------------------------------- */
 
-/* Wire names with a disambiguating prefix drop it: ROLE_AGENT -> agent, CLOCK_RUNNING ->
- * running, DELIVERY_NONE -> none, FIELD_STATUS -> status, EVENT_UNKNOWN -> unknown. */
-static const char *strip_prefix(const char *name) {
-    static const char *const prefixes[] = {"ROLE_", "CLOCK_", "DELIVERY_", "FIELD_", "EVENT_"};
+/* Wire names with a disambiguating prefix drop it, per enum: Role ROLE_AGENT -> agent,
+ * SlaClockState CLOCK_RUNNING -> running, Delivery DELIVERY_NONE -> none, EventField
+ * FIELD_STATUS -> status, EventType EVENT_UNKNOWN -> unknown (but DELIVERY_STATUS stays
+ * delivery_status: the prefix belongs to another enum). */
+static const char *strip_prefix(const ProtobufCEnumDescriptor *descriptor, const char *name) {
+    static const struct {
+        const ProtobufCEnumDescriptor *descriptor;
+        const char *prefix;
+    } prefixes[] = {
+        {&ticketq__role__descriptor, "ROLE_"},
+        {&ticketq__sla_clock_state__descriptor, "CLOCK_"},
+        {&ticketq__delivery__descriptor, "DELIVERY_"},
+        {&ticketq__event_field__descriptor, "FIELD_"},
+        {&ticketq__event_type__descriptor, "EVENT_"},
+    };
     for (size_t i = 0; i < TQ_ARRAY_COUNT(prefixes); i++) {
-        size_t n = strlen(prefixes[i]);
-        if (strncmp(name, prefixes[i], n) == 0 && name[n] != '\0') return name + n;
+        if (prefixes[i].descriptor != descriptor) continue;
+        size_t n = strlen(prefixes[i].prefix);
+        if (strncmp(name, prefixes[i].prefix, n) == 0 && name[n] != '\0') return name + n;
     }
     return name;
 }
@@ -1266,7 +1278,7 @@ const char *tq_client_enum_name(const ProtobufCEnumDescriptor *descriptor, int v
                                 size_t cap) {
     TQ_ASSERT(cap > 0);
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(descriptor, value);
-    const char *name = v != NULL ? strip_prefix(v->name) : "UNKNOWN";
+    const char *name = v != NULL ? strip_prefix(descriptor, v->name) : "UNKNOWN";
     size_t i = 0;
     for (; name[i] != '\0' && i + 1 < cap; i++)
         buf[i] = (char)tolower((unsigned char)name[i]);
@@ -1277,7 +1289,7 @@ const char *tq_client_enum_name(const ProtobufCEnumDescriptor *descriptor, int v
 bool tq_client_enum_parse(const ProtobufCEnumDescriptor *descriptor, const char *name,
                           int *value_out) {
     for (unsigned i = 0; i < descriptor->n_values; i++) {
-        const char *wire = strip_prefix(descriptor->values[i].name);
+        const char *wire = strip_prefix(descriptor, descriptor->values[i].name);
         size_t n = strlen(wire);
         if (strlen(name) != n) continue;
         size_t j = 0;

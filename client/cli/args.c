@@ -66,10 +66,12 @@ bool cli_parse_enum(const ProtobufCEnumDescriptor *desc, const char *what, const
     if (tq_client_enum_parse(desc, text, value_out)) return true;
     fprintf(stderr, "ticketq: %s must be one of", what);
     char buf[64];
+    bool first = true;
     for (unsigned i = 0; i < desc->n_values; i++) {
         if (strcmp(desc->values[i].name, "EVENT_UNKNOWN") == 0) continue;
-        fprintf(stderr, "%s %s", i == 0 ? "" : ",",
+        fprintf(stderr, "%s %s", first ? "" : ",",
                 tq_client_enum_name(desc, desc->values[i].value, buf, sizeof(buf)));
+        first = false;
     }
     fprintf(stderr, " (got \"%s\")\n", text);
     return false;

@@ -50,6 +50,8 @@ int main(void) {
     cli_exec(&r, "ticket", "update", "5", "--status", "done", NULL);
     expect_one_line_error(&r, 2,
                           "status must be one of new, open, pending, on_hold, solved, closed");
+    cli_exec(&r, "subscribe", "--type", "ticket_closed", NULL);
+    expect_one_line_error(&r, 2, "type must be one of tenant_created, ticket_created,");
     cli_exec(&r, "token", "issue", NULL);
     expect_one_line_error(&r, 2, "needs --role");
     cli_exec(&r, "tenant", "sla", "--policy", "first_reply=1h", NULL);

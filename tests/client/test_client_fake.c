@@ -623,6 +623,12 @@ static void test_names(void) {
                     "agent");
     TQ_CHECK_STR_EQ(tq_client_enum_name(&ticketq__delivery__descriptor, 0, buf, sizeof(buf)),
                     "none");
+    TQ_CHECK_STR_EQ(tq_client_enum_name(&ticketq__event_type__descriptor,
+                                        TICKETQ__EVENT_TYPE__DELIVERY_STATUS, buf, sizeof(buf)),
+                    "delivery_status");
+    TQ_CHECK_STR_EQ(tq_client_enum_name(&ticketq__sla_clock_state__descriptor,
+                                        TICKETQ__SLA_CLOCK_STATE__CLOCK_ACHIEVED, buf, sizeof(buf)),
+                    "achieved");
     TQ_CHECK_STR_EQ(tq_client_enum_name(&ticketq__channel__descriptor, 99, buf, sizeof(buf)),
                     "unknown");
     /* every value round-trips through its name, for every enum the CLI parses */
