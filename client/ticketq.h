@@ -43,7 +43,11 @@
  * with MSG_NOSIGNAL so a closed peer is an error, not SIGPIPE.
  *
  * Bounds. No frame larger than options.frame_bytes_max is ever read or written; the receive
- * buffer holds at most one frame beyond the responses of the requests in flight.
+ * buffer holds at most one frame beyond the responses of the requests in flight. One caveat:
+ * event frames that arrive while a blocking call waits on a subscribed connection are kept in
+ * memory until tq_subscription_next() takes them (the server stops sending to a subscriber
+ * whose unread output reaches its --subscriber-buffer, but once read, more may follow before
+ * the call's answer). Subscribers that must stay small make their calls on a second client.
  */
 #ifndef TICKETQ_H
 #define TICKETQ_H
