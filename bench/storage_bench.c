@@ -483,9 +483,20 @@ int main(int argc, char **argv) {
                a.ack_ms_median, b.mb_per_s);
     }
 
-    printf("\n## recovery (the 16 KiB x 256 log above)\n");
+    printf("\n## recovery (the 16 KiB x 256 log above: large batches)\n");
     recovery_scan(dir);
     rmtree(dir);
+    printf("\n## recovery (small batches: 4 records of 256 B each, written in none mode)\n");
+    {
+        setenv("TQ_BENCH_FSYNC", "none", 1);
+        double saved = point_seconds;
+        point_seconds = quick ? 0.5 : 2.0;
+        run_point(256, 4, false, dir, true);
+        point_seconds = saved;
+        unsetenv("TQ_BENCH_FSYNC");
+        recovery_scan(dir);
+        rmtree(dir);
+    }
 
     printf("\n## compression (zstd, realistic support messages)\n");
     compression();

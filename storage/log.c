@@ -882,6 +882,7 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
         }
         struct tq_seg_cursor c;
         tq_cursor_init(&c, seg);
+        c.window_bytes = SCAN_WINDOW_BYTES;
         uint64_t size = seg_logical_size(seg);
         uint64_t off = 0;
         enum tq_err err = TQ_OK;
@@ -901,8 +902,7 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
             if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
                 /* TRUNCATED may only mean the batch is larger than the window read so far */
                 size_t want = TQ_BATCH_HEADER_BYTES + (size_t)h.area_bytes;
-                err = tq_cursor_get(&c, off, want < SCAN_WINDOW_BYTES ? SCAN_WINDOW_BYTES : want,
-                                    size, &p, &avail, error);
+                err = tq_cursor_get(&c, off, want, size, &p, &avail, error);
                 if (err != TQ_OK) break;
                 check = tq_batch_check(p, avail, true, &h, stop->why, sizeof(stop->why));
             }

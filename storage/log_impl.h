@@ -67,6 +67,7 @@ struct tq_seg_cursor {
     size_t cap;
     uint64_t win_offset;
     size_t win_len;
+    size_t window_bytes;        /* plain segments: bytes read per refill (0: 1 MiB) */
     /* compressed: scratch for the frame bytes */
     uint8_t *zbuf;
     size_t zcap;

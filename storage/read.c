@@ -110,7 +110,8 @@ enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want,
         enum tq_err err = cursor_fill_z(c, offset, error);
         if (err != TQ_OK) return err;
     } else {
-        size_t len = want > READ_WINDOW_BYTES ? want : READ_WINDOW_BYTES;
+        size_t window = c->window_bytes != 0 ? c->window_bytes : READ_WINDOW_BYTES;
+        size_t len = want > window ? want : window;
         if (offset >= limit) {
             len = 0;
         } else if (offset + len > limit) {
