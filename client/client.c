@@ -48,6 +48,10 @@
 /* Receive granularity: one recv() asks for at least this much free space. */
 #define RECV_CHUNK_BYTES   ((size_t)64 * 1024)
 #define ALLOC_HEADER_BYTES 16u
+/* Event frames kept while a blocking call waits on a subscribed connection. The server sends
+ * at most 256 events per frame, so this is ~260k events: far more than a call should ever
+ * wait through, small enough that a runaway catch-up cannot eat the caller's memory. */
+#define QUEUED_FRAMES_MAX 1024u
 
 struct event_node {
     struct event_node *next;
@@ -62,6 +66,7 @@ struct tq_subscription {
     uint64_t lsn_last;             /* of the last event returned */
     struct event_node *queue_head; /* frames that arrived during tq_client_call */
     struct event_node *queue_tail;
+    size_t queue_count; /* frames in the queue, at most QUEUED_FRAMES_MAX */
     bool ended;         /* the server ended it with an error */
     bool started;       /* the Subscribe's own answer arrived */
     uint64_t start_lsn; /* from it: events of records after this LSN follow */
@@ -522,6 +527,7 @@ TQ_NODISCARD static enum tq_err queue_request(struct tq_client *c, Ticketq__Requ
 
 static void sub_enqueue(struct tq_subscription *sub, struct event_node *node) {
     node->next = NULL;
+    sub->queue_count++;
     if (sub->queue_tail != NULL) {
         sub->queue_tail->next = node;
     } else {
@@ -544,6 +550,13 @@ TQ_NODISCARD static enum tq_err await_response(struct tq_client *c, uint64_t id,
         if (resp->id == id) {
             *resp_out = resp;
             return TQ_OK;
+        }
+        if (c->sub != NULL && resp->id == c->sub->id && c->sub->queue_count >= QUEUED_FRAMES_MAX) {
+            tq_client_response_free(resp);
+            return fail_broken(c, err, TQ_ERR_RESOURCE_EXHAUSTED,
+                               "%u event frames arrived while waiting for an answer: make calls "
+                               "on a client without a subscription",
+                               QUEUED_FRAMES_MAX);
         }
         if (c->sub != NULL && resp->id == c->sub->id) {
             struct event_node *node = tq_alloc(sizeof(*node));
@@ -1156,6 +1169,8 @@ TQ_NODISCARD static enum tq_err sub_next_frame(struct tq_subscription *sub, int6
         struct event_node *node = sub->queue_head;
         sub->queue_head = node->next;
         if (sub->queue_head == NULL) sub->queue_tail = NULL;
+        TQ_ASSERT(sub->queue_count > 0);
+        sub->queue_count--;
         *resp_out = node->resp;
         tq_free(node, sizeof(*node));
         return TQ_OK;

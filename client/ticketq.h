@@ -43,11 +43,10 @@
  * with MSG_NOSIGNAL so a closed peer is an error, not SIGPIPE.
  *
  * Bounds. No frame larger than options.frame_bytes_max is ever read or written; the receive
- * buffer holds at most one frame beyond the responses of the requests in flight. One caveat:
- * event frames that arrive while a blocking call waits on a subscribed connection are kept in
- * memory until tq_subscription_next() takes them (the server stops sending to a subscriber
- * whose unread output reaches its --subscriber-buffer, but once read, more may follow before
- * the call's answer). Subscribers that must stay small make their calls on a second client.
+ * buffer holds at most one frame beyond the responses of the requests in flight. Event frames
+ * that arrive while a blocking call waits on a subscribed connection are kept until
+ * tq_subscription_next() takes them, at most 1024 frames: beyond that the call fails with
+ * TQ_ERR_RESOURCE_EXHAUSTED and breaks the client (make such calls on a second client).
  */
 #ifndef TICKETQ_H
 #define TICKETQ_H

@@ -234,6 +234,12 @@ static void serve_request(int fd, const Ticketq__Request *req, uint64_t *sub_id)
         send_events(fd, req->id, req->subscribe->from_lsn + 3, 1);
         return;
     case TICKETQ__REQUEST__OP_CONSUMER_ACK:
+        if (req->consumer_ack->lsn == 999999) { /* a flood: more frames than a call may queue */
+            for (uint64_t i = 0; i < 1100; i++)
+                send_events(fd, *sub_id, 2000 + i, 1);
+            send_response(fd, &resp);
+            return;
+        }
         /* An event frame overtakes the answer: the client must keep it for next(). */
         send_events(fd, *sub_id, req->consumer_ack->lsn + 1, 2);
         send_response(fd, &resp);
@@ -604,6 +610,12 @@ static void test_subscription(void) {
     expect_event(sub, 15);
     TQ_CHECK_OK(tq_subscription_close(sub, &err), &err);
     TQ_CHECK_OK(tq_client_ping(c, &err), &err); /* the stale event frame was discarded */
+    tq_client_close(c);
+
+    /* a call on a subscribed connection cannot queue events without bound */
+    c = connect_ok(5000, 0, 0);
+    TQ_CHECK_OK(tq_client_subscribe(c, &o, &sub, &err), &err);
+    TQ_CHECK_ERR(tq_client_consumer_ack(c, "hooks", 999999, &err), TQ_ERR_RESOURCE_EXHAUSTED, &err);
     tq_client_close(c);
 
     /* closing the client with an open subscription and queued frames frees everything */
