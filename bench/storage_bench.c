@@ -12,6 +12,7 @@
  * Prints the machine (cores, memory, CPU, kernel, filesystem of --dir) and medians.
  *
  * Usage: tq-storage-bench [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS]
+ *                         [--compression-only]
  * Build Release in your own build dir; DIR defaults to /tmp/tq-storage-bench (removed after).
  */
 #include "log.h"
@@ -38,6 +39,7 @@ static double point_seconds = 1.0; /* per run; each point is the median of 3 run
 static bool quick;
 static uint32_t only_size;   /* --only SIZE:APPENDERS runs one append point (for perf/strace) */
 static int only_appenders;
+static bool compression_only; /* --compression-only: just the compression/read section */
 
 static double now_s(void) {
     struct timespec ts;
@@ -380,6 +382,21 @@ static void compression(void) {
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) die("reopen", &err);
     uint64_t segs[256];
     size_t n = tq_log_segments(log, segs, 256);
+    {
+        /* random single-record reads from plain segments (page cache warm) */
+        double *plain = calloc(2000, sizeof(double));
+        uint64_t r2 = 11;
+        for (int i = 0; i < 2000; i++) {
+            uint64_t lsn = 1 + st_text_rand(&r2) % (segs[n - 1] - 1);
+            struct tq_log_record r;
+            double t = now_s();
+            if (tq_log_read(log, lsn, &r, text, sizeof(text), &err) != TQ_OK) die("read", &err);
+            plain[i] = (now_s() - t) * 1e6;
+        }
+        qsort(plain, 2000, sizeof(double), cmp_double);
+        printf("- random single-record read from plain segments (warm): median %.1f us\n", plain[1000]);
+        free(plain);
+    }
     uint64_t raw = 0, comp = 0, payload = 0;
     double t0 = now_s();
     for (size_t i = 0; i + 1 < n; i++) {
@@ -422,6 +439,8 @@ int main(int argc, char **argv) {
             point_seconds = atof(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (sscanf(argv[++i], "%u:%d", &only_size, &only_appenders) != 2) return 2;
+        } else if (strcmp(argv[i], "--compression-only") == 0) {
+            compression_only = true;
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
             point_seconds = 0.3;
@@ -432,6 +451,11 @@ int main(int argc, char **argv) {
     }
     mkdir(bench_dir, 0755);
     print_machine();
+    if (compression_only) {
+        compression();
+        rmtree(bench_dir);
+        return 0;
+    }
     if (only_size > 0) {
         char one[600];
         snprintf(one, sizeof(one), "%s/one", bench_dir);

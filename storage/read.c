@@ -23,7 +23,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#define READ_WINDOW_BYTES (1u << 20)
+#define READ_WINDOW_BYTES (1u << 20)  /* iterators: sequential, read ahead 1 MiB */
+#define POINT_WINDOW_BYTES (16u << 10) /* tq_log_read: at least the batch, at least 16 KiB */
 
 void tq_cursor_init(struct tq_seg_cursor *c, const struct tq_seg *seg) {
     memset(c, 0, sizeof(*c));
@@ -172,6 +173,8 @@ static enum tq_err batch_load(const struct tq_log *log, struct tq_seg_cursor *c,
         tq_cursor_init(c, seg);
         c->seg_index = ref->seg_index;
         c->bound = true;
+        /* Point reads are random (message bodies by LSN): read the batch, not 1 MiB. */
+        if (c == &log->read_cursor) c->window_bytes = POINT_WINDOW_BYTES;
     }
     c->seg = seg;
     uint64_t limit = seg->compressed ? UINT64_MAX : seg->bytes_written;
