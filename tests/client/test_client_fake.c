@@ -331,6 +331,10 @@ static void test_connect_errors(void) {
         TQ_CHECK_ERR(tq_client_connect(&o, &c, &err), TQ_ERR_INVALID_ARGUMENT, &err);
         TQ_CHECK(c == NULL);
     }
+    /* an IPv6 literal parses (then nobody listens there, or the host has no IPv6) */
+    struct tq_client_options v6 = {.addr = "[::1]:1"};
+    enum tq_err rc = tq_client_connect(&v6, &c, &err);
+    TQ_CHECK(rc == TQ_ERR_UNAVAILABLE || rc == TQ_ERR_IO);
     struct tq_client_options refused = {.addr = "unix:/nonexistent/tq.sock"};
     TQ_CHECK_ERR(tq_client_connect(&refused, &c, &err), TQ_ERR_UNAVAILABLE, &err);
     char addr[256];

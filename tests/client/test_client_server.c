@@ -367,6 +367,13 @@ static void test_generic_ops(struct world *w) {
     TQ_CHECK_UEQ(resp->stats->tenant_count, 2);
     TQ_CHECK_GE(resp->stats->tickets, tenant_tickets);
     tq_client_response_free(resp);
+    Ticketq__SnapshotNow snap = TICKETQ__SNAPSHOT_NOW__INIT; /* server admin only */
+    req.op_case = TICKETQ__REQUEST__OP_SNAPSHOT_NOW;
+    req.snapshot_now = &snap;
+    OK(tq_client_call(w->admin, &req, &resp, &err));
+    tq_client_response_free(resp);
+    FAILS(tq_client_call(w->ta, &req, &resp, &err), TQ_ERR_PERMISSION_DENIED);
+    tq_client_response_free(resp);
     tq_client_set_tenant(w->admin, w->tenant);
     OK(tq_client_stats(w->foreign, &resp, &err));
     TQ_CHECK_UEQ(resp->stats->tickets, 0);
