@@ -804,6 +804,72 @@ static void test_sla_business_hours(void) {
     fx_free(&f);
 }
 
+/* Next reply, requester wait with a pause and a priority change, all in business hours. */
+static void test_sla_business_hours_pauses_priority(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 0, 5);
+    business_hours(&f, tn);
+    struct tq_sla_policy p;
+    memset(&p, 0, sizeof(p));
+    p.name = S("bh");
+    p.channel = -1;
+    p.business_hours = true;
+    for (int q = 0; q < TQ_PRIORITY_COUNT; q++) {
+        p.targets.target_ms[TQ_SLA_NEXT_REPLY][q] = 2 * HOUR_MS;
+        p.targets.target_ms[TQ_SLA_REQUESTER_WAIT][q] = 4 * HOUR_MS;
+    }
+    p.targets.target_ms[TQ_SLA_REQUESTER_WAIT][TQ_PRIORITY_URGENT] = 2 * HOUR_MS;
+    struct tq_cmd c = fx_cmd(TQ_CMD_SLA_POLICIES_SET, tn);
+    c.u.sla_policies_set.count = 1;
+    c.u.sla_policies_set.policies = &p;
+    FX_OK(&f, &c);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
+    const uint64_t mon_09 = 1700236800000ull + 2 * DAY_MS + 17 * HOUR_MS;   /* 2023-11-20 */
+    const uint64_t tue_09 = mon_09 + DAY_MS, wed_09 = mon_09 + 2 * DAY_MS;
+    f.now = mon_09 + 7 * HOUR_MS;                                           /* Mon 16:00 */
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, tue_09 + 3 * HOUR_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, 0);                   /* no target */
+    f.now = mon_09 + 7 * HOUR_MS + 30 * MIN_MS;
+    fx_reply(&f, tn, a, t);
+    f.now = mon_09 + 7 * HOUR_MS + 45 * MIN_MS;                              /* Mon 16:45 */
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].deadline_ms, tue_09 + 105 * MIN_MS);  /* Tue 10:45 */
+    f.now = tue_09 + 30 * MIN_MS;                                            /* Tue 09:30 */
+    fx_status(&f, tn, t, TQ_STATUS_PENDING);
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].elapsed_ms, 90 * MIN_MS);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].state, TQ_SLA_RUNNING);            /* never pauses */
+    f.now = wed_09;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);                 /* reopens */
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, wed_09 + 150 * MIN_MS);
+    f.now = wed_09 + HOUR_MS;
+    struct tq_cmd u = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    u.u.ticket_update.ticket_id = t;
+    u.u.ticket_update.fields = TQ_UPDATE_PRIORITY;
+    u.u.ticket_update.priority = TQ_PRIORITY_URGENT;
+    FX_OK(&f, &u);
+    /* start Mon 16:00 + 2 business hours = Tue 10:00, plus the business time paused
+     * (Tue 09:30 .. Wed 09:00 = 7.5 h) = Wed 09:30 */
+    v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, wed_09 + 30 * MIN_MS);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, wed_09 + 2 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REQUESTER_WAIT)->at_ms,
+                wed_09 + 30 * MIN_MS);
+    /* the next reply breached Tue 10:45 already; it is reported once, with that stamp */
+    TQ_CHECK_EQ(fx_count(&f, 0, TQ_EVENT_SLA_BREACH, TQ_SLA_NEXT_REPLY), 1);
+    TQ_CHECK_EQ(fx_last(&f, 0, TQ_EVENT_SLA_BREACH, TQ_SLA_NEXT_REPLY)->at_ms,
+                tue_09 + 105 * MIN_MS);
+    fx_free(&f);
+}
+
 static void test_reply_window(void) {
     struct fx f;
     fx_init(&f);
@@ -1247,6 +1313,7 @@ int main(void) {
     test_sla_pauses_and_reopen();
     test_sla_priority_change();
     test_sla_business_hours();
+    test_sla_business_hours_pauses_priority();
     test_reply_window();
     test_wake_and_auto_close();
     test_tenant_isolation();
