@@ -16,6 +16,7 @@
 #include "cli_run.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 
 static struct tq_fixture fx;
 
@@ -271,7 +272,14 @@ int main(void) {
               "--consumer", "sigtest", "--ack", "--json", (char *)NULL);
         _exit(127);
     }
-    struct timespec pause = {1, 500 * 1000000L};
+    /* wait (bounded) until it printed something, then a little more so it is mid-stream */
+    for (int i = 0; i < 1000; i++) {
+        struct stat st;
+        if (stat(sig_out, &st) == 0 && st.st_size > 0) break;
+        struct timespec tick = {0, 10 * 1000000L};
+        nanosleep(&tick, NULL);
+    }
+    struct timespec pause = {0, 300 * 1000000L};
     nanosleep(&pause, NULL);
     TQ_CHECK_EQ(kill(sub_pid, SIGINT), 0);
     TQ_CHECK_EQ(waitpid(sub_pid, &status, 0), sub_pid);
@@ -284,7 +292,7 @@ int main(void) {
     for (const char *p = r.out; *p != '\0'; p = strchr(p, '\n') + 1) {
         printed_last = json_get_u64(p, "lsn");
     }
-    TQ_CHECK(printed_last > 0); /* 1.5 s is plenty to print the first events */
+    TQ_CHECK(printed_last > 0);
     cli_exec(&r, "subscribe", "--consumer", "sigtest", "--idle", "500ms", "--json", NULL);
     expect_json_or_empty(&r, "subscribe resumed");
     for (const char *p = r.out; *p != '\0'; p = strchr(p, '\n') + 1) {
