@@ -2447,16 +2447,16 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     struct tq_state *s = tq_xcalloc(1, sizeof(*s));
     s->body_bytes_max = options != NULL && options->body_bytes_max != 0 ? options->body_bytes_max
                                                                        : TQ_BODY_BYTES_DEFAULT_MAX;
-    tq_st_slab_init(&s->tenants, sizeof(struct tq_tenant));
-    tq_st_slab_init(&s->tokens, sizeof(struct tq_token));
-    tq_st_slab_init(&s->queues, sizeof(struct tq_queue));
-    tq_st_slab_init(&s->agents, sizeof(struct tq_agent));
-    tq_st_slab_init(&s->customers, sizeof(struct tq_customer));
-    tq_st_slab_init(&s->identities, sizeof(struct tq_identity));
-    tq_st_slab_init(&s->tickets, sizeof(struct tq_ticket));
-    tq_st_slab_init(&s->messages, sizeof(struct tq_message));
-    tq_st_slab_init(&s->interns, sizeof(struct tq_intern));
-    tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry));
+    tq_st_slab_init(&s->tenants, sizeof(struct tq_tenant), TQ_SLAB_SHIFT_SMALL);
+    tq_st_slab_init(&s->tokens, sizeof(struct tq_token), TQ_SLAB_SHIFT_SMALL);
+    tq_st_slab_init(&s->queues, sizeof(struct tq_queue), TQ_SLAB_SHIFT_SMALL);
+    tq_st_slab_init(&s->agents, sizeof(struct tq_agent), TQ_SLAB_SHIFT_SMALL);
+    tq_st_slab_init(&s->customers, sizeof(struct tq_customer), TQ_SLAB_SHIFT);
+    tq_st_slab_init(&s->identities, sizeof(struct tq_identity), TQ_SLAB_SHIFT);
+    tq_st_slab_init(&s->tickets, sizeof(struct tq_ticket), TQ_SLAB_SHIFT);
+    tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
+    tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
+    tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
     tq_st_idtab_init(&s->ident_index, 1024);
     tq_st_idtab_init(&s->msg_index, 1024);
     tq_st_idtab_init(&s->token_index, 64);

@@ -5,7 +5,7 @@
  * Memory layout (why it looks like this: the issue's targets are <= 256 bytes per ticket and
  * <= 32 bytes per message resident):
  *   - every entity kind lives in a chunked slab indexed by its id (ids are dense, global, start
- *     at 1): element id is chunks[id >> TQ_SLAB_SHIFT][id & mask]. Chunks never move, so the
+ *     at 1): element id is chunks[id >> shift][id & mask]. Chunks never move, so the
  *     slabs grow in large steps without a realloc copy and without doubling slack.
  *   - in memory ids are uint32_t (the API speaks uint64_t): 4 billion of any entity is far
  *     beyond one process; apply refuses to create more (RESOURCE_EXHAUSTED).
@@ -21,8 +21,8 @@
 #include "state.h"
 #include "tq_assert.h"
 
-#define TQ_SLAB_SHIFT 12u
-#define TQ_SLAB_CHUNK (1u << TQ_SLAB_SHIFT)
+#define TQ_SLAB_SHIFT 12u                   /* 4096 per chunk: tickets, messages, customers */
+#define TQ_SLAB_SHIFT_SMALL 5u              /* 32 per chunk: tenants (5 KB each), queues... */
 #define TQ_ID_MAX 0xfffffff0u               /* in-memory ids are uint32_t */
 #define TQ_MESSAGES_MAX ((1u << 28) - 1)    /* 4 bits of each idempotency slot: state.c */
 #define TQ_HOURLY_SLOTS 48u                 /* messages per channel per hour: the last 48 hours */
@@ -36,6 +36,7 @@ struct tq_slab {
     uint32_t chunk_count, chunk_cap;
     uint32_t elem_size;
     uint32_t next_id;                       /* the id the next allocation gets (starts at 1) */
+    uint32_t shift;                         /* log2 of the elements per chunk */
 };
 
 /* Open-addressing table of entity ids (0 = empty slot), linear probing, no deletion (nothing
@@ -280,8 +281,8 @@ struct tq_state {
 /* ---- slabs ---- */
 static inline void *tq_slab_at(const struct tq_slab *slab, uint32_t id) {
     TQ_DEBUG_ASSERT(id != 0 && id < slab->next_id);
-    return slab->chunks[id >> TQ_SLAB_SHIFT] +
-           (size_t)(id & (TQ_SLAB_CHUNK - 1)) * slab->elem_size;
+    return slab->chunks[id >> slab->shift] +
+           (size_t)(id & ((1u << slab->shift) - 1)) * slab->elem_size;
 }
 static inline uint32_t tq_slab_count(const struct tq_slab *slab) { return slab->next_id - 1; }
 
@@ -335,7 +336,7 @@ static inline uint64_t msg_pack(uint64_t lsn, unsigned dir, unsigned chan, unsig
 
 
 /* ---- containers (store.c) ---- */
-void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size);
+void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);
 uint32_t tq_st_slab_new(struct tq_slab *slab);
 void tq_st_slab_free(struct tq_slab *slab);
 void tq_st_strings_free(struct tq_state *s);

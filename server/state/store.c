@@ -20,7 +20,7 @@
 uint32_t tq_st_slab_new(struct tq_slab *slab) {
     TQ_ASSERT(slab->next_id <= TQ_ID_MAX);
     uint32_t id = slab->next_id;
-    uint32_t chunk = id >> TQ_SLAB_SHIFT;
+    uint32_t chunk = id >> slab->shift;
     if (chunk >= slab->chunk_count) {
         TQ_ASSERT(chunk == slab->chunk_count);
         if (slab->chunk_count == slab->chunk_cap) {
@@ -29,21 +29,23 @@ uint32_t tq_st_slab_new(struct tq_slab *slab) {
                                        cap * sizeof(*slab->chunks));
             slab->chunk_cap = cap;
         }
-        slab->chunks[slab->chunk_count++] = tq_xcalloc(TQ_SLAB_CHUNK, slab->elem_size);
+        slab->chunks[slab->chunk_count++] = tq_xcalloc((size_t)1 << slab->shift, slab->elem_size);
     }
     slab->next_id = id + 1;
     return id;
 }
 
-void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size) {
+void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift) {
+    TQ_ASSERT(shift >= 1 && shift <= 20);
     memset(slab, 0, sizeof(*slab));
     slab->elem_size = elem_size;
+    slab->shift = shift;
     slab->next_id = 1;
 }
 
 void tq_st_slab_free(struct tq_slab *slab) {
     for (uint32_t i = 0; i < slab->chunk_count; i++) {
-        tq_free(slab->chunks[i], (size_t)TQ_SLAB_CHUNK * slab->elem_size);
+        tq_free(slab->chunks[i], ((size_t)1 << slab->shift) * slab->elem_size);
     }
     tq_free(slab->chunks, slab->chunk_cap * sizeof(*slab->chunks));
     memset(slab, 0, sizeof(*slab));
