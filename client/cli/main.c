@@ -4,13 +4,14 @@
  * subcommand is found by its words ("ticket claim", then "ping"), its options are parsed by
  * args.c from its declaration, then it runs with a lazily connected client (commands that fail
  * on their arguments never touch the network). Operator subcommands of a later issue (replay,
- * verify, compact, backup, restore) add a cmd_ops.c with their table and one line here.
+ * verify, compact, backup, restore) are tq_ops's own argv entry points (OPS_TOOLS below).
  *
  * Exit codes: 0 success, 1 the server or the connection refused (message "error: <code>:
  * <text>"), 2 a usage error (one line naming the problem).
  */
 #include "cli.h"
 
+#include "ops.h"
 #include "tq_assert.h"
 
 #include <stdlib.h>
@@ -21,6 +22,23 @@ static const struct cli_cmd *const COMMAND_TABLES[] = {
     cli_cmds_entities,
     cli_cmds_ticket,
     cli_cmds_stream,
+};
+
+/* The operator and auditor tools work offline on a data (or backup) directory, not through a
+ * connection: they are tq_ops's argv entry points (server/ops/ops.h), parsing their own options. */
+static const struct {
+    const char *name;
+    const char *summary;
+    int (*main)(int argc, char **argv);
+} OPS_TOOLS[] = {
+    {"replay", "print the log as audit events, or the state at a time/LSN (--at)",
+     tq_ops_replay_main},
+    {"verify", "check every checksum and the hash chain; print the chain head",
+     tq_ops_verify_main},
+    {"backup", "consistent, incremental backup of a (live) data directory", tq_ops_backup_main},
+    {"restore", "restore a backup, optionally to a time or LSN", tq_ops_restore_main},
+    {"compact", "snapshot, erase customers, drop old tickets, compress segments",
+     tq_ops_compact_main},
 };
 
 int cli_fail(const struct tq_error *err) {
@@ -86,6 +104,10 @@ static void print_help(FILE *out) {
             fprintf(out, "  %-22s %s\n", c->words, c->summary);
         }
     }
+    fputs("\noperator tools (offline, on --data DIR; see docs/operations.md):\n", out);
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(OPS_TOOLS); i++) {
+        fprintf(out, "  %-22s %s\n", OPS_TOOLS[i].name, OPS_TOOLS[i].summary);
+    }
     fputs("\n'ticketq SUBCOMMAND --help' describes a subcommand's options.\n", out);
 }
 
@@ -149,6 +171,13 @@ int main(int argc, char **argv) {
     if (strcmp(argv[first], "help") == 0) {
         print_help(stdout);
         return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(OPS_TOOLS); i++) {
+        if (strcmp(argv[first], OPS_TOOLS[i].name) == 0) {
+            int rc = OPS_TOOLS[i].main(argc - first, argv + first);
+            fflush(stdout);
+            return rc;
+        }
     }
     int used = 0;
     const struct cli_cmd *cmd = find_command(argc - first, argv + first, &used);
