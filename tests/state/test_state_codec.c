@@ -305,6 +305,69 @@ static void test_decode_never_trusts(struct tq_arena *arena, uint64_t *rng) {
     TQ_CHECK_ERR(tq_cmd_decode(NULL, 0, &d, arena, &err), TQ_ERR_CORRUPT, &err);
 }
 
+/* Whatever decodes must be safe to apply: mutated records that the decoder accepts are applied
+ * to a populated state. apply may refuse them (with an expected code, changing nothing) or
+ * accept them; it must never abort, and the invariants must hold throughout. */
+static void test_apply_accepts_only_valid(struct tq_arena *arena, uint64_t *rng) {
+    struct tq_state *s = tq_state_new(NULL);
+    uint64_t lsn = 0;
+    struct tq_error err;
+    /* population: tenant 1..2, queues, agents, a few tickets (ids small, like the samples) */
+    for (int t = 0; t < 2; t++) {
+        struct tq_cmd c = sample(TQ_CMD_TENANT_CREATE);
+        c.tenant_id = 0;
+        c.actor_agent_id = 0;
+        TQ_CHECK_OK(tq_state_apply(s, ++lsn, &c, NULL, NULL, &err), &err);
+        for (int k = 0; k < 4; k++) {
+            struct tq_cmd q = sample(TQ_CMD_QUEUE_CREATE);
+            q.tenant_id = (uint64_t)t + 1;
+            q.actor_agent_id = 0;
+            TQ_CHECK_OK(tq_state_apply(s, ++lsn, &q, NULL, NULL, &err), &err);
+            struct tq_cmd a = sample(TQ_CMD_AGENT_CREATE);
+            a.tenant_id = (uint64_t)t + 1;
+            a.actor_agent_id = 0;
+            TQ_CHECK_OK(tq_state_apply(s, ++lsn, &a, NULL, NULL, &err), &err);
+        }
+    }
+    static uint8_t buf[1 << 16];
+    uint32_t applied = 0, refused = 0;
+    for (int round = 0; round < 20000; round++) {
+        struct tq_cmd c = sample((enum tq_cmd_type)(1 + tq_test_rand_below(rng, TQ_CMD_TYPE_MAX)));
+        c.tenant_id = 1 + tq_test_rand_below(rng, 3);
+        c.actor_agent_id = tq_test_rand_below(rng, 3) == 0 ? 1 + tq_test_rand_below(rng, 10) : 0;
+        c.now_ms += (uint64_t)round * 60000;
+        size_t n = tq_cmd_encode(&c, buf, sizeof(buf));
+        for (int k = 0; k < 3; k++) {
+            size_t at = 26 + tq_test_rand_below(rng, n - 26);
+            buf[at] = (uint8_t)tq_test_rand(rng);
+        }
+        struct tq_cmd d;
+        tq_arena_reset(arena);
+        if (tq_cmd_decode(buf, n, &d, arena, &err) != TQ_OK) continue;
+        uint8_t before[16], after[16];
+        bool check = round % 16 == 0;
+        if (check) tq_state_digest(s, before);
+        enum tq_err e = tq_state_apply(s, lsn + 1, &d, NULL, NULL, &err);
+        TQ_CHECK(e != TQ_ERR_INTERNAL && e != TQ_ERR_CORRUPT && e != TQ_ERR_IO);
+        if (e == TQ_OK) {
+            lsn++;
+            applied++;
+        } else {
+            refused++;
+            if (check) {
+                tq_state_digest(s, after);
+                TQ_CHECK_MEM_EQ(before, after, 16);
+            }
+        }
+        if (round % 500 == 0) TQ_CHECK(tq_state_check_invariants(s, &err));
+    }
+    TQ_CHECK(tq_state_check_invariants(s, &err));
+    printf("test_state_codec: mutated commands applied %u, refused %u\n", applied, refused);
+    TQ_CHECK_GT(applied, 0);
+    TQ_CHECK_GT(refused, 0);
+    tq_state_free(s);
+}
+
 int main(void) {
     uint64_t rng = tq_test_seed("test_state_codec");
     struct tq_arena arena;
@@ -312,6 +375,7 @@ int main(void) {
     static uint8_t buf[1 << 16];
     test_round_trip(&arena, buf, sizeof(buf));
     test_decode_never_trusts(&arena, &rng);
+    test_apply_accepts_only_valid(&arena, &rng);
     tq_arena_destroy(&arena);
     printf("test_state_codec: ok\n");
     return 0;

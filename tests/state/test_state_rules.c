@@ -1108,6 +1108,30 @@ static void test_limits(void) {
     tk.u.outbox_take.max = TQ_OUTBOX_TAKE_MAX + 1;
     tk.u.outbox_take.lease_ms = 1000;
     FX_ERR(&f, &tk, TQ_ERR_INVALID_ARGUMENT);
+    /* enums out of range in commands built by the server (the decoder refuses them first) */
+    tk.u.outbox_take.max = 1;
+    tk.u.outbox_take.channel = (enum tq_channel)TQ_CHANNEL_COUNT;
+    FX_ERR(&f, &tk, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.channel = (enum tq_channel)40;
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.channel = TQ_CHANNEL_EMAIL;
+    c.u.ingest.priority = (enum tq_priority)TQ_PRIORITY_COUNT;
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    struct tq_cmd us = fx_cmd(TQ_CMD_TICKET_UPDATE, tn);
+    us.u.ticket_update.ticket_id = t;
+    us.u.ticket_update.fields = TQ_UPDATE_STATUS;
+    us.u.ticket_update.status = (enum tq_ticket_status)TQ_STATUS_COUNT;
+    FX_ERR(&f, &us, TQ_ERR_INVALID_ARGUMENT);
+    us.u.ticket_update.fields = 1u << 12;
+    FX_ERR(&f, &us, TQ_ERR_INVALID_ARGUMENT);
+    struct tq_cmd ag = fx_cmd(TQ_CMD_AGENT_CREATE, tn);
+    ag.u.agent.name = S("x");
+    ag.u.agent.set_presence = true;
+    ag.u.agent.presence = (enum tq_presence)3;
+    FX_ERR(&f, &ag, TQ_ERR_INVALID_ARGUMENT);
+    struct tq_cmd ti = fx_cmd(TQ_CMD_TOKEN_ISSUE, tn);
+    ti.u.token_issue.role = (enum tq_role)9;
+    FX_ERR(&f, &ti, TQ_ERR_INVALID_ARGUMENT);
     fx_free(&f);
 }
 
