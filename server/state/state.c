@@ -801,13 +801,70 @@ static void autoassign_run(struct ctx *c) {
 static bool time_ok(uint64_t ms) { return ms < TIME_MS_MAX; }
 static bool dur_ok(uint64_t ms) { return ms <= DURATION_MS_MAX; }
 
-static enum tq_err check_str(struct ctx *c, struct tq_str v, uint32_t min, uint32_t max,
-                             const char *what) {
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+ * ASCII runs are checked 8 bytes at a time: bodies are mostly ASCII. */
+static bool utf8_valid(const uint8_t *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t b = p[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if (b >= 0xc2 && b <= 0xdf) {
+            len = 2;
+            cp = b & 0x1fu;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            len = 3;
+            cp = b & 0x0fu;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            len = 4;
+            cp = b & 0x07u;
+        } else {
+            return false;
+        }
+        if (i + len > n) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (p[i + k] & 0x3fu);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+/* Opaque bytes (external ids, provider ids, storage keys): only the length is checked. */
+static enum tq_err check_bytes(struct ctx *c, struct tq_str v, uint32_t min, uint32_t max,
+                               const char *what) {
     if (v.len < min || v.len > max || (v.len > 0 && v.ptr == NULL)) {
         return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "%s: length %u not in [%u, %u]",
                             what, v.len, min, max);
     }
     return TQ_OK;
+}
+
+/* Text (names, subjects, bodies, tags, field values): length and UTF-8. */
+static enum tq_err check_str(struct ctx *c, struct tq_str v, uint32_t min, uint32_t max,
+                             const char *what) {
+    enum tq_err e = check_bytes(c, v, min, max, what);
+    if (e == TQ_OK && !utf8_valid((const uint8_t *)v.ptr, v.len)) {
+        return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "%s: not valid UTF-8", what);
+    }
+    return e;
 }
 
 static enum tq_err check_attachments(struct ctx *c, uint32_t n, const struct tq_attachment *a) {
@@ -816,7 +873,7 @@ static enum tq_err check_attachments(struct ctx *c, uint32_t n, const struct tq_
                             TQ_ATTACHMENTS_PER_MESSAGE_MAX);
     }
     for (uint32_t i = 0; i < n; i++) {
-        enum tq_err e = check_str(c, a[i].key, 1, ATTACHMENT_KEY_BYTES_MAX, "attachment key");
+        enum tq_err e = check_bytes(c, a[i].key, 1, ATTACHMENT_KEY_BYTES_MAX, "attachment key");
         if (e == TQ_OK) e = check_str(c, a[i].name, 0, TQ_NAME_BYTES_MAX, "attachment name");
         if (e == TQ_OK) e = check_str(c, a[i].mime_type, 0, TQ_NAME_BYTES_MAX, "mime type");
         if (e != TQ_OK) return e;
@@ -1331,7 +1388,7 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     const __typeof__(c->cmd->u.customer_create) *in = &c->cmd->u.customer_create;
     enum tq_err e = check_str(c, in->name, 0, TQ_NAME_BYTES_MAX, "customer name");
     if (e == TQ_OK) e = check_str(c, in->language, 0, TQ_NAME_BYTES_MAX, "language");
-    if (e == TQ_OK) e = check_str(c, in->external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
+    if (e == TQ_OK) e = check_bytes(c, in->external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
     if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
     if (e != TQ_OK) return e;
@@ -1359,7 +1416,7 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     if (cu == NULL) return fail(c, TQ_ERR_NOT_FOUND, "customer");
     if (cu->merged_into != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was merged");
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
-    enum tq_err e = check_str(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
+    enum tq_err e = check_bytes(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
     if (e != TQ_OK) return e;
     char norm[TQ_EXTERNAL_ID_BYTES_MAX];
@@ -1569,11 +1626,11 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     if ((unsigned)in->priority >= TQ_PRIORITY_COUNT) {
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "priority");
     }
-    enum tq_err e = check_str(c, in->from_external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "from");
+    enum tq_err e = check_bytes(c, in->from_external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "from");
     if (e == TQ_OK) e = check_str(c, in->customer_name, 0, TQ_NAME_BYTES_MAX, "customer_name");
     if (e == TQ_OK) e = check_str(c, in->language, 0, TQ_NAME_BYTES_MAX, "language");
     if (e == TQ_OK) {
-        e = check_str(c, in->message_external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "message id");
+        e = check_bytes(c, in->message_external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "message id");
     }
     if (e == TQ_OK) e = check_str(c, in->subject, 0, TQ_NAME_BYTES_MAX, "subject");
     if (e == TQ_OK) e = check_str(c, in->body, 0, s->body_bytes_max, "body");
@@ -2277,8 +2334,8 @@ static enum tq_err cmd_outbox_ack(struct ctx *c) {
         in->status != TQ_DELIVERY_READ && in->status != TQ_DELIVERY_FAILED) {
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "ack status");
     }
-    enum tq_err e = check_str(c, in->reason, 0, FIELD_STRING_BYTES_MAX, "reason");
-    if (e == TQ_OK) e = check_str(c, in->provider_message_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "id");
+    enum tq_err e = check_bytes(c, in->reason, 0, FIELD_STRING_BYTES_MAX, "reason");
+    if (e == TQ_OK) e = check_bytes(c, in->provider_message_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "id");
     if (e != TQ_OK) return e;
     uint32_t mid = (uint32_t)in->message_id;
     unsigned cur = msg_delivery(m);

@@ -11,6 +11,7 @@
  * scenario's own clock), never copied from the implementation's output.
  */
 #include "state_fixture.h"
+#include "tq_assert.h"
 
 /* The status table as docs/tickets.md states it (an independent copy of the spec). */
 static const char *const allowed_moves[TQ_STATUS_COUNT] = {
@@ -1018,6 +1019,20 @@ static void test_limits(void) {
     FX_OK(&f, &c);
     c.u.ingest.subject = (struct tq_str){big, TQ_NAME_BYTES_MAX + 1};
     FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    /* text must be well-formed UTF-8: truncated sequence, overlong '/', surrogate */
+    static const char *const bad_utf8[] = {"caf\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf5\x80\x80\x80"};
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(bad_utf8); i++) {
+        c.u.ingest.subject = S(bad_utf8[i]);
+        FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    }
+    c.u.ingest.subject = S("caf\xc3\xa9 \xe8\xae\xa2\xe5\x8d\x95 \xf0\x9f\x93\xa6");   /* ok */
+    c.u.ingest.body = S("\xff");
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+    c.u.ingest.body = S("ok");
+    c.u.ingest.from_external_id = S("utf8@x.com");       /* a new ticket takes the subject */
+    FX_OK(&f, &c);                                       /* multi-byte subject accepted */
+    TQ_CHECK_EQ(fx_ticket(&f, tn, f.res.ticket_id).subject.len, 5 + 1 + 6 + 1 + 4);
+    c.u.ingest.from_external_id = S("a@x.com");
     c.u.ingest.subject = S("");
     c.u.ingest.from_external_id = (struct tq_str){big, TQ_EXTERNAL_ID_BYTES_MAX + 1};
     FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
