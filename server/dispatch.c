@@ -842,7 +842,7 @@ static enum tq_err op_agent_create(struct req *r) {
 
 static enum tq_err op_agent_update(struct req *r) {
     const Ticketq__AgentUpdate *m = r->msg->agent_update;
-    uint64_t agent_id;
+    uint64_t agent_id = 0;
     if (acting_agent(r, m->has_agent_id, m->agent_id, true, &agent_id) != TQ_OK) {
         return TQ_ERR_PERMISSION_DENIED;
     }
@@ -1223,7 +1223,7 @@ static enum tq_err op_outbox_take(struct req *r) {
     uint32_t max = m->has_max && m->max > 0 ? m->max : 10;
     cmd.u.outbox_take.max = max > TQ_OUTBOX_TAKE_MAX ? TQ_OUTBOX_TAKE_MAX : max;
     cmd.u.outbox_take.lease_ms = m->has_lease_ms && m->lease_ms > 0 ? m->lease_ms : 30000;
-    struct tq_cmd_result res;
+    struct tq_cmd_result res = {0};
     if (mutate(r, &cmd, &res) != TQ_OK) return TQ_ERR_INVALID_ARGUMENT;
     Ticketq__OutboxTakeResult *out = aalloc(r, sizeof(*out));
     ticketq__outbox_take_result__init(out);

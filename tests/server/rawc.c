@@ -2,6 +2,7 @@
 #include "rawc.h"
 
 #include "frame.h"
+#include "tq_fixture.h"
 #include "tq_test.h"
 
 #include <arpa/inet.h>
@@ -257,4 +258,19 @@ void rawc_expect_at(const Ticketq__Response *resp, int code, const char *file, i
             : resp->error != NULL && resp->error->message ? resp->error->message
                                                            : "");
     exit(1);
+}
+
+static struct tq_fixture *guarded;
+static bool guard_done;
+
+static void guard_at_exit(void) {
+    if (guarded == NULL || guarded->pid <= 0 || guard_done) return;
+    fprintf(stderr, "rawc: test failed: killing ticketqd (pid %d); data kept in %s\n",
+            (int)guarded->pid, guarded->dir);
+    tq_fixture_kill9(guarded);
+}
+
+void rawc_guard_fixture(struct tq_fixture *f) {
+    if (guarded == NULL) atexit(guard_at_exit);
+    guarded = f;
 }

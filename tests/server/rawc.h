@@ -55,6 +55,11 @@ uint64_t rawc_token_issue(struct rawc *c, uint64_t tenant_id, Ticketq__Role role
 uint64_t rawc_agent_create(struct rawc *c, uint64_t tenant_id, const char *name);
 uint64_t rawc_queue_create(struct rawc *c, uint64_t tenant_id, const char *name);
 
+struct tq_fixture;
+/* Makes a failing test (exit via TQ_CHECK) kill -9 the fixture's server instead of leaving
+ * it running; the data directory is kept and named for debugging. One fixture per test. */
+void rawc_guard_fixture(struct tq_fixture *f);
+
 /* Builds a request with the given op set (the op pointer must outlive the call). */
 #define RAWC_REQ(var, field, CASE, op_ptr)                                                         \
     Ticketq__Request var = TICKETQ__REQUEST__INIT;                                                 \

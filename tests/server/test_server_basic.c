@@ -154,6 +154,7 @@ static int try_op(struct rawc *c, int which, uint64_t tenant, uint64_t ticket) {
 static void test_corruption(void) {
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
+    rawc_guard_fixture(&f);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc c;
     rawc_open_authed(&c, f.addr, f.admin_token);
@@ -185,6 +186,7 @@ int main(void) {
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
+    rawc_guard_fixture(&f);
     f.with_unix = true;
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     TQ_CHECK(f.admin_token[0] != '\0');

@@ -156,6 +156,7 @@ int main(void) {
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
+    rawc_guard_fixture(&f);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc admin;
     rawc_open_authed(&admin, f.addr, f.admin_token);

@@ -60,6 +60,7 @@ int main(void) {
     uint64_t rng = tq_test_seed("test_server_limits");
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
+    rawc_guard_fixture(&f);
     f.extra_args[0] = "--max-frame";
     f.extra_args[1] = "4096";
     f.extra_args[2] = "--max-connections";

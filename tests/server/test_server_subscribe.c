@@ -251,6 +251,7 @@ int main(void) {
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
+    rawc_guard_fixture(&f);
     f.extra_args[0] = "--subscriber-buffer";
     f.extra_args[1] = "4096";
     f.extra_args[2] = "--metrics";
