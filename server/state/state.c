@@ -937,22 +937,37 @@ static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
 }
 
 /* The idempotency table: a slot is (fingerprint << 28 | message id), 0 = empty. The 4-bit
- * fingerprint (the top bits of the key hash) filters out 15/16 of the probes that would
+ * fingerprint (the low bits of the key hash) filters out 15/16 of the probes that would
  * otherwise each cost a cache miss into the message slab, at no memory cost: message ids are
  * therefore limited to 2^28 - 1 (TQ_MESSAGES_MAX, 268 million messages in one state). A hit is
  * confirmed by the full 64-bit hash kept in the message, its channel and its ticket's tenant.
- * The position is the low bits of the hash, so growing only needs the stored hashes. */
+ * The home slot is the high bits of the hash scaled to the capacity (h * cap >> 64), so the
+ * capacity need not be a power of two: the table grows by half at 3/4 load and its share per
+ * message stays between 5.3 and 8 bytes (a doubling table swings between 5.3 and 10.7, which
+ * would break the 32-byte budget just after each doubling). Growing needs only the hashes kept
+ * in the messages. */
 #define MSG_ID_BITS 28u
 #define MSG_ID_MASK ((1u << MSG_ID_BITS) - 1)
 _Static_assert(MSG_ID_MASK == TQ_MESSAGES_MAX, "message ids fit the idempotency slots");
+__extension__ typedef unsigned __int128 u128;
 
-static uint32_t msg_fp(uint64_t h) { return (uint32_t)(h >> 60) << MSG_ID_BITS; }
+static uint32_t msg_fp(uint64_t h) { return (uint32_t)(h & 15u) << MSG_ID_BITS; }
+
+static uint64_t msg_home(const struct tq_msgtab *t, uint64_t h) {
+    return (uint64_t)(((u128)h * t->cap) >> 64);
+}
+
+static void msgtab_init(struct tq_msgtab *t, uint64_t cap) {
+    t->slots = tq_xcalloc(cap, sizeof(uint32_t));
+    t->cap = cap;
+    t->count = 0;
+}
 
 static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
                              uint64_t h) {
-    const struct tq_idtab *tab = &s->msg_index;
+    const struct tq_msgtab *tab = &s->msg_index;
     uint32_t fp = msg_fp(h);
-    for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
+    for (uint64_t i = msg_home(tab, h);; i = i + 1 == tab->cap ? 0 : i + 1) {
         uint32_t slot = tab->slots[i];
         if (slot == 0) return 0;
         if ((slot & ~MSG_ID_MASK) != fp) continue;
@@ -964,20 +979,20 @@ static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned
     }
 }
 
-static void msgtab_put(struct tq_idtab *t, uint64_t h, uint32_t id) {
-    uint64_t i = h & t->mask;
-    while (t->slots[i] != 0) i = (i + 1) & t->mask;
+static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
+    uint64_t i = msg_home(t, h);
+    while (t->slots[i] != 0) i = i + 1 == t->cap ? 0 : i + 1;
     t->slots[i] = msg_fp(h) | id;
     t->count++;
 }
 
 static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
-    struct tq_idtab *t = &s->msg_index;
+    struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
-    if ((t->count + 1) * 4 > (t->mask + 1) * 3) {
-        uint64_t old_cap = t->mask + 1;
+    if ((t->count + 1) * 4 > t->cap * 3) {
+        uint64_t old_cap = t->cap;
         uint32_t *old = t->slots;
-        tq_st_idtab_init(t, old_cap * 2);
+        msgtab_init(t, old_cap + old_cap / 2);
         for (uint64_t i = 0; i < old_cap; i++) {
             if (old[i] != 0) {
                 uint32_t mid = old[i] & MSG_ID_MASK;
@@ -987,6 +1002,7 @@ static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
         tq_free(old, old_cap * sizeof(uint32_t));
     }
     msgtab_put(t, h, id);
+    TQ_ASSERT(t->count * 4 <= t->cap * 3);
 }
 
 /* Identity insertion keeping the customer's chain in ascending id order (ids only grow). */
@@ -1655,7 +1671,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     if (in->message_external_id.len > 0) {
         mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
                                 in->message_external_id.len);
-        __builtin_prefetch(&s->msg_index.slots[mh & s->msg_index.mask]);
+        __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, mh)]);
         uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
         if (dup != 0) {
             const struct tq_ticket *t = st_ticket(s, st_message(s, dup)->ticket);
@@ -2515,7 +2531,7 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
     tq_st_idtab_init(&s->ident_index, 1024);
-    tq_st_idtab_init(&s->msg_index, 1024);
+    msgtab_init(&s->msg_index, 1024);
     tq_st_idtab_init(&s->token_index, 64);
     tq_st_idtab_init(&s->intern_index, 256);
     tq_st_u32map_init(&s->ob_by_message, 256);
@@ -2565,7 +2581,7 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->interns);
     tq_st_slab_free(&s->obentries);
     tq_st_idtab_free(&s->ident_index);
-    tq_st_idtab_free(&s->msg_index);
+    tq_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
@@ -2596,7 +2612,7 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         stage <= 1) {
         uint64_t mh = tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
                                          in->message_external_id.len);
-        const uint32_t *slot = &s->msg_index.slots[mh & s->msg_index.mask];
+        const uint32_t *slot = &s->msg_index.slots[msg_home(&s->msg_index, mh)];
         if (stage == 0) {
             __builtin_prefetch(slot);
         } else if (*slot != 0 && (*slot & ~MSG_ID_MASK) == msg_fp(mh)) {

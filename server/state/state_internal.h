@@ -48,6 +48,14 @@ struct tq_idtab {
     uint64_t count;
 };
 
+/* The message idempotency table (state.c): any capacity (it grows by half, not doubling, so
+ * its share per message stays within 4/0.75 .. 4/0.5 bytes), slot = fingerprint | id. */
+struct tq_msgtab {
+    uint32_t *slots;
+    uint64_t cap;
+    uint64_t count;
+};
+
 /* uint32 -> uint32 map with deletion (backward-shift), used for message id -> outbox entry. */
 struct tq_u32map {
     uint64_t *slots;                        /* key << 32 | value; 0 = empty (keys are non-zero) */
@@ -264,7 +272,8 @@ struct tq_state {
     struct tq_slab tenants, tokens, queues, agents, customers, identities, tickets, messages;
     struct tq_slab interns, obentries;
     uint32_t ob_free;                       /* free list of outbox entries (through next) */
-    struct tq_idtab ident_index, msg_index, token_index, intern_index;
+    struct tq_idtab ident_index, token_index, intern_index;
+    struct tq_msgtab msg_index;
     struct tq_u32map ob_by_message;
     struct tq_duenode *due;                 /* min-heap by (due_ms, ticket) */
     uint32_t due_count, due_cap;
