@@ -26,3 +26,9 @@ target_compile_options(ticketqd PRIVATE ${TQ_WARNINGS})
 target_link_libraries(ticketqd PRIVATE tq_server_core)
 set_target_properties(ticketqd PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/server)
 install(TARGETS ticketqd RUNTIME DESTINATION bin)
+
+# Fuzzing builds: instrument the server code for libFuzzer's coverage feedback (the fuzz
+# targets in tests/fuzz link it); without this the fuzzer is blind to the dispatcher.
+if(TQ_FUZZ)
+  target_compile_options(tq_server_core PRIVATE -fsanitize=fuzzer-no-link)
+endif()
