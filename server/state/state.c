@@ -418,7 +418,7 @@ static void qh_down(struct tq_state *s, struct tq_heap32 *h, uint32_t pos) {
 
 static void qh_insert(struct tq_state *s, struct tq_heap32 *h, uint32_t id) {
     if (h->count == h->cap) {
-        uint32_t cap = h->cap == 0 ? 16 : h->cap * 2;
+        uint32_t cap = h->cap == 0 ? 16 : h->cap + h->cap / 2;
         h->ids = tq_xrealloc(h->ids, h->cap * sizeof(uint32_t), cap * sizeof(uint32_t));
         h->cap = cap;
     }
@@ -498,7 +498,8 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
         return;
     }
     if (s->due_count == s->due_cap) {
-        uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap * 2;
+        /* grow by half: the per-ticket share of the index stays within 12..18 bytes */
+        uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
         s->due = tq_xrealloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
         s->due_cap = cap;
     }
