@@ -330,6 +330,7 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
     struct tq_state *s = tq_state_new(NULL);
     struct tq_arena arena[AHEAD];
     struct tq_cmd ring[AHEAD];
+    struct tq_state_prefetch_hint hint[AHEAD];
     for (unsigned k = 0; k < AHEAD; k++) tq_arena_init(&arena[k], 1 << 16);
     struct tq_cmd_result res;
     struct tq_error err;
@@ -347,7 +348,7 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
                 fprintf(stderr, "decode failed at record %" PRIu64 ": %s\n", decoded, err.msg);
                 exit(1);
             }
-            if (use_prefetch) tq_state_prefetch(s, &ring[k], 0);
+            if (use_prefetch) tq_state_prefetch(s, &ring[k], 0, &hint[k]);
             ahead_off += lg->len_of[decoded];
             decoded++;
         }
@@ -355,7 +356,9 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
             /* later stages for the records 9, 6 and 3 ahead (see state.h) */
             for (unsigned st = 1; st <= 3; st++) {
                 uint64_t j = i + AHEAD - 3 * st;
-                if (j < decoded && j > i) tq_state_prefetch(s, &ring[j % AHEAD], st);
+                if (j < decoded && j > i) {
+                    tq_state_prefetch(s, &ring[j % AHEAD], st, &hint[j % AHEAD]);
+                }
             }
         }
         struct tq_cmd *c = &ring[i % AHEAD];

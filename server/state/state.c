@@ -2597,7 +2597,8 @@ void tq_state_free(struct tq_state *s) {
 
 uint64_t tq_state_lsn(const struct tq_state *s) { return s->lsn; }
 
-void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage) {
+void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
+                       struct tq_state_prefetch_hint *h) {
     if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE) {
         uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
                                                         : cmd->u.ticket_update.ticket_id;
@@ -2608,35 +2609,42 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
     }
     if (cmd->type != TQ_CMD_MESSAGE_INGEST) return;
     const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
-    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
-    if (in->message_external_id.len > 0 && in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX &&
-        stage <= 1) {
-        uint64_t mh = tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
-                                         in->message_external_id.len);
-        const uint32_t *slot = &s->msg_index.slots[msg_home(&s->msg_index, mh)];
-        if (stage == 0) {
-            __builtin_prefetch(slot);
-        } else if (*slot != 0 && (*slot & ~MSG_ID_MASK) == msg_fp(mh)) {
-            __builtin_prefetch(st_message(s, *slot & MSG_ID_MASK));   /* a duplicate, likely */
-        }
-    }
-    if (in->from_external_id.len == 0 || in->from_external_id.len > TQ_EXTERNAL_ID_BYTES_MAX) return;
-    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-    uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
-    uint64_t ih = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
-    uint32_t slot = s->ident_index.slots[stage == 0 ? 0 : ih & s->ident_index.mask];
     if (stage == 0) {
-        __builtin_prefetch(&s->ident_index.slots[ih & s->ident_index.mask]);
+        h->msg_hash = h->ident_hash = 0;
+        h->ident = 0;
+        if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
+        if (in->message_external_id.len > 0 &&
+            in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+            h->msg_hash = tq_st_message_hash(cmd->tenant_id, in->channel,
+                                             in->message_external_id.ptr,
+                                             in->message_external_id.len);
+            __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
+        }
+        if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+            char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+            uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
+            h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
+            __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
+        }
         return;
     }
-    /* Only the home slot is followed: most identities sit there. */
-    if (slot == 0) return;
-    const struct tq_identity *x = st_identity(s, slot);
     if (stage == 1) {
-        __builtin_prefetch(x);
+        if (h->msg_hash != 0) {
+            uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
+            if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
+                __builtin_prefetch(st_message(s, slot & MSG_ID_MASK));   /* likely a duplicate */
+            }
+        }
+        if (h->ident_hash != 0) {
+            /* only the home slot is followed: most identities sit there */
+            h->ident = s->ident_index.slots[h->ident_hash & s->ident_index.mask];
+            if (h->ident != 0) __builtin_prefetch(st_identity(s, h->ident));
+        }
         return;
     }
-    if (x->hash != ih) return;
+    if (h->ident == 0 || h->ident >= s->identities.next_id) return;
+    const struct tq_identity *x = st_identity(s, h->ident);
+    if (x->hash != h->ident_hash) return;
     if (stage == 2) {
         __builtin_prefetch(x->ext);
         __builtin_prefetch(st_customer(s, x->customer));

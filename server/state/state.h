@@ -377,9 +377,15 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
 /* Optional, pure: warms the cache lines apply will need for cmd. An inbound message needs a
  * chain of dependent loads (table slot -> identity -> customer -> ticket), so the hint comes in
  * stages: a replay or recovery loop that decodes ahead calls stage 0 for the record 12 ahead,
- * then stages 1, 2 and 3 for the records 9, 6 and 3 ahead; each stage reads only what the
- * previous one fetched. It changes nothing, so calling it or not never changes a result. */
-void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage);
+ * then stages 1, 2 and 3 for the records 9, 6 and 3 ahead, passing the same hint (filled by
+ * stage 0, one per record in flight); each stage reads only what the previous one fetched. It
+ * changes nothing in the state, so calling it or not never changes a result. */
+struct tq_state_prefetch_hint {
+    uint64_t msg_hash, ident_hash;  /* keys of an inbound message (0 = none) */
+    uint32_t ident;                 /* the identity found at stage 1 (0 = none) */
+};
+void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage,
+                       struct tq_state_prefetch_hint *hint);
 
 /* Last applied LSN. */
 uint64_t tq_state_lsn(const struct tq_state *state);

@@ -78,7 +78,8 @@ static inline enum tq_err fx_try(struct fx *f, struct tq_cmd *cmd) {
     }
     uint8_t before[16], after[16];
     tq_state_digest(f->s, before);
-    for (unsigned st = 0; st < 4; st++) tq_state_prefetch(f->s, &dec, st);   /* pure hints */
+    struct tq_state_prefetch_hint hint;
+    for (unsigned st = 0; st < 4; st++) tq_state_prefetch(f->s, &dec, st, &hint);   /* pure */
     tq_state_digest(f->s, after);
     TQ_CHECK_MEM_EQ(before, after, 16);
     uint32_t ev_before = f->ev_n;
