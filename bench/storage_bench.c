@@ -223,6 +223,11 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
         o.fsync_mode = TQ_FSYNC_INTERVAL;
         o.fsync_interval_ms = 10;
     }
+    /* Comparisons for docs/performance-storage.md: batches in flight, page-cache writes. */
+    const char *inflight = getenv("TQ_BENCH_INFLIGHT");
+    if (inflight != NULL) o.batches_inflight_max = (uint32_t)atoi(inflight);
+    const char *buffered = getenv("TQ_BENCH_BUFFERED");
+    o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) die("open", &err);

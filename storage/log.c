@@ -1,16 +1,22 @@
 /* storage/log.c: open/recovery, the group-commit write path and segment management.
  *
- * Owns the segment files of DIR/log/, the spare segment, the two batch buffers and the state
- * of the one unit of I/O in flight. Byte layouts: format.h and docs/log-format.md.
+ * Owns the segment files of DIR/log/, the spare segment, the batch buffers and the state of
+ * the batches in flight. Byte layouts: format.h and docs/log-format.md.
  *
- * Write path (one event loop owns the log). Records are staged into the open batch buffer; when
- * no unit is in flight, tq_log_submit() seals the open batch (header, hashes, chain value) and
- * prepares on the caller's ring one IORING_OP_WRITE linked (IOSQE_IO_LINK) to one fdatasync
- * (plus an fsync of log/ when the batch is the first of a new segment). Records staged meanwhile
- * fill the other buffer (double buffering) and go out as soon as the unit completes. Invariants:
- *   - at most one unit (a batch chain or an interval sync group) is in flight, so when a batch's
- *     fdatasync completes every earlier batch is durable too, and lsn_durable of each batch
- *     header is exact (recovery uses it to tell a torn tail from corruption);
+ * Write path (one event loop owns the log). Records are staged into the open batch buffer;
+ * tq_log_submit() seals the open batch (header, hashes, chain value) as soon as fewer than
+ * batches_inflight_max batches are in flight, and prepares on the caller's ring one
+ * IORING_OP_WRITE linked (IOSQE_IO_LINK) to one fdatasync (plus an fsync of log/ when the batch
+ * is the first of a new segment). Records staged meanwhile fill another buffer and go out as
+ * soon as a slot frees. Batch writes use an O_DIRECT descriptor when the file system takes it
+ * (no page-cache copy); fsyncs and reads use the plain one. Invariants:
+ *   - batches in flight are a FIFO and are acknowledged strictly in order: batch N counts as
+ *     durable only when its own write completed, its own fdatasync (issued after that write
+ *     completed, by the link) succeeded, and every earlier batch is durable. An fdatasync does
+ *     not cover a write still in flight, so batch N+1's sync proves nothing about batch N;
+ *     the header's lsn_durable is the durable LSN when the batch was sealed (a lower bound,
+ *     exact when one batch is in flight), which is what recovery's torn-tail rule needs;
+ *   - an interval-mode sync group is never in flight together with a batch;
  *   - durable_lsn <= written_lsn < next_lsn, and they only grow;
  *   - a short write completes its linked syncs with -ECANCELED: the rest is written and synced
  *     again before anything is acknowledged; any other negative result is fail-stop (tq_fatal):
@@ -100,10 +106,12 @@ int tq_log_blocking_fsync(struct tq_log *log, int fd, const char *path) {
 
 static void seg_free(struct tq_seg *seg) {
     if (seg->fd >= 0) close(seg->fd);
+    if (seg->wfd >= 0) close(seg->wfd);
     str_free(seg->path);
     if (seg->blocks != NULL) tq_free(seg->blocks, seg->block_count * sizeof(*seg->blocks));
     memset(seg, 0, sizeof(*seg));
     seg->fd = -1;
+    seg->wfd = -1;
 }
 
 static struct tq_seg *seg_push(struct tq_log *log) {
@@ -115,6 +123,7 @@ static struct tq_seg *seg_push(struct tq_log *log) {
     struct tq_seg *seg = &log->segs[log->seg_count++];
     memset(seg, 0, sizeof(*seg));
     seg->fd = -1;
+    seg->wfd = -1;
     return seg;
 }
 
@@ -191,10 +200,11 @@ static enum tq_err spare_prepare(struct tq_log *log, struct tq_error *error) {
 
 /* ==== ring plumbing ==================================================================== */
 
-static uint64_t op_user_data(struct tq_log *log, enum tq_log_op op) {
+/* user_data: tag (8 bits) | op (8 bits) | unit slot + 1 (8 bits; 0 = not a batch) | sequence. */
+static uint64_t op_user_data(struct tq_log *log, enum tq_log_op op, unsigned slot_plus1) {
     log->op_seq++;
     return ((uint64_t)log->opt.ring_tag << 56) | ((uint64_t)op << 48) |
-           (log->op_seq & 0xffffffffffffull);
+           ((uint64_t)slot_plus1 << 40) | (log->op_seq & 0xffffffffffull);
 }
 
 static struct io_uring_sqe *get_sqe(struct tq_log *log, struct io_uring *ring) {
@@ -217,59 +227,84 @@ static void reserve_sqes(struct io_uring *ring, unsigned count) {
     TQ_ASSERT(io_uring_sq_space_left(ring) >= count);
 }
 
-/* Asks the seam about one op and records the override to apply at its completion. */
-static void op_fault(struct tq_log *log, enum tq_log_op op, enum tq_io_op_kind kind, uint32_t len) {
-    log->override_set[op] = false;
+/* Asks the seam about one op and records in (set, res) the override to apply at its
+ * completion (per unit for batch ops: several batches may be in flight). */
+static void op_fault(struct tq_log *log, bool *set, int32_t *res_out, enum tq_io_op_kind kind,
+                     uint32_t len) {
+    *set = false;
     if (log->opt.faults == NULL) return;
     uint32_t short_len = 0;
     int res = tq_io_faults_on_op(log->opt.faults, kind, len, &short_len);
     if (res < 0) {
-        log->override_set[op] = true;
-        log->override_res[op] = res;
+        *set = true;
+        *res_out = res;
     } else if (short_len > 0) {
-        log->override_set[op] = true;
-        log->override_res[op] = (int32_t)short_len;
+        *set = true;
+        *res_out = (int32_t)short_len;
     }
 }
 
-static void prep_fsync(struct tq_log *log, struct io_uring *ring, enum tq_log_op op, int fd,
-                       bool datasync, bool linked) {
-    op_fault(log, op, TQ_IO_OP_FSYNC, 0);
+/* Prepares an fsync; unit is NULL for the ops of the interval sync group and the spare. */
+static void prep_fsync(struct tq_log *log, struct io_uring *ring, struct tq_log_unit *unit,
+                       enum tq_log_op op, int fd, bool datasync, bool linked) {
+    unsigned slot_plus1 = 0;
+    if (unit != NULL) {
+        op_fault(log, &unit->override_set[op], &unit->override_res[op], TQ_IO_OP_FSYNC, 0);
+        slot_plus1 = (unsigned)(unit - log->units) + 1u;
+    } else {
+        op_fault(log, &log->override_set[op], &log->override_res[op], TQ_IO_OP_FSYNC, 0);
+    }
     struct io_uring_sqe *sqe = get_sqe(log, ring);
     io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
     if (linked) sqe->flags |= IOSQE_IO_LINK;
-    io_uring_sqe_set_data64(sqe, op_user_data(log, op));
+    io_uring_sqe_set_data64(sqe, op_user_data(log, op, slot_plus1));
     log->ops_inflight++;
 }
 
-/* Prepares the write of the unwritten rest of the in-flight batch and its syncs. */
-static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring) {
-    TQ_ASSERT(log->batch_inflight);
-    TQ_ASSERT(log->inflight_done < log->inflight_bytes);
-    struct tq_seg *seg = &log->segs[log->inflight_seg];
+/* The fd batch writes go through: an O_DIRECT descriptor of the segment when the file system
+ * takes it (batches are 4 KiB-aligned in memory, on disk and in length), else the plain one. */
+static int seg_write_fd(struct tq_log *log, struct tq_seg *seg) {
+    if (!seg->wfd_tried && !log->opt.buffered_writes) {
+        seg->wfd_tried = true;
+        seg->wfd = open(seg->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    }
+    return seg->wfd >= 0 ? seg->wfd : seg->fd;
+}
+
+/* Prepares the write of the unwritten rest of a unit's batch and its syncs. */
+static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring, struct tq_log_unit *u) {
+    TQ_ASSERT(u->done < u->bytes);
+    struct tq_seg *seg = &log->segs[u->seg];
     bool always = log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
-    unsigned count = always ? (log->inflight_dirsync ? 3u : 2u) : 1u;
+    unsigned count = always ? (u->dirsync ? 3u : 2u) : 1u;
     reserve_sqes(ring, count);
 
-    uint32_t len = log->inflight_bytes - log->inflight_done;
-    uint64_t offset = log->inflight_offset + log->inflight_done;
-    op_fault(log, TQ_LOG_OP_WRITE, TQ_IO_OP_WRITE, len);
+    int wfd = seg_write_fd(log, seg);
+    if (wfd != seg->fd) {
+        /* O_DIRECT needs aligned offsets: after a short write, rewrite from the last 4 KiB
+         * boundary (bytes of this same, unacknowledged batch). */
+        u->done -= u->done % TQ_BATCH_ALIGN_BYTES;
+    }
+    uint32_t len = u->bytes - u->done;
+    uint64_t offset = u->offset + u->done;
+    op_fault(log, &u->override_set[TQ_LOG_OP_WRITE], &u->override_res[TQ_LOG_OP_WRITE],
+             TQ_IO_OP_WRITE, len);
     if (log->opt.faults != NULL) {
         tq_io_faults_on_write(log->opt.faults, seg->path, seg->fd, offset, len);
-        log->sync_seq = tq_io_faults_seq(log->opt.faults);
+        u->sync_seq = tq_io_faults_seq(log->opt.faults);
     }
+    unsigned slot_plus1 = (unsigned)(u - log->units) + 1u;
     struct io_uring_sqe *sqe = get_sqe(log, ring);
-    io_uring_prep_write(sqe, seg->fd, log->bufs[log->inflight_buf].mem + log->inflight_done, len,
-                        offset);
+    io_uring_prep_write(sqe, wfd, log->bufs[u->buf].mem + u->done, len, offset);
     if (always) sqe->flags |= IOSQE_IO_LINK;
-    io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_WRITE));
+    io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_WRITE, slot_plus1));
     log->ops_inflight++;
     if (always) {
-        prep_fsync(log, ring, TQ_LOG_OP_FSYNC, seg->fd, true, log->inflight_dirsync);
-        if (log->inflight_dirsync) prep_fsync(log, ring, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
+        prep_fsync(log, ring, u, TQ_LOG_OP_FSYNC, seg->fd, true, u->dirsync);
+        if (u->dirsync) prep_fsync(log, ring, u, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
     }
-    log->unit_pending = count;
-    log->unit_failed_link = false;
+    u->pending = count;
+    u->failed_link = false;
     return count;
 }
 
@@ -278,7 +313,9 @@ static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
     TQ_ASSERT(log->spare_ready);
     TQ_ASSERT(log->tail_offset > 0);
     uint32_t old = log->seg_count - 1;
-    if (log->opt.fsync_mode == TQ_FSYNC_INTERVAL && log->written_lsn > log->durable_lsn) {
+    /* Interval mode: the sealed segment needs one more fdatasync if anything submitted to it
+     * is not durable yet (written or still in flight). */
+    if (log->opt.fsync_mode == TQ_FSYNC_INTERVAL && log->segs[old].lsn_last > log->durable_lsn) {
         log->prev_unsynced_seg = old;
     }
     char *path = seg_name(log->log_dir, lsn_first, "seg");
@@ -301,16 +338,43 @@ static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
     }
 }
 
-/* Seals the open batch and prepares its I/O. Returns the number of SQEs prepared. */
+static void buf_alloc(struct tq_batch_buf *buf, uint32_t batch_bytes_max) {
+    buf->cap = (size_t)tq_batch_disk_bytes(batch_bytes_max);
+    buf->raw_bytes = buf->cap + TQ_BATCH_ALIGN_BYTES;
+    buf->raw = tq_xalloc(buf->raw_bytes);
+    uintptr_t mask = (uintptr_t)TQ_BATCH_ALIGN_BYTES - 1;
+    uintptr_t a = ((uintptr_t)buf->raw + mask) & ~mask;
+    buf->mem = buf->raw + (a - (uintptr_t)buf->raw);
+    TQ_ASSERT(((uintptr_t)buf->mem % TQ_BATCH_ALIGN_BYTES) == 0);
+}
+
+/* Picks a buffer no unit owns as the new open batch (allocated on first use). */
+static void open_next_buf(struct tq_log *log) {
+    for (unsigned i = 0; i < TQ_LOG_BUFS_MAX; i++) {
+        struct tq_batch_buf *b = &log->bufs[i];
+        if (b->busy) continue;
+        if (b->mem == NULL) buf_alloc(b, log->opt.batch_bytes_max);
+        log->open_buf = i;
+        b->area_bytes = 0;
+        b->record_count = 0;
+        b->lsn_first = log->next_lsn;
+        return;
+    }
+    TQ_ASSERT(false && "no free batch buffer");
+}
+
+/* Seals the open batch and prepares its I/O as a new unit. Returns the number of SQEs. */
 static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t stamp_us) {
     struct tq_batch_buf *buf = &log->bufs[log->open_buf];
     TQ_ASSERT(buf->record_count > 0);
-    TQ_ASSERT(!log->batch_inflight && !log->sync_inflight);
+    TQ_ASSERT(log->unit_count < log->units_max && !log->sync_inflight);
     uint64_t disk = tq_batch_disk_bytes(buf->area_bytes);
     TQ_ASSERT(disk <= buf->cap);
     if (log->tail_offset + disk > log->opt.segment_bytes_max) {
         segment_roll(log, buf->lsn_first);
     }
+    /* lsn_durable is what is durable now: with batches in flight it can lag behind the
+     * previous batch; it only has to be a true lower bound (recovery's torn-tail evidence). */
     struct tq_batch_header h = {
         .magic = TQ_BATCH_MAGIC,
         .version = TQ_FORMAT_VERSION,
@@ -343,39 +407,41 @@ static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t
     seg->lsn_last = h.lsn_first + h.record_count - 1;
     seg->bytes_used = log->tail_offset + disk;
 
-    log->batch_inflight = true;
-    log->inflight_buf = log->open_buf;
-    log->inflight_seg = seg_index;
-    log->inflight_offset = log->tail_offset;
-    log->inflight_bytes = (uint32_t)disk;
-    log->inflight_done = 0;
-    log->inflight_lsn_last = seg->lsn_last;
-    log->inflight_dirsync = log->dir_sync_needed && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
+    unsigned slot = (log->unit_head + log->unit_count) % TQ_LOG_UNITS_MAX;
+    struct tq_log_unit *u = &log->units[slot];
+    memset(u, 0, sizeof(*u));
+    log->unit_count++;
+    u->buf = log->open_buf;
+    u->seg = seg_index;
+    u->offset = log->tail_offset;
+    u->bytes = (uint32_t)disk;
+    u->lsn_last = seg->lsn_last;
+    u->dirsync = log->dir_sync_needed && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
+    buf->busy = true;
     log->tail_offset += disk;
-
-    log->open_buf ^= 1u;
-    struct tq_batch_buf *next = &log->bufs[log->open_buf];
-    next->area_bytes = 0;
-    next->record_count = 0;
-    next->lsn_first = log->next_lsn;
-    return batch_prep_chain(log, ring);
+    open_next_buf(log);
+    return batch_prep_chain(log, ring, u);
 }
 
-/* Interval mode: fdatasync the tail (and a just-sealed segment, and log/ if needed). */
+/* Interval mode: fdatasync the tail (and a just-sealed segment, and log/ if needed). Only when
+ * no batch is in flight: the sync then covers every write it is credited with. */
 static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
-    TQ_ASSERT(!log->batch_inflight && !log->sync_inflight);
+    TQ_ASSERT(log->unit_count == 0 && !log->sync_inflight);
     TQ_ASSERT(log->written_lsn > log->durable_lsn);
     unsigned count = 1u + (log->prev_unsynced_seg >= 0 ? 1u : 0u) + (log->dir_sync_needed ? 1u : 0u);
     reserve_sqes(ring, count);
     log->sync_inflight = true;
     log->sync_target_lsn = log->written_lsn;
     log->sync_seq = log->opt.faults != NULL ? tq_io_faults_seq(log->opt.faults) : 0;
-    log->unit_pending = count;
-    prep_fsync(log, ring, TQ_LOG_OP_FSYNC, log->segs[log->seg_count - 1].fd, true, false);
+    log->sync_pending = count;
+    prep_fsync(log, ring, NULL, TQ_LOG_OP_FSYNC, log->segs[log->seg_count - 1].fd, true, false);
     if (log->prev_unsynced_seg >= 0) {
-        prep_fsync(log, ring, TQ_LOG_OP_PREVSYNC, log->segs[log->prev_unsynced_seg].fd, true, false);
+        prep_fsync(log, ring, NULL, TQ_LOG_OP_PREVSYNC, log->segs[log->prev_unsynced_seg].fd, true,
+                   false);
     }
-    if (log->dir_sync_needed) prep_fsync(log, ring, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
+    if (log->dir_sync_needed) {
+        prep_fsync(log, ring, NULL, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
+    }
     log->last_sync_us = now_us();
     return count;
 }
@@ -387,19 +453,20 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
  * not fully zeroed is still correct, only its fdatasyncs are slower. */
 static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
-    if (log->batch_inflight || log->sync_inflight || log->bufs[log->open_buf].record_count > 0) return 0;
+    if (log->unit_count > 0 || log->sync_inflight || log->bufs[log->open_buf].record_count > 0) return 0;
     reserve_sqes(ring, 1);
     log->zero_inflight = true;
     if (log->spare_zeroed >= log->opt.segment_bytes_max) {
-        prep_fsync(log, ring, TQ_LOG_OP_ZEROSYNC, log->spare_fd, true, false);
+        prep_fsync(log, ring, NULL, TQ_LOG_OP_ZEROSYNC, log->spare_fd, true, false);
         return 1;
     }
     uint64_t rest = log->opt.segment_bytes_max - log->spare_zeroed;
     uint32_t len = rest < ZERO_CHUNK_BYTES ? (uint32_t)rest : ZERO_CHUNK_BYTES;
-    op_fault(log, TQ_LOG_OP_ZERO, TQ_IO_OP_WRITE, len);
+    op_fault(log, &log->override_set[TQ_LOG_OP_ZERO], &log->override_res[TQ_LOG_OP_ZERO],
+             TQ_IO_OP_WRITE, len);
     struct io_uring_sqe *sqe = get_sqe(log, ring);
     io_uring_prep_write(sqe, log->spare_fd, log->zero_buf, len, log->spare_zeroed);
-    io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_ZERO));
+    io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_ZERO, 0));
     log->ops_inflight++;
     return 1;
 }
@@ -409,18 +476,20 @@ static bool sync_due(const struct tq_log *log, uint64_t now) {
            now >= log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
 }
 
-/* Starts whatever is due. allow_zero: also issue spare zero-fill writes. */
+/* Starts whatever is due: the open batch if a unit slot is free (an interval sync that is due
+ * first waits for the batches in flight), then, with allow_zero, a spare zero-fill write. */
 static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now, bool allow_zero) {
     unsigned n = 0;
-    if (!log->batch_inflight && !log->sync_inflight) {
+    if (!log->sync_inflight) {
         struct tq_batch_buf *buf = &log->bufs[log->open_buf];
         /* A batch bound for the spare must wait for a zero write still landing in it. */
         bool needs_roll = buf->record_count > 0 &&
                           log->tail_offset + tq_batch_disk_bytes(buf->area_bytes) >
                               log->opt.segment_bytes_max;
         if (sync_due(log, now)) {
-            n += sync_submit(log, ring);
-        } else if (buf->record_count > 0 && !(needs_roll && log->zero_inflight)) {
+            if (log->unit_count == 0) n += sync_submit(log, ring);
+        } else if (buf->record_count > 0 && log->unit_count < log->units_max &&
+                   !(needs_roll && log->zero_inflight)) {
             n += batch_submit(log, ring, now);
         }
     }
@@ -451,41 +520,58 @@ static const char *op_name(enum tq_log_op op) {
     return "?";
 }
 
-/* The unit in flight has all its CQEs: finish it, resubmit the rest of a short write, or
- * acknowledge. */
-static void unit_finish(struct tq_log *log, struct io_uring *ring) {
-    if (log->sync_inflight) {
-        log->sync_inflight = false;
-        TQ_ASSERT(log->sync_target_lsn >= log->durable_lsn);
-        log->durable_lsn = log->sync_target_lsn;
-        log->prev_unsynced_seg = -1;
-        log->dir_sync_needed = false;
-        if (log->opt.faults != NULL) {
-            for (uint32_t i = 0; i < log->seg_count; i++) {
-                tq_io_faults_on_synced(log->opt.faults, log->segs[i].path, log->sync_seq);
+/* The interval sync group has all its CQEs: everything written before it is durable. */
+static void sync_finish(struct tq_log *log) {
+    log->sync_inflight = false;
+    TQ_ASSERT(log->sync_target_lsn >= log->durable_lsn);
+    log->durable_lsn = log->sync_target_lsn;
+    log->prev_unsynced_seg = -1;
+    log->dir_sync_needed = false;
+    if (log->opt.faults != NULL) {
+        for (uint32_t i = 0; i < log->seg_count; i++) {
+            tq_io_faults_on_synced(log->opt.faults, log->segs[i].path, log->sync_seq);
+        }
+    }
+}
+
+/* A unit's chain has all its CQEs: resubmit the rest of a short write, or mark it complete. */
+static void unit_chain_done(struct tq_log *log, struct io_uring *ring, struct tq_log_unit *u) {
+    if (u->done < u->bytes) {
+        batch_prep_chain(log, ring, u); /* short write: the rest, then the sync, again */
+        return;
+    }
+    if (u->failed_link) {
+        tq_fatal("%s: sync cancelled after a complete write (lsn %" PRIu64 ")",
+                 log->segs[u->seg].path, u->lsn_last);
+    }
+    u->complete = true;
+}
+
+/* Acknowledges complete units in submission order: a batch counts only once every earlier
+ * batch is complete too (an fdatasync does not cover writes that were still in flight). */
+static void units_retire(struct tq_log *log) {
+    while (log->unit_count > 0 && log->units[log->unit_head].complete) {
+        struct tq_log_unit *u = &log->units[log->unit_head];
+        struct tq_seg *seg = &log->segs[u->seg];
+        TQ_ASSERT(u->lsn_last > log->written_lsn);
+        log->written_lsn = u->lsn_last;
+        seg->bytes_written = u->offset + u->bytes;
+        if (log->opt.fsync_mode == TQ_FSYNC_ALWAYS) {
+            TQ_ASSERT(u->lsn_last > log->durable_lsn);
+            log->durable_lsn = u->lsn_last;
+            if (u->dirsync && u->seg == log->seg_count - 1) log->dir_sync_needed = false;
+            if (log->opt.faults != NULL) {
+                tq_io_faults_on_synced(log->opt.faults, seg->path, u->sync_seq + 1);
             }
         }
-        return;
-    }
-    TQ_ASSERT(log->batch_inflight);
-    struct tq_seg *seg = &log->segs[log->inflight_seg];
-    if (log->inflight_done < log->inflight_bytes) {
-        batch_prep_chain(log, ring); /* short write: the rest, then the sync, again */
-        return;
-    }
-    if (log->unit_failed_link) {
-        tq_fatal("%s: sync cancelled after a complete write (lsn %" PRIu64 ")", seg->path,
-                 log->inflight_lsn_last);
-    }
-    log->batch_inflight = false;
-    TQ_ASSERT(log->inflight_lsn_last > log->written_lsn);
-    log->written_lsn = log->inflight_lsn_last;
-    seg->bytes_written = log->inflight_offset + log->inflight_bytes;
-    if (log->opt.fsync_mode == TQ_FSYNC_ALWAYS) {
-        log->durable_lsn = log->inflight_lsn_last;
-        if (log->inflight_dirsync) log->dir_sync_needed = false;
-        if (log->opt.faults != NULL) {
-            tq_io_faults_on_synced(log->opt.faults, seg->path, log->sync_seq + 1);
+        log->bufs[u->buf].busy = false;
+        log->unit_head = (log->unit_head + 1) % TQ_LOG_UNITS_MAX;
+        log->unit_count--;
+        /* A sealed segment no batch in flight writes to any more: drop its O_DIRECT fd. */
+        bool later_same_seg = log->unit_count > 0 && log->units[log->unit_head].seg == u->seg;
+        if (u->seg + 1 < log->seg_count && !later_same_seg && seg->wfd >= 0) {
+            close(seg->wfd);
+            seg->wfd = -1;
         }
     }
 }
@@ -495,21 +581,25 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
     TQ_ASSERT(log->ops_inflight > 0);
     log->ops_inflight--;
     enum tq_log_op op = (enum tq_log_op)((cqe->user_data >> 48) & 0xff);
+    unsigned slot_plus1 = (unsigned)((cqe->user_data >> 40) & 0xff);
     TQ_ASSERT(op >= TQ_LOG_OP_WRITE && op < TQ_LOG_OP_COUNT);
+    TQ_ASSERT(slot_plus1 <= TQ_LOG_UNITS_MAX);
+    struct tq_log_unit *u = slot_plus1 > 0 ? &log->units[slot_plus1 - 1] : NULL;
+    bool *override_set = u != NULL ? u->override_set : log->override_set;
+    int32_t *override_res = u != NULL ? u->override_res : log->override_res;
     int32_t res = cqe->res;
-    if (log->override_set[op]) {
+    if (override_set[op]) {
         /* The faults seam: a short write really wrote everything, but reports half and
          * cancels its linked syncs, exactly as the kernel would after a short write. */
-        if (op == TQ_LOG_OP_WRITE && log->override_res[op] > 0 && res >= 0) {
-            log->override_set[TQ_LOG_OP_FSYNC] = true;
-            log->override_res[TQ_LOG_OP_FSYNC] = -ECANCELED;
-            log->override_set[TQ_LOG_OP_DIRSYNC] = true;
-            log->override_res[TQ_LOG_OP_DIRSYNC] = -ECANCELED;
+        if (op == TQ_LOG_OP_WRITE && override_res[op] > 0 && res >= 0) {
+            override_set[TQ_LOG_OP_FSYNC] = true;
+            override_res[TQ_LOG_OP_FSYNC] = -ECANCELED;
+            override_set[TQ_LOG_OP_DIRSYNC] = true;
+            override_res[TQ_LOG_OP_DIRSYNC] = -ECANCELED;
         }
-        if (op == TQ_LOG_OP_ZERO || res >= 0) res = log->override_res[op];
-        log->override_set[op] = false;
+        if (op == TQ_LOG_OP_ZERO || res >= 0) res = override_res[op];
+        override_set[op] = false;
     }
-    const char *path = log->seg_count > 0 ? log->segs[log->seg_count - 1].path : log->log_dir;
     if (op == TQ_LOG_OP_ZERO || op == TQ_LOG_OP_ZEROSYNC) {
         TQ_ASSERT(log->zero_inflight);
         log->zero_inflight = false;
@@ -523,29 +613,44 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
         log_kick(log, ring, now_us(), false); /* the next chunk waits for an idle submit */
         return;
     }
-    TQ_ASSERT(log->unit_pending > 0);
+    if (u == NULL) {
+        /* The interval sync group. */
+        TQ_ASSERT(log->sync_inflight && log->sync_pending > 0);
+        if (res < 0) {
+            const char *path = op == TQ_LOG_OP_DIRSYNC ? log->log_dir
+                               : op == TQ_LOG_OP_PREVSYNC && log->prev_unsynced_seg >= 0
+                                   ? log->segs[log->prev_unsynced_seg].path
+                                   : log->segs[log->seg_count - 1].path;
+            tq_fatal("%s %s (lsn %" PRIu64 "): %s", op_name(op), path, log->sync_target_lsn,
+                     strerror(-res));
+        }
+        if (--log->sync_pending == 0) {
+            sync_finish(log);
+            log_kick(log, ring, now_us(), false);
+        }
+        return;
+    }
+    TQ_ASSERT(log->unit_count > 0 && u->pending > 0 && !u->complete);
+    const char *path = log->segs[u->seg].path;
     if (op == TQ_LOG_OP_WRITE) {
-        TQ_ASSERT(log->batch_inflight);
-        path = log->segs[log->inflight_seg].path;
         if (res <= 0) {
             tq_fatal("write %s at offset %" PRIu64 " (lsn %" PRIu64 "): %s", path,
-                     log->inflight_offset + log->inflight_done, log->inflight_lsn_last,
-                     res == 0 ? "wrote nothing" : strerror(-res));
+                     u->offset + u->done, u->lsn_last, res == 0 ? "wrote nothing" : strerror(-res));
         }
-        TQ_ASSERT((uint32_t)res <= log->inflight_bytes - log->inflight_done);
-        log->inflight_done += (uint32_t)res;
-    } else if (res == -ECANCELED && log->batch_inflight &&
-               log->inflight_done < log->inflight_bytes) {
-        log->unit_failed_link = true; /* expected after a short write */
+        TQ_ASSERT((uint32_t)res <= u->bytes - u->done);
+        u->done += (uint32_t)res;
+    } else if (res == -ECANCELED && u->done < u->bytes) {
+        u->failed_link = true; /* expected after a short write */
     } else if (res < 0) {
-        uint64_t lsn = log->batch_inflight ? log->inflight_lsn_last : log->sync_target_lsn;
+        /* Fail-stop: after a failed fdatasync the kernel may have dropped the dirty pages; a
+         * retry could succeed and lie. Later batches in flight are never acknowledged. */
         tq_fatal("%s %s (lsn %" PRIu64 "): %s", op_name(op),
-                 op == TQ_LOG_OP_DIRSYNC ? log->log_dir : path, lsn, strerror(-res));
+                 op == TQ_LOG_OP_DIRSYNC ? log->log_dir : path, u->lsn_last, strerror(-res));
     }
-    log->unit_pending--;
-    if (log->unit_pending == 0) {
-        unit_finish(log, ring);
-        if (!log->batch_inflight && !log->sync_inflight) log_kick(log, ring, now_us(), false);
+    if (--u->pending == 0) {
+        unit_chain_done(log, ring, u);
+        units_retire(log);
+        log_kick(log, ring, now_us(), false);
     }
 }
 
@@ -1059,6 +1164,11 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     if (o->record_bytes_max == 0) o->record_bytes_max = TQ_RECORD_BYTES_DEFAULT_MAX;
     if (o->batch_bytes_max == 0) o->batch_bytes_max = TQ_BATCH_BYTES_DEFAULT_MAX;
     if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
+    if (o->batches_inflight_max == 0) o->batches_inflight_max = TQ_BATCHES_INFLIGHT_DEFAULT;
+    if (o->batches_inflight_max > TQ_BATCHES_INFLIGHT_MAX) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "batches_inflight_max %u exceeds %u",
+                            o->batches_inflight_max, TQ_BATCHES_INFLIGHT_MAX);
+    }
     if (o->batch_bytes_max % 8 != 0 || o->batch_bytes_max > TQ_BATCH_AREA_BYTES_HARD_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                             "batch_bytes_max %u must be a multiple of 8 and <= %u",
@@ -1094,11 +1204,6 @@ static enum tq_err make_dir(const char *path, struct tq_error *error) {
     return TQ_OK;
 }
 
-static void buf_alloc(struct tq_batch_buf *buf, uint32_t batch_bytes_max) {
-    buf->cap = (size_t)tq_batch_disk_bytes(batch_bytes_max);
-    buf->mem = tq_xalloc(buf->cap);
-    TQ_ASSERT(((uintptr_t)buf->mem % 16) == 0);
-}
 
 enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
                         struct tq_log_recovery *recovery, struct tq_error *error) {
@@ -1115,6 +1220,7 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
 
     struct tq_log *log = tq_xcalloc(1, sizeof(*log));
     log->opt = opt;
+    log->units_max = opt.batches_inflight_max;
     log->dir = tq_strdup(opt.dir);
     log->opt.dir = log->dir;
     log->log_dir = path_join(log->dir, "log");
@@ -1184,9 +1290,7 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
 
     if (!opt.read_only) {
         log->zero_buf = tq_xcalloc(1, ZERO_CHUNK_BYTES);
-        buf_alloc(&log->bufs[0], opt.batch_bytes_max);
-        buf_alloc(&log->bufs[1], opt.batch_bytes_max);
-        log->bufs[0].lsn_first = log->next_lsn;
+        open_next_buf(log);
         struct tq_seg *tail = log->seg_count > 0 ? &log->segs[log->seg_count - 1] : NULL;
         if (tail == NULL || tail->compressed ||
             tail->bytes_used + TQ_BATCH_ALIGN_BYTES > opt.segment_bytes_max) {
@@ -1223,8 +1327,8 @@ void tq_log_abandon(struct tq_log *log) {
     for (uint32_t i = 0; i < log->seg_count; i++) seg_free(&log->segs[i]);
     if (log->segs != NULL) tq_free(log->segs, log->seg_cap * sizeof(*log->segs));
     if (log->refs != NULL) tq_free(log->refs, log->ref_cap * sizeof(*log->refs));
-    for (int i = 0; i < 2; i++) {
-        if (log->bufs[i].mem != NULL) tq_free(log->bufs[i].mem, log->bufs[i].cap);
+    for (unsigned i = 0; i < TQ_LOG_BUFS_MAX; i++) {
+        if (log->bufs[i].raw != NULL) tq_free(log->bufs[i].raw, log->bufs[i].raw_bytes);
     }
     if (log->zero_buf != NULL) tq_free(log->zero_buf, ZERO_CHUNK_BYTES);
     if (log->spare_fd >= 0) close(log->spare_fd);
@@ -1245,7 +1349,7 @@ void tq_log_close(struct tq_log *log) {
     if (log == NULL) return;
     /* Every SQE of the log must have been reaped: its buffers are freed here. */
     TQ_ASSERT(log->ops_inflight == 0);
-    TQ_ASSERT(!log->batch_inflight && !log->sync_inflight);
+    TQ_ASSERT(log->unit_count == 0 && !log->sync_inflight);
     if (!log->opt.read_only && log->opt.fsync_mode == TQ_FSYNC_INTERVAL &&
         log->written_lsn > log->durable_lsn && log->seg_count > 0) {
         struct tq_seg *tail = &log->segs[log->seg_count - 1];

@@ -57,7 +57,17 @@ struct tq_log_options {
     /* Skip zero-filling the preallocated spare segment through the ring (it is fallocated
      * either way; zero-filling makes each later fdatasync cheaper: docs/performance-storage.md). */
     bool spare_no_prezero;
+    /* Batches in flight at once (write+fdatasync chains; acks stay in order, each waits for
+     * every earlier batch's fdatasync): 0 = TQ_BATCHES_INFLIGHT_DEFAULT, at most
+     * TQ_BATCHES_INFLIGHT_MAX. Each costs one batch buffer (batch_bytes_max). */
+    uint32_t batches_inflight_max;
+    /* Write batches through the page cache instead of O_DIRECT (O_DIRECT is used when the
+     * file system supports it: no page-cache copy; docs/performance-storage.md). */
+    bool buffered_writes;
 };
+
+#define TQ_BATCHES_INFLIGHT_DEFAULT 2u
+#define TQ_BATCHES_INFLIGHT_MAX 4u
 
 #define TQ_LOG_RING_TAG_DEFAULT 0x4cu /* used when options.ring_tag is 0 */
 

@@ -42,7 +42,9 @@ struct tq_seg {
     uint64_t bytes_used;    /* logical end of the last submitted batch */
     uint64_t bytes_written; /* logical end of the last batch whose write completed */
     char *path;
-    int fd;
+    int fd;                 /* reads, fsyncs, fault seam (buffered) */
+    int wfd;                /* batch writes: O_DIRECT when supported, else -1 (use fd) */
+    bool wfd_tried;         /* the O_DIRECT open was attempted */
     bool compressed;
     struct tq_zseg_block *blocks; /* compressed only */
     uint32_t block_count;
@@ -74,12 +76,20 @@ struct tq_seg_cursor {
 };
 
 struct tq_batch_buf {
-    uint8_t *mem;          /* TQ_BATCH_ALIGN_BYTES-aligned, cap bytes */
+    uint8_t *mem;          /* TQ_BATCH_ALIGN_BYTES-aligned (inside raw), cap bytes; NULL until used */
+    uint8_t *raw;          /* allocation (raw_bytes) */
+    size_t raw_bytes;
     size_t cap;
     uint32_t area_bytes;
     uint32_t record_count;
     uint64_t lsn_first;
+    bool busy;             /* owned by a unit in flight */
 };
+
+/* Batches in flight at most (each: one write linked to one fdatasync), and buffers: one per
+ * batch in flight plus the open one. */
+#define TQ_LOG_UNITS_MAX TQ_BATCHES_INFLIGHT_MAX
+#define TQ_LOG_BUFS_MAX (TQ_LOG_UNITS_MAX + 1u)
 
 enum tq_log_op {
     TQ_LOG_OP_WRITE = 1,
@@ -89,6 +99,25 @@ enum tq_log_op {
     TQ_LOG_OP_ZERO = 5,     /* zero-fill of the spare segment */
     TQ_LOG_OP_ZEROSYNC = 6, /* fdatasync of the zero-filled spare */
     TQ_LOG_OP_COUNT = 7,
+};
+
+/* One batch in flight: its write (resubmitted in parts after a short write) linked to its
+ * fdatasync (and an fsync of log/ for the first batch of a segment). Retired strictly in
+ * submission order: a batch is acknowledged only when it and every earlier one is complete. */
+struct tq_log_unit {
+    unsigned buf;
+    uint32_t seg;
+    uint64_t offset;
+    uint32_t bytes;
+    uint32_t done;         /* bytes whose write completed */
+    uint64_t lsn_last;
+    bool dirsync;
+    bool failed_link;      /* a CQE came back -ECANCELED after a short write */
+    bool complete;         /* all CQEs consumed, written (and synced in ALWAYS mode) */
+    unsigned pending;      /* CQEs still expected for the current chain */
+    uint64_t sync_seq;     /* faults seam sequence of its fsync */
+    bool override_set[TQ_LOG_OP_COUNT];
+    int32_t override_res[TQ_LOG_OP_COUNT];
 };
 
 struct tq_log {
@@ -112,23 +141,18 @@ struct tq_log {
     uint64_t chain_head;   /* header_hash of the last submitted batch */
     uint64_t tail_offset;  /* where the next batch goes in the tail segment */
 
-    struct tq_batch_buf bufs[2];
+    struct tq_batch_buf bufs[TQ_LOG_BUFS_MAX];
     unsigned open_buf;
 
-    /* The one unit in flight: a batch chain (write [+fsync [+dirsync]]) or an interval sync. */
-    bool batch_inflight;
+    /* Batches in flight (a FIFO of units_max slots), or one interval sync group: never both. */
+    struct tq_log_unit units[TQ_LOG_UNITS_MAX];
+    unsigned unit_head;        /* slot of the oldest batch in flight */
+    unsigned unit_count;
+    unsigned units_max;        /* options.batches_inflight_max, clamped */
     bool sync_inflight;
-    unsigned unit_pending;     /* CQEs still expected for the unit */
-    unsigned inflight_buf;
-    uint32_t inflight_seg;
-    uint64_t inflight_offset;
-    uint32_t inflight_bytes;
-    uint32_t inflight_done;
-    uint64_t inflight_lsn_last;
-    bool inflight_dirsync;
-    bool unit_failed_link;     /* a CQE came back -ECANCELED after a short write */
+    unsigned sync_pending;     /* CQEs still expected for the interval sync group */
     uint64_t sync_target_lsn;
-    uint64_t sync_seq;         /* faults seam sequence of the sync */
+    uint64_t sync_seq;         /* faults seam sequence of the interval sync */
     bool dir_sync_needed;
     int64_t prev_unsynced_seg; /* interval mode: sealed segment with unsynced writes, or -1 */
     uint64_t last_sync_us;

@@ -4,8 +4,9 @@
  * and recovery never yields garbage after the acknowledged end.
  * Method: per cycle, a forked child opens the log (ALWAYS mode, small segments so they roll,
  * spare zero-fill on) and drives it through the event-loop API on its own io_uring with 1..24
- * logical appenders (one record of random size outstanding each). Payloads are a function of
- * (cycle seed, LSN). The child writes its cycle seed, then every new acknowledged high-water
+ * logical appenders (one record of random size outstanding each), 1..4 batches in flight
+ * (submitted at random points between appends), O_DIRECT or page-cache writes. Payloads are
+ * a function of (cycle seed, LSN). The child writes its cycle seed, then every new acknowledged high-water
  * LSN, to a pipe. The parent SIGKILLs it after a random delay, drains the pipe, reopens the
  * log and checks: recovered end >= every LSN the child reported; every record of this cycle
  * (and a sample of older ones) is byte-identical to what its cycle wrote; records past the
@@ -49,6 +50,8 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
     o.segment_bytes_max = 512 * 1024;
     o.spare_no_prezero = (cycle_seed & 1) != 0;
     o.ring_tag = 0x21;
+    o.batches_inflight_max = 1 + (uint32_t)((cycle_seed >> 1) % TQ_BATCHES_INFLIGHT_MAX);
+    o.buffered_writes = ((cycle_seed >> 3) & 1) != 0;
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) {
@@ -70,6 +73,8 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
             uint32_t len = st_payload(cycle_seed, lsn_next, LEN_MAX, buf);
             if (!tq_log_can_append(log, len)) break;
             if (tq_log_append(log, st_type(lsn_next), buf, len, &waiting[a], &err) != TQ_OK) _exit(7);
+            /* sometimes send what is staged now: several batches in flight at once */
+            if (tq_test_rand_below(&rng, 4) == 0) tq_log_submit(log, &ring, wall_us());
         }
         tq_log_submit(log, &ring, wall_us());
         io_uring_submit_and_wait(&ring, 1);

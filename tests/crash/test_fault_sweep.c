@@ -35,42 +35,80 @@ static struct tq_log_options sweep_options(const char *dir, struct tq_io_faults 
     o.record_bytes_max = 4 * 1024;
     o.segment_bytes_max = 32 * 1024;
     o.faults = faults;
+    o.batches_inflight_max = TQ_BATCHES_INFLIGHT_MAX; /* up to 4 batches in flight */
     return o;
 }
 
-/* The workload. Returns 0 when done, 3 on a clean rejection; reports acked LSNs to fd. */
+/* Reaps every CQE of the log on ring (blocking), reporting the acknowledged LSN to fd whenever
+ * it grows. Returns 0, or 4 if the pipe broke. */
+static int drain_report(struct tq_log *log, struct io_uring *ring, int fd, uint64_t *acked) {
+    io_uring_submit(ring);
+    while (!tq_log_idle(log)) {
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_wait_cqe(ring, &cqe);
+        if (rc == -EINTR) continue;
+        TQ_CHECK_EQ(rc, 0);
+        tq_log_complete(log, ring, cqe);
+        io_uring_cqe_seen(ring, cqe);
+        io_uring_submit(ring); /* a short write's rest */
+        uint64_t now = tq_log_acked_lsn(log);
+        if (now > *acked) {
+            *acked = now;
+            if (fd >= 0 && write(fd, acked, sizeof(*acked)) != (ssize_t)sizeof(*acked)) return 4;
+        }
+    }
+    return 0;
+}
+
+/* The workload, through the event-loop API on its own ring so that several batches are in
+ * flight at once: groups of 1-3 batches of 1-4 records are submitted together, then every CQE
+ * is reaped (deterministic: the number of operations does not depend on completion order).
+ * Returns 0 when done, 3 on a clean rejection; reports acked LSNs to fd as they grow. */
 static int workload(const char *dir, struct tq_io_faults *faults, int fd) {
     struct tq_log_options o = sweep_options(dir, faults);
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) return 3;
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
     static uint8_t buf[LEN_MAX];
-    uint64_t rng = seed;
-    for (uint64_t i = 0; i < RECORDS; i++) {
-        uint64_t want = tq_log_next_lsn(log);
-        uint32_t len = st_payload(seed, want, LEN_MAX, buf);
-        uint64_t lsn;
-        enum tq_err e = tq_log_append(log, st_type(want), buf, len, &lsn, &err);
-        if (e == TQ_ERR_RESOURCE_EXHAUSTED) {
-            if (tq_log_sync(log, &err) != TQ_OK) return 3;
-            e = tq_log_append(log, st_type(want), buf, len, &lsn, &err);
+    uint64_t rng = seed, acked = 0, done = 0, stamp = 1;
+    int rc = 0;
+    while (done < RECORDS && rc == 0) {
+        uint64_t batches = 1 + tq_test_rand_below(&rng, 3);
+        for (uint64_t b = 0; b < batches && done < RECORDS; b++) {
+            uint64_t records = 1 + tq_test_rand_below(&rng, 4);
+            for (uint64_t r = 0; r < records && done < RECORDS; r++) {
+                uint64_t want = tq_log_next_lsn(log), lsn;
+                uint32_t len = st_payload(seed, want, LEN_MAX, buf);
+                enum tq_err e = tq_log_append(log, st_type(want), buf, len, &lsn, &err);
+                if (e == TQ_ERR_RESOURCE_EXHAUSTED) {
+                    /* batch full: send it (waiting for the batches in flight first) */
+                    if ((rc = drain_report(log, &ring, fd, &acked)) != 0) break;
+                    tq_log_submit(log, &ring, stamp++);
+                    e = tq_log_append(log, st_type(want), buf, len, &lsn, &err);
+                }
+                if (e != TQ_OK) {
+                    TQ_CHECK(e == TQ_ERR_NO_SPACE); /* the only clean rejection a fault can cause */
+                    rc = 3;
+                    break;
+                }
+                TQ_CHECK_UEQ(lsn, want);
+                done++;
+            }
+            if (rc == 0) tq_log_submit(log, &ring, stamp++);
         }
-        if (e != TQ_OK) {
-            TQ_CHECK(e == TQ_ERR_NO_SPACE); /* the only clean rejection a fault can cause */
-            tq_log_close(log);
-            return 3;
-        }
-        if (tq_test_rand_below(&rng, 4) == 0) {
-            if (tq_log_sync(log, &err) != TQ_OK) return 3;
-            uint64_t acked = tq_log_acked_lsn(log);
-            if (fd >= 0 && write(fd, &acked, sizeof(acked)) != (ssize_t)sizeof(acked)) return 4;
-        }
+        if (rc == 0) rc = drain_report(log, &ring, fd, &acked);
     }
-    if (tq_log_sync(log, &err) != TQ_OK) return 3;
-    uint64_t acked = tq_log_acked_lsn(log);
-    if (fd >= 0 && write(fd, &acked, sizeof(acked)) != (ssize_t)sizeof(acked)) return 4;
-    tq_log_close(log);
-    return 0;
+    if (rc == 0) {
+        tq_log_submit(log, &ring, stamp++); /* whatever is still staged */
+        rc = drain_report(log, &ring, fd, &acked);
+    }
+    if (rc == 0) TQ_CHECK_UEQ(tq_log_acked_lsn(log), RECORDS);
+    if (rc == 3) (void)drain_report(log, &ring, -1, &acked);
+    if (tq_log_idle(log)) tq_log_close(log);
+    io_uring_queue_exit(&ring);
+    return rc;
 }
 
 enum fault_kind { FAIL_OP, SHORT_WRITE, FSYNC_EIO };
@@ -184,6 +222,122 @@ static void sweep(void) {
     TQ_CHECK_GT(outcomes[1], 0);
 }
 
+/* ---- acknowledgement order with several batches in flight ---------------------------- */
+
+struct held_cqe {
+    uint64_t user_data;
+    int32_t res;
+};
+
+static int cmp_held_desc(const void *a, const void *b) {
+    uint64_t x = ((const struct held_cqe *)a)->user_data & 0xffffffffffull;
+    uint64_t y = ((const struct held_cqe *)b)->user_data & 0xffffffffffull;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Submits batch A then batch B (both in flight), waits for all their CQEs and hands them to
+ * the log newest first, so B's fdatasync completes before A's. With fail_a, A's fdatasync
+ * fails with EIO. Reports tq_log_acked_lsn after every CQE to fd; *a_first gets A's first LSN.
+ * Never returns with fail_a (fail-stop). */
+static void order_run(const char *dir, bool fail_a, int fd, uint64_t *a_first) {
+    struct tq_io_faults faults;
+    memset(&faults, 0, sizeof(faults));
+    struct tq_log_options o = sweep_options(dir, &faults);
+    o.segment_bytes_max = 1024 * 1024; /* no roll: A and B in one segment */
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    if (fail_a) faults.fsync_eio_at = faults.fsyncs + 1; /* A's fdatasync is the next fsync */
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(16, &ring, 0), 0);
+    static uint8_t buf[LEN_MAX];
+    unsigned sqes = 0;
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < 3; i++) {
+            uint64_t want = tq_log_next_lsn(log), lsn;
+            uint32_t len = st_payload(seed, want, LEN_MAX, buf);
+            TQ_CHECK_OK(tq_log_append(log, st_type(want), buf, len, &lsn, &err), &err);
+            if (b == 0 && i == 0) *a_first = lsn;
+        }
+        unsigned n = tq_log_submit(log, &ring, 1 + (uint64_t)b);
+        TQ_CHECK_UEQ(n, 2); /* write linked to fdatasync; B goes out while A is in flight */
+        sqes += n;
+    }
+    TQ_CHECK_EQ(io_uring_submit(&ring), (int)sqes);
+    struct held_cqe held[8];
+    for (unsigned i = 0; i < sqes; i++) {
+        struct io_uring_cqe *cqe;
+        TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+        held[i].user_data = cqe->user_data;
+        held[i].res = cqe->res;
+        io_uring_cqe_seen(&ring, cqe);
+    }
+    qsort(held, sqes, sizeof(held[0]), cmp_held_desc);
+    uint64_t acked = tq_log_acked_lsn(log);
+    for (unsigned i = 0; i < sqes; i++) {
+        struct io_uring_cqe cqe;
+        memset(&cqe, 0, sizeof(cqe));
+        cqe.user_data = held[i].user_data;
+        cqe.res = held[i].res;
+        tq_log_complete(log, &ring, &cqe);
+        uint64_t now = tq_log_acked_lsn(log);
+        TQ_CHECK_GE(now, acked);
+        acked = now;
+        if (fd >= 0) TQ_CHECK_EQ(write(fd, &acked, sizeof(acked)), (ssize_t)sizeof(acked));
+        if (i + 1 < sqes / 2 + 1) {
+            /* only B's CQEs so far (the newest half, and A's first one): nothing new is acked */
+            TQ_CHECK_LT(acked, *a_first);
+        }
+    }
+    TQ_CHECK(!fail_a);
+    TQ_CHECK_UEQ(acked, tq_log_next_lsn(log) - 1);
+    tq_log_close(log);
+    io_uring_queue_exit(&ring);
+}
+
+static void inflight_order(void) {
+    char dir[256];
+    uint64_t a_first = 0;
+    st_mkdtemp(dir, sizeof(dir), "order");
+    order_run(dir, false, -1, &a_first);
+    st_rmtree(dir);
+
+    /* A's fdatasync fails after B's succeeded: fail-stop, B never acknowledged. */
+    st_mkdtemp(dir, sizeof(dir), "order-eio");
+    int fds[2];
+    TQ_CHECK_EQ(pipe(fds), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    TQ_CHECK(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        LSAN_DISABLE();
+        char err_path[300];
+        snprintf(err_path, sizeof(err_path), "%s/stderr.txt", dir);
+        int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(err_fd, 2);
+        order_run(dir, true, fds[1], &a_first);
+        _exit(9);
+    }
+    close(fds[1]);
+    uint64_t v, acked = 0;
+    int reports = 0;
+    while (read(fds[0], &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+        acked = v;
+        reports++;
+    }
+    close(fds[0]);
+    int status;
+    TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
+    TQ_CHECK(WIFEXITED(status));
+    TQ_CHECK_EQ(WEXITSTATUS(status), 1); /* tq_fatal */
+    TQ_CHECK_GE(reports, 2);              /* B's CQEs were consumed before A's failed */
+    TQ_CHECK_UEQ(acked, 0);               /* and nothing, B least of all, was acknowledged */
+    st_rmtree(dir);
+    printf("in-flight order: B's sync before A's acks nothing; A's EIO fail-stops with B unacked\n");
+}
+
 /* Power cut with unsynced data: ALWAYS mode with one batch in flight, or INTERVAL/NONE. */
 static void power_cuts(void) {
     uint64_t rng = seed ^ 0xabcdef;
@@ -236,22 +390,44 @@ static void power_cuts(void) {
             TQ_CHECK_OK(tq_log_sync(log, &err), &err);
         }
         uint64_t durable = tq_log_durable_lsn(log);
-        struct io_uring ring;
-        bool inflight = false;
         if (mode == 0) {
-            /* one more batch, in flight when the power goes */
-            for (int i = 0; i < 5; i++) {
-                uint64_t want = tq_log_next_lsn(log), lsn;
-                uint32_t len = st_payload(seed, want, LEN_MAX, buf);
-                if (tq_log_append(log, st_type(want), buf, len, &lsn, &err) != TQ_OK) break;
+            /* 1-4 more batches in flight when the power goes; a random number of their CQEs
+             * reach the log first (the rest complete in the kernel, unseen by the log) */
+            struct io_uring ring;
+            TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
+            uint64_t batches = 1 + tq_test_rand_below(&rng, TQ_BATCHES_INFLIGHT_MAX);
+            unsigned sqes = 0;
+            for (uint64_t b = 0; b < batches; b++) {
+                for (int i = 0; i < 3; i++) {
+                    uint64_t want = tq_log_next_lsn(log), lsn;
+                    uint32_t len = st_payload(seed, want, LEN_MAX, buf);
+                    if (tq_log_append(log, st_type(want), buf, len, &lsn, &err) != TQ_OK) break;
+                }
+                sqes += tq_log_submit(log, &ring, 1 + b);
             }
-            TQ_CHECK_EQ(io_uring_queue_init(8, &ring, 0), 0);
-            tq_log_submit(log, &ring, 1);
-            io_uring_submit(&ring);
-            inflight = true;
+            TQ_CHECK_EQ(io_uring_submit(&ring), (int)sqes);
+            uint64_t feed = tq_test_rand_below(&rng, sqes + 1);
+            unsigned reaped = 0;
+            for (uint64_t i = 0; i < feed && reaped < sqes; i++) {
+                struct io_uring_cqe *cqe;
+                TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+                tq_log_complete(log, &ring, cqe);
+                io_uring_cqe_seen(&ring, cqe);
+                reaped++;
+                sqes += (unsigned)io_uring_submit(&ring); /* a kick may start a staged batch */
+            }
+            durable = tq_log_durable_lsn(log);
+            TQ_CHECK_LE(durable, tq_log_acked_lsn(log));
+            /* The process dies: wait until the kernel finished what was in flight (a write
+             * still landing after the simulated power cut would race its restore), unseen. */
+            for (; reaped < sqes; reaped++) {
+                struct io_uring_cqe *cqe;
+                TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+                io_uring_cqe_seen(&ring, cqe);
+            }
+            io_uring_queue_exit(&ring);
         }
         uint64_t written = tq_log_next_lsn(log) - 1;
-        if (inflight) io_uring_queue_exit(&ring); /* the power goes: CQEs never reaped */
         tq_log_abandon(log);
         int damaged = (int)tq_io_faults_power_cut(&faults, TQ_POWER_CUT_RANDOM, tq_test_rand(&rng));
         damaged_total += damaged;
@@ -276,6 +452,7 @@ static void power_cuts(void) {
 
 int main(void) {
     seed = tq_test_seed("test_fault_sweep");
+    inflight_order();
     sweep();
     power_cuts();
     printf("test_fault_sweep: ok\n");
