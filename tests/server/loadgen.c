@@ -1,0 +1,427 @@
+/* tests/server/loadgen.c: tq-loadgen, a small closed-loop load generator for ticketqd.
+ *
+ * Not a test (no assertions about speed): the server engineer's measuring tool. It drives N
+ * connections, one process each (libticketq's allocation counter is process-global and not
+ * atomic, so clients must not run in threads of one process), with up to DEPTH requests in flight per connection through
+ * libticketq's pipelined API (tq_client_submit / tq_client_flush / tq_client_collect). Each
+ * request is one Ingest, or with --batch B one Batch of B Ingests (B messages per request).
+ * Ingests follow /work/shared/PEER-WORKLOADS.md: customers ext-<n>, n uniform in 1..NCUST on
+ * channel n % 3 (10% first-contact customers n in [1e9, 1e12)), a 300-byte body. With --mixed
+ * P, a fraction P of the operations is a claim-reply instead (Claim by agent then Reply).
+ *
+ * Setup (unless --no-setup): with the server-admin token, creates a tenant, 3 queues, 500
+ * agents and pre-creates the NCUST customers (one ingest each, batched, not measured).
+ *
+ * Window: each thread keeps between DEPTH/2 and DEPTH requests in flight: it collects half a
+ * window, submits half a window, flushes once (so one write per half window, as a pipelining
+ * client would). Latency is submit-to-collect per request, in a histogram of 10 µs buckets
+ * (to 1 s); p50/p99 are printed with ops/s (requests and messages).
+ *
+ * Usage: tq-loadgen --addr HOST:PORT --token-file DIR/admin.token [--conns N] [--depth D]
+ *        [--seconds S] [--batch B] [--customers N] [--mixed P] [--seed X] [--no-setup]
+ */
+#include "ticketq.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HIST_BUCKETS 100000u /* 10 µs each: up to 1 s */
+#define HIST_US 10u
+#define BODY_BYTES_MAX 4096u
+#define AGENTS 500u
+
+struct opts {
+    const char *addr;
+    char token[TQ_CLIENT_TOKEN_BYTES_MAX];
+    unsigned conns, depth, seconds, batch;
+    uint64_t customers, seed;
+    double mixed;
+    bool setup;
+};
+
+static struct opts g_opt = {.addr = "127.0.0.1:7070", .conns = 4, .depth = 64, .seconds = 10,
+                            .batch = 1, .customers = 100000, .seed = 42, .setup = true};
+static char g_body_in[BODY_BYTES_MAX], g_body_out[BODY_BYTES_MAX];
+static uint64_t g_tenant, g_queue[3], g_agent_first;
+static volatile sig_atomic_t g_stop;
+
+static void on_alarm(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+struct worker {
+    unsigned index;
+    uint64_t rng;
+    uint64_t requests, messages, errors;
+    uint64_t *sent_us;   /* submit time by in-flight slot (FIFO) */
+    uint32_t hist[HIST_BUCKETS];
+};
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static void die(const char *what, enum tq_err rc, const struct tq_error *err) {
+    fprintf(stderr, "tq-loadgen: %s: %s (%d)\n", what, err->msg, (int)rc);
+    exit(1);
+}
+
+static void read_file(const char *path, char *out, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "tq-loadgen: cannot open %s\n", path);
+        exit(2);
+    }
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) n--;
+    out[n] = '\0';
+}
+
+static struct tq_client *connect_admin(void) {
+    struct tq_client_options o = {.addr = g_opt.addr, .token = g_opt.token,
+                                  .inflight_max = 65536, .io_timeout_ms = 60000};
+    struct tq_client *c = NULL;
+    struct tq_error err;
+    enum tq_err rc = tq_client_connect(&o, &c, &err);
+    if (rc != TQ_OK) die("connect", rc, &err);
+    if (g_tenant != 0) tq_client_set_tenant(c, g_tenant);
+    return c;
+}
+
+/* One ingest op for customer n (the Request and its strings live in the caller's storage). */
+struct ingest_slot {
+    Ticketq__Request req;
+    Ticketq__Ingest in;
+    char from[32];
+};
+
+static void make_ingest(struct ingest_slot *s, uint64_t n) {
+    ticketq__request__init(&s->req);
+    ticketq__ingest__init(&s->in);
+    snprintf(s->from, sizeof(s->from), "ext-%" PRIu64, n);
+    s->in.channel = (Ticketq__Channel)(n % 3);
+    s->in.from = s->from;
+    s->in.body = g_body_in;
+    s->in.has_queue_id = true;
+    s->in.queue_id = g_queue[n % 3];
+    s->in.has_priority = true;
+    s->in.priority = (Ticketq__Priority)((n / 3) % 3);
+    s->req.op_case = TICKETQ__REQUEST__OP_INGEST;
+    s->req.ingest = &s->in;
+}
+
+static uint64_t pick_customer(uint64_t *rng) {
+    uint64_t r = rng_next(rng);
+    if (r % 10 == 0) return 1000000000u + rng_next(rng) % 999000000000u;
+    return 1 + rng_next(rng) % g_opt.customers;
+}
+
+static void setup(void) {
+    struct tq_client *c = connect_admin();
+    struct tq_error err;
+    struct tq_client_ids ids;
+    enum tq_err rc = tq_client_tenant_create(c, "loadgen", &ids, &err);
+    if (rc != TQ_OK) die("tenant_create", rc, &err);
+    g_tenant = ids.tenant_id;
+    tq_client_set_tenant(c, g_tenant);
+    static const char *names[3] = {"email", "sms", "whatsapp"};
+    for (int i = 0; i < 3; i++) {
+        rc = tq_client_queue_create(c, names[i], false, &ids, &err);
+        if (rc != TQ_OK) die("queue_create", rc, &err);
+        g_queue[i] = ids.queue_id;
+    }
+    for (unsigned a = 0; a < AGENTS; a++) {
+        char name[32];
+        snprintf(name, sizeof(name), "agent-%u", a + 1);
+        rc = tq_client_agent_create(c, name, 1000000, 1000000, &ids, &err);
+        if (rc != TQ_OK) die("agent_create", rc, &err);
+        if (a == 0) g_agent_first = ids.agent_id;
+    }
+    /* Customers 1..N, 100 per Batch, 16 batches in flight. */
+    enum { B = 100, W = 16 };
+    static struct ingest_slot slots[W][B];
+    static Ticketq__Request *ops[W][B];
+    static Ticketq__Batch batches[W];
+    static Ticketq__Request reqs[W];
+    uint64_t next = 1, t0 = now_us();
+    unsigned inflight = 0, w = 0;
+    while (next <= g_opt.customers || inflight > 0) {
+        while (next <= g_opt.customers && inflight < W) {
+            size_t k = 0;
+            for (; k < B && next <= g_opt.customers; k++, next++) {
+                make_ingest(&slots[w][k], next);
+                slots[w][k].req.id = k + 1;
+                ops[w][k] = &slots[w][k].req;
+            }
+            ticketq__batch__init(&batches[w]);
+            batches[w].n_ops = k;
+            batches[w].ops = ops[w];
+            ticketq__request__init(&reqs[w]);
+            reqs[w].op_case = TICKETQ__REQUEST__OP_BATCH;
+            reqs[w].batch = &batches[w];
+            rc = tq_client_submit(c, &reqs[w], NULL, &err);
+            if (rc != TQ_OK) die("submit", rc, &err);
+            w = (w + 1) % W;
+            inflight++;
+        }
+        Ticketq__Response *resp = NULL;
+        rc = tq_client_collect(c, &resp, &err);
+        if (rc != TQ_OK) die("collect", rc, &err);
+        if (tq_client_response_error(resp, &err) != TQ_OK) die("setup batch", rc, &err);
+        tq_client_response_free(resp);
+        inflight--;
+    }
+    printf("setup: tenant %" PRIu64 ", %" PRIu64 " customers in %.1f s\n", g_tenant,
+           g_opt.customers, (double)(now_us() - t0) / 1e6);
+    tq_client_close(c);
+}
+
+/* Builds request number seq of a worker into its slot storage. Returns messages it carries. */
+struct req_storage {
+    Ticketq__Request req;
+    Ticketq__Batch batch;
+    Ticketq__Request **ops;
+    struct ingest_slot *slots;
+    Ticketq__Claim claim;
+};
+
+static unsigned build_request(struct worker *wk, struct req_storage *rs) {
+    double u = (double)(rng_next(&wk->rng) >> 11) / 9007199254740992.0;
+    if (g_opt.mixed > 0 && u < g_opt.mixed) {
+        /* claim: the reply follows when the claim answers (see run_worker). */
+        ticketq__request__init(&rs->req);
+        ticketq__claim__init(&rs->claim);
+        rs->claim.has_agent_id = true;
+        rs->claim.agent_id = g_agent_first + rng_next(&wk->rng) % AGENTS;
+        rs->req.op_case = TICKETQ__REQUEST__OP_CLAIM;
+        rs->req.claim = &rs->claim;
+        return 0;
+    }
+    if (g_opt.batch <= 1) {
+        make_ingest(&rs->slots[0], pick_customer(&wk->rng));
+        rs->req = rs->slots[0].req;
+        rs->req.ingest = &rs->slots[0].in;
+        return 1;
+    }
+    for (unsigned k = 0; k < g_opt.batch; k++) {
+        make_ingest(&rs->slots[k], pick_customer(&wk->rng));
+        rs->slots[k].req.id = k + 1;
+        rs->ops[k] = &rs->slots[k].req;
+    }
+    ticketq__batch__init(&rs->batch);
+    rs->batch.n_ops = g_opt.batch;
+    rs->batch.ops = rs->ops;
+    ticketq__request__init(&rs->req);
+    rs->req.op_case = TICKETQ__REQUEST__OP_BATCH;
+    rs->req.batch = &rs->batch;
+    return g_opt.batch;
+}
+
+static void run_worker(struct worker *wk) {
+    wk->sent_us = calloc(g_opt.depth, sizeof(uint64_t));
+    signal(SIGALRM, on_alarm);
+    alarm(g_opt.seconds);
+    struct tq_client *c = connect_admin();
+    struct tq_error err;
+    struct req_storage rs;
+    memset(&rs, 0, sizeof(rs));
+    rs.slots = calloc(g_opt.batch, sizeof(*rs.slots));
+    rs.ops = calloc(g_opt.batch, sizeof(*rs.ops));
+    unsigned depth = g_opt.depth, half = depth > 1 ? depth / 2 : 1;
+    unsigned *msgs = calloc(depth, sizeof(*msgs));
+    uint8_t *is_claim = calloc(depth, 1);
+    uint64_t head = 0, tail = 0; /* FIFO of in-flight slots: [tail, head) */
+    Ticketq__Reply reply = TICKETQ__REPLY__INIT;
+    reply.body = g_body_out;
+    for (;;) {
+        /* Top up the window. */
+        while (head - tail < depth && !g_stop) {
+            unsigned m = build_request(wk, &rs);
+            enum tq_err rc = tq_client_submit(c, &rs.req, NULL, &err);
+            if (rc != TQ_OK) die("submit", rc, &err);
+            wk->sent_us[head % depth] = now_us();
+            msgs[head % depth] = m;
+            is_claim[head % depth] = rs.req.op_case == TICKETQ__REQUEST__OP_CLAIM;
+            head++;
+        }
+        enum tq_err rc = tq_client_flush(c, &err);
+        if (rc != TQ_OK) die("flush", rc, &err);
+        if (head == tail) break;
+        unsigned want = g_stop ? (unsigned)(head - tail) : half;
+        for (unsigned i = 0; i < want && tail < head; i++) {
+            Ticketq__Response *resp = NULL;
+            rc = tq_client_collect(c, &resp, &err);
+            if (rc != TQ_OK) die("collect", rc, &err);
+            uint64_t lat = now_us() - wk->sent_us[tail % depth];
+            uint64_t b = lat / HIST_US;
+            wk->hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1]++;
+            if (tq_client_response_error(resp, &err) != TQ_OK) {
+                if (wk->errors++ < 3) fprintf(stderr, "tq-loadgen: error: %s\n", err.msg);
+            } else if (is_claim[tail % depth]) {
+                /* claim-reply: the reply is a blocking call once the window is drained. */
+                struct tq_client_ids ids;
+                tq_client_ids_from(resp, &ids);
+                is_claim[tail % depth] = 0;
+                msgs[tail % depth] = ids.ticket_id != 0 ? 1 : 0;
+                if (ids.ticket_id != 0) {
+                    tail++;
+                    wk->requests++;
+                    tq_client_response_free(resp);
+                    /* Reply pipelined like any request. */
+                    reply.ticket_id = ids.ticket_id;
+                    reply.has_agent_id = true;
+                    reply.agent_id = g_agent_first;
+                    Ticketq__Request rq = TICKETQ__REQUEST__INIT;
+                    rq.op_case = TICKETQ__REQUEST__OP_REPLY;
+                    rq.reply = &reply;
+                    if (head - tail < depth) {
+                        rc = tq_client_submit(c, &rq, NULL, &err);
+                        if (rc != TQ_OK) die("submit", rc, &err);
+                        wk->sent_us[head % depth] = now_us();
+                        msgs[head % depth] = 1;
+                        is_claim[head % depth] = 0;
+                        head++;
+                    }
+                    continue;
+                }
+            } else {
+                wk->messages += msgs[tail % depth];
+            }
+            wk->requests++;
+            tq_client_response_free(resp);
+            tail++;
+        }
+    }
+    tq_client_close(c);
+    free(rs.slots);
+    free(rs.ops);
+    free(msgs);
+    free(is_claim);
+    free(wk->sent_us);
+}
+
+static uint64_t percentile(const uint32_t *hist, uint64_t total, double p) {
+    uint64_t want = (uint64_t)((double)total * p), seen = 0;
+    for (uint32_t i = 0; i < HIST_BUCKETS; i++) {
+        seen += hist[i];
+        if (seen > want) return (uint64_t)(i + 1) * HIST_US;
+    }
+    return (uint64_t)HIST_BUCKETS * HIST_US;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
+                    "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
+                    "[--seed X] [--no-setup --tenant ID --queues Q1,Q2,Q3]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    const char *token_file = NULL, *body_in = "/work/shared/peer-body-in.txt",
+               *body_out = "/work/shared/peer-body-out.txt";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--no-setup") == 0) {
+            g_opt.setup = false;
+            continue;
+        }
+        if (v == NULL) usage();
+        i++;
+        if (strcmp(a, "--addr") == 0) g_opt.addr = v;
+        else if (strcmp(a, "--token-file") == 0) token_file = v;
+        else if (strcmp(a, "--conns") == 0) g_opt.conns = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--depth") == 0) g_opt.depth = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--seconds") == 0) g_opt.seconds = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--batch") == 0) g_opt.batch = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--customers") == 0) g_opt.customers = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--mixed") == 0) g_opt.mixed = strtod(v, NULL);
+        else if (strcmp(a, "--seed") == 0) g_opt.seed = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--body-in") == 0) body_in = v;
+        else if (strcmp(a, "--tenant") == 0) g_tenant = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--queues") == 0) {
+            if (sscanf(v, "%" SCNu64 ",%" SCNu64 ",%" SCNu64, &g_queue[0], &g_queue[1],
+                       &g_queue[2]) != 3) usage();
+        } else usage();
+    }
+    if (token_file == NULL || g_opt.conns == 0 || g_opt.depth == 0 || g_opt.batch == 0 ||
+        g_opt.customers == 0) usage();
+    read_file(token_file, g_opt.token, sizeof(g_opt.token));
+    read_file(body_in, g_body_in, sizeof(g_body_in));
+    read_file(body_out, g_body_out, sizeof(g_body_out));
+    if (g_opt.setup) setup();
+    if (g_opt.mixed > 0) g_opt.batch = 1;
+
+    /* Workers are processes writing their results into one shared mapping. */
+    size_t map_bytes = g_opt.conns * sizeof(struct worker);
+    struct worker *wk = mmap(NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                             -1, 0);
+    if (wk == MAP_FAILED) {
+        perror("tq-loadgen: mmap");
+        return 2;
+    }
+    fflush(stdout);
+    pid_t *pids = calloc(g_opt.conns, sizeof(pid_t)); /* private: children share wk */
+    uint64_t t0 = now_us();
+    for (unsigned i = 0; i < g_opt.conns; i++) {
+        wk[i].index = i;
+        wk[i].rng = g_opt.seed * 1000003u + i;
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            run_worker(&wk[i]);
+            _exit(0);
+        }
+    }
+    int failed = 0;
+    for (unsigned i = 0; i < g_opt.conns; i++) {
+        int st = 0;
+        if (waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) failed++;
+    }
+    uint32_t *hist = calloc(HIST_BUCKETS, sizeof(uint32_t));
+    uint64_t reqs = 0, msgs = 0, errs = (uint64_t)failed;
+    for (unsigned i = 0; i < g_opt.conns; i++) {
+        reqs += wk[i].requests;
+        msgs += wk[i].messages;
+        errs += wk[i].errors;
+        for (uint32_t b = 0; b < HIST_BUCKETS; b++) hist[b] += wk[i].hist[b];
+    }
+    double secs = (double)(now_us() - t0) / 1e6;
+    uint64_t total = 0;
+    for (uint32_t b = 0; b < HIST_BUCKETS; b++) total += hist[b];
+    printf("conns %u depth %u batch %u mixed %.2f: %.0f requests/s, %.0f messages/s, "
+           "p50 %" PRIu64 " us, p99 %" PRIu64 " us, errors %" PRIu64 " (%.1f s)\n",
+           g_opt.conns, g_opt.depth, g_opt.batch, g_opt.mixed, (double)reqs / secs,
+           (double)msgs / secs, percentile(hist, total, 0.50), percentile(hist, total, 0.99),
+           errs, secs);
+    /* Cross-check: the server's own message count (setup's customers + acknowledged ones). */
+    struct tq_client *c = connect_admin();
+    Ticketq__Response *resp = NULL;
+    struct tq_error err;
+    if (tq_client_stats(c, &resp, &err) == TQ_OK && resp->stats != NULL) {
+        printf("server: %" PRIu64 " messages, %" PRIu64 " customers, %" PRIu64 " tickets\n",
+               resp->stats->messages, resp->stats->customers, resp->stats->tickets);
+    }
+    tq_client_response_free(resp);
+    tq_client_close(c);
+    free(hist);
+    free(pids);
+    munmap(wk, map_bytes);
+    return errs == 0 ? 0 : 1;
+}
