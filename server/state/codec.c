@@ -170,6 +170,7 @@ static void encode_body(const struct tq_cmd *cmd, struct wbuf *w) {
         put_u64(w, u->customer_merge.survivor_id);
         put_u64(w, u->customer_merge.merged_id);
         break;
+    case TQ_CMD_CUSTOMER_ERASE: put_u64(w, u->customer_erase.customer_id); break;
     case TQ_CMD_MESSAGE_INGEST:
         put_u8(w, (uint64_t)u->ingest.channel);
         put_str(w, u->ingest.from_external_id);
@@ -478,6 +479,7 @@ static void decode_body(struct rbuf *r, struct tq_cmd *cmd, struct tq_arena *a) 
         u->customer_merge.survivor_id = get_u64(r, "survivor_id");
         u->customer_merge.merged_id = get_u64(r, "merged_id");
         break;
+    case TQ_CMD_CUSTOMER_ERASE: u->customer_erase.customer_id = get_u64(r, "customer_id"); break;
     case TQ_CMD_MESSAGE_INGEST:
         u->ingest.channel = (enum tq_channel)get_enum(r, TQ_CHANNEL_COUNT - 1, "channel");
         u->ingest.from_external_id = get_str(r, TQ_EXTERNAL_ID_BYTES_MAX, "from_external_id");

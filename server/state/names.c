@@ -26,7 +26,7 @@ static const char *const metric_names[TQ_SLA_METRIC_COUNT] = {
 static const char *const event_names[] = {
     "?", "tenant_created", "ticket_created", "ticket_updated", "message_added", "assigned",
     "sla_warning", "sla_breach", "sla_achieved", "delivery_status", "customer_created",
-    "customer_merged", "ticket_merged", "outbox_failed", "config_changed",
+    "customer_merged", "ticket_merged", "outbox_failed", "config_changed", "customer_erased",
 };
 
 static const char *name_of(const char *const *names, size_t count, unsigned v) {

@@ -35,7 +35,11 @@ enum tq_err tq_state_token_find(const struct tq_state *s, const uint8_t hash[32]
     for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
         uint32_t id = tab->slots[i];
         if (id == 0) return TQ_ERR_NOT_FOUND;
-        if (memcmp(st_token(s, id)->hash, hash, 32) == 0) {
+        /* Constant time over all 32 bytes: no early exit on the first differing byte. */
+        const uint8_t *stored = st_token(s, id)->hash;
+        uint8_t diff = 0;
+        for (int k = 0; k < 32; k++) diff |= (uint8_t)(stored[k] ^ hash[k]);
+        if (diff == 0) {
             if (out != NULL) token_view(s, id, out);
             return st_token(s, id)->revoked ? TQ_ERR_FAILED_PRECONDITION : TQ_OK;
         }
@@ -180,6 +184,7 @@ static void customer_view(const struct tq_state *s, uint32_t id, struct tq_custo
     out->customer_id = id;
     out->tenant_id = c->tenant;
     out->merged_into_id = c->merged_into;
+    out->erased = c->erased != 0;
     out->name = c->name;
     out->language = c->language;
     out->identity_count = c->ident_count;
@@ -528,7 +533,31 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         if (cu->merged_into != 0) {
             CHECK(st_customer(s, cu->merged_into)->tenant == cu->tenant, "customer %u merge", c);
         }
+        if (cu->erased) {
+            CHECK(cu->ident_head == 0 && cu->ident_count == 0, "customer %u: erased, identities", c);
+            CHECK(cu->name.len == 0 && cu->language.len == 0, "customer %u: erased, name", c);
+            for (uint32_t t = cu->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
+                CHECK(st_ticket(s, t)->subject_len == 0, "customer %u: erased, subject", c);
+            }
+        }
     }
+    /* Identities: a live one is found by its key and sits in its customer's chain; an erased
+     * one (ext_len 0) is in no chain and no table, with hash 0; the table holds exactly the
+     * live ones. */
+    uint64_t live_identities = 0;
+    for (uint32_t x = 1; x < s->identities.next_id; x++) {
+        const struct tq_identity *id = st_identity(s, x);
+        if (id->ext_len == 0) {
+            CHECK(id->hash == 0 && id->next == 0, "identity %u: erased but hashed/chained", x);
+            continue;
+        }
+        live_identities++;
+        CHECK(!st_customer(s, id->customer)->erased, "identity %u: customer erased", x);
+        CHECK(tq_st_identity_lookup(s, id->tenant, (enum tq_channel)id->channel,
+                                    (struct tq_str){id->ext, id->ext_len}) == x,
+              "identity %u: not found by its key", x);
+    }
+    CHECK(s->ident_index.count == live_identities, "identity table count");
     for (uint32_t t = 1; t < s->tenants.next_id; t++) {
         const struct tq_tenant *tn = st_tenant(s, t);
         for (int ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {

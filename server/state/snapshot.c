@@ -4,7 +4,7 @@
  * Blob layout (little-endian):
  *   offset  size  field
  *   0       8     magic "TQSTATE\0"
- *   8       4     version (1)
+ *   8       4     version (2; version 1, without the customer's erased flag, still loads)
  *   12      4     reserved (0)
  *   16      8     body length in bytes
  *   24      8     XXH3-64 of the body
@@ -29,7 +29,7 @@
 #include <xxhash.h>
 
 #define SNAP_MAGIC "TQSTATE"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u              /* 2: customers carry the erased flag (u8) */
 #define SNAP_HEADER_BYTES 32u
 
 /* ---- writer ------------------------------------------------------------------------------- */
@@ -191,6 +191,7 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
         sw_str(w, c->language);
         sw_u32(w, c->tenant);
         sw_u32(w, c->merged_into);
+        sw_u8(w, c->erased);
     }
     for (uint32_t i = 1; i < s->identities.next_id; i++) {
         const struct tq_identity *x = st_identity(s, i);
@@ -282,6 +283,7 @@ struct sr {
     const uint8_t *p;
     size_t len, off;
     const char *bad;                /* first failure, NULL while fine */
+    uint32_t version;               /* blob version (1 or 2) */
 };
 
 static void sr_fail(struct sr *r, const char *what) {
@@ -369,7 +371,10 @@ static void read_tenant(struct sr *r, struct tq_state *s, uint32_t id, const str
     tn->warn_permille = sr_u32(r, "permille");
     tn->attempts_max = sr_u32(r, "attempts");
     if (tn->warn_permille > 1000 || tn->attempts_max > TQ_OUTBOX_ATTEMPTS_LIMIT) sr_fail(r, "settings");
-    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) tn->reply_window_ms[i] = sr_u64(r, "window");
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
+        tn->reply_window_ms[i] = sr_u64(r, "window");
+        if (tn->reply_window_ms[i] > TQ_SLA_TARGET_MS_MAX) sr_fail(r, "reply window");
+    }
     for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
         tn->default_queue[i] = sr_ref(r, n->queues, true, "default queue");
     }
@@ -391,7 +396,10 @@ static void read_tenant(struct sr *r, struct tq_state *s, uint32_t id, const str
         p->tag = sr_ref(r, n->interns, true, "policy tag");
         p->business_hours = sr_u8(r, "policy hours") != 0;
         for (int m = 0; m < TQ_SLA_METRIC_COUNT - 1; m++) {
-            for (int q = 0; q < TQ_PRIORITY_COUNT; q++) p->target_ms[m][q] = sr_u64(r, "target");
+            for (int q = 0; q < TQ_PRIORITY_COUNT; q++) {
+                p->target_ms[m][q] = sr_u64(r, "target");
+                if (p->target_ms[m][q] > TQ_SLA_TARGET_MS_MAX) sr_fail(r, "policy target");
+            }
         }
         tn->policy_count++;
     }
@@ -520,6 +528,10 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         c->language = sr_str(r, s, TQ_NAME_BYTES_MAX, "language");
         c->tenant = sr_ref(r, n->tenants, false, "customer tenant");
         c->merged_into = sr_ref(r, n->customers, true, "customer merge");
+        if (r->version >= 2) c->erased = sr_u8(r, "customer erased");
+        if (c->erased > 1 || (c->erased && (c->name.len != 0 || c->language.len != 0))) {
+            sr_fail(r, "customer erased");
+        }
     }
     for (uint32_t i = 1; i <= n->identities && r->bad == NULL; i++) {
         struct tq_identity *x = st_identity(s, tq_st_slab_new(&s->identities));
@@ -531,6 +543,7 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         x->customer = sr_ref(r, n->customers, false, "identity customer");
         x->channel = sr_u8(r, "identity channel");
         if (x->channel >= TQ_CHANNEL_COUNT) sr_fail(r, "identity channel");
+        if (x->ext_len == 0 && x->hash != 0) sr_fail(r, "erased identity");
     }
     for (uint32_t i = 1; i <= n->tickets && r->bad == NULL; i++) {
         struct tq_ticket *t = st_ticket(s, tq_st_slab_new(&s->tickets));
@@ -615,6 +628,7 @@ static void check_tenancy(struct sr *r, const struct tq_state *s) {
     for (uint32_t i = 1; i < s->identities.next_id && r->bad == NULL; i++) {
         const struct tq_identity *x = st_identity(s, i);
         if (st_customer(s, x->customer)->tenant != x->tenant) sr_fail(r, "identity tenant");
+        if (x->ext_len > 0 && st_customer(s, x->customer)->erased) sr_fail(r, "erased identity");
     }
 }
 
@@ -630,7 +644,7 @@ enum tq_err tq_state_deserialize(const void *blob, size_t len,
     for (int i = 0; i < 4; i++) version |= (uint64_t)p[8 + i] << (8 * i);
     for (int i = 0; i < 8; i++) body_len |= (uint64_t)p[16 + i] << (8 * i);
     for (int i = 0; i < 8; i++) sum |= (uint64_t)p[24 + i] << (8 * i);
-    if (version != SNAP_VERSION) {
+    if (version != SNAP_VERSION && version != 1) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "snapshot: version %" PRIu64, version);
     }
     if (body_len != len - SNAP_HEADER_BYTES) {
@@ -640,7 +654,7 @@ enum tq_err tq_state_deserialize(const void *blob, size_t len,
     if (XXH3_64bits(p + SNAP_HEADER_BYTES, body_len) != sum) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "snapshot: checksum mismatch");
     }
-    struct sr r = {p + SNAP_HEADER_BYTES, body_len, 0, NULL};
+    struct sr r = {p + SNAP_HEADER_BYTES, body_len, 0, NULL, (uint32_t)version};
     struct tq_state *s = tq_st_alloc(options);
     s->lsn = sr_u64(&r, "lsn");
     struct counts n;

@@ -31,7 +31,8 @@
 
 /* Limits that are not in state.h, with their reason. */
 #define TIME_MS_MAX (1ull << 53)                 /* keeps every sum of times far from overflow */
-#define DURATION_MS_MAX (10ull * 366 * 86400000) /* 10 years: any SLA target, window or lease */
+#define DURATION_MS_MAX TQ_SLA_TARGET_MS_MAX     /* 10 years: any SLA target, window or lease */
+_Static_assert(TQ_SLA_TARGET_MS_MAX < (1ull << 62), "SLA targets fit calendar's int64 durations");
 #define ATTACHMENT_KEY_BYTES_MAX (TQ_NAME_BYTES_MAX * 4)
 #define FIELD_STRING_BYTES_MAX (TQ_NAME_BYTES_MAX * 4)
 #define TICK_ITEMS_PER_TICKET_MAX 64             /* bound on items one ticket yields per pop */
@@ -204,11 +205,16 @@ static const struct tq_calendar *ticket_calendar(const struct tq_state *s,
     return st_tenant(s, t->tenant)->calendar;
 }
 
+/* start + d business ms. d never exceeds TQ_SLA_TARGET_MS_MAX (targets and windows are capped
+ * at validation and at snapshot load), so it fits calendar's signed duration. A calendar that
+ * never reaches the duration (no business hours at all, or beyond 2^55 ms) answers INT64_MAX:
+ * that deadline is "never", UINT64_MAX, which no TICK reaches. */
 static uint64_t cal_add(const struct tq_calendar *cal, uint64_t start, uint64_t d) {
+    TQ_ASSERT(d <= TQ_SLA_TARGET_MS_MAX);
     if (cal == NULL) return start + d;
     int64_t r = tq_calendar_add_business_ms(cal, (int64_t)start, (int64_t)d);
     TQ_ASSERT(r >= (int64_t)start);
-    return (uint64_t)r;
+    return r == INT64_MAX ? UINT64_MAX : (uint64_t)r;
 }
 
 static uint64_t cal_span(const struct tq_calendar *cal, uint64_t from, uint64_t to) {
@@ -1196,7 +1202,11 @@ static enum tq_err cmd_tenant_settings(struct ctx *c) {
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "outbox_attempts_max not in [1, 15]");
     }
     for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
-        if (!dur_ok(in->reply_window_ms[i])) return fail(c, TQ_ERR_INVALID_ARGUMENT, "reply_window");
+        if (in->reply_window_ms[i] > TQ_SLA_TARGET_MS_MAX) {
+            return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT,
+                                "reply_window_ms[%s] above TQ_SLA_TARGET_MS_MAX (10 years)",
+                                tq_channel_name((enum tq_channel)i));
+        }
         if (in->default_queue_id[i] != 0 &&
             tq_st_queue_get(c->s, c->tenant_id, in->default_queue_id[i]) == NULL) {
             return fail(c, TQ_ERR_NOT_FOUND, "default queue");
@@ -1232,8 +1242,12 @@ static enum tq_err cmd_policies_set(struct ctx *c) {
         }
         for (int m = 0; m < TQ_SLA_METRIC_COUNT - 1; m++) {
             for (int p = 0; p < TQ_PRIORITY_COUNT; p++) {
-                if (!dur_ok(in[i].targets.target_ms[m][p])) {
-                    return fail(c, TQ_ERR_INVALID_ARGUMENT, "policy target > 10 years");
+                if (in[i].targets.target_ms[m][p] > TQ_SLA_TARGET_MS_MAX) {
+                    return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT,
+                                        "policy %u target_ms[%s][%s] above "
+                                        "TQ_SLA_TARGET_MS_MAX (10 years)",
+                                        i, tq_sla_metric_name((enum tq_sla_metric)m),
+                                        tq_priority_name((enum tq_priority)p));
                 }
             }
         }
@@ -1432,6 +1446,7 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     struct tq_customer *cu = tq_st_customer_get(s, c->tenant_id, in->customer_id);
     if (cu == NULL) return fail(c, TQ_ERR_NOT_FOUND, "customer");
     if (cu->merged_into != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was merged");
+    if (cu->erased) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was erased");
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     enum tq_err e = check_bytes(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
@@ -1461,6 +1476,7 @@ static enum tq_err cmd_customer_merge(struct ctx *c) {
     if (sv->merged_into != 0 || mg->merged_into != 0) {
         return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was merged");
     }
+    if (sv->erased || mg->erased) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was erased");
     /* identities: merge the two ascending chains */
     uint32_t a = sv->ident_head, b = mg->ident_head, head = 0, tail = 0;
     for (uint32_t p = b; p != 0; p = st_identity(s, p)->next) st_identity(s, p)->customer = (uint32_t)sid;
@@ -1517,6 +1533,57 @@ static enum tq_err cmd_customer_merge(struct ctx *c) {
     ev.customer_id = mid;
     ev.old_value = (int64_t)mid;
     ev.new_value = (int64_t)sid;
+    ev_send(c, &ev);
+    return TQ_OK;
+}
+
+/* Overwrites bytes of the string store in place (they belong to one entity: names and
+ * subjects are never shared; the empty string is a literal, hence the length test). */
+static void scrub(const char *ptr, uint32_t len) {
+    if (len > 0) memset((char *)(uintptr_t)ptr, 0, len);
+}
+
+/* Right to erasure. Validation: the customer exists in the tenant and is not erased yet. Then
+ * every identity leaves the lookup table and its chain (bytes zeroed, hash 0: the erased form
+ * of struct tq_identity), the name and language are zeroed and emptied, and the subjects of
+ * the customer's tickets are zeroed and emptied. Tickets, messages, statuses, SLA clocks and
+ * queues are untouched (nothing is routed differently), so no other event than
+ * CUSTOMER_ERASED is emitted. A merged customer can be erased too (its tickets and identities
+ * already moved to the survivor: only its own name and language go). */
+static enum tq_err cmd_customer_erase(struct ctx *c) {
+    struct tq_state *s = c->s;
+    uint64_t cid = c->cmd->u.customer_erase.customer_id;
+    struct tq_customer *cu = tq_st_customer_get(s, c->tenant_id, cid);
+    if (cu == NULL) return fail(c, TQ_ERR_NOT_FOUND, "customer");
+    if (cu->erased) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer already erased");
+    /* ---- mutate ---- */
+    for (uint32_t x = cu->ident_head; x != 0;) {
+        struct tq_identity *id = st_identity(s, x);
+        uint32_t next = id->next;
+        TQ_ASSERT(id->ext_len > 0 && id->customer == cid);
+        tq_st_idtab_remove(s, &s->ident_index, id->hash, x, identity_hash_of);
+        scrub(id->ext, id->ext_len);
+        id->ext = NULL;
+        id->ext_len = 0;
+        id->hash = 0;
+        id->next = 0;
+        x = next;
+    }
+    cu->ident_head = 0;
+    cu->ident_count = 0;
+    scrub(cu->name.ptr, cu->name.len);
+    scrub(cu->language.ptr, cu->language.len);
+    cu->name = cu->language = (struct tq_str){"", 0};
+    for (uint32_t t = cu->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
+        struct tq_ticket *tk = st_ticket(s, t);
+        if (tk->subject != NULL) scrub(tk->subject, tk->subject_len);
+        tk->subject = NULL;
+        tk->subject_len = 0;
+    }
+    cu->erased = 1;
+    c->res->customer_id = cid;
+    struct tq_event ev = ev_make(c, TQ_EVENT_CUSTOMER_ERASED, c->tenant_id, c->now);
+    ev.customer_id = cid;
     ev_send(c, &ev);
     return TQ_OK;
 }
@@ -2472,6 +2539,7 @@ static enum tq_err dispatch(struct ctx *c) {
     case TQ_CMD_OUTBOX_ACK: return cmd_outbox_ack(c);
     case TQ_CMD_CONSUMER_ACK: return cmd_consumer_ack(c);
     case TQ_CMD_TICK: return cmd_tick(c);
+    case TQ_CMD_CUSTOMER_ERASE: return cmd_customer_erase(c);
     }
     return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "unknown command type %d",
                         (int)c->cmd->type);
@@ -2691,6 +2759,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         struct tq_identity *x = st_identity(s, i);
         struct tq_customer *cu = st_customer(s, x->customer);
         x->next = 0;
+        if (x->ext_len == 0) continue;          /* erased: in no chain, no table */
         if (cu->ident_head == 0) {
             cu->ident_head = i;
         } else {

@@ -41,6 +41,10 @@
 #define TQ_OUTBOX_TAKE_MAX 1000
 #define TQ_SLA_POLICIES_MAX 64
 #define TQ_OUTBOX_ATTEMPTS_DEFAULT_MAX 5
+/* SLA targets and reply windows (ms): 10 years. Larger values are INVALID_ARGUMENT: a deadline
+ * is computed as a signed 64-bit business-hours duration (calendar.h), and no support contract
+ * promises an answer later than this. */
+#define TQ_SLA_TARGET_MS_MAX (10ull * 366 * 24 * 3600 * 1000)
 
 /* ---- enums (values are stable: they are stored in the log and sent on the wire) ---------- */
 
@@ -165,8 +169,9 @@ enum tq_cmd_type {
     TQ_CMD_OUTBOX_ACK = 22,         /* gateway ack or later delivery receipt */
     TQ_CMD_CONSUMER_ACK = 23,       /* named durable consumer position */
     TQ_CMD_TICK = 24,               /* SLA warnings/breaches, wake-ups, auto-close, timeouts */
+    TQ_CMD_CUSTOMER_ERASE = 25,     /* right to erasure: the customer becomes a tombstone */
 };
-#define TQ_CMD_TYPE_MAX 24
+#define TQ_CMD_TYPE_MAX 25
 
 /* Fields of TQ_CMD_TICKET_UPDATE that are set (bit mask). */
 enum tq_ticket_update_field {
@@ -223,6 +228,14 @@ struct tq_cmd {
             struct tq_str external_id;
         } customer_link;
         struct { uint64_t survivor_id, merged_id; } customer_merge;
+        /* Right to erasure. The customer keeps its id (tickets and messages still point to it)
+         * but loses its name, language and every channel identity (removed from the lookup
+         * table, bytes overwritten): a later message from the same sender creates a NEW
+         * customer. The subjects of its tickets are cleared too (customer-written text). The
+         * record carries only the id. Message bodies stay in the log: the compactor redacts
+         * them (docs/operations.md). Erasing twice is FAILED_PRECONDITION; an erased customer
+         * takes no more links or merges (FAILED_PRECONDITION). */
+        struct { uint64_t customer_id; } customer_erase;
         struct {
             enum tq_channel channel;
             struct tq_str from_external_id; /* the sender's identity on channel */
@@ -329,6 +342,7 @@ enum tq_event_type {
     TQ_EVENT_TICKET_MERGED = 12,
     TQ_EVENT_OUTBOX_FAILED = 13,    /* attempts exhausted */
     TQ_EVENT_CONFIG_CHANGED = 14,   /* tenant settings, policies, hours, queues, agents, tokens */
+    TQ_EVENT_CUSTOMER_ERASED = 15,  /* customer_id became a tombstone (CUSTOMER_ERASE) */
 };
 
 enum tq_event_field {
@@ -415,8 +429,10 @@ struct tq_token_view {
     enum tq_role role;
     bool revoked;
 };
-/* Looks a token up by the SHA-256 of its secret (the caller compares in constant time where it
- * matters; the lookup itself is by hash). NOT_FOUND for unknown, FAILED_PRECONDITION revoked. */
+/* Looks a token up by the SHA-256 of its secret. The hash-table probe uses the first 8 bytes;
+ * the final comparison of each candidate covers all 32 bytes in constant time (XORs OR-ed over
+ * every byte, no early exit), so the time taken does not tell how many leading bytes of a
+ * guessed hash matched. NOT_FOUND for unknown, FAILED_PRECONDITION revoked. */
 TQ_NODISCARD enum tq_err tq_state_token_find(const struct tq_state *state, const uint8_t hash[32],
                                              struct tq_token_view *out);
 bool tq_state_token_get(const struct tq_state *state, uint64_t token_id, struct tq_token_view *out);
@@ -486,6 +502,7 @@ void tq_state_message_complete(struct tq_message_view *view, const struct tq_cmd
 
 struct tq_customer_view {
     uint64_t customer_id, tenant_id, merged_into_id;
+    bool erased;                    /* tombstone of CUSTOMER_ERASE: name, language empty */
     struct tq_str name, language;
     uint32_t identity_count;
     uint32_t open_ticket_count;

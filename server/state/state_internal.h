@@ -39,9 +39,10 @@ struct tq_slab {
     uint32_t shift;                         /* log2 of the elements per chunk */
 };
 
-/* Open-addressing table of entity ids (0 = empty slot), linear probing, no deletion (nothing
- * keyed by it is ever removed: merges re-point the entity instead). The key hash is kept in the
- * entity itself; growth asks state for it. */
+/* Open-addressing table of entity ids (0 = empty slot), linear probing. Merges re-point the
+ * entity instead of removing it; the only removal is an erased identity (backward-shift
+ * deletion, so no tombstones). The key hash is kept in the entity itself; growth asks state
+ * for it. */
 struct tq_idtab {
     uint32_t *slots;
     uint64_t mask;                          /* capacity - 1; capacity is a power of two */
@@ -163,8 +164,12 @@ struct tq_customer {
     uint32_t tenant, merged_into;
     uint32_t ident_head, ident_count;       /* identity chain, ascending identity id */
     uint32_t ticket_head;                   /* ticket chain, descending ticket id */
+    uint8_t erased;                         /* CUSTOMER_ERASE tombstone (fits the padding) */
 };
 
+/* An erased identity (CUSTOMER_ERASE) keeps its id slot, tenant, channel and customer, with
+ * hash 0 and ext_len 0: it is in no chain and no lookup table. Live identities have
+ * ext_len >= 1 (every path that adds one requires a non-empty id). */
 struct tq_identity {
     uint64_t hash;                          /* XXH3 of (tenant, channel, normalised id) */
     const char *ext;                        /* normalised external id (string store) */
@@ -352,6 +357,10 @@ void tq_st_strings_free(struct tq_state *s);
 void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap);
 void tq_st_idtab_free(struct tq_idtab *t);
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
+                        uint64_t (*hash_of)(const struct tq_state *s, uint32_t id));
+/* Removes id (present, inserted with hash) by backward shift; hash_of must still answer for
+ * every other id in the table. */
+void tq_st_idtab_remove(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         uint64_t (*hash_of)(const struct tq_state *s, uint32_t id));
 void tq_st_u32map_init(struct tq_u32map *m, uint64_t cap);
 void tq_st_u32map_free(struct tq_u32map *m);

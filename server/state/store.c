@@ -2,9 +2,9 @@
  * the id hash tables, the interning table and the lookups that enforce tenant isolation.
  *
  * Invariants: slab chunks never move once allocated (so entity pointers stay valid across
- * allocations within one apply); ids are handed out densely from 1; hash tables never delete
- * (merges re-point entities instead), so linear probing needs no tombstones; a slot value 0 is
- * empty because no entity has id 0. Every table keeps its load factor <= 3/4.
+ * allocations within one apply); ids are handed out densely from 1; hash tables delete only by
+ * backward shift (merges re-point entities instead; an erased identity is the one removal), so
+ * linear probing needs no tombstones; a slot value 0 is empty because no entity has id 0. Every table keeps its load factor <= 3/4.
  *
  * Why: the issue's memory targets (<= 32 bytes per message, <= 256 per ticket) rule out per-entity
  * malloc and doubling arrays of fat structs; chunked slabs waste at most one chunk per kind.
@@ -132,6 +132,28 @@ void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t h
     }
     idtab_put(t, hash, id);
     TQ_ASSERT(t->count * 4 <= (t->mask + 1) * 3);
+}
+
+void tq_st_idtab_remove(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
+                        hash_of_fn hash_of) {
+    TQ_ASSERT(id != 0 && t->count > 0);
+    uint64_t i = hash & t->mask;
+    while (t->slots[i] != id) {
+        TQ_ASSERT(t->slots[i] != 0);           /* the caller promised id is present */
+        i = (i + 1) & t->mask;
+    }
+    /* Backward shift: move later members of the probe run into the hole when their home slot
+     * does not lie cyclically in (hole, j]. */
+    for (uint64_t j = (i + 1) & t->mask; t->slots[j] != 0; j = (j + 1) & t->mask) {
+        uint64_t home = hash_of(s, t->slots[j]) & t->mask;
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+    t->slots[i] = 0;
+    t->count--;
 }
 
 /* ---- u32 map (backward-shift deletion) ---------------------------------------------------- */

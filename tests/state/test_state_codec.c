@@ -121,6 +121,9 @@ static struct tq_cmd sample(enum tq_cmd_type type) {
         c.u.customer_merge.survivor_id = 9;
         c.u.customer_merge.merged_id = 10;
         break;
+    case TQ_CMD_CUSTOMER_ERASE:
+        c.u.customer_erase.customer_id = 11;
+        break;
     case TQ_CMD_MESSAGE_INGEST:
         c.u.ingest.channel = TQ_CHANNEL_WHATSAPP;
         c.u.ingest.from_external_id = S("+8613800000000");
@@ -231,6 +234,9 @@ static void test_round_trip(struct tq_arena *arena, uint8_t *buf, size_t cap) {
             TQ_CHECK_EQ(d.u.ingest.tag_count, 3);
             TQ_CHECK(str_eq(d.u.ingest.tags[2], S("b2b")));
             TQ_CHECK_EQ(d.u.ingest.priority, TQ_PRIORITY_HIGH);
+        } else if (t == TQ_CMD_CUSTOMER_ERASE) {
+            TQ_CHECK_UEQ(d.u.customer_erase.customer_id, 11);
+            TQ_CHECK_UEQ(n, 26 + 8);                        /* header + the id, nothing else */
         } else if (t == TQ_CMD_TICKET_UPDATE) {
             TQ_CHECK_EQ(d.u.ticket_update.custom_fields[1].int_value, -42);
             TQ_CHECK(str_eq(d.u.ticket_update.custom_fields[0].string_value, S("A-17")));
