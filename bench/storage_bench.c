@@ -484,7 +484,8 @@ int main(int argc, char **argv) {
     }
 
     printf("\n## durable appends (fsync always, event-loop API, one record outstanding per appender;"
-           " median of 3 runs of %.1f s)\n", point_seconds);
+           " default options: %u batches in flight, O_DIRECT writes; median of 3 runs of %.1f s)\n",
+           TQ_BATCHES_INFLIGHT_DEFAULT, point_seconds);
     printf("| record | appenders | records/s | MB/s | %% of seq | records/batch | ack median ms |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|\n");
     uint32_t sizes[] = {64, 256, 1024, 4096, 16384};
@@ -501,6 +502,31 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
+    printf("\n## batches in flight and write path (same run; median of 3 runs per cell)\n");
+    printf("| point | in flight | writes | records/s | MB/s | %% of seq | ack median ms |\n");
+    printf("|---|---:|---|---:|---:|---:|---:|\n");
+    {
+        uint32_t csizes[] = {256, 16384};
+        unsigned depths[] = {1, 2, 4};
+        for (size_t si = 0; si < 2; si++) {
+            for (size_t di = 0; di < 3; di++) {
+                for (int buffered = 1; buffered >= 0; buffered--) {
+                    char v[16];
+                    snprintf(v, sizeof(v), "%u", depths[di]);
+                    setenv("TQ_BENCH_INFLIGHT", v, 1);
+                    setenv("TQ_BENCH_BUFFERED", buffered ? "1" : "0", 1);
+                    struct point p = run_point_median(csizes[si], 256, true, dir, false);
+                    printf("| %u B x 256 | %u | %s | %.0f | %.1f | %.0f%% | %.3f |\n", csizes[si],
+                           depths[di], buffered ? "page cache" : "O_DIRECT", p.records_per_s,
+                           p.mb_per_s, 100.0 * p.mb_per_s / seq, p.ack_ms_median);
+                    fflush(stdout);
+                }
+            }
+        }
+        unsetenv("TQ_BENCH_INFLIGHT");
+        unsetenv("TQ_BENCH_BUFFERED");
+    }
+
     printf("\n## zero-filled segments vs fallocate only (same run)\n");
     char dir2[600];
     snprintf(dir2, sizeof(dir2), "%s/log2", bench_dir);
