@@ -1088,6 +1088,52 @@ enum tq_err tq_client_collect(struct tq_client *client, Ticketq__Response **resp
     return TQ_OK;
 }
 
+enum tq_err tq_client_try_collect(struct tq_client *client, Ticketq__Response **resp_out,
+                                  struct tq_error *err) {
+    TQ_ASSERT(client != NULL);
+    TQ_ASSERT(resp_out != NULL);
+    *resp_out = NULL;
+    enum tq_err rc = check_usable(client, err);
+    if (rc != TQ_OK) return rc;
+    if (client->inflight_count == 0) {
+        return tq_error_set(err, TQ_ERR_FAILED_PRECONDITION, "no request in flight");
+    }
+    /* Pipelining refuses to start with a subscription open, so every frame here answers the
+     * window; say so rather than misfile an event frame. */
+    if (client->sub != NULL) {
+        return tq_error_set(err, TQ_ERR_FAILED_PRECONDITION,
+                            "try_collect on a client with an open subscription");
+    }
+    Ticketq__Response *resp = NULL;
+    rc = decode_buffered(client, &resp, err);
+    if (rc != TQ_OK) return rc;
+    if (resp == NULL) {
+        /* One read of what the socket holds; a whole frame may now be buffered. */
+        size_t got = 0;
+        rc = recv_available(client, &got, err);
+        if (rc != TQ_OK) return rc;
+        if (got == 0) return TQ_OK;
+        rc = decode_buffered(client, &resp, err);
+        if (rc != TQ_OK || resp == NULL) return rc;
+    }
+    if (resp->id != client->inflight_first) {
+        uint64_t got_id = resp->id;
+        tq_client_response_free(resp);
+        return fail_broken(client, err, TQ_ERR_CORRUPT,
+                           "server answered id %llu while id %llu was expected",
+                           (unsigned long long)got_id,
+                           (unsigned long long)client->inflight_first);
+    }
+    client->inflight_first++;
+    client->inflight_count--;
+    *resp_out = resp;
+    return TQ_OK;
+}
+
+int tq_client_fd(const struct tq_client *client) {
+    return client != NULL ? client->fd : -1;
+}
+
 enum tq_err tq_client_batch(struct tq_client *client, Ticketq__Request **ops, size_t count,
                             Ticketq__Response **resp_out, struct tq_error *err) {
     TQ_ASSERT(ops != NULL || count == 0);

@@ -269,6 +269,23 @@ size_t tq_client_inflight(const struct tq_client *client);
 TQ_NODISCARD enum tq_err tq_client_collect(struct tq_client *client, Ticketq__Response **resp_out,
                                            struct tq_error *err);
 
+/* Non-blocking collect, for callers that run their own poll(2) loop over many clients: reads
+ * whatever the socket holds right now (never waits) and, if the response of the oldest
+ * uncollected request is complete, returns it in *resp_out (caller frees) exactly like
+ * tq_client_collect. If no complete response is buffered yet, returns TQ_OK with
+ * *resp_out == NULL (poll tq_client_fd() for POLLIN and call again). It writes nothing: queued
+ * requests go out with tq_client_flush(). Errors: TQ_ERR_FAILED_PRECONDITION (nothing in
+ * flight, or a subscription is open), TQ_ERR_CORRUPT (the response is not the oldest in
+ * flight), TQ_ERR_UNAVAILABLE (server closed; client broken), TQ_ERR_IO, TQ_ERR_RESOURCE_
+ * EXHAUSTED (frame above the limit), TQ_ERR_INTERNAL. */
+TQ_NODISCARD enum tq_err tq_client_try_collect(struct tq_client *client,
+                                               Ticketq__Response **resp_out,
+                                               struct tq_error *err);
+
+/* The client's socket (non-blocking), for poll(2)/epoll readiness only: never read, write or
+ * close it yourself. -1 if client is NULL. */
+int tq_client_fd(const struct tq_client *client);
+
 /* Sends ops[0..count) as one Batch request (one frame, one log batch on the server) and
  * returns the response; (*resp_out)->batch->results[i] is the result of ops[i] (check each
  * with tq_client_response_error). The ops' ids are set to 1..count. Errors: those of
