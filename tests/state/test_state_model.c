@@ -6,7 +6,8 @@
  * Method: a seeded generator (TQ_SEED reproduces a run; the seed is printed first) produces
  * >= 100,000 mixed commands over 6 tenants: ingest-heavy traffic with duplicates and case
  * variants of identities, replies and notes, updates of every field (including disallowed
- * moves), claims, releases, transfers, merges, outbox takes and acks, settings, SLA policies,
+ * moves), claims, releases, transfers, merges, customer erasures (then the same senders come
+ * back as new customers), outbox takes and acks, settings, SLA policies,
  * business hours, agent/queue changes, TICKs with time jumps, and deliberately wrong commands
  * (foreign or unknown ids). Every command that applies is encoded into an in-memory log.
  * Checked:
@@ -272,6 +273,11 @@ static void gen(struct tq_cmd *c, uint64_t now, struct tenant **tn_out, bool *in
         c->type = TQ_CMD_TICKET_MERGE;
         c->u.ticket_merge.source_id = ids_pick(&tn->tickets);
         c->u.ticket_merge.target_id = maybe_foreign(&tn->tickets, ids_pick(&tn->tickets));
+    } else if (r < 737) {
+        /* right to erasure: sometimes a foreign/unknown id, sometimes twice (refused) */
+        c->type = TQ_CMD_CUSTOMER_ERASE;
+        c->u.customer_erase.customer_id = chance(5) ? ids_pick(&pick_tenant()->customers)
+                                                    : ids_pick(&tn->customers);
     } else if (r < 744) {
         c->type = TQ_CMD_CUSTOMER_MERGE;
         c->u.customer_merge.survivor_id = ids_pick(&tn->customers);
@@ -519,7 +525,7 @@ int main(void) {
     struct tq_event_sink sink = {ev_hash, &acc};
     struct tq_cmd_result res;
     struct tq_error err;
-    uint32_t ok_n = 0, fail_n = 0, dup_n = 0;
+    uint32_t ok_n = 0, fail_n = 0, dup_n = 0, erased_n = 0, erase_refused_n = 0;
     uint32_t by_type_ok[TQ_CMD_TYPE_MAX + 1] = {0};
     for (uint32_t op = 0; op < ops; op++) {
         now += rnd(20000);
@@ -546,6 +552,9 @@ int main(void) {
                 TQ_CHECK_MEM_EQ(before, after, 16);
             }
             TQ_CHECK(e != TQ_ERR_INTERNAL && e != TQ_ERR_CORRUPT);
+            if (c.type == TQ_CMD_CUSTOMER_ERASE && e == TQ_ERR_FAILED_PRECONDITION) {
+                erase_refused_n++;                          /* erased before: idempotent error */
+            }
             fail_n++;
         } else {
             lsn++;
@@ -560,6 +569,18 @@ int main(void) {
                 }
                 if (res.ticket_created) ids_add(&tn->tickets, res.ticket_id);
                 if (res.customer_created) ids_add(&tn->customers, res.customer_id);
+                /* an erased customer's identities are gone: a new message never lands on it
+                 * (a duplicate answers with the original ticket's customer, erased or not) */
+                struct tq_customer_view cv;
+                TQ_CHECK_OK(tq_state_customer_get(s, tn->id, res.customer_id, &cv), NULL);
+                TQ_CHECK(res.duplicate || !cv.erased);
+            } else if (c.type == TQ_CMD_CUSTOMER_ERASE) {
+                struct tq_customer_view cv;
+                TQ_CHECK_OK(tq_state_customer_get(s, tn->id, res.customer_id, &cv), NULL);
+                TQ_CHECK(cv.erased && cv.name.len == 0 && cv.language.len == 0);
+                TQ_CHECK_EQ(cv.identity_count, 0);
+                TQ_CHECK_EQ(acc.count, 1);                  /* CUSTOMER_ERASED only */
+                erased_n++;
             } else if (c.type == TQ_CMD_MESSAGE_REPLY && !c.u.reply.internal_note) {
                 ids_add(&tn->outbound, res.message_id);
             } else if (c.type == TQ_CMD_CUSTOMER_CREATE) {
@@ -592,6 +613,9 @@ int main(void) {
         TQ_CHECK_GT(by_type_ok[t], 0);   /* every command type was exercised */
     }
     TQ_CHECK_GT(dup_n, 0);
+    printf("test_state_model: %u customers erased, %u repeated erasures refused\n", erased_n,
+           erase_refused_n);
+    TQ_CHECK_GT(erase_refused_n, 0);
     TQ_CHECK_GT(st.sla_breaches, 0);
 
     /* replay the whole log into a fresh state: same events record by record, same digest */

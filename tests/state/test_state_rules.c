@@ -1335,6 +1335,278 @@ static void test_snapshot_round_trip(void) {
     fx_free(&f);
 }
 
+/* A byte string inside a blob (memmem without _GNU_SOURCE). */
+static bool blob_has(const void *blob, size_t n, const char *needle) {
+    size_t m = strlen(needle);
+    const uint8_t *p = blob;
+    for (size_t i = 0; m <= n && i <= n - m; i++) {
+        if (memcmp(p + i, needle, m) == 0) return true;
+    }
+    return false;
+}
+
+/* Right to erasure: the customer becomes a tombstone; its tickets and messages stay; the
+ * identities are gone (a returning sender is a new customer); nothing of the name, the
+ * identities or the subjects is left in a snapshot; a second erase is refused. */
+static void test_customer_erase(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t other = fx_tenant(&f, "other");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
+    struct tq_cmd in = fx_cmd(TQ_CMD_MESSAGE_INGEST, tn);
+    in.u.ingest.channel = TQ_CHANNEL_EMAIL;
+    in.u.ingest.from_external_id = S("Erin.Erased@Example.com");
+    in.u.ingest.customer_name = S("Erin Erasedname");
+    in.u.ingest.language = S("sv-SE");
+    in.u.ingest.queue_id = q;
+    in.u.ingest.subject = S("Subject-ERIN-42");
+    in.u.ingest.body = S("my address is ...");
+    FX_OK(&f, &in);
+    uint64_t c = f.res.customer_id, t = f.res.ticket_id;
+    struct tq_cmd link = fx_cmd(TQ_CMD_CUSTOMER_LINK, tn);
+    link.u.customer_link.customer_id = c;
+    link.u.customer_link.channel = TQ_CHANNEL_WHATSAPP;
+    link.u.customer_link.external_id = S("+46700000042");
+    FX_OK(&f, &link);
+    fx_reply(&f, tn, a, t);
+    uint64_t bystander_t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "bob@example.com", NULL, q);
+    uint64_t bystander = f.res.customer_id;
+    struct tq_ticket_view before = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(before.message_count, 2);
+
+    struct tq_cmd er = fx_cmd(TQ_CMD_CUSTOMER_ERASE, other);
+    er.u.customer_erase.customer_id = c;
+    FX_ERR(&f, &er, TQ_ERR_NOT_FOUND);                   /* another tenant's customer */
+    er.tenant_id = tn;
+    er.u.customer_erase.customer_id = 999;
+    FX_ERR(&f, &er, TQ_ERR_NOT_FOUND);
+    er.u.customer_erase.customer_id = c;
+    uint32_t ev0 = f.ev_n;
+    FX_OK(&f, &er);
+    TQ_CHECK_EQ(f.ev_n - ev0, 1);                           /* CUSTOMER_ERASED, nothing else */
+    TQ_CHECK_EQ(f.ev[ev0].type, TQ_EVENT_CUSTOMER_ERASED);
+    TQ_CHECK_UEQ(f.ev[ev0].customer_id, c);
+    TQ_CHECK_UEQ(f.ev[ev0].tenant_id, tn);
+    TQ_CHECK(strcmp(tq_event_type_name(TQ_EVENT_CUSTOMER_ERASED), "customer_erased") == 0);
+    struct tq_customer_view cv;
+    TQ_CHECK_OK(tq_state_customer_get(f.s, tn, c, &cv), NULL);
+    TQ_CHECK(cv.erased);
+    TQ_CHECK_EQ(cv.name.len, 0);
+    TQ_CHECK_EQ(cv.language.len, 0);
+    TQ_CHECK_EQ(cv.identity_count, 0);
+    TQ_CHECK_EQ(cv.open_ticket_count, 1);                   /* the ticket stays the customer's */
+    enum tq_channel ch;
+    struct tq_str ext;
+    TQ_CHECK(!tq_state_customer_identity(f.s, tn, c, 0, &ch, &ext));
+    TQ_CHECK_ERR(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("erin.erased@example.com"),
+                                        &cv), TQ_ERR_NOT_FOUND, NULL);
+    TQ_CHECK_ERR(tq_state_customer_find(f.s, tn, TQ_CHANNEL_WHATSAPP, S("+46700000042"), &cv),
+                 TQ_ERR_NOT_FOUND, NULL);
+    struct tq_ticket_view after = fx_ticket(&f, tn, t);
+    TQ_CHECK_UEQ(after.customer_id, c);
+    TQ_CHECK_EQ(after.message_count, 2);
+    TQ_CHECK_EQ(after.status, before.status);
+    TQ_CHECK_EQ(after.subject.len, 0);
+    struct tq_message_view mv[2];
+    TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, t, 0, 2, mv), 2);
+    TQ_CHECK_UEQ(mv[0].author_id, c);                       /* ids stay; bodies are the log's */
+    /* the bystander is untouched */
+    TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("bob@example.com"), &cv),
+                NULL);
+    TQ_CHECK_UEQ(cv.customer_id, bystander);
+    TQ_CHECK(!cv.erased);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, bystander_t).subject.len, 4);
+
+    /* idempotent error; erased customers take no links and no merges */
+    FX_ERR(&f, &er, TQ_ERR_FAILED_PRECONDITION);
+    link.u.customer_link.external_id = S("+46700000043");
+    FX_ERR(&f, &link, TQ_ERR_FAILED_PRECONDITION);
+    struct tq_cmd mg = fx_cmd(TQ_CMD_CUSTOMER_MERGE, tn);
+    mg.u.customer_merge.survivor_id = bystander;
+    mg.u.customer_merge.merged_id = c;
+    FX_ERR(&f, &mg, TQ_ERR_FAILED_PRECONDITION);
+    mg.u.customer_merge.survivor_id = c;
+    mg.u.customer_merge.merged_id = bystander;
+    FX_ERR(&f, &mg, TQ_ERR_FAILED_PRECONDITION);
+
+    /* nothing personal in a snapshot; it round-trips with the tombstone */
+    void *blob;
+    size_t len;
+    TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
+    TQ_CHECK(!blob_has(blob, len, "Erasedname"));
+    TQ_CHECK(!blob_has(blob, len, "erin.erased@example.com"));
+    TQ_CHECK(!blob_has(blob, len, "+46700000042"));
+    TQ_CHECK(!blob_has(blob, len, "Subject-ERIN"));
+    TQ_CHECK(!blob_has(blob, len, "sv-SE"));
+    TQ_CHECK(blob_has(blob, len, "bob@example.com"));      /* the search does find things */
+    struct tq_state *l;
+    TQ_CHECK_OK(tq_state_deserialize(blob, len, NULL, &l, &f.err), &f.err);
+    uint8_t d1[16], d2[16];
+    tq_state_digest(f.s, d1);
+    tq_state_digest(l, d2);
+    TQ_CHECK_MEM_EQ(d1, d2, 16);
+    TQ_CHECK_OK(tq_state_customer_get(l, tn, c, &cv), NULL);
+    TQ_CHECK(cv.erased);
+    TQ_CHECK(tq_state_check_invariants(l, &f.err));
+    tq_state_free(l);
+    tq_free(blob, len);
+
+    /* a returning sender is a NEW customer with a new ticket */
+    FX_OK(&f, &in);
+    TQ_CHECK(f.res.customer_created);
+    TQ_CHECK(f.res.ticket_created);
+    TQ_CHECK_NE(f.res.customer_id, c);
+    TQ_CHECK_NE(f.res.ticket_id, t);
+    TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("erin.erased@example.com"),
+                                       &cv), NULL);
+    TQ_CHECK_UEQ(cv.customer_id, f.res.customer_id);
+    TQ_CHECK(!cv.erased);
+    /* agents may still work the erased customer's ticket */
+    fx_reply(&f, tn, a, t);
+    fx_status(&f, tn, t, TQ_STATUS_SOLVED);
+    fx_free(&f);
+}
+
+/* Many identities, every third customer erased: the lookup table's backward-shift removal
+ * keeps every other identity findable (the invariant checker looks each one up by its key
+ * after every command), and the survivors' identities still resolve. */
+static void test_customer_erase_many(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    enum { N = 1500 };
+    static uint64_t ids[N];
+    char ext[64];
+    for (int i = 0; i < N; i++) {
+        struct tq_cmd c = fx_cmd(TQ_CMD_CUSTOMER_CREATE, tn);
+        snprintf(ext, sizeof(ext), "+1555%06d", i);
+        c.u.customer_create.name = S("n");
+        c.u.customer_create.channel = TQ_CHANNEL_SMS;
+        c.u.customer_create.external_id = S(ext);
+        FX_OK(&f, &c);
+        ids[i] = f.res.customer_id;
+    }
+    for (int i = 0; i < N; i += 3) {
+        struct tq_cmd c = fx_cmd(TQ_CMD_CUSTOMER_ERASE, tn);
+        c.u.customer_erase.customer_id = ids[(i * 7) % N];   /* not in creation order */
+        enum tq_err e = fx_try(&f, &c);
+        TQ_CHECK(e == TQ_OK || e == TQ_ERR_FAILED_PRECONDITION);
+    }
+    uint32_t live = 0;
+    for (int i = 0; i < N; i++) {
+        struct tq_customer_view cv;
+        TQ_CHECK_OK(tq_state_customer_get(f.s, tn, ids[i], &cv), NULL);
+        snprintf(ext, sizeof(ext), "+1555%06d", i);
+        enum tq_err e = tq_state_customer_find(f.s, tn, TQ_CHANNEL_SMS, S(ext), &cv);
+        if (e == TQ_OK) {
+            TQ_CHECK_UEQ(cv.customer_id, ids[i]);
+            live++;
+        } else {
+            TQ_CHECK_EQ(e, TQ_ERR_NOT_FOUND);
+            TQ_CHECK_OK(tq_state_customer_get(f.s, tn, ids[i], &cv), NULL);
+            TQ_CHECK(cv.erased);
+        }
+    }
+    TQ_CHECK_EQ(live, N - N / 3);
+    fx_free(&f);
+}
+
+/* SLA targets and reply windows are capped at TQ_SLA_TARGET_MS_MAX (the error names the
+ * field); a calendar that never reaches a target gives a deadline of "never" (UINT64_MAX). */
+static void test_sla_target_cap(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    struct tq_sla_policy p;
+    memset(&p, 0, sizeof(p));
+    p.name = S("huge");
+    p.channel = -1;
+    p.business_hours = true;
+    struct tq_cmd c = fx_cmd(TQ_CMD_SLA_POLICIES_SET, tn);
+    c.u.sla_policies_set.count = 1;
+    c.u.sla_policies_set.policies = &p;
+    const uint64_t bad[] = {TQ_SLA_TARGET_MS_MAX + 1, (uint64_t)INT64_MAX + 1, UINT64_MAX};
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(bad); i++) {
+        p.targets.target_ms[TQ_SLA_AGENT_WORK][TQ_PRIORITY_URGENT] = bad[i];
+        FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
+        TQ_CHECK(strstr(f.err.msg, "target_ms[agent_work][urgent]") != NULL);
+    }
+    struct tq_cmd st = fx_cmd(TQ_CMD_TENANT_SETTINGS, tn);
+    st.u.tenant_settings.outbox_attempts_max = 3;
+    st.u.tenant_settings.reply_window_ms[TQ_CHANNEL_SMS] = TQ_SLA_TARGET_MS_MAX + 1;
+    FX_ERR(&f, &st, TQ_ERR_INVALID_ARGUMENT);
+    TQ_CHECK(strstr(f.err.msg, "reply_window_ms[sms]") != NULL);
+    st.u.tenant_settings.reply_window_ms[TQ_CHANNEL_SMS] = TQ_SLA_TARGET_MS_MAX;
+    FX_OK(&f, &st);
+    /* the limit itself is accepted, at every priority */
+    for (int q = 0; q < TQ_PRIORITY_COUNT; q++) {
+        p.targets.target_ms[TQ_SLA_FIRST_REPLY][q] = TQ_SLA_TARGET_MS_MAX;
+        p.targets.target_ms[TQ_SLA_AGENT_WORK][q] = HOUR_MS;
+    }
+    FX_OK(&f, &c);
+    /* The sparsest calendar (one business minute a week) with the largest target: the
+     * deadline lies ~100,000 years ahead, within calendar's range, and nothing trips. (A
+     * calendar answer of INT64_MAX, "never", maps to UINT64_MAX; with targets capped at 10
+     * years and at least one business minute a week it cannot occur through apply.) */
+    static struct tq_calendar sparse;
+    tq_calendar_init_24x7(&sparse);
+    snprintf(sparse.tz_name, sizeof(sparse.tz_name), "UTC");
+    for (int d = 0; d < 7; d++) sparse.interval_count[d] = 0;
+    sparse.interval_count[1] = 1;
+    sparse.intervals[1][0].start_minute = 9 * 60;
+    sparse.intervals[1][0].end_minute = 9 * 60 + 1;
+    struct tq_cmd bh = fx_cmd(TQ_CMD_BUSINESS_HOURS_SET, tn);
+    bh.u.business_hours_set.calendar = &sparse;
+    FX_OK(&f, &bh);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    struct tq_ticket_view v = fx_ticket(&f, tn, t);
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].state, TQ_SLA_RUNNING);
+    uint64_t weeks = TQ_SLA_TARGET_MS_MAX / MIN_MS;         /* one business minute per week */
+    TQ_CHECK_GT(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, f.now + (weeks - 1) * 7 * DAY_MS);
+    TQ_CHECK_LT(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, f.now + (weeks + 1) * 7 * DAY_MS);
+    /* one business hour of agent work takes 60 weeks */
+    TQ_CHECK_GT(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, f.now + 59 * 7 * DAY_MS);
+    TQ_CHECK_LT(v.sla[TQ_SLA_AGENT_WORK].deadline_ms, f.now + 61 * 7 * DAY_MS);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, f.now + 365 * DAY_MS);
+    TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_FIRST_REPLY), 0);
+    /* 24x7 (the policy without business hours): the 10-year target is a real deadline */
+    p.business_hours = false;
+    FX_OK(&f, &c);
+    uint64_t u = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "d@x.com", NULL, q);
+    TQ_CHECK_UEQ(fx_ticket(&f, tn, u).sla[TQ_SLA_FIRST_REPLY].deadline_ms,
+                 f.now + TQ_SLA_TARGET_MS_MAX);
+    fx_free(&f);
+}
+
+/* The token lookup compares all 32 bytes: a hash differing only in its last byte (same
+ * probe key: the first 8 bytes) is not found. */
+static void test_token_full_compare(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    struct tq_cmd c = fx_cmd(TQ_CMD_TOKEN_ISSUE, tn);
+    c.u.token_issue.role = TQ_ROLE_INTEGRATION;
+    for (int i = 0; i < 32; i++) c.u.token_issue.hash[i] = (uint8_t)(i * 7 + 1);
+    c.u.token_issue.name = S("gw");
+    FX_OK(&f, &c);
+    uint64_t id = f.res.token_id;
+    uint8_t h[32];
+    memcpy(h, c.u.token_issue.hash, 32);
+    struct tq_token_view v;
+    TQ_CHECK_OK(tq_state_token_find(f.s, h, &v), NULL);
+    TQ_CHECK_UEQ(v.token_id, id);
+    for (int i = 8; i < 32; i++) {
+        h[i] ^= 0x80;
+        TQ_CHECK_ERR(tq_state_token_find(f.s, h, &v), TQ_ERR_NOT_FOUND, NULL);
+        h[i] ^= 0x80;
+    }
+    fx_free(&f);
+}
+
 int main(void) {
     tq_test_seed("test_state_rules");
     test_status_table();
@@ -1361,6 +1633,10 @@ int main(void) {
     test_hourly_and_stats();
     test_message_view_from_record();
     test_snapshot_round_trip();
+    test_customer_erase();
+    test_customer_erase_many();
+    test_sla_target_cap();
+    test_token_full_compare();
     printf("test_state_rules: ok\n");
     return 0;
 }
