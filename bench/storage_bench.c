@@ -226,6 +226,8 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     /* Comparisons for docs/performance-storage.md: batches in flight, page-cache writes. */
     const char *inflight = getenv("TQ_BENCH_INFLIGHT");
     if (inflight != NULL) o.batches_inflight_max = (uint32_t)atoi(inflight);
+    const char *batch_bytes = getenv("TQ_BENCH_BATCH_BYTES"); /* batch_bytes_max */
+    if (batch_bytes != NULL) o.batch_bytes_max = (uint32_t)strtoul(batch_bytes, NULL, 10);
     const char *buffered = getenv("TQ_BENCH_BUFFERED");
     o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
     struct tq_log *log;
@@ -506,6 +508,8 @@ int main(int argc, char **argv) {
     printf("| point | in flight | writes | records/s | MB/s | %% of seq | ack median ms |\n");
     printf("|---|---:|---|---:|---:|---:|---:|\n");
     {
+        char cmp_dir[600]; /* not dir: it holds the 16 KiB x 256 log for the recovery scan */
+        snprintf(cmp_dir, sizeof(cmp_dir), "%s/cmp", bench_dir);
         uint32_t csizes[] = {256, 16384};
         unsigned depths[] = {1, 2, 4};
         for (size_t si = 0; si < 2; si++) {
@@ -515,7 +519,7 @@ int main(int argc, char **argv) {
                     snprintf(v, sizeof(v), "%u", depths[di]);
                     setenv("TQ_BENCH_INFLIGHT", v, 1);
                     setenv("TQ_BENCH_BUFFERED", buffered ? "1" : "0", 1);
-                    struct point p = run_point_median(csizes[si], 256, true, dir, false);
+                    struct point p = run_point_median(csizes[si], 256, true, cmp_dir, false);
                     printf("| %u B x 256 | %u | %s | %.0f | %.1f | %.0f%% | %.3f |\n", csizes[si],
                            depths[di], buffered ? "page cache" : "O_DIRECT", p.records_per_s,
                            p.mb_per_s, 100.0 * p.mb_per_s / seq, p.ack_ms_median);
