@@ -1,8 +1,11 @@
 /* bench/bench_main.c: ticketq-bench, the load generator operators run against a support backend.
  *
- * Owns: option parsing, the choice of system (the Redis peer today; ticketq once client/ticketq.h
- * exists), the optional initial load, one driver run (openloop.c), the report (text or one JSON
- * object), the progress line, and the peak scenario's CSV and gnuplot PNG.
+ * Owns: option parsing, the choice of system (ticketq over libticketq, peer_ticketq.c; or the
+ * Redis peer), the initial load (optional for Redis; always for ticketq, which loads a fresh
+ * tenant every run), one driver run (openloop.c), the report (text or one JSON object), the
+ * progress line, and the peak scenario's CSV and gnuplot PNG. For ticketq the report ends with
+ * the server's ticket and message counts (Stats), which bench/peers/run-peers.sh divides the
+ * server's resident memory by.
  *
  * Invariants: every figure printed comes from the run's histograms and counters, never from a
  * constant; a run with failed operations or an empty queue still prints its figures but exits 1,
@@ -10,12 +13,14 @@
  */
 #include "openloop.h"
 #include "peer_redis.h"
+#include "peer_ticketq.h"
 #include "workload.h"
 
 #include "tq_alloc.h"
 #include "tq_assert.h"
 
 #include <getopt.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,7 +258,7 @@ static void json_figures(const struct tq_hist *h, uint64_t ok, uint64_t errors, 
 }
 
 static void report_json(const struct bench_args *a, const char *system_name,
-                        const struct tq_driver_result *r) {
+                        const struct tq_driver_result *r, const struct tq_ticketq_counts *counts) {
     uint64_t ok = 0, errors = 0;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
         ok += r->ops[k];
@@ -276,7 +281,13 @@ static void report_json(const struct bench_args *a, const char *system_name,
         printf("}");
         first = false;
     }
-    printf("}}\n");
+    printf("}");
+    if (counts != NULL) {
+        printf(",\"server\":{\"tickets\":%" PRIu64 ",\"messages\":%" PRIu64
+               ",\"customers\":%" PRIu64 ",\"queued\":%" PRIu64 "}",
+               counts->tickets, counts->messages, counts->customers, counts->queued_tickets);
+    }
+    printf("}\n");
 }
 
 static void text_line(const char *name, const struct tq_hist *h, uint64_t ok, uint64_t errors,
@@ -423,16 +434,65 @@ static int split_addr(const char *addr, char *host, size_t host_bytes, uint16_t 
     return 0;
 }
 
-static void load_progress(uint64_t done) {
-    if (isatty(STDERR_FILENO)) fprintf(stderr, "\rloaded %" PRIu64 " tickets", done);
+static uint64_t load_last_ns;
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int run(struct bench_args *a) {
-    if (a->system == SYSTEM_TICKETQ) {
-        fprintf(stderr, "ticketq-bench: --system ticketq is not yet available: the client library "
-                        "(client/ticketq.h) is not part of this build yet. Use --system redis.\n");
-        return EXIT_UNAVAILABLE;
+/* A progress line at most once a second (on a terminal: rewritten in place). */
+static void load_progress(uint64_t done) {
+    uint64_t now = mono_ns();
+    if (now - load_last_ns < 1000000000u) return;
+    load_last_ns = now;
+    fprintf(stderr, isatty(STDERR_FILENO) ? "\rloaded %" PRIu64 " tickets" : "loaded %" PRIu64
+                                                                            " tickets\n",
+            done);
+}
+
+/* Creates the ticketq system and loads a fresh tenant (every run: the initial state is rebuilt
+ * before each run, as PEER-WORKLOADS.md asks). Returns 0 or an exit code. */
+static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_out) {
+    if (a->workload == TQ_WORKLOAD_FANOUT) {
+        fprintf(stderr, "ticketq-bench: the fanout workload is not implemented yet\n");
+        return EXIT_USAGE;
     }
+    if (a->batch > a->pipeline) {
+        fprintf(stderr, "ticketq-bench: --batch %u needs --pipeline >= %u (a batch is filled from "
+                        "the operations in flight on one connection)\n",
+                a->batch, a->batch);
+        return EXIT_USAGE;
+    }
+    struct tq_ticketq_options to = {
+        .addr = a->addr,
+        .token = a->token,
+        .pipeline = a->pipeline,
+        .batch = a->batch,
+    };
+    struct tq_error error;
+    tq_error_clear(&error);
+    if (tq_ticketq_system_create(&to, system_out, &error) != TQ_OK) {
+        fprintf(stderr, "ticketq-bench: %s\n", error.msg);
+        return error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
+    }
+    uint64_t t0 = mono_ns();
+    if (tq_ticketq_load(*system_out, a->customers, a->backlog, load_progress, &error) != TQ_OK) {
+        fprintf(stderr, "%sticketq-bench: load: %s\n", isatty(STDERR_FILENO) ? "\n" : "",
+                error.msg);
+        tq_ticketq_system_destroy(*system_out);
+        *system_out = NULL;
+        return error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
+    }
+    double load_s = (double)(mono_ns() - t0) / 1e9;
+    fprintf(stderr, "%sloaded %" PRIu64 " tickets (%" PRIu64 " customers) in %.1f s: %.0f tickets/s\n",
+            isatty(STDERR_FILENO) ? "\r" : "", a->backlog, a->customers, load_s,
+            load_s > 0 ? (double)a->backlog / load_s : 0.0);
+    return 0;
+}
+
+static int redis_open(struct bench_args *a, struct tq_bench_system **system_out) {
     if (a->batch > 1) {
         fprintf(stderr, "ticketq-bench: the redis peer has no batches (one EVALSHA is one unit); "
                         "use --pipeline instead of --batch\n");
@@ -465,19 +525,49 @@ static int run(struct bench_args *a) {
         fprintf(stderr, "ticketq-bench: %s\n", error.msg);
         return EXIT_UNAVAILABLE;
     }
-    int exit_code = 0;
-    struct tq_driver *driver = NULL;
-    struct tq_driver_result *result = tq_xalloc(sizeof(*result));
-    struct run_ctx rc = {.args = a, .system = system, .progress = isatty(STDOUT_FILENO) != 0};
+    *system_out = system;
     if (a->load) {
         if (tq_redis_load(system, a->customers, a->backlog, load_progress, &error) != TQ_OK) {
             fprintf(stderr, "ticketq-bench: load: %s\n", error.msg);
-            exit_code = EXIT_UNAVAILABLE;
-            goto done;
+            tq_redis_system_destroy(system);
+            *system_out = NULL;
+            return EXIT_UNAVAILABLE;
         }
         if (isatty(STDERR_FILENO)) fputc('\n', stderr);
-        if (a->load_only) goto done;
     }
+    return 0;
+}
+
+static void system_destroy(const struct bench_args *a, struct tq_bench_system *system) {
+    if (a->system == SYSTEM_TICKETQ) {
+        tq_ticketq_system_destroy(system);
+    } else {
+        tq_redis_system_destroy(system);
+    }
+}
+
+/* ticketq: the server's counts after the run (for memory per ticket / per message). Returns
+ * false (with a message) when Stats failed. */
+static bool ticketq_counts(struct tq_bench_system *system, struct tq_ticketq_counts *counts) {
+    struct tq_error error;
+    tq_error_clear(&error);
+    if (tq_ticketq_counts(system, counts, &error) != TQ_OK) {
+        fprintf(stderr, "ticketq-bench: stats: %s\n", error.msg);
+        return false;
+    }
+    return true;
+}
+
+static int run(struct bench_args *a) {
+    struct tq_bench_system *system = NULL;
+    int exit_code = a->system == SYSTEM_TICKETQ ? ticketq_open(a, &system) : redis_open(a, &system);
+    if (exit_code != 0) return exit_code;
+    struct tq_error error;
+    tq_error_clear(&error);
+    struct tq_driver *driver = NULL;
+    struct tq_driver_result *result = tq_xalloc(sizeof(*result));
+    struct run_ctx rc = {.args = a, .system = system, .progress = isatty(STDOUT_FILENO) != 0};
+    if (a->load_only) goto done;
     struct tq_driver_options o = {
         .clients = a->clients,
         .pipeline = a->pipeline,
@@ -495,10 +585,17 @@ static int run(struct bench_args *a) {
         exit_code = error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
         goto done;
     }
+    struct tq_ticketq_counts counts;
+    bool have_counts = a->system == SYSTEM_TICKETQ && ticketq_counts(system, &counts);
     if (a->json) {
-        report_json(a, system->name, result);
+        report_json(a, system->name, result, have_counts ? &counts : NULL);
     } else {
         report_text(a, system->name, result);
+        if (have_counts) {
+            printf("server (bench tenant): %" PRIu64 " tickets, %" PRIu64 " messages, %" PRIu64
+                   " customers, %" PRIu64 " queued\n",
+                   counts.tickets, counts.messages, counts.customers, counts.queued_tickets);
+        }
     }
     uint64_t errors = 0;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) errors += result->errors[k];
@@ -509,7 +606,7 @@ static int run(struct bench_args *a) {
     }
 done:
     tq_driver_destroy(driver);
-    tq_redis_system_destroy(system);
+    system_destroy(a, system);
     tq_free(result, sizeof(*result));
     tq_free(rc.rows, rc.row_cap * sizeof(*rc.rows));
     return exit_code;

@@ -1,16 +1,18 @@
 # bench/ticketq.cmake: ticketq-bench (issue 5): histograms, workload generator, open/closed-loop
-# drivers, the Redis peer, the disk probe. Included by bench/CMakeLists.txt. The PostgreSQL peer
-# is SQL + pgbench scripts (bench/peers/pg), orchestrated by bench/peers/run-peers.sh.
+# drivers, the Redis peer, ticketq itself (peer_ticketq.c over libticketq), the disk probe.
+# Included by bench/CMakeLists.txt. The PostgreSQL peer is SQL + pgbench scripts
+# (bench/peers/pg), orchestrated by bench/peers/run-peers.sh.
 set(TQ_BENCH_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 add_library(tq_bench STATIC
   ${TQ_BENCH_DIR}/hist.c
   ${TQ_BENCH_DIR}/workload.c
   ${TQ_BENCH_DIR}/openloop.c
-  ${TQ_BENCH_DIR}/peer_redis.c)
+  ${TQ_BENCH_DIR}/peer_redis.c
+  ${TQ_BENCH_DIR}/peer_ticketq.c)
 target_include_directories(tq_bench PUBLIC ${TQ_BENCH_DIR})
 target_compile_options(tq_bench PRIVATE ${TQ_WARNINGS})
-target_link_libraries(tq_bench PUBLIC tq_common m)
+target_link_libraries(tq_bench PUBLIC tq_common ticketq_static m)
 
 add_executable(ticketq-bench ${TQ_BENCH_DIR}/bench_main.c)
 target_compile_options(ticketq-bench PRIVATE ${TQ_WARNINGS})
