@@ -2,7 +2,13 @@
  *
  * Owns the rewrite of old segments. Steps, in this order, each durable before the next:
  *   1. open the log read-write (recovery cuts a torn tail), rebuild the state with the same
- *      apply as the server (tq_ops_state_at) and write it as a snapshot at the last LSN;
+ *      apply as the server (tq_ops_state_at), decide what to redact (step 2, against this
+ *      state, before any erasure), then for each --erase-customer append a CUSTOMER_ERASE
+ *      command (only the id: no personal data) with tq_log_append + tq_log_sync and apply it
+ *      to the rebuilt state, exactly as the server would; write that state as a snapshot at
+ *      the last LSN. The snapshot therefore holds the tombstone, not the name, language or
+ *      identities; older snapshots (which still hold them) are deleted once it is durable.
+ *      A customer already erased in the log (a re-run after a crash) is not erased twice;
  *   2. decide which records to redact, by decoding every command record and looking its
  *      subject up in the rebuilt state: --erase-customer (right to erasure: the customer's
  *      inbound messages, the replies on their tickets, their creation and identity links, and
@@ -25,8 +31,12 @@
  * the old image. The snapshot is durable before the first redaction, so the state is always
  * rebuildable: replay shows a tombstone for a redacted record and resumes from the snapshot.
  * Online compaction (while the server appends) is out of scope here: see docs/operations.md.
- * The snapshot blob still holds the erased customer's name and identities (the state machine
- * has no erase command yet): only message bodies and the logged identities are physically gone.
+ * Classification of an inbound message looks at both its sender identity and the ticket its
+ * message sits on, so a re-run after a crash that happened between the CUSTOMER_ERASE append
+ * and the redaction (the identities are gone from the state by then) still finds the
+ * customer's messages, replies, links and ticket edits. Known gap of such a re-run: a
+ * CUSTOMER_CREATE record of the erased customer can only be found through its identity, so it
+ * stays unredacted (the first, uninterrupted run redacts it).
  */
 #include "ops_internal.h"
 
@@ -94,6 +104,7 @@ struct classify {
     const struct tq_ops_compact_options *o;
     const struct tq_state *state;
     struct lsn_set erase, retain;    /* retain: retention drops (archived first if asked) */
+    struct lsn_set erased_msgs;      /* LSNs of messages on the erased customers' tickets */
     uint64_t now_ms;                 /* latest command time in the log */
 };
 
@@ -104,7 +115,8 @@ static bool erased_customer(const struct classify *c, uint64_t customer_id) {
     return false;
 }
 
-/* The customer a command record is about (0: none or unknown), looked up in the final state. */
+/* The customer a command record is about (0: none or unknown), looked up in the rebuilt
+ * state. */
 static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd) {
     struct tq_customer_view cv;
     struct tq_ticket_view tv;
@@ -169,12 +181,40 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
         }
         if (cmd.now_ms > c->now_ms) c->now_ms = cmd.now_ms;
         if (c->o->erase_count == 0 || cmd.tenant_id != c->o->tenant_id) continue;
+        if (set_has(&c->erased_msgs, rec.lsn)) {
+            /* a message on an erased customer's ticket, whoever's identity sent it (after
+             * an erasure the sender identity no longer resolves) */
+            set_add(&c->erase, rec.lsn);
+            continue;
+        }
         uint64_t customer = cmd_customer(c, &cmd);
         if (customer != 0 && erased_customer(c, customer)) set_add(&c->erase, rec.lsn);
     }
     tq_arena_destroy(&arena);
     tq_log_iter_close(iter);
     return err;
+}
+
+/* The LSNs of every message on a ticket of an erased customer (inbound ones carry the
+ * customer's words even when the sender identity no longer resolves). Ticket ids are dense. */
+static void classify_erased_messages(struct classify *c) {
+    if (c->o->erase_count == 0) return;
+    struct tq_stats stats;
+    tq_state_stats(c->state, 0, &stats);
+    struct tq_message_view views[64];
+    for (uint64_t tid = 1; tid <= stats.ticket_count; tid++) {
+        struct tq_ticket_view tv;
+        if (tq_state_ticket_get(c->state, c->o->tenant_id, tid, &tv) != TQ_OK) continue;
+        if (!erased_customer(c, tv.customer_id)) continue;
+        for (uint32_t first = 0;;) {
+            uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
+                                                  (uint32_t)TQ_ARRAY_COUNT(views), views);
+            for (uint32_t i = 0; i < n; i++) set_add(&c->erased_msgs, views[i].lsn);
+            if (n < TQ_ARRAY_COUNT(views)) break;
+            first += n;
+        }
+    }
+    set_seal(&c->erased_msgs);
 }
 
 /* Messages of the tenant's tickets closed before now - retention. Ticket ids are dense. */
@@ -391,7 +431,97 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Steps 1 and 2: snapshot, then the LSNs to redact (archived first where asked). */
+static uint64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Appends and applies one CUSTOMER_ERASE per requested customer not yet erased; durable
+ * (tq_log_sync) before it returns. Every id is checked against the state before anything is
+ * appended, so an unknown id appends nothing. *lsn_io is the state's LSN, moved to the last
+ * appended record. */
+static enum tq_err append_erasures(const struct tq_ops_compact_options *o, struct tq_log *log,
+                                   struct tq_state *state, uint64_t now_ms, uint64_t *lsn_io,
+                                   struct tq_ops_compact_result *r, struct tq_error *error) {
+    bool todo[TQ_OPS_ERASE_MAX] = {false};
+    for (uint32_t i = 0; i < o->erase_count; i++) {
+        struct tq_customer_view cv;
+        if (tq_state_customer_get(state, o->tenant_id, o->erase_customers[i], &cv) != TQ_OK) {
+            return tq_error_set(error, TQ_ERR_NOT_FOUND,
+                                "--erase-customer %" PRIu64 ": no such customer in tenant %" PRIu64,
+                                o->erase_customers[i], o->tenant_id);
+        }
+        todo[i] = !cv.erased;
+        for (uint32_t k = 0; k < i; k++) {
+            if (o->erase_customers[k] == o->erase_customers[i]) todo[i] = false;
+        }
+        if (!todo[i]) r->customers_already_erased++;
+    }
+    enum tq_err err = TQ_OK;
+    for (uint32_t i = 0; i < o->erase_count && err == TQ_OK; i++) {
+        if (!todo[i]) continue;
+        struct tq_cmd cmd;
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.type = TQ_CMD_CUSTOMER_ERASE;
+        cmd.now_ms = now_ms;
+        cmd.tenant_id = o->tenant_id;
+        cmd.u.customer_erase.customer_id = o->erase_customers[i];
+        uint8_t buf[64];
+        size_t n = tq_cmd_encode(&cmd, buf, sizeof(buf));
+        TQ_ASSERT(n > 0);
+        uint64_t lsn = 0;
+        err = tq_log_append(log, TQ_RECORD_TYPE_CMD, buf, (uint32_t)n, &lsn, error);
+        if (err != TQ_OK) break;
+        TQ_ASSERT(lsn > *lsn_io);
+        /* Validated above and the log holds only applicable commands: this cannot fail, and
+         * if it did the record would be staged but not yet synced (dropped at close). */
+        err = tq_state_apply(state, lsn, &cmd, NULL, NULL, error);
+        if (err != TQ_OK) {
+            err = tq_error_set(error, TQ_ERR_INTERNAL, "CUSTOMER_ERASE %" PRIu64 " refused: %s",
+                               o->erase_customers[i], error->msg);
+            break;
+        }
+        *lsn_io = lsn;
+        r->customers_erased++;
+    }
+    if (err == TQ_OK && r->customers_erased > 0) err = tq_log_sync(log, error);
+    if (err == TQ_OK && r->customers_erased > 0 && tq_log_acked_lsn(log) != *lsn_io) {
+        err = tq_error_set(error, TQ_ERR_IO, "CUSTOMER_ERASE records not durable (LSN %" PRIu64
+                           ", acknowledged %" PRIu64 ")", *lsn_io, tq_log_acked_lsn(log));
+    }
+    return err;
+}
+
+/* Deletes every snapshot file of dir/snapshots older than keep_lsn (they may hold an erased
+ * customer's name and identities), then fsyncs the directory. The newest one, at keep_lsn, is
+ * durable already, so a crash in between leaves it (and perhaps some old ones) in place. */
+static enum tq_err remove_old_snapshots(const char *dir, uint64_t keep_lsn, uint64_t *removed,
+                                        struct tq_error *error) {
+    char snap_dir[TQ_OPS_PATH_BYTES_MAX];
+    enum tq_err err = tq_ops_path_join(snap_dir, dir, "snapshots", error);
+    if (err != TQ_OK) return err;
+    DIR *d = opendir(snap_dir);
+    if (d == NULL) return tq_error_set(error, TQ_ERR_IO, "opendir %s: %s", snap_dir, strerror(errno));
+    struct dirent *ent;
+    while (err == TQ_OK && (ent = readdir(d)) != NULL) {
+        uint64_t lsn = 0;
+        char path[TQ_OPS_PATH_BYTES_MAX];
+        if (ent->d_name[0] == '.') continue;
+        /* "<LSN, 20 digits>.snap" or a temp file of an interrupted write */
+        if (sscanf(ent->d_name, "%20" SCNu64, &lsn) != 1 || lsn >= keep_lsn) continue;
+        err = tq_ops_path_join(path, snap_dir, ent->d_name, error);
+        if (err == TQ_OK && unlink(path) != 0) {
+            err = tq_error_set(error, TQ_ERR_IO, "unlink %s: %s", path, strerror(errno));
+        }
+        if (err == TQ_OK) (*removed)++;
+    }
+    closedir(d);
+    if (err == TQ_OK) err = tq_ops_dir_fsync(snap_dir, error);
+    return err;
+}
+
+/* Steps 1 and 2: the LSNs to redact (archived first where asked), the erasures, the snapshot. */
 static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struct classify *c,
                                    struct tq_ops_compact_result *r, struct tq_error *error) {
     struct tq_log *log = NULL;
@@ -410,14 +540,11 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
                            tq_log_acked_lsn(log), lsn, o->dir);
     }
     if (err == TQ_OK) lsn = tq_log_acked_lsn(log);
-    void *blob = NULL;
-    size_t len = 0;
-    if (err == TQ_OK && lsn > 0) err = tq_state_serialize(state, &blob, &len, error);
-    if (err == TQ_OK && lsn > 0) err = tq_log_snapshot_write(log, lsn, blob, len, error);
-    if (blob != NULL) tq_free(blob, len);
-    r->snapshot_lsn = lsn;
+    /* What to redact is decided on the state before the erasures: the identities still
+     * resolve there. */
     if (err == TQ_OK) {
         c->state = state;
+        classify_erased_messages(c);
         err = classify_log(log, c, error);
     }
     if (err == TQ_OK) classify_retention(c);
@@ -426,6 +553,19 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
     if (err == TQ_OK && o->archive_dir != NULL) {
         err = archive_write(log, o->archive_dir, &c->retain, error);
         if (err == TQ_OK) r->archived_records = c->retain.count;
+    }
+    if (err == TQ_OK && o->erase_count > 0) {
+        uint64_t now = wall_ms();
+        err = append_erasures(o, log, state, now > c->now_ms ? now : c->now_ms, &lsn, r, error);
+    }
+    void *blob = NULL;
+    size_t len = 0;
+    if (err == TQ_OK && lsn > 0) err = tq_state_serialize(state, &blob, &len, error);
+    if (err == TQ_OK && lsn > 0) err = tq_log_snapshot_write(log, lsn, blob, len, error);
+    if (blob != NULL) tq_free(blob, len);
+    r->snapshot_lsn = lsn;
+    if (err == TQ_OK && lsn > 0 && o->erase_count > 0) {
+        err = remove_old_snapshots(o->dir, lsn, &r->snapshots_removed, error);
     }
     c->state = NULL;
     if (state != NULL) tq_state_free(state);
@@ -561,6 +701,7 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o,
     set_free(&all);
     set_free(&c.erase);
     set_free(&c.retain);
+    set_free(&c.erased_msgs);
     return err;
 }
 
@@ -571,7 +712,9 @@ static void compact_usage(FILE *out) {
             "usage: ticketq compact --data DIR [--tenant T] [--erase-customer ID[,ID...]]\n"
             "                       [--retention DAYS [--archive DIR]] [--no-compress]\n"
             "                       [--segment-bytes N (default: as the log was written)]\n"
-            "  OFFLINE (stop the server first). Writes a snapshot of the state, then rewrites\n"
+            "  OFFLINE (stop the server first). Logs a CUSTOMER_ERASE per erased customer\n"
+            "  (the state keeps a tombstone: no name, language or identities), writes a\n"
+            "  snapshot of the state (older snapshots are deleted when erasing), then rewrites\n"
             "  old segments: the erased customers' messages and identities in the log are\n"
             "  physically removed (hash kept: verify still passes and lists them; replay shows\n"
             "  tombstones), messages of tickets closed more than DAYS ago are dropped (or\n"
@@ -641,6 +784,11 @@ int tq_ops_compact_main(int argc, char **argv) {
         return err == TQ_ERR_CORRUPT ? TQ_OPS_EXIT_FAILED : TQ_OPS_EXIT_USAGE;
     }
     printf("compact: ok in %.2f s, snapshot at LSN %" PRIu64 "\n", r.seconds, r.snapshot_lsn);
+    if (o.erase_count > 0) {
+        printf("erased: %" PRIu64 " customers (CUSTOMER_ERASE logged), %" PRIu64
+               " already erased; %" PRIu64 " older snapshots removed\n",
+               r.customers_erased, r.customers_already_erased, r.snapshots_removed);
+    }
     printf("redacted: %" PRIu64 " records in %" PRIu64 " segments (%" PRIu64 " erased, %" PRIu64
            " past retention, %" PRIu64 " archived)\n",
            r.records_redacted, r.segments_rewritten, r.records_erased, r.records_retained_out,

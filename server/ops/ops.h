@@ -120,19 +120,25 @@ struct tq_ops_compact_options {
 };
 
 struct tq_ops_compact_result {
-    uint64_t snapshot_lsn;
+    uint64_t snapshot_lsn;             /* the last LSN: the erase records included */
+    uint64_t customers_erased;         /* CUSTOMER_ERASE records appended */
+    uint64_t customers_already_erased; /* requested but erased before (a re-run) */
+    uint64_t snapshots_removed;        /* older snapshots deleted (they held the PII) */
     uint64_t records_erased, records_retained_out, archived_records;
     uint64_t records_redacted, segments_rewritten, segments_compressed;
     uint64_t bytes_before, bytes_after;
     double seconds;
 };
 
-/* Compacts dir offline: snapshot at the last LSN, redaction of the erased customers' records
- * and of messages past retention (payload zeroed, hash kept, so verify still passes and lists
- * them), zstd compression of sealed segments. Crash-safe at every point: each file change is
- * an atomic rename and the snapshot is durable before the first redaction. Returns TQ_OK,
- * TQ_ERR_INVALID_ARGUMENT, TQ_ERR_FAILED_PRECONDITION (the log grew: a server is running),
- * TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_NO_SPACE. */
+/* Compacts dir offline: for each erase_customers id not erased yet, a CUSTOMER_ERASE command
+ * appended and synced to the log (only the id) and applied; a snapshot at the last LSN (with
+ * erasures: older snapshots deleted once it is durable); redaction of the erased customers'
+ * records and of messages past retention (payload zeroed, hash kept, so verify still passes
+ * and lists them); zstd compression of sealed segments. Crash-safe at every point: each file
+ * change is an atomic rename and the snapshot is durable before the first redaction. Returns
+ * TQ_OK, TQ_ERR_INVALID_ARGUMENT, TQ_ERR_NOT_FOUND (an erase id is not a customer of the
+ * tenant: nothing was changed), TQ_ERR_FAILED_PRECONDITION (the log grew: a server is
+ * running), TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_NO_SPACE. */
 TQ_NODISCARD enum tq_err tq_ops_compact(const struct tq_ops_compact_options *options,
                                         struct tq_ops_compact_result *result,
                                         struct tq_error *error);

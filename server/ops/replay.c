@@ -45,7 +45,7 @@ static const char *const cmd_names[TQ_CMD_TYPE_MAX + 1] = {
     "customer_link",    "customer_merge", "message_ingest",  "message_reply",
     "ticket_update",    "ticket_claim",   "ticket_release",  "ticket_transfer",
     "ticket_merge",     "outbox_take",    "outbox_ack",      "consumer_ack",
-    "tick",
+    "tick",             "customer_erase",
 };
 
 const char *tq_ops_cmd_name(int cmd_type) {
@@ -114,6 +114,12 @@ struct engine {
                                       without one had no effect to record */
     uint64_t checked, mismatched;  /* commands whose recorded events were compared / differed */
     uint64_t first_mismatch_lsn;
+    /* A CUSTOMER_ERASE read while the state is unknown: its one effect follows from the
+     * command alone (a logged command applied, and erasure emits exactly one event, built from
+     * the command's fields), so replay shows it, marked as derived, when the server recorded
+     * no events for it. */
+    bool pending_derivable, derived;
+    struct tq_event pending_derived;
     record_fn on_record;           /* may be NULL */
     void *ctx;
 };
@@ -234,10 +240,14 @@ static enum tq_err engine_flush(struct engine *e, struct tq_error *error) {
                                e->applied.count, false, error);
         }
     } else if (e->on_record != NULL) {
+        e->derived = e->pending_derivable && e->recorded.count == 0;
+        if (e->derived) buf_push(&e->recorded, &e->pending_derived);
         err = e->on_record(e, e->pending_kind, e->pending_lsn, e->pending_commit_us,
                            e->pending_len, &e->pending_cmd, e->recorded.events,
                            e->recorded.count, true, error);
+        e->derived = false;
     }
+    e->pending_derivable = false;
     e->applied.count = 0;
     e->recorded.count = 0;
     return err;
@@ -312,6 +322,16 @@ static enum tq_err engine_step(struct engine *e, const struct tq_log_record *rec
     }
     if (e->lost_at != 0) {
         engine_pend(e, RECORD_UNAPPLIED, rec, &cmd);
+        if (cmd.type == TQ_CMD_CUSTOMER_ERASE) {
+            struct tq_event *d = &e->pending_derived;
+            memset(d, 0, sizeof(*d));
+            d->type = TQ_EVENT_CUSTOMER_ERASED;
+            d->lsn = rec->lsn;
+            d->at_ms = cmd.now_ms;
+            d->tenant_id = cmd.tenant_id;
+            d->customer_id = cmd.u.customer_erase.customer_id;
+            e->pending_derivable = true;
+        }
         return TQ_OK;
     }
     struct tq_event_sink sink = {.emit = engine_emit, .ctx = e};
@@ -459,6 +479,7 @@ static bool has_change(const struct tq_event *ev) {
     case TQ_EVENT_CONFIG_CHANGED:
     case TQ_EVENT_TENANT_CREATED:
     case TQ_EVENT_CUSTOMER_CREATED:
+    case TQ_EVENT_CUSTOMER_ERASED:
         return false;
     case TQ_EVENT_DELIVERY_STATUS:
     case TQ_EVENT_ASSIGNED:
@@ -500,8 +521,10 @@ static bool event_matches(const struct replay_filter *f, const struct cmd_summar
     return true;
 }
 
+/* source: NULL for an event apply regenerated, "recorded" (the server's type-2 record) or
+ * "command" (derived from the command itself, see struct engine). */
 static void print_event_jsonl(uint64_t lsn, const struct cmd_summary *cmd,
-                              const struct tq_event *ev, bool recorded) {
+                              const struct tq_event *ev, const char *source) {
     char t[TQ_OPS_TIME_BYTES];
     printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tenant\":%" PRIu64 ",\"cmd\":\"%s\"", lsn,
            tq_ops_time_format(cmd->now_ms, t),
@@ -528,7 +551,7 @@ static void print_event_jsonl(uint64_t lsn, const struct cmd_summary *cmd,
         if (ev->field != TQ_FIELD_NONE) printf(",\"field\":\"%s\"", field_name(ev->field));
         printf(",\"old\":%s,\"new\":%s", old_v, new_v);
     }
-    if (recorded) printf(",\"source\":\"recorded\"");
+    if (source != NULL) printf(",\"source\":\"%s\"", source);
     printf("}\n");
 }
 
@@ -546,7 +569,7 @@ static void value_text(const struct tq_event *ev, int64_t v, char *out, size_t c
 }
 
 static void print_event_text(uint64_t lsn, const struct cmd_summary *cmd,
-                             const struct tq_event *ev, bool recorded) {
+                             const struct tq_event *ev, const char *source) {
     char t[TQ_OPS_TIME_BYTES];
     printf("lsn %" PRIu64 "  %s  tenant %" PRIu64 "  %s", lsn, tq_ops_time_format(cmd->now_ms, t),
            ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id, cmd->name);
@@ -571,7 +594,13 @@ static void print_event_text(uint64_t lsn, const struct cmd_summary *cmd,
         if (ev->field != TQ_FIELD_NONE) printf(" %s", field_name(ev->field));
         printf(" %s -> %s", old_v, new_v);
     }
-    printf("%s\n", recorded ? "  (as recorded)" : "");
+    if (source == NULL) {
+        printf("\n");
+    } else if (strcmp(source, "recorded") == 0) {
+        printf("  (as recorded)\n");
+    } else {
+        printf("  (from the command)\n");
+    }
 }
 
 static bool record_in_range(const struct replay_filter *f, uint64_t lsn, uint64_t ms) {
@@ -619,10 +648,11 @@ static enum tq_err print_record(struct engine *e, enum record_kind kind, uint64_
     for (size_t i = 0; i < count; i++) {
         const struct tq_event *ev = &events[i];
         if (!event_matches(f, cmd, ev)) continue;
+        const char *source = !recorded ? NULL : e->derived ? "command" : "recorded";
         if (f->jsonl) {
-            print_event_jsonl(lsn, cmd, ev, recorded);
+            print_event_jsonl(lsn, cmd, ev, source);
         } else {
-            print_event_text(lsn, cmd, ev, recorded);
+            print_event_text(lsn, cmd, ev, source);
         }
         f->printed++;
     }
@@ -641,28 +671,35 @@ static void print_str(const char *label, struct tq_str s) {
 }
 
 /* The body of the message carried by the record at lsn, or a note why there is none. */
-static void print_body(struct tq_log *log, uint64_t lsn, uint8_t *buf, struct tq_arena *arena) {
+/* Reads and decodes the record that carried message m, completes the view from it
+ * (tq_state_message_complete: commit time, provider time, agent author) and returns its body
+ * in *body. Returns false with a reason in why (an erased or unreadable record: the view stays
+ * as the state holds it). The body points into buf. */
+static bool message_record(struct tq_log *log, struct tq_message_view *m, uint8_t *buf,
+                           struct tq_arena *arena, struct tq_str *body, char *why,
+                           size_t why_cap) {
     struct tq_log_record rec;
     struct tq_error error;
-    enum tq_err err = tq_log_read(log, lsn, &rec, buf, RECORD_BUF_BYTES, &error);
+    *body = (struct tq_str){NULL, 0};
+    enum tq_err err = tq_log_read(log, m->lsn, &rec, buf, RECORD_BUF_BYTES, &error);
     if (err != TQ_OK) {
-        printf("    [body unavailable: %s]\n", error.msg);
-        return;
+        snprintf(why, why_cap, "body unavailable: %s", error.msg);
+        return false;
     }
     if ((rec.flags & TQ_RECORD_REDACTED) != 0) {
-        printf("    [erased]\n");
-        return;
+        snprintf(why, why_cap, "erased");
+        return false;
     }
     struct tq_cmd cmd;
     tq_arena_reset(arena);
     if (tq_cmd_decode(rec.payload, rec.len, &cmd, arena, &error) != TQ_OK) {
-        printf("    [body undecodable: %s]\n", error.msg);
-        return;
+        snprintf(why, why_cap, "body undecodable: %s", error.msg);
+        return false;
     }
-    struct tq_str body = {NULL, 0};
-    if (cmd.type == TQ_CMD_MESSAGE_INGEST) body = cmd.u.ingest.body;
-    if (cmd.type == TQ_CMD_MESSAGE_REPLY) body = cmd.u.reply.body;
-    print_str("    ", body);
+    tq_state_message_complete(m, &cmd);
+    if (cmd.type == TQ_CMD_MESSAGE_INGEST) *body = cmd.u.ingest.body;
+    if (cmd.type == TQ_CMD_MESSAGE_REPLY) *body = cmd.u.reply.body;
+    return true;
 }
 
 /* Tenant ids are small counters: try each until the entity is found. */
@@ -713,16 +750,26 @@ static int query_ticket(struct engine *e, const struct replay_query *q) {
         uint32_t n = tq_state_ticket_messages(e->state, tenant, q->ticket_id, first,
                                               (uint32_t)TQ_ARRAY_COUNT(msgs), msgs);
         for (uint32_t i = 0; i < n; i++) {
-            const struct tq_message_view *m = &msgs[i];
+            struct tq_message_view *m = &msgs[i];
+            struct tq_str body;
+            char why[160];
+            bool have = message_record(e->log, m, buf, &e->arena, &body, why, sizeof(why));
             static const char *const authors[] = {"customer", "agent", "automation"};
             printf("  message %" PRIu64 " %s %s by %s", m->message_id,
                    direction_name(m->direction), tq_channel_name(m->channel),
                    (unsigned)m->author_kind < 3 ? authors[m->author_kind] : "?");
             if (m->author_id != 0) printf(" %" PRIu64, m->author_id);
             if (m->created_ms != 0) printf(" at %s", tq_ops_time_format(m->created_ms, t0));
+            if (m->provider_ts_ms != 0) {
+                printf(" (provider %s)", tq_ops_time_format(m->provider_ts_ms, t0));
+            }
             if (m->delivery != TQ_DELIVERY_NONE) printf(", %s", tq_delivery_name(m->delivery));
             printf(" (lsn %" PRIu64 ")\n", m->lsn);
-            print_body(e->log, m->lsn, buf, &e->arena);
+            if (have) {
+                print_str("    ", body);
+            } else {
+                printf("    [%s]\n", why);
+            }
         }
         if (n < TQ_ARRAY_COUNT(msgs)) break;
         first += n;
