@@ -469,7 +469,7 @@ int main(void) {
 
     /* ---- kill -9 at random points ------------------------------------------------------ */
     double window = compact_s * 0.9; /* process start-up is part of compact_s */
-    int finished = 0;
+    int finished = 0, old_states = 0, new_states = 0;
     char id[32];
     snprintf(id, sizeof(id), "%llu", (unsigned long long)customer);
     for (int cycle = 0; cycle < CRASH_CYCLES; cycle++) {
@@ -512,13 +512,15 @@ int main(void) {
         bool new_state = memcmp(after, erased_state, 16) == 0;
         TQ_CHECK(old_state || new_state);
         if (WIFEXITED(st)) TQ_CHECK(new_state);
+        old_states += old_state;
+        new_states += new_state;
         struct tq_ops_verify_report *r = calloc(1, sizeof(*r));
         TQ_CHECK_OK(tq_ops_verify(work, r, &error), &error);
         free(r);
     }
-    printf("test_ops_compact: %d crash cycles, %d finished before the kill; one compaction "
-           "took %.3f s\n",
-           CRASH_CYCLES, finished, compact_s);
+    printf("test_ops_compact: %d crash cycles, %d finished before the kill (%d restarted into "
+           "the old state, %d into the erased one); one compaction took %.3f s\n",
+           CRASH_CYCLES, finished, old_states, new_states, compact_s);
     TQ_CHECK_LT(finished, CRASH_CYCLES); /* the kills landed during compaction */
 
     ops_db_close(&db);

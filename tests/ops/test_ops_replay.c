@@ -61,6 +61,7 @@ static void scripted(struct ops_db *db) {
     c.u.ingest.priority = TQ_PRIORITY_NORMAL;
     c.u.ingest.subject = str_of("order 42");
     c.u.ingest.body = str_of("where is my order?");
+    c.u.ingest.provider_ts_ms = T0 + 59000;   /* the provider saw it a second earlier */
     TQ_CHECK_EQ(ops_db_apply(db, &c), 4);
 
     memset(&c, 0, sizeof(c));
@@ -200,6 +201,12 @@ static void test_scripted(void) {
     TQ_CHECK(strstr(shown, "status pending") != NULL);
     TQ_CHECK(strstr(shown, "where is my order?") != NULL);
     TQ_CHECK(strstr(shown, "shipped today") != NULL);
+    /* message views completed from their records (tq_state_message_complete): commit time,
+     * provider time, the replying agent */
+    TQ_CHECK(strstr(shown, "message 1 inbound email by customer 1 at 2025-11-11T03:01:00.000Z "
+                           "(provider 2025-11-11T03:00:59.000Z) (lsn 4)") != NULL);
+    TQ_CHECK(strstr(shown, "message 2 outbound email by agent 1 at 2025-11-11T03:03:00.000Z") !=
+             NULL);
     free(shown);
     at_digest(dir, "4 --ticket 1 --queue 1 --stats --sla", got, &shown);
     TQ_CHECK(strstr(shown, "status new") != NULL);
