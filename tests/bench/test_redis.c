@@ -9,7 +9,7 @@
  * fails and no claim finds an empty queue; every completed unit appended exactly one message
  * (next:msg == backlog + completed); the queues hold what the state says; the binary exits 0
  * with a JSON report for every workload Redis supports, 2 for fanout (not implemented for the
- * peer), 3 for --system ticketq (no client library yet), and 1 with the empty-queue count when
+ * peer), 3 for --system ticketq with no server at the address, and 1 with the empty-queue count when
  * the backlog runs out.
  */
 #include "openloop.h"
@@ -224,7 +224,10 @@ static void test_binary(const char *sock) {
     TQ_CHECK(file_contains(csv, "\n4,"));   /* 1 + 0.5 + 1 + 0.5 + 1 = 4 whole seconds */
     const char *fanout[] = {"--system", "redis", "--addr", addr, "--workload", "fanout", NULL};
     TQ_CHECK_EQ(run_bench(out, fanout), 2);
-    const char *ticketq[] = {"--system", "ticketq", "--workload", "mixed", NULL};
+    char nowhere[320];
+    snprintf(nowhere, sizeof(nowhere), "unix:%s/no-ticketqd.sock", dir);
+    const char *ticketq[] = {"--system", "ticketq", "--addr", nowhere, "--token", "x",
+                             "--workload", "mixed", NULL};
     TQ_CHECK_EQ(run_bench(out, ticketq), 3);
     const char *bad[] = {"--system", "redis", "--clients", "x", NULL};
     TQ_CHECK_EQ(run_bench(out, bad), 2);

@@ -1,0 +1,183 @@
+/* tests/bench/test_ticketq.c: smoke run of ticketq-bench's ticketq system against a real
+ * ticketqd (tests/fixture: temp data directory, loopback, --fsync always).
+ *
+ * Goal: the bench's ticketq path cannot rot. Method: load a tiny initial state, run the mixed
+ * workload in-process through the real driver loop (pipeline 3, so claims and their replies
+ * interleave with ingests on one connection), then run the ticketq-bench binary once per
+ * workload (ingest, claim-reply, mixed, dashboard; one second each), batched and pipelined
+ * ingest, and the invalid cases.
+ * Invariants checked: no operation fails, every tag completes (nothing unfinished), no claim finds
+ * an empty queue; every completed unit appended exactly one message to the bench's tenant
+ * (server messages == backlog + ingests + claim-replies: a lost or doubled Reply, or a batch
+ * member counted without its message, breaks the equality); the binary exits 0 with a JSON
+ * report holding the figures and the server counts, 2 for the fanout workload (not implemented)
+ * and a batch larger than the pipeline, 3 for a server that is not there, and 1 with the
+ * empty-queue count when the backlog runs out.
+ */
+#include "openloop.h"
+#include "peer_ticketq.h"
+
+#include "tq_fixture.h"
+#include "tq_test.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CUSTOMERS 200u
+#define BACKLOG 3000u
+
+static struct tq_fixture server;
+
+static void test_in_process(uint64_t seed) {
+    struct tq_ticketq_options o = {.addr = server.addr, .token = server.admin_token,
+                                   .pipeline = 3, .batch = 1};
+    struct tq_bench_system *sys = NULL;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_ticketq_system_create(&o, &sys, &err), &err);
+    TQ_CHECK_OK(tq_ticketq_load(sys, CUSTOMERS, BACKLOG, NULL, &err), &err);
+    struct tq_ticketq_counts before;
+    TQ_CHECK_OK(tq_ticketq_counts(sys, &before, &err), &err);
+    TQ_CHECK_UEQ(before.tickets, BACKLOG);
+    TQ_CHECK_UEQ(before.messages, BACKLOG);
+    TQ_CHECK_UEQ(before.queued_tickets, BACKLOG);
+
+    struct tq_driver_options d = {
+        .clients = 3,
+        .pipeline = 3,
+        .duration_s = 1.0,
+        .workload = {.kind = TQ_WORKLOAD_MIXED, .seed = seed, .customers = CUSTOMERS,
+                     .backlog = BACKLOG},
+    };
+    struct tq_driver *driver = NULL;
+    TQ_CHECK_OK(tq_driver_create(&d, sys, &driver, &err), &err);
+    struct tq_driver_result *r = calloc(1, sizeof(*r));
+    TQ_CHECK(r != NULL);
+    TQ_CHECK_OK(tq_driver_run(driver, r, &err), &err);
+    uint64_t errors = 0;
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) errors += r->errors[k];
+    printf("mixed in-process: %llu ingests, %llu claim-replies, %llu errors\n",
+           (unsigned long long)r->ops[TQ_OP_INGEST], (unsigned long long)r->ops[TQ_OP_CLAIM_REPLY],
+           (unsigned long long)errors);
+    TQ_CHECK_UEQ(errors, 0);
+    TQ_CHECK_UEQ(r->empty_queue, 0);
+    TQ_CHECK_UEQ(r->unfinished, 0);
+    TQ_CHECK_GT(r->ops[TQ_OP_INGEST], 0);
+    TQ_CHECK_GT(r->ops[TQ_OP_CLAIM_REPLY], 0);
+    TQ_CHECK_UEQ(r->ops[TQ_OP_INGEST] + r->ops[TQ_OP_CLAIM_REPLY], r->sent);
+
+    struct tq_ticketq_counts after;
+    TQ_CHECK_OK(tq_ticketq_counts(sys, &after, &err), &err);
+    TQ_CHECK_UEQ(after.messages,
+                 BACKLOG + r->ops[TQ_OP_INGEST] + r->ops[TQ_OP_CLAIM_REPLY]);
+    TQ_CHECK_GE(after.tickets, BACKLOG);
+    free(r);
+    tq_driver_destroy(driver);
+    tq_ticketq_system_destroy(sys);
+}
+
+/* Runs ticketq-bench with args; returns its exit code; stdout goes to out_path. */
+static int run_bench(const char *out_path, const char *const *args) {
+    char exe[512];
+    snprintf(exe, sizeof(exe), "%s", tq_fixture_bin("bench/ticketq-bench"));
+    char *argv[48]; /* execv's prototype wants char *const[]; it does not write them */
+    int argc = 0;
+    argv[argc++] = exe;
+    for (int i = 0; args[i] != NULL && argc < 47; i++) argv[argc++] = (char *)(uintptr_t)args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    TQ_CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0) _exit(126);
+        execv(exe, argv);
+        _exit(127);
+    }
+    int status = 0;
+    TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
+    TQ_CHECK(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static bool file_contains(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+static void test_binary(void) {
+    char out[300], token_file[300];
+    snprintf(out, sizeof(out), "%s/bench-out.json", server.dir);
+    snprintf(token_file, sizeof(token_file), "%s/admin.token", server.dir);
+    static const char *const workloads[] = {"ingest", "claim-reply", "mixed", "dashboard"};
+    for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++) {
+        const char *args[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                              token_file, "--workload", workloads[i], "--duration", "1",
+                              "--clients", "3", "--pipeline", i == 1 ? "2" : "1", "--customers",
+                              "200", "--backlog", "3000", "--json", NULL};
+        int code = run_bench(out, args);
+        printf("ticketq-bench --workload %s: exit %d\n", workloads[i], code);
+        TQ_CHECK_EQ(code, 0);
+        TQ_CHECK(file_contains(out, "\"ops_per_sec\":"));
+        TQ_CHECK(file_contains(out, "\"p999_us\":"));
+        TQ_CHECK(file_contains(out, "\"errors\":0,\"system\":\"ticketq\""));
+        TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
+        TQ_CHECK(file_contains(out, "\"server\":{\"tickets\":"));
+        TQ_CHECK(!file_contains(out, "\"count\":0,"));  /* every op kind that ran, ran */
+    }
+    TQ_CHECK(file_contains(out, "\"get_ticket\":{"));
+    TQ_CHECK(file_contains(out, "\"sla_nearest\":{"));
+    /* Batched ingest (10 per Batch, 2 batches in flight) and pipelined ingest. */
+    const char *batched[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                             token_file, "--workload", "ingest", "--duration", "1",
+                             "--clients", "2", "--pipeline", "20", "--batch", "10",
+                             "--customers", "200", "--backlog", "1000", "--json", NULL};
+    TQ_CHECK_EQ(run_bench(out, batched), 0);
+    TQ_CHECK(file_contains(out, "\"errors\":0,\"system\":\"ticketq\",\"workload\":\"ingest\","
+                                "\"clients\":2,\"pipeline\":20,\"batch\":10"));
+    TQ_CHECK(!file_contains(out, "\"count\":0,"));
+    const char *pipelined[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                               token_file, "--workload", "mixed", "--duration", "1",
+                               "--clients", "2", "--pipeline", "16", "--customers", "200",
+                               "--backlog", "3000", "--json", NULL};
+    TQ_CHECK_EQ(run_bench(out, pipelined), 0);
+    TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
+
+    const char *fanout[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                            token_file, "--workload", "fanout", NULL};
+    TQ_CHECK_EQ(run_bench(out, fanout), 2);
+    const char *batch_too_big[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                                   token_file, "--batch", "10", "--pipeline", "4", NULL};
+    TQ_CHECK_EQ(run_bench(out, batch_too_big), 2);
+    char nowhere[320];
+    snprintf(nowhere, sizeof(nowhere), "unix:%s/no-such.sock", server.dir);
+    const char *absent[] = {"--system", "ticketq", "--addr", nowhere, "--token", "x", NULL};
+    TQ_CHECK_EQ(run_bench(out, absent), 3);
+    /* A backlog far too small: claims find empty queues, the run is reported invalid (exit 1)
+     * with its figures and the count. */
+    const char *empty[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                           token_file, "--workload", "claim-reply", "--duration", "0.5",
+                           "--clients", "2", "--customers", "5", "--backlog", "5", "--json",
+                           NULL};
+    TQ_CHECK_EQ(run_bench(out, empty), 1);
+    TQ_CHECK(file_contains(out, "\"claim_reply\":{\"count\":5,"));
+    TQ_CHECK(!file_contains(out, "\"empty_queue\":0,"));
+}
+
+int main(void) {
+    uint64_t seed = tq_test_seed("test_bench_ticketq");
+    memset(&server, 0, sizeof(server));
+    TQ_CHECK_EQ(tq_fixture_start(&server), 0);
+    test_in_process(seed);
+    test_binary();
+    tq_fixture_cleanup(&server);
+    printf("test_bench_ticketq: ok\n");
+    return 0;
+}
