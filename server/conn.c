@@ -20,6 +20,7 @@
 #include "server.h"
 
 #include "frame.h"
+#include "respenc.h"
 #include "tq_assert.h"
 
 #include <string.h>
@@ -118,12 +119,24 @@ static void mark_push(struct tq_conn *conn, struct tq_out_mark mark) {
     conn->mark_count++;
 }
 
+/* Packs msg as one frame straight into the output buffer: the fast encoder for the common
+ * Response shapes (server/respenc.c), else protobuf-c with the size computed once (the frame
+ * helpers compute it twice: tq_frame_size, then again inside tq_frame_pack). */
 bool tq_conn_queue_frame(struct tq_conn *conn, const ProtobufCMessage *msg, uint64_t wait_lsn,
                          int op, bool is_response, uint64_t start_us, uint64_t send_queue_max) {
-    size_t size = tq_frame_size(msg);
-    if (!out_reserve(conn, size, send_queue_max)) return false;
-    size_t n = tq_frame_pack(msg, conn->obuf + conn->olen, conn->ocap - conn->olen);
-    TQ_ASSERT(n == size);
+    size_t payload = 0;
+    bool fast = msg->descriptor == &ticketq__response__descriptor &&
+                (payload = tq_respenc_size((const Ticketq__Response *)msg)) != 0;
+    if (!fast) payload = protobuf_c_message_get_packed_size(msg);
+    TQ_ASSERT(payload <= UINT32_MAX);
+    size_t n = TQ_FRAME_PREFIX_BYTES + payload;
+    if (!out_reserve(conn, n, send_queue_max)) return false;
+    uint8_t *out = conn->obuf + conn->olen;
+    tq_frame_put_prefix(out, (uint32_t)payload);
+    size_t written = fast ? tq_respenc_pack((const Ticketq__Response *)msg,
+                                            out + TQ_FRAME_PREFIX_BYTES, payload)
+                          : protobuf_c_message_pack(msg, out + TQ_FRAME_PREFIX_BYTES);
+    TQ_ASSERT(written == payload);
     conn->olen += n;
     mark_push(conn, (struct tq_out_mark){.end = conn->obase + conn->olen, .wait_lsn = wait_lsn,
                                          .start_us = start_us, .op = (int16_t)op,

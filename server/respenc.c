@@ -1,0 +1,197 @@
+/* server/respenc.c: the fast Response encoder (see respenc.h for why it exists).
+ *
+ * Wire format (proto2, as protobuf-c 1.4 writes it): fields in field-number order, each as a
+ * one-byte tag (number << 3 | wire type; every number here is < 16) then a varint (wire type 0)
+ * or a varint length and the bytes (wire type 2). An optional scalar is written when its has_
+ * flag is set (whatever its value), an optional string or message when its pointer is not NULL,
+ * a oneof member when the case names it. int32 (the ErrorCode enum) is sign-extended to 64
+ * bits when negative (10 bytes); bool is one byte, 0 or 1.
+ *
+ * Handled shapes (anything else: tq_respenc_size returns 0 and the caller uses protobuf-c):
+ *   Response { 1 id, 2 Error{1 code, 2 message}?, 3 lsn?, oneof: none | 11 BatchResult
+ *              {1 repeated Response (handled shapes)} | 12 Ids{1..12 scalars, 13 token_secret} }
+ * with no unknown fields anywhere. Sizes are computed, not cached: the size pass and the pack
+ * pass each walk the message once (a batch result's elements are sized twice, still far
+ * cheaper than the descriptor walk).
+ * Invariant: tq_respenc_pack writes exactly tq_respenc_size bytes (asserted).
+ */
+#include "respenc.h"
+
+#include "tq_assert.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+enum { WT_VARINT = 0, WT_LEN = 2 };
+
+#define TAG(num, wt) ((uint8_t)(((num) << 3) | (wt)))
+
+static size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* int32 as protobuf-c packs it: negative values take ten bytes. */
+static uint64_t int32_wire(int32_t v) { return (uint64_t)(int64_t)v; }
+
+static size_t len_field_size(size_t len) { return 1 + varint_size(len) + len; }
+
+static bool error_ok(const Ticketq__Error *e) {
+    return e->base.descriptor == &ticketq__error__descriptor && e->base.n_unknown_fields == 0;
+}
+
+static size_t error_size(const Ticketq__Error *e) {
+    size_t n = 1 + varint_size(int32_wire((int32_t)e->code));
+    if (e->message != NULL) n += len_field_size(strlen(e->message));
+    return n;
+}
+
+static bool ids_ok(const Ticketq__Ids *ids) {
+    return ids->base.descriptor == &ticketq__ids__descriptor && ids->base.n_unknown_fields == 0;
+}
+
+/* Calls F(number, has, value) for the scalar fields of Ids in field-number order. */
+#define IDS_U64(F, x)                                                                              \
+    F(1, x->has_tenant_id, x->tenant_id)                                                           \
+    F(2, x->has_token_id, x->token_id)                                                             \
+    F(3, x->has_queue_id, x->queue_id)                                                             \
+    F(4, x->has_agent_id, x->agent_id)                                                             \
+    F(5, x->has_customer_id, x->customer_id)                                                       \
+    F(6, x->has_ticket_id, x->ticket_id)                                                           \
+    F(7, x->has_message_id, x->message_id)                                                         \
+    F(8, x->has_ticket_number, x->ticket_number)                                                   \
+    F(9, x->has_customer_created, (uint32_t)(x->customer_created != 0))                                   \
+    F(10, x->has_ticket_created, (uint32_t)(x->ticket_created != 0))                                      \
+    F(11, x->has_duplicate, (uint32_t)(x->duplicate != 0))                                                \
+    F(12, x->has_over_capacity, (uint32_t)(x->over_capacity != 0))
+
+static size_t ids_size(const Ticketq__Ids *x) {
+    size_t n = 0;
+#define SZ(num, has, v)                                                                            \
+    if (has) n += 1 + varint_size((uint64_t)(v));
+    IDS_U64(SZ, x)
+#undef SZ
+    if (x->token_secret != NULL) n += len_field_size(strlen(x->token_secret));
+    return n;
+}
+
+static uint8_t *ids_put(const Ticketq__Ids *x, uint8_t *p) {
+#define PUT(num, has, v)                                                                           \
+    if (has) {                                                                                     \
+        *p++ = TAG(num, WT_VARINT);                                                                \
+        p = varint_put(p, (uint64_t)(v));                                                          \
+    }
+    IDS_U64(PUT, x)
+#undef PUT
+    if (x->token_secret != NULL) {
+        size_t len = strlen(x->token_secret);
+        *p++ = TAG(13, WT_LEN);
+        p = varint_put(p, len);
+        memcpy(p, x->token_secret, len);
+        p += len;
+    }
+    return p;
+}
+
+/* Size of resp, or 0 if its shape is not handled. depth bounds the recursion (a batch's
+ * results are responses; batches do not nest on the wire we produce). */
+static size_t resp_size(const Ticketq__Response *r, unsigned depth) {
+    if (r == NULL || r->base.descriptor != &ticketq__response__descriptor ||
+        r->base.n_unknown_fields != 0) {
+        return 0;
+    }
+    size_t n = 1 + varint_size(r->id);
+    if (r->error != NULL) {
+        if (!error_ok(r->error)) return 0;
+        n += len_field_size(error_size(r->error));
+    }
+    if (r->has_lsn) n += 1 + varint_size(r->lsn);
+    switch (r->result_case) {
+    case TICKETQ__RESPONSE__RESULT__NOT_SET: break;
+    case TICKETQ__RESPONSE__RESULT_IDS:
+        if (r->ids == NULL || !ids_ok(r->ids)) return 0;
+        n += len_field_size(ids_size(r->ids));
+        break;
+    case TICKETQ__RESPONSE__RESULT_BATCH: {
+        const Ticketq__BatchResult *b = r->batch;
+        if (depth > 0 || b == NULL || b->base.descriptor != &ticketq__batch_result__descriptor ||
+            b->base.n_unknown_fields != 0) {
+            return 0;
+        }
+        size_t inner = 0;
+        for (size_t i = 0; i < b->n_results; i++) {
+            size_t s = resp_size(b->results[i], depth + 1);
+            if (s == 0) return 0;
+            inner += len_field_size(s);
+        }
+        n += len_field_size(inner);
+        break;
+    }
+    default: return 0;
+    }
+    return n;
+}
+
+static uint8_t *resp_put(const Ticketq__Response *r, uint8_t *p, unsigned depth) {
+    *p++ = TAG(1, WT_VARINT);
+    p = varint_put(p, r->id);
+    if (r->error != NULL) {
+        *p++ = TAG(2, WT_LEN);
+        p = varint_put(p, error_size(r->error));
+        *p++ = TAG(1, WT_VARINT);
+        p = varint_put(p, int32_wire((int32_t)r->error->code));
+        if (r->error->message != NULL) {
+            size_t len = strlen(r->error->message);
+            *p++ = TAG(2, WT_LEN);
+            p = varint_put(p, len);
+            memcpy(p, r->error->message, len);
+            p += len;
+        }
+    }
+    if (r->has_lsn) {
+        *p++ = TAG(3, WT_VARINT);
+        p = varint_put(p, r->lsn);
+    }
+    if (r->result_case == TICKETQ__RESPONSE__RESULT_IDS) {
+        *p++ = TAG(12, WT_LEN);
+        p = varint_put(p, ids_size(r->ids));
+        p = ids_put(r->ids, p);
+    } else if (r->result_case == TICKETQ__RESPONSE__RESULT_BATCH) {
+        const Ticketq__BatchResult *b = r->batch;
+        size_t inner = 0;
+        for (size_t i = 0; i < b->n_results; i++) {
+            inner += len_field_size(resp_size(b->results[i], depth + 1));
+        }
+        *p++ = TAG(11, WT_LEN);
+        p = varint_put(p, inner);
+        for (size_t i = 0; i < b->n_results; i++) {
+            *p++ = TAG(1, WT_LEN);
+            p = varint_put(p, resp_size(b->results[i], depth + 1));
+            p = resp_put(b->results[i], p, depth + 1);
+        }
+    }
+    return p;
+}
+
+size_t tq_respenc_size(const Ticketq__Response *resp) { return resp_size(resp, 0); }
+
+size_t tq_respenc_pack(const Ticketq__Response *resp, uint8_t *out, size_t size) {
+    TQ_ASSERT(resp != NULL && out != NULL);
+    TQ_ASSERT(size >= 2);
+    uint8_t *end = resp_put(resp, out, 0);
+    TQ_ASSERT((size_t)(end - out) == size);
+    return size;
+}
