@@ -10,7 +10,7 @@ add_library(tq_server_core STATIC
   ${TQ_SERVER_DIR}/events_codec.c
   ${TQ_SERVER_DIR}/loop.c
   ${TQ_SERVER_DIR}/metrics.c
- 
+  ${TQ_SERVER_DIR}/reqdec.c
   ${TQ_SERVER_DIR}/respenc.c
   ${TQ_SERVER_DIR}/sha256.c
   ${TQ_SERVER_DIR}/subscribe.c)
@@ -21,7 +21,7 @@ target_link_libraries(tq_server_core PUBLIC tq_state tq_storage tq_proto PkgConf
                       tq_common)
 # The events record and the hash are byte-layout code.
 set_source_files_properties(${TQ_SERVER_DIR}/events_codec.c ${TQ_SERVER_DIR}/sha256.c
-                            ${TQ_SERVER_DIR}/respenc.c
+                            ${TQ_SERVER_DIR}/respenc.c ${TQ_SERVER_DIR}/reqdec.c
                             PROPERTIES COMPILE_OPTIONS "${TQ_LAYOUT_WARNINGS}")
 
 add_executable(ticketqd ${TQ_SERVER_DIR}/main.c)

@@ -1,0 +1,193 @@
+/* server/reqdec.c: the fast decoder for Ingest requests and Batches of them (see reqdec.h).
+ *
+ * Accepted encodings (proto2 wire format; anything else declines and protobuf-c decides):
+ *   Request  1 id varint (required) | 2 tenant_id varint | 31 Ingest len | 12 Batch len (top
+ *            level only); each field at most once, only one of 31/12.
+ *   Batch    1 Request len, repeated (each an ingest Request as above, no nested batch).
+ *   Ingest   1 channel, 8 priority: enum varints of at most 5 bytes that fit 32 bits;
+ *            6 provider_ts_ms, 7 queue_id: varints; 2 from, 3 customer_name, 4 language,
+ *            5 external_id, 9 subject, 10 body: strings; each at most once; 1, 2 and 10
+ *            required; 11 attachments, 12 tags and unknown fields decline.
+ * Varints: at most 10 bytes, the tenth at most 1 (no overflow), as protobuf-c reads them.
+ * Enums are stored as protobuf-c stores them (the int32 of the low 32 bits, unvalidated: the
+ * dispatcher checks ranges). Strings become NUL-terminated arena copies of their bytes.
+ * Invariant: never reads outside [buf, buf + len); every length is checked against what is
+ * left before use.
+ */
+#include "reqdec.h"
+
+#include "tq_assert.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+enum { WT_VARINT = 0, WT_LEN = 2 };
+
+struct rd {
+    const uint8_t *p, *end;
+};
+
+static bool get_varint(struct rd *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 10; i++) {
+        if (r->p == r->end) return false;
+        uint8_t b = *r->p++;
+        if (i == 9 && b > 1) return false; /* overflow: let protobuf-c judge it */
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An enum as protobuf-c stores it, for varints of at most 5 bytes within 32 bits. */
+static bool get_enum(struct rd *r, int32_t *out) {
+    const uint8_t *start = r->p;
+    uint64_t v;
+    if (!get_varint(r, &v) || r->p - start > 5 || v > UINT32_MAX) return false;
+    *out = (int32_t)(uint32_t)v;
+    return true;
+}
+
+static bool get_len(struct rd *r, struct rd *sub) {
+    uint64_t n;
+    if (!get_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return false;
+    sub->p = r->p;
+    sub->end = r->p + n;
+    r->p += n;
+    return true;
+}
+
+static bool get_string(struct rd *r, struct tq_arena *arena, char **out) {
+    struct rd s;
+    if (!get_len(r, &s)) return false;
+    size_t n = (size_t)(s.end - s.p);
+    char *str = tq_arena_alloc(arena, n + 1);
+    if (n > 0) memcpy(str, s.p, n);
+    str[n] = '\0';
+    *out = str;
+    return true;
+}
+
+/* Reads a tag: field number (< 2^29) and wire type. */
+static bool get_tag(struct rd *r, uint32_t *field, uint32_t *wt) {
+    uint64_t t;
+    const uint8_t *start = r->p;
+    if (!get_varint(r, &t) || r->p - start > 5 || (t >> 3) == 0 || (t >> 3) > 0x1fffffff) {
+        return false;
+    }
+    *field = (uint32_t)(t >> 3);
+    *wt = (uint32_t)(t & 7);
+    return true;
+}
+
+static Ticketq__Ingest *decode_ingest(struct rd r, struct tq_arena *arena) {
+    Ticketq__Ingest *in = tq_arena_alloc(arena, sizeof(*in));
+    ticketq__ingest__init(in);
+    uint32_t seen = 0;
+    while (r.p < r.end) {
+        uint32_t field, wt;
+        if (!get_tag(&r, &field, &wt) || field > 10 || (seen & (1u << field)) != 0) return NULL;
+        seen |= 1u << field;
+        bool ok;
+        int32_t e = 0;
+        switch (field) {
+        case 1:
+            ok = wt == WT_VARINT && get_enum(&r, &e);
+            in->channel = (Ticketq__Channel)e;
+            break;
+        case 2: ok = wt == WT_LEN && get_string(&r, arena, &in->from); break;
+        case 3: ok = wt == WT_LEN && get_string(&r, arena, &in->customer_name); break;
+        case 4: ok = wt == WT_LEN && get_string(&r, arena, &in->language); break;
+        case 5: ok = wt == WT_LEN && get_string(&r, arena, &in->external_id); break;
+        case 6:
+            ok = wt == WT_VARINT && get_varint(&r, &in->provider_ts_ms);
+            in->has_provider_ts_ms = true;
+            break;
+        case 7:
+            ok = wt == WT_VARINT && get_varint(&r, &in->queue_id);
+            in->has_queue_id = true;
+            break;
+        case 8:
+            ok = wt == WT_VARINT && get_enum(&r, &e);
+            in->priority = (Ticketq__Priority)e;
+            in->has_priority = true;
+            break;
+        case 9: ok = wt == WT_LEN && get_string(&r, arena, &in->subject); break;
+        case 10: ok = wt == WT_LEN && get_string(&r, arena, &in->body); break;
+        default: ok = false; break;
+        }
+        if (!ok) return NULL;
+    }
+    const uint32_t required = (1u << 1) | (1u << 2) | (1u << 10);
+    return (seen & required) == required ? in : NULL;
+}
+
+static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, bool top);
+
+static Ticketq__Batch *decode_batch(struct rd r, struct tq_arena *arena) {
+    /* First pass: count the ops (and check the framing) so the array is allocated once. */
+    size_t n = 0;
+    for (struct rd c = r; c.p < c.end; n++) {
+        uint32_t field, wt;
+        struct rd sub;
+        if (!get_tag(&c, &field, &wt) || field != 1 || wt != WT_LEN || !get_len(&c, &sub)) {
+            return NULL;
+        }
+    }
+    Ticketq__Batch *b = tq_arena_alloc(arena, sizeof(*b));
+    ticketq__batch__init(b);
+    b->ops = n > 0 ? tq_arena_alloc(arena, n * sizeof(*b->ops)) : NULL;
+    while (r.p < r.end) {
+        uint32_t field, wt;
+        struct rd sub;
+        (void)get_tag(&r, &field, &wt); /* checked by the first pass */
+        (void)get_len(&r, &sub);
+        Ticketq__Request *op = decode_request(sub, arena, false);
+        if (op == NULL) return NULL;
+        TQ_ASSERT(b->n_ops < n);
+        b->ops[b->n_ops++] = op;
+    }
+    return b;
+}
+
+static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, bool top) {
+    Ticketq__Request *req = tq_arena_alloc(arena, sizeof(*req));
+    ticketq__request__init(req);
+    bool has_id = false;
+    while (r.p < r.end) {
+        uint32_t field, wt;
+        struct rd sub;
+        if (!get_tag(&r, &field, &wt)) return NULL;
+        if (field == 1 && wt == WT_VARINT && !has_id) {
+            if (!get_varint(&r, &req->id)) return NULL;
+            has_id = true;
+        } else if (field == 2 && wt == WT_VARINT && !req->has_tenant_id) {
+            if (!get_varint(&r, &req->tenant_id)) return NULL;
+            req->has_tenant_id = true;
+        } else if (field == 31 && wt == WT_LEN && req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
+            if (!get_len(&r, &sub) || (req->ingest = decode_ingest(sub, arena)) == NULL) {
+                return NULL;
+            }
+            req->op_case = TICKETQ__REQUEST__OP_INGEST;
+        } else if (field == 12 && wt == WT_LEN && top &&
+                   req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
+            if (!get_len(&r, &sub) || (req->batch = decode_batch(sub, arena)) == NULL) {
+                return NULL;
+            }
+            req->op_case = TICKETQ__REQUEST__OP_BATCH;
+        } else {
+            return NULL;
+        }
+    }
+    return has_id && req->op_case != TICKETQ__REQUEST__OP__NOT_SET ? req : NULL;
+}
+
+Ticketq__Request *tq_reqdec_decode(const uint8_t *buf, size_t len, struct tq_arena *arena) {
+    TQ_ASSERT(buf != NULL || len == 0);
+    TQ_ASSERT(arena != NULL);
+    struct rd r = {.p = buf, .end = buf + len};
+    return decode_request(r, arena, true);
+}
