@@ -3,10 +3,13 @@
 #
 #   bash bench/peers/run-peers.sh [--quick] [--duration S] [--customers N] [--backlog N]
 #        [--clients "1 16 64"] [--workloads "ingest claim-reply mixed"]
-#        [--systems "pg-fn pg-plain redis"] [--durability "durable relaxed"]
+#        [--systems "pg-fn pg-plain redis ticketq"] [--durability "durable relaxed"]
 #        [--redis-pipeline N] [--out DIR] [--bench-bin PATH] [--probe-bin PATH]
+#        [--ticketqd-bin PATH] [--ticketq-interval-ms MS]
 # Systems: pg-fn (PL/pgSQL functions), pg-plain (plain statements), redis (Lua, one unit in
-# flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default).
+# flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default),
+# ticketq (ticketqd --fsync always; relaxed: --fsync interval=MS, default 1000 like Redis
+# everysec), ticketq-pipelined (N in flight per client, like redis-pipelined; not default).
 #
 # What it does, in order:
 #   1. installs PostgreSQL, Redis and gnuplot from Debian if missing (tests/install-deps.sh with
@@ -21,9 +24,17 @@
 #      database copied from a template, prewarmed, CHECKPOINT; Redis: a restart from the saved
 #      RDB, then AOF switched on and its rewrite awaited), runs the load (pgbench -M prepared with
 #      bench/peers/pg/*.sql; ticketq-bench --system redis), records ops/s and p50/p99;
-#   5. stops everything, removes the temp directory (trap, also on ^C), prints one table.
-# The ticketq/peer column is filled only when ticketq-bench can run --system ticketq; until then
-# it says n/a (never invented). Results are also kept in OUT (default ./peer-results-<time>).
+#      ticketq: every run starts a fresh ticketqd (Release) on its own data directory and a free
+#      loopback port, and ticketq-bench loads the same initial state into it (part of the run,
+#      timed separately); after the run the script reads the server's VmRSS and the bench's Stats
+#      counts (memory per ticket / per message), stops the server, starts it again on the same
+#      directory and times the restart (until the port file appears; the server's "recovered"
+#      log line is kept), then stops it;
+#   5. stops everything, removes the temp directory (trap, also on ^C), prints one table, with
+#      the ratio ticketq / peer for each peer row (same durability, workload and clients; the
+#      plain ticketq row for plain peers, ticketq-pipelined for redis-pipelined), and the
+#      ticketq memory and restart figures. Results are also kept in OUT (default
+#      ./peer-results-<time>).
 set -euo pipefail
 
 # The whole body is one block: bash parses it before running, so editing this file while a
@@ -36,7 +47,9 @@ CUSTOMERS=100000
 BACKLOG=1500000
 CLIENTS="1 16 64"
 WORKLOADS="ingest claim-reply mixed"
-SYSTEMS="pg-fn pg-plain redis"
+SYSTEMS="pg-fn pg-plain redis ticketq"
+TICKETQD=""
+TQ_INTERVAL_MS=1000
 DURABILITY="durable relaxed"
 OUT=""
 BENCH=""
@@ -63,6 +76,8 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --bench-bin) BENCH="$2"; shift 2 ;;
     --probe-bin) PROBE="$2"; shift 2 ;;
+    --ticketqd-bin) TICKETQD="$2"; shift 2 ;;
+    --ticketq-interval-ms) TQ_INTERVAL_MS="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run-peers.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -80,6 +95,17 @@ if [ -z "$BENCH" ] || [ -z "$PROBE" ]; then
   BENCH="${BENCH:-$BUILD/bench/ticketq-bench}"
   PROBE="${PROBE:-$BUILD/bench/ticketq-diskprobe}"
 fi
+if [[ " $SYSTEMS " == *" ticketq"* ]] && [ -z "$TICKETQD" ]; then
+  # Beside the given bench binary if that build has one, else a Release build of our own.
+  TICKETQD="$(dirname "$BENCH")/../server/ticketqd"
+  if [ ! -x "$TICKETQD" ]; then
+    BUILD="$ROOT/build/bench-peers"
+    log "building ticketqd (Release) in $BUILD"
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTQ_TESTS=OFF >/dev/null
+    cmake --build "$BUILD" --target ticketqd -j"$(nproc)" >/dev/null
+    TICKETQD="$BUILD/server/ticketqd"
+  fi
+fi
 PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 [ -x "$PGBIN/initdb" ] || { echo "run-peers.sh: PostgreSQL binaries not found" >&2; exit 1; }
 OUT="${OUT:-$PWD/peer-results-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -92,6 +118,7 @@ WORK="$(mktemp -d "${TQ_PEERS_TMP:-/var/tmp}/ticketq-peers.XXXXXX")"
 chmod 755 "$WORK"
 PG_STARTED=0
 REDIS_PIDFILE="$WORK/redis.pid"
+TQ_PID=""
 AS_PG=()
 if [ "$(id -u)" = 0 ]; then AS_PG=(runuser -u postgres --); fi
 
@@ -103,6 +130,10 @@ cleanup() {
   if [ -f "$REDIS_PIDFILE" ]; then
     kill "$(cat "$REDIS_PIDFILE")" 2>/dev/null
     sleep 0.5
+  fi
+  if [ -n "$TQ_PID" ]; then
+    kill "$TQ_PID" 2>/dev/null
+    wait "$TQ_PID" 2>/dev/null
   fi
   rm -rf "$WORK"
 }
@@ -122,6 +153,8 @@ BODY_IN="$(cat "$HERE/peer-body-in.txt")"
 BODY_OUT="$(cat "$HERE/peer-body-out.txt")"
 RESULTS="$OUT/results.tsv"
 printf 'durability\tworkload\tclients\tsystem\tops_per_sec\tp50_ms\tp99_ms\tstatus\n' > "$RESULTS"
+TQ_MEMORY="$OUT/ticketq-memory.tsv"
+printf 'run\tload_s\trss_empty_kib\trss_kib\ttickets\tmessages\tbytes_per_ticket\tbytes_per_message\trestart_ms\trecovered_line\n' > "$TQ_MEMORY"
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -283,15 +316,101 @@ run_redis() {
   rm -rf "$dir"
 }
 
+# ---- 3c. ticketq ------------------------------------------------------------------------------------
+# tq_start DIR FSYNC: starts ticketqd on DIR (created if absent) and a free loopback port; sets
+# TQ_PID, TQ_ADDR and TQ_START_MS (milliseconds until the port file appeared).
+tq_start() {
+  local dir="$1" fsync="$2"
+  mkdir -p "$dir"
+  rm -f "$dir/port"
+  local t0
+  t0="$(date +%s%N)"
+  "$TICKETQD" --data "$dir" --listen 127.0.0.1:0 --port-file "$dir/port" --fsync "$fsync" \
+      >> "$dir/server.log" 2>&1 &
+  TQ_PID=$!
+  for _ in $(seq 1 6000); do
+    if [ -s "$dir/port" ]; then
+      TQ_ADDR="$(head -1 "$dir/port")"
+      TQ_START_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+      return 0
+    fi
+    kill -0 "$TQ_PID" 2>/dev/null || break
+    sleep 0.01
+  done
+  echo "run-peers.sh: ticketqd did not start (see $dir/server.log)" >&2; return 1
+}
+
+tq_stop() {
+  [ -n "$TQ_PID" ] || return 0
+  kill "$TQ_PID" 2>/dev/null || true
+  wait "$TQ_PID" 2>/dev/null || true
+  TQ_PID=""
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# run_ticketq WORKLOAD CLIENTS DURABILITY PIPELINE
+run_ticketq() {
+  local workload="$1" clients="$2" durability="$3" pipeline="$4"
+  local sysname=ticketq
+  [ "$pipeline" != 1 ] && sysname="ticketq-pipeline$pipeline"
+  local fsync=always
+  [ "$durability" = relaxed ] && fsync="interval=$TQ_INTERVAL_MS"
+  local dir="$WORK/ticketq-run" name="$sysname-$durability-$workload-c$clients"
+  rm -rf "$dir"
+  tq_start "$dir" "$fsync"
+  local rss_empty
+  rss_empty="$(rss_kib "$TQ_PID")"
+  log "run $sysname $durability $workload c$clients (--fsync $fsync, pipeline $pipeline)"
+  local out="$OUT/$name.json" rc=0
+  "$BENCH" --system ticketq --addr "$TQ_ADDR" --token-file "$dir/admin.token" \
+      --workload "$workload" --clients "$clients" --pipeline "$pipeline" --duration "$DURATION" \
+      --seed "$SEED" --customers "$CUSTOMERS" --backlog "$BACKLOG" --json > "$out" \
+      2> "$OUT/$name.log" || rc=$?
+  local rss
+  rss="$(rss_kib "$TQ_PID")"
+  local json
+  json="$(cat "$out")"
+  local ops p50 p99 status=ok
+  ops="$(jget ops_per_sec "$json")"
+  p50="$(jget p50_us "$json")"; p99="$(jget p99_us "$json")"
+  [ -n "$p50" ] && p50="$(awk -v v="$p50" 'BEGIN{printf "%.3f", v/1000}')"
+  [ -n "$p99" ] && p99="$(awk -v v="$p99" 'BEGIN{printf "%.3f", v/1000}')"
+  [ "$rc" != 0 ] && status="bench-exit-$rc"
+  [ "$(jget empty_queue "$json")" != 0 ] && status="INVALID-empty-queue"
+  record "$durability" "$workload" "$clients" "$sysname" "${ops:-n/a}" "${p50:-n/a}" "${p99:-n/a}" \
+      "$status"
+  # Memory: the whole server's resident set over the bench tenant's counts (the only tenant).
+  local tickets messages load_s
+  tickets="$(grep -o '"server":{"tickets":[0-9]*' <<<"$json" | grep -o '[0-9]*$' || true)"
+  messages="$(grep -o '"server":{[^}]*"messages":[0-9]*' <<<"$json" | grep -o '[0-9]*$' || true)"
+  load_s="$(sed -n 's/.* in \([0-9.]*\) s: .*/\1/p' "$OUT/$name.log" | tail -1)"
+  # Restart: stop, start again on the same directory, time until the port file appears.
+  tq_stop
+  local restart_ms recovered
+  tq_start "$dir" "$fsync"
+  restart_ms="$TQ_START_MS"
+  recovered="$(grep -i 'recovered' "$dir/server.log" | tail -1 | tr '\t' ' ' || true)"
+  tq_stop
+  local bpt=n/a bpm=n/a
+  if [ -n "$tickets" ] && [ "$tickets" -gt 0 ]; then
+    bpt=$(( (rss - rss_empty) * 1024 / tickets ))
+  fi
+  if [ -n "$messages" ] && [ "$messages" -gt 0 ]; then
+    bpm=$(( (rss - rss_empty) * 1024 / messages ))
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${load_s:-n/a}" "$rss_empty" "$rss" \
+      "${tickets:-n/a}" "${messages:-n/a}" "$bpt" "$bpm" "$restart_ms" "${recovered:-}" >> "$TQ_MEMORY"
+  rm -rf "$dir"
+}
+
 # ---- 4. the runs ---------------------------------------------------------------------------------
 want() { [[ " $SYSTEMS " == *" $1 "* ]]; }
 if want pg-fn || want pg-plain; then pg_start_and_load; fi
 if want redis || want redis-pipelined; then redis_load; fi
 
 TICKETQ_AVAILABLE=0
-if "$BENCH" --system ticketq --workload mixed --duration 0.1 >/dev/null 2>&1; then
-  TICKETQ_AVAILABLE=1
-fi
+if want ticketq || want ticketq-pipelined; then TICKETQ_AVAILABLE=1; fi
 
 for durability in $DURABILITY; do
   for workload in $WORKLOADS; do
@@ -300,6 +419,8 @@ for durability in $DURABILITY; do
       want pg-plain && run_pg plain "$workload" "$clients" "$durability"
       want redis && run_redis "$workload" "$clients" "$durability" 1
       want redis-pipelined && run_redis "$workload" "$clients" "$durability" "$REDIS_PIPELINE"
+      want ticketq && run_ticketq "$workload" "$clients" "$durability" 1
+      want ticketq-pipelined && run_ticketq "$workload" "$clients" "$durability" "$REDIS_PIPELINE"
     done
   done
 done
@@ -312,7 +433,7 @@ done
   echo "load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
        "(other processes on the machine disturb the figures)"
   echo "versions: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), Redis" \
-       "$(redis-server --version | awk '{print $3}' | sed 's/v=//'), ticketq: $([ $TICKETQ_AVAILABLE = 1 ] && echo available || echo 'not yet available')"
+       "$(redis-server --version | awk '{print $3}' | sed 's/v=//'), ticketq: $([ $TICKETQ_AVAILABLE = 1 ] && echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (ticketqd $TICKETQD)" || echo 'not run')"
   echo "data: $CUSTOMERS customers, $BACKLOG tickets; $DURATION s per run; seed $SEED; closed loop," \
        "1 unit in flight per client (redis-pipelineN: N per client)"
   footprint=""
@@ -329,13 +450,30 @@ done
   tail -n +2 "$RESULTS" | while IFS=$'\t' read -r dur wl cl sys ops p50 p99 status; do
     label="$dur"; [ "$dur" = relaxed ] && label="relaxed (not durable)"
     ratio="n/a"
-    if [ "$TICKETQ_AVAILABLE" = 1 ]; then
-      tq="$(awk -F'\t' -v d="$dur" -v w="$wl" -v c="$cl" '$1==d && $2==w && $3==c && $4=="ticketq" {print $5}' "$RESULTS")"
-      [ -n "$tq" ] && [ "$ops" != n/a ] && ratio="$(awk -v a="$tq" -v b="$ops" 'BEGIN{printf "%.1fx", a/b}')"
+    tqsys=ticketq
+    case "$sys" in
+      ticketq*) tqsys="" ; ratio="-" ;;
+      redis-pipeline*) tqsys="ticketq-pipeline${sys#redis-pipeline}" ;;
+    esac
+    if [ "$TICKETQ_AVAILABLE" = 1 ] && [ -n "$tqsys" ]; then
+      tq="$(awk -F'\t' -v d="$dur" -v w="$wl" -v c="$cl" -v s="$tqsys" '$1==d && $2==w && $3==c && $4==s && $8=="ok" {print $5}' "$RESULTS")"
+      [ -n "$tq" ] && [ "$ops" != n/a ] && [ "$status" = ok ] && ratio="$(awk -v a="$tq" -v b="$ops" 'BEGIN{printf "%.1fx", a/b}')"
     fi
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$wl" "$cl" "$sys" \
         "$(printf "%'.0f" "$ops" 2>/dev/null || echo "$ops")" "$p50" "$p99" "$ratio" "$status"
   done
+  if [ "$TICKETQ_AVAILABLE" = 1 ]; then
+    echo
+    echo "ticketq server after each run (RSS growth over the empty server / the bench tenant's" \
+         "counts; restart = stop, start on the same directory, until the port file appears):"
+    echo
+    echo "| run | load s | RSS empty KiB | RSS KiB | tickets | messages | B/ticket | B/message | restart ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    tail -n +2 "$TQ_MEMORY" | while IFS=$'\t' read -r run load_s re r t m bpt bpm rs _; do
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$run" "$load_s" "$re" "$r" "$t" "$m" \
+          "$bpt" "$bpm" "$rs"
+    done
+  fi
 } | tee "$OUT/table.md"
 log "results kept in $OUT"
 exit 0
