@@ -18,7 +18,11 @@
  * (to 1 s); p50/p99 are printed with ops/s (requests and messages).
  *
  * Usage: tq-loadgen --addr HOST:PORT --token-file DIR/admin.token [--conns N] [--depth D]
- *        [--seconds S] [--batch B] [--customers N] [--mixed P] [--seed X] [--no-setup]
+ *        [--seconds S] [--batch B] [--customers N] [--mixed P] [--rate R] [--seed X]
+ *        [--no-setup]
+ *
+ * --rate R switches to an open loop (ingest only): R requests/s in total, spread evenly over
+ * the connections, at most DEPTH in flight each; latency counts from each request's due time.
  */
 #include "ticketq.h"
 
@@ -43,6 +47,7 @@ struct opts {
     unsigned conns, depth, seconds, batch;
     uint64_t customers, seed;
     double mixed;
+    double rate;         /* > 0: open loop at this many requests/s in total */
     bool setup;
 };
 
@@ -235,11 +240,75 @@ static unsigned build_request(struct worker *wk, struct req_storage *rs) {
     return g_opt.batch;
 }
 
+static void record_latency(struct worker *wk, uint64_t lat) {
+    uint64_t b = lat / HIST_US;
+    wk->hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1]++;
+}
+
+/* Open loop: request k of this connection is due at start + k * interval whatever the
+ * answers do; its latency runs from that due time (so a late send counts against the server,
+ * no coordinated omission). Responses are collected while no send is due. */
+static void run_worker_open(struct worker *wk, struct tq_client *c) {
+    struct tq_error err;
+    struct req_storage rs;
+    memset(&rs, 0, sizeof(rs));
+    rs.slots = calloc(g_opt.batch, sizeof(*rs.slots));
+    rs.ops = calloc(g_opt.batch, sizeof(*rs.ops));
+    unsigned depth = g_opt.depth;
+    unsigned *msgs = calloc(depth, sizeof(*msgs));
+    uint64_t interval_us = (uint64_t)(1e6 * g_opt.conns / g_opt.rate);
+    if (interval_us == 0) interval_us = 1;
+    uint64_t head = 0, tail = 0, due = now_us();
+    while (!g_stop || head > tail) {
+        uint64_t now = now_us();
+        if (!g_stop && now >= due && head - tail < depth) {
+            while (!g_stop && now >= due && head - tail < depth) {
+                unsigned m = build_request(wk, &rs);
+                enum tq_err rc = tq_client_submit(c, &rs.req, NULL, &err);
+                if (rc != TQ_OK) die("submit", rc, &err);
+                wk->sent_us[head % depth] = due;
+                msgs[head % depth] = m;
+                head++;
+                due += interval_us;
+            }
+            enum tq_err rc = tq_client_flush(c, &err);
+            if (rc != TQ_OK) die("flush", rc, &err);
+            continue;
+        }
+        if (head > tail) {
+            Ticketq__Response *resp = NULL;
+            enum tq_err rc = tq_client_collect(c, &resp, &err);
+            if (rc != TQ_OK) die("collect", rc, &err);
+            record_latency(wk, now_us() - wk->sent_us[tail % depth]);
+            if (tq_client_response_error(resp, &err) != TQ_OK) {
+                if (wk->errors++ < 3) fprintf(stderr, "tq-loadgen: error: %s\n", err.msg);
+            } else {
+                wk->messages += msgs[tail % depth];
+            }
+            wk->requests++;
+            tq_client_response_free(resp);
+            tail++;
+        } else if (!g_stop && due > now) {
+            struct timespec d = {.tv_sec = 0, .tv_nsec = (long)((due - now) * 1000)};
+            nanosleep(&d, NULL);
+        }
+    }
+    free(rs.slots);
+    free(rs.ops);
+    free(msgs);
+}
+
 static void run_worker(struct worker *wk) {
     wk->sent_us = calloc(g_opt.depth, sizeof(uint64_t));
     signal(SIGALRM, on_alarm);
     alarm(g_opt.seconds);
     struct tq_client *c = connect_admin();
+    if (g_opt.rate > 0) {
+        run_worker_open(wk, c);
+        tq_client_close(c);
+        free(wk->sent_us);
+        return;
+    }
     struct tq_error err;
     struct req_storage rs;
     memset(&rs, 0, sizeof(rs));
@@ -330,7 +399,7 @@ static uint64_t percentile(const uint32_t *hist, uint64_t total, double p) {
 static void usage(void) {
     fprintf(stderr, "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
                     "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
-                    "[--seed X] [--no-setup --tenant ID --queues Q1,Q2,Q3]\n");
+                    "[--rate R] [--seed X] [--no-setup --tenant ID --queues Q1,Q2,Q3]\n");
     exit(2);
 }
 
@@ -353,6 +422,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--batch") == 0) g_opt.batch = (unsigned)strtoul(v, NULL, 10);
         else if (strcmp(a, "--customers") == 0) g_opt.customers = strtoull(v, NULL, 10);
         else if (strcmp(a, "--mixed") == 0) g_opt.mixed = strtod(v, NULL);
+        else if (strcmp(a, "--rate") == 0) g_opt.rate = strtod(v, NULL);
         else if (strcmp(a, "--seed") == 0) g_opt.seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--body-in") == 0) body_in = v;
         else if (strcmp(a, "--tenant") == 0) g_tenant = strtoull(v, NULL, 10);
@@ -368,6 +438,7 @@ int main(int argc, char **argv) {
     read_file(body_out, g_body_out, sizeof(g_body_out));
     if (g_opt.setup) setup();
     if (g_opt.mixed > 0) g_opt.batch = 1;
+    if (g_opt.rate > 0) g_opt.mixed = 0; /* open loop: ingest only */
 
     /* Workers are processes writing their results into one shared mapping. */
     size_t map_bytes = g_opt.conns * sizeof(struct worker);
@@ -405,6 +476,7 @@ int main(int argc, char **argv) {
     double secs = (double)(now_us() - t0) / 1e6;
     uint64_t total = 0;
     for (uint32_t b = 0; b < HIST_BUCKETS; b++) total += hist[b];
+    if (g_opt.rate > 0) printf("open loop at %.0f requests/s: ", g_opt.rate);
     printf("conns %u depth %u batch %u mixed %.2f: %.0f requests/s, %.0f messages/s, "
            "p50 %" PRIu64 " us, p99 %" PRIu64 " us, errors %" PRIu64 " (%.1f s)\n",
            g_opt.conns, g_opt.depth, g_opt.batch, g_opt.mixed, (double)reqs / secs,
