@@ -4,7 +4,8 @@
  * idempotent ingest, follow-ups, customer and ticket merges, routing (claim, capacity,
  * auto-assign choice and ties, assignment timeout, release/transfer), the outbox (leases,
  * attempts, monotone delivery), every SLA metric with and without business hours, pauses and
- * priority changes, reply windows, tenant isolation and limits.
+ * priority changes, reply windows, tenant isolation and limits; the right to erasure
+ * (CUSTOMER_ERASE), the SLA target cap, the full token hash comparison, snapshot versions.
  * Method: the fixture sends every command through encode/decode before applying it, checks the
  * invariants after every command, and on every error path checks that the digest, the LSN and
  * the event stream did not change. Expected values are computed from the rule (times from the
@@ -12,6 +13,8 @@
  */
 #include "state_fixture.h"
 #include "tq_assert.h"
+
+#include <xxhash.h>
 
 /* The status table as docs/tickets.md states it (an independent copy of the spec). */
 static const char *const allowed_moves[TQ_STATUS_COUNT] = {
@@ -1607,6 +1610,54 @@ static void test_token_full_compare(void) {
     fx_free(&f);
 }
 
+/* Rewrites a blob's header for a new body length / version, with a fresh checksum. */
+static void blob_reseal(uint8_t *blob, size_t len, uint32_t version) {
+    uint64_t body_len = len - 32, sum = XXH3_64bits(blob + 32, body_len);
+    for (int i = 0; i < 4; i++) blob[8 + i] = (uint8_t)(version >> (8 * i));
+    for (int i = 0; i < 8; i++) blob[16 + i] = (uint8_t)(body_len >> (8 * i));
+    for (int i = 0; i < 8; i++) blob[24 + i] = (uint8_t)(sum >> (8 * i));
+}
+
+/* Snapshot version 2 adds the customer's erased flag (u8 after merged_into); version-1 blobs
+ * (without it) still load; a flag other than 0/1 is CORRUPT. The customer is the last entity
+ * written here (no identities, tickets or messages), so its flag is the body's last byte. */
+static void test_snapshot_v1_and_erased_flag(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    struct tq_cmd c = fx_cmd(TQ_CMD_CUSTOMER_CREATE, tn);
+    c.u.customer_create.name = S("Zed");
+    c.u.customer_create.language = S("en");
+    FX_OK(&f, &c);
+    uint64_t cid = f.res.customer_id;
+    void *blob;
+    size_t len;
+    TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
+    uint8_t *b = blob;
+    TQ_CHECK_EQ(b[8], 2);                                   /* version 2 */
+    TQ_CHECK_EQ(b[len - 1], 0);                             /* not erased */
+    uint8_t live[16], loaded[16];
+    tq_state_digest(f.s, live);
+    struct tq_state *l = NULL;
+    blob_reseal(b, len - 1, 1);                             /* the same state as version 1 */
+    TQ_CHECK_OK(tq_state_deserialize(b, len - 1, NULL, &l, &f.err), &f.err);
+    tq_state_digest(l, loaded);
+    TQ_CHECK_MEM_EQ(live, loaded, 16);
+    struct tq_customer_view cv;
+    TQ_CHECK_OK(tq_state_customer_get(l, tn, cid, &cv), NULL);
+    TQ_CHECK(!cv.erased && cv.name.len == 3);
+    tq_state_free(l);
+    blob_reseal(b, len, 2);
+    b[len - 1] = 2;
+    blob_reseal(b, len, 2);
+    TQ_CHECK_ERR(tq_state_deserialize(b, len, NULL, &l, &f.err), TQ_ERR_CORRUPT, &f.err);
+    b[len - 1] = 1;                                         /* erased but still named */
+    blob_reseal(b, len, 2);
+    TQ_CHECK_ERR(tq_state_deserialize(b, len, NULL, &l, &f.err), TQ_ERR_CORRUPT, &f.err);
+    tq_free(blob, len);
+    fx_free(&f);
+}
+
 int main(void) {
     tq_test_seed("test_state_rules");
     test_status_table();
@@ -1637,6 +1688,7 @@ int main(void) {
     test_customer_erase_many();
     test_sla_target_cap();
     test_token_full_compare();
+    test_snapshot_v1_and_erased_flag();
     printf("test_state_rules: ok\n");
     return 0;
 }
