@@ -683,7 +683,7 @@ static bool message_record(struct tq_log *log, struct tq_message_view *m, uint8_
     *body = (struct tq_str){NULL, 0};
     enum tq_err err = tq_log_read(log, m->lsn, &rec, buf, RECORD_BUF_BYTES, &error);
     if (err != TQ_OK) {
-        snprintf(why, why_cap, "body unavailable: %s", error.msg);
+        snprintf(why, why_cap, "body unavailable: %.400s", error.msg);
         return false;
     }
     if ((rec.flags & TQ_RECORD_REDACTED) != 0) {
@@ -693,7 +693,7 @@ static bool message_record(struct tq_log *log, struct tq_message_view *m, uint8_
     struct tq_cmd cmd;
     tq_arena_reset(arena);
     if (tq_cmd_decode(rec.payload, rec.len, &cmd, arena, &error) != TQ_OK) {
-        snprintf(why, why_cap, "body undecodable: %s", error.msg);
+        snprintf(why, why_cap, "body undecodable: %.400s", error.msg);
         return false;
     }
     tq_state_message_complete(m, &cmd);
@@ -752,7 +752,7 @@ static int query_ticket(struct engine *e, const struct replay_query *q) {
         for (uint32_t i = 0; i < n; i++) {
             struct tq_message_view *m = &msgs[i];
             struct tq_str body;
-            char why[160];
+            char why[448];
             bool have = message_record(e->log, m, buf, &e->arena, &body, why, sizeof(why));
             static const char *const authors[] = {"customer", "agent", "automation"};
             printf("  message %" PRIu64 " %s %s by %s", m->message_id,
