@@ -141,20 +141,44 @@ static void ensure_enc(struct tq_server *srv, size_t size) {
  * need a body (TicketGet, OutboxTake) can be served before the record is readable from the
  * log; the response itself still waits for the acknowledgement. The copies live back to back
  * in one growing buffer (no allocation per request once warm); entries are in LSN order, so
- * pruning removes a prefix. */
+ * pruning removes a prefix: it only advances staged_head, and the dead prefix is reclaimed
+ * when the arrays are full (staged_compact), not on every turn. */
+static void staged_compact(struct tq_server *srv) {
+    uint32_t head = srv->staged_head;
+    if (head == 0) return;
+    TQ_ASSERT(head < srv->staged_count); /* an empty list is rewound by the prune */
+    size_t base = srv->staged[head].offset;
+    memmove(srv->staged_bytes, srv->staged_bytes + base, srv->staged_bytes_len - base);
+    srv->staged_bytes_len -= base;
+    uint32_t live = srv->staged_count - head;
+    memmove(srv->staged, srv->staged + head, live * sizeof(*srv->staged));
+    for (uint32_t i = 0; i < live; i++) srv->staged[i].offset -= base;
+    srv->staged_count = live;
+    srv->staged_head = 0;
+}
+
 static void staged_keep(struct tq_server *srv, uint64_t lsn, const uint8_t *bytes, size_t len) {
-    if (srv->staged_count == srv->staged_cap) {
-        uint32_t cap = srv->staged_cap ? srv->staged_cap * 2 : 256;
-        srv->staged = tq_xrealloc(srv->staged, srv->staged_cap * sizeof(*srv->staged),
-                                  cap * sizeof(*srv->staged));
-        srv->staged_cap = cap;
+    if (srv->staged_count == srv->staged_cap ||
+        srv->staged_bytes_len + len > srv->staged_bytes_cap) {
+        staged_compact(srv);
+        /* Grow when more than half is still live after compaction, so compactions stay rare
+         * (each moves at most as much as was appended since the previous one). */
+        if (srv->staged_count * 2 >= srv->staged_cap) {
+            uint32_t cap = srv->staged_cap ? srv->staged_cap * 2 : 256;
+            srv->staged = tq_xrealloc(srv->staged, srv->staged_cap * sizeof(*srv->staged),
+                                      cap * sizeof(*srv->staged));
+            srv->staged_cap = cap;
+        }
+        if (srv->staged_bytes_len + len > srv->staged_bytes_cap ||
+            srv->staged_bytes_len * 2 >= srv->staged_bytes_cap) {
+            size_t cap = srv->staged_bytes_cap ? srv->staged_bytes_cap : 256 * 1024;
+            while (cap < srv->staged_bytes_len + len || cap <= srv->staged_bytes_len * 2) cap *= 2;
+            srv->staged_bytes = tq_xrealloc(srv->staged_bytes, srv->staged_bytes_cap, cap);
+            srv->staged_bytes_cap = cap;
+        }
     }
-    if (srv->staged_bytes_len + len > srv->staged_bytes_cap) {
-        size_t cap = srv->staged_bytes_cap ? srv->staged_bytes_cap : 256 * 1024;
-        while (cap < srv->staged_bytes_len + len) cap *= 2;
-        srv->staged_bytes = tq_xrealloc(srv->staged_bytes, srv->staged_bytes_cap, cap);
-        srv->staged_bytes_cap = cap;
-    }
+    TQ_ASSERT(srv->staged_count < srv->staged_cap);
+    TQ_ASSERT(srv->staged_bytes_len + len <= srv->staged_bytes_cap);
     TQ_ASSERT(srv->staged_count == 0 || srv->staged[srv->staged_count - 1].lsn < lsn);
     memcpy(srv->staged_bytes + srv->staged_bytes_len, bytes, len);
     srv->staged[srv->staged_count++] =
@@ -163,20 +187,14 @@ static void staged_keep(struct tq_server *srv, uint64_t lsn, const uint8_t *byte
 }
 
 void tq_dispatch_prune_staged(struct tq_server *srv, uint64_t acked_lsn) {
-    uint32_t drop = 0;
-    while (drop < srv->staged_count && srv->staged[drop].lsn <= acked_lsn) drop++;
-    if (drop == 0) return;
-    if (drop == srv->staged_count) {
-        srv->staged_count = 0;
-        srv->staged_bytes_len = 0;
-        return;
+    TQ_ASSERT(srv->staged_head <= srv->staged_count);
+    while (srv->staged_head < srv->staged_count && srv->staged[srv->staged_head].lsn <= acked_lsn) {
+        srv->staged_head++;
     }
-    size_t base = srv->staged[drop].offset;
-    memmove(srv->staged_bytes, srv->staged_bytes + base, srv->staged_bytes_len - base);
-    srv->staged_bytes_len -= base;
-    memmove(srv->staged, srv->staged + drop, (srv->staged_count - drop) * sizeof(*srv->staged));
-    srv->staged_count -= drop;
-    for (uint32_t i = 0; i < srv->staged_count; i++) srv->staged[i].offset -= base;
+    if (srv->staged_head == srv->staged_count) { /* all acknowledged: rewind for free */
+        srv->staged_head = srv->staged_count = 0;
+        srv->staged_bytes_len = 0;
+    }
 }
 
 uint64_t tq_dispatch_send_queue_max(const struct tq_server *srv) {
@@ -359,7 +377,7 @@ static enum tq_err strs_of(struct req *r, size_t n, char **in, uint32_t max, con
 static enum tq_err record_cmd(struct tq_server *srv, uint64_t lsn, struct tq_cmd *cmd,
                               struct tq_error *error) {
     if (lsn > tq_log_acked_lsn(srv->log)) {
-        for (uint32_t i = 0; i < srv->staged_count; i++) {
+        for (uint32_t i = srv->staged_head; i < srv->staged_count; i++) {
             if (srv->staged[i].lsn == lsn) {
                 uint8_t *copy = tq_arena_memdup(&srv->arena,
                                                 srv->staged_bytes + srv->staged[i].offset,

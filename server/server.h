@@ -9,6 +9,8 @@
  *   subscribe.c  Subscribe: catch-up from the log, live events, slow-subscriber fallback
  *   metrics.c    Prometheus text at GET /metrics
  *   config.c     options; sha256.c tokens; events_codec.c the events log record
+ *   reqdec.c     fast decoder for Ingest / Batch-of-Ingest requests (else protobuf-c)
+ *   respenc.c    fast encoder for id/error/ids/batch responses (else protobuf-c)
  *
  * The one rule everything serves: no response reveals state that is not durable. Every byte
  * queued to a connection carries the LSN it depends on (the highest LSN staged when it was
@@ -156,10 +158,11 @@ struct tq_server {
 
     struct tq_event *ev;            /* events of the command being applied */
     uint32_t ev_count, ev_cap;
-    struct tq_staged_record *staged; /* unacknowledged command records, by LSN */
-    uint32_t staged_count, staged_cap;
+    struct tq_staged_record *staged; /* [staged_head, staged_count): unacknowledged command
+                                      * records, by LSN; acked ones below head are dead */
+    uint32_t staged_head, staged_count, staged_cap;
     uint8_t *staged_bytes;          /* their encodings, back to back */
-    size_t staged_bytes_len, staged_bytes_cap;
+    size_t staged_bytes_len, staged_bytes_cap; /* live bytes start at staged[staged_head] */
     struct tq_pending_event *pend;  /* staged events not yet revealed to subscribers */
     uint32_t pend_count, pend_cap;
     uint32_t subscribers;
