@@ -547,6 +547,7 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         const struct tq_identity *id = st_identity(s, x);
         if (id->ext_len == 0) {
             CHECK(id->hash == 0 && id->next == 0, "identity %u: erased but hashed/chained", x);
+            CHECK(st_customer(s, id->customer)->erased, "identity %u: erased, customer not", x);
             continue;
         }
         live_identities++;

@@ -628,7 +628,10 @@ static void check_tenancy(struct sr *r, const struct tq_state *s) {
     for (uint32_t i = 1; i < s->identities.next_id && r->bad == NULL; i++) {
         const struct tq_identity *x = st_identity(s, i);
         if (st_customer(s, x->customer)->tenant != x->tenant) sr_fail(r, "identity tenant");
-        if (x->ext_len > 0 && st_customer(s, x->customer)->erased) sr_fail(r, "erased identity");
+        /* live identities belong to live customers, erased ones to erased customers */
+        if ((x->ext_len > 0) == (st_customer(s, x->customer)->erased != 0)) {
+            sr_fail(r, "erased identity");
+        }
     }
 }
 
