@@ -121,13 +121,13 @@ static void test_flipped_bit(const char *pristine, const char *work, uint64_t *r
         TQ_CHECK_GT(segs.count, 3);
         int si = (int)tq_test_rand_below(rng, (uint64_t)segs.count);
         char path[512];
-        snprintf(path, sizeof(path), "%s/log/%s", work, segs.names[si]);
+        snprintf(path, sizeof(path), "%s/log/%.64s", work, segs.names[si]);
         uint64_t offsets[64];
         uint32_t lens[64];
         int n = batch_offsets(path, offsets, lens, 64);
         if (si == segs.count - 1 && n < 2) { /* the newest may hold just its torn-tail batch */
             si = 0;
-            snprintf(path, sizeof(path), "%s/log/%s", work, segs.names[si]);
+            snprintf(path, sizeof(path), "%s/log/%.64s", work, segs.names[si]);
             n = batch_offsets(path, offsets, lens, 64);
         }
         TQ_CHECK_GT(n, 1);
