@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,7 +58,8 @@
 #define ZERO_CHUNK_BYTES (256u << 10) /* spare zero-fill: one 256 KiB write at a time, when idle */
 #define SCAN_WINDOW_BYTES (4u << 20)  /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
 #define SPARE_NAME "spare.seg.tmp"
-#define OPEN_ZERO_BYTES (4u << 20)    /* head of a segment created at open that is zero-filled */
+#define OPEN_ZERO_BYTES (4u << 20)
+#define WRITERS_WAIT_MS 10000         /* open waits this long for a dead writer's I/O to land */    /* head of a segment created at open that is zero-filled */
 
 /* ==== small helpers ==================================================================== */
 
@@ -261,14 +263,23 @@ static void prep_fsync(struct tq_log *log, struct io_uring *ring, struct tq_log_
     log->ops_inflight++;
 }
 
-/* The fd batch writes go through: an O_DIRECT descriptor of the segment when the file system
- * takes it (batches are 4 KiB-aligned in memory, on disk and in length), else the plain one. */
+/* The fd batch writes go through: a separate description of the segment, O_DIRECT when the file
+ * system takes it (batches are 4 KiB-aligned in memory, on disk and in length), holding an
+ * exclusive flock. The lock lives as long as the description, and a write in flight holds a
+ * reference to it: a writer killed with writes in flight keeps its locks until the kernel has
+ * finished them, and tq_log_open waits for that (writers_wait) before it reads the tail. */
 static int seg_write_fd(struct tq_log *log, struct tq_seg *seg) {
-    if (!seg->wfd_tried && !log->opt.buffered_writes) {
-        seg->wfd_tried = true;
-        seg->wfd = open(seg->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (seg->wfd >= 0) return seg->wfd;
+    int fd = -1;
+    if (!log->opt.buffered_writes) fd = open(seg->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    seg->wfd_direct = fd >= 0;
+    if (fd < 0) fd = open(seg->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) tq_fatal("open %s for writing: %s", seg->path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        tq_fatal("lock %s: %s (another process is writing this log)", seg->path, strerror(errno));
     }
-    return seg->wfd >= 0 ? seg->wfd : seg->fd;
+    seg->wfd = fd;
+    return fd;
 }
 
 /* Prepares the write of the unwritten rest of a unit's batch and its syncs. */
@@ -280,7 +291,7 @@ static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring, stru
     reserve_sqes(ring, count);
 
     int wfd = seg_write_fd(log, seg);
-    if (wfd != seg->fd) {
+    if (seg->wfd_direct) {
         /* O_DIRECT needs aligned offsets: after a short write, rewrite from the last 4 KiB
          * boundary (bytes of this same, unacknowledged batch). */
         u->done -= u->done % TQ_BATCH_ALIGN_BYTES;
@@ -851,6 +862,35 @@ static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
     return err;
 }
 
+/* Waits until no other description holds the write lock of a plain segment (seg_write_fd): a
+ * writer that was killed may still have O_DIRECT or io-wq writes in flight in the kernel for a
+ * few milliseconds after its death; recovering (and cutting, and writing new batches) before
+ * they land would let a stale, unacknowledged batch overwrite new, acknowledged ones. A live
+ * writer never lets go: after WRITERS_WAIT_MS this fails with TQ_ERR_UNAVAILABLE. */
+static enum tq_err writers_wait(struct tq_log *log, struct tq_error *error) {
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        const struct tq_seg *seg = &log->segs[i];
+        if (seg->compressed) continue;
+        int fd = open(seg->path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", seg->path, strerror(errno));
+        int waited_ms = 0;
+        while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if ((errno != EWOULDBLOCK && errno != EINTR) || waited_ms >= WRITERS_WAIT_MS) {
+                int e = errno;
+                close(fd);
+                return tq_error_set(error, e == EWOULDBLOCK ? TQ_ERR_UNAVAILABLE : TQ_ERR_IO,
+                                    "%s is locked by another writer of this log (waited %d ms): %s",
+                                    seg->path, waited_ms, strerror(e));
+            }
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+            nanosleep(&ts, NULL);
+            waited_ms++;
+        }
+        close(fd); /* releases the probe's lock */
+    }
+    return TQ_OK;
+}
+
 struct scan_stop {
     bool stopped;
     uint32_t seg_index;
@@ -1244,6 +1284,7 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
         goto fail;
     }
     if ((err = segments_load(log, error)) != TQ_OK) goto fail;
+    if (!opt.read_only && (err = writers_wait(log, error)) != TQ_OK) goto fail;
 
     struct scan_stop stop = {0};
     if ((err = scan_all(log, rec, &stop, error)) != TQ_OK) goto fail;

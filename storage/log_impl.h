@@ -43,8 +43,8 @@ struct tq_seg {
     uint64_t bytes_written; /* logical end of the last batch whose write completed */
     char *path;
     int fd;                 /* reads, fsyncs, fault seam (buffered) */
-    int wfd;                /* batch writes: O_DIRECT when supported, else -1 (use fd) */
-    bool wfd_tried;         /* the O_DIRECT open was attempted */
+    int wfd;                /* batch writes (O_DIRECT when supported), flock'ed LOCK_EX; -1 */
+    bool wfd_direct;        /* wfd was opened with O_DIRECT */
     bool compressed;
     struct tq_zseg_block *blocks; /* compressed only */
     uint32_t block_count;
