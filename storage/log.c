@@ -58,8 +58,8 @@
 #define ZERO_CHUNK_BYTES (256u << 10) /* spare zero-fill: one 256 KiB write at a time, when idle */
 #define SCAN_WINDOW_BYTES (4u << 20)  /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
 #define SPARE_NAME "spare.seg.tmp"
-#define OPEN_ZERO_BYTES (4u << 20)
-#define WRITERS_WAIT_MS 10000         /* open waits this long for a dead writer's I/O to land */    /* head of a segment created at open that is zero-filled */
+#define OPEN_ZERO_BYTES (4u << 20)    /* head of a segment created at open that is zero-filled */
+#define WRITERS_WAIT_MS_DEFAULT 10000 /* open waits this long for a dead writer's I/O to land */
 
 /* ==== small helpers ==================================================================== */
 
@@ -866,7 +866,7 @@ static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
  * writer that was killed may still have O_DIRECT or io-wq writes in flight in the kernel for a
  * few milliseconds after its death; recovering (and cutting, and writing new batches) before
  * they land would let a stale, unacknowledged batch overwrite new, acknowledged ones. A live
- * writer never lets go: after WRITERS_WAIT_MS this fails with TQ_ERR_UNAVAILABLE. */
+ * writer never lets go: after options.writers_wait_ms this fails with TQ_ERR_UNAVAILABLE. */
 static enum tq_err writers_wait(struct tq_log *log, struct tq_error *error) {
     for (uint32_t i = 0; i < log->seg_count; i++) {
         const struct tq_seg *seg = &log->segs[i];
@@ -875,7 +875,7 @@ static enum tq_err writers_wait(struct tq_log *log, struct tq_error *error) {
         if (fd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", seg->path, strerror(errno));
         int waited_ms = 0;
         while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            if ((errno != EWOULDBLOCK && errno != EINTR) || waited_ms >= WRITERS_WAIT_MS) {
+            if ((errno != EWOULDBLOCK && errno != EINTR) || waited_ms >= (int)log->opt.writers_wait_ms) {
                 int e = errno;
                 close(fd);
                 return tq_error_set(error, e == EWOULDBLOCK ? TQ_ERR_UNAVAILABLE : TQ_ERR_IO,
@@ -1205,6 +1205,7 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     if (o->batch_bytes_max == 0) o->batch_bytes_max = TQ_BATCH_BYTES_DEFAULT_MAX;
     if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
     if (o->batches_inflight_max == 0) o->batches_inflight_max = TQ_BATCHES_INFLIGHT_DEFAULT;
+    if (o->writers_wait_ms == 0) o->writers_wait_ms = WRITERS_WAIT_MS_DEFAULT;
     if (o->batches_inflight_max > TQ_BATCHES_INFLIGHT_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "batches_inflight_max %u exceeds %u",
                             o->batches_inflight_max, TQ_BATCHES_INFLIGHT_MAX);

@@ -64,6 +64,9 @@ struct tq_log_options {
     /* Write batches through the page cache instead of O_DIRECT (O_DIRECT is used when the
      * file system supports it: no page-cache copy; docs/performance-storage.md). */
     bool buffered_writes;
+    /* How long a writable open waits for another writer's lock on a segment (a killed writer's
+     * writes still landing) before failing with TQ_ERR_UNAVAILABLE; 0 = 10000 ms. */
+    uint32_t writers_wait_ms;
 };
 
 #define TQ_BATCHES_INFLIGHT_DEFAULT 2u

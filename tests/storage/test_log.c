@@ -384,6 +384,34 @@ static void test_big_batches(void) {
     st_rmtree(dir);
 }
 
+/* A second writer on the same directory is refused (the first holds its segment's write lock);
+ * once the first is closed, it opens and sees everything the first acknowledged. */
+static void test_second_writer(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "writers");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.writers_wait_ms = 30;
+    struct tq_log *a, *b;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &a, NULL, &err), &err);
+    uint64_t lsn;
+    TQ_CHECK_OK(tq_log_append(a, 1, "first", 5, &lsn, &err), &err);
+    TQ_CHECK_OK(tq_log_sync(a, &err), &err); /* the tail's write descriptor is locked now */
+    enum tq_err e = tq_log_open(&o, &b, NULL, &err);
+    TQ_CHECK_EQ(e, TQ_ERR_UNAVAILABLE);
+    TQ_CHECK(strstr(err.msg, "locked by another writer") != NULL);
+    struct tq_log_options ro = o;
+    ro.read_only = true; /* readers never wait */
+    TQ_CHECK_OK(tq_log_open(&ro, &b, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_acked_lsn(b), 1);
+    tq_log_close(b);
+    tq_log_close(a);
+    TQ_CHECK_OK(tq_log_open(&o, &b, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_next_lsn(b), 2);
+    tq_log_close(b);
+    st_rmtree(dir);
+}
+
 int main(void) {
     seed = tq_test_seed("test_log");
     rng = seed * 31 + 7;
@@ -394,6 +422,7 @@ int main(void) {
     test_enospc();
     test_big_batches();
     test_prezero();
+    test_second_writer();
     printf("test_log: ok\n");
     return 0;
 }
