@@ -103,7 +103,10 @@ struct tq_log;
 /* Opens (and recovers) the log in options->dir. Verifies every batch checksum and the hash
  * chain from the newest snapshot on (all of it if there is none); cuts a torn tail (one line to
  * log_line); refuses corruption elsewhere with TQ_ERR_CORRUPT and a message naming the segment
- * file, byte offset and LSN. Returns TQ_OK, TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_INVALID_ARGUMENT.
+ * file, byte offset and LSN. A writable open first waits (writers_wait_ms) until no other
+ * process holds a segment's write lock (a killed writer's last writes still landing); a live
+ * second writer gives TQ_ERR_UNAVAILABLE. Returns TQ_OK, TQ_ERR_CORRUPT, TQ_ERR_IO,
+ * TQ_ERR_INVALID_ARGUMENT, TQ_ERR_UNAVAILABLE.
  * recovery may be NULL. On success the caller owns *log_out (tq_log_close). */
 TQ_NODISCARD enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
                                      struct tq_log_recovery *recovery, struct tq_error *error);
@@ -127,9 +130,11 @@ bool tq_log_can_append(const struct tq_log *log, uint32_t len);
 TQ_NODISCARD enum tq_err tq_log_append(struct tq_log *log, uint16_t type, const void *payload,
                                        uint32_t len, uint64_t *lsn_out, struct tq_error *error);
 
-/* Prepares SQEs on ring for the staged records if no batch is in flight (group commit: one
- * write linked to one fdatasync; never IOSQE_IO_DRAIN) or for a due interval sync. Returns the
- * number of SQEs prepared; the caller calls io_uring_submit. now_us stamps the batch. */
+/* Prepares SQEs on ring for the staged records if fewer than batches_inflight_max batches are
+ * in flight (group commit: one write linked to one fdatasync per batch; never IOSQE_IO_DRAIN),
+ * or for a due interval sync (once no batch is in flight). Batches are acknowledged strictly in
+ * order, each only after its own fdatasync and every earlier batch's. Returns the number of SQEs
+ * prepared; the caller calls io_uring_submit. now_us stamps the batch. */
 unsigned tq_log_submit(struct tq_log *log, struct io_uring *ring, uint64_t now_us);
 
 /* True if cqe was produced by an SQE of this log (user_data's top byte is options.ring_tag). */
