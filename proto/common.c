@@ -1,13 +1,15 @@
 /* proto/common.c: the shared vocabulary's implementation (errors, assertions, allocation).
  *
  * Kept tiny and dependency-free: every target links it (library tq_common). The allocation
- * counter is a plain global because each ticketq process runs one event loop thread; tools
- * with helper threads only read it.
+ * counter is one relaxed atomic: the server is one thread, but libticketq links this file too
+ * and its users may run one client per thread. A free always follows its own allocation, so
+ * the counter can never drop below the size being freed, whatever the interleaving.
  */
 #include "tq_alloc.h"
 #include "tq_assert.h"
 #include "tq_err.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,23 +75,41 @@ void tq_fatal(const char *fmt, ...) {
 
 /* ---- allocation ------------------------------------------------------------------------- */
 
-static uint64_t alloc_bytes_live;
-static uint64_t alloc_fail_countdown;
+static _Atomic uint64_t alloc_bytes_live;
+static _Atomic uint64_t alloc_fail_countdown; /* test seam; 0 = off */
 
-static int alloc_should_fail(void) {
-    if (alloc_fail_countdown == 0) return 0;
-    alloc_fail_countdown--;
-    return alloc_fail_countdown == 0;
+static void live_add(uint64_t n) {
+    atomic_fetch_add_explicit(&alloc_bytes_live, n, memory_order_relaxed);
 }
 
-void tq_alloc_fail_at(uint64_t nth) { alloc_fail_countdown = nth; }
+static void live_sub(uint64_t n) {
+    uint64_t before = atomic_fetch_sub_explicit(&alloc_bytes_live, n, memory_order_relaxed);
+    TQ_ASSERT(before >= n);
+}
 
-uint64_t tq_alloc_bytes_live(void) { return alloc_bytes_live; }
+static int alloc_should_fail(void) {
+    uint64_t left = atomic_load_explicit(&alloc_fail_countdown, memory_order_relaxed);
+    while (left != 0) {
+        if (atomic_compare_exchange_weak_explicit(&alloc_fail_countdown, &left, left - 1,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            return left == 1;
+        }
+    }
+    return 0;
+}
+
+void tq_alloc_fail_at(uint64_t nth) {
+    atomic_store_explicit(&alloc_fail_countdown, nth, memory_order_relaxed);
+}
+
+uint64_t tq_alloc_bytes_live(void) {
+    return atomic_load_explicit(&alloc_bytes_live, memory_order_relaxed);
+}
 
 void *tq_alloc(size_t size) {
     if (alloc_should_fail()) return NULL;
     void *p = malloc(size == 0 ? 1 : size);
-    if (p != NULL) alloc_bytes_live += size;
+    if (p != NULL) live_add(size);
     return p;
 }
 
@@ -97,7 +117,7 @@ void *tq_calloc(size_t count, size_t size) {
     if (size != 0 && count > SIZE_MAX / size) return NULL;
     if (alloc_should_fail()) return NULL;
     void *p = calloc(count == 0 ? 1 : count, size == 0 ? 1 : size);
-    if (p != NULL) alloc_bytes_live += count * size;
+    if (p != NULL) live_add(count * size);
     return p;
 }
 
@@ -106,15 +126,15 @@ void *tq_realloc(void *ptr, size_t size_old, size_t size_new) {
     void *p = realloc(ptr, size_new == 0 ? 1 : size_new);
     if (p != NULL) {
         TQ_ASSERT(ptr != NULL || size_old == 0);
-        alloc_bytes_live = alloc_bytes_live - size_old + size_new;
+        live_add(size_new);
+        live_sub(size_old);
     }
     return p;
 }
 
 void tq_free(void *ptr, size_t size) {
     if (ptr == NULL) return;
-    TQ_ASSERT(alloc_bytes_live >= size);
-    alloc_bytes_live -= size;
+    live_sub(size);
     free(ptr);
 }
 
@@ -148,7 +168,7 @@ void *tq_xrealloc(void *ptr, size_t size_old, size_t size_new) {
 
 struct tq_arena_block {
     struct tq_arena_block *next;
-    size_t size;    /* usable bytes in data */
+    size_t size; /* usable bytes in data */
     size_t used;
     _Alignas(16) unsigned char data[];
 };
@@ -162,10 +182,10 @@ struct tq_arena_block {
 #endif
 #ifdef TQ_HAVE_ASAN
 #include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else
-#define POISON(p, n) ((void)(p), (void)(n))
+#define POISON(p, n)   ((void)(p), (void)(n))
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 

@@ -431,14 +431,6 @@ static Ticketq__Message *message_to_wire(struct req *r, const struct tq_message_
     m->ticket_id = v->ticket_id;
     m->direction = (Ticketq__Direction)v->direction;
     m->channel = (Ticketq__Channel)v->channel;
-    m->has_author_kind = true;
-    m->author_kind = (Ticketq__AuthorKind)v->author_kind;
-    m->has_author_id = v->author_id != 0;
-    m->author_id = v->author_id;
-    m->has_created_ms = true;
-    m->created_ms = v->created_ms;
-    m->has_provider_ts_ms = v->provider_ts_ms != 0;
-    m->provider_ts_ms = v->provider_ts_ms;
     m->has_delivery = true;
     m->delivery = (Ticketq__Delivery)v->delivery;
     m->has_lsn = true;
@@ -448,6 +440,18 @@ static Ticketq__Message *message_to_wire(struct req *r, const struct tq_message_
     struct tq_cmd cmd;
     struct tq_error error;
     enum tq_err err = record_cmd(r->srv, v->lsn, &cmd, &error);
+    /* The view keeps only what is in memory; commit time, provider time and the replying
+     * agent come from the message's own record (tq_state_message_complete). */
+    struct tq_message_view full = *v;
+    if (err == TQ_OK) tq_state_message_complete(&full, &cmd);
+    m->has_author_kind = true;
+    m->author_kind = (Ticketq__AuthorKind)full.author_kind;
+    m->has_author_id = full.author_id != 0;
+    m->author_id = full.author_id;
+    m->has_created_ms = full.created_ms != 0;
+    m->created_ms = full.created_ms;
+    m->has_provider_ts_ms = full.provider_ts_ms != 0;
+    m->provider_ts_ms = full.provider_ts_ms;
     if (err == TQ_ERR_NOT_FOUND) {
         m->has_redacted = true;
         m->redacted = true;
@@ -1356,7 +1360,7 @@ static enum tq_err op_subscribe(struct req *r) {
     }
     uint32_t mask = 0;
     for (size_t i = 0; i < m->n_types; i++) {
-        if ((int)m->types[i] < (int)TQ_EVENT_TENANT_CREATED || (int)m->types[i] > (int)TQ_EVENT_CONFIG_CHANGED) {
+        if ((int)m->types[i] < (int)TQ_EVENT_TENANT_CREATED || (int)m->types[i] > (int)TQ_EVENT_CUSTOMER_ERASED) {
             return fail(r, TQ_ERR_INVALID_ARGUMENT, "types[%zu] out of range", i);
         }
         mask |= 1u << m->types[i];

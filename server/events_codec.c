@@ -103,7 +103,7 @@ enum tq_err tq_events_decode(const uint8_t *buf, size_t len, uint64_t *cmd_lsn_o
         uint64_t mask, v[BIT_COUNT] = {0};
         if (pos >= len) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated");
         uint8_t type = buf[pos++];
-        if (type < TQ_EVENT_TENANT_CREATED || type > TQ_EVENT_CONFIG_CHANGED) {
+        if (type < TQ_EVENT_TENANT_CREATED || type > TQ_EVENT_CUSTOMER_ERASED) {
             return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad type %u", type);
         }
         if (!get_varint(buf, len, &pos, &mask) || mask >= (1u << BIT_COUNT)) {

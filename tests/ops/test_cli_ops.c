@@ -68,6 +68,14 @@ int main(void) {
                         "--queue 1 --body 'parcel question %d'",
                         cli, fx.addr, tok, token_file, i, i), 0);
     }
+    /* Message views are completed from their records: the commit time is there (not 0). */
+    TQ_CHECK_EQ(run(out, sizeof(out), "%s --addr %s %s %s --tenant 1 --json ticket show 1", cli,
+                    fx.addr, tok, token_file), 0);
+    const char *msgs = strstr(out, "\"messages\":[");
+    TQ_CHECK(msgs != NULL);
+    const char *created = strstr(msgs, "\"created_ms\":");
+    TQ_CHECK(created != NULL);
+    TQ_CHECK_GT(strtoull(created + strlen("\"created_ms\":"), NULL, 10), 1700000000000ull);
     TQ_CHECK_EQ(tq_fixture_stop(&fx), 0);
 
     TQ_CHECK_EQ(run(out, sizeof(out), "%s verify --data %s", cli, fx.dir), 0);
