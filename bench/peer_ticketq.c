@@ -68,6 +68,10 @@ struct tq_bench_conn {
     struct tq_bench_op *acc;        /* ingests waiting for a full batch */
     uint64_t *acc_tags;
     uint32_t acc_count;
+    /* A Batch answer whose members did not all fit in one poll_completions call. */
+    Ticketq__Response *partial;
+    uint32_t partial_next, partial_count;
+    enum tq_err partial_status;     /* batch-level status (TQ_OK: use each member's result) */
 };
 
 static struct ticketq_system *sys_of(void *ctx) { return ctx; }
@@ -324,16 +328,31 @@ static void complete(struct tq_bench_completion *out, uint32_t *count, uint64_t 
     (*count)++;
 }
 
+/* Completes the members of c->partial that fit in out[..max); frees it when all are done. */
+static void drain_partial(struct tq_bench_conn *c, struct tq_bench_completion *out, uint32_t max,
+                          uint32_t *count) {
+    struct tq_error op_error;
+    while (c->partial != NULL && *count < max) {
+        uint32_t i = c->partial_next++;
+        struct entry m = fifo_pop(c);
+        TQ_ASSERT(m.kind == ENTRY_BATCH_MEMBER);
+        enum tq_err st = c->partial_status;
+        if (st == TQ_OK) st = tq_client_response_error(c->partial->batch->results[i], &op_error);
+        complete(out, count, m.tag, st);
+        if (c->partial_next == c->partial_count) {
+            tq_client_response_free(c->partial);
+            c->partial = NULL;
+        }
+    }
+}
+
 static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_completion *out,
                                     uint32_t max, uint32_t *count_out, struct tq_error *error) {
     *count_out = 0;
     bool reply_queued = false;
     enum tq_err rc = TQ_OK;
-    while (c->fifo_count > 0 && tq_client_inflight(c->client) > 0) {
-        /* Room for the largest answer (a whole batch) before taking it off the socket. */
-        const struct entry *head = &c->fifo[c->fifo_head];
-        uint32_t need = head->kind == ENTRY_BATCH_MEMBER ? head->batch_count : 1;
-        if (*count_out + need > max) break;
+    drain_partial(c, out, max, count_out);
+    while (*count_out < max && c->fifo_count > 0 && tq_client_inflight(c->client) > 0) {
         Ticketq__Response *resp = NULL;
         rc = tq_client_try_collect(c->client, &resp, error);
         if (rc != TQ_OK || resp == NULL) break;
@@ -354,15 +373,19 @@ static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_com
             }
             break;
         case ENTRY_BATCH_MEMBER: {
-            uint32_t n = e.batch_count;
-            bool shaped = status == TQ_OK && resp->result_case == TICKETQ__RESPONSE__RESULT_BATCH &&
-                          resp->batch->n_results == n;
-            for (uint32_t i = 0; i < n; i++) {
-                struct entry m = i == 0 ? e : fifo_pop(c);
-                enum tq_err st = status != TQ_OK ? status : TQ_ERR_CORRUPT;
-                if (shaped) st = tq_client_response_error(resp->batch->results[i], &op_error);
-                complete(out, count_out, m.tag, st);
-            }
+            /* The head member was popped; put it back and let drain_partial hand out all n
+             * members as room allows (a batch may be larger than one call's max). */
+            TQ_ASSERT(e.batch_count > 0);
+            c->fifo_head = (c->fifo_head + c->fifo_cap - 1) % c->fifo_cap;
+            c->fifo_count++;
+            bool shaped = resp->result_case == TICKETQ__RESPONSE__RESULT_BATCH &&
+                          resp->batch->n_results == e.batch_count;
+            c->partial_status = status != TQ_OK ? status : shaped ? TQ_OK : TQ_ERR_CORRUPT;
+            c->partial = resp;
+            c->partial_next = 0;
+            c->partial_count = e.batch_count;
+            resp = NULL;
+            drain_partial(c, out, max, count_out);
             break;
         }
         }
@@ -376,6 +399,7 @@ static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_com
 static void conn_close(struct tq_bench_conn *c) {
     if (c == NULL) return;
     uint32_t batch = c->sys->batch;
+    tq_client_response_free(c->partial);
     tq_client_close(c->client);
     tq_free(c->acc_tags, batch * sizeof(*c->acc_tags));
     tq_free(c->acc, batch * sizeof(*c->acc));
