@@ -24,8 +24,17 @@ target_link_libraries(ticketq-diskprobe PRIVATE tq_common)
 
 # The full peer comparison is opt-in (it installs and starts PostgreSQL and Redis):
 #   cmake --build <dir> --target bench-peers
-add_custom_target(bench-peers
-  COMMAND bash ${TQ_BENCH_DIR}/peers/run-peers.sh --bench-bin $<TARGET_FILE:ticketq-bench>
-          --probe-bin $<TARGET_FILE:ticketq-diskprobe>
-  DEPENDS ticketq-bench ticketq-diskprobe
-  USES_TERMINAL)
+# ticketq runs with the ticketqd of the same build (its server/ target must exist).
+if(TARGET ticketqd)
+  add_custom_target(bench-peers
+    COMMAND bash ${TQ_BENCH_DIR}/peers/run-peers.sh --bench-bin $<TARGET_FILE:ticketq-bench>
+            --probe-bin $<TARGET_FILE:ticketq-diskprobe> --ticketqd-bin $<TARGET_FILE:ticketqd>
+    DEPENDS ticketq-bench ticketq-diskprobe ticketqd
+    USES_TERMINAL)
+else()
+  add_custom_target(bench-peers
+    COMMAND bash ${TQ_BENCH_DIR}/peers/run-peers.sh --bench-bin $<TARGET_FILE:ticketq-bench>
+            --probe-bin $<TARGET_FILE:ticketq-diskprobe> --systems "pg-fn pg-plain redis"
+    DEPENDS ticketq-bench ticketq-diskprobe
+    USES_TERMINAL)
+endif()
