@@ -41,6 +41,8 @@ static const struct option_doc k_options[] = {
                                    "back to the log (default 1048576)"},
     {"segment-bytes", "BYTES", "log segment size (default 67108864)"},
     {"body-max", "BYTES", "largest message body (default 65536)"},
+    {"recv", "MODE", "single | multishot | auto: receive path (default auto = multishot recv "
+                     "with a provided-buffer ring when the kernel has it; env TICKETQD_RECV)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -177,6 +179,16 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             FAIL("--body-max: expected 1..524288 bytes, got '%s'", value);
         }
         cfg->body_max = (uint32_t)v;
+    } else if (strcmp(name, "recv") == 0) {
+        if (strcmp(value, "auto") == 0) {
+            cfg->recv_mode = TQ_RECV_AUTO;
+        } else if (strcmp(value, "single") == 0) {
+            cfg->recv_mode = TQ_RECV_SINGLE;
+        } else if (strcmp(value, "multishot") == 0) {
+            cfg->recv_mode = TQ_RECV_MULTISHOT;
+        } else {
+            FAIL("--recv: expected single, multishot or auto, got '%s'", value);
+        }
     } else {
         FAIL("unknown option '%s'", name);
     }
@@ -249,6 +261,16 @@ int tq_config_parse(struct tq_config *cfg, int argc, char **argv) {
     }
     longopts[TQ_ARRAY_COUNT(k_options)] = (struct option){NULL, 0, NULL, 0};
 
+    /* The environment knob comes first, so a config file and argv override it (the tests run
+     * the whole suite with TICKETQD_RECV=single to exercise the fallback receive path). */
+    const char *env_recv = getenv("TICKETQD_RECV");
+    if (env_recv != NULL && env_recv[0] != '\0') {
+        char msg[256];
+        if (!tq_config_set(cfg, "recv", env_recv, msg, sizeof(msg))) {
+            fprintf(stderr, "ticketqd: TICKETQD_RECV: %s\n", msg);
+            return 2;
+        }
+    }
     /* Pass 1: --help and --config (the file is loaded first so argv overrides it). */
     opterr = 0;
     optind = 0; /* GNU: 0 fully re-initialises getopt (argv may have been permuted) */

@@ -14,6 +14,11 @@
 
 #define TQ_CONFIG_PATH_BYTES 512
 
+/* How connections receive (--recv, or the TICKETQD_RECV environment variable, which the
+ * command line overrides): multishot recv with a provided-buffer ring, the single-shot
+ * per-connection-buffer path, or auto (multishot when the startup probe says it works). */
+enum tq_recv_mode { TQ_RECV_AUTO = 0, TQ_RECV_SINGLE = 1, TQ_RECV_MULTISHOT = 2 };
+
 struct tq_config {
     char data_dir[TQ_CONFIG_PATH_BYTES];
     char listen_host[64];           /* numeric IPv4/IPv6 literal or "localhost" */
@@ -32,6 +37,7 @@ struct tq_config {
     uint32_t subscriber_buffer;
     uint64_t segment_bytes;
     uint32_t body_max;
+    enum tq_recv_mode recv_mode;
 };
 
 /* Fills cfg with every default. */

@@ -192,7 +192,8 @@ void tq_conn_sent(struct tq_conn *conn, size_t n) {
 
 bool tq_conn_recv_reserve(struct tq_conn *conn, size_t min_free, size_t cap_max) {
     TQ_ASSERT(conn->rlen <= conn->rcap);
-    TQ_ASSERT(!conn->recv_armed); /* the kernel may be writing into rbuf */
+    /* A single-shot recv may be writing into rbuf; a multishot one writes into ring buffers. */
+    TQ_ASSERT(!conn->recv_armed || conn->recv_ring);
     if (conn->rpos > 0) { /* drop parsed bytes */
         memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
         conn->rlen -= conn->rpos;
@@ -208,4 +209,23 @@ bool tq_conn_recv_reserve(struct tq_conn *conn, size_t min_free, size_t cap_max)
         conn->rcap = cap;
     }
     return conn->rcap - conn->rlen >= min_free;
+}
+
+void tq_conn_recv_append(struct tq_conn *conn, const uint8_t *bytes, size_t n) {
+    TQ_ASSERT(!conn->recv_armed || conn->recv_ring);
+    TQ_ASSERT(conn->rpos <= conn->rlen && conn->rlen <= conn->rcap);
+    if (conn->rpos > 0) { /* drop parsed bytes: no SQE points into rbuf */
+        memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
+        conn->rlen -= conn->rpos;
+        conn->rpos = 0;
+    }
+    if (conn->rcap - conn->rlen < n) {
+        size_t cap = conn->rcap ? conn->rcap : TQ_RECV_BUFFER_BYTES_INITIAL;
+        while (cap - conn->rlen < n) cap *= 2;
+        conn->rbuf = tq_xrealloc(conn->rbuf, conn->rcap, cap);
+        conn->rcap = cap;
+    }
+    memcpy(conn->rbuf + conn->rlen, bytes, n);
+    conn->rlen += n;
+    TQ_ASSERT(conn->rlen <= conn->rcap);
 }

@@ -1,9 +1,23 @@
 /* server/loop.c: the one io_uring event loop of ticketqd.
  *
  * Owns the ring and every SQE the server submits: multishot accept (single-shot where the
- * kernel lacks it), one single-shot recv per connection into its own buffer, one send per
- * connection, the log's write+fdatasync SQEs (tagged by the log; routed to tq_log_complete),
- * a periodic IORING_OP_TIMEOUT, and a read on a signalfd for SIGTERM/SIGINT.
+ * kernel lacks it), one receive per connection, one send per connection, the log's
+ * write+fdatasync SQEs (tagged by the log; routed to tq_log_complete), a periodic
+ * IORING_OP_TIMEOUT, and a read on a signalfd for SIGTERM/SIGINT.
+ *
+ * Receives come in two kinds (--recv; tq_loop_recv_setup probes the kernel at start):
+ *   multishot  one IORING_RECV_MULTISHOT recv per client connection, buffers picked by the
+ *              kernel from one provided-buffer ring (group TQ_RECV_RING_GROUP_ID). Each CQE's
+ *              bytes are copied into the connection's frame buffer and the ring buffer is
+ *              handed back at once, whatever state the connection is in. Backpressure
+ *              (--max-inflight, a deferred request, a full frame buffer, a protocol error,
+ *              drain) cancels the recv; bytes that complete before the cancel lands are
+ *              still kept, so the overshoot is bounded by the socket's receive queue. The
+ *              recv is re-armed when the condition clears, or when the kernel ends it (F_MORE
+ *              clear), -ENOBUFS waiting TQ_RECV_NOBUFS_RETRY_MS so an empty ring never spins.
+ *   single     one single-shot recv into the connection's own buffer: the fallback, and
+ *              always the path of metrics connections.
+ * A connection is freed only after the CQE without F_MORE of its multishot recv.
  *
  * One turn: wait for at least one CQE; reap at most TQ_CQES_PER_TURN_MAX; parse complete
  * frames of every connection (at most TQ_FRAMES_PER_CONN_TURN_MAX each) and dispatch them;
@@ -26,6 +40,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -67,6 +82,154 @@ static struct io_uring_sqe *get_sqe(struct tq_server *srv) {
     }
     TQ_ASSERT(sqe != NULL);
     return sqe;
+}
+
+/* ---- the provided-buffer ring (multishot receive) ----------------------------------------- */
+
+static uint8_t *ring_buf(struct tq_server *srv, uint32_t bid) {
+    TQ_ASSERT(bid < TQ_RECV_RING_BUFFER_COUNT);
+    return srv->recv_bufs + (size_t)bid * TQ_RECV_RING_BUFFER_BYTES;
+}
+
+/* Hands buffer bid back to the kernel. */
+static void ring_buf_return(struct tq_server *srv, uint32_t bid) {
+    io_uring_buf_ring_add(srv->recv_ring, ring_buf(srv, bid), TQ_RECV_RING_BUFFER_BYTES,
+                          (unsigned short)bid, io_uring_buf_ring_mask(TQ_RECV_RING_BUFFER_COUNT),
+                          0);
+    io_uring_buf_ring_advance(srv->recv_ring, 1);
+}
+
+/* liburing 2.3 has no io_uring_setup_buf_ring: map the ring ourselves and register it. */
+static int ring_register(struct tq_server *srv) {
+    _Static_assert((TQ_RECV_RING_BUFFER_COUNT & (TQ_RECV_RING_BUFFER_COUNT - 1)) == 0,
+                   "the buffer ring's size must be a power of two");
+    _Static_assert(TQ_RECV_RING_BUFFER_COUNT <= 32768, "buffer ids are 16 bits");
+    srv->recv_ring_bytes = TQ_RECV_RING_BUFFER_COUNT * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, srv->recv_ring_bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return -errno;
+    srv->recv_ring = mem;
+    io_uring_buf_ring_init(srv->recv_ring);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)mem;
+    reg.ring_entries = TQ_RECV_RING_BUFFER_COUNT;
+    reg.bgid = TQ_RECV_RING_GROUP_ID;
+    int rc = io_uring_register_buf_ring(&srv->ring, &reg, 0);
+    if (rc < 0) {
+        munmap(mem, srv->recv_ring_bytes);
+        srv->recv_ring = NULL;
+        return rc;
+    }
+    srv->recv_bufs = tq_xalloc((size_t)TQ_RECV_RING_BUFFER_COUNT * TQ_RECV_RING_BUFFER_BYTES);
+    for (uint32_t bid = 0; bid < TQ_RECV_RING_BUFFER_COUNT; bid++) ring_buf_return(srv, bid);
+    return 0;
+}
+
+static void prep_recv_multishot(struct io_uring_sqe *sqe, int fd) {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = TQ_RECV_RING_GROUP_ID;
+}
+
+/* Proves multishot recv on a socketpair: one byte must arrive in a ring buffer with F_MORE
+ * set, and closing the peer must end the recv (F_MORE clear). Nothing else is on the ring. */
+static bool multishot_probe(struct tq_server *srv) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
+    bool data_ok = false, ended = false;
+    if (write(sv[1], "x", 1) == 1) {
+        struct io_uring_sqe *sqe = get_sqe(srv);
+        prep_recv_multishot(sqe, sv[0]);
+        io_uring_sqe_set_data64(sqe, 1);
+        io_uring_submit(&srv->ring);
+        bool closed = false;
+        for (int i = 0; i < 8 && !ended; i++) {
+            struct io_uring_cqe *cqe;
+            struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+            if (io_uring_wait_cqe_timeout(&srv->ring, &cqe, &ts) != 0) break;
+            if (cqe->flags & IORING_CQE_F_BUFFER) {
+                ring_buf_return(srv, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            }
+            if (cqe->res == 1 && (cqe->flags & IORING_CQE_F_MORE) != 0 &&
+                (cqe->flags & IORING_CQE_F_BUFFER) != 0) {
+                data_ok = true;
+            }
+            if ((cqe->flags & IORING_CQE_F_MORE) == 0) ended = true;
+            io_uring_cqe_seen(&srv->ring, cqe);
+            if (!closed) {
+                shutdown(sv[1], SHUT_WR); /* EOF: the recv must end with res 0 */
+                closed = true;
+            }
+        }
+        if (!ended) { /* should not happen; never leave an SQE pointing at a closed fd */
+            sqe = get_sqe(srv);
+            io_uring_prep_cancel64(sqe, 1, 0);
+            io_uring_sqe_set_data64(sqe, 2);
+            io_uring_submit(&srv->ring);
+            for (int i = 0; i < 8 && !ended; i++) {
+                struct io_uring_cqe *cqe;
+                struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+                if (io_uring_wait_cqe_timeout(&srv->ring, &cqe, &ts) != 0) break;
+                if (cqe->flags & IORING_CQE_F_BUFFER) {
+                    ring_buf_return(srv, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+                }
+                if (io_uring_cqe_get_data64(cqe) == 1 && (cqe->flags & IORING_CQE_F_MORE) == 0) {
+                    ended = true;
+                }
+                io_uring_cqe_seen(&srv->ring, cqe);
+            }
+            if (!ended) tq_fatal("io_uring: the multishot recv probe cannot be cancelled");
+            data_ok = false;
+        }
+    }
+    close(sv[0]);
+    close(sv[1]);
+    return data_ok && ended;
+}
+
+int tq_loop_recv_setup(struct tq_server *srv) {
+    TQ_ASSERT(srv->ring_ready);
+    TQ_ASSERT(srv->recv_ring == NULL);
+    srv->recv_multishot = false;
+    if (srv->cfg.recv_mode == TQ_RECV_SINGLE) return 0;
+    const char *why = NULL;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&srv->ring);
+    if (probe == NULL || !io_uring_opcode_supported(probe, IORING_OP_RECV) ||
+        !io_uring_opcode_supported(probe, IORING_OP_PROVIDE_BUFFERS)) {
+        why = "io_uring probe: no recv / provided buffers";
+    }
+    if (probe != NULL) io_uring_free_probe(probe);
+    int rc = 0;
+    if (why == NULL && (rc = ring_register(srv)) != 0) why = "cannot register a buffer ring";
+    if (why == NULL && !multishot_probe(srv)) why = "multishot recv did not work on a socketpair";
+    if (why == NULL) {
+        srv->recv_multishot = true;
+        fprintf(stderr, "ticketqd: receive: multishot recv, %u x %u-byte provided buffers\n",
+                TQ_RECV_RING_BUFFER_COUNT, TQ_RECV_RING_BUFFER_BYTES);
+        return 0;
+    }
+    tq_loop_recv_teardown(srv);
+    if (srv->cfg.recv_mode == TQ_RECV_MULTISHOT) {
+        fprintf(stderr, "ticketqd: --recv multishot: %s%s%s\n", why, rc ? ": " : "",
+                rc ? strerror(-rc) : "");
+        return 1;
+    }
+    fprintf(stderr, "ticketqd: receive: single-shot (%s)\n", why);
+    return 0;
+}
+
+void tq_loop_recv_teardown(struct tq_server *srv) {
+    if (srv->recv_ring == NULL) return;
+    if (srv->ring_ready) (void)io_uring_unregister_buf_ring(&srv->ring, TQ_RECV_RING_GROUP_ID);
+    munmap(srv->recv_ring, srv->recv_ring_bytes);
+    srv->recv_ring = NULL;
+    srv->recv_ring_bytes = 0;
+    if (srv->recv_bufs != NULL) {
+        tq_free(srv->recv_bufs, (size_t)TQ_RECV_RING_BUFFER_COUNT * TQ_RECV_RING_BUFFER_BYTES);
+        srv->recv_bufs = NULL;
+    }
+    srv->recv_multishot = false;
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -158,16 +321,60 @@ static void arm_accept(struct tq_server *srv, uint32_t which) {
     srv->accept_armed[which] = true;
 }
 
-static void arm_recv(struct tq_server *srv, struct tq_conn *conn) {
-    if (conn->recv_armed || conn->closing || conn->close_after_send || conn->eof) return;
-    if (srv->draining && conn->kind == TQ_CONN_CLIENT) return;
-    if (conn->kind == TQ_CONN_CLIENT) {
-        if (conn->inflight >= srv->cfg.max_inflight) return; /* backpressure */
-        if (conn->blocked_until_lsn != 0) return;
+/* True while a client connection must not take more bytes (backpressure, protocol error,
+ * EOF, drain): the single-shot path simply does not re-arm, the multishot one cancels. */
+static bool recv_paused(const struct tq_server *srv, const struct tq_conn *conn,
+                        size_t cap_max) {
+    if (conn->closing || conn->close_after_send || conn->eof) return true;
+    if (conn->kind != TQ_CONN_CLIENT) return false;
+    if (srv->draining) return true;
+    if (conn->inflight >= srv->cfg.max_inflight) return true; /* backpressure */
+    if (conn->blocked_until_lsn != 0) return true;
+    /* A full frame buffer always holds a whole frame (or an oversized prefix): parse first. */
+    return conn->rlen - conn->rpos >= cap_max;
+}
+
+/* Cancels the connection's multishot recv when paused, else arms one if none is. */
+static void arm_recv_multishot(struct tq_server *srv, struct tq_conn *conn, bool paused) {
+    if (conn->recv_armed) {
+        TQ_ASSERT(conn->recv_ring);
+        if (paused && !conn->recv_cancelling) {
+            struct io_uring_sqe *sqe = get_sqe(srv);
+            io_uring_prep_cancel64(sqe, make_ud(UD_RECV, conn->index, conn->gen), 0);
+            io_uring_sqe_set_data64(sqe, make_ud(UD_CANCEL, 0, 0));
+            conn->recv_cancelling = true;
+            tq_metrics_count(srv->metrics, TQ_METRIC_RECV_PAUSES);
+        }
+        return;
     }
+    if (paused || conn->closing) return;
+    if (conn->recv_retry_ms != 0) {
+        if (tq_mono_ms() < conn->recv_retry_ms) return; /* ring was empty: wait, never spin */
+        conn->recv_retry_ms = 0;
+    }
+    struct io_uring_sqe *sqe = get_sqe(srv);
+    prep_recv_multishot(sqe, conn->fd);
+    io_uring_sqe_set_data64(sqe, make_ud(UD_RECV, conn->index, conn->gen));
+    conn->recv_armed = true;
+    conn->recv_ring = true;
+    conn->recv_cancelling = false;
+    conn->sqes_outstanding++;
+}
+
+static void arm_recv(struct tq_server *srv, struct tq_conn *conn) {
     size_t cap_max = conn->kind == TQ_CONN_CLIENT
                          ? (size_t)srv->cfg.max_frame + TQ_FRAME_PREFIX_BYTES
                          : METRICS_REQUEST_BYTES_MAX;
+    bool paused = recv_paused(srv, conn, cap_max);
+    if (conn->recv_armed && conn->recv_ring) {
+        arm_recv_multishot(srv, conn, paused); /* cancels it when paused */
+        return;
+    }
+    if (conn->recv_armed || paused) return;
+    if (srv->recv_multishot && conn->kind == TQ_CONN_CLIENT) {
+        arm_recv_multishot(srv, conn, false);
+        return;
+    }
     if (!tq_conn_recv_reserve(conn, 0, cap_max)) return; /* compacts parsed bytes away */
     size_t want = 4096;
     uint32_t plen = 0;
@@ -183,6 +390,7 @@ static void arm_recv(struct tq_server *srv, struct tq_conn *conn) {
     io_uring_prep_recv(sqe, conn->fd, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, 0);
     io_uring_sqe_set_data64(sqe, make_ud(UD_RECV, conn->index, conn->gen));
     conn->recv_armed = true;
+    conn->recv_ring = false;
     conn->sqes_outstanding++;
 }
 
@@ -277,11 +485,74 @@ static void on_accept(struct tq_server *srv, uint32_t which, const struct io_uri
     tq_metrics_count(srv->metrics, TQ_METRIC_CONN_ACCEPTED);
 }
 
+/* A CQE of a multishot recv: hands its ring buffer back whatever happens, keeps the bytes
+ * (even while a backpressure cancel is in flight: the overshoot is bounded by the socket's
+ * receive queue), and retires the recv when F_MORE is clear. Returns true if the connection
+ * was finalized. */
+static bool on_recv_multishot(struct tq_server *srv, struct tq_conn *conn,
+                              const struct io_uring_cqe *cqe) {
+    int res = cqe->res;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        if (bid >= TQ_RECV_RING_BUFFER_COUNT) tq_fatal("io_uring: buffer id %u out of range", bid);
+        if (res > 0 && !conn->closing) {
+            TQ_ASSERT((size_t)res <= TQ_RECV_RING_BUFFER_BYTES);
+            tq_conn_recv_append(conn, ring_buf(srv, bid), (size_t)res);
+            conn->last_active_ms = tq_mono_ms();
+        }
+        ring_buf_return(srv, bid);
+    }
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (!more) {
+        TQ_ASSERT(conn->sqes_outstanding > 0);
+        conn->sqes_outstanding--;
+        conn->recv_armed = false;
+        conn->recv_ring = false;
+        conn->recv_cancelling = false;
+    }
+    if (conn->closing) {
+        if (conn->sqes_outstanding == 0) {
+            conn_finalize(srv, conn);
+            return true;
+        }
+        return false;
+    }
+    if (res == 0) {
+        conn->eof = true;
+        conn->close_after_send = true;
+    } else if (res < 0 && !more) {
+        if (res == -ENOBUFS) {
+            /* Every ring buffer was in use: re-arm later (flush_conns), never spin. */
+            tq_metrics_count(srv->metrics, TQ_METRIC_RECV_NOBUFS);
+            conn->recv_retry_ms = tq_mono_ms() + TQ_RECV_NOBUFS_RETRY_MS;
+        } else if (res == -EINVAL && srv->recv_multishot) {
+            /* Kernel without multishot recv after all: every connection falls back. */
+            fprintf(stderr, "ticketqd: multishot recv: EINVAL: falling back to single-shot\n");
+            srv->recv_multishot = false;
+        } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+            conn_close(srv, conn);
+        }
+    }
+    return false;
+}
+
 static void on_conn_cqe(struct tq_server *srv, enum ud_tag tag, uint32_t index, uint32_t gen,
-                        int res) {
+                        const struct io_uring_cqe *cqe) {
     if (index >= srv->conn_cap) return;
     struct tq_conn *conn = &srv->conns[index];
-    if (!conn->in_use || conn->gen != gen) return; /* cannot happen: slots wait for CQEs */
+    /* Slots wait for their last CQE before reuse, so this cannot happen; a ring buffer
+     * must never be lost, though. */
+    if (!conn->in_use || conn->gen != gen) {
+        if (cqe->flags & IORING_CQE_F_BUFFER) {
+            ring_buf_return(srv, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        }
+        return;
+    }
+    if (tag == UD_RECV && conn->recv_ring) {
+        (void)on_recv_multishot(srv, conn, cqe);
+        return;
+    }
+    int res = cqe->res;
     TQ_ASSERT(conn->sqes_outstanding > 0);
     conn->sqes_outstanding--;
     if (tag == UD_RECV) {
@@ -326,7 +597,7 @@ static void reap(struct tq_server *srv) {
             switch (tag) {
             case UD_ACCEPT: on_accept(srv, index, cqe); break;
             case UD_RECV:
-            case UD_SEND: on_conn_cqe(srv, tag, index, gen, cqe->res); break;
+            case UD_SEND: on_conn_cqe(srv, tag, index, gen, cqe); break;
             case UD_TIMER: timer_armed = false; break;
             case UD_SIGNAL:
                 signal_armed = false;

@@ -382,6 +382,12 @@ static void server_free(struct tq_server *srv) {
     close(srv->signal_fd);
     if (tq_log_idle(srv->log)) tq_log_close(srv->log); /* else exit: the OS closes it */
     io_uring_queue_exit(&srv->ring);
+    srv->ring_ready = false;
+    /* The ring buffers are freed only if every connection was finalized (no recv can still
+     * be copying into them); after a timed-out shutdown the process exit reclaims them. */
+    bool conns_left = false;
+    for (uint32_t i = 0; i < srv->conn_high; i++) conns_left |= srv->conns[i].in_use;
+    if (!conns_left) tq_loop_recv_teardown(srv);
     tq_state_free(srv->state);
     tq_dispatch_destroy(srv);
     if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
@@ -418,6 +424,7 @@ int main(int argc, char **argv) {
     }
     srv->ring_ready = true;
     probe_ring(srv);
+    if (tq_loop_recv_setup(srv) != 0) return 1;
     tq_dispatch_init(srv);
     srv->metrics = tq_metrics_new();
 

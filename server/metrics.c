@@ -42,7 +42,8 @@ static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
     "ticketq_connections_rejected_total", "ticketq_connections_idle_closed_total",
     "ticketq_connections_slow_closed_total", "ticketq_protocol_errors_total",
     "ticketq_ticks_total",              "ticketq_subscriber_fallbacks_total",
-    "ticketq_events_sent_total",
+    "ticketq_events_sent_total",        "ticketq_recv_nobufs_total",
+    "ticketq_recv_pauses_total",
 };
 
 struct tq_metrics *tq_metrics_new(void) { return tq_xcalloc(1, sizeof(struct tq_metrics)); }
@@ -177,6 +178,10 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         inflight += c->inflight;
         unsent += tq_conn_unsent(c);
     }
+    put(&t, "# HELP ticketq_recv_multishot 1 if client receives use multishot recv with a "
+            "provided-buffer ring, 0 for single-shot.\n"
+            "# TYPE ticketq_recv_multishot gauge\nticketq_recv_multishot %d\n",
+        srv->recv_multishot ? 1 : 0);
     put(&t, "# TYPE ticketq_connections gauge\nticketq_connections %u\n", srv->clients);
     put(&t, "# TYPE ticketq_subscribers gauge\nticketq_subscribers %u\n", srv->subscribers);
     put(&t, "# TYPE ticketq_inflight_requests gauge\nticketq_inflight_requests %" PRIu64 "\n",

@@ -76,6 +76,10 @@ struct tq_conn {
     uint32_t gen;                   /* bumped on reuse: stale CQEs are recognised */
     uint32_t sqes_outstanding;
     bool recv_armed, send_armed;
+    bool recv_ring;                 /* the armed recv is multishot on the buffer ring: the
+                                     * kernel never writes into rbuf */
+    bool recv_cancelling;           /* a cancel of that multishot recv was submitted */
+    uint64_t recv_retry_ms;         /* after -ENOBUFS: no re-arm before this (monotonic) */
     bool eof;                       /* peer closed its side */
     bool close_after_send;          /* protocol error: flush then close */
     uint64_t blocked_until_lsn;     /* >0: parsing waits until acked >= this */
@@ -123,6 +127,8 @@ enum tq_metric_counter {
     TQ_METRIC_TICKS,
     TQ_METRIC_SUB_FALLBACKS,        /* live -> catch-up switches of slow subscribers */
     TQ_METRIC_EVENTS_SENT,
+    TQ_METRIC_RECV_NOBUFS,          /* multishot recv ended because the buffer ring was empty */
+    TQ_METRIC_RECV_PAUSES,          /* multishot recv cancelled for backpressure */
     TQ_METRIC_COUNTER_COUNT
 };
 
@@ -137,6 +143,10 @@ struct tq_server {
     int metrics_fd;
     int signal_fd;
     bool multishot_accept;
+    bool recv_multishot;            /* client receives use the provided-buffer ring */
+    struct io_uring_buf_ring *recv_ring; /* mmap'd ring of TQ_RECV_RING_BUFFER_COUNT entries */
+    size_t recv_ring_bytes;
+    uint8_t *recv_bufs;             /* COUNT x TQ_RECV_RING_BUFFER_BYTES, buffer i at i x BYTES */
     bool accept_armed[3];           /* TCP, Unix, metrics */
 
     struct tq_conn *conns;
@@ -185,6 +195,14 @@ uint64_t tq_mono_us(void);
 
 #define TQ_LOG_RING_TAG 0x7e
 
+/* Decides the receive path from cfg.recv_mode: for auto and multishot, registers the
+ * provided-buffer ring and proves multishot recv on a socketpair. Returns 0, or 1 (message
+ * printed) when --recv multishot was asked for and the kernel cannot do it. Call once, before
+ * anything else is submitted on the ring. */
+int tq_loop_recv_setup(struct tq_server *srv);
+/* Unregisters and frees the buffer ring (after the ring is torn down or idle). */
+void tq_loop_recv_teardown(struct tq_server *srv);
+
 /* Runs the event loop until a drain (SIGTERM/SIGINT) completes. Returns the exit status. */
 int tq_loop_run(struct tq_server *srv);
 
@@ -210,6 +228,10 @@ void tq_conn_sent(struct tq_conn *conn, size_t n);
 void tq_conn_send_done(struct tq_conn *conn);
 /* Bytes queued but not yet sent. */
 size_t tq_conn_unsent(const struct tq_conn *conn);
+/* Appends n received bytes (copied out of a ring buffer) after dropping parsed ones; grows
+ * the buffer as needed (the caller bounds how much it lets arrive). Only with no single-shot
+ * recv armed. */
+void tq_conn_recv_append(struct tq_conn *conn, const uint8_t *bytes, size_t n);
 /* Ensures at least min_free bytes of receive space (grows up to cap_max). False if not. */
 bool tq_conn_recv_reserve(struct tq_conn *conn, size_t min_free, size_t cap_max);
 

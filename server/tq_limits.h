@@ -43,6 +43,18 @@
 /* Per-connection receive buffer: starts small, grows to max-frame + prefix. */
 #define TQ_RECV_BUFFER_BYTES_INITIAL (16u * 1024)
 
+/* Multishot receive (--recv multishot|auto): one provided-buffer ring shared by every client
+ * connection. A CQE names one buffer; its bytes are copied into the connection's frame buffer
+ * and the buffer goes back to the ring at once, so the ring only runs dry when more than
+ * count x bytes (8 MiB) arrive within one reap. 16 KiB matches the initial per-connection
+ * buffer and typical TCP segments coalesced by GRO; the count must be a power of two. */
+#define TQ_RECV_RING_BUFFER_COUNT 512u
+#define TQ_RECV_RING_BUFFER_BYTES (16u * 1024)
+#define TQ_RECV_RING_GROUP_ID 1u
+/* After -ENOBUFS (ring empty) a connection re-arms no sooner than this (the loop's timer
+ * wakes it): never spin on an empty ring. */
+#define TQ_RECV_NOBUFS_RETRY_MS 10u
+
 /* Tick: at least once a second the server checks for due SLA/wake-up/auto-close work. */
 #define TQ_TICK_INTERVAL_MS 1000u
 /* Timer granularity of the loop (idle checks, interval fsync when no I/O happens). */
