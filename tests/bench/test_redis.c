@@ -196,7 +196,7 @@ static bool file_contains(const char *path, const char *needle) {
 }
 
 static void test_binary(const char *sock) {
-    char addr[300], out[300], csv[300], png[300];
+    char addr[320], out[320], csv[320], png[320];
     snprintf(addr, sizeof(addr), "unix:%s", sock);
     snprintf(out, sizeof(out), "%s/out.json", dir);
     snprintf(csv, sizeof(csv), "%s/peak.csv", dir);
