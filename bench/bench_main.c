@@ -19,9 +19,13 @@
 #include "tq_alloc.h"
 #include "tq_assert.h"
 
+#include "ticketq.h"
+
 #include <getopt.h>
-#include <time.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,8 +263,12 @@ static void json_figures(const struct tq_hist *h, uint64_t ok, uint64_t errors, 
            us(tq_hist_percentile(h, 99.9)), us(h->max), tq_hist_mean(h) / 1000.0, errors);
 }
 
+struct fanout;
+static void fanout_json(const struct fanout *fo);
+
 static void report_json(const struct bench_args *a, const char *system_name,
-                        const struct tq_driver_result *r, const struct tq_ticketq_counts *counts) {
+                        const struct tq_driver_result *r, const struct tq_ticketq_counts *counts,
+                        const struct fanout *fo) {
     uint64_t ok = 0, errors = 0;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
         ok += r->ops[k];
@@ -289,6 +297,7 @@ static void report_json(const struct bench_args *a, const char *system_name,
                ",\"customers\":%" PRIu64 ",\"queued\":%" PRIu64 "}",
                counts->tickets, counts->messages, counts->customers, counts->queued_tickets);
     }
+    if (fo != NULL) fanout_json(fo);
     printf("}\n");
 }
 
@@ -324,6 +333,354 @@ static void report_text(const struct bench_args *a, const char *system_name,
                r->empty_queue);
     }
     if (r->unfinished > 0) printf("%" PRIu64 " operations never completed\n", r->unfinished);
+}
+
+/* ---- fanout: K subscribers follow the event stream while the driver ingests --------------- */
+
+#define FANOUT_WAIT_MS 50                        /* one tq_subscription_next wait */
+#define FANOUT_DRAIN_NS (10ull * 1000 * 1000 * 1000) /* after the run: wait this long for events */
+
+/* One acknowledged ingest: its message id, when the answer was collected, when it was meant to
+ * be sent (open loop: the schedule's intended time; closed loop: the actual send). */
+struct fanout_ack {
+    uint64_t message_id, ack_ns, intended_ns;
+};
+
+struct fanout_sub {
+    struct fanout *fo;
+    uint32_t index;
+    pthread_t thread;
+    bool started;
+    struct tq_client *client;
+    uint64_t *ids, *recv_ns;     /* events received, in order */
+    uint64_t count, cap;
+    enum tq_err status;          /* TQ_OK or why the subscriber stopped early */
+    struct tq_error error;       /* when status != TQ_OK */
+    /* filled by fanout_match */
+    struct tq_hist lag_ack, lag_e2e;
+    uint64_t matched, missing, duplicates, unexpected, before_ack;
+};
+
+struct fanout {
+    uint32_t k;
+    uint64_t from_lsn;
+    struct fanout_sub *subs;
+    struct fanout_ack *acks;
+    uint64_t ack_count, ack_cap;
+    uint64_t *tag_start_ns;      /* [conn * pipeline + slot]: intended time of the tag's op */
+    uint64_t *conn_sends;        /* open loop: sends so far per connection (arrival k) */
+    uint32_t clients, pipeline;
+    bool open_loop;
+    uint64_t t0_ns;              /* taken just before tq_driver_run: <= the driver's start */
+    struct tq_driver *driver;
+    struct tq_bench_system wrapped; /* the ticketq system with send_op observed */
+    const struct tq_bench_system *inner;
+    atomic_bool stop;
+    _Atomic uint64_t expected;   /* set with stop: the acknowledged ingests */
+    _Atomic uint64_t deadline_ns;
+    struct tq_hist lag_ack, lag_e2e;
+};
+
+static struct fanout fanout_state; /* send_op has no context pointer besides the conn */
+
+static enum tq_err fanout_send_op(struct tq_bench_conn *conn, const struct tq_bench_op *op,
+                                  uint64_t tag, struct tq_error *error) {
+    struct fanout *fo = &fanout_state;
+    uint32_t c = tq_driver_tag_conn(tag);
+    uint32_t slot = (uint32_t)tag;
+    TQ_ASSERT(c < fo->clients && slot < fo->pipeline);
+    uint64_t start = tq_bench_now_ns();
+    if (fo->open_loop) {
+        /* The driver sends connection c's arrivals in increasing k, k == c (mod clients). */
+        uint64_t k = c + fo->conn_sends[c] * fo->clients;
+        fo->conn_sends[c]++;
+        start = fo->t0_ns + tq_driver_intended_ns(fo->driver, k);
+    }
+    fo->tag_start_ns[(uint64_t)c * fo->pipeline + slot] = start;
+    return fo->inner->send_op(conn, op, tag, error);
+}
+
+static void fanout_on_ack(void *ctx, uint64_t tag, uint64_t message_id, uint64_t ack_ns) {
+    struct fanout *fo = ctx;
+    if (fo->ack_count == fo->ack_cap) {
+        uint64_t cap = fo->ack_cap == 0 ? 4096 : fo->ack_cap * 2;
+        fo->acks = tq_xrealloc(fo->acks, fo->ack_cap * sizeof(*fo->acks), cap * sizeof(*fo->acks));
+        fo->ack_cap = cap;
+    }
+    uint32_t c = tq_driver_tag_conn(tag);
+    uint32_t slot = (uint32_t)tag;
+    fo->acks[fo->ack_count++] = (struct fanout_ack){
+        .message_id = message_id,
+        .ack_ns = ack_ns,
+        .intended_ns = fo->tag_start_ns[(uint64_t)c * fo->pipeline + slot],
+    };
+}
+
+static void sub_append(struct fanout_sub *sub, uint64_t message_id, uint64_t now) {
+    if (sub->count == sub->cap) {
+        uint64_t cap = sub->cap == 0 ? 4096 : sub->cap * 2;
+        sub->ids = tq_xrealloc(sub->ids, sub->cap * sizeof(*sub->ids), cap * sizeof(*sub->ids));
+        sub->recv_ns = tq_xrealloc(sub->recv_ns, sub->cap * sizeof(*sub->recv_ns),
+                                   cap * sizeof(*sub->recv_ns));
+        sub->cap = cap;
+    }
+    sub->ids[sub->count] = message_id;
+    sub->recv_ns[sub->count] = now;
+    sub->count++;
+}
+
+/* A subscriber thread: MESSAGE_ADDED events of the bench tenant after the load's last LSN, until
+ * the run is over and it has as many events as ingests were acknowledged (or the drain time is
+ * up). Owns sub->client while it runs. */
+static void *fanout_thread(void *arg) {
+    struct fanout_sub *sub = arg;
+    struct fanout *fo = sub->fo;
+    struct tq_error error;
+    tq_error_clear(&error);
+    Ticketq__EventType types[1] = {TICKETQ__EVENT_TYPE__MESSAGE_ADDED};
+    struct tq_subscribe_options so = {.from_lsn = fo->from_lsn, .types = types, .type_count = 1};
+    struct tq_subscription *s = NULL;
+    enum tq_err rc = tq_client_subscribe(sub->client, &so, &s, &error);
+    while (rc == TQ_OK) {
+        const Ticketq__Event *ev = NULL;
+        rc = tq_subscription_next(s, &ev, FANOUT_WAIT_MS, &error);
+        if (rc != TQ_OK) break;
+        uint64_t now = tq_bench_now_ns();
+        if (ev != NULL) {
+            /* A MESSAGE_ADDED without a message id is counted as unexpected (id 0). */
+            sub_append(sub, ev->has_message_id ? ev->message_id : 0, now);
+        }
+        if (atomic_load(&fo->stop) &&
+            (sub->count >= atomic_load(&fo->expected) || now >= atomic_load(&fo->deadline_ns))) {
+            break;
+        }
+    }
+    sub->status = rc;
+    if (rc != TQ_OK) sub->error = error;
+    if (s != NULL) {
+        /* A failed close leaves a broken client, which is closed next anyway. */
+        struct tq_error close_error;
+        if (tq_subscription_close(s, &close_error) != TQ_OK) s = NULL;
+    }
+    return NULL;
+}
+
+/* Connects the K subscriber clients and starts their threads. Returns 0 or an exit code. */
+static int fanout_start(struct fanout *fo, const struct bench_args *a,
+                        struct tq_bench_system *system) {
+    memset(fo, 0, sizeof(*fo));
+    fo->k = a->subscribers;
+    fo->clients = a->clients;
+    fo->pipeline = a->pipeline;
+    fo->open_loop = a->rate > 0;
+    fo->inner = system;
+    fo->from_lsn = tq_ticketq_load_lsn(system);
+    tq_hist_reset(&fo->lag_ack);
+    tq_hist_reset(&fo->lag_e2e);
+    atomic_store(&fo->stop, false);
+    atomic_store(&fo->expected, UINT64_MAX);
+    atomic_store(&fo->deadline_ns, UINT64_MAX);
+    if (fo->k == 0 || fo->from_lsn == 0 || a->clients == 0 ||
+        a->clients > TQ_DRIVER_CLIENTS_MAX || a->pipeline == 0 ||
+        a->pipeline > TQ_DRIVER_PIPELINE_MAX) {
+        fprintf(stderr, "ticketq-bench: fanout needs --subscribers >= 1, valid --clients and "
+                        "--pipeline, and a load that reported its LSN\n");
+        return EXIT_USAGE;
+    }
+    fo->tag_start_ns = tq_xcalloc((size_t)fo->clients * fo->pipeline, sizeof(*fo->tag_start_ns));
+    fo->conn_sends = tq_xcalloc(fo->clients, sizeof(*fo->conn_sends));
+    fo->subs = tq_xcalloc(fo->k, sizeof(*fo->subs));
+    fo->wrapped = *system;
+    fo->wrapped.send_op = fanout_send_op;
+    tq_ticketq_set_ack_hook(system, fanout_on_ack, fo);
+    for (uint32_t i = 0; i < fo->k; i++) {
+        struct fanout_sub *sub = &fo->subs[i];
+        sub->fo = fo;
+        sub->index = i;
+        tq_hist_reset(&sub->lag_ack);
+        tq_hist_reset(&sub->lag_e2e);
+        struct tq_error error;
+        tq_error_clear(&error);
+        if (tq_ticketq_connect(system, &sub->client, &error) != TQ_OK) {
+            fprintf(stderr, "ticketq-bench: fanout subscriber %u: %s\n", i, error.msg);
+            return EXIT_UNAVAILABLE;
+        }
+        if (pthread_create(&sub->thread, NULL, fanout_thread, sub) != 0) {
+            fprintf(stderr, "ticketq-bench: fanout: cannot start subscriber thread %u\n", i);
+            return EXIT_UNAVAILABLE;
+        }
+        sub->started = true;
+    }
+    return 0;
+}
+
+/* Tells the subscribers the run is over (expected = the acknowledged ingests) and joins them. */
+static void fanout_stop(struct fanout *fo) {
+    atomic_store(&fo->deadline_ns, tq_bench_now_ns() + FANOUT_DRAIN_NS);
+    atomic_store(&fo->expected, fo->ack_count);
+    atomic_store(&fo->stop, true);
+    for (uint32_t i = 0; i < fo->k; i++) {
+        if (fo->subs != NULL && fo->subs[i].started) {
+            pthread_join(fo->subs[i].thread, NULL);
+            fo->subs[i].started = false;
+        }
+    }
+}
+
+static uint64_t fanout_hash(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Matches every subscriber's events to the acknowledged ingests by message id (an open-addressing
+ * map id -> ack index) and records the lags. */
+static void fanout_match(struct fanout *fo) {
+    uint64_t cap = 16;
+    while (cap < 2 * fo->ack_count + 1) cap *= 2;
+    uint64_t *slots = tq_xcalloc(cap, sizeof(*slots)); /* ack index + 1; 0 = empty */
+    for (uint64_t i = 0; i < fo->ack_count; i++) {
+        uint64_t h = fanout_hash(fo->acks[i].message_id) & (cap - 1);
+        while (slots[h] != 0) h = (h + 1) & (cap - 1);
+        slots[h] = i + 1;
+    }
+    uint8_t *seen = tq_xalloc(fo->ack_count + 1);
+    for (uint32_t s = 0; s < fo->k; s++) {
+        struct fanout_sub *sub = &fo->subs[s];
+        memset(seen, 0, fo->ack_count + 1);
+        for (uint64_t e = 0; e < sub->count; e++) {
+            uint64_t h = fanout_hash(sub->ids[e]) & (cap - 1);
+            uint64_t found = 0;
+            while (slots[h] != 0) {
+                if (fo->acks[slots[h] - 1].message_id == sub->ids[e]) {
+                    found = slots[h];
+                    break;
+                }
+                h = (h + 1) & (cap - 1);
+            }
+            if (found == 0) {
+                sub->unexpected++;
+                continue;
+            }
+            if (seen[found - 1]) {
+                sub->duplicates++;
+                continue;
+            }
+            seen[found - 1] = 1;
+            sub->matched++;
+            const struct fanout_ack *ack = &fo->acks[found - 1];
+            uint64_t recv = sub->recv_ns[e];
+            /* The event may be read before the driver collects the ingest's answer: lag 0. */
+            if (recv < ack->ack_ns) sub->before_ack++;
+            uint64_t lag = recv > ack->ack_ns ? recv - ack->ack_ns : 0;
+            uint64_t e2e = recv > ack->intended_ns ? recv - ack->intended_ns : 0;
+            tq_hist_record(&sub->lag_ack, lag);
+            tq_hist_record(&sub->lag_e2e, e2e);
+        }
+        sub->missing = fo->ack_count - sub->matched;
+        tq_hist_merge(&fo->lag_ack, &sub->lag_ack);
+        tq_hist_merge(&fo->lag_e2e, &sub->lag_e2e);
+    }
+    tq_free(seen, fo->ack_count + 1);
+    tq_free(slots, cap * sizeof(*slots));
+}
+
+/* True when some subscriber missed, doubled or invented an event, or stopped on an error. */
+static bool fanout_failed(const struct fanout *fo) {
+    for (uint32_t s = 0; s < fo->k; s++) {
+        const struct fanout_sub *sub = &fo->subs[s];
+        if (sub->missing > 0 || sub->duplicates > 0 || sub->unexpected > 0 ||
+            sub->status != TQ_OK) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void fanout_json_lag(const char *name, const struct tq_hist *h) {
+    printf("\"%s\":{\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+           "\"max_us\":%.1f,\"mean_us\":%.1f}",
+           name, us(tq_hist_percentile(h, 50.0)), us(tq_hist_percentile(h, 90.0)),
+           us(tq_hist_percentile(h, 99.0)), us(tq_hist_percentile(h, 99.9)), us(h->max),
+           tq_hist_mean(h) / 1000.0);
+}
+
+static void fanout_json(const struct fanout *fo) {
+    uint64_t missing = 0, dup = 0, unexpected = 0, received = 0;
+    for (uint32_t s = 0; s < fo->k; s++) {
+        missing += fo->subs[s].missing;
+        dup += fo->subs[s].duplicates;
+        unexpected += fo->subs[s].unexpected;
+        received += fo->subs[s].count;
+    }
+    printf(",\"fanout\":{\"subscribers\":%u,\"event_types\":\"message_added\",\"expected_per_"
+           "subscriber\":%" PRIu64 ",\"received\":%" PRIu64 ",\"missing\":%" PRIu64
+           ",\"duplicates\":%" PRIu64 ",\"unexpected\":%" PRIu64 ",",
+           fo->k, fo->ack_count, received, missing, dup, unexpected);
+    fanout_json_lag("lag_after_ack", &fo->lag_ack);
+    printf(",");
+    fanout_json_lag("lag_end_to_end", &fo->lag_e2e);
+    printf(",\"per_subscriber\":[");
+    for (uint32_t s = 0; s < fo->k; s++) {
+        const struct fanout_sub *sub = &fo->subs[s];
+        printf("%s{\"received\":%" PRIu64 ",\"matched\":%" PRIu64 ",\"missing\":%" PRIu64
+               ",\"duplicates\":%" PRIu64 ",\"unexpected\":%" PRIu64 ",\"before_ack\":%" PRIu64
+               ",\"error\":%s,",
+               s == 0 ? "" : ",", sub->count, sub->matched, sub->missing, sub->duplicates,
+               sub->unexpected, sub->before_ack, sub->status == TQ_OK ? "false" : "true");
+        fanout_json_lag("lag_after_ack", &sub->lag_ack);
+        printf(",");
+        fanout_json_lag("lag_end_to_end", &sub->lag_e2e);
+        printf("}");
+    }
+    printf("]}");
+}
+
+static void fanout_text_line(const char *name, const struct tq_hist *h) {
+    printf("  %-22s %9.1f %9.1f %9.1f %9.1f %10.1f\n", name, us(tq_hist_percentile(h, 50.0)),
+           us(tq_hist_percentile(h, 90.0)), us(tq_hist_percentile(h, 99.0)),
+           us(tq_hist_percentile(h, 99.9)), us(h->max));
+}
+
+static void fanout_text(const struct fanout *fo) {
+    printf("fanout: %u subscribers (MESSAGE_ADDED only), %" PRIu64 " acknowledged ingests each "
+           "should see\n", fo->k, fo->ack_count);
+    printf("  %-22s %9s %9s %9s %9s %10s\n", "delivery lag", "p50_us", "p90_us", "p99_us",
+           "p999_us", "max_us");
+    fanout_text_line("all, after ack", &fo->lag_ack);
+    fanout_text_line("all, end to end", &fo->lag_e2e);
+    for (uint32_t s = 0; s < fo->k; s++) {
+        const struct fanout_sub *sub = &fo->subs[s];
+        char name[48];
+        snprintf(name, sizeof(name), "sub %u, after ack", s);
+        fanout_text_line(name, &sub->lag_ack);
+        printf("    received %" PRIu64 ", matched %" PRIu64 ", missing %" PRIu64
+               ", duplicates %" PRIu64 ", unexpected %" PRIu64 ", before ack %" PRIu64 "%s%s\n",
+               sub->count, sub->matched, sub->missing, sub->duplicates, sub->unexpected,
+               sub->before_ack, sub->status == TQ_OK ? "" : ", error: ",
+               sub->status == TQ_OK ? "" : sub->error.msg);
+    }
+    if (fanout_failed(fo)) printf("INVALID RUN: a subscriber did not receive every event once\n");
+}
+
+static void fanout_destroy(struct fanout *fo) {
+    fanout_stop(fo);
+    for (uint32_t s = 0; fo->subs != NULL && s < fo->k; s++) {
+        struct fanout_sub *sub = &fo->subs[s];
+        tq_client_close(sub->client);
+        tq_free(sub->ids, sub->cap * sizeof(*sub->ids));
+        tq_free(sub->recv_ns, sub->cap * sizeof(*sub->recv_ns));
+    }
+    if (fo->subs != NULL) tq_free(fo->subs, fo->k * sizeof(*fo->subs));
+    if (fo->tag_start_ns != NULL) {
+        tq_free(fo->tag_start_ns, (size_t)fo->clients * fo->pipeline * sizeof(*fo->tag_start_ns));
+    }
+    if (fo->conn_sends != NULL) tq_free(fo->conn_sends, fo->clients * sizeof(*fo->conn_sends));
+    tq_free(fo->acks, fo->ack_cap * sizeof(*fo->acks));
+    fo->subs = NULL;
+    fo->tag_start_ns = fo->conn_sends = NULL;
+    fo->acks = NULL;
 }
 
 /* ---- per second: progress line and peak rows --------------------------------------------- */
@@ -457,10 +814,6 @@ static void load_progress(uint64_t done) {
 /* Creates the ticketq system and loads a fresh tenant (every run: the initial state is rebuilt
  * before each run, as PEER-WORKLOADS.md asks). Returns 0 or an exit code. */
 static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_out) {
-    if (a->workload == TQ_WORKLOAD_FANOUT) {
-        fprintf(stderr, "ticketq-bench: the fanout workload is not implemented yet\n");
-        return EXIT_USAGE;
-    }
     if (a->batch > a->pipeline) {
         fprintf(stderr, "ticketq-bench: --batch %u needs --pipeline >= %u (a batch is filled from "
                         "the operations in flight on one connection)\n",
@@ -569,7 +922,13 @@ static int run(struct bench_args *a) {
     struct tq_driver *driver = NULL;
     struct tq_driver_result *result = tq_xalloc(sizeof(*result));
     struct run_ctx rc = {.args = a, .system = system, .progress = isatty(STDOUT_FILENO) != 0};
+    struct fanout *fo = NULL;
     if (a->load_only) goto done;
+    if (a->workload == TQ_WORKLOAD_FANOUT) {
+        fo = &fanout_state;
+        exit_code = fanout_start(fo, a, system);
+        if (exit_code != 0) goto done;
+    }
     struct tq_driver_options o = {
         .clients = a->clients,
         .pipeline = a->pipeline,
@@ -581,18 +940,31 @@ static int run(struct bench_args *a) {
         .on_second = on_second,
         .on_second_ctx = &rc,
     };
-    if (tq_driver_create(&o, system, &driver, &error) != TQ_OK ||
-        tq_driver_run(driver, result, &error) != TQ_OK) {
+    if (tq_driver_create(&o, fo != NULL ? &fo->wrapped : system, &driver, &error) != TQ_OK) {
         fprintf(stderr, "ticketq-bench: %s\n", error.msg);
         exit_code = error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
         goto done;
     }
+    if (fo != NULL) {
+        fo->driver = driver;
+        fo->t0_ns = tq_bench_now_ns();
+    }
+    if (tq_driver_run(driver, result, &error) != TQ_OK) {
+        fprintf(stderr, "ticketq-bench: %s\n", error.msg);
+        exit_code = error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
+        goto done;
+    }
+    if (fo != NULL) {
+        fanout_stop(fo);
+        fanout_match(fo);
+    }
     struct tq_ticketq_counts counts;
     bool have_counts = a->system == SYSTEM_TICKETQ && ticketq_counts(system, &counts);
     if (a->json) {
-        report_json(a, system->name, result, have_counts ? &counts : NULL);
+        report_json(a, system->name, result, have_counts ? &counts : NULL, fo);
     } else {
         report_text(a, system->name, result);
+        if (fo != NULL) fanout_text(fo);
         if (have_counts) {
             printf("server (bench tenant): %" PRIu64 " tickets, %" PRIu64 " messages, %" PRIu64
                    " customers, %" PRIu64 " queued\n",
@@ -602,11 +974,16 @@ static int run(struct bench_args *a) {
     uint64_t errors = 0;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) errors += result->errors[k];
     if (errors > 0 || result->unfinished > 0) exit_code = EXIT_RUN_INVALID;
+    if (fo != NULL && fanout_failed(fo)) exit_code = EXIT_RUN_INVALID;
     if (a->workload == TQ_WORKLOAD_PEAK) {
         int e = write_peak_outputs(a, &rc);
         if (e != 0) exit_code = e;
     }
 done:
+    if (fo != NULL) {
+        tq_ticketq_set_ack_hook(system, NULL, NULL);
+        fanout_destroy(fo);
+    }
     tq_driver_destroy(driver);
     system_destroy(a, system);
     tq_free(result, sizeof(*result));

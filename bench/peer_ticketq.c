@@ -58,6 +58,9 @@ struct ticketq_system {
     uint64_t backlog;
     bool loaded;
     uint32_t load_serial;
+    uint64_t load_lsn;                             /* highest LSN the load's answers named */
+    tq_ticketq_ack_fn ack_fn;                      /* fanout: called per acknowledged ingest */
+    void *ack_ctx;
 };
 
 struct tq_bench_conn {
@@ -75,6 +78,15 @@ struct tq_bench_conn {
 };
 
 static struct ticketq_system *sys_of(void *ctx) { return ctx; }
+
+/* Tells the ack hook (if any) that the ingest of tag succeeded with answer r. */
+static void report_ack(const struct ticketq_system *s, uint64_t tag, const Ticketq__Response *r) {
+    if (s->ack_fn == NULL || r->result_case != TICKETQ__RESPONSE__RESULT_IDS ||
+        !r->ids->has_message_id) {
+        return;
+    }
+    s->ack_fn(s->ack_ctx, tag, r->ids->message_id, tq_bench_now_ns());
+}
 
 int tq_ticketq_priority_of_tier(uint32_t tier) {
     static const int map[TQ_WORKLOAD_PRIORITIES] = {TICKETQ__PRIORITY__URGENT,
@@ -338,6 +350,7 @@ static void drain_partial(struct tq_bench_conn *c, struct tq_bench_completion *o
         TQ_ASSERT(m.kind == ENTRY_BATCH_MEMBER);
         enum tq_err st = c->partial_status;
         if (st == TQ_OK) st = tq_client_response_error(c->partial->batch->results[i], &op_error);
+        if (st == TQ_OK) report_ack(c->sys, m.tag, c->partial->batch->results[i]);
         complete(out, count, m.tag, st);
         if (c->partial_next == c->partial_count) {
             tq_client_response_free(c->partial);
@@ -361,6 +374,9 @@ static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_com
         struct entry e = fifo_pop(c);
         switch (e.kind) {
         case ENTRY_INGEST:
+            if (status == TQ_OK) report_ack(c->sys, e.tag, resp);
+            complete(out, count_out, e.tag, status);
+            break;
         case ENTRY_READ:
         case ENTRY_REPLY: complete(out, count_out, e.tag, status); break;
         case ENTRY_CLAIM:
@@ -573,6 +589,7 @@ static enum tq_err collect_load_batch(struct ticketq_system *s, const struct loa
     enum tq_err rc = tq_client_collect(s->control, &resp, error);
     if (rc != TQ_OK) return rc;
     rc = tq_client_response_error(resp, error);
+    if (rc == TQ_OK && resp->has_lsn && resp->lsn > s->load_lsn) s->load_lsn = resp->lsn;
     if (rc == TQ_OK && (resp->result_case != TICKETQ__RESPONSE__RESULT_BATCH ||
                         resp->batch->n_results != b->count)) {
         rc = tq_error_set(error, TQ_ERR_CORRUPT, "ticketq load: batch answer of the wrong shape");
@@ -591,6 +608,7 @@ static enum tq_err collect_load_batch(struct ticketq_system *s, const struct loa
             break;
         }
         s->ticket_ids[b->first + i] = r->ids->ticket_id;
+        if (r->has_lsn && r->lsn > s->load_lsn) s->load_lsn = r->lsn;
     }
     tq_client_response_free(resp);
     return rc;
@@ -664,4 +682,27 @@ enum tq_err tq_ticketq_load(struct tq_bench_system *system, uint64_t customers, 
     if (rc != TQ_OK) return rc;
     s->loaded = true;
     return TQ_OK;
+}
+
+/* ---- fanout support ---------------------------------------------------------------------- */
+
+void tq_ticketq_set_ack_hook(struct tq_bench_system *system, tq_ticketq_ack_fn fn, void *ctx) {
+    struct ticketq_system *s = sys_of(system->ctx);
+    s->ack_fn = fn;
+    s->ack_ctx = ctx;
+}
+
+uint64_t tq_ticketq_load_lsn(const struct tq_bench_system *system) {
+    const struct ticketq_system *s = system->ctx;
+    return s->load_lsn;
+}
+
+enum tq_err tq_ticketq_connect(struct tq_bench_system *system, struct tq_client **client_out,
+                               struct tq_error *error) {
+    struct ticketq_system *s = sys_of(system->ctx);
+    *client_out = NULL;
+    if (!s->loaded) {
+        return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION, "ticketq: connect before load");
+    }
+    return connect_client(s, 1, client_out, error);
 }

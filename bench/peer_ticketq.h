@@ -73,6 +73,28 @@ TQ_NODISCARD enum tq_err tq_ticketq_counts(struct tq_bench_system *system,
                                            struct tq_ticketq_counts *out,
                                            struct tq_error *error);
 
+/* ---- fanout (bench_main.c) ---- */
+struct tq_client;
+
+/* Called on the driver's thread for every ingest the server acknowledged without error (plain or
+ * batch member): the driver's tag, the message id the answer carries, the monotonic time the
+ * answer was collected (tq_bench_now_ns). Answers without a message id are not reported. */
+typedef void (*tq_ticketq_ack_fn)(void *ctx, uint64_t tag, uint64_t message_id, uint64_t ack_ns);
+
+/* Installs (fn != NULL) or removes the ack hook. Call before the driver runs. */
+void tq_ticketq_set_ack_hook(struct tq_bench_system *system, tq_ticketq_ack_fn fn, void *ctx);
+
+/* The highest LSN the load's answers carried (0 if none did): a subscription from this LSN sees
+ * the events of every mutation after the load, and none of the load's last batch. */
+uint64_t tq_ticketq_load_lsn(const struct tq_bench_system *system);
+
+/* Opens one more client on the bench's tenant (after tq_ticketq_load), for a subscriber thread
+ * (the caller owns it: tq_client_close). Errors: TQ_ERR_FAILED_PRECONDITION before the load,
+ * those of tq_client_connect. */
+TQ_NODISCARD enum tq_err tq_ticketq_connect(struct tq_bench_system *system,
+                                            struct tq_client **client_out,
+                                            struct tq_error *error);
+
 /* The wire priority of a workload tier (0 = highest): 0 -> URGENT, 1 -> HIGH, 2 -> NORMAL. */
 int tq_ticketq_priority_of_tier(uint32_t tier);
 

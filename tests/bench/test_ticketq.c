@@ -10,9 +10,14 @@
  * an empty queue; every completed unit appended exactly one message to the bench's tenant
  * (server messages == backlog + ingests + claim-replies: a lost or doubled Reply, or a batch
  * member counted without its message, breaks the equality); the binary exits 0 with a JSON
- * report holding the figures and the server counts, 2 for the fanout workload (not implemented)
- * and a batch larger than the pipeline, 3 for a server that is not there, and 1 with the
- * empty-queue count when the backlog runs out.
+ * report holding the figures and the server counts, 2 for a batch larger than the pipeline and
+ * for fanout without subscribers, 3 for a server that is not there, and 1 with the empty-queue
+ * count when the backlog runs out.
+ * Fan-out (test_fanout): ingest for ~1 s while 2 subscribers follow the event stream; every
+ * subscriber received exactly one MESSAGE_ADDED per acknowledged ingest (received == matched ==
+ * the acknowledged count, nothing missing, doubled or unexpected), that count equals the messages
+ * the server holds beyond the backlog (an independent count: Stats), and the lag figures are
+ * present, non-negative and ordered (p50 <= p99 <= max; end-to-end max > 0).
  */
 #include "openloop.h"
 #include "peer_ticketq.h"
@@ -121,7 +126,10 @@ static void test_binary(void) {
         const char *args[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
                               token_file, "--workload", workloads[i], "--duration", "1",
                               "--clients", "3", "--pipeline", i == 1 ? "2" : "1", "--customers",
-                              "200", "--backlog", "3000", "--json", NULL};
+                              "200", "--backlog", "3000", "--json",
+                              /* claim-reply open loop at 1000/s: a faster server cannot empty
+                               * the 3000-ticket backlog within the second */
+                              i == 1 ? "--rate" : "--seed", i == 1 ? "1000" : "42", NULL};
         int code = run_bench(out, args);
         printf("ticketq-bench --workload %s: exit %d\n", workloads[i], code);
         TQ_CHECK_EQ(code, 0);
@@ -153,7 +161,8 @@ static void test_binary(void) {
     TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
 
     const char *fanout[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                            token_file, "--workload", "fanout", NULL};
+                            token_file, "--workload", "fanout", "--subscribers", "0",
+                            "--customers", "200", "--backlog", "1000", NULL};
     TQ_CHECK_EQ(run_bench(out, fanout), 2);
     const char *batch_too_big[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
                                    token_file, "--batch", "10", "--pipeline", "4", NULL};
@@ -173,12 +182,90 @@ static void test_binary(void) {
     TQ_CHECK(!file_contains(out, "\"empty_queue\":0,"));
 }
 
+/* The file's text (static buffer, NUL-terminated). */
+static const char *file_text(const char *path) {
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    TQ_CHECK(f != NULL);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The number after "key": at or after from; fails the test when absent. *next_out (may be NULL)
+ * points after the number. */
+static double json_number(const char *from, const char *key, const char **next_out) {
+    char needle[96];
+    snprintf(needle, sizeof(needle), "\"%s\":", key);
+    const char *p = strstr(from, needle);
+    TQ_CHECK(p != NULL);
+    char *end = NULL;
+    double v = strtod(p + strlen(needle), &end);
+    TQ_CHECK(end != p + strlen(needle));
+    if (next_out != NULL) *next_out = end;
+    return v;
+}
+
+static void check_lag(const char *from, const char *name) {
+    const char *p = strstr(from, name);
+    TQ_CHECK(p != NULL);
+    double p50 = json_number(p, "p50_us", NULL), p99 = json_number(p, "p99_us", NULL);
+    double max = json_number(p, "max_us", NULL);
+    TQ_CHECK(p50 >= 0.0 && p50 <= p99 && p99 <= max);
+}
+
+#define FANOUT_BACKLOG 1000u
+#define FANOUT_SUBSCRIBERS 2
+
+static void test_fanout(void) {
+    char out[300], token_file[300];
+    snprintf(out, sizeof(out), "%s/bench-fanout.json", server.dir);
+    snprintf(token_file, sizeof(token_file), "%s/admin.token", server.dir);
+    const char *args[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
+                          token_file, "--workload", "fanout", "--subscribers", "2",
+                          "--duration", "1", "--clients", "2", "--pipeline", "2",
+                          "--customers", "200", "--backlog", "1000", "--json", NULL};
+    int code = run_bench(out, args);
+    const char *text = file_text(out);
+    printf("ticketq-bench --workload fanout: exit %d\n%s", code, text);
+    TQ_CHECK_EQ(code, 0);
+    const char *fo = strstr(text, "\"fanout\":{");
+    TQ_CHECK(fo != NULL);
+    TQ_CHECK_EQ((int)json_number(fo, "subscribers", NULL), FANOUT_SUBSCRIBERS);
+    double expected = json_number(fo, "expected_per_subscriber", NULL);
+    TQ_CHECK(expected > 0.0);
+    double messages = json_number(text, "messages", NULL);
+    TQ_CHECK_UEQ((uint64_t)messages, (uint64_t)expected + FANOUT_BACKLOG);
+    TQ_CHECK_UEQ((uint64_t)json_number(fo, "missing", NULL), 0u);
+    TQ_CHECK_UEQ((uint64_t)json_number(fo, "duplicates", NULL), 0u);
+    TQ_CHECK_UEQ((uint64_t)json_number(fo, "unexpected", NULL), 0u);
+    check_lag(fo, "\"lag_after_ack\"");
+    check_lag(fo, "\"lag_end_to_end\"");
+    TQ_CHECK(json_number(strstr(fo, "\"lag_end_to_end\""), "max_us", NULL) > 0.0);
+    const char *p = strstr(fo, "\"per_subscriber\":[");
+    TQ_CHECK(p != NULL);
+    int subs = 0;
+    for (const char *q = strstr(p, "{\"received\":"); q != NULL;
+         q = strstr(q + 1, "{\"received\":")) {
+        TQ_CHECK_UEQ((uint64_t)json_number(q, "received", NULL), (uint64_t)expected);
+        TQ_CHECK_UEQ((uint64_t)json_number(q, "matched", NULL), (uint64_t)expected);
+        TQ_CHECK_UEQ((uint64_t)json_number(q, "missing", NULL), 0u);
+        TQ_CHECK(strncmp(strstr(q, "\"error\":"), "\"error\":false,", 14) == 0);
+        check_lag(q, "\"lag_after_ack\"");
+        check_lag(q, "\"lag_end_to_end\"");
+        subs++;
+    }
+    TQ_CHECK_EQ(subs, FANOUT_SUBSCRIBERS);
+}
+
 int main(void) {
     uint64_t seed = tq_test_seed("test_bench_ticketq");
     memset(&server, 0, sizeof(server));
     TQ_CHECK_EQ(tq_fixture_start(&server), 0);
     test_in_process(seed);
     test_binary();
+    test_fanout();
     tq_fixture_cleanup(&server);
     printf("test_bench_ticketq: ok\n");
     return 0;
