@@ -13,7 +13,8 @@
  * on a connection go out in order, and no byte leaves before its LSN is acknowledged.
  * Invariants: osent <= oready <= olen <= ocap; every mark's end lies in (osent, olen].
  * Buffers an SQE points into are never moved or freed while the SQE is outstanding: the
- * receive buffer is compacted only when no recv is armed (rpos marks parsed bytes until then),
+ * receive buffer is compacted only when no single-shot recv is armed (rpos marks parsed bytes
+ * until then; a multishot recv writes into the server's ring buffers, never into rbuf),
  * and the output buffer grows into a fresh allocation while a send is armed, the old one
  * being freed when that send completes.
  */
