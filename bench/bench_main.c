@@ -7,9 +7,19 @@
  * the server's ticket and message counts (Stats), which bench/peers/run-peers.sh divides the
  * server's resident memory by.
  *
+ * Fan-out (ticketq only): K subscriber threads, each with its own libticketq client (a client
+ * belongs to one thread), follow the tenant's MESSAGE_ADDED events from the load's last LSN while
+ * the driver runs the ingest workload on its own thread; the driver never waits for them. The
+ * system's send_op is wrapped to note each op's intended send time, peer_ticketq's ack hook
+ * notes (message id, ack time) per acknowledged ingest; both are touched only by the driver's
+ * thread. Subscribers only append (message id, receive time) to their own arrays; after the run
+ * (threads joined) events are matched to ingests by message id, so no structure is shared between
+ * threads except the stop flag, the expected count and the drain deadline (atomics).
+ *
  * Invariants: every figure printed comes from the run's histograms and counters, never from a
  * constant; a run with failed operations or an empty queue still prints its figures but exits 1,
- * so scripts cannot mistake it for a valid run. An unavailable system exits 3.
+ * so scripts cannot mistake it for a valid run (fan-out: also when a subscriber missed, doubled
+ * or invented an event). An unavailable system exits 3.
  */
 #include "openloop.h"
 #include "peer_redis.h"
@@ -97,7 +107,8 @@ static void usage(FILE *out) {
         "  --addr HOST:PORT|unix:PATH  server address (env TICKETQ_ADDR; default\n"
         "                              127.0.0.1:7070, redis 127.0.0.1:6379)\n"
         "  --token T | --token-file F  credential (env TICKETQ_TOKEN; redis: AUTH password)\n"
-        "  --subscribers K             fanout: event-stream subscribers (default 4)\n"
+        "  --subscribers K             fanout: event-stream subscribers (default 4; each follows\n"
+        "                              MESSAGE_ADDED events; lag per subscriber and overall)\n"
         "  --peak-warmup S --peak-ramp S --peak-spike S   peak schedule (default 10/5/20 s)\n"
         "  --csv PATH --plot PATH      peak outputs (default peak.csv / peak.png)\n"
         "  --json                      print one JSON object instead of the text report\n"
