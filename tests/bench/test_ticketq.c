@@ -13,11 +13,12 @@
  * report holding the figures and the server counts, 2 for a batch larger than the pipeline and
  * for fanout without subscribers, 3 for a server that is not there, and 1 with the empty-queue
  * count when the backlog runs out.
- * Fan-out (test_fanout): ingest for ~1 s while 2 subscribers follow the event stream; every
- * subscriber received exactly one MESSAGE_ADDED per acknowledged ingest (received == matched ==
- * the acknowledged count, nothing missing, doubled or unexpected), that count equals the messages
- * the server holds beyond the backlog (an independent count: Stats), and the lag figures are
- * present, non-negative and ordered (p50 <= p99 <= max; end-to-end max > 0).
+ * Fan-out (test_fanout, plain and batched ingest): ingest for ~1 s while 2 subscribers follow the
+ * event stream; every subscriber received exactly one MESSAGE_ADDED per acknowledged ingest
+ * (received == matched == the acknowledged count, nothing missing, doubled or unexpected), that
+ * count equals the messages the server holds beyond the backlog (an independent count: Stats),
+ * and the lag figures are present, non-negative and ordered (p50 <= p99 <= max; end-to-end
+ * max > 0).
  */
 #include "openloop.h"
 #include "peer_ticketq.h"
@@ -218,17 +219,20 @@ static void check_lag(const char *from, const char *name) {
 #define FANOUT_BACKLOG 1000u
 #define FANOUT_SUBSCRIBERS 2
 
-static void test_fanout(void) {
+/* pipeline/batch as strings: "2"/"1" plain Ingests; "600"/"300" Batch members (their acks come
+ * from the batch answer's results). */
+static void test_fanout(const char *pipeline, const char *batch) {
     char out[300], token_file[300];
     snprintf(out, sizeof(out), "%s/bench-fanout.json", server.dir);
     snprintf(token_file, sizeof(token_file), "%s/admin.token", server.dir);
     const char *args[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
                           token_file, "--workload", "fanout", "--subscribers", "2",
-                          "--duration", "1", "--clients", "2", "--pipeline", "2",
-                          "--customers", "200", "--backlog", "1000", "--json", NULL};
+                          "--duration", "1", "--clients", "2", "--pipeline", pipeline,
+                          "--batch", batch, "--customers", "200", "--backlog", "1000", "--json",
+                          NULL};
     int code = run_bench(out, args);
     const char *text = file_text(out);
-    printf("ticketq-bench --workload fanout: exit %d\n%s", code, text);
+    printf("ticketq-bench --workload fanout --batch %s: exit %d\n%s", batch, code, text);
     TQ_CHECK_EQ(code, 0);
     const char *fo = strstr(text, "\"fanout\":{");
     TQ_CHECK(fo != NULL);
@@ -265,7 +269,8 @@ int main(void) {
     TQ_CHECK_EQ(tq_fixture_start(&server), 0);
     test_in_process(seed);
     test_binary();
-    test_fanout();
+    test_fanout("2", "1");
+    test_fanout("600", "300");
     tq_fixture_cleanup(&server);
     printf("test_bench_ticketq: ok\n");
     return 0;
