@@ -43,6 +43,8 @@ static const struct option_doc k_options[] = {
     {"body-max", "BYTES", "largest message body (default 65536)"},
     {"recv", "MODE", "single | multishot | auto: receive path (default auto = multishot recv "
                      "with a provided-buffer ring when the kernel has it; env TICKETQD_RECV)"},
+    {"recv-buffers", "N", "provided-buffer ring entries of 16 KiB for multishot recv, a power "
+                          "of two 2..32768 (default 512)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -59,6 +61,8 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->subscriber_buffer = TQ_SUBSCRIBER_BUFFER_BYTES_DEFAULT;
     cfg->segment_bytes = TQ_SEGMENT_BYTES_DEFAULT;
     cfg->body_max = TQ_BODY_BYTES_DEFAULT_MAX;
+    cfg->recv_mode = TQ_RECV_AUTO;
+    cfg->recv_buffers = TQ_RECV_RING_BUFFERS_DEFAULT;
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
@@ -179,6 +183,13 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             FAIL("--body-max: expected 1..524288 bytes, got '%s'", value);
         }
         cfg->body_max = (uint32_t)v;
+    } else if (strcmp(name, "recv-buffers") == 0) {
+        if (!parse_u64(value, TQ_RECV_RING_BUFFERS_MIN, TQ_RECV_RING_BUFFERS_MAX, &v) ||
+            (v & (v - 1)) != 0) {
+            FAIL("--recv-buffers: expected a power of two %u..%u, got '%s'",
+                 TQ_RECV_RING_BUFFERS_MIN, TQ_RECV_RING_BUFFERS_MAX, value);
+        }
+        cfg->recv_buffers = (uint32_t)v;
     } else if (strcmp(name, "recv") == 0) {
         if (strcmp(value, "auto") == 0) {
             cfg->recv_mode = TQ_RECV_AUTO;

@@ -38,6 +38,7 @@ struct tq_config {
     uint64_t segment_bytes;
     uint32_t body_max;
     enum tq_recv_mode recv_mode;
+    uint32_t recv_buffers;          /* provided-buffer ring entries (power of two) */
 };
 
 /* Fills cfg with every default. */

@@ -7,7 +7,7 @@
  *
  * Receives come in two kinds (--recv; tq_loop_recv_setup probes the kernel at start):
  *   multishot  one IORING_RECV_MULTISHOT recv per client connection, buffers picked by the
- *              kernel from one provided-buffer ring (group TQ_RECV_RING_GROUP_ID). Each CQE's
+ *              kernel from one provided-buffer ring (group TQ_RECV_RING_GROUP_ID, --recv-buffers entries). Each CQE's
  *              bytes are copied into the connection's frame buffer and the ring buffer is
  *              handed back at once, whatever state the connection is in. Backpressure
  *              (--max-inflight, a deferred request, a full frame buffer, a protocol error,
@@ -87,24 +87,24 @@ static struct io_uring_sqe *get_sqe(struct tq_server *srv) {
 /* ---- the provided-buffer ring (multishot receive) ----------------------------------------- */
 
 static uint8_t *ring_buf(struct tq_server *srv, uint32_t bid) {
-    TQ_ASSERT(bid < TQ_RECV_RING_BUFFER_COUNT);
+    TQ_ASSERT(bid < srv->recv_ring_count);
     return srv->recv_bufs + (size_t)bid * TQ_RECV_RING_BUFFER_BYTES;
 }
 
 /* Hands buffer bid back to the kernel. */
 static void ring_buf_return(struct tq_server *srv, uint32_t bid) {
     io_uring_buf_ring_add(srv->recv_ring, ring_buf(srv, bid), TQ_RECV_RING_BUFFER_BYTES,
-                          (unsigned short)bid, io_uring_buf_ring_mask(TQ_RECV_RING_BUFFER_COUNT),
-                          0);
+                          (unsigned short)bid, io_uring_buf_ring_mask(srv->recv_ring_count), 0);
     io_uring_buf_ring_advance(srv->recv_ring, 1);
 }
 
 /* liburing 2.3 has no io_uring_setup_buf_ring: map the ring ourselves and register it. */
 static int ring_register(struct tq_server *srv) {
-    _Static_assert((TQ_RECV_RING_BUFFER_COUNT & (TQ_RECV_RING_BUFFER_COUNT - 1)) == 0,
-                   "the buffer ring's size must be a power of two");
-    _Static_assert(TQ_RECV_RING_BUFFER_COUNT <= 32768, "buffer ids are 16 bits");
-    srv->recv_ring_bytes = TQ_RECV_RING_BUFFER_COUNT * sizeof(struct io_uring_buf);
+    uint32_t count = srv->cfg.recv_buffers;
+    TQ_ASSERT(count >= TQ_RECV_RING_BUFFERS_MIN && count <= TQ_RECV_RING_BUFFERS_MAX);
+    TQ_ASSERT((count & (count - 1)) == 0); /* validated by config.c */
+    srv->recv_ring_count = count;
+    srv->recv_ring_bytes = count * sizeof(struct io_uring_buf);
     void *mem = mmap(NULL, srv->recv_ring_bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return -errno;
@@ -113,7 +113,7 @@ static int ring_register(struct tq_server *srv) {
     struct io_uring_buf_reg reg;
     memset(&reg, 0, sizeof(reg));
     reg.ring_addr = (uint64_t)(uintptr_t)mem;
-    reg.ring_entries = TQ_RECV_RING_BUFFER_COUNT;
+    reg.ring_entries = count;
     reg.bgid = TQ_RECV_RING_GROUP_ID;
     int rc = io_uring_register_buf_ring(&srv->ring, &reg, 0);
     if (rc < 0) {
@@ -121,8 +121,8 @@ static int ring_register(struct tq_server *srv) {
         srv->recv_ring = NULL;
         return rc;
     }
-    srv->recv_bufs = tq_xalloc((size_t)TQ_RECV_RING_BUFFER_COUNT * TQ_RECV_RING_BUFFER_BYTES);
-    for (uint32_t bid = 0; bid < TQ_RECV_RING_BUFFER_COUNT; bid++) ring_buf_return(srv, bid);
+    srv->recv_bufs = tq_xalloc((size_t)count * TQ_RECV_RING_BUFFER_BYTES);
+    for (uint32_t bid = 0; bid < count; bid++) ring_buf_return(srv, bid);
     return 0;
 }
 
@@ -206,7 +206,7 @@ int tq_loop_recv_setup(struct tq_server *srv) {
     if (why == NULL) {
         srv->recv_multishot = true;
         fprintf(stderr, "ticketqd: receive: multishot recv, %u x %u-byte provided buffers\n",
-                TQ_RECV_RING_BUFFER_COUNT, TQ_RECV_RING_BUFFER_BYTES);
+                srv->recv_ring_count, TQ_RECV_RING_BUFFER_BYTES);
         return 0;
     }
     tq_loop_recv_teardown(srv);
@@ -226,7 +226,7 @@ void tq_loop_recv_teardown(struct tq_server *srv) {
     srv->recv_ring = NULL;
     srv->recv_ring_bytes = 0;
     if (srv->recv_bufs != NULL) {
-        tq_free(srv->recv_bufs, (size_t)TQ_RECV_RING_BUFFER_COUNT * TQ_RECV_RING_BUFFER_BYTES);
+        tq_free(srv->recv_bufs, (size_t)srv->recv_ring_count * TQ_RECV_RING_BUFFER_BYTES);
         srv->recv_bufs = NULL;
     }
     srv->recv_multishot = false;
@@ -494,7 +494,7 @@ static bool on_recv_multishot(struct tq_server *srv, struct tq_conn *conn,
     int res = cqe->res;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        if (bid >= TQ_RECV_RING_BUFFER_COUNT) tq_fatal("io_uring: buffer id %u out of range", bid);
+        if (bid >= srv->recv_ring_count) tq_fatal("io_uring: buffer id %u out of range", bid);
         if (res > 0 && !conn->closing) {
             TQ_ASSERT((size_t)res <= TQ_RECV_RING_BUFFER_BYTES);
             tq_conn_recv_append(conn, ring_buf(srv, bid), (size_t)res);

@@ -144,9 +144,10 @@ struct tq_server {
     int signal_fd;
     bool multishot_accept;
     bool recv_multishot;            /* client receives use the provided-buffer ring */
-    struct io_uring_buf_ring *recv_ring; /* mmap'd ring of TQ_RECV_RING_BUFFER_COUNT entries */
+    struct io_uring_buf_ring *recv_ring; /* mmap'd ring of recv_ring_count entries */
     size_t recv_ring_bytes;
-    uint8_t *recv_bufs;             /* COUNT x TQ_RECV_RING_BUFFER_BYTES, buffer i at i x BYTES */
+    uint32_t recv_ring_count;       /* cfg.recv_buffers: a power of two */
+    uint8_t *recv_bufs;             /* count x TQ_RECV_RING_BUFFER_BYTES, buffer i at i x BYTES */
     bool accept_armed[3];           /* TCP, Unix, metrics */
 
     struct tq_conn *conns;

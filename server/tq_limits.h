@@ -47,8 +47,12 @@
  * connection. A CQE names one buffer; its bytes are copied into the connection's frame buffer
  * and the buffer goes back to the ring at once, so the ring only runs dry when more than
  * count x bytes (8 MiB) arrive within one reap. 16 KiB matches the initial per-connection
- * buffer and typical TCP segments coalesced by GRO; the count must be a power of two. */
-#define TQ_RECV_RING_BUFFER_COUNT 512u
+ * buffer and typical TCP segments coalesced by GRO. */
+#define TQ_RECV_RING_BUFFERS_DEFAULT 512u
+/* --recv-buffers bounds: a power of two; 2 lets the tests empty the ring (-ENOBUFS) on
+ * purpose; buffer ids are 16 bits and the kernel caps a ring at 32768 entries. */
+#define TQ_RECV_RING_BUFFERS_MIN 2u
+#define TQ_RECV_RING_BUFFERS_MAX 32768u
 #define TQ_RECV_RING_BUFFER_BYTES (16u * 1024)
 #define TQ_RECV_RING_GROUP_ID 1u
 /* After -ENOBUFS (ring empty) a connection re-arms no sooner than this (the loop's timer

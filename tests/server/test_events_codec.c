@@ -96,7 +96,7 @@ int main(void) {
             if (e == TQ_OK) {
                 for (uint32_t i = 0; i < got; i++) {
                     TQ_CHECK(out[i].type >= TQ_EVENT_TENANT_CREATED &&
-                             out[i].type <= TQ_EVENT_CONFIG_CHANGED);
+                             out[i].type <= TQ_EVENT_CUSTOMER_ERASED);
                     TQ_CHECK_LE(out[i].field, TQ_FIELD_CUSTOMER);
                 }
             } else {

@@ -12,6 +12,8 @@
  *   receive is armed do not disturb a witness;
  *   in multishot mode the in-flight bound paused the recv (ticketq_recv_pauses_total > 0; in
  *   single-shot mode it stays 0: the fallback pauses by not re-arming);
+ *   with --recv-buffers 2 the ring runs dry under that burst (ticketq_recv_nobufs_total > 0)
+ *   and everything is still answered, in order (the recv is re-armed later, no spin);
  *   SIGTERM exits 0 (under ASan: no leak, nothing freed under a pending SQE).
  */
 #include "frame.h"
@@ -82,9 +84,12 @@ static void put_be32(uint8_t *p, uint32_t v) {
     p[3] = (uint8_t)v;
 }
 
-static void run_mode(const char *mode, uint64_t *rng) {
+/* ring_buffers: --recv-buffers, or NULL for the default. With "2" the ring must run dry
+ * (-ENOBUFS, counted) under the pipelined burst, and every request is still answered. */
+static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) {
     bool multishot = strcmp(mode, "multishot") == 0;
-    fprintf(stderr, "test_server_recv: --recv %s\n", mode);
+    fprintf(stderr, "test_server_recv: --recv %s --recv-buffers %s\n", mode,
+            ring_buffers ? ring_buffers : "(default)");
     char metrics_addr[64];
     free_port_addr(metrics_addr, sizeof(metrics_addr));
     static struct tq_fixture f; /* static: the exit guard keeps a pointer to it */
@@ -96,6 +101,10 @@ static void run_mode(const char *mode, uint64_t *rng) {
     f.extra_args[3] = "4";
     f.extra_args[4] = "--metrics";
     f.extra_args[5] = metrics_addr;
+    if (ring_buffers != NULL) {
+        f.extra_args[6] = "--recv-buffers";
+        f.extra_args[7] = ring_buffers;
+    }
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
 
     static char text[256 * 1024];
@@ -162,6 +171,12 @@ static void run_mode(const char *mode, uint64_t *rng) {
         TQ_CHECK_UEQ(pauses, 0);
     }
     TQ_CHECK_UEQ(metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
+    uint64_t nobufs = metric_value(text, "ticketq_recv_nobufs_total");
+    if (multishot && ring_buffers != NULL && strcmp(ring_buffers, "2") == 0) {
+        TQ_CHECK(nobufs > 0);
+    } else if (!multishot) {
+        TQ_CHECK_UEQ(nobufs, 0);
+    }
 
     rawc_close(&c);
     rawc_close(&witness);
@@ -171,8 +186,9 @@ static void run_mode(const char *mode, uint64_t *rng) {
 
 int main(void) {
     uint64_t rng = tq_test_seed("test_server_recv");
-    run_mode("multishot", &rng);
-    run_mode("single", &rng);
+    run_mode("multishot", NULL, &rng);
+    run_mode("multishot", "2", &rng);
+    run_mode("single", NULL, &rng);
     fprintf(stderr, "test_server_recv: ok\n");
     return 0;
 }
