@@ -35,17 +35,17 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#define EXIT_RUN_INVALID 1
-#define EXIT_USAGE 2
-#define EXIT_UNAVAILABLE 3
-#define REDIS_PORT_DEFAULT 6379
-#define TOKEN_BYTES_MAX 4096
+#define EXIT_RUN_INVALID       1
+#define EXIT_USAGE             2
+#define EXIT_UNAVAILABLE       3
+#define REDIS_PORT_DEFAULT     6379
+#define TOKEN_BYTES_MAX        4096
 #define PEAK_BASE_RATE_DEFAULT 500.0
 
 enum system_kind { SYSTEM_REDIS, SYSTEM_TICKETQ };
@@ -62,7 +62,7 @@ struct bench_args {
     uint64_t customers;
     uint64_t backlog;
     const char *addr;
-    char *token;                 /* owned (from --token, --token-file or TICKETQ_TOKEN) */
+    char *token; /* owned (from --token, --token-file or TICKETQ_TOKEN) */
     bool json;
     bool load;
     bool load_only;
@@ -96,7 +96,8 @@ static void usage(FILE *out) {
         "  --clients N                 connections (default 16)\n"
         "  --pipeline N                operations in flight per connection (default 1)\n"
         "  --batch N                   ingests per request (ticketq: one Batch; needs\n"
-        "                              --pipeline >= N, the batch is filled from the ops in flight)\n"
+        "                              --pipeline >= N, the batch is filled from the ops in "
+        "flight)\n"
         "  --rate OPS                  open loop at OPS/s over all connections (default 0 =\n"
         "                              closed loop); peak: the base rate (default 500)\n"
         "  --seed N                    workload seed (default 42)\n"
@@ -154,10 +155,29 @@ static void set_token(struct bench_args *a, char *token) {
 }
 
 enum long_only {
-    OPT_SEED = 1000, OPT_CUSTOMERS, OPT_BACKLOG, OPT_LOAD, OPT_LOAD_ONLY, OPT_TOKEN_FILE,
-    OPT_SUBSCRIBERS, OPT_PEAK_WARMUP, OPT_PEAK_RAMP, OPT_PEAK_SPIKE, OPT_CSV, OPT_PLOT, OPT_JSON,
-    OPT_HELP, OPT_SYSTEM, OPT_WORKLOAD, OPT_DURATION, OPT_CLIENTS, OPT_PIPELINE, OPT_BATCH,
-    OPT_RATE, OPT_ADDR, OPT_TOKEN,
+    OPT_SEED = 1000,
+    OPT_CUSTOMERS,
+    OPT_BACKLOG,
+    OPT_LOAD,
+    OPT_LOAD_ONLY,
+    OPT_TOKEN_FILE,
+    OPT_SUBSCRIBERS,
+    OPT_PEAK_WARMUP,
+    OPT_PEAK_RAMP,
+    OPT_PEAK_SPIKE,
+    OPT_CSV,
+    OPT_PLOT,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_SYSTEM,
+    OPT_WORKLOAD,
+    OPT_DURATION,
+    OPT_CLIENTS,
+    OPT_PIPELINE,
+    OPT_BATCH,
+    OPT_RATE,
+    OPT_ADDR,
+    OPT_TOKEN,
 };
 
 /* Returns -1 to go on, or an exit code. */
@@ -208,9 +228,18 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
             ok = parse_double(optarg, &a->duration_s) && a->duration_s > 0.0;
             duration_set = true;
             break;
-        case OPT_CLIENTS: ok = parse_u64(optarg, &u) && u <= UINT32_MAX; a->clients = (uint32_t)u; break;
-        case OPT_PIPELINE: ok = parse_u64(optarg, &u) && u <= UINT32_MAX; a->pipeline = (uint32_t)u; break;
-        case OPT_BATCH: ok = parse_u64(optarg, &u) && u >= 1 && u <= UINT32_MAX; a->batch = (uint32_t)u; break;
+        case OPT_CLIENTS:
+            ok = parse_u64(optarg, &u) && u <= UINT32_MAX;
+            a->clients = (uint32_t)u;
+            break;
+        case OPT_PIPELINE:
+            ok = parse_u64(optarg, &u) && u <= UINT32_MAX;
+            a->pipeline = (uint32_t)u;
+            break;
+        case OPT_BATCH:
+            ok = parse_u64(optarg, &u) && u >= 1 && u <= UINT32_MAX;
+            a->batch = (uint32_t)u;
+            break;
         case OPT_RATE: ok = parse_double(optarg, &a->rate); break;
         case OPT_SEED: ok = parse_u64(optarg, &a->seed); break;
         case OPT_CUSTOMERS: ok = parse_u64(optarg, &a->customers) && a->customers > 0; break;
@@ -228,7 +257,10 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
             set_token(a, t);
             break;
         }
-        case OPT_SUBSCRIBERS: ok = parse_u64(optarg, &u) && u <= 4096; a->subscribers = (uint32_t)u; break;
+        case OPT_SUBSCRIBERS:
+            ok = parse_u64(optarg, &u) && u <= 4096;
+            a->subscribers = (uint32_t)u;
+            break;
         case OPT_PEAK_WARMUP: ok = parse_double(optarg, &a->peak.warmup_s); break;
         case OPT_PEAK_RAMP: ok = parse_double(optarg, &a->peak.ramp_s); break;
         case OPT_PEAK_SPIKE: ok = parse_double(optarg, &a->peak.spike_s); break;
@@ -264,7 +296,9 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
 
 /* ---- report ------------------------------------------------------------------------------ */
 
-static double us(uint64_t ns) { return (double)ns / 1000.0; }
+static double us(uint64_t ns) {
+    return (double)ns / 1000.0;
+}
 
 static void json_figures(const struct tq_hist *h, uint64_t ok, uint64_t errors, double elapsed_s) {
     printf("\"count\":%" PRIu64 ",\"ops_per_sec\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
@@ -292,8 +326,7 @@ static void report_json(const struct bench_args *a, const char *system_name,
            ",\"elapsed_s\":%.3f,\"empty_queue\":%" PRIu64 ",\"unfinished\":%" PRIu64
            ",\"per_op\":{",
            system_name, tq_workload_kind_name(a->workload), a->clients, a->pipeline, a->batch,
-           a->rate, a->seed, a->customers, a->backlog, r->elapsed_s, r->empty_queue,
-           r->unfinished);
+           a->rate, a->seed, a->customers, a->backlog, r->elapsed_s, r->empty_queue, r->unfinished);
     bool first = true;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
         if (r->per_op[k].count == 0) continue;
@@ -348,8 +381,9 @@ static void report_text(const struct bench_args *a, const char *system_name,
 
 /* ---- fanout: K subscribers follow the event stream while the driver ingests --------------- */
 
-#define FANOUT_WAIT_MS 50                        /* one tq_subscription_next wait */
-#define FANOUT_DRAIN_NS (10ull * 1000 * 1000 * 1000) /* after the run: wait this long for events */
+#define FANOUT_WAIT_MS  50                           /* one tq_subscription_next wait */
+#define FANOUT_DRAIN_NS (10ull * 1000 * 1000 * 1000) /* after the run: wait this long for events   \
+                                                      */
 
 /* One acknowledged ingest: its message id, when the answer was collected, when it was meant to
  * be sent (open loop: the schedule's intended time; closed loop: the actual send). */
@@ -363,10 +397,10 @@ struct fanout_sub {
     pthread_t thread;
     bool started;
     struct tq_client *client;
-    uint64_t *ids, *recv_ns;     /* events received, in order */
+    uint64_t *ids, *recv_ns; /* events received, in order */
     uint64_t count, cap;
-    enum tq_err status;          /* TQ_OK or why the subscriber stopped early */
-    struct tq_error error;       /* when status != TQ_OK */
+    enum tq_err status;    /* TQ_OK or why the subscriber stopped early */
+    struct tq_error error; /* when status != TQ_OK */
     /* filled by fanout_match */
     struct tq_hist lag_ack, lag_e2e;
     uint64_t matched, missing, duplicates, unexpected, before_ack;
@@ -378,16 +412,16 @@ struct fanout {
     struct fanout_sub *subs;
     struct fanout_ack *acks;
     uint64_t ack_count, ack_cap;
-    uint64_t *tag_start_ns;      /* [conn * pipeline + slot]: intended time of the tag's op */
-    uint64_t *conn_sends;        /* open loop: sends so far per connection (arrival k) */
+    uint64_t *tag_start_ns; /* [conn * pipeline + slot]: intended time of the tag's op */
+    uint64_t *conn_sends;   /* open loop: sends so far per connection (arrival k) */
     uint32_t clients, pipeline;
     bool open_loop;
-    uint64_t t0_ns;              /* taken just before tq_driver_run: <= the driver's start */
+    uint64_t t0_ns; /* taken just before tq_driver_run: <= the driver's start */
     struct tq_driver *driver;
     struct tq_bench_system wrapped; /* the ticketq system with send_op observed */
     const struct tq_bench_system *inner;
     atomic_bool stop;
-    _Atomic uint64_t expected;   /* set with stop: the acknowledged ingests */
+    _Atomic uint64_t expected; /* set with stop: the acknowledged ingests */
     _Atomic uint64_t deadline_ns;
     struct tq_hist lag_ack, lag_e2e;
 };
@@ -491,9 +525,8 @@ static int fanout_start(struct fanout *fo, const struct bench_args *a,
     atomic_store(&fo->stop, false);
     atomic_store(&fo->expected, UINT64_MAX);
     atomic_store(&fo->deadline_ns, UINT64_MAX);
-    if (fo->k == 0 || fo->from_lsn == 0 || a->clients == 0 ||
-        a->clients > TQ_DRIVER_CLIENTS_MAX || a->pipeline == 0 ||
-        a->pipeline > TQ_DRIVER_PIPELINE_MAX) {
+    if (fo->k == 0 || fo->from_lsn == 0 || a->clients == 0 || a->clients > TQ_DRIVER_CLIENTS_MAX ||
+        a->pipeline == 0 || a->pipeline > TQ_DRIVER_PIPELINE_MAX) {
         fprintf(stderr, "ticketq-bench: fanout needs --subscribers >= 1, valid --clients and "
                         "--pipeline, and a load that reported its LSN\n");
         return EXIT_USAGE;
@@ -549,11 +582,13 @@ static uint64_t fanout_hash(uint64_t x) {
  * map id -> ack index) and records the lags. */
 static void fanout_match(struct fanout *fo) {
     uint64_t cap = 16;
-    while (cap < 2 * fo->ack_count + 1) cap *= 2;
+    while (cap < 2 * fo->ack_count + 1)
+        cap *= 2;
     uint64_t *slots = tq_xcalloc(cap, sizeof(*slots)); /* ack index + 1; 0 = empty */
     for (uint64_t i = 0; i < fo->ack_count; i++) {
         uint64_t h = fanout_hash(fo->acks[i].message_id) & (cap - 1);
-        while (slots[h] != 0) h = (h + 1) & (cap - 1);
+        while (slots[h] != 0)
+            h = (h + 1) & (cap - 1);
         slots[h] = i + 1;
     }
     uint8_t *seen = tq_xalloc(fo->ack_count + 1);
@@ -656,7 +691,8 @@ static void fanout_text_line(const char *name, const struct tq_hist *h) {
 
 static void fanout_text(const struct fanout *fo) {
     printf("fanout: %u subscribers (MESSAGE_ADDED only), %" PRIu64 " acknowledged ingests each "
-           "should see\n", fo->k, fo->ack_count);
+           "should see\n",
+           fo->k, fo->ack_count);
     printf("  %-22s %9s %9s %9s %9s %10s\n", "delivery lag", "p50_us", "p90_us", "p99_us",
            "p999_us", "max_us");
     fanout_text_line("all, after ack", &fo->lag_ack);
@@ -669,8 +705,8 @@ static void fanout_text(const struct fanout *fo) {
         printf("    received %" PRIu64 ", matched %" PRIu64 ", missing %" PRIu64
                ", duplicates %" PRIu64 ", unexpected %" PRIu64 ", before ack %" PRIu64 "%s%s\n",
                sub->count, sub->matched, sub->missing, sub->duplicates, sub->unexpected,
-               sub->before_ack, sub->status == TQ_OK ? "" : ", error: ",
-               sub->status == TQ_OK ? "" : sub->error.msg);
+               sub->before_ack,
+               sub->status == TQ_OK ? "" : ", error: ", sub->status == TQ_OK ? "" : sub->error.msg);
     }
     if (fanout_failed(fo)) printf("INVALID RUN: a subscriber did not receive every event once\n");
 }
@@ -699,8 +735,8 @@ static void fanout_destroy(struct fanout *fo) {
 static void on_second(void *ctx, const struct tq_driver_second *s) {
     struct run_ctx *rc = ctx;
     if (rc->progress) {
-        fprintf(stderr, "[%4us] %9" PRIu64 " ops/s  p50 %8.1f us  p99 %9.1f us  errors %" PRIu64
-                        "%s\n",
+        fprintf(stderr,
+                "[%4us] %9" PRIu64 " ops/s  p50 %8.1f us  p99 %9.1f us  errors %" PRIu64 "%s\n",
                 s->second, s->completed, us(s->p50_ns), us(s->p99_ns), s->errors,
                 s->backlog > 0 ? "  (open-loop backlog)" : "");
     }
@@ -733,10 +769,10 @@ static int write_peak_outputs(const struct bench_args *a, const struct run_ctx *
                "queue_depth,breached\n");
     for (uint32_t i = 0; i < rc->row_count; i++) {
         const struct peak_row *row = &rc->rows[i];
-        fprintf(f, "%u,%.1f,%" PRIu64 ",%.3f,%.3f,%.3f,%" PRIu64 ",%" PRIu64 ",", row->second.second,
-                row->second.intended_rate, row->second.completed, row->second.p50_ns / 1e6,
-                row->second.p99_ns / 1e6, row->second.max_ns / 1e6, row->second.errors,
-                row->second.backlog);
+        fprintf(f, "%u,%.1f,%" PRIu64 ",%.3f,%.3f,%.3f,%" PRIu64 ",%" PRIu64 ",",
+                row->second.second, row->second.intended_rate, row->second.completed,
+                row->second.p50_ns / 1e6, row->second.p99_ns / 1e6, row->second.max_ns / 1e6,
+                row->second.errors, row->second.backlog);
         if (row->have_stats) {
             fprintf(f, "%" PRIu64 ",%" PRIu64 "\n", row->stats.queue_depth, row->stats.breached);
         } else {
@@ -766,8 +802,8 @@ static int write_peak_outputs(const struct bench_args *a, const struct run_ctx *
             "plot '%s' using 1:9 with lines title 'queue depth', '' using 1:10 with lines "
             "title 'queued past SLA', '' using 1:8 with lines title 'open-loop backlog'\n"
             "unset multiplot\n",
-            png, a->system == SYSTEM_REDIS ? "redis" : "ticketq", a->peak.base_rate,
-            a->peak.factor, csv, csv, csv);
+            png, a->system == SYSTEM_REDIS ? "redis" : "ticketq", a->peak.base_rate, a->peak.factor,
+            csv, csv, csv);
     int rc_plot = pclose(g);
     if (rc_plot != 0) {
         fprintf(stderr, "ticketq-bench: gnuplot failed (exit %d); wrote %s only\n", rc_plot, csv);
@@ -817,8 +853,8 @@ static void load_progress(uint64_t done) {
     uint64_t now = mono_ns();
     if (now - load_last_ns < 1000000000u) return;
     load_last_ns = now;
-    fprintf(stderr, isatty(STDERR_FILENO) ? "\rloaded %" PRIu64 " tickets" : "loaded %" PRIu64
-                                                                            " tickets\n",
+    fprintf(stderr,
+            isatty(STDERR_FILENO) ? "\rloaded %" PRIu64 " tickets" : "loaded %" PRIu64 " tickets\n",
             done);
 }
 
@@ -826,8 +862,9 @@ static void load_progress(uint64_t done) {
  * before each run, as PEER-WORKLOADS.md asks). Returns 0 or an exit code. */
 static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_out) {
     if (a->batch > a->pipeline) {
-        fprintf(stderr, "ticketq-bench: --batch %u needs --pipeline >= %u (a batch is filled from "
-                        "the operations in flight on one connection)\n",
+        fprintf(stderr,
+                "ticketq-bench: --batch %u needs --pipeline >= %u (a batch is filled from "
+                "the operations in flight on one connection)\n",
                 a->batch, a->batch);
         return EXIT_USAGE;
     }
@@ -852,7 +889,8 @@ static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_ou
         return error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     double load_s = (double)(mono_ns() - t0) / 1e9;
-    fprintf(stderr, "%sloaded %" PRIu64 " tickets (%" PRIu64 " customers) in %.1f s: %.0f tickets/s\n",
+    fprintf(stderr,
+            "%sloaded %" PRIu64 " tickets (%" PRIu64 " customers) in %.1f s: %.0f tickets/s\n",
             isatty(STDERR_FILENO) ? "\r" : "", a->backlog, a->customers, load_s,
             load_s > 0 ? (double)a->backlog / load_s : 0.0);
     return 0;
@@ -946,7 +984,9 @@ static int run(struct bench_args *a) {
         .duration_s = a->duration_s,
         .rate = a->workload == TQ_WORKLOAD_PEAK ? 0.0 : a->rate,
         .peak = a->workload == TQ_WORKLOAD_PEAK ? &a->peak : NULL,
-        .workload = {.kind = a->workload, .seed = a->seed, .customers = a->customers,
+        .workload = {.kind = a->workload,
+                     .seed = a->seed,
+                     .customers = a->customers,
                      .backlog = a->backlog},
         .on_second = on_second,
         .on_second_ctx = &rc,
@@ -983,7 +1023,8 @@ static int run(struct bench_args *a) {
         }
     }
     uint64_t errors = 0;
-    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) errors += result->errors[k];
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++)
+        errors += result->errors[k];
     if (errors > 0 || result->unfinished > 0) exit_code = EXIT_RUN_INVALID;
     if (fo != NULL && fanout_failed(fo)) exit_code = EXIT_RUN_INVALID;
     if (a->workload == TQ_WORKLOAD_PEAK) {

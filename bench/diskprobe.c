@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK_BYTES 4096u
+#define BLOCK_BYTES     4096u
 #define SEQ_CHUNK_BYTES (1024u * 1024u)
 #define APPENDS_DEFAULT 1000u
 #define SEQ_MIB_DEFAULT 1024u
@@ -106,8 +106,7 @@ int main(int argc, char **argv) {
     printf("{\"fdatasync_append_4k_p50_us\":%.1f,\"fdatasync_append_4k_p99_us\":%.1f,"
            "\"fdatasync_overwrite_4k_p50_us\":%.1f,\"fdatasync_overwrite_4k_p99_us\":%.1f,"
            "\"seq_write_mib_s\":%.0f,\"appends\":%zu,\"seq_mib\":%zu}\n",
-           append_p50, append_p99, over_p50, over_p99, (double)seq_mib / seq_s, appends,
-           seq_mib);
+           append_p50, append_p99, over_p50, over_p99, (double)seq_mib / seq_s, appends, seq_mib);
     tq_free(lat, appends * sizeof(*lat));
     tq_free(block, SEQ_CHUNK_BYTES);
     return 0;

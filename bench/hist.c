@@ -61,7 +61,8 @@ void tq_hist_record(struct tq_hist *hist, uint64_t value) {
 void tq_hist_merge(struct tq_hist *dst, const struct tq_hist *src) {
     TQ_ASSERT(dst != src);
     if (src->count == 0) return;
-    for (uint32_t i = 0; i < TQ_HIST_BUCKETS; i++) dst->buckets[i] += src->buckets[i];
+    for (uint32_t i = 0; i < TQ_HIST_BUCKETS; i++)
+        dst->buckets[i] += src->buckets[i];
     dst->count += src->count;
     dst->sum += src->sum;
     if (src->min < dst->min) dst->min = src->min;

@@ -12,18 +12,18 @@
 
 #include <stdint.h>
 
-#define TQ_HIST_SUB_BITS 7                               /* 128 buckets per band: <1% error */
+#define TQ_HIST_SUB_BITS    7 /* 128 buckets per band: <1% error */
 #define TQ_HIST_SUB_BUCKETS (1u << TQ_HIST_SUB_BITS)
-#define TQ_HIST_EXACT_MAX (2u * TQ_HIST_SUB_BUCKETS)      /* 0..255 are exact */
-#define TQ_HIST_BANDS 33                                 /* bands for msb 8..40 */
-#define TQ_HIST_BUCKETS (TQ_HIST_EXACT_MAX + TQ_HIST_BANDS * TQ_HIST_SUB_BUCKETS)
-#define TQ_HIST_VALUE_MAX ((1ull << 41) - 1)             /* ~2199 s in ns */
+#define TQ_HIST_EXACT_MAX   (2u * TQ_HIST_SUB_BUCKETS) /* 0..255 are exact */
+#define TQ_HIST_BANDS       33                         /* bands for msb 8..40 */
+#define TQ_HIST_BUCKETS     (TQ_HIST_EXACT_MAX + TQ_HIST_BANDS * TQ_HIST_SUB_BUCKETS)
+#define TQ_HIST_VALUE_MAX   ((1ull << 41) - 1) /* ~2199 s in ns */
 
 struct tq_hist {
     uint64_t count;
-    uint64_t min;            /* exact; UINT64_MAX when empty */
-    uint64_t max;            /* exact; 0 when empty */
-    double sum;              /* for the mean */
+    uint64_t min; /* exact; UINT64_MAX when empty */
+    uint64_t max; /* exact; 0 when empty */
+    double sum;   /* for the mean */
     uint64_t buckets[TQ_HIST_BUCKETS];
 };
 

@@ -26,8 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#define NS_PER_S 1000000000ull
-#define POLL_WAIT_NS_MAX (50ull * 1000 * 1000)   /* re-check the clock at least every 50 ms */
+#define NS_PER_S         1000000000ull
+#define POLL_WAIT_NS_MAX (50ull * 1000 * 1000) /* re-check the clock at least every 50 ms */
 
 struct slot {
     uint64_t start_ns;
@@ -38,10 +38,10 @@ struct slot {
 struct driver_conn {
     struct tq_bench_conn *conn;
     struct tq_workload stream;
-    struct slot *slots;           /* pipeline entries */
-    uint32_t *free_slots;         /* stack of free slot indexes */
+    struct slot *slots;   /* pipeline entries */
+    uint32_t *free_slots; /* stack of free slot indexes */
     uint32_t free_count;
-    uint64_t next_k;              /* open loop: next arrival of this connection */
+    uint64_t next_k; /* open loop: next arrival of this connection */
     bool pending_write;
 };
 
@@ -49,11 +49,11 @@ struct tq_driver {
     struct tq_driver_options options;
     const struct tq_bench_system *system;
     struct driver_conn *conns;
-    uint32_t conn_count;          /* connections opened so far (all of them after create) */
+    uint32_t conn_count; /* connections opened so far (all of them after create) */
     bool open_loop;
     bool started;
     uint64_t start_ns;
-    uint64_t end_ns;              /* end of the sending window */
+    uint64_t end_ns; /* end of the sending window */
     uint64_t in_flight_total;
     struct tq_driver_result result;
     /* The current second. */
@@ -69,12 +69,15 @@ uint64_t tq_bench_now_ns(void) {
     return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
-uint32_t tq_driver_tag_conn(uint64_t tag) { return (uint32_t)(tag >> 32); }
+uint32_t tq_driver_tag_conn(uint64_t tag) {
+    return (uint32_t)(tag >> 32);
+}
 
 static void result_reset(struct tq_driver_result *result) {
     memset(result, 0, sizeof(*result));
     tq_hist_reset(&result->all);
-    for (unsigned i = 0; i < TQ_OP_KIND_COUNT; i++) tq_hist_reset(&result->per_op[i]);
+    for (unsigned i = 0; i < TQ_OP_KIND_COUNT; i++)
+        tq_hist_reset(&result->per_op[i]);
 }
 
 /* ---- create / destroy -------------------------------------------------------------------- */
@@ -162,8 +165,8 @@ uint64_t tq_driver_intended_ns(const struct tq_driver *driver, uint64_t k) {
 /* Arrivals due (intended time before now) since the start. */
 static uint64_t arrivals_due(const struct tq_driver *d, uint64_t now_ns) {
     double t_s = (double)(now_ns - d->start_ns) / (double)NS_PER_S;
-    double n = d->options.peak != NULL ? tq_peak_arrivals(d->options.peak, t_s)
-                                       : t_s * d->options.rate;
+    double n =
+        d->options.peak != NULL ? tq_peak_arrivals(d->options.peak, t_s) : t_s * d->options.rate;
     return (uint64_t)ceil(n); /* arrivals k with k < n, i.e. intended time < now */
 }
 
@@ -182,8 +185,8 @@ static void emit_second(struct tq_driver *d, uint64_t now_ns) {
     s.second = d->second_index;
     if (d->open_loop) {
         double t_s = (double)(d->second_index - 1) + 0.5;
-        s.intended_rate = d->options.peak != NULL ? tq_peak_rate(d->options.peak, t_s)
-                                                  : d->options.rate;
+        s.intended_rate =
+            d->options.peak != NULL ? tq_peak_rate(d->options.peak, t_s) : d->options.rate;
         uint64_t due = arrivals_due(d, now_ns);
         s.backlog = due > d->result.sent ? due - d->result.sent : 0;
     }
@@ -222,7 +225,8 @@ enum tq_err tq_driver_step(struct tq_driver *driver, uint64_t now_ns, uint64_t *
                            struct tq_error *error) {
     struct tq_driver *d = driver;
     TQ_ASSERT(d->started);
-    while (now_ns >= d->second_end_ns && d->second_end_ns <= d->end_ns) emit_second(d, now_ns);
+    while (now_ns >= d->second_end_ns && d->second_end_ns <= d->end_ns)
+        emit_second(d, now_ns);
     uint64_t wake = d->second_end_ns <= d->end_ns ? d->second_end_ns : UINT64_MAX;
     if (now_ns >= d->end_ns) {
         *wake_ns = UINT64_MAX;
@@ -310,11 +314,12 @@ static enum tq_err read_conn(struct tq_driver *d, struct driver_conn *c, struct 
     /* Bounded: at most pipeline completions can be outstanding on this connection. */
     for (uint32_t round = 0; round <= d->options.pipeline; round++) {
         uint32_t count = 0;
-        enum tq_err err = d->system->poll_completions(c->conn, done, TQ_ARRAY_COUNT(done), &count,
-                                                      error);
+        enum tq_err err =
+            d->system->poll_completions(c->conn, done, TQ_ARRAY_COUNT(done), &count, error);
         if (err != TQ_OK) return err;
         uint64_t now_ns = tq_bench_now_ns();
-        for (uint32_t i = 0; i < count; i++) tq_driver_complete(d, &done[i], now_ns);
+        for (uint32_t i = 0; i < count; i++)
+            tq_driver_complete(d, &done[i], now_ns);
         if (count < TQ_ARRAY_COUNT(done)) break;
     }
     return TQ_OK;

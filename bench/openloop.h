@@ -28,10 +28,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TQ_DRIVER_CLIENTS_MAX 4096u
-#define TQ_DRIVER_PIPELINE_MAX 4096u
-#define TQ_DRIVER_DRAIN_NS (10ull * 1000 * 1000 * 1000) /* wait this long for in-flight ops */
-#define TQ_DRIVER_COMPLETIONS_PER_POLL 256u             /* bound of one poll_completions call */
+#define TQ_DRIVER_CLIENTS_MAX          4096u
+#define TQ_DRIVER_PIPELINE_MAX         4096u
+#define TQ_DRIVER_DRAIN_NS             (10ull * 1000 * 1000 * 1000) /* wait this long for in-flight ops */
+#define TQ_DRIVER_COMPLETIONS_PER_POLL 256u /* bound of one poll_completions call */
 
 struct tq_bench_conn; /* defined by each system */
 
@@ -42,8 +42,8 @@ struct tq_bench_completion {
 
 /* Sampled once a second in the peak scenario (optional). */
 struct tq_bench_stats {
-    uint64_t queue_depth;       /* tickets waiting in all queues */
-    uint64_t breached;          /* queued tickets whose SLA deadline has passed */
+    uint64_t queue_depth; /* tickets waiting in all queues */
+    uint64_t breached;    /* queued tickets whose SLA deadline has passed */
 };
 
 struct tq_bench_system {
@@ -70,19 +70,19 @@ struct tq_bench_system {
 
 /* One second of a run, for the progress line and the peak CSV. */
 struct tq_driver_second {
-    uint32_t second;            /* 1, 2, ... */
-    double intended_rate;       /* open loop: the schedule's rate at this second; 0 closed */
-    uint64_t completed;         /* operations completed during the second */
-    uint64_t errors;            /* failed operations completed during the second */
+    uint32_t second;      /* 1, 2, ... */
+    double intended_rate; /* open loop: the schedule's rate at this second; 0 closed */
+    uint64_t completed;   /* operations completed during the second */
+    uint64_t errors;      /* failed operations completed during the second */
     uint64_t p50_ns, p99_ns, max_ns;
-    uint64_t backlog;           /* open loop: due arrivals not yet sent at the end */
+    uint64_t backlog; /* open loop: due arrivals not yet sent at the end */
 };
 
 struct tq_driver_options {
-    uint32_t clients;           /* connections, 1..TQ_DRIVER_CLIENTS_MAX */
-    uint32_t pipeline;          /* operations in flight per connection, >= 1 */
-    double duration_s;          /* > 0 */
-    double rate;                /* open loop ops/s over all connections; 0 = closed loop */
+    uint32_t clients;                    /* connections, 1..TQ_DRIVER_CLIENTS_MAX */
+    uint32_t pipeline;                   /* operations in flight per connection, >= 1 */
+    double duration_s;                   /* > 0 */
+    double rate;                         /* open loop ops/s over all connections; 0 = closed loop */
     const struct tq_peak_schedule *peak; /* non-NULL: open loop on this schedule (rate unused) */
     struct tq_workload_options workload;
     /* Called after each full second (may be NULL). */
@@ -93,12 +93,12 @@ struct tq_driver_options {
 struct tq_driver_result {
     struct tq_hist all;
     struct tq_hist per_op[TQ_OP_KIND_COUNT];
-    uint64_t ops[TQ_OP_KIND_COUNT];      /* completed without error */
-    uint64_t errors[TQ_OP_KIND_COUNT];   /* completed with an error (empty queue included) */
-    uint64_t empty_queue;                /* claims that found the queue empty: run invalid */
+    uint64_t ops[TQ_OP_KIND_COUNT];    /* completed without error */
+    uint64_t errors[TQ_OP_KIND_COUNT]; /* completed with an error (empty queue included) */
+    uint64_t empty_queue;              /* claims that found the queue empty: run invalid */
     uint64_t sent;
-    uint64_t unfinished;                 /* still in flight when the drain timed out */
-    double elapsed_s;                    /* first send to the end of the measured window */
+    uint64_t unfinished; /* still in flight when the drain timed out */
+    double elapsed_s;    /* first send to the end of the measured window */
 };
 
 struct tq_driver;

@@ -42,12 +42,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BUF_BYTES_INITIAL (64u * 1024)
-#define BUF_BYTES_MAX (256u * 1024 * 1024)    /* a reply this large is a broken server */
-#define RESP_DEPTH_MAX 16
-#define LOAD_COMMANDS_PER_ROUND 20000u        /* pipelined commands between reply reads */
-#define LOAD_ZADD_MEMBERS 1000u               /* members per ZADD while loading */
-#define QUEUE_SCORE_PRIORITY 1000000000000ull /* score = prio * 1e12 + seq */
+#define BUF_BYTES_INITIAL       (64u * 1024)
+#define BUF_BYTES_MAX           (256u * 1024 * 1024) /* a reply this large is a broken server */
+#define RESP_DEPTH_MAX          16
+#define LOAD_COMMANDS_PER_ROUND 20000u           /* pipelined commands between reply reads */
+#define LOAD_ZADD_MEMBERS       1000u            /* members per ZADD while loading */
+#define QUEUE_SCORE_PRIORITY    1000000000000ull /* score = prio * 1e12 + seq */
 
 /* ---- scripts ----------------------------------------------------------------------------- */
 
@@ -134,8 +134,14 @@ static const char script_stats[] =
     "local b = redis.call('ZCOUNT', 'sla', '-inf', ARGV[1])\n"
     "return {d, b}\n";
 
-enum script_id { SCRIPT_INGEST, SCRIPT_CLAIM_REPLY, SCRIPT_GET_TICKET, SCRIPT_LIST_TOP,
-                 SCRIPT_STATS, SCRIPT_COUNT };
+enum script_id {
+    SCRIPT_INGEST,
+    SCRIPT_CLAIM_REPLY,
+    SCRIPT_GET_TICKET,
+    SCRIPT_LIST_TOP,
+    SCRIPT_STATS,
+    SCRIPT_COUNT
+};
 
 static const char *const scripts[SCRIPT_COUNT] = {
     script_ingest, script_claim_reply, script_get_ticket, script_list_top, script_stats,
@@ -147,8 +153,8 @@ static const char *const scripts[SCRIPT_COUNT] = {
 
 struct buf {
     char *data;
-    uint64_t off;      /* first unconsumed byte */
-    uint64_t len;      /* end of valid bytes */
+    uint64_t off; /* first unconsumed byte */
+    uint64_t len; /* end of valid bytes */
     uint64_t cap;
 };
 
@@ -157,7 +163,7 @@ struct tq_bench_conn {
     int fd;
     struct buf out;
     struct buf in;
-    uint64_t *tags;    /* FIFO of tags awaiting replies */
+    uint64_t *tags; /* FIFO of tags awaiting replies */
     uint32_t tag_cap, tag_head, tag_count;
     uint64_t last_reply_off; /* blocking use: where the last reply read_reply returned began */
 };
@@ -165,7 +171,7 @@ struct tq_bench_conn {
 struct redis_sys {
     struct tq_bench_system system;
     struct tq_redis_options options;
-    char *host, *unix_path, *password;  /* owned copies */
+    char *host, *unix_path, *password; /* owned copies */
     struct tq_bench_conn *control;
     char sha[SCRIPT_COUNT][SHA_HEX_BYTES + 1];
 };
@@ -260,8 +266,7 @@ static int parse_at(const char *buf, uint64_t len, uint64_t pos, int depth, uint
         *end_out = at;
         return 1;
     }
-    default:
-        return -1;
+    default: return -1;
     }
 }
 
@@ -299,7 +304,8 @@ static void buf_reserve(struct buf *b, uint64_t need) {
     }
     if (b->cap - b->len >= need) return;
     uint64_t cap = b->cap;
-    while (cap - b->len < need) cap *= 2;
+    while (cap - b->len < need)
+        cap *= 2;
     b->data = tq_xrealloc(b->data, b->cap, cap);
     b->cap = cap;
 }
@@ -325,7 +331,9 @@ static void put_bulk(struct buf *b, const void *p, uint64_t bytes) {
     buf_put(b, "\r\n", 2);
 }
 
-static void put_str(struct buf *b, const char *s) { put_bulk(b, s, strlen(s)); }
+static void put_str(struct buf *b, const char *s) {
+    put_bulk(b, s, strlen(s));
+}
 
 static void put_u64(struct buf *b, uint64_t v) {
     char tmp[24];
@@ -356,8 +364,8 @@ static enum tq_err dial(const struct redis_sys *sys, int *fd_out, struct tq_erro
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
             int e = errno;
             close(fd);
-            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "connect unix:%s: %s",
-                                sys->unix_path, strerror(e));
+            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "connect unix:%s: %s", sys->unix_path,
+                                strerror(e));
         }
         *fd_out = fd;
         return TQ_OK;
@@ -407,8 +415,7 @@ static enum tq_err write_all(struct tq_bench_conn *c, struct tq_error *error) {
         ssize_t n = write(c->fd, c->out.data + c->out.off, c->out.len - c->out.off);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "write to redis: %s",
-                                strerror(errno));
+            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "write to redis: %s", strerror(errno));
         }
         c->out.off += (uint64_t)n;
     }
@@ -445,7 +452,8 @@ static enum tq_err read_reply(struct tq_bench_conn *c, struct tq_resp_reply *rep
     for (;;) {
         uint64_t used = 0;
         int rc = tq_resp_parse(c->in.data + c->in.off, c->in.len - c->in.off, &used, reply);
-        if (rc < 0) return tq_error_set(error, TQ_ERR_CORRUPT, "redis sent bytes that are not RESP");
+        if (rc < 0)
+            return tq_error_set(error, TQ_ERR_CORRUPT, "redis sent bytes that are not RESP");
         if (rc == 1) {
             c->last_reply_off = c->in.off;
             c->in.off += used;
@@ -461,7 +469,8 @@ static enum tq_err reply_error(const struct tq_resp_reply *r, const char *what,
                                struct tq_error *error) {
     if (r->type != TQ_RESP_ERROR) return TQ_OK;
     enum tq_err code = TQ_ERR_INTERNAL;
-    if (r->str_bytes >= 7 && (memcmp(r->str, "NOAUTH ", 7) == 0 || memcmp(r->str, "WRONGPA", 7) == 0)) {
+    if (r->str_bytes >= 7 &&
+        (memcmp(r->str, "NOAUTH ", 7) == 0 || memcmp(r->str, "WRONGPA", 7) == 0)) {
         code = TQ_ERR_UNAUTHENTICATED;
     }
     return tq_error_set(error, code, "redis %s: %.*s", what, (int)r->str_bytes, r->str);
@@ -486,8 +495,8 @@ static enum tq_err conn_new(struct redis_sys *sys, uint32_t tag_cap, bool blocki
         err = write_all(c, error);
         if (err == TQ_OK) err = read_reply(c, &r, error);
         if (err == TQ_OK && r.type == TQ_RESP_ERROR) {
-            err = tq_error_set(error, TQ_ERR_UNAUTHENTICATED, "redis AUTH: %.*s",
-                               (int)r.str_bytes, r.str);
+            err = tq_error_set(error, TQ_ERR_UNAUTHENTICATED, "redis AUTH: %.*s", (int)r.str_bytes,
+                               r.str);
         }
         if (err != TQ_OK) goto fail;
     }
@@ -514,7 +523,9 @@ static enum tq_err redis_conn_open(void *ctx, uint32_t conn_index, struct tq_ben
     return conn_new(sys, sys->options.pipeline, false, conn_out, error);
 }
 
-static int redis_conn_fd(struct tq_bench_conn *conn) { return conn->fd; }
+static int redis_conn_fd(struct tq_bench_conn *conn) {
+    return conn->fd;
+}
 
 static void put_evalsha(struct buf *b, const char *sha, uint32_t argc_after_sha, uint32_t keys) {
     put_array(b, 3 + argc_after_sha);
@@ -576,8 +587,7 @@ static enum tq_err redis_flush(struct tq_bench_conn *conn, bool *pending_out,
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "write to redis: %s",
-                                strerror(errno));
+            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "write to redis: %s", strerror(errno));
         }
         b->off += (uint64_t)n;
     }
@@ -597,8 +607,8 @@ static enum tq_err redis_poll_completions(struct tq_bench_conn *conn,
         while (count < max) {
             struct tq_resp_reply r;
             uint64_t used = 0;
-            int rc = tq_resp_parse(conn->in.data + conn->in.off, conn->in.len - conn->in.off,
-                                   &used, &r);
+            int rc =
+                tq_resp_parse(conn->in.data + conn->in.off, conn->in.len - conn->in.off, &used, &r);
             if (rc < 0) {
                 *count_out = count;
                 return tq_error_set(error, TQ_ERR_CORRUPT, "redis sent bytes that are not RESP");
@@ -642,7 +652,9 @@ static enum tq_err redis_poll_completions(struct tq_bench_conn *conn,
     return TQ_OK;
 }
 
-static void redis_conn_close(struct tq_bench_conn *conn) { conn_free(conn); }
+static void redis_conn_close(struct tq_bench_conn *conn) {
+    conn_free(conn);
+}
 
 static enum tq_err redis_stats(void *ctx, struct tq_bench_stats *out, struct tq_error *error) {
     struct redis_sys *sys = ctx;
@@ -675,15 +687,17 @@ static enum tq_err redis_stats(void *ctx, struct tq_bench_stats *out, struct tq_
 
 /* ---- create / load ----------------------------------------------------------------------- */
 
-static enum tq_err control_command(struct redis_sys *sys, struct tq_resp_reply *r,
-                                   const char *what, struct tq_error *error) {
+static enum tq_err control_command(struct redis_sys *sys, struct tq_resp_reply *r, const char *what,
+                                   struct tq_error *error) {
     enum tq_err err = write_all(sys->control, error);
     if (err == TQ_OK) err = read_reply(sys->control, r, error);
     if (err == TQ_OK) err = reply_error(r, what, error);
     return err;
 }
 
-static char *dup_or_null(const char *s) { return s != NULL ? tq_strdup(s) : NULL; }
+static char *dup_or_null(const char *s) {
+    return s != NULL ? tq_strdup(s) : NULL;
+}
 
 static void free_str(char *s) {
     if (s != NULL) tq_free(s, strlen(s) + 1);
@@ -886,7 +900,8 @@ enum tq_err tq_redis_load(struct tq_bench_system *system, uint64_t customers, ui
     for (uint64_t first = 1; first <= backlog; first += LOAD_ZADD_MEMBERS) {
         uint64_t last = first + LOAD_ZADD_MEMBERS - 1;
         if (last > backlog) last = backlog;
-        for (uint64_t t = first; t <= last; t++) pending += load_ticket(b, t, customers);
+        for (uint64_t t = first; t <= last; t++)
+            pending += load_ticket(b, t, customers);
         for (int q = -1; q < (int)TQ_WORKLOAD_QUEUES; q++) {
             load_zadd(b, q, first, last, customers);
             pending++;

@@ -18,11 +18,11 @@
 #include <stdint.h>
 
 struct tq_redis_options {
-    const char *host;           /* numeric IPv4/IPv6 or name; NULL when unix_path is set */
+    const char *host; /* numeric IPv4/IPv6 or name; NULL when unix_path is set */
     uint16_t port;
-    const char *unix_path;      /* unix socket, or NULL */
-    const char *password;       /* AUTH password (the bench's --token), or NULL */
-    uint32_t pipeline;          /* the driver's pipeline depth (reply slots per connection) */
+    const char *unix_path; /* unix socket, or NULL */
+    const char *password;  /* AUTH password (the bench's --token), or NULL */
+    uint32_t pipeline;     /* the driver's pipeline depth (reply slots per connection) */
 };
 
 /* Connects a control connection, checks the server answers PING, loads the Lua scripts.
@@ -48,13 +48,19 @@ TQ_NODISCARD enum tq_err tq_redis_get_u64(struct tq_bench_system *system, const 
 
 /* ---- RESP, exposed for tests ------------------------------------------------------------- */
 
-enum tq_resp_type { TQ_RESP_SIMPLE, TQ_RESP_ERROR, TQ_RESP_INTEGER, TQ_RESP_BULK,
-                    TQ_RESP_NIL, TQ_RESP_ARRAY };
+enum tq_resp_type {
+    TQ_RESP_SIMPLE,
+    TQ_RESP_ERROR,
+    TQ_RESP_INTEGER,
+    TQ_RESP_BULK,
+    TQ_RESP_NIL,
+    TQ_RESP_ARRAY
+};
 
 struct tq_resp_reply {
     enum tq_resp_type type;
-    int64_t integer;            /* INTEGER; element count for ARRAY */
-    const char *str;            /* SIMPLE, ERROR, BULK: points into the parsed buffer */
+    int64_t integer; /* INTEGER; element count for ARRAY */
+    const char *str; /* SIMPLE, ERROR, BULK: points into the parsed buffer */
     uint64_t str_bytes;
 };
 

@@ -32,15 +32,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLA_MS_HOUR (3600u * 1000u)
+#define SLA_MS_HOUR               (3600u * 1000u)
 #define DASHBOARD_TICKET_MESSAGES 20u
 
 enum entry_kind { ENTRY_INGEST, ENTRY_CLAIM, ENTRY_REPLY, ENTRY_READ, ENTRY_BATCH_MEMBER };
 
 struct entry {
     enum entry_kind kind;
-    uint32_t batch_count;   /* ENTRY_BATCH_MEMBER at a batch's head: its size; else 0 */
-    uint32_t agent;         /* ENTRY_CLAIM: the agent (index 1..500) */
+    uint32_t batch_count; /* ENTRY_BATCH_MEMBER at a batch's head: its size; else 0 */
+    uint32_t agent;       /* ENTRY_CLAIM: the agent (index 1..500) */
     uint64_t tag;
 };
 
@@ -53,13 +53,13 @@ struct ticketq_system {
     struct tq_client *control;
     uint64_t tenant_id;
     uint64_t queue_ids[TQ_WORKLOAD_QUEUES];
-    uint64_t agent_ids[TQ_WORKLOAD_AGENTS + 1];   /* index 1..500 */
-    uint64_t *ticket_ids;                          /* backlog ticket t -> id, index 1..backlog */
+    uint64_t agent_ids[TQ_WORKLOAD_AGENTS + 1]; /* index 1..500 */
+    uint64_t *ticket_ids;                       /* backlog ticket t -> id, index 1..backlog */
     uint64_t backlog;
     bool loaded;
     uint32_t load_serial;
-    uint64_t load_lsn;                             /* highest LSN the load's answers named */
-    tq_ticketq_ack_fn ack_fn;                      /* fanout: called per acknowledged ingest */
+    uint64_t load_lsn;        /* highest LSN the load's answers named */
+    tq_ticketq_ack_fn ack_fn; /* fanout: called per acknowledged ingest */
     void *ack_ctx;
 };
 
@@ -68,16 +68,18 @@ struct tq_bench_conn {
     struct tq_client *client;
     struct entry *fifo;
     uint32_t fifo_cap, fifo_head, fifo_count;
-    struct tq_bench_op *acc;        /* ingests waiting for a full batch */
+    struct tq_bench_op *acc; /* ingests waiting for a full batch */
     uint64_t *acc_tags;
     uint32_t acc_count;
     /* A Batch answer whose members did not all fit in one poll_completions call. */
     Ticketq__Response *partial;
     uint32_t partial_next, partial_count;
-    enum tq_err partial_status;     /* batch-level status (TQ_OK: use each member's result) */
+    enum tq_err partial_status; /* batch-level status (TQ_OK: use each member's result) */
 };
 
-static struct ticketq_system *sys_of(void *ctx) { return ctx; }
+static struct ticketq_system *sys_of(void *ctx) {
+    return ctx;
+}
 
 /* Tells the ack hook (if any) that the ingest of tag succeeded with answer r. */
 static void report_ack(const struct ticketq_system *s, uint64_t tag, const Ticketq__Response *r) {
@@ -89,9 +91,8 @@ static void report_ack(const struct ticketq_system *s, uint64_t tag, const Ticke
 }
 
 int tq_ticketq_priority_of_tier(uint32_t tier) {
-    static const int map[TQ_WORKLOAD_PRIORITIES] = {TICKETQ__PRIORITY__URGENT,
-                                                    TICKETQ__PRIORITY__HIGH,
-                                                    TICKETQ__PRIORITY__NORMAL};
+    static const int map[TQ_WORKLOAD_PRIORITIES] = {
+        TICKETQ__PRIORITY__URGENT, TICKETQ__PRIORITY__HIGH, TICKETQ__PRIORITY__NORMAL};
     return tier < TQ_WORKLOAD_PRIORITIES ? map[tier] : TICKETQ__PRIORITY__NORMAL;
 }
 
@@ -201,8 +202,8 @@ static enum tq_err send_accumulated(struct tq_bench_conn *c, struct tq_error *er
     return TQ_OK;
 }
 
-static enum tq_err submit_claim(struct tq_bench_conn *c, const struct tq_bench_op *op,
-                                uint64_t tag, struct tq_error *error) {
+static enum tq_err submit_claim(struct tq_bench_conn *c, const struct tq_bench_op *op, uint64_t tag,
+                                struct tq_error *error) {
     struct ticketq_system *s = c->sys;
     uint64_t queue_id = s->queue_ids[op->queue % TQ_WORKLOAD_QUEUES];
     Ticketq__Claim claim = TICKETQ__CLAIM__INIT;
@@ -307,7 +308,9 @@ static enum tq_err conn_open(void *ctx, uint32_t conn_index, struct tq_bench_con
     return TQ_OK;
 }
 
-static int conn_fd(struct tq_bench_conn *c) { return tq_client_fd(c->client); }
+static int conn_fd(struct tq_bench_conn *c) {
+    return tq_client_fd(c->client);
+}
 
 static enum tq_err send_op(struct tq_bench_conn *c, const struct tq_bench_op *op, uint64_t tag,
                            struct tq_error *error) {
@@ -429,7 +432,8 @@ enum tq_err tq_ticketq_counts(struct tq_bench_system *system, struct tq_ticketq_
     memset(out, 0, sizeof(*out));
     Ticketq__Response *resp = NULL;
     enum tq_err rc = tq_client_stats(s->control, &resp, error);
-    if (rc == TQ_OK && (resp->result_case != TICKETQ__RESPONSE__RESULT_STATS || resp->stats == NULL)) {
+    if (rc == TQ_OK &&
+        (resp->result_case != TICKETQ__RESPONSE__RESULT_STATS || resp->stats == NULL)) {
         rc = tq_error_set(error, TQ_ERR_CORRUPT, "ticketq: Stats answered without stats");
     }
     if (rc == TQ_OK) {
@@ -663,9 +667,9 @@ enum tq_err tq_ticketq_load(struct tq_bench_system *system, uint64_t customers, 
         while (rc == TQ_OK && next <= backlog && count < TQ_TICKETQ_LOAD_INFLIGHT) {
             struct load_batch *b = &window[(head + count) % TQ_TICKETQ_LOAD_INFLIGHT];
             b->first = next;
-            b->count = (uint32_t)(backlog - next + 1 < TQ_TICKETQ_LOAD_BATCH
-                                      ? backlog - next + 1
-                                      : TQ_TICKETQ_LOAD_BATCH);
+            b->count =
+                (uint32_t)(backlog - next + 1 < TQ_TICKETQ_LOAD_BATCH ? backlog - next + 1
+                                                                      : TQ_TICKETQ_LOAD_BATCH);
             rc = submit_load_batch(s, customers, b, error);
             if (rc != TQ_OK) break;
             next += b->count;

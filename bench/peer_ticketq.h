@@ -33,16 +33,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TQ_TICKETQ_BATCH_MAX 1000u        /* ingests per Batch request (server limit 1000) */
-#define TQ_TICKETQ_LOAD_BATCH 100u        /* ingests per Batch while loading */
-#define TQ_TICKETQ_LOAD_INFLIGHT 16u      /* Batch requests in flight while loading */
+#define TQ_TICKETQ_BATCH_MAX      1000u /* ingests per Batch request (server limit 1000) */
+#define TQ_TICKETQ_LOAD_BATCH     100u  /* ingests per Batch while loading */
+#define TQ_TICKETQ_LOAD_INFLIGHT  16u   /* Batch requests in flight while loading */
 #define TQ_TICKETQ_AGENT_CAPACITY 1000000u
 
 struct tq_ticketq_options {
-    const char *addr;           /* "HOST:PORT" or "unix:PATH" (NULL: libticketq's default) */
-    const char *token;          /* server-admin or tenant-admin token */
-    uint32_t pipeline;          /* the driver's pipeline depth (operations per connection) */
-    uint32_t batch;             /* ingests per Batch request, 1..TQ_TICKETQ_BATCH_MAX */
+    const char *addr;  /* "HOST:PORT" or "unix:PATH" (NULL: libticketq's default) */
+    const char *token; /* server-admin or tenant-admin token */
+    uint32_t pipeline; /* the driver's pipeline depth (operations per connection) */
+    uint32_t batch;    /* ingests per Batch request, 1..TQ_TICKETQ_BATCH_MAX */
 };
 
 /* Counts from the server's Stats for the bench's tenant. */
@@ -70,8 +70,7 @@ TQ_NODISCARD enum tq_err tq_ticketq_load(struct tq_bench_system *system, uint64_
 
 /* Stats of the bench's tenant (after tq_ticketq_load) over the control client. */
 TQ_NODISCARD enum tq_err tq_ticketq_counts(struct tq_bench_system *system,
-                                           struct tq_ticketq_counts *out,
-                                           struct tq_error *error);
+                                           struct tq_ticketq_counts *out, struct tq_error *error);
 
 /* ---- fanout (bench_main.c) ---- */
 struct tq_client;
@@ -92,8 +91,7 @@ uint64_t tq_ticketq_load_lsn(const struct tq_bench_system *system);
  * (the caller owns it: tq_client_close). Errors: TQ_ERR_FAILED_PRECONDITION before the load,
  * those of tq_client_connect. */
 TQ_NODISCARD enum tq_err tq_ticketq_connect(struct tq_bench_system *system,
-                                            struct tq_client **client_out,
-                                            struct tq_error *error);
+                                            struct tq_client **client_out, struct tq_error *error);
 
 /* The wire priority of a workload tier (0 = highest): 0 -> URGENT, 1 -> HIGH, 2 -> NORMAL. */
 int tq_ticketq_priority_of_tier(uint32_t tier);

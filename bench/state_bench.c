@@ -22,17 +22,17 @@
 #include "tq_assert.h"
 
 #include <inttypes.h>
-#include <x86intrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
-#define TENANTS 20u
+#define TENANTS           20u
 #define AGENTS_PER_TENANT 10u
-static uint64_t CUSTOMERS_PER_TENANT = 20000;   /* TQ_BENCH_CUSTOMERS overrides */
+static uint64_t CUSTOMERS_PER_TENANT = 20000; /* TQ_BENCH_CUSTOMERS overrides */
 
 static uint64_t rng_state = 42;
 static uint64_t rnd(uint64_t n) {
@@ -130,8 +130,8 @@ struct world {
     uint64_t tenant[TENANTS];
     uint64_t queue[TENANTS][3];
     uint64_t agent[TENANTS][AGENTS_PER_TENANT];
-    uint64_t *recent_ticket;     /* ring of recently touched tickets per tenant */
-    uint64_t *outbound;          /* ring of recent outbound messages per tenant */
+    uint64_t *recent_ticket; /* ring of recently touched tickets per tenant */
+    uint64_t *outbound;      /* ring of recent outbound messages per tenant */
 };
 #define RING 4096u
 
@@ -219,7 +219,7 @@ static void fill_ingest(struct tq_cmd *c, uint64_t tenant, uint64_t customer, ui
     c->type = TQ_CMD_MESSAGE_INGEST;
     c->now_ms = now;
     c->tenant_id = tenant;
-    enum tq_channel ch = (enum tq_channel)(customer % 3);   /* email, sms, whatsapp */
+    enum tq_channel ch = (enum tq_channel)(customer % 3); /* email, sms, whatsapp */
     c->u.ingest.channel = ch;
     int n = snprintf(sbuf[0], sizeof(sbuf[0]), "c%" PRIu64 "@example.com", customer);
     c->u.ingest.from_external_id = (struct tq_str){sbuf[0], (uint32_t)n};
@@ -323,7 +323,7 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-#define AHEAD 12u      /* records decoded (and prefetched) ahead of the one being applied */
+#define AHEAD 12u /* records decoded (and prefetched) ahead of the one being applied */
 static bool use_prefetch = true;
 
 static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out) {
@@ -331,7 +331,8 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
     struct tq_arena arena[AHEAD];
     struct tq_cmd ring[AHEAD];
     struct tq_state_prefetch_hint hint[AHEAD];
-    for (unsigned k = 0; k < AHEAD; k++) tq_arena_init(&arena[k], 1 << 16);
+    for (unsigned k = 0; k < AHEAD; k++)
+        tq_arena_init(&arena[k], 1 << 16);
     struct tq_cmd_result res;
     struct tq_error err;
     size_t off = 0, ahead_off = 0;
@@ -375,7 +376,8 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
     double dt = now_s() - t0;
     *cpu_out = cpu_s() - c0;
     *bytes_out = off;
-    for (unsigned k = 0; k < AHEAD; k++) tq_arena_destroy(&arena[k]);
+    for (unsigned k = 0; k < AHEAD; k++)
+        tq_arena_destroy(&arena[k]);
     tq_state_free(s);
     return dt;
 }
@@ -393,7 +395,8 @@ static void bench_throughput(uint64_t records, int runs) {
     double g0 = now_s();
     generate(&lg, records, &w);
     printf("\n[1] apply throughput, ingest-heavy mix: %" PRIu64 " records (%.1f MB encoded, "
-           "generated in %.1f s)\n", lg.n, (double)lg.len / 1e6, now_s() - g0);
+           "generated in %.1f s)\n",
+           lg.n, (double)lg.len / 1e6, now_s() - g0);
     double rate[16];
     if (runs > 16) runs = 16;
     double cpu_rate[16];
@@ -404,7 +407,8 @@ static void bench_throughput(uint64_t records, int runs) {
         rate[r] = (double)lg.n / dt;
         cpu_rate[r] = (double)lg.n / cpu;
         printf("  run %d: %.3f s wall (%.3f s cpu), %.2f M records/s wall, %.2f M/s per cpu-second"
-               " (decode + apply)\n", r + 1, dt, cpu, rate[r] / 1e6, cpu_rate[r] / 1e6);
+               " (decode + apply)\n",
+               r + 1, dt, cpu, rate[r] / 1e6, cpu_rate[r] / 1e6);
     }
     qsort(rate, (size_t)runs, sizeof(double), cmp_double);
     qsort(cpu_rate, (size_t)runs, sizeof(double), cmp_double);
@@ -480,7 +484,8 @@ static void bench_memory(uint64_t messages) {
     printf("  message: %.1f bytes live, %.1f RSS (target <= 32; phase C, %" PRIu64 " appends)\n",
            per_msg, per_msg_rss, messages - tickets);
     printf("  ticket: %.1f bytes live, %.1f RSS (target <= 256; phase B minus its first "
-           "message)\n", per_tk, per_tk_rss);
+           "message)\n",
+           per_tk, per_tk_rss);
     printf("  total live %.1f MB, RSS %.1f MB\n", (double)b3 / 1e6, (double)r3 / 1024.0);
     tq_state_free(s);
 }

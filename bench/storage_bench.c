@@ -37,7 +37,7 @@
 static const char *bench_dir = "/tmp/tq-storage-bench";
 static double point_seconds = 1.0; /* per run; each point is the median of 3 runs */
 static bool quick;
-static uint32_t only_size;   /* --only SIZE:APPENDERS runs one append point (for perf/strace) */
+static uint32_t only_size; /* --only SIZE:APPENDERS runs one append point (for perf/strace) */
 static int only_appenders;
 static bool compression_only; /* --compression-only: just the compression/read section */
 
@@ -60,7 +60,9 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return remove(path);
 }
 
-static void rmtree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void rmtree(const char *dir) {
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -175,7 +177,8 @@ static double raw_sync_latency_ms(int mode, double *p99) {
     memset(block, 'x', sizeof(block));
     for (int i = 0; i < n; i++) {
         double t0 = now_s();
-        if (pwrite(fd, block, sizeof(block), (off_t)i * 4096) != (ssize_t)sizeof(block)) die("pwrite", NULL);
+        if (pwrite(fd, block, sizeof(block), (off_t)i * 4096) != (ssize_t)sizeof(block))
+            die("pwrite", NULL);
         if (fdatasync(fd) != 0) die("fdatasync", NULL);
         lat[i] = (now_s() - t0) * 1e3;
     }
@@ -236,7 +239,8 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     struct io_uring ring;
     if (io_uring_queue_init(256, &ring, 0) < 0) die("io_uring_queue_init", NULL);
     uint8_t *payload = malloc(size);
-    for (uint32_t i = 0; i < size; i++) payload[i] = (uint8_t)(i * 131u + 7u);
+    for (uint32_t i = 0; i < size; i++)
+        payload[i] = (uint8_t)(i * 131u + 7u);
     uint64_t *waiting = calloc((size_t)appenders, sizeof(uint64_t));
     double *sent_at = calloc((size_t)appenders, sizeof(double));
     size_t lat_cap = 1u << 20, lat_n = 0;
@@ -247,7 +251,8 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
         for (int a = 0; a < appenders; a++) {
             if (waiting[a] != 0) continue;
             if (!tq_log_can_append(log, size)) break;
-            if (tq_log_append(log, 1, payload, size, &waiting[a], &err) != TQ_OK) die("append", &err);
+            if (tq_log_append(log, 1, payload, size, &waiting[a], &err) != TQ_OK)
+                die("append", &err);
             sent_at[a] = t;
         }
         tq_log_submit(log, &ring, wall_us());
@@ -294,7 +299,8 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
 }
 
 static int cmp_point(const void *a, const void *b) {
-    double x = ((const struct point *)a)->records_per_s, y = ((const struct point *)b)->records_per_s;
+    double x = ((const struct point *)a)->records_per_s,
+           y = ((const struct point *)b)->records_per_s;
     return x < y ? -1 : x > y;
 }
 
@@ -302,7 +308,8 @@ static int cmp_point(const void *a, const void *b) {
 static struct point run_point_median(uint32_t size, int appenders, bool prezero, const char *dir,
                                      bool keep) {
     struct point p[3];
-    for (int i = 0; i < 3; i++) p[i] = run_point(size, appenders, prezero, dir, keep && i == 2);
+    for (int i = 0; i < 3; i++)
+        p[i] = run_point(size, appenders, prezero, dir, keep && i == 2);
     qsort(p, 3, sizeof(p[0]), cmp_point);
     return p[1];
 }
@@ -401,7 +408,8 @@ static void compression(void) {
             plain[i] = (now_s() - t) * 1e6;
         }
         qsort(plain, 2000, sizeof(double), cmp_double);
-        printf("- random single-record read from plain segments (warm): median %.1f us\n", plain[1000]);
+        printf("- random single-record read from plain segments (warm): median %.1f us\n",
+               plain[1000]);
         free(plain);
     }
     uint64_t raw = 0, comp = 0, payload = 0;
@@ -430,9 +438,9 @@ static void compression(void) {
            "segment bytes %.1f MB -> .zseg %.1f MB: ratio %.2fx of payload (%.2fx of segment "
            "bytes), compress %.0f MB/s (zstd level 3, 256 KiB blocks); random single-record read "
            "from .zseg: median %.0f us\n",
-           records, (double)bytes / (double)records, n - 1, (double)payload / 1e6, (double)raw / 1e6,
-           (double)comp / 1e6, (double)payload / (double)comp, (double)raw / (double)comp,
-           (double)raw / 1e6 / secs, lat[1000]);
+           records, (double)bytes / (double)records, n - 1, (double)payload / 1e6,
+           (double)raw / 1e6, (double)comp / 1e6, (double)payload / (double)comp,
+           (double)raw / (double)comp, (double)raw / 1e6 / secs, lat[1000]);
     free(lat);
     tq_log_close(log);
     rmtree(dir);
@@ -485,10 +493,12 @@ int main(int argc, char **argv) {
         printf("- 4 KiB write + fdatasync, %s: median %.3f ms, p99 %.3f ms\n", names[m], med, p99);
     }
 
-    printf("\n## durable appends (fsync always, event-loop API, one record outstanding per appender;"
-           " default options: %u batches in flight, O_DIRECT writes; median of 3 runs of %.1f s)\n",
-           TQ_BATCHES_INFLIGHT_DEFAULT, point_seconds);
-    printf("| record | appenders | records/s | MB/s | %% of seq | records/batch | ack median ms |\n");
+    printf(
+        "\n## durable appends (fsync always, event-loop API, one record outstanding per appender;"
+        " default options: %u batches in flight, O_DIRECT writes; median of 3 runs of %.1f s)\n",
+        TQ_BATCHES_INFLIGHT_DEFAULT, point_seconds);
+    printf(
+        "| record | appenders | records/s | MB/s | %% of seq | records/batch | ack median ms |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|\n");
     uint32_t sizes[] = {64, 256, 1024, 4096, 16384};
     int counts[] = {1, 16, 64, 256};

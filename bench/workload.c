@@ -144,9 +144,9 @@ void tq_workload_make_ingest(uint64_t *rng, uint64_t customers, struct tq_bench_
     op->kind = TQ_OP_INGEST;
     if (chance_permille(rng, TQ_WORKLOAD_FIRST_CONTACT_PERMILLE)) {
         op->first_contact = true;
-        op->customer_n = TQ_WORKLOAD_NEW_CUSTOMER_MIN +
-                         tq_workload_uniform(rng, TQ_WORKLOAD_NEW_CUSTOMER_END -
-                                                      TQ_WORKLOAD_NEW_CUSTOMER_MIN);
+        op->customer_n =
+            TQ_WORKLOAD_NEW_CUSTOMER_MIN +
+            tq_workload_uniform(rng, TQ_WORKLOAD_NEW_CUSTOMER_END - TQ_WORKLOAD_NEW_CUSTOMER_MIN);
         op->channel = (uint8_t)tq_workload_uniform(rng, TQ_WORKLOAD_QUEUES);
     } else {
         op->customer_n = 1 + tq_workload_uniform(rng, customers);
@@ -188,12 +188,8 @@ void tq_workload_next(struct tq_workload *workload, struct tq_bench_op *op) {
     uint64_t customers = workload->options.customers;
     switch (workload->options.kind) {
     case TQ_WORKLOAD_INGEST:
-    case TQ_WORKLOAD_FANOUT:
-        tq_workload_make_ingest(rng, customers, op);
-        break;
-    case TQ_WORKLOAD_CLAIM_REPLY:
-        tq_workload_make_claim_reply(rng, op);
-        break;
+    case TQ_WORKLOAD_FANOUT: tq_workload_make_ingest(rng, customers, op); break;
+    case TQ_WORKLOAD_CLAIM_REPLY: tq_workload_make_claim_reply(rng, op); break;
     case TQ_WORKLOAD_MIXED:
     case TQ_WORKLOAD_PEAK:
         if (chance_permille(rng, 800)) {

@@ -18,21 +18,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TQ_WORKLOAD_SEED_DEFAULT 42u
-#define TQ_WORKLOAD_CUSTOMERS_DEFAULT 100000u
-#define TQ_WORKLOAD_BACKLOG_DEFAULT 1500000u
-#define TQ_WORKLOAD_QUEUES 3u           /* queue = channel 0..2 */
-#define TQ_WORKLOAD_PRIORITIES 3u       /* 0 is the highest */
-#define TQ_WORKLOAD_AGENTS 500u
-#define TQ_WORKLOAD_BODY_BYTES 300u     /* both bodies are exactly 300 bytes */
+#define TQ_WORKLOAD_SEED_DEFAULT           42u
+#define TQ_WORKLOAD_CUSTOMERS_DEFAULT      100000u
+#define TQ_WORKLOAD_BACKLOG_DEFAULT        1500000u
+#define TQ_WORKLOAD_QUEUES                 3u /* queue = channel 0..2 */
+#define TQ_WORKLOAD_PRIORITIES             3u /* 0 is the highest */
+#define TQ_WORKLOAD_AGENTS                 500u
+#define TQ_WORKLOAD_BODY_BYTES             300u /* both bodies are exactly 300 bytes */
 #define TQ_WORKLOAD_FIRST_CONTACT_PERMILLE 100u
-#define TQ_WORKLOAD_NEW_CUSTOMER_MIN 1000000000ull       /* first contacts: n in [1e9, 1e12) */
-#define TQ_WORKLOAD_NEW_CUSTOMER_END 1000000000000ull
-#define TQ_WORKLOAD_EPOCH_MS 1733011200000ull            /* 2024-12-01T00:00Z */
-#define TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX 32             /* "ext-" + 20 digits + NUL fits */
-#define TQ_WORKLOAD_DASHBOARD_PAGE 50u                   /* queue top-N and SLA-nearest N */
-#define TQ_WORKLOAD_DASHBOARD_MESSAGES 20u               /* messages returned with a ticket */
-#define TQ_WORKLOAD_PEAK_FACTOR 20u
+#define TQ_WORKLOAD_NEW_CUSTOMER_MIN       1000000000ull /* first contacts: n in [1e9, 1e12) */
+#define TQ_WORKLOAD_NEW_CUSTOMER_END       1000000000000ull
+#define TQ_WORKLOAD_EPOCH_MS               1733011200000ull /* 2024-12-01T00:00Z */
+#define TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX  32               /* "ext-" + 20 digits + NUL fits */
+#define TQ_WORKLOAD_DASHBOARD_PAGE         50u              /* queue top-N and SLA-nearest N */
+#define TQ_WORKLOAD_DASHBOARD_MESSAGES     20u              /* messages returned with a ticket */
+#define TQ_WORKLOAD_PEAK_FACTOR            20u
 
 extern const char tq_workload_body_in[TQ_WORKLOAD_BODY_BYTES + 1];
 extern const char tq_workload_body_out[TQ_WORKLOAD_BODY_BYTES + 1];
@@ -40,42 +40,42 @@ extern const char tq_workload_body_out[TQ_WORKLOAD_BODY_BYTES + 1];
 enum tq_workload_kind {
     TQ_WORKLOAD_INGEST = 0,
     TQ_WORKLOAD_CLAIM_REPLY = 1,
-    TQ_WORKLOAD_MIXED = 2,      /* 80% ingest, 20% claim-reply */
-    TQ_WORKLOAD_DASHBOARD = 3,  /* 50% ingest, 50% reads (get 50%, queue top 25%, SLA 25%) */
-    TQ_WORKLOAD_FANOUT = 4,     /* ingest while subscribers follow the event stream */
-    TQ_WORKLOAD_PEAK = 5,       /* mixed, open loop, rate ramps base -> 20x base -> base */
+    TQ_WORKLOAD_MIXED = 2,     /* 80% ingest, 20% claim-reply */
+    TQ_WORKLOAD_DASHBOARD = 3, /* 50% ingest, 50% reads (get 50%, queue top 25%, SLA 25%) */
+    TQ_WORKLOAD_FANOUT = 4,    /* ingest while subscribers follow the event stream */
+    TQ_WORKLOAD_PEAK = 5,      /* mixed, open loop, rate ramps base -> 20x base -> base */
 };
 #define TQ_WORKLOAD_KIND_COUNT 6
 
 enum tq_op_kind {
     TQ_OP_INGEST = 0,
     TQ_OP_CLAIM_REPLY = 1,
-    TQ_OP_GET_TICKET = 2,       /* a ticket with its last 20 messages */
-    TQ_OP_LIST_QUEUE = 3,       /* a queue's top 50 (claim order) */
-    TQ_OP_SLA_NEAREST = 4,      /* the 50 queued tickets nearest their SLA deadline */
+    TQ_OP_GET_TICKET = 2,  /* a ticket with its last 20 messages */
+    TQ_OP_LIST_QUEUE = 3,  /* a queue's top 50 (claim order) */
+    TQ_OP_SLA_NEAREST = 4, /* the 50 queued tickets nearest their SLA deadline */
 };
 #define TQ_OP_KIND_COUNT 5
 
 /* One operation. Fields not used by a kind are zero. */
 struct tq_bench_op {
     enum tq_op_kind kind;
-    uint8_t channel;            /* ingest: 0..2 (also the queue a new ticket goes to) */
-    uint8_t tier;               /* ingest: the customer's tier = priority, (n / 3) % 3 */
-    uint8_t queue;              /* claim-reply, list-queue: 0..2 */
-    bool first_contact;         /* ingest: n is a new customer */
-    uint32_t agent;             /* claim-reply: 1..500 */
-    uint64_t customer_n;        /* ingest: n */
-    uint64_t ticket_id;         /* get-ticket: 1..backlog */
+    uint8_t channel;     /* ingest: 0..2 (also the queue a new ticket goes to) */
+    uint8_t tier;        /* ingest: the customer's tier = priority, (n / 3) % 3 */
+    uint8_t queue;       /* claim-reply, list-queue: 0..2 */
+    bool first_contact;  /* ingest: n is a new customer */
+    uint32_t agent;      /* claim-reply: 1..500 */
+    uint64_t customer_n; /* ingest: n */
+    uint64_t ticket_id;  /* get-ticket: 1..backlog */
     char external_id[TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX]; /* ingest: "ext-<n>" */
-    const char *body;           /* ingest: body_in; claim-reply: body_out; static storage */
+    const char *body; /* ingest: body_in; claim-reply: body_out; static storage */
     uint32_t body_bytes;
 };
 
 struct tq_workload_options {
     enum tq_workload_kind kind;
-    uint64_t seed;              /* 0 is a valid seed; the bench defaults to 42 */
-    uint64_t customers;         /* NCUST, > 0 */
-    uint64_t backlog;           /* BACKLOG, >= customers is not required */
+    uint64_t seed;      /* 0 is a valid seed; the bench defaults to 42 */
+    uint64_t customers; /* NCUST, > 0 */
+    uint64_t backlog;   /* BACKLOG, >= customers is not required */
 };
 
 /* Per-client generator state (plain value: copy it to fork a stream). */
@@ -88,19 +88,19 @@ struct tq_workload {
 
 /* Initial state, as pure functions of an index (1-based), identical for every system. */
 struct tq_workload_customer {
-    uint64_t id;                /* i */
-    uint8_t channel;            /* i % 3 */
-    uint8_t tier;               /* (i / 3) % 3 */
+    uint64_t id;     /* i */
+    uint8_t channel; /* i % 3 */
+    uint8_t tier;    /* (i / 3) % 3 */
     char external_id[TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX];
 };
 struct tq_workload_ticket {
-    uint64_t id;                /* t */
-    uint64_t customer_id;       /* ((t - 1) % NCUST) + 1 */
-    uint8_t queue;              /* the customer's channel */
-    uint8_t priority;           /* the customer's tier */
-    uint64_t created_ms;        /* EPOCH + t */
-    uint64_t deadline_ms;       /* created + {1 h, 4 h, 24 h}[priority] */
-    uint64_t seq;               /* enqueue order = t */
+    uint64_t id;          /* t */
+    uint64_t customer_id; /* ((t - 1) % NCUST) + 1 */
+    uint8_t queue;        /* the customer's channel */
+    uint8_t priority;     /* the customer's tier */
+    uint64_t created_ms;  /* EPOCH + t */
+    uint64_t deadline_ms; /* created + {1 h, 4 h, 24 h}[priority] */
+    uint64_t seq;         /* enqueue order = t */
 };
 
 /* Fills defaults (customers, backlog, seed 42) into a zeroed options struct's zero fields
@@ -141,8 +141,8 @@ const char *tq_op_kind_name(enum tq_op_kind kind);
 /* base for warmup_s, linear ramp to base * factor over ramp_s, hold spike_s, linear ramp down
  * over ramp_s, then base until the end. */
 struct tq_peak_schedule {
-    double base_rate;           /* ops/s, > 0 */
-    double factor;              /* spike = base * factor (TQ_WORKLOAD_PEAK_FACTOR) */
+    double base_rate; /* ops/s, > 0 */
+    double factor;    /* spike = base * factor (TQ_WORKLOAD_PEAK_FACTOR) */
     double warmup_s;
     double ramp_s;
     double spike_s;

@@ -1121,8 +1121,7 @@ enum tq_err tq_client_try_collect(struct tq_client *client, Ticketq__Response **
         tq_client_response_free(resp);
         return fail_broken(client, err, TQ_ERR_CORRUPT,
                            "server answered id %llu while id %llu was expected",
-                           (unsigned long long)got_id,
-                           (unsigned long long)client->inflight_first);
+                           (unsigned long long)got_id, (unsigned long long)client->inflight_first);
     }
     client->inflight_first++;
     client->inflight_count--;

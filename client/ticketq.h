@@ -279,8 +279,7 @@ TQ_NODISCARD enum tq_err tq_client_collect(struct tq_client *client, Ticketq__Re
  * flight), TQ_ERR_UNAVAILABLE (server closed; client broken), TQ_ERR_IO, TQ_ERR_RESOURCE_
  * EXHAUSTED (frame above the limit), TQ_ERR_INTERNAL. */
 TQ_NODISCARD enum tq_err tq_client_try_collect(struct tq_client *client,
-                                               Ticketq__Response **resp_out,
-                                               struct tq_error *err);
+                                               Ticketq__Response **resp_out, struct tq_error *err);
 
 /* The client's socket (non-blocking), for poll(2)/epoll readiness only: never read, write or
  * close it yourself. -1 if client is NULL. */

@@ -41,7 +41,9 @@ size_t tq_frame_pack(const ProtobufCMessage *msg, uint8_t *buf, size_t cap) {
     return TQ_FRAME_PREFIX_BYTES + payload;
 }
 
-static void *arena_alloc(void *ctx, size_t size) { return tq_arena_alloc(ctx, size); }
+static void *arena_alloc(void *ctx, size_t size) {
+    return tq_arena_alloc(ctx, size);
+}
 
 static void arena_free(void *ctx, void *ptr) {
     (void)ctx;

@@ -25,10 +25,10 @@
 #define TQ_FRAME_BYTES_LIMIT_MAX (64u * 1024 * 1024)
 
 enum tq_frame_status {
-    TQ_FRAME_NEED_MORE = 0,  /* fewer bytes than prefix + payload buffered */
-    TQ_FRAME_READY = 1,      /* *payload_len bytes follow the prefix */
-    TQ_FRAME_EMPTY = 2,      /* a zero length: protocol error */
-    TQ_FRAME_TOO_LARGE = 3,  /* length above max: protocol error */
+    TQ_FRAME_NEED_MORE = 0, /* fewer bytes than prefix + payload buffered */
+    TQ_FRAME_READY = 1,     /* *payload_len bytes follow the prefix */
+    TQ_FRAME_EMPTY = 2,     /* a zero length: protocol error */
+    TQ_FRAME_TOO_LARGE = 3, /* length above max: protocol error */
 };
 
 /* Looks at buffered bytes: is a whole frame there? Sets *payload_len whenever the prefix is

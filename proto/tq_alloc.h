@@ -33,9 +33,9 @@ void tq_alloc_fail_at(uint64_t nth);
 
 struct tq_arena_block;
 struct tq_arena {
-    struct tq_arena_block *head;    /* block being filled */
-    struct tq_arena_block *blocks;  /* all blocks, for free */
-    size_t block_bytes;             /* default block size */
+    struct tq_arena_block *head;   /* block being filled */
+    struct tq_arena_block *blocks; /* all blocks, for free */
+    size_t block_bytes;            /* default block size */
 };
 
 void tq_arena_init(struct tq_arena *arena, size_t block_bytes);

@@ -16,9 +16,9 @@
 #include <stddef.h>
 
 #if defined(__GNUC__)
-#define TQ_NODISCARD __attribute__((warn_unused_result))
+#define TQ_NODISCARD                     __attribute__((warn_unused_result))
 #define TQ_PRINTF(fmt_index, args_index) __attribute__((format(printf, fmt_index, args_index)))
-#define TQ_NORETURN __attribute__((noreturn))
+#define TQ_NORETURN                      __attribute__((noreturn))
 #else
 #define TQ_NODISCARD
 #define TQ_PRINTF(fmt_index, args_index)

@@ -19,7 +19,7 @@
 #define AG TQ_ROLE_BIT(TQ_ROLE_AGENT)
 #define IN TQ_ROLE_BIT(TQ_ROLE_INTEGRATION)
 #define R(op_, name_, roles_, scope_, mut_, self_)                                                 \
-    {TICKETQ__REQUEST__OP_##op_, name_, roles_, TQ_SCOPE_##scope_, mut_, self_}
+    { TICKETQ__REQUEST__OP_##op_, name_, roles_, TQ_SCOPE_##scope_, mut_, self_ }
 
 /* op, name, roles, scope, mutation, agent acts as itself */
 static const struct tq_auth_rule k_rules[] = {

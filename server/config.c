@@ -6,9 +6,9 @@
  */
 #include "config.h"
 
-#include "tq_limits.h"
 #include "state/state.h"
 #include "tq_assert.h"
+#include "tq_limits.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -19,14 +19,15 @@
 
 struct option_doc {
     const char *name;
-    const char *arg;                /* NULL: no argument */
+    const char *arg; /* NULL: no argument */
     const char *help;
 };
 
 static const struct option_doc k_options[] = {
     {"data", "DIR", "data directory (log, snapshots, admin.token); required"},
-    {"listen", "HOST:PORT", "TCP address to listen on (default 127.0.0.1:7070; port 0 = "
-                            "ephemeral; 'none' = no TCP)"},
+    {"listen", "HOST:PORT",
+     "TCP address to listen on (default 127.0.0.1:7070; port 0 = "
+     "ephemeral; 'none' = no TCP)"},
     {"unix", "PATH", "also listen on this Unix socket (default: none)"},
     {"port-file", "FILE", "after listening, write \"HOST:PORT\\n\" to FILE atomically"},
     {"fsync", "MODE", "always | interval=MS | none (default always: a response means durable)"},
@@ -34,17 +35,21 @@ static const struct option_doc k_options[] = {
     {"config", "FILE", "read 'name = value' lines with these option names (argv overrides)"},
     {"max-connections", "N", "concurrent client connections (default 1000)"},
     {"max-frame", "BYTES", "largest request frame (default 1048576, at most 67108864)"},
-    {"max-inflight", "N", "unanswered requests per connection before the server stops "
-                          "reading it (default 1024)"},
+    {"max-inflight", "N",
+     "unanswered requests per connection before the server stops "
+     "reading it (default 1024)"},
     {"idle-timeout-ms", "MS", "close connections idle this long; 0 = never (default 300000)"},
-    {"subscriber-buffer", "BYTES", "live event bytes buffered per subscriber before it falls "
-                                   "back to the log (default 1048576)"},
+    {"subscriber-buffer", "BYTES",
+     "live event bytes buffered per subscriber before it falls "
+     "back to the log (default 1048576)"},
     {"segment-bytes", "BYTES", "log segment size (default 67108864)"},
     {"body-max", "BYTES", "largest message body (default 65536)"},
-    {"recv", "MODE", "single | multishot | auto: receive path (default auto = multishot recv "
-                     "with a provided-buffer ring when the kernel has it; env TICKETQD_RECV)"},
-    {"recv-buffers", "N", "provided-buffer ring entries of 16 KiB for multishot recv, a power "
-                          "of two 2..32768 (default 512)"},
+    {"recv", "MODE",
+     "single | multishot | auto: receive path (default auto = multishot recv "
+     "with a provided-buffer ring when the kernel has it; env TICKETQD_RECV)"},
+    {"recv-buffers", "N",
+     "provided-buffer ring entries of 16 KiB for multishot recv, a power "
+     "of two 2..32768 (default 512)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -218,7 +223,8 @@ static void print_help(FILE *out) {
 }
 
 static char *trim(char *s) {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) {
         s[--n] = '\0';
@@ -266,9 +272,9 @@ static int load_file(struct tq_config *cfg, const char *path) {
 int tq_config_parse(struct tq_config *cfg, int argc, char **argv) {
     struct option longopts[TQ_ARRAY_COUNT(k_options) + 1];
     for (size_t i = 0; i < TQ_ARRAY_COUNT(k_options); i++) {
-        longopts[i] = (struct option){k_options[i].name,
-                                      k_options[i].arg ? required_argument : no_argument, NULL,
-                                      (int)(i + 1)};
+        longopts[i] =
+            (struct option){k_options[i].name, k_options[i].arg ? required_argument : no_argument,
+                            NULL, (int)(i + 1)};
     }
     longopts[TQ_ARRAY_COUNT(k_options)] = (struct option){NULL, 0, NULL, 0};
 
@@ -305,8 +311,7 @@ int tq_config_parse(struct tq_config *cfg, int argc, char **argv) {
             return 2;
         }
         if (c == ':') {
-            fprintf(stderr, "ticketqd: option '%s' needs a value (see --help)\n",
-                    argv[optind - 1]);
+            fprintf(stderr, "ticketqd: option '%s' needs a value (see --help)\n", argv[optind - 1]);
             return 2;
         }
         if (c <= 0 || (size_t)c > TQ_ARRAY_COUNT(k_options)) continue;

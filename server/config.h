@@ -21,24 +21,24 @@ enum tq_recv_mode { TQ_RECV_AUTO = 0, TQ_RECV_SINGLE = 1, TQ_RECV_MULTISHOT = 2 
 
 struct tq_config {
     char data_dir[TQ_CONFIG_PATH_BYTES];
-    char listen_host[64];           /* numeric IPv4/IPv6 literal or "localhost" */
-    uint16_t listen_port;           /* 0 = ephemeral */
-    bool listen_tcp;                /* false if --listen none */
-    char unix_path[108];            /* empty: no Unix socket */
+    char listen_host[64]; /* numeric IPv4/IPv6 literal or "localhost" */
+    uint16_t listen_port; /* 0 = ephemeral */
+    bool listen_tcp;      /* false if --listen none */
+    char unix_path[108];  /* empty: no Unix socket */
     char port_file[TQ_CONFIG_PATH_BYTES];
     enum tq_fsync_mode fsync_mode;
     uint32_t fsync_interval_ms;
-    char metrics_host[64];          /* empty: no metrics listener */
+    char metrics_host[64]; /* empty: no metrics listener */
     uint16_t metrics_port;
     uint32_t max_connections;
     uint32_t max_frame;
     uint32_t max_inflight;
-    uint64_t idle_timeout_ms;       /* 0 = never */
+    uint64_t idle_timeout_ms; /* 0 = never */
     uint32_t subscriber_buffer;
     uint64_t segment_bytes;
     uint32_t body_max;
     enum tq_recv_mode recv_mode;
-    uint32_t recv_buffers;          /* provided-buffer ring entries (power of two) */
+    uint32_t recv_buffers; /* provided-buffer ring entries (power of two) */
 };
 
 /* Fills cfg with every default. */

@@ -53,7 +53,9 @@ void tq_conn_release(struct tq_conn *conn) {
     conn->fd = -1;
 }
 
-size_t tq_conn_unsent(const struct tq_conn *conn) { return conn->olen - conn->osent; }
+size_t tq_conn_unsent(const struct tq_conn *conn) {
+    return conn->olen - conn->osent;
+}
 
 static bool out_reserve(struct tq_conn *conn, size_t extra, uint64_t send_queue_max) {
     TQ_ASSERT(conn->osent <= conn->oready && conn->oready <= conn->olen);
@@ -67,7 +69,8 @@ static bool out_reserve(struct tq_conn *conn, size_t extra, uint64_t send_queue_
         /* Grow into a fresh buffer. If a send SQE points into the current one, the kernel may
          * still be reading it: keep it alive until that send completes (tq_conn_send_done). */
         size_t cap = conn->ocap ? conn->ocap : 4096;
-        while (cap < live + extra) cap *= 2;
+        while (cap < live + extra)
+            cap *= 2;
         uint8_t *fresh = tq_xalloc(cap);
         if (live > 0) memcpy(fresh, conn->obuf + conn->osent, live);
         if (conn->obuf != NULL) {
@@ -134,13 +137,15 @@ bool tq_conn_queue_frame(struct tq_conn *conn, const ProtobufCMessage *msg, uint
     if (!out_reserve(conn, n, send_queue_max)) return false;
     uint8_t *out = conn->obuf + conn->olen;
     tq_frame_put_prefix(out, (uint32_t)payload);
-    size_t written = fast ? tq_respenc_pack((const Ticketq__Response *)msg,
-                                            out + TQ_FRAME_PREFIX_BYTES, payload)
-                          : protobuf_c_message_pack(msg, out + TQ_FRAME_PREFIX_BYTES);
+    size_t written =
+        fast ? tq_respenc_pack((const Ticketq__Response *)msg, out + TQ_FRAME_PREFIX_BYTES, payload)
+             : protobuf_c_message_pack(msg, out + TQ_FRAME_PREFIX_BYTES);
     TQ_ASSERT(written == payload);
     conn->olen += n;
-    mark_push(conn, (struct tq_out_mark){.end = conn->obase + conn->olen, .wait_lsn = wait_lsn,
-                                         .start_us = start_us, .op = (int16_t)op,
+    mark_push(conn, (struct tq_out_mark){.end = conn->obase + conn->olen,
+                                         .wait_lsn = wait_lsn,
+                                         .start_us = start_us,
+                                         .op = (int16_t)op,
                                          .is_response = is_response});
     if (is_response) conn->inflight++;
     return true;
@@ -150,8 +155,9 @@ bool tq_conn_queue_raw(struct tq_conn *conn, const void *bytes, size_t len) {
     if (!out_reserve(conn, len, UINT64_MAX)) return false;
     memcpy(conn->obuf + conn->olen, bytes, len);
     conn->olen += len;
-    mark_push(conn, (struct tq_out_mark){.end = conn->obase + conn->olen, .wait_lsn = 0,
-                                         .op = -1, .is_response = false});
+    mark_push(conn,
+              (struct tq_out_mark){
+                  .end = conn->obase + conn->olen, .wait_lsn = 0, .op = -1, .is_response = false});
     return true;
 }
 
@@ -202,7 +208,8 @@ bool tq_conn_recv_reserve(struct tq_conn *conn, size_t min_free, size_t cap_max)
     }
     if (conn->rcap - conn->rlen >= min_free) return true;
     size_t cap = conn->rcap ? conn->rcap : TQ_RECV_BUFFER_BYTES_INITIAL;
-    while (cap - conn->rlen < min_free && cap < cap_max) cap *= 2;
+    while (cap - conn->rlen < min_free && cap < cap_max)
+        cap *= 2;
     if (cap > cap_max) cap = cap_max;
     if (cap - conn->rlen < min_free && cap <= conn->rcap) return false;
     if (cap != conn->rcap) {
@@ -222,7 +229,8 @@ void tq_conn_recv_append(struct tq_conn *conn, const uint8_t *bytes, size_t n) {
     }
     if (conn->rcap - conn->rlen < n) {
         size_t cap = conn->rcap ? conn->rcap : TQ_RECV_BUFFER_BYTES_INITIAL;
-        while (cap - conn->rlen < n) cap *= 2;
+        while (cap - conn->rlen < n)
+            cap *= 2;
         conn->rbuf = tq_xrealloc(conn->rbuf, conn->rcap, cap);
         conn->rcap = cap;
     }

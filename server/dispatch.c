@@ -41,12 +41,14 @@ struct req {
     const Ticketq__Request *msg;
     Ticketq__Response *resp;
     const struct tq_auth_rule *rule;
-    uint64_t tenant_id;             /* resolved tenant (0 = none / all) */
+    uint64_t tenant_id; /* resolved tenant (0 = none / all) */
     bool in_batch;
-    bool defer;                     /* handler asks to retry the frame later */
+    bool defer; /* handler asks to retry the frame later */
 };
 
-static struct tq_arena *ARENA(struct req *r) { return &r->srv->arena; }
+static struct tq_arena *ARENA(struct req *r) {
+    return &r->srv->arena;
+}
 
 static void *aalloc(struct req *r, size_t size) {
     void *p = tq_arena_alloc(ARENA(r), size);
@@ -103,7 +105,8 @@ static struct tq_str S(const char *s) {
     return (struct tq_str){.ptr = s ? s : "", .len = s ? (uint32_t)strnlen(s, UINT32_MAX) : 0};
 }
 
-static char *cstr(struct req *r, struct tq_str s) {
+static char *
+cstr(struct req *r, struct tq_str s) {
     char *p = tq_arena_alloc(ARENA(r), (size_t)s.len + 1);
     if (s.len > 0) memcpy(p, s.ptr, s.len);
     p[s.len] = '\0';
@@ -111,11 +114,21 @@ static char *cstr(struct req *r, struct tq_str s) {
 }
 
 /* Wire enums are plain integers after protobuf-c decoding: range-check every one. */
-static bool ok_channel(int v) { return v >= 0 && v < TQ_CHANNEL_COUNT; }
-static bool ok_status(int v) { return v >= 0 && v < TQ_STATUS_COUNT; }
-static bool ok_priority(int v) { return v >= 0 && v < TQ_PRIORITY_COUNT; }
-static bool ok_presence(int v) { return v >= TQ_PRESENCE_OFFLINE && v <= TQ_PRESENCE_ONLINE; }
-static bool ok_role(int v) { return v >= TQ_ROLE_SERVER_ADMIN && v <= TQ_ROLE_INTEGRATION; }
+static bool ok_channel(int v) {
+    return v >= 0 && v < TQ_CHANNEL_COUNT;
+}
+static bool ok_status(int v) {
+    return v >= 0 && v < TQ_STATUS_COUNT;
+}
+static bool ok_priority(int v) {
+    return v >= 0 && v < TQ_PRIORITY_COUNT;
+}
+static bool ok_presence(int v) {
+    return v >= TQ_PRESENCE_OFFLINE && v <= TQ_PRESENCE_ONLINE;
+}
+static bool ok_role(int v) {
+    return v >= TQ_ROLE_SERVER_ADMIN && v <= TQ_ROLE_INTEGRATION;
+}
 
 /* ---- the command path ------------------------------------------------------------------- */
 
@@ -132,7 +145,8 @@ static void collect_event(void *ctx, const struct tq_event *event) {
 static void ensure_enc(struct tq_server *srv, size_t size) {
     if (srv->enc_cap >= size) return;
     size_t cap = srv->enc_cap ? srv->enc_cap : 64 * 1024;
-    while (cap < size) cap *= 2;
+    while (cap < size)
+        cap *= 2;
     srv->enc_buf = tq_xrealloc(srv->enc_buf, srv->enc_cap, cap);
     srv->enc_cap = cap;
 }
@@ -152,7 +166,8 @@ static void staged_compact(struct tq_server *srv) {
     srv->staged_bytes_len -= base;
     uint32_t live = srv->staged_count - head;
     memmove(srv->staged, srv->staged + head, live * sizeof(*srv->staged));
-    for (uint32_t i = 0; i < live; i++) srv->staged[i].offset -= base;
+    for (uint32_t i = 0; i < live; i++)
+        srv->staged[i].offset -= base;
     srv->staged_count = live;
     srv->staged_head = 0;
 }
@@ -172,7 +187,8 @@ static void staged_keep(struct tq_server *srv, uint64_t lsn, const uint8_t *byte
         if (srv->staged_bytes_len + len > srv->staged_bytes_cap ||
             srv->staged_bytes_len * 2 >= srv->staged_bytes_cap) {
             size_t cap = srv->staged_bytes_cap ? srv->staged_bytes_cap : 256 * 1024;
-            while (cap < srv->staged_bytes_len + len || cap <= srv->staged_bytes_len * 2) cap *= 2;
+            while (cap < srv->staged_bytes_len + len || cap <= srv->staged_bytes_len * 2)
+                cap *= 2;
             srv->staged_bytes = tq_xrealloc(srv->staged_bytes, srv->staged_bytes_cap, cap);
             srv->staged_bytes_cap = cap;
         }
@@ -253,7 +269,8 @@ enum tq_err tq_dispatch_run_cmd(struct tq_server *srv, struct tq_cmd *cmd,
     while (done < srv->ev_count) {
         uint32_t count = srv->ev_count - done;
         if (count > TQ_EVENTS_PER_RECORD_MAX) count = TQ_EVENTS_PER_RECORD_MAX;
-        for (uint32_t i = 0; i < count; i++) srv->ev[done + i].lsn = lsn;
+        for (uint32_t i = 0; i < count; i++)
+            srv->ev[done + i].lsn = lsn;
         size_t cap = tq_events_encoded_size_max(count);
         ensure_enc(srv, cap);
         size_t en = tq_events_encode(lsn, srv->ev + done, count, srv->enc_buf, srv->enc_cap);
@@ -263,8 +280,8 @@ enum tq_err tq_dispatch_run_cmd(struct tq_server *srv, struct tq_cmd *cmd,
             tq_log_append(srv->log, TQ_RECORD_TYPE_EVENTS, srv->enc_buf, (uint32_t)en, &ev_lsn,
                           &lerr) != TQ_OK) {
             /* Live subscribers still get them; catch-up from the log will not. */
-            fprintf(stderr, "ticketqd: events of record %" PRIu64 " not logged (%u events)\n",
-                    lsn, count);
+            fprintf(stderr, "ticketqd: events of record %" PRIu64 " not logged (%u events)\n", lsn,
+                    count);
             tq_metrics_count(srv->metrics, TQ_METRIC_EVENTS_UNLOGGED);
             ev_lsn = lsn;
         } else {
@@ -286,17 +303,18 @@ static Ticketq__Ids *ids_of(struct req *r, const struct tq_cmd_result *res) {
         ids->has_##f = true;                                                                       \
         ids->f = res->f;                                                                           \
     }
-    ID(tenant_id) ID(token_id) ID(queue_id) ID(agent_id) ID(customer_id) ID(ticket_id)
-    ID(message_id) ID(ticket_number)
+    ID(tenant_id)
+    ID(token_id) ID(queue_id) ID(agent_id) ID(customer_id) ID(ticket_id) ID(message_id)
+        ID(ticket_number)
 #undef ID
 #define FLAG(f)                                                                                    \
     if (res->f) {                                                                                  \
         ids->has_##f = true;                                                                       \
         ids->f = true;                                                                             \
     }
-    FLAG(customer_created) FLAG(ticket_created) FLAG(duplicate) FLAG(over_capacity)
+            FLAG(customer_created) FLAG(ticket_created) FLAG(duplicate) FLAG(over_capacity)
 #undef FLAG
-    return ids;
+                return ids;
 }
 
 /* Runs a command for a request; on success fills Ids and the LSN into the response. */
@@ -362,9 +380,11 @@ static enum tq_err attachments_of(struct req *r, size_t n, Ticketq__Attachment *
 
 static enum tq_err strs_of(struct req *r, size_t n, char **in, uint32_t max, const char *what,
                            uint32_t *count_out, const struct tq_str **out) {
-    if (n > max) return fail(r, TQ_ERR_INVALID_ARGUMENT, "%zu %s exceed the limit of %u", n, what, max);
+    if (n > max)
+        return fail(r, TQ_ERR_INVALID_ARGUMENT, "%zu %s exceed the limit of %u", n, what, max);
     struct tq_str *s = aalloc(r, (n ? n : 1) * sizeof(*s));
-    for (size_t i = 0; i < n; i++) s[i] = S(in[i]);
+    for (size_t i = 0; i < n; i++)
+        s[i] = S(in[i]);
     *count_out = (uint32_t)n;
     *out = s;
     return TQ_OK;
@@ -379,9 +399,9 @@ static enum tq_err record_cmd(struct tq_server *srv, uint64_t lsn, struct tq_cmd
     if (lsn > tq_log_acked_lsn(srv->log)) {
         for (uint32_t i = srv->staged_head; i < srv->staged_count; i++) {
             if (srv->staged[i].lsn == lsn) {
-                uint8_t *copy = tq_arena_memdup(&srv->arena,
-                                                srv->staged_bytes + srv->staged[i].offset,
-                                                srv->staged[i].len ? srv->staged[i].len : 1);
+                uint8_t *copy =
+                    tq_arena_memdup(&srv->arena, srv->staged_bytes + srv->staged[i].offset,
+                                    srv->staged[i].len ? srv->staged[i].len : 1);
                 return tq_cmd_decode(copy, srv->staged[i].len, cmd, &srv->arena, error);
             }
         }
@@ -391,7 +411,8 @@ static enum tq_err record_cmd(struct tq_server *srv, uint64_t lsn, struct tq_cmd
     enum tq_err err = tq_log_read(srv->log, lsn, &rec, srv->read_buf, srv->read_cap, error);
     if (err == TQ_ERR_RESOURCE_EXHAUSTED) {
         size_t cap = srv->read_cap;
-        while (cap < rec.len) cap *= 2;
+        while (cap < rec.len)
+            cap *= 2;
         srv->read_buf = tq_xrealloc(srv->read_buf, srv->read_cap, cap);
         srv->read_cap = cap;
         err = tq_log_read(srv->log, lsn, &rec, srv->read_buf, srv->read_cap, error);
@@ -466,13 +487,13 @@ static Ticketq__Message *message_to_wire(struct req *r, const struct tq_message_
         m->body = cstr(r, cmd.u.ingest.body);
         m->external_id = cstr(r, cmd.u.ingest.message_external_id);
         m->n_attachments = cmd.u.ingest.attachment_count;
-        m->attachments = attachments_to_wire(r, cmd.u.ingest.attachment_count,
-                                             cmd.u.ingest.attachments);
+        m->attachments =
+            attachments_to_wire(r, cmd.u.ingest.attachment_count, cmd.u.ingest.attachments);
     } else if (cmd.type == TQ_CMD_MESSAGE_REPLY) {
         m->body = cstr(r, cmd.u.reply.body);
         m->n_attachments = cmd.u.reply.attachment_count;
-        m->attachments = attachments_to_wire(r, cmd.u.reply.attachment_count,
-                                             cmd.u.reply.attachments);
+        m->attachments =
+            attachments_to_wire(r, cmd.u.reply.attachment_count, cmd.u.reply.attachments);
     }
     return m;
 }
@@ -487,10 +508,11 @@ static Ticketq__Ticket *ticket_to_wire(struct req *r, const struct tq_ticket_vie
         t->has_##f = true;                                                                         \
         t->f = v->f;                                                                               \
     }
-    OPT(customer_id) OPT(queue_id) OPT(assignee_id) OPT(created_ms) OPT(updated_ms)
-    OPT(first_response_ms) OPT(solved_ms) OPT(wake_at_ms) OPT(merged_into_id) OPT(follow_up_of_id)
+    OPT(customer_id)
+    OPT(queue_id) OPT(assignee_id) OPT(created_ms) OPT(updated_ms) OPT(first_response_ms)
+        OPT(solved_ms) OPT(wake_at_ms) OPT(merged_into_id) OPT(follow_up_of_id)
 #undef OPT
-    t->status = (Ticketq__Status)v->status;
+            t->status = (Ticketq__Status)v->status;
     t->priority = (Ticketq__Priority)v->priority;
     t->has_origin_channel = true;
     t->origin_channel = (Ticketq__Channel)v->origin_channel;
@@ -499,7 +521,8 @@ static Ticketq__Ticket *ticket_to_wire(struct req *r, const struct tq_ticket_vie
     t->message_count = v->message_count;
     t->n_tags = v->tag_count;
     t->tags = aalloc(r, (v->tag_count + 1) * sizeof(char *));
-    for (uint32_t i = 0; i < v->tag_count; i++) t->tags[i] = cstr(r, v->tags[i]);
+    for (uint32_t i = 0; i < v->tag_count; i++)
+        t->tags[i] = cstr(r, v->tags[i]);
     t->n_custom_fields = v->field_count;
     t->custom_fields = aalloc(r, (v->field_count + 1) * sizeof(*t->custom_fields));
     for (uint32_t i = 0; i < v->field_count; i++) {
@@ -614,7 +637,8 @@ static enum tq_err op_tenant_settings(struct req *r) {
         return fail(r, TQ_ERR_NOT_FOUND, "tenant %" PRIu64 " not found", r->tenant_id);
     }
     struct tq_cmd cmd = new_cmd(r, TQ_CMD_TENANT_SETTINGS);
-    cmd.u.tenant_settings.auto_close_ms = m->has_auto_close_ms ? m->auto_close_ms : tv.auto_close_ms;
+    cmd.u.tenant_settings.auto_close_ms =
+        m->has_auto_close_ms ? m->auto_close_ms : tv.auto_close_ms;
     cmd.u.tenant_settings.sla_warning_permille =
         m->has_sla_warning_permille ? m->sla_warning_permille : tv.sla_warning_permille;
     cmd.u.tenant_settings.outbox_attempts_max =
@@ -661,10 +685,11 @@ static enum tq_err op_sla_policies_set(struct req *r) {
         for (unsigned metric = 0; metric < 4; metric++) {
             if (n[metric] > TQ_PRIORITY_COUNT) {
                 return fail(r, TQ_ERR_INVALID_ARGUMENT,
-                            "policies[%zu]: more than %u targets per metric (index = priority)",
-                            i, TQ_PRIORITY_COUNT);
+                            "policies[%zu]: more than %u targets per metric (index = priority)", i,
+                            TQ_PRIORITY_COUNT);
             }
-            for (size_t pr = 0; pr < n[metric]; pr++) p[i].targets.target_ms[metric][pr] = v[metric][pr];
+            for (size_t pr = 0; pr < n[metric]; pr++)
+                p[i].targets.target_ms[metric][pr] = v[metric][pr];
         }
     }
     struct tq_cmd cmd = new_cmd(r, TQ_CMD_SLA_POLICIES_SET);
@@ -732,7 +757,8 @@ static enum tq_err op_business_hours_set(struct req *r) {
             j--;
         }
         if (j > 0 && cal->holidays[j - 1] == day) { /* duplicate: undo the shift */
-            for (uint32_t k = j; k < cal->holiday_count; k++) cal->holidays[k] = cal->holidays[k + 1];
+            for (uint32_t k = j; k < cal->holiday_count; k++)
+                cal->holidays[k] = cal->holidays[k + 1];
             continue;
         }
         cal->holidays[j] = day;
@@ -809,7 +835,7 @@ static enum tq_err op_token_revoke(struct req *r) {
         if (c->sub.active) {
             Ticketq__Error e = TICKETQ__ERROR__INIT;
             e.code = TICKETQ__ERROR_CODE__UNAUTHENTICATED;
-            e.message = (char *)(uintptr_t)"token revoked";
+            e.message = (char *)(uintptr_t) "token revoked";
             Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
             resp.id = c->sub.request_id;
             resp.error = &e;
@@ -1092,8 +1118,7 @@ static enum tq_err op_ticket_update(struct req *r) {
                 cf[i].int_value = in->bool_value ? 1 : 0;
                 break;
             case TICKETQ__CUSTOM_FIELD__VALUE__NOT_SET:
-            default:
-                return fail(r, TQ_ERR_INVALID_ARGUMENT, "custom_fields[%zu] has no value", i);
+            default: return fail(r, TQ_ERR_INVALID_ARGUMENT, "custom_fields[%zu] has no value", i);
             }
         }
         f |= TQ_UPDATE_FIELDS;
@@ -1160,7 +1185,8 @@ static enum tq_err op_ticket_get(struct req *r) {
                             : tq_state_ticket_messages(r->srv->state, r->tenant_id, m->ticket_id,
                                                        first, limit, views);
     t->messages = aalloc(r, (n + 1) * sizeof(*t->messages));
-    for (uint32_t i = 0; i < n; i++) t->messages[i] = message_to_wire(r, &views[i]);
+    for (uint32_t i = 0; i < n; i++)
+        t->messages[i] = message_to_wire(r, &views[i]);
     t->n_messages = n;
     r->resp->result_case = TICKETQ__RESPONSE__RESULT_TICKET;
     r->resp->ticket = t;
@@ -1198,7 +1224,8 @@ static enum tq_err op_queue_list(struct req *r) {
 
 static enum tq_err op_queues_get(struct req *r) {
     uint64_t *ids = aalloc(r, TQ_QUEUES_PER_TENANT_REPLY_MAX * sizeof(*ids));
-    uint32_t n = tq_state_queue_ids(r->srv->state, r->tenant_id, ids, TQ_QUEUES_PER_TENANT_REPLY_MAX);
+    uint32_t n =
+        tq_state_queue_ids(r->srv->state, r->tenant_id, ids, TQ_QUEUES_PER_TENANT_REPLY_MAX);
     if (n > TQ_QUEUES_PER_TENANT_REPLY_MAX) n = TQ_QUEUES_PER_TENANT_REPLY_MAX;
     Ticketq__QueuesResult *res = aalloc(r, sizeof(*res));
     ticketq__queues_result__init(res);
@@ -1263,8 +1290,8 @@ static enum tq_err op_outbox_take(struct req *r) {
             for (uint32_t k = 0;; k++) { /* the customer's identity on the reply's channel */
                 enum tq_channel ch;
                 struct tq_str ext;
-                if (!tq_state_customer_identity(r->srv->state, r->tenant_id, tv.customer_id, k,
-                                                &ch, &ext)) {
+                if (!tq_state_customer_identity(r->srv->state, r->tenant_id, tv.customer_id, k, &ch,
+                                                &ext)) {
                     break;
                 }
                 if (ch == mv.channel) {
@@ -1322,15 +1349,15 @@ static enum tq_err op_stats(struct req *r) {
     SET(last_lsn, r->srv->lsn_staged); /* durable by the time this response is sent */
 #undef SET
     s->n_tickets_by_status = TQ_STATUS_COUNT;
-    s->tickets_by_status = tq_arena_memdup(ARENA(r), st.tickets_by_status,
-                                           sizeof(st.tickets_by_status));
+    s->tickets_by_status =
+        tq_arena_memdup(ARENA(r), st.tickets_by_status, sizeof(st.tickets_by_status));
     s->n_messages_by_channel = TQ_CHANNEL_COUNT;
-    s->messages_by_channel = tq_arena_memdup(ARENA(r), st.messages_by_channel,
-                                             sizeof(st.messages_by_channel));
+    s->messages_by_channel =
+        tq_arena_memdup(ARENA(r), st.messages_by_channel, sizeof(st.messages_by_channel));
     if (r->tenant_id != 0) {
         uint64_t *ids = aalloc(r, TQ_QUEUES_PER_TENANT_REPLY_MAX * sizeof(*ids));
-        uint32_t n = tq_state_queue_ids(r->srv->state, r->tenant_id, ids,
-                                        TQ_QUEUES_PER_TENANT_REPLY_MAX);
+        uint32_t n =
+            tq_state_queue_ids(r->srv->state, r->tenant_id, ids, TQ_QUEUES_PER_TENANT_REPLY_MAX);
         if (n > TQ_QUEUES_PER_TENANT_REPLY_MAX) n = TQ_QUEUES_PER_TENANT_REPLY_MAX;
         s->queue_depths = aalloc(r, (n + 1) * sizeof(*s->queue_depths));
         for (uint32_t i = 0; i < n; i++) {
@@ -1360,7 +1387,8 @@ static enum tq_err op_subscribe(struct req *r) {
     }
     uint32_t mask = 0;
     for (size_t i = 0; i < m->n_types; i++) {
-        if ((int)m->types[i] < (int)TQ_EVENT_TENANT_CREATED || (int)m->types[i] > (int)TQ_EVENT_CUSTOMER_ERASED) {
+        if ((int)m->types[i] < (int)TQ_EVENT_TENANT_CREATED ||
+            (int)m->types[i] > (int)TQ_EVENT_CUSTOMER_ERASED) {
             return fail(r, TQ_ERR_INVALID_ARGUMENT, "types[%zu] out of range", i);
         }
         mask |= 1u << m->types[i];
@@ -1462,8 +1490,12 @@ static enum tq_err op_batch(struct req *r) {
         Ticketq__Response *sr = aalloc(r, sizeof(*sr));
         ticketq__response__init(sr);
         sr->id = sub->id;
-        struct req child = {.srv = r->srv, .conn = r->conn, .sess = r->sess, .msg = sub,
-                            .resp = sr, .in_batch = true};
+        struct req child = {.srv = r->srv,
+                            .conn = r->conn,
+                            .sess = r->sess,
+                            .msg = sub,
+                            .resp = sr,
+                            .in_batch = true};
         if (sub->op_case == TICKETQ__REQUEST__OP_AUTH) {
             fail(&child, TQ_ERR_INVALID_ARGUMENT, "Auth cannot be batched");
         } else {
@@ -1519,8 +1551,8 @@ static enum tq_err handle(struct req *r) {
         return fail(r, TQ_ERR_UNAUTHENTICATED, "token revoked");
     }
     if ((r->rule->roles & TQ_ROLE_BIT(r->sess->role)) == 0) {
-        return fail(r, TQ_ERR_PERMISSION_DENIED, "role %s may not %s",
-                    tq_role_name(r->sess->role), r->rule->name);
+        return fail(r, TQ_ERR_PERMISSION_DENIED, "role %s may not %s", tq_role_name(r->sess->role),
+                    r->rule->name);
     }
     if (resolve_tenant(r) != TQ_OK) return TQ_ERR_NOT_FOUND;
     switch (m->op_case) {
@@ -1590,15 +1622,15 @@ bool tq_dispatch_queue_error(struct tq_server *srv, struct tq_conn *conn, uint64
 }
 
 enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn *conn,
-                                          const uint8_t *payload, uint32_t len,
-                                          uint64_t start_us) {
+                                          const uint8_t *payload, uint32_t len, uint64_t start_us) {
     TQ_ASSERT(conn->kind == TQ_CONN_CLIENT);
     TQ_ASSERT(payload != NULL && len > 0);
     /* Backpressure on the log: if it cannot take a frame's worth of records now but a batch
      * is in flight, wait for it instead of refusing (the frame stays buffered). */
     uint64_t need = (uint64_t)len * 2 + TQ_EVENTS_RECORD_RESERVE_BYTES;
     if (need > TQ_RECORD_BYTES_DEFAULT_MAX) need = TQ_RECORD_BYTES_DEFAULT_MAX;
-    if (srv->lsn_staged > tq_log_acked_lsn(srv->log) && !tq_log_can_append(srv->log, (uint32_t)need)) {
+    if (srv->lsn_staged > tq_log_acked_lsn(srv->log) &&
+        !tq_log_can_append(srv->log, (uint32_t)need)) {
         return TQ_DISPATCH_DEFER;
     }
     /* The hot shapes (Ingest, Batches of Ingests) by hand; everything else, and anything

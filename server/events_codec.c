@@ -11,12 +11,26 @@
 #include "tq_assert.h"
 
 enum {
-    BIT_AT = 0, BIT_TENANT, BIT_TICKET, BIT_MESSAGE, BIT_CUSTOMER, BIT_AGENT, BIT_QUEUE,
-    BIT_FIELD, BIT_OLD, BIT_NEW, BIT_METRIC, BIT_COUNT
+    BIT_AT = 0,
+    BIT_TENANT,
+    BIT_TICKET,
+    BIT_MESSAGE,
+    BIT_CUSTOMER,
+    BIT_AGENT,
+    BIT_QUEUE,
+    BIT_FIELD,
+    BIT_OLD,
+    BIT_NEW,
+    BIT_METRIC,
+    BIT_COUNT
 };
 
-static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
-static int64_t unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+static uint64_t zigzag(int64_t v) {
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+static int64_t unzigzag(uint64_t v) {
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
 
 static size_t put_varint(uint8_t *p, uint64_t v) {
     size_t n = 0;
@@ -59,8 +73,16 @@ size_t tq_events_encode(uint64_t cmd_lsn, const struct tq_event *events, uint32_
         const struct tq_event *e = &events[i];
         TQ_ASSERT(e->lsn == cmd_lsn);
         uint64_t v[BIT_COUNT] = {
-            e->at_ms, e->tenant_id, e->ticket_id, e->message_id, e->customer_id, e->agent_id,
-            e->queue_id, (uint64_t)e->field, zigzag(e->old_value), zigzag(e->new_value),
+            e->at_ms,
+            e->tenant_id,
+            e->ticket_id,
+            e->message_id,
+            e->customer_id,
+            e->agent_id,
+            e->queue_id,
+            (uint64_t)e->field,
+            zigzag(e->old_value),
+            zigzag(e->new_value),
             (uint64_t)e->sla_metric,
         };
         uint64_t mask = 0;

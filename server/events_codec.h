@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TQ_RECORD_TYPE_EVENTS 2
+#define TQ_RECORD_TYPE_EVENTS   2
 #define TQ_EVENTS_CODEC_VERSION 1
 /* A TICK can breach many clocks at once; beyond this the events are split over records. */
 #define TQ_EVENTS_PER_RECORD_MAX 4096u
@@ -45,7 +45,7 @@ size_t tq_events_encode(uint64_t cmd_lsn, const struct tq_event *events, uint32_
  * TQ_ERR_CORRUPT for malformed bytes (never asserts on them), TQ_ERR_RESOURCE_EXHAUSTED if
  * more than cap events are encoded. */
 TQ_NODISCARD enum tq_err tq_events_decode(const uint8_t *buf, size_t len, uint64_t *cmd_lsn_out,
-                                          struct tq_event *out, uint32_t cap,
-                                          uint32_t *count_out, struct tq_error *error);
+                                          struct tq_event *out, uint32_t cap, uint32_t *count_out,
+                                          struct tq_error *error);
 
 #endif

@@ -7,8 +7,8 @@
  *
  * Receives come in two kinds (--recv; tq_loop_recv_setup probes the kernel at start):
  *   multishot  one IORING_RECV_MULTISHOT recv per client connection, buffers picked by the
- *              kernel from one provided-buffer ring (group TQ_RECV_RING_GROUP_ID, --recv-buffers entries). Each CQE's
- *              bytes are copied into the connection's frame buffer and the ring buffer is
+ *              kernel from one provided-buffer ring (group TQ_RECV_RING_GROUP_ID, --recv-buffers
+ * entries). Each CQE's bytes are copied into the connection's frame buffer and the ring buffer is
  *              handed back at once, whatever state the connection is in. Backpressure
  *              (--max-inflight, a deferred request, a full frame buffer, a protocol error,
  *              drain) cancels the recv; bytes that complete before the cancel lands are
@@ -48,16 +48,18 @@
 
 enum ud_tag { UD_ACCEPT = 1, UD_RECV = 2, UD_SEND = 3, UD_TIMER = 4, UD_SIGNAL = 5, UD_CANCEL = 6 };
 
-#define METRICS_CONNS_MAX 8u
+#define METRICS_CONNS_MAX         8u
 #define METRICS_REQUEST_BYTES_MAX 8192u
-#define METRICS_IDLE_MS 10000u
-#define DRAIN_TIMEOUT_MS 10000u
+#define METRICS_IDLE_MS           10000u
+#define DRAIN_TIMEOUT_MS          10000u
 
 static uint64_t make_ud(enum ud_tag tag, uint32_t index, uint32_t gen) {
     return ((uint64_t)tag << 56) | ((uint64_t)(index & 0xffffffu) << 32) | gen;
 }
 
-uint64_t tq_now_ms(void) { return tq_now_us() / 1000; }
+uint64_t tq_now_ms(void) {
+    return tq_now_us() / 1000;
+}
 
 uint64_t tq_now_us(void) {
     struct timespec ts;
@@ -71,7 +73,9 @@ uint64_t tq_mono_us(void) {
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-uint64_t tq_mono_ms(void) { return tq_mono_us() / 1000; }
+uint64_t tq_mono_ms(void) {
+    return tq_mono_us() / 1000;
+}
 
 static struct io_uring_sqe *get_sqe(struct tq_server *srv) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
@@ -122,7 +126,8 @@ static int ring_register(struct tq_server *srv) {
         return rc;
     }
     srv->recv_bufs = tq_xalloc((size_t)count * TQ_RECV_RING_BUFFER_BYTES);
-    for (uint32_t bid = 0; bid < count; bid++) ring_buf_return(srv, bid);
+    for (uint32_t bid = 0; bid < count; bid++)
+        ring_buf_return(srv, bid);
     return 0;
 }
 
@@ -239,7 +244,8 @@ static void conn_finalize(struct tq_server *srv, struct tq_conn *conn) {
     TQ_ASSERT(conn->sqes_outstanding == 0);
     close(conn->fd);
     tq_conn_release(conn);
-    while (srv->conn_high > 0 && !srv->conns[srv->conn_high - 1].in_use) srv->conn_high--;
+    while (srv->conn_high > 0 && !srv->conns[srv->conn_high - 1].in_use)
+        srv->conn_high--;
 }
 
 static void conn_close(struct tq_server *srv, struct tq_conn *conn) {
@@ -323,8 +329,7 @@ static void arm_accept(struct tq_server *srv, uint32_t which) {
 
 /* True while a client connection must not take more bytes (backpressure, protocol error,
  * EOF, drain): the single-shot path simply does not re-arm, the multishot one cancels. */
-static bool recv_paused(const struct tq_server *srv, const struct tq_conn *conn,
-                        size_t cap_max) {
+static bool recv_paused(const struct tq_server *srv, const struct tq_conn *conn, size_t cap_max) {
     if (conn->closing || conn->close_after_send || conn->eof) return true;
     if (conn->kind != TQ_CONN_CLIENT) return false;
     if (srv->draining) return true;
@@ -649,8 +654,8 @@ static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t a
             protocol_error(srv, conn, TQ_ERR_RESOURCE_EXHAUSTED, msg);
             break;
         }
-        enum tq_dispatch_status ds = tq_dispatch_frame(
-            srv, conn, conn->rbuf + off + TQ_FRAME_PREFIX_BYTES, plen, start_us);
+        enum tq_dispatch_status ds =
+            tq_dispatch_frame(srv, conn, conn->rbuf + off + TQ_FRAME_PREFIX_BYTES, plen, start_us);
         if (ds == TQ_DISPATCH_DEFER) {
             conn->blocked_until_lsn = acked + 1;
             break;
@@ -734,7 +739,8 @@ static void check_idle(struct tq_server *srv, uint64_t now_mono) {
         uint64_t limit = c->kind == TQ_CONN_METRICS ? METRICS_IDLE_MS : srv->cfg.idle_timeout_ms;
         if (limit == 0 || (c->kind == TQ_CONN_CLIENT && c->sub.active)) continue;
         if (now_mono > c->last_active_ms + limit) {
-            if (c->kind == TQ_CONN_CLIENT) tq_metrics_count(srv->metrics, TQ_METRIC_CONN_IDLE_CLOSED);
+            if (c->kind == TQ_CONN_CLIENT)
+                tq_metrics_count(srv->metrics, TQ_METRIC_CONN_IDLE_CLOSED);
             conn_abort(srv, c);
         }
     }
@@ -798,9 +804,8 @@ static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us)
         arm_send(srv, c);
         arm_recv(srv, c);
         uint32_t plen = 0;
-        if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos &&
-            c->inflight < srv->cfg.max_inflight && c->blocked_until_lsn == 0 &&
-            !c->close_after_send && !srv->draining &&
+        if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos && c->inflight < srv->cfg.max_inflight &&
+            c->blocked_until_lsn == 0 && !c->close_after_send && !srv->draining &&
             tq_frame_peek(c->rbuf + c->rpos, c->rlen - c->rpos, srv->cfg.max_frame, &plen) !=
                 TQ_FRAME_NEED_MORE) {
             busy = true; /* a whole frame is buffered (the per-turn bound was hit) */
@@ -818,7 +823,8 @@ static void shutdown_conns(struct tq_server *srv) {
     uint64_t deadline = tq_mono_ms() + 5000;
     while (tq_mono_ms() < deadline) {
         bool pending = !tq_log_idle(srv->log);
-        for (uint32_t i = 0; i < srv->conn_high; i++) pending |= srv->conns[i].in_use;
+        for (uint32_t i = 0; i < srv->conn_high; i++)
+            pending |= srv->conns[i].in_use;
         if (!pending) break;
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
         struct io_uring_cqe *cqe;
@@ -833,7 +839,8 @@ int tq_loop_run(struct tq_server *srv) {
     uint64_t last_tick_ms = 0, last_idle_check = tq_mono_ms();
     struct batch_meter meter = {.prev_end = srv->lsn_staged};
     bool busy = false;
-    for (uint32_t i = 0; i < 3; i++) arm_accept(srv, i);
+    for (uint32_t i = 0; i < 3; i++)
+        arm_accept(srv, i);
     arm_signal(srv);
     arm_timer(srv);
     while (!srv->stop) {
@@ -861,7 +868,8 @@ int tq_loop_run(struct tq_server *srv) {
             last_idle_check = now_mono;
             check_idle(srv, now_mono);
         }
-        for (uint32_t i = 0; i < 3; i++) arm_accept(srv, i);
+        for (uint32_t i = 0; i < 3; i++)
+            arm_accept(srv, i);
         arm_signal(srv);
         arm_timer(srv);
         if (srv->draining && (drained(srv) || now_mono > srv->drain_deadline_ms)) srv->stop = true;

@@ -68,8 +68,8 @@ static void derive_event(void *ctx, const struct tq_event *event) {
     struct derive_ctx *d = ctx;
     if (*d->count == *d->cap) {
         uint32_t cap = *d->cap ? *d->cap * 2 : 64;
-        *d->events = tq_xrealloc(*d->events, *d->cap * sizeof(**d->events),
-                                 cap * sizeof(**d->events));
+        *d->events =
+            tq_xrealloc(*d->events, *d->cap * sizeof(**d->events), cap * sizeof(**d->events));
         *d->cap = cap;
     }
     (*d->events)[(*d->count)++] = *event;
@@ -81,7 +81,8 @@ static void derive_event(void *ctx, const struct tq_event *event) {
 static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record *r,
                                uint64_t applied_cmd_lsn, const struct tq_event *derived,
                                uint32_t available, uint32_t *next) {
-    struct tq_event *logged = tq_arena_alloc(&srv->arena, TQ_EVENTS_PER_RECORD_MAX * sizeof(*logged));
+    struct tq_event *logged =
+        tq_arena_alloc(&srv->arena, TQ_EVENTS_PER_RECORD_MAX * sizeof(*logged));
     uint64_t cmd_lsn;
     uint32_t count;
     struct tq_error error;
@@ -95,8 +96,8 @@ static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record
     for (uint32_t i = 0; i < count; i++) {
         const struct tq_event *a = &logged[i];
         const struct tq_event *b = i < available ? &derived[i] : NULL;
-        if (b == NULL || a->type != b->type || a->lsn != cmd_lsn ||
-            a->at_ms != b->at_ms || a->tenant_id != b->tenant_id || a->ticket_id != b->ticket_id ||
+        if (b == NULL || a->type != b->type || a->lsn != cmd_lsn || a->at_ms != b->at_ms ||
+            a->tenant_id != b->tenant_id || a->ticket_id != b->ticket_id ||
             a->message_id != b->message_id || a->customer_id != b->customer_id ||
             a->agent_id != b->agent_id || a->queue_id != b->queue_id || a->field != b->field ||
             a->old_value != b->old_value || a->new_value != b->new_value ||
@@ -104,11 +105,12 @@ static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record
             bad++;
             if (b != NULL) {
                 fprintf(stderr,
-                        "ticketqd:   logged type %d at %" PRIu64 " tenant %" PRIu64 " ticket %" PRIu64
+                        "ticketqd:   logged type %d at %" PRIu64 " tenant %" PRIu64
+                        " ticket %" PRIu64 " msg %" PRIu64 " cust %" PRIu64 " agent %" PRIu64
+                        " queue %" PRIu64 " field %d %" PRId64 "->%" PRId64
+                        "; derived type %d at %" PRIu64 " tenant %" PRIu64 " ticket %" PRIu64
                         " msg %" PRIu64 " cust %" PRIu64 " agent %" PRIu64 " queue %" PRIu64
-                        " field %d %" PRId64 "->%" PRId64 "; derived type %d at %" PRIu64
-                        " tenant %" PRIu64 " ticket %" PRIu64 " msg %" PRIu64 " cust %" PRIu64
-                        " agent %" PRIu64 " queue %" PRIu64 " field %d %" PRId64 "->%" PRId64 "\n",
+                        " field %d %" PRId64 "->%" PRId64 "\n",
                         (int)a->type, a->at_ms, a->tenant_id, a->ticket_id, a->message_id,
                         a->customer_id, a->agent_id, a->queue_id, (int)a->field, a->old_value,
                         a->new_value, (int)b->type, b->at_ms, b->tenant_id, b->ticket_id,
@@ -212,7 +214,8 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
     if (derived != NULL) tq_free(derived, derived_cap * sizeof(*derived));
     if (mismatches > 0) {
         tq_fatal("recovery: %" PRIu64 " logged events differ from the events apply derives "
-                 "again (apply is not deterministic)", mismatches);
+                 "again (apply is not deterministic)",
+                 mismatches);
     }
     srv->lsn_staged = rec->lsn_last > last ? rec->lsn_last : last;
     if (srv->lsn_staged < snap_lsn) srv->lsn_staged = snap_lsn;
@@ -273,8 +276,7 @@ static int first_start(struct tq_server *srv) {
         return 1;
     }
     sync_staged(srv);
-    printf("ticketqd: first start: server-admin token (shown once; also in %s):\n%s\n", path,
-           text);
+    printf("ticketqd: first start: server-admin token (shown once; also in %s):\n%s\n", path, text);
     fflush(stdout);
     return 0;
 }
@@ -282,7 +284,8 @@ static int first_start(struct tq_server *srv) {
 /* ---- listeners --------------------------------------------------------------------------- */
 
 static int listen_tcp(const char *host, uint16_t port, char *bound, size_t bound_cap) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char port_text[8];
@@ -335,9 +338,9 @@ static void probe_ring(struct tq_server *srv) {
      * on_accept() still falls back if the kernel answers EINVAL. */
     srv->multishot_accept = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_SOCKET);
     if (probe != NULL) {
-        static const int needed[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
-                                     IORING_OP_TIMEOUT, IORING_OP_READ, IORING_OP_WRITE,
-                                     IORING_OP_FSYNC, IORING_OP_ASYNC_CANCEL};
+        static const int needed[] = {IORING_OP_ACCEPT,  IORING_OP_RECV,        IORING_OP_SEND,
+                                     IORING_OP_TIMEOUT, IORING_OP_READ,        IORING_OP_WRITE,
+                                     IORING_OP_FSYNC,   IORING_OP_ASYNC_CANCEL};
         for (size_t i = 0; i < TQ_ARRAY_COUNT(needed); i++) {
             if (!io_uring_opcode_supported(probe, needed[i])) {
                 tq_fatal("io_uring lacks opcode %d (kernel too old: 5.6+ needed)", needed[i]);
@@ -352,8 +355,8 @@ static void probe_ring(struct tq_server *srv) {
 static int open_listeners(struct tq_server *srv, char *bound, size_t bound_cap) {
     TQ_ASSERT(bound != NULL && bound_cap > 0);
     if (srv->cfg.listen_tcp) {
-        srv->listen_fds[0] = listen_tcp(srv->cfg.listen_host, srv->cfg.listen_port, bound,
-                                        bound_cap);
+        srv->listen_fds[0] =
+            listen_tcp(srv->cfg.listen_host, srv->cfg.listen_port, bound, bound_cap);
         if (srv->listen_fds[0] < 0) return 1;
         fprintf(stderr, "ticketqd: listening on %s\n", bound);
     }
@@ -364,8 +367,8 @@ static int open_listeners(struct tq_server *srv, char *bound, size_t bound_cap) 
     }
     if (srv->cfg.metrics_host[0] != '\0') {
         char mbound[128];
-        srv->metrics_fd = listen_tcp(srv->cfg.metrics_host, srv->cfg.metrics_port, mbound,
-                                     sizeof(mbound));
+        srv->metrics_fd =
+            listen_tcp(srv->cfg.metrics_host, srv->cfg.metrics_port, mbound, sizeof(mbound));
         if (srv->metrics_fd < 0) return 1;
         fprintf(stderr, "ticketqd: metrics on http://%s/metrics\n", mbound);
     }
@@ -386,7 +389,8 @@ static void server_free(struct tq_server *srv) {
     /* The ring buffers are freed only if every connection was finalized (no recv can still
      * be copying into them); after a timed-out shutdown the process exit reclaims them. */
     bool conns_left = false;
-    for (uint32_t i = 0; i < srv->conn_high; i++) conns_left |= srv->conns[i].in_use;
+    for (uint32_t i = 0; i < srv->conn_high; i++)
+        conns_left |= srv->conns[i].in_use;
     if (!conns_left) tq_loop_recv_teardown(srv);
     tq_state_free(srv->state);
     tq_dispatch_destroy(srv);

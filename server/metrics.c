@@ -14,14 +14,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static const uint64_t k_bucket_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                       100000, 250000, 1000000};
+static const uint64_t k_bucket_us[] = {100,   250,   500,   1000,   2500,   5000,
+                                       10000, 25000, 50000, 100000, 250000, 1000000};
 #define BUCKETS (sizeof(k_bucket_us) / sizeof(k_bucket_us[0]))
 static const uint64_t k_batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
 #define BATCH_BUCKETS (sizeof(k_batch_buckets) / sizeof(k_batch_buckets[0]))
 
 struct histogram {
-    uint64_t bucket[BUCKETS + 1];   /* last = +Inf */
+    uint64_t bucket[BUCKETS + 1]; /* last = +Inf */
     uint64_t count;
     uint64_t sum;
 };
@@ -37,16 +37,24 @@ struct tq_metrics {
 };
 
 static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
-    "ticketq_commands_total",           "ticketq_events_unlogged_total",
-    "ticketq_auth_failures_total",      "ticketq_connections_accepted_total",
-    "ticketq_connections_rejected_total", "ticketq_connections_idle_closed_total",
-    "ticketq_connections_slow_closed_total", "ticketq_protocol_errors_total",
-    "ticketq_ticks_total",              "ticketq_subscriber_fallbacks_total",
-    "ticketq_events_sent_total",        "ticketq_recv_nobufs_total",
+    "ticketq_commands_total",
+    "ticketq_events_unlogged_total",
+    "ticketq_auth_failures_total",
+    "ticketq_connections_accepted_total",
+    "ticketq_connections_rejected_total",
+    "ticketq_connections_idle_closed_total",
+    "ticketq_connections_slow_closed_total",
+    "ticketq_protocol_errors_total",
+    "ticketq_ticks_total",
+    "ticketq_subscriber_fallbacks_total",
+    "ticketq_events_sent_total",
+    "ticketq_recv_nobufs_total",
     "ticketq_recv_pauses_total",
 };
 
-struct tq_metrics *tq_metrics_new(void) { return tq_xcalloc(1, sizeof(struct tq_metrics)); }
+struct tq_metrics *tq_metrics_new(void) {
+    return tq_xcalloc(1, sizeof(struct tq_metrics));
+}
 
 void tq_metrics_free(struct tq_metrics *m) {
     if (m != NULL) tq_free(m, sizeof(*m));
@@ -54,7 +62,8 @@ void tq_metrics_free(struct tq_metrics *m) {
 
 static void observe(struct histogram *h, uint64_t v, const uint64_t *bounds, size_t n) {
     size_t i = 0;
-    while (i < n && v > bounds[i]) i++;
+    while (i < n && v > bounds[i])
+        i++;
     h->bucket[i]++;
     h->count++;
     h->sum += v;
@@ -74,7 +83,8 @@ void tq_metrics_error(struct tq_metrics *m, int op) {
 void tq_metrics_batch(struct tq_metrics *m, uint64_t records, uint64_t fsync_us) {
     if (m == NULL) return;
     size_t i = 0;
-    while (i < BATCH_BUCKETS && records > k_batch_buckets[i]) i++;
+    while (i < BATCH_BUCKETS && records > k_batch_buckets[i])
+        i++;
     m->batch_bucket[i]++;
     m->batch_count++;
     m->batch_records += records;
@@ -121,8 +131,8 @@ static void put_hist(struct text *t, const char *name, const char *labels,
     put(t, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, labels[0] ? "," : "", cum);
     put(t, "%s_sum%s%s%s %g\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
         (double)h->sum * scale);
-    put(t, "%s_count%s%s%s %" PRIu64 "\n", name, labels[0] ? "{" : "", labels,
-        labels[0] ? "}" : "", h->count);
+    put(t, "%s_count%s%s%s %" PRIu64 "\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
+        h->count);
 }
 
 char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_t *len_out) {
@@ -178,9 +188,10 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         inflight += c->inflight;
         unsent += tq_conn_unsent(c);
     }
-    put(&t, "# HELP ticketq_recv_multishot 1 if client receives use multishot recv with a "
-            "provided-buffer ring, 0 for single-shot.\n"
-            "# TYPE ticketq_recv_multishot gauge\nticketq_recv_multishot %d\n",
+    put(&t,
+        "# HELP ticketq_recv_multishot 1 if client receives use multishot recv with a "
+        "provided-buffer ring, 0 for single-shot.\n"
+        "# TYPE ticketq_recv_multishot gauge\nticketq_recv_multishot %d\n",
         srv->recv_multishot ? 1 : 0);
     put(&t, "# TYPE ticketq_connections gauge\nticketq_connections %u\n", srv->clients);
     put(&t, "# TYPE ticketq_subscribers gauge\nticketq_subscribers %u\n", srv->subscribers);

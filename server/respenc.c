@@ -45,9 +45,13 @@ static uint8_t *varint_put(uint8_t *p, uint64_t v) {
 }
 
 /* int32 as protobuf-c packs it: negative values take ten bytes. */
-static uint64_t int32_wire(int32_t v) { return (uint64_t)(int64_t)v; }
+static uint64_t int32_wire(int32_t v) {
+    return (uint64_t)(int64_t)v;
+}
 
-static size_t len_field_size(size_t len) { return 1 + varint_size(len) + len; }
+static size_t len_field_size(size_t len) {
+    return 1 + varint_size(len) + len;
+}
 
 static bool error_ok(const Ticketq__Error *e) {
     return e->base.descriptor == &ticketq__error__descriptor && e->base.n_unknown_fields == 0;
@@ -73,9 +77,9 @@ static bool ids_ok(const Ticketq__Ids *ids) {
     F(6, x->has_ticket_id, x->ticket_id)                                                           \
     F(7, x->has_message_id, x->message_id)                                                         \
     F(8, x->has_ticket_number, x->ticket_number)                                                   \
-    F(9, x->has_customer_created, (uint32_t)(x->customer_created != 0))                                   \
-    F(10, x->has_ticket_created, (uint32_t)(x->ticket_created != 0))                                      \
-    F(11, x->has_duplicate, (uint32_t)(x->duplicate != 0))                                                \
+    F(9, x->has_customer_created, (uint32_t)(x->customer_created != 0))                            \
+    F(10, x->has_ticket_created, (uint32_t)(x->ticket_created != 0))                               \
+    F(11, x->has_duplicate, (uint32_t)(x->duplicate != 0))                                         \
     F(12, x->has_over_capacity, (uint32_t)(x->over_capacity != 0))
 
 static size_t ids_size(const Ticketq__Ids *x) {
@@ -186,7 +190,9 @@ static uint8_t *resp_put(const Ticketq__Response *r, uint8_t *p, unsigned depth)
     return p;
 }
 
-size_t tq_respenc_size(const Ticketq__Response *resp) { return resp_size(resp, 0); }
+size_t tq_respenc_size(const Ticketq__Response *resp) {
+    return resp_size(resp, 0);
+}
 
 size_t tq_respenc_pack(const Ticketq__Response *resp, uint8_t *out, size_t size) {
     TQ_ASSERT(resp != NULL && out != NULL);

@@ -21,10 +21,10 @@
 #define TQ_SERVER_SERVER_H
 
 #include "config.h"
-#include "tq_limits.h"
 #include "state/state.h"
 #include "storage/log.h"
 #include "tq_alloc.h"
+#include "tq_limits.h"
 
 #include <liburing.h>
 #include <stdbool.h>
@@ -38,19 +38,19 @@ struct tq_session {
     bool authed;
     uint64_t token_id;
     enum tq_role role;
-    uint64_t tenant_id;             /* 0 for a server admin */
-    uint64_t agent_id;              /* agent tokens */
+    uint64_t tenant_id; /* 0 for a server admin */
+    uint64_t agent_id;  /* agent tokens */
 };
 
 struct tq_sub {
     bool active;
-    bool catching_up;               /* reading the log instead of receiving live events */
-    uint64_t request_id;            /* the Subscribe's id, echoed in every event frame */
+    bool catching_up;    /* reading the log instead of receiving live events */
+    uint64_t request_id; /* the Subscribe's id, echoed in every event frame */
     uint64_t tenant_id;
-    uint64_t scanned_lsn;           /* every record <= this has been considered */
-    uint64_t after_lsn;             /* deliver only events with event.lsn (command LSN) > this */
-    uint32_t type_mask;             /* bit t = event type t wanted; 0 = all */
-    uint64_t ticket_id, queue_id;   /* filters; 0 = any */
+    uint64_t scanned_lsn;         /* every record <= this has been considered */
+    uint64_t after_lsn;           /* deliver only events with event.lsn (command LSN) > this */
+    uint32_t type_mask;           /* bit t = event type t wanted; 0 = all */
+    uint64_t ticket_id, queue_id; /* filters; 0 = any */
     uint64_t events_sent;
 };
 
@@ -60,41 +60,41 @@ enum tq_conn_kind { TQ_CONN_CLIENT = 0, TQ_CONN_METRICS = 1 };
 
 /* A run of queued output bytes ending at `end` that may be sent once acked >= wait_lsn. */
 struct tq_out_mark {
-    uint64_t end;                   /* offset in the output stream (monotonic) */
+    uint64_t end; /* offset in the output stream (monotonic) */
     uint64_t wait_lsn;
-    uint64_t start_us;              /* when the request was parsed (latency metric) */
-    int16_t op;                     /* request op case for metrics; -1 for event frames */
-    bool is_response;               /* counts towards in-flight */
+    uint64_t start_us; /* when the request was parsed (latency metric) */
+    int16_t op;        /* request op case for metrics; -1 for event frames */
+    bool is_response;  /* counts towards in-flight */
 };
 
 struct tq_conn {
     bool in_use;
-    bool closing;                   /* shut down; freed when no SQE is outstanding */
+    bool closing; /* shut down; freed when no SQE is outstanding */
     enum tq_conn_kind kind;
     int fd;
     uint32_t index;
-    uint32_t gen;                   /* bumped on reuse: stale CQEs are recognised */
+    uint32_t gen; /* bumped on reuse: stale CQEs are recognised */
     uint32_t sqes_outstanding;
     bool recv_armed, send_armed;
-    bool recv_ring;                 /* the armed recv is multishot on the buffer ring: the
-                                     * kernel never writes into rbuf */
-    bool recv_cancelling;           /* a cancel of that multishot recv was submitted */
-    uint64_t recv_retry_ms;         /* after -ENOBUFS: no re-arm before this (monotonic) */
-    bool eof;                       /* peer closed its side */
-    bool close_after_send;          /* protocol error: flush then close */
-    uint64_t blocked_until_lsn;     /* >0: parsing waits until acked >= this */
+    bool recv_ring;             /* the armed recv is multishot on the buffer ring: the
+                                 * kernel never writes into rbuf */
+    bool recv_cancelling;       /* a cancel of that multishot recv was submitted */
+    uint64_t recv_retry_ms;     /* after -ENOBUFS: no re-arm before this (monotonic) */
+    bool eof;                   /* peer closed its side */
+    bool close_after_send;      /* protocol error: flush then close */
+    uint64_t blocked_until_lsn; /* >0: parsing waits until acked >= this */
 
-    uint8_t *rbuf;                  /* received bytes [0, rlen); [0, rpos) already parsed */
+    uint8_t *rbuf; /* received bytes [0, rlen); [0, rpos) already parsed */
     size_t rcap, rlen, rpos;
 
-    uint8_t *obuf;                  /* output: [0, osent) sent, [osent, oready) releasable */
+    uint8_t *obuf;                    /* output: [0, osent) sent, [osent, oready) releasable */
     size_t ocap, olen, osent, oready; /* [oready, olen) waits for the log */
-    uint64_t obase;                 /* stream offset of obuf[0] */
-    uint8_t *obuf_inflight;         /* old output buffer an armed send still points into */
+    uint64_t obase;                   /* stream offset of obuf[0] */
+    uint8_t *obuf_inflight;           /* old output buffer an armed send still points into */
     size_t obuf_inflight_cap;
-    struct tq_out_mark *marks;      /* FIFO of marks not yet fully sent */
+    struct tq_out_mark *marks; /* FIFO of marks not yet fully sent */
     uint32_t mark_head, mark_count, mark_cap;
-    uint32_t inflight;              /* requests read and not yet fully answered */
+    uint32_t inflight; /* requests read and not yet fully answered */
 
     uint64_t last_active_ms;
     struct tq_session session;
@@ -105,30 +105,30 @@ struct tq_conn {
 
 struct tq_pending_event {
     struct tq_event event;
-    uint64_t record_lsn;            /* LSN that must be acked before it is revealed */
+    uint64_t record_lsn; /* LSN that must be acked before it is revealed */
 };
 
 /* A command record staged in the log but not yet acknowledged (bodies for reads). */
 struct tq_staged_record {
     uint64_t lsn;
-    size_t offset;                  /* in tq_server.staged_bytes */
+    size_t offset; /* in tq_server.staged_bytes */
     size_t len;
 };
 
 enum tq_metric_counter {
-    TQ_METRIC_COMMANDS = 0,         /* command records appended */
-    TQ_METRIC_EVENTS_UNLOGGED,      /* events that did not fit their log record */
+    TQ_METRIC_COMMANDS = 0,    /* command records appended */
+    TQ_METRIC_EVENTS_UNLOGGED, /* events that did not fit their log record */
     TQ_METRIC_AUTH_FAILURES,
     TQ_METRIC_CONN_ACCEPTED,
-    TQ_METRIC_CONN_REJECTED,        /* over --max-connections */
+    TQ_METRIC_CONN_REJECTED, /* over --max-connections */
     TQ_METRIC_CONN_IDLE_CLOSED,
-    TQ_METRIC_CONN_SLOW_CLOSED,     /* send queue bound */
-    TQ_METRIC_PROTOCOL_ERRORS,      /* bad frames */
+    TQ_METRIC_CONN_SLOW_CLOSED, /* send queue bound */
+    TQ_METRIC_PROTOCOL_ERRORS,  /* bad frames */
     TQ_METRIC_TICKS,
-    TQ_METRIC_SUB_FALLBACKS,        /* live -> catch-up switches of slow subscribers */
+    TQ_METRIC_SUB_FALLBACKS, /* live -> catch-up switches of slow subscribers */
     TQ_METRIC_EVENTS_SENT,
-    TQ_METRIC_RECV_NOBUFS,          /* multishot recv ended because the buffer ring was empty */
-    TQ_METRIC_RECV_PAUSES,          /* multishot recv cancelled for backpressure */
+    TQ_METRIC_RECV_NOBUFS, /* multishot recv ended because the buffer ring was empty */
+    TQ_METRIC_RECV_PAUSES, /* multishot recv cancelled for backpressure */
     TQ_METRIC_COUNTER_COUNT
 };
 
@@ -139,42 +139,42 @@ struct tq_server {
     struct tq_log *log;
     struct tq_state *state;
 
-    int listen_fds[2];              /* TCP, Unix; -1 if unused */
+    int listen_fds[2]; /* TCP, Unix; -1 if unused */
     int metrics_fd;
     int signal_fd;
     bool multishot_accept;
-    bool recv_multishot;            /* client receives use the provided-buffer ring */
+    bool recv_multishot;                 /* client receives use the provided-buffer ring */
     struct io_uring_buf_ring *recv_ring; /* mmap'd ring of recv_ring_count entries */
     size_t recv_ring_bytes;
-    uint32_t recv_ring_count;       /* cfg.recv_buffers: a power of two */
-    uint8_t *recv_bufs;             /* count x TQ_RECV_RING_BUFFER_BYTES, buffer i at i x BYTES */
-    bool accept_armed[3];           /* TCP, Unix, metrics */
+    uint32_t recv_ring_count; /* cfg.recv_buffers: a power of two */
+    uint8_t *recv_bufs;       /* count x TQ_RECV_RING_BUFFER_BYTES, buffer i at i x BYTES */
+    bool accept_armed[3];     /* TCP, Unix, metrics */
 
     struct tq_conn *conns;
-    uint32_t conn_cap;              /* table size: max_connections + spare for metrics */
-    uint32_t conn_high;             /* slots [0, conn_high) may be in use */
-    uint32_t clients;               /* open client connections */
+    uint32_t conn_cap;  /* table size: max_connections + spare for metrics */
+    uint32_t conn_high; /* slots [0, conn_high) may be in use */
+    uint32_t clients;   /* open client connections */
     uint32_t metrics_conns;
 
-    uint64_t lsn_staged;            /* highest LSN appended (staged) so far */
-    uint64_t events_flushed_lsn;    /* live events up to this were handed to subscribers */
-    uint64_t last_now_ms;           /* time never goes backwards in the log */
+    uint64_t lsn_staged;         /* highest LSN appended (staged) so far */
+    uint64_t events_flushed_lsn; /* live events up to this were handed to subscribers */
+    uint64_t last_now_ms;        /* time never goes backwards in the log */
     uint64_t next_tick_check_ms;
 
-    struct tq_arena arena;          /* per-request scratch, reset after each request */
-    uint8_t *enc_buf;               /* command / events encoding scratch */
+    struct tq_arena arena; /* per-request scratch, reset after each request */
+    uint8_t *enc_buf;      /* command / events encoding scratch */
     size_t enc_cap;
-    uint8_t *read_buf;              /* log record read scratch (TicketGet bodies, catch-up) */
+    uint8_t *read_buf; /* log record read scratch (TicketGet bodies, catch-up) */
     size_t read_cap;
 
-    struct tq_event *ev;            /* events of the command being applied */
+    struct tq_event *ev; /* events of the command being applied */
     uint32_t ev_count, ev_cap;
     struct tq_staged_record *staged; /* [staged_head, staged_count): unacknowledged command
                                       * records, by LSN; acked ones below head are dead */
     uint32_t staged_head, staged_count, staged_cap;
-    uint8_t *staged_bytes;          /* their encodings, back to back */
+    uint8_t *staged_bytes;                     /* their encodings, back to back */
     size_t staged_bytes_len, staged_bytes_cap; /* live bytes start at staged[staged_head] */
-    struct tq_pending_event *pend;  /* staged events not yet revealed to subscribers */
+    struct tq_pending_event *pend;             /* staged events not yet revealed to subscribers */
     uint32_t pend_count, pend_cap;
     uint32_t subscribers;
 
@@ -183,7 +183,7 @@ struct tq_server {
     bool stop;
 
     struct tq_metrics *metrics;
-    uint8_t siginfo_buf[128];       /* signalfd read target */
+    uint8_t siginfo_buf[128]; /* signalfd read target */
 };
 
 /* Wall clock in ms / µs (CLOCK_REALTIME) and monotonic ms. */
@@ -239,16 +239,15 @@ bool tq_conn_recv_reserve(struct tq_conn *conn, size_t min_free, size_t cap_max)
 /* ---- dispatch.c -------------------------------------------------------------------------- */
 
 enum tq_dispatch_status {
-    TQ_DISPATCH_DONE = 0,           /* a response was queued */
-    TQ_DISPATCH_DEFER = 1,          /* nothing happened; retry once the log made progress */
-    TQ_DISPATCH_CLOSE = 2,          /* the connection must be closed (send queue bound) */
+    TQ_DISPATCH_DONE = 0,  /* a response was queued */
+    TQ_DISPATCH_DEFER = 1, /* nothing happened; retry once the log made progress */
+    TQ_DISPATCH_CLOSE = 2, /* the connection must be closed (send queue bound) */
 };
 
 /* Handles one request frame payload from conn: decodes, authenticates, authorises, applies or
  * queries, queues the response. Never trusts the bytes. start_us is the parse time. */
 enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn *conn,
-                                          const uint8_t *payload, uint32_t len,
-                                          uint64_t start_us);
+                                          const uint8_t *payload, uint32_t len, uint64_t start_us);
 /* Queues an error response with the given id (protocol errors detected by the loop). */
 bool tq_dispatch_queue_error(struct tq_server *srv, struct tq_conn *conn, uint64_t id,
                              enum tq_err code, const char *msg);

@@ -24,7 +24,9 @@ static const uint32_t k_round[64] = {
     0xc67178f2u,
 };
 
-static uint32_t rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32u - n)); }
+static uint32_t rotr(uint32_t x, unsigned n) {
+    return (x >> n) | (x << (32u - n));
+}
 
 static void compress_block(uint32_t h[8], const uint8_t block[64]) {
     uint32_t w[64];
@@ -98,7 +100,8 @@ void tq_sha256_final(struct tq_sha256 *ctx, uint8_t out[TQ_SHA256_BYTES]) {
     size_t pad_len = (ctx->block_len < 56) ? 56 - ctx->block_len : 120 - ctx->block_len;
     memset(pad, 0, sizeof(pad));
     pad[0] = 0x80;
-    for (unsigned i = 0; i < 8; i++) pad[pad_len + i] = (uint8_t)(bits >> (56 - 8 * i));
+    for (unsigned i = 0; i < 8; i++)
+        pad[pad_len + i] = (uint8_t)(bits >> (56 - 8 * i));
     uint64_t total = ctx->total_bytes;
     tq_sha256_update(ctx, pad, pad_len + 8);
     TQ_ASSERT(ctx->block_len == 0);
@@ -120,6 +123,7 @@ void tq_sha256(const void *data, size_t len, uint8_t out[TQ_SHA256_BYTES]) {
 
 bool tq_sha256_equal(const uint8_t a[TQ_SHA256_BYTES], const uint8_t b[TQ_SHA256_BYTES]) {
     volatile uint8_t diff = 0;
-    for (unsigned i = 0; i < TQ_SHA256_BYTES; i++) diff = (uint8_t)(diff | (a[i] ^ b[i]));
+    for (unsigned i = 0; i < TQ_SHA256_BYTES; i++)
+        diff = (uint8_t)(diff | (a[i] ^ b[i]));
     return diff == 0;
 }

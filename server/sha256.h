@@ -14,9 +14,9 @@
 
 struct tq_sha256 {
     uint32_t h[8];
-    uint64_t total_bytes;           /* bytes absorbed so far */
+    uint64_t total_bytes; /* bytes absorbed so far */
     uint8_t block[64];
-    uint32_t block_len;             /* bytes buffered in block, < 64 */
+    uint32_t block_len; /* bytes buffered in block, < 64 */
 };
 
 void tq_sha256_init(struct tq_sha256 *ctx);

@@ -56,9 +56,10 @@ void tq_sub_stage_events(struct tq_server *srv, const struct tq_event *events, u
     TQ_ASSERT(record_lsn > srv->events_flushed_lsn);
     if (srv->pend_count + count > srv->pend_cap) {
         uint32_t cap = srv->pend_cap ? srv->pend_cap : 256;
-        while (cap < srv->pend_count + count) cap *= 2;
-        srv->pend = tq_xrealloc(srv->pend, srv->pend_cap * sizeof(*srv->pend),
-                                cap * sizeof(*srv->pend));
+        while (cap < srv->pend_count + count)
+            cap *= 2;
+        srv->pend =
+            tq_xrealloc(srv->pend, srv->pend_cap * sizeof(*srv->pend), cap * sizeof(*srv->pend));
         srv->pend_cap = cap;
     }
     for (uint32_t i = 0; i < count; i++) {
@@ -85,7 +86,7 @@ struct frame_builder {
     Ticketq__Event *storage;
     uint32_t count;
     uint64_t wait_lsn;
-    bool failed;                    /* send queue bound hit */
+    bool failed; /* send queue bound hit */
 };
 
 static void fb_init(struct frame_builder *fb, struct tq_server *srv, struct tq_conn *conn) {
@@ -127,15 +128,16 @@ static void fb_add(struct frame_builder *fb, const struct tq_event *e, uint64_t 
         w->has_##f = true;                                                                         \
         w->f = e->f;                                                                               \
     }
-    OPT(at_ms) OPT(tenant_id) OPT(ticket_id) OPT(message_id) OPT(customer_id) OPT(agent_id)
-    OPT(queue_id)
+    OPT(at_ms)
+    OPT(tenant_id) OPT(ticket_id) OPT(message_id) OPT(customer_id) OPT(agent_id) OPT(queue_id)
 #undef OPT
-    if (e->field != TQ_FIELD_NONE) {
+        if (e->field != TQ_FIELD_NONE) {
         w->has_field = w->has_old_value = w->has_new_value = true;
         w->field = (Ticketq__EventField)e->field;
         w->old_value = e->old_value;
         w->new_value = e->new_value;
-    } else if (e->type == TQ_EVENT_ASSIGNED || e->type == TQ_EVENT_DELIVERY_STATUS) {
+    }
+    else if (e->type == TQ_EVENT_ASSIGNED || e->type == TQ_EVENT_DELIVERY_STATUS) {
         w->has_old_value = w->has_new_value = true;
         w->old_value = e->old_value;
         w->new_value = e->new_value;
@@ -195,7 +197,8 @@ static bool catch_up(struct tq_server *srv, struct tq_conn *conn, uint64_t acked
     }
     struct frame_builder fb;
     fb_init(&fb, srv, conn);
-    struct tq_event *events = tq_arena_alloc(&srv->arena, TQ_EVENTS_PER_RECORD_MAX * sizeof(*events));
+    struct tq_event *events =
+        tq_arena_alloc(&srv->arena, TQ_EVENTS_PER_RECORD_MAX * sizeof(*events));
     size_t read_bytes = 0;
     bool more = true;
     while (read_bytes < budget) {
@@ -243,7 +246,8 @@ static bool catch_up(struct tq_server *srv, struct tq_conn *conn, uint64_t acked
 
 bool tq_sub_pump(struct tq_server *srv, uint64_t acked_lsn) {
     uint32_t upto = 0;
-    while (upto < srv->pend_count && srv->pend[upto].record_lsn <= acked_lsn) upto++;
+    while (upto < srv->pend_count && srv->pend[upto].record_lsn <= acked_lsn)
+        upto++;
     bool more = false;
     if (srv->subscribers > 0) {
         for (uint32_t i = 0; i < srv->conn_high; i++) {

@@ -11,13 +11,13 @@
 
 /* Connections: 1024 keeps the table at a few MiB; the kernel's default fd limit is 1024. */
 #define TQ_CONNECTIONS_DEFAULT_MAX 1000u
-#define TQ_CONNECTIONS_LIMIT_MAX 100000u
+#define TQ_CONNECTIONS_LIMIT_MAX   100000u
 
 /* Requests a connection may have in flight (read, not yet fully answered). When reached the
  * server stops reading from that connection (backpressure) until responses drain. 1024 lets a
  * pipelining client fill several group-commit batches. */
 #define TQ_INFLIGHT_DEFAULT_MAX 1024u
-#define TQ_INFLIGHT_LIMIT_MAX 65536u
+#define TQ_INFLIGHT_LIMIT_MAX   65536u
 
 /* A connection that neither sends a byte nor accepts one for this long is closed. 5 minutes
  * tolerates interactive CLI sessions; subscribers are exempt (they wait for events). */
@@ -26,15 +26,15 @@
 /* Live events buffered for one subscriber before it is switched back to catch-up from the
  * log: 1 MiB is about 10k events, several seconds of a busy tenant. */
 #define TQ_SUBSCRIBER_BUFFER_BYTES_DEFAULT (1u * 1024 * 1024)
-#define TQ_SUBSCRIBER_BUFFER_BYTES_MIN 4096u
+#define TQ_SUBSCRIBER_BUFFER_BYTES_MIN     4096u
 
 /* Responses queued to one connection that the client does not read: beyond this (or beyond
  * 2 x max-frame, whichever is larger) the client is disconnected. */
 #define TQ_SEND_QUEUE_BYTES_MAX (16u * 1024 * 1024)
 
 /* Per-turn bounds. */
-#define TQ_CQES_PER_TURN_MAX 512u          /* CQEs reaped per loop turn */
-#define TQ_FRAMES_PER_CONN_TURN_MAX 256u   /* requests parsed per connection per turn */
+#define TQ_CQES_PER_TURN_MAX          512u          /* CQEs reaped per loop turn */
+#define TQ_FRAMES_PER_CONN_TURN_MAX   256u          /* requests parsed per connection per turn */
 #define TQ_CATCHUP_BYTES_PER_TURN_MAX (256u * 1024) /* subscriber catch-up per turn */
 
 /* Ring size: one recv + one send per connection fit without waiting for the SQ to drain. */
@@ -51,10 +51,10 @@
 #define TQ_RECV_RING_BUFFERS_DEFAULT 512u
 /* --recv-buffers bounds: a power of two; 2 lets the tests empty the ring (-ENOBUFS) on
  * purpose; buffer ids are 16 bits and the kernel caps a ring at 32768 entries. */
-#define TQ_RECV_RING_BUFFERS_MIN 2u
-#define TQ_RECV_RING_BUFFERS_MAX 32768u
+#define TQ_RECV_RING_BUFFERS_MIN  2u
+#define TQ_RECV_RING_BUFFERS_MAX  32768u
 #define TQ_RECV_RING_BUFFER_BYTES (16u * 1024)
-#define TQ_RECV_RING_GROUP_ID 1u
+#define TQ_RECV_RING_GROUP_ID     1u
 /* After -ENOBUFS (ring empty) a connection re-arms no sooner than this (the loop's timer
  * wakes it): never spin on an empty ring. */
 #define TQ_RECV_NOBUFS_RETRY_MS 10u
@@ -68,25 +68,25 @@
 #define TQ_EVENTS_RECORD_RESERVE_BYTES (64u * 1024)
 
 /* Queries. */
-#define TQ_LIST_LIMIT_DEFAULT 50u
-#define TQ_LIST_LIMIT_MAX 1000u
-#define TQ_MESSAGES_PAGE_DEFAULT 20u
-#define TQ_MESSAGES_PAGE_MAX 200u
+#define TQ_LIST_LIMIT_DEFAULT          50u
+#define TQ_LIST_LIMIT_MAX              1000u
+#define TQ_MESSAGES_PAGE_DEFAULT       20u
+#define TQ_MESSAGES_PAGE_MAX           200u
 #define TQ_QUEUES_PER_TENANT_REPLY_MAX 4096u
 
 /* AgentCreate with only one capacity given: the other class gets this (3 chats at once is
  * the common contact-centre default; 10 open emails). */
-#define TQ_AGENT_CAPACITY_LIVE_DEFAULT 3u
+#define TQ_AGENT_CAPACITY_LIVE_DEFAULT  3u
 #define TQ_AGENT_CAPACITY_ASYNC_DEFAULT 10u
 
 /* Business hours: the tz table covers one year back and ten years ahead. */
-#define TQ_TZ_SPAN_BACK_S (366ll * 86400)
+#define TQ_TZ_SPAN_BACK_S  (366ll * 86400)
 #define TQ_TZ_SPAN_AHEAD_S (3653ll * 86400)
 
 /* The admin token: 32 random bytes, printed as "tq_" + 64 hex digits. */
-#define TQ_TOKEN_SECRET_BYTES 32u
-#define TQ_TOKEN_PREFIX "tq_"
-#define TQ_TOKEN_TEXT_BYTES (3u + 2u * TQ_TOKEN_SECRET_BYTES)
+#define TQ_TOKEN_SECRET_BYTES   32u
+#define TQ_TOKEN_PREFIX         "tq_"
+#define TQ_TOKEN_TEXT_BYTES     (3u + 2u * TQ_TOKEN_SECRET_BYTES)
 #define TQ_AUTH_TOKEN_BYTES_MAX 1024u
 
 #endif

@@ -29,7 +29,7 @@
 /* 256 KiB of batches per block: large enough for a good ratio on small support messages
  * (measured: docs/performance-storage.md), small enough that one read inflates < 1 ms. */
 #define TQ_ZSEG_BLOCK_BYTES_TARGET (256u * 1024)
-#define TQ_ZSEG_LEVEL 3
+#define TQ_ZSEG_LEVEL              3
 
 static uint64_t footer_hash(const struct tq_zseg_footer *f) {
     return XXH3_64bits(f, offsetof(struct tq_zseg_footer, footer_hash));
@@ -39,23 +39,29 @@ enum tq_err tq_zseg_load(struct tq_seg *seg, struct tq_error *error) {
     TQ_ASSERT(seg->compressed);
     TQ_ASSERT(seg->fd >= 0);
     struct stat st;
-    if (fstat(seg->fd, &st) != 0) return tq_error_set(error, TQ_ERR_IO, "stat %s: %s", seg->path, strerror(errno));
+    if (fstat(seg->fd, &st) != 0)
+        return tq_error_set(error, TQ_ERR_IO, "stat %s: %s", seg->path, strerror(errno));
     uint64_t size = (uint64_t)st.st_size;
     struct tq_zseg_footer f;
-    if (size < sizeof(f) || pread(seg->fd, &f, sizeof(f), (off_t)(size - sizeof(f))) != (ssize_t)sizeof(f)) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64
-                            ": compressed segment too short for its footer", seg->path, size);
+    if (size < sizeof(f) ||
+        pread(seg->fd, &f, sizeof(f), (off_t)(size - sizeof(f))) != (ssize_t)sizeof(f)) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64
+                            ": compressed segment too short for its footer",
+                            seg->path, size);
     }
     uint64_t index_bytes = (uint64_t)f.block_count * sizeof(struct tq_zseg_block);
-    if (f.magic != TQ_ZSEG_MAGIC || f.version != TQ_FORMAT_VERSION || footer_hash(&f) != f.footer_hash ||
-        f.lsn_first != seg->lsn_first || f.index_offset + index_bytes != size - sizeof(f)) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64
-                            " (lsn %" PRIu64 "): bad compressed-segment footer", seg->path,
-                            size - sizeof(f), seg->lsn_first);
+    if (f.magic != TQ_ZSEG_MAGIC || f.version != TQ_FORMAT_VERSION ||
+        footer_hash(&f) != f.footer_hash || f.lsn_first != seg->lsn_first ||
+        f.index_offset + index_bytes != size - sizeof(f)) {
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64
+                            "): bad compressed-segment footer",
+                            seg->path, size - sizeof(f), seg->lsn_first);
     }
     struct tq_zseg_block *blocks = tq_xalloc(index_bytes > 0 ? (size_t)index_bytes : 1);
-    if (index_bytes > 0 &&
-        pread(seg->fd, blocks, (size_t)index_bytes, (off_t)f.index_offset) != (ssize_t)index_bytes) {
+    if (index_bytes > 0 && pread(seg->fd, blocks, (size_t)index_bytes, (off_t)f.index_offset) !=
+                               (ssize_t)index_bytes) {
         tq_free(blocks, index_bytes > 0 ? (size_t)index_bytes : 1);
         return tq_error_set(error, TQ_ERR_IO, "read index of %s: %s", seg->path, strerror(errno));
     }
@@ -69,9 +75,10 @@ enum tq_err tq_zseg_load(struct tq_seg *seg, struct tq_error *error) {
     }
     if (!ok || raw_end != f.raw_bytes) {
         tq_free(blocks, index_bytes > 0 ? (size_t)index_bytes : 1);
-        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64
-                            " (lsn %" PRIu64 "): bad compressed-segment block index", seg->path,
-                            f.index_offset, seg->lsn_first);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64
+                            "): bad compressed-segment block index",
+                            seg->path, f.index_offset, seg->lsn_first);
     }
     if (index_bytes == 0) {
         tq_free(blocks, 1);
@@ -89,8 +96,8 @@ static enum tq_err write_all(int fd, const void *p, size_t len, uint64_t offset,
         ssize_t w = pwrite(fd, (const uint8_t *)p + done, len - done, (off_t)(offset + done));
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            return tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO, "write %s: %s",
-                                path, strerror(errno));
+            return tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO,
+                                "write %s: %s", path, strerror(errno));
         }
         done += (size_t)w;
     }
@@ -104,7 +111,8 @@ enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t segment_lsn,
         if (log->segs[i].lsn_first == segment_lsn) si = i;
     }
     if (si == UINT32_MAX) {
-        return tq_error_set(error, TQ_ERR_NOT_FOUND, "no segment starts at lsn %" PRIu64, segment_lsn);
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "no segment starts at lsn %" PRIu64,
+                            segment_lsn);
     }
     struct tq_seg *seg = &log->segs[si];
     if (log->opt.read_only || si + 1 == log->seg_count || seg->compressed ||
@@ -146,13 +154,15 @@ enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t segment_lsn,
             TQ_ASSERT(ref->offset == start + used);
             const uint8_t *p;
             size_t avail;
-            err = tq_cursor_get(&c, ref->offset, ref->disk_bytes, seg->bytes_written, &p, &avail, error);
+            err = tq_cursor_get(&c, ref->offset, ref->disk_bytes, seg->bytes_written, &p, &avail,
+                                error);
             if (err != TQ_OK) goto done;
             struct tq_batch_header h;
             char why[200];
             if (tq_batch_check(p, avail, true, &h, why, sizeof(why)) != TQ_BATCH_VALID) {
-                err = tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64
-                                   " (lsn %" PRIu64 "): %s", seg->path, ref->offset, ref->lsn_first, why);
+                err = tq_error_set(error, TQ_ERR_CORRUPT,
+                                   "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64 "): %s",
+                                   seg->path, ref->offset, ref->lsn_first, why);
                 goto done;
             }
             if (raw_cap < used + ref->disk_bytes) {
@@ -189,9 +199,10 @@ enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t segment_lsn,
             blocks = tq_xrealloc(blocks, block_cap * sizeof(*blocks), cap * sizeof(*blocks));
             block_cap = cap;
         }
-        blocks[block_count++] = (struct tq_zseg_block){
-            .raw_offset = start, .file_offset = file_off, .raw_bytes = (uint32_t)used,
-            .comp_bytes = (uint32_t)n};
+        blocks[block_count++] = (struct tq_zseg_block){.raw_offset = start,
+                                                       .file_offset = file_off,
+                                                       .raw_bytes = (uint32_t)used,
+                                                       .comp_bytes = (uint32_t)n};
         file_off += n;
     }
     size_t index_bytes = block_count * sizeof(*blocks);
@@ -207,7 +218,8 @@ enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t segment_lsn,
     };
     f.footer_hash = footer_hash(&f);
     if ((err = write_all(fd, blocks, index_bytes, file_off, tmp, error)) != TQ_OK) goto done;
-    if ((err = write_all(fd, &f, sizeof(f), file_off + index_bytes, tmp, error)) != TQ_OK) goto done;
+    if ((err = write_all(fd, &f, sizeof(f), file_off + index_bytes, tmp, error)) != TQ_OK)
+        goto done;
     int rc = tq_log_blocking_fsync(log, fd, tmp);
     if (rc < 0) {
         err = tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", tmp, strerror(-rc));
@@ -238,7 +250,8 @@ enum tq_err tq_log_compress_segment(struct tq_log *log, uint64_t segment_lsn,
     seg->blocks = blocks;
     seg->block_count = block_count;
     blocks = NULL;
-    if (log->read_cursor.bound && log->read_cursor.seg_index == si) tq_cursor_free(&log->read_cursor);
+    if (log->read_cursor.bound && log->read_cursor.seg_index == si)
+        tq_cursor_free(&log->read_cursor);
     if (stats != NULL) {
         stats->raw_bytes = f.raw_bytes;
         stats->payload_bytes = payload;

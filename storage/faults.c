@@ -115,9 +115,9 @@ uint64_t tq_io_faults_power_cut(struct tq_io_faults *faults, enum tq_power_cut_m
     uint64_t rng = seed;
     /* Newest first: restoring in this order leaves the oldest old bytes in place. */
     for (struct tq_io_range *r = faults->ranges; r != NULL; r = r->next) {
-        uint64_t choice = mode == TQ_POWER_CUT_DROP_ALL ? 0
+        uint64_t choice = mode == TQ_POWER_CUT_DROP_ALL   ? 0
                           : mode == TQ_POWER_CUT_KEEP_ALL ? 1
-                                                           : mix(&rng) % 3;
+                                                          : mix(&rng) % 3;
         if (choice == 1) continue;
         int fd = open(r->path, O_WRONLY);
         if (fd < 0) continue; /* the file is gone (renamed or removed): nothing to damage */

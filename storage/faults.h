@@ -32,19 +32,19 @@ struct tq_io_range; /* private to faults.c */
 
 struct tq_io_faults {
     /* Knobs (set by the test; 0/false = off). Counts are 1-based over this log's operations. */
-    uint64_t short_write_at;  /* the Nth write op completes short (half its length, >= 1 byte) */
-    uint64_t fsync_eio_at;    /* the Nth fsync op completes with -EIO */
-    uint64_t fail_op_at;      /* the Nth op of any kind fails: write/fsync -EIO, prealloc ENOSPC */
-    bool enospc;              /* every preallocation fails with ENOSPC (disk full). Segments
-                               * are preallocated, so this is where a full disk meets the log:
-                               * appends needing a new segment are refused (TQ_ERR_NO_SPACE).
-                               * A write that still fails (fail_op_at) is fail-stop. */
-    bool track_unsynced;      /* record ranges for tq_io_faults_power_cut (costs a pread each) */
+    uint64_t short_write_at; /* the Nth write op completes short (half its length, >= 1 byte) */
+    uint64_t fsync_eio_at;   /* the Nth fsync op completes with -EIO */
+    uint64_t fail_op_at;     /* the Nth op of any kind fails: write/fsync -EIO, prealloc ENOSPC */
+    bool enospc;             /* every preallocation fails with ENOSPC (disk full). Segments
+                              * are preallocated, so this is where a full disk meets the log:
+                              * appends needing a new segment are refused (TQ_ERR_NO_SPACE).
+                              * A write that still fails (fail_op_at) is fail-stop. */
+    bool track_unsynced;     /* record ranges for tq_io_faults_power_cut (costs a pread each) */
     /* Counters (read by the test). */
-    uint64_t ops;             /* operations seen so far */
+    uint64_t ops; /* operations seen so far */
     uint64_t writes;
     uint64_t fsyncs;
-    uint64_t injected;        /* faults injected so far */
+    uint64_t injected; /* faults injected so far */
     /* Private. */
     struct tq_io_range *ranges;
     uint64_t seq;

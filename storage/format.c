@@ -75,8 +75,9 @@ enum tq_batch_check tq_batch_check(const uint8_t *p, uint64_t avail, bool verify
                                 why_bytes);
 }
 
-enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail, enum tq_check_level level,
-                                         struct tq_batch_header *out, char *why, size_t why_bytes) {
+enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail,
+                                         enum tq_check_level level, struct tq_batch_header *out,
+                                         char *why, size_t why_bytes) {
     TQ_ASSERT(p != NULL);
     TQ_ASSERT(out != NULL);
     if (avail < TQ_BATCH_HEADER_BYTES) {

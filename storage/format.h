@@ -36,11 +36,11 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "log format: little-endian host only");
 
-#define TQ_BATCH_MAGIC 0x31425154u    /* "TQB1" read as little-endian bytes */
-#define TQ_ZSEG_MAGIC 0x3153475au     /* "ZGS1" */
-#define TQ_SNAP_MAGIC 0x31504e53u     /* "SNP1" */
-#define TQ_FORMAT_VERSION 1u
-#define TQ_BATCH_HEADER_BYTES 64u
+#define TQ_BATCH_MAGIC         0x31425154u /* "TQB1" read as little-endian bytes */
+#define TQ_ZSEG_MAGIC          0x3153475au /* "ZGS1" */
+#define TQ_SNAP_MAGIC          0x31504e53u /* "SNP1" */
+#define TQ_FORMAT_VERSION      1u
+#define TQ_BATCH_HEADER_BYTES  64u
 #define TQ_RECORD_HEADER_BYTES 16u
 /* Batches start on 4 KiB boundaries so a batch write never rewrites a page (or sector) that
  * holds acknowledged bytes of an earlier batch (docs/log-format.md, "Partial sectors"). */
@@ -78,10 +78,10 @@ _Static_assert(offsetof(struct tq_record_header, payload_hash) == 8, "log format
 /* Outcome of checking one batch image. */
 enum tq_batch_check {
     TQ_BATCH_VALID = 0,
-    TQ_BATCH_ZERO,      /* the header is all zeros: nothing was ever written here */
-    TQ_BATCH_BAD_HEADER,/* magic/version/header checksum/field ranges wrong */
-    TQ_BATCH_TRUNCATED, /* header valid but its area runs past the bytes available */
-    TQ_BATCH_BAD_AREA,  /* area checksum, a payload checksum or the record walk failed */
+    TQ_BATCH_ZERO,       /* the header is all zeros: nothing was ever written here */
+    TQ_BATCH_BAD_HEADER, /* magic/version/header checksum/field ranges wrong */
+    TQ_BATCH_TRUNCATED,  /* header valid but its area runs past the bytes available */
+    TQ_BATCH_BAD_AREA,   /* area checksum, a payload checksum or the record walk failed */
 };
 
 static inline uint64_t tq_round_up(uint64_t n, uint64_t align) {
@@ -118,8 +118,9 @@ enum tq_check_level {
 };
 /* tq_batch_check with a level: point reads use TQ_CHECK_RECORDS and then verify only the
  * payload they return, so reading one record of a 4 MiB batch does not hash 4 MiB. */
-enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail, enum tq_check_level level,
-                                         struct tq_batch_header *out, char *why, size_t why_bytes);
+enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail,
+                                         enum tq_check_level level, struct tq_batch_header *out,
+                                         char *why, size_t why_bytes);
 
 /* Walks the records of a verified batch: on return *rec is the header of record index and
  * *payload its bytes. Returns false if index >= record_count. offset_io carries the walk state

@@ -55,10 +55,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define ZERO_CHUNK_BYTES (256u << 10) /* spare zero-fill: one 256 KiB write at a time, when idle */
-#define SCAN_WINDOW_BYTES (4u << 20)  /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
-#define SPARE_NAME "spare.seg.tmp"
-#define OPEN_ZERO_BYTES (4u << 20)    /* head of a segment created at open that is zero-filled */
+#define ZERO_CHUNK_BYTES (256u << 10) /* spare zero-fill: one 256 KiB write at a time, when idle   \
+                                       */
+#define SCAN_WINDOW_BYTES       (4u << 20) /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
+#define SPARE_NAME              "spare.seg.tmp"
+#define OPEN_ZERO_BYTES         (4u << 20) /* head of a segment created at open that is zero-filled */
 #define WRITERS_WAIT_MS_DEFAULT 10000 /* open waits this long for a dead writer's I/O to land */
 
 /* ==== small helpers ==================================================================== */
@@ -119,7 +120,8 @@ static void seg_free(struct tq_seg *seg) {
 static struct tq_seg *seg_push(struct tq_log *log) {
     if (log->seg_count == log->seg_cap) {
         uint32_t cap = log->seg_cap == 0 ? 16 : log->seg_cap * 2;
-        log->segs = tq_xrealloc(log->segs, log->seg_cap * sizeof(*log->segs), cap * sizeof(*log->segs));
+        log->segs =
+            tq_xrealloc(log->segs, log->seg_cap * sizeof(*log->segs), cap * sizeof(*log->segs));
         log->seg_cap = cap;
     }
     struct tq_seg *seg = &log->segs[log->seg_count++];
@@ -132,7 +134,8 @@ static struct tq_seg *seg_push(struct tq_log *log) {
 static void ref_push(struct tq_log *log, const struct tq_batch_ref *ref) {
     if (log->ref_count == log->ref_cap) {
         uint64_t cap = log->ref_cap == 0 ? 1024 : log->ref_cap * 2;
-        log->refs = tq_xrealloc(log->refs, log->ref_cap * sizeof(*log->refs), cap * sizeof(*log->refs));
+        log->refs =
+            tq_xrealloc(log->refs, log->ref_cap * sizeof(*log->refs), cap * sizeof(*log->refs));
         log->ref_cap = cap;
     }
     if (log->ref_count > 0) {
@@ -439,7 +442,8 @@ static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t
 static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
     TQ_ASSERT(log->unit_count == 0 && !log->sync_inflight);
     TQ_ASSERT(log->written_lsn > log->durable_lsn);
-    unsigned count = 1u + (log->prev_unsynced_seg >= 0 ? 1u : 0u) + (log->dir_sync_needed ? 1u : 0u);
+    unsigned count =
+        1u + (log->prev_unsynced_seg >= 0 ? 1u : 0u) + (log->dir_sync_needed ? 1u : 0u);
     reserve_sqes(ring, count);
     log->sync_inflight = true;
     log->sync_target_lsn = log->written_lsn;
@@ -464,7 +468,8 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
  * not fully zeroed is still correct, only its fdatasyncs are slower. */
 static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
-    if (log->unit_count > 0 || log->sync_inflight || log->bufs[log->open_buf].record_count > 0) return 0;
+    if (log->unit_count > 0 || log->sync_inflight || log->bufs[log->open_buf].record_count > 0)
+        return 0;
     reserve_sqes(ring, 1);
     log->zero_inflight = true;
     if (log->spare_zeroed >= log->opt.segment_bytes_max) {
@@ -494,9 +499,9 @@ static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now
     if (!log->sync_inflight) {
         struct tq_batch_buf *buf = &log->bufs[log->open_buf];
         /* A batch bound for the spare must wait for a zero write still landing in it. */
-        bool needs_roll = buf->record_count > 0 &&
-                          log->tail_offset + tq_batch_disk_bytes(buf->area_bytes) >
-                              log->opt.segment_bytes_max;
+        bool needs_roll =
+            buf->record_count > 0 &&
+            log->tail_offset + tq_batch_disk_bytes(buf->area_bytes) > log->opt.segment_bytes_max;
         if (sync_due(log, now)) {
             if (log->unit_count == 0) n += sync_submit(log, ring);
         } else if (buf->record_count > 0 && log->unit_count < log->units_max &&
@@ -669,10 +674,18 @@ uint64_t tq_log_acked_lsn(const struct tq_log *log) {
     return log->opt.fsync_mode == TQ_FSYNC_ALWAYS ? log->durable_lsn : log->written_lsn;
 }
 
-uint64_t tq_log_durable_lsn(const struct tq_log *log) { return log->durable_lsn; }
-uint64_t tq_log_next_lsn(const struct tq_log *log) { return log->next_lsn; }
-uint64_t tq_log_chain_head(const struct tq_log *log) { return log->chain_head; }
-bool tq_log_idle(const struct tq_log *log) { return log->ops_inflight == 0; }
+uint64_t tq_log_durable_lsn(const struct tq_log *log) {
+    return log->durable_lsn;
+}
+uint64_t tq_log_next_lsn(const struct tq_log *log) {
+    return log->next_lsn;
+}
+uint64_t tq_log_chain_head(const struct tq_log *log) {
+    return log->chain_head;
+}
+bool tq_log_idle(const struct tq_log *log) {
+    return log->ops_inflight == 0;
+}
 
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now) {
     /* Spare zero-fill runs one chunk per idle tq_log_submit: wake an idle loop every 1 ms
@@ -769,7 +782,8 @@ enum tq_err tq_log_sync(struct tq_log *log, struct tq_error *error) {
     if (log->ops_inflight > 0 && log->ops_ring != ring) {
         return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION,
                             "tq_log_sync: %u operations in flight on the caller's ring; reap them "
-                            "first (tq_log_idle)", log->ops_inflight);
+                            "first (tq_log_idle)",
+                            log->ops_inflight);
     }
     uint64_t target = log->next_lsn - 1;
     for (;;) {
@@ -813,7 +827,8 @@ static uint64_t seg_logical_size(const struct tq_seg *seg) {
 /* Lists DIR/log, opens every segment (sorted by first LSN). */
 static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
     DIR *d = opendir(log->log_dir);
-    if (d == NULL) return tq_error_set(error, TQ_ERR_IO, "opendir %s: %s", log->log_dir, strerror(errno));
+    if (d == NULL)
+        return tq_error_set(error, TQ_ERR_IO, "opendir %s: %s", log->log_dir, strerror(errno));
     struct dirent *de;
     enum tq_err err = TQ_OK;
     while ((de = readdir(d)) != NULL) {
@@ -844,7 +859,8 @@ static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
             struct tq_seg *plain = a->compressed ? b : a;
             if (!log->opt.read_only) unlink(plain->path);
             seg_free(plain);
-            memmove(plain, plain + 1, (size_t)(log->segs + log->seg_count - plain - 1) * sizeof(*plain));
+            memmove(plain, plain + 1,
+                    (size_t)(log->segs + log->seg_count - plain - 1) * sizeof(*plain));
             log->seg_count--;
             i--;
         }
@@ -872,10 +888,12 @@ static enum tq_err writers_wait(struct tq_log *log, struct tq_error *error) {
         const struct tq_seg *seg = &log->segs[i];
         if (seg->compressed) continue;
         int fd = open(seg->path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", seg->path, strerror(errno));
+        if (fd < 0)
+            return tq_error_set(error, TQ_ERR_IO, "open %s: %s", seg->path, strerror(errno));
         int waited_ms = 0;
         while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            if ((errno != EWOULDBLOCK && errno != EINTR) || waited_ms >= (int)log->opt.writers_wait_ms) {
+            if ((errno != EWOULDBLOCK && errno != EINTR) ||
+                waited_ms >= (int)log->opt.writers_wait_ms) {
                 int e = errno;
                 close(fd);
                 return tq_error_set(error, e == EWOULDBLOCK ? TQ_ERR_UNAVAILABLE : TQ_ERR_IO,
@@ -895,7 +913,7 @@ struct scan_stop {
     bool stopped;
     uint32_t seg_index;
     uint64_t offset;
-    uint64_t lsn;        /* the LSN expected at the stop */
+    uint64_t lsn; /* the LSN expected at the stop */
     enum tq_batch_check check;
     bool batch_is_evidence; /* the batch at the stop is valid but mislinked: it testifies too */
     char why[200];
@@ -916,9 +934,10 @@ static bool block_is_zero(const uint8_t *p, size_t n) {
  * lsn_durable of any valid batch header found later, *lsn_max the highest LSN seen there, and
  * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. Only
  * segment i is looked at when this_seg_only. */
-static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop, bool this_seg_only,
-                                 uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
-                                 bool *later_in_seg, struct tq_error *error) {
+static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
+                                 bool this_seg_only, uint64_t *durable_max, uint64_t *lsn_max,
+                                 uint64_t *nonzero_end, bool *later_in_seg,
+                                 struct tq_error *error) {
     *durable_max = 0;
     *lsn_max = 0;
     *nonzero_end = stop->offset;
@@ -998,7 +1017,8 @@ static enum tq_err cut_at(struct tq_log *log, uint32_t seg_index, uint64_t offse
     }
     if (removed) {
         int rc = tq_log_blocking_fsync(log, log->log_dir_fd, log->log_dir);
-        if (rc < 0) return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->log_dir, strerror(-rc));
+        if (rc < 0)
+            return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->log_dir, strerror(-rc));
     }
     return TQ_OK;
 }
@@ -1043,7 +1063,8 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
             err = tq_cursor_get(&c, off, TQ_BATCH_HEADER_BYTES, size, &p, &avail, error);
             if (err != TQ_OK) break;
             struct tq_batch_header h;
-            enum tq_batch_check check = tq_batch_check(p, avail, false, &h, stop->why, sizeof(stop->why));
+            enum tq_batch_check check =
+                tq_batch_check(p, avail, false, &h, stop->why, sizeof(stop->why));
             if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
                 /* TRUNCATED may only mean the batch is larger than the window read so far */
                 size_t want = TQ_BATCH_HEADER_BYTES + (size_t)h.area_bytes;
@@ -1121,8 +1142,8 @@ static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop
                                 struct tq_log_recovery *rec, struct tq_error *error) {
     uint64_t durable_max, lsn_max, nonzero_end;
     bool later_in_seg;
-    enum tq_err err = scan_evidence(log, stop, false, &durable_max, &lsn_max, &nonzero_end,
-                                    &later_in_seg, error);
+    enum tq_err err =
+        scan_evidence(log, stop, false, &durable_max, &lsn_max, &nonzero_end, &later_in_seg, error);
     if (err != TQ_OK) return err;
     const char *path = log->segs[stop->seg_index].path;
     bool clean_end = stop->check == TQ_BATCH_ZERO && stop->seg_index + 1 == log->seg_count &&
@@ -1140,13 +1161,14 @@ static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop
     uint64_t dropped_last = lsn_max >= stop->lsn ? lsn_max : stop->lsn - 1;
     uint64_t files = log->seg_count - stop->seg_index - 1;
     if (log->opt.read_only) {
-        tq_log_line(log, "%s %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; read-only: stopping there",
-                    torn ? "torn tail at" : "corruption at", path, stop->offset, stop->lsn,
-                    stop->why);
+        tq_log_line(
+            log, "%s %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; read-only: stopping there",
+            torn ? "torn tail at" : "corruption at", path, stop->offset, stop->lsn, stop->why);
         return TQ_OK;
     }
     rec->torn_bytes_cut = nonzero_end > stop->offset ? nonzero_end - stop->offset : 0;
-    if (!torn) rec->repair_records_dropped = dropped_last >= stop->lsn ? dropped_last - stop->lsn + 1 : 0;
+    if (!torn)
+        rec->repair_records_dropped = dropped_last >= stop->lsn ? dropped_last - stop->lsn + 1 : 0;
     tq_log_line(log,
                 "%s: cut %s at offset %" PRIu64 " (lsn %" PRIu64 "): %s; dropped %" PRIu64
                 " bytes there, LSNs %" PRIu64 "..%" PRIu64 ", %" PRIu64 " later segment file(s)",
@@ -1179,7 +1201,7 @@ static enum tq_err segment_create(struct tq_log *log, uint64_t lsn, struct tq_er
          * fresh 64 MiB segment would add ~0.1-0.3 s to every first start: zero only its head
          * (the rest stays fallocated: correct, slower fdatasyncs until the next segment). */
         uint64_t end = log->opt.segment_bytes_max < OPEN_ZERO_BYTES ? log->opt.segment_bytes_max
-                                                                     : OPEN_ZERO_BYTES;
+                                                                    : OPEN_ZERO_BYTES;
         for (uint64_t off = log->spare_zeroed; off < end; off += ZERO_CHUNK_BYTES) {
             uint64_t rest = end - off;
             size_t len = rest < ZERO_CHUNK_BYTES ? (size_t)rest : ZERO_CHUNK_BYTES;
@@ -1229,11 +1251,13 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
                             tq_batch_disk_bytes(o->batch_bytes_max));
     }
     if (o->fsync_mode == TQ_FSYNC_INTERVAL && o->fsync_interval_ms == 0) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "fsync interval mode needs interval_ms > 0");
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "fsync interval mode needs interval_ms > 0");
     }
     if (o->fsync_mode != TQ_FSYNC_ALWAYS && o->fsync_mode != TQ_FSYNC_INTERVAL &&
         o->fsync_mode != TQ_FSYNC_NONE) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "unknown fsync mode %d", (int)o->fsync_mode);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "unknown fsync mode %d",
+                            (int)o->fsync_mode);
     }
     return TQ_OK;
 }
@@ -1244,7 +1268,6 @@ static enum tq_err make_dir(const char *path, struct tq_error *error) {
     }
     return TQ_OK;
 }
-
 
 enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
                         struct tq_log_recovery *recovery, struct tq_error *error) {
@@ -1299,7 +1322,8 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
             tq_cursor_init(&c, &log->segs[last->seg_index]);
             const uint8_t *p;
             size_t avail;
-            err = tq_cursor_get(&c, last->offset, TQ_BATCH_HEADER_BYTES, UINT64_MAX, &p, &avail, error);
+            err = tq_cursor_get(&c, last->offset, TQ_BATCH_HEADER_BYTES, UINT64_MAX, &p, &avail,
+                                error);
             if (err == TQ_OK) {
                 struct tq_batch_header h;
                 memcpy(&h, p, sizeof(h));
@@ -1366,7 +1390,8 @@ fail:
 
 void tq_log_abandon(struct tq_log *log) {
     if (log == NULL) return;
-    for (uint32_t i = 0; i < log->seg_count; i++) seg_free(&log->segs[i]);
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        seg_free(&log->segs[i]);
     if (log->segs != NULL) tq_free(log->segs, log->seg_cap * sizeof(*log->segs));
     if (log->refs != NULL) tq_free(log->refs, log->ref_cap * sizeof(*log->refs));
     for (unsigned i = 0; i < TQ_LOG_BUFS_MAX; i++) {

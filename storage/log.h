@@ -28,9 +28,9 @@
 struct io_uring;
 struct io_uring_cqe;
 
-#define TQ_SEGMENT_BYTES_DEFAULT (64ull * 1024 * 1024)
+#define TQ_SEGMENT_BYTES_DEFAULT    (64ull * 1024 * 1024)
 #define TQ_RECORD_BYTES_DEFAULT_MAX (1u * 1024 * 1024)
-#define TQ_BATCH_BYTES_DEFAULT_MAX (4u * 1024 * 1024)
+#define TQ_BATCH_BYTES_DEFAULT_MAX  (4u * 1024 * 1024)
 
 enum tq_fsync_mode {
     TQ_FSYNC_ALWAYS = 0,   /* default: acknowledged == durable (fdatasync completed) */
@@ -41,16 +41,16 @@ enum tq_fsync_mode {
 struct tq_io_faults; /* test seam, storage/faults.h */
 
 struct tq_log_options {
-    const char *dir;                /* data directory; created if missing (not in read_only) */
-    uint64_t segment_bytes_max;     /* seal threshold; 0 = TQ_SEGMENT_BYTES_DEFAULT */
-    uint32_t record_bytes_max;      /* 0 = TQ_RECORD_BYTES_DEFAULT_MAX */
-    uint32_t batch_bytes_max;       /* 0 = TQ_BATCH_BYTES_DEFAULT_MAX */
+    const char *dir;            /* data directory; created if missing (not in read_only) */
+    uint64_t segment_bytes_max; /* seal threshold; 0 = TQ_SEGMENT_BYTES_DEFAULT */
+    uint32_t record_bytes_max;  /* 0 = TQ_RECORD_BYTES_DEFAULT_MAX */
+    uint32_t batch_bytes_max;   /* 0 = TQ_BATCH_BYTES_DEFAULT_MAX */
     enum tq_fsync_mode fsync_mode;
-    uint32_t fsync_interval_ms;     /* TQ_FSYNC_INTERVAL only */
-    bool read_only;                 /* no writes, no tail cut: stop at the last valid batch */
-    bool repair;                    /* cut at the first bad batch instead of refusing to open */
-    uint8_t ring_tag;               /* top byte of user_data of this log's SQEs (non-zero) */
-    struct tq_io_faults *faults;    /* NULL in production */
+    uint32_t fsync_interval_ms;  /* TQ_FSYNC_INTERVAL only */
+    bool read_only;              /* no writes, no tail cut: stop at the last valid batch */
+    bool repair;                 /* cut at the first bad batch instead of refusing to open */
+    uint8_t ring_tag;            /* top byte of user_data of this log's SQEs (non-zero) */
+    struct tq_io_faults *faults; /* NULL in production */
     /* One line per notable recovery event (torn tail cut, repair); NULL: stderr. */
     void (*log_line)(void *ctx, const char *line);
     void *log_line_ctx;
@@ -70,33 +70,33 @@ struct tq_log_options {
 };
 
 #define TQ_BATCHES_INFLIGHT_DEFAULT 2u
-#define TQ_BATCHES_INFLIGHT_MAX 4u
+#define TQ_BATCHES_INFLIGHT_MAX     4u
 
 #define TQ_LOG_RING_TAG_DEFAULT 0x4cu /* used when options.ring_tag is 0 */
 
 struct tq_log_recovery {
-    uint64_t lsn_first;             /* first LSN present in the log (0: empty) */
-    uint64_t lsn_last;              /* last valid LSN after recovery (0: empty) */
-    uint64_t snapshot_lsn;          /* LSN covered by the newest valid snapshot (0: none) */
+    uint64_t lsn_first;    /* first LSN present in the log (0: empty) */
+    uint64_t lsn_last;     /* last valid LSN after recovery (0: empty) */
+    uint64_t snapshot_lsn; /* LSN covered by the newest valid snapshot (0: none) */
     uint64_t segments;
     uint64_t batches_scanned;
     uint64_t records_scanned;
     uint64_t bytes_scanned;
-    uint64_t torn_bytes_cut;        /* bytes of a torn last batch that were cut */
+    uint64_t torn_bytes_cut; /* bytes of a torn last batch that were cut */
     uint64_t repair_records_dropped;
     double seconds;
 };
 
 struct tq_log_record {
     uint64_t lsn;
-    uint64_t commit_us;             /* the batch's commit timestamp (µs since the Unix epoch) */
-    uint16_t type;                  /* caller-defined; 0 is reserved */
-    uint16_t flags;                 /* TQ_RECORD_REDACTED, ... */
-    uint32_t len;                   /* payload bytes (0 when redacted) */
-    const uint8_t *payload;         /* valid until the next call on the same reader/iterator */
+    uint64_t commit_us;     /* the batch's commit timestamp (µs since the Unix epoch) */
+    uint16_t type;          /* caller-defined; 0 is reserved */
+    uint16_t flags;         /* TQ_RECORD_REDACTED, ... */
+    uint32_t len;           /* payload bytes (0 when redacted) */
+    const uint8_t *payload; /* valid until the next call on the same reader/iterator */
 };
 
-#define TQ_RECORD_REDACTED 0x0001u  /* payload physically removed by compaction; hash kept */
+#define TQ_RECORD_REDACTED 0x0001u /* payload physically removed by compaction; hash kept */
 
 struct tq_log;
 

@@ -22,12 +22,12 @@ _Static_assert(sizeof(struct tq_zseg_block) == 24, "log format");
 
 /* Trailer of a .zseg file (its last 64 bytes). */
 struct tq_zseg_footer {
-    uint32_t magic;        /* TQ_ZSEG_MAGIC */
+    uint32_t magic; /* TQ_ZSEG_MAGIC */
     uint16_t version;
     uint16_t flags;
-    uint64_t lsn_first;    /* the original segment's first LSN (= file name) */
+    uint64_t lsn_first; /* the original segment's first LSN (= file name) */
     uint64_t lsn_last;
-    uint64_t raw_bytes;    /* logical end of the last batch */
+    uint64_t raw_bytes; /* logical end of the last batch */
     uint32_t block_count;
     uint32_t reserved;
     uint64_t index_offset; /* block_count entries of struct tq_zseg_block */
@@ -42,9 +42,9 @@ struct tq_seg {
     uint64_t bytes_used;    /* logical end of the last submitted batch */
     uint64_t bytes_written; /* logical end of the last batch whose write completed */
     char *path;
-    int fd;                 /* reads, fsyncs, fault seam (buffered) */
-    int wfd;                /* batch writes (O_DIRECT when supported), flock'ed LOCK_EX; -1 */
-    bool wfd_direct;        /* wfd was opened with O_DIRECT */
+    int fd;          /* reads, fsyncs, fault seam (buffered) */
+    int wfd;         /* batch writes (O_DIRECT when supported), flock'ed LOCK_EX; -1 */
+    bool wfd_direct; /* wfd was opened with O_DIRECT */
     bool compressed;
     struct tq_zseg_block *blocks; /* compressed only */
     uint32_t block_count;
@@ -53,43 +53,43 @@ struct tq_seg {
 /* One entry per batch: the sparse index LSN -> (segment, offset). */
 struct tq_batch_ref {
     uint64_t lsn_first;
-    uint64_t offset;       /* logical offset in its segment */
+    uint64_t offset; /* logical offset in its segment */
     uint32_t seg_index;
-    uint32_t disk_bytes;   /* header + area + padding */
+    uint32_t disk_bytes; /* header + area + padding */
     uint32_t record_count;
     uint32_t reserved;
 };
 
 /* A read window over one segment (plain: pread; compressed: one inflated block). */
 struct tq_seg_cursor {
-    const struct tq_seg *seg;   /* refreshed from seg_index before use: log->segs may move */
+    const struct tq_seg *seg; /* refreshed from seg_index before use: log->segs may move */
     uint32_t seg_index;
     bool bound;
     uint8_t *buf;
     size_t cap;
     uint64_t win_offset;
     size_t win_len;
-    size_t window_bytes;        /* plain segments: bytes read per refill (0: 1 MiB) */
+    size_t window_bytes; /* plain segments: bytes read per refill (0: 1 MiB) */
     /* compressed: scratch for the frame bytes */
     uint8_t *zbuf;
     size_t zcap;
 };
 
 struct tq_batch_buf {
-    uint8_t *mem;          /* TQ_BATCH_ALIGN_BYTES-aligned (inside raw), cap bytes; NULL until used */
-    uint8_t *raw;          /* allocation (raw_bytes) */
+    uint8_t *mem; /* TQ_BATCH_ALIGN_BYTES-aligned (inside raw), cap bytes; NULL until used */
+    uint8_t *raw; /* allocation (raw_bytes) */
     size_t raw_bytes;
     size_t cap;
     uint32_t area_bytes;
     uint32_t record_count;
     uint64_t lsn_first;
-    bool busy;             /* owned by a unit in flight */
+    bool busy; /* owned by a unit in flight */
 };
 
 /* Batches in flight at most (each: one write linked to one fdatasync), and buffers: one per
  * batch in flight plus the open one. */
 #define TQ_LOG_UNITS_MAX TQ_BATCHES_INFLIGHT_MAX
-#define TQ_LOG_BUFS_MAX (TQ_LOG_UNITS_MAX + 1u)
+#define TQ_LOG_BUFS_MAX  (TQ_LOG_UNITS_MAX + 1u)
 
 enum tq_log_op {
     TQ_LOG_OP_WRITE = 1,
@@ -109,13 +109,13 @@ struct tq_log_unit {
     uint32_t seg;
     uint64_t offset;
     uint32_t bytes;
-    uint32_t done;         /* bytes whose write completed */
+    uint32_t done; /* bytes whose write completed */
     uint64_t lsn_last;
     bool dirsync;
-    bool failed_link;      /* a CQE came back -ECANCELED after a short write */
-    bool complete;         /* all CQEs consumed, written (and synced in ALWAYS mode) */
-    unsigned pending;      /* CQEs still expected for the current chain */
-    uint64_t sync_seq;     /* faults seam sequence of its fsync */
+    bool failed_link;  /* a CQE came back -ECANCELED after a short write */
+    bool complete;     /* all CQEs consumed, written (and synced in ALWAYS mode) */
+    unsigned pending;  /* CQEs still expected for the current chain */
+    uint64_t sync_seq; /* faults seam sequence of its fsync */
     bool override_set[TQ_LOG_OP_COUNT];
     int32_t override_res[TQ_LOG_OP_COUNT];
 };
@@ -134,25 +134,25 @@ struct tq_log {
     uint64_t ref_count;
     uint64_t ref_cap;
 
-    uint64_t lsn_first;    /* first LSN present (0: empty log) */
+    uint64_t lsn_first; /* first LSN present (0: empty log) */
     uint64_t next_lsn;
-    uint64_t written_lsn;  /* write completed (page cache) */
-    uint64_t durable_lsn;  /* fdatasync completed for it and everything before */
-    uint64_t chain_head;   /* header_hash of the last submitted batch */
-    uint64_t tail_offset;  /* where the next batch goes in the tail segment */
+    uint64_t written_lsn; /* write completed (page cache) */
+    uint64_t durable_lsn; /* fdatasync completed for it and everything before */
+    uint64_t chain_head;  /* header_hash of the last submitted batch */
+    uint64_t tail_offset; /* where the next batch goes in the tail segment */
 
     struct tq_batch_buf bufs[TQ_LOG_BUFS_MAX];
     unsigned open_buf;
 
     /* Batches in flight (a FIFO of units_max slots), or one interval sync group: never both. */
     struct tq_log_unit units[TQ_LOG_UNITS_MAX];
-    unsigned unit_head;        /* slot of the oldest batch in flight */
+    unsigned unit_head; /* slot of the oldest batch in flight */
     unsigned unit_count;
-    unsigned units_max;        /* options.batches_inflight_max, clamped */
+    unsigned units_max; /* options.batches_inflight_max, clamped */
     bool sync_inflight;
-    unsigned sync_pending;     /* CQEs still expected for the interval sync group */
+    unsigned sync_pending; /* CQEs still expected for the interval sync group */
     uint64_t sync_target_lsn;
-    uint64_t sync_seq;         /* faults seam sequence of the interval sync */
+    uint64_t sync_seq; /* faults seam sequence of the interval sync */
     bool dir_sync_needed;
     int64_t prev_unsynced_seg; /* interval mode: sealed segment with unsynced writes, or -1 */
     uint64_t last_sync_us;

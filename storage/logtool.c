@@ -49,8 +49,8 @@ static int open_log(const char *dir, bool read_only, bool repair, struct tq_log 
 static void print_summary(struct tq_log *log, const struct tq_log_recovery *rec) {
     printf("lsn %" PRIu64 "..%" PRIu64 ", %" PRIu64 " segments, %" PRIu64 " batches, %" PRIu64
            " records, %.1f MB verified in %.3f s (%.2f GB/s)\n",
-           rec->lsn_first, rec->lsn_last, rec->segments, rec->batches_scanned,
-           rec->records_scanned, (double)rec->bytes_scanned / 1e6, rec->seconds,
+           rec->lsn_first, rec->lsn_last, rec->segments, rec->batches_scanned, rec->records_scanned,
+           (double)rec->bytes_scanned / 1e6, rec->seconds,
            rec->seconds > 0 ? (double)rec->bytes_scanned / 1e9 / rec->seconds : 0.0);
     printf("snapshot lsn %" PRIu64 "\n", rec->snapshot_lsn);
     printf("chain head %016" PRIx64 "\n", tq_log_chain_head(log));

@@ -16,14 +16,14 @@
 #include "tq_assert.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
-#define READ_WINDOW_BYTES (1u << 20)  /* iterators: sequential, read ahead 1 MiB */
+#define READ_WINDOW_BYTES  (1u << 20)  /* iterators: sequential, read ahead 1 MiB */
 #define POINT_WINDOW_BYTES (16u << 10) /* tq_log_read: at least the batch, at least 16 KiB */
 
 void tq_cursor_init(struct tq_seg_cursor *c, const struct tq_seg *seg) {
@@ -184,14 +184,15 @@ static enum tq_err batch_load(const struct tq_log *log, struct tq_seg_cursor *c,
     if (err != TQ_OK) return err;
     char why[200];
     enum tq_batch_check check = tq_batch_check_level(p, avail, level, h, why, sizeof(why));
-    if (check == TQ_BATCH_VALID && (h->lsn_first != ref->lsn_first ||
-                                    h->record_count != ref->record_count)) {
+    if (check == TQ_BATCH_VALID &&
+        (h->lsn_first != ref->lsn_first || h->record_count != ref->record_count)) {
         snprintf(why, sizeof(why), "batch is not the one indexed (lsn %" PRIu64 ")", h->lsn_first);
         check = TQ_BATCH_BAD_HEADER;
     }
     if (check != TQ_BATCH_VALID) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64
-                            " (lsn %" PRIu64 "): %s", seg->path, ref->offset, ref->lsn_first, why);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64 "): %s", seg->path,
+                            ref->offset, ref->lsn_first, why);
     }
     *area_out = p + TQ_BATCH_HEADER_BYTES;
     return TQ_OK;
@@ -212,13 +213,15 @@ enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *
                         size_t cap, struct tq_error *error) {
     TQ_ASSERT(record != NULL);
     if (lsn == 0 || lsn > tq_log_acked_lsn(log)) {
-        return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " is not in the log (acked end %"
-                            PRIu64 ")", lsn, tq_log_acked_lsn(log));
+        return tq_error_set(error, TQ_ERR_NOT_FOUND,
+                            "lsn %" PRIu64 " is not in the log (acked end %" PRIu64 ")", lsn,
+                            tq_log_acked_lsn(log));
     }
     int64_t ri = tq_log_ref_find(log, lsn);
     if (ri < 0) {
-        return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " is not in the log (first %"
-                            PRIu64 ")", lsn, log->lsn_first);
+        return tq_error_set(error, TQ_ERR_NOT_FOUND,
+                            "lsn %" PRIu64 " is not in the log (first %" PRIu64 ")", lsn,
+                            log->lsn_first);
     }
     const struct tq_batch_ref *ref = &log->refs[ri];
     struct tq_batch_header h;
@@ -235,19 +238,24 @@ enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *
     bool redacted = (rh.flags & TQ_RECORD_REDACTED) != 0;
     bool intact = true;
     if (redacted) {
-        for (uint32_t i = 0; i < rh.len; i++) intact = intact && payload[i] == 0;
+        for (uint32_t i = 0; i < rh.len; i++)
+            intact = intact && payload[i] == 0;
     } else {
         intact = XXH3_64bits(payload, rh.len) == rh.payload_hash;
     }
     if (!intact) {
         const struct tq_seg *seg = &log->segs[ref->seg_index];
-        return tq_error_set(error, TQ_ERR_CORRUPT, "corrupt log: %s offset %" PRIu64 " (lsn %"
-                            PRIu64 "): payload checksum mismatch", seg->path, ref->offset, lsn);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64
+                            "): payload checksum mismatch",
+                            seg->path, ref->offset, lsn);
     }
     record_fill(record, lsn, &h, &rh, payload);
     if (record->len > cap) {
-        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "record %" PRIu64 " has %u bytes, "
-                            "buffer %zu", lsn, record->len, cap);
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED,
+                            "record %" PRIu64 " has %u bytes, "
+                            "buffer %zu",
+                            lsn, record->len, cap);
     }
     if (record->len > 0) memcpy(buf, payload, record->len);
     record->payload = record->len > 0 ? buf : NULL;
@@ -259,11 +267,11 @@ enum tq_err tq_log_read(struct tq_log *log, uint64_t lsn, struct tq_log_record *
 struct tq_log_iter {
     struct tq_log *log;
     uint64_t next_lsn;
-    int64_t ref_index;      /* batch being walked, or -1 */
+    int64_t ref_index; /* batch being walked, or -1 */
     struct tq_batch_header h;
     const uint8_t *area;
     uint32_t walk_offset;
-    uint64_t walk_lsn;      /* LSN of the record the walk offset points at */
+    uint64_t walk_lsn; /* LSN of the record the walk offset points at */
     struct tq_seg_cursor cursor;
 };
 
@@ -283,7 +291,8 @@ enum tq_err tq_log_iter_next(struct tq_log_iter *it, struct tq_log_record *recor
                              struct tq_error *error) {
     struct tq_log *log = it->log;
     if (it->next_lsn > tq_log_acked_lsn(log)) {
-        return tq_error_set(error, TQ_ERR_NOT_FOUND, "end of log at lsn %" PRIu64, it->next_lsn - 1);
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "end of log at lsn %" PRIu64,
+                            it->next_lsn - 1);
     }
     if (it->ref_index < 0 || it->next_lsn >= it->h.lsn_first + it->h.record_count ||
         it->next_lsn < it->walk_lsn) {
@@ -295,10 +304,11 @@ enum tq_err tq_log_iter_next(struct tq_log_iter *it, struct tq_log_record *recor
             ri = tq_log_ref_find(log, it->next_lsn);
         }
         if (ri < 0) {
-            return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " not in the log", it->next_lsn);
+            return tq_error_set(error, TQ_ERR_NOT_FOUND, "lsn %" PRIu64 " not in the log",
+                                it->next_lsn);
         }
-        enum tq_err err = batch_load(log, &it->cursor, &log->refs[ri], TQ_CHECK_FULL, &it->h,
-                                     &it->area, error);
+        enum tq_err err =
+            batch_load(log, &it->cursor, &log->refs[ri], TQ_CHECK_FULL, &it->h, &it->area, error);
         if (err != TQ_OK) {
             it->ref_index = -1;
             return err;
@@ -327,6 +337,7 @@ void tq_log_iter_close(struct tq_log_iter *it) {
 
 size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap) {
     size_t n = 0;
-    for (uint32_t i = 0; i < log->seg_count && n < cap; i++) lsns[n++] = log->segs[i].lsn_first;
+    for (uint32_t i = 0; i < log->seg_count && n < cap; i++)
+        lsns[n++] = log->segs[i].lsn_first;
     return n;
 }

@@ -34,7 +34,8 @@ enum tq_err tq_log_redact_segment(struct tq_log *log, uint64_t segment_lsn, cons
         if (log->segs[i].lsn_first == segment_lsn) si = i;
     }
     if (si == UINT32_MAX) {
-        return tq_error_set(error, TQ_ERR_NOT_FOUND, "no segment starts at lsn %" PRIu64, segment_lsn);
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "no segment starts at lsn %" PRIu64,
+                            segment_lsn);
     }
     struct tq_seg *seg = &log->segs[si];
     if (log->opt.read_only || si + 1 == log->seg_count || seg->compressed ||
@@ -68,7 +69,8 @@ enum tq_err tq_log_redact_segment(struct tq_log *log, uint64_t segment_lsn, cons
         const uint8_t *payload;
         for (uint64_t lsn = h.lsn_first;
              tq_batch_record_next(area, h.area_bytes, &walk, &rh, &payload); lsn++) {
-            if (!lsn_listed(lsns, count, lsn) || (rh.flags & TQ_RECORD_REDACTED) != 0 || rh.len == 0) {
+            if (!lsn_listed(lsns, count, lsn) || (rh.flags & TQ_RECORD_REDACTED) != 0 ||
+                rh.len == 0) {
                 continue;
             }
             uint8_t *rec = area + (payload - area) - TQ_RECORD_HEADER_BYTES;
@@ -77,14 +79,15 @@ enum tq_err tq_log_redact_segment(struct tq_log *log, uint64_t segment_lsn, cons
             memset(rec + TQ_RECORD_HEADER_BYTES, 0, rh.len);
             redacted++;
         }
-        TQ_ASSERT(tq_batch_check(image + off, size - off, true, &h, why, sizeof(why)) == TQ_BATCH_VALID);
+        TQ_ASSERT(tq_batch_check(image + off, size - off, true, &h, why, sizeof(why)) ==
+                  TQ_BATCH_VALID);
         off += tq_batch_disk_bytes(h.area_bytes);
     }
     fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || posix_fallocate(fd, 0, (off_t)log->opt.segment_bytes_max) != 0 ||
         pwrite(fd, image, (size_t)size, 0) != (ssize_t)size) {
-        err = tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO, "write %s: %s", tmp,
-                           strerror(errno));
+        err = tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO, "write %s: %s",
+                           tmp, strerror(errno));
         goto done;
     }
     int rc = tq_log_blocking_fsync(log, fd, tmp);
@@ -101,7 +104,8 @@ enum tq_err tq_log_redact_segment(struct tq_log *log, uint64_t segment_lsn, cons
     close(seg->fd);
     seg->fd = fd;
     fd = -1;
-    if (log->read_cursor.bound && log->read_cursor.seg_index == si) tq_cursor_free(&log->read_cursor);
+    if (log->read_cursor.bound && log->read_cursor.seg_index == si)
+        tq_cursor_free(&log->read_cursor);
     if (redacted_out != NULL) *redacted_out = redacted;
 done:
     if (fd >= 0) {

@@ -33,7 +33,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define SNAPSHOTS_KEPT 2
+#define SNAPSHOTS_KEPT       2
 #define SNAPSHOTS_LISTED_MAX 64
 
 struct snap_header {
@@ -64,7 +64,8 @@ static size_t snap_list(const char *dir, uint64_t *lsns, size_t cap) {
     while ((de = readdir(d)) != NULL && n < cap) {
         if (strlen(de->d_name) != 25 || strcmp(de->d_name + 20, ".snap") != 0) continue;
         bool digits = true;
-        for (int i = 0; i < 20; i++) digits = digits && de->d_name[i] >= '0' && de->d_name[i] <= '9';
+        for (int i = 0; i < 20; i++)
+            digits = digits && de->d_name[i] >= '0' && de->d_name[i] <= '9';
         if (digits) lsns[n++] = strtoull(de->d_name, NULL, 10);
     }
     closedir(d);
@@ -103,8 +104,10 @@ static enum tq_err snap_load(const struct tq_log *log, uint64_t lsn, void **blob
     if (got != (ssize_t)h.blob_bytes || XXH3_64bits(blob, (size_t)h.blob_bytes) != h.blob_hash) {
         tq_free(blob, h.blob_bytes > 0 ? (size_t)h.blob_bytes : 1);
         blob = NULL;
-        err = tq_error_set(error, TQ_ERR_CORRUPT, "corrupt snapshot %s: blob checksum mismatch "
-                           "or short file", path);
+        err = tq_error_set(error, TQ_ERR_CORRUPT,
+                           "corrupt snapshot %s: blob checksum mismatch "
+                           "or short file",
+                           path);
         goto done;
     }
     if (h.blob_bytes == 0) {
@@ -125,14 +128,16 @@ static bool log_covers(const struct tq_log *log, uint64_t lsn) {
     return log->lsn_first == 0 ? lsn == last : log->lsn_first <= lsn + 1;
 }
 
-static enum tq_err snap_find(struct tq_log *log, void **blob_out, size_t *len_out, uint64_t *lsn_out,
-                             bool want_blob, struct tq_error *error) {
+static enum tq_err snap_find(struct tq_log *log, void **blob_out, size_t *len_out,
+                             uint64_t *lsn_out, bool want_blob, struct tq_error *error) {
     uint64_t lsns[SNAPSHOTS_LISTED_MAX];
     size_t n = snap_list(log->snap_dir, lsns, SNAPSHOTS_LISTED_MAX);
     for (size_t i = 0; i < n; i++) {
         if (!log_covers(log, lsns[i])) {
-            tq_log_line(log, "snapshot at lsn %" PRIu64 " skipped: the log (lsn %" PRIu64 "..%" PRIu64
-                        ") does not continue it", lsns[i], log->lsn_first, log->next_lsn - 1);
+            tq_log_line(log,
+                        "snapshot at lsn %" PRIu64 " skipped: the log (lsn %" PRIu64 "..%" PRIu64
+                        ") does not continue it",
+                        lsns[i], log->lsn_first, log->next_lsn - 1);
             continue;
         }
         void *blob = NULL;
@@ -183,8 +188,9 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
         return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
     }
     if (lsn == 0 || lsn > tq_log_acked_lsn(log)) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot lsn %" PRIu64
-                            " is not acknowledged (acked %" PRIu64 ")", lsn, tq_log_acked_lsn(log));
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "snapshot lsn %" PRIu64 " is not acknowledged (acked %" PRIu64 ")", lsn,
+                            tq_log_acked_lsn(log));
     }
     if (len > 0 && blob == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
@@ -208,7 +214,8 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
     if (put == (ssize_t)sizeof(h) && len > 0) {
         size_t done = 0;
         while (done < len) {
-            ssize_t w = pwrite(fd, (const uint8_t *)blob + done, len - done, (off_t)(sizeof(h) + done));
+            ssize_t w =
+                pwrite(fd, (const uint8_t *)blob + done, len - done, (off_t)(sizeof(h) + done));
             if (w <= 0) break;
             done += (size_t)w;
         }
@@ -233,7 +240,8 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
         return err;
     }
     int dfd = open(log->snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", log->snap_dir, strerror(errno));
+    if (dfd < 0)
+        return tq_error_set(error, TQ_ERR_IO, "open %s: %s", log->snap_dir, strerror(errno));
     rc = tq_log_blocking_fsync(log, dfd, log->snap_dir);
     if (rc < 0) {
         close(dfd);

@@ -22,7 +22,7 @@ static uint64_t tq_test_seed_value;
 #define TQ_CHECK(cond)                                                                             \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, __LINE__,   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, __LINE__,    \
                     #cond, tq_test_seed_value);                                                    \
             exit(1);                                                                               \
         }                                                                                          \
@@ -32,7 +32,7 @@ static uint64_t tq_test_seed_value;
     do {                                                                                           \
         long long tq_a_ = (long long)(a), tq_b_ = (long long)(b);                                  \
         if (!(tq_a_ op tq_b_)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s %s %s (%lld vs %lld, seed %" PRIu64 ")\n",   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s %s %s (%lld vs %lld, seed %" PRIu64 ")\n",    \
                     __FILE__, __LINE__, #a, #op, #b, tq_a_, tq_b_, tq_test_seed_value);            \
             exit(1);                                                                               \
         }                                                                                          \
@@ -42,26 +42,26 @@ static uint64_t tq_test_seed_value;
     do {                                                                                           \
         unsigned long long tq_a_ = (unsigned long long)(a), tq_b_ = (unsigned long long)(b);       \
         if (!(tq_a_ op tq_b_)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s %s %s (%llu vs %llu, seed %" PRIu64 ")\n",   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s %s %s (%llu vs %llu, seed %" PRIu64 ")\n",    \
                     __FILE__, __LINE__, #a, #op, #b, tq_a_, tq_b_, tq_test_seed_value);            \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
 
-#define TQ_CHECK_EQ(a, b) TQ_CHECK_INT_OP(a, ==, b)
-#define TQ_CHECK_NE(a, b) TQ_CHECK_INT_OP(a, !=, b)
-#define TQ_CHECK_LT(a, b) TQ_CHECK_INT_OP(a, <, b)
-#define TQ_CHECK_LE(a, b) TQ_CHECK_INT_OP(a, <=, b)
-#define TQ_CHECK_GT(a, b) TQ_CHECK_INT_OP(a, >, b)
-#define TQ_CHECK_GE(a, b) TQ_CHECK_INT_OP(a, >=, b)
+#define TQ_CHECK_EQ(a, b)  TQ_CHECK_INT_OP(a, ==, b)
+#define TQ_CHECK_NE(a, b)  TQ_CHECK_INT_OP(a, !=, b)
+#define TQ_CHECK_LT(a, b)  TQ_CHECK_INT_OP(a, <, b)
+#define TQ_CHECK_LE(a, b)  TQ_CHECK_INT_OP(a, <=, b)
+#define TQ_CHECK_GT(a, b)  TQ_CHECK_INT_OP(a, >, b)
+#define TQ_CHECK_GE(a, b)  TQ_CHECK_INT_OP(a, >=, b)
 #define TQ_CHECK_UEQ(a, b) TQ_CHECK_UINT_OP(a, ==, b)
 
 #define TQ_CHECK_STR_EQ(a, b)                                                                      \
     do {                                                                                           \
         const char *tq_a_ = (a), *tq_b_ = (b);                                                     \
         if (tq_a_ == NULL || tq_b_ == NULL || strcmp(tq_a_, tq_b_) != 0) {                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" vs \"%s\", seed %" PRIu64      \
-                            ")\n",                                                                 \
+            fprintf(stderr,                                                                        \
+                    "%s:%d: CHECK failed: %s == %s (\"%s\" vs \"%s\", seed %" PRIu64 ")\n",        \
                     __FILE__, __LINE__, #a, #b, tq_a_ ? tq_a_ : "(null)",                          \
                     tq_b_ ? tq_b_ : "(null)", tq_test_seed_value);                                 \
             exit(1);                                                                               \
@@ -71,8 +71,9 @@ static uint64_t tq_test_seed_value;
 #define TQ_CHECK_MEM_EQ(a, b, n)                                                                   \
     do {                                                                                           \
         if (memcmp((a), (b), (n)) != 0) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s and %s differ in their first %zu bytes "      \
-                            "(seed %" PRIu64 ")\n",                                                \
+            fprintf(stderr,                                                                        \
+                    "%s:%d: CHECK failed: %s and %s differ in their first %zu bytes "              \
+                    "(seed %" PRIu64 ")\n",                                                        \
                     __FILE__, __LINE__, #a, #b, (size_t)(n), tq_test_seed_value);                  \
             exit(1);                                                                               \
         }                                                                                          \
@@ -85,8 +86,9 @@ static uint64_t tq_test_seed_value;
         int tq_got_ = (int)(expr);                                                                 \
         if (tq_got_ != (int)(expected)) {                                                          \
             const struct tq_error *tq_e_ = (err_ptr);                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s returned %d, expected %s=%d (%s) (seed %"     \
-                            PRIu64 ")\n",                                                          \
+            fprintf(stderr,                                                                        \
+                    "%s:%d: CHECK failed: %s returned %d, expected %s=%d (%s) (seed %" PRIu64      \
+                    ")\n",                                                                         \
                     __FILE__, __LINE__, #expr, tq_got_, #expected, (int)(expected),                \
                     tq_e_ ? tq_e_->msg : "", tq_test_seed_value);                                  \
             exit(1);                                                                               \

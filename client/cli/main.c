@@ -33,8 +33,7 @@ static const struct {
 } OPS_TOOLS[] = {
     {"replay", "print the log as audit events, or the state at a time/LSN (--at)",
      tq_ops_replay_main},
-    {"verify", "check every checksum and the hash chain; print the chain head",
-     tq_ops_verify_main},
+    {"verify", "check every checksum and the hash chain; print the chain head", tq_ops_verify_main},
     {"backup", "consistent, incremental backup of a (live) data directory", tq_ops_backup_main},
     {"restore", "restore a backup, optionally to a time or LSN", tq_ops_restore_main},
     {"compact", "snapshot, erase customers, drop old tickets, compress segments",

@@ -49,12 +49,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define MANIFEST_NAME "MANIFEST"
-#define MANIFEST_MAGIC "ticketq-backup 1"
-#define MANIFEST_FILES_MAX 100000   /* 100k segments of 64 MiB = 6.4 TB: beyond any one node */
+#define MANIFEST_NAME      "MANIFEST"
+#define MANIFEST_MAGIC     "ticketq-backup 1"
+#define MANIFEST_FILES_MAX 100000 /* 100k segments of 64 MiB = 6.4 TB: beyond any one node */
 
 struct manifest_file {
-    char path[96];                  /* "log/<name>" or "snapshots/<name>" */
+    char path[96]; /* "log/<name>" or "snapshots/<name>" */
     uint64_t size, xxh3, lsn_first, lsn_last;
     bool copied;
 };
@@ -159,17 +159,16 @@ static enum tq_err manifest_write(const char *dir, const char *source, const str
     clock_gettime(CLOCK_REALTIME, &now);
     size_t n = (size_t)snprintf(text, cap,
                                 MANIFEST_MAGIC "\ncreated %s\nsource %s\nlsn_first %" PRIu64
-                                "\nlsn_last %" PRIu64 "\nchain_head %016" PRIx64
-                                "\nsnapshot_lsn %" PRIu64 "\n",
+                                               "\nlsn_last %" PRIu64 "\nchain_head %016" PRIx64
+                                               "\nsnapshot_lsn %" PRIu64 "\n",
                                 tq_ops_time_format((uint64_t)now.tv_sec * 1000, t), source,
                                 m->lsn_first, m->lsn_last, m->chain_head, m->snapshot_lsn);
     for (size_t i = 0; i < m->count && n < cap; i++) {
         const struct manifest_file *f = &m->files[i];
-        n += (size_t)snprintf(text + n, cap - n,
-                              "file %s size %" PRIu64 " xxh3 %016" PRIx64 " lsn %" PRIu64
-                              "-%" PRIu64 " %s\n",
-                              f->path, f->size, f->xxh3, f->lsn_first, f->lsn_last,
-                              f->copied ? "copied" : "reused");
+        n += (size_t)snprintf(
+            text + n, cap - n,
+            "file %s size %" PRIu64 " xxh3 %016" PRIx64 " lsn %" PRIu64 "-%" PRIu64 " %s\n",
+            f->path, f->size, f->xxh3, f->lsn_first, f->lsn_last, f->copied ? "copied" : "reused");
     }
     if (n < cap) n += (size_t)snprintf(text + n, cap - n, "end\n");
     TQ_ASSERT(n < cap);
@@ -197,8 +196,9 @@ enum tq_err tq_ops_manifest_check(const char *dir, uint64_t *files_out, struct t
         err = tq_ops_path_join(path, dir, f->path, error);
         if (err == TQ_OK) err = tq_ops_file_hash(path, &hash, &size, error);
         if (err == TQ_ERR_NOT_FOUND) {
-            err = tq_error_set(error, TQ_ERR_CORRUPT, "%s offset 0 lsn %" PRIu64
-                               ": listed in MANIFEST but missing", f->path, f->lsn_first);
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "%s offset 0 lsn %" PRIu64 ": listed in MANIFEST but missing",
+                               f->path, f->lsn_first);
         } else if (err == TQ_OK && (size != f->size || hash != f->xxh3)) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
                                "%s offset 0 lsn %" PRIu64 ": MANIFEST says %" PRIu64
@@ -241,8 +241,8 @@ static enum tq_err write_image(const char *path, const uint8_t *image, uint64_t 
         ssize_t n = write(fd, image + done, (size_t)(len - done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            err = tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO,
-                               "write %s: %s", tmp, strerror(errno));
+            err = tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO, "write %s: %s",
+                               tmp, strerror(errno));
         } else {
             done += (uint64_t)n;
         }
@@ -311,7 +311,7 @@ static enum tq_err backup_segment(struct backup_run *run, const char *src_log, c
     f->lsn_last = end.batches > 0 ? end.lsn_last : seg.lsn_first_named - 1;
     err = tq_ops_path_join(src_path, src_log, name, error);
     if (err == TQ_OK) err = tq_ops_path_join(dst_path, run->dest, f->path, error);
-    uint64_t keep = seg.image_bytes;     /* bytes of the source file to keep */
+    uint64_t keep = seg.image_bytes; /* bytes of the source file to keep */
     if (err == TQ_OK && seg.compressed) {
         err = tq_ops_file_hash(src_path, &f->xxh3, &f->size, error);
     } else if (err == TQ_OK) {
@@ -324,8 +324,7 @@ static enum tq_err backup_segment(struct backup_run *run, const char *src_log, c
         int fd = open(src_path, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (fdatasync(fd) != 0) {
-                err = tq_error_set(error, TQ_ERR_IO, "fdatasync %s: %s", src_path,
-                                   strerror(errno));
+                err = tq_error_set(error, TQ_ERR_IO, "fdatasync %s: %s", src_path, strerror(errno));
             }
             close(fd);
         }
@@ -523,14 +522,13 @@ static void empty_dir(const char *dir) {
 }
 
 struct cut_ctx {
-    uint64_t to_lsn, to_time_ms;    /* 0 = no limit */
-    uint64_t keep_bytes;            /* end of the last batch to keep in this segment */
-    uint64_t lsn_last;              /* last LSN kept */
-    bool stopped;                   /* a batch beyond the cut was seen */
+    uint64_t to_lsn, to_time_ms; /* 0 = no limit */
+    uint64_t keep_bytes;         /* end of the last batch to keep in this segment */
+    uint64_t lsn_last;           /* last LSN kept */
+    bool stopped;                /* a batch beyond the cut was seen */
 };
 
-static enum tq_err cut_batch(void *vctx, const struct tq_ops_batch *batch,
-                             struct tq_error *error) {
+static enum tq_err cut_batch(void *vctx, const struct tq_ops_batch *batch, struct tq_error *error) {
     (void)error;
     struct cut_ctx *c = vctx;
     if (c->stopped) return TQ_OK;
@@ -649,8 +647,9 @@ enum tq_err tq_ops_restore(const struct tq_ops_restore_options *options, uint64_
     struct tq_ops_verify_report *report = tq_xalloc(sizeof(*report));
     err = tq_ops_verify(dst, report, error);
     if (err == TQ_OK && report->lsn_last != cut.lsn_last) {
-        err = tq_error_set(error, TQ_ERR_INTERNAL, "restored log ends at LSN %" PRIu64
-                           ", expected %" PRIu64, report->lsn_last, cut.lsn_last);
+        err = tq_error_set(error, TQ_ERR_INTERNAL,
+                           "restored log ends at LSN %" PRIu64 ", expected %" PRIu64,
+                           report->lsn_last, cut.lsn_last);
     }
     if (err == TQ_OK) *lsn_last_out = report->lsn_last;
     tq_free(report, sizeof(*report));
@@ -700,8 +699,8 @@ int tq_ops_backup_main(int argc, char **argv) {
         return err == TQ_ERR_CORRUPT ? TQ_OPS_EXIT_FAILED : TQ_OPS_EXIT_USAGE;
     }
     if (!quiet) {
-        printf("backup: ok, lsn_last %" PRIu64 ", chain head %016" PRIx64 ", snapshot at LSN %"
-               PRIu64 "\n",
+        printf("backup: ok, lsn_last %" PRIu64 ", chain head %016" PRIx64
+               ", snapshot at LSN %" PRIu64 "\n",
                r.lsn_last, r.chain_head, r.snapshot_lsn);
         printf("files: %" PRIu64 " copied (%" PRIu64 " bytes), %" PRIu64 " reused (%" PRIu64
                " bytes)\n",

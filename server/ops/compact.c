@@ -56,7 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SEGMENTS_MAX 65536        /* 4 TiB of 64 MiB segments */
+#define SEGMENTS_MAX 65536 /* 4 TiB of 64 MiB segments */
 
 /* ---- a sorted set of LSNs ------------------------------------------------------------ */
 
@@ -103,9 +103,9 @@ static void set_free(struct lsn_set *s) {
 struct classify {
     const struct tq_ops_compact_options *o;
     const struct tq_state *state;
-    struct lsn_set erase, retain;    /* retain: retention drops (archived first if asked) */
-    struct lsn_set erased_msgs;      /* LSNs of messages on the erased customers' tickets */
-    uint64_t now_ms;                 /* latest command time in the log */
+    struct lsn_set erase, retain; /* retain: retention drops (archived first if asked) */
+    struct lsn_set erased_msgs;   /* LSNs of messages on the erased customers' tickets */
+    uint64_t now_ms;              /* latest command time in the log */
 };
 
 static bool erased_customer(const struct classify *c, uint64_t customer_id) {
@@ -140,8 +140,7 @@ static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd)
             return cv.customer_id;
         }
         return 0;
-    case TQ_CMD_CUSTOMER_LINK:
-        return cmd->u.customer_link.customer_id;
+    case TQ_CMD_CUSTOMER_LINK: return cmd->u.customer_link.customer_id;
     case TQ_CMD_TICKET_UPDATE:
         /* Free text about their ticket (subject, tags, custom fields); a pure status or
          * assignment change carries nothing personal and stays readable. */
@@ -151,8 +150,7 @@ static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd)
             return tv.customer_id;
         }
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -175,8 +173,8 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
         tq_arena_reset(&arena);
         err = tq_cmd_decode(rec.payload, rec.len, &cmd, &arena, error);
         if (err != TQ_OK) {
-            err = tq_error_set(error, TQ_ERR_CORRUPT, "lsn %" PRIu64 ": undecodable: %s",
-                               rec.lsn, error->msg);
+            err = tq_error_set(error, TQ_ERR_CORRUPT, "lsn %" PRIu64 ": undecodable: %s", rec.lsn,
+                               error->msg);
             break;
         }
         if (cmd.now_ms > c->now_ms) c->now_ms = cmd.now_ms;
@@ -209,7 +207,8 @@ static void classify_erased_messages(struct classify *c) {
         for (uint32_t first = 0;;) {
             uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
                                                   (uint32_t)TQ_ARRAY_COUNT(views), views);
-            for (uint32_t i = 0; i < n; i++) set_add(&c->erased_msgs, views[i].lsn);
+            for (uint32_t i = 0; i < n; i++)
+                set_add(&c->erased_msgs, views[i].lsn);
             if (n < TQ_ARRAY_COUNT(views)) break;
             first += n;
         }
@@ -231,7 +230,8 @@ static void classify_retention(struct classify *c) {
         for (uint32_t first = 0;;) {
             uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
                                                   (uint32_t)TQ_ARRAY_COUNT(views), views);
-            for (uint32_t i = 0; i < n; i++) set_add(&c->retain, views[i].lsn);
+            for (uint32_t i = 0; i < n; i++)
+                set_add(&c->retain, views[i].lsn);
             if (n < TQ_ARRAY_COUNT(views)) break;
             first += n;
         }
@@ -312,10 +312,10 @@ static enum tq_err redact_batch(void *vctx, const struct tq_ops_batch *batch,
         struct tq_batch_header h;
         char why[160];
         const uint8_t *p = ctx->seg->image + batch->offset;
-        if (tq_batch_check(p, ctx->seg->image_bytes - batch->offset, true, &h, why,
-                           sizeof(why)) != TQ_BATCH_VALID) {
-            return tq_error_set(error, TQ_ERR_INTERNAL, "%s offset %" PRIu64
-                                ": redacted batch fails its check: %s",
+        if (tq_batch_check(p, ctx->seg->image_bytes - batch->offset, true, &h, why, sizeof(why)) !=
+            TQ_BATCH_VALID) {
+            return tq_error_set(error, TQ_ERR_INTERNAL,
+                                "%s offset %" PRIu64 ": redacted batch fails its check: %s",
                                 batch->file, batch->offset, why);
         }
         TQ_ASSERT(h.header_hash == batch->header.header_hash);
@@ -487,8 +487,10 @@ static enum tq_err append_erasures(const struct tq_ops_compact_options *o, struc
     }
     if (err == TQ_OK && r->customers_erased > 0) err = tq_log_sync(log, error);
     if (err == TQ_OK && r->customers_erased > 0 && tq_log_acked_lsn(log) != *lsn_io) {
-        err = tq_error_set(error, TQ_ERR_IO, "CUSTOMER_ERASE records not durable (LSN %" PRIu64
-                           ", acknowledged %" PRIu64 ")", *lsn_io, tq_log_acked_lsn(log));
+        err = tq_error_set(error, TQ_ERR_IO,
+                           "CUSTOMER_ERASE records not durable (LSN %" PRIu64
+                           ", acknowledged %" PRIu64 ")",
+                           *lsn_io, tq_log_acked_lsn(log));
     }
     return err;
 }
@@ -502,7 +504,8 @@ static enum tq_err remove_old_snapshots(const char *dir, uint64_t keep_lsn, uint
     enum tq_err err = tq_ops_path_join(snap_dir, dir, "snapshots", error);
     if (err != TQ_OK) return err;
     DIR *d = opendir(snap_dir);
-    if (d == NULL) return tq_error_set(error, TQ_ERR_IO, "opendir %s: %s", snap_dir, strerror(errno));
+    if (d == NULL)
+        return tq_error_set(error, TQ_ERR_IO, "opendir %s: %s", snap_dir, strerror(errno));
     struct dirent *ent;
     while (err == TQ_OK && (ent = readdir(d)) != NULL) {
         uint64_t lsn = 0;
@@ -670,8 +673,8 @@ static enum tq_err redact_rest(const struct tq_ops_compact_options *o, const cha
     return err;
 }
 
-enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o,
-                           struct tq_ops_compact_result *r, struct tq_error *error) {
+enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops_compact_result *r,
+                           struct tq_error *error) {
     TQ_ASSERT(o != NULL && o->dir != NULL);
     TQ_ASSERT(r != NULL);
     memset(r, 0, sizeof(*r));
@@ -686,8 +689,10 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o,
     enum tq_err err = compact_prepare(o, &c, r, error);
     struct lsn_set all;
     memset(&all, 0, sizeof(all));
-    for (size_t i = 0; i < c.erase.count; i++) set_add(&all, c.erase.lsns[i]);
-    for (size_t i = 0; i < c.retain.count; i++) set_add(&all, c.retain.lsns[i]);
+    for (size_t i = 0; i < c.erase.count; i++)
+        set_add(&all, c.erase.lsns[i]);
+    for (size_t i = 0; i < c.retain.count; i++)
+        set_add(&all, c.retain.lsns[i]);
     set_seal(&all);
     char log_dir[TQ_OPS_PATH_BYTES_MAX];
     if (err == TQ_OK) err = tq_ops_path_join(log_dir, o->dir, "log", error);

@@ -32,24 +32,24 @@ int tq_ops_compact_main(int argc, char **argv);
 
 /* ---- verify --------------------------------------------------------------------------- */
 
-#define TQ_OPS_RECORD_TYPES 8          /* record types counted individually (1 cmd, 2 events) */
-#define TQ_OPS_CMD_TYPES 32            /* > TQ_CMD_TYPE_MAX; index = enum tq_cmd_type */
+#define TQ_OPS_RECORD_TYPES          8    /* record types counted individually (1 cmd, 2 events) */
+#define TQ_OPS_CMD_TYPES             32   /* > TQ_CMD_TYPE_MAX; index = enum tq_cmd_type */
 #define TQ_OPS_REDACTIONS_LISTED_MAX 1024 /* redacted LSNs kept in the report (count is exact) */
 
 struct tq_ops_verify_report {
-    uint64_t lsn_first, lsn_last;      /* 0, 0 for an empty log */
+    uint64_t lsn_first, lsn_last; /* 0, 0 for an empty log */
     uint64_t commit_us_first, commit_us_last;
     uint64_t segments, segments_compressed;
     uint64_t batches, records, bytes;
     uint64_t records_by_type[TQ_OPS_RECORD_TYPES]; /* [0]: types >= TQ_OPS_RECORD_TYPES */
     uint64_t cmds_by_type[TQ_OPS_CMD_TYPES];       /* decoded type-1 records; [0]: undecodable */
-    uint64_t chain_head;               /* header hash of the last batch (0: empty log) */
-    uint64_t snapshots;                /* snapshot files checked */
-    uint64_t snapshot_lsn_newest;      /* 0: none */
-    uint64_t manifest_files;           /* backup directories: files checked against MANIFEST */
+    uint64_t chain_head;          /* header hash of the last batch (0: empty log) */
+    uint64_t snapshots;           /* snapshot files checked */
+    uint64_t snapshot_lsn_newest; /* 0: none */
+    uint64_t manifest_files;      /* backup directories: files checked against MANIFEST */
     uint64_t redaction_count;
     uint64_t redacted_lsns[TQ_OPS_REDACTIONS_LISTED_MAX];
-    uint64_t torn_tail_bytes;          /* bytes after the last valid batch of the last segment */
+    uint64_t torn_tail_bytes; /* bytes after the last valid batch of the last segment */
 };
 
 /* Checks every batch checksum, every payload checksum, LSN continuity and the hash chain across
@@ -65,9 +65,9 @@ TQ_NODISCARD enum tq_err tq_ops_verify(const char *dir, struct tq_ops_verify_rep
 /* ---- backup and restore ----------------------------------------------------------------- */
 
 struct tq_ops_backup_result {
-    uint64_t lsn_last;                 /* last LSN in the backup */
+    uint64_t lsn_last; /* last LSN in the backup */
     uint64_t chain_head;
-    uint64_t snapshot_lsn;             /* 0: no snapshot copied */
+    uint64_t snapshot_lsn; /* 0: no snapshot copied */
     uint64_t files_copied, files_reused;
     uint64_t bytes_copied, bytes_reused;
 };
@@ -80,16 +80,15 @@ struct tq_ops_backup_result {
  * place, so a crash leaves the previous backup's manifest valid. Returns TQ_OK, TQ_ERR_CORRUPT
  * (a sealed segment fails its checks), TQ_ERR_NOT_FOUND, TQ_ERR_IO. progress may be NULL. */
 TQ_NODISCARD enum tq_err tq_ops_backup(const char *data_dir, const char *dest, bool progress,
-                                       struct tq_ops_backup_result *result,
-                                       struct tq_error *error);
+                                       struct tq_ops_backup_result *result, struct tq_error *error);
 
 struct tq_ops_restore_options {
-    const char *src;                   /* backup (or data) directory */
-    const char *data_dir;              /* target; must be empty or missing unless force */
-    bool force;                        /* wipe a non-empty target's log/ and snapshots/ */
-    uint64_t to_lsn;                   /* 0: everything; else cut after the last batch <= it */
-    uint64_t to_time_ms;               /* 0: everything; else cut after the last batch whose
-                                          commit time <= it */
+    const char *src;      /* backup (or data) directory */
+    const char *data_dir; /* target; must be empty or missing unless force */
+    bool force;           /* wipe a non-empty target's log/ and snapshots/ */
+    uint64_t to_lsn;      /* 0: everything; else cut after the last batch <= it */
+    uint64_t to_time_ms;  /* 0: everything; else cut after the last batch whose
+                             commit time <= it */
 };
 
 /* Restores src into data_dir: checks every file against src's MANIFEST (if present), copies
@@ -104,19 +103,19 @@ TQ_NODISCARD enum tq_err tq_ops_restore(const struct tq_ops_restore_options *opt
 
 /* ---- compaction (offline) ------------------------------------------------------------ */
 
-#define TQ_OPS_ERASE_MAX 64            /* customers per run: erasure requests come one by one */
+#define TQ_OPS_ERASE_MAX 64 /* customers per run: erasure requests come one by one */
 
 struct tq_ops_compact_options {
-    const char *dir;                   /* data directory; no server may be running on it */
-    uint64_t tenant_id;                /* tenant of erase_customers and retention (default 1) */
+    const char *dir;    /* data directory; no server may be running on it */
+    uint64_t tenant_id; /* tenant of erase_customers and retention (default 1) */
     uint64_t erase_customers[TQ_OPS_ERASE_MAX];
     uint32_t erase_count;
-    uint64_t retention_ms;             /* 0: keep everything; else drop messages of tickets
-                                          closed longer ago than this (log time) */
-    const char *archive_dir;           /* with retention: write dropped records here first */
-    bool compress;                     /* zstd-compress sealed segments */
-    uint64_t segment_bytes;            /* the server's segment size; 0: inferred from the files */
-    bool progress;                     /* progress lines on stderr */
+    uint64_t retention_ms;   /* 0: keep everything; else drop messages of tickets
+                                closed longer ago than this (log time) */
+    const char *archive_dir; /* with retention: write dropped records here first */
+    bool compress;           /* zstd-compress sealed segments */
+    uint64_t segment_bytes;  /* the server's segment size; 0: inferred from the files */
+    bool progress;           /* progress lines on stderr */
 };
 
 struct tq_ops_compact_result {
@@ -161,7 +160,7 @@ TQ_NODISCARD enum tq_err tq_ops_state_at(const char *data_dir, uint64_t lsn_to,
 
 /* Formats ms since the epoch as ISO-8601 UTC with milliseconds ("2026-11-23T10:00:00.000Z").
  * buf must hold TQ_OPS_TIME_BYTES. Returns buf. */
-#define TQ_OPS_TIME_BYTES 80   /* room for any year gmtime can return */
+#define TQ_OPS_TIME_BYTES 80 /* room for any year gmtime can return */
 const char *tq_ops_time_format(uint64_t ms, char *buf);
 /* Parses "YYYY-MM-DDTHH:MM[:SS[.mmm]][Z]" (a space may replace T; UTC) into ms since the
  * epoch. Returns false for anything else. */

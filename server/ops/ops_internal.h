@@ -18,9 +18,9 @@
 #include <stdio.h>
 
 /* Exit codes of the argv entry points. */
-#define TQ_OPS_EXIT_OK 0
-#define TQ_OPS_EXIT_FAILED 1   /* the check failed: corruption found, restore refused, ... */
-#define TQ_OPS_EXIT_USAGE 2    /* bad options, I/O errors */
+#define TQ_OPS_EXIT_OK     0
+#define TQ_OPS_EXIT_FAILED 1 /* the check failed: corruption found, restore refused, ... */
+#define TQ_OPS_EXIT_USAGE  2 /* bad options, I/O errors */
 
 #define TQ_OPS_PATH_BYTES_MAX 4096
 
@@ -103,11 +103,11 @@ TQ_NODISCARD enum tq_err tq_ops_segment_names(const char *log_dir, struct tq_ops
 
 /* One batch of a segment image, as decoded by storage's tq_batch_check. */
 struct tq_ops_batch {
-    const char *file;               /* segment file name */
-    uint64_t offset;                /* logical byte offset of the batch in its segment */
+    const char *file; /* segment file name */
+    uint64_t offset;  /* logical byte offset of the batch in its segment */
     struct tq_batch_header header;
-    const uint8_t *area;            /* header.area_bytes of records */
-    uint64_t disk_bytes;            /* header + area + padding */
+    const uint8_t *area; /* header.area_bytes of records */
+    uint64_t disk_bytes; /* header + area + padding */
 };
 
 /* Calls fn for every record of a batch (lsn, type, flags, payload; payload_len is the
@@ -119,10 +119,10 @@ void tq_ops_batch_records(const struct tq_ops_batch *batch, tq_ops_record_fn fn,
 /* The logical image of one segment file (plain or compressed), read whole into memory. */
 struct tq_ops_segment {
     char name[64];
-    uint64_t lsn_first_named;       /* from the file name */
+    uint64_t lsn_first_named; /* from the file name */
     bool compressed;
-    uint64_t file_bytes;            /* on disk */
-    uint8_t *image;                 /* logical bytes (tq_free(image, image_cap)) */
+    uint64_t file_bytes; /* on disk */
+    uint8_t *image;      /* logical bytes (tq_free(image, image_cap)) */
     size_t image_bytes;
     size_t image_cap;
 };
@@ -133,15 +133,15 @@ void tq_ops_segment_free(struct tq_ops_segment *seg);
 
 /* Why a segment walk stopped. */
 struct tq_ops_walk_end {
-    uint64_t valid_bytes;           /* end of the last valid batch (a 4 KiB multiple) */
+    uint64_t valid_bytes; /* end of the last valid batch (a 4 KiB multiple) */
     uint64_t batches;
-    uint64_t lsn_last;              /* last LSN of the last valid batch (0: none) */
-    uint64_t chain_last;            /* its header hash */
-    bool clean;                     /* stopped at zeros with nothing valid after them */
-    uint64_t stop_offset;           /* where the walk stopped (if !clean) */
-    bool valid_after;               /* !clean and a valid batch header lies after stop_offset:
-                                       damage inside the log, never a torn tail */
-    char why[160];                  /* why it stopped (if !clean) */
+    uint64_t lsn_last;    /* last LSN of the last valid batch (0: none) */
+    uint64_t chain_last;  /* its header hash */
+    bool clean;           /* stopped at zeros with nothing valid after them */
+    uint64_t stop_offset; /* where the walk stopped (if !clean) */
+    bool valid_after;     /* !clean and a valid batch header lies after stop_offset:
+                             damage inside the log, never a torn tail */
+    char why[160];        /* why it stopped (if !clean) */
 };
 /* Walks the batches of seg in order from offset 0, calling fn (may be NULL) for each valid
  * one; fn returning non-OK stops the walk with that error. Never fails on bad bytes: the

@@ -39,13 +39,32 @@
 #include <string.h>
 
 static const char *const cmd_names[TQ_CMD_TYPE_MAX + 1] = {
-    "unknown",          "tenant_create",  "tenant_settings", "sla_policies_set",
-    "business_hours_set", "token_issue",  "token_revoke",    "queue_create",
-    "queue_update",     "agent_create",   "agent_update",    "customer_create",
-    "customer_link",    "customer_merge", "message_ingest",  "message_reply",
-    "ticket_update",    "ticket_claim",   "ticket_release",  "ticket_transfer",
-    "ticket_merge",     "outbox_take",    "outbox_ack",      "consumer_ack",
-    "tick",             "customer_erase",
+    "unknown",
+    "tenant_create",
+    "tenant_settings",
+    "sla_policies_set",
+    "business_hours_set",
+    "token_issue",
+    "token_revoke",
+    "queue_create",
+    "queue_update",
+    "agent_create",
+    "agent_update",
+    "customer_create",
+    "customer_link",
+    "customer_merge",
+    "message_ingest",
+    "message_reply",
+    "ticket_update",
+    "ticket_claim",
+    "ticket_release",
+    "ticket_transfer",
+    "ticket_merge",
+    "outbox_take",
+    "outbox_ack",
+    "consumer_ack",
+    "tick",
+    "customer_erase",
 };
 
 const char *tq_ops_cmd_name(int cmd_type) {
@@ -56,7 +75,7 @@ const char *tq_ops_cmd_name(int cmd_type) {
 /* ==== the rebuild engine ================================================================ */
 
 #define EVENTS_INITIAL_CAP 64
-#define RECORD_BUF_BYTES (TQ_RECORD_BYTES_DEFAULT_MAX + 64)
+#define RECORD_BUF_BYTES   (TQ_RECORD_BYTES_DEFAULT_MAX + 64)
 /* Events decoded from one type-2 record: the server splits larger sets over several. */
 #define RECORDED_EVENTS_PER_RECORD_MAX 4096u
 /* The largest body limit ticketqd accepts (--body-max, server/config.c). apply only uses the
@@ -65,10 +84,10 @@ const char *tq_ops_cmd_name(int cmd_type) {
 #define REPLAY_BODY_BYTES_MAX (512u * 1024)
 
 enum record_kind {
-    RECORD_APPLIED = 0,   /* a command applied; events are its regenerated effects */
-    RECORD_TOMBSTONE,     /* a redacted record; events (if any) are the recorded ones */
-    RECORD_UNAPPLIED,     /* a command read while the state is unknown (after a tombstone);
-                             events (if any) are the recorded ones */
+    RECORD_APPLIED = 0, /* a command applied; events are its regenerated effects */
+    RECORD_TOMBSTONE,   /* a redacted record; events (if any) are the recorded ones */
+    RECORD_UNAPPLIED,   /* a command read while the state is unknown (after a tombstone);
+                           events (if any) are the recorded ones */
 };
 
 /* What the printers need of a command (the decoded command itself does not outlive the
@@ -96,23 +115,23 @@ struct engine {
     struct tq_log *log;
     struct tq_state *state;
     struct tq_log_recovery recovery;
-    struct tq_arena arena;         /* decode scratch, reset per record */
-    struct event_buf applied;      /* events apply emitted for the current command */
-    struct event_buf recorded;     /* events of type-2 records of the current command */
-    struct tq_event *scratch;      /* RECORDED_EVENTS_PER_RECORD_MAX, for decoding */
+    struct tq_arena arena;     /* decode scratch, reset per record */
+    struct event_buf applied;  /* events apply emitted for the current command */
+    struct event_buf recorded; /* events of type-2 records of the current command */
+    struct tq_event *scratch;  /* RECORDED_EVENTS_PER_RECORD_MAX, for decoding */
     /* The current command record, reported when its events are complete. */
     bool pending;
     enum record_kind pending_kind;
     uint64_t pending_lsn, pending_commit_us;
     uint32_t pending_len;
     struct cmd_summary pending_cmd;
-    uint64_t lsn_applied;          /* last LSN whose effects are in state */
-    uint64_t lost_at;              /* redacted LSN that made the state unknown (0: known) */
-    uint64_t lsn_to;               /* stop after this LSN */
-    uint64_t time_to_ms;           /* stop before the first command later than this */
-    bool events_records_seen;      /* the log carries the server's type-2 records: a command
-                                      without one had no effect to record */
-    uint64_t checked, mismatched;  /* commands whose recorded events were compared / differed */
+    uint64_t lsn_applied;         /* last LSN whose effects are in state */
+    uint64_t lost_at;             /* redacted LSN that made the state unknown (0: known) */
+    uint64_t lsn_to;              /* stop after this LSN */
+    uint64_t time_to_ms;          /* stop before the first command later than this */
+    bool events_records_seen;     /* the log carries the server's type-2 records: a command
+                                     without one had no effect to record */
+    uint64_t checked, mismatched; /* commands whose recorded events were compared / differed */
     uint64_t first_mismatch_lsn;
     /* A CUSTOMER_ERASE read while the state is unknown: its one effect follows from the
      * command alone (a logged command applied, and erasure emits exactly one event, built from
@@ -120,7 +139,7 @@ struct engine {
      * no events for it. */
     bool pending_derivable, derived;
     struct tq_event pending_derived;
-    record_fn on_record;           /* may be NULL */
+    record_fn on_record; /* may be NULL */
     void *ctx;
 };
 
@@ -236,15 +255,14 @@ static enum tq_err engine_flush(struct engine *e, struct tq_error *error) {
         }
         if (e->on_record != NULL) {
             err = e->on_record(e, RECORD_APPLIED, e->pending_lsn, e->pending_commit_us,
-                               e->pending_len, &e->pending_cmd, e->applied.events,
-                               e->applied.count, false, error);
+                               e->pending_len, &e->pending_cmd, e->applied.events, e->applied.count,
+                               false, error);
         }
     } else if (e->on_record != NULL) {
         e->derived = e->pending_derivable && e->recorded.count == 0;
         if (e->derived) buf_push(&e->recorded, &e->pending_derived);
-        err = e->on_record(e, e->pending_kind, e->pending_lsn, e->pending_commit_us,
-                           e->pending_len, &e->pending_cmd, e->recorded.events,
-                           e->recorded.count, true, error);
+        err = e->on_record(e, e->pending_kind, e->pending_lsn, e->pending_commit_us, e->pending_len,
+                           &e->pending_cmd, e->recorded.events, e->recorded.count, true, error);
         e->derived = false;
     }
     e->pending_derivable = false;
@@ -285,7 +303,8 @@ static void engine_events_record(struct engine *e, const struct tq_log_record *r
         cmd_lsn != e->pending_lsn) {
         return; /* not ours, or unreadable: the comparison simply does not happen */
     }
-    for (uint32_t i = 0; i < count; i++) buf_push(&e->recorded, &e->scratch[i]);
+    for (uint32_t i = 0; i < count; i++)
+        buf_push(&e->recorded, &e->scratch[i]);
 #else
     (void)e;
     (void)rec;
@@ -340,8 +359,7 @@ static enum tq_err engine_step(struct engine *e, const struct tq_log_record *rec
         return tq_error_set(error, TQ_ERR_CORRUPT,
                             "lsn %" PRIu64 ": %s does not apply (%s: %s): the log and the state "
                             "machine disagree",
-                            rec->lsn, tq_ops_cmd_name((int)cmd.type), tq_err_name(err),
-                            error->msg);
+                            rec->lsn, tq_ops_cmd_name((int)cmd.type), tq_err_name(err), error->msg);
     }
     e->lsn_applied = rec->lsn;
     engine_pend(e, RECORD_APPLIED, rec, &cmd);
@@ -415,11 +433,11 @@ enum tq_err tq_ops_state_at(const char *data_dir, uint64_t lsn_to, struct tq_sta
 
 struct replay_filter {
     bool jsonl;
-    uint64_t from_ms, to_ms;        /* inclusive; to_ms UINT64_MAX = open */
+    uint64_t from_ms, to_ms; /* inclusive; to_ms UINT64_MAX = open */
     uint64_t lsn_from, lsn_to;
     uint64_t tenant, ticket, customer, agent; /* 0 = any */
-    uint32_t type_mask;             /* bit per enum tq_event_type; 0 = all */
-    bool tombstones;                /* print tombstones (unless --type excludes them) */
+    uint32_t type_mask;                       /* bit per enum tq_event_type; 0 = all */
+    bool tombstones;                          /* print tombstones (unless --type excludes them) */
     uint64_t printed;
 };
 
@@ -457,15 +475,14 @@ static void value_json(const struct tq_event *ev, int64_t v, char *out, size_t c
     case TQ_FIELD_NONE:
     case TQ_FIELD_TAGS:
     case TQ_FIELD_SUBJECT:
-    case TQ_FIELD_CUSTOM:
-        break;
+    case TQ_FIELD_CUSTOM: break;
     }
     snprintf(out, cap, "%" PRId64, v);
 }
 
 static const char *field_name(enum tq_event_field f) {
-    static const char *const names[] = {"none",    "status", "priority", "queue",   "assignee",
-                                        "tags",    "subject", "custom",  "wake_at", "customer"};
+    static const char *const names[] = {"none", "status",  "priority", "queue",   "assignee",
+                                        "tags", "subject", "custom",   "wake_at", "customer"};
     return (unsigned)f < TQ_ARRAY_COUNT(names) ? names[f] : "unknown";
 }
 
@@ -479,19 +496,16 @@ static bool has_change(const struct tq_event *ev) {
     case TQ_EVENT_CONFIG_CHANGED:
     case TQ_EVENT_TENANT_CREATED:
     case TQ_EVENT_CUSTOMER_CREATED:
-    case TQ_EVENT_CUSTOMER_ERASED:
-        return false;
+    case TQ_EVENT_CUSTOMER_ERASED: return false;
     case TQ_EVENT_DELIVERY_STATUS:
-    case TQ_EVENT_ASSIGNED:
-        return true;
+    case TQ_EVENT_ASSIGNED: return true;
     case TQ_EVENT_TICKET_UPDATED:
     case TQ_EVENT_SLA_WARNING:
     case TQ_EVENT_SLA_BREACH:
     case TQ_EVENT_SLA_ACHIEVED:
     case TQ_EVENT_CUSTOMER_MERGED:
     case TQ_EVENT_TICKET_MERGED:
-    case TQ_EVENT_OUTBOX_FAILED:
-        break;
+    case TQ_EVENT_OUTBOX_FAILED: break;
     }
     return ev->field != TQ_FIELD_NONE || ev->old_value != 0 || ev->new_value != 0;
 }
@@ -514,8 +528,8 @@ static bool event_matches(const struct replay_filter *f, const struct cmd_summar
     if (f->agent != 0) {
         bool assignee = ev->field == TQ_FIELD_ASSIGNEE || ev->type == TQ_EVENT_ASSIGNED;
         bool hit = ev->agent_id == f->agent || cmd->actor_agent_id == f->agent ||
-                   (assignee && (ev->old_value == (int64_t)f->agent ||
-                                 ev->new_value == (int64_t)f->agent));
+                   (assignee &&
+                    (ev->old_value == (int64_t)f->agent || ev->new_value == (int64_t)f->agent));
         if (!hit) return false;
     }
     return true;
@@ -527,8 +541,8 @@ static void print_event_jsonl(uint64_t lsn, const struct cmd_summary *cmd,
                               const struct tq_event *ev, const char *source) {
     char t[TQ_OPS_TIME_BYTES];
     printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tenant\":%" PRIu64 ",\"cmd\":\"%s\"", lsn,
-           tq_ops_time_format(cmd->now_ms, t),
-           ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id, cmd->name);
+           tq_ops_time_format(cmd->now_ms, t), ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id,
+           cmd->name);
     if (cmd->actor_agent_id != 0) printf(",\"actor\":%" PRIu64, cmd->actor_agent_id);
     printf(",\"event\":\"%s\"", tq_event_type_name(ev->type));
     if (ev->ticket_id != 0) printf(",\"ticket\":%" PRIu64, ev->ticket_id);
@@ -568,8 +582,8 @@ static void value_text(const struct tq_event *ev, int64_t v, char *out, size_t c
     }
 }
 
-static void print_event_text(uint64_t lsn, const struct cmd_summary *cmd,
-                             const struct tq_event *ev, const char *source) {
+static void print_event_text(uint64_t lsn, const struct cmd_summary *cmd, const struct tq_event *ev,
+                             const char *source) {
     char t[TQ_OPS_TIME_BYTES];
     printf("lsn %" PRIu64 "  %s  tenant %" PRIu64 "  %s", lsn, tq_ops_time_format(cmd->now_ms, t),
            ev->tenant_id != 0 ? ev->tenant_id : cmd->tenant_id, cmd->name);
@@ -621,8 +635,7 @@ static enum tq_err print_record(struct engine *e, enum record_kind kind, uint64_
             printf("{\"lsn\":%" PRIu64 ",\"time\":\"%s\",\"tombstone\":true,\"bytes\":%u}\n", lsn,
                    t, len);
         } else {
-            printf("lsn %" PRIu64 "  %s  [erased: %u bytes redacted by compaction]\n", lsn, t,
-                   len);
+            printf("lsn %" PRIu64 "  %s  [erased: %u bytes redacted by compaction]\n", lsn, t, len);
         }
         f->printed++;
     }
@@ -676,8 +689,7 @@ static void print_str(const char *label, struct tq_str s) {
  * in *body. Returns false with a reason in why (an erased or unreadable record: the view stays
  * as the state holds it). The body points into buf. */
 static bool message_record(struct tq_log *log, struct tq_message_view *m, uint8_t *buf,
-                           struct tq_arena *arena, struct tq_str *body, char *why,
-                           size_t why_cap) {
+                           struct tq_arena *arena, struct tq_str *body, char *why, size_t why_cap) {
     struct tq_log_record rec;
     struct tq_error error;
     *body = (struct tq_str){NULL, 0};
@@ -731,16 +743,15 @@ static int query_ticket(struct engine *e, const struct replay_query *q) {
     printf("  created %s, updated %s\n", tq_ops_time_format(v.created_ms, t0),
            tq_ops_time_format(v.updated_ms, t1));
     if (v.merged_into_id != 0) printf("  merged into ticket %" PRIu64 "\n", v.merged_into_id);
-    for (uint32_t i = 0; i < v.tag_count; i++) print_str("  tag: ", v.tags[i]);
-    static const char *const clock_states[] = {"none", "running", "paused", "achieved",
-                                               "breached"};
+    for (uint32_t i = 0; i < v.tag_count; i++)
+        print_str("  tag: ", v.tags[i]);
+    static const char *const clock_states[] = {"none", "running", "paused", "achieved", "breached"};
     for (uint32_t i = 0; i < v.sla_count; i++) {
         const struct tq_sla_view *s = &v.sla[i];
         if (s->state == TQ_SLA_NONE) continue;
         printf("  sla %s: %s, target %" PRIu64 " ms, elapsed %" PRIu64 " ms",
-               tq_sla_metric_name(s->metric),
-               (unsigned)s->state < 5 ? clock_states[s->state] : "?", s->target_ms,
-               s->elapsed_ms);
+               tq_sla_metric_name(s->metric), (unsigned)s->state < 5 ? clock_states[s->state] : "?",
+               s->target_ms, s->elapsed_ms);
         if (s->state == TQ_SLA_RUNNING) printf(", due %s", tq_ops_time_format(s->deadline_ms, t0));
         printf("%s\n", s->warned ? ", warned" : "");
     }
@@ -755,8 +766,8 @@ static int query_ticket(struct engine *e, const struct replay_query *q) {
             char why[448];
             bool have = message_record(e->log, m, buf, &e->arena, &body, why, sizeof(why));
             static const char *const authors[] = {"customer", "agent", "automation"};
-            printf("  message %" PRIu64 " %s %s by %s", m->message_id,
-                   direction_name(m->direction), tq_channel_name(m->channel),
+            printf("  message %" PRIu64 " %s %s by %s", m->message_id, direction_name(m->direction),
+                   tq_channel_name(m->channel),
                    (unsigned)m->author_kind < 3 ? authors[m->author_kind] : "?");
             if (m->author_id != 0) printf(" %" PRIu64, m->author_id);
             if (m->created_ms != 0) printf(" at %s", tq_ops_time_format(m->created_ms, t0));
@@ -793,9 +804,10 @@ static int query_queue(struct engine *e, const struct replay_query *q) {
            v.oldest_enqueued_ms != 0 ? tq_ops_time_format(v.oldest_enqueued_ms, t) : "-",
            v.auto_assign ? "yes" : "no");
     uint64_t ids[100];
-    uint32_t n = tq_state_queue_list(e->state, tenant, q->queue_id, ids,
-                                     (uint32_t)TQ_ARRAY_COUNT(ids));
-    for (uint32_t i = 0; i < n; i++) printf("  %u. ticket %" PRIu64 "\n", i + 1, ids[i]);
+    uint32_t n =
+        tq_state_queue_list(e->state, tenant, q->queue_id, ids, (uint32_t)TQ_ARRAY_COUNT(ids));
+    for (uint32_t i = 0; i < n; i++)
+        printf("  %u. ticket %" PRIu64 "\n", i + 1, ids[i]);
     return TQ_OPS_EXIT_OK;
 }
 
@@ -839,7 +851,8 @@ static void print_digest(const struct tq_state *state, uint64_t lsn) {
     uint8_t digest[16];
     tq_state_digest(state, digest);
     printf("state at lsn %" PRIu64 "\ndigest: ", lsn);
-    for (int i = 0; i < 16; i++) printf("%02x", digest[i]);
+    for (int i = 0; i < 16; i++)
+        printf("%02x", digest[i]);
     printf("\n");
 }
 

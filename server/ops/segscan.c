@@ -189,8 +189,7 @@ enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_f
         struct tq_ops_batch batch;
         memset(&batch, 0, sizeof(batch));
         enum tq_batch_check check = tq_batch_check(seg->image + offset, seg->image_bytes - offset,
-                                                   true, &batch.header, end->why,
-                                                   sizeof(end->why));
+                                                   true, &batch.header, end->why, sizeof(end->why));
         if (check == TQ_BATCH_ZERO) {
             if (valid_header_after(seg, offset + TQ_BATCH_ALIGN_BYTES)) {
                 end->stop_offset = offset;

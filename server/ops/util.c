@@ -35,8 +35,7 @@ bool tq_ops_u64_parse(const char *s, uint64_t *out) {
     return true;
 }
 
-enum tq_err tq_ops_path_join(char *out, const char *dir, const char *name,
-                             struct tq_error *error) {
+enum tq_err tq_ops_path_join(char *out, const char *dir, const char *name, struct tq_error *error) {
     TQ_ASSERT(out != NULL);
     TQ_ASSERT(dir != NULL && name != NULL);
     int n = snprintf(out, TQ_OPS_PATH_BYTES_MAX, "%s/%s", dir, name);
@@ -62,8 +61,8 @@ static enum tq_err pread_full(int fd, const char *path, void *buf, size_t len, u
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno_error(error, "read", path);
         if (n == 0) {
-            return tq_error_set(error, TQ_ERR_IO, "read %s: unexpected end of file at %llu",
-                                path, (unsigned long long)(offset + done));
+            return tq_error_set(error, TQ_ERR_IO, "read %s: unexpected end of file at %llu", path,
+                                (unsigned long long)(offset + done));
         }
         done += (size_t)n;
     }
@@ -288,8 +287,8 @@ enum tq_err tq_ops_names_list(const char *dir, const char *const *suffixes,
         if (!match) continue;
         if (names->count == names->cap) {
             size_t cap = names->cap == 0 ? 16 : names->cap * 2;
-            names->names = tq_xrealloc(names->names, names->cap * sizeof(char *),
-                                       cap * sizeof(char *));
+            names->names =
+                tq_xrealloc(names->names, names->cap * sizeof(char *), cap * sizeof(char *));
             names->cap = cap;
         }
         names->names[names->count++] = tq_strdup(ent->d_name);
@@ -373,8 +372,7 @@ const char *tq_ops_time_format(uint64_t ms, char *buf) {
         return buf;
     }
     snprintf(buf, TQ_OPS_TIME_BYTES, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned)(ms % 1000));
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
     return buf;
 }
 

@@ -34,9 +34,9 @@ struct verify_ctx {
     struct tq_ops_verify_report *report;
     const struct tq_ops_segment *seg;
     bool first_in_segment;
-    uint64_t expected_lsn;      /* LSN the next batch must start at (0: anything, first one) */
-    uint64_t chain;             /* header hash of the previous batch */
-    struct tq_arena arena;      /* decode scratch, reset per record */
+    uint64_t expected_lsn; /* LSN the next batch must start at (0: anything, first one) */
+    uint64_t chain;        /* header hash of the previous batch */
+    struct tq_arena arena; /* decode scratch, reset per record */
 };
 
 static void count_record(void *vctx, uint64_t lsn, uint16_t type, uint16_t flags,
@@ -71,11 +71,10 @@ static enum tq_err verify_batch(void *vctx, const struct tq_ops_batch *batch,
     const struct tq_batch_header *h = &batch->header;
     if (ctx->first_in_segment && h->lsn_first != ctx->seg->lsn_first_named) {
         return tq_error_set(error, TQ_ERR_CORRUPT,
-                            "%s offset %" PRIu64 " lsn %" PRIu64
-                            ": segment named for LSN %" PRIu64 " starts at LSN %" PRIu64
-                            " (misplaced or swapped segment)",
-                            batch->file, batch->offset, h->lsn_first,
-                            ctx->seg->lsn_first_named, h->lsn_first);
+                            "%s offset %" PRIu64 " lsn %" PRIu64 ": segment named for LSN %" PRIu64
+                            " starts at LSN %" PRIu64 " (misplaced or swapped segment)",
+                            batch->file, batch->offset, h->lsn_first, ctx->seg->lsn_first_named,
+                            h->lsn_first);
     }
     if (ctx->expected_lsn != 0 && h->lsn_first != ctx->expected_lsn) {
         return tq_error_set(error, TQ_ERR_CORRUPT,
@@ -136,8 +135,9 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
         ctx->first_in_segment = true;
         if (ctx->expected_lsn != 0 && named != ctx->expected_lsn) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
-                               "%s offset 0 lsn %" PRIu64 ": expected a segment starting at LSN %"
-                               PRIu64 " (segment missing or misnamed)",
+                               "%s offset 0 lsn %" PRIu64
+                               ": expected a segment starting at LSN %" PRIu64
+                               " (segment missing or misnamed)",
                                seg.name, named, ctx->expected_lsn);
             tq_ops_segment_free(&seg);
             break;
@@ -148,9 +148,9 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
             if (last && !end.valid_after) {
                 r->torn_tail_bytes = seg.image_bytes - end.stop_offset;
             } else {
-                err = tq_error_set(error, TQ_ERR_CORRUPT,
-                                   "%s offset %" PRIu64 " lsn %" PRIu64 ": %s", seg.name,
-                                   end.stop_offset, ctx->expected_lsn, end.why);
+                err =
+                    tq_error_set(error, TQ_ERR_CORRUPT, "%s offset %" PRIu64 " lsn %" PRIu64 ": %s",
+                                 seg.name, end.stop_offset, ctx->expected_lsn, end.why);
             }
         }
         if (err == TQ_OK && end.batches == 0 && !last) {
@@ -201,8 +201,7 @@ static void capture_line(void *ctx, const char *line) {
  * snapshot file (storage silently falls back to an older one if the newest fails its checks:
  * for an auditor that is damage), and must end where the walk ended. */
 static enum tq_err verify_with_recovery(const char *dir, struct tq_ops_verify_report *r,
-                                        uint64_t newest_snapshot_file,
-                                        struct tq_error *error) {
+                                        uint64_t newest_snapshot_file, struct tq_error *error) {
     char line[TQ_ERROR_MSG_BYTES_MAX] = "";
     struct tq_log_options opt;
     memset(&opt, 0, sizeof(opt));
@@ -278,8 +277,8 @@ static void verify_print(const struct tq_ops_verify_report *r) {
     printf("lsn range: %" PRIu64 "..%" PRIu64 " (%s .. %s)\n", r->lsn_first, r->lsn_last,
            tq_ops_time_format(r->commit_us_first / 1000, t0),
            tq_ops_time_format(r->commit_us_last / 1000, t1));
-    printf("segments: %" PRIu64 " (%" PRIu64 " compressed), batches: %" PRIu64
-           ", records: %" PRIu64 ", bytes: %" PRIu64 "\n",
+    printf("segments: %" PRIu64 " (%" PRIu64 " compressed), batches: %" PRIu64 ", records: %" PRIu64
+           ", bytes: %" PRIu64 "\n",
            r->segments, r->segments_compressed, r->batches, r->records, r->bytes);
     printf("records by type: cmd %" PRIu64 ", events %" PRIu64, r->records_by_type[1],
            r->records_by_type[2]);

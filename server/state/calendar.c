@@ -51,17 +51,17 @@
 
 /* ==== units and limits ======================================================================= */
 
-#define MINUTE_MS INT64_C(60000)
-#define DAY_S INT64_C(86400)
-#define DAY_MS INT64_C(86400000)
-#define DAY_MINUTES 1440
-#define WEEK_DAYS 7
+#define MINUTE_MS     INT64_C(60000)
+#define DAY_S         INT64_C(86400)
+#define DAY_MS        INT64_C(86400000)
+#define DAY_MINUTES   1440
+#define WEEK_DAYS     7
 #define EPOCH_WEEKDAY 4 /* 1970-01-01 was a Thursday (0 = Sunday) */
 
 /* Instants (ms) the arithmetic is defined for: 2^55 ms is ~1.1 million years, far beyond any
  * SLA, and small enough that day, week and offset arithmetic never approaches 2^63. */
-#define CAL_MS_ABS_MAX (INT64_C(1) << 55)
-#define CAL_DAY_ABS_MAX (CAL_MS_ABS_MAX / DAY_MS)
+#define CAL_MS_ABS_MAX   (INT64_C(1) << 55)
+#define CAL_DAY_ABS_MAX  (CAL_MS_ABS_MAX / DAY_MS)
 #define CAL_AT_S_ABS_MAX (CAL_MS_ABS_MAX / 1000)
 
 /* Real zones stay within -12h..+14h (LMT offsets within +-16h); a bound below one day keeps
@@ -73,12 +73,12 @@
 #define TZ_S_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 
 /* Largest TZif file accepted: real ones are under 4 KiB (a fat Europe zone is ~2.3 KiB). */
-#define TZIF_BYTES_MAX (256 * 1024)
-#define TZIF_HEADER_BYTES 44
-#define TZIF_TYPES_MAX 256        /* type indices are one byte (tzcode's TZ_MAX_TYPES) */
-#define TZ_FOOTER_BYTES_MAX 256   /* real footers are under 40 bytes */
-#define TZ_RULE_HOURS_MAX 167     /* RFC 8536 section 3.3.1: rule times -167..167 hours */
-#define TZ_OFFSET_HOURS_MAX 24    /* POSIX offsets hh 0..24 */
+#define TZIF_BYTES_MAX      (256 * 1024)
+#define TZIF_HEADER_BYTES   44
+#define TZIF_TYPES_MAX      256 /* type indices are one byte (tzcode's TZ_MAX_TYPES) */
+#define TZ_FOOTER_BYTES_MAX 256 /* real footers are under 40 bytes */
+#define TZ_RULE_HOURS_MAX   167 /* RFC 8536 section 3.3.1: rule times -167..167 hours */
+#define TZ_OFFSET_HOURS_MAX 24  /* POSIX offsets hh 0..24 */
 
 static const char *const weekday_names[WEEK_DAYS] = {
     "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
@@ -95,8 +95,12 @@ static int64_t floor_div(int64_t a, int64_t b) {
     return q;
 }
 
-static int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t min_i64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+static int64_t max_i64(int64_t a, int64_t b) {
+    return a > b ? a : b;
+}
 
 /* Weekday (0 = Sunday) of the day `day` days after 1970-01-01. */
 static unsigned weekday_of(int64_t day) {
@@ -131,7 +135,9 @@ static int64_t year_from_days(int64_t day) {
     return yoe + era * 400 + (mp >= 10 ? 1 : 0);
 }
 
-static bool is_leap_year(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+static bool is_leap_year(int64_t y) {
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 static unsigned month_days(int64_t y, unsigned m) {
     static const unsigned days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -172,19 +178,21 @@ static enum tq_err validate_intervals(const struct tq_calendar *cal, struct tq_e
             if (iv->start_minute >= DAY_MINUTES) {
                 return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                                     "weekday %u (%s) interval %u: start_minute %u out of range "
-                                    "0..1439", wd, day_name, i, iv->start_minute);
+                                    "0..1439",
+                                    wd, day_name, i, iv->start_minute);
             }
             if (iv->end_minute > DAY_MINUTES || iv->end_minute <= iv->start_minute) {
                 return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                                     "weekday %u (%s) interval %u: end_minute %u must be in "
-                                    "start_minute+1..1440 (start_minute %u)", wd, day_name, i,
-                                    iv->end_minute, iv->start_minute);
+                                    "start_minute+1..1440 (start_minute %u)",
+                                    wd, day_name, i, iv->end_minute, iv->start_minute);
             }
             if (i > 0 && cal->intervals[wd][i - 1].end_minute > iv->start_minute) {
                 return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                                     "weekday %u (%s) interval %u: starts at minute %u, before "
                                     "interval %u ends (minute %u): intervals must be sorted and "
-                                    "must not overlap", wd, day_name, i, iv->start_minute, i - 1,
+                                    "must not overlap",
+                                    wd, day_name, i, iv->start_minute, i - 1,
                                     cal->intervals[wd][i - 1].end_minute);
             }
         }
@@ -194,8 +202,10 @@ static enum tq_err validate_intervals(const struct tq_calendar *cal, struct tq_e
 
 static enum tq_err validate_tz(const struct tq_calendar *cal, struct tq_error *error) {
     if (memchr(cal->tz_name, '\0', sizeof(cal->tz_name)) == NULL) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "tz_name is not NUL-terminated "
-                            "within %d bytes", TQ_CALENDAR_TZ_NAME_BYTES_MAX);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "tz_name is not NUL-terminated "
+                            "within %d bytes",
+                            TQ_CALENDAR_TZ_NAME_BYTES_MAX);
     }
     if (cal->base_offset_s < -CAL_OFFSET_S_ABS_MAX || cal->base_offset_s > CAL_OFFSET_S_ABS_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
@@ -221,8 +231,8 @@ static enum tq_err validate_tz(const struct tq_calendar *cal, struct tq_error *e
         if (i > 0 && tr->at_s <= cal->tz_transitions[i - 1].at_s) {
             return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                                 "tz transition %u: at_s %lld not after transition %u (%lld): "
-                                "transitions must be strictly increasing", i,
-                                (long long)tr->at_s, i - 1,
+                                "transitions must be strictly increasing",
+                                i, (long long)tr->at_s, i - 1,
                                 (long long)cal->tz_transitions[i - 1].at_s);
         }
     }
@@ -248,8 +258,8 @@ enum tq_err tq_calendar_validate(const struct tq_calendar *cal, struct tq_error 
         if (cal->holidays[i] <= cal->holidays[i - 1]) {
             return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                                 "holiday %u (day %d) not after holiday %u (day %d): holidays "
-                                "must be sorted and distinct", i, cal->holidays[i], i - 1,
-                                cal->holidays[i - 1]);
+                                "must be sorted and distinct",
+                                i, cal->holidays[i], i - 1, cal->holidays[i - 1]);
         }
     }
     tq_error_clear(error);
@@ -457,8 +467,8 @@ int64_t tq_calendar_business_ms(const struct tq_calendar *cal, int64_t from_ms, 
     int64_t total = 0;
     int64_t t = from_ms;
     for (uint32_t index = segment_index(cal, from_ms);; index++) {
-        int64_t end = index < cal->tz_transition_count
-                          ? cal->tz_transitions[index].at_s * 1000 : INT64_MAX;
+        int64_t end =
+            index < cal->tz_transition_count ? cal->tz_transitions[index].at_s * 1000 : INT64_MAX;
         TQ_ASSERT(end > t);
         int64_t hi = min_i64(to_ms, end);
         int64_t offset_ms = segment_offset_ms(cal, index);
@@ -519,24 +529,28 @@ int64_t tq_calendar_add_business_ms(const struct tq_calendar *cal, int64_t start
 /* One end of a DST rule: a date form and a local time of day (seconds, may be negative or
  * exceed 24h in v3+ files). */
 struct tz_rule_date {
-    char kind;          /* 'J': Jn (1..365, Feb 29 never counted); 'D': n (0..365); 'M': Mm.w.d */
-    unsigned day;       /* Jn / n */
-    unsigned month;     /* Mm.w.d: 1..12 */
-    unsigned week;      /* 1..5, 5 = last */
-    unsigned weekday;   /* 0..6, 0 = Sunday */
-    int64_t time_s;     /* local time of day of the change; default 02:00:00 */
+    char kind;        /* 'J': Jn (1..365, Feb 29 never counted); 'D': n (0..365); 'M': Mm.w.d */
+    unsigned day;     /* Jn / n */
+    unsigned month;   /* Mm.w.d: 1..12 */
+    unsigned week;    /* 1..5, 5 = last */
+    unsigned weekday; /* 0..6, 0 = Sunday */
+    int64_t time_s;   /* local time of day of the change; default 02:00:00 */
 };
 
 struct tz_rule {
-    int32_t std_offset_s;   /* local = UTC + offset (POSIX writes the opposite sign) */
+    int32_t std_offset_s; /* local = UTC + offset (POSIX writes the opposite sign) */
     int32_t dst_offset_s;
     bool has_dst;
-    struct tz_rule_date start;  /* std -> dst, at local standard time */
-    struct tz_rule_date end;    /* dst -> std, at local daylight time */
+    struct tz_rule_date start; /* std -> dst, at local standard time */
+    struct tz_rule_date end;   /* dst -> std, at local daylight time */
 };
 
-static bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_alpha(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 /* Zone abbreviation: 3+ letters, or <...> with 3+ of [A-Za-z0-9+-]. */
 static bool parse_tz_abbr(const char **p) {
@@ -701,10 +715,8 @@ static bool parse_tz_rule(const char *s, struct tz_rule *rule) {
 static int64_t tz_rule_day(const struct tz_rule_date *date, int64_t y) {
     int64_t jan1 = days_from_civil(y, 1, 1);
     switch (date->kind) {
-    case 'J':
-        return jan1 + date->day - 1 + (is_leap_year(y) && date->day >= 60 ? 1 : 0);
-    case 'D':
-        return jan1 + date->day;
+    case 'J': return jan1 + date->day - 1 + (is_leap_year(y) && date->day >= 60 ? 1 : 0);
+    case 'D': return jan1 + date->day;
     case 'M': {
         int64_t first = days_from_civil(y, date->month, 1);
         unsigned wd_first = weekday_of(first);
@@ -715,8 +727,7 @@ static int64_t tz_rule_day(const struct tz_rule_date *date, int64_t y) {
         }
         return day;
     }
-    default:
-        TQ_UNREACHABLE();
+    default: TQ_UNREACHABLE();
     }
 }
 
@@ -729,7 +740,7 @@ struct tz_builder {
     int64_t to_s;
     int32_t base_offset_s;
     uint32_t count;
-    bool done;          /* an event after to_s was seen, or the table is full */
+    bool done; /* an event after to_s was seen, or the table is full */
     struct tq_calendar_tz_transition list[TQ_CALENDAR_TZ_TRANSITIONS_MAX];
 };
 
@@ -781,10 +792,9 @@ static void builder_footer(struct tz_builder *b, const struct tz_rule *rule, boo
     int64_t year_first = year_from_days(floor_div(first_s, DAY_S)) - 1;
     int64_t year_last = year_from_days(floor_div(b->to_s, DAY_S)) + 1;
     for (int64_t y = year_first; y <= year_last && !b->done; y++) {
-        int64_t start_s = tz_rule_day(&rule->start, y) * DAY_S + rule->start.time_s -
-                          rule->std_offset_s;
-        int64_t end_s = tz_rule_day(&rule->end, y) * DAY_S + rule->end.time_s -
-                        rule->dst_offset_s;
+        int64_t start_s =
+            tz_rule_day(&rule->start, y) * DAY_S + rule->start.time_s - rule->std_offset_s;
+        int64_t end_s = tz_rule_day(&rule->end, y) * DAY_S + rule->end.time_s - rule->dst_offset_s;
         /* Chronological; at a tie the end goes first so "DST all year" stays DST. */
         int64_t at[2] = {start_s, end_s};
         int32_t offset[2] = {rule->dst_offset_s, rule->std_offset_s};
@@ -802,10 +812,11 @@ static void builder_footer(struct tz_builder *b, const struct tz_rule *rule, boo
     }
 }
 
-/* ==== TZif parsing ============================================================================= */
+/* ==== TZif parsing =============================================================================
+ */
 
 struct tzif_header {
-    uint8_t version;    /* 0 for v1, else '2', '3', '4', ... */
+    uint8_t version; /* 0 for v1, else '2', '3', '4', ... */
     uint32_t isutcnt;
     uint32_t isstdcnt;
     uint32_t leapcnt;
@@ -829,25 +840,29 @@ static int64_t read_time(const uint8_t *p, unsigned time_bytes) {
 
 /* Bytes of the data block described by h with time_bytes-wide times (fits: counts < 2^32). */
 static uint64_t tzif_block_bytes(const struct tzif_header *h, unsigned time_bytes) {
-    return (uint64_t)h->timecnt * time_bytes + h->timecnt + (uint64_t)h->typecnt * 6 +
-           h->charcnt + (uint64_t)h->leapcnt * (time_bytes + 4) + h->isstdcnt + h->isutcnt;
+    return (uint64_t)h->timecnt * time_bytes + h->timecnt + (uint64_t)h->typecnt * 6 + h->charcnt +
+           (uint64_t)h->leapcnt * (time_bytes + 4) + h->isstdcnt + h->isutcnt;
 }
 
 static enum tq_err tzif_header_parse(const uint8_t *data, size_t len, size_t at, const char *name,
                                      struct tzif_header *h, struct tq_error *error) {
     if (len - at < TZIF_HEADER_BYTES) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: TZif header at byte %zu "
-                            "truncated (%zu bytes left)", name, at, len - at);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "time zone %s: TZif header at byte %zu "
+                            "truncated (%zu bytes left)",
+                            name, at, len - at);
     }
     const uint8_t *p = data + at;
     if (memcmp(p, "TZif", 4) != 0) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: no TZif magic at byte %zu",
-                            name, at);
+        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: no TZif magic at byte %zu", name,
+                            at);
     }
     h->version = p[4];
     if (h->version != 0 && (h->version < '2' || h->version > '9')) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: unknown TZif version byte "
-                            "0x%02x", name, h->version);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "time zone %s: unknown TZif version byte "
+                            "0x%02x",
+                            name, h->version);
     }
     h->isutcnt = read_be32(p + 20);
     h->isstdcnt = read_be32(p + 24);
@@ -865,23 +880,29 @@ static enum tq_err tzif_block_parse(const uint8_t *data, size_t len, size_t at,
                                     const char *name, struct tz_builder *b, int64_t *last_s,
                                     struct tq_error *error) {
     if (h->typecnt == 0 || h->typecnt > TZIF_TYPES_MAX) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: typecnt %u not in 1..%d",
-                            name, h->typecnt, TZIF_TYPES_MAX);
+        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: typecnt %u not in 1..%d", name,
+                            h->typecnt, TZIF_TYPES_MAX);
     }
     if ((h->isutcnt != 0 && h->isutcnt != h->typecnt) ||
         (h->isstdcnt != 0 && h->isstdcnt != h->typecnt)) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: isutcnt %u / isstdcnt %u must "
-                            "be 0 or typecnt %u", name, h->isutcnt, h->isstdcnt, h->typecnt);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "time zone %s: isutcnt %u / isstdcnt %u must "
+                            "be 0 or typecnt %u",
+                            name, h->isutcnt, h->isstdcnt, h->typecnt);
     }
     if (h->leapcnt != 0) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone %s: leap-second zones "
-                            "(\"right/\") are not supported", name);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "time zone %s: leap-second zones "
+                            "(\"right/\") are not supported",
+                            name);
     }
     TQ_ASSERT(at <= len);
     if (tzif_block_bytes(h, time_bytes) > len - at) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: data block at byte %zu needs "
-                            "%llu bytes, %zu present", name, at,
-                            (unsigned long long)tzif_block_bytes(h, time_bytes), len - at);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "time zone %s: data block at byte %zu needs "
+                            "%llu bytes, %zu present",
+                            name, at, (unsigned long long)tzif_block_bytes(h, time_bytes),
+                            len - at);
     }
     const uint8_t *times = data + at;
     const uint8_t *indices = times + (size_t)h->timecnt * time_bytes;
@@ -891,21 +912,26 @@ static enum tq_err tzif_block_parse(const uint8_t *data, size_t len, size_t at,
         const uint8_t *tt = types + (size_t)i * 6;
         int32_t utoff = (int32_t)read_be32(tt);
         if (!offset_in_range(utoff) || tt[4] > 1 || tt[5] >= h->charcnt) {
-            return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: time type %u invalid "
-                                "(utoff %d, isdst %u, desigidx %u, charcnt %u)", name, i, utoff,
-                                tt[4], tt[5], h->charcnt);
+            return tq_error_set(error, TQ_ERR_CORRUPT,
+                                "time zone %s: time type %u invalid "
+                                "(utoff %d, isdst %u, desigidx %u, charcnt %u)",
+                                name, i, utoff, tt[4], tt[5], h->charcnt);
         }
         type_offset_s[i] = utoff;
     }
     for (uint32_t i = 0; i < h->timecnt; i++) {
         if (indices[i] >= h->typecnt) {
-            return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: transition %u names type "
-                                "%u of %u", name, i, indices[i], h->typecnt);
+            return tq_error_set(error, TQ_ERR_CORRUPT,
+                                "time zone %s: transition %u names type "
+                                "%u of %u",
+                                name, i, indices[i], h->typecnt);
         }
         if (i > 0 && read_time(times + (size_t)i * time_bytes, time_bytes) <=
                          read_time(times + (size_t)(i - 1) * time_bytes, time_bytes)) {
-            return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: transition %u not after "
-                                "transition %u", name, i, i - 1);
+            return tq_error_set(error, TQ_ERR_CORRUPT,
+                                "time zone %s: transition %u not after "
+                                "transition %u",
+                                name, i, i - 1);
         }
     }
     /* Validated; now feed the builder. Type 0 is in force before the first transition. */
@@ -924,15 +950,14 @@ static enum tq_err tzif_footer_parse(const uint8_t *data, size_t len, size_t at,
     TQ_ASSERT(at <= len);
     TQ_ASSERT(buf_size > 0);
     if (len - at < 2 || data[at] != '\n') {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer missing at byte %zu",
-                            name, at);
+        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer missing at byte %zu", name,
+                            at);
     }
     const uint8_t *s = data + at + 1;
     size_t avail = len - at - 1;
     const uint8_t *nl = memchr(s, '\n', avail);
     if (nl == NULL) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer not terminated",
-                            name);
+        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer not terminated", name);
     }
     size_t n = (size_t)(nl - s);
     if (n >= buf_size || memchr(s, '\0', n) != NULL) {
@@ -959,8 +984,10 @@ static enum tq_err tzif_footer_apply(const uint8_t *data, size_t len, size_t at,
     }
     struct tz_rule rule;
     if (!parse_tz_rule(footer, &rule)) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: footer TZ string \"%s\" "
-                            "invalid or unsupported", name, footer);
+        return tq_error_set(error, TQ_ERR_CORRUPT,
+                            "time zone %s: footer TZ string \"%s\" "
+                            "invalid or unsupported",
+                            name, footer);
     }
     if (!have_explicit || last_s < b->to_s) {
         builder_footer(b, &rule, have_explicit, last_s);
@@ -969,20 +996,22 @@ static enum tq_err tzif_footer_apply(const uint8_t *data, size_t len, size_t at,
 }
 
 enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, const char *name, const uint8_t *data,
-                                 size_t len, int64_t from_s, int64_t to_s,
-                                 struct tq_error *error) {
+                                 size_t len, int64_t from_s, int64_t to_s, struct tq_error *error) {
     TQ_ASSERT(cal != NULL);
     TQ_ASSERT(name != NULL);
     TQ_ASSERT(data != NULL || len == 0);
     size_t name_len = strlen(name);
     if (name_len == 0 || name_len >= TQ_CALENDAR_TZ_NAME_BYTES_MAX) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone name of %zu bytes (must "
-                            "be 1..%d)", name_len, TQ_CALENDAR_TZ_NAME_BYTES_MAX - 1);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "time zone name of %zu bytes (must "
+                            "be 1..%d)",
+                            name_len, TQ_CALENDAR_TZ_NAME_BYTES_MAX - 1);
     }
     if (from_s < TZ_S_MIN || to_s > TZ_S_MAX || from_s > to_s) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone range [%lld, %lld] "
-                            "invalid (years 0001..9999, from <= to)", (long long)from_s,
-                            (long long)to_s);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "time zone range [%lld, %lld] "
+                            "invalid (years 0001..9999, from <= to)",
+                            (long long)from_s, (long long)to_s);
     }
     struct tz_builder *b = tq_calloc(1, sizeof(*b));
     if (b == NULL) {
@@ -1001,8 +1030,10 @@ enum tq_err tq_calendar_tz_parse(struct tq_calendar *cal, const char *name, cons
         /* v2+: skip the v1 block (its bytes must be present) and use the 64-bit block. */
         uint64_t v1_bytes = tzif_block_bytes(&h, 4);
         if (v1_bytes > len - at) {
-            err = tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: v1 block needs %llu bytes, "
-                               "%zu present", name, (unsigned long long)v1_bytes, len - at);
+            err = tq_error_set(error, TQ_ERR_CORRUPT,
+                               "time zone %s: v1 block needs %llu bytes, "
+                               "%zu present",
+                               name, (unsigned long long)v1_bytes, len - at);
             goto done;
         }
         at += (size_t)v1_bytes;
@@ -1046,17 +1077,23 @@ static bool tz_name_char_ok(char c) {
 static enum tq_err tz_name_check(const char *tz_name, struct tq_error *error) {
     size_t n = strnlen(tz_name, TQ_CALENDAR_TZ_NAME_BYTES_MAX);
     if (n == 0 || n >= TQ_CALENDAR_TZ_NAME_BYTES_MAX) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone name must be 1..%d "
-                            "bytes", TQ_CALENDAR_TZ_NAME_BYTES_MAX - 1);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "time zone name must be 1..%d "
+                            "bytes",
+                            TQ_CALENDAR_TZ_NAME_BYTES_MAX - 1);
     }
     if (tz_name[0] == '/' || strstr(tz_name, "..") != NULL) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone name \"%s\" must be "
-                            "relative (no leading '/', no \"..\")", tz_name);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "time zone name \"%s\" must be "
+                            "relative (no leading '/', no \"..\")",
+                            tz_name);
     }
     for (size_t i = 0; i < n; i++) {
         if (!tz_name_char_ok(tz_name[i])) {
-            return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone name \"%s\": "
-                                "character %zu outside [A-Za-z0-9/_+-]", tz_name, i);
+            return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                                "time zone name \"%s\": "
+                                "character %zu outside [A-Za-z0-9/_+-]",
+                                tz_name, i);
         }
     }
     return TQ_OK;
@@ -1085,13 +1122,17 @@ static enum tq_err tz_file_read(const char *path, const char *tz_name, uint8_t *
         goto fail;
     }
     if (!S_ISREG(st.st_mode)) {
-        err = tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "unknown time zone \"%s\" (%s is not "
-                           "a zone file)", tz_name, path);
+        err = tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                           "unknown time zone \"%s\" (%s is not "
+                           "a zone file)",
+                           tz_name, path);
         goto fail;
     }
     if (st.st_size > TZIF_BYTES_MAX) {
-        err = tq_error_set(error, TQ_ERR_CORRUPT, "time zone %s: %s has %lld bytes, over the "
-                           "%d-byte limit", tz_name, path, (long long)st.st_size, TZIF_BYTES_MAX);
+        err = tq_error_set(error, TQ_ERR_CORRUPT,
+                           "time zone %s: %s has %lld bytes, over the "
+                           "%d-byte limit",
+                           tz_name, path, (long long)st.st_size, TZIF_BYTES_MAX);
         goto fail;
     }
     cap = (size_t)st.st_size + 1; /* +1 detects growth while reading */
@@ -1146,8 +1187,10 @@ enum tq_err tq_calendar_tz_load(struct tq_calendar *cal, const char *tz_name, in
     char path[PATH_MAX];
     int n = snprintf(path, sizeof(path), "%s/%s", dir, tz_name);
     if (n < 0 || (size_t)n >= sizeof(path)) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "time zone path too long (TZDIR "
-                            "%s)", dir);
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "time zone path too long (TZDIR "
+                            "%s)",
+                            dir);
     }
     uint8_t *data = NULL;
     size_t len = 0;

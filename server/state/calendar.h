@@ -18,30 +18,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TQ_CALENDAR_INTERVALS_PER_DAY_MAX 8   /* e.g. 09-12, 13-18: 8 covers split shifts */
-#define TQ_CALENDAR_HOLIDAYS_MAX 366
-#define TQ_CALENDAR_TZ_TRANSITIONS_MAX 512    /* ~2 per year over the covered span */
-#define TQ_CALENDAR_TZ_NAME_BYTES_MAX 64
+#define TQ_CALENDAR_INTERVALS_PER_DAY_MAX 8 /* e.g. 09-12, 13-18: 8 covers split shifts */
+#define TQ_CALENDAR_HOLIDAYS_MAX          366
+#define TQ_CALENDAR_TZ_TRANSITIONS_MAX    512 /* ~2 per year over the covered span */
+#define TQ_CALENDAR_TZ_NAME_BYTES_MAX     64
 
 struct tq_calendar_interval {
-    uint16_t start_minute;  /* local minutes after midnight, 0..1439 */
-    uint16_t end_minute;    /* exclusive, start < end <= 1440 */
+    uint16_t start_minute; /* local minutes after midnight, 0..1439 */
+    uint16_t end_minute;   /* exclusive, start < end <= 1440 */
 };
 
 struct tq_calendar_tz_transition {
-    int64_t at_s;           /* UTC seconds from which offset_s applies */
-    int32_t offset_s;       /* local = UTC + offset_s */
+    int64_t at_s;     /* UTC seconds from which offset_s applies */
+    int32_t offset_s; /* local = UTC + offset_s */
 };
 
 struct tq_calendar {
-    char tz_name[TQ_CALENDAR_TZ_NAME_BYTES_MAX];  /* informational, e.g. "Asia/Shanghai" */
-    int32_t base_offset_s;                        /* offset before the first transition */
+    char tz_name[TQ_CALENDAR_TZ_NAME_BYTES_MAX]; /* informational, e.g. "Asia/Shanghai" */
+    int32_t base_offset_s;                       /* offset before the first transition */
     uint32_t tz_transition_count;
     struct tq_calendar_tz_transition tz_transitions[TQ_CALENDAR_TZ_TRANSITIONS_MAX];
-    uint8_t interval_count[7];                    /* per weekday, 0 = Sunday ... 6 = Saturday */
+    uint8_t interval_count[7]; /* per weekday, 0 = Sunday ... 6 = Saturday */
     struct tq_calendar_interval intervals[7][TQ_CALENDAR_INTERVALS_PER_DAY_MAX];
     uint32_t holiday_count;
-    int32_t holidays[TQ_CALENDAR_HOLIDAYS_MAX];  /* local dates as days since 1970-01-01, sorted */
+    int32_t holidays[TQ_CALENDAR_HOLIDAYS_MAX]; /* local dates as days since 1970-01-01, sorted */
 };
 
 /* Initialises cal to calendar time (24x7, UTC). */

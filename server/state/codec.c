@@ -48,12 +48,14 @@ static void put_u16(struct wbuf *w, uint64_t v) {
 }
 static void put_u32(struct wbuf *w, uint64_t v) {
     uint8_t b[4];
-    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
     put_bytes(w, b, 4);
 }
 static void put_u64(struct wbuf *w, uint64_t v) {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
     put_bytes(w, b, 8);
 }
 static void put_str(struct wbuf *w, struct tq_str s) {
@@ -73,7 +75,8 @@ static void put_attachments(struct wbuf *w, uint32_t n, const struct tq_attachme
 
 static void put_strs(struct wbuf *w, uint32_t n, const struct tq_str *s) {
     put_u32(w, n);
-    for (uint32_t i = 0; i < n; i++) put_str(w, s[i]);
+    for (uint32_t i = 0; i < n; i++)
+        put_str(w, s[i]);
 }
 
 static void put_calendar(struct wbuf *w, const struct tq_calendar *c) {
@@ -111,7 +114,8 @@ static void encode_body(const struct tq_cmd *cmd, struct wbuf *w) {
     case TQ_CMD_TENANT_SETTINGS:
         put_u64(w, u->tenant_settings.auto_close_ms);
         put_u32(w, u->tenant_settings.sla_warning_permille);
-        for (int i = 0; i < TQ_CHANNEL_COUNT; i++) put_u64(w, u->tenant_settings.reply_window_ms[i]);
+        for (int i = 0; i < TQ_CHANNEL_COUNT; i++)
+            put_u64(w, u->tenant_settings.reply_window_ms[i]);
         for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
             put_u64(w, u->tenant_settings.default_queue_id[i]);
         }
@@ -126,7 +130,8 @@ static void encode_body(const struct tq_cmd *cmd, struct wbuf *w) {
             put_u32(w, (uint32_t)p->channel);
             put_str(w, p->tag);
             for (int m = 0; m < TQ_SLA_METRIC_COUNT - 1; m++) {
-                for (int q = 0; q < TQ_PRIORITY_COUNT; q++) put_u64(w, p->targets.target_ms[m][q]);
+                for (int q = 0; q < TQ_PRIORITY_COUNT; q++)
+                    put_u64(w, p->targets.target_ms[m][q]);
             }
             put_u8(w, p->business_hours);
         }
@@ -153,7 +158,8 @@ static void encode_body(const struct tq_cmd *cmd, struct wbuf *w) {
         put_u8(w, u->agent.set_presence);
         put_u8(w, (uint64_t)u->agent.presence);
         put_u8(w, u->agent.set_capacity);
-        for (int i = 0; i < TQ_CHANNEL_CLASS_COUNT; i++) put_u32(w, u->agent.capacity[i]);
+        for (int i = 0; i < TQ_CHANNEL_CLASS_COUNT; i++)
+            put_u32(w, u->agent.capacity[i]);
         break;
     case TQ_CMD_CUSTOMER_CREATE:
         put_str(w, u->customer_create.name);
@@ -219,7 +225,8 @@ static void encode_body(const struct tq_cmd *cmd, struct wbuf *w) {
     case TQ_CMD_TICKET_CLAIM:
         put_u64(w, u->claim.agent_id);
         put_u32(w, u->claim.queue_count);
-        for (uint32_t i = 0; i < u->claim.queue_count; i++) put_u64(w, u->claim.queue_ids[i]);
+        for (uint32_t i = 0; i < u->claim.queue_count; i++)
+            put_u64(w, u->claim.queue_ids[i]);
         break;
     case TQ_CMD_TICKET_RELEASE: put_u64(w, u->release.ticket_id); break;
     case TQ_CMD_TICKET_TRANSFER:
@@ -275,7 +282,7 @@ struct rbuf {
     const uint8_t *p;
     size_t len, off;
     bool bad;
-    const char *what;               /* the first field that failed */
+    const char *what; /* the first field that failed */
 };
 
 static bool need(struct rbuf *r, size_t n, const char *what) {
@@ -290,14 +297,23 @@ static bool need(struct rbuf *r, size_t n, const char *what) {
 static uint64_t get_le(struct rbuf *r, size_t n, const char *what) {
     if (!need(r, n, what)) return 0;
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)r->p[r->off + i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)r->p[r->off + i] << (8 * i);
     r->off += n;
     return v;
 }
-static uint8_t get_u8(struct rbuf *r, const char *what) { return (uint8_t)get_le(r, 1, what); }
-static uint16_t get_u16(struct rbuf *r, const char *what) { return (uint16_t)get_le(r, 2, what); }
-static uint32_t get_u32(struct rbuf *r, const char *what) { return (uint32_t)get_le(r, 4, what); }
-static uint64_t get_u64(struct rbuf *r, const char *what) { return get_le(r, 8, what); }
+static uint8_t get_u8(struct rbuf *r, const char *what) {
+    return (uint8_t)get_le(r, 1, what);
+}
+static uint16_t get_u16(struct rbuf *r, const char *what) {
+    return (uint16_t)get_le(r, 2, what);
+}
+static uint32_t get_u32(struct rbuf *r, const char *what) {
+    return (uint32_t)get_le(r, 4, what);
+}
+static uint64_t get_u64(struct rbuf *r, const char *what) {
+    return get_le(r, 8, what);
+}
 static void fail(struct rbuf *r, const char *what) {
     if (!r->bad) {
         r->bad = true;
@@ -361,7 +377,8 @@ static const struct tq_str *get_strs(struct rbuf *r, struct tq_arena *a, uint32_
     *count = n;
     if (n == 0) return NULL;
     struct tq_str *v = tq_arena_alloc(a, n * sizeof(*v));
-    for (uint32_t i = 0; i < n; i++) v[i] = get_str(r, TQ_NAME_BYTES_MAX, what);
+    for (uint32_t i = 0; i < n; i++)
+        v[i] = get_str(r, TQ_NAME_BYTES_MAX, what);
     return v;
 }
 
@@ -370,7 +387,7 @@ static const struct tq_calendar *get_calendar(struct rbuf *r, struct tq_arena *a
     memset(c, 0, sizeof(*c));
     struct tq_str name = get_str(r, TQ_CALENDAR_TZ_NAME_BYTES_MAX - 1, "calendar.tz_name");
     if (name.len > 0) memcpy(c->tz_name, name.ptr, name.len);
-    if (memchr(name.ptr, '\0', name.len) != NULL) fail(r, "calendar.tz_name");  /* canonical */
+    if (memchr(name.ptr, '\0', name.len) != NULL) fail(r, "calendar.tz_name"); /* canonical */
     c->base_offset_s = (int32_t)get_u32(r, "calendar.base_offset");
     c->tz_transition_count = get_count(r, TQ_CALENDAR_TZ_TRANSITIONS_MAX, 12, "calendar.tz");
     for (uint32_t i = 0; i < c->tz_transition_count; i++) {
@@ -462,7 +479,8 @@ static void decode_body(struct rbuf *r, struct tq_cmd *cmd, struct tq_arena *a) 
         u->agent.set_presence = get_bool(r, "set_presence");
         u->agent.presence = (enum tq_presence)get_enum(r, TQ_PRESENCE_ONLINE, "presence");
         u->agent.set_capacity = get_bool(r, "set_capacity");
-        for (int i = 0; i < TQ_CHANNEL_CLASS_COUNT; i++) u->agent.capacity[i] = get_u32(r, "cap");
+        for (int i = 0; i < TQ_CHANNEL_CLASS_COUNT; i++)
+            u->agent.capacity[i] = get_u32(r, "cap");
         break;
     case TQ_CMD_CUSTOMER_CREATE:
         u->customer_create.name = get_str(r, TQ_NAME_BYTES_MAX, "customer.name");
@@ -539,7 +557,8 @@ static void decode_body(struct rbuf *r, struct tq_cmd *cmd, struct tq_arena *a) 
         u->claim.queue_ids = NULL;
         if (n > 0) {
             uint64_t *q = tq_arena_alloc(a, n * sizeof(*q));
-            for (uint32_t i = 0; i < n; i++) q[i] = get_u64(r, "queue_id");
+            for (uint32_t i = 0; i < n; i++)
+                q[i] = get_u64(r, "queue_id");
             u->claim.queue_ids = q;
         }
         break;
@@ -598,8 +617,8 @@ enum tq_err tq_cmd_decode(const uint8_t *buf, size_t len, struct tq_cmd *cmd,
     if (!r.bad) decode_body(&r, cmd, arena);
     if (!r.bad && r.off != r.len) fail(&r, "trailing bytes");
     if (r.bad) {
-        return tq_error_set(error, TQ_ERR_CORRUPT, "command record (%zu bytes): bad %s at %zu",
-                            len, r.what, r.off);
+        return tq_error_set(error, TQ_ERR_CORRUPT, "command record (%zu bytes): bad %s at %zu", len,
+                            r.what, r.off);
     }
     return TQ_OK;
 }

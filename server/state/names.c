@@ -9,24 +9,37 @@
 #include <string.h>
 
 static const char *const channel_names[TQ_CHANNEL_COUNT] = {
-    "email", "sms", "whatsapp", "wechat", "webchat", "messenger",
-    "instagram", "amazon", "ebay", "phone", "api",
+    "email",     "sms",    "whatsapp", "wechat", "webchat", "messenger",
+    "instagram", "amazon", "ebay",     "phone",  "api",
 };
 static const char *const status_names[TQ_STATUS_COUNT] = {
     "new", "open", "pending", "on_hold", "solved", "closed",
 };
 static const char *const priority_names[TQ_PRIORITY_COUNT] = {"low", "normal", "high", "urgent"};
-static const char *const delivery_names[] = {"none", "queued", "sent", "delivered", "read",
-                                             "failed"};
+static const char *const delivery_names[] = {"none",      "queued", "sent",
+                                             "delivered", "read",   "failed"};
 static const char *const presence_names[] = {"offline", "away", "online"};
 static const char *const role_names[] = {"server_admin", "tenant_admin", "agent", "integration"};
 static const char *const metric_names[TQ_SLA_METRIC_COUNT] = {
     "first_reply", "next_reply", "requester_wait", "agent_work", "reply_window",
 };
 static const char *const event_names[] = {
-    "?", "tenant_created", "ticket_created", "ticket_updated", "message_added", "assigned",
-    "sla_warning", "sla_breach", "sla_achieved", "delivery_status", "customer_created",
-    "customer_merged", "ticket_merged", "outbox_failed", "config_changed", "customer_erased",
+    "?",
+    "tenant_created",
+    "ticket_created",
+    "ticket_updated",
+    "message_added",
+    "assigned",
+    "sla_warning",
+    "sla_breach",
+    "sla_achieved",
+    "delivery_status",
+    "customer_created",
+    "customer_merged",
+    "ticket_merged",
+    "outbox_failed",
+    "config_changed",
+    "customer_erased",
 };
 
 static const char *name_of(const char *const *names, size_t count, unsigned v) {

@@ -15,7 +15,6 @@
 
 #include <string.h>
 
-
 /* ---- tokens ------------------------------------------------------------------------------- */
 
 static void token_view(const struct tq_state *s, uint32_t id, struct tq_token_view *out) {
@@ -30,7 +29,8 @@ static void token_view(const struct tq_state *s, uint32_t id, struct tq_token_vi
 enum tq_err tq_state_token_find(const struct tq_state *s, const uint8_t hash[32],
                                 struct tq_token_view *out) {
     uint64_t h = 0;
-    for (int i = 0; i < 8; i++) h |= (uint64_t)hash[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        h |= (uint64_t)hash[i] << (8 * i);
     const struct tq_idtab *tab = &s->token_index;
     for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
         uint32_t id = tab->slots[i];
@@ -38,7 +38,8 @@ enum tq_err tq_state_token_find(const struct tq_state *s, const uint8_t hash[32]
         /* Constant time over all 32 bytes: no early exit on the first differing byte. */
         const uint8_t *stored = st_token(s, id)->hash;
         uint8_t diff = 0;
-        for (int k = 0; k < 32; k++) diff |= (uint8_t)(stored[k] ^ hash[k]);
+        for (int k = 0; k < 32; k++)
+            diff |= (uint8_t)(stored[k] ^ hash[k]);
         if (diff == 0) {
             if (out != NULL) token_view(s, id, out);
             return st_token(s, id)->revoked ? TQ_ERR_FAILED_PRECONDITION : TQ_OK;
@@ -106,7 +107,8 @@ enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, ui
     out->message_count = t->msg_count;
     if (t->extras != NULL) {
         const uint32_t *tags = extras_tags(t->extras);
-        for (uint32_t i = 0; i < t->extras->tag_count; i++) s->view_tags[i] = st_intern(s, tags[i])->str;
+        for (uint32_t i = 0; i < t->extras->tag_count; i++)
+            s->view_tags[i] = st_intern(s, tags[i])->str;
         out->tag_count = t->extras->tag_count;
         out->tags = s->view_tags;
         for (uint32_t i = 0; i < t->extras->field_count; i++) {
@@ -201,7 +203,6 @@ enum tq_err tq_state_customer_get(const struct tq_state *s, uint64_t tenant_id,
     return TQ_OK;
 }
 
-
 enum tq_err tq_state_customer_find(const struct tq_state *s, uint64_t tenant_id,
                                    enum tq_channel channel, struct tq_str external_id,
                                    struct tq_customer_view *out) {
@@ -211,7 +212,8 @@ enum tq_err tq_state_customer_find(const struct tq_state *s, uint64_t tenant_id,
     uint32_t ident = tq_st_identity_lookup(s, tenant_id, channel, external_id);
     if (ident == 0) return TQ_ERR_NOT_FOUND;
     uint32_t cid = st_identity(s, ident)->customer;
-    while (st_customer(s, cid)->merged_into != 0) cid = st_customer(s, cid)->merged_into;
+    while (st_customer(s, cid)->merged_into != 0)
+        cid = st_customer(s, cid)->merged_into;
     customer_view(s, cid, out);
     return TQ_OK;
 }
@@ -262,7 +264,8 @@ uint32_t tq_state_queue_ids(const struct tq_state *s, uint64_t tenant_id, uint64
                             uint32_t cap) {
     const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
     if (tn == NULL) return 0;
-    for (uint32_t i = 0; i < tn->queue_n && i < cap; i++) out[i] = tn->queue_ids[i];
+    for (uint32_t i = 0; i < tn->queue_n && i < cap; i++)
+        out[i] = tn->queue_ids[i];
     return tn->queue_n;
 }
 
@@ -308,7 +311,8 @@ uint32_t tq_state_agent_ids(const struct tq_state *s, uint64_t tenant_id, uint64
                             uint32_t cap) {
     const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
     if (tn == NULL) return 0;
-    for (uint32_t i = 0; i < tn->agent_n && i < cap; i++) out[i] = tn->agent_ids[i];
+    for (uint32_t i = 0; i < tn->agent_n && i < cap; i++)
+        out[i] = tn->agent_ids[i];
     return tn->agent_n;
 }
 
@@ -360,7 +364,8 @@ uint64_t tq_state_consumer_lsn(const struct tq_state *s, uint64_t tenant_id, str
 static void stats_add(const struct tq_state *s, const struct tq_tenant *tn, uint32_t tenant_id,
                       struct tq_stats *out, struct tq_hist *fr, struct tq_hist *res) {
     out->tenant_count++;
-    for (int i = 0; i < TQ_STATUS_COUNT; i++) out->tickets_by_status[i] += tn->by_status[i];
+    for (int i = 0; i < TQ_STATUS_COUNT; i++)
+        out->tickets_by_status[i] += tn->by_status[i];
     out->ticket_count += tn->ticket_count;
     out->message_count += tn->message_count;
     out->customer_count += tn->customer_count;
@@ -373,7 +378,8 @@ static void stats_add(const struct tq_state *s, const struct tq_tenant *tn, uint
     out->sla_breaches += tn->sla_breaches;
     out->sla_warnings += tn->sla_warnings;
     out->outbox_pending += tn->outbox_pending;
-    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) out->messages_by_channel[i] += tn->by_channel[i];
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++)
+        out->messages_by_channel[i] += tn->by_channel[i];
     fr->count += tn->first_response.count;
     res->count += tn->resolution.count;
     for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++) {
@@ -393,7 +399,8 @@ void tq_state_stats(const struct tq_state *s, uint64_t tenant_id, struct tq_stat
         if (tn != NULL) stats_add(s, tn, (uint32_t)tenant_id, out, &fr, &res);
     } else {
         uint32_t n = tq_slab_count(&s->tenants);
-        for (uint32_t i = 1; i <= n; i++) stats_add(s, st_tenant(s, i), i, out, &fr, &res);
+        for (uint32_t i = 1; i <= n; i++)
+            stats_add(s, st_tenant(s, i), i, out, &fr, &res);
     }
     out->first_response_p50_ms = tq_st_hist_quantile(&fr, 500);
     out->first_response_p90_ms = tq_st_hist_quantile(&fr, 900);
@@ -410,7 +417,8 @@ void tq_state_hourly_messages(const struct tq_state *s, uint64_t tenant_id, uint
     uint64_t hour = hour_start_ms / 3600000u;
     uint32_t slot = (uint32_t)(hour % TQ_HOURLY_SLOTS);
     if (tn->hour_of_slot[slot] != hour) return;
-    for (int c = 0; c < TQ_CHANNEL_COUNT; c++) out[c] = tn->hourly[slot][c];
+    for (int c = 0; c < TQ_CHANNEL_COUNT; c++)
+        out[c] = tn->hourly[slot][c];
 }
 
 /* ---- invariants --------------------------------------------------------------------------- */
@@ -447,7 +455,8 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             CHECK(t->msg_count == 0, "ticket %u: merged ticket keeps messages", id);
         }
         if (tk_follow_up_of(t) != 0) {
-            CHECK(st_ticket(s, tk_follow_up_of(t))->tenant == t->tenant, "ticket %u: follow-up", id);
+            CHECK(st_ticket(s, tk_follow_up_of(t))->tenant == t->tenant, "ticket %u: follow-up",
+                  id);
         }
         /* queue membership */
         bool should = tq_st_ticket_should_queue(t);
@@ -534,7 +543,8 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             CHECK(st_customer(s, cu->merged_into)->tenant == cu->tenant, "customer %u merge", c);
         }
         if (cu->erased) {
-            CHECK(cu->ident_head == 0 && cu->ident_count == 0, "customer %u: erased, identities", c);
+            CHECK(cu->ident_head == 0 && cu->ident_count == 0, "customer %u: erased, identities",
+                  c);
             /* (subjects set by agents after the erasure are legitimate: not checked) */
             CHECK(cu->name.len == 0 && cu->language.len == 0, "customer %u: erased, name", c);
         }

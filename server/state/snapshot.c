@@ -28,8 +28,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define SNAP_MAGIC "TQSTATE"
-#define SNAP_VERSION 2u              /* 2: customers carry the erased flag (u8) */
+#define SNAP_MAGIC        "TQSTATE"
+#define SNAP_VERSION      2u /* 2: customers carry the erased flag (u8) */
 #define SNAP_HEADER_BYTES 32u
 
 /* ---- writer ------------------------------------------------------------------------------- */
@@ -42,7 +42,8 @@ struct sw {
 static uint8_t *sw_reserve(struct sw *w, size_t n) {
     if (w->len + n > w->cap) {
         size_t cap = w->cap == 0 ? 64 * 1024 : w->cap;
-        while (cap < w->len + n) cap *= 2;
+        while (cap < w->len + n)
+            cap *= 2;
         w->buf = tq_xrealloc(w->buf, w->cap, cap);
         w->cap = cap;
     }
@@ -54,14 +55,18 @@ static void sw_bytes(struct sw *w, const void *p, size_t n) {
     uint8_t *d = sw_reserve(w, n);
     if (n > 0) memcpy(d, p, n);
 }
-static void sw_u8(struct sw *w, uint64_t v) { *sw_reserve(w, 1) = (uint8_t)v; }
+static void sw_u8(struct sw *w, uint64_t v) {
+    *sw_reserve(w, 1) = (uint8_t)v;
+}
 static void sw_u32(struct sw *w, uint64_t v) {
     uint8_t *b = sw_reserve(w, 4);
-    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
 }
 static void sw_u64(struct sw *w, uint64_t v) {
     uint8_t *b = sw_reserve(w, 8);
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
 }
 static void sw_str(struct sw *w, struct tq_str s) {
     sw_u32(w, s.len);
@@ -84,12 +89,14 @@ static void write_calendar(struct sw *w, const struct tq_calendar *c) {
         }
     }
     sw_u32(w, c->holiday_count);
-    for (uint32_t i = 0; i < c->holiday_count; i++) sw_u32(w, (uint32_t)c->holidays[i]);
+    for (uint32_t i = 0; i < c->holiday_count; i++)
+        sw_u32(w, (uint32_t)c->holidays[i]);
 }
 
 static void write_hist(struct sw *w, const struct tq_hist *h) {
     sw_u64(w, h->count);
-    for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++) sw_u32(w, h->buckets[b]);
+    for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++)
+        sw_u32(w, h->buckets[b]);
 }
 
 static void write_tenant(const struct tq_state *s, struct sw *w, const struct tq_tenant *tn) {
@@ -97,8 +104,10 @@ static void write_tenant(const struct tq_state *s, struct sw *w, const struct tq
     sw_u64(w, tn->auto_close_ms);
     sw_u32(w, tn->warn_permille);
     sw_u32(w, tn->attempts_max);
-    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) sw_u64(w, tn->reply_window_ms[i]);
-    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) sw_u32(w, tn->default_queue[i]);
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++)
+        sw_u64(w, tn->reply_window_ms[i]);
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++)
+        sw_u32(w, tn->default_queue[i]);
     sw_u32(w, tn->ticket_number_next);
     sw_u32(w, tn->policy_count);
     sw_u32(w, tn->policy_first);
@@ -111,33 +120,39 @@ static void write_tenant(const struct tq_state *s, struct sw *w, const struct tq
         sw_u32(w, p->tag);
         sw_u8(w, p->business_hours);
         for (int m = 0; m < TQ_SLA_METRIC_COUNT - 1; m++) {
-            for (int q = 0; q < TQ_PRIORITY_COUNT; q++) sw_u64(w, p->target_ms[m][q]);
+            for (int q = 0; q < TQ_PRIORITY_COUNT; q++)
+                sw_u64(w, p->target_ms[m][q]);
         }
     }
     sw_u8(w, tn->calendar != NULL);
     if (tn->calendar != NULL) write_calendar(w, tn->calendar);
     sw_u32(w, tn->queue_n);
-    for (uint32_t i = 0; i < tn->queue_n; i++) sw_u32(w, tn->queue_ids[i]);
+    for (uint32_t i = 0; i < tn->queue_n; i++)
+        sw_u32(w, tn->queue_ids[i]);
     sw_u32(w, tn->agent_n);
-    for (uint32_t i = 0; i < tn->agent_n; i++) sw_u32(w, tn->agent_ids[i]);
+    for (uint32_t i = 0; i < tn->agent_n; i++)
+        sw_u32(w, tn->agent_ids[i]);
     sw_u32(w, tn->consumer_n);
     for (uint32_t i = 0; i < tn->consumer_n; i++) {
         sw_str(w, tn->consumers[i].name);
         sw_u64(w, tn->consumers[i].lsn);
     }
-    for (int i = 0; i < TQ_STATUS_COUNT; i++) sw_u64(w, tn->by_status[i]);
+    for (int i = 0; i < TQ_STATUS_COUNT; i++)
+        sw_u64(w, tn->by_status[i]);
     sw_u64(w, tn->ticket_count);
     sw_u64(w, tn->message_count);
     sw_u64(w, tn->customer_count);
     sw_u64(w, tn->sla_breaches);
     sw_u64(w, tn->sla_warnings);
     sw_u64(w, tn->outbox_pending);
-    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) sw_u64(w, tn->by_channel[i]);
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++)
+        sw_u64(w, tn->by_channel[i]);
     write_hist(w, &tn->first_response);
     write_hist(w, &tn->resolution);
     for (uint32_t i = 0; i < TQ_HOURLY_SLOTS; i++) {
         sw_u64(w, tn->hour_of_slot[i]);
-        for (int c = 0; c < TQ_CHANNEL_COUNT; c++) sw_u32(w, tn->hourly[i][c]);
+        for (int c = 0; c < TQ_CHANNEL_COUNT; c++)
+            sw_u32(w, tn->hourly[i][c]);
     }
     for (int ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {
         sw_u32(w, tn->ob_avail[ch].count);
@@ -154,12 +169,15 @@ static void write_tenant(const struct tq_state *s, struct sw *w, const struct tq
 
 static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
     if (with_lsn) sw_u64(w, s->lsn);
-    const struct tq_slab *slabs[] = {&s->interns, &s->tenants, &s->tokens, &s->queues,
-                                     &s->agents, &s->customers, &s->identities, &s->tickets,
-                                     &s->messages};
-    for (size_t i = 0; i < TQ_ARRAY_COUNT(slabs); i++) sw_u32(w, tq_slab_count(slabs[i]));
-    for (uint32_t i = 1; i < s->interns.next_id; i++) sw_str(w, st_intern(s, i)->str);
-    for (uint32_t i = 1; i < s->tenants.next_id; i++) write_tenant(s, w, st_tenant(s, i));
+    const struct tq_slab *slabs[] = {&s->interns,    &s->tenants, &s->tokens,
+                                     &s->queues,     &s->agents,  &s->customers,
+                                     &s->identities, &s->tickets, &s->messages};
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(slabs); i++)
+        sw_u32(w, tq_slab_count(slabs[i]));
+    for (uint32_t i = 1; i < s->interns.next_id; i++)
+        sw_str(w, st_intern(s, i)->str);
+    for (uint32_t i = 1; i < s->tenants.next_id; i++)
+        write_tenant(s, w, st_tenant(s, i));
     for (uint32_t i = 1; i < s->tokens.next_id; i++) {
         const struct tq_token *t = st_token(s, i);
         sw_bytes(w, t->hash, 32);
@@ -203,18 +221,30 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
     }
     for (uint32_t i = 1; i < s->tickets.next_id; i++) {
         const struct tq_ticket *t = st_ticket(s, i);
-        const uint64_t times[] = {t->created_ms, t->updated_ms, t->first_response_ms, t->solved_ms,
-                                  tk_wake_at(t), t->routing_ms, t->unanswered_ms,
-                                  t->wait.deadline_ms, t->wait.mark_ms, t->wait.elapsed_ms,
-                                  t->work.deadline_ms, t->work.mark_ms, t->work.elapsed_ms,
-                                  t->first_reply_deadline_ms, t->next_reply_deadline_ms,
+        const uint64_t times[] = {t->created_ms,
+                                  t->updated_ms,
+                                  t->first_response_ms,
+                                  t->solved_ms,
+                                  tk_wake_at(t),
+                                  t->routing_ms,
+                                  t->unanswered_ms,
+                                  t->wait.deadline_ms,
+                                  t->wait.mark_ms,
+                                  t->wait.elapsed_ms,
+                                  t->work.deadline_ms,
+                                  t->work.mark_ms,
+                                  t->work.elapsed_ms,
+                                  t->first_reply_deadline_ms,
+                                  t->next_reply_deadline_ms,
                                   t->window_deadline_ms};
-        for (size_t k = 0; k < TQ_ARRAY_COUNT(times); k++) sw_u64(w, times[k]);
+        for (size_t k = 0; k < TQ_ARRAY_COUNT(times); k++)
+            sw_u64(w, times[k]);
         sw_str(w, (struct tq_str){t->subject != NULL ? t->subject : "", t->subject_len});
         uint32_t tc = t->extras != NULL ? t->extras->tag_count : 0;
         uint32_t fc = t->extras != NULL ? t->extras->field_count : 0;
         sw_u32(w, tc);
-        for (uint32_t k = 0; k < tc; k++) sw_u32(w, extras_tags(t->extras)[k]);
+        for (uint32_t k = 0; k < tc; k++)
+            sw_u32(w, extras_tags(t->extras)[k]);
         sw_u32(w, fc);
         for (uint32_t k = 0; k < fc; k++) {
             const struct tq_tag_field *f = &t->extras->fields[k];
@@ -223,13 +253,15 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
             sw_u64(w, (uint64_t)f->int_value);
             sw_str(w, f->string_value);
         }
-        const uint32_t ids[] = {t->tenant, t->number, t->customer, t->queue, t->assignee,
-                                tk_merged_into(t), tk_follow_up_of(t), t->policy};
-        for (size_t k = 0; k < TQ_ARRAY_COUNT(ids); k++) sw_u32(w, ids[k]);
+        const uint32_t ids[] = {t->tenant,   t->number,         t->customer,        t->queue,
+                                t->assignee, tk_merged_into(t), tk_follow_up_of(t), t->policy};
+        for (size_t k = 0; k < TQ_ARRAY_COUNT(ids); k++)
+            sw_u32(w, ids[k]);
         sw_u8(w, t->status);
         sw_u8(w, t->priority);
         sw_u8(w, t->origin);
-        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) sw_u8(w, t->sla_state[m]);
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++)
+            sw_u8(w, t->sla_state[m]);
         sw_u8(w, t->sla_warned);
     }
     for (uint32_t i = 1; i < s->messages.next_id; i++) {
@@ -260,9 +292,12 @@ enum tq_err tq_state_serialize(const struct tq_state *s, void **blob_out, size_t
     uint64_t body_len = w.len - SNAP_HEADER_BYTES;
     uint64_t sum = XXH3_64bits(w.buf + SNAP_HEADER_BYTES, body_len);
     memcpy(w.buf, SNAP_MAGIC, 8);
-    for (int i = 0; i < 4; i++) w.buf[8 + i] = (uint8_t)(SNAP_VERSION >> (8 * i));
-    for (int i = 0; i < 8; i++) w.buf[16 + i] = (uint8_t)(body_len >> (8 * i));
-    for (int i = 0; i < 8; i++) w.buf[24 + i] = (uint8_t)(sum >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        w.buf[8 + i] = (uint8_t)(SNAP_VERSION >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        w.buf[16 + i] = (uint8_t)(body_len >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        w.buf[24 + i] = (uint8_t)(sum >> (8 * i));
     /* Hand out an exact-size blob so the caller's tq_free(blob, len) matches. */
     void *blob = tq_alloc(w.len);
     if (blob == NULL) {
@@ -282,8 +317,8 @@ enum tq_err tq_state_serialize(const struct tq_state *s, void **blob_out, size_t
 struct sr {
     const uint8_t *p;
     size_t len, off;
-    const char *bad;                /* first failure, NULL while fine */
-    uint32_t version;               /* blob version (1 or 2) */
+    const char *bad;  /* first failure, NULL while fine */
+    uint32_t version; /* blob version (1 or 2) */
 };
 
 static void sr_fail(struct sr *r, const char *what) {
@@ -296,13 +331,20 @@ static uint64_t sr_le(struct sr *r, size_t n, const char *what) {
         return 0;
     }
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)r->p[r->off + i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)r->p[r->off + i] << (8 * i);
     r->off += n;
     return v;
 }
-static uint8_t sr_u8(struct sr *r, const char *w) { return (uint8_t)sr_le(r, 1, w); }
-static uint32_t sr_u32(struct sr *r, const char *w) { return (uint32_t)sr_le(r, 4, w); }
-static uint64_t sr_u64(struct sr *r, const char *w) { return sr_le(r, 8, w); }
+static uint8_t sr_u8(struct sr *r, const char *w) {
+    return (uint8_t)sr_le(r, 1, w);
+}
+static uint32_t sr_u32(struct sr *r, const char *w) {
+    return (uint32_t)sr_le(r, 4, w);
+}
+static uint64_t sr_u64(struct sr *r, const char *w) {
+    return sr_le(r, 8, w);
+}
 static uint32_t sr_count(struct sr *r, uint32_t max, size_t min_bytes, const char *what) {
     uint32_t n = sr_u32(r, what);
     if (r->bad == NULL && (n > max || (size_t)n * min_bytes > r->len - r->off)) sr_fail(r, what);
@@ -355,14 +397,15 @@ static void read_calendar(struct sr *r, struct tq_calendar *c) {
         }
     }
     c->holiday_count = sr_count(r, TQ_CALENDAR_HOLIDAYS_MAX, 4, "calendar holidays");
-    for (uint32_t i = 0; i < c->holiday_count; i++) c->holidays[i] = (int32_t)sr_u32(r, "holiday");
+    for (uint32_t i = 0; i < c->holiday_count; i++)
+        c->holidays[i] = (int32_t)sr_u32(r, "holiday");
 }
 
 static void read_hist(struct sr *r, struct tq_hist *h) {
     h->count = sr_u64(r, "histogram");
-    for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++) h->buckets[b] = sr_u32(r, "histogram");
+    for (uint32_t b = 0; b < TQ_HIST_BUCKETS; b++)
+        h->buckets[b] = sr_u32(r, "histogram");
 }
-
 
 static void read_tenant(struct sr *r, struct tq_state *s, uint32_t id, const struct counts *n) {
     struct tq_tenant *tn = st_tenant(s, id);
@@ -370,7 +413,8 @@ static void read_tenant(struct sr *r, struct tq_state *s, uint32_t id, const str
     tn->auto_close_ms = sr_u64(r, "auto_close");
     tn->warn_permille = sr_u32(r, "permille");
     tn->attempts_max = sr_u32(r, "attempts");
-    if (tn->warn_permille > 1000 || tn->attempts_max > TQ_OUTBOX_ATTEMPTS_LIMIT) sr_fail(r, "settings");
+    if (tn->warn_permille > 1000 || tn->attempts_max > TQ_OUTBOX_ATTEMPTS_LIMIT)
+        sr_fail(r, "settings");
     for (int i = 0; i < TQ_CHANNEL_COUNT; i++) {
         tn->reply_window_ms[i] = sr_u64(r, "window");
         if (tn->reply_window_ms[i] > TQ_SLA_TARGET_MS_MAX) sr_fail(r, "reply window");
@@ -435,19 +479,22 @@ static void read_tenant(struct sr *r, struct tq_state *s, uint32_t id, const str
         tn->consumers[i].lsn = sr_u64(r, "consumer lsn");
         tn->consumer_n++;
     }
-    for (int i = 0; i < TQ_STATUS_COUNT; i++) tn->by_status[i] = sr_u64(r, "stats");
+    for (int i = 0; i < TQ_STATUS_COUNT; i++)
+        tn->by_status[i] = sr_u64(r, "stats");
     tn->ticket_count = sr_u64(r, "stats");
     tn->message_count = sr_u64(r, "stats");
     tn->customer_count = sr_u64(r, "stats");
     tn->sla_breaches = sr_u64(r, "stats");
     tn->sla_warnings = sr_u64(r, "stats");
     uint64_t pending = sr_u64(r, "stats");
-    for (int i = 0; i < TQ_CHANNEL_COUNT; i++) tn->by_channel[i] = sr_u64(r, "stats");
+    for (int i = 0; i < TQ_CHANNEL_COUNT; i++)
+        tn->by_channel[i] = sr_u64(r, "stats");
     read_hist(r, &tn->first_response);
     read_hist(r, &tn->resolution);
     for (uint32_t i = 0; i < TQ_HOURLY_SLOTS; i++) {
         tn->hour_of_slot[i] = sr_u64(r, "hourly");
-        for (int c = 0; c < TQ_CHANNEL_COUNT; c++) tn->hourly[i][c] = sr_u32(r, "hourly");
+        for (int c = 0; c < TQ_CHANNEL_COUNT; c++)
+            tn->hourly[i][c] = sr_u32(r, "hourly");
     }
     /* The outbox references messages, which are loaded later: remember the position. */
     (void)pending;
@@ -548,19 +595,31 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
     for (uint32_t i = 1; i <= n->tickets && r->bad == NULL; i++) {
         struct tq_ticket *t = st_ticket(s, tq_st_slab_new(&s->tickets));
         uint64_t wake_at = 0;
-        uint64_t *times[] = {&t->created_ms, &t->updated_ms, &t->first_response_ms, &t->solved_ms,
-                             &wake_at, &t->routing_ms, &t->unanswered_ms,
-                             &t->wait.deadline_ms, &t->wait.mark_ms, &t->wait.elapsed_ms,
-                             &t->work.deadline_ms, &t->work.mark_ms, &t->work.elapsed_ms,
-                             &t->first_reply_deadline_ms, &t->next_reply_deadline_ms,
+        uint64_t *times[] = {&t->created_ms,
+                             &t->updated_ms,
+                             &t->first_response_ms,
+                             &t->solved_ms,
+                             &wake_at,
+                             &t->routing_ms,
+                             &t->unanswered_ms,
+                             &t->wait.deadline_ms,
+                             &t->wait.mark_ms,
+                             &t->wait.elapsed_ms,
+                             &t->work.deadline_ms,
+                             &t->work.mark_ms,
+                             &t->work.elapsed_ms,
+                             &t->first_reply_deadline_ms,
+                             &t->next_reply_deadline_ms,
                              &t->window_deadline_ms};
-        for (size_t k = 0; k < TQ_ARRAY_COUNT(times); k++) *times[k] = sr_u64(r, "ticket time");
+        for (size_t k = 0; k < TQ_ARRAY_COUNT(times); k++)
+            *times[k] = sr_u64(r, "ticket time");
         struct tq_str subj = sr_str(r, s, TQ_NAME_BYTES_MAX, "subject");
         t->subject = subj.ptr;
         t->subject_len = (uint16_t)subj.len;
         uint32_t tc = sr_count(r, TQ_TAGS_PER_TICKET_MAX, 4, "tags");
         uint32_t tags[TQ_TAGS_PER_TICKET_MAX];
-        for (uint32_t k = 0; k < tc; k++) tags[k] = sr_ref(r, n->interns, false, "tag");
+        for (uint32_t k = 0; k < tc; k++)
+            tags[k] = sr_ref(r, n->interns, false, "tag");
         uint32_t fc = sr_count(r, TQ_CUSTOM_FIELDS_PER_TICKET_MAX, 17, "fields");
         if (r->bad != NULL) break;
         if (tc + fc > 0) {
@@ -589,7 +648,8 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         tq_st_set_follow_up_of(t, sr_ref(r, n->tickets, true, "ticket follow-up"));
         tq_st_set_wake_at(t, wake_at);
         t->policy = sr_u32(r, "ticket policy");
-        if (r->bad == NULL && t->policy > st_tenant(s, t->tenant)->policy_count) sr_fail(r, "policy");
+        if (r->bad == NULL && t->policy > st_tenant(s, t->tenant)->policy_count)
+            sr_fail(r, "policy");
         t->status = sr_u8(r, "status");
         t->priority = sr_u8(r, "priority");
         t->origin = sr_u8(r, "origin");
@@ -644,9 +704,12 @@ enum tq_err tq_state_deserialize(const void *blob, size_t len,
         return tq_error_set(error, TQ_ERR_CORRUPT, "snapshot: bad magic or short (%zu bytes)", len);
     }
     uint64_t version = 0, body_len = 0, sum = 0;
-    for (int i = 0; i < 4; i++) version |= (uint64_t)p[8 + i] << (8 * i);
-    for (int i = 0; i < 8; i++) body_len |= (uint64_t)p[16 + i] << (8 * i);
-    for (int i = 0; i < 8; i++) sum |= (uint64_t)p[24 + i] << (8 * i);
+    for (int i = 0; i < 4; i++)
+        version |= (uint64_t)p[8 + i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        body_len |= (uint64_t)p[16 + i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        sum |= (uint64_t)p[24 + i] << (8 * i);
     if (version != SNAP_VERSION && version != 1) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "snapshot: version %" PRIu64, version);
     }
@@ -661,7 +724,7 @@ enum tq_err tq_state_deserialize(const void *blob, size_t len,
     struct tq_state *s = tq_st_alloc(options);
     s->lsn = sr_u64(&r, "lsn");
     struct counts n;
-    uint32_t *fields[] = {&n.interns, &n.tenants, &n.tokens, &n.queues, &n.agents,
+    uint32_t *fields[] = {&n.interns,   &n.tenants,    &n.tokens,  &n.queues,  &n.agents,
                           &n.customers, &n.identities, &n.tickets, &n.messages};
     for (size_t i = 0; i < TQ_ARRAY_COUNT(fields); i++) {
         *fields[i] = sr_u32(&r, "count");

@@ -30,33 +30,33 @@
 #include <string.h>
 
 /* Limits that are not in state.h, with their reason. */
-#define TIME_MS_MAX (1ull << 53)                 /* keeps every sum of times far from overflow */
-#define DURATION_MS_MAX TQ_SLA_TARGET_MS_MAX     /* 10 years: any SLA target, window or lease */
+#define TIME_MS_MAX     (1ull << 53)         /* keeps every sum of times far from overflow */
+#define DURATION_MS_MAX TQ_SLA_TARGET_MS_MAX /* 10 years: any SLA target, window or lease */
 _Static_assert(TQ_SLA_TARGET_MS_MAX < (1ull << 62), "SLA targets fit calendar's int64 durations");
-#define ATTACHMENT_KEY_BYTES_MAX (TQ_NAME_BYTES_MAX * 4)
-#define FIELD_STRING_BYTES_MAX (TQ_NAME_BYTES_MAX * 4)
-#define TICK_ITEMS_PER_TICKET_MAX 64             /* bound on items one ticket yields per pop */
+#define ATTACHMENT_KEY_BYTES_MAX  (TQ_NAME_BYTES_MAX * 4)
+#define FIELD_STRING_BYTES_MAX    (TQ_NAME_BYTES_MAX * 4)
+#define TICK_ITEMS_PER_TICKET_MAX 64 /* bound on items one ticket yields per pop */
 
 /* ==== the status table =================================================================== */
 
 struct status_rule {
-    uint8_t moves_to;       /* bit per target status allowed by TICKET_UPDATE / reply */
-    bool wait_runs;         /* requester wait clock runs */
-    bool work_runs;         /* agent work clock runs */
-    bool queueable;         /* may sit in a queue when unassigned */
-    bool counts_load;       /* counts toward the assignee's load */
+    uint8_t moves_to; /* bit per target status allowed by TICKET_UPDATE / reply */
+    bool wait_runs;   /* requester wait clock runs */
+    bool work_runs;   /* agent work clock runs */
+    bool queueable;   /* may sit in a queue when unassigned */
+    bool counts_load; /* counts toward the assignee's load */
 };
 #define TO(s) (1u << (s))
 static const struct status_rule status_table[TQ_STATUS_COUNT] = {
     [TQ_STATUS_NEW] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) |
                            TO(TQ_STATUS_SOLVED),
                        true, true, true, true},
-    [TQ_STATUS_OPEN] = {TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) | TO(TQ_STATUS_SOLVED),
-                        true, true, true, true},
-    [TQ_STATUS_PENDING] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_ON_HOLD) | TO(TQ_STATUS_SOLVED),
-                           false, false, false, true},
-    [TQ_STATUS_ON_HOLD] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_SOLVED),
-                           true, false, false, true},
+    [TQ_STATUS_OPEN] = {TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) | TO(TQ_STATUS_SOLVED), true,
+                        true, true, true},
+    [TQ_STATUS_PENDING] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_ON_HOLD) | TO(TQ_STATUS_SOLVED), false,
+                           false, false, true},
+    [TQ_STATUS_ON_HOLD] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_SOLVED), true,
+                           false, false, true},
     [TQ_STATUS_SOLVED] = {TO(TQ_STATUS_OPEN) | TO(TQ_STATUS_PENDING) | TO(TQ_STATUS_ON_HOLD) |
                               TO(TQ_STATUS_CLOSED),
                           false, false, false, false},
@@ -85,7 +85,7 @@ struct ctx {
     const struct tq_event_sink *sink;
     struct tq_cmd_result *res;
     uint32_t tenant_id;
-    struct tq_tenant *tn;           /* NULL for TENANT_CREATE, server-level tokens and TICK */
+    struct tq_tenant *tn; /* NULL for TENANT_CREATE, server-level tokens and TICK */
     struct tq_error *error;
 };
 
@@ -135,7 +135,7 @@ static void ev_config(struct ctx *c, uint64_t queue, uint64_t agent) {
     struct tq_event e = ev_make(c, TQ_EVENT_CONFIG_CHANGED, c->tenant_id, c->now);
     e.queue_id = queue;
     e.agent_id = agent;
-    e.old_value = c->cmd->type;     /* which command changed the configuration */
+    e.old_value = c->cmd->type; /* which command changed the configuration */
     e.new_value = c->cmd->type;
     ev_send(c, &e);
 }
@@ -172,7 +172,7 @@ uint64_t tq_st_hist_quantile(const struct tq_hist *h, uint32_t permille) {
             uint32_t e = (b - 4) / 4 + 2, sub = (b - 4) % 4;
             uint64_t lo = (uint64_t)(4 + sub) << (e - 2);
             uint64_t hi = ((uint64_t)(5 + sub) << (e - 2)) - 1;
-            return lo + (hi - lo) / 2;      /* bucket midpoint: within 12.5% of the truth */
+            return lo + (hi - lo) / 2; /* bucket midpoint: within 12.5% of the truth */
         }
     }
     return 0;
@@ -182,7 +182,7 @@ static void hourly_add(struct tq_tenant *tn, uint64_t at, unsigned channel) {
     uint64_t hour = at / 3600000u;
     uint32_t slot = (uint32_t)(hour % TQ_HOURLY_SLOTS);
     if (tn->hour_of_slot[slot] != hour) {
-        if (tn->hour_of_slot[slot] > hour) return;  /* older than the ring keeps */
+        if (tn->hour_of_slot[slot] > hour) return; /* older than the ring keeps */
         tn->hour_of_slot[slot] = hour;
         memset(tn->hourly[slot], 0, sizeof(tn->hourly[slot]));
     }
@@ -243,11 +243,11 @@ uint64_t tq_st_clock_elapsed(const struct tq_state *s, const struct tq_ticket *t
     case TQ_SLA_REQUESTER_WAIT: return t->wait.elapsed_ms;
     case TQ_SLA_AGENT_WORK: return t->work.elapsed_ms;
     case TQ_SLA_FIRST_REPLY:
-        return t->sla_state[m] == TQ_SLA_RUNNING ? 0 : (t->first_response_ms > t->created_ms
-                                                        ? cal_span(ticket_calendar(s, t),
-                                                                   t->created_ms,
-                                                                   t->first_response_ms)
-                                                        : 0);
+        return t->sla_state[m] == TQ_SLA_RUNNING
+                   ? 0
+                   : (t->first_response_ms > t->created_ms
+                          ? cal_span(ticket_calendar(s, t), t->created_ms, t->first_response_ms)
+                          : 0);
     case TQ_SLA_NEXT_REPLY:
     case TQ_SLA_REPLY_WINDOW: return 0;
     }
@@ -325,8 +325,8 @@ struct item {
 
 static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
                           enum tq_sla_metric m) {
-    if (at < best->at || (at == best->at && (kind < best->kind ||
-                                             (kind == best->kind && m < best->metric)))) {
+    if (at < best->at ||
+        (at == best->at && (kind < best->kind || (kind == best->kind && m < best->metric)))) {
         best->at = at;
         best->kind = kind;
         best->metric = m;
@@ -621,8 +621,7 @@ static void clock_cancel(struct tq_ticket *t, enum tq_sla_metric m) {
 /* Moves the ticket to status `to` at `at` with the status table's effects on the clocks.
  * The caller validated the move (or it is one of apply's own moves: wake, auto-close,
  * reopen by an inbound message, merge tombstone). */
-static void ticket_set_status(struct ctx *c, uint32_t tid, enum tq_ticket_status to,
-                              uint64_t at) {
+static void ticket_set_status(struct ctx *c, uint32_t tid, enum tq_ticket_status to, uint64_t at) {
     struct tq_state *s = c->s;
     struct tq_ticket *t = st_ticket(s, tid);
     enum tq_ticket_status from = (enum tq_ticket_status)t->status;
@@ -654,10 +653,12 @@ static void ticket_set_status(struct ctx *c, uint32_t tid, enum tq_ticket_status
         clock_cancel(t, TQ_SLA_FIRST_REPLY);
         clock_cancel(t, TQ_SLA_NEXT_REPLY);
         t->unanswered_ms = 0;
-        if (t->solved_ms == 0) hist_add(&tn->resolution, at > t->created_ms ? at - t->created_ms : 0);
+        if (t->solved_ms == 0)
+            hist_add(&tn->resolution, at > t->created_ms ? at - t->created_ms : 0);
         t->solved_ms = at;
     } else if (to == TQ_STATUS_CLOSED) {
-        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) clock_cancel(t, (enum tq_sla_metric)m);
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++)
+            clock_cancel(t, (enum tq_sla_metric)m);
         t->unanswered_ms = 0;
         tq_st_set_wake_at(t, 0);
     } else {
@@ -799,14 +800,19 @@ static void autoassign_run(struct ctx *c) {
         st_tenant(s, tid)->autoassign_dirty = false;
         autoassign_tenant(c, tid);
     }
-    for (uint32_t i = 0; i < s->dirty_n; i++) st_tenant(s, s->dirty[i])->autoassign_dirty = false;
+    for (uint32_t i = 0; i < s->dirty_n; i++)
+        st_tenant(s, s->dirty[i])->autoassign_dirty = false;
     s->dirty_n = 0;
 }
 
 /* ==== validation helpers =================================================================== */
 
-static bool time_ok(uint64_t ms) { return ms < TIME_MS_MAX; }
-static bool dur_ok(uint64_t ms) { return ms <= DURATION_MS_MAX; }
+static bool time_ok(uint64_t ms) {
+    return ms < TIME_MS_MAX;
+}
+static bool dur_ok(uint64_t ms) {
+    return ms <= DURATION_MS_MAX;
+}
 
 /* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
  * ASCII runs are checked 8 bytes at a time: bodies are mostly ASCII. */
@@ -939,7 +945,8 @@ static uint64_t identity_hash_of(const struct tq_state *s, uint32_t id) {
 static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
     const uint8_t *h = st_token(s, id)->hash;
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)h[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)h[i] << (8 * i);
     return v;
 }
 
@@ -958,7 +965,9 @@ static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
 _Static_assert(MSG_ID_MASK == TQ_MESSAGES_MAX, "message ids fit the idempotency slots");
 __extension__ typedef unsigned __int128 u128;
 
-static uint32_t msg_fp(uint64_t h) { return (uint32_t)(h & 15u) << MSG_ID_BITS; }
+static uint32_t msg_fp(uint64_t h) {
+    return (uint32_t)(h & 15u) << MSG_ID_BITS;
+}
 
 static uint64_t msg_home(const struct tq_msgtab *t, uint64_t h) {
     return (uint64_t)(((u128)h * t->cap) >> 64);
@@ -980,7 +989,8 @@ static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned
         if ((slot & ~MSG_ID_MASK) != fp) continue;
         uint32_t id = slot & MSG_ID_MASK;
         const struct tq_message *m = st_message(s, id);
-        if (m->ext_hash == h && msg_chan(m) == channel && st_ticket(s, m->ticket)->tenant == tenant) {
+        if (m->ext_hash == h && msg_chan(m) == channel &&
+            st_ticket(s, m->ticket)->tenant == tenant) {
             return id;
         }
     }
@@ -988,7 +998,8 @@ static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned
 
 static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
     uint64_t i = msg_home(t, h);
-    while (t->slots[i] != 0) i = i + 1 == t->cap ? 0 : i + 1;
+    while (t->slots[i] != 0)
+        i = i + 1 == t->cap ? 0 : i + 1;
     t->slots[i] = msg_fp(h) | id;
     t->count++;
 }
@@ -1029,7 +1040,8 @@ static uint32_t identity_add(struct tq_state *s, uint32_t tenant, uint32_t custo
         cu->ident_head = id;
     } else {
         uint32_t p = cu->ident_head;
-        while (st_identity(s, p)->next != 0) p = st_identity(s, p)->next;
+        while (st_identity(s, p)->next != 0)
+            p = st_identity(s, p)->next;
         st_identity(s, p)->next = id;
     }
     cu->ident_count++;
@@ -1168,10 +1180,10 @@ static enum tq_err cmd_tenant_create(struct ctx *c) {
     uint32_t id = tq_st_slab_new(&s->tenants);
     struct tq_tenant *tn = st_tenant(s, id);
     tn->name = tq_st_strdup(s, c->cmd->u.tenant_create.name.ptr, c->cmd->u.tenant_create.name.len);
-    tn->auto_close_ms = 4ull * 86400000;   /* the common helpdesk default: 4 days */
+    tn->auto_close_ms = 4ull * 86400000; /* the common helpdesk default: 4 days */
     tn->warn_permille = 750;
     tn->attempts_max = TQ_OUTBOX_ATTEMPTS_DEFAULT_MAX;
-    tn->reply_window_ms[TQ_CHANNEL_WHATSAPP] = 24ull * 3600000;   /* Meta's 24 h windows */
+    tn->reply_window_ms[TQ_CHANNEL_WHATSAPP] = 24ull * 3600000; /* Meta's 24 h windows */
     tn->reply_window_ms[TQ_CHANNEL_MESSENGER] = 24ull * 3600000;
     tn->reply_window_ms[TQ_CHANNEL_INSTAGRAM] = 24ull * 3600000;
     tn->ticket_number_next = 1;
@@ -1187,7 +1199,8 @@ static void tenant_resync(struct tq_state *s, uint32_t tenant_id, uint64_t at) {
     for (uint32_t id = 1; id <= n; id++) {
         struct tq_ticket *t = st_ticket(s, id);
         if (t->tenant != tenant_id) continue;
-        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) clock_rederive(s, t, (enum tq_sla_metric)m);
+        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++)
+            clock_rederive(s, t, (enum tq_sla_metric)m);
         ticket_sync(s, id, at);
     }
 }
@@ -1255,7 +1268,8 @@ static enum tq_err cmd_policies_set(struct ctx *c) {
     struct tq_tenant *tn = c->tn;
     if (tn->policy_count + n > tn->policy_cap) {
         uint32_t cap = tn->policy_cap == 0 ? 16 : tn->policy_cap;
-        while (cap < tn->policy_count + n) cap *= 2;
+        while (cap < tn->policy_count + n)
+            cap *= 2;
         tn->policies = tq_xrealloc(tn->policies, tn->policy_cap * sizeof(struct tq_policy),
                                    cap * sizeof(struct tq_policy));
         tn->policy_cap = cap;
@@ -1423,7 +1437,8 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
     if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
     if (e != TQ_OK) return e;
-    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     char norm[TQ_EXTERNAL_ID_BYTES_MAX];
     uint32_t len = 0;
     uint64_t h = 0;
@@ -1447,7 +1462,8 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     if (cu == NULL) return fail(c, TQ_ERR_NOT_FOUND, "customer");
     if (cu->merged_into != 0) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was merged");
     if (cu->erased) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was erased");
-    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     enum tq_err e = check_bytes(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
     if (e != TQ_OK) return e;
@@ -1479,7 +1495,8 @@ static enum tq_err cmd_customer_merge(struct ctx *c) {
     if (sv->erased || mg->erased) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was erased");
     /* identities: merge the two ascending chains */
     uint32_t a = sv->ident_head, b = mg->ident_head, head = 0, tail = 0;
-    for (uint32_t p = b; p != 0; p = st_identity(s, p)->next) st_identity(s, p)->customer = (uint32_t)sid;
+    for (uint32_t p = b; p != 0; p = st_identity(s, p)->next)
+        st_identity(s, p)->customer = (uint32_t)sid;
     while (a != 0 || b != 0) {
         uint32_t take;
         if (b == 0 || (a != 0 && a < b)) {
@@ -1637,7 +1654,8 @@ static void ingest_pick(const struct tq_state *s, uint32_t cid, uint32_t qid, ui
     *open_out = 0;
     *closed_out = 0;
     if (cid == 0) return;
-    for (uint32_t t = st_customer(s, cid)->ticket_head; t != 0; t = st_ticket(s, t)->customer_next) {
+    for (uint32_t t = st_customer(s, cid)->ticket_head; t != 0;
+         t = st_ticket(s, t)->customer_next) {
         const struct tq_ticket *tk = st_ticket(s, t);
         if (tk->queue != qid || tk_merged_into(tk) != 0) continue;
         if (tk->status != TQ_STATUS_CLOSED) {
@@ -1696,7 +1714,8 @@ static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_
         t->sla_state[TQ_SLA_REQUESTER_WAIT] = TQ_SLA_RUNNING;
         t->sla_state[TQ_SLA_AGENT_WORK] = TQ_SLA_RUNNING;
         t->wait.mark_ms = t->work.mark_ms = c->now;
-        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) clock_rederive(s, t, (enum tq_sla_metric)m);
+        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++)
+            clock_rederive(s, t, (enum tq_sla_metric)m);
     }
     c->res->ticket_created = true;
     ev_ticket(c, tid, TQ_EVENT_TICKET_CREATED, TQ_FIELD_NONE, follow_up_of, tid, c->now);
@@ -1706,7 +1725,8 @@ static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_
 static enum tq_err cmd_ingest(struct ctx *c) {
     struct tq_state *s = c->s;
     const __typeof__(c->cmd->u.ingest) *in = &c->cmd->u.ingest;
-    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     if ((unsigned)in->priority >= TQ_PRIORITY_COUNT) {
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "priority");
     }
@@ -1720,7 +1740,8 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     if (e == TQ_OK) e = check_str(c, in->body, 0, s->body_bytes_max, "body");
     if (e == TQ_OK) e = check_attachments(c, in->attachment_count, in->attachments);
     if (e != TQ_OK) return e;
-    if (in->tag_count > TQ_TAGS_PER_TICKET_MAX) return fail(c, TQ_ERR_INVALID_ARGUMENT, "tags > 32");
+    if (in->tag_count > TQ_TAGS_PER_TICKET_MAX)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "tags > 32");
     for (uint32_t i = 0; i < in->tag_count; i++) {
         e = check_str(c, in->tags[i], 1, TQ_NAME_BYTES_MAX, "tag");
         if (e != TQ_OK) return e;
@@ -1786,14 +1807,14 @@ static enum tq_err cmd_ingest(struct ctx *c) {
         if (t->policy != 0 && t->sla_state[TQ_SLA_FIRST_REPLY] != TQ_SLA_RUNNING &&
             t->sla_state[TQ_SLA_NEXT_REPLY] != TQ_SLA_RUNNING) {
             t->sla_state[TQ_SLA_NEXT_REPLY] = TQ_SLA_RUNNING;
-            t->sla_warned &= (uint8_t)~(1u << TQ_SLA_NEXT_REPLY);
+            t->sla_warned &= (uint8_t) ~(1u << TQ_SLA_NEXT_REPLY);
             clock_rederive(s, t, TQ_SLA_NEXT_REPLY);
         }
     }
     uint64_t window = c->tn->reply_window_ms[t->origin];
     if (window != 0 && in->channel == t->origin) {
         t->sla_state[TQ_SLA_REPLY_WINDOW] = TQ_SLA_RUNNING;
-        t->sla_warned &= (uint8_t)~(1u << TQ_SLA_REPLY_WINDOW);
+        t->sla_warned &= (uint8_t) ~(1u << TQ_SLA_REPLY_WINDOW);
         t->window_deadline_ms = c->now + window;
     }
     ticket_sync(s, tid, c->now);
@@ -1995,7 +2016,8 @@ static enum tq_err cmd_reply(struct ctx *c) {
     struct tq_ticket *t = tq_st_ticket_get(s, c->tenant_id, in->ticket_id);
     enum tq_err e = check_ticket_mutable(c, t);
     if (e != TQ_OK) return e;
-    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     e = check_str(c, in->body, 0, s->body_bytes_max, "body");
     if (e == TQ_OK) e = check_attachments(c, in->attachment_count, in->attachments);
     if (e == TQ_OK && s->messages.next_id > TQ_MESSAGES_MAX) {
@@ -2016,7 +2038,7 @@ static enum tq_err cmd_reply(struct ctx *c) {
         }
         to = in->status;
     } else if (by_agent && !in->internal_note && t->status == TQ_STATUS_NEW) {
-        to = TQ_STATUS_OPEN;    /* an agent's public reply opens a new ticket */
+        to = TQ_STATUS_OPEN; /* an agent's public reply opens a new ticket */
     }
     /* ---- mutate ---- */
     uint32_t tid = (uint32_t)in->ticket_id;
@@ -2056,7 +2078,8 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
     uint32_t f = in->fields;
     if (f == 0 || f >= (TQ_UPDATE_WAKE_AT << 1)) return fail(c, TQ_ERR_INVALID_ARGUMENT, "fields");
     if ((f & TQ_UPDATE_STATUS) && in->status != t->status) {
-        if ((unsigned)in->status >= TQ_STATUS_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "status");
+        if ((unsigned)in->status >= TQ_STATUS_COUNT)
+            return fail(c, TQ_ERR_INVALID_ARGUMENT, "status");
         if (!tq_state_status_move_allowed(t->status, in->status)) {
             return tq_error_set(c->error, TQ_ERR_FAILED_PRECONDITION, "status move %s -> %s",
                                 tq_status_name(t->status), tq_status_name(in->status));
@@ -2072,8 +2095,8 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
         tq_st_agent_get(s, c->tenant_id, in->assignee_id) == NULL) {
         return fail(c, TQ_ERR_NOT_FOUND, "assignee");
     }
-    if ((f & TQ_UPDATE_SUBJECT) && (e = check_str(c, in->subject, 0, TQ_NAME_BYTES_MAX,
-                                                   "subject")) != TQ_OK) {
+    if ((f & TQ_UPDATE_SUBJECT) &&
+        (e = check_str(c, in->subject, 0, TQ_NAME_BYTES_MAX, "subject")) != TQ_OK) {
         return e;
     }
     if ((f & TQ_UPDATE_WAKE_AT) && !time_ok(in->wake_at_ms)) {
@@ -2132,7 +2155,8 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
             }
             uint32_t key = tq_st_intern_find(s, cf->key);
             bool known = false;
-            for (uint32_t j = 0; key != 0 && j < d.field_count; j++) known |= d.fields[j].key == key;
+            for (uint32_t j = 0; key != 0 && j < d.field_count; j++)
+                known |= d.fields[j].key == key;
             for (uint32_t j = 0; j < i; j++) {
                 known |= in->custom_fields[j].key.len == cf->key.len &&
                          memcmp(in->custom_fields[j].key.ptr, cf->key.ptr, cf->key.len) == 0;
@@ -2147,7 +2171,7 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
     uint32_t tid = (uint32_t)in->ticket_id;
     t->updated_ms = c->now;
     if (c->cmd->actor_agent_id != 0 && t->assignee == c->cmd->actor_agent_id) {
-        t->routing_ms = c->now;     /* the assignee acted */
+        t->routing_ms = c->now; /* the assignee acted */
     }
     if ((f & TQ_UPDATE_STATUS) && in->status != t->status) {
         ticket_set_status(c, tid, in->status, c->now);
@@ -2155,7 +2179,8 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
     if ((f & TQ_UPDATE_PRIORITY) && in->priority != t->priority) {
         uint8_t old = t->priority;
         t->priority = (uint8_t)in->priority;
-        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) clock_rederive(s, t, (enum tq_sla_metric)m);
+        for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++)
+            clock_rederive(s, t, (enum tq_sla_metric)m);
         ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_PRIORITY, old, in->priority, c->now);
     }
     if (f & TQ_UPDATE_QUEUE) ticket_set_queue(c, tid, (uint32_t)in->queue_id, c->now);
@@ -2189,7 +2214,8 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
             const struct tq_custom_field *cf = &in->custom_fields[i];
             uint32_t key = tq_st_intern(s, cf->key);
             uint32_t j = 0;
-            while (j < d.field_count && d.fields[j].key != key) j++;
+            while (j < d.field_count && d.fields[j].key != key)
+                j++;
             if (j == d.field_count) d.field_count++;
             struct tq_tag_field *tf = &d.fields[j];
             memset(tf, 0, sizeof(*tf));
@@ -2207,7 +2233,8 @@ static enum tq_err cmd_ticket_update(struct ctx *c) {
         d.follow_up_of = tk_follow_up_of(t);
         draft_store(t, &d);
         if (f & (TQ_UPDATE_TAGS_ADD | TQ_UPDATE_TAGS_REMOVE)) {
-            ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_TAGS, old_tags, d.tag_count, c->now);
+            ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_TAGS, old_tags, d.tag_count,
+                      c->now);
         }
         if (f & TQ_UPDATE_FIELDS) {
             ev_ticket(c, tid, TQ_EVENT_TICKET_UPDATED, TQ_FIELD_CUSTOM, in->field_count,
@@ -2245,7 +2272,8 @@ static enum tq_err cmd_claim(struct ctx *c) {
     if (a == NULL) return fail(c, TQ_ERR_NOT_FOUND, "agent");
     enum tq_err e = check_actor_is(c, in->agent_id);
     if (e != TQ_OK) return e;
-    if (in->queue_count > TQ_CLAIM_QUEUES_MAX) return fail(c, TQ_ERR_INVALID_ARGUMENT, "queues > 64");
+    if (in->queue_count > TQ_CLAIM_QUEUES_MAX)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "queues > 64");
     for (uint32_t i = 0; i < in->queue_count; i++) {
         if (tq_st_queue_get(s, c->tenant_id, in->queue_ids[i]) == NULL) {
             return fail(c, TQ_ERR_NOT_FOUND, "queue");
@@ -2315,7 +2343,7 @@ static enum tq_err cmd_transfer(struct ctx *c) {
         }
         ticket_set_assignee(c, tid, (uint32_t)in->to_agent_id, c->now);
     } else {
-        ticket_set_assignee(c, tid, 0, c->now);   /* to a queue: back to waiting there */
+        ticket_set_assignee(c, tid, 0, c->now); /* to a queue: back to waiting there */
     }
     t->updated_ms = c->now;
     ticket_sync(s, tid, c->now);
@@ -2335,7 +2363,8 @@ static enum tq_err cmd_ticket_merge(struct ctx *c) {
     if (sid == tid) return fail(c, TQ_ERR_INVALID_ARGUMENT, "a ticket cannot merge into itself");
     /* messages: merge the two ascending chains into the target */
     uint32_t a = dst->msg_head, b = src->msg_head, head = 0, tail = 0;
-    for (uint32_t p = b; p != 0; p = st_message(s, p)->next) st_message(s, p)->ticket = (uint32_t)tid;
+    for (uint32_t p = b; p != 0; p = st_message(s, p)->next)
+        st_message(s, p)->ticket = (uint32_t)tid;
     while (a != 0 || b != 0) {
         uint32_t take;
         if (b == 0 || (a != 0 && a < b)) {
@@ -2379,7 +2408,8 @@ static enum tq_err cmd_ticket_merge(struct ctx *c) {
 static enum tq_err cmd_outbox_take(struct ctx *c) {
     struct tq_state *s = c->s;
     const __typeof__(c->cmd->u.outbox_take) *in = &c->cmd->u.outbox_take;
-    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
+        return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     if (in->max < 1 || in->max > TQ_OUTBOX_TAKE_MAX) {
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "max not in [1, 1000]");
     }
@@ -2427,12 +2457,12 @@ static enum tq_err cmd_outbox_ack(struct ctx *c) {
     c->res->message_id = mid;
     c->res->ticket_id = m->ticket;
     if (cur == TQ_DELIVERY_FAILED) {
-        c->res->duplicate = true;      /* failed is terminal: late receipts change nothing */
+        c->res->duplicate = true; /* failed is terminal: late receipts change nothing */
         return TQ_OK;
     }
     if (in->status == TQ_DELIVERY_FAILED) {
         if (cur >= TQ_DELIVERY_DELIVERED) {
-            c->res->duplicate = true;  /* a failure after delivery is a stale report */
+            c->res->duplicate = true; /* a failure after delivery is a stale report */
             return TQ_OK;
         }
         if (in->retry && entry != 0) {
@@ -2453,7 +2483,7 @@ static enum tq_err cmd_outbox_ack(struct ctx *c) {
         return TQ_OK;
     }
     if (in->status <= cur) {
-        c->res->duplicate = true;      /* out of order or repeated receipt: never backwards */
+        c->res->duplicate = true; /* out of order or repeated receipt: never backwards */
         return TQ_OK;
     }
     if (entry != 0) outbox_remove(s, entry);
@@ -2588,7 +2618,7 @@ enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn, const struct tq
 struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     struct tq_state *s = tq_xcalloc(1, sizeof(*s));
     s->body_bytes_max = options != NULL && options->body_bytes_max != 0 ? options->body_bytes_max
-                                                                       : TQ_BODY_BYTES_DEFAULT_MAX;
+                                                                        : TQ_BODY_BYTES_DEFAULT_MAX;
     tq_st_slab_init(&s->tenants, sizeof(struct tq_tenant), TQ_SLAB_SHIFT_SMALL);
     tq_st_slab_init(&s->tokens, sizeof(struct tq_token), TQ_SLAB_SHIFT_SMALL);
     tq_st_slab_init(&s->queues, sizeof(struct tq_queue), TQ_SLAB_SHIFT_SMALL);
@@ -2663,7 +2693,9 @@ void tq_state_free(struct tq_state *s) {
     tq_free(s, sizeof(*s));
 }
 
-uint64_t tq_state_lsn(const struct tq_state *s) { return s->lsn; }
+uint64_t tq_state_lsn(const struct tq_state *s) {
+    return s->lsn;
+}
 
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *h) {
@@ -2683,9 +2715,9 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
         if (in->message_external_id.len > 0 &&
             in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            h->msg_hash = tq_st_message_hash(cmd->tenant_id, in->channel,
-                                             in->message_external_id.ptr,
-                                             in->message_external_id.len);
+            h->msg_hash =
+                tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
+                                   in->message_external_id.len);
             __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
         }
         if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
@@ -2700,7 +2732,7 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         if (h->msg_hash != 0) {
             uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
             if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
-                __builtin_prefetch(st_message(s, slot & MSG_ID_MASK));   /* likely a duplicate */
+                __builtin_prefetch(st_message(s, slot & MSG_ID_MASK)); /* likely a duplicate */
             }
         }
         if (h->ident_hash != 0) {
@@ -2729,7 +2761,7 @@ uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {
     for (uint32_t t = 1; t <= tenants; t++) {
         const struct tq_tenant *tn = st_tenant(s, t);
         for (unsigned ch = 0; ch < TQ_CHANNEL_COUNT; ch++) {
-            uint32_t e = tn->ob_leased[ch].head;    /* sorted: the head expires first */
+            uint32_t e = tn->ob_leased[ch].head; /* sorted: the head expires first */
             if (e != 0 && st_obentry(s, e)->lease_until_ms < next) {
                 next = st_obentry(s, e)->lease_until_ms;
             }
@@ -2759,12 +2791,13 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         struct tq_identity *x = st_identity(s, i);
         struct tq_customer *cu = st_customer(s, x->customer);
         x->next = 0;
-        if (x->ext_len == 0) continue;          /* erased: in no chain, no table */
+        if (x->ext_len == 0) continue; /* erased: in no chain, no table */
         if (cu->ident_head == 0) {
             cu->ident_head = i;
         } else {
             uint32_t p = cu->ident_head;
-            while (st_identity(s, p)->next != 0) p = st_identity(s, p)->next;
+            while (st_identity(s, p)->next != 0)
+                p = st_identity(s, p)->next;
             st_identity(s, p)->next = i;
         }
         cu->ident_count++;
@@ -2774,7 +2807,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
     for (uint32_t i = 1; i <= n; i++) {
         struct tq_ticket *t = st_ticket(s, i);
         struct tq_customer *cu = st_customer(s, t->customer);
-        t->customer_next = cu->ticket_head;     /* ascending ids pushed in front: descending */
+        t->customer_next = cu->ticket_head; /* ascending ids pushed in front: descending */
         cu->ticket_head = i;
         t->msg_head = t->msg_tail = 0;
         t->msg_count = 0;

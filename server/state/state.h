@@ -31,16 +31,16 @@
 #include <stdint.h>
 
 /* ---- limits (each hit is TQ_ERR_INVALID_ARGUMENT or RESOURCE_EXHAUSTED with the limit named) */
-#define TQ_NAME_BYTES_MAX 256            /* tenant/customer/agent/queue names, tags, subjects */
-#define TQ_EXTERNAL_ID_BYTES_MAX 256     /* channel identities and provider message ids */
-#define TQ_BODY_BYTES_DEFAULT_MAX (64u * 1024) /* option; a message body, UTF-8 */
-#define TQ_TAGS_PER_TICKET_MAX 32
+#define TQ_NAME_BYTES_MAX               256 /* tenant/customer/agent/queue names, tags, subjects */
+#define TQ_EXTERNAL_ID_BYTES_MAX        256 /* channel identities and provider message ids */
+#define TQ_BODY_BYTES_DEFAULT_MAX       (64u * 1024) /* option; a message body, UTF-8 */
+#define TQ_TAGS_PER_TICKET_MAX          32
 #define TQ_CUSTOM_FIELDS_PER_TICKET_MAX 32
-#define TQ_ATTACHMENTS_PER_MESSAGE_MAX 16
-#define TQ_CLAIM_QUEUES_MAX 64
-#define TQ_OUTBOX_TAKE_MAX 1000
-#define TQ_SLA_POLICIES_MAX 64
-#define TQ_OUTBOX_ATTEMPTS_DEFAULT_MAX 5
+#define TQ_ATTACHMENTS_PER_MESSAGE_MAX  16
+#define TQ_CLAIM_QUEUES_MAX             64
+#define TQ_OUTBOX_TAKE_MAX              1000
+#define TQ_SLA_POLICIES_MAX             64
+#define TQ_OUTBOX_ATTEMPTS_DEFAULT_MAX  5
 /* SLA targets and reply windows (ms): 10 years. Larger values are INVALID_ARGUMENT: a deadline
  * is computed as a signed 64-bit business-hours duration (calendar.h), and no support contract
  * promises an answer later than this. */
@@ -49,9 +49,17 @@
 /* ---- enums (values are stable: they are stored in the log and sent on the wire) ---------- */
 
 enum tq_channel {
-    TQ_CHANNEL_EMAIL = 0, TQ_CHANNEL_SMS = 1, TQ_CHANNEL_WHATSAPP = 2, TQ_CHANNEL_WECHAT = 3,
-    TQ_CHANNEL_WEBCHAT = 4, TQ_CHANNEL_MESSENGER = 5, TQ_CHANNEL_INSTAGRAM = 6,
-    TQ_CHANNEL_AMAZON = 7, TQ_CHANNEL_EBAY = 8, TQ_CHANNEL_PHONE = 9, TQ_CHANNEL_API = 10,
+    TQ_CHANNEL_EMAIL = 0,
+    TQ_CHANNEL_SMS = 1,
+    TQ_CHANNEL_WHATSAPP = 2,
+    TQ_CHANNEL_WECHAT = 3,
+    TQ_CHANNEL_WEBCHAT = 4,
+    TQ_CHANNEL_MESSENGER = 5,
+    TQ_CHANNEL_INSTAGRAM = 6,
+    TQ_CHANNEL_AMAZON = 7,
+    TQ_CHANNEL_EBAY = 8,
+    TQ_CHANNEL_PHONE = 9,
+    TQ_CHANNEL_API = 10,
 };
 #define TQ_CHANNEL_COUNT 11
 
@@ -61,13 +69,21 @@ enum tq_channel_class { TQ_CHANNEL_CLASS_LIVE = 0, TQ_CHANNEL_CLASS_ASYNC = 1 };
 #define TQ_CHANNEL_CLASS_COUNT 2
 
 enum tq_ticket_status {
-    TQ_STATUS_NEW = 0, TQ_STATUS_OPEN = 1, TQ_STATUS_PENDING = 2, TQ_STATUS_ON_HOLD = 3,
-    TQ_STATUS_SOLVED = 4, TQ_STATUS_CLOSED = 5,
+    TQ_STATUS_NEW = 0,
+    TQ_STATUS_OPEN = 1,
+    TQ_STATUS_PENDING = 2,
+    TQ_STATUS_ON_HOLD = 3,
+    TQ_STATUS_SOLVED = 4,
+    TQ_STATUS_CLOSED = 5,
 };
 #define TQ_STATUS_COUNT 6
 
-enum tq_priority { TQ_PRIORITY_LOW = 0, TQ_PRIORITY_NORMAL = 1, TQ_PRIORITY_HIGH = 2,
-                   TQ_PRIORITY_URGENT = 3 };
+enum tq_priority {
+    TQ_PRIORITY_LOW = 0,
+    TQ_PRIORITY_NORMAL = 1,
+    TQ_PRIORITY_HIGH = 2,
+    TQ_PRIORITY_URGENT = 3
+};
 #define TQ_PRIORITY_COUNT 4
 
 enum tq_direction { TQ_DIRECTION_INBOUND = 0, TQ_DIRECTION_OUTBOUND = 1, TQ_DIRECTION_NOTE = 2 };
@@ -75,27 +91,47 @@ enum tq_direction { TQ_DIRECTION_INBOUND = 0, TQ_DIRECTION_OUTBOUND = 1, TQ_DIRE
 enum tq_author_kind { TQ_AUTHOR_CUSTOMER = 0, TQ_AUTHOR_AGENT = 1, TQ_AUTHOR_AUTOMATION = 2 };
 
 /* Only moves forward: QUEUED < SENT < DELIVERED < READ; FAILED is terminal. */
-enum tq_delivery { TQ_DELIVERY_NONE = 0, TQ_DELIVERY_QUEUED = 1, TQ_DELIVERY_SENT = 2,
-                   TQ_DELIVERY_DELIVERED = 3, TQ_DELIVERY_READ = 4, TQ_DELIVERY_FAILED = 5 };
+enum tq_delivery {
+    TQ_DELIVERY_NONE = 0,
+    TQ_DELIVERY_QUEUED = 1,
+    TQ_DELIVERY_SENT = 2,
+    TQ_DELIVERY_DELIVERED = 3,
+    TQ_DELIVERY_READ = 4,
+    TQ_DELIVERY_FAILED = 5
+};
 
 enum tq_presence { TQ_PRESENCE_OFFLINE = 0, TQ_PRESENCE_AWAY = 1, TQ_PRESENCE_ONLINE = 2 };
 
-enum tq_role { TQ_ROLE_SERVER_ADMIN = 0, TQ_ROLE_TENANT_ADMIN = 1, TQ_ROLE_AGENT = 2,
-               TQ_ROLE_INTEGRATION = 3 };
+enum tq_role {
+    TQ_ROLE_SERVER_ADMIN = 0,
+    TQ_ROLE_TENANT_ADMIN = 1,
+    TQ_ROLE_AGENT = 2,
+    TQ_ROLE_INTEGRATION = 3
+};
 
-enum tq_sla_metric { TQ_SLA_FIRST_REPLY = 0, TQ_SLA_NEXT_REPLY = 1, TQ_SLA_REQUESTER_WAIT = 2,
-                     TQ_SLA_AGENT_WORK = 3, TQ_SLA_REPLY_WINDOW = 4 };
+enum tq_sla_metric {
+    TQ_SLA_FIRST_REPLY = 0,
+    TQ_SLA_NEXT_REPLY = 1,
+    TQ_SLA_REQUESTER_WAIT = 2,
+    TQ_SLA_AGENT_WORK = 3,
+    TQ_SLA_REPLY_WINDOW = 4
+};
 #define TQ_SLA_METRIC_COUNT 5
 
-enum tq_sla_clock_state { TQ_SLA_NONE = 0, TQ_SLA_RUNNING = 1, TQ_SLA_PAUSED = 2,
-                          TQ_SLA_ACHIEVED = 3, TQ_SLA_BREACHED = 4 };
+enum tq_sla_clock_state {
+    TQ_SLA_NONE = 0,
+    TQ_SLA_RUNNING = 1,
+    TQ_SLA_PAUSED = 2,
+    TQ_SLA_ACHIEVED = 3,
+    TQ_SLA_BREACHED = 4
+};
 
 enum tq_field_type { TQ_FIELD_STRING = 0, TQ_FIELD_INT = 1, TQ_FIELD_BOOL = 2 };
 
-const char *tq_channel_name(enum tq_channel c);            /* "email", "whatsapp", ... */
+const char *tq_channel_name(enum tq_channel c); /* "email", "whatsapp", ... */
 bool tq_channel_parse(const char *name, enum tq_channel *out);
 enum tq_channel_class tq_channel_class_of(enum tq_channel c);
-const char *tq_status_name(enum tq_ticket_status s);       /* "new", "on_hold", ... */
+const char *tq_status_name(enum tq_ticket_status s); /* "new", "on_hold", ... */
 bool tq_status_parse(const char *name, enum tq_ticket_status *out);
 const char *tq_priority_name(enum tq_priority p);
 bool tq_priority_parse(const char *name, enum tq_priority *out);
@@ -125,7 +161,7 @@ struct tq_custom_field {
     struct tq_str key;
     enum tq_field_type type;
     struct tq_str string_value;
-    int64_t int_value;              /* also the bool value (0/1) */
+    int64_t int_value; /* also the bool value (0/1) */
 };
 
 struct tq_sla_targets {
@@ -137,81 +173,96 @@ struct tq_sla_targets {
 struct tq_sla_policy {
     struct tq_str name;
     /* Condition: every set criterion must match; none set = matches every ticket. */
-    uint64_t queue_id;              /* 0 = any */
-    int32_t channel;                /* -1 = any, else enum tq_channel */
-    struct tq_str tag;              /* len 0 = any */
+    uint64_t queue_id; /* 0 = any */
+    int32_t channel;   /* -1 = any, else enum tq_channel */
+    struct tq_str tag; /* len 0 = any */
     struct tq_sla_targets targets;
-    bool business_hours;            /* count only the tenant's business hours */
+    bool business_hours; /* count only the tenant's business hours */
 };
 
 enum tq_cmd_type {
     TQ_CMD_TENANT_CREATE = 1,
-    TQ_CMD_TENANT_SETTINGS = 2,     /* auto-close delay, warning fraction, reply windows, ... */
-    TQ_CMD_SLA_POLICIES_SET = 3,    /* replaces the ordered list */
-    TQ_CMD_BUSINESS_HOURS_SET = 4,  /* carries the resolved tz offset table */
+    TQ_CMD_TENANT_SETTINGS = 2,    /* auto-close delay, warning fraction, reply windows, ... */
+    TQ_CMD_SLA_POLICIES_SET = 3,   /* replaces the ordered list */
+    TQ_CMD_BUSINESS_HOURS_SET = 4, /* carries the resolved tz offset table */
     TQ_CMD_TOKEN_ISSUE = 5,
     TQ_CMD_TOKEN_REVOKE = 6,
     TQ_CMD_QUEUE_CREATE = 7,
     TQ_CMD_QUEUE_UPDATE = 8,
     TQ_CMD_AGENT_CREATE = 9,
-    TQ_CMD_AGENT_UPDATE = 10,       /* presence, capacity, name */
+    TQ_CMD_AGENT_UPDATE = 10, /* presence, capacity, name */
     TQ_CMD_CUSTOMER_CREATE = 11,
-    TQ_CMD_CUSTOMER_LINK = 12,      /* add a channel identity */
+    TQ_CMD_CUSTOMER_LINK = 12, /* add a channel identity */
     TQ_CMD_CUSTOMER_MERGE = 13,
-    TQ_CMD_MESSAGE_INGEST = 14,     /* inbound customer message (idempotent by external id) */
-    TQ_CMD_MESSAGE_REPLY = 15,      /* outbound agent/automation reply, or internal note */
+    TQ_CMD_MESSAGE_INGEST = 14, /* inbound customer message (idempotent by external id) */
+    TQ_CMD_MESSAGE_REPLY = 15,  /* outbound agent/automation reply, or internal note */
     TQ_CMD_TICKET_UPDATE = 16,
     TQ_CMD_TICKET_CLAIM = 17,
     TQ_CMD_TICKET_RELEASE = 18,
     TQ_CMD_TICKET_TRANSFER = 19,
     TQ_CMD_TICKET_MERGE = 20,
     TQ_CMD_OUTBOX_TAKE = 21,
-    TQ_CMD_OUTBOX_ACK = 22,         /* gateway ack or later delivery receipt */
-    TQ_CMD_CONSUMER_ACK = 23,       /* named durable consumer position */
-    TQ_CMD_TICK = 24,               /* SLA warnings/breaches, wake-ups, auto-close, timeouts */
-    TQ_CMD_CUSTOMER_ERASE = 25,     /* right to erasure: the customer becomes a tombstone */
+    TQ_CMD_OUTBOX_ACK = 22,     /* gateway ack or later delivery receipt */
+    TQ_CMD_CONSUMER_ACK = 23,   /* named durable consumer position */
+    TQ_CMD_TICK = 24,           /* SLA warnings/breaches, wake-ups, auto-close, timeouts */
+    TQ_CMD_CUSTOMER_ERASE = 25, /* right to erasure: the customer becomes a tombstone */
 };
 #define TQ_CMD_TYPE_MAX 25
 
 /* Fields of TQ_CMD_TICKET_UPDATE that are set (bit mask). */
 enum tq_ticket_update_field {
-    TQ_UPDATE_STATUS = 1u << 0, TQ_UPDATE_PRIORITY = 1u << 1, TQ_UPDATE_QUEUE = 1u << 2,
-    TQ_UPDATE_ASSIGNEE = 1u << 3, TQ_UPDATE_TAGS_ADD = 1u << 4, TQ_UPDATE_TAGS_REMOVE = 1u << 5,
-    TQ_UPDATE_SUBJECT = 1u << 6, TQ_UPDATE_FIELDS = 1u << 7, TQ_UPDATE_WAKE_AT = 1u << 8,
+    TQ_UPDATE_STATUS = 1u << 0,
+    TQ_UPDATE_PRIORITY = 1u << 1,
+    TQ_UPDATE_QUEUE = 1u << 2,
+    TQ_UPDATE_ASSIGNEE = 1u << 3,
+    TQ_UPDATE_TAGS_ADD = 1u << 4,
+    TQ_UPDATE_TAGS_REMOVE = 1u << 5,
+    TQ_UPDATE_SUBJECT = 1u << 6,
+    TQ_UPDATE_FIELDS = 1u << 7,
+    TQ_UPDATE_WAKE_AT = 1u << 8,
 };
 
 struct tq_cmd {
     enum tq_cmd_type type;
-    uint64_t now_ms;                /* server commit time: the only clock apply ever sees */
-    uint64_t tenant_id;             /* 0 only for TENANT_CREATE and server-level TOKEN_* */
-    uint64_t actor_agent_id;        /* the agent acting (agent tokens), 0 otherwise */
+    uint64_t now_ms;         /* server commit time: the only clock apply ever sees */
+    uint64_t tenant_id;      /* 0 only for TENANT_CREATE and server-level TOKEN_* */
+    uint64_t actor_agent_id; /* the agent acting (agent tokens), 0 otherwise */
     union {
-        struct { struct tq_str name; } tenant_create;
         struct {
-            uint64_t auto_close_ms;             /* solved -> closed after this; 0 = never */
-            uint32_t sla_warning_permille;      /* warning at this fraction of a target */
+            struct tq_str name;
+        } tenant_create;
+        struct {
+            uint64_t auto_close_ms;                     /* solved -> closed after this; 0 = never */
+            uint32_t sla_warning_permille;              /* warning at this fraction of a target */
             uint64_t reply_window_ms[TQ_CHANNEL_COUNT]; /* 0 = none (whatsapp: 24 h) */
             uint64_t default_queue_id[TQ_CHANNEL_COUNT]; /* ingest routing; 0 = none */
             uint32_t outbox_attempts_max;
         } tenant_settings;
-        struct { uint32_t count; const struct tq_sla_policy *policies; } sla_policies_set;
-        struct { const struct tq_calendar *calendar; } business_hours_set;
+        struct {
+            uint32_t count;
+            const struct tq_sla_policy *policies;
+        } sla_policies_set;
+        struct {
+            const struct tq_calendar *calendar;
+        } business_hours_set;
         struct {
             enum tq_role role;
-            uint64_t agent_id;              /* TQ_ROLE_AGENT: who the token acts as */
-            uint8_t hash[32];               /* SHA-256 of the secret; the secret is never logged */
-            struct tq_str name;             /* label for operators */
+            uint64_t agent_id;  /* TQ_ROLE_AGENT: who the token acts as */
+            uint8_t hash[32];   /* SHA-256 of the secret; the secret is never logged */
+            struct tq_str name; /* label for operators */
         } token_issue;
-        struct { uint64_t token_id; } token_revoke;
         struct {
-            uint64_t queue_id;              /* update only */
+            uint64_t token_id;
+        } token_revoke;
+        struct {
+            uint64_t queue_id; /* update only */
             struct tq_str name;
             bool auto_assign;
             uint64_t assignment_timeout_ms; /* 0 = none */
         } queue;
         struct {
-            uint64_t agent_id;              /* update only */
-            struct tq_str name;             /* create; update if len > 0 */
+            uint64_t agent_id;  /* update only */
+            struct tq_str name; /* create; update if len > 0 */
             bool set_presence;
             enum tq_presence presence;
             bool set_capacity;
@@ -219,7 +270,7 @@ struct tq_cmd {
         } agent;
         struct {
             struct tq_str name, language;
-            enum tq_channel channel;        /* optional first identity (external_id len > 0) */
+            enum tq_channel channel; /* optional first identity (external_id len > 0) */
             struct tq_str external_id;
         } customer_create;
         struct {
@@ -227,7 +278,9 @@ struct tq_cmd {
             enum tq_channel channel;
             struct tq_str external_id;
         } customer_link;
-        struct { uint64_t survivor_id, merged_id; } customer_merge;
+        struct {
+            uint64_t survivor_id, merged_id;
+        } customer_merge;
         /* Right to erasure. The customer keeps its id (tickets and messages still point to it)
          * but loses its name, language and every channel identity (removed from the lookup
          * table, bytes overwritten): a later message from the same sender creates a NEW
@@ -235,7 +288,9 @@ struct tq_cmd {
          * record carries only the id. Message bodies stay in the log: the compactor redacts
          * them (docs/operations.md). Erasing twice is FAILED_PRECONDITION; an erased customer
          * takes no more links or merges (FAILED_PRECONDITION). */
-        struct { uint64_t customer_id; } customer_erase;
+        struct {
+            uint64_t customer_id;
+        } customer_erase;
         struct {
             enum tq_channel channel;
             struct tq_str from_external_id; /* the sender's identity on channel */
@@ -243,48 +298,54 @@ struct tq_cmd {
             struct tq_str language;
             struct tq_str message_external_id; /* idempotency key; len 0 = none */
             uint64_t provider_ts_ms;
-            uint64_t queue_id;              /* 0 = tenant default for channel */
-            enum tq_priority priority;      /* for a new ticket */
+            uint64_t queue_id;         /* 0 = tenant default for channel */
+            enum tq_priority priority; /* for a new ticket */
             struct tq_str subject;
             struct tq_str body;
             uint32_t attachment_count;
             const struct tq_attachment *attachments;
             uint32_t tag_count;
-            const struct tq_str *tags;      /* for a new ticket */
+            const struct tq_str *tags; /* for a new ticket */
         } ingest;
         struct {
             uint64_t ticket_id;
             bool internal_note;
-            bool automated;                 /* author is automation, not the actor agent */
-            enum tq_channel channel;        /* reply channel; normally the ticket's origin */
+            bool automated;          /* author is automation, not the actor agent */
+            enum tq_channel channel; /* reply channel; normally the ticket's origin */
             bool set_status;
-            enum tq_ticket_status status;   /* e.g. reply-and-set-pending */
+            enum tq_ticket_status status; /* e.g. reply-and-set-pending */
             struct tq_str body;
             uint32_t attachment_count;
             const struct tq_attachment *attachments;
         } reply;
         struct {
             uint64_t ticket_id;
-            uint32_t fields;                /* enum tq_ticket_update_field mask */
+            uint32_t fields; /* enum tq_ticket_update_field mask */
             enum tq_ticket_status status;
             enum tq_priority priority;
             uint64_t queue_id;
-            uint64_t assignee_id;           /* 0 = unassign */
+            uint64_t assignee_id; /* 0 = unassign */
             uint32_t tags_add_count, tags_remove_count;
             const struct tq_str *tags_add, *tags_remove;
             struct tq_str subject;
             uint32_t field_count;
             const struct tq_custom_field *custom_fields;
-            uint64_t wake_at_ms;            /* 0 = clear */
+            uint64_t wake_at_ms; /* 0 = clear */
         } ticket_update;
         struct {
             uint64_t agent_id;
             uint32_t queue_count;
-            const uint64_t *queue_ids;      /* 0 queues = all the tenant's queues */
+            const uint64_t *queue_ids; /* 0 queues = all the tenant's queues */
         } claim;
-        struct { uint64_t ticket_id; } release;
-        struct { uint64_t ticket_id, to_queue_id, to_agent_id; } transfer;
-        struct { uint64_t source_id, target_id; } ticket_merge;
+        struct {
+            uint64_t ticket_id;
+        } release;
+        struct {
+            uint64_t ticket_id, to_queue_id, to_agent_id;
+        } transfer;
+        struct {
+            uint64_t source_id, target_id;
+        } ticket_merge;
         struct {
             enum tq_channel channel;
             uint32_t max;
@@ -292,26 +353,31 @@ struct tq_cmd {
         } outbox_take;
         struct {
             uint64_t message_id;
-            enum tq_delivery status;        /* SENT, DELIVERED, READ or FAILED */
-            struct tq_str reason;           /* FAILED: provider's reason */
+            enum tq_delivery status; /* SENT, DELIVERED, READ or FAILED */
+            struct tq_str reason;    /* FAILED: provider's reason */
             struct tq_str provider_message_id;
             uint64_t provider_ts_ms;
-            bool retry;                     /* FAILED but retryable: back to the queue */
+            bool retry; /* FAILED but retryable: back to the queue */
         } outbox_ack;
-        struct { struct tq_str name; uint64_t lsn; } consumer_ack;
-        struct { uint8_t unused; } tick;
+        struct {
+            struct tq_str name;
+            uint64_t lsn;
+        } consumer_ack;
+        struct {
+            uint8_t unused;
+        } tick;
     } u;
 };
 
 /* What a successful apply produced (ids of created or touched entities). */
 struct tq_cmd_result {
     uint64_t tenant_id, token_id, queue_id, agent_id, customer_id, ticket_id, message_id;
-    uint64_t ticket_number;         /* per-tenant display number of ticket_id */
+    uint64_t ticket_number; /* per-tenant display number of ticket_id */
     bool customer_created, ticket_created;
-    bool duplicate;                 /* idempotent ingest: original ids, nothing changed */
-    bool over_capacity;             /* a manual assignment exceeded the agent's capacity */
-    uint32_t taken_count;           /* OUTBOX_TAKE: message ids in taken_ids */
-    const uint64_t *taken_ids;      /* valid until the next apply */
+    bool duplicate;            /* idempotent ingest: original ids, nothing changed */
+    bool over_capacity;        /* a manual assignment exceeded the agent's capacity */
+    uint32_t taken_count;      /* OUTBOX_TAKE: message ids in taken_ids */
+    const uint64_t *taken_ids; /* valid until the next apply */
 };
 
 /* Encodes cmd into buf (cap bytes). Returns the byte count, or 0 if cap is too small
@@ -330,35 +396,42 @@ TQ_NODISCARD enum tq_err tq_cmd_decode(const uint8_t *buf, size_t len, struct tq
 enum tq_event_type {
     TQ_EVENT_TENANT_CREATED = 1,
     TQ_EVENT_TICKET_CREATED = 2,
-    TQ_EVENT_TICKET_UPDATED = 3,    /* field + old -> new */
+    TQ_EVENT_TICKET_UPDATED = 3, /* field + old -> new */
     TQ_EVENT_MESSAGE_ADDED = 4,
-    TQ_EVENT_ASSIGNED = 5,          /* old -> new assignee (0 = none) */
+    TQ_EVENT_ASSIGNED = 5, /* old -> new assignee (0 = none) */
     TQ_EVENT_SLA_WARNING = 6,
     TQ_EVENT_SLA_BREACH = 7,
     TQ_EVENT_SLA_ACHIEVED = 8,
-    TQ_EVENT_DELIVERY_STATUS = 9,   /* old -> new delivery status */
+    TQ_EVENT_DELIVERY_STATUS = 9, /* old -> new delivery status */
     TQ_EVENT_CUSTOMER_CREATED = 10,
     TQ_EVENT_CUSTOMER_MERGED = 11,
     TQ_EVENT_TICKET_MERGED = 12,
-    TQ_EVENT_OUTBOX_FAILED = 13,    /* attempts exhausted */
-    TQ_EVENT_CONFIG_CHANGED = 14,   /* tenant settings, policies, hours, queues, agents, tokens */
-    TQ_EVENT_CUSTOMER_ERASED = 15,  /* customer_id became a tombstone (CUSTOMER_ERASE) */
+    TQ_EVENT_OUTBOX_FAILED = 13,   /* attempts exhausted */
+    TQ_EVENT_CONFIG_CHANGED = 14,  /* tenant settings, policies, hours, queues, agents, tokens */
+    TQ_EVENT_CUSTOMER_ERASED = 15, /* customer_id became a tombstone (CUSTOMER_ERASE) */
 };
 
 enum tq_event_field {
-    TQ_FIELD_NONE = 0, TQ_FIELD_STATUS = 1, TQ_FIELD_PRIORITY = 2, TQ_FIELD_QUEUE = 3,
-    TQ_FIELD_ASSIGNEE = 4, TQ_FIELD_TAGS = 5, TQ_FIELD_SUBJECT = 6, TQ_FIELD_CUSTOM = 7,
-    TQ_FIELD_WAKE_AT = 8, TQ_FIELD_CUSTOMER = 9,
+    TQ_FIELD_NONE = 0,
+    TQ_FIELD_STATUS = 1,
+    TQ_FIELD_PRIORITY = 2,
+    TQ_FIELD_QUEUE = 3,
+    TQ_FIELD_ASSIGNEE = 4,
+    TQ_FIELD_TAGS = 5,
+    TQ_FIELD_SUBJECT = 6,
+    TQ_FIELD_CUSTOM = 7,
+    TQ_FIELD_WAKE_AT = 8,
+    TQ_FIELD_CUSTOMER = 9,
 };
 
 struct tq_event {
     enum tq_event_type type;
-    uint64_t lsn;                   /* of the record that caused it */
-    uint64_t at_ms;                 /* when it happened (SLA events: the exact deadline) */
+    uint64_t lsn;   /* of the record that caused it */
+    uint64_t at_ms; /* when it happened (SLA events: the exact deadline) */
     uint64_t tenant_id, ticket_id, message_id, customer_id, agent_id, queue_id;
     enum tq_event_field field;
-    int64_t old_value, new_value;   /* enum values or ids, per field */
-    enum tq_sla_metric sla_metric;  /* SLA events */
+    int64_t old_value, new_value;  /* enum values or ids, per field */
+    enum tq_sla_metric sla_metric; /* SLA events */
 };
 
 struct tq_event_sink {
@@ -373,7 +446,7 @@ const char *tq_event_type_name(enum tq_event_type t);
 struct tq_state;
 
 struct tq_state_options {
-    uint32_t body_bytes_max;        /* 0 = TQ_BODY_BYTES_DEFAULT_MAX */
+    uint32_t body_bytes_max; /* 0 = TQ_BODY_BYTES_DEFAULT_MAX */
 };
 
 struct tq_state *tq_state_new(const struct tq_state_options *options);
@@ -385,8 +458,7 @@ void tq_state_free(struct tq_state *state);
  * RESOURCE_EXHAUSTED, PERMISSION_DENIED (an agent acting for another agent). */
 TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
                                         const struct tq_cmd *cmd, struct tq_cmd_result *result,
-                                        const struct tq_event_sink *events,
-                                        struct tq_error *error);
+                                        const struct tq_event_sink *events, struct tq_error *error);
 
 /* Optional, pure: warms the cache lines apply will need for cmd. An inbound message needs a
  * chain of dependent loads (table slot -> identity -> customer -> ticket), so the hint comes in
@@ -395,8 +467,8 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
  * stage 0, one per record in flight); each stage reads only what the previous one fetched. It
  * changes nothing in the state, so calling it or not never changes a result. */
 struct tq_state_prefetch_hint {
-    uint64_t msg_hash, ident_hash;  /* keys of an inbound message (0 = none) */
-    uint32_t ident;                 /* the identity found at stage 1 (0 = none) */
+    uint64_t msg_hash, ident_hash; /* keys of an inbound message (0 = none) */
+    uint32_t ident;                /* the identity found at stage 1 (0 = none) */
 };
 void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *hint);
@@ -419,8 +491,7 @@ TQ_NODISCARD enum tq_err tq_state_serialize(const struct tq_state *state, void *
                                             size_t *len_out, struct tq_error *error);
 TQ_NODISCARD enum tq_err tq_state_deserialize(const void *blob, size_t len,
                                               const struct tq_state_options *options,
-                                              struct tq_state **state_out,
-                                              struct tq_error *error);
+                                              struct tq_state **state_out, struct tq_error *error);
 
 /* ---- queries (views valid until the next apply) ---------------------------------------- */
 
@@ -449,11 +520,11 @@ bool tq_state_tenant_get(const struct tq_state *state, uint64_t tenant_id,
 
 struct tq_message_view {
     uint64_t message_id, ticket_id;
-    uint64_t lsn;                   /* record carrying the body: tq_log_read + tq_cmd_decode */
+    uint64_t lsn; /* record carrying the body: tq_log_read + tq_cmd_decode */
     enum tq_direction direction;
     enum tq_channel channel;
     enum tq_author_kind author_kind;
-    uint64_t author_id;             /* customer or agent id; 0 for automation */
+    uint64_t author_id; /* customer or agent id; 0 for automation */
     uint64_t created_ms, provider_ts_ms;
     enum tq_delivery delivery;
     uint32_t attempts;
@@ -462,16 +533,16 @@ struct tq_message_view {
 struct tq_sla_view {
     enum tq_sla_metric metric;
     enum tq_sla_clock_state state;
-    uint64_t deadline_ms;           /* RUNNING: when it breaches */
+    uint64_t deadline_ms; /* RUNNING: when it breaches */
     uint64_t target_ms;
-    uint64_t elapsed_ms;            /* business/calendar ms counted so far (at the last change) */
+    uint64_t elapsed_ms; /* business/calendar ms counted so far (at the last change) */
     bool warned;
 };
 
 struct tq_ticket_view {
     uint64_t ticket_id, tenant_id, number, customer_id, queue_id, assignee_id;
-    uint64_t merged_into_id;        /* tombstone: non-zero if merged away */
-    uint64_t follow_up_of_id;       /* created as a follow-up of a closed ticket */
+    uint64_t merged_into_id;  /* tombstone: non-zero if merged away */
+    uint64_t follow_up_of_id; /* created as a follow-up of a closed ticket */
     enum tq_ticket_status status;
     enum tq_priority priority;
     enum tq_channel origin_channel;
@@ -502,7 +573,7 @@ void tq_state_message_complete(struct tq_message_view *view, const struct tq_cmd
 
 struct tq_customer_view {
     uint64_t customer_id, tenant_id, merged_into_id;
-    bool erased;                    /* tombstone of CUSTOMER_ERASE: name, language empty */
+    bool erased; /* tombstone of CUSTOMER_ERASE: name, language empty */
     struct tq_str name, language;
     uint32_t identity_count;
     uint32_t open_ticket_count;
@@ -524,7 +595,7 @@ struct tq_queue_view {
     bool auto_assign;
     uint64_t assignment_timeout_ms;
     uint32_t depth;
-    uint64_t oldest_enqueued_ms;    /* 0 if empty */
+    uint64_t oldest_enqueued_ms; /* 0 if empty */
 };
 TQ_NODISCARD enum tq_err tq_state_queue_get(const struct tq_state *state, uint64_t tenant_id,
                                             uint64_t queue_id, struct tq_queue_view *out);
@@ -558,13 +629,14 @@ uint32_t tq_state_sla_nearest(const struct tq_state *state, uint64_t tenant_id,
                               struct tq_sla_due *out, uint32_t cap);
 
 /* Named durable consumer position (0 if unknown). */
-uint64_t tq_state_consumer_lsn(const struct tq_state *state, uint64_t tenant_id, struct tq_str name);
+uint64_t tq_state_consumer_lsn(const struct tq_state *state, uint64_t tenant_id,
+                               struct tq_str name);
 
 struct tq_stats {
     uint64_t tenant_count;
     uint64_t tickets_by_status[TQ_STATUS_COUNT];
     uint64_t ticket_count, message_count, customer_count, agent_count, queue_count;
-    uint64_t queued_tickets;        /* in all queues */
+    uint64_t queued_tickets; /* in all queues */
     uint64_t sla_breaches, sla_warnings;
     uint64_t outbox_pending;
     uint64_t messages_by_channel[TQ_CHANNEL_COUNT];

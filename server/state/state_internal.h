@@ -21,22 +21,22 @@
 #include "state.h"
 #include "tq_assert.h"
 
-#define TQ_SLAB_SHIFT 12u                   /* 4096 per chunk: tickets, messages, customers */
-#define TQ_SLAB_SHIFT_SMALL 5u              /* 32 per chunk: tenants (5 KB each), queues... */
-#define TQ_ID_MAX 0xfffffff0u               /* in-memory ids are uint32_t */
-#define TQ_MESSAGES_MAX ((1u << 28) - 1)    /* 4 bits of each idempotency slot: state.c */
-#define TQ_HOURLY_SLOTS 48u                 /* messages per channel per hour: the last 48 hours */
-#define TQ_HIST_BUCKETS 256u                /* log-bucketed: 4 per power of two of ms */
-#define TQ_OUTBOX_ATTEMPTS_LIMIT 15u        /* attempts are 4 bits in a message */
-#define TQ_CONSUMER_NAMES_MAX 256u          /* named consumer positions per tenant */
+#define TQ_SLAB_SHIFT            12u              /* 4096 per chunk: tickets, messages, customers */
+#define TQ_SLAB_SHIFT_SMALL      5u               /* 32 per chunk: tenants (5 KB each), queues... */
+#define TQ_ID_MAX                0xfffffff0u      /* in-memory ids are uint32_t */
+#define TQ_MESSAGES_MAX          ((1u << 28) - 1) /* 4 bits of each idempotency slot: state.c */
+#define TQ_HOURLY_SLOTS          48u  /* messages per channel per hour: the last 48 hours */
+#define TQ_HIST_BUCKETS          256u /* log-bucketed: 4 per power of two of ms */
+#define TQ_OUTBOX_ATTEMPTS_LIMIT 15u  /* attempts are 4 bits in a message */
+#define TQ_CONSUMER_NAMES_MAX    256u /* named consumer positions per tenant */
 
 /* A chunked slab of fixed-size, zero-initialised elements addressed by id (id 0 unused). */
 struct tq_slab {
     uint8_t **chunks;
     uint32_t chunk_count, chunk_cap;
     uint32_t elem_size;
-    uint32_t next_id;                       /* the id the next allocation gets (starts at 1) */
-    uint32_t shift;                         /* log2 of the elements per chunk */
+    uint32_t next_id; /* the id the next allocation gets (starts at 1) */
+    uint32_t shift;   /* log2 of the elements per chunk */
 };
 
 /* Open-addressing table of entity ids (0 = empty slot), linear probing. Merges re-point the
@@ -45,7 +45,7 @@ struct tq_slab {
  * for it. */
 struct tq_idtab {
     uint32_t *slots;
-    uint64_t mask;                          /* capacity - 1; capacity is a power of two */
+    uint64_t mask; /* capacity - 1; capacity is a power of two */
     uint64_t count;
 };
 
@@ -59,7 +59,7 @@ struct tq_msgtab {
 
 /* uint32 -> uint32 map with deletion (backward-shift), used for message id -> outbox entry. */
 struct tq_u32map {
-    uint64_t *slots;                        /* key << 32 | value; 0 = empty (keys are non-zero) */
+    uint64_t *slots; /* key << 32 | value; 0 = empty (keys are non-zero) */
     uint64_t mask;
     uint64_t count;
 };
@@ -67,10 +67,10 @@ struct tq_u32map {
 /* Chunked append-only byte store for names, subjects and other small strings. */
 struct tq_strstore {
     struct tq_strchunk *head;
-    uint64_t bytes;                         /* total bytes stored (for the memory report) */
+    uint64_t bytes; /* total bytes stored (for the memory report) */
 };
 
-struct tq_heap32 {                          /* binary heap of ticket ids; comparator by kind */
+struct tq_heap32 { /* binary heap of ticket ids; comparator by kind */
     uint32_t *ids;
     uint32_t count, cap;
 };
@@ -82,16 +82,16 @@ struct __attribute__((packed)) tq_duenode {
     uint32_t ticket;
 };
 
-struct tq_hist {                            /* log-bucketed duration histogram (ms) */
+struct tq_hist { /* log-bucketed duration histogram (ms) */
     uint64_t count;
     uint32_t buckets[TQ_HIST_BUCKETS];
 };
 
 struct tq_policy {
     struct tq_str name;
-    uint32_t queue;                         /* 0 = any */
-    int32_t channel;                        /* -1 = any */
-    uint32_t tag;                           /* interned tag id, 0 = any */
+    uint32_t queue;  /* 0 = any */
+    int32_t channel; /* -1 = any */
+    uint32_t tag;    /* interned tag id, 0 = any */
     bool business_hours;
     uint64_t target_ms[TQ_SLA_METRIC_COUNT - 1][TQ_PRIORITY_COUNT];
 };
@@ -118,7 +118,7 @@ struct tq_tenant {
      * the current list is [policy_first, policy_first + policy_current). Index + 1 is the id. */
     struct tq_policy *policies;
     uint32_t policy_count, policy_cap, policy_first, policy_current;
-    struct tq_calendar *calendar;           /* NULL = calendar time (24x7) */
+    struct tq_calendar *calendar; /* NULL = calendar time (24x7) */
     uint32_t *queue_ids, queue_n, queue_cap;
     uint32_t *agent_ids, agent_n, agent_cap;
     struct tq_consumer *consumers;
@@ -132,7 +132,7 @@ struct tq_tenant {
     uint64_t hour_of_slot[TQ_HOURLY_SLOTS]; /* hour number (ms / 3600000) held by each slot */
     uint32_t hourly[TQ_HOURLY_SLOTS][TQ_CHANNEL_COUNT];
     struct tq_oblist ob_avail[TQ_CHANNEL_COUNT], ob_leased[TQ_CHANNEL_COUNT];
-    bool autoassign_dirty;                  /* something may be assignable: run the pass */
+    bool autoassign_dirty; /* something may be assignable: run the pass */
 };
 
 struct tq_token {
@@ -147,7 +147,7 @@ struct tq_queue {
     uint64_t timeout_ms;
     uint32_t tenant;
     bool auto_assign;
-    struct tq_heap32 heap[TQ_CHANNEL_CLASS_COUNT];   /* unassigned new/open tickets by class */
+    struct tq_heap32 heap[TQ_CHANNEL_CLASS_COUNT]; /* unassigned new/open tickets by class */
 };
 
 struct tq_agent {
@@ -162,17 +162,17 @@ struct tq_agent {
 struct tq_customer {
     struct tq_str name, language;
     uint32_t tenant, merged_into;
-    uint32_t ident_head, ident_count;       /* identity chain, ascending identity id */
-    uint32_t ticket_head;                   /* ticket chain, descending ticket id */
-    uint8_t erased;                         /* CUSTOMER_ERASE tombstone (fits the padding) */
+    uint32_t ident_head, ident_count; /* identity chain, ascending identity id */
+    uint32_t ticket_head;             /* ticket chain, descending ticket id */
+    uint8_t erased;                   /* CUSTOMER_ERASE tombstone (fits the padding) */
 };
 
 /* An erased identity (CUSTOMER_ERASE) keeps its id slot, tenant, channel and customer, with
  * hash 0 and ext_len 0: it is in no chain and no lookup table. Live identities have
  * ext_len >= 1 (every path that adds one requires a non-empty id). */
 struct tq_identity {
-    uint64_t hash;                          /* XXH3 of (tenant, channel, normalised id) */
-    const char *ext;                        /* normalised external id (string store) */
+    uint64_t hash;   /* XXH3 of (tenant, channel, normalised id) */
+    const char *ext; /* normalised external id (string store) */
     uint32_t tenant, customer, next;
     uint16_t ext_len;
     uint8_t channel;
@@ -181,23 +181,23 @@ struct tq_identity {
 /* message.packed: lsn (48 bits) | direction (2) | channel (4) | author (2) | delivery (3) |
  * attempts (4). */
 struct tq_message {
-    uint64_t ext_hash;                      /* idempotency key hash; 0 = no external id */
+    uint64_t ext_hash; /* idempotency key hash; 0 = no external id */
     uint64_t packed;
     uint32_t ticket, next;
 };
 #define TQ_LSN_MAX ((1ull << 48) - 1)
 
-struct tq_clock {                           /* a duration clock (requester wait, agent work) */
-    uint64_t deadline_ms;                   /* RUNNING with a target: breach instant; else 0 */
-    uint64_t mark_ms;                       /* RUNNING: resumed at */
-    uint64_t elapsed_ms;                    /* counted before mark_ms */
+struct tq_clock {         /* a duration clock (requester wait, agent work) */
+    uint64_t deadline_ms; /* RUNNING with a target: breach instant; else 0 */
+    uint64_t mark_ms;     /* RUNNING: resumed at */
+    uint64_t elapsed_ms;  /* counted before mark_ms */
 };
 
 struct tq_tag_field {
-    uint32_t key;                           /* interned */
+    uint32_t key; /* interned */
     uint8_t type;
     int64_t int_value;
-    struct tq_str string_value;             /* string store */
+    struct tq_str string_value; /* string store */
 };
 
 /* The cold part of a ticket: wake_at, merge and follow-up links, tags and custom fields. Most
@@ -220,25 +220,25 @@ static inline size_t extras_bytes(uint32_t tag_count, uint32_t field_count) {
 }
 
 enum {
-    TQ_TF_IN_LOAD = 1u << 0,                /* counted in the assignee's load */
-    TQ_TF_QUEUED = 1u << 1,                 /* in its queue's heap */
+    TQ_TF_IN_LOAD = 1u << 0, /* counted in the assignee's load */
+    TQ_TF_QUEUED = 1u << 1,  /* in its queue's heap */
 };
 
 struct tq_ticket {
     uint64_t created_ms, updated_ms, first_response_ms, solved_ms;
-    uint64_t routing_ms;                    /* queued: (re)entered at; assigned: last action */
-    uint64_t unanswered_ms;                 /* oldest inbound not answered by an agent; 0 none */
-    struct tq_clock wait, work;             /* requester wait, agent work */
+    uint64_t routing_ms;        /* queued: (re)entered at; assigned: last action */
+    uint64_t unanswered_ms;     /* oldest inbound not answered by an agent; 0 none */
+    struct tq_clock wait, work; /* requester wait, agent work */
     uint64_t first_reply_deadline_ms, next_reply_deadline_ms, window_deadline_ms;
-    uint64_t qkey_due_ms;                   /* queued: the SLA due part of its heap key */
+    uint64_t qkey_due_ms; /* queued: the SLA due part of its heap key */
     const char *subject;
-    struct tq_ticket_extras *extras;        /* cold fields (see above); NULL = none */
+    struct tq_ticket_extras *extras; /* cold fields (see above); NULL = none */
     uint32_t tenant, number, customer, queue, assignee;
     uint32_t msg_head, msg_tail, msg_count;
-    uint32_t customer_next;                 /* customer's ticket chain (descending id) */
-    uint32_t policy;                        /* tenant policy index + 1; 0 = no SLA */
-    uint32_t queue_pos;                     /* heap position + 1 while queued */
-    uint32_t due_pos;                       /* deadline heap position + 1 */
+    uint32_t customer_next; /* customer's ticket chain (descending id) */
+    uint32_t policy;        /* tenant policy index + 1; 0 = no SLA */
+    uint32_t queue_pos;     /* heap position + 1 while queued */
+    uint32_t due_pos;       /* deadline heap position + 1 */
     uint16_t subject_len;
     uint8_t status, priority, origin, flags;
     uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */
@@ -261,12 +261,12 @@ void tq_st_set_merged_into(struct tq_ticket *t, uint32_t v);
 void tq_st_set_follow_up_of(struct tq_ticket *t, uint32_t v);
 
 struct tq_obentry {
-    uint64_t lease_until_ms;                /* 0 = available */
+    uint64_t lease_until_ms; /* 0 = available */
     uint32_t message, tenant, prev, next;
     uint8_t channel, leased;
 };
 
-struct tq_intern {                          /* interned tag / custom-field key */
+struct tq_intern { /* interned tag / custom-field key */
     uint64_t hash;
     struct tq_str str;
 };
@@ -276,14 +276,14 @@ struct tq_state {
     uint64_t lsn;
     struct tq_slab tenants, tokens, queues, agents, customers, identities, tickets, messages;
     struct tq_slab interns, obentries;
-    uint32_t ob_free;                       /* free list of outbox entries (through next) */
+    uint32_t ob_free; /* free list of outbox entries (through next) */
     struct tq_idtab ident_index, token_index, intern_index;
     struct tq_msgtab msg_index;
     struct tq_u32map ob_by_message;
-    struct tq_duenode *due;                 /* min-heap by (due_ms, ticket) */
+    struct tq_duenode *due; /* min-heap by (due_ms, ticket) */
     uint32_t due_count, due_cap;
     struct tq_strstore strings;
-    uint64_t *taken;                        /* OUTBOX_TAKE result buffer */
+    uint64_t *taken; /* OUTBOX_TAKE result buffer */
     /* query scratch (views are valid until the next apply) */
     struct tq_str *view_tags;
     struct tq_custom_field *view_fields;
@@ -298,7 +298,9 @@ static inline void *tq_slab_at(const struct tq_slab *slab, uint32_t id) {
     return slab->chunks[id >> slab->shift] +
            (size_t)(id & ((1u << slab->shift) - 1)) * slab->elem_size;
 }
-static inline uint32_t tq_slab_count(const struct tq_slab *slab) { return slab->next_id - 1; }
+static inline uint32_t tq_slab_count(const struct tq_slab *slab) {
+    return slab->next_id - 1;
+}
 
 static inline struct tq_tenant *st_tenant(const struct tq_state *s, uint32_t id) {
     return tq_slab_at(&s->tenants, id);
@@ -332,10 +334,18 @@ static inline struct tq_obentry *st_obentry(const struct tq_state *s, uint32_t i
 }
 
 /* Message packing. */
-static inline uint64_t msg_lsn(const struct tq_message *m) { return m->packed & TQ_LSN_MAX; }
-static inline unsigned msg_dir(const struct tq_message *m) { return (m->packed >> 48) & 3u; }
-static inline unsigned msg_chan(const struct tq_message *m) { return (m->packed >> 50) & 15u; }
-static inline unsigned msg_author(const struct tq_message *m) { return (m->packed >> 54) & 3u; }
+static inline uint64_t msg_lsn(const struct tq_message *m) {
+    return m->packed & TQ_LSN_MAX;
+}
+static inline unsigned msg_dir(const struct tq_message *m) {
+    return (m->packed >> 48) & 3u;
+}
+static inline unsigned msg_chan(const struct tq_message *m) {
+    return (m->packed >> 50) & 15u;
+}
+static inline unsigned msg_author(const struct tq_message *m) {
+    return (m->packed >> 54) & 3u;
+}
 static inline unsigned msg_delivery(const struct tq_message *m) {
     return (m->packed >> 56) & 7u;
 }
@@ -347,7 +357,6 @@ static inline uint64_t msg_pack(uint64_t lsn, unsigned dir, unsigned chan, unsig
     return (lsn & TQ_LSN_MAX) | (uint64_t)dir << 48 | (uint64_t)chan << 50 |
            (uint64_t)author << 54 | (uint64_t)delivery << 56 | (uint64_t)attempts << 59;
 }
-
 
 /* ---- containers (store.c) ---- */
 void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);

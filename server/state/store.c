@@ -4,7 +4,8 @@
  * Invariants: slab chunks never move once allocated (so entity pointers stay valid across
  * allocations within one apply); ids are handed out densely from 1; hash tables delete only by
  * backward shift (merges re-point entities instead; an erased identity is the one removal), so
- * linear probing needs no tombstones; a slot value 0 is empty because no entity has id 0. Every table keeps its load factor <= 3/4.
+ * linear probing needs no tombstones; a slot value 0 is empty because no entity has id 0. Every
+ * table keeps its load factor <= 3/4.
  *
  * Why: the issue's memory targets (<= 32 bytes per message, <= 256 per ticket) rule out per-entity
  * malloc and doubling arrays of fat structs; chunked slabs waste at most one chunk per kind.
@@ -113,7 +114,8 @@ typedef uint64_t (*hash_of_fn)(const struct tq_state *s, uint32_t id);
 
 static void idtab_put(struct tq_idtab *t, uint64_t hash, uint32_t id) {
     uint64_t i = hash & t->mask;
-    while (t->slots[i] != 0) i = (i + 1) & t->mask;
+    while (t->slots[i] != 0)
+        i = (i + 1) & t->mask;
     t->slots[i] = id;
     t->count++;
 }
@@ -139,7 +141,7 @@ void tq_st_idtab_remove(const struct tq_state *s, struct tq_idtab *t, uint64_t h
     TQ_ASSERT(id != 0 && t->count > 0);
     uint64_t i = hash & t->mask;
     while (t->slots[i] != id) {
-        TQ_ASSERT(t->slots[i] != 0);           /* the caller promised id is present */
+        TQ_ASSERT(t->slots[i] != 0); /* the caller promised id is present */
         i = (i + 1) & t->mask;
     }
     /* Backward shift: move later members of the probe run into the hole when their home slot
@@ -231,7 +233,8 @@ static uint64_t key_hash(uint64_t tenant, unsigned kind, unsigned channel, const
                          size_t len) {
     uint8_t buf[10 + TQ_EXTERNAL_ID_BYTES_MAX];
     TQ_ASSERT(len <= TQ_EXTERNAL_ID_BYTES_MAX);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(tenant >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)(tenant >> (8 * i));
     buf[8] = (uint8_t)kind;
     buf[9] = (uint8_t)channel;
     if (len > 0) memcpy(buf + 10, p, len);

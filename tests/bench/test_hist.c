@@ -101,7 +101,8 @@ int main(void) {
     /* A small sample: exact values below 256 are reported exactly. */
     tq_hist_reset(a);
     TQ_CHECK_UEQ(a->count, 0);
-    for (uint64_t v = 1; v <= 100; v++) tq_hist_record(a, v);
+    for (uint64_t v = 1; v <= 100; v++)
+        tq_hist_record(a, v);
     TQ_CHECK_UEQ(tq_hist_percentile(a, 50.0), 50);
     TQ_CHECK_UEQ(tq_hist_percentile(a, 99.0), 99);
     TQ_CHECK_UEQ(tq_hist_percentile(a, 1.0), 1);

@@ -19,8 +19,8 @@
 
 #include <math.h>
 
-#define MS 1000000ull
-#define US 1000ull
+#define MS        1000000ull
+#define US        1000ull
 #define QUEUE_MAX 100000u
 
 struct request {
@@ -29,13 +29,13 @@ struct request {
 };
 
 struct fake_server {
-    struct request queue[QUEUE_MAX];   /* FIFO of requests not yet completed */
+    struct request queue[QUEUE_MAX]; /* FIFO of requests not yet completed */
     uint32_t head, count;
-    uint64_t now_ns;                   /* the virtual clock */
+    uint64_t now_ns; /* the virtual clock */
     uint64_t service_ns;
-    uint64_t stall_at_ns, stall_ns;    /* the first request starting at/after stall_at stalls */
+    uint64_t stall_at_ns, stall_ns; /* the first request starting at/after stall_at stalls */
     bool stalled;
-    uint64_t busy_until_ns;            /* completion time of the head request (0: not started) */
+    uint64_t busy_until_ns; /* completion time of the head request (0: not started) */
     uint32_t in_flight_max;
     /* Record of sends, for the schedule checks. */
     uint64_t sends;
@@ -59,7 +59,10 @@ static enum tq_err fake_open(void *ctx, uint32_t conn_index, struct tq_bench_con
     return TQ_OK;
 }
 
-static int fake_fd(struct tq_bench_conn *c) { (void)c; return -1; }
+static int fake_fd(struct tq_bench_conn *c) {
+    (void)c;
+    return -1;
+}
 
 static enum tq_err fake_send(struct tq_bench_conn *c, const struct tq_bench_op *op, uint64_t tag,
                              struct tq_error *error) {
@@ -86,8 +89,8 @@ static enum tq_err fake_flush(struct tq_bench_conn *c, bool *pending, struct tq_
     return TQ_OK;
 }
 
-static enum tq_err fake_poll(struct tq_bench_conn *c, struct tq_bench_completion *out,
-                             uint32_t max, uint32_t *count, struct tq_error *error) {
+static enum tq_err fake_poll(struct tq_bench_conn *c, struct tq_bench_completion *out, uint32_t max,
+                             uint32_t *count, struct tq_error *error) {
     (void)c;
     (void)out;
     (void)max;
@@ -96,7 +99,9 @@ static enum tq_err fake_poll(struct tq_bench_conn *c, struct tq_bench_completion
     return TQ_OK;
 }
 
-static void fake_close(struct tq_bench_conn *c) { tq_free(c, sizeof(*c)); }
+static void fake_close(struct tq_bench_conn *c) {
+    tq_free(c, sizeof(*c));
+}
 
 /* Completion time of the head request, starting it if needed. */
 static uint64_t head_done_ns(struct fake_server *s) {
@@ -118,7 +123,7 @@ static uint64_t head_done_ns(struct fake_server *s) {
 static void simulate(struct tq_driver *d, struct fake_server *s) {
     struct tq_error error;
     tq_error_clear(&error);
-    s->now_ns = 1000 * MS;  /* any origin: intended times are relative to the start */
+    s->now_ns = 1000 * MS; /* any origin: intended times are relative to the start */
     tq_driver_start(d, s->now_ns);
     for (uint64_t guard = 0; guard < 100000000u; guard++) {
         uint64_t wake = UINT64_MAX;
@@ -143,9 +148,15 @@ static void simulate(struct tq_driver *d, struct fake_server *s) {
 
 static struct tq_bench_system fake_system(struct fake_server *s) {
     return (struct tq_bench_system){
-        .name = "fake", .ctx = s, .conn_open = fake_open, .conn_fd = fake_fd,
-        .send_op = fake_send, .flush = fake_flush, .poll_completions = fake_poll,
-        .conn_close = fake_close, .stats = NULL,
+        .name = "fake",
+        .ctx = s,
+        .conn_open = fake_open,
+        .conn_fd = fake_fd,
+        .send_op = fake_send,
+        .flush = fake_flush,
+        .poll_completions = fake_poll,
+        .conn_close = fake_close,
+        .stats = NULL,
     };
 }
 
@@ -167,13 +178,17 @@ static void server_free(struct fake_server *s) {
 
 static uint64_t count_at_least(const struct tq_hist *h, uint64_t value) {
     uint64_t n = 0;
-    for (uint32_t i = tq_hist_bucket_index(value); i < TQ_HIST_BUCKETS; i++) n += h->buckets[i];
+    for (uint32_t i = tq_hist_bucket_index(value); i < TQ_HIST_BUCKETS; i++)
+        n += h->buckets[i];
     return n;
 }
 
 static struct tq_driver_options base_options(uint64_t seed) {
     struct tq_driver_options o = {
-        .clients = 4, .pipeline = 8, .duration_s = 2.0, .rate = 1000.0,
+        .clients = 4,
+        .pipeline = 8,
+        .duration_s = 2.0,
+        .rate = 1000.0,
         .workload = {.kind = TQ_WORKLOAD_MIXED, .seed = seed, .customers = 1000, .backlog = 1000},
     };
     return o;
@@ -188,7 +203,7 @@ static void test_open_loop_idle(uint64_t seed) {
     TQ_CHECK_OK(tq_driver_create(&o, &sys, &d, &error), &error);
     simulate(d, s);
     const struct tq_driver_result *r = tq_driver_result(d);
-    TQ_CHECK_UEQ(s->sends, 2000);  /* k = 0..1999: intended k ms < 2 s */
+    TQ_CHECK_UEQ(s->sends, 2000); /* k = 0..1999: intended k ms < 2 s */
     TQ_CHECK_UEQ(r->all.count, 2000);
     for (uint64_t k = 0; k < s->sends; k++) {
         TQ_CHECK_UEQ(s->send_times[k] - 1000 * MS, k * MS);
@@ -215,7 +230,7 @@ static void test_open_loop_stall(uint64_t seed) {
     TQ_CHECK_OK(tq_driver_create(&o, &sys, &d, &error), &error);
     simulate(d, s);
     const struct tq_driver_result *r = tq_driver_result(d);
-    TQ_CHECK_UEQ(r->all.count, 2000);       /* the open loop skips nothing */
+    TQ_CHECK_UEQ(r->all.count, 2000); /* the open loop skips nothing */
     TQ_CHECK_UINT_OP(s->in_flight_max, <=, 32);
     /* The request in service when the stall hit waited the whole stall. */
     TQ_CHECK_UINT_OP(r->all.max, >=, 100 * MS);
@@ -257,8 +272,8 @@ static void test_closed_loop(uint64_t seed) {
 }
 
 static void test_peak_schedule(uint64_t seed) {
-    struct tq_peak_schedule p = {.base_rate = 200, .factor = 20, .warmup_s = 0.5, .ramp_s = 0.25,
-                                 .spike_s = 0.5};
+    struct tq_peak_schedule p = {
+        .base_rate = 200, .factor = 20, .warmup_s = 0.5, .ramp_s = 0.25, .spike_s = 0.5};
     struct fake_server *s = server_new(10 * US, 10000);
     struct tq_bench_system sys = fake_system(s);
     struct tq_driver_options o = base_options(seed);

@@ -9,8 +9,8 @@
  * fails and no claim finds an empty queue; every completed unit appended exactly one message
  * (next:msg == backlog + completed); the queues hold what the state says; the binary exits 0
  * with a JSON report for every workload Redis supports, 2 for fanout (not implemented for the
- * peer), 3 for --system ticketq with no server at the address, and 1 with the empty-queue count when
- * the backlog runs out.
+ * peer), 3 for --system ticketq with no server at the address, and 1 with the empty-queue count
+ * when the backlog runs out.
  */
 #include "openloop.h"
 #include "peer_redis.h"
@@ -18,15 +18,15 @@
 #include "tq_test.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define CUSTOMERS 300u
-#define BACKLOG 20000u
+#define BACKLOG   20000u
 
 static char dir[256];
 static pid_t redis_pid = -1;
@@ -107,7 +107,8 @@ static void test_resp(void) {
     TQ_CHECK_EQ(tq_resp_parse(":12a\r\n", 6, &used, &r), -1);
     char deep[200];
     size_t n = 0;
-    for (int i = 0; i < 40; i++) n += (size_t)snprintf(deep + n, sizeof(deep) - n, "*1\r\n");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "*1\r\n");
     n += (size_t)snprintf(deep + n, sizeof(deep) - n, ":1\r\n");
     TQ_CHECK_EQ(tq_resp_parse(deep, n, &used, &r), -1);
 }
@@ -122,11 +123,15 @@ static void test_driver(const char *sock, uint64_t seed) {
     struct tq_bench_stats st;
     TQ_CHECK_OK(sys->stats(sys->ctx, &st, &error), &error);
     TQ_CHECK_UEQ(st.queue_depth, BACKLOG);
-    TQ_CHECK_UEQ(st.breached, BACKLOG);  /* the backlog's deadlines are in December 2024 */
+    TQ_CHECK_UEQ(st.breached, BACKLOG); /* the backlog's deadlines are in December 2024 */
 
     struct tq_driver_options o = {
-        .clients = 4, .pipeline = 4, .duration_s = 1.0,
-        .workload = {.kind = TQ_WORKLOAD_MIXED, .seed = seed, .customers = CUSTOMERS,
+        .clients = 4,
+        .pipeline = 4,
+        .duration_s = 1.0,
+        .workload = {.kind = TQ_WORKLOAD_MIXED,
+                     .seed = seed,
+                     .customers = CUSTOMERS,
                      .backlog = BACKLOG},
     };
     struct tq_driver *d = NULL;
@@ -169,7 +174,8 @@ static int run_bench(const char *out_path, const char *const *args) {
     char *argv[40]; /* execv's prototype wants char *const[]; it does not write them */
     int argc = 0;
     argv[argc++] = exe;
-    for (int i = 0; args[i] != NULL && argc < 39; i++) argv[argc++] = (char *)(uintptr_t)args[i];
+    for (int i = 0; args[i] != NULL && argc < 39; i++)
+        argv[argc++] = (char *)(uintptr_t)args[i];
     argv[argc] = NULL;
     pid_t pid = fork();
     TQ_CHECK(pid >= 0);
@@ -203,10 +209,13 @@ static void test_binary(const char *sock) {
     snprintf(png, sizeof(png), "%s/peak.png", dir);
     static const char *const workloads[] = {"ingest", "claim-reply", "mixed", "dashboard"};
     for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++) {
-        const char *args[] = {"--system", "redis", "--addr", addr, "--workload", workloads[i],
-                              "--duration", "0.5", "--clients", "3", "--pipeline", "2",
-                              "--customers", "300", "--backlog", "20000", "--json",
-                              i <= 1 ? "--load" : "--json", NULL};
+        const char *args[] = {"--system",    "redis",      "--addr",
+                              addr,          "--workload", workloads[i],
+                              "--duration",  "0.5",        "--clients",
+                              "3",           "--pipeline", "2",
+                              "--customers", "300",        "--backlog",
+                              "20000",       "--json",     i <= 1 ? "--load" : "--json",
+                              NULL};
         int code = run_bench(out, args);
         printf("ticketq-bench --workload %s: exit %d\n", workloads[i], code);
         TQ_CHECK_EQ(code, 0);
@@ -215,27 +224,49 @@ static void test_binary(const char *sock) {
         TQ_CHECK(file_contains(out, "\"errors\":0,\"system\":\"redis\""));
     }
     TQ_CHECK(file_contains(out, "\"get_ticket\":{"));
-    const char *peak[] = {"--system", "redis", "--addr", addr, "--workload", "peak",
-                          "--rate", "100", "--peak-warmup", "1", "--peak-ramp", "0.5",
-                          "--peak-spike", "1", "--clients", "4", "--customers", "300",
-                          "--backlog", "20000", "--csv", csv, "--plot", png, NULL};
+    const char *peak[] = {"--system",
+                          "redis",
+                          "--addr",
+                          addr,
+                          "--workload",
+                          "peak",
+                          "--rate",
+                          "100",
+                          "--peak-warmup",
+                          "1",
+                          "--peak-ramp",
+                          "0.5",
+                          "--peak-spike",
+                          "1",
+                          "--clients",
+                          "4",
+                          "--customers",
+                          "300",
+                          "--backlog",
+                          "20000",
+                          "--csv",
+                          csv,
+                          "--plot",
+                          png,
+                          NULL};
     TQ_CHECK_EQ(run_bench(out, peak), 0);
     TQ_CHECK(file_contains(csv, "second,intended_rate,throughput,p50_ms,p99_ms"));
-    TQ_CHECK(file_contains(csv, "\n4,"));   /* 1 + 0.5 + 1 + 0.5 + 1 = 4 whole seconds */
+    TQ_CHECK(file_contains(csv, "\n4,")); /* 1 + 0.5 + 1 + 0.5 + 1 = 4 whole seconds */
     const char *fanout[] = {"--system", "redis", "--addr", addr, "--workload", "fanout", NULL};
     TQ_CHECK_EQ(run_bench(out, fanout), 2);
     char nowhere[320];
     snprintf(nowhere, sizeof(nowhere), "unix:%s/no-ticketqd.sock", dir);
-    const char *ticketq[] = {"--system", "ticketq", "--addr", nowhere, "--token", "x",
-                             "--workload", "mixed", NULL};
+    const char *ticketq[] = {"--system", "ticketq",    "--addr", nowhere, "--token",
+                             "x",        "--workload", "mixed",  NULL};
     TQ_CHECK_EQ(run_bench(out, ticketq), 3);
     const char *bad[] = {"--system", "redis", "--clients", "x", NULL};
     TQ_CHECK_EQ(run_bench(out, bad), 2);
     /* A backlog far too small: claims find empty queues, the run is reported invalid (exit 1)
      * with its figures and the count. Last, because --load replaces the state. */
-    const char *empty[] = {"--system", "redis", "--addr", addr, "--workload", "claim-reply",
-                           "--duration", "0.3", "--clients", "2", "--customers", "300",
-                           "--backlog", "5", "--load", "--json", NULL};
+    const char *empty[] = {"--system",    "redis",      "--addr",    addr,        "--workload",
+                           "claim-reply", "--duration", "0.3",       "--clients", "2",
+                           "--customers", "300",        "--backlog", "5",         "--load",
+                           "--json",      NULL};
     TQ_CHECK_EQ(run_bench(out, empty), 1);
     TQ_CHECK(file_contains(out, "\"claim_reply\":{\"count\":5,"));
     TQ_CHECK(!file_contains(out, "\"empty_queue\":0,"));

@@ -34,13 +34,13 @@
 #include <unistd.h>
 
 #define CUSTOMERS 200u
-#define BACKLOG 3000u
+#define BACKLOG   3000u
 
 static struct tq_fixture server;
 
 static void test_in_process(uint64_t seed) {
-    struct tq_ticketq_options o = {.addr = server.addr, .token = server.admin_token,
-                                   .pipeline = 3, .batch = 1};
+    struct tq_ticketq_options o = {
+        .addr = server.addr, .token = server.admin_token, .pipeline = 3, .batch = 1};
     struct tq_bench_system *sys = NULL;
     struct tq_error err;
     TQ_CHECK_OK(tq_ticketq_system_create(&o, &sys, &err), &err);
@@ -55,7 +55,9 @@ static void test_in_process(uint64_t seed) {
         .clients = 3,
         .pipeline = 3,
         .duration_s = 1.0,
-        .workload = {.kind = TQ_WORKLOAD_MIXED, .seed = seed, .customers = CUSTOMERS,
+        .workload = {.kind = TQ_WORKLOAD_MIXED,
+                     .seed = seed,
+                     .customers = CUSTOMERS,
                      .backlog = BACKLOG},
     };
     struct tq_driver *driver = NULL;
@@ -64,7 +66,8 @@ static void test_in_process(uint64_t seed) {
     TQ_CHECK(r != NULL);
     TQ_CHECK_OK(tq_driver_run(driver, r, &err), &err);
     uint64_t errors = 0;
-    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) errors += r->errors[k];
+    for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++)
+        errors += r->errors[k];
     printf("mixed in-process: %llu ingests, %llu claim-replies, %llu errors\n",
            (unsigned long long)r->ops[TQ_OP_INGEST], (unsigned long long)r->ops[TQ_OP_CLAIM_REPLY],
            (unsigned long long)errors);
@@ -77,8 +80,7 @@ static void test_in_process(uint64_t seed) {
 
     struct tq_ticketq_counts after;
     TQ_CHECK_OK(tq_ticketq_counts(sys, &after, &err), &err);
-    TQ_CHECK_UEQ(after.messages,
-                 BACKLOG + r->ops[TQ_OP_INGEST] + r->ops[TQ_OP_CLAIM_REPLY]);
+    TQ_CHECK_UEQ(after.messages, BACKLOG + r->ops[TQ_OP_INGEST] + r->ops[TQ_OP_CLAIM_REPLY]);
     TQ_CHECK_GE(after.tickets, BACKLOG);
     free(r);
     tq_driver_destroy(driver);
@@ -92,7 +94,8 @@ static int run_bench(const char *out_path, const char *const *args) {
     char *argv[48]; /* execv's prototype wants char *const[]; it does not write them */
     int argc = 0;
     argv[argc++] = exe;
-    for (int i = 0; args[i] != NULL && argc < 47; i++) argv[argc++] = (char *)(uintptr_t)args[i];
+    for (int i = 0; args[i] != NULL && argc < 47; i++)
+        argv[argc++] = (char *)(uintptr_t)args[i];
     argv[argc] = NULL;
     pid_t pid = fork();
     TQ_CHECK(pid >= 0);
@@ -139,34 +142,38 @@ static void test_binary(void) {
         TQ_CHECK(file_contains(out, "\"errors\":0,\"system\":\"ticketq\""));
         TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
         TQ_CHECK(file_contains(out, "\"server\":{\"tickets\":"));
-        TQ_CHECK(!file_contains(out, "\"count\":0,"));  /* every op kind that ran, ran */
+        TQ_CHECK(!file_contains(out, "\"count\":0,")); /* every op kind that ran, ran */
     }
     TQ_CHECK(file_contains(out, "\"get_ticket\":{"));
     TQ_CHECK(file_contains(out, "\"sla_nearest\":{"));
     /* Batched ingest: 300 per Batch, 2 batches in flight, so one answer holds more completions
      * than the driver takes per call (256) and must be handed out over several calls. */
-    const char *batched[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                             token_file, "--workload", "ingest", "--duration", "1",
-                             "--clients", "1", "--pipeline", "600", "--batch", "300",
-                             "--customers", "200", "--backlog", "1000", "--json", NULL};
+    const char *batched[] = {"--system",  "ticketq",     "--addr",     server.addr,  "--token-file",
+                             token_file,  "--workload",  "ingest",     "--duration", "1",
+                             "--clients", "1",           "--pipeline", "600",        "--batch",
+                             "300",       "--customers", "200",        "--backlog",  "1000",
+                             "--json",    NULL};
     TQ_CHECK_EQ(run_bench(out, batched), 0);
     TQ_CHECK(file_contains(out, "\"errors\":0,\"system\":\"ticketq\",\"workload\":\"ingest\","
                                 "\"clients\":1,\"pipeline\":600,\"batch\":300"));
     TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
     TQ_CHECK(!file_contains(out, "\"count\":0,"));
-    const char *pipelined[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                               token_file, "--workload", "mixed", "--duration", "1",
-                               "--clients", "2", "--pipeline", "16", "--customers", "200",
-                               "--backlog", "3000", "--json", NULL};
+    const char *pipelined[] = {"--system",     "ticketq",  "--addr",      server.addr,
+                               "--token-file", token_file, "--workload",  "mixed",
+                               "--duration",   "1",        "--clients",   "2",
+                               "--pipeline",   "16",       "--customers", "200",
+                               "--backlog",    "3000",     "--json",      NULL};
     TQ_CHECK_EQ(run_bench(out, pipelined), 0);
     TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
 
-    const char *fanout[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                            token_file, "--workload", "fanout", "--subscribers", "0",
-                            "--customers", "200", "--backlog", "1000", NULL};
+    const char *fanout[] = {"--system",      "ticketq",  "--addr",      server.addr,
+                            "--token-file",  token_file, "--workload",  "fanout",
+                            "--subscribers", "0",        "--customers", "200",
+                            "--backlog",     "1000",     NULL};
     TQ_CHECK_EQ(run_bench(out, fanout), 2);
-    const char *batch_too_big[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                                   token_file, "--batch", "10", "--pipeline", "4", NULL};
+    const char *batch_too_big[] = {"--system",     "ticketq",  "--addr",  server.addr,
+                                   "--token-file", token_file, "--batch", "10",
+                                   "--pipeline",   "4",        NULL};
     TQ_CHECK_EQ(run_bench(out, batch_too_big), 2);
     char nowhere[320];
     snprintf(nowhere, sizeof(nowhere), "unix:%s/no-such.sock", server.dir);
@@ -174,10 +181,10 @@ static void test_binary(void) {
     TQ_CHECK_EQ(run_bench(out, absent), 3);
     /* A backlog far too small: claims find empty queues, the run is reported invalid (exit 1)
      * with its figures and the count. */
-    const char *empty[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                           token_file, "--workload", "claim-reply", "--duration", "0.5",
-                           "--clients", "2", "--customers", "5", "--backlog", "5", "--json",
-                           NULL};
+    const char *empty[] = {"--system",  "ticketq",    "--addr",      server.addr,  "--token-file",
+                           token_file,  "--workload", "claim-reply", "--duration", "0.5",
+                           "--clients", "2",          "--customers", "5",          "--backlog",
+                           "5",         "--json",     NULL};
     TQ_CHECK_EQ(run_bench(out, empty), 1);
     TQ_CHECK(file_contains(out, "\"claim_reply\":{\"count\":5,"));
     TQ_CHECK(!file_contains(out, "\"empty_queue\":0,"));
@@ -216,7 +223,7 @@ static void check_lag(const char *from, const char *name) {
     TQ_CHECK(p50 >= 0.0 && p50 <= p99 && p99 <= max);
 }
 
-#define FANOUT_BACKLOG 1000u
+#define FANOUT_BACKLOG     1000u
 #define FANOUT_SUBSCRIBERS 2
 
 /* pipeline/batch as strings: "2"/"1" plain Ingests; "600"/"300" Batch members (their acks come
@@ -225,11 +232,11 @@ static void test_fanout(const char *pipeline, const char *batch) {
     char out[300], token_file[300];
     snprintf(out, sizeof(out), "%s/bench-fanout.json", server.dir);
     snprintf(token_file, sizeof(token_file), "%s/admin.token", server.dir);
-    const char *args[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
-                          token_file, "--workload", "fanout", "--subscribers", "2",
-                          "--duration", "1", "--clients", "2", "--pipeline", pipeline,
-                          "--batch", batch, "--customers", "200", "--backlog", "1000", "--json",
-                          NULL};
+    const char *args[] = {
+        "--system",    "ticketq", "--addr",        server.addr, "--token-file", token_file,
+        "--workload",  "fanout",  "--subscribers", "2",         "--duration",   "1",
+        "--clients",   "2",       "--pipeline",    pipeline,    "--batch",      batch,
+        "--customers", "200",     "--backlog",     "1000",      "--json",       NULL};
     int code = run_bench(out, args);
     const char *text = file_text(out);
     printf("ticketq-bench --workload fanout --batch %s: exit %d\n%s", batch, code, text);

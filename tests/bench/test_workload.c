@@ -2,10 +2,10 @@
  *
  * Method: generate long streams with a random seed (printed; TQ_SEED= reproduces) and check
  * determinism byte for byte, then the distributions PEER-WORKLOADS.md specifies, the initial
- * state formulas against brute force, the bodies against bench/peers/peer-body-{in,out}.txt, and the peak
- * schedule's closed-form arrival times against its integral.
- * Invariants checked: same (seed, client) -> same ops; different client -> different ops;
- * first contact 10% +-1%; mixed 80/20 +-1%; dashboard 50% ingest +-1%; every field in range.
+ * state formulas against brute force, the bodies against bench/peers/peer-body-{in,out}.txt, and
+ * the peak schedule's closed-form arrival times against its integral. Invariants checked: same
+ * (seed, client) -> same ops; different client -> different ops; first contact 10% +-1%; mixed
+ * 80/20 +-1%; dashboard 50% ingest +-1%; every field in range.
  */
 #include "workload.h"
 
@@ -78,7 +78,8 @@ static void check_distributions(uint64_t seed) {
     }
     double f = (double)first / SAMPLE_OPS;
     TQ_CHECK(fabs(f - 0.10) <= 0.01);
-    for (int c = 0; c < 3; c++) TQ_CHECK(fabs((double)new_channel[c] / (double)first - 1.0 / 3) <= 0.01);
+    for (int c = 0; c < 3; c++)
+        TQ_CHECK(fabs((double)new_channel[c] / (double)first - 1.0 / 3) <= 0.01);
 
     o.kind = TQ_WORKLOAD_MIXED;
     tq_workload_init(&w, &o, 3);
@@ -100,7 +101,8 @@ static void check_distributions(uint64_t seed) {
     }
     TQ_CHECK(fabs((double)ingest / SAMPLE_OPS - 0.8) <= 0.01);
     uint64_t claims = SAMPLE_OPS - ingest;
-    for (int q = 0; q < 3; q++) TQ_CHECK(fabs((double)queue[q] / (double)claims - 1.0 / 3) <= 0.01);
+    for (int q = 0; q < 3; q++)
+        TQ_CHECK(fabs((double)queue[q] / (double)claims - 1.0 / 3) <= 0.01);
 
     o.kind = TQ_WORKLOAD_DASHBOARD;
     o.backlog = 5000;
@@ -137,7 +139,7 @@ static void check_initial_state(void) {
     }
     struct tq_workload_ticket tk;
     tq_workload_ticket(5, 3, &tk);
-    TQ_CHECK_UEQ(tk.customer_id, 2);   /* ((5 - 1) % 3) + 1 */
+    TQ_CHECK_UEQ(tk.customer_id, 2); /* ((5 - 1) % 3) + 1 */
     TQ_CHECK_UEQ(tk.queue, 2);
     TQ_CHECK_UEQ(tk.priority, 0);
     TQ_CHECK_UEQ(tk.created_ms, TQ_WORKLOAD_EPOCH_MS + 5);
@@ -165,12 +167,12 @@ static void check_bodies(void) {
 }
 
 static void check_peak(uint64_t *rng) {
-    struct tq_peak_schedule s = {.base_rate = 100, .factor = 20, .warmup_s = 3, .ramp_s = 2,
-                                 .spike_s = 4};
+    struct tq_peak_schedule s = {
+        .base_rate = 100, .factor = 20, .warmup_s = 3, .ramp_s = 2, .spike_s = 4};
     TQ_CHECK(tq_peak_rate(&s, 1.0) == 100.0);
-    TQ_CHECK(tq_peak_rate(&s, 4.0) == 1050.0);   /* halfway up the ramp */
+    TQ_CHECK(tq_peak_rate(&s, 4.0) == 1050.0); /* halfway up the ramp */
     TQ_CHECK(tq_peak_rate(&s, 6.0) == 2000.0);
-    TQ_CHECK(tq_peak_rate(&s, 10.0) == 1050.0);  /* halfway down */
+    TQ_CHECK(tq_peak_rate(&s, 10.0) == 1050.0); /* halfway down */
     TQ_CHECK(tq_peak_rate(&s, 30.0) == 100.0);
     /* Integral: 300 + 2100 + 8000 + 2100 = 12500 arrivals by t = 11 s. */
     TQ_CHECK(fabs(tq_peak_arrivals(&s, 11.0) - 12500.0) < 1e-6);

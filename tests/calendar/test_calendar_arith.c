@@ -22,8 +22,8 @@
 #include <stdbool.h>
 
 #define MINUTE_MS INT64_C(60000)
-#define HOUR_MS INT64_C(3600000)
-#define DAY_MS INT64_C(86400000)
+#define HOUR_MS   INT64_C(3600000)
+#define DAY_MS    INT64_C(86400000)
 
 /* 2026-03-02T00:00:00Z, a Monday. */
 #define MON_2026_03_02_MS INT64_C(1772409600000)
@@ -98,8 +98,7 @@ static void test_examples(void) {
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, fri + 16 * HOUR_MS, 2 * HOUR_MS),
                 mon + 7 * DAY_MS + 10 * HOUR_MS);
     /* Exactly to the end of the day stays on Friday (earliest instant). */
-    TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, fri + 16 * HOUR_MS, HOUR_MS),
-                fri + 17 * HOUR_MS);
+    TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, fri + 16 * HOUR_MS, HOUR_MS), fri + 17 * HOUR_MS);
     /* Starting on Saturday counts from Monday 09:00; 1 ms -> 09:00:00.001. */
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, fri + DAY_MS + 5 * HOUR_MS, 1),
                 mon + 7 * DAY_MS + 9 * HOUR_MS + 1);
@@ -138,13 +137,13 @@ static void test_examples(void) {
     TQ_CHECK_EQ(tq_calendar_business_ms(&cal, mon, mon + 7 * DAY_MS), 12 * HOUR_MS);
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, mon + 11 * HOUR_MS, 2 * HOUR_MS),
                 mon + 14 * HOUR_MS);
-    TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, mon + 11 * HOUR_MS, HOUR_MS),
-                mon + 12 * HOUR_MS);
+    TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, mon + 11 * HOUR_MS, HOUR_MS), mon + 12 * HOUR_MS);
     /* Monday 17:00 + 3 h: 1 h Monday, 2 h Friday night, lands exactly at Saturday 00:00. */
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, mon + 17 * HOUR_MS, 3 * HOUR_MS),
                 mon + 5 * DAY_MS);
-    TQ_CHECK_EQ(tq_calendar_business_ms(&cal, mon + 4 * DAY_MS + 23 * HOUR_MS,
-                                        mon + 5 * DAY_MS + HOUR_MS), 2 * HOUR_MS);
+    TQ_CHECK_EQ(
+        tq_calendar_business_ms(&cal, mon + 4 * DAY_MS + 23 * HOUR_MS, mon + 5 * DAY_MS + HOUR_MS),
+        2 * HOUR_MS);
     /* The same night shift at UTC+08:00 (Asia/Shanghai-like, no transitions). */
     cal.base_offset_s = 8 * 3600;
     check_valid(&cal);
@@ -170,15 +169,17 @@ static void test_dst_days(void) {
     TQ_CHECK_EQ(tq_calendar_offset_s(&cal, spring_s * 1000 - 1), 3600);
     TQ_CHECK_EQ(tq_calendar_offset_s(&cal, spring_s * 1000), 7200);
     /* 02:00-03:00 never happens: 5 real hours. */
-    TQ_CHECK_EQ(tq_calendar_business_ms(&cal, spring_day_local0 - HOUR_MS,
-                                        spring_day_local0 + DAY_MS), 5 * HOUR_MS);
+    TQ_CHECK_EQ(
+        tq_calendar_business_ms(&cal, spring_day_local0 - HOUR_MS, spring_day_local0 + DAY_MS),
+        5 * HOUR_MS);
     /* 06:00 CEST = 04:00Z is the end: 2 h before the change + 3 h after. */
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, spring_day_local0, 5 * HOUR_MS),
                 spring_s * 1000 + 3 * HOUR_MS);
     /* 02:00-03:00 happens twice: 7 real hours. 00:00 CEST = 22:00Z the day before. */
     int64_t autumn_day_local0 = autumn_s * 1000 - 3 * HOUR_MS;
-    TQ_CHECK_EQ(tq_calendar_business_ms(&cal, autumn_day_local0 - HOUR_MS,
-                                        autumn_day_local0 + DAY_MS), 7 * HOUR_MS);
+    TQ_CHECK_EQ(
+        tq_calendar_business_ms(&cal, autumn_day_local0 - HOUR_MS, autumn_day_local0 + DAY_MS),
+        7 * HOUR_MS);
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, autumn_day_local0, 7 * HOUR_MS),
                 autumn_s * 1000 + 4 * HOUR_MS);
     /* During the repeated hour the clock keeps counting. */
@@ -202,7 +203,8 @@ static void test_dst_days(void) {
                 day + 7 * DAY_MS + 17 * HOUR_MS);
 }
 
-/* ---- validate ---------------------------------------------------------------------------------- */
+/* ---- validate ----------------------------------------------------------------------------------
+ */
 
 static void expect_invalid(const struct tq_calendar *cal, const char *needle) {
     struct tq_error error;
@@ -277,12 +279,13 @@ static void test_validate(void) {
     expect_invalid(&cal, "tz_name is not NUL-terminated");
 }
 
-/* ---- property test against a brute-force reference ---------------------------------------------- */
+/* ---- property test against a brute-force reference ----------------------------------------------
+ */
 
 #define WINDOW_MINUTES (42 * 1440) /* six weeks: long enough for week jumps and holidays */
 
 struct reference {
-    int64_t window_ms;                 /* first instant of the window (minute-aligned) */
+    int64_t window_ms; /* first instant of the window (minute-aligned) */
     bool business[WINDOW_MINUTES];
     int64_t prefix[WINDOW_MINUTES + 1]; /* business minutes before minute m */
 };
@@ -497,8 +500,8 @@ static void test_long_spans(uint64_t seed) {
             TQ_CHECK_EQ(tq_calendar_business_ms(&cal, start, t), d);
             TQ_CHECK_EQ(tq_calendar_business_ms(&cal, t - 1, t), 1);
             int64_t m = rand_instant(&rng, start, t);
-            TQ_CHECK_EQ(tq_calendar_business_ms(&cal, start, m) + tq_calendar_business_ms(&cal, m, t),
-                        d);
+            TQ_CHECK_EQ(
+                tq_calendar_business_ms(&cal, start, m) + tq_calendar_business_ms(&cal, m, t), d);
             /* Chaining: adding in two steps lands on the same instant. */
             int64_t d1 = (int64_t)tq_test_rand_below(&rng, (uint64_t)d) + 1;
             int64_t t1 = tq_calendar_add_business_ms(&cal, start, d1);

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define HOUR_MS INT64_C(3600000)
-#define DAY_MS INT64_C(86400000)
+#define DAY_MS  INT64_C(86400000)
 #define Y2000_S INT64_C(946684800)
 #define Y2100_S INT64_C(4102444800)
 
@@ -70,10 +70,12 @@ static void check_against_oracle(int64_t from_s, int64_t to_s, uint64_t *rng) {
 static void test_zones_vs_glibc(uint64_t seed) {
     uint64_t rng = seed;
     const char *zones[] = {
-        "Europe/Berlin",   "America/New_York",  "Asia/Shanghai",     "Australia/Sydney",
-        "Australia/Lord_Howe", "Europe/Dublin", "America/Sao_Paulo", "Asia/Kolkata",
-        "Asia/Kathmandu",  "Pacific/Chatham",   "America/St_Johns",  "Antarctica/Troll",
-        "America/Santiago", "Africa/Casablanca", "UTC",              "Etc/GMT+5",
+        "Europe/Berlin",     "America/New_York",    "Asia/Shanghai",
+        "Australia/Sydney",  "Australia/Lord_Howe", "Europe/Dublin",
+        "America/Sao_Paulo", "Asia/Kolkata",        "Asia/Kathmandu",
+        "Pacific/Chatham",   "America/St_Johns",    "Antarctica/Troll",
+        "America/Santiago",  "Africa/Casablanca",   "UTC",
+        "Etc/GMT+5",
     };
     for (size_t i = 0; i < TQ_ARRAY_COUNT(zones); i++) {
         load(zones[i], Y2000_S, Y2100_S);
@@ -157,15 +159,14 @@ static void test_business_on_real_zones(void) {
     cal.interval_count[0] = 1;
     cal.intervals[0][0] = (struct tq_calendar_interval){0, 6 * 60};
     TQ_CHECK_OK(tq_calendar_validate(&cal, &error), &error);
-    int64_t mar8_local0 = INT64_C(1772946000000);  /* 2026-03-08T00:00 EST = 05:00Z */
+    int64_t mar8_local0 = INT64_C(1772946000000); /* 2026-03-08T00:00 EST = 05:00Z */
     int64_t nov1_local0 = INT64_C(1793505600000); /* 2026-11-01T00:00 EDT = 04:00Z */
     TQ_CHECK_EQ(tq_calendar_business_ms(&cal, mar8_local0, mar8_local0 + DAY_MS), 5 * HOUR_MS);
     TQ_CHECK_EQ(tq_calendar_business_ms(&cal, nov1_local0, nov1_local0 + DAY_MS), 7 * HOUR_MS);
     TQ_CHECK_EQ(tq_calendar_add_business_ms(&cal, nov1_local0, 7 * HOUR_MS),
                 nov1_local0 + 7 * HOUR_MS);
     /* A Sunday-only calendar across a year of New York: 52 or 53 Sundays x 6 h, +-1 h. */
-    int64_t year_ms = tq_calendar_business_ms(&cal, INT64_C(1767225600000),
-                                              INT64_C(1798761600000));
+    int64_t year_ms = tq_calendar_business_ms(&cal, INT64_C(1767225600000), INT64_C(1798761600000));
     TQ_CHECK_EQ(year_ms, 52 * 6 * HOUR_MS); /* 2026 has 52 Sundays; -1 h +1 h cancel */
 
     /* Sydney, Mon-Fri 09:00-17:00 in the week DST ends (Sunday 2026-04-05): 40 h. */
@@ -214,8 +215,8 @@ static int visit_zone(const char *path, const struct stat *st, int type, struct 
         TQ_CHECK_EQ(oracle_offset(at - 1), tq_calendar_offset_s(&cal, (at - 1) * 1000));
     }
     const int64_t step_s = 9 * 86400 + 3607;
-    for (int64_t t = scan_from + (int64_t)tq_test_rand_below(&all_zones_rng, step_s);
-         t <= Y2100_S; t += step_s) {
+    for (int64_t t = scan_from + (int64_t)tq_test_rand_below(&all_zones_rng, step_s); t <= Y2100_S;
+         t += step_s) {
         if (oracle_offset(t) != tq_calendar_offset_s(&cal, t * 1000)) {
             fprintf(stderr, "%s: offset at %lld differs from glibc\n", name, (long long)t);
         }

@@ -16,7 +16,8 @@
  * the calendar is left byte-for-byte untouched; errors are INVALID_ARGUMENT or CORRUPT.
  */
 /* The rule strings built below always fit their buffers (at most ~30 bytes); gcc's -O2
- * format-truncation analysis cannot see the callers' sizes and would fail a -Werror release build. */
+ * format-truncation analysis cannot see the callers' sizes and would fail a -Werror release build.
+ */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
@@ -84,7 +85,8 @@ static void check_parse_ok(const char *name, size_t len, int64_t from_s, int64_t
     TQ_CHECK_STR_EQ(cal.tz_name, name);
 }
 
-/* ---- footer rules vs glibc --------------------------------------------------------------------- */
+/* ---- footer rules vs glibc ---------------------------------------------------------------------
+ */
 
 /* A random rule date in Jan 2 .. Dec 30 (glibc decides by the UTC year of t, tzcode by the
  * local year: they agree only away from New Year) with an optional /time in 0..23:59:59.
@@ -113,12 +115,8 @@ static void random_rule_date(uint64_t *rng, char *out, size_t size, int *doy_out
     }
     }
     switch (tq_test_rand_below(rng, 4)) {
-    case 0:
-        snprintf(out, size, "%s", date);
-        break;
-    case 1:
-        snprintf(out, size, "%s/%u", date, (unsigned)tq_test_rand_below(rng, 24));
-        break;
+    case 0: snprintf(out, size, "%s", date); break;
+    case 1: snprintf(out, size, "%s/%u", date, (unsigned)tq_test_rand_below(rng, 24)); break;
     case 2:
         snprintf(out, size, "%s/%u:%02u", date, (unsigned)tq_test_rand_below(rng, 24),
                  (unsigned)tq_test_rand_below(rng, 60));
@@ -132,8 +130,8 @@ static void random_rule_date(uint64_t *rng, char *out, size_t size, int *doy_out
 
 static void random_posix_offset(uint64_t *rng, char *out, size_t size) {
     int hours = (int)tq_test_rand_below(rng, 25) - 12;
-    unsigned minutes = tq_test_rand_below(rng, 3) == 0 ? (unsigned)tq_test_rand_below(rng, 4) * 15
-                                                       : 0;
+    unsigned minutes =
+        tq_test_rand_below(rng, 3) == 0 ? (unsigned)tq_test_rand_below(rng, 4) * 15 : 0;
     if (minutes != 0) {
         snprintf(out, size, "%s%d:%02u", hours < 0 ? "-" : (tq_test_rand_below(rng, 2) ? "+" : ""),
                  hours < 0 ? -hours : hours, minutes);
@@ -196,9 +194,9 @@ static void test_footer_rules(uint64_t seed) {
 static void test_explicit_then_footer(uint64_t seed) {
     uint64_t rng = seed ^ 0x7f4a7c15u;
     const char *rules[] = {
-        "CET-1CEST,M3.5.0,M10.5.0/3",  "EST5EDT,M3.2.0,M11.1.0",
-        "AEST-10AEDT,M10.1.0,M4.1.0/3", "<-04>4<-03>,M9.1.6/24,M4.1.6/24",
-        "IST-1GMT0,M10.5.0,M3.5.0/1",  "NZST-12NZDT,M9.5.0,M4.1.0/3",
+        "CET-1CEST,M3.5.0,M10.5.0/3",           "EST5EDT,M3.2.0,M11.1.0",
+        "AEST-10AEDT,M10.1.0,M4.1.0/3",         "<-04>4<-03>,M9.1.6/24,M4.1.6/24",
+        "IST-1GMT0,M10.5.0,M3.5.0/1",           "NZST-12NZDT,M9.5.0,M4.1.0/3",
         "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
     };
     for (size_t r = 0; r < TQ_ARRAY_COUNT(rules); r++) {
@@ -313,9 +311,8 @@ static void test_rule_known_values(void) {
     TQ_CHECK_EQ(cal.tz_transition_count, TQ_CALENDAR_TZ_TRANSITIONS_MAX);
     uint64_t rng = 1;
     oracle_set(spec.footer);
-    check_against_oracle(&cal, Y2000_S,
-                         cal.tz_transitions[TQ_CALENDAR_TZ_TRANSITIONS_MAX - 1].at_s, &rng,
-                         86400 * 7 + 5);
+    check_against_oracle(&cal, Y2000_S, cal.tz_transitions[TQ_CALENDAR_TZ_TRANSITIONS_MAX - 1].at_s,
+                         &rng, 86400 * 7 + 5);
 }
 
 /* v1-only files (version byte 0) and explicit tables: coalescing of isdst-only changes,
@@ -361,7 +358,8 @@ static void test_v1_and_explicit(uint64_t seed) {
     }
 }
 
-/* ---- names and $TZDIR ------------------------------------------------------------------------- */
+/* ---- names and $TZDIR -------------------------------------------------------------------------
+ */
 
 static void expect_load_error(const char *name, enum tq_err code, const char *needle) {
     struct tq_error error;
@@ -455,15 +453,15 @@ static void test_names_and_tzdir(void) {
     TQ_CHECK_EQ(unsetenv("TZDIR"), 0);
 }
 
-/* ---- corrupt bytes ------------------------------------------------------------------------------ */
+/* ---- corrupt bytes ------------------------------------------------------------------------------
+ */
 
 /* Parses data and checks the invariants that hold for any input. Returns the code. */
 static enum tq_err parse_any(const uint8_t *data, size_t len) {
     struct tq_error error;
     struct tq_calendar before;
     memcpy(&before, &cal, sizeof(cal));
-    enum tq_err err = tq_calendar_tz_parse(&cal, "Test/Fuzz", data, len, Y2000_S, Y2100_S,
-                                           &error);
+    enum tq_err err = tq_calendar_tz_parse(&cal, "Test/Fuzz", data, len, Y2000_S, Y2100_S, &error);
     if (err == TQ_OK) {
         TQ_CHECK_OK(tq_calendar_validate(&cal, &error), &error);
     } else {
@@ -565,10 +563,22 @@ static void test_corrupt(uint64_t seed) {
     copy[len - 2] = '\0'; /* NUL inside the footer */
     expect_corrupt(copy, len, "footer NUL");
     const char *bad_footers[] = {
-        "XYZ", "CE-1", "CET-1CEST,M3.5.0", "CET-1CEST,M13.5.0,M10.5.0", "CET-1CEST,M3.6.0,M10.5.0",
-        "CET-1CEST,M3.5.7,M10.5.0", "CET-1CEST,J0,J300", "CET-1CEST,J366,J300",
-        "CET-1CEST,366,300", "CET-25", "CET-1CEST,M3.5.0/168,M10.5.0", "<AB>3", "<ABC3",
-        "CET-1:60", "CET-1CEST,M3.5.0,M10.5.0x", "CET99999999999999999999",
+        "XYZ",
+        "CE-1",
+        "CET-1CEST,M3.5.0",
+        "CET-1CEST,M13.5.0,M10.5.0",
+        "CET-1CEST,M3.6.0,M10.5.0",
+        "CET-1CEST,M3.5.7,M10.5.0",
+        "CET-1CEST,J0,J300",
+        "CET-1CEST,J366,J300",
+        "CET-1CEST,366,300",
+        "CET-25",
+        "CET-1CEST,M3.5.0/168,M10.5.0",
+        "<AB>3",
+        "<ABC3",
+        "CET-1:60",
+        "CET-1CEST,M3.5.0,M10.5.0x",
+        "CET99999999999999999999",
     };
     for (size_t i = 0; i < TQ_ARRAY_COUNT(bad_footers); i++) {
         spec.footer = bad_footers[i];
@@ -592,21 +602,15 @@ static void test_corrupt(uint64_t seed) {
         for (unsigned e = 0; e < edits; e++) {
             size_t at = (size_t)tq_test_rand_below(&rng, n);
             switch (tq_test_rand_below(&rng, 4)) {
-            case 0:
-                copy[at] ^= (uint8_t)(1u << tq_test_rand_below(&rng, 8));
-                break;
-            case 1:
-                copy[at] = (uint8_t)tq_test_rand(&rng);
-                break;
+            case 0: copy[at] ^= (uint8_t)(1u << tq_test_rand_below(&rng, 8)); break;
+            case 1: copy[at] = (uint8_t)tq_test_rand(&rng); break;
             case 2: {
                 size_t field = (tq_test_rand_below(&rng, 2) ? h2 : 0) + 20 +
                                4 * (size_t)tq_test_rand_below(&rng, 6);
                 tzif_put32(copy + field, (uint32_t)tq_test_rand_below(&rng, 80));
                 break;
             }
-            default:
-                n = (size_t)tq_test_rand_below(&rng, n) + 1;
-                break;
+            default: n = (size_t)tq_test_rand_below(&rng, n) + 1; break;
             }
         }
         ok += parse_any(copy, n) == TQ_OK;

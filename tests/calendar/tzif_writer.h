@@ -15,18 +15,18 @@
 #include <string.h>
 
 #define TZIF_TEST_TRANSITIONS_MAX 2048
-#define TZIF_TEST_TYPES_MAX 16
-#define TZIF_TEST_BYTES_MAX 65536
+#define TZIF_TEST_TYPES_MAX       16
+#define TZIF_TEST_BYTES_MAX       65536
 
 struct tzif_spec {
-    char version;                   /* 0 (v1 only) or '2', '3', '4' */
+    char version; /* 0 (v1 only) or '2', '3', '4' */
     uint32_t timecnt;
     int64_t times[TZIF_TEST_TRANSITIONS_MAX];
     uint8_t type_index[TZIF_TEST_TRANSITIONS_MAX];
     uint32_t typecnt;
     int32_t utoff[TZIF_TEST_TYPES_MAX];
     uint8_t isdst[TZIF_TEST_TYPES_MAX];
-    const char *footer;             /* v2+: the POSIX TZ string, "" for none */
+    const char *footer; /* v2+: the POSIX TZ string, "" for none */
 };
 
 static inline size_t tzif_put32(uint8_t *p, uint32_t v) {

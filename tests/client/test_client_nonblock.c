@@ -26,14 +26,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define REQUESTS_MAX 64u
+#define REQUESTS_MAX  64u
 #define OUT_BYTES_MAX (64u * 1024)
 
 static char sock_path[100];
 static char token_ok[] = "nb-token";
 
 struct command {
-    char op;       /* 'r' read a request, 'w' write n bytes, 'c' close */
+    char op; /* 'r' read a request, 'w' write n bytes, 'c' close */
     uint32_t n;
 };
 
@@ -235,7 +235,8 @@ int main(void) {
         TQ_CHECK_OK(tq_client_flush(c, &err), &err);
         /* The server has not answered: no response, and the call returned (never waits). */
         TQ_CHECK_UEQ(drain(c, &next_id), 0);
-        for (uint32_t i = 0; i < count; i++) command(ctl, 'r', 0);
+        for (uint32_t i = 0; i < count; i++)
+            command(ctl, 'r', 0);
         TQ_CHECK_UEQ(drain(c, &next_id), 0);
         uint32_t collected = 0, complete = 0;
         while (collected < count) {

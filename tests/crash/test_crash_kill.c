@@ -6,14 +6,14 @@
  * spare zero-fill on) and drives it through the event-loop API on its own io_uring with 1..24
  * logical appenders (one record of random size outstanding each), 1..4 batches in flight
  * (submitted at random points between appends), O_DIRECT or page-cache writes. Payloads are
- * a function of (cycle seed, LSN). The child writes its cycle seed, then every new acknowledged high-water
- * LSN, to a pipe. The parent SIGKILLs it after a random delay, drains the pipe, reopens the
- * log and checks: recovered end >= every LSN the child reported; every record of this cycle
+ * a function of (cycle seed, LSN). The child writes its cycle seed, then every new acknowledged
+ * high-water LSN, to a pipe. The parent SIGKILLs it after a random delay, drains the pipe, reopens
+ * the log and checks: recovered end >= every LSN the child reported; every record of this cycle
  * (and a sample of older ones) is byte-identical to what its cycle wrote; records past the
  * acknowledged end are whole records of the killed cycle; after that recovery a read-only open
- * finds a clean end (no byte of garbage left after the last batch). >= 200 cycles (TQ_CRASH_CYCLES),
- * a fresh directory every 25 cycles to bound reopen time. Seeded: TQ_SEED reproduces the
- * choices (not the kernel's timing).
+ * finds a clean end (no byte of garbage left after the last batch). >= 200 cycles
+ * (TQ_CRASH_CYCLES), a fresh directory every 25 cycles to bound reopen time. Seeded: TQ_SEED
+ * reproduces the choices (not the kernel's timing).
  */
 #include "storage_test.h"
 
@@ -72,7 +72,8 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
             uint64_t lsn_next = tq_log_next_lsn(log);
             uint32_t len = st_payload(cycle_seed, lsn_next, LEN_MAX, buf);
             if (!tq_log_can_append(log, len)) break;
-            if (tq_log_append(log, st_type(lsn_next), buf, len, &waiting[a], &err) != TQ_OK) _exit(7);
+            if (tq_log_append(log, st_type(lsn_next), buf, len, &waiting[a], &err) != TQ_OK)
+                _exit(7);
             /* sometimes send what is staged now: several batches in flight at once */
             if (tq_test_rand_below(&rng, 4) == 0) tq_log_submit(log, &ring, wall_us());
         }
@@ -175,9 +176,11 @@ int main(void) {
         TQ_CHECK_LT(rec.lsn_last, LSN_CAP);
         if (rec.torn_bytes_cut > 0) total_cut++;
         /* Everything past what earlier cycles left was written by this cycle. */
-        for (uint64_t lsn = verified_end + 1; lsn <= rec.lsn_last; lsn++) seed_of[lsn] = cycle_seed;
+        for (uint64_t lsn = verified_end + 1; lsn <= rec.lsn_last; lsn++)
+            seed_of[lsn] = cycle_seed;
         uint64_t from = verified_end > 20 ? verified_end - 20 : 1;
-        for (uint64_t lsn = from; lsn <= rec.lsn_last; lsn++) check_record(log, lsn);
+        for (uint64_t lsn = from; lsn <= rec.lsn_last; lsn++)
+            check_record(log, lsn);
         for (int k = 0; k < 20 && rec.lsn_last > 0; k++) {
             check_record(log, 1 + tq_test_rand_below(&rng, rec.lsn_last));
         }

@@ -157,7 +157,8 @@ static int run_child(const char *dir, enum fault_kind kind, uint64_t n, uint64_t
         size_t got = fread(text, 1, sizeof(text) - 1, f);
         text[got] = '\0';
         fclose(f);
-        if (strstr(text, "fatal:") == NULL || strstr(text, "lsn") == NULL) fprintf(stderr, "%s\n", text);
+        if (strstr(text, "fatal:") == NULL || strstr(text, "lsn") == NULL)
+            fprintf(stderr, "%s\n", text);
         TQ_CHECK(strstr(text, "ticketq: fatal:") != NULL);
         TQ_CHECK(strstr(text, "lsn") != NULL);
         TQ_CHECK(strstr(text, "Input/output error") != NULL);
@@ -176,7 +177,8 @@ static void verify_reopen(const char *dir, uint64_t acked) {
     TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
     TQ_CHECK_GE(rec.lsn_last, acked);
     /* every record present, acknowledged or not, is whole and the workload's */
-    for (uint64_t lsn = 1; lsn <= rec.lsn_last; lsn++) st_check_record(log, seed, lsn, LEN_MAX);
+    for (uint64_t lsn = 1; lsn <= rec.lsn_last; lsn++)
+        st_check_record(log, seed, lsn, LEN_MAX);
     tq_log_close(log);
 }
 
@@ -194,8 +196,9 @@ static void sweep(void) {
     int outcomes[10] = {0};
     for (int k = 0; k < 3; k++) {
         enum fault_kind kind = (enum fault_kind)k;
-        uint64_t limit = kind == FAIL_OP ? counter.ops : kind == SHORT_WRITE ? counter.writes
-                                                                             : counter.fsyncs;
+        uint64_t limit = kind == FAIL_OP       ? counter.ops
+                         : kind == SHORT_WRITE ? counter.writes
+                                               : counter.fsyncs;
         for (uint64_t n = 1; n <= limit; n++) {
             st_mkdtemp(dir, sizeof(dir), "sweep");
             uint64_t acked = 0;
@@ -218,7 +221,8 @@ static void sweep(void) {
             st_rmtree(dir);
         }
     }
-    printf("sweep outcomes: done %d, fail-stop %d, rejected %d\n", outcomes[0], outcomes[1], outcomes[3]);
+    printf("sweep outcomes: done %d, fail-stop %d, rejected %d\n", outcomes[0], outcomes[1],
+           outcomes[3]);
     TQ_CHECK_GT(outcomes[1], 0);
 }
 
@@ -332,10 +336,11 @@ static void inflight_order(void) {
     TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
     TQ_CHECK(WIFEXITED(status));
     TQ_CHECK_EQ(WEXITSTATUS(status), 1); /* tq_fatal */
-    TQ_CHECK_GE(reports, 2);              /* B's CQEs were consumed before A's failed */
-    TQ_CHECK_UEQ(acked, 0);               /* and nothing, B least of all, was acknowledged */
+    TQ_CHECK_GE(reports, 2);             /* B's CQEs were consumed before A's failed */
+    TQ_CHECK_UEQ(acked, 0);              /* and nothing, B least of all, was acknowledged */
     st_rmtree(dir);
-    printf("in-flight order: B's sync before A's acks nothing; A's EIO fail-stops with B unacked\n");
+    printf(
+        "in-flight order: B's sync before A's acks nothing; A's EIO fail-stops with B unacked\n");
 }
 
 /* Power cut with unsynced data: ALWAYS mode with one batch in flight, or INTERVAL/NONE. */
@@ -440,13 +445,15 @@ static void power_cuts(void) {
         TQ_CHECK_GE(rec.lsn_last, durable);
         TQ_CHECK_LE(rec.lsn_last, written);
         if (rec.torn_bytes_cut > 0) cut_count++;
-        for (uint64_t lsn = 1; lsn <= rec.lsn_last; lsn++) st_check_record(log, seed, lsn, LEN_MAX);
+        for (uint64_t lsn = 1; lsn <= rec.lsn_last; lsn++)
+            st_check_record(log, seed, lsn, LEN_MAX);
         /* and the log goes on */
         st_fill(log, seed, rec.lsn_last + 10, LEN_MAX, 3);
         tq_log_close(log);
         st_rmtree(dir);
     }
-    printf("power cuts: 60 rounds, %d ranges damaged, %d torn tails cut\n", damaged_total, cut_count);
+    printf("power cuts: 60 rounds, %d ranges damaged, %d torn tails cut\n", damaged_total,
+           cut_count);
     TQ_CHECK_GT(damaged_total, 0);
 }
 

@@ -34,7 +34,7 @@ static void save(const char *dir, const char *name) {
     fclose(fp);
 }
 
-#define REQ(var, field, CASE, op_ptr, id_)                                                          \
+#define REQ(var, field, CASE, op_ptr, id_)                                                         \
     Ticketq__Request var = TICKETQ__REQUEST__INIT;                                                 \
     var.id = (id_);                                                                                \
     var.op_case = TICKETQ__REQUEST__OP_##CASE;                                                     \

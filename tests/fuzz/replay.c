@@ -19,7 +19,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define SEEDS_MAX 4096
+#define SEEDS_MAX       4096
 #define INPUT_BYTES_MAX (256u * 1024)
 
 static uint8_t *seeds[SEEDS_MAX];
@@ -60,7 +60,8 @@ static size_t mutate(uint64_t *rng, uint8_t *buf, size_t len, size_t cap) {
     for (unsigned k = 0; k < ops; k++) {
         switch (tq_test_rand_below(rng, 6)) {
         case 0: /* flip a bit */
-            if (len > 0) buf[tq_test_rand_below(rng, len)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
+            if (len > 0)
+                buf[tq_test_rand_below(rng, len)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
             break;
         case 1: /* overwrite a byte with an interesting value */
             if (len > 0) {
@@ -101,9 +102,11 @@ static size_t mutate(uint64_t *rng, uint8_t *buf, size_t len, size_t cap) {
 
 int main(int argc, char **argv) {
     uint64_t rng = tq_test_seed("fuzz replay");
-    for (int i = 1; i < argc; i++) load_dir(argv[i]);
+    for (int i = 1; i < argc; i++)
+        load_dir(argv[i]);
     printf("replay: %zu corpus inputs\n", seed_count);
-    for (size_t i = 0; i < seed_count; i++) LLVMFuzzerTestOneInput(seeds[i], seed_len[i]);
+    for (size_t i = 0; i < seed_count; i++)
+        LLVMFuzzerTestOneInput(seeds[i], seed_len[i]);
     const char *env = getenv("TQ_FUZZ_ITERATIONS");
     long iterations = env != NULL ? atol(env) : 2000;
     uint8_t *buf = malloc(INPUT_BYTES_MAX);
@@ -119,7 +122,8 @@ int main(int argc, char **argv) {
         LLVMFuzzerTestOneInput(buf, len);
     }
     free(buf);
-    for (size_t i = 0; i < seed_count; i++) free(seeds[i]);
+    for (size_t i = 0; i < seed_count; i++)
+        free(seeds[i]);
     printf("replay: ok (%ld mutated inputs)\n", iterations);
     return 0;
 }

@@ -192,7 +192,8 @@ uint64_t ops_db_apply(struct ops_db *db, struct tq_cmd *cmd) {
 }
 
 void ops_digest_hex(const uint8_t digest[16], char out[OPS_DIGEST_HEX]) {
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
 void ops_db_digest_hex(const struct ops_db *db, uint64_t lsn, char out[OPS_DIGEST_HEX]) {
@@ -285,8 +286,8 @@ void ops_gen_random(struct ops_db *db, uint64_t *rng, int n) {
                 c.u.reply.internal_note = tq_test_rand_below(rng, 5) == 0;
                 if (tq_test_rand_below(rng, 2) == 0) {
                     c.u.reply.set_status = true;
-                    c.u.reply.status = tq_test_rand_below(rng, 2) ? TQ_STATUS_PENDING
-                                                                   : TQ_STATUS_SOLVED;
+                    c.u.reply.status =
+                        tq_test_rand_below(rng, 2) ? TQ_STATUS_PENDING : TQ_STATUS_SOLVED;
                 }
             } else {
                 c.type = TQ_CMD_TICKET_UPDATE;

@@ -18,21 +18,21 @@
 #include <stdint.h>
 
 #define OPS_SEGMENT_BYTES (64u * 1024)
-#define OPS_DIGEST_HEX 33
+#define OPS_DIGEST_HEX    33
 
 struct ops_db {
     char dir[512];
     struct tq_log *log;
     struct tq_state *state;
-    uint64_t now_ms;                /* the clock commands get (advanced by the generator) */
-    uint8_t (*digests)[16];         /* digests[lsn] after applying lsn; [0] = empty state */
+    uint64_t now_ms;        /* the clock commands get (advanced by the generator) */
+    uint8_t (*digests)[16]; /* digests[lsn] after applying lsn; [0] = empty state */
     uint64_t digest_cap;
     uint64_t lsn_last;
-    bool with_events;               /* also log each command's events as a type-2 record, as
-                                       ticketqd does (needs the server's codec in the build) */
-    uint32_t sync_every;            /* commands per batch (tq_log_sync); 0 or 1: each alone */
+    bool with_events;    /* also log each command's events as a type-2 record, as
+                            ticketqd does (needs the server's codec in the build) */
+    uint32_t sync_every; /* commands per batch (tq_log_sync); 0 or 1: each alone */
     uint32_t since_sync;
-    uint64_t falsify_events_of;     /* test seam: record a wrong event for this command LSN */
+    uint64_t falsify_events_of; /* test seam: record a wrong event for this command LSN */
     /* generator bookkeeping (tenant 1) */
     uint64_t queue_id, agent_ids[4];
     uint32_t agent_count;

@@ -59,18 +59,22 @@ int main(void) {
     char token_file[400];
     snprintf(token_file, sizeof(token_file), "%s/admin.token", fx.dir);
     TQ_CHECK_EQ(run(out, sizeof(out), "%s --addr %s %s %s tenant create Acme", cli, fx.addr, tok,
-                    token_file), 0);
+                    token_file),
+                0);
     TQ_CHECK_EQ(run(out, sizeof(out), "%s --addr %s %s %s --tenant 1 queue create support", cli,
-                    fx.addr, tok, token_file), 0);
+                    fx.addr, tok, token_file),
+                0);
     for (int i = 0; i < 2; i++) {
         TQ_CHECK_EQ(run(out, sizeof(out),
                         "%s --addr %s %s %s --tenant 1 ingest --channel whatsapp --from +86138%d "
                         "--queue 1 --body 'parcel question %d'",
-                        cli, fx.addr, tok, token_file, i, i), 0);
+                        cli, fx.addr, tok, token_file, i, i),
+                    0);
     }
     /* Message views are completed from their records: the commit time is there (not 0). */
     TQ_CHECK_EQ(run(out, sizeof(out), "%s --addr %s %s %s --tenant 1 --json ticket show 1", cli,
-                    fx.addr, tok, token_file), 0);
+                    fx.addr, tok, token_file),
+                0);
     const char *msgs = strstr(out, "\"messages\":[");
     TQ_CHECK(msgs != NULL);
     const char *created = strstr(msgs, "\"created_ms\":");
@@ -87,7 +91,8 @@ int main(void) {
 
     TQ_CHECK_EQ(run(out, sizeof(out), "%s replay --data %s --jsonl", cli, fx.dir), 0);
     int tickets_created = 0;
-    for (const char *p = out; (p = strstr(p, "ticket_created")) != NULL; p++) tickets_created++;
+    for (const char *p = out; (p = strstr(p, "ticket_created")) != NULL; p++)
+        tickets_created++;
     TQ_CHECK_EQ(tickets_created, 2);
 
     char backup[400], restored[400], damaged[400];
@@ -102,8 +107,9 @@ int main(void) {
     TQ_CHECK_STR_EQ(head2, head);
 
     /* Flip one byte in the middle of the first batch's payload of a copy. */
-    TQ_CHECK_EQ(run(out, sizeof(out), "cp -r %s %s && ls %s/log/*.seg | head -n 1", fx.dir,
-                    damaged, damaged), 0);
+    TQ_CHECK_EQ(run(out, sizeof(out), "cp -r %s %s && ls %s/log/*.seg | head -n 1", fx.dir, damaged,
+                    damaged),
+                0);
     char seg[512];
     line_value(out, "", seg, sizeof(seg));
     FILE *fp = fopen(seg, "r+b");

@@ -131,8 +131,7 @@ static void check_restore(const char *backup, const char *target, uint64_t to_ls
 
 /* Parses the manifest: counts copied/reused segment entries; *copied_min_lsn is the smallest
  * lsn_first of a copied segment. */
-static void manifest_stats(const char *backup, int *copied, int *reused,
-                           uint64_t *copied_min_lsn) {
+static void manifest_stats(const char *backup, int *copied, int *reused, uint64_t *copied_min_lsn) {
     char path[512];
     snprintf(path, sizeof(path), "%s/MANIFEST", backup);
     FILE *in = fopen(path, "r");

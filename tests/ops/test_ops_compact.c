@@ -163,7 +163,8 @@ static int expected_retention(const struct ops_db *db, uint64_t cutoff, uint64_t
         if (tv.status != TQ_STATUS_CLOSED || tv.updated_ms >= cutoff) continue;
         struct tq_message_view mv[64];
         uint32_t got = tq_state_ticket_messages(db->state, 1, t, 0, 64, mv);
-        for (uint32_t i = 0; i < got && n < cap; i++) lsns[n++] = mv[i].lsn;
+        for (uint32_t i = 0; i < got && n < cap; i++)
+            lsns[n++] = mv[i].lsn;
     }
     return n;
 }
@@ -180,7 +181,8 @@ static int expected_erasure(const struct ops_db *db, uint64_t customer, uint64_t
         }
         struct tq_message_view mv[64];
         uint32_t got = tq_state_ticket_messages(db->state, 1, t, 0, 64, mv);
-        for (uint32_t i = 0; i < got && n < cap; i++) lsns[n++] = mv[i].lsn;
+        for (uint32_t i = 0; i < got && n < cap; i++)
+            lsns[n++] = mv[i].lsn;
     }
     return n;
 }
@@ -193,7 +195,8 @@ static void check_redactions(const char *dir, const uint64_t *want, int want_cou
     TQ_CHECK_UEQ(r->redaction_count, (uint64_t)want_count);
     for (int j = 0; j < want_count; j++) {
         bool found = false;
-        for (uint64_t i = 0; i < r->redaction_count; i++) found |= r->redacted_lsns[i] == want[j];
+        for (uint64_t i = 0; i < r->redaction_count; i++)
+            found |= r->redacted_lsns[i] == want[j];
         if (!found) fprintf(stderr, "lsn %llu not redacted\n", (unsigned long long)want[j]);
         TQ_CHECK(found);
     }
@@ -251,8 +254,9 @@ static uint64_t build(struct ops_db *db, uint64_t *rng, const char *erase_marker
     db->now_ms += 3 * 86400000ull;
     ops_gen_random(db, rng, 20);
     struct tq_customer_view cv;
-    TQ_CHECK_OK(tq_state_customer_find(db->state, 1, TQ_CHANNEL_EMAIL,
-                                       str_of("erase-me@example.com"), &cv), NULL);
+    TQ_CHECK_OK(
+        tq_state_customer_find(db->state, 1, TQ_CHANNEL_EMAIL, str_of("erase-me@example.com"), &cv),
+        NULL);
     return cv.customer_id;
 }
 
@@ -288,14 +292,14 @@ int main(void) {
     uint8_t erased_state[16];
     erased_digest(&db, customer, erased_state);
     TQ_CHECK(memcmp(erased_state, before, 16) != 0);
-    const char *email = "erase-me@example.com";   /* the customer's identity and name */
+    const char *email = "erase-me@example.com"; /* the customer's identity and name */
 
     /* ---- erasure, checked in detail ----------------------------------------------------- */
     copy_pristine(pristine, work);
     /* An unknown customer: refused, nothing written. */
-    TQ_CHECK_EQ(ops_sh("%s compact --data %s --erase-customer 999999 > /dev/null 2>&1",
-                       ops_tool(), work),
-                2);
+    TQ_CHECK_EQ(
+        ops_sh("%s compact --data %s --erase-customer 999999 > /dev/null 2>&1", ops_tool(), work),
+        2);
     TQ_CHECK_EQ(ops_sh("test -z \"$(ls %s/snapshots 2> /dev/null)\"", work), 0);
     /* A first compaction without erasure leaves a snapshot that holds the customer's name and
      * identity: the erasing run must remove it. */
@@ -307,15 +311,15 @@ int main(void) {
     snprintf(snaps, sizeof(snaps), "%s/snapshots", work);
     TQ_CHECK_EQ(raw_scan(snaps, email), 1);
     double t0 = now_s();
-    out = ops_capture(&status, "%s compact --data %s --erase-customer %llu", ops_tool(),
-                            work, (unsigned long long)customer);
+    out = ops_capture(&status, "%s compact --data %s --erase-customer %llu", ops_tool(), work,
+                      (unsigned long long)customer);
     double compact_s = now_s() - t0;
     if (status != 0) fprintf(stderr, "%s", out);
     TQ_CHECK_EQ(status, 0);
     free(out);
     TQ_CHECK_EQ(raw_scan(work, erase_marker), 0);
     TQ_CHECK_EQ(image_scan(work, erase_marker), 0);
-    TQ_CHECK_EQ(raw_scan(work, email), 0);                  /* name and identity: everywhere */
+    TQ_CHECK_EQ(raw_scan(work, email), 0); /* name and identity: everywhere */
     TQ_CHECK_EQ(image_scan(work, email), 0);
     TQ_CHECK_EQ(raw_scan(work, "ERASE-ME@EXAMPLE.COM"), 0);
     TQ_CHECK_GT(image_scan(work, keep_marker), 0);
@@ -326,7 +330,8 @@ int main(void) {
     /* the test's own messages are among them (random replies to those tickets may add more) */
     for (int j = 0; j < erased_count; j++) {
         bool found = false;
-        for (int i = 0; i < all_erased_count; i++) found |= all_erased[i] == erased[j];
+        for (int i = 0; i < all_erased_count; i++)
+            found |= all_erased[i] == erased[j];
         TQ_CHECK(found);
     }
     check_redactions(work, all_erased, all_erased_count);
@@ -346,7 +351,7 @@ int main(void) {
         uint64_t st_lsn = 0;
         struct tq_error e0;
         TQ_CHECK_OK(tq_ops_state_at(work, UINT64_MAX, &st, &st_lsn, &e0), &e0);
-        TQ_CHECK_UEQ(st_lsn, db.lsn_last + 1);              /* the CUSTOMER_ERASE record */
+        TQ_CHECK_UEQ(st_lsn, db.lsn_last + 1); /* the CUSTOMER_ERASE record */
         struct tq_customer_view cv;
         TQ_CHECK_OK(tq_state_customer_get(st, 1, customer, &cv), NULL);
         TQ_CHECK(cv.erased && cv.name.len == 0 && cv.identity_count == 0);
@@ -363,11 +368,13 @@ int main(void) {
                       work);
     TQ_CHECK_EQ(status, 0);
     char want_erase[160];
-    snprintf(want_erase, sizeof(want_erase),
-             "{\"lsn\":%llu,", (unsigned long long)(db.lsn_last + 1));
+    snprintf(want_erase, sizeof(want_erase), "{\"lsn\":%llu,",
+             (unsigned long long)(db.lsn_last + 1));
     TQ_CHECK(strstr(out, want_erase) != NULL);
-    snprintf(want_erase, sizeof(want_erase), "\"cmd\":\"customer_erase\",\"event\":"
-             "\"customer_erased\",\"customer\":%llu", (unsigned long long)customer);
+    snprintf(want_erase, sizeof(want_erase),
+             "\"cmd\":\"customer_erase\",\"event\":"
+             "\"customer_erased\",\"customer\":%llu",
+             (unsigned long long)customer);
     if (strstr(out, want_erase) == NULL) fprintf(stderr, "replay:\n%s", out);
     TQ_CHECK(strstr(out, want_erase) != NULL);
     TQ_CHECK(strstr(out, "\"source\":\"command\"") != NULL);
@@ -400,11 +407,11 @@ int main(void) {
      * (from the record, marked) and those of the commands whose state was lost. */
     out = ops_capture(&status, "%s replay --data %s --jsonl | grep -vc '\"tombstone\":true'",
                       ops_tool(), work);
-    TQ_CHECK_EQ(atol(out), events_before + 1);               /* + customer_erased */
+    TQ_CHECK_EQ(atol(out), events_before + 1); /* + customer_erased */
     free(out);
-    out = ops_capture(&status, "%s replay --data %s --jsonl --lsn-from %llu --lsn-to %llu",
-                      ops_tool(), work, (unsigned long long)erased[0],
-                      (unsigned long long)erased[0]);
+    out =
+        ops_capture(&status, "%s replay --data %s --jsonl --lsn-from %llu --lsn-to %llu",
+                    ops_tool(), work, (unsigned long long)erased[0], (unsigned long long)erased[0]);
     TQ_CHECK(strstr(out, "\"event\":\"message_added\"") != NULL);
     TQ_CHECK(strstr(out, "\"source\":\"recorded\"") != NULL);
     free(out);
@@ -451,8 +458,8 @@ int main(void) {
 
     /* ---- retention with an archive ----------------------------------------------------- */
     copy_pristine(pristine, work);
-    out = ops_capture(&status, "%s compact --data %s --retention 2 --archive %s", ops_tool(),
-                      work, archive);
+    out = ops_capture(&status, "%s compact --data %s --retention 2 --archive %s", ops_tool(), work,
+                      archive);
     TQ_CHECK_EQ(status, 0);
     free(out);
     uint64_t retained[512];
@@ -497,7 +504,7 @@ int main(void) {
         struct tq_log_options lo;
         memset(&lo, 0, sizeof(lo));
         lo.dir = work;
-        lo.segment_bytes_max = OPS_SEGMENT_BYTES;  /* as ops_testlib.c writes the log */
+        lo.segment_bytes_max = OPS_SEGMENT_BYTES; /* as ops_testlib.c writes the log */
         lo.record_bytes_max = 8 * 1024;
         lo.batch_bytes_max = 16 * 1024;
         lo.ring_tag = 1;

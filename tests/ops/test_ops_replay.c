@@ -61,7 +61,7 @@ static void scripted(struct ops_db *db) {
     c.u.ingest.priority = TQ_PRIORITY_NORMAL;
     c.u.ingest.subject = str_of("order 42");
     c.u.ingest.body = str_of("where is my order?");
-    c.u.ingest.provider_ts_ms = T0 + 59000;   /* the provider saw it a second earlier */
+    c.u.ingest.provider_ts_ms = T0 + 59000; /* the provider saw it a second earlier */
     TQ_CHECK_EQ(ops_db_apply(db, &c), 4);
 
     memset(&c, 0, sizeof(c));
@@ -133,8 +133,8 @@ static void check_replay(const char *dir, const char *options, uint32_t mask) {
     int status = -1;
     char *got = ops_capture(&status, "%s replay --data %s --jsonl %s", ops_tool(), dir, options);
     char *want = expect(mask);
-    if (strcmp(got, want) != 0) fprintf(stderr, "replay %s:\n--- got\n%s--- want\n%s", options,
-                                        got, want);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "replay %s:\n--- got\n%s--- want\n%s", options, got, want);
     TQ_CHECK_EQ(status, 0);
     TQ_CHECK_STR_EQ(got, want);
     free(got);

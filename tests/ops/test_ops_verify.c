@@ -29,7 +29,9 @@ struct seglist {
     int count;
 };
 
-static int cmp_names(const void *a, const void *b) { return strcmp(a, b); }
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(a, b);
+}
 
 static void list_segments(const char *dir, struct seglist *out) {
     char path[512];
@@ -147,9 +149,8 @@ static void test_flipped_bit(const char *pristine, const char *work, uint64_t *r
         snprintf(want, sizeof(want), "%s offset %llu ", segs.names[si],
                  (unsigned long long)offsets[bi]);
         if (status != 1 || strstr(out, want) == NULL) {
-            fprintf(stderr, "flip at %s+%llu (batch at %llu): want \"%s\" in:\n%s",
-                    segs.names[si], (unsigned long long)at, (unsigned long long)offsets[bi], want,
-                    out);
+            fprintf(stderr, "flip at %s+%llu (batch at %llu): want \"%s\" in:\n%s", segs.names[si],
+                    (unsigned long long)at, (unsigned long long)offsets[bi], want, out);
         }
         TQ_CHECK_EQ(status, 1);
         TQ_CHECK(strstr(out, want) != NULL);

@@ -2,12 +2,13 @@
  *
  * Not a test (no assertions about speed): the server engineer's measuring tool. It drives N
  * connections, one process each (libticketq's allocation counter is process-global and not
- * atomic, so clients must not run in threads of one process), with up to DEPTH requests in flight per connection through
- * libticketq's pipelined API (tq_client_submit / tq_client_flush / tq_client_collect). Each
- * request is one Ingest, or with --batch B one Batch of B Ingests (B messages per request).
- * Ingests follow /work/shared/PEER-WORKLOADS.md: customers ext-<n>, n uniform in 1..NCUST on
- * channel n % 3 (10% first-contact customers n in [1e9, 1e12)), a 300-byte body. With --mixed
- * P, a fraction P of the operations is a claim-reply instead (Claim by agent then Reply).
+ * atomic, so clients must not run in threads of one process), with up to DEPTH requests in flight
+ * per connection through libticketq's pipelined API (tq_client_submit / tq_client_flush /
+ * tq_client_collect). Each request is one Ingest, or with --batch B one Batch of B Ingests (B
+ * messages per request). Ingests follow /work/shared/PEER-WORKLOADS.md: customers ext-<n>, n
+ * uniform in 1..NCUST on channel n % 3 (10% first-contact customers n in [1e9, 1e12)), a 300-byte
+ * body. With --mixed P, a fraction P of the operations is a claim-reply instead (Claim by agent
+ * then Reply).
  *
  * Setup (unless --no-setup): with the server-admin token, creates a tenant, 3 queues, 500
  * agents and pre-creates the NCUST customers (one ingest each, batched, not measured).
@@ -36,10 +37,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HIST_BUCKETS 100000u /* 10 µs each: up to 1 s */
-#define HIST_US 10u
+#define HIST_BUCKETS   100000u /* 10 µs each: up to 1 s */
+#define HIST_US        10u
 #define BODY_BYTES_MAX 4096u
-#define AGENTS 500u
+#define AGENTS         500u
 
 struct opts {
     const char *addr;
@@ -47,12 +48,18 @@ struct opts {
     unsigned conns, depth, seconds, batch;
     uint64_t customers, seed;
     double mixed;
-    double rate;         /* > 0: open loop at this many requests/s in total */
+    double rate; /* > 0: open loop at this many requests/s in total */
     bool setup;
 };
 
-static struct opts g_opt = {.addr = "127.0.0.1:7070", .conns = 4, .depth = 64, .seconds = 10,
-                            .batch = 1, .customers = 100000, .seed = 42, .setup = true};
+static struct opts g_opt = {.addr = "127.0.0.1:7070",
+                            .conns = 4,
+                            .depth = 64,
+                            .seconds = 10,
+                            .batch = 1,
+                            .customers = 100000,
+                            .seed = 42,
+                            .setup = true};
 static char g_body_in[BODY_BYTES_MAX], g_body_out[BODY_BYTES_MAX];
 static uint64_t g_tenant, g_queue[3], g_agent_first;
 static volatile sig_atomic_t g_stop;
@@ -66,7 +73,7 @@ struct worker {
     unsigned index;
     uint64_t rng;
     uint64_t requests, messages, errors;
-    uint64_t *sent_us;   /* submit time by in-flight slot (FIFO) */
+    uint64_t *sent_us; /* submit time by in-flight slot (FIFO) */
     uint32_t hist[HIST_BUCKETS];
 };
 
@@ -96,13 +103,14 @@ static void read_file(const char *path, char *out, size_t cap) {
     }
     size_t n = fread(out, 1, cap - 1, f);
     fclose(f);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) n--;
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        n--;
     out[n] = '\0';
 }
 
 static struct tq_client *connect_admin(void) {
-    struct tq_client_options o = {.addr = g_opt.addr, .token = g_opt.token,
-                                  .inflight_max = 65536, .io_timeout_ms = 60000};
+    struct tq_client_options o = {
+        .addr = g_opt.addr, .token = g_opt.token, .inflight_max = 65536, .io_timeout_ms = 60000};
     struct tq_client *c = NULL;
     struct tq_error err;
     enum tq_err rc = tq_client_connect(&o, &c, &err);
@@ -414,25 +422,40 @@ int main(int argc, char **argv) {
         }
         if (v == NULL) usage();
         i++;
-        if (strcmp(a, "--addr") == 0) g_opt.addr = v;
-        else if (strcmp(a, "--token-file") == 0) token_file = v;
-        else if (strcmp(a, "--conns") == 0) g_opt.conns = (unsigned)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--depth") == 0) g_opt.depth = (unsigned)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--seconds") == 0) g_opt.seconds = (unsigned)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--batch") == 0) g_opt.batch = (unsigned)strtoul(v, NULL, 10);
-        else if (strcmp(a, "--customers") == 0) g_opt.customers = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--mixed") == 0) g_opt.mixed = strtod(v, NULL);
-        else if (strcmp(a, "--rate") == 0) g_opt.rate = strtod(v, NULL);
-        else if (strcmp(a, "--seed") == 0) g_opt.seed = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--body-in") == 0) body_in = v;
-        else if (strcmp(a, "--tenant") == 0) g_tenant = strtoull(v, NULL, 10);
+        if (strcmp(a, "--addr") == 0)
+            g_opt.addr = v;
+        else if (strcmp(a, "--token-file") == 0)
+            token_file = v;
+        else if (strcmp(a, "--conns") == 0)
+            g_opt.conns = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--depth") == 0)
+            g_opt.depth = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--seconds") == 0)
+            g_opt.seconds = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--batch") == 0)
+            g_opt.batch = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--customers") == 0)
+            g_opt.customers = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--mixed") == 0)
+            g_opt.mixed = strtod(v, NULL);
+        else if (strcmp(a, "--rate") == 0)
+            g_opt.rate = strtod(v, NULL);
+        else if (strcmp(a, "--seed") == 0)
+            g_opt.seed = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--body-in") == 0)
+            body_in = v;
+        else if (strcmp(a, "--tenant") == 0)
+            g_tenant = strtoull(v, NULL, 10);
         else if (strcmp(a, "--queues") == 0) {
             if (sscanf(v, "%" SCNu64 ",%" SCNu64 ",%" SCNu64, &g_queue[0], &g_queue[1],
-                       &g_queue[2]) != 3) usage();
-        } else usage();
+                       &g_queue[2]) != 3)
+                usage();
+        } else
+            usage();
     }
     if (token_file == NULL || g_opt.conns == 0 || g_opt.depth == 0 || g_opt.batch == 0 ||
-        g_opt.customers == 0) usage();
+        g_opt.customers == 0)
+        usage();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
     read_file(body_out, g_body_out, sizeof(g_body_out));
@@ -442,8 +465,8 @@ int main(int argc, char **argv) {
 
     /* Workers are processes writing their results into one shared mapping. */
     size_t map_bytes = g_opt.conns * sizeof(struct worker);
-    struct worker *wk = mmap(NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                             -1, 0);
+    struct worker *wk =
+        mmap(NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (wk == MAP_FAILED) {
         perror("tq-loadgen: mmap");
         return 2;
@@ -471,17 +494,19 @@ int main(int argc, char **argv) {
         reqs += wk[i].requests;
         msgs += wk[i].messages;
         errs += wk[i].errors;
-        for (uint32_t b = 0; b < HIST_BUCKETS; b++) hist[b] += wk[i].hist[b];
+        for (uint32_t b = 0; b < HIST_BUCKETS; b++)
+            hist[b] += wk[i].hist[b];
     }
     double secs = (double)(now_us() - t0) / 1e6;
     uint64_t total = 0;
-    for (uint32_t b = 0; b < HIST_BUCKETS; b++) total += hist[b];
+    for (uint32_t b = 0; b < HIST_BUCKETS; b++)
+        total += hist[b];
     if (g_opt.rate > 0) printf("open loop at %.0f requests/s: ", g_opt.rate);
     printf("conns %u depth %u batch %u mixed %.2f: %.0f requests/s, %.0f messages/s, "
            "p50 %" PRIu64 " us, p99 %" PRIu64 " us, errors %" PRIu64 " (%.1f s)\n",
            g_opt.conns, g_opt.depth, g_opt.batch, g_opt.mixed, (double)reqs / secs,
-           (double)msgs / secs, percentile(hist, total, 0.50), percentile(hist, total, 0.99),
-           errs, secs);
+           (double)msgs / secs, percentile(hist, total, 0.50), percentile(hist, total, 0.99), errs,
+           secs);
     /* Cross-check: the server's own message count (setup's customers + acknowledged ones). */
     struct tq_client *c = connect_admin();
     Ticketq__Response *resp = NULL;

@@ -150,8 +150,8 @@ Ticketq__Response *rawc_call(struct rawc *c, Ticketq__Request *req) {
     if (id == 0) return NULL;
     Ticketq__Response *resp = rawc_recv(c, 10000);
     if (resp != NULL && resp->id != id) {
-        fprintf(stderr, "rawc: response id %llu for request %llu\n",
-                (unsigned long long)resp->id, (unsigned long long)id);
+        fprintf(stderr, "rawc: response id %llu for request %llu\n", (unsigned long long)resp->id,
+                (unsigned long long)id);
         exit(1);
     }
     return resp;
@@ -209,8 +209,8 @@ uint64_t rawc_tenant_create(struct rawc *admin, const char *name) {
     return id;
 }
 
-uint64_t rawc_token_issue(struct rawc *c, uint64_t tenant_id, Ticketq__Role role,
-                          uint64_t agent_id, char *secret_out) {
+uint64_t rawc_token_issue(struct rawc *c, uint64_t tenant_id, Ticketq__Role role, uint64_t agent_id,
+                          char *secret_out) {
     Ticketq__TokenIssue op = TICKETQ__TOKEN_ISSUE__INIT;
     op.role = role;
     op.has_agent_id = agent_id != 0;
@@ -254,9 +254,9 @@ void rawc_expect_at(const Ticketq__Response *resp, int code, const char *file, i
     int got = rawc_code(resp);
     if (got == code) return;
     fprintf(stderr, "%s:%d: expected code %d, got %d (%s)\n", file, line, code, got,
-            resp == NULL                                   ? "no response"
+            resp == NULL                                  ? "no response"
             : resp->error != NULL && resp->error->message ? resp->error->message
-                                                           : "");
+                                                          : "");
     exit(1);
 }
 

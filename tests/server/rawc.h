@@ -17,7 +17,7 @@
 struct rawc {
     int fd;
     uint64_t next_id;
-    uint8_t *buf;                   /* received, not yet consumed bytes */
+    uint8_t *buf; /* received, not yet consumed bytes */
     size_t len, cap;
 };
 
@@ -50,8 +50,8 @@ void rawc_open_authed(struct rawc *c, const char *addr, const char *token);
 /* Admin helpers (abort the test on failure); tenant_id 0 = none. */
 uint64_t rawc_tenant_create(struct rawc *admin, const char *name);
 /* Issues a token; returns its id and copies the secret into secret_out (cap >= 80). */
-uint64_t rawc_token_issue(struct rawc *c, uint64_t tenant_id, Ticketq__Role role,
-                          uint64_t agent_id, char *secret_out);
+uint64_t rawc_token_issue(struct rawc *c, uint64_t tenant_id, Ticketq__Role role, uint64_t agent_id,
+                          char *secret_out);
 uint64_t rawc_agent_create(struct rawc *c, uint64_t tenant_id, const char *name);
 uint64_t rawc_queue_create(struct rawc *c, uint64_t tenant_id, const char *name);
 

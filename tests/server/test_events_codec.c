@@ -47,7 +47,8 @@ int main(void) {
     for (int round = 0; round < 200; round++) {
         uint32_t count = (uint32_t)tq_test_rand_below(&rng, round < 100 ? 8 : 300);
         uint64_t lsn = 1 + tq_test_rand_below(&rng, 1u << 30);
-        for (uint32_t i = 0; i < count; i++) random_event(&rng, lsn, &in[i]);
+        for (uint32_t i = 0; i < count; i++)
+            random_event(&rng, lsn, &in[i]);
         size_t n = tq_events_encode(lsn, in, count, buf, sizeof(buf));
         TQ_CHECK_GT(n, 0);
         TQ_CHECK_LE(n, tq_events_encoded_size_max(count));

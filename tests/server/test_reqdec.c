@@ -22,8 +22,11 @@ static char g_text[12][400];
 static char *rnd_str(uint64_t *rng, unsigned slot, bool required) {
     unsigned kind = (unsigned)tq_test_rand_below(rng, 4);
     if (kind == 0 && !required) return NULL;
-    size_t len = kind <= 1 ? 0 : kind == 2 ? tq_test_rand_below(rng, 20) : tq_test_rand_below(rng, 350);
-    for (size_t i = 0; i < len; i++) g_text[slot][i] = (char)(' ' + tq_test_rand_below(rng, 95));
+    size_t len = kind <= 1   ? 0
+                 : kind == 2 ? tq_test_rand_below(rng, 20)
+                             : tq_test_rand_below(rng, 350);
+    for (size_t i = 0; i < len; i++)
+        g_text[slot][i] = (char)(' ' + tq_test_rand_below(rng, 95));
     g_text[slot][len] = '\0';
     return g_text[slot];
 }
@@ -108,16 +111,19 @@ static void mutate_and_check(uint64_t *rng, const uint8_t *buf, size_t len,
         size_t mlen = len;
         switch (tq_test_rand_below(rng, 4)) {
         case 0:
-            if (mlen > 0) m[tq_test_rand_below(rng, mlen)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
+            if (mlen > 0)
+                m[tq_test_rand_below(rng, mlen)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
             break;
         case 1:
             if (mlen > 0) m[tq_test_rand_below(rng, mlen)] = (uint8_t)tq_test_rand(rng);
             break;
         case 2: mlen = (size_t)tq_test_rand_below(rng, len + 1); break;
         default: {
-            size_t at = (size_t)tq_test_rand_below(rng, len + 1), n = 1 + tq_test_rand_below(rng, 8);
+            size_t at = (size_t)tq_test_rand_below(rng, len + 1),
+                   n = 1 + tq_test_rand_below(rng, 8);
             memmove(m + at + n, m + at, len - at);
-            for (size_t i = 0; i < n; i++) m[at + i] = (uint8_t)tq_test_rand(rng);
+            for (size_t i = 0; i < n; i++)
+                m[at + i] = (uint8_t)tq_test_rand(rng);
             mlen = len + n;
         }
         }

@@ -9,9 +9,9 @@
  * batch, a batch holding a ticket, unknown fields) must return size 0. Finally
  * tq_conn_queue_frame's output for a random response is compared with tq_frame_pack's.
  */
+#include "frame.h"
 #include "respenc.h"
 #include "server.h"
-#include "frame.h"
 #include "tq_test.h"
 
 #include <stdio.h>
@@ -33,8 +33,11 @@ static char g_strings[4][600];
 static char *rnd_str(uint64_t *rng, unsigned slot) {
     unsigned kind = (unsigned)tq_test_rand_below(rng, 4);
     if (kind == 0) return NULL;
-    size_t len = kind == 1 ? 0 : kind == 2 ? tq_test_rand_below(rng, 40) : 128 + tq_test_rand_below(rng, 400);
-    for (size_t i = 0; i < len; i++) g_strings[slot][i] = (char)('a' + tq_test_rand_below(rng, 26));
+    size_t len = kind == 1   ? 0
+                 : kind == 2 ? tq_test_rand_below(rng, 40)
+                             : 128 + tq_test_rand_below(rng, 400);
+    for (size_t i = 0; i < len; i++)
+        g_strings[slot][i] = (char)('a' + tq_test_rand_below(rng, 26));
     g_strings[slot][len] = '\0';
     return g_strings[slot];
 }
@@ -68,15 +71,16 @@ static void rnd_leaf(uint64_t *rng, struct leaf *l) {
 #define R(f)                                                                                       \
     x->has_##f = tq_test_rand_below(rng, 2) != 0;                                                  \
     x->f = rnd_u64(rng);
-        R(tenant_id) R(token_id) R(queue_id) R(agent_id) R(customer_id) R(ticket_id)
-        R(message_id) R(ticket_number)
+        R(tenant_id)
+        R(token_id) R(queue_id) R(agent_id) R(customer_id) R(ticket_id) R(message_id)
+            R(ticket_number)
 #undef R
 #define B(f)                                                                                       \
     x->has_##f = tq_test_rand_below(rng, 2) != 0;                                                  \
     x->f = tq_test_rand_below(rng, 2) != 0;
-        B(customer_created) B(ticket_created) B(duplicate) B(over_capacity)
+                B(customer_created) B(ticket_created) B(duplicate) B(over_capacity)
 #undef B
-        char *s = rnd_str(rng, 1);
+                    char *s = rnd_str(rng, 1);
         if (s != NULL) {
             memcpy(l->secret, s, strlen(s) + 1);
             x->token_secret = l->secret;
@@ -158,8 +162,8 @@ int main(void) {
     one[0] = &inner;
     TQ_CHECK_UEQ(tq_respenc_size(&outer), 0);
     static uint8_t one_byte[1] = {1};
-    ProtobufCMessageUnknownField unknown = {.tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT,
-                                            .len = 1, .data = one_byte};
+    ProtobufCMessageUnknownField unknown = {
+        .tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = 1, .data = one_byte};
     Ticketq__Response with_unknown = TICKETQ__RESPONSE__INIT;
     with_unknown.base.n_unknown_fields = 1;
     with_unknown.base.unknown_fields = &unknown;

@@ -72,8 +72,8 @@ static void test_options(void) {
     unlink(cfg);
 }
 
-static Ticketq__Response *ingest(struct rawc *c, uint64_t tenant, const char *from,
-                                 const char *ext, const char *body) {
+static Ticketq__Response *ingest(struct rawc *c, uint64_t tenant, const char *from, const char *ext,
+                                 const char *body) {
     Ticketq__Ingest op = TICKETQ__INGEST__INIT;
     op.channel = TICKETQ__CHANNEL__WHATSAPP;
     op.from = (char *)(uintptr_t)from;
@@ -100,7 +100,7 @@ static int try_op(struct rawc *c, int which, uint64_t tenant, uint64_t ticket) {
     switch (which) {
     case 0: {
         Ticketq__TenantCreate op = TICKETQ__TENANT_CREATE__INIT;
-        op.name = (char *)(uintptr_t)"x";
+        op.name = (char *)(uintptr_t) "x";
         RAWC_REQ(req, tenant_create, TENANT_CREATE, &op);
         r = rawc_call(c, &req);
         break;
@@ -115,7 +115,7 @@ static int try_op(struct rawc *c, int which, uint64_t tenant, uint64_t ticket) {
     }
     case 4: {
         Ticketq__QueueCreate op = TICKETQ__QUEUE_CREATE__INIT;
-        op.name = (char *)(uintptr_t)"q-role";
+        op.name = (char *)(uintptr_t) "q-role";
         RAWC_REQ(req, queue_create, QUEUE_CREATE, &op);
         req.has_tenant_id = tenant != 0;
         req.tenant_id = tenant;
@@ -134,7 +134,7 @@ static int try_op(struct rawc *c, int which, uint64_t tenant, uint64_t ticket) {
     case 6: {
         Ticketq__Reply op = TICKETQ__REPLY__INIT;
         op.ticket_id = ticket;
-        op.body = (char *)(uintptr_t)"hello";
+        op.body = (char *)(uintptr_t) "hello";
         RAWC_REQ(req, reply, REPLY, &op);
         req.has_tenant_id = tenant != 0;
         req.tenant_id = tenant;
@@ -240,9 +240,9 @@ int main(void) {
     day.start_minute = 9 * 60;
     day.end_minute = 17 * 60;
     Ticketq__DayHours *days[1] = {&day};
-    char *holidays[1] = {(char *)(uintptr_t)"2026-12-25"};
+    char *holidays[1] = {(char *)(uintptr_t) "2026-12-25"};
     Ticketq__BusinessHoursSet bh = TICKETQ__BUSINESS_HOURS_SET__INIT;
-    bh.tz_name = (char *)(uintptr_t)"Asia/Shanghai";
+    bh.tz_name = (char *)(uintptr_t) "Asia/Shanghai";
     bh.n_hours = 1;
     bh.hours = days;
     bh.n_holidays = 1;
@@ -253,13 +253,13 @@ int main(void) {
     r = rawc_call(&c, &bhreq);
     RAWC_EXPECT(r, 0);
     rawc_free(r);
-    bh.tz_name = (char *)(uintptr_t)"Nowhere/Atlantis";
+    bh.tz_name = (char *)(uintptr_t) "Nowhere/Atlantis";
     bhreq.id = 0;
     r = rawc_call(&c, &bhreq);
     RAWC_EXPECT(r, TICKETQ__ERROR_CODE__INVALID_ARGUMENT);
     rawc_free(r);
     day.end_minute = 2000; /* validated before anything is logged */
-    bh.tz_name = (char *)(uintptr_t)"Asia/Shanghai";
+    bh.tz_name = (char *)(uintptr_t) "Asia/Shanghai";
     bhreq.id = 0;
     r = rawc_call(&c, &bhreq);
     RAWC_EXPECT(r, TICKETQ__ERROR_CODE__INVALID_ARGUMENT);

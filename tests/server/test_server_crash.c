@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLIENTS 3
-#define WINDOW 16
+#define CLIENTS        3
+#define WINDOW         16
 #define CYCLES_DEFAULT 24
 
 struct ack {
@@ -40,7 +40,8 @@ static size_t ack_count, ack_cap;
 static void body_of(uint32_t cycle, uint32_t client, uint32_t seq, char *out, size_t cap) {
     int n = snprintf(out, cap, "msg %u/%u/%u ", cycle, client, seq);
     uint32_t pad = (seq * 37u + cycle * 11u) % 300u; /* bodies of varying length */
-    for (uint32_t i = 0; i < pad && (size_t)n + 1 < cap; i++) out[n++] = (char)('a' + (i + seq) % 26);
+    for (uint32_t i = 0; i < pad && (size_t)n + 1 < cap; i++)
+        out[n++] = (char)('a' + (i + seq) % 26);
     out[n] = '\0';
 }
 
@@ -50,8 +51,8 @@ static void sleep_ms(long ms) {
 }
 
 /* A client process: ingests until the connection dies; records acknowledgements. */
-static void client_main(const char *addr, const char *token, uint64_t tenant_unused,
-                        uint32_t cycle, uint32_t client, const char *ack_path) {
+static void client_main(const char *addr, const char *token, uint64_t tenant_unused, uint32_t cycle,
+                        uint32_t client, const char *ack_path) {
     (void)tenant_unused;
     FILE *out = fopen(ack_path, "w");
     if (out == NULL) _exit(3);
@@ -216,7 +217,8 @@ int main(void) {
         size_t n = ack_count - verified_before;
         size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
         TQ_CHECK(idx != NULL);
-        for (size_t i = 0; i < n; i++) idx[i] = verified_before + i;
+        for (size_t i = 0; i < n; i++)
+            idx[i] = verified_before + i;
         verify_many(&c, idx, n);
         free(idx);
         rawc_close(&c);
@@ -229,7 +231,8 @@ int main(void) {
     struct rawc c;
     rawc_open_authed(&c, f.addr, token);
     size_t sample[300];
-    for (int i = 0; i < 300; i++) sample[i] = (size_t)tq_test_rand_below(&rng, ack_count);
+    for (int i = 0; i < 300; i++)
+        sample[i] = (size_t)tq_test_rand_below(&rng, ack_count);
     verify_many(&c, sample, 300);
     rawc_close(&c);
     TQ_CHECK_EQ(tq_fixture_stop(&f), 0);

@@ -103,7 +103,8 @@ int main(void) {
     for (int i = 0; i < 20; i++) {
         uint32_t n = 1 + (uint32_t)tq_test_rand_below(&rng, 200);
         put_be32(frame, n);
-        for (uint32_t k = 0; k < n; k++) frame[4 + k] = (uint8_t)tq_test_rand(&rng);
+        for (uint32_t k = 0; k < n; k++)
+            frame[4 + k] = (uint8_t)tq_test_rand(&rng);
         TQ_CHECK_EQ(rawc_send_raw(&c, frame, 4 + n), 0);
         r = rawc_recv(&c, 5000);
         TQ_CHECK(r != NULL);
@@ -137,7 +138,7 @@ int main(void) {
     Ticketq__Auth ba = TICKETQ__AUTH__INIT;
     ba.token = f.admin_token;
     Ticketq__TenantCreate bt = TICKETQ__TENANT_CREATE__INIT;
-    bt.name = (char *)(uintptr_t)"batched";
+    bt.name = (char *)(uintptr_t) "batched";
     RAWC_REQ(op1, ping, PING, &bp);
     RAWC_REQ(op2, auth, AUTH, &ba);
     RAWC_REQ(op3, tenant_create, TENANT_CREATE, &bt);
@@ -184,14 +185,16 @@ int main(void) {
 
     /* Connection limit (6): the witness + 5 more; the 7th gets UNAVAILABLE then close. */
     struct rawc many[5];
-    for (int i = 0; i < 5; i++) rawc_open_authed(&many[i], f.addr, f.admin_token);
+    for (int i = 0; i < 5; i++)
+        rawc_open_authed(&many[i], f.addr, f.admin_token);
     TQ_CHECK_EQ(rawc_connect(&c, f.addr), 0);
     r = rawc_recv(&c, 5000);
     RAWC_EXPECT(r, TICKETQ__ERROR_CODE__UNAVAILABLE);
     rawc_free(r);
     TQ_CHECK(rawc_wait_closed(&c, 5000));
     rawc_close(&c);
-    for (int i = 0; i < 5; i++) rawc_close(&many[i]);
+    for (int i = 0; i < 5; i++)
+        rawc_close(&many[i]);
     witness_ping();
 
     /* A client that never reads its responses: it is disconnected (idle timeout: neither

@@ -55,7 +55,8 @@ static void http_get_metrics(const char *addr, char *out, size_t cap) {
     TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
     size_t len = 0;
     ssize_t n;
-    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0) len += (size_t)n;
+    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
     out[len] = '\0';
     close(fd);
 }

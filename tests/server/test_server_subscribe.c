@@ -112,7 +112,8 @@ static void read_events(struct rawc *c, uint64_t *ids, size_t *count, size_t wan
 }
 
 static void check_same(const uint64_t *a, const uint64_t *b, size_t n) {
-    for (size_t i = 0; i < n; i++) TQ_CHECK_UEQ(a[i], b[i]);
+    for (size_t i = 0; i < n; i++)
+        TQ_CHECK_UEQ(a[i], b[i]);
 }
 
 static void consumer_ack(struct rawc *c, const char *name, uint64_t lsn) {
@@ -136,11 +137,11 @@ static void http_get_metrics(const char *addr, char *out, size_t cap) {
     TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
     size_t len = 0;
     ssize_t n;
-    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0) len += (size_t)n;
+    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
     out[len] = '\0';
     close(fd);
 }
-
 
 static uint64_t stats_last_lsn(struct rawc *c) {
     Ticketq__Stats op = TICKETQ__STATS__INIT;
@@ -167,7 +168,7 @@ static void test_tick(const char *addr, const char *admin_token) {
     tg.n_first_reply_ms = 4;
     tg.first_reply_ms = first_reply;
     Ticketq__SlaPolicy pol = TICKETQ__SLA_POLICY__INIT;
-    pol.name = (char *)(uintptr_t)"fast";
+    pol.name = (char *)(uintptr_t) "fast";
     pol.targets = &tg;
     Ticketq__SlaPolicy *pols[1] = {&pol};
     Ticketq__SlaPoliciesSet ps = TICKETQ__SLA_POLICIES_SET__INIT;
@@ -206,8 +207,8 @@ static void test_tick(const char *addr, const char *admin_token) {
     rawc_free(r);
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__EMAIL;
-    in.from = (char *)(uintptr_t)"late@example.com";
-    in.body = (char *)(uintptr_t)"anyone there?";
+    in.from = (char *)(uintptr_t) "late@example.com";
+    in.body = (char *)(uintptr_t) "anyone there?";
     RAWC_REQ(ireq, ingest, INGEST, &in);
     r = rawc_call(&c, &ireq);
     RAWC_EXPECT(r, 0);
@@ -290,7 +291,8 @@ int main(void) {
     enum { TOTAL = TOTAL_MAX };
     static uint64_t sent[TOTAL], got[TOTAL];
     size_t nsent = 0;
-    for (; nsent < 5; nsent++) sent[nsent] = ingest(&w, "ann@example.com", "catch-up");
+    for (; nsent < 5; nsent++)
+        sent[nsent] = ingest(&w, "ann@example.com", "catch-up");
     ingest(&wb, "zed@example.com", "other tenant"); /* must never show up */
 
     /* Catch-up from the start, then live. */
@@ -301,7 +303,8 @@ int main(void) {
     uint64_t last = 0;
     read_events(&s, got, &ngot, 5, &last);
     check_same(sent, got, 5);
-    for (; nsent < 8; nsent++) sent[nsent] = ingest(&w, "bob@example.com", "live");
+    for (; nsent < 8; nsent++)
+        sent[nsent] = ingest(&w, "bob@example.com", "live");
     ingest(&wb, "zed@example.com", "other tenant again");
     read_events(&s, got, &ngot, 8, &last);
     check_same(sent, got, 8);

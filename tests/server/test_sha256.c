@@ -13,7 +13,8 @@
 #include <string.h>
 
 static void hex(const uint8_t d[32], char out[65]) {
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 static void check(const uint8_t *msg, size_t len, const char *expect, uint64_t *rng) {

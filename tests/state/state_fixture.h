@@ -41,7 +41,7 @@ static void fx_emit(void *ctx, const struct tq_event *e) {
 static inline void fx_init(struct fx *f) {
     memset(f, 0, sizeof(*f));
     f->s = tq_state_new(NULL);
-    f->now = 1700000000000ull;      /* 2023-11-14T22:13:20Z, a Tuesday */
+    f->now = 1700000000000ull; /* 2023-11-14T22:13:20Z, a Tuesday */
     tq_arena_init(&f->arena, 1 << 16);
     f->buf_cap = 1 << 20;
     f->buf = malloc(f->buf_cap);
@@ -79,7 +79,8 @@ static inline enum tq_err fx_try(struct fx *f, struct tq_cmd *cmd) {
     uint8_t before[16], after[16];
     tq_state_digest(f->s, before);
     struct tq_state_prefetch_hint hint;
-    for (unsigned st = 0; st < 4; st++) tq_state_prefetch(f->s, &dec, st, &hint);   /* pure */
+    for (unsigned st = 0; st < 4; st++)
+        tq_state_prefetch(f->s, &dec, st, &hint); /* pure */
     tq_state_digest(f->s, after);
     TQ_CHECK_MEM_EQ(before, after, 16);
     uint32_t ev_before = f->ev_n;
@@ -102,12 +103,15 @@ static inline enum tq_err fx_try(struct fx *f, struct tq_cmd *cmd) {
     return e;
 }
 
-#define FX_OK(f, cmd) TQ_CHECK_OK(fx_try((f), (cmd)), &(f)->err)
+#define FX_OK(f, cmd)        TQ_CHECK_OK(fx_try((f), (cmd)), &(f)->err)
 #define FX_ERR(f, cmd, code) TQ_CHECK_ERR(fx_try((f), (cmd)), code, &(f)->err)
 
-static inline struct tq_str S(const char *s) { return (struct tq_str){s, (uint32_t)strlen(s)}; }
+static inline struct tq_str S(const char *s) {
+    return (struct tq_str){s, (uint32_t)strlen(s)};
+}
 
-static inline struct tq_cmd fx_cmd(enum tq_cmd_type type, uint64_t tenant) {
+static inline struct tq_cmd
+fx_cmd(enum tq_cmd_type type, uint64_t tenant) {
     struct tq_cmd c;
     memset(&c, 0, sizeof(c));
     c.type = type;
@@ -245,8 +249,8 @@ static inline void fx_policy(struct fx *f, uint64_t tenant, uint64_t first, uint
     FX_OK(f, &c);
 }
 
-#define MIN_MS 60000ull
+#define MIN_MS  60000ull
 #define HOUR_MS 3600000ull
-#define DAY_MS 86400000ull
+#define DAY_MS  86400000ull
 
 #endif

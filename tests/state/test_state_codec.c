@@ -15,7 +15,9 @@
 
 #include <string.h>
 
-static struct tq_str S(const char *s) { return (struct tq_str){s, (uint32_t)strlen(s)}; }
+static struct tq_str S(const char *s) {
+    return (struct tq_str){s, (uint32_t)strlen(s)};
+}
 
 static const struct tq_attachment atts[2] = {
     {{"s3://a/1", 8}, {"invoice.pdf", 11}, {"application/pdf", 15}, 1234},
@@ -85,7 +87,8 @@ static struct tq_cmd sample(enum tq_cmd_type type) {
     case TQ_CMD_TOKEN_ISSUE:
         c.u.token_issue.role = TQ_ROLE_AGENT;
         c.u.token_issue.agent_id = 3;
-        for (int i = 0; i < 32; i++) c.u.token_issue.hash[i] = (uint8_t)(i * 7);
+        for (int i = 0; i < 32; i++)
+            c.u.token_issue.hash[i] = (uint8_t)(i * 7);
         c.u.token_issue.name = S("laptop");
         break;
     case TQ_CMD_TOKEN_REVOKE: c.u.token_revoke.token_id = 11; break;
@@ -121,9 +124,7 @@ static struct tq_cmd sample(enum tq_cmd_type type) {
         c.u.customer_merge.survivor_id = 9;
         c.u.customer_merge.merged_id = 10;
         break;
-    case TQ_CMD_CUSTOMER_ERASE:
-        c.u.customer_erase.customer_id = 11;
-        break;
+    case TQ_CMD_CUSTOMER_ERASE: c.u.customer_erase.customer_id = 11; break;
     case TQ_CMD_MESSAGE_INGEST:
         c.u.ingest.channel = TQ_CHANNEL_WHATSAPP;
         c.u.ingest.from_external_id = S("+8613800000000");
@@ -133,7 +134,7 @@ static struct tq_cmd sample(enum tq_cmd_type type) {
         c.u.ingest.provider_ts_ms = 1700000000000ull;
         c.u.ingest.queue_id = 4;
         c.u.ingest.priority = TQ_PRIORITY_HIGH;
-        c.u.ingest.subject = S("\xe8\xae\xa2\xe5\x8d\x95");     /* UTF-8 */
+        c.u.ingest.subject = S("\xe8\xae\xa2\xe5\x8d\x95"); /* UTF-8 */
         c.u.ingest.body = S("where is my parcel?");
         c.u.ingest.attachment_count = 2;
         c.u.ingest.attachments = atts;
@@ -214,7 +215,7 @@ static void test_round_trip(struct tq_arena *arena, uint8_t *buf, size_t cap) {
         size_t n = tq_cmd_encode(&c, buf, cap);
         TQ_CHECK_GT(n, 0);
         TQ_CHECK_UEQ(n, tq_cmd_encoded_size(&c));
-        TQ_CHECK_EQ(tq_cmd_encode(&c, buf, n - 1), 0);      /* too small: nothing written */
+        TQ_CHECK_EQ(tq_cmd_encode(&c, buf, n - 1), 0); /* too small: nothing written */
         struct tq_error err;
         tq_arena_reset(arena);
         TQ_CHECK_OK(tq_cmd_decode(buf, n, &d, arena, &err), &err);
@@ -236,14 +237,14 @@ static void test_round_trip(struct tq_arena *arena, uint8_t *buf, size_t cap) {
             TQ_CHECK_EQ(d.u.ingest.priority, TQ_PRIORITY_HIGH);
         } else if (t == TQ_CMD_CUSTOMER_ERASE) {
             TQ_CHECK_UEQ(d.u.customer_erase.customer_id, 11);
-            TQ_CHECK_UEQ(n, 26 + 8);                        /* header + the id, nothing else */
+            TQ_CHECK_UEQ(n, 26 + 8); /* header + the id, nothing else */
         } else if (t == TQ_CMD_TICKET_UPDATE) {
             TQ_CHECK_EQ(d.u.ticket_update.custom_fields[1].int_value, -42);
             TQ_CHECK(str_eq(d.u.ticket_update.custom_fields[0].string_value, S("A-17")));
             TQ_CHECK_UEQ(d.u.ticket_update.wake_at_ms, 1700003600000ull);
         } else if (t == TQ_CMD_BUSINESS_HOURS_SET) {
             const struct tq_calendar *k = d.u.business_hours_set.calendar;
-            TQ_CHECK_MEM_EQ(k, &cal, sizeof(cal));          /* unused parts zero in both */
+            TQ_CHECK_MEM_EQ(k, &cal, sizeof(cal)); /* unused parts zero in both */
         } else if (t == TQ_CMD_SLA_POLICIES_SET) {
             TQ_CHECK_EQ(d.u.sla_policies_set.policies[1].channel, TQ_CHANNEL_WHATSAPP);
             TQ_CHECK_EQ(d.u.sla_policies_set.policies[0].channel, -1);
@@ -265,16 +266,20 @@ static void test_decode_never_trusts(struct tq_arena *arena, uint64_t *rng) {
         size_t m = n;
         memcpy(mut, buf, n);
         switch (tq_test_rand_below(rng, 6)) {
-        case 0: mut[tq_test_rand_below(rng, n)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8)); break;
+        case 0:
+            mut[tq_test_rand_below(rng, n)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
+            break;
         case 1: mut[tq_test_rand_below(rng, n)] = (uint8_t)tq_test_rand(rng); break;
         case 2: m = tq_test_rand_below(rng, n); break;
         case 3:
-            for (int k = 0; k < 8; k++) mut[n + k] = (uint8_t)tq_test_rand(rng);
+            for (int k = 0; k < 8; k++)
+                mut[n + k] = (uint8_t)tq_test_rand(rng);
             m = n + 1 + tq_test_rand_below(rng, 8);
             break;
         case 4:
             m = tq_test_rand_below(rng, 128);
-            for (size_t k = 0; k < m; k++) mut[k] = (uint8_t)tq_test_rand(rng);
+            for (size_t k = 0; k < m; k++)
+                mut[k] = (uint8_t)tq_test_rand(rng);
             if (m > 0) mut[0] = 1;
             if (m > 1) mut[1] = (uint8_t)(1 + tq_test_rand_below(rng, TQ_CMD_TYPE_MAX));
             break;
@@ -302,8 +307,8 @@ static void test_decode_never_trusts(struct tq_arena *arena, uint64_t *rng) {
         }
         tq_free(exact, m == 0 ? 1 : m);
     }
-    printf("test_state_codec: %" PRIu64 " mutated inputs accepted, %" PRIu64 " refused\n",
-           accepted, refused);
+    printf("test_state_codec: %" PRIu64 " mutated inputs accepted, %" PRIu64 " refused\n", accepted,
+           refused);
     TQ_CHECK_GT(accepted, 0);
     TQ_CHECK_GT(refused, 0);
     struct tq_cmd d;

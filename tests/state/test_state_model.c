@@ -46,8 +46,8 @@ struct tenant {
 struct log {
     uint8_t *bytes;
     size_t len, cap;
-    uint64_t *off;          /* record i spans off[i]..off[i+1] */
-    uint64_t *event_hash;   /* XXH3 of the events record i emitted */
+    uint64_t *off;        /* record i spans off[i]..off[i+1] */
+    uint64_t *event_hash; /* XXH3 of the events record i emitted */
     uint32_t n, cap_n;
 };
 
@@ -59,13 +59,19 @@ static struct log lg;
 static uint64_t *keys;
 static uint32_t key_n, key_cap;
 
-static uint64_t rnd(uint64_t n) { return tq_test_rand_below(&rng, n); }
-static bool chance(unsigned percent) { return rnd(100) < percent; }
+static uint64_t rnd(uint64_t n) {
+    return tq_test_rand_below(&rng, n);
+}
+static bool chance(unsigned percent) {
+    return rnd(100) < percent;
+}
 
 static void ids_add(struct ids *s, uint64_t v) {
     if (s->n < MAX_IDS) s->v[s->n++] = v;
 }
-static uint64_t ids_pick(const struct ids *s) { return s->n == 0 ? 0 : s->v[rnd(s->n)]; }
+static uint64_t ids_pick(const struct ids *s) {
+    return s->n == 0 ? 0 : s->v[rnd(s->n)];
+}
 
 /* ---- events: hashed per record --------------------------------------------------------- */
 
@@ -76,9 +82,18 @@ struct ev_acc {
 
 static void ev_hash(void *ctx, const struct tq_event *e) {
     struct ev_acc *a = ctx;
-    uint64_t fields[12] = {(uint64_t)e->type, e->lsn, e->at_ms, e->tenant_id, e->ticket_id,
-                           e->message_id, e->customer_id, e->agent_id, e->queue_id,
-                           (uint64_t)e->field, (uint64_t)e->old_value, (uint64_t)e->new_value};
+    uint64_t fields[12] = {(uint64_t)e->type,
+                           e->lsn,
+                           e->at_ms,
+                           e->tenant_id,
+                           e->ticket_id,
+                           e->message_id,
+                           e->customer_id,
+                           e->agent_id,
+                           e->queue_id,
+                           (uint64_t)e->field,
+                           (uint64_t)e->old_value,
+                           (uint64_t)e->new_value};
     uint64_t h = XXH3_64bits(fields, sizeof(fields)) ^ ((uint64_t)e->sla_metric << 56);
     a->hash = a->hash * 0x100000001b3ull ^ h;
     a->count++;
@@ -88,7 +103,8 @@ static void log_append(const struct tq_cmd *cmd, uint64_t event_hash) {
     size_t n = tq_cmd_encoded_size(cmd);
     if (lg.len + n > lg.cap) {
         size_t cap = lg.cap == 0 ? (1u << 24) : lg.cap * 2;
-        while (cap < lg.len + n) cap *= 2;
+        while (cap < lg.len + n)
+            cap *= 2;
         lg.bytes = realloc(lg.bytes, cap);
         TQ_CHECK(lg.bytes != NULL);
         lg.cap = cap;
@@ -112,13 +128,15 @@ static void log_append(const struct tq_cmd *cmd, uint64_t event_hash) {
 static char sbuf[64][96];
 static unsigned sbuf_i;
 
-static char *next_buf(void) { return sbuf[sbuf_i++ % 64]; }
+static char *next_buf(void) {
+    return sbuf[sbuf_i++ % 64];
+}
 static struct tq_str last_str(int n) {
     return (struct tq_str){sbuf[(sbuf_i - 1) % 64], (uint32_t)n};
 }
 /* snprintf into a rotating buffer; the string stays valid for the next 63 calls */
 #define FMT(...) last_str(snprintf(next_buf(), 96, __VA_ARGS__))
-#define U(x) ((unsigned long long)(x))
+#define U(x)     ((unsigned long long)(x))
 
 static const char *const tag_pool[] = {"vip", "refund", "late", "damaged", "b2b", "promo"};
 
@@ -127,7 +145,9 @@ static struct tq_str random_tag(void) {
     return (struct tq_str){t, (uint32_t)strlen(t)};
 }
 
-static struct tenant *pick_tenant(void) { return &tenants[rnd(TENANTS)]; }
+static struct tenant *pick_tenant(void) {
+    return &tenants[rnd(TENANTS)];
+}
 
 /* Mostly the tenant's own ids, sometimes another tenant's or an unknown one. */
 static uint64_t maybe_foreign(const struct ids *own, uint64_t own_pick) {
@@ -157,10 +177,9 @@ static void gen(struct tq_cmd *c, uint64_t now, struct tenant **tn_out, bool *in
         enum tq_channel ch = (enum tq_channel)(rnd(10) < 6 ? rnd(3) : rnd(TQ_CHANNEL_COUNT));
         c->u.ingest.channel = ch;
         uint64_t who = rnd(400);
-        c->u.ingest.from_external_id =
-            ch != TQ_CHANNEL_EMAIL ? FMT("+%llu%llu", U(who), U(ch))
-            : chance(50)          ? FMT("User%llu@Example.com", U(who))
-                                  : FMT("user%llu@example.com", U(who));
+        c->u.ingest.from_external_id = ch != TQ_CHANNEL_EMAIL ? FMT("+%llu%llu", U(who), U(ch))
+                                       : chance(50)           ? FMT("User%llu@Example.com", U(who))
+                                                              : FMT("user%llu@example.com", U(who));
         c->u.ingest.customer_name = FMT("Customer %llu", U(who));
         if (chance(75)) {
             uint64_t mid = chance(10) ? rnd(40) : 100000 + rnd(1ull << 40);
@@ -239,10 +258,10 @@ static void gen(struct tq_cmd *c, uint64_t now, struct tenant **tn_out, bool *in
             }
             if (chance(5)) {
                 u->fields |= TQ_UPDATE_FIELDS;
-                fields_buf[0] = (struct tq_custom_field){{"order", 5}, TQ_FIELD_STRING,
-                                                         FMT("A-%llu", U(rnd(999))), 0};
-                fields_buf[1] = (struct tq_custom_field){{"items", 5}, TQ_FIELD_INT, {"", 0},
-                                                         (int64_t)rnd(9)};
+                fields_buf[0] = (struct tq_custom_field){
+                    {"order", 5}, TQ_FIELD_STRING, FMT("A-%llu", U(rnd(999))), 0};
+                fields_buf[1] =
+                    (struct tq_custom_field){{"items", 5}, TQ_FIELD_INT, {"", 0}, (int64_t)rnd(9)};
                 u->custom_fields = fields_buf;
                 u->field_count = 1 + (uint32_t)rnd(2);
             }
@@ -276,8 +295,8 @@ static void gen(struct tq_cmd *c, uint64_t now, struct tenant **tn_out, bool *in
     } else if (r < 737) {
         /* right to erasure: sometimes a foreign/unknown id, sometimes twice (refused) */
         c->type = TQ_CMD_CUSTOMER_ERASE;
-        c->u.customer_erase.customer_id = chance(5) ? ids_pick(&pick_tenant()->customers)
-                                                    : ids_pick(&tn->customers);
+        c->u.customer_erase.customer_id =
+            chance(5) ? ids_pick(&pick_tenant()->customers) : ids_pick(&tn->customers);
     } else if (r < 744) {
         c->type = TQ_CMD_CUSTOMER_MERGE;
         c->u.customer_merge.survivor_id = ids_pick(&tn->customers);
@@ -378,8 +397,10 @@ static void gen(struct tq_cmd *c, uint64_t now, struct tenant **tn_out, bool *in
     } else if (r < 985) {
         c->type = TQ_CMD_TOKEN_ISSUE;
         c->u.token_issue.role = chance(50) ? TQ_ROLE_AGENT : TQ_ROLE_INTEGRATION;
-        if (c->u.token_issue.role == TQ_ROLE_AGENT) c->u.token_issue.agent_id = ids_pick(&tn->agents);
-        for (int i = 0; i < 32; i++) c->u.token_issue.hash[i] = (uint8_t)rnd(chance(10) ? 2 : 256);
+        if (c->u.token_issue.role == TQ_ROLE_AGENT)
+            c->u.token_issue.agent_id = ids_pick(&tn->agents);
+        for (int i = 0; i < 32; i++)
+            c->u.token_issue.hash[i] = (uint8_t)rnd(chance(10) ? 2 : 256);
         c->u.token_issue.name = FMT("token %llu", U(rnd(100)));
     } else if (r < 988) {
         c->type = TQ_CMD_TOKEN_REVOKE;
@@ -401,7 +422,7 @@ static void gen(struct tq_cmd *c, uint64_t now, struct tenant **tn_out, bool *in
             c->u.queue.name = (struct tq_str){"x", 1};
             break;
         case 1:
-            c->type = TQ_CMD_QUEUE_CREATE;   /* valid half of the time (named) */
+            c->type = TQ_CMD_QUEUE_CREATE; /* valid half of the time (named) */
             if (chance(50)) c->u.queue.name = FMT("extra %llu", U(rnd(100)));
             c->u.queue.auto_assign = chance(50);
             break;
@@ -444,7 +465,8 @@ static void key_add(uint64_t k) {
     }
     k = k == 0 ? 1 : k;
     uint32_t i = (uint32_t)k & (key_cap - 1);
-    while (keys[i] != 0) i = (i + 1) & (key_cap - 1);
+    while (keys[i] != 0)
+        i = (i + 1) & (key_cap - 1);
     keys[i] = k;
     key_n++;
 }
@@ -553,7 +575,7 @@ int main(void) {
             }
             TQ_CHECK(e != TQ_ERR_INTERNAL && e != TQ_ERR_CORRUPT);
             if (c.type == TQ_CMD_CUSTOMER_ERASE && e == TQ_ERR_FAILED_PRECONDITION) {
-                erase_refused_n++;                          /* erased before: idempotent error */
+                erase_refused_n++; /* erased before: idempotent error */
             }
             fail_n++;
         } else {
@@ -579,7 +601,7 @@ int main(void) {
                 TQ_CHECK_OK(tq_state_customer_get(s, tn->id, res.customer_id, &cv), NULL);
                 TQ_CHECK(cv.erased && cv.name.len == 0 && cv.language.len == 0);
                 TQ_CHECK_EQ(cv.identity_count, 0);
-                TQ_CHECK_EQ(acc.count, 1);                  /* CUSTOMER_ERASED only */
+                TQ_CHECK_EQ(acc.count, 1); /* CUSTOMER_ERASED only */
                 erased_n++;
             } else if (c.type == TQ_CMD_MESSAGE_REPLY && !c.u.reply.internal_note) {
                 ids_add(&tn->outbound, res.message_id);
@@ -610,7 +632,7 @@ int main(void) {
            st.sla_warnings, st.queued_tickets, st.outbox_pending);
     for (int t = TQ_CMD_TENANT_SETTINGS; t <= TQ_CMD_TYPE_MAX; t++) {
         if (by_type_ok[t] == 0) fprintf(stderr, "command type %d never applied\n", t);
-        TQ_CHECK_GT(by_type_ok[t], 0);   /* every command type was exercised */
+        TQ_CHECK_GT(by_type_ok[t], 0); /* every command type was exercised */
     }
     TQ_CHECK_GT(dup_n, 0);
     printf("test_state_model: %u customers erased, %u repeated erasures refused\n", erased_n,
@@ -625,8 +647,8 @@ int main(void) {
     for (uint32_t i = 0; i < lg.n; i++) {
         struct tq_cmd d;
         tq_arena_reset(&arena);
-        TQ_CHECK_OK(tq_cmd_decode(lg.bytes + lg.off[i], lg.off[i + 1] - lg.off[i], &d, &arena, &err),
-                    &err);
+        TQ_CHECK_OK(
+            tq_cmd_decode(lg.bytes + lg.off[i], lg.off[i + 1] - lg.off[i], &d, &arena, &err), &err);
         acc.hash = 0;
         acc.count = 0;
         TQ_CHECK_OK(tq_state_apply(r, i + 1, &d, &res, &sink, &err), &err);
@@ -653,8 +675,8 @@ int main(void) {
     for (uint32_t i = snap_log_n; i < lg.n; i++) {
         struct tq_cmd d;
         tq_arena_reset(&arena);
-        TQ_CHECK_OK(tq_cmd_decode(lg.bytes + lg.off[i], lg.off[i + 1] - lg.off[i], &d, &arena, &err),
-                    &err);
+        TQ_CHECK_OK(
+            tq_cmd_decode(lg.bytes + lg.off[i], lg.off[i + 1] - lg.off[i], &d, &arena, &err), &err);
         acc.hash = 0;
         acc.count = 0;
         TQ_CHECK_OK(tq_state_apply(l, i + 1, &d, &res, &sink, &err), &err);

@@ -18,12 +18,9 @@
 
 /* The status table as docs/tickets.md states it (an independent copy of the spec). */
 static const char *const allowed_moves[TQ_STATUS_COUNT] = {
-    [TQ_STATUS_NEW] = "open pending on_hold solved",
-    [TQ_STATUS_OPEN] = "pending on_hold solved",
-    [TQ_STATUS_PENDING] = "open on_hold solved",
-    [TQ_STATUS_ON_HOLD] = "open pending solved",
-    [TQ_STATUS_SOLVED] = "open pending on_hold closed",
-    [TQ_STATUS_CLOSED] = "",
+    [TQ_STATUS_NEW] = "open pending on_hold solved",    [TQ_STATUS_OPEN] = "pending on_hold solved",
+    [TQ_STATUS_PENDING] = "open on_hold solved",        [TQ_STATUS_ON_HOLD] = "open pending solved",
+    [TQ_STATUS_SOLVED] = "open pending on_hold closed", [TQ_STATUS_CLOSED] = "",
 };
 
 static bool spec_allows(enum tq_ticket_status from, enum tq_ticket_status to) {
@@ -71,9 +68,9 @@ static void test_status_table(void) {
             c.u.ticket_update.status = (enum tq_ticket_status)to;
             uint32_t ev0 = f.ev_n;
             if (from == TQ_STATUS_CLOSED) {
-                FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);     /* closed is immutable */
+                FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION); /* closed is immutable */
             } else if (from == to) {
-                FX_OK(&f, &c);                                 /* not a move: no status event */
+                FX_OK(&f, &c); /* not a move: no status event */
                 TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_TICKET_UPDATED, -1), 0);
             } else if (spec_allows((enum tq_ticket_status)from, (enum tq_ticket_status)to)) {
                 FX_OK(&f, &c);
@@ -89,7 +86,7 @@ static void test_status_table(void) {
             }
         }
     }
-    TQ_CHECK_EQ(n, 17);     /* the number of arrows in the spec table (4+3+3+3+4) */
+    TQ_CHECK_EQ(n, 17); /* the number of arrows in the spec table (4+3+3+3+4) */
     fx_free(&f);
 }
 
@@ -224,7 +221,7 @@ static void test_customer_merge(void) {
     uint64_t t3 = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+331234", NULL, q);
     TQ_CHECK(t3 == t1 || t3 == t2);
     TQ_CHECK_EQ(f.res.customer_id, c1);
-    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);            /* already merged */
+    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION); /* already merged */
     struct tq_cmd link = fx_cmd(TQ_CMD_CUSTOMER_LINK, tn);
     link.u.customer_link.customer_id = c1;
     link.u.customer_link.channel = TQ_CHANNEL_EMAIL;
@@ -232,7 +229,7 @@ static void test_customer_merge(void) {
     FX_ERR(&f, &link, TQ_ERR_ALREADY_EXISTS);
     link.u.customer_link.customer_id = c2;
     link.u.customer_link.external_id = S("ann2@example.com");
-    FX_ERR(&f, &link, TQ_ERR_FAILED_PRECONDITION);         /* merged customers take no links */
+    FX_ERR(&f, &link, TQ_ERR_FAILED_PRECONDITION); /* merged customers take no links */
     fx_free(&f);
 }
 
@@ -272,7 +269,7 @@ static void test_ticket_merge(void) {
     TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_TICKET_MERGED, -1)->new_value, (int64_t)t1);
     TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, t1, 3, 8, mv), 1);
     TQ_CHECK_EQ(mv[0].message_id, m4);
-    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);            /* source is a tombstone now */
+    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION); /* source is a tombstone now */
     struct tq_cmd r = fx_cmd(TQ_CMD_MESSAGE_REPLY, tn);
     r.u.reply.ticket_id = t2;
     r.u.reply.body = S("x");
@@ -304,10 +301,10 @@ static void test_claim_capacity(void) {
     TQ_CHECK_EQ(ids[0], t_old);
     struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_CLAIM, tn);
     c.u.claim.agent_id = b;
-    FX_ERR(&f, &c, TQ_ERR_RESOURCE_EXHAUSTED);              /* no capacity at all */
+    FX_ERR(&f, &c, TQ_ERR_RESOURCE_EXHAUSTED); /* no capacity at all */
     c.actor_agent_id = b;
     c.u.claim.agent_id = a;
-    FX_ERR(&f, &c, TQ_ERR_PERMISSION_DENIED);               /* b may not claim for a */
+    FX_ERR(&f, &c, TQ_ERR_PERMISSION_DENIED); /* b may not claim for a */
     c.actor_agent_id = a;
     /* across all queues, by priority then entry time: chat (normal, live class) competes with
      * the email tickets; t_old entered before t_chat, t_low has low priority */
@@ -316,7 +313,7 @@ static void test_claim_capacity(void) {
     FX_OK(&f, &c);
     TQ_CHECK_EQ(f.res.ticket_id, t_new);
     FX_OK(&f, &c);
-    TQ_CHECK_EQ(f.res.ticket_id, t_chat);                   /* async full: only live left */
+    TQ_CHECK_EQ(f.res.ticket_id, t_chat); /* async full: only live left */
     FX_ERR(&f, &c, TQ_ERR_RESOURCE_EXHAUSTED);
     struct tq_agent_view av;
     TQ_CHECK_OK(tq_state_agent_get(f.s, tn, a, &av), NULL);
@@ -397,7 +394,7 @@ static void test_autoassign(void) {
     TQ_CHECK_EQ(e->new_value, (int64_t)b);
     /* ties on load: whoever waited longest since their last assignment */
     f.now += 1000;
-    fx_status(&f, tn, t[0], TQ_STATUS_SOLVED);   /* a: load 1, last assigned at t2 */
+    fx_status(&f, tn, t[0], TQ_STATUS_SOLVED); /* a: load 1, last assigned at t2 */
     TQ_CHECK_EQ(fx_ticket(&f, tn, t[4]).assignee_id, a);
     /* an agent coming online takes work the moment it appears */
     uint64_t t5 = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c5@x.com", NULL, q);
@@ -432,7 +429,7 @@ static void test_assignment_timeout(void) {
     FX_OK(&f, &c);
     TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), t0 + 10 * MIN_MS);
     f.now = t0 + 4 * MIN_MS;
-    fx_reply(&f, tn, a, t);                        /* the assignee acted: timer restarts */
+    fx_reply(&f, tn, a, t); /* the assignee acted: timer restarts */
     TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), t0 + 14 * MIN_MS);
     uint32_t ev0 = f.ev_n;
     fx_tick(&f, t0 + 13 * MIN_MS);
@@ -491,7 +488,7 @@ static void test_outbox(void) {
     TQ_CHECK_EQ(f.res.taken_ids[0], m1);
     take(&f, tn, 10, 30000, 1);
     TQ_CHECK_EQ(f.res.taken_ids[0], m2);
-    take(&f, tn, 10, 30000, 0);                         /* everything leased */
+    take(&f, tn, 10, 30000, 0); /* everything leased */
     ack(&f, tn, m2, TQ_DELIVERY_SENT, false, false);
     ack(&f, tn, m2, TQ_DELIVERY_READ, false, false);
     ack(&f, tn, m2, TQ_DELIVERY_DELIVERED, false, true); /* late receipt: never backwards */
@@ -502,14 +499,14 @@ static void test_outbox(void) {
     f.now += 30000;
     take(&f, tn, 10, 30000, 1);
     TQ_CHECK_EQ(f.res.taken_ids[0], m1);
-    ack(&f, tn, m1, TQ_DELIVERY_FAILED, true, false);   /* retryable: back to the queue */
+    ack(&f, tn, m1, TQ_DELIVERY_FAILED, true, false); /* retryable: back to the queue */
     take(&f, tn, 10, 30000, 1);
     TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
     TQ_CHECK_EQ(mv.attempts, 3);
     TQ_CHECK_EQ(tq_state_next_deadline_ms(f.s), f.now + 30000);
     uint32_t ev0 = f.ev_n;
     uint64_t expiry = f.now + 30000;
-    fx_tick(&f, f.now + 60000);                          /* the third lease expires */
+    fx_tick(&f, f.now + 60000); /* the third lease expires */
     const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_OUTBOX_FAILED, -1);
     TQ_CHECK_EQ(e->message_id, m1);
     TQ_CHECK_EQ(e->at_ms, expiry);
@@ -518,7 +515,7 @@ static void test_outbox(void) {
     TQ_CHECK_EQ(e->new_value, TQ_DELIVERY_FAILED);
     TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
     TQ_CHECK_EQ(mv.delivery, TQ_DELIVERY_FAILED);
-    ack(&f, tn, m1, TQ_DELIVERY_SENT, false, true);     /* failed is terminal */
+    ack(&f, tn, m1, TQ_DELIVERY_SENT, false, true); /* failed is terminal */
     struct tq_stats st;
     tq_state_stats(f.s, tn, &st);
     TQ_CHECK_EQ(st.outbox_pending, 0);
@@ -561,7 +558,7 @@ static void test_sla_first_reply_breach_and_warning(void) {
     uint32_t ev0 = f.ev_n;
     fx_tick(&f, t0 + 44 * MIN_MS);
     TQ_CHECK_EQ(f.ev_n, ev0);
-    fx_tick(&f, t0 + 3 * HOUR_MS);                 /* one late tick: both, exact stamps */
+    fx_tick(&f, t0 + 3 * HOUR_MS); /* one late tick: both, exact stamps */
     TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_WARNING, TQ_SLA_FIRST_REPLY), 1);
     TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_FIRST_REPLY), 1);
     TQ_CHECK_EQ(f.ev[ev0].type, TQ_EVENT_SLA_WARNING);
@@ -634,7 +631,7 @@ static void test_sla_next_reply(void) {
     uint64_t in1 = f.now;
     fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
     f.now += 5 * MIN_MS;
-    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);   /* clock keeps the oldest */
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q); /* clock keeps the oldest */
     struct tq_ticket_view v = fx_ticket(&f, tn, t);
     TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].state, TQ_SLA_RUNNING);
     TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].deadline_ms, in1 + 2 * HOUR_MS);
@@ -789,7 +786,8 @@ static void test_sla_business_hours(void) {
     /* warning at 50% of 2 business hours: Friday 17:00 exactly */
     uint32_t ev0 = f.ev_n;
     fx_tick(&f, mon_09 + 2 * HOUR_MS);
-    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_WARNING, TQ_SLA_FIRST_REPLY)->at_ms, fri_16 + HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_WARNING, TQ_SLA_FIRST_REPLY)->at_ms,
+                fri_16 + HOUR_MS);
     TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_FIRST_REPLY)->at_ms, mon_09 + HOUR_MS);
     /* pause on Monday 11:00 after 2 business hours of work; resume Tuesday 10:00 */
     f.now = mon_09 + 2 * HOUR_MS;
@@ -831,26 +829,26 @@ static void test_sla_business_hours_pauses_priority(void) {
     FX_OK(&f, &c);
     uint64_t q = fx_queue(&f, tn, "q", false, 0);
     uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
-    const uint64_t mon_09 = 1700236800000ull + 2 * DAY_MS + 17 * HOUR_MS;   /* 2023-11-20 */
+    const uint64_t mon_09 = 1700236800000ull + 2 * DAY_MS + 17 * HOUR_MS; /* 2023-11-20 */
     const uint64_t tue_09 = mon_09 + DAY_MS, wed_09 = mon_09 + 2 * DAY_MS;
-    f.now = mon_09 + 7 * HOUR_MS;                                           /* Mon 16:00 */
+    f.now = mon_09 + 7 * HOUR_MS; /* Mon 16:00 */
     uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
     struct tq_ticket_view v = fx_ticket(&f, tn, t);
     TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, tue_09 + 3 * HOUR_MS);
-    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, 0);                   /* no target */
+    TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, 0); /* no target */
     f.now = mon_09 + 7 * HOUR_MS + 30 * MIN_MS;
     fx_reply(&f, tn, a, t);
-    f.now = mon_09 + 7 * HOUR_MS + 45 * MIN_MS;                              /* Mon 16:45 */
+    f.now = mon_09 + 7 * HOUR_MS + 45 * MIN_MS; /* Mon 16:45 */
     fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
     v = fx_ticket(&f, tn, t);
-    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].deadline_ms, tue_09 + 105 * MIN_MS);  /* Tue 10:45 */
-    f.now = tue_09 + 30 * MIN_MS;                                            /* Tue 09:30 */
+    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].deadline_ms, tue_09 + 105 * MIN_MS); /* Tue 10:45 */
+    f.now = tue_09 + 30 * MIN_MS;                                             /* Tue 09:30 */
     fx_status(&f, tn, t, TQ_STATUS_PENDING);
     v = fx_ticket(&f, tn, t);
     TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].elapsed_ms, 90 * MIN_MS);
-    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].state, TQ_SLA_RUNNING);            /* never pauses */
+    TQ_CHECK_EQ(v.sla[TQ_SLA_NEXT_REPLY].state, TQ_SLA_RUNNING); /* never pauses */
     f.now = wed_09;
-    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);                 /* reopens */
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q); /* reopens */
     v = fx_ticket(&f, tn, t);
     TQ_CHECK_EQ(v.sla[TQ_SLA_REQUESTER_WAIT].deadline_ms, wed_09 + 150 * MIN_MS);
     f.now = wed_09 + HOUR_MS;
@@ -893,7 +891,8 @@ static void test_reply_window(void) {
     fx_tick(&f, t0 + 28 * HOUR_MS);
     TQ_CHECK_EQ(fx_count(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REPLY_WINDOW), 0);
     fx_tick(&f, t0 + 30 * HOUR_MS);
-    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REPLY_WINDOW)->at_ms, t0 + 29 * HOUR_MS);
+    TQ_CHECK_EQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REPLY_WINDOW)->at_ms,
+                t0 + 29 * HOUR_MS);
     /* email has no window */
     uint64_t e = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
     TQ_CHECK_EQ(fx_ticket(&f, tn, e).sla[TQ_SLA_REPLY_WINDOW].state, TQ_SLA_NONE);
@@ -926,7 +925,7 @@ static void test_wake_and_auto_close(void) {
     TQ_CHECK_EQ(f.ev[ev0].new_value, TQ_STATUS_OPEN);
     TQ_CHECK_EQ(f.ev[ev0].at_ms, t0 + DAY_MS);
     uint64_t ids[2];
-    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q, ids, 2), 1);   /* back in the queue */
+    TQ_CHECK_EQ(tq_state_queue_list(f.s, tn, q, ids, 2), 1); /* back in the queue */
     f.now = t0 + 3 * DAY_MS;
     fx_status(&f, tn, t, TQ_STATUS_SOLVED);
     ev0 = f.ev_n;
@@ -1023,17 +1022,18 @@ static void test_limits(void) {
     c.u.ingest.subject = (struct tq_str){big, TQ_NAME_BYTES_MAX + 1};
     FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
     /* text must be well-formed UTF-8: truncated sequence, overlong '/', surrogate */
-    static const char *const bad_utf8[] = {"caf\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf5\x80\x80\x80"};
+    static const char *const bad_utf8[] = {"caf\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                                           "\xf5\x80\x80\x80"};
     for (size_t i = 0; i < TQ_ARRAY_COUNT(bad_utf8); i++) {
         c.u.ingest.subject = S(bad_utf8[i]);
         FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
     }
-    c.u.ingest.subject = S("caf\xc3\xa9 \xe8\xae\xa2\xe5\x8d\x95 \xf0\x9f\x93\xa6");   /* ok */
+    c.u.ingest.subject = S("caf\xc3\xa9 \xe8\xae\xa2\xe5\x8d\x95 \xf0\x9f\x93\xa6"); /* ok */
     c.u.ingest.body = S("\xff");
     FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
     c.u.ingest.body = S("ok");
-    c.u.ingest.from_external_id = S("utf8@x.com");       /* a new ticket takes the subject */
-    FX_OK(&f, &c);                                       /* multi-byte subject accepted */
+    c.u.ingest.from_external_id = S("utf8@x.com"); /* a new ticket takes the subject */
+    FX_OK(&f, &c);                                 /* multi-byte subject accepted */
     TQ_CHECK_EQ(fx_ticket(&f, tn, f.res.ticket_id).subject.len, 5 + 1 + 6 + 1 + 4);
     c.u.ingest.from_external_id = S("a@x.com");
     c.u.ingest.subject = S("");
@@ -1051,14 +1051,14 @@ static void test_limits(void) {
     TQ_CHECK_UEQ(tq_cmd_encode(&c, f.buf, f.buf_cap), tq_cmd_encoded_size(&c));
     struct tq_cmd dec;
     TQ_CHECK_ERR(tq_cmd_decode(f.buf, tq_cmd_encoded_size(&c), &dec, &f.arena, &f.err),
-                 TQ_ERR_CORRUPT, &f.err);               /* the decoder refuses it too */
-    TQ_CHECK_ERR(tq_state_apply(f.s, f.lsn + 1, &c, NULL, NULL, &f.err),
-                 TQ_ERR_INVALID_ARGUMENT, &f.err);
+                 TQ_ERR_CORRUPT, &f.err); /* the decoder refuses it too */
+    TQ_CHECK_ERR(tq_state_apply(f.s, f.lsn + 1, &c, NULL, NULL, &f.err), TQ_ERR_INVALID_ARGUMENT,
+                 &f.err);
     c.u.ingest.attachment_count = TQ_ATTACHMENTS_PER_MESSAGE_MAX;
     FX_OK(&f, &c);
     uint64_t t = f.res.ticket_id;
     c.u.ingest.queue_id = 0;
-    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION);        /* no default queue for email */
+    FX_ERR(&f, &c, TQ_ERR_FAILED_PRECONDITION); /* no default queue for email */
     c.u.ingest.queue_id = q;
     c.now_ms = 1ull << 60;
     FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);
@@ -1076,9 +1076,9 @@ static void test_limits(void) {
     u.u.ticket_update.tags_add_count = 30;
     FX_OK(&f, &u);
     u.u.ticket_update.tags_add = tags + 28;
-    u.u.ticket_update.tags_add_count = 5;               /* 2 known + 3 new = 33 */
+    u.u.ticket_update.tags_add_count = 5; /* 2 known + 3 new = 33 */
     FX_ERR(&f, &u, TQ_ERR_RESOURCE_EXHAUSTED);
-    u.u.ticket_update.tags_add_count = 4;               /* 2 known + 2 new = 32 */
+    u.u.ticket_update.tags_add_count = 4; /* 2 known + 2 new = 32 */
     FX_OK(&f, &u);
     TQ_CHECK_EQ(fx_ticket(&f, tn, t).tag_count, 32);
     u.u.ticket_update.fields = TQ_UPDATE_TAGS_REMOVE;
@@ -1092,7 +1092,7 @@ static void test_limits(void) {
     u.u.ticket_update.fields = TQ_UPDATE_FIELDS;
     u.u.ticket_update.custom_fields = cf;
     u.u.ticket_update.field_count = 2;
-    FX_ERR(&f, &u, TQ_ERR_INVALID_ARGUMENT);            /* bool must be 0 or 1 */
+    FX_ERR(&f, &u, TQ_ERR_INVALID_ARGUMENT); /* bool must be 0 or 1 */
     cf[1].int_value = 1;
     FX_OK(&f, &u);
     struct tq_ticket_view v = fx_ticket(&f, tn, t);
@@ -1101,15 +1101,16 @@ static void test_limits(void) {
     TQ_CHECK_EQ(v.custom_fields[0].string_value.len, 3);
     /* other limits */
     struct tq_cmd qn = fx_cmd(TQ_CMD_QUEUE_CREATE, tn);
-    FX_ERR(&f, &qn, TQ_ERR_INVALID_ARGUMENT);           /* a queue needs a name */
+    FX_ERR(&f, &qn, TQ_ERR_INVALID_ARGUMENT); /* a queue needs a name */
     struct tq_sla_policy pol[TQ_SLA_POLICIES_MAX + 1];
     memset(pol, 0, sizeof(pol));
-    for (int i = 0; i <= TQ_SLA_POLICIES_MAX; i++) pol[i].channel = -1;
+    for (int i = 0; i <= TQ_SLA_POLICIES_MAX; i++)
+        pol[i].channel = -1;
     struct tq_cmd ps = fx_cmd(TQ_CMD_SLA_POLICIES_SET, tn);
     ps.u.sla_policies_set.count = TQ_SLA_POLICIES_MAX + 1;
     ps.u.sla_policies_set.policies = pol;
-    TQ_CHECK_ERR(tq_state_apply(f.s, f.lsn + 1, &ps, NULL, NULL, &f.err),
-                 TQ_ERR_INVALID_ARGUMENT, &f.err);
+    TQ_CHECK_ERR(tq_state_apply(f.s, f.lsn + 1, &ps, NULL, NULL, &f.err), TQ_ERR_INVALID_ARGUMENT,
+                 &f.err);
     ps.u.sla_policies_set.count = 1;
     pol[0].channel = 11;
     FX_ERR(&f, &ps, TQ_ERR_INVALID_ARGUMENT);
@@ -1168,7 +1169,7 @@ static void test_tokens_and_consumers(void) {
     FX_ERR(&f, &c, TQ_ERR_ALREADY_EXISTS);
     c.u.token_issue.hash[0] = 1;
     c.u.token_issue.role = TQ_ROLE_SERVER_ADMIN;
-    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT);           /* server admins have no tenant */
+    FX_ERR(&f, &c, TQ_ERR_INVALID_ARGUMENT); /* server admins have no tenant */
     c.tenant_id = 0;
     c.u.token_issue.agent_id = 0;
     FX_OK(&f, &c);
@@ -1190,7 +1191,7 @@ static void test_tokens_and_consumers(void) {
     k.u.consumer_ack.name = S("crm-sync");
     k.u.consumer_ack.lsn = 40;
     FX_OK(&f, &k);
-    k.u.consumer_ack.lsn = 30;                          /* positions only move forward */
+    k.u.consumer_ack.lsn = 30; /* positions only move forward */
     FX_OK(&f, &k);
     TQ_CHECK_EQ(tq_state_consumer_lsn(f.s, tn, S("crm-sync")), 40);
     TQ_CHECK_EQ(tq_state_consumer_lsn(f.s, tn, S("other")), 0);
@@ -1245,8 +1246,8 @@ static void test_message_view_from_record(void) {
     uint64_t t = f.res.ticket_id, m = f.res.message_id, cust = f.res.customer_id;
     struct tq_message_view v;
     TQ_CHECK_OK(tq_state_message_get(f.s, tn, m, &v), NULL);
-    TQ_CHECK_EQ(v.author_id, cust);                      /* in memory */
-    TQ_CHECK_EQ(v.created_ms, 0);                        /* in the record */
+    TQ_CHECK_EQ(v.author_id, cust); /* in memory */
+    TQ_CHECK_EQ(v.created_ms, 0);   /* in the record */
     TQ_CHECK_EQ(v.lsn, f.lsn);
     tq_state_message_complete(&v, &in);
     TQ_CHECK_EQ(v.created_ms, f.now);
@@ -1381,14 +1382,14 @@ static void test_customer_erase(void) {
 
     struct tq_cmd er = fx_cmd(TQ_CMD_CUSTOMER_ERASE, other);
     er.u.customer_erase.customer_id = c;
-    FX_ERR(&f, &er, TQ_ERR_NOT_FOUND);                   /* another tenant's customer */
+    FX_ERR(&f, &er, TQ_ERR_NOT_FOUND); /* another tenant's customer */
     er.tenant_id = tn;
     er.u.customer_erase.customer_id = 999;
     FX_ERR(&f, &er, TQ_ERR_NOT_FOUND);
     er.u.customer_erase.customer_id = c;
     uint32_t ev0 = f.ev_n;
     FX_OK(&f, &er);
-    TQ_CHECK_EQ(f.ev_n - ev0, 1);                           /* CUSTOMER_ERASED, nothing else */
+    TQ_CHECK_EQ(f.ev_n - ev0, 1); /* CUSTOMER_ERASED, nothing else */
     TQ_CHECK_EQ(f.ev[ev0].type, TQ_EVENT_CUSTOMER_ERASED);
     TQ_CHECK_UEQ(f.ev[ev0].customer_id, c);
     TQ_CHECK_UEQ(f.ev[ev0].tenant_id, tn);
@@ -1399,12 +1400,13 @@ static void test_customer_erase(void) {
     TQ_CHECK_EQ(cv.name.len, 0);
     TQ_CHECK_EQ(cv.language.len, 0);
     TQ_CHECK_EQ(cv.identity_count, 0);
-    TQ_CHECK_EQ(cv.open_ticket_count, 1);                   /* the ticket stays the customer's */
+    TQ_CHECK_EQ(cv.open_ticket_count, 1); /* the ticket stays the customer's */
     enum tq_channel ch;
     struct tq_str ext;
     TQ_CHECK(!tq_state_customer_identity(f.s, tn, c, 0, &ch, &ext));
-    TQ_CHECK_ERR(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("erin.erased@example.com"),
-                                        &cv), TQ_ERR_NOT_FOUND, NULL);
+    TQ_CHECK_ERR(
+        tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("erin.erased@example.com"), &cv),
+        TQ_ERR_NOT_FOUND, NULL);
     TQ_CHECK_ERR(tq_state_customer_find(f.s, tn, TQ_CHANNEL_WHATSAPP, S("+46700000042"), &cv),
                  TQ_ERR_NOT_FOUND, NULL);
     struct tq_ticket_view after = fx_ticket(&f, tn, t);
@@ -1414,10 +1416,9 @@ static void test_customer_erase(void) {
     TQ_CHECK_EQ(after.subject.len, 0);
     struct tq_message_view mv[2];
     TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, t, 0, 2, mv), 2);
-    TQ_CHECK_UEQ(mv[0].author_id, c);                       /* ids stay; bodies are the log's */
+    TQ_CHECK_UEQ(mv[0].author_id, c); /* ids stay; bodies are the log's */
     /* the bystander is untouched */
-    TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("bob@example.com"), &cv),
-                NULL);
+    TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("bob@example.com"), &cv), NULL);
     TQ_CHECK_UEQ(cv.customer_id, bystander);
     TQ_CHECK(!cv.erased);
     TQ_CHECK_EQ(fx_ticket(&f, tn, bystander_t).subject.len, 4);
@@ -1443,7 +1444,7 @@ static void test_customer_erase(void) {
     TQ_CHECK(!blob_has(blob, len, "+46700000042"));
     TQ_CHECK(!blob_has(blob, len, "Subject-ERIN"));
     TQ_CHECK(!blob_has(blob, len, "sv-SE"));
-    TQ_CHECK(blob_has(blob, len, "bob@example.com"));      /* the search does find things */
+    TQ_CHECK(blob_has(blob, len, "bob@example.com")); /* the search does find things */
     struct tq_state *l;
     TQ_CHECK_OK(tq_state_deserialize(blob, len, NULL, &l, &f.err), &f.err);
     uint8_t d1[16], d2[16];
@@ -1462,8 +1463,8 @@ static void test_customer_erase(void) {
     TQ_CHECK(f.res.ticket_created);
     TQ_CHECK_NE(f.res.customer_id, c);
     TQ_CHECK_NE(f.res.ticket_id, t);
-    TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("erin.erased@example.com"),
-                                       &cv), NULL);
+    TQ_CHECK_OK(
+        tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S("erin.erased@example.com"), &cv), NULL);
     TQ_CHECK_UEQ(cv.customer_id, f.res.customer_id);
     TQ_CHECK(!cv.erased);
     /* agents may still work the erased customer's ticket */
@@ -1493,7 +1494,7 @@ static void test_customer_erase_many(void) {
     }
     for (int i = 0; i < N; i += 3) {
         struct tq_cmd c = fx_cmd(TQ_CMD_CUSTOMER_ERASE, tn);
-        c.u.customer_erase.customer_id = ids[(i * 7) % N];   /* not in creation order */
+        c.u.customer_erase.customer_id = ids[(i * 7) % N]; /* not in creation order */
         enum tq_err e = fx_try(&f, &c);
         TQ_CHECK(e == TQ_OK || e == TQ_ERR_FAILED_PRECONDITION);
     }
@@ -1556,7 +1557,8 @@ static void test_sla_target_cap(void) {
     static struct tq_calendar sparse;
     tq_calendar_init_24x7(&sparse);
     snprintf(sparse.tz_name, sizeof(sparse.tz_name), "UTC");
-    for (int d = 0; d < 7; d++) sparse.interval_count[d] = 0;
+    for (int d = 0; d < 7; d++)
+        sparse.interval_count[d] = 0;
     sparse.interval_count[1] = 1;
     sparse.intervals[1][0].start_minute = 9 * 60;
     sparse.intervals[1][0].end_minute = 9 * 60 + 1;
@@ -1567,7 +1569,7 @@ static void test_sla_target_cap(void) {
     uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
     struct tq_ticket_view v = fx_ticket(&f, tn, t);
     TQ_CHECK_EQ(v.sla[TQ_SLA_FIRST_REPLY].state, TQ_SLA_RUNNING);
-    uint64_t weeks = TQ_SLA_TARGET_MS_MAX / MIN_MS;         /* one business minute per week */
+    uint64_t weeks = TQ_SLA_TARGET_MS_MAX / MIN_MS; /* one business minute per week */
     TQ_CHECK_GT(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, f.now + (weeks - 1) * 7 * DAY_MS);
     TQ_CHECK_LT(v.sla[TQ_SLA_FIRST_REPLY].deadline_ms, f.now + (weeks + 1) * 7 * DAY_MS);
     /* one business hour of agent work takes 60 weeks */
@@ -1593,7 +1595,8 @@ static void test_token_full_compare(void) {
     uint64_t tn = fx_tenant(&f, "shop");
     struct tq_cmd c = fx_cmd(TQ_CMD_TOKEN_ISSUE, tn);
     c.u.token_issue.role = TQ_ROLE_INTEGRATION;
-    for (int i = 0; i < 32; i++) c.u.token_issue.hash[i] = (uint8_t)(i * 7 + 1);
+    for (int i = 0; i < 32; i++)
+        c.u.token_issue.hash[i] = (uint8_t)(i * 7 + 1);
     c.u.token_issue.name = S("gw");
     FX_OK(&f, &c);
     uint64_t id = f.res.token_id;
@@ -1613,9 +1616,12 @@ static void test_token_full_compare(void) {
 /* Rewrites a blob's header for a new body length / version, with a fresh checksum. */
 static void blob_reseal(uint8_t *blob, size_t len, uint32_t version) {
     uint64_t body_len = len - 32, sum = XXH3_64bits(blob + 32, body_len);
-    for (int i = 0; i < 4; i++) blob[8 + i] = (uint8_t)(version >> (8 * i));
-    for (int i = 0; i < 8; i++) blob[16 + i] = (uint8_t)(body_len >> (8 * i));
-    for (int i = 0; i < 8; i++) blob[24 + i] = (uint8_t)(sum >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        blob[8 + i] = (uint8_t)(version >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        blob[16 + i] = (uint8_t)(body_len >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        blob[24 + i] = (uint8_t)(sum >> (8 * i));
 }
 
 /* Snapshot version 2 adds the customer's erased flag (u8 after merged_into); version-1 blobs
@@ -1634,12 +1640,12 @@ static void test_snapshot_v1_and_erased_flag(void) {
     size_t len;
     TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
     uint8_t *b = blob;
-    TQ_CHECK_EQ(b[8], 2);                                   /* version 2 */
-    TQ_CHECK_EQ(b[len - 1], 0);                             /* not erased */
+    TQ_CHECK_EQ(b[8], 2);       /* version 2 */
+    TQ_CHECK_EQ(b[len - 1], 0); /* not erased */
     uint8_t live[16], loaded[16];
     tq_state_digest(f.s, live);
     struct tq_state *l = NULL;
-    blob_reseal(b, len - 1, 1);                             /* the same state as version 1 */
+    blob_reseal(b, len - 1, 1); /* the same state as version 1 */
     TQ_CHECK_OK(tq_state_deserialize(b, len - 1, NULL, &l, &f.err), &f.err);
     tq_state_digest(l, loaded);
     TQ_CHECK_MEM_EQ(live, loaded, 16);
@@ -1651,7 +1657,7 @@ static void test_snapshot_v1_and_erased_flag(void) {
     b[len - 1] = 2;
     blob_reseal(b, len, 2);
     TQ_CHECK_ERR(tq_state_deserialize(b, len, NULL, &l, &f.err), TQ_ERR_CORRUPT, &f.err);
-    b[len - 1] = 1;                                         /* erased but still named */
+    b[len - 1] = 1; /* erased but still named */
     blob_reseal(b, len, 2);
     TQ_CHECK_ERR(tq_state_deserialize(b, len, NULL, &l, &f.err), TQ_ERR_CORRUPT, &f.err);
     tq_free(blob, len);

@@ -37,7 +37,8 @@ int main(int argc, char **argv) {
     for (uint64_t lsn = 1; lsn <= GOLDEN_RECORDS; lsn++) {
         uint32_t len = golden_payload(lsn, buf);
         uint64_t got;
-        if (tq_log_append(log, golden_type(lsn), buf, len, &got, &err) != TQ_OK) die("append", &err);
+        if (tq_log_append(log, golden_type(lsn), buf, len, &got, &err) != TQ_OK)
+            die("append", &err);
         if (got != lsn) return 1;
         if (lsn % GOLDEN_PER_BATCH == 0 && tq_log_sync(log, &err) != TQ_OK) die("sync", &err);
     }

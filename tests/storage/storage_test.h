@@ -53,7 +53,9 @@ static inline uint32_t st_payload(uint64_t seed, uint64_t lsn, uint32_t len_max,
     return len;
 }
 
-static inline uint16_t st_type(uint64_t lsn) { return (uint16_t)(1 + lsn % 7); }
+static inline uint16_t st_type(uint64_t lsn) {
+    return (uint16_t)(1 + lsn % 7);
+}
 
 /* Collects log lines (recovery messages) for checks. */
 struct st_lines {
@@ -84,7 +86,8 @@ static inline struct tq_log_options st_options(const char *dir, struct st_lines 
 }
 
 /* Checks that the record with lsn matches st_payload(seed, lsn). */
-static inline void st_check_record(struct tq_log *log, uint64_t seed, uint64_t lsn, uint32_t len_max) {
+static inline void st_check_record(struct tq_log *log, uint64_t seed, uint64_t lsn,
+                                   uint32_t len_max) {
     static uint8_t want[1 << 20], got[1 << 20];
     struct tq_log_record rec;
     struct tq_error err;

@@ -41,16 +41,17 @@ static inline void st_text_expand(char *out, size_t cap, size_t *n, const char *
 /* Writes one message record (envelope + body) into out (cap bytes, >= 4096); returns its
  * length. */
 static inline uint32_t st_support_message(uint64_t *s, char *out, size_t cap) {
-    static const char *const greet_in[] = {"Hi,", "Hello,", "Hey there,", "Good morning,",
-                                           "Dear support team,", "Hi again,", "Hello support,"};
-    static const char *const greet_out[] = {"Hello, thanks for reaching out!",
-                                            "Hi, thank you for your patience.",
-                                            "Hello, and sorry for the wait!",
-                                            "Hi, thanks for getting in touch."};
-    static const char *const products[] = {"winter jacket", "running shoes", "coffee grinder",
-                                           "wireless headphones", "standing desk", "yoga mat",
-                                           "phone case", "backpack", "smart watch", "desk lamp",
-                                           "espresso machine", "rain coat", "gift card"};
+    static const char *const greet_in[] = {
+        "Hi,",       "Hello,",        "Hey there,", "Good morning,", "Dear support team,",
+        "Hi again,", "Hello support,"};
+    static const char *const greet_out[] = {
+        "Hello, thanks for reaching out!", "Hi, thank you for your patience.",
+        "Hello, and sorry for the wait!", "Hi, thanks for getting in touch."};
+    static const char *const products[] = {
+        "winter jacket", "running shoes", "coffee grinder",   "wireless headphones",
+        "standing desk", "yoga mat",      "phone case",       "backpack",
+        "smart watch",   "desk lamp",     "espresso machine", "rain coat",
+        "gift card"};
     static const char *const problems[] = {
         "the tracking page has said \"label created\" for {N} days now",
         "it arrived damaged: the box was crushed and the {P} is scratched",
@@ -62,13 +63,14 @@ static inline uint32_t st_support_message(uint64_t *s, char *out, size_t cap) {
         "my account is locked after a password reset",
         "the invoice shows the wrong billing address",
         "I want to cancel my subscription before the next renewal on the {N}th"};
-    static const char *const asks[] = {"Could you check with the carrier and tell me when it will ship?",
-                                       "Can you send a replacement or refund me?",
-                                       "Please fix this as soon as possible.",
-                                       "Can I still change the size from M to L?",
-                                       "What are my options here?",
-                                       "I need it before the 20th, it is a gift.",
-                                       "Please call me back, my number is in my profile."};
+    static const char *const asks[] = {
+        "Could you check with the carrier and tell me when it will ship?",
+        "Can you send a replacement or refund me?",
+        "Please fix this as soon as possible.",
+        "Can I still change the size from M to L?",
+        "What are my options here?",
+        "I need it before the 20th, it is a gift.",
+        "Please call me back, my number is in my profile."};
     static const char *const replies[] = {
         ("I checked with the carrier: your parcel was collected this morning and should arrive "
          "within {N} business days."),
@@ -76,22 +78,27 @@ static inline uint32_t st_support_message(uint64_t *s, char *out, size_t cap) {
         "A replacement {P} is on its way, and you can keep the damaged one.",
         "I have applied the discount manually and refunded the difference.",
         "Your account is unlocked; please set a new password using the link we just sent.",
-        "The size can no longer be changed on this order, but free exchanges are open for {N} days.",
+        "The size can no longer be changed on this order, but free exchanges are open for {N} "
+        "days.",
         "I have escalated this to our billing team, who will contact you within 24 hours."};
-    static const char *const bye[] = {"Thanks!", "Thank you, Anna", "Best regards, Tom",
-                                      "Anything else I can help with?", "Have a great day!",
-                                      "Kind regards, the support team", "Cheers"};
+    static const char *const bye[] = {"Thanks!",
+                                      "Thank you, Anna",
+                                      "Best regards, Tom",
+                                      "Anything else I can help with?",
+                                      "Have a great day!",
+                                      "Kind regards, the support team",
+                                      "Cheers"};
     static const char *const channels[] = {"email", "chat", "whatsapp", "sms", "web", "voice"};
     size_t n = 0;
     uint64_t ticket = 100000 + st_text_rand(s) % 900000;
     bool inbound = st_text_rand(s) % 5 != 0;
-    n += (size_t)snprintf(out + n, cap - n,
-                          "tenant=acme-%u;ticket=%llu;channel=%s;%s=ext-%llu;at=2024-12-%02uT%02u:%02u:%02uZ;",
-                          (unsigned)(st_text_rand(s) % 4), (unsigned long long)ticket,
-                          ST_PICK(channels, s), inbound ? "customer" : "agent",
-                          (unsigned long long)(st_text_rand(s) % 1000000),
-                          (unsigned)(1 + st_text_rand(s) % 28), (unsigned)(st_text_rand(s) % 24),
-                          (unsigned)(st_text_rand(s) % 60), (unsigned)(st_text_rand(s) % 60));
+    n += (size_t)snprintf(
+        out + n, cap - n,
+        "tenant=acme-%u;ticket=%llu;channel=%s;%s=ext-%llu;at=2024-12-%02uT%02u:%02u:%02uZ;",
+        (unsigned)(st_text_rand(s) % 4), (unsigned long long)ticket, ST_PICK(channels, s),
+        inbound ? "customer" : "agent", (unsigned long long)(st_text_rand(s) % 1000000),
+        (unsigned)(1 + st_text_rand(s) % 28), (unsigned)(st_text_rand(s) % 24),
+        (unsigned)(st_text_rand(s) % 60), (unsigned)(st_text_rand(s) % 60));
     n += (size_t)snprintf(out + n, cap - n, "body=");
     int sentences = 1 + (int)(st_text_rand(s) % 4);
     if (inbound) {

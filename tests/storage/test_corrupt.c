@@ -51,7 +51,8 @@ static int batches_of(const char *dir, uint32_t seg_index, struct batch_pos *out
         const struct tq_batch_ref *r = &log->refs[i];
         if (r->seg_index != seg_index || n >= cap) continue;
         struct tq_batch_header h;
-        TQ_CHECK_EQ(pread(log->segs[seg_index].fd, &h, sizeof(h), (off_t)r->offset), (int)sizeof(h));
+        TQ_CHECK_EQ(pread(log->segs[seg_index].fd, &h, sizeof(h), (off_t)r->offset),
+                    (int)sizeof(h));
         out[n++] = (struct batch_pos){r->offset, r->lsn_first, r->lsn_first + r->record_count - 1,
                                       h.area_bytes};
     }
@@ -171,7 +172,8 @@ static void test_flip_middle(void) {
         TQ_CHECK(strstr(err.msg, strrchr(paths[si], '/') + 1) != NULL);
         snprintf(want, sizeof(want), "offset %" PRIu64 " (lsn %" PRIu64 ")", victim->offset,
                  victim->lsn_first);
-        if (strstr(err.msg, want) == NULL) fprintf(stderr, "message: %s\nwanted: %s\n", err.msg, want);
+        if (strstr(err.msg, want) == NULL)
+            fprintf(stderr, "message: %s\nwanted: %s\n", err.msg, want);
         TQ_CHECK(strstr(err.msg, want) != NULL);
         /* read-only also refuses? No: read-only stops there and serves the prefix. */
         /* repair cuts at the bad batch and says what it dropped */
@@ -274,9 +276,11 @@ static void test_rot_after_open(void) {
     flip_bit(paths[0], victim->offset + 64 + 16, 3); /* first payload byte of the batch */
     struct tq_log_record r;
     static uint8_t buf[LEN_MAX];
-    TQ_CHECK_ERR(tq_log_read(log, victim->lsn_first, &r, buf, sizeof(buf), &err), TQ_ERR_CORRUPT, &err);
+    TQ_CHECK_ERR(tq_log_read(log, victim->lsn_first, &r, buf, sizeof(buf), &err), TQ_ERR_CORRUPT,
+                 &err);
     char want[128];
-    snprintf(want, sizeof(want), "offset %" PRIu64 " (lsn %" PRIu64 ")", victim->offset, victim->lsn_first);
+    snprintf(want, sizeof(want), "offset %" PRIu64 " (lsn %" PRIu64 ")", victim->offset,
+             victim->lsn_first);
     TQ_CHECK(strstr(err.msg, want) != NULL);
     TQ_CHECK(strstr(err.msg, strrchr(paths[0], '/') + 1) != NULL);
     st_check_record(log, seed, victim->lsn_first + 1, LEN_MAX); /* its neighbour is intact */

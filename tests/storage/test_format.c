@@ -20,21 +20,28 @@
 static uint64_t rng;
 
 /* Builds a batch of count records into buf; returns its disk size. */
-static size_t build(uint8_t *buf, size_t cap, uint32_t count, uint32_t len_max, uint64_t lsn_first) {
+static size_t build(uint8_t *buf, size_t cap, uint32_t count, uint32_t len_max,
+                    uint64_t lsn_first) {
     memset(buf, 0, cap);
     uint32_t area = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t len = (uint32_t)tq_test_rand_below(&rng, len_max + 1);
         uint8_t *p = buf + TQ_BATCH_HEADER_BYTES + area;
-        for (uint32_t k = 0; k < len; k++) p[TQ_RECORD_HEADER_BYTES + k] = (uint8_t)tq_test_rand(&rng);
-        struct tq_record_header rh = {.len = len, .type = (uint16_t)(1 + i % 9), .flags = 0,
+        for (uint32_t k = 0; k < len; k++)
+            p[TQ_RECORD_HEADER_BYTES + k] = (uint8_t)tq_test_rand(&rng);
+        struct tq_record_header rh = {.len = len,
+                                      .type = (uint16_t)(1 + i % 9),
+                                      .flags = 0,
                                       .payload_hash = XXH3_64bits(p + TQ_RECORD_HEADER_BYTES, len)};
         memcpy(p, &rh, sizeof(rh));
         area += tq_record_area_bytes(len);
     }
-    struct tq_batch_header h = {.magic = TQ_BATCH_MAGIC, .version = TQ_FORMAT_VERSION,
-                                .lsn_first = lsn_first, .lsn_durable = lsn_first - 1,
-                                .commit_us = 1700000000000000ull, .record_count = count,
+    struct tq_batch_header h = {.magic = TQ_BATCH_MAGIC,
+                                .version = TQ_FORMAT_VERSION,
+                                .lsn_first = lsn_first,
+                                .lsn_durable = lsn_first - 1,
+                                .commit_us = 1700000000000000ull,
+                                .record_count = count,
                                 .area_bytes = area,
                                 .area_hash = tq_batch_area_hash(buf + TQ_BATCH_HEADER_BYTES, area),
                                 .chain_prev = 0x1234};
@@ -113,7 +120,8 @@ int main(void) {
     for (int round = 0; round < 20000; round++) {
         size_t n = (size_t)tq_test_rand_below(&rng, 512);
         uint8_t *g = malloc(n + 1);
-        for (size_t i = 0; i < n; i++) g[i] = (uint8_t)tq_test_rand(&rng);
+        for (size_t i = 0; i < n; i++)
+            g[i] = (uint8_t)tq_test_rand(&rng);
         if (n >= 8 && round % 2 == 0) {
             uint32_t magic = TQ_BATCH_MAGIC;
             uint16_t version = TQ_FORMAT_VERSION;

@@ -38,7 +38,8 @@ static void test_basic_and_reopen(void) {
     uint64_t segs[256];
     size_t seg_count = tq_log_segments(log, segs, 256);
     TQ_CHECK_GT(seg_count, 2); /* 256 KiB segments: several rolled */
-    for (uint64_t lsn = 1; lsn <= n; lsn++) st_check_record(log, seed, lsn, 3000);
+    for (uint64_t lsn = 1; lsn <= n; lsn++)
+        st_check_record(log, seed, lsn, 3000);
     TQ_CHECK_ERR(tq_log_read(log, n + 1, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
     TQ_CHECK_ERR(tq_log_read(log, 0, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
     /* a too-small buffer says how much is needed */
@@ -48,7 +49,8 @@ static void test_basic_and_reopen(void) {
         if (st_payload(seed, lsn, 3000, tmp) > sizeof(buf)) big = lsn;
     }
     TQ_CHECK(big != 0);
-    TQ_CHECK_ERR(tq_log_read(log, big, &r, buf, sizeof(buf), &err), TQ_ERR_RESOURCE_EXHAUSTED, &err);
+    TQ_CHECK_ERR(tq_log_read(log, big, &r, buf, sizeof(buf), &err), TQ_ERR_RESOURCE_EXHAUSTED,
+                 &err);
     TQ_CHECK_GT(r.len, sizeof(buf));
     TQ_CHECK(tq_log_idle(log));
     tq_log_close(log);
@@ -88,7 +90,8 @@ static void test_basic_and_reopen(void) {
     tq_log_close(log);
     TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
     TQ_CHECK_UEQ(rec.lsn_last, n + 199);
-    for (uint64_t lsn = n - 5; lsn <= n + 199; lsn++) st_check_record(log, seed, lsn, 3000);
+    for (uint64_t lsn = n - 5; lsn <= n + 199; lsn++)
+        st_check_record(log, seed, lsn, 3000);
 
     /* read-only handle: reads, refuses appends; may coexist with the writer */
     struct tq_log_options ro = o;
@@ -137,7 +140,8 @@ static void test_limits(void) {
     /* fill the batch buffer: the append that does not fit is RESOURCE_EXHAUSTED */
     int staged = 0;
     enum tq_err e;
-    while ((e = tq_log_append(log, 1, big, o.record_bytes_max, &lsn, &err)) == TQ_OK) staged++;
+    while ((e = tq_log_append(log, 1, big, o.record_bytes_max, &lsn, &err)) == TQ_OK)
+        staged++;
     TQ_CHECK_ERR(e, TQ_ERR_RESOURCE_EXHAUSTED, &err);
     TQ_CHECK(strstr(err.msg, "batch_bytes_max") != NULL);
     TQ_CHECK_EQ(staged, (int)(o.batch_bytes_max / (o.record_bytes_max + 16)));
@@ -207,7 +211,8 @@ static void test_event_loop(void) {
         }
     }
     /* group commit: far fewer durable steps than records */
-    printf("event loop: %" PRIu64 " records acknowledged in %" PRIu64 " steps\n", acked_total, batches);
+    printf("event loop: %" PRIu64 " records acknowledged in %" PRIu64 " steps\n", acked_total,
+           batches);
     TQ_CHECK_LT(batches * 4, acked_total);
     while (!tq_log_idle(log)) {
         io_uring_submit_and_wait(&ring, 1);
@@ -217,7 +222,8 @@ static void test_event_loop(void) {
             io_uring_cqe_seen(&ring, cqe);
         }
     }
-    for (uint64_t lsn = 1; lsn <= target; lsn += 13) st_check_record(log, seed, lsn, 1000);
+    for (uint64_t lsn = 1; lsn <= target; lsn += 13)
+        st_check_record(log, seed, lsn, 1000);
     tq_log_close(log);
     io_uring_queue_exit(&ring);
     st_rmtree(dir);
@@ -271,7 +277,8 @@ static void test_modes(void) {
     tq_log_close(log);
     o.fsync_mode = TQ_FSYNC_ALWAYS;
     TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    for (uint64_t lsn = 1; lsn <= 800; lsn += 3) st_check_record(log, seed, lsn, 2000);
+    for (uint64_t lsn = 1; lsn <= 800; lsn += 3)
+        st_check_record(log, seed, lsn, 2000);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -314,7 +321,8 @@ static void test_enospc(void) {
     TQ_CHECK_UEQ(next, appended + 1); /* the refused record was not staged */
     TQ_CHECK_OK(tq_log_sync(log, &err), &err);
     /* reads keep working */
-    for (uint64_t l = 1; l < next; l++) st_check_record(log, seed, l, 4000);
+    for (uint64_t l = 1; l < next; l++)
+        st_check_record(log, seed, l, 4000);
     /* space comes back: appends resume */
     faults.enospc = false;
     uint32_t len = st_payload(seed, next, 4000, buf);
@@ -356,7 +364,8 @@ static void test_prezero(void) {
     }
     uint64_t segs[16];
     TQ_CHECK_GE(tq_log_segments(log, segs, 16), 3);
-    for (uint64_t lsn = 1; lsn < tq_log_next_lsn(log); lsn += 7) st_check_record(log, seed, lsn, 3000);
+    for (uint64_t lsn = 1; lsn < tq_log_next_lsn(log); lsn += 7)
+        st_check_record(log, seed, lsn, 3000);
     io_uring_queue_exit(&ring);
     tq_log_close(log);
     st_rmtree(dir);
@@ -379,7 +388,8 @@ static void test_big_batches(void) {
     TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
     TQ_CHECK_UEQ(rec.lsn_last, 40);
     TQ_CHECK_LT(rec.batches_scanned, 10);
-    for (uint64_t lsn = 1; lsn <= 40; lsn++) st_check_record(log, seed, lsn, 400 * 1024);
+    for (uint64_t lsn = 1; lsn <= 40; lsn++)
+        st_check_record(log, seed, lsn, 400 * 1024);
     tq_log_close(log);
     st_rmtree(dir);
 }

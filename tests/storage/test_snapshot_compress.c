@@ -36,8 +36,10 @@ static void test_snapshots(void) {
     for (int i = 0; i < 3; i++) {
         uint64_t s = seed + (uint64_t)i;
         lens[i] = 1000 + (size_t)tq_test_rand_below(&s, 19000);
-        for (size_t k = 0; k < lens[i]; k++) blobs[i][k] = (uint8_t)tq_test_rand(&s);
-        TQ_CHECK_OK(tq_log_snapshot_write(log, 100 * (uint64_t)(i + 1), blobs[i], lens[i], &err), &err);
+        for (size_t k = 0; k < lens[i]; k++)
+            blobs[i][k] = (uint8_t)tq_test_rand(&s);
+        TQ_CHECK_OK(tq_log_snapshot_write(log, 100 * (uint64_t)(i + 1), blobs[i], lens[i], &err),
+                    &err);
     }
     TQ_CHECK_OK(tq_log_snapshot_latest(log, &blob, &len, &lsn, &err), &err);
     TQ_CHECK_UEQ(lsn, 300);
@@ -71,7 +73,8 @@ static void test_snapshots(void) {
     TQ_CHECK_OK(tq_log_iter_open(log, rec.snapshot_lsn + 1, &it, &err), &err);
     struct tq_log_record r;
     uint64_t count = 0;
-    while (tq_log_iter_next(it, &r, &err) == TQ_OK) count++;
+    while (tq_log_iter_next(it, &r, &err) == TQ_OK)
+        count++;
     tq_log_iter_close(it);
     TQ_CHECK_UEQ(count, 100);
     /* both kept snapshots damaged (the older one truncated): none is valid */
@@ -138,12 +141,15 @@ static void test_compress(void) {
            " (%.2fx of payload, %.2fx of segment)\n",
            payload, raw, comp, (double)payload / (double)comp, (double)raw / (double)comp);
     TQ_CHECK_LT(comp * 2, payload); /* text compresses well */
-    TQ_CHECK_ERR(tq_log_compress_segment(log, segs[n - 1], NULL, &err), TQ_ERR_FAILED_PRECONDITION, &err);
-    TQ_CHECK_ERR(tq_log_compress_segment(log, segs[0], NULL, &err), TQ_ERR_FAILED_PRECONDITION, &err);
+    TQ_CHECK_ERR(tq_log_compress_segment(log, segs[n - 1], NULL, &err), TQ_ERR_FAILED_PRECONDITION,
+                 &err);
+    TQ_CHECK_ERR(tq_log_compress_segment(log, segs[0], NULL, &err), TQ_ERR_FAILED_PRECONDITION,
+                 &err);
     TQ_CHECK_ERR(tq_log_compress_segment(log, 999999, NULL, &err), TQ_ERR_NOT_FOUND, &err);
     /* single records, random order, from the live handle */
     uint64_t rng = seed;
-    for (int k = 0; k < 500; k++) check_text(log, 1 + tq_test_rand_below(&rng, TEXT_RECORDS));
+    for (int k = 0; k < 500; k++)
+        check_text(log, 1 + tq_test_rand_below(&rng, TEXT_RECORDS));
     /* append more after compression */
     for (uint64_t i = TEXT_RECORDS + 1; i <= TEXT_RECORDS + 50; i++) {
         uint32_t len;
@@ -243,7 +249,8 @@ static void test_redact(void) {
         uint64_t seen = 0;
         for (uint64_t lsn = 1; lsn <= 800; lsn++) {
             bool victim = false;
-            for (size_t i = 0; i < nv; i++) victim = victim || victims[i] == lsn;
+            for (size_t i = 0; i < nv; i++)
+                victim = victim || victims[i] == lsn;
             if (!victim) {
                 st_check_record(log, seed, lsn, 2000);
                 continue;

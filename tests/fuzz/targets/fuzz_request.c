@@ -128,12 +128,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 0) {
         switch (data[0] % 3) {
         case 1:
-            conn.session = (struct tq_session){.authed = true, .token_id = admin_token_id,
-                                               .role = TQ_ROLE_SERVER_ADMIN};
+            conn.session = (struct tq_session){
+                .authed = true, .token_id = admin_token_id, .role = TQ_ROLE_SERVER_ADMIN};
             break;
         case 2:
-            conn.session = (struct tq_session){.authed = true, .token_id = tenant_admin_token_id,
-                                               .role = TQ_ROLE_TENANT_ADMIN, .tenant_id = 1};
+            conn.session = (struct tq_session){.authed = true,
+                                               .token_id = tenant_admin_token_id,
+                                               .role = TQ_ROLE_TENANT_ADMIN,
+                                               .tenant_id = 1};
             break;
         default: break;
         }
