@@ -381,9 +381,9 @@ static void report_text(const struct bench_args *a, const char *system_name,
 
 /* ---- fanout: K subscribers follow the event stream while the driver ingests --------------- */
 
-#define FANOUT_WAIT_MS  50                           /* one tq_subscription_next wait */
-#define FANOUT_DRAIN_NS (10ull * 1000 * 1000 * 1000) /* after the run: wait this long for events   \
-                                                      */
+/* One tq_subscription_next wait, and how long to wait for events after the run. */
+#define FANOUT_WAIT_MS  50
+#define FANOUT_DRAIN_NS (10ull * 1000 * 1000 * 1000)
 
 /* One acknowledged ingest: its message id, when the answer was collected, when it was meant to
  * be sent (open loop: the schedule's intended time; closed loop: the actual send). */

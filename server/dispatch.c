@@ -299,22 +299,34 @@ static Ticketq__Ids *ids_of(struct req *r, const struct tq_cmd_result *res) {
     Ticketq__Ids *ids = aalloc(r, sizeof(*ids));
     ticketq__ids__init(ids);
 #define ID(f)                                                                                      \
-    if (res->f != 0) {                                                                             \
-        ids->has_##f = true;                                                                       \
-        ids->f = res->f;                                                                           \
-    }
-    ID(tenant_id)
-    ID(token_id) ID(queue_id) ID(agent_id) ID(customer_id) ID(ticket_id) ID(message_id)
-        ID(ticket_number)
+    do {                                                                                           \
+        if (res->f != 0) {                                                                         \
+            ids->has_##f = true;                                                                   \
+            ids->f = res->f;                                                                       \
+        }                                                                                          \
+    } while (0)
+    ID(tenant_id);
+    ID(token_id);
+    ID(queue_id);
+    ID(agent_id);
+    ID(customer_id);
+    ID(ticket_id);
+    ID(message_id);
+    ID(ticket_number);
 #undef ID
 #define FLAG(f)                                                                                    \
-    if (res->f) {                                                                                  \
-        ids->has_##f = true;                                                                       \
-        ids->f = true;                                                                             \
-    }
-            FLAG(customer_created) FLAG(ticket_created) FLAG(duplicate) FLAG(over_capacity)
+    do {                                                                                           \
+        if (res->f) {                                                                              \
+            ids->has_##f = true;                                                                   \
+            ids->f = true;                                                                         \
+        }                                                                                          \
+    } while (0)
+    FLAG(customer_created);
+    FLAG(ticket_created);
+    FLAG(duplicate);
+    FLAG(over_capacity);
 #undef FLAG
-                return ids;
+    return ids;
 }
 
 /* Runs a command for a request; on success fills Ids and the LSN into the response. */
@@ -504,15 +516,24 @@ static Ticketq__Ticket *ticket_to_wire(struct req *r, const struct tq_ticket_vie
     t->ticket_id = v->ticket_id;
     t->number = v->number;
 #define OPT(f)                                                                                     \
-    if (v->f != 0) {                                                                               \
-        t->has_##f = true;                                                                         \
-        t->f = v->f;                                                                               \
-    }
-    OPT(customer_id)
-    OPT(queue_id) OPT(assignee_id) OPT(created_ms) OPT(updated_ms) OPT(first_response_ms)
-        OPT(solved_ms) OPT(wake_at_ms) OPT(merged_into_id) OPT(follow_up_of_id)
+    do {                                                                                           \
+        if (v->f != 0) {                                                                           \
+            t->has_##f = true;                                                                     \
+            t->f = v->f;                                                                           \
+        }                                                                                          \
+    } while (0)
+    OPT(customer_id);
+    OPT(queue_id);
+    OPT(assignee_id);
+    OPT(created_ms);
+    OPT(updated_ms);
+    OPT(first_response_ms);
+    OPT(solved_ms);
+    OPT(wake_at_ms);
+    OPT(merged_into_id);
+    OPT(follow_up_of_id);
 #undef OPT
-            t->status = (Ticketq__Status)v->status;
+    t->status = (Ticketq__Status)v->status;
     t->priority = (Ticketq__Priority)v->priority;
     t->has_origin_channel = true;
     t->origin_channel = (Ticketq__Channel)v->origin_channel;

@@ -124,20 +124,26 @@ static void fb_add(struct frame_builder *fb, const struct tq_event *e, uint64_t 
     w->type = (Ticketq__EventType)e->type;
     w->lsn = e->lsn;
 #define OPT(f)                                                                                     \
-    if (e->f != 0) {                                                                               \
-        w->has_##f = true;                                                                         \
-        w->f = e->f;                                                                               \
-    }
-    OPT(at_ms)
-    OPT(tenant_id) OPT(ticket_id) OPT(message_id) OPT(customer_id) OPT(agent_id) OPT(queue_id)
+    do {                                                                                           \
+        if (e->f != 0) {                                                                           \
+            w->has_##f = true;                                                                     \
+            w->f = e->f;                                                                           \
+        }                                                                                          \
+    } while (0)
+    OPT(at_ms);
+    OPT(tenant_id);
+    OPT(ticket_id);
+    OPT(message_id);
+    OPT(customer_id);
+    OPT(agent_id);
+    OPT(queue_id);
 #undef OPT
-        if (e->field != TQ_FIELD_NONE) {
+    if (e->field != TQ_FIELD_NONE) {
         w->has_field = w->has_old_value = w->has_new_value = true;
         w->field = (Ticketq__EventField)e->field;
         w->old_value = e->old_value;
         w->new_value = e->new_value;
-    }
-    else if (e->type == TQ_EVENT_ASSIGNED || e->type == TQ_EVENT_DELIVERY_STATUS) {
+    } else if (e->type == TQ_EVENT_ASSIGNED || e->type == TQ_EVENT_DELIVERY_STATUS) {
         w->has_old_value = w->has_new_value = true;
         w->old_value = e->old_value;
         w->new_value = e->new_value;

@@ -55,8 +55,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define ZERO_CHUNK_BYTES (256u << 10) /* spare zero-fill: one 256 KiB write at a time, when idle   \
-                                       */
+/* Spare zero-fill: one 256 KiB write at a time, when idle. */
+#define ZERO_CHUNK_BYTES        (256u << 10)
 #define SCAN_WINDOW_BYTES       (4u << 20) /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
 #define SPARE_NAME              "spare.seg.tmp"
 #define OPEN_ZERO_BYTES         (4u << 20) /* head of a segment created at open that is zero-filled */

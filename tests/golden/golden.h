@@ -11,15 +11,17 @@
 #include <stdio.h>
 #include <string.h>
 
-#define GOLDEN_RECORDS 300u
-#define GOLDEN_SNAPSHOT_LSN 120u
+#define GOLDEN_RECORDS       300u
+#define GOLDEN_SNAPSHOT_LSN  120u
 #define GOLDEN_SNAPSHOT_BLOB "golden snapshot of format v1 at lsn 120"
 #define GOLDEN_SEGMENT_BYTES (32u * 1024)
-#define GOLDEN_BATCH_BYTES (16u * 1024)
-#define GOLDEN_RECORD_BYTES (4u * 1024)
-#define GOLDEN_PER_BATCH 7u /* records per batch (a sync every 7 records) */
+#define GOLDEN_BATCH_BYTES   (16u * 1024)
+#define GOLDEN_RECORD_BYTES  (4u * 1024)
+#define GOLDEN_PER_BATCH     7u /* records per batch (a sync every 7 records) */
 
-static inline uint16_t golden_type(uint64_t lsn) { return (uint16_t)(1 + lsn % 5); }
+static inline uint16_t golden_type(uint64_t lsn) {
+    return (uint16_t)(1 + lsn % 5);
+}
 
 /* Payload of record lsn: a text line then a byte pattern; lengths 0..~2100. */
 static inline uint32_t golden_payload(uint64_t lsn, uint8_t *out) {
@@ -27,7 +29,8 @@ static inline uint32_t golden_payload(uint64_t lsn, uint8_t *out) {
     int n = snprintf((char *)out, 128, "golden record %llu of ticketq log format v1;",
                      (unsigned long long)lsn);
     uint32_t len = (uint32_t)n + (uint32_t)((lsn * 2654435761u) % 2048u);
-    for (uint32_t i = (uint32_t)n; i < len; i++) out[i] = (uint8_t)((lsn + i * 31u) & 0xff);
+    for (uint32_t i = (uint32_t)n; i < len; i++)
+        out[i] = (uint8_t)((lsn + i * 31u) & 0xff);
     return len;
 }
 
