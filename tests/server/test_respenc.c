@@ -69,18 +69,30 @@ static void rnd_leaf(uint64_t *rng, struct leaf *l) {
     if (tq_test_rand_below(rng, 4) != 0) {
         Ticketq__Ids *x = &l->ids;
 #define R(f)                                                                                       \
-    x->has_##f = tq_test_rand_below(rng, 2) != 0;                                                  \
-    x->f = rnd_u64(rng);
-        R(tenant_id)
-        R(token_id) R(queue_id) R(agent_id) R(customer_id) R(ticket_id) R(message_id)
-            R(ticket_number)
+    do {                                                                                           \
+        x->has_##f = tq_test_rand_below(rng, 2) != 0;                                              \
+        x->f = rnd_u64(rng);                                                                       \
+    } while (0)
+        R(tenant_id);
+        R(token_id);
+        R(queue_id);
+        R(agent_id);
+        R(customer_id);
+        R(ticket_id);
+        R(message_id);
+        R(ticket_number);
 #undef R
 #define B(f)                                                                                       \
-    x->has_##f = tq_test_rand_below(rng, 2) != 0;                                                  \
-    x->f = tq_test_rand_below(rng, 2) != 0;
-                B(customer_created) B(ticket_created) B(duplicate) B(over_capacity)
+    do {                                                                                           \
+        x->has_##f = tq_test_rand_below(rng, 2) != 0;                                              \
+        x->f = tq_test_rand_below(rng, 2) != 0;                                                    \
+    } while (0)
+        B(customer_created);
+        B(ticket_created);
+        B(duplicate);
+        B(over_capacity);
 #undef B
-                    char *s = rnd_str(rng, 1);
+        char *s = rnd_str(rng, 1);
         if (s != NULL) {
             memcpy(l->secret, s, strlen(s) + 1);
             x->token_secret = l->secret;
