@@ -130,9 +130,10 @@ static void test_binary(void) {
         const char *args[] = {"--system", "ticketq", "--addr", server.addr, "--token-file",
                               token_file, "--workload", workloads[i], "--duration", "1",
                               "--clients", "3", "--pipeline", i == 1 ? "2" : "1", "--customers",
-                              "200", "--backlog", "3000", "--json",
+                              "200", "--backlog", "8000", "--json",
                               /* claim-reply open loop at 1000/s: a faster server cannot empty
-                               * the 3000-ticket backlog within the second */
+                               * the 8000-ticket backlog within the second (mixed, closed
+                               * loop: 20% claims of at most a few thousand ops) */
                               i == 1 ? "--rate" : "--seed", i == 1 ? "1000" : "42", NULL};
         int code = run_bench(out, args);
         printf("ticketq-bench --workload %s: exit %d\n", workloads[i], code);
@@ -162,7 +163,9 @@ static void test_binary(void) {
                                "--token-file", token_file, "--workload",  "mixed",
                                "--duration",   "1",        "--clients",   "2",
                                "--pipeline",   "16",       "--customers", "200",
-                               "--backlog",    "3000",     "--json",      NULL};
+                               "--backlog",    "20000",    "--json",      NULL};
+    /* The backlog must outlast a second of pipelined claims (20% of ~15k+ ops/s): a run whose
+     * queues run empty is invalid and exits 1. */
     TQ_CHECK_EQ(run_bench(out, pipelined), 0);
     TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));
 
