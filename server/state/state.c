@@ -1482,6 +1482,46 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     return TQ_OK;
 }
 
+/* Identity and message chains are intrusive singly linked lists in ascending id order (the
+ * order things were added). Merging two of them keeps that order; next_of names the link. */
+typedef uint32_t *(*chain_next_fn)(const struct tq_state *s, uint32_t id);
+
+static uint32_t *identity_next(const struct tq_state *s, uint32_t id) {
+    return &st_identity(s, id)->next;
+}
+
+static uint32_t *message_next(const struct tq_state *s, uint32_t id) {
+    return &st_message(s, id)->next;
+}
+
+/* Returns the head of the merged chain of a and b (either may be 0 = empty); *tail_out gets its
+ * last element (0 if both were empty). */
+static uint32_t chain_merge_ascending(const struct tq_state *s, uint32_t a, uint32_t b,
+                                      chain_next_fn next_of, uint32_t *tail_out) {
+    uint32_t head = 0, tail = 0;
+    while (a != 0 || b != 0) {
+        uint32_t take;
+        if (b == 0 || (a != 0 && a < b)) {
+            take = a;
+            a = *next_of(s, a);
+        } else {
+            TQ_ASSERT(a != b);
+            take = b;
+            b = *next_of(s, b);
+        }
+        if (tail == 0) {
+            head = take;
+        } else {
+            TQ_ASSERT(take > tail);
+            *next_of(s, tail) = take;
+        }
+        tail = take;
+    }
+    if (tail != 0) *next_of(s, tail) = 0;
+    *tail_out = tail;
+    return head;
+}
+
 static enum tq_err cmd_customer_merge(struct ctx *c) {
     struct tq_state *s = c->s;
     uint64_t sid = c->cmd->u.customer_merge.survivor_id, mid = c->cmd->u.customer_merge.merged_id;
@@ -1494,33 +1534,17 @@ static enum tq_err cmd_customer_merge(struct ctx *c) {
     }
     if (sv->erased || mg->erased) return fail(c, TQ_ERR_FAILED_PRECONDITION, "customer was erased");
     /* identities: merge the two ascending chains */
-    uint32_t a = sv->ident_head, b = mg->ident_head, head = 0, tail = 0;
-    for (uint32_t p = b; p != 0; p = st_identity(s, p)->next)
+    for (uint32_t p = mg->ident_head; p != 0; p = st_identity(s, p)->next)
         st_identity(s, p)->customer = (uint32_t)sid;
-    while (a != 0 || b != 0) {
-        uint32_t take;
-        if (b == 0 || (a != 0 && a < b)) {
-            take = a;
-            a = st_identity(s, a)->next;
-        } else {
-            take = b;
-            b = st_identity(s, b)->next;
-        }
-        if (tail == 0) {
-            head = take;
-        } else {
-            st_identity(s, tail)->next = take;
-        }
-        tail = take;
-    }
-    if (tail != 0) st_identity(s, tail)->next = 0;
+    uint32_t tail = 0;
+    uint32_t head = chain_merge_ascending(s, sv->ident_head, mg->ident_head, identity_next, &tail);
     sv->ident_head = head;
     sv->ident_count += mg->ident_count;
     mg->ident_head = 0;
     mg->ident_count = 0;
-    /* tickets: merge the two descending chains, re-pointing the merged one's tickets */
-    a = sv->ticket_head;
-    b = mg->ticket_head;
+    /* tickets: merge the two descending chains, re-pointing the merged one's tickets (in merge
+     * order, which fixes the order of their events) */
+    uint32_t a = sv->ticket_head, b = mg->ticket_head;
     head = tail = 0;
     while (a != 0 || b != 0) {
         uint32_t take;
@@ -2362,26 +2386,10 @@ static enum tq_err cmd_ticket_merge(struct ctx *c) {
     if (e != TQ_OK) return e;
     if (sid == tid) return fail(c, TQ_ERR_INVALID_ARGUMENT, "a ticket cannot merge into itself");
     /* messages: merge the two ascending chains into the target */
-    uint32_t a = dst->msg_head, b = src->msg_head, head = 0, tail = 0;
-    for (uint32_t p = b; p != 0; p = st_message(s, p)->next)
+    for (uint32_t p = src->msg_head; p != 0; p = st_message(s, p)->next)
         st_message(s, p)->ticket = (uint32_t)tid;
-    while (a != 0 || b != 0) {
-        uint32_t take;
-        if (b == 0 || (a != 0 && a < b)) {
-            take = a;
-            a = st_message(s, a)->next;
-        } else {
-            take = b;
-            b = st_message(s, b)->next;
-        }
-        if (tail == 0) {
-            head = take;
-        } else {
-            st_message(s, tail)->next = take;
-        }
-        tail = take;
-    }
-    if (tail != 0) st_message(s, tail)->next = 0;
+    uint32_t tail = 0;
+    uint32_t head = chain_merge_ascending(s, dst->msg_head, src->msg_head, message_next, &tail);
     dst->msg_head = head;
     dst->msg_tail = tail;
     dst->msg_count += src->msg_count;
