@@ -15,6 +15,7 @@
 #include "openloop.h"
 #include "peer_redis.h"
 
+#include "bench_run.h"
 #include "tq_test.h"
 
 #include <errno.h>
@@ -163,42 +164,6 @@ static void test_driver(const char *sock, uint64_t seed) {
     free(r);
     tq_driver_destroy(d);
     tq_redis_system_destroy(sys);
-}
-
-/* Runs ticketq-bench with args; returns its exit code; stdout goes to out_path. */
-static int run_bench(const char *out_path, const char *const *args) {
-    const char *build = getenv("TQ_BUILD_DIR");
-    TQ_CHECK(build != NULL);
-    char exe[512];
-    snprintf(exe, sizeof(exe), "%s/bench/ticketq-bench", build);
-    char *argv[40]; /* execv's prototype wants char *const[]; it does not write them */
-    int argc = 0;
-    argv[argc++] = exe;
-    for (int i = 0; args[i] != NULL && argc < 39; i++)
-        argv[argc++] = (char *)(uintptr_t)args[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    TQ_CHECK(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-        if (fd < 0 || dup2(fd, 1) < 0) _exit(126);
-        execv(exe, argv);
-        _exit(127);
-    }
-    int status = 0;
-    TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
-    TQ_CHECK(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
-
-static bool file_contains(const char *path, const char *needle) {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return false;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
 }
 
 static void test_binary(const char *sock) {

@@ -23,6 +23,7 @@
 #include "openloop.h"
 #include "peer_ticketq.h"
 
+#include "bench_run.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
 
@@ -85,40 +86,6 @@ static void test_in_process(uint64_t seed) {
     free(r);
     tq_driver_destroy(driver);
     tq_ticketq_system_destroy(sys);
-}
-
-/* Runs ticketq-bench with args; returns its exit code; stdout goes to out_path. */
-static int run_bench(const char *out_path, const char *const *args) {
-    char exe[512];
-    snprintf(exe, sizeof(exe), "%s", tq_fixture_bin("bench/ticketq-bench"));
-    char *argv[48]; /* execv's prototype wants char *const[]; it does not write them */
-    int argc = 0;
-    argv[argc++] = exe;
-    for (int i = 0; args[i] != NULL && argc < 47; i++)
-        argv[argc++] = (char *)(uintptr_t)args[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    TQ_CHECK(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out_path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-        if (fd < 0 || dup2(fd, 1) < 0) _exit(126);
-        execv(exe, argv);
-        _exit(127);
-    }
-    int status = 0;
-    TQ_CHECK_EQ(waitpid(pid, &status, 0), pid);
-    TQ_CHECK(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
-
-static bool file_contains(const char *path, const char *needle) {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return false;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
 }
 
 static void test_binary(void) {
