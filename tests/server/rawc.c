@@ -25,6 +25,10 @@ static int64_t now_ms(void) {
 }
 
 int rawc_connect(struct rawc *c, const char *addr) {
+    return rawc_connect_rcvbuf(c, addr, 0);
+}
+
+int rawc_connect_rcvbuf(struct rawc *c, const char *addr, int rcvbuf) {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     c->next_id = 1;
@@ -43,6 +47,10 @@ int rawc_connect(struct rawc *c, const char *addr) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return -1;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Before connect, so the window is small from the handshake on: shrinking the buffer of an
+     * open connection makes the kernel drop data it already advertised room for, and a reset
+     * from the peer can then fall outside the window and be lost. */
+    if (c->fd >= 0 && rcvbuf > 0) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) goto fail;
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

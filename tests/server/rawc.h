@@ -23,6 +23,8 @@ struct rawc {
 
 /* Connects to "HOST:PORT" or a Unix socket path ("/..."). 0 or -1. */
 int rawc_connect(struct rawc *c, const char *addr);
+/* The same with SO_RCVBUF set to rcvbuf bytes before connecting (TCP only; 0 = default). */
+int rawc_connect_rcvbuf(struct rawc *c, const char *addr, int rcvbuf);
 void rawc_close(struct rawc *c);
 /* Sends raw bytes (all of them, blocking up to 10 s). 0 or -1. */
 int rawc_send_raw(struct rawc *c, const void *bytes, size_t len);

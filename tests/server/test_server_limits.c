@@ -200,9 +200,8 @@ int main(void) {
     /* A client that never reads its responses: it is disconnected (idle timeout: neither
      * its requests nor its responses make progress), the witness is served meanwhile. */
     struct rawc slow;
-    rawc_open_authed(&slow, f.addr, f.admin_token);
-    int bufsize = 4096;
-    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+    TQ_CHECK_EQ(rawc_connect_rcvbuf(&slow, f.addr, 4096), 0);
+    TQ_CHECK_EQ(rawc_auth(&slow, f.admin_token), 0);
     Ticketq__Stats so = TICKETQ__STATS__INIT; /* a large-ish response */
     RAWC_REQ(sreq, stats, STATS, &so);
     uint8_t one[256];
