@@ -649,7 +649,8 @@ static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t a
     uint64_t start_us = tq_mono_us();
     for (uint32_t frames = 0; frames < TQ_FRAMES_PER_CONN_TURN_MAX; frames++) {
         if (conn->close_after_send || conn->closing || srv->draining) break;
-        if (conn->inflight >= srv->cfg.max_inflight) break; /* backpressure */
+        if (conn->snap_wait || tq_snapshot_paused(srv)) break; /* a SnapshotNow holds */
+        if (conn->inflight >= srv->cfg.max_inflight) break;    /* backpressure */
         uint32_t plen = 0;
         enum tq_frame_status st =
             tq_frame_peek(conn->rbuf + off, conn->rlen - off, srv->cfg.max_frame, &plen);
