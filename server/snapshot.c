@@ -184,6 +184,10 @@ bool tq_snapshot_paused(const struct tq_server *srv) {
 static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, pid_t parent) {
     /* Die with the server: a snapshot finishing after a kill -9 would race the restart. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(3);
+    /* Drop every inherited descriptor but stdio and the report pipe: client sockets and
+     * listeners, the ring, segment files (and their locks). The write opens its own files. */
+    if (wfd > 3) (void)close_range(3, (unsigned)wfd - 1, 0);
+    (void)close_range((unsigned)wfd + 1, ~0u, 0);
     const char *delay = getenv(TEST_DELAY_ENV);
     if (delay != NULL) {
         long ms = strtol(delay, NULL, 10);
@@ -348,7 +352,7 @@ void tq_snapshot_turn(struct tq_server *srv, uint64_t acked_lsn) {
         }
         if (s->phase == PHASE_BARRIER) s->barrier_start_us = tq_mono_us();
     }
-    if (s->phase == PHASE_BARRIER && acked_lsn >= srv->lsn_staged) start(srv);
+    if (s->phase == PHASE_BARRIER && acked_lsn >= srv->lsn_staged && !srv->draining) start(srv);
 }
 
 void tq_snapshot_on_cqe(struct tq_server *srv, const struct io_uring_cqe *cqe) {
