@@ -11,8 +11,8 @@
  * _exits 0 or 1; a child killed by a signal (OOM killer, kill -9) writes nothing, and the
  * parent removes its temp file. The parent finds out that the child exited through a pidfd
  * polled on the ring (an IORING_OP_POLL_ADD whose user_data carries the pidfd) and reaps it
- * with waitpid(WNOHANG) in tq_snapshot_turn, which also runs on every timer tick, so a kernel
- * without pidfds only delays the answer by up to TQ_TIMER_PERIOD_MS.
+ * with waitpid(WNOHANG) in tq_snapshot_turn; without that wake-up (a kernel without pidfds) it
+ * tries every REAP_POLL_MS, at the latest on the loop's next 100 ms timer tick.
  *
  * Invariants: at most one child; the child never touches the ring, the sockets or the log's
  * segments (only DIR/snapshots); every waiter's callback runs exactly once, from the loop.
@@ -45,6 +45,9 @@
  * snapshot with it). Read only in the child; unset in production. */
 #define TEST_DELAY_ENV "TICKETQD_TEST_SNAPSHOT_DELAY_MS"
 
+/* Without a pidfd wake-up, the child's exit is checked this often. */
+#define REAP_POLL_MS 50u
+
 enum phase { PHASE_IDLE = 0, PHASE_BARRIER = 1, PHASE_RUNNING = 2 };
 
 struct waiter {
@@ -65,6 +68,8 @@ struct tq_snapshotter {
     uint64_t staged_at_fork; /* srv->lsn_staged when the child was forked */
     uint64_t retry_after_ms; /* no automatic snapshot before this (monotonic) */
     pid_t pid;               /* running child, 0 if none */
+    bool exit_hint;          /* a pidfd poll completed: waitpid now */
+    uint64_t next_reap_ms;   /* else waitpid no sooner than this (monotonic) */
     int err_fd;              /* read end of the child's pipe, -1 if none */
     struct tq_snapshot_stats st;
 };
@@ -268,6 +273,8 @@ static void start(struct tq_server *srv) {
     s->fork_start_us = t0;
     s->st.last_fork_us = t1 - t0;
     s->st.last_barrier_us = t0 - s->barrier_start_us;
+    s->exit_hint = false;
+    s->next_reap_ms = tq_mono_ms() + REAP_POLL_MS;
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd >= 0) arm_poll(srv, pidfd);
 }
@@ -290,6 +297,12 @@ static void read_report(struct tq_snapshotter *s, char *buf, size_t cap) {
 /* Reaps the child if it exited: records the outcome and calls the waiters. */
 static void reap_child(struct tq_server *srv) {
     struct tq_snapshotter *s = srv->snap;
+    /* One waitpid per loop turn would be a syscall per request under load: only when the
+     * pidfd said so, or every REAP_POLL_MS (kernels without pidfd, a failed poll). */
+    uint64_t now_ms = tq_mono_ms();
+    if (!s->exit_hint && now_ms < s->next_reap_ms) return;
+    s->exit_hint = false;
+    s->next_reap_ms = now_ms + REAP_POLL_MS;
     int status = 0;
     pid_t r = waitpid(s->pid, &status, WNOHANG);
     if (r == 0) return;
@@ -356,9 +369,9 @@ void tq_snapshot_turn(struct tq_server *srv, uint64_t acked_lsn) {
 }
 
 void tq_snapshot_on_cqe(struct tq_server *srv, const struct io_uring_cqe *cqe) {
-    (void)srv;
     int pidfd = (int)(uint32_t)io_uring_cqe_get_data64(cqe);
     close(pidfd); /* the child exited (or the poll failed): tq_snapshot_turn reaps it */
+    if (srv->snap != NULL) srv->snap->exit_hint = true;
 }
 
 void tq_snapshot_shutdown(struct tq_server *srv) {
