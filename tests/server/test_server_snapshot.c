@@ -14,6 +14,8 @@
  *     --snapshot-every 0 writes none;
  *   - kill -9 during a background snapshot: no snapshot appears afterwards (the child dies with
  *     the server), the restart removes the temp files and serves every acknowledged write;
+ *   - SIGTERM during a background snapshot: the server exits 0 at once (the child is killed,
+ *     its temp file removed), the waiter gets UNAVAILABLE or a closed connection;
  *   - a snapshot that cannot be written (DIR/snapshots replaced by a file) answers SnapshotNow
  *     with an error naming the cause, the server keeps serving, and the next one succeeds.
  */
@@ -420,6 +422,50 @@ static void test_kill_during_snapshot(void) {
     printf("kill -9 during a snapshot: ok\n");
 }
 
+/* ---- SIGTERM during a background snapshot ------------------------------------------------- */
+
+static void test_sigterm_during_snapshot(void) {
+    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "5000", 1);
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "0";
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc a, b;
+    rawc_open_authed(&b, f.addr, s.token);
+    (void)ingest_n(&b, 0, 20);
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    uint64_t id = send_snapshot_now(&a);
+    sleep_ms(200); /* the child is sleeping before its write */
+    int64_t t0 = mono_ms();
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0); /* drains; the snapshot is abandoned, not awaited */
+    TQ_CHECK_LT(mono_ms() - t0, 4000);
+    /* The waiter gets UNAVAILABLE or sees the connection close; never a success. */
+    Ticketq__Response *r = rawc_recv(&a, 2000);
+    if (r != NULL) {
+        TQ_CHECK_UEQ(r->id, id);
+        TQ_CHECK(r->error != NULL);
+        TQ_CHECK_EQ((int)r->error->code, (int)TICKETQ__ERROR_CODE__UNAVAILABLE);
+        rawc_free(r);
+    }
+    rawc_close(&a);
+    rawc_close(&b);
+    sleep_ms(300);
+    uint64_t lsns[8];
+    size_t tmps = 99;
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, &tmps), 0);
+    TQ_CHECK_EQ(tmps, 0);
+    char log_path[512];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+    TQ_CHECK(file_contains(log_path, "abandoned: the server is shutting down"));
+    tq_fixture_cleanup(&f);
+    printf("SIGTERM during a snapshot: ok\n");
+}
+
 /* ---- a snapshot that cannot be written --------------------------------------------------- */
 
 static void test_failing_snapshot(void) {
@@ -471,6 +517,7 @@ int main(void) {
     test_snapshot_while_ingesting();
     test_automatic();
     test_kill_during_snapshot();
+    test_sigterm_during_snapshot();
     test_failing_snapshot();
     printf("test_server_snapshot: ok\n");
     return 0;
