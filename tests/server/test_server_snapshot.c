@@ -10,14 +10,15 @@
  *     SnapshotNow made after new writes gets a newer snapshot; each snapshot file deserialises
  *     to the same digest as replaying the log up to its LSN (tq_ops_state_at); the restarted
  *     server loads the newest one and reports the same counts as a full replay;
- *   - --snapshot-every N writes snapshots by itself, --snapshots-keep K keeps K files, and
- *     --snapshot-every 0 writes none;
+ *   - snapshot-every N (here from a --config file) writes snapshots by itself, snapshots-keep K
+ *     keeps K files, and --snapshot-every 0 writes none;
  *   - kill -9 during a background snapshot: no snapshot appears afterwards (the child dies with
  *     the server), the restart removes the temp files and serves every acknowledged write;
  *   - SIGTERM during a background snapshot: the server exits 0 at once (the child is killed,
  *     its temp file removed), the waiter gets UNAVAILABLE or a closed connection;
  *   - a snapshot that cannot be written (DIR/snapshots replaced by a file) answers SnapshotNow
- *     with an error naming the cause, the server keeps serving, and the next one succeeds.
+ *     with an error naming the cause, the server keeps serving, and the next one succeeds;
+ *     /metrics counts one failure, one snapshot and names its LSN.
  */
 #include "ops.h"
 #include "rawc.h"
@@ -26,13 +27,16 @@
 #include "tq_fixture.h"
 #include "tq_test.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,6 +213,34 @@ static bool file_contains(const char *path, const char *needle) {
     return found;
 }
 
+/* GET /metrics from the address the server logged ("metrics on http://HOST:PORT/metrics"). */
+static void get_metrics(const struct tq_fixture *f, char *out, size_t cap) {
+    char log_path[512], line[512];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f->dir);
+    FILE *fp = fopen(log_path, "r");
+    TQ_CHECK(fp != NULL);
+    unsigned port = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        const char *m = strstr(line, "metrics on http://127.0.0.1:");
+        if (m != NULL) port = (unsigned)atoi(m + strlen("metrics on http://127.0.0.1:"));
+    }
+    fclose(fp);
+    TQ_CHECK(port > 0 && port < 65536);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    TQ_CHECK(fd >= 0);
+    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fd);
+}
+
 /* ---- a snapshot while clients ingest ----------------------------------------------------- */
 
 static void test_snapshot_while_ingesting(void) {
@@ -309,12 +341,17 @@ static void test_snapshot_while_ingesting(void) {
 /* ---- automatic snapshots ------------------------------------------------------------------ */
 
 static void test_automatic(void) {
+    /* Through the config file, which takes the same names as the command line. */
+    char cfg[] = "/tmp/tq-snap-cfg-XXXXXX";
+    int cfd = mkstemp(cfg);
+    TQ_CHECK(cfd >= 0);
+    const char text[] = "# background snapshots\nsnapshot-every = 200\nsnapshots-keep = 3\n";
+    TQ_CHECK_EQ(write(cfd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(cfd);
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "200";
-    f.extra_args[2] = "--snapshots-keep";
-    f.extra_args[3] = "3";
+    f.extra_args[0] = "--config";
+    f.extra_args[1] = cfg;
     rawc_guard_fixture(&f);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct setup s;
@@ -349,6 +386,7 @@ static void test_automatic(void) {
     replay_digest(f.dir, lsns[2], d_replay, NULL);
     TQ_CHECK_MEM_EQ(d_snap, d_replay, 16);
     tq_fixture_cleanup(&f);
+    unlink(cfg);
 
     /* --snapshot-every 0: none, however much is written. */
     memset(&f, 0, sizeof(f));
@@ -473,6 +511,8 @@ static void test_failing_snapshot(void) {
     memset(&f, 0, sizeof(f));
     f.extra_args[0] = "--snapshot-every";
     f.extra_args[1] = "0";
+    f.extra_args[2] = "--metrics";
+    f.extra_args[3] = "127.0.0.1:0";
     rawc_guard_fixture(&f);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct setup s;
@@ -504,7 +544,17 @@ static void test_failing_snapshot(void) {
     uint64_t lsn = ingest_n(&b, 20, 20);
     TQ_CHECK_EQ(unlink(snaps), 0);
     TQ_CHECK_EQ(rename(away, snaps), 0);
-    TQ_CHECK_GE(expect_snapshot(&a, send_snapshot_now(&a)), lsn - 1);
+    uint64_t snap_lsn = expect_snapshot(&a, send_snapshot_now(&a));
+    TQ_CHECK_GE(snap_lsn, lsn - 1);
+    /* The metrics count both and name the newest snapshot. */
+    static char text[65536];
+    get_metrics(&f, text, sizeof(text));
+    char want[96];
+    snprintf(want, sizeof(want), "\nticketq_snapshot_last_lsn %" PRIu64 "\n", snap_lsn);
+    TQ_CHECK(strstr(text, "\nticketq_snapshots_total 1\n") != NULL);
+    TQ_CHECK(strstr(text, "\nticketq_snapshot_failures_total 1\n") != NULL);
+    TQ_CHECK(strstr(text, want) != NULL);
+    TQ_CHECK(strstr(text, "\nticketq_snapshot_in_progress 0\n") != NULL);
     rawc_close(&a);
     rawc_close(&b);
     TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
