@@ -135,6 +135,8 @@ static void complete(struct tq_server *srv, uint64_t lsn, const struct tq_error 
     struct tq_snapshotter *s = srv->snap;
     struct waiter done[TQ_SNAPSHOT_WAITERS_MAX];
     uint32_t n = s->cur_n;
+    TQ_ASSERT(n <= TQ_SNAPSHOT_WAITERS_MAX);
+    TQ_ASSERT(s->pid == 0); /* no child outlives its waiters */
     memcpy(done, s->cur, n * sizeof(*done));
     s->cur_n = 0;
     s->phase = PHASE_IDLE;
@@ -161,6 +163,8 @@ enum tq_err tq_snapshot_request(struct tq_server *srv, tq_snapshot_done_fn fn, u
                                 struct tq_error *error) {
     TQ_ASSERT(fn != NULL);
     struct tq_snapshotter *s = srv->snap;
+    TQ_ASSERT(s == NULL ||
+              (s->cur_n <= TQ_SNAPSHOT_WAITERS_MAX && s->next_n <= TQ_SNAPSHOT_WAITERS_MAX));
     if (s == NULL || s->closed || srv->draining) {
         return tq_error_set(error, TQ_ERR_UNAVAILABLE,
                             s == NULL ? "snapshots are not set up" : "the server is shutting down");
@@ -232,6 +236,8 @@ static void arm_poll(struct tq_server *srv, int pidfd) {
 /* Forks at the committed LSN the state is at now. */
 static void start(struct tq_server *srv) {
     struct tq_snapshotter *s = srv->snap;
+    TQ_ASSERT(s->phase == PHASE_BARRIER && s->pid == 0);
+    TQ_ASSERT(tq_log_acked_lsn(srv->log) >= srv->lsn_staged); /* a committed LSN */
     uint64_t lsn = tq_state_lsn(srv->state);
     if (lsn == 0) {
         struct tq_error e;
@@ -299,6 +305,8 @@ static void reap_child(struct tq_server *srv) {
     struct tq_snapshotter *s = srv->snap;
     /* One waitpid per loop turn would be a syscall per request under load: only when the
      * pidfd said so, or every REAP_POLL_MS (kernels without pidfd, a failed poll). */
+    TQ_ASSERT(s->phase == PHASE_RUNNING && s->pid > 0);
+    TQ_ASSERT(s->err_fd >= 0);
     uint64_t now_ms = tq_mono_ms();
     if (!s->exit_hint && now_ms < s->next_reap_ms) return;
     s->exit_hint = false;
