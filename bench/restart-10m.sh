@@ -5,7 +5,7 @@
 # Usage: bench/restart-10m.sh [--messages N] [--tickets N] [--dir DIR] [--restarts R]
 #                             [--snapshot-every N] [--build DIR] [--keep] [--help]
 #
-# Method (Release build; opt-in, not part of the test suite: it writes ~4 GB and takes minutes):
+# Method (Release build; opt-in, not part of the test suite: it writes ~6 GB and takes ~4 minutes):
 #   1. a fresh ticketqd --fsync always on DIR/data, loopback, metrics on;
 #   2. phase "tickets": tq-loadgen's setup creates --tickets customers, each with one ticket
 #      holding one message (batched ingest); RSS growth / tickets = one ticket with its customer
@@ -31,7 +31,7 @@ SNAPSHOT_EVERY=""
 BUILD="$ROOT/build/rel"
 KEEP=0
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --messages) MESSAGES="$2"; shift 2 ;;
