@@ -326,9 +326,9 @@ static void reap_child(struct tq_server *srv) {
         s->st.last_lsn = s->lsn;
         s->st.last_duration_us = took;
         s->st.last_bytes = bytes;
-        line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, barrier %.1f ms)",
+        line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, barrier %.1f ms%s)",
              s->lsn, (double)bytes / 1e6, (double)took / 1e6, (double)s->st.last_fork_us / 1e3,
-             (double)s->st.last_barrier_us / 1e3);
+             (double)s->st.last_barrier_us / 1e3, s->automatic ? ", --snapshot-every" : "");
         complete(srv, s->lsn, NULL);
         return;
     }
