@@ -16,6 +16,14 @@
  * (threads joined) events are matched to ingests by message id, so no structure is shared between
  * threads except the stop flag, the expected count and the drain deadline (atomics).
  *
+ * Server figures (ticketq only, opt-in): with --server-pid the bench reads the server's VmRSS
+ * (/proc/PID/status, so the server runs on this machine) before the load, after it and after
+ * the run: the load adds tickets with one message each (RSS per ticket), the run adds messages
+ * mostly to existing tickets (RSS per message, net of the run's new tickets at the load's per
+ * ticket figure). With --restart-cmd CMD the bench runs CMD after the run (e.g. a kill -9 and
+ * a start of ticketqd on the same directory) and times it until a fresh connection's Stats is
+ * answered: the restart time for the data the run produced.
+ *
  * Invariants: every figure printed comes from the run's histograms and counters, never from a
  * constant; a run with failed operations or an empty queue still prints its figures but exits 1,
  * so scripts cannot mistake it for a valid run (fan-out: also when a subscriber missed, doubled
@@ -70,7 +78,19 @@ struct bench_args {
     struct tq_peak_schedule peak;
     const char *csv_path;
     const char *plot_path;
+    long server_pid;         /* --server-pid: 0 = none */
+    const char *restart_cmd; /* --restart-cmd: NULL = none */
 };
+
+/* --server-pid / --restart-cmd figures (see the header comment). */
+struct server_figures {
+    uint64_t rss_kib[3]; /* before the load, after the load, after the run */
+    struct tq_ticketq_counts load, run;
+    bool have_rss;
+    double restart_ms; /* < 0: not measured */
+};
+
+static struct server_figures server_figs = {.restart_ms = -1.0};
 
 struct peak_row {
     struct tq_driver_second second;
@@ -112,6 +132,10 @@ static void usage(FILE *out) {
         "                              MESSAGE_ADDED events; lag per subscriber and overall)\n"
         "  --peak-warmup S --peak-ramp S --peak-spike S   peak schedule (default 10/5/20 s)\n"
         "  --csv PATH --plot PATH      peak outputs (default peak.csv / peak.png)\n"
+        "  --server-pid PID            ticketq on this machine: report its RSS per ticket (the\n"
+        "                              load) and per message (the run), from /proc/PID/status\n"
+        "  --restart-cmd CMD           ticketq: after the run, run CMD (sh -c; e.g. kill -9 and\n"
+        "                              start ticketqd again) and time it until Stats answers\n"
         "  --json                      print one JSON object instead of the text report\n"
         "  --help\n"
         "Exit: 0 valid run, 1 run had errors (figures still printed), 2 usage, 3 unavailable.\n",
@@ -178,6 +202,8 @@ enum long_only {
     OPT_RATE,
     OPT_ADDR,
     OPT_TOKEN,
+    OPT_SERVER_PID,
+    OPT_RESTART_CMD,
 };
 
 /* Returns -1 to go on, or an exit code. */
@@ -205,6 +231,8 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         {"csv", required_argument, NULL, OPT_CSV},
         {"plot", required_argument, NULL, OPT_PLOT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+        {"restart-cmd", required_argument, NULL, OPT_RESTART_CMD},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -267,6 +295,14 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         case OPT_CSV: a->csv_path = optarg; break;
         case OPT_PLOT: a->plot_path = optarg; break;
         case OPT_JSON: a->json = true; break;
+        case OPT_SERVER_PID:
+            ok = parse_u64(optarg, &u) && u > 0 && u <= INT32_MAX;
+            a->server_pid = (long)u;
+            break;
+        case OPT_RESTART_CMD:
+            ok = optarg[0] != '\0';
+            a->restart_cmd = optarg;
+            break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -281,6 +317,10 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
     }
     if (optind < argc) {
         fprintf(stderr, "ticketq-bench: unexpected argument %s\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if ((a->server_pid != 0 || a->restart_cmd != NULL) && a->system != SYSTEM_TICKETQ) {
+        fprintf(stderr, "ticketq-bench: --server-pid and --restart-cmd are for ticketq\n");
         return EXIT_USAGE;
     }
     if (a->workload == TQ_WORKLOAD_PEAK) {
@@ -311,6 +351,23 @@ static void json_figures(const struct tq_hist *h, uint64_t ok, uint64_t errors, 
 struct fanout;
 static void fanout_json(const struct fanout *fo);
 
+/* RSS per ticket (the load's growth / its tickets) and per message (the run's growth, net of
+ * its new tickets, / its messages). False if --server-pid was not given or nothing grew. */
+static bool server_per_item(double *per_ticket, double *per_message) {
+    const struct server_figures *f = &server_figs;
+    if (!f->have_rss || f->load.tickets == 0) return false;
+    *per_ticket =
+        ((double)f->rss_kib[1] - (double)f->rss_kib[0]) * 1024.0 / (double)f->load.tickets;
+    uint64_t messages = f->run.messages - f->load.messages;
+    uint64_t tickets = f->run.tickets - f->load.tickets;
+    *per_message = 0.0;
+    if (messages > tickets) {
+        double grown = ((double)f->rss_kib[2] - (double)f->rss_kib[1]) * 1024.0;
+        *per_message = (grown - (double)tickets * *per_ticket) / (double)(messages - tickets);
+    }
+    return true;
+}
+
 static void report_json(const struct bench_args *a, const char *system_name,
                         const struct tq_driver_result *r, const struct tq_ticketq_counts *counts,
                         const struct fanout *fo) {
@@ -338,8 +395,20 @@ static void report_json(const struct bench_args *a, const char *system_name,
     printf("}");
     if (counts != NULL) {
         printf(",\"server\":{\"tickets\":%" PRIu64 ",\"messages\":%" PRIu64
-               ",\"customers\":%" PRIu64 ",\"queued\":%" PRIu64 "}",
+               ",\"customers\":%" PRIu64 ",\"queued\":%" PRIu64,
                counts->tickets, counts->messages, counts->customers, counts->queued_tickets);
+        double per_ticket = 0, per_message = 0;
+        if (server_per_item(&per_ticket, &per_message)) {
+            printf(",\"rss_kib\":%" PRIu64 ",\"rss_per_ticket_bytes\":%.1f", server_figs.rss_kib[2],
+                   per_ticket);
+            if (per_message > 0) {
+                printf(",\"rss_per_message_bytes\":%.1f", per_message);
+            } else {
+                printf(",\"rss_per_message_bytes\":null"); /* too small to separate */
+            }
+        }
+        if (server_figs.restart_ms >= 0) printf(",\"restart_ms\":%.0f", server_figs.restart_ms);
+        printf("}");
     }
     if (fo != NULL) fanout_json(fo);
     printf("}\n");
@@ -858,6 +927,48 @@ static void load_progress(uint64_t done) {
             done);
 }
 
+/* The VmRSS of process pid in KiB, 0 if unreadable. */
+static uint64_t proc_rss_kib(long pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    uint64_t kib = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) kib = strtoull(line + 6, NULL, 10);
+    }
+    fclose(f);
+    return kib;
+}
+
+/* --restart-cmd: runs the command, then connects until Stats answers (at most 300 s). Returns
+ * the milliseconds from the command's start, or -1 (message printed). */
+static double restart_server(const struct bench_args *a) {
+    fflush(stdout);
+    uint64_t t0 = mono_ns();
+    int st = system(a->restart_cmd);
+    if (st != 0) {
+        fprintf(stderr, "ticketq-bench: --restart-cmd exited with status %d\n", st);
+        return -1.0;
+    }
+    struct tq_client_options o = {.addr = a->addr, .token = a->token, .connect_timeout_ms = 1000};
+    while (mono_ns() - t0 < 300ull * 1000000000ull) {
+        struct tq_client *c = NULL;
+        struct tq_error error;
+        if (tq_client_connect(&o, &c, &error) == TQ_OK) {
+            Ticketq__Response *resp = NULL;
+            bool ok = tq_client_stats(c, &resp, &error) == TQ_OK && resp->stats != NULL;
+            tq_client_response_free(resp);
+            tq_client_close(c);
+            if (ok) return (double)(mono_ns() - t0) / 1e6;
+        }
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "ticketq-bench: the server did not answer within 300 s of --restart-cmd\n");
+    return -1.0;
+}
+
 /* Creates the ticketq system and loads a fresh tenant (every run: the initial state is rebuilt
  * before each run, as PEER-WORKLOADS.md asks). Returns 0 or an exit code. */
 static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_out) {
@@ -881,6 +992,16 @@ static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_ou
         return error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     uint64_t t0 = mono_ns();
+    if (a->server_pid != 0) {
+        server_figs.rss_kib[0] = proc_rss_kib(a->server_pid);
+        if (server_figs.rss_kib[0] == 0) {
+            fprintf(stderr, "ticketq-bench: --server-pid %ld: no /proc/%ld/status VmRSS\n",
+                    a->server_pid, a->server_pid);
+            tq_ticketq_system_destroy(*system_out);
+            *system_out = NULL;
+            return EXIT_USAGE;
+        }
+    }
     if (tq_ticketq_load(*system_out, a->customers, a->backlog, load_progress, &error) != TQ_OK) {
         fprintf(stderr, "%sticketq-bench: load: %s\n", isatty(STDERR_FILENO) ? "\n" : "",
                 error.msg);
@@ -889,6 +1010,10 @@ static int ticketq_open(struct bench_args *a, struct tq_bench_system **system_ou
         return error.code == TQ_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     double load_s = (double)(mono_ns() - t0) / 1e9;
+    if (a->server_pid != 0) {
+        server_figs.rss_kib[1] = proc_rss_kib(a->server_pid);
+        server_figs.have_rss = tq_ticketq_counts(*system_out, &server_figs.load, &error) == TQ_OK;
+    }
     fprintf(stderr,
             "%sloaded %" PRIu64 " tickets (%" PRIu64 " customers) in %.1f s: %.0f tickets/s\n",
             isatty(STDERR_FILENO) ? "\r" : "", a->backlog, a->customers, load_s,
@@ -1011,6 +1136,14 @@ static int run(struct bench_args *a) {
     }
     struct tq_ticketq_counts counts;
     bool have_counts = a->system == SYSTEM_TICKETQ && ticketq_counts(system, &counts);
+    if (have_counts && a->server_pid != 0) {
+        server_figs.rss_kib[2] = proc_rss_kib(a->server_pid);
+        server_figs.run = counts;
+    }
+    if (a->restart_cmd != NULL) {
+        server_figs.restart_ms = restart_server(a);
+        if (server_figs.restart_ms < 0) exit_code = EXIT_RUN_INVALID;
+    }
     if (a->json) {
         report_json(a, system->name, result, have_counts ? &counts : NULL, fo);
     } else {
@@ -1020,6 +1153,26 @@ static int run(struct bench_args *a) {
             printf("server (bench tenant): %" PRIu64 " tickets, %" PRIu64 " messages, %" PRIu64
                    " customers, %" PRIu64 " queued\n",
                    counts.tickets, counts.messages, counts.customers, counts.queued_tickets);
+            double per_ticket = 0, per_message = 0;
+            if (server_per_item(&per_ticket, &per_message)) {
+                printf("server RSS %" PRIu64 " KiB: %.1f B per ticket (load: %" PRIu64
+                       " tickets with one message each); run: +%" PRIu64 " KiB for %" PRIu64
+                       " messages and %" PRIu64 " new tickets = ",
+                       server_figs.rss_kib[2], per_ticket, server_figs.load.tickets,
+                       server_figs.rss_kib[2] - server_figs.rss_kib[1],
+                       counts.messages - server_figs.load.messages,
+                       counts.tickets - server_figs.load.tickets);
+                if (per_message > 0) {
+                    printf("%.1f B per message (net of the new tickets)\n", per_message);
+                } else {
+                    printf("n/a per message (growth too small to separate: RSS grows in "
+                           "steps; use a longer run or bench/restart-10m.sh)\n");
+                }
+            }
+        }
+        if (server_figs.restart_ms >= 0) {
+            printf("restart (--restart-cmd until Stats answers): %.0f ms\n",
+                   server_figs.restart_ms);
         }
     }
     uint64_t errors = 0;

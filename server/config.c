@@ -50,6 +50,10 @@ static const struct option_doc k_options[] = {
     {"recv-buffers", "N",
      "provided-buffer ring entries of 16 KiB for multishot recv, a power "
      "of two 2..32768 (default 512)"},
+    {"snapshot-every", "N",
+     "write a background snapshot after N records appended since the last one; 0 = only on "
+     "SnapshotNow (default 2000000)"},
+    {"snapshots-keep", "N", "snapshots kept on disk, newest first, 1..32 (default 2)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -68,6 +72,8 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->body_max = TQ_BODY_BYTES_DEFAULT_MAX;
     cfg->recv_mode = TQ_RECV_AUTO;
     cfg->recv_buffers = TQ_RECV_RING_BUFFERS_DEFAULT;
+    cfg->snapshot_every = TQ_SNAPSHOT_EVERY_DEFAULT;
+    cfg->snapshots_keep = TQ_SNAPSHOTS_KEPT_DEFAULT;
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
@@ -195,6 +201,17 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
                  TQ_RECV_RING_BUFFERS_MIN, TQ_RECV_RING_BUFFERS_MAX, value);
         }
         cfg->recv_buffers = (uint32_t)v;
+    } else if (strcmp(name, "snapshot-every") == 0) {
+        if (!parse_u64(value, 0, TQ_SNAPSHOT_EVERY_MAX, &v)) {
+            FAIL("--snapshot-every: expected 0..%llu records, got '%s'",
+                 (unsigned long long)TQ_SNAPSHOT_EVERY_MAX, value);
+        }
+        cfg->snapshot_every = v;
+    } else if (strcmp(name, "snapshots-keep") == 0) {
+        if (!parse_u64(value, 1, TQ_SNAPSHOTS_KEPT_MAX, &v)) {
+            FAIL("--snapshots-keep: expected 1..%u, got '%s'", TQ_SNAPSHOTS_KEPT_MAX, value);
+        }
+        cfg->snapshots_keep = (uint32_t)v;
     } else if (strcmp(name, "recv") == 0) {
         if (strcmp(value, "auto") == 0) {
             cfg->recv_mode = TQ_RECV_AUTO;

@@ -22,6 +22,7 @@
 #include "reqdec.h"
 #include "server.h"
 #include "sha256.h"
+#include "snapshot.h"
 #include "ticketq.pb-c.h"
 #include "tq_assert.h"
 
@@ -44,6 +45,8 @@ struct req {
     uint64_t tenant_id; /* resolved tenant (0 = none / all) */
     bool in_batch;
     bool defer; /* handler asks to retry the frame later */
+    bool held;  /* the response is queued later (SnapshotNow: snapshot_answer) */
+    uint64_t start_us;
 };
 
 static struct tq_arena *ARENA(struct req *r) {
@@ -1437,24 +1440,47 @@ static enum tq_err op_unsubscribe(struct req *r) {
     return TQ_OK;
 }
 
+/* Answers a SnapshotNow held on its connection (arg: connection index << 32 | generation)
+ * once server/snapshot.c has written the snapshot, or failed to. */
+static void snapshot_answer(struct tq_server *srv, uint64_t arg, uint64_t lsn,
+                            const struct tq_error *error) {
+    uint32_t index = (uint32_t)(arg >> 32), gen = (uint32_t)arg;
+    if (index >= srv->conn_cap) return;
+    struct tq_conn *conn = &srv->conns[index];
+    if (!conn->in_use || conn->gen != gen || conn->closing || !conn->snap_wait) return;
+    conn->snap_wait = false;
+    Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
+    Ticketq__Error err = TICKETQ__ERROR__INIT;
+    resp.id = conn->snap_request_id;
+    int op = TICKETQ__REQUEST__OP_SNAPSHOT_NOW;
+    if (error != NULL) {
+        err.code = (Ticketq__ErrorCode)tq_dispatch_wire_code(error->code);
+        err.message = (char *)(uintptr_t)error->msg;
+        resp.error = &err;
+        tq_metrics_error(srv->metrics, op);
+    } else {
+        resp.has_lsn = true;
+        resp.lsn = lsn;
+    }
+    if (!tq_conn_queue_frame(conn, &resp.base, srv->lsn_staged, op, true, conn->snap_start_us,
+                             tq_dispatch_send_queue_max(srv))) {
+        conn->close_after_send = true; /* over the send-queue bound: give up on this client */
+    }
+}
+
+/* Background snapshot (server/snapshot.c): the connection holds until it is durable, so its
+ * later requests are answered after it; every other connection keeps being served. */
 static enum tq_err op_snapshot_now(struct req *r) {
     if (r->in_batch) return fail(r, TQ_ERR_INVALID_ARGUMENT, "SnapshotNow cannot be batched");
-    /* A snapshot may only cover durable records: wait until everything staged is acked. */
-    if (tq_log_acked_lsn(r->srv->log) < r->srv->lsn_staged) {
-        r->defer = true;
-        return TQ_OK;
-    }
-    void *blob = NULL;
-    size_t len = 0;
     struct tq_error error;
-    uint64_t lsn = tq_state_lsn(r->srv->state);
-    if (lsn == 0) return fail(r, TQ_ERR_FAILED_PRECONDITION, "nothing to snapshot");
-    if (tq_state_serialize(r->srv->state, &blob, &len, &error) != TQ_OK) return fail_err(r, &error);
-    enum tq_err err = tq_log_snapshot_write(r->srv->log, lsn, blob, len, &error);
-    tq_free(blob, len);
-    if (err != TQ_OK) return fail_err(r, &error);
-    r->resp->has_lsn = true;
-    r->resp->lsn = lsn;
+    uint64_t arg = ((uint64_t)r->conn->index << 32) | r->conn->gen;
+    if (tq_snapshot_request(r->srv, snapshot_answer, arg, &error) != TQ_OK) {
+        return fail_err(r, &error);
+    }
+    r->conn->snap_wait = true;
+    r->conn->snap_request_id = r->msg->id;
+    r->conn->snap_start_us = r->start_us;
+    r->held = true;
     return TQ_OK;
 }
 
@@ -1664,7 +1690,12 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
     Ticketq__Response *resp = tq_arena_alloc(&srv->arena, sizeof(*resp));
     ticketq__response__init(resp);
     int op = -1;
-    struct req r = {.srv = srv, .conn = conn, .sess = &conn->session, .msg = msg, .resp = resp};
+    struct req r = {.srv = srv,
+                    .conn = conn,
+                    .sess = &conn->session,
+                    .msg = msg,
+                    .resp = resp,
+                    .start_us = start_us};
     if (msg == NULL) {
         fail(&r, TQ_ERR_INVALID_ARGUMENT, "malformed request (not a ticketq.Request)");
     } else {
@@ -1672,9 +1703,9 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
         op = (int)msg->op_case;
         if (op < 0 || op >= TQ_AUTH_OP_LIMIT) op = 0;
         (void)handle(&r);
-        if (r.defer) {
+        if (r.defer || r.held) {
             tq_arena_reset(&srv->arena);
-            return TQ_DISPATCH_DEFER;
+            return r.defer ? TQ_DISPATCH_DEFER : TQ_DISPATCH_DONE;
         }
     }
     if (resp->error != NULL) tq_metrics_error(srv->metrics, op < 0 ? 0 : op);

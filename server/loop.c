@@ -30,6 +30,7 @@
  * none of its SQEs is outstanding, so a CQE can never land on a stranger's buffer.
  */
 #include "server.h"
+#include "snapshot.h"
 
 #include "ticketq.pb-c.h"
 #include "tq_assert.h"
@@ -46,7 +47,15 @@
 #include <time.h>
 #include <unistd.h>
 
-enum ud_tag { UD_ACCEPT = 1, UD_RECV = 2, UD_SEND = 3, UD_TIMER = 4, UD_SIGNAL = 5, UD_CANCEL = 6 };
+enum ud_tag {
+    UD_ACCEPT = 1,
+    UD_RECV = 2,
+    UD_SEND = 3,
+    UD_TIMER = 4,
+    UD_SIGNAL = 5,
+    UD_CANCEL = 6,
+    UD_SNAPSHOT = TQ_SNAPSHOT_UD_TAG, /* server/snapshot.c: the child's pidfd poll */
+};
 
 #define METRICS_CONNS_MAX         8u
 #define METRICS_REQUEST_BYTES_MAX 8192u
@@ -334,7 +343,7 @@ static bool recv_paused(const struct tq_server *srv, const struct tq_conn *conn,
     if (conn->kind != TQ_CONN_CLIENT) return false;
     if (srv->draining) return true;
     if (conn->inflight >= srv->cfg.max_inflight) return true; /* backpressure */
-    if (conn->blocked_until_lsn != 0) return true;
+    if (conn->blocked_until_lsn != 0 || conn->snap_wait) return true;
     /* A full frame buffer always holds a whole frame (or an oversized prefix): parse first. */
     return conn->rlen - conn->rpos >= cap_max;
 }
@@ -609,6 +618,7 @@ static void reap(struct tq_server *srv) {
                 if (cqe->res > 0) start_drain(srv);
                 break;
             case UD_CANCEL: break;
+            case UD_SNAPSHOT: tq_snapshot_on_cqe(srv, cqe); break;
             default: fprintf(stderr, "ticketqd: unexpected CQE user_data %" PRIx64 "\n", ud);
             }
         }
@@ -630,6 +640,7 @@ static void protocol_error(struct tq_server *srv, struct tq_conn *conn, enum tq_
 }
 
 static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t acked) {
+    if (conn->snap_wait || tq_snapshot_paused(srv)) return;
     if (conn->blocked_until_lsn != 0) {
         if (acked < conn->blocked_until_lsn) return;
         conn->blocked_until_lsn = 0;
@@ -638,7 +649,8 @@ static void parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t a
     uint64_t start_us = tq_mono_us();
     for (uint32_t frames = 0; frames < TQ_FRAMES_PER_CONN_TURN_MAX; frames++) {
         if (conn->close_after_send || conn->closing || srv->draining) break;
-        if (conn->inflight >= srv->cfg.max_inflight) break; /* backpressure */
+        if (conn->snap_wait || tq_snapshot_paused(srv)) break; /* a SnapshotNow holds */
+        if (conn->inflight >= srv->cfg.max_inflight) break;    /* backpressure */
         uint32_t plen = 0;
         enum tq_frame_status st =
             tq_frame_peek(conn->rbuf + off, conn->rlen - off, srv->cfg.max_frame, &plen);
@@ -699,7 +711,7 @@ static void serve_metrics(struct tq_server *srv, struct tq_conn *conn) {
 }
 
 static void maybe_tick(struct tq_server *srv, uint64_t *last_tick_ms) {
-    if (srv->draining) return;
+    if (srv->draining || tq_snapshot_paused(srv)) return;
     uint64_t now = tq_now_ms();
     if (now < srv->last_now_ms) now = srv->last_now_ms;
     uint64_t due = tq_state_next_deadline_ms(srv->state);
@@ -805,7 +817,8 @@ static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us)
         arm_recv(srv, c);
         uint32_t plen = 0;
         if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos && c->inflight < srv->cfg.max_inflight &&
-            c->blocked_until_lsn == 0 && !c->close_after_send && !srv->draining &&
+            c->blocked_until_lsn == 0 && !c->snap_wait && !tq_snapshot_paused(srv) &&
+            !c->close_after_send && !srv->draining &&
             tq_frame_peek(c->rbuf + c->rpos, c->rlen - c->rpos, srv->cfg.max_frame, &plen) !=
                 TQ_FRAME_NEED_MORE) {
             busy = true; /* a whole frame is buffered (the per-turn bound was hit) */
@@ -860,6 +873,7 @@ int tq_loop_run(struct tq_server *srv) {
         acked = commit_turn(srv, &meter);
         TQ_ASSERT(acked <= srv->lsn_staged);
         tq_dispatch_prune_staged(srv, acked);
+        tq_snapshot_turn(srv, acked); /* may fork: after the commit, before the sends */
         busy = tq_sub_pump(srv, acked);
         uint64_t mono_us = tq_mono_us();
         busy |= flush_conns(srv, acked, mono_us);
@@ -874,6 +888,7 @@ int tq_loop_run(struct tq_server *srv) {
         arm_timer(srv);
         if (srv->draining && (drained(srv) || now_mono > srv->drain_deadline_ms)) srv->stop = true;
     }
+    tq_snapshot_shutdown(srv);
     shutdown_conns(srv);
     return 0;
 }

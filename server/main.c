@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "events_codec.h"
 #include "server.h"
+#include "snapshot.h"
 #include "tq_assert.h"
 
 #include <errno.h>
@@ -128,7 +129,16 @@ static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record
 }
 #endif
 
-static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
+/* What recovery did, for the "ready" line. */
+struct recovery_times {
+    uint64_t snapshot_lsn;
+    uint64_t snapshot_us; /* reading and loading the snapshot */
+    uint64_t replay_us;   /* applying the records after it */
+    uint64_t replayed;    /* command records applied */
+};
+
+static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
+                   struct recovery_times *times) {
     uint64_t t0 = tq_mono_us();
     struct tq_state_options sopt = {.body_bytes_max = srv->cfg.body_max};
     struct tq_error error;
@@ -150,6 +160,7 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
         fprintf(stderr, "ticketqd: snapshot: %s\n", error.msg);
         return 1;
     }
+    uint64_t t_loaded = tq_mono_us();
     struct tq_log_iter *it = NULL;
     if (tq_log_iter_open(srv->log, snap_lsn + 1, &it, &error) != TQ_OK) {
         fprintf(stderr, "ticketqd: recovery: %s\n", error.msg);
@@ -220,11 +231,15 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec) {
     srv->lsn_staged = rec->lsn_last > last ? rec->lsn_last : last;
     if (srv->lsn_staged < snap_lsn) srv->lsn_staged = snap_lsn;
     srv->events_flushed_lsn = srv->lsn_staged;
+    uint64_t t_end = tq_mono_us();
+    times->snapshot_lsn = snap_lsn;
+    times->snapshot_us = t_loaded - t0;
+    times->replay_us = t_end - t_loaded;
+    times->replayed = applied;
     fprintf(stderr,
             "ticketqd: recovered %" PRIu64 " records (LSN %" PRIu64 "..%" PRIu64 ") in %.1f ms "
             "(snapshot at LSN %" PRIu64 ", %" PRIu64 " torn bytes cut)\n",
-            applied, first, last, (double)(tq_mono_us() - t0) / 1000.0, snap_lsn,
-            rec->torn_bytes_cut);
+            applied, first, last, (double)(t_end - t0) / 1000.0, snap_lsn, rec->torn_bytes_cut);
     return 0;
 }
 
@@ -392,6 +407,7 @@ static void server_free(struct tq_server *srv) {
     for (uint32_t i = 0; i < srv->conn_high; i++)
         conns_left |= srv->conns[i].in_use;
     if (!conns_left) tq_loop_recv_teardown(srv);
+    tq_snapshot_free(srv);
     tq_state_free(srv->state);
     tq_dispatch_destroy(srv);
     if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
@@ -400,6 +416,7 @@ static void server_free(struct tq_server *srv) {
 }
 
 int main(int argc, char **argv) {
+    uint64_t t_start = tq_mono_us();
     static struct tq_server server;
     struct tq_server *srv = &server;
     tq_config_defaults(&srv->cfg);
@@ -439,6 +456,7 @@ int main(int argc, char **argv) {
         .fsync_interval_ms = srv->cfg.fsync_interval_ms,
         .ring_tag = TQ_LOG_RING_TAG,
         .log_line = log_line,
+        .snapshots_kept = srv->cfg.snapshots_keep,
     };
     struct tq_log_recovery rec;
     struct tq_error error;
@@ -447,8 +465,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ticketqd: cannot open the log in %s: %s\n", srv->cfg.data_dir, error.msg);
         return 1;
     }
-    if (recover(srv, &rec) != 0) return 1;
+    struct recovery_times times;
+    memset(&times, 0, sizeof(times));
+    if (recover(srv, &rec, &times) != 0) return 1;
     if (srv->lsn_staged == 0 && first_start(srv) != 0) return 1;
+    tq_snapshot_init(srv, times.snapshot_lsn);
 
     srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (srv->signal_fd < 0) tq_fatal("signalfd: %s", strerror(errno));
@@ -461,6 +482,12 @@ int main(int argc, char **argv) {
         srv->conns[i].index = i;
         srv->conns[i].fd = -1;
     }
+    fprintf(stderr,
+            "ticketqd: ready in %.2f s (log open %.2f s; snapshot at LSN %" PRIu64
+            " loaded in %.2f s; replayed %" PRIu64 " commands in %.2f s)\n",
+            (double)(tq_mono_us() - t_start) / 1e6, rec.seconds, times.snapshot_lsn,
+            (double)times.snapshot_us / 1e6, times.replayed, (double)times.replay_us / 1e6);
+    fflush(stderr); /* the line is out before the port file says we are up */
     if (srv->cfg.port_file[0] != '\0') {
         char line[160];
         snprintf(line, sizeof(line), "%s\n", bound[0] ? bound : srv->cfg.unix_path);

@@ -13,6 +13,7 @@ add_library(tq_server_core STATIC
   ${TQ_SERVER_DIR}/reqdec.c
   ${TQ_SERVER_DIR}/respenc.c
   ${TQ_SERVER_DIR}/sha256.c
+  ${TQ_SERVER_DIR}/snapshot.c
   ${TQ_SERVER_DIR}/subscribe.c)
 get_filename_component(TQ_SERVER_ROOT ${TQ_SERVER_DIR} DIRECTORY)
 target_include_directories(tq_server_core PUBLIC ${TQ_SERVER_DIR} ${TQ_SERVER_ROOT})

@@ -8,6 +8,7 @@
  *   auth.c       the role table (the only place that says which role may do what)
  *   subscribe.c  Subscribe: catch-up from the log, live events, slow-subscriber fallback
  *   metrics.c    Prometheus text at GET /metrics
+ *   snapshot.c   background snapshots: barrier, fork, the child writes, reap (snapshot.h)
  *   config.c     options; sha256.c tokens; events_codec.c the events log record
  *   reqdec.c     fast decoder for Ingest / Batch-of-Ingest requests (else protobuf-c)
  *   respenc.c    fast encoder for id/error/ids/batch responses (else protobuf-c)
@@ -31,6 +32,7 @@
 #include <stdint.h>
 
 struct tq_metrics;
+struct tq_snapshotter;
 
 /* ---- sessions and subscriptions ------------------------------------------------------- */
 
@@ -97,6 +99,11 @@ struct tq_conn {
     uint32_t inflight; /* requests read and not yet fully answered */
 
     uint64_t last_active_ms;
+    /* A SnapshotNow is being answered in the background (server/snapshot.c): nothing more is
+     * parsed until its response is queued, so responses stay in request order. */
+    bool snap_wait;
+    uint64_t snap_request_id;
+    uint64_t snap_start_us;
     struct tq_session session;
     struct tq_sub sub;
 };
@@ -183,7 +190,8 @@ struct tq_server {
     bool stop;
 
     struct tq_metrics *metrics;
-    uint8_t siginfo_buf[128]; /* signalfd read target */
+    struct tq_snapshotter *snap; /* background snapshots (snapshot.c); NULL: not set up */
+    uint8_t siginfo_buf[128];    /* signalfd read target */
 };
 
 /* Wall clock in ms / µs (CLOCK_REALTIME) and monotonic ms. */

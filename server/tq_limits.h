@@ -68,6 +68,15 @@
 #define TQ_EVENTS_RECORD_RESERVE_BYTES (64u * 1024)
 
 /* Queries. */
+/* Background snapshots (server/snapshot.c): --snapshot-every records appended since the last
+ * snapshot start the next one (0 = never automatically); SnapshotNow requests waiting at once;
+ * after a failed automatic snapshot the next attempt waits this long. */
+#define TQ_SNAPSHOT_EVERY_DEFAULT 2000000ull
+#define TQ_SNAPSHOT_EVERY_MAX     1000000000000ull
+#define TQ_SNAPSHOT_WAITERS_MAX   64u
+#define TQ_SNAPSHOT_RETRY_MS      30000u
+#define TQ_SNAPSHOT_ERROR_BYTES   256u
+
 #define TQ_LIST_LIMIT_DEFAULT          50u
 #define TQ_LIST_LIMIT_MAX              1000u
 #define TQ_MESSAGES_PAGE_DEFAULT       20u

@@ -67,7 +67,13 @@ struct tq_log_options {
     /* How long a writable open waits for another writer's lock on a segment (a killed writer's
      * writes still landing) before failing with TQ_ERR_UNAVAILABLE; 0 = 10000 ms. */
     uint32_t writers_wait_ms;
+    /* Snapshots kept by tq_log_snapshot_write: once a new one is durable, all but the newest
+     * snapshots_kept are deleted. 0 = TQ_SNAPSHOTS_KEPT_DEFAULT, at most TQ_SNAPSHOTS_KEPT_MAX. */
+    uint32_t snapshots_kept;
 };
+
+#define TQ_SNAPSHOTS_KEPT_DEFAULT 2u
+#define TQ_SNAPSHOTS_KEPT_MAX     32u
 
 #define TQ_BATCHES_INFLIGHT_DEFAULT 2u
 #define TQ_BATCHES_INFLIGHT_MAX     4u
@@ -218,8 +224,11 @@ size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
 
 /* ---- snapshots ------------------------------------------------------------------------- */
 
-/* Writes blob as the snapshot covering every record <= lsn, atomically (temp file, fsync,
- * rename, fsync directory). Blocking. */
+/* Writes blob as the snapshot covering every record <= lsn (<= the acknowledged LSN),
+ * atomically (temp file <name>.tmp, fsync, rename, fsync directory), then deletes all but the
+ * newest options.snapshots_kept snapshots. Blocking. Uses plain syscalls on the snapshot
+ * directory only (no ring, no segment), so a forked child of the log's owner may call it on
+ * its copy of the handle (server/snapshot.c does). */
 TQ_NODISCARD enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob,
                                                size_t len, struct tq_error *error);
 /* The newest valid snapshot: *blob_out (caller frees with tq_free(blob, len)), its LSN.

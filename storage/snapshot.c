@@ -12,7 +12,8 @@
  *    32    8 created_us
  *    40   16 reserved     zero
  *    56    8 header_hash  XXH3-64 of bytes 0..55
- * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. The newest two are kept; a snapshot
+ * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. The newest options.snapshots_kept
+ * (default 2) are kept; a snapshot
  * that fails validation is skipped with a log line and the previous one is used if the log
  * still holds every record after it. Invariant: a returned blob always matches its hash.
  */
@@ -33,7 +34,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define SNAPSHOTS_KEPT       2
 #define SNAPSHOTS_LISTED_MAX 64
 
 struct snap_header {
@@ -247,15 +247,18 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
         close(dfd);
         return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->snap_dir, strerror(-rc));
     }
-    /* Keep the newest SNAPSHOTS_KEPT. */
+    /* Keep the newest snapshots_kept. */
+    size_t kept =
+        log->opt.snapshots_kept == 0 ? TQ_SNAPSHOTS_KEPT_DEFAULT : log->opt.snapshots_kept;
+    if (kept > TQ_SNAPSHOTS_KEPT_MAX) kept = TQ_SNAPSHOTS_KEPT_MAX;
     uint64_t lsns[SNAPSHOTS_LISTED_MAX];
     size_t n = snap_list(log->snap_dir, lsns, SNAPSHOTS_LISTED_MAX);
-    for (size_t i = SNAPSHOTS_KEPT; i < n; i++) {
+    for (size_t i = kept; i < n; i++) {
         char old[4096];
         snap_path(log, lsns[i], "", old, sizeof(old));
         unlink(old);
     }
-    if (n > SNAPSHOTS_KEPT) (void)tq_log_blocking_fsync(log, dfd, log->snap_dir);
+    if (n > kept) (void)tq_log_blocking_fsync(log, dfd, log->snap_dir);
     close(dfd);
     return TQ_OK;
 }

@@ -5,7 +5,9 @@
  * workload in-process through the real driver loop (pipeline 3, so claims and their replies
  * interleave with ingests on one connection), then run the ticketq-bench binary once per
  * workload (ingest, claim-reply, mixed, dashboard; one second each), batched and pipelined
- * ingest, and the invalid cases.
+ * ingest (the batched run also with --server-pid and --restart-cmd: the RSS and restart figures
+ * are in the JSON), and the invalid cases (a --server-pid without a process, a failing
+ * --restart-cmd).
  * Invariants checked: no operation fails, every tag completes (nothing unfinished), no claim finds
  * an empty queue; every completed unit appended exactly one message to the bench's tenant
  * (server messages == backlog + ingests + claim-replies: a lost or doubled Reply, or a batch
@@ -115,13 +117,32 @@ static void test_binary(void) {
     TQ_CHECK(file_contains(out, "\"get_ticket\":{"));
     TQ_CHECK(file_contains(out, "\"sla_nearest\":{"));
     /* Batched ingest: 300 per Batch, 2 batches in flight, so one answer holds more completions
-     * than the driver takes per call (256) and must be handed out over several calls. */
-    const char *batched[] = {"--system",  "ticketq",     "--addr",     server.addr,  "--token-file",
-                             token_file,  "--workload",  "ingest",     "--duration", "1",
-                             "--clients", "1",           "--pipeline", "600",        "--batch",
-                             "300",       "--customers", "200",        "--backlog",  "1000",
-                             "--json",    NULL};
+     * than the driver takes per call (256) and must be handed out over several calls. With the
+     * server's figures: RSS from /proc/PID and a restart command (here one that restarts
+     * nothing: the time until Stats answers again must still be measured). */
+    char pid_text[32], out_more[320];
+    snprintf(out_more, sizeof(out_more), "%s/bench-out-more.json", server.dir);
+    snprintf(pid_text, sizeof(pid_text), "%d", (int)server.pid);
+    const char *batched[] = {
+        "--system",   "ticketq", "--addr",       server.addr, "--token-file",  token_file,
+        "--workload", "ingest",  "--duration",   "1",         "--clients",     "1",
+        "--pipeline", "600",     "--batch",      "300",       "--customers",   "200",
+        "--backlog",  "1000",    "--server-pid", pid_text,    "--restart-cmd", "true",
+        "--json",     NULL};
     TQ_CHECK_EQ(run_bench(out, batched), 0);
+    TQ_CHECK(file_contains(out, "\"rss_per_ticket_bytes\":"));
+    TQ_CHECK(file_contains(out, "\"rss_per_message_bytes\":"));
+    TQ_CHECK(file_contains(out, "\"restart_ms\":"));
+    const char *no_such_pid[] = {"--system",     "ticketq",      "--addr",
+                                 server.addr,    "--token-file", token_file,
+                                 "--server-pid", "2147483647",   NULL};
+    TQ_CHECK_EQ(run_bench(out_more, no_such_pid), 2);
+    const char *failing_restart[] = {"--system",      "ticketq",  "--addr",     server.addr,
+                                     "--token-file",  token_file, "--workload", "ingest",
+                                     "--duration",    "1",        "--clients",  "1",
+                                     "--customers",   "200",      "--backlog",  "1000",
+                                     "--restart-cmd", "false",    NULL};
+    TQ_CHECK_EQ(run_bench(out_more, failing_restart), 1);
     TQ_CHECK(file_contains(out, "\"errors\":0,\"system\":\"ticketq\",\"workload\":\"ingest\","
                                 "\"clients\":1,\"pipeline\":600,\"batch\":300"));
     TQ_CHECK(file_contains(out, "\"empty_queue\":0,\"unfinished\":0"));

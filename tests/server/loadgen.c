@@ -7,8 +7,8 @@
  * tq_client_collect). Each request is one Ingest, or with --batch B one Batch of B Ingests (B
  * messages per request). Ingests follow /work/shared/PEER-WORKLOADS.md: customers ext-<n>, n
  * uniform in 1..NCUST on channel n % 3 (10% first-contact customers n in [1e9, 1e12)), a 300-byte
- * body. With --mixed P, a fraction P of the operations is a claim-reply instead (Claim by agent
- * then Reply).
+ * body (--first-contact sets that 10%). With --mixed P, a fraction P of the operations is a
+ * claim-reply instead (Claim by agent then Reply). --seconds 0 runs the setup only.
  *
  * Setup (unless --no-setup): with the server-admin token, creates a tenant, 3 queues, 500
  * agents and pre-creates the NCUST customers (one ingest each, batched, not measured).
@@ -48,7 +48,8 @@ struct opts {
     unsigned conns, depth, seconds, batch;
     uint64_t customers, seed;
     double mixed;
-    double rate; /* > 0: open loop at this many requests/s in total */
+    double rate;          /* > 0: open loop at this many requests/s in total */
+    double first_contact; /* fraction of ingests from customers never seen before */
     bool setup;
 };
 
@@ -59,6 +60,7 @@ static struct opts g_opt = {.addr = "127.0.0.1:7070",
                             .batch = 1,
                             .customers = 100000,
                             .seed = 42,
+                            .first_contact = 0.1,
                             .setup = true};
 static char g_body_in[BODY_BYTES_MAX], g_body_out[BODY_BYTES_MAX];
 static uint64_t g_tenant, g_queue[3], g_agent_first;
@@ -142,8 +144,8 @@ static void make_ingest(struct ingest_slot *s, uint64_t n) {
 }
 
 static uint64_t pick_customer(uint64_t *rng) {
-    uint64_t r = rng_next(rng);
-    if (r % 10 == 0) return 1000000000u + rng_next(rng) % 999000000000u;
+    double u = (double)(rng_next(rng) >> 11) / 9007199254740992.0;
+    if (u < g_opt.first_contact) return 1000000000u + rng_next(rng) % 999000000000u;
     return 1 + rng_next(rng) % g_opt.customers;
 }
 
@@ -404,10 +406,26 @@ static uint64_t percentile(const uint32_t *hist, uint64_t total, double p) {
     return (uint64_t)HIST_BUCKETS * HIST_US;
 }
 
+/* Cross-check: the server's own counts (setup's customers + acknowledged ingests). */
+static void print_server_counts(void) {
+    struct tq_client *c = connect_admin();
+    Ticketq__Response *resp = NULL;
+    struct tq_error err;
+    if (tq_client_stats(c, &resp, &err) == TQ_OK && resp->stats != NULL) {
+        printf("server: %" PRIu64 " messages, %" PRIu64 " customers, %" PRIu64 " tickets\n",
+               resp->stats->messages, resp->stats->customers, resp->stats->tickets);
+    }
+    tq_client_response_free(resp);
+    tq_client_close(c);
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
                     "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
-                    "[--rate R] [--seed X] [--no-setup --tenant ID --queues Q1,Q2,Q3]\n");
+                    "[--rate R] [--seed X] [--first-contact P] "
+                    "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
+                    "--seconds 0: the setup only (customers, each with one ticket and message)\n"
+                    "--first-contact P: fraction of ingests from new customers (default 0.1)\n");
     exit(2);
 }
 
@@ -440,6 +458,8 @@ int main(int argc, char **argv) {
             g_opt.mixed = strtod(v, NULL);
         else if (strcmp(a, "--rate") == 0)
             g_opt.rate = strtod(v, NULL);
+        else if (strcmp(a, "--first-contact") == 0)
+            g_opt.first_contact = strtod(v, NULL);
         else if (strcmp(a, "--seed") == 0)
             g_opt.seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--body-in") == 0)
@@ -454,12 +474,16 @@ int main(int argc, char **argv) {
             usage();
     }
     if (token_file == NULL || g_opt.conns == 0 || g_opt.depth == 0 || g_opt.batch == 0 ||
-        g_opt.customers == 0)
+        g_opt.customers == 0 || g_opt.first_contact < 0 || g_opt.first_contact > 1)
         usage();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
     read_file(body_out, g_body_out, sizeof(g_body_out));
     if (g_opt.setup) setup();
+    if (g_opt.seconds == 0) { /* setup only */
+        print_server_counts();
+        return 0;
+    }
     if (g_opt.mixed > 0) g_opt.batch = 1;
     if (g_opt.rate > 0) g_opt.mixed = 0; /* open loop: ingest only */
 
@@ -507,16 +531,7 @@ int main(int argc, char **argv) {
            g_opt.conns, g_opt.depth, g_opt.batch, g_opt.mixed, (double)reqs / secs,
            (double)msgs / secs, percentile(hist, total, 0.50), percentile(hist, total, 0.99), errs,
            secs);
-    /* Cross-check: the server's own message count (setup's customers + acknowledged ones). */
-    struct tq_client *c = connect_admin();
-    Ticketq__Response *resp = NULL;
-    struct tq_error err;
-    if (tq_client_stats(c, &resp, &err) == TQ_OK && resp->stats != NULL) {
-        printf("server: %" PRIu64 " messages, %" PRIu64 " customers, %" PRIu64 " tickets\n",
-               resp->stats->messages, resp->stats->customers, resp->stats->tickets);
-    }
-    tq_client_response_free(resp);
-    tq_client_close(c);
+    print_server_counts();
     free(hist);
     free(pids);
     munmap(wk, map_bytes);

@@ -58,6 +58,12 @@ static void test_options(void) {
     const char *a4[] = {"--data", "/tmp/x", "--max-frame", "12abc", NULL};
     TQ_CHECK_EQ(run_ticketqd(a4, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--max-frame") != NULL);
+    const char *a7[] = {"--data", "/tmp/x", "--snapshot-every", "-1", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a7, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--snapshot-every") != NULL);
+    const char *a8[] = {"--data", "/tmp/x", "--snapshots-keep", "0", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a8, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--snapshots-keep") != NULL);
     const char *a5[] = {"--help", NULL};
     TQ_CHECK_EQ(run_ticketqd(a5, err, sizeof(err)), 0);
     char cfg[] = "/tmp/tq-cfg-XXXXXX";

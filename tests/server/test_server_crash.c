@@ -9,7 +9,9 @@
  * acknowledged message of the cycle is there with its exact body. At the end a sample of all
  * cycles' acknowledgements is checked again (they must survive later crashes too). Every sixth
  * cycle starts with a SnapshotNow, so recovery from a snapshot plus the log tail is crashed
- * too. At least 20 cycles run by default (TQ_CRASH_CYCLES overrides).
+ * too, and the server writes a background snapshot every 3000 records, so kills also land
+ * while a snapshot child is writing. At least 20 cycles run by default (TQ_CRASH_CYCLES
+ * overrides).
  * Invariants: every acknowledged ingest is readable after any crash; the server restarts
  * after every kill -9; no client ever sees an error other than by the connection dying.
  */
@@ -157,6 +159,9 @@ int main(void) {
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
+    /* Frequent background snapshots, so kills also land while a snapshot child is writing. */
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "3000";
     rawc_guard_fixture(&f);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc admin;

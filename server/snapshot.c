@@ -1,0 +1,416 @@
+/* server/snapshot.c: background snapshots (fork; the child writes, the parent keeps serving).
+ *
+ * Phases: IDLE -> BARRIER (a snapshot is wanted; the loop stages nothing until the log has
+ * acknowledged every staged record) -> RUNNING (forked at that committed LSN; the child
+ * serialises its copy-on-write image of the state and writes it with tq_log_snapshot_write)
+ * -> IDLE (the child was reaped; waiters called). Waiters of the running snapshot are in
+ * `cur`; a request that needs a newer snapshot than the running one waits in `next`, which
+ * starts as soon as the running one ends. Only the loop thread calls into this file.
+ *
+ * Child protocol: the child writes one line to a pipe ("ok BYTES" or "err CODE MESSAGE") and
+ * _exits 0 or 1; a child killed by a signal (OOM killer, kill -9) writes nothing, and the
+ * parent removes its temp file. The parent finds out that the child exited through a pidfd
+ * polled on the ring (an IORING_OP_POLL_ADD whose user_data carries the pidfd) and reaps it
+ * with waitpid(WNOHANG) in tq_snapshot_turn; without that wake-up (a kernel without pidfds) it
+ * tries every REAP_POLL_MS, at the latest on the loop's next 100 ms timer tick.
+ *
+ * Invariants: at most one child; the child never touches the ring, the sockets or the log's
+ * segments (only DIR/snapshots); every waiter's callback runs exactly once, from the loop.
+ */
+#include "snapshot.h"
+
+#include "server.h"
+#include "tq_assert.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* Test seam: the child sleeps this long before it writes (tests kill -9 the server during a
+ * snapshot with it). Read only in the child; unset in production. */
+#define TEST_DELAY_ENV "TICKETQD_TEST_SNAPSHOT_DELAY_MS"
+
+/* Without a pidfd wake-up, the child's exit is checked this often. */
+#define REAP_POLL_MS 50u
+
+enum phase { PHASE_IDLE = 0, PHASE_BARRIER = 1, PHASE_RUNNING = 2 };
+
+struct waiter {
+    tq_snapshot_done_fn fn;
+    uint64_t arg;
+};
+
+struct tq_snapshotter {
+    enum phase phase;
+    bool closed; /* shut down: requests are refused */
+    struct waiter cur[TQ_SNAPSHOT_WAITERS_MAX];
+    struct waiter next[TQ_SNAPSHOT_WAITERS_MAX];
+    uint32_t cur_n, next_n;
+    bool automatic;            /* the current barrier/run was started by --snapshot-every */
+    uint64_t barrier_start_us; /* monotonic */
+    uint64_t fork_start_us;
+    uint64_t lsn;            /* LSN of the running snapshot */
+    uint64_t staged_at_fork; /* srv->lsn_staged when the child was forked */
+    uint64_t retry_after_ms; /* no automatic snapshot before this (monotonic) */
+    pid_t pid;               /* running child, 0 if none */
+    bool exit_hint;          /* a pidfd poll completed: waitpid now */
+    uint64_t next_reap_ms;   /* else waitpid no sooner than this (monotonic) */
+    int err_fd;              /* read end of the child's pipe, -1 if none */
+    struct tq_snapshot_stats st;
+};
+
+static void line(const char *fmt, ...) TQ_PRINTF(1, 2);
+static void line(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ticketqd: %s\n", buf);
+}
+
+static void tmp_path(const struct tq_server *srv, uint64_t lsn, char *out, size_t cap) {
+    snprintf(out, cap, "%s/snapshots/%020" PRIu64 ".snap.tmp", srv->cfg.data_dir, lsn);
+}
+
+/* Removes DIR/snapshots/<20 digits>.snap.tmp files: what a snapshot killed mid-write leaves.
+ * Recovery ignores them anyway (only *.snap names are snapshots). */
+static void remove_stale_temps(const struct tq_server *srv) {
+    char dir[TQ_CONFIG_PATH_BYTES + 16];
+    snprintf(dir, sizeof(dir), "%s/snapshots", srv->cfg.data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strlen(n) != 29 || strcmp(n + 20, ".snap.tmp") != 0) continue;
+        if (strspn(n, "0123456789") != 20) continue;
+        char path[sizeof(dir) + 300];
+        snprintf(path, sizeof(path), "%s/%s", dir, n);
+        if (unlinkat(dirfd(d), n, 0) == 0) {
+            line("removed %s, left by an interrupted snapshot", path);
+        } else {
+            line("cannot remove %s: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+}
+
+void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn) {
+    TQ_ASSERT(srv->snap == NULL);
+    struct tq_snapshotter *s = tq_xcalloc(1, sizeof(*s));
+    s->err_fd = -1;
+    s->st.last_lsn = recovered_lsn;
+    srv->snap = s;
+    remove_stale_temps(srv);
+}
+
+void tq_snapshot_free(struct tq_server *srv) {
+    struct tq_snapshotter *s = srv->snap;
+    if (s == NULL) return;
+    TQ_ASSERT(s->pid == 0);
+    if (s->err_fd >= 0) close(s->err_fd);
+    tq_free(s, sizeof(*s));
+    srv->snap = NULL;
+}
+
+/* Calls and clears the current waiters (a callback may request again: it lands in a fresh
+ * list). */
+static void complete(struct tq_server *srv, uint64_t lsn, const struct tq_error *error) {
+    struct tq_snapshotter *s = srv->snap;
+    struct waiter done[TQ_SNAPSHOT_WAITERS_MAX];
+    uint32_t n = s->cur_n;
+    TQ_ASSERT(n <= TQ_SNAPSHOT_WAITERS_MAX);
+    TQ_ASSERT(s->pid == 0); /* no child outlives its waiters */
+    memcpy(done, s->cur, n * sizeof(*done));
+    s->cur_n = 0;
+    s->phase = PHASE_IDLE;
+    s->automatic = false;
+    for (uint32_t i = 0; i < n; i++)
+        done[i].fn(srv, done[i].arg, lsn, error);
+}
+
+static void fail_run(struct tq_server *srv, enum tq_err code, const char *fmt, ...) TQ_PRINTF(3, 4);
+static void fail_run(struct tq_server *srv, enum tq_err code, const char *fmt, ...) {
+    struct tq_snapshotter *s = srv->snap;
+    struct tq_error error;
+    va_list ap;
+    va_start(ap, fmt);
+    (void)tq_error_setv(&error, code, fmt, ap);
+    va_end(ap);
+    s->st.failed++;
+    s->retry_after_ms = tq_mono_ms() + TQ_SNAPSHOT_RETRY_MS;
+    line("%s", error.msg);
+    complete(srv, 0, &error);
+}
+
+enum tq_err tq_snapshot_request(struct tq_server *srv, tq_snapshot_done_fn fn, uint64_t arg,
+                                struct tq_error *error) {
+    TQ_ASSERT(fn != NULL);
+    struct tq_snapshotter *s = srv->snap;
+    TQ_ASSERT(s == NULL ||
+              (s->cur_n <= TQ_SNAPSHOT_WAITERS_MAX && s->next_n <= TQ_SNAPSHOT_WAITERS_MAX));
+    if (s == NULL || s->closed || srv->draining) {
+        return tq_error_set(error, TQ_ERR_UNAVAILABLE,
+                            s == NULL ? "snapshots are not set up" : "the server is shutting down");
+    }
+    /* The running snapshot serves the request if nothing was staged since its fork. */
+    bool join_running = s->phase == PHASE_RUNNING && srv->lsn_staged == s->staged_at_fork;
+    bool use_cur = s->phase != PHASE_RUNNING || join_running;
+    uint32_t *n = use_cur ? &s->cur_n : &s->next_n;
+    if (*n >= TQ_SNAPSHOT_WAITERS_MAX) {
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED,
+                            "%u snapshot requests are already waiting", TQ_SNAPSHOT_WAITERS_MAX);
+    }
+    (use_cur ? s->cur : s->next)[(*n)++] = (struct waiter){.fn = fn, .arg = arg};
+    if (s->phase == PHASE_IDLE) {
+        s->phase = PHASE_BARRIER;
+        s->barrier_start_us = tq_mono_us();
+    }
+    return TQ_OK;
+}
+
+bool tq_snapshot_paused(const struct tq_server *srv) {
+    return srv->snap != NULL && srv->snap->phase == PHASE_BARRIER;
+}
+
+/* The child: serialise, write, report, exit. Never returns. */
+static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, pid_t parent) {
+    /* Die with the server: a snapshot finishing after a kill -9 would race the restart. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(3);
+    /* Drop every inherited descriptor but stdio and the report pipe: client sockets and
+     * listeners, the ring, segment files (and their locks). The write opens its own files. */
+    if (wfd > 3) (void)close_range(3, (unsigned)wfd - 1, 0);
+    (void)close_range((unsigned)wfd + 1, ~0u, 0);
+    const char *delay = getenv(TEST_DELAY_ENV);
+    if (delay != NULL) {
+        long ms = strtol(delay, NULL, 10);
+        if (ms > 0 && ms < 600000) {
+            struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    char msg[TQ_SNAPSHOT_ERROR_BYTES + 32];
+    void *blob = NULL;
+    size_t len = 0;
+    struct tq_error error;
+    enum tq_err err = tq_state_serialize(srv->state, &blob, &len, &error);
+    if (err == TQ_OK) err = tq_log_snapshot_write(srv->log, lsn, blob, len, &error);
+    int n = err == TQ_OK ? snprintf(msg, sizeof(msg), "ok %zu\n", len)
+                         : snprintf(msg, sizeof(msg), "err %d %s\n", (int)err, error.msg);
+    if (n > 0 && write(wfd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) < 0) {
+        /* the parent is gone or closed the pipe: nothing left to tell */
+    }
+    _exit(err == TQ_OK ? 0 : 1);
+}
+
+static void arm_poll(struct tq_server *srv, int pidfd) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
+    if (sqe == NULL) {
+        (void)io_uring_submit(&srv->ring);
+        sqe = io_uring_get_sqe(&srv->ring);
+    }
+    if (sqe == NULL) { /* reaping falls back to the timer tick */
+        close(pidfd);
+        return;
+    }
+    io_uring_prep_poll_add(sqe, pidfd, POLLIN);
+    io_uring_sqe_set_data64(sqe, ((uint64_t)TQ_SNAPSHOT_UD_TAG << 56) | (uint32_t)pidfd);
+}
+
+/* Forks at the committed LSN the state is at now. */
+static void start(struct tq_server *srv) {
+    struct tq_snapshotter *s = srv->snap;
+    TQ_ASSERT(s->phase == PHASE_BARRIER && s->pid == 0);
+    TQ_ASSERT(tq_log_acked_lsn(srv->log) >= srv->lsn_staged); /* a committed LSN */
+    uint64_t lsn = tq_state_lsn(srv->state);
+    if (lsn == 0) {
+        struct tq_error e;
+        (void)tq_error_set(&e, TQ_ERR_FAILED_PRECONDITION, "nothing to snapshot: the log is empty");
+        complete(srv, 0, &e);
+        return;
+    }
+    if (lsn == s->st.last_lsn) { /* the newest snapshot already covers the state */
+        complete(srv, lsn, NULL);
+        return;
+    }
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fail_run(srv, TQ_ERR_IO, "snapshot at LSN %" PRIu64 " failed: pipe: %s", lsn,
+                 strerror(errno));
+        return;
+    }
+    fflush(stderr); /* nothing buffered may be written twice */
+    pid_t parent = getpid();
+    uint64_t t0 = tq_mono_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        child_main(srv, lsn, pfd[1], parent);
+    }
+    uint64_t t1 = tq_mono_us();
+    close(pfd[1]);
+    if (pid < 0) {
+        close(pfd[0]);
+        fail_run(srv, TQ_ERR_RESOURCE_EXHAUSTED, "snapshot at LSN %" PRIu64 " failed: fork: %s",
+                 lsn, strerror(errno));
+        return;
+    }
+    s->phase = PHASE_RUNNING;
+    s->pid = pid;
+    s->err_fd = pfd[0];
+    s->lsn = lsn;
+    s->staged_at_fork = srv->lsn_staged;
+    s->fork_start_us = t0;
+    s->st.last_fork_us = t1 - t0;
+    s->st.last_barrier_us = t0 - s->barrier_start_us;
+    s->exit_hint = false;
+    s->next_reap_ms = tq_mono_ms() + REAP_POLL_MS;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd >= 0) arm_poll(srv, pidfd);
+}
+
+/* The child's report line, up to a newline (empty if it wrote none). */
+static void read_report(struct tq_snapshotter *s, char *buf, size_t cap) {
+    size_t len = 0;
+    while (len + 1 < cap) {
+        ssize_t n = read(s->err_fd, buf + len, cap - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    char *nl = strchr(buf, '\n');
+    if (nl != NULL) *nl = '\0';
+    close(s->err_fd);
+    s->err_fd = -1;
+}
+
+/* Reaps the child if it exited: records the outcome and calls the waiters. */
+static void reap_child(struct tq_server *srv) {
+    struct tq_snapshotter *s = srv->snap;
+    /* One waitpid per loop turn would be a syscall per request under load: only when the
+     * pidfd said so, or every REAP_POLL_MS (kernels without pidfd, a failed poll). */
+    TQ_ASSERT(s->phase == PHASE_RUNNING && s->pid > 0);
+    TQ_ASSERT(s->err_fd >= 0);
+    uint64_t now_ms = tq_mono_ms();
+    if (!s->exit_hint && now_ms < s->next_reap_ms) return;
+    s->exit_hint = false;
+    s->next_reap_ms = now_ms + REAP_POLL_MS;
+    int status = 0;
+    pid_t r = waitpid(s->pid, &status, WNOHANG);
+    if (r == 0) return;
+    if (r < 0 && errno == EINTR) return;
+    s->pid = 0;
+    char report[TQ_SNAPSHOT_ERROR_BYTES + 64];
+    read_report(s, report, sizeof(report));
+    uint64_t took = tq_mono_us() - s->fork_start_us;
+    unsigned long long bytes = 0;
+    if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+        sscanf(report, "ok %llu", &bytes) == 1) {
+        s->st.written++;
+        s->st.last_lsn = s->lsn;
+        s->st.last_duration_us = took;
+        s->st.last_bytes = bytes;
+        line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, barrier %.1f ms%s)",
+             s->lsn, (double)bytes / 1e6, (double)took / 1e6, (double)s->st.last_fork_us / 1e3,
+             (double)s->st.last_barrier_us / 1e3, s->automatic ? ", --snapshot-every" : "");
+        complete(srv, s->lsn, NULL);
+        return;
+    }
+    int code = 0, off = 0;
+    if (strncmp(report, "err ", 4) == 0 && sscanf(report, "err %d %n", &code, &off) == 1 &&
+        off > 0) {
+        fail_run(srv, (enum tq_err)code, "snapshot at LSN %" PRIu64 " failed: %s", s->lsn,
+                 report + off);
+        return;
+    }
+    char tmp[TQ_CONFIG_PATH_BYTES + 64];
+    tmp_path(srv, s->lsn, tmp, sizeof(tmp));
+    (void)unlink(tmp);
+    if (r > 0 && WIFSIGNALED(status)) {
+        fail_run(srv, TQ_ERR_INTERNAL,
+                 "snapshot at LSN %" PRIu64 " failed: the snapshot process was killed by "
+                 "signal %d (%s)",
+                 s->lsn, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    } else {
+        fail_run(srv, TQ_ERR_INTERNAL,
+                 "snapshot at LSN %" PRIu64 " failed: the snapshot process ended without a "
+                 "report (status %d)",
+                 s->lsn, r > 0 ? status : -1);
+    }
+}
+
+void tq_snapshot_turn(struct tq_server *srv, uint64_t acked_lsn) {
+    struct tq_snapshotter *s = srv->snap;
+    if (s == NULL || s->closed) return;
+    if (s->phase == PHASE_RUNNING) reap_child(srv);
+    if (s->phase == PHASE_IDLE && !srv->draining) {
+        if (s->next_n > 0) {
+            memcpy(s->cur, s->next, s->next_n * sizeof(*s->cur));
+            s->cur_n = s->next_n;
+            s->next_n = 0;
+            s->phase = PHASE_BARRIER;
+        } else if (srv->cfg.snapshot_every > 0 &&
+                   srv->lsn_staged >= s->st.last_lsn + srv->cfg.snapshot_every &&
+                   tq_mono_ms() >= s->retry_after_ms) {
+            s->phase = PHASE_BARRIER;
+            s->automatic = true;
+        }
+        if (s->phase == PHASE_BARRIER) s->barrier_start_us = tq_mono_us();
+    }
+    if (s->phase == PHASE_BARRIER && acked_lsn >= srv->lsn_staged && !srv->draining) start(srv);
+}
+
+void tq_snapshot_on_cqe(struct tq_server *srv, const struct io_uring_cqe *cqe) {
+    int pidfd = (int)(uint32_t)io_uring_cqe_get_data64(cqe);
+    close(pidfd); /* the child exited (or the poll failed): tq_snapshot_turn reaps it */
+    if (srv->snap != NULL) srv->snap->exit_hint = true;
+}
+
+void tq_snapshot_shutdown(struct tq_server *srv) {
+    struct tq_snapshotter *s = srv->snap;
+    if (s == NULL || s->closed) return;
+    s->closed = true;
+    struct tq_error e;
+    (void)tq_error_set(&e, TQ_ERR_UNAVAILABLE, "the server is shutting down");
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        int status;
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        s->pid = 0;
+        char tmp[TQ_CONFIG_PATH_BYTES + 64];
+        tmp_path(srv, s->lsn, tmp, sizeof(tmp));
+        (void)unlink(tmp);
+        if (s->err_fd >= 0) close(s->err_fd);
+        s->err_fd = -1;
+        line("snapshot at LSN %" PRIu64 " abandoned: the server is shutting down", s->lsn);
+    }
+    complete(srv, 0, &e);
+    memcpy(s->cur, s->next, s->next_n * sizeof(*s->cur));
+    s->cur_n = s->next_n;
+    s->next_n = 0;
+    complete(srv, 0, &e);
+}
+
+void tq_snapshot_get_stats(const struct tq_server *srv, struct tq_snapshot_stats *out) {
+    memset(out, 0, sizeof(*out));
+    if (srv->snap == NULL) return;
+    *out = srv->snap->st;
+    out->running = srv->snap->phase == PHASE_RUNNING;
+}

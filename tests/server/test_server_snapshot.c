@@ -1,0 +1,574 @@
+/* tests/server/test_server_snapshot.c: background snapshots of a real ticketqd.
+ *
+ * Goal: a snapshot never stalls other clients, covers exactly a committed LSN, and neither a
+ * crash nor a failure during one harms the data directory. Method: real ticketqd processes
+ * (tests/fixture) on temp dirs, raw clients; the child's write is slowed down with the test
+ * seam TICKETQD_TEST_SNAPSHOT_DELAY_MS so "during the snapshot" is a wide, certain window.
+ * Checks:
+ *   - while a SnapshotNow is pending, another connection's ingests are answered; the
+ *     requester's next pipelined request is answered after the snapshot's response; a second
+ *     SnapshotNow made after new writes gets a newer snapshot; each snapshot file deserialises
+ *     to the same digest as replaying the log up to its LSN (tq_ops_state_at); the restarted
+ *     server loads the newest one and reports the same counts as a full replay;
+ *   - snapshot-every N (here from a --config file) writes snapshots by itself, snapshots-keep K
+ *     keeps K files, and --snapshot-every 0 writes none;
+ *   - kill -9 during a background snapshot: no snapshot appears afterwards (the child dies with
+ *     the server), the restart removes the temp files and serves every acknowledged write;
+ *   - SIGTERM during a background snapshot: the server exits 0 at once (the child is killed,
+ *     its temp file removed), the waiter gets UNAVAILABLE or a closed connection;
+ *   - a snapshot that cannot be written (DIR/snapshots replaced by a file) answers SnapshotNow
+ *     with an error naming the cause, the server keeps serving, and the next one succeeds;
+ *     /metrics counts one failure, one snapshot and names its LSN.
+ */
+#include "ops.h"
+#include "rawc.h"
+#include "state.h"
+#include "tq_alloc.h"
+#include "tq_fixture.h"
+#include "tq_test.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SNAP_HEADER_BYTES 64 /* docs/log-format.md: the snapshot file header */
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct setup {
+    uint64_t tenant;
+    char token[80]; /* integration token of the tenant */
+};
+
+/* A tenant whose SMS messages go to one queue, and an integration token for it. */
+static void setup_tenant(struct tq_fixture *f, struct setup *s) {
+    struct rawc admin;
+    rawc_open_authed(&admin, f->addr, f->admin_token);
+    s->tenant = rawc_tenant_create(&admin, "snap");
+    uint64_t queue = rawc_queue_create(&admin, s->tenant, "sms");
+    Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
+    cq.channel = TICKETQ__CHANNEL__SMS;
+    cq.queue_id = queue;
+    Ticketq__ChannelQueue *cqs[1] = {&cq};
+    Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
+    ts.n_default_queues = 1;
+    ts.default_queues = cqs;
+    RAWC_REQ(req, tenant_settings, TENANT_SETTINGS, &ts);
+    req.has_tenant_id = true;
+    req.tenant_id = s->tenant;
+    Ticketq__Response *r = rawc_call(&admin, &req);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    rawc_token_issue(&admin, s->tenant, TICKETQ__ROLE__INTEGRATION, 0, s->token);
+    rawc_close(&admin);
+}
+
+static uint64_t send_ingest(struct rawc *c, uint32_t n) {
+    char from[32], body[64];
+    snprintf(from, sizeof(from), "+1444%07u", n % 50); /* 50 customers: tickets grow */
+    snprintf(body, sizeof(body), "message %u", n);
+    Ticketq__Ingest op = TICKETQ__INGEST__INIT;
+    op.channel = TICKETQ__CHANNEL__SMS;
+    op.from = from;
+    op.body = body;
+    RAWC_REQ(req, ingest, INGEST, &op);
+    uint64_t id = rawc_send(c, &req);
+    TQ_CHECK(id != 0);
+    return id;
+}
+
+/* n ingests, one at a time; returns the LSN of the last acknowledgement. */
+static uint64_t ingest_n(struct rawc *c, uint32_t first, uint32_t n) {
+    uint64_t lsn = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id = send_ingest(c, first + i);
+        Ticketq__Response *r = rawc_recv(c, 10000);
+        TQ_CHECK(r != NULL);
+        TQ_CHECK_UEQ(r->id, id);
+        RAWC_EXPECT(r, 0);
+        lsn = r->lsn;
+        rawc_free(r);
+    }
+    return lsn;
+}
+
+static uint64_t send_snapshot_now(struct rawc *c) {
+    Ticketq__SnapshotNow op = TICKETQ__SNAPSHOT_NOW__INIT;
+    RAWC_REQ(req, snapshot_now, SNAPSHOT_NOW, &op);
+    uint64_t id = rawc_send(c, &req);
+    TQ_CHECK(id != 0);
+    return id;
+}
+
+static uint64_t send_stats(struct rawc *c) {
+    Ticketq__Stats op = TICKETQ__STATS__INIT;
+    RAWC_REQ(req, stats, STATS, &op);
+    uint64_t id = rawc_send(c, &req);
+    TQ_CHECK(id != 0);
+    return id;
+}
+
+/* Waits for the SnapshotNow response with id; returns its LSN (the request must succeed). */
+static uint64_t expect_snapshot(struct rawc *c, uint64_t id) {
+    Ticketq__Response *r = rawc_recv(c, 30000);
+    TQ_CHECK(r != NULL);
+    TQ_CHECK_UEQ(r->id, id);
+    RAWC_EXPECT(r, 0);
+    TQ_CHECK(r->has_lsn);
+    uint64_t lsn = r->lsn;
+    rawc_free(r);
+    return lsn;
+}
+
+/* LSNs of DIR/snapshots/<lsn>.snap files, ascending; also counts *.tmp files. */
+static size_t list_snapshots(const char *dir, uint64_t *lsns, size_t cap, size_t *tmps) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapshots", dir);
+    DIR *d = opendir(path);
+    size_t n = 0;
+    if (tmps != NULL) *tmps = 0;
+    if (d == NULL) return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0 && tmps != NULL) (*tmps)++;
+        if (len == 25 && strcmp(de->d_name + 20, ".snap") == 0 && n < cap) {
+            lsns[n++] = strtoull(de->d_name, NULL, 10);
+        }
+    }
+    closedir(d);
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful of files */
+        for (size_t j = i; j > 0 && lsns[j - 1] > lsns[j]; j--) {
+            uint64_t t = lsns[j];
+            lsns[j] = lsns[j - 1];
+            lsns[j - 1] = t;
+        }
+    return n;
+}
+
+/* The digest of the state stored in DIR/snapshots/<lsn>.snap. */
+static void snapshot_digest(const char *dir, uint64_t lsn, uint8_t out[16]) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapshots/%020" PRIu64 ".snap", dir, lsn);
+    FILE *fp = fopen(path, "rb");
+    TQ_CHECK(fp != NULL);
+    TQ_CHECK_EQ(fseek(fp, 0, SEEK_END), 0);
+    long size = ftell(fp);
+    TQ_CHECK_GT(size, SNAP_HEADER_BYTES);
+    uint8_t *buf = malloc((size_t)size);
+    TQ_CHECK(buf != NULL);
+    TQ_CHECK_EQ(fseek(fp, 0, SEEK_SET), 0);
+    TQ_CHECK_EQ(fread(buf, 1, (size_t)size, fp), (size_t)size);
+    fclose(fp);
+    struct tq_state_options sopt = {0};
+    struct tq_state *state = NULL;
+    struct tq_error error;
+    TQ_CHECK_OK(tq_state_deserialize(buf + SNAP_HEADER_BYTES, (size_t)size - SNAP_HEADER_BYTES,
+                                     &sopt, &state, &error),
+                &error);
+    TQ_CHECK_UEQ(tq_state_lsn(state), lsn);
+    tq_state_digest(state, out);
+    tq_state_free(state);
+    free(buf);
+}
+
+/* The digest of the state replayed from the log, every record up to lsn. */
+static void replay_digest(const char *dir, uint64_t lsn, uint8_t out[16], struct tq_stats *st) {
+    struct tq_state *state = NULL;
+    uint64_t applied = 0;
+    struct tq_error error;
+    TQ_CHECK_OK(tq_ops_state_at(dir, lsn, &state, &applied, &error), &error);
+    tq_state_digest(state, out);
+    if (st != NULL) tq_state_stats(state, 0, st);
+    tq_state_free(state);
+}
+
+static bool file_contains(const char *path, const char *needle) {
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), fp) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+/* GET /metrics from the address the server logged ("metrics on http://HOST:PORT/metrics"). */
+static void get_metrics(const struct tq_fixture *f, char *out, size_t cap) {
+    char log_path[512], line[512];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f->dir);
+    FILE *fp = fopen(log_path, "r");
+    TQ_CHECK(fp != NULL);
+    unsigned port = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        const char *m = strstr(line, "metrics on http://127.0.0.1:");
+        if (m != NULL) port = (unsigned)atoi(m + strlen("metrics on http://127.0.0.1:"));
+    }
+    fclose(fp);
+    TQ_CHECK(port > 0 && port < 65536);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    TQ_CHECK(fd >= 0);
+    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fd);
+}
+
+/* ---- a snapshot while clients ingest ----------------------------------------------------- */
+
+static void test_snapshot_while_ingesting(void) {
+    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "1500", 1);
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "0";
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc a, b, c;
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    rawc_open_authed(&b, f.addr, s.token);
+    rawc_open_authed(&c, f.addr, f.admin_token);
+    uint64_t before = ingest_n(&b, 0, 200);
+
+    /* A asks for a snapshot and pipelines a Stats behind it. */
+    int64_t t0 = mono_ms();
+    uint64_t snap_id = send_snapshot_now(&a);
+    uint64_t stats_id = send_stats(&a);
+    /* B keeps ingesting; every answer arrives while A's snapshot is still being written. */
+    uint64_t during = ingest_n(&b, 200, 100);
+    int64_t t_ingested = mono_ms();
+    Ticketq__Response *early = rawc_recv(&a, 0);
+    if (early != NULL) {
+        fprintf(stderr, "unexpected early response id %" PRIu64 " (code %d: %s)\n", early->id,
+                rawc_code(early), early->error ? early->error->message : "");
+    }
+    TQ_CHECK(early == NULL);            /* nothing for A yet: its snapshot is not durable */
+    TQ_CHECK_LT(t_ingested - t0, 1500); /* i.e. B was served inside the child's delay */
+    /* C asks after B's new writes: A's snapshot does not cover them, so C gets the next one. */
+    uint64_t c_id = send_snapshot_now(&c);
+
+    uint64_t lsn_a = expect_snapshot(&a, snap_id);
+    TQ_CHECK_GE(lsn_a, before);
+    TQ_CHECK_LT(lsn_a, during);
+    Ticketq__Response *r = rawc_recv(&a, 10000); /* the Stats, after the snapshot's answer */
+    TQ_CHECK(r != NULL);
+    TQ_CHECK_UEQ(r->id, stats_id);
+    RAWC_EXPECT(r, 0);
+    rawc_free(r);
+    uint64_t lsn_c = expect_snapshot(&c, c_id);
+    TQ_CHECK_GE(lsn_c, during);
+    /* Nothing written since: a SnapshotNow now is answered with C's snapshot at once. */
+    uint64_t again_id = send_snapshot_now(&c);
+    TQ_CHECK_UEQ(expect_snapshot(&c, again_id), lsn_c);
+
+    /* The server's counts now, to compare after the restart. */
+    uint64_t sid = send_stats(&c);
+    r = rawc_recv(&c, 10000);
+    TQ_CHECK(r != NULL && r->id == sid && r->stats != NULL);
+    uint64_t tickets = r->stats->tickets, messages = r->stats->messages;
+    rawc_free(r);
+    TQ_CHECK_UEQ(messages, 300);
+    rawc_close(&a);
+    rawc_close(&b);
+    rawc_close(&c);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+
+    /* Both snapshots hold exactly the state replay gives at their LSN. */
+    uint64_t lsns[8];
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, NULL), 2);
+    TQ_CHECK_UEQ(lsns[0], lsn_a);
+    TQ_CHECK_UEQ(lsns[1], lsn_c);
+    uint8_t d_snap[16], d_replay[16];
+    for (int i = 0; i < 2; i++) {
+        snapshot_digest(f.dir, lsns[i], d_snap);
+        replay_digest(f.dir, lsns[i], d_replay, NULL);
+        TQ_CHECK_MEM_EQ(d_snap, d_replay, 16);
+    }
+
+    /* The restart loads C's snapshot and ends at the full replay's state. */
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    char log_path[512], needle[96];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+    snprintf(needle, sizeof(needle), "snapshot at LSN %" PRIu64 " loaded", lsn_c);
+    TQ_CHECK(file_contains(log_path, needle));
+    struct tq_stats full;
+    replay_digest(f.dir, UINT64_MAX, d_replay, &full);
+    TQ_CHECK_UEQ(full.ticket_count, tickets);
+    TQ_CHECK_UEQ(full.message_count, messages);
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    sid = send_stats(&a);
+    r = rawc_recv(&a, 10000);
+    TQ_CHECK(r != NULL && r->id == sid && r->stats != NULL);
+    TQ_CHECK_UEQ(r->stats->tickets, tickets);
+    TQ_CHECK_UEQ(r->stats->messages, messages);
+    rawc_free(r);
+    rawc_close(&a);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    tq_fixture_cleanup(&f);
+    printf("snapshot while ingesting: ok (LSN %" PRIu64 " and %" PRIu64 ")\n", lsn_a, lsn_c);
+}
+
+/* ---- automatic snapshots ------------------------------------------------------------------ */
+
+static void test_automatic(void) {
+    /* Through the config file, which takes the same names as the command line. */
+    char cfg[] = "/tmp/tq-snap-cfg-XXXXXX";
+    int cfd = mkstemp(cfg);
+    TQ_CHECK(cfd >= 0);
+    const char text[] = "# background snapshots\nsnapshot-every = 200\nsnapshots-keep = 3\n";
+    TQ_CHECK_EQ(write(cfd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(cfd);
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--config";
+    f.extra_args[1] = cfg;
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc b;
+    rawc_open_authed(&b, f.addr, s.token);
+    /* 100 ingests = 200 records (command + events): at least one snapshot is due. */
+    uint64_t last = ingest_n(&b, 0, 100);
+    uint64_t lsns[64];
+    size_t n = 0;
+    for (int64_t deadline = mono_ms() + 10000; n == 0 && mono_ms() < deadline; sleep_ms(20))
+        n = list_snapshots(f.dir, lsns, 64, NULL);
+    TQ_CHECK_EQ(n, 1);
+    TQ_CHECK_GE(lsns[0] + 1, 200); /* its last command; the events record follows */
+    TQ_CHECK_LE(lsns[0], last);
+    /* 500 more: several snapshots, of which the newest 3 are kept. */
+    last = ingest_n(&b, 100, 500);
+    size_t tmps = 1;
+    for (int64_t deadline = mono_ms() + 10000; mono_ms() < deadline; sleep_ms(20)) {
+        n = list_snapshots(f.dir, lsns, 64, &tmps);
+        if (n == 3 && tmps == 0 && lsns[2] + 200 > last) break;
+    }
+    TQ_CHECK_EQ(n, 3);
+    TQ_CHECK_EQ(tmps, 0);
+    TQ_CHECK_LT(lsns[0], lsns[1]);
+    TQ_CHECK_LT(lsns[1], lsns[2]);
+    TQ_CHECK_GT(lsns[2] + 200, last); /* caught up: fewer than N records after the newest */
+    rawc_close(&b);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    uint8_t d_snap[16], d_replay[16];
+    snapshot_digest(f.dir, lsns[2], d_snap);
+    replay_digest(f.dir, lsns[2], d_replay, NULL);
+    TQ_CHECK_MEM_EQ(d_snap, d_replay, 16);
+    tq_fixture_cleanup(&f);
+    unlink(cfg);
+
+    /* --snapshot-every 0: none, however much is written. */
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "0";
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    setup_tenant(&f, &s);
+    rawc_open_authed(&b, f.addr, s.token);
+    (void)ingest_n(&b, 0, 300);
+    rawc_close(&b);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 64, NULL), 0);
+    tq_fixture_cleanup(&f);
+    printf("automatic snapshots: ok\n");
+}
+
+/* ---- kill -9 during a background snapshot ------------------------------------------------- */
+
+static void test_kill_during_snapshot(void) {
+    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "1500", 1);
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "0";
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc a, b;
+    rawc_open_authed(&b, f.addr, s.token);
+    (void)ingest_n(&b, 0, 100);
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    (void)send_snapshot_now(&a);
+    uint64_t acked = ingest_n(&b, 100, 50); /* acknowledged while the snapshot runs */
+    /* What a child killed in the middle of its write leaves behind. */
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s/snapshots/%020" PRIu64 ".snap.tmp", f.dir, acked);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    TQ_CHECK(fd >= 0);
+    TQ_CHECK_EQ(write(fd, "SNP1 torn", 9), 9);
+    close(fd);
+    tq_fixture_kill9(&f);
+    TQ_CHECK(rawc_wait_closed(&a, 5000));
+    rawc_close(&a);
+    rawc_close(&b);
+    sleep_ms(2000); /* past the child's delay: had it survived, its snapshot would be here */
+    uint64_t lsns[8];
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, NULL), 0);
+    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    size_t tmps = 99;
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, &tmps), 0);
+    TQ_CHECK_EQ(tmps, 0);
+    char log_path[512];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+    TQ_CHECK(file_contains(log_path, "left by an interrupted snapshot"));
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    uint64_t sid = send_stats(&a);
+    Ticketq__Response *r = rawc_recv(&a, 10000);
+    TQ_CHECK(r != NULL && r->id == sid && r->stats != NULL);
+    TQ_CHECK_UEQ(r->stats->messages, 150); /* every acknowledged ingest */
+    rawc_free(r);
+    /* And snapshots work again on this directory. */
+    uint64_t lsn = expect_snapshot(&a, send_snapshot_now(&a));
+    TQ_CHECK_GE(lsn, acked);
+    rawc_close(&a);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    tq_fixture_cleanup(&f);
+    printf("kill -9 during a snapshot: ok\n");
+}
+
+/* ---- SIGTERM during a background snapshot ------------------------------------------------- */
+
+static void test_sigterm_during_snapshot(void) {
+    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "5000", 1);
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "0";
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc a, b;
+    rawc_open_authed(&b, f.addr, s.token);
+    (void)ingest_n(&b, 0, 20);
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    uint64_t id = send_snapshot_now(&a);
+    sleep_ms(200); /* the child is sleeping before its write */
+    int64_t t0 = mono_ms();
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0); /* drains; the snapshot is abandoned, not awaited */
+    TQ_CHECK_LT(mono_ms() - t0, 4000);
+    /* The waiter gets UNAVAILABLE or sees the connection close; never a success. */
+    Ticketq__Response *r = rawc_recv(&a, 2000);
+    if (r != NULL) {
+        TQ_CHECK_UEQ(r->id, id);
+        TQ_CHECK(r->error != NULL);
+        TQ_CHECK_EQ((int)r->error->code, (int)TICKETQ__ERROR_CODE__UNAVAILABLE);
+        rawc_free(r);
+    }
+    rawc_close(&a);
+    rawc_close(&b);
+    sleep_ms(300);
+    uint64_t lsns[8];
+    size_t tmps = 99;
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, &tmps), 0);
+    TQ_CHECK_EQ(tmps, 0);
+    char log_path[512];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+    TQ_CHECK(file_contains(log_path, "abandoned: the server is shutting down"));
+    tq_fixture_cleanup(&f);
+    printf("SIGTERM during a snapshot: ok\n");
+}
+
+/* ---- a snapshot that cannot be written --------------------------------------------------- */
+
+static void test_failing_snapshot(void) {
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    f.extra_args[0] = "--snapshot-every";
+    f.extra_args[1] = "0";
+    f.extra_args[2] = "--metrics";
+    f.extra_args[3] = "127.0.0.1:0";
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc a, b;
+    rawc_open_authed(&b, f.addr, s.token);
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    (void)ingest_n(&b, 0, 20);
+    /* The tests run as root, so permissions cannot stop a write: put a file where the
+     * directory was. */
+    char snaps[512], away[520];
+    snprintf(snaps, sizeof(snaps), "%s/snapshots", f.dir);
+    snprintf(away, sizeof(away), "%s.away", snaps);
+    TQ_CHECK_EQ(rename(snaps, away), 0);
+    int fd = open(snaps, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    TQ_CHECK(fd >= 0);
+    close(fd);
+    uint64_t id = send_snapshot_now(&a);
+    Ticketq__Response *r = rawc_recv(&a, 30000);
+    TQ_CHECK(r != NULL);
+    TQ_CHECK_UEQ(r->id, id);
+    TQ_CHECK(r->error != NULL);
+    TQ_CHECK_EQ((int)r->error->code, (int)TICKETQ__ERROR_CODE__INTERNAL);
+    TQ_CHECK(strstr(r->error->message, "snapshot") != NULL);
+    TQ_CHECK(strstr(r->error->message, strerror(ENOTDIR)) != NULL);
+    printf("failing snapshot says: %s\n", r->error->message);
+    rawc_free(r);
+    /* The server keeps serving, and the next snapshot works once the directory is back. */
+    uint64_t lsn = ingest_n(&b, 20, 20);
+    TQ_CHECK_EQ(unlink(snaps), 0);
+    TQ_CHECK_EQ(rename(away, snaps), 0);
+    uint64_t snap_lsn = expect_snapshot(&a, send_snapshot_now(&a));
+    TQ_CHECK_GE(snap_lsn, lsn - 1);
+    /* The metrics count both and name the newest snapshot. */
+    static char text[65536];
+    get_metrics(&f, text, sizeof(text));
+    char want[96];
+    snprintf(want, sizeof(want), "\nticketq_snapshot_last_lsn %" PRIu64 "\n", snap_lsn);
+    TQ_CHECK(strstr(text, "\nticketq_snapshots_total 1\n") != NULL);
+    TQ_CHECK(strstr(text, "\nticketq_snapshot_failures_total 1\n") != NULL);
+    TQ_CHECK(strstr(text, want) != NULL);
+    TQ_CHECK(strstr(text, "\nticketq_snapshot_in_progress 0\n") != NULL);
+    rawc_close(&a);
+    rawc_close(&b);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    tq_fixture_cleanup(&f);
+    printf("failing snapshot: ok\n");
+}
+
+int main(void) {
+    (void)tq_test_seed("test_server_snapshot");
+    test_snapshot_while_ingesting();
+    test_automatic();
+    test_kill_during_snapshot();
+    test_sigterm_during_snapshot();
+    test_failing_snapshot();
+    printf("test_server_snapshot: ok\n");
+    return 0;
+}
