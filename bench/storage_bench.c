@@ -250,7 +250,13 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     while (t - t0 < point_seconds) {
         for (int a = 0; a < appenders; a++) {
             if (waiting[a] != 0) continue;
-            if (!tq_log_can_append(log, size)) break;
+            if (!tq_log_can_append(log, size)) {
+                /* The open batch is full: hand it to the disk now (if a slot is free) and go on
+                 * filling the next one, as an event loop does, so copying and hashing the next
+                 * batch overlaps the write of this one. */
+                if (tq_log_submit(log, &ring, wall_us()) > 0) io_uring_submit(&ring);
+                if (!tq_log_can_append(log, size)) break;
+            }
             if (tq_log_append(log, 1, payload, size, &waiting[a], &err) != TQ_OK)
                 die("append", &err);
             sent_at[a] = t;

@@ -492,8 +492,10 @@ static bool sync_due(const struct tq_log *log, uint64_t now) {
            now >= log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
 }
 
-/* Starts whatever is due: the open batch if a unit slot is free (an interval sync that is due
- * first waits for the batches in flight), then, with allow_zero, a spare zero-fill write. */
+/* Starts whatever is due: the open batch if a unit slot is free and either nothing is in flight
+ * or the batch holds pipeline_bytes_min (a small batch waits and grows instead of costing a
+ * second flush; an interval sync that is due first waits for the batches in flight), then, with
+ * allow_zero, a spare zero-fill write. */
 static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now, bool allow_zero) {
     unsigned n = 0;
     if (!log->sync_inflight) {
@@ -505,6 +507,7 @@ static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now
         if (sync_due(log, now)) {
             if (log->unit_count == 0) n += sync_submit(log, ring);
         } else if (buf->record_count > 0 && log->unit_count < log->units_max &&
+                   (log->unit_count == 0 || buf->area_bytes >= log->opt.pipeline_bytes_min) &&
                    !(needs_roll && log->zero_inflight)) {
             n += batch_submit(log, ring, now);
         }
@@ -1228,6 +1231,7 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
     if (o->batches_inflight_max == 0) o->batches_inflight_max = TQ_BATCHES_INFLIGHT_DEFAULT;
     if (o->writers_wait_ms == 0) o->writers_wait_ms = WRITERS_WAIT_MS_DEFAULT;
+
     if (o->batches_inflight_max > TQ_BATCHES_INFLIGHT_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "batches_inflight_max %u exceeds %u",
                             o->batches_inflight_max, TQ_BATCHES_INFLIGHT_MAX);
@@ -1250,6 +1254,9 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
                             o->segment_bytes_max, TQ_BATCH_ALIGN_BYTES,
                             tq_batch_disk_bytes(o->batch_bytes_max));
     }
+    if (o->pipeline_bytes_min == 0) o->pipeline_bytes_min = TQ_PIPELINE_BYTES_DEFAULT_MIN;
+    /* A full batch must always be allowed to pipeline (after batch_bytes_max is checked). */
+    if (o->pipeline_bytes_min > o->batch_bytes_max / 2) o->pipeline_bytes_min = o->batch_bytes_max / 2;
     if (o->fsync_mode == TQ_FSYNC_INTERVAL && o->fsync_interval_ms == 0) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                             "fsync interval mode needs interval_ms > 0");

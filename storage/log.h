@@ -61,6 +61,11 @@ struct tq_log_options {
      * every earlier batch's fdatasync): 0 = TQ_BATCHES_INFLIGHT_DEFAULT, at most
      * TQ_BATCHES_INFLIGHT_MAX. Each costs one batch buffer (batch_bytes_max). */
     uint32_t batches_inflight_max;
+    /* A batch is submitted while another one is still in flight only if its records fill at
+     * least this many bytes (0 = TQ_PIPELINE_BYTES_DEFAULT_MIN; 1 = any batch). Below it the
+     * fdatasync dominates a batch's cost and a second, concurrent batch means a second flush
+     * for few records; waiting merges them into one (docs/performance-storage.md, 2026-12-03). */
+    uint32_t pipeline_bytes_min;
     /* Write batches through the page cache instead of O_DIRECT (O_DIRECT is used when the
      * file system supports it: no page-cache copy; docs/performance-storage.md). */
     bool buffered_writes;
@@ -71,6 +76,8 @@ struct tq_log_options {
 
 #define TQ_BATCHES_INFLIGHT_DEFAULT 2u
 #define TQ_BATCHES_INFLIGHT_MAX     4u
+/* 512 KiB: the bytes this disk writes (2.2-2.7 GB/s) in the time of one flush (0.15-0.2 ms). */
+#define TQ_PIPELINE_BYTES_DEFAULT_MIN (512u * 1024)
 
 #define TQ_LOG_RING_TAG_DEFAULT 0x4cu /* used when options.ring_tag is 0 */
 
