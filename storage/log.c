@@ -1028,7 +1028,7 @@ static enum tq_err cut_at(struct tq_log *log, uint32_t seg_index, uint64_t offse
 
 /* Verifies every segment and batch, builds the index. Fills stop on the first bad place. */
 static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, struct scan_stop *stop,
-                            struct tq_error *error) {
+                            struct tq_scan_io *scan_io, struct tq_error *error) {
     uint64_t expected = 0;
     uint64_t chain = 0;
     bool have_chain = false;
@@ -1054,12 +1054,9 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
         uint64_t size = seg_logical_size(seg);
         uint64_t off = 0;
         enum tq_err err = TQ_OK;
-        /* Let the kernel read ahead while we hash: this segment sequentially, the next one
-         * in the background (cold recovery is bound by the disk, not by XXH3). */
-        if (!seg->compressed) (void)posix_fadvise(seg->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        if (i + 1 < log->seg_count && !log->segs[i + 1].compressed) {
-            (void)posix_fadvise(log->segs[i + 1].fd, 0, 0, POSIX_FADV_WILLNEED);
-        }
+        /* Keep several O_DIRECT reads in flight while the windows already read are hashed
+         * (no page-cache copy; cold recovery is bound by the disk, not by XXH3). */
+        tq_cursor_stream(&c, scan_io, size);
         while (off < size) {
             const uint8_t *p;
             size_t avail;
@@ -1318,7 +1315,12 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     if (!opt.read_only && (err = writers_wait(log, error)) != TQ_OK) goto fail;
 
     struct scan_stop stop = {0};
-    if ((err = scan_all(log, rec, &stop, error)) != TQ_OK) goto fail;
+    /* A private ring and buffers for the scan's reads in flight (or plain preads) */
+    struct tq_scan_io scan_io;
+    tq_scan_io_init(&scan_io, SCAN_WINDOW_BYTES);
+    err = scan_all(log, rec, &stop, &scan_io, error);
+    tq_scan_io_free(&scan_io);
+    if (err != TQ_OK) goto fail;
     if (stop.stopped) {
         log->next_lsn = stop.lsn;
         if ((err = recover_stop(log, &stop, rec, error)) != TQ_OK) goto fail;
