@@ -178,6 +178,8 @@ struct tq_log {
     int spare_fd;
     bool spare_ready;
     uint64_t spare_zeroed;
+    uint64_t zero_credit; /* bytes of small batches since the spare was prepared, not yet
+                           * matched by zero-fill writes (zero_submit) */
     bool zero_inflight;
     bool zero_done;
     uint8_t *zero_buf;
