@@ -7,7 +7,9 @@
  *   2. durable (ALWAYS) appends through the event-loop API on a private io_uring: N logical
  *      appenders, each with one record outstanding and resubmitting as soon as it is acked,
  *      for record sizes 64 B..16 KiB and N = 1..256: records/s and MB/s of payload;
- *   3. the recovery scan (tq_log_open of the log written above), page cache warm and evicted;
+ *   3. the recovery scan (tq_log_open of the log written above), as the writer left the page
+ *      cache and cold (drop_caches when root, else fadvise DONTNEED), next to the disk's own
+ *      O_DIRECT read speed over the same files;
  *   4. the zstd ratio and speed of tq_log_compress_segment on realistic support messages.
  * Prints the machine (cores, memory, CPU, kernel, filesystem of --dir) and medians.
  *
@@ -322,12 +324,19 @@ static struct point run_point_median(uint32_t size, int appenders, bool prezero,
 
 /* ==== recovery and compression ========================================================= */
 
-/* Drops the page cache of every file in DIR/log (fdatasync, then POSIX_FADV_DONTNEED). */
-static void evict(const char *dir) {
+/* Drops the page cache: all of it when we may (root: /proc/sys/vm/drop_caches, the honest cold
+ * case), else every file in DIR/log (fdatasync, then POSIX_FADV_DONTNEED). Returns how. */
+static const char *evict(const char *dir) {
+    sync();
+    FILE *dc = fopen("/proc/sys/vm/drop_caches", "w");
+    if (dc != NULL) {
+        bool ok = fputs("3\n", dc) >= 0;
+        if (fclose(dc) == 0 && ok) return "dropped: drop_caches";
+    }
     char log_dir[700];
     snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
     DIR *d = opendir(log_dir);
-    if (d == NULL) return;
+    if (d == NULL) return "not evicted";
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.') continue;
@@ -340,6 +349,38 @@ static void evict(const char *dir) {
         close(fd);
     }
     closedir(d);
+    return "evicted: fadvise DONTNEED";
+}
+
+/* The disk's own sequential read speed over the same segment files, cold, in the same run:
+ * O_DIRECT reads of 4 MiB, one at a time (what `dd iflag=direct bs=4M` does). GB/s. */
+static double raw_read_gbs(const char *dir) {
+    char log_dir[700];
+    snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
+    evict(dir);
+    DIR *d = opendir(log_dir);
+    if (d == NULL) return 0;
+    size_t block = 4u << 20;
+    void *buf;
+    if (posix_memalign(&buf, 4096, block) != 0) die("memalign", NULL);
+    uint64_t total = 0;
+    double t0 = now_s();
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char path[1000];
+        snprintf(path, sizeof(path), "%s/%s", log_dir, de->d_name);
+        int fd = open(path, O_RDONLY | O_DIRECT);
+        if (fd < 0) continue;
+        ssize_t got;
+        while ((got = read(fd, buf, block)) > 0)
+            total += (uint64_t)got;
+        close(fd);
+    }
+    double secs = now_s() - t0;
+    closedir(d);
+    free(buf);
+    return secs > 0 ? (double)total / 1e9 / secs : 0;
 }
 
 static void recovery_scan(const char *dir) {
@@ -348,7 +389,7 @@ static void recovery_scan(const char *dir) {
     o.dir = dir;
     o.read_only = true;
     for (int cold = 0; cold < 2; cold++) {
-        if (cold) evict(dir);
+        const char *how = cold ? evict(dir) : "page cache warm (as left by the writer)";
         struct tq_log *log;
         struct tq_log_recovery rec;
         struct tq_error err;
@@ -359,12 +400,14 @@ static void recovery_scan(const char *dir) {
         double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
         printf("- recovery scan (%s): %.2f GB in %.3f s = %.2f GB/s (%.3f s of CPU: %.2f GB per "
                "CPU-second), %" PRIu64 " batches, %" PRIu64 " records\n",
-               cold ? "page cache evicted (fadvise DONTNEED)" : "page cache warm",
-               (double)rec.bytes_scanned / 1e9, rec.seconds,
+               how, (double)rec.bytes_scanned / 1e9, rec.seconds,
                (double)rec.bytes_scanned / 1e9 / rec.seconds, cpu,
                (double)rec.bytes_scanned / 1e9 / cpu, rec.batches_scanned, rec.records_scanned);
         tq_log_close(log);
     }
+    printf("- disk: O_DIRECT sequential read of the same segment files, 4 MiB at a time, cold: "
+           "%.2f GB/s\n",
+           raw_read_gbs(dir));
 }
 
 static void compression(void) {
@@ -466,8 +509,12 @@ int main(int argc, char **argv) {
             quick = true;
             point_seconds = 0.3;
         } else {
-            fprintf(stderr, "usage: %s [--dir DIR] [--seconds S] [--quick]\n", argv[0]);
-            return 2;
+            bool help = strcmp(argv[i], "--help") == 0;
+            fprintf(help ? stdout : stderr,
+                    "usage: %s [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS] "
+                    "[--compression-only]\n",
+                    argv[0]);
+            return help ? 0 : 2;
         }
     }
     mkdir(bench_dir, 0755);

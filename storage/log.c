@@ -477,8 +477,8 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
  * still correct, only its fdatasyncs are slower. */
 static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
-    bool idle = log->unit_count == 0 && !log->sync_inflight &&
-                log->bufs[log->open_buf].record_count == 0;
+    bool idle =
+        log->unit_count == 0 && !log->sync_inflight && log->bufs[log->open_buf].record_count == 0;
     bool earned = !log->sync_inflight && log->zero_credit >= ZERO_CHUNK_BYTES;
     if (!idle && !earned) return 0;
     if (!idle) log->zero_credit -= ZERO_CHUNK_BYTES;
@@ -1265,7 +1265,8 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     }
     if (o->pipeline_bytes_min == 0) o->pipeline_bytes_min = TQ_PIPELINE_BYTES_DEFAULT_MIN;
     /* A full batch must always be allowed to pipeline (after batch_bytes_max is checked). */
-    if (o->pipeline_bytes_min > o->batch_bytes_max / 2) o->pipeline_bytes_min = o->batch_bytes_max / 2;
+    if (o->pipeline_bytes_min > o->batch_bytes_max / 2)
+        o->pipeline_bytes_min = o->batch_bytes_max / 2;
     if (o->fsync_mode == TQ_FSYNC_INTERVAL && o->fsync_interval_ms == 0) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                             "fsync interval mode needs interval_ms > 0");

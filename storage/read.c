@@ -19,8 +19,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <liburing.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -46,17 +46,17 @@ struct tq_scan_stream {
     struct io_uring *ring;
     int fd; /* O_DIRECT descriptor (own), or the segment's fd (not own) */
     bool fd_own;
-    size_t window;   /* bytes per read, multiple of TQ_BATCH_ALIGN_BYTES */
-    size_t slack;    /* bytes in front of slot 0 */
-    uint8_t *base;   /* slot 0 (the scan's buffer, struct tq_scan_io: not own) */
-    uint64_t limit;  /* logical end: nothing at or past it is returned */
-    uint64_t k_first;      /* lowest window still held (read or in flight) */
-    uint64_t k_end;        /* windows [k_first, k_end) are read and in the region */
-    uint64_t k_submit;     /* next window to submit; [k_end, k_submit) in flight or done */
+    size_t window;     /* bytes per read, multiple of TQ_BATCH_ALIGN_BYTES */
+    size_t slack;      /* bytes in front of slot 0 */
+    uint8_t *base;     /* slot 0 (the scan's buffer, struct tq_scan_io: not own) */
+    uint64_t limit;    /* logical end: nothing at or past it is returned */
+    uint64_t k_first;  /* lowest window still held (read or in flight) */
+    uint64_t k_end;    /* windows [k_first, k_end) are read and in the region */
+    uint64_t k_submit; /* next window to submit; [k_end, k_submit) in flight or done */
     int32_t res[STREAM_DEPTH];
     bool done[STREAM_DEPTH];
-    unsigned inflight;     /* reads whose CQE was not reaped */
-    uint64_t cur_start;    /* the region [cur_start, cur_end) is contiguous at cur_p */
+    unsigned inflight;  /* reads whose CQE was not reaped */
+    uint64_t cur_start; /* the region [cur_start, cur_end) is contiguous at cur_p */
     uint64_t cur_end;
     uint8_t *cur_p;
     bool failed; /* the request does not fit the pattern: the caller falls back to pread */
@@ -193,8 +193,8 @@ static enum tq_err stream_get(struct tq_seg_cursor *c, uint64_t offset, size_t w
         }
         int32_t res = s->res[k % STREAM_DEPTH];
         if (res < 0) {
-            return tq_error_set(error, TQ_ERR_IO, "read %s at offset %" PRIu64 ": %s",
-                                c->seg->path, k * s->window, strerror(-res));
+            return tq_error_set(error, TQ_ERR_IO, "read %s at offset %" PRIu64 ": %s", c->seg->path,
+                                k * s->window, strerror(-res));
         }
         uint8_t *mem = slot_mem(s, k);
         if (!region) {
