@@ -233,6 +233,12 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     if (inflight != NULL) o.batches_inflight_max = (uint32_t)atoi(inflight);
     const char *batch_bytes = getenv("TQ_BENCH_BATCH_BYTES"); /* batch_bytes_max */
     if (batch_bytes != NULL) o.batch_bytes_max = (uint32_t)strtoul(batch_bytes, NULL, 10);
+    const char *pipeline = getenv("TQ_BENCH_PIPELINE"); /* pipeline_bytes_min (1: always) */
+    if (pipeline != NULL) o.pipeline_bytes_min = (uint32_t)strtoul(pipeline, NULL, 10);
+    /* TQ_BENCH_SUBMIT_FULL=0: the loop of before 2026-12-03, which stopped appending at a full
+     * batch until the next completion instead of submitting it and filling the next one */
+    const char *submit_full_env = getenv("TQ_BENCH_SUBMIT_FULL");
+    bool submit_full = submit_full_env == NULL || strcmp(submit_full_env, "0") != 0;
     const char *buffered = getenv("TQ_BENCH_BUFFERED");
     o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
     struct tq_log *log;
@@ -256,7 +262,9 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
                 /* The open batch is full: hand it to the disk now (if a slot is free) and go on
                  * filling the next one, as an event loop does, so copying and hashing the next
                  * batch overlaps the write of this one. */
-                if (tq_log_submit(log, &ring, wall_us()) > 0) io_uring_submit(&ring);
+                if (submit_full && tq_log_submit(log, &ring, wall_us()) > 0) {
+                    io_uring_submit(&ring);
+                }
                 if (!tq_log_can_append(log, size)) break;
             }
             if (tq_log_append(log, 1, payload, size, &waiting[a], &err) != TQ_OK)

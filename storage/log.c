@@ -23,8 +23,11 @@
  *     after a failed fdatasync the kernel may have dropped the dirty pages, a retry would lie;
  *   - batches start at 4 KiB boundaries and are padded, so no write touches a page holding
  *     acknowledged bytes; a batch never spans segments (segments are sealed at submit time);
- *   - a spare segment is preallocated (fallocate, then zero-filled through the ring because
- *     overwriting written blocks makes fdatasync cheaper than converting unwritten extents);
+ *   - a spare segment is preallocated (fallocate, then zero-filled through the ring, in idle
+ *     turns and as credit earned by small batches, because overwriting written blocks makes
+ *     fdatasync cheaper than converting unwritten extents);
+ *   - a batch is sent while another is in flight only if it holds pipeline_bytes_min (below
+ *     that the flush dominates and two small batches would cost two flushes);
  *     an append that would need a segment that cannot be allocated is refused with NO_SPACE
  *     before anything is staged.
  *
@@ -504,10 +507,23 @@ static bool sync_due(const struct tq_log *log, uint64_t now) {
            now >= log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
 }
 
-/* Starts whatever is due: the open batch if a unit slot is free and either nothing is in flight
- * or the batch holds pipeline_bytes_min (a small batch waits and grows instead of costing a
- * second flush; an interval sync that is due first waits for the batches in flight), then, with
- * allow_zero, a spare zero-fill write. */
+/* Whether the open batch may go out now as far as pipelining goes: when nothing is in flight,
+ * or when it or the batches in flight hold pipeline_bytes_min. Only a small batch behind only
+ * small batches waits (it grows meanwhile): those are bound by the flush, and a second one in
+ * flight would cost a second flush for few records. Behind a large batch one more flush is
+ * hidden by the transfer. */
+static bool pipeline_ok(const struct tq_log *log, const struct tq_batch_buf *buf) {
+    if (log->unit_count == 0 || buf->area_bytes >= log->opt.pipeline_bytes_min) return true;
+    uint64_t inflight_bytes = 0;
+    for (unsigned i = 0; i < log->unit_count; i++) {
+        inflight_bytes += log->units[(log->unit_head + i) % TQ_LOG_UNITS_MAX].bytes;
+    }
+    return inflight_bytes >= log->opt.pipeline_bytes_min;
+}
+
+/* Starts whatever is due: the open batch if a unit slot is free and pipeline_ok (an interval
+ * sync that is due first waits for the batches in flight), then, with allow_zero, a spare
+ * zero-fill write. */
 static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now, bool allow_zero) {
     unsigned n = 0;
     if (!log->sync_inflight) {
@@ -519,8 +535,7 @@ static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now
         if (sync_due(log, now)) {
             if (log->unit_count == 0) n += sync_submit(log, ring);
         } else if (buf->record_count > 0 && log->unit_count < log->units_max &&
-                   (log->unit_count == 0 || buf->area_bytes >= log->opt.pipeline_bytes_min) &&
-                   !(needs_roll && log->zero_inflight)) {
+                   pipeline_ok(log, buf) && !(needs_roll && log->zero_inflight)) {
             n += batch_submit(log, ring, now);
         }
     }

@@ -55,7 +55,8 @@ struct tq_log_options {
     void (*log_line)(void *ctx, const char *line);
     void *log_line_ctx;
     /* Skip zero-filling the preallocated spare segment through the ring (it is fallocated
-     * either way; zero-filling makes each later fdatasync cheaper: docs/performance-storage.md). */
+     * either way; zero-filling, in idle turns and paid for by small batches, makes each later
+     * fdatasync cheaper: docs/log-format.md, "Preallocation"). */
     bool spare_no_prezero;
     /* Batches in flight at once (write+fdatasync chains; acks stay in order, each waits for
      * every earlier batch's fdatasync): 0 = TQ_BATCHES_INFLIGHT_DEFAULT, at most
