@@ -75,7 +75,10 @@ struct tq_log_options {
     uint32_t writers_wait_ms;
 };
 
-#define TQ_BATCHES_INFLIGHT_DEFAULT 2u
+/* 4 since 2026-12-03: with pipeline_bytes_min keeping small batches from splitting, 4 in flight
+ * was the fastest depth for large records (16-64 KiB x 256 appenders, docs/performance-storage.md);
+ * buffers are allocated on first use, so flush-bound loads still use two. */
+#define TQ_BATCHES_INFLIGHT_DEFAULT 4u
 #define TQ_BATCHES_INFLIGHT_MAX     4u
 /* 512 KiB: the bytes this disk writes (2.2-2.7 GB/s) in the time of one flush (0.15-0.2 ms). */
 #define TQ_PIPELINE_BYTES_DEFAULT_MIN (512u * 1024)
