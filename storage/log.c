@@ -59,8 +59,12 @@
 #include <xxhash.h>
 
 /* Spare zero-fill: one 256 KiB write at a time, when idle. */
-#define ZERO_CHUNK_BYTES        (256u << 10)
-#define SCAN_WINDOW_BYTES       (4u << 20) /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
+#define ZERO_CHUNK_BYTES  (256u << 10)
+#define SCAN_WINDOW_BYTES (4u << 20) /* recovery: pread window when not streaming */
+#define SCAN_STREAM_BYTES (1u << 20) /* recovery: bytes per streaming read (8 in flight) */
+#define SCAN_SLACK_BYTES                                                                           \
+    (8u << 20) /* recovery: largest batch the stream serves (4 MiB default)                        \
+                */
 #define SPARE_NAME              "spare.seg.tmp"
 #define OPEN_ZERO_BYTES         (4u << 20) /* head of a segment created at open that is zero-filled */
 #define WRITERS_WAIT_MS_DEFAULT 10000 /* open waits this long for a dead writer's I/O to land */
@@ -965,9 +969,9 @@ static bool block_is_zero(const uint8_t *p, size_t n) {
  * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. Only
  * segment i is looked at when this_seg_only. */
 static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
-                                 bool this_seg_only, uint64_t *durable_max, uint64_t *lsn_max,
-                                 uint64_t *nonzero_end, bool *later_in_seg,
-                                 struct tq_error *error) {
+                                 bool this_seg_only, struct tq_scan_io *scan_io,
+                                 uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
+                                 bool *later_in_seg, struct tq_error *error) {
     *durable_max = 0;
     *lsn_max = 0;
     *nonzero_end = stop->offset;
@@ -980,6 +984,8 @@ static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *sto
         tq_cursor_init(&c, seg);
         uint64_t size = seg_logical_size(seg);
         uint64_t off = stop_seg ? stop->offset : 0;
+        /* the rest of a segment can be tens of MiB of written zeros: read it streaming too */
+        tq_cursor_stream(&c, scan_io, off, size);
         enum tq_err err = TQ_OK;
         while (off < size) {
             const uint8_t *p;
@@ -1083,7 +1089,7 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
         enum tq_err err = TQ_OK;
         /* Keep several O_DIRECT reads in flight while the windows already read are hashed
          * (no page-cache copy; cold recovery is bound by the disk, not by XXH3). */
-        tq_cursor_stream(&c, scan_io, size);
+        tq_cursor_stream(&c, scan_io, 0, size);
         while (off < size) {
             const uint8_t *p;
             size_t avail;
@@ -1119,7 +1125,11 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
                     struct scan_stop probe = {.seg_index = i, .offset = off, .lsn = expected};
                     uint64_t dmax, lmax, nz;
                     bool later;
-                    err = scan_evidence(log, &probe, true, &dmax, &lmax, &nz, &later, error);
+                    /* the probe streams through scan_io: this cursor's reads must be done */
+                    tq_cursor_free(&c);
+                    tq_cursor_init(&c, seg);
+                    err =
+                        scan_evidence(log, &probe, true, scan_io, &dmax, &lmax, &nz, &later, error);
                     if (err != TQ_OK) break;
                     if (!later) break;
                 }
@@ -1166,11 +1176,12 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
 
 /* Decides what a stop means: a torn tail (cut), corruption (refuse) or repair (cut, loudly). */
 static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop,
-                                struct tq_log_recovery *rec, struct tq_error *error) {
+                                struct tq_log_recovery *rec, struct tq_scan_io *scan_io,
+                                struct tq_error *error) {
     uint64_t durable_max, lsn_max, nonzero_end;
     bool later_in_seg;
-    enum tq_err err =
-        scan_evidence(log, stop, false, &durable_max, &lsn_max, &nonzero_end, &later_in_seg, error);
+    enum tq_err err = scan_evidence(log, stop, false, scan_io, &durable_max, &lsn_max, &nonzero_end,
+                                    &later_in_seg, error);
     if (err != TQ_OK) return err;
     const char *path = log->segs[stop->seg_index].path;
     bool clean_end = stop->check == TQ_BATCH_ZERO && stop->seg_index + 1 == log->seg_count &&
@@ -1345,13 +1356,15 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     struct scan_stop stop = {0};
     /* A private ring and buffers for the scan's reads in flight (or plain preads) */
     struct tq_scan_io scan_io;
-    tq_scan_io_init(&scan_io, SCAN_WINDOW_BYTES);
+    tq_scan_io_init(&scan_io, SCAN_STREAM_BYTES, SCAN_SLACK_BYTES);
     err = scan_all(log, rec, &stop, &scan_io, error);
+    if (err == TQ_OK && stop.stopped) {
+        log->next_lsn = stop.lsn;
+        err = recover_stop(log, &stop, rec, &scan_io, error);
+    }
     tq_scan_io_free(&scan_io);
     if (err != TQ_OK) goto fail;
     if (stop.stopped) {
-        log->next_lsn = stop.lsn;
-        if ((err = recover_stop(log, &stop, rec, error)) != TQ_OK) goto fail;
         /* the chain head is the last valid batch's; recompute from the index */
         if (log->ref_count > 0) {
             const struct tq_batch_ref *last = &log->refs[log->ref_count - 1];

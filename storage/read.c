@@ -31,9 +31,10 @@
 
 /* ==== streaming scan (recovery) ======================================================== */
 
-/* Reads in flight during a recovery scan: TQ_SCAN_DEPTH windows of io->window bytes, enough to
- * keep the disk queue busy while the window already read is hashed (measured: one 4 MiB O_DIRECT
- * read at a time gives 1.0-1.5 GB/s on this disk; docs/performance-storage.md, 2026-12-03).
+/* Reads in flight during a recovery scan: TQ_SCAN_DEPTH windows of io->window bytes (8 x 1 MiB),
+ * enough to keep the disk queue busy while the window already read is hashed, and small enough
+ * that the first bytes of a segment arrive early (a segment's reads start together: 4 x 4 MiB
+ * made the first window wait for all four; docs/performance-storage.md, 2026-12-03).
  *
  * Memory: [slack][window 0][window 1]...[window DEPTH-1], window k of the segment in slot
  * k % DEPTH. Consecutive windows are contiguous in memory except at the wrap from the last slot
@@ -119,11 +120,12 @@ static void stream_free(struct tq_scan_stream *s) {
     tq_free(s, sizeof(*s));
 }
 
-void tq_scan_io_init(struct tq_scan_io *io, size_t window) {
+void tq_scan_io_init(struct tq_scan_io *io, size_t window, size_t slack) {
     TQ_ASSERT(window > 0 && window % TQ_BATCH_ALIGN_BYTES == 0);
+    TQ_ASSERT(slack % TQ_BATCH_ALIGN_BYTES == 0);
     memset(io, 0, sizeof(*io));
     io->window = window;
-    io->slack = 2 * window;
+    io->slack = slack;
     struct io_uring *ring = tq_xalloc(sizeof(*ring));
     if (io_uring_queue_init(2 * STREAM_DEPTH, ring, 0) != 0) {
         tq_free(ring, sizeof(*ring));
@@ -147,15 +149,19 @@ void tq_scan_io_free(struct tq_scan_io *io) {
     io->ring = NULL;
 }
 
-void tq_cursor_stream(struct tq_seg_cursor *c, struct tq_scan_io *io, uint64_t limit) {
+void tq_cursor_stream(struct tq_seg_cursor *c, struct tq_scan_io *io, uint64_t start,
+                      uint64_t limit) {
     TQ_ASSERT(c->stream == NULL && c->win_len == 0);
-    if (c->seg->compressed || io == NULL || io->ring == NULL || limit == 0) return;
+    if (c->seg->compressed || io == NULL || io->ring == NULL || start >= limit) return;
     struct tq_scan_stream *s = tq_xcalloc(1, sizeof(*s));
     s->ring = io->ring;
     s->window = io->window;
     s->slack = io->slack;
     s->base = io->mem + io->slack;
     s->limit = limit;
+    s->k_first = start / s->window;
+    s->k_end = s->k_first;
+    s->k_submit = s->k_first;
     s->fd = open(c->seg->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
     s->fd_own = s->fd >= 0;
     if (s->fd < 0) s->fd = c->seg->fd; /* no O_DIRECT here (tmpfs): still several in flight */
@@ -170,8 +176,9 @@ static enum tq_err stream_get(struct tq_seg_cursor *c, uint64_t offset, size_t w
                               const uint8_t **p, size_t *avail, struct tq_error *error) {
     struct tq_scan_stream *s = c->stream;
     bool region = s->k_end > s->k_first;
-    if (want > s->slack || (region && (offset < s->cur_start || offset > s->cur_end)) ||
-        (!region && offset != s->k_first * s->window)) {
+    if (want > s->slack || want > (STREAM_DEPTH - 1) * s->window ||
+        (region && (offset < s->cur_start || offset > s->cur_end)) ||
+        (!region && (offset < s->k_first * s->window || offset >= (s->k_first + 1) * s->window))) {
         s->failed = true;
         return TQ_OK;
     }

@@ -395,10 +395,12 @@ static void test_big_batches(void) {
     st_rmtree(dir);
 }
 
-/* The recovery scan's streaming reads (read.c: 4 windows of 4 MiB in flight in a ring with a
- * copy only at the wrap) over a 40 MiB segment of batches up to ~4 MiB, so batches straddle
- * window borders and the wrap many times: the index it builds must match every record, and a
- * flipped byte past the first wrap (in a sealed segment) must be refused naming the file. */
+/* The recovery scan's streaming reads (read.c: 8 reads of 1 MiB in flight in a ring that wraps
+ * every 8 MiB, with a copy only at the wrap) over 40 MiB segments of batches up to ~4 MiB, so
+ * batches straddle read and wrap borders many times: the index it builds must match every
+ * record, and a flipped byte far past the first wrap (in a sealed segment) must be refused
+ * naming the file. Then batches of ~12 MiB, larger than the stream serves (8 MiB): the scan
+ * falls back to preads and still verifies everything. */
 static void test_scan_stream(void) {
     char dir[256];
     st_mkdtemp(dir, sizeof(dir), "stream");
@@ -443,6 +445,22 @@ static void test_scan_stream(void) {
     TQ_CHECK_EQ(sscanf(strstr(err.msg, " offset ") + 8, "%llu", &bad_offset), 1);
     TQ_CHECK_LE(bad_offset, (unsigned long long)at);
     TQ_CHECK_GT(bad_offset + 4 * 1024 * 1024 + 4096, (unsigned long long)at);
+    st_rmtree(dir);
+
+    st_mkdtemp(dir, sizeof(dir), "stream-big");
+    o = st_options(dir, NULL);
+    o.record_bytes_max = 1024 * 1024;
+    o.batch_bytes_max = 12 * 1024 * 1024;
+    o.segment_bytes_max = 40 * 1024 * 1024;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 61, 1024 * 1024, 1000); /* batches close only when full: ~12 MiB */
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, 60);
+    TQ_CHECK_LE(rec.batches_scanned, 8);
+    for (uint64_t lsn = 1; lsn <= 60; lsn++)
+        st_check_record(log, seed, lsn, 1024 * 1024);
+    tq_log_close(log);
     st_rmtree(dir);
 }
 
