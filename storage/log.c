@@ -1357,6 +1357,7 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     /* A private ring and buffers for the scan's reads in flight (or plain preads) */
     struct tq_scan_io scan_io;
     tq_scan_io_init(&scan_io, SCAN_STREAM_BYTES, SCAN_SLACK_BYTES);
+    scan_io.buffered = opt.buffered_writes;
     err = scan_all(log, rec, &stop, &scan_io, error);
     if (err == TQ_OK && stop.stopped) {
         log->next_lsn = stop.lsn;

@@ -68,7 +68,8 @@ struct tq_log_options {
      * for few records; waiting merges them into one (docs/performance-storage.md, 2026-12-03). */
     uint32_t pipeline_bytes_min;
     /* Write batches through the page cache instead of O_DIRECT (O_DIRECT is used when the
-     * file system supports it: no page-cache copy; docs/performance-storage.md). */
+     * file system supports it: no page-cache copy; docs/performance-storage.md). Recovery then
+     * reads through the page cache too (where such a writer left the log), else O_DIRECT. */
     bool buffered_writes;
     /* How long a writable open waits for another writer's lock on a segment (a killed writer's
      * writes still landing) before failing with TQ_ERR_UNAVAILABLE; 0 = 10000 ms. */

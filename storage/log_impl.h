@@ -69,6 +69,8 @@ struct tq_scan_io {
     struct io_uring *ring; /* NULL: io_uring unavailable, plain preads */
     size_t window;         /* bytes per read */
     size_t slack;          /* largest contiguous request */
+    bool buffered;         /* read through the page cache (options.buffered_writes: the writer
+                            * leaves the log cached there); else O_DIRECT */
     uint8_t *mem;          /* slack + TQ_SCAN_DEPTH * window bytes, 4 KiB-aligned */
     size_t mem_bytes;
 };

@@ -162,7 +162,7 @@ void tq_cursor_stream(struct tq_seg_cursor *c, struct tq_scan_io *io, uint64_t s
     s->k_first = start / s->window;
     s->k_end = s->k_first;
     s->k_submit = s->k_first;
-    s->fd = open(c->seg->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+    s->fd = io->buffered ? -1 : open(c->seg->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
     s->fd_own = s->fd >= 0;
     if (s->fd < 0) s->fd = c->seg->fd; /* no O_DIRECT here (tmpfs): still several in flight */
     c->stream = s;
