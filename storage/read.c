@@ -203,6 +203,14 @@ static enum tq_err stream_get(struct tq_seg_cursor *c, uint64_t offset, size_t w
             return tq_error_set(error, TQ_ERR_IO, "read %s at offset %" PRIu64 ": %s", c->seg->path,
                                 k * s->window, strerror(-res));
         }
+        /* A read that ends short of the window (or of the limit, the file size) is not taken
+         * for the end of the file: the pread path re-reads and loops, as for any reader. */
+        uint64_t end = k * s->window + (uint64_t)res;
+        uint64_t expect_end = (k + 1) * s->window < s->limit ? (k + 1) * s->window : s->limit;
+        if (end < expect_end) {
+            s->failed = true;
+            return TQ_OK;
+        }
         uint8_t *mem = slot_mem(s, k);
         if (!region) {
             s->cur_start = k * s->window;
@@ -220,8 +228,6 @@ static enum tq_err stream_get(struct tq_seg_cursor *c, uint64_t offset, size_t w
         TQ_ASSERT(s->cur_end == k * s->window || !region);
         s->k_end = k + 1;
         region = true;
-        uint64_t end = k * s->window + (uint64_t)res;
-        if ((size_t)res < s->window && end < s->limit) s->limit = end; /* end of the file */
         s->cur_end = end < s->limit ? end : s->limit;
     }
 }
