@@ -23,11 +23,11 @@
  *     after a failed fdatasync the kernel may have dropped the dirty pages, a retry would lie;
  *   - batches start at 4 KiB boundaries and are padded, so no write touches a page holding
  *     acknowledged bytes; a batch never spans segments (segments are sealed at submit time);
+ *   - a batch is sent while another is in flight only if it or the batches in flight hold
+ *     pipeline_bytes_min (below that the flush dominates: two small batches, two flushes);
  *   - a spare segment is preallocated (fallocate, then zero-filled through the ring, in idle
  *     turns and as credit earned by small batches, because overwriting written blocks makes
  *     fdatasync cheaper than converting unwritten extents);
- *   - a batch is sent while another is in flight only if it holds pipeline_bytes_min (below
- *     that the flush dominates and two small batches would cost two flushes);
  *     an append that would need a segment that cannot be allocated is refused with NO_SPACE
  *     before anything is staged.
  *
@@ -58,13 +58,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-/* Spare zero-fill: one 256 KiB write at a time, when idle. */
-#define ZERO_CHUNK_BYTES  (256u << 10)
-#define SCAN_WINDOW_BYTES (4u << 20) /* recovery: pread window when not streaming */
-#define SCAN_STREAM_BYTES (1u << 20) /* recovery: bytes per streaming read (8 in flight) */
-#define SCAN_SLACK_BYTES                                                                           \
-    (8u << 20) /* recovery: largest batch the stream serves (4 MiB default)                        \
-                */
+/* Spare zero-fill: one 256 KiB write at a time, when idle or earned (zero_submit). */
+#define ZERO_CHUNK_BYTES (256u << 10)
+/* Recovery: pread window when not streaming; bytes per streaming read (8 in flight, read.c);
+ * largest batch the stream serves (twice the default batch_bytes_max; larger ones: pread). */
+#define SCAN_WINDOW_BYTES       (4u << 20)
+#define SCAN_STREAM_BYTES       (1u << 20)
+#define SCAN_SLACK_BYTES        (8u << 20)
 #define SPARE_NAME              "spare.seg.tmp"
 #define OPEN_ZERO_BYTES         (4u << 20) /* head of a segment created at open that is zero-filled */
 #define WRITERS_WAIT_MS_DEFAULT 10000 /* open waits this long for a dead writer's I/O to land */
@@ -1266,7 +1266,6 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
     if (o->batches_inflight_max == 0) o->batches_inflight_max = TQ_BATCHES_INFLIGHT_DEFAULT;
     if (o->writers_wait_ms == 0) o->writers_wait_ms = WRITERS_WAIT_MS_DEFAULT;
-
     if (o->batches_inflight_max > TQ_BATCHES_INFLIGHT_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "batches_inflight_max %u exceeds %u",
                             o->batches_inflight_max, TQ_BATCHES_INFLIGHT_MAX);

@@ -1,7 +1,8 @@
 /* storage/read.c: readers of the log: segment cursors, read by LSN, iterators.
  *
  * Owns struct tq_seg_cursor (a read window over one segment: pread of large blocks for .seg,
- * one inflated zstd block for .zseg) and struct tq_log_iter. Invariants:
+ * one inflated zstd block for .zseg; for the recovery scan, a stream of O_DIRECT reads kept in
+ * flight on a private ring, struct tq_scan_stream) and struct tq_log_iter. Invariants:
  *   - a reader never returns a record above tq_log_acked_lsn, and never reads past the end of
  *     the last completed write of a segment (bytes_written), so a window never caches bytes of
  *     a batch still in flight;
