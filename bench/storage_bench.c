@@ -78,6 +78,18 @@ static void die(const char *what, const struct tq_error *err) {
 
 /* ==== machine ========================================================================== */
 
+/* One line with /proc/loadavg: the machine is shared, every figure needs its load next to it. */
+static void print_load(const char *when) {
+    char line[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f != NULL) {
+        if (fgets(line, sizeof(line), f) == NULL) snprintf(line, sizeof(line), "?");
+        fclose(f);
+    }
+    line[strcspn(line, "\n")] = '\0';
+    printf("- load average %s: %s\n", when, line);
+}
+
 static void print_machine(void) {
     struct utsname u;
     uname(&u);
@@ -539,6 +551,7 @@ int main(int argc, char **argv) {
     }
     mkdir(bench_dir, 0755);
     print_machine();
+    print_load("at the start");
     if (compression_only) {
         compression();
         rmtree(bench_dir);
@@ -587,6 +600,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
+    print_load("after the table");
     printf("\n## batches in flight and write path (same run; median of 3 runs per cell)\n");
     printf("| point | in flight | writes | records/s | MB/s | %% of seq | ack median ms |\n");
     printf("|---|---:|---|---:|---:|---:|---:|\n");
@@ -614,6 +628,7 @@ int main(int argc, char **argv) {
         unsetenv("TQ_BENCH_BUFFERED");
     }
 
+    print_load("after the table");
     printf("\n## zero-filled segments vs fallocate only (same run)\n");
     char dir2[600];
     snprintf(dir2, sizeof(dir2), "%s/log2", bench_dir);
@@ -642,6 +657,7 @@ int main(int argc, char **argv) {
 
     printf("\n## compression (zstd, realistic support messages)\n");
     compression();
+    print_load("at the end");
     rmtree(bench_dir);
     return 0;
 }
