@@ -7,7 +7,9 @@
  *   2. durable (ALWAYS) appends through the event-loop API on a private io_uring: N logical
  *      appenders, each with one record outstanding and resubmitting as soon as it is acked,
  *      for record sizes 64 B..16 KiB and N = 1..256: records/s and MB/s of payload;
- *   3. the recovery scan (tq_log_open of the log written above), page cache warm and evicted;
+ *   3. the recovery scan (tq_log_open of the log written above), as the writer left the page
+ *      cache and cold (drop_caches when root, else fadvise DONTNEED), next to the disk's own
+ *      O_DIRECT read speed over the same files;
  *   4. the zstd ratio and speed of tq_log_compress_segment on realistic support messages.
  * Prints the machine (cores, memory, CPU, kernel, filesystem of --dir) and medians.
  *
@@ -75,6 +77,18 @@ static void die(const char *what, const struct tq_error *err) {
 }
 
 /* ==== machine ========================================================================== */
+
+/* One line with /proc/loadavg: the machine is shared, every figure needs its load next to it. */
+static void print_load(const char *when) {
+    char line[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f != NULL) {
+        if (fgets(line, sizeof(line), f) == NULL) snprintf(line, sizeof(line), "?");
+        fclose(f);
+    }
+    line[strcspn(line, "\n")] = '\0';
+    printf("- load average %s: %s\n", when, line);
+}
 
 static void print_machine(void) {
     struct utsname u;
@@ -231,6 +245,12 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     if (inflight != NULL) o.batches_inflight_max = (uint32_t)atoi(inflight);
     const char *batch_bytes = getenv("TQ_BENCH_BATCH_BYTES"); /* batch_bytes_max */
     if (batch_bytes != NULL) o.batch_bytes_max = (uint32_t)strtoul(batch_bytes, NULL, 10);
+    const char *pipeline = getenv("TQ_BENCH_PIPELINE"); /* pipeline_bytes_min (1: always) */
+    if (pipeline != NULL) o.pipeline_bytes_min = (uint32_t)strtoul(pipeline, NULL, 10);
+    /* TQ_BENCH_SUBMIT_FULL=0: the loop of before 2026-12-03, which stopped appending at a full
+     * batch until the next completion instead of submitting it and filling the next one */
+    const char *submit_full_env = getenv("TQ_BENCH_SUBMIT_FULL");
+    bool submit_full = submit_full_env == NULL || strcmp(submit_full_env, "0") != 0;
     const char *buffered = getenv("TQ_BENCH_BUFFERED");
     o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
     struct tq_log *log;
@@ -246,11 +266,31 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     size_t lat_cap = 1u << 20, lat_n = 0;
     double *lat = malloc(lat_cap * sizeof(double));
     uint64_t done = 0, steps = 0, last_acked = tq_log_acked_lsn(log);
-    double t0 = now_s(), t = t0;
-    while (t - t0 < point_seconds) {
+    /* TQ_BENCH_WARMUP_S: run this long first, uncounted (steady state: the first segment of a
+     * fresh log is only 4 MiB zero-filled, later ones are zero-filled by small batches' credit) */
+    const char *warmup_env = getenv("TQ_BENCH_WARMUP_S");
+    double warmup = warmup_env != NULL ? atof(warmup_env) : 0.0;
+    double t_start = now_s(), t0 = t_start, t = t_start;
+    bool measuring = warmup <= 0;
+    while (!measuring || t - t0 < point_seconds) {
+        if (!measuring && t - t_start >= warmup) {
+            measuring = true;
+            t0 = t;
+            done = 0;
+            steps = 0;
+            lat_n = 0;
+        }
         for (int a = 0; a < appenders; a++) {
             if (waiting[a] != 0) continue;
-            if (!tq_log_can_append(log, size)) break;
+            if (!tq_log_can_append(log, size)) {
+                /* The open batch is full: hand it to the disk now (if a slot is free) and go on
+                 * filling the next one, as an event loop does, so copying and hashing the next
+                 * batch overlaps the write of this one. */
+                if (submit_full && tq_log_submit(log, &ring, wall_us()) > 0) {
+                    io_uring_submit(&ring);
+                }
+                if (!tq_log_can_append(log, size)) break;
+            }
             if (tq_log_append(log, 1, payload, size, &waiting[a], &err) != TQ_OK)
                 die("append", &err);
             sent_at[a] = t;
@@ -316,12 +356,19 @@ static struct point run_point_median(uint32_t size, int appenders, bool prezero,
 
 /* ==== recovery and compression ========================================================= */
 
-/* Drops the page cache of every file in DIR/log (fdatasync, then POSIX_FADV_DONTNEED). */
-static void evict(const char *dir) {
+/* Drops the page cache: all of it when we may (root: /proc/sys/vm/drop_caches, the honest cold
+ * case), else every file in DIR/log (fdatasync, then POSIX_FADV_DONTNEED). Returns how. */
+static const char *evict(const char *dir) {
+    sync();
+    FILE *dc = fopen("/proc/sys/vm/drop_caches", "w");
+    if (dc != NULL) {
+        bool ok = fputs("3\n", dc) >= 0;
+        if (fclose(dc) == 0 && ok) return "dropped: drop_caches";
+    }
     char log_dir[700];
     snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
     DIR *d = opendir(log_dir);
-    if (d == NULL) return;
+    if (d == NULL) return "not evicted";
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.') continue;
@@ -334,6 +381,38 @@ static void evict(const char *dir) {
         close(fd);
     }
     closedir(d);
+    return "evicted: fadvise DONTNEED";
+}
+
+/* The disk's own sequential read speed over the same segment files, cold, in the same run:
+ * O_DIRECT reads of 4 MiB, one at a time (what `dd iflag=direct bs=4M` does). GB/s. */
+static double raw_read_gbs(const char *dir) {
+    char log_dir[700];
+    snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
+    evict(dir);
+    DIR *d = opendir(log_dir);
+    if (d == NULL) return 0;
+    size_t block = 4u << 20;
+    void *buf;
+    if (posix_memalign(&buf, 4096, block) != 0) die("memalign", NULL);
+    uint64_t total = 0;
+    double t0 = now_s();
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char path[1000];
+        snprintf(path, sizeof(path), "%s/%s", log_dir, de->d_name);
+        int fd = open(path, O_RDONLY | O_DIRECT);
+        if (fd < 0) continue;
+        ssize_t got;
+        while ((got = read(fd, buf, block)) > 0)
+            total += (uint64_t)got;
+        close(fd);
+    }
+    double secs = now_s() - t0;
+    closedir(d);
+    free(buf);
+    return secs > 0 ? (double)total / 1e9 / secs : 0;
 }
 
 static void recovery_scan(const char *dir) {
@@ -342,7 +421,7 @@ static void recovery_scan(const char *dir) {
     o.dir = dir;
     o.read_only = true;
     for (int cold = 0; cold < 2; cold++) {
-        if (cold) evict(dir);
+        const char *how = cold ? evict(dir) : "page cache warm (as left by the writer)";
         struct tq_log *log;
         struct tq_log_recovery rec;
         struct tq_error err;
@@ -353,12 +432,14 @@ static void recovery_scan(const char *dir) {
         double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
         printf("- recovery scan (%s): %.2f GB in %.3f s = %.2f GB/s (%.3f s of CPU: %.2f GB per "
                "CPU-second), %" PRIu64 " batches, %" PRIu64 " records\n",
-               cold ? "page cache evicted (fadvise DONTNEED)" : "page cache warm",
-               (double)rec.bytes_scanned / 1e9, rec.seconds,
+               how, (double)rec.bytes_scanned / 1e9, rec.seconds,
                (double)rec.bytes_scanned / 1e9 / rec.seconds, cpu,
                (double)rec.bytes_scanned / 1e9 / cpu, rec.batches_scanned, rec.records_scanned);
         tq_log_close(log);
     }
+    printf("- disk: O_DIRECT sequential read of the same segment files, 4 MiB at a time, cold: "
+           "%.2f GB/s\n",
+           raw_read_gbs(dir));
 }
 
 static void compression(void) {
@@ -460,12 +541,17 @@ int main(int argc, char **argv) {
             quick = true;
             point_seconds = 0.3;
         } else {
-            fprintf(stderr, "usage: %s [--dir DIR] [--seconds S] [--quick]\n", argv[0]);
-            return 2;
+            bool help = strcmp(argv[i], "--help") == 0;
+            fprintf(help ? stdout : stderr,
+                    "usage: %s [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS] "
+                    "[--compression-only]\n",
+                    argv[0]);
+            return help ? 0 : 2;
         }
     }
     mkdir(bench_dir, 0755);
     print_machine();
+    print_load("at the start");
     if (compression_only) {
         compression();
         rmtree(bench_dir);
@@ -514,6 +600,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
+    print_load("after the table");
     printf("\n## batches in flight and write path (same run; median of 3 runs per cell)\n");
     printf("| point | in flight | writes | records/s | MB/s | %% of seq | ack median ms |\n");
     printf("|---|---:|---|---:|---:|---:|---:|\n");
@@ -541,6 +628,7 @@ int main(int argc, char **argv) {
         unsetenv("TQ_BENCH_BUFFERED");
     }
 
+    print_load("after the table");
     printf("\n## zero-filled segments vs fallocate only (same run)\n");
     char dir2[600];
     snprintf(dir2, sizeof(dir2), "%s/log2", bench_dir);
@@ -569,6 +657,7 @@ int main(int argc, char **argv) {
 
     printf("\n## compression (zstd, realistic support messages)\n");
     compression();
+    print_load("at the end");
     rmtree(bench_dir);
     return 0;
 }

@@ -23,8 +23,11 @@
  *     after a failed fdatasync the kernel may have dropped the dirty pages, a retry would lie;
  *   - batches start at 4 KiB boundaries and are padded, so no write touches a page holding
  *     acknowledged bytes; a batch never spans segments (segments are sealed at submit time);
- *   - a spare segment is preallocated (fallocate, then zero-filled through the ring because
- *     overwriting written blocks makes fdatasync cheaper than converting unwritten extents);
+ *   - a batch is sent while another is in flight only if it or the batches in flight hold
+ *     pipeline_bytes_min (below that the flush dominates: two small batches, two flushes);
+ *   - a spare segment is preallocated (fallocate, then zero-filled through the ring, in idle
+ *     turns and as credit earned by small batches, because overwriting written blocks makes
+ *     fdatasync cheaper than converting unwritten extents);
  *     an append that would need a segment that cannot be allocated is refused with NO_SPACE
  *     before anything is staged.
  *
@@ -55,9 +58,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-/* Spare zero-fill: one 256 KiB write at a time, when idle. */
-#define ZERO_CHUNK_BYTES        (256u << 10)
-#define SCAN_WINDOW_BYTES       (4u << 20) /* recovery reads 4 MiB at a time (>= 1 GB/s target) */
+/* Spare zero-fill: one 256 KiB write at a time, when idle or earned (zero_submit). */
+#define ZERO_CHUNK_BYTES (256u << 10)
+/* Recovery: pread window when not streaming; bytes per streaming read (8 in flight, read.c);
+ * largest batch the stream serves (twice the default batch_bytes_max; larger ones: pread). */
+#define SCAN_WINDOW_BYTES       (4u << 20)
+#define SCAN_STREAM_BYTES       (1u << 20)
+#define SCAN_SLACK_BYTES        (8u << 20)
 #define SPARE_NAME              "spare.seg.tmp"
 #define OPEN_ZERO_BYTES         (4u << 20) /* head of a segment created at open that is zero-filled */
 #define WRITERS_WAIT_MS_DEFAULT 10000 /* open waits this long for a dead writer's I/O to land */
@@ -199,6 +206,7 @@ static enum tq_err spare_prepare(struct tq_log *log, struct tq_error *error) {
     log->spare_ready = true;
     log->no_space = false;
     log->spare_zeroed = 0;
+    log->zero_credit = 0;
     log->zero_done = log->opt.spare_no_prezero;
     return TQ_OK;
 }
@@ -433,6 +441,11 @@ static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t
     u->dirsync = log->dir_sync_needed && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
     buf->busy = true;
     log->tail_offset += disk;
+    /* A small batch leaves the disk idle for most of its round trip (the flush dominates):
+     * earn as many zero-fill bytes for the spare as it wrote (zero_submit). */
+    if (disk < log->opt.pipeline_bytes_min && log->spare_ready && !log->zero_done) {
+        log->zero_credit += disk;
+    }
     open_next_buf(log);
     return batch_prep_chain(log, ring, u);
 }
@@ -462,14 +475,20 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
 }
 
 /* One zero-fill write (or the final fdatasync) of the spare, if one is due. Only from
- * tq_log_submit when the log is idle (nothing in flight, nothing staged after the caller's
- * turn): zero-filling doubles the bytes written, so under load it would cost more bandwidth
- * than it saves in fdatasync latency (measured: docs/performance-storage.md); a spare that is
- * not fully zeroed is still correct, only its fdatasyncs are slower. */
+ * tq_log_submit, and either when the log is idle (nothing in flight, nothing staged after the
+ * caller's turn) or when small batches have earned it (zero_credit: one zero byte per byte of
+ * batches below pipeline_bytes_min). Large batches earn nothing: they are bandwidth-bound and
+ * zero-filling doubles the bytes written; small ones are flush-bound, the disk has bandwidth to
+ * spare, and their fdatasync is 30-45% faster on written blocks (docs/performance-storage.md).
+ * At 1:1 the spare is zeroed about when the tail is full. A spare that is not fully zeroed is
+ * still correct, only its fdatasyncs are slower. */
 static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     if (!log->spare_ready || log->zero_done || log->zero_inflight) return 0;
-    if (log->unit_count > 0 || log->sync_inflight || log->bufs[log->open_buf].record_count > 0)
-        return 0;
+    bool idle =
+        log->unit_count == 0 && !log->sync_inflight && log->bufs[log->open_buf].record_count == 0;
+    bool earned = !log->sync_inflight && log->zero_credit >= ZERO_CHUNK_BYTES;
+    if (!idle && !earned) return 0;
+    if (!idle) log->zero_credit -= ZERO_CHUNK_BYTES;
     reserve_sqes(ring, 1);
     log->zero_inflight = true;
     if (log->spare_zeroed >= log->opt.segment_bytes_max) {
@@ -492,8 +511,23 @@ static bool sync_due(const struct tq_log *log, uint64_t now) {
            now >= log->last_sync_us + (uint64_t)log->opt.fsync_interval_ms * 1000u;
 }
 
-/* Starts whatever is due: the open batch if a unit slot is free (an interval sync that is due
- * first waits for the batches in flight), then, with allow_zero, a spare zero-fill write. */
+/* Whether the open batch may go out now as far as pipelining goes: when nothing is in flight,
+ * or when it or the batches in flight hold pipeline_bytes_min. Only a small batch behind only
+ * small batches waits (it grows meanwhile): those are bound by the flush, and a second one in
+ * flight would cost a second flush for few records. Behind a large batch one more flush is
+ * hidden by the transfer. */
+static bool pipeline_ok(const struct tq_log *log, const struct tq_batch_buf *buf) {
+    if (log->unit_count == 0 || buf->area_bytes >= log->opt.pipeline_bytes_min) return true;
+    uint64_t inflight_bytes = 0;
+    for (unsigned i = 0; i < log->unit_count; i++) {
+        inflight_bytes += log->units[(log->unit_head + i) % TQ_LOG_UNITS_MAX].bytes;
+    }
+    return inflight_bytes >= log->opt.pipeline_bytes_min;
+}
+
+/* Starts whatever is due: the open batch if a unit slot is free and pipeline_ok (an interval
+ * sync that is due first waits for the batches in flight), then, with allow_zero, a spare
+ * zero-fill write. */
 static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now, bool allow_zero) {
     unsigned n = 0;
     if (!log->sync_inflight) {
@@ -505,7 +539,7 @@ static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now
         if (sync_due(log, now)) {
             if (log->unit_count == 0) n += sync_submit(log, ring);
         } else if (buf->record_count > 0 && log->unit_count < log->units_max &&
-                   !(needs_roll && log->zero_inflight)) {
+                   pipeline_ok(log, buf) && !(needs_roll && log->zero_inflight)) {
             n += batch_submit(log, ring, now);
         }
     }
@@ -935,9 +969,9 @@ static bool block_is_zero(const uint8_t *p, size_t n) {
  * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. Only
  * segment i is looked at when this_seg_only. */
 static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
-                                 bool this_seg_only, uint64_t *durable_max, uint64_t *lsn_max,
-                                 uint64_t *nonzero_end, bool *later_in_seg,
-                                 struct tq_error *error) {
+                                 bool this_seg_only, struct tq_scan_io *scan_io,
+                                 uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
+                                 bool *later_in_seg, struct tq_error *error) {
     *durable_max = 0;
     *lsn_max = 0;
     *nonzero_end = stop->offset;
@@ -950,6 +984,8 @@ static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *sto
         tq_cursor_init(&c, seg);
         uint64_t size = seg_logical_size(seg);
         uint64_t off = stop_seg ? stop->offset : 0;
+        /* the rest of a segment can be tens of MiB of written zeros: read it streaming too */
+        tq_cursor_stream(&c, scan_io, off, size);
         enum tq_err err = TQ_OK;
         while (off < size) {
             const uint8_t *p;
@@ -1025,7 +1061,7 @@ static enum tq_err cut_at(struct tq_log *log, uint32_t seg_index, uint64_t offse
 
 /* Verifies every segment and batch, builds the index. Fills stop on the first bad place. */
 static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, struct scan_stop *stop,
-                            struct tq_error *error) {
+                            struct tq_scan_io *scan_io, struct tq_error *error) {
     uint64_t expected = 0;
     uint64_t chain = 0;
     bool have_chain = false;
@@ -1051,12 +1087,9 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
         uint64_t size = seg_logical_size(seg);
         uint64_t off = 0;
         enum tq_err err = TQ_OK;
-        /* Let the kernel read ahead while we hash: this segment sequentially, the next one
-         * in the background (cold recovery is bound by the disk, not by XXH3). */
-        if (!seg->compressed) (void)posix_fadvise(seg->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        if (i + 1 < log->seg_count && !log->segs[i + 1].compressed) {
-            (void)posix_fadvise(log->segs[i + 1].fd, 0, 0, POSIX_FADV_WILLNEED);
-        }
+        /* Keep several O_DIRECT reads in flight while the windows already read are hashed
+         * (no page-cache copy; cold recovery is bound by the disk, not by XXH3). */
+        tq_cursor_stream(&c, scan_io, 0, size);
         while (off < size) {
             const uint8_t *p;
             size_t avail;
@@ -1092,7 +1125,11 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
                     struct scan_stop probe = {.seg_index = i, .offset = off, .lsn = expected};
                     uint64_t dmax, lmax, nz;
                     bool later;
-                    err = scan_evidence(log, &probe, true, &dmax, &lmax, &nz, &later, error);
+                    /* the probe streams through scan_io: this cursor's reads must be done */
+                    tq_cursor_free(&c);
+                    tq_cursor_init(&c, seg);
+                    err =
+                        scan_evidence(log, &probe, true, scan_io, &dmax, &lmax, &nz, &later, error);
                     if (err != TQ_OK) break;
                     if (!later) break;
                 }
@@ -1139,11 +1176,12 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
 
 /* Decides what a stop means: a torn tail (cut), corruption (refuse) or repair (cut, loudly). */
 static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop,
-                                struct tq_log_recovery *rec, struct tq_error *error) {
+                                struct tq_log_recovery *rec, struct tq_scan_io *scan_io,
+                                struct tq_error *error) {
     uint64_t durable_max, lsn_max, nonzero_end;
     bool later_in_seg;
-    enum tq_err err =
-        scan_evidence(log, stop, false, &durable_max, &lsn_max, &nonzero_end, &later_in_seg, error);
+    enum tq_err err = scan_evidence(log, stop, false, scan_io, &durable_max, &lsn_max, &nonzero_end,
+                                    &later_in_seg, error);
     if (err != TQ_OK) return err;
     const char *path = log->segs[stop->seg_index].path;
     bool clean_end = stop->check == TQ_BATCH_ZERO && stop->seg_index + 1 == log->seg_count &&
@@ -1250,6 +1288,10 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
                             o->segment_bytes_max, TQ_BATCH_ALIGN_BYTES,
                             tq_batch_disk_bytes(o->batch_bytes_max));
     }
+    if (o->pipeline_bytes_min == 0) o->pipeline_bytes_min = TQ_PIPELINE_BYTES_DEFAULT_MIN;
+    /* A full batch must always be allowed to pipeline (after batch_bytes_max is checked). */
+    if (o->pipeline_bytes_min > o->batch_bytes_max / 2)
+        o->pipeline_bytes_min = o->batch_bytes_max / 2;
     if (o->fsync_mode == TQ_FSYNC_INTERVAL && o->fsync_interval_ms == 0) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                             "fsync interval mode needs interval_ms > 0");
@@ -1311,10 +1353,18 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     if (!opt.read_only && (err = writers_wait(log, error)) != TQ_OK) goto fail;
 
     struct scan_stop stop = {0};
-    if ((err = scan_all(log, rec, &stop, error)) != TQ_OK) goto fail;
-    if (stop.stopped) {
+    /* A private ring and buffers for the scan's reads in flight (or plain preads) */
+    struct tq_scan_io scan_io;
+    tq_scan_io_init(&scan_io, SCAN_STREAM_BYTES, SCAN_SLACK_BYTES);
+    scan_io.buffered = opt.buffered_writes;
+    err = scan_all(log, rec, &stop, &scan_io, error);
+    if (err == TQ_OK && stop.stopped) {
         log->next_lsn = stop.lsn;
-        if ((err = recover_stop(log, &stop, rec, error)) != TQ_OK) goto fail;
+        err = recover_stop(log, &stop, rec, &scan_io, error);
+    }
+    tq_scan_io_free(&scan_io);
+    if (err != TQ_OK) goto fail;
+    if (stop.stopped) {
         /* the chain head is the last valid batch's; recompute from the index */
         if (log->ref_count > 0) {
             const struct tq_batch_ref *last = &log->refs[log->ref_count - 1];

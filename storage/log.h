@@ -55,14 +55,21 @@ struct tq_log_options {
     void (*log_line)(void *ctx, const char *line);
     void *log_line_ctx;
     /* Skip zero-filling the preallocated spare segment through the ring (it is fallocated
-     * either way; zero-filling makes each later fdatasync cheaper: docs/performance-storage.md). */
+     * either way; zero-filling, in idle turns and paid for by small batches, makes each later
+     * fdatasync cheaper: docs/log-format.md, "Preallocation"). */
     bool spare_no_prezero;
     /* Batches in flight at once (write+fdatasync chains; acks stay in order, each waits for
      * every earlier batch's fdatasync): 0 = TQ_BATCHES_INFLIGHT_DEFAULT, at most
      * TQ_BATCHES_INFLIGHT_MAX. Each costs one batch buffer (batch_bytes_max). */
     uint32_t batches_inflight_max;
+    /* A batch is submitted while another one is still in flight only if its records fill at
+     * least this many bytes (0 = TQ_PIPELINE_BYTES_DEFAULT_MIN; 1 = any batch). Below it the
+     * fdatasync dominates a batch's cost and a second, concurrent batch means a second flush
+     * for few records; waiting merges them into one (docs/performance-storage.md, 2026-12-03). */
+    uint32_t pipeline_bytes_min;
     /* Write batches through the page cache instead of O_DIRECT (O_DIRECT is used when the
-     * file system supports it: no page-cache copy; docs/performance-storage.md). */
+     * file system supports it: no page-cache copy; docs/performance-storage.md). Recovery then
+     * reads through the page cache too (where such a writer left the log), else O_DIRECT. */
     bool buffered_writes;
     /* How long a writable open waits for another writer's lock on a segment (a killed writer's
      * writes still landing) before failing with TQ_ERR_UNAVAILABLE; 0 = 10000 ms. */
@@ -75,8 +82,13 @@ struct tq_log_options {
 #define TQ_SNAPSHOTS_KEPT_DEFAULT 2u
 #define TQ_SNAPSHOTS_KEPT_MAX     32u
 
-#define TQ_BATCHES_INFLIGHT_DEFAULT 2u
+/* 4 since 2026-12-03: with pipeline_bytes_min keeping small batches from splitting, 4 in flight
+ * was the fastest depth for large records (16-64 KiB x 256 appenders, docs/performance-storage.md);
+ * buffers are allocated on first use, so flush-bound loads still use two. */
+#define TQ_BATCHES_INFLIGHT_DEFAULT 4u
 #define TQ_BATCHES_INFLIGHT_MAX     4u
+/* 512 KiB: the bytes this disk writes (2.2-2.7 GB/s) in the time of one flush (0.15-0.2 ms). */
+#define TQ_PIPELINE_BYTES_DEFAULT_MIN (512u * 1024)
 
 #define TQ_LOG_RING_TAG_DEFAULT 0x4cu /* used when options.ring_tag is 0 */
 

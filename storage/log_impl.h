@@ -60,6 +60,21 @@ struct tq_batch_ref {
     uint32_t reserved;
 };
 
+struct tq_scan_stream; /* read.c */
+
+/* The recovery scan's reads in flight: a private ring and the buffers, shared by the cursors
+ * of one scan (one segment after the other) so they are allocated and faulted in once. */
+#define TQ_SCAN_DEPTH 8u
+struct tq_scan_io {
+    struct io_uring *ring; /* NULL: io_uring unavailable, plain preads */
+    size_t window;         /* bytes per read */
+    size_t slack;          /* largest contiguous request */
+    bool buffered;         /* read through the page cache (options.buffered_writes: the writer
+                            * leaves the log cached there); else O_DIRECT */
+    uint8_t *mem;          /* slack + TQ_SCAN_DEPTH * window bytes, 4 KiB-aligned */
+    size_t mem_bytes;
+};
+
 /* A read window over one segment (plain: pread; compressed: one inflated block). */
 struct tq_seg_cursor {
     const struct tq_seg *seg; /* refreshed from seg_index before use: log->segs may move */
@@ -73,6 +88,9 @@ struct tq_seg_cursor {
     /* compressed: scratch for the frame bytes */
     uint8_t *zbuf;
     size_t zcap;
+    /* Recovery scan of a plain segment: several O_DIRECT reads in flight (read.c); NULL for
+     * every other reader. */
+    struct tq_scan_stream *stream;
 };
 
 struct tq_batch_buf {
@@ -162,6 +180,8 @@ struct tq_log {
     int spare_fd;
     bool spare_ready;
     uint64_t spare_zeroed;
+    uint64_t zero_credit; /* bytes of small batches since the spare was prepared, not yet
+                           * matched by zero-fill writes (zero_submit) */
     bool zero_inflight;
     bool zero_done;
     uint8_t *zero_buf;
@@ -180,6 +200,20 @@ struct tq_log {
 /* read.c */
 void tq_cursor_init(struct tq_seg_cursor *c, const struct tq_seg *seg);
 void tq_cursor_free(struct tq_seg_cursor *c);
+/* Switches a fresh cursor over a plain segment to streaming for a sequential scan from offset
+ * start (the first request) to limit: reads of io->window bytes are kept in flight on io->ring,
+ * through an O_DIRECT descriptor
+ * when the file system takes one, while the caller verifies the bytes already read. The caller
+ * must then ask for offsets that never go backwards and for at most window_bytes at a time;
+ * anything else falls back to plain preads. io is owned by the caller and used by this cursor
+ * only until tq_cursor_free (one streaming cursor per io at a time). No-op (plain preads) if the
+ * segment is compressed. */
+void tq_cursor_stream(struct tq_seg_cursor *c, struct tq_scan_io *io, uint64_t start,
+                      uint64_t limit);
+/* Sets up io for reads of window bytes (a multiple of 4 KiB) and requests of up to slack bytes
+ * (larger ones fall back to pread); on failure io->ring is NULL (plain preads). */
+void tq_scan_io_init(struct tq_scan_io *io, size_t window, size_t slack);
+void tq_scan_io_free(struct tq_scan_io *io);
 /* Makes [offset, offset+want) readable at *p, reading no further than limit (logical bytes).
  * *avail gets the bytes readable at *p (may be < want at the end). TQ_ERR_IO/TQ_ERR_CORRUPT. */
 enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want, uint64_t limit,

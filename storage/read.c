@@ -1,7 +1,8 @@
 /* storage/read.c: readers of the log: segment cursors, read by LSN, iterators.
  *
  * Owns struct tq_seg_cursor (a read window over one segment: pread of large blocks for .seg,
- * one inflated zstd block for .zseg) and struct tq_log_iter. Invariants:
+ * one inflated zstd block for .zseg; for the recovery scan, a stream of O_DIRECT reads kept in
+ * flight on a private ring, struct tq_scan_stream) and struct tq_log_iter. Invariants:
  *   - a reader never returns a record above tq_log_acked_lsn, and never reads past the end of
  *     the last completed write of a segment (bytes_written), so a window never caches bytes of
  *     a batch still in flight;
@@ -16,8 +17,11 @@
 #include "tq_assert.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <liburing.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -26,12 +30,217 @@
 #define READ_WINDOW_BYTES  (1u << 20)  /* iterators: sequential, read ahead 1 MiB */
 #define POINT_WINDOW_BYTES (16u << 10) /* tq_log_read: at least the batch, at least 16 KiB */
 
+/* ==== streaming scan (recovery) ======================================================== */
+
+/* Reads in flight during a recovery scan: TQ_SCAN_DEPTH windows of io->window bytes (8 x 1 MiB),
+ * enough to keep the disk queue busy while the window already read is hashed, and small enough
+ * that the first bytes of a segment arrive early (a segment's reads start together: 4 x 4 MiB
+ * made the first window wait for all four; docs/performance-storage.md, 2026-12-03).
+ *
+ * Memory: [slack][window 0][window 1]...[window DEPTH-1], window k of the segment in slot
+ * k % DEPTH. Consecutive windows are contiguous in memory except at the wrap from the last slot
+ * to the first; only there the unread rest of the region (the start of a batch straddling the
+ * wrap, at most the slack) is copied in front of slot 0. A request larger than the slack falls
+ * back to pread. */
+#define STREAM_DEPTH TQ_SCAN_DEPTH
+
+struct tq_scan_stream {
+    struct io_uring *ring;
+    int fd; /* O_DIRECT descriptor (own), or the segment's fd (not own) */
+    bool fd_own;
+    size_t window;     /* bytes per read, multiple of TQ_BATCH_ALIGN_BYTES */
+    size_t slack;      /* bytes in front of slot 0 */
+    uint8_t *base;     /* slot 0 (the scan's buffer, struct tq_scan_io: not own) */
+    uint64_t limit;    /* logical end: nothing at or past it is returned */
+    uint64_t k_first;  /* lowest window still held (read or in flight) */
+    uint64_t k_end;    /* windows [k_first, k_end) are read and in the region */
+    uint64_t k_submit; /* next window to submit; [k_end, k_submit) in flight or done */
+    int32_t res[STREAM_DEPTH];
+    bool done[STREAM_DEPTH];
+    unsigned inflight;  /* reads whose CQE was not reaped */
+    uint64_t cur_start; /* the region [cur_start, cur_end) is contiguous at cur_p */
+    uint64_t cur_end;
+    uint8_t *cur_p;
+    bool failed; /* the request does not fit the pattern: the caller falls back to pread */
+};
+
+static uint8_t *slot_mem(const struct tq_scan_stream *s, uint64_t k) {
+    return s->base + (size_t)(k % STREAM_DEPTH) * s->window;
+}
+
+static void stream_submit_more(struct tq_scan_stream *s) {
+    unsigned submitted = 0;
+    while (s->k_submit - s->k_first < STREAM_DEPTH && s->k_submit * s->window < s->limit) {
+        uint64_t off = s->k_submit * s->window;
+        uint64_t rest = s->limit - off;
+        size_t len = rest < s->window ? (size_t)rest : s->window;
+        /* O_DIRECT wants whole blocks; past the end of the file a read just comes back short */
+        len = (len + TQ_BATCH_ALIGN_BYTES - 1) & ~(size_t)(TQ_BATCH_ALIGN_BYTES - 1);
+        struct io_uring_sqe *sqe = io_uring_get_sqe(s->ring);
+        if (sqe == NULL) break;
+        io_uring_prep_read(sqe, s->fd, slot_mem(s, s->k_submit), (unsigned)len, off);
+        io_uring_sqe_set_data64(sqe, s->k_submit % STREAM_DEPTH);
+        s->done[s->k_submit % STREAM_DEPTH] = false;
+        s->k_submit++;
+        s->inflight++;
+        submitted++;
+    }
+    if (submitted > 0) io_uring_submit(s->ring);
+}
+
+/* Reaps CQEs until window k's read is done. Returns false on a ring error. */
+static bool stream_wait(struct tq_scan_stream *s, uint64_t k) {
+    unsigned slot = (unsigned)(k % STREAM_DEPTH);
+    while (!s->done[slot]) {
+        TQ_ASSERT(s->inflight > 0);
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_wait_cqe(s->ring, &cqe);
+        if (rc == -EINTR) continue;
+        if (rc < 0) return false;
+        uint64_t done_slot = io_uring_cqe_get_data64(cqe);
+        TQ_ASSERT(done_slot < STREAM_DEPTH);
+        s->res[done_slot] = cqe->res;
+        s->done[done_slot] = true;
+        s->inflight--;
+        io_uring_cqe_seen(s->ring, cqe);
+    }
+    return true;
+}
+
+static void stream_free(struct tq_scan_stream *s) {
+    /* The buffer may be reused only once the kernel is done with it. */
+    while (s->inflight > 0) {
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_wait_cqe(s->ring, &cqe);
+        if (rc == -EINTR) continue;
+        if (rc < 0) tq_fatal("io_uring_wait_cqe (scan): %s", strerror(-rc));
+        s->inflight--;
+        io_uring_cqe_seen(s->ring, cqe);
+    }
+    if (s->fd_own) close(s->fd);
+    tq_free(s, sizeof(*s));
+}
+
+void tq_scan_io_init(struct tq_scan_io *io, size_t window, size_t slack) {
+    TQ_ASSERT(window > 0 && window % TQ_BATCH_ALIGN_BYTES == 0);
+    TQ_ASSERT(slack % TQ_BATCH_ALIGN_BYTES == 0);
+    memset(io, 0, sizeof(*io));
+    io->window = window;
+    io->slack = slack;
+    struct io_uring *ring = tq_xalloc(sizeof(*ring));
+    if (io_uring_queue_init(2 * STREAM_DEPTH, ring, 0) != 0) {
+        tq_free(ring, sizeof(*ring));
+        return;
+    }
+    io->ring = ring;
+    io->mem_bytes = io->slack + STREAM_DEPTH * window;
+    if (posix_memalign((void **)&io->mem, TQ_BATCH_ALIGN_BYTES, io->mem_bytes) != 0) {
+        io->mem = NULL;
+        tq_scan_io_free(io);
+    }
+}
+
+void tq_scan_io_free(struct tq_scan_io *io) {
+    if (io->mem != NULL) free(io->mem);
+    io->mem = NULL;
+    if (io->ring != NULL) {
+        io_uring_queue_exit(io->ring);
+        tq_free(io->ring, sizeof(*io->ring));
+    }
+    io->ring = NULL;
+}
+
+void tq_cursor_stream(struct tq_seg_cursor *c, struct tq_scan_io *io, uint64_t start,
+                      uint64_t limit) {
+    TQ_ASSERT(c->stream == NULL && c->win_len == 0);
+    if (c->seg->compressed || io == NULL || io->ring == NULL || start >= limit) return;
+    struct tq_scan_stream *s = tq_xcalloc(1, sizeof(*s));
+    s->ring = io->ring;
+    s->window = io->window;
+    s->slack = io->slack;
+    s->base = io->mem + io->slack;
+    s->limit = limit;
+    s->k_first = start / s->window;
+    s->k_end = s->k_first;
+    s->k_submit = s->k_first;
+    s->fd = io->buffered ? -1 : open(c->seg->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+    s->fd_own = s->fd >= 0;
+    if (s->fd < 0) s->fd = c->seg->fd; /* no O_DIRECT here (tmpfs): still several in flight */
+    c->stream = s;
+    stream_submit_more(s);
+}
+
+/* Makes [offset, offset+want) contiguous from the stream. Returns TQ_OK with *p, *avail (short
+ * only at the limit), or TQ_ERR_IO; sets s->failed (the caller falls back to pread) when the
+ * request does not fit the pattern (offsets never go back, want <= slack). */
+static enum tq_err stream_get(struct tq_seg_cursor *c, uint64_t offset, size_t want,
+                              const uint8_t **p, size_t *avail, struct tq_error *error) {
+    struct tq_scan_stream *s = c->stream;
+    bool region = s->k_end > s->k_first;
+    if (want > s->slack || want > (STREAM_DEPTH - 1) * s->window ||
+        (region && (offset < s->cur_start || offset > s->cur_end)) ||
+        (!region && (offset < s->k_first * s->window || offset >= (s->k_first + 1) * s->window))) {
+        s->failed = true;
+        return TQ_OK;
+    }
+    for (;;) {
+        if (region && (offset + want <= s->cur_end || s->cur_end >= s->limit)) {
+            *p = s->cur_p + (offset - s->cur_start);
+            *avail = (size_t)(s->cur_end - offset);
+            return TQ_OK;
+        }
+        /* Windows wholly below offset are not needed any more: read further ahead into them. */
+        while (s->k_first < s->k_end && (s->k_first + 1) * s->window <= offset) {
+            s->k_first++;
+        }
+        stream_submit_more(s);
+        uint64_t k = s->k_end;
+        if (k >= s->k_submit || !stream_wait(s, k)) {
+            s->failed = true;
+            return TQ_OK;
+        }
+        int32_t res = s->res[k % STREAM_DEPTH];
+        if (res < 0) {
+            return tq_error_set(error, TQ_ERR_IO, "read %s at offset %" PRIu64 ": %s", c->seg->path,
+                                k * s->window, strerror(-res));
+        }
+        /* A read that ends short of the window (or of the limit, the file size) is not taken
+         * for the end of the file: the pread path re-reads and loops, as for any reader. */
+        uint64_t end = k * s->window + (uint64_t)res;
+        uint64_t expect_end = (k + 1) * s->window < s->limit ? (k + 1) * s->window : s->limit;
+        if (end < expect_end) {
+            s->failed = true;
+            return TQ_OK;
+        }
+        uint8_t *mem = slot_mem(s, k);
+        if (!region) {
+            s->cur_start = k * s->window;
+            s->cur_p = mem;
+        } else if (k % STREAM_DEPTH == 0) {
+            /* The wrap: the rest of the region goes in front of slot 0 (below offset nothing
+             * is needed); every older window is free. */
+            size_t keep = (size_t)(s->cur_end - offset);
+            TQ_ASSERT(keep < want && keep <= s->slack);
+            memmove(mem - keep, s->cur_p + (offset - s->cur_start), keep);
+            s->cur_start = offset;
+            s->cur_p = mem - keep;
+            s->k_first = k;
+        }
+        TQ_ASSERT(s->cur_end == k * s->window || !region);
+        s->k_end = k + 1;
+        region = true;
+        s->cur_end = end < s->limit ? end : s->limit;
+    }
+}
+
 void tq_cursor_init(struct tq_seg_cursor *c, const struct tq_seg *seg) {
     memset(c, 0, sizeof(*c));
     c->seg = seg;
 }
 
 void tq_cursor_free(struct tq_seg_cursor *c) {
+    if (c->stream != NULL) stream_free(c->stream);
+    c->stream = NULL;
     if (c->buf != NULL) tq_free(c->buf, c->cap);
     if (c->zbuf != NULL) tq_free(c->zbuf, c->zcap);
     c->buf = NULL;
@@ -100,6 +309,12 @@ enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want,
                           const uint8_t **p, size_t *avail, struct tq_error *error) {
     TQ_ASSERT(c->seg != NULL);
     TQ_ASSERT(want > 0);
+    if (c->stream != NULL) {
+        enum tq_err err = stream_get(c, offset, want, p, avail, error);
+        if (err != TQ_OK || !c->stream->failed) return err;
+        stream_free(c->stream); /* an unusual request: plain preads from here on */
+        c->stream = NULL;
+    }
     if (c->win_len > 0 && offset >= c->win_offset &&
         (offset + want <= c->win_offset + c->win_len ||
          (c->seg->compressed && offset < c->win_offset + c->win_len))) {

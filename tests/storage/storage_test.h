@@ -78,6 +78,7 @@ static inline struct tq_log_options st_options(const char *dir, struct st_lines 
     o.record_bytes_max = 16 * 1024;
     o.batch_bytes_max = 64 * 1024;
     o.spare_no_prezero = true;
+    o.pipeline_bytes_min = 1; /* small test batches pipeline too (tests: test_log.c) */
     if (lines != NULL) {
         o.log_line = st_line;
         o.log_line_ctx = lines;

@@ -8,6 +8,7 @@
  * after reopen; acked <= next-1 and durable <= acked; errors are the documented codes and leave
  * nothing staged.
  */
+#include "log_impl.h" /* TQ_LOG_OP_ZERO: which CQEs are zero-fill writes */
 #include "storage_test.h"
 
 #include <errno.h>
@@ -394,6 +395,149 @@ static void test_big_batches(void) {
     st_rmtree(dir);
 }
 
+/* The recovery scan's streaming reads (read.c: 8 reads of 1 MiB in flight in a ring that wraps
+ * every 8 MiB, with a copy only at the wrap) over 40 MiB segments of batches up to ~4 MiB, so
+ * batches straddle read and wrap borders many times: the index it builds must match every
+ * record, and a flipped byte far past the first wrap (in a sealed segment) must be refused
+ * naming the file. Then batches of ~12 MiB, larger than the stream serves (8 MiB): the scan
+ * falls back to preads and still verifies everything. */
+static void test_scan_stream(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "stream");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.record_bytes_max = 1024 * 1024;
+    o.batch_bytes_max = 4 * 1024 * 1024;
+    o.segment_bytes_max = 40 * 1024 * 1024;
+    struct tq_log *log;
+    struct tq_log_recovery rec;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    uint64_t n = 0;
+    uint64_t segs[8];
+    while (tq_log_segments(log, segs, 8) < 2) {
+        n += 1 + tq_test_rand_below(&rng, 12);
+        st_fill(log, seed, n + 1, 700 * 1024, 1000); /* one batch per st_fill */
+    }
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, n);
+    TQ_CHECK_GT(rec.bytes_scanned, 40u * 1024 * 1024 - 4u * 1024 * 1024);
+    for (uint64_t lsn = 1; lsn <= n; lsn++)
+        st_check_record(log, seed, lsn, 700 * 1024);
+    tq_log_close(log);
+
+    /* One byte flipped at 21 MiB + 123 of the sealed first segment: past the first wrap (16 MiB).
+     */
+    char paths[8][512];
+    TQ_CHECK_EQ(st_segments(dir, paths, 8), 2);
+    int fd = open(paths[0], O_RDWR);
+    TQ_CHECK_GE(fd, 0);
+    uint8_t b;
+    off_t at = 21 * 1024 * 1024 + 123;
+    TQ_CHECK_EQ(pread(fd, &b, 1, at), 1);
+    b ^= 0x10;
+    TQ_CHECK_EQ(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+    TQ_CHECK_ERR(tq_log_open(&o, &log, &rec, &err), TQ_ERR_CORRUPT, &err);
+    printf("stream scan: %" PRIu64 " records; flipped byte: %s\n", n, err.msg);
+    TQ_CHECK(strstr(err.msg, "00000000000000000001.seg offset ") != NULL);
+    unsigned long long bad_offset = 0;
+    TQ_CHECK_EQ(sscanf(strstr(err.msg, " offset ") + 8, "%llu", &bad_offset), 1);
+    TQ_CHECK_LE(bad_offset, (unsigned long long)at);
+    TQ_CHECK_GT(bad_offset + 4 * 1024 * 1024 + 4096, (unsigned long long)at);
+    st_rmtree(dir);
+
+    st_mkdtemp(dir, sizeof(dir), "stream-big");
+    o = st_options(dir, NULL);
+    o.record_bytes_max = 1024 * 1024;
+    o.batch_bytes_max = 12 * 1024 * 1024;
+    o.segment_bytes_max = 40 * 1024 * 1024;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 61, 1024 * 1024, 1000); /* batches close only when full: ~12 MiB */
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, 60);
+    TQ_CHECK_LE(rec.batches_scanned, 8);
+    for (uint64_t lsn = 1; lsn <= 60; lsn++)
+        st_check_record(log, seed, lsn, 1024 * 1024);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* pipeline_bytes_min: a small batch is not submitted while another is in flight (it waits and
+ * grows), a large one is; and the small batches of a busy loop that is never idle earn the
+ * spare segment its zero-fill (zero_credit), which an idle-only policy never gave it. */
+static void test_pipeline_and_zero_credit(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "pipe");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.pipeline_bytes_min = 16 * 1024;
+    o.spare_no_prezero = false;
+    o.segment_bytes_max = 2 * 1024 * 1024;
+    o.batch_bytes_max = 256 * 1024;
+    o.record_bytes_max = 32 * 1024;
+    o.batches_inflight_max = 2;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
+    static uint8_t buf[64 * 1024];
+    memset(buf, 'p', sizeof(buf));
+    uint64_t lsn;
+    /* batch A (small) goes out at once: nothing is in flight */
+    TQ_CHECK_OK(tq_log_append(log, 1, buf, 100, &lsn, &err), &err);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 2); /* write + fdatasync */
+    /* batch B (small) waits while A is in flight */
+    TQ_CHECK_OK(tq_log_append(log, 1, buf, 100, &lsn, &err), &err);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 0);
+    /* once it holds pipeline_bytes_min it goes out next to A */
+    TQ_CHECK_OK(tq_log_append(log, 1, buf, 20 * 1024, &lsn, &err), &err);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 2);
+    io_uring_submit(&ring);
+    while (!tq_log_idle(log)) {
+        struct io_uring_cqe *cqe;
+        TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+        tq_log_complete(log, &ring, cqe);
+        io_uring_cqe_seen(&ring, cqe);
+    }
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), lsn);
+    /* A busy loop of small batches, never idle (a record is always staged when it submits). */
+    struct tq_log *l = log;
+    uint64_t zero_writes_seen = 0;
+    for (int turn = 0; turn < 400; turn++) {
+        for (int i = 0; i < 4; i++) {
+            if (!tq_log_can_append(l, 1000)) break;
+            TQ_CHECK_OK(tq_log_append(l, 1, buf, 1000, &lsn, &err), &err);
+        }
+        tq_log_submit(l, &ring, 1);
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+            if (((cqe->user_data >> 48) & 0xff) == TQ_LOG_OP_ZERO) zero_writes_seen++;
+            tq_log_complete(l, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    printf("pipeline: %" PRIu64 " zero-fill writes earned by small batches under load\n",
+           zero_writes_seen);
+    TQ_CHECK_GT(zero_writes_seen, 0);
+    while (!tq_log_idle(log)) {
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+            tq_log_complete(log, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    io_uring_queue_exit(&ring);
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), lsn + 1);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
 /* A second writer on the same directory is refused (the first holds its segment's write lock);
  * once the first is closed, it opens and sees everything the first acknowledged. */
 static void test_second_writer(void) {
@@ -433,6 +577,8 @@ int main(void) {
     test_big_batches();
     test_prezero();
     test_second_writer();
+    test_scan_stream();
+    test_pipeline_and_zero_credit();
     printf("test_log: ok\n");
     return 0;
 }
