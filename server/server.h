@@ -184,6 +184,7 @@ struct tq_server {
 
     struct tq_metrics *metrics;
     uint8_t siginfo_buf[128]; /* signalfd read target */
+    int dir_lock_fd;          /* flock on DIR/LOCK for the process's lifetime */
 };
 
 /* Wall clock in ms / µs (CLOCK_REALTIME) and monotonic ms. */

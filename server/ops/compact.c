@@ -681,6 +681,10 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     if (o->retention_ms == 0 && o->archive_dir != NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "--archive needs --retention");
     }
+    /* A live ticketqd (or another writer) holds the directory: refuse at once. */
+    int lock_fd = -1;
+    enum tq_err lerr = tq_log_dir_lock(o->dir, "ticketq compact", &lock_fd, error);
+    if (lerr != TQ_OK) return lerr;
     double t0 = now_seconds();
     r->bytes_before = data_bytes(o->dir);
     struct classify c;
@@ -707,6 +711,7 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     set_free(&c.erase);
     set_free(&c.retain);
     set_free(&c.erased_msgs);
+    tq_log_dir_unlock(lock_fd);
     return err;
 }
 
