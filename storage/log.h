@@ -281,6 +281,11 @@ void tq_log_dir_unlock(int fd);
  * rename, fsync directory). Blocking. */
 TQ_NODISCARD enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob,
                                                size_t len, struct tq_error *error);
+/* The same write for a helper thread that does not own the log: dir is the data directory.
+ * The caller guarantees every record <= lsn is durable and the log stays open meanwhile (its
+ * owner may write other snapshots). Touches no tq_log. */
+TQ_NODISCARD enum tq_err tq_log_snapshot_write_dir(const char *dir, uint64_t lsn, const void *blob,
+                                                   size_t len, struct tq_error *error);
 /* The newest valid snapshot: *blob_out (caller frees with tq_free(blob, len)), its LSN.
  * TQ_ERR_NOT_FOUND if there is none. */
 TQ_NODISCARD enum tq_err tq_log_snapshot_latest(struct tq_log *log, void **blob_out,

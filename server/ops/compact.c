@@ -60,12 +60,7 @@
 
 /* ---- a sorted set of LSNs ------------------------------------------------------------ */
 
-struct lsn_set {
-    uint64_t *lsns;
-    size_t count, cap;
-};
-
-static void set_add(struct lsn_set *s, uint64_t lsn) {
+static void set_add(struct tq_ops_lsn_set *s, uint64_t lsn) {
     if (s->count == s->cap) {
         size_t cap = s->cap == 0 ? 256 : s->cap * 2;
         s->lsns = tq_xrealloc(s->lsns, s->cap * sizeof(uint64_t), cap * sizeof(uint64_t));
@@ -79,7 +74,7 @@ static int u64_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void set_seal(struct lsn_set *s) {
+static void set_seal(struct tq_ops_lsn_set *s) {
     if (s->count == 0) return;
     qsort(s->lsns, s->count, sizeof(uint64_t), u64_cmp);
     size_t kept = 1;
@@ -89,30 +84,34 @@ static void set_seal(struct lsn_set *s) {
     s->count = kept;
 }
 
-static bool set_has(const struct lsn_set *s, uint64_t lsn) {
+static bool set_has(const struct tq_ops_lsn_set *s, uint64_t lsn) {
     return s->count > 0 && bsearch(&lsn, s->lsns, s->count, sizeof(uint64_t), u64_cmp) != NULL;
 }
 
-static void set_free(struct lsn_set *s) {
+static void set_free(struct tq_ops_lsn_set *s) {
     if (s->lsns != NULL) tq_free(s->lsns, s->cap * sizeof(uint64_t));
     memset(s, 0, sizeof(*s));
+}
+
+void tq_ops_lsn_set_free(struct tq_ops_lsn_set *set) {
+    set_free(set);
 }
 
 /* ---- step 2: what to redact ----------------------------------------------------------- */
 
 struct classify {
-    const struct tq_ops_compact_options *o;
+    uint64_t tenant_id;
+    struct tq_ops_lsn_set customers; /* ids of the customers to erase (sorted) */
+    uint64_t retention_ms;
+    uint64_t lsn_max; /* records above it are not looked at (0: all) */
     const struct tq_state *state;
-    struct lsn_set erase, retain; /* retain: retention drops (archived first if asked) */
-    struct lsn_set erased_msgs;   /* LSNs of messages on the erased customers' tickets */
+    struct tq_ops_lsn_set erase, retain; /* retain: retention drops (archived first if asked) */
+    struct tq_ops_lsn_set erased_msgs;   /* LSNs of messages on the erased customers' tickets */
     uint64_t now_ms;              /* latest command time in the log */
 };
 
 static bool erased_customer(const struct classify *c, uint64_t customer_id) {
-    for (uint32_t i = 0; i < c->o->erase_count; i++) {
-        if (c->o->erase_customers[i] == customer_id) return true;
-    }
-    return false;
+    return set_has(&c->customers, customer_id);
 }
 
 /* The customer a command record is about (0: none or unknown), looked up in the rebuilt
@@ -168,6 +167,7 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
             break;
         }
         if (err != TQ_OK) break;
+        if (c->lsn_max != 0 && rec.lsn > c->lsn_max) break;
         if (rec.type != TQ_RECORD_TYPE_CMD || (rec.flags & TQ_RECORD_REDACTED) != 0) continue;
         struct tq_cmd cmd;
         tq_arena_reset(&arena);
@@ -178,7 +178,7 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
             break;
         }
         if (cmd.now_ms > c->now_ms) c->now_ms = cmd.now_ms;
-        if (c->o->erase_count == 0 || cmd.tenant_id != c->o->tenant_id) continue;
+        if (c->customers.count == 0 || cmd.tenant_id != c->tenant_id) continue;
         if (set_has(&c->erased_msgs, rec.lsn)) {
             /* a message on an erased customer's ticket, whoever's identity sent it (after
              * an erasure the sender identity no longer resolves) */
@@ -196,16 +196,16 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
 /* The LSNs of every message on a ticket of an erased customer (inbound ones carry the
  * customer's words even when the sender identity no longer resolves). Ticket ids are dense. */
 static void classify_erased_messages(struct classify *c) {
-    if (c->o->erase_count == 0) return;
+    if (c->customers.count == 0) return;
     struct tq_stats stats;
     tq_state_stats(c->state, 0, &stats);
     struct tq_message_view views[64];
     for (uint64_t tid = 1; tid <= stats.ticket_count; tid++) {
         struct tq_ticket_view tv;
-        if (tq_state_ticket_get(c->state, c->o->tenant_id, tid, &tv) != TQ_OK) continue;
+        if (tq_state_ticket_get(c->state, c->tenant_id, tid, &tv) != TQ_OK) continue;
         if (!erased_customer(c, tv.customer_id)) continue;
         for (uint32_t first = 0;;) {
-            uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
+            uint32_t n = tq_state_ticket_messages(c->state, c->tenant_id, tid, first,
                                                   (uint32_t)TQ_ARRAY_COUNT(views), views);
             for (uint32_t i = 0; i < n; i++)
                 set_add(&c->erased_msgs, views[i].lsn);
@@ -218,17 +218,17 @@ static void classify_erased_messages(struct classify *c) {
 
 /* Messages of the tenant's tickets closed before now - retention. Ticket ids are dense. */
 static void classify_retention(struct classify *c) {
-    if (c->o->retention_ms == 0) return;
-    uint64_t cutoff = c->now_ms > c->o->retention_ms ? c->now_ms - c->o->retention_ms : 0;
+    if (c->retention_ms == 0) return;
+    uint64_t cutoff = c->now_ms > c->retention_ms ? c->now_ms - c->retention_ms : 0;
     struct tq_stats stats;
     tq_state_stats(c->state, 0, &stats);
     struct tq_message_view views[64];
     for (uint64_t tid = 1; tid <= stats.ticket_count; tid++) {
         struct tq_ticket_view tv;
-        if (tq_state_ticket_get(c->state, c->o->tenant_id, tid, &tv) != TQ_OK) continue;
+        if (tq_state_ticket_get(c->state, c->tenant_id, tid, &tv) != TQ_OK) continue;
         if (tv.status != TQ_STATUS_CLOSED || tv.updated_ms >= cutoff) continue;
         for (uint32_t first = 0;;) {
-            uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
+            uint32_t n = tq_state_ticket_messages(c->state, c->tenant_id, tid, first,
                                                   (uint32_t)TQ_ARRAY_COUNT(views), views);
             for (uint32_t i = 0; i < n; i++)
                 set_add(&c->retain, views[i].lsn);
@@ -238,9 +238,59 @@ static void classify_retention(struct classify *c) {
     }
 }
 
+/* The customers of the tenant that the state shows erased (tombstones). Customer ids are
+ * dense. */
+static void classify_erased_in_state(struct classify *c) {
+    struct tq_stats stats;
+    tq_state_stats(c->state, 0, &stats);
+    for (uint64_t id = 1; id <= stats.customer_count; id++) {
+        struct tq_customer_view cv;
+        if (tq_state_customer_get(c->state, c->tenant_id, id, &cv) == TQ_OK && cv.erased &&
+            cv.customer_id == id) {
+            set_add(&c->customers, id);
+        }
+    }
+}
+
+enum tq_err tq_ops_classify(struct tq_log *log, const struct tq_state *state,
+                            const struct tq_ops_classify_options *o,
+                            struct tq_ops_classification *out, struct tq_error *error) {
+    TQ_ASSERT(log != NULL && state != NULL);
+    TQ_ASSERT(o != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    struct classify c;
+    memset(&c, 0, sizeof(c));
+    c.tenant_id = o->tenant_id;
+    c.retention_ms = o->retention_ms;
+    c.lsn_max = o->lsn_max;
+    c.state = state;
+    for (uint32_t i = 0; i < o->erase_count; i++)
+        set_add(&c.customers, o->erase_customers[i]);
+    if (o->erased_in_state) classify_erased_in_state(&c);
+    set_seal(&c.customers);
+    classify_erased_messages(&c);
+    enum tq_err err = o->erase_count > 0 || c.customers.count > 0 || o->retention_ms > 0
+                          ? classify_log(log, &c, error)
+                          : TQ_OK;
+    if (err == TQ_OK) classify_retention(&c);
+    set_seal(&c.erase);
+    set_seal(&c.retain);
+    out->customers = c.customers.count;
+    out->now_ms = c.now_ms;
+    out->erase = c.erase;
+    out->retain = c.retain;
+    set_free(&c.customers);
+    set_free(&c.erased_msgs);
+    if (err != TQ_OK) {
+        set_free(&out->erase);
+        set_free(&out->retain);
+    }
+    return err;
+}
+
 /* Writes the records of set to archive_dir/<first>-<last>.jsonl (payload as hex), durably. */
-static enum tq_err archive_write(struct tq_log *log, const char *archive_dir,
-                                 const struct lsn_set *set, struct tq_error *error) {
+enum tq_err tq_ops_archive_write(struct tq_log *log, const char *archive_dir,
+                                 const struct tq_ops_lsn_set *set, struct tq_error *error) {
     if (set->count == 0) return TQ_OK;
     enum tq_err err = tq_ops_mkdir(archive_dir, error);
     if (err != TQ_OK) return err;
@@ -285,7 +335,7 @@ static enum tq_err archive_write(struct tq_log *log, const char *archive_dir,
 
 struct redact_ctx {
     struct tq_ops_segment *seg;
-    const struct lsn_set *set;
+    const struct tq_ops_lsn_set *set;
     uint64_t redacted;
 };
 
@@ -324,7 +374,7 @@ static enum tq_err redact_batch(void *vctx, const struct tq_ops_batch *batch,
 }
 
 /* Rewrites one segment with the records of set redacted; *redacted_out counts them. */
-static enum tq_err redact_segment(const char *log_dir, const char *name, const struct lsn_set *set,
+static enum tq_err redact_segment(const char *log_dir, const char *name, const struct tq_ops_lsn_set *set,
                                   uint64_t *redacted_out, struct tq_error *error) {
     struct tq_ops_segment seg;
     enum tq_err err = tq_ops_segment_load(log_dir, name, &seg, error);
@@ -498,8 +548,8 @@ static enum tq_err append_erasures(const struct tq_ops_compact_options *o, struc
 /* Deletes every snapshot file of dir/snapshots older than keep_lsn (they may hold an erased
  * customer's name and identities), then fsyncs the directory. The newest one, at keep_lsn, is
  * durable already, so a crash in between leaves it (and perhaps some old ones) in place. */
-static enum tq_err remove_old_snapshots(const char *dir, uint64_t keep_lsn, uint64_t *removed,
-                                        struct tq_error *error) {
+enum tq_err tq_ops_snapshots_remove_older(const char *dir, uint64_t keep_lsn, uint64_t *removed,
+                                          struct tq_error *error) {
     char snap_dir[TQ_OPS_PATH_BYTES_MAX];
     enum tq_err err = tq_ops_path_join(snap_dir, dir, "snapshots", error);
     if (err != TQ_OK) return err;
@@ -525,8 +575,9 @@ static enum tq_err remove_old_snapshots(const char *dir, uint64_t keep_lsn, uint
 }
 
 /* Steps 1 and 2: the LSNs to redact (archived first where asked), the erasures, the snapshot. */
-static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struct classify *c,
-                                   struct tq_ops_compact_result *r, struct tq_error *error) {
+static enum tq_err compact_prepare(const struct tq_ops_compact_options *o,
+                                   struct tq_ops_classification *c, struct tq_ops_compact_result *r,
+                                   struct tq_error *error) {
     struct tq_log *log = NULL;
     enum tq_err err = open_rw(o, &log, error);
     if (err != TQ_OK) return err;
@@ -546,15 +597,14 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
     /* What to redact is decided on the state before the erasures: the identities still
      * resolve there. */
     if (err == TQ_OK) {
-        c->state = state;
-        classify_erased_messages(c);
-        err = classify_log(log, c, error);
+        struct tq_ops_classify_options co = {.tenant_id = o->tenant_id,
+                                             .erase_customers = o->erase_customers,
+                                             .erase_count = o->erase_count,
+                                             .retention_ms = o->retention_ms};
+        err = tq_ops_classify(log, state, &co, c, error);
     }
-    if (err == TQ_OK) classify_retention(c);
-    set_seal(&c->erase);
-    set_seal(&c->retain);
     if (err == TQ_OK && o->archive_dir != NULL) {
-        err = archive_write(log, o->archive_dir, &c->retain, error);
+        err = tq_ops_archive_write(log, o->archive_dir, &c->retain, error);
         if (err == TQ_OK) r->archived_records = c->retain.count;
     }
     if (err == TQ_OK && o->erase_count > 0) {
@@ -568,9 +618,8 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
     if (blob != NULL) tq_free(blob, len);
     r->snapshot_lsn = lsn;
     if (err == TQ_OK && lsn > 0 && o->erase_count > 0) {
-        err = remove_old_snapshots(o->dir, lsn, &r->snapshots_removed, error);
+        err = tq_ops_snapshots_remove_older(o->dir, lsn, &r->snapshots_removed, error);
     }
-    c->state = NULL;
     if (state != NULL) tq_state_free(state);
     tq_log_close(log);
     return err;
@@ -603,7 +652,7 @@ static enum tq_err compact_compress(const struct tq_ops_compact_options *o,
 }
 
 /* The index of the first LSN of set >= first, or set->count. */
-static size_t set_lower_bound(const struct lsn_set *set, uint64_t first) {
+static size_t set_lower_bound(const struct tq_ops_lsn_set *set, uint64_t first) {
     size_t lo = 0, hi = set->count;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -618,7 +667,7 @@ static size_t set_lower_bound(const struct lsn_set *set, uint64_t first) {
 
 /* Step 3a: storage's own erasure primitive, for every sealed uncompressed segment. */
 static enum tq_err redact_with_storage(const struct tq_ops_compact_options *o,
-                                       const struct lsn_set *set, struct tq_ops_compact_result *r,
+                                       const struct tq_ops_lsn_set *set, struct tq_ops_compact_result *r,
                                        struct tq_error *error) {
     struct tq_log *log = NULL;
     enum tq_err err = open_rw(o, &log, error);
@@ -648,7 +697,7 @@ static enum tq_err redact_with_storage(const struct tq_ops_compact_options *o,
  * here with no log open (offline), through storage's decoder. Records already redacted in 3a
  * are skipped, so this only touches what is left. */
 static enum tq_err redact_rest(const struct tq_ops_compact_options *o, const char *log_dir,
-                               const struct lsn_set *set, struct tq_ops_compact_result *r,
+                               const struct tq_ops_lsn_set *set, struct tq_ops_compact_result *r,
                                struct tq_error *error) {
     struct tq_ops_names names;
     enum tq_err err = tq_ops_segment_names(log_dir, &names, error);
@@ -687,11 +736,10 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     if (lerr != TQ_OK) return lerr;
     double t0 = now_seconds();
     r->bytes_before = data_bytes(o->dir);
-    struct classify c;
+    struct tq_ops_classification c;
     memset(&c, 0, sizeof(c));
-    c.o = o;
     enum tq_err err = compact_prepare(o, &c, r, error);
-    struct lsn_set all;
+    struct tq_ops_lsn_set all;
     memset(&all, 0, sizeof(all));
     for (size_t i = 0; i < c.erase.count; i++)
         set_add(&all, c.erase.lsns[i]);
@@ -710,7 +758,6 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     set_free(&all);
     set_free(&c.erase);
     set_free(&c.retain);
-    set_free(&c.erased_msgs);
     tq_log_dir_unlock(lock_fd);
     return err;
 }
