@@ -78,12 +78,16 @@ static uint64_t mono_us(void) {
 
 /* ---- the snapshot step: one small function, the one thing the loop pays for ------------- */
 
-/* Serialises the live state; *lsn_out is the LSN it covers. Requires every staged record to be
- * acknowledged (the caller defers otherwise). The blob is the caller's (tq_free). */
+/* Serialises the live state; *lsn_out is the LSN it covers: the last record of the log, every
+ * one acknowledged (the caller defers otherwise). The last command's events record follows
+ * the command and changes nothing, so the snapshot covers it too, and a log that ends right
+ * there is fully described by the snapshot (replay relies on it). The blob is the caller's
+ * (tq_free). */
 static enum tq_err srv_snapshot_capture(struct tq_server *srv, void **blob_out, size_t *len_out,
                                         uint64_t *lsn_out, struct tq_error *error) {
     TQ_ASSERT(tq_log_acked_lsn(srv->log) >= srv->lsn_staged);
-    *lsn_out = tq_state_lsn(srv->state);
+    TQ_ASSERT(tq_state_lsn(srv->state) <= srv->lsn_staged);
+    *lsn_out = srv->lsn_staged;
     if (*lsn_out == 0) return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION, "nothing to compact");
     return tq_state_serialize(srv->state, blob_out, len_out, error);
 }
