@@ -135,10 +135,19 @@ static enum tq_err classify(struct tq_compaction *c, struct tq_ops_lsn_set *all,
     memset(&opt, 0, sizeof(opt));
     opt.dir = c->dir;
     opt.read_only = true;
+    /* The live writer keeps up to TQ_BATCHES_INFLIGHT_MAX batches in flight, so the tail may
+     * show a batch written after a hole: read-only + repair stops at the first gap instead of
+     * calling it corruption. Everything <= snap_lsn is durable, hence before any gap. */
+    opt.repair = true;
     opt.ring_tag = 1;
     opt.log_line = no_log_line;
     struct tq_log *log = NULL;
     err = tq_log_open(&opt, &log, NULL, error);
+    if (err == TQ_OK && tq_log_acked_lsn(log) < c->snap_lsn) {
+        err = tq_error_set(error, TQ_ERR_INTERNAL,
+                           "the log read back ends at LSN %" PRIu64 ", before the snapshot at %" PRIu64,
+                           tq_log_acked_lsn(log), c->snap_lsn);
+    }
     struct tq_ops_classification cl;
     memset(&cl, 0, sizeof(cl));
     if (err == TQ_OK) {
