@@ -1,17 +1,17 @@
 /* server/compaction.c: online compaction (the Compact and CompactStatus requests).
  *
  * What it does, in order (docs/operations.md, "Online compaction"):
- *   1. on the loop thread, once everything staged is acknowledged: serialise the live state
- *      (srv_snapshot_capture: memory only, the one stall of the loop, measured and reported as
- *      loop_stall_us) at LSN L = the state's last command, and begin a rewrite
+ *   1. on the loop thread, once everything staged is acknowledged: fork a child that writes
+ *      the snapshot of the live state at L = the last record (srv_snapshot_fork, as Redis's
+ *      BGSAVE: the loop pays the fork, reported as loop_stall_us), and begin a rewrite
  *      (tq_log_rewrite_begin) of every sealed, durable segment whose records are all <= L;
- *   2. on a helper thread: write the snapshot at L (tq_log_snapshot_write_dir: temp, fsync,
- *      rename, fsync dir). Only once it is durable does anything else change: from then on
- *      recovery starts at L and never re-applies a record that step 4 redacts;
- *   3. on the helper thread, when erasing or applying retention: deserialise a private copy
- *      of the state from the same blob and open a private read-only handle on the log, and
- *      decide what to redact with the offline compactor's own code (tq_ops_classify), records
- *      <= L only; archive the retention drops first if asked;
+ *   2. on a helper thread: reap the child. Only once its snapshot is durable does anything
+ *      else change: from then on recovery starts at L and never re-applies a record that
+ *      step 4 redacts;
+ *   3. on the helper thread, when erasing or applying retention: open a private read-only
+ *      handle on the log, load that snapshot into a private state, and decide what to redact
+ *      with the offline compactor's own code (tq_ops_classify), records <= L only; archive
+ *      the retention drops first if asked;
  *   4. on the helper thread, segment by segment: tq_log_rewrite_write (read, verify, redact,
  *      zstd, temp file, fsync, rename, fsync dir), paced by the I/O budget; each finished
  *      rewrite is queued for the loop thread, which installs it (tq_log_rewrite_install: the
@@ -19,12 +19,12 @@
  *      the loop's tq_log, tq_state or connections;
  *   5. on the helper thread, when customers were erased: delete every snapshot older than L
  *      (they still hold the erased names and identities).
- * Why a thread and not a forked child (Redis's BGSAVE): the state is serialised on the loop
- * in one pass anyway (a fork would save that pass but copy-on-write the whole heap under a busy
- * ingest, and fork with an io_uring and ASan is fragile), and the expensive part is file I/O
- * and zstd, which a thread does with no copy at all. The storage split (begin / write /
- * install) keeps the segment table owned by the loop: the only shared structure is the small
- * queue below, under one mutex.
+ * Why a child for the snapshot and a thread for the rest: serialising the state on the loop
+ * stalled ingest for 50-700 ms at a million messages (measured, docs/performance-ops.md); a
+ * forked child serialises a copy-on-write image instead, with no lock anywhere. The rewrite
+ * needs no copy of anything (file I/O and zstd), so a plain thread does it, and the storage
+ * split (begin / write / install) keeps the segment table owned by the loop: the only shared
+ * structure is the small queue below, under one mutex.
  * Crash safety: every file change is one atomic rename; the snapshot is durable before the
  * first segment changes; a segment is either its old or its new image (same batches, same
  * hashes). Killed at any point, the server restarts into a state equal to the one it had (the
@@ -34,6 +34,7 @@
 #include "server.h"
 #include "tq_assert.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -41,7 +42,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <dirent.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,12 +54,11 @@ struct tq_compaction {
     char dir[TQ_PATH_BYTES_MAX];
     uint64_t snap_lsn;
     struct tq_state_options state_options;
-    void *blob;
-    size_t blob_len;
+    pid_t snapshot_pid; /* the child writing the snapshot; reaped by the helper */
     struct tq_log_rewrite **rw;
     uint32_t rw_count;
     pthread_t thread;
-    bool thread_live; /* loop thread only */
+    bool thread_live;      /* loop thread only */
     uint32_t rw_installed; /* loop thread only */
     uint64_t start_mono_ms;
     atomic_bool cancel;
@@ -76,20 +76,40 @@ static uint64_t mono_us(void) {
     return tq_mono_us();
 }
 
-/* ---- the snapshot step: one small function, the one thing the loop pays for ------------- */
+/* ---- the snapshot step: one small function, a forked child (as Redis's BGSAVE) ----------- */
 
-/* Serialises the live state; *lsn_out is the LSN it covers: the last record of the log, every
- * one acknowledged (the caller defers otherwise). The last command's events record follows
- * the command and changes nothing, so the snapshot covers it too, and a log that ends right
- * there is fully described by the snapshot (replay relies on it). The blob is the caller's
- * (tq_free). */
-static enum tq_err srv_snapshot_capture(struct tq_server *srv, void **blob_out, size_t *len_out,
-                                        uint64_t *lsn_out, struct tq_error *error) {
+/* Forks a child that serialises the state as of now and writes it as the snapshot at *lsn_out
+ * (the last record of the log, every one acknowledged: the caller defers otherwise; the last
+ * command's events record follows the command and changes nothing, so the snapshot covers it
+ * and a log ending there is fully described by it, which replay relies on). The child closes
+ * every inherited descriptor first (sockets, the ring, the data-directory and segment locks:
+ * a restart after a kill -9 of the parent must not wait for it), writes through
+ * tq_log_snapshot_write_dir (temp, fsync, rename, fsync dir) and _exits 0, or 1 with a line on
+ * stderr. The parent pays only the fork (page tables) and copy-on-write faults meanwhile. */
+static enum tq_err srv_snapshot_fork(struct tq_server *srv, uint64_t *lsn_out, pid_t *pid_out,
+                                     struct tq_error *error) {
     TQ_ASSERT(tq_log_acked_lsn(srv->log) >= srv->lsn_staged);
     TQ_ASSERT(tq_state_lsn(srv->state) <= srv->lsn_staged);
-    *lsn_out = srv->lsn_staged;
-    if (*lsn_out == 0) return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION, "nothing to compact");
-    return tq_state_serialize(srv->state, blob_out, len_out, error);
+    uint64_t lsn = srv->lsn_staged;
+    if (lsn == 0) return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION, "nothing to compact");
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close_range(3, ~0u, 0);
+        void *blob = NULL;
+        size_t len = 0;
+        struct tq_error e;
+        enum tq_err err = tq_state_serialize(srv->state, &blob, &len, &e);
+        if (err == TQ_OK) err = tq_log_snapshot_write_dir(srv->cfg.data_dir, lsn, blob, len, &e);
+        if (err != TQ_OK) fprintf(stderr, "ticketqd: compaction snapshot: %s\n", e.msg);
+        _exit(err == TQ_OK ? 0 : 1);
+    }
+    *lsn_out = lsn;
+    *pid_out = pid;
+    return TQ_OK;
 }
 
 /* ---- the helper thread ------------------------------------------------------------------ */
@@ -129,8 +149,6 @@ static void no_log_line(void *ctx, const char *line) {
 static enum tq_err classify(struct tq_compaction *c, struct tq_ops_lsn_set *all,
                             struct tq_error *error) {
     struct tq_state *state = NULL;
-    enum tq_err err = tq_state_deserialize(c->blob, c->blob_len, &c->state_options, &state, error);
-    if (err != TQ_OK) return err;
     struct tq_log_options opt;
     memset(&opt, 0, sizeof(opt));
     opt.dir = c->dir;
@@ -142,12 +160,26 @@ static enum tq_err classify(struct tq_compaction *c, struct tq_ops_lsn_set *all,
     opt.ring_tag = 1;
     opt.log_line = no_log_line;
     struct tq_log *log = NULL;
-    err = tq_log_open(&opt, &log, NULL, error);
+    enum tq_err err = tq_log_open(&opt, &log, NULL, error);
     if (err == TQ_OK && tq_log_acked_lsn(log) < c->snap_lsn) {
         err = tq_error_set(error, TQ_ERR_INTERNAL,
-                           "the log read back ends at LSN %" PRIu64 ", before the snapshot at %" PRIu64,
+                           "the log read back ends at LSN %" PRIu64
+                           ", before the snapshot at %" PRIu64,
                            tq_log_acked_lsn(log), c->snap_lsn);
     }
+    /* The state to classify against: the snapshot just written (or a newer one another
+     * writer took since: it only knows more erasures). */
+    void *blob = NULL;
+    size_t len = 0;
+    uint64_t snap = 0;
+    if (err == TQ_OK) err = tq_log_snapshot_latest(log, &blob, &len, &snap, error);
+    if (err == TQ_OK && snap < c->snap_lsn) {
+        err = tq_error_set(error, TQ_ERR_INTERNAL,
+                           "the newest snapshot is at LSN %" PRIu64 ", not the one at %" PRIu64,
+                           snap, c->snap_lsn);
+    }
+    if (err == TQ_OK) err = tq_state_deserialize(blob, len, &c->state_options, &state, error);
+    if (blob != NULL) tq_free(blob, len);
     struct tq_ops_classification cl;
     memset(&cl, 0, sizeof(cl));
     if (err == TQ_OK) {
@@ -164,7 +196,7 @@ static enum tq_err classify(struct tq_compaction *c, struct tq_ops_lsn_set *all,
         pthread_mutex_unlock(&c->mu);
     }
     if (log != NULL) tq_log_close(log);
-    tq_state_free(state);
+    if (state != NULL) tq_state_free(state);
     if (err != TQ_OK) return err;
     /* erase + retain, merged (both sorted) */
     all->cap = cl.erase.count + cl.retain.count;
@@ -192,8 +224,17 @@ static enum tq_err classify(struct tq_compaction *c, struct tq_ops_lsn_set *all,
 
 static enum tq_err run(struct tq_compaction *c, struct tq_error *error) {
     set_phase(c, "snapshot");
-    enum tq_err err = tq_log_snapshot_write_dir(c->dir, c->snap_lsn, c->blob, c->blob_len, error);
-    if (err != TQ_OK) return err;
+    int wstatus = 0;
+    pid_t got;
+    do {
+        got = waitpid(c->snapshot_pid, &wstatus, 0);
+    } while (got < 0 && errno == EINTR);
+    c->snapshot_pid = 0;
+    if (got < 0 || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+        return tq_error_set(error, TQ_ERR_IO,
+                            "the snapshot child failed (see the server's log): nothing changed");
+    }
+    enum tq_err err = TQ_OK;
     struct tq_ops_lsn_set all;
     memset(&all, 0, sizeof(all));
     if (c->req.erase || c->req.retention_days > 0) {
@@ -288,9 +329,7 @@ static void compaction_free(struct tq_compaction *c) {
     for (uint32_t i = 0; i < c->rw_count; i++)
         tq_log_rewrite_free(c->rw[i]);
     if (c->rw != NULL) tq_free(c->rw, COMPACTION_SEGMENTS_MAX * sizeof(*c->rw));
-    if (c->blob != NULL) tq_free(c->blob, c->blob_len);
     c->rw = NULL;
-    c->blob = NULL;
     c->rw_count = 0;
 }
 
@@ -317,10 +356,9 @@ enum tq_err tq_compaction_start(struct tq_server *srv, const struct tq_compactio
                             "archive_dir must be an absolute path on the server");
     }
     uint64_t t0 = mono_us();
-    void *blob = NULL;
-    size_t len = 0;
     uint64_t lsn = 0;
-    enum tq_err err = srv_snapshot_capture(srv, &blob, &len, &lsn, error);
+    pid_t pid = 0;
+    enum tq_err err = srv_snapshot_fork(srv, &lsn, &pid, error);
     if (err != TQ_OK) return err;
     uint64_t runs = c->st.runs;
     memset(&c->st, 0, sizeof(c->st));
@@ -329,8 +367,7 @@ enum tq_err tq_compaction_start(struct tq_server *srv, const struct tq_compactio
     snprintf(c->dir, sizeof(c->dir), "%s", srv->cfg.data_dir);
     c->snap_lsn = lsn;
     c->state_options = (struct tq_state_options){.body_bytes_max = srv->cfg.body_max};
-    c->blob = blob;
-    c->blob_len = len;
+    c->snapshot_pid = pid;
     c->rw_count = 0;
     c->rw_installed = 0;
     c->rw_written = 0;
@@ -357,6 +394,7 @@ enum tq_err tq_compaction_start(struct tq_server *srv, const struct tq_compactio
     c->start_mono_ms = tq_mono_ms();
     if (pthread_create(&c->thread, NULL, helper_main, c) != 0) {
         compaction_free(c);
+        (void)waitpid(pid, NULL, 0);
         c->st.running = false;
         return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "cannot start the helper thread");
     }
@@ -396,8 +434,8 @@ bool tq_compaction_poll(struct tq_server *srv) {
     } else {
         fprintf(stderr,
                 "ticketqd: compaction done in %" PRIu64 " ms: snapshot at LSN %" PRIu64
-                ", %u/%u segments rewritten, %" PRIu64 " records redacted, %" PRIu64
-                " -> %" PRIu64 " bytes\n",
+                ", %u/%u segments rewritten, %" PRIu64 " records redacted, %" PRIu64 " -> %" PRIu64
+                " bytes\n",
                 c->st.elapsed_ms, c->st.snapshot_lsn, c->st.segments_rewritten,
                 c->st.segments_total, c->st.records_redacted, c->st.bytes_before,
                 c->st.bytes_after);

@@ -1511,7 +1511,8 @@ static enum tq_err op_compact(struct req *r) {
     q.retention_days = m->has_retention_days ? m->retention_days : 0;
     q.io_bytes_per_sec = m->has_io_bytes_per_sec ? m->io_bytes_per_sec : 0;
     if (q.retention_days > 36500) {
-        return fail(r, TQ_ERR_INVALID_ARGUMENT, "retention_days %u exceeds 36500", q.retention_days);
+        return fail(r, TQ_ERR_INVALID_ARGUMENT, "retention_days %u exceeds 36500",
+                    q.retention_days);
     }
     if (m->archive_dir != NULL && m->archive_dir[0] != '\0') {
         if (strlen(m->archive_dir) >= sizeof(q.archive_dir)) {

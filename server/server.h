@@ -185,8 +185,8 @@ struct tq_server {
     bool stop;
 
     struct tq_metrics *metrics;
-    uint8_t siginfo_buf[128]; /* signalfd read target */
-    int dir_lock_fd;          /* flock on DIR/LOCK for the process's lifetime */
+    uint8_t siginfo_buf[128];         /* signalfd read target */
+    int dir_lock_fd;                  /* flock on DIR/LOCK for the process's lifetime */
     struct tq_compaction *compaction; /* online compaction (compaction.c); NULL until used */
 };
 
@@ -297,8 +297,8 @@ struct tq_compaction_request {
     uint64_t tenant_id; /* erasure and retention are about this tenant */
     bool erase;         /* redact the records of the tenant's erased customers */
     bool compress;
-    uint32_t retention_days; /* 0: none */
-    uint64_t io_bytes_per_sec; /* 0: unlimited */
+    uint32_t retention_days;             /* 0: none */
+    uint64_t io_bytes_per_sec;           /* 0: unlimited */
     char archive_dir[TQ_PATH_BYTES_MAX]; /* "" = none; absolute path on the server */
 };
 

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
@@ -28,12 +27,12 @@ enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
     TQ_ASSERT(dir != NULL && holder != NULL);
     TQ_ASSERT(fd_out != NULL);
     *fd_out = -1;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        return tq_error_set(error, TQ_ERR_IO, "mkdir %s: %s", dir, strerror(errno));
-    }
     char path[4200];
     snprintf(path, sizeof(path), "%s/" TQ_LOG_LOCK_NAME, dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        return tq_error_set(error, TQ_ERR_NOT_FOUND, "no data directory %s", dir);
+    }
     if (fd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;

@@ -266,10 +266,11 @@ size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
 
 #define TQ_LOG_LOCK_NAME "LOCK" /* DIR/LOCK */
 
-/* Takes the exclusive lock of data directory dir (created if missing) for a process that
+/* Takes the exclusive lock of data directory dir (which must exist) for a process that
  * writes it: ticketqd for its lifetime, offline tools that write (compact, restore). holder
  * names the taker in the lock file ("ticketqd"). Never waits: TQ_ERR_UNAVAILABLE with a
- * message naming the directory and the holder when another process has it; TQ_ERR_IO. On
+ * message naming the directory and the holder when another process has it; TQ_ERR_NOT_FOUND
+ * (no such directory); TQ_ERR_IO. On
  * TQ_OK *fd_out holds the lock until tq_log_dir_unlock (or exit). Readers take no lock. */
 TQ_NODISCARD enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
                                          struct tq_error *error);

@@ -241,8 +241,7 @@ static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t
         return err;
     }
     int dfd = open(snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return tq_error_set(error, TQ_ERR_IO, "open %s: %s", snap_dir, strerror(errno));
+    if (dfd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", snap_dir, strerror(errno));
     rc = snap_fsync(log, dfd, snap_dir);
     if (rc < 0) {
         close(dfd);

@@ -35,9 +35,12 @@ static bool parse_bytes(const char *s, uint64_t *out) {
     unsigned long long v = strtoull(s, &end, 10);
     if (end == s) return false;
     uint64_t mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1024, end++;
-    else if (*end == 'M' || *end == 'm') mul = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mul = 1024ull * 1024 * 1024, end++;
+    if (*end == 'K' || *end == 'k')
+        mul = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1024ull * 1024 * 1024, end++;
     if (*end != '\0' || v > UINT64_MAX / mul) return false;
     *out = v * mul;
     return true;
@@ -51,10 +54,10 @@ static void print_summary(const Ticketq__CompactStatusResult *s, bool json) {
                ",\"customers_erased\":%" PRIu64 ",\"snapshots_removed\":%" PRIu64
                ",\"bytes_before\":%" PRIu64 ",\"bytes_after\":%" PRIu64 ",\"io_bytes\":%" PRIu64
                ",\"elapsed_ms\":%" PRIu64 ",\"loop_stall_us\":%" PRIu64 "}\n",
-               s->phase ? s->phase : "", s->snapshot_lsn, s->segments_total,
-               s->segments_rewritten, s->records_redacted, s->records_erased,
-               s->records_retained_out, s->customers_erased, s->snapshots_removed,
-               s->bytes_before, s->bytes_after, s->io_bytes, s->elapsed_ms, s->loop_stall_us);
+               s->phase ? s->phase : "", s->snapshot_lsn, s->segments_total, s->segments_rewritten,
+               s->records_redacted, s->records_erased, s->records_retained_out, s->customers_erased,
+               s->snapshots_removed, s->bytes_before, s->bytes_after, s->io_bytes, s->elapsed_ms,
+               s->loop_stall_us);
         return;
     }
     printf("compact: %s in %.2f s, snapshot at LSN %" PRIu64 " (loop held %.1f ms)\n",
@@ -62,8 +65,8 @@ static void print_summary(const Ticketq__CompactStatusResult *s, bool json) {
            (double)s->loop_stall_us / 1000.0);
     printf("erased: %" PRIu64 " customers, %" PRIu64 " older snapshots removed\n",
            s->customers_erased, s->snapshots_removed);
-    printf("redacted: %" PRIu64 " records (%" PRIu64 " erased, %" PRIu64
-           " past retention, %" PRIu64 " archived)\n",
+    printf("redacted: %" PRIu64 " records (%" PRIu64 " erased, %" PRIu64 " past retention, %" PRIu64
+           " archived)\n",
            s->records_redacted, s->records_erased, s->records_retained_out, s->records_archived);
     printf("segments: %u rewritten of %u sealed; space %" PRIu64 " -> %" PRIu64 " bytes\n",
            s->segments_rewritten, s->segments_total, s->bytes_before, s->bytes_after);

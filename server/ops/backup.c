@@ -611,10 +611,11 @@ enum tq_err tq_ops_restore(const struct tq_ops_restore_options *options, uint64_
     /* A live ticketqd on the target holds its lock: refuse at once, before touching it. */
     int lock_fd = -1;
     bool existed = access(dst, F_OK) == 0;
-    err = tq_log_dir_lock(dst, "ticketq restore", &lock_fd, error);
+    err = tq_ops_mkdir(dst, error);
+    if (err == TQ_OK) err = tq_log_dir_lock(dst, "ticketq restore", &lock_fd, error);
     if (err != TQ_OK) return err;
-    err = restore_locked(options, existed, src_log, src_snap, dst_log, dst_snap, lsn_last_out,
-                         error);
+    err =
+        restore_locked(options, existed, src_log, src_snap, dst_log, dst_snap, lsn_last_out, error);
     tq_log_dir_unlock(lock_fd);
     return err;
 }

@@ -107,7 +107,7 @@ struct classify {
     const struct tq_state *state;
     struct tq_ops_lsn_set erase, retain; /* retain: retention drops (archived first if asked) */
     struct tq_ops_lsn_set erased_msgs;   /* LSNs of messages on the erased customers' tickets */
-    uint64_t now_ms;              /* latest command time in the log */
+    uint64_t now_ms;                     /* latest command time in the log */
 };
 
 static bool erased_customer(const struct classify *c, uint64_t customer_id) {
@@ -374,8 +374,9 @@ static enum tq_err redact_batch(void *vctx, const struct tq_ops_batch *batch,
 }
 
 /* Rewrites one segment with the records of set redacted; *redacted_out counts them. */
-static enum tq_err redact_segment(const char *log_dir, const char *name, const struct tq_ops_lsn_set *set,
-                                  uint64_t *redacted_out, struct tq_error *error) {
+static enum tq_err redact_segment(const char *log_dir, const char *name,
+                                  const struct tq_ops_lsn_set *set, uint64_t *redacted_out,
+                                  struct tq_error *error) {
     struct tq_ops_segment seg;
     enum tq_err err = tq_ops_segment_load(log_dir, name, &seg, error);
     if (err != TQ_OK) return err;
@@ -667,8 +668,8 @@ static size_t set_lower_bound(const struct tq_ops_lsn_set *set, uint64_t first) 
 
 /* Step 3a: storage's own erasure primitive, for every sealed uncompressed segment. */
 static enum tq_err redact_with_storage(const struct tq_ops_compact_options *o,
-                                       const struct tq_ops_lsn_set *set, struct tq_ops_compact_result *r,
-                                       struct tq_error *error) {
+                                       const struct tq_ops_lsn_set *set,
+                                       struct tq_ops_compact_result *r, struct tq_error *error) {
     struct tq_log *log = NULL;
     enum tq_err err = open_rw(o, &log, error);
     if (err != TQ_OK) return err;

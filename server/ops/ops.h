@@ -158,7 +158,7 @@ struct tq_ops_classify_options {
     uint64_t tenant_id;
     const uint64_t *erase_customers; /* customers whose records to redact */
     uint32_t erase_count;
-    bool erased_in_state; /* also every customer of the tenant the state shows erased */
+    bool erased_in_state;  /* also every customer of the tenant the state shows erased */
     uint64_t retention_ms; /* 0: none; else messages of tickets closed longer ago (log time) */
     uint64_t lsn_max;      /* records above it are not looked at; 0: all */
 };
@@ -175,8 +175,7 @@ struct tq_ops_classification {
  * TQ_ERR_CORRUPT (an undecodable command), TQ_ERR_IO. */
 TQ_NODISCARD enum tq_err tq_ops_classify(struct tq_log *log, const struct tq_state *state,
                                          const struct tq_ops_classify_options *options,
-                                         struct tq_ops_classification *out,
-                                         struct tq_error *error);
+                                         struct tq_ops_classification *out, struct tq_error *error);
 /* Writes the records of set to archive_dir/<first>-<last>.jsonl, durably (temp, fsync,
  * rename). TQ_ERR_IO, TQ_ERR_NO_SPACE. */
 TQ_NODISCARD enum tq_err tq_ops_archive_write(struct tq_log *log, const char *archive_dir,

@@ -61,6 +61,7 @@ static uint64_t ingest(struct tq_client *c, const char *from, const char *body, 
                        struct tq_client_ids *ids) {
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__EMAIL;
+    in.customer_name = mut("Vic Timson");
     in.from = mut(from);
     in.body = mut(body);
     in.has_queue_id = true;
@@ -152,6 +153,23 @@ static void check_lock(struct tq_fixture *fx) {
     TQ_CHECK_EQ(ops_sh("%s replay --data %s --jsonl > /dev/null", ops_tool(), fx->dir), 0);
 }
 
+/* CustomerGet: the name into out, returns the number of identities. */
+static size_t customer_get(struct tq_client *c, uint64_t id, char *out, size_t cap) {
+    Ticketq__CustomerGet get = TICKETQ__CUSTOMER_GET__INIT;
+    get.customer_id = id;
+    Ticketq__Request req = TICKETQ__REQUEST__INIT;
+    req.op_case = TICKETQ__REQUEST__OP_CUSTOMER_GET;
+    req.customer_get = &get;
+    Ticketq__Response *r = NULL;
+    OK(tq_client_call(c, &req, &r, &err));
+    TQ_CHECK(r->customer != NULL);
+    TQ_CHECK_UEQ(r->customer->customer_id, id);
+    snprintf(out, cap, "%s", r->customer->name != NULL ? r->customer->name : "");
+    size_t n = r->customer->n_identities;
+    tq_client_response_free(r);
+    return n;
+}
+
 /* Step 3: online erasure. Returns the victim's customer id. */
 static uint64_t check_erase(struct tq_fixture *fx, struct tq_client *c, uint64_t victim,
                             uint64_t queue) {
@@ -161,6 +179,9 @@ static uint64_t check_erase(struct tq_fixture *fx, struct tq_client *c, uint64_t
     struct tq_subscription *sub = NULL;
     OK(tq_client_subscribe(sc, &so, &sub, &err));
     usleep(100 * 1000);
+    char name[64];
+    TQ_CHECK_EQ(customer_get(c, victim, name, sizeof(name)), 1);
+    TQ_CHECK_STR_EQ(name, "Vic Timson");
     TQ_CHECK_ERR(tq_client_customer_erase(c, 987654, &err), TQ_ERR_NOT_FOUND, &err);
     OK(tq_client_customer_erase(c, victim, &err));
     const Ticketq__Event *ev = NULL;
@@ -171,6 +192,9 @@ static uint64_t check_erase(struct tq_fixture *fx, struct tq_client *c, uint64_t
     OK(tq_subscription_close(sub, &err));
     tq_client_close(sc);
     TQ_CHECK_ERR(tq_client_customer_erase(c, victim, &err), TQ_ERR_FAILED_PRECONDITION, &err);
+    /* The tombstone: same id, no name, no identities. */
+    TQ_CHECK_EQ(customer_get(c, victim, name, sizeof(name)), 0);
+    TQ_CHECK_STR_EQ(name, "");
     Ticketq__Response *r = NULL;
     TQ_CHECK_ERR(tq_client_customer_lookup(c, TICKETQ__CHANNEL__EMAIL, VICTIM, &r, &err),
                  TQ_ERR_NOT_FOUND, &err);
