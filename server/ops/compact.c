@@ -30,7 +30,9 @@
  * A .seg and a .zseg of one segment side by side resolve to the .zseg (recovery's rule), i.e.
  * the old image. The snapshot is durable before the first redaction, so the state is always
  * rebuildable: replay shows a tombstone for a redacted record and resumes from the snapshot.
- * Online compaction (while the server appends) is out of scope here: see docs/operations.md.
+ * Online compaction (ticketqd running, server/compaction.c) reuses step 2 through
+ * tq_ops_classify and the storage rewrite of step 3/4 split in begin / write / install; the
+ * data-directory lock keeps this offline tool off a live server's directory.
  * Classification of an inbound message looks at both its sender identity and the ticket its
  * message sits on, so a re-run after a crash that happened between the CUSTOMER_ERASE append
  * and the redaction (the identities are gone from the state by then) still finds the

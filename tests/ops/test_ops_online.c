@@ -16,7 +16,9 @@
  *      .zseg files exist, no file of the data directory holds a byte of the victim's marker,
  *      the rebuilt state's counts equal the live server's Stats, and a restarted server serves
  *      an early message body from a compressed segment;
- *   5. kill -9 during online compaction, TQ_ONLINE_KILL_CYCLES (default 20) times: each cycle
+ *   5. on a pristine copy of the erased-but-uncompacted directory, one compaction to the end:
+ *      the compacted directory rebuilds to the pristine digest and holds no marker byte;
+ *   6. kill -9 during online compaction, TQ_ONLINE_KILL_CYCLES (default 20) times: each cycle
  *      starts from a pristine copy of the erased-but-uncompacted directory, starts ticketqd,
  *      sends Compact (I/O budget) and kills it at a random instant; the directory must verify,
  *      rebuild to the pristine digest (the erasure was logged before), and ticketqd must
@@ -310,6 +312,30 @@ static void check_kill_cycles(const char *pristine, uint64_t *rng) {
     if (env != NULL && atoi(env) > 0) cycles = atoi(env);
     uint8_t want[16];
     digest_of(pristine, want);
+    /* First a run to the end: the compacted directory rebuilds to the same digest. */
+    {
+        struct tq_fixture fx;
+        memset(&fx, 0, sizeof(fx));
+        ops_tmpdir("online-full", fx.dir, sizeof(fx.dir));
+        TQ_CHECK_EQ(ops_sh("cp -a %s/. %s/", pristine, fx.dir), 0);
+        fx.extra_args[0] = "--segment-bytes";
+        fx.extra_args[1] = "8388608";
+        TQ_CHECK_EQ(tq_fixture_start(&fx), 0);
+        struct tq_client *c = connect_admin(&fx, 1);
+        Ticketq__Response *r = NULL;
+        OK(tq_client_compact(c, NULL, &r, &err));
+        tq_client_response_free(r);
+        char phase[32] = "";
+        wait_done(c, phase, sizeof(phase));
+        TQ_CHECK_STR_EQ(phase, "done");
+        tq_client_close(c);
+        TQ_CHECK_EQ(tq_fixture_stop(&fx), 0);
+        uint8_t got[16];
+        digest_of(fx.dir, got);
+        TQ_CHECK_MEM_EQ(got, want, 16);
+        TQ_CHECK(!dir_holds(fx.dir, MARKER));
+        tq_fixture_cleanup(&fx);
+    }
     int killed_mid = 0;
     for (int cycle = 0; cycle < cycles; cycle++) {
         struct tq_fixture fx;
