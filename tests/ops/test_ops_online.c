@@ -18,7 +18,8 @@
  *      an early message body from a compressed segment;
  *   5. on a pristine copy of the erased-but-uncompacted directory, one compaction to the end:
  *      the compacted directory rebuilds to the pristine digest and holds no marker byte;
- *   6. kill -9 during online compaction, TQ_ONLINE_KILL_CYCLES (default 20) times: each cycle
+ *   6. kill -9 during online compaction (every fifth cycle SIGTERM instead: the server cancels
+ *      and joins the helper and exits 0), TQ_ONLINE_KILL_CYCLES (default 20) times: each cycle
  *      starts from a pristine copy of the erased-but-uncompacted directory, starts ticketqd,
  *      sends Compact (I/O budget) and kills it at a random instant; the directory must verify,
  *      rebuild to the pristine digest (the erasure was logged before), and ticketqd must
@@ -352,13 +353,20 @@ static void check_kill_cycles(const char *pristine, uint64_t *rng) {
         Ticketq__Response *r = NULL;
         OK(tq_client_compact(c, &op, &r, &err));
         tq_client_response_free(r);
-        usleep((useconds_t)tq_test_rand_below(rng, 1500) * 1000);
+        /* every third cycle early (the snapshot child, classification), else anywhere */
+        uint64_t delay_ms = tq_test_rand_below(rng, cycle % 3 == 0 ? 40 : 1500);
+        usleep((useconds_t)delay_ms * 1000);
         const Ticketq__CompactStatusResult *s = status(c, &r);
         killed_mid += s->running;
         printf("cycle %d: killed in phase %s, %u/%u segments done\n", cycle, s->phase,
                s->segments_done, s->segments_total);
         tq_client_response_free(r);
-        tq_fixture_kill9(&fx);
+        if (cycle % 5 == 4) {
+            /* a graceful stop instead: the running compaction is cancelled and joined */
+            TQ_CHECK_EQ(tq_fixture_stop(&fx), 0);
+        } else {
+            tq_fixture_kill9(&fx);
+        }
         tq_client_close(c);
         /* old or new layout, never a mix: verify passes and the state is the pristine one */
         int st = -1;
