@@ -778,7 +778,9 @@ static void compact_usage(FILE *out) {
             "  old segments: the erased customers' messages and identities in the log are\n"
             "  physically removed (hash kept: verify still passes and lists them; replay shows\n"
             "  tombstones), messages of tickets closed more than DAYS ago are dropped (or\n"
-            "  archived to DIR first), and sealed segments are zstd-compressed. Crash-safe.\n");
+            "  archived to DIR first), and sealed segments are zstd-compressed. Crash-safe.\n"
+            "  Refused at once while a ticketqd holds DIR (its lock); on a running server use\n"
+            "  `ticketq compact` without --data (online).\n");
 }
 
 static bool parse_ids(const char *list, struct tq_ops_compact_options *o) {

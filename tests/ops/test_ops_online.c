@@ -14,7 +14,8 @@
  *      Compact is FAILED_PRECONDITION, every ingest succeeds, the run ends "done" with
  *      segments rewritten and records redacted; then, with the server stopped: verify passes,
  *      .zseg files exist, no file of the data directory holds a byte of the victim's marker,
- *      the rebuilt state's counts equal the live server's Stats, and a restarted server serves
+ *      the rebuilt state's counts equal the live server's Stats, its digest equals the
+ *      uncompacted copy's state with every later command applied, and a restarted server serves
  *      an early message body from a compressed segment;
  *   5. on a pristine copy of the erased-but-uncompacted directory, one compaction to the end:
  *      the compacted directory rebuilds to the pristine digest and holds no marker byte;
@@ -26,9 +27,12 @@
  *      start on it again. Seeded (TQ_SEED=).
  * Label net (loopback only).
  */
+#include "log.h"
 #include "ops.h"
 #include "ops_testlib.h"
+#include "state.h"
 #include "ticketq.h"
+#include "tq_alloc.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
 
@@ -113,6 +117,50 @@ static const Ticketq__CompactStatusResult *status(struct tq_client *c, Ticketq__
     OK(tq_client_compact_status(c, resp, &err));
     TQ_CHECK((*resp)->compact != NULL);
     return (*resp)->compact;
+}
+
+/* The digest of the pristine directory's state with every command of dir after the pristine
+ * log's end applied: what the compacted dir must rebuild to when traffic went on meanwhile. */
+static void digest_pristine_plus(const char *pristine, const char *dir, uint8_t out[16]) {
+    struct tq_state *state = NULL;
+    struct tq_error e;
+    uint64_t applied = 0;
+    TQ_CHECK_OK(tq_ops_state_at(pristine, UINT64_MAX, &state, &applied, &e), &e);
+    struct tq_log_options o;
+    memset(&o, 0, sizeof(o));
+    o.dir = pristine;
+    o.read_only = true;
+    o.ring_tag = 1;
+    struct tq_log *log = NULL;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &e), &e);
+    uint64_t end = tq_log_acked_lsn(log);
+    tq_log_close(log);
+    o.dir = dir;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &e), &e);
+    struct tq_log_iter *it = NULL;
+    TQ_CHECK_OK(tq_log_iter_open(log, end + 1, &it, &e), &e);
+    struct tq_arena arena;
+    tq_arena_init(&arena, 64 * 1024);
+    uint64_t n = 0;
+    for (;;) {
+        struct tq_log_record rec;
+        enum tq_err rc = tq_log_iter_next(it, &rec, &e);
+        if (rc == TQ_ERR_NOT_FOUND) break;
+        TQ_CHECK_OK(rc, &e);
+        if (rec.type != TQ_RECORD_TYPE_CMD) continue;
+        TQ_CHECK_EQ(rec.flags & TQ_RECORD_REDACTED, 0);
+        struct tq_cmd cmd;
+        tq_arena_reset(&arena);
+        TQ_CHECK_OK(tq_cmd_decode(rec.payload, rec.len, &cmd, &arena, &e), &e);
+        TQ_CHECK_OK(tq_state_apply(state, rec.lsn, &cmd, NULL, NULL, &e), &e);
+        n++;
+    }
+    TQ_CHECK_GE(n, 400); /* the concurrent ingests at least */
+    tq_arena_destroy(&arena);
+    tq_log_iter_close(it);
+    tq_log_close(log);
+    tq_state_digest(state, out);
+    tq_state_free(state);
 }
 
 /* Waits (bounded) until the running compaction ended; returns its phase ("done"...). */
@@ -224,7 +272,7 @@ static uint64_t stats_tickets(struct tq_client *c) {
 
 /* Step 4: online compaction under concurrent ingest. */
 static void check_compact_live(struct tq_fixture *fx, struct tq_client *c, uint64_t queue,
-                               uint64_t early_ticket) {
+                               uint64_t early_ticket, const char *pristine) {
     fflush(stdout);
     fflush(stderr);
     pid_t child = fork();
@@ -276,7 +324,12 @@ static void check_compact_live(struct tq_fixture *fx, struct tq_client *c, uint6
     struct tq_stats st;
     tq_state_stats(state, 1, &st);
     TQ_CHECK_UEQ(st.ticket_count, live_tickets);
+    /* The same state as without compaction: the pristine log + everything after it. */
+    uint8_t got[16], want[16];
+    tq_state_digest(state, got);
     tq_state_free(state);
+    digest_pristine_plus(pristine, fx->dir, want);
+    TQ_CHECK_MEM_EQ(got, want, 16);
 
     /* A restarted server serves an early (compressed) message body. */
     TQ_CHECK_EQ(tq_fixture_start(fx), 0);
@@ -424,7 +477,7 @@ int main(void) {
     TQ_CHECK_EQ(tq_fixture_start(&fx), 0);
     c = connect_admin(&fx, 1);
 
-    check_compact_live(&fx, c, queue, early_ticket);
+    check_compact_live(&fx, c, queue, early_ticket, pristine);
     check_kill_cycles(pristine, &rng);
     ops_rm_rf(pristine);
     tq_fixture_cleanup(&fx);
