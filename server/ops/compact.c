@@ -36,12 +36,16 @@
  * Classification of an inbound message looks at both its sender identity and the ticket its
  * message sits on, so a re-run after a crash that happened between the CUSTOMER_ERASE append
  * and the redaction (the identities are gone from the state by then) still finds the
- * customer's messages, replies, links and ticket edits. Known gap of such a re-run: a
- * CUSTOMER_CREATE record of the erased customer can only be found through its identity, so it
- * stays unredacted (the first, uninterrupted run redacts it).
+ * customer's messages, replies, links and ticket edits. The command that created the customer
+ * (a CUSTOMER_CREATE holding the name) is found through the server's events record after it
+ * (CUSTOMER_CREATED names the id), so a re-run or an online erasure finds it too; only a build
+ * without the events codec (no server) falls back to the identity lookup.
  */
 #include "ops_internal.h"
 
+#ifdef TQ_OPS_EVENTS_CODEC
+#include "events_codec.h"
+#endif
 #include "log.h"
 #include "state.h"
 #include "tq_alloc.h"
@@ -155,12 +159,40 @@ static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd)
     }
 }
 
+#ifdef TQ_OPS_EVENTS_CODEC
+/* An events record (type 2) that says a command created an erased customer: that command (a
+ * CUSTOMER_CREATE holding the name, or the first message) is the customer's. This finds the
+ * creation even once the identities no longer resolve (online erasure, or a re-run after a
+ * crash). Events carry ids only, so the events record itself stays. */
+static void classify_events(struct classify *c, const struct tq_log_record *rec,
+                            struct tq_event *scratch) {
+    uint64_t cmd_lsn = 0;
+    uint32_t count = 0;
+    struct tq_error ignored;
+    if (tq_events_decode(rec->payload, rec->len, &cmd_lsn, scratch, TQ_EVENTS_PER_RECORD_MAX,
+                         &count, &ignored) != TQ_OK) {
+        return; /* unreadable: the command-based rules still apply */
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const struct tq_event *ev = &scratch[i];
+        if (ev->type == TQ_EVENT_CUSTOMER_CREATED && ev->tenant_id == c->tenant_id &&
+            erased_customer(c, ev->customer_id) && cmd_lsn < rec->lsn) {
+            set_add(&c->erase, cmd_lsn);
+        }
+    }
+}
+#endif
+
 static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct tq_error *error) {
     struct tq_log_iter *iter = NULL;
     enum tq_err err = tq_log_iter_open(log, 0, &iter, error);
     if (err != TQ_OK) return err;
     struct tq_arena arena;
     tq_arena_init(&arena, 64 * 1024);
+#ifdef TQ_OPS_EVENTS_CODEC
+    size_t scratch_bytes = TQ_EVENTS_PER_RECORD_MAX * sizeof(struct tq_event);
+    struct tq_event *scratch = tq_xalloc(scratch_bytes);
+#endif
     for (;;) {
         struct tq_log_record rec;
         err = tq_log_iter_next(iter, &rec, error);
@@ -170,6 +202,13 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
         }
         if (err != TQ_OK) break;
         if (c->lsn_max != 0 && rec.lsn > c->lsn_max) break;
+#ifdef TQ_OPS_EVENTS_CODEC
+        if (rec.type == TQ_RECORD_TYPE_EVENTS && (rec.flags & TQ_RECORD_REDACTED) == 0 &&
+            c->customers.count > 0) {
+            classify_events(c, &rec, scratch);
+            continue;
+        }
+#endif
         if (rec.type != TQ_RECORD_TYPE_CMD || (rec.flags & TQ_RECORD_REDACTED) != 0) continue;
         struct tq_cmd cmd;
         tq_arena_reset(&arena);
@@ -190,6 +229,9 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
         uint64_t customer = cmd_customer(c, &cmd);
         if (customer != 0 && erased_customer(c, customer)) set_add(&c->erase, rec.lsn);
     }
+#ifdef TQ_OPS_EVENTS_CODEC
+    tq_free(scratch, scratch_bytes);
+#endif
     tq_arena_destroy(&arena);
     tq_log_iter_close(iter);
     return err;

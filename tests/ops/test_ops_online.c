@@ -46,6 +46,7 @@ static struct tq_error err;
 
 #define VICTIM      "victim@example.com"
 #define MARKER      "VICTIMSECRET"
+#define VICTIM_NAME "Vic Timson"
 #define FILLER_BODY 5000
 
 static char *mut(const char *s) {
@@ -68,7 +69,6 @@ static uint64_t ingest(struct tq_client *c, const char *from, const char *body, 
                        struct tq_client_ids *ids) {
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__EMAIL;
-    in.customer_name = mut("Vic Timson");
     in.from = mut(from);
     in.body = mut(body);
     in.has_queue_id = true;
@@ -232,7 +232,7 @@ static uint64_t check_erase(struct tq_fixture *fx, struct tq_client *c, uint64_t
     usleep(100 * 1000);
     char name[64];
     TQ_CHECK_EQ(customer_get(c, victim, name, sizeof(name)), 1);
-    TQ_CHECK_STR_EQ(name, "Vic Timson");
+    TQ_CHECK_STR_EQ(name, VICTIM_NAME);
     TQ_CHECK_ERR(tq_client_customer_erase(c, 987654, &err), TQ_ERR_NOT_FOUND, &err);
     OK(tq_client_customer_erase(c, victim, &err));
     const Ticketq__Event *ev = NULL;
@@ -317,6 +317,7 @@ static void check_compact_live(struct tq_fixture *fx, struct tq_client *c, uint6
     TQ_CHECK_EQ(ops_sh("%s verify --data %s > /dev/null", ops_tool(), fx->dir), 0);
     TQ_CHECK_EQ(ops_sh("ls %s/log | grep -q zseg", fx->dir), 0);
     TQ_CHECK(!dir_holds(fx->dir, MARKER));
+    TQ_CHECK(!dir_holds(fx->dir, VICTIM_NAME)); /* the CUSTOMER_CREATE record too */
     struct tq_state *state = NULL;
     struct tq_error e;
     uint64_t lsn = 0;
@@ -388,6 +389,7 @@ static void check_kill_cycles(const char *pristine, uint64_t *rng) {
         digest_of(fx.dir, got);
         TQ_CHECK_MEM_EQ(got, want, 16);
         TQ_CHECK(!dir_holds(fx.dir, MARKER));
+        TQ_CHECK(!dir_holds(fx.dir, VICTIM_NAME));
         tq_fixture_cleanup(&fx);
     }
     int killed_mid = 0;
@@ -453,12 +455,25 @@ int main(void) {
     uint64_t early_ticket = 0;
     TQ_CHECK_EQ(filler(c, 0, 1, queue), 0);
     early_ticket = 1;
-    uint64_t victim = 0;
+    /* The victim is created with a name first (a CUSTOMER_CREATE record holding it). */
+    Ticketq__Identity ident = TICKETQ__IDENTITY__INIT;
+    ident.channel = TICKETQ__CHANNEL__EMAIL;
+    ident.external_id = mut(VICTIM);
+    Ticketq__CustomerCreate cc = TICKETQ__CUSTOMER_CREATE__INIT;
+    cc.name = mut(VICTIM_NAME);
+    cc.identity = &ident;
+    Ticketq__Request req = TICKETQ__REQUEST__INIT;
+    req.op_case = TICKETQ__REQUEST__OP_CUSTOMER_CREATE;
+    req.customer_create = &cc;
+    Ticketq__Response *resp = NULL;
+    OK(tq_client_call(c, &req, &resp, &err));
+    uint64_t victim = resp->ids->customer_id;
+    tq_client_response_free(resp);
     for (int i = 0; i < 6; i++) {
         char body[128];
         snprintf(body, sizeof(body), "%s-%d: my address is 12 Secret Lane", MARKER, i);
         ingest(c, VICTIM, body, queue, &ids);
-        victim = ids.customer_id;
+        TQ_CHECK_UEQ(ids.customer_id, victim);
         OK(tq_client_reply(c, ids.ticket_id, MARKER " noted, we will write to Secret Lane", &ids,
                            &err));
     }
@@ -474,6 +489,7 @@ int main(void) {
     TQ_CHECK_EQ(tq_fixture_stop(&fx), 0);
     TQ_CHECK_EQ(ops_sh("cp -a %s/. %s/", fx.dir, pristine), 0);
     TQ_CHECK(dir_holds(pristine, MARKER)); /* the grep below can see it */
+    TQ_CHECK(dir_holds(pristine, VICTIM_NAME));
     TQ_CHECK_EQ(tq_fixture_start(&fx), 0);
     c = connect_admin(&fx, 1);
 
