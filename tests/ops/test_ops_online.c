@@ -5,7 +5,8 @@
  * Method (tests/fixture starts ticketqd with 8 MiB segments):
  *   1. a shop; a victim customer writes early (bodies carry a unique marker), then enough
  *      traffic from others (5 KiB bodies) to seal two segments;
- *   2. the lock: a second ticketqd on the directory and an offline `compact --data` and a
+ *   2. roles: a tenant admin may erase but not compact (PERMISSION_DENIED);
+ *      the lock: a second ticketqd on the directory and an offline `compact --data` and a
  *      `restore` into it are refused at once naming the holder; verify and replay still work;
  *   3. CustomerErase: NOT_FOUND for an unknown id, the identity no longer resolves, a
  *      subscriber receives CUSTOMER_ERASED with the id, erasing again is FAILED_PRECONDITION,
@@ -478,6 +479,20 @@ int main(void) {
                            &err));
     }
     TQ_CHECK_EQ(filler(c, 1, 3600, queue), 0); /* ~18 MiB: two sealed 8 MiB segments */
+
+    /* Roles: a tenant admin may erase (here an unknown id: NOT_FOUND, past the role check)
+     * but not compact; compaction is the server admin's. */
+    char secret[128];
+    OK(tq_client_token_issue(c, TICKETQ__ROLE__TENANT_ADMIN, 0, "ta", secret, sizeof(secret), &ids,
+                             &err));
+    struct tq_client_options to = {.addr = fx.addr, .token = secret, .io_timeout_ms = 60000};
+    struct tq_client *ta = NULL;
+    OK(tq_client_connect(&to, &ta, &err));
+    TQ_CHECK_ERR(tq_client_customer_erase(ta, 987654, &err), TQ_ERR_NOT_FOUND, &err);
+    resp = NULL;
+    TQ_CHECK_ERR(tq_client_compact(ta, NULL, &resp, &err), TQ_ERR_PERMISSION_DENIED, &err);
+    tq_client_response_free(resp);
+    tq_client_close(ta);
 
     check_lock(&fx);
     check_erase(&fx, c, victim, queue);
