@@ -55,8 +55,8 @@ struct tq_compaction {
     uint64_t snap_lsn;
     struct tq_state_options state_options;
     pid_t snapshot_pid; /* the child writing the snapshot; reaped by the helper */
-    struct tq_log_rewrite **rw;
-    uint32_t rw_count;
+    struct tq_log_rewrite **rw; /* rw_cap slots, rw_count used */
+    uint32_t rw_count, rw_cap;
     pthread_t thread;
     bool thread_live;      /* loop thread only */
     uint32_t rw_installed; /* loop thread only */
@@ -328,7 +328,7 @@ static uint64_t data_bytes(const char *dir) {
 static void compaction_free(struct tq_compaction *c) {
     for (uint32_t i = 0; i < c->rw_count; i++)
         tq_log_rewrite_free(c->rw[i]);
-    if (c->rw != NULL) tq_free(c->rw, COMPACTION_SEGMENTS_MAX * sizeof(*c->rw));
+    if (c->rw != NULL) tq_free(c->rw, c->rw_cap * sizeof(*c->rw));
     c->rw = NULL;
     c->rw_count = 0;
 }
@@ -376,7 +376,8 @@ enum tq_err tq_compaction_start(struct tq_server *srv, const struct tq_compactio
     /* The sealed segments the snapshot covers (not the tail, nothing not yet durable). */
     uint64_t *lsns = tq_xalloc(COMPACTION_SEGMENTS_MAX * sizeof(uint64_t));
     size_t n = tq_log_segments(srv->log, lsns, COMPACTION_SEGMENTS_MAX);
-    c->rw = tq_xcalloc(COMPACTION_SEGMENTS_MAX, sizeof(*c->rw));
+    c->rw_cap = n > 0 ? (uint32_t)n : 1;
+    c->rw = tq_xcalloc(c->rw_cap, sizeof(*c->rw));
     for (size_t i = 0; i + 1 < n; i++) {
         if (lsns[i + 1] - 1 > lsn) break;
         struct tq_error ignored;
@@ -385,6 +386,7 @@ enum tq_err tq_compaction_start(struct tq_server *srv, const struct tq_compactio
         }
     }
     tq_free(lsns, COMPACTION_SEGMENTS_MAX * sizeof(uint64_t));
+    TQ_ASSERT(c->rw_count <= c->rw_cap);
     c->st.running = true;
     c->st.snapshot_lsn = lsn;
     c->st.segments_total = c->rw_count;
