@@ -54,7 +54,7 @@ struct tq_compaction {
     char dir[TQ_PATH_BYTES_MAX];
     uint64_t snap_lsn;
     struct tq_state_options state_options;
-    pid_t snapshot_pid; /* the child writing the snapshot; reaped by the helper */
+    pid_t snapshot_pid;         /* the child writing the snapshot; reaped by the helper */
     struct tq_log_rewrite **rw; /* rw_cap slots, rw_count used */
     uint32_t rw_count, rw_cap;
     pthread_t thread;
@@ -446,7 +446,7 @@ bool tq_compaction_poll(struct tq_server *srv) {
     return false;
 }
 
-void tq_compaction_status(struct tq_server *srv, struct tq_compaction_status *out) {
+void tq_compaction_status(const struct tq_server *srv, struct tq_compaction_status *out) {
     struct tq_compaction *c = srv->compaction;
     memset(out, 0, sizeof(*out));
     if (c == NULL) {

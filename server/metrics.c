@@ -212,6 +212,15 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         tq_log_acked_lsn(srv->log));
     put(&t, "# TYPE ticketq_log_staged_lsn gauge\nticketq_log_staged_lsn %" PRIu64 "\n",
         srv->lsn_staged);
+    struct tq_compaction_status cs;
+    tq_compaction_status(srv, &cs);
+    put(&t, "# TYPE ticketq_compaction_running gauge\nticketq_compaction_running %d\n",
+        cs.running ? 1 : 0);
+    put(&t,
+        "# TYPE ticketq_compaction_runs_total counter\nticketq_compaction_runs_total %" PRIu64 "\n",
+        cs.runs);
+    put(&t, "# TYPE ticketq_compaction_io_bytes gauge\nticketq_compaction_io_bytes %" PRIu64 "\n",
+        cs.io_bytes);
     *len_out = t.len;
     /* Shrink-to-fit bookkeeping: callers free with the capacity, so return exact size. */
     char *out = tq_xalloc(t.len ? t.len : 1);

@@ -327,7 +327,7 @@ TQ_NODISCARD enum tq_err tq_compaction_start(struct tq_server *srv,
 /* Once per loop turn: installs rewritten segments, reaps a finished run. True while running. */
 bool tq_compaction_poll(struct tq_server *srv);
 /* The running or the last finished run (phase "idle" if none). */
-void tq_compaction_status(struct tq_server *srv, struct tq_compaction_status *out);
+void tq_compaction_status(const struct tq_server *srv, struct tq_compaction_status *out);
 /* Shutdown: cancels a running compaction, joins the helper, frees everything. */
 void tq_compaction_stop(struct tq_server *srv);
 
