@@ -41,6 +41,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -76,6 +77,15 @@ static uint64_t mono_us(void) {
     return tq_mono_us();
 }
 
+/* The helper and the snapshot child run at a lower CPU priority than the event loop: on a
+ * machine with few cores the scheduler then gives the loop the CPU first (Linux nice is per
+ * thread). Best effort: a failure only loses the preference. */
+#define COMPACTION_NICE 10
+
+static void lower_priority(void) {
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), COMPACTION_NICE);
+}
+
 /* ---- the snapshot step: one small function, a forked child (as Redis's BGSAVE) ----------- */
 
 /* Forks a child that serialises the state as of now and writes it as the snapshot at *lsn_out
@@ -99,6 +109,7 @@ static enum tq_err srv_snapshot_fork(struct tq_server *srv, uint64_t *lsn_out, p
     }
     if (pid == 0) {
         close_range(3, ~0u, 0);
+        lower_priority();
         void *blob = NULL;
         size_t len = 0;
         struct tq_error e;
@@ -283,6 +294,7 @@ static enum tq_err run(struct tq_compaction *c, struct tq_error *error) {
 
 static void *helper_main(void *arg) {
     struct tq_compaction *c = arg;
+    lower_priority();
     struct tq_error error;
     tq_error_clear(&error);
     enum tq_err err = run(c, &error);
