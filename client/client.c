@@ -1014,6 +1014,29 @@ enum tq_err tq_client_customer_merge(struct tq_client *client, uint64_t survivor
     return call_ids(client, &req, NULL, err);
 }
 
+enum tq_err tq_client_customer_erase(struct tq_client *client, uint64_t customer_id,
+                                     struct tq_error *err) {
+    Ticketq__CustomerErase op = TICKETQ__CUSTOMER_ERASE__INIT;
+    op.customer_id = customer_id;
+    REQUEST(req, customer_erase, CUSTOMER_ERASE, &op);
+    return call_ids(client, &req, NULL, err);
+}
+
+enum tq_err tq_client_compact(struct tq_client *client, const Ticketq__Compact *op,
+                              Ticketq__Response **resp_out, struct tq_error *err) {
+    Ticketq__Compact dflt = TICKETQ__COMPACT__INIT;
+    Ticketq__Compact copy = op != NULL ? *op : dflt;
+    REQUEST(req, compact, COMPACT, &copy);
+    return call_resp(client, &req, resp_out, err);
+}
+
+enum tq_err tq_client_compact_status(struct tq_client *client, Ticketq__Response **resp_out,
+                                     struct tq_error *err) {
+    Ticketq__CompactStatus op = TICKETQ__COMPACT_STATUS__INIT;
+    REQUEST(req, compact_status, COMPACT_STATUS, &op);
+    return call_resp(client, &req, resp_out, err);
+}
+
 enum tq_err tq_client_stats(struct tq_client *client, Ticketq__Response **resp_out,
                             struct tq_error *err) {
     Ticketq__Stats op = TICKETQ__STATS__INIT;

@@ -235,6 +235,24 @@ TQ_NODISCARD enum tq_err tq_client_customer_link(struct tq_client *client, uint6
                                                  struct tq_error *err);
 TQ_NODISCARD enum tq_err tq_client_customer_merge(struct tq_client *client, uint64_t survivor_id,
                                                   uint64_t merged_id, struct tq_error *err);
+/* Right to erasure on the running server: the customer keeps its id but loses its name,
+ * language and identities (a CUSTOMER_ERASED event is streamed); the next message from that
+ * sender makes a new customer. The message bodies stay in the log until tq_client_compact
+ * redacts them. TQ_ERR_NOT_FOUND, TQ_ERR_FAILED_PRECONDITION (erased already). Tenant admin,
+ * or server admin with tq_client_set_tenant. */
+TQ_NODISCARD enum tq_err tq_client_customer_erase(struct tq_client *client, uint64_t customer_id,
+                                                  struct tq_error *err);
+/* Online compaction (server admin, tenant from tq_client_set_tenant): starts it and returns at
+ * once; (*resp_out)->compact is the status (phase "snapshot": the snapshot's LSN and the
+ * segment count appear in CompactStatus once it is durable). op may be NULL
+ * (defaults: erase, compress, no retention, no budget). TQ_ERR_FAILED_PRECONDITION while one
+ * runs. Poll tq_client_compact_status until running is false. */
+TQ_NODISCARD enum tq_err tq_client_compact(struct tq_client *client, const Ticketq__Compact *op,
+                                           Ticketq__Response **resp_out, struct tq_error *err);
+/* (*resp_out)->compact: the running or the last finished online compaction. */
+TQ_NODISCARD enum tq_err tq_client_compact_status(struct tq_client *client,
+                                                  Ticketq__Response **resp_out,
+                                                  struct tq_error *err);
 /* (*resp_out)->stats: of the acting tenant (or all tenants for a server admin). */
 TQ_NODISCARD enum tq_err tq_client_stats(struct tq_client *client, Ticketq__Response **resp_out,
                                          struct tq_error *err);

@@ -60,6 +60,9 @@ static const struct tq_auth_rule k_rules[] = {
     R(UNSUBSCRIBE, "unsubscribe", SA | TA | AG | IN, NONE, false, false),
     R(CONSUMER_ACK, "consumer_ack", SA | TA | IN, TENANT, true, false),
     R(SNAPSHOT_NOW, "snapshot_now", SA, NONE, false, false),
+    R(CUSTOMER_ERASE, "customer_erase", SA | TA, TENANT, true, false),
+    R(COMPACT, "compact", SA, TENANT, false, false),
+    R(COMPACT_STATUS, "compact_status", SA, NONE, false, false),
 };
 
 const struct tq_auth_rule *tq_auth_rule(int op) {
@@ -70,7 +73,7 @@ const struct tq_auth_rule *tq_auth_rule(int op) {
 }
 
 const struct tq_auth_rule *tq_auth_rules(uint32_t *count_out) {
-    _Static_assert(TICKETQ__REQUEST__OP_SNAPSHOT_NOW < TQ_AUTH_OP_LIMIT, "per-op arrays");
+    _Static_assert(TICKETQ__REQUEST__OP_COMPACT_STATUS < TQ_AUTH_OP_LIMIT, "per-op arrays");
     *count_out = (uint32_t)TQ_ARRAY_COUNT(k_rules);
     return k_rules;
 }

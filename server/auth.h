@@ -35,7 +35,7 @@ const struct tq_auth_rule *tq_auth_rule(int op);
 /* All rules in op order (for docs and metrics); *count_out rows. */
 const struct tq_auth_rule *tq_auth_rules(uint32_t *count_out);
 /* Largest op case + 1 (size of per-op arrays). */
-#define TQ_AUTH_OP_LIMIT 48
+#define TQ_AUTH_OP_LIMIT 50
 
 /* Hashes a presented token (the exact bytes, prefix included) with SHA-256. */
 void tq_auth_token_hash(const char *token, size_t len, uint8_t hash_out[32]);

@@ -1484,6 +1484,82 @@ static enum tq_err op_snapshot_now(struct req *r) {
     return TQ_OK;
 }
 
+static enum tq_err op_customer_erase(struct req *r) {
+    struct tq_cmd cmd = new_cmd(r, TQ_CMD_CUSTOMER_ERASE);
+    cmd.u.customer_erase.customer_id = r->msg->customer_erase->customer_id;
+    /* apply validates (NOT_FOUND, FAILED_PRECONDITION if erased already) before it mutates */
+    return mutate(r, &cmd, NULL);
+}
+
+static Ticketq__CompactStatusResult *compact_status_of(struct req *r) {
+    struct tq_compaction_status st;
+    tq_compaction_status(r->srv, &st);
+    Ticketq__CompactStatusResult *m = aalloc(r, sizeof(*m));
+    ticketq__compact_status_result__init(m);
+    m->running = st.running;
+    m->phase = tq_arena_memdup(ARENA(r), st.phase, strlen(st.phase) + 1);
+#define SET(field_, value_)                                                                        \
+    do {                                                                                           \
+        m->has_##field_ = true;                                                                    \
+        m->field_ = (value_);                                                                      \
+    } while (0)
+    SET(snapshot_lsn, st.snapshot_lsn);
+    SET(segments_total, st.segments_total);
+    SET(segments_done, st.segments_done);
+    SET(segments_rewritten, st.segments_rewritten);
+    SET(records_redacted, st.records_redacted);
+    SET(records_erased, st.records_erased);
+    SET(records_retained_out, st.records_retained_out);
+    SET(records_archived, st.records_archived);
+    SET(customers_erased, st.customers_erased);
+    SET(snapshots_removed, st.snapshots_removed);
+    SET(bytes_before, st.bytes_before);
+    SET(bytes_after, st.bytes_after);
+    SET(io_bytes, st.io_bytes);
+    SET(elapsed_ms, st.elapsed_ms);
+    SET(loop_stall_us, st.loop_stall_us);
+    SET(runs, st.runs);
+#undef SET
+    if (st.failed) m->error = make_error(ARENA(r), st.error_code, st.error_msg);
+    r->resp->result_case = TICKETQ__RESPONSE__RESULT_COMPACT;
+    r->resp->compact = m;
+    return m;
+}
+
+static enum tq_err op_compact(struct req *r) {
+    const Ticketq__Compact *m = r->msg->compact;
+    if (r->in_batch) return fail(r, TQ_ERR_INVALID_ARGUMENT, "Compact cannot be batched");
+    struct tq_compaction_request q;
+    memset(&q, 0, sizeof(q));
+    q.tenant_id = r->tenant_id;
+    q.erase = m->has_erase ? m->erase : true;
+    q.compress = m->has_compress ? m->compress : true;
+    q.retention_days = m->has_retention_days ? m->retention_days : 0;
+    q.io_bytes_per_sec = m->has_io_bytes_per_sec ? m->io_bytes_per_sec : 0;
+    if (q.retention_days > 36500) {
+        return fail(r, TQ_ERR_INVALID_ARGUMENT, "retention_days %u exceeds 36500",
+                    q.retention_days);
+    }
+    if (m->archive_dir != NULL && m->archive_dir[0] != '\0') {
+        if (strlen(m->archive_dir) >= sizeof(q.archive_dir)) {
+            return fail(r, TQ_ERR_INVALID_ARGUMENT, "archive_dir longer than %zu bytes",
+                        sizeof(q.archive_dir) - 1);
+        }
+        snprintf(q.archive_dir, sizeof(q.archive_dir), "%s", m->archive_dir);
+    }
+    struct tq_error error;
+    tq_error_clear(&error);
+    /* Answered at once (phase "snapshot"); the snapshot's LSN shows in CompactStatus. */
+    if (tq_compaction_start(r->srv, &q, &error) != TQ_OK) return fail_err(r, &error);
+    (void)compact_status_of(r);
+    return TQ_OK;
+}
+
+static enum tq_err op_compact_status(struct req *r) {
+    (void)compact_status_of(r);
+    return TQ_OK;
+}
+
 static enum tq_err op_auth(struct req *r) {
     const char *token = r->msg->auth->token;
     size_t len = token ? strnlen(token, TQ_AUTH_TOKEN_BYTES_MAX + 1) : 0;
@@ -1639,6 +1715,9 @@ static enum tq_err handle(struct req *r) {
     case TICKETQ__REQUEST__OP_UNSUBSCRIBE: return op_unsubscribe(r);
     case TICKETQ__REQUEST__OP_CONSUMER_ACK: return op_consumer_ack(r);
     case TICKETQ__REQUEST__OP_SNAPSHOT_NOW: return op_snapshot_now(r);
+    case TICKETQ__REQUEST__OP_CUSTOMER_ERASE: return op_customer_erase(r);
+    case TICKETQ__REQUEST__OP_COMPACT: return op_compact(r);
+    case TICKETQ__REQUEST__OP_COMPACT_STATUS: return op_compact_status(r);
     case TICKETQ__REQUEST__OP_AUTH:
     case TICKETQ__REQUEST__OP__NOT_SET:
     default: break;

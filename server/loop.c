@@ -875,6 +875,7 @@ int tq_loop_run(struct tq_server *srv) {
         tq_dispatch_prune_staged(srv, acked);
         tq_snapshot_turn(srv, acked); /* may fork: after the commit, before the sends */
         busy = tq_sub_pump(srv, acked);
+        (void)tq_compaction_poll(srv);
         uint64_t mono_us = tq_mono_us();
         busy |= flush_conns(srv, acked, mono_us);
         uint64_t now_mono = mono_us / 1000;
@@ -889,6 +890,7 @@ int tq_loop_run(struct tq_server *srv) {
         if (srv->draining && (drained(srv) || now_mono > srv->drain_deadline_ms)) srv->stop = true;
     }
     tq_snapshot_shutdown(srv);
+    tq_compaction_stop(srv);
     shutdown_conns(srv);
     return 0;
 }

@@ -2,7 +2,9 @@
  *
  * Startup order matters for durability and for the test fixture:
  *   1. options (exit 2 on a bad one);
- *   2. the io_uring ring (the log's write path plugs into it);
+ *   2. the data-directory lock (DIR/LOCK, flock, never waits: a second ticketqd or an offline
+ *      compact/restore on the same directory is refused with a message naming the holder),
+ *      then the io_uring ring (the log's write path plugs into it);
  *   3. the log: tq_log_open verifies checksums and the hash chain; corruption refuses to start
  *      with the storage error naming file, offset and LSN (exit 1);
  *   4. the state: newest snapshot, then every command record after it, applied in LSN order;
@@ -413,6 +415,7 @@ static void server_free(struct tq_server *srv) {
     if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
     tq_free(srv->conns, srv->conn_cap * sizeof(*srv->conns));
     tq_metrics_free(srv->metrics);
+    tq_log_dir_unlock(srv->dir_lock_fd);
 }
 
 int main(int argc, char **argv) {
@@ -433,9 +436,17 @@ int main(int argc, char **argv) {
     sigaddset(&mask, SIGINT);
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
     srv->listen_fds[0] = srv->listen_fds[1] = srv->metrics_fd = srv->signal_fd = -1;
+    srv->dir_lock_fd = -1;
 
     if (mkdir(srv->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "ticketqd: --data %s: %s\n", srv->cfg.data_dir, strerror(errno));
+        return 1;
+    }
+    /* One writer per data directory: a second ticketqd, or an offline compact/restore, is
+     * refused at once (the lock lives as long as this process, kill -9 included). */
+    struct tq_error lock_error;
+    if (tq_log_dir_lock(srv->cfg.data_dir, "ticketqd", &srv->dir_lock_fd, &lock_error) != TQ_OK) {
+        fprintf(stderr, "ticketqd: %s\n", lock_error.msg);
         return 1;
     }
     rc = io_uring_queue_init(TQ_RING_ENTRIES, &srv->ring, 0);

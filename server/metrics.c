@@ -238,6 +238,15 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         ss.written, ss.failed, ss.last_lsn, (double)ss.last_duration_us / 1e6,
         (double)ss.last_fork_us / 1e6, (double)ss.last_barrier_us / 1e6, ss.last_bytes,
         ss.running ? 1 : 0);
+    struct tq_compaction_status cs;
+    tq_compaction_status(srv, &cs);
+    put(&t, "# TYPE ticketq_compaction_running gauge\nticketq_compaction_running %d\n",
+        cs.running ? 1 : 0);
+    put(&t,
+        "# TYPE ticketq_compaction_runs_total counter\nticketq_compaction_runs_total %" PRIu64 "\n",
+        cs.runs);
+    put(&t, "# TYPE ticketq_compaction_io_bytes gauge\nticketq_compaction_io_bytes %" PRIu64 "\n",
+        cs.io_bytes);
     *len_out = t.len;
     /* Shrink-to-fit bookkeeping: callers free with the capacity, so return exact size. */
     char *out = tq_xalloc(t.len ? t.len : 1);

@@ -4,6 +4,7 @@
 set(TQ_SERVER_DIR ${CMAKE_CURRENT_LIST_DIR})
 add_library(tq_server_core STATIC
   ${TQ_SERVER_DIR}/auth.c
+  ${TQ_SERVER_DIR}/compaction.c
   ${TQ_SERVER_DIR}/config.c
   ${TQ_SERVER_DIR}/conn.c
   ${TQ_SERVER_DIR}/dispatch.c
@@ -18,8 +19,9 @@ add_library(tq_server_core STATIC
 get_filename_component(TQ_SERVER_ROOT ${TQ_SERVER_DIR} DIRECTORY)
 target_include_directories(tq_server_core PUBLIC ${TQ_SERVER_DIR} ${TQ_SERVER_ROOT})
 target_compile_options(tq_server_core PRIVATE ${TQ_WARNINGS})
+find_package(Threads REQUIRED) # online compaction's helper thread
 target_link_libraries(tq_server_core PUBLIC tq_state tq_storage tq_proto PkgConfig::URING
-                      tq_common)
+                      tq_common Threads::Threads)
 # The events record and the hash are byte-layout code.
 set_source_files_properties(${TQ_SERVER_DIR}/events_codec.c ${TQ_SERVER_DIR}/sha256.c
                             ${TQ_SERVER_DIR}/respenc.c ${TQ_SERVER_DIR}/reqdec.c

@@ -9,6 +9,7 @@
  *   subscribe.c  Subscribe: catch-up from the log, live events, slow-subscriber fallback
  *   metrics.c    Prometheus text at GET /metrics
  *   snapshot.c   background snapshots: barrier, fork, the child writes, reap (snapshot.h)
+ *   compaction.c online compaction: snapshot on the loop, segment rewrites on a helper thread
  *   config.c     options; sha256.c tokens; events_codec.c the events log record
  *   reqdec.c     fast decoder for Ingest / Batch-of-Ingest requests (else protobuf-c)
  *   respenc.c    fast encoder for id/error/ids/batch responses (else protobuf-c)
@@ -33,6 +34,7 @@
 
 struct tq_metrics;
 struct tq_snapshotter;
+struct tq_compaction;
 
 /* ---- sessions and subscriptions ------------------------------------------------------- */
 
@@ -190,8 +192,10 @@ struct tq_server {
     bool stop;
 
     struct tq_metrics *metrics;
-    struct tq_snapshotter *snap; /* background snapshots (snapshot.c); NULL: not set up */
-    uint8_t siginfo_buf[128];    /* signalfd read target */
+    struct tq_snapshotter *snap;      /* background snapshots (snapshot.c); NULL: not set up */
+    uint8_t siginfo_buf[128];         /* signalfd read target */
+    int dir_lock_fd;                  /* flock on DIR/LOCK for the process's lifetime */
+    struct tq_compaction *compaction; /* online compaction (compaction.c); NULL until used */
 };
 
 /* Wall clock in ms / µs (CLOCK_REALTIME) and monotonic ms. */
@@ -292,6 +296,48 @@ void tq_sub_stage_events(struct tq_server *srv, const struct tq_event *events, u
 bool tq_sub_pump(struct tq_server *srv, uint64_t acked_lsn);
 /* True if the event passes the subscription's filters. */
 bool tq_sub_matches(const struct tq_sub *sub, const struct tq_event *event);
+
+/* ---- compaction.c: online compaction ------------------------------------------------------ */
+
+#define TQ_PATH_BYTES_MAX 1024 /* archive_dir and the data directory's path */
+
+struct tq_compaction_request {
+    uint64_t tenant_id; /* erasure and retention are about this tenant */
+    bool erase;         /* redact the records of the tenant's erased customers */
+    bool compress;
+    uint32_t retention_days;             /* 0: none */
+    uint64_t io_bytes_per_sec;           /* 0: unlimited */
+    char archive_dir[TQ_PATH_BYTES_MAX]; /* "" = none; absolute path on the server */
+};
+
+struct tq_compaction_status {
+    bool running;
+    char phase[16]; /* idle, snapshot, classify, rewrite, snapshots, done, failed */
+    uint64_t snapshot_lsn;
+    uint32_t segments_total, segments_done, segments_rewritten;
+    uint64_t records_redacted, records_erased, records_retained_out, records_archived;
+    uint64_t customers_erased, snapshots_removed;
+    uint64_t bytes_before, bytes_after, io_bytes;
+    uint64_t elapsed_ms, loop_stall_us;
+    bool failed;
+    enum tq_err error_code;
+    char error_msg[TQ_ERROR_MSG_BYTES_MAX];
+    uint64_t runs; /* finished since start */
+};
+
+/* Starts an online compaction (loop thread; every staged record must be acknowledged): takes
+ * the snapshot of the live state and hands the rest to a helper thread. Returns
+ * TQ_ERR_FAILED_PRECONDITION (one is running; nothing to compact), TQ_ERR_INVALID_ARGUMENT,
+ * TQ_ERR_RESOURCE_EXHAUSTED. */
+TQ_NODISCARD enum tq_err tq_compaction_start(struct tq_server *srv,
+                                             const struct tq_compaction_request *request,
+                                             struct tq_error *error);
+/* Once per loop turn: installs rewritten segments, reaps a finished run. True while running. */
+bool tq_compaction_poll(struct tq_server *srv);
+/* The running or the last finished run (phase "idle" if none). */
+void tq_compaction_status(const struct tq_server *srv, struct tq_compaction_status *out);
+/* Shutdown: cancels a running compaction, joins the helper, frees everything. */
+void tq_compaction_stop(struct tq_server *srv);
 
 /* ---- metrics.c --------------------------------------------------------------------------- */
 

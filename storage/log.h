@@ -231,8 +231,68 @@ TQ_NODISCARD enum tq_err tq_log_redact_segment(struct tq_log *log, uint64_t segm
                                                const uint64_t *lsns, size_t count,
                                                uint64_t *redacted_out, struct tq_error *error);
 
+/* The same rewrite split in three for a helper thread (storage/rewrite.c). Redaction and
+ * compression of one sealed segment in one pass:
+ *   tq_log_rewrite_begin   on the thread that owns the log: captures the segment (path, size,
+ *                          LSN range, form). TQ_ERR_NOT_FOUND, TQ_ERR_FAILED_PRECONDITION (the
+ *                          tail, records not yet durable, read-only log, empty segment).
+ *   tq_log_rewrite_write   on any thread, touching no state of the log: reads the segment by
+ *                          its own descriptor, verifies every batch, redacts the listed LSNs
+ *                          (sorted ascending), writes the new image (a .zseg when compress is
+ *                          set or the segment was one already) to a temp file, fsync, rename,
+ *                          fsync dir (and removes a replaced .seg). Nothing is written when
+ *                          nothing changes (stats->rewritten false). The log keeps reading the
+ *                          old inode (same batches, same hashes) until install. Returns
+ *                          TQ_ERR_CORRUPT, TQ_ERR_IO, TQ_ERR_NO_SPACE, TQ_ERR_RESOURCE_EXHAUSTED;
+ *                          a failed directory fsync after the rename is fail-stop.
+ *   tq_log_rewrite_install on the owning thread: switches the segment table entry to the new
+ *                          file and drops cached reads of it. No-op if nothing was written.
+ * The caller guarantees one rewrite per segment at a time and frees every rewrite. */
+struct tq_log_rewrite;
+struct tq_log_rewrite_options {
+    const uint64_t *lsns; /* records to redact, sorted ascending (others ignored) */
+    size_t count;
+    bool compress; /* write a .zseg */
+    /* Called after every chunk (<= 1 MiB) read or written, on the writing thread: an I/O
+     * budget sleeps here. May be NULL. */
+    void (*io_done)(void *ctx, uint64_t bytes);
+    void *io_ctx;
+};
+struct tq_log_rewrite_stats {
+    bool rewritten;            /* a new image replaced the segment on disk */
+    uint64_t records_redacted; /* records newly redacted */
+    uint64_t bytes_read, bytes_written;
+    uint64_t raw_bytes;     /* logical bytes of the segment */
+    uint64_t payload_bytes; /* record payload bytes in it (after redaction) */
+    uint64_t bytes_after;   /* size of the new file */
+    uint32_t blocks;        /* zstd blocks of the new .zseg */
+};
+TQ_NODISCARD enum tq_err tq_log_rewrite_begin(struct tq_log *log, uint64_t segment_lsn,
+                                              struct tq_log_rewrite **rw_out,
+                                              struct tq_error *error);
+TQ_NODISCARD enum tq_err tq_log_rewrite_write(struct tq_log_rewrite *rw,
+                                              const struct tq_log_rewrite_options *options,
+                                              struct tq_log_rewrite_stats *stats,
+                                              struct tq_error *error);
+void tq_log_rewrite_install(struct tq_log *log, struct tq_log_rewrite *rw);
+void tq_log_rewrite_free(struct tq_log_rewrite *rw);
+
 /* First LSN of every segment, oldest first: up to cap values into lsns; returns the count. */
 size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
+
+/* ---- the data-directory lock (storage/dirlock.c) ----------------------------------------- */
+
+#define TQ_LOG_LOCK_NAME "LOCK" /* DIR/LOCK */
+
+/* Takes the exclusive lock of data directory dir (which must exist) for a process that
+ * writes it: ticketqd for its lifetime, offline tools that write (compact, restore). holder
+ * names the taker in the lock file ("ticketqd"). Never waits: TQ_ERR_UNAVAILABLE with a
+ * message naming the directory and the holder when another process has it; TQ_ERR_NOT_FOUND
+ * (no such directory); TQ_ERR_IO. On
+ * TQ_OK *fd_out holds the lock until tq_log_dir_unlock (or exit). Readers take no lock. */
+TQ_NODISCARD enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
+                                         struct tq_error *error);
+void tq_log_dir_unlock(int fd);
 
 /* ---- snapshots ------------------------------------------------------------------------- */
 

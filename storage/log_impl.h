@@ -84,6 +84,9 @@ struct tq_seg_cursor {
     size_t cap;
     uint64_t win_offset;
     size_t win_len;
+    /* The window is one inflated block (whole batches). Kept per window, not read from seg:
+     * online compaction may turn the segment into a .zseg while a plain window is cached. */
+    bool win_whole_batches;
     size_t window_bytes; /* plain segments: bytes read per refill (0: 1 MiB) */
     /* compressed: scratch for the frame bytes */
     uint8_t *zbuf;

@@ -302,6 +302,7 @@ static enum tq_err cursor_fill_z(struct tq_seg_cursor *c, uint64_t offset, struc
     }
     c->win_offset = b->raw_offset;
     c->win_len = b->raw_bytes;
+    c->win_whole_batches = true;
     return TQ_OK;
 }
 
@@ -317,7 +318,7 @@ enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want,
     }
     if (c->win_len > 0 && offset >= c->win_offset &&
         (offset + want <= c->win_offset + c->win_len ||
-         (c->seg->compressed && offset < c->win_offset + c->win_len))) {
+         (c->win_whole_batches && offset < c->win_offset + c->win_len))) {
         *p = c->buf + (offset - c->win_offset);
         *avail = (size_t)(c->win_offset + c->win_len - offset);
         return TQ_OK;
@@ -348,6 +349,7 @@ enum tq_err tq_cursor_get(struct tq_seg_cursor *c, uint64_t offset, size_t want,
         }
         c->win_offset = offset;
         c->win_len = done;
+        c->win_whole_batches = false;
     }
     if (offset < c->win_offset || offset >= c->win_offset + c->win_len) {
         *p = c->buf;

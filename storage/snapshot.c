@@ -182,22 +182,22 @@ static uint64_t wall_us(void) {
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob, size_t len,
-                                  struct tq_error *error) {
-    if (log->opt.read_only) {
-        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
-    }
-    if (lsn == 0 || lsn > tq_log_acked_lsn(log)) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
-                            "snapshot lsn %" PRIu64 " is not acknowledged (acked %" PRIu64 ")", lsn,
-                            tq_log_acked_lsn(log));
-    }
-    if (len > 0 && blob == NULL) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
-    }
+/* fsync through the log's fault seam when there is a log, plain otherwise. */
+static int snap_fsync(struct tq_log *log, int fd, const char *path) {
+    return tq_log_blocking_fsync(log, fd, path);
+}
+
+static void snap_path_in(const char *snap_dir, uint64_t lsn, const char *suffix, char *out,
+                         size_t cap) {
+    snprintf(out, cap, "%s/%020" PRIu64 ".snap%s", snap_dir, lsn, suffix);
+}
+
+/* The write itself, into snap_dir. */
+static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t lsn,
+                              const void *blob, size_t len, struct tq_error *error) {
     char tmp[4096], final[4096];
-    snap_path(log, lsn, ".tmp", tmp, sizeof(tmp));
-    snap_path(log, lsn, "", final, sizeof(final));
+    snap_path_in(snap_dir, lsn, ".tmp", tmp, sizeof(tmp));
+    snap_path_in(snap_dir, lsn, "", final, sizeof(final));
     struct snap_header h = {
         .magic = TQ_SNAP_MAGIC,
         .version = TQ_FORMAT_VERSION,
@@ -228,7 +228,7 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
         unlink(tmp);
         return err;
     }
-    int rc = tq_log_blocking_fsync(log, fd, tmp);
+    int rc = snap_fsync(log, fd, tmp);
     close(fd);
     if (rc < 0) {
         unlink(tmp);
@@ -239,26 +239,41 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
         unlink(tmp);
         return err;
     }
-    int dfd = open(log->snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return tq_error_set(error, TQ_ERR_IO, "open %s: %s", log->snap_dir, strerror(errno));
-    rc = tq_log_blocking_fsync(log, dfd, log->snap_dir);
+    int dfd = open(snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return tq_error_set(error, TQ_ERR_IO, "open %s: %s", snap_dir, strerror(errno));
+    rc = snap_fsync(log, dfd, snap_dir);
     if (rc < 0) {
         close(dfd);
-        return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", log->snap_dir, strerror(-rc));
+        return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", snap_dir, strerror(-rc));
     }
     /* Keep the newest snapshots_kept. */
     size_t kept =
         log->opt.snapshots_kept == 0 ? TQ_SNAPSHOTS_KEPT_DEFAULT : log->opt.snapshots_kept;
     if (kept > TQ_SNAPSHOTS_KEPT_MAX) kept = TQ_SNAPSHOTS_KEPT_MAX;
     uint64_t lsns[SNAPSHOTS_LISTED_MAX];
-    size_t n = snap_list(log->snap_dir, lsns, SNAPSHOTS_LISTED_MAX);
+    size_t n = snap_list(snap_dir, lsns, SNAPSHOTS_LISTED_MAX);
     for (size_t i = kept; i < n; i++) {
         char old[4096];
-        snap_path(log, lsns[i], "", old, sizeof(old));
+        snap_path_in(snap_dir, lsns[i], "", old, sizeof(old));
         unlink(old);
     }
-    if (n > kept) (void)tq_log_blocking_fsync(log, dfd, log->snap_dir);
+    if (n > kept) (void)snap_fsync(log, dfd, snap_dir);
     close(dfd);
     return TQ_OK;
+}
+
+enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob, size_t len,
+                                  struct tq_error *error) {
+    if (log->opt.read_only) {
+        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
+    }
+    if (lsn == 0 || lsn > tq_log_acked_lsn(log)) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "snapshot lsn %" PRIu64 " is not acknowledged (acked %" PRIu64 ")", lsn,
+                            tq_log_acked_lsn(log));
+    }
+    if (len > 0 && blob == NULL) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
+    }
+    return snap_write(log, log->snap_dir, lsn, blob, len, error);
 }

@@ -63,6 +63,10 @@ struct cli {
     const struct cli_cmd *cmd;
 };
 
+/* `ticketq compact` without --data: online compaction through the server (cmd_compact.c).
+ * argv[0] is "compact". Returns the exit code. */
+int cli_compact_online(struct cli *cli, int argc, char **argv);
+
 struct cli_cmd {
     const char *words; /* "ticket claim" */
     const char *summary;

@@ -153,6 +153,13 @@ static int run_customer_merge(struct cli *cli) {
     return cli_call_print(cli, &req);
 }
 
+static int run_customer_erase(struct cli *cli) {
+    Ticketq__CustomerErase op = TICKETQ__CUSTOMER_ERASE__INIT;
+    op.customer_id = cli_u64(cli, "CUSTOMER_ID");
+    REQ(req, customer_erase, CUSTOMER_ERASE, &op);
+    return cli_call_print(cli, &req);
+}
+
 /* ---- table ------------------------------------------------------------------------------- */
 
 #define END                                                                                        \
@@ -239,5 +246,7 @@ const struct cli_cmd cli_cmds_entities[] = {
     {"customer link", "add a channel identity to a customer", customer_link_opts,
      run_customer_link},
     {"customer merge", "merge one customer into another", customer_merge_opts, run_customer_merge},
+    {"customer erase", "right to erasure: forget the customer's name and identities",
+     customer_show_opts, run_customer_erase},
     {NULL, NULL, NULL, NULL},
 };

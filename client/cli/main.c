@@ -36,7 +36,7 @@ static const struct {
     {"verify", "check every checksum and the hash chain; print the chain head", tq_ops_verify_main},
     {"backup", "consistent, incremental backup of a (live) data directory", tq_ops_backup_main},
     {"restore", "restore a backup, optionally to a time or LSN", tq_ops_restore_main},
-    {"compact", "snapshot, erase customers, drop old tickets, compress segments",
+    {"compact", "snapshot, erase, retention, compression (online without --data)",
      tq_ops_compact_main},
 };
 
@@ -170,6 +170,18 @@ int main(int argc, char **argv) {
     if (strcmp(argv[first], "help") == 0) {
         print_help(stdout);
         return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[first], "compact") == 0) {
+        /* Offline with --data DIR; otherwise online through the server. */
+        bool offline = false;
+        for (int i = first + 1; i < argc; i++)
+            offline |= strcmp(argv[i], "--data") == 0;
+        if (!offline) {
+            int rc = cli_compact_online(&cli, argc - first, argv + first);
+            tq_client_close(cli.client);
+            fflush(stdout);
+            return rc;
+        }
     }
     for (size_t i = 0; i < TQ_ARRAY_COUNT(OPS_TOOLS); i++) {
         if (strcmp(argv[first], OPS_TOOLS[i].name) == 0) {

@@ -34,6 +34,8 @@
  */
 #include "ops_internal.h"
 
+#include "log.h"
+
 #include "tq_alloc.h"
 #include "tq_assert.h"
 
@@ -501,7 +503,11 @@ static bool dir_non_empty(const char *dir) {
     bool found = false;
     struct dirent *ent;
     while ((ent = readdir(d)) != NULL) {
-        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) found = true;
+        /* the lock file restore itself holds does not count */
+        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0 &&
+            strcmp(ent->d_name, TQ_LOG_LOCK_NAME) != 0) {
+            found = true;
+        }
     }
     closedir(d);
     return found;
@@ -584,6 +590,11 @@ out:
     return err;
 }
 
+static enum tq_err restore_locked(const struct tq_ops_restore_options *options, bool existed,
+                                  const char *src_log, const char *src_snap, const char *dst_log,
+                                  const char *dst_snap, uint64_t *lsn_last_out,
+                                  struct tq_error *error);
+
 enum tq_err tq_ops_restore(const struct tq_ops_restore_options *options, uint64_t *lsn_last_out,
                            struct tq_error *error) {
     TQ_ASSERT(options != NULL && options->src != NULL && options->data_dir != NULL);
@@ -597,7 +608,26 @@ enum tq_err tq_ops_restore(const struct tq_ops_restore_options *options, uint64_
     if (err == TQ_OK) err = tq_ops_path_join(dst_log, dst, "log", error);
     if (err == TQ_OK) err = tq_ops_path_join(dst_snap, dst, "snapshots", error);
     if (err != TQ_OK) return err;
-    if (dir_non_empty(dst)) {
+    /* A live ticketqd on the target holds its lock: refuse at once, before touching it. */
+    int lock_fd = -1;
+    bool existed = access(dst, F_OK) == 0;
+    err = tq_ops_mkdir(dst, error);
+    if (err == TQ_OK) err = tq_log_dir_lock(dst, "ticketq restore", &lock_fd, error);
+    if (err != TQ_OK) return err;
+    err =
+        restore_locked(options, existed, src_log, src_snap, dst_log, dst_snap, lsn_last_out, error);
+    tq_log_dir_unlock(lock_fd);
+    return err;
+}
+
+/* tq_ops_restore with the target's lock held. */
+static enum tq_err restore_locked(const struct tq_ops_restore_options *options, bool existed,
+                                  const char *src_log, const char *src_snap, const char *dst_log,
+                                  const char *dst_snap, uint64_t *lsn_last_out,
+                                  struct tq_error *error) {
+    const char *src = options->src, *dst = options->data_dir;
+    enum tq_err err = TQ_OK;
+    if (existed && dir_non_empty(dst)) {
         if (!options->force) {
             return tq_error_set(error, TQ_ERR_FAILED_PRECONDITION,
                                 "%s is not empty (use --force to replace its log and snapshots)",

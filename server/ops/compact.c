@@ -30,16 +30,22 @@
  * A .seg and a .zseg of one segment side by side resolve to the .zseg (recovery's rule), i.e.
  * the old image. The snapshot is durable before the first redaction, so the state is always
  * rebuildable: replay shows a tombstone for a redacted record and resumes from the snapshot.
- * Online compaction (while the server appends) is out of scope here: see docs/operations.md.
+ * Online compaction (ticketqd running, server/compaction.c) reuses step 2 through
+ * tq_ops_classify and the storage rewrite of step 3/4 split in begin / write / install; the
+ * data-directory lock keeps this offline tool off a live server's directory.
  * Classification of an inbound message looks at both its sender identity and the ticket its
  * message sits on, so a re-run after a crash that happened between the CUSTOMER_ERASE append
  * and the redaction (the identities are gone from the state by then) still finds the
- * customer's messages, replies, links and ticket edits. Known gap of such a re-run: a
- * CUSTOMER_CREATE record of the erased customer can only be found through its identity, so it
- * stays unredacted (the first, uninterrupted run redacts it).
+ * customer's messages, replies, links and ticket edits. The command that created the customer
+ * (a CUSTOMER_CREATE holding the name) is found through the server's events record after it
+ * (CUSTOMER_CREATED names the id), so a re-run or an online erasure finds it too; only a build
+ * without the events codec (no server) falls back to the identity lookup.
  */
 #include "ops_internal.h"
 
+#ifdef TQ_OPS_EVENTS_CODEC
+#include "events_codec.h"
+#endif
 #include "log.h"
 #include "state.h"
 #include "tq_alloc.h"
@@ -60,12 +66,7 @@
 
 /* ---- a sorted set of LSNs ------------------------------------------------------------ */
 
-struct lsn_set {
-    uint64_t *lsns;
-    size_t count, cap;
-};
-
-static void set_add(struct lsn_set *s, uint64_t lsn) {
+static void set_add(struct tq_ops_lsn_set *s, uint64_t lsn) {
     if (s->count == s->cap) {
         size_t cap = s->cap == 0 ? 256 : s->cap * 2;
         s->lsns = tq_xrealloc(s->lsns, s->cap * sizeof(uint64_t), cap * sizeof(uint64_t));
@@ -79,7 +80,7 @@ static int u64_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void set_seal(struct lsn_set *s) {
+static void set_seal(struct tq_ops_lsn_set *s) {
     if (s->count == 0) return;
     qsort(s->lsns, s->count, sizeof(uint64_t), u64_cmp);
     size_t kept = 1;
@@ -89,30 +90,34 @@ static void set_seal(struct lsn_set *s) {
     s->count = kept;
 }
 
-static bool set_has(const struct lsn_set *s, uint64_t lsn) {
+static bool set_has(const struct tq_ops_lsn_set *s, uint64_t lsn) {
     return s->count > 0 && bsearch(&lsn, s->lsns, s->count, sizeof(uint64_t), u64_cmp) != NULL;
 }
 
-static void set_free(struct lsn_set *s) {
+static void set_free(struct tq_ops_lsn_set *s) {
     if (s->lsns != NULL) tq_free(s->lsns, s->cap * sizeof(uint64_t));
     memset(s, 0, sizeof(*s));
+}
+
+void tq_ops_lsn_set_free(struct tq_ops_lsn_set *set) {
+    set_free(set);
 }
 
 /* ---- step 2: what to redact ----------------------------------------------------------- */
 
 struct classify {
-    const struct tq_ops_compact_options *o;
+    uint64_t tenant_id;
+    struct tq_ops_lsn_set customers; /* ids of the customers to erase (sorted) */
+    uint64_t retention_ms;
+    uint64_t lsn_max; /* records above it are not looked at (0: all) */
     const struct tq_state *state;
-    struct lsn_set erase, retain; /* retain: retention drops (archived first if asked) */
-    struct lsn_set erased_msgs;   /* LSNs of messages on the erased customers' tickets */
-    uint64_t now_ms;              /* latest command time in the log */
+    struct tq_ops_lsn_set erase, retain; /* retain: retention drops (archived first if asked) */
+    struct tq_ops_lsn_set erased_msgs;   /* LSNs of messages on the erased customers' tickets */
+    uint64_t now_ms;                     /* latest command time in the log */
 };
 
 static bool erased_customer(const struct classify *c, uint64_t customer_id) {
-    for (uint32_t i = 0; i < c->o->erase_count; i++) {
-        if (c->o->erase_customers[i] == customer_id) return true;
-    }
-    return false;
+    return set_has(&c->customers, customer_id);
 }
 
 /* The customer a command record is about (0: none or unknown), looked up in the rebuilt
@@ -154,12 +159,40 @@ static uint64_t cmd_customer(const struct classify *c, const struct tq_cmd *cmd)
     }
 }
 
+#ifdef TQ_OPS_EVENTS_CODEC
+/* An events record (type 2) that says a command created an erased customer: that command (a
+ * CUSTOMER_CREATE holding the name, or the first message) is the customer's. This finds the
+ * creation even once the identities no longer resolve (online erasure, or a re-run after a
+ * crash). Events carry ids only, so the events record itself stays. */
+static void classify_events(struct classify *c, const struct tq_log_record *rec,
+                            struct tq_event *scratch) {
+    uint64_t cmd_lsn = 0;
+    uint32_t count = 0;
+    struct tq_error ignored;
+    if (tq_events_decode(rec->payload, rec->len, &cmd_lsn, scratch, TQ_EVENTS_PER_RECORD_MAX,
+                         &count, &ignored) != TQ_OK) {
+        return; /* unreadable: the command-based rules still apply */
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const struct tq_event *ev = &scratch[i];
+        if (ev->type == TQ_EVENT_CUSTOMER_CREATED && ev->tenant_id == c->tenant_id &&
+            erased_customer(c, ev->customer_id) && cmd_lsn < rec->lsn) {
+            set_add(&c->erase, cmd_lsn);
+        }
+    }
+}
+#endif
+
 static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct tq_error *error) {
     struct tq_log_iter *iter = NULL;
     enum tq_err err = tq_log_iter_open(log, 0, &iter, error);
     if (err != TQ_OK) return err;
     struct tq_arena arena;
     tq_arena_init(&arena, 64 * 1024);
+#ifdef TQ_OPS_EVENTS_CODEC
+    size_t scratch_bytes = TQ_EVENTS_PER_RECORD_MAX * sizeof(struct tq_event);
+    struct tq_event *scratch = tq_xalloc(scratch_bytes);
+#endif
     for (;;) {
         struct tq_log_record rec;
         err = tq_log_iter_next(iter, &rec, error);
@@ -168,6 +201,14 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
             break;
         }
         if (err != TQ_OK) break;
+        if (c->lsn_max != 0 && rec.lsn > c->lsn_max) break;
+#ifdef TQ_OPS_EVENTS_CODEC
+        if (rec.type == TQ_RECORD_TYPE_EVENTS && (rec.flags & TQ_RECORD_REDACTED) == 0 &&
+            c->customers.count > 0) {
+            classify_events(c, &rec, scratch);
+            continue;
+        }
+#endif
         if (rec.type != TQ_RECORD_TYPE_CMD || (rec.flags & TQ_RECORD_REDACTED) != 0) continue;
         struct tq_cmd cmd;
         tq_arena_reset(&arena);
@@ -178,7 +219,7 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
             break;
         }
         if (cmd.now_ms > c->now_ms) c->now_ms = cmd.now_ms;
-        if (c->o->erase_count == 0 || cmd.tenant_id != c->o->tenant_id) continue;
+        if (c->customers.count == 0 || cmd.tenant_id != c->tenant_id) continue;
         if (set_has(&c->erased_msgs, rec.lsn)) {
             /* a message on an erased customer's ticket, whoever's identity sent it (after
              * an erasure the sender identity no longer resolves) */
@@ -188,6 +229,9 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
         uint64_t customer = cmd_customer(c, &cmd);
         if (customer != 0 && erased_customer(c, customer)) set_add(&c->erase, rec.lsn);
     }
+#ifdef TQ_OPS_EVENTS_CODEC
+    tq_free(scratch, scratch_bytes);
+#endif
     tq_arena_destroy(&arena);
     tq_log_iter_close(iter);
     return err;
@@ -196,16 +240,16 @@ static enum tq_err classify_log(struct tq_log *log, struct classify *c, struct t
 /* The LSNs of every message on a ticket of an erased customer (inbound ones carry the
  * customer's words even when the sender identity no longer resolves). Ticket ids are dense. */
 static void classify_erased_messages(struct classify *c) {
-    if (c->o->erase_count == 0) return;
+    if (c->customers.count == 0) return;
     struct tq_stats stats;
     tq_state_stats(c->state, 0, &stats);
     struct tq_message_view views[64];
     for (uint64_t tid = 1; tid <= stats.ticket_count; tid++) {
         struct tq_ticket_view tv;
-        if (tq_state_ticket_get(c->state, c->o->tenant_id, tid, &tv) != TQ_OK) continue;
+        if (tq_state_ticket_get(c->state, c->tenant_id, tid, &tv) != TQ_OK) continue;
         if (!erased_customer(c, tv.customer_id)) continue;
         for (uint32_t first = 0;;) {
-            uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
+            uint32_t n = tq_state_ticket_messages(c->state, c->tenant_id, tid, first,
                                                   (uint32_t)TQ_ARRAY_COUNT(views), views);
             for (uint32_t i = 0; i < n; i++)
                 set_add(&c->erased_msgs, views[i].lsn);
@@ -218,17 +262,17 @@ static void classify_erased_messages(struct classify *c) {
 
 /* Messages of the tenant's tickets closed before now - retention. Ticket ids are dense. */
 static void classify_retention(struct classify *c) {
-    if (c->o->retention_ms == 0) return;
-    uint64_t cutoff = c->now_ms > c->o->retention_ms ? c->now_ms - c->o->retention_ms : 0;
+    if (c->retention_ms == 0) return;
+    uint64_t cutoff = c->now_ms > c->retention_ms ? c->now_ms - c->retention_ms : 0;
     struct tq_stats stats;
     tq_state_stats(c->state, 0, &stats);
     struct tq_message_view views[64];
     for (uint64_t tid = 1; tid <= stats.ticket_count; tid++) {
         struct tq_ticket_view tv;
-        if (tq_state_ticket_get(c->state, c->o->tenant_id, tid, &tv) != TQ_OK) continue;
+        if (tq_state_ticket_get(c->state, c->tenant_id, tid, &tv) != TQ_OK) continue;
         if (tv.status != TQ_STATUS_CLOSED || tv.updated_ms >= cutoff) continue;
         for (uint32_t first = 0;;) {
-            uint32_t n = tq_state_ticket_messages(c->state, c->o->tenant_id, tid, first,
+            uint32_t n = tq_state_ticket_messages(c->state, c->tenant_id, tid, first,
                                                   (uint32_t)TQ_ARRAY_COUNT(views), views);
             for (uint32_t i = 0; i < n; i++)
                 set_add(&c->retain, views[i].lsn);
@@ -238,9 +282,59 @@ static void classify_retention(struct classify *c) {
     }
 }
 
+/* The customers of the tenant that the state shows erased (tombstones). Customer ids are
+ * dense. */
+static void classify_erased_in_state(struct classify *c) {
+    struct tq_stats stats;
+    tq_state_stats(c->state, 0, &stats);
+    for (uint64_t id = 1; id <= stats.customer_count; id++) {
+        struct tq_customer_view cv;
+        if (tq_state_customer_get(c->state, c->tenant_id, id, &cv) == TQ_OK && cv.erased &&
+            cv.customer_id == id) {
+            set_add(&c->customers, id);
+        }
+    }
+}
+
+enum tq_err tq_ops_classify(struct tq_log *log, const struct tq_state *state,
+                            const struct tq_ops_classify_options *o,
+                            struct tq_ops_classification *out, struct tq_error *error) {
+    TQ_ASSERT(log != NULL && state != NULL);
+    TQ_ASSERT(o != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    struct classify c;
+    memset(&c, 0, sizeof(c));
+    c.tenant_id = o->tenant_id;
+    c.retention_ms = o->retention_ms;
+    c.lsn_max = o->lsn_max;
+    c.state = state;
+    for (uint32_t i = 0; i < o->erase_count; i++)
+        set_add(&c.customers, o->erase_customers[i]);
+    if (o->erased_in_state) classify_erased_in_state(&c);
+    set_seal(&c.customers);
+    classify_erased_messages(&c);
+    enum tq_err err = o->erase_count > 0 || c.customers.count > 0 || o->retention_ms > 0
+                          ? classify_log(log, &c, error)
+                          : TQ_OK;
+    if (err == TQ_OK) classify_retention(&c);
+    set_seal(&c.erase);
+    set_seal(&c.retain);
+    out->customers = c.customers.count;
+    out->now_ms = c.now_ms;
+    out->erase = c.erase;
+    out->retain = c.retain;
+    set_free(&c.customers);
+    set_free(&c.erased_msgs);
+    if (err != TQ_OK) {
+        set_free(&out->erase);
+        set_free(&out->retain);
+    }
+    return err;
+}
+
 /* Writes the records of set to archive_dir/<first>-<last>.jsonl (payload as hex), durably. */
-static enum tq_err archive_write(struct tq_log *log, const char *archive_dir,
-                                 const struct lsn_set *set, struct tq_error *error) {
+enum tq_err tq_ops_archive_write(struct tq_log *log, const char *archive_dir,
+                                 const struct tq_ops_lsn_set *set, struct tq_error *error) {
     if (set->count == 0) return TQ_OK;
     enum tq_err err = tq_ops_mkdir(archive_dir, error);
     if (err != TQ_OK) return err;
@@ -285,7 +379,7 @@ static enum tq_err archive_write(struct tq_log *log, const char *archive_dir,
 
 struct redact_ctx {
     struct tq_ops_segment *seg;
-    const struct lsn_set *set;
+    const struct tq_ops_lsn_set *set;
     uint64_t redacted;
 };
 
@@ -324,8 +418,9 @@ static enum tq_err redact_batch(void *vctx, const struct tq_ops_batch *batch,
 }
 
 /* Rewrites one segment with the records of set redacted; *redacted_out counts them. */
-static enum tq_err redact_segment(const char *log_dir, const char *name, const struct lsn_set *set,
-                                  uint64_t *redacted_out, struct tq_error *error) {
+static enum tq_err redact_segment(const char *log_dir, const char *name,
+                                  const struct tq_ops_lsn_set *set, uint64_t *redacted_out,
+                                  struct tq_error *error) {
     struct tq_ops_segment seg;
     enum tq_err err = tq_ops_segment_load(log_dir, name, &seg, error);
     if (err != TQ_OK) return err;
@@ -498,8 +593,8 @@ static enum tq_err append_erasures(const struct tq_ops_compact_options *o, struc
 /* Deletes every snapshot file of dir/snapshots older than keep_lsn (they may hold an erased
  * customer's name and identities), then fsyncs the directory. The newest one, at keep_lsn, is
  * durable already, so a crash in between leaves it (and perhaps some old ones) in place. */
-static enum tq_err remove_old_snapshots(const char *dir, uint64_t keep_lsn, uint64_t *removed,
-                                        struct tq_error *error) {
+enum tq_err tq_ops_snapshots_remove_older(const char *dir, uint64_t keep_lsn, uint64_t *removed,
+                                          struct tq_error *error) {
     char snap_dir[TQ_OPS_PATH_BYTES_MAX];
     enum tq_err err = tq_ops_path_join(snap_dir, dir, "snapshots", error);
     if (err != TQ_OK) return err;
@@ -525,8 +620,9 @@ static enum tq_err remove_old_snapshots(const char *dir, uint64_t keep_lsn, uint
 }
 
 /* Steps 1 and 2: the LSNs to redact (archived first where asked), the erasures, the snapshot. */
-static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struct classify *c,
-                                   struct tq_ops_compact_result *r, struct tq_error *error) {
+static enum tq_err compact_prepare(const struct tq_ops_compact_options *o,
+                                   struct tq_ops_classification *c, struct tq_ops_compact_result *r,
+                                   struct tq_error *error) {
     struct tq_log *log = NULL;
     enum tq_err err = open_rw(o, &log, error);
     if (err != TQ_OK) return err;
@@ -546,15 +642,14 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
     /* What to redact is decided on the state before the erasures: the identities still
      * resolve there. */
     if (err == TQ_OK) {
-        c->state = state;
-        classify_erased_messages(c);
-        err = classify_log(log, c, error);
+        struct tq_ops_classify_options co = {.tenant_id = o->tenant_id,
+                                             .erase_customers = o->erase_customers,
+                                             .erase_count = o->erase_count,
+                                             .retention_ms = o->retention_ms};
+        err = tq_ops_classify(log, state, &co, c, error);
     }
-    if (err == TQ_OK) classify_retention(c);
-    set_seal(&c->erase);
-    set_seal(&c->retain);
     if (err == TQ_OK && o->archive_dir != NULL) {
-        err = archive_write(log, o->archive_dir, &c->retain, error);
+        err = tq_ops_archive_write(log, o->archive_dir, &c->retain, error);
         if (err == TQ_OK) r->archived_records = c->retain.count;
     }
     if (err == TQ_OK && o->erase_count > 0) {
@@ -568,9 +663,8 @@ static enum tq_err compact_prepare(const struct tq_ops_compact_options *o, struc
     if (blob != NULL) tq_free(blob, len);
     r->snapshot_lsn = lsn;
     if (err == TQ_OK && lsn > 0 && o->erase_count > 0) {
-        err = remove_old_snapshots(o->dir, lsn, &r->snapshots_removed, error);
+        err = tq_ops_snapshots_remove_older(o->dir, lsn, &r->snapshots_removed, error);
     }
-    c->state = NULL;
     if (state != NULL) tq_state_free(state);
     tq_log_close(log);
     return err;
@@ -603,7 +697,7 @@ static enum tq_err compact_compress(const struct tq_ops_compact_options *o,
 }
 
 /* The index of the first LSN of set >= first, or set->count. */
-static size_t set_lower_bound(const struct lsn_set *set, uint64_t first) {
+static size_t set_lower_bound(const struct tq_ops_lsn_set *set, uint64_t first) {
     size_t lo = 0, hi = set->count;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -618,8 +712,8 @@ static size_t set_lower_bound(const struct lsn_set *set, uint64_t first) {
 
 /* Step 3a: storage's own erasure primitive, for every sealed uncompressed segment. */
 static enum tq_err redact_with_storage(const struct tq_ops_compact_options *o,
-                                       const struct lsn_set *set, struct tq_ops_compact_result *r,
-                                       struct tq_error *error) {
+                                       const struct tq_ops_lsn_set *set,
+                                       struct tq_ops_compact_result *r, struct tq_error *error) {
     struct tq_log *log = NULL;
     enum tq_err err = open_rw(o, &log, error);
     if (err != TQ_OK) return err;
@@ -648,7 +742,7 @@ static enum tq_err redact_with_storage(const struct tq_ops_compact_options *o,
  * here with no log open (offline), through storage's decoder. Records already redacted in 3a
  * are skipped, so this only touches what is left. */
 static enum tq_err redact_rest(const struct tq_ops_compact_options *o, const char *log_dir,
-                               const struct lsn_set *set, struct tq_ops_compact_result *r,
+                               const struct tq_ops_lsn_set *set, struct tq_ops_compact_result *r,
                                struct tq_error *error) {
     struct tq_ops_names names;
     enum tq_err err = tq_ops_segment_names(log_dir, &names, error);
@@ -681,13 +775,16 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     if (o->retention_ms == 0 && o->archive_dir != NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "--archive needs --retention");
     }
+    /* A live ticketqd (or another writer) holds the directory: refuse at once. */
+    int lock_fd = -1;
+    enum tq_err lerr = tq_log_dir_lock(o->dir, "ticketq compact", &lock_fd, error);
+    if (lerr != TQ_OK) return lerr;
     double t0 = now_seconds();
     r->bytes_before = data_bytes(o->dir);
-    struct classify c;
+    struct tq_ops_classification c;
     memset(&c, 0, sizeof(c));
-    c.o = o;
     enum tq_err err = compact_prepare(o, &c, r, error);
-    struct lsn_set all;
+    struct tq_ops_lsn_set all;
     memset(&all, 0, sizeof(all));
     for (size_t i = 0; i < c.erase.count; i++)
         set_add(&all, c.erase.lsns[i]);
@@ -706,7 +803,7 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     set_free(&all);
     set_free(&c.erase);
     set_free(&c.retain);
-    set_free(&c.erased_msgs);
+    tq_log_dir_unlock(lock_fd);
     return err;
 }
 
@@ -723,7 +820,9 @@ static void compact_usage(FILE *out) {
             "  old segments: the erased customers' messages and identities in the log are\n"
             "  physically removed (hash kept: verify still passes and lists them; replay shows\n"
             "  tombstones), messages of tickets closed more than DAYS ago are dropped (or\n"
-            "  archived to DIR first), and sealed segments are zstd-compressed. Crash-safe.\n");
+            "  archived to DIR first), and sealed segments are zstd-compressed. Crash-safe.\n"
+            "  Refused at once while a ticketqd holds DIR (its lock); on a running server use\n"
+            "  `ticketq compact` without --data (online).\n");
 }
 
 static bool parse_ids(const char *list, struct tq_ops_compact_options *o) {

@@ -142,9 +142,51 @@ TQ_NODISCARD enum tq_err tq_ops_compact(const struct tq_ops_compact_options *opt
                                         struct tq_ops_compact_result *result,
                                         struct tq_error *error);
 
-/* ---- state rebuild (shared by replay --at and the tests) -------------------------------- */
+/* ---- the pieces of compaction that ticketqd shares (online compaction) ------------------ */
 
+struct tq_log;
 struct tq_state;
+
+/* A sorted set of LSNs (or ids). */
+struct tq_ops_lsn_set {
+    uint64_t *lsns;
+    size_t count, cap;
+};
+void tq_ops_lsn_set_free(struct tq_ops_lsn_set *set);
+
+struct tq_ops_classify_options {
+    uint64_t tenant_id;
+    const uint64_t *erase_customers; /* customers whose records to redact */
+    uint32_t erase_count;
+    bool erased_in_state;  /* also every customer of the tenant the state shows erased */
+    uint64_t retention_ms; /* 0: none; else messages of tickets closed longer ago (log time) */
+    uint64_t lsn_max;      /* records above it are not looked at; 0: all */
+};
+struct tq_ops_classification {
+    struct tq_ops_lsn_set erase;  /* LSNs of the erased customers' records (sorted) */
+    struct tq_ops_lsn_set retain; /* LSNs past retention (sorted) */
+    uint64_t customers;           /* customers erased (listed and/or found in the state) */
+    uint64_t now_ms;              /* latest command time looked at */
+};
+/* Decides which records compaction redacts, by decoding every command record of log (up to
+ * lsn_max) and looking its subject up in state (docs/operations.md, "compact", step 2). The
+ * state is the caller's and only read (the offline tool's rebuilt state, or a private copy the
+ * server deserialised from its snapshot). On TQ_OK the caller frees out's sets. Returns
+ * TQ_ERR_CORRUPT (an undecodable command), TQ_ERR_IO. */
+TQ_NODISCARD enum tq_err tq_ops_classify(struct tq_log *log, const struct tq_state *state,
+                                         const struct tq_ops_classify_options *options,
+                                         struct tq_ops_classification *out, struct tq_error *error);
+/* Writes the records of set to archive_dir/<first>-<last>.jsonl, durably (temp, fsync,
+ * rename). TQ_ERR_IO, TQ_ERR_NO_SPACE. */
+TQ_NODISCARD enum tq_err tq_ops_archive_write(struct tq_log *log, const char *archive_dir,
+                                              const struct tq_ops_lsn_set *set,
+                                              struct tq_error *error);
+/* Deletes the snapshots of dir/snapshots older than keep_lsn (they may hold an erased
+ * customer's name and identities), then fsyncs the directory; *removed counts them. */
+TQ_NODISCARD enum tq_err tq_ops_snapshots_remove_older(const char *dir, uint64_t keep_lsn,
+                                                       uint64_t *removed, struct tq_error *error);
+
+/* ---- state rebuild (shared by replay --at and the tests) -------------------------------- */
 
 /* Rebuilds the state of the log in data_dir as of LSN lsn_to (UINT64_MAX: the end) by applying
  * every command record from the start with tq_state_apply, exactly as the server does. Opens

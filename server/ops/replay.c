@@ -372,6 +372,7 @@ static enum tq_err engine_run(struct engine *e, struct tq_error *error) {
     enum tq_err err = tq_log_iter_open(e->log, e->lsn_applied + 1, &iter, error);
     if (err != TQ_OK) return err;
     bool stop = false;
+    uint64_t last_cmd_lsn = 0;
     while (!stop) {
         struct tq_log_record rec;
         err = tq_log_iter_next(iter, &rec, error);
@@ -389,16 +390,18 @@ static enum tq_err engine_run(struct engine *e, struct tq_error *error) {
             stop = true;
             break;
         }
+        last_cmd_lsn = rec.lsn;
         err = engine_flush(e, error);
         if (err == TQ_OK) err = engine_step(e, &rec, &stop, error);
         if (err != TQ_OK) break;
     }
     tq_log_iter_close(iter);
     if (err == TQ_OK) err = engine_flush(e, error);
-    /* The log ended inside a window that only the snapshot covers (compaction snapshots its
-     * last LSN): the snapshot is the state at the end. */
+    /* The log ended inside a window that only the snapshot covers (no command after the
+     * snapshot's LSN; the last command's events record may follow it): the snapshot is the
+     * state at the end. */
     if (err == TQ_OK && !stop && e->lost_at != 0 && e->recovery.snapshot_lsn >= e->lost_at &&
-        e->recovery.snapshot_lsn == e->recovery.lsn_last) {
+        e->recovery.snapshot_lsn >= last_cmd_lsn) {
         err = engine_load_snapshot(e, error);
     }
     return err;
