@@ -323,7 +323,9 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-#define AHEAD 12u /* records decoded (and prefetched) ahead of the one being applied */
+/* records decoded (and prefetched) ahead of the one being applied: the window of
+ * tq_state_prefetch's stages (state.h) */
+#define AHEAD (TQ_STATE_PREFETCH_AHEAD + 1u)
 static bool use_prefetch = true;
 
 static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out) {
@@ -354,16 +356,17 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
             decoded++;
         }
         if (use_prefetch) {
-            /* later stages for the records 9, 6 and 3 ahead (see state.h) */
-            for (unsigned st = 1; st <= 3; st++) {
-                uint64_t j = i + AHEAD - 3 * st;
-                if (j < decoded && j > i) {
+            /* later stages for the records 12, 9, 6 and 3 ahead (see state.h) */
+            for (unsigned st = 1; st < TQ_STATE_PREFETCH_STAGES; st++) {
+                uint64_t j = i + (TQ_STATE_PREFETCH_STAGES - st) * TQ_STATE_PREFETCH_GAP;
+                if (j < decoded) {
                     tq_state_prefetch(s, &ring[j % AHEAD], st, &hint[j % AHEAD]);
                 }
             }
         }
         struct tq_cmd *c = &ring[i % AHEAD];
-        if (tq_state_apply(s, i + 1, c, &res, NULL, &err) != TQ_OK) {
+        if (tq_state_apply_hinted(s, i + 1, c, use_prefetch ? &hint[i % AHEAD] : NULL, &res, NULL,
+                                  &err) != TQ_OK) {
             fprintf(stderr, "replay failed at record %" PRIu64 ": %s\n", i, err.msg);
             exit(1);
         }

@@ -87,26 +87,29 @@ struct ctx {
     uint32_t tenant_id;
     struct tq_tenant *tn; /* NULL for TENANT_CREATE, server-level tokens and TICK */
     struct tq_error *error;
+    const struct tq_state_prefetch_hint *hint; /* NULL, or stage 0's hint for cmd */
 };
 
+/* Events are output only: a caller without a sink (replay into a scratch state, benchmarks)
+ * does not pay for building them. The hot emitters check ev_wanted() first. */
+static bool ev_wanted(const struct ctx *c) {
+    return c->sink != NULL && c->sink->emit != NULL;
+}
+
 static void ev_send(struct ctx *c, struct tq_event *e) {
-    if (c->sink != NULL && c->sink->emit != NULL) c->sink->emit(c->sink->ctx, e);
+    if (ev_wanted(c)) c->sink->emit(c->sink->ctx, e);
 }
 
 static struct tq_event ev_make(struct ctx *c, enum tq_event_type type, uint64_t tenant,
                                uint64_t at) {
-    struct tq_event e;
-    memset(&e, 0, sizeof(e));
-    e.type = type;
-    e.lsn = c->lsn;
-    e.at_ms = at;
-    e.tenant_id = tenant;
-    return e;
+    /* an initialiser, not memset: compilers turn a 96-byte memset into rep stos */
+    return (struct tq_event){.type = type, .lsn = c->lsn, .at_ms = at, .tenant_id = tenant};
 }
 
 static void ev_ticket(struct ctx *c, uint32_t tid, enum tq_event_type type,
                       enum tq_event_field field, int64_t old_value, int64_t new_value,
                       uint64_t at) {
+    if (!ev_wanted(c)) return;
     const struct tq_ticket *t = st_ticket(c->s, tid);
     struct tq_event e = ev_make(c, type, t->tenant, at);
     e.ticket_id = tid;
@@ -121,6 +124,7 @@ static void ev_ticket(struct ctx *c, uint32_t tid, enum tq_event_type type,
 
 static void ev_sla(struct ctx *c, uint32_t tid, enum tq_event_type type, enum tq_sla_metric m,
                    uint64_t at) {
+    if (!ev_wanted(c)) return;
     const struct tq_ticket *t = st_ticket(c->s, tid);
     struct tq_event e = ev_make(c, type, t->tenant, at);
     e.ticket_id = tid;
@@ -815,10 +819,18 @@ static bool dur_ok(uint64_t ms) {
 }
 
 /* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
- * ASCII runs are checked 8 bytes at a time: bodies are mostly ASCII. */
+ * ASCII runs are checked 32, then 8 bytes at a time: bodies are mostly ASCII. */
 static bool utf8_valid(const uint8_t *p, size_t n) {
     size_t i = 0;
     while (i < n) {
+        if (i + 32 <= n) {
+            uint64_t w[4];
+            memcpy(w, p + i, 32);
+            if (((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull) == 0) {
+                i += 32;
+                continue;
+            }
+        }
         if (i + 8 <= n) {
             uint64_t w;
             memcpy(&w, p + i, 8);
@@ -1008,16 +1020,16 @@ static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
     if ((t->count + 1) * 4 > t->cap * 3) {
-        uint64_t old_cap = t->cap;
-        uint32_t *old = t->slots;
+        /* Re-insert in message id order: a sequential scan of the message slab (every message
+         * with a key is in the table, id < this id), not one random message read per slot. */
+        uint64_t old_cap = t->cap, old_count = t->count;
+        tq_free(t->slots, old_cap * sizeof(uint32_t));
         msgtab_init(t, old_cap + old_cap / 2);
-        for (uint64_t i = 0; i < old_cap; i++) {
-            if (old[i] != 0) {
-                uint32_t mid = old[i] & MSG_ID_MASK;
-                msgtab_put(t, st_message(s, mid)->ext_hash, mid);
-            }
+        for (uint32_t mid = 1; mid < id; mid++) {
+            uint64_t mh = st_message(s, mid)->ext_hash;
+            if (mh != 0) msgtab_put(t, mh, mid);
         }
-        tq_free(old, old_cap * sizeof(uint32_t));
+        TQ_ASSERT(t->count == old_count);
     }
     msgtab_put(t, h, id);
     TQ_ASSERT(t->count * 4 <= t->cap * 3);
@@ -1657,6 +1669,7 @@ static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned 
     tn->message_count++;
     tn->by_channel[channel]++;
     hourly_add(tn, c->now, channel);
+    if (!ev_wanted(c)) return mid;
     struct tq_event e = ev_make(c, TQ_EVENT_MESSAGE_ADDED, tn == c->tn ? c->tenant_id : 0, c->now);
     const struct tq_ticket *t = st_ticket(s, tid);
     e.tenant_id = t->tenant;
@@ -1777,13 +1790,21 @@ static enum tq_err cmd_ingest(struct ctx *c) {
      * prefetch both slots so the two misses overlap. */
     char norm[TQ_EXTERNAL_ID_BYTES_MAX];
     uint32_t nlen = normalise_ext(in->channel, in->from_external_id, norm);
-    uint64_t ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
+    uint64_t ih_pre = c->hint != NULL ? c->hint->ident_hash : 0; /* stage 0 hashed the keys */
+    if (ih_pre == 0) ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
+    TQ_DEBUG_ASSERT(ih_pre == tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen));
     __builtin_prefetch(&s->ident_index.slots[ih_pre & s->ident_index.mask]);
     /* idempotency */
     uint64_t mh = 0;
     if (in->message_external_id.len > 0) {
-        mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
-                                in->message_external_id.len);
+        mh = c->hint != NULL ? c->hint->msg_hash : 0;
+        if (mh == 0) {
+            mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
+                                    in->message_external_id.len);
+        }
+        TQ_DEBUG_ASSERT(mh == tq_st_message_hash(c->tenant_id, in->channel,
+                                                 in->message_external_id.ptr,
+                                                 in->message_external_id.len));
         __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, mh)]);
         uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
         if (dup != 0) {
@@ -1971,6 +1992,7 @@ static void message_set_delivery(struct ctx *c, uint32_t mid, enum tq_delivery t
     struct tq_message *m = st_message(c->s, mid);
     unsigned from = msg_delivery(m);
     m->packed = msg_pack(msg_lsn(m), msg_dir(m), msg_chan(m), msg_author(m), to, msg_attempts(m));
+    if (!ev_wanted(c)) return;
     const struct tq_ticket *t = st_ticket(c->s, m->ticket);
     struct tq_event e = ev_make(c, TQ_EVENT_DELIVERY_STATUS, t->tenant, at);
     e.ticket_id = m->ticket;
@@ -2591,13 +2613,20 @@ static bool cmd_is_tenant_scoped(enum tq_cmd_type type) {
 enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
                            struct tq_cmd_result *result, const struct tq_event_sink *events,
                            struct tq_error *error) {
+    return tq_state_apply_hinted(state, lsn, cmd, NULL, result, events, error);
+}
+
+enum tq_err tq_state_apply_hinted(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
+                                  const struct tq_state_prefetch_hint *hint,
+                                  struct tq_cmd_result *result, const struct tq_event_sink *events,
+                                  struct tq_error *error) {
     TQ_ASSERT(state != NULL && cmd != NULL);
     TQ_ASSERT(lsn > state->lsn);
     TQ_ASSERT(state->dirty_n == 0);
     struct tq_cmd_result scratch;
     if (result == NULL) result = &scratch;
     memset(result, 0, sizeof(*result));
-    struct ctx c = {state, cmd, lsn, cmd->now_ms, events, result, 0, NULL, error};
+    struct ctx c = {state, cmd, lsn, cmd->now_ms, events, result, 0, NULL, error, hint};
     if (!time_ok(cmd->now_ms)) return fail(&c, TQ_ERR_INVALID_ARGUMENT, "now_ms out of range");
     if (cmd->tenant_id != 0 || cmd_is_tenant_scoped(cmd->type)) {
         c.tn = tq_st_tenant_get(state, cmd->tenant_id);
@@ -2705,13 +2734,66 @@ uint64_t tq_state_lsn(const struct tq_state *s) {
     return s->lsn;
 }
 
+/* Prefetches every cache line of [p, p + n): a ticket is 208 bytes, so it spans four lines
+ * whatever its offset, and apply reads fields in all of them. */
+static void prefetch_span(const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + n;
+    for (; a < end; a += 64)
+        __builtin_prefetch((const void *)a);
+}
+
+/* The lines apply touches once it has the ticket: the last message (its next link is written),
+ * the deadline heap entry (re-keyed), the queue heap slot and the cold extras block. */
+static void prefetch_ticket_children(const struct tq_state *s, const struct tq_ticket *t) {
+    if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
+        __builtin_prefetch(st_message(s, t->msg_tail), 1);
+    }
+    if (t->due_pos != 0 && t->due_pos <= s->due_count) __builtin_prefetch(&s->due[t->due_pos - 1]);
+    if (t->extras != NULL) __builtin_prefetch(t->extras);
+}
+
+static void prefetch_body(struct tq_str body) {
+    /* apply validates the body's UTF-8: the bytes are in the record, which a decode-ahead
+     * loop has not read (decoding skips over them) */
+    if (body.len > 0 && body.len <= 4096) prefetch_span(body.ptr, body.len);
+}
+
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *h) {
-    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE) {
-        uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
-                                                        : cmd->u.ticket_update.ticket_id;
-        if (stage == 0 && id != 0 && id < s->tickets.next_id) {
-            __builtin_prefetch(st_ticket(s, (uint32_t)id));
+    TQ_ASSERT(stage < TQ_STATE_PREFETCH_STAGES);
+    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE ||
+        cmd->type == TQ_CMD_OUTBOX_ACK) {
+        /* one id from the record: the ticket (or message) at stage 0, what hangs off it at
+         * stage 2 (stage 1 is where an inbound message's slot is read; keep one gap) */
+        if (stage == 0) {
+            h->msg_hash = h->ident_hash = 0;
+            h->ident = h->ticket = 0;
+            if (cmd->type == TQ_CMD_OUTBOX_ACK) {
+                uint64_t mid = cmd->u.outbox_ack.message_id;
+                if (mid != 0 && mid < s->messages.next_id) {
+                    h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
+                    __builtin_prefetch(st_message(s, (uint32_t)mid));
+                }
+                return;
+            }
+            uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
+                                                            : cmd->u.ticket_update.ticket_id;
+            if (id != 0 && id < s->tickets.next_id) {
+                h->ticket = (uint32_t)id;
+                prefetch_span(st_ticket(s, (uint32_t)id), sizeof(struct tq_ticket));
+            }
+            if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
+            return;
+        }
+        if (stage != 2) return;
+        if (cmd->type == TQ_CMD_OUTBOX_ACK) {
+            if (h->ident == 0 || h->ident >= s->messages.next_id) return;
+            uint32_t tid = st_message(s, h->ident)->ticket;
+            if (tid != 0 && tid < s->tickets.next_id) __builtin_prefetch(st_ticket(s, tid));
+            return;
+        }
+        if (h->ticket != 0 && h->ticket < s->tickets.next_id) {
+            prefetch_ticket_children(s, st_ticket(s, h->ticket));
         }
         return;
     }
@@ -2719,7 +2801,7 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
     const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
     if (stage == 0) {
         h->msg_hash = h->ident_hash = 0;
-        h->ident = 0;
+        h->ident = h->ticket = 0;
         if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
         if (in->message_external_id.len > 0 &&
             in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
@@ -2734,6 +2816,7 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
             h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
             __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
         }
+        prefetch_body(in->body);
         return;
     }
     if (stage == 1) {
@@ -2746,7 +2829,13 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         if (h->ident_hash != 0) {
             /* only the home slot is followed: most identities sit there */
             h->ident = s->ident_index.slots[h->ident_hash & s->ident_index.mask];
-            if (h->ident != 0) __builtin_prefetch(st_identity(s, h->ident));
+            if (h->ident != 0) prefetch_span(st_identity(s, h->ident), sizeof(struct tq_identity));
+        }
+        return;
+    }
+    if (stage == 4) {
+        if (h->ticket != 0 && h->ticket < s->tickets.next_id) {
+            prefetch_ticket_children(s, st_ticket(s, h->ticket));
         }
         return;
     }
@@ -2754,12 +2843,15 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
     const struct tq_identity *x = st_identity(s, h->ident);
     if (x->hash != h->ident_hash) return;
     if (stage == 2) {
-        __builtin_prefetch(x->ext);
-        __builtin_prefetch(st_customer(s, x->customer));
+        prefetch_span(x->ext, x->ext_len);
+        prefetch_span(st_customer(s, x->customer), sizeof(struct tq_customer));
         return;
     }
     uint32_t t = st_customer(s, x->customer)->ticket_head;
-    if (t != 0) __builtin_prefetch(st_ticket(s, t));
+    if (t != 0) {
+        h->ticket = t;
+        prefetch_span(st_ticket(s, t), sizeof(struct tq_ticket));
+    }
 }
 
 uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {

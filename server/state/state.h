@@ -461,17 +461,33 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
                                         const struct tq_event_sink *events, struct tq_error *error);
 
 /* Optional, pure: warms the cache lines apply will need for cmd. An inbound message needs a
- * chain of dependent loads (table slot -> identity -> customer -> ticket), so the hint comes in
- * stages: a replay or recovery loop that decodes ahead calls stage 0 for the record 12 ahead,
- * then stages 1, 2 and 3 for the records 9, 6 and 3 ahead, passing the same hint (filled by
- * stage 0, one per record in flight); each stage reads only what the previous one fetched. It
- * changes nothing in the state, so calling it or not never changes a result. */
+ * chain of dependent loads (table slot -> identity -> customer -> ticket -> its last message
+ * and heap entries), so the hint comes in TQ_STATE_PREFETCH_STAGES stages: a replay or
+ * recovery loop that decodes ahead calls stage k for the record
+ * (TQ_STATE_PREFETCH_STAGES - k) * TQ_STATE_PREFETCH_GAP records ahead of the one it applies
+ * (stage 0 for the record 15 ahead, then 1, 2, 3 and 4 for the records 12, 9, 6 and 3 ahead),
+ * passing the same hint (filled by stage 0, one per record in flight); each stage reads only
+ * what the previous ones fetched. It changes nothing in the state, so calling it or not (or
+ * with a stale hint) never changes a result. */
+#define TQ_STATE_PREFETCH_STAGES 5u
+#define TQ_STATE_PREFETCH_GAP    3u /* records between two stages of one record */
+#define TQ_STATE_PREFETCH_AHEAD  (TQ_STATE_PREFETCH_STAGES * TQ_STATE_PREFETCH_GAP)
 struct tq_state_prefetch_hint {
     uint64_t msg_hash, ident_hash; /* keys of an inbound message (0 = none) */
     uint32_t ident;                /* the identity found at stage 1 (0 = none) */
+    uint32_t ticket;               /* the ticket found at stage 0 or 3 (0 = none) */
 };
 void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *hint);
+
+/* tq_state_apply for a cmd that went through tq_state_prefetch: apply reuses the key hashes
+ * stage 0 computed instead of hashing the external ids again. hint must be the one stage 0
+ * filled for this very cmd (debug builds recompute and assert); NULL = tq_state_apply.
+ * Same results, events and errors as tq_state_apply. */
+TQ_NODISCARD enum tq_err
+tq_state_apply_hinted(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
+                      const struct tq_state_prefetch_hint *hint, struct tq_cmd_result *result,
+                      const struct tq_event_sink *events, struct tq_error *error);
 
 /* Last applied LSN. */
 uint64_t tq_state_lsn(const struct tq_state *state);
