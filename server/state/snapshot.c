@@ -593,7 +593,9 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         if (x->ext_len == 0 && x->hash != 0) sr_fail(r, "erased identity");
     }
     for (uint32_t i = 1; i <= n->tickets && r->bad == NULL; i++) {
-        struct tq_ticket *t = st_ticket(s, tq_st_slab_new(&s->tickets));
+        uint32_t tid = tq_st_slab_new(&s->tickets);
+        tq_st_tkidx_new(s, tid);
+        struct tq_ticket *t = st_ticket(s, tid);
         uint64_t wake_at = 0;
         uint64_t *times[] = {&t->created_ms,
                              &t->updated_ms,

@@ -230,20 +230,29 @@ struct tq_ticket {
     uint64_t unanswered_ms;     /* oldest inbound not answered by an agent; 0 none */
     struct tq_clock wait, work; /* requester wait, agent work */
     uint64_t first_reply_deadline_ms, next_reply_deadline_ms, window_deadline_ms;
-    uint64_t qkey_due_ms; /* queued: the SLA due part of its heap key */
     const char *subject;
     struct tq_ticket_extras *extras; /* cold fields (see above); NULL = none */
     uint32_t tenant, number, customer, queue, assignee;
     uint32_t msg_head, msg_tail, msg_count;
     uint32_t customer_next; /* customer's ticket chain (descending id) */
     uint32_t policy;        /* tenant policy index + 1; 0 = no SLA */
-    uint32_t queue_pos;     /* heap position + 1 while queued */
-    uint32_t due_pos;       /* deadline heap position + 1 */
     uint16_t subject_len;
     uint8_t status, priority, origin, flags;
     uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */
     uint8_t sla_warned;                     /* bit per metric */
-    uint8_t qkey_priority;                  /* queued: the priority part of its heap key */
+};
+/* Three whole cache lines (slab chunks are 64-byte aligned): an inbound message to a ticket
+ * reads and writes fields in all of them, and a fourth line was a fourth miss. */
+_Static_assert(sizeof(struct tq_ticket) == 192, "a ticket is three cache lines");
+
+/* A ticket's entries in the queue and deadline heaps, kept in their own slab (same ids as the
+ * tickets) so that heap sifts, which move other tickets' entries, write 16-byte records in a
+ * dense array instead of a line of each moved ticket, and queue comparisons read the cached
+ * key there. Derived: rebuilt on snapshot load, never serialised. */
+struct tq_tkidx {
+    uint64_t qkey;      /* queued: tq_st_queue_key() when it entered or was re-keyed */
+    uint32_t queue_pos; /* queue heap position + 1 while queued, else 0 */
+    uint32_t due_pos;   /* deadline heap position + 1 while it has a due item, else 0 */
 };
 
 static inline uint64_t tk_wake_at(const struct tq_ticket *t) {
@@ -264,6 +273,7 @@ struct tq_obentry {
     uint64_t lease_until_ms; /* 0 = available */
     uint32_t message, tenant, prev, next;
     uint8_t channel, leased;
+    uint8_t attempts; /* copy of the message's attempts: lease expiry reads no message */
 };
 
 struct tq_intern { /* interned tag / custom-field key */
@@ -275,6 +285,7 @@ struct tq_state {
     uint32_t body_bytes_max;
     uint64_t lsn;
     struct tq_slab tenants, tokens, queues, agents, customers, identities, tickets, messages;
+    struct tq_slab tkidx; /* struct tq_tkidx, one per ticket, same id */
     struct tq_slab interns, obentries;
     uint32_t ob_free; /* free list of outbox entries (through next) */
     struct tq_idtab ident_index, token_index, intern_index;
@@ -307,6 +318,9 @@ static inline struct tq_tenant *st_tenant(const struct tq_state *s, uint32_t id)
 }
 static inline struct tq_ticket *st_ticket(const struct tq_state *s, uint32_t id) {
     return tq_slab_at(&s->tickets, id);
+}
+static inline struct tq_tkidx *st_tkidx(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->tkidx, id);
 }
 static inline struct tq_message *st_message(const struct tq_state *s, uint32_t id) {
     return tq_slab_at(&s->messages, id);
@@ -399,6 +413,11 @@ uint64_t tq_st_clock_target(const struct tq_state *s, const struct tq_ticket *t,
 uint64_t tq_st_clock_elapsed(const struct tq_state *s, const struct tq_ticket *t,
                              enum tq_sla_metric m);
 bool tq_st_queue_before(const struct tq_state *s, uint32_t a, uint32_t b);
+/* The cached part of a queued ticket's heap key: priority (desc) then SLA due (asc) as one
+ * ascending integer. */
+uint64_t tq_st_queue_key(const struct tq_ticket *t);
+/* Allocates ticket id's index entry (after tq_st_slab_new(&s->tickets) returned id). */
+void tq_st_tkidx_new(struct tq_state *s, uint32_t id);
 bool tq_st_ticket_has_tag(const struct tq_ticket *t, uint32_t tag);
 uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
                                struct tq_str ext);
