@@ -228,7 +228,7 @@ bool tq_state_customer_identity(const struct tq_state *s, uint64_t tenant_id, ui
         if (i == index) {
             const struct tq_identity *id = st_identity(s, x);
             *channel = (enum tq_channel)id->channel;
-            *external_id = (struct tq_str){id->ext, id->ext_len};
+            *external_id = (struct tq_str){ident_ext(id), id->ext_len};
             return true;
         }
     }
@@ -563,7 +563,7 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         live_identities++;
         CHECK(!st_customer(s, id->customer)->erased, "identity %u: customer erased", x);
         CHECK(tq_st_identity_lookup(s, id->tenant, (enum tq_channel)id->channel,
-                                    (struct tq_str){id->ext, id->ext_len}) == x,
+                                    (struct tq_str){ident_ext(id), id->ext_len}) == x,
               "identity %u: not found by its key", x);
     }
     CHECK(s->ident_index.count == live_identities, "identity table count");

@@ -991,7 +991,7 @@ static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq
         if (id == 0) return 0;
         const struct tq_identity *x = st_identity(s, id);
         if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
-            memcmp(x->ext, norm, len) == 0) {
+            memcmp(ident_ext(x), norm, len) == 0) {
             return id;
         }
     }
@@ -1096,10 +1096,8 @@ static uint32_t identity_add(struct tq_state *s, uint32_t tenant, uint32_t custo
                              enum tq_channel ch, const char *norm, uint32_t len, uint64_t h) {
     uint32_t id = tq_st_slab_new(&s->identities);
     struct tq_identity *x = st_identity(s, id);
-    struct tq_str ext = tq_st_strdup(s, norm, len);
     x->hash = h;
-    x->ext = ext.ptr;
-    x->ext_len = (uint16_t)len;
+    tq_st_identity_set_ext(s, x, norm, len);
     x->tenant = tenant;
     x->customer = customer;
     x->channel = (uint8_t)ch;
@@ -1671,8 +1669,8 @@ static enum tq_err cmd_customer_erase(struct ctx *c) {
         uint32_t next = id->next;
         TQ_ASSERT(id->ext_len > 0 && id->customer == cid);
         tq_st_idtab_remove(s, &s->ident_index, id->hash, x, identity_hash_of);
-        scrub(id->ext, id->ext_len);
-        id->ext = NULL;
+        scrub(ident_ext(id), id->ext_len);
+        memset(&id->ext, 0, sizeof(id->ext));
         id->ext_len = 0;
         id->hash = 0;
         id->next = 0;
@@ -2911,7 +2909,7 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
     const struct tq_identity *x = st_identity(s, h->ident);
     if (x->hash != h->ident_hash) return;
     if (stage == 2) {
-        prefetch_span(x->ext, x->ext_len);
+        if (x->ext_len > TQ_IDENTITY_INLINE_BYTES) prefetch_span(x->ext.ptr, x->ext_len);
         prefetch_span(st_customer(s, x->customer), sizeof(struct tq_customer));
         return;
     }

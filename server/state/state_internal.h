@@ -169,14 +169,26 @@ struct tq_customer {
 
 /* An erased identity (CUSTOMER_ERASE) keeps its id slot, tenant, channel and customer, with
  * hash 0 and ext_len 0: it is in no chain and no lookup table. Live identities have
- * ext_len >= 1 (every path that adds one requires a non-empty id). */
+ * ext_len >= 1 (every path that adds one requires a non-empty id).
+ * One cache line (64 bytes, slab chunks are 64-byte aligned): the normalised external id is
+ * kept inline when it fits (e-mail addresses and phone numbers almost always do), so an
+ * inbound message's identity check reads one line, not the record and then the string. Longer
+ * ids live in the string store. Read the id with ident_ext(). */
+#define TQ_IDENTITY_INLINE_BYTES 40u
 struct tq_identity {
-    uint64_t hash;   /* XXH3 of (tenant, channel, normalised id) */
-    const char *ext; /* normalised external id (string store) */
+    uint64_t hash; /* XXH3 of (tenant, channel, normalised id) */
     uint32_t tenant, customer, next;
     uint16_t ext_len;
     uint8_t channel;
+    union {
+        char bytes[TQ_IDENTITY_INLINE_BYTES]; /* ext_len <= TQ_IDENTITY_INLINE_BYTES */
+        const char *ptr;                      /* longer: in the string store */
+    } ext;
 };
+_Static_assert(sizeof(struct tq_identity) == 64, "an identity is one cache line");
+static inline const char *ident_ext(const struct tq_identity *x) {
+    return x->ext_len <= TQ_IDENTITY_INLINE_BYTES ? x->ext.bytes : x->ext.ptr;
+}
 
 /* message.packed: lsn (48 bits) | direction (2) | channel (4) | author (2) | delivery (3) |
  * attempts (4). */
@@ -402,6 +414,9 @@ struct tq_message *tq_st_message_get(const struct tq_state *s, uint64_t tenant, 
 /* Shared between state.c, query.c and snapshot.c. */
 struct tq_state *tq_st_alloc(const struct tq_state_options *options);
 struct tq_str tq_st_strdup(struct tq_state *s, const char *ptr, uint32_t len);
+/* Stores the normalised external id of identity x (inline or in the string store). */
+void tq_st_identity_set_ext(struct tq_state *s, struct tq_identity *x, const char *ptr,
+                            uint32_t len);
 uint32_t tq_st_intern(struct tq_state *s, struct tq_str str);            /* 0 never returned */
 uint32_t tq_st_intern_find(const struct tq_state *s, struct tq_str str); /* 0 = not interned */
 uint64_t tq_st_ticket_due(const struct tq_state *s, const struct tq_ticket *t);

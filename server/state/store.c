@@ -63,6 +63,19 @@ uint32_t tq_st_slab_new(struct tq_slab *slab) {
     return id;
 }
 
+void tq_st_identity_set_ext(struct tq_state *s, struct tq_identity *x, const char *ptr,
+                            uint32_t len) {
+    TQ_ASSERT(len >= 1 && len <= TQ_EXTERNAL_ID_BYTES_MAX);
+    memset(&x->ext, 0, sizeof(x->ext));
+    x->ext_len = (uint16_t)len;
+    if (len <= TQ_IDENTITY_INLINE_BYTES) {
+        memcpy(x->ext.bytes, ptr, len);
+    } else {
+        x->ext.ptr = tq_st_strdup(s, ptr, len).ptr;
+    }
+    TQ_ASSERT(memcmp(ident_ext(x), ptr, len) == 0);
+}
+
 void tq_st_tkidx_new(struct tq_state *s, uint32_t id) {
     uint32_t x = tq_st_slab_new(&s->tkidx);
     TQ_ASSERT(x == id); /* the index slab follows the ticket slab id for id */
