@@ -1082,6 +1082,10 @@ static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
         tq_free(t->slots, old_cap * sizeof(uint32_t));
         msgtab_init(t, old_cap + old_cap / 2);
         for (uint32_t mid = 1; mid < id; mid++) {
+            if (mid + 16 < id) { /* the slots are random: fetch the one 16 messages ahead */
+                uint64_t ahead = st_message(s, mid + 16)->ext_hash;
+                if (ahead != 0) __builtin_prefetch(&t->slots[msg_home(t, ahead)], 1);
+            }
             uint64_t mh = st_message(s, mid)->ext_hash;
             if (mh != 0) msgtab_put(t, mh, mid);
         }
