@@ -395,6 +395,15 @@ uint64_t tq_st_ticket_sla_due(const struct tq_ticket *t) {
     return due;
 }
 
+/* Where tq_state_prefetch's walk of an inbound message's chain stands (hint->step). */
+enum {
+    TQ_PREFETCH_STEP_SLOT = 0, /* identity table slot fetched by stage 0 */
+    TQ_PREFETCH_STEP_IDENTITY, /* candidate identity fetched */
+    TQ_PREFETCH_STEP_CUSTOMER, /* its customer fetched */
+    TQ_PREFETCH_STEP_TICKET,   /* the customer's newest ticket fetched */
+    TQ_PREFETCH_STEP_DONE,
+};
+
 /* Prefetches every cache line of [p, p + n): a ticket is 208 bytes, so it spans four lines
  * whatever its offset, and apply reads fields in all of them. */
 static void prefetch_span(const void *p, size_t n) {
@@ -2871,7 +2880,8 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
     const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
     if (stage == 0) {
         h->msg_hash = h->ident_hash = 0;
-        h->ident = h->ticket = 0;
+        h->ident = h->ticket = h->probe = 0;
+        h->step = TQ_PREFETCH_STEP_SLOT;
         if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
         if (in->message_external_id.len > 0 &&
             in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
@@ -2889,39 +2899,54 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         prefetch_body(in->body);
         return;
     }
-    if (stage == 1) {
-        if (h->msg_hash != 0) {
-            uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
-            if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
-                __builtin_prefetch(st_message(s, slot & MSG_ID_MASK)); /* likely a duplicate */
-            }
+    /* Stages 1-4 walk the chain one link per call: slot -> identity -> customer -> ticket ->
+     * what hangs off the ticket. An identity that turns out not to be ours (its hash differs:
+     * ours was displaced by linear probing) is replaced by the next slot's, at the price of
+     * one link; the walk stops at an empty slot or a stale id. */
+    if (stage == 1 && h->msg_hash != 0) {
+        uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
+        if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
+            __builtin_prefetch(st_message(s, slot & MSG_ID_MASK)); /* likely a duplicate */
         }
-        if (h->ident_hash != 0) {
-            /* only the home slot is followed: most identities sit there */
-            h->ident = s->ident_index.slots[h->ident_hash & s->ident_index.mask];
-            if (h->ident != 0) prefetch_span(st_identity(s, h->ident), sizeof(struct tq_identity));
-        }
-        return;
     }
-    if (stage == 4) {
-        if (h->ticket != 0 && h->ticket < s->tickets.next_id) {
-            prefetch_ticket_children(s, h->ticket);
-        }
+    if (h->ident_hash == 0) return;
+    const struct tq_idtab *tab = &s->ident_index;
+    switch (h->step) {
+    case TQ_PREFETCH_STEP_SLOT:
+        h->probe = (uint32_t)(h->ident_hash & tab->mask);
+        h->ident = tab->slots[h->probe];
+        if (h->ident == 0 || h->ident >= s->identities.next_id) break;
+        __builtin_prefetch(st_identity(s, h->ident));
+        h->step = TQ_PREFETCH_STEP_IDENTITY;
         return;
-    }
-    if (h->ident == 0 || h->ident >= s->identities.next_id) return;
-    const struct tq_identity *x = st_identity(s, h->ident);
-    if (x->hash != h->ident_hash) return;
-    if (stage == 2) {
-        if (x->ext_len > TQ_IDENTITY_INLINE_BYTES) prefetch_span(x->ext.ptr, x->ext_len);
+    case TQ_PREFETCH_STEP_IDENTITY: {
+        const struct tq_identity *x = st_identity(s, h->ident);
+        if (x->hash != h->ident_hash) {
+            /* (a regrowth since stage 0 leaves probe inside the bigger table: a useless but
+             * harmless hint) */
+            h->probe = (uint32_t)((h->probe + 1) & tab->mask);
+            h->ident = tab->slots[h->probe];
+            if (h->ident == 0 || h->ident >= s->identities.next_id) break;
+            __builtin_prefetch(st_identity(s, h->ident));
+            return;
+        }
+        if (x->customer == 0 || x->customer >= s->customers.next_id) break;
         prefetch_span(st_customer(s, x->customer), sizeof(struct tq_customer));
+        h->step = TQ_PREFETCH_STEP_CUSTOMER;
         return;
     }
-    uint32_t t = st_customer(s, x->customer)->ticket_head;
-    if (t != 0) {
+    case TQ_PREFETCH_STEP_CUSTOMER: {
+        uint32_t t = st_customer(s, st_identity(s, h->ident)->customer)->ticket_head;
+        if (t == 0 || t >= s->tickets.next_id) break;
         h->ticket = t;
         prefetch_ticket(s, t);
+        h->step = TQ_PREFETCH_STEP_TICKET;
+        return;
     }
+    case TQ_PREFETCH_STEP_TICKET: prefetch_ticket_children(s, h->ticket); break;
+    default: break;
+    }
+    h->step = TQ_PREFETCH_STEP_DONE;
 }
 
 uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {

@@ -467,15 +467,18 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
  * (TQ_STATE_PREFETCH_STAGES - k) * TQ_STATE_PREFETCH_GAP records ahead of the one it applies
  * (stage 0 for the record 15 ahead, then 1, 2, 3 and 4 for the records 12, 9, 6 and 3 ahead),
  * passing the same hint (filled by stage 0, one per record in flight); each stage reads only
- * what the previous ones fetched. It changes nothing in the state, so calling it or not (or
- * with a stale hint) never changes a result. */
+ * what the previous ones fetched (for an inbound message, stages 1-4 walk the chain one link
+ * each, probing past a displaced identity). It changes nothing in the state, so calling it or not
+ * (or with a stale hint) never changes a result. */
 #define TQ_STATE_PREFETCH_STAGES 5u
 #define TQ_STATE_PREFETCH_GAP    3u /* records between two stages of one record */
 #define TQ_STATE_PREFETCH_AHEAD  (TQ_STATE_PREFETCH_STAGES * TQ_STATE_PREFETCH_GAP)
 struct tq_state_prefetch_hint {
     uint64_t msg_hash, ident_hash; /* keys of an inbound message (0 = none) */
-    uint32_t ident;                /* the identity found at stage 1 (0 = none) */
-    uint32_t ticket;               /* the ticket found at stage 0 or 3 (0 = none) */
+    uint32_t ident;                /* candidate identity of the sender (0 = none) */
+    uint32_t ticket;               /* the ticket found so far (0 = none) */
+    uint32_t probe;                /* identity table slot of ident */
+    uint8_t step;                  /* how far the walk got (state.c) */
 };
 void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *hint);
