@@ -139,6 +139,35 @@ struct recovery_times {
     uint64_t replayed;    /* command records applied */
 };
 
+/* Recovery applies commands through a decode-ahead window (tq_state_window, state.h): records
+ * are decoded and their cache lines prefetched up to TQ_STATE_WINDOW_RECORDS ahead of the one
+ * applied, which hides most of apply's memory latency on a large state. */
+struct recovery_progress {
+    struct derive_ctx *derived; /* the events apply derives for the command just applied */
+    uint32_t derived_next;      /* how many of them the events records have matched */
+    uint64_t applied, last_cmd_lsn;
+    int last_cmd_type;
+};
+
+/* Applies the oldest command of the window; a command that no longer applies is fatal. */
+static void recovery_apply(struct tq_server *srv, struct tq_state_window *window,
+                           const struct tq_event_sink *sink, struct recovery_progress *p) {
+    struct tq_error error;
+    uint64_t lsn = 0;
+    const struct tq_cmd *cmd = NULL;
+    *p->derived->count = 0;
+    p->derived_next = 0;
+    if (tq_state_window_apply(window, srv->state, NULL, sink, &lsn, &cmd, &error) != TQ_OK) {
+        tq_fatal("recovery: record %" PRIu64 " (command %d) no longer applies: %s "
+                 "(the log and this binary disagree)",
+                 lsn, (int)cmd->type, error.msg);
+    }
+    p->last_cmd_type = (int)cmd->type;
+    p->last_cmd_lsn = lsn;
+    if (cmd->now_ms > srv->last_now_ms) srv->last_now_ms = cmd->now_ms;
+    p->applied++;
+}
+
 static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
                    struct recovery_times *times) {
     uint64_t t0 = tq_mono_us();
@@ -168,16 +197,17 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
         fprintf(stderr, "ticketqd: recovery: %s\n", error.msg);
         return 1;
     }
-    uint64_t applied = 0, first = 0, last = 0;
+    uint64_t first = 0, last = 0;
     /* Events are derived data: recovery skips their records. Debug builds re-derive them
      * from apply and compare, which checks that apply is deterministic. */
     struct tq_event *derived = NULL;
-    uint32_t derived_count = 0, derived_cap = 0, derived_next = 0;
+    uint32_t derived_count = 0, derived_cap = 0;
     uint64_t mismatches = 0;
-    int last_cmd_type = 0;
-    uint64_t last_cmd_lsn = 0;
-    (void)last_cmd_type;
-    (void)last_cmd_lsn;
+    struct derive_ctx dctx = {&derived, &derived_count, &derived_cap};
+    struct tq_event_sink sink = {.emit = derive_event, .ctx = &dctx};
+    struct recovery_progress prog = {.derived = &dctx};
+    struct tq_state_window *window = tq_xalloc(sizeof(*window));
+    tq_state_window_init(window);
     for (;;) {
         struct tq_log_record r;
         err = tq_log_iter_next(it, &r, &error);
@@ -185,19 +215,25 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
         if (err != TQ_OK) {
             fprintf(stderr, "ticketqd: recovery: %s\n", error.msg);
             tq_log_iter_close(it);
+            tq_state_window_destroy(window);
+            tq_free(window, sizeof(*window));
             return 1;
         }
         if (first == 0) first = r.lsn;
         last = r.lsn;
         if (r.type == TQ_RECORD_TYPE_EVENTS) {
 #ifdef TQ_DEBUG
-            uint64_t bad = compare_events(srv, &r, last_cmd_lsn, derived + derived_next,
-                                          derived_count - derived_next, &derived_next);
+            /* an events record follows its command: apply everything pending first */
+            while (!tq_state_window_empty(window))
+                recovery_apply(srv, window, &sink, &prog);
+            uint64_t bad = compare_events(srv, &r, prog.last_cmd_lsn, derived + prog.derived_next,
+                                          derived_count - prog.derived_next, &prog.derived_next);
             if (bad > 0) {
                 fprintf(stderr, "ticketqd:   (events of command type %d, %u derived)\n",
-                        last_cmd_type, derived_count);
+                        prog.last_cmd_type, derived_count);
             }
             mismatches += bad;
+            tq_arena_reset(&srv->arena);
 #endif
             continue;
         }
@@ -205,24 +241,17 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
         if (r.flags & TQ_RECORD_REDACTED) {
             tq_fatal("recovery: command record %" PRIu64 " is redacted", r.lsn);
         }
-        struct tq_cmd cmd;
-        if (tq_cmd_decode(r.payload, r.len, &cmd, &srv->arena, &error) != TQ_OK) {
+        if (tq_state_window_full(window)) recovery_apply(srv, window, &sink, &prog);
+        /* the window copies the payload: the iterator may reuse its buffer */
+        if (tq_state_window_push(window, srv->state, r.lsn, r.payload, r.len, &error) != TQ_OK) {
             tq_fatal("recovery: record %" PRIu64 " does not decode: %s", r.lsn, error.msg);
         }
-        last_cmd_type = (int)cmd.type;
-        last_cmd_lsn = r.lsn;
-        struct derive_ctx dctx = {&derived, &derived_count, &derived_cap};
-        struct tq_event_sink sink = {.emit = derive_event, .ctx = &dctx};
-        derived_count = derived_next = 0;
-        if (tq_state_apply(srv->state, r.lsn, &cmd, NULL, &sink, &error) != TQ_OK) {
-            tq_fatal("recovery: record %" PRIu64 " (command %d) no longer applies: %s "
-                     "(the log and this binary disagree)",
-                     r.lsn, (int)cmd.type, error.msg);
-        }
-        if (cmd.now_ms > srv->last_now_ms) srv->last_now_ms = cmd.now_ms;
-        applied++;
-        tq_arena_reset(&srv->arena);
     }
+    while (!tq_state_window_empty(window))
+        recovery_apply(srv, window, &sink, &prog);
+    tq_state_window_destroy(window);
+    tq_free(window, sizeof(*window));
+    uint64_t applied = prog.applied;
     tq_log_iter_close(it);
     if (derived != NULL) tq_free(derived, derived_cap * sizeof(*derived));
     if (mismatches > 0) {

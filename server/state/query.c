@@ -228,7 +228,7 @@ bool tq_state_customer_identity(const struct tq_state *s, uint64_t tenant_id, ui
         if (i == index) {
             const struct tq_identity *id = st_identity(s, x);
             *channel = (enum tq_channel)id->channel;
-            *external_id = (struct tq_str){id->ext, id->ext_len};
+            *external_id = (struct tq_str){ident_ext(id), id->ext_len};
             return true;
         }
     }
@@ -460,14 +460,14 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         }
         /* queue membership */
         bool should = tq_st_ticket_should_queue(t);
-        CHECK(should == (t->queue_pos != 0), "ticket %u: queued=%d but should=%d", id,
-              t->queue_pos != 0, should);
+        const struct tq_tkidx *x = st_tkidx(s, id);
+        CHECK(should == (x->queue_pos != 0), "ticket %u: queued=%d but should=%d", id,
+              x->queue_pos != 0, should);
         if (should) {
             const struct tq_heap32 *h = &st_queue(s, t->queue)->heap[cls];
-            CHECK(t->queue_pos <= h->count && h->ids[t->queue_pos - 1] == id,
+            CHECK(x->queue_pos <= h->count && h->ids[x->queue_pos - 1] == id,
                   "ticket %u: queue position", id);
-            CHECK(t->qkey_priority == t->priority && t->qkey_due_ms == tq_st_ticket_sla_due(t),
-                  "ticket %u: stale queue key", id);
+            CHECK(x->qkey == tq_st_queue_key(t), "ticket %u: stale queue key", id);
             depth[t->queue * 2 + cls]++;
         }
         /* load */
@@ -477,10 +477,10 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         /* deadline index */
         uint64_t due = tq_st_ticket_due(s, t);
         if (due == UINT64_MAX) {
-            CHECK(t->due_pos == 0, "ticket %u: in deadline index without a due item", id);
+            CHECK(x->due_pos == 0, "ticket %u: in deadline index without a due item", id);
         } else {
-            CHECK(t->due_pos != 0 && t->due_pos <= s->due_count, "ticket %u: not indexed", id);
-            CHECK(s->due[t->due_pos - 1].ticket == id && s->due[t->due_pos - 1].due_ms == due,
+            CHECK(x->due_pos != 0 && x->due_pos <= s->due_count, "ticket %u: not indexed", id);
+            CHECK(s->due[x->due_pos - 1].ticket == id && s->due[x->due_pos - 1].due_ms == due,
                   "ticket %u: deadline entry stale", id);
             due_expected++;
         }
@@ -563,7 +563,7 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         live_identities++;
         CHECK(!st_customer(s, id->customer)->erased, "identity %u: customer erased", x);
         CHECK(tq_st_identity_lookup(s, id->tenant, (enum tq_channel)id->channel,
-                                    (struct tq_str){id->ext, id->ext_len}) == x,
+                                    (struct tq_str){ident_ext(id), id->ext_len}) == x,
               "identity %u: not found by its key", x);
     }
     CHECK(s->ident_index.count == live_identities, "identity table count");
@@ -592,6 +592,8 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         const struct tq_message *m = st_message(s, x->message);
         CHECK(st_ticket(s, m->ticket)->tenant == x->tenant, "outbox %u: tenant", e);
         CHECK(msg_delivery(m) == TQ_DELIVERY_QUEUED, "outbox %u: message not queued", e);
+        CHECK(x->attempts == msg_attempts(m), "outbox %u: attempts copy %u, message %u", e,
+              x->attempts, msg_attempts(m));
     }
 done:
     tq_free(load, ((size_t)na + 1) * 2 * sizeof(uint32_t));

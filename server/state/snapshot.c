@@ -214,7 +214,7 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
     for (uint32_t i = 1; i < s->identities.next_id; i++) {
         const struct tq_identity *x = st_identity(s, i);
         sw_u64(w, x->hash);
-        sw_str(w, (struct tq_str){x->ext, x->ext_len});
+        sw_str(w, (struct tq_str){ident_ext(x), x->ext_len});
         sw_u32(w, x->tenant);
         sw_u32(w, x->customer);
         sw_u8(w, x->channel);
@@ -355,6 +355,16 @@ static struct tq_str sr_str(struct sr *r, struct tq_state *s, uint32_t max, cons
     if (r->bad == NULL && (n > max || n > r->len - r->off)) sr_fail(r, what);
     if (r->bad != NULL) return (struct tq_str){"", 0};
     struct tq_str out = tq_st_strdup(s, (const char *)r->p + r->off, n);
+    r->off += n;
+    return out;
+}
+/* Like sr_str, but the bytes stay in the blob (valid while it is): for callers that store
+ * them their own way. */
+static struct tq_str sr_bytes(struct sr *r, uint32_t max, const char *what) {
+    uint32_t n = sr_u32(r, what);
+    if (r->bad == NULL && (n > max || n > r->len - r->off)) sr_fail(r, what);
+    if (r->bad != NULL) return (struct tq_str){"", 0};
+    struct tq_str out = {(const char *)r->p + r->off, n};
     r->off += n;
     return out;
 }
@@ -583,9 +593,8 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
     for (uint32_t i = 1; i <= n->identities && r->bad == NULL; i++) {
         struct tq_identity *x = st_identity(s, tq_st_slab_new(&s->identities));
         x->hash = sr_u64(r, "identity hash");
-        struct tq_str ext = sr_str(r, s, TQ_EXTERNAL_ID_BYTES_MAX, "identity");
-        x->ext = ext.ptr;
-        x->ext_len = (uint16_t)ext.len;
+        struct tq_str ext = sr_bytes(r, TQ_EXTERNAL_ID_BYTES_MAX, "identity");
+        if (ext.len > 0) tq_st_identity_set_ext(s, x, ext.ptr, ext.len); /* else erased */
         x->tenant = sr_ref(r, n->tenants, false, "identity tenant");
         x->customer = sr_ref(r, n->customers, false, "identity customer");
         x->channel = sr_u8(r, "identity channel");
@@ -593,7 +602,9 @@ static void read_entities(struct sr *r, struct tq_state *s, const struct counts 
         if (x->ext_len == 0 && x->hash != 0) sr_fail(r, "erased identity");
     }
     for (uint32_t i = 1; i <= n->tickets && r->bad == NULL; i++) {
-        struct tq_ticket *t = st_ticket(s, tq_st_slab_new(&s->tickets));
+        uint32_t tid = tq_st_slab_new(&s->tickets);
+        tq_st_tkidx_new(s, tid);
+        struct tq_ticket *t = st_ticket(s, tid);
         uint64_t wake_at = 0;
         uint64_t *times[] = {&t->created_ms,
                              &t->updated_ms,

@@ -87,26 +87,29 @@ struct ctx {
     uint32_t tenant_id;
     struct tq_tenant *tn; /* NULL for TENANT_CREATE, server-level tokens and TICK */
     struct tq_error *error;
+    const struct tq_state_prefetch_hint *hint; /* NULL, or stage 0's hint for cmd */
 };
 
+/* Events are output only: a caller without a sink (replay into a scratch state, benchmarks)
+ * does not pay for building them. The hot emitters check ev_wanted() first. */
+static bool ev_wanted(const struct ctx *c) {
+    return c->sink != NULL && c->sink->emit != NULL;
+}
+
 static void ev_send(struct ctx *c, struct tq_event *e) {
-    if (c->sink != NULL && c->sink->emit != NULL) c->sink->emit(c->sink->ctx, e);
+    if (ev_wanted(c)) c->sink->emit(c->sink->ctx, e);
 }
 
 static struct tq_event ev_make(struct ctx *c, enum tq_event_type type, uint64_t tenant,
                                uint64_t at) {
-    struct tq_event e;
-    memset(&e, 0, sizeof(e));
-    e.type = type;
-    e.lsn = c->lsn;
-    e.at_ms = at;
-    e.tenant_id = tenant;
-    return e;
+    /* an initialiser, not memset: compilers turn a 96-byte memset into rep stos */
+    return (struct tq_event){.type = type, .lsn = c->lsn, .at_ms = at, .tenant_id = tenant};
 }
 
 static void ev_ticket(struct ctx *c, uint32_t tid, enum tq_event_type type,
                       enum tq_event_field field, int64_t old_value, int64_t new_value,
                       uint64_t at) {
+    if (!ev_wanted(c)) return;
     const struct tq_ticket *t = st_ticket(c->s, tid);
     struct tq_event e = ev_make(c, type, t->tenant, at);
     e.ticket_id = tid;
@@ -121,6 +124,7 @@ static void ev_ticket(struct ctx *c, uint32_t tid, enum tq_event_type type,
 
 static void ev_sla(struct ctx *c, uint32_t tid, enum tq_event_type type, enum tq_sla_metric m,
                    uint64_t at) {
+    if (!ev_wanted(c)) return;
     const struct tq_ticket *t = st_ticket(c->s, tid);
     struct tq_event e = ev_make(c, type, t->tenant, at);
     e.ticket_id = tid;
@@ -293,24 +297,40 @@ static uint64_t clock_deadline(const struct tq_ticket *t, enum tq_sla_metric m) 
     return 0;
 }
 
+/* What the clock arithmetic of one ticket needs from its tenant and policy, looked up once
+ * per ticket_next_item() rather than once per clock (it runs for every ticket change). */
+struct sla_env {
+    const struct tq_tenant *tn;
+    const struct tq_policy *policy; /* NULL = no SLA */
+    const struct tq_calendar *cal;  /* ticket_calendar(): NULL = calendar time */
+};
+
+static struct sla_env sla_env_of(const struct tq_state *s, const struct tq_ticket *t) {
+    struct sla_env e = {st_tenant(s, t->tenant), ticket_policy(s, t), NULL};
+    if (e.policy != NULL && e.policy->business_hours) e.cal = e.tn->calendar;
+    TQ_DEBUG_ASSERT(e.cal == ticket_calendar(s, t));
+    return e;
+}
+
 /* The instant a RUNNING clock with a target reaches the tenant's warning fraction, or
  * UINT64_MAX if warnings are off (permille 0 or >= 1000) or already sent. */
-static uint64_t clock_warn_at(const struct tq_state *s, const struct tq_ticket *t,
+static uint64_t clock_warn_at(const struct sla_env *e, const struct tq_ticket *t,
                               enum tq_sla_metric m) {
-    uint32_t p = st_tenant(s, t->tenant)->warn_permille;
+    uint32_t p = e->tn->warn_permille;
     if (p == 0 || p >= 1000 || (t->sla_warned & (1u << m)) != 0) return UINT64_MAX;
     uint64_t deadline = clock_deadline(t, m);
-    uint64_t target = tq_st_clock_target(s, t, m);
+    uint64_t target = m == TQ_SLA_REPLY_WINDOW ? e->tn->reply_window_ms[t->origin]
+                      : e->policy == NULL      ? 0
+                                               : e->policy->target_ms[m][t->priority];
     uint64_t warn_span = target * p / 1000;
     uint64_t at;
     if (m == TQ_SLA_REPLY_WINDOW) {
         at = deadline >= target ? deadline - target + warn_span : deadline;
     } else if (m == TQ_SLA_FIRST_REPLY || m == TQ_SLA_NEXT_REPLY) {
-        at = cal_add(ticket_calendar(s, t), reply_mark(t, m), warn_span);
+        at = cal_add(e->cal, reply_mark(t, m), warn_span);
     } else {
         const struct tq_clock *k = m == TQ_SLA_REQUESTER_WAIT ? &t->wait : &t->work;
-        at = cal_add(ticket_calendar(s, t), k->mark_ms,
-                     warn_span > k->elapsed_ms ? warn_span - k->elapsed_ms : 0);
+        at = cal_add(e->cal, k->mark_ms, warn_span > k->elapsed_ms ? warn_span - k->elapsed_ms : 0);
     }
     return at < deadline ? at : deadline;
 }
@@ -337,11 +357,12 @@ static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
 static struct item ticket_next_item(const struct tq_state *s, const struct tq_ticket *t) {
     struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW};
     if (tk_merged_into(t) != 0 || t->status == TQ_STATUS_CLOSED) return best;
+    struct sla_env env = sla_env_of(s, t);
     for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
         if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
         uint64_t deadline = clock_deadline(t, (enum tq_sla_metric)m);
         if (deadline == 0) continue;
-        item_consider(&best, clock_warn_at(s, t, (enum tq_sla_metric)m), ITEM_WARN,
+        item_consider(&best, clock_warn_at(&env, t, (enum tq_sla_metric)m), ITEM_WARN,
                       (enum tq_sla_metric)m);
         item_consider(&best, deadline, ITEM_BREACH, (enum tq_sla_metric)m);
     }
@@ -352,7 +373,7 @@ static struct item ticket_next_item(const struct tq_state *s, const struct tq_ti
         uint64_t timeout = st_queue(s, t->queue)->timeout_ms;
         if (timeout != 0) item_consider(&best, t->routing_ms + timeout, ITEM_TIMEOUT, 0);
     }
-    uint64_t auto_close = st_tenant(s, t->tenant)->auto_close_ms;
+    uint64_t auto_close = env.tn->auto_close_ms;
     if (t->status == TQ_STATUS_SOLVED && auto_close != 0) {
         item_consider(&best, t->solved_ms + auto_close, ITEM_CLOSE, 0);
     }
@@ -374,17 +395,51 @@ uint64_t tq_st_ticket_sla_due(const struct tq_ticket *t) {
     return due;
 }
 
+/* Where tq_state_prefetch's walk of an inbound message's chain stands (hint->step). */
+enum {
+    TQ_PREFETCH_STEP_SLOT = 0, /* identity table slot fetched by stage 0 */
+    TQ_PREFETCH_STEP_IDENTITY, /* candidate identity fetched */
+    TQ_PREFETCH_STEP_CUSTOMER, /* its customer fetched */
+    TQ_PREFETCH_STEP_TICKET,   /* the customer's newest ticket fetched */
+    TQ_PREFETCH_STEP_DONE,
+};
+
+/* Prefetches every cache line of [p, p + n): a ticket is 208 bytes, so it spans four lines
+ * whatever its offset, and apply reads fields in all of them. */
+static void prefetch_span(const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + n;
+    for (; a < end; a += 64)
+        __builtin_prefetch((const void *)a);
+}
+
+/* The lines apply touches once it has the ticket: the last message (its next link is written),
+ * the deadline heap entry (re-keyed), the queue heap slot and the cold extras block. */
+static void prefetch_ticket(const struct tq_state *s, uint32_t tid) {
+    prefetch_span(st_ticket(s, tid), sizeof(struct tq_ticket));
+    __builtin_prefetch(st_tkidx(s, tid));
+}
+
 /* ==== queue heaps ========================================================================= */
 
 /* Queue order: priority desc, SLA due asc, (re)entered asc, id asc. A total order, so the
  * heap's top does not depend on insertion history. */
+#define QKEY_DUE_MAX ((1ull << 62) - 1) /* deadlines are < 2^54 (times < 2^53 + 10 years) */
+_Static_assert(TQ_PRIORITY_COUNT <= 4, "the priority fits the key's top two bits");
+
+uint64_t tq_st_queue_key(const struct tq_ticket *t) {
+    TQ_ASSERT(t->priority < TQ_PRIORITY_COUNT);
+    uint64_t due = tq_st_ticket_sla_due(t); /* UINT64_MAX = none: sorts after every deadline */
+    if (due > QKEY_DUE_MAX) due = QKEY_DUE_MAX;
+    return (uint64_t)(TQ_PRIORITY_COUNT - 1u - t->priority) << 62 | due;
+}
+
 static bool q_before(const struct tq_state *s, uint32_t a, uint32_t b) {
-    /* The key is cached in the ticket (qkey_*) when it enters or is re-keyed, so comparisons
-     * are cheap and a change that leaves the key alone costs no heap work. */
+    /* The key is cached in the index entry when the ticket enters or is re-keyed, so
+     * comparisons read the dense index, and a change that leaves the key alone costs no heap
+     * work. Only equal keys (same priority and due) look at the tickets. */
+    uint64_t ka = st_tkidx(s, a)->qkey, kb = st_tkidx(s, b)->qkey;
+    if (ka != kb) return ka < kb;
     const struct tq_ticket *ta = st_ticket(s, a), *tb = st_ticket(s, b);
-    if (ta->qkey_priority != tb->qkey_priority) return ta->qkey_priority > tb->qkey_priority;
-    uint64_t da = ta->qkey_due_ms, db = tb->qkey_due_ms;
-    if (da != db) return da < db;
     if (ta->routing_ms != tb->routing_ms) return ta->routing_ms < tb->routing_ms;
     return a < b;
 }
@@ -395,7 +450,7 @@ bool tq_st_queue_before(const struct tq_state *s, uint32_t a, uint32_t b) {
 
 static void qh_set(struct tq_state *s, struct tq_heap32 *h, uint32_t pos, uint32_t id) {
     h->ids[pos] = id;
-    st_ticket(s, id)->queue_pos = pos + 1;
+    st_tkidx(s, id)->queue_pos = pos + 1;
 }
 
 static void qh_up(struct tq_state *s, struct tq_heap32 *h, uint32_t pos) {
@@ -435,12 +490,12 @@ static void qh_insert(struct tq_state *s, struct tq_heap32 *h, uint32_t id) {
 
 static void qh_remove(struct tq_state *s, struct tq_heap32 *h, uint32_t pos) {
     TQ_ASSERT(pos < h->count);
-    st_ticket(s, h->ids[pos])->queue_pos = 0;
+    st_tkidx(s, h->ids[pos])->queue_pos = 0;
     h->count--;
     if (pos == h->count) return;
     h->ids[pos] = h->ids[h->count];
     qh_up(s, h, pos);
-    qh_down(s, h, st_ticket(s, h->ids[pos == 0 ? 0 : pos])->queue_pos - 1);
+    qh_down(s, h, st_tkidx(s, h->ids[pos])->queue_pos - 1);
 }
 
 static struct tq_heap32 *ticket_heap(struct tq_state *s, const struct tq_ticket *t) {
@@ -455,7 +510,7 @@ static bool due_before(const struct tq_duenode *a, const struct tq_duenode *b) {
 
 static void dh_set(struct tq_state *s, uint32_t pos, struct tq_duenode n) {
     s->due[pos] = n;
-    st_ticket(s, n.ticket)->due_pos = pos + 1;
+    st_tkidx(s, n.ticket)->due_pos = pos + 1;
 }
 
 static void dh_up(struct tq_state *s, uint32_t pos) {
@@ -483,7 +538,7 @@ static void dh_down(struct tq_state *s, uint32_t pos) {
 }
 
 static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
-    struct tq_ticket *t = st_ticket(s, tid);
+    struct tq_tkidx *t = st_tkidx(s, tid);
     if (due == UINT64_MAX) {
         if (t->due_pos == 0) return;
         uint32_t pos = t->due_pos - 1;
@@ -492,7 +547,7 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
         if (pos == s->due_count) return;
         s->due[pos] = s->due[s->due_count];
         dh_up(s, pos);
-        dh_down(s, st_ticket(s, s->due[pos].ticket)->due_pos - 1);
+        dh_down(s, st_tkidx(s, s->due[pos].ticket)->due_pos - 1);
         return;
     }
     if (t->due_pos != 0) {
@@ -532,26 +587,25 @@ static void tenant_mark_dirty(struct tq_state *s, uint32_t tenant_id) {
  * from its fields. at is the time of the change (a ticket entering its queue enters at at). */
 static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
     struct tq_ticket *t = st_ticket(s, tid);
+    struct tq_tkidx *x = st_tkidx(s, tid);
     /* queue */
     bool should = tq_st_ticket_should_queue(t);
-    if (should && t->queue_pos == 0) {
+    if (should && x->queue_pos == 0) {
         t->routing_ms = at;
-        t->qkey_priority = t->priority;
-        t->qkey_due_ms = tq_st_ticket_sla_due(t);
+        x->qkey = tq_st_queue_key(t);
         qh_insert(s, ticket_heap(s, t), tid);
         t->flags |= TQ_TF_QUEUED;
         if (st_queue(s, t->queue)->auto_assign) tenant_mark_dirty(s, t->tenant);
-    } else if (!should && t->queue_pos != 0) {
-        qh_remove(s, ticket_heap(s, t), t->queue_pos - 1);
+    } else if (!should && x->queue_pos != 0) {
+        qh_remove(s, ticket_heap(s, t), x->queue_pos - 1);
         t->flags &= (uint8_t)~TQ_TF_QUEUED;
     } else if (should) {
-        uint64_t due = tq_st_ticket_sla_due(t);
-        if (due != t->qkey_due_ms || t->priority != t->qkey_priority) {
+        uint64_t key = tq_st_queue_key(t);
+        if (key != x->qkey) {
             struct tq_heap32 *h = ticket_heap(s, t);
-            t->qkey_priority = t->priority;
-            t->qkey_due_ms = due;
-            qh_up(s, h, t->queue_pos - 1);
-            qh_down(s, h, t->queue_pos - 1);
+            x->qkey = key;
+            qh_up(s, h, x->queue_pos - 1);
+            qh_down(s, h, x->queue_pos - 1);
         }
     }
     /* load */
@@ -698,8 +752,9 @@ static void ticket_set_queue(struct ctx *c, uint32_t tid, uint32_t queue, uint64
     struct tq_ticket *t = st_ticket(s, tid);
     uint32_t old = t->queue;
     if (old == queue) return;
-    if (t->queue_pos != 0) {
-        qh_remove(s, ticket_heap(s, t), t->queue_pos - 1);
+    uint32_t queue_pos = st_tkidx(s, tid)->queue_pos;
+    if (queue_pos != 0) {
+        qh_remove(s, ticket_heap(s, t), queue_pos - 1);
         t->flags &= (uint8_t)~TQ_TF_QUEUED;
     }
     t->queue = queue;
@@ -815,10 +870,32 @@ static bool dur_ok(uint64_t ms) {
 }
 
 /* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
- * ASCII runs are checked 8 bytes at a time: bodies are mostly ASCII. */
+ * ASCII runs are checked 32, then 8 bytes at a time: bodies are mostly ASCII. */
+static bool ascii_only(const uint8_t *p, size_t n) {
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    for (; i < n; i++)
+        acc |= p[i];
+    return (acc & 0x8080808080808080ull) == 0;
+}
+
 static bool utf8_valid(const uint8_t *p, size_t n) {
+    if (ascii_only(p, n)) return true; /* most bodies: one OR per 8 bytes, no branches */
     size_t i = 0;
     while (i < n) {
+        if (i + 32 <= n) {
+            uint64_t w[4];
+            memcpy(w, p + i, 32);
+            if (((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull) == 0) {
+                i += 32;
+                continue;
+            }
+        }
         if (i + 8 <= n) {
             uint64_t w;
             memcpy(&w, p + i, 8);
@@ -923,7 +1000,7 @@ static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq
         if (id == 0) return 0;
         const struct tq_identity *x = st_identity(s, id);
         if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
-            memcmp(x->ext, norm, len) == 0) {
+            memcmp(ident_ext(x), norm, len) == 0) {
             return id;
         }
     }
@@ -1008,16 +1085,20 @@ static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
     if ((t->count + 1) * 4 > t->cap * 3) {
-        uint64_t old_cap = t->cap;
-        uint32_t *old = t->slots;
+        /* Re-insert in message id order: a sequential scan of the message slab (every message
+         * with a key is in the table, id < this id), not one random message read per slot. */
+        uint64_t old_cap = t->cap, old_count = t->count;
+        tq_free(t->slots, old_cap * sizeof(uint32_t));
         msgtab_init(t, old_cap + old_cap / 2);
-        for (uint64_t i = 0; i < old_cap; i++) {
-            if (old[i] != 0) {
-                uint32_t mid = old[i] & MSG_ID_MASK;
-                msgtab_put(t, st_message(s, mid)->ext_hash, mid);
+        for (uint32_t mid = 1; mid < id; mid++) {
+            if (mid + 16 < id) { /* the slots are random: fetch the one 16 messages ahead */
+                uint64_t ahead = st_message(s, mid + 16)->ext_hash;
+                if (ahead != 0) __builtin_prefetch(&t->slots[msg_home(t, ahead)], 1);
             }
+            uint64_t mh = st_message(s, mid)->ext_hash;
+            if (mh != 0) msgtab_put(t, mh, mid);
         }
-        tq_free(old, old_cap * sizeof(uint32_t));
+        TQ_ASSERT(t->count == old_count);
     }
     msgtab_put(t, h, id);
     TQ_ASSERT(t->count * 4 <= t->cap * 3);
@@ -1028,10 +1109,8 @@ static uint32_t identity_add(struct tq_state *s, uint32_t tenant, uint32_t custo
                              enum tq_channel ch, const char *norm, uint32_t len, uint64_t h) {
     uint32_t id = tq_st_slab_new(&s->identities);
     struct tq_identity *x = st_identity(s, id);
-    struct tq_str ext = tq_st_strdup(s, norm, len);
     x->hash = h;
-    x->ext = ext.ptr;
-    x->ext_len = (uint16_t)len;
+    tq_st_identity_set_ext(s, x, norm, len);
     x->tenant = tenant;
     x->customer = customer;
     x->channel = (uint8_t)ch;
@@ -1603,8 +1682,8 @@ static enum tq_err cmd_customer_erase(struct ctx *c) {
         uint32_t next = id->next;
         TQ_ASSERT(id->ext_len > 0 && id->customer == cid);
         tq_st_idtab_remove(s, &s->ident_index, id->hash, x, identity_hash_of);
-        scrub(id->ext, id->ext_len);
-        id->ext = NULL;
+        scrub(ident_ext(id), id->ext_len);
+        memset(&id->ext, 0, sizeof(id->ext));
         id->ext_len = 0;
         id->hash = 0;
         id->next = 0;
@@ -1657,6 +1736,7 @@ static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned 
     tn->message_count++;
     tn->by_channel[channel]++;
     hourly_add(tn, c->now, channel);
+    if (!ev_wanted(c)) return mid;
     struct tq_event e = ev_make(c, TQ_EVENT_MESSAGE_ADDED, tn == c->tn ? c->tenant_id : 0, c->now);
     const struct tq_ticket *t = st_ticket(s, tid);
     e.tenant_id = t->tenant;
@@ -1695,6 +1775,7 @@ static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_
     const __typeof__(c->cmd->u.ingest) *in = &c->cmd->u.ingest;
     struct tq_tenant *tn = c->tn;
     uint32_t tid = tq_st_slab_new(&s->tickets);
+    tq_st_tkidx_new(s, tid);
     struct tq_ticket *t = st_ticket(s, tid);
     t->tenant = c->tenant_id;
     t->number = tn->ticket_number_next++;
@@ -1777,13 +1858,21 @@ static enum tq_err cmd_ingest(struct ctx *c) {
      * prefetch both slots so the two misses overlap. */
     char norm[TQ_EXTERNAL_ID_BYTES_MAX];
     uint32_t nlen = normalise_ext(in->channel, in->from_external_id, norm);
-    uint64_t ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
+    uint64_t ih_pre = c->hint != NULL ? c->hint->ident_hash : 0; /* stage 0 hashed the keys */
+    if (ih_pre == 0) ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
+    TQ_DEBUG_ASSERT(ih_pre == tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen));
     __builtin_prefetch(&s->ident_index.slots[ih_pre & s->ident_index.mask]);
     /* idempotency */
     uint64_t mh = 0;
     if (in->message_external_id.len > 0) {
-        mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
-                                in->message_external_id.len);
+        mh = c->hint != NULL ? c->hint->msg_hash : 0;
+        if (mh == 0) {
+            mh = tq_st_message_hash(c->tenant_id, in->channel, in->message_external_id.ptr,
+                                    in->message_external_id.len);
+        }
+        TQ_DEBUG_ASSERT(mh == tq_st_message_hash(c->tenant_id, in->channel,
+                                                 in->message_external_id.ptr,
+                                                 in->message_external_id.len));
         __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, mh)]);
         uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
         if (dup != 0) {
@@ -1944,6 +2033,7 @@ void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigne
     x->message = mid;
     x->tenant = tenant;
     x->channel = (uint8_t)channel;
+    x->attempts = (uint8_t)msg_attempts(st_message(s, mid));
     x->leased = lease_until != 0;
     x->lease_until_ms = lease_until;
     if (x->leased) {
@@ -1971,6 +2061,7 @@ static void message_set_delivery(struct ctx *c, uint32_t mid, enum tq_delivery t
     struct tq_message *m = st_message(c->s, mid);
     unsigned from = msg_delivery(m);
     m->packed = msg_pack(msg_lsn(m), msg_dir(m), msg_chan(m), msg_author(m), to, msg_attempts(m));
+    if (!ev_wanted(c)) return;
     const struct tq_ticket *t = st_ticket(c->s, m->ticket);
     struct tq_event e = ev_make(c, TQ_EVENT_DELIVERY_STATUS, t->tenant, at);
     e.ticket_id = m->ticket;
@@ -2006,7 +2097,7 @@ static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t 
         uint32_t e = tn->ob_leased[ch].head;
         struct tq_obentry *x = st_obentry(s, e);
         if (x->lease_until_ms > now) break;
-        if (msg_attempts(st_message(s, x->message)) >= tn->attempts_max) {
+        if (x->attempts >= tn->attempts_max) { /* the entry's copy: no message read */
             outbox_fail_exhausted(c, e, x->lease_until_ms);
             continue;
         }
@@ -2426,14 +2517,24 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
     }
     struct tq_tenant *tn = c->tn;
     outbox_expire(c, c->tenant_id, in->channel, c->now);
+    /* The messages (their attempts are counted) are spread over the slab: start fetching all
+     * of them before the first write. */
     uint32_t n = 0;
+    for (uint32_t e = tn->ob_avail[in->channel].head; e != 0 && n < in->max; n++) {
+        const struct tq_obentry *x = st_obentry(s, e);
+        __builtin_prefetch(st_message(s, x->message), 1);
+        e = x->next;
+    }
+    n = 0;
     while (n < in->max && tn->ob_avail[in->channel].head != 0) {
         uint32_t e = tn->ob_avail[in->channel].head;
         struct tq_obentry *x = st_obentry(s, e);
         struct tq_message *m = st_message(s, x->message);
         outbox_unlink(s, &tn->ob_avail[in->channel], e);
+        TQ_ASSERT(x->attempts == msg_attempts(m));
+        if (x->attempts < TQ_OUTBOX_ATTEMPTS_LIMIT) x->attempts++; /* 4 bits in the message */
         m->packed = msg_pack(msg_lsn(m), msg_dir(m), msg_chan(m), msg_author(m), msg_delivery(m),
-                             msg_attempts(m) + 1);
+                             x->attempts);
         x->leased = 1;
         x->lease_until_ms = c->now + in->lease_ms;
         outbox_insert_leased(s, &tn->ob_leased[in->channel], e);
@@ -2531,6 +2632,12 @@ static enum tq_err cmd_tick(struct ctx *c) {
     /* Timed ticket items, globally in (due, ticket) order, one item per pop. */
     while (s->due_count > 0 && s->due[0].due_ms <= c->now) {
         uint32_t tid = s->due[0].ticket;
+        /* the next item comes from one of the root's children: start fetching their tickets
+         * (a pure hint; a TICK after a quiet spell pops hundreds of tickets spread over the
+         * slab) */
+        for (uint32_t k = 1; k <= 2 && k < s->due_count; k++) {
+            if (s->due[k].due_ms <= c->now) prefetch_ticket(s, s->due[k].ticket);
+        }
         struct item it = ticket_next_item(s, st_ticket(s, tid));
         TQ_ASSERT(it.at == s->due[0].due_ms);
         item_process(c, tid, it);
@@ -2591,13 +2698,20 @@ static bool cmd_is_tenant_scoped(enum tq_cmd_type type) {
 enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
                            struct tq_cmd_result *result, const struct tq_event_sink *events,
                            struct tq_error *error) {
+    return tq_state_apply_hinted(state, lsn, cmd, NULL, result, events, error);
+}
+
+enum tq_err tq_state_apply_hinted(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
+                                  const struct tq_state_prefetch_hint *hint,
+                                  struct tq_cmd_result *result, const struct tq_event_sink *events,
+                                  struct tq_error *error) {
     TQ_ASSERT(state != NULL && cmd != NULL);
     TQ_ASSERT(lsn > state->lsn);
     TQ_ASSERT(state->dirty_n == 0);
     struct tq_cmd_result scratch;
     if (result == NULL) result = &scratch;
     memset(result, 0, sizeof(*result));
-    struct ctx c = {state, cmd, lsn, cmd->now_ms, events, result, 0, NULL, error};
+    struct ctx c = {state, cmd, lsn, cmd->now_ms, events, result, 0, NULL, error, hint};
     if (!time_ok(cmd->now_ms)) return fail(&c, TQ_ERR_INVALID_ARGUMENT, "now_ms out of range");
     if (cmd->tenant_id != 0 || cmd_is_tenant_scoped(cmd->type)) {
         c.tn = tq_st_tenant_get(state, cmd->tenant_id);
@@ -2634,6 +2748,7 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->customers, sizeof(struct tq_customer), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->identities, sizeof(struct tq_identity), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->tickets, sizeof(struct tq_ticket), TQ_SLAB_SHIFT);
+    tq_st_slab_init(&s->tkidx, sizeof(struct tq_tkidx), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
@@ -2684,6 +2799,7 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->customers);
     tq_st_slab_free(&s->identities);
     tq_st_slab_free(&s->tickets);
+    tq_st_slab_free(&s->tkidx);
     tq_st_slab_free(&s->messages);
     tq_st_slab_free(&s->interns);
     tq_st_slab_free(&s->obentries);
@@ -2705,13 +2821,58 @@ uint64_t tq_state_lsn(const struct tq_state *s) {
     return s->lsn;
 }
 
+static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
+    const struct tq_ticket *t = st_ticket(s, tid);
+    const struct tq_tkidx *x = st_tkidx(s, tid);
+    if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
+        __builtin_prefetch(st_message(s, t->msg_tail), 1);
+    }
+    if (x->due_pos != 0 && x->due_pos <= s->due_count) __builtin_prefetch(&s->due[x->due_pos - 1]);
+    if (t->extras != NULL) __builtin_prefetch(t->extras);
+}
+
+static void prefetch_body(struct tq_str body) {
+    /* apply validates the body's UTF-8: the bytes are in the record, which a decode-ahead
+     * loop has not read (decoding skips over them) */
+    if (body.len > 0 && body.len <= 4096) prefetch_span(body.ptr, body.len);
+}
+
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *h) {
-    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE) {
-        uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
-                                                        : cmd->u.ticket_update.ticket_id;
-        if (stage == 0 && id != 0 && id < s->tickets.next_id) {
-            __builtin_prefetch(st_ticket(s, (uint32_t)id));
+    TQ_ASSERT(stage < TQ_STATE_PREFETCH_STAGES);
+    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE ||
+        cmd->type == TQ_CMD_OUTBOX_ACK) {
+        /* one id from the record: the ticket (or message) at stage 0, what hangs off it at
+         * stage 2 (stage 1 is where an inbound message's slot is read; keep one gap) */
+        if (stage == 0) {
+            h->msg_hash = h->ident_hash = 0;
+            h->ident = h->ticket = 0;
+            if (cmd->type == TQ_CMD_OUTBOX_ACK) {
+                uint64_t mid = cmd->u.outbox_ack.message_id;
+                if (mid != 0 && mid < s->messages.next_id) {
+                    h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
+                    __builtin_prefetch(st_message(s, (uint32_t)mid));
+                }
+                return;
+            }
+            uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
+                                                            : cmd->u.ticket_update.ticket_id;
+            if (id != 0 && id < s->tickets.next_id) {
+                h->ticket = (uint32_t)id;
+                prefetch_ticket(s, (uint32_t)id);
+            }
+            if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
+            return;
+        }
+        if (stage != 2) return;
+        if (cmd->type == TQ_CMD_OUTBOX_ACK) {
+            if (h->ident == 0 || h->ident >= s->messages.next_id) return;
+            uint32_t tid = st_message(s, h->ident)->ticket;
+            if (tid != 0 && tid < s->tickets.next_id) __builtin_prefetch(st_ticket(s, tid));
+            return;
+        }
+        if (h->ticket != 0 && h->ticket < s->tickets.next_id) {
+            prefetch_ticket_children(s, h->ticket);
         }
         return;
     }
@@ -2719,7 +2880,8 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
     const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
     if (stage == 0) {
         h->msg_hash = h->ident_hash = 0;
-        h->ident = 0;
+        h->ident = h->ticket = h->probe = 0;
+        h->step = TQ_PREFETCH_STEP_SLOT;
         if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
         if (in->message_external_id.len > 0 &&
             in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
@@ -2734,32 +2896,57 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
             h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
             __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
         }
+        prefetch_body(in->body);
         return;
     }
-    if (stage == 1) {
-        if (h->msg_hash != 0) {
-            uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
-            if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
-                __builtin_prefetch(st_message(s, slot & MSG_ID_MASK)); /* likely a duplicate */
-            }
+    /* Stages 1-4 walk the chain one link per call: slot -> identity -> customer -> ticket ->
+     * what hangs off the ticket. An identity that turns out not to be ours (its hash differs:
+     * ours was displaced by linear probing) is replaced by the next slot's, at the price of
+     * one link; the walk stops at an empty slot or a stale id. */
+    if (stage == 1 && h->msg_hash != 0) {
+        uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
+        if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
+            __builtin_prefetch(st_message(s, slot & MSG_ID_MASK)); /* likely a duplicate */
         }
-        if (h->ident_hash != 0) {
-            /* only the home slot is followed: most identities sit there */
-            h->ident = s->ident_index.slots[h->ident_hash & s->ident_index.mask];
-            if (h->ident != 0) __builtin_prefetch(st_identity(s, h->ident));
+    }
+    if (h->ident_hash == 0) return;
+    const struct tq_idtab *tab = &s->ident_index;
+    switch (h->step) {
+    case TQ_PREFETCH_STEP_SLOT:
+        h->probe = (uint32_t)(h->ident_hash & tab->mask);
+        h->ident = tab->slots[h->probe];
+        if (h->ident == 0 || h->ident >= s->identities.next_id) break;
+        __builtin_prefetch(st_identity(s, h->ident));
+        h->step = TQ_PREFETCH_STEP_IDENTITY;
+        return;
+    case TQ_PREFETCH_STEP_IDENTITY: {
+        const struct tq_identity *x = st_identity(s, h->ident);
+        if (x->hash != h->ident_hash) {
+            /* (a regrowth since stage 0 leaves probe inside the bigger table: a useless but
+             * harmless hint) */
+            h->probe = (uint32_t)((h->probe + 1) & tab->mask);
+            h->ident = tab->slots[h->probe];
+            if (h->ident == 0 || h->ident >= s->identities.next_id) break;
+            __builtin_prefetch(st_identity(s, h->ident));
+            return;
         }
+        if (x->customer == 0 || x->customer >= s->customers.next_id) break;
+        prefetch_span(st_customer(s, x->customer), sizeof(struct tq_customer));
+        h->step = TQ_PREFETCH_STEP_CUSTOMER;
         return;
     }
-    if (h->ident == 0 || h->ident >= s->identities.next_id) return;
-    const struct tq_identity *x = st_identity(s, h->ident);
-    if (x->hash != h->ident_hash) return;
-    if (stage == 2) {
-        __builtin_prefetch(x->ext);
-        __builtin_prefetch(st_customer(s, x->customer));
+    case TQ_PREFETCH_STEP_CUSTOMER: {
+        uint32_t t = st_customer(s, st_identity(s, h->ident)->customer)->ticket_head;
+        if (t == 0 || t >= s->tickets.next_id) break;
+        h->ticket = t;
+        prefetch_ticket(s, t);
+        h->step = TQ_PREFETCH_STEP_TICKET;
         return;
     }
-    uint32_t t = st_customer(s, x->customer)->ticket_head;
-    if (t != 0) __builtin_prefetch(st_ticket(s, t));
+    case TQ_PREFETCH_STEP_TICKET: prefetch_ticket_children(s, h->ticket); break;
+    default: break;
+    }
+    h->step = TQ_PREFETCH_STEP_DONE;
 }
 
 uint64_t tq_state_next_deadline_ms(const struct tq_state *s) {
@@ -2830,11 +3017,11 @@ void tq_st_rebuild_indices(struct tq_state *s) {
     n = tq_slab_count(&s->tickets);
     for (uint32_t i = 1; i <= n; i++) {
         struct tq_ticket *t = st_ticket(s, i);
+        struct tq_tkidx *x = st_tkidx(s, i);
         t->flags = 0;
-        t->queue_pos = t->due_pos = 0;
+        x->queue_pos = x->due_pos = 0;
         if (tq_st_ticket_should_queue(t)) {
-            t->qkey_priority = t->priority;
-            t->qkey_due_ms = tq_st_ticket_sla_due(t);
+            x->qkey = tq_st_queue_key(t);
             qh_insert(s, ticket_heap(s, t), i);
             t->flags |= TQ_TF_QUEUED;
         }

@@ -461,17 +461,82 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
                                         const struct tq_event_sink *events, struct tq_error *error);
 
 /* Optional, pure: warms the cache lines apply will need for cmd. An inbound message needs a
- * chain of dependent loads (table slot -> identity -> customer -> ticket), so the hint comes in
- * stages: a replay or recovery loop that decodes ahead calls stage 0 for the record 12 ahead,
- * then stages 1, 2 and 3 for the records 9, 6 and 3 ahead, passing the same hint (filled by
- * stage 0, one per record in flight); each stage reads only what the previous one fetched. It
- * changes nothing in the state, so calling it or not never changes a result. */
+ * chain of dependent loads (table slot -> identity -> customer -> ticket -> its last message
+ * and heap entries), so the hint comes in TQ_STATE_PREFETCH_STAGES stages: a replay or
+ * recovery loop that decodes ahead calls stage k for the record
+ * (TQ_STATE_PREFETCH_STAGES - k) * TQ_STATE_PREFETCH_GAP records ahead of the one it applies
+ * (stage 0 for the record 15 ahead, then 1, 2, 3 and 4 for the records 12, 9, 6 and 3 ahead),
+ * passing the same hint (filled by stage 0, one per record in flight); each stage reads only
+ * what the previous ones fetched (for an inbound message, stages 1-4 walk the chain one link
+ * each, probing past a displaced identity). It changes nothing in the state, so calling it or not
+ * (or with a stale hint) never changes a result. */
+#define TQ_STATE_PREFETCH_STAGES 5u
+#define TQ_STATE_PREFETCH_GAP    3u /* records between two stages of one record */
+#define TQ_STATE_PREFETCH_AHEAD  (TQ_STATE_PREFETCH_STAGES * TQ_STATE_PREFETCH_GAP)
 struct tq_state_prefetch_hint {
     uint64_t msg_hash, ident_hash; /* keys of an inbound message (0 = none) */
-    uint32_t ident;                /* the identity found at stage 1 (0 = none) */
+    uint32_t ident;                /* candidate identity of the sender (0 = none) */
+    uint32_t ticket;               /* the ticket found so far (0 = none) */
+    uint32_t probe;                /* identity table slot of ident */
+    uint8_t step;                  /* how far the walk got (state.c) */
 };
 void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *hint);
+
+/* tq_state_apply for a cmd that went through tq_state_prefetch: apply reuses the key hashes
+ * stage 0 computed instead of hashing the external ids again. hint must be the one stage 0
+ * filled for this very cmd (debug builds recompute and assert); NULL = tq_state_apply.
+ * Same results, events and errors as tq_state_apply. */
+TQ_NODISCARD enum tq_err
+tq_state_apply_hinted(struct tq_state *state, uint64_t lsn, const struct tq_cmd *cmd,
+                      const struct tq_state_prefetch_hint *hint, struct tq_cmd_result *result,
+                      const struct tq_event_sink *events, struct tq_error *error);
+
+/* ---- decode-ahead apply window (recovery, replay, benchmarks) --------------------------- */
+
+/* Applying a log record by record leaves the CPU waiting on memory: an inbound message costs
+ * 6-8 dependent cache misses (idempotency slot, identity, customer, ticket, its last message,
+ * heap entries). A window decodes up to TQ_STATE_WINDOW_RECORDS records ahead of the one it
+ * applies and runs tq_state_prefetch's stages on them, so those misses overlap and reach the
+ * cache before apply needs them. Each record's bytes are copied into the window (the caller's
+ * buffer may be reused at once). Applying through a window gives exactly the results, events
+ * and errors of calling tq_state_apply on the same records in order. Use:
+ *
+ *     while (more records or !tq_state_window_empty(w)) {
+ *         while (more records && !tq_state_window_full(w)) tq_state_window_push(w, s, ...);
+ *         tq_state_window_apply(w, s, ...);
+ *     }
+ */
+#define TQ_STATE_WINDOW_RECORDS (TQ_STATE_PREFETCH_AHEAD + 1u)
+struct tq_state_window_slot {
+    struct tq_arena arena; /* the record's bytes and its decoded arrays */
+    struct tq_cmd cmd;
+    struct tq_state_prefetch_hint hint;
+    uint64_t lsn;
+};
+struct tq_state_window {
+    struct tq_state_window_slot slots[TQ_STATE_WINDOW_RECORDS];
+    uint64_t pushed, applied; /* records pushed and applied so far */
+};
+void tq_state_window_init(struct tq_state_window *window);
+void tq_state_window_destroy(struct tq_state_window *window);
+bool tq_state_window_full(const struct tq_state_window *window);  /* push needs an apply first */
+bool tq_state_window_empty(const struct tq_state_window *window); /* nothing to apply */
+/* Copies and decodes the record (payload, len) that has LSN lsn, appends it to the window and
+ * advances the prefetch stages of the records before it. Requires !full; lsns must increase.
+ * Errors: CORRUPT (tq_cmd_decode refused the bytes); then nothing was appended. */
+TQ_NODISCARD enum tq_err tq_state_window_push(struct tq_state_window *window,
+                                              const struct tq_state *state, uint64_t lsn,
+                                              const void *payload, size_t len,
+                                              struct tq_error *error);
+/* Applies the oldest record of the window (requires !empty): tq_state_apply_hinted with its
+ * LSN and hint. The record leaves the window whatever the result. lsn_out and cmd_out (either
+ * may be NULL) receive its LSN and decoded command, valid until the next push. */
+TQ_NODISCARD enum tq_err tq_state_window_apply(struct tq_state_window *window,
+                                               struct tq_state *state, struct tq_cmd_result *result,
+                                               const struct tq_event_sink *events,
+                                               uint64_t *lsn_out, const struct tq_cmd **cmd_out,
+                                               struct tq_error *error);
 
 /* Last applied LSN. */
 uint64_t tq_state_lsn(const struct tq_state *state);

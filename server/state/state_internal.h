@@ -169,14 +169,26 @@ struct tq_customer {
 
 /* An erased identity (CUSTOMER_ERASE) keeps its id slot, tenant, channel and customer, with
  * hash 0 and ext_len 0: it is in no chain and no lookup table. Live identities have
- * ext_len >= 1 (every path that adds one requires a non-empty id). */
+ * ext_len >= 1 (every path that adds one requires a non-empty id).
+ * One cache line (64 bytes, slab chunks are 64-byte aligned): the normalised external id is
+ * kept inline when it fits (e-mail addresses and phone numbers almost always do), so an
+ * inbound message's identity check reads one line, not the record and then the string. Longer
+ * ids live in the string store. Read the id with ident_ext(). */
+#define TQ_IDENTITY_INLINE_BYTES 40u
 struct tq_identity {
-    uint64_t hash;   /* XXH3 of (tenant, channel, normalised id) */
-    const char *ext; /* normalised external id (string store) */
+    uint64_t hash; /* XXH3 of (tenant, channel, normalised id) */
     uint32_t tenant, customer, next;
     uint16_t ext_len;
     uint8_t channel;
+    union {
+        char bytes[TQ_IDENTITY_INLINE_BYTES]; /* ext_len <= TQ_IDENTITY_INLINE_BYTES */
+        const char *ptr;                      /* longer: in the string store */
+    } ext;
 };
+_Static_assert(sizeof(struct tq_identity) == 64, "an identity is one cache line");
+static inline const char *ident_ext(const struct tq_identity *x) {
+    return x->ext_len <= TQ_IDENTITY_INLINE_BYTES ? x->ext.bytes : x->ext.ptr;
+}
 
 /* message.packed: lsn (48 bits) | direction (2) | channel (4) | author (2) | delivery (3) |
  * attempts (4). */
@@ -230,20 +242,29 @@ struct tq_ticket {
     uint64_t unanswered_ms;     /* oldest inbound not answered by an agent; 0 none */
     struct tq_clock wait, work; /* requester wait, agent work */
     uint64_t first_reply_deadline_ms, next_reply_deadline_ms, window_deadline_ms;
-    uint64_t qkey_due_ms; /* queued: the SLA due part of its heap key */
     const char *subject;
     struct tq_ticket_extras *extras; /* cold fields (see above); NULL = none */
     uint32_t tenant, number, customer, queue, assignee;
     uint32_t msg_head, msg_tail, msg_count;
     uint32_t customer_next; /* customer's ticket chain (descending id) */
     uint32_t policy;        /* tenant policy index + 1; 0 = no SLA */
-    uint32_t queue_pos;     /* heap position + 1 while queued */
-    uint32_t due_pos;       /* deadline heap position + 1 */
     uint16_t subject_len;
     uint8_t status, priority, origin, flags;
     uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */
     uint8_t sla_warned;                     /* bit per metric */
-    uint8_t qkey_priority;                  /* queued: the priority part of its heap key */
+};
+/* Three whole cache lines (slab chunks are 64-byte aligned): an inbound message to a ticket
+ * reads and writes fields in all of them, and a fourth line was a fourth miss. */
+_Static_assert(sizeof(struct tq_ticket) == 192, "a ticket is three cache lines");
+
+/* A ticket's entries in the queue and deadline heaps, kept in their own slab (same ids as the
+ * tickets) so that heap sifts, which move other tickets' entries, write 16-byte records in a
+ * dense array instead of a line of each moved ticket, and queue comparisons read the cached
+ * key there. Derived: rebuilt on snapshot load, never serialised. */
+struct tq_tkidx {
+    uint64_t qkey;      /* queued: tq_st_queue_key() when it entered or was re-keyed */
+    uint32_t queue_pos; /* queue heap position + 1 while queued, else 0 */
+    uint32_t due_pos;   /* deadline heap position + 1 while it has a due item, else 0 */
 };
 
 static inline uint64_t tk_wake_at(const struct tq_ticket *t) {
@@ -264,6 +285,7 @@ struct tq_obentry {
     uint64_t lease_until_ms; /* 0 = available */
     uint32_t message, tenant, prev, next;
     uint8_t channel, leased;
+    uint8_t attempts; /* copy of the message's attempts: lease expiry reads no message */
 };
 
 struct tq_intern { /* interned tag / custom-field key */
@@ -275,6 +297,7 @@ struct tq_state {
     uint32_t body_bytes_max;
     uint64_t lsn;
     struct tq_slab tenants, tokens, queues, agents, customers, identities, tickets, messages;
+    struct tq_slab tkidx; /* struct tq_tkidx, one per ticket, same id */
     struct tq_slab interns, obentries;
     uint32_t ob_free; /* free list of outbox entries (through next) */
     struct tq_idtab ident_index, token_index, intern_index;
@@ -307,6 +330,9 @@ static inline struct tq_tenant *st_tenant(const struct tq_state *s, uint32_t id)
 }
 static inline struct tq_ticket *st_ticket(const struct tq_state *s, uint32_t id) {
     return tq_slab_at(&s->tickets, id);
+}
+static inline struct tq_tkidx *st_tkidx(const struct tq_state *s, uint32_t id) {
+    return tq_slab_at(&s->tkidx, id);
 }
 static inline struct tq_message *st_message(const struct tq_state *s, uint32_t id) {
     return tq_slab_at(&s->messages, id);
@@ -388,6 +414,9 @@ struct tq_message *tq_st_message_get(const struct tq_state *s, uint64_t tenant, 
 /* Shared between state.c, query.c and snapshot.c. */
 struct tq_state *tq_st_alloc(const struct tq_state_options *options);
 struct tq_str tq_st_strdup(struct tq_state *s, const char *ptr, uint32_t len);
+/* Stores the normalised external id of identity x (inline or in the string store). */
+void tq_st_identity_set_ext(struct tq_state *s, struct tq_identity *x, const char *ptr,
+                            uint32_t len);
 uint32_t tq_st_intern(struct tq_state *s, struct tq_str str);            /* 0 never returned */
 uint32_t tq_st_intern_find(const struct tq_state *s, struct tq_str str); /* 0 = not interned */
 uint64_t tq_st_ticket_due(const struct tq_state *s, const struct tq_ticket *t);
@@ -399,6 +428,11 @@ uint64_t tq_st_clock_target(const struct tq_state *s, const struct tq_ticket *t,
 uint64_t tq_st_clock_elapsed(const struct tq_state *s, const struct tq_ticket *t,
                              enum tq_sla_metric m);
 bool tq_st_queue_before(const struct tq_state *s, uint32_t a, uint32_t b);
+/* The cached part of a queued ticket's heap key: priority (desc) then SLA due (asc) as one
+ * ascending integer. */
+uint64_t tq_st_queue_key(const struct tq_ticket *t);
+/* Allocates ticket id's index entry (after tq_st_slab_new(&s->tickets) returned id). */
+void tq_st_tkidx_new(struct tq_state *s, uint32_t id);
 bool tq_st_ticket_has_tag(const struct tq_ticket *t, uint32_t tag);
 uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
                                struct tq_str ext);

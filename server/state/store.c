@@ -12,10 +12,37 @@
  */
 #include "state_internal.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <xxhash.h>
 
 /* ---- slabs -------------------------------------------------------------------------------- */
+
+/* Chunks are 64-byte aligned, so an element whose size is a multiple of 64 (the 192-byte
+ * ticket) occupies whole cache lines. tq_alloc gives 16-byte alignment: a chunk is allocated
+ * 64 bytes larger, and the allocation's own address is kept in the 8 bytes before the
+ * aligned start (there are always 16 to 64 bytes of room). */
+#define CHUNK_ALIGN 64u
+
+static size_t slab_chunk_bytes(const struct tq_slab *slab) {
+    return ((size_t)1 << slab->shift) * slab->elem_size;
+}
+
+static uint8_t *chunk_alloc(size_t bytes) {
+    uint8_t *raw = tq_xcalloc(1, bytes + CHUNK_ALIGN);
+    TQ_ASSERT(((uintptr_t)raw & 15u) == 0);
+    uint8_t *chunk = (uint8_t *)(((uintptr_t)raw + CHUNK_ALIGN) & ~(uintptr_t)(CHUNK_ALIGN - 1));
+    TQ_ASSERT(chunk - raw >= 16 && chunk - raw <= (ptrdiff_t)CHUNK_ALIGN);
+    memcpy(chunk - sizeof(raw), &raw, sizeof(raw));
+    return chunk;
+}
+
+static void chunk_free(uint8_t *chunk, size_t bytes) {
+    uint8_t *raw;
+    memcpy(&raw, chunk - sizeof(raw), sizeof(raw));
+    TQ_ASSERT(raw < chunk && chunk - raw <= (ptrdiff_t)CHUNK_ALIGN);
+    tq_free(raw, bytes + CHUNK_ALIGN);
+}
 
 /* Hands out the next id (zeroed element). The caller checked next_id <= TQ_ID_MAX. */
 uint32_t tq_st_slab_new(struct tq_slab *slab) {
@@ -30,10 +57,28 @@ uint32_t tq_st_slab_new(struct tq_slab *slab) {
                                        cap * sizeof(*slab->chunks));
             slab->chunk_cap = cap;
         }
-        slab->chunks[slab->chunk_count++] = tq_xcalloc((size_t)1 << slab->shift, slab->elem_size);
+        slab->chunks[slab->chunk_count++] = chunk_alloc(slab_chunk_bytes(slab));
     }
     slab->next_id = id + 1;
     return id;
+}
+
+void tq_st_identity_set_ext(struct tq_state *s, struct tq_identity *x, const char *ptr,
+                            uint32_t len) {
+    TQ_ASSERT(len >= 1 && len <= TQ_EXTERNAL_ID_BYTES_MAX);
+    memset(&x->ext, 0, sizeof(x->ext));
+    x->ext_len = (uint16_t)len;
+    if (len <= TQ_IDENTITY_INLINE_BYTES) {
+        memcpy(x->ext.bytes, ptr, len);
+    } else {
+        x->ext.ptr = tq_st_strdup(s, ptr, len).ptr;
+    }
+    TQ_ASSERT(memcmp(ident_ext(x), ptr, len) == 0);
+}
+
+void tq_st_tkidx_new(struct tq_state *s, uint32_t id) {
+    uint32_t x = tq_st_slab_new(&s->tkidx);
+    TQ_ASSERT(x == id); /* the index slab follows the ticket slab id for id */
 }
 
 void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift) {
@@ -46,7 +91,7 @@ void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift) {
 
 void tq_st_slab_free(struct tq_slab *slab) {
     for (uint32_t i = 0; i < slab->chunk_count; i++) {
-        tq_free(slab->chunks[i], ((size_t)1 << slab->shift) * slab->elem_size);
+        chunk_free(slab->chunks[i], slab_chunk_bytes(slab));
     }
     tq_free(slab->chunks, slab->chunk_cap * sizeof(*slab->chunks));
     memset(slab, 0, sizeof(*slab));

@@ -1269,6 +1269,73 @@ static void test_message_view_from_record(void) {
 
 /* A snapshot of a state that uses every structure loads into an equal state, which then
  * evolves identically (same digest after the same commands, same views). */
+/* Identity external ids are kept inline up to 40 bytes and in the string store beyond: lookups,
+ * e-mail case folding, snapshots and erasure must not care which. Lengths 1, 40, 41 and the
+ * maximum (256), each e-mail id in upper case on the second message. */
+static void test_identity_id_lengths(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    static const uint32_t lens[] = {1, 40, 41, TQ_EXTERNAL_ID_BYTES_MAX};
+    char lower[4][TQ_EXTERNAL_ID_BYTES_MAX + 1], upper[4][TQ_EXTERNAL_ID_BYTES_MAX + 1];
+    uint64_t cust[4];
+    for (int i = 0; i < 4; i++) {
+        for (uint32_t k = 0; k < lens[i]; k++)
+            lower[i][k] = (char)('a' + (k + (uint32_t)i) % 26);
+        lower[i][lens[i]] = '\0';
+        for (uint32_t k = 0; k <= lens[i]; k++)
+            upper[i][k] = (char)(lower[i][k] >= 'a' ? lower[i][k] - 'a' + 'A' : lower[i][k]);
+        uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, lower[i], NULL, q);
+        TQ_CHECK(f.res.customer_created);
+        cust[i] = f.res.customer_id;
+        /* the same address in upper case is the same customer, appended to the same ticket */
+        TQ_CHECK_EQ(fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, upper[i], NULL, q), t);
+        TQ_CHECK_EQ(f.res.customer_id, cust[i]);
+        TQ_CHECK(!f.res.customer_created);
+        /* an id one byte shorter is another customer */
+        if (lens[i] > 1) {
+            lower[i][lens[i] - 1] = '\0';
+            fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, lower[i], NULL, q);
+            TQ_CHECK(f.res.customer_created);
+            lower[i][lens[i] - 1] = (char)('a' + (lens[i] - 1 + (uint32_t)i) % 26);
+        }
+    }
+    /* a snapshot keeps them all (same digest, same lookups) */
+    void *blob;
+    size_t len;
+    TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
+    struct tq_state *l;
+    TQ_CHECK_OK(tq_state_deserialize(blob, len, NULL, &l, &f.err), &f.err);
+    uint8_t d0[16], d1[16];
+    tq_state_digest(f.s, d0);
+    tq_state_digest(l, d1);
+    TQ_CHECK_MEM_EQ(d0, d1, 16);
+    for (int i = 0; i < 4; i++) {
+        struct tq_customer_view cv;
+        TQ_CHECK_OK(tq_state_customer_find(l, tn, TQ_CHANNEL_EMAIL, S(upper[i]), &cv), NULL);
+        TQ_CHECK_EQ(cv.customer_id, cust[i]);
+        struct tq_str ext;
+        enum tq_channel ch;
+        TQ_CHECK(tq_state_customer_identity(l, tn, cust[i], 0, &ch, &ext));
+        TQ_CHECK_EQ(ch, TQ_CHANNEL_EMAIL);
+        TQ_CHECK_EQ(ext.len, lens[i]);
+        TQ_CHECK_MEM_EQ(ext.ptr, lower[i], lens[i]);
+    }
+    tq_state_free(l);
+    tq_free(blob, len);
+    /* erasing the customers with the long ids forgets the ids */
+    for (int i = 2; i < 4; i++) {
+        struct tq_cmd er = fx_cmd(TQ_CMD_CUSTOMER_ERASE, tn);
+        er.u.customer_erase.customer_id = cust[i];
+        FX_OK(&f, &er);
+        struct tq_customer_view cv;
+        TQ_CHECK_ERR(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S(lower[i]), &cv),
+                     TQ_ERR_NOT_FOUND, NULL);
+    }
+    fx_free(&f);
+}
+
 static void test_snapshot_round_trip(void) {
     struct fx f;
     fx_init(&f);
@@ -1668,6 +1735,7 @@ int main(void) {
     tq_test_seed("test_state_rules");
     test_status_table();
     test_ingest_idempotent();
+    test_identity_id_lengths();
     test_append_reopen_follow_up();
     test_customer_merge();
     test_ticket_merge();
