@@ -35,7 +35,6 @@
 #include "snapshot.h"
 #include "tq_assert.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -43,7 +42,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -263,32 +261,6 @@ static void *helper_main(void *arg) {
 
 /* ---- the loop thread ------------------------------------------------------------------- */
 
-static uint64_t dir_bytes(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return 0;
-    uint64_t total = 0;
-    struct dirent *ent;
-    while ((ent = readdir(d)) != NULL) {
-        char path[TQ_PATH_BYTES_MAX + 300];
-        struct stat st;
-        if (ent->d_name[0] == '.') continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, ent->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_blocks * 512u;
-    }
-    closedir(d);
-    return total;
-}
-
-/* Space the log and the snapshots take on disk (allocated blocks: a plain segment is
- * preallocated to its full size). */
-static uint64_t data_bytes(const char *dir) {
-    char sub[TQ_PATH_BYTES_MAX + 16];
-    snprintf(sub, sizeof(sub), "%s/log", dir);
-    uint64_t n = dir_bytes(sub);
-    snprintf(sub, sizeof(sub), "%s/snapshots", dir);
-    return n + dir_bytes(sub);
-}
-
 static void compaction_free(struct tq_compaction *c) {
     for (uint32_t i = 0; i < c->rw_count; i++)
         tq_log_rewrite_free(c->rw[i]);
@@ -396,7 +368,7 @@ enum tq_err tq_compaction_start(struct tq_server *srv, const struct tq_compactio
     atomic_store(&c->cancel, false);
     c->st.running = true;
     snprintf(c->st.phase, sizeof(c->st.phase), "snapshot");
-    c->st.bytes_before = data_bytes(c->dir);
+    c->st.bytes_before = tq_ops_data_bytes(c->dir);
     c->start_mono_ms = tq_mono_ms();
     return TQ_OK;
 }
@@ -427,7 +399,7 @@ bool tq_compaction_poll(struct tq_server *srv) {
     c->st.runs++;
     snprintf(c->st.phase, sizeof(c->st.phase), "%s", c->st.failed ? "failed" : "done");
     c->st.elapsed_ms = tq_mono_ms() - c->start_mono_ms;
-    c->st.bytes_after = data_bytes(c->dir);
+    c->st.bytes_after = tq_ops_data_bytes(c->dir);
     if (c->st.failed) {
         fprintf(stderr, "ticketqd: compaction failed: %s\n", c->st.error_msg);
     } else {

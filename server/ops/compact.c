@@ -449,34 +449,6 @@ static enum tq_err redact_segment(const char *log_dir, const char *name,
 
 /* ---- the whole run ------------------------------------------------------------------- */
 
-static uint64_t dir_bytes(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return 0;
-    uint64_t total = 0;
-    struct dirent *ent;
-    while ((ent = readdir(d)) != NULL) {
-        char path[TQ_OPS_PATH_BYTES_MAX];
-        struct tq_error ignored;
-        struct stat st;
-        if (ent->d_name[0] == '.' || tq_ops_path_join(path, dir, ent->d_name, &ignored) != TQ_OK) {
-            continue;
-        }
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_size;
-    }
-    closedir(d);
-    return total;
-}
-
-static uint64_t data_bytes(const char *dir) {
-    char log_dir[TQ_OPS_PATH_BYTES_MAX], snap_dir[TQ_OPS_PATH_BYTES_MAX];
-    struct tq_error ignored;
-    if (tq_ops_path_join(log_dir, dir, "log", &ignored) != TQ_OK ||
-        tq_ops_path_join(snap_dir, dir, "snapshots", &ignored) != TQ_OK) {
-        return 0;
-    }
-    return dir_bytes(log_dir) + dir_bytes(snap_dir);
-}
-
 /* The segment size the log was written with: segments are preallocated to it, so it is the
  * largest plain segment file (0 if none is usable: then storage's default). Opening with another
  * size would make storage preallocate the tail and every rewritten segment to that size. */
@@ -780,7 +752,7 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     enum tq_err lerr = tq_log_dir_lock(o->dir, "ticketq compact", &lock_fd, error);
     if (lerr != TQ_OK) return lerr;
     double t0 = now_seconds();
-    r->bytes_before = data_bytes(o->dir);
+    r->bytes_before = tq_ops_data_bytes(o->dir);
     struct tq_ops_classification c;
     memset(&c, 0, sizeof(c));
     enum tq_err err = compact_prepare(o, &c, r, error);
@@ -798,7 +770,7 @@ enum tq_err tq_ops_compact(const struct tq_ops_compact_options *o, struct tq_ops
     r->records_erased = c.erase.count;
     r->records_retained_out = c.retain.count;
     if (err == TQ_OK && o->compress) err = compact_compress(o, r, error);
-    r->bytes_after = data_bytes(o->dir);
+    r->bytes_after = tq_ops_data_bytes(o->dir);
     r->seconds = now_seconds() - t0;
     set_free(&all);
     set_free(&c.erase);

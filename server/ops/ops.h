@@ -208,4 +208,8 @@ const char *tq_ops_time_format(uint64_t ms, char *buf);
  * epoch. Returns false for anything else. */
 bool tq_ops_time_parse(const char *s, uint64_t *ms_out);
 
+/* Space the log and the snapshots of data directory dir take on disk: allocated blocks (a
+ * plain segment is preallocated to its full size), for the compactors' before/after figures. */
+uint64_t tq_ops_data_bytes(const char *dir);
+
 #endif

@@ -426,3 +426,32 @@ bool tq_ops_time_parse(const char *s, uint64_t *ms_out) {
     *ms_out = (uint64_t)t * 1000 + (uint64_t)milli;
     return true;
 }
+
+/* Allocated bytes (st_blocks) of the regular files directly in dir; 0 if it cannot be read. */
+static uint64_t dir_allocated_bytes(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return 0;
+    uint64_t total = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        char path[TQ_OPS_PATH_BYTES_MAX];
+        struct tq_error ignored;
+        struct stat st;
+        if (ent->d_name[0] == '.' || tq_ops_path_join(path, dir, ent->d_name, &ignored) != TQ_OK) {
+            continue;
+        }
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_blocks * 512u;
+    }
+    closedir(d);
+    return total;
+}
+
+uint64_t tq_ops_data_bytes(const char *dir) {
+    char log_dir[TQ_OPS_PATH_BYTES_MAX], snap_dir[TQ_OPS_PATH_BYTES_MAX];
+    struct tq_error ignored;
+    if (tq_ops_path_join(log_dir, dir, "log", &ignored) != TQ_OK ||
+        tq_ops_path_join(snap_dir, dir, "snapshots", &ignored) != TQ_OK) {
+        return 0;
+    }
+    return dir_allocated_bytes(log_dir) + dir_allocated_bytes(snap_dir);
+}
