@@ -7,14 +7,16 @@
  * the server's ticket and message counts (Stats), which bench/peers/run-peers.sh divides the
  * server's resident memory by.
  *
- * Fan-out (ticketq only): K subscriber threads, each with its own libticketq client (a client
- * belongs to one thread), follow the tenant's MESSAGE_ADDED events from the load's last LSN while
- * the driver runs the ingest workload on its own thread; the driver never waits for them. The
- * system's send_op is wrapped to note each op's intended send time, peer_ticketq's ack hook
- * notes (message id, ack time) per acknowledged ingest; both are touched only by the driver's
- * thread. Subscribers only append (message id, receive time) to their own arrays; after the run
- * (threads joined) events are matched to ingests by message id, so no structure is shared between
- * threads except the stop flag, the expected count and the drain deadline (atomics).
+ * Fan-out: K subscriber threads follow the ingested messages while the driver runs the ingest
+ * workload on its own thread; the driver never waits for them. ticketq: each thread has its own
+ * libticketq client (a client belongs to one thread) subscribed to the tenant's MESSAGE_ADDED
+ * events from the load's last LSN. Redis: each thread has its own connection doing XREAD BLOCK
+ * on the stream the ingest script appends every message id to (peer_redis.h says why a stream
+ * and not PUBLISH). The system's send_op is wrapped to note each op's intended send time, the
+ * peer's ack hook notes (message id, ack time) per acknowledged ingest; both are touched only by
+ * the driver's thread. Subscribers only append (message id, receive time) to their own arrays;
+ * after the run (threads joined) events are matched to ingests by message id, so no structure is
+ * shared between threads except the stop flag, the expected count and the drain deadline (atomics).
  *
  * Server figures (ticketq only, opt-in): with --server-pid the bench reads the server's VmRSS
  * (/proc/PID/status, so the server runs on this machine) before the load, after it and after
@@ -129,7 +131,8 @@ static void usage(FILE *out) {
         "                              127.0.0.1:7070, redis 127.0.0.1:6379)\n"
         "  --token T | --token-file F  credential (env TICKETQ_TOKEN; redis: AUTH password)\n"
         "  --subscribers K             fanout: event-stream subscribers (default 4; each follows\n"
-        "                              MESSAGE_ADDED events; lag per subscriber and overall)\n"
+        "                              MESSAGE_ADDED events, redis: XREAD on a stream; lag per\n"
+        "                              subscriber and overall)\n"
         "  --peak-warmup S --peak-ramp S --peak-spike S   peak schedule (default 10/5/20 s)\n"
         "  --csv PATH --plot PATH      peak outputs (default peak.csv / peak.png)\n"
         "  --server-pid PID            ticketq on this machine: report its RSS per ticket (the\n"
@@ -465,8 +468,9 @@ struct fanout_sub {
     uint32_t index;
     pthread_t thread;
     bool started;
-    struct tq_client *client;
-    uint64_t *ids, *recv_ns; /* events received, in order */
+    struct tq_client *client;  /* ticketq */
+    struct tq_redis_sub *rsub; /* redis */
+    uint64_t *ids, *recv_ns;   /* events received, in order */
     uint64_t count, cap;
     enum tq_err status;    /* TQ_OK or why the subscriber stopped early */
     struct tq_error error; /* when status != TQ_OK */
@@ -476,6 +480,7 @@ struct fanout_sub {
 };
 
 struct fanout {
+    enum system_kind system;
     uint32_t k;
     uint64_t from_lsn;
     struct fanout_sub *subs;
@@ -546,9 +551,12 @@ static void sub_append(struct fanout_sub *sub, uint64_t message_id, uint64_t now
 /* A subscriber thread: MESSAGE_ADDED events of the bench tenant after the load's last LSN, until
  * the run is over and it has as many events as ingests were acknowledged (or the drain time is
  * up). Owns sub->client while it runs. */
+static void *fanout_thread_redis(struct fanout_sub *sub);
+
 static void *fanout_thread(void *arg) {
     struct fanout_sub *sub = arg;
     struct fanout *fo = sub->fo;
+    if (fo->system == SYSTEM_REDIS) return fanout_thread_redis(sub);
     struct tq_error error;
     tq_error_clear(&error);
     Ticketq__EventType types[1] = {TICKETQ__EVENT_TYPE__MESSAGE_ADDED};
@@ -579,16 +587,45 @@ static void *fanout_thread(void *arg) {
     return NULL;
 }
 
+#define FANOUT_REDIS_READ_MAX 1024 /* stream entries per XREAD */
+
+/* The Redis subscriber: XREAD BLOCK on stream ev until the run is over and it has as many ids
+ * as ingests were acknowledged (or the drain time is up). Owns sub->rsub while it runs. */
+static void *fanout_thread_redis(struct fanout_sub *sub) {
+    struct fanout *fo = sub->fo;
+    struct tq_error error;
+    tq_error_clear(&error);
+    uint64_t *ids = tq_xalloc(FANOUT_REDIS_READ_MAX * sizeof(*ids));
+    enum tq_err rc = TQ_OK;
+    for (;;) {
+        uint32_t n = 0;
+        rc = tq_redis_sub_next(sub->rsub, FANOUT_WAIT_MS, ids, FANOUT_REDIS_READ_MAX, &n, &error);
+        if (rc != TQ_OK) break;
+        uint64_t now = tq_bench_now_ns();
+        for (uint32_t i = 0; i < n; i++)
+            sub_append(sub, ids[i], now);
+        if (atomic_load(&fo->stop) &&
+            (sub->count >= atomic_load(&fo->expected) || now >= atomic_load(&fo->deadline_ns))) {
+            break;
+        }
+    }
+    sub->status = rc;
+    if (rc != TQ_OK) sub->error = error;
+    tq_free(ids, FANOUT_REDIS_READ_MAX * sizeof(*ids));
+    return NULL;
+}
+
 /* Connects the K subscriber clients and starts their threads. Returns 0 or an exit code. */
 static int fanout_start(struct fanout *fo, const struct bench_args *a,
                         struct tq_bench_system *system) {
     memset(fo, 0, sizeof(*fo));
+    fo->system = a->system;
     fo->k = a->subscribers;
     fo->clients = a->clients;
     fo->pipeline = a->pipeline;
     fo->open_loop = a->rate > 0;
     fo->inner = system;
-    fo->from_lsn = tq_ticketq_load_lsn(system);
+    fo->from_lsn = a->system == SYSTEM_TICKETQ ? tq_ticketq_load_lsn(system) : 1;
     tq_hist_reset(&fo->lag_ack);
     tq_hist_reset(&fo->lag_e2e);
     atomic_store(&fo->stop, false);
@@ -605,7 +642,17 @@ static int fanout_start(struct fanout *fo, const struct bench_args *a,
     fo->subs = tq_xcalloc(fo->k, sizeof(*fo->subs));
     fo->wrapped = *system;
     fo->wrapped.send_op = fanout_send_op;
-    tq_ticketq_set_ack_hook(system, fanout_on_ack, fo);
+    if (a->system == SYSTEM_TICKETQ) {
+        tq_ticketq_set_ack_hook(system, fanout_on_ack, fo);
+    } else {
+        struct tq_error error;
+        tq_error_clear(&error);
+        if (tq_redis_events_reset(system, &error) != TQ_OK) {
+            fprintf(stderr, "ticketq-bench: fanout: %s\n", error.msg);
+            return EXIT_UNAVAILABLE;
+        }
+        tq_redis_set_ack_hook(system, fanout_on_ack, fo);
+    }
     for (uint32_t i = 0; i < fo->k; i++) {
         struct fanout_sub *sub = &fo->subs[i];
         sub->fo = fo;
@@ -614,7 +661,10 @@ static int fanout_start(struct fanout *fo, const struct bench_args *a,
         tq_hist_reset(&sub->lag_e2e);
         struct tq_error error;
         tq_error_clear(&error);
-        if (tq_ticketq_connect(system, &sub->client, &error) != TQ_OK) {
+        enum tq_err rc = a->system == SYSTEM_TICKETQ
+                             ? tq_ticketq_connect(system, &sub->client, &error)
+                             : tq_redis_sub_open(system, &sub->rsub, &error);
+        if (rc != TQ_OK) {
             fprintf(stderr, "ticketq-bench: fanout subscriber %u: %s\n", i, error.msg);
             return EXIT_UNAVAILABLE;
         }
@@ -729,10 +779,11 @@ static void fanout_json(const struct fanout *fo) {
         unexpected += fo->subs[s].unexpected;
         received += fo->subs[s].count;
     }
-    printf(",\"fanout\":{\"subscribers\":%u,\"event_types\":\"message_added\",\"expected_per_"
-           "subscriber\":%" PRIu64 ",\"received\":%" PRIu64 ",\"missing\":%" PRIu64
+    printf(",\"fanout\":{\"subscribers\":%u,\"event_types\":\"message_added\",\"transport\":\"%s\","
+           "\"expected_per_subscriber\":%" PRIu64 ",\"received\":%" PRIu64 ",\"missing\":%" PRIu64
            ",\"duplicates\":%" PRIu64 ",\"unexpected\":%" PRIu64 ",",
-           fo->k, fo->ack_count, received, missing, dup, unexpected);
+           fo->k, fo->system == SYSTEM_REDIS ? "redis-stream-xread" : "ticketq-subscribe",
+           fo->ack_count, received, missing, dup, unexpected);
     fanout_json_lag("lag_after_ack", &fo->lag_ack);
     printf(",");
     fanout_json_lag("lag_end_to_end", &fo->lag_e2e);
@@ -759,9 +810,9 @@ static void fanout_text_line(const char *name, const struct tq_hist *h) {
 }
 
 static void fanout_text(const struct fanout *fo) {
-    printf("fanout: %u subscribers (MESSAGE_ADDED only), %" PRIu64 " acknowledged ingests each "
-           "should see\n",
-           fo->k, fo->ack_count);
+    printf("fanout: %u subscribers (%s), %" PRIu64 " acknowledged ingests each should see\n", fo->k,
+           fo->system == SYSTEM_REDIS ? "XREAD BLOCK on stream ev" : "MESSAGE_ADDED only",
+           fo->ack_count);
     printf("  %-22s %9s %9s %9s %9s %10s\n", "delivery lag", "p50_us", "p90_us", "p99_us",
            "p999_us", "max_us");
     fanout_text_line("all, after ack", &fo->lag_ack);
@@ -785,6 +836,7 @@ static void fanout_destroy(struct fanout *fo) {
     for (uint32_t s = 0; fo->subs != NULL && s < fo->k; s++) {
         struct fanout_sub *sub = &fo->subs[s];
         tq_client_close(sub->client);
+        tq_redis_sub_close(sub->rsub);
         tq_free(sub->ids, sub->cap * sizeof(*sub->ids));
         tq_free(sub->recv_ns, sub->cap * sizeof(*sub->recv_ns));
     }
@@ -1027,11 +1079,6 @@ static int redis_open(struct bench_args *a, struct tq_bench_system **system_out)
                         "use --pipeline instead of --batch\n");
         return EXIT_USAGE;
     }
-    if (a->workload == TQ_WORKLOAD_FANOUT) {
-        fprintf(stderr, "ticketq-bench: the fanout workload follows ticketq's event stream; the "
-                        "redis peer has no equivalent here (not implemented)\n");
-        return EXIT_USAGE;
-    }
     char host[256];
     uint16_t port = REDIS_PORT_DEFAULT;
     const char *unix_path = NULL;
@@ -1046,6 +1093,7 @@ static int redis_open(struct bench_args *a, struct tq_bench_system **system_out)
         .unix_path = unix_path,
         .password = a->token,
         .pipeline = a->pipeline,
+        .events = a->workload == TQ_WORKLOAD_FANOUT,
     };
     struct tq_error error;
     tq_error_clear(&error);
@@ -1186,7 +1234,11 @@ static int run(struct bench_args *a) {
     }
 done:
     if (fo != NULL) {
-        tq_ticketq_set_ack_hook(system, NULL, NULL);
+        if (a->system == SYSTEM_TICKETQ) {
+            tq_ticketq_set_ack_hook(system, NULL, NULL);
+        } else {
+            tq_redis_set_ack_hook(system, NULL, NULL);
+        }
         fanout_destroy(fo);
     }
     tq_driver_destroy(driver);

@@ -48,56 +48,64 @@
 #define LOAD_COMMANDS_PER_ROUND 20000u           /* pipelined commands between reply reads */
 #define LOAD_ZADD_MEMBERS       1000u            /* members per ZADD while loading */
 #define QUEUE_SCORE_PRIORITY    1000000000000ull /* score = prio * 1e12 + seq */
+#define SUB_READ_TIMEOUT_S      10               /* an XREAD BLOCK answers well within this */
 
 /* ---- scripts ----------------------------------------------------------------------------- */
 
-static const char script_ingest[] =
-    "local ck = KEYS[1]\n"
-    "local now = tonumber(ARGV[3])\n"
-    "local c = redis.call('HMGET', ck, 'id', 'tier', 'ot')\n"
-    "local tier\n"
-    "if not c[1] then\n"
-    "  local cid = redis.call('INCR', 'next:cust')\n"
-    "  tier = tonumber(ARGV[2])\n"
-    "  redis.call('HSET', ck, 'id', cid, 'tier', tier, 'ot', 0)\n"
-    "  c = {cid, tier, '0'}\n"
-    "else\n"
-    "  tier = tonumber(c[2])\n"
-    "end\n"
-    "local sla = {3600000, 14400000, 86400000}\n"
-    "local tid = tonumber(c[3])\n"
-    "local tk\n"
-    "local status\n"
-    "if tid ~= 0 then\n"
-    "  tk = 't:' .. tid\n"
-    "  status = redis.call('HGET', tk, 'status')\n"
-    "  if status == 'closed' then tid = 0 end\n"
-    "end\n"
-    "if tid == 0 then\n"
-    "  tid = redis.call('INCR', 'next:ticket')\n"
-    "  tk = 't:' .. tid\n"
-    "  local seq = redis.call('INCR', 'next:seq')\n"
-    "  local dl = now + sla[tier + 1]\n"
-    "  redis.call('HSET', tk, 'cust', c[1], 'queue', ARGV[1], 'prio', tier, 'status', 'open',\n"
-    "    'assignee', 0, 'deadline', dl, 'seq', seq, 'msgs', 0, 'created', now, 'updated', now)\n"
-    "  redis.call('ZADD', 'q:' .. ARGV[1], tier * 1000000000000 + seq, tid)\n"
-    "  redis.call('ZADD', 'sla', dl, tid)\n"
-    "  redis.call('HSET', ck, 'ot', tid)\n"
-    "elseif status == 'pending' then\n"
-    "  local t = redis.call('HMGET', tk, 'queue', 'prio')\n"
-    "  local prio = tonumber(t[2])\n"
-    "  local seq = redis.call('INCR', 'next:seq')\n"
-    "  local dl = now + sla[prio + 1]\n"
-    "  redis.call('HSET', tk, 'status', 'open', 'assignee', 0, 'deadline', dl, 'seq', seq)\n"
-    "  redis.call('ZADD', 'q:' .. t[1], prio * 1000000000000 + seq, tid)\n"
-    "  redis.call('ZADD', 'sla', dl, tid)\n"
-    "end\n"
-    "local mid = redis.call('INCR', 'next:msg')\n"
-    "redis.call('HSET', 'm:' .. mid, 'ticket', tid, 'dir', 'in', 'body', ARGV[4], 'at', now)\n"
-    "redis.call('RPUSH', tk .. ':m', mid)\n"
-    "redis.call('HINCRBY', tk, 'msgs', 1)\n"
+/* The ingest unit, without its return: script_ingest and script_ingest_ev complete it. */
+#define INGEST_BODY                                                                                \
+    "local ck = KEYS[1]\n"                                                                         \
+    "local now = tonumber(ARGV[3])\n"                                                              \
+    "local c = redis.call('HMGET', ck, 'id', 'tier', 'ot')\n"                                      \
+    "local tier\n"                                                                                 \
+    "if not c[1] then\n"                                                                           \
+    "  local cid = redis.call('INCR', 'next:cust')\n"                                              \
+    "  tier = tonumber(ARGV[2])\n"                                                                 \
+    "  redis.call('HSET', ck, 'id', cid, 'tier', tier, 'ot', 0)\n"                                 \
+    "  c = {cid, tier, '0'}\n"                                                                     \
+    "else\n"                                                                                       \
+    "  tier = tonumber(c[2])\n"                                                                    \
+    "end\n"                                                                                        \
+    "local sla = {3600000, 14400000, 86400000}\n"                                                  \
+    "local tid = tonumber(c[3])\n"                                                                 \
+    "local tk\n"                                                                                   \
+    "local status\n"                                                                               \
+    "if tid ~= 0 then\n"                                                                           \
+    "  tk = 't:' .. tid\n"                                                                         \
+    "  status = redis.call('HGET', tk, 'status')\n"                                                \
+    "  if status == 'closed' then tid = 0 end\n"                                                   \
+    "end\n"                                                                                        \
+    "if tid == 0 then\n"                                                                           \
+    "  tid = redis.call('INCR', 'next:ticket')\n"                                                  \
+    "  tk = 't:' .. tid\n"                                                                         \
+    "  local seq = redis.call('INCR', 'next:seq')\n"                                               \
+    "  local dl = now + sla[tier + 1]\n"                                                           \
+    "  redis.call('HSET', tk, 'cust', c[1], 'queue', ARGV[1], 'prio', tier, 'status', 'open',\n"   \
+    "    'assignee', 0, 'deadline', dl, 'seq', seq, 'msgs', 0, 'created', now, 'updated', now)\n"  \
+    "  redis.call('ZADD', 'q:' .. ARGV[1], tier * 1000000000000 + seq, tid)\n"                     \
+    "  redis.call('ZADD', 'sla', dl, tid)\n"                                                       \
+    "  redis.call('HSET', ck, 'ot', tid)\n"                                                        \
+    "elseif status == 'pending' then\n"                                                            \
+    "  local t = redis.call('HMGET', tk, 'queue', 'prio')\n"                                       \
+    "  local prio = tonumber(t[2])\n"                                                              \
+    "  local seq = redis.call('INCR', 'next:seq')\n"                                               \
+    "  local dl = now + sla[prio + 1]\n"                                                           \
+    "  redis.call('HSET', tk, 'status', 'open', 'assignee', 0, 'deadline', dl, 'seq', seq)\n"      \
+    "  redis.call('ZADD', 'q:' .. t[1], prio * 1000000000000 + seq, tid)\n"                        \
+    "  redis.call('ZADD', 'sla', dl, tid)\n"                                                       \
+    "end\n"                                                                                        \
+    "local mid = redis.call('INCR', 'next:msg')\n"                                                 \
+    "redis.call('HSET', 'm:' .. mid, 'ticket', tid, 'dir', 'in', 'body', ARGV[4], 'at', now)\n"    \
+    "redis.call('RPUSH', tk .. ':m', mid)\n"                                                       \
+    "redis.call('HINCRBY', tk, 'msgs', 1)\n"                                                       \
     "redis.call('HSET', tk, 'updated', now)\n"
-    "return tid\n";
+
+static const char script_ingest[] = INGEST_BODY "return tid\n";
+
+/* Fan-out: the same unit, plus the message id appended to the stream ev in the same atomic
+ * script (so in the same AOF write and fsync as the message); returns the message id. */
+static const char script_ingest_ev[] = INGEST_BODY "redis.call('XADD', 'ev', '*', 'mid', mid)\n"
+                                                   "return mid\n";
 
 static const char script_claim_reply[] =
     "local r = redis.call('ZPOPMIN', 'q:' .. ARGV[1])\n"
@@ -136,6 +144,7 @@ static const char script_stats[] =
 
 enum script_id {
     SCRIPT_INGEST,
+    SCRIPT_INGEST_EV,
     SCRIPT_CLAIM_REPLY,
     SCRIPT_GET_TICKET,
     SCRIPT_LIST_TOP,
@@ -144,7 +153,8 @@ enum script_id {
 };
 
 static const char *const scripts[SCRIPT_COUNT] = {
-    script_ingest, script_claim_reply, script_get_ticket, script_list_top, script_stats,
+    script_ingest,     script_ingest_ev, script_claim_reply,
+    script_get_ticket, script_list_top,  script_stats,
 };
 
 #define SHA_HEX_BYTES 40
@@ -164,6 +174,7 @@ struct tq_bench_conn {
     struct buf out;
     struct buf in;
     uint64_t *tags; /* FIFO of tags awaiting replies */
+    uint8_t *kinds; /* the op kind of each tag (the same FIFO positions) */
     uint32_t tag_cap, tag_head, tag_count;
     uint64_t last_reply_off; /* blocking use: where the last reply read_reply returned began */
 };
@@ -174,6 +185,8 @@ struct redis_sys {
     char *host, *unix_path, *password; /* owned copies */
     struct tq_bench_conn *control;
     char sha[SCRIPT_COUNT][SHA_HEX_BYTES + 1];
+    tq_redis_ack_fn ack_fn; /* fanout: called per acknowledged ingest */
+    void *ack_ctx;
 };
 
 /* ---- RESP parsing ------------------------------------------------------------------------ */
@@ -406,6 +419,7 @@ static void conn_free(struct tq_bench_conn *c) {
     buf_free(&c->out);
     buf_free(&c->in);
     tq_free(c->tags, c->tag_cap * sizeof(*c->tags));
+    tq_free(c->kinds, c->tag_cap * sizeof(*c->kinds));
     tq_free(c, sizeof(*c));
 }
 
@@ -485,6 +499,7 @@ static enum tq_err conn_new(struct redis_sys *sys, uint32_t tag_cap, bool blocki
     buf_init(&c->in);
     c->tag_cap = tag_cap;
     c->tags = tq_xcalloc(tag_cap, sizeof(*c->tags));
+    c->kinds = tq_xcalloc(tag_cap, sizeof(*c->kinds));
     enum tq_err err = dial(sys, &c->fd, error);
     if (err != TQ_OK) goto fail;
     if (sys->password != NULL) {
@@ -546,7 +561,7 @@ static enum tq_err redis_send_op(struct tq_bench_conn *conn, const struct tq_ben
     switch (op->kind) {
     case TQ_OP_INGEST:
         snprintf(key, sizeof(key), "cust:%u:%s", op->channel, op->external_id);
-        put_evalsha(b, sys->sha[SCRIPT_INGEST], 5, 1);
+        put_evalsha(b, sys->sha[sys->options.events ? SCRIPT_INGEST_EV : SCRIPT_INGEST], 5, 1);
         put_str(b, key);
         put_u64(b, op->channel);
         put_u64(b, op->tier);
@@ -574,7 +589,9 @@ static enum tq_err redis_send_op(struct tq_bench_conn *conn, const struct tq_ben
         put_str(b, "sla");
         break;
     }
-    conn->tags[(conn->tag_head + conn->tag_count) % conn->tag_cap] = tag;
+    uint32_t at = (conn->tag_head + conn->tag_count) % conn->tag_cap;
+    conn->tags[at] = tag;
+    conn->kinds[at] = (uint8_t)op->kind;
     conn->tag_count++;
     return TQ_OK;
 }
@@ -631,6 +648,13 @@ static enum tq_err redis_poll_completions(struct tq_bench_conn *conn,
             }
             out[count].tag = conn->tags[conn->tag_head];
             out[count].status = status;
+            /* Fan-out: an acknowledged ingest answers its message id (script_ingest_ev). */
+            if (status == TQ_OK && conn->sys->ack_fn != NULL &&
+                conn->kinds[conn->tag_head] == TQ_OP_INGEST && r.type == TQ_RESP_INTEGER &&
+                r.integer > 0) {
+                conn->sys->ack_fn(conn->sys->ack_ctx, out[count].tag, (uint64_t)r.integer,
+                                  tq_bench_now_ns());
+            }
             count++;
             conn->tag_head = (conn->tag_head + 1) % conn->tag_cap;
             conn->tag_count--;
@@ -940,4 +964,142 @@ enum tq_err tq_redis_get_u64(struct tq_bench_system *system, const char *key, ui
     }
     *value_out = (uint64_t)v;
     return TQ_OK;
+}
+
+/* ---- fan-out: the event stream ------------------------------------------------------------ */
+
+#define STREAM_ID_BYTES_MAX 48 /* "<ms>-<seq>": two 64-bit decimals and a dash */
+
+struct tq_redis_sub {
+    struct tq_bench_conn *conn; /* blocking */
+    char last_id[STREAM_ID_BYTES_MAX + 1];
+};
+
+void tq_redis_set_ack_hook(struct tq_bench_system *system, tq_redis_ack_fn fn, void *ctx) {
+    struct redis_sys *sys = system->ctx;
+    sys->ack_fn = fn;
+    sys->ack_ctx = ctx;
+}
+
+enum tq_err tq_redis_events_reset(struct tq_bench_system *system, struct tq_error *error) {
+    struct redis_sys *sys = system->ctx;
+    put_array(&sys->control->out, 2);
+    put_str(&sys->control->out, "DEL");
+    put_str(&sys->control->out, "ev");
+    struct tq_resp_reply r;
+    return control_command(sys, &r, "DEL ev", error);
+}
+
+enum tq_err tq_redis_sub_open(struct tq_bench_system *system, struct tq_redis_sub **sub_out,
+                              struct tq_error *error) {
+    struct redis_sys *sys = system->ctx;
+    struct tq_redis_sub *sub = tq_xcalloc(1, sizeof(*sub));
+    enum tq_err err = conn_new(sys, 1, true, &sub->conn, error);
+    if (err != TQ_OK) {
+        tq_free(sub, sizeof(*sub));
+        return err;
+    }
+    /* A dead server must not hang the subscriber: reads time out (then UNAVAILABLE). */
+    struct timeval tv = {.tv_sec = SUB_READ_TIMEOUT_S, .tv_usec = 0};
+    setsockopt(sub->conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    memcpy(sub->last_id, "0-0", 4);
+    *sub_out = sub;
+    return TQ_OK;
+}
+
+void tq_redis_sub_close(struct tq_redis_sub *sub) {
+    if (sub == NULL) return;
+    conn_free(sub->conn);
+    tq_free(sub, sizeof(*sub));
+}
+
+/* Parses the header "<kind><n>\r\n" of an aggregate at *at; advances past it. */
+static bool parse_header(const char *buf, uint64_t len, uint64_t *at, char kind, int64_t *n_out) {
+    if (*at >= len || buf[*at] != kind) return false;
+    int64_t crlf = find_crlf(buf, len, *at + 1);
+    if (crlf < 0 || !parse_int(buf, *at + 1, (uint64_t)crlf, n_out) || *n_out < 0) return false;
+    *at = (uint64_t)crlf + 2;
+    return true;
+}
+
+static bool parse_bulk(const char *buf, uint64_t len, uint64_t *at, struct tq_resp_reply *r) {
+    return parse_at(buf, len, *at, 1, at, r) == 1 && r->type == TQ_RESP_BULK;
+}
+
+/* XREAD's reply: nil (timed out) or [[ "ev", [[id, ["mid", "<n>"]], ...] ]]. */
+static enum tq_err parse_xread(struct tq_redis_sub *sub, const char *buf, uint64_t len,
+                               uint64_t *ids, uint32_t max, uint32_t *count_out,
+                               struct tq_error *error) {
+    uint64_t at = 0;
+    int64_t n = 0;
+    *count_out = 0;
+    if (len >= 3 && (memcmp(buf, "*-1", 3) == 0 || memcmp(buf, "$-1", 3) == 0)) return TQ_OK;
+    struct tq_resp_reply key;
+    if (!parse_header(buf, len, &at, '*', &n) || n != 1 || !parse_header(buf, len, &at, '*', &n) ||
+        n != 2 || !parse_bulk(buf, len, &at, &key) || key.str_bytes != 2 ||
+        memcmp(key.str, "ev", 2) != 0 || !parse_header(buf, len, &at, '*', &n) ||
+        n > (int64_t)max) {
+        return tq_error_set(error, TQ_ERR_CORRUPT, "redis XREAD: unexpected reply");
+    }
+    int64_t entries = n;
+    for (int64_t i = 0; i < entries; i++) {
+        struct tq_resp_reply id, field, value;
+        int64_t pairs = 0, mid = 0;
+        if (!parse_header(buf, len, &at, '*', &n) || n != 2 || !parse_bulk(buf, len, &at, &id) ||
+            id.str_bytes == 0 || id.str_bytes > STREAM_ID_BYTES_MAX ||
+            !parse_header(buf, len, &at, '*', &pairs) || pairs != 2 ||
+            !parse_bulk(buf, len, &at, &field) || !parse_bulk(buf, len, &at, &value) ||
+            field.str_bytes != 3 || memcmp(field.str, "mid", 3) != 0 ||
+            !parse_int(value.str, 0, value.str_bytes, &mid) || mid <= 0) {
+            return tq_error_set(error, TQ_ERR_CORRUPT, "redis XREAD: unexpected entry");
+        }
+        ids[(*count_out)++] = (uint64_t)mid;
+        memcpy(sub->last_id, id.str, id.str_bytes);
+        sub->last_id[id.str_bytes] = '\0';
+    }
+    return TQ_OK;
+}
+
+enum tq_err tq_redis_sub_next(struct tq_redis_sub *sub, uint32_t wait_ms, uint64_t *ids,
+                              uint32_t max, uint32_t *count_out, struct tq_error *error) {
+    TQ_ASSERT(max >= 1);
+    struct tq_bench_conn *c = sub->conn;
+    *count_out = 0;
+    put_array(&c->out, 8);
+    put_str(&c->out, "XREAD");
+    put_str(&c->out, "COUNT");
+    put_u64(&c->out, max);
+    put_str(&c->out, "BLOCK");
+    put_u64(&c->out, wait_ms);
+    put_str(&c->out, "STREAMS");
+    put_str(&c->out, "ev");
+    put_str(&c->out, sub->last_id);
+    enum tq_err err = write_all(c, error);
+    if (err != TQ_OK) return err;
+    struct tq_resp_reply r;
+    for (;;) {
+        uint64_t used = 0;
+        int rc = tq_resp_parse(c->in.data + c->in.off, c->in.len - c->in.off, &used, &r);
+        if (rc < 0)
+            return tq_error_set(error, TQ_ERR_CORRUPT, "redis sent bytes that are not RESP");
+        if (rc == 1) break;
+        uint64_t got = 0;
+        err = read_some(c, &got, error);
+        if (err != TQ_OK) return err;
+        if (got == 0) {
+            return tq_error_set(error, TQ_ERR_UNAVAILABLE, "redis XREAD: no reply within %d s",
+                                SUB_READ_TIMEOUT_S);
+        }
+    }
+    const char *base = c->in.data + c->in.off;
+    uint64_t used = 0;
+    (void)tq_resp_parse(base, c->in.len - c->in.off, &used, &r);
+    err = reply_error(&r, "XREAD", error);
+    if (err == TQ_OK) err = parse_xread(sub, base, used, ids, max, count_out, error);
+    c->in.off += used;
+    if (c->in.off == c->in.len) {
+        c->in.off = 0;
+        c->in.len = 0;
+    }
+    return err;
 }

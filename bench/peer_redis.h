@@ -23,6 +23,7 @@ struct tq_redis_options {
     const char *unix_path; /* unix socket, or NULL */
     const char *password;  /* AUTH password (the bench's --token), or NULL */
     uint32_t pipeline;     /* the driver's pipeline depth (reply slots per connection) */
+    bool events;           /* fanout: each ingest also XADDs its message id to stream ev */
 };
 
 /* Connects a control connection, checks the server answers PING, loads the Lua scripts.
@@ -45,6 +46,36 @@ TQ_NODISCARD enum tq_err tq_redis_load(struct tq_bench_system *system, uint64_t 
  * after a run (e.g. next:msg counts every message ever appended). */
 TQ_NODISCARD enum tq_err tq_redis_get_u64(struct tq_bench_system *system, const char *key,
                                           uint64_t *value_out, struct tq_error *error);
+
+/* ---- fanout (bench_main.c) ----
+ * The peer of ticketq's Subscribe is a Redis stream: with options.events the ingest script also
+ * runs XADD ev * mid <message id> (atomic with the ingest, in the same AOF write and fsync) and
+ * answers the message id; subscribers follow ev with XREAD BLOCK from the last id they saw.
+ * Like ticketq's subscriptions (and unlike PUBLISH) the stream is durable and a reader resumes
+ * from a position, so nothing is lost while a reader is slow or reconnects. */
+
+/* Called on the driver's thread for every acknowledged ingest: the driver's tag, the message id
+ * the script answered, the monotonic time the answer was parsed (tq_bench_now_ns). */
+typedef void (*tq_redis_ack_fn)(void *ctx, uint64_t tag, uint64_t message_id, uint64_t ack_ns);
+
+/* Installs (fn != NULL) or removes the ack hook. Call before the driver runs. */
+void tq_redis_set_ack_hook(struct tq_bench_system *system, tq_redis_ack_fn fn, void *ctx);
+
+/* DEL ev over the control connection: subscribers then start from the beginning ("0-0"). */
+TQ_NODISCARD enum tq_err tq_redis_events_reset(struct tq_bench_system *system,
+                                               struct tq_error *error);
+
+/* One subscriber: its own blocking connection (one thread). Errors: those of connecting. */
+struct tq_redis_sub;
+TQ_NODISCARD enum tq_err tq_redis_sub_open(struct tq_bench_system *system,
+                                           struct tq_redis_sub **sub_out, struct tq_error *error);
+/* XREAD COUNT max BLOCK wait_ms from the last id seen: up to max message ids into ids
+ * (*count_out = 0 when nothing arrived within wait_ms). Errors: TQ_ERR_UNAVAILABLE (connection
+ * lost, or no reply within 10 s), TQ_ERR_CORRUPT (not the expected reply), a Redis error. */
+TQ_NODISCARD enum tq_err tq_redis_sub_next(struct tq_redis_sub *sub, uint32_t wait_ms,
+                                           uint64_t *ids, uint32_t max, uint32_t *count_out,
+                                           struct tq_error *error);
+void tq_redis_sub_close(struct tq_redis_sub *sub);
 
 /* ---- RESP, exposed for tests ------------------------------------------------------------- */
 

@@ -8,14 +8,15 @@
  * Invariants:
  *   - Responses on a connection come back in submission order (libticketq checks the ids), so
  *     the FIFO entry at the head always describes the next response. An entry is pushed exactly
- *     when its request is submitted: a claim whose answer arrives is popped and its Reply
- *     pushed at the tail, in the same order as the submission.
+ *     when its request is submitted.
  *   - Every driver tag completes exactly once: an ingest when its Ingest (or its Batch)
- *     answers, a claim-reply when its Reply answers or its Claim fails, a read when it answers.
+ *     answers, a claim-reply when its Claim-with-reply answers (one request, one round trip),
+ *     a read when it answers.
  *   - FIFO entries (claims count once, a batch counts B) never exceed the pipeline depth, the
  *     driver's bound on operations in flight per connection, plus the accumulator's B.
  *   - Bytes from the server are decoded by libticketq; result fields are checked, never
- *     asserted (a Claim answer without a ticket id is a failed operation, not a crash).
+ *     asserted (a Claim answer without a ticket or message id is a failed operation, not a
+ *     crash).
  *
  * Flush: tq_client_flush writes everything queued (reading responses meanwhile, so it cannot
  * deadlock against the server); with loopback and requests of a few hundred bytes it returns
@@ -35,12 +36,12 @@
 #define SLA_MS_HOUR               (3600u * 1000u)
 #define DASHBOARD_TICKET_MESSAGES 20u
 
-enum entry_kind { ENTRY_INGEST, ENTRY_CLAIM, ENTRY_REPLY, ENTRY_READ, ENTRY_BATCH_MEMBER };
+enum entry_kind { ENTRY_INGEST, ENTRY_CLAIM, ENTRY_READ, ENTRY_BATCH_MEMBER };
 
 struct entry {
     enum entry_kind kind;
     uint32_t batch_count; /* ENTRY_BATCH_MEMBER at a batch's head: its size; else 0 */
-    uint32_t agent;       /* ENTRY_CLAIM: the agent (index 1..500) */
+    uint32_t agent;       /* ENTRY_CLAIM: the agent (index 1..500), for diagnostics */
     uint64_t tag;
 };
 
@@ -206,35 +207,22 @@ static enum tq_err submit_claim(struct tq_bench_conn *c, const struct tq_bench_o
                                 struct tq_error *error) {
     struct ticketq_system *s = c->sys;
     uint64_t queue_id = s->queue_ids[op->queue % TQ_WORKLOAD_QUEUES];
+    Ticketq__ClaimReply reply = TICKETQ__CLAIM_REPLY__INIT;
+    reply.body = mut(tq_workload_body_out);
+    reply.has_set_status = true;
+    reply.set_status = TICKETQ__STATUS__PENDING;
     Ticketq__Claim claim = TICKETQ__CLAIM__INIT;
     claim.has_agent_id = true;
     claim.agent_id = s->agent_ids[op->agent];
     claim.n_queue_ids = 1;
     claim.queue_ids = &queue_id;
+    claim.reply = &reply;
     Ticketq__Request req = TICKETQ__REQUEST__INIT;
     req.op_case = TICKETQ__REQUEST__OP_CLAIM;
     req.claim = &claim;
     enum tq_err rc = tq_client_submit(c->client, &req, NULL, error);
     if (rc != TQ_OK) return rc;
     fifo_push(c, ENTRY_CLAIM, tag, op->agent, 0);
-    return TQ_OK;
-}
-
-static enum tq_err submit_reply(struct tq_bench_conn *c, uint64_t ticket_id, uint32_t agent,
-                                uint64_t tag, struct tq_error *error) {
-    Ticketq__Reply reply = TICKETQ__REPLY__INIT;
-    reply.ticket_id = ticket_id;
-    reply.body = mut(tq_workload_body_out);
-    reply.has_set_status = true;
-    reply.set_status = TICKETQ__STATUS__PENDING;
-    reply.has_agent_id = true;
-    reply.agent_id = c->sys->agent_ids[agent];
-    Ticketq__Request req = TICKETQ__REQUEST__INIT;
-    req.op_case = TICKETQ__REQUEST__OP_REPLY;
-    req.reply = &reply;
-    enum tq_err rc = tq_client_submit(c->client, &req, NULL, error);
-    if (rc != TQ_OK) return rc;
-    fifo_push(c, ENTRY_REPLY, tag, agent, 0);
     return TQ_OK;
 }
 
@@ -249,10 +237,12 @@ static enum tq_err submit_read(struct tq_bench_conn *c, const struct tq_bench_op
     case TQ_OP_GET_TICKET: {
         uint64_t t = op->ticket_id >= 1 && op->ticket_id <= s->backlog ? op->ticket_id : 1;
         get.ticket_id = s->ticket_ids[t];
-        /* The last 20 messages: backlog tickets start with one; offset 0 covers them until a
-         * ticket grows past 20, after which the first 20 are returned (same cost). */
+        /* The last 20 messages (as the Redis peer's LRANGE -20 -1 and PostgreSQL's ORDER BY
+         * id DESC LIMIT 20). */
         get.has_message_limit = true;
         get.message_limit = DASHBOARD_TICKET_MESSAGES;
+        get.has_last = true;
+        get.last = true;
         req.op_case = TICKETQ__REQUEST__OP_TICKET_GET;
         req.ticket_get = &get;
         break;
@@ -365,7 +355,6 @@ static void drain_partial(struct tq_bench_conn *c, struct tq_bench_completion *o
 static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_completion *out,
                                     uint32_t max, uint32_t *count_out, struct tq_error *error) {
     *count_out = 0;
-    bool reply_queued = false;
     enum tq_err rc = TQ_OK;
     drain_partial(c, out, max, count_out);
     while (*count_out < max && c->fifo_count > 0 && tq_client_inflight(c->client) > 0) {
@@ -380,17 +369,18 @@ static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_com
             if (status == TQ_OK) report_ack(c->sys, e.tag, resp);
             complete(out, count_out, e.tag, status);
             break;
-        case ENTRY_READ:
-        case ENTRY_REPLY: complete(out, count_out, e.tag, status); break;
-        case ENTRY_CLAIM:
-            if (status == TQ_OK && resp->result_case == TICKETQ__RESPONSE__RESULT_IDS &&
-                resp->ids->has_ticket_id && resp->ids->ticket_id != 0) {
-                rc = submit_reply(c, resp->ids->ticket_id, e.agent, e.tag, error);
-                reply_queued = true;
-            } else {
-                complete(out, count_out, e.tag, status == TQ_OK ? TQ_ERR_CORRUPT : status);
-            }
+        case ENTRY_READ: complete(out, count_out, e.tag, status); break;
+        case ENTRY_CLAIM: {
+            /* Claim-and-reply: a success names the claimed ticket and the reply's message. */
+            bool shaped = resp->result_case == TICKETQ__RESPONSE__RESULT_IDS &&
+                          resp->ids->has_ticket_id && resp->ids->ticket_id != 0 &&
+                          resp->ids->has_message_id && resp->ids->message_id != 0;
+            complete(out, count_out, e.tag,
+                     status != TQ_OK ? status
+                     : shaped        ? TQ_OK
+                                     : TQ_ERR_CORRUPT);
             break;
+        }
         case ENTRY_BATCH_MEMBER: {
             /* The head member was popped; put it back and let drain_partial hand out all n
              * members as room allows (a batch may be larger than one call's max). */
@@ -411,7 +401,6 @@ static enum tq_err poll_completions(struct tq_bench_conn *c, struct tq_bench_com
         tq_client_response_free(resp);
         if (rc != TQ_OK) break;
     }
-    if (rc == TQ_OK && reply_queued) rc = tq_client_flush(c->client, error);
     return rc;
 }
 

@@ -14,10 +14,10 @@
  *   - 500 agents with capacity 1,000,000 per class (claims never hit a capacity);
  *   - ingest = one Ingest (channel, from = "ext-<n>", queue of the channel, priority of the
  *     tier, the 300-byte body);
- *   - claim-reply = Claim (agent, [queue]) then, when it answers, Reply (ticket, body,
- *     set_status PENDING, agent): two requests and two round trips, because the Reply needs the
- *     claimed ticket's id and the protocol has no form that names "the ticket just claimed";
- *   - reads: TicketGet (last 20 messages), QueueList (top 50), SlaNearest (50).
+ *   - claim-reply = one Claim (agent, [queue]) with a ClaimReply (the outbound body,
+ *     set_status PENDING): one request and one round trip, like the Redis peer's Lua call and
+ *     PostgreSQL's function (until 2026-12-03 it was Claim, then Reply: two round trips);
+ *   - reads: TicketGet (last = true: the last 20 messages), QueueList (top 50), SlaNearest (50).
  * Backlog: ticketq keeps one unclosed ticket per customer and queue (ingest appends to it), so
  * backlog ticket t <= NCUST belongs to customer ext-t and ticket t > NCUST to a placeholder
  * customer "bl-<t>" on the channel, queue and tier of the doc's customer ((t-1) % NCUST) + 1.

@@ -898,6 +898,27 @@ enum tq_err tq_client_claim(struct tq_client *client, uint64_t agent_id, struct 
     return call_ids(client, &req, ids, err);
 }
 
+enum tq_err tq_client_claim_reply(struct tq_client *client, uint64_t agent_id,
+                                  const uint64_t *queue_ids, size_t queue_count, const char *body,
+                                  int set_status, struct tq_client_ids *ids, struct tq_error *err) {
+    Ticketq__ClaimReply reply = TICKETQ__CLAIM_REPLY__INIT;
+    reply.body = str_arg(body);
+    reply.has_set_status = set_status >= 0;
+    reply.set_status = set_status >= 0 ? (Ticketq__Status)set_status : TICKETQ__STATUS__NEW;
+    Ticketq__Claim op = TICKETQ__CLAIM__INIT;
+    op.has_agent_id = agent_id != 0;
+    op.agent_id = agent_id;
+    op.n_queue_ids = queue_ids != NULL ? queue_count : 0;
+    union {
+        const uint64_t *c;
+        uint64_t *m;
+    } ids_arg = {.c = queue_ids}; /* as str_arg: the library never writes through it */
+    op.queue_ids = ids_arg.m;
+    op.reply = &reply;
+    REQUEST(req, claim, CLAIM, &op);
+    return call_ids(client, &req, ids, err);
+}
+
 enum tq_err tq_client_release(struct tq_client *client, uint64_t ticket_id, struct tq_error *err) {
     Ticketq__Release op = TICKETQ__RELEASE__INIT;
     op.ticket_id = ticket_id;

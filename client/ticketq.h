@@ -192,6 +192,19 @@ TQ_NODISCARD enum tq_err tq_client_ticket_update(struct tq_client *client,
 /* Takes the next ticket for an agent (agent_id 0: the token's agent); ids->ticket_id. */
 TQ_NODISCARD enum tq_err tq_client_claim(struct tq_client *client, uint64_t agent_id,
                                          struct tq_client_ids *ids, struct tq_error *err);
+/* Claim-and-reply in one round trip: claims the next ticket for the agent (agent_id 0: the
+ * token's agent) from queue_ids[0..queue_count) (0: all queues), appends body as a public reply
+ * authored by that agent on the ticket's channel and, if set_status >= 0, sets that status
+ * (e.g. TICKETQ__STATUS__PENDING). ids: ticket_id, ticket_number, message_id, agent_id, lsn.
+ * TQ_ERR_NOT_FOUND: nothing to claim. A bad body or status (TQ_ERR_INVALID_ARGUMENT) claims
+ * nothing. */
+TQ_NODISCARD enum tq_err tq_client_claim_reply(struct tq_client *client,
+                                               uint64_t agent_id,         /* 0: token's */
+                                               const uint64_t *queue_ids, /* or NULL */
+                                               size_t queue_count,        /* 0: all */
+                                               const char *body,          /* UTF-8 */
+                                               int set_status, /* Ticketq__Status or -1 */
+                                               struct tq_client_ids *ids, struct tq_error *err);
 TQ_NODISCARD enum tq_err tq_client_release(struct tq_client *client, uint64_t ticket_id,
                                            struct tq_error *err);
 /* Moves a ticket to a queue and/or an agent (0 = leave unchanged). */

@@ -1157,6 +1157,95 @@ static enum tq_err op_ticket_update(struct req *r) {
     return mutate(r, &cmd, NULL);
 }
 
+/* ---- claim-and-reply (Claim.reply): two commands, one round trip ------------------------ */
+
+/* Everything the reply can be refused for is checked before the claim is applied, so a bad
+ * reply never leaves a claimed ticket behind: the body (length, UTF-8), the status (a claimed
+ * ticket is NEW or OPEN, the queueable statuses of docs/tickets.md, so the move must be allowed
+ * from both), the record size and room in the log for both records. Then TICKET_CLAIM and
+ * MESSAGE_REPLY (carrying set_status) are applied and logged as usual; the response waits for
+ * the later LSN. Should the reply still fail (an id space exhausted: not checkable here), the
+ * claim is undone with TICKET_RELEASE and the reply's error is returned. */
+static enum tq_err claim_and_reply(struct req *r, struct tq_cmd *claim) {
+    const Ticketq__ClaimReply *m = r->msg->claim->reply;
+    struct tq_server *srv = r->srv;
+    struct tq_str body = S(m->body);
+    if (body.len > srv->cfg.body_max) {
+        return fail(r, TQ_ERR_INVALID_ARGUMENT,
+                    "reply.body: %u bytes exceed the limit of %u (--body-max); nothing claimed",
+                    body.len, srv->cfg.body_max);
+    }
+    if (!tq_state_text_valid(body.ptr, body.len)) {
+        return fail(r, TQ_ERR_INVALID_ARGUMENT, "reply.body: not valid UTF-8; nothing claimed");
+    }
+    if (m->has_set_status) {
+        if (!ok_status(m->set_status)) {
+            return fail(r, TQ_ERR_INVALID_ARGUMENT, "reply.set_status out of range");
+        }
+        enum tq_ticket_status to = (enum tq_ticket_status)m->set_status;
+        const enum tq_ticket_status claimable[] = {TQ_STATUS_NEW, TQ_STATUS_OPEN};
+        for (size_t i = 0; i < TQ_ARRAY_COUNT(claimable); i++) {
+            if (to != claimable[i] && !tq_state_status_move_allowed(claimable[i], to)) {
+                return fail(r, TQ_ERR_INVALID_ARGUMENT,
+                            "reply.set_status %s: a claimed ticket is new or open and cannot "
+                            "move to it; nothing claimed",
+                            tq_status_name(to));
+            }
+        }
+    }
+    struct tq_cmd reply = new_cmd(r, TQ_CMD_MESSAGE_REPLY);
+    reply.actor_agent_id = claim->u.claim.agent_id; /* the claiming agent is the author */
+    reply.u.reply.ticket_id = 0; /* set after the claim (fixed width: the size is already known) */
+    reply.u.reply.internal_note = m->has_internal_note && m->internal_note;
+    reply.u.reply.set_status = m->has_set_status;
+    reply.u.reply.status = m->has_set_status ? (enum tq_ticket_status)m->set_status : TQ_STATUS_NEW;
+    reply.u.reply.body = body;
+    size_t reply_size = tq_cmd_encoded_size(&reply);
+    if (reply_size > TQ_RECORD_BYTES_DEFAULT_MAX) {
+        return fail(r, TQ_ERR_INVALID_ARGUMENT,
+                    "reply of %zu bytes exceeds the record limit of %u bytes; nothing claimed",
+                    reply_size, TQ_RECORD_BYTES_DEFAULT_MAX);
+    }
+    uint64_t need = tq_cmd_encoded_size(claim) + reply_size + 2ull * TQ_EVENTS_RECORD_RESERVE_BYTES;
+    if (need > TQ_RECORD_BYTES_DEFAULT_MAX) need = TQ_RECORD_BYTES_DEFAULT_MAX;
+    if (!tq_log_can_append(srv->log, (uint32_t)need)) {
+        return fail(r, TQ_ERR_RESOURCE_EXHAUSTED,
+                    "the log cannot take this write now (disk full or commit backlog); "
+                    "nothing was applied, retry later");
+    }
+    struct tq_cmd_result claimed;
+    enum tq_err err = mutate(r, claim, &claimed); /* empty queue: NOT_FOUND, nothing applied */
+    if (err != TQ_OK) return err;
+    struct tq_ticket_view tv;
+    enum tq_err got = tq_state_ticket_get(srv->state, r->tenant_id, claimed.ticket_id, &tv);
+    TQ_ASSERT(got == TQ_OK);
+    TQ_ASSERT(tv.status == TQ_STATUS_NEW || tv.status == TQ_STATUS_OPEN);
+    reply.u.reply.ticket_id = claimed.ticket_id;
+    reply.u.reply.channel = tv.origin_channel;
+    struct tq_cmd_result replied;
+    err = mutate(r, &reply, &replied);
+    if (err != TQ_OK) {
+        char why[TQ_ERROR_MSG_BYTES_MAX];
+        snprintf(why, sizeof(why), "%s", r->resp->error->message);
+        struct tq_cmd release = new_cmd(r, TQ_CMD_TICKET_RELEASE);
+        release.u.release.ticket_id = claimed.ticket_id;
+        struct tq_cmd_result released;
+        memset(&released, 0, sizeof(released));
+        struct tq_error rel_error;
+        tq_error_clear(&rel_error);
+        uint64_t lsn = 0;
+        if (tq_dispatch_run_cmd(srv, &release, &released, &lsn, &rel_error) != TQ_OK) {
+            return fail(r, err, "reply: %s; ticket %" PRIu64 " stays claimed (release: %s)", why,
+                        claimed.ticket_id, rel_error.msg);
+        }
+        return fail(r, err, "reply: %s; the claim of ticket %" PRIu64 " was released", why,
+                    claimed.ticket_id);
+    }
+    r->resp->ids->has_agent_id = true;
+    r->resp->ids->agent_id = claimed.agent_id;
+    return TQ_OK;
+}
+
 static enum tq_err op_claim(struct req *r) {
     const Ticketq__Claim *m = r->msg->claim;
     struct tq_cmd cmd = new_cmd(r, TQ_CMD_TICKET_CLAIM);
@@ -1168,6 +1257,7 @@ static enum tq_err op_claim(struct req *r) {
     }
     cmd.u.claim.queue_count = (uint32_t)m->n_queue_ids;
     cmd.u.claim.queue_ids = m->queue_ids;
+    if (m->reply != NULL) return claim_and_reply(r, &cmd);
     return mutate(r, &cmd, NULL);
 }
 

@@ -5,11 +5,14 @@
 #        [--clients "1 16 64"] [--workloads "ingest claim-reply mixed"]
 #        [--systems "pg-fn pg-plain redis ticketq"] [--durability "durable relaxed"]
 #        [--redis-pipeline N] [--out DIR] [--bench-bin PATH] [--probe-bin PATH]
-#        [--ticketqd-bin PATH] [--ticketq-interval-ms MS]
+#        [--ticketqd-bin PATH] [--ticketq-interval-ms MS] [--subscribers K]
 # Systems: pg-fn (PL/pgSQL functions), pg-plain (plain statements), redis (Lua, one unit in
 # flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default),
 # ticketq (ticketqd --fsync always; relaxed: --fsync interval=MS, default 1000 like Redis
 # everysec), ticketq-pipelined (N in flight per client, like redis-pipelined; not default).
+# Workload fanout (not default; Redis and ticketq only, PostgreSQL rows are skipped): ingest while
+# K subscribers (--subscribers, default 4) follow the events: ticketq Subscribe (MESSAGE_ADDED),
+# Redis XREAD BLOCK on a stream the ingest script XADDs to; delivery lag in a second table.
 #
 # What it does, in order:
 #   1. installs PostgreSQL, Redis and gnuplot from Debian if missing (tests/install-deps.sh with
@@ -58,8 +61,9 @@ PROBE_APPENDS=1000
 PROBE_SEQ_MIB=1024
 SEED=42
 REDIS_PIPELINE=16
+SUBSCRIBERS=4
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -78,6 +82,7 @@ while [ $# -gt 0 ]; do
     --probe-bin) PROBE="$2"; shift 2 ;;
     --ticketqd-bin) TICKETQD="$2"; shift 2 ;;
     --ticketq-interval-ms) TQ_INTERVAL_MS="$2"; shift 2 ;;
+    --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run-peers.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -156,6 +161,20 @@ printf 'durability\tworkload\tclients\tsystem\tops_per_sec\tp50_ms\tp99_ms\tstat
 TQ_MEMORY="$OUT/ticketq-memory.tsv"
 printf 'run\tload_s\trss_empty_kib\trss_kib\ttickets\tmessages\tbytes_per_ticket\tbytes_per_message\trestart_ms\trecovered_line\n' > "$TQ_MEMORY"
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
+FANOUT="$OUT/fanout.tsv"
+printf 'durability\tclients\tsystem\tsubscribers\tper_subscriber\tmissing\tack_p50_ms\tack_p99_ms\te2e_p50_ms\te2e_p99_ms\n' > "$FANOUT"
+# record_fanout DURABILITY CLIENTS SYSTEM JSON: the overall lags of a fanout run (microseconds in
+# the JSON, milliseconds in the table).
+record_fanout() {
+  local ack e2e ms
+  ack="$(grep -o '"lag_after_ack":{[^}]*}' <<<"$4" | head -1)"
+  e2e="$(grep -o '"lag_end_to_end":{[^}]*}' <<<"$4" | head -1)"
+  ms() { [ -n "$1" ] && awk -v v="$1" 'BEGIN{printf "%.3f", v/1000}' || echo n/a; }
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$SUBSCRIBERS" \
+      "$(jget expected_per_subscriber "$4")" "$(jget missing "$4")" \
+      "$(ms "$(jget p50_us "$ack")")" "$(ms "$(jget p99_us "$ack")")" \
+      "$(ms "$(jget p50_us "$e2e")")" "$(ms "$(jget p99_us "$e2e")")" >> "$FANOUT"
+}
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -300,7 +319,7 @@ run_redis() {
   local out="$OUT/$sysname-$durability-$workload-c$clients.json" rc=0
   "$BENCH" --system redis --addr "127.0.0.1:$REDIS_PORT" --workload "$workload" \
       --clients "$clients" --pipeline "$pipeline" --duration "$DURATION" --seed "$SEED" --customers "$CUSTOMERS" \
-      --backlog "$BACKLOG" --json > "$out" || rc=$?
+      --backlog "$BACKLOG" --subscribers "$SUBSCRIBERS" --json > "$out" || rc=$?
   local json
   json="$(cat "$out")"
   local ops p50 p99 status=ok
@@ -312,6 +331,7 @@ run_redis() {
   [ "$(jget empty_queue "$json")" != 0 ] && status="INVALID-empty-queue"
   record "$durability" "$workload" "$clients" "$sysname" "${ops:-n/a}" "${p50:-n/a}" "${p99:-n/a}" \
       "$status"
+  [ "$workload" = fanout ] && record_fanout "$durability" "$clients" "$sysname" "$json"
   redis_stop
   rm -rf "$dir"
 }
@@ -365,8 +385,8 @@ run_ticketq() {
   local out="$OUT/$name.json" rc=0
   "$BENCH" --system ticketq --addr "$TQ_ADDR" --token-file "$dir/admin.token" \
       --workload "$workload" --clients "$clients" --pipeline "$pipeline" --duration "$DURATION" \
-      --seed "$SEED" --customers "$CUSTOMERS" --backlog "$BACKLOG" --json > "$out" \
-      2> "$OUT/$name.log" || rc=$?
+      --seed "$SEED" --customers "$CUSTOMERS" --backlog "$BACKLOG" --subscribers "$SUBSCRIBERS" \
+      --json > "$out" 2> "$OUT/$name.log" || rc=$?
   local rss
   rss="$(rss_kib "$TQ_PID")"
   local json
@@ -380,6 +400,7 @@ run_ticketq() {
   [ "$(jget empty_queue "$json")" != 0 ] && status="INVALID-empty-queue"
   record "$durability" "$workload" "$clients" "$sysname" "${ops:-n/a}" "${p50:-n/a}" "${p99:-n/a}" \
       "$status"
+  [ "$workload" = fanout ] && record_fanout "$durability" "$clients" "$sysname" "$json"
   # Memory: the whole server's resident set over the bench tenant's counts (the only tenant).
   local tickets messages load_s
   tickets="$(grep -o '"server":{"tickets":[0-9]*' <<<"$json" | grep -o '[0-9]*$' || true)"
@@ -415,8 +436,10 @@ if want ticketq || want ticketq-pipelined; then TICKETQ_AVAILABLE=1; fi
 for durability in $DURABILITY; do
   for workload in $WORKLOADS; do
     for clients in $CLIENTS; do
-      want pg-fn && run_pg fn "$workload" "$clients" "$durability"
-      want pg-plain && run_pg plain "$workload" "$clients" "$durability"
+      if [ "$workload" != fanout ]; then  # no event stream in the PostgreSQL peer
+        want pg-fn && run_pg fn "$workload" "$clients" "$durability"
+        want pg-plain && run_pg plain "$workload" "$clients" "$durability"
+      fi
       want redis && run_redis "$workload" "$clients" "$durability" 1
       want redis-pipelined && run_redis "$workload" "$clients" "$durability" "$REDIS_PIPELINE"
       want ticketq && run_ticketq "$workload" "$clients" "$durability" 1
@@ -462,6 +485,19 @@ done
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$wl" "$cl" "$sys" \
         "$(printf "%'.0f" "$ops" 2>/dev/null || echo "$ops")" "$p50" "$p99" "$ratio" "$status"
   done
+  if [ "$(wc -l < "$FANOUT")" -gt 1 ]; then
+    echo
+    echo "fan-out: $SUBSCRIBERS subscribers per run (ticketq: Subscribe, MESSAGE_ADDED; redis: XREAD" \
+         "BLOCK on the stream the ingest script XADDs to); lag after the ingest's answer and" \
+         "end to end (from the send), overall percentiles in ms:"
+    echo
+    echo "| durability | clients | system | events per subscriber | missing | after ack p50 | after ack p99 | end-to-end p50 | end-to-end p99 |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    tail -n +2 "$FANOUT" | while IFS=$'\t' read -r dur cl sys k per miss a50 a99 e50 e99; do
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$dur" "$cl" "$sys" "$per" "$miss" \
+          "$a50" "$a99" "$e50" "$e99"
+    done
+  fi
   if [ "$TICKETQ_AVAILABLE" = 1 ]; then
     echo
     echo "ticketq server after each run (RSS growth over the empty server / the bench tenant's" \

@@ -937,6 +937,10 @@ static bool utf8_valid(const uint8_t *p, size_t n) {
     return true;
 }
 
+bool tq_state_text_valid(const char *text, size_t len) {
+    return len == 0 || (text != NULL && utf8_valid((const uint8_t *)text, len));
+}
+
 /* Opaque bytes (external ids, provider ids, storage keys): only the length is checked. */
 static enum tq_err check_bytes(struct ctx *c, struct tq_str v, uint32_t min, uint32_t max,
                                const char *what) {

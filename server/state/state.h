@@ -142,6 +142,10 @@ const char *tq_sla_metric_name(enum tq_sla_metric m);
 /* True if TICKET_UPDATE (or a reply's set_status) may move a ticket from `from` to `to`: the
  * status table of docs/tickets.md. Setting the current status again is a no-op, not a move. */
 bool tq_state_status_move_allowed(enum tq_ticket_status from, enum tq_ticket_status to);
+/* True if text[0..len) is well-formed UTF-8: the check every command applies to names, subjects
+ * and bodies. The server uses it to validate a request that becomes several commands before the
+ * first is applied (claim-and-reply). */
+bool tq_state_text_valid(const char *text, size_t len);
 
 /* ---- commands ------------------------------------------------------------------------- */
 

@@ -8,9 +8,10 @@
  * Invariants checked: the RESP parser accepts complete replies and rejects garbage; no operation
  * fails and no claim finds an empty queue; every completed unit appended exactly one message
  * (next:msg == backlog + completed); the queues hold what the state says; the binary exits 0
- * with a JSON report for every workload Redis supports, 2 for fanout (not implemented for the
- * peer), 3 for --system ticketq with no server at the address, and 1 with the empty-queue count
- * when the backlog runs out.
+ * with a JSON report for every workload, fan-out included (2 subscribers following the event
+ * stream each receive every acknowledged ingest's message id exactly once), 2 for fanout without
+ * subscribers, 3 for --system ticketq with no server at the address, and 1 with the empty-queue
+ * count when the backlog runs out.
  */
 #include "openloop.h"
 #include "peer_redis.h"
@@ -217,8 +218,20 @@ static void test_binary(const char *sock) {
     TQ_CHECK_EQ(run_bench(out, peak), 0);
     TQ_CHECK(file_contains(csv, "second,intended_rate,throughput,p50_ms,p99_ms"));
     TQ_CHECK(file_contains(csv, "\n4,")); /* 1 + 0.5 + 1 + 0.5 + 1 = 4 whole seconds */
-    const char *fanout[] = {"--system", "redis", "--addr", addr, "--workload", "fanout", NULL};
-    TQ_CHECK_EQ(run_bench(out, fanout), 2);
+    /* Fan-out: 2 subscribers XREAD the stream the ingest script appends to; each must get every
+     * acknowledged ingest's message id once (the binary exits 1 otherwise). */
+    const char *fanout[] = {"--system",      "redis", "--addr",      addr,  "--workload", "fanout",
+                            "--subscribers", "2",     "--duration",  "0.5", "--clients",  "3",
+                            "--pipeline",    "2",     "--customers", "300", "--backlog",  "20000",
+                            "--json",        NULL};
+    TQ_CHECK_EQ(run_bench(out, fanout), 0);
+    TQ_CHECK(file_contains(out, "\"transport\":\"redis-stream-xread\""));
+    TQ_CHECK(file_contains(out, "\"missing\":0,\"duplicates\":0,\"unexpected\":0,"));
+    TQ_CHECK(!file_contains(out, "\"expected_per_subscriber\":0,"));
+    TQ_CHECK(file_contains(out, "\"lag_after_ack\":{\"p50_us\":"));
+    const char *no_subs[] = {"--system", "redis",         "--addr", addr, "--workload",
+                             "fanout",   "--subscribers", "0",      NULL};
+    TQ_CHECK_EQ(run_bench(out, no_subs), 2);
     char nowhere[320];
     snprintf(nowhere, sizeof(nowhere), "unix:%s/no-ticketqd.sock", dir);
     const char *ticketq[] = {"--system", "ticketq",    "--addr", nowhere, "--token",

@@ -2,7 +2,7 @@
  * ticketqd (tests/fixture: temp data directory, loopback, --fsync always).
  *
  * Goal: the bench's ticketq path cannot rot. Method: load a tiny initial state, run the mixed
- * workload in-process through the real driver loop (pipeline 3, so claims and their replies
+ * workload in-process through the real driver loop (pipeline 3, so claim-and-reply requests
  * interleave with ingests on one connection), then run the ticketq-bench binary once per
  * workload (ingest, claim-reply, mixed, dashboard; one second each), batched and pipelined
  * ingest (the batched run also with --server-pid and --restart-cmd: the RSS and restart figures
@@ -10,7 +10,7 @@
  * --restart-cmd).
  * Invariants checked: no operation fails, every tag completes (nothing unfinished), no claim finds
  * an empty queue; every completed unit appended exactly one message to the bench's tenant
- * (server messages == backlog + ingests + claim-replies: a lost or doubled Reply, or a batch
+ * (server messages == backlog + ingests + claim-replies: a lost or doubled reply, or a batch
  * member counted without its message, breaks the equality); the binary exits 0 with a JSON
  * report holding the figures and the server counts, 2 for a batch larger than the pipeline and
  * for fanout without subscribers, 3 for a server that is not there, and 1 with the empty-queue
