@@ -10,6 +10,7 @@
 # flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default),
 # ticketq (ticketqd --fsync always; relaxed: --fsync interval=MS, default 1000 like Redis
 # everysec), ticketq-pipelined (N in flight per client, like redis-pipelined; not default).
+# Workload dashboard (not default): 50% ingest, 50% reads, for every system.
 # Workload fanout (not default; Redis and ticketq only, PostgreSQL rows are skipped): ingest while
 # K subscribers (--subscribers, default 4) follow the events: ticketq Subscribe (MESSAGE_ADDED),
 # Redis XREAD BLOCK on a stream the ingest script XADDs to; delivery lag in a second table.
@@ -63,7 +64,7 @@ SEED=42
 REDIS_PIPELINE=16
 SUBSCRIBERS=4
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -227,6 +228,12 @@ run_pg() {
     ingest) scripts=(-f "$WORK/pg/ingest-$form.sql") ;;
     claim-reply) scripts=(-f "$WORK/pg/claim-reply-$form.sql") ;;
     mixed) scripts=(-f "$WORK/pg/ingest-$form.sql@80" -f "$WORK/pg/claim-reply-$form.sql@20") ;;
+    # 50% ingest; reads: a ticket with its last 20 messages 50%, a queue's top 50 25%, the 50
+    # nearest SLA deadlines 25% (bench/workload.c's dashboard). The reads are the same SQL for
+    # both forms (one statement each).
+    dashboard) scripts=(-f "$WORK/pg/ingest-$form.sql@100" -f "$WORK/pg/dashboard-get-ticket.sql@50"
+                        -f "$WORK/pg/dashboard-list-queue.sql@25"
+                        -f "$WORK/pg/dashboard-sla-nearest.sql@25") ;;
   esac
   local sync=on
   [ "$durability" = relaxed ] && sync=off
@@ -239,7 +246,8 @@ run_pg() {
   local rc=0
   PGOPTIONS="-c synchronous_commit=$sync" "$PGBIN/pgbench" -n -M prepared -h 127.0.0.1 \
       -p "$PG_PORT" -U tq -c "$clients" -j "$threads" -T "$DURATION" --random-seed="$SEED" \
-      -D ncust="$CUSTOMERS" -D body_in="$BODY_IN" -D body_out="$BODY_OUT" "${scripts[@]}" \
+      -D ncust="$CUSTOMERS" -D backlog="$BACKLOG" -D body_in="$BODY_IN" -D body_out="$BODY_OUT" \
+      "${scripts[@]}" \
       -l --log-prefix="$logdir/tx" tq_run > "$OUT/pgbench-$form-$durability-$workload-c$clients.txt" 2>&1 \
       || rc=$?
   local out="$OUT/pgbench-$form-$durability-$workload-c$clients.txt"
