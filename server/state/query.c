@@ -269,12 +269,61 @@ uint32_t tq_state_queue_ids(const struct tq_state *s, uint64_t tenant_id, uint64
     return tn->queue_n;
 }
 
-uint32_t tq_state_queue_list(const struct tq_state *s, uint64_t tenant_id, uint64_t queue_id,
-                             uint64_t *ticket_ids_out, uint32_t cap) {
-    const struct tq_queue *q = tq_st_queue_get(s, tenant_id, queue_id);
-    if (q == NULL || cap == 0) return 0;
-    /* Selection of the first cap in queue order: insertion into a sorted output of size cap.
-     * O(depth * cap) worst case; callers ask for a page (tens), not the whole queue. */
+/* Reads of the queue and deadline heaps select the first cap entries by walking each binary
+ * heap best-first: a small frontier (itself a binary heap of heap positions) starts at the
+ * roots; popping its best entry yields the next entry in order and pushes that entry's two
+ * children. O(cap log cap) per page instead of a scan of the whole heap, which cost a
+ * dashboard ~1 ms per read at 1.5 M queued tickets. The frontier lives on the stack; the
+ * deadline walk, which may have to skip other tenants' entries, falls back to the scan when it
+ * outgrows it. Debug builds compare every answer with the scan. */
+#define SELECT_FRONTIER_MAX 4096u
+
+struct heap_pos {
+    uint32_t heap; /* which heap (queue: the channel class) */
+    uint32_t pos;  /* position in it */
+};
+
+struct frontier {
+    struct heap_pos at[SELECT_FRONTIER_MAX];
+    uint32_t count;
+};
+
+typedef bool (*pos_before_fn)(const struct tq_state *s, const void *ctx, struct heap_pos a,
+                              struct heap_pos b);
+
+static bool frontier_push(struct frontier *f, const struct tq_state *s, const void *ctx,
+                          pos_before_fn before, struct heap_pos x) {
+    if (f->count == SELECT_FRONTIER_MAX) return false;
+    uint32_t i = f->count++;
+    while (i > 0 && before(s, ctx, x, f->at[(i - 1) / 2])) {
+        f->at[i] = f->at[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    f->at[i] = x;
+    return true;
+}
+
+static struct heap_pos frontier_pop(struct frontier *f, const struct tq_state *s, const void *ctx,
+                                    pos_before_fn before) {
+    TQ_ASSERT(f->count > 0);
+    struct heap_pos top = f->at[0], x = f->at[--f->count];
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= f->count) break;
+        if (c + 1 < f->count && before(s, ctx, f->at[c + 1], f->at[c])) c++;
+        if (!before(s, ctx, f->at[c], x)) break;
+        f->at[i] = f->at[c];
+        i = c;
+    }
+    if (f->count > 0) f->at[i] = x;
+    return top;
+}
+
+/* Selection of the first cap in queue order by insertion into a sorted output: the whole
+ * queue is read. The reference the best-first walk is checked against. */
+static uint32_t queue_list_scan(const struct tq_state *s, const struct tq_queue *q,
+                                uint64_t *ticket_ids_out, uint32_t cap) {
     uint32_t n = 0;
     for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
         for (uint32_t i = 0; i < q->heap[k].count; i++) {
@@ -289,6 +338,46 @@ uint32_t tq_state_queue_list(const struct tq_state *s, uint64_t tenant_id, uint6
             if (n < cap) n++;
         }
     }
+    return n;
+}
+
+static bool queue_pos_before(const struct tq_state *s, const void *ctx, struct heap_pos a,
+                             struct heap_pos b) {
+    const struct tq_queue *q = ctx;
+    return tq_st_queue_before(s, q->heap[a.heap].ids[a.pos], q->heap[b.heap].ids[b.pos]);
+}
+
+uint32_t tq_state_queue_list(const struct tq_state *s, uint64_t tenant_id, uint64_t queue_id,
+                             uint64_t *ticket_ids_out, uint32_t cap) {
+    const struct tq_queue *q = tq_st_queue_get(s, tenant_id, queue_id);
+    if (q == NULL || cap == 0) return 0;
+    /* Each pop adds at most one entry net, so the frontier never exceeds classes + cap. */
+    if (cap > SELECT_FRONTIER_MAX - TQ_CHANNEL_CLASS_COUNT) {
+        return queue_list_scan(s, q, ticket_ids_out, cap);
+    }
+    struct frontier f;
+    f.count = 0;
+    for (uint32_t k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
+        if (q->heap[k].count > 0) {
+            (void)frontier_push(&f, s, q, queue_pos_before, (struct heap_pos){k, 0});
+        }
+    }
+    uint32_t n = 0;
+    while (n < cap && f.count > 0) {
+        struct heap_pos p = frontier_pop(&f, s, q, queue_pos_before);
+        const struct tq_heap32 *h = &q->heap[p.heap];
+        ticket_ids_out[n++] = h->ids[p.pos];
+        for (uint32_t c = 2 * p.pos + 1; c <= 2 * p.pos + 2 && c < h->count; c++) {
+            bool pushed = frontier_push(&f, s, q, queue_pos_before, (struct heap_pos){p.heap, c});
+            TQ_ASSERT(pushed);
+        }
+    }
+#ifdef TQ_DEBUG
+    uint64_t *ref = tq_xalloc(cap * sizeof(*ref));
+    TQ_ASSERT(queue_list_scan(s, q, ref, cap) == n);
+    TQ_ASSERT(memcmp(ref, ticket_ids_out, n * sizeof(*ref)) == 0);
+    tq_free(ref, cap * sizeof(*ref));
+#endif
     return n;
 }
 
@@ -318,34 +407,79 @@ uint32_t tq_state_agent_ids(const struct tq_state *s, uint64_t tenant_id, uint64
 
 /* ---- SLA and consumers -------------------------------------------------------------------- */
 
+/* Adds ticket tid's running clocks to out (n entries, at most cap, sorted by deadline then
+ * ticket id), keeping the cap earliest. */
+static void sla_due_add(const struct tq_state *s, uint32_t tid, struct tq_sla_due *out, uint32_t *n,
+                        uint32_t cap) {
+    const struct tq_ticket *t = st_ticket(s, tid);
+    for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+        if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
+        uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
+        if (d == 0) continue;
+        struct tq_sla_due x = {tid, (enum tq_sla_metric)m, d};
+        if (*n == cap && (d > out[*n - 1].deadline_ms ||
+                          (d == out[*n - 1].deadline_ms && x.ticket_id > out[*n - 1].ticket_id))) {
+            continue;
+        }
+        uint32_t j = *n < cap ? *n : cap - 1;
+        while (j > 0 && (out[j - 1].deadline_ms > d ||
+                         (out[j - 1].deadline_ms == d && out[j - 1].ticket_id > x.ticket_id))) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = x;
+        if (*n < cap) (*n)++;
+    }
+}
+
+/* The whole deadline heap (one entry per ticket with a due item), in heap order. */
+static uint32_t sla_nearest_scan(const struct tq_state *s, uint64_t tenant_id,
+                                 struct tq_sla_due *out, uint32_t cap) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->due_count; i++) {
+        if (st_ticket(s, s->due[i].ticket)->tenant != tenant_id) continue;
+        sla_due_add(s, s->due[i].ticket, out, &n, cap);
+    }
+    return n;
+}
+
+static bool due_pos_before(const struct tq_state *s, const void *ctx, struct heap_pos a,
+                           struct heap_pos b) {
+    (void)ctx;
+    const struct tq_duenode *x = &s->due[a.pos], *y = &s->due[b.pos];
+    return x->due_ms != y->due_ms ? x->due_ms < y->due_ms : x->ticket < y->ticket;
+}
+
 uint32_t tq_state_sla_nearest(const struct tq_state *s, uint64_t tenant_id, struct tq_sla_due *out,
                               uint32_t cap) {
-    /* A scan of the deadline heap (one entry per ticket with a due item) keeping the cap
-     * earliest running clock deadlines of the tenant, sorted. */
-    uint32_t n = 0;
     if (cap == 0) return 0;
-    for (uint32_t i = 0; i < s->due_count; i++) {
-        const struct tq_ticket *t = st_ticket(s, s->due[i].ticket);
-        if (t->tenant != tenant_id) continue;
-        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
-            if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
-            uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
-            if (d == 0) continue;
-            struct tq_sla_due x = {s->due[i].ticket, (enum tq_sla_metric)m, d};
-            if (n == cap && (d > out[n - 1].deadline_ms ||
-                             (d == out[n - 1].deadline_ms && x.ticket_id > out[n - 1].ticket_id))) {
-                continue;
+    /* A ticket's deadline-heap key is its earliest due item, which is at most each of its
+     * running clocks' deadlines (docs/tickets.md): once the next key in heap order is past the
+     * cap-th deadline found, no later entry can enter the answer. */
+    struct frontier f;
+    f.count = 0;
+    uint32_t n = 0;
+    if (s->due_count > 0) (void)frontier_push(&f, s, NULL, due_pos_before, (struct heap_pos){0, 0});
+    while (f.count > 0) {
+        struct heap_pos p = frontier_pop(&f, s, NULL, due_pos_before);
+        const struct tq_duenode *e = &s->due[p.pos];
+        if (n == cap && e->due_ms > out[n - 1].deadline_ms) break;
+        if (st_ticket(s, e->ticket)->tenant == tenant_id) sla_due_add(s, e->ticket, out, &n, cap);
+        for (uint32_t c = 2 * p.pos + 1; c <= 2 * p.pos + 2 && c < s->due_count; c++) {
+            if (!frontier_push(&f, s, NULL, due_pos_before, (struct heap_pos){0, c})) {
+                return sla_nearest_scan(s, tenant_id, out, cap); /* a tenant far down the heap */
             }
-            uint32_t j = n < cap ? n : cap - 1;
-            while (j > 0 && (out[j - 1].deadline_ms > d ||
-                             (out[j - 1].deadline_ms == d && out[j - 1].ticket_id > x.ticket_id))) {
-                out[j] = out[j - 1];
-                j--;
-            }
-            out[j] = x;
-            if (n < cap) n++;
         }
     }
+#ifdef TQ_DEBUG
+    struct tq_sla_due *ref = tq_xalloc(cap * sizeof(*ref));
+    TQ_ASSERT(sla_nearest_scan(s, tenant_id, ref, cap) == n);
+    for (uint32_t i = 0; i < n; i++) {
+        TQ_ASSERT(ref[i].ticket_id == out[i].ticket_id && ref[i].metric == out[i].metric &&
+                  ref[i].deadline_ms == out[i].deadline_ms);
+    }
+    tq_free(ref, cap * sizeof(*ref));
+#endif
     return n;
 }
 
