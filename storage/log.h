@@ -293,6 +293,13 @@ size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
 TQ_NODISCARD enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
                                          struct tq_error *error);
 void tq_log_dir_unlock(int fd);
+/* True if a live process holds the lock of data directory dir right now (a running ticketqd,
+ * or an offline tool writing it). Probed with a non-blocking shared flock that fails with
+ * EWOULDBLOCK when a holder exists; when it succeeds it is released at once (the probe holds
+ * it for microseconds; a ticketqd starting in exactly that instant is refused with "in use"
+ * and starts on a retry). False when DIR/LOCK does not exist or cannot be opened. Used by
+ * read-only opens to tell a live writer's batches in flight from damage. */
+bool tq_log_dir_locked(const char *dir);
 
 /* ---- snapshots ------------------------------------------------------------------------- */
 
