@@ -1182,11 +1182,11 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
  * stops there, one line to log_line) or TQ_ERR_CORRUPT naming file, offset, LSN and which
  * condition failed. The conditions, each necessary (docs/log-format.md, "Readers beside a
  * live writer"):
- *   - torn: no later batch says (by lsn_durable) that the missing LSN had been durable;
  *   - in the tail: the stop is in the last segment, or in the one before it (the writer rolled
  *     to a new segment while that segment's last batch was still in flight);
  *   - shallow: at most TQ_BATCHES_INFLIGHT_MAX - 1 valid batches follow (the writer never has
  *     more than TQ_BATCHES_INFLIGHT_MAX in flight, the missing one included);
+ *   - torn: no later batch says (by lsn_durable) that the missing LSN had been durable;
  *   - live: a process holds DIR/LOCK right now (tq_log_dir_locked; probed last, it is the one
  *     condition that can change while we look). */
 static enum tq_err read_only_hole(struct tq_log *log, const struct scan_stop *stop, bool torn,
@@ -1196,12 +1196,12 @@ static enum tq_err read_only_hole(struct tq_log *log, const struct scan_stop *st
     TQ_ASSERT(batches_after > 0);
     const char *path = log->segs[stop->seg_index].path;
     const char *why_not = NULL;
-    if (!torn) {
-        why_not = "a later batch shows it was durable";
-    } else if (stop->seg_index + 2 < log->seg_count) {
-        why_not = "not in the tail segment";
+    if (stop->seg_index + 2 < log->seg_count) {
+        why_not = "it is not in the tail segment";
     } else if (batches_after > TQ_BATCHES_INFLIGHT_MAX - 1) {
         why_not = "more valid batches follow than a writer keeps in flight";
+    } else if (!torn) {
+        why_not = "a later batch shows it was durable";
     } else if (!tq_log_dir_locked(log->dir)) {
         why_not = "no live writer holds " TQ_LOG_LOCK_NAME;
     }
@@ -1214,7 +1214,8 @@ static enum tq_err read_only_hole(struct tq_log *log, const struct scan_stop *st
     }
     return tq_error_set(error, TQ_ERR_CORRUPT,
                         "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; %" PRIu64
-                        " valid batch(es) up to LSN %" PRIu64 " follow and %s (refusing to open)",
+                        " valid batch(es) up to LSN %" PRIu64 " follow: damage, not a live "
+                        "writer's batches in flight (%s; refusing to open)",
                         path, stop->offset, stop->lsn, stop->why, batches_after, lsn_max, why_not);
 }
 

@@ -250,7 +250,7 @@ bool tq_ops_live_hole(const char *data_dir, const char *log_dir, const struct tq
     if (why_not == NULL) why_not = &ignored;
     *why_not = NULL;
     if (index + 2 < names->count) {
-        *why_not = "not in the tail segment";
+        *why_not = "it is not in the tail segment";
         return false;
     }
     uint64_t after = end->clean ? 0 : end->batches_after;
@@ -275,10 +275,10 @@ bool tq_ops_live_hole(const char *data_dir, const char *log_dir, const struct tq
     }
     if (after == 0 && !end->clean) {
         *why_not = "nothing follows (a torn tail, not a hole)";
-    } else if (durable_max >= stop_lsn) {
-        *why_not = "a later batch shows it was durable";
     } else if (after > TQ_BATCHES_INFLIGHT_MAX - 1) {
         *why_not = "more valid batches follow than a writer keeps in flight";
+    } else if (durable_max >= stop_lsn) {
+        *why_not = "a later batch shows it was durable";
     } else if (!tq_log_dir_locked(data_dir)) {
         *why_not = "no live writer holds " TQ_LOG_LOCK_NAME;
     }
