@@ -35,7 +35,9 @@
  * is not valid. It is a torn tail if no later batch anywhere in the log says (by lsn_durable)
  * that the lost LSN had been durable; then the tail is cut (zeroed) with one log line.
  * Otherwise it is corruption: open refuses, naming file, offset and LSN (or, with repair, cuts
- * there and says exactly what it dropped).
+ * there and says exactly what it dropped). A read-only open never cuts; when valid batches
+ * follow the stop (a hole) it stops there only if they are a live writer's batches in flight
+ * (read_only_hole: tail segment, bounded depth, DIR/LOCK held), else it refuses.
  */
 #include "log_impl.h"
 

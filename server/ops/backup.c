@@ -15,7 +15,9 @@
  *     that were already in the log, so the segments copied afterwards always reach it (a
  *     snapshot beyond the copied log is skipped anyway);
  *   - sealed segments never change; the active (last) segment is read once and cut at its last
- *     valid batch (storage's tq_batch_check decides), so a batch being written is left out;
+ *     valid batch (storage's tq_batch_check decides), so a batch being written is left out; a
+ *     hole of a live writer's batches in flight (tq_ops_live_hole) is cut the same way and
+ *     nothing after it is copied;
  *     the source file is then fdatasynced, so everything copied is durable at the source too
  *     and the server can never come back after a crash with a different history for those LSNs;
  *   - every file is written as NAME.tmp, fsynced and renamed, the directories are fsynced, and

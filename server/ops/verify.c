@@ -9,7 +9,10 @@
  *      batch's hash (the chain head) commits to every record ever written. A missing segment
  *      shows as an LSN gap, a swapped pair as a name/content mismatch or a broken chain;
  *   3. only the LAST segment may end in a torn batch (a live server writing it, or a crash
- *      before the next recovery): it is reported, not failed, as recovery would cut it;
+ *      before the next recovery): it is reported, not failed, as recovery would cut it; a
+ *      hole (valid batches after a bad one) is damage unless it is a live writer's batches in
+ *      flight by storage's rule (tq_ops_live_hole: tail, bounded depth, DIR/LOCK held): then
+ *      the walk stops there with a "live tail" note, as a read-only open does;
  *   4. every snapshot file is accepted by storage (checked by opening the log read-only, which
  *      runs recovery's validation without writing), and its LSN lies inside the log;
  *   5. a backup directory's files match its MANIFEST (size and XXH3).
