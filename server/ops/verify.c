@@ -121,11 +121,11 @@ static const char *const snapshot_suffixes[] = {".snap", NULL};
  * in the report and returns true (the walk stops there, as a read-only open does). */
 static bool live_stop(struct verify_ctx *ctx, const char *log_dir, const struct tq_ops_names *names,
                       size_t index, const struct tq_ops_walk_end *end, const char *file,
-                      uint64_t stop_offset) {
+                      uint64_t stop_offset, const char **why_not) {
     struct tq_ops_verify_report *r = ctx->report;
     TQ_ASSERT(ctx->dir != NULL);
     TQ_ASSERT(index < names->count);
-    if (!tq_ops_live_hole(ctx->dir, log_dir, names, index, end, ctx->expected_lsn, NULL)) {
+    if (!tq_ops_live_hole(ctx->dir, log_dir, names, index, end, ctx->expected_lsn, why_not)) {
         return false;
     }
     r->live_tail = true;
@@ -161,7 +161,7 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
         ctx->seg = &seg;
         ctx->first_in_segment = true;
         if (ctx->expected_lsn != 0 && named != ctx->expected_lsn && last && i > 0 &&
-            live_stop(ctx, log_dir, &names, i - 1, &prev_end, prev_name, prev_stop)) {
+            live_stop(ctx, log_dir, &names, i - 1, &prev_end, prev_name, prev_stop, NULL)) {
             tq_ops_segment_free(&seg);
             break;
         }
@@ -176,17 +176,21 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
         }
         struct tq_ops_walk_end end;
         err = tq_ops_segment_walk(&seg, verify_batch, ctx, &end, error);
+        const char *why_not = "";
         uint64_t stop_at = end.clean ? end.valid_bytes : end.stop_offset;
         if (err == TQ_OK && !end.clean) {
             if (last && !end.valid_after) {
                 r->torn_tail_bytes = seg.image_bytes - end.stop_offset;
-            } else if (live_stop(ctx, log_dir, &names, i, &end, seg.name, stop_at)) {
+            } else if (live_stop(ctx, log_dir, &names, i, &end, seg.name, stop_at, &why_not)) {
                 tq_ops_segment_free(&seg);
                 break;
             } else {
-                err =
-                    tq_error_set(error, TQ_ERR_CORRUPT, "%s offset %" PRIu64 " lsn %" PRIu64 ": %s",
-                                 seg.name, end.stop_offset, ctx->expected_lsn, end.why);
+                err = tq_error_set(error, TQ_ERR_CORRUPT,
+                                   "%s offset %" PRIu64 " lsn %" PRIu64 ": %s (%" PRIu64
+                                   " valid batch(es) follow: damage, not a live writer's batches "
+                                   "in flight: %s)",
+                                   seg.name, end.stop_offset, ctx->expected_lsn, end.why,
+                                   end.batches_after, why_not);
             }
         }
         prev_end = end;

@@ -5,7 +5,12 @@
  * writer keeps up to TQ_BATCHES_INFLIGHT_MAX batches in flight, so the tail segment can show a
  * hole (batch N+1 on disk while batch N is still being written); that must read as "the live
  * end", not as damage (docs/log-format.md, "Readers beside a live writer").
- * Method: tests/fixture starts a real ticketqd (8 MiB segments, so segments roll during the
+ * Method, first deterministically: a directory whose last batches were really pipelined, one
+ * of them zeroed (a write still in flight): verify, replay and backup refuse it (exit != 0,
+ * "offset N lsn N", "no live writer holds LOCK"); while this process holds DIR/LOCK through
+ * another descriptor they stop at the hole ("live tail: stopped at LSN X, offset Y"), and the
+ * backup then holds exactly LSNs 1..X and verifies on its own.
+ * Then live: tests/fixture starts a real ticketqd (8 MiB segments, so segments roll during the
  * run); LIVE_WRITERS child processes each pipeline LIVE_PIPELINE ingests of LIVE_BODY_BYTES
  * bodies at a time through the real client library, which keeps batches above the writer's
  * pipeline_bytes_min so several are in flight. Meanwhile the parent runs, in a loop for
@@ -17,12 +22,15 @@
  * stopped, the data directory and the last backup verify, and the backup's MANIFEST range
  * is a prefix of the final log. Label net (loopback only).
  */
+#include "log_impl.h"
 #include "ops_testlib.h"
 #include "ticketq.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <liburing.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,8 +140,128 @@ static void run_tool(struct tool_stats *t, const char *cmd, char **out_keep) {
     }
 }
 
+/* ---- the same rule, deterministic: a hole made on purpose -------------------------------- */
+
+/* A data directory whose last TQ_BATCHES_INFLIGHT_MAX batches were pipelined (sealed and
+ * submitted on one ring before any completed, as ticketqd does), the second of them zeroed as
+ * if its write were still in flight. *hole_lsn / *hole_offset: where the hole starts. */
+static void build_hole(const char *dir, uint64_t *hole_lsn, uint64_t *hole_offset) {
+    struct tq_log_options o;
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    o.segment_bytes_max = 1u << 20;
+    o.batch_bytes_max = 256u << 10;
+    o.record_bytes_max = 64u << 10;
+    o.pipeline_bytes_min = 1;
+    o.spare_no_prezero = true;
+    struct tq_log *log = NULL;
+    OK(tq_log_open(&o, &log, NULL, &err));
+    static uint8_t payload[3000];
+    memset(payload, 'p', sizeof(payload));
+    uint64_t lsn;
+    for (int i = 0; i < 20; i++) {
+        OK(tq_log_append(log, 7, payload, 100u + (uint32_t)i * 50u, &lsn, &err));
+        OK(tq_log_sync(log, &err));
+    }
+    struct io_uring ring;
+    int rc = io_uring_queue_init(64, &ring, 0);
+    if (rc < 0) {
+        printf("io_uring unavailable (%s): skip\n", strerror(-rc));
+        exit(TQ_TEST_SKIP);
+    }
+    for (unsigned b = 0; b < TQ_BATCHES_INFLIGHT_MAX; b++) {
+        for (int r = 0; r < 3; r++)
+            OK(tq_log_append(log, 7, payload, sizeof(payload), &lsn, &err));
+        TQ_CHECK_GT(tq_log_submit(log, &ring, 1700000000000000ull + b), 0);
+    }
+    io_uring_submit(&ring);
+    while (!tq_log_idle(log)) {
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+            tq_log_complete(log, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    io_uring_queue_exit(&ring);
+    TQ_CHECK_GE(log->ref_count, 2 + TQ_BATCHES_INFLIGHT_MAX);
+    const struct tq_batch_ref *hole = &log->refs[log->ref_count - TQ_BATCHES_INFLIGHT_MAX + 1];
+    TQ_CHECK_UEQ(hole->seg_index, log->seg_count - 1);
+    *hole_lsn = hole->lsn_first;
+    *hole_offset = hole->offset;
+    int fd = open(log->segs[hole->seg_index].path, O_RDWR);
+    TQ_CHECK(fd >= 0);
+    static uint8_t zeros[64u << 10];
+    TQ_CHECK_LE(hole->disk_bytes, sizeof(zeros));
+    TQ_CHECK_EQ(pwrite(fd, zeros, hole->disk_bytes, (off_t)hole->offset),
+                (ssize_t)hole->disk_bytes);
+    close(fd);
+    tq_log_close(log);
+}
+
+/* verify, replay and backup on a directory with a hole: damage without a lock holder, the live
+ * end while one holds DIR/LOCK (this process, through another open file description). */
+static void check_hole_rule(void) {
+    char dir[256], backup[256];
+    ops_tmpdir("live-hole", dir, sizeof(dir));
+    ops_tmpdir("live-hole-backup", backup, sizeof(backup));
+    uint64_t hole_lsn = 0, hole_offset = 0;
+    build_hole(dir, &hole_lsn, &hole_offset);
+    char want[128];
+    snprintf(want, sizeof(want), "offset %" PRIu64 " lsn %" PRIu64, hole_offset, hole_lsn);
+    int status = -1;
+    char *out = ops_capture(&status, "%s verify --data %s 2>&1", ops_tool(), dir);
+    if (status != 1 || strstr(out, want) == NULL) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_EQ(status, 1);
+    TQ_CHECK(strstr(out, want) != NULL);
+    TQ_CHECK(strstr(out, "no live writer holds LOCK") != NULL);
+    free(out);
+    out = ops_capture(&status, "%s replay --data %s --jsonl 2>&1 >/dev/null", ops_tool(), dir);
+    TQ_CHECK_NE(status, 0);
+    TQ_CHECK(strstr(out, "no live writer holds LOCK") != NULL);
+    free(out);
+    out = ops_capture(&status, "%s backup %s --data %s 2>&1", ops_tool(), backup, dir);
+    TQ_CHECK_NE(status, 0);
+    TQ_CHECK(strstr(out, "no live writer holds LOCK") != NULL);
+    free(out);
+
+    int lock_fd = -1;
+    OK(tq_log_dir_lock(dir, "test_ops_live", &lock_fd, &err));
+    out = ops_capture(&status, "%s verify --data %s 2>&1", ops_tool(), dir);
+    if (status != 0) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_EQ(status, 0);
+    snprintf(want, sizeof(want), "live tail: stopped at LSN %" PRIu64 ", offset %" PRIu64,
+             hole_lsn - 1, hole_offset);
+    TQ_CHECK(strstr(out, want) != NULL);
+    TQ_CHECK_UEQ(verify_lsn_last(out), hole_lsn - 1);
+    free(out);
+    out = ops_capture(&status, "%s replay --data %s --jsonl 2>&1 >/dev/null", ops_tool(), dir);
+    if (status != 0) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_EQ(status, 0);
+    TQ_CHECK(strstr(out, "live tail: stopped at LSN") != NULL);
+    free(out);
+    out = ops_capture(&status, "%s backup %s --data %s 2>&1", ops_tool(), backup, dir);
+    if (status != 0) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_EQ(status, 0);
+    snprintf(want, sizeof(want), "backup: ok, lsn_last %" PRIu64 ",", hole_lsn - 1);
+    TQ_CHECK(strstr(out, want) != NULL);
+    TQ_CHECK(strstr(out, "live tail") != NULL);
+    free(out);
+    tq_log_dir_unlock(lock_fd);
+    /* The backup holds exactly the log before the hole, and verifies on its own. */
+    out = ops_capture(&status, "%s verify --data %s 2>&1", ops_tool(), backup);
+    if (status != 0) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_EQ(status, 0);
+    TQ_CHECK_UEQ(verify_lsn_last(out), hole_lsn - 1);
+    TQ_CHECK(strstr(out, "live tail") == NULL);
+    free(out);
+    ops_rm_rf(backup);
+    ops_rm_rf(dir);
+}
+
 int main(void) {
     (void)tq_test_seed("test_ops_live");
+    check_hole_rule();
     double seconds = LIVE_SECONDS_DEF;
     const char *env = getenv("TQ_LIVE_SECONDS");
     if (env != NULL && atof(env) > 0) seconds = atof(env);
