@@ -719,7 +719,8 @@ static void backup_usage(FILE *out) {
     fprintf(out, "usage: ticketq backup DEST --data DIR [--quiet]\n"
                  "  Consistent copy of DIR (may be live): newest snapshot, sealed segments, the\n"
                  "  active segment up to its last valid batch, and DEST/MANIFEST. Repeated\n"
-                 "  backups into DEST copy only new or changed files.\n");
+                 "  backups into DEST copy only new or changed files. Beside a live server it\n"
+                 "  stops before the batches still in flight (\"live tail\" note).\n");
 }
 
 int tq_ops_backup_main(int argc, char **argv) {

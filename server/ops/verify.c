@@ -324,7 +324,8 @@ static void verify_usage(FILE *out) {
             "usage: ticketq verify --data DIR [--quiet]\n"
             "  Checks every checksum and the hash chain of all segments (compressed too) and\n"
             "  snapshots of a data directory or a backup directory (and its MANIFEST).\n"
-            "  Exit 0: intact (prints LSN range, record counts, chain head, redactions);\n"
+            "  Exit 0: intact (prints LSN range, record counts, chain head, redactions; on a\n"
+            "  live server's directory it stops before the batches in flight: \"live tail\");\n"
             "  exit 1: the first problem, with file, offset and LSN; exit 2: usage/IO error.\n");
 }
 
