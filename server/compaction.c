@@ -125,10 +125,11 @@ static enum tq_err classify(struct tq_compaction *c, struct tq_ops_lsn_set *all,
     memset(&opt, 0, sizeof(opt));
     opt.dir = c->dir;
     opt.read_only = true;
-    /* The live writer keeps up to TQ_BATCHES_INFLIGHT_MAX batches in flight, so the tail may
-     * show a batch written after a hole: read-only + repair stops at the first gap instead of
-     * calling it corruption. Everything <= snap_lsn is durable, hence before any gap. */
-    opt.repair = true;
+    /* The live writer (this server, holding DIR/LOCK) keeps up to TQ_BATCHES_INFLIGHT_MAX
+     * batches in flight, so the tail may show a batch written after a hole: storage's
+     * read-only open stops there while the lock is held (docs/log-format.md, "Readers beside
+     * a live writer") and still refuses real damage. Everything <= snap_lsn is durable, hence
+     * before any hole. */
     opt.ring_tag = 1;
     opt.log_line = no_log_line;
     struct tq_log *log = NULL;

@@ -4,7 +4,9 @@
  * offline tools that write it (compact --data, restore into it). Each takes an exclusive
  * flock(2) on DIR/LOCK with LOCK_NB and refuses at once when another process holds it; the
  * holder's pid is written into the file so the refusal can name it. Readers (verify, replay,
- * backup) take no lock: they read up to the last valid batch, safe beside a live writer.
+ * backup) take no lock: they read up to the last valid batch, safe beside a live writer. They
+ * only ask whether a writer is alive (tq_log_dir_locked): beside one, a hole in the tail of
+ * the log is its batches in flight, not damage (docs/log-format.md).
  * flock is released by the kernel when the holder exits, however it dies (kill -9 included),
  * so a stale LOCK file never blocks anyone; the file itself is left in place on purpose
  * (removing it would race with the next taker).
@@ -60,4 +62,22 @@ enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
 
 void tq_log_dir_unlock(int fd) {
     if (fd >= 0) close(fd); /* releases the flock */
+}
+
+bool tq_log_dir_locked(const char *dir) {
+    TQ_ASSERT(dir != NULL);
+    char path[4200];
+    int n = snprintf(path, sizeof(path), "%s/" TQ_LOG_LOCK_NAME, dir);
+    TQ_ASSERT(n > 0);
+    if ((size_t)n >= sizeof(path)) return false;
+    /* O_RDONLY: a reader may have no write permission on the directory's files. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    int rc;
+    do {
+        rc = flock(fd, LOCK_SH | LOCK_NB);
+    } while (rc != 0 && errno == EINTR);
+    bool held = rc != 0 && errno == EWOULDBLOCK;
+    close(fd); /* releases the probe's shared lock, if it got one */
+    return held;
 }

@@ -35,7 +35,9 @@
  * is not valid. It is a torn tail if no later batch anywhere in the log says (by lsn_durable)
  * that the lost LSN had been durable; then the tail is cut (zeroed) with one log line.
  * Otherwise it is corruption: open refuses, naming file, offset and LSN (or, with repair, cuts
- * there and says exactly what it dropped).
+ * there and says exactly what it dropped). A read-only open never cuts; when valid batches
+ * follow the stop (a hole) it stops there only if they are a live writer's batches in flight
+ * (read_only_hole: tail segment, bounded depth, DIR/LOCK held), else it refuses.
  */
 #include "log_impl.h"
 
@@ -971,11 +973,13 @@ static bool block_is_zero(const uint8_t *p, size_t n) {
 static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
                                  bool this_seg_only, struct tq_scan_io *scan_io,
                                  uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
-                                 bool *later_in_seg, struct tq_error *error) {
+                                 bool *later_in_seg, uint64_t *batches_after,
+                                 struct tq_error *error) {
     *durable_max = 0;
     *lsn_max = 0;
     *nonzero_end = stop->offset;
     *later_in_seg = false;
+    *batches_after = 0;
     uint32_t seg_end = this_seg_only ? stop->seg_index + 1 : log->seg_count;
     for (uint32_t i = stop->seg_index; i < seg_end; i++) {
         const struct tq_seg *seg = &log->segs[i];
@@ -1005,6 +1009,7 @@ static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *sto
                     if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
                     uint64_t last = h.lsn_first + h.record_count - 1;
                     if (last > *lsn_max) *lsn_max = last;
+                    (*batches_after)++;
                     if (stop_seg) *later_in_seg = true;
                     step = tq_batch_disk_bytes(h.area_bytes);
                     if (stop_seg) *nonzero_end = off + step < size ? off + step : size;
@@ -1123,13 +1128,13 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
                 if (check == TQ_BATCH_ZERO && i + 1 < log->seg_count) {
                     /* the normal end of a sealed segment, if nothing valid follows in it */
                     struct scan_stop probe = {.seg_index = i, .offset = off, .lsn = expected};
-                    uint64_t dmax, lmax, nz;
+                    uint64_t dmax, lmax, nz, after;
                     bool later;
                     /* the probe streams through scan_io: this cursor's reads must be done */
                     tq_cursor_free(&c);
                     tq_cursor_init(&c, seg);
-                    err =
-                        scan_evidence(log, &probe, true, scan_io, &dmax, &lmax, &nz, &later, error);
+                    err = scan_evidence(log, &probe, true, scan_io, &dmax, &lmax, &nz, &later,
+                                        &after, error);
                     if (err != TQ_OK) break;
                     if (!later) break;
                 }
@@ -1174,20 +1179,68 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
     return TQ_OK;
 }
 
-/* Decides what a stop means: a torn tail (cut), corruption (refuse) or repair (cut, loudly). */
+/* A read-only open's stop with valid batches after it (a hole): the end of the readable log
+ * only if it is the live writer's batches in flight, else damage. Returns TQ_OK (the reader
+ * stops there, one line to log_line) or TQ_ERR_CORRUPT naming file, offset, LSN and which
+ * condition failed. The conditions, each necessary (docs/log-format.md, "Readers beside a
+ * live writer"):
+ *   - in the tail: the stop is in the last segment, or in the one before it (the writer rolled
+ *     to a new segment while that segment's last batch was still in flight);
+ *   - shallow: at most TQ_BATCHES_INFLIGHT_MAX - 1 valid batches follow (the writer never has
+ *     more than TQ_BATCHES_INFLIGHT_MAX in flight, the missing one included);
+ *   - torn: no later batch says (by lsn_durable) that the missing LSN had been durable;
+ *   - live: a process holds DIR/LOCK right now (tq_log_dir_locked; probed last, it is the one
+ *     condition that can change while we look). */
+static enum tq_err read_only_hole(struct tq_log *log, const struct scan_stop *stop, bool torn,
+                                  uint64_t batches_after, uint64_t lsn_max,
+                                  struct tq_error *error) {
+    TQ_ASSERT(log->opt.read_only);
+    TQ_ASSERT(batches_after > 0);
+    const char *path = log->segs[stop->seg_index].path;
+    const char *why_not = NULL;
+    if (stop->seg_index + 2 < log->seg_count) {
+        why_not = "it is not in the tail segment";
+    } else if (batches_after > TQ_BATCHES_INFLIGHT_MAX - 1) {
+        why_not = "more valid batches follow than a writer keeps in flight";
+    } else if (!torn) {
+        why_not = "a later batch shows it was durable";
+    } else if (!tq_log_dir_locked(log->dir)) {
+        why_not = "no live writer holds " TQ_LOG_LOCK_NAME;
+    }
+    if (why_not == NULL) {
+        tq_log_line(log,
+                    "live tail: stopped at LSN %" PRIu64 ", offset %" PRIu64 " of %s: a live "
+                    "writer holds %s/" TQ_LOG_LOCK_NAME " and has batches in flight",
+                    stop->lsn - 1, stop->offset, path, log->dir);
+        return TQ_OK;
+    }
+    return tq_error_set(error, TQ_ERR_CORRUPT,
+                        "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; %" PRIu64
+                        " valid batch(es) up to LSN %" PRIu64 " follow: damage, not a live "
+                        "writer's batches in flight (%s; refusing to open)",
+                        path, stop->offset, stop->lsn, stop->why, batches_after, lsn_max, why_not);
+}
+
+/* Decides what a stop means: a torn tail (cut), corruption (refuse) or repair (cut, loudly).
+ * A read-only open never cuts: it stops at a torn tail, at a live writer's hole
+ * (read_only_hole) or, with repair, at any damage. */
 static enum tq_err recover_stop(struct tq_log *log, const struct scan_stop *stop,
                                 struct tq_log_recovery *rec, struct tq_scan_io *scan_io,
                                 struct tq_error *error) {
-    uint64_t durable_max, lsn_max, nonzero_end;
+    uint64_t durable_max, lsn_max, nonzero_end, batches_after;
     bool later_in_seg;
     enum tq_err err = scan_evidence(log, stop, false, scan_io, &durable_max, &lsn_max, &nonzero_end,
-                                    &later_in_seg, error);
+                                    &later_in_seg, &batches_after, error);
     if (err != TQ_OK) return err;
     const char *path = log->segs[stop->seg_index].path;
     bool clean_end = stop->check == TQ_BATCH_ZERO && stop->seg_index + 1 == log->seg_count &&
                      lsn_max == 0 && nonzero_end <= stop->offset;
     if (clean_end) return TQ_OK;
     bool torn = durable_max < stop->lsn && stop->offset % TQ_BATCH_ALIGN_BYTES == 0;
+    if (log->opt.read_only && batches_after > 0) {
+        err = read_only_hole(log, stop, torn, batches_after, lsn_max, error);
+        if (err == TQ_OK || !log->opt.repair) return err;
+    }
     if (!torn && !log->opt.repair) {
         return tq_error_set(error, TQ_ERR_CORRUPT,
                             "corrupt log: %s offset %" PRIu64 " (lsn %" PRIu64 "): %s; later "

@@ -123,7 +123,10 @@ struct tq_log;
  * log_line); refuses corruption elsewhere with TQ_ERR_CORRUPT and a message naming the segment
  * file, byte offset and LSN. A writable open first waits (writers_wait_ms) until no other
  * process holds a segment's write lock (a killed writer's last writes still landing); a live
- * second writer gives TQ_ERR_UNAVAILABLE. Returns TQ_OK, TQ_ERR_CORRUPT, TQ_ERR_IO,
+ * second writer gives TQ_ERR_UNAVAILABLE. A read-only open never cuts: it stops at a torn tail,
+ * and at a hole (valid batches after a bad one) only if a live writer holds DIR/LOCK and the
+ * hole is its batches in flight (docs/log-format.md, "Readers beside a live writer"), else
+ * TQ_ERR_CORRUPT. Returns TQ_OK, TQ_ERR_CORRUPT, TQ_ERR_IO,
  * TQ_ERR_INVALID_ARGUMENT, TQ_ERR_UNAVAILABLE.
  * recovery may be NULL. On success the caller owns *log_out (tq_log_close). */
 TQ_NODISCARD enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
@@ -293,6 +296,13 @@ size_t tq_log_segments(const struct tq_log *log, uint64_t *lsns, size_t cap);
 TQ_NODISCARD enum tq_err tq_log_dir_lock(const char *dir, const char *holder, int *fd_out,
                                          struct tq_error *error);
 void tq_log_dir_unlock(int fd);
+/* True if a live process holds the lock of data directory dir right now (a running ticketqd,
+ * or an offline tool writing it). Probed with a non-blocking shared flock that fails with
+ * EWOULDBLOCK when a holder exists; when it succeeds it is released at once (the probe holds
+ * it for microseconds; a ticketqd starting in exactly that instant is refused with "in use"
+ * and starts on a retry). False when DIR/LOCK does not exist or cannot be opened. Used by
+ * read-only opens to tell a live writer's batches in flight from damage. */
+bool tq_log_dir_locked(const char *dir);
 
 /* ---- snapshots ------------------------------------------------------------------------- */
 

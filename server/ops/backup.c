@@ -15,7 +15,9 @@
  *     that were already in the log, so the segments copied afterwards always reach it (a
  *     snapshot beyond the copied log is skipped anyway);
  *   - sealed segments never change; the active (last) segment is read once and cut at its last
- *     valid batch (storage's tq_batch_check decides), so a batch being written is left out;
+ *     valid batch (storage's tq_batch_check decides), so a batch being written is left out; a
+ *     hole of a live writer's batches in flight (tq_ops_live_hole) is cut the same way and
+ *     nothing after it is copied;
  *     the source file is then fdatasynced, so everything copied is durable at the source too
  *     and the server can never come back after a crash with a different history for those LSNs;
  *   - every file is written as NAME.tmp, fsynced and renamed, the directories are fsynced, and
@@ -290,18 +292,30 @@ struct backup_run {
 
 static const char *const snapshot_suffixes[] = {".snap", NULL};
 
-/* Copies (or reuses) one segment. last: the active segment, cut at its last valid batch. */
-static enum tq_err backup_segment(struct backup_run *run, const char *src_log, const char *name,
-                                  bool last, struct tq_error *error) {
+/* Copies (or reuses) segment names[index]. last: the active segment, cut at its last valid
+ * batch. A hole that a live writer's batches in flight explain (tq_ops_live_hole) is cut the
+ * same way, in the last segment or the one before it, and sets *live_end: nothing after it
+ * is copied (a consistent backup ends at the last complete batch before the hole). */
+static enum tq_err backup_segment(struct backup_run *run, const char *src_log,
+                                  const struct tq_ops_names *names, size_t index, bool last,
+                                  bool *live_end, struct tq_error *error) {
+    const char *name = names->names[index];
     struct tq_ops_segment seg;
     enum tq_err err = tq_ops_segment_load(src_log, name, &seg, error);
     if (err != TQ_OK) return err;
     struct tq_ops_walk_end end;
     err = tq_ops_segment_walk(&seg, NULL, NULL, &end, error);
+    bool live_cut = false;
     if (err == TQ_OK && !end.clean && (!last || end.valid_after)) {
-        err = tq_error_set(error, TQ_ERR_CORRUPT, "%s/%s offset %" PRIu64 ": %s", src_log, name,
-                           end.stop_offset, end.why);
+        uint64_t stop_lsn = end.batches > 0 ? end.lsn_last + 1 : seg.lsn_first_named;
+        const char *why_not = NULL;
+        live_cut = tq_ops_live_hole(run->data_dir, src_log, names, index, &end, stop_lsn, &why_not);
+        if (!live_cut) {
+            err = tq_error_set(error, TQ_ERR_CORRUPT, "%s/%s offset %" PRIu64 ": %s (%s)", src_log,
+                               name, end.stop_offset, end.why, why_not);
+        }
     }
+    *live_end = live_cut;
     if (err != TQ_OK) {
         tq_ops_segment_free(&seg);
         return err;
@@ -317,11 +331,11 @@ static enum tq_err backup_segment(struct backup_run *run, const char *src_log, c
     if (err == TQ_OK && seg.compressed) {
         err = tq_ops_file_hash(src_path, &f->xxh3, &f->size, error);
     } else if (err == TQ_OK) {
-        if (last && end.valid_bytes < keep) keep = end.valid_bytes;
+        if ((last || live_cut) && end.valid_bytes < keep) keep = end.valid_bytes;
         f->size = seg.image_bytes;
         f->xxh3 = image_hash(seg.image, keep, seg.image_bytes);
     }
-    if (err == TQ_OK && last) {
+    if (err == TQ_OK && (last || live_cut)) {
         /* Make what we copy durable at the source too (see the file comment). */
         int fd = open(src_path, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
@@ -468,12 +482,25 @@ enum tq_err tq_ops_backup(const char *data_dir, const char *dest, bool progress,
         uint64_t lsn;
         if (tq_ops_name_lsn(segs.names[i], &lsn)) last_index = i;
     }
-    for (size_t i = 0; i < segs.count && err == TQ_OK; i++) {
+    bool live_end = false;
+    for (size_t i = 0; i < segs.count && err == TQ_OK && !live_end; i++) {
         uint64_t lsn;
         if (!tq_ops_name_lsn(segs.names[i], &lsn)) continue;
+        if (i == last_index && i > 0 && run.next.lsn_last != 0 && lsn != run.next.lsn_last + 1) {
+            /* The segment before ended cleanly short of the last one's first LSN: the writer
+             * rolled to a new segment while that segment's last batch was in flight. */
+            struct tq_ops_walk_end clean_end;
+            memset(&clean_end, 0, sizeof(clean_end));
+            clean_end.clean = true;
+            if (tq_ops_live_hole(data_dir, src_log, &segs, i - 1, &clean_end, run.next.lsn_last + 1,
+                                 NULL)) {
+                break;
+            }
+        }
         progress_line(progress, "backup: segment %zu/%zu %s", i + 1, segs.count, segs.names[i]);
-        err = backup_segment(&run, src_log, segs.names[i], i == last_index, error);
+        err = backup_segment(&run, src_log, &segs, i, i == last_index, &live_end, error);
     }
+    if (err == TQ_OK && live_end) result->live_tail = true;
     if (err == TQ_OK) err = backup_snapshot(&run, &snaps, src_snap, error);
     if (err == TQ_OK) err = tq_ops_dir_fsync(dst_log, error);
     if (err == TQ_OK) err = tq_ops_dir_fsync(dst_snap, error);
@@ -692,7 +719,8 @@ static void backup_usage(FILE *out) {
     fprintf(out, "usage: ticketq backup DEST --data DIR [--quiet]\n"
                  "  Consistent copy of DIR (may be live): newest snapshot, sealed segments, the\n"
                  "  active segment up to its last valid batch, and DEST/MANIFEST. Repeated\n"
-                 "  backups into DEST copy only new or changed files.\n");
+                 "  backups into DEST copy only new or changed files. Beside a live server it\n"
+                 "  stops before the batches still in flight (\"live tail\" note).\n");
 }
 
 int tq_ops_backup_main(int argc, char **argv) {
@@ -735,6 +763,11 @@ int tq_ops_backup_main(int argc, char **argv) {
         printf("files: %" PRIu64 " copied (%" PRIu64 " bytes), %" PRIu64 " reused (%" PRIu64
                " bytes)\n",
                r.files_copied, r.bytes_copied, r.files_reused, r.bytes_reused);
+        if (r.live_tail) {
+            printf("note: live tail: stopped at LSN %" PRIu64
+                   ": a live writer holds LOCK and has batches in flight\n",
+                   r.lsn_last);
+        }
     }
     return TQ_OPS_EXIT_OK;
 }

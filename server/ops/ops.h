@@ -50,6 +50,13 @@ struct tq_ops_verify_report {
     uint64_t redaction_count;
     uint64_t redacted_lsns[TQ_OPS_REDACTIONS_LISTED_MAX];
     uint64_t torn_tail_bytes; /* bytes after the last valid batch of the last segment */
+    /* A live writer holds DIR/LOCK: the walk stopped at its batches in flight (a hole in the
+     * tail, docs/log-format.md "Readers beside a live writer"); a note, not an error. */
+    bool live_tail;
+    uint64_t live_tail_lsn;    /* the walk's last LSN there */
+    char live_tail_file[64];   /* the segment holding the hole */
+    uint64_t live_tail_offset; /* its byte offset */
+    bool live_writer;          /* DIR/LOCK was held when the recovery cross-check ran */
 };
 
 /* Checks every batch checksum, every payload checksum, LSN continuity and the hash chain across
@@ -70,6 +77,7 @@ struct tq_ops_backup_result {
     uint64_t snapshot_lsn; /* 0: no snapshot copied */
     uint64_t files_copied, files_reused;
     uint64_t bytes_copied, bytes_reused;
+    bool live_tail; /* stopped before a live writer's batches in flight (a hole in the tail) */
 };
 
 /* Takes a consistent copy of data_dir (which may belong to a running server) into dest: the

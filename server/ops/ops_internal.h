@@ -135,13 +135,16 @@ void tq_ops_segment_free(struct tq_ops_segment *seg);
 struct tq_ops_walk_end {
     uint64_t valid_bytes; /* end of the last valid batch (a 4 KiB multiple) */
     uint64_t batches;
-    uint64_t lsn_last;    /* last LSN of the last valid batch (0: none) */
-    uint64_t chain_last;  /* its header hash */
-    bool clean;           /* stopped at zeros with nothing valid after them */
-    uint64_t stop_offset; /* where the walk stopped (if !clean) */
-    bool valid_after;     /* !clean and a valid batch header lies after stop_offset:
-                             damage inside the log, never a torn tail */
-    char why[160];        /* why it stopped (if !clean) */
+    uint64_t lsn_last;          /* last LSN of the last valid batch (0: none) */
+    uint64_t chain_last;        /* its header hash */
+    bool clean;                 /* stopped at zeros with nothing valid after them */
+    uint64_t stop_offset;       /* where the walk stopped (if !clean) */
+    bool valid_after;           /* !clean and a valid batch header lies after stop_offset:
+                                   damage inside the log, never a torn tail (unless a live
+                                   writer's batches in flight explain it: tq_ops_live_hole) */
+    uint64_t batches_after;     /* valid batches after stop_offset (if !clean) */
+    uint64_t durable_after_max; /* their highest lsn_durable */
+    char why[160];              /* why it stopped (if !clean) */
 };
 /* Walks the batches of seg in order from offset 0, calling fn (may be NULL) for each valid
  * one; fn returning non-OK stops the walk with that error. Never fails on bad bytes: the
@@ -151,5 +154,18 @@ typedef enum tq_err (*tq_ops_batch_fn)(void *ctx, const struct tq_ops_batch *bat
 TQ_NODISCARD enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_fn fn,
                                              void *ctx, struct tq_ops_walk_end *end,
                                              struct tq_error *error);
+
+/* storage's rule for readers beside a live writer (storage/log.c, read_only_hole;
+ * docs/log-format.md "Readers beside a live writer"), for the segment walkers. The walk of
+ * names->names[index] (in log_dir, of data directory data_dir) ended in *end: stopped at a
+ * hole, or (the segment before the last) ended where the last segment's name does not follow
+ * on. True if that is the live end of the log: the segment is the last or the one before it;
+ * at most TQ_BATCHES_INFLIGHT_MAX - 1 valid batches follow (the last segment's included);
+ * none says by lsn_durable that stop_lsn (the first LSN missing) was durable; and a live
+ * writer holds DIR/LOCK (tq_log_dir_locked). Otherwise *why_not (may be NULL) names the
+ * condition that failed. Only reads. */
+bool tq_ops_live_hole(const char *data_dir, const char *log_dir, const struct tq_ops_names *names,
+                      size_t index, const struct tq_ops_walk_end *end, uint64_t stop_lsn,
+                      const char **why_not);
 
 #endif

@@ -164,19 +164,27 @@ void tq_ops_segment_free(struct tq_ops_segment *seg) {
     memset(seg, 0, sizeof(*seg));
 }
 
-/* True if some 4 KiB boundary at or after offset holds a batch header that checks out: the
- * log continues after a hole, so the hole is damage, not the end. */
-static bool valid_header_after(const struct tq_ops_segment *seg, uint64_t offset) {
+/* Counts the batch headers that check out at 4 KiB boundaries at or after offset (stepping
+ * over each one found), and the highest lsn_durable among them: batches after a hole. Any
+ * count > 0 means the log continues after the hole, so the hole is not a torn tail. */
+static void valid_headers_after(const struct tq_ops_segment *seg, uint64_t offset,
+                                struct tq_ops_walk_end *end) {
     char why[8];
     struct tq_batch_header h;
-    for (uint64_t at = offset; at + TQ_BATCH_HEADER_BYTES <= seg->image_bytes;
-         at += TQ_BATCH_ALIGN_BYTES) {
-        if (tq_batch_check(seg->image + at, seg->image_bytes - at, false, &h, why, sizeof(why)) ==
-            TQ_BATCH_VALID) {
-            return true;
+    end->batches_after = 0;
+    end->durable_after_max = 0;
+    for (uint64_t at = offset; at + TQ_BATCH_HEADER_BYTES <= seg->image_bytes;) {
+        enum tq_batch_check check =
+            tq_batch_check(seg->image + at, seg->image_bytes - at, false, &h, why, sizeof(why));
+        if (check != TQ_BATCH_VALID) {
+            at += TQ_BATCH_ALIGN_BYTES;
+            continue;
         }
+        end->batches_after++;
+        if (h.lsn_durable > end->durable_after_max) end->durable_after_max = h.lsn_durable;
+        at += tq_batch_disk_bytes(h.area_bytes);
     }
-    return false;
+    end->valid_after = end->batches_after > 0;
 }
 
 enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_fn fn, void *ctx,
@@ -191,9 +199,9 @@ enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_f
         enum tq_batch_check check = tq_batch_check(seg->image + offset, seg->image_bytes - offset,
                                                    true, &batch.header, end->why, sizeof(end->why));
         if (check == TQ_BATCH_ZERO) {
-            if (valid_header_after(seg, offset + TQ_BATCH_ALIGN_BYTES)) {
+            valid_headers_after(seg, offset + TQ_BATCH_ALIGN_BYTES, end);
+            if (end->valid_after) {
                 end->stop_offset = offset;
-                end->valid_after = true;
                 snprintf(end->why, sizeof(end->why),
                          "zeros where a batch header was expected, but valid batches follow");
                 return TQ_OK;
@@ -203,7 +211,7 @@ enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_f
         }
         if (check != TQ_BATCH_VALID) {
             end->stop_offset = offset;
-            end->valid_after = valid_header_after(seg, offset + TQ_BATCH_ALIGN_BYTES);
+            valid_headers_after(seg, offset + TQ_BATCH_ALIGN_BYTES, end);
             return TQ_OK;
         }
         batch.file = seg->name;
@@ -222,4 +230,57 @@ enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_f
     }
     end->clean = true;
     return TQ_OK;
+}
+
+/* Collects the highest lsn_durable of the walked batches. */
+static enum tq_err durable_max_batch(void *ctx, const struct tq_ops_batch *batch,
+                                     struct tq_error *error) {
+    (void)error;
+    uint64_t *durable_max = ctx;
+    if (batch->header.lsn_durable > *durable_max) *durable_max = batch->header.lsn_durable;
+    return TQ_OK;
+}
+
+bool tq_ops_live_hole(const char *data_dir, const char *log_dir, const struct tq_ops_names *names,
+                      size_t index, const struct tq_ops_walk_end *end, uint64_t stop_lsn,
+                      const char **why_not) {
+    TQ_ASSERT(data_dir != NULL && log_dir != NULL && names != NULL && end != NULL);
+    TQ_ASSERT(index < names->count);
+    const char *ignored;
+    if (why_not == NULL) why_not = &ignored;
+    *why_not = NULL;
+    if (index + 2 < names->count) {
+        *why_not = "it is not in the tail segment";
+        return false;
+    }
+    uint64_t after = end->clean ? 0 : end->batches_after;
+    uint64_t durable_max = end->clean ? 0 : end->durable_after_max;
+    if (index + 2 == names->count) {
+        /* The writer rolled to the last segment while this one's last batch was in flight:
+         * the last segment's batches count toward the bound too. */
+        struct tq_ops_segment last;
+        struct tq_error error;
+        if (tq_ops_segment_load(log_dir, names->names[index + 1], &last, &error) != TQ_OK) {
+            *why_not = "the last segment cannot be read";
+            return false;
+        }
+        struct tq_ops_walk_end last_end;
+        enum tq_err err =
+            tq_ops_segment_walk(&last, durable_max_batch, &durable_max, &last_end, &error);
+        tq_ops_segment_free(&last);
+        TQ_ASSERT(err == TQ_OK); /* durable_max_batch never fails */
+        after += last_end.batches + (last_end.clean ? 0 : last_end.batches_after);
+        if (!last_end.clean && last_end.durable_after_max > durable_max)
+            durable_max = last_end.durable_after_max;
+    }
+    if (after == 0 && !end->clean) {
+        *why_not = "nothing follows (a torn tail, not a hole)";
+    } else if (after > TQ_BATCHES_INFLIGHT_MAX - 1) {
+        *why_not = "more valid batches follow than a writer keeps in flight";
+    } else if (durable_max >= stop_lsn) {
+        *why_not = "a later batch shows it was durable";
+    } else if (!tq_log_dir_locked(data_dir)) {
+        *why_not = "no live writer holds " TQ_LOG_LOCK_NAME;
+    }
+    return *why_not == NULL;
 }

@@ -9,7 +9,10 @@
  *      batch's hash (the chain head) commits to every record ever written. A missing segment
  *      shows as an LSN gap, a swapped pair as a name/content mismatch or a broken chain;
  *   3. only the LAST segment may end in a torn batch (a live server writing it, or a crash
- *      before the next recovery): it is reported, not failed, as recovery would cut it;
+ *      before the next recovery): it is reported, not failed, as recovery would cut it; a
+ *      hole (valid batches after a bad one) is damage unless it is a live writer's batches in
+ *      flight by storage's rule (tq_ops_live_hole: tail, bounded depth, DIR/LOCK held): then
+ *      the walk stops there with a "live tail" note, as a read-only open does;
  *   4. every snapshot file is accepted by storage (checked by opening the log read-only, which
  *      runs recovery's validation without writing), and its LSN lies inside the log;
  *   5. a backup directory's files match its MANIFEST (size and XXH3).
@@ -31,6 +34,7 @@
 
 /* Walk state carried across segments. */
 struct verify_ctx {
+    const char *dir; /* the data (or backup) directory */
     struct tq_ops_verify_report *report;
     const struct tq_ops_segment *seg;
     bool first_in_segment;
@@ -112,6 +116,25 @@ static enum tq_err verify_batch(void *vctx, const struct tq_ops_batch *batch,
 
 static const char *const snapshot_suffixes[] = {".snap", NULL};
 
+/* The walk of names[index] ended (end, at byte stop_offset of file) before the log's end:
+ * if a live writer's batches in flight explain it (tq_ops_live_hole), records the live tail
+ * in the report and returns true (the walk stops there, as a read-only open does). */
+static bool live_stop(struct verify_ctx *ctx, const char *log_dir, const struct tq_ops_names *names,
+                      size_t index, const struct tq_ops_walk_end *end, const char *file,
+                      uint64_t stop_offset, const char **why_not) {
+    struct tq_ops_verify_report *r = ctx->report;
+    TQ_ASSERT(ctx->dir != NULL);
+    TQ_ASSERT(index < names->count);
+    if (!tq_ops_live_hole(ctx->dir, log_dir, names, index, end, ctx->expected_lsn, why_not)) {
+        return false;
+    }
+    r->live_tail = true;
+    r->live_tail_lsn = r->lsn_last;
+    r->live_tail_offset = stop_offset;
+    snprintf(r->live_tail_file, sizeof(r->live_tail_file), "%s", file);
+    return true;
+}
+
 /* Walks every segment of log_dir in LSN order. */
 static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
                                    struct tq_error *error) {
@@ -119,7 +142,11 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
     struct tq_ops_names names;
     enum tq_err err = tq_ops_segment_names(log_dir, &names, error);
     if (err != TQ_OK) return err;
-    bool progress = isatty(2) != 0; /* an operator watching: one line, rewritten */
+    bool progress = isatty(2) != 0;  /* an operator watching: one line, rewritten */
+    struct tq_ops_walk_end prev_end; /* the previous segment's walk */
+    memset(&prev_end, 0, sizeof(prev_end));
+    char prev_name[64] = "";
+    uint64_t prev_stop = 0;
     for (size_t i = 0; i < names.count && err == TQ_OK; i++) {
         if (progress) fprintf(stderr, "\rverify: segment %zu/%zu\033[K", i + 1, names.count);
         uint64_t named;
@@ -133,6 +160,11 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
         bool last = i + 1 == names.count;
         ctx->seg = &seg;
         ctx->first_in_segment = true;
+        if (ctx->expected_lsn != 0 && named != ctx->expected_lsn && last && i > 0 &&
+            live_stop(ctx, log_dir, &names, i - 1, &prev_end, prev_name, prev_stop, NULL)) {
+            tq_ops_segment_free(&seg);
+            break;
+        }
         if (ctx->expected_lsn != 0 && named != ctx->expected_lsn) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
                                "%s offset 0 lsn %" PRIu64
@@ -144,15 +176,26 @@ static enum tq_err verify_segments(const char *log_dir, struct verify_ctx *ctx,
         }
         struct tq_ops_walk_end end;
         err = tq_ops_segment_walk(&seg, verify_batch, ctx, &end, error);
+        const char *why_not = "";
+        uint64_t stop_at = end.clean ? end.valid_bytes : end.stop_offset;
         if (err == TQ_OK && !end.clean) {
             if (last && !end.valid_after) {
                 r->torn_tail_bytes = seg.image_bytes - end.stop_offset;
+            } else if (live_stop(ctx, log_dir, &names, i, &end, seg.name, stop_at, &why_not)) {
+                tq_ops_segment_free(&seg);
+                break;
             } else {
-                err =
-                    tq_error_set(error, TQ_ERR_CORRUPT, "%s offset %" PRIu64 " lsn %" PRIu64 ": %s",
-                                 seg.name, end.stop_offset, ctx->expected_lsn, end.why);
+                err = tq_error_set(error, TQ_ERR_CORRUPT,
+                                   "%s offset %" PRIu64 " lsn %" PRIu64 ": %s (%" PRIu64
+                                   " valid batch(es) follow: damage, not a live writer's batches "
+                                   "in flight: %s)",
+                                   seg.name, end.stop_offset, ctx->expected_lsn, end.why,
+                                   end.batches_after, why_not);
             }
         }
+        prev_end = end;
+        prev_stop = stop_at;
+        snprintf(prev_name, sizeof(prev_name), "%s", seg.name);
         if (err == TQ_OK && end.batches == 0 && !last) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
                                "%s offset 0 lsn %" PRIu64 ": sealed segment holds no batch",
@@ -180,7 +223,10 @@ static enum tq_err verify_snapshots(const char *dir, struct tq_ops_verify_report
         if (!tq_ops_name_lsn(names.names[i], &lsn)) continue;
         r->snapshots++;
         if (lsn > *newest_out) *newest_out = lsn;
-        if (lsn > r->lsn_last || (r->lsn_first > 1 && lsn + 1 < r->lsn_first)) {
+        /* A live server may have written a snapshot past the walk's end since the walk: the
+         * recovery cross-check reads the log again and checks the newest one. */
+        bool past_live_end = lsn > r->lsn_last && (r->live_tail || tq_log_dir_locked(dir));
+        if (!past_live_end && (lsn > r->lsn_last || (r->lsn_first > 1 && lsn + 1 < r->lsn_first))) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
                                "snapshots/%s offset 0 lsn %" PRIu64
                                ": snapshot outside the log's LSN range %" PRIu64 "..%" PRIu64,
@@ -214,7 +260,16 @@ static enum tq_err verify_with_recovery(const char *dir, struct tq_ops_verify_re
     struct tq_log_recovery rec;
     enum tq_err err = tq_log_open(&opt, &log, &rec, error);
     if (err != TQ_OK) return err;
-    if (rec.lsn_last != r->lsn_last) {
+    /* Beside a live writer the log grows between the walk and this open (and a new snapshot
+     * may appear): recovery may end later than the walk and see a newer snapshot, never an
+     * earlier end. Probed after the open: a writer that exited meanwhile left a final log. */
+    r->live_writer = tq_log_dir_locked(dir);
+    bool live = r->live_writer || r->live_tail;
+    if (live && rec.lsn_last < r->lsn_last) {
+        err = tq_error_set(error, TQ_ERR_CORRUPT,
+                           "recovery ends at LSN %" PRIu64 ", before the segments' LSN %" PRIu64,
+                           rec.lsn_last, r->lsn_last);
+    } else if (!live && rec.lsn_last != r->lsn_last) {
         err = tq_error_set(error, TQ_ERR_CORRUPT,
                            "recovery ends at LSN %" PRIu64 " but the segments hold up to %" PRIu64,
                            rec.lsn_last, r->lsn_last);
@@ -228,7 +283,8 @@ static enum tq_err verify_with_recovery(const char *dir, struct tq_ops_verify_re
             r->snapshot_lsn_newest = lsn;
             tq_free(blob, len);
         }
-        if (err == TQ_ERR_NOT_FOUND || (err == TQ_OK && lsn != newest_snapshot_file)) {
+        bool mismatch = live ? lsn < newest_snapshot_file : lsn != newest_snapshot_file;
+        if (err == TQ_ERR_NOT_FOUND || (err == TQ_OK && mismatch)) {
             err = tq_error_set(error, TQ_ERR_CORRUPT,
                                "snapshots/%020" PRIu64 ".snap offset 0 lsn %" PRIu64
                                ": the newest snapshot fails its checks (%s)",
@@ -250,6 +306,7 @@ enum tq_err tq_ops_verify(const char *dir, struct tq_ops_verify_report *report,
     struct verify_ctx ctx;
     memset(&ctx, 0, sizeof(ctx));
     ctx.report = report;
+    ctx.dir = dir;
     tq_arena_init(&ctx.arena, 64 * 1024);
     err = tq_ops_manifest_check(dir, &report->manifest_files, error);
     if (err == TQ_OK) err = verify_segments(log_dir, &ctx, error);
@@ -267,7 +324,8 @@ static void verify_usage(FILE *out) {
             "usage: ticketq verify --data DIR [--quiet]\n"
             "  Checks every checksum and the hash chain of all segments (compressed too) and\n"
             "  snapshots of a data directory or a backup directory (and its MANIFEST).\n"
-            "  Exit 0: intact (prints LSN range, record counts, chain head, redactions);\n"
+            "  Exit 0: intact (prints LSN range, record counts, chain head, redactions; on a\n"
+            "  live server's directory it stops before the batches in flight: \"live tail\");\n"
             "  exit 1: the first problem, with file, offset and LSN; exit 2: usage/IO error.\n");
 }
 
@@ -302,6 +360,15 @@ static void verify_print(const struct tq_ops_verify_report *r) {
         printf("%s%" PRIu64, i == 0 ? " at LSN " : ",", r->redacted_lsns[i]);
     }
     printf("\n");
+    if (r->live_tail) {
+        printf("note: live tail: stopped at LSN %" PRIu64 ", offset %" PRIu64
+               " of %s: a live writer holds LOCK and has batches in flight\n",
+               r->live_tail_lsn, r->live_tail_offset, r->live_tail_file);
+    } else if (r->live_writer) {
+        printf("note: a live writer holds LOCK: checked up to LSN %" PRIu64
+               " (the log grows while it runs)\n",
+               r->lsn_last);
+    }
     if (r->torn_tail_bytes != 0) {
         printf("warning: the last segment ends in %" PRIu64
                " bytes of an incomplete batch (being written, or cut by the next recovery)\n",
