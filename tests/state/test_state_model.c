@@ -480,6 +480,36 @@ static void check_invariants(const struct tq_state *s, uint32_t op) {
     }
 }
 
+/* The paged reads over the queue and deadline heaps (best-first walks; debug builds also
+ * compare each answer with a full scan inside the library): sizes, order and membership. */
+static void check_pages(const struct tq_state *s) {
+    const struct tenant *tn = &tenants[rnd(TENANTS)];
+    uint32_t cap = 1 + (uint32_t)rnd(64);
+    uint64_t ids[64];
+    for (uint32_t i = 0; i < tn->queues.n; i++) {
+        struct tq_queue_view qv;
+        TQ_CHECK_OK(tq_state_queue_get(s, tn->id, tn->queues.v[i], &qv), NULL);
+        uint32_t n = tq_state_queue_list(s, tn->id, tn->queues.v[i], ids, cap);
+        TQ_CHECK_EQ(n, qv.depth < cap ? qv.depth : cap);
+        for (uint32_t j = 0; j < n; j++) {
+            struct tq_ticket_view tv;
+            TQ_CHECK_OK(tq_state_ticket_get(s, tn->id, ids[j], &tv), NULL);
+            TQ_CHECK_UEQ(tv.queue_id, tn->queues.v[i]);
+            TQ_CHECK_UEQ(tv.assignee_id, 0);
+            for (uint32_t k = 0; k < j; k++)
+                TQ_CHECK(ids[k] != ids[j]);
+        }
+    }
+    struct tq_sla_due due[64];
+    uint32_t n = tq_state_sla_nearest(s, tn->id, due, cap);
+    TQ_CHECK(n <= cap);
+    for (uint32_t j = 1; j < n; j++) {
+        TQ_CHECK(due[j - 1].deadline_ms < due[j].deadline_ms ||
+                 (due[j - 1].deadline_ms == due[j].deadline_ms &&
+                  due[j - 1].ticket_id <= due[j].ticket_id));
+    }
+}
+
 static void setup(struct tq_state *s, uint64_t *lsn, uint64_t now) {
     struct ev_acc acc = {0, 0};
     struct tq_event_sink sink = {ev_hash, &acc};
@@ -615,6 +645,7 @@ int main(void) {
             }
         }
         if (op < 3000 || op % 200 == 0) check_invariants(s, op);
+        if (op % 50 == 0) check_pages(s);
         if (op == snap_at) {
             TQ_CHECK_OK(tq_state_serialize(s, &snap, &snap_len, &err), &err);
             snap_log_n = lg.n;
