@@ -407,8 +407,16 @@ uint32_t tq_state_agent_ids(const struct tq_state *s, uint64_t tenant_id, uint64
 
 /* ---- SLA and consumers -------------------------------------------------------------------- */
 
-/* Adds ticket tid's running clocks to out (n entries, at most cap, sorted by deadline then
- * ticket id), keeping the cap earliest. */
+/* The order of SLA nearest's answer: deadline, then ticket id, then metric (a total order, so
+ * the page does not depend on the order entries are met in). */
+static bool sla_due_before(const struct tq_sla_due *a, const struct tq_sla_due *b) {
+    if (a->deadline_ms != b->deadline_ms) return a->deadline_ms < b->deadline_ms;
+    if (a->ticket_id != b->ticket_id) return a->ticket_id < b->ticket_id;
+    return a->metric < b->metric;
+}
+
+/* Adds ticket tid's running clocks to out (n entries, at most cap, sorted by sla_due_before),
+ * keeping the cap first. */
 static void sla_due_add(const struct tq_state *s, uint32_t tid, struct tq_sla_due *out, uint32_t *n,
                         uint32_t cap) {
     const struct tq_ticket *t = st_ticket(s, tid);
@@ -417,13 +425,9 @@ static void sla_due_add(const struct tq_state *s, uint32_t tid, struct tq_sla_du
         uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
         if (d == 0) continue;
         struct tq_sla_due x = {tid, (enum tq_sla_metric)m, d};
-        if (*n == cap && (d > out[*n - 1].deadline_ms ||
-                          (d == out[*n - 1].deadline_ms && x.ticket_id > out[*n - 1].ticket_id))) {
-            continue;
-        }
+        if (*n == cap && !sla_due_before(&x, &out[*n - 1])) continue;
         uint32_t j = *n < cap ? *n : cap - 1;
-        while (j > 0 && (out[j - 1].deadline_ms > d ||
-                         (out[j - 1].deadline_ms == d && out[j - 1].ticket_id > x.ticket_id))) {
+        while (j > 0 && sla_due_before(&x, &out[j - 1])) {
             out[j] = out[j - 1];
             j--;
         }
