@@ -292,8 +292,9 @@ static void on_snapshot(struct tq_server *srv, uint64_t arg, uint64_t lsn,
     TQ_ASSERT(c != NULL && c->snapshot_pending && !c->thread_live);
     c->snapshot_pending = false;
     if (snap_error != NULL) {
-        char msg[TQ_ERROR_MSG_BYTES_MAX + 32];
-        snprintf(msg, sizeof(msg), "snapshot: %s (nothing changed)", snap_error->msg);
+        char msg[TQ_ERROR_MSG_BYTES_MAX];
+        snprintf(msg, sizeof(msg), "snapshot: %.*s (nothing changed)", (int)(sizeof(msg) - 32),
+                 snap_error->msg);
         fail_before_helper(c, snap_error->code, msg);
         return;
     }
