@@ -97,7 +97,11 @@ if [ -z "$BENCH" ] || [ -z "$PROBE" ]; then
   BUILD="$ROOT/build/bench-peers"
   log "building ticketq-bench (Release) in $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTQ_TESTS=OFF >/dev/null
-  cmake --build "$BUILD" --target ticketq-bench ticketq-diskprobe -j"$(nproc)" >/dev/null
+  # ticketqd too (unless given): a stale server next to a fresh bench speaks an older protocol.
+  targets="ticketq-bench ticketq-diskprobe"
+  [[ " $SYSTEMS " == *" ticketq"* ]] && [ -z "$TICKETQD" ] && targets="$targets ticketqd"
+  # shellcheck disable=SC2086
+  cmake --build "$BUILD" --target $targets -j"$(nproc)" >/dev/null
   BENCH="${BENCH:-$BUILD/bench/ticketq-bench}"
   PROBE="${PROBE:-$BUILD/bench/ticketq-diskprobe}"
 fi
