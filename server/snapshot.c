@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -189,6 +190,8 @@ bool tq_snapshot_paused(const struct tq_server *srv) {
     return srv->snap != NULL && srv->snap->phase == PHASE_BARRIER;
 }
 
+#define SNAPSHOT_CHILD_NICE 10
+
 /* The child: serialise, write, report, exit. Never returns. */
 static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, pid_t parent) {
     /* Die with the server: a snapshot finishing after a kill -9 would race the restart. */
@@ -197,6 +200,9 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, p
      * listeners, the ring, segment files (and their locks). The write opens its own files. */
     if (wfd > 3) (void)close_range(3, (unsigned)wfd - 1, 0);
     (void)close_range((unsigned)wfd + 1, ~0u, 0);
+    /* Below the event loop's priority, as compaction's helper thread: on a contended CPU the
+     * loop (answering clients) runs first. Best effort. */
+    (void)setpriority(PRIO_PROCESS, 0, SNAPSHOT_CHILD_NICE);
     const char *delay = getenv(TEST_DELAY_ENV);
     if (delay != NULL) {
         long ms = strtol(delay, NULL, 10);
