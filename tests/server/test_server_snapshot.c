@@ -241,17 +241,24 @@ static void get_metrics(const struct tq_fixture *f, char *out, size_t cap) {
     close(fd);
 }
 
+/* Starts ticketqd with snapshots only on request (--snapshot-every 0). child_delay_ms (NULL: none)
+ * makes every snapshot child sleep that long before it writes (the server reads the variable at
+ * start, so it is unset again at once). */
+static void start_on_request(struct tq_fixture *f, const char *child_delay_ms) {
+    memset(f, 0, sizeof(*f));
+    f->extra_args[0] = "--snapshot-every";
+    f->extra_args[1] = "0";
+    rawc_guard_fixture(f);
+    if (child_delay_ms != NULL) setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", child_delay_ms, 1);
+    TQ_CHECK_EQ(tq_fixture_start(f), 0);
+    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+}
+
 /* ---- a snapshot while clients ingest ----------------------------------------------------- */
 
 static void test_snapshot_while_ingesting(void) {
-    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "1500", 1);
     struct tq_fixture f;
-    memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "0";
-    rawc_guard_fixture(&f);
-    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
-    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+    start_on_request(&f, "1500");
     struct setup s;
     setup_tenant(&f, &s);
     struct rawc a, b, c;
@@ -389,11 +396,7 @@ static void test_automatic(void) {
     unlink(cfg);
 
     /* --snapshot-every 0: none, however much is written. */
-    memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "0";
-    rawc_guard_fixture(&f);
-    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    start_on_request(&f, NULL);
     setup_tenant(&f, &s);
     rawc_open_authed(&b, f.addr, s.token);
     (void)ingest_n(&b, 0, 300);
@@ -407,13 +410,8 @@ static void test_automatic(void) {
 /* ---- kill -9 during a background snapshot ------------------------------------------------- */
 
 static void test_kill_during_snapshot(void) {
-    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "1500", 1);
     struct tq_fixture f;
-    memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "0";
-    rawc_guard_fixture(&f);
-    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    start_on_request(&f, "1500");
     struct setup s;
     setup_tenant(&f, &s);
     struct rawc a, b;
@@ -436,7 +434,6 @@ static void test_kill_during_snapshot(void) {
     sleep_ms(2000); /* past the child's delay: had it survived, its snapshot would be here */
     uint64_t lsns[8];
     TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, NULL), 0);
-    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
 
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     size_t tmps = 99;
@@ -463,14 +460,8 @@ static void test_kill_during_snapshot(void) {
 /* ---- SIGTERM during a background snapshot ------------------------------------------------- */
 
 static void test_sigterm_during_snapshot(void) {
-    setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", "5000", 1);
     struct tq_fixture f;
-    memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "0";
-    rawc_guard_fixture(&f);
-    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
-    unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+    start_on_request(&f, "5000");
     struct setup s;
     setup_tenant(&f, &s);
     struct rawc a, b;
