@@ -54,6 +54,15 @@ static const struct option_doc k_options[] = {
      "write a background snapshot after N records appended since the last one; 0 = only on "
      "SnapshotNow (default 2000000)"},
     {"snapshots-keep", "N", "snapshots kept on disk, newest first, 1..32 (default 2)"},
+    {"ring", "MODE",
+     "auto | defer | coop | plain: io_uring set-up flags (default auto = defer, else coop, "
+     "else plain, whichever the kernel takes; docs/architecture.md)"},
+    {"io-workers", "N",
+     "io-wq workers for the log's writes and fdatasyncs, 1..64; 0 = the kernel's default "
+     "(default 2)"},
+    {"log-prezero", "on|off",
+     "zero-fill the preallocated spare segment in the background (default off: see "
+     "docs/performance-server.md, 2026-12-03 b)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -74,6 +83,9 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->recv_buffers = TQ_RECV_RING_BUFFERS_DEFAULT;
     cfg->snapshot_every = TQ_SNAPSHOT_EVERY_DEFAULT;
     cfg->snapshots_keep = TQ_SNAPSHOTS_KEPT_DEFAULT;
+    cfg->ring_mode = TQ_RING_AUTO;
+    cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
+    cfg->log_prezero = false;
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
@@ -221,6 +233,31 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             cfg->recv_mode = TQ_RECV_MULTISHOT;
         } else {
             FAIL("--recv: expected single, multishot or auto, got '%s'", value);
+        }
+    } else if (strcmp(name, "ring") == 0) {
+        if (strcmp(value, "auto") == 0) {
+            cfg->ring_mode = TQ_RING_AUTO;
+        } else if (strcmp(value, "defer") == 0) {
+            cfg->ring_mode = TQ_RING_DEFER;
+        } else if (strcmp(value, "coop") == 0) {
+            cfg->ring_mode = TQ_RING_COOP;
+        } else if (strcmp(value, "plain") == 0) {
+            cfg->ring_mode = TQ_RING_PLAIN;
+        } else {
+            FAIL("--ring: expected auto, defer, coop or plain, got '%s'", value);
+        }
+    } else if (strcmp(name, "io-workers") == 0) {
+        if (!parse_u64(value, 0, TQ_IO_WORKERS_MAX, &v)) {
+            FAIL("--io-workers: expected 0..%u, got '%s'", TQ_IO_WORKERS_MAX, value);
+        }
+        cfg->io_workers = (uint32_t)v;
+    } else if (strcmp(name, "log-prezero") == 0) {
+        if (strcmp(value, "on") == 0) {
+            cfg->log_prezero = true;
+        } else if (strcmp(value, "off") == 0) {
+            cfg->log_prezero = false;
+        } else {
+            FAIL("--log-prezero: expected on or off, got '%s'", value);
         }
     } else {
         FAIL("unknown option '%s'", name);

@@ -19,6 +19,14 @@
  * per-connection-buffer path, or auto (multishot when the startup probe says it works). */
 enum tq_recv_mode { TQ_RECV_AUTO = 0, TQ_RECV_SINGLE = 1, TQ_RECV_MULTISHOT = 2 };
 
+/* How the ring is set up (--ring): auto tries defer, then coop, then plain, and takes the first
+ * the kernel accepts; the others insist on one (plain = no setup flags, the pre-2026-12-03
+ * ring, kept for A/B runs). defer = SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG: completions
+ * (an io-wq worker's fdatasync, a send) are posted only when the loop waits, so the loop is
+ * never interrupted mid-turn and a worker's completion does not wake it before it asks;
+ * coop = COOP_TASKRUN | TASKRUN_FLAG. */
+enum tq_ring_mode { TQ_RING_AUTO = 0, TQ_RING_DEFER = 1, TQ_RING_COOP = 2, TQ_RING_PLAIN = 3 };
+
 struct tq_config {
     char data_dir[TQ_CONFIG_PATH_BYTES];
     char listen_host[64]; /* numeric IPv4/IPv6 literal or "localhost" */
@@ -41,6 +49,9 @@ struct tq_config {
     uint32_t recv_buffers;   /* provided-buffer ring entries (power of two) */
     uint64_t snapshot_every; /* records since the last snapshot that start one; 0 = off */
     uint32_t snapshots_keep; /* newest snapshots kept on disk */
+    enum tq_ring_mode ring_mode;
+    uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
+    bool log_prezero;    /* zero-fill the spare segment through the ring (tq_log_options) */
 };
 
 /* Fills cfg with every default. */

@@ -378,6 +378,48 @@ static int listen_unix(const char *path) {
     return fd;
 }
 
+/* Creates the ring with the flags --ring asks for (auto: the first of defer, coop, plain that
+ * the kernel accepts; an explicit mode that the kernel refuses is an error) and bounds the
+ * io-wq workers (--io-workers). Returns 0, or 1 after one message. */
+static int ring_setup(struct tq_server *srv) {
+    static const struct {
+        enum tq_ring_mode mode;
+        const char *name;
+        unsigned flags;
+    } modes[] = {
+        {TQ_RING_DEFER, "defer",
+         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG},
+        {TQ_RING_COOP, "coop", IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG},
+        {TQ_RING_PLAIN, "plain", 0},
+    };
+    TQ_ASSERT(!srv->ring_ready);
+    int rc = -EINVAL;
+    for (size_t i = 0; i < TQ_ARRAY_COUNT(modes); i++) {
+        if (srv->cfg.ring_mode != TQ_RING_AUTO && srv->cfg.ring_mode != modes[i].mode) continue;
+        rc = io_uring_queue_init(TQ_RING_ENTRIES, &srv->ring, modes[i].flags);
+        if (rc == 0) {
+            srv->ring_defer = (modes[i].flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+            fprintf(stderr, "ticketqd: io_uring: %s ring\n", modes[i].name);
+            break;
+        }
+        if (srv->cfg.ring_mode != TQ_RING_AUTO || rc != -EINVAL) break;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "ticketqd: io_uring unavailable (--ring): %s\n", strerror(-rc));
+        return 1;
+    }
+    srv->ring_ready = true;
+    if (srv->cfg.io_workers > 0) {
+        unsigned workers[2] = {srv->cfg.io_workers, srv->cfg.io_workers}; /* bounded, unbounded */
+        rc = io_uring_register_iowq_max_workers(&srv->ring, workers);
+        if (rc < 0) { /* kernels before 5.15: the default pool, which is only slower */
+            fprintf(stderr, "ticketqd: --io-workers %u not applied: %s\n", srv->cfg.io_workers,
+                    strerror(-rc));
+        }
+    }
+    return 0;
+}
+
 static void probe_ring(struct tq_server *srv) {
     struct io_uring_probe *probe = io_uring_get_probe_ring(&srv->ring);
     /* Multishot accept came with kernel 5.19, as did IORING_OP_SOCKET: use it as the marker;
@@ -478,12 +520,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ticketqd: %s\n", lock_error.msg);
         return 1;
     }
-    rc = io_uring_queue_init(TQ_RING_ENTRIES, &srv->ring, 0);
-    if (rc < 0) {
-        fprintf(stderr, "ticketqd: io_uring unavailable: %s\n", strerror(-rc));
-        return 1;
-    }
-    srv->ring_ready = true;
+    if (ring_setup(srv) != 0) return 1;
     probe_ring(srv);
     if (tq_loop_recv_setup(srv) != 0) return 1;
     tq_dispatch_init(srv);
@@ -497,6 +534,7 @@ int main(int argc, char **argv) {
         .ring_tag = TQ_LOG_RING_TAG,
         .log_line = log_line,
         .snapshots_kept = srv->cfg.snapshots_keep,
+        .spare_no_prezero = !srv->cfg.log_prezero,
     };
     struct tq_log_recovery rec;
     struct tq_error error;

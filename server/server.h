@@ -145,6 +145,7 @@ struct tq_server {
     struct tq_config cfg;
     struct io_uring ring;
     bool ring_ready;
+    bool ring_defer; /* DEFER_TASKRUN: completions are posted only inside io_uring_enter */
     struct tq_log *log;
     struct tq_state *state;
 

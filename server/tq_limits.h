@@ -55,6 +55,15 @@
 #define TQ_RECV_RING_BUFFERS_MAX  32768u
 #define TQ_RECV_RING_BUFFER_BYTES (16u * 1024)
 #define TQ_RECV_RING_GROUP_ID     1u
+/* io-wq workers for bounded work (the log's O_DIRECT writes that cannot go inline, its
+ * fdatasyncs, the spare's zero-fill): the kernel's default is up to 4 per CPU, and on the
+ * 2-core machine every extra runnable worker is one more thread for the scheduler to
+ * interleave with the loop and the clients. Two keep one write+fdatasync chain running while
+ * the next batch's write starts (TQ_BATCHES_INFLIGHT_DEFAULT chains queue behind them in
+ * order). Measured in docs/performance-server.md, 2026-12-03 b. */
+#define TQ_IO_WORKERS_DEFAULT 2u
+#define TQ_IO_WORKERS_MAX     64u
+
 /* After -ENOBUFS (ring empty) a connection re-arms no sooner than this (the loop's timer
  * wakes it): never spin on an empty ring. */
 #define TQ_RECV_NOBUFS_RETRY_MS 10u

@@ -24,11 +24,15 @@
  *
  * --rate R switches to an open loop (ingest only): R requests/s in total, spread evenly over
  * the connections, at most DEPTH in flight each; latency counts from each request's due time.
+ * A worker never waits for a response past its next due time (--collect-blocking restores the
+ * old behaviour, which did: one slow answer then held back every later send).
  */
 #include "ticketq.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +52,9 @@ struct opts {
     unsigned conns, depth, seconds, batch;
     uint64_t customers, seed;
     double mixed;
-    double rate;          /* > 0: open loop at this many requests/s in total */
-    double first_contact; /* fraction of ingests from customers never seen before */
+    bool collect_blocking; /* --collect-blocking: the open loop's old blocking collect */
+    double rate;           /* > 0: open loop at this many requests/s in total */
+    double first_contact;  /* fraction of ingests from customers never seen before */
     bool setup;
 };
 
@@ -255,9 +260,26 @@ static void record_latency(struct worker *wk, uint64_t lat) {
     wk->hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1]++;
 }
 
+/* One response collected: its latency from the due time, its messages, its error. */
+static void open_collected(struct worker *wk, Ticketq__Response *resp, uint64_t due_us,
+                           unsigned messages) {
+    struct tq_error err;
+    record_latency(wk, now_us() - due_us);
+    if (tq_client_response_error(resp, &err) != TQ_OK) {
+        if (wk->errors++ < 3) fprintf(stderr, "tq-loadgen: error: %s\n", err.msg);
+    } else {
+        wk->messages += messages;
+    }
+    wk->requests++;
+    tq_client_response_free(resp);
+}
+
 /* Open loop: request k of this connection is due at start + k * interval whatever the
  * answers do; its latency runs from that due time (so a late send counts against the server,
- * no coordinated omission). Responses are collected while no send is due. */
+ * no coordinated omission). Between sends the worker waits in ppoll(2) for responses, never
+ * past the next due time: a slow response must not hold back the requests due meanwhile (until
+ * 2026-12-03 it blocked in tq_client_collect, so one slow answer delayed every later send and
+ * the server then received them as one burst; --collect-blocking keeps that for comparison). */
 static void run_worker_open(struct worker *wk, struct tq_client *c) {
     struct tq_error err;
     struct req_storage rs;
@@ -285,22 +307,38 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
             if (rc != TQ_OK) die("flush", rc, &err);
             continue;
         }
-        if (head > tail) {
+        if (head > tail && g_opt.collect_blocking) {
             Ticketq__Response *resp = NULL;
             enum tq_err rc = tq_client_collect(c, &resp, &err);
             if (rc != TQ_OK) die("collect", rc, &err);
-            record_latency(wk, now_us() - wk->sent_us[tail % depth]);
-            if (tq_client_response_error(resp, &err) != TQ_OK) {
-                if (wk->errors++ < 3) fprintf(stderr, "tq-loadgen: error: %s\n", err.msg);
-            } else {
-                wk->messages += msgs[tail % depth];
-            }
-            wk->requests++;
-            tq_client_response_free(resp);
+            open_collected(wk, resp, wk->sent_us[tail % depth], msgs[tail % depth]);
             tail++;
-        } else if (!g_stop && due > now) {
-            struct timespec d = {.tv_sec = 0, .tv_nsec = (long)((due - now) * 1000)};
-            nanosleep(&d, NULL);
+            continue;
+        }
+        bool got = false;
+        while (head > tail) { /* everything already answered, without waiting */
+            Ticketq__Response *resp = NULL;
+            enum tq_err rc = tq_client_try_collect(c, &resp, &err);
+            if (rc != TQ_OK) die("collect", rc, &err);
+            if (resp == NULL) break;
+            open_collected(wk, resp, wk->sent_us[tail % depth], msgs[tail % depth]);
+            tail++;
+            got = true;
+        }
+        if (got) continue;
+        /* Nothing to collect: wait for the socket, at most until the next send is due (or
+         * 50 ms when the window is full or the run is over, to re-check the stop flag). */
+        now = now_us();
+        uint64_t wait_us = 50000;
+        if (!g_stop && head - tail < depth) wait_us = due > now ? due - now : 0;
+        if (wait_us > 50000) wait_us = 50000;
+        if (wait_us == 0) continue;
+        struct pollfd pfd = {.fd = tq_client_fd(c), .events = POLLIN};
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait_us * 1000)};
+        if (head == tail) {
+            nanosleep(&ts, NULL);
+        } else {
+            (void)ppoll(&pfd, 1, &ts, NULL);
         }
     }
     free(rs.slots);
@@ -425,7 +463,9 @@ static void usage(void) {
                     "[--rate R] [--seed X] [--first-contact P] "
                     "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
                     "--seconds 0: the setup only (customers, each with one ticket and message)\n"
-                    "--first-contact P: fraction of ingests from new customers (default 0.1)\n");
+                    "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
+                    "--collect-blocking: open loop waits for each answer in turn, even past the "
+                    "next due send (the behaviour before 2026-12-03, for comparison)\n");
     exit(2);
 }
 
@@ -436,6 +476,10 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--no-setup") == 0) {
             g_opt.setup = false;
+            continue;
+        }
+        if (strcmp(a, "--collect-blocking") == 0) {
+            g_opt.collect_blocking = true;
             continue;
         }
         if (v == NULL) usage();
