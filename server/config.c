@@ -58,11 +58,11 @@ static const struct option_doc k_options[] = {
      "auto | defer | coop | plain: io_uring set-up flags (default auto = defer, else coop, "
      "else plain, whichever the kernel takes; docs/architecture.md)"},
     {"io-workers", "N",
-     "io-wq workers for the log's writes and fdatasyncs, 1..64; 0 = the kernel's default "
-     "(default 2)"},
+     "bound on io-wq workers for the log's writes and fdatasyncs, 1..64; 0 = the kernel's "
+     "own bound (default 0)"},
     {"log-prezero", "on|off",
-     "zero-fill the preallocated spare segment in the background (default off: see "
-     "docs/performance-server.md, 2026-12-03 b)"},
+     "zero-fill the preallocated spare segment in the background (default on; off makes "
+     "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -85,7 +85,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->snapshots_keep = TQ_SNAPSHOTS_KEPT_DEFAULT;
     cfg->ring_mode = TQ_RING_AUTO;
     cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
-    cfg->log_prezero = false;
+    cfg->log_prezero = true;
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {

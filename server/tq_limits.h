@@ -55,13 +55,11 @@
 #define TQ_RECV_RING_BUFFERS_MAX  32768u
 #define TQ_RECV_RING_BUFFER_BYTES (16u * 1024)
 #define TQ_RECV_RING_GROUP_ID     1u
-/* io-wq workers for bounded work (the log's O_DIRECT writes that cannot go inline, its
- * fdatasyncs, the spare's zero-fill): the kernel's default is up to 4 per CPU, and on the
- * 2-core machine every extra runnable worker is one more thread for the scheduler to
- * interleave with the loop and the clients. Two keep one write+fdatasync chain running while
- * the next batch's write starts (TQ_BATCHES_INFLIGHT_DEFAULT chains queue behind them in
- * order). Measured in docs/performance-server.md, 2026-12-03 b. */
-#define TQ_IO_WORKERS_DEFAULT 2u
+/* io-wq workers for bounded work (the log's fdatasyncs, O_DIRECT writes that need extent
+ * conversion, the spare's zero-fill), --io-workers. 0 leaves the kernel's bound (4 per CPU): a
+ * bound of 2 measured no better on the 2-core machine (docs/performance-server.md, 2026-12-03)
+ * and can queue a batch's write behind the spare's long zero-fill fdatasync. */
+#define TQ_IO_WORKERS_DEFAULT 0u
 #define TQ_IO_WORKERS_MAX     64u
 
 /* After -ENOBUFS (ring empty) a connection re-arms no sooner than this (the loop's timer
