@@ -765,6 +765,12 @@ static void wait_for_io(struct tq_server *srv, bool busy) {
     int log_wait_ms = tq_log_timeout_ms(srv->log, tq_now_us());
     if (busy) {
         rc = io_uring_submit(&srv->ring);
+        /* With DEFER_TASKRUN / COOP_TASKRUN completions finished elsewhere (an fdatasync on an
+         * io-wq worker) are posted only inside io_uring_enter(GETEVENTS). The kernel flags them
+         * (TASKRUN_FLAG); fetch them now rather than after the busy turns end. */
+        if (rc >= 0 && (IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
+            rc = io_uring_get_events(&srv->ring);
+        }
     } else if (log_wait_ms >= 0 && log_wait_ms < (int)TQ_TIMER_PERIOD_MS) {
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)log_wait_ms * 1000000};
         struct io_uring_cqe *cqe;
