@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# bench/server-ab.sh: interleaved A/B runs of ticketqd variants under tq-loadgen, with the
+# figures that survive a shared machine (issue #5; docs/performance-server.md, 2026-12-03).
+#
+# Usage: bench/server-ab.sh [--build DIR] [--rounds N] [--seconds S] [--workloads LIST] [--rate R]
+#                           [--variant NAME=ARGS]... [--help]
+#
+#   --build DIR       Release build tree with server/ticketqd and tests/server/tq-loadgen
+#                     (default build/rel)
+#   --rounds N        rounds; every round runs every workload with every variant (default 3)
+#   --seconds S       seconds per run (default 5)
+#   --workloads LIST  comma-separated from: pipe (4 x 64), mixed (64 x 1, 20% claim-reply),
+#                     batch (4 x 8 x 100), open (open loop 4 x 256 at --rate), (default all)
+#   --rate R          open-loop rate in requests/s (default 40000)
+#   --variant N=ARGS  a ticketqd variant, e.g. old="--ring plain" (repeatable; default
+#                     old="--ring plain" and new="")
+#
+# Each run starts a fresh ticketqd (--fsync always, a temp directory, loopback, metrics on) under
+# /usr/bin/time, runs tq-loadgen (100,000 customers set up first), reads /metrics, stops the
+# server and prints one line: throughput, the client's p50/p99, ticketqd CPU per message (user +
+# sys of every ticketqd thread, io-wq workers included), context switches per message, and the
+# server-side share of ingests over 2.5 ms and 10 ms (ticketq_request_seconds: a second latency
+# method that the load generator's own scheduling cannot distort). The load average is printed
+# next to every line, and the medians per workload and variant at the end.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$ROOT/build/rel"
+ROUNDS=3
+SECONDS_RUN=5
+WORKLOADS="pipe,mixed,batch,open"
+RATE=40000
+VARIANTS=()
+
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) BUILD="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --seconds) SECONDS_RUN="$2"; shift 2 ;;
+    --workloads) WORKLOADS="$2"; shift 2 ;;
+    --rate) RATE="$2"; shift 2 ;;
+    --variant) VARIANTS+=("$2"); shift 2 ;;
+    --help|-h) usage; exit 0 ;;
+    *) echo "server-ab.sh: unknown option '$1' (--help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("old=--ring plain" "new=")
+SERVER="$BUILD/server/ticketqd"
+LOADGEN="$BUILD/tests/server/tq-loadgen"
+for b in "$SERVER" "$LOADGEN" /usr/bin/time; do
+  [ -x "$b" ] || { echo "server-ab.sh: $b missing (build ticketqd and tq-loadgen)" >&2; exit 2; }
+done
+command -v curl >/dev/null || { echo "server-ab.sh: curl missing" >&2; exit 2; }
+
+workload_args() {
+  case "$1" in
+    pipe) echo "--conns 4 --depth 64" ;;
+    mixed) echo "--conns 64 --depth 1 --mixed 0.2" ;;
+    batch) echo "--conns 4 --depth 8 --batch 100" ;;
+    open) echo "--conns 4 --depth 256 --rate $RATE" ;;
+    *) echo "server-ab.sh: unknown workload '$1'" >&2; exit 2 ;;
+  esac
+}
+
+WORK="$(mktemp -d /tmp/tq-server-ab.XXXXXX)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+RESULTS="$WORK/results"
+: >"$RESULTS"
+
+# run_one WORKLOAD VARIANT_NAME VARIANT_ARGS: one fresh server, one load, one line.
+run_one() {
+  local w="$1" name="$2" vargs="$3" d="$WORK/data" t
+  rm -rf "$d" && mkdir -p "$d"
+  # shellcheck disable=SC2086
+  /usr/bin/time -f "%U %S %w %c" -o "$WORK/time" "$SERVER" --data "$d" --listen 127.0.0.1:0 \
+    --port-file "$d/port" --fsync always --metrics 127.0.0.1:0 $vargs 2>"$WORK/err" >/dev/null &
+  t=$!
+  for _ in $(seq 300); do [ -f "$d/port" ] && break; sleep 0.1; done
+  [ -f "$d/port" ] || { echo "server-ab.sh: ticketqd did not start:" >&2; cat "$WORK/err" >&2; exit 1; }
+  SERVER_PID="$(pgrep -P "$t" ticketqd)"
+  local metrics load out
+  metrics="$(grep -o 'http://[^ ]*' "$WORK/err")"
+  load="$(cut -d' ' -f1 /proc/loadavg)"
+  # shellcheck disable=SC2046
+  out="$("$LOADGEN" --addr "$(cat "$d/port")" --token-file "$d/admin.token" \
+    --seconds "$SECONDS_RUN" $(workload_args "$w") 2>&1)" || { echo "$out" >&2; exit 1; }
+  curl -s "$metrics" >"$WORK/metrics"
+  kill "$SERVER_PID"; wait "$t" || true; SERVER_PID=""
+  local rps mps p50 p99 msgs
+  rps="$(echo "$out" | sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' | tail -1)"
+  mps="$(echo "$out" | sed -n 's/.* \([0-9]*\) messages\/s.*/\1/p' | tail -1)"
+  p50="$(echo "$out" | sed -n 's/.*p50 \([0-9]*\) us.*/\1/p' | tail -1)"
+  p99="$(echo "$out" | sed -n 's/.*p99 \([0-9]*\) us.*/\1/p' | tail -1)"
+  msgs="$(echo "$out" | sed -n 's/.*server: \([0-9]*\) messages.*/\1/p' | tail -1)"
+  local tu ts tw tc
+  read -r tu ts tw tc <"$WORK/time"
+  awk -v w="$w" -v v="$name" -v load="$load" -v rps="$rps" -v mps="$mps" -v p50="$p50" \
+    -v p99="$p99" -v msgs="$msgs" -v u="$tu" -v s="$ts" -v cw="$tw" -v cc="$tc" '
+    /^ticketq_request_seconds_bucket/ && index($0, "op=\"ingest\"") {
+      split($0, a, "le=\""); split(a[2], b, "\""); h[b[1]] = $NF; if (b[1] == "+Inf") tot = $NF }
+    END {
+      o25 = tot > 0 ? 100 * (tot - h["0.0025"]) / tot : -1
+      o10 = tot > 0 ? 100 * (tot - h["0.01"]) / tot : -1
+      printf "%s %s load %s req/s %s msg/s %s p50_ms %.2f p99_ms %.1f cpu_us_msg %.2f cs_msg %.3f srv_over_2.5ms_pct %.2f srv_over_10ms_pct %.2f\n",
+        w, v, load, rps, mps, p50 / 1000, p99 / 1000, (u + s) * 1e6 / msgs, (cw + cc) / msgs, o25, o10
+    }' "$WORK/metrics" | tee -a "$RESULTS"
+}
+
+echo "server-ab.sh: $(nproc) CPUs, $(uptime)"
+for r in $(seq "$ROUNDS"); do
+  for w in ${WORKLOADS//,/ }; do
+    for v in "${VARIANTS[@]}"; do
+      run_one "$w" "${v%%=*}" "${v#*=}"
+    done
+  done
+done
+echo "medians of $ROUNDS (workload variant: msg/s, p99 ms, CPU µs/msg, server-side % over 10 ms):"
+awk '{k = $1 " " $2; m[k] = m[k] " " $8; p[k] = p[k] " " $12; c[k] = c[k] " " $14; o[k] = o[k] " " $20}
+  function med(s,   a, n, i, j, t) { n = split(s, a, " ");
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return a[int((n + 1) / 2)] }
+  END { for (k in m) printf "  %-14s %10s %8s %8s %8s\n", k, med(m[k]), med(p[k]), med(c[k]), med(o[k]) }' \
+  "$RESULTS" | sort
