@@ -332,6 +332,28 @@ static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring, stru
     return count;
 }
 
+/* The fd the spare's zero-fill writes go through: an O_DIRECT description when the file system
+ * takes it, so the zeros never sit dirty in the page cache for the spare's final fdatasync to
+ * flush in one go (64 MiB took 33-37 ms here and stalled the batch fdatasyncs beside it,
+ * docs/performance-server.md); that sync then only commits the extent conversions. */
+static int spare_zero_fd(struct tq_log *log) {
+    if (log->spare_dfd == -1) {
+        log->spare_dfd = -2;
+        if (!log->opt.buffered_writes && log->opt.segment_bytes_max % TQ_BATCH_ALIGN_BYTES == 0) {
+            int fd = open(log->spare_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+            if (fd >= 0) log->spare_dfd = fd;
+        }
+    }
+    bool aligned =
+        log->spare_zeroed % TQ_BATCH_ALIGN_BYTES == 0; /* after a short write: buffered */
+    return log->spare_dfd >= 0 && aligned ? log->spare_dfd : log->spare_fd;
+}
+
+static void spare_dfd_close(struct tq_log *log) {
+    if (log->spare_dfd >= 0) close(log->spare_dfd);
+    log->spare_dfd = -1;
+}
+
 /* Seals the tail segment and makes the spare the new tail, named after lsn_first. */
 static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
     TQ_ASSERT(log->spare_ready);
@@ -353,6 +375,7 @@ static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
     seg->path = path;
     seg->fd = log->spare_fd;
     log->spare_fd = -1;
+    spare_dfd_close(log);
     log->spare_ready = false;
     log->tail_offset = 0;
     log->dir_sync_needed = true;
@@ -502,7 +525,7 @@ static unsigned zero_submit(struct tq_log *log, struct io_uring *ring) {
     op_fault(log, &log->override_set[TQ_LOG_OP_ZERO], &log->override_res[TQ_LOG_OP_ZERO],
              TQ_IO_OP_WRITE, len);
     struct io_uring_sqe *sqe = get_sqe(log, ring);
-    io_uring_prep_write(sqe, log->spare_fd, log->zero_buf, len, log->spare_zeroed);
+    io_uring_prep_write(sqe, spare_zero_fd(log), log->zero_buf, len, log->spare_zeroed);
     io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_ZERO, 0));
     log->ops_inflight++;
     return 1;
@@ -1286,6 +1309,7 @@ static enum tq_err segment_create(struct tq_log *log, uint64_t lsn, struct tq_er
     seg->path = path;
     seg->fd = log->spare_fd;
     log->spare_fd = -1;
+    spare_dfd_close(log);
     log->spare_ready = false;
     if (!log->opt.spare_no_prezero && !log->zero_done) {
         /* Opening is the one moment a blocking zero-fill costs nobody a round trip, but a
@@ -1387,6 +1411,7 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     log->spare_path = path_join(log->log_dir, SPARE_NAME);
     log->log_dir_fd = -1;
     log->spare_fd = -1;
+    log->spare_dfd = -1;
     log->prev_unsynced_seg = -1;
     log->next_lsn = 1;
     log->last_sync_us = now_us();
@@ -1458,7 +1483,9 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     rec->segments = log->seg_count;
 
     if (!opt.read_only) {
-        log->zero_buf = tq_xcalloc(1, ZERO_CHUNK_BYTES);
+        log->zero_raw = tq_xcalloc(1, ZERO_CHUNK_BYTES + TQ_BATCH_ALIGN_BYTES);
+        uintptr_t mask = (uintptr_t)TQ_BATCH_ALIGN_BYTES - 1;
+        log->zero_buf = (uint8_t *)(((uintptr_t)log->zero_raw + mask) & ~mask);
         open_next_buf(log);
         struct tq_seg *tail = log->seg_count > 0 ? &log->segs[log->seg_count - 1] : NULL;
         if (tail == NULL || tail->compressed ||
@@ -1500,8 +1527,9 @@ void tq_log_abandon(struct tq_log *log) {
     for (unsigned i = 0; i < TQ_LOG_BUFS_MAX; i++) {
         if (log->bufs[i].raw != NULL) tq_free(log->bufs[i].raw, log->bufs[i].raw_bytes);
     }
-    if (log->zero_buf != NULL) tq_free(log->zero_buf, ZERO_CHUNK_BYTES);
+    if (log->zero_raw != NULL) tq_free(log->zero_raw, ZERO_CHUNK_BYTES + TQ_BATCH_ALIGN_BYTES);
     if (log->spare_fd >= 0) close(log->spare_fd);
+    spare_dfd_close(log);
     if (log->log_dir_fd >= 0) close(log->log_dir_fd);
     if (log->private_ring != NULL) {
         io_uring_queue_exit(log->private_ring);

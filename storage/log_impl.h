@@ -181,13 +181,16 @@ struct tq_log {
     /* The spare segment, preallocated ahead so sealing never waits and ENOSPC shows early. */
     char *spare_path;
     int spare_fd;
+    int spare_dfd; /* O_DIRECT description for its zero-fill writes: -1 not opened yet, -2 the
+                    * file system refused O_DIRECT (zero-fill goes through spare_fd) */
     bool spare_ready;
     uint64_t spare_zeroed;
     uint64_t zero_credit; /* bytes of small batches since the spare was prepared, not yet
                            * matched by zero-fill writes (zero_submit) */
     bool zero_inflight;
     bool zero_done;
-    uint8_t *zero_buf;
+    uint8_t *zero_buf; /* ZERO_CHUNK_BYTES of zeros, 4 KiB-aligned inside zero_raw */
+    uint8_t *zero_raw;
     bool no_space;
 
     unsigned ops_inflight;     /* SQEs prepared whose CQE was not consumed yet */
