@@ -626,6 +626,7 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
     }
     /* deadline */
     dh_update(s, tid, tq_st_ticket_due(s, t));
+    tq_st_slaidx_sync(s, tid); /* the tenant's running SLA deadlines (slaidx.c) */
 }
 
 /* ==== ticket mutations (validated by the caller) ========================================== */
@@ -2781,6 +2782,7 @@ void tq_state_free(struct tq_state *s) {
         tq_free(tn->queue_ids, tn->queue_cap * sizeof(uint32_t));
         tq_free(tn->agent_ids, tn->agent_cap * sizeof(uint32_t));
         tq_free(tn->consumers, tn->consumer_cap * sizeof(struct tq_consumer));
+        tq_st_slaidx_free(tn);
     }
     n = tq_slab_count(&s->queues);
     for (uint32_t i = 1; i <= n; i++) {
@@ -2833,6 +2835,7 @@ static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     }
     if (x->due_pos != 0 && x->due_pos <= s->due_count) __builtin_prefetch(&s->due[x->due_pos - 1]);
     if (t->extras != NULL) __builtin_prefetch(t->extras);
+    tq_st_slaidx_prefetch(s, t);
 }
 
 static void prefetch_body(struct tq_str body) {
@@ -3034,5 +3037,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
             t->flags |= TQ_TF_IN_LOAD;
         }
         dh_update(s, i, tq_st_ticket_due(s, t));
+        t->sla_pos = 0;
+        tq_st_slaidx_sync(s, i);
     }
 }
