@@ -458,9 +458,13 @@ uint32_t tq_state_sla_nearest(const struct tq_state *s, uint64_t tenant_id, stru
     const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
     if (tn == NULL || cap == 0) return 0;
     const struct tq_slaidx *x = &tn->sla;
-    /* Each pop adds at most one entry net to the frontier and the walk pops at most cap + 1
-     * nodes (below), so the frontier never holds more than cap + 2. */
-    if (cap > SELECT_FRONTIER_MAX - 2) return sla_nearest_scan(s, x, out, cap);
+    /* Each pop adds at most TQ_SLAIDX_ARITY - 1 entries net to the frontier and the walk pops
+     * at most cap + 1 nodes (below), so the frontier never holds more than
+     * 1 + (TQ_SLAIDX_ARITY - 1) * (cap + 1): cap <= 1,364 with 4,096 (TQ_LIST_LIMIT_MAX is
+     * 1,000). */
+    if (cap > (SELECT_FRONTIER_MAX - 1) / (TQ_SLAIDX_ARITY - 1) - 1) {
+        return sla_nearest_scan(s, x, out, cap);
+    }
     /* The tenant's SLA index is keyed by each ticket's earliest running deadline, in
      * (deadline, ticket) order: a popped ticket's entries are all at or after (its key, its
      * id, first metric), and so are every later ticket's. Once that is not before the cap-th
@@ -480,7 +484,8 @@ uint32_t tq_state_sla_nearest(const struct tq_state *s, uint64_t tenant_id, stru
         sla_due_add(s, tid, out, &n, cap);
         pops++;
         TQ_ASSERT(pops <= cap);
-        for (uint32_t c = 2 * p.pos + 1; c <= 2 * p.pos + 2 && c < x->count; c++) {
+        uint32_t first_child = TQ_SLAIDX_ARITY * p.pos + 1;
+        for (uint32_t c = first_child; c < first_child + TQ_SLAIDX_ARITY && c < x->count; c++) {
             bool pushed = frontier_push(&f, s, x, sla_pos_before, (struct heap_pos){0, c});
             TQ_ASSERT(pushed);
         }
@@ -697,7 +702,7 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             CHECK(st_ticket(s, sx->nodes[i].ticket)->tenant == tid,
                   "tenant %u: SLA index holds another tenant's ticket", tid);
             if (i > 0) {
-                CHECK(!tq_st_slaidx_before(s, sx->nodes[i], sx->nodes[(i - 1) / 2]),
+                CHECK(!tq_st_slaidx_before(s, sx->nodes[i], sx->nodes[(i - 1) / TQ_SLAIDX_ARITY]),
                       "tenant %u: SLA index heap order at %u", tid, i);
             }
         }

@@ -110,7 +110,7 @@ static void sh_set(struct tq_state *s, struct tq_slaidx *x, uint32_t pos, struct
 static void sh_up(struct tq_state *s, struct tq_slaidx *x, uint32_t pos) {
     struct tq_slanode n = x->nodes[pos];
     while (pos > 0) {
-        uint32_t parent = (pos - 1) / 2;
+        uint32_t parent = (pos - 1) / TQ_SLAIDX_ARITY;
         if (!tq_st_slaidx_before(s, n, x->nodes[parent])) break;
         sh_set(s, x, pos, x->nodes[parent]);
         pos = parent;
@@ -121,10 +121,12 @@ static void sh_up(struct tq_state *s, struct tq_slaidx *x, uint32_t pos) {
 static void sh_down(struct tq_state *s, struct tq_slaidx *x, uint32_t pos) {
     struct tq_slanode n = x->nodes[pos];
     for (;;) {
-        uint32_t child = 2 * pos + 1;
-        if (child >= x->count) break;
-        if (child + 1 < x->count && tq_st_slaidx_before(s, x->nodes[child + 1], x->nodes[child])) {
-            child++;
+        uint32_t first = TQ_SLAIDX_ARITY * pos + 1;
+        if (first >= x->count) break;
+        uint32_t end = x->count - first < TQ_SLAIDX_ARITY ? x->count : first + TQ_SLAIDX_ARITY;
+        uint32_t child = first;
+        for (uint32_t c = first + 1; c < end; c++) {
+            if (tq_st_slaidx_before(s, x->nodes[c], x->nodes[child])) child = c;
         }
         if (!tq_st_slaidx_before(s, x->nodes[child], n)) break;
         sh_set(s, x, pos, x->nodes[child]);
@@ -147,8 +149,9 @@ static void sh_rebase(struct tq_state *s, struct tq_slaidx *x, uint64_t new_base
                                          : old_base + n->key;
         n->key = d == 0 ? SLA_KEY_CLAMP_LOW : tq_st_slaidx_key(x, d);
     }
-    for (uint32_t i = x->count / 2; i-- > 0;)
-        sh_down(s, x, i);
+    for (uint32_t i = x->count / TQ_SLAIDX_ARITY + 1; i-- > 0;) {
+        if (i < x->count) sh_down(s, x, i);
+    }
 }
 
 /* Called when deadline d saturates: moves the base if the earliest deadline has moved on. */
@@ -200,8 +203,9 @@ void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid) {
         return;
     }
     if (x->count == x->cap) {
-        /* grow by half: the per-ticket share stays within 8..12 bytes */
-        uint32_t cap = x->cap < SLA_HEAP_CAP_MIN ? SLA_HEAP_CAP_MIN : x->cap + x->cap / 2;
+        /* grow by a quarter: the per-ticket share stays within 8..10 bytes (the memory
+         * budget); the copies this costs are amortised O(1) per node all the same */
+        uint32_t cap = x->cap < SLA_HEAP_CAP_MIN ? SLA_HEAP_CAP_MIN : x->cap + x->cap / 4;
         TQ_ASSERT(cap > x->count);
         x->nodes = tq_xrealloc(x->nodes, x->cap * sizeof(*x->nodes), cap * sizeof(*x->nodes));
         x->cap = cap;

@@ -82,9 +82,9 @@ struct __attribute__((packed)) tq_duenode {
     uint32_t ticket;
 };
 
-/* The SLA index (slaidx.c): per tenant, a min-heap with one node per ticket that has a running
- * SLA clock with a deadline, ordered by the earliest such deadline, then ticket id. A node is 8
- * bytes (the memory budget of <= 256 bytes per ticket had 12 left): the deadline is kept as a
+/* The SLA index (slaidx.c): per tenant, a 4-ary min-heap with one node per ticket that has a
+ * running SLA clock with a deadline, ordered by the earliest such deadline, then ticket id. A node
+ * is 8 bytes (the memory budget of <= 256 bytes per ticket had 12 left): the deadline is kept as a
  * 32-bit offset from the heap's base, clamped to 0 below the base and to UINT32_MAX at or
  * beyond base + UINT32_MAX ms (49.7 days). The clamp is monotone, so different keys order
  * exactly as their deadlines do; only two equal clamped keys are resolved by reading the
@@ -92,6 +92,9 @@ struct __attribute__((packed)) tq_duenode {
  * saturate and the earliest deadline has moved on by 12 days. The node's position is in the
  * ticket (tq_ticket.sla_pos: it fills the ticket's padding). Derived: rebuilt on snapshot load,
  * never serialised. */
+#define TQ_SLAIDX_ARITY                                                                            \
+    4u /* children per node: half the levels of a binary heap, so half the                         \
+        * position writes into other tickets per sift; 4 nodes are 32 bytes */
 struct tq_slanode {
     uint32_t key; /* clamp(deadline - base, 0, UINT32_MAX) */
     uint32_t ticket;
