@@ -1,6 +1,6 @@
 /* server/state/slaidx.c: the SLA index, the running SLA deadlines of each tenant in order.
  *
- * Owns: tq_tenant.sla (a min-heap of struct tq_slanode) and tq_ticket.sla_pos. It answers
+ * Owns: tq_tenant.sla (a 4-ary min-heap of struct tq_slanode) and tq_ticket.sla_pos. It answers
  * SlaNearest (query.c): "the tenant's running clocks with the earliest deadlines". The deadline
  * heap of state.c cannot answer that cheaply: it is global and keyed by each ticket's earliest
  * timed item, which for a fresh ticket is its SLA *warning*, so with a large backlog every key
@@ -14,13 +14,14 @@
  *   - t->sla_pos is the node's position + 1 (0 = not indexed) and node.ticket is t;
  *   - node.key == tq_st_slaidx_key(heap, tq_st_ticket_sla_next(t)), and the heap is ordered by
  *     tq_st_slaidx_before: (exact deadline, ticket id).
- * A page of k therefore walks at most k + 1 nodes best-first (query.c): each ticket's nodes key
+ * A page of k therefore walks at most k + 1 nodes best-first (query.c): each ticket's node key
  * is at most each of its clocks' deadlines, and the walk stops at the first node whose smallest
  * possible entry cannot enter the page.
  *
  * Why 8-byte nodes with a 32-bit key: the memory budget is <= 256 bytes per ticket and the
  * state used 243.6 with 10 M messages. A node of (64-bit deadline, ticket) plus a 4-byte
- * position would cost 16-22 bytes per ticket with the heap's growth slack. Here the position
+ * position would cost 16-22 bytes per ticket with the heap's growth slack; this one costs 8-10
+ * (251.7 bytes per ticket at 10 M messages, performance.md). Here the position
  * fills the ticket's 4 bytes of padding, and the key is the deadline as an offset from a
  * per-tenant base, clamped: key = 0 for deadline <= base, UINT32_MAX for deadline >= base +
  * UINT32_MAX (49.7 days), exact in between. The clamp is monotone, so nodes with different keys
@@ -38,7 +39,12 @@
  * Cost to apply: ticket_sync() calls tq_st_slaidx_sync() once per ticket change; when the
  * earliest deadline did not change (most inbound messages on an existing ticket) that is the
  * loop over the ticket's five clocks and one read of the node, which the decode-ahead window
- * prefetches (tq_st_slaidx_prefetch).
+ * prefetches (tq_st_slaidx_prefetch). When it changes, a sift moves nodes along one path of the
+ * tenant's heap (4-ary: half the levels of a binary heap) and writes each moved node's
+ * position into its ticket. Ticket merges change two tickets before syncing either, so a sift
+ * may meet one node whose ticket changed and is not synced yet; only clamped ties read
+ * tickets, and the following sync of that ticket sifts it to its place (the invariant
+ * checker verifies the order after every command in the tests).
  */
 #include "state_internal.h"
 
@@ -103,11 +109,14 @@ bool tq_st_slaidx_before(const struct tq_state *s, struct tq_slanode a, struct t
 /* ---- the heap ----------------------------------------------------------------------------- */
 
 static void sh_set(struct tq_state *s, struct tq_slaidx *x, uint32_t pos, struct tq_slanode n) {
+    TQ_DEBUG_ASSERT(pos < x->count &&
+                    st_ticket(s, n.ticket)->tenant == st_ticket(s, x->nodes[0].ticket)->tenant);
     x->nodes[pos] = n;
     st_ticket(s, n.ticket)->sla_pos = pos + 1;
 }
 
 static void sh_up(struct tq_state *s, struct tq_slaidx *x, uint32_t pos) {
+    TQ_ASSERT(pos < x->count);
     struct tq_slanode n = x->nodes[pos];
     while (pos > 0) {
         uint32_t parent = (pos - 1) / TQ_SLAIDX_ARITY;
@@ -119,6 +128,7 @@ static void sh_up(struct tq_state *s, struct tq_slaidx *x, uint32_t pos) {
 }
 
 static void sh_down(struct tq_state *s, struct tq_slaidx *x, uint32_t pos) {
+    TQ_ASSERT(pos < x->count);
     struct tq_slanode n = x->nodes[pos];
     for (;;) {
         uint32_t first = TQ_SLAIDX_ARITY * pos + 1;

@@ -18,9 +18,12 @@
  *     (status new/open/pending/on_hold, not merged; solved work no longer takes capacity);
  *   - the deadline heap holds exactly the tickets with a pending timed item (SLA warning or
  *     breach of a running clock, wake_at, assignment timeout, auto-close), keyed at the earliest;
+ *   - each tenant's SLA index (slaidx.c) holds exactly its tickets with a running SLA clock that
+ *     has a deadline, keyed at the earliest such deadline (what SlaNearest walks);
  *   - no entity refers to an entity of another tenant.
  * They are kept by funnelling every ticket change through ticket_sync(), which re-derives queue
- * membership, load accounting and the deadline entry from the ticket's fields.
+ * membership, load accounting, the deadline entry and the SLA index node from the ticket's
+ * fields.
  *
  * The status table (allowed moves and which clocks run in which status) is status_table below,
  * the one place in code; docs/tickets.md shows the same table.

@@ -12,7 +12,8 @@
  *   - a message is 24 bytes: idempotency hash, LSN + packed enums, ticket, next-in-ticket.
  *     Its body, attachments, author id, provider timestamp and commit time stay in the record.
  *   - the derived indices (identity, idempotency and token hash tables, queue heaps, the
- *     deadline heap, per-customer and per-ticket chains, the outbox message map) are rebuilt
+ *     deadline heap, the per-tenant SLA index, per-customer and per-ticket chains, the outbox
+ *     message map) are rebuilt
  *     from the entities when a snapshot is loaded; snapshot.c serialises only the entities.
  */
 #ifndef TQ_STATE_INTERNAL_H
