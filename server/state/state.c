@@ -2833,12 +2833,12 @@ uint64_t tq_state_lsn(const struct tq_state *s) {
 static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     const struct tq_ticket *t = st_ticket(s, tid);
     const struct tq_tkidx *x = st_tkidx(s, tid);
+    tq_st_slaidx_prefetch(s, t); /* the ticket's node in its tenant's SLA index */
     if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
         __builtin_prefetch(st_message(s, t->msg_tail), 1);
     }
     if (x->due_pos != 0 && x->due_pos <= s->due_count) __builtin_prefetch(&s->due[x->due_pos - 1]);
     if (t->extras != NULL) __builtin_prefetch(t->extras);
-    tq_st_slaidx_prefetch(s, t);
 }
 
 static void prefetch_body(struct tq_str body) {
