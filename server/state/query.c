@@ -436,48 +436,63 @@ static void sla_due_add(const struct tq_state *s, uint32_t tid, struct tq_sla_du
     }
 }
 
-/* The whole deadline heap (one entry per ticket with a due item), in heap order. */
-static uint32_t sla_nearest_scan(const struct tq_state *s, uint64_t tenant_id,
+/* Every node of the tenant's SLA index, in heap order: O(tickets of the tenant with a running
+ * clock). The reference the best-first walk is checked against in debug builds, and the answer
+ * for a page larger than the walk's frontier. */
+static uint32_t sla_nearest_scan(const struct tq_state *s, const struct tq_slaidx *x,
                                  struct tq_sla_due *out, uint32_t cap) {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < s->due_count; i++) {
-        if (st_ticket(s, s->due[i].ticket)->tenant != tenant_id) continue;
-        sla_due_add(s, s->due[i].ticket, out, &n, cap);
-    }
+    for (uint32_t i = 0; i < x->count; i++)
+        sla_due_add(s, x->nodes[i].ticket, out, &n, cap);
     return n;
 }
 
-static bool due_pos_before(const struct tq_state *s, const void *ctx, struct heap_pos a,
+static bool sla_pos_before(const struct tq_state *s, const void *ctx, struct heap_pos a,
                            struct heap_pos b) {
-    (void)ctx;
-    const struct tq_duenode *x = &s->due[a.pos], *y = &s->due[b.pos];
-    return x->due_ms != y->due_ms ? x->due_ms < y->due_ms : x->ticket < y->ticket;
+    const struct tq_slaidx *x = ctx;
+    return tq_st_slaidx_before(s, x->nodes[a.pos], x->nodes[b.pos]);
 }
 
 uint32_t tq_state_sla_nearest(const struct tq_state *s, uint64_t tenant_id, struct tq_sla_due *out,
                               uint32_t cap) {
-    if (cap == 0) return 0;
-    /* A ticket's deadline-heap key is its earliest due item, which is at most each of its
-     * running clocks' deadlines (docs/tickets.md): once the next key in heap order is past the
-     * cap-th deadline found, no later entry can enter the answer. */
+    const struct tq_tenant *tn = tq_st_tenant_get(s, tenant_id);
+    if (tn == NULL || cap == 0) return 0;
+    const struct tq_slaidx *x = &tn->sla;
+    /* Each pop adds at most TQ_SLAIDX_ARITY - 1 entries net to the frontier and the walk pops
+     * at most cap + 1 nodes (below), so the frontier never holds more than
+     * 1 + (TQ_SLAIDX_ARITY - 1) * (cap + 1): cap <= 1,364 with 4,096 (TQ_LIST_LIMIT_MAX is
+     * 1,000). */
+    if (cap > (SELECT_FRONTIER_MAX - 1) / (TQ_SLAIDX_ARITY - 1) - 1) {
+        return sla_nearest_scan(s, x, out, cap);
+    }
+    /* The tenant's SLA index is keyed by each ticket's earliest running deadline, in
+     * (deadline, ticket) order: a popped ticket's entries are all at or after (its key, its
+     * id, first metric), and so are every later ticket's. Once that is not before the cap-th
+     * entry found, nothing later can enter the page. Every popped ticket adds its earliest
+     * entry, in increasing order, so the walk stops after at most cap + 1 pops. */
     struct frontier f;
     f.count = 0;
-    uint32_t n = 0;
-    if (s->due_count > 0) (void)frontier_push(&f, s, NULL, due_pos_before, (struct heap_pos){0, 0});
+    uint32_t n = 0, pops = 0;
+    if (x->count > 0) (void)frontier_push(&f, s, x, sla_pos_before, (struct heap_pos){0, 0});
     while (f.count > 0) {
-        struct heap_pos p = frontier_pop(&f, s, NULL, due_pos_before);
-        const struct tq_duenode *e = &s->due[p.pos];
-        if (n == cap && e->due_ms > out[n - 1].deadline_ms) break;
-        if (st_ticket(s, e->ticket)->tenant == tenant_id) sla_due_add(s, e->ticket, out, &n, cap);
-        for (uint32_t c = 2 * p.pos + 1; c <= 2 * p.pos + 2 && c < s->due_count; c++) {
-            if (!frontier_push(&f, s, NULL, due_pos_before, (struct heap_pos){0, c})) {
-                return sla_nearest_scan(s, tenant_id, out, cap); /* a tenant far down the heap */
-            }
+        struct heap_pos p = frontier_pop(&f, s, x, sla_pos_before);
+        uint32_t tid = x->nodes[p.pos].ticket;
+        struct tq_sla_due first = {tid, (enum tq_sla_metric)0,
+                                   tq_st_ticket_sla_next(st_ticket(s, tid))};
+        TQ_ASSERT(first.deadline_ms != 0);
+        if (n == cap && !sla_due_before(&first, &out[n - 1])) break;
+        sla_due_add(s, tid, out, &n, cap);
+        pops++;
+        TQ_ASSERT(pops <= cap);
+        uint32_t first_child = TQ_SLAIDX_ARITY * p.pos + 1;
+        for (uint32_t c = first_child; c < first_child + TQ_SLAIDX_ARITY && c < x->count; c++) {
+            bool pushed = frontier_push(&f, s, x, sla_pos_before, (struct heap_pos){0, c});
+            TQ_ASSERT(pushed);
         }
     }
 #ifdef TQ_DEBUG
     struct tq_sla_due *ref = tq_xalloc(cap * sizeof(*ref));
-    TQ_ASSERT(sla_nearest_scan(s, tenant_id, ref, cap) == n);
+    TQ_ASSERT(sla_nearest_scan(s, x, ref, cap) == n);
     for (uint32_t i = 0; i < n; i++) {
         TQ_ASSERT(ref[i].ticket_id == out[i].ticket_id && ref[i].metric == out[i].metric &&
                   ref[i].deadline_ms == out[i].deadline_ms);
@@ -578,6 +593,8 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
     uint32_t *load = tq_xcalloc((size_t)na + 1, 2 * sizeof(uint32_t));
     uint32_t *depth = tq_xcalloc((size_t)nq + 1, 2 * sizeof(uint32_t));
     uint32_t due_expected = 0;
+    uint32_t ntn = tq_slab_count(&s->tenants);
+    uint32_t *sla_expected = tq_xcalloc((size_t)ntn + 1, sizeof(uint32_t));
     for (uint32_t id = 1; id <= nt; id++) {
         const struct tq_ticket *t = st_ticket(s, id);
         unsigned cls = tq_channel_class_of((enum tq_channel)t->origin);
@@ -630,6 +647,31 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
                       "ticket %u: running clock %d not indexed", id, m);
             }
         }
+        /* SLA index: exactly the tickets with a running clock that has a deadline, keyed at
+         * the earliest (merged and closed tickets have none) */
+        uint64_t sla_next = tq_st_ticket_sla_next(t);
+        const struct tq_slaidx *sx = &st_tenant(s, t->tenant)->sla;
+        if (sla_next == 0) {
+            CHECK(t->sla_pos == 0, "ticket %u: in the SLA index without a running deadline", id);
+        } else {
+            CHECK(t->sla_pos != 0 && t->sla_pos <= sx->count, "ticket %u: not in the SLA index",
+                  id);
+            CHECK(sx->nodes[t->sla_pos - 1].ticket == id, "ticket %u: SLA index position", id);
+            CHECK(sx->nodes[t->sla_pos - 1].key == tq_st_slaidx_key(sx, sla_next),
+                  "ticket %u: SLA index key %u, deadline %llu (base %llu)", id,
+                  sx->nodes[t->sla_pos - 1].key, (unsigned long long)sla_next,
+                  (unsigned long long)sx->base);
+            sla_expected[t->tenant]++;
+        }
+        for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+            uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
+            if (t->sla_state[m] == TQ_SLA_RUNNING && d != 0 && t->status != TQ_STATUS_CLOSED) {
+                CHECK(sla_next != 0 && sla_next <= d,
+                      "ticket %u: running clock %d not in the "
+                      "SLA index",
+                      id, m);
+            }
+        }
         /* messages */
         uint32_t count = 0, prev = 0;
         for (uint32_t m = t->msg_head; m != 0; m = st_message(s, m)->next) {
@@ -649,6 +691,20 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             const struct tq_duenode *p = &s->due[(i - 1) / 2], *c = &s->due[i];
             CHECK(p->due_ms < c->due_ms || (p->due_ms == c->due_ms && p->ticket < c->ticket),
                   "deadline heap order at %u", i);
+        }
+    }
+    for (uint32_t tid = 1; tid <= ntn; tid++) {
+        const struct tq_slaidx *sx = &st_tenant(s, tid)->sla;
+        CHECK(sx->count == sla_expected[tid], "tenant %u: SLA index holds %u, expected %u", tid,
+              sx->count, sla_expected[tid]);
+        CHECK(sx->count <= sx->cap, "tenant %u: SLA index count", tid);
+        for (uint32_t i = 0; i < sx->count; i++) {
+            CHECK(st_ticket(s, sx->nodes[i].ticket)->tenant == tid,
+                  "tenant %u: SLA index holds another tenant's ticket", tid);
+            if (i > 0) {
+                CHECK(!tq_st_slaidx_before(s, sx->nodes[i], sx->nodes[(i - 1) / TQ_SLAIDX_ARITY]),
+                      "tenant %u: SLA index heap order at %u", tid, i);
+            }
         }
     }
     for (uint32_t a = 1; a <= na; a++) {
@@ -736,5 +792,6 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
 done:
     tq_free(load, ((size_t)na + 1) * 2 * sizeof(uint32_t));
     tq_free(depth, ((size_t)nq + 1) * 2 * sizeof(uint32_t));
+    tq_free(sla_expected, ((size_t)ntn + 1) * sizeof(uint32_t));
     return ok;
 }

@@ -18,9 +18,12 @@
  *     (status new/open/pending/on_hold, not merged; solved work no longer takes capacity);
  *   - the deadline heap holds exactly the tickets with a pending timed item (SLA warning or
  *     breach of a running clock, wake_at, assignment timeout, auto-close), keyed at the earliest;
+ *   - each tenant's SLA index (slaidx.c) holds exactly its tickets with a running SLA clock that
+ *     has a deadline, keyed at the earliest such deadline (what SlaNearest walks);
  *   - no entity refers to an entity of another tenant.
  * They are kept by funnelling every ticket change through ticket_sync(), which re-derives queue
- * membership, load accounting and the deadline entry from the ticket's fields.
+ * membership, load accounting, the deadline entry and the SLA index node from the ticket's
+ * fields.
  *
  * The status table (allowed moves and which clocks run in which status) is status_table below,
  * the one place in code; docs/tickets.md shows the same table.
@@ -626,6 +629,7 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
     }
     /* deadline */
     dh_update(s, tid, tq_st_ticket_due(s, t));
+    tq_st_slaidx_sync(s, tid); /* the tenant's running SLA deadlines (slaidx.c) */
 }
 
 /* ==== ticket mutations (validated by the caller) ========================================== */
@@ -2781,6 +2785,7 @@ void tq_state_free(struct tq_state *s) {
         tq_free(tn->queue_ids, tn->queue_cap * sizeof(uint32_t));
         tq_free(tn->agent_ids, tn->agent_cap * sizeof(uint32_t));
         tq_free(tn->consumers, tn->consumer_cap * sizeof(struct tq_consumer));
+        tq_st_slaidx_free(tn);
     }
     n = tq_slab_count(&s->queues);
     for (uint32_t i = 1; i <= n; i++) {
@@ -2828,6 +2833,7 @@ uint64_t tq_state_lsn(const struct tq_state *s) {
 static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     const struct tq_ticket *t = st_ticket(s, tid);
     const struct tq_tkidx *x = st_tkidx(s, tid);
+    tq_st_slaidx_prefetch(s, t); /* the ticket's node in its tenant's SLA index */
     if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
         __builtin_prefetch(st_message(s, t->msg_tail), 1);
     }
@@ -3034,5 +3040,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
             t->flags |= TQ_TF_IN_LOAD;
         }
         dh_update(s, i, tq_st_ticket_due(s, t));
+        t->sla_pos = 0;
+        tq_st_slaidx_sync(s, i);
     }
 }

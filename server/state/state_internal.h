@@ -12,7 +12,8 @@
  *   - a message is 24 bytes: idempotency hash, LSN + packed enums, ticket, next-in-ticket.
  *     Its body, attachments, author id, provider timestamp and commit time stay in the record.
  *   - the derived indices (identity, idempotency and token hash tables, queue heaps, the
- *     deadline heap, per-customer and per-ticket chains, the outbox message map) are rebuilt
+ *     deadline heap, the per-tenant SLA index, per-customer and per-ticket chains, the outbox
+ *     message map) are rebuilt
  *     from the entities when a snapshot is loaded; snapshot.c serialises only the entities.
  */
 #ifndef TQ_STATE_INTERNAL_H
@@ -82,6 +83,29 @@ struct __attribute__((packed)) tq_duenode {
     uint32_t ticket;
 };
 
+/* The SLA index (slaidx.c): per tenant, a 4-ary min-heap with one node per ticket that has a
+ * running SLA clock with a deadline, ordered by the earliest such deadline, then ticket id. A node
+ * is 8 bytes (the memory budget of <= 256 bytes per ticket had 12 left): the deadline is kept as a
+ * 32-bit offset from the heap's base, clamped to 0 below the base and to UINT32_MAX at or
+ * beyond base + UINT32_MAX ms (49.7 days). The clamp is monotone, so different keys order
+ * exactly as their deadlines do; only two equal clamped keys are resolved by reading the
+ * tickets' exact deadlines. The base moves forward (an O(n) re-encoding) when new deadlines
+ * saturate and the earliest deadline has moved on by 12 days. The node's position is in the
+ * ticket (tq_ticket.sla_pos: it fills the ticket's padding). Derived: rebuilt on snapshot load,
+ * never serialised. */
+#define TQ_SLAIDX_ARITY                                                                            \
+    4u /* children per node: half the levels of a binary heap, so half the                         \
+        * position writes into other tickets per sift; 4 nodes are 32 bytes */
+struct tq_slanode {
+    uint32_t key; /* clamp(deadline - base, 0, UINT32_MAX) */
+    uint32_t ticket;
+};
+struct tq_slaidx {
+    struct tq_slanode *nodes;
+    uint32_t count, cap;
+    uint64_t base; /* key origin (ms) */
+};
+
 struct tq_hist { /* log-bucketed duration histogram (ms) */
     uint64_t count;
     uint32_t buckets[TQ_HIST_BUCKETS];
@@ -133,6 +157,7 @@ struct tq_tenant {
     uint32_t hourly[TQ_HOURLY_SLOTS][TQ_CHANNEL_COUNT];
     struct tq_oblist ob_avail[TQ_CHANNEL_COUNT], ob_leased[TQ_CHANNEL_COUNT];
     bool autoassign_dirty; /* something may be assignable: run the pass */
+    struct tq_slaidx sla;  /* running SLA deadlines of the tenant's tickets (slaidx.c) */
 };
 
 struct tq_token {
@@ -252,6 +277,7 @@ struct tq_ticket {
     uint8_t status, priority, origin, flags;
     uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */
     uint8_t sla_warned;                     /* bit per metric */
+    uint32_t sla_pos; /* tenant SLA index position + 1 while indexed, else 0 (slaidx.c) */
 };
 /* Three whole cache lines (slab chunks are 64-byte aligned): an inbound message to a ticket
  * reads and writes fields in all of them, and a fourth line was a fourth miss. */
@@ -438,6 +464,17 @@ uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum t
                                struct tq_str ext);
 void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigned channel,
                       uint64_t lease_until);
+/* The SLA index (slaidx.c). sync re-derives ticket tid's node from its clocks (ticket_sync
+ * calls it after every change); next_deadline is the earliest running deadline of a ticket, 0
+ * when it has none (merged or closed tickets have none); before orders two nodes of a tenant's
+ * heap exactly; key_of encodes a deadline with the heap's current base. */
+void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid);
+void tq_st_slaidx_prefetch(const struct tq_state *s, const struct tq_ticket *t);
+void tq_st_slaidx_free(struct tq_tenant *tn);
+uint64_t tq_st_ticket_sla_next(const struct tq_ticket *t);
+bool tq_st_slaidx_before(const struct tq_state *s, struct tq_slanode a, struct tq_slanode b);
+uint32_t tq_st_slaidx_key(const struct tq_slaidx *x, uint64_t deadline_ms);
+
 /* Rebuilds every derived index from the entities (snapshot load). */
 void tq_st_rebuild_indices(struct tq_state *s);
 uint64_t tq_st_hist_quantile(const struct tq_hist *h, uint32_t permille);

@@ -13,7 +13,10 @@
  * Checked:
  *   - tq_state_check_invariants after every command for the first 3,000 commands, then after
  *     every 200th (an O(n) check after each of 100,000 commands is too slow under ASan) and at
- *     the end;
+ *     the end; it includes "the deadline index holds exactly the tickets with a timed item"
+ *     and "each tenant's SLA index holds exactly its tickets with a running clock";
+ *   - SlaNearest against an oracle from the ticket views (every running clock with a
+ *     deadline, sorted) every 1,000th command and at the end, for every tenant;
  *   - a failing command changes nothing and emits nothing: no event ever, and the digest is
  *     compared around every 10th failure of the first 3,000 commands, every 400th later;
  *   - idempotent ingest against a shadow set of the (tenant, channel, external id) keys stored;
@@ -510,6 +513,47 @@ static void check_pages(const struct tq_state *s) {
     }
 }
 
+static int sla_due_cmp(const void *pa, const void *pb) {
+    const struct tq_sla_due *a = pa, *b = pb;
+    if (a->deadline_ms != b->deadline_ms) return a->deadline_ms < b->deadline_ms ? -1 : 1;
+    if (a->ticket_id != b->ticket_id) return a->ticket_id < b->ticket_id ? -1 : 1;
+    return (int)a->metric - (int)b->metric;
+}
+
+/* SlaNearest against an oracle built from the public ticket views only: every running clock
+ * with a deadline of every unclosed ticket of the tenant, sorted by (deadline, ticket, metric).
+ * A page of 50 and the whole set must match entry by entry. O(tickets), so it runs every
+ * 1,000th command; it draws no random numbers (the generated log is the same as without it). */
+static void check_sla_oracle(const struct tq_state *s) {
+    static struct tq_sla_due want[MAX_IDS * TQ_SLA_METRIC_COUNT];
+    static struct tq_sla_due got[MAX_IDS * TQ_SLA_METRIC_COUNT];
+    for (int k = 0; k < TENANTS; k++) {
+        const struct tenant *tn = &tenants[k];
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < tn->tickets.n; i++) {
+            struct tq_ticket_view v;
+            TQ_CHECK_OK(tq_state_ticket_get(s, tn->id, tn->tickets.v[i], &v), NULL);
+            if (v.status == TQ_STATUS_CLOSED) continue;
+            for (uint32_t m = 0; m < v.sla_count; m++) {
+                if (v.sla[m].state != TQ_SLA_RUNNING || v.sla[m].deadline_ms == 0) continue;
+                want[n++] =
+                    (struct tq_sla_due){tn->tickets.v[i], v.sla[m].metric, v.sla[m].deadline_ms};
+            }
+        }
+        qsort(want, n, sizeof(*want), sla_due_cmp);
+        uint32_t caps[2] = {50, n + 1};
+        for (int c = 0; c < 2; c++) {
+            uint32_t got_n = tq_state_sla_nearest(s, tn->id, got, caps[c]);
+            TQ_CHECK_EQ(got_n, n < caps[c] ? n : caps[c]);
+            for (uint32_t i = 0; i < got_n; i++) {
+                TQ_CHECK_UEQ(got[i].ticket_id, want[i].ticket_id);
+                TQ_CHECK_EQ(got[i].metric, want[i].metric);
+                TQ_CHECK_UEQ(got[i].deadline_ms, want[i].deadline_ms);
+            }
+        }
+    }
+}
+
 static void setup(struct tq_state *s, uint64_t *lsn, uint64_t now) {
     struct ev_acc acc = {0, 0};
     struct tq_event_sink sink = {ev_hash, &acc};
@@ -646,6 +690,7 @@ int main(void) {
         }
         if (op < 3000 || op % 200 == 0) check_invariants(s, op);
         if (op % 50 == 0) check_pages(s);
+        if (op % 1000 == 999) check_sla_oracle(s);
         if (op == snap_at) {
             TQ_CHECK_OK(tq_state_serialize(s, &snap, &snap_len, &err), &err);
             snap_log_n = lg.n;
@@ -653,6 +698,7 @@ int main(void) {
         }
     }
     check_invariants(s, ops);
+    check_sla_oracle(s);
     uint8_t live[16];
     tq_state_digest(s, live);
     struct tq_stats st;
