@@ -1677,5 +1677,13 @@ void tq_log_close(struct tq_log *log) {
                         log->tail_offset, strerror(-rc));
         }
     }
+    if (!log->opt.read_only && log->spare_ready && log->spare_recycled) {
+        /* Back to the pool (open would remove a spare): the next open makes its spare of it. */
+        char name[64];
+        snprintf(name, sizeof(name), TQ_RECYCLE_PREFIX "%020" PRIu64, log->next_lsn);
+        char *path = path_join(log->log_dir, name);
+        if (rename(log->spare_path, path) != 0) unlink(log->spare_path);
+        str_free(path);
+    }
     tq_log_abandon(log);
 }

@@ -496,6 +496,12 @@ void tq_log_rewrite_install(struct tq_log *log, struct tq_log_rewrite *rw) {
     if (fd < 0) tq_fatal("open %s: %s", rw->out_path, strerror(errno));
     close(seg->fd);
     seg->fd = fd;
+    if (seg->wfd >= 0) {
+        /* Sealed and durable: no write in flight. Its flock must go with it (a recycled file
+         * becomes a spare, whose writer takes the lock again). */
+        close(seg->wfd);
+        seg->wfd = -1;
+    }
     str_release(seg->path);
     seg->path = rw->out_path;
     rw->out_path = NULL;
