@@ -184,7 +184,7 @@ static bool block_is_zero(const uint8_t *p, size_t n);
 void tq_log_recycle_add(struct tq_log *log, char *path) {
     TQ_ASSERT(path != NULL);
     TQ_ASSERT(!log->opt.read_only);
-    if (log->opt.no_recycle || log->recycle_count >= log->opt.recycle_segments_max) {
+    if (log->recycle_count >= log->opt.recycle_segments_max) {
         unlink(path); /* not part of the log: no directory fsync needed */
         str_free(path);
         return;
@@ -1446,7 +1446,6 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
     if (o->batches_inflight_max == 0) o->batches_inflight_max = TQ_BATCHES_INFLIGHT_DEFAULT;
     if (o->writers_wait_ms == 0) o->writers_wait_ms = WRITERS_WAIT_MS_DEFAULT;
-    if (o->recycle_segments_max == 0) o->recycle_segments_max = TQ_RECYCLE_SEGMENTS_DEFAULT;
     if (o->recycle_segments_max > TQ_RECYCLE_SEGMENTS_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "recycle_segments_max %u exceeds %u",
                             o->recycle_segments_max, TQ_RECYCLE_SEGMENTS_MAX);

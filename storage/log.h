@@ -77,20 +77,17 @@ struct tq_log_options {
     /* Snapshots kept by tq_log_snapshot_write: once a new one is durable, all but the newest
      * snapshots_kept are deleted. 0 = TQ_SNAPSHOTS_KEPT_DEFAULT, at most TQ_SNAPSHOTS_KEPT_MAX. */
     uint32_t snapshots_kept;
-    /* Segment recycling (docs/log-format.md, "Recycled segments"): a plain segment replaced by
-     * its compressed form is renamed to DIR/log/recycle.<its first LSN> instead of removed, and
-     * the next spare segment is made of it (its blocks are written and synced, so batches written
-     * into it skip the unwritten-extent conversion). At most recycle_segments_max such files are
-     * kept (0 = TQ_RECYCLE_SEGMENTS_DEFAULT, at most TQ_RECYCLE_SEGMENTS_MAX); each holds
-     * segment_bytes_max of disk that compaction would otherwise have freed. no_recycle: keep
-     * none (a replaced segment is removed, every spare is a fresh fallocated file). */
+    /* Segment recycling (docs/log-format.md, "Recycled segments"; off when 0): a plain segment
+     * replaced by its compressed form is renamed to DIR/log/recycle.<its first LSN> instead of
+     * removed, and the next spare segment is made of it (its blocks are written and synced, so
+     * batches written into it skip the unwritten-extent conversion). At most this many such files
+     * are kept (<= TQ_RECYCLE_SEGMENTS_MAX); each holds segment_bytes_max of disk that compaction
+     * would otherwise have freed, which is why it is off unless asked for. */
     uint32_t recycle_segments_max;
-    bool no_recycle;
 };
 
-#define TQ_RECYCLE_SEGMENTS_DEFAULT 4u
-#define TQ_RECYCLE_SEGMENTS_MAX     64u
-#define TQ_RECYCLE_PREFIX           "recycle." /* DIR/log/recycle.<20-digit LSN> */
+#define TQ_RECYCLE_SEGMENTS_MAX 64u
+#define TQ_RECYCLE_PREFIX       "recycle." /* DIR/log/recycle.<20-digit LSN> */
 
 #define TQ_SNAPSHOTS_KEPT_DEFAULT 2u
 #define TQ_SNAPSHOTS_KEPT_MAX     32u

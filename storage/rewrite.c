@@ -51,7 +51,7 @@ struct tq_log_rewrite {
     uint32_t seg_index;         /* in the owner's table when begun (checked at install) */
     char *path;                 /* current file */
     char *log_dir;
-    bool recycle;       /* keep a replaced .seg for reuse (options: !no_recycle) */
+    bool recycle;       /* keep a replaced .seg for reuse (options.recycle_segments_max) */
     char *recycle_path; /* DIR/log/recycle.<lsn> once the replaced .seg was renamed there */
     /* filled by write */
     bool written;
@@ -118,7 +118,7 @@ enum tq_err tq_log_rewrite_begin(struct tq_log *log, uint64_t segment_lsn,
     rw->seg_index = (uint32_t)si;
     rw->path = str_dup(seg->path);
     rw->log_dir = str_dup(log->log_dir);
-    rw->recycle = !log->opt.no_recycle;
+    rw->recycle = log->opt.recycle_segments_max > 0;
     *rw_out = rw;
     return TQ_OK;
 }

@@ -56,6 +56,8 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
     o.buffered_writes = ((cycle_seed >> 3) & 1) != 0;
     /* half the cycles: small batches pipeline (1), or wait for a batch in flight (default) */
     o.pipeline_bytes_min = ((cycle_seed >> 4) & 1) != 0 ? 1u : 0u;
+    /* half the cycles recycle the files of compressed segments (the loop below compresses) */
+    o.recycle_segments_max = ((cycle_seed >> 5) & 1) != 0 ? 4u : 0u;
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) {

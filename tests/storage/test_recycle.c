@@ -309,14 +309,13 @@ static void test_damage_in_sealed_recycled(void) {
     st_rmtree(dir);
 }
 
-/* The pool keeps at most recycle_segments_max files; no_recycle keeps none. */
+/* The pool keeps at most recycle_segments_max files; 0 (the default) keeps none. */
 static void test_pool_bounded(void) {
     for (int mode = 0; mode < 2; mode++) {
         char dir[256];
         st_mkdtemp(dir, sizeof(dir), "recycle-pool");
         struct tq_log_options o = st_options(dir, NULL);
-        o.recycle_segments_max = 2;
-        o.no_recycle = mode == 1;
+        o.recycle_segments_max = mode == 0 ? 2 : 0;
         struct tq_log *log;
         struct tq_error err;
         TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
@@ -329,7 +328,7 @@ static void test_pool_bounded(void) {
         tq_log_close(log);
         /* at open, files beyond the bound are removed (the one kept becomes the spare and goes
          * back to the pool at close) */
-        o.recycle_segments_max = 1;
+        o.recycle_segments_max = mode == 0 ? 1 : 0;
         TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
         TQ_CHECK_EQ(count_recycled(dir), 0);
         TQ_CHECK(log->spare_recycled == (mode == 0));
