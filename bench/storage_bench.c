@@ -14,7 +14,7 @@
  * Prints the machine (cores, memory, CPU, kernel, filesystem of --dir) and medians.
  *
  * Usage: tq-storage-bench [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS]
- *                         [--compression-only]
+ *                         [--raw-only] [--compression-only]
  * Build Release in your own build dir; DIR defaults to /tmp/tq-storage-bench (removed after).
  * Diagnosis knobs (environment, for one --only point): TQ_BENCH_INFLIGHT, TQ_BENCH_BUFFERED,
  * TQ_BENCH_BATCH_BYTES, TQ_BENCH_PIPELINE, TQ_BENCH_SUBMIT_FULL, TQ_BENCH_WARMUP_S,
@@ -46,6 +46,7 @@ static bool quick;
 static uint32_t only_size; /* --only SIZE:APPENDERS runs one append point (for perf/strace) */
 static int only_appenders;
 static bool compression_only; /* --compression-only: just the compression/read section */
+static bool raw_only;         /* --raw-only: just the raw disk section (A/B rounds) */
 
 static double now_s(void) {
     struct timespec ts;
@@ -578,6 +579,8 @@ int main(int argc, char **argv) {
             point_seconds = atof(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (sscanf(argv[++i], "%u:%d", &only_size, &only_appenders) != 2) return 2;
+        } else if (strcmp(argv[i], "--raw-only") == 0) {
+            raw_only = true;
         } else if (strcmp(argv[i], "--compression-only") == 0) {
             compression_only = true;
         } else if (strcmp(argv[i], "--quick") == 0) {
@@ -587,7 +590,7 @@ int main(int argc, char **argv) {
             bool help = strcmp(argv[i], "--help") == 0;
             fprintf(help ? stdout : stderr,
                     "usage: %s [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS] "
-                    "[--compression-only]\n",
+                    "[--raw-only] [--compression-only]\n",
                     argv[0]);
             return help ? 0 : 2;
         }
@@ -620,6 +623,10 @@ int main(int argc, char **argv) {
         double p99;
         double med = raw_sync_latency_ms(m, &p99);
         printf("- 4 KiB write + fdatasync, %s: median %.3f ms, p99 %.3f ms\n", names[m], med, p99);
+    }
+    if (raw_only) {
+        rmtree(bench_dir);
+        return 0;
     }
 
     printf(
