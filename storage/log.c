@@ -29,7 +29,12 @@
  *     turns and as credit earned by small batches, because overwriting written blocks makes
  *     fdatasync cheaper than converting unwritten extents);
  *     an append that would need a segment that cannot be allocated is refused with NO_SPACE
- *     before anything is staged.
+ *     before anything is staged;
+ *   - with recycle_segments_max, the spare is preferably a recycled segment file (the old .seg of
+ *     a compressed segment: written, synced blocks); its earlier life's batches have LSNs below
+ *     the new segment's name, and recovery reads such a stale header as the end of the data,
+ *     never as a batch or as evidence; a segment's end is marked (zero block) at seal and close
+ *     when old bytes would follow it (seg_mark_end).
  *
  * Recovery (tq_log_open) verifies every batch and the chain, and stops at the first batch that
  * is not valid. It is a torn tail if no later batch anywhere in the log says (by lsn_durable)

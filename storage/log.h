@@ -9,6 +9,8 @@
  * Data directory layout (owned by tq_storage):
  *   DIR/log/<first LSN, 20 digits>.seg       segments (sealed ones may be .zseg, compressed)
  *   DIR/snapshots/<LSN, 20 digits>.snap      state snapshots (opaque blobs)
+ *   DIR/log/recycle.<LSN, 20 digits>         old files of compressed segments, kept for reuse
+ *                                            as spares (recycle_segments_max; not the log)
  * LSNs start at 1 and grow by one per record. LSN 0 means "none".
  *
  * The write path plugs into the caller's io_uring (the server runs one ring for network and
