@@ -38,9 +38,10 @@ struct tq_config {
     uint64_t segment_bytes;
     uint32_t body_max;
     enum tq_recv_mode recv_mode;
-    uint32_t recv_buffers;   /* provided-buffer ring entries (power of two) */
-    uint64_t snapshot_every; /* records since the last snapshot that start one; 0 = off */
-    uint32_t snapshots_keep; /* newest snapshots kept on disk */
+    uint32_t recv_buffers;     /* provided-buffer ring entries (power of two) */
+    uint64_t snapshot_every;   /* records since the last snapshot that start one; 0 = off */
+    uint32_t snapshots_keep;   /* newest snapshots kept on disk */
+    uint32_t recycle_segments; /* tq_log_options.recycle_segments_max (0 = off) */
 };
 
 /* Fills cfg with every default. */

@@ -497,6 +497,7 @@ int main(int argc, char **argv) {
         .ring_tag = TQ_LOG_RING_TAG,
         .log_line = log_line,
         .snapshots_kept = srv->cfg.snapshots_keep,
+        .recycle_segments_max = srv->cfg.recycle_segments,
     };
     struct tq_log_recovery rec;
     struct tq_error error;
