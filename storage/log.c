@@ -203,6 +203,8 @@ void tq_log_recycle_add(struct tq_log *log, char *path) {
  * (segments_load), so a file whose write lock is refused is removed instead of overwritten
  * (the reader keeps its inode). Returns true when the spare is ready. */
 static bool spare_from_pool(struct tq_log *log) {
+    TQ_ASSERT(!log->spare_ready && log->spare_fd < 0);
+    TQ_ASSERT(log->recycle_count <= TQ_RECYCLE_SEGMENTS_MAX);
     while (log->recycle_count > 0) {
         char *path = log->recycle_paths[--log->recycle_count];
         log->recycle_paths[log->recycle_count] = NULL;
