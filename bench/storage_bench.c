@@ -14,8 +14,12 @@
  * Prints the machine (cores, memory, CPU, kernel, filesystem of --dir) and medians.
  *
  * Usage: tq-storage-bench [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS]
- *                         [--compression-only]
+ *                         [--raw-only] [--compression-only]
  * Build Release in your own build dir; DIR defaults to /tmp/tq-storage-bench (removed after).
+ * Diagnosis knobs (environment, for one --only point): TQ_BENCH_INFLIGHT, TQ_BENCH_BUFFERED,
+ * TQ_BENCH_BATCH_BYTES, TQ_BENCH_PIPELINE, TQ_BENCH_SUBMIT_FULL, TQ_BENCH_WARMUP_S,
+ * TQ_BENCH_FSYNC, TQ_BENCH_RECYCLE=N (age the log so appends go into recycled segment files),
+ * TQ_BENCH_NO_RECYCLE=1 (the same aging with recycling off).
  */
 #include "log.h"
 #include "support_text.h"
@@ -42,6 +46,7 @@ static bool quick;
 static uint32_t only_size; /* --only SIZE:APPENDERS runs one append point (for perf/strace) */
 static int only_appenders;
 static bool compression_only; /* --compression-only: just the compression/read section */
+static bool raw_only;         /* --raw-only: just the raw disk section (A/B rounds) */
 
 static double now_s(void) {
     struct timespec ts;
@@ -227,6 +232,33 @@ static void drain(struct tq_log *log, struct io_uring *ring) {
     }
 }
 
+/* TQ_BENCH_RECYCLE=N (diagnosis, docs/performance-storage.md): before measuring, age the log as
+ * a server whose compaction keeps up would: fill N + 1 segments (1 MiB records, durable) and
+ * compress the N sealed ones, so their files wait in the recycle pool and the measured appends
+ * go into recycled (written, synced) segment files. TQ_BENCH_NO_RECYCLE=1 ages the same way but
+ * with recycling off (the files are removed; spares are fresh fallocated files): the A/B pair. */
+static void age_log(struct tq_log *log, int segments) {
+    static uint8_t rec[1u << 20];
+    for (size_t i = 0; i < sizeof(rec); i++)
+        rec[i] = (uint8_t)(i * 131u + 7u);
+    struct tq_error err;
+    uint64_t lsns[TQ_RECYCLE_SEGMENTS_MAX + 2];
+    while (tq_log_segments(log, lsns, TQ_RECYCLE_SEGMENTS_MAX + 2) < (size_t)segments + 1) {
+        uint64_t lsn;
+        enum tq_err e = tq_log_append(log, 1, rec, sizeof(rec) - 64, &lsn, &err);
+        if (e == TQ_ERR_RESOURCE_EXHAUSTED) {
+            if (tq_log_sync(log, &err) != TQ_OK) die("age: sync", &err);
+            continue;
+        }
+        if (e != TQ_OK) die("age: append", &err);
+    }
+    if (tq_log_sync(log, &err) != TQ_OK) die("age: sync", &err);
+    size_t n = tq_log_segments(log, lsns, TQ_RECYCLE_SEGMENTS_MAX + 2);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (tq_log_compress_segment(log, lsns[i], NULL, &err) != TQ_OK) die("age: compress", &err);
+    }
+}
+
 static struct point run_point(uint32_t size, int appenders, bool prezero, const char *dir,
                               bool keep) {
     struct tq_log_options o;
@@ -253,9 +285,21 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     bool submit_full = submit_full_env == NULL || strcmp(submit_full_env, "0") != 0;
     const char *buffered = getenv("TQ_BENCH_BUFFERED");
     o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
+    const char *recycle_env = getenv("TQ_BENCH_RECYCLE");
+    int age_segments = recycle_env != NULL ? atoi(recycle_env) : 0;
+    if (age_segments < 0 || age_segments > (int)TQ_RECYCLE_SEGMENTS_MAX) {
+        fprintf(stderr, "tq-storage-bench: TQ_BENCH_RECYCLE must be 0..%u\n",
+                TQ_RECYCLE_SEGMENTS_MAX);
+        exit(2);
+    }
+    const char *no_recycle = getenv("TQ_BENCH_NO_RECYCLE");
+    if (age_segments > 0 && !(no_recycle != NULL && strcmp(no_recycle, "1") == 0)) {
+        o.recycle_segments_max = (uint32_t)age_segments;
+    }
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) die("open", &err);
+    if (age_segments > 0) age_log(log, age_segments);
     struct io_uring ring;
     if (io_uring_queue_init(256, &ring, 0) < 0) die("io_uring_queue_init", NULL);
     uint8_t *payload = malloc(size);
@@ -535,6 +579,8 @@ int main(int argc, char **argv) {
             point_seconds = atof(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (sscanf(argv[++i], "%u:%d", &only_size, &only_appenders) != 2) return 2;
+        } else if (strcmp(argv[i], "--raw-only") == 0) {
+            raw_only = true;
         } else if (strcmp(argv[i], "--compression-only") == 0) {
             compression_only = true;
         } else if (strcmp(argv[i], "--quick") == 0) {
@@ -544,7 +590,7 @@ int main(int argc, char **argv) {
             bool help = strcmp(argv[i], "--help") == 0;
             fprintf(help ? stdout : stderr,
                     "usage: %s [--dir DIR] [--seconds S] [--quick] [--only SIZE:APPENDERS] "
-                    "[--compression-only]\n",
+                    "[--raw-only] [--compression-only]\n",
                     argv[0]);
             return help ? 0 : 2;
         }
@@ -577,6 +623,10 @@ int main(int argc, char **argv) {
         double p99;
         double med = raw_sync_latency_ms(m, &p99);
         printf("- 4 KiB write + fdatasync, %s: median %.3f ms, p99 %.3f ms\n", names[m], med, p99);
+    }
+    if (raw_only) {
+        rmtree(bench_dir);
+        return 0;
     }
 
     printf(

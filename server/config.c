@@ -63,6 +63,9 @@ static const struct option_doc k_options[] = {
     {"log-prezero", "on|off",
      "zero-fill the preallocated spare segment in the background (default on; off makes "
      "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
+    {"recycle-segments", "N",
+     "keep up to N files of compressed segments for reuse as new segments, 0..64: faster "
+     "writes, N x segment-bytes of disk kept (default 0 = off)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -224,6 +227,11 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             FAIL("--snapshots-keep: expected 1..%u, got '%s'", TQ_SNAPSHOTS_KEPT_MAX, value);
         }
         cfg->snapshots_keep = (uint32_t)v;
+    } else if (strcmp(name, "recycle-segments") == 0) {
+        if (!parse_u64(value, 0, TQ_RECYCLE_SEGMENTS_MAX, &v)) {
+            FAIL("--recycle-segments: expected 0..%u, got '%s'", TQ_RECYCLE_SEGMENTS_MAX, value);
+        }
+        cfg->recycle_segments = (uint32_t)v;
     } else if (strcmp(name, "recv") == 0) {
         if (strcmp(value, "auto") == 0) {
             cfg->recv_mode = TQ_RECV_AUTO;

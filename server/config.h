@@ -52,6 +52,7 @@ struct tq_config {
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
     bool log_prezero;    /* zero-fill the spare segment through the ring (tq_log_options) */
+    uint32_t recycle_segments; /* tq_log_options.recycle_segments_max (0 = off) */
 };
 
 /* Fills cfg with every default. */

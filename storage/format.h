@@ -122,6 +122,14 @@ enum tq_batch_check tq_batch_check_level(const uint8_t *p, uint64_t avail,
                                          enum tq_check_level level, struct tq_batch_header *out,
                                          char *why, size_t why_bytes);
 
+/* A batch header whose checksum holds but whose LSN is below the first LSN of the segment it is
+ * found in: left in a recycled segment file by that file's earlier life (docs/log-format.md,
+ * "Recycled segments"). It marks the end of the segment's data, never a batch and never
+ * evidence. Only meaningful for a header tq_batch_check found VALID or TRUNCATED. */
+static inline bool tq_batch_header_stale(const struct tq_batch_header *h, uint64_t seg_lsn_first) {
+    return h->lsn_first < seg_lsn_first;
+}
+
 /* Walks the records of a verified batch: on return *rec is the header of record index and
  * *payload its bytes. Returns false if index >= record_count. offset_io carries the walk state
  * (start at 0, pass back unchanged). */

@@ -29,7 +29,12 @@
  *     turns and as credit earned by small batches, because overwriting written blocks makes
  *     fdatasync cheaper than converting unwritten extents);
  *     an append that would need a segment that cannot be allocated is refused with NO_SPACE
- *     before anything is staged.
+ *     before anything is staged;
+ *   - with recycle_segments_max, the spare is preferably a recycled segment file (the old .seg of
+ *     a compressed segment: written, synced blocks); its earlier life's batches have LSNs below
+ *     the new segment's name, and recovery reads such a stale header as the end of the data,
+ *     never as a batch or as evidence; a segment's end is marked (zero block) at seal and close
+ *     when old bytes would follow it (seg_mark_end).
  *
  * Recovery (tq_log_open) verifies every batch and the chain, and stops at the first batch that
  * is not valid. It is a torn tail if no later batch anywhere in the log says (by lsn_durable)
@@ -178,11 +183,68 @@ static uint64_t parse_seg_name(const char *name, bool *compressed) {
 
 /* ==== the spare segment ================================================================ */
 
+static uint64_t file_size(int fd);
+static bool block_is_zero(const uint8_t *p, size_t n);
+
+void tq_log_recycle_add(struct tq_log *log, char *path) {
+    TQ_ASSERT(path != NULL);
+    TQ_ASSERT(!log->opt.read_only);
+    if (log->recycle_count >= log->opt.recycle_segments_max) {
+        unlink(path); /* not part of the log: no directory fsync needed */
+        str_free(path);
+        return;
+    }
+    log->recycle_paths[log->recycle_count++] = path;
+}
+
+/* Makes the spare out of a recycled segment file, if the pool has one that no reader holds.
+ * A read-only handle (another process: verify, replay, backup) may still read the file by the
+ * descriptor it opened while it was a segment; such handles hold an OFD read lock on it
+ * (segments_load), so a file whose write lock is refused is removed instead of overwritten
+ * (the reader keeps its inode). Returns true when the spare is ready. */
+static bool spare_from_pool(struct tq_log *log) {
+    TQ_ASSERT(!log->spare_ready && log->spare_fd < 0);
+    TQ_ASSERT(log->recycle_count <= TQ_RECYCLE_SEGMENTS_MAX);
+    while (log->recycle_count > 0) {
+        char *path = log->recycle_paths[--log->recycle_count];
+        log->recycle_paths[log->recycle_count] = NULL;
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        bool ok = fd >= 0 && file_size(fd) == log->opt.segment_bytes_max;
+        struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        if (ok && fcntl(fd, F_OFD_SETLK, &lk) != 0) ok = false; /* a reader holds it */
+        if (ok) {
+            lk.l_type = F_UNLCK; /* readers of the segment it becomes may lock it again */
+            (void)fcntl(fd, F_OFD_SETLK, &lk);
+            ok = rename(path, log->spare_path) == 0;
+        }
+        if (!ok) {
+            if (fd >= 0) close(fd);
+            unlink(path);
+            str_free(path);
+            continue;
+        }
+        str_free(path);
+        log->spare_fd = fd;
+        log->spare_ready = true;
+        log->spare_recycled = true;
+        log->no_space = false;
+        /* Every block of it was written and synced in its earlier life (batches, or the zero
+         * fill, or at worst fallocated zeros that were never written: correct either way). */
+        log->spare_zeroed = log->opt.segment_bytes_max;
+        log->zero_credit = 0;
+        log->zero_done = true;
+        return true;
+    }
+    return false;
+}
+
 /* Creates and preallocates the spare segment. Returns TQ_OK, or TQ_ERR_NO_SPACE / TQ_ERR_IO
  * (and sets log->no_space for ENOSPC). */
 static enum tq_err spare_prepare(struct tq_log *log, struct tq_error *error) {
     TQ_ASSERT(!log->spare_ready);
     TQ_ASSERT(!log->opt.read_only);
+    if (spare_from_pool(log)) return TQ_OK;
+    log->spare_recycled = false;
     int fd = open(log->spare_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         return tq_error_set(error, TQ_ERR_IO, "create %s: %s", log->spare_path, strerror(errno));
@@ -354,11 +416,46 @@ static void spare_dfd_close(struct tq_log *log) {
     log->spare_dfd = -1;
 }
 
+/* Makes the 4 KiB block at end (where the data of seg ends) read as the end of its data: zeros
+ * or a stale batch header. Only a recycled file can hold anything else there (its earlier
+ * life's bytes from the middle of one of its batches, which recovery cannot tell from a torn
+ * batch); that block is overwritten with zeros and synced. Blocking, once per segment: when it
+ * is sealed (before the next segment exists, so no later batch can be acknowledged while the
+ * mark is not durable) and at close. Returns 0 or a negative errno. */
+static int seg_mark_end(struct tq_log *log, struct tq_seg *seg, uint64_t end) {
+    TQ_ASSERT(!seg->compressed);
+    TQ_ASSERT(end % TQ_BATCH_ALIGN_BYTES == 0);
+    if (end + TQ_BATCH_ALIGN_BYTES > file_size(seg->fd)) return 0;
+    _Alignas(8) uint8_t block[TQ_BATCH_ALIGN_BYTES];
+    ssize_t got = pread(seg->fd, block, sizeof(block), (off_t)end);
+    if (got != (ssize_t)sizeof(block)) return got < 0 ? -errno : -EIO;
+    if (block_is_zero(block, sizeof(block))) return 0;
+    struct tq_batch_header h;
+    char why[8];
+    enum tq_batch_check check = tq_batch_check(block, sizeof(block), false, &h, why, sizeof(why));
+    if ((check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) &&
+        tq_batch_header_stale(&h, seg->lsn_first)) {
+        return 0;
+    }
+    if (log->opt.faults != NULL) {
+        tq_io_faults_on_write(log->opt.faults, seg->path, seg->fd, end, sizeof(block));
+    }
+    memset(block, 0, sizeof(block));
+    ssize_t put = pwrite(seg->fd, block, sizeof(block), (off_t)end);
+    if (put != (ssize_t)sizeof(block)) return put < 0 ? -errno : -EIO;
+    return tq_log_blocking_fsync(log, seg->fd, seg->path);
+}
+
 /* Seals the tail segment and makes the spare the new tail, named after lsn_first. */
 static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
     TQ_ASSERT(log->spare_ready);
     TQ_ASSERT(log->tail_offset > 0);
     uint32_t old = log->seg_count - 1;
+    int mark = seg_mark_end(log, &log->segs[old], log->tail_offset);
+    if (mark < 0) {
+        tq_fatal("end mark of %s at offset %" PRIu64 " (sealing before lsn %" PRIu64 "): %s",
+                 log->segs[old].path, log->tail_offset, lsn_first, strerror(-mark));
+    }
     /* Interval mode: the sealed segment needs one more fdatasync if anything submitted to it
      * is not durable yet (written or still in flight). */
     if (log->opt.fsync_mode == TQ_FSYNC_INTERVAL && log->segs[old].lsn_last > log->durable_lsn) {
@@ -893,6 +990,12 @@ static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
     while ((de = readdir(d)) != NULL) {
         bool compressed = false;
         uint64_t lsn = parse_seg_name(de->d_name, &compressed);
+        if (lsn == 0 && !log->opt.read_only &&
+            strncmp(de->d_name, TQ_RECYCLE_PREFIX, strlen(TQ_RECYCLE_PREFIX)) == 0) {
+            /* a recycled segment file (never part of the log): to the pool, or removed */
+            tq_log_recycle_add(log, path_join(log->log_dir, de->d_name));
+            continue;
+        }
         if (lsn == 0) {
             size_t n = strlen(de->d_name);
             if (!log->opt.read_only && n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0) {
@@ -932,6 +1035,11 @@ static enum tq_err segments_load(struct tq_log *log, struct tq_error *error) {
             err = tq_error_set(error, TQ_ERR_IO, "open %s: %s", seg->path, strerror(errno));
         } else if (seg->compressed) {
             err = tq_zseg_load(seg, error);
+        } else if (log->opt.read_only) {
+            /* Tells the writer not to recycle this file while we may read it (spare_from_pool).
+             * Best effort: refused only while the writer itself checks the file. */
+            struct flock lk = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+            (void)fcntl(seg->fd, F_OFD_SETLK, &lk);
         }
     }
     return err;
@@ -991,8 +1099,12 @@ static bool block_is_zero(const uint8_t *p, size_t n) {
 
 /* After a stop at (seg i, offset): looks for later evidence. *durable_max gets the highest
  * lsn_durable of any valid batch header found later, *lsn_max the highest LSN seen there, and
- * *nonzero_end the end of the last non-zero 4 KiB block of segment i after offset. Only
- * segment i is looked at when this_seg_only. */
+ * *nonzero_end the end of what a cut at the stop must zero in segment i: every later valid batch
+ * of it and every non-zero 4 KiB block after offset. Stale headers (tq_batch_header_stale: an
+ * earlier life of a recycled file) are neither batches nor evidence; once one is seen in
+ * segment i, that segment is a recycled file and its non-zero blocks that are not valid batches
+ * are taken for stale bytes too (only the block at the stop itself still counts): a recycled
+ * file is never all zeros after its data. Only segment i is looked at when this_seg_only. */
 static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *stop,
                                  bool this_seg_only, struct tq_scan_io *scan_io,
                                  uint64_t *durable_max, uint64_t *lsn_max, uint64_t *nonzero_end,
@@ -1003,6 +1115,8 @@ static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *sto
     *nonzero_end = stop->offset;
     *later_in_seg = false;
     *batches_after = 0;
+    uint64_t junk_end = stop->offset; /* end of the last non-zero non-batch block after the stop */
+    bool stale_seen = false;
     uint32_t seg_end = this_seg_only ? stop->seg_index + 1 : log->seg_count;
     for (uint32_t i = stop->seg_index; i < seg_end; i++) {
         const struct tq_seg *seg = &log->segs[i];
@@ -1025,28 +1139,40 @@ static enum tq_err scan_evidence(struct tq_log *log, const struct scan_stop *sto
             char why[160];
             uint32_t magic = 0;
             if (avail >= sizeof(magic)) memcpy(&magic, p, sizeof(magic));
-            if (magic == TQ_BATCH_MAGIC &&
-                !(stop_seg && off == stop->offset && !stop->batch_is_evidence)) {
+            bool at_stop = stop_seg && off == stop->offset;
+            bool batch = false;
+            if (magic == TQ_BATCH_MAGIC) {
                 enum tq_batch_check check = tq_batch_check(p, avail, false, &h, why, sizeof(why));
                 if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
-                    if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
-                    uint64_t last = h.lsn_first + h.record_count - 1;
-                    if (last > *lsn_max) *lsn_max = last;
-                    (*batches_after)++;
-                    if (stop_seg) *later_in_seg = true;
-                    step = tq_batch_disk_bytes(h.area_bytes);
-                    if (stop_seg) *nonzero_end = off + step < size ? off + step : size;
+                    if (tq_batch_header_stale(&h, seg->lsn_first)) {
+                        if (stop_seg) stale_seen = true;
+                        off += step;
+                        continue;
+                    }
+                    batch = !at_stop || stop->batch_is_evidence;
                 }
-            } else if (!stop_seg) {
-                /* later segments: only batch headers matter */
-            } else if (!block_is_zero(p, avail)) {
-                *nonzero_end = off + avail;
+            }
+            if (batch) {
+                if (h.lsn_durable > *durable_max) *durable_max = h.lsn_durable;
+                uint64_t last = h.lsn_first + h.record_count - 1;
+                if (last > *lsn_max) *lsn_max = last;
+                (*batches_after)++;
+                if (stop_seg) *later_in_seg = true;
+                step = tq_batch_disk_bytes(h.area_bytes);
+                if (stop_seg) *nonzero_end = off + step < size ? off + step : size;
+            } else if (stop_seg && !block_is_zero(p, avail)) {
+                if (at_stop) {
+                    *nonzero_end = off + avail;
+                } else {
+                    junk_end = off + avail;
+                }
             }
             off += step;
         }
         tq_cursor_free(&c);
         if (err != TQ_OK) return err;
     }
+    if (!stale_seen && junk_end > *nonzero_end) *nonzero_end = junk_end;
     return TQ_OK;
 }
 
@@ -1126,7 +1252,15 @@ static enum tq_err scan_all(struct tq_log *log, struct tq_log_recovery *rec, str
             struct tq_batch_header h;
             enum tq_batch_check check =
                 tq_batch_check(p, avail, false, &h, stop->why, sizeof(stop->why));
-            if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
+            if ((check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) &&
+                tq_batch_header_stale(&h, seg->lsn_first)) {
+                /* an earlier life of a recycled file: the end of this segment's data, as zeros */
+                snprintf(stop->why, sizeof(stop->why),
+                         "stale batch (LSN %" PRIu64 ", below the segment's first LSN) where a "
+                         "batch header was expected",
+                         h.lsn_first);
+                check = TQ_BATCH_ZERO;
+            } else if (check == TQ_BATCH_VALID || check == TQ_BATCH_TRUNCATED) {
                 /* TRUNCATED may only mean the batch is larger than the window read so far */
                 size_t want = TQ_BATCH_HEADER_BYTES + (size_t)h.area_bytes;
                 err = tq_cursor_get(&c, off, want, size, &p, &avail, error);
@@ -1343,6 +1477,10 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
     if (o->ring_tag == 0) o->ring_tag = TQ_LOG_RING_TAG_DEFAULT;
     if (o->batches_inflight_max == 0) o->batches_inflight_max = TQ_BATCHES_INFLIGHT_DEFAULT;
     if (o->writers_wait_ms == 0) o->writers_wait_ms = WRITERS_WAIT_MS_DEFAULT;
+    if (o->recycle_segments_max > TQ_RECYCLE_SEGMENTS_MAX) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "recycle_segments_max %u exceeds %u",
+                            o->recycle_segments_max, TQ_RECYCLE_SEGMENTS_MAX);
+    }
     if (o->batches_inflight_max > TQ_BATCHES_INFLIGHT_MAX) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "batches_inflight_max %u exceeds %u",
                             o->batches_inflight_max, TQ_BATCHES_INFLIGHT_MAX);
@@ -1530,6 +1668,8 @@ void tq_log_abandon(struct tq_log *log) {
     if (log->zero_raw != NULL) tq_free(log->zero_raw, ZERO_CHUNK_BYTES + TQ_BATCH_ALIGN_BYTES);
     if (log->spare_fd >= 0) close(log->spare_fd);
     spare_dfd_close(log);
+    for (uint32_t i = 0; i < log->recycle_count; i++)
+        str_free(log->recycle_paths[i]);
     if (log->log_dir_fd >= 0) close(log->log_dir_fd);
     if (log->private_ring != NULL) {
         io_uring_queue_exit(log->private_ring);
@@ -1560,6 +1700,24 @@ void tq_log_close(struct tq_log *log) {
                      strerror(errno));
         }
         if (log->dir_sync_needed) fsync(log->log_dir_fd);
+    }
+    if (!log->opt.read_only && log->seg_count > 0 && !log->segs[log->seg_count - 1].compressed) {
+        /* A recycled tail ends in an earlier life's bytes: mark its end so the next open sees a
+         * clean end, not a torn batch (after a crash it is cut as one, with its log line). */
+        struct tq_seg *tail = &log->segs[log->seg_count - 1];
+        int rc = seg_mark_end(log, tail, log->tail_offset);
+        if (rc < 0) {
+            tq_log_line(log, "end mark of %s at offset %" PRIu64 " at close: %s", tail->path,
+                        log->tail_offset, strerror(-rc));
+        }
+    }
+    if (!log->opt.read_only && log->spare_ready && log->spare_recycled) {
+        /* Back to the pool (open would remove a spare): the next open makes its spare of it. */
+        char name[64];
+        snprintf(name, sizeof(name), TQ_RECYCLE_PREFIX "%020" PRIu64, log->next_lsn);
+        char *path = path_join(log->log_dir, name);
+        if (rename(log->spare_path, path) != 0) unlink(log->spare_path);
+        str_free(path);
     }
     tq_log_abandon(log);
 }

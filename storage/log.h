@@ -9,6 +9,8 @@
  * Data directory layout (owned by tq_storage):
  *   DIR/log/<first LSN, 20 digits>.seg       segments (sealed ones may be .zseg, compressed)
  *   DIR/snapshots/<LSN, 20 digits>.snap      state snapshots (opaque blobs)
+ *   DIR/log/recycle.<LSN, 20 digits>         old files of compressed segments, kept for reuse
+ *                                            as spares (recycle_segments_max; not the log)
  * LSNs start at 1 and grow by one per record. LSN 0 means "none".
  *
  * The write path plugs into the caller's io_uring (the server runs one ring for network and
@@ -77,7 +79,17 @@ struct tq_log_options {
     /* Snapshots kept by tq_log_snapshot_write: once a new one is durable, all but the newest
      * snapshots_kept are deleted. 0 = TQ_SNAPSHOTS_KEPT_DEFAULT, at most TQ_SNAPSHOTS_KEPT_MAX. */
     uint32_t snapshots_kept;
+    /* Segment recycling (docs/log-format.md, "Recycled segments"; off when 0): a plain segment
+     * replaced by its compressed form is renamed to DIR/log/recycle.<its first LSN> instead of
+     * removed, and the next spare segment is made of it (its blocks are written and synced, so
+     * batches written into it skip the unwritten-extent conversion). At most this many such files
+     * are kept (<= TQ_RECYCLE_SEGMENTS_MAX); each holds segment_bytes_max of disk that compaction
+     * would otherwise have freed, which is why it is off unless asked for. */
+    uint32_t recycle_segments_max;
 };
+
+#define TQ_RECYCLE_SEGMENTS_MAX 64u
+#define TQ_RECYCLE_PREFIX       "recycle." /* DIR/log/recycle.<20-digit LSN> */
 
 #define TQ_SNAPSHOTS_KEPT_DEFAULT 2u
 #define TQ_SNAPSHOTS_KEPT_MAX     32u

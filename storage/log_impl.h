@@ -192,6 +192,11 @@ struct tq_log {
     uint8_t *zero_buf; /* ZERO_CHUNK_BYTES of zeros, 4 KiB-aligned inside zero_raw */
     uint8_t *zero_raw;
     bool no_space;
+    bool spare_recycled; /* the spare is a recycled segment file (stale batches in it) */
+    /* Recycled segment files ready to become spares (paths; owned), newest last. Filled at open
+     * (DIR/log/recycle.*) and by tq_log_rewrite_install, never with a file the log still reads. */
+    char *recycle_paths[TQ_RECYCLE_SEGMENTS_MAX];
+    uint32_t recycle_count;
 
     unsigned ops_inflight;     /* SQEs prepared whose CQE was not consumed yet */
     struct io_uring *ops_ring; /* the ring they were prepared on */
@@ -234,6 +239,9 @@ enum tq_err tq_zseg_load(struct tq_seg *seg, struct tq_error *error);
 uint64_t tq_snapshot_scan_latest(struct tq_log *log);
 
 /* log.c */
+/* Hands a recycled segment file (already renamed to DIR/log/recycle.*) to the pool; removes it
+ * when the pool is full or recycling is off. Takes ownership of path. */
+void tq_log_recycle_add(struct tq_log *log, char *path);
 void tq_log_line(const struct tq_log *log, const char *fmt, ...) TQ_PRINTF(2, 3);
 /* Blocking fsync through the faults seam. Returns 0 or a negative errno. */
 int tq_log_blocking_fsync(struct tq_log *log, int fd, const char *path);

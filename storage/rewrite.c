@@ -51,6 +51,8 @@ struct tq_log_rewrite {
     uint32_t seg_index;         /* in the owner's table when begun (checked at install) */
     char *path;                 /* current file */
     char *log_dir;
+    bool recycle;       /* keep a replaced .seg for reuse (options.recycle_segments_max) */
+    char *recycle_path; /* DIR/log/recycle.<lsn> once the replaced .seg was renamed there */
     /* filled by write */
     bool written;
     bool out_compressed;
@@ -75,6 +77,7 @@ void tq_log_rewrite_free(struct tq_log_rewrite *rw) {
     str_release(rw->path);
     str_release(rw->log_dir);
     str_release(rw->out_path);
+    str_release(rw->recycle_path); /* not installed: the file stays for the next open's pool */
     if (rw->blocks != NULL) tq_free(rw->blocks, rw->block_count * sizeof(*rw->blocks));
     tq_free(rw, sizeof(*rw));
 }
@@ -115,6 +118,7 @@ enum tq_err tq_log_rewrite_begin(struct tq_log *log, uint64_t segment_lsn,
     rw->seg_index = (uint32_t)si;
     rw->path = str_dup(seg->path);
     rw->log_dir = str_dup(log->log_dir);
+    rw->recycle = log->opt.recycle_segments_max > 0;
     *rw_out = rw;
     return TQ_OK;
 }
@@ -448,8 +452,23 @@ enum tq_err tq_log_rewrite_write(struct tq_log_rewrite *rw, const struct tq_log_
     int rc = dir_fsync(rw->log_dir);
     if (rc < 0) tq_fatal("fsync %s after rewriting %s: %s", rw->log_dir, rw->path, strerror(-rc));
     if (strcmp(rw->out_path, rw->path) != 0) {
-        /* .seg -> .zseg: the .zseg wins at open from now on; the .seg goes. */
-        if (unlink(rw->path) != 0) tq_fatal("unlink %s: %s", rw->path, strerror(errno));
+        /* .seg -> .zseg: the .zseg wins at open from now on; the .seg goes, renamed to
+         * recycle.<lsn> when it can become a spare segment (a plain segment of the full
+         * preallocated size), else removed. Either way it is no segment any more. */
+        struct stat old_st;
+        if (rw->recycle && !rw->compressed && stat(rw->path, &old_st) == 0 &&
+            (uint64_t)old_st.st_size == rw->segment_bytes_max) {
+            size_t n = strlen(rw->log_dir) + sizeof("/" TQ_RECYCLE_PREFIX) + 24;
+            char *rpath = tq_xalloc(n);
+            snprintf(rpath, n, "%s/" TQ_RECYCLE_PREFIX "%020" PRIu64, rw->log_dir, rw->lsn_first);
+            if (rename(rw->path, rpath) == 0) {
+                rw->recycle_path = str_dup(rpath);
+            }
+            tq_free(rpath, n);
+        }
+        if (rw->recycle_path == NULL && unlink(rw->path) != 0) {
+            tq_fatal("unlink %s: %s", rw->path, strerror(errno));
+        }
         rc = dir_fsync(rw->log_dir);
         if (rc < 0)
             tq_fatal("fsync %s after removing %s: %s", rw->log_dir, rw->path, strerror(-rc));
@@ -477,6 +496,12 @@ void tq_log_rewrite_install(struct tq_log *log, struct tq_log_rewrite *rw) {
     if (fd < 0) tq_fatal("open %s: %s", rw->out_path, strerror(errno));
     close(seg->fd);
     seg->fd = fd;
+    if (seg->wfd >= 0) {
+        /* Sealed and durable: no write in flight. Its flock must go with it (a recycled file
+         * becomes a spare, whose writer takes the lock again). */
+        close(seg->wfd);
+        seg->wfd = -1;
+    }
     str_release(seg->path);
     seg->path = rw->out_path;
     rw->out_path = NULL;
@@ -492,6 +517,11 @@ void tq_log_rewrite_install(struct tq_log *log, struct tq_log_rewrite *rw) {
     }
     if (log->read_cursor.bound && log->read_cursor.seg_index == rw->seg_index) {
         tq_cursor_free(&log->read_cursor);
+    }
+    if (rw->recycle_path != NULL) {
+        /* Only now: the log read the old file by seg->fd until the close above. */
+        tq_log_recycle_add(log, rw->recycle_path);
+        rw->recycle_path = NULL;
     }
     rw->written = false;
 }

@@ -10,8 +10,9 @@
  *
  * Invariants: a walk only reports batches that passed every check; batches start at 4 KiB
  * multiples; the walk stops at the first batch that does not check out and says why, or at
- * zeros after which no valid batch header follows (a clean end: the unused tail of a
- * preallocated segment).
+ * zeros or a stale batch header (one left by a recycled file's earlier life: LSN below the
+ * segment's name) after which no valid, non-stale batch header follows (a clean end: the unused
+ * tail of a preallocated or recycled segment).
  */
 #include "log_impl.h"
 #include "ops_internal.h"
@@ -176,7 +177,7 @@ static void valid_headers_after(const struct tq_ops_segment *seg, uint64_t offse
     for (uint64_t at = offset; at + TQ_BATCH_HEADER_BYTES <= seg->image_bytes;) {
         enum tq_batch_check check =
             tq_batch_check(seg->image + at, seg->image_bytes - at, false, &h, why, sizeof(why));
-        if (check != TQ_BATCH_VALID) {
+        if (check != TQ_BATCH_VALID || tq_batch_header_stale(&h, seg->lsn_first_named)) {
             at += TQ_BATCH_ALIGN_BYTES;
             continue;
         }
@@ -198,6 +199,16 @@ enum tq_err tq_ops_segment_walk(const struct tq_ops_segment *seg, tq_ops_batch_f
         memset(&batch, 0, sizeof(batch));
         enum tq_batch_check check = tq_batch_check(seg->image + offset, seg->image_bytes - offset,
                                                    true, &batch.header, end->why, sizeof(end->why));
+        struct tq_batch_header stale;
+        char stale_why[8];
+        enum tq_batch_check head = tq_batch_check(seg->image + offset, seg->image_bytes - offset,
+                                                  false, &stale, stale_why, sizeof(stale_why));
+        if ((head == TQ_BATCH_VALID || head == TQ_BATCH_TRUNCATED) &&
+            tq_batch_header_stale(&stale, seg->lsn_first_named)) {
+            /* an earlier life of a recycled segment file: the end of the data, as zeros
+             * (docs/log-format.md, "Recycled segments") */
+            check = TQ_BATCH_ZERO;
+        }
         if (check == TQ_BATCH_ZERO) {
             valid_headers_after(seg, offset + TQ_BATCH_ALIGN_BYTES, end);
             if (end->valid_after) {

@@ -11,7 +11,9 @@
  * the log and checks: recovered end >= every LSN the child reported; every record of this cycle
  * (and a sample of older ones) is byte-identical to what its cycle wrote; records past the
  * acknowledged end are whole records of the killed cycle; after that recovery a read-only open
- * finds a clean end (no byte of garbage left after the last batch). >= 200 cycles
+ * finds a clean end (no byte of garbage left after the last batch, stale batches of a recycled
+ * segment file aside). Half the cycles compress sealed segments while appending, so spares are
+ * recycled segment files (docs/log-format.md, "Recycled segments"). >= 200 cycles
  * (TQ_CRASH_CYCLES), a fresh directory every 25 cycles to bound reopen time. Seeded: TQ_SEED
  * reproduces the choices (not the kernel's timing).
  */
@@ -54,6 +56,8 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
     o.buffered_writes = ((cycle_seed >> 3) & 1) != 0;
     /* half the cycles: small batches pipeline (1), or wait for a batch in flight (default) */
     o.pipeline_bytes_min = ((cycle_seed >> 4) & 1) != 0 ? 1u : 0u;
+    /* half the cycles recycle the files of compressed segments (the loop below compresses) */
+    o.recycle_segments_max = ((cycle_seed >> 5) & 1) != 0 ? 4u : 0u;
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) {
@@ -68,7 +72,19 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
     uint64_t waiting[24] = {0};
     uint64_t reported = tq_log_acked_lsn(log);
     static uint8_t buf[LEN_MAX];
+    /* half the cycles compress sealed segments now and then: their files are recycled into
+     * spares, so the kill also lands in recycled segments, mid-compression and mid-reuse */
+    bool recycle = ((cycle_seed >> 5) & 1) != 0;
     for (;;) {
+        if (recycle && tq_test_rand_below(&rng, 32) == 0) {
+            uint64_t lsns[64];
+            size_t n = tq_log_segments(log, lsns, 64);
+            for (size_t i = 0; i + 1 < n && i < 64; i++) {
+                enum tq_err e = tq_log_compress_segment(log, lsns[i], NULL, &err);
+                if (e == TQ_OK) break;
+                if (e != TQ_ERR_FAILED_PRECONDITION) _exit(8);
+            }
+        }
         for (int a = 0; a < appenders; a++) {
             if (waiting[a] != 0) continue;
             uint64_t lsn_next = tq_log_next_lsn(log);

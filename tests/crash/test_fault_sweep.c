@@ -10,7 +10,8 @@
  * child with "fail the Nth operation", "the Nth write is short" and "the Nth fdatasync returns
  * EIO"; the child reports acknowledged LSNs over a pipe. Power cuts run in-process through
  * tq_log_abandon + tq_io_faults_power_cut, in ALWAYS mode with a batch still in flight and in
- * INTERVAL/NONE modes with many unsynced batches.
+ * INTERVAL/NONE modes with many unsynced batches; half of them in recycled segment files
+ * (stale batches of an earlier life behind the torn ones).
  */
 #include "storage_test.h"
 
@@ -357,8 +358,26 @@ static void power_cuts(void) {
         int mode = round % 3;
         o.fsync_mode = mode == 0 ? TQ_FSYNC_ALWAYS : mode == 1 ? TQ_FSYNC_INTERVAL : TQ_FSYNC_NONE;
         o.fsync_interval_ms = 1000000; /* never due by itself: we decide when it syncs */
+        /* every other triple of rounds writes into recycled segment files: a first life of a
+         * few segments is compressed, its files become the spares, and the power cut tears
+         * batches with stale batches of that first life behind them */
+        bool recycle = (round / 3) % 2 == 1;
+        if (recycle) o.recycle_segments_max = 8;
         struct tq_log *log;
         struct tq_error err;
+        if (recycle) {
+            /* the first life, durable (ALWAYS mode, no faults), left in the pool at close */
+            struct tq_log_options first = sweep_options(dir, NULL);
+            first.recycle_segments_max = 8;
+            TQ_CHECK_OK(tq_log_open(&first, &log, NULL, &err), &err);
+            uint64_t lsns[64];
+            while (tq_log_segments(log, lsns, 64) < 6)
+                st_fill(log, seed, tq_log_next_lsn(log) + 10, LEN_MAX, 4);
+            size_t k = tq_log_segments(log, lsns, 64);
+            for (size_t i = 0; i + 1 < k; i++)
+                TQ_CHECK_OK(tq_log_compress_segment(log, lsns[i], NULL, &err), &err);
+            tq_log_close(log);
+        }
         TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
         static uint8_t buf[LEN_MAX];
         uint64_t n = 20 + tq_test_rand_below(&rng, 100);
