@@ -247,16 +247,9 @@ enum tq_err tq_state_queue_get(const struct tq_state *s, uint64_t tenant_id, uin
     out->name = q->name;
     out->auto_assign = q->auto_assign;
     out->assignment_timeout_ms = q->timeout_ms;
-    /* depth is kept; the oldest entry is a scan of the queue (dashboards, not the hot path) */
-    for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
+    for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++)
         out->depth += q->heap[k].count;
-        for (uint32_t i = 0; i < q->heap[k].count; i++) {
-            uint64_t at = st_ticket(s, q->heap[k].ids[i])->routing_ms;
-            if (out->oldest_enqueued_ms == 0 || at < out->oldest_enqueued_ms) {
-                out->oldest_enqueued_ms = at;
-            }
-        }
-    }
+    out->oldest_enqueued_ms = tq_st_qage_oldest(s, (uint32_t)queue_id);
     return TQ_OK;
 }
 
@@ -722,6 +715,10 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
                 CHECK(!tq_st_queue_before(s, qu->heap[k].ids[i], qu->heap[k].ids[(i - 1) / 2]),
                       "queue %u: heap order", q);
             }
+        }
+        if (!tq_st_qage_check(s, q, error)) {
+            ok = false;
+            goto done;
         }
     }
     for (uint32_t c = 1; c < s->customers.next_id; c++) {
