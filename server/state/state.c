@@ -603,7 +603,7 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
     } else if (!should && x->queue_pos != 0) {
         qh_remove(s, ticket_heap(s, t), x->queue_pos - 1);
         t->flags &= (uint8_t)~TQ_TF_QUEUED;
-        tq_st_qage_left(s, t->queue);
+        tq_st_qage_left(s, t->queue, tid);
     } else if (should) {
         uint64_t key = tq_st_queue_key(t);
         if (key != x->qkey) {
@@ -762,7 +762,7 @@ static void ticket_set_queue(struct ctx *c, uint32_t tid, uint32_t queue, uint64
     if (queue_pos != 0) {
         qh_remove(s, ticket_heap(s, t), queue_pos - 1);
         t->flags &= (uint8_t)~TQ_TF_QUEUED;
-        tq_st_qage_left(s, old);
+        tq_st_qage_left(s, old, tid);
     }
     t->queue = queue;
     t->updated_ms = at;
@@ -2796,7 +2796,6 @@ void tq_state_free(struct tq_state *s) {
         for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
             tq_free(q->heap[k].ids, q->heap[k].cap * sizeof(uint32_t));
         }
-        tq_st_qage_free(q);
     }
     n = tq_slab_count(&s->tickets);
     for (uint32_t i = 1; i <= n; i++) {
@@ -3047,7 +3046,4 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         t->sla_pos = 0;
         tq_st_slaidx_sync(s, i);
     }
-    n = tq_slab_count(&s->queues);
-    for (uint32_t q = 1; q <= n; q++)
-        tq_st_qage_rebuild(s, q);
 }

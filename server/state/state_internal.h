@@ -167,21 +167,14 @@ struct tq_token {
     uint8_t role, revoked;
 };
 
-/* A queue's tickets in the order they entered it, for its oldest waiting one (qage.c). */
-struct tq_qage {
-    uint32_t *tid;
-    uint64_t *ms;              /* the routing_ms each entered at */
-    uint32_t head, count, cap; /* entries [head, count); the front one is live */
-    bool unsorted;             /* a time went backwards: the oldest is a scan until it empties */
-};
-
 struct tq_queue {
     struct tq_str name;
     uint64_t timeout_ms;
     uint32_t tenant;
     bool auto_assign;
     struct tq_heap32 heap[TQ_CHANNEL_CLASS_COUNT]; /* unassigned new/open tickets by class */
-    struct tq_qage age;
+    uint32_t oldest_tid; /* cache: the queued ticket with the least (routing_ms, id); 0 =
+                          * unknown or empty (qage.c) */
 };
 
 struct tq_agent {
@@ -463,13 +456,11 @@ uint64_t tq_st_clock_target(const struct tq_state *s, const struct tq_ticket *t,
 uint64_t tq_st_clock_elapsed(const struct tq_state *s, const struct tq_ticket *t,
                              enum tq_sla_metric m);
 bool tq_st_queue_before(const struct tq_state *s, uint32_t a, uint32_t b);
-/* The age index of queue qid (qage.c): enter after ticket tid was queued in it (TQ_TF_QUEUED
- * and routing_ms set), left after a ticket left it (flag cleared). */
+/* The oldest-ticket cache of queue qid (qage.c): enter after ticket tid was queued in it
+ * (TQ_TF_QUEUED and routing_ms set), left after it left. */
 void tq_st_qage_enter(struct tq_state *s, uint32_t qid, uint32_t tid);
-void tq_st_qage_left(struct tq_state *s, uint32_t qid);
+void tq_st_qage_left(struct tq_state *s, uint32_t qid, uint32_t tid);
 uint64_t tq_st_qage_oldest(const struct tq_state *s, uint32_t qid); /* routing_ms; 0 empty */
-void tq_st_qage_rebuild(struct tq_state *s, uint32_t qid);          /* from the heaps */
-void tq_st_qage_free(struct tq_queue *q);
 bool tq_st_qage_check(const struct tq_state *s, uint32_t qid, struct tq_error *error);
 
 /* The cached part of a queued ticket's heap key: priority (desc) then SLA due (asc) as one

@@ -1,17 +1,17 @@
 /* tests/state/test_state_qage.c: a queue's oldest waiting ticket (server/state/qage.c).
  *
  * Goal: QueueGet's oldest_enqueued_ms is exactly the earliest time at which a ticket now in
- * the queue (unassigned, new or open) entered it, after any history, without a scan of the
- * queue; and the age index stays bounded when tickets leave and come back.
+ * the queue (unassigned, new or open) entered it, after any history, while the queue caches
+ * its oldest ticket instead of scanning on every read; and the cache costs no memory that
+ * grows with churn.
  * Method: an oracle from the public ticket views (queue, status, assignee; the time each ticket
  * last entered the queue is tracked by the test from the commands it sent) is compared with
  * tq_state_queue_get after every command; the fixture also runs tq_state_check_invariants
- * after every command, which compares the index with a scan of the queue's heaps. Histories:
+ * after every command, which compares a known cache with a scan of the queue. Histories:
  *   - fixed: claims, pending/open, a move to another queue and back, release;
- *   - a log whose time goes backwards (not one ticketqd writes, but apply accepts it): the
- *     answer stays exact (a scan) and the index is sorted again once the queue empties;
- *   - 20,000 claim/release cycles at one frozen millisecond (every cycle leaves a
- *     live-looking duplicate entry behind): live memory stays bounded;
+ *   - a log whose time goes backwards (not one ticketqd writes, but apply accepts it): a
+ *     ticket entering older than the cached oldest becomes the oldest;
+ *   - 20,000 claim/release cycles at one frozen millisecond: live memory stays flat;
  *   - a seeded random history (TQ_SEED) over two queues, then a snapshot round trip.
  */
 #include "state_fixture.h"
