@@ -870,17 +870,37 @@ static bool dur_ok(uint64_t ms) {
 }
 
 /* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
- * ASCII runs are checked 32, then 8 bytes at a time: bodies are mostly ASCII. */
+ * ASCII runs are checked 64, 32, then 8 bytes at a time: bodies are mostly ASCII. */
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
 static bool ascii_only(const uint8_t *p, size_t n) {
-    uint64_t acc = 0;
+    /* four 16-byte ORs per 64 bytes (SSE2 on x86-64, NEON on arm64), then words, then the last
+     * 8 bytes once more (overlapping) instead of a byte loop */
+    u64x2 acc2 = {0, 0};
     size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        u64x2 a, b, c, d;
+        memcpy(&a, p + i, 16);
+        memcpy(&b, p + i + 16, 16);
+        memcpy(&c, p + i + 32, 16);
+        memcpy(&d, p + i + 48, 16);
+        acc2 |= (a | b) | (c | d);
+    }
+    uint64_t acc = acc2[0] | acc2[1];
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
         acc |= w;
     }
-    for (; i < n; i++)
-        acc |= p[i];
+    if (i < n) {
+        if (n >= 8) {
+            uint64_t w;
+            memcpy(&w, p + n - 8, 8);
+            acc |= w;
+        } else {
+            for (; i < n; i++)
+                acc |= p[i];
+        }
+    }
     return (acc & 0x8080808080808080ull) == 0;
 }
 
@@ -983,6 +1003,14 @@ static enum tq_err check_room(struct ctx *c, const struct tq_slab *slab, uint32_
     return TQ_OK;
 }
 
+/* Identities are also bounded by the tag bits of their lookup table (struct tq_idtab). */
+static enum tq_err check_identity_room(struct ctx *c) {
+    if (c->s->identities.next_id > TQ_IDENTITIES_MAX) {
+        return tq_error_set(c->error, TQ_ERR_RESOURCE_EXHAUSTED, "identities: 2^28 - 1 per state");
+    }
+    return TQ_OK;
+}
+
 /* Normalises an external id for identity lookup: email addresses are case-insensitive (ASCII
  * lower-casing of the whole address, what every support desk does in practice). */
 static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
@@ -994,14 +1022,23 @@ static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
     return in.len;
 }
 
+/* The identity with key (tenant, ch, norm), 0 = none. known_hash is the key's hash when the
+ * caller has it already (an inbound message: the prefetch stage computed it), else 0; the
+ * hash used is returned in *hash_out. */
 static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
-                              const char *norm, uint32_t len, uint64_t *hash_out) {
-    uint64_t h = tq_st_identity_hash(tenant, ch, norm, len);
+                              const char *norm, uint32_t len, uint64_t known_hash,
+                              uint64_t *hash_out) {
+    uint64_t h = known_hash != 0 ? known_hash : tq_st_identity_hash(tenant, ch, norm, len);
+    TQ_DEBUG_ASSERT(h == tq_st_identity_hash(tenant, ch, norm, len));
     *hash_out = h;
     const struct tq_idtab *tab = &s->ident_index;
+    TQ_DEBUG_ASSERT(tab->id_mask == TQ_IDTAB_ID_MASK);
+    uint32_t tag = tq_idtab_tag(tab, h);
     for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
-        uint32_t id = tab->slots[i];
-        if (id == 0) return 0;
+        uint32_t slot = tab->slots[i];
+        if (slot == 0) return 0;
+        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
+        uint32_t id = slot & TQ_IDTAB_ID_MASK;
         const struct tq_identity *x = st_identity(s, id);
         if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
             memcmp(ident_ext(x), norm, len) == 0) {
@@ -1016,7 +1053,7 @@ uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum t
     if (ext.len == 0 || ext.len > TQ_EXTERNAL_ID_BYTES_MAX) return 0;
     uint32_t len = normalise_ext(ch, ext, norm);
     uint64_t h;
-    return identity_find(s, tenant, ch, norm, len, &h);
+    return identity_find(s, tenant, ch, norm, len, 0, &h);
 }
 
 static uint64_t identity_hash_of(const struct tq_state *s, uint32_t id) {
@@ -1518,7 +1555,7 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     if (e == TQ_OK) e = check_str(c, in->language, 0, TQ_NAME_BYTES_MAX, "language");
     if (e == TQ_OK) e = check_bytes(c, in->external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
-    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
@@ -1527,7 +1564,7 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     uint64_t h = 0;
     if (in->external_id.len > 0) {
         len = normalise_ext(in->channel, in->external_id, norm);
-        if (identity_find(s, c->tenant_id, in->channel, norm, len, &h) != 0) {
+        if (identity_find(s, c->tenant_id, in->channel, norm, len, 0, &h) != 0) {
             return fail(c, TQ_ERR_ALREADY_EXISTS, "identity belongs to another customer");
         }
     }
@@ -1548,12 +1585,12 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     enum tq_err e = check_bytes(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
-    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
     char norm[TQ_EXTERNAL_ID_BYTES_MAX];
     uint32_t len = normalise_ext(in->channel, in->external_id, norm);
     uint64_t h;
-    if (identity_find(s, c->tenant_id, in->channel, norm, len, &h) != 0) {
+    if (identity_find(s, c->tenant_id, in->channel, norm, len, 0, &h) != 0) {
         return fail(c, TQ_ERR_ALREADY_EXISTS, "identity already linked");
     }
     identity_add(s, c->tenant_id, (uint32_t)in->customer_id, in->channel, norm, len, h);
@@ -1894,11 +1931,11 @@ static enum tq_err cmd_ingest(struct ctx *c) {
             : TQ_OK;
     if (e == TQ_OK) e = check_room(c, &s->tickets, 1, "tickets");
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
-    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
     if (c->lsn > TQ_LSN_MAX) return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "lsn beyond 48 bits");
     uint64_t ih;
-    uint32_t ident = identity_find(s, c->tenant_id, in->channel, norm, nlen, &ih);
+    uint32_t ident = identity_find(s, c->tenant_id, in->channel, norm, nlen, ih_pre, &ih);
     TQ_ASSERT(ih == ih_pre);
     uint32_t cid = ident != 0 ? st_identity(s, ident)->customer : 0;
     uint32_t open_tid, closed_tid;
@@ -2756,10 +2793,10 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
-    tq_st_idtab_init(&s->ident_index, 1024);
+    tq_st_idtab_init(&s->ident_index, 1024, true);
     msgtab_init(&s->msg_index, 1024);
-    tq_st_idtab_init(&s->token_index, 64);
-    tq_st_idtab_init(&s->intern_index, 256);
+    tq_st_idtab_init(&s->token_index, 64, false);
+    tq_st_idtab_init(&s->intern_index, 256, false);
     tq_st_u32map_init(&s->ob_by_message, 256);
     s->taken = tq_xcalloc(TQ_OUTBOX_TAKE_MAX, sizeof(uint64_t));
     s->view_tags = tq_xcalloc(TQ_TAGS_PER_TICKET_MAX, sizeof(struct tq_str));
@@ -2841,33 +2878,86 @@ static void prefetch_body(struct tq_str body) {
     if (body.len > 0 && body.len <= 4096) prefetch_span(body.ptr, body.len);
 }
 
+/* Finds the first slot from probe on (within one run, at most 16 slots: one cache line's worth)
+ * whose tag is the sender key's, and prefetches that identity. False when the run ends (a new
+ * sender: nothing to fetch), the id is stale or the bound is reached. */
+static bool prefetch_identity_from(const struct tq_state *s, struct tq_state_prefetch_hint *h,
+                                   uint64_t probe) {
+    const struct tq_idtab *tab = &s->ident_index;
+    uint32_t tag = tq_idtab_tag(tab, h->ident_hash);
+    for (unsigned k = 0; k < 16; k++, probe = (probe + 1) & tab->mask) {
+        uint32_t slot = tab->slots[probe];
+        if (slot == 0) return false;
+        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue;
+        uint32_t id = slot & TQ_IDTAB_ID_MASK;
+        if (id >= s->identities.next_id) return false;
+        h->probe = (uint32_t)probe;
+        h->ident = id;
+        __builtin_prefetch(st_identity(s, id));
+        return true;
+    }
+    return false;
+}
+
+/* Stage 0: hashes an inbound message's keys and fetches the first link of every record type
+ * that has one. Out of line: its key buffer makes a big stack frame, which stages 1-4 (four
+ * calls per record) should not set up and tear down each time. */
+__attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
+                                                      const struct tq_cmd *cmd,
+                                                      struct tq_state_prefetch_hint *h) {
+    h->msg_hash = h->ident_hash = 0;
+    h->ident = h->ticket = h->probe = 0;
+    h->step = TQ_PREFETCH_STEP_SLOT;
+    switch (cmd->type) {
+    case TQ_CMD_OUTBOX_ACK: {
+        uint64_t mid = cmd->u.outbox_ack.message_id;
+        if (mid != 0 && mid < s->messages.next_id) {
+            h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
+            __builtin_prefetch(st_message(s, (uint32_t)mid));
+        }
+        return;
+    }
+    case TQ_CMD_MESSAGE_REPLY:
+    case TQ_CMD_TICKET_UPDATE: {
+        uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
+                                                        : cmd->u.ticket_update.ticket_id;
+        if (id != 0 && id < s->tickets.next_id) {
+            h->ticket = (uint32_t)id;
+            prefetch_ticket(s, (uint32_t)id);
+        }
+        if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
+        return;
+    }
+    case TQ_CMD_MESSAGE_INGEST: break;
+    default: return;
+    }
+    const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
+    if (in->message_external_id.len > 0 &&
+        in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+        h->msg_hash = tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
+                                         in->message_external_id.len);
+        __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
+    }
+    if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+        char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+        uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
+        h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
+        __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
+    }
+    prefetch_body(in->body);
+}
+
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *h) {
     TQ_ASSERT(stage < TQ_STATE_PREFETCH_STAGES);
-    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE ||
-        cmd->type == TQ_CMD_OUTBOX_ACK) {
-        /* one id from the record: the ticket (or message) at stage 0, what hangs off it at
-         * stage 2 (stage 1 is where an inbound message's slot is read; keep one gap) */
-        if (stage == 0) {
-            h->msg_hash = h->ident_hash = 0;
-            h->ident = h->ticket = 0;
-            if (cmd->type == TQ_CMD_OUTBOX_ACK) {
-                uint64_t mid = cmd->u.outbox_ack.message_id;
-                if (mid != 0 && mid < s->messages.next_id) {
-                    h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
-                    __builtin_prefetch(st_message(s, (uint32_t)mid));
-                }
-                return;
-            }
-            uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
-                                                            : cmd->u.ticket_update.ticket_id;
-            if (id != 0 && id < s->tickets.next_id) {
-                h->ticket = (uint32_t)id;
-                prefetch_ticket(s, (uint32_t)id);
-            }
-            if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
-            return;
-        }
+    if (stage == 0) {
+        prefetch_stage0(s, cmd, h);
+        return;
+    }
+    if (cmd->type != TQ_CMD_MESSAGE_INGEST) {
+        /* one id from the record: fetched at stage 0, what hangs off it at stage 2 (stage 1 is
+         * where an inbound message's slot is read; keep one gap) */
         if (stage != 2) return;
         if (cmd->type == TQ_CMD_OUTBOX_ACK) {
             if (h->ident == 0 || h->ident >= s->messages.next_id) return;
@@ -2880,33 +2970,11 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         }
         return;
     }
-    if (cmd->type != TQ_CMD_MESSAGE_INGEST) return;
-    const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
-    if (stage == 0) {
-        h->msg_hash = h->ident_hash = 0;
-        h->ident = h->ticket = h->probe = 0;
-        h->step = TQ_PREFETCH_STEP_SLOT;
-        if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
-        if (in->message_external_id.len > 0 &&
-            in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            h->msg_hash =
-                tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
-                                   in->message_external_id.len);
-            __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
-        }
-        if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-            uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
-            h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
-            __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
-        }
-        prefetch_body(in->body);
-        return;
-    }
     /* Stages 1-4 walk the chain one link per call: slot -> identity -> customer -> ticket ->
-     * what hangs off the ticket. An identity that turns out not to be ours (its hash differs:
-     * ours was displaced by linear probing) is replaced by the next slot's, at the price of
-     * one link; the walk stops at an empty slot or a stale id. */
+     * what hangs off the ticket. The slot stage skips the slots whose tag is another key's
+     * (linear probing displaced ours) without reading their identities; an identity that
+     * still turns out not to be ours (a tag collision) is replaced by the next candidate, at
+     * the price of one link; the walk stops at an empty slot or a stale id. */
     if (stage == 1 && h->msg_hash != 0) {
         uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
         if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
@@ -2914,24 +2982,18 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         }
     }
     if (h->ident_hash == 0) return;
-    const struct tq_idtab *tab = &s->ident_index;
     switch (h->step) {
     case TQ_PREFETCH_STEP_SLOT:
-        h->probe = (uint32_t)(h->ident_hash & tab->mask);
-        h->ident = tab->slots[h->probe];
-        if (h->ident == 0 || h->ident >= s->identities.next_id) break;
-        __builtin_prefetch(st_identity(s, h->ident));
+        if (!prefetch_identity_from(s, h, h->ident_hash & s->ident_index.mask)) break;
         h->step = TQ_PREFETCH_STEP_IDENTITY;
         return;
     case TQ_PREFETCH_STEP_IDENTITY: {
         const struct tq_identity *x = st_identity(s, h->ident);
         if (x->hash != h->ident_hash) {
-            /* (a regrowth since stage 0 leaves probe inside the bigger table: a useless but
-             * harmless hint) */
-            h->probe = (uint32_t)((h->probe + 1) & tab->mask);
-            h->ident = tab->slots[h->probe];
-            if (h->ident == 0 || h->ident >= s->identities.next_id) break;
-            __builtin_prefetch(st_identity(s, h->ident));
+            /* a tag collision (1 in 16 of the other keys in the run): the next candidate, at
+             * the price of one stage (a regrowth since stage 0 leaves probe inside the bigger
+             * table: a useless but harmless hint) */
+            if (!prefetch_identity_from(s, h, (h->probe + 1) & s->ident_index.mask)) break;
             return;
         }
         if (x->customer == 0 || x->customer >= s->customers.next_id) break;
