@@ -1012,13 +1012,43 @@ static enum tq_err check_identity_room(struct ctx *c) {
 }
 
 /* Normalises an external id for identity lookup: email addresses are case-insensitive (ASCII
- * lower-casing of the whole address, what every support desk does in practice). */
+ * lower-casing of the whole address, what every support desk does in practice). Eight bytes
+ * at a time (it runs twice per inbound message: the prefetch stage and apply): a byte is an
+ * ASCII capital when its low 7 bits are in 'A'..'Z' and its top bit is clear; those get 0x20
+ * added (XOR, the bit is clear in a capital). out has room for in.len bytes. */
+static uint64_t lower_ascii8(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t low7 = w & ~high;
+    uint64_t ge_a = low7 + (0x80u - 'A') * ones; /* top bit set: low7 >= 'A' (no carries) */
+    uint64_t gt_z = low7 + (0x7fu - 'Z') * ones; /* top bit set: low7 > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~w & high;
+    return w ^ (upper >> 2);
+}
+
 static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
-    for (uint32_t i = 0; i < in.len; i++) {
-        char ch8 = in.ptr[i];
-        if (ch == TQ_CHANNEL_EMAIL && ch8 >= 'A' && ch8 <= 'Z') ch8 = (char)(ch8 - 'A' + 'a');
-        out[i] = ch8;
+    if (in.len == 0) return 0;
+    if (ch != TQ_CHANNEL_EMAIL) {
+        memcpy(out, in.ptr, in.len);
+        return in.len;
     }
+    if (in.len < 8) {
+        for (uint32_t i = 0; i < in.len; i++) {
+            char ch8 = in.ptr[i];
+            if (ch8 >= 'A' && ch8 <= 'Z') ch8 = (char)(ch8 - 'A' + 'a');
+            out[i] = ch8;
+        }
+        return in.len;
+    }
+    uint64_t w;
+    for (uint32_t i = 0; i + 8 <= in.len; i += 8) {
+        memcpy(&w, in.ptr + i, 8);
+        w = lower_ascii8(w);
+        memcpy(out + i, &w, 8);
+    }
+    /* the last 8 bytes again, overlapping: lower-casing is per byte, so the overlap agrees */
+    memcpy(&w, in.ptr + in.len - 8, 8);
+    w = lower_ascii8(w);
+    memcpy(out + in.len - 8, &w, 8);
     return in.len;
 }
 
