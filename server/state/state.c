@@ -2147,6 +2147,7 @@ static void outbox_fail_exhausted(struct ctx *c, uint32_t e, uint64_t at) {
     uint32_t mid = st_obentry(c->s, e)->message;
     outbox_remove(c->s, e);
     message_set_delivery(c, mid, TQ_DELIVERY_FAILED, at);
+    if (!ev_wanted(c)) return; /* the ticket is read only for the event (a random line) */
     const struct tq_message *m = st_message(c->s, mid);
     const struct tq_ticket *t = st_ticket(c->s, m->ticket);
     struct tq_event ev = ev_make(c, TQ_EVENT_OUTBOX_FAILED, t->tenant, at);
@@ -2163,6 +2164,15 @@ static void outbox_fail_exhausted(struct ctx *c, uint32_t e, uint64_t at) {
 static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t now) {
     struct tq_state *s = c->s;
     struct tq_tenant *tn = st_tenant(s, tenant);
+    /* The entries that fail write their message (one random line each): start fetching those
+     * before the first write, as OUTBOX_TAKE does (at most a take's worth ahead). */
+    uint32_t ahead = 0;
+    for (uint32_t e = tn->ob_leased[ch].head; e != 0 && ahead < TQ_OUTBOX_TAKE_MAX; ahead++) {
+        const struct tq_obentry *x = st_obentry(s, e);
+        if (x->lease_until_ms > now) break;
+        if (x->attempts >= tn->attempts_max) __builtin_prefetch(st_message(s, x->message), 1);
+        e = x->next;
+    }
     uint32_t first_back = 0, last_back = 0;
     while (tn->ob_leased[ch].head != 0) {
         uint32_t e = tn->ob_leased[ch].head;
