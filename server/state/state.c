@@ -2164,15 +2164,6 @@ static void outbox_fail_exhausted(struct ctx *c, uint32_t e, uint64_t at) {
 static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t now) {
     struct tq_state *s = c->s;
     struct tq_tenant *tn = st_tenant(s, tenant);
-    /* The entries that fail write their message (one random line each): start fetching those
-     * before the first write, as OUTBOX_TAKE does (at most a take's worth ahead). */
-    uint32_t ahead = 0;
-    for (uint32_t e = tn->ob_leased[ch].head; e != 0 && ahead < TQ_OUTBOX_TAKE_MAX; ahead++) {
-        const struct tq_obentry *x = st_obentry(s, e);
-        if (x->lease_until_ms > now) break;
-        if (x->attempts >= tn->attempts_max) __builtin_prefetch(st_message(s, x->message), 1);
-        e = x->next;
-    }
     uint32_t first_back = 0, last_back = 0;
     while (tn->ob_leased[ch].head != 0) {
         uint32_t e = tn->ob_leased[ch].head;
@@ -2908,8 +2899,26 @@ static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
         __builtin_prefetch(st_message(s, t->msg_tail), 1);
     }
-    if (x->due_pos != 0 && x->due_pos <= s->due_count) __builtin_prefetch(&s->due[x->due_pos - 1]);
+    if (x->due_pos != 0 && x->due_pos <= s->due_count) {
+        /* the entry, and the two neighbours a re-keyed entry is compared with first: its
+         * parent (an earlier due) and its children (a later one, both on one line mostly) */
+        uint32_t pos = x->due_pos - 1;
+        __builtin_prefetch(&s->due[pos]);
+        if (pos > 0) __builtin_prefetch(&s->due[(pos - 1) / 2]);
+        if (2 * (uint64_t)pos + 1 < s->due_count) __builtin_prefetch(&s->due[2 * pos + 1]);
+    }
     if (t->extras != NULL) __builtin_prefetch(t->extras);
+    /* A queued ticket whose key changes compares with its heap parent first: that is another
+     * ticket's index entry, a random line (the heap array itself is small and cached). */
+    if (x->queue_pos > 1 && t->queue != 0 && t->queue < s->queues.next_id &&
+        t->origin < TQ_CHANNEL_COUNT) {
+        const struct tq_heap32 *hp =
+            &st_queue(s, t->queue)->heap[tq_channel_class_of((enum tq_channel)t->origin)];
+        uint32_t parent = (x->queue_pos - 2) / 2;
+        if (parent < hp->count && hp->ids[parent] < s->tkidx.next_id) {
+            __builtin_prefetch(st_tkidx(s, hp->ids[parent]));
+        }
+    }
 }
 
 static void prefetch_body(struct tq_str body) {
