@@ -353,19 +353,31 @@ static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
     }
 }
 
+/* A RUNNING clock's warning and breach. */
+__attribute__((always_inline)) static inline void clock_consider(struct item *best,
+                                                                 const struct sla_env *env,
+                                                                 const struct tq_ticket *t,
+                                                                 enum tq_sla_metric m) {
+    if (t->sla_state[m] != TQ_SLA_RUNNING) return;
+    uint64_t deadline = clock_deadline(t, m);
+    if (deadline == 0) return;
+    item_consider(best, clock_warn_at(env, t, m), ITEM_WARN, m);
+    item_consider(best, deadline, ITEM_BREACH, m);
+}
+
 /* The ticket's earliest timed item (UINT64_MAX if none). Ties: by kind, then metric. */
 static struct item ticket_next_item(const struct tq_state *s, const struct tq_ticket *t) {
     struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW};
     if (tk_merged_into(t) != 0 || t->status == TQ_STATUS_CLOSED) return best;
     struct sla_env env = sla_env_of(s, t);
-    for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
-        if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
-        uint64_t deadline = clock_deadline(t, (enum tq_sla_metric)m);
-        if (deadline == 0) continue;
-        item_consider(&best, clock_warn_at(&env, t, (enum tq_sla_metric)m), ITEM_WARN,
-                      (enum tq_sla_metric)m);
-        item_consider(&best, deadline, ITEM_BREACH, (enum tq_sla_metric)m);
-    }
+    /* one call per metric with a constant m: clock_deadline's and clock_warn_at's branches on
+     * the metric fold away (this runs on every ticket change) */
+    clock_consider(&best, &env, t, TQ_SLA_FIRST_REPLY);
+    clock_consider(&best, &env, t, TQ_SLA_NEXT_REPLY);
+    clock_consider(&best, &env, t, TQ_SLA_REQUESTER_WAIT);
+    clock_consider(&best, &env, t, TQ_SLA_AGENT_WORK);
+    clock_consider(&best, &env, t, TQ_SLA_REPLY_WINDOW);
+    _Static_assert(TQ_SLA_METRIC_COUNT == 5, "every metric is considered above");
     if ((t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD) && tk_wake_at(t)) {
         item_consider(&best, tk_wake_at(t), ITEM_WAKE, 0);
     }
@@ -2982,16 +2994,22 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
     }
     const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
+    /* both keys hashed first, then both slots fetched back to back: the two fetches (each a
+     * TLB miss too, in tables of megabytes) overlap instead of one waiting behind the hashing */
     if (in->message_external_id.len > 0 &&
         in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
         h->msg_hash = tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
                                          in->message_external_id.len);
-        __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
     }
     if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
         char norm[TQ_EXTERNAL_ID_BYTES_MAX];
         uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
         h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
+    }
+    if (h->msg_hash != 0) {
+        __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
+    }
+    if (h->ident_hash != 0) {
         __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
     }
     prefetch_body(in->body);
