@@ -1656,14 +1656,15 @@ static uint32_t *message_next(const struct tq_state *s, uint32_t id) {
     return &st_message(s, id)->next;
 }
 
-/* Returns the head of the merged chain of a and b (either may be 0 = empty); *tail_out gets its
+/* Returns the head of the merged chain of a and b (either may be 0 = empty), both sorted by id
+ * (ascending: identities; descending: a ticket's messages, newest first); *tail_out gets its
  * last element (0 if both were empty). */
-static uint32_t chain_merge_ascending(const struct tq_state *s, uint32_t a, uint32_t b,
-                                      chain_next_fn next_of, uint32_t *tail_out) {
+static uint32_t chain_merge(const struct tq_state *s, uint32_t a, uint32_t b, chain_next_fn next_of,
+                            bool descending, uint32_t *tail_out) {
     uint32_t head = 0, tail = 0;
     while (a != 0 || b != 0) {
         uint32_t take;
-        if (b == 0 || (a != 0 && a < b)) {
+        if (b == 0 || (a != 0 && (descending ? a > b : a < b))) {
             take = a;
             a = *next_of(s, a);
         } else {
@@ -1674,7 +1675,7 @@ static uint32_t chain_merge_ascending(const struct tq_state *s, uint32_t a, uint
         if (tail == 0) {
             head = take;
         } else {
-            TQ_ASSERT(take > tail);
+            TQ_ASSERT(descending ? take < tail : take > tail);
             *next_of(s, tail) = take;
         }
         tail = take;
@@ -1699,7 +1700,7 @@ static enum tq_err cmd_customer_merge(struct ctx *c) {
     for (uint32_t p = mg->ident_head; p != 0; p = st_identity(s, p)->next)
         st_identity(s, p)->customer = (uint32_t)sid;
     uint32_t tail = 0;
-    uint32_t head = chain_merge_ascending(s, sv->ident_head, mg->ident_head, identity_next, &tail);
+    uint32_t head = chain_merge(s, sv->ident_head, mg->ident_head, identity_next, false, &tail);
     sv->ident_head = head;
     sv->ident_count += mg->ident_count;
     mg->ident_head = 0;
@@ -1793,13 +1794,15 @@ static enum tq_err cmd_customer_erase(struct ctx *c) {
 
 /* ==== commands: messages ================================================================== */
 
+/* A ticket's messages are chained newest first (message.next is the previous, older one): an
+ * append writes only the new message, which was just allocated (a hot line), and the ticket.
+ * Chained oldest first, it wrote the previous tail's next link: one random line per inbound
+ * message and reply. Readers walk from msg_tail (newest); msg_head is the oldest. */
 static void message_append(struct tq_state *s, uint32_t tid, uint32_t mid) {
     struct tq_ticket *t = st_ticket(s, tid);
-    if (t->msg_tail == 0) {
-        t->msg_head = mid;
-    } else {
-        st_message(s, t->msg_tail)->next = mid;
-    }
+    TQ_ASSERT(mid > t->msg_tail); /* ids only grow: the chain stays in descending id order */
+    st_message(s, mid)->next = t->msg_tail;
+    if (t->msg_head == 0) t->msg_head = mid;
     t->msg_tail = mid;
     t->msg_count++;
 }
@@ -2560,13 +2563,13 @@ static enum tq_err cmd_ticket_merge(struct ctx *c) {
     if (e == TQ_OK) e = check_ticket_mutable(c, dst);
     if (e != TQ_OK) return e;
     if (sid == tid) return fail(c, TQ_ERR_INVALID_ARGUMENT, "a ticket cannot merge into itself");
-    /* messages: merge the two ascending chains into the target */
-    for (uint32_t p = src->msg_head; p != 0; p = st_message(s, p)->next)
+    /* messages: merge the two chains (newest first) into the target */
+    for (uint32_t p = src->msg_tail; p != 0; p = st_message(s, p)->next)
         st_message(s, p)->ticket = (uint32_t)tid;
-    uint32_t tail = 0;
-    uint32_t head = chain_merge_ascending(s, dst->msg_head, src->msg_head, message_next, &tail);
-    dst->msg_head = head;
-    dst->msg_tail = tail;
+    uint32_t oldest = 0;
+    uint32_t newest = chain_merge(s, dst->msg_tail, src->msg_tail, message_next, true, &oldest);
+    dst->msg_tail = newest;
+    dst->msg_head = oldest;
     dst->msg_count += src->msg_count;
     src->msg_head = src->msg_tail = 0;
     src->msg_count = 0;
@@ -2908,9 +2911,6 @@ uint64_t tq_state_lsn(const struct tq_state *s) {
 static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     const struct tq_ticket *t = st_ticket(s, tid);
     const struct tq_tkidx *x = st_tkidx(s, tid);
-    if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
-        __builtin_prefetch(st_message(s, t->msg_tail), 1);
-    }
     if (x->due_pos != 0 && x->due_pos <= s->due_count) {
         /* the entry, and the two neighbours a re-keyed entry is compared with first: its
          * parent (an earlier due) and its children (a later one, both on one line mostly) */

@@ -9,7 +9,8 @@
  *     slabs grow in large steps without a realloc copy and without doubling slack.
  *   - in memory ids are uint32_t (the API speaks uint64_t): 4 billion of any entity is far
  *     beyond one process; apply refuses to create more (RESOURCE_EXHAUSTED).
- *   - a message is 24 bytes: idempotency hash, LSN + packed enums, ticket, next-in-ticket.
+ *   - a message is 24 bytes: idempotency hash, LSN + packed enums, ticket, the ticket's
+ *     previous message (chains run newest first: an append touches no older message).
  *     Its body, attachments, author id, provider timestamp and commit time stay in the record.
  *   - the derived indices (identity, idempotency and token hash tables, queue heaps, the
  *     deadline heap, per-customer and per-ticket chains, the outbox message map) are rebuilt
@@ -206,7 +207,7 @@ static inline const char *ident_ext(const struct tq_identity *x) {
 struct tq_message {
     uint64_t ext_hash; /* idempotency key hash; 0 = no external id */
     uint64_t packed;
-    uint32_t ticket, next;
+    uint32_t ticket, next; /* next: the ticket's previous (older) message, 0 = first */
 };
 #define TQ_LSN_MAX ((1ull << 48) - 1)
 
@@ -256,9 +257,9 @@ struct tq_ticket {
     const char *subject;
     struct tq_ticket_extras *extras; /* cold fields (see above); NULL = none */
     uint32_t tenant, number, customer, queue, assignee;
-    uint32_t msg_head, msg_tail, msg_count;
-    uint32_t customer_next; /* customer's ticket chain (descending id) */
-    uint32_t policy;        /* tenant policy index + 1; 0 = no SLA */
+    uint32_t msg_head, msg_tail, msg_count; /* oldest, newest; chained newest first */
+    uint32_t customer_next;                 /* customer's ticket chain (descending id) */
+    uint32_t policy;                        /* tenant policy index + 1; 0 = no SLA */
     uint16_t subject_len;
     uint8_t status, priority, origin, flags;
     uint8_t sla_state[TQ_SLA_METRIC_COUNT]; /* enum tq_sla_clock_state */

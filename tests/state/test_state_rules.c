@@ -1386,6 +1386,77 @@ static void test_email_case_folding_bytes(void) {
     fx_free(&f);
 }
 
+/* A ticket's messages are chained newest first (an append touches no older message); the
+ * listing pages in ascending order must not care. Two tickets of 7 and 5 interleaved messages,
+ * every (first, cap) with first, cap in 0..14 against the expected slice, before and after the
+ * second merges into the first (ids interleave), and after a snapshot round trip. */
+static void test_ticket_messages_pages(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t ids[2][16], n[2] = {0, 0}, tk[2] = {0, 0};
+    for (int k = 0; k < 12; k++) {
+        int who = k % 2 == 0 || k > 9 ? 0 : 1; /* 7 for the first customer, 5 for the second */
+        tk[who] = fx_ingest(&f, tn, TQ_CHANNEL_SMS, who == 0 ? "+100" : "+200", NULL, q);
+        ids[who][n[who]++] = f.res.message_id;
+    }
+    TQ_CHECK_UEQ(n[0], 7);
+    TQ_CHECK_UEQ(n[1], 5);
+    struct tq_message_view mv[16];
+    for (int round = 0; round < 3; round++) {
+        const struct tq_state *st = f.s;
+        struct tq_state *loaded = NULL;
+        void *blob = NULL;
+        size_t len = 0;
+        if (round == 2) { /* the chains are rebuilt on load */
+            TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
+            TQ_CHECK_OK(tq_state_deserialize(blob, len, NULL, &loaded, &f.err), &f.err);
+            st = loaded;
+        }
+        for (int t = 0; t < (round == 0 ? 2 : 1); t++) {
+            for (uint32_t first = 0; first <= 14; first++) {
+                for (uint32_t cap = 0; cap <= 14; cap++) {
+                    uint32_t want = first >= n[t] ? 0 : (uint32_t)n[t] - first;
+                    if (want > cap) want = cap;
+                    TQ_CHECK_UEQ(tq_state_ticket_messages(st, tn, tk[t], first, cap, mv), want);
+                    for (uint32_t i = 0; i < want; i++) {
+                        TQ_CHECK_UEQ(mv[i].message_id, ids[t][first + i]);
+                        TQ_CHECK_UEQ(mv[i].ticket_id, tk[t]);
+                    }
+                }
+            }
+        }
+        if (loaded != NULL) {
+            tq_state_free(loaded);
+            tq_free(blob, len);
+        }
+        if (round == 0) { /* merge the second ticket into the first: ids interleave */
+            struct tq_cmd c = fx_cmd(TQ_CMD_TICKET_MERGE, tn);
+            c.u.ticket_merge.source_id = tk[1];
+            c.u.ticket_merge.target_id = tk[0];
+            FX_OK(&f, &c);
+            uint64_t all[16];
+            uint32_t a = 0, b = 0, m = 0;
+            while (a < n[0] || b < n[1])
+                all[m++] =
+                    b >= n[1] || (a < n[0] && ids[0][a] < ids[1][b]) ? ids[0][a++] : ids[1][b++];
+            memcpy(ids[0], all, m * sizeof(uint64_t));
+            n[0] = m;
+            n[1] = 0;
+            TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, tk[1], 0, 16, mv), 0);
+            /* and a new message lands after all of them */
+            fx_ingest(&f, tn, TQ_CHANNEL_SMS, "+100", NULL, q);
+            TQ_CHECK_UEQ(f.res.ticket_id, tk[0]);
+            TQ_CHECK_EQ(tq_state_ticket_messages(f.s, tn, tk[0], 11, 16, mv), 2);
+            TQ_CHECK_UEQ(mv[1].message_id, f.res.message_id);
+            TQ_CHECK_UEQ(mv[0].message_id, ids[0][11]);
+            ids[0][n[0]++] = f.res.message_id; /* 13 now */
+        }
+    }
+    fx_free(&f);
+}
+
 static void test_snapshot_round_trip(void) {
     struct fx f;
     fx_init(&f);
@@ -1787,6 +1858,7 @@ int main(void) {
     test_ingest_idempotent();
     test_identity_id_lengths();
     test_email_case_folding_bytes();
+    test_ticket_messages_pages();
     test_append_reopen_follow_up();
     test_customer_merge();
     test_ticket_merge();
