@@ -627,7 +627,9 @@ struct tq_ticket_view {
 };
 TQ_NODISCARD enum tq_err tq_state_ticket_get(const struct tq_state *state, uint64_t tenant_id,
                                              uint64_t ticket_id, struct tq_ticket_view *out);
-/* Messages of a ticket in order, from index first; fills up to cap views, returns the count. */
+/* Messages of a ticket in order, from index first; fills up to cap views, returns the count.
+ * Costs O(message_count - first): the chain runs newest first (an append touches no older
+ * message), so the newest page (what a desk shows; the server's `last`) is the cheapest. */
 uint32_t tq_state_ticket_messages(const struct tq_state *state, uint64_t tenant_id,
                                   uint64_t ticket_id, uint32_t first, uint32_t cap,
                                   struct tq_message_view *out);
