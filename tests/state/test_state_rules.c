@@ -1457,6 +1457,28 @@ static void test_ticket_messages_pages(void) {
     fx_free(&f);
 }
 
+/* The ASCII fast path ORs 64 and 16 bytes at a time and then the last 16 bytes again
+ * (overlapping): every length 0..200 with all-ASCII text is valid, and a lone continuation byte
+ * (0x80) or a valid 2-byte sequence at every position is caught or accepted exactly. */
+static void test_text_valid_every_position(void) {
+    char buf[208];
+    for (uint32_t n = 0; n <= 200; n++) {
+        memset(buf, 'a', sizeof(buf));
+        TQ_CHECK(tq_state_text_valid(buf, n));
+        for (uint32_t k = 0; k < n; k++) {
+            buf[k] = (char)0x80; /* a continuation byte alone: invalid */
+            TQ_CHECK(!tq_state_text_valid(buf, n));
+            buf[k] = 'a';
+            if (k + 1 < n) {
+                buf[k] = (char)0xc3; /* U+00E9: valid */
+                buf[k + 1] = (char)0xa9;
+                TQ_CHECK(tq_state_text_valid(buf, n));
+                buf[k] = buf[k + 1] = 'a';
+            }
+        }
+    }
+}
+
 static void test_snapshot_round_trip(void) {
     struct fx f;
     fx_init(&f);
@@ -1859,6 +1881,7 @@ int main(void) {
     test_identity_id_lengths();
     test_email_case_folding_bytes();
     test_ticket_messages_pages();
+    test_text_valid_every_position();
     test_append_reopen_follow_up();
     test_customer_merge();
     test_ticket_merge();
