@@ -1145,13 +1145,19 @@ static void msgtab_init(struct tq_msgtab *t, uint64_t cap) {
     t->count = 0;
 }
 
+/* The message stored under key hash h for (tenant, channel), 0 = none; then *empty_out is the
+ * empty slot the probe ended on, where msgtab_put would store h: an insert right after (no
+ * other insert in between) goes there without probing again. */
 static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
-                             uint64_t h) {
+                             uint64_t h, uint64_t *empty_out) {
     const struct tq_msgtab *tab = &s->msg_index;
     uint32_t fp = msg_fp(h);
     for (uint64_t i = msg_home(tab, h);; i = i + 1 == tab->cap ? 0 : i + 1) {
         uint32_t slot = tab->slots[i];
-        if (slot == 0) return 0;
+        if (slot == 0) {
+            *empty_out = i;
+            return 0;
+        }
         if ((slot & ~MSG_ID_MASK) != fp) continue;
         uint32_t id = slot & MSG_ID_MASK;
         const struct tq_message *m = st_message(s, id);
@@ -1170,9 +1176,18 @@ static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
     t->count++;
 }
 
-static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
+/* Adds message id under key hash h. empty_slot: the slot message_find ended on for h in this
+ * apply (no insert since), or UINT64_MAX. */
+static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
+    if ((t->count + 1) * 4 <= t->cap * 3 && empty_slot != UINT64_MAX) {
+        TQ_ASSERT(empty_slot < t->cap && t->slots[empty_slot] == 0);
+        TQ_DEBUG_ASSERT(msg_home(t, h) == empty_slot || t->slots[msg_home(t, h)] != 0);
+        t->slots[empty_slot] = msg_fp(h) | id;
+        t->count++;
+        return;
+    }
     if ((t->count + 1) * 4 > t->cap * 3) {
         /* Re-insert in message id order: a sequential scan of the message slab (every message
          * with a key is in the table, id < this id), not one random message read per slot. */
@@ -1814,7 +1829,9 @@ static void message_append(struct tq_state *s, uint32_t tid, uint32_t mid) {
 }
 
 static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned channel,
-                            unsigned author, unsigned delivery, uint64_t ext_hash) {
+                            unsigned author, unsigned delivery, uint64_t ext_hash,
+                            uint64_t ext_slot) /* message_find's empty slot, or UINT64_MAX */
+{
     struct tq_state *s = c->s;
     uint32_t mid = tq_st_slab_new(&s->messages);
     struct tq_message *m = st_message(s, mid);
@@ -1823,7 +1840,7 @@ static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned 
     m->ticket = tid;
     m->next = 0;
     message_append(s, tid, mid);
-    if (ext_hash != 0) message_index_add(s, ext_hash, mid);
+    if (ext_hash != 0) message_index_add(s, ext_hash, mid, ext_slot);
     struct tq_tenant *tn = st_tenant(s, st_ticket(s, tid)->tenant);
     tn->message_count++;
     tn->by_channel[channel]++;
@@ -1955,7 +1972,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     TQ_DEBUG_ASSERT(ih_pre == tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen));
     __builtin_prefetch(&s->ident_index.slots[ih_pre & s->ident_index.mask]);
     /* idempotency */
-    uint64_t mh = 0;
+    uint64_t mh = 0, mh_slot = UINT64_MAX;
     if (in->message_external_id.len > 0) {
         mh = c->hint != NULL ? c->hint->msg_hash : 0;
         if (mh == 0) {
@@ -1966,7 +1983,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
                                                  in->message_external_id.ptr,
                                                  in->message_external_id.len));
         __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, mh)]);
-        uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
+        uint32_t dup = message_find(s, c->tenant_id, in->channel, mh, &mh_slot);
         if (dup != 0) {
             const struct tq_ticket *t = st_ticket(s, st_message(s, dup)->ticket);
             c->res->duplicate = true;
@@ -2000,7 +2017,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     uint32_t tid = open_tid;
     if (tid == 0) tid = ticket_create(c, cid, (uint32_t)qid, closed_tid);
     uint32_t mid = message_add(c, tid, TQ_DIRECTION_INBOUND, in->channel, TQ_AUTHOR_CUSTOMER,
-                               TQ_DELIVERY_NONE, mh);
+                               TQ_DELIVERY_NONE, mh, mh_slot);
     struct tq_ticket *t = st_ticket(s, tid);
     t->updated_ms = c->now;
     if (open_tid != 0) {
@@ -2253,7 +2270,7 @@ static enum tq_err cmd_reply(struct ctx *c) {
     unsigned dir = in->internal_note ? TQ_DIRECTION_NOTE : TQ_DIRECTION_OUTBOUND;
     unsigned author = by_agent ? TQ_AUTHOR_AGENT : TQ_AUTHOR_AUTOMATION;
     unsigned delivery = in->internal_note ? TQ_DELIVERY_NONE : TQ_DELIVERY_QUEUED;
-    uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0);
+    uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0, UINT64_MAX);
     if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
     t->updated_ms = c->now;
     if (by_agent && t->assignee == c->cmd->actor_agent_id) t->routing_ms = c->now; /* acted */
@@ -3151,7 +3168,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         struct tq_message *m = st_message(s, i);
         m->next = 0;
         message_append(s, m->ticket, i);
-        if (m->ext_hash != 0) message_index_add(s, m->ext_hash, i);
+        if (m->ext_hash != 0) message_index_add(s, m->ext_hash, i, UINT64_MAX);
     }
     n = tq_slab_count(&s->tickets);
     for (uint32_t i = 1; i <= n; i++) {
