@@ -424,8 +424,8 @@ static void prefetch_span(const void *p, size_t n) {
         __builtin_prefetch((const void *)a);
 }
 
-/* The lines apply touches once it has the ticket: the last message (its next link is written),
- * the deadline heap entry (re-keyed), the queue heap slot and the cold extras block. */
+/* The ticket's lines and its index entry (prefetch_ticket_children then fetches what hangs off
+ * them: the deadline entry and its neighbours, the queue heap parent, the extras block). */
 static void prefetch_ticket(const struct tq_state *s, uint32_t tid) {
     prefetch_span(st_ticket(s, tid), sizeof(struct tq_ticket));
     __builtin_prefetch(st_tkidx(s, tid));
