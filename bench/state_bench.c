@@ -336,7 +336,7 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
     tq_arena_init(&arena, 1 << 16);
     struct tq_cmd_result res;
     struct tq_error err;
-    size_t off = 0, ahead_off = 0;
+    size_t off = 0, ahead_off = 0, fetched = 0;
     uint64_t decoded = 0;
     double t0 = now_s(), c0 = cpu_s();
     for (uint64_t i = 0; i < lg->n; i++) {
@@ -353,12 +353,11 @@ static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out)
                 ahead_off += lg->len_of[decoded];
                 decoded++;
                 /* the log is read front to back, but decoding skips the bodies, which defeats
-                 * the hardware's stream detection: fetch the bytes 4 KiB ahead (what a
-                 * recovery loop reading a segment buffer can do as well) */
-                for (size_t p = ahead_off & ~(size_t)63; p < ahead_off + lg->len_of[decoded - 1];
-                     p += 64) {
-                    if (p + 4096 < lg->len) __builtin_prefetch(lg->bytes + p + 4096);
-                }
+                 * the hardware's stream detection: keep the lines up to 4 KiB ahead of the
+                 * decoder fetched (what a recovery loop reading a segment buffer can do) */
+                size_t until = ahead_off + 4096 < lg->len ? ahead_off + 4096 : lg->len;
+                for (; fetched < until; fetched += 64)
+                    __builtin_prefetch(lg->bytes + fetched);
             }
             e = tq_state_window_apply(&win, s, &res, NULL, NULL, &c, &err);
         } else {

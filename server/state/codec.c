@@ -283,57 +283,76 @@ struct rbuf {
     size_t len, off;
     bool bad;
     const char *what; /* the first field that failed */
+    size_t bad_off;   /* off when it failed (the error message's offset) */
 };
 
-static bool need(struct rbuf *r, size_t n, const char *what) {
-    if (r->bad) return false;
-    if (n > r->len - r->off) {
-        r->bad = true;
-        r->what = what;
-        return false;
-    }
-    return true;
+/* Records the first failure. Later reads see no bytes left (len is cut to off), so every one of
+ * them fails at once without a separate "bad" test on the hot path. */
+__attribute__((noinline, cold)) static void fail(struct rbuf *r, const char *what) {
+    if (r->bad) return;
+    r->bad = true;
+    r->what = what;
+    r->bad_off = r->off;
+    r->len = r->off;
 }
-static uint64_t get_le(struct rbuf *r, size_t n, const char *what) {
+
+static inline bool need(struct rbuf *r, size_t n, const char *what) {
+    if (__builtin_expect(n <= r->len - r->off, 1)) return true;
+    fail(r, what);
+    return false;
+}
+
+/* Little-endian loads of n = 1, 2, 4 or 8 bytes; a failed read returns 0 and consumes nothing. */
+static inline uint64_t get_le(struct rbuf *r, size_t n, const char *what) {
     if (!need(r, n, what)) return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)r->p[r->off + i] << (8 * i);
+    const uint8_t *q = r->p + r->off;
     r->off += n;
+    uint64_t v;
+    if (n == 8) {
+        memcpy(&v, q, 8);
+    } else if (n == 4) {
+        uint32_t w;
+        memcpy(&w, q, 4);
+        v = w;
+    } else if (n == 2) {
+        uint16_t w;
+        memcpy(&w, q, 2);
+        v = w;
+    } else {
+        TQ_ASSERT(n == 1);
+        v = q[0];
+    }
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v) >> (64 - 8 * n);
+#endif
     return v;
 }
-static uint8_t get_u8(struct rbuf *r, const char *what) {
+static inline uint8_t get_u8(struct rbuf *r, const char *what) {
     return (uint8_t)get_le(r, 1, what);
 }
-static uint16_t get_u16(struct rbuf *r, const char *what) {
+static inline uint16_t get_u16(struct rbuf *r, const char *what) {
     return (uint16_t)get_le(r, 2, what);
 }
-static uint32_t get_u32(struct rbuf *r, const char *what) {
+static inline uint32_t get_u32(struct rbuf *r, const char *what) {
     return (uint32_t)get_le(r, 4, what);
 }
-static uint64_t get_u64(struct rbuf *r, const char *what) {
+static inline uint64_t get_u64(struct rbuf *r, const char *what) {
     return get_le(r, 8, what);
 }
-static void fail(struct rbuf *r, const char *what) {
-    if (!r->bad) {
-        r->bad = true;
-        r->what = what;
-    }
-}
-static bool get_bool(struct rbuf *r, const char *what) {
+static inline bool get_bool(struct rbuf *r, const char *what) {
     uint8_t v = get_u8(r, what);
     if (v > 1) fail(r, what);
     return v == 1;
 }
-static uint32_t get_enum(struct rbuf *r, uint32_t max_inclusive, const char *what) {
+static inline uint32_t get_enum(struct rbuf *r, uint32_t max_inclusive, const char *what) {
     uint8_t v = get_u8(r, what);
     if (v > max_inclusive) fail(r, what);
     return v;
 }
-static struct tq_str get_str(struct rbuf *r, uint32_t max_len, const char *what) {
+static inline struct tq_str get_str(struct rbuf *r, uint32_t max_len, const char *what) {
     struct tq_str s = {"", 0};
+    if (!need(r, 4, what)) return s;
     uint32_t n = get_u32(r, what);
-    if (r->bad) return s;
     if (n > max_len || !need(r, n, what)) {
         fail(r, what);
         return s;
@@ -344,9 +363,10 @@ static struct tq_str get_str(struct rbuf *r, uint32_t max_len, const char *what)
     return s;
 }
 /* A count of elements each at least min_bytes long, bounded by limit and the bytes left. */
-static uint32_t get_count(struct rbuf *r, uint32_t limit, size_t min_bytes, const char *what) {
+static inline uint32_t get_count(struct rbuf *r, uint32_t limit, size_t min_bytes,
+                                 const char *what) {
+    if (!need(r, 4, what)) return 0;
     uint32_t n = get_u32(r, what);
-    if (r->bad) return 0;
     if (n > limit || (size_t)n * min_bytes > r->len - r->off) {
         fail(r, what);
         return 0;
@@ -599,7 +619,7 @@ enum tq_err tq_cmd_decode(const uint8_t *buf, size_t len, struct tq_cmd *cmd,
     TQ_ASSERT(cmd != NULL);
     TQ_ASSERT(arena != NULL);
     memset(cmd, 0, sizeof(*cmd));
-    struct rbuf r = {buf, buf == NULL ? 0 : len, 0, false, NULL};
+    struct rbuf r = {buf, buf == NULL ? 0 : len, 0, false, NULL, 0};
     uint8_t version = get_u8(&r, "version");
     if (!r.bad && version != TQ_CMD_CODEC_VERSION) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "command record: unknown version %u",
@@ -618,7 +638,7 @@ enum tq_err tq_cmd_decode(const uint8_t *buf, size_t len, struct tq_cmd *cmd,
     if (!r.bad && r.off != r.len) fail(&r, "trailing bytes");
     if (r.bad) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "command record (%zu bytes): bad %s at %zu", len,
-                            r.what, r.off);
+                            r.what, r.bad_off);
     }
     return TQ_OK;
 }

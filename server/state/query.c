@@ -163,12 +163,18 @@ void tq_state_message_complete(struct tq_message_view *v, const struct tq_cmd *r
 uint32_t tq_state_ticket_messages(const struct tq_state *s, uint64_t tenant_id, uint64_t ticket_id,
                                   uint32_t first, uint32_t cap, struct tq_message_view *out) {
     const struct tq_ticket *t = tq_st_ticket_get(s, tenant_id, ticket_id);
-    if (t == NULL) return 0;
-    uint32_t i = 0, n = 0;
-    for (uint32_t m = t->msg_head; m != 0 && n < cap; m = st_message(s, m)->next, i++) {
-        if (i >= first) message_view(s, m, &out[n++]);
+    if (t == NULL || first >= t->msg_count || cap == 0) return 0;
+    /* The chain runs newest first (state.c, message_append): walk down from the newest to the
+     * highest index asked for, then fill the page from its end. */
+    uint32_t n = t->msg_count - first < cap ? t->msg_count - first : cap;
+    uint32_t last = first + n - 1, i = t->msg_count - 1;
+    for (uint32_t m = t->msg_tail; m != 0; m = st_message(s, m)->next, i--) {
+        if (i > last) continue;
+        message_view(s, m, &out[i - first]);
+        if (i == first) return n;
     }
-    return n;
+    TQ_ASSERT(false); /* the chain holds msg_count messages */
+    return 0;
 }
 
 enum tq_err tq_state_message_get(const struct tq_state *s, uint64_t tenant_id, uint64_t message_id,
@@ -666,16 +672,16 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             }
         }
         /* messages */
-        uint32_t count = 0, prev = 0;
-        for (uint32_t m = t->msg_head; m != 0; m = st_message(s, m)->next) {
+        uint32_t count = 0, prev = UINT32_MAX, oldest = 0;
+        for (uint32_t m = t->msg_tail; m != 0; m = st_message(s, m)->next) {
             CHECK(st_message(s, m)->ticket == id, "message %u: ticket", m);
-            CHECK(m > prev, "ticket %u: messages out of order", id);
-            prev = m;
+            CHECK(m < prev, "ticket %u: messages out of order", id); /* newest first */
+            prev = oldest = m;
             count++;
             CHECK(count <= t->msg_count, "ticket %u: message chain longer than count", id);
         }
         CHECK(count == t->msg_count, "ticket %u: message count", id);
-        CHECK(t->msg_tail == prev, "ticket %u: message tail", id);
+        CHECK(t->msg_head == oldest, "ticket %u: oldest message", id);
     }
     CHECK(due_expected == s->due_count, "deadline index holds %u entries, expected %u",
           s->due_count, due_expected);

@@ -742,6 +742,7 @@ enum tq_err tq_state_deserialize(const void *blob, size_t len,
         if (*fields[i] > TQ_ID_MAX || *fields[i] > body_len) sr_fail(&r, "count");
     }
     if (n.messages > TQ_MESSAGES_MAX) sr_fail(&r, "message count");
+    if (n.identities > TQ_IDENTITIES_MAX) sr_fail(&r, "identity count");
     size_t *outbox_off = NULL;
     if (r.bad == NULL) {
         outbox_off = tq_xcalloc((size_t)n.tenants + 1, sizeof(size_t));

@@ -356,19 +356,31 @@ static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
     }
 }
 
+/* A RUNNING clock's warning and breach. */
+__attribute__((always_inline)) static inline void clock_consider(struct item *best,
+                                                                 const struct sla_env *env,
+                                                                 const struct tq_ticket *t,
+                                                                 enum tq_sla_metric m) {
+    if (t->sla_state[m] != TQ_SLA_RUNNING) return;
+    uint64_t deadline = clock_deadline(t, m);
+    if (deadline == 0) return;
+    item_consider(best, clock_warn_at(env, t, m), ITEM_WARN, m);
+    item_consider(best, deadline, ITEM_BREACH, m);
+}
+
 /* The ticket's earliest timed item (UINT64_MAX if none). Ties: by kind, then metric. */
 static struct item ticket_next_item(const struct tq_state *s, const struct tq_ticket *t) {
     struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW};
     if (tk_merged_into(t) != 0 || t->status == TQ_STATUS_CLOSED) return best;
     struct sla_env env = sla_env_of(s, t);
-    for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
-        if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
-        uint64_t deadline = clock_deadline(t, (enum tq_sla_metric)m);
-        if (deadline == 0) continue;
-        item_consider(&best, clock_warn_at(&env, t, (enum tq_sla_metric)m), ITEM_WARN,
-                      (enum tq_sla_metric)m);
-        item_consider(&best, deadline, ITEM_BREACH, (enum tq_sla_metric)m);
-    }
+    /* one call per metric with a constant m: clock_deadline's and clock_warn_at's branches on
+     * the metric fold away (this runs on every ticket change) */
+    clock_consider(&best, &env, t, TQ_SLA_FIRST_REPLY);
+    clock_consider(&best, &env, t, TQ_SLA_NEXT_REPLY);
+    clock_consider(&best, &env, t, TQ_SLA_REQUESTER_WAIT);
+    clock_consider(&best, &env, t, TQ_SLA_AGENT_WORK);
+    clock_consider(&best, &env, t, TQ_SLA_REPLY_WINDOW);
+    _Static_assert(TQ_SLA_METRIC_COUNT == 5, "every metric is considered above");
     if ((t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD) && tk_wake_at(t)) {
         item_consider(&best, tk_wake_at(t), ITEM_WAKE, 0);
     }
@@ -415,8 +427,8 @@ static void prefetch_span(const void *p, size_t n) {
         __builtin_prefetch((const void *)a);
 }
 
-/* The lines apply touches once it has the ticket: the last message (its next link is written),
- * the deadline heap entry (re-keyed), the queue heap slot and the cold extras block. */
+/* The ticket's lines and its index entry (prefetch_ticket_children then fetches what hangs off
+ * them: the deadline entry and its neighbours, the queue heap parent, the extras block). */
 static void prefetch_ticket(const struct tq_state *s, uint32_t tid) {
     prefetch_span(st_ticket(s, tid), sizeof(struct tq_ticket));
     __builtin_prefetch(st_tkidx(s, tid));
@@ -877,17 +889,43 @@ static bool dur_ok(uint64_t ms) {
 }
 
 /* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
- * ASCII runs are checked 32, then 8 bytes at a time: bodies are mostly ASCII. */
+ * ASCII runs are checked 64, then 16 bytes at a time: bodies are mostly ASCII. */
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
 static bool ascii_only(const uint8_t *p, size_t n) {
-    uint64_t acc = 0;
+    /* four 16-byte ORs per 64 bytes (SSE2 on x86-64, NEON on arm64), then 16 at a time, then
+     * the last 16 bytes once more (overlapping) instead of a byte loop */
+    u64x2 acc2 = {0, 0};
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        acc |= w;
+    for (; i + 64 <= n; i += 64) {
+        u64x2 a, b, c, d;
+        memcpy(&a, p + i, 16);
+        memcpy(&b, p + i + 16, 16);
+        memcpy(&c, p + i + 32, 16);
+        memcpy(&d, p + i + 48, 16);
+        acc2 |= (a | b) | (c | d);
     }
-    for (; i < n; i++)
-        acc |= p[i];
+    for (; i + 16 <= n; i += 16) {
+        u64x2 a;
+        memcpy(&a, p + i, 16);
+        acc2 |= a;
+    }
+    uint64_t acc = acc2[0] | acc2[1];
+    if (i < n) {
+        if (n >= 16) { /* the last 16 bytes again, overlapping */
+            u64x2 a;
+            memcpy(&a, p + n - 16, 16);
+            acc |= a[0] | a[1];
+        } else {
+            if (i + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, p + i, 8);
+                acc |= w;
+                i += 8;
+            }
+            for (; i < n; i++)
+                acc |= p[i];
+        }
+    }
     return (acc & 0x8080808080808080ull) == 0;
 }
 
@@ -962,7 +1000,7 @@ static enum tq_err check_bytes(struct ctx *c, struct tq_str v, uint32_t min, uin
 static enum tq_err check_str(struct ctx *c, struct tq_str v, uint32_t min, uint32_t max,
                              const char *what) {
     enum tq_err e = check_bytes(c, v, min, max, what);
-    if (e == TQ_OK && !utf8_valid((const uint8_t *)v.ptr, v.len)) {
+    if (e == TQ_OK && v.len > 0 && !utf8_valid((const uint8_t *)v.ptr, v.len)) {
         return tq_error_set(c->error, TQ_ERR_INVALID_ARGUMENT, "%s: not valid UTF-8", what);
     }
     return e;
@@ -990,25 +1028,72 @@ static enum tq_err check_room(struct ctx *c, const struct tq_slab *slab, uint32_
     return TQ_OK;
 }
 
-/* Normalises an external id for identity lookup: email addresses are case-insensitive (ASCII
- * lower-casing of the whole address, what every support desk does in practice). */
-static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
-    for (uint32_t i = 0; i < in.len; i++) {
-        char ch8 = in.ptr[i];
-        if (ch == TQ_CHANNEL_EMAIL && ch8 >= 'A' && ch8 <= 'Z') ch8 = (char)(ch8 - 'A' + 'a');
-        out[i] = ch8;
+/* Identities are also bounded by the tag bits of their lookup table (struct tq_idtab). */
+static enum tq_err check_identity_room(struct ctx *c) {
+    if (c->s->identities.next_id > TQ_IDENTITIES_MAX) {
+        return tq_error_set(c->error, TQ_ERR_RESOURCE_EXHAUSTED, "identities: 2^28 - 1 per state");
     }
+    return TQ_OK;
+}
+
+/* Normalises an external id for identity lookup: email addresses are case-insensitive (ASCII
+ * lower-casing of the whole address, what every support desk does in practice). Eight bytes
+ * at a time (it runs twice per inbound message: the prefetch stage and apply): a byte is an
+ * ASCII capital when its low 7 bits are in 'A'..'Z' and its top bit is clear; those get 0x20
+ * added (XOR, the bit is clear in a capital). out has room for in.len bytes. */
+static uint64_t lower_ascii8(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t low7 = w & ~high;
+    uint64_t ge_a = low7 + (0x80u - 'A') * ones; /* top bit set: low7 >= 'A' (no carries) */
+    uint64_t gt_z = low7 + (0x7fu - 'Z') * ones; /* top bit set: low7 > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~w & high;
+    return w ^ (upper >> 2);
+}
+
+static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
+    if (in.len == 0) return 0;
+    if (ch != TQ_CHANNEL_EMAIL) {
+        memcpy(out, in.ptr, in.len);
+        return in.len;
+    }
+    if (in.len < 8) {
+        for (uint32_t i = 0; i < in.len; i++) {
+            char ch8 = in.ptr[i];
+            if (ch8 >= 'A' && ch8 <= 'Z') ch8 = (char)(ch8 - 'A' + 'a');
+            out[i] = ch8;
+        }
+        return in.len;
+    }
+    uint64_t w;
+    for (uint32_t i = 0; i + 8 <= in.len; i += 8) {
+        memcpy(&w, in.ptr + i, 8);
+        w = lower_ascii8(w);
+        memcpy(out + i, &w, 8);
+    }
+    /* the last 8 bytes again, overlapping: lower-casing is per byte, so the overlap agrees */
+    memcpy(&w, in.ptr + in.len - 8, 8);
+    w = lower_ascii8(w);
+    memcpy(out + in.len - 8, &w, 8);
     return in.len;
 }
 
+/* The identity with key (tenant, ch, norm), 0 = none. known_hash is the key's hash when the
+ * caller has it already (an inbound message: the prefetch stage computed it), else 0; the
+ * hash used is returned in *hash_out. */
 static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
-                              const char *norm, uint32_t len, uint64_t *hash_out) {
-    uint64_t h = tq_st_identity_hash(tenant, ch, norm, len);
+                              const char *norm, uint32_t len, uint64_t known_hash,
+                              uint64_t *hash_out) {
+    uint64_t h = known_hash != 0 ? known_hash : tq_st_identity_hash(tenant, ch, norm, len);
+    TQ_DEBUG_ASSERT(h == tq_st_identity_hash(tenant, ch, norm, len));
     *hash_out = h;
     const struct tq_idtab *tab = &s->ident_index;
+    TQ_DEBUG_ASSERT(tab->id_mask == TQ_IDTAB_ID_MASK);
+    uint32_t tag = tq_idtab_tag(tab, h);
     for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
-        uint32_t id = tab->slots[i];
-        if (id == 0) return 0;
+        uint32_t slot = tab->slots[i];
+        if (slot == 0) return 0;
+        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
+        uint32_t id = slot & TQ_IDTAB_ID_MASK;
         const struct tq_identity *x = st_identity(s, id);
         if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
             memcmp(ident_ext(x), norm, len) == 0) {
@@ -1023,7 +1108,7 @@ uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum t
     if (ext.len == 0 || ext.len > TQ_EXTERNAL_ID_BYTES_MAX) return 0;
     uint32_t len = normalise_ext(ch, ext, norm);
     uint64_t h;
-    return identity_find(s, tenant, ch, norm, len, &h);
+    return identity_find(s, tenant, ch, norm, len, 0, &h);
 }
 
 static uint64_t identity_hash_of(const struct tq_state *s, uint32_t id) {
@@ -1067,13 +1152,19 @@ static void msgtab_init(struct tq_msgtab *t, uint64_t cap) {
     t->count = 0;
 }
 
+/* The message stored under key hash h for (tenant, channel), 0 = none; then *empty_out is the
+ * empty slot the probe ended on, where msgtab_put would store h: an insert right after (no
+ * other insert in between) goes there without probing again. */
 static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
-                             uint64_t h) {
+                             uint64_t h, uint64_t *empty_out) {
     const struct tq_msgtab *tab = &s->msg_index;
     uint32_t fp = msg_fp(h);
     for (uint64_t i = msg_home(tab, h);; i = i + 1 == tab->cap ? 0 : i + 1) {
         uint32_t slot = tab->slots[i];
-        if (slot == 0) return 0;
+        if (slot == 0) {
+            *empty_out = i;
+            return 0;
+        }
         if ((slot & ~MSG_ID_MASK) != fp) continue;
         uint32_t id = slot & MSG_ID_MASK;
         const struct tq_message *m = st_message(s, id);
@@ -1092,9 +1183,18 @@ static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
     t->count++;
 }
 
-static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id) {
+/* Adds message id under key hash h. empty_slot: the slot message_find ended on for h in this
+ * apply (no insert since), or UINT64_MAX. */
+static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
+    if ((t->count + 1) * 4 <= t->cap * 3 && empty_slot != UINT64_MAX) {
+        TQ_ASSERT(empty_slot < t->cap && t->slots[empty_slot] == 0);
+        TQ_DEBUG_ASSERT(msg_home(t, h) == empty_slot || t->slots[msg_home(t, h)] != 0);
+        t->slots[empty_slot] = msg_fp(h) | id;
+        t->count++;
+        return;
+    }
     if ((t->count + 1) * 4 > t->cap * 3) {
         /* Re-insert in message id order: a sequential scan of the message slab (every message
          * with a key is in the table, id < this id), not one random message read per slot. */
@@ -1525,7 +1625,7 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     if (e == TQ_OK) e = check_str(c, in->language, 0, TQ_NAME_BYTES_MAX, "language");
     if (e == TQ_OK) e = check_bytes(c, in->external_id, 0, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
-    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
@@ -1534,7 +1634,7 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     uint64_t h = 0;
     if (in->external_id.len > 0) {
         len = normalise_ext(in->channel, in->external_id, norm);
-        if (identity_find(s, c->tenant_id, in->channel, norm, len, &h) != 0) {
+        if (identity_find(s, c->tenant_id, in->channel, norm, len, 0, &h) != 0) {
             return fail(c, TQ_ERR_ALREADY_EXISTS, "identity belongs to another customer");
         }
     }
@@ -1555,12 +1655,12 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
     enum tq_err e = check_bytes(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
-    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
     char norm[TQ_EXTERNAL_ID_BYTES_MAX];
     uint32_t len = normalise_ext(in->channel, in->external_id, norm);
     uint64_t h;
-    if (identity_find(s, c->tenant_id, in->channel, norm, len, &h) != 0) {
+    if (identity_find(s, c->tenant_id, in->channel, norm, len, 0, &h) != 0) {
         return fail(c, TQ_ERR_ALREADY_EXISTS, "identity already linked");
     }
     identity_add(s, c->tenant_id, (uint32_t)in->customer_id, in->channel, norm, len, h);
@@ -1584,14 +1684,15 @@ static uint32_t *message_next(const struct tq_state *s, uint32_t id) {
     return &st_message(s, id)->next;
 }
 
-/* Returns the head of the merged chain of a and b (either may be 0 = empty); *tail_out gets its
+/* Returns the head of the merged chain of a and b (either may be 0 = empty), both sorted by id
+ * (ascending: identities; descending: a ticket's messages, newest first); *tail_out gets its
  * last element (0 if both were empty). */
-static uint32_t chain_merge_ascending(const struct tq_state *s, uint32_t a, uint32_t b,
-                                      chain_next_fn next_of, uint32_t *tail_out) {
+static uint32_t chain_merge(const struct tq_state *s, uint32_t a, uint32_t b, chain_next_fn next_of,
+                            bool descending, uint32_t *tail_out) {
     uint32_t head = 0, tail = 0;
     while (a != 0 || b != 0) {
         uint32_t take;
-        if (b == 0 || (a != 0 && a < b)) {
+        if (b == 0 || (a != 0 && (descending ? a > b : a < b))) {
             take = a;
             a = *next_of(s, a);
         } else {
@@ -1602,7 +1703,7 @@ static uint32_t chain_merge_ascending(const struct tq_state *s, uint32_t a, uint
         if (tail == 0) {
             head = take;
         } else {
-            TQ_ASSERT(take > tail);
+            TQ_ASSERT(descending ? take < tail : take > tail);
             *next_of(s, tail) = take;
         }
         tail = take;
@@ -1627,7 +1728,7 @@ static enum tq_err cmd_customer_merge(struct ctx *c) {
     for (uint32_t p = mg->ident_head; p != 0; p = st_identity(s, p)->next)
         st_identity(s, p)->customer = (uint32_t)sid;
     uint32_t tail = 0;
-    uint32_t head = chain_merge_ascending(s, sv->ident_head, mg->ident_head, identity_next, &tail);
+    uint32_t head = chain_merge(s, sv->ident_head, mg->ident_head, identity_next, false, &tail);
     sv->ident_head = head;
     sv->ident_count += mg->ident_count;
     mg->ident_head = 0;
@@ -1721,19 +1822,23 @@ static enum tq_err cmd_customer_erase(struct ctx *c) {
 
 /* ==== commands: messages ================================================================== */
 
+/* A ticket's messages are chained newest first (message.next is the previous, older one): an
+ * append writes only the new message, which was just allocated (a hot line), and the ticket.
+ * Chained oldest first, it wrote the previous tail's next link: one random line per inbound
+ * message and reply. Readers walk from msg_tail (newest); msg_head is the oldest. */
 static void message_append(struct tq_state *s, uint32_t tid, uint32_t mid) {
     struct tq_ticket *t = st_ticket(s, tid);
-    if (t->msg_tail == 0) {
-        t->msg_head = mid;
-    } else {
-        st_message(s, t->msg_tail)->next = mid;
-    }
+    TQ_ASSERT(mid > t->msg_tail); /* ids only grow: the chain stays in descending id order */
+    st_message(s, mid)->next = t->msg_tail;
+    if (t->msg_head == 0) t->msg_head = mid;
     t->msg_tail = mid;
     t->msg_count++;
 }
 
 static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned channel,
-                            unsigned author, unsigned delivery, uint64_t ext_hash) {
+                            unsigned author, unsigned delivery, uint64_t ext_hash,
+                            uint64_t ext_slot) /* message_find's empty slot, or UINT64_MAX */
+{
     struct tq_state *s = c->s;
     uint32_t mid = tq_st_slab_new(&s->messages);
     struct tq_message *m = st_message(s, mid);
@@ -1742,7 +1847,7 @@ static uint32_t message_add(struct ctx *c, uint32_t tid, unsigned dir, unsigned 
     m->ticket = tid;
     m->next = 0;
     message_append(s, tid, mid);
-    if (ext_hash != 0) message_index_add(s, ext_hash, mid);
+    if (ext_hash != 0) message_index_add(s, ext_hash, mid, ext_slot);
     struct tq_tenant *tn = st_tenant(s, st_ticket(s, tid)->tenant);
     tn->message_count++;
     tn->by_channel[channel]++;
@@ -1874,7 +1979,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     TQ_DEBUG_ASSERT(ih_pre == tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen));
     __builtin_prefetch(&s->ident_index.slots[ih_pre & s->ident_index.mask]);
     /* idempotency */
-    uint64_t mh = 0;
+    uint64_t mh = 0, mh_slot = UINT64_MAX;
     if (in->message_external_id.len > 0) {
         mh = c->hint != NULL ? c->hint->msg_hash : 0;
         if (mh == 0) {
@@ -1885,7 +1990,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
                                                  in->message_external_id.ptr,
                                                  in->message_external_id.len));
         __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, mh)]);
-        uint32_t dup = message_find(s, c->tenant_id, in->channel, mh);
+        uint32_t dup = message_find(s, c->tenant_id, in->channel, mh, &mh_slot);
         if (dup != 0) {
             const struct tq_ticket *t = st_ticket(s, st_message(s, dup)->ticket);
             c->res->duplicate = true;
@@ -1901,11 +2006,11 @@ static enum tq_err cmd_ingest(struct ctx *c) {
             : TQ_OK;
     if (e == TQ_OK) e = check_room(c, &s->tickets, 1, "tickets");
     if (e == TQ_OK) e = check_room(c, &s->customers, 1, "customers");
-    if (e == TQ_OK) e = check_room(c, &s->identities, 1, "identities");
+    if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
     if (c->lsn > TQ_LSN_MAX) return fail(c, TQ_ERR_RESOURCE_EXHAUSTED, "lsn beyond 48 bits");
     uint64_t ih;
-    uint32_t ident = identity_find(s, c->tenant_id, in->channel, norm, nlen, &ih);
+    uint32_t ident = identity_find(s, c->tenant_id, in->channel, norm, nlen, ih_pre, &ih);
     TQ_ASSERT(ih == ih_pre);
     uint32_t cid = ident != 0 ? st_identity(s, ident)->customer : 0;
     uint32_t open_tid, closed_tid;
@@ -1919,7 +2024,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     uint32_t tid = open_tid;
     if (tid == 0) tid = ticket_create(c, cid, (uint32_t)qid, closed_tid);
     uint32_t mid = message_add(c, tid, TQ_DIRECTION_INBOUND, in->channel, TQ_AUTHOR_CUSTOMER,
-                               TQ_DELIVERY_NONE, mh);
+                               TQ_DELIVERY_NONE, mh, mh_slot);
     struct tq_ticket *t = st_ticket(s, tid);
     t->updated_ms = c->now;
     if (open_tid != 0) {
@@ -2087,6 +2192,7 @@ static void outbox_fail_exhausted(struct ctx *c, uint32_t e, uint64_t at) {
     uint32_t mid = st_obentry(c->s, e)->message;
     outbox_remove(c->s, e);
     message_set_delivery(c, mid, TQ_DELIVERY_FAILED, at);
+    if (!ev_wanted(c)) return; /* the ticket is read only for the event (a random line) */
     const struct tq_message *m = st_message(c->s, mid);
     const struct tq_ticket *t = st_ticket(c->s, m->ticket);
     struct tq_event ev = ev_make(c, TQ_EVENT_OUTBOX_FAILED, t->tenant, at);
@@ -2171,7 +2277,7 @@ static enum tq_err cmd_reply(struct ctx *c) {
     unsigned dir = in->internal_note ? TQ_DIRECTION_NOTE : TQ_DIRECTION_OUTBOUND;
     unsigned author = by_agent ? TQ_AUTHOR_AGENT : TQ_AUTHOR_AUTOMATION;
     unsigned delivery = in->internal_note ? TQ_DELIVERY_NONE : TQ_DELIVERY_QUEUED;
-    uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0);
+    uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0, UINT64_MAX);
     if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
     t->updated_ms = c->now;
     if (by_agent && t->assignee == c->cmd->actor_agent_id) t->routing_ms = c->now; /* acted */
@@ -2487,13 +2593,13 @@ static enum tq_err cmd_ticket_merge(struct ctx *c) {
     if (e == TQ_OK) e = check_ticket_mutable(c, dst);
     if (e != TQ_OK) return e;
     if (sid == tid) return fail(c, TQ_ERR_INVALID_ARGUMENT, "a ticket cannot merge into itself");
-    /* messages: merge the two ascending chains into the target */
-    for (uint32_t p = src->msg_head; p != 0; p = st_message(s, p)->next)
+    /* messages: merge the two chains (newest first) into the target */
+    for (uint32_t p = src->msg_tail; p != 0; p = st_message(s, p)->next)
         st_message(s, p)->ticket = (uint32_t)tid;
-    uint32_t tail = 0;
-    uint32_t head = chain_merge_ascending(s, dst->msg_head, src->msg_head, message_next, &tail);
-    dst->msg_head = head;
-    dst->msg_tail = tail;
+    uint32_t oldest = 0;
+    uint32_t newest = chain_merge(s, dst->msg_tail, src->msg_tail, message_next, true, &oldest);
+    dst->msg_tail = newest;
+    dst->msg_head = oldest;
     dst->msg_count += src->msg_count;
     src->msg_head = src->msg_tail = 0;
     src->msg_count = 0;
@@ -2763,10 +2869,10 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
-    tq_st_idtab_init(&s->ident_index, 1024);
+    tq_st_idtab_init(&s->ident_index, 1024, true);
     msgtab_init(&s->msg_index, 1024);
-    tq_st_idtab_init(&s->token_index, 64);
-    tq_st_idtab_init(&s->intern_index, 256);
+    tq_st_idtab_init(&s->token_index, 64, false);
+    tq_st_idtab_init(&s->intern_index, 256, false);
     tq_st_u32map_init(&s->ob_by_message, 256);
     s->taken = tq_xcalloc(TQ_OUTBOX_TAKE_MAX, sizeof(uint64_t));
     s->view_tags = tq_xcalloc(TQ_TAGS_PER_TICKET_MAX, sizeof(struct tq_str));
@@ -2837,11 +2943,26 @@ static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     const struct tq_ticket *t = st_ticket(s, tid);
     const struct tq_tkidx *x = st_tkidx(s, tid);
     tq_st_slaidx_prefetch(s, t); /* the ticket's node in its tenant's SLA index */
-    if (t->msg_tail != 0 && t->msg_tail < s->messages.next_id) {
-        __builtin_prefetch(st_message(s, t->msg_tail), 1);
+    if (x->due_pos != 0 && x->due_pos <= s->due_count) {
+        /* the entry, and the two neighbours a re-keyed entry is compared with first: its
+         * parent (an earlier due) and its children (a later one, both on one line mostly) */
+        uint32_t pos = x->due_pos - 1;
+        __builtin_prefetch(&s->due[pos]);
+        if (pos > 0) __builtin_prefetch(&s->due[(pos - 1) / 2]);
+        if (2 * (uint64_t)pos + 1 < s->due_count) __builtin_prefetch(&s->due[2 * pos + 1]);
     }
-    if (x->due_pos != 0 && x->due_pos <= s->due_count) __builtin_prefetch(&s->due[x->due_pos - 1]);
     if (t->extras != NULL) __builtin_prefetch(t->extras);
+    /* A queued ticket whose key changes compares with its heap parent first: that is another
+     * ticket's index entry, a random line (the heap array itself is small and cached). */
+    if (x->queue_pos > 1 && t->queue != 0 && t->queue < s->queues.next_id &&
+        t->origin < TQ_CHANNEL_COUNT) {
+        const struct tq_heap32 *hp =
+            &st_queue(s, t->queue)->heap[tq_channel_class_of((enum tq_channel)t->origin)];
+        uint32_t parent = (x->queue_pos - 2) / 2;
+        if (parent < hp->count && hp->ids[parent] < s->tkidx.next_id) {
+            __builtin_prefetch(st_tkidx(s, hp->ids[parent]));
+        }
+    }
 }
 
 static void prefetch_body(struct tq_str body) {
@@ -2850,33 +2971,92 @@ static void prefetch_body(struct tq_str body) {
     if (body.len > 0 && body.len <= 4096) prefetch_span(body.ptr, body.len);
 }
 
+/* Finds the first slot from probe on (within one run, at most 16 slots: one cache line's worth)
+ * whose tag is the sender key's, and prefetches that identity. False when the run ends (a new
+ * sender: nothing to fetch), the id is stale or the bound is reached. */
+static bool prefetch_identity_from(const struct tq_state *s, struct tq_state_prefetch_hint *h,
+                                   uint64_t probe) {
+    const struct tq_idtab *tab = &s->ident_index;
+    uint32_t tag = tq_idtab_tag(tab, h->ident_hash);
+    for (unsigned k = 0; k < 16; k++, probe = (probe + 1) & tab->mask) {
+        uint32_t slot = tab->slots[probe];
+        if (slot == 0) return false;
+        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue;
+        uint32_t id = slot & TQ_IDTAB_ID_MASK;
+        if (id >= s->identities.next_id) return false;
+        h->probe = (uint32_t)probe;
+        h->ident = id;
+        __builtin_prefetch(st_identity(s, id));
+        return true;
+    }
+    return false;
+}
+
+/* Stage 0: hashes an inbound message's keys and fetches the first link of every record type
+ * that has one. Out of line: its key buffer makes a big stack frame, which stages 1-4 (four
+ * calls per record) should not set up and tear down each time. */
+__attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
+                                                      const struct tq_cmd *cmd,
+                                                      struct tq_state_prefetch_hint *h) {
+    h->msg_hash = h->ident_hash = 0;
+    h->ident = h->ticket = h->probe = 0;
+    h->step = TQ_PREFETCH_STEP_SLOT;
+    switch (cmd->type) {
+    case TQ_CMD_OUTBOX_ACK: {
+        uint64_t mid = cmd->u.outbox_ack.message_id;
+        if (mid != 0 && mid < s->messages.next_id) {
+            h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
+            __builtin_prefetch(st_message(s, (uint32_t)mid));
+        }
+        return;
+    }
+    case TQ_CMD_MESSAGE_REPLY:
+    case TQ_CMD_TICKET_UPDATE: {
+        uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
+                                                        : cmd->u.ticket_update.ticket_id;
+        if (id != 0 && id < s->tickets.next_id) {
+            h->ticket = (uint32_t)id;
+            prefetch_ticket(s, (uint32_t)id);
+        }
+        if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
+        return;
+    }
+    case TQ_CMD_MESSAGE_INGEST: break;
+    default: return;
+    }
+    const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
+    if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
+    /* both keys hashed first, then both slots fetched back to back: the two fetches (each a
+     * TLB miss too, in tables of megabytes) overlap instead of one waiting behind the hashing */
+    if (in->message_external_id.len > 0 &&
+        in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+        h->msg_hash = tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
+                                         in->message_external_id.len);
+    }
+    if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+        char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+        uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
+        h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
+    }
+    if (h->msg_hash != 0) {
+        __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
+    }
+    if (h->ident_hash != 0) {
+        __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
+    }
+    prefetch_body(in->body);
+}
+
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *h) {
     TQ_ASSERT(stage < TQ_STATE_PREFETCH_STAGES);
-    if (cmd->type == TQ_CMD_MESSAGE_REPLY || cmd->type == TQ_CMD_TICKET_UPDATE ||
-        cmd->type == TQ_CMD_OUTBOX_ACK) {
-        /* one id from the record: the ticket (or message) at stage 0, what hangs off it at
-         * stage 2 (stage 1 is where an inbound message's slot is read; keep one gap) */
-        if (stage == 0) {
-            h->msg_hash = h->ident_hash = 0;
-            h->ident = h->ticket = 0;
-            if (cmd->type == TQ_CMD_OUTBOX_ACK) {
-                uint64_t mid = cmd->u.outbox_ack.message_id;
-                if (mid != 0 && mid < s->messages.next_id) {
-                    h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
-                    __builtin_prefetch(st_message(s, (uint32_t)mid));
-                }
-                return;
-            }
-            uint64_t id = cmd->type == TQ_CMD_MESSAGE_REPLY ? cmd->u.reply.ticket_id
-                                                            : cmd->u.ticket_update.ticket_id;
-            if (id != 0 && id < s->tickets.next_id) {
-                h->ticket = (uint32_t)id;
-                prefetch_ticket(s, (uint32_t)id);
-            }
-            if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
-            return;
-        }
+    if (stage == 0) {
+        prefetch_stage0(s, cmd, h);
+        return;
+    }
+    if (cmd->type != TQ_CMD_MESSAGE_INGEST) {
+        /* one id from the record: fetched at stage 0, what hangs off it at stage 2 (stage 1 is
+         * where an inbound message's slot is read; keep one gap) */
         if (stage != 2) return;
         if (cmd->type == TQ_CMD_OUTBOX_ACK) {
             if (h->ident == 0 || h->ident >= s->messages.next_id) return;
@@ -2889,33 +3069,11 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         }
         return;
     }
-    if (cmd->type != TQ_CMD_MESSAGE_INGEST) return;
-    const __typeof__(cmd->u.ingest) *in = &cmd->u.ingest;
-    if (stage == 0) {
-        h->msg_hash = h->ident_hash = 0;
-        h->ident = h->ticket = h->probe = 0;
-        h->step = TQ_PREFETCH_STEP_SLOT;
-        if ((unsigned)in->channel >= TQ_CHANNEL_COUNT) return;
-        if (in->message_external_id.len > 0 &&
-            in->message_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            h->msg_hash =
-                tq_st_message_hash(cmd->tenant_id, in->channel, in->message_external_id.ptr,
-                                   in->message_external_id.len);
-            __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
-        }
-        if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-            char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-            uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
-            h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
-            __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
-        }
-        prefetch_body(in->body);
-        return;
-    }
     /* Stages 1-4 walk the chain one link per call: slot -> identity -> customer -> ticket ->
-     * what hangs off the ticket. An identity that turns out not to be ours (its hash differs:
-     * ours was displaced by linear probing) is replaced by the next slot's, at the price of
-     * one link; the walk stops at an empty slot or a stale id. */
+     * what hangs off the ticket. The slot stage skips the slots whose tag is another key's
+     * (linear probing displaced ours) without reading their identities; an identity that
+     * still turns out not to be ours (a tag collision) is replaced by the next candidate, at
+     * the price of one link; the walk stops at an empty slot or a stale id. */
     if (stage == 1 && h->msg_hash != 0) {
         uint32_t slot = s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)];
         if (slot != 0 && (slot & ~MSG_ID_MASK) == msg_fp(h->msg_hash)) {
@@ -2923,24 +3081,18 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         }
     }
     if (h->ident_hash == 0) return;
-    const struct tq_idtab *tab = &s->ident_index;
     switch (h->step) {
     case TQ_PREFETCH_STEP_SLOT:
-        h->probe = (uint32_t)(h->ident_hash & tab->mask);
-        h->ident = tab->slots[h->probe];
-        if (h->ident == 0 || h->ident >= s->identities.next_id) break;
-        __builtin_prefetch(st_identity(s, h->ident));
+        if (!prefetch_identity_from(s, h, h->ident_hash & s->ident_index.mask)) break;
         h->step = TQ_PREFETCH_STEP_IDENTITY;
         return;
     case TQ_PREFETCH_STEP_IDENTITY: {
         const struct tq_identity *x = st_identity(s, h->ident);
         if (x->hash != h->ident_hash) {
-            /* (a regrowth since stage 0 leaves probe inside the bigger table: a useless but
-             * harmless hint) */
-            h->probe = (uint32_t)((h->probe + 1) & tab->mask);
-            h->ident = tab->slots[h->probe];
-            if (h->ident == 0 || h->ident >= s->identities.next_id) break;
-            __builtin_prefetch(st_identity(s, h->ident));
+            /* a tag collision (1 in 16 of the other keys in the run): the next candidate, at
+             * the price of one stage (a regrowth since stage 0 leaves probe inside the bigger
+             * table: a useless but harmless hint) */
+            if (!prefetch_identity_from(s, h, (h->probe + 1) & s->ident_index.mask)) break;
             return;
         }
         if (x->customer == 0 || x->customer >= s->customers.next_id) break;
@@ -3025,7 +3177,7 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         struct tq_message *m = st_message(s, i);
         m->next = 0;
         message_append(s, m->ticket, i);
-        if (m->ext_hash != 0) message_index_add(s, m->ext_hash, i);
+        if (m->ext_hash != 0) message_index_add(s, m->ext_hash, i, UINT64_MAX);
     }
     n = tq_slab_count(&s->tickets);
     for (uint32_t i = 1; i <= n; i++) {

@@ -465,8 +465,8 @@ TQ_NODISCARD enum tq_err tq_state_apply(struct tq_state *state, uint64_t lsn,
                                         const struct tq_event_sink *events, struct tq_error *error);
 
 /* Optional, pure: warms the cache lines apply will need for cmd. An inbound message needs a
- * chain of dependent loads (table slot -> identity -> customer -> ticket -> its last message
- * and heap entries), so the hint comes in TQ_STATE_PREFETCH_STAGES stages: a replay or
+ * chain of dependent loads (table slot -> identity -> customer -> ticket -> its heap entries
+ * and their neighbours), so the hint comes in TQ_STATE_PREFETCH_STAGES stages: a replay or
  * recovery loop that decodes ahead calls stage k for the record
  * (TQ_STATE_PREFETCH_STAGES - k) * TQ_STATE_PREFETCH_GAP records ahead of the one it applies
  * (stage 0 for the record 15 ahead, then 1, 2, 3 and 4 for the records 12, 9, 6 and 3 ahead),
@@ -499,7 +499,7 @@ tq_state_apply_hinted(struct tq_state *state, uint64_t lsn, const struct tq_cmd 
 /* ---- decode-ahead apply window (recovery, replay, benchmarks) --------------------------- */
 
 /* Applying a log record by record leaves the CPU waiting on memory: an inbound message costs
- * 6-8 dependent cache misses (idempotency slot, identity, customer, ticket, its last message,
+ * 6-8 dependent cache misses (idempotency slot, identity slot, identity, customer, ticket,
  * heap entries). A window decodes up to TQ_STATE_WINDOW_RECORDS records ahead of the one it
  * applies and runs tq_state_prefetch's stages on them, so those misses overlap and reach the
  * cache before apply needs them. Each record's bytes are copied into the window (the caller's
@@ -627,7 +627,9 @@ struct tq_ticket_view {
 };
 TQ_NODISCARD enum tq_err tq_state_ticket_get(const struct tq_state *state, uint64_t tenant_id,
                                              uint64_t ticket_id, struct tq_ticket_view *out);
-/* Messages of a ticket in order, from index first; fills up to cap views, returns the count. */
+/* Messages of a ticket in order, from index first; fills up to cap views, returns the count.
+ * Costs O(message_count - first): the chain runs newest first (an append touches no older
+ * message), so the newest page (what a desk shows; the server's `last`) is the cheapest. */
 uint32_t tq_state_ticket_messages(const struct tq_state *state, uint64_t tenant_id,
                                   uint64_t ticket_id, uint32_t first, uint32_t cap,
                                   struct tq_message_view *out);

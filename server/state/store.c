@@ -143,11 +143,12 @@ void tq_st_strings_free(struct tq_state *s) {
 
 /* ---- id tables ---------------------------------------------------------------------------- */
 
-void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap) {
+void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged) {
     TQ_ASSERT((cap & (cap - 1)) == 0);
     t->slots = tq_xcalloc(cap, sizeof(uint32_t));
     t->mask = cap - 1;
     t->count = 0;
+    t->id_mask = tagged ? TQ_IDTAB_ID_MASK : UINT32_MAX;
 }
 
 void tq_st_idtab_free(struct tq_idtab *t) {
@@ -158,10 +159,11 @@ void tq_st_idtab_free(struct tq_idtab *t) {
 typedef uint64_t (*hash_of_fn)(const struct tq_state *s, uint32_t id);
 
 static void idtab_put(struct tq_idtab *t, uint64_t hash, uint32_t id) {
+    TQ_ASSERT(id != 0 && id <= t->id_mask);
     uint64_t i = hash & t->mask;
     while (t->slots[i] != 0)
         i = (i + 1) & t->mask;
-    t->slots[i] = id;
+    t->slots[i] = tq_idtab_tag(t, hash) | id;
     t->count++;
 }
 
@@ -171,9 +173,11 @@ void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t h
     if ((t->count + 1) * 4 > (t->mask + 1) * 3) {
         uint64_t old_cap = t->mask + 1;
         uint32_t *old = t->slots;
-        tq_st_idtab_init(t, old_cap * 2);
+        uint32_t id_mask = t->id_mask;
+        tq_st_idtab_init(t, old_cap * 2, id_mask != UINT32_MAX);
         for (uint64_t i = 0; i < old_cap; i++) {
-            if (old[i] != 0) idtab_put(t, hash_of(s, old[i]), old[i]);
+            uint32_t oid = old[i] & id_mask;
+            if (oid != 0) idtab_put(t, hash_of(s, oid), oid);
         }
         tq_free(old, old_cap * sizeof(uint32_t));
     }
@@ -185,14 +189,14 @@ void tq_st_idtab_remove(const struct tq_state *s, struct tq_idtab *t, uint64_t h
                         hash_of_fn hash_of) {
     TQ_ASSERT(id != 0 && t->count > 0);
     uint64_t i = hash & t->mask;
-    while (t->slots[i] != id) {
+    while ((t->slots[i] & t->id_mask) != id) {
         TQ_ASSERT(t->slots[i] != 0); /* the caller promised id is present */
         i = (i + 1) & t->mask;
     }
     /* Backward shift: move later members of the probe run into the hole when their home slot
      * does not lie cyclically in (hole, j]. */
     for (uint64_t j = (i + 1) & t->mask; t->slots[j] != 0; j = (j + 1) & t->mask) {
-        uint64_t home = hash_of(s, t->slots[j]) & t->mask;
+        uint64_t home = hash_of(s, t->slots[j] & t->id_mask) & t->mask;
         bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
             t->slots[i] = t->slots[j];

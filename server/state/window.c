@@ -3,8 +3,8 @@
  *
  * Why: applying a large log is bound by memory latency, not instructions (docs/
  * performance-state.md). Each record needs a chain of dependent loads (hash slot -> identity ->
- * customer -> ticket -> last message and heap entries); tq_state_prefetch walks that chain one
- * link per stage, and this ring schedules the stages: stage k of a record runs when the record
+ * customer -> ticket -> its heap entries and their neighbours); tq_state_prefetch walks that chain
+ * one link per stage, and this ring schedules the stages: stage k of a record runs when the record
  * is (TQ_STATE_PREFETCH_STAGES - k) * TQ_STATE_PREFETCH_GAP positions ahead of the one being
  * applied, so every link has a few records' time to arrive before the next stage reads it.
  *
