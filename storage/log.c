@@ -1364,6 +1364,7 @@ static enum tq_err read_only_hole(struct tq_log *log, const struct scan_stop *st
     } else if (!tq_log_dir_locked(log->dir)) {
         why_not = "no live writer holds " TQ_LOG_LOCK_NAME;
     }
+    if (why_not != NULL && tq_log_dir_locked(log->dir)) log->live_race = true; /* read again */
     if (why_not == NULL) {
         tq_log_line(log,
                     "live tail: stopped at LSN %" PRIu64 ", offset %" PRIu64 " of %s: a live "
@@ -1526,8 +1527,9 @@ static enum tq_err make_dir(const char *path, struct tq_error *error) {
     return TQ_OK;
 }
 
-enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
-                        struct tq_log_recovery *recovery, struct tq_error *error) {
+static enum tq_err log_open_once(const struct tq_log_options *options, struct tq_log **log_out,
+                                 struct tq_log_recovery *recovery, struct tq_error *error,
+                                 bool *live_race) {
     TQ_ASSERT(options != NULL);
     TQ_ASSERT(log_out != NULL);
     struct timespec t0;
@@ -1652,8 +1654,28 @@ enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **lo
     return TQ_OK;
 
 fail:
+    *live_race = log->live_race;
     tq_log_abandon(log);
     return err;
+}
+
+/* A read-only open beside a live writer reads the tail over some time, not at one instant: a
+ * batch read as missing may have landed, and the writer moved on by several more batches, by
+ * the time the later ones are read. So a hole that does not look like the writer's batches in
+ * flight (read_only_hole) is read again, from the start, while a writer holds DIR/LOCK;
+ * damage stays damage on every read and is reported after the last one. */
+#define READ_ONLY_OPEN_TRIES 20
+#define READ_ONLY_RETRY_MS   5
+
+enum tq_err tq_log_open(const struct tq_log_options *options, struct tq_log **log_out,
+                        struct tq_log_recovery *recovery, struct tq_error *error) {
+    for (unsigned attempt = 1;; attempt++) {
+        bool live_race = false;
+        enum tq_err err = log_open_once(options, log_out, recovery, error, &live_race);
+        if (err == TQ_OK || !live_race || attempt == READ_ONLY_OPEN_TRIES) return err;
+        struct timespec pause = {0, READ_ONLY_RETRY_MS * 1000000L};
+        nanosleep(&pause, NULL);
+    }
 }
 
 void tq_log_abandon(struct tq_log *log) {

@@ -192,6 +192,7 @@ struct tq_log {
     uint8_t *zero_buf; /* ZERO_CHUNK_BYTES of zeros, 4 KiB-aligned inside zero_raw */
     uint8_t *zero_raw;
     bool no_space;
+    bool live_race; /* read-only: a hole beside a live writer, maybe a read race (tq_log_open) */
     bool spare_recycled; /* the spare is a recycled segment file (stale batches in it) */
     /* Recycled segment files ready to become spares (paths; owned), newest last. Filled at open
      * (DIR/log/recycle.*) and by tq_log_rewrite_install, never with a file the log still reads. */
