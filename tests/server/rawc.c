@@ -258,6 +258,21 @@ uint64_t rawc_queue_create(struct rawc *c, uint64_t tenant_id, const char *name)
     return id;
 }
 
+void rawc_default_queue(struct rawc *c, uint64_t tenant_id, Ticketq__Channel channel,
+                        uint64_t queue_id) {
+    Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
+    cq.channel = channel;
+    cq.queue_id = queue_id;
+    Ticketq__ChannelQueue *cqs[1] = {&cq};
+    Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
+    ts.n_default_queues = 1;
+    ts.default_queues = cqs;
+    RAWC_REQ(req, tenant_settings, TENANT_SETTINGS, &ts);
+    req.has_tenant_id = true;
+    req.tenant_id = tenant_id;
+    rawc_free(checked(c, &req));
+}
+
 void rawc_expect_at(const Ticketq__Response *resp, int code, const char *file, int line) {
     int got = rawc_code(resp);
     if (got == code) return;

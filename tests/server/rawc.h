@@ -56,6 +56,9 @@ uint64_t rawc_token_issue(struct rawc *c, uint64_t tenant_id, Ticketq__Role role
                           char *secret_out);
 uint64_t rawc_agent_create(struct rawc *c, uint64_t tenant_id, const char *name);
 uint64_t rawc_queue_create(struct rawc *c, uint64_t tenant_id, const char *name);
+/* Makes queue_id the tenant's default queue for channel (TenantSettings; checked). */
+void rawc_default_queue(struct rawc *c, uint64_t tenant_id, Ticketq__Channel channel,
+                        uint64_t queue_id);
 
 struct tq_fixture;
 /* Makes a failing test (exit via TQ_CHECK) kill -9 the fixture's server instead of leaving

@@ -224,19 +224,8 @@ static void test_ring_modes(void) {
         rawc_open_authed(&c, f.addr, f.admin_token);
         uint64_t tenant = rawc_tenant_create(&c, "ring");
         uint64_t queue = rawc_queue_create(&c, tenant, "q");
-        Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
-        cq.channel = TICKETQ__CHANNEL__WHATSAPP;
-        cq.queue_id = queue;
-        Ticketq__ChannelQueue *cqs[1] = {&cq};
-        Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
-        ts.n_default_queues = 1;
-        ts.default_queues = cqs;
-        RAWC_REQ(tsreq, tenant_settings, TENANT_SETTINGS, &ts);
-        tsreq.has_tenant_id = true;
-        tsreq.tenant_id = tenant;
-        Ticketq__Response *r = rawc_call(&c, &tsreq);
-        RAWC_EXPECT(r, 0);
-        rawc_free(r);
+        rawc_default_queue(&c, tenant, TICKETQ__CHANNEL__WHATSAPP, queue);
+        Ticketq__Response *r;
         uint64_t last_lsn = 0, ticket = 0;
         char from[32], body[64];
         for (int i = 0; i < 1100; i++) {
@@ -310,19 +299,7 @@ int main(void) {
     uint64_t agent = rawc_agent_create(&c, ta, "ann");
     uint64_t queue = rawc_queue_create(&c, ta, "support");
     TQ_CHECK_GT(queue, 0);
-    Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
-    cq.channel = TICKETQ__CHANNEL__WHATSAPP;
-    cq.queue_id = queue;
-    Ticketq__ChannelQueue *cqs[1] = {&cq};
-    Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
-    ts.n_default_queues = 1;
-    ts.default_queues = cqs;
-    RAWC_REQ(tsreq, tenant_settings, TENANT_SETTINGS, &ts);
-    tsreq.has_tenant_id = true;
-    tsreq.tenant_id = ta;
-    r = rawc_call(&c, &tsreq);
-    RAWC_EXPECT(r, 0);
-    rawc_free(r);
+    rawc_default_queue(&c, ta, TICKETQ__CHANNEL__WHATSAPP, queue);
     /* Business hours: the zone is resolved by the server (an unknown one is refused). */
     Ticketq__DayHours day = TICKETQ__DAY_HOURS__INIT;
     day.weekday = 1;

@@ -65,19 +65,7 @@ static void setup_tenant(struct tq_fixture *f, struct setup *s) {
     rawc_open_authed(&admin, f->addr, f->admin_token);
     s->tenant = rawc_tenant_create(&admin, "snap");
     uint64_t queue = rawc_queue_create(&admin, s->tenant, "sms");
-    Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
-    cq.channel = TICKETQ__CHANNEL__SMS;
-    cq.queue_id = queue;
-    Ticketq__ChannelQueue *cqs[1] = {&cq};
-    Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
-    ts.n_default_queues = 1;
-    ts.default_queues = cqs;
-    RAWC_REQ(req, tenant_settings, TENANT_SETTINGS, &ts);
-    req.has_tenant_id = true;
-    req.tenant_id = s->tenant;
-    Ticketq__Response *r = rawc_call(&admin, &req);
-    RAWC_EXPECT(r, 0);
-    rawc_free(r);
+    rawc_default_queue(&admin, s->tenant, TICKETQ__CHANNEL__SMS, queue);
     rawc_token_issue(&admin, s->tenant, TICKETQ__ROLE__INTEGRATION, 0, s->token);
     rawc_close(&admin);
 }

@@ -44,19 +44,7 @@ static uint64_t ingest(struct rawc *c, const char *from, const char *body) {
 static void setup_tenant(struct rawc *admin, const char *name, char *token_out) {
     uint64_t t = rawc_tenant_create(admin, name);
     uint64_t q = rawc_queue_create(admin, t, "mail");
-    Ticketq__ChannelQueue cq = TICKETQ__CHANNEL_QUEUE__INIT;
-    cq.channel = TICKETQ__CHANNEL__EMAIL;
-    cq.queue_id = q;
-    Ticketq__ChannelQueue *cqs[1] = {&cq};
-    Ticketq__TenantSettings ts = TICKETQ__TENANT_SETTINGS__INIT;
-    ts.n_default_queues = 1;
-    ts.default_queues = cqs;
-    RAWC_REQ(req, tenant_settings, TENANT_SETTINGS, &ts);
-    req.has_tenant_id = true;
-    req.tenant_id = t;
-    Ticketq__Response *r = rawc_call(admin, &req);
-    RAWC_EXPECT(r, 0);
-    rawc_free(r);
+    rawc_default_queue(admin, t, TICKETQ__CHANNEL__EMAIL, q);
     rawc_token_issue(admin, t, TICKETQ__ROLE__INTEGRATION, 0, token_out);
 }
 

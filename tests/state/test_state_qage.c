@@ -162,7 +162,8 @@ static void test_fixed_history(void) {
     release(&f, &w, (uint32_t)got);
     check(&f, &w);
     /* drain the queue: oldest 0 */
-    while (claim(&f, &w, 0) >= 0) check(&f, &w);
+    while (claim(&f, &w, 0) >= 0)
+        check(&f, &w);
     struct tq_queue_view v;
     TQ_CHECK_OK(tq_state_queue_get(f.s, w.tenant, w.q[0], &v), NULL);
     TQ_CHECK_UEQ(v.depth, 0);
@@ -185,7 +186,8 @@ static void test_time_going_backwards(void) {
     TQ_CHECK_OK(tq_state_queue_get(f.s, w.tenant, w.q[0], &v), NULL);
     TQ_CHECK_UEQ(v.oldest_enqueued_ms, f.now); /* the late one is the oldest now */
     /* drain it, then time flows forward again: exact throughout */
-    while (claim(&f, &w, 0) >= 0) check(&f, &w);
+    while (claim(&f, &w, 0) >= 0)
+        check(&f, &w);
     f.now += 20000;
     for (int i = 20; i < 24; i++) {
         ingest(&f, &w, i, 0, TQ_PRIORITY_NORMAL);
@@ -236,8 +238,8 @@ static void test_random_history(uint64_t seed) {
             uint32_t i = tq_test_rand_below(&r, w.n);
             struct tq_ticket_view v = fx_ticket(&f, w.tenant, w.tickets[i]);
             int k = v.queue_id == w.q[0] ? 1 : 0;
-            bool queued = v.assignee_id == 0 &&
-                          (v.status == TQ_STATUS_NEW || v.status == TQ_STATUS_OPEN);
+            bool queued =
+                v.assignee_id == 0 && (v.status == TQ_STATUS_NEW || v.status == TQ_STATUS_OPEN);
             if (v.status != TQ_STATUS_CLOSED && v.status != TQ_STATUS_SOLVED) {
                 uint64_t keep = w.entered[i];
                 move(&f, &w, i, k);
@@ -253,8 +255,10 @@ static void test_random_history(uint64_t seed) {
             }
         }
         uint32_t dt = tq_test_rand_below(&r, 100);
-        if (dt < 60) f.now += dt * 37; /* often the same millisecond */
-        else if (dt < 62) f.now -= 500; /* now and then a step back */
+        if (dt < 60)
+            f.now += dt * 37; /* often the same millisecond */
+        else if (dt < 62)
+            f.now -= 500; /* now and then a step back */
         check(&f, &w);
     }
     /* a snapshot round trip rebuilds the index: the same answers */
