@@ -126,4 +126,13 @@ static inline uint64_t tq_test_rand_below(uint64_t *state, uint64_t n) {
     return n == 0 ? 0 : tq_test_rand(state) % n;
 }
 
+/* protobuf-c's string fields are char *; tests fill them from literals. */
+static inline char *tq_test_mut(const char *s) {
+    union {
+        const char *c;
+        char *m;
+    } u = {.c = s};
+    return u.m;
+}
+
 #endif

@@ -34,13 +34,6 @@
 static char sock_path[100];
 
 /* The generated structs hold char * for strings nobody writes. */
-static char *mut(const char *s) {
-    union {
-        const char *c;
-        char *m;
-    } u = {.c = s};
-    return u.m;
-}
 static char token_ok[] = "good-token";
 
 /* ---- the fake server ------------------------------------------------------------------- */
@@ -79,7 +72,7 @@ static void send_response(int fd, Ticketq__Response *resp) {
 static void send_error(int fd, uint64_t id, Ticketq__ErrorCode code, const char *msg) {
     Ticketq__Error e = TICKETQ__ERROR__INIT;
     e.code = code;
-    e.message = mut(msg);
+    e.message = tq_test_mut(msg);
     Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
     resp.id = id;
     resp.error = &e;
@@ -195,7 +188,7 @@ static void serve_request(int fd, const Ticketq__Request *req, uint64_t *sub_id)
             if (op->op_case == TICKETQ__REQUEST__OP_PING) {
                 ticketq__error__init(&errs[i]);
                 errs[i].code = TICKETQ__ERROR_CODE__INVALID_ARGUMENT;
-                errs[i].message = mut("ping is not allowed in a batch");
+                errs[i].message = tq_test_mut("ping is not allowed in a batch");
                 results[i].error = &errs[i];
             } else {
                 ticketq__ids__init(&ids[i]);
@@ -359,8 +352,8 @@ static void test_calls_and_errors(void) {
     tq_client_set_tenant(c, 77);
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__WHATSAPP;
-    in.from = mut("+8613800000000");
-    in.body = mut("hello");
+    in.from = tq_test_mut("+8613800000000");
+    in.body = tq_test_mut("hello");
     struct tq_client_ids ids;
     TQ_CHECK_OK(tq_client_ingest(c, &in, &ids, &err), &err);
     TQ_CHECK(ids.ticket_id > 0);
@@ -494,7 +487,7 @@ static void test_pipeline(uint64_t *rng) {
     uint64_t ids[PIPELINE_COUNT];
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__EMAIL;
-    in.from = mut("a@example.com");
+    in.from = tq_test_mut("a@example.com");
     Ticketq__Request req = TICKETQ__REQUEST__INIT;
     req.op_case = TICKETQ__REQUEST__OP_INGEST;
     req.ingest = &in;
@@ -526,7 +519,7 @@ static void test_pipeline(uint64_t *rng) {
 
     /* the window limit, and collect without an explicit flush */
     c = connect_ok(5000, 0, 4);
-    in.body = mut("w");
+    in.body = tq_test_mut("w");
     for (int i = 0; i < 4; i++)
         TQ_CHECK_OK(tq_client_submit(c, &req, NULL, &err), &err);
     TQ_CHECK_ERR(tq_client_submit(c, &req, NULL, &err), TQ_ERR_RESOURCE_EXHAUSTED, &err);
@@ -545,8 +538,8 @@ static void test_batch(void) {
     struct tq_client *c = connect_ok(5000, 0, 0);
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__SMS;
-    in.from = mut("+1555");
-    in.body = mut("b");
+    in.from = tq_test_mut("+1555");
+    in.body = tq_test_mut("b");
     Ticketq__Ping ping = TICKETQ__PING__INIT;
     Ticketq__Request ops[5], *ptrs[5];
     for (int i = 0; i < 5; i++) {

@@ -16,6 +16,7 @@
 #include "ticketq.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
+#include "tq_test_client.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -27,19 +28,8 @@
 static struct tq_fixture fx;
 static struct tq_error err;
 
-static char *mut(const char *s) {
-    union {
-        const char *c;
-        char *m;
-    } u = {.c = s};
-    return u.m;
-}
-
 static struct tq_client *connect_as(const char *addr, const char *token) {
-    struct tq_client_options o = {.addr = addr, .token = token, .io_timeout_ms = 30000};
-    struct tq_client *c = NULL;
-    OK(tq_client_connect(&o, &c, &err));
-    return c;
+    return tq_test_connect(addr, token, &err);
 }
 
 static void sleep_ms(long ms) {
@@ -63,9 +53,9 @@ static Ticketq__Ingest make_ingest(Ticketq__Channel channel, const char *from, c
                                    const char *external_id) {
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = channel;
-    in.from = mut(from);
-    in.body = mut(body);
-    in.external_id = mut(external_id);
+    in.from = tq_test_mut(from);
+    in.body = tq_test_mut(body);
+    in.external_id = tq_test_mut(external_id);
     return in;
 }
 
@@ -148,7 +138,7 @@ static void setup_shop(struct world *w) {
     targets.n_first_reply_ms = 4;
     targets.first_reply_ms = hour;
     Ticketq__SlaPolicy policy = TICKETQ__SLA_POLICY__INIT, *policies[1] = {&policy};
-    policy.name = mut("standard");
+    policy.name = tq_test_mut("standard");
     policy.targets = &targets;
     Ticketq__SlaPoliciesSet sla = TICKETQ__SLA_POLICIES_SET__INIT;
     sla.n_policies = 1;
@@ -159,7 +149,7 @@ static void setup_shop(struct world *w) {
     tq_client_response_free(resp);
 
     Ticketq__BusinessHoursSet hours = TICKETQ__BUSINESS_HOURS_SET__INIT;
-    hours.tz_name = mut("UTC");
+    hours.tz_name = tq_test_mut("UTC");
     req.op_case = TICKETQ__REQUEST__OP_BUSINESS_HOURS_SET;
     req.business_hours_set = &hours;
     OK(tq_client_call(w->ta, &req, &resp, &err));
@@ -170,7 +160,7 @@ static void test_ticket_lifecycle(struct world *w) {
     struct tq_client_ids ids, again;
     Ticketq__Ingest in = make_ingest(TICKETQ__CHANNEL__WHATSAPP, "+8613800000001",
                                      "你好, where is my order?", "wamid.1");
-    in.customer_name = mut("Li Wei");
+    in.customer_name = tq_test_mut("Li Wei");
     OK(tq_client_ingest(w->gateway, &in, &ids, &err));
     TQ_CHECK(ids.ticket_created && ids.customer_created);
     TQ_CHECK(ids.ticket_id != 0 && ids.message_id != 0 && ids.customer_id != 0);
@@ -278,7 +268,7 @@ static void test_customers(struct world *w) {
           TQ_ERR_NOT_FOUND);
 
     Ticketq__CustomerCreate cc = TICKETQ__CUSTOMER_CREATE__INIT;
-    cc.name = mut("Li Wei (email)");
+    cc.name = tq_test_mut("Li Wei (email)");
     Ticketq__Request req = TICKETQ__REQUEST__INIT;
     req.op_case = TICKETQ__REQUEST__OP_CUSTOMER_CREATE;
     req.customer_create = &cc;
@@ -309,7 +299,7 @@ static void test_generic_ops(struct world *w) {
 
     Ticketq__QueueUpdate qu = TICKETQ__QUEUE_UPDATE__INIT;
     qu.queue_id = w->queue;
-    qu.name = mut("support-tier1");
+    qu.name = tq_test_mut("support-tier1");
     req.op_case = TICKETQ__REQUEST__OP_QUEUE_UPDATE;
     req.queue_update = &qu;
     OK(tq_client_call(w->ta, &req, &resp, &err));
@@ -333,13 +323,13 @@ static void test_generic_ops(struct world *w) {
         make_ingest(TICKETQ__CHANNEL__EMAIL, "merge@example.com", "first", "merge-1");
     in.has_queue_id = 1;
     in.queue_id = w->queue;
-    in.subject = mut("order 1");
+    in.subject = tq_test_mut("order 1");
     OK(tq_client_ingest(w->gateway, &in, &a, &err));
     in.channel = TICKETQ__CHANNEL__SMS;
-    in.from = mut("+19995550000");
-    in.external_id = mut("merge-2");
-    in.subject = mut("order 1 again");
-    in.body = mut("second");
+    in.from = tq_test_mut("+19995550000");
+    in.external_id = tq_test_mut("merge-2");
+    in.subject = tq_test_mut("order 1 again");
+    in.body = tq_test_mut("second");
     OK(tq_client_ingest(w->gateway, &in, &b, &err));
     TQ_CHECK(a.ticket_id != b.ticket_id);
     {

@@ -50,14 +50,6 @@ static struct tq_error err;
 #define VICTIM_NAME "Vic Timson"
 #define FILLER_BODY 5000
 
-static char *mut(const char *s) {
-    union {
-        const char *c;
-        char *m;
-    } u = {.c = s};
-    return u.m;
-}
-
 static struct tq_client *connect_admin(const struct tq_fixture *f, uint64_t tenant) {
     struct tq_client_options o = {.addr = f->addr, .token = f->admin_token, .io_timeout_ms = 60000};
     struct tq_client *c = NULL;
@@ -70,8 +62,8 @@ static uint64_t ingest(struct tq_client *c, const char *from, const char *body, 
                        struct tq_client_ids *ids) {
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__EMAIL;
-    in.from = mut(from);
-    in.body = mut(body);
+    in.from = tq_test_mut(from);
+    in.body = tq_test_mut(body);
     in.has_queue_id = true;
     in.queue_id = queue;
     OK(tq_client_ingest(c, &in, ids, &err));
@@ -461,9 +453,9 @@ int main(void) {
     /* The victim is created with a name first (a CUSTOMER_CREATE record holding it). */
     Ticketq__Identity ident = TICKETQ__IDENTITY__INIT;
     ident.channel = TICKETQ__CHANNEL__EMAIL;
-    ident.external_id = mut(VICTIM);
+    ident.external_id = tq_test_mut(VICTIM);
     Ticketq__CustomerCreate cc = TICKETQ__CUSTOMER_CREATE__INIT;
-    cc.name = mut(VICTIM_NAME);
+    cc.name = tq_test_mut(VICTIM_NAME);
     cc.identity = &ident;
     Ticketq__Request req = TICKETQ__REQUEST__INIT;
     req.op_case = TICKETQ__REQUEST__OP_CUSTOMER_CREATE;

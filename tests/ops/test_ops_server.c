@@ -32,14 +32,6 @@
 static struct tq_error err;
 #define OK(expr) TQ_CHECK_OK((expr), &err)
 
-static char *mut(const char *s) {
-    union {
-        const char *c;
-        char *m;
-    } u = {.c = s};
-    return u.m;
-}
-
 static struct tq_client *connect_admin(const struct tq_fixture *f) {
     struct tq_client_options o = {.addr = f->addr, .token = f->admin_token, .io_timeout_ms = 30000};
     struct tq_client *c = NULL;
@@ -58,7 +50,7 @@ static uint64_t traffic(struct tq_client *c, int first, int n, uint64_t queue_id
         in.channel = TICKETQ__CHANNEL__EMAIL;
         in.from = from;
         in.body = body;
-        in.subject = mut("parcel");
+        in.subject = tq_test_mut("parcel");
         in.has_queue_id = true;
         in.queue_id = queue_id;
         struct tq_client_ids ids;

@@ -24,6 +24,7 @@
 #include "ticketq.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
+#include "tq_test_client.h"
 
 #include <string.h>
 
@@ -35,19 +36,8 @@
 static struct tq_fixture fx;
 static struct tq_error err;
 
-static char *mut(const char *s) {
-    union {
-        const char *c;
-        char *m;
-    } u = {.c = s};
-    return u.m;
-}
-
 static struct tq_client *connect_as(const char *token) {
-    struct tq_client_options o = {.addr = fx.addr, .token = token, .io_timeout_ms = 30000};
-    struct tq_client *c = NULL;
-    OK(tq_client_connect(&o, &c, &err));
-    return c;
+    return tq_test_connect(fx.addr, token, &err);
 }
 
 static struct tq_client *issue_and_connect(struct tq_client *c, Ticketq__Role role,
@@ -97,8 +87,8 @@ static uint32_t agent_load(struct world *w, uint64_t agent) {
 static uint64_t ingest(struct world *w, const char *from) {
     Ticketq__Ingest in = TICKETQ__INGEST__INIT;
     in.channel = TICKETQ__CHANNEL__EMAIL;
-    in.from = mut(from);
-    in.body = mut("Where is my parcel?");
+    in.from = tq_test_mut(from);
+    in.body = tq_test_mut("Where is my parcel?");
     in.has_queue_id = true;
     in.queue_id = w->queue;
     struct tq_client_ids ids;

@@ -22,6 +22,7 @@
 #include "ticketq.h"
 #include "tq_fixture.h"
 #include "tq_test.h"
+#include "tq_test_client.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,19 +51,8 @@ struct tenant {
     uint32_t n;
 };
 
-static char *mut(const char *s) {
-    union {
-        const char *c;
-        char *m;
-    } u = {.c = s};
-    return u.m;
-}
-
 static struct tq_client *connect_as(const char *token) {
-    struct tq_client_options o = {.addr = fx.addr, .token = token, .io_timeout_ms = 30000};
-    struct tq_client *c = NULL;
-    OK(tq_client_connect(&o, &c, &err));
-    return c;
+    return tq_test_connect(fx.addr, token, &err);
 }
 
 static struct tq_client *issue_and_connect(struct tq_client *c, Ticketq__Role role) {
@@ -93,7 +83,7 @@ static void set_policy(struct tenant *t, const uint64_t first[4], const uint64_t
     targets.requester_wait_ms = wait;
     targets.agent_work_ms = (uint64_t *)(uintptr_t)work;
     Ticketq__SlaPolicy pol = TICKETQ__SLA_POLICY__INIT;
-    pol.name = mut("standard");
+    pol.name = tq_test_mut("standard");
     pol.targets = &targets;
     Ticketq__SlaPolicy *pols[1] = {&pol};
     Ticketq__SlaPoliciesSet op = TICKETQ__SLA_POLICIES_SET__INIT;
@@ -132,7 +122,7 @@ static void ingest(struct tenant *t, uint32_t i) {
         snprintf(from, sizeof(from), "+86138%08u", i);
     }
     in.from = from;
-    in.body = mut("Where is my parcel?");
+    in.body = tq_test_mut("Where is my parcel?");
     in.has_queue_id = true;
     in.queue_id = t->queue;
     in.has_priority = true;
