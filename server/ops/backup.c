@@ -292,6 +292,10 @@ struct backup_run {
 
 static const char *const snapshot_suffixes[] = {".snap", NULL};
 
+/* Reads of a segment beside a live writer that hit the read race (docs/log-format.md). */
+#define BACKUP_LIVE_TRIES    20
+#define BACKUP_LIVE_RETRY_US 5000
+
 /* Copies (or reuses) segment names[index]. last: the active segment, cut at its last valid
  * batch. A hole that a live writer's batches in flight explain (tq_ops_live_hole) is cut the
  * same way, in the last segment or the one before it, and sets *live_end: nothing after it
@@ -301,19 +305,31 @@ static enum tq_err backup_segment(struct backup_run *run, const char *src_log,
                                   bool *live_end, struct tq_error *error) {
     const char *name = names->names[index];
     struct tq_ops_segment seg;
-    enum tq_err err = tq_ops_segment_load(src_log, name, &seg, error);
-    if (err != TQ_OK) return err;
     struct tq_ops_walk_end end;
-    err = tq_ops_segment_walk(&seg, NULL, NULL, &end, error);
+    enum tq_err err;
     bool live_cut = false;
-    if (err == TQ_OK && !end.clean && (!last || end.valid_after)) {
+    /* The segment is read over time, not at one instant: beside a live writer a batch read as
+     * missing may have landed, and the writer moved on, before the batches after it were
+     * read. A hole refused while a writer holds DIR/LOCK is read again, as tq_log_open and
+     * verify do (docs/log-format.md); damage fails every read. */
+    for (unsigned attempt = 1;; attempt++) {
+        err = tq_ops_segment_load(src_log, name, &seg, error);
+        if (err != TQ_OK) return err;
+        err = tq_ops_segment_walk(&seg, NULL, NULL, &end, error);
+        live_cut = false;
+        if (err != TQ_OK || end.clean || (last && !end.valid_after)) break;
         uint64_t stop_lsn = end.batches > 0 ? end.lsn_last + 1 : seg.lsn_first_named;
         const char *why_not = NULL;
         live_cut = tq_ops_live_hole(run->data_dir, src_log, names, index, &end, stop_lsn, &why_not);
-        if (!live_cut) {
-            err = tq_error_set(error, TQ_ERR_CORRUPT, "%s/%s offset %" PRIu64 ": %s (%s)", src_log,
-                               name, end.stop_offset, end.why, why_not);
+        if (live_cut) break;
+        if (attempt < BACKUP_LIVE_TRIES && tq_log_dir_locked(run->data_dir)) {
+            tq_ops_segment_free(&seg);
+            usleep(BACKUP_LIVE_RETRY_US);
+            continue;
         }
+        err = tq_error_set(error, TQ_ERR_CORRUPT, "%s/%s offset %" PRIu64 ": %s (%s)", src_log,
+                           name, end.stop_offset, end.why, why_not);
+        break;
     }
     *live_end = live_cut;
     if (err != TQ_OK) {

@@ -143,9 +143,12 @@ static void run_tool(struct tool_stats *t, const char *cmd, char **out_keep) {
 /* ---- the same rule, deterministic: a hole made on purpose -------------------------------- */
 
 /* A data directory whose last TQ_BATCHES_INFLIGHT_MAX batches were pipelined (sealed and
- * submitted on one ring before any completed, as ticketqd does), the second of them zeroed as
- * if its write were still in flight. *hole_lsn / *hole_offset: where the hole starts. */
-static void build_hole(const char *dir, uint64_t *hole_lsn, uint64_t *hole_offset) {
+ * submitted on one ring before any completed, as ticketqd does), one batch zeroed with `after`
+ * valid batches after it: TQ_BATCHES_INFLIGHT_MAX - 2 zeroes the second of the pipelined
+ * ones, as if its write were still in flight; more than TQ_BATCHES_INFLIGHT_MAX - 1 is damage
+ * (more batches follow than a writer keeps in flight). *hole_lsn / *hole_offset: where the
+ * hole starts. */
+static void build_hole(const char *dir, unsigned after, uint64_t *hole_lsn, uint64_t *hole_offset) {
     struct tq_log_options o;
     memset(&o, 0, sizeof(o));
     o.dir = dir;
@@ -185,7 +188,8 @@ static void build_hole(const char *dir, uint64_t *hole_lsn, uint64_t *hole_offse
     }
     io_uring_queue_exit(&ring);
     TQ_CHECK_GE(log->ref_count, 2 + TQ_BATCHES_INFLIGHT_MAX);
-    const struct tq_batch_ref *hole = &log->refs[log->ref_count - TQ_BATCHES_INFLIGHT_MAX + 1];
+    TQ_CHECK_LT(after + 1u, log->ref_count);
+    const struct tq_batch_ref *hole = &log->refs[log->ref_count - 1u - after];
     TQ_CHECK_UEQ(hole->seg_index, log->seg_count - 1);
     *hole_lsn = hole->lsn_first;
     *hole_offset = hole->offset;
@@ -206,7 +210,7 @@ static void check_hole_rule(void) {
     ops_tmpdir("live-hole", dir, sizeof(dir));
     ops_tmpdir("live-hole-backup", backup, sizeof(backup));
     uint64_t hole_lsn = 0, hole_offset = 0;
-    build_hole(dir, &hole_lsn, &hole_offset);
+    build_hole(dir, TQ_BATCHES_INFLIGHT_MAX - 2u, &hole_lsn, &hole_offset);
     char want[128];
     snprintf(want, sizeof(want), "offset %" PRIu64 " lsn %" PRIu64, hole_offset, hole_lsn);
     int status = -1;
@@ -259,9 +263,48 @@ static void check_hole_rule(void) {
     ops_rm_rf(dir);
 }
 
+/* A hole with more valid batches after it than a writer keeps in flight is damage even while a
+ * writer holds DIR/LOCK: verify, replay and backup read it again (the read race, up to 20
+ * times) and then refuse it, naming file and offset. */
+static void check_deep_hole(void) {
+    char dir[256], backup[256];
+    ops_tmpdir("live-deep", dir, sizeof(dir));
+    ops_tmpdir("live-deep-backup", backup, sizeof(backup));
+    uint64_t hole_lsn = 0, hole_offset = 0;
+    build_hole(dir, TQ_BATCHES_INFLIGHT_MAX + 1u, &hole_lsn, &hole_offset);
+    int lock_fd = -1;
+    OK(tq_log_dir_lock(dir, "test_ops_live", &lock_fd, &err));
+    char want[128];
+    snprintf(want, sizeof(want), "offset %" PRIu64, hole_offset);
+    int status = -1;
+    char *out = ops_capture(&status, "%s verify --data %s 2>&1", ops_tool(), dir);
+    if (status != 1 || strstr(out, want) == NULL) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_EQ(status, 1);
+    TQ_CHECK(strstr(out, want) != NULL);
+    TQ_CHECK(strstr(out, "more valid batches follow") != NULL);
+    free(out);
+    out = ops_capture(&status, "%s replay --data %s --jsonl 2>&1 >/dev/null", ops_tool(), dir);
+    TQ_CHECK_NE(status, 0);
+    TQ_CHECK(strstr(out, "more valid batches follow") != NULL);
+    free(out);
+    out = ops_capture(&status, "%s backup %s --data %s 2>&1", ops_tool(), backup, dir);
+    if (status == 0 || strstr(out, want) == NULL) fprintf(stderr, "%s\n", out);
+    TQ_CHECK_NE(status, 0);
+    TQ_CHECK(strstr(out, want) != NULL);
+    TQ_CHECK(strstr(out, "more valid batches follow") != NULL);
+    char manifest[300];
+    snprintf(manifest, sizeof(manifest), "%s/MANIFEST", backup);
+    TQ_CHECK(access(manifest, F_OK) != 0);
+    free(out);
+    tq_log_dir_unlock(lock_fd);
+    ops_rm_rf(backup);
+    ops_rm_rf(dir);
+}
+
 int main(void) {
     (void)tq_test_seed("test_ops_live");
     check_hole_rule();
+    check_deep_hole();
     double seconds = LIVE_SECONDS_DEF;
     const char *env = getenv("TQ_LIVE_SECONDS");
     if (env != NULL && atof(env) > 0) seconds = atof(env);
