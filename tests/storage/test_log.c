@@ -487,13 +487,13 @@ static void test_pipeline_and_zero_credit(void) {
     uint64_t lsn;
     /* batch A (small) goes out at once: nothing is in flight */
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 100, &lsn, &err), &err);
-    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 2); /* write + fdatasync */
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o)); /* write + fdatasync */
     /* batch B (small) waits while A is in flight */
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 100, &lsn, &err), &err);
     TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 0);
     /* once it holds pipeline_bytes_min it goes out next to A */
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 20 * 1024, &lsn, &err), &err);
-    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 2);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
     io_uring_submit(&ring);
     while (!tq_log_idle(log)) {
         struct io_uring_cqe *cqe;
