@@ -3,7 +3,9 @@
  * Measures, in one run on one machine, with the figures docs/performance-storage.md quotes:
  *   1. the raw disk: sequential O_DIRECT write bandwidth (4 MiB writes), and the latency of one
  *      4 KiB write + fdatasync (median of many) appending to a fresh file, overwriting a
- *      fallocated file and overwriting a pre-zeroed file (the segment preallocation choice);
+ *      fallocated file and overwriting a pre-zeroed file (the segment preallocation choice),
+ *      and of one 72 KiB O_DIRECT write made durable by fdatasync or by RWF_DSYNC (the floor of
+ *      a 256 x 256 B group-commit round);
  *   2. durable (ALWAYS) appends through the event-loop API on a private io_uring: N logical
  *      appenders, each with one record outstanding and resubmitting as soon as it is acked,
  *      for record sizes 64 B..16 KiB and N = 1..256: records/s and MB/s of payload;
@@ -18,8 +20,8 @@
  * Build Release in your own build dir; DIR defaults to /tmp/tq-storage-bench (removed after).
  * Diagnosis knobs (environment, for one --only point): TQ_BENCH_INFLIGHT, TQ_BENCH_BUFFERED,
  * TQ_BENCH_BATCH_BYTES, TQ_BENCH_PIPELINE, TQ_BENCH_SUBMIT_FULL, TQ_BENCH_WARMUP_S,
- * TQ_BENCH_FSYNC, TQ_BENCH_RECYCLE=N (age the log so appends go into recycled segment files),
- * TQ_BENCH_NO_RECYCLE=1 (the same aging with recycling off).
+ * TQ_BENCH_FSYNC, TQ_BENCH_DSYNC=1 (dsync_writes), TQ_BENCH_RECYCLE=N (age the log so appends go
+ * into recycled segment files), TQ_BENCH_NO_RECYCLE=1 (the same aging with recycling off).
  */
 #include "log.h"
 #include "support_text.h"
@@ -36,6 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -210,6 +213,58 @@ static double raw_sync_latency_ms(int mode, double *p99) {
     return median;
 }
 
+/* Median latency (ms) of one O_DIRECT write of `bytes` made durable, overwriting a pre-zeroed
+ * file: dsync false = pwrite + fdatasync (the log's default chain), true = pwritev2(RWF_DSYNC)
+ * (dsync_writes). Alternated write by write, so both see the same disk. With bytes = one batch
+ * of 256 records of 256 B (73728 bytes on disk) this is the floor of one group-commit round of
+ * the 256 B x 256 point: records/s <= 256 / this (docs/performance-storage.md). */
+static void raw_batch_latency_ms(uint32_t bytes, double *sync_ms, double *dsync_ms) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/raw-batch.dat", bench_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) die("open", NULL);
+    int n = quick ? 300 : 1000;
+    uint64_t size = 16ull << 20;
+    void *buf;
+    if (posix_memalign(&buf, 4096, bytes) != 0) die("memalign", NULL);
+    memset(buf, 0, bytes);
+    for (uint64_t off = 0; off + bytes <= size; off += bytes) {
+        if (pwrite(fd, buf, bytes, (off_t)off) != (ssize_t)bytes) die("pwrite", NULL);
+    }
+    fsync(fd);
+    int dfd = open(path, O_WRONLY | O_DIRECT);
+    if (dfd < 0) die("open O_DIRECT", NULL);
+    memset(buf, 'x', bytes);
+    double *lat[2] = {calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double))};
+    uint64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        for (int v = 0; v < 2; v++) {
+            if (off + bytes > size) off = 0;
+            double t0 = now_s();
+            if (v == 0) {
+                if (pwrite(dfd, buf, bytes, (off_t)off) != (ssize_t)bytes) die("pwrite", NULL);
+                if (fdatasync(fd) != 0) die("fdatasync", NULL);
+            } else {
+                struct iovec iov = {.iov_base = buf, .iov_len = bytes};
+                if (pwritev2(dfd, &iov, 1, (off_t)off, RWF_DSYNC) != (ssize_t)bytes)
+                    die("pwritev2 RWF_DSYNC", NULL);
+            }
+            lat[v][i] = (now_s() - t0) * 1e3;
+            off += bytes;
+        }
+    }
+    for (int v = 0; v < 2; v++)
+        qsort(lat[v], (size_t)n, sizeof(double), cmp_double);
+    *sync_ms = lat[0][n / 2];
+    *dsync_ms = lat[1][n / 2];
+    free(lat[0]);
+    free(lat[1]);
+    free(buf);
+    close(dfd);
+    close(fd);
+    unlink(path);
+}
+
 /* ==== durable appends ================================================================== */
 
 struct point {
@@ -285,6 +340,8 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     bool submit_full = submit_full_env == NULL || strcmp(submit_full_env, "0") != 0;
     const char *buffered = getenv("TQ_BENCH_BUFFERED");
     o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
+    const char *dsync = getenv("TQ_BENCH_DSYNC"); /* 1: dsync_writes (RWF_DSYNC, no fdatasync) */
+    o.dsync_writes = dsync != NULL && strcmp(dsync, "1") == 0;
     const char *recycle_env = getenv("TQ_BENCH_RECYCLE");
     int age_segments = recycle_env != NULL ? atoi(recycle_env) : 0;
     if (age_segments < 0 || age_segments > (int)TQ_RECYCLE_SEGMENTS_MAX) {
@@ -623,6 +680,15 @@ int main(int argc, char **argv) {
         double p99;
         double med = raw_sync_latency_ms(m, &p99);
         printf("- 4 KiB write + fdatasync, %s: median %.3f ms, p99 %.3f ms\n", names[m], med, p99);
+    }
+    {
+        uint32_t batch = 73728; /* 256 records of 256 B: 64 + 256 * 272 bytes, padded to 4 KiB */
+        double sync_ms, dsync_ms;
+        raw_batch_latency_ms(batch, &sync_ms, &dsync_ms);
+        printf("- %u-byte O_DIRECT write made durable (one 256 x 256 B batch), pre-zeroed file: "
+               "+ fdatasync median %.3f ms, RWF_DSYNC median %.3f ms; 256 appenders with one "
+               "record outstanding: <= %.2f M records/s\n",
+               batch, sync_ms, dsync_ms, 256.0 / (sync_ms < dsync_ms ? sync_ms : dsync_ms) / 1e3);
     }
     if (raw_only) {
         rmtree(bench_dir);

@@ -9,7 +9,9 @@
  * IORING_OP_WRITE linked (IOSQE_IO_LINK) to one fdatasync (plus an fsync of log/ when the batch
  * is the first of a new segment). Records staged meanwhile fill another buffer and go out as
  * soon as a slot frees. Batch writes use an O_DIRECT descriptor when the file system takes it
- * (no page-cache copy); fsyncs and reads use the plain one. Invariants:
+ * (no page-cache copy); fsyncs and reads use the plain one. With options.dsync_writes the write
+ * carries RWF_DSYNC and is its own sync (no linked fdatasync; the same acknowledgement rule).
+ * Invariants:
  *   - batches in flight are a FIFO and are acknowledged strictly in order: batch N counts as
  *     durable only when its own write completed, its own fdatasync (issued after that write
  *     completed, by the link) succeeded, and every earlier batch is durable. An fdatasync does
@@ -362,7 +364,9 @@ static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring, stru
     TQ_ASSERT(u->done < u->bytes);
     struct tq_seg *seg = &log->segs[u->seg];
     bool always = log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
-    unsigned count = always ? (u->dirsync ? 3u : 2u) : 1u;
+    TQ_ASSERT(!u->dsync || always);
+    /* ALWAYS: write -> fdatasync (dsync: one RWF_DSYNC write), then maybe -> fsync(log/) */
+    unsigned count = always ? 1u + (u->dsync ? 0u : 1u) + (u->dirsync ? 1u : 0u) : 1u;
     reserve_sqes(ring, count);
 
     int wfd = seg_write_fd(log, seg);
@@ -375,6 +379,12 @@ static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring, stru
     uint64_t offset = u->offset + u->done;
     op_fault(log, &u->override_set[TQ_LOG_OP_WRITE], &u->override_res[TQ_LOG_OP_WRITE],
              TQ_IO_OP_WRITE, len);
+    if (u->dsync) {
+        /* The write is also the sync: the seam counts (and may fail) it as one, and the write's
+         * completion applies that verdict (tq_log_complete). */
+        op_fault(log, &u->override_set[TQ_LOG_OP_FSYNC], &u->override_res[TQ_LOG_OP_FSYNC],
+                 TQ_IO_OP_FSYNC, 0);
+    }
     if (log->opt.faults != NULL) {
         tq_io_faults_on_write(log->opt.faults, seg->path, seg->fd, offset, len);
         u->sync_seq = tq_io_faults_seq(log->opt.faults);
@@ -382,12 +392,15 @@ static unsigned batch_prep_chain(struct tq_log *log, struct io_uring *ring, stru
     unsigned slot_plus1 = (unsigned)(u - log->units) + 1u;
     struct io_uring_sqe *sqe = get_sqe(log, ring);
     io_uring_prep_write(sqe, wfd, log->bufs[u->buf].mem + u->done, len, offset);
-    if (always) sqe->flags |= IOSQE_IO_LINK;
+    if (u->dsync) sqe->rw_flags = RWF_DSYNC;
+    if (always && count > 1) sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, op_user_data(log, TQ_LOG_OP_WRITE, slot_plus1));
     log->ops_inflight++;
-    if (always) {
+    if (always && !u->dsync) {
         prep_fsync(log, ring, u, TQ_LOG_OP_FSYNC, seg->fd, true, u->dirsync);
-        if (u->dirsync) prep_fsync(log, ring, u, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
+    }
+    if (always && u->dirsync) {
+        prep_fsync(log, ring, u, TQ_LOG_OP_DIRSYNC, log->log_dir_fd, false, false);
     }
     u->pending = count;
     u->failed_link = false;
@@ -561,6 +574,7 @@ static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t
     u->bytes = (uint32_t)disk;
     u->lsn_last = seg->lsn_last;
     u->dirsync = log->dir_sync_needed && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
+    u->dsync = log->opt.dsync_writes && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
     buf->busy = true;
     log->tail_offset += disk;
     /* A small batch leaves the disk idle for most of its round trip (the flush dominates):
@@ -771,6 +785,15 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
         }
         if (op == TQ_LOG_OP_ZERO || res >= 0) res = override_res[op];
         override_set[op] = false;
+    }
+    if (op == TQ_LOG_OP_WRITE && u != NULL && u->dsync && override_set[TQ_LOG_OP_FSYNC]) {
+        /* A dsync write is its own sync: an injected sync failure fails the write (after a
+         * short write, the -ECANCELED set just above only means "no verdict": the rest of the
+         * batch is written again with its own). */
+        if (override_res[TQ_LOG_OP_FSYNC] != -ECANCELED && res >= 0) {
+            res = override_res[TQ_LOG_OP_FSYNC];
+        }
+        override_set[TQ_LOG_OP_FSYNC] = false;
     }
     if (op == TQ_LOG_OP_ZERO || op == TQ_LOG_OP_ZEROSYNC) {
         TQ_ASSERT(log->zero_inflight);

@@ -73,6 +73,12 @@ struct tq_log_options {
      * file system supports it: no page-cache copy; docs/performance-storage.md). Recovery then
      * reads through the page cache too (where such a writer left the log), else O_DIRECT. */
     bool buffered_writes;
+    /* ALWAYS mode: make each batch durable with the write itself (RWF_DSYNC: a FUA write where
+     * the disk has FUA, else the kernel's own flush after the write) instead of a write linked
+     * to a separate fdatasync. Same guarantee (a batch is acknowledged only after its write
+     * completed durably and every earlier batch is acknowledged); measured against the linked
+     * fdatasync in docs/performance-storage.md (2026-12-03, "O_DIRECT and RWF_DSYNC"). */
+    bool dsync_writes;
     /* How long a writable open waits for another writer's lock on a segment (a killed writer's
      * writes still landing) before failing with TQ_ERR_UNAVAILABLE; 0 = 10000 ms. */
     uint32_t writers_wait_ms;

@@ -133,6 +133,7 @@ struct tq_log_unit {
     uint32_t done; /* bytes whose write completed */
     uint64_t lsn_last;
     bool dirsync;
+    bool dsync;        /* the write carries RWF_DSYNC: no linked fdatasync (dsync_writes) */
     bool failed_link;  /* a CQE came back -ECANCELED after a short write */
     bool complete;     /* all CQEs consumed, written (and synced in ALWAYS mode) */
     unsigned pending;  /* CQEs still expected for the current chain */

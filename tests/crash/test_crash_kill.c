@@ -58,6 +58,8 @@ TQ_NORETURN static void child_run(const char *dir, uint64_t cycle_seed, int fd) 
     o.pipeline_bytes_min = ((cycle_seed >> 4) & 1) != 0 ? 1u : 0u;
     /* half the cycles recycle the files of compressed segments (the loop below compresses) */
     o.recycle_segments_max = ((cycle_seed >> 5) & 1) != 0 ? 4u : 0u;
+    /* half the cycles make batches durable with RWF_DSYNC writes instead of write + fdatasync */
+    if (((cycle_seed >> 6) & 1) != 0) o.dsync_writes = true;
     struct tq_log *log;
     struct tq_error err;
     if (tq_log_open(&o, &log, NULL, &err) != TQ_OK) {

@@ -79,11 +79,21 @@ static inline struct tq_log_options st_options(const char *dir, struct st_lines 
     o.batch_bytes_max = 64 * 1024;
     o.spare_no_prezero = true;
     o.pipeline_bytes_min = 1; /* small test batches pipeline too (tests: test_log.c) */
+    /* TQ_TEST_DSYNC=1: the whole storage suite with dsync_writes on (the opt-in target
+     * test_storage_dsync_suite, tests/crash/CMakeLists.txt) */
+    const char *dsync = getenv("TQ_TEST_DSYNC");
+    o.dsync_writes = dsync != NULL && strcmp(dsync, "1") == 0;
     if (lines != NULL) {
         o.log_line = st_line;
         o.log_line_ctx = lines;
     }
     return o;
+}
+
+/* SQEs one batch takes in ALWAYS mode (no directory fsync): a write linked to an fdatasync, or
+ * with dsync_writes one RWF_DSYNC write. */
+static inline unsigned st_batch_sqes(const struct tq_log_options *o) {
+    return o->dsync_writes && o->fsync_mode == TQ_FSYNC_ALWAYS ? 1u : 2u;
 }
 
 /* Checks that the record with lsn matches st_payload(seed, lsn). */

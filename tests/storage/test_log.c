@@ -487,13 +487,13 @@ static void test_pipeline_and_zero_credit(void) {
     uint64_t lsn;
     /* batch A (small) goes out at once: nothing is in flight */
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 100, &lsn, &err), &err);
-    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 2); /* write + fdatasync */
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o)); /* write + fdatasync */
     /* batch B (small) waits while A is in flight */
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 100, &lsn, &err), &err);
     TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 0);
     /* once it holds pipeline_bytes_min it goes out next to A */
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 20 * 1024, &lsn, &err), &err);
-    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 2);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
     io_uring_submit(&ring);
     while (!tq_log_idle(log)) {
         struct io_uring_cqe *cqe;
@@ -566,6 +566,53 @@ static void test_second_writer(void) {
     st_rmtree(dir);
 }
 
+/* dsync_writes: one RWF_DSYNC write per batch and no fdatasync SQE (a segment's first batch
+ * still links the fsync of log/); the seam counts the write as a sync too, so its Nth-sync EIO
+ * still fails a batch; records written across several segments read back after a reopen. */
+static void test_dsync_writes(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "dsync");
+    struct tq_io_faults faults;
+    memset(&faults, 0, sizeof(faults));
+    struct tq_log_options o = st_options(dir, NULL);
+    o.dsync_writes = true;
+    o.faults = &faults;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
+    static uint8_t buf[4096];
+    uint32_t len = st_payload(seed, 1, 3000, buf);
+    uint64_t lsn;
+    TQ_CHECK_OK(tq_log_append(log, st_type(1), buf, len, &lsn, &err), &err);
+    uint64_t writes = faults.writes, fsyncs = faults.fsyncs;
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 1); /* the write alone: no fdatasync SQE */
+    TQ_CHECK_UEQ(faults.writes, writes + 1);
+    TQ_CHECK_UEQ(faults.fsyncs, fsyncs + 1);
+    io_uring_submit(&ring);
+    struct io_uring_cqe *cqe;
+    TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+    TQ_CHECK_EQ(cqe->res, 4096); /* one padded batch, written whole */
+    tq_log_complete(log, &ring, cqe);
+    io_uring_cqe_seen(&ring, cqe);
+    TQ_CHECK(tq_log_idle(log));
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), 1); /* durable on the write's completion */
+    io_uring_queue_exit(&ring);
+    /* several segments (256 KiB each): new segments' first batches link the fsync of log/ */
+    st_fill(log, seed, 400, 3000, 9);
+    uint64_t segs[16];
+    TQ_CHECK_GT(tq_log_segments(log, segs, 16), 2);
+    tq_log_close(log);
+    o.faults = NULL;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), 400);
+    for (uint64_t l = 1; l < 400; l++)
+        st_check_record(log, seed, l, 3000);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
 int main(void) {
     seed = tq_test_seed("test_log");
     rng = seed * 31 + 7;
@@ -579,6 +626,7 @@ int main(void) {
     test_second_writer();
     test_scan_stream();
     test_pipeline_and_zero_credit();
+    test_dsync_writes();
     printf("test_log: ok\n");
     return 0;
 }
