@@ -63,6 +63,9 @@ static const struct option_doc k_options[] = {
     {"log-prezero", "on|off",
      "zero-fill the preallocated spare segment in the background (default on; off makes "
      "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
+    {"log-dsync", "on|off",
+     "with --fsync always, make each batch durable with the write itself (RWF_DSYNC) instead "
+     "of a write linked to an fdatasync (default off; docs/performance-server.md)"},
     {"recycle-segments", "N",
      "keep up to N files of compressed segments for reuse as new segments, 0..64: faster "
      "writes, N x segment-bytes of disk kept (default 0 = off)"},
@@ -266,6 +269,14 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             cfg->log_prezero = false;
         } else {
             FAIL("--log-prezero: expected on or off, got '%s'", value);
+        }
+    } else if (strcmp(name, "log-dsync") == 0) {
+        if (strcmp(value, "on") == 0) {
+            cfg->log_dsync = true;
+        } else if (strcmp(value, "off") == 0) {
+            cfg->log_dsync = false;
+        } else {
+            FAIL("--log-dsync: expected on or off, got '%s'", value);
         }
     } else {
         FAIL("unknown option '%s'", name);

@@ -51,6 +51,7 @@ struct tq_config {
     uint32_t snapshots_keep; /* newest snapshots kept on disk */
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
+    bool log_dsync;      /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
     bool log_prezero;    /* zero-fill the spare segment through the ring (tq_log_options) */
     uint32_t recycle_segments; /* tq_log_options.recycle_segments_max (0 = off) */
 };

@@ -535,6 +535,7 @@ int main(int argc, char **argv) {
         .log_line = log_line,
         .snapshots_kept = srv->cfg.snapshots_keep,
         .spare_no_prezero = !srv->cfg.log_prezero,
+        .dsync_writes = srv->cfg.log_dsync,
         .recycle_segments_max = srv->cfg.recycle_segments,
     };
     struct tq_log_recovery rec;

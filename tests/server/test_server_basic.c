@@ -8,7 +8,7 @@
  * tenant's ids and tenant_id answer exactly like missing ones; revocation takes effect on an
  * open connection; bodies come back from the log; SIGTERM drains and exits 0; data survives a
  * restart; the Unix socket serves the same protocol; every --ring / --io-workers /
- * --log-prezero choice serves and recovers the same way.
+ * --log-prezero / --log-dsync choice serves and recovers the same way.
  */
 #include "rawc.h"
 #include "tq_fixture.h"
@@ -74,6 +74,9 @@ static void test_options(void) {
     const char *a11[] = {"--data", "/tmp/x", "--log-prezero", "yes", NULL};
     TQ_CHECK_EQ(run_ticketqd(a11, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--log-prezero") != NULL);
+    const char *a12[] = {"--data", "/tmp/x", "--log-dsync", "1", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a12, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--log-dsync") != NULL);
     const char *a5[] = {"--help", NULL};
     TQ_CHECK_EQ(run_ticketqd(a5, err, sizeof(err)), 0);
     char cfg[] = "/tmp/tq-cfg-XXXXXX";
@@ -195,25 +198,27 @@ static void test_corruption(void) {
     tq_fixture_cleanup(&f);
 }
 
-/* Every ring set-up (--ring plain, coop, defer), io-wq bound and spare zero-fill choice serves
+/* Every ring set-up (--ring plain, coop, defer), io-wq bound, spare zero-fill and batch sync
+ * (--log-dsync: RWF_DSYNC writes or write + fdatasync) choice serves
  * the same protocol with the same durability: 1100 sequential ingests (one 4 KiB batch and one
  * fdatasync each) on the smallest segments (4198400 bytes) roll the log into a second segment
  * (the spare, zero-filled or not), every
  * answer carries a growing LSN, SIGTERM drains with exit 0, and after a restart with the same
  * options the last body is read back from the log. The server's log names the ring it set up. */
 static void test_ring_modes(void) {
-    static const char *const modes[3][3] = {
-        {"plain", "0", "on"},
-        {"coop", "1", "off"},
-        {"defer", "2", "on"},
+    static const char *const modes[3][4] = {
+        {"plain", "0", "on", "off"},
+        {"coop", "1", "off", "on"},
+        {"defer", "2", "on", "on"},
     };
     for (int m = 0; m < 3; m++) {
         struct tq_fixture f;
         memset(&f, 0, sizeof(f));
         rawc_guard_fixture(&f);
-        const char *args[] = {"--ring",          modes[m][0],     "--io-workers",
-                              modes[m][1],       "--log-prezero", modes[m][2],
-                              "--segment-bytes", "4198400",       NULL};
+        const char *args[] = {
+            "--ring",    modes[m][0],   "--io-workers", modes[m][1],       "--log-prezero",
+            modes[m][2], "--log-dsync", modes[m][3],    "--segment-bytes", "4198400",
+            NULL};
         memcpy(f.extra_args, args, sizeof(args));
         TQ_CHECK_EQ(tq_fixture_start(&f), 0);
         char cmd[900];
