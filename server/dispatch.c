@@ -229,22 +229,25 @@ enum tq_err tq_dispatch_run_cmd(struct tq_server *srv, struct tq_cmd *cmd,
     uint64_t now = tq_now_ms();
     if (now < srv->last_now_ms) now = srv->last_now_ms; /* time never goes backwards */
     cmd->now_ms = now;
-    size_t size = tq_cmd_encoded_size(cmd);
-    if (size > TQ_RECORD_BYTES_DEFAULT_MAX) {
+    /* Encode first (no side effects) into the buffer that holds any record: a command that
+     * does not fit is over the record limit, and only then is its exact size computed (for
+     * the message). Sizing every command up front walked it once more per message. */
+    TQ_ASSERT(srv->enc_cap >= TQ_RECORD_BYTES_DEFAULT_MAX);
+    size_t n = tq_cmd_encode(cmd, srv->enc_buf, TQ_RECORD_BYTES_DEFAULT_MAX);
+    if (n == 0) {
+        size_t size = tq_cmd_encoded_size(cmd);
+        TQ_ASSERT(size > TQ_RECORD_BYTES_DEFAULT_MAX);
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                             "command of %zu bytes exceeds the record limit of %u bytes", size,
                             TQ_RECORD_BYTES_DEFAULT_MAX);
     }
-    size_t check = size + TQ_EVENTS_RECORD_RESERVE_BYTES;
-    if (check > TQ_RECORD_BYTES_DEFAULT_MAX) check = size;
+    size_t check = n + TQ_EVENTS_RECORD_RESERVE_BYTES;
+    if (check > TQ_RECORD_BYTES_DEFAULT_MAX) check = n;
     if (!tq_log_can_append(srv->log, (uint32_t)check)) {
         return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED,
                             "the log cannot take this write now (disk full or commit backlog); "
                             "nothing was applied, retry later");
     }
-    ensure_enc(srv, size);
-    size_t n = tq_cmd_encode(cmd, srv->enc_buf, srv->enc_cap);
-    TQ_ASSERT(n == size);
     uint64_t lsn = tq_log_next_lsn(srv->log);
     TQ_ASSERT(lsn > srv->lsn_staged);
     srv->ev_count = 0;
@@ -1694,6 +1697,7 @@ static enum tq_err op_batch(struct req *r) {
     Ticketq__BatchResult *res = aalloc(r, sizeof(*res));
     ticketq__batch_result__init(res);
     res->results = aalloc(r, (b->n_ops + 1) * sizeof(*res->results));
+    const struct tq_auth_rule *rule_hint = NULL;
     for (size_t i = 0; i < b->n_ops; i++) {
         Ticketq__Request *sub = b->ops[i];
         if (!sub->has_tenant_id && r->msg->has_tenant_id) {
@@ -1708,11 +1712,13 @@ static enum tq_err op_batch(struct req *r) {
                             .sess = r->sess,
                             .msg = sub,
                             .resp = sr,
+                            .rule = rule_hint,
                             .in_batch = true};
         if (sub->op_case == TICKETQ__REQUEST__OP_AUTH) {
             fail(&child, TQ_ERR_INVALID_ARGUMENT, "Auth cannot be batched");
         } else {
             (void)handle(&child);
+            rule_hint = child.rule;
         }
         res->results[res->n_results++] = sr;
     }
@@ -1750,7 +1756,9 @@ static enum tq_err resolve_tenant(struct req *r) {
 
 static enum tq_err handle(struct req *r) {
     const Ticketq__Request *m = r->msg;
-    r->rule = tq_auth_rule((int)m->op_case);
+    /* A batch hands each op the previous op's rule: the ops of a batch are nearly always of
+     * one kind, and the lookup is a scan of the role table. */
+    if (r->rule == NULL || r->rule->op != (int)m->op_case) r->rule = tq_auth_rule((int)m->op_case);
     if (r->rule == NULL) {
         return fail(r, TQ_ERR_INVALID_ARGUMENT, "unknown or missing operation");
     }
@@ -1886,7 +1894,12 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
 
 void tq_dispatch_init(struct tq_server *srv) {
     tq_arena_init(&srv->arena, 64 * 1024);
-    srv->enc_cap = 64 * 1024;
+    /* Any command record fits (tq_dispatch_run_cmd encodes before it knows the size), and
+     * so do TQ_EVENTS_PER_RECORD_MAX events. */
+    _Static_assert(TQ_EVENT_ENCODED_BYTES_MAX * TQ_EVENTS_PER_RECORD_MAX + 21 <=
+                       TQ_RECORD_BYTES_DEFAULT_MAX,
+                   "events record bound");
+    srv->enc_cap = TQ_RECORD_BYTES_DEFAULT_MAX;
     srv->enc_buf = tq_xalloc(srv->enc_cap);
     srv->read_cap = 64 * 1024;
     srv->read_buf = tq_xalloc(srv->read_cap);
