@@ -154,7 +154,8 @@ static void ensure_enc(struct tq_server *srv, size_t size) {
     srv->enc_cap = cap;
 }
 
-/* Keeps a copy of a staged command record until its batch is acknowledged, so reads that
+/* Keeps every staged command record (encoded in place by staged_encode, which the log then
+ * copies from) until its batch is acknowledged, so reads that
  * need a body (TicketGet, OutboxTake) can be served before the record is readable from the
  * log; the response itself still waits for the acknowledgement. The copies live back to back
  * in one growing buffer (no allocation per request once warm); entries are in LSN order, so
@@ -175,31 +176,64 @@ static void staged_compact(struct tq_server *srv) {
     srv->staged_head = 0;
 }
 
-static void staged_keep(struct tq_server *srv, uint64_t lsn, const uint8_t *bytes, size_t len) {
-    if (srv->staged_count == srv->staged_cap ||
-        srv->staged_bytes_len + len > srv->staged_bytes_cap) {
-        staged_compact(srv);
-        /* Grow when more than half is still live after compaction, so compactions stay rare
-         * (each moves at most as much as was appended since the previous one). */
-        if (srv->staged_count * 2 >= srv->staged_cap) {
-            uint32_t cap = srv->staged_cap ? srv->staged_cap * 2 : 256;
-            srv->staged = tq_xrealloc(srv->staged, srv->staged_cap * sizeof(*srv->staged),
-                                      cap * sizeof(*srv->staged));
-            srv->staged_cap = cap;
-        }
-        if (srv->staged_bytes_len + len > srv->staged_bytes_cap ||
-            srv->staged_bytes_len * 2 >= srv->staged_bytes_cap) {
-            size_t cap = srv->staged_bytes_cap ? srv->staged_bytes_cap : 256 * 1024;
-            while (cap < srv->staged_bytes_len + len || cap <= srv->staged_bytes_len * 2)
-                cap *= 2;
-            srv->staged_bytes = tq_xrealloc(srv->staged_bytes, srv->staged_bytes_cap, cap);
-            srv->staged_bytes_cap = cap;
-        }
+/* Makes room for len more staged bytes (compacting or growing). */
+static void staged_make_room(struct tq_server *srv, size_t len) {
+    if (srv->staged_count < srv->staged_cap &&
+        srv->staged_bytes_len + len <= srv->staged_bytes_cap) {
+        return;
+    }
+    staged_compact(srv);
+    /* Grow when more than half is still live after compaction, so compactions stay rare
+     * (each moves at most as much as was appended since the previous one). */
+    if (srv->staged_count * 2 >= srv->staged_cap) {
+        uint32_t cap = srv->staged_cap ? srv->staged_cap * 2 : 256;
+        srv->staged = tq_xrealloc(srv->staged, srv->staged_cap * sizeof(*srv->staged),
+                                  cap * sizeof(*srv->staged));
+        srv->staged_cap = cap;
+    }
+    if (srv->staged_bytes_len + len > srv->staged_bytes_cap ||
+        srv->staged_bytes_len * 2 >= srv->staged_bytes_cap) {
+        size_t cap = srv->staged_bytes_cap ? srv->staged_bytes_cap : 256 * 1024;
+        while (cap < srv->staged_bytes_len + len || cap <= srv->staged_bytes_len * 2)
+            cap *= 2;
+        srv->staged_bytes = tq_xrealloc(srv->staged_bytes, srv->staged_bytes_cap, cap);
+        srv->staged_bytes_cap = cap;
     }
     TQ_ASSERT(srv->staged_count < srv->staged_cap);
     TQ_ASSERT(srv->staged_bytes_len + len <= srv->staged_bytes_cap);
+}
+
+/* Encodes cmd straight into the free tail of the staged bytes (the record is kept there
+ * until acknowledged, and the log copies it from there: one copy fewer than encoding into a
+ * scratch buffer and keeping a copy of that). Returns the record's bytes and sets *len_out,
+ * or returns NULL with *len_out = its size when the command is over the record limit. The
+ * bytes become a staged record only with staged_commit. */
+static uint8_t *staged_encode(struct tq_server *srv, const struct tq_cmd *cmd, size_t *len_out) {
+    size_t room = srv->staged_bytes_cap - srv->staged_bytes_len;
+    if (room > TQ_RECORD_BYTES_DEFAULT_MAX) room = TQ_RECORD_BYTES_DEFAULT_MAX;
+    size_t n = 0;
+    if (srv->staged_count < srv->staged_cap && room > 0) {
+        n = tq_cmd_encode(cmd, srv->staged_bytes + srv->staged_bytes_len, room);
+    }
+    if (n == 0) { /* it did not fit what is left: size it, make room, encode again */
+        size_t size = tq_cmd_encoded_size(cmd);
+        if (size > TQ_RECORD_BYTES_DEFAULT_MAX) {
+            *len_out = size;
+            return NULL;
+        }
+        staged_make_room(srv, size);
+        n = tq_cmd_encode(cmd, srv->staged_bytes + srv->staged_bytes_len, size);
+        TQ_ASSERT(n == size);
+    }
+    *len_out = n;
+    return srv->staged_bytes + srv->staged_bytes_len;
+}
+
+/* Keeps the record staged_encode just wrote as the staged copy of lsn. */
+static void staged_commit(struct tq_server *srv, uint64_t lsn, size_t len) {
+    TQ_ASSERT(srv->staged_count < srv->staged_cap);
+    TQ_ASSERT(srv->staged_bytes_len + len <= srv->staged_bytes_cap);
     TQ_ASSERT(srv->staged_count == 0 || srv->staged[srv->staged_count - 1].lsn < lsn);
-    memcpy(srv->staged_bytes + srv->staged_bytes_len, bytes, len);
     srv->staged[srv->staged_count++] =
         (struct tq_staged_record){.lsn = lsn, .offset = srv->staged_bytes_len, .len = len};
     srv->staged_bytes_len += len;
@@ -233,16 +267,14 @@ static enum tq_err run_cmd(struct tq_server *srv, struct tq_cmd *cmd,
     uint64_t now = srv->batch_now_ms != 0 ? srv->batch_now_ms : tq_now_ms();
     if (now < srv->last_now_ms) now = srv->last_now_ms; /* time never goes backwards */
     cmd->now_ms = now;
-    /* Encode first (no side effects) into the buffer that holds any record: a command that
-     * does not fit is over the record limit, and only then is its exact size computed (for
-     * the message). Sizing every command up front walked it once more per message. */
-    TQ_ASSERT(srv->enc_cap >= TQ_RECORD_BYTES_DEFAULT_MAX);
-    size_t n = tq_cmd_encode(cmd, srv->enc_buf, TQ_RECORD_BYTES_DEFAULT_MAX);
-    if (n == 0) {
-        size_t size = tq_cmd_encoded_size(cmd);
-        TQ_ASSERT(size > TQ_RECORD_BYTES_DEFAULT_MAX);
+    /* Encode first (no side effects until staged_commit): sizing every command up front
+     * walked it once more per message; the exact size is computed only when the encoding
+     * does not fit the staged buffer's free tail. */
+    size_t n = 0;
+    const uint8_t *rec = staged_encode(srv, cmd, &n);
+    if (rec == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
-                            "command of %zu bytes exceeds the record limit of %u bytes", size,
+                            "command of %zu bytes exceeds the record limit of %u bytes", n,
                             TQ_RECORD_BYTES_DEFAULT_MAX);
     }
     size_t check = n + TQ_EVENTS_RECORD_RESERVE_BYTES;
@@ -263,13 +295,12 @@ static enum tq_err run_cmd(struct tq_server *srv, struct tq_cmd *cmd,
     }
     uint64_t got = 0;
     struct tq_error lerr;
-    if (tq_log_append(srv->log, TQ_RECORD_TYPE_CMD, srv->enc_buf, (uint32_t)n, &got, &lerr) !=
-        TQ_OK) {
+    if (tq_log_append(srv->log, TQ_RECORD_TYPE_CMD, rec, (uint32_t)n, &got, &lerr) != TQ_OK) {
         /* The state already changed: continuing would serve state the log does not have. */
         tq_fatal("log refused command record %" PRIu64 " after apply: %s", lsn, lerr.msg);
     }
     TQ_ASSERT(got == lsn);
-    staged_keep(srv, lsn, srv->enc_buf, n);
+    staged_commit(srv, lsn, n);
     srv->lsn_staged = lsn;
     srv->last_now_ms = now;
     *lsn_out = lsn;
@@ -1986,12 +2017,7 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
 
 void tq_dispatch_init(struct tq_server *srv) {
     tq_arena_init(&srv->arena, 64 * 1024);
-    /* Any command record fits (tq_dispatch_run_cmd encodes before it knows the size), and
-     * so do TQ_EVENTS_PER_RECORD_MAX events. */
-    _Static_assert(TQ_EVENT_ENCODED_BYTES_MAX * TQ_EVENTS_PER_RECORD_MAX + 21 <=
-                       TQ_RECORD_BYTES_DEFAULT_MAX,
-                   "events record bound");
-    srv->enc_cap = TQ_RECORD_BYTES_DEFAULT_MAX;
+    srv->enc_cap = 64 * 1024; /* events records; grows for a TICK with many events */
     srv->enc_buf = tq_xalloc(srv->enc_cap);
     srv->read_cap = 64 * 1024;
     srv->read_buf = tq_xalloc(srv->read_cap);
