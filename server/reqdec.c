@@ -27,7 +27,7 @@ struct rd {
     const uint8_t *p, *end;
 };
 
-static bool get_varint_long(struct rd *r, uint64_t *out) {
+static bool get_varint(struct rd *r, uint64_t *out) {
     uint64_t v = 0;
     for (unsigned i = 0; i < 10; i++) {
         if (r->p == r->end) return false;
@@ -40,15 +40,6 @@ static bool get_varint_long(struct rd *r, uint64_t *out) {
         }
     }
     return false;
-}
-
-/* Most varints here (tags, enums, small lengths) are one byte: read those inline. */
-static inline bool get_varint(struct rd *r, uint64_t *out) {
-    if (r->p < r->end && *r->p < 0x80) {
-        *out = *r->p++;
-        return true;
-    }
-    return get_varint_long(r, out);
 }
 
 /* An enum as protobuf-c stores it, for varints of at most 5 bytes within 32 bits. */
