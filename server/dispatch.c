@@ -10,7 +10,9 @@
  *      in Request.tenant_id, everyone else is pinned to the token's tenant, and an id of
  *      another tenant answers exactly like a missing one (the state guarantees it for ids; the
  *      tenant id itself is checked here);
- *   4. mutations: tq_dispatch_run_cmd (room in the log first, then apply, then append);
+ *   4. mutations: tq_dispatch_run_cmd (room in the log first, then apply, then append); a
+ *      Batch of only Ingests gates and builds all its ops first, then applies them with the
+ *      state's prefetch running ahead (batch_ingest);
  *      reads: query the state, bodies come from the log (or from the not-yet-durable copies
  *      kept in srv->staged until their batch is acknowledged);
  *   5. queue the response on the connection with wait_lsn = the highest LSN staged so far:
@@ -1775,6 +1777,9 @@ static void batch_ingest(struct req *kids, size_t n) {
         if (i > 0) k->rule = kids[i - 1].rule;
         TQ_ASSERT(k->msg->op_case == TICKETQ__REQUEST__OP_INGEST);
         ready[i] = find_rule(k) == TQ_OK && gate(k) == TQ_OK && ingest_build(k, &cmds[i]) == TQ_OK;
+        /* the command must be final before stage 0 hashes its keys: mutate's defaulting of
+         * the tenant (a no-op for a tenant-scoped op that passed the gate) happens here */
+        if (ready[i] && cmds[i].tenant_id == 0) cmds[i].tenant_id = k->tenant_id;
     }
     size_t pushed = 0; /* ops whose stage 0 ran */
     for (size_t a = 0; a < n; a++) {
