@@ -10,10 +10,13 @@
  * Handled shapes (anything else: tq_respenc_size returns 0 and the caller uses protobuf-c):
  *   Response { 1 id, 2 Error{1 code, 2 message}?, 3 lsn?, oneof: none | 11 BatchResult
  *              {1 repeated Response (handled shapes)} | 12 Ids{1..12 scalars, 13 token_secret} }
- * with no unknown fields anywhere. Sizes are computed, not cached: the size pass and the pack
- * pass each walk the message once (a batch result's elements are sized twice, still far
- * cheaper than the descriptor walk).
- * Invariant: tq_respenc_pack writes exactly tq_respenc_size bytes (asserted).
+ * with no unknown fields anywhere. The size pass walks the message once; the pack pass walks it
+ * once more and writes each length after its body (len_open/len_close: one byte reserved, the
+ * body moved up in the rare case its length needs more), so nothing is sized twice. The bytes
+ * are the same as protobuf-c's: minimal varints, fields in number order.
+ * Invariant: tq_respenc_pack writes exactly tq_respenc_size bytes (asserted), and never more
+ * than size bytes: a body is moved up only by the bytes its final length takes, which the size
+ * pass counted.
  */
 #include "respenc.h"
 
@@ -149,12 +152,30 @@ static size_t resp_size(const Ticketq__Response *r, unsigned depth) {
     return n;
 }
 
+/* Writes a length-delimited field whose length is not known yet: the tag, one byte reserved
+ * for the length, then put() writes the body at p. Almost every body here is under 128 bytes,
+ * so the length fits the reserved byte; a longer body is moved up by the extra varint bytes
+ * (rare: a batch result, or an error message). This is why the pack pass needs no size pass of
+ * its own (it used to size every batch element twice more). */
+static uint8_t *len_open(uint8_t *p, uint8_t tag) {
+    *p++ = tag;
+    return p + 1; /* the body starts after the reserved length byte */
+}
+
+static uint8_t *len_close(uint8_t *body, uint8_t *end) {
+    size_t len = (size_t)(end - body);
+    size_t extra = varint_size(len) - 1;
+    if (extra > 0) memmove(body + extra, body, len);
+    varint_put(body - 1, len);
+    return end + extra;
+}
+
 static uint8_t *resp_put(const Ticketq__Response *r, uint8_t *p, unsigned depth) {
     *p++ = TAG(1, WT_VARINT);
     p = varint_put(p, r->id);
     if (r->error != NULL) {
-        *p++ = TAG(2, WT_LEN);
-        p = varint_put(p, error_size(r->error));
+        uint8_t *body = len_open(p, TAG(2, WT_LEN));
+        p = body;
         *p++ = TAG(1, WT_VARINT);
         p = varint_put(p, int32_wire((int32_t)r->error->code));
         if (r->error->message != NULL) {
@@ -164,28 +185,24 @@ static uint8_t *resp_put(const Ticketq__Response *r, uint8_t *p, unsigned depth)
             memcpy(p, r->error->message, len);
             p += len;
         }
+        p = len_close(body, p);
     }
     if (r->has_lsn) {
         *p++ = TAG(3, WT_VARINT);
         p = varint_put(p, r->lsn);
     }
     if (r->result_case == TICKETQ__RESPONSE__RESULT_IDS) {
-        *p++ = TAG(12, WT_LEN);
-        p = varint_put(p, ids_size(r->ids));
-        p = ids_put(r->ids, p);
+        uint8_t *body = len_open(p, TAG(12, WT_LEN));
+        p = len_close(body, ids_put(r->ids, body));
     } else if (r->result_case == TICKETQ__RESPONSE__RESULT_BATCH) {
         const Ticketq__BatchResult *b = r->batch;
-        size_t inner = 0;
+        uint8_t *outer = len_open(p, TAG(11, WT_LEN));
+        p = outer;
         for (size_t i = 0; i < b->n_results; i++) {
-            inner += len_field_size(resp_size(b->results[i], depth + 1));
+            uint8_t *body = len_open(p, TAG(1, WT_LEN));
+            p = len_close(body, resp_put(b->results[i], body, depth + 1));
         }
-        *p++ = TAG(11, WT_LEN);
-        p = varint_put(p, inner);
-        for (size_t i = 0; i < b->n_results; i++) {
-            *p++ = TAG(1, WT_LEN);
-            p = varint_put(p, resp_size(b->results[i], depth + 1));
-            p = resp_put(b->results[i], p, depth + 1);
-        }
+        p = len_close(outer, p);
     }
     return p;
 }

@@ -169,6 +169,7 @@ struct tq_server {
     uint64_t lsn_staged;         /* highest LSN appended (staged) so far */
     uint64_t events_flushed_lsn; /* live events up to this were handed to subscribers */
     uint64_t last_now_ms;        /* time never goes backwards in the log */
+    uint64_t batch_now_ms;       /* clock read once for the Batch being run (0: per command) */
     uint64_t next_tick_check_ms;
 
     struct tq_arena arena; /* per-request scratch, reset after each request */

@@ -465,6 +465,89 @@ static void test_pipeline_and_batch(struct world *w) {
     tq_client_response_free(resp);
 }
 
+/* A Batch made only of Ingests takes the server's two-pass path (server/dispatch.c,
+ * batch_ingest): the gate and the command of every op first, then apply with the state's
+ * prefetch running up to 15 ops ahead. Its results must be those of applying the ops one by
+ * one: a later op sees the customer, ticket and idempotency key an earlier op of the same
+ * batch created (although its prefetch ran before that op was applied), and an op refused by
+ * validation (channel out of range) or at the gate (another tenant) leaves the rest alone.
+ * 40 ops, so every prefetch stage runs; 10 of them first contacts. */
+static void test_ingest_batch(struct world *w) {
+    enum { N = 40, BAD_CHANNEL = 5, DUP_OF_2 = 9, FOREIGN = 13, DUP_OF_29 = 30 };
+    static char ext[N][16], from[N][16];
+    Ticketq__Ingest ins[N];
+    Ticketq__Request ops[N], *ptrs[N];
+    for (size_t i = 0; i < N; i++) {
+        /* two returning customers alternate; every fourth op is a first contact */
+        snprintf(from[i], sizeof(from[i]), "+15557700%02zu", i % 4 == 3 ? i : i % 2);
+        snprintf(ext[i], sizeof(ext[i]), "ib-%zu", i);
+        if (i == DUP_OF_2 || i == DUP_OF_29) { /* a resend of an earlier op of this batch */
+            size_t orig = i == DUP_OF_2 ? 2 : 29;
+            memcpy(from[i], from[orig], sizeof(from[i]));
+            memcpy(ext[i], ext[orig], sizeof(ext[i]));
+        }
+        ins[i] = make_ingest(TICKETQ__CHANNEL__SMS, from[i], "batched ingest", ext[i]);
+        ins[i].has_queue_id = 1;
+        ins[i].queue_id = w->queue;
+        if (i == BAD_CHANNEL) ins[i].channel = (Ticketq__Channel)99;
+        ticketq__request__init(&ops[i]);
+        ops[i].op_case = TICKETQ__REQUEST__OP_INGEST;
+        ops[i].ingest = &ins[i];
+        if (i == FOREIGN) {
+            ops[i].has_tenant_id = 1;
+            ops[i].tenant_id = w->other_tenant;
+        }
+        ptrs[i] = &ops[i];
+    }
+    Ticketq__Response *resp = NULL;
+    OK(tq_client_batch(w->ta, ptrs, N, &resp, &err));
+    TQ_CHECK_UEQ(resp->batch->n_results, N);
+    const Ticketq__Ids *first[N] = {0}; /* by op: the first ok op with the same sender */
+    uint64_t last_message = 0, last_lsn = 0;
+    for (size_t i = 0; i < N; i++) {
+        const Ticketq__Response *r = resp->batch->results[i];
+        TQ_CHECK_UEQ(r->id, i + 1);
+        if (i == BAD_CHANNEL) {
+            TQ_CHECK_ERR(tq_client_response_error(r, &err), TQ_ERR_INVALID_ARGUMENT, &err);
+            continue;
+        }
+        if (i == FOREIGN) {
+            TQ_CHECK_ERR(tq_client_response_error(r, &err), TQ_ERR_NOT_FOUND, &err);
+            continue;
+        }
+        OK(tq_client_response_error(r, &err));
+        TQ_CHECK_EQ(r->result_case, TICKETQ__RESPONSE__RESULT_IDS);
+        const Ticketq__Ids *ids = r->ids;
+        TQ_CHECK(r->has_lsn && r->lsn > last_lsn);
+        last_lsn = r->lsn;
+        if (i == DUP_OF_2 || i == DUP_OF_29) {
+            const Ticketq__Ids *orig = resp->batch->results[i == DUP_OF_2 ? 2 : 29]->ids;
+            TQ_CHECK(ids->duplicate);
+            TQ_CHECK_UEQ(ids->message_id, orig->message_id);
+            TQ_CHECK_UEQ(ids->ticket_id, orig->ticket_id);
+            TQ_CHECK(!ids->ticket_created && !ids->customer_created);
+            continue;
+        }
+        TQ_CHECK(!ids->duplicate);
+        TQ_CHECK_UINT_OP(ids->message_id, >, last_message); /* applied in op order */
+        last_message = ids->message_id;
+        size_t j = 0;
+        while (j < i && (first[j] == NULL || strcmp(from[j], from[i]) != 0))
+            j++;
+        if (j == i) { /* first op of this sender in the batch: a new customer and ticket */
+            first[i] = ids;
+            TQ_CHECK(ids->customer_created);
+            TQ_CHECK(ids->ticket_created);
+        } else { /* appended to the ticket an earlier op of this batch opened */
+            TQ_CHECK(!ids->customer_created);
+            TQ_CHECK(!ids->ticket_created);
+            TQ_CHECK_UEQ(ids->customer_id, first[j]->customer_id);
+            TQ_CHECK_UEQ(ids->ticket_id, first[j]->ticket_id);
+        }
+    }
+    tq_client_response_free(resp);
+}
+
 /* Reads events until one with type, ticket_id and message_id (0 = any) shows up; checks the
  * LSN order on the way. */
 static uint64_t await_event(struct tq_subscription *sub, Ticketq__EventType type,
@@ -591,6 +674,7 @@ int main(void) {
     test_generic_ops(&w);
     test_auto_assign(&w);
     test_pipeline_and_batch(&w);
+    test_ingest_batch(&w);
     test_subscribe(&w);
     test_revoke_and_unix(&w);
     tq_client_close(w.admin);
