@@ -185,10 +185,10 @@ static void sh_remove(struct tq_state *s, struct tq_slaidx *x, struct tq_ticket 
     sh_down(s, x, st_ticket(s, x->nodes[pos].ticket)->sla_pos - 1);
 }
 
-void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid) {
+void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid, uint64_t d) {
     struct tq_ticket *t = st_ticket(s, tid);
     struct tq_slaidx *x = &st_tenant(s, t->tenant)->sla;
-    uint64_t d = tq_st_ticket_sla_next(t);
+    TQ_DEBUG_ASSERT(d == tq_st_ticket_sla_next(t));
     if (d == 0) {
         if (t->sla_pos != 0) sh_remove(s, x, t);
         return;
@@ -206,10 +206,21 @@ void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid) {
         TQ_ASSERT(pos < x->count);
         struct tq_slanode *n = &x->nodes[pos];
         TQ_ASSERT(n->ticket == tid);
-        if (n->key == key && !key_clamped(key)) return; /* same deadline: nothing moves */
+        uint32_t key_old = n->key;
+        if (key_old == key && !key_clamped(key)) return; /* same deadline: nothing moves */
         n->key = key;
-        sh_up(s, x, pos);
-        sh_down(s, x, t->sla_pos - 1);
+        /* An unclamped node orders by (key, ticket) alone, so a key that grew can only move
+         * down and one that shrank only up: the other sift would read a random parent (or
+         * four children) for nothing. Most re-keys grow (a first reply stops the earliest
+         * clock). A clamped key is compared through the tickets' exact deadlines: both. */
+        if (key > key_old && !key_clamped(key)) {
+            sh_down(s, x, pos);
+        } else if (key < key_old && !key_clamped(key)) {
+            sh_up(s, x, pos);
+        } else {
+            sh_up(s, x, pos);
+            sh_down(s, x, t->sla_pos - 1);
+        }
         return;
     }
     if (x->count == x->cap) {
