@@ -1904,6 +1904,27 @@ static void ingest_pick(const struct tq_state *s, uint32_t cid, uint32_t qid, ui
     }
 }
 
+/* Whether an inbound message on channel ch appended to the existing ticket t changes anything
+ * ticket_sync() derives (queue membership and key, load, due item, SLA index key): a reopen,
+ * the start of the oldest unanswered message or of the next-reply clock, or a new reply window.
+ * When none of these happen, only the message chain and updated_ms change, which no index reads,
+ * so apply skips ticket_sync and the prefetch stage skips the entries it would read (the
+ * deadline entry and the SLA index node: random lines). Pure: the prefetch stage calls it on
+ * the ticket as it stands, apply before mutating it. */
+static bool ingest_touches_index(const struct tq_tenant *tn, const struct tq_ticket *t,
+                                 unsigned ch) {
+    if (t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD ||
+        t->status == TQ_STATUS_SOLVED) {
+        return true; /* reopened */
+    }
+    if (t->unanswered_ms == 0) return true;
+    if (t->policy != 0 && t->sla_state[TQ_SLA_FIRST_REPLY] != TQ_SLA_RUNNING &&
+        t->sla_state[TQ_SLA_NEXT_REPLY] != TQ_SLA_RUNNING) {
+        return true; /* the next-reply clock starts */
+    }
+    return t->origin < TQ_CHANNEL_COUNT && tn->reply_window_ms[t->origin] != 0 && ch == t->origin;
+}
+
 static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_t follow_up_of) {
     struct tq_state *s = c->s;
     const __typeof__(c->cmd->u.ingest) *in = &c->cmd->u.ingest;
@@ -2041,6 +2062,9 @@ static enum tq_err cmd_ingest(struct ctx *c) {
         c->res->customer_created = true;
     }
     uint32_t tid = open_tid;
+    /* an existing ticket whose derived entries this message leaves alone (the common case: a
+     * customer writing again before the agent answered) needs no ticket_sync */
+    bool sync = open_tid == 0 || ingest_touches_index(c->tn, st_ticket(s, open_tid), in->channel);
     if (tid == 0) tid = ticket_create(c, cid, (uint32_t)qid, closed_tid);
     uint32_t mid = message_add(c, tid, TQ_DIRECTION_INBOUND, in->channel, TQ_AUTHOR_CUSTOMER,
                                TQ_DELIVERY_NONE, mh, mh_slot);
@@ -2065,7 +2089,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
         t->sla_warned &= (uint8_t) ~(1u << TQ_SLA_REPLY_WINDOW);
         t->window_deadline_ms = c->now + window;
     }
-    ticket_sync(s, tid, c->now);
+    if (sync) ticket_sync(s, tid, c->now);
     c->res->customer_id = cid;
     c->res->ticket_id = tid;
     c->res->ticket_number = t->number;
@@ -3113,7 +3137,18 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         h->step = TQ_PREFETCH_STEP_TICKET;
         return;
     }
-    case TQ_PREFETCH_STEP_TICKET: prefetch_ticket_children(s, h->ticket); break;
+    case TQ_PREFETCH_STEP_TICKET: {
+        /* apply reads the ticket's index entries only if this message changes what they
+         * derive from (ingest_touches_index, the same test apply makes); most do not */
+        const struct tq_ticket *t = st_ticket(s, h->ticket);
+        if (t->tenant != 0 && t->tenant < s->tenants.next_id &&
+            ingest_touches_index(st_tenant(s, t->tenant), t, cmd->u.ingest.channel)) {
+            prefetch_ticket_children(s, h->ticket);
+        } else if (t->extras != NULL) {
+            __builtin_prefetch(t->extras); /* ingest_pick reads merged_into there */
+        }
+        break;
+    }
     default: break;
     }
     h->step = TQ_PREFETCH_STEP_DONE;
