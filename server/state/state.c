@@ -2012,8 +2012,13 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     /* Both lookups below start with a cache miss in a big table: hash both keys first and
      * prefetch both slots so the two misses overlap. */
     char norm_buf[TQ_EXTERNAL_ID_BYTES_MAX];
-    const char *norm = normalise_ext(in->channel, in->from_external_id, norm_buf);
     uint32_t nlen = in->from_external_id.len;
+    const char *norm =
+        c->hint != NULL && c->hint->ident_norm_len != 0 && c->hint->ident_norm_len == nlen
+            ? c->hint->ident_norm /* stage 0 lower-cased it */
+            : normalise_ext(in->channel, in->from_external_id, norm_buf);
+    TQ_DEBUG_ASSERT(
+        memcmp(norm, normalise_ext(in->channel, in->from_external_id, norm_buf), nlen) == 0);
     uint64_t ih_pre = c->hint != NULL ? c->hint->ident_hash : 0; /* stage 0 hashed the keys */
     if (ih_pre == 0) ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
     TQ_DEBUG_ASSERT(ih_pre == tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen));
@@ -3029,6 +3034,7 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
     h->msg_hash = h->ident_hash = 0;
     h->ident = h->ticket = h->probe = 0;
     h->step = TQ_PREFETCH_STEP_SLOT;
+    h->ident_norm_len = 0;
     switch (cmd->type) {
     case TQ_CMD_OUTBOX_ACK: {
         uint64_t mid = cmd->u.outbox_ack.message_id;
@@ -3062,10 +3068,13 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
                                          in->message_external_id.len);
     }
     if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
+        /* an e-mail address is lower-cased into the hint, so apply need not do it again */
         char buf[TQ_EXTERNAL_ID_BYTES_MAX];
-        const char *norm = normalise_ext(in->channel, in->from_external_id, buf);
-        h->ident_hash =
-            tq_st_identity_hash(cmd->tenant_id, in->channel, norm, in->from_external_id.len);
+        uint32_t n = in->from_external_id.len;
+        char *out = n <= sizeof(h->ident_norm) ? h->ident_norm : buf;
+        const char *norm = normalise_ext(in->channel, in->from_external_id, out);
+        if (norm == h->ident_norm) h->ident_norm_len = (uint8_t)n;
+        h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
     }
     if (h->msg_hash != 0) {
         __builtin_prefetch(&s->msg_index.slots[msg_home(&s->msg_index, h->msg_hash)]);
