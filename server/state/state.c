@@ -2998,12 +2998,6 @@ static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     if (t->extras != NULL) __builtin_prefetch(t->extras);
 }
 
-static void prefetch_body(struct tq_str body) {
-    /* apply validates the body's UTF-8: the bytes are in the record, which a decode-ahead
-     * loop has not read (decoding skips over them) */
-    if (body.len > 0 && body.len <= 4096) prefetch_span(body.ptr, body.len);
-}
-
 /* Finds the first slot from probe on (within one run, at most 16 slots: one cache line's worth)
  * whose tag is the sender key's, and prefetches that identity. False when the run ends (a new
  * sender: nothing to fetch), the id is stale or the bound is reached. */
@@ -3052,7 +3046,6 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
             h->ticket = (uint32_t)id;
             prefetch_ticket(s, (uint32_t)id);
         }
-        if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
         return;
     }
     case TQ_CMD_MESSAGE_INGEST: break;
@@ -3082,7 +3075,8 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
     if (h->ident_hash != 0) {
         __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
     }
-    prefetch_body(in->body);
+    /* (the body is not fetched: a decode-ahead window copied the record, body included,
+     * moments ago; fetching those lines again stalled behind the copy's own stores) */
 }
 
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
