@@ -36,15 +36,18 @@
  * tenant at most) and re-heapifies. The base is not part of the state's digest or snapshot:
  * a state rebuilt from a snapshot may have a different base and answers identically.
  *
- * Cost to apply: ticket_sync() calls tq_st_slaidx_sync() once per ticket change; when the
- * earliest deadline did not change (most inbound messages on an existing ticket) that is the
- * loop over the ticket's five clocks and one read of the node, which the decode-ahead window
- * prefetches (tq_st_slaidx_prefetch). When it changes, a sift moves nodes along one path of the
- * tenant's heap (4-ary: half the levels of a binary heap) and writes each moved node's
- * position into its ticket. Ticket merges change two tickets before syncing either, so a sift
- * may meet one node whose ticket changed and is not synced yet; only clamped ties read
- * tickets, and the following sync of that ticket sifts it to its place (the invariant
- * checker verifies the order after every command in the tests).
+ * Cost to apply: ticket_sync() calls tq_st_slaidx_sync() once per ticket change, with the
+ * earliest running deadline that ticket_next_item()'s pass over the clocks found; when it did
+ * not change that is one read of the node, which the decode-ahead window prefetches
+ * (tq_st_slaidx_prefetch). An inbound message that changes no clock skips ticket_sync()
+ * altogether (state.c, ingest_touches_index). When the key changes, a sift moves nodes along
+ * one path of the tenant's heap (4-ary: half the levels of a binary heap), one way only for an
+ * unclamped key (a grown key sinks, a smaller one rises), and writes each moved node's position
+ * into its ticket: 0.08 moved nodes per record in the bench's mix (performance-state.md §5). Ticket
+ * merges change two tickets before syncing either, so a sift may meet one node whose ticket changed
+ * and is not synced yet; only clamped ties read tickets, and the following sync of that ticket
+ * sifts it to its place (the invariant checker verifies the order after every command in the
+ * tests).
  */
 #include "state_internal.h"
 

@@ -23,7 +23,9 @@
  *   - no entity refers to an entity of another tenant.
  * They are kept by funnelling every ticket change through ticket_sync(), which re-derives queue
  * membership, load accounting, the deadline entry and the SLA index node from the ticket's
- * fields.
+ * fields. The one change that skips it changes none of those fields: an inbound message
+ * appended without a reopen, a new unanswered mark, a next-reply start or a window move
+ * (ingest_touches_index; most inbound messages, three random index lines each).
  *
  * The status table (allowed moves and which clocks run in which status) is status_table below,
  * the one place in code; docs/tickets.md shows the same table.
