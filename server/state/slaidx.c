@@ -36,15 +36,18 @@
  * tenant at most) and re-heapifies. The base is not part of the state's digest or snapshot:
  * a state rebuilt from a snapshot may have a different base and answers identically.
  *
- * Cost to apply: ticket_sync() calls tq_st_slaidx_sync() once per ticket change; when the
- * earliest deadline did not change (most inbound messages on an existing ticket) that is the
- * loop over the ticket's five clocks and one read of the node, which the decode-ahead window
- * prefetches (tq_st_slaidx_prefetch). When it changes, a sift moves nodes along one path of the
- * tenant's heap (4-ary: half the levels of a binary heap) and writes each moved node's
- * position into its ticket. Ticket merges change two tickets before syncing either, so a sift
- * may meet one node whose ticket changed and is not synced yet; only clamped ties read
- * tickets, and the following sync of that ticket sifts it to its place (the invariant
- * checker verifies the order after every command in the tests).
+ * Cost to apply: ticket_sync() calls tq_st_slaidx_sync() once per ticket change, with the
+ * earliest running deadline that ticket_next_item()'s pass over the clocks found; when it did
+ * not change that is one read of the node, which the decode-ahead window prefetches
+ * (tq_st_slaidx_prefetch). An inbound message that changes no clock skips ticket_sync()
+ * altogether (state.c, ingest_touches_index). When the key changes, a sift moves nodes along
+ * one path of the tenant's heap (4-ary: half the levels of a binary heap), one way only for an
+ * unclamped key (a grown key sinks, a smaller one rises), and writes each moved node's position
+ * into its ticket: 0.08 moved nodes per record in the bench's mix (performance-state.md §5). Ticket
+ * merges change two tickets before syncing either, so a sift may meet one node whose ticket changed
+ * and is not synced yet; only clamped ties read tickets, and the following sync of that ticket
+ * sifts it to its place (the invariant checker verifies the order after every command in the
+ * tests).
  */
 #include "state_internal.h"
 
@@ -185,10 +188,10 @@ static void sh_remove(struct tq_state *s, struct tq_slaidx *x, struct tq_ticket 
     sh_down(s, x, st_ticket(s, x->nodes[pos].ticket)->sla_pos - 1);
 }
 
-void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid) {
+void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid, uint64_t d) {
     struct tq_ticket *t = st_ticket(s, tid);
     struct tq_slaidx *x = &st_tenant(s, t->tenant)->sla;
-    uint64_t d = tq_st_ticket_sla_next(t);
+    TQ_DEBUG_ASSERT(d == tq_st_ticket_sla_next(t));
     if (d == 0) {
         if (t->sla_pos != 0) sh_remove(s, x, t);
         return;
@@ -206,10 +209,21 @@ void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid) {
         TQ_ASSERT(pos < x->count);
         struct tq_slanode *n = &x->nodes[pos];
         TQ_ASSERT(n->ticket == tid);
-        if (n->key == key && !key_clamped(key)) return; /* same deadline: nothing moves */
+        uint32_t key_old = n->key;
+        if (key_old == key && !key_clamped(key)) return; /* same deadline: nothing moves */
         n->key = key;
-        sh_up(s, x, pos);
-        sh_down(s, x, t->sla_pos - 1);
+        /* An unclamped node orders by (key, ticket) alone, so a key that grew can only move
+         * down and one that shrank only up: the other sift would read a random parent (or
+         * four children) for nothing. Most re-keys grow (a first reply stops the earliest
+         * clock). A clamped key is compared through the tickets' exact deadlines: both. */
+        if (key > key_old && !key_clamped(key)) {
+            sh_down(s, x, pos);
+        } else if (key < key_old && !key_clamped(key)) {
+            sh_up(s, x, pos);
+        } else {
+            sh_up(s, x, pos);
+            sh_down(s, x, t->sla_pos - 1);
+        }
         return;
     }
     if (x->count == x->cap) {

@@ -23,7 +23,9 @@
  *   - no entity refers to an entity of another tenant.
  * They are kept by funnelling every ticket change through ticket_sync(), which re-derives queue
  * membership, load accounting, the deadline entry and the SLA index node from the ticket's
- * fields.
+ * fields. The one change that skips it changes none of those fields: an inbound message
+ * appended without a reopen, a new unanswered mark, a next-reply start or a window move
+ * (ingest_touches_index; most inbound messages, three random index lines each).
  *
  * The status table (allowed moves and which clocks run in which status) is status_table below,
  * the one place in code; docs/tickets.md shows the same table.
@@ -344,6 +346,7 @@ struct item {
     uint64_t at;
     enum item_kind kind;
     enum tq_sla_metric metric;
+    uint64_t sla_next; /* the earliest running SLA deadline, 0 = none (tq_st_ticket_sla_next) */
 };
 
 static void item_consider(struct item *best, uint64_t at, enum item_kind kind,
@@ -366,11 +369,13 @@ __attribute__((always_inline)) static inline void clock_consider(struct item *be
     if (deadline == 0) return;
     item_consider(best, clock_warn_at(env, t, m), ITEM_WARN, m);
     item_consider(best, deadline, ITEM_BREACH, m);
+    if (best->sla_next == 0 || deadline < best->sla_next) best->sla_next = deadline;
 }
 
-/* The ticket's earliest timed item (UINT64_MAX if none). Ties: by kind, then metric. */
+/* The ticket's earliest timed item (UINT64_MAX if none). Ties: by kind, then metric. Its
+ * sla_next is the SLA index's key (the same clocks' deadlines: one pass serves both). */
 static struct item ticket_next_item(const struct tq_state *s, const struct tq_ticket *t) {
-    struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW};
+    struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW, 0};
     if (tk_merged_into(t) != 0 || t->status == TQ_STATUS_CLOSED) return best;
     struct sla_env env = sla_env_of(s, t);
     /* one call per metric with a constant m: clock_deadline's and clock_warn_at's branches on
@@ -567,10 +572,16 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
     }
     if (t->due_pos != 0) {
         uint32_t pos = t->due_pos - 1;
-        if (s->due[pos].due_ms == due) return;
+        uint64_t due_old = s->due[pos].due_ms;
+        if (due_old == due) return;
         s->due[pos].due_ms = due;
-        dh_up(s, pos);
-        dh_down(s, t->due_pos - 1);
+        /* (due, ticket) is exact: a later due only sinks, an earlier one only rises; the
+         * other sift would read a random parent or two children for nothing */
+        if (due > due_old) {
+            dh_down(s, pos);
+        } else {
+            dh_up(s, pos);
+        }
         return;
     }
     if (s->due_count == s->due_cap) {
@@ -619,10 +630,18 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
     } else if (should) {
         uint64_t key = tq_st_queue_key(t);
         if (key != x->qkey) {
+            /* The tie-break behind the key (routing_ms, id) does not change while queued
+             * (routing_ms is set on entry; "the assignee acted" needs an assignee, and an
+             * assigned ticket is not queued), so a greater key only sinks and a smaller one
+             * only rises: one sift, not two (each reads a random neighbour's entry). */
             struct tq_heap32 *h = ticket_heap(s, t);
+            bool sinks = key > x->qkey;
             x->qkey = key;
-            qh_up(s, h, x->queue_pos - 1);
-            qh_down(s, h, x->queue_pos - 1);
+            if (sinks) {
+                qh_down(s, h, x->queue_pos - 1);
+            } else {
+                qh_up(s, h, x->queue_pos - 1);
+            }
         }
     }
     /* load */
@@ -642,8 +661,9 @@ static void ticket_sync(struct tq_state *s, uint32_t tid, uint64_t at) {
         }
     }
     /* deadline */
-    dh_update(s, tid, tq_st_ticket_due(s, t));
-    tq_st_slaidx_sync(s, tid); /* the tenant's running SLA deadlines (slaidx.c) */
+    struct item next = ticket_next_item(s, t);
+    dh_update(s, tid, next.at);
+    tq_st_slaidx_sync(s, tid, next.sla_next); /* the tenant's running SLA deadlines (slaidx.c) */
 }
 
 /* ==== ticket mutations (validated by the caller) ========================================== */
@@ -1040,7 +1060,9 @@ static enum tq_err check_identity_room(struct ctx *c) {
  * lower-casing of the whole address, what every support desk does in practice). Eight bytes
  * at a time (it runs twice per inbound message: the prefetch stage and apply): a byte is an
  * ASCII capital when its low 7 bits are in 'A'..'Z' and its top bit is clear; those get 0x20
- * added (XOR, the bit is clear in a capital). out has room for in.len bytes. */
+ * added (XOR, the bit is clear in a capital). out has room for in.len bytes. Returns the
+ * normalised id (in.len bytes): out for an e-mail address, in.ptr itself for every other
+ * channel (nothing changes: no copy). */
 static uint64_t lower_ascii8(uint64_t w) {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     uint64_t low7 = w & ~high;
@@ -1050,19 +1072,15 @@ static uint64_t lower_ascii8(uint64_t w) {
     return w ^ (upper >> 2);
 }
 
-static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
-    if (in.len == 0) return 0;
-    if (ch != TQ_CHANNEL_EMAIL) {
-        memcpy(out, in.ptr, in.len);
-        return in.len;
-    }
+static const char *normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
+    if (ch != TQ_CHANNEL_EMAIL || in.len == 0) return in.ptr; /* already normal: no copy */
     if (in.len < 8) {
         for (uint32_t i = 0; i < in.len; i++) {
             char ch8 = in.ptr[i];
             if (ch8 >= 'A' && ch8 <= 'Z') ch8 = (char)(ch8 - 'A' + 'a');
             out[i] = ch8;
         }
-        return in.len;
+        return out;
     }
     uint64_t w;
     for (uint32_t i = 0; i + 8 <= in.len; i += 8) {
@@ -1074,7 +1092,7 @@ static uint32_t normalise_ext(enum tq_channel ch, struct tq_str in, char *out) {
     memcpy(&w, in.ptr + in.len - 8, 8);
     w = lower_ascii8(w);
     memcpy(out + in.len - 8, &w, 8);
-    return in.len;
+    return out;
 }
 
 /* The identity with key (tenant, ch, norm), 0 = none. known_hash is the key's hash when the
@@ -1104,9 +1122,10 @@ static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq
 
 uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
                                struct tq_str ext) {
-    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
+    char buf[TQ_EXTERNAL_ID_BYTES_MAX];
     if (ext.len == 0 || ext.len > TQ_EXTERNAL_ID_BYTES_MAX) return 0;
-    uint32_t len = normalise_ext(ch, ext, norm);
+    const char *norm = normalise_ext(ch, ext, buf);
+    uint32_t len = ext.len;
     uint64_t h;
     return identity_find(s, tenant, ch, norm, len, 0, &h);
 }
@@ -1629,11 +1648,11 @@ static enum tq_err cmd_customer_create(struct ctx *c) {
     if (e != TQ_OK) return e;
     if ((unsigned)in->channel >= TQ_CHANNEL_COUNT)
         return fail(c, TQ_ERR_INVALID_ARGUMENT, "channel");
-    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-    uint32_t len = 0;
+    char buf[TQ_EXTERNAL_ID_BYTES_MAX];
+    const char *norm = normalise_ext(in->channel, in->external_id, buf);
+    uint32_t len = in->external_id.len;
     uint64_t h = 0;
     if (in->external_id.len > 0) {
-        len = normalise_ext(in->channel, in->external_id, norm);
         if (identity_find(s, c->tenant_id, in->channel, norm, len, 0, &h) != 0) {
             return fail(c, TQ_ERR_ALREADY_EXISTS, "identity belongs to another customer");
         }
@@ -1657,8 +1676,9 @@ static enum tq_err cmd_customer_link(struct ctx *c) {
     enum tq_err e = check_bytes(c, in->external_id, 1, TQ_EXTERNAL_ID_BYTES_MAX, "external_id");
     if (e == TQ_OK) e = check_identity_room(c);
     if (e != TQ_OK) return e;
-    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-    uint32_t len = normalise_ext(in->channel, in->external_id, norm);
+    char buf[TQ_EXTERNAL_ID_BYTES_MAX];
+    const char *norm = normalise_ext(in->channel, in->external_id, buf);
+    uint32_t len = in->external_id.len;
     uint64_t h;
     if (identity_find(s, c->tenant_id, in->channel, norm, len, 0, &h) != 0) {
         return fail(c, TQ_ERR_ALREADY_EXISTS, "identity already linked");
@@ -1886,6 +1906,27 @@ static void ingest_pick(const struct tq_state *s, uint32_t cid, uint32_t qid, ui
     }
 }
 
+/* Whether an inbound message on channel ch appended to the existing ticket t changes anything
+ * ticket_sync() derives (queue membership and key, load, due item, SLA index key): a reopen,
+ * the start of the oldest unanswered message or of the next-reply clock, or a new reply window.
+ * When none of these happen, only the message chain and updated_ms change, which no index reads,
+ * so apply skips ticket_sync and the prefetch stage skips the entries it would read (the
+ * deadline entry and the SLA index node: random lines). Pure: the prefetch stage calls it on
+ * the ticket as it stands, apply before mutating it. */
+static bool ingest_touches_index(const struct tq_tenant *tn, const struct tq_ticket *t,
+                                 unsigned ch) {
+    if (t->status == TQ_STATUS_PENDING || t->status == TQ_STATUS_ON_HOLD ||
+        t->status == TQ_STATUS_SOLVED) {
+        return true; /* reopened */
+    }
+    if (t->unanswered_ms == 0) return true;
+    if (t->policy != 0 && t->sla_state[TQ_SLA_FIRST_REPLY] != TQ_SLA_RUNNING &&
+        t->sla_state[TQ_SLA_NEXT_REPLY] != TQ_SLA_RUNNING) {
+        return true; /* the next-reply clock starts */
+    }
+    return t->origin < TQ_CHANNEL_COUNT && tn->reply_window_ms[t->origin] != 0 && ch == t->origin;
+}
+
 static uint32_t ticket_create(struct ctx *c, uint32_t cid, uint32_t qid, uint32_t follow_up_of) {
     struct tq_state *s = c->s;
     const __typeof__(c->cmd->u.ingest) *in = &c->cmd->u.ingest;
@@ -1972,8 +2013,14 @@ static enum tq_err cmd_ingest(struct ctx *c) {
     if (tq_st_queue_get(s, c->tenant_id, qid) == NULL) return fail(c, TQ_ERR_NOT_FOUND, "queue");
     /* Both lookups below start with a cache miss in a big table: hash both keys first and
      * prefetch both slots so the two misses overlap. */
-    char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-    uint32_t nlen = normalise_ext(in->channel, in->from_external_id, norm);
+    char norm_buf[TQ_EXTERNAL_ID_BYTES_MAX];
+    uint32_t nlen = in->from_external_id.len;
+    const char *norm =
+        c->hint != NULL && c->hint->ident_norm_len != 0 && c->hint->ident_norm_len == nlen
+            ? c->hint->ident_norm /* stage 0 lower-cased it */
+            : normalise_ext(in->channel, in->from_external_id, norm_buf);
+    TQ_DEBUG_ASSERT(
+        memcmp(norm, normalise_ext(in->channel, in->from_external_id, norm_buf), nlen) == 0);
     uint64_t ih_pre = c->hint != NULL ? c->hint->ident_hash : 0; /* stage 0 hashed the keys */
     if (ih_pre == 0) ih_pre = tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen);
     TQ_DEBUG_ASSERT(ih_pre == tq_st_identity_hash(c->tenant_id, in->channel, norm, nlen));
@@ -2022,6 +2069,9 @@ static enum tq_err cmd_ingest(struct ctx *c) {
         c->res->customer_created = true;
     }
     uint32_t tid = open_tid;
+    /* an existing ticket whose derived entries this message leaves alone (the common case: a
+     * customer writing again before the agent answered) needs no ticket_sync */
+    bool sync = open_tid == 0 || ingest_touches_index(c->tn, st_ticket(s, open_tid), in->channel);
     if (tid == 0) tid = ticket_create(c, cid, (uint32_t)qid, closed_tid);
     uint32_t mid = message_add(c, tid, TQ_DIRECTION_INBOUND, in->channel, TQ_AUTHOR_CUSTOMER,
                                TQ_DELIVERY_NONE, mh, mh_slot);
@@ -2046,7 +2096,7 @@ static enum tq_err cmd_ingest(struct ctx *c) {
         t->sla_warned &= (uint8_t) ~(1u << TQ_SLA_REPLY_WINDOW);
         t->window_deadline_ms = c->now + window;
     }
-    ticket_sync(s, tid, c->now);
+    if (sync) ticket_sync(s, tid, c->now);
     c->res->customer_id = cid;
     c->res->ticket_id = tid;
     c->res->ticket_number = t->number;
@@ -2943,32 +2993,11 @@ static void prefetch_ticket_children(const struct tq_state *s, uint32_t tid) {
     const struct tq_ticket *t = st_ticket(s, tid);
     const struct tq_tkidx *x = st_tkidx(s, tid);
     tq_st_slaidx_prefetch(s, t); /* the ticket's node in its tenant's SLA index */
-    if (x->due_pos != 0 && x->due_pos <= s->due_count) {
-        /* the entry, and the two neighbours a re-keyed entry is compared with first: its
-         * parent (an earlier due) and its children (a later one, both on one line mostly) */
-        uint32_t pos = x->due_pos - 1;
-        __builtin_prefetch(&s->due[pos]);
-        if (pos > 0) __builtin_prefetch(&s->due[(pos - 1) / 2]);
-        if (2 * (uint64_t)pos + 1 < s->due_count) __builtin_prefetch(&s->due[2 * pos + 1]);
-    }
+    /* The entry only: 70% of ticket changes leave the due time alone (the bench's mix), and
+     * since a re-keyed entry sifts one way only, its parent or its children are needed in
+     * about one change in six; fetching both for every ticket cost two random lines each. */
+    if (x->due_pos != 0 && x->due_pos <= s->due_count) __builtin_prefetch(&s->due[x->due_pos - 1]);
     if (t->extras != NULL) __builtin_prefetch(t->extras);
-    /* A queued ticket whose key changes compares with its heap parent first: that is another
-     * ticket's index entry, a random line (the heap array itself is small and cached). */
-    if (x->queue_pos > 1 && t->queue != 0 && t->queue < s->queues.next_id &&
-        t->origin < TQ_CHANNEL_COUNT) {
-        const struct tq_heap32 *hp =
-            &st_queue(s, t->queue)->heap[tq_channel_class_of((enum tq_channel)t->origin)];
-        uint32_t parent = (x->queue_pos - 2) / 2;
-        if (parent < hp->count && hp->ids[parent] < s->tkidx.next_id) {
-            __builtin_prefetch(st_tkidx(s, hp->ids[parent]));
-        }
-    }
-}
-
-static void prefetch_body(struct tq_str body) {
-    /* apply validates the body's UTF-8: the bytes are in the record, which a decode-ahead
-     * loop has not read (decoding skips over them) */
-    if (body.len > 0 && body.len <= 4096) prefetch_span(body.ptr, body.len);
 }
 
 /* Finds the first slot from probe on (within one run, at most 16 slots: one cache line's worth)
@@ -3001,6 +3030,7 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
     h->msg_hash = h->ident_hash = 0;
     h->ident = h->ticket = h->probe = 0;
     h->step = TQ_PREFETCH_STEP_SLOT;
+    h->ident_norm_len = 0;
     switch (cmd->type) {
     case TQ_CMD_OUTBOX_ACK: {
         uint64_t mid = cmd->u.outbox_ack.message_id;
@@ -3018,7 +3048,6 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
             h->ticket = (uint32_t)id;
             prefetch_ticket(s, (uint32_t)id);
         }
-        if (cmd->type == TQ_CMD_MESSAGE_REPLY) prefetch_body(cmd->u.reply.body);
         return;
     }
     case TQ_CMD_MESSAGE_INGEST: break;
@@ -3034,8 +3063,12 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
                                          in->message_external_id.len);
     }
     if (in->from_external_id.len > 0 && in->from_external_id.len <= TQ_EXTERNAL_ID_BYTES_MAX) {
-        char norm[TQ_EXTERNAL_ID_BYTES_MAX];
-        uint32_t n = normalise_ext(in->channel, in->from_external_id, norm);
+        /* an e-mail address is lower-cased into the hint, so apply need not do it again */
+        char buf[TQ_EXTERNAL_ID_BYTES_MAX];
+        uint32_t n = in->from_external_id.len;
+        char *out = n <= sizeof(h->ident_norm) ? h->ident_norm : buf;
+        const char *norm = normalise_ext(in->channel, in->from_external_id, out);
+        if (norm == h->ident_norm) h->ident_norm_len = (uint8_t)n;
         h->ident_hash = tq_st_identity_hash(cmd->tenant_id, in->channel, norm, n);
     }
     if (h->msg_hash != 0) {
@@ -3044,7 +3077,8 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
     if (h->ident_hash != 0) {
         __builtin_prefetch(&s->ident_index.slots[h->ident_hash & s->ident_index.mask]);
     }
-    prefetch_body(in->body);
+    /* (the body is not fetched: a decode-ahead window copied the record, body included,
+     * moments ago; fetching those lines again stalled behind the copy's own stores) */
 }
 
 void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsigned stage,
@@ -3108,7 +3142,18 @@ void tq_state_prefetch(const struct tq_state *s, const struct tq_cmd *cmd, unsig
         h->step = TQ_PREFETCH_STEP_TICKET;
         return;
     }
-    case TQ_PREFETCH_STEP_TICKET: prefetch_ticket_children(s, h->ticket); break;
+    case TQ_PREFETCH_STEP_TICKET: {
+        /* apply reads the ticket's index entries only if this message changes what they
+         * derive from (ingest_touches_index, the same test apply makes); most do not */
+        const struct tq_ticket *t = st_ticket(s, h->ticket);
+        if (t->tenant != 0 && t->tenant < s->tenants.next_id &&
+            ingest_touches_index(st_tenant(s, t->tenant), t, cmd->u.ingest.channel)) {
+            prefetch_ticket_children(s, h->ticket);
+        } else if (t->extras != NULL) {
+            __builtin_prefetch(t->extras); /* ingest_pick reads merged_into there */
+        }
+        break;
+    }
     default: break;
     }
     h->step = TQ_PREFETCH_STEP_DONE;
@@ -3194,8 +3239,9 @@ void tq_st_rebuild_indices(struct tq_state *s) {
             st_agent(s, t->assignee)->load[tq_channel_class_of((enum tq_channel)t->origin)]++;
             t->flags |= TQ_TF_IN_LOAD;
         }
-        dh_update(s, i, tq_st_ticket_due(s, t));
+        struct item next = ticket_next_item(s, t);
+        dh_update(s, i, next.at);
         t->sla_pos = 0;
-        tq_st_slaidx_sync(s, i);
+        tq_st_slaidx_sync(s, i, next.sla_next);
     }
 }

@@ -483,6 +483,8 @@ struct tq_state_prefetch_hint {
     uint32_t ticket;               /* the ticket found so far (0 = none) */
     uint32_t probe;                /* identity table slot of ident */
     uint8_t step;                  /* how far the walk got (state.c) */
+    uint8_t ident_norm_len;        /* > 0: ident_norm holds the sender's normalised id */
+    char ident_norm[40];           /* an e-mail sender's lower-cased id (apply reuses it) */
 };
 void tq_state_prefetch(const struct tq_state *state, const struct tq_cmd *cmd, unsigned stage,
                        struct tq_state_prefetch_hint *hint);

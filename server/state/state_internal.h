@@ -490,7 +490,8 @@ void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigne
  * calls it after every change); next_deadline is the earliest running deadline of a ticket, 0
  * when it has none (merged or closed tickets have none); before orders two nodes of a tenant's
  * heap exactly; key_of encodes a deadline with the heap's current base. */
-void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid);
+void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid,
+                       uint64_t sla_next); /* = tq_st_ticket_sla_next() */
 void tq_st_slaidx_prefetch(const struct tq_state *s, const struct tq_ticket *t);
 void tq_st_slaidx_free(struct tq_tenant *tn);
 uint64_t tq_st_ticket_sla_next(const struct tq_ticket *t);

@@ -899,6 +899,84 @@ static void test_reply_window(void) {
     fx_free(&f);
 }
 
+/* The earliest running SLA deadline of ticket t, from its view (UINT64_MAX: none). */
+static uint64_t view_sla_next(struct fx *f, uint64_t tenant, uint64_t t) {
+    struct tq_ticket_view v = fx_ticket(f, tenant, t);
+    uint64_t best = UINT64_MAX;
+    for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
+        if (v.sla[m].state == TQ_SLA_RUNNING && v.sla[m].deadline_ms != 0 &&
+            v.sla[m].deadline_ms < best) {
+            best = v.sla[m].deadline_ms;
+        }
+    }
+    return best;
+}
+
+/* An inbound message appended to an existing ticket skips ticket_sync when it changes nothing
+ * the indices derive from (state.c, ingest_touches_index): a customer writing again before the
+ * answer, on a channel without a reply window or not the ticket's origin. Each branch of that
+ * test, and the skip itself, against the rule: the earliest deadline (the deadline index's top,
+ * warnings off) and the SLA clocks as the rules give them; the fixture checks every index
+ * against a scan after every command. */
+static void test_ingest_index_fast_path(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 24 * HOUR_MS, 5); /* warnings off, WhatsApp window 24 h */
+    fx_policy(&f, tn, HOUR_MS, 2 * HOUR_MS, 0, 0, false);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 1, 1);
+    uint64_t t0 = f.now;
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), t0 + HOUR_MS);
+    /* written again before the answer: nothing derived changes (the skip) */
+    f.now = t0 + 10 * MIN_MS;
+    TQ_CHECK_UEQ(fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q), t);
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), t0 + HOUR_MS);
+    TQ_CHECK_UEQ(view_sla_next(&f, tn, t), t0 + HOUR_MS);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).message_count, 2);
+    /* answered; the next message starts the next-reply clock (not skipped) */
+    f.now = t0 + 20 * MIN_MS;
+    fx_reply(&f, tn, a, t);
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), UINT64_MAX);
+    f.now = t0 + 30 * MIN_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), t0 + 150 * MIN_MS);
+    TQ_CHECK_UEQ(view_sla_next(&f, tn, t), t0 + 150 * MIN_MS);
+    /* written again: skipped, the clock keeps the oldest unanswered message */
+    f.now = t0 + 40 * MIN_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), t0 + 150 * MIN_MS);
+    /* pending: an inbound message reopens it (not skipped) */
+    fx_status(&f, tn, t, TQ_STATUS_PENDING);
+    f.now = t0 + 50 * MIN_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    TQ_CHECK_EQ(fx_ticket(&f, tn, t).status, TQ_STATUS_OPEN);
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), view_sla_next(&f, tn, t));
+    /* a WhatsApp ticket: every message moves its window (not skipped), and the first-reply
+     * clock stays; the queue still orders both tickets by their SLA due */
+    uint64_t w0 = f.now;
+    uint64_t w = fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+1555", NULL, q);
+    TQ_CHECK_UEQ(view_sla_next(&f, tn, w), w0 + HOUR_MS);
+    fx_reply(&f, tn, a, w); /* first reply: only the window runs */
+    TQ_CHECK_UEQ(view_sla_next(&f, tn, w), w0 + 24 * HOUR_MS);
+    f.now = w0 + 5 * HOUR_MS;
+    fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+1555", NULL, q);
+    TQ_CHECK_UEQ(fx_ticket(&f, tn, w).sla[TQ_SLA_REPLY_WINDOW].deadline_ms, w0 + 29 * HOUR_MS);
+    TQ_CHECK_UEQ(view_sla_next(&f, tn, w), w0 + 5 * HOUR_MS + 2 * HOUR_MS); /* next reply */
+    f.now = w0 + 6 * HOUR_MS; /* unanswered already: only the window moves */
+    fx_ingest(&f, tn, TQ_CHANNEL_WHATSAPP, "+1555", NULL, q);
+    TQ_CHECK_UEQ(fx_ticket(&f, tn, w).sla[TQ_SLA_REPLY_WINDOW].deadline_ms, w0 + 30 * HOUR_MS);
+    TQ_CHECK_UEQ(view_sla_next(&f, tn, w), w0 + 7 * HOUR_MS);
+    /* the breaches come at the rule's instants */
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, w0 + 31 * HOUR_MS);
+    TQ_CHECK_UEQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_NEXT_REPLY)->at_ms, w0 + 7 * HOUR_MS);
+    TQ_CHECK_UEQ(fx_last(&f, ev0, TQ_EVENT_SLA_BREACH, TQ_SLA_REPLY_WINDOW)->at_ms,
+                 w0 + 30 * HOUR_MS);
+    fx_free(&f);
+}
+
 static void test_wake_and_auto_close(void) {
     struct fx f;
     fx_init(&f);
@@ -1897,6 +1975,7 @@ int main(void) {
     test_sla_business_hours();
     test_sla_business_hours_pauses_priority();
     test_reply_window();
+    test_ingest_index_fast_path();
     test_wake_and_auto_close();
     test_tenant_isolation();
     test_limits();
