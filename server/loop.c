@@ -24,6 +24,9 @@
  * write a TICK if an SLA/wake-up/auto-close deadline is due; tq_log_submit() once (group
  * commit: everything staged this turn becomes one batch); release the output whose LSN the log
  * has acknowledged; hand acknowledged events to subscribers; arm sends and receives.
+ * --turn poll / reactive change the order (see "the reactive turn" below): pending completions
+ * run every TQ_FRAMES_PER_POLL_MAX frames; reactive reaps them then, and on a new
+ * acknowledgement submits the staged batch and sends what it released before parsing on.
  *
  * user_data layout of our SQEs: bits 56..63 tag, 32..55 connection slot, 0..31 generation.
  * The log's SQEs carry TQ_LOG_RING_TAG in the top byte. A connection slot is reused only when
@@ -645,6 +648,8 @@ static void protocol_error(struct tq_server *srv, struct tq_conn *conn, enum tq_
     conn->close_after_send = true; /* the stream can no longer be trusted to be in sync */
 }
 
+/* Dispatches conn's complete frames (at most TQ_FRAMES_PER_CONN_TURN_MAX); start_us is the
+ * turn's clock, where each request's latency metric starts. Returns the frames dispatched. */
 static uint32_t parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t acked,
                              uint64_t start_us) {
     if (conn->snap_wait || tq_snapshot_paused(srv)) return 0;
@@ -871,7 +876,9 @@ static void shutdown_conns(struct tq_server *srv) {
  * acknowledged LSN. */
 static uint64_t on_acknowledged(struct tq_server *srv, struct batch_meter *meter,
                                 uint64_t mono_us) {
+    TQ_ASSERT(srv->cfg.turn_mode == TQ_TURN_REACTIVE);
     uint64_t acked = commit_turn(srv, meter);
+    TQ_ASSERT(acked <= srv->lsn_staged);
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing || c->kind != TQ_CONN_CLIENT) continue;
@@ -896,6 +903,8 @@ static uint64_t on_acknowledged(struct tq_server *srv, struct batch_meter *meter
  * receive buffers and may close connections, never under a parse_client. Returns the
  * acknowledged LSN. */
 static uint64_t poll_midturn(struct tq_server *srv, struct batch_meter *meter, uint64_t acked) {
+    TQ_ASSERT(srv->cfg.turn_mode != TQ_TURN_CLASSIC);
+    TQ_ASSERT(acked <= tq_log_acked_lsn(srv->log)); /* acknowledgements only grow */
     if (srv->ring_defer && (IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
         int rc = io_uring_get_events(&srv->ring);
         if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
@@ -917,6 +926,7 @@ static uint64_t parse_all(struct tq_server *srv, struct batch_meter *meter, uint
                           uint64_t turn_us) {
     bool polling = srv->cfg.turn_mode != TQ_TURN_CLASSIC;
     uint32_t since_poll = 0;
+    TQ_ASSERT(acked <= srv->lsn_staged);
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing) continue;
@@ -930,6 +940,7 @@ static uint64_t parse_all(struct tq_server *srv, struct batch_meter *meter, uint
             acked = poll_midturn(srv, meter, acked);
         }
     }
+    TQ_ASSERT(acked <= tq_log_acked_lsn(srv->log));
     return acked;
 }
 
