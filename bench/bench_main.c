@@ -80,8 +80,9 @@ struct bench_args {
     struct tq_peak_schedule peak;
     const char *csv_path;
     const char *plot_path;
-    long server_pid;         /* --server-pid: 0 = none */
-    const char *restart_cmd; /* --restart-cmd: NULL = none */
+    enum tq_driver_wait wait; /* --wait */
+    long server_pid;          /* --server-pid: 0 = none */
+    const char *restart_cmd;  /* --restart-cmd: NULL = none */
 };
 
 /* --server-pid / --restart-cmd figures (see the header comment). */
@@ -139,6 +140,8 @@ static void usage(FILE *out) {
         "                              load) and per message (the run), from /proc/PID/status\n"
         "  --restart-cmd CMD           ticketq: after the run, run CMD (sh -c; e.g. kill -9 and\n"
         "                              start ticketqd again) and time it until Stats answers\n"
+        "  --wait epoll|ppoll          how the driver waits for its connections (default epoll;\n"
+        "                              ppoll = the driver before 2026-12-03 afternoon, for A/B)\n"
         "  --json                      print one JSON object instead of the text report\n"
         "  --help\n"
         "Exit: 0 valid run, 1 run had errors (figures still printed), 2 usage, 3 unavailable.\n",
@@ -207,6 +210,7 @@ enum long_only {
     OPT_TOKEN,
     OPT_SERVER_PID,
     OPT_RESTART_CMD,
+    OPT_WAIT,
 };
 
 /* Returns -1 to go on, or an exit code. */
@@ -236,6 +240,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         {"json", no_argument, NULL, OPT_JSON},
         {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"restart-cmd", required_argument, NULL, OPT_RESTART_CMD},
+        {"wait", required_argument, NULL, OPT_WAIT},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -305,6 +310,15 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         case OPT_RESTART_CMD:
             ok = optarg[0] != '\0';
             a->restart_cmd = optarg;
+            break;
+        case OPT_WAIT:
+            if (strcmp(optarg, "epoll") == 0) {
+                a->wait = TQ_DRIVER_WAIT_EPOLL;
+            } else if (strcmp(optarg, "ppoll") == 0) {
+                a->wait = TQ_DRIVER_WAIT_PPOLL;
+            } else {
+                ok = false;
+            }
             break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -1161,6 +1175,7 @@ static int run(struct bench_args *a) {
                      .seed = a->seed,
                      .customers = a->customers,
                      .backlog = a->backlog},
+        .wait = a->wait,
         .on_second = on_second,
         .on_second_ctx = &rc,
     };

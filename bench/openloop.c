@@ -11,8 +11,14 @@
  * tag names a used slot; arrivals are sent in increasing k per connection, k == c (mod clients);
  * the sum of in_flight over connections equals driver->in_flight_total.
  *
- * Why ppoll and not poll: open-loop send times need better than millisecond resolution, or the
- * scheduler's own lateness would show up as server latency.
+ * Waiting: epoll (default) or ppoll. Both time out with nanosecond resolution (epoll_pwait2,
+ * ppoll): open-loop send times need better than millisecond resolution, or the scheduler's own
+ * lateness would show up as server latency. epoll because ppoll polls, registers and
+ * unregisters every connection's socket on each wake-up: with 64 closed-loop connections and
+ * one answer per wake-up that was ~7% of the driver's CPU (sock_poll, tcp_poll, __pollwait),
+ * CPU taken from the server under test on a shared machine (docs/performance-peers.md,
+ * 2026-12-03 afternoon). The epoll loop keeps one registration per connection, level
+ * triggered, and changes it only when the connection's wish to write changes.
  */
 #include "openloop.h"
 
@@ -24,7 +30,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NS_PER_S         1000000000ull
 #define POLL_WAIT_NS_MAX (50ull * 1000 * 1000) /* re-check the clock at least every 50 ms */
@@ -325,22 +333,105 @@ static enum tq_err read_conn(struct tq_driver *d, struct driver_conn *c, struct 
     return TQ_OK;
 }
 
-enum tq_err tq_driver_run(struct tq_driver *driver, struct tq_driver_result *result,
-                          struct tq_error *error) {
-    struct tq_driver *d = driver;
+/* The wait of one loop turn: until wake_ns, at most POLL_WAIT_NS_MAX after now_ns. */
+static struct timespec wait_timeout(uint64_t now_ns, uint64_t wake_ns) {
+    uint64_t wait_ns = wake_ns > now_ns ? wake_ns - now_ns : 0;
+    if (wait_ns > POLL_WAIT_NS_MAX) wait_ns = POLL_WAIT_NS_MAX;
+    return (struct timespec){(time_t)(wait_ns / NS_PER_S), (long)(wait_ns % NS_PER_S)};
+}
+
+/* Flushes or reads connection c as its readiness says. */
+static enum tq_err serve_ready(struct tq_driver *d, struct driver_conn *c, bool writable,
+                               bool readable, struct tq_error *error) {
+    if (writable) {
+        enum tq_err err = flush_conn(d, c, error);
+        if (err != TQ_OK) return err;
+    }
+    if (readable) return read_conn(d, c, error);
+    return TQ_OK;
+}
+
+/* Sends what is due and writes every connection's new output. Sets *wake_ns (tq_driver_step). */
+static enum tq_err step_and_flush(struct tq_driver *d, uint64_t now_ns, uint64_t *wake_ns,
+                                  struct tq_error *error) {
+    *wake_ns = UINT64_MAX;
+    enum tq_err err = tq_driver_step(d, now_ns, wake_ns, error);
+    if (err != TQ_OK) return err;
+    for (uint32_t i = 0; i < d->conn_count; i++) {
+        if (!d->conns[i].pending_write) continue;
+        err = flush_conn(d, &d->conns[i], error);
+        if (err != TQ_OK) return err;
+    }
+    return TQ_OK;
+}
+
+/* Registers (op EPOLL_CTL_ADD) or updates connection i: EPOLLIN always, EPOLLOUT while it has
+ * output the socket did not take. */
+static enum tq_err epoll_update(struct tq_driver *d, int epfd, uint32_t i, int op, bool *out_armed,
+                                struct tq_error *error) {
+    struct driver_conn *c = &d->conns[i];
+    if (op == EPOLL_CTL_MOD && out_armed[i] == c->pending_write) return TQ_OK;
+    struct epoll_event ev = {.events = EPOLLIN | (c->pending_write ? EPOLLOUT : 0u),
+                             .data = {.u32 = i}};
+    if (epoll_ctl(epfd, op, d->system->conn_fd(c->conn), &ev) != 0) {
+        return tq_error_set(error, TQ_ERR_IO, "epoll_ctl: %s", strerror(errno));
+    }
+    out_armed[i] = c->pending_write;
+    return TQ_OK;
+}
+
+static enum tq_err run_epoll(struct tq_driver *d, struct tq_error *error) {
+    enum tq_err err = TQ_OK;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) return tq_error_set(error, TQ_ERR_IO, "epoll_create1: %s", strerror(errno));
+    struct epoll_event *events = tq_xcalloc(d->conn_count, sizeof(*events));
+    bool *out_armed = tq_xcalloc(d->conn_count, sizeof(*out_armed));
+    for (uint32_t i = 0; i < d->conn_count && err == TQ_OK; i++)
+        err = epoll_update(d, epfd, i, EPOLL_CTL_ADD, out_armed, error);
+    if (err != TQ_OK) goto done;
+    tq_driver_start(d, tq_bench_now_ns());
+    for (;;) {
+        uint64_t now_ns = tq_bench_now_ns(), wake_ns;
+        err = step_and_flush(d, now_ns, &wake_ns, error);
+        if (err != TQ_OK) goto done;
+        if (tq_driver_done(d, now_ns)) break;
+        if (now_ns >= d->end_ns + TQ_DRIVER_DRAIN_NS) break;
+        for (uint32_t i = 0; i < d->conn_count; i++) {
+            err = epoll_update(d, epfd, i, EPOLL_CTL_MOD, out_armed, error);
+            if (err != TQ_OK) goto done;
+        }
+        struct timespec timeout = wait_timeout(now_ns, wake_ns);
+        int ready = epoll_pwait2(epfd, events, (int)d->conn_count, &timeout, NULL);
+        if (ready < 0) {
+            if (errno == EINTR) continue;
+            err = tq_error_set(error, TQ_ERR_IO, "epoll_pwait2: %s", strerror(errno));
+            goto done;
+        }
+        TQ_ASSERT((uint32_t)ready <= d->conn_count);
+        for (int k = 0; k < ready; k++) {
+            uint32_t i = events[k].data.u32;
+            TQ_ASSERT(i < d->conn_count);
+            uint32_t ev = events[k].events;
+            err = serve_ready(d, &d->conns[i], (ev & EPOLLOUT) != 0,
+                              (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0, error);
+            if (err != TQ_OK) goto done;
+        }
+    }
+done:
+    tq_free(out_armed, d->conn_count * sizeof(*out_armed));
+    tq_free(events, d->conn_count * sizeof(*events));
+    close(epfd);
+    return err;
+}
+
+static enum tq_err run_ppoll(struct tq_driver *d, struct tq_error *error) {
     enum tq_err err = TQ_OK;
     struct pollfd *fds = tq_xcalloc(d->conn_count, sizeof(*fds));
     tq_driver_start(d, tq_bench_now_ns());
     for (;;) {
-        uint64_t now_ns = tq_bench_now_ns();
-        uint64_t wake_ns = UINT64_MAX;
-        err = tq_driver_step(d, now_ns, &wake_ns, error);
+        uint64_t now_ns = tq_bench_now_ns(), wake_ns;
+        err = step_and_flush(d, now_ns, &wake_ns, error);
         if (err != TQ_OK) goto done;
-        for (uint32_t i = 0; i < d->conn_count; i++) {
-            if (!d->conns[i].pending_write) continue;
-            err = flush_conn(d, &d->conns[i], error);
-            if (err != TQ_OK) goto done;
-        }
         if (tq_driver_done(d, now_ns)) break;
         if (now_ns >= d->end_ns + TQ_DRIVER_DRAIN_NS) break;
         for (uint32_t i = 0; i < d->conn_count; i++) {
@@ -348,9 +439,7 @@ enum tq_err tq_driver_run(struct tq_driver *driver, struct tq_driver_result *res
             fds[i].events = (short)(POLLIN | (d->conns[i].pending_write ? POLLOUT : 0));
             fds[i].revents = 0;
         }
-        uint64_t wait_ns = wake_ns > now_ns ? wake_ns - now_ns : 0;
-        if (wait_ns > POLL_WAIT_NS_MAX) wait_ns = POLL_WAIT_NS_MAX;
-        struct timespec timeout = {(time_t)(wait_ns / NS_PER_S), (long)(wait_ns % NS_PER_S)};
+        struct timespec timeout = wait_timeout(now_ns, wake_ns);
         int ready = ppoll(fds, d->conn_count, &timeout, NULL);
         if (ready < 0) {
             if (errno == EINTR) continue;
@@ -360,19 +449,36 @@ enum tq_err tq_driver_run(struct tq_driver *driver, struct tq_driver_result *res
         for (uint32_t i = 0; i < d->conn_count && ready > 0; i++) {
             if (fds[i].revents == 0) continue;
             ready--;
-            if (fds[i].revents & POLLOUT) {
-                err = flush_conn(d, &d->conns[i], error);
-                if (err != TQ_OK) goto done;
-            }
-            if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) {
-                err = read_conn(d, &d->conns[i], error);
-                if (err != TQ_OK) goto done;
-            }
+            err = serve_ready(d, &d->conns[i], (fds[i].revents & POLLOUT) != 0,
+                              (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0, error);
+            if (err != TQ_OK) goto done;
         }
     }
-    tq_driver_finish(d, tq_bench_now_ns());
-    *result = d->result;
 done:
     tq_free(fds, d->conn_count * sizeof(*fds));
     return err;
+}
+
+/* True if the kernel has epoll_pwait2 (Linux 5.11): a zero-timeout wait on an empty set. */
+static bool epoll_pwait2_available(void) {
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) return false;
+    struct epoll_event ev;
+    struct timespec zero = {0, 0};
+    bool ok = epoll_pwait2(epfd, &ev, 1, &zero, NULL) >= 0 || errno != ENOSYS;
+    close(epfd);
+    return ok;
+}
+
+enum tq_err tq_driver_run(struct tq_driver *driver, struct tq_driver_result *result,
+                          struct tq_error *error) {
+    TQ_ASSERT(!driver->started);
+    TQ_ASSERT(driver->conn_count == driver->options.clients);
+    /* Older kernels: the ppoll loop, which measures the same way at a higher cost per wake. */
+    bool epoll = driver->options.wait == TQ_DRIVER_WAIT_EPOLL && epoll_pwait2_available();
+    enum tq_err err = epoll ? run_epoll(driver, error) : run_ppoll(driver, error);
+    if (err != TQ_OK) return err;
+    tq_driver_finish(driver, tq_bench_now_ns());
+    *result = driver->result;
+    return TQ_OK;
 }

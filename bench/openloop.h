@@ -14,8 +14,8 @@
  *     due arrivals waiting, still on the clock.
  *
  * The driver's core is clock-free (tq_driver_step / tq_driver_complete take now_ns), so tests
- * drive it with a simulated server and a virtual clock; tq_driver_run is the real loop (poll(2)
- * over every connection's fd, one thread). Threads: a driver belongs to one thread.
+ * drive it with a simulated server and a virtual clock; tq_driver_run is the real loop (epoll,
+ * or ppoll over every connection's fd; one thread). Threads: a driver belongs to one thread.
  */
 #ifndef TQ_BENCH_OPENLOOP_H
 #define TQ_BENCH_OPENLOOP_H
@@ -78,6 +78,13 @@ struct tq_driver_second {
     uint64_t backlog; /* open loop: due arrivals not yet sent at the end */
 };
 
+/* How tq_driver_run waits for its connections (the same measurement either way; ppoll is the
+ * driver of every figure before 2026-12-03 afternoon, kept for A/B runs). */
+enum tq_driver_wait {
+    TQ_DRIVER_WAIT_EPOLL = 0, /* epoll_pwait2: cost per wake-up ~ ready connections */
+    TQ_DRIVER_WAIT_PPOLL = 1, /* ppoll over every connection: cost per wake-up ~ all of them */
+};
+
 struct tq_driver_options {
     uint32_t clients;                    /* connections, 1..TQ_DRIVER_CLIENTS_MAX */
     uint32_t pipeline;                   /* operations in flight per connection, >= 1 */
@@ -85,6 +92,7 @@ struct tq_driver_options {
     double rate;                         /* open loop ops/s over all connections; 0 = closed loop */
     const struct tq_peak_schedule *peak; /* non-NULL: open loop on this schedule (rate unused) */
     struct tq_workload_options workload;
+    enum tq_driver_wait wait; /* tq_driver_run only; default epoll */
     /* Called after each full second (may be NULL). */
     void (*on_second)(void *ctx, const struct tq_driver_second *second);
     void *on_second_ctx;
@@ -110,8 +118,8 @@ TQ_NODISCARD enum tq_err tq_driver_create(const struct tq_driver_options *option
                                           const struct tq_bench_system *system,
                                           struct tq_driver **driver_out, struct tq_error *error);
 
-/* Runs the whole measurement with the real clock and poll(2); fills *result. Errors: those of
- * the system's callbacks, TQ_ERR_IO for poll failures. */
+/* Runs the whole measurement with the real clock, waiting with epoll (or ppoll: options->wait);
+ * fills *result. Errors: those of the system's callbacks, TQ_ERR_IO for epoll/ppoll failures. */
 TQ_NODISCARD enum tq_err tq_driver_run(struct tq_driver *driver, struct tq_driver_result *result,
                                        struct tq_error *error);
 

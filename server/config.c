@@ -60,6 +60,11 @@ static const struct option_doc k_options[] = {
     {"io-workers", "N",
      "bound on io-wq workers for the log's writes and fdatasyncs, 1..64; 0 = the kernel's "
      "own bound (default 0)"},
+    {"turn", "MODE",
+     "classic | poll | reactive: the order of a loop turn (default classic; poll lets the "
+     "kernel run pending completions every 8 requests parsed; reactive also reaps them and, "
+     "on an acknowledgement, starts the next batch and sends the released responses before "
+     "parsing on; env TICKETQD_TURN)"},
     {"log-prezero", "on|off",
      "zero-fill the preallocated spare segment in the background (default on; off makes "
      "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
@@ -91,6 +96,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->snapshots_keep = TQ_SNAPSHOTS_KEPT_DEFAULT;
     cfg->ring_mode = TQ_RING_AUTO;
     cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
+    cfg->turn_mode = TQ_TURN_CLASSIC;
     cfg->log_prezero = true;
 }
 
@@ -262,6 +268,16 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             FAIL("--io-workers: expected 0..%u, got '%s'", TQ_IO_WORKERS_MAX, value);
         }
         cfg->io_workers = (uint32_t)v;
+    } else if (strcmp(name, "turn") == 0) {
+        if (strcmp(value, "reactive") == 0) {
+            cfg->turn_mode = TQ_TURN_REACTIVE;
+        } else if (strcmp(value, "classic") == 0) {
+            cfg->turn_mode = TQ_TURN_CLASSIC;
+        } else if (strcmp(value, "poll") == 0) {
+            cfg->turn_mode = TQ_TURN_POLL;
+        } else {
+            FAIL("--turn: expected classic, poll or reactive, got '%s'", value);
+        }
     } else if (strcmp(name, "log-prezero") == 0) {
         if (strcmp(value, "on") == 0) {
             cfg->log_prezero = true;
@@ -352,12 +368,16 @@ int tq_config_parse(struct tq_config *cfg, int argc, char **argv) {
     longopts[TQ_ARRAY_COUNT(k_options)] = (struct option){NULL, 0, NULL, 0};
 
     /* The environment knob comes first, so a config file and argv override it (the tests run
-     * the whole suite with TICKETQD_RECV=single to exercise the fallback receive path). */
-    const char *env_recv = getenv("TICKETQD_RECV");
-    if (env_recv != NULL && env_recv[0] != '\0') {
+     * the whole suite with TICKETQD_RECV=single to exercise the fallback receive path, and
+     * with TICKETQD_TURN=reactive for the other turn order). */
+    static const char *const env_knobs[][2] = {{"TICKETQD_RECV", "recv"},
+                                               {"TICKETQD_TURN", "turn"}};
+    for (size_t k = 0; k < TQ_ARRAY_COUNT(env_knobs); k++) {
+        const char *env = getenv(env_knobs[k][0]);
+        if (env == NULL || env[0] == '\0') continue;
         char msg[256];
-        if (!tq_config_set(cfg, "recv", env_recv, msg, sizeof(msg))) {
-            fprintf(stderr, "ticketqd: TICKETQD_RECV: %s\n", msg);
+        if (!tq_config_set(cfg, env_knobs[k][1], env, msg, sizeof(msg))) {
+            fprintf(stderr, "ticketqd: %s: %s\n", env_knobs[k][0], msg);
             return 2;
         }
     }

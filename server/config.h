@@ -26,6 +26,8 @@ enum tq_recv_mode { TQ_RECV_AUTO = 0, TQ_RECV_SINGLE = 1, TQ_RECV_MULTISHOT = 2 
  * never interrupted mid-turn and a worker's completion does not wake it before it asks;
  * coop = COOP_TASKRUN | TASKRUN_FLAG. */
 enum tq_ring_mode { TQ_RING_AUTO = 0, TQ_RING_DEFER = 1, TQ_RING_COOP = 2, TQ_RING_PLAIN = 3 };
+/* The order of a loop turn (server/loop.c, docs/architecture.md "One loop turn"). */
+enum tq_turn_mode { TQ_TURN_CLASSIC = 0, TQ_TURN_POLL = 1, TQ_TURN_REACTIVE = 2 };
 
 struct tq_config {
     char data_dir[TQ_CONFIG_PATH_BYTES];
@@ -51,8 +53,9 @@ struct tq_config {
     uint32_t snapshots_keep; /* newest snapshots kept on disk */
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
-    bool log_dsync;      /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
-    bool log_prezero;    /* zero-fill the spare segment through the ring (tq_log_options) */
+    enum tq_turn_mode turn_mode;
+    bool log_dsync;   /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
+    bool log_prezero; /* zero-fill the spare segment through the ring (tq_log_options) */
     uint32_t recycle_segments; /* tq_log_options.recycle_segments_max (0 = off) */
 };
 

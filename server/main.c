@@ -399,7 +399,9 @@ static int ring_setup(struct tq_server *srv) {
         rc = io_uring_queue_init(TQ_RING_ENTRIES, &srv->ring, modes[i].flags);
         if (rc == 0) {
             srv->ring_defer = (modes[i].flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-            fprintf(stderr, "ticketqd: io_uring: %s ring\n", modes[i].name);
+            static const char *const turns[] = {"classic", "poll", "reactive"};
+            fprintf(stderr, "ticketqd: io_uring: %s ring, %s turns\n", modes[i].name,
+                    turns[srv->cfg.turn_mode]);
             break;
         }
         if (srv->cfg.ring_mode != TQ_RING_AUTO || rc != -EINVAL) break;

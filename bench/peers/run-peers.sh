@@ -6,6 +6,10 @@
 #        [--systems "pg-fn pg-plain redis ticketq"] [--durability "durable relaxed"]
 #        [--redis-pipeline N] [--out DIR] [--bench-bin PATH] [--probe-bin PATH]
 #        [--ticketqd-bin PATH] [--ticketq-interval-ms MS] [--subscribers K]
+#        [--ticketqd-args "ARGS"] [--bench-args "ARGS"]
+# --ticketqd-args / --bench-args: extra options for every ticketqd / ticketq-bench run of the
+# ticketq systems (A/B of variants, e.g. --ticketqd-args "--turn reactive", --bench-args
+# "--wait ppoll"); the table's header names them.
 # Systems: pg-fn (PL/pgSQL functions), pg-plain (plain statements), redis (Lua, one unit in
 # flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default),
 # ticketq (ticketqd --fsync always; relaxed: --fsync interval=MS, default 1000 like Redis
@@ -63,6 +67,8 @@ PROBE_SEQ_MIB=1024
 SEED=42
 REDIS_PIPELINE=16
 SUBSCRIBERS=4
+TICKETQD_ARGS=""
+BENCH_ARGS=""
 
 usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -84,6 +90,8 @@ while [ $# -gt 0 ]; do
     --ticketqd-bin) TICKETQD="$2"; shift 2 ;;
     --ticketq-interval-ms) TQ_INTERVAL_MS="$2"; shift 2 ;;
     --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
+    --ticketqd-args) TICKETQD_ARGS="$2"; shift 2 ;;
+    --bench-args) BENCH_ARGS="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run-peers.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -357,8 +365,9 @@ tq_start() {
   rm -f "$dir/port"
   local t0
   t0="$(date +%s%N)"
+  # shellcheck disable=SC2086
   "$TICKETQD" --data "$dir" --listen 127.0.0.1:0 --port-file "$dir/port" --fsync "$fsync" \
-      >> "$dir/server.log" 2>&1 &
+      $TICKETQD_ARGS >> "$dir/server.log" 2>&1 &
   TQ_PID=$!
   for _ in $(seq 1 6000); do
     if [ -s "$dir/port" ]; then
@@ -395,10 +404,11 @@ run_ticketq() {
   rss_empty="$(rss_kib "$TQ_PID")"
   log "run $sysname $durability $workload c$clients (--fsync $fsync, pipeline $pipeline)"
   local out="$OUT/$name.json" rc=0
+  # shellcheck disable=SC2086
   "$BENCH" --system ticketq --addr "$TQ_ADDR" --token-file "$dir/admin.token" \
       --workload "$workload" --clients "$clients" --pipeline "$pipeline" --duration "$DURATION" \
       --seed "$SEED" --customers "$CUSTOMERS" --backlog "$BACKLOG" --subscribers "$SUBSCRIBERS" \
-      --json > "$out" 2> "$OUT/$name.log" || rc=$?
+      $BENCH_ARGS --json > "$out" 2> "$OUT/$name.log" || rc=$?
   local rss
   rss="$(rss_kib "$TQ_PID")"
   local json
@@ -468,7 +478,7 @@ done
   echo "load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
        "(other processes on the machine disturb the figures)"
   echo "versions: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), Redis" \
-       "$(redis-server --version | awk '{print $3}' | sed 's/v=//'), ticketq: $([ $TICKETQ_AVAILABLE = 1 ] && echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (ticketqd $TICKETQD)" || echo 'not run')"
+       "$(redis-server --version | awk '{print $3}' | sed 's/v=//'), ticketq: $([ $TICKETQ_AVAILABLE = 1 ] && echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (ticketqd $TICKETQD${TICKETQD_ARGS:+ $TICKETQD_ARGS}${BENCH_ARGS:+; ticketq-bench $BENCH_ARGS})" || echo 'not run')"
   echo "data: $CUSTOMERS customers, $BACKLOG tickets; $DURATION s per run; seed $SEED; closed loop," \
        "1 unit in flight per client (redis-pipelineN: N per client)"
   footprint=""

@@ -2,8 +2,9 @@
  * ticketqd (tests/fixture: temp data directory, loopback, --fsync always).
  *
  * Goal: the bench's ticketq path cannot rot. Method: load a tiny initial state, run the mixed
- * workload in-process through the real driver loop (pipeline 3, so claim-and-reply requests
- * interleave with ingests on one connection), then run the ticketq-bench binary once per
+ * workload in-process through the real driver loop, once waiting with epoll and once with
+ * ppoll (pipeline 3, so claim-and-reply requests interleave with ingests on one connection),
+ * then run the ticketq-bench binary once per
  * workload (ingest, claim-reply, mixed, dashboard; one second each), batched and pipelined
  * ingest (the batched run also with --server-pid and --restart-cmd: the RSS and restart figures
  * are in the JSON), and the invalid cases (a --server-pid without a process, a failing
@@ -41,7 +42,7 @@
 
 static struct tq_fixture server;
 
-static void test_in_process(uint64_t seed) {
+static void test_in_process(uint64_t seed, enum tq_driver_wait wait) {
     struct tq_ticketq_options o = {
         .addr = server.addr, .token = server.admin_token, .pipeline = 3, .batch = 1};
     struct tq_bench_system *sys = NULL;
@@ -58,6 +59,7 @@ static void test_in_process(uint64_t seed) {
         .clients = 3,
         .pipeline = 3,
         .duration_s = 1.0,
+        .wait = wait,
         .workload = {.kind = TQ_WORKLOAD_MIXED,
                      .seed = seed,
                      .customers = CUSTOMERS,
@@ -71,7 +73,8 @@ static void test_in_process(uint64_t seed) {
     uint64_t errors = 0;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++)
         errors += r->errors[k];
-    printf("mixed in-process: %llu ingests, %llu claim-replies, %llu errors\n",
+    printf("mixed in-process (%s): %llu ingests, %llu claim-replies, %llu errors\n",
+           wait == TQ_DRIVER_WAIT_PPOLL ? "ppoll" : "epoll",
            (unsigned long long)r->ops[TQ_OP_INGEST], (unsigned long long)r->ops[TQ_OP_CLAIM_REPLY],
            (unsigned long long)errors);
     TQ_CHECK_UEQ(errors, 0);
@@ -137,6 +140,9 @@ static void test_binary(void) {
                                  server.addr,    "--token-file", token_file,
                                  "--server-pid", "2147483647",   NULL};
     TQ_CHECK_EQ(run_bench(out_more, no_such_pid), 2);
+    const char *bad_wait[] = {"--system", "ticketq", "--addr", server.addr,
+                              "--wait",   "select",  NULL};
+    TQ_CHECK_EQ(run_bench(out_more, bad_wait), 2);
     const char *failing_restart[] = {"--system",      "ticketq",  "--addr",     server.addr,
                                      "--token-file",  token_file, "--workload", "ingest",
                                      "--duration",    "1",        "--clients",  "1",
@@ -265,7 +271,8 @@ int main(void) {
     uint64_t seed = tq_test_seed("test_bench_ticketq");
     memset(&server, 0, sizeof(server));
     TQ_CHECK_EQ(tq_fixture_start(&server), 0);
-    test_in_process(seed);
+    test_in_process(seed, TQ_DRIVER_WAIT_EPOLL);
+    test_in_process(seed + 1, TQ_DRIVER_WAIT_PPOLL);
     test_binary();
     test_fanout("2", "1");
     test_fanout("600", "300");
