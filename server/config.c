@@ -70,7 +70,7 @@ static const struct option_doc k_options[] = {
      "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
     {"log-dsync", "on|off",
      "with --fsync always, make each batch durable with the write itself (RWF_DSYNC) instead "
-     "of a write linked to an fdatasync (default off; docs/performance-server.md)"},
+     "of a write linked to an fdatasync (default off; docs/performance-storage.md)"},
     {"recycle-segments", "N",
      "keep up to N files of compressed segments for reuse as new segments, 0..64: faster "
      "writes, N x segment-bytes of disk kept (default 0 = off)"},

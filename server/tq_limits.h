@@ -35,7 +35,7 @@
 /* Per-turn bounds. */
 #define TQ_CQES_PER_TURN_MAX        512u /* CQEs reaped per loop turn */
 #define TQ_FRAMES_PER_CONN_TURN_MAX 256u /* requests parsed per connection per turn */
-/* --turn reactive: a turn lets the kernel run pending completions (and reaps them) after every
+/* --turn poll|reactive: a turn lets the kernel run pending completions (and reaps them) after every
  * this many requests parsed. 8 requests are 20-30 us of apply: the log's write->fdatasync link
  * is held no longer than that (one ~1 us io_uring_enter per 8 requests at most). */
 #define TQ_FRAMES_PER_POLL_MAX        8u
