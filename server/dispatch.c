@@ -12,7 +12,8 @@
  *      tenant id itself is checked here);
  *   4. mutations: tq_dispatch_run_cmd (room in the log first, then apply, then append); a
  *      Batch of only Ingests gates and builds all its ops first, then applies them with the
- *      state's prefetch running ahead (batch_ingest);
+ *      state's prefetch running ahead (ingest_many), and so does a run of single Ingest
+ *      requests collected across the connections of one turn (tq_dispatch_flush);
  *      reads: query the state, bodies come from the log (or from the not-yet-durable copies
  *      kept in srv->staged until their batch is acknowledged);
  *   5. queue the response on the connection with wait_lsn = the highest LSN staged so far:
@@ -259,7 +260,7 @@ uint64_t tq_dispatch_send_queue_max(const struct tq_server *srv) {
 }
 
 /* tq_dispatch_run_cmd with the prefetch hint of cmd (NULL: none; else the hint that
- * tq_state_prefetch's stage 0 filled for this very cmd, see batch_ingest). */
+ * tq_state_prefetch's stage 0 filled for this very cmd, see ingest_many). */
 static enum tq_err run_cmd(struct tq_server *srv, struct tq_cmd *cmd,
                            const struct tq_state_prefetch_hint *hint, struct tq_cmd_result *result,
                            uint64_t *lsn_out, struct tq_error *error) {
@@ -1752,7 +1753,8 @@ static enum tq_err handle(struct req *r);
 static enum tq_err find_rule(struct req *r);
 static enum tq_err gate(struct req *r);
 
-/* Runs the ops of a Batch made only of Ingests (the hot shape) in two passes, so that the
+/* Runs n Ingests (the ops of a Batch made only of Ingests, or a run of single Ingest requests
+ * collected across connections in one turn: see tq_dispatch_flush) in two passes, so that the
  * state's cache misses overlap. Applying an inbound message walks a chain of dependent loads
  * in tables far larger than the cache (identity slot, identity, customer, ticket, heap
  * entries); applied one after the other, each ingest waited for every link in turn (apply was
@@ -1763,10 +1765,14 @@ static enum tq_err gate(struct req *r);
  *   Pass 1, in order: the gate (rule, token, role, tenant) and the command of every op. No
  *     ingest changes anything the gate reads (tokens, roles, tenants), and building a command
  *     reads no state, so this equals running gate, build and apply op by op.
- *   Pass 2, in order: prefetch ahead, apply. An op refused in pass 1 keeps its error and is
- *     skipped. Prefetching never changes a result (state.h), so the responses, the log and the
- *     events are exactly those of the op-by-op path. */
-static void batch_ingest(struct req *kids, size_t n) {
+ *   Pass 2, in order: prefetch ahead, apply, and (answer: a run of requests) queue the op's
+ *     response right after its apply, so its wait_lsn is the one of op-by-op dispatch. An op
+ *     refused in pass 1 keeps its error and is skipped. Prefetching never changes a result
+ *     (state.h), so the responses, the log and the events are exactly those of the op-by-op
+ *     path. */
+static void run_answer(struct req *k);
+
+static void ingest_many(struct req *kids, size_t n, bool answer) {
     TQ_ASSERT(n > 0);
     struct tq_server *srv = kids[0].srv;
     struct tq_cmd *cmds = tq_arena_alloc(&srv->arena, n * sizeof(*cmds));
@@ -1793,8 +1799,65 @@ static void batch_ingest(struct req *kids, size_t n) {
                 if (ready[y]) tq_state_prefetch(srv->state, &cmds[y], st, &hints[y]);
             }
         }
+        if (answer && kids[a].conn->run_dead) {
+            /* its connection is being closed: one-at-a-time would never have read this one */
+            TQ_ASSERT(kids[a].conn->inflight > 0);
+            kids[a].conn->inflight--;
+            continue;
+        }
         if (ready[a]) (void)mutate_hinted(&kids[a], &cmds[a], &hints[a], NULL);
+        if (answer) run_answer(&kids[a]);
     }
+}
+
+/* ---- the run: single Ingest requests of one turn, applied together ------------------------ */
+
+/* Single Ingest requests arrive one per frame (pipelined clients, the open loop, the ingest
+ * share of a mixed load), so each paid the state's cache misses alone. tq_dispatch_frame
+ * therefore collects consecutive single Ingests, across connections and in the order the turn
+ * dispatches them, and ingest_many applies them together; any other request, the bound, a
+ * frame the log might not take, or the loop (before a reap, at the end of the parse phase)
+ * flushes the run first. Responses are queued in order right after each apply, so every
+ * response, LSN, event and record is exactly that of dispatching the same frames one at a
+ * time in the same order; per connection, order is the arrival order. A collected request
+ * counts in conn->inflight (the parse's backpressure) until its response is queued. The
+ * decoded requests live in srv->arena, which is therefore reset only by the flush. */
+struct tq_dispatch_run {
+    uint32_t count;
+    uint64_t need_bytes; /* twice the collected frames' bytes: the log room they may take */
+    struct req reqs[TQ_INGEST_RUN_MAX];
+};
+
+static void run_answer(struct req *k) {
+    struct tq_server *srv = k->srv;
+    struct tq_conn *conn = k->conn;
+    TQ_ASSERT(conn->inflight > 0);
+    TQ_ASSERT(!conn->run_dead);
+    conn->inflight--; /* counted when collected; tq_conn_queue_frame counts it again */
+    if (k->resp->error != NULL) tq_metrics_error(srv->metrics, TICKETQ__REQUEST__OP_INGEST);
+    if (!tq_conn_queue_frame(conn, &k->resp->base, srv->lsn_staged, TICKETQ__REQUEST__OP_INGEST,
+                             true, k->start_us, tq_dispatch_send_queue_max(srv))) {
+        conn->run_dead = true; /* the loop closes it; its later ops of the run are skipped */
+        srv->run_dead_conns++;
+    }
+}
+
+/* Applies and answers the run; the arena keeps its allocations (the caller resets it). */
+static void run_flush(struct tq_server *srv) {
+    struct tq_dispatch_run *run = srv->run;
+    if (run->count == 0) return;
+    TQ_ASSERT(run->count <= TQ_INGEST_RUN_MAX);
+    TQ_ASSERT(srv->batch_now_ms == 0); /* one clock read per op, as one at a time */
+    uint32_t n = run->count;
+    run->count = 0;
+    run->need_bytes = 0;
+    ingest_many(run->reqs, n, true);
+}
+
+void tq_dispatch_flush(struct tq_server *srv) {
+    if (srv->run->count == 0) return;
+    run_flush(srv);
+    tq_arena_reset(&srv->arena);
 }
 
 static enum tq_err op_batch(struct req *r) {
@@ -1827,14 +1890,14 @@ static enum tq_err op_batch(struct req *r) {
                                .rule = i > 0 ? kids[i - 1].rule : NULL,
                                .in_batch = true};
         res->results[res->n_results++] = sr;
-        if (ingests_only) continue; /* batch_ingest runs them below */
+        if (ingests_only) continue; /* ingest_many runs them below */
         if (sub->op_case == TICKETQ__REQUEST__OP_AUTH) {
             fail(&kids[i], TQ_ERR_INVALID_ARGUMENT, "Auth cannot be batched");
         } else {
             (void)handle(&kids[i]);
         }
     }
-    if (ingests_only) batch_ingest(kids, b->n_ops);
+    if (ingests_only) ingest_many(kids, b->n_ops, false);
     r->srv->batch_now_ms = 0;
     r->resp->result_case = TICKETQ__RESPONSE__RESULT_BATCH;
     r->resp->batch = res;
@@ -1964,6 +2027,7 @@ void tq_dispatch_token_text(const uint8_t secret[TQ_TOKEN_SECRET_BYTES],
 
 bool tq_dispatch_queue_error(struct tq_server *srv, struct tq_conn *conn, uint64_t id,
                              enum tq_err code, const char *msg) {
+    tq_dispatch_flush(srv); /* the run's requests came first, and the reset below ends them */
     Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
     resp.id = id;
     resp.error = make_error(&srv->arena, code, msg);
@@ -1981,6 +2045,19 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
      * is in flight, wait for it instead of refusing (the frame stays buffered). */
     uint64_t need = (uint64_t)len * 2 + TQ_EVENTS_RECORD_RESERVE_BYTES;
     if (need > TQ_RECORD_BYTES_DEFAULT_MAX) need = TQ_RECORD_BYTES_DEFAULT_MAX;
+    struct tq_dispatch_run *run = srv->run;
+    if (run->count > 0) {
+        /* The run is not applied yet: if the log might not take it and this frame, apply it
+         * now, so the check below sees what one-at-a-time dispatch would have seen. The run
+         * counts twice its frames' bytes (an ingest's records: its command, shorter than its
+         * frame, and an events record of a few hundred bytes); this frame's need adds the
+         * events reserve (64 KiB) once, which covers that estimate's slack for a whole run. */
+        uint64_t all = run->need_bytes + need;
+        if (all > UINT32_MAX || !tq_log_can_append(srv->log, (uint32_t)all)) {
+            tq_dispatch_flush(srv);
+            if (conn->run_dead) return TQ_DISPATCH_CLOSE;
+        }
+    }
     if (srv->lsn_staged > tq_log_acked_lsn(srv->log) &&
         !tq_log_can_append(srv->log, (uint32_t)need)) {
         return TQ_DISPATCH_DEFER;
@@ -1994,6 +2071,26 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
     }
     Ticketq__Response *resp = tq_arena_alloc(&srv->arena, sizeof(*resp));
     ticketq__response__init(resp);
+    if (msg != NULL && msg->op_case == TICKETQ__REQUEST__OP_INGEST) {
+        resp->id = msg->id;
+        TQ_ASSERT(run->count < TQ_INGEST_RUN_MAX);
+        run->reqs[run->count++] = (struct req){.srv = srv,
+                                               .conn = conn,
+                                               .sess = &conn->session,
+                                               .msg = msg,
+                                               .resp = resp,
+                                               .start_us = start_us};
+        run->need_bytes += 2ull * len;
+        conn->inflight++; /* answered by the flush */
+        if (run->count < TQ_INGEST_RUN_MAX) return TQ_DISPATCH_DONE;
+        tq_dispatch_flush(srv);
+        return conn->run_dead ? TQ_DISPATCH_CLOSE : TQ_DISPATCH_DONE;
+    }
+    run_flush(srv); /* every other request: after the run (the arena keeps msg) */
+    if (conn->run_dead) {
+        tq_arena_reset(&srv->arena);
+        return TQ_DISPATCH_CLOSE;
+    }
     int op = -1;
     struct req r = {.srv = srv,
                     .conn = conn,
@@ -2022,6 +2119,8 @@ enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn 
 
 void tq_dispatch_init(struct tq_server *srv) {
     tq_arena_init(&srv->arena, 64 * 1024);
+    srv->run = tq_xalloc(sizeof(*srv->run));
+    memset(srv->run, 0, sizeof(*srv->run));
     srv->enc_cap = 64 * 1024; /* events records; grows for a TICK with many events */
     srv->enc_buf = tq_xalloc(srv->enc_cap);
     srv->read_cap = 64 * 1024;
@@ -2035,6 +2134,11 @@ void tq_dispatch_destroy(struct tq_server *srv) {
     if (srv->enc_buf != NULL) tq_free(srv->enc_buf, srv->enc_cap);
     if (srv->read_buf != NULL) tq_free(srv->read_buf, srv->read_cap);
     if (srv->ev != NULL) tq_free(srv->ev, srv->ev_cap * sizeof(*srv->ev));
+    if (srv->run != NULL) {
+        TQ_ASSERT(srv->run->count == 0);
+        tq_free(srv->run, sizeof(*srv->run));
+        srv->run = NULL;
+    }
     tq_arena_destroy(&srv->arena);
     srv->staged = NULL;
     srv->enc_buf = srv->read_buf = NULL;

@@ -919,6 +919,20 @@ static uint64_t poll_midturn(struct tq_server *srv, struct batch_meter *meter, u
     return on_acknowledged(srv, meter, tq_mono_us());
 }
 
+/* Applies the collected run of single Ingests (dispatch.c) and closes the connections whose
+ * send queue one of its responses overflowed (as parse_client does on TQ_DISPATCH_CLOSE). */
+static void flush_run(struct tq_server *srv) {
+    tq_dispatch_flush(srv);
+    if (srv->run_dead_conns == 0) return;
+    srv->run_dead_conns = 0;
+    for (uint32_t i = 0; i < srv->conn_high; i++) {
+        struct tq_conn *c = &srv->conns[i];
+        if (!c->in_use || c->closing || !c->run_dead) continue;
+        tq_metrics_count(srv->metrics, TQ_METRIC_CONN_SLOW_CLOSED);
+        conn_abort(srv, c);
+    }
+}
+
 /* Parses every connection's complete frames (each bounded per turn) and serves metrics
  * requests. poll, reactive: poll completions every TQ_FRAMES_PER_POLL_MAX frames. Returns the
  * acknowledged LSN. */
@@ -935,11 +949,14 @@ static uint64_t parse_all(struct tq_server *srv, struct batch_meter *meter, uint
             continue;
         }
         since_poll += parse_client(srv, c, acked, turn_us);
+        if (srv->run_dead_conns > 0) flush_run(srv);
         if (polling && since_poll >= TQ_FRAMES_PER_POLL_MAX) {
             since_poll = 0;
+            flush_run(srv); /* a reap may move receive buffers the run points into */
             acked = poll_midturn(srv, meter, acked);
         }
     }
+    flush_run(srv);
     TQ_ASSERT(acked <= tq_log_acked_lsn(srv->log));
     return acked;
 }

@@ -99,6 +99,10 @@ struct tq_conn {
     struct tq_out_mark *marks; /* FIFO of marks not yet fully sent */
     uint32_t mark_head, mark_count, mark_cap;
     uint32_t inflight; /* requests read and not yet fully answered */
+    /* A response of the pending Ingest run (dispatch.c) did not fit the send queue: the loop
+     * closes the connection, and its later requests of the run are neither applied nor
+     * answered (as if dispatched one at a time, where the first failure stopped the parse). */
+    bool run_dead;
 
     uint64_t last_active_ms;
     /* A SnapshotNow is being answered in the background (server/snapshot.c): nothing more is
@@ -170,6 +174,8 @@ struct tq_server {
     uint64_t events_flushed_lsn; /* live events up to this were handed to subscribers */
     uint64_t last_now_ms;        /* time never goes backwards in the log */
     uint64_t batch_now_ms;       /* clock read once for the Batch being run (0: per command) */
+    struct tq_dispatch_run *run; /* single Ingests collected this turn, not yet applied */
+    uint32_t run_dead_conns;     /* connections marked run_dead since the loop last looked */
     uint64_t next_tick_check_ms;
 
     struct tq_arena arena; /* per-request scratch, reset after each request */
@@ -262,6 +268,12 @@ enum tq_dispatch_status {
  * queries, queues the response. Never trusts the bytes. start_us is the parse time. */
 enum tq_dispatch_status tq_dispatch_frame(struct tq_server *srv, struct tq_conn *conn,
                                           const uint8_t *payload, uint32_t len, uint64_t start_us);
+/* Applies and answers the single Ingests that tq_dispatch_frame collected (the "run": see
+ * dispatch.c), in the order they arrived. The loop calls it before anything that could
+ * invalidate a collected request (a reap, the end of the parse phase); tq_dispatch_frame
+ * calls it before any other request. Afterwards srv->run_dead_conns counts the connections
+ * whose send queue overflowed (conn->run_dead): the loop closes them. */
+void tq_dispatch_flush(struct tq_server *srv);
 /* Queues an error response with the given id (protocol errors detected by the loop). */
 bool tq_dispatch_queue_error(struct tq_server *srv, struct tq_conn *conn, uint64_t id,
                              enum tq_err code, const char *msg);

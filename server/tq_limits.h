@@ -35,6 +35,10 @@
 /* Per-turn bounds. */
 #define TQ_CQES_PER_TURN_MAX        512u /* CQEs reaped per loop turn */
 #define TQ_FRAMES_PER_CONN_TURN_MAX 256u /* requests parsed per connection per turn */
+/* Single Ingests collected (across connections) before they are applied together with the
+ * state's prefetch running ahead (dispatch.c, the run): 4x the prefetch window, and a bound
+ * on the decoded requests the arena holds at once. */
+#define TQ_INGEST_RUN_MAX 64u
 /* --turn poll|reactive: a turn lets the kernel run pending completions (and reaps them) after every
  * this many requests parsed. 8 requests are 20-30 us of apply: the log's write->fdatasync link
  * is held no longer than that (one ~1 us io_uring_enter per 8 requests at most). */
