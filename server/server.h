@@ -178,7 +178,7 @@ struct tq_server {
     uint32_t run_dead_conns;     /* connections marked run_dead since the loop last looked */
     uint64_t next_tick_check_ms;
 
-    struct tq_arena arena; /* per-request scratch, reset after each request */
+    struct tq_arena arena; /* per-request scratch, reset after each request (or run) */
     uint8_t *enc_buf;      /* command / events encoding scratch */
     size_t enc_cap;
     uint8_t *read_buf; /* log record read scratch (TicketGet bodies, catch-up) */
