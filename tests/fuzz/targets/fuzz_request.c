@@ -150,12 +150,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         enum tq_dispatch_status ds =
             tq_dispatch_frame(&srv, &conn, data + off + TQ_FRAME_PREFIX_BYTES, plen, 0);
         if (ds == TQ_DISPATCH_DEFER) {
-            flush_log(); /* what the loop does: wait for the batch, then retry */
+            tq_dispatch_flush(&srv); /* what the loop does: end the parse phase (apply a */
+            flush_log();             /* run of collected Ingests), wait for the batch, retry */
             continue;
         }
         if (ds == TQ_DISPATCH_CLOSE) break;
         off += TQ_FRAME_PREFIX_BYTES + plen;
     }
+    tq_dispatch_flush(&srv); /* the end of the loop's parse phase */
     check_output();
     flush_log();
     tq_conn_release_acked(&conn, tq_log_acked_lsn(srv.log), NULL, 0);
