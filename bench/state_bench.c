@@ -324,12 +324,16 @@ static double cpu_s(void) {
 }
 
 static bool use_prefetch = true;
+static bool use_reserve = true; /* TQ_BENCH_RESERVE=0: no tq_state_reserve_messages */
 
 /* Decode + apply of the whole log into a fresh state, through a tq_state_window (what recovery
  * does: records decoded ahead, tq_state_prefetch's stages run on them), or record by record
  * with tq_state_apply when TQ_BENCH_PREFETCH=0. */
 static double replay(const struct log *lg, uint64_t *bytes_out, double *cpu_out) {
     struct tq_state *s = tq_state_new(NULL);
+    /* what a recovery knows before it replays: how many records follow (an upper bound on the
+     * messages they create) */
+    if (use_reserve) tq_state_reserve_messages(s, lg->n);
     static struct tq_state_window win;
     tq_state_window_init(&win);
     struct tq_arena arena;
@@ -503,6 +507,7 @@ int main(int argc, char **argv) {
                "  [1] apply throughput of the ingest-heavy mix (decode + apply, one core)\n"
                "  [2] resident memory per ticket and per message (skipped when messages < 10)\n"
                "environment: TQ_BENCH_PREFETCH=0 applies record by record without the window;\n"
+               "  TQ_BENCH_RESERVE=0 does not size the idempotency table for the log up front;\n"
                "  TQ_BENCH_CUSTOMERS=N customers per tenant (default 20000)\n");
         return 0;
     }
@@ -512,8 +517,13 @@ int main(int argc, char **argv) {
     memset(body, 'x', 300);
     const char *pf = getenv("TQ_BENCH_PREFETCH");
     if (pf != NULL && pf[0] == '0') use_prefetch = false;
+    const char *rs = getenv("TQ_BENCH_RESERVE");
+    if (rs != NULL && rs[0] == '0') use_reserve = false;
     printf("replay %s\n", use_prefetch ? "through a tq_state_window (decodes ahead and prefetches)"
                                        : "record by record (TQ_BENCH_PREFETCH=0)");
+    printf("idempotency table %s\n",
+           use_reserve ? "reserved for the log's record count (tq_state_reserve_messages)"
+                       : "grown from small (TQ_BENCH_RESERVE=0)");
     const char *cust = getenv("TQ_BENCH_CUSTOMERS");
     if (cust != NULL && cust[0] != '\0') CUSTOMERS_PER_TENANT = strtoull(cust, NULL, 0);
     machine();

@@ -267,7 +267,12 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
     for (uint32_t i = 1; i < s->messages.next_id; i++) {
         const struct tq_message *m = st_message(s, i);
         sw_u64(w, m->ext_hash);
-        sw_u64(w, m->packed);
+        /* a queued outbound message's attempts are counted in its outbox entry */
+        uint64_t packed = m->packed;
+        if (msg_dir(m) == TQ_DIRECTION_OUTBOUND && msg_delivery(m) == TQ_DELIVERY_QUEUED) {
+            packed = msg_with_attempts(packed, tq_st_message_attempts(s, i));
+        }
+        sw_u64(w, packed);
         sw_u32(w, m->ticket);
     }
 }

@@ -1202,6 +1202,41 @@ static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
     t->count++;
 }
 
+/* Re-creates the idempotency table with cap slots from the keys of messages 1 .. end - 1 (all
+ * of them with a key are in the table). In message id order: a sequential scan of the message
+ * slab, not one random message read per slot. */
+static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
+    struct tq_msgtab *t = &s->msg_index;
+    uint64_t old_cap = t->cap, old_count = t->count;
+    TQ_ASSERT(cap > old_cap && old_count * 4 <= cap * 3);
+    tq_free(t->slots, old_cap * sizeof(uint32_t));
+    msgtab_init(t, cap);
+    for (uint32_t mid = 1; mid < end; mid++) {
+        if (mid + 16 < end) { /* the slots are random: fetch the one 16 messages ahead */
+            uint64_t ahead = st_message(s, mid + 16)->ext_hash;
+            if (ahead != 0) __builtin_prefetch(&t->slots[msg_home(t, ahead)], 1);
+        }
+        uint64_t mh = st_message(s, mid)->ext_hash;
+        if (mh != 0) msgtab_put(t, mh, mid);
+    }
+    TQ_ASSERT(t->count == old_count);
+}
+
+/* Makes room for `more` keys beyond the table's count (at most 3/4 full then); the table holds
+ * the keys of messages 1 .. end - 1. */
+static void msgtab_reserve(struct tq_state *s, uint64_t more, uint32_t end) {
+    struct tq_msgtab *t = &s->msg_index;
+    uint64_t want = t->count + (more < TQ_MESSAGES_MAX ? more : TQ_MESSAGES_MAX);
+    if (want > TQ_MESSAGES_MAX) want = TQ_MESSAGES_MAX;
+    uint64_t cap = want + want / 3 + 1;
+    if (cap > t->cap) msgtab_rehash(s, cap, end);
+    TQ_ASSERT(t->count * 4 <= t->cap * 3);
+}
+
+void tq_state_reserve_messages(struct tq_state *s, uint64_t more) {
+    msgtab_reserve(s, more, s->messages.next_id); /* between applies every key is in */
+}
+
 /* Adds message id under key hash h. empty_slot: the slot message_find ended on for h in this
  * apply (no insert since), or UINT64_MAX. */
 static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
@@ -1214,22 +1249,7 @@ static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint6
         t->count++;
         return;
     }
-    if ((t->count + 1) * 4 > t->cap * 3) {
-        /* Re-insert in message id order: a sequential scan of the message slab (every message
-         * with a key is in the table, id < this id), not one random message read per slot. */
-        uint64_t old_cap = t->cap, old_count = t->count;
-        tq_free(t->slots, old_cap * sizeof(uint32_t));
-        msgtab_init(t, old_cap + old_cap / 2);
-        for (uint32_t mid = 1; mid < id; mid++) {
-            if (mid + 16 < id) { /* the slots are random: fetch the one 16 messages ahead */
-                uint64_t ahead = st_message(s, mid + 16)->ext_hash;
-                if (ahead != 0) __builtin_prefetch(&t->slots[msg_home(t, ahead)], 1);
-            }
-            uint64_t mh = st_message(s, mid)->ext_hash;
-            if (mh != 0) msgtab_put(t, mh, mid);
-        }
-        TQ_ASSERT(t->count == old_count);
-    }
+    if ((t->count + 1) * 4 > t->cap * 3) msgtab_rehash(s, t->cap + t->cap / 2, id);
     msgtab_put(t, h, id);
     TQ_ASSERT(t->count * 4 <= t->cap * 3);
 }
@@ -2211,8 +2231,20 @@ void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigne
     st_tenant(s, tenant)->outbox_pending++;
 }
 
+unsigned tq_st_message_attempts(const struct tq_state *s, uint32_t mid) {
+    const struct tq_message *m = st_message(s, mid);
+    if (msg_dir(m) == TQ_DIRECTION_OUTBOUND && msg_delivery(m) == TQ_DELIVERY_QUEUED) {
+        uint32_t e = tq_st_u32map_get(&s->ob_by_message, mid);
+        if (e != 0) return st_obentry(s, e)->attempts;
+    }
+    return msg_attempts(m);
+}
+
+/* Removes entry e; its attempts count goes back into its message (struct tq_obentry). */
 static void outbox_remove(struct tq_state *s, uint32_t e) {
     struct tq_obentry *x = st_obentry(s, e);
+    struct tq_message *m = st_message(s, x->message);
+    m->packed = msg_with_attempts(m->packed, x->attempts);
     outbox_unlink(s, entry_list(s, x), e);
     tq_st_u32map_del(&s->ob_by_message, x->message);
     struct tq_tenant *tn = st_tenant(s, x->tenant);
@@ -2684,24 +2716,13 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
     }
     struct tq_tenant *tn = c->tn;
     outbox_expire(c, c->tenant_id, in->channel, c->now);
-    /* The messages (their attempts are counted) are spread over the slab: start fetching all
-     * of them before the first write. */
     uint32_t n = 0;
-    for (uint32_t e = tn->ob_avail[in->channel].head; e != 0 && n < in->max; n++) {
-        const struct tq_obentry *x = st_obentry(s, e);
-        __builtin_prefetch(st_message(s, x->message), 1);
-        e = x->next;
-    }
-    n = 0;
     while (n < in->max && tn->ob_avail[in->channel].head != 0) {
         uint32_t e = tn->ob_avail[in->channel].head;
         struct tq_obentry *x = st_obentry(s, e);
-        struct tq_message *m = st_message(s, x->message);
         outbox_unlink(s, &tn->ob_avail[in->channel], e);
-        TQ_ASSERT(x->attempts == msg_attempts(m));
+        /* counted in the entry only (struct tq_obentry): no message line is touched */
         if (x->attempts < TQ_OUTBOX_ATTEMPTS_LIMIT) x->attempts++; /* 4 bits in the message */
-        m->packed = msg_pack(msg_lsn(m), msg_dir(m), msg_chan(m), msg_author(m), msg_delivery(m),
-                             x->attempts);
         x->leased = 1;
         x->lease_until_ms = c->now + in->lease_ms;
         outbox_insert_leased(s, &tn->ob_leased[in->channel], e);
@@ -2743,7 +2764,7 @@ static enum tq_err cmd_outbox_ack(struct ctx *c) {
         }
         if (in->retry && entry != 0) {
             struct tq_obentry *x = st_obentry(s, entry);
-            if (msg_attempts(m) >= c->tn->attempts_max) {
+            if (x->attempts >= c->tn->attempts_max) {
                 outbox_fail_exhausted(c, entry, c->now);
             } else if (x->leased) {
                 struct tq_tenant *tn = c->tn;
@@ -3218,6 +3239,10 @@ void tq_st_rebuild_indices(struct tq_state *s) {
         t->msg_count = 0;
     }
     n = tq_slab_count(&s->messages);
+    /* sized once (not regrown ~30 times on the way), with an eighth to spare so the first new
+     * message does not regrow it: 6 bytes per message, inside the 5.3..8 of a grown table */
+    TQ_ASSERT(s->msg_index.count == 0);
+    msgtab_reserve(s, (uint64_t)n + n / 8, 1);
     for (uint32_t i = 1; i <= n; i++) {
         struct tq_message *m = st_message(s, i);
         m->next = 0;

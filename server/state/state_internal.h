@@ -321,11 +321,15 @@ void tq_st_set_wake_at(struct tq_ticket *t, uint64_t v);
 void tq_st_set_merged_into(struct tq_ticket *t, uint32_t v);
 void tq_st_set_follow_up_of(struct tq_ticket *t, uint32_t v);
 
+/* An outbox entry, one per outbound message waiting for delivery (QUEUED). Its attempts count
+ * is the message's current one: OUTBOX_TAKE counts here only, so taking 50 messages touches no
+ * message line (it wrote one random line each before); the message's 4 bits catch up when the
+ * entry is removed (outbox_remove). Read a message's attempts with tq_st_message_attempts. */
 struct tq_obentry {
     uint64_t lease_until_ms; /* 0 = available */
     uint32_t message, tenant, prev, next;
     uint8_t channel, leased;
-    uint8_t attempts; /* copy of the message's attempts: lease expiry reads no message */
+    uint8_t attempts; /* authoritative while the entry exists (above) */
 };
 
 struct tq_intern { /* interned tag / custom-field key */
@@ -423,6 +427,9 @@ static inline uint64_t msg_pack(uint64_t lsn, unsigned dir, unsigned chan, unsig
     return (lsn & TQ_LSN_MAX) | (uint64_t)dir << 48 | (uint64_t)chan << 50 |
            (uint64_t)author << 54 | (uint64_t)delivery << 56 | (uint64_t)attempts << 59;
 }
+static inline uint64_t msg_with_attempts(uint64_t packed, unsigned attempts) {
+    return (packed & ~(15ull << 59)) | (uint64_t)(attempts & 15u) << 59;
+}
 
 /* ---- containers (store.c) ---- */
 void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);
@@ -486,6 +493,8 @@ uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum t
                                struct tq_str ext);
 void tq_st_outbox_add(struct tq_state *s, uint32_t tenant, uint32_t mid, unsigned channel,
                       uint64_t lease_until);
+/* Message mid's delivery attempts: its outbox entry's count while it has one, else its own. */
+unsigned tq_st_message_attempts(const struct tq_state *s, uint32_t mid);
 /* The SLA index (slaidx.c). sync re-derives ticket tid's node from its clocks (ticket_sync
  * calls it after every change); next_deadline is the earliest running deadline of a ticket, 0
  * when it has none (merged or closed tickets have none); before orders two nodes of a tenant's

@@ -537,6 +537,92 @@ static void test_outbox(void) {
     fx_free(&f);
 }
 
+/* OUTBOX_TAKE counts an attempt in the outbox entry only (the message is not written): the
+ * message view and a snapshot see the entry's count, a loaded state counts on from it, and the
+ * message catches up when the entry goes (an ack; an exhausted lease, whose event carries the
+ * count). Each check fails if one of those paths reads or writes the message's stale bits. */
+static void test_outbox_attempts_in_entry(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_settings(&f, tn, 0, 0, 0, 3);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
+    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    uint64_t m1 = fx_reply(&f, tn, a, t);
+    struct tq_message_view mv;
+    take(&f, tn, 1, 30000, 1);
+    f.now += 30000;
+    take(&f, tn, 1, 30000, 1); /* the lease expired: taken again */
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.attempts, 2);
+    /* snapshot round trip: the loaded state reports 2 and serialises to the same bytes */
+    void *b1 = NULL, *b2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    TQ_CHECK_OK(tq_state_serialize(f.s, &b1, &n1, &f.err), &f.err);
+    struct tq_state *loaded = NULL;
+    TQ_CHECK_OK(tq_state_deserialize(b1, n1, NULL, &loaded, &f.err), &f.err);
+    TQ_CHECK_OK(tq_state_message_get(loaded, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.attempts, 2);
+    TQ_CHECK_OK(tq_state_serialize(loaded, &b2, &n2, &f.err), &f.err);
+    TQ_CHECK_UEQ(n2, n1);
+    TQ_CHECK_MEM_EQ(b2, b1, n1);
+    /* the original: an ack removes the entry, the message keeps the count */
+    uint64_t now = f.now;
+    ack(&f, tn, m1, TQ_DELIVERY_SENT, false, false);
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.attempts, 2);
+    TQ_CHECK_EQ(mv.delivery, TQ_DELIVERY_SENT);
+    /* the loaded state: a third take, then the lease expires with the attempts used up */
+    struct tq_state *orig = f.s;
+    f.s = loaded;
+    f.now = now + 30000;
+    take(&f, tn, 1, 30000, 1);
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.attempts, 3);
+    uint32_t ev0 = f.ev_n;
+    fx_tick(&f, f.now + 30000);
+    const struct tq_event *e = fx_last(&f, ev0, TQ_EVENT_OUTBOX_FAILED, -1);
+    TQ_CHECK_EQ(e->message_id, m1);
+    TQ_CHECK_EQ(e->new_value, 3);
+    TQ_CHECK_OK(tq_state_message_get(f.s, tn, m1, &mv), NULL);
+    TQ_CHECK_EQ(mv.attempts, 3);
+    TQ_CHECK_EQ(mv.delivery, TQ_DELIVERY_FAILED);
+    f.s = orig;
+    tq_state_free(loaded);
+    tq_free(b1, n1);
+    tq_free(b2, n2);
+    fx_free(&f);
+}
+
+/* tq_state_reserve_messages sizes the idempotency table and nothing else: the digest is
+ * unchanged, and duplicates are found among keys inserted before and after it. */
+static void test_reserve_messages(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    char id[32];
+    for (int i = 0; i < 2000; i++) { /* past the first regrowths of the 1024-slot table */
+        snprintf(id, sizeof(id), "m-%d", i);
+        fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", id, q);
+    }
+    uint8_t d0[16], d1[16];
+    tq_state_digest(f.s, d0);
+    tq_state_reserve_messages(f.s, 100000);
+    tq_state_reserve_messages(f.s, 10); /* smaller than the table: nothing to do */
+    tq_state_digest(f.s, d1);
+    TQ_CHECK_MEM_EQ(d0, d1, 16);
+    for (int i = 0; i < 4000; i += 7) { /* the old keys: found; new ones: added */
+        snprintf(id, sizeof(id), "m-%d", i);
+        fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", id, q);
+        TQ_CHECK_EQ(f.res.duplicate, i < 2000);
+        fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", id, q);
+        TQ_CHECK(f.res.duplicate);
+    }
+    fx_free(&f);
+}
+
 /* ---- SLA ---------------------------------------------------------------------------------- */
 
 static void test_sla_first_reply_breach_and_warning(void) {
@@ -1967,6 +2053,8 @@ int main(void) {
     test_autoassign();
     test_assignment_timeout();
     test_outbox();
+    test_outbox_attempts_in_entry();
+    test_reserve_messages();
     test_sla_first_reply_breach_and_warning();
     test_sla_automated_reply_does_not_count();
     test_sla_next_reply();
