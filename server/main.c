@@ -192,6 +192,11 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
         return 1;
     }
     uint64_t t_loaded = tq_mono_us();
+    /* Size the message idempotency table once for what the replay can add, instead of
+     * regrowing it on the way: about half the records after the snapshot are commands (each
+     * ingest also logs an events record); a table found too small still grows. */
+    if (rec->lsn_last > snap_lsn)
+        tq_state_reserve_messages(srv->state, (rec->lsn_last - snap_lsn) / 2);
     struct tq_log_iter *it = NULL;
     if (tq_log_iter_open(srv->log, snap_lsn + 1, &it, &error) != TQ_OK) {
         fprintf(stderr, "ticketqd: recovery: %s\n", error.msg);
