@@ -100,6 +100,14 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->log_prezero = true;
 }
 
+static bool parse_on_off(const char *s, bool *out) {
+    if (strcmp(s, "on") == 0 || strcmp(s, "off") == 0) {
+        *out = s[1] == 'n';
+        return true;
+    }
+    return false;
+}
+
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
     if (s == NULL || *s == '\0' || *s == '-' || *s == '+') return false;
     char *end;
@@ -278,22 +286,9 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
         } else {
             FAIL("--turn: expected classic, poll or reactive, got '%s'", value);
         }
-    } else if (strcmp(name, "log-prezero") == 0) {
-        if (strcmp(value, "on") == 0) {
-            cfg->log_prezero = true;
-        } else if (strcmp(value, "off") == 0) {
-            cfg->log_prezero = false;
-        } else {
-            FAIL("--log-prezero: expected on or off, got '%s'", value);
-        }
-    } else if (strcmp(name, "log-dsync") == 0) {
-        if (strcmp(value, "on") == 0) {
-            cfg->log_dsync = true;
-        } else if (strcmp(value, "off") == 0) {
-            cfg->log_dsync = false;
-        } else {
-            FAIL("--log-dsync: expected on or off, got '%s'", value);
-        }
+    } else if (strcmp(name, "log-prezero") == 0 || strcmp(name, "log-dsync") == 0) {
+        bool *flag = strcmp(name, "log-prezero") == 0 ? &cfg->log_prezero : &cfg->log_dsync;
+        if (!parse_on_off(value, flag)) FAIL("--%s: expected on or off, got '%s'", name, value);
     } else {
         FAIL("unknown option '%s'", name);
     }

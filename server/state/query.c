@@ -71,17 +71,6 @@ bool tq_state_tenant_get(const struct tq_state *s, uint64_t tenant_id, struct tq
 
 /* ---- tickets and messages ----------------------------------------------------------------- */
 
-static uint64_t sla_view_deadline(const struct tq_ticket *t, enum tq_sla_metric m) {
-    switch (m) {
-    case TQ_SLA_FIRST_REPLY: return t->first_reply_deadline_ms;
-    case TQ_SLA_NEXT_REPLY: return t->next_reply_deadline_ms;
-    case TQ_SLA_REQUESTER_WAIT: return t->wait.deadline_ms;
-    case TQ_SLA_AGENT_WORK: return t->work.deadline_ms;
-    case TQ_SLA_REPLY_WINDOW: return t->window_deadline_ms;
-    }
-    return 0;
-}
-
 enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, uint64_t ticket_id,
                                 struct tq_ticket_view *out) {
     const struct tq_ticket *t = tq_st_ticket_get(s, tenant_id, ticket_id);
@@ -128,7 +117,7 @@ enum tq_err tq_state_ticket_get(const struct tq_state *s, uint64_t tenant_id, ui
         struct tq_sla_view *v = &out->sla[m];
         v->metric = (enum tq_sla_metric)m;
         v->state = (enum tq_sla_clock_state)t->sla_state[m];
-        v->deadline_ms = sla_view_deadline(t, (enum tq_sla_metric)m);
+        v->deadline_ms = tk_clock_deadline(t, (enum tq_sla_metric)m);
         v->target_ms = tq_st_clock_target(s, t, (enum tq_sla_metric)m);
         v->elapsed_ms = tq_st_clock_elapsed(s, t, (enum tq_sla_metric)m);
         v->warned = (t->sla_warned & (1u << m)) != 0;
@@ -421,7 +410,7 @@ static void sla_due_add(const struct tq_state *s, uint32_t tid, struct tq_sla_du
     const struct tq_ticket *t = st_ticket(s, tid);
     for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
         if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
-        uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
+        uint64_t d = tk_clock_deadline(t, (enum tq_sla_metric)m);
         if (d == 0) continue;
         struct tq_sla_due x = {tid, (enum tq_sla_metric)m, d};
         if (*n == cap && !sla_due_before(&x, &out[*n - 1])) continue;
@@ -641,8 +630,8 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
         /* every running clock with a target is in the index (its warning or breach is due) */
         for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
             if (t->sla_state[m] == TQ_SLA_RUNNING && tk_merged_into(t) == 0 &&
-                sla_view_deadline(t, (enum tq_sla_metric)m) != 0) {
-                CHECK(due <= sla_view_deadline(t, (enum tq_sla_metric)m),
+                tk_clock_deadline(t, (enum tq_sla_metric)m) != 0) {
+                CHECK(due <= tk_clock_deadline(t, (enum tq_sla_metric)m),
                       "ticket %u: running clock %d not indexed", id, m);
             }
         }
@@ -663,7 +652,7 @@ bool tq_state_check_invariants(const struct tq_state *s, struct tq_error *error)
             sla_expected[t->tenant]++;
         }
         for (int m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
-            uint64_t d = sla_view_deadline(t, (enum tq_sla_metric)m);
+            uint64_t d = tk_clock_deadline(t, (enum tq_sla_metric)m);
             if (t->sla_state[m] == TQ_SLA_RUNNING && d != 0 && t->status != TQ_STATUS_CLOSED) {
                 CHECK(sla_next != 0 && sla_next <= d,
                       "ticket %u: running clock %d not in the "

@@ -66,23 +66,12 @@
 #define SLA_BASE_DEADLINE_MAX (1ull << 54)
 #define SLA_HEAP_CAP_MIN      64u
 
-static uint64_t clock_deadline(const struct tq_ticket *t, unsigned m) {
-    switch ((enum tq_sla_metric)m) {
-    case TQ_SLA_FIRST_REPLY: return t->first_reply_deadline_ms;
-    case TQ_SLA_NEXT_REPLY: return t->next_reply_deadline_ms;
-    case TQ_SLA_REQUESTER_WAIT: return t->wait.deadline_ms;
-    case TQ_SLA_AGENT_WORK: return t->work.deadline_ms;
-    case TQ_SLA_REPLY_WINDOW: return t->window_deadline_ms;
-    }
-    return 0;
-}
-
 uint64_t tq_st_ticket_sla_next(const struct tq_ticket *t) {
     if (t->status == TQ_STATUS_CLOSED || tk_merged_into(t) != 0) return 0;
     uint64_t best = 0;
     for (unsigned m = 0; m < TQ_SLA_METRIC_COUNT; m++) {
         if (t->sla_state[m] != TQ_SLA_RUNNING) continue;
-        uint64_t d = clock_deadline(t, m);
+        uint64_t d = tk_clock_deadline(t, (enum tq_sla_metric)m);
         if (d != 0 && (best == 0 || d < best)) best = d;
     }
     return best;

@@ -291,17 +291,6 @@ static void clock_rederive(const struct tq_state *s, struct tq_ticket *t, enum t
     k->deadline_ms = deadline;
 }
 
-static uint64_t clock_deadline(const struct tq_ticket *t, enum tq_sla_metric m) {
-    switch (m) {
-    case TQ_SLA_FIRST_REPLY: return t->first_reply_deadline_ms;
-    case TQ_SLA_NEXT_REPLY: return t->next_reply_deadline_ms;
-    case TQ_SLA_REQUESTER_WAIT: return t->wait.deadline_ms;
-    case TQ_SLA_AGENT_WORK: return t->work.deadline_ms;
-    case TQ_SLA_REPLY_WINDOW: return t->window_deadline_ms;
-    }
-    return 0;
-}
-
 /* What the clock arithmetic of one ticket needs from its tenant and policy, looked up once
  * per ticket_next_item() rather than once per clock (it runs for every ticket change). */
 struct sla_env {
@@ -323,7 +312,7 @@ static uint64_t clock_warn_at(const struct sla_env *e, const struct tq_ticket *t
                               enum tq_sla_metric m) {
     uint32_t p = e->tn->warn_permille;
     if (p == 0 || p >= 1000 || (t->sla_warned & (1u << m)) != 0) return UINT64_MAX;
-    uint64_t deadline = clock_deadline(t, m);
+    uint64_t deadline = tk_clock_deadline(t, m);
     uint64_t target = m == TQ_SLA_REPLY_WINDOW ? e->tn->reply_window_ms[t->origin]
                       : e->policy == NULL      ? 0
                                                : e->policy->target_ms[m][t->priority];
@@ -365,7 +354,7 @@ __attribute__((always_inline)) static inline void clock_consider(struct item *be
                                                                  const struct tq_ticket *t,
                                                                  enum tq_sla_metric m) {
     if (t->sla_state[m] != TQ_SLA_RUNNING) return;
-    uint64_t deadline = clock_deadline(t, m);
+    uint64_t deadline = tk_clock_deadline(t, m);
     if (deadline == 0) return;
     item_consider(best, clock_warn_at(env, t, m), ITEM_WARN, m);
     item_consider(best, deadline, ITEM_BREACH, m);
@@ -378,7 +367,7 @@ static struct item ticket_next_item(const struct tq_state *s, const struct tq_ti
     struct item best = {UINT64_MAX, ITEM_CLOSE, TQ_SLA_REPLY_WINDOW, 0};
     if (tk_merged_into(t) != 0 || t->status == TQ_STATUS_CLOSED) return best;
     struct sla_env env = sla_env_of(s, t);
-    /* one call per metric with a constant m: clock_deadline's and clock_warn_at's branches on
+    /* one call per metric with a constant m: tk_clock_deadline's and clock_warn_at's branches on
      * the metric fold away (this runs on every ticket change) */
     clock_consider(&best, &env, t, TQ_SLA_FIRST_REPLY);
     clock_consider(&best, &env, t, TQ_SLA_NEXT_REPLY);
@@ -409,7 +398,7 @@ uint64_t tq_st_ticket_sla_due(const struct tq_ticket *t) {
     for (int m = 0; m < TQ_SLA_REPLY_WINDOW; m++) {
         uint8_t st = t->sla_state[m];
         if (st != TQ_SLA_RUNNING && st != TQ_SLA_BREACHED) continue;
-        uint64_t d = clock_deadline(t, (enum tq_sla_metric)m);
+        uint64_t d = tk_clock_deadline(t, (enum tq_sla_metric)m);
         if (d != 0 && d < due) due = d;
     }
     return due;

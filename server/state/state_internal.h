@@ -307,6 +307,17 @@ struct tq_tkidx {
     uint32_t due_pos;   /* deadline heap position + 1 while it has a due item, else 0 */
 };
 
+/* The running deadline of SLA clock m (0: not running). */
+static inline uint64_t tk_clock_deadline(const struct tq_ticket *t, enum tq_sla_metric m) {
+    switch (m) {
+    case TQ_SLA_FIRST_REPLY: return t->first_reply_deadline_ms;
+    case TQ_SLA_NEXT_REPLY: return t->next_reply_deadline_ms;
+    case TQ_SLA_REQUESTER_WAIT: return t->wait.deadline_ms;
+    case TQ_SLA_AGENT_WORK: return t->work.deadline_ms;
+    case TQ_SLA_REPLY_WINDOW: return t->window_deadline_ms;
+    }
+    return 0;
+}
 static inline uint64_t tk_wake_at(const struct tq_ticket *t) {
     return t->extras != NULL ? t->extras->wake_at_ms : 0;
 }
