@@ -1,6 +1,6 @@
 /* tests/golden/test_golden.c: every version must open the committed log of format v1.
  *
- * Goal: format compatibility. tests/golden/log-v1/ was written once (tests/storage/
+ * Goal: format compatibility. tests/golden/log-v1.tar.zst was written once (tests/storage/
  * golden_gen.c) and is never regenerated for a format change; a change that breaks this test
  * needs a new format version and a migration, not a new golden directory.
  * Method: open the committed directory read-only (it must not be modified), check every record
@@ -49,10 +49,9 @@ static void check_all(struct tq_log *log) {
 }
 
 int main(void) {
-    const char *src = getenv("TQ_SOURCE_DIR");
-    TQ_CHECK(src != NULL);
-    char golden[1024], copy[256], cmd[4096];
-    snprintf(golden, sizeof(golden), "%s/tests/golden/log-v1", src);
+    /* tests/golden/log-v1.tar.zst, unpacked by CMake into the build tree */
+    const char *golden = TQ_GOLDEN_DIR;
+    char copy[256], cmd[4096];
     struct tq_log_options o;
     memset(&o, 0, sizeof(o));
     o.dir = golden;
