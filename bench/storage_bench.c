@@ -21,8 +21,9 @@
  * Build Release in your own build dir; DIR defaults to /tmp/tq-storage-bench (removed after).
  * Diagnosis knobs (environment, for one --only point): TQ_BENCH_INFLIGHT, TQ_BENCH_BUFFERED,
  * TQ_BENCH_BATCH_BYTES, TQ_BENCH_PIPELINE, TQ_BENCH_SUBMIT_FULL, TQ_BENCH_WARMUP_S,
- * TQ_BENCH_FSYNC, TQ_BENCH_DSYNC=1 (dsync_writes), TQ_BENCH_RECYCLE=N (age the log so appends go
- * into recycled segment files), TQ_BENCH_NO_RECYCLE=1 (the same aging with recycling off).
+ * TQ_BENCH_FSYNC, TQ_BENCH_DSYNC=1 (dsync_writes), TQ_BENCH_NO_PREZERO=1 (spare_no_prezero),
+ * TQ_BENCH_RECYCLE=N (age the log so appends go into recycled segment files), TQ_BENCH_NO_RECYCLE=1
+ * (the same aging with recycling off).
  */
 #include "log.h"
 #include "support_text.h"
@@ -327,7 +328,8 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     struct tq_log_options o;
     memset(&o, 0, sizeof(o));
     o.dir = dir;
-    o.spare_no_prezero = !prezero;
+    const char *no_prezero = getenv("TQ_BENCH_NO_PREZERO"); /* 1: spare_no_prezero */
+    o.spare_no_prezero = !prezero || (no_prezero != NULL && strcmp(no_prezero, "1") == 0);
     o.ring_tag = 0x51;
     const char *mode = getenv("TQ_BENCH_FSYNC"); /* diagnosis only: none | interval */
     if (mode != NULL && strcmp(mode, "none") == 0) o.fsync_mode = TQ_FSYNC_NONE;

@@ -46,7 +46,11 @@ struct tq_log_options {
     const char *dir;            /* data directory; created if missing (not in read_only) */
     uint64_t segment_bytes_max; /* seal threshold; 0 = TQ_SEGMENT_BYTES_DEFAULT */
     uint32_t record_bytes_max;  /* 0 = TQ_RECORD_BYTES_DEFAULT_MAX */
-    uint32_t batch_bytes_max;   /* 0 = TQ_BATCH_BYTES_DEFAULT_MAX */
+    /* 0 = TQ_BATCH_BYTES_DEFAULT_MAX. Each batch buffer (up to batches_inflight_max + 1,
+     * allocated on first use) of 1 MiB or more is backed by transparent huge pages where the
+     * system has them (madvise): fewer, larger disk requests, but a used buffer keeps at least
+     * one whole 2 MiB page resident even for small batches. */
+    uint32_t batch_bytes_max;
     enum tq_fsync_mode fsync_mode;
     uint32_t fsync_interval_ms;  /* TQ_FSYNC_INTERVAL only */
     bool read_only;              /* no writes, no tail cut: stop at the last valid batch */
