@@ -974,6 +974,7 @@ int tq_loop_run(struct tq_server *srv) {
     arm_timer(srv);
     while (!srv->stop) {
         wait_for_io(srv, busy);
+        uint64_t woke_us = tq_mono_us();
         reap(srv);
         uint64_t turn_us = tq_mono_us();
         if (srv->cfg.turn_mode == TQ_TURN_REACTIVE && tq_log_acked_lsn(srv->log) > acked) {
@@ -992,6 +993,7 @@ int tq_loop_run(struct tq_server *srv) {
         uint64_t mono_us = tq_mono_us();
         busy |= flush_conns(srv, acked, mono_us);
         uint64_t now_mono = mono_us / 1000;
+        tq_metrics_turn(srv->metrics, mono_us - woke_us);
         if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {
             last_idle_check = now_mono;
             check_idle(srv, now_mono);

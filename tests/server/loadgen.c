@@ -82,6 +82,9 @@ struct worker {
     uint64_t requests, messages, errors;
     uint64_t *sent_us; /* submit time by in-flight slot (FIFO) */
     uint32_t hist[HIST_BUCKETS];
+    uint32_t late_hist[HIST_BUCKETS]; /* open loop: send time minus due time */
+    uint64_t late_max_us;
+    uint64_t run_delay_ns; /* time runnable but not running (/proc/self/schedstat), 0 if unknown */
 };
 
 static uint64_t now_us(void) {
@@ -260,6 +263,14 @@ static void record_latency(struct worker *wk, uint64_t lat) {
     wk->hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1]++;
 }
 
+/* Open loop: how late a request went out against its due time (the tool's own schedule; the
+ * latency above includes it, by design, so this says how much of a tail is the client's). */
+static void record_lateness(struct worker *wk, uint64_t late_us) {
+    uint64_t b = late_us / HIST_US;
+    wk->late_hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1]++;
+    if (late_us > wk->late_max_us) wk->late_max_us = late_us;
+}
+
 /* One response collected: its latency from the due time, its messages, its error. */
 static void open_collected(struct worker *wk, Ticketq__Response *resp, uint64_t due_us,
                            unsigned messages) {
@@ -300,6 +311,7 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
                 if (rc != TQ_OK) die("submit", rc, &err);
                 wk->sent_us[head % depth] = due;
                 msgs[head % depth] = m;
+                record_lateness(wk, now - due);
                 head++;
                 due += interval_us;
             }
@@ -346,13 +358,27 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
     free(msgs);
 }
 
+/* The kernel's count of nanoseconds this process waited on a run queue (schedstat field 2);
+ * 0 where the file is missing. On a shared machine this says how much of the lateness is
+ * waiting for a CPU. */
+static uint64_t run_delay_ns(void) {
+    FILE *f = fopen("/proc/self/schedstat", "r");
+    if (f == NULL) return 0;
+    unsigned long long on_cpu = 0, waited = 0;
+    int n = fscanf(f, "%llu %llu", &on_cpu, &waited);
+    fclose(f);
+    return n == 2 ? (uint64_t)waited : 0;
+}
+
 static void run_worker(struct worker *wk) {
     wk->sent_us = calloc(g_opt.depth, sizeof(uint64_t));
     signal(SIGALRM, on_alarm);
     alarm(g_opt.seconds);
     struct tq_client *c = connect_admin();
     if (g_opt.rate > 0) {
+        uint64_t waited = run_delay_ns();
         run_worker_open(wk, c);
+        wk->run_delay_ns = run_delay_ns() - waited;
         tq_client_close(c);
         free(wk->sent_us);
         return;
@@ -575,6 +601,23 @@ int main(int argc, char **argv) {
            g_opt.conns, g_opt.depth, g_opt.batch, g_opt.mixed, (double)reqs / secs,
            (double)msgs / secs, percentile(hist, total, 0.50), percentile(hist, total, 0.99), errs,
            secs);
+    if (g_opt.rate > 0) {
+        uint64_t late_max = 0, waited_ns = 0;
+        for (unsigned i = 0; i < g_opt.conns; i++)
+            waited_ns += wk[i].run_delay_ns;
+        printf("latency p99.9 %" PRIu64 " us\n", percentile(hist, total, 0.999));
+        memset(hist, 0, HIST_BUCKETS * sizeof(uint32_t));
+        for (unsigned i = 0; i < g_opt.conns; i++) {
+            for (uint32_t b = 0; b < HIST_BUCKETS; b++)
+                hist[b] += wk[i].late_hist[b];
+            if (wk[i].late_max_us > late_max) late_max = wk[i].late_max_us;
+        }
+        printf("send lateness (send - due): p50 %" PRIu64 " us, p99 %" PRIu64
+               " us, p99.9 %" PRIu64 " us, max %" PRIu64
+               " us; workers waited %.2f s for a CPU\n",
+               percentile(hist, total, 0.50), percentile(hist, total, 0.99),
+               percentile(hist, total, 0.999), late_max, (double)waited_ns / 1e9);
+    }
     print_server_counts();
     free(hist);
     free(pids);
