@@ -21,7 +21,7 @@ static const uint64_t k_bucket_us[] = {100,   250,   500,   1000,   2500,   5000
 /* Turn durations: a turn is the loop's CPU work between two waits, so a stall of the loop
  * itself (a long apply run, a rehash, a blocking write or sync, a fork) shows here whatever the
  * load; finer at the low end, where a turn of a few requests lives. */
-static const uint64_t k_turn_bucket_us[] = {10,   25,   50,    100,   250,   500,
+static const uint64_t k_turn_bucket_us[] = {10,   25,   50,   100,   250,   500,
                                             1000, 2500, 5000, 10000, 25000, 100000};
 #define TURN_BUCKETS (sizeof(k_turn_bucket_us) / sizeof(k_turn_bucket_us[0]))
 static const uint64_t k_batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
@@ -182,8 +182,9 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
     put(&t, "# HELP ticketq_turn_seconds Busy time of one loop turn (reap to the next wait).\n"
             "# TYPE ticketq_turn_seconds histogram\n");
     put_hist(&t, "ticketq_turn_seconds", "", &m->turn, k_turn_bucket_us, TURN_BUCKETS, 1e-6);
-    put(&t, "# HELP ticketq_turn_max_seconds Longest loop turn since start.\n"
-            "# TYPE ticketq_turn_max_seconds gauge\nticketq_turn_max_seconds %g\n",
+    put(&t,
+        "# HELP ticketq_turn_max_seconds Longest loop turn since start.\n"
+        "# TYPE ticketq_turn_max_seconds gauge\nticketq_turn_max_seconds %g\n",
         (double)m->turn_max_us / 1e6);
     put(&t, "# HELP ticketq_batch_records Records per group-commit batch.\n"
             "# TYPE ticketq_batch_records histogram\n");

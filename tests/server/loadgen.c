@@ -683,8 +683,9 @@ int main(int argc, char **argv) {
         } else
             usage();
     }
-    if (token_file == NULL || g_opt.conns == 0 || g_opt.open_procs == 0 || g_opt.depth == 0 || g_opt.batch == 0 ||
-        g_opt.customers == 0 || g_opt.first_contact < 0 || g_opt.first_contact > 1)
+    if (token_file == NULL || g_opt.conns == 0 || g_opt.open_procs == 0 || g_opt.depth == 0 ||
+        g_opt.batch == 0 || g_opt.customers == 0 || g_opt.first_contact < 0 ||
+        g_opt.first_contact > 1)
         usage();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
@@ -753,9 +754,8 @@ int main(int argc, char **argv) {
                 hist[b] += wk[i].late_hist[b];
             if (wk[i].late_max_us > late_max) late_max = wk[i].late_max_us;
         }
-        printf("send lateness (send - due): p50 %" PRIu64 " us, p99 %" PRIu64
-               " us, p99.9 %" PRIu64 " us, max %" PRIu64
-               " us; workers waited %.2f s for a CPU\n",
+        printf("send lateness (send - due): p50 %" PRIu64 " us, p99 %" PRIu64 " us, p99.9 %" PRIu64
+               " us, max %" PRIu64 " us; workers waited %.2f s for a CPU\n",
                percentile(hist, total, 0.50), percentile(hist, total, 0.99),
                percentile(hist, total, 0.999), late_max, (double)waited_ns / 1e9);
     }
