@@ -24,8 +24,8 @@
 # method that the load generator's own scheduling cannot distort), the open loop's send
 # lateness p99 (how late tq-loadgen sent against its own schedule: the client's share of a tail),
 # the loop thread's run-queue wait (schedstat, % of the run: waiting for a CPU, not for I/O) and
-# the longest loop turn (ticketq_turn_max_seconds). The load average is printed next to every
-# line, and the medians per workload and variant at the end.
+# the longest loop turn (ticketq_turn_max_seconds) and tq-loadgen's own CPU per request. The
+# load average is printed next to every line, and the medians per workload and variant at the end.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,7 +36,7 @@ WORKLOADS="pipe,mixed,batch,open"
 RATE=40000
 VARIANTS=()
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;

@@ -620,7 +620,7 @@ static void print_server_counts(void) {
 static void usage(void) {
     fprintf(stderr, "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
                     "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
-                    "[--rate R] [--seed X] [--first-contact P] "
+                    "[--rate R] [--open-procs P] [--seed X] [--first-contact P] "
                     "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
                     "--seconds 0: the setup only (customers, each with one ticket and message)\n"
                     "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
