@@ -674,6 +674,8 @@ int main(int argc, char **argv) {
             g_opt.seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--body-in") == 0)
             body_in = v;
+        else if (strcmp(a, "--body-out") == 0)
+            body_out = v;
         else if (strcmp(a, "--tenant") == 0)
             g_tenant = strtoull(v, NULL, 10);
         else if (strcmp(a, "--queues") == 0) {
