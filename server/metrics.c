@@ -18,6 +18,12 @@
 static const uint64_t k_bucket_us[] = {100,   250,   500,   1000,   2500,   5000,
                                        10000, 25000, 50000, 100000, 250000, 1000000};
 #define BUCKETS (sizeof(k_bucket_us) / sizeof(k_bucket_us[0]))
+/* Turn durations: a turn is the loop's CPU work between two waits, so a stall of the loop
+ * itself (a long apply run, a rehash, a blocking write or sync, a fork) shows here whatever the
+ * load; finer at the low end, where a turn of a few requests lives. */
+static const uint64_t k_turn_bucket_us[] = {10,   25,   50,   100,   250,   500,
+                                            1000, 2500, 5000, 10000, 25000, 100000};
+#define TURN_BUCKETS (sizeof(k_turn_bucket_us) / sizeof(k_turn_bucket_us[0]))
 static const uint64_t k_batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
 #define BATCH_BUCKETS (sizeof(k_batch_buckets) / sizeof(k_batch_buckets[0]))
 
@@ -32,6 +38,8 @@ struct tq_metrics {
     uint64_t errors[TQ_AUTH_OP_LIMIT];
     struct histogram latency[TQ_AUTH_OP_LIMIT];
     struct histogram fsync;
+    struct histogram turn;
+    uint64_t turn_max_us;
     uint64_t batch_bucket[BATCH_BUCKETS + 1];
     uint64_t batch_count, batch_records;
     uint64_t counters[TQ_METRIC_COUNTER_COUNT];
@@ -90,6 +98,13 @@ void tq_metrics_batch(struct tq_metrics *m, uint64_t records, uint64_t fsync_us)
     m->batch_count++;
     m->batch_records += records;
     observe(&m->fsync, fsync_us, k_bucket_us, BUCKETS);
+}
+
+void tq_metrics_turn(struct tq_metrics *m, uint64_t turn_us) {
+    if (m == NULL) return;
+    _Static_assert(TURN_BUCKETS == BUCKETS, "struct histogram holds BUCKETS + 1 counts");
+    observe(&m->turn, turn_us, k_turn_bucket_us, TURN_BUCKETS);
+    if (turn_us > m->turn_max_us) m->turn_max_us = turn_us;
 }
 
 void tq_metrics_count(struct tq_metrics *m, enum tq_metric_counter what) {
@@ -164,6 +179,13 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
     put(&t, "# HELP ticketq_fsync_seconds Batch submit to acknowledgement (write+fdatasync).\n"
             "# TYPE ticketq_fsync_seconds histogram\n");
     put_hist(&t, "ticketq_fsync_seconds", "", &m->fsync, k_bucket_us, BUCKETS, 1e-6);
+    put(&t, "# HELP ticketq_turn_seconds Busy time of one loop turn (reap to the next wait).\n"
+            "# TYPE ticketq_turn_seconds histogram\n");
+    put_hist(&t, "ticketq_turn_seconds", "", &m->turn, k_turn_bucket_us, TURN_BUCKETS, 1e-6);
+    put(&t,
+        "# HELP ticketq_turn_max_seconds Longest loop turn since start.\n"
+        "# TYPE ticketq_turn_max_seconds gauge\nticketq_turn_max_seconds %g\n",
+        (double)m->turn_max_us / 1e6);
     put(&t, "# HELP ticketq_batch_records Records per group-commit batch.\n"
             "# TYPE ticketq_batch_records histogram\n");
     uint64_t cum = 0;

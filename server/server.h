@@ -361,6 +361,8 @@ void tq_metrics_request(struct tq_metrics *m, int op, uint64_t latency_us);
 void tq_metrics_error(struct tq_metrics *m, int op);
 void tq_metrics_batch(struct tq_metrics *m, uint64_t records, uint64_t fsync_us);
 void tq_metrics_count(struct tq_metrics *m, enum tq_metric_counter what);
+/* One loop turn's busy time (from the end of its wait to the start of the next). */
+void tq_metrics_turn(struct tq_metrics *m, uint64_t turn_us);
 /* Renders the Prometheus text exposition into a tq_alloc'd buffer (*len_out bytes). */
 char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_t *len_out);
 

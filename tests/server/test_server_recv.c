@@ -14,6 +14,8 @@
  *   single-shot mode it stays 0: the fallback pauses by not re-arming);
  *   with --recv-buffers 2 the ring runs dry under that burst (ticketq_recv_nobufs_total > 0)
  *   and everything is still answered, in order (the recv is re-armed later, no spin);
+ *   the loop's turn metrics add up: ticketq_turn_seconds counted turns between the two reads
+ *   (its +Inf bucket equals its count), and 0 < ticketq_turn_max_seconds <= the sum of turns;
  *   SIGTERM exits 0 (under ASan: no leak, nothing freed under a pending SQE).
  */
 #include "frame.h"
@@ -70,6 +72,15 @@ static uint64_t metric_value(const char *text, const char *name) {
     return strtoull(p + strlen(needle), NULL, 10);
 }
 
+/* A metric whose value is not an integer (seconds). */
+static double metric_double(const char *text, const char *name) {
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *p = strstr(text, needle);
+    TQ_CHECK(p != NULL);
+    return strtod(p + strlen(needle), NULL);
+}
+
 static void ping_ok(struct rawc *c) {
     Ticketq__Ping p = TICKETQ__PING__INIT;
     RAWC_REQ(req, ping, PING, &p);
@@ -111,6 +122,7 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
     static char text[256 * 1024];
     http_get_metrics(metrics_addr, text, sizeof(text));
     TQ_CHECK_UEQ(metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
+    uint64_t turns_before = metric_value(text, "ticketq_turn_seconds_count");
 
     struct rawc witness, c;
     rawc_open_authed(&witness, f.addr, f.admin_token);
@@ -172,6 +184,12 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
         TQ_CHECK_UEQ(pauses, 0);
     }
     TQ_CHECK_UEQ(metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
+    uint64_t turns = metric_value(text, "ticketq_turn_seconds_count");
+    TQ_CHECK(turns > turns_before); /* thousands of requests were answered in between */
+    TQ_CHECK_UEQ(metric_value(text, "ticketq_turn_seconds_bucket{le=\"+Inf\"}"), turns);
+    double turn_max = metric_double(text, "ticketq_turn_max_seconds");
+    TQ_CHECK(turn_max > 0);
+    TQ_CHECK(turn_max <= metric_double(text, "ticketq_turn_seconds_sum"));
     uint64_t nobufs = metric_value(text, "ticketq_recv_nobufs_total");
     if (multishot && ring_buffers != NULL && strcmp(ring_buffers, "2") == 0) {
         TQ_CHECK(nobufs > 0);
