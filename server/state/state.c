@@ -576,7 +576,7 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
     if (s->due_count == s->due_cap) {
         /* grow by half: the per-ticket share of the index stays within 12..18 bytes */
         uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
-        s->due = tq_xrealloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
+        s->due = tq_st_table_realloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
         s->due_cap = cap;
     }
     s->due[s->due_count] = (struct tq_duenode){due, tid};
@@ -1155,7 +1155,7 @@ static uint64_t msg_home(const struct tq_msgtab *t, uint64_t h) {
 }
 
 static void msgtab_init(struct tq_msgtab *t, uint64_t cap) {
-    t->slots = tq_xcalloc(cap, sizeof(uint32_t));
+    t->slots = tq_st_table_alloc(cap * sizeof(uint32_t));
     t->cap = cap;
     t->count = 0;
 }
@@ -1198,7 +1198,7 @@ static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
     struct tq_msgtab *t = &s->msg_index;
     uint64_t old_cap = t->cap, old_count = t->count;
     TQ_ASSERT(cap > old_cap && old_count * 4 <= cap * 3);
-    tq_free(t->slots, old_cap * sizeof(uint32_t));
+    tq_st_table_free(t->slots, old_cap * sizeof(uint32_t));
     msgtab_init(t, cap);
     for (uint32_t mid = 1; mid < end; mid++) {
         if (mid + 16 < end) { /* the slots are random: fetch the one 16 messages ahead */
@@ -2982,11 +2982,11 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->interns);
     tq_st_slab_free(&s->obentries);
     tq_st_idtab_free(&s->ident_index);
-    tq_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
+    tq_st_table_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
-    tq_free(s->due, s->due_cap * sizeof(*s->due));
+    tq_st_table_free(s->due, s->due_cap * sizeof(*s->due));
     tq_free(s->dirty, s->dirty_cap * sizeof(uint32_t));
     tq_st_strings_free(s);
     tq_free(s->taken, TQ_OUTBOX_TAKE_MAX * sizeof(uint64_t));

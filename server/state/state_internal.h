@@ -444,6 +444,15 @@ static inline uint64_t msg_with_attempts(uint64_t packed, unsigned attempts) {
 
 /* ---- containers (store.c) ---- */
 void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);
+
+/* Tables (hash tables, heaps, index arrays) of TQ_ST_TABLE_MAP_BYTES_MIN bytes or more live in
+ * 2 MiB-aligned huge-page regions (store.c says why); smaller ones come from tq_alloc. alloc
+ * returns zeroed memory; realloc keeps the common prefix (the rest is zero only for a region).
+ * Every table is freed with the byte count it was allocated with. */
+#define TQ_ST_TABLE_MAP_BYTES_MIN ((size_t)2 << 20)
+void *tq_st_table_alloc(size_t bytes);
+void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new);
+void tq_st_table_free(void *p, size_t bytes);
 uint32_t tq_st_slab_new(struct tq_slab *slab);
 void tq_st_slab_free(struct tq_slab *slab);
 void tq_st_strings_free(struct tq_state *s);
