@@ -2285,6 +2285,9 @@ static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t 
         uint32_t e = tn->ob_leased[ch].head;
         struct tq_obentry *x = st_obentry(s, e);
         if (x->lease_until_ms > now) break;
+        if (x->ahead != 0 && x->ahead < s->obentries.next_id) {
+            __builtin_prefetch(st_obentry(s, x->ahead), 1); /* (the hint above) */
+        }
         if (x->attempts >= tn->attempts_max) { /* the entry's copy: no message read */
             outbox_fail_exhausted(c, e, x->lease_until_ms);
             continue;
@@ -2705,7 +2708,7 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
     }
     struct tq_tenant *tn = c->tn;
     outbox_expire(c, c->tenant_id, in->channel, c->now);
-    uint32_t n = 0;
+    uint32_t n = 0, recent[TQ_OUTBOX_AHEAD]; /* the last entries taken, by n % TQ_OUTBOX_AHEAD */
     while (n < in->max && tn->ob_avail[in->channel].head != 0) {
         uint32_t e = tn->ob_avail[in->channel].head;
         struct tq_obentry *x = st_obentry(s, e);
@@ -2715,6 +2718,10 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
         x->leased = 1;
         x->lease_until_ms = c->now + in->lease_ms;
         outbox_insert_leased(s, &tn->ob_leased[in->channel], e);
+        x->ahead = 0;
+        /* the entry taken TQ_OUTBOX_AHEAD places before this one: its expiry-walk hint */
+        if (n >= TQ_OUTBOX_AHEAD) st_obentry(s, recent[n % TQ_OUTBOX_AHEAD])->ahead = e;
+        recent[n % TQ_OUTBOX_AHEAD] = e;
         s->taken[n++] = x->message;
     }
     c->res->taken_count = n;

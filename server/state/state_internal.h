@@ -339,9 +339,17 @@ void tq_st_set_follow_up_of(struct tq_ticket *t, uint32_t v);
 struct tq_obentry {
     uint64_t lease_until_ms; /* 0 = available */
     uint32_t message, tenant, prev, next;
+    /* A leased entry's successor TQ_OUTBOX_AHEAD places on in its take (0 = none): expiry walks
+     * the leased list 30 s or so after the take, when the entries are cold, and each entry's
+     * line is only known from the one before it; this lets the walk fetch a few ahead. A hint
+     * only (it goes stale when an entry is acked, re-leased or reused, and is never followed
+     * for anything but a prefetch): not in snapshots or the digest. */
+    uint32_t ahead;
     uint8_t channel, leased;
     uint8_t attempts; /* authoritative while the entry exists (above) */
 };
+_Static_assert(sizeof(struct tq_obentry) == 32, "two outbox entries per cache line");
+#define TQ_OUTBOX_AHEAD 6u
 
 struct tq_intern { /* interned tag / custom-field key */
     uint64_t hash;
