@@ -2288,6 +2288,17 @@ static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t 
         if (x->ahead != 0 && x->ahead < s->obentries.next_id) {
             __builtin_prefetch(st_obentry(s, x->ahead), 1); /* (the hint above) */
         }
+        /* Two places on (fetched by the hint a few entries ago): an expired entry with its
+         * attempts used up will write its message and delete its map slot, two random lines;
+         * start them now. */
+        uint32_t y = x->next != 0 ? st_obentry(s, x->next)->next : 0;
+        if (y != 0) {
+            const struct tq_obentry *z = st_obentry(s, y);
+            if (z->lease_until_ms <= now && z->attempts >= tn->attempts_max) {
+                __builtin_prefetch(st_message(s, z->message), 1);
+                tq_st_u32map_prefetch(&s->ob_by_message, z->message);
+            }
+        }
         if (x->attempts >= tn->attempts_max) { /* the entry's copy: no message read */
             outbox_fail_exhausted(c, e, x->lease_until_ms);
             continue;
@@ -2708,7 +2719,17 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
     }
     struct tq_tenant *tn = c->tn;
     outbox_expire(c, c->tenant_id, in->channel, c->now);
-    uint32_t n = 0, recent[TQ_OUTBOX_AHEAD]; /* the last entries taken, by n % TQ_OUTBOX_AHEAD */
+    /* Expiry-walk hints (struct tq_obentry): each entry taken gets pointed at by the one
+     * TQ_OUTBOX_AHEAD places before it in the leased list, the previous take's last entries
+     * included (the list's tail, taken moments ago in this mix: still cached) so the walk does
+     * not go cold where one take's entries end. recent[p % TQ_OUTBOX_AHEAD] is position p. */
+    struct tq_oblist *leased = &tn->ob_leased[in->channel];
+    uint32_t recent[TQ_OUTBOX_AHEAD], back = 0;
+    for (uint32_t t = leased->tail; t != 0 && back < TQ_OUTBOX_AHEAD; back++) {
+        recent[TQ_OUTBOX_AHEAD - 1 - back] = t;
+        t = st_obentry(s, t)->prev;
+    }
+    uint32_t n = 0, p = TQ_OUTBOX_AHEAD; /* position of the next entry taken */
     while (n < in->max && tn->ob_avail[in->channel].head != 0) {
         uint32_t e = tn->ob_avail[in->channel].head;
         struct tq_obentry *x = st_obentry(s, e);
@@ -2717,11 +2738,12 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
         if (x->attempts < TQ_OUTBOX_ATTEMPTS_LIMIT) x->attempts++; /* 4 bits in the message */
         x->leased = 1;
         x->lease_until_ms = c->now + in->lease_ms;
-        outbox_insert_leased(s, &tn->ob_leased[in->channel], e);
+        outbox_insert_leased(s, leased, e);
         x->ahead = 0;
-        /* the entry taken TQ_OUTBOX_AHEAD places before this one: its expiry-walk hint */
-        if (n >= TQ_OUTBOX_AHEAD) st_obentry(s, recent[n % TQ_OUTBOX_AHEAD])->ahead = e;
-        recent[n % TQ_OUTBOX_AHEAD] = e;
+        uint32_t k = p % TQ_OUTBOX_AHEAD;
+        if (p - TQ_OUTBOX_AHEAD >= TQ_OUTBOX_AHEAD - back) st_obentry(s, recent[k])->ahead = e;
+        recent[k] = e;
+        p++;
         s->taken[n++] = x->message;
     }
     c->res->taken_count = n;

@@ -478,6 +478,7 @@ void tq_st_u32map_free(struct tq_u32map *m);
 uint32_t tq_st_u32map_get(const struct tq_u32map *m, uint32_t key);
 void tq_st_u32map_put(struct tq_u32map *m, uint32_t key, uint32_t value);
 void tq_st_u32map_del(struct tq_u32map *m, uint32_t key);
+void tq_st_u32map_prefetch(const struct tq_u32map *m, uint32_t key); /* key's home slot */
 
 /* Lookups honouring tenant isolation: NULL when the id does not exist or is another tenant's. */
 struct tq_tenant *tq_st_tenant_get(const struct tq_state *s, uint64_t id);

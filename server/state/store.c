@@ -380,6 +380,10 @@ void tq_st_u32map_put(struct tq_u32map *m, uint32_t key, uint32_t value) {
     m->count++;
 }
 
+void tq_st_u32map_prefetch(const struct tq_u32map *m, uint32_t key) {
+    __builtin_prefetch(&m->slots[mix32(key) & m->mask], 1);
+}
+
 void tq_st_u32map_del(struct tq_u32map *m, uint32_t key) {
     uint64_t i = mix32(key) & m->mask;
     while ((uint32_t)(m->slots[i] >> 32) != key) {
