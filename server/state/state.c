@@ -2362,8 +2362,15 @@ static enum tq_err cmd_reply(struct ctx *c) {
     unsigned dir = in->internal_note ? TQ_DIRECTION_NOTE : TQ_DIRECTION_OUTBOUND;
     unsigned author = by_agent ? TQ_AUTHOR_AGENT : TQ_AUTHOR_AUTOMATION;
     unsigned delivery = in->internal_note ? TQ_DELIVERY_NONE : TQ_DELIVERY_QUEUED;
+    if (!in->internal_note) {
+        /* the outbox entry is added last (nothing in between reads the outbox), so these two
+         * random lines (the map slot of the message id about to be handed out, and the list's
+         * tail entry that gets linked to the new one) arrive while the clocks are worked */
+        tq_st_u32map_prefetch(&s->ob_by_message, s->messages.next_id);
+        uint32_t tail = c->tn->ob_avail[in->channel].tail;
+        if (tail != 0) __builtin_prefetch(st_obentry(s, tail), 1);
+    }
     uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0, UINT64_MAX);
-    if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
     t->updated_ms = c->now;
     if (by_agent && t->assignee == c->cmd->actor_agent_id) t->routing_ms = c->now; /* acted */
     if (by_agent && !in->internal_note) {
@@ -2377,6 +2384,7 @@ static enum tq_err cmd_reply(struct ctx *c) {
     }
     if (to != t->status) ticket_set_status(c, tid, to, c->now);
     ticket_sync(s, tid, c->now);
+    if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
     c->res->ticket_id = tid;
     c->res->ticket_number = t->number;
     c->res->message_id = mid;
@@ -3076,6 +3084,7 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
         if (mid != 0 && mid < s->messages.next_id) {
             h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
             __builtin_prefetch(st_message(s, (uint32_t)mid));
+            tq_st_u32map_prefetch(&s->ob_by_message, (uint32_t)mid); /* its outbox entry's id */
         }
         return;
     }
