@@ -220,7 +220,8 @@ void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid, uint64_t d) {
          * budget); the copies this costs are amortised O(1) per node all the same */
         uint32_t cap = x->cap < SLA_HEAP_CAP_MIN ? SLA_HEAP_CAP_MIN : x->cap + x->cap / 4;
         TQ_ASSERT(cap > x->count);
-        x->nodes = tq_xrealloc(x->nodes, x->cap * sizeof(*x->nodes), cap * sizeof(*x->nodes));
+        x->nodes =
+            tq_st_table_realloc(x->nodes, x->cap * sizeof(*x->nodes), cap * sizeof(*x->nodes));
         x->cap = cap;
     }
     x->nodes[x->count] = (struct tq_slanode){key, tid};
@@ -235,6 +236,6 @@ void tq_st_slaidx_prefetch(const struct tq_state *s, const struct tq_ticket *t) 
 }
 
 void tq_st_slaidx_free(struct tq_tenant *tn) {
-    tq_free(tn->sla.nodes, tn->sla.cap * sizeof(*tn->sla.nodes));
+    tq_st_table_free(tn->sla.nodes, tn->sla.cap * sizeof(*tn->sla.nodes));
     memset(&tn->sla, 0, sizeof(tn->sla));
 }

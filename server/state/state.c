@@ -576,7 +576,7 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
     if (s->due_count == s->due_cap) {
         /* grow by half: the per-ticket share of the index stays within 12..18 bytes */
         uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
-        s->due = tq_xrealloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
+        s->due = tq_st_table_realloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
         s->due_cap = cap;
     }
     s->due[s->due_count] = (struct tq_duenode){due, tid};
@@ -1155,7 +1155,7 @@ static uint64_t msg_home(const struct tq_msgtab *t, uint64_t h) {
 }
 
 static void msgtab_init(struct tq_msgtab *t, uint64_t cap) {
-    t->slots = tq_xcalloc(cap, sizeof(uint32_t));
+    t->slots = tq_st_table_alloc(cap * sizeof(uint32_t));
     t->cap = cap;
     t->count = 0;
 }
@@ -1198,7 +1198,7 @@ static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
     struct tq_msgtab *t = &s->msg_index;
     uint64_t old_cap = t->cap, old_count = t->count;
     TQ_ASSERT(cap > old_cap && old_count * 4 <= cap * 3);
-    tq_free(t->slots, old_cap * sizeof(uint32_t));
+    tq_st_table_free(t->slots, old_cap * sizeof(uint32_t));
     msgtab_init(t, cap);
     for (uint32_t mid = 1; mid < end; mid++) {
         if (mid + 16 < end) { /* the slots are random: fetch the one 16 messages ahead */
@@ -2285,6 +2285,20 @@ static void outbox_expire(struct ctx *c, uint32_t tenant, unsigned ch, uint64_t 
         uint32_t e = tn->ob_leased[ch].head;
         struct tq_obentry *x = st_obentry(s, e);
         if (x->lease_until_ms > now) break;
+        if (x->ahead != 0 && x->ahead < s->obentries.next_id) {
+            __builtin_prefetch(st_obentry(s, x->ahead), 1); /* (the hint above) */
+        }
+        /* Two places on (fetched by the hint a few entries ago): an expired entry with its
+         * attempts used up will write its message and delete its map slot, two random lines;
+         * start them now. */
+        uint32_t y = x->next != 0 ? st_obentry(s, x->next)->next : 0;
+        if (y != 0) {
+            const struct tq_obentry *z = st_obentry(s, y);
+            if (z->lease_until_ms <= now && z->attempts >= tn->attempts_max) {
+                __builtin_prefetch(st_message(s, z->message), 1);
+                tq_st_u32map_prefetch(&s->ob_by_message, z->message);
+            }
+        }
         if (x->attempts >= tn->attempts_max) { /* the entry's copy: no message read */
             outbox_fail_exhausted(c, e, x->lease_until_ms);
             continue;
@@ -2348,8 +2362,15 @@ static enum tq_err cmd_reply(struct ctx *c) {
     unsigned dir = in->internal_note ? TQ_DIRECTION_NOTE : TQ_DIRECTION_OUTBOUND;
     unsigned author = by_agent ? TQ_AUTHOR_AGENT : TQ_AUTHOR_AUTOMATION;
     unsigned delivery = in->internal_note ? TQ_DELIVERY_NONE : TQ_DELIVERY_QUEUED;
+    if (!in->internal_note) {
+        /* the outbox entry is added last (nothing in between reads the outbox), so these two
+         * random lines (the map slot of the message id about to be handed out, and the list's
+         * tail entry that gets linked to the new one) arrive while the clocks are worked */
+        tq_st_u32map_prefetch(&s->ob_by_message, s->messages.next_id);
+        uint32_t tail = c->tn->ob_avail[in->channel].tail;
+        if (tail != 0) __builtin_prefetch(st_obentry(s, tail), 1);
+    }
     uint32_t mid = message_add(c, tid, dir, in->channel, author, delivery, 0, UINT64_MAX);
-    if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
     t->updated_ms = c->now;
     if (by_agent && t->assignee == c->cmd->actor_agent_id) t->routing_ms = c->now; /* acted */
     if (by_agent && !in->internal_note) {
@@ -2363,6 +2384,7 @@ static enum tq_err cmd_reply(struct ctx *c) {
     }
     if (to != t->status) ticket_set_status(c, tid, to, c->now);
     ticket_sync(s, tid, c->now);
+    if (!in->internal_note) tq_st_outbox_add(s, c->tenant_id, mid, in->channel, 0);
     c->res->ticket_id = tid;
     c->res->ticket_number = t->number;
     c->res->message_id = mid;
@@ -2705,7 +2727,17 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
     }
     struct tq_tenant *tn = c->tn;
     outbox_expire(c, c->tenant_id, in->channel, c->now);
-    uint32_t n = 0;
+    /* Expiry-walk hints (struct tq_obentry): each entry taken gets pointed at by the one
+     * TQ_OUTBOX_AHEAD places before it in the leased list, the previous take's last entries
+     * included (the list's tail, taken moments ago in this mix: still cached) so the walk does
+     * not go cold where one take's entries end. recent[p % TQ_OUTBOX_AHEAD] is position p. */
+    struct tq_oblist *leased = &tn->ob_leased[in->channel];
+    uint32_t recent[TQ_OUTBOX_AHEAD], back = 0;
+    for (uint32_t t = leased->tail; t != 0 && back < TQ_OUTBOX_AHEAD; back++) {
+        recent[TQ_OUTBOX_AHEAD - 1 - back] = t;
+        t = st_obentry(s, t)->prev;
+    }
+    uint32_t n = 0, p = TQ_OUTBOX_AHEAD; /* position of the next entry taken */
     while (n < in->max && tn->ob_avail[in->channel].head != 0) {
         uint32_t e = tn->ob_avail[in->channel].head;
         struct tq_obentry *x = st_obentry(s, e);
@@ -2714,7 +2746,12 @@ static enum tq_err cmd_outbox_take(struct ctx *c) {
         if (x->attempts < TQ_OUTBOX_ATTEMPTS_LIMIT) x->attempts++; /* 4 bits in the message */
         x->leased = 1;
         x->lease_until_ms = c->now + in->lease_ms;
-        outbox_insert_leased(s, &tn->ob_leased[in->channel], e);
+        outbox_insert_leased(s, leased, e);
+        x->ahead = 0;
+        uint32_t k = p % TQ_OUTBOX_AHEAD;
+        if (p - TQ_OUTBOX_AHEAD >= TQ_OUTBOX_AHEAD - back) st_obentry(s, recent[k])->ahead = e;
+        recent[k] = e;
+        p++;
         s->taken[n++] = x->message;
     }
     c->res->taken_count = n;
@@ -2982,11 +3019,11 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->interns);
     tq_st_slab_free(&s->obentries);
     tq_st_idtab_free(&s->ident_index);
-    tq_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
+    tq_st_table_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
-    tq_free(s->due, s->due_cap * sizeof(*s->due));
+    tq_st_table_free(s->due, s->due_cap * sizeof(*s->due));
     tq_free(s->dirty, s->dirty_cap * sizeof(uint32_t));
     tq_st_strings_free(s);
     tq_free(s->taken, TQ_OUTBOX_TAKE_MAX * sizeof(uint64_t));
@@ -3047,6 +3084,7 @@ __attribute__((noinline)) static void prefetch_stage0(const struct tq_state *s,
         if (mid != 0 && mid < s->messages.next_id) {
             h->ident = (uint32_t)mid; /* the message id rides in the ident slot */
             __builtin_prefetch(st_message(s, (uint32_t)mid));
+            tq_st_u32map_prefetch(&s->ob_by_message, (uint32_t)mid); /* its outbox entry's id */
         }
         return;
     }

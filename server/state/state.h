@@ -727,6 +727,10 @@ struct tq_stats {
     uint64_t lsn;
 };
 /* Stats for one tenant, or for all tenants if tenant_id == 0. */
+/* Bytes all states hold in huge-page regions (big slabs and tables, mapped outside tq_alloc);
+ * tq_alloc_bytes_live() + this is what the states asked for in all. */
+uint64_t tq_state_bytes_mapped(void);
+
 void tq_state_stats(const struct tq_state *state, uint64_t tenant_id, struct tq_stats *out);
 
 /* Messages per channel for one tenant in the hour starting at hour_start_ms (UTC, aligned). */

@@ -339,9 +339,17 @@ void tq_st_set_follow_up_of(struct tq_ticket *t, uint32_t v);
 struct tq_obentry {
     uint64_t lease_until_ms; /* 0 = available */
     uint32_t message, tenant, prev, next;
+    /* A leased entry's successor TQ_OUTBOX_AHEAD places on in its take (0 = none): expiry walks
+     * the leased list 30 s or so after the take, when the entries are cold, and each entry's
+     * line is only known from the one before it; this lets the walk fetch a few ahead. A hint
+     * only (it goes stale when an entry is acked, re-leased or reused, and is never followed
+     * for anything but a prefetch): not in snapshots or the digest. */
+    uint32_t ahead;
     uint8_t channel, leased;
     uint8_t attempts; /* authoritative while the entry exists (above) */
 };
+_Static_assert(sizeof(struct tq_obentry) == 32, "two outbox entries per cache line");
+#define TQ_OUTBOX_AHEAD 6u
 
 struct tq_intern { /* interned tag / custom-field key */
     uint64_t hash;
@@ -444,6 +452,15 @@ static inline uint64_t msg_with_attempts(uint64_t packed, unsigned attempts) {
 
 /* ---- containers (store.c) ---- */
 void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);
+
+/* Tables (hash tables, heaps, index arrays) of TQ_ST_TABLE_MAP_BYTES_MIN bytes or more live in
+ * 2 MiB-aligned huge-page regions (store.c says why); smaller ones come from tq_alloc. alloc
+ * returns zeroed memory; realloc keeps the common prefix (the rest is zero only for a region).
+ * Every table is freed with the byte count it was allocated with. */
+#define TQ_ST_TABLE_MAP_BYTES_MIN ((size_t)2 << 20)
+void *tq_st_table_alloc(size_t bytes);
+void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new);
+void tq_st_table_free(void *p, size_t bytes);
 uint32_t tq_st_slab_new(struct tq_slab *slab);
 void tq_st_slab_free(struct tq_slab *slab);
 void tq_st_strings_free(struct tq_state *s);
@@ -461,6 +478,7 @@ void tq_st_u32map_free(struct tq_u32map *m);
 uint32_t tq_st_u32map_get(const struct tq_u32map *m, uint32_t key);
 void tq_st_u32map_put(struct tq_u32map *m, uint32_t key, uint32_t value);
 void tq_st_u32map_del(struct tq_u32map *m, uint32_t key);
+void tq_st_u32map_prefetch(const struct tq_u32map *m, uint32_t key); /* key's home slot */
 
 /* Lookups honouring tenant isolation: NULL when the id does not exist or is another tenant's. */
 struct tq_tenant *tq_st_tenant_get(const struct tq_state *s, uint64_t id);

@@ -12,9 +12,98 @@
  */
 #include "state_internal.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
+
+/* ---- huge-page regions -------------------------------------------------------------------- */
+
+/* Why: applying a large log reads a few random lines per record in slabs and tables of tens of
+ * megabytes (the idempotency table, the identity table, the ticket, message and customer slabs,
+ * the deadline heap). With 4 KiB pages nearly every such line is a TLB miss too (a second-level
+ * TLB of ~1.5k entries covers 6 MiB), and in a VM each miss walks two sets of page tables.
+ * 2 MiB pages cover the lot. malloc cannot give them: it hands out memory that earlier frees
+ * left faulted in small pages, or mappings not aligned to 2 MiB. So the big regions come from
+ * mmap, 2 MiB aligned, with MADV_HUGEPAGE given before the first touch (whether the kernel
+ * backs them with huge pages is its policy: "madvise" or "always" in
+ * /sys/kernel/mm/transparent_hugepage/enabled; with "never" they are ordinary pages).
+ *
+ * Accounting: these bytes are not in tq_alloc_bytes_live() (tq_alloc is malloc's door); they
+ * are counted here (what the state asked for, as tq_alloc counts) and reported by
+ * tq_state_bytes_mapped(). */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+static _Atomic uint64_t mapped_bytes_live;
+
+static void mapped_add(uint64_t n) {
+    atomic_fetch_add_explicit(&mapped_bytes_live, n, memory_order_relaxed);
+}
+
+static void mapped_sub(uint64_t n) {
+    uint64_t before = atomic_fetch_sub_explicit(&mapped_bytes_live, n, memory_order_relaxed);
+    TQ_ASSERT(before >= n);
+}
+
+uint64_t tq_state_bytes_mapped(void) {
+    return atomic_load_explicit(&mapped_bytes_live, memory_order_relaxed);
+}
+
+static size_t huge_round(size_t bytes) {
+    return (bytes + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+}
+
+/* A zeroed, 2 MiB-aligned region of huge_round(bytes) bytes (not counted; callers count). */
+static void *region_map(size_t bytes) {
+    size_t len = huge_round(bytes);
+    /* over-map by one huge page and trim both ends to the alignment */
+    uint8_t *raw = mmap(NULL, len + HUGE_PAGE_BYTES, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        fprintf(stderr, "out of memory mapping %zu bytes\n", len);
+        abort();
+    }
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    size_t tail = (size_t)(raw + len + HUGE_PAGE_BYTES - (p + len));
+    if (tail > 0) munmap(p + len, tail);
+    (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: EINVAL without THP is harmless */
+    return p;
+}
+
+static void region_unmap(void *p, size_t bytes) {
+    TQ_ASSERT(((uintptr_t)p & (HUGE_PAGE_BYTES - 1)) == 0);
+    munmap(p, huge_round(bytes));
+}
+
+void *tq_st_table_alloc(size_t bytes) {
+    if (bytes < TQ_ST_TABLE_MAP_BYTES_MIN) return tq_xcalloc(1, bytes);
+    mapped_add(bytes);
+    return region_map(bytes);
+}
+
+void tq_st_table_free(void *p, size_t bytes) {
+    if (p == NULL) return;
+    if (bytes < TQ_ST_TABLE_MAP_BYTES_MIN) {
+        tq_free(p, bytes);
+        return;
+    }
+    region_unmap(p, bytes);
+    mapped_sub(bytes);
+}
+
+void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new) {
+    if (bytes_old < TQ_ST_TABLE_MAP_BYTES_MIN && bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN) {
+        return tq_xrealloc(p, bytes_old, bytes_new);
+    }
+    void *n = tq_st_table_alloc(bytes_new);
+    if (p != NULL) memcpy(n, p, bytes_old < bytes_new ? bytes_old : bytes_new);
+    tq_st_table_free(p, bytes_old);
+    return n;
+}
 
 /* ---- slabs -------------------------------------------------------------------------------- */
 
@@ -26,6 +115,23 @@
 
 static size_t slab_chunk_bytes(const struct tq_slab *slab) {
     return ((size_t)1 << slab->shift) * slab->elem_size;
+}
+
+/* The chunks per huge-page group of a big slab: the least power of two whose chunks fill whole
+ * 2 MiB pages (a group of a 192-byte element's 768 KiB chunks is 8 of them, 6 MiB), so no page
+ * is touched past the last chunk handed out by more than one huge page. */
+static uint32_t slab_group_chunks(const struct tq_slab *slab) {
+    uint32_t g = 1;
+    while (((size_t)g * slab_chunk_bytes(slab)) % HUGE_PAGE_BYTES != 0)
+        g *= 2;
+    return g;
+}
+
+/* Chunk 0 of every slab (and every chunk of a small slab) comes from tq_alloc, so a small state
+ * stays small; chunks 1, 2, ... of a big slab are carved out of huge-page groups, each group
+ * mapped when its first chunk is needed. A chunk is counted when handed out. */
+static bool slab_grouped(const struct tq_slab *slab, uint32_t chunk) {
+    return chunk >= 1 && slab->shift >= TQ_SLAB_SHIFT;
 }
 
 /* Not zeroed: tq_st_slab_new zeroes each element as it hands it out. A calloc'd chunk cost a
@@ -60,7 +166,16 @@ uint32_t tq_st_slab_new(struct tq_slab *slab) {
                                        cap * sizeof(*slab->chunks));
             slab->chunk_cap = cap;
         }
-        slab->chunks[slab->chunk_count++] = chunk_alloc(slab_chunk_bytes(slab));
+        size_t bytes = slab_chunk_bytes(slab);
+        if (!slab_grouped(slab, chunk)) {
+            slab->chunks[chunk] = chunk_alloc(bytes);
+        } else {
+            uint32_t g = slab_group_chunks(slab);
+            slab->chunks[chunk] = (chunk - 1) % g == 0 ? region_map((size_t)g * bytes)
+                                                       : slab->chunks[chunk - 1] + bytes;
+            mapped_add(bytes);
+        }
+        slab->chunk_count++;
         if (chunk == 0) memset(slab->chunks[0], 0, slab->elem_size); /* id 0: never handed out */
     }
     slab->next_id = id + 1;
@@ -95,8 +210,15 @@ void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift) {
 }
 
 void tq_st_slab_free(struct tq_slab *slab) {
+    size_t bytes = slab_chunk_bytes(slab);
     for (uint32_t i = 0; i < slab->chunk_count; i++) {
-        chunk_free(slab->chunks[i], slab_chunk_bytes(slab));
+        if (!slab_grouped(slab, i)) {
+            chunk_free(slab->chunks[i], bytes);
+            continue;
+        }
+        uint32_t g = slab_group_chunks(slab);
+        if ((i - 1) % g == 0) region_unmap(slab->chunks[i], (size_t)g * bytes);
+        mapped_sub(bytes);
     }
     tq_free(slab->chunks, slab->chunk_cap * sizeof(*slab->chunks));
     memset(slab, 0, sizeof(*slab));
@@ -150,14 +272,14 @@ void tq_st_strings_free(struct tq_state *s) {
 
 void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged) {
     TQ_ASSERT((cap & (cap - 1)) == 0);
-    t->slots = tq_xcalloc(cap, sizeof(uint32_t));
+    t->slots = tq_st_table_alloc(cap * sizeof(uint32_t));
     t->mask = cap - 1;
     t->count = 0;
     t->id_mask = tagged ? TQ_IDTAB_ID_MASK : UINT32_MAX;
 }
 
 void tq_st_idtab_free(struct tq_idtab *t) {
-    tq_free(t->slots, (t->mask + 1) * sizeof(uint32_t));
+    tq_st_table_free(t->slots, (t->mask + 1) * sizeof(uint32_t));
     t->slots = NULL;
 }
 
@@ -184,7 +306,7 @@ void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t h
             uint32_t oid = old[i] & id_mask;
             if (oid != 0) idtab_put(t, hash_of(s, oid), oid);
         }
-        tq_free(old, old_cap * sizeof(uint32_t));
+        tq_st_table_free(old, old_cap * sizeof(uint32_t));
     }
     idtab_put(t, hash, id);
     TQ_ASSERT(t->count * 4 <= (t->mask + 1) * 3);
@@ -220,13 +342,13 @@ static uint64_t mix32(uint32_t k) {
 }
 
 void tq_st_u32map_init(struct tq_u32map *m, uint64_t cap) {
-    m->slots = tq_xcalloc(cap, sizeof(uint64_t));
+    m->slots = tq_st_table_alloc(cap * sizeof(uint64_t));
     m->mask = cap - 1;
     m->count = 0;
 }
 
 void tq_st_u32map_free(struct tq_u32map *m) {
-    tq_free(m->slots, (m->mask + 1) * sizeof(uint64_t));
+    tq_st_table_free(m->slots, (m->mask + 1) * sizeof(uint64_t));
     m->slots = NULL;
 }
 
@@ -247,7 +369,7 @@ void tq_st_u32map_put(struct tq_u32map *m, uint32_t key, uint32_t value) {
         for (uint64_t i = 0; i < old_cap; i++) {
             if (old[i] != 0) tq_st_u32map_put(m, (uint32_t)(old[i] >> 32), (uint32_t)old[i]);
         }
-        tq_free(old, old_cap * sizeof(uint64_t));
+        tq_st_table_free(old, old_cap * sizeof(uint64_t));
     }
     uint64_t i = mix32(key) & m->mask;
     while (m->slots[i] != 0) {
@@ -256,6 +378,10 @@ void tq_st_u32map_put(struct tq_u32map *m, uint32_t key, uint32_t value) {
     }
     m->slots[i] = (uint64_t)key << 32 | value;
     m->count++;
+}
+
+void tq_st_u32map_prefetch(const struct tq_u32map *m, uint32_t key) {
+    __builtin_prefetch(&m->slots[mix32(key) & m->mask], 1);
 }
 
 void tq_st_u32map_del(struct tq_u32map *m, uint32_t key) {

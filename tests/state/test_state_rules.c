@@ -623,6 +623,88 @@ static void test_reserve_messages(void) {
     fx_free(&f);
 }
 
+/* Big slabs and tables live in 2 MiB-aligned huge-page regions (store.c): chunk 0 of a slab
+ * comes from tq_alloc, chunks 1, 2, ... of a big one are carved out of groups mapped one at a
+ * time, and tables of 2 MiB or more (here the reserved idempotency table and the deadline heap,
+ * which crosses the threshold while it grows) are mapped. 140,000 first-time senders put every
+ * big slab past chunk 0 and the ticket slab across four group boundaries. What must hold: the
+ * entities on both sides of every boundary read back as written, the regions' bytes are counted
+ * while the state lives and all given back when it is freed (ASan does not see mmap), a small
+ * state maps nothing, and a snapshot of the big state loads into an equal one. Commands go
+ * straight to tq_state_apply (the fixture's per-command invariant scan would be quadratic);
+ * the invariants are checked once at the end. */
+static void test_huge_regions(void) {
+    uint64_t mapped0 = tq_state_bytes_mapped();
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    fx_policy(&f, tn, HOUR_MS, 0, 0, 0, false);
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    TQ_CHECK_UEQ(tq_state_bytes_mapped(), mapped0); /* a small state maps nothing */
+    enum { SENDERS = 140000 };
+    tq_state_reserve_messages(f.s, SENDERS); /* 186,668 slots, 747 KB: not yet mapped */
+    TQ_CHECK_UEQ(tq_state_bytes_mapped(), mapped0);
+    tq_state_reserve_messages(f.s, 4 * SENDERS); /* 2.99 MB: mapped */
+    uint64_t mapped1 = tq_state_bytes_mapped();
+    TQ_CHECK(mapped1 >= mapped0 + 4u * 4 * SENDERS);
+    char from[32], mid[32];
+    uint64_t t_first = 0;
+    for (uint32_t i = 0; i < SENDERS; i++) {
+        snprintf(from, sizeof(from), "c%u@example.com", i);
+        snprintf(mid, sizeof(mid), "m-%u", i);
+        struct tq_cmd c = fx_cmd(TQ_CMD_MESSAGE_INGEST, tn);
+        c.now_ms = f.now + i;
+        c.u.ingest.channel = TQ_CHANNEL_EMAIL;
+        c.u.ingest.from_external_id = S(from);
+        c.u.ingest.message_external_id = S(mid);
+        c.u.ingest.queue_id = q;
+        c.u.ingest.priority = TQ_PRIORITY_NORMAL;
+        c.u.ingest.subject = S(mid);
+        c.u.ingest.body = S("hello");
+        TQ_CHECK_OK(tq_state_apply(f.s, f.lsn + 1, &c, &f.res, NULL, &f.err), &f.err);
+        f.lsn++;
+        if (i == 0) t_first = f.res.ticket_id;
+        TQ_CHECK_UEQ(f.res.ticket_id, t_first + i);
+    }
+    TQ_CHECK(tq_state_bytes_mapped() > mapped1); /* slab groups and the deadline heap */
+    TQ_CHECK(tq_state_check_invariants(f.s, &f.err));
+    /* every 997th sender and both sides of each 4096-element chunk boundary */
+    for (uint32_t i = 0; i < SENDERS; i++) {
+        uint32_t r = (uint32_t)((t_first + i) % 4096);
+        if (i % 997 != 0 && r != 0 && r != 4095) continue;
+        snprintf(from, sizeof(from), "C%u@Example.com", i); /* e-mail keys fold case */
+        snprintf(mid, sizeof(mid), "m-%u", i);
+        struct tq_customer_view cv;
+        TQ_CHECK_OK(tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S(from), &cv), NULL);
+        struct tq_ticket_view v = fx_ticket(&f, tn, t_first + i);
+        TQ_CHECK_UEQ(v.customer_id, cv.customer_id);
+        TQ_CHECK_EQ(v.message_count, 1);
+        TQ_CHECK_EQ(v.subject.len, strlen(mid));
+        TQ_CHECK_MEM_EQ(v.subject.ptr, mid, v.subject.len);
+        TQ_CHECK_UEQ(v.created_ms, f.now + i);
+    }
+    TQ_CHECK_UEQ(tq_state_next_deadline_ms(f.s), f.now + 45 * MIN_MS); /* the first warning */
+    /* a redelivery of a key near the end is found in the mapped table */
+    snprintf(from, sizeof(from), "c%u@example.com", SENDERS - 1);
+    snprintf(mid, sizeof(mid), "m-%u", SENDERS - 1);
+    fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, from, mid, q);
+    TQ_CHECK(f.res.duplicate);
+    void *blob;
+    size_t len;
+    TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
+    struct tq_state *l;
+    TQ_CHECK_OK(tq_state_deserialize(blob, len, NULL, &l, &f.err), &f.err);
+    tq_free(blob, len);
+    uint8_t d1[16], d2[16];
+    tq_state_digest(f.s, d1);
+    tq_state_digest(l, d2);
+    TQ_CHECK_MEM_EQ(d1, d2, 16);
+    TQ_CHECK(tq_state_check_invariants(l, &f.err));
+    tq_state_free(l);
+    fx_free(&f);
+    TQ_CHECK_UEQ(tq_state_bytes_mapped(), mapped0); /* every region given back */
+}
+
 /* ---- SLA ---------------------------------------------------------------------------------- */
 
 static void test_sla_first_reply_breach_and_warning(void) {
@@ -2055,6 +2137,7 @@ int main(void) {
     test_outbox();
     test_outbox_attempts_in_entry();
     test_reserve_messages();
+    test_huge_regions();
     test_sla_first_reply_breach_and_warning();
     test_sla_automated_reply_does_not_count();
     test_sla_next_reply();
