@@ -56,8 +56,9 @@ static size_t huge_round(size_t bytes) {
     return (bytes + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
 }
 
-/* A zeroed, 2 MiB-aligned region of huge_round(bytes) bytes (not counted; callers count). */
-static void *region_map(size_t bytes) {
+/* A zeroed, 2 MiB-aligned region of huge_round(bytes) bytes (not counted; callers count), with
+ * MADV_HUGEPAGE on its first `advise` bytes (a multiple of 2 MiB). */
+static void *region_map_advised(size_t bytes, size_t advise) {
     size_t len = huge_round(bytes);
     /* over-map by one huge page and trim both ends to the alignment */
     uint8_t *raw = mmap(NULL, len + HUGE_PAGE_BYTES, PROT_READ | PROT_WRITE,
@@ -70,8 +71,17 @@ static void *region_map(size_t bytes) {
     if (p > raw) munmap(raw, (size_t)(p - raw));
     size_t tail = (size_t)(raw + len + HUGE_PAGE_BYTES - (p + len));
     if (tail > 0) munmap(p + len, tail);
-    (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: EINVAL without THP is harmless */
+    TQ_ASSERT(advise <= len && advise % HUGE_PAGE_BYTES == 0);
+    /* advice only: EINVAL without THP is harmless */
+    if (advise > 0) (void)madvise(p, advise, MADV_HUGEPAGE);
     return p;
+}
+
+/* A table (touched all over) or a slab group (a whole number of huge pages): every whole 2 MiB
+ * page gets the advice, a partial last one does not (it would be resident whole, up to 2 MiB
+ * more than the table's bytes; a hash table whose capacity is not a power of two has one). */
+static void *region_map(size_t bytes) {
+    return region_map_advised(bytes, bytes & ~(HUGE_PAGE_BYTES - 1));
 }
 
 static void region_unmap(void *p, size_t bytes) {
@@ -95,11 +105,23 @@ void tq_st_table_free(void *p, size_t bytes) {
     mapped_sub(bytes);
 }
 
+/* For the arrays that fill from the front (the deadline heap, the SLA index's nodes): only the
+ * whole 2 MiB pages of what is copied get huge pages. A huge page is resident whole from its
+ * first touch, so advising the new capacity too would make the page the array is growing into
+ * resident up to its end (up to 2 MiB per array: 4 B per ticket in tq-state-bench's memory
+ * run); the growth is touched in small pages, and the next regrowth covers it. */
 void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new) {
     if (bytes_old < TQ_ST_TABLE_MAP_BYTES_MIN && bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN) {
         return tq_xrealloc(p, bytes_old, bytes_new);
     }
-    void *n = tq_st_table_alloc(bytes_new);
+    void *n;
+    if (bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN) {
+        n = tq_st_table_alloc(bytes_new);
+    } else {
+        size_t kept = bytes_old < bytes_new ? bytes_old : bytes_new;
+        mapped_add(bytes_new);
+        n = region_map_advised(bytes_new, kept & ~(HUGE_PAGE_BYTES - 1));
+    }
     if (p != NULL) memcpy(n, p, bytes_old < bytes_new ? bytes_old : bytes_new);
     tq_st_table_free(p, bytes_old);
     return n;
