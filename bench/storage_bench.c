@@ -351,7 +351,7 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
      * batch until the next completion instead of submitting it and filling the next one */
     const char *submit_full_env = getenv("TQ_BENCH_SUBMIT_FULL");
     bool submit_full = submit_full_env == NULL || strcmp(submit_full_env, "0") != 0;
-    /* TQ_BENCH_CUT=0: never ask tq_log_cut_due (the loop of before 2026-12-03 15:20, batches
+    /* TQ_BENCH_CUT=0: never ask tq_log_cut_due (the loop of before 2026-12-03 15:17, batches
      * cut only when full); TQ_BENCH_CUT=N: cut_bytes_min N */
     const char *cut_env = getenv("TQ_BENCH_CUT");
     bool cut_hint = cut_env == NULL || strcmp(cut_env, "0") != 0;
@@ -393,7 +393,7 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     bool measuring = warmup <= 0;
     /* TQ_BENCH_TRACE=1: the ack-burst trace (stderr): per ack step, the batches it retired and
      * whether it left the log with nothing in flight, and how long the loop then took to hand
-     * the disk its next batch (docs/performance-storage.md, 2026-12-03 15:20). */
+     * the disk its next batch (docs/performance-storage.md, 2026-12-03 15:17). */
     const char *trace_env = getenv("TQ_BENCH_TRACE");
     bool trace = trace_env != NULL && strcmp(trace_env, "1") == 0;
     uint64_t tr_steps = 0, tr_multi = 0, tr_step_nowrite = 0, tr_batches = 0; /* records */

@@ -114,7 +114,7 @@ struct tq_log_options {
 #define TQ_BATCHES_INFLIGHT_DEFAULT 4u
 #define TQ_BATCHES_INFLIGHT_MAX     4u
 /* 1 MiB: one huge page's worth of copying (~0.2 ms) before the disk gets work after a burst of
- * acks, against 4 MiB (a full default batch); docs/performance-storage.md, 2026-12-03 15:20. */
+ * acks, against 4 MiB (a full default batch); docs/performance-storage.md, 2026-12-03 15:17. */
 #define TQ_CUT_BYTES_DEFAULT_MIN (1u << 20)
 /* 512 KiB: the bytes this disk writes (2.2-2.7 GB/s) in the time of one flush (0.15-0.2 ms). */
 #define TQ_PIPELINE_BYTES_DEFAULT_MIN (512u * 1024)
