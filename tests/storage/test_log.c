@@ -658,62 +658,6 @@ static void test_cut_due(void) {
     st_rmtree(dir);
 }
 
-/* A roll makes the next spare at the log's next entry, not inside the tq_log_submit that rolled
- * (so the rolled batch's write is not held up by the fallocate): right after that submit no spare
- * file exists, after the next tq_log_complete it does, and every record is read back. */
-static void test_spare_deferred(void) {
-    char dir[256];
-    st_mkdtemp(dir, sizeof(dir), "defer");
-    struct tq_log_options o = st_options(dir, NULL);
-    o.batches_inflight_max = 1;
-    struct tq_log *log;
-    struct tq_error err;
-    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    char spare[512];
-    snprintf(spare, sizeof(spare), "%s/log/spare.seg.tmp", dir);
-    TQ_CHECK_EQ(access(spare, F_OK), 0); /* open prepared one */
-    struct io_uring ring;
-    TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
-    static uint8_t buf[16 * 1024];
-    uint64_t lsn = 0, segs[8];
-    int rolls = 0;
-    for (int batch = 0; batch < 12; batch++) {
-        for (int i = 0; i < 3; i++) {
-            memset(buf, 'a' + (int)(tq_log_next_lsn(log) % 26), sizeof(buf));
-            TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &lsn, &err), &err);
-        }
-        size_t before = tq_log_segments(log, segs, 8);
-        TQ_CHECK_GT(tq_log_submit(log, &ring, 1), 0);
-        if (tq_log_segments(log, segs, 8) > before) {
-            rolls++;
-            TQ_CHECK_EQ(access(spare, F_OK), -1); /* not made inside the submit that rolled */
-            io_uring_submit(&ring);
-            struct io_uring_cqe *cqe;
-            TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-            TQ_CHECK_EQ(access(spare, F_OK), 0); /* made at the next entry */
-        }
-        reap_all(log, &ring);
-        TQ_CHECK_UEQ(tq_log_acked_lsn(log), lsn);
-    }
-    TQ_CHECK_GT(rolls, 1);
-    for (uint64_t l = 1; l <= lsn; l++) {
-        static uint8_t got[16 * 1024];
-        struct tq_log_record rec;
-        TQ_CHECK_OK(tq_log_read(log, l, &rec, got, sizeof(got), &err), &err);
-        memset(buf, 'a' + (int)(l % 26), sizeof(buf));
-        TQ_CHECK_MEM_EQ(rec.payload, buf, sizeof(buf));
-    }
-    tq_log_close(log);
-    io_uring_queue_exit(&ring);
-    struct tq_log_recovery rec;
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, lsn);
-    tq_log_close(log);
-    st_rmtree(dir);
-}
-
 /* A second writer on the same directory is refused (the first holds its segment's write lock);
  * once the first is closed, it opens and sees everything the first acknowledged. */
 static void test_second_writer(void) {
@@ -803,7 +747,6 @@ int main(void) {
     test_scan_stream();
     test_pipeline_and_zero_credit();
     test_cut_due();
-    test_spare_deferred();
     test_dsync_writes();
     printf("test_log: ok\n");
     return 0;
