@@ -24,7 +24,7 @@
  * TQ_BENCH_FSYNC, TQ_BENCH_DSYNC=1 (dsync_writes), TQ_BENCH_NO_PREZERO=1 (spare_no_prezero),
  * TQ_BENCH_RECYCLE=N (age the log so appends go into recycled segment files), TQ_BENCH_NO_RECYCLE=1
  * (the same aging with recycling off), TQ_BENCH_CUT=0 (never ask tq_log_cut_due) or N (its
- * cut_bytes_min), TQ_BENCH_TRACE=1 (the ack-burst trace on stderr), TQ_BENCH_SEGMENT_BYTES.
+ * cut_bytes_min), TQ_BENCH_TRACE=1 (the ack-burst trace on stderr).
  */
 #include "log.h"
 #include "support_text.h"
@@ -343,8 +343,6 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     if (inflight != NULL) o.batches_inflight_max = (uint32_t)atoi(inflight);
     const char *batch_bytes = getenv("TQ_BENCH_BATCH_BYTES"); /* batch_bytes_max */
     if (batch_bytes != NULL) o.batch_bytes_max = (uint32_t)strtoul(batch_bytes, NULL, 10);
-    const char *seg_bytes = getenv("TQ_BENCH_SEGMENT_BYTES"); /* segment_bytes_max */
-    if (seg_bytes != NULL) o.segment_bytes_max = strtoull(seg_bytes, NULL, 10);
     const char *pipeline = getenv("TQ_BENCH_PIPELINE"); /* pipeline_bytes_min (1: always) */
     if (pipeline != NULL) o.pipeline_bytes_min = (uint32_t)strtoul(pipeline, NULL, 10);
     /* TQ_BENCH_SUBMIT_FULL=0: the loop of before 2026-12-03, which stopped appending at a full

@@ -490,28 +490,6 @@ static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
     log->spare_ready = false;
     log->tail_offset = 0;
     log->dir_sync_needed = true;
-    /* The next spare's fallocate (1.2 ms for 64 MiB here) would delay the write of the batch
-     * that rolled (its SQEs go out only when the caller submits, after this returns): prepare it
-     * at the log's next entry instead. Safe when two full batches fit a segment: until then the
-     * open batch cannot need the spare (tq_log_can_append), and the next tq_log_submit or
-     * tq_log_complete comes before another batch is cut. */
-    if (log->opt.segment_bytes_max >= 2 * tq_batch_disk_bytes(log->opt.batch_bytes_max)) {
-        log->spare_deferred = true;
-        return;
-    }
-    struct tq_error error;
-    if (spare_prepare(log, &error) != TQ_OK) {
-        tq_log_line(log, "spare segment not prepared: %s", error.msg);
-    }
-}
-
-/* Prepares the spare a roll deferred (segment_roll). A failure is what a roll's own prepare
- * gives: one log line, and tq_log_can_append / tq_log_append refuse records that need the
- * spare until a later prepare succeeds. */
-static void spare_deferred_prepare(struct tq_log *log) {
-    if (!log->spare_deferred) return;
-    log->spare_deferred = false;
-    if (log->spare_ready) return;
     struct tq_error error;
     if (spare_prepare(log, &error) != TQ_OK) {
         tq_log_line(log, "spare segment not prepared: %s", error.msg);
@@ -739,7 +717,6 @@ bool tq_log_cut_due(const struct tq_log *log) {
 unsigned tq_log_submit(struct tq_log *log, struct io_uring *ring, uint64_t now) {
     TQ_ASSERT(ring != NULL);
     if (log->opt.read_only) return 0;
-    spare_deferred_prepare(log);
     return log_kick(log, ring, now, true);
 }
 
@@ -820,7 +797,6 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
     TQ_ASSERT(tq_log_owns_cqe(log, cqe));
     TQ_ASSERT(log->ops_inflight > 0);
     log->ops_inflight--;
-    spare_deferred_prepare(log); /* the roll's batch is out: this CQE came after it */
     enum tq_log_op op = (enum tq_log_op)((cqe->user_data >> 48) & 0xff);
     unsigned slot_plus1 = (unsigned)((cqe->user_data >> 40) & 0xff);
     TQ_ASSERT(op >= TQ_LOG_OP_WRITE && op < TQ_LOG_OP_COUNT);
@@ -977,7 +953,6 @@ enum tq_err tq_log_append(struct tq_log *log, uint16_t type, const void *payload
                             buf->area_bytes, rec_bytes, log->opt.batch_bytes_max);
     }
     if (needs_spare(log, rec_bytes) && !log->spare_ready) {
-        TQ_ASSERT(!log->spare_deferred); /* two batches fit a segment (segment_roll) */
         enum tq_err err = spare_prepare(log, error);
         if (err != TQ_OK) return err;
     }

@@ -185,9 +185,6 @@ struct tq_log {
     int spare_dfd; /* O_DIRECT description for its zero-fill writes: -1 not opened yet, -2 the
                     * file system refused O_DIRECT (zero-fill goes through spare_fd) */
     bool spare_ready;
-    /* A roll left the spare to be prepared at the next tq_log_submit or tq_log_complete, after
-     * the caller has submitted the roll's batch (spare_deferred_prepare). */
-    bool spare_deferred;
     uint64_t spare_zeroed;
     uint64_t zero_credit; /* bytes of small batches since the spare was prepared, not yet
                            * matched by zero-fill writes (zero_submit) */
