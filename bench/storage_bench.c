@@ -23,8 +23,7 @@
  * TQ_BENCH_BATCH_BYTES, TQ_BENCH_PIPELINE, TQ_BENCH_SUBMIT_FULL, TQ_BENCH_WARMUP_S,
  * TQ_BENCH_FSYNC, TQ_BENCH_DSYNC=1 (dsync_writes), TQ_BENCH_NO_PREZERO=1 (spare_no_prezero),
  * TQ_BENCH_RECYCLE=N (age the log so appends go into recycled segment files), TQ_BENCH_NO_RECYCLE=1
- * (the same aging with recycling off), TQ_BENCH_CUT=0 (never ask tq_log_cut_due) or N (its
- * cut_bytes_min), TQ_BENCH_TRACE=1 (the ack-burst trace on stderr).
+ * (the same aging with recycling off).
  */
 #include "log.h"
 #include "support_text.h"
@@ -349,11 +348,6 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
      * batch until the next completion instead of submitting it and filling the next one */
     const char *submit_full_env = getenv("TQ_BENCH_SUBMIT_FULL");
     bool submit_full = submit_full_env == NULL || strcmp(submit_full_env, "0") != 0;
-    /* TQ_BENCH_CUT=0: never ask tq_log_cut_due (the loop of before 2026-12-03 15:17, batches
-     * cut only when full); TQ_BENCH_CUT=N: cut_bytes_min N */
-    const char *cut_env = getenv("TQ_BENCH_CUT");
-    bool cut_hint = cut_env == NULL || strcmp(cut_env, "0") != 0;
-    if (cut_env != NULL && cut_hint) o.cut_bytes_min = (uint32_t)strtoul(cut_env, NULL, 10);
     const char *buffered = getenv("TQ_BENCH_BUFFERED");
     o.buffered_writes = buffered != NULL && strcmp(buffered, "1") == 0;
     const char *dsync = getenv("TQ_BENCH_DSYNC"); /* 1: dsync_writes (RWF_DSYNC, no fdatasync) */
@@ -389,13 +383,6 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
     double warmup = warmup_env != NULL ? atof(warmup_env) : 0.0;
     double t_start = now_s(), t0 = t_start, t = t_start;
     bool measuring = warmup <= 0;
-    /* TQ_BENCH_TRACE=1: the ack-burst trace (stderr): per ack step, the batches it retired and
-     * whether it left the log with nothing in flight, and how long the loop then took to hand
-     * the disk its next batch (docs/performance-storage.md, 2026-12-03 15:17). */
-    const char *trace_env = getenv("TQ_BENCH_TRACE");
-    bool trace = trace_env != NULL && strcmp(trace_env, "1") == 0;
-    uint64_t tr_steps = 0, tr_multi = 0, tr_step_nowrite = 0, tr_batches = 0; /* records */
-    double tr_wait_s = 0, tr_nowrite_s = 0;
     while (!measuring || t - t0 < point_seconds) {
         if (!measuring && t - t_start >= warmup) {
             measuring = true;
@@ -418,21 +405,9 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
             if (tq_log_append(log, 1, payload, size, &waiting[a], &err) != TQ_OK)
                 die("append", &err);
             sent_at[a] = t;
-            /* After a burst of acks the disk may run dry while this loop refills: hand it the
-             * first MiB instead of waiting for a full batch (any event loop should). */
-            if (cut_hint && tq_log_cut_due(log) && tq_log_submit(log, &ring, wall_us()) > 0) {
-                io_uring_submit(&ring);
-            }
         }
         tq_log_submit(log, &ring, wall_us());
-        double tr_w0 = trace ? now_s() : 0;
-        bool tr_nowrite = trace && tq_log_writing_bytes(log) == 0; /* waiting with no write */
         io_uring_submit_and_wait(&ring, 1);
-        if (trace) {
-            double tr_w1 = now_s();
-            tr_wait_s += tr_w1 - tr_w0;
-            if (tr_nowrite) tr_nowrite_s += tr_w1 - tr_w0;
-        }
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&ring, head, cqe) {
@@ -444,14 +419,6 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
         uint64_t acked = tq_log_acked_lsn(log);
         if (acked == last_acked) continue;
         steps++;
-        if (trace && measuring) {
-            uint64_t batch_records = (uint64_t)TQ_BATCH_BYTES_DEFAULT_MAX / (size + 16u);
-            uint64_t delta = acked - last_acked;
-            tr_steps++;
-            tr_batches += delta;
-            if (delta > batch_records) tr_multi++; /* more than one full batch retired */
-            if (tq_log_writing_bytes(log) == 0) tr_step_nowrite++;
-        }
         last_acked = acked;
         for (int a = 0; a < appenders; a++) {
             if (waiting[a] != 0 && waiting[a] <= acked) {
@@ -462,17 +429,6 @@ static struct point run_point(uint32_t size, int appenders, bool prezero, const 
         }
     }
     double elapsed = now_s() - t0;
-    if (trace && tr_steps > 0) {
-        double full_batch_records = (double)TQ_BATCH_BYTES_DEFAULT_MAX / (size + 16.0);
-        fprintf(stderr,
-                "trace: %" PRIu64 " ack steps, %.2f full batches each, %.1f%% retire more than "
-                "one, %.1f%% leave no batch write queued; loop waiting %.1f%% of the time, "
-                "%.1f%% with no batch write queued\n",
-                tr_steps, (double)tr_batches / (double)tr_steps / full_batch_records,
-                100.0 * (double)tr_multi / (double)tr_steps,
-                100.0 * (double)tr_step_nowrite / (double)tr_steps, 100.0 * tr_wait_s / elapsed,
-                100.0 * tr_nowrite_s / elapsed);
-    }
     drain(log, &ring);
     tq_log_close(log);
     io_uring_queue_exit(&ring);

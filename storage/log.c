@@ -696,24 +696,6 @@ static unsigned log_kick(struct tq_log *log, struct io_uring *ring, uint64_t now
     return n;
 }
 
-uint64_t tq_log_writing_bytes(const struct tq_log *log) {
-    uint64_t writing = 0;
-    for (unsigned i = 0; i < log->unit_count; i++) {
-        const struct tq_log_unit *u = &log->units[(log->unit_head + i) % TQ_LOG_UNITS_MAX];
-        if (!u->complete) writing += u->bytes - u->done;
-    }
-    return writing;
-}
-
-bool tq_log_cut_due(const struct tq_log *log) {
-    const struct tq_batch_buf *buf = &log->bufs[log->open_buf];
-    if (log->opt.read_only || log->sync_inflight || buf->area_bytes < log->opt.cut_bytes_min ||
-        log->unit_count >= log->units_max) {
-        return false;
-    }
-    return tq_log_writing_bytes(log) < log->opt.cut_bytes_min;
-}
-
 unsigned tq_log_submit(struct tq_log *log, struct io_uring *ring, uint64_t now) {
     TQ_ASSERT(ring != NULL);
     if (log->opt.read_only) return 0;
@@ -1559,7 +1541,6 @@ static enum tq_err options_check(struct tq_log_options *o, struct tq_error *erro
                             tq_batch_disk_bytes(o->batch_bytes_max));
     }
     if (o->pipeline_bytes_min == 0) o->pipeline_bytes_min = TQ_PIPELINE_BYTES_DEFAULT_MIN;
-    if (o->cut_bytes_min == 0) o->cut_bytes_min = TQ_CUT_BYTES_DEFAULT_MIN;
     /* A full batch must always be allowed to pipeline (after batch_bytes_max is checked). */
     if (o->pipeline_bytes_min > o->batch_bytes_max / 2)
         o->pipeline_bytes_min = o->batch_bytes_max / 2;

@@ -96,10 +96,6 @@ struct tq_log_options {
      * are kept (<= TQ_RECYCLE_SEGMENTS_MAX); each holds segment_bytes_max of disk that compaction
      * would otherwise have freed, which is why it is off unless asked for. */
     uint32_t recycle_segments_max;
-    /* tq_log_cut_due: the open batch is due for the disk early once it holds this many bytes
-     * while less than this many bytes of batch writes are queued (0 = TQ_CUT_BYTES_DEFAULT_MIN;
-     * at or above batch_bytes_max it is never due early). */
-    uint32_t cut_bytes_min;
 };
 
 #define TQ_RECYCLE_SEGMENTS_MAX 64u
@@ -113,9 +109,6 @@ struct tq_log_options {
  * buffers are allocated on first use, so flush-bound loads still use two. */
 #define TQ_BATCHES_INFLIGHT_DEFAULT 4u
 #define TQ_BATCHES_INFLIGHT_MAX     4u
-/* 1 MiB: one huge page's worth of copying (~0.2 ms) before the disk gets work after a burst of
- * acks, against 4 MiB (a full default batch); docs/performance-storage.md, 2026-12-03 15:17. */
-#define TQ_CUT_BYTES_DEFAULT_MIN (1u << 20)
 /* 512 KiB: the bytes this disk writes (2.2-2.7 GB/s) in the time of one flush (0.15-0.2 ms). */
 #define TQ_PIPELINE_BYTES_DEFAULT_MIN (512u * 1024)
 
@@ -179,17 +172,6 @@ bool tq_log_can_append(const struct tq_log *log, uint32_t len);
  * working), TQ_ERR_UNAVAILABLE (read-only handle). Nothing is staged on error. */
 TQ_NODISCARD enum tq_err tq_log_append(struct tq_log *log, uint16_t type, const void *payload,
                                        uint32_t len, uint64_t *lsn_out, struct tq_error *error);
-
-/* True when the caller should call tq_log_submit (and io_uring_submit) now, mid-turn, instead of
- * at the end of its turn: the open batch holds at least cut_bytes_min, a batch slot is free and
- * less than cut_bytes_min of batch writes are queued (the disk is about to run dry: the acks of
- * several batches arrived at once and the caller is staging their appenders' next records).
- * Cheap enough to ask after every tq_log_append. Advice only: it never changes what
- * tq_log_can_append or tq_log_append accept, and a caller that ignores it still gets full
- * batches. */
-bool tq_log_cut_due(const struct tq_log *log);
-/* Bytes of batch writes submitted and not yet completed (the log's share of the disk queue). */
-uint64_t tq_log_writing_bytes(const struct tq_log *log);
 
 /* Prepares SQEs on ring for the staged records if fewer than batches_inflight_max batches are
  * in flight (group commit: one write linked to one fdatasync per batch; never IOSQE_IO_DRAIN),

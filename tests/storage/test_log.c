@@ -556,108 +556,6 @@ static void test_pipeline_and_zero_credit(void) {
     st_rmtree(dir);
 }
 
-/* Reaps every CQE of the log on ring until no write or sync of it is in flight. */
-static void reap_all(struct tq_log *log, struct io_uring *ring) {
-    while (!tq_log_idle(log)) {
-        io_uring_submit_and_wait(ring, 1);
-        struct io_uring_cqe *cqe;
-        while (io_uring_peek_cqe(ring, &cqe) == 0) {
-            tq_log_complete(log, ring, cqe);
-            io_uring_cqe_seen(ring, cqe);
-        }
-    }
-}
-
-/* tq_log_cut_due: due once the open batch holds cut_bytes_min while less than that is being
- * written and a slot is free; not below it, not behind a queued write of that size, not when
- * cut_bytes_min is a whole batch, never on a read-only handle. Batches cut early are ordinary
- * batches: acknowledged in order, read back and recovered byte for byte. */
-static void test_cut_due(void) {
-    char dir[256];
-    st_mkdtemp(dir, sizeof(dir), "cut");
-    struct tq_log_options o = st_options(dir, NULL);
-    o.segment_bytes_max = 4 * 1024 * 1024;
-    o.batch_bytes_max = 256 * 1024;
-    o.record_bytes_max = 16 * 1024;
-    o.cut_bytes_min = 64 * 1024;
-    o.dsync_writes = false; /* the write's CQE must not be the batch's last (checked below) */
-    o.pipeline_bytes_min = 1;
-    o.batches_inflight_max = 2;
-    struct tq_log *log;
-    struct tq_error err;
-    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    struct io_uring ring;
-    TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
-    static uint8_t buf[16 * 1024];
-    uint64_t lsn = 0;
-    TQ_CHECK(!tq_log_cut_due(log)); /* empty */
-    /* 3 records: 48 KiB + headers, below 64 KiB */
-    for (int i = 0; i < 3; i++) {
-        memset(buf, 'a' + (int)(tq_log_next_lsn(log) % 26), sizeof(buf));
-        TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &lsn, &err), &err);
-    }
-    TQ_CHECK(!tq_log_cut_due(log));
-    memset(buf, 'a' + (int)(tq_log_next_lsn(log) % 26), sizeof(buf));
-    TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &lsn, &err), &err);
-    TQ_CHECK(tq_log_cut_due(log)); /* 64 KiB + headers, nothing in flight */
-    TQ_CHECK_UEQ(tq_log_writing_bytes(log), 0);
-    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
-    /* the write is prepared, not even submitted: it cannot have completed */
-    TQ_CHECK_GT(tq_log_writing_bytes(log), 64 * 1024 - 1);
-    for (int i = 0; i < 5; i++) {
-        memset(buf, 'a' + (int)(tq_log_next_lsn(log) % 26), sizeof(buf));
-        TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &lsn, &err), &err);
-    }
-    TQ_CHECK(!tq_log_cut_due(log)); /* a full cut's worth is still being written */
-    /* The write completes first (its fdatasync is linked behind it): with only the sync left,
-     * the disk has no data queued and the 5 staged records are due. */
-    io_uring_submit(&ring);
-    struct io_uring_cqe *cqe;
-    TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
-    TQ_CHECK_UEQ((cqe->user_data >> 48) & 0xff, TQ_LOG_OP_WRITE);
-    tq_log_complete(log, &ring, cqe);
-    io_uring_cqe_seen(&ring, cqe);
-    TQ_CHECK_UEQ(tq_log_writing_bytes(log), 0);
-    TQ_CHECK(!tq_log_idle(log));
-    TQ_CHECK_UEQ(tq_log_acked_lsn(log), 0);
-    TQ_CHECK(tq_log_cut_due(log));
-    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
-    reap_all(log, &ring);
-    TQ_CHECK_UEQ(tq_log_acked_lsn(log), lsn);
-    TQ_CHECK(tq_log_can_append(log, sizeof(buf))); /* advice never closes the batch */
-    for (uint64_t l = 1; l <= lsn; l++) {
-        static uint8_t got[16 * 1024];
-        struct tq_log_record rec;
-        TQ_CHECK_OK(tq_log_read(log, l, &rec, got, sizeof(got), &err), &err);
-        TQ_CHECK_UEQ(rec.len, sizeof(buf));
-        memset(buf, 'a' + (int)(l % 26), sizeof(buf));
-        TQ_CHECK_MEM_EQ(rec.payload, buf, sizeof(buf));
-    }
-    tq_log_close(log);
-    io_uring_queue_exit(&ring);
-
-    /* cut_bytes_min of a whole batch: a batch is only ever cut full (or at the caller's turn) */
-    o.cut_bytes_min = o.batch_bytes_max;
-    struct tq_log_recovery rec;
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, lsn);
-    while (tq_log_can_append(log, sizeof(buf))) {
-        TQ_CHECK(!tq_log_cut_due(log));
-        TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &lsn, &err), &err);
-    }
-    TQ_CHECK(!tq_log_cut_due(log)); /* full: less than a record short of cut_bytes_min */
-    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
-    tq_log_close(log);
-
-    o.read_only = true;
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, lsn);
-    TQ_CHECK(!tq_log_cut_due(log));
-    TQ_CHECK_UEQ(tq_log_writing_bytes(log), 0);
-    tq_log_close(log);
-    st_rmtree(dir);
-}
-
 /* A second writer on the same directory is refused (the first holds its segment's write lock);
  * once the first is closed, it opens and sees everything the first acknowledged. */
 static void test_second_writer(void) {
@@ -746,7 +644,6 @@ int main(void) {
     test_second_writer();
     test_scan_stream();
     test_pipeline_and_zero_credit();
-    test_cut_due();
     test_dsync_writes();
     printf("test_log: ok\n");
     return 0;
