@@ -1001,7 +1001,6 @@ int tq_loop_run(struct tq_server *srv) {
         uint64_t mono_us = tq_mono_us();
         busy |= flush_conns(srv, acked, mono_us);
         uint64_t now_mono = mono_us / 1000;
-        tq_metrics_turn(srv->metrics, mono_us - woke_us);
         if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {
             last_idle_check = now_mono;
             check_idle(srv, now_mono);
@@ -1010,6 +1009,7 @@ int tq_loop_run(struct tq_server *srv) {
             arm_accept(srv, i);
         arm_signal(srv);
         arm_timer(srv);
+        tq_metrics_turn(srv->metrics, tq_mono_us() - woke_us); /* the whole turn, sends included */
         if (srv->draining && (drained(srv) || now_mono > srv->drain_deadline_ms)) srv->stop = true;
     }
     tq_snapshot_shutdown(srv);

@@ -11,6 +11,7 @@
  * reqenc.c, dropping a has_ check or mis-sizing a length makes it fail.
  */
 #include "reqenc.h"
+#include "tq_schema_guard.h"
 #include "tq_test.h"
 
 #include <stdbool.h>
@@ -227,6 +228,22 @@ static void check_declined(void) {
     TQ_CHECK_UEQ(tq_reqenc_size(&s.req), 0);
 }
 
+/* The schema guard (tests/tq_schema_guard.h): every field of the messages reqenc.c encodes (for
+ * Request: outside the op oneof) must be one it writes or declines, so a field added in
+ * ticketq.proto fails here instead of being dropped without a word. */
+static void check_schema(void) {
+    static const unsigned request[] = {1, 2};
+    static const unsigned ingest[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 /* declined */, 12};
+    static const unsigned reply[] = {1, 2, 3, 4, 5, 6, 7 /* declined */, 8};
+    static const unsigned claim[] = {1, 2, 3};
+    static const unsigned claim_reply[] = {1, 2, 3};
+    tq_check_fields(&ticketq__request__descriptor, request, TQ_N_ELEMS(request), true);
+    tq_check_fields(&ticketq__ingest__descriptor, ingest, TQ_N_ELEMS(ingest), false);
+    tq_check_fields(&ticketq__reply__descriptor, reply, TQ_N_ELEMS(reply), false);
+    tq_check_fields(&ticketq__claim__descriptor, claim, TQ_N_ELEMS(claim), false);
+    tq_check_fields(&ticketq__claim_reply__descriptor, claim_reply, TQ_N_ELEMS(claim_reply), false);
+}
+
 int main(void) {
     uint64_t rng = tq_test_seed("test_reqenc");
     static struct req_store s;
@@ -240,6 +257,7 @@ int main(void) {
     }
     TQ_CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
     check_declined();
+    check_schema();
     printf("test_reqenc: ok (%u ingests, %u replies, %u claims)\n", seen[0], seen[1], seen[2]);
     return 0;
 }

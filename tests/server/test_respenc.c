@@ -12,6 +12,7 @@
 #include "frame.h"
 #include "respenc.h"
 #include "server.h"
+#include "tq_schema_guard.h"
 #include "tq_test.h"
 
 #include <stdio.h>
@@ -126,6 +127,19 @@ static void check_same(const Ticketq__Response *r) {
     free(fast);
 }
 
+/* The schema guard (tests/tq_schema_guard.h) for the messages respenc.c encodes; for Response
+ * only the fields outside the result oneof (its members other than 11 and 12 go to protobuf-c). */
+static void check_schema(void) {
+    static const unsigned response[] = {1, 2, 3};
+    static const unsigned error[] = {1, 2};
+    static const unsigned ids[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+    static const unsigned batch[] = {1};
+    tq_check_fields(&ticketq__response__descriptor, response, TQ_N_ELEMS(response), true);
+    tq_check_fields(&ticketq__error__descriptor, error, TQ_N_ELEMS(error), false);
+    tq_check_fields(&ticketq__ids__descriptor, ids, TQ_N_ELEMS(ids), false);
+    tq_check_fields(&ticketq__batch_result__descriptor, batch, TQ_N_ELEMS(batch), false);
+}
+
 int main(void) {
     uint64_t rng = tq_test_seed("test_respenc");
     static struct leaf leaves[301];
@@ -199,6 +213,7 @@ int main(void) {
         conn.inflight = 0;
         tq_conn_release(&conn);
     }
+    check_schema();
     printf("test_respenc: ok\n");
     return 0;
 }
