@@ -23,29 +23,10 @@
 #include "reqenc.h"
 
 #include "tq_assert.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <string.h>
-
-enum { WT_VARINT = 0, WT_LEN = 2 };
-
-static size_t varint_size(uint64_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v) {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
 
 static uint64_t tag(unsigned num, unsigned wt) {
     return ((uint64_t)num << 3) | wt;
@@ -57,25 +38,25 @@ static uint64_t int32_wire(int32_t v) {
 }
 
 static size_t scalar_size(unsigned num, uint64_t v) {
-    return varint_size(tag(num, WT_VARINT)) + varint_size(v);
+    return tq_varint_size(tag(num, TQ_WT_VARINT)) + tq_varint_size(v);
 }
 
 static size_t bytes_size(unsigned num, size_t len) {
-    return varint_size(tag(num, WT_LEN)) + varint_size(len) + len;
+    return tq_varint_size(tag(num, TQ_WT_LEN)) + tq_varint_size(len) + len;
 }
 
 static uint8_t *scalar_put(uint8_t *p, unsigned num, uint64_t v) {
-    return varint_put(varint_put(p, tag(num, WT_VARINT)), v);
+    return tq_varint_put(tq_varint_put(p, tag(num, TQ_WT_VARINT)), v);
 }
 
 static uint8_t *str_put(uint8_t *p, unsigned num, const char *s, size_t len) {
-    p = varint_put(varint_put(p, tag(num, WT_LEN)), len);
+    p = tq_varint_put(tq_varint_put(p, tag(num, TQ_WT_LEN)), len);
     memcpy(p, s, len);
     return p + len;
 }
 
 static uint8_t *head_put(uint8_t *p, unsigned num, size_t len) {
-    return varint_put(varint_put(p, tag(num, WT_LEN)), len);
+    return tq_varint_put(tq_varint_put(p, tag(num, TQ_WT_LEN)), len);
 }
 
 static bool plain(const ProtobufCMessage *m, const ProtobufCMessageDescriptor *d) {

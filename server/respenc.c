@@ -21,31 +21,12 @@
 #include "respenc.h"
 
 #include "tq_assert.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-enum { WT_VARINT = 0, WT_LEN = 2 };
-
 #define TAG(num, wt) ((uint8_t)(((num) << 3) | (wt)))
-
-static size_t varint_size(uint64_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v) {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
 
 /* int32 as protobuf-c packs it: negative values take ten bytes. */
 static uint64_t int32_wire(int32_t v) {
@@ -53,7 +34,7 @@ static uint64_t int32_wire(int32_t v) {
 }
 
 static size_t len_field_size(size_t len) {
-    return 1 + varint_size(len) + len;
+    return 1 + tq_varint_size(len) + len;
 }
 
 static bool error_ok(const Ticketq__Error *e) {
@@ -61,7 +42,7 @@ static bool error_ok(const Ticketq__Error *e) {
 }
 
 static size_t error_size(const Ticketq__Error *e) {
-    size_t n = 1 + varint_size(int32_wire((int32_t)e->code));
+    size_t n = 1 + tq_varint_size(int32_wire((int32_t)e->code));
     if (e->message != NULL) n += len_field_size(strlen(e->message));
     return n;
 }
@@ -88,7 +69,7 @@ static bool ids_ok(const Ticketq__Ids *ids) {
 static size_t ids_size(const Ticketq__Ids *x) {
     size_t n = 0;
 #define SZ(num, has, v)                                                                            \
-    if (has) n += 1 + varint_size((uint64_t)(v));
+    if (has) n += 1 + tq_varint_size((uint64_t)(v));
     IDS_U64(SZ, x)
 #undef SZ
     if (x->token_secret != NULL) n += len_field_size(strlen(x->token_secret));
@@ -98,15 +79,15 @@ static size_t ids_size(const Ticketq__Ids *x) {
 static uint8_t *ids_put(const Ticketq__Ids *x, uint8_t *p) {
 #define PUT(num, has, v)                                                                           \
     if (has) {                                                                                     \
-        *p++ = TAG(num, WT_VARINT);                                                                \
-        p = varint_put(p, (uint64_t)(v));                                                          \
+        *p++ = TAG(num, TQ_WT_VARINT);                                                             \
+        p = tq_varint_put(p, (uint64_t)(v));                                                       \
     }
     IDS_U64(PUT, x)
 #undef PUT
     if (x->token_secret != NULL) {
         size_t len = strlen(x->token_secret);
-        *p++ = TAG(13, WT_LEN);
-        p = varint_put(p, len);
+        *p++ = TAG(13, TQ_WT_LEN);
+        p = tq_varint_put(p, len);
         memcpy(p, x->token_secret, len);
         p += len;
     }
@@ -120,12 +101,12 @@ static size_t resp_size(const Ticketq__Response *r, unsigned depth) {
         r->base.n_unknown_fields != 0) {
         return 0;
     }
-    size_t n = 1 + varint_size(r->id);
+    size_t n = 1 + tq_varint_size(r->id);
     if (r->error != NULL) {
         if (!error_ok(r->error)) return 0;
         n += len_field_size(error_size(r->error));
     }
-    if (r->has_lsn) n += 1 + varint_size(r->lsn);
+    if (r->has_lsn) n += 1 + tq_varint_size(r->lsn);
     switch (r->result_case) {
     case TICKETQ__RESPONSE__RESULT__NOT_SET: break;
     case TICKETQ__RESPONSE__RESULT_IDS:
@@ -164,42 +145,42 @@ static uint8_t *len_open(uint8_t *p, uint8_t tag) {
 
 static uint8_t *len_close(uint8_t *body, uint8_t *end) {
     size_t len = (size_t)(end - body);
-    size_t extra = varint_size(len) - 1;
+    size_t extra = tq_varint_size(len) - 1;
     if (extra > 0) memmove(body + extra, body, len);
-    varint_put(body - 1, len);
+    tq_varint_put(body - 1, len);
     return end + extra;
 }
 
 static uint8_t *resp_put(const Ticketq__Response *r, uint8_t *p, unsigned depth) {
-    *p++ = TAG(1, WT_VARINT);
-    p = varint_put(p, r->id);
+    *p++ = TAG(1, TQ_WT_VARINT);
+    p = tq_varint_put(p, r->id);
     if (r->error != NULL) {
-        uint8_t *body = len_open(p, TAG(2, WT_LEN));
+        uint8_t *body = len_open(p, TAG(2, TQ_WT_LEN));
         p = body;
-        *p++ = TAG(1, WT_VARINT);
-        p = varint_put(p, int32_wire((int32_t)r->error->code));
+        *p++ = TAG(1, TQ_WT_VARINT);
+        p = tq_varint_put(p, int32_wire((int32_t)r->error->code));
         if (r->error->message != NULL) {
             size_t len = strlen(r->error->message);
-            *p++ = TAG(2, WT_LEN);
-            p = varint_put(p, len);
+            *p++ = TAG(2, TQ_WT_LEN);
+            p = tq_varint_put(p, len);
             memcpy(p, r->error->message, len);
             p += len;
         }
         p = len_close(body, p);
     }
     if (r->has_lsn) {
-        *p++ = TAG(3, WT_VARINT);
-        p = varint_put(p, r->lsn);
+        *p++ = TAG(3, TQ_WT_VARINT);
+        p = tq_varint_put(p, r->lsn);
     }
     if (r->result_case == TICKETQ__RESPONSE__RESULT_IDS) {
-        uint8_t *body = len_open(p, TAG(12, WT_LEN));
+        uint8_t *body = len_open(p, TAG(12, TQ_WT_LEN));
         p = len_close(body, ids_put(r->ids, body));
     } else if (r->result_case == TICKETQ__RESPONSE__RESULT_BATCH) {
         const Ticketq__BatchResult *b = r->batch;
-        uint8_t *outer = len_open(p, TAG(11, WT_LEN));
+        uint8_t *outer = len_open(p, TAG(11, TQ_WT_LEN));
         p = outer;
         for (size_t i = 0; i < b->n_results; i++) {
-            uint8_t *body = len_open(p, TAG(1, WT_LEN));
+            uint8_t *body = len_open(p, TAG(1, TQ_WT_LEN));
             p = len_close(body, resp_put(b->results[i], body, depth + 1));
         }
         p = len_close(outer, p);

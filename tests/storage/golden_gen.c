@@ -3,9 +3,10 @@
  * Run once per format version: `tq-storage-golden-gen log-vN` on an empty directory, then
  * commit it as one archive (log files are never tracked), from its parent directory:
  * `tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - log-vN | zstd -19 >
- * tests/golden/log-vN.tar.zst`. It writes GOLDEN_RECORDS records (golden.h) in batches of GOLDEN_PER_BATCH into
- * 32 KiB segments, compresses the first sealed segment (so .zseg stays readable forever),
- * writes one snapshot, closes the log and removes the spare segment (never part of the log).
+ * tests/golden/log-vN.tar.zst`. It writes GOLDEN_RECORDS records (golden.h) in batches of
+ * GOLDEN_PER_BATCH into 32 KiB segments, compresses the first sealed segment (so .zseg stays
+ * readable forever), writes one snapshot, closes the log and removes the spare segment (never part
+ * of the log).
  */
 #include "golden.h"
 #include "log.h"
