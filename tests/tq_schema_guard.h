@@ -31,6 +31,9 @@ static inline void tq_check_fields(const ProtobufCMessageDescriptor *d, const un
     TQ_CHECK_UEQ(seen, n);
 }
 
-#define TQ_N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+/* TQ_CHECK_FIELDS(descriptor, skip_oneof, field numbers...) */
+#define TQ_CHECK_FIELDS(d, skip_oneof, ...)                                                        \
+    tq_check_fields(&(d), (const unsigned[]){__VA_ARGS__},                                         \
+                    sizeof((const unsigned[]){__VA_ARGS__}) / sizeof(unsigned), (skip_oneof))
 
 #endif

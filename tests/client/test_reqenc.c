@@ -232,16 +232,13 @@ static void check_declined(void) {
  * Request: outside the op oneof) must be one it writes or declines, so a field added in
  * ticketq.proto fails here instead of being dropped without a word. */
 static void check_schema(void) {
-    static const unsigned request[] = {1, 2};
-    static const unsigned ingest[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 /* declined */, 12};
-    static const unsigned reply[] = {1, 2, 3, 4, 5, 6, 7 /* declined */, 8};
-    static const unsigned claim[] = {1, 2, 3};
-    static const unsigned claim_reply[] = {1, 2, 3};
-    tq_check_fields(&ticketq__request__descriptor, request, TQ_N_ELEMS(request), true);
-    tq_check_fields(&ticketq__ingest__descriptor, ingest, TQ_N_ELEMS(ingest), false);
-    tq_check_fields(&ticketq__reply__descriptor, reply, TQ_N_ELEMS(reply), false);
-    tq_check_fields(&ticketq__claim__descriptor, claim, TQ_N_ELEMS(claim), false);
-    tq_check_fields(&ticketq__claim_reply__descriptor, claim_reply, TQ_N_ELEMS(claim_reply), false);
+    TQ_CHECK_FIELDS(ticketq__request__descriptor, true, 1, 2);
+    TQ_CHECK_FIELDS(ticketq__ingest__descriptor, false, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                    11 /* attachments: declined */, 12);
+    TQ_CHECK_FIELDS(ticketq__reply__descriptor, false, 1, 2, 3, 4, 5, 6,
+                    7 /* attachments: declined */, 8);
+    TQ_CHECK_FIELDS(ticketq__claim__descriptor, false, 1, 2, 3);
+    TQ_CHECK_FIELDS(ticketq__claim_reply__descriptor, false, 1, 2, 3);
 }
 
 int main(void) {

@@ -130,14 +130,10 @@ static void check_same(const Ticketq__Response *r) {
 /* The schema guard (tests/tq_schema_guard.h) for the messages respenc.c encodes; for Response
  * only the fields outside the result oneof (its members other than 11 and 12 go to protobuf-c). */
 static void check_schema(void) {
-    static const unsigned response[] = {1, 2, 3};
-    static const unsigned error[] = {1, 2};
-    static const unsigned ids[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
-    static const unsigned batch[] = {1};
-    tq_check_fields(&ticketq__response__descriptor, response, TQ_N_ELEMS(response), true);
-    tq_check_fields(&ticketq__error__descriptor, error, TQ_N_ELEMS(error), false);
-    tq_check_fields(&ticketq__ids__descriptor, ids, TQ_N_ELEMS(ids), false);
-    tq_check_fields(&ticketq__batch_result__descriptor, batch, TQ_N_ELEMS(batch), false);
+    TQ_CHECK_FIELDS(ticketq__response__descriptor, true, 1, 2, 3);
+    TQ_CHECK_FIELDS(ticketq__error__descriptor, false, 1, 2);
+    TQ_CHECK_FIELDS(ticketq__ids__descriptor, false, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13);
+    TQ_CHECK_FIELDS(ticketq__batch_result__descriptor, false, 1);
 }
 
 int main(void) {

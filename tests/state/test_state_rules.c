@@ -469,14 +469,21 @@ static void ack(struct fx *f, uint64_t tn, uint64_t msg, enum tq_delivery st, bo
     TQ_CHECK_EQ(f->res.duplicate, expect_dup);
 }
 
+/* The outbox tests' world: one tenant whose outbound messages fail after 3 attempts, one queue,
+ * one online agent (*a) and one e-mail ticket (returned). */
+static uint64_t outbox_fixture(struct fx *f, uint64_t *tn, uint64_t *a) {
+    fx_init(f);
+    *tn = fx_tenant(f, "shop");
+    fx_settings(f, *tn, 0, 0, 0, 3);
+    uint64_t q = fx_queue(f, *tn, "q", false, 0);
+    *a = fx_agent(f, *tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
+    return fx_ingest(f, *tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+}
+
 static void test_outbox(void) {
     struct fx f;
-    fx_init(&f);
-    uint64_t tn = fx_tenant(&f, "shop");
-    fx_settings(&f, tn, 0, 0, 0, 3);
-    uint64_t q = fx_queue(&f, tn, "q", false, 0);
-    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
-    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    uint64_t tn, a;
+    uint64_t t = outbox_fixture(&f, &tn, &a);
     uint64_t m1 = fx_reply(&f, tn, a, t);
     uint64_t m2 = fx_reply(&f, tn, a, t);
     struct tq_message_view mv;
@@ -543,12 +550,8 @@ static void test_outbox(void) {
  * count). Each check fails if one of those paths reads or writes the message's stale bits. */
 static void test_outbox_attempts_in_entry(void) {
     struct fx f;
-    fx_init(&f);
-    uint64_t tn = fx_tenant(&f, "shop");
-    fx_settings(&f, tn, 0, 0, 0, 3);
-    uint64_t q = fx_queue(&f, tn, "q", false, 0);
-    uint64_t a = fx_agent(&f, tn, "a", TQ_PRESENCE_ONLINE, 5, 5);
-    uint64_t t = fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, "c@x.com", NULL, q);
+    uint64_t tn, a;
+    uint64_t t = outbox_fixture(&f, &tn, &a);
     uint64_t m1 = fx_reply(&f, tn, a, t);
     struct tq_message_view mv;
     take(&f, tn, 1, 30000, 1);
