@@ -15,6 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The transparent huge page size (x86-64): the log's batch and scan buffers and the state's big
+ * regions are aligned to it and advised with MADV_HUGEPAGE (docs/operations.md, "Memory and
+ * transparent huge pages"). */
+#define TQ_HUGE_PAGE_BYTES ((size_t)2 << 20)
+
 void *tq_alloc(size_t size);
 void *tq_calloc(size_t count, size_t size);
 void *tq_realloc(void *ptr, size_t size_old, size_t size_new);

@@ -502,12 +502,11 @@ static void segment_roll(struct tq_log *log, uint64_t lsn_first) {
  * 2 MiB runs leaves the block layer in fewer, larger requests (from 4 KiB pages a write is cut
  * at the device's segment limit, 254 pages per request here: ~450 KiB requests against ~1.1 MiB;
  * +30-45% durable bandwidth for 64 KiB x 256, docs/performance-storage.md 2026-12-03 14:42). */
-#define HUGE_PAGE_BYTES (2u << 20)
 
 static void buf_alloc(struct tq_batch_buf *buf, uint32_t batch_bytes_max) {
     buf->cap = (size_t)tq_batch_disk_bytes(batch_bytes_max);
-    size_t huge = (buf->cap + HUGE_PAGE_BYTES / 2) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
-    size_t align = huge > 0 ? HUGE_PAGE_BYTES : TQ_BATCH_ALIGN_BYTES;
+    size_t huge = (buf->cap + TQ_HUGE_PAGE_BYTES / 2) / TQ_HUGE_PAGE_BYTES * TQ_HUGE_PAGE_BYTES;
+    size_t align = huge > 0 ? TQ_HUGE_PAGE_BYTES : TQ_BATCH_ALIGN_BYTES;
     buf->raw_bytes = (huge > buf->cap ? huge : buf->cap) + align;
     buf->raw = tq_xalloc(buf->raw_bytes);
     uintptr_t mask = (uintptr_t)align - 1;

@@ -43,8 +43,7 @@
  * to the first; only there the unread rest of the region (the start of a batch straddling the
  * wrap, at most the slack) is copied in front of slot 0. A request larger than the slack falls
  * back to pread. */
-#define STREAM_DEPTH         TQ_SCAN_DEPTH
-#define SCAN_HUGE_PAGE_BYTES (2u << 20)
+#define STREAM_DEPTH TQ_SCAN_DEPTH
 
 struct tq_scan_stream {
     struct io_uring *ring;
@@ -139,12 +138,12 @@ void tq_scan_io_init(struct tq_scan_io *io, size_t window, size_t slack) {
     /* 2 MiB-aligned and backed by transparent huge pages where available: an O_DIRECT read of a
      * 1 MiB window then lands in one physically contiguous run (one block request instead of
      * two at this disk's 254-segment limit), as the writer's batch buffers do (log.c). */
-    if (posix_memalign((void **)&io->mem, SCAN_HUGE_PAGE_BYTES, io->mem_bytes) != 0) {
+    if (posix_memalign((void **)&io->mem, TQ_HUGE_PAGE_BYTES, io->mem_bytes) != 0) {
         io->mem = NULL;
         tq_scan_io_free(io);
         return;
     }
-    (void)madvise(io->mem, io->mem_bytes - io->mem_bytes % SCAN_HUGE_PAGE_BYTES, MADV_HUGEPAGE);
+    (void)madvise(io->mem, io->mem_bytes - io->mem_bytes % TQ_HUGE_PAGE_BYTES, MADV_HUGEPAGE);
 }
 
 void tq_scan_io_free(struct tq_scan_io *io) {

@@ -11,6 +11,7 @@
  * malloc and doubling arrays of fat structs; chunked slabs waste at most one chunk per kind.
  */
 #include "state_internal.h"
+#include "tq_alloc.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -35,7 +36,6 @@
  * Accounting: these bytes are not in tq_alloc_bytes_live() (tq_alloc is malloc's door); they
  * are counted here (what the state asked for, as tq_alloc counts) and reported by
  * tq_state_bytes_mapped(). */
-#define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
 static _Atomic uint64_t mapped_bytes_live;
 
@@ -53,7 +53,7 @@ uint64_t tq_state_bytes_mapped(void) {
 }
 
 static size_t huge_round(size_t bytes) {
-    return (bytes + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+    return (bytes + TQ_HUGE_PAGE_BYTES - 1) & ~(TQ_HUGE_PAGE_BYTES - 1);
 }
 
 /* A zeroed, 2 MiB-aligned region of huge_round(bytes) bytes (not counted; callers count), with
@@ -61,17 +61,17 @@ static size_t huge_round(size_t bytes) {
 static void *region_map_advised(size_t bytes, size_t advise) {
     size_t len = huge_round(bytes);
     /* over-map by one huge page and trim both ends to the alignment */
-    uint8_t *raw = mmap(NULL, len + HUGE_PAGE_BYTES, PROT_READ | PROT_WRITE,
+    uint8_t *raw = mmap(NULL, len + TQ_HUGE_PAGE_BYTES, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
         fprintf(stderr, "out of memory mapping %zu bytes\n", len);
         abort();
     }
-    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1));
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + TQ_HUGE_PAGE_BYTES - 1) & ~(TQ_HUGE_PAGE_BYTES - 1));
     if (p > raw) munmap(raw, (size_t)(p - raw));
-    size_t tail = (size_t)(raw + len + HUGE_PAGE_BYTES - (p + len));
+    size_t tail = (size_t)(raw + len + TQ_HUGE_PAGE_BYTES - (p + len));
     if (tail > 0) munmap(p + len, tail);
-    TQ_ASSERT(advise <= len && advise % HUGE_PAGE_BYTES == 0);
+    TQ_ASSERT(advise <= len && advise % TQ_HUGE_PAGE_BYTES == 0);
     /* advice only: EINVAL without THP is harmless */
     if (advise > 0) (void)madvise(p, advise, MADV_HUGEPAGE);
     return p;
@@ -81,11 +81,11 @@ static void *region_map_advised(size_t bytes, size_t advise) {
  * page gets the advice, a partial last one does not (it would be resident whole, up to 2 MiB
  * more than the table's bytes; a hash table whose capacity is not a power of two has one). */
 static void *region_map(size_t bytes) {
-    return region_map_advised(bytes, bytes & ~(HUGE_PAGE_BYTES - 1));
+    return region_map_advised(bytes, bytes & ~(TQ_HUGE_PAGE_BYTES - 1));
 }
 
 static void region_unmap(void *p, size_t bytes) {
-    TQ_ASSERT(((uintptr_t)p & (HUGE_PAGE_BYTES - 1)) == 0);
+    TQ_ASSERT(((uintptr_t)p & (TQ_HUGE_PAGE_BYTES - 1)) == 0);
     munmap(p, huge_round(bytes));
 }
 
@@ -114,15 +114,15 @@ void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new) {
     if (bytes_old < TQ_ST_TABLE_MAP_BYTES_MIN && bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN) {
         return tq_xrealloc(p, bytes_old, bytes_new);
     }
+    size_t kept = bytes_old < bytes_new ? bytes_old : bytes_new;
     void *n;
     if (bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN) {
         n = tq_st_table_alloc(bytes_new);
     } else {
-        size_t kept = bytes_old < bytes_new ? bytes_old : bytes_new;
         mapped_add(bytes_new);
-        n = region_map_advised(bytes_new, kept & ~(HUGE_PAGE_BYTES - 1));
+        n = region_map_advised(bytes_new, kept & ~(TQ_HUGE_PAGE_BYTES - 1));
     }
-    if (p != NULL) memcpy(n, p, bytes_old < bytes_new ? bytes_old : bytes_new);
+    if (p != NULL) memcpy(n, p, kept);
     tq_st_table_free(p, bytes_old);
     return n;
 }
@@ -144,7 +144,7 @@ static size_t slab_chunk_bytes(const struct tq_slab *slab) {
  * is touched past the last chunk handed out by more than one huge page. */
 static uint32_t slab_group_chunks(const struct tq_slab *slab) {
     uint32_t g = 1;
-    while (((size_t)g * slab_chunk_bytes(slab)) % HUGE_PAGE_BYTES != 0)
+    while (((size_t)g * slab_chunk_bytes(slab)) % TQ_HUGE_PAGE_BYTES != 0)
         g *= 2;
     return g;
 }
