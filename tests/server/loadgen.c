@@ -28,7 +28,9 @@
  * old behaviour, which did: one slow answer then held back every later send). The open loop's
  * connections are driven by --open-procs P processes (default 1: the tool's own CPU on a 2-core
  * machine was most of the client's tail; run_open_group). It also prints how late requests
- * went out against the schedule and how long the workers waited for a CPU.
+ * went out against the schedule and how long the workers waited for a CPU. --tick-us T makes
+ * the open loop wake at most every T µs (run_open_group): fewer, larger writes and reads on
+ * both sides, latency still from each request's due time.
  */
 #include "ticketq.h"
 
@@ -48,6 +50,7 @@
 #define HIST_US        10u
 #define BODY_BYTES_MAX 4096u
 #define AGENTS         500u
+#define TICK_US_MAX    100000u /* --tick-us: at most 100 ms */
 
 struct opts {
     const char *addr;
@@ -57,6 +60,7 @@ struct opts {
     double mixed;
     bool collect_blocking; /* --collect-blocking: the open loop's old blocking collect */
     unsigned open_procs;   /* open loop: processes sharing the connections (--open-procs) */
+    unsigned tick_us;      /* open loop: at least this long between wake-ups (--tick-us) */
     double rate;           /* > 0: open loop at this many requests/s in total */
     double first_contact;  /* fraction of ingests from customers never seen before */
     bool setup;
@@ -96,6 +100,14 @@ static uint64_t now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Sleeps until the monotonic time t_us (now_us's clock). */
+static void sleep_until_us(uint64_t t_us) {
+    struct timespec ts = {.tv_sec = (time_t)(t_us / 1000000u),
+                          .tv_nsec = (long)(t_us % 1000000u) * 1000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
 }
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
@@ -404,7 +416,11 @@ static void open_drain(struct worker *wk, struct open_conn *oc, unsigned depth) 
  * read only when ppoll says it is readable. The arrival schedule is the same as with one
  * process per connection; what changes is the tool's own CPU: on the 2-core machine four
  * processes waking every 25 µs used 0.8 of a core at 160k/s and waited 9.4 s for a CPU in an
- * 8 s run (send lateness p99 6-8 ms: most of the client's p99; docs/performance-server.md). */
+ * 8 s run (send lateness p99 6-8 ms: most of the client's p99; docs/performance-server.md).
+ * With --tick-us T a wake-up comes at most every T µs: everything due by then goes out on a
+ * connection in one write and every readable connection is read, so at 160k/s and T = 100 each
+ * wake-up carries ~16 requests instead of one (the due times, and so the latency, are as
+ * without ticks: the tick's delay is counted). */
 static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
     struct tq_error err;
     struct req_storage rs;
@@ -425,6 +441,7 @@ static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
         oc[i].due = start + (uint64_t)(interval * j / g_opt.conns);
     }
     uint64_t *sent = calloc(n, sizeof(uint64_t)); /* requests due so far, per connection */
+    uint64_t last_wake = start;
     for (;;) {
         bool inflight = false;
         uint64_t next_due = UINT64_MAX;
@@ -457,11 +474,25 @@ static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
             inflight |= o->head > o->tail;
         }
         if (g_stop && !inflight) break;
-        uint64_t now = now_us(), wait_us = 50000;
+        uint64_t now = now_us();
+        /* --tick-us T: no wake-up sooner than T after the last one. The sleep runs to the end
+         * of the tick whatever arrives meanwhile (answers wait in the socket, due requests wait
+         * for the next send pass), then the ppoll below returns at once with the readable
+         * connections, or blocks until the next due time or an answer if neither is there yet.
+         * Only when nothing is in flight and nothing falls due within the tick is there
+         * nothing to wait for. Until 2026-12-03 the draft left POLLIN off while ticking, so a
+         * tool whose every connection had a full window slept the whole 50 ms cap. */
+        if (g_opt.tick_us > 0 && now < last_wake + g_opt.tick_us &&
+            (inflight || next_due < last_wake + g_opt.tick_us)) {
+            sleep_until_us(last_wake + g_opt.tick_us);
+            now = now_us();
+        }
+        uint64_t wait_us = 50000;
         if (next_due != UINT64_MAX) wait_us = next_due > now ? next_due - now : 0;
         if (wait_us > 50000) wait_us = 50000;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait_us * 1000)};
         int ready = ppoll(pfd, n, &ts, NULL);
+        last_wake = now_us();
         if (ready <= 0) continue;
         for (unsigned i = 0; i < n; i++) {
             if (pfd[i].revents != 0) open_drain(wk, &oc[i], depth);
@@ -618,18 +649,25 @@ static void print_server_counts(void) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
-                    "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
-                    "[--rate R] [--open-procs P] [--seed X] [--first-contact P] "
-                    "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
-                    "--seconds 0: the setup only (customers, each with one ticket and message)\n"
-                    "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
-                    "--collect-blocking: open loop waits for each answer in turn, even past the "
-                    "next due send (the behaviour before 2026-12-03, for comparison; one process "
-                    "per connection)\n"
-                    "--open-procs P: the open loop's connections are driven by P processes "
-                    "(default 1; --open-procs N = --conns N is one process per connection, as "
-                    "before 2026-12-03 afternoon)\n");
+    fprintf(stderr,
+            "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
+            "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
+            "[--rate R] [--open-procs P] [--tick-us T] [--seed X] [--first-contact P] "
+            "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
+            "--seconds 0: the setup only (customers, each with one ticket and message)\n"
+            "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
+            "--collect-blocking: open loop waits for each answer in turn, even past the "
+            "next due send (the behaviour before 2026-12-03, for comparison; one process "
+            "per connection)\n"
+            "--open-procs P: the open loop's connections are driven by P processes "
+            "(default 1; --open-procs N = --conns N is one process per connection, as "
+            "before 2026-12-03 afternoon)\n"
+            "--tick-us T: open loop wakes at most every T µs (default 0: at every due "
+            "time and every answer); each wake-up sends what is due on a connection in "
+            "one write and reads every readable connection; latency still counts from "
+            "each request's due time, so the tick's delay (<= T to send, <= T to read) is "
+            "inside it (max %u)\n",
+            TICK_US_MAX);
     exit(2);
 }
 
@@ -650,6 +688,8 @@ int main(int argc, char **argv) {
         i++;
         if (strcmp(a, "--addr") == 0)
             g_opt.addr = v;
+        else if (strcmp(a, "--tick-us") == 0)
+            g_opt.tick_us = (unsigned)strtoul(v, NULL, 10);
         else if (strcmp(a, "--open-procs") == 0)
             g_opt.open_procs = (unsigned)strtoul(v, NULL, 10);
         else if (strcmp(a, "--token-file") == 0)
@@ -687,7 +727,8 @@ int main(int argc, char **argv) {
     }
     if (token_file == NULL || g_opt.conns == 0 || g_opt.open_procs == 0 || g_opt.depth == 0 ||
         g_opt.batch == 0 || g_opt.customers == 0 || g_opt.first_contact < 0 ||
-        g_opt.first_contact > 1)
+        g_opt.first_contact > 1 || g_opt.tick_us > TICK_US_MAX ||
+        (g_opt.tick_us > 0 && (g_opt.rate <= 0 || g_opt.collect_blocking)))
         usage();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
