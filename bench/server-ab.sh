@@ -14,7 +14,8 @@
 #   --rate R          open-loop rate in requests/s (default 40000)
 #   --variant N=ARGS  a ticketqd variant, e.g. old="--ring plain" (repeatable; default
 #                     old="--ring plain" and new=""); words after a lone "--" go to
-#                     tq-loadgen instead, e.g. procs4="-- --open-procs 4"
+#                     tq-loadgen instead, e.g. procs4="-- --open-procs 4" or
+#                     t100="-- --tick-us 100" (the open loop wakes at most every 100 µs)
 #
 # Each run starts a fresh ticketqd (--fsync always, a temp directory, loopback, metrics on) under
 # /usr/bin/time, runs tq-loadgen (100,000 customers set up first), reads /metrics, stops the
@@ -36,7 +37,7 @@ WORKLOADS="pipe,mixed,batch,open"
 RATE=40000
 VARIANTS=()
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;
