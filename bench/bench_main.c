@@ -81,6 +81,7 @@ struct bench_args {
     const char *csv_path;
     const char *plot_path;
     enum tq_driver_wait wait; /* --wait */
+    uint64_t tick_us;         /* --tick-us: 0 = none */
     long server_pid;          /* --server-pid: 0 = none */
     const char *restart_cmd;  /* --restart-cmd: NULL = none */
 };
@@ -142,6 +143,9 @@ static void usage(FILE *out) {
         "                              start ticketqd again) and time it until Stats answers\n"
         "  --wait epoll|ppoll          how the driver waits for its connections (default epoll;\n"
         "                              ppoll = the driver before 2026-12-03 afternoon, for A/B)\n"
+        "  --tick-us T                 open loop: wake at most every T us (default 0 = at every\n"
+        "                              intended time and answer; max 100000); latency still\n"
+        "                              counts from the intended time, the tick's delay included\n"
         "  --json                      print one JSON object instead of the text report\n"
         "  --help\n"
         "Exit: 0 valid run, 1 run had errors (figures still printed), 2 usage, 3 unavailable.\n",
@@ -211,6 +215,7 @@ enum long_only {
     OPT_SERVER_PID,
     OPT_RESTART_CMD,
     OPT_WAIT,
+    OPT_TICK_US,
 };
 
 /* Returns -1 to go on, or an exit code. */
@@ -241,6 +246,7 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"restart-cmd", required_argument, NULL, OPT_RESTART_CMD},
         {"wait", required_argument, NULL, OPT_WAIT},
+        {"tick-us", required_argument, NULL, OPT_TICK_US},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -320,6 +326,9 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
                 ok = false;
             }
             break;
+        case OPT_TICK_US:
+            ok = parse_u64(optarg, &a->tick_us) && a->tick_us <= TQ_DRIVER_TICK_NS_MAX / 1000;
+            break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -347,6 +356,10 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
         if (!duration_set) {
             a->duration_s = 2 * a->peak.warmup_s + 2 * a->peak.ramp_s + a->peak.spike_s;
         }
+    }
+    if (a->tick_us > 0 && !(a->rate > 0.0)) { /* before any load: it can take a while */
+        fprintf(stderr, "ticketq-bench: --tick-us needs an open loop (--rate)\n");
+        return EXIT_USAGE;
     }
     return -1;
 }
@@ -396,11 +409,12 @@ static void report_json(const struct bench_args *a, const char *system_name,
     printf("{");
     json_figures(&r->all, ok, errors, r->elapsed_s);
     printf(",\"system\":\"%s\",\"workload\":\"%s\",\"clients\":%u,\"pipeline\":%u,\"batch\":%u,"
-           "\"rate\":%.1f,\"seed\":%" PRIu64 ",\"customers\":%" PRIu64 ",\"backlog\":%" PRIu64
-           ",\"elapsed_s\":%.3f,\"empty_queue\":%" PRIu64 ",\"unfinished\":%" PRIu64
-           ",\"per_op\":{",
+           "\"rate\":%.1f,\"tick_us\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"customers\":%" PRIu64
+           ",\"backlog\":%" PRIu64 ",\"elapsed_s\":%.3f,\"empty_queue\":%" PRIu64
+           ",\"unfinished\":%" PRIu64 ",\"per_op\":{",
            system_name, tq_workload_kind_name(a->workload), a->clients, a->pipeline, a->batch,
-           a->rate, a->seed, a->customers, a->backlog, r->elapsed_s, r->empty_queue, r->unfinished);
+           a->rate, a->tick_us, a->seed, a->customers, a->backlog, r->elapsed_s, r->empty_queue,
+           r->unfinished);
     bool first = true;
     for (unsigned k = 0; k < TQ_OP_KIND_COUNT; k++) {
         if (r->per_op[k].count == 0) continue;
@@ -1176,6 +1190,7 @@ static int run(struct bench_args *a) {
                      .customers = a->customers,
                      .backlog = a->backlog},
         .wait = a->wait,
+        .tick_ns = a->tick_us * 1000,
         .on_second = on_second,
         .on_second_ctx = &rc,
     };

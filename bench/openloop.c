@@ -19,6 +19,13 @@
  * CPU taken from the server under test on a shared machine (docs/performance-peers.md,
  * 2026-12-03 afternoon). The epoll loop keeps one registration per connection, level
  * triggered, and changes it only when the connection's wish to write changes.
+ *
+ * Ticks (options.tick_ns, --tick-us): without them the loop wakes for every intended time and
+ * every answer, so at 160k/s each request costs a wake-up, a write and a read on both sides.
+ * With a tick T it wakes at most every T: after a wake-up it sleeps out the tick (while anything
+ * is in flight or due within it: tq_driver_tick_hold), then waits as before, which returns at
+ * once with what became readable and due meanwhile. The intended times do not move and
+ * latency counts from them, so the tick's delay is inside the figure.
  */
 #include "openloop.h"
 
@@ -107,6 +114,14 @@ static enum tq_err check_options(const struct tq_driver_options *o, struct tq_er
     }
     if (o->peak != NULL && !(o->peak->base_rate > 0.0)) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "peak base rate must be > 0");
+    }
+    if (o->tick_ns > TQ_DRIVER_TICK_NS_MAX) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "--tick-us must be <= %llu",
+                            TQ_DRIVER_TICK_NS_MAX / 1000);
+    }
+    if (o->tick_ns > 0 && o->rate == 0.0 && o->peak == NULL) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "--tick-us needs an open loop (--rate)");
     }
     if (o->workload.customers == 0) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "customers must be > 0");
@@ -237,10 +252,14 @@ enum tq_err tq_driver_step(struct tq_driver *driver, uint64_t now_ns, uint64_t *
         emit_second(d, now_ns);
     uint64_t wake = d->second_end_ns <= d->end_ns ? d->second_end_ns : UINT64_MAX;
     if (now_ns >= d->end_ns) {
+        /* Over. With a tick, the arrivals due in the window's last tick go out at the first
+         * wake-up after it (one tick late at most, as any other; none lost). */
         *wake_ns = UINT64_MAX;
-        return TQ_OK;
+        if (!d->open_loop || now_ns >= d->end_ns + d->options.tick_ns) return TQ_OK;
+        wake = UINT64_MAX;
+    } else if (d->end_ns < wake) {
+        wake = d->end_ns;
     }
-    if (d->end_ns < wake) wake = d->end_ns;
     for (uint32_t i = 0; i < d->conn_count; i++) {
         struct driver_conn *c = &d->conns[i];
         while (c->free_count > 0) {
@@ -293,6 +312,14 @@ void tq_driver_complete(struct tq_driver *driver, const struct tq_bench_completi
     d->in_flight_total--;
 }
 
+uint64_t tq_driver_tick_hold(const struct tq_driver *driver, uint64_t last_wake_ns, uint64_t now_ns,
+                             uint64_t wake_ns) {
+    uint64_t tick_end = last_wake_ns + driver->options.tick_ns;
+    if (driver->options.tick_ns == 0 || now_ns >= tick_end) return 0;
+    if (driver->in_flight_total == 0 && wake_ns >= tick_end) return 0;
+    return tick_end;
+}
+
 bool tq_driver_done(const struct tq_driver *driver, uint64_t now_ns) {
     return driver->started && now_ns >= driver->end_ns && driver->in_flight_total == 0;
 }
@@ -331,6 +358,23 @@ static enum tq_err read_conn(struct tq_driver *d, struct driver_conn *c, struct 
         if (count < TQ_ARRAY_COUNT(done)) break;
     }
     return TQ_OK;
+}
+
+/* Sleeps until the monotonic time t_ns (tq_bench_now_ns's clock). */
+static void sleep_until_ns(uint64_t t_ns) {
+    struct timespec ts = {(time_t)(t_ns / NS_PER_S), (long)(t_ns % NS_PER_S)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+/* options.tick_ns: sleeps out the rest of the tick if tq_driver_tick_hold says so; returns the
+ * time after it (now_ns if it did not sleep). */
+static uint64_t tick_hold(struct tq_driver *d, uint64_t last_wake_ns, uint64_t now_ns,
+                          uint64_t wake_ns) {
+    uint64_t hold = tq_driver_tick_hold(d, last_wake_ns, now_ns, wake_ns);
+    if (hold == 0) return now_ns;
+    sleep_until_ns(hold);
+    return tq_bench_now_ns();
 }
 
 /* The wait of one loop turn: until wake_ns, at most POLL_WAIT_NS_MAX after now_ns. */
@@ -390,6 +434,7 @@ static enum tq_err run_epoll(struct tq_driver *d, struct tq_error *error) {
         err = epoll_update(d, epfd, i, EPOLL_CTL_ADD, out_armed, error);
     if (err != TQ_OK) goto done;
     tq_driver_start(d, tq_bench_now_ns());
+    uint64_t last_wake_ns = d->start_ns;
     for (;;) {
         uint64_t now_ns = tq_bench_now_ns(), wake_ns;
         err = step_and_flush(d, now_ns, &wake_ns, error);
@@ -400,8 +445,10 @@ static enum tq_err run_epoll(struct tq_driver *d, struct tq_error *error) {
             err = epoll_update(d, epfd, i, EPOLL_CTL_MOD, out_armed, error);
             if (err != TQ_OK) goto done;
         }
+        now_ns = tick_hold(d, last_wake_ns, now_ns, wake_ns);
         struct timespec timeout = wait_timeout(now_ns, wake_ns);
         int ready = epoll_pwait2(epfd, events, (int)d->conn_count, &timeout, NULL);
+        if (d->options.tick_ns > 0) last_wake_ns = tq_bench_now_ns();
         if (ready < 0) {
             if (errno == EINTR) continue;
             err = tq_error_set(error, TQ_ERR_IO, "epoll_pwait2: %s", strerror(errno));
@@ -428,12 +475,14 @@ static enum tq_err run_ppoll(struct tq_driver *d, struct tq_error *error) {
     enum tq_err err = TQ_OK;
     struct pollfd *fds = tq_xcalloc(d->conn_count, sizeof(*fds));
     tq_driver_start(d, tq_bench_now_ns());
+    uint64_t last_wake_ns = d->start_ns;
     for (;;) {
         uint64_t now_ns = tq_bench_now_ns(), wake_ns;
         err = step_and_flush(d, now_ns, &wake_ns, error);
         if (err != TQ_OK) goto done;
         if (tq_driver_done(d, now_ns)) break;
         if (now_ns >= d->end_ns + TQ_DRIVER_DRAIN_NS) break;
+        now_ns = tick_hold(d, last_wake_ns, now_ns, wake_ns);
         for (uint32_t i = 0; i < d->conn_count; i++) {
             fds[i].fd = d->system->conn_fd(d->conns[i].conn);
             fds[i].events = (short)(POLLIN | (d->conns[i].pending_write ? POLLOUT : 0));
@@ -441,6 +490,7 @@ static enum tq_err run_ppoll(struct tq_driver *d, struct tq_error *error) {
         }
         struct timespec timeout = wait_timeout(now_ns, wake_ns);
         int ready = ppoll(fds, d->conn_count, &timeout, NULL);
+        if (d->options.tick_ns > 0) last_wake_ns = tq_bench_now_ns();
         if (ready < 0) {
             if (errno == EINTR) continue;
             err = tq_error_set(error, TQ_ERR_IO, "ppoll: %s", strerror(errno));

@@ -30,6 +30,7 @@
 
 #define TQ_DRIVER_CLIENTS_MAX          4096u
 #define TQ_DRIVER_PIPELINE_MAX         4096u
+#define TQ_DRIVER_TICK_NS_MAX          (100ull * 1000 * 1000)       /* --tick-us: at most 100 ms */
 #define TQ_DRIVER_DRAIN_NS             (10ull * 1000 * 1000 * 1000) /* wait this long for in-flight ops */
 #define TQ_DRIVER_COMPLETIONS_PER_POLL 256u /* bound of one poll_completions call */
 
@@ -93,6 +94,12 @@ struct tq_driver_options {
     const struct tq_peak_schedule *peak; /* non-NULL: open loop on this schedule (rate unused) */
     struct tq_workload_options workload;
     enum tq_driver_wait wait; /* tq_driver_run only; default epoll */
+    /* Open loop only: at least this long between two wake-ups of tq_driver_run (0: wake at
+     * every intended time and every answer). Everything due by a wake-up goes out in one write
+     * per connection and every readable connection is read; latency still counts from the
+     * intended time, so the tick's delay (< tick_ns to send, <= tick_ns to read) is inside it.
+     * At most TQ_DRIVER_TICK_NS_MAX. */
+    uint64_t tick_ns;
     /* Called after each full second (may be NULL). */
     void (*on_second)(void *ctx, const struct tq_driver_second *second);
     void *on_second_ctx;
@@ -141,6 +148,13 @@ TQ_NODISCARD enum tq_err tq_driver_step(struct tq_driver *driver, uint64_t now_n
 /* Records the completion of tag at now_ns; tags come from send_op. */
 void tq_driver_complete(struct tq_driver *driver, const struct tq_bench_completion *completion,
                         uint64_t now_ns);
+
+/* options->tick_ns: the time until which a loop that last woke at last_wake_ns must sleep
+ * without looking at its connections, given now_ns and the wake_ns of tq_driver_step (then it
+ * waits as usual: answers and due sends are there at once). 0 when it need not sleep: no tick,
+ * the tick already over, or nothing in flight and nothing due within the tick. */
+uint64_t tq_driver_tick_hold(const struct tq_driver *driver, uint64_t last_wake_ns, uint64_t now_ns,
+                             uint64_t wake_ns);
 
 /* True once the window is over and nothing is in flight. */
 bool tq_driver_done(const struct tq_driver *driver, uint64_t now_ns);

@@ -14,7 +14,8 @@
 #   --rate R          open-loop rate in requests/s (default 40000)
 #   --variant N=ARGS  a ticketqd variant, e.g. old="--ring plain" (repeatable; default
 #                     old="--ring plain" and new=""); words after a lone "--" go to
-#                     tq-loadgen instead, e.g. procs4="-- --open-procs 4"
+#                     tq-loadgen instead, e.g. procs4="-- --open-procs 4" or
+#                     t100="-- --tick-us 100" (the open loop wakes at most every 100 µs)
 #
 # Each run starts a fresh ticketqd (--fsync always, a temp directory, loopback, metrics on) under
 # /usr/bin/time, runs tq-loadgen (100,000 customers set up first), reads /metrics, stops the
@@ -24,7 +25,8 @@
 # method that the load generator's own scheduling cannot distort), the open loop's send
 # lateness p99 (how late tq-loadgen sent against its own schedule: the client's share of a tail),
 # the loop thread's run-queue wait (schedstat, % of the run: waiting for a CPU, not for I/O) and
-# the longest loop turn (ticketq_turn_max_seconds) and tq-loadgen's own CPU per request. The
+# the longest loop turn (ticketq_turn_max_seconds), tq-loadgen's own CPU per request and (open
+# loop) the p99 of the same answers counted from their send, the tool's delay left out. The
 # load average is printed next to every line, and the medians per workload and variant at the end.
 set -euo pipefail
 
@@ -36,7 +38,7 @@ WORKLOADS="pipe,mixed,batch,open"
 RATE=40000
 VARIANTS=()
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;
@@ -115,19 +117,22 @@ run_one() {
   ccpu="$(echo "$out" | awk -v r="$rps" -v s="$SECONDS_RUN" '/^client-cpu/ { printf "%.2f", ($2 + $3) * 1e6 / (r * s) }')"
   late="$(echo "$out" | sed -n 's/^send lateness.* p99 \([0-9]*\) us.*/\1/p' | tail -1)"
   [ -n "$late" ] || late=-1000
+  local sendp99 # the same answers' p99 counted from their send: the figure minus the tool's delay
+  sendp99="$(echo "$out" | sed -n 's/^latency p99.9 .*from the send.* p99 \([0-9]*\) us.*/\1/p' | tail -1)"
+  [ -n "$sendp99" ] || sendp99=-1000
   rqwait="$(echo "$sched0 $sched1" | awk -v s="$SECONDS_RUN" '{printf "%.1f", ($5 - $2) / 1e7 / s}')"
   local tu ts tw tc
   read -r tu ts tw tc <"$WORK/time"
   awk -v w="$w" -v v="$name" -v load="$load" -v rps="$rps" -v mps="$mps" -v p50="$p50" \
     -v p99="$p99" -v msgs="$msgs" -v u="$tu" -v s="$ts" -v cw="$tw" -v cc="$tc" \
-    -v late="$late" -v rqwait="$rqwait" -v ccpu="$ccpu" -v tmax="$(sed -n 's/^ticketq_turn_max_seconds //p' "$WORK/metrics")" '
+    -v late="$late" -v sendp99="$sendp99" -v rqwait="$rqwait" -v ccpu="$ccpu" -v tmax="$(sed -n 's/^ticketq_turn_max_seconds //p' "$WORK/metrics")" '
     /^ticketq_request_seconds_bucket/ && index($0, "op=\"ingest\"") {
       split($0, a, "le=\""); split(a[2], b, "\""); h[b[1]] = $NF; if (b[1] == "+Inf") tot = $NF }
     END {
       o25 = tot > 0 ? 100 * (tot - h["0.0025"]) / tot : -1
       o10 = tot > 0 ? 100 * (tot - h["0.01"]) / tot : -1
-      printf "%s %s load %s req/s %s msg/s %s p50_ms %.2f p99_ms %.1f cpu_us_msg %.2f cs_msg %.3f srv_over_2.5ms_pct %.2f srv_over_10ms_pct %.2f late_p99_ms %.1f loop_rqwait_pct %s turn_max_ms %.1f client_cpu_us_req %s\n",
-        w, v, load, rps, mps, p50 / 1000, p99 / 1000, (u + s) * 1e6 / msgs, (cw + cc) / msgs, o25, o10, late / 1000, rqwait, tmax * 1000, ccpu
+      printf "%s %s load %s req/s %s msg/s %s p50_ms %.2f p99_ms %.1f cpu_us_msg %.2f cs_msg %.3f srv_over_2.5ms_pct %.2f srv_over_10ms_pct %.2f late_p99_ms %.1f loop_rqwait_pct %s turn_max_ms %.1f client_cpu_us_req %s send_p99_ms %.1f\n",
+        w, v, load, rps, mps, p50 / 1000, p99 / 1000, (u + s) * 1e6 / msgs, (cw + cc) / msgs, o25, o10, late / 1000, rqwait, tmax * 1000, ccpu, sendp99 / 1000
     }' "$WORK/metrics" | tee -a "$RESULTS"
 }
 
@@ -141,12 +146,14 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "medians of $ROUNDS (workload variant: msg/s, p99 ms, CPU µs/msg, server-side % over 10 ms," \
   "% over 2.5 ms, client send lateness p99 ms, loop thread's run-queue wait %, longest turn ms," \
-  "client CPU µs/request: tq-loadgen's user+sys, setup included):"
+  "client CPU µs/request: tq-loadgen's user+sys, setup included, open loop's p99 from the send" \
+  "instead of the due time ms):"
 awk '{k = $1 " " $2; m[k] = m[k] " " $8; p[k] = p[k] " " $12; c[k] = c[k] " " $14; o[k] = o[k] " " $20
-  q[k] = q[k] " " $18; l[k] = l[k] " " $22; r[k] = r[k] " " $24; t[k] = t[k] " " $26; x[k] = x[k] " " $28}
+  q[k] = q[k] " " $18; l[k] = l[k] " " $22; r[k] = r[k] " " $24; t[k] = t[k] " " $26; x[k] = x[k] " " $28
+  y[k] = y[k] " " $30}
   function med(s,   a, n, i, j, t) { n = split(s, a, " ");
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return a[int((n + 1) / 2)] }
-  END { for (k in m) printf "  %-14s %10s %8s %8s %8s %8s %8s %8s %8s %8s\n", k, med(m[k]), med(p[k]), med(c[k]),
-    med(o[k]), med(q[k]), med(l[k]), med(r[k]), med(t[k]), med(x[k]) }' \
+  END { for (k in m) printf "  %-14s %10s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", k, med(m[k]), med(p[k]), med(c[k]),
+    med(o[k]), med(q[k]), med(l[k]), med(r[k]), med(t[k]), med(x[k]), med(y[k]) }' \
   "$RESULTS" | sort

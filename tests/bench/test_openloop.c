@@ -10,7 +10,13 @@
  *   - a 100 ms stall is charged to every arrival it delays (latency from the intended time):
  *     far more slow operations than could ever be in flight, so coordinated omission is absent;
  *   - closed loop never exceeds clients x pipeline in flight and keeps the server busy;
- *   - the peak schedule's arrivals follow tq_peak_arrival_time.
+ *   - the peak schedule's arrivals follow tq_peak_arrival_time;
+ *   - with a tick (tick_ns, simulated as tq_driver_run's loop does it: sleep out the tick, then
+ *     read everything answered and send everything due): wake-ups at least a tick apart, every
+ *     arrival sent within a tick of its intended time and none lost, and latency still counted
+ *     from the intended time: from the send it would be one tick for every operation, from the
+ *     intended time it spreads over (tick, 2 ticks]; a 100 ms stall is still charged to every
+ *     arrival it delays.
  */
 #include "openloop.h"
 
@@ -144,6 +150,62 @@ static void simulate(struct tq_driver *d, struct fake_server *s) {
     }
     TQ_CHECK(tq_driver_done(d, s->now_ns));
     tq_driver_finish(d, s->now_ns);
+}
+
+/* Moves the fake server to t_ns, completing (in FIFO order, each at its own time) what it
+ * finishes by then; the completions wait in done[] until the driver reads them. */
+static void server_advance(struct fake_server *s, uint64_t t_ns, struct tq_bench_completion *done,
+                           uint32_t *done_count) {
+    for (uint64_t at = head_done_ns(s); at <= t_ns; at = head_done_ns(s)) {
+        s->now_ns = at > s->now_ns ? at : s->now_ns;
+        TQ_CHECK_UINT_OP(*done_count, <, QUEUE_MAX);
+        done[(*done_count)++] = (struct tq_bench_completion){s->queue[s->head].tag, TQ_OK};
+        s->head = (s->head + 1) % QUEUE_MAX;
+        s->count--;
+        s->busy_until_ns = 0;
+    }
+    if (t_ns > s->now_ns) s->now_ns = t_ns;
+}
+
+/* tq_driver_run's loop with options.tick_ns on the virtual clock: step (send what is due),
+ * sleep out the tick if tq_driver_tick_hold says so, wait until the next intended time or the
+ * next answer (at once if either is already there), wake: read every answer. Records the
+ * wake-up times in wakes[] (up to wake_cap) and returns their count. */
+static uint64_t simulate_ticked(struct tq_driver *d, struct fake_server *s, uint64_t *wakes,
+                                uint64_t wake_cap) {
+    struct tq_error error;
+    tq_error_clear(&error);
+    static struct tq_bench_completion done[QUEUE_MAX];
+    uint32_t done_count = 0;
+    uint64_t wake_count = 0;
+    s->now_ns = 1000 * MS;
+    tq_driver_start(d, s->now_ns);
+    uint64_t last_wake = s->now_ns;
+    for (uint64_t guard = 0; guard < 100000000u; guard++) {
+        uint64_t wake = UINT64_MAX;
+        TQ_CHECK_OK(tq_driver_step(d, s->now_ns, &wake, &error), &error);
+        if (tq_driver_done(d, s->now_ns)) break;
+        uint64_t hold = tq_driver_tick_hold(d, last_wake, s->now_ns, wake);
+        if (hold != 0) {
+            TQ_CHECK_UINT_OP(hold, >, s->now_ns);
+            server_advance(s, hold, done, &done_count);
+        }
+        if (done_count == 0 && wake > s->now_ns) { /* wait for an answer or the next send */
+            uint64_t next = head_done_ns(s);
+            if (wake < next) next = wake;
+            TQ_CHECK(next != UINT64_MAX);
+            server_advance(s, next, done, &done_count);
+        }
+        last_wake = s->now_ns;
+        if (wake_count < wake_cap) wakes[wake_count] = last_wake;
+        wake_count++;
+        for (uint32_t i = 0; i < done_count; i++)
+            tq_driver_complete(d, &done[i], s->now_ns);
+        done_count = 0;
+    }
+    TQ_CHECK(tq_driver_done(d, s->now_ns));
+    tq_driver_finish(d, s->now_ns);
+    return wake_count;
 }
 
 static struct tq_bench_system fake_system(struct fake_server *s) {
@@ -294,6 +356,76 @@ static void test_peak_schedule(uint64_t seed) {
     server_free(s);
 }
 
+/* 1,000/s over 4 connections, a 5 ms tick, an idle server (50 us a request). */
+static void test_open_loop_tick(uint64_t seed) {
+    const uint64_t tick = 5 * MS;
+    struct fake_server *s = server_new(50 * US, 4000);
+    struct tq_bench_system sys = fake_system(s);
+    struct tq_driver_options o = base_options(seed);
+    o.tick_ns = tick;
+    struct tq_driver *d = NULL;
+    struct tq_error error;
+    TQ_CHECK_OK(tq_driver_create(&o, &sys, &d, &error), &error);
+    enum { WAKE_CAP = 4096 };
+    static uint64_t wakes[WAKE_CAP];
+    uint64_t wake_count = simulate_ticked(d, s, wakes, WAKE_CAP);
+    const struct tq_driver_result *r = tq_driver_result(d);
+    /* None lost, none early, none more than a tick late. A wake-up sends connection by
+     * connection, so sends are in order per connection: its j-th is arrival c + 4j. */
+    TQ_CHECK_UEQ(s->sends, 2000);
+    TQ_CHECK_UEQ(r->all.count, 2000);
+    uint64_t per_conn[4] = {0, 0, 0, 0};
+    for (uint64_t i = 0; i < s->sends; i++) {
+        uint32_t c = s->send_conns[i];
+        TQ_CHECK_UINT_OP(c, <, 4);
+        uint64_t k = c + 4 * per_conn[c]++;
+        uint64_t intended = 1000 * MS + tq_driver_intended_ns(d, k);
+        TQ_CHECK_UINT_OP(s->send_times[i], >=, intended);
+        TQ_CHECK_UINT_OP(s->send_times[i] - intended, <, tick);
+    }
+    for (uint32_t c = 0; c < 4; c++)
+        TQ_CHECK_UEQ(per_conn[c], 500);
+    /* At most one wake-up a tick: ~400 in the 2 s, not one per arrival and answer. */
+    TQ_CHECK_UINT_OP(wake_count, <=, WAKE_CAP);
+    TQ_CHECK_UINT_OP(wake_count, <=, 2 * MS * 1000 / tick + 2);
+    for (uint64_t i = 1; i < wake_count; i++)
+        TQ_CHECK_UINT_OP(wakes[i] - wakes[i - 1], >=, tick);
+    /* Every answer is read a tick after its send; latency counts from the intended time, so it
+     * spreads over [tick, 2 ticks) (1 in 5 arrivals is due on a tick: exactly one tick). Counted
+     * from the send, every latency would be one tick and p50 = p90 = max. */
+    TQ_CHECK_UINT_OP(r->all.min, >=, tick);
+    TQ_CHECK_UINT_OP(r->all.max, <, 2 * tick);
+    TQ_CHECK_UINT_OP(r->all.max, >=, 2 * tick - 2 * MS);
+    TQ_CHECK_UINT_OP(tq_hist_percentile(&r->all, 50.0), >=, tick + tick / 4);
+    TQ_CHECK_UINT_OP(tq_hist_percentile(&r->all, 50.0), <=, tick + 3 * tick / 4);
+    TQ_CHECK_UEQ(r->unfinished, 0);
+    tq_driver_destroy(d);
+    server_free(s);
+}
+
+/* The stall test with a 1 ms tick: the stall is still charged to every arrival it delays. */
+static void test_open_loop_tick_stall(uint64_t seed) {
+    struct fake_server *s = server_new(50 * US, 4000);
+    s->stall_at_ns = 1000 * MS + 500 * MS;
+    s->stall_ns = 100 * MS;
+    struct tq_bench_system sys = fake_system(s);
+    struct tq_driver_options o = base_options(seed);
+    o.tick_ns = 1 * MS;
+    struct tq_driver *d = NULL;
+    struct tq_error error;
+    TQ_CHECK_OK(tq_driver_create(&o, &sys, &d, &error), &error);
+    static uint64_t wakes[1];
+    (void)simulate_ticked(d, s, wakes, 0);
+    const struct tq_driver_result *r = tq_driver_result(d);
+    TQ_CHECK_UEQ(r->all.count, 2000);
+    TQ_CHECK_UINT_OP(r->all.max, >=, 100 * MS);
+    uint64_t slow = count_at_least(&r->all, 10 * MS);
+    TQ_CHECK_UINT_OP(slow, >=, 85);
+    TQ_CHECK_UINT_OP(slow, <=, 115);
+    tq_driver_destroy(d);
+    server_free(s);
+}
+
 static void test_bad_options(void) {
     struct fake_server *s = server_new(1, 1);
     struct tq_bench_system sys = fake_system(s);
@@ -308,6 +440,13 @@ static void test_bad_options(void) {
     o = base_options(1);
     o.duration_s = 0;
     TQ_CHECK_ERR(tq_driver_create(&o, &sys, &d, &error), TQ_ERR_INVALID_ARGUMENT, &error);
+    o = base_options(1);
+    o.tick_ns = TQ_DRIVER_TICK_NS_MAX + 1;
+    TQ_CHECK_ERR(tq_driver_create(&o, &sys, &d, &error), TQ_ERR_INVALID_ARGUMENT, &error);
+    o = base_options(1);
+    o.rate = 0; /* a tick needs an open loop */
+    o.tick_ns = 1 * MS;
+    TQ_CHECK_ERR(tq_driver_create(&o, &sys, &d, &error), TQ_ERR_INVALID_ARGUMENT, &error);
     server_free(s);
 }
 
@@ -317,6 +456,8 @@ int main(void) {
     test_open_loop_stall(seed);
     test_closed_loop(seed);
     test_peak_schedule(seed);
+    test_open_loop_tick(seed);
+    test_open_loop_tick_stall(seed);
     test_bad_options();
     printf("test_bench_openloop: ok\n");
     return 0;

@@ -28,7 +28,9 @@
  * old behaviour, which did: one slow answer then held back every later send). The open loop's
  * connections are driven by --open-procs P processes (default 1: the tool's own CPU on a 2-core
  * machine was most of the client's tail; run_open_group). It also prints how late requests
- * went out against the schedule and how long the workers waited for a CPU.
+ * went out against the schedule and how long the workers waited for a CPU. --tick-us T makes
+ * the open loop wake at most every T µs (run_open_group): fewer, larger writes and reads on
+ * both sides, latency still from each request's due time.
  */
 #include "ticketq.h"
 
@@ -48,6 +50,7 @@
 #define HIST_US        10u
 #define BODY_BYTES_MAX 4096u
 #define AGENTS         500u
+#define TICK_US_MAX    100000u /* --tick-us: at most 100 ms */
 
 struct opts {
     const char *addr;
@@ -57,6 +60,7 @@ struct opts {
     double mixed;
     bool collect_blocking; /* --collect-blocking: the open loop's old blocking collect */
     unsigned open_procs;   /* open loop: processes sharing the connections (--open-procs) */
+    unsigned tick_us;      /* open loop: at least this long between wake-ups (--tick-us) */
     double rate;           /* > 0: open loop at this many requests/s in total */
     double first_contact;  /* fraction of ingests from customers never seen before */
     bool setup;
@@ -88,6 +92,7 @@ struct worker {
     uint64_t *sent_us; /* submit time by in-flight slot (FIFO) */
     uint32_t hist[HIST_BUCKETS];
     uint32_t late_hist[HIST_BUCKETS]; /* open loop: send time minus due time */
+    uint32_t send_hist[HIST_BUCKETS]; /* open loop: latency from the send (the tool's delay out) */
     uint64_t late_max_us;
     uint64_t run_delay_ns; /* time runnable but not running (/proc/self/schedstat), 0 if unknown */
 };
@@ -96,6 +101,14 @@ static uint64_t now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Sleeps until the monotonic time t_us (now_us's clock). */
+static void sleep_until_us(uint64_t t_us) {
+    struct timespec ts = {.tv_sec = (time_t)(t_us / 1000000u),
+                          .tv_nsec = (long)(t_us % 1000000u) * 1000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
 }
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
@@ -287,11 +300,15 @@ static void record_lateness(struct worker *wk, uint64_t late_us) {
     if (late_us > wk->late_max_us) wk->late_max_us = late_us;
 }
 
-/* One response collected: its latency from the due time, its messages, its error. */
+/* One response collected: its latency from the due time (the figure) and from the send, due
+ * time + late_us (printed beside it: the difference is the tool's own send delay), its
+ * messages, its error. */
 static void open_collected(struct worker *wk, Ticketq__Response *resp, uint64_t due_us,
-                           unsigned messages) {
+                           uint64_t late_us, unsigned messages) {
     struct tq_error err;
-    record_latency(wk, now_us() - due_us);
+    uint64_t lat = now_us() - due_us, from_send = lat > late_us ? lat - late_us : 0;
+    record_latency(wk, lat);
+    wk->send_hist[from_send / HIST_US < HIST_BUCKETS ? from_send / HIST_US : HIST_BUCKETS - 1]++;
     if (tq_client_response_error(resp, &err) != TQ_OK) {
         if (wk->errors++ < 3) fprintf(stderr, "tq-loadgen: error: %s\n", err.msg);
     } else {
@@ -315,6 +332,7 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
     rs.ops = calloc(g_opt.batch, sizeof(*rs.ops));
     unsigned depth = g_opt.depth;
     unsigned *msgs = calloc(depth, sizeof(*msgs));
+    uint64_t *late = calloc(depth, sizeof(*late));
     uint64_t interval_us = (uint64_t)(1e6 * g_opt.conns / g_opt.rate);
     if (interval_us == 0) interval_us = 1;
     uint64_t head = 0, tail = 0, due = now_us();
@@ -327,6 +345,7 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
                 if (rc != TQ_OK) die("submit", rc, &err);
                 wk->sent_us[head % depth] = due;
                 msgs[head % depth] = m;
+                late[head % depth] = now - due;
                 record_lateness(wk, now - due);
                 head++;
                 due += interval_us;
@@ -339,7 +358,8 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
             Ticketq__Response *resp = NULL;
             enum tq_err rc = tq_client_collect(c, &resp, &err);
             if (rc != TQ_OK) die("collect", rc, &err);
-            open_collected(wk, resp, wk->sent_us[tail % depth], msgs[tail % depth]);
+            open_collected(wk, resp, wk->sent_us[tail % depth], late[tail % depth],
+                           msgs[tail % depth]);
             tail++;
             continue;
         }
@@ -349,7 +369,8 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
             enum tq_err rc = tq_client_try_collect(c, &resp, &err);
             if (rc != TQ_OK) die("collect", rc, &err);
             if (resp == NULL) break;
-            open_collected(wk, resp, wk->sent_us[tail % depth], msgs[tail % depth]);
+            open_collected(wk, resp, wk->sent_us[tail % depth], late[tail % depth],
+                           msgs[tail % depth]);
             tail++;
             got = true;
         }
@@ -372,6 +393,7 @@ static void run_worker_open(struct worker *wk, struct tq_client *c) {
     free(rs.slots);
     free(rs.ops);
     free(msgs);
+    free(late);
 }
 
 /* One connection of the grouped open loop. */
@@ -380,6 +402,7 @@ struct open_conn {
     uint64_t head, tail; /* requests sent, collected */
     uint64_t due;        /* when the next request is due (monotonic µs) */
     uint64_t *due_us;    /* due time by in-flight slot (FIFO) */
+    uint64_t *late_us;   /* send time minus due time by in-flight slot */
     unsigned *msgs;      /* messages by in-flight slot */
 };
 
@@ -391,7 +414,8 @@ static void open_drain(struct worker *wk, struct open_conn *oc, unsigned depth) 
         enum tq_err rc = tq_client_try_collect(oc->c, &resp, &err);
         if (rc != TQ_OK) die("collect", rc, &err);
         if (resp == NULL) return;
-        open_collected(wk, resp, oc->due_us[oc->tail % depth], oc->msgs[oc->tail % depth]);
+        open_collected(wk, resp, oc->due_us[oc->tail % depth], oc->late_us[oc->tail % depth],
+                       oc->msgs[oc->tail % depth]);
         oc->tail++;
     }
 }
@@ -404,7 +428,11 @@ static void open_drain(struct worker *wk, struct open_conn *oc, unsigned depth) 
  * read only when ppoll says it is readable. The arrival schedule is the same as with one
  * process per connection; what changes is the tool's own CPU: on the 2-core machine four
  * processes waking every 25 µs used 0.8 of a core at 160k/s and waited 9.4 s for a CPU in an
- * 8 s run (send lateness p99 6-8 ms: most of the client's p99; docs/performance-server.md). */
+ * 8 s run (send lateness p99 6-8 ms: most of the client's p99; docs/performance-server.md).
+ * With --tick-us T a wake-up comes at most every T µs: everything due by then goes out on a
+ * connection in one write and every readable connection is read, so at 160k/s and T = 100 each
+ * wake-up carries ~16 requests instead of one (the due times, and so the latency, are as
+ * without ticks: the tick's delay is counted). */
 static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
     struct tq_error err;
     struct req_storage rs;
@@ -421,22 +449,27 @@ static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
     for (unsigned i = 0, j = first; i < n; i++, j += step) {
         oc[i].c = connect_admin();
         oc[i].due_us = calloc(depth, sizeof(uint64_t));
+        oc[i].late_us = calloc(depth, sizeof(uint64_t));
         oc[i].msgs = calloc(depth, sizeof(unsigned));
         oc[i].due = start + (uint64_t)(interval * j / g_opt.conns);
     }
     uint64_t *sent = calloc(n, sizeof(uint64_t)); /* requests due so far, per connection */
+    /* The schedule ends here (not at the alarm, which may come mid-tick): every request due
+     * before it goes out, so the count is exact with or without ticks. */
+    uint64_t end_us = start + (uint64_t)g_opt.seconds * 1000000u, last_wake = start;
     for (;;) {
-        bool inflight = false;
+        bool inflight = false, more = false;
         uint64_t next_due = UINT64_MAX;
         for (unsigned i = 0; i < n; i++) {
             struct open_conn *o = &oc[i];
             uint64_t now = now_us();
             bool submitted = false;
-            while (!g_stop && now >= o->due && o->head - o->tail < depth) {
+            while (o->due < end_us && now >= o->due && o->head - o->tail < depth) {
                 unsigned m = build_request(wk, &rs);
                 enum tq_err rc = tq_client_submit(o->c, &rs.req, NULL, &err);
                 if (rc != TQ_OK) die("submit", rc, &err);
                 o->due_us[o->head % depth] = o->due;
+                o->late_us[o->head % depth] = now - o->due;
                 o->msgs[o->head % depth] = m;
                 record_lateness(wk, now - o->due);
                 o->head++;
@@ -450,18 +483,34 @@ static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
                 enum tq_err rc = tq_client_flush(o->c, &err);
                 if (rc != TQ_OK) die("flush", rc, &err);
             }
-            if (!g_stop && o->head - o->tail < depth && o->due < next_due) next_due = o->due;
+            if (o->due < end_us && o->head - o->tail < depth && o->due < next_due)
+                next_due = o->due;
+            more |= o->due < end_us;
             pfd[i].fd = tq_client_fd(o->c);
             pfd[i].events = o->head > o->tail ? POLLIN : 0;
             pfd[i].revents = 0;
             inflight |= o->head > o->tail;
         }
-        if (g_stop && !inflight) break;
-        uint64_t now = now_us(), wait_us = 50000;
+        if (!more && !inflight) break;
+        uint64_t now = now_us();
+        /* --tick-us T: no wake-up sooner than T after the last one. The sleep runs to the end
+         * of the tick whatever arrives meanwhile (answers wait in the socket, due requests wait
+         * for the next send pass), then the ppoll below returns at once with the readable
+         * connections, or blocks until the next due time or an answer if neither is there yet.
+         * Only when nothing is in flight and nothing falls due within the tick is there
+         * nothing to wait for. Until 2026-12-03 the draft left POLLIN off while ticking, so a
+         * tool whose every connection had a full window slept the whole 50 ms cap. */
+        if (g_opt.tick_us > 0 && now < last_wake + g_opt.tick_us &&
+            (inflight || next_due < last_wake + g_opt.tick_us)) {
+            sleep_until_us(last_wake + g_opt.tick_us);
+            now = now_us();
+        }
+        uint64_t wait_us = 50000;
         if (next_due != UINT64_MAX) wait_us = next_due > now ? next_due - now : 0;
         if (wait_us > 50000) wait_us = 50000;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait_us * 1000)};
         int ready = ppoll(pfd, n, &ts, NULL);
+        last_wake = now_us();
         if (ready <= 0) continue;
         for (unsigned i = 0; i < n; i++) {
             if (pfd[i].revents != 0) open_drain(wk, &oc[i], depth);
@@ -470,6 +519,7 @@ static void run_open_group(struct worker *wk, unsigned first, unsigned step) {
     for (unsigned i = 0; i < n; i++) {
         tq_client_close(oc[i].c);
         free(oc[i].due_us);
+        free(oc[i].late_us);
         free(oc[i].msgs);
     }
     free(sent);
@@ -618,18 +668,25 @@ static void print_server_counts(void) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
-                    "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
-                    "[--rate R] [--open-procs P] [--seed X] [--first-contact P] "
-                    "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
-                    "--seconds 0: the setup only (customers, each with one ticket and message)\n"
-                    "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
-                    "--collect-blocking: open loop waits for each answer in turn, even past the "
-                    "next due send (the behaviour before 2026-12-03, for comparison; one process "
-                    "per connection)\n"
-                    "--open-procs P: the open loop's connections are driven by P processes "
-                    "(default 1; --open-procs N = --conns N is one process per connection, as "
-                    "before 2026-12-03 afternoon)\n");
+    fprintf(stderr,
+            "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
+            "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
+            "[--rate R] [--open-procs P] [--tick-us T] [--seed X] [--first-contact P] "
+            "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
+            "--seconds 0: the setup only (customers, each with one ticket and message)\n"
+            "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
+            "--collect-blocking: open loop waits for each answer in turn, even past the "
+            "next due send (the behaviour before 2026-12-03, for comparison; one process "
+            "per connection)\n"
+            "--open-procs P: the open loop's connections are driven by P processes "
+            "(default 1; --open-procs N = --conns N is one process per connection, as "
+            "before 2026-12-03 afternoon)\n"
+            "--tick-us T: open loop wakes at most every T µs (default 0: at every due "
+            "time and every answer); each wake-up sends what is due on a connection in "
+            "one write and reads every readable connection; latency still counts from "
+            "each request's due time, so the tick's delay (<= T to send, <= T to read) is "
+            "inside it (max %u)\n",
+            TICK_US_MAX);
     exit(2);
 }
 
@@ -650,6 +707,8 @@ int main(int argc, char **argv) {
         i++;
         if (strcmp(a, "--addr") == 0)
             g_opt.addr = v;
+        else if (strcmp(a, "--tick-us") == 0)
+            g_opt.tick_us = (unsigned)strtoul(v, NULL, 10);
         else if (strcmp(a, "--open-procs") == 0)
             g_opt.open_procs = (unsigned)strtoul(v, NULL, 10);
         else if (strcmp(a, "--token-file") == 0)
@@ -687,7 +746,8 @@ int main(int argc, char **argv) {
     }
     if (token_file == NULL || g_opt.conns == 0 || g_opt.open_procs == 0 || g_opt.depth == 0 ||
         g_opt.batch == 0 || g_opt.customers == 0 || g_opt.first_contact < 0 ||
-        g_opt.first_contact > 1)
+        g_opt.first_contact > 1 || g_opt.tick_us > TICK_US_MAX ||
+        (g_opt.tick_us > 0 && (g_opt.rate <= 0 || g_opt.collect_blocking)))
         usage();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
@@ -749,7 +809,14 @@ int main(int argc, char **argv) {
         uint64_t late_max = 0, waited_ns = 0;
         for (unsigned i = 0; i < g_opt.conns; i++)
             waited_ns += wk[i].run_delay_ns;
-        printf("latency p99.9 %" PRIu64 " us\n", percentile(hist, total, 0.999));
+        printf("latency p99.9 %" PRIu64 " us", percentile(hist, total, 0.999));
+        memset(hist, 0, HIST_BUCKETS * sizeof(uint32_t));
+        for (unsigned i = 0; i < g_opt.conns; i++)
+            for (uint32_t b = 0; b < HIST_BUCKETS; b++)
+                hist[b] += wk[i].send_hist[b];
+        printf("; from the send instead of the due time (not the figure): p50 %" PRIu64
+               " us, p99 %" PRIu64 " us\n",
+               percentile(hist, total, 0.50), percentile(hist, total, 0.99));
         memset(hist, 0, HIST_BUCKETS * sizeof(uint32_t));
         for (unsigned i = 0; i < g_opt.conns; i++) {
             for (uint32_t b = 0; b < HIST_BUCKETS; b++)

@@ -7,7 +7,14 @@
 # 1,500 requests/s over 3 connections with each process count. Each run must report errors 0,
 # a sent rate within 5% of the target (the schedule is computed from the start: the old tool
 # sent 1.6% too many at 157,300/s), the send-lateness line, and a server holding exactly the
-# setup's messages plus the 3,000 requests of the schedule (none lost, none sent twice).
+# setup's messages plus exactly the 3,000 requests of the schedule (none lost, none sent twice).
+# A third run ticks (--tick-us 20000: one wake-up per 20 ms, ~30 requests each) under the same
+# checks, plus the due-time accounting: a request goes out up to 20 ms after its due time
+# (~10 ms at the median), so the lateness p50 must be >= 5 ms (the ticks are on) and the latency
+# p50 at least 5 ms over the p50 of the same answers counted from their send (the tool prints
+# both; each answer's two latencies differ by exactly its send lateness). Counting the figure
+# from the send, or no longer adding the tick's send delay, makes it fail.
+# --tick-us without --rate is refused.
 set -eu
 build=$1
 loadgen=$2
@@ -25,22 +32,38 @@ common="--addr $(cat "$dir/port") --token-file $dir/admin.token --body-in $bodie
 # shellcheck disable=SC2086
 "$loadgen" $common --customers 200 --seconds 0 >"$dir/setup" 2>&1 || { cat "$dir/setup"; exit 1; }
 held=200
-for procs in 1 3; do
+if "$loadgen" $common --no-setup --tenant 1 --queues 1,2,3 --tick-us 100 --seconds 1 \
+  >"$dir/out" 2>&1; then
+  cat "$dir/out"; echo "--tick-us without --rate was accepted"; exit 1
+fi
+for run in procs1 procs3 tick; do
+  extra="--open-procs 1"
+  [ "$run" = procs3 ] && extra="--open-procs 3"
+  [ "$run" = tick ] && extra="--tick-us 20000"
   # shellcheck disable=SC2086
-  "$loadgen" $common --no-setup --tenant 1 --queues 1,2,3 --customers 200 --conns 3 --depth 16 \
-    --rate 1500 --seconds 2 --open-procs $procs >"$dir/out" 2>&1 || { cat "$dir/out"; exit 1; }
+  "$loadgen" $common --no-setup --tenant 1 --queues 1,2,3 --customers 200 --conns 3 --depth 64 \
+    --rate 1500 --seconds 2 $extra >"$dir/out" 2>&1 || { cat "$dir/out"; exit 1; }
   cat "$dir/out"
   grep -q 'errors 0' "$dir/out" || { echo "errors reported"; exit 1; }
   grep -q '^send lateness (send - due): p50 ' "$dir/out" || { echo "no lateness line"; exit 1; }
   rate=$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$dir/out")
   [ "$rate" -ge 1425 ] && [ "$rate" -le 1575 ] || { echo "sent $rate/s, want 1500 +- 5%"; exit 1; }
-  # The schedule holds 1,500 x 2 = 3,000 requests (one per connection may straddle the stop);
-  # the server must hold exactly those on top of what it held: none lost, none sent twice.
+  # The schedule holds 1,500 x 2 = 3,000 requests: every one due before the schedule's end
+  # goes out, even when that is after the alarm (ticks); the server must hold exactly those on
+  # top of what it held: none lost, none sent twice.
   msgs=$(sed -n 's/^server: \([0-9]*\) messages.*/\1/p' "$dir/out")
-  diff=$((msgs - held - 3000))
-  [ "$diff" -ge -3 ] && [ "$diff" -le 3 ] || {
-    echo "server holds $msgs messages, expected $held + 3000 (+- 3)"; exit 1; }
+  [ "$msgs" -eq $((held + 3000)) ] || {
+    echo "server holds $msgs messages, expected $held + 3000"; exit 1; }
   held=$msgs
+  if [ "$run" = tick ]; then
+    lat50=$(sed -n 's/.*requests\/s.* p50 \([0-9]*\) us.*/\1/p' "$dir/out")
+    send50=$(sed -n 's/^latency p99.9 .*from the send .*: p50 \([0-9]*\) us.*/\1/p' "$dir/out")
+    late50=$(sed -n 's/^send lateness (send - due): p50 \([0-9]*\) us.*/\1/p' "$dir/out")
+    [ "$late50" -ge 5000 ] || { echo "ticking, yet lateness p50 $late50 us < 5000"; exit 1; }
+    [ "$lat50" -ge $((send50 + 5000)) ] || {
+      echo "latency p50 $lat50 us not >= 5 ms over its p50 from the send ($send50 us):" \
+        "the send delay (p50 $late50 us) is not counted"; exit 1; }
+  fi
 done
 kill "$pid"
 wait "$pid" || { echo "ticketqd did not stop cleanly"; exit 1; }
