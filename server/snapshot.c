@@ -235,7 +235,7 @@ static bool child_gate(void *ctx, uint64_t lsn, struct tq_error *error) {
     return true;
 }
 
-/* Closes every descriptor from 3 up except keep[0] and keep[1]. */
+/* Closes every descriptor from 3 up except a and b. */
 static void close_all_but(int a, int b) {
     int lo = a < b ? a : b, hi = a < b ? b : a;
     TQ_ASSERT(lo >= 3 && lo < hi);
@@ -436,8 +436,9 @@ static void maybe_go(struct tq_server *srv, uint64_t acked) {
     if (s->go_fd < 0 || acked < s->lsn) return;
     uint64_t now_us = tq_mono_us();
     if (s->go_delay_us > 0 && now_us < s->fork_start_us + s->go_delay_us) return;
-    /* 8 bytes into an empty pipe: never short, never EAGAIN. A failure (EPIPE: the child is
-     * gone) is the reap's to report; closing the pipe makes the child give up either way. */
+    /* 8 bytes into an empty pipe: never short, never EAGAIN. A failure (EPIPE, SIGPIPE being
+     * ignored by main.c: the child is gone) is the reap's to report; closing the pipe makes the
+     * child give up either way. */
     if (write(s->go_fd, &acked, sizeof(acked)) != (ssize_t)sizeof(acked)) {
         line("snapshot at LSN %" PRIu64 ": cannot signal the child: %s", s->lsn, strerror(errno));
     }
