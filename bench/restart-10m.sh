@@ -147,7 +147,7 @@ SNAP_LSN=$(metric ticketq_snapshot_last_lsn)
 STAGED=$(metric ticketq_log_staged_lsn)
 log "snapshots: $(metric ticketq_snapshots_total) written, newest at LSN $SNAP_LSN of $STAGED;" \
     "last took $(metric ticketq_snapshot_last_seconds) s, fork pause $(metric ticketq_snapshot_last_fork_seconds) s," \
-    "barrier $(metric ticketq_snapshot_last_barrier_seconds) s, $(metric ticketq_snapshot_last_bytes) bytes; RSS $(rss_kib "$PID") KiB"
+    "durable after $(metric ticketq_snapshot_last_durable_wait_seconds) s, $(metric ticketq_snapshot_last_bytes) bytes; RSS $(rss_kib "$PID") KiB"
 grep 'snapshot at LSN [0-9]*:' "$DIR/server.log" | tail -5 || true
 du -sh "$DIR/data/log" "$DIR/data/snapshots" 2>/dev/null || true
 

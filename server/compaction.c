@@ -1,7 +1,7 @@
 /* server/compaction.c: online compaction (the Compact and CompactStatus requests).
  *
  * What it does, in order (docs/operations.md, "Online compaction"):
- *   1. on the loop thread: ask the background snapshotter (server/snapshot.c: barrier, fork,
+ *   1. on the loop thread: ask the background snapshotter (server/snapshot.c: fork,
  *      the child writes, as Redis's BGSAVE; the loop pays the fork, reported as
  *      loop_stall_us) for a snapshot of the live state covering every record staged so far;
  *   2. on the loop thread, when that snapshot at L is durable (its callback): begin a rewrite
@@ -318,7 +318,7 @@ static void on_snapshot(struct tq_server *srv, uint64_t arg, uint64_t lsn,
     pthread_mutex_lock(&c->mu);
     c->st.snapshot_lsn = lsn;
     c->st.segments_total = c->rw_count;
-    c->st.loop_stall_us = ss.last_fork_us + ss.last_barrier_us;
+    c->st.loop_stall_us = ss.last_fork_us;
     pthread_mutex_unlock(&c->mu);
     if (pthread_create(&c->thread, NULL, helper_main, c) != 0) {
         compaction_free(c);

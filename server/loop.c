@@ -660,7 +660,7 @@ static void protocol_error(struct tq_server *srv, struct tq_conn *conn, enum tq_
  * turn's clock, where each request's latency metric starts. Returns the frames dispatched. */
 static uint32_t parse_client(struct tq_server *srv, struct tq_conn *conn, uint64_t acked,
                              uint64_t start_us) {
-    if (conn->snap_wait || tq_snapshot_paused(srv)) return 0;
+    if (conn->snap_wait) return 0;
     if (conn->blocked_until_lsn != 0) {
         if (acked < conn->blocked_until_lsn) return 0;
         conn->blocked_until_lsn = 0;
@@ -670,8 +670,8 @@ static uint32_t parse_client(struct tq_server *srv, struct tq_conn *conn, uint64
     uint32_t frames = 0;
     for (; frames < TQ_FRAMES_PER_CONN_TURN_MAX; frames++) {
         if (conn->close_after_send || conn->closing || srv->draining) break;
-        if (conn->snap_wait || tq_snapshot_paused(srv)) break; /* a SnapshotNow holds */
-        if (conn->inflight >= srv->cfg.max_inflight) break;    /* backpressure */
+        if (conn->snap_wait) break;                         /* a SnapshotNow holds */
+        if (conn->inflight >= srv->cfg.max_inflight) break; /* backpressure */
         uint32_t plen = 0;
         enum tq_frame_status st =
             tq_frame_peek(conn->rbuf + off, conn->rlen - off, srv->cfg.max_frame, &plen);
@@ -733,7 +733,7 @@ static void serve_metrics(struct tq_server *srv, struct tq_conn *conn) {
 }
 
 static void maybe_tick(struct tq_server *srv, uint64_t *last_tick_ms) {
-    if (srv->draining || tq_snapshot_paused(srv)) return;
+    if (srv->draining) return;
     uint64_t now = tq_now_ms();
     if (now < srv->last_now_ms) now = srv->last_now_ms;
     uint64_t due = tq_state_next_deadline_ms(srv->state);
@@ -845,8 +845,7 @@ static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us)
         arm_recv(srv, c);
         uint32_t plen = 0;
         if (c->kind == TQ_CONN_CLIENT && c->rlen > c->rpos && c->inflight < srv->cfg.max_inflight &&
-            c->blocked_until_lsn == 0 && !c->snap_wait && !tq_snapshot_paused(srv) &&
-            !c->close_after_send && !srv->draining &&
+            c->blocked_until_lsn == 0 && !c->snap_wait && !c->close_after_send && !srv->draining &&
             tq_frame_peek(c->rbuf + c->rpos, c->rlen - c->rpos, srv->cfg.max_frame, &plen) !=
                 TQ_FRAME_NEED_MORE) {
             busy = true; /* a whole frame is buffered (the per-turn bound was hit) */

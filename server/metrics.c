@@ -250,15 +250,15 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         "# HELP ticketq_snapshot_last_fork_seconds The loop's pause in fork(), last snapshot.\n"
         "# TYPE ticketq_snapshot_last_fork_seconds gauge\n"
         "ticketq_snapshot_last_fork_seconds %g\n"
-        "# HELP ticketq_snapshot_last_barrier_seconds Intake paused for the commit before the "
-        "fork, last snapshot.\n"
-        "# TYPE ticketq_snapshot_last_barrier_seconds gauge\n"
-        "ticketq_snapshot_last_barrier_seconds %g\n"
+        "# HELP ticketq_snapshot_last_durable_wait_seconds Fork until the snapshot's LSN was "
+        "durable (the child's rename waits for it; intake never pauses), last snapshot.\n"
+        "# TYPE ticketq_snapshot_last_durable_wait_seconds gauge\n"
+        "ticketq_snapshot_last_durable_wait_seconds %g\n"
         "# HELP ticketq_snapshot_last_bytes Serialised state bytes, last snapshot.\n"
         "# TYPE ticketq_snapshot_last_bytes gauge\nticketq_snapshot_last_bytes %" PRIu64 "\n"
         "# TYPE ticketq_snapshot_in_progress gauge\nticketq_snapshot_in_progress %d\n",
         ss.written, ss.failed, ss.last_lsn, (double)ss.last_duration_us / 1e6,
-        (double)ss.last_fork_us / 1e6, (double)ss.last_barrier_us / 1e6, ss.last_bytes,
+        (double)ss.last_fork_us / 1e6, (double)ss.last_durable_wait_us / 1e6, ss.last_bytes,
         ss.running ? 1 : 0);
     struct tq_compaction_status cs;
     tq_compaction_status(srv, &cs);

@@ -8,7 +8,7 @@
  *   auth.c       the role table (the only place that says which role may do what)
  *   subscribe.c  Subscribe: catch-up from the log, live events, slow-subscriber fallback
  *   metrics.c    Prometheus text at GET /metrics
- *   snapshot.c   background snapshots: barrier, fork, the child writes, reap (snapshot.h)
+ *   snapshot.c   background snapshots: fork, the child writes and publishes once durable, reap
  *   compaction.c online compaction: snapshot on the loop, segment rewrites on a helper thread
  *   config.c     options; sha256.c tokens; events_codec.c the events log record
  *   reqdec.c     fast decoder for Ingest / Batch-of-Ingest requests (else protobuf-c)

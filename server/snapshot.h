@@ -1,20 +1,22 @@
 /* server/snapshot.h: background state snapshots for ticketqd (fork, like Redis BGSAVE).
  *
- * A snapshot is the serialised state at a committed LSN. Taking one never blocks the loop for
+ * A snapshot is the serialised state at a durable LSN. Taking one never blocks the loop for
  * longer than one fork(): when a snapshot is wanted (a request, or --snapshot-every records
- * since the last one), the loop stops parsing client frames and writing TICKs until everything
- * staged is acknowledged (the *barrier*: one group commit, typically < 1 ms), then forks. The
- * child holds a copy-on-write image of the state at exactly that LSN; it serialises it
- * (tq_state_serialize), writes it with tq_log_snapshot_write (temp file, fsync, rename, fsync
- * dir, prune to --snapshots-keep) and _exits; it touches no ring and no socket and dies with
- * the parent (PR_SET_PDEATHSIG). The parent keeps serving, learns of the exit through a pidfd
+ * since the last one), the loop forks at the end of that turn, at the state's applied LSN,
+ * without waiting for the log. The child holds a copy-on-write image of the state at exactly
+ * that LSN; it serialises it (tq_state_serialize), writes and fsyncs the temp file
+ * (tq_log_snapshot_write_gated), waits until the parent says that LSN is durable (a pipe),
+ * renames it into place, fsyncs the directory, prunes to --snapshots-keep and _exits; it
+ * touches no ring and no socket and dies with the parent (PR_SET_PDEATHSIG). The parent keeps
+ * serving, sends the go in the first turn whose acknowledged LSN covers the snapshot's, learns
+ * of the exit through a pidfd
  * polled on its ring (waitpid), reads the child's error text from a pipe, and calls every
  * waiter's callback once. One snapshot runs at a time; a request that arrives while one runs
  * is served by it if it already covers every staged record, else by the next one.
  *
  * API for other server modules (SnapshotNow in dispatch.c, online compaction): call
  * tq_snapshot_request() and wait for the callback, always invoked later from the loop (never
- * from inside tq_snapshot_request). Loop hooks: tq_snapshot_paused(), tq_snapshot_turn(),
+ * from inside tq_snapshot_request). Loop hooks: tq_snapshot_turn(),
  * tq_snapshot_on_cqe(), tq_snapshot_shutdown().
  */
 #ifndef TQ_SERVER_SNAPSHOT_H
@@ -28,20 +30,21 @@
 struct tq_server;
 struct io_uring_cqe;
 
-/* Called once per request: lsn is the snapshot's LSN (durable on disk) when error is NULL;
+/* Called once per request: lsn is the snapshot's LSN (the file and every record up to lsn
+ * durable on disk) when error is NULL;
  * otherwise error says why (the server keeps running either way). */
 typedef void (*tq_snapshot_done_fn)(struct tq_server *srv, uint64_t arg, uint64_t lsn,
                                     const struct tq_error *error);
 
 struct tq_snapshot_stats {
-    uint64_t written;          /* snapshots completed since start */
-    uint64_t failed;           /* snapshots that failed since start */
-    uint64_t last_lsn;         /* LSN of the newest snapshot on disk (recovered one at start) */
-    uint64_t last_duration_us; /* fork to durable, of the last completed snapshot */
-    uint64_t last_fork_us;     /* the parent's pause in fork() for the last snapshot */
-    uint64_t last_barrier_us;  /* intake paused waiting for the commit before that fork */
-    uint64_t last_bytes;       /* serialised state bytes of the last completed snapshot */
-    bool running;              /* a child is writing one now */
+    uint64_t written;              /* snapshots completed since start */
+    uint64_t failed;               /* snapshots that failed since start */
+    uint64_t last_lsn;             /* LSN of the newest snapshot on disk (recovered one at start) */
+    uint64_t last_duration_us;     /* fork to durable, of the last completed snapshot */
+    uint64_t last_fork_us;         /* the parent's pause in fork() for the last snapshot */
+    uint64_t last_durable_wait_us; /* fork until its LSN was durable (the go; no pause) */
+    uint64_t last_bytes;           /* serialised state bytes of the last completed snapshot */
+    bool running;                  /* a child is writing one now */
 };
 
 /* Sets up snapshots for srv (after recovery; recovered_lsn = the snapshot recovery loaded, 0
@@ -57,10 +60,9 @@ void tq_snapshot_free(struct tq_server *srv);
 TQ_NODISCARD enum tq_err tq_snapshot_request(struct tq_server *srv, tq_snapshot_done_fn fn,
                                              uint64_t arg, struct tq_error *error);
 
-/* True while the loop must not stage records (the barrier before a fork). */
-bool tq_snapshot_paused(const struct tq_server *srv);
-/* Once per loop turn, after the group commit: starts an automatic snapshot when due, forks
- * when the barrier is met, reaps a finished child and calls its waiters. */
+/* Once per loop turn, after the group commit (acked_lsn: the log's acknowledged LSN): tells a
+ * running child once its LSN is durable, reaps a finished child and calls its waiters, and
+ * forks when a snapshot is wanted or an automatic one is due. */
 void tq_snapshot_turn(struct tq_server *srv, uint64_t acked_lsn);
 /* A CQE tagged for snapshots (the child's pidfd became readable). */
 void tq_snapshot_on_cqe(struct tq_server *srv, const struct io_uring_cqe *cqe);

@@ -335,6 +335,19 @@ bool tq_log_dir_locked(const char *dir);
  * its copy of the handle (server/snapshot.c does). */
 TQ_NODISCARD enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob,
                                                size_t len, struct tq_error *error);
+/* The durability gate of tq_log_snapshot_write_gated: called once, after the temp file is
+ * written and synced and before it is renamed into place. Returns true when every record <= lsn
+ * is durable (it may block until then), false to abandon the snapshot (error filled). */
+typedef bool (*tq_snapshot_gate_fn)(void *ctx, uint64_t lsn, struct tq_error *error);
+/* As tq_log_snapshot_write, for a snapshot taken ahead of durability (a forked child of the
+ * log's owner, at the state's applied LSN): lsn need only have been appended (< next LSN), and
+ * the rename that publishes the snapshot waits for gate. When gate refuses, the temp file is
+ * removed and the gate's error returned; a crash before the rename leaves only the temp file,
+ * which recovery ignores. So a *.snap file never covers a record that was not durable. */
+TQ_NODISCARD enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn,
+                                                     const void *blob, size_t len,
+                                                     tq_snapshot_gate_fn gate, void *gate_ctx,
+                                                     struct tq_error *error);
 /* The newest valid snapshot: *blob_out (caller frees with tq_free(blob, len)), its LSN.
  * TQ_ERR_NOT_FOUND if there is none. */
 TQ_NODISCARD enum tq_err tq_log_snapshot_latest(struct tq_log *log, void **blob_out,

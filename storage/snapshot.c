@@ -12,10 +12,12 @@
  *    32    8 created_us
  *    40   16 reserved     zero
  *    56    8 header_hash  XXH3-64 of bytes 0..55
- * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. The newest options.snapshots_kept
- * (default 2) are kept; a snapshot
- * that fails validation is skipped with a log line and the previous one is used if the log
- * still holds every record after it. Invariant: a returned blob always matches its hash.
+ * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. A gated write (a snapshot taken
+ * ahead of durability) waits for its gate between the fsync and the rename: the rename is the
+ * publication, and it happens only once every record <= lsn is durable. The newest
+ * options.snapshots_kept (default 2) are kept; a snapshot that fails validation is skipped with a
+ * log line and the previous one is used if the log still holds every record after it. Invariant: a
+ * returned blob always matches its hash.
  */
 #include "log_impl.h"
 
@@ -210,9 +212,10 @@ static void snap_writeback(int fd, off_t at, off_t len) {
     }
 }
 
-/* The write itself, into snap_dir. */
+/* The write itself, into snap_dir; gate (NULL: none) is asked between the fsync and the rename. */
 static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t lsn,
-                              const void *blob, size_t len, struct tq_error *error) {
+                              const void *blob, size_t len, tq_snapshot_gate_fn gate,
+                              void *gate_ctx, struct tq_error *error) {
     char tmp[4096], final[4096];
     snap_path_in(snap_dir, lsn, ".tmp", tmp, sizeof(tmp));
     snap_path_in(snap_dir, lsn, "", final, sizeof(final));
@@ -253,6 +256,10 @@ static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t
     if (rc < 0) {
         unlink(tmp);
         return tq_error_set(error, TQ_ERR_IO, "fsync %s: %s", tmp, strerror(-rc));
+    }
+    if (gate != NULL && !gate(gate_ctx, lsn, error)) {
+        unlink(tmp);
+        return error != NULL ? error->code : TQ_ERR_UNAVAILABLE;
     }
     if (rename(tmp, final) != 0) {
         err = tq_error_set(error, TQ_ERR_IO, "rename %s: %s", tmp, strerror(errno));
@@ -295,5 +302,23 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
     if (len > 0 && blob == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
     }
-    return snap_write(log, log->snap_dir, lsn, blob, len, error);
+    return snap_write(log, log->snap_dir, lsn, blob, len, NULL, NULL, error);
+}
+
+enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn, const void *blob,
+                                        size_t len, tq_snapshot_gate_fn gate, void *gate_ctx,
+                                        struct tq_error *error) {
+    TQ_ASSERT(gate != NULL);
+    if (log->opt.read_only) {
+        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
+    }
+    if (lsn == 0 || lsn >= log->next_lsn) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "snapshot lsn %" PRIu64 " was not appended (next %" PRIu64 ")", lsn,
+                            log->next_lsn);
+    }
+    if (len > 0 && blob == NULL) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
+    }
+    return snap_write(log, log->snap_dir, lsn, blob, len, gate, gate_ctx, error);
 }

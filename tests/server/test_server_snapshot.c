@@ -14,6 +14,10 @@
  *     keeps K files, and --snapshot-every 0 writes none;
  *   - kill -9 during a background snapshot: no snapshot appears afterwards (the child dies with
  *     the server), the restart removes the temp files and serves every acknowledged write;
+ *   - the child publishes only after the server's go (its LSN durable; held back with the seam
+ *     TICKETQD_TEST_SNAPSHOT_GO_DELAY_MS): the temp file is complete, nothing is published and
+ *     other clients are served while it waits; kill -9 then leaves no snapshot (at most the
+ *     temp file, removed at the restart);
  *   - SIGTERM during a background snapshot: the server exits 0 at once (the child is killed,
  *     its temp file removed), the waiter gets UNAVAILABLE or a closed connection;
  *   - a snapshot that cannot be written (DIR/snapshots replaced by a file) answers SnapshotNow
@@ -445,6 +449,126 @@ static void test_kill_during_snapshot(void) {
     printf("kill -9 during a snapshot: ok\n");
 }
 
+/* ---- the child waits until its LSN is durable ------------------------------------------- */
+
+/* The size a complete DIR/snapshots/<lsn>.snap.tmp has (64-byte header + blob_bytes), or -1 while
+ * its header is not written yet. */
+static long long complete_tmp_size(const char *dir, uint64_t *lsn_out, long long *size_out) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapshots", dir);
+    DIR *d = opendir(path);
+    TQ_CHECK(d != NULL);
+    long long want = -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strlen(de->d_name) != 29 || strcmp(de->d_name + 20, ".snap.tmp") != 0) continue;
+        char tmp[800];
+        snprintf(tmp, sizeof(tmp), "%s/%s", path, de->d_name);
+        int fd = open(tmp, O_RDONLY);
+        if (fd < 0) continue;
+        uint64_t blob_bytes = 0;
+        struct stat sb;
+        if (pread(fd, &blob_bytes, 8, 16) == 8 && fstat(fd, &sb) == 0 && blob_bytes > 0) {
+            want = (long long)(SNAP_HEADER_BYTES + blob_bytes);
+            *lsn_out = strtoull(de->d_name, NULL, 10);
+            *size_out = (long long)sb.st_size;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return want;
+}
+
+/* The snapshot is forked at the applied LSN, before the log has made it durable; the child
+ * writes its temp file and publishes (renames) it only after the server's go. The test seam
+ * TICKETQD_TEST_SNAPSHOT_GO_DELAY_MS holds the go back, as a slow commit would. Checks: while
+ * the go is held the temp file is complete and no snapshot exists, other clients are served;
+ * the SnapshotNow answer comes only after the go; a kill -9 while the child waits leaves no
+ * snapshot (at most the temp file, which the restart removes), and every acknowledged ingest
+ * is served. */
+static void test_snapshot_waits_for_durable(void) {
+    for (int kill_it = 0; kill_it < 2; kill_it++) {
+        struct tq_fixture f;
+        memset(&f, 0, sizeof(f));
+        f.extra_args[0] = "--snapshot-every";
+        f.extra_args[1] = "0";
+        rawc_guard_fixture(&f);
+        setenv("TICKETQD_TEST_SNAPSHOT_GO_DELAY_MS", "2500", 1);
+        TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+        unsetenv("TICKETQD_TEST_SNAPSHOT_GO_DELAY_MS");
+        struct setup s;
+        setup_tenant(&f, &s);
+        struct rawc a, b;
+        rawc_open_authed(&b, f.addr, s.token);
+        (void)ingest_n(&b, 0, 100);
+        rawc_open_authed(&a, f.addr, f.admin_token);
+        int64_t t0 = mono_ms();
+        uint64_t snap_id = send_snapshot_now(&a);
+        /* The child writes the whole temp file and then waits. */
+        uint64_t tmp_lsn = 0;
+        long long size = 0, want = -1;
+        while (mono_ms() - t0 < 2000) {
+            want = complete_tmp_size(f.dir, &tmp_lsn, &size);
+            if (want > 0 && size == want) break;
+            sleep_ms(10);
+        }
+        TQ_CHECK_GT(want, SNAP_HEADER_BYTES);
+        TQ_CHECK_EQ(size, want);
+        uint64_t acked = ingest_n(&b, 100, 50); /* served while the child waits */
+        TQ_CHECK_LT(mono_ms() - t0, 2500);
+        uint64_t lsns[8];
+        TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, NULL), 0); /* nothing published */
+        Ticketq__Response *early = rawc_recv(&a, 0);
+        TQ_CHECK(early == NULL);
+        if (!kill_it) {
+            uint64_t lsn = expect_snapshot(&a, snap_id);
+            TQ_CHECK_GE(mono_ms() - t0, 2500); /* not before the go */
+            TQ_CHECK_UEQ(lsn, tmp_lsn);
+            TQ_CHECK_LT(lsn, acked);
+            size_t tmps = 99;
+            TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, &tmps), 1);
+            TQ_CHECK_EQ(tmps, 0);
+            TQ_CHECK_UEQ(lsns[0], lsn);
+            rawc_close(&a);
+            rawc_close(&b);
+            TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+            uint8_t d_snap[16], d_replay[16];
+            snapshot_digest(f.dir, lsn, d_snap);
+            replay_digest(f.dir, lsn, d_replay, NULL);
+            TQ_CHECK_MEM_EQ(d_snap, d_replay, 16);
+            tq_fixture_cleanup(&f);
+            continue;
+        }
+        tq_fixture_kill9(&f);
+        TQ_CHECK(rawc_wait_closed(&a, 5000));
+        rawc_close(&a);
+        rawc_close(&b);
+        sleep_ms(3000); /* past the held go: had the child survived, its snapshot would be here */
+        /* The child either died with the server (SIGKILL) leaving the complete temp file, or
+         * read EOF on the go pipe first and removed it itself: never a snapshot. */
+        size_t left = 99, tmps = 99;
+        TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, &left), 0);
+        TQ_CHECK_LE(left, 1);
+        TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+        TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 8, &tmps), 0);
+        TQ_CHECK_EQ(tmps, 0);
+        char log_path[512];
+        snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+        TQ_CHECK_EQ(file_contains(log_path, "left by an interrupted snapshot"), left == 1);
+        rawc_open_authed(&a, f.addr, f.admin_token);
+        uint64_t sid = send_stats(&a);
+        Ticketq__Response *r = rawc_recv(&a, 10000);
+        TQ_CHECK(r != NULL && r->id == sid && r->stats != NULL);
+        TQ_CHECK_UEQ(r->stats->messages, 150); /* every acknowledged ingest */
+        rawc_free(r);
+        TQ_CHECK_GE(expect_snapshot(&a, send_snapshot_now(&a)), acked - 1);
+        rawc_close(&a);
+        TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+        tq_fixture_cleanup(&f);
+    }
+    printf("snapshot waits for its LSN to be durable: ok\n");
+}
+
 /* ---- SIGTERM during a background snapshot ------------------------------------------------- */
 
 static void test_sigterm_during_snapshot(void) {
@@ -546,6 +670,7 @@ int main(void) {
     test_snapshot_while_ingesting();
     test_automatic();
     test_kill_during_snapshot();
+    test_snapshot_waits_for_durable();
     test_sigterm_during_snapshot();
     test_failing_snapshot();
     printf("test_server_snapshot: ok\n");

@@ -1,6 +1,8 @@
 /* tests/storage/test_snapshot_compress.c: snapshots and compressed (.zseg) segments.
  *
- * Goal: snapshots are atomic, the newest two are kept, a corrupt newest falls back to the
+ * Goal: snapshots are atomic, the newest two are kept, a gated snapshot (taken ahead of
+ * durability) is published only when its gate allows and never left behind when it refuses,
+ * a corrupt newest falls back to the
  * previous one with a log line; compressed segments read (single records and iteration),
  * recover and verify exactly like plain ones, and a damaged .zseg refuses to open.
  * Method: a log of realistic support messages (support_text.h) in small segments; every sealed
@@ -85,6 +87,83 @@ static void test_snapshots(void) {
     snprintf(path, sizeof(path), "%s/snapshots/%020d.snap", dir, 200);
     TQ_CHECK_EQ(truncate(path, 100), 0);
     TQ_CHECK_ERR(tq_log_snapshot_latest(log, &blob, &len, &lsn, &err), TQ_ERR_NOT_FOUND, &err);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* ---- a gated write: a snapshot taken ahead of durability (server/snapshot.c's child) ---- */
+
+struct gate_probe {
+    const char *dir;
+    uint64_t lsn;
+    size_t blob_bytes;
+    bool answer; /* what the gate returns */
+    int calls;
+};
+
+/* The gate sees the temp file complete and nothing published yet, whatever it answers. */
+static bool probe_gate(void *ctx, uint64_t lsn, struct tq_error *error) {
+    struct gate_probe *p = ctx;
+    p->calls++;
+    TQ_CHECK_UEQ(lsn, p->lsn);
+    char tmp[512], final[512];
+    snprintf(tmp, sizeof(tmp), "%s/snapshots/%020" PRIu64 ".snap.tmp", p->dir, lsn);
+    snprintf(final, sizeof(final), "%s/snapshots/%020" PRIu64 ".snap", p->dir, lsn);
+    struct stat sb;
+    TQ_CHECK_EQ(stat(tmp, &sb), 0);
+    TQ_CHECK_EQ(sb.st_size, (off_t)(64 + p->blob_bytes));
+    TQ_CHECK(access(final, F_OK) != 0);
+    if (!p->answer) (void)tq_error_set(error, TQ_ERR_UNAVAILABLE, "stopped before %" PRIu64, lsn);
+    return p->answer;
+}
+
+static void test_snapshot_gated(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "gate");
+    struct tq_log_options o = st_options(dir, NULL);
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 101, 300, 10); /* LSN 1..100 acknowledged */
+    uint64_t lsn = 0;
+    TQ_CHECK_OK(tq_log_append(log, 1, "staged", 6, &lsn, &err), &err);
+    TQ_CHECK_UEQ(lsn, 101);
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), 100); /* appended, not durable */
+    static uint8_t blob[5000];
+    uint64_t s = seed;
+    for (size_t k = 0; k < sizeof(blob); k++)
+        blob[k] = (uint8_t)tq_test_rand(&s);
+    struct gate_probe p = {.dir = dir, .lsn = 101, .blob_bytes = sizeof(blob)};
+    /* The plain write refuses an LSN that is not durable, the gated one an LSN never appended. */
+    TQ_CHECK_ERR(tq_log_snapshot_write(log, 101, blob, sizeof(blob), &err), TQ_ERR_INVALID_ARGUMENT,
+                 &err);
+    TQ_CHECK_ERR(tq_log_snapshot_write_gated(log, 102, blob, sizeof(blob), probe_gate, &p, &err),
+                 TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK_EQ(p.calls, 0);
+    /* The gate refuses (the server stopped first): nothing published, the temp file gone. */
+    TQ_CHECK_ERR(tq_log_snapshot_write_gated(log, 101, blob, sizeof(blob), probe_gate, &p, &err),
+                 TQ_ERR_UNAVAILABLE, &err);
+    TQ_CHECK(strstr(err.msg, "stopped before 101") != NULL);
+    TQ_CHECK_EQ(p.calls, 1);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapshots/%020d.snap.tmp", dir, 101);
+    TQ_CHECK(access(path, F_OK) != 0);
+    void *got = NULL;
+    size_t len = 0;
+    uint64_t snap = 0;
+    TQ_CHECK_ERR(tq_log_snapshot_latest(log, &got, &len, &snap, &err), TQ_ERR_NOT_FOUND, &err);
+    /* The gate lets it through: published at 101, exactly the blob. */
+    p.answer = true;
+    TQ_CHECK_OK(tq_log_snapshot_write_gated(log, 101, blob, sizeof(blob), probe_gate, &p, &err),
+                &err);
+    TQ_CHECK_EQ(p.calls, 2);
+    TQ_CHECK(access(path, F_OK) != 0);
+    TQ_CHECK_OK(tq_log_snapshot_latest(log, &got, &len, &snap, &err), &err);
+    TQ_CHECK_UEQ(snap, 101);
+    TQ_CHECK_UEQ(len, sizeof(blob));
+    TQ_CHECK_MEM_EQ(got, blob, len);
+    tq_free(got, len);
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -403,6 +482,7 @@ int main(void) {
     seed = tq_test_seed("test_snapshot_compress");
     test_rewrite_thread();
     test_snapshots();
+    test_snapshot_gated();
     test_compress();
     test_redact();
     printf("test_snapshot_compress: ok\n");
