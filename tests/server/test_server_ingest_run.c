@@ -21,7 +21,8 @@
  * too. One at a time, each acknowledgement answers one connection and holds the next batch:
  * the same connection's next request ends the hold (it is back), and the first request of the
  * next connection waits for the deadline (the answered one never comes back); the server's
- * metrics must count both kinds of hold.
+ * metrics must count both kinds of hold. ticketq_turn_answered_connections must show the burst
+ * answered in one wave and one connection per answering turn one at a time.
  */
 #include "rawc.h"
 
@@ -219,6 +220,16 @@ static void run(const char *turn, const char *gather, bool burst,
                 rawc_free(r);
             }
         }
+    }
+    /* The wave width: one at a time, every turn that answered anyone answered exactly one
+     * connection; the burst's single batch answers all four connections in one turn. */
+    uint64_t waves = metric_value(metrics_addr, "ticketq_turn_answered_connections_count");
+    uint64_t answered = metric_value(metrics_addr, "ticketq_turn_answered_connections_sum");
+    TQ_CHECK_GE(waves, burst ? 1u : (uint64_t)(CONNS * CONN_OPS));
+    if (burst) {
+        TQ_CHECK_GT(answered, waves);
+    } else {
+        TQ_CHECK_UEQ(answered, waves);
     }
     uint64_t holds = metric_value(metrics_addr, "ticketq_commit_gather_holds_total");
     uint64_t expired = metric_value(metrics_addr, "ticketq_commit_gather_expired_total");
