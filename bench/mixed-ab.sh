@@ -20,7 +20,11 @@
 # and ticketq-bench --system ticketq --workload mixed --clients 64 --pipeline 1 (100,000
 # customers, seed 42); after the load it samples utime+stime of both processes (all threads,
 # io-wq workers included) over the middle of the run and prints one line: units/s, p50/p99,
-# each side's share of a core and CPU per unit, the load average. Medians per variant at the end.
+# each side's share of a core and CPU per unit, the load average, and from ticketqd's /metrics
+# over the same window the wave width (wave_conns: client connections answered per loop turn
+# that answered any, ticketq_turn_answered_connections) and the commit gather's holds per
+# second and the share of them that ran to the deadline (--commit-gather; 0 when off).
+# Medians per variant at the end.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +51,7 @@ done
   VARIANTS=("classic=--turn classic" "poll=--turn poll" "reactive=--turn reactive")
 SERVER="$BUILD/server/ticketqd"
 BENCH="$BUILD/bench/ticketq-bench"
+command -v curl >/dev/null || { echo "mixed-ab.sh: curl missing" >&2; exit 2; }
 for b in "$SERVER" "$BENCH"; do
   [ -x "$b" ] || { echo "mixed-ab.sh: $b missing (build ticketqd and ticketq-bench)" >&2; exit 2; }
 done
@@ -65,6 +70,8 @@ RESULTS="$WORK/results"
 TCK="$(getconf CLK_TCK)"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# mdelta NAME: the unlabelled metric NAME in $WORK/m1 minus $WORK/m0 (0 if absent).
+mdelta() { awk -v k="$1" '$1 == k { v[FILENAME] = $2 } END { printf "%.0f", v[ARGV[2]] - v[ARGV[1]] }' "$WORK/m0" "$WORK/m1"; }
 jnum() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
 
 # run_one NAME SERVER_ARGS BENCH_ARGS: one fresh server, one bench run, one line.
@@ -72,8 +79,8 @@ run_one() {
   local name="$1" sargs="$2" bargs="$3" d="$WORK/data"
   rm -rf "$d" && mkdir -p "$d"
   # shellcheck disable=SC2086
-  "$SERVER" --data "$d" --listen 127.0.0.1:0 --port-file "$d/port" --fsync always $sargs \
-    >"$WORK/server.log" 2>&1 &
+  "$SERVER" --data "$d" --listen 127.0.0.1:0 --port-file "$d/port" --fsync always \
+    --metrics 127.0.0.1:0 $sargs >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 500); do [ -s "$d/port" ] && break; sleep 0.01; done
   [ -s "$d/port" ] || { echo "mixed-ab.sh: ticketqd did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
@@ -88,11 +95,14 @@ run_one() {
     sleep 0.05
   done
   sleep 2
-  local window=$((DURATION - 4)) s0 b0 s1 b1 load
+  local window=$((DURATION - 4)) s0 b0 s1 b1 load url
+  url="$(grep -o 'http://[^ ]*' "$WORK/server.log" | head -1)"
   s0="$(cpu_ticks "$SERVER_PID")"; b0="$(cpu_ticks "$BENCH_PID")"
+  curl -s "$url" >"$WORK/m0" || : >"$WORK/m0"
   load="$(cut -d' ' -f1 /proc/loadavg)"
   sleep "$window"
   s1="$(cpu_ticks "$SERVER_PID")"; b1="$(cpu_ticks "$BENCH_PID")"
+  curl -s "$url" >"$WORK/m1" || : >"$WORK/m1"
   local rc=0
   wait "$BENCH_PID" || rc=$?
   BENCH_PID=""
@@ -100,10 +110,15 @@ run_one() {
   [ "$rc" = 0 ] || { echo "mixed-ab.sh: ticketq-bench exited $rc:" >&2; cat "$WORK/bench.log" >&2; exit 1; }
   awk -v v="$name" -v ops="$(jnum ops_per_sec "$WORK/out.json")" \
     -v p50="$(jnum p50_us "$WORK/out.json")" -v p99="$(jnum p99_us "$WORK/out.json")" \
-    -v ds=$((s1 - s0)) -v db=$((b1 - b0)) -v w="$window" -v t="$TCK" -v load="$load" 'BEGIN {
+    -v ds=$((s1 - s0)) -v db=$((b1 - b0)) -v w="$window" -v t="$TCK" -v load="$load" \
+    -v wsum="$(mdelta ticketq_turn_answered_connections_sum)" \
+    -v wcnt="$(mdelta ticketq_turn_answered_connections_count)" \
+    -v holds="$(mdelta ticketq_commit_gather_holds_total)" \
+    -v expired="$(mdelta ticketq_commit_gather_expired_total)" 'BEGIN {
       srv = ds / t; bn = db / t; n = ops * w
-      printf "%s units/s %.0f p50_ms %.2f p99_ms %.2f srv_core_pct %.1f srv_us_unit %.2f bench_core_pct %.1f bench_us_unit %.2f load %s\n",
-        v, ops, p50 / 1000, p99 / 1000, 100 * srv / w, 1e6 * srv / n, 100 * bn / w, 1e6 * bn / n, load
+      printf "%s units/s %.0f p50_ms %.2f p99_ms %.2f srv_core_pct %.1f srv_us_unit %.2f bench_core_pct %.1f bench_us_unit %.2f load %s wave_conns %.1f gather_holds_s %.0f gather_expired_pct %.1f\n",
+        v, ops, p50 / 1000, p99 / 1000, 100 * srv / w, 1e6 * srv / n, 100 * bn / w, 1e6 * bn / n, load,
+        (wcnt > 0 ? wsum / wcnt : 0), holds / w, (holds > 0 ? 100 * expired / holds : 0)
     }' | tee -a "$RESULTS"
 }
 

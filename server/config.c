@@ -74,6 +74,17 @@ static const struct option_doc k_options[] = {
     {"recycle-segments", "N",
      "keep up to N files of compressed segments for reuse as new segments, 0..64: faster "
      "writes, N x segment-bytes of disk kept (default 0 = off)"},
+    {"log-batches", "N",
+     "group-commit batches in flight at once, 1..4 (default 0 = the log's default, 4; "
+     "docs/performance-server.md)"},
+    {"log-pipeline-bytes", "BYTES",
+     "a batch goes out while another is in flight only if it or the batches in flight hold "
+     "this many bytes, 1..4194304; 1 = any batch (default 0 = the log's default, 524288; "
+     "docs/performance-server.md)"},
+    {"commit-gather", "US",
+     "once a batch is acknowledged and none is in flight, hold the next batch up to US "
+     "microseconds while the connections just answered send their next requests (ends at "
+     "once when all are back; turn classic or poll), 0..2000; 0 = off (default 0)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -98,6 +109,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
     cfg->turn_mode = TQ_TURN_CLASSIC;
     cfg->log_prezero = true;
+    cfg->commit_gather_us = TQ_COMMIT_GATHER_US_DEFAULT;
 }
 
 static bool parse_on_off(const char *s, bool *out) {
@@ -249,6 +261,23 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             FAIL("--recycle-segments: expected 0..%u, got '%s'", TQ_RECYCLE_SEGMENTS_MAX, value);
         }
         cfg->recycle_segments = (uint32_t)v;
+    } else if (strcmp(name, "log-batches") == 0) {
+        if (!parse_u64(value, 0, TQ_BATCHES_INFLIGHT_MAX, &v)) {
+            FAIL("--log-batches: expected 0..%u, got '%s'", TQ_BATCHES_INFLIGHT_MAX, value);
+        }
+        cfg->log_batches = (uint32_t)v;
+    } else if (strcmp(name, "log-pipeline-bytes") == 0) {
+        if (!parse_u64(value, 0, TQ_BATCH_BYTES_DEFAULT_MAX, &v)) {
+            FAIL("--log-pipeline-bytes: expected 0..%u, got '%s'", TQ_BATCH_BYTES_DEFAULT_MAX,
+                 value);
+        }
+        cfg->log_pipeline_bytes = (uint32_t)v;
+    } else if (strcmp(name, "commit-gather") == 0) {
+        if (!parse_u64(value, 0, TQ_COMMIT_GATHER_US_MAX, &v)) {
+            FAIL("--commit-gather: expected 0..%u microseconds, got '%s'", TQ_COMMIT_GATHER_US_MAX,
+                 value);
+        }
+        cfg->commit_gather_us = (uint32_t)v;
     } else if (strcmp(name, "recv") == 0) {
         if (strcmp(value, "auto") == 0) {
             cfg->recv_mode = TQ_RECV_AUTO;

@@ -56,7 +56,10 @@ struct tq_config {
     enum tq_turn_mode turn_mode;
     bool log_dsync;   /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
     bool log_prezero; /* zero-fill the spare segment through the ring (tq_log_options) */
-    uint32_t recycle_segments; /* tq_log_options.recycle_segments_max (0 = off) */
+    uint32_t recycle_segments;   /* tq_log_options.recycle_segments_max (0 = off) */
+    uint32_t log_batches;        /* tq_log_options.batches_inflight_max (0 = storage's default) */
+    uint32_t log_pipeline_bytes; /* tq_log_options.pipeline_bytes_min (0 = storage's default) */
+    uint32_t commit_gather_us;   /* hold of the next batch for answered clients; 0 = off */
 };
 
 /* Fills cfg with every default. */

@@ -544,6 +544,9 @@ int main(int argc, char **argv) {
         .spare_no_prezero = !srv->cfg.log_prezero,
         .dsync_writes = srv->cfg.log_dsync,
         .recycle_segments_max = srv->cfg.recycle_segments,
+        .batches_inflight_max = srv->cfg.log_batches,
+        .pipeline_bytes_min = srv->cfg.log_pipeline_bytes,
+        .caller_submits = srv->cfg.commit_gather_us > 0,
     };
     struct tq_log_recovery rec;
     struct tq_error error;

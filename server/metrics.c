@@ -42,6 +42,8 @@ struct tq_metrics {
     uint64_t turn_max_us;
     uint64_t batch_bucket[BATCH_BUCKETS + 1];
     uint64_t batch_count, batch_records;
+    uint64_t answered_bucket[BATCH_BUCKETS + 1];
+    uint64_t answered_count, answered_sum;
     uint64_t counters[TQ_METRIC_COUNTER_COUNT];
 };
 
@@ -59,6 +61,8 @@ static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
     "ticketq_events_sent_total",
     "ticketq_recv_nobufs_total",
     "ticketq_recv_pauses_total",
+    "ticketq_commit_gather_holds_total",
+    "ticketq_commit_gather_expired_total",
 };
 
 struct tq_metrics *tq_metrics_new(void) {
@@ -105,6 +109,16 @@ void tq_metrics_turn(struct tq_metrics *m, uint64_t turn_us) {
     _Static_assert(TURN_BUCKETS == BUCKETS, "struct histogram holds BUCKETS + 1 counts");
     observe(&m->turn, turn_us, k_turn_bucket_us, TURN_BUCKETS);
     if (turn_us > m->turn_max_us) m->turn_max_us = turn_us;
+}
+
+void tq_metrics_answered(struct tq_metrics *m, uint64_t connections) {
+    if (m == NULL) return;
+    size_t i = 0;
+    while (i < BATCH_BUCKETS && connections > k_batch_buckets[i])
+        i++;
+    m->answered_bucket[i]++;
+    m->answered_count++;
+    m->answered_sum += connections;
 }
 
 void tq_metrics_count(struct tq_metrics *m, enum tq_metric_counter what) {
@@ -198,6 +212,21 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
     put(&t, "ticketq_batch_records_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
     put(&t, "ticketq_batch_records_sum %" PRIu64 "\nticketq_batch_records_count %" PRIu64 "\n",
         m->batch_records, m->batch_count);
+    put(&t, "# HELP ticketq_turn_answered_connections Client connections one loop turn "
+            "released responses to (turns that released any).\n"
+            "# TYPE ticketq_turn_answered_connections histogram\n");
+    cum = 0;
+    for (size_t i = 0; i < BATCH_BUCKETS; i++) {
+        cum += m->answered_bucket[i];
+        put(&t, "ticketq_turn_answered_connections_bucket{le=\"%" PRIu64 "\"} %" PRIu64 "\n",
+            k_batch_buckets[i], cum);
+    }
+    cum += m->answered_bucket[BATCH_BUCKETS];
+    put(&t, "ticketq_turn_answered_connections_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    put(&t,
+        "ticketq_turn_answered_connections_sum %" PRIu64
+        "\nticketq_turn_answered_connections_count %" PRIu64 "\n",
+        m->answered_sum, m->answered_count);
     for (int i = 0; i < TQ_METRIC_COUNTER_COUNT; i++) {
         put(&t, "# TYPE %s counter\n%s %" PRIu64 "\n", k_counter_names[i], k_counter_names[i],
             m->counters[i]);

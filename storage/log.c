@@ -817,7 +817,8 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
             log->spare_zeroed += (uint32_t)res;
         }
         if (res == 0 && op == TQ_LOG_OP_ZERO) tq_fatal("zero-length write to %s", log->spare_path);
-        log_kick(log, ring, now_us(), false); /* the next chunk waits for an idle submit */
+        /* the next chunk waits for an idle submit */
+        if (!log->opt.caller_submits) log_kick(log, ring, now_us(), false);
         return;
     }
     if (u == NULL) {
@@ -833,7 +834,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
         }
         if (--log->sync_pending == 0) {
             sync_finish(log);
-            log_kick(log, ring, now_us(), false);
+            if (!log->opt.caller_submits) log_kick(log, ring, now_us(), false);
         }
         return;
     }
@@ -857,7 +858,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
     if (--u->pending == 0) {
         unit_chain_done(log, ring, u);
         units_retire(log);
-        log_kick(log, ring, now_us(), false);
+        if (!log->opt.caller_submits) log_kick(log, ring, now_us(), false);
     }
 }
 
@@ -873,6 +874,9 @@ uint64_t tq_log_next_lsn(const struct tq_log *log) {
 }
 uint64_t tq_log_chain_head(const struct tq_log *log) {
     return log->chain_head;
+}
+unsigned tq_log_batches_inflight(const struct tq_log *log) {
+    return log->unit_count;
 }
 bool tq_log_idle(const struct tq_log *log) {
     return log->ops_inflight == 0;

@@ -96,6 +96,11 @@ struct tq_log_options {
      * are kept (<= TQ_RECYCLE_SEGMENTS_MAX); each holds segment_bytes_max of disk that compaction
      * would otherwise have freed, which is why it is off unless asked for. */
     uint32_t recycle_segments_max;
+    /* The caller starts every batch: a completion never submits the open batch by itself
+     * (by default it does, at once, so staged records never wait for the caller's next
+     * tq_log_submit). Set by the server's --commit-gather, which may hold the next batch for
+     * a bounded time while the clients just answered send their next requests. */
+    bool caller_submits;
 };
 
 #define TQ_RECYCLE_SEGMENTS_MAX 64u
@@ -179,6 +184,9 @@ TQ_NODISCARD enum tq_err tq_log_append(struct tq_log *log, uint16_t type, const 
  * order, each only after its own fdatasync and every earlier batch's. Returns the number of SQEs
  * prepared; the caller calls io_uring_submit. now_us stamps the batch. */
 unsigned tq_log_submit(struct tq_log *log, struct io_uring *ring, uint64_t now_us);
+
+/* Batches (write+fdatasync chains) submitted and not yet acknowledged. */
+unsigned tq_log_batches_inflight(const struct tq_log *log);
 
 /* True if cqe was produced by an SQE of this log (user_data's top byte is options.ring_tag). */
 bool tq_log_owns_cqe(const struct tq_log *log, const struct io_uring_cqe *cqe);

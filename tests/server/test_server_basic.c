@@ -83,6 +83,15 @@ static void test_options(void) {
     const char *a13[] = {"--data", "/tmp/x", "--turn", "eager", NULL};
     TQ_CHECK_EQ(run_ticketqd(a13, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--turn") != NULL);
+    const char *a14[] = {"--data", "/tmp/x", "--commit-gather", "2001", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a14, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--commit-gather") != NULL);
+    const char *a15[] = {"--data", "/tmp/x", "--log-batches", "5", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a15, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--log-batches") != NULL);
+    const char *a16[] = {"--data", "/tmp/x", "--log-pipeline-bytes", "4194305", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a16, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--log-pipeline-bytes") != NULL);
     const char *a5[] = {"--help", NULL};
     TQ_CHECK_EQ(run_ticketqd(a5, err, sizeof(err)), 0);
     char cfg[] = "/tmp/tq-cfg-XXXXXX";

@@ -15,6 +15,14 @@
  * burst, an op with an out-of-range channel, one naming a missing tenant (refused by the gate) and
  * one naming a tenant without an email queue (refused by the apply). Checked both with
  * the default turn and with --turn poll (which flushes the run between connections).
+ *
+ * The commit gather (--commit-gather, server/loop.c) only moves when a batch is submitted: the
+ * burst and the one-at-a-time workload under --commit-gather 2000 must give the same answers
+ * too. One at a time, each acknowledgement answers one connection and holds the next batch:
+ * the same connection's next request ends the hold (it is back), and the first request of the
+ * next connection waits for the deadline (the answered one never comes back); the server's
+ * metrics must count both kinds of hold. ticketq_turn_answered_connections must show the burst
+ * answered in one wave and one connection per answering turn one at a time.
  */
 #include "rawc.h"
 
@@ -22,10 +30,14 @@
 #include "tq_fixture.h"
 #include "tq_test.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 enum { CONNS = 4, CONN_OPS = 30, DUP_CONN = 1, DUP_OP = 20, DUP_OF = 4 };
 enum { BAD_CONN = 2, BAD_OP = 7, FOREIGN_CONN = 3, FOREIGN_OP = 11, OTHER_CONN = 0, OTHER_OP = 13 };
@@ -115,13 +127,60 @@ static struct answer answer_of(const Ticketq__Response *r, uint64_t id) {
     return a;
 }
 
-/* Runs the workload on a fresh server; burst: all at once into one turn, else one at a time. */
-static void run(const char *turn, bool burst, struct answer out[CONNS][CONN_OPS]) {
+static void free_port_addr(char *out, size_t cap) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    TQ_CHECK(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    TQ_CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    TQ_CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(out, cap, "127.0.0.1:%u", ntohs(sa.sin_port));
+    close(fd);
+}
+
+/* Value of the unlabelled metric NAME served at GET /metrics on addr; fails if absent. */
+static uint64_t metric_value(const char *addr, const char *name) {
+    const char *colon = strrchr(addr, ':');
+    TQ_CHECK(colon != NULL);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    TQ_CHECK(fd >= 0);
+    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    static char text[256 * 1024];
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < sizeof(text) && (n = read(fd, text + len, sizeof(text) - 1 - len)) > 0)
+        len += (size_t)n;
+    text[len] = '\0';
+    close(fd);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *p = strstr(text, needle);
+    TQ_CHECK(p != NULL);
+    return strtoull(p + strlen(needle), NULL, 10);
+}
+
+/* Runs the workload on a fresh server; burst: all at once into one turn, else one at a time.
+ * gather: the --commit-gather value, or NULL for none (then holds must not happen). */
+static void run(const char *turn, const char *gather, bool burst,
+                struct answer out[CONNS][CONN_OPS]) {
     static struct tq_fixture f; /* static: the exit guard keeps a pointer to it */
     memset(&f, 0, sizeof(f));
     rawc_guard_fixture(&f);
+    char metrics_addr[64];
+    free_port_addr(metrics_addr, sizeof(metrics_addr));
     f.extra_args[0] = "--turn";
     f.extra_args[1] = turn;
+    f.extra_args[2] = "--metrics";
+    f.extra_args[3] = metrics_addr;
+    if (gather != NULL) {
+        f.extra_args[4] = "--commit-gather";
+        f.extra_args[5] = gather;
+    }
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc admin, conns[CONNS];
     rawc_open_authed(&admin, f.addr, f.admin_token);
@@ -161,6 +220,27 @@ static void run(const char *turn, bool burst, struct answer out[CONNS][CONN_OPS]
                 rawc_free(r);
             }
         }
+    }
+    /* The wave width: one at a time, every turn that answered anyone answered exactly one
+     * connection; the burst's single batch answers all four connections in one turn. */
+    uint64_t waves = metric_value(metrics_addr, "ticketq_turn_answered_connections_count");
+    uint64_t answered = metric_value(metrics_addr, "ticketq_turn_answered_connections_sum");
+    TQ_CHECK_GE(waves, burst ? 1u : (uint64_t)(CONNS * CONN_OPS));
+    if (burst) {
+        TQ_CHECK_GT(answered, waves);
+    } else {
+        TQ_CHECK_UEQ(answered, waves);
+    }
+    uint64_t holds = metric_value(metrics_addr, "ticketq_commit_gather_holds_total");
+    uint64_t expired = metric_value(metrics_addr, "ticketq_commit_gather_expired_total");
+    if (gather == NULL) {
+        TQ_CHECK_UEQ(holds, 0);
+    } else if (!burst) {
+        /* every acknowledgement of a lone request held the next batch; at each change of
+         * connection the answered one never came back, and the hold ran to its deadline */
+        TQ_CHECK_GE(holds, (uint64_t)(CONNS * CONN_OPS / 2));
+        TQ_CHECK_GE(expired, (uint64_t)(CONNS - 1));
+        TQ_CHECK(expired < holds);
     }
     for (int c = 0; c < CONNS; c++)
         rawc_close(&conns[c]);
@@ -217,14 +297,18 @@ static void compare(const char *turn, struct answer got[CONNS][CONN_OPS],
 int main(void) {
     (void)tq_test_seed("test_server_ingest_run");
     static struct answer want[CONNS][CONN_OPS], got[CONNS][CONN_OPS];
-    run("classic", false, want);
+    run("classic", NULL, false, want);
     check_reference(want);
-    const char *turns[] = {"classic", "poll"};
-    for (size_t t = 0; t < 2; t++) {
-        run(turns[t], true, got);
+    const char *turns[] = {"classic", "poll", "classic"};
+    const char *gathers[] = {NULL, NULL, "2000"};
+    for (size_t t = 0; t < 3; t++) {
+        run(turns[t], gathers[t], true, got);
         check_reference(got);
-        compare(turns[t], got, want);
+        compare(gathers[t] != NULL ? "classic --commit-gather 2000" : turns[t], got, want);
     }
+    run("classic", "2000", false, got); /* one at a time: holds that end both ways */
+    check_reference(got);
+    compare("classic --commit-gather 2000, one at a time", got, want);
     fprintf(stderr, "test_server_ingest_run: ok\n");
     return 0;
 }
