@@ -1199,7 +1199,9 @@ static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
     uint64_t old_cap = t->cap, old_count = t->count;
     TQ_ASSERT(cap > old_cap && old_count * 4 <= cap * 3);
     tq_st_table_free(t->slots, old_cap * sizeof(uint32_t));
-    msgtab_init(t, cap);
+    t->slots = tq_st_table_take(&t->spare, cap * sizeof(uint32_t));
+    t->cap = cap;
+    t->count = 0;
     for (uint32_t mid = 1; mid < end; mid++) {
         if (mid + 16 < end) { /* the slots are random: fetch the one 16 messages ahead */
             uint64_t ahead = st_message(s, mid + 16)->ext_hash;
@@ -1231,6 +1233,9 @@ void tq_state_reserve_messages(struct tq_state *s, uint64_t more) {
 static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
+    if ((t->count + 1) * 8 > t->cap * 5) { /* 5/8 full: ready the table it will grow into */
+        tq_st_table_prepare(s, &t->spare, (t->cap + t->cap / 2) * sizeof(uint32_t));
+    }
     if ((t->count + 1) * 4 <= t->cap * 3 && empty_slot != UINT64_MAX) {
         TQ_ASSERT(empty_slot < t->cap && t->slots[empty_slot] == 0);
         TQ_DEBUG_ASSERT(msg_home(t, h) == empty_slot || t->slots[msg_home(t, h)] != 0);
@@ -2966,6 +2971,13 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
+    if (options != NULL && options->prefault != NULL) {
+        s->pf = (struct tq_prefault){options->prefault, options->prefault_ctx};
+        struct tq_slab *grown[] = {&s->customers, &s->identities, &s->tickets, &s->tkidx,
+                                   &s->messages};
+        for (size_t i = 0; i < sizeof(grown) / sizeof(grown[0]); i++)
+            grown[i]->pf = &s->pf;
+    }
     tq_st_idtab_init(&s->ident_index, 1024, true);
     msgtab_init(&s->msg_index, 1024);
     tq_st_idtab_init(&s->token_index, 64, false);
@@ -3020,6 +3032,7 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->obentries);
     tq_st_idtab_free(&s->ident_index);
     tq_st_table_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
+    tq_st_spare_free(&s->msg_index.spare);
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
