@@ -1096,17 +1096,23 @@ static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq
     const struct tq_idtab *tab = &s->ident_index;
     TQ_DEBUG_ASSERT(tab->id_mask == TQ_IDTAB_ID_MASK);
     uint32_t tag = tq_idtab_tag(tab, h);
-    for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
-        uint32_t slot = tab->slots[i];
-        if (slot == 0) return 0;
-        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
-        uint32_t id = slot & TQ_IDTAB_ID_MASK;
-        const struct tq_identity *x = st_identity(s, id);
-        if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
-            memcmp(ident_ext(x), norm, len) == 0) {
-            return id;
+    for (int part = 0; part < 2; part++) { /* the table, then the one it is growing from */
+        uint64_t mask;
+        const uint32_t *slots = tq_st_idtab_part(tab, part, &mask);
+        if (slots == NULL) return 0;
+        for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+            uint32_t slot = slots[i];
+            if (slot == 0) break;
+            if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
+            uint32_t id = slot & TQ_IDTAB_ID_MASK;
+            const struct tq_identity *x = st_identity(s, id);
+            if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
+                memcmp(ident_ext(x), norm, len) == 0) {
+                return id;
+            }
         }
     }
+    return 0;
 }
 
 uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
@@ -2979,6 +2985,7 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
             grown[i]->pf = &s->pf;
     }
     tq_st_idtab_init(&s->ident_index, 1024, true);
+    tq_st_idtab_set_incremental(&s->ident_index); /* grows during live ingest */
     msgtab_init(&s->msg_index, 1024);
     tq_st_idtab_init(&s->token_index, 64, false);
     tq_st_idtab_init(&s->intern_index, 256, false);

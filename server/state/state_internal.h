@@ -75,8 +75,20 @@ struct tq_idtab {
     uint64_t count;
     uint32_t id_mask;            /* UINT32_MAX: untagged; TQ_IDTAB_ID_MASK: tagged */
     struct tq_spare_table spare; /* with a prefault hook: the next table, populated ahead */
+    /* An incremental table (the identity table, which grows during live ingest) does not
+     * re-insert every id in one insert when it doubles: the old table stays, unchanged, as
+     * `old` until every one of its slots has been copied, TQ_IDTAB_MIGRATE_STEP slots per
+     * insert (slots old_next .. old_mask are still to copy). Meanwhile an id is in slots, or
+     * in old, or in both; a lookup probes slots and then, on a miss, old; count is the number
+     * of distinct ids. The copy ends long before the next doubling (the new table is 3/8 full
+     * when it starts, and it is done after old's capacity / 16 inserts). A removal finishes it
+     * first. */
+    uint32_t *old; /* NULL: no copy in progress */
+    uint64_t old_mask, old_next;
+    bool incremental;
 };
-#define TQ_IDTAB_ID_MASK ((1u << 28) - 1)
+#define TQ_IDTAB_MIGRATE_STEP 16u
+#define TQ_IDTAB_ID_MASK      ((1u << 28) - 1)
 static inline uint32_t tq_idtab_tag(const struct tq_idtab *t, uint64_t hash) {
     return t->id_mask == UINT32_MAX ? 0 : (uint32_t)(hash >> 60) << 28;
 }
@@ -494,6 +506,15 @@ void tq_st_slab_free(struct tq_slab *slab);
 void tq_st_strings_free(struct tq_state *s);
 /* tagged: see struct tq_idtab (ids must then be <= TQ_IDTAB_ID_MASK). */
 void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged);
+/* The table grows incrementally from now on (the fields above); lookups must then probe old
+ * too (tq_st_idtab_part). */
+void tq_st_idtab_set_incremental(struct tq_idtab *t);
+/* The slots and mask of part 0 (slots) or 1 (old; NULL when no copy is in progress). */
+static inline const uint32_t *tq_st_idtab_part(const struct tq_idtab *t, int part,
+                                               uint64_t *mask_out) {
+    *mask_out = part == 0 ? t->mask : t->old_mask;
+    return part == 0 ? t->slots : t->old;
+}
 void tq_st_idtab_free(struct tq_idtab *t);
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         uint64_t (*hash_of)(const struct tq_state *s, uint32_t id));

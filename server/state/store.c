@@ -373,23 +373,57 @@ void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged) {
     t->count = 0;
     t->id_mask = tagged ? TQ_IDTAB_ID_MASK : UINT32_MAX;
     t->spare = (struct tq_spare_table){0};
+    t->old = NULL;
+    t->old_mask = t->old_next = 0;
+    t->incremental = false;
+}
+
+void tq_st_idtab_set_incremental(struct tq_idtab *t) {
+    t->incremental = true;
 }
 
 void tq_st_idtab_free(struct tq_idtab *t) {
     tq_st_table_free(t->slots, (t->mask + 1) * sizeof(uint32_t));
     t->slots = NULL;
     tq_st_spare_free(&t->spare);
+    if (t->old != NULL) tq_st_table_free(t->old, (t->old_mask + 1) * sizeof(uint32_t));
+    t->old = NULL;
 }
 
 typedef uint64_t (*hash_of_fn)(const struct tq_state *s, uint32_t id);
 
-static void idtab_put(struct tq_idtab *t, uint64_t hash, uint32_t id) {
+/* Stores id in slots (not counted). */
+static void idtab_place(struct tq_idtab *t, uint64_t hash, uint32_t id) {
     TQ_ASSERT(id != 0 && id <= t->id_mask);
     uint64_t i = hash & t->mask;
     while (t->slots[i] != 0)
         i = (i + 1) & t->mask;
     t->slots[i] = tq_idtab_tag(t, hash) | id;
+}
+
+static void idtab_put(struct tq_idtab *t, uint64_t hash, uint32_t id) {
+    idtab_place(t, hash, id);
     t->count++;
+}
+
+/* Copies up to `slots` more slots of old into slots (all of them: UINT64_MAX); frees old when
+ * the last is copied. An id inserted since the doubling is only in slots; every id of old is
+ * copied once, so none is stored twice. */
+static void idtab_migrate(const struct tq_state *s, struct tq_idtab *t, uint64_t slots,
+                          hash_of_fn hash_of) {
+    if (t->old == NULL) return;
+    uint64_t end = t->old_mask + 1;
+    uint64_t stop = end - t->old_next > slots ? t->old_next + slots : end;
+    for (uint64_t i = t->old_next; i < stop; i++) {
+        uint32_t oid = t->old[i] & t->id_mask;
+        if (oid != 0) idtab_place(t, hash_of(s, oid), oid);
+    }
+    t->old_next = stop;
+    if (stop == end) {
+        tq_st_table_free(t->old, end * sizeof(uint32_t));
+        t->old = NULL;
+        t->old_mask = t->old_next = 0;
+    }
 }
 
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
@@ -398,20 +432,16 @@ void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t h
     if ((t->count + 1) * 8 > (t->mask + 1) * 5) { /* 5/8 full: ready the next table */
         tq_st_table_prepare(s, &t->spare, (t->mask + 1) * 2 * sizeof(uint32_t));
     }
+    idtab_migrate(s, t, TQ_IDTAB_MIGRATE_STEP, hash_of);
     if ((t->count + 1) * 4 > (t->mask + 1) * 3) {
+        idtab_migrate(s, t, UINT64_MAX, hash_of); /* done long ago but for tiny tables */
         uint64_t old_cap = t->mask + 1;
-        uint32_t *old = t->slots;
-        uint32_t id_mask = t->id_mask;
-        uint64_t old_count = t->count;
+        t->old = t->slots;
+        t->old_mask = t->mask;
+        t->old_next = 0;
         t->slots = tq_st_table_take(&t->spare, old_cap * 2 * sizeof(uint32_t));
         t->mask = old_cap * 2 - 1;
-        t->count = 0;
-        for (uint64_t i = 0; i < old_cap; i++) {
-            uint32_t oid = old[i] & id_mask;
-            if (oid != 0) idtab_put(t, hash_of(s, oid), oid);
-        }
-        TQ_ASSERT(t->count == old_count);
-        tq_st_table_free(old, old_cap * sizeof(uint32_t));
+        if (!t->incremental) idtab_migrate(s, t, UINT64_MAX, hash_of);
     }
     idtab_put(t, hash, id);
     TQ_ASSERT(t->count * 4 <= (t->mask + 1) * 3);
@@ -420,6 +450,7 @@ void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t h
 void tq_st_idtab_remove(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         hash_of_fn hash_of) {
     TQ_ASSERT(id != 0 && t->count > 0);
+    idtab_migrate(s, t, UINT64_MAX, hash_of); /* removals are rare (an erasure) */
     uint64_t i = hash & t->mask;
     while ((t->slots[i] & t->id_mask) != id) {
         TQ_ASSERT(t->slots[i] != 0); /* the caller promised id is present */
@@ -544,6 +575,7 @@ static uint64_t intern_hash_of(const struct tq_state *s, uint32_t id) {
 uint32_t tq_st_intern_find(const struct tq_state *s, struct tq_str str) {
     uint64_t h = XXH3_64bits(str.ptr, str.len);
     const struct tq_idtab *t = &s->intern_index;
+    TQ_DEBUG_ASSERT(!t->incremental);
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
         uint32_t id = t->slots[i];
         if (id == 0) return 0;

@@ -793,6 +793,45 @@ static void test_prefault_hook(void) {
     TQ_CHECK_UEQ(tq_state_bytes_mapped(), mapped0); /* what was taken is given back */
 }
 
+/* The identity table grows incrementally (struct tq_idtab): after its 1024 slots double at the
+ * 769th identity, the old table is copied 16 slots per insert, so for the next 64 inserts an
+ * identity may be only in the old table. Every sender must be found at every step of the copy
+ * (each lookup checks the customer it maps to), an identity added mid-copy too, and an erasure
+ * mid-copy (which finishes the copy, then removes) must forget exactly the erased sender. */
+static void test_identity_table_incremental_growth(void) {
+    struct fx f;
+    fx_init(&f);
+    uint64_t tn = fx_tenant(&f, "shop");
+    uint64_t q = fx_queue(&f, tn, "q", false, 0);
+    enum { N = 900, ERASE_AT = 800, ERASED = 17 };
+    uint64_t cust[N];
+    char from[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(from, sizeof(from), "s%u@example.com", i);
+        fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, from, NULL, q);
+        cust[i] = fx_ticket(&f, tn, f.res.ticket_id).customer_id;
+        if (i == ERASE_AT) {
+            struct tq_cmd er = fx_cmd(TQ_CMD_CUSTOMER_ERASE, tn);
+            er.u.customer_erase.customer_id = cust[ERASED];
+            FX_OK(&f, &er);
+        }
+        if (i < 760 || i > 840) continue; /* around the doubling and the copy */
+        for (uint32_t k = 0; k <= i; k++) {
+            snprintf(from, sizeof(from), "s%u@example.com", k);
+            struct tq_customer_view cv;
+            enum tq_err e = tq_state_customer_find(f.s, tn, TQ_CHANNEL_EMAIL, S(from), &cv);
+            if (k == ERASED && i >= ERASE_AT) {
+                TQ_CHECK_EQ(e, TQ_ERR_NOT_FOUND);
+            } else {
+                TQ_CHECK_OK(e, NULL);
+                TQ_CHECK_UEQ(cv.customer_id, cust[k]);
+            }
+        }
+    }
+    TQ_CHECK(tq_state_check_invariants(f.s, &f.err));
+    fx_free(&f);
+}
+
 /* ---- SLA ---------------------------------------------------------------------------------- */
 
 static void test_sla_first_reply_breach_and_warning(void) {
@@ -2227,6 +2266,7 @@ int main(void) {
     test_reserve_messages();
     test_huge_regions();
     test_prefault_hook();
+    test_identity_table_incremental_growth();
     test_sla_first_reply_breach_and_warning();
     test_sla_automated_reply_does_not_count();
     test_sla_next_reply();
