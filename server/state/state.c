@@ -573,10 +573,16 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
         }
         return;
     }
+    if (__builtin_expect(s->pf.fn != NULL, 0) && s->due_count >= s->due_cap - s->due_cap / 8) {
+        /* 7/8 full: ready the next array */
+        tq_st_table_prepare_grow(s, &s->due_spare, s->due_cap * sizeof(*s->due),
+                                 (s->due_cap + s->due_cap / 2) * sizeof(*s->due));
+    }
     if (s->due_count == s->due_cap) {
         /* grow by half: the per-ticket share of the index stays within 12..18 bytes */
         uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
-        s->due = tq_st_table_realloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
+        s->due = tq_st_table_realloc_take(&s->due_spare, s->due, s->due_cap * sizeof(*s->due),
+                                          cap * sizeof(*s->due));
         s->due_cap = cap;
     }
     s->due[s->due_count] = (struct tq_duenode){due, tid};
@@ -1084,6 +1090,25 @@ static const char *normalise_ext(enum tq_channel ch, struct tq_str in, char *out
     return out;
 }
 
+/* The identity with key hash h and key (tenant, ch, norm) among slots (the identity table's,
+ * or the old one it is growing from), 0 = none. */
+static inline uint32_t identity_probe(const struct tq_state *s, const uint32_t *slots,
+                                      uint64_t mask, uint64_t h, uint64_t tenant,
+                                      enum tq_channel ch, const char *norm, uint32_t len) {
+    uint32_t tag = tq_idtab_tag(&s->ident_index, h);
+    for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+        uint32_t slot = slots[i];
+        if (slot == 0) return 0;
+        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
+        uint32_t id = slot & TQ_IDTAB_ID_MASK;
+        const struct tq_identity *x = st_identity(s, id);
+        if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
+            memcmp(ident_ext(x), norm, len) == 0) {
+            return id;
+        }
+    }
+}
+
 /* The identity with key (tenant, ch, norm), 0 = none. known_hash is the key's hash when the
  * caller has it already (an inbound message: the prefetch stage computed it), else 0; the
  * hash used is returned in *hash_out. */
@@ -1095,24 +1120,9 @@ static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq
     *hash_out = h;
     const struct tq_idtab *tab = &s->ident_index;
     TQ_DEBUG_ASSERT(tab->id_mask == TQ_IDTAB_ID_MASK);
-    uint32_t tag = tq_idtab_tag(tab, h);
-    for (int part = 0; part < 2; part++) { /* the table, then the one it is growing from */
-        uint64_t mask;
-        const uint32_t *slots = tq_st_idtab_part(tab, part, &mask);
-        if (slots == NULL) return 0;
-        for (uint64_t i = h & mask;; i = (i + 1) & mask) {
-            uint32_t slot = slots[i];
-            if (slot == 0) break;
-            if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
-            uint32_t id = slot & TQ_IDTAB_ID_MASK;
-            const struct tq_identity *x = st_identity(s, id);
-            if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
-                memcmp(ident_ext(x), norm, len) == 0) {
-                return id;
-            }
-        }
-    }
-    return 0;
+    uint32_t id = identity_probe(s, tab->slots, tab->mask, h, tenant, ch, norm, len);
+    if (id != 0 || __builtin_expect(tab->old == NULL, 1)) return id;
+    return identity_probe(s, tab->old, tab->old_mask, h, tenant, ch, norm, len); /* growing */
 }
 
 uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
@@ -1239,7 +1249,8 @@ void tq_state_reserve_messages(struct tq_state *s, uint64_t more) {
 static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
-    if ((t->count + 1) * 8 > t->cap * 5) { /* 5/8 full: ready the table it will grow into */
+    if (__builtin_expect(s->pf.fn != NULL, 0) && (t->count + 1) * 8 > t->cap * 5) {
+        /* 5/8 full: ready the table it will grow into */
         tq_st_table_prepare(s, &t->spare, (t->cap + t->cap / 2) * sizeof(uint32_t));
     }
     if ((t->count + 1) * 4 <= t->cap * 3 && empty_slot != UINT64_MAX) {
@@ -3044,6 +3055,7 @@ void tq_state_free(struct tq_state *s) {
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
     tq_st_table_free(s->due, s->due_cap * sizeof(*s->due));
+    tq_st_spare_free(&s->due_spare);
     tq_free(s->dirty, s->dirty_cap * sizeof(uint32_t));
     tq_st_strings_free(s);
     tq_free(s->taken, TQ_OUTBOX_TAKE_MAX * sizeof(uint64_t));

@@ -147,7 +147,8 @@ struct tq_slanode {
 struct tq_slaidx {
     struct tq_slanode *nodes;
     uint32_t count, cap;
-    uint64_t base; /* key origin (ms) */
+    uint64_t base;               /* key origin (ms) */
+    struct tq_spare_table spare; /* with a prefault hook: the array it grows into */
 };
 
 struct tq_hist { /* log-bucketed duration histogram (ms) */
@@ -399,7 +400,8 @@ struct tq_state {
     struct tq_msgtab msg_index;
     struct tq_prefault pf; /* tq_state_options.prefault; the slabs point here */
     struct tq_u32map ob_by_message;
-    struct tq_duenode *due; /* min-heap by (due_ms, ticket) */
+    struct tq_duenode *due;          /* min-heap by (due_ms, ticket) */
+    struct tq_spare_table due_spare; /* with a prefault hook: the array due grows into */
     uint32_t due_count, due_cap;
     struct tq_strstore strings;
     uint64_t *taken; /* OUTBOX_TAKE result buffer */
@@ -499,6 +501,14 @@ void tq_st_table_free(void *p, size_t bytes);
  * it); tq_st_table_take then hands them to the growth (zeroed, and counted as
  * tq_st_table_alloc counts), or a fresh table when there is no spare of that size. */
 void tq_st_table_prepare(const struct tq_state *s, struct tq_spare_table *spare, size_t bytes);
+/* The same for an array that fills from the front and grows from bytes_old to bytes_new by
+ * tq_st_table_realloc_take (which is tq_st_table_realloc, with the spare when it fits): only
+ * the whole huge pages the copy will write are populated, as tq_st_table_realloc advises
+ * only those. Called when the array is 7/8 full or so. */
+void tq_st_table_prepare_grow(const struct tq_state *s, struct tq_spare_table *spare,
+                              size_t bytes_old, size_t bytes_new);
+void *tq_st_table_realloc_take(struct tq_spare_table *spare, void *p, size_t bytes_old,
+                               size_t bytes_new);
 void *tq_st_table_take(struct tq_spare_table *spare, size_t bytes);
 void tq_st_spare_free(struct tq_spare_table *spare);
 uint32_t tq_st_slab_new(struct tq_slab *slab);
@@ -507,14 +517,9 @@ void tq_st_strings_free(struct tq_state *s);
 /* tagged: see struct tq_idtab (ids must then be <= TQ_IDTAB_ID_MASK). */
 void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged);
 /* The table grows incrementally from now on (the fields above); lookups must then probe old
- * too (tq_st_idtab_part). */
+ * too after a miss in slots. */
 void tq_st_idtab_set_incremental(struct tq_idtab *t);
-/* The slots and mask of part 0 (slots) or 1 (old; NULL when no copy is in progress). */
-static inline const uint32_t *tq_st_idtab_part(const struct tq_idtab *t, int part,
-                                               uint64_t *mask_out) {
-    *mask_out = part == 0 ? t->mask : t->old_mask;
-    return part == 0 ? t->slots : t->old;
-}
+
 void tq_st_idtab_free(struct tq_idtab *t);
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         uint64_t (*hash_of)(const struct tq_state *s, uint32_t id));

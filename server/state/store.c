@@ -147,6 +147,30 @@ void tq_st_table_prepare(const struct tq_state *s, struct tq_spare_table *spare,
     if (whole > 0) prefault_request(&s->pf, spare->p, whole);
 }
 
+void tq_st_table_prepare_grow(const struct tq_state *s, struct tq_spare_table *spare,
+                              size_t bytes_old, size_t bytes_new) {
+    if (s->pf.fn == NULL || bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN || spare->bytes == bytes_new) {
+        return;
+    }
+    tq_st_spare_free(spare);
+    size_t whole = bytes_old & ~(TQ_HUGE_PAGE_BYTES - 1);
+    spare->p = region_map_advised(bytes_new, whole);
+    spare->bytes = bytes_new;
+    if (whole > 0) prefault_request(&s->pf, spare->p, whole);
+}
+
+void *tq_st_table_realloc_take(struct tq_spare_table *spare, void *p, size_t bytes_old,
+                               size_t bytes_new) {
+    if (spare->p == NULL || spare->bytes != bytes_new || bytes_old > bytes_new) {
+        tq_st_spare_free(spare);
+        return tq_st_table_realloc(p, bytes_old, bytes_new);
+    }
+    void *n = tq_st_table_take(spare, bytes_new);
+    if (p != NULL) memcpy(n, p, bytes_old);
+    tq_st_table_free(p, bytes_old);
+    return n;
+}
+
 void *tq_st_table_take(struct tq_spare_table *spare, size_t bytes) {
     if (spare->p == NULL || spare->bytes != bytes) {
         tq_st_spare_free(spare);
@@ -219,7 +243,8 @@ static void chunk_free(uint8_t *chunk, size_t bytes) {
  * mapped now, when it is the group's last), so the applying thread does not take the fault
  * that zeroes it: a page holds 10,000 elements or more, so the request is thousands of applies
  * ahead of need. That page holds no element yet. One page ahead per slab is resident early. */
-static void slab_prefault_ahead(struct tq_slab *slab, uint32_t chunk, uint8_t *elem) {
+__attribute__((noinline, cold)) static void slab_prefault_ahead(struct tq_slab *slab,
+                                                                uint32_t chunk, uint8_t *elem) {
     uint8_t *page =
         (uint8_t *)(((uintptr_t)elem + slab->elem_size - 1) & ~(uintptr_t)(TQ_HUGE_PAGE_BYTES - 1));
     if (page == slab->pf_page) return;
@@ -269,7 +294,7 @@ uint32_t tq_st_slab_new(struct tq_slab *slab) {
     }
     slab->next_id = id + 1;
     uint8_t *elem = tq_slab_at(slab, id);
-    if (slab->pf != NULL && slab->pf->fn != NULL && slab_grouped(slab, chunk)) {
+    if (__builtin_expect(slab->pf != NULL, 0) && slab_grouped(slab, chunk)) {
         slab_prefault_ahead(slab, chunk, elem);
     }
     memset(elem, 0, slab->elem_size);
@@ -429,7 +454,8 @@ static void idtab_migrate(const struct tq_state *s, struct tq_idtab *t, uint64_t
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         hash_of_fn hash_of) {
     TQ_ASSERT(id != 0);
-    if ((t->count + 1) * 8 > (t->mask + 1) * 5) { /* 5/8 full: ready the next table */
+    if (__builtin_expect(s->pf.fn != NULL, 0) && (t->count + 1) * 8 > (t->mask + 1) * 5) {
+        /* 5/8 full: ready the next table */
         tq_st_table_prepare(s, &t->spare, (t->mask + 1) * 2 * sizeof(uint32_t));
     }
     idtab_migrate(s, t, TQ_IDTAB_MIGRATE_STEP, hash_of);

@@ -715,8 +715,9 @@ static void test_huge_regions(void) {
  * here synchronously) must change nothing: the same 200,000 first-time senders applied to a
  * state with the hook and to one without give the same digest at every checkpoint. 200,000
  * senders take the ticket, message and identity slabs across several huge pages and group
- * boundaries and the identity table (at 5/8 of 262,144 slots) to its 2 MiB successor, which
- * is prepared ahead and then taken by the regrowth. */
+ * boundaries, the identity table (at 5/8 of 262,144 slots) to its 2 MiB successor and the
+ * deadline heap (12 bytes a ticket) past 2 MiB, each prepared ahead and then taken by the
+ * regrowth. */
 struct pf_log {
     uint32_t requests, pages;
 };
@@ -749,6 +750,7 @@ static void test_prefault_hook(void) {
     uint64_t tn = 0, q = 0;
     for (int k = 0; k < 2; k++) {
         tn = fx_tenant(both[k], "shop");
+        fx_policy(both[k], tn, HOUR_MS, 0, 0, 0, false); /* a deadline per ticket */
         q = fx_queue(both[k], tn, "q", false, 0);
     }
     enum { SENDERS = 200000 };
