@@ -5,7 +5,13 @@
  * allocations within one apply); ids are handed out densely from 1; hash tables delete only by
  * backward shift (merges re-point entities instead; an erased identity is the one removal), so
  * linear probing needs no tombstones; a slot value 0 is empty because no entity has id 0. Every
- * table keeps its load factor <= 3/4.
+ * table keeps its load factor <= 3/4 (an incremental table counts the ids still only in the
+ * table it is growing from: struct tq_idtab).
+ *
+ * With a prefault hook (tq_state_options.prefault) the growing slabs ask for their next huge
+ * page, and the tables and arrays for their successor, ahead of need (prefault_request): the
+ * hook populates them off the applying thread. Nothing else changes: the pages asked for hold
+ * no data (asserted for slabs; spares are untouched mappings), so results never depend on it.
  *
  * Why: the issue's memory targets (<= 32 bytes per message, <= 256 per ticket) rule out per-entity
  * malloc and doubling arrays of fat structs; chunked slabs waste at most one chunk per kind.
