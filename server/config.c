@@ -65,6 +65,9 @@ static const struct option_doc k_options[] = {
      "kernel run pending completions every 8 requests parsed; reactive also reaps them and, "
      "on an acknowledgement, starts the next batch and sends the released responses before "
      "parsing on; env TICKETQD_TURN)"},
+    {"state-prefault", "on|off",
+     "populate the state's next huge pages on a helper thread, ahead of need, so the loop "
+     "does not take the faults that zero them (default on; docs/performance-state.md)"},
     {"log-prezero", "on|off",
      "zero-fill the preallocated spare segment in the background (default on; off makes "
      "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
@@ -110,6 +113,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->turn_mode = TQ_TURN_CLASSIC;
     cfg->log_prezero = true;
     cfg->commit_gather_us = TQ_COMMIT_GATHER_US_DEFAULT;
+    cfg->state_prefault = true;
 }
 
 static bool parse_on_off(const char *s, bool *out) {
@@ -314,6 +318,10 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
             cfg->turn_mode = TQ_TURN_POLL;
         } else {
             FAIL("--turn: expected classic, poll or reactive, got '%s'", value);
+        }
+    } else if (strcmp(name, "state-prefault") == 0) {
+        if (!parse_on_off(value, &cfg->state_prefault)) {
+            FAIL("--state-prefault: expected on or off, got '%s'", value);
         }
     } else if (strcmp(name, "log-prezero") == 0 || strcmp(name, "log-dsync") == 0) {
         bool *flag = strcmp(name, "log-prezero") == 0 ? &cfg->log_prezero : &cfg->log_dsync;

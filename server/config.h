@@ -54,8 +54,9 @@ struct tq_config {
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
     enum tq_turn_mode turn_mode;
-    bool log_dsync;   /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
-    bool log_prezero; /* zero-fill the spare segment through the ring (tq_log_options) */
+    bool log_dsync;      /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
+    bool state_prefault; /* populate the state's next huge pages on a helper thread */
+    bool log_prezero;    /* zero-fill the spare segment through the ring (tq_log_options) */
     uint32_t recycle_segments;   /* tq_log_options.recycle_segments_max (0 = off) */
     uint32_t log_batches;        /* tq_log_options.batches_inflight_max (0 = storage's default) */
     uint32_t log_pipeline_bytes; /* tq_log_options.pipeline_bytes_min (0 = storage's default) */

@@ -11,6 +11,7 @@ add_library(tq_server_core STATIC
   ${TQ_SERVER_DIR}/events_codec.c
   ${TQ_SERVER_DIR}/loop.c
   ${TQ_SERVER_DIR}/metrics.c
+  ${TQ_SERVER_DIR}/prefault.c
   ${TQ_SERVER_DIR}/reqdec.c
   ${TQ_SERVER_DIR}/respenc.c
   ${TQ_SERVER_DIR}/sha256.c

@@ -32,6 +32,7 @@ enum tq_err tq_state_token_find(const struct tq_state *s, const uint8_t hash[32]
     for (int i = 0; i < 8; i++)
         h |= (uint64_t)hash[i] << (8 * i);
     const struct tq_idtab *tab = &s->token_index;
+    TQ_DEBUG_ASSERT(!tab->incremental);
     for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
         uint32_t id = tab->slots[i];
         if (id == 0) return TQ_ERR_NOT_FOUND;

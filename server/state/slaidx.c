@@ -215,13 +215,18 @@ void tq_st_slaidx_sync(struct tq_state *s, uint32_t tid, uint64_t d) {
         }
         return;
     }
+    if (__builtin_expect(s->pf.fn != NULL, 0) && x->count >= x->cap - x->cap / 16 &&
+        x->cap >= SLA_HEAP_CAP_MIN) { /* 15/16 full: ready the next array */
+        tq_st_table_prepare_grow(s, &x->spare, x->cap * sizeof(*x->nodes),
+                                 (x->cap + x->cap / 4) * sizeof(*x->nodes));
+    }
     if (x->count == x->cap) {
         /* grow by a quarter: the per-ticket share stays within 8..10 bytes (the memory
          * budget); the copies this costs are amortised O(1) per node all the same */
         uint32_t cap = x->cap < SLA_HEAP_CAP_MIN ? SLA_HEAP_CAP_MIN : x->cap + x->cap / 4;
         TQ_ASSERT(cap > x->count);
-        x->nodes =
-            tq_st_table_realloc(x->nodes, x->cap * sizeof(*x->nodes), cap * sizeof(*x->nodes));
+        x->nodes = tq_st_table_realloc_take(&x->spare, x->nodes, x->cap * sizeof(*x->nodes),
+                                            cap * sizeof(*x->nodes));
         x->cap = cap;
     }
     x->nodes[x->count] = (struct tq_slanode){key, tid};
@@ -237,5 +242,6 @@ void tq_st_slaidx_prefetch(const struct tq_state *s, const struct tq_ticket *t) 
 
 void tq_st_slaidx_free(struct tq_tenant *tn) {
     tq_st_table_free(tn->sla.nodes, tn->sla.cap * sizeof(*tn->sla.nodes));
+    tq_st_spare_free(&tn->sla.spare);
     memset(&tn->sla, 0, sizeof(tn->sla));
 }

@@ -573,10 +573,16 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
         }
         return;
     }
+    if (__builtin_expect(s->pf.fn != NULL, 0) && s->due_count >= s->due_cap - s->due_cap / 8) {
+        /* 7/8 full: ready the next array */
+        tq_st_table_prepare_grow(s, &s->due_spare, s->due_cap * sizeof(*s->due),
+                                 (s->due_cap + s->due_cap / 2) * sizeof(*s->due));
+    }
     if (s->due_count == s->due_cap) {
         /* grow by half: the per-ticket share of the index stays within 12..18 bytes */
         uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
-        s->due = tq_st_table_realloc(s->due, s->due_cap * sizeof(*s->due), cap * sizeof(*s->due));
+        s->due = tq_st_table_realloc_take(&s->due_spare, s->due, s->due_cap * sizeof(*s->due),
+                                          cap * sizeof(*s->due));
         s->due_cap = cap;
     }
     s->due[s->due_count] = (struct tq_duenode){due, tid};
@@ -1084,6 +1090,25 @@ static const char *normalise_ext(enum tq_channel ch, struct tq_str in, char *out
     return out;
 }
 
+/* The identity with key hash h and key (tenant, ch, norm) among slots (the identity table's,
+ * or the old one it is growing from), 0 = none. */
+static inline uint32_t identity_probe(const struct tq_state *s, const uint32_t *slots,
+                                      uint64_t mask, uint64_t h, uint64_t tenant,
+                                      enum tq_channel ch, const char *norm, uint32_t len) {
+    uint32_t tag = tq_idtab_tag(&s->ident_index, h);
+    for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+        uint32_t slot = slots[i];
+        if (slot == 0) return 0;
+        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
+        uint32_t id = slot & TQ_IDTAB_ID_MASK;
+        const struct tq_identity *x = st_identity(s, id);
+        if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
+            memcmp(ident_ext(x), norm, len) == 0) {
+            return id;
+        }
+    }
+}
+
 /* The identity with key (tenant, ch, norm), 0 = none. known_hash is the key's hash when the
  * caller has it already (an inbound message: the prefetch stage computed it), else 0; the
  * hash used is returned in *hash_out. */
@@ -1095,18 +1120,9 @@ static uint32_t identity_find(const struct tq_state *s, uint64_t tenant, enum tq
     *hash_out = h;
     const struct tq_idtab *tab = &s->ident_index;
     TQ_DEBUG_ASSERT(tab->id_mask == TQ_IDTAB_ID_MASK);
-    uint32_t tag = tq_idtab_tag(tab, h);
-    for (uint64_t i = h & tab->mask;; i = (i + 1) & tab->mask) {
-        uint32_t slot = tab->slots[i];
-        if (slot == 0) return 0;
-        if ((slot & ~TQ_IDTAB_ID_MASK) != tag) continue; /* another key: not read */
-        uint32_t id = slot & TQ_IDTAB_ID_MASK;
-        const struct tq_identity *x = st_identity(s, id);
-        if (x->hash == h && x->tenant == tenant && x->channel == ch && x->ext_len == len &&
-            memcmp(ident_ext(x), norm, len) == 0) {
-            return id;
-        }
-    }
+    uint32_t id = identity_probe(s, tab->slots, tab->mask, h, tenant, ch, norm, len);
+    if (id != 0 || __builtin_expect(tab->old == NULL, 1)) return id;
+    return identity_probe(s, tab->old, tab->old_mask, h, tenant, ch, norm, len); /* growing */
 }
 
 uint32_t tq_st_identity_lookup(const struct tq_state *s, uint64_t tenant, enum tq_channel ch,
@@ -1199,7 +1215,9 @@ static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
     uint64_t old_cap = t->cap, old_count = t->count;
     TQ_ASSERT(cap > old_cap && old_count * 4 <= cap * 3);
     tq_st_table_free(t->slots, old_cap * sizeof(uint32_t));
-    msgtab_init(t, cap);
+    t->slots = tq_st_table_take(&t->spare, cap * sizeof(uint32_t));
+    t->cap = cap;
+    t->count = 0;
     for (uint32_t mid = 1; mid < end; mid++) {
         if (mid + 16 < end) { /* the slots are random: fetch the one 16 messages ahead */
             uint64_t ahead = st_message(s, mid + 16)->ext_hash;
@@ -1231,6 +1249,10 @@ void tq_state_reserve_messages(struct tq_state *s, uint64_t more) {
 static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
+    if (__builtin_expect(s->pf.fn != NULL, 0) && (t->count + 1) * 8 > t->cap * 5) {
+        /* 5/8 full: ready the table it will grow into */
+        tq_st_table_prepare(s, &t->spare, (t->cap + t->cap / 2) * sizeof(uint32_t));
+    }
     if ((t->count + 1) * 4 <= t->cap * 3 && empty_slot != UINT64_MAX) {
         TQ_ASSERT(empty_slot < t->cap && t->slots[empty_slot] == 0);
         TQ_DEBUG_ASSERT(msg_home(t, h) == empty_slot || t->slots[msg_home(t, h)] != 0);
@@ -2966,7 +2988,15 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
+    if (options != NULL && options->prefault != NULL) {
+        s->pf = (struct tq_prefault){options->prefault, options->prefault_ctx};
+        struct tq_slab *grown[] = {&s->customers, &s->identities, &s->tickets, &s->tkidx,
+                                   &s->messages};
+        for (size_t i = 0; i < sizeof(grown) / sizeof(grown[0]); i++)
+            grown[i]->pf = &s->pf;
+    }
     tq_st_idtab_init(&s->ident_index, 1024, true);
+    tq_st_idtab_set_incremental(&s->ident_index); /* grows during live ingest */
     msgtab_init(&s->msg_index, 1024);
     tq_st_idtab_init(&s->token_index, 64, false);
     tq_st_idtab_init(&s->intern_index, 256, false);
@@ -3020,10 +3050,12 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->obentries);
     tq_st_idtab_free(&s->ident_index);
     tq_st_table_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
+    tq_st_spare_free(&s->msg_index.spare);
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
     tq_st_table_free(s->due, s->due_cap * sizeof(*s->due));
+    tq_st_spare_free(&s->due_spare);
     tq_free(s->dirty, s->dirty_cap * sizeof(uint32_t));
     tq_st_strings_free(s);
     tq_free(s->taken, TQ_OUTBOX_TAKE_MAX * sizeof(uint64_t));

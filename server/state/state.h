@@ -449,8 +449,20 @@ const char *tq_event_type_name(enum tq_event_type t);
 
 struct tq_state;
 
+/* Optional hook: apply calls it (on the applying thread) with a 2 MiB-aligned range of the
+ * state's memory that holds no data yet and that apply will soon write: the next huge page of a
+ * growing slab, or the whole of the table a hash table will grow into. The server populates it
+ * on another thread (madvise MADV_POPULATE_WRITE), so the kernel's zeroing of fresh huge pages
+ * (milliseconds each in a VM) is not done inside apply. It must not block and may ignore the
+ * request; populating writes nothing (the pages read as zeroes either way), so apply's results
+ * do not depend on it. The range may be unmapped by a later apply (a table that regrew) or by
+ * tq_state_free: the populating side must tolerate ENOMEM, and stop before tq_state_free. */
+typedef void tq_state_prefault_fn(void *ctx, void *addr, size_t len);
+
 struct tq_state_options {
-    uint32_t body_bytes_max; /* 0 = TQ_BODY_BYTES_DEFAULT_MAX */
+    uint32_t body_bytes_max;        /* 0 = TQ_BODY_BYTES_DEFAULT_MAX */
+    tq_state_prefault_fn *prefault; /* NULL: none (tq-state-bench, tools) */
+    void *prefault_ctx;
 };
 
 struct tq_state *tq_state_new(const struct tq_state_options *options);

@@ -33,6 +33,19 @@
 #define TQ_OUTBOX_ATTEMPTS_LIMIT 15u  /* attempts are 4 bits in a message */
 #define TQ_CONSUMER_NAMES_MAX    256u /* named consumer positions per tenant */
 
+/* The state's prefault hook (tq_state_options.prefault); fn NULL = none. */
+struct tq_prefault {
+    tq_state_prefault_fn *fn;
+    void *ctx;
+};
+
+/* A table mapped ahead of a table's growth and handed to the prefault hook (store.c), so the
+ * growth finds its pages already populated. Zero-filled (nothing writes it before use). */
+struct tq_spare_table {
+    void *p;
+    size_t bytes;
+};
+
 /* A chunked slab of fixed-size, zero-initialised elements addressed by id (id 0 unused). */
 struct tq_slab {
     uint8_t **chunks;
@@ -40,6 +53,11 @@ struct tq_slab {
     uint32_t elem_size;
     uint32_t next_id; /* the id the next allocation gets (starts at 1) */
     uint32_t shift;   /* log2 of the elements per chunk */
+    /* With a prefault hook (store.c): the huge page whose successor was last requested, and
+     * the next huge-page group, mapped early so its first page can be populated ahead. */
+    const struct tq_prefault *pf;
+    uint8_t *pf_page;
+    uint8_t *spare_group;
 };
 
 /* Open-addressing table of entity ids (0 = empty slot), linear probing. Merges re-point the
@@ -55,9 +73,22 @@ struct tq_idtab {
     uint32_t *slots;
     uint64_t mask; /* capacity - 1; capacity is a power of two */
     uint64_t count;
-    uint32_t id_mask; /* UINT32_MAX: untagged; TQ_IDTAB_ID_MASK: tagged */
+    uint32_t id_mask;            /* UINT32_MAX: untagged; TQ_IDTAB_ID_MASK: tagged */
+    struct tq_spare_table spare; /* with a prefault hook: the next table, populated ahead */
+    /* An incremental table (the identity table, which grows during live ingest) does not
+     * re-insert every id in one insert when it doubles: the old table stays, unchanged, as
+     * `old` until every one of its slots has been copied, TQ_IDTAB_MIGRATE_STEP slots per
+     * insert (slots old_next .. old_mask are still to copy). Meanwhile an id is in slots, or
+     * in old, or in both; a lookup probes slots and then, on a miss, old; count is the number
+     * of distinct ids. The copy ends long before the next doubling (the new table is 3/8 full
+     * when it starts, and it is done after old's capacity / 16 inserts). A removal finishes it
+     * first. */
+    uint32_t *old; /* NULL: no copy in progress */
+    uint64_t old_mask, old_next;
+    bool incremental;
 };
-#define TQ_IDTAB_ID_MASK ((1u << 28) - 1)
+#define TQ_IDTAB_MIGRATE_STEP 16u
+#define TQ_IDTAB_ID_MASK      ((1u << 28) - 1)
 static inline uint32_t tq_idtab_tag(const struct tq_idtab *t, uint64_t hash) {
     return t->id_mask == UINT32_MAX ? 0 : (uint32_t)(hash >> 60) << 28;
 }
@@ -68,6 +99,7 @@ struct tq_msgtab {
     uint32_t *slots;
     uint64_t cap;
     uint64_t count;
+    struct tq_spare_table spare; /* with a prefault hook: the next table, populated ahead */
 };
 
 /* uint32 -> uint32 map with deletion (backward-shift), used for message id -> outbox entry. */
@@ -115,7 +147,8 @@ struct tq_slanode {
 struct tq_slaidx {
     struct tq_slanode *nodes;
     uint32_t count, cap;
-    uint64_t base; /* key origin (ms) */
+    uint64_t base;               /* key origin (ms) */
+    struct tq_spare_table spare; /* with a prefault hook: the array it grows into */
 };
 
 struct tq_hist { /* log-bucketed duration histogram (ms) */
@@ -365,8 +398,10 @@ struct tq_state {
     uint32_t ob_free; /* free list of outbox entries (through next) */
     struct tq_idtab ident_index, token_index, intern_index;
     struct tq_msgtab msg_index;
+    struct tq_prefault pf; /* tq_state_options.prefault; the slabs point here */
     struct tq_u32map ob_by_message;
-    struct tq_duenode *due; /* min-heap by (due_ms, ticket) */
+    struct tq_duenode *due;          /* min-heap by (due_ms, ticket) */
+    struct tq_spare_table due_spare; /* with a prefault hook: the array due grows into */
     uint32_t due_count, due_cap;
     struct tq_strstore strings;
     uint64_t *taken; /* OUTBOX_TAKE result buffer */
@@ -461,11 +496,30 @@ void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);
 void *tq_st_table_alloc(size_t bytes);
 void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new);
 void tq_st_table_free(void *p, size_t bytes);
+/* With a prefault hook: a table that will grow to `bytes` once it is fuller gets them mapped
+ * now and populated by the hook (called when its load passes 5/8, before the 3/4 that grows
+ * it); tq_st_table_take then hands them to the growth (zeroed, and counted as
+ * tq_st_table_alloc counts), or a fresh table when there is no spare of that size. */
+void tq_st_table_prepare(const struct tq_state *s, struct tq_spare_table *spare, size_t bytes);
+/* The same for an array that fills from the front and grows from bytes_old to bytes_new by
+ * tq_st_table_realloc_take (which is tq_st_table_realloc, with the spare when it fits): only
+ * the whole huge pages the copy will write are populated, as tq_st_table_realloc advises
+ * only those. Called when the array is 7/8 full or so. */
+void tq_st_table_prepare_grow(const struct tq_state *s, struct tq_spare_table *spare,
+                              size_t bytes_old, size_t bytes_new);
+void *tq_st_table_realloc_take(struct tq_spare_table *spare, void *p, size_t bytes_old,
+                               size_t bytes_new);
+void *tq_st_table_take(struct tq_spare_table *spare, size_t bytes);
+void tq_st_spare_free(struct tq_spare_table *spare);
 uint32_t tq_st_slab_new(struct tq_slab *slab);
 void tq_st_slab_free(struct tq_slab *slab);
 void tq_st_strings_free(struct tq_state *s);
 /* tagged: see struct tq_idtab (ids must then be <= TQ_IDTAB_ID_MASK). */
 void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged);
+/* The table grows incrementally from now on (the fields above); lookups must then probe old
+ * too after a miss in slots. */
+void tq_st_idtab_set_incremental(struct tq_idtab *t);
+
 void tq_st_idtab_free(struct tq_idtab *t);
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         uint64_t (*hash_of)(const struct tq_state *s, uint32_t id));

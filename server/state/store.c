@@ -5,7 +5,13 @@
  * allocations within one apply); ids are handed out densely from 1; hash tables delete only by
  * backward shift (merges re-point entities instead; an erased identity is the one removal), so
  * linear probing needs no tombstones; a slot value 0 is empty because no entity has id 0. Every
- * table keeps its load factor <= 3/4.
+ * table keeps its load factor <= 3/4 (an incremental table counts the ids still only in the
+ * table it is growing from: struct tq_idtab).
+ *
+ * With a prefault hook (tq_state_options.prefault) the growing slabs ask for their next huge
+ * page, and the tables and arrays for their successor, ahead of need (prefault_request): the
+ * hook populates them off the applying thread. Nothing else changes: the pages asked for hold
+ * no data (asserted for slabs; spares are untouched mappings), so results never depend on it.
  *
  * Why: the issue's memory targets (<= 32 bytes per message, <= 256 per ticket) rule out per-entity
  * malloc and doubling arrays of fat structs; chunked slabs waste at most one chunk per kind.
@@ -127,6 +133,69 @@ void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new) {
     return n;
 }
 
+/* Asks the hook to populate [p, p + len) page by page from another thread. */
+static void prefault_request(const struct tq_prefault *pf, void *p, size_t len) {
+    TQ_ASSERT(((uintptr_t)p & (TQ_HUGE_PAGE_BYTES - 1)) == 0 && len % TQ_HUGE_PAGE_BYTES == 0);
+    pf->fn(pf->ctx, p, len);
+}
+
+/* Why: in a VM the kernel takes milliseconds to zero a fresh 2 MiB page, and a table that
+ * grows touches every page of its new table at once (tens of milliseconds inside one apply).
+ * Only whole huge pages are worth populating: a table below TQ_ST_TABLE_MAP_BYTES_MIN is
+ * malloc'd. */
+void tq_st_table_prepare(const struct tq_state *s, struct tq_spare_table *spare, size_t bytes) {
+    if (s->pf.fn == NULL || bytes < TQ_ST_TABLE_MAP_BYTES_MIN || spare->bytes == bytes) return;
+    tq_st_spare_free(spare);
+    spare->p = region_map(bytes);
+    spare->bytes = bytes;
+    /* the whole 2 MiB pages only: a partial last page is not advised (region_map) */
+    size_t whole = bytes & ~(TQ_HUGE_PAGE_BYTES - 1);
+    if (whole > 0) prefault_request(&s->pf, spare->p, whole);
+}
+
+void tq_st_table_prepare_grow(const struct tq_state *s, struct tq_spare_table *spare,
+                              size_t bytes_old, size_t bytes_new) {
+    if (s->pf.fn == NULL || bytes_new < TQ_ST_TABLE_MAP_BYTES_MIN || spare->bytes == bytes_new) {
+        return;
+    }
+    tq_st_spare_free(spare);
+    size_t whole = bytes_old & ~(TQ_HUGE_PAGE_BYTES - 1);
+    spare->p = region_map_advised(bytes_new, whole);
+    spare->bytes = bytes_new;
+    if (whole > 0) prefault_request(&s->pf, spare->p, whole);
+}
+
+void *tq_st_table_realloc_take(struct tq_spare_table *spare, void *p, size_t bytes_old,
+                               size_t bytes_new) {
+    if (spare->p == NULL || spare->bytes != bytes_new || bytes_old > bytes_new) {
+        tq_st_spare_free(spare);
+        return tq_st_table_realloc(p, bytes_old, bytes_new);
+    }
+    void *n = tq_st_table_take(spare, bytes_new);
+    if (p != NULL) memcpy(n, p, bytes_old);
+    tq_st_table_free(p, bytes_old);
+    return n;
+}
+
+void *tq_st_table_take(struct tq_spare_table *spare, size_t bytes) {
+    if (spare->p == NULL || spare->bytes != bytes) {
+        tq_st_spare_free(spare);
+        return tq_st_table_alloc(bytes);
+    }
+    void *p = spare->p;
+    TQ_DEBUG_ASSERT(((const uint8_t *)p)[0] == 0 && ((const uint8_t *)p)[bytes - 1] == 0);
+    spare->p = NULL;
+    spare->bytes = 0;
+    mapped_add(bytes);
+    return p;
+}
+
+void tq_st_spare_free(struct tq_spare_table *spare) {
+    if (spare->p != NULL) region_unmap(spare->p, spare->bytes);
+    spare->p = NULL;
+    spare->bytes = 0;
+}
+
 /* ---- slabs -------------------------------------------------------------------------------- */
 
 /* Chunks are 64-byte aligned, so an element whose size is a multiple of 64 (the 192-byte
@@ -175,6 +244,29 @@ static void chunk_free(uint8_t *chunk, size_t bytes) {
     tq_free(raw, bytes + CHUNK_ALIGN);
 }
 
+/* With a prefault hook: when the element handed out is the first to reach a huge page of its
+ * group, the hook is asked to populate the page after it (the first page of the next group,
+ * mapped now, when it is the group's last), so the applying thread does not take the fault
+ * that zeroes it: a page holds 10,000 elements or more, so the request is thousands of applies
+ * ahead of need. That page holds no element yet. One page ahead per slab is resident early. */
+__attribute__((noinline, cold)) static void slab_prefault_ahead(struct tq_slab *slab,
+                                                                uint32_t chunk, uint8_t *elem) {
+    uint8_t *page =
+        (uint8_t *)(((uintptr_t)elem + slab->elem_size - 1) & ~(uintptr_t)(TQ_HUGE_PAGE_BYTES - 1));
+    if (page == slab->pf_page) return;
+    slab->pf_page = page;
+    size_t bytes = slab_chunk_bytes(slab);
+    uint32_t g = slab_group_chunks(slab);
+    const uint8_t *group_end = slab->chunks[chunk - (chunk - 1) % g] + (size_t)g * bytes;
+    uint8_t *next = page + TQ_HUGE_PAGE_BYTES;
+    TQ_ASSERT(next <= group_end && next >= elem + slab->elem_size); /* no element there yet */
+    if (next == group_end) {
+        if (slab->spare_group == NULL) slab->spare_group = region_map((size_t)g * bytes);
+        next = slab->spare_group;
+    }
+    prefault_request(slab->pf, next, TQ_HUGE_PAGE_BYTES);
+}
+
 /* Hands out the next id (zeroed element). The caller checked next_id <= TQ_ID_MAX. */
 uint32_t tq_st_slab_new(struct tq_slab *slab) {
     TQ_ASSERT(slab->next_id <= TQ_ID_MAX);
@@ -193,15 +285,25 @@ uint32_t tq_st_slab_new(struct tq_slab *slab) {
             slab->chunks[chunk] = chunk_alloc(bytes);
         } else {
             uint32_t g = slab_group_chunks(slab);
-            slab->chunks[chunk] = (chunk - 1) % g == 0 ? region_map((size_t)g * bytes)
-                                                       : slab->chunks[chunk - 1] + bytes;
+            if ((chunk - 1) % g != 0) {
+                slab->chunks[chunk] = slab->chunks[chunk - 1] + bytes;
+            } else if (slab->spare_group != NULL) { /* mapped (and populated) ahead */
+                slab->chunks[chunk] = slab->spare_group;
+                slab->spare_group = NULL;
+            } else {
+                slab->chunks[chunk] = region_map((size_t)g * bytes);
+            }
             mapped_add(bytes);
         }
         slab->chunk_count++;
         if (chunk == 0) memset(slab->chunks[0], 0, slab->elem_size); /* id 0: never handed out */
     }
     slab->next_id = id + 1;
-    memset(tq_slab_at(slab, id), 0, slab->elem_size);
+    uint8_t *elem = tq_slab_at(slab, id);
+    if (__builtin_expect(slab->pf != NULL, 0) && slab_grouped(slab, chunk)) {
+        slab_prefault_ahead(slab, chunk, elem);
+    }
+    memset(elem, 0, slab->elem_size);
     return id;
 }
 
@@ -241,6 +343,9 @@ void tq_st_slab_free(struct tq_slab *slab) {
         uint32_t g = slab_group_chunks(slab);
         if ((i - 1) % g == 0) region_unmap(slab->chunks[i], (size_t)g * bytes);
         mapped_sub(bytes);
+    }
+    if (slab->spare_group != NULL) {
+        region_unmap(slab->spare_group, (size_t)slab_group_chunks(slab) * bytes);
     }
     tq_free(slab->chunks, slab->chunk_cap * sizeof(*slab->chunks));
     memset(slab, 0, sizeof(*slab));
@@ -298,37 +403,77 @@ void tq_st_idtab_init(struct tq_idtab *t, uint64_t cap, bool tagged) {
     t->mask = cap - 1;
     t->count = 0;
     t->id_mask = tagged ? TQ_IDTAB_ID_MASK : UINT32_MAX;
+    t->spare = (struct tq_spare_table){0};
+    t->old = NULL;
+    t->old_mask = t->old_next = 0;
+    t->incremental = false;
+}
+
+void tq_st_idtab_set_incremental(struct tq_idtab *t) {
+    t->incremental = true;
 }
 
 void tq_st_idtab_free(struct tq_idtab *t) {
     tq_st_table_free(t->slots, (t->mask + 1) * sizeof(uint32_t));
     t->slots = NULL;
+    tq_st_spare_free(&t->spare);
+    if (t->old != NULL) tq_st_table_free(t->old, (t->old_mask + 1) * sizeof(uint32_t));
+    t->old = NULL;
 }
 
 typedef uint64_t (*hash_of_fn)(const struct tq_state *s, uint32_t id);
 
-static void idtab_put(struct tq_idtab *t, uint64_t hash, uint32_t id) {
+/* Stores id in slots (not counted). */
+static void idtab_place(struct tq_idtab *t, uint64_t hash, uint32_t id) {
     TQ_ASSERT(id != 0 && id <= t->id_mask);
     uint64_t i = hash & t->mask;
     while (t->slots[i] != 0)
         i = (i + 1) & t->mask;
     t->slots[i] = tq_idtab_tag(t, hash) | id;
+}
+
+static void idtab_put(struct tq_idtab *t, uint64_t hash, uint32_t id) {
+    idtab_place(t, hash, id);
     t->count++;
+}
+
+/* Copies up to `slots` more slots of old into slots (all of them: UINT64_MAX); frees old when
+ * the last is copied. An id inserted since the doubling is only in slots; every id of old is
+ * copied once, so none is stored twice. */
+static void idtab_migrate(const struct tq_state *s, struct tq_idtab *t, uint64_t slots,
+                          hash_of_fn hash_of) {
+    if (t->old == NULL) return;
+    uint64_t end = t->old_mask + 1;
+    uint64_t stop = end - t->old_next > slots ? t->old_next + slots : end;
+    for (uint64_t i = t->old_next; i < stop; i++) {
+        uint32_t oid = t->old[i] & t->id_mask;
+        if (oid != 0) idtab_place(t, hash_of(s, oid), oid);
+    }
+    t->old_next = stop;
+    if (stop == end) {
+        tq_st_table_free(t->old, end * sizeof(uint32_t));
+        t->old = NULL;
+        t->old_mask = t->old_next = 0;
+    }
 }
 
 void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         hash_of_fn hash_of) {
     TQ_ASSERT(id != 0);
+    if (__builtin_expect(s->pf.fn != NULL, 0) && (t->count + 1) * 8 > (t->mask + 1) * 5) {
+        /* 5/8 full: ready the next table */
+        tq_st_table_prepare(s, &t->spare, (t->mask + 1) * 2 * sizeof(uint32_t));
+    }
+    idtab_migrate(s, t, TQ_IDTAB_MIGRATE_STEP, hash_of);
     if ((t->count + 1) * 4 > (t->mask + 1) * 3) {
+        idtab_migrate(s, t, UINT64_MAX, hash_of); /* done long ago but for tiny tables */
         uint64_t old_cap = t->mask + 1;
-        uint32_t *old = t->slots;
-        uint32_t id_mask = t->id_mask;
-        tq_st_idtab_init(t, old_cap * 2, id_mask != UINT32_MAX);
-        for (uint64_t i = 0; i < old_cap; i++) {
-            uint32_t oid = old[i] & id_mask;
-            if (oid != 0) idtab_put(t, hash_of(s, oid), oid);
-        }
-        tq_st_table_free(old, old_cap * sizeof(uint32_t));
+        t->old = t->slots;
+        t->old_mask = t->mask;
+        t->old_next = 0;
+        t->slots = tq_st_table_take(&t->spare, old_cap * 2 * sizeof(uint32_t));
+        t->mask = old_cap * 2 - 1;
+        if (!t->incremental) idtab_migrate(s, t, UINT64_MAX, hash_of);
     }
     idtab_put(t, hash, id);
     TQ_ASSERT(t->count * 4 <= (t->mask + 1) * 3);
@@ -337,6 +482,7 @@ void tq_st_idtab_insert(const struct tq_state *s, struct tq_idtab *t, uint64_t h
 void tq_st_idtab_remove(const struct tq_state *s, struct tq_idtab *t, uint64_t hash, uint32_t id,
                         hash_of_fn hash_of) {
     TQ_ASSERT(id != 0 && t->count > 0);
+    idtab_migrate(s, t, UINT64_MAX, hash_of); /* removals are rare (an erasure) */
     uint64_t i = hash & t->mask;
     while ((t->slots[i] & t->id_mask) != id) {
         TQ_ASSERT(t->slots[i] != 0); /* the caller promised id is present */
@@ -461,6 +607,7 @@ static uint64_t intern_hash_of(const struct tq_state *s, uint32_t id) {
 uint32_t tq_st_intern_find(const struct tq_state *s, struct tq_str str) {
     uint64_t h = XXH3_64bits(str.ptr, str.len);
     const struct tq_idtab *t = &s->intern_index;
+    TQ_DEBUG_ASSERT(!t->incremental);
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
         uint32_t id = t->slots[i];
         if (id == 0) return 0;
