@@ -868,28 +868,13 @@ static void wait_for_io(struct tq_server *srv, bool busy, int64_t hold_us) {
     }
 }
 
-/* Batch metrics: records per group-commit batch and submit-to-acknowledgement time. */
-struct batch_meter {
-    uint64_t start_us, end_lsn, prev_end;
-};
-
 /* Group commit: one batch for everything staged this turn. Our SQEs are submitted first so
- * the log finds room in the SQ ring. Returns the acknowledged LSN. */
-static uint64_t commit_turn(struct tq_server *srv, struct batch_meter *meter) {
+ * the log finds room in the SQ ring. Returns the acknowledged LSN. (Per-batch metrics come from
+ * the log itself: tq_log_options.on_batch_acked, set in main.c.) */
+static uint64_t commit_turn(struct tq_server *srv) {
     io_uring_submit(&srv->ring);
-    if (!gather_holds(srv) && tq_log_submit(srv->log, &srv->ring, tq_now_us()) > 0 &&
-        meter->end_lsn == 0) {
-        meter->start_us = tq_mono_us();
-        meter->end_lsn = srv->lsn_staged;
-    }
-    uint64_t acked = tq_log_acked_lsn(srv->log);
-    if (meter->end_lsn != 0 && acked >= meter->end_lsn) {
-        tq_metrics_batch(srv->metrics, meter->end_lsn - meter->prev_end,
-                         tq_mono_us() - meter->start_us);
-        meter->prev_end = meter->end_lsn;
-        meter->end_lsn = 0;
-    }
-    return acked;
+    if (!gather_holds(srv)) (void)tq_log_submit(srv->log, &srv->ring, tq_now_us());
+    return tq_log_acked_lsn(srv->log);
 }
 
 /* Releases acknowledged output, closes finished connections, arms sends and receives.
@@ -956,10 +941,9 @@ static void shutdown_conns(struct tq_server *srv) {
  * the turn parses and applies the frames that arrived with the acknowledgement (tens to a
  * hundred us with 64 clients), and so do the clients whose answers are ready. Returns the
  * acknowledged LSN. */
-static uint64_t on_acknowledged(struct tq_server *srv, struct batch_meter *meter,
-                                uint64_t mono_us) {
+static uint64_t on_acknowledged(struct tq_server *srv, uint64_t mono_us) {
     TQ_ASSERT(srv->cfg.turn_mode == TQ_TURN_REACTIVE);
-    uint64_t acked = commit_turn(srv, meter);
+    uint64_t acked = commit_turn(srv);
     TQ_ASSERT(acked <= srv->lsn_staged);
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
@@ -984,7 +968,7 @@ static uint64_t on_acknowledged(struct tq_server *srv, struct batch_meter *meter
  * and reacts to a new acknowledgement at once. Only between connections: a reap appends to
  * receive buffers and may close connections, never under a parse_client. Returns the
  * acknowledged LSN. */
-static uint64_t poll_midturn(struct tq_server *srv, struct batch_meter *meter, uint64_t acked) {
+static uint64_t poll_midturn(struct tq_server *srv, uint64_t acked) {
     TQ_ASSERT(srv->cfg.turn_mode != TQ_TURN_CLASSIC);
     TQ_ASSERT(acked <= tq_log_acked_lsn(srv->log)); /* acknowledgements only grow */
     if (srv->ring_defer && (IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
@@ -998,7 +982,7 @@ static uint64_t poll_midturn(struct tq_server *srv, struct batch_meter *meter, u
     }
     reap(srv);
     if (tq_log_acked_lsn(srv->log) == acked) return acked;
-    return on_acknowledged(srv, meter, tq_mono_us());
+    return on_acknowledged(srv, tq_mono_us());
 }
 
 /* Applies the collected run of single Ingests (dispatch.c) and closes the connections whose
@@ -1018,8 +1002,7 @@ static void flush_run(struct tq_server *srv) {
 /* Parses every connection's complete frames (each bounded per turn) and serves metrics
  * requests. poll, reactive: poll completions every TQ_FRAMES_PER_POLL_MAX frames. Returns the
  * acknowledged LSN. */
-static uint64_t parse_all(struct tq_server *srv, struct batch_meter *meter, uint64_t acked,
-                          uint64_t turn_us) {
+static uint64_t parse_all(struct tq_server *srv, uint64_t acked, uint64_t turn_us) {
     bool polling = srv->cfg.turn_mode != TQ_TURN_CLASSIC;
     uint32_t since_poll = 0;
     TQ_ASSERT(acked <= srv->lsn_staged);
@@ -1035,7 +1018,7 @@ static uint64_t parse_all(struct tq_server *srv, struct batch_meter *meter, uint
         if (polling && since_poll >= TQ_FRAMES_PER_POLL_MAX) {
             since_poll = 0;
             flush_run(srv); /* a reap may move receive buffers the run points into */
-            acked = poll_midturn(srv, meter, acked);
+            acked = poll_midturn(srv, acked);
         }
     }
     flush_run(srv);
@@ -1047,7 +1030,6 @@ int tq_loop_run(struct tq_server *srv) {
     TQ_ASSERT(srv->log != NULL && srv->state != NULL);
     TQ_ASSERT(srv->conns != NULL);
     uint64_t last_tick_ms = 0, last_idle_check = tq_mono_ms();
-    struct batch_meter meter = {.prev_end = srv->lsn_staged};
     bool busy = false;
     uint64_t acked = tq_log_acked_lsn(srv->log);
     for (uint32_t i = 0; i < 3; i++)
@@ -1060,14 +1042,14 @@ int tq_loop_run(struct tq_server *srv) {
         reap(srv);
         uint64_t turn_us = tq_mono_us();
         if (srv->cfg.turn_mode == TQ_TURN_REACTIVE && tq_log_acked_lsn(srv->log) > acked) {
-            acked = on_acknowledged(srv, &meter, turn_us);
+            acked = on_acknowledged(srv, turn_us);
         } else {
             if (tq_log_acked_lsn(srv->log) > acked) gather_begin(srv, turn_us);
             acked = tq_log_acked_lsn(srv->log);
         }
-        acked = parse_all(srv, &meter, acked, turn_us);
+        acked = parse_all(srv, acked, turn_us);
         maybe_tick(srv, &last_tick_ms);
-        acked = commit_turn(srv, &meter);
+        acked = commit_turn(srv);
         TQ_ASSERT(acked <= srv->lsn_staged);
         tq_dispatch_prune_staged(srv, acked);
         tq_snapshot_turn(srv, acked); /* may fork: after the commit, before the sends */
@@ -1076,7 +1058,7 @@ int tq_loop_run(struct tq_server *srv) {
         uint64_t mono_us = tq_mono_us();
         busy |= flush_conns(srv, acked, mono_us);
         if (srv->gather_holding && !gather_holds(srv)) {
-            acked = commit_turn(srv, &meter); /* nobody answered: no hold, submit now */
+            acked = commit_turn(srv); /* nobody answered: no hold, submit now */
         }
         uint64_t now_mono = mono_us / 1000;
         if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {

@@ -37,6 +37,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* The log's per-batch callback (records per group-commit batch, submit to acknowledgement). */
+static void on_batch_acked(void *metrics, uint32_t records, uint64_t submit_to_ack_us) {
+    tq_metrics_batch(metrics, records, submit_to_ack_us);
+}
+
 static void log_line(void *ctx, const char *line) {
     (void)ctx;
     fprintf(stderr, "ticketqd: %s\n", line);
@@ -559,6 +564,8 @@ int main(int argc, char **argv) {
         .batches_inflight_max = srv->cfg.log_batches,
         .pipeline_bytes_min = srv->cfg.log_pipeline_bytes,
         .caller_submits = srv->cfg.commit_gather_us > 0,
+        .on_batch_acked = on_batch_acked,
+        .on_batch_acked_ctx = srv->metrics,
     };
     struct tq_log_recovery rec;
     struct tq_error error;

@@ -70,6 +70,11 @@
 
 /* Spare zero-fill: one 256 KiB write at a time, when idle or earned (zero_submit). */
 #define ZERO_CHUNK_BYTES (256u << 10)
+/* A batch smaller than this is "small" for the zero-fill's credit (zero_submit): bound by the
+ * flush, not by bandwidth. Its own constant, not pipeline_bytes_min: with pipeline_bytes_min = 1
+ * (any batch may go out beside another) no batch would earn credit, and under steady load the
+ * spare would never be zeroed (every commit after the roll then converts unwritten extents). */
+#define ZERO_EARN_BATCH_BYTES_MAX TQ_PIPELINE_BYTES_DEFAULT_MIN
 /* Recovery: pread window when not streaming; bytes per streaming read (8 in flight, read.c);
  * largest batch the stream serves (twice the default batch_bytes_max; larger ones: pread). */
 #define SCAN_WINDOW_BYTES       (4u << 20)
@@ -532,6 +537,13 @@ static void open_next_buf(struct tq_log *log) {
     TQ_ASSERT(false && "no free batch buffer");
 }
 
+/* CLOCK_MONOTONIC in microseconds (on_batch_acked's submit-to-acknowledgement time). */
+static uint64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Seals the open batch and prepares its I/O as a new unit. Returns the number of SQEs. */
 static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t stamp_us) {
     struct tq_batch_buf *buf = &log->bufs[log->open_buf];
@@ -585,13 +597,15 @@ static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t
     u->offset = log->tail_offset;
     u->bytes = (uint32_t)disk;
     u->lsn_last = seg->lsn_last;
+    u->records = h.record_count;
+    if (log->opt.on_batch_acked != NULL) u->submit_mono_us = mono_us();
     u->dirsync = log->dir_sync_needed && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
     u->dsync = log->opt.dsync_writes && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
     buf->busy = true;
     log->tail_offset += disk;
     /* A small batch leaves the disk idle for most of its round trip (the flush dominates):
      * earn as many zero-fill bytes for the spare as it wrote (zero_submit). */
-    if (disk < log->opt.pipeline_bytes_min && log->spare_ready && !log->zero_done) {
+    if (disk < ZERO_EARN_BATCH_BYTES_MAX && log->spare_ready && !log->zero_done) {
         log->zero_credit += disk;
     }
     open_next_buf(log);
@@ -625,8 +639,8 @@ static unsigned sync_submit(struct tq_log *log, struct io_uring *ring) {
 /* One zero-fill write (or the final fdatasync) of the spare, if one is due. Only from
  * tq_log_submit, and either when the log is idle (nothing in flight, nothing staged after the
  * caller's turn) or when small batches have earned it (zero_credit: one zero byte per byte of
- * batches below pipeline_bytes_min). Large batches earn nothing: they are bandwidth-bound and
- * zero-filling doubles the bytes written; small ones are flush-bound, the disk has bandwidth to
+ * batches below ZERO_EARN_BATCH_BYTES_MAX). Large batches earn nothing: they are bandwidth-bound
+ * and zero-filling doubles the bytes written; small ones are flush-bound, the disk has bandwidth to
  * spare, and their fdatasync is 30-45% faster on written blocks (docs/performance-storage.md).
  * At 1:1 the spare is zeroed about when the tail is full. A spare that is not fully zeroed is
  * still correct, only its fdatasyncs are slower. */
@@ -761,6 +775,10 @@ static void units_retire(struct tq_log *log) {
             if (log->opt.faults != NULL) {
                 tq_io_faults_on_synced(log->opt.faults, seg->path, u->sync_seq + 1);
             }
+        }
+        if (log->opt.on_batch_acked != NULL) {
+            log->opt.on_batch_acked(log->opt.on_batch_acked_ctx, u->records,
+                                    mono_us() - u->submit_mono_us);
         }
         log->bufs[u->buf].busy = false;
         log->unit_head = (log->unit_head + 1) % TQ_LOG_UNITS_MAX;

@@ -101,6 +101,11 @@ struct tq_log_options {
      * tq_log_submit). Set by the server's --commit-gather, which may hold the next batch for
      * a bounded time while the clients just answered send their next requests. */
     bool caller_submits;
+    /* Called once per batch as it is acknowledged (retired in order), from tq_log_complete:
+     * its record count and the microseconds from its submission to its acknowledgement
+     * (CLOCK_MONOTONIC). For metrics; NULL: not called. */
+    void (*on_batch_acked)(void *ctx, uint32_t records, uint64_t submit_to_ack_us);
+    void *on_batch_acked_ctx;
 };
 
 #define TQ_RECYCLE_SEGMENTS_MAX 64u

@@ -132,6 +132,8 @@ struct tq_log_unit {
     uint32_t bytes;
     uint32_t done; /* bytes whose write completed */
     uint64_t lsn_last;
+    uint32_t records;        /* in this batch */
+    uint64_t submit_mono_us; /* CLOCK_MONOTONIC at submission (on_batch_acked only) */
     bool dirsync;
     bool dsync;        /* the write carries RWF_DSYNC: no linked fdatasync (dsync_writes) */
     bool failed_link;  /* a CQE came back -ECANCELED after a short write */

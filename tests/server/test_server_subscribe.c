@@ -319,6 +319,17 @@ int main(void) {
     TQ_CHECK(strstr(text, "200 OK") != NULL);
     TQ_CHECK(strstr(text, "ticketq_requests_total{op=\"ingest\"}") != NULL);
     TQ_CHECK(strstr(text, "ticketq_fsync_seconds_count") != NULL);
+    /* Every acknowledged record was in exactly one metered batch (the log meters each batch as
+     * it retires; a fresh data directory, so the acknowledged LSN counts every record). */
+    const char *bsum = strstr(text, "\nticketq_batch_records_sum ");
+    const char *bcount = strstr(text, "\nticketq_batch_records_count ");
+    const char *acked = strstr(text, "\nticketq_log_acked_lsn ");
+    TQ_CHECK(bsum != NULL && bcount != NULL && acked != NULL);
+    uint64_t records = strtoull(bsum + strlen("\nticketq_batch_records_sum "), NULL, 10);
+    uint64_t batches = strtoull(bcount + strlen("\nticketq_batch_records_count "), NULL, 10);
+    TQ_CHECK_UEQ(records, strtoull(acked + strlen("\nticketq_log_acked_lsn "), NULL, 10));
+    TQ_CHECK_UINT_OP(batches, >, 0);
+    TQ_CHECK_UINT_OP(batches, <=, records);
     const char *fb = strstr(text, "\nticketq_subscriber_fallbacks_total ");
     TQ_CHECK(fb != NULL);
     TQ_CHECK_GT(atoll(fb + strlen("\nticketq_subscriber_fallbacks_total ")), 0);

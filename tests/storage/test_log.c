@@ -481,6 +481,32 @@ static void test_scan_stream(void) {
     st_rmtree(dir);
 }
 
+/* A busy loop of small batches, never idle (a record is always staged when it submits):
+ * returns the zero-fill writes of the spare that went out meanwhile (*last_lsn: the last
+ * record appended, if any). */
+static uint64_t busy_zero_writes(struct tq_log *l, struct io_uring *ring, uint64_t *last_lsn) {
+    static uint8_t buf[1000];
+    memset(buf, 'z', sizeof(buf));
+    struct tq_error err;
+    uint64_t lsn, zero_writes_seen = 0;
+    for (int turn = 0; turn < 400; turn++) {
+        for (int i = 0; i < 4; i++) {
+            if (!tq_log_can_append(l, sizeof(buf))) break;
+            TQ_CHECK_OK(tq_log_append(l, 1, buf, sizeof(buf), &lsn, &err), &err);
+            *last_lsn = lsn;
+        }
+        tq_log_submit(l, ring, 1);
+        io_uring_submit_and_wait(ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(ring, &cqe) == 0) {
+            if (((cqe->user_data >> 48) & 0xff) == TQ_LOG_OP_ZERO) zero_writes_seen++;
+            tq_log_complete(l, ring, cqe);
+            io_uring_cqe_seen(ring, cqe);
+        }
+    }
+    return zero_writes_seen;
+}
+
 /* pipeline_bytes_min: a small batch is not submitted while another is in flight (it waits and
  * grows), a large one is; and the small batches of a busy loop that is never idle earn the
  * spare segment its zero-fill (zero_credit), which an idle-only policy never gave it. */
@@ -520,23 +546,7 @@ static void test_pipeline_and_zero_credit(void) {
         io_uring_cqe_seen(&ring, cqe);
     }
     TQ_CHECK_UEQ(tq_log_acked_lsn(log), lsn);
-    /* A busy loop of small batches, never idle (a record is always staged when it submits). */
-    struct tq_log *l = log;
-    uint64_t zero_writes_seen = 0;
-    for (int turn = 0; turn < 400; turn++) {
-        for (int i = 0; i < 4; i++) {
-            if (!tq_log_can_append(l, 1000)) break;
-            TQ_CHECK_OK(tq_log_append(l, 1, buf, 1000, &lsn, &err), &err);
-        }
-        tq_log_submit(l, &ring, 1);
-        io_uring_submit_and_wait(&ring, 1);
-        struct io_uring_cqe *cqe;
-        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
-            if (((cqe->user_data >> 48) & 0xff) == TQ_LOG_OP_ZERO) zero_writes_seen++;
-            tq_log_complete(l, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
-    }
+    uint64_t zero_writes_seen = busy_zero_writes(log, &ring, &lsn);
     printf("pipeline: %" PRIu64 " zero-fill writes earned by small batches under load\n",
            zero_writes_seen);
     TQ_CHECK_GT(zero_writes_seen, 0);
@@ -552,6 +562,41 @@ static void test_pipeline_and_zero_credit(void) {
     tq_log_close(log);
     TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
     TQ_CHECK_UEQ(tq_log_next_lsn(log), lsn + 1);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* pipeline_bytes_min = 1 (any batch may go out beside another, the server's default since
+ * 2026-12-03 late evening): small batches still earn the spare its zero-fill. When the credit
+ * was tied to pipeline_bytes_min, no batch was below 1 byte and a busy log never zeroed it. */
+static void test_zero_credit_any_pipeline(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "pipe1");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.pipeline_bytes_min = 1;
+    o.spare_no_prezero = false;
+    o.segment_bytes_max = 2 * 1024 * 1024;
+    o.batch_bytes_max = 256 * 1024;
+    o.batches_inflight_max = 2;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(32, &ring, 0), 0);
+    uint64_t last_lsn = 0;
+    uint64_t zero_writes_seen = busy_zero_writes(log, &ring, &last_lsn);
+    TQ_CHECK_GT(last_lsn, 0);
+    printf("pipeline 1: %" PRIu64 " zero-fill writes earned under load\n", zero_writes_seen);
+    TQ_CHECK_GT(zero_writes_seen, 0);
+    while (!tq_log_idle(log)) {
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+            tq_log_complete(log, &ring, cqe);
+            io_uring_cqe_seen(&ring, cqe);
+        }
+    }
+    io_uring_queue_exit(&ring);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -705,6 +750,7 @@ int main(void) {
     test_second_writer();
     test_scan_stream();
     test_pipeline_and_zero_credit();
+    test_zero_credit_any_pipeline();
     test_dsync_writes();
     test_caller_submits();
     printf("test_log: ok\n");
