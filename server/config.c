@@ -73,17 +73,17 @@ static const struct option_doc k_options[] = {
      "each fdatasync convert unwritten extents: slower, docs/performance-server.md)"},
     {"log-dsync", "on|off",
      "with --fsync always, make each batch durable with the write itself (RWF_DSYNC) instead "
-     "of a write linked to an fdatasync (default off; docs/performance-storage.md)"},
+     "of a write linked to an fdatasync (default on; docs/performance-server.md)"},
     {"recycle-segments", "N",
      "keep up to N files of compressed segments for reuse as new segments, 0..64: faster "
      "writes, N x segment-bytes of disk kept (default 0 = off)"},
     {"log-batches", "N",
-     "group-commit batches in flight at once, 1..4 (default 0 = the log's default, 4; "
-     "docs/performance-server.md)"},
+     "group-commit batches in flight at once, 1..4; 0 = the log's own default, 4 (default "
+     "2; docs/performance-server.md)"},
     {"log-pipeline-bytes", "BYTES",
      "a batch goes out while another is in flight only if it or the batches in flight hold "
-     "this many bytes, 1..4194304; 1 = any batch (default 0 = the log's default, 524288; "
-     "docs/performance-server.md)"},
+     "this many bytes, 1..4194304; 1 = any batch; 0 = the log's own default, 524288 "
+     "(default 1; docs/performance-server.md)"},
     {"commit-gather", "US",
      "once a batch is acknowledged and none is in flight, hold the next batch up to US "
      "microseconds while the connections just answered send their next requests (ends at "
@@ -112,6 +112,9 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
     cfg->turn_mode = TQ_TURN_CLASSIC;
     cfg->log_prezero = true;
+    cfg->log_dsync = TQ_LOG_DSYNC_DEFAULT;
+    cfg->log_batches = TQ_LOG_BATCHES_DEFAULT;
+    cfg->log_pipeline_bytes = TQ_LOG_PIPELINE_BYTES_DEFAULT;
     cfg->commit_gather_us = TQ_COMMIT_GATHER_US_DEFAULT;
     cfg->state_prefault = true;
 }
