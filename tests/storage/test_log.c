@@ -161,6 +161,18 @@ static void test_limits(void) {
     st_rmtree(dir);
 }
 
+/* Submits what is prepared and hands the log every CQE until nothing of it is in flight. */
+static void drain(struct tq_log *log, struct io_uring *ring) {
+    while (!tq_log_idle(log)) {
+        TQ_CHECK_GE(io_uring_submit_and_wait(ring, 1), 0);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(ring, &cqe) == 0) {
+            tq_log_complete(log, ring, cqe);
+            io_uring_cqe_seen(ring, cqe);
+        }
+    }
+}
+
 /* Group commit through the caller's ring: N logical appenders, one record outstanding each. */
 static void test_event_loop(void) {
     char dir[256];
@@ -215,14 +227,7 @@ static void test_event_loop(void) {
     printf("event loop: %" PRIu64 " records acknowledged in %" PRIu64 " steps\n", acked_total,
            batches);
     TQ_CHECK_LT(batches * 4, acked_total);
-    while (!tq_log_idle(log)) {
-        io_uring_submit_and_wait(&ring, 1);
-        struct io_uring_cqe *cqe;
-        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
-    }
+    drain(log, &ring);
     for (uint64_t lsn = 1; lsn <= target; lsn += 13)
         st_check_record(log, seed, lsn, 1000);
     tq_log_close(log);
@@ -256,13 +261,7 @@ static void test_modes(void) {
         TQ_CHECK_EQ(tq_log_timeout_ms(log, later), 0);
         unsigned n = tq_log_submit(log, &ring, later);
         TQ_CHECK_GT(n, 0);
-        io_uring_submit(&ring);
-        while (!tq_log_idle(log)) {
-            struct io_uring_cqe *cqe;
-            TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
+        drain(log, &ring);
     }
     TQ_CHECK_UEQ(tq_log_durable_lsn(log), 400);
     TQ_CHECK_EQ(tq_log_timeout_ms(log, now), -1);
@@ -538,26 +537,13 @@ static void test_pipeline_and_zero_credit(void) {
     TQ_CHECK_OK(tq_log_append(log, 1, buf, 20 * 1024, &lsn, &err), &err);
     TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
     TQ_CHECK_UEQ(check_batch_buffers(log), 3); /* 256 KiB buffers: 4 KiB pages */
-    io_uring_submit(&ring);
-    while (!tq_log_idle(log)) {
-        struct io_uring_cqe *cqe;
-        TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
-        tq_log_complete(log, &ring, cqe);
-        io_uring_cqe_seen(&ring, cqe);
-    }
+    drain(log, &ring);
     TQ_CHECK_UEQ(tq_log_acked_lsn(log), lsn);
     uint64_t zero_writes_seen = busy_zero_writes(log, &ring, &lsn);
     printf("pipeline: %" PRIu64 " zero-fill writes earned by small batches under load\n",
            zero_writes_seen);
     TQ_CHECK_GT(zero_writes_seen, 0);
-    while (!tq_log_idle(log)) {
-        io_uring_submit_and_wait(&ring, 1);
-        struct io_uring_cqe *cqe;
-        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
-    }
+    drain(log, &ring);
     io_uring_queue_exit(&ring);
     tq_log_close(log);
     TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
@@ -588,14 +574,7 @@ static void test_zero_credit_any_pipeline(void) {
     TQ_CHECK_GT(last_lsn, 0);
     printf("pipeline 1: %" PRIu64 " zero-fill writes earned under load\n", zero_writes_seen);
     TQ_CHECK_GT(zero_writes_seen, 0);
-    while (!tq_log_idle(log)) {
-        io_uring_submit_and_wait(&ring, 1);
-        struct io_uring_cqe *cqe;
-        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
-    }
+    drain(log, &ring);
     io_uring_queue_exit(&ring);
     tq_log_close(log);
     st_rmtree(dir);
@@ -644,13 +623,7 @@ static void test_caller_submits(void) {
             TQ_CHECK_UEQ(tq_log_submit(log, &ring, 2), st_batch_sqes(&o));
             TQ_CHECK_UEQ(tq_log_batches_inflight(log), 1);
         }
-        io_uring_submit(&ring);
-        while (!tq_log_idle(log)) {
-            struct io_uring_cqe *cqe;
-            TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
+        drain(log, &ring);
         TQ_CHECK_UEQ(tq_log_acked_lsn(log), second);
         TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
         io_uring_queue_exit(&ring);
