@@ -297,3 +297,42 @@ void rawc_guard_fixture(struct tq_fixture *f) {
     if (guarded == NULL) atexit(guard_at_exit);
     guarded = f;
 }
+
+void rawc_free_port_addr(char *out, size_t cap) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    TQ_CHECK(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    TQ_CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    TQ_CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(out, cap, "127.0.0.1:%u", ntohs(sa.sin_port));
+    close(fd);
+}
+
+void rawc_get_metrics(const char *addr, char *out, size_t cap) {
+    TQ_CHECK(cap > 0);
+    const char *colon = strrchr(addr, ':');
+    TQ_CHECK(colon != NULL);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    TQ_CHECK(fd >= 0);
+    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fd);
+}
+
+uint64_t rawc_metric_value(const char *text, const char *name) {
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *p = strstr(text, needle);
+    TQ_CHECK(p != NULL);
+    return strtoull(p + strlen(needle), NULL, 10);
+}

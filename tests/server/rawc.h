@@ -60,6 +60,13 @@ uint64_t rawc_queue_create(struct rawc *c, uint64_t tenant_id, const char *name)
 void rawc_default_queue(struct rawc *c, uint64_t tenant_id, Ticketq__Channel channel,
                         uint64_t queue_id);
 
+/* "127.0.0.1:PORT" of a loopback port that was free a moment ago (for --metrics). */
+void rawc_free_port_addr(char *out, size_t cap);
+/* The text ticketqd serves at GET /metrics on addr ("HOST:PORT"), NUL-terminated. */
+void rawc_get_metrics(const char *addr, char *out, size_t cap);
+/* Value of the unlabelled metric line "NAME VALUE" in text; fails the test if absent. */
+uint64_t rawc_metric_value(const char *text, const char *name);
+
 struct tq_fixture;
 /* Makes a failing test (exit via TQ_CHECK) kill -9 the fixture's server instead of leaving
  * it running; the data directory is kept and named for debugging. One fixture per test. */

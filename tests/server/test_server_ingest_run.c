@@ -127,41 +127,11 @@ static struct answer answer_of(const Ticketq__Response *r, uint64_t id) {
     return a;
 }
 
-static void free_port_addr(char *out, size_t cap) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    TQ_CHECK(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    TQ_CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    TQ_CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(out, cap, "127.0.0.1:%u", ntohs(sa.sin_port));
-    close(fd);
-}
-
 /* Value of the unlabelled metric NAME served at GET /metrics on addr; fails if absent. */
 static uint64_t metric_value(const char *addr, const char *name) {
-    const char *colon = strrchr(addr, ':');
-    TQ_CHECK(colon != NULL);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    TQ_CHECK(fd >= 0);
-    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
     static char text[256 * 1024];
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < sizeof(text) && (n = read(fd, text + len, sizeof(text) - 1 - len)) > 0)
-        len += (size_t)n;
-    text[len] = '\0';
-    close(fd);
-    char needle[128];
-    snprintf(needle, sizeof(needle), "\n%s ", name);
-    const char *p = strstr(text, needle);
-    TQ_CHECK(p != NULL);
-    return strtoull(p + strlen(needle), NULL, 10);
+    rawc_get_metrics(addr, text, sizeof(text));
+    return rawc_metric_value(text, name);
 }
 
 /* Runs the workload on a fresh server; burst: all at once into one turn, else one at a time.
@@ -172,7 +142,7 @@ static void run(const char *turn, const char *gather, bool burst,
     memset(&f, 0, sizeof(f));
     rawc_guard_fixture(&f);
     char metrics_addr[64];
-    free_port_addr(metrics_addr, sizeof(metrics_addr));
+    rawc_free_port_addr(metrics_addr, sizeof(metrics_addr));
     f.extra_args[0] = "--turn";
     f.extra_args[1] = turn;
     f.extra_args[2] = "--metrics";

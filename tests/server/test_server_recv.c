@@ -33,45 +33,6 @@
 
 enum { PIPELINED = 3000, BIG_PAYLOAD_BYTES = 100 * 1024, VANISHING = 16 };
 
-static void free_port_addr(char *out, size_t cap) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    TQ_CHECK(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    TQ_CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    TQ_CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(out, cap, "127.0.0.1:%u", ntohs(sa.sin_port));
-    close(fd);
-}
-
-static void http_get_metrics(const char *addr, char *out, size_t cap) {
-    const char *colon = strrchr(addr, ':');
-    TQ_CHECK(colon != NULL);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    TQ_CHECK(fd >= 0);
-    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fd);
-}
-
-/* Value of an unlabelled metric line "NAME VALUE"; fails the test if absent. */
-static uint64_t metric_value(const char *text, const char *name) {
-    char needle[128];
-    snprintf(needle, sizeof(needle), "\n%s ", name);
-    const char *p = strstr(text, needle);
-    TQ_CHECK(p != NULL);
-    return strtoull(p + strlen(needle), NULL, 10);
-}
-
 /* A metric whose value is not an integer (seconds). */
 static double metric_double(const char *text, const char *name) {
     char needle[128];
@@ -103,7 +64,7 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
     fprintf(stderr, "test_server_recv: --recv %s --recv-buffers %s\n", mode,
             ring_buffers ? ring_buffers : "(default)");
     char metrics_addr[64];
-    free_port_addr(metrics_addr, sizeof(metrics_addr));
+    rawc_free_port_addr(metrics_addr, sizeof(metrics_addr));
     static struct tq_fixture f; /* static: the exit guard keeps a pointer to it */
     memset(&f, 0, sizeof(f));
     rawc_guard_fixture(&f);
@@ -120,9 +81,9 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
 
     static char text[256 * 1024];
-    http_get_metrics(metrics_addr, text, sizeof(text));
-    TQ_CHECK_UEQ(metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
-    uint64_t turns_before = metric_value(text, "ticketq_turn_seconds_count");
+    rawc_get_metrics(metrics_addr, text, sizeof(text));
+    TQ_CHECK_UEQ(rawc_metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
+    uint64_t turns_before = rawc_metric_value(text, "ticketq_turn_seconds_count");
 
     struct rawc witness, c;
     rawc_open_authed(&witness, f.addr, f.admin_token);
@@ -176,21 +137,21 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
     }
     ping_ok(&c);
 
-    http_get_metrics(metrics_addr, text, sizeof(text));
-    uint64_t pauses = metric_value(text, "ticketq_recv_pauses_total");
+    rawc_get_metrics(metrics_addr, text, sizeof(text));
+    uint64_t pauses = rawc_metric_value(text, "ticketq_recv_pauses_total");
     if (multishot) {
         TQ_CHECK(pauses > 0);
     } else {
         TQ_CHECK_UEQ(pauses, 0);
     }
-    TQ_CHECK_UEQ(metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
-    uint64_t turns = metric_value(text, "ticketq_turn_seconds_count");
+    TQ_CHECK_UEQ(rawc_metric_value(text, "ticketq_recv_multishot"), multishot ? 1 : 0);
+    uint64_t turns = rawc_metric_value(text, "ticketq_turn_seconds_count");
     TQ_CHECK(turns > turns_before); /* thousands of requests were answered in between */
-    TQ_CHECK_UEQ(metric_value(text, "ticketq_turn_seconds_bucket{le=\"+Inf\"}"), turns);
+    TQ_CHECK_UEQ(rawc_metric_value(text, "ticketq_turn_seconds_bucket{le=\"+Inf\"}"), turns);
     double turn_max = metric_double(text, "ticketq_turn_max_seconds");
     TQ_CHECK(turn_max > 0);
     TQ_CHECK(turn_max <= metric_double(text, "ticketq_turn_seconds_sum"));
-    uint64_t nobufs = metric_value(text, "ticketq_recv_nobufs_total");
+    uint64_t nobufs = rawc_metric_value(text, "ticketq_recv_nobufs_total");
     if (multishot && ring_buffers != NULL && strcmp(ring_buffers, "2") == 0) {
         TQ_CHECK(nobufs > 0);
     } else if (!multishot) {

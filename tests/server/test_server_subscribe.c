@@ -114,23 +114,6 @@ static void consumer_ack(struct rawc *c, const char *name, uint64_t lsn) {
     rawc_free(r);
 }
 
-static void http_get_metrics(const char *addr, char *out, size_t cap) {
-    const char *colon = strrchr(addr, ':');
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    TQ_CHECK(fd >= 0);
-    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fd);
-}
-
 static uint64_t stats_last_lsn(struct rawc *c) {
     Ticketq__Stats op = TICKETQ__STATS__INIT;
     RAWC_REQ(req, stats, STATS, &op);
@@ -228,15 +211,8 @@ static void test_tick(const char *addr, const char *admin_token) {
 int main(void) {
     tq_test_seed("test_server_subscribe");
     /* A fixed metrics port would collide across parallel runs: find a free one. */
-    int probe = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    TQ_CHECK_EQ(bind(probe, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    getsockname(probe, (struct sockaddr *)&sa, &sl);
     char metrics_addr[64];
-    snprintf(metrics_addr, sizeof(metrics_addr), "127.0.0.1:%u", ntohs(sa.sin_port));
-    close(probe);
+    rawc_free_port_addr(metrics_addr, sizeof(metrics_addr));
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
@@ -315,24 +291,18 @@ int main(void) {
     read_events(&slow, got_slow, &nslow, TOTAL, &last_slow);
     check_same(sent + 8, got_slow + 8, TOTAL - 8);
     char text[65536];
-    http_get_metrics(metrics_addr, text, sizeof(text));
+    rawc_get_metrics(metrics_addr, text, sizeof(text));
     TQ_CHECK(strstr(text, "200 OK") != NULL);
     TQ_CHECK(strstr(text, "ticketq_requests_total{op=\"ingest\"}") != NULL);
     TQ_CHECK(strstr(text, "ticketq_fsync_seconds_count") != NULL);
     /* Every acknowledged record was in exactly one metered batch (the log meters each batch as
      * it retires; a fresh data directory, so the acknowledged LSN counts every record). */
-    const char *bsum = strstr(text, "\nticketq_batch_records_sum ");
-    const char *bcount = strstr(text, "\nticketq_batch_records_count ");
-    const char *acked = strstr(text, "\nticketq_log_acked_lsn ");
-    TQ_CHECK(bsum != NULL && bcount != NULL && acked != NULL);
-    uint64_t records = strtoull(bsum + strlen("\nticketq_batch_records_sum "), NULL, 10);
-    uint64_t batches = strtoull(bcount + strlen("\nticketq_batch_records_count "), NULL, 10);
-    TQ_CHECK_UEQ(records, strtoull(acked + strlen("\nticketq_log_acked_lsn "), NULL, 10));
+    uint64_t records = rawc_metric_value(text, "ticketq_batch_records_sum");
+    uint64_t batches = rawc_metric_value(text, "ticketq_batch_records_count");
+    TQ_CHECK_UEQ(records, rawc_metric_value(text, "ticketq_log_acked_lsn"));
     TQ_CHECK_UINT_OP(batches, >, 0);
     TQ_CHECK_UINT_OP(batches, <=, records);
-    const char *fb = strstr(text, "\nticketq_subscriber_fallbacks_total ");
-    TQ_CHECK(fb != NULL);
-    TQ_CHECK_GT(atoll(fb + strlen("\nticketq_subscriber_fallbacks_total ")), 0);
+    TQ_CHECK_GT(rawc_metric_value(text, "ticketq_subscriber_fallbacks_total"), 0);
     rawc_close(&slow);
     rawc_close(&s);
 

@@ -160,9 +160,9 @@ static inline uint64_t fx_agent(struct fx *f, uint64_t tenant, const char *name,
     return f->res.agent_id;
 }
 
-/* Inbound message; returns the ticket id (result in f->res). */
-static inline uint64_t fx_ingest(struct fx *f, uint64_t tenant, enum tq_channel ch,
-                                 const char *from, const char *msg_id, uint64_t queue) {
+/* An inbound message command (from and msg_id must outlive it). */
+static inline struct tq_cmd fx_ingest_cmd(uint64_t tenant, enum tq_channel ch, const char *from,
+                                          const char *msg_id, uint64_t queue) {
     struct tq_cmd c = fx_cmd(TQ_CMD_MESSAGE_INGEST, tenant);
     c.u.ingest.channel = ch;
     c.u.ingest.from_external_id = S(from);
@@ -171,6 +171,13 @@ static inline uint64_t fx_ingest(struct fx *f, uint64_t tenant, enum tq_channel 
     c.u.ingest.priority = TQ_PRIORITY_NORMAL;
     c.u.ingest.subject = S("help");
     c.u.ingest.body = S("hello, my order is late");
+    return c;
+}
+
+/* Inbound message; returns the ticket id (result in f->res). */
+static inline uint64_t fx_ingest(struct fx *f, uint64_t tenant, enum tq_channel ch,
+                                 const char *from, const char *msg_id, uint64_t queue) {
+    struct tq_cmd c = fx_ingest_cmd(tenant, ch, from, msg_id, queue);
     FX_OK(f, &c);
     return f->res.ticket_id;
 }

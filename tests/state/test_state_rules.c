@@ -657,15 +657,9 @@ static void test_huge_regions(void) {
     for (uint32_t i = 0; i < SENDERS; i++) {
         snprintf(from, sizeof(from), "c%u@example.com", i);
         snprintf(mid, sizeof(mid), "m-%u", i);
-        struct tq_cmd c = fx_cmd(TQ_CMD_MESSAGE_INGEST, tn);
+        struct tq_cmd c = fx_ingest_cmd(tn, TQ_CHANNEL_EMAIL, from, mid, q);
         c.now_ms = f.now + i;
-        c.u.ingest.channel = TQ_CHANNEL_EMAIL;
-        c.u.ingest.from_external_id = S(from);
-        c.u.ingest.message_external_id = S(mid);
-        c.u.ingest.queue_id = q;
-        c.u.ingest.priority = TQ_PRIORITY_NORMAL;
         c.u.ingest.subject = S(mid);
-        c.u.ingest.body = S("hello");
         TQ_CHECK_OK(tq_state_apply(f.s, f.lsn + 1, &c, &f.res, NULL, &f.err), &f.err);
         f.lsn++;
         if (i == 0) t_first = f.res.ticket_id;
@@ -758,15 +752,9 @@ static void test_prefault_hook(void) {
     for (uint32_t i = 0; i < SENDERS; i++) {
         snprintf(from, sizeof(from), "c%u@example.com", i);
         snprintf(mid, sizeof(mid), "m-%u", i);
-        struct tq_cmd c = fx_cmd(TQ_CMD_MESSAGE_INGEST, tn);
+        struct tq_cmd c = fx_ingest_cmd(tn, TQ_CHANNEL_EMAIL, from, mid, q);
         c.now_ms = f.now + i;
-        c.u.ingest.channel = TQ_CHANNEL_EMAIL;
-        c.u.ingest.from_external_id = S(from);
-        c.u.ingest.message_external_id = S(mid);
-        c.u.ingest.queue_id = q;
-        c.u.ingest.priority = TQ_PRIORITY_NORMAL;
         c.u.ingest.subject = S(mid);
-        c.u.ingest.body = S("hello");
         for (int k = 0; k < 2; k++) {
             struct fx *x = both[k];
             TQ_CHECK_OK(tq_state_apply(x->s, x->lsn + 1, &c, &x->res, NULL, &x->err), &x->err);
