@@ -218,19 +218,9 @@ static void get_metrics(const struct tq_fixture *f, char *out, size_t cap) {
     }
     fclose(fp);
     TQ_CHECK(port > 0 && port < 65536);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    TQ_CHECK(fd >= 0);
-    TQ_CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-    TQ_CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fd, out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fd);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+    rawc_get_metrics(addr, out, cap);
 }
 
 /* Starts ticketqd with snapshots only on request (--snapshot-every 0). child_delay_ms (NULL: none)
