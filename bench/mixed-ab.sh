@@ -22,8 +22,7 @@
 # io-wq workers included) over the middle of the run and prints one line: units/s, p50/p99,
 # each side's share of a core and CPU per unit, the load average, and from ticketqd's /metrics
 # over the same window the wave width (wave_conns: client connections answered per loop turn
-# that answered any, ticketq_turn_answered_connections) and the commit gather's holds per
-# second and the share of them that ran to the deadline (--commit-gather; 0 when off).
+# that answered any, ticketq_turn_answered_connections).
 # Medians per variant at the end.
 set -euo pipefail
 
@@ -113,12 +112,11 @@ run_one() {
     -v ds=$((s1 - s0)) -v db=$((b1 - b0)) -v w="$window" -v t="$TCK" -v load="$load" \
     -v wsum="$(mdelta ticketq_turn_answered_connections_sum)" \
     -v wcnt="$(mdelta ticketq_turn_answered_connections_count)" \
-    -v holds="$(mdelta ticketq_commit_gather_holds_total)" \
-    -v expired="$(mdelta ticketq_commit_gather_expired_total)" 'BEGIN {
+    'BEGIN {
       srv = ds / t; bn = db / t; n = ops * w
-      printf "%s units/s %.0f p50_ms %.2f p99_ms %.2f srv_core_pct %.1f srv_us_unit %.2f bench_core_pct %.1f bench_us_unit %.2f load %s wave_conns %.1f gather_holds_s %.0f gather_expired_pct %.1f\n",
+      printf "%s units/s %.0f p50_ms %.2f p99_ms %.2f srv_core_pct %.1f srv_us_unit %.2f bench_core_pct %.1f bench_us_unit %.2f load %s wave_conns %.1f\n",
         v, ops, p50 / 1000, p99 / 1000, 100 * srv / w, 1e6 * srv / n, 100 * bn / w, 1e6 * bn / n, load,
-        (wcnt > 0 ? wsum / wcnt : 0), holds / w, (holds > 0 ? 100 * expired / holds : 0)
+        (wcnt > 0 ? wsum / wcnt : 0)
     }' | tee -a "$RESULTS"
 }
 

@@ -84,10 +84,6 @@ static const struct option_doc k_options[] = {
      "a batch goes out while another is in flight only if it or the batches in flight hold "
      "this many bytes, 1..4194304; 1 = any batch; 0 = the log's own default, 524288 "
      "(default 1; docs/performance-server.md)"},
-    {"commit-gather", "US",
-     "once a batch is acknowledged and none is in flight, hold the next batch up to US "
-     "microseconds while the connections just answered send their next requests (ends at "
-     "once when all are back; turn classic or poll), 0..2000; 0 = off (default 0)"},
     {"help", NULL, "print this help and exit"},
 };
 
@@ -115,7 +111,6 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->log_dsync = TQ_LOG_DSYNC_DEFAULT;
     cfg->log_batches = TQ_LOG_BATCHES_DEFAULT;
     cfg->log_pipeline_bytes = TQ_LOG_PIPELINE_BYTES_DEFAULT;
-    cfg->commit_gather_us = TQ_COMMIT_GATHER_US_DEFAULT;
     cfg->state_prefault = true;
 }
 
@@ -279,12 +274,6 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
                  value);
         }
         cfg->log_pipeline_bytes = (uint32_t)v;
-    } else if (strcmp(name, "commit-gather") == 0) {
-        if (!parse_u64(value, 0, TQ_COMMIT_GATHER_US_MAX, &v)) {
-            FAIL("--commit-gather: expected 0..%u microseconds, got '%s'", TQ_COMMIT_GATHER_US_MAX,
-                 value);
-        }
-        cfg->commit_gather_us = (uint32_t)v;
     } else if (strcmp(name, "recv") == 0) {
         if (strcmp(value, "auto") == 0) {
             cfg->recv_mode = TQ_RECV_AUTO;

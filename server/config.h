@@ -60,7 +60,6 @@ struct tq_config {
     uint32_t recycle_segments;   /* tq_log_options.recycle_segments_max (0 = off) */
     uint32_t log_batches;        /* tq_log_options.batches_inflight_max (0 = storage's default) */
     uint32_t log_pipeline_bytes; /* tq_log_options.pipeline_bytes_min (0 = storage's default) */
-    uint32_t commit_gather_us;   /* hold of the next batch for answered clients; 0 = off */
 };
 
 /* Fills cfg with every default. */

@@ -644,60 +644,6 @@ static void reap(struct tq_server *srv) {
     io_uring_cq_advance(&srv->ring, seen);
 }
 
-/* ---- the commit gather (--commit-gather US) ---------------------------------------------- */
-
-/* With many clients of one request each, the group-commit batches fall into alternating waves:
- * the clients an acknowledgement answers send their next requests while the batch staged
- * meanwhile (the other clients' requests) is already on the disk, so each request waits for a
- * whole commit before its own (docs/performance-server.md, 2026-12-03 late evening). With the
- * gather, an acknowledgement that leaves the log with no batch in flight holds the next batch
- * until every connection it answered has sent a request again, or for at most --commit-gather
- * microseconds: one wave, one commit per round trip. Nothing is held when the acknowledgement
- * answered nobody, nor while draining; the log then never starts a batch by itself
- * (tq_log_options.caller_submits): commit_turn does, once gather_holds() says so. A hold delays
- * a batch, never an answer, and changes no record, LSN or response: durability before the
- * acknowledgement is untouched. Applies to --turn classic and poll (reactive starts the next
- * batch on the acknowledgement by design). */
-
-/* At the start of a turn whose reap advanced the acknowledged LSN. */
-static void gather_begin(struct tq_server *srv, uint64_t now_us) {
-    if (srv->cfg.commit_gather_us == 0 || srv->draining) return;
-    if (srv->cfg.turn_mode == TQ_TURN_REACTIVE) return;
-    if (tq_log_batches_inflight(srv->log) > 0) return; /* the disk is busy anyway */
-    srv->gather_holding = true;
-    srv->gather_counted = false; /* this turn's flush_conns counts the answered */
-    srv->gather_round = srv->gather_round + 1 == 0 ? 1 : srv->gather_round + 1;
-    srv->gather_expected = 0;
-    srv->gather_back = 0;
-    srv->gather_deadline_us = now_us + srv->cfg.commit_gather_us;
-    tq_metrics_count(srv->metrics, TQ_METRIC_GATHER_HOLDS);
-}
-
-/* True while the next batch must wait; ends the hold when everyone is back, at the deadline
- * or on drain. */
-static bool gather_holds(struct tq_server *srv) {
-    if (!srv->gather_holding) return false;
-    if (!srv->gather_counted && !srv->draining) return true; /* answers not released yet */
-    bool all_back = srv->gather_back >= srv->gather_expected;
-    if (!all_back && !srv->draining && tq_mono_us() < srv->gather_deadline_us) return true;
-    srv->gather_holding = false;
-    if (!all_back) tq_metrics_count(srv->metrics, TQ_METRIC_GATHER_EXPIRED);
-    return false;
-}
-
-/* parse_client dispatched a request of conn: one more answered connection is back. */
-static void gather_note_back(struct tq_server *srv, struct tq_conn *conn) {
-    if (srv->gather_holding && conn->gather_round == srv->gather_round) srv->gather_back++;
-    conn->gather_round = 0;
-}
-
-/* Microseconds the loop may sleep before the hold's deadline; -1 when not holding. */
-static int64_t gather_wait_us(const struct tq_server *srv) {
-    if (!srv->gather_holding || !srv->gather_counted) return -1;
-    uint64_t now = tq_mono_us();
-    return now >= srv->gather_deadline_us ? 0 : (int64_t)(srv->gather_deadline_us - now);
-}
-
 /* ---- per-turn work ------------------------------------------------------------------------ */
 
 static void protocol_error(struct tq_server *srv, struct tq_conn *conn, enum tq_err code,
@@ -755,7 +701,6 @@ static uint32_t parse_client(struct tq_server *srv, struct tq_conn *conn, uint64
         off += TQ_FRAME_PREFIX_BYTES + plen;
     }
     conn->rpos = off; /* compacted by arm_recv, when no recv points into the buffer */
-    if (frames > 0 && conn->gather_round != 0) gather_note_back(srv, conn);
     return frames;
 }
 
@@ -837,17 +782,10 @@ static void check_idle(struct tq_server *srv, uint64_t now_mono) {
 
 /* Submits pending SQEs and waits for at least one CQE (not at all when busy; at most until
  * the log's interval sync is due). */
-static void wait_for_io(struct tq_server *srv, bool busy, int64_t hold_us) {
+static void wait_for_io(struct tq_server *srv, bool busy) {
     int rc;
     int log_wait_ms = tq_log_timeout_ms(srv->log, tq_now_us());
-    if (hold_us >= 0 && !busy) { /* the commit gather: wake at its deadline at the latest */
-        int64_t wait_us = hold_us;
-        if (log_wait_ms >= 0 && (int64_t)log_wait_ms * 1000 < wait_us) wait_us = log_wait_ms * 1000;
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)wait_us * 1000};
-        struct io_uring_cqe *cqe;
-        rc = io_uring_submit_and_wait_timeout(&srv->ring, &cqe, 1, &ts, NULL);
-        if (rc == -ETIME) rc = 0;
-    } else if (busy) {
+    if (busy) {
         rc = io_uring_submit(&srv->ring);
         /* With DEFER_TASKRUN / COOP_TASKRUN completions finished elsewhere (an fdatasync on an
          * io-wq worker) are posted only inside io_uring_enter(GETEVENTS). The kernel flags them
@@ -873,7 +811,7 @@ static void wait_for_io(struct tq_server *srv, bool busy, int64_t hold_us) {
  * the log itself: tq_log_options.on_batch_acked, set in main.c.) */
 static uint64_t commit_turn(struct tq_server *srv) {
     io_uring_submit(&srv->ring);
-    if (!gather_holds(srv)) (void)tq_log_submit(srv->log, &srv->ring, tq_now_us());
+    (void)tq_log_submit(srv->log, &srv->ring, tq_now_us());
     return tq_log_acked_lsn(srv->log);
 }
 
@@ -881,17 +819,13 @@ static uint64_t commit_turn(struct tq_server *srv) {
  * Returns true if some connection still has a whole frame buffered (keep turning). */
 static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us) {
     bool busy = false;
-    bool counting = srv->gather_holding && !srv->gather_counted;
     uint32_t answered = 0;
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing) continue;
         size_t ready = c->oready;
         tq_conn_release_acked(c, acked, srv->metrics, mono_us);
-        if (c->oready > ready && c->kind == TQ_CONN_CLIENT) {
-            answered++;
-            if (counting) c->gather_round = srv->gather_round;
-        }
+        if (c->oready > ready && c->kind == TQ_CONN_CLIENT) answered++;
         if (c->close_after_send && tq_conn_unsent(c) == 0) {
             conn_close(srv, c);
             continue;
@@ -907,10 +841,6 @@ static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us)
         }
     }
     if (answered > 0) tq_metrics_answered(srv->metrics, answered);
-    if (counting) {
-        srv->gather_expected = answered;
-        srv->gather_counted = true;
-    }
     return busy;
 }
 
@@ -1037,14 +967,13 @@ int tq_loop_run(struct tq_server *srv) {
     arm_signal(srv);
     arm_timer(srv);
     while (!srv->stop) {
-        wait_for_io(srv, busy, gather_wait_us(srv));
+        wait_for_io(srv, busy);
         uint64_t woke_us = tq_mono_us();
         reap(srv);
         uint64_t turn_us = tq_mono_us();
         if (srv->cfg.turn_mode == TQ_TURN_REACTIVE && tq_log_acked_lsn(srv->log) > acked) {
             acked = on_acknowledged(srv, turn_us);
         } else {
-            if (tq_log_acked_lsn(srv->log) > acked) gather_begin(srv, turn_us);
             acked = tq_log_acked_lsn(srv->log);
         }
         acked = parse_all(srv, acked, turn_us);
@@ -1057,9 +986,6 @@ int tq_loop_run(struct tq_server *srv) {
         (void)tq_compaction_poll(srv);
         uint64_t mono_us = tq_mono_us();
         busy |= flush_conns(srv, acked, mono_us);
-        if (srv->gather_holding && !gather_holds(srv)) {
-            acked = commit_turn(srv); /* nobody answered: no hold, submit now */
-        }
         uint64_t now_mono = mono_us / 1000;
         if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {
             last_idle_check = now_mono;

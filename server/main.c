@@ -563,7 +563,6 @@ int main(int argc, char **argv) {
         .recycle_segments_max = srv->cfg.recycle_segments,
         .batches_inflight_max = srv->cfg.log_batches,
         .pipeline_bytes_min = srv->cfg.log_pipeline_bytes,
-        .caller_submits = srv->cfg.commit_gather_us > 0,
         .on_batch_acked = on_batch_acked,
         .on_batch_acked_ctx = srv->metrics,
     };

@@ -61,8 +61,6 @@ static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
     "ticketq_events_sent_total",
     "ticketq_recv_nobufs_total",
     "ticketq_recv_pauses_total",
-    "ticketq_commit_gather_holds_total",
-    "ticketq_commit_gather_expired_total",
 };
 
 struct tq_metrics *tq_metrics_new(void) {

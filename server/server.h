@@ -103,9 +103,6 @@ struct tq_conn {
      * closes the connection, and its later requests of the run are neither applied nor
      * answered (as if dispatched one at a time, where the first failure stopped the parse). */
     bool run_dead;
-    /* The commit gather (loop.c): the gather round in which an acknowledgement answered this
-     * connection; cleared when its next request is parsed. 0 = not awaited. */
-    uint32_t gather_round;
 
     uint64_t last_active_ms;
     /* A SnapshotNow is being answered in the background (server/snapshot.c): nothing more is
@@ -143,10 +140,8 @@ enum tq_metric_counter {
     TQ_METRIC_TICKS,
     TQ_METRIC_SUB_FALLBACKS, /* live -> catch-up switches of slow subscribers */
     TQ_METRIC_EVENTS_SENT,
-    TQ_METRIC_RECV_NOBUFS,    /* multishot recv ended because the buffer ring was empty */
-    TQ_METRIC_RECV_PAUSES,    /* multishot recv cancelled for backpressure */
-    TQ_METRIC_GATHER_HOLDS,   /* --commit-gather: next batch held after an acknowledgement */
-    TQ_METRIC_GATHER_EXPIRED, /* ... and submitted at the deadline, not everyone back */
+    TQ_METRIC_RECV_NOBUFS, /* multishot recv ended because the buffer ring was empty */
+    TQ_METRIC_RECV_PAUSES, /* multishot recv cancelled for backpressure */
     TQ_METRIC_COUNTER_COUNT
 };
 
@@ -181,13 +176,6 @@ struct tq_server {
     uint64_t batch_now_ms;       /* clock read once for the Batch being run (0: per command) */
     struct tq_dispatch_run *run; /* single Ingests collected this turn, not yet applied */
     uint32_t run_dead_conns;     /* connections marked run_dead since the loop last looked */
-    /* The commit gather (--commit-gather, loop.c): while holding, the next batch is not
-     * submitted before gather_deadline_us unless every connection the acknowledgement answered
-     * (gather_expected) has sent a request again (gather_back). */
-    bool gather_holding;
-    bool gather_counted; /* gather_expected is known (the answers were released) */
-    uint32_t gather_round, gather_expected, gather_back;
-    uint64_t gather_deadline_us;
     uint64_t next_tick_check_ms;
 
     struct tq_arena arena; /* per-request scratch, reset after each request (or run) */

@@ -80,13 +80,6 @@
 #define TQ_LOG_BATCHES_DEFAULT        2u
 #define TQ_LOG_PIPELINE_BYTES_DEFAULT 1u
 
-/* --commit-gather US: the longest the loop holds the next group-commit batch, once the log
- * has none in flight, for the connections an acknowledgement just answered to send their next
- * requests (server/loop.c, "the commit gather"). 0 = off. The bound keeps a hold well under
- * one commit of a slow disk; a hold ends at once when every answered connection is back. */
-#define TQ_COMMIT_GATHER_US_DEFAULT 0u
-#define TQ_COMMIT_GATHER_US_MAX     2000u
-
 /* After -ENOBUFS (ring empty) a connection re-arms no sooner than this (the loop's timer
  * wakes it): never spin on an empty ring. */
 #define TQ_RECV_NOBUFS_RETRY_MS 10u

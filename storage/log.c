@@ -836,7 +836,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
         }
         if (res == 0 && op == TQ_LOG_OP_ZERO) tq_fatal("zero-length write to %s", log->spare_path);
         /* the next chunk waits for an idle submit */
-        if (!log->opt.caller_submits) log_kick(log, ring, now_us(), false);
+        log_kick(log, ring, now_us(), false);
         return;
     }
     if (u == NULL) {
@@ -852,7 +852,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
         }
         if (--log->sync_pending == 0) {
             sync_finish(log);
-            if (!log->opt.caller_submits) log_kick(log, ring, now_us(), false);
+            log_kick(log, ring, now_us(), false);
         }
         return;
     }
@@ -876,7 +876,7 @@ void tq_log_complete(struct tq_log *log, struct io_uring *ring, const struct io_
     if (--u->pending == 0) {
         unit_chain_done(log, ring, u);
         units_retire(log);
-        if (!log->opt.caller_submits) log_kick(log, ring, now_us(), false);
+        log_kick(log, ring, now_us(), false);
     }
 }
 

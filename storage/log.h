@@ -96,11 +96,6 @@ struct tq_log_options {
      * are kept (<= TQ_RECYCLE_SEGMENTS_MAX); each holds segment_bytes_max of disk that compaction
      * would otherwise have freed, which is why it is off unless asked for. */
     uint32_t recycle_segments_max;
-    /* The caller starts every batch: a completion never submits the open batch by itself
-     * (by default it does, at once, so staged records never wait for the caller's next
-     * tq_log_submit). Set by the server's --commit-gather, which may hold the next batch for
-     * a bounded time while the clients just answered send their next requests. */
-    bool caller_submits;
     /* Called once per batch as it is acknowledged (retired in order), from tq_log_complete:
      * its record count and the microseconds from its submission to its acknowledgement
      * (CLOCK_MONOTONIC). For metrics; NULL: not called. */

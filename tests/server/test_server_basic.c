@@ -83,9 +83,6 @@ static void test_options(void) {
     const char *a13[] = {"--data", "/tmp/x", "--turn", "eager", NULL};
     TQ_CHECK_EQ(run_ticketqd(a13, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--turn") != NULL);
-    const char *a14[] = {"--data", "/tmp/x", "--commit-gather", "2001", NULL};
-    TQ_CHECK_EQ(run_ticketqd(a14, err, sizeof(err)), 2);
-    TQ_CHECK(strstr(err, "--commit-gather") != NULL);
     const char *a15[] = {"--data", "/tmp/x", "--log-batches", "5", NULL};
     TQ_CHECK_EQ(run_ticketqd(a15, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--log-batches") != NULL);

@@ -15,14 +15,8 @@
  * burst, an op with an out-of-range channel, one naming a missing tenant (refused by the gate) and
  * one naming a tenant without an email queue (refused by the apply). Checked both with
  * the default turn and with --turn poll (which flushes the run between connections).
- *
- * The commit gather (--commit-gather, server/loop.c) only moves when a batch is submitted: the
- * burst and the one-at-a-time workload under --commit-gather 2000 must give the same answers
- * too. One at a time, each acknowledgement answers one connection and holds the next batch:
- * the same connection's next request ends the hold (it is back), and the first request of the
- * next connection waits for the deadline (the answered one never comes back); the server's
- * metrics must count both kinds of hold. ticketq_turn_answered_connections must show the burst
- * answered in one wave and one connection per answering turn one at a time.
+ * ticketq_turn_answered_connections must show the burst answered in one wave and one
+ * connection per answering turn one at a time.
  */
 #include "rawc.h"
 
@@ -134,10 +128,8 @@ static uint64_t metric_value(const char *addr, const char *name) {
     return rawc_metric_value(text, name);
 }
 
-/* Runs the workload on a fresh server; burst: all at once into one turn, else one at a time.
- * gather: the --commit-gather value, or NULL for none (then holds must not happen). */
-static void run(const char *turn, const char *gather, bool burst,
-                struct answer out[CONNS][CONN_OPS]) {
+/* Runs the workload on a fresh server; burst: all at once into one turn, else one at a time. */
+static void run(const char *turn, bool burst, struct answer out[CONNS][CONN_OPS]) {
     static struct tq_fixture f; /* static: the exit guard keeps a pointer to it */
     memset(&f, 0, sizeof(f));
     rawc_guard_fixture(&f);
@@ -147,10 +139,6 @@ static void run(const char *turn, const char *gather, bool burst,
     f.extra_args[1] = turn;
     f.extra_args[2] = "--metrics";
     f.extra_args[3] = metrics_addr;
-    if (gather != NULL) {
-        f.extra_args[4] = "--commit-gather";
-        f.extra_args[5] = gather;
-    }
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc admin, conns[CONNS];
     rawc_open_authed(&admin, f.addr, f.admin_token);
@@ -200,17 +188,6 @@ static void run(const char *turn, const char *gather, bool burst,
         TQ_CHECK_GT(answered, waves);
     } else {
         TQ_CHECK_UEQ(answered, waves);
-    }
-    uint64_t holds = metric_value(metrics_addr, "ticketq_commit_gather_holds_total");
-    uint64_t expired = metric_value(metrics_addr, "ticketq_commit_gather_expired_total");
-    if (gather == NULL) {
-        TQ_CHECK_UEQ(holds, 0);
-    } else if (!burst) {
-        /* every acknowledgement of a lone request held the next batch; at each change of
-         * connection the answered one never came back, and the hold ran to its deadline */
-        TQ_CHECK_GE(holds, (uint64_t)(CONNS * CONN_OPS / 2));
-        TQ_CHECK_GE(expired, (uint64_t)(CONNS - 1));
-        TQ_CHECK(expired < holds);
     }
     for (int c = 0; c < CONNS; c++)
         rawc_close(&conns[c]);
@@ -267,18 +244,14 @@ static void compare(const char *turn, struct answer got[CONNS][CONN_OPS],
 int main(void) {
     (void)tq_test_seed("test_server_ingest_run");
     static struct answer want[CONNS][CONN_OPS], got[CONNS][CONN_OPS];
-    run("classic", NULL, false, want);
+    run("classic", false, want);
     check_reference(want);
-    const char *turns[] = {"classic", "poll", "classic"};
-    const char *gathers[] = {NULL, NULL, "2000"};
-    for (size_t t = 0; t < 3; t++) {
-        run(turns[t], gathers[t], true, got);
+    const char *turns[] = {"classic", "poll"};
+    for (size_t t = 0; t < 2; t++) {
+        run(turns[t], true, got);
         check_reference(got);
-        compare(gathers[t] != NULL ? "classic --commit-gather 2000" : turns[t], got, want);
+        compare(turns[t], got, want);
     }
-    run("classic", "2000", false, got); /* one at a time: holds that end both ways */
-    check_reference(got);
-    compare("classic --commit-gather 2000, one at a time", got, want);
     fprintf(stderr, "test_server_ingest_run: ok\n");
     return 0;
 }

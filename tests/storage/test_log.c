@@ -580,59 +580,47 @@ static void test_zero_credit_any_pipeline(void) {
     st_rmtree(dir);
 }
 
-/* caller_submits: a completion never starts the staged batch by itself (by default it does);
- * tq_log_submit does, and tq_log_batches_inflight counts the batches on the disk. */
-static void test_caller_submits(void) {
-    for (int mode = 0; mode < 2; mode++) {
-        char dir[256];
-        st_mkdtemp(dir, sizeof(dir), "callersub");
-        struct tq_log_options o = st_options(dir, NULL);
-        o.spare_no_prezero = true;        /* no zero-fill SQEs: only batches are in flight */
-        o.pipeline_bytes_min = 64 * 1024; /* a small batch waits for the one in flight */
-        o.caller_submits = mode == 1;
-        struct tq_log *log;
-        struct tq_error err;
-        TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-        struct io_uring ring;
-        TQ_CHECK_EQ(io_uring_queue_init(16, &ring, 0), 0);
-        uint8_t buf[200];
-        memset(buf, 'c', sizeof(buf));
-        uint64_t first, second;
-        TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
-        TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &first, &err), &err);
-        TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
-        TQ_CHECK_UEQ(tq_log_batches_inflight(log), 1);
-        /* staged while the first batch is in flight: small, so it waits (pipeline_bytes_min) */
-        TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &second, &err), &err);
-        TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 0);
-        io_uring_submit(&ring);
-        while (tq_log_acked_lsn(log) < first) {
-            struct io_uring_cqe *cqe;
-            TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
-            tq_log_complete(log, &ring, cqe);
-            io_uring_cqe_seen(&ring, cqe);
-        }
-        TQ_CHECK_UEQ(tq_log_acked_lsn(log), first);
-        if (mode == 0) {
-            /* default: the completion started the second batch at once */
-            TQ_CHECK_UEQ(tq_log_batches_inflight(log), 1);
-        } else {
-            /* caller_submits: nothing in flight until the caller says so */
-            TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
-            TQ_CHECK(tq_log_idle(log));
-            TQ_CHECK_UEQ(tq_log_submit(log, &ring, 2), st_batch_sqes(&o));
-            TQ_CHECK_UEQ(tq_log_batches_inflight(log), 1);
-        }
-        drain(log, &ring);
-        TQ_CHECK_UEQ(tq_log_acked_lsn(log), second);
-        TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
-        io_uring_queue_exit(&ring);
-        tq_log_close(log);
-        TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-        TQ_CHECK_UEQ(tq_log_next_lsn(log), second + 1);
-        tq_log_close(log);
-        st_rmtree(dir);
+/* A completion starts the batch staged meanwhile by itself (no tq_log_submit needed), and
+ * tq_log_batches_inflight counts the batches on the disk. */
+static void test_completion_submits(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "complsub");
+    struct tq_log_options o = st_options(dir, NULL);
+    o.spare_no_prezero = true;        /* no zero-fill SQEs: only batches are in flight */
+    o.pipeline_bytes_min = 64 * 1024; /* a small batch waits for the one in flight */
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    struct io_uring ring;
+    TQ_CHECK_EQ(io_uring_queue_init(16, &ring, 0), 0);
+    uint8_t buf[200];
+    memset(buf, 'c', sizeof(buf));
+    uint64_t first, second;
+    TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
+    TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &first, &err), &err);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), st_batch_sqes(&o));
+    TQ_CHECK_UEQ(tq_log_batches_inflight(log), 1);
+    /* staged while the first batch is in flight: small, so it waits (pipeline_bytes_min) */
+    TQ_CHECK_OK(tq_log_append(log, 1, buf, sizeof(buf), &second, &err), &err);
+    TQ_CHECK_UEQ(tq_log_submit(log, &ring, 1), 0);
+    io_uring_submit(&ring);
+    while (tq_log_acked_lsn(log) < first) {
+        struct io_uring_cqe *cqe;
+        TQ_CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+        tq_log_complete(log, &ring, cqe);
+        io_uring_cqe_seen(&ring, cqe);
     }
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), first);
+    TQ_CHECK_UEQ(tq_log_batches_inflight(log), 1); /* the completion started the second */
+    drain(log, &ring);
+    TQ_CHECK_UEQ(tq_log_acked_lsn(log), second);
+    TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
+    io_uring_queue_exit(&ring);
+    tq_log_close(log);
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), second + 1);
+    tq_log_close(log);
+    st_rmtree(dir);
 }
 
 /* A second writer on the same directory is refused (the first holds its segment's write lock);
@@ -725,7 +713,7 @@ int main(void) {
     test_pipeline_and_zero_credit();
     test_zero_credit_any_pipeline();
     test_dsync_writes();
-    test_caller_submits();
+    test_completion_submits();
     printf("test_log: ok\n");
     return 0;
 }
