@@ -29,15 +29,6 @@ enum tq_ring_mode { TQ_RING_AUTO = 0, TQ_RING_DEFER = 1, TQ_RING_COOP = 2, TQ_RI
 /* The order of a loop turn (server/loop.c, docs/architecture.md "One loop turn"). */
 enum tq_turn_mode { TQ_TURN_CLASSIC = 0, TQ_TURN_POLL = 1, TQ_TURN_REACTIVE = 2 };
 
-/* --snapshot-precopy: how the snapshot child takes the hot state's pages off the loop
- * (server/snapshot.c). ON moves a copy of every whole resident huge page into place (mremap) and
- * write-faults the rest; POPULATE write-faults everything (the first version, kept for A/B). */
-enum tq_snapshot_precopy {
-    TQ_SNAPSHOT_PRECOPY_OFF = 0,
-    TQ_SNAPSHOT_PRECOPY_ON = 1,
-    TQ_SNAPSHOT_PRECOPY_POPULATE = 2,
-};
-
 struct tq_config {
     char data_dir[TQ_CONFIG_PATH_BYTES];
     char listen_host[64]; /* numeric IPv4/IPv6 literal or "localhost" */
@@ -60,7 +51,7 @@ struct tq_config {
     uint32_t recv_buffers;   /* provided-buffer ring entries (power of two) */
     uint64_t snapshot_every; /* records since the last snapshot that start one; 0 = off */
     uint32_t snapshots_keep; /* newest snapshots kept on disk */
-    enum tq_snapshot_precopy snapshot_precopy; /* the child breaks copy-on-write (snapshot.c) */
+    bool snapshot_precopy;   /* the child breaks copy-on-write of the hot state (snapshot.c) */
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
     enum tq_turn_mode turn_mode;

@@ -109,8 +109,8 @@ struct tq_snapshotter {
     int err_fd;              /* read end of the child's pipe, -1 if none */
     int go_fd;               /* write end of the go pipe, -1 once the go was sent (or none) */
     uint64_t go_delay_us;    /* test seam TEST_GO_DELAY_ENV, 0 in production */
-    enum tq_snapshot_precopy precopy; /* --snapshot-precopy, OFF if the kernel lacks it */
-    bool precopy_err_said;            /* a pre-copy failure was logged (once) */
+    bool precopy;            /* the child pre-copies (--snapshot-precopy and the kernel has it) */
+    bool precopy_err_said;   /* a pre-copy failure was logged (once) */
     struct tq_snapshot_stats st;
 };
 
@@ -179,10 +179,7 @@ void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn) {
         long ms = strtol(go_delay, NULL, 10);
         if (ms > 0 && ms < 600000) s->go_delay_us = (uint64_t)ms * 1000u;
     }
-    s->precopy = srv->cfg.snapshot_precopy;
-    if (s->precopy != TQ_SNAPSHOT_PRECOPY_OFF && !precopy_probe()) {
-        s->precopy = TQ_SNAPSHOT_PRECOPY_OFF;
-    }
+    s->precopy = srv->cfg.snapshot_precopy && precopy_probe();
     srv->snap = s;
     remove_stale_temps(srv);
 }
@@ -286,44 +283,18 @@ static void close_all_but(int a, int b) {
 }
 
 struct precopy {
-    bool move; /* whole resident huge pages by copy and mremap (TQ_SNAPSHOT_PRECOPY_ON) */
     size_t page_bytes;
     uint64_t bytes; /* copied */
     int err;        /* the errno that stopped it, 0 if none */
     unsigned char vec[TQ_HUGE_PAGE_BYTES / 4096];
 };
 
-/* Replaces the child's mapping of the 2 MiB window at p (2 MiB aligned, every page resident)
- * by a copy: a fresh huge page (MADV_HUGEPAGE, aligned), filled by memcpy, moved over the
- * window by mremap. The window's old pages (one huge page, or its small pages) are then mapped
- * by the parent alone. Twice as fast as write-faulting the window's 512 small pages (each a
- * split-and-copy fault): 18 against 37 ms for 64 MiB on the development VM. Returns 0 or an
- * errno; on failure the window is unchanged. */
-static int precopy_move(uint8_t *p) {
-    const size_t h = TQ_HUGE_PAGE_BYTES;
-    TQ_ASSERT(((uintptr_t)p & (h - 1)) == 0);
-    uint8_t *raw = mmap(NULL, 2 * h, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return errno;
-    uint8_t *n = (uint8_t *)(((uintptr_t)raw + h - 1) & ~(uintptr_t)(h - 1));
-    if (n > raw) munmap(raw, (size_t)(n - raw));
-    if (raw + 2 * h > n + h) munmap(n + h, (size_t)(raw + 2 * h - (n + h)));
-    (void)madvise(n, h, MADV_HUGEPAGE); /* advice: without THP the copy is in small pages */
-    memcpy(n, p, h);
-    uint64_t last;
-    memcpy(&last, p + h - sizeof(last), sizeof(last));
-    if (mremap(n, h, h, MREMAP_MAYMOVE | MREMAP_FIXED, p) == MAP_FAILED) {
-        int e = errno;
-        munmap(n, h);
-        return e;
-    }
-    TQ_ASSERT(memcmp(p + h - sizeof(last), &last, sizeof(last)) == 0); /* the copy is in place */
-    return 0;
-}
-
 /* tq_state_region_fn: takes the resident pages of a hot region from the parent, 2 MiB window
- * by window: a whole resident window by precopy_move, else each run of resident pages by
- * MADV_POPULATE_WRITE (write faults: the kernel copies each shared page into the child).
- * Pages never touched are skipped: copying them would only add zeroed memory to the child. */
+ * by window, each run of resident pages by MADV_POPULATE_WRITE (write faults: the kernel
+ * copies each shared page into the child). Pages never touched are skipped: copying them would
+ * only add zeroed memory to the child. Tried and not kept: a whole resident window copied into
+ * a fresh huge page and moved over the old one with mremap (2x faster in a micro-benchmark,
+ * 4-6x slower inside ticketqd on the development VM: docs/performance-server.md). */
 static void precopy_region(void *ctx, void *addr, size_t len, bool hot) {
     struct precopy *pc = ctx;
     if (!hot || pc->err != 0) return;
@@ -339,16 +310,6 @@ static void precopy_region(void *ctx, void *addr, size_t len, bool hot) {
         if (mincore((void *)p, stop - p, pc->vec) != 0) {
             pc->err = errno;
             return;
-        }
-        size_t resident = 0;
-        while (resident < n && (pc->vec[resident] & 1) != 0)
-            resident++;
-        if (pc->move && stop - p == win && resident == n) {
-            pc->err = precopy_move((uint8_t *)p);
-            if (pc->err != 0) return;
-            pc->bytes += win;
-            p = stop;
-            continue;
         }
         for (size_t i = 0; i < n;) {
             size_t j = i;
@@ -369,7 +330,7 @@ static void precopy_region(void *ctx, void *addr, size_t len, bool hot) {
 
 /* The child: serialise, write, wait for the go, publish, report, exit. Never returns. */
 static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, int go_fd,
-                                 pid_t parent, enum tq_snapshot_precopy precopy) {
+                                 pid_t parent, bool precopy) {
     /* Die with the server: a snapshot finishing after a kill -9 would race the restart. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(3);
     /* Drop every inherited descriptor but stdio and the two pipes: client sockets and
@@ -377,12 +338,12 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
     close_all_but(wfd, go_fd);
     /* At the loop's priority: the loop's first turns after the fork write the pages most
      * likely still shared, so the sooner they are the child's, the fewer it copies. */
-    struct precopy pc = {.move = precopy == TQ_SNAPSHOT_PRECOPY_ON, .page_bytes = 4096u};
+    struct precopy pc = {.page_bytes = 4096u};
     uint64_t precopy_us = 0;
     long page = sysconf(_SC_PAGESIZE);
     if (page > 0 && (size_t)page <= TQ_HUGE_PAGE_BYTES / sizeof(pc.vec))
         pc.page_bytes = (size_t)page;
-    if (precopy != TQ_SNAPSHOT_PRECOPY_OFF) {
+    if (precopy) {
         uint64_t t0 = tq_mono_us();
         tq_state_regions(srv->state, precopy_region, &pc);
         precopy_us = tq_mono_us() - t0;
