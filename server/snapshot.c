@@ -338,11 +338,12 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
     close_all_but(wfd, go_fd);
     /* At the loop's priority: the loop's first turns after the fork write the pages most
      * likely still shared, so the sooner they are the child's, the fewer it copies. */
-    struct precopy pc = {.page_bytes = 4096u};
+    struct precopy pc = {.page_bytes = 4096u}; /* vec holds a window's pages at 4 KiB or more */
     uint64_t precopy_us = 0;
     long page = sysconf(_SC_PAGESIZE);
-    if (page > 0 && (size_t)page <= TQ_HUGE_PAGE_BYTES / sizeof(pc.vec))
+    if (page >= 4096 && (page & (page - 1)) == 0 && (size_t)page <= TQ_HUGE_PAGE_BYTES) {
         pc.page_bytes = (size_t)page;
+    }
     if (precopy) {
         uint64_t t0 = tq_mono_us();
         tq_state_regions(srv->state, precopy_region, &pc);
