@@ -3011,7 +3011,7 @@ struct tq_state *tq_state_new(const struct tq_state_options *options) {
     return tq_st_alloc(options);
 }
 
-/* Arrays: a heap or table is passed whole (its capacity), a tail page can be written next. */
+/* A heap or table is passed whole, to its capacity: a heap writes past its count next. */
 static void region_array(tq_state_region_fn *fn, void *ctx, void *p, size_t bytes) {
     if (p != NULL && bytes > 0) fn(ctx, p, bytes, true);
 }
@@ -3024,7 +3024,7 @@ static void idtab_regions(const struct tq_idtab *t, tq_state_region_fn *fn, void
 void tq_state_regions(const struct tq_state *s, tq_state_region_fn *fn, void *ctx) {
     TQ_ASSERT(s != NULL && fn != NULL);
     /* 1. the heaps: an ingest burst writes a path of every heap it touches, so nearly all of
-     *    their pages right after a fork (docs/performance-server.md, "the snapshot's faults") */
+     *    their pages right after a fork (docs/performance-server.md, "Where the faults are") */
     region_array(fn, ctx, s->due, (size_t)s->due_cap * sizeof(*s->due));
     uint32_t n = tq_slab_count(&s->tenants);
     for (uint32_t i = 1; i <= n; i++) {
@@ -3057,7 +3057,8 @@ void tq_state_regions(const struct tq_state *s, tq_state_region_fn *fn, void *ct
     tq_st_slab_regions(&s->messages, TQ_ST_SLAB_TAIL, fn, ctx, true);
     tq_st_slab_regions(&s->identities, TQ_ST_SLAB_TAIL, fn, ctx, true);
     tq_st_slab_regions(&s->interns, TQ_ST_SLAB_TAIL, fn, ctx, true);
-    /* 5. cold: the rest of them */
+    /* 5. cold: the rest of them (the rare in-place writes there, an outbound message's
+     *    delivery status or an erasure, are left to the loop's copy-on-write) */
     tq_st_slab_regions(&s->messages, TQ_ST_SLAB_BEFORE_TAIL, fn, ctx, false);
     tq_st_slab_regions(&s->identities, TQ_ST_SLAB_BEFORE_TAIL, fn, ctx, false);
     tq_st_slab_regions(&s->interns, TQ_ST_SLAB_BEFORE_TAIL, fn, ctx, false);
