@@ -100,11 +100,14 @@ run_one() {
   load="$(cut -d' ' -f1 /proc/loadavg)"
   local sched0 sched1
   sched0="$(cat "/proc/$SERVER_PID/task/$SERVER_PID/schedstat" 2>/dev/null || echo "0 0 0")"
+  local flt0 flt1 # the loop thread's minor faults (a snapshot's copy-on-write lands here)
+  flt0="$(awk '{print $10}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0)"
   # shellcheck disable=SC2046
   out="$(/usr/bin/time -f "client-cpu %U %S" "$LOADGEN" --addr "$(cat "$d/port")" \
     --token-file "$d/admin.token" --seconds "$SECONDS_RUN" $(workload_args "$w") $largs 2>&1)" ||
     { echo "$out" >&2; exit 1; }
   sched1="$(cat "/proc/$SERVER_PID/task/$SERVER_PID/schedstat" 2>/dev/null || echo "0 0 0")"
+  flt1="$(awk '{print $10}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0)"
   curl -s "$metrics" >"$WORK/metrics"
   kill "$SERVER_PID"; wait "$t" || true; SERVER_PID=""
   local rps mps p50 p99 msgs
@@ -125,15 +128,20 @@ run_one() {
   read -r tu ts tw tc <"$WORK/time"
   awk -v w="$w" -v v="$name" -v load="$load" -v rps="$rps" -v mps="$mps" -v p50="$p50" \
     -v p99="$p99" -v msgs="$msgs" -v u="$tu" -v s="$ts" -v cw="$tw" -v cc="$tc" \
-    -v late="$late" -v sendp99="$sendp99" -v rqwait="$rqwait" -v ccpu="$ccpu" -v tmax="$(sed -n 's/^ticketq_turn_max_seconds //p' "$WORK/metrics")" '
+    -v late="$late" -v sendp99="$sendp99" -v rqwait="$rqwait" -v ccpu="$ccpu" -v tmax="$(sed -n 's/^ticketq_turn_max_seconds //p' "$WORK/metrics")" \
+    -v flt=$((flt1 - flt0)) -v snaps="$(sed -n 's/^ticketq_snapshots_total //p' "$WORK/metrics")" \
+    -v pcb="$(sed -n 's/^ticketq_snapshot_last_precopy_bytes //p' "$WORK/metrics")" \
+    -v pcs="$(sed -n 's/^ticketq_snapshot_last_precopy_seconds //p' "$WORK/metrics")" '
     /^ticketq_request_seconds_bucket/ && index($0, "op=\"ingest\"") {
       split($0, a, "le=\""); split(a[2], b, "\""); h[b[1]] = $NF; if (b[1] == "+Inf") tot = $NF }
     END {
       o25 = tot > 0 ? 100 * (tot - h["0.0025"]) / tot : -1
       o10 = tot > 0 ? 100 * (tot - h["0.01"]) / tot : -1
-      printf "%s %s load %s req/s %s msg/s %s p50_ms %.2f p99_ms %.1f cpu_us_msg %.2f cs_msg %.3f srv_over_2.5ms_pct %.2f srv_over_10ms_pct %.2f late_p99_ms %.1f loop_rqwait_pct %s turn_max_ms %.1f client_cpu_us_req %s send_p99_ms %.1f\n",
-        w, v, load, rps, mps, p50 / 1000, p99 / 1000, (u + s) * 1e6 / msgs, (cw + cc) / msgs, o25, o10, late / 1000, rqwait, tmax * 1000, ccpu, sendp99 / 1000
+      printf "%s %s load %s req/s %s msg/s %s p50_ms %.2f p99_ms %.1f cpu_us_msg %.2f cs_msg %.3f srv_over_2.5ms_pct %.2f srv_over_10ms_pct %.2f late_p99_ms %.1f loop_rqwait_pct %s turn_max_ms %.1f client_cpu_us_req %s send_p99_ms %.1f loop_minflt %d snapshots %d precopy_mb %.1f precopy_ms %.1f\n",
+        w, v, load, rps, mps, p50 / 1000, p99 / 1000, (u + s) * 1e6 / msgs, (cw + cc) / msgs, o25, o10, late / 1000, rqwait, tmax * 1000, ccpu, sendp99 / 1000,
+        flt, snaps, pcb / 1e6, pcs * 1000
     }' "$WORK/metrics" | tee -a "$RESULTS"
+  grep 'snapshot' "$WORK/err" | sed 's/^/    /' || true # the server's line per snapshot
 }
 
 echo "server-ab.sh: $(nproc) CPUs, $(uptime)"
@@ -147,13 +155,13 @@ done
 echo "medians of $ROUNDS (workload variant: msg/s, p99 ms, CPU µs/msg, server-side % over 10 ms," \
   "% over 2.5 ms, client send lateness p99 ms, loop thread's run-queue wait %, longest turn ms," \
   "client CPU µs/request: tq-loadgen's user+sys, setup included, open loop's p99 from the send" \
-  "instead of the due time ms):"
+  "instead of the due time ms, the loop thread's minor faults):"
 awk '{k = $1 " " $2; m[k] = m[k] " " $8; p[k] = p[k] " " $12; c[k] = c[k] " " $14; o[k] = o[k] " " $20
   q[k] = q[k] " " $18; l[k] = l[k] " " $22; r[k] = r[k] " " $24; t[k] = t[k] " " $26; x[k] = x[k] " " $28
-  y[k] = y[k] " " $30}
+  y[k] = y[k] " " $30; f[k] = f[k] " " $32}
   function med(s,   a, n, i, j, t) { n = split(s, a, " ");
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return a[int((n + 1) / 2)] }
-  END { for (k in m) printf "  %-14s %10s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", k, med(m[k]), med(p[k]), med(c[k]),
-    med(o[k]), med(q[k]), med(l[k]), med(r[k]), med(t[k]), med(x[k]), med(y[k]) }' \
+  END { for (k in m) printf "  %-14s %10s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", k, med(m[k]), med(p[k]), med(c[k]),
+    med(o[k]), med(q[k]), med(l[k]), med(r[k]), med(t[k]), med(x[k]), med(y[k]), med(f[k]) }' \
   "$RESULTS" | sort

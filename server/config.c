@@ -54,6 +54,9 @@ static const struct option_doc k_options[] = {
      "write a background snapshot after N records appended since the last one; 0 = only on "
      "SnapshotNow (default 2000000)"},
     {"snapshots-keep", "N", "snapshots kept on disk, newest first, 1..32 (default 2)"},
+    {"snapshot-precopy", "on|off",
+     "the snapshot child copies the state's written-to pages first, so the loop's writes do "
+     "not copy them (default on; docs/operations.md, \"Snapshots\")"},
     {"ring", "MODE",
      "auto | defer | coop | plain: io_uring set-up flags (default auto = defer, else coop, "
      "else plain, whichever the kernel takes; docs/architecture.md)"},
@@ -112,6 +115,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->log_batches = TQ_LOG_BATCHES_DEFAULT;
     cfg->log_pipeline_bytes = TQ_LOG_PIPELINE_BYTES_DEFAULT;
     cfg->state_prefault = true;
+    cfg->snapshot_precopy = true;
 }
 
 static bool parse_on_off(const char *s, bool *out) {
@@ -314,6 +318,10 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
     } else if (strcmp(name, "state-prefault") == 0) {
         if (!parse_on_off(value, &cfg->state_prefault)) {
             FAIL("--state-prefault: expected on or off, got '%s'", value);
+        }
+    } else if (strcmp(name, "snapshot-precopy") == 0) {
+        if (!parse_on_off(value, &cfg->snapshot_precopy)) {
+            FAIL("--snapshot-precopy: expected on or off, got '%s'", value);
         }
     } else if (strcmp(name, "log-prezero") == 0 || strcmp(name, "log-dsync") == 0) {
         bool *flag = strcmp(name, "log-prezero") == 0 ? &cfg->log_prezero : &cfg->log_dsync;

@@ -51,6 +51,7 @@ struct tq_config {
     uint32_t recv_buffers;   /* provided-buffer ring entries (power of two) */
     uint64_t snapshot_every; /* records since the last snapshot that start one; 0 = off */
     uint32_t snapshots_keep; /* newest snapshots kept on disk */
+    bool snapshot_precopy;   /* the child breaks copy-on-write of the hot state (snapshot.c) */
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
     enum tq_turn_mode turn_mode;

@@ -283,10 +283,17 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         "ticketq_snapshot_last_durable_wait_seconds %g\n"
         "# HELP ticketq_snapshot_last_bytes Serialised state bytes, last snapshot.\n"
         "# TYPE ticketq_snapshot_last_bytes gauge\nticketq_snapshot_last_bytes %" PRIu64 "\n"
+        "# HELP ticketq_snapshot_last_precopy_bytes State bytes the last snapshot's child copied "
+        "ahead of the loop's writes (--snapshot-precopy; 0 = off).\n"
+        "# TYPE ticketq_snapshot_last_precopy_bytes gauge\n"
+        "ticketq_snapshot_last_precopy_bytes %" PRIu64 "\n"
+        "# HELP ticketq_snapshot_last_precopy_seconds The child's pre-copy time, last snapshot.\n"
+        "# TYPE ticketq_snapshot_last_precopy_seconds gauge\n"
+        "ticketq_snapshot_last_precopy_seconds %g\n"
         "# TYPE ticketq_snapshot_in_progress gauge\nticketq_snapshot_in_progress %d\n",
         ss.written, ss.failed, ss.last_lsn, (double)ss.last_duration_us / 1e6,
         (double)ss.last_fork_us / 1e6, (double)ss.last_durable_wait_us / 1e6, ss.last_bytes,
-        ss.running ? 1 : 0);
+        ss.last_precopy_bytes, (double)ss.last_precopy_us / 1e6, ss.running ? 1 : 0);
     struct tq_compaction_status cs;
     tq_compaction_status(srv, &cs);
     put(&t, "# TYPE ticketq_compaction_running gauge\nticketq_compaction_running %d\n",

@@ -24,6 +24,20 @@
  * with waitpid(WNOHANG) in tq_snapshot_turn; without that wake-up (a kernel without pidfds) it
  * tries every REAP_POLL_MS, at the latest on the loop's next 100 ms timer tick.
  *
+ * Pre-copy (--snapshot-precopy, on by default): right after the fork, before it lowers its
+ * priority, the child write-faults the state's hot regions itself (MADV_POPULATE_WRITE over
+ * tq_state_regions' hot ones, resident pages only). Why: after fork() every page of the state
+ * is shared and write-protected, and the loop's first write to each one used to copy it, on
+ * the loop thread (~9k faults, ~31-33 ms per snapshot, most in the 50 ms after the fork:
+ * docs/performance-server.md). A write fault in the child copies the page into the child;
+ * the parent's page is then mapped only by the parent, and its next write is a fault that
+ * reuses the page without a copy (a whole huge page the child copied: one fault for 2 MiB, not
+ * split, nothing for the collapse helper to merge). Populating changes no byte of the child's
+ * image. Cost: the child's memory grows by the hot bytes it copies, for the snapshot's life.
+ * Best effort: a kernel without MADV_POPULATE_WRITE (EINVAL, before 5.14) is found by a probe
+ * at start and noted once; any other failure stops the pre-copy, and the snapshot goes on.
+ * The child reports the bytes and time in its "ok" line.
+ *
  * Invariants: at most one child; the child never touches the ring, the sockets or the log's
  * segments (only DIR/snapshots); every waiter's callback runs exactly once, from the loop.
  */
@@ -50,6 +64,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -91,6 +109,8 @@ struct tq_snapshotter {
     int err_fd;              /* read end of the child's pipe, -1 if none */
     int go_fd;               /* write end of the go pipe, -1 once the go was sent (or none) */
     uint64_t go_delay_us;    /* test seam TEST_GO_DELAY_ENV, 0 in production */
+    bool precopy;            /* the child pre-copies (--snapshot-precopy and the kernel has it) */
+    bool precopy_err_said;   /* a pre-copy failure was logged (once) */
     struct tq_snapshot_stats st;
 };
 
@@ -131,6 +151,23 @@ static void remove_stale_temps(const struct tq_server *srv) {
     closedir(d);
 }
 
+/* Whether the kernel has MADV_POPULATE_WRITE (on one private page of our own); says so once if
+ * not. */
+static bool precopy_probe(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t len = page > 0 ? (size_t)page : 4096u;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    bool ok = madvise(p, len, MADV_POPULATE_WRITE) == 0;
+    int e = errno;
+    munmap(p, len);
+    if (!ok) {
+        line("snapshot pre-copy off: MADV_POPULATE_WRITE: %s%s", strerror(e),
+             e == EINVAL ? " (Linux 5.14 has it); the loop takes the copy-on-write faults" : "");
+    }
+    return ok;
+}
+
 void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn) {
     TQ_ASSERT(srv->snap == NULL);
     struct tq_snapshotter *s = tq_xcalloc(1, sizeof(*s));
@@ -142,6 +179,7 @@ void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn) {
         long ms = strtol(go_delay, NULL, 10);
         if (ms > 0 && ms < 600000) s->go_delay_us = (uint64_t)ms * 1000u;
     }
+    s->precopy = srv->cfg.snapshot_precopy && precopy_probe();
     srv->snap = s;
     remove_stale_temps(srv);
 }
@@ -244,14 +282,73 @@ static void close_all_but(int a, int b) {
     (void)close_range((unsigned)hi + 1, ~0u, 0);
 }
 
+struct precopy {
+    size_t page_bytes;
+    uint64_t bytes; /* copied */
+    int err;        /* the errno that stopped it, 0 if none */
+    unsigned char vec[TQ_HUGE_PAGE_BYTES / 4096];
+};
+
+/* tq_state_region_fn: takes the resident pages of a hot region from the parent, 2 MiB window
+ * by window, each run of resident pages by MADV_POPULATE_WRITE (write faults: the kernel
+ * copies each shared page into the child). Pages never touched are skipped: copying them would
+ * only add zeroed memory to the child. Tried and not kept: a whole resident window copied into
+ * a fresh huge page and moved over the old one with mremap (2x faster in a micro-benchmark,
+ * 4-6x slower inside ticketqd on the development VM: docs/performance-server.md). */
+static void precopy_region(void *ctx, void *addr, size_t len, bool hot) {
+    struct precopy *pc = ctx;
+    if (!hot || pc->err != 0) return;
+    const uintptr_t pg = pc->page_bytes, win = TQ_HUGE_PAGE_BYTES;
+    uintptr_t p = (uintptr_t)addr & ~(pg - 1);
+    const uintptr_t end = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+    TQ_ASSERT(p < end);
+    while (p < end) {
+        uintptr_t stop = (p & ~(win - 1)) + win; /* to the window's end */
+        if (stop > end) stop = end;
+        size_t n = (size_t)((stop - p) / pg);
+        TQ_ASSERT(n >= 1 && n <= sizeof(pc->vec));
+        if (mincore((void *)p, stop - p, pc->vec) != 0) {
+            pc->err = errno;
+            return;
+        }
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j < n && (pc->vec[j] & 1) != 0)
+                j++;
+            if (j > i) {
+                if (madvise((void *)(p + i * pg), (j - i) * pg, MADV_POPULATE_WRITE) != 0) {
+                    pc->err = errno;
+                    return;
+                }
+                pc->bytes += (j - i) * pg;
+            }
+            i = j + 1;
+        }
+        p = stop;
+    }
+}
+
 /* The child: serialise, write, wait for the go, publish, report, exit. Never returns. */
 static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, int go_fd,
-                                 pid_t parent) {
+                                 pid_t parent, bool precopy) {
     /* Die with the server: a snapshot finishing after a kill -9 would race the restart. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(3);
     /* Drop every inherited descriptor but stdio and the two pipes: client sockets and
      * listeners, the ring, segment files (and their locks). The write opens its own files. */
     close_all_but(wfd, go_fd);
+    /* At the loop's priority: the loop's first turns after the fork write the pages most
+     * likely still shared, so the sooner they are the child's, the fewer it copies. */
+    struct precopy pc = {.page_bytes = 4096u}; /* vec holds a window's pages at 4 KiB or more */
+    uint64_t precopy_us = 0;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page >= 4096 && (page & (page - 1)) == 0 && (size_t)page <= TQ_HUGE_PAGE_BYTES) {
+        pc.page_bytes = (size_t)page;
+    }
+    if (precopy) {
+        uint64_t t0 = tq_mono_us();
+        tq_state_regions(srv->state, precopy_region, &pc);
+        precopy_us = tq_mono_us() - t0;
+    }
     /* Below the event loop's priority, as compaction's helper thread: on a contended CPU the
      * loop (answering clients) runs first. Best effort. */
     (void)setpriority(PRIO_PROCESS, 0, SNAPSHOT_CHILD_NICE);
@@ -271,7 +368,8 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
     if (err == TQ_OK) {
         err = tq_log_snapshot_write_gated(srv->log, lsn, blob, len, child_gate, &go_fd, &error);
     }
-    int n = err == TQ_OK ? snprintf(msg, sizeof(msg), "ok %zu\n", len)
+    int n = err == TQ_OK ? snprintf(msg, sizeof(msg), "ok %zu %" PRIu64 " %" PRIu64 " %d\n", len,
+                                    pc.bytes, precopy_us, pc.err)
                          : snprintf(msg, sizeof(msg), "err %d %s\n", (int)err, error.msg);
     if (n > 0 && write(wfd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) < 0) {
         /* the parent is gone or closed the pipe: nothing left to tell */
@@ -332,7 +430,7 @@ static void start(struct tq_server *srv) {
     if (pid == 0) {
         close(pfd[0]);
         close(gfd[1]);
-        child_main(srv, lsn, pfd[1], gfd[0], parent);
+        child_main(srv, lsn, pfd[1], gfd[0], parent, s->precopy);
     }
     uint64_t t1 = tq_mono_us();
     close(pfd[1]);
@@ -485,17 +583,27 @@ static void reap_child(struct tq_server *srv) {
     char report[TQ_SNAPSHOT_ERROR_BYTES + 64];
     read_report(s, report, sizeof(report));
     uint64_t took = tq_mono_us() - s->fork_start_us;
-    unsigned long long bytes = 0;
+    unsigned long long bytes = 0, pc_bytes = 0, pc_us = 0;
+    int pc_err = 0;
     if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-        sscanf(report, "ok %llu", &bytes) == 1) {
+        sscanf(report, "ok %llu %llu %llu %d", &bytes, &pc_bytes, &pc_us, &pc_err) >= 1) {
         s->st.written++;
         s->st.last_lsn = s->lsn;
         s->st.last_duration_us = took;
         s->st.last_bytes = bytes;
+        s->st.last_precopy_bytes = pc_bytes;
+        s->st.last_precopy_us = pc_us;
         line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, durable %.1f ms "
-             "after the fork%s)",
+             "after the fork, pre-copied %.1f MB in %.1f ms%s)",
              s->lsn, (double)bytes / 1e6, (double)took / 1e6, (double)s->st.last_fork_us / 1e3,
-             (double)s->st.last_durable_wait_us / 1e3, s->automatic ? ", --snapshot-every" : "");
+             (double)s->st.last_durable_wait_us / 1e3, (double)pc_bytes / 1e6, (double)pc_us / 1e3,
+             s->automatic ? ", --snapshot-every" : "");
+        if (pc_err != 0 && !s->precopy_err_said) {
+            s->precopy_err_said = true;
+            line("snapshot pre-copy stopped early: %s (the snapshot is complete; the loop takes "
+                 "the rest of the copy-on-write faults)",
+                 strerror(pc_err));
+        }
         collapse_start();
         complete(srv, s->lsn, NULL);
         return;

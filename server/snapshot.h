@@ -44,6 +44,8 @@ struct tq_snapshot_stats {
     uint64_t last_fork_us;         /* the parent's pause in fork() for the last snapshot */
     uint64_t last_durable_wait_us; /* fork until its LSN was durable (the go; no pause) */
     uint64_t last_bytes;           /* serialised state bytes of the last completed snapshot */
+    uint64_t last_precopy_bytes;   /* state bytes the child copied ahead of the loop (pre-copy) */
+    uint64_t last_precopy_us;      /* how long that took the child, after the fork */
     bool running;                  /* a child is writing one now */
 };
 

@@ -3011,6 +3011,59 @@ struct tq_state *tq_state_new(const struct tq_state_options *options) {
     return tq_st_alloc(options);
 }
 
+/* A heap or table is passed whole, to its capacity: a heap writes past its count next. */
+static void region_array(tq_state_region_fn *fn, void *ctx, void *p, size_t bytes) {
+    if (p != NULL && bytes > 0) fn(ctx, p, bytes, true);
+}
+
+static void idtab_regions(const struct tq_idtab *t, tq_state_region_fn *fn, void *ctx) {
+    region_array(fn, ctx, t->slots, (t->mask + 1) * sizeof(uint32_t));
+    if (t->old != NULL) region_array(fn, ctx, t->old, (t->old_mask + 1) * sizeof(uint32_t));
+}
+
+void tq_state_regions(const struct tq_state *s, tq_state_region_fn *fn, void *ctx) {
+    TQ_ASSERT(s != NULL && fn != NULL);
+    /* 1. the heaps: an ingest burst writes a path of every heap it touches, so nearly all of
+     *    their pages right after a fork (docs/performance-server.md, "Where the faults are") */
+    region_array(fn, ctx, s->due, (size_t)s->due_cap * sizeof(*s->due));
+    uint32_t n = tq_slab_count(&s->tenants);
+    for (uint32_t i = 1; i <= n; i++) {
+        const struct tq_tenant *tn = st_tenant(s, i);
+        region_array(fn, ctx, tn->sla.nodes, (size_t)tn->sla.cap * sizeof(*tn->sla.nodes));
+    }
+    n = tq_slab_count(&s->queues);
+    for (uint32_t i = 1; i <= n; i++) {
+        const struct tq_queue *q = st_queue(s, i);
+        for (int k = 0; k < TQ_CHANNEL_CLASS_COUNT; k++) {
+            region_array(fn, ctx, q->heap[k].ids, (size_t)q->heap[k].cap * sizeof(uint32_t));
+        }
+    }
+    /* 2. the slabs apply updates in place (a message appended writes its ticket) */
+    tq_st_slab_regions(&s->tickets, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->tkidx, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->customers, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->tenants, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->queues, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->agents, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->tokens, TQ_ST_SLAB_ALL, fn, ctx, true);
+    tq_st_slab_regions(&s->obentries, TQ_ST_SLAB_ALL, fn, ctx, true);
+    /* 3. the hash tables (one random slot per insert) */
+    region_array(fn, ctx, s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
+    idtab_regions(&s->ident_index, fn, ctx);
+    idtab_regions(&s->token_index, fn, ctx);
+    idtab_regions(&s->intern_index, fn, ctx);
+    region_array(fn, ctx, s->ob_by_message.slots, (s->ob_by_message.mask + 1) * sizeof(uint64_t));
+    /* 4. where the append-only slabs write next */
+    tq_st_slab_regions(&s->messages, TQ_ST_SLAB_TAIL, fn, ctx, true);
+    tq_st_slab_regions(&s->identities, TQ_ST_SLAB_TAIL, fn, ctx, true);
+    tq_st_slab_regions(&s->interns, TQ_ST_SLAB_TAIL, fn, ctx, true);
+    /* 5. cold: the rest of them (the rare in-place writes there, an outbound message's
+     *    delivery status or an erasure, are left to the loop's copy-on-write) */
+    tq_st_slab_regions(&s->messages, TQ_ST_SLAB_BEFORE_TAIL, fn, ctx, false);
+    tq_st_slab_regions(&s->identities, TQ_ST_SLAB_BEFORE_TAIL, fn, ctx, false);
+    tq_st_slab_regions(&s->interns, TQ_ST_SLAB_BEFORE_TAIL, fn, ctx, false);
+}
+
 void tq_state_free(struct tq_state *s) {
     if (s == NULL) return;
     uint32_t n = tq_slab_count(&s->tenants);

@@ -476,6 +476,20 @@ void tq_state_reserve_messages(struct tq_state *state, uint64_t more);
 
 void tq_state_free(struct tq_state *state);
 
+/* The state's memory, for a forked snapshot child that breaks copy-on-write ahead of the
+ * parent (server/snapshot.c): fn is called once per region [addr, addr + len) that holds state
+ * data (a slab chunk or huge-page group, a hash table, a heap). hot: apply writes it at random
+ * places (heaps, the ticket, customer and small entity slabs, hash tables) or will write it
+ * next (the group an append-only slab is filling); cold: apply does not write it again (the
+ * full part of the message, identity and intern slabs). Every hot region comes before every
+ * cold one, and among the hot ones those apply writes the densest come first (the heaps, whose
+ * every page an ingest burst touches, then the slabs, then the tables). A region may include
+ * pages that were never touched (the unused end of a group or table) and may be shared with
+ * unrelated heap data when it came from tq_alloc: a caller that writes must only do what
+ * leaves the bytes unchanged (MADV_POPULATE_WRITE). Read-only; no allocation. */
+typedef void tq_state_region_fn(void *ctx, void *addr, size_t len, bool hot);
+void tq_state_regions(const struct tq_state *state, tq_state_region_fn *fn, void *ctx);
+
 /* Applies one command carried by the record at lsn (lsns strictly increase across calls).
  * On error nothing changed and no event was emitted. events may be NULL; result may be NULL.
  * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS,

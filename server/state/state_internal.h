@@ -487,6 +487,12 @@ static inline uint64_t msg_with_attempts(uint64_t packed, unsigned attempts) {
 
 /* ---- containers (store.c) ---- */
 void tq_st_slab_init(struct tq_slab *slab, uint32_t elem_size, uint32_t shift);
+/* tq_state_regions for one slab: every chunk and huge-page group with an element in it (ALL),
+ * the last one only (TAIL: where the next element goes) or all but that (BEFORE_TAIL); each
+ * passed to fn with `hot`. */
+enum tq_st_slab_part { TQ_ST_SLAB_ALL, TQ_ST_SLAB_TAIL, TQ_ST_SLAB_BEFORE_TAIL };
+void tq_st_slab_regions(const struct tq_slab *slab, enum tq_st_slab_part part,
+                        tq_state_region_fn *fn, void *ctx, bool hot);
 
 /* Tables (hash tables, heaps, index arrays) of TQ_ST_TABLE_MAP_BYTES_MIN bytes or more live in
  * 2 MiB-aligned huge-page regions (store.c says why); smaller ones come from tq_alloc. alloc

@@ -351,6 +351,31 @@ void tq_st_slab_free(struct tq_slab *slab) {
     memset(slab, 0, sizeof(*slab));
 }
 
+/* Each run of contiguous memory of the slab (a tq_alloc'd chunk, a huge-page group) with an
+ * element handed out, of the part asked for. The tail is the last run: what an append-only
+ * slab's next elements are written into (a whole group: a huge page is copied whole or not at
+ * all). */
+void tq_st_slab_regions(const struct tq_slab *slab, enum tq_st_slab_part part,
+                        tq_state_region_fn *fn, void *ctx, bool hot) {
+    TQ_ASSERT(fn != NULL);
+    TQ_ASSERT(part == TQ_ST_SLAB_ALL || part == TQ_ST_SLAB_TAIL || part == TQ_ST_SLAB_BEFORE_TAIL);
+    if (slab->chunk_count == 0) return;
+    size_t bytes = slab_chunk_bytes(slab);
+    uint32_t g = slab_group_chunks(slab);
+    uint32_t tail = slab->chunk_count - 1;
+    if (slab_grouped(slab, tail)) tail -= (tail - 1) % g; /* its group's first chunk */
+    uint32_t from = part == TQ_ST_SLAB_TAIL ? tail : 0;
+    uint32_t to = part == TQ_ST_SLAB_BEFORE_TAIL ? tail : slab->chunk_count;
+    for (uint32_t i = from; i < to; i++) {
+        if (!slab_grouped(slab, i)) {
+            fn(ctx, slab->chunks[i], bytes, hot);
+        } else if ((i - 1) % g == 0) {
+            TQ_ASSERT(((uintptr_t)slab->chunks[i] & (TQ_HUGE_PAGE_BYTES - 1)) == 0);
+            fn(ctx, slab->chunks[i], (size_t)g * bytes, hot);
+        }
+    }
+}
+
 /* ---- string store ------------------------------------------------------------------------- */
 
 struct tq_strchunk {

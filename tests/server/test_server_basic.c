@@ -68,6 +68,9 @@ static void test_options(void) {
     const char *a8[] = {"--data", "/tmp/x", "--snapshots-keep", "0", NULL};
     TQ_CHECK_EQ(run_ticketqd(a8, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--snapshots-keep") != NULL);
+    const char *a8b[] = {"--data", "/tmp/x", "--snapshot-precopy", "populate", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a8b, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--snapshot-precopy: expected on or off") != NULL);
     const char *a9[] = {"--data", "/tmp/x", "--ring", "fast", NULL};
     TQ_CHECK_EQ(run_ticketqd(a9, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--ring") != NULL);

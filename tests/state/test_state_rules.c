@@ -628,6 +628,59 @@ static void test_reserve_messages(void) {
     fx_free(&f);
 }
 
+/* tq_state_regions (what a snapshot child pre-copies, server/snapshot.c) over a state of
+ * `tickets` first-time senders: every region is non-empty, no two overlap (nothing is copied
+ * twice), every hot one comes before every cold one, the hot ones hold at least the tickets
+ * (64 bytes each at the least; they are 192) and include whole 2 MiB-aligned groups, and the
+ * message slab's full part is cold. Called by test_huge_regions. */
+struct region_log {
+    uint32_t count, hot, cold, huge_hot;
+    bool cold_seen, hot_after_cold;
+    uint64_t hot_bytes, cold_bytes;
+    uintptr_t lo[4096], hi[4096];
+};
+
+static void region_note(void *ctx, void *addr, size_t len, bool hot) {
+    struct region_log *log = ctx;
+    TQ_CHECK(addr != NULL);
+    TQ_CHECK(len > 0);
+    TQ_CHECK(log->count < 4096);
+    log->lo[log->count] = (uintptr_t)addr;
+    log->hi[log->count] = (uintptr_t)addr + len;
+    log->count++;
+    if (hot) {
+        log->hot++;
+        log->hot_bytes += len;
+        if (log->cold_seen) log->hot_after_cold = true;
+        if ((uintptr_t)addr % (2u << 20) == 0 && len % (2u << 20) == 0) log->huge_hot++;
+    } else {
+        log->cold++;
+        log->cold_bytes += len;
+        log->cold_seen = true;
+    }
+}
+
+static void check_regions(const struct tq_state *s, uint32_t tickets) {
+    static struct region_log log;
+    memset(&log, 0, sizeof(log));
+    tq_state_regions(s, region_note, &log);
+    TQ_CHECK(!log.hot_after_cold);
+    TQ_CHECK_GE(log.hot_bytes, (uint64_t)tickets * 64);
+    TQ_CHECK_GE(log.huge_hot, 1);
+    TQ_CHECK_GE(log.cold, 1); /* 140,000 messages: groups before the tail */
+    TQ_CHECK_GE(log.cold_bytes, (uint64_t)2 << 20);
+    for (uint32_t i = 0; i < log.count; i++) {
+        for (uint32_t j = i + 1; j < log.count; j++) {
+            bool apart = log.hi[i] <= log.lo[j] || log.hi[j] <= log.lo[i];
+            if (!apart) fprintf(stderr, "regions %u and %u overlap\n", i, j);
+            TQ_CHECK(apart);
+        }
+    }
+    printf("state regions: %u hot (%.1f MB, %u whole huge-page groups), %u cold (%.1f MB)\n",
+           log.hot, (double)log.hot_bytes / 1e6, log.huge_hot, log.cold,
+           (double)log.cold_bytes / 1e6);
+}
+
 /* Big slabs and tables live in 2 MiB-aligned huge-page regions (store.c): chunk 0 of a slab
  * comes from tq_alloc, chunks 1, 2, ... of a big one are carved out of groups mapped one at a
  * time, and tables of 2 MiB or more (here the reserved idempotency table and the deadline heap,
@@ -688,6 +741,7 @@ static void test_huge_regions(void) {
     snprintf(mid, sizeof(mid), "m-%u", SENDERS - 1);
     fx_ingest(&f, tn, TQ_CHANNEL_EMAIL, from, mid, q);
     TQ_CHECK(f.res.duplicate);
+    check_regions(f.s, SENDERS);
     void *blob;
     size_t len;
     TQ_CHECK_OK(tq_state_serialize(f.s, &blob, &len, &f.err), &f.err);
