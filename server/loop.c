@@ -879,7 +879,7 @@ static uint64_t commit_turn(struct tq_server *srv) {
 
 /* Releases acknowledged output, closes finished connections, arms sends and receives.
  * Returns true if some connection still has a whole frame buffered (keep turning). */
-static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us) {
+static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t ack_us, uint64_t mono_us) {
     bool busy = false;
     bool counting = srv->gather_holding && !srv->gather_counted;
     uint32_t answered = 0;
@@ -887,7 +887,7 @@ static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us)
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing) continue;
         size_t ready = c->oready;
-        tq_conn_release_acked(c, acked, srv->metrics, mono_us);
+        tq_conn_release_acked(c, acked, srv->metrics, ack_us, mono_us);
         if (c->oready > ready && c->kind == TQ_CONN_CLIENT) {
             answered++;
             if (counting) c->gather_round = srv->gather_round;
@@ -948,7 +948,7 @@ static uint64_t on_acknowledged(struct tq_server *srv, uint64_t mono_us) {
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing || c->kind != TQ_CONN_CLIENT) continue;
-        tq_conn_release_acked(c, acked, srv->metrics, mono_us);
+        tq_conn_release_acked(c, acked, srv->metrics, mono_us, mono_us);
         arm_send(srv, c);
     }
     int rc = io_uring_submit(&srv->ring);
@@ -1056,7 +1056,7 @@ int tq_loop_run(struct tq_server *srv) {
         busy = tq_sub_pump(srv, acked);
         (void)tq_compaction_poll(srv);
         uint64_t mono_us = tq_mono_us();
-        busy |= flush_conns(srv, acked, mono_us);
+        busy |= flush_conns(srv, acked, turn_us, mono_us);
         if (srv->gather_holding && !gather_holds(srv)) {
             acked = commit_turn(srv); /* nobody answered: no hold, submit now */
         }
