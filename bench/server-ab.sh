@@ -114,7 +114,7 @@ run_one() {
   load="$(cut -d' ' -f1 /proc/loadavg)"
   local sched0 sched1
   sched0="$(cat "/proc/$SERVER_PID/task/$SERVER_PID/schedstat" 2>/dev/null || echo "0 0 0")"
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046,SC2086
   out="$(/usr/bin/time -f "client-cpu %U %S" $lpin "$LOADGEN" --addr "$(cat "$d/port")" \
     --token-file "$d/admin.token" --seconds "$SECONDS_RUN" $(workload_args "$w") $largs 2>&1)" ||
     { echo "$out" >&2; exit 1; }
