@@ -15,7 +15,11 @@
 #   --variant N=ARGS  a ticketqd variant, e.g. old="--ring plain" (repeatable; default
 #                     old="--ring plain" and new=""); words after a lone "--" go to
 #                     tq-loadgen instead, e.g. procs4="-- --open-procs 4" or
-#                     t100="-- --tick-us 100" (the open loop wakes at most every 100 µs)
+#                     t100="-- --tick-us 100" (the open loop wakes at most every 100 µs);
+#                     a word cpus=LIST pins that side with taskset -c LIST, e.g.
+#                     split="cpus=0 -- cpus=1" (ticketqd on CPU 0, tq-loadgen on CPU 1);
+#                     a word nice=N runs that side under nice -n N, e.g. tn5="-- nice=-5"
+#   --keep DIR        keep every run's /metrics and tq-loadgen output in DIR
 #
 # Each run starts a fresh ticketqd (--fsync always, a temp directory, loopback, metrics on) under
 # /usr/bin/time, runs tq-loadgen (100,000 customers set up first), reads /metrics, stops the
@@ -28,6 +32,8 @@
 # the longest loop turn (ticketq_turn_max_seconds), tq-loadgen's own CPU per request and (open
 # loop) the p99 of the same answers counted from their send, the tool's delay left out. The
 # load average is printed next to every line, and the medians per workload and variant at the end.
+# With --keep, bench/metrics-phases.py DIR/*.metrics splits the server side (to_ack, release,
+# the commit per batch and per record).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,8 +43,9 @@ SECONDS_RUN=5
 WORKLOADS="pipe,mixed,batch,open"
 RATE=40000
 VARIANTS=()
+KEEP=""
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;
@@ -47,6 +54,7 @@ while [ $# -gt 0 ]; do
     --workloads) WORKLOADS="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --variant) VARIANTS+=("$2"); shift 2 ;;
+    --keep) KEEP="$2"; mkdir -p "$KEEP"; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "server-ab.sh: unknown option '$1' (--help)" >&2; exit 2 ;;
   esac
@@ -77,19 +85,25 @@ cleanup() {
 }
 trap cleanup EXIT
 RESULTS="$WORK/results"
+RUN_SEQ=0
 : >"$RESULTS"
 
 # run_one WORKLOAD VARIANT_NAME VARIANT_ARGS: one fresh server, one load, one line.
 run_one() {
   local w="$1" name="$2" all="$3" d="$WORK/data" t vargs="" largs="" word side=server
+  local spin="" lpin="" # taskset prefixes (a word cpus=LIST)
   for word in $all; do # a lone "--" switches to tq-loadgen's arguments
     if [ "$word" = "--" ]; then side=loadgen
+    elif [ "${word%%=*}" = cpus ] && [ "$side" = server ]; then spin="$spin taskset -c ${word#cpus=}"
+    elif [ "${word%%=*}" = cpus ]; then lpin="$lpin taskset -c ${word#cpus=}"
+    elif [ "${word%%=*}" = nice ] && [ "$side" = server ]; then spin="$spin nice -n ${word#nice=}"
+    elif [ "${word%%=*}" = nice ]; then lpin="$lpin nice -n ${word#nice=}"
     elif [ "$side" = server ]; then vargs="$vargs $word"
     else largs="$largs $word"; fi
   done
   rm -rf "$d" && mkdir -p "$d"
   # shellcheck disable=SC2086
-  /usr/bin/time -f "%U %S %w %c" -o "$WORK/time" "$SERVER" --data "$d" --listen 127.0.0.1:0 \
+  /usr/bin/time -f "%U %S %w %c" -o "$WORK/time" $spin "$SERVER" --data "$d" --listen 127.0.0.1:0 \
     --port-file "$d/port" --fsync always --metrics 127.0.0.1:0 $vargs 2>"$WORK/err" >/dev/null &
   t=$!
   for _ in $(seq 300); do [ -f "$d/port" ] && break; sleep 0.1; done
@@ -102,13 +116,18 @@ run_one() {
   sched0="$(cat "/proc/$SERVER_PID/task/$SERVER_PID/schedstat" 2>/dev/null || echo "0 0 0")"
   local flt0 flt1 # the loop thread's minor faults (a snapshot's copy-on-write lands here)
   flt0="$(awk '{print $10}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0)"
-  # shellcheck disable=SC2046
-  out="$(/usr/bin/time -f "client-cpu %U %S" "$LOADGEN" --addr "$(cat "$d/port")" \
+  # shellcheck disable=SC2046,SC2086
+  out="$(/usr/bin/time -f "client-cpu %U %S" $lpin "$LOADGEN" --addr "$(cat "$d/port")" \
     --token-file "$d/admin.token" --seconds "$SECONDS_RUN" $(workload_args "$w") $largs 2>&1)" ||
     { echo "$out" >&2; exit 1; }
   sched1="$(cat "/proc/$SERVER_PID/task/$SERVER_PID/schedstat" 2>/dev/null || echo "0 0 0")"
   flt1="$(awk '{print $10}' "/proc/$SERVER_PID/task/$SERVER_PID/stat" 2>/dev/null || echo 0)"
   curl -s "$metrics" >"$WORK/metrics"
+  if [ -n "$KEEP" ]; then
+    RUN_SEQ=$((RUN_SEQ + 1))
+    cp "$WORK/metrics" "$KEEP/$RUN_SEQ-$w-$name.metrics"
+    echo "$out" >"$KEEP/$RUN_SEQ-$w-$name.loadgen"
+  fi
   kill "$SERVER_PID"; wait "$t" || true; SERVER_PID=""
   local rps mps p50 p99 msgs
   rps="$(echo "$out" | sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' | tail -1)"

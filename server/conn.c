@@ -162,7 +162,7 @@ bool tq_conn_queue_raw(struct tq_conn *conn, const void *bytes, size_t len) {
 }
 
 void tq_conn_release_acked(struct tq_conn *conn, uint64_t acked_lsn, struct tq_metrics *m,
-                           uint64_t now_us) {
+                           uint64_t ack_us, uint64_t now_us) {
     /* Walk marks beyond oready: release while their LSN is acknowledged. */
     for (uint32_t i = 0; i < conn->mark_count; i++) {
         struct tq_out_mark *mark = &conn->marks[(conn->mark_head + i) % conn->mark_cap];
@@ -172,7 +172,7 @@ void tq_conn_release_acked(struct tq_conn *conn, uint64_t acked_lsn, struct tq_m
         TQ_ASSERT(end <= conn->olen);
         conn->oready = end;
         if (m != NULL && mark->is_response && mark->op >= 0) {
-            tq_metrics_request(m, mark->op, now_us > mark->start_us ? now_us - mark->start_us : 0);
+            tq_metrics_request(m, mark->op, mark->start_us, ack_us, now_us);
         }
     }
     TQ_ASSERT(conn->osent <= conn->oready && conn->oready <= conn->olen);

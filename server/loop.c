@@ -817,14 +817,14 @@ static uint64_t commit_turn(struct tq_server *srv) {
 
 /* Releases acknowledged output, closes finished connections, arms sends and receives.
  * Returns true if some connection still has a whole frame buffered (keep turning). */
-static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t mono_us) {
+static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t ack_us, uint64_t mono_us) {
     bool busy = false;
     uint32_t answered = 0;
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing) continue;
         size_t ready = c->oready;
-        tq_conn_release_acked(c, acked, srv->metrics, mono_us);
+        tq_conn_release_acked(c, acked, srv->metrics, ack_us, mono_us);
         if (c->oready > ready && c->kind == TQ_CONN_CLIENT) answered++;
         if (c->close_after_send && tq_conn_unsent(c) == 0) {
             conn_close(srv, c);
@@ -878,7 +878,7 @@ static uint64_t on_acknowledged(struct tq_server *srv, uint64_t mono_us) {
     for (uint32_t i = 0; i < srv->conn_high; i++) {
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing || c->kind != TQ_CONN_CLIENT) continue;
-        tq_conn_release_acked(c, acked, srv->metrics, mono_us);
+        tq_conn_release_acked(c, acked, srv->metrics, mono_us, mono_us);
         arm_send(srv, c);
     }
     int rc = io_uring_submit(&srv->ring);
@@ -985,7 +985,7 @@ int tq_loop_run(struct tq_server *srv) {
         busy = tq_sub_pump(srv, acked);
         (void)tq_compaction_poll(srv);
         uint64_t mono_us = tq_mono_us();
-        busy |= flush_conns(srv, acked, mono_us);
+        busy |= flush_conns(srv, acked, turn_us, mono_us);
         uint64_t now_mono = mono_us / 1000;
         if (now_mono >= last_idle_check + TQ_TIMER_PERIOD_MS) {
             last_idle_check = now_mono;

@@ -38,6 +38,9 @@ struct tq_metrics {
     uint64_t errors[TQ_AUTH_OP_LIMIT];
     struct histogram latency[TQ_AUTH_OP_LIMIT];
     struct histogram fsync;
+    struct histogram fsync_per_record; /* the same, one count per record of the batch */
+    struct histogram phase_to_ack;     /* parse -> the loop saw the acknowledgement (all ops) */
+    struct histogram phase_release;    /* the acknowledgement seen -> released to the socket */
     struct histogram turn;
     uint64_t turn_max_us;
     uint64_t batch_bucket[BATCH_BUCKETS + 1];
@@ -45,6 +48,7 @@ struct tq_metrics {
     uint64_t answered_bucket[BATCH_BUCKETS + 1];
     uint64_t answered_count, answered_sum;
     uint64_t counters[TQ_METRIC_COUNTER_COUNT];
+    bool rendered[TQ_AUTH_OP_LIMIT]; /* ops with a rule: the ones /metrics lists */
 };
 
 static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
@@ -64,7 +68,14 @@ static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
 };
 
 struct tq_metrics *tq_metrics_new(void) {
-    return tq_xcalloc(1, sizeof(struct tq_metrics));
+    struct tq_metrics *m = tq_xcalloc(1, sizeof(struct tq_metrics));
+    uint32_t rule_count;
+    const struct tq_auth_rule *rules = tq_auth_rules(&rule_count);
+    for (uint32_t i = 0; i < rule_count; i++) {
+        TQ_ASSERT(rules[i].op >= 0 && rules[i].op < TQ_AUTH_OP_LIMIT);
+        m->rendered[rules[i].op] = true;
+    }
+    return m;
 }
 
 void tq_metrics_free(struct tq_metrics *m) {
@@ -80,10 +91,18 @@ static void observe(struct histogram *h, uint64_t v, const uint64_t *bounds, siz
     h->sum += v;
 }
 
-void tq_metrics_request(struct tq_metrics *m, int op, uint64_t latency_us) {
+void tq_metrics_request(struct tq_metrics *m, int op, uint64_t parse_us, uint64_t ack_us,
+                        uint64_t release_us) {
     if (m == NULL || op < 0 || op >= TQ_AUTH_OP_LIMIT) return;
+    /* A response queued already acknowledged (a read, an error) is released in its own turn:
+     * ack_us is then that turn's start, which is also its parse_us. Clamp, never wrap. */
+    if (ack_us < parse_us) ack_us = parse_us;
+    if (release_us < ack_us) release_us = ack_us;
     m->requests[op]++;
-    observe(&m->latency[op], latency_us, k_bucket_us, BUCKETS);
+    observe(&m->latency[op], release_us - parse_us, k_bucket_us, BUCKETS);
+    if (!m->rendered[op]) return; /* an undecodable request's error: not in /metrics either */
+    observe(&m->phase_to_ack, ack_us - parse_us, k_bucket_us, BUCKETS);
+    observe(&m->phase_release, release_us - ack_us, k_turn_bucket_us, TURN_BUCKETS);
 }
 
 void tq_metrics_error(struct tq_metrics *m, int op) {
@@ -100,6 +119,14 @@ void tq_metrics_batch(struct tq_metrics *m, uint64_t records, uint64_t fsync_us)
     m->batch_count++;
     m->batch_records += records;
     observe(&m->fsync, fsync_us, k_bucket_us, BUCKETS);
+    /* Weighted by records: a slow commit holds every record that queued behind it, so the
+     * per-batch histogram understates how many requests a slow commit delays. */
+    size_t b = 0;
+    while (b < BUCKETS && fsync_us > k_bucket_us[b])
+        b++;
+    m->fsync_per_record.bucket[b] += records;
+    m->fsync_per_record.count += records;
+    m->fsync_per_record.sum += fsync_us * records;
 }
 
 void tq_metrics_turn(struct tq_metrics *m, uint64_t turn_us) {
@@ -188,9 +215,23 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         put_hist(&t, "ticketq_request_seconds", labels, &m->latency[rules[i].op], k_bucket_us,
                  BUCKETS, 1e-6);
     }
+    put(&t, "# HELP ticketq_request_phase_seconds Parse-to-release latency of every response in "
+            "two parts: phase=\"to_ack\" (parse to the turn that saw the acknowledgement: the "
+            "rest of the parse turn, the wait for a batch, write+flush, the loop noticing) and "
+            "phase=\"release\" (that turn's start to the release: its parse phase).\n"
+            "# TYPE ticketq_request_phase_seconds histogram\n");
+    put_hist(&t, "ticketq_request_phase_seconds", "phase=\"to_ack\"", &m->phase_to_ack, k_bucket_us,
+             BUCKETS, 1e-6);
+    put_hist(&t, "ticketq_request_phase_seconds", "phase=\"release\"", &m->phase_release,
+             k_turn_bucket_us, TURN_BUCKETS, 1e-6);
     put(&t, "# HELP ticketq_fsync_seconds Batch submit to acknowledgement (write+fdatasync).\n"
             "# TYPE ticketq_fsync_seconds histogram\n");
     put_hist(&t, "ticketq_fsync_seconds", "", &m->fsync, k_bucket_us, BUCKETS, 1e-6);
+    put(&t, "# HELP ticketq_fsync_record_seconds ticketq_fsync_seconds counted once per record "
+            "of the batch (what a record's commit took, not a batch's).\n"
+            "# TYPE ticketq_fsync_record_seconds histogram\n");
+    put_hist(&t, "ticketq_fsync_record_seconds", "", &m->fsync_per_record, k_bucket_us, BUCKETS,
+             1e-6);
     put(&t, "# HELP ticketq_turn_seconds Busy time of one loop turn (reap to the next wait).\n"
             "# TYPE ticketq_turn_seconds histogram\n");
     put_hist(&t, "ticketq_turn_seconds", "", &m->turn, k_turn_bucket_us, TURN_BUCKETS, 1e-6);

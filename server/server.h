@@ -240,9 +240,11 @@ bool tq_conn_queue_frame(struct tq_conn *conn, const ProtobufCMessage *msg, uint
                          int op, bool is_response, uint64_t start_us, uint64_t send_queue_max);
 /* Appends raw bytes (metrics HTTP) releasable at once. */
 bool tq_conn_queue_raw(struct tq_conn *conn, const void *bytes, size_t len);
-/* Moves queued bytes whose wait_lsn <= acked_lsn into the releasable region, in order. */
+/* Moves queued bytes whose wait_lsn <= acked_lsn into the releasable region, in order.
+ * ack_us is when the loop saw acked_lsn (the start of the turn whose reap advanced it), now_us
+ * the release: a response's latency metric is split at ack_us (tq_metrics_request). */
 void tq_conn_release_acked(struct tq_conn *conn, uint64_t acked_lsn, struct tq_metrics *m,
-                           uint64_t now_us);
+                           uint64_t ack_us, uint64_t now_us);
 /* Accounts for n bytes sent; pops fully sent marks; compacts the buffer. */
 void tq_conn_sent(struct tq_conn *conn, size_t n);
 /* A send completed: frees an output buffer that was replaced while it was in flight. */
@@ -357,7 +359,11 @@ void tq_compaction_stop(struct tq_server *srv);
 
 struct tq_metrics *tq_metrics_new(void);
 void tq_metrics_free(struct tq_metrics *m);
-void tq_metrics_request(struct tq_metrics *m, int op, uint64_t latency_us);
+/* One response released: parse_us, ack_us and release_us are when its request was parsed,
+ * when the loop saw the acknowledgement covering it and when it was released to the socket
+ * (ticketq_request_seconds, and ticketq_request_phase_seconds: parse -> ack, ack -> release). */
+void tq_metrics_request(struct tq_metrics *m, int op, uint64_t parse_us, uint64_t ack_us,
+                        uint64_t release_us);
 void tq_metrics_error(struct tq_metrics *m, int op);
 void tq_metrics_batch(struct tq_metrics *m, uint64_t records, uint64_t fsync_us);
 void tq_metrics_count(struct tq_metrics *m, enum tq_metric_counter what);

@@ -336,3 +336,41 @@ uint64_t rawc_metric_value(const char *text, const char *name) {
     TQ_CHECK(p != NULL);
     return strtoull(p + strlen(needle), NULL, 10);
 }
+
+double rawc_metric_sum(const char *text, const char *prefix) {
+    size_t plen = strlen(prefix);
+    double sum = 0;
+    int found = 0;
+    for (const char *line = text; line != NULL && *line != '\0';) {
+        if (strncmp(line, prefix, plen) == 0 && (line[plen] == '{' || line[plen] == ' ')) {
+            const char *v = strchr(line + plen, ' ');
+            if (line[plen] == '{') v = strstr(line + plen, "} ");
+            TQ_CHECK(v != NULL);
+            sum += strtod(v + (v[0] == '}' ? 2 : 1), NULL);
+            found++;
+        }
+        line = strchr(line, '\n');
+        if (line != NULL) line++;
+    }
+    TQ_CHECK(found > 0);
+    return sum;
+}
+
+double rawc_check_request_phases(const char *text) {
+    double count = rawc_metric_sum(text, "ticketq_request_seconds_count");
+    double sum = rawc_metric_sum(text, "ticketq_request_seconds_sum");
+    double to_ack_count =
+        rawc_metric_sum(text, "ticketq_request_phase_seconds_count{phase=\"to_ack\"}");
+    double release_count =
+        rawc_metric_sum(text, "ticketq_request_phase_seconds_count{phase=\"release\"}");
+    double to_ack = rawc_metric_sum(text, "ticketq_request_phase_seconds_sum{phase=\"to_ack\"}");
+    double release = rawc_metric_sum(text, "ticketq_request_phase_seconds_sum{phase=\"release\"}");
+    TQ_CHECK(count > 0);
+    TQ_CHECK(to_ack_count == count);
+    TQ_CHECK(release_count == count);
+    TQ_CHECK(to_ack >= 0 && release >= 0);
+    /* Both sides are rendered with %g (6 significant digits): allow that rounding. */
+    double diff = to_ack + release - sum;
+    TQ_CHECK(diff < 1e-4 * sum + 2e-6 && -diff < 1e-4 * sum + 2e-6);
+    return to_ack;
+}

@@ -66,6 +66,14 @@ void rawc_free_port_addr(char *out, size_t cap);
 void rawc_get_metrics(const char *addr, char *out, size_t cap);
 /* Value of the unlabelled metric line "NAME VALUE" in text; fails the test if absent. */
 uint64_t rawc_metric_value(const char *text, const char *name);
+/* The sum of every sample whose line starts with prefix followed by '{' or ' ' (all label
+ * sets of one series, e.g. "ticketq_request_seconds_sum"), as a double; fails the test when
+ * there is none. */
+double rawc_metric_sum(const char *text, const char *prefix);
+/* Checks that the parse-to-release latency of every response is split exactly into its two
+ * phases (ticketq_request_phase_seconds: counts equal, sums add up) and returns the to_ack
+ * phase's sum in seconds. */
+double rawc_check_request_phases(const char *text);
 
 struct tq_fixture;
 /* Makes a failing test (exit via TQ_CHECK) kill -9 the fixture's server instead of leaving

@@ -16,6 +16,8 @@
  *   and everything is still answered, in order (the recv is re-armed later, no spin);
  *   the loop's turn metrics add up: ticketq_turn_seconds counted turns between the two reads
  *   (its +Inf bucket equals its count), and 0 < ticketq_turn_max_seconds <= the sum of turns;
+ *   ticketq_request_phase_seconds splits every answer's latency into its two phases (counts
+ *   equal to ticketq_request_seconds', sums adding up);
  *   SIGTERM exits 0 (under ASan: no leak, nothing freed under a pending SQE).
  */
 #include "frame.h"
@@ -151,6 +153,7 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
     double turn_max = metric_double(text, "ticketq_turn_max_seconds");
     TQ_CHECK(turn_max > 0);
     TQ_CHECK(turn_max <= metric_double(text, "ticketq_turn_seconds_sum"));
+    (void)rawc_check_request_phases(text); /* every answer's latency split in two, exactly */
     uint64_t nobufs = rawc_metric_value(text, "ticketq_recv_nobufs_total");
     if (multishot && ring_buffers != NULL && strcmp(ring_buffers, "2") == 0) {
         TQ_CHECK(nobufs > 0);

@@ -302,6 +302,14 @@ int main(void) {
     TQ_CHECK_UEQ(records, rawc_metric_value(text, "ticketq_log_acked_lsn"));
     TQ_CHECK_UINT_OP(batches, >, 0);
     TQ_CHECK_UINT_OP(batches, <=, records);
+    /* The per-record commit histogram counts each batch once per record, so its count is the
+     * record count and its sum at least the per-batch sum (every batch has a record). */
+    TQ_CHECK_UEQ(rawc_metric_value(text, "ticketq_fsync_record_seconds_count"), records);
+    double fsync_sum = rawc_metric_sum(text, "ticketq_fsync_seconds_sum");
+    TQ_CHECK(fsync_sum > 0);
+    TQ_CHECK(rawc_metric_sum(text, "ticketq_fsync_record_seconds_sum") >= fsync_sum * (1 - 1e-5));
+    /* Ingests wait for their batch's write and flush: the to_ack phase is not empty. */
+    TQ_CHECK(rawc_check_request_phases(text) > 0);
     TQ_CHECK_GT(rawc_metric_value(text, "ticketq_subscriber_fallbacks_total"), 0);
     rawc_close(&slow);
     rawc_close(&s);

@@ -160,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tq_dispatch_flush(&srv); /* the end of the loop's parse phase */
     check_output();
     flush_log();
-    tq_conn_release_acked(&conn, tq_log_acked_lsn(srv.log), NULL, 0);
+    tq_conn_release_acked(&conn, tq_log_acked_lsn(srv.log), NULL, 0, 0);
     if (conn.sub.active) tq_sub_stop(&srv, &conn);
     conn.sqes_outstanding = 0;
     conn.fd = -1;
