@@ -1200,9 +1200,11 @@ static void msgtab_free(struct tq_msgtab *t) {
 }
 
 /* Probes one table (cap slots) for key hash h of (tenant, channel): the message id, or 0 and
- * then *empty_out is the empty slot the probe ended on. */
-static uint32_t msgtab_probe(const struct tq_state *s, const uint32_t *slots, uint64_t cap,
-                             uint64_t tenant, unsigned channel, uint64_t h, uint64_t *empty_out) {
+ * then *empty_out is the empty slot the probe ended on. Inlined into message_find's probe of
+ * the new table (every inbound message with a key); the old table's probe is out of line. */
+__attribute__((always_inline)) static inline uint32_t
+msgtab_probe(const struct tq_state *s, const uint32_t *slots, uint64_t cap, uint64_t tenant,
+             unsigned channel, uint64_t h, uint64_t *empty_out) {
     uint32_t fp = msg_fp(h);
     for (uint64_t i = msg_home_in(cap, h);; i = i + 1 == cap ? 0 : i + 1) {
         uint32_t slot = slots[i];
@@ -1220,6 +1222,16 @@ static uint32_t msgtab_probe(const struct tq_state *s, const uint32_t *slots, ui
     }
 }
 
+/* During a copy: the probe of the old table, after a miss in the new one. */
+__attribute__((noinline)) static uint32_t
+message_find_old(const struct tq_state *s, uint64_t tenant, unsigned channel, uint64_t h) {
+    const struct tq_msgtab *tab = &s->msg_index;
+    uint64_t old_empty;
+    uint32_t id = msgtab_probe(s, tab->old, tab->old_cap, tenant, channel, h, &old_empty);
+    TQ_DEBUG_ASSERT(id == 0 || (id >= tab->old_next && id < tab->old_end));
+    return id;
+}
+
 /* The message stored under key hash h for (tenant, channel), 0 = none; then *empty_out is the
  * empty slot of the (new) table the probe ended on, where msgtab_put would store h: an insert
  * right after (no other insert in between) goes there without probing again. During a copy
@@ -1232,10 +1244,7 @@ static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned
     }
     uint32_t id = msgtab_probe(s, tab->slots, tab->cap, tenant, channel, h, empty_out);
     if (id != 0 || __builtin_expect(tab->old == NULL, 1)) return id;
-    uint64_t old_empty;
-    id = msgtab_probe(s, tab->old, tab->old_cap, tenant, channel, h, &old_empty);
-    TQ_DEBUG_ASSERT(id == 0 || (id >= tab->old_next && id < tab->old_end));
-    return id;
+    return message_find_old(s, tenant, channel, h);
 }
 
 /* Stores id under h in the (new) table; not counted (a copied key is counted already). */
