@@ -8,7 +8,8 @@
  * messages per request). Ingests follow /work/shared/PEER-WORKLOADS.md: customers ext-<n>, n
  * uniform in 1..NCUST on channel n % 3 (10% first-contact customers n in [1e9, 1e12)), a 300-byte
  * body (--first-contact sets that 10%); they carry no provider message id unless --message-ids
- * (then "m<process>-<sequence>", unique, so every ingest adds a key to the idempotency table). With
+ * (then "m<run>.<process>-<sequence>", unique, so every ingest adds a key to the idempotency
+ * table). With
  * --mixed P, a fraction P of the operations is a claim-reply instead (Claim by agent then Reply).
  * --seconds 0 runs the setup only.
  *
@@ -155,11 +156,13 @@ struct ingest_slot {
     Ticketq__Request req;
     Ticketq__Ingest in;
     char from[32];
-    char ext[40]; /* --message-ids: "m<process>-<sequence>" */
+    char ext[64]; /* --message-ids: "m<run>.<process>-<sequence>" */
 };
 
-/* --message-ids: the process's number (0 = setup, i + 1 = worker process i, set after its
- * fork) and its own sequence, so that ids never repeat across processes. */
+/* --message-ids: the run (its start in µs: another run against the same server uses other
+ * ids), the process's number (0 = setup, i + 1 = worker process i, set after its fork) and its
+ * own sequence, so that ids never repeat across processes or runs. */
+static uint64_t g_mid_run;
 static unsigned g_mid_proc;
 static uint64_t g_mid_seq;
 
@@ -196,6 +199,8 @@ static void make_ingest(struct ingest_slot *s, uint64_t n) {
     if (g_opt.message_ids) { /* a key per message: the server's idempotency table grows */
         unsigned at = 0;
         s->ext[at++] = 'm';
+        at += put_decimal(s->ext + at, g_mid_run);
+        s->ext[at++] = '.';
         at += put_decimal(s->ext + at, g_mid_proc);
         s->ext[at++] = '-';
         at += put_decimal(s->ext + at, ++g_mid_seq);
@@ -786,6 +791,7 @@ int main(int argc, char **argv) {
         g_opt.first_contact > 1 || g_opt.tick_us > TICK_US_MAX ||
         (g_opt.tick_us > 0 && (g_opt.rate <= 0 || g_opt.collect_blocking)))
         usage();
+    g_mid_run = now_us();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
     read_file(body_out, g_body_out, sizeof(g_body_out));
