@@ -15,6 +15,18 @@
  *      VmRSS deltas from /proc/self/status (what the process really holds, malloc overhead
  *      included). Bodies are not in the state (they stay in the log). Targets <= 256 bytes per
  *      ticket, <= 32 bytes per message.
+ *   3. with TQ_BENCH_APPLY_MAX=1: the longest single applies of the memory run's phases B and C
+ *      (every message keyed, the idempotency table grown from small through ~14 growths):
+ *      wall time and minor page faults of each apply (getrusage), the 10 longest printed with
+ *      the message number they happened at. The state then has a prefault hook (as ticketqd
+ *      has, on by default) whose pages are populated after the apply that asked, untimed: what
+ *      ticketqd's helper thread does meanwhile (so [2]'s figures count the spares too). Also
+ *      printed: every apply that mapped or unmapped 4 MB or more (tq_state_bytes_mapped), i.e.
+ *      the idempotency table's growths and the ends of its copies, and the slabs' new groups.
+ *      The table grows when its count reaches 3/4 of
+ *      its capacity: at 756,671, 1,135,006, 1,702,509, 2,553,764, 3,830,646, 5,745,969 and
+ *      8,618,953 keys. Time is wall time on a shared machine: compare the applies at those
+ *      numbers, not the noise between them.
  * Usage: tq-state-bench [records (default 2000000)] [messages (default 10000000)] [runs (3)]
  * Run it from a Release build; it prints the machine, the exact figures and the medians.
  */
@@ -26,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -443,6 +457,100 @@ static void bench_throughput(uint64_t records, int runs) {
     free(w.outbound);
 }
 
+/* [3] the longest applies (TQ_BENCH_APPLY_MAX=1) */
+#define SLOW_KEEP 10
+struct slow_apply {
+    uint64_t msg, ns, faults;
+};
+static bool apply_max;
+static struct slow_apply slowest[SLOW_KEEP];
+/* the applies that mapped or unmapped 4 MB or more (a table's growth, a slab's next group) */
+#define GREW_KEEP 48
+struct grew_apply {
+    uint64_t msg, ns;
+    int64_t mapped;
+};
+static struct grew_apply grew[GREW_KEEP];
+static unsigned grew_n;
+
+static uint64_t minflt(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (uint64_t)ru.ru_minflt;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+struct pf_req {
+    void *p;
+    size_t len;
+};
+static struct pf_req pf_pending[64];
+static unsigned pf_n;
+
+static void bench_prefault(void *ctx, void *p, size_t len) {
+    (void)ctx;
+    if (pf_n < 64) pf_pending[pf_n++] = (struct pf_req){p, len};
+}
+
+/* Populates what the hook was asked for (a range freed since fails harmlessly). */
+static void pf_drain(void) {
+    for (unsigned i = 0; i < pf_n; i++)
+        (void)madvise(pf_pending[i].p, pf_pending[i].len, MADV_POPULATE_WRITE);
+    pf_n = 0;
+}
+
+/* apply_ok, timed when apply_max: keeps the SLOW_KEEP longest applies */
+static void apply_timed(struct tq_state *s, uint64_t *lsn, struct tq_cmd *c,
+                        struct tq_cmd_result *res, uint64_t msg) {
+    if (!apply_max) {
+        apply_ok(s, lsn, c, res);
+        return;
+    }
+    uint64_t f0 = minflt(), m0 = tq_state_bytes_mapped();
+    double t0 = now_s();
+    apply_ok(s, lsn, c, res);
+    uint64_t ns = (uint64_t)((now_s() - t0) * 1e9);
+    int64_t dm = (int64_t)(tq_state_bytes_mapped() - m0);
+    if ((dm >= 4000000 || dm <= -4000000) && grew_n < GREW_KEEP) {
+        grew[grew_n++] = (struct grew_apply){msg, ns, dm};
+    }
+    uint64_t faults = minflt() - f0;
+    pf_drain();
+    unsigned min = 0;
+    for (unsigned i = 1; i < SLOW_KEEP; i++) {
+        if (slowest[i].ns < slowest[min].ns) min = i;
+    }
+    if (ns > slowest[min].ns) slowest[min] = (struct slow_apply){msg, ns, faults};
+}
+
+static int cmp_slow(const void *a, const void *b) {
+    const struct slow_apply *x = a, *y = b;
+    return x->msg < y->msg ? -1 : x->msg > y->msg;
+}
+
+static void print_slowest(void) {
+    qsort(slowest, SLOW_KEEP, sizeof(slowest[0]), cmp_slow);
+    printf("\n[3] the %u longest applies of phases B and C (message number: wall us, minor "
+           "faults)\n",
+           SLOW_KEEP);
+    uint64_t max = 0;
+    for (unsigned i = 0; i < SLOW_KEEP; i++) {
+        if (slowest[i].ns == 0) continue;
+        printf("  %9" PRIu64 ": %8.1f us, %" PRIu64 " faults\n", slowest[i].msg + 1,
+               (double)slowest[i].ns / 1e3, slowest[i].faults);
+        if (slowest[i].ns > max) max = slowest[i].ns;
+    }
+    printf("  longest: %.1f us\n", (double)max / 1e3);
+    printf("  the applies that mapped (+) or unmapped (-) 4 MB or more (message number: wall us, "
+           "MB):\n");
+    for (unsigned i = 0; i < grew_n; i++) {
+        printf("  %9" PRIu64 ": %8.1f us, %+.1f MB\n", grew[i].msg + 1, (double)grew[i].ns / 1e3,
+               (double)grew[i].mapped / 1e6);
+    }
+}
+
 /* What the states asked for: tq_alloc's bytes and the huge-page regions (state.h). */
 static uint64_t bytes_live(void) {
     return tq_alloc_bytes_live() + tq_state_bytes_mapped();
@@ -450,7 +558,8 @@ static uint64_t bytes_live(void) {
 
 static void bench_memory(uint64_t messages) {
     uint64_t tickets = messages / 10;
-    struct tq_state *s = tq_state_new(NULL);
+    struct tq_state_options opts = {.prefault = bench_prefault};
+    struct tq_state *s = tq_state_new(apply_max ? &opts : NULL);
     struct world w;
     memset(&w, 0, sizeof(w));
     uint64_t lsn = 0, now = 1700000000000ull;
@@ -476,7 +585,7 @@ static void bench_memory(uint64_t messages) {
     for (uint64_t i = 0; i < tickets; i++) {
         now += 1;
         fill_ingest(&c, w.tenant[i % TENANTS], i, i, now);
-        apply_ok(s, &lsn, &c, &res);
+        apply_timed(s, &lsn, &c, &res, i);
     }
     uint64_t b2 = bytes_live(), r2 = rss_kib();
     /* C: the other 9 messages of each ticket */
@@ -484,7 +593,7 @@ static void bench_memory(uint64_t messages) {
         now += 1;
         uint64_t k = i % tickets;
         fill_ingest(&c, w.tenant[k % TENANTS], k, i, now);
-        apply_ok(s, &lsn, &c, &res);
+        apply_timed(s, &lsn, &c, &res, i);
     }
     uint64_t b3 = bytes_live(), r3 = rss_kib();
     struct tq_stats st;
@@ -504,6 +613,7 @@ static void bench_memory(uint64_t messages) {
            "message)\n",
            per_tk, per_tk_rss);
     printf("  total live %.1f MB, RSS %.1f MB\n", (double)b3 / 1e6, (double)r3 / 1024.0);
+    if (apply_max) print_slowest();
     tq_state_free(s);
 }
 
@@ -514,7 +624,9 @@ int main(int argc, char **argv) {
                "  [2] resident memory per ticket and per message (skipped when messages < 10)\n"
                "environment: TQ_BENCH_PREFETCH=0 applies record by record without the window;\n"
                "  TQ_BENCH_RESERVE=0 does not size the idempotency table for the log up front;\n"
-               "  TQ_BENCH_CUSTOMERS=N customers per tenant (default 20000)\n");
+               "  TQ_BENCH_CUSTOMERS=N customers per tenant (default 20000);\n"
+               "  TQ_BENCH_APPLY_MAX=1 also times every apply of [2]'s phases B and C and prints\n"
+               "  the 10 longest ([3]), with a prefault hook populated between applies\n");
         return 0;
     }
     uint64_t records = argc > 1 ? strtoull(argv[1], NULL, 0) : 2000000;
@@ -530,6 +642,8 @@ int main(int argc, char **argv) {
     printf("idempotency table %s\n",
            use_reserve ? "reserved for the log's record count (tq_state_reserve_messages)"
                        : "grown from small (TQ_BENCH_RESERVE=0)");
+    const char *am = getenv("TQ_BENCH_APPLY_MAX");
+    if (am != NULL && am[0] == '1') apply_max = true;
     const char *cust = getenv("TQ_BENCH_CUSTOMERS");
     if (cust != NULL && cust[0] != '\0') CUSTOMERS_PER_TENANT = strtoull(cust, NULL, 0);
     machine();

@@ -1156,7 +1156,15 @@ static uint64_t token_hash_of(const struct tq_state *s, uint32_t id) {
  * capacity need not be a power of two: the table grows by half at 3/4 load and its share per
  * message stays between 5.3 and 8 bytes (a doubling table swings between 5.3 and 10.7, which
  * would break the 32-byte budget just after each doubling). Growing needs only the hashes kept
- * in the messages. */
+ * in the messages.
+ *
+ * Growth is incremental (struct tq_msgtab): re-inserting every key in one apply took one loop
+ * turn of tens of milliseconds at a million keys and seconds at a hundred million, with the
+ * server answering nobody meanwhile. The new table is filled from the message slab in id order,
+ * a few ids per insert, as the one-shot rehash did (sequential reads of the slab with the slot
+ * 16 messages ahead prefetched, not one random message read per old slot); keys of messages
+ * added meanwhile go straight into the new table. The layout of both tables depends only on the
+ * sequence of inserts, so apply stays deterministic. */
 #define MSG_ID_BITS 28u
 #define MSG_ID_MASK ((1u << MSG_ID_BITS) - 1)
 _Static_assert(MSG_ID_MASK == TQ_MESSAGES_MAX, "message ids fit the idempotency slots");
@@ -1166,25 +1174,40 @@ static uint32_t msg_fp(uint64_t h) {
     return (uint32_t)(h & 15u) << MSG_ID_BITS;
 }
 
+static uint64_t msg_home_in(uint64_t cap, uint64_t h) {
+    return (uint64_t)(((u128)h * cap) >> 64);
+}
+
 static uint64_t msg_home(const struct tq_msgtab *t, uint64_t h) {
-    return (uint64_t)(((u128)h * t->cap) >> 64);
+    return msg_home_in(t->cap, h);
 }
 
 static void msgtab_init(struct tq_msgtab *t, uint64_t cap) {
     t->slots = tq_st_table_alloc(cap * sizeof(uint32_t));
     t->cap = cap;
     t->count = 0;
+    t->old = NULL;
+    t->old_cap = 0;
+    t->old_next = t->old_end = t->old_step = 0;
 }
 
-/* The message stored under key hash h for (tenant, channel), 0 = none; then *empty_out is the
- * empty slot the probe ended on, where msgtab_put would store h: an insert right after (no
- * other insert in between) goes there without probing again. */
-static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
-                             uint64_t h, uint64_t *empty_out) {
-    const struct tq_msgtab *tab = &s->msg_index;
+static void msgtab_free(struct tq_msgtab *t) {
+    tq_st_table_free(t->slots, t->cap * sizeof(uint32_t));
+    t->slots = NULL;
+    tq_st_table_free(t->old, t->old_cap * sizeof(uint32_t)); /* NULL: nothing */
+    t->old = NULL;
+    tq_st_spare_free(&t->spare);
+}
+
+/* Probes one table (cap slots) for key hash h of (tenant, channel): the message id, or 0 and
+ * then *empty_out is the empty slot the probe ended on. Inlined into message_find's probe of
+ * the new table (every inbound message with a key); the old table's probe is out of line. */
+__attribute__((always_inline)) static inline uint32_t
+msgtab_probe(const struct tq_state *s, const uint32_t *slots, uint64_t cap, uint64_t tenant,
+             unsigned channel, uint64_t h, uint64_t *empty_out) {
     uint32_t fp = msg_fp(h);
-    for (uint64_t i = msg_home(tab, h);; i = i + 1 == tab->cap ? 0 : i + 1) {
-        uint32_t slot = tab->slots[i];
+    for (uint64_t i = msg_home_in(cap, h);; i = i + 1 == cap ? 0 : i + 1) {
+        uint32_t slot = slots[i];
         if (slot == 0) {
             *empty_out = i;
             return 0;
@@ -1199,21 +1222,104 @@ static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned
     }
 }
 
-static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
+/* During a copy: the probe of the old table, after a miss in the new one. */
+__attribute__((noinline)) static uint32_t
+message_find_old(const struct tq_state *s, uint64_t tenant, unsigned channel, uint64_t h) {
+    const struct tq_msgtab *tab = &s->msg_index;
+    uint64_t old_empty;
+    uint32_t id = msgtab_probe(s, tab->old, tab->old_cap, tenant, channel, h, &old_empty);
+    TQ_DEBUG_ASSERT(id == 0 || (id >= tab->old_next && id < tab->old_end));
+    return id;
+}
+
+/* The message stored under key hash h for (tenant, channel), 0 = none; then *empty_out is the
+ * empty slot of the (new) table the probe ended on, where msgtab_put would store h: an insert
+ * right after (no other insert in between) goes there without probing again. During a copy
+ * a key not in the new table may still be in the old one (a message below old_end). */
+static uint32_t message_find(const struct tq_state *s, uint64_t tenant, unsigned channel,
+                             uint64_t h, uint64_t *empty_out) {
+    const struct tq_msgtab *tab = &s->msg_index;
+    if (__builtin_expect(tab->old != NULL, 0)) {
+        __builtin_prefetch(&tab->old[msg_home_in(tab->old_cap, h)]); /* overlaps the first */
+    }
+    uint32_t id = msgtab_probe(s, tab->slots, tab->cap, tenant, channel, h, empty_out);
+    if (id != 0 || __builtin_expect(tab->old == NULL, 1)) return id;
+    return message_find_old(s, tenant, channel, h);
+}
+
+/* Stores id under h in the (new) table; not counted (a copied key is counted already). */
+static void msgtab_place(struct tq_msgtab *t, uint64_t h, uint32_t id) {
     uint64_t i = msg_home(t, h);
     while (t->slots[i] != 0)
         i = i + 1 == t->cap ? 0 : i + 1;
     t->slots[i] = msg_fp(h) | id;
+}
+
+static void msgtab_put(struct tq_msgtab *t, uint64_t h, uint32_t id) {
+    msgtab_place(t, h, id);
     t->count++;
 }
 
+/* Copies the keys of up to `ids` more messages (from old_next on) into the new table, in id
+ * order; frees the old table when the copy reaches old_end. */
+static void msgtab_migrate(struct tq_state *s, uint32_t ids) {
+    struct tq_msgtab *t = &s->msg_index;
+    if (t->old == NULL) return;
+    TQ_ASSERT(t->old_next >= 1 && t->old_next <= t->old_end);
+    uint32_t end = t->old_end;
+    uint32_t stop = end - t->old_next > ids ? t->old_next + ids : end;
+    for (uint32_t mid = t->old_next; mid < stop; mid++) {
+        if (mid + 16 < end) { /* the slots are random: fetch the one 16 messages ahead */
+            uint64_t ahead = st_message(s, mid + 16)->ext_hash;
+            if (ahead != 0) __builtin_prefetch(&t->slots[msg_home(t, ahead)], 1);
+        }
+        uint64_t mh = st_message(s, mid)->ext_hash;
+        if (mh != 0) msgtab_place(t, mh, mid);
+    }
+    t->old_next = stop;
+    if (stop == end) {
+        tq_st_table_free(t->old, t->old_cap * sizeof(uint32_t));
+        t->old = NULL;
+        t->old_cap = 0;
+        t->old_next = t->old_end = t->old_step = 0;
+    }
+}
+
+/* Starts a growth to cap slots: the table becomes `old` and an empty one of cap slots takes
+ * its place; the keys of messages 1 .. end - 1 (all of them with a key are in the table) are
+ * to be copied. old_step is the ids copied per insert: enough to end the copy within a quarter
+ * of the inserts the new table takes before it grows again (headroom), so a copy is always
+ * over before the next growth starts (asserted there), and the old table's bytes are given
+ * back early (at 10 million messages tq-state-bench measures after the copy that started at
+ * 8.6 million has ended). With every message keyed that is 8 ids per insert. */
+static void msgtab_grow(struct tq_state *s, uint64_t cap, uint32_t end) {
+    struct tq_msgtab *t = &s->msg_index;
+    TQ_ASSERT(t->old == NULL); /* the previous copy ended long ago */
+    TQ_ASSERT(cap > t->cap && t->count * 4 <= cap * 3 && end >= 1);
+    uint64_t headroom = cap * 3 / 4 - t->count; /* inserts before the next growth, at least */
+    TQ_ASSERT(headroom >= 4);
+    uint64_t quarter = headroom / 4;
+    uint64_t step = ((uint64_t)end - 1 + quarter - 1) / quarter;
+    t->old = t->slots;
+    t->old_cap = t->cap;
+    t->old_next = 1;
+    t->old_end = end;
+    t->old_step = step > 0 ? (uint32_t)step : 1;
+    t->slots = tq_st_table_take(&t->spare, cap * sizeof(uint32_t));
+    t->cap = cap;
+}
+
 /* Re-creates the idempotency table with cap slots from the keys of messages 1 .. end - 1 (all
- * of them with a key are in the table). In message id order: a sequential scan of the message
- * slab, not one random message read per slot. */
+ * of them with a key are in the table), in one go: where the whole table is wanted at once
+ * (msgtab_reserve: recovery, a snapshot load). A copy in progress is finished first. */
 static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
     struct tq_msgtab *t = &s->msg_index;
+    msgtab_migrate(s, UINT32_MAX);
+    TQ_ASSERT(t->old == NULL);
     uint64_t old_cap = t->cap, old_count = t->count;
     TQ_ASSERT(cap > old_cap && old_count * 4 <= cap * 3);
+    /* the old table is not read (the keys come from the messages): freed before the new one
+     * is touched, so the peak is the new table alone */
     tq_st_table_free(t->slots, old_cap * sizeof(uint32_t));
     t->slots = tq_st_table_take(&t->spare, cap * sizeof(uint32_t));
     t->cap = cap;
@@ -1230,13 +1336,15 @@ static void msgtab_rehash(struct tq_state *s, uint64_t cap, uint32_t end) {
 }
 
 /* Makes room for `more` keys beyond the table's count (at most 3/4 full then); the table holds
- * the keys of messages 1 .. end - 1. */
+ * the keys of messages 1 .. end - 1. Finishes a copy in progress. */
 static void msgtab_reserve(struct tq_state *s, uint64_t more, uint32_t end) {
     struct tq_msgtab *t = &s->msg_index;
+    msgtab_migrate(s, UINT32_MAX);
     uint64_t want = t->count + (more < TQ_MESSAGES_MAX ? more : TQ_MESSAGES_MAX);
     if (want > TQ_MESSAGES_MAX) want = TQ_MESSAGES_MAX;
     uint64_t cap = want + want / 3 + 1;
     if (cap > t->cap) msgtab_rehash(s, cap, end);
+    TQ_ASSERT(t->old == NULL);
     TQ_ASSERT(t->count * 4 <= t->cap * 3);
 }
 
@@ -1245,7 +1353,9 @@ void tq_state_reserve_messages(struct tq_state *s, uint64_t more) {
 }
 
 /* Adds message id under key hash h. empty_slot: the slot message_find ended on for h in this
- * apply (no insert since), or UINT64_MAX. */
+ * apply (no insert since), or UINT64_MAX. The messages below id with a key are in the table.
+ * The copy step comes after the key is placed: message_find's empty slot is the new table's,
+ * and a copied key could take it. */
 static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint64_t empty_slot) {
     struct tq_msgtab *t = &s->msg_index;
     TQ_ASSERT(id != 0 && id <= MSG_ID_MASK);
@@ -1258,10 +1368,11 @@ static void message_index_add(struct tq_state *s, uint64_t h, uint32_t id, uint6
         TQ_DEBUG_ASSERT(msg_home(t, h) == empty_slot || t->slots[msg_home(t, h)] != 0);
         t->slots[empty_slot] = msg_fp(h) | id;
         t->count++;
-        return;
+    } else {
+        if ((t->count + 1) * 4 > t->cap * 3) msgtab_grow(s, t->cap + t->cap / 2, id);
+        msgtab_put(t, h, id);
     }
-    if ((t->count + 1) * 4 > t->cap * 3) msgtab_rehash(s, t->cap + t->cap / 2, id);
-    msgtab_put(t, h, id);
+    if (__builtin_expect(t->old != NULL, 0)) msgtab_migrate(s, t->old_step);
     TQ_ASSERT(t->count * 4 <= t->cap * 3);
 }
 
@@ -3102,8 +3213,7 @@ void tq_state_free(struct tq_state *s) {
     tq_st_slab_free(&s->interns);
     tq_st_slab_free(&s->obentries);
     tq_st_idtab_free(&s->ident_index);
-    tq_st_table_free(s->msg_index.slots, s->msg_index.cap * sizeof(uint32_t));
-    tq_st_spare_free(&s->msg_index.spare);
+    msgtab_free(&s->msg_index);
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);

@@ -468,10 +468,12 @@ struct tq_state_options {
 struct tq_state *tq_state_new(const struct tq_state_options *options);
 
 /* Sizing hint, no change to the state's content: makes the message idempotency table big
- * enough for `more` further messages with an external id, so it need not regrow (re-inserting
- * every key, a random write each) on the way. A recovery calls it with the number of records it
- * is about to replay (an upper bound). Costs 5.3 bytes per reserved message (capped at the
- * 268 million messages a state holds); a table found too small later still grows as usual. */
+ * enough for `more` further messages with an external id, so it need not grow (copying every
+ * key, a random write each, spread over the inserts after each growth) on the way. A recovery
+ * calls it with the number of records it is about to replay (an upper bound). Costs 5.3 bytes
+ * per reserved message (capped at the 268 million messages a state holds); a table found too
+ * small later still grows as usual. It re-creates the table in one go (a copy in progress is
+ * finished first), so call it between applies where a long call does no harm, not per record. */
 void tq_state_reserve_messages(struct tq_state *state, uint64_t more);
 
 void tq_state_free(struct tq_state *state);

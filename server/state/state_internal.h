@@ -94,12 +94,23 @@ static inline uint32_t tq_idtab_tag(const struct tq_idtab *t, uint64_t hash) {
 }
 
 /* The message idempotency table (state.c): any capacity (it grows by half, not doubling, so
- * its share per message stays within 4/0.75 .. 4/0.5 bytes), slot = fingerprint | id. */
+ * its share per message stays within 4/0.75 .. 4/0.5 bytes), slot = fingerprint | id.
+ * It grows incrementally: at 3/4 load the keys go on into a new table 1.5 times the size while
+ * the old one stays, read-only, as `old` until the keys of messages 1 .. old_end - 1 have been
+ * copied, in message id order (a sequential scan of the message slab), old_step ids per insert
+ * (message ids old_next .. old_end - 1 are still to copy). Meanwhile a key of message id is in
+ * slots if id < old_next or id >= old_end, and in old if id < old_end; a lookup probes slots
+ * and then, on a miss, old; count is the number of distinct keys. old_step is chosen when the
+ * growth starts so that the copy ends within the first quarter of the inserts before the next
+ * growth (asserted there); msgtab_reserve, a rebuild and tq_state_free finish or drop it. */
 struct tq_msgtab {
     uint32_t *slots;
     uint64_t cap;
     uint64_t count;
     struct tq_spare_table spare; /* with a prefault hook: the next table, populated ahead */
+    uint32_t *old;               /* NULL: no copy in progress */
+    uint64_t old_cap;
+    uint32_t old_next, old_end, old_step;
 };
 
 /* uint32 -> uint32 map with deletion (backward-shift), used for message id -> outbox entry. */

@@ -7,8 +7,11 @@
  * tq_client_collect). Each request is one Ingest, or with --batch B one Batch of B Ingests (B
  * messages per request). Ingests follow /work/shared/PEER-WORKLOADS.md: customers ext-<n>, n
  * uniform in 1..NCUST on channel n % 3 (10% first-contact customers n in [1e9, 1e12)), a 300-byte
- * body (--first-contact sets that 10%). With --mixed P, a fraction P of the operations is a
- * claim-reply instead (Claim by agent then Reply). --seconds 0 runs the setup only.
+ * body (--first-contact sets that 10%); they carry no provider message id unless --message-ids
+ * (then "m<run>.<process>-<sequence>", unique, so every ingest adds a key to the idempotency
+ * table). With
+ * --mixed P, a fraction P of the operations is a claim-reply instead (Claim by agent then Reply).
+ * --seconds 0 runs the setup only.
  *
  * Setup (unless --no-setup): with the server-admin token, creates a tenant, 3 queues, 500
  * agents and pre-creates the NCUST customers (one ingest each, batched, not measured).
@@ -64,6 +67,7 @@ struct opts {
     double rate;           /* > 0: open loop at this many requests/s in total */
     double first_contact;  /* fraction of ingests from customers never seen before */
     bool setup;
+    bool message_ids; /* --message-ids: every ingest carries a unique provider message id */
 };
 
 static struct opts g_opt = {.addr = "127.0.0.1:7070",
@@ -152,7 +156,28 @@ struct ingest_slot {
     Ticketq__Request req;
     Ticketq__Ingest in;
     char from[32];
+    char ext[64]; /* --message-ids: "m<run>.<process>-<sequence>" */
 };
+
+/* --message-ids: the run (its start in µs: another run against the same server uses other
+ * ids), the process's number (0 = setup, i + 1 = worker process i, set after its fork) and its
+ * own sequence, so that ids never repeat across processes or runs. */
+static uint64_t g_mid_run;
+static unsigned g_mid_proc;
+static uint64_t g_mid_seq;
+
+/* Writes v in decimal at p; returns the digits written. */
+static unsigned put_decimal(char *p, uint64_t v) {
+    char digits[24];
+    unsigned len = 0;
+    do {
+        digits[len++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (unsigned k = 0; k < len; k++)
+        p[k] = digits[len - 1 - k];
+    return len;
+}
 
 static void make_ingest(struct ingest_slot *s, uint64_t n) {
     ticketq__request__init(&s->req);
@@ -171,6 +196,17 @@ static void make_ingest(struct ingest_slot *s, uint64_t n) {
     s->from[4 + len] = '\0';
     s->in.channel = (Ticketq__Channel)(n % 3);
     s->in.from = s->from;
+    if (g_opt.message_ids) { /* a key per message: the server's idempotency table grows */
+        unsigned at = 0;
+        s->ext[at++] = 'm';
+        at += put_decimal(s->ext + at, g_mid_run);
+        s->ext[at++] = '.';
+        at += put_decimal(s->ext + at, g_mid_proc);
+        s->ext[at++] = '-';
+        at += put_decimal(s->ext + at, ++g_mid_seq);
+        s->ext[at] = '\0';
+        s->in.external_id = s->ext;
+    }
     s->in.body = g_body_in;
     s->in.has_queue_id = true;
     s->in.queue_id = g_queue[n % 3];
@@ -672,9 +708,11 @@ static void usage(void) {
             "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
             "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
             "[--rate R] [--open-procs P] [--tick-us T] [--seed X] [--first-contact P] "
-            "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
+            "[--message-ids] [--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
             "--seconds 0: the setup only (customers, each with one ticket and message)\n"
             "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
+            "--message-ids: every ingest (setup's too) carries a unique provider message id "
+            "(the idempotency key), so the server's idempotency table grows during the run\n"
             "--collect-blocking: open loop waits for each answer in turn, even past the "
             "next due send (the behaviour before 2026-12-03, for comparison; one process "
             "per connection)\n"
@@ -701,6 +739,10 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--collect-blocking") == 0) {
             g_opt.collect_blocking = true;
+            continue;
+        }
+        if (strcmp(a, "--message-ids") == 0) {
+            g_opt.message_ids = true;
             continue;
         }
         if (v == NULL) usage();
@@ -749,6 +791,7 @@ int main(int argc, char **argv) {
         g_opt.first_contact > 1 || g_opt.tick_us > TICK_US_MAX ||
         (g_opt.tick_us > 0 && (g_opt.rate <= 0 || g_opt.collect_blocking)))
         usage();
+    g_mid_run = now_us();
     read_file(token_file, g_opt.token, sizeof(g_opt.token));
     read_file(body_in, g_body_in, sizeof(g_body_in));
     read_file(body_out, g_body_out, sizeof(g_body_out));
@@ -777,6 +820,7 @@ int main(int argc, char **argv) {
         wk[i].rng = g_opt.seed * 1000003u + i;
         pids[i] = fork();
         if (pids[i] == 0) {
+            g_mid_proc = i + 1;
             run_worker(&wk[i]);
             _exit(0);
         }

@@ -14,7 +14,8 @@
 # p50 at least 5 ms over the p50 of the same answers counted from their send (the tool prints
 # both; each answer's two latencies differ by exactly its send lateness). Counting the figure
 # from the send, or no longer adding the tick's send delay, makes it fail.
-# --tick-us without --rate is refused.
+# Two runs with --message-ids (3 processes each) must each add all 3,000 messages too: the ids
+# are unique across processes and runs. --tick-us without --rate is refused.
 set -eu
 build=$1
 loadgen=$2
@@ -36,10 +37,13 @@ if "$loadgen" $common --no-setup --tenant 1 --queues 1,2,3 --tick-us 100 --secon
   >"$dir/out" 2>&1; then
   cat "$dir/out"; echo "--tick-us without --rate was accepted"; exit 1
 fi
-for run in procs1 procs3 tick; do
+for run in procs1 procs3 tick keys1 keys2; do
   extra="--open-procs 1"
   [ "$run" = procs3 ] && extra="--open-procs 3"
   [ "$run" = tick ] && extra="--tick-us 20000"
+  # provider message ids: a repeat across the 3 processes or the two runs would be answered
+  # as a duplicate and not stored, and the count below would come up short
+  case "$run" in keys*) extra="--open-procs 3 --message-ids" ;; esac
   # shellcheck disable=SC2086
   "$loadgen" $common --no-setup --tenant 1 --queues 1,2,3 --customers 200 --conns 3 --depth 64 \
     --rate 1500 --seconds 2 $extra >"$dir/out" 2>&1 || { cat "$dir/out"; exit 1; }
