@@ -10,9 +10,11 @@
  * flags included. Every input is then mutated (bit flips, bytes replaced, truncations,
  * insertions) and decoded by both: the fast decoder declines or agrees byte for byte. A counting
  * allocator checks that every decoding and free leaves no block behind, including when the first
- * or second allocation fails (ASan watches the reads and the frees).
+ * or second allocation fails (ASan watches the reads and the frees). A schema guard fails when
+ * Response (outside its result oneof) or Ids gains a field respdec.c does not know.
  */
 #include "respdec.h"
+#include "tq_schema_guard.h"
 #include "tq_test.h"
 
 #include <stdbool.h>
@@ -149,6 +151,12 @@ static void rnd_ids(uint64_t *rng, Ticketq__Ids *ids) {
 }
 
 int main(void) {
+    /* The schema guard (tests/tq_schema_guard.h): tq_respdec_free releases a Response and its
+     * Ids knowing their fields (a string or message field added to either would leak), and the
+     * decoder declines fields it does not know; so a field added outside Response's result
+     * oneof, or to Ids, must be looked at in respdec.c first. */
+    TQ_CHECK_FIELDS(ticketq__response__descriptor, true, 1, 2, 3);
+    TQ_CHECK_FIELDS(ticketq__ids__descriptor, false, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13);
     uint64_t rng = tq_test_seed("test_respdec");
     int accepted = 0, rounds = 4000;
     for (int round = 0; round < rounds; round++) {
