@@ -9,7 +9,8 @@
  * but no encoder sends one, so it declines, as do every other field and wire type.
  * Varints: at most ten bytes, the tenth at most 1 (no overflow; protobuf-c would wrap).
  * Invariant: never reads outside [buf, buf + len); every length is checked against what is left
- * before use. On any decline or allocation failure everything allocated is freed.
+ * before use. The message is decoded on the stack and allocated only once accepted, so a decline
+ * allocates nothing and an allocation failure frees what it allocated.
  */
 #include "respdec.h"
 
@@ -88,44 +89,45 @@ Ticketq__Response *tq_respdec_decode(const uint8_t *buf, size_t len,
                                      ProtobufCAllocator *allocator) {
     TQ_ASSERT(buf != NULL || len == 0);
     TQ_ASSERT(allocator != NULL && allocator->alloc != NULL);
+    /* Decoded on the stack first, so a decline (an event batch, an error) allocates nothing. */
     struct rd r = {.p = buf, .end = buf + len};
-    Ticketq__Response *resp = allocator->alloc(allocator->allocator_data, sizeof(*resp));
-    if (resp == NULL) return NULL;
-    ticketq__response__init(resp);
+    Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
+    Ticketq__Ids ids = TICKETQ__IDS__INIT;
     bool has_id = false;
     while (r.p < r.end) {
         uint32_t field, wt;
         uint64_t n;
-        if (!get_tag(&r, &field, &wt)) goto decline;
+        if (!get_tag(&r, &field, &wt)) return NULL;
         if (field == 1 && wt == WT_VARINT && !has_id) {
-            if (!get_varint(&r, &resp->id)) goto decline;
+            if (!get_varint(&r, &resp.id)) return NULL;
             has_id = true;
-        } else if (field == 3 && wt == WT_VARINT && !resp->has_lsn) {
-            if (!get_varint(&r, &resp->lsn)) goto decline;
-            resp->has_lsn = 1;
+        } else if (field == 3 && wt == WT_VARINT && !resp.has_lsn) {
+            if (!get_varint(&r, &resp.lsn)) return NULL;
+            resp.has_lsn = 1;
         } else if (field == 12 && wt == WT_LEN &&
-                   resp->result_case == TICKETQ__RESPONSE__RESULT__NOT_SET) {
-            if (!get_varint(&r, &n) || n > (uint64_t)(r.end - r.p)) goto decline;
-            Ticketq__Ids *ids = allocator->alloc(allocator->allocator_data, sizeof(*ids));
-            if (ids == NULL) goto decline;
-            ticketq__ids__init(ids);
-            resp->ids = ids;
-            resp->result_case = TICKETQ__RESPONSE__RESULT_IDS;
+                   resp.result_case == TICKETQ__RESPONSE__RESULT__NOT_SET) {
+            if (!get_varint(&r, &n) || n > (uint64_t)(r.end - r.p)) return NULL;
             struct rd sub = {.p = r.p, .end = r.p + n};
             r.p += n;
-            if (!decode_ids(sub, ids)) goto decline;
+            if (!decode_ids(sub, &ids)) return NULL;
+            resp.result_case = TICKETQ__RESPONSE__RESULT_IDS;
         } else {
-            goto decline;
+            return NULL;
         }
     }
-    if (!has_id) goto decline;
-    return resp;
-decline:
-    if (resp->result_case == TICKETQ__RESPONSE__RESULT_IDS) {
-        allocator->free(allocator->allocator_data, resp->ids);
+    if (!has_id) return NULL;
+    Ticketq__Response *out = allocator->alloc(allocator->allocator_data, sizeof(*out));
+    if (out == NULL) return NULL;
+    *out = resp;
+    if (resp.result_case == TICKETQ__RESPONSE__RESULT_IDS) {
+        out->ids = allocator->alloc(allocator->allocator_data, sizeof(*out->ids));
+        if (out->ids == NULL) {
+            allocator->free(allocator->allocator_data, out);
+            return NULL;
+        }
+        *out->ids = ids;
     }
-    allocator->free(allocator->allocator_data, resp);
-    return NULL;
+    return out;
 }
 
 bool tq_respdec_free(Ticketq__Response *resp, ProtobufCAllocator *allocator) {
