@@ -16,8 +16,6 @@
 
 #include "tq_assert.h"
 
-#include <string.h>
-
 enum { WT_VARINT = 0, WT_LEN = 2 };
 
 struct rd {
@@ -39,11 +37,12 @@ static bool get_varint(struct rd *r, uint64_t *out) {
     return false;
 }
 
-/* Reads a tag of a field number 1..31 (every field handled here; larger ones decline). */
+/* Reads a one-byte tag, field numbers 1..15 (every field handled here is below 16; a longer
+ * tag, even a non-minimal one for a small number, declines). */
 static bool get_tag(struct rd *r, uint32_t *field, uint32_t *wt) {
     if (r->p == r->end) return false;
     uint8_t b = *r->p;
-    if ((b & 0x80) != 0 || (b >> 3) == 0) return false; /* one-byte tags only: fields 1..15 */
+    if ((b & 0x80) != 0 || (b >> 3) == 0) return false;
     r->p++;
     *field = (uint32_t)(b >> 3);
     *wt = (uint32_t)(b & 7);
