@@ -139,6 +139,25 @@ static bool chance_permille(uint64_t *rng, uint32_t permille) {
     return tq_workload_uniform(rng, 1000) < permille;
 }
 
+/* Writes "ext-<n>" (what snprintf's "ext-%llu" writes) into out. By hand because snprintf cost
+ * ~800 instructions a call, ~15% of ticketq-bench's own per operation in the mixed workload
+ * (docs/performance-server.md, "The mixed cell's CPU per unit"); the driver shares the cores
+ * with the server it measures. tests/bench/test_workload.c compares it with snprintf. */
+static void format_external_id(char out[TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX], uint64_t n) {
+    _Static_assert(TQ_WORKLOAD_EXTERNAL_ID_BYTES_MAX >= 4 + 20 + 1, "ext- + 20 digits + NUL");
+    char digits[20];
+    size_t count = 0;
+    do {
+        digits[count++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    TQ_ASSERT(count <= sizeof(digits));
+    memcpy(out, "ext-", 4);
+    for (size_t i = 0; i < count; i++)
+        out[4 + i] = digits[count - 1 - i];
+    out[4 + count] = '\0';
+}
+
 void tq_workload_make_ingest(uint64_t *rng, uint64_t customers, struct tq_bench_op *op) {
     memset(op, 0, sizeof(*op));
     op->kind = TQ_OP_INGEST;
@@ -154,8 +173,7 @@ void tq_workload_make_ingest(uint64_t *rng, uint64_t customers, struct tq_bench_
     }
     op->tier = (uint8_t)((op->customer_n / 3) % 3);
     op->queue = op->channel;
-    snprintf(op->external_id, sizeof(op->external_id), "ext-%llu",
-             (unsigned long long)op->customer_n);
+    format_external_id(op->external_id, op->customer_n);
     op->body = tq_workload_body_in;
     op->body_bytes = TQ_WORKLOAD_BODY_BYTES;
 }

@@ -29,6 +29,7 @@
 
 #include "frame.h"
 #include "reqenc.h"
+#include "respdec.h"
 #include "tq_alloc.h"
 #include "tq_assert.h"
 
@@ -120,6 +121,8 @@ static ProtobufCAllocator pb_allocator = {
 
 void tq_client_response_free(Ticketq__Response *resp) {
     if (resp == NULL) return;
+    /* The common shapes (an Ingest's or Claim's Ids) directly; the rest by the descriptors. */
+    if (tq_respdec_free(resp, &pb_allocator)) return;
     protobuf_c_message_free_unpacked(&resp->base, &pb_allocator);
 }
 
@@ -457,8 +460,15 @@ TQ_NODISCARD static enum tq_err decode_buffered(struct tq_client *c, Ticketq__Re
     bool out_of_memory = false;
     ProtobufCAllocator allocator = pb_allocator; /* same layout, so pb_free releases it */
     allocator.allocator_data = &out_of_memory;
-    ProtobufCMessage *m = protobuf_c_message_unpack(&ticketq__response__descriptor, &allocator, len,
-                                                    p + TQ_FRAME_PREFIX_BYTES);
+    /* The common shapes (Response{id, lsn, Ids}) by respdec.c; the rest, and anything unusual
+     * about those, by protobuf-c, which also judges malformed bytes. */
+    ProtobufCMessage *m =
+        (ProtobufCMessage *)tq_respdec_decode(p + TQ_FRAME_PREFIX_BYTES, len, &allocator);
+    if (m == NULL) {
+        out_of_memory = false; /* protobuf-c allocates again and reports its own failure */
+        m = protobuf_c_message_unpack(&ticketq__response__descriptor, &allocator, len,
+                                      p + TQ_FRAME_PREFIX_BYTES);
+    }
     if (m == NULL && out_of_memory) {
         return fail_broken(c, err, TQ_ERR_INTERNAL, "out of memory decoding a %u-byte frame", len);
     }

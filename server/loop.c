@@ -390,11 +390,16 @@ static void arm_recv(struct tq_server *srv, struct tq_conn *conn) {
     size_t cap_max = conn->kind == TQ_CONN_CLIENT
                          ? (size_t)srv->cfg.max_frame + TQ_FRAME_PREFIX_BYTES
                          : METRICS_REQUEST_BYTES_MAX;
-    bool paused = recv_paused(srv, conn, cap_max);
     if (conn->recv_armed && conn->recv_ring) {
-        arm_recv_multishot(srv, conn, paused); /* cancels it when paused */
+        /* Armed multishot (every client connection, almost every turn): only a pause needs
+         * work, and only once (a cancel already asked for stands). Checked here, without the
+         * call, because flush_conns walks every connection every turn. */
+        if (!conn->recv_cancelling && recv_paused(srv, conn, cap_max)) {
+            arm_recv_multishot(srv, conn, true); /* cancels it */
+        }
         return;
     }
+    bool paused = recv_paused(srv, conn, cap_max);
     if (conn->recv_armed || paused) return;
     if (srv->recv_multishot && conn->kind == TQ_CONN_CLIENT) {
         arm_recv_multishot(srv, conn, false);
@@ -824,7 +829,8 @@ static bool flush_conns(struct tq_server *srv, uint64_t acked, uint64_t ack_us, 
         struct tq_conn *c = &srv->conns[i];
         if (!c->in_use || c->closing) continue;
         size_t ready = c->oready;
-        tq_conn_release_acked(c, acked, srv->metrics, ack_us, mono_us);
+        /* Output beyond oready is what an acknowledgement can release (marks end within olen). */
+        if (c->olen > ready) tq_conn_release_acked(c, acked, srv->metrics, ack_us, mono_us);
         if (c->oready > ready && c->kind == TQ_CONN_CLIENT) answered++;
         if (c->close_after_send && tq_conn_unsent(c) == 0) {
             conn_close(srv, c);

@@ -1,13 +1,20 @@
-/* server/reqdec.c: the fast decoder for Ingest requests and Batches of them (see reqdec.h).
+/* server/reqdec.c: the fast decoder for Ingest requests, Batches of them and Claims (see
+ * reqdec.h).
  *
  * Accepted encodings (proto2 wire format; anything else declines and protobuf-c decides):
- *   Request  1 id varint (required) | 2 tenant_id varint | 31 Ingest len | 12 Batch len (top
- *            level only); each field at most once, only one of 31/12.
+ *   Request  1 id varint (required) | 2 tenant_id varint | 31 Ingest len | 12 Batch len | 34
+ *            Claim len (12 and 34 top level only); each field at most once, only one of
+ *            31/12/34.
  *   Batch    1 Request len, repeated (each an ingest Request as above, no nested batch).
  *   Ingest   1 channel, 8 priority: enum varints of at most 5 bytes that fit 32 bits;
  *            6 provider_ts_ms, 7 queue_id: varints; 2 from, 3 customer_name, 4 language,
  *            5 external_id, 9 subject, 10 body: strings; each at most once; 1, 2 and 10
  *            required; 11 attachments, 12 tags and unknown fields decline.
+ *   Claim    1 agent_id varint (at most once) | 2 queue_ids varint, repeated, unpacked only
+ *            (at most CLAIM_QUEUES_MAX; the packed form declines) | 3 ClaimReply len (at most
+ *            once).
+ *   ClaimReply 1 body string (required) | 2 set_status enum varint | 3 internal_note bool
+ *            varint (nonzero = true, as protobuf-c reads it); each at most once.
  * Varints: at most 10 bytes, the tenth at most 1 (no overflow), as protobuf-c reads them.
  * Enums are stored as protobuf-c stores them (the int32 of the low 32 bits, unvalidated: the
  * dispatcher checks ranges). Strings become NUL-terminated arena copies of their bytes.
@@ -125,6 +132,72 @@ static Ticketq__Ingest *decode_ingest(struct rd r, struct tq_arena *arena) {
     return (seen & required) == required ? in : NULL;
 }
 
+/* Queue ids a Claim may name and still be decoded here: the bench and the agents' clients name
+ * one or a few; a longer list goes to protobuf-c (same result, just slower). */
+#define CLAIM_QUEUES_MAX 16
+
+static Ticketq__ClaimReply *decode_claim_reply(struct rd r, struct tq_arena *arena) {
+    Ticketq__ClaimReply *cr = tq_arena_alloc(arena, sizeof(*cr));
+    ticketq__claim_reply__init(cr);
+    uint32_t seen = 0;
+    while (r.p < r.end) {
+        uint32_t field, wt;
+        if (!get_tag(&r, &field, &wt) || field > 3 || (seen & (1u << field)) != 0) return NULL;
+        seen |= 1u << field;
+        bool ok;
+        int32_t e = 0;
+        uint64_t v = 0;
+        switch (field) {
+        case 1: ok = wt == WT_LEN && get_string(&r, arena, &cr->body); break;
+        case 2:
+            ok = wt == WT_VARINT && get_enum(&r, &e);
+            cr->set_status = (Ticketq__Status)e;
+            cr->has_set_status = true;
+            break;
+        case 3:
+            ok = wt == WT_VARINT && get_varint(&r, &v);
+            cr->internal_note = v != 0;
+            cr->has_internal_note = true;
+            break;
+        default: ok = false; break;
+        }
+        if (!ok) return NULL;
+    }
+    return (seen & (1u << 1)) != 0 ? cr : NULL;
+}
+
+static Ticketq__Claim *decode_claim(struct rd r, struct tq_arena *arena) {
+    Ticketq__Claim *cl = tq_arena_alloc(arena, sizeof(*cl));
+    ticketq__claim__init(cl);
+    uint64_t queues[CLAIM_QUEUES_MAX];
+    size_t queue_count = 0;
+    while (r.p < r.end) {
+        uint32_t field, wt;
+        struct rd sub;
+        if (!get_tag(&r, &field, &wt)) return NULL;
+        if (field == 1 && wt == WT_VARINT && !cl->has_agent_id) {
+            if (!get_varint(&r, &cl->agent_id)) return NULL;
+            cl->has_agent_id = true;
+        } else if (field == 2 && wt == WT_VARINT && queue_count < CLAIM_QUEUES_MAX) {
+            if (!get_varint(&r, &queues[queue_count])) return NULL;
+            queue_count++;
+        } else if (field == 3 && wt == WT_LEN && cl->reply == NULL) {
+            if (!get_len(&r, &sub) || (cl->reply = decode_claim_reply(sub, arena)) == NULL) {
+                return NULL;
+            }
+        } else {
+            return NULL;
+        }
+    }
+    TQ_ASSERT(queue_count <= CLAIM_QUEUES_MAX);
+    if (queue_count > 0) {
+        cl->queue_ids = tq_arena_alloc(arena, queue_count * sizeof(*cl->queue_ids));
+        memcpy(cl->queue_ids, queues, queue_count * sizeof(*cl->queue_ids));
+        cl->n_queue_ids = queue_count;
+    }
+    return cl;
+}
+
 static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, bool top);
 
 static Ticketq__Batch *decode_batch(struct rd r, struct tq_arena *arena) {
@@ -178,6 +251,12 @@ static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, boo
                 return NULL;
             }
             req->op_case = TICKETQ__REQUEST__OP_BATCH;
+        } else if (field == 34 && wt == WT_LEN && top &&
+                   req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
+            if (!get_len(&r, &sub) || (req->claim = decode_claim(sub, arena)) == NULL) {
+                return NULL;
+            }
+            req->op_case = TICKETQ__REQUEST__OP_CLAIM;
         } else {
             return NULL;
         }

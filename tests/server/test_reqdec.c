@@ -1,13 +1,15 @@
 /* tests/server/test_reqdec.c: the fast request decoder (server/reqdec.h).
  *
  * Goal: whatever tq_reqdec_decode accepts, it decodes exactly as protobuf-c does, and it never
- * accepts what protobuf-c rejects; it does accept the plain Ingest and Batch-of-Ingest requests
- * clients send (else it would be useless). Method: seeded random Ingest requests (random
- * optional fields, enum values in and out of range, empty/long strings, tenant ids, batches of
- * 0-120 ops) are packed by protobuf-c; the fast decoder must accept them and its result,
- * re-packed by protobuf-c, must equal the re-packed protobuf-c decoding. Then every input is
- * mutated (byte flips, truncations, inserted bytes, other ops) and decoded by both: the fast
- * decoder must either decline or agree with protobuf-c byte for byte (ASan watches the reads).
+ * accepts what protobuf-c rejects; it does accept the plain Ingest, Batch-of-Ingest and Claim
+ * (with or without its reply) requests clients send (else it would be useless). Method: seeded
+ * random Ingest requests (random optional fields, enum values in and out of range, empty/long
+ * strings, tenant ids, batches of 0-120 ops) and Claims (agent id or not, 0-16 queue ids, a
+ * reply or not, with random optional fields) are packed by protobuf-c; the fast decoder must accept
+ * them and its result, re-packed by protobuf-c, must equal the re-packed protobuf-c decoding. Then
+ * every input is mutated (byte flips, truncations, inserted bytes, other ops) and decoded by both:
+ * the fast decoder must either decline or agree with protobuf-c byte for byte (ASan watches the
+ * reads).
  */
 #include "reqdec.h"
 #include "tq_test.h"
@@ -89,6 +91,18 @@ static bool check_agree(const uint8_t *buf, size_t len, struct tq_arena *arena) 
         TQ_CHECK(memcmp(a, b, a_len) == 0);
         TQ_CHECK_EQ((int)fast->op_case, (int)ref->op_case);
         TQ_CHECK_EQ(fast->has_tenant_id, ref->has_tenant_id);
+        if (fast->op_case == TICKETQ__REQUEST__OP_CLAIM) {
+            const Ticketq__Claim *fc = fast->claim, *rc = ref->claim;
+            TQ_CHECK_EQ(fc->has_agent_id, rc->has_agent_id);
+            TQ_CHECK_UEQ(fc->n_queue_ids, rc->n_queue_ids);
+            TQ_CHECK_EQ(fc->reply != NULL, rc->reply != NULL);
+            if (fc->reply != NULL) {
+                TQ_CHECK_EQ(fc->reply->has_set_status, rc->reply->has_set_status);
+                TQ_CHECK_EQ((int)fc->reply->set_status, (int)rc->reply->set_status);
+                TQ_CHECK_EQ(fc->reply->has_internal_note, rc->reply->has_internal_note);
+                TQ_CHECK_EQ(fc->reply->internal_note, rc->reply->internal_note);
+            }
+        }
         if (fast->op_case == TICKETQ__REQUEST__OP_INGEST) {
             TQ_CHECK_EQ(fast->ingest->has_priority, ref->ingest->has_priority);
             TQ_CHECK_EQ(fast->ingest->has_queue_id, ref->ingest->has_queue_id);
@@ -181,6 +195,37 @@ int main(void) {
         uint8_t *buf = pack(&req.base, &len);
         TQ_CHECK(check_agree(buf, len, &arena));
         if (round < 40) mutate_and_check(&rng, buf, len, &arena);
+        free(buf);
+    }
+
+    /* Claims, with and without a reply: accepted (up to 16 queue ids); then mutated. */
+    static uint64_t queue_ids[20];
+    for (int round = 0; round < 3000; round++) {
+        Ticketq__ClaimReply reply = TICKETQ__CLAIM_REPLY__INIT;
+        reply.body = rnd_str(&rng, 0, true);
+        reply.has_set_status = tq_test_rand_below(&rng, 2) != 0;
+        reply.set_status = (Ticketq__Status)rnd_enum(&rng);
+        reply.has_internal_note = tq_test_rand_below(&rng, 2) != 0;
+        reply.internal_note = tq_test_rand_below(&rng, 2) != 0;
+        Ticketq__Claim claim = TICKETQ__CLAIM__INIT;
+        claim.has_agent_id = tq_test_rand_below(&rng, 4) != 0;
+        claim.agent_id = rnd_u64(&rng);
+        claim.n_queue_ids = (size_t)tq_test_rand_below(&rng, round < 100 ? 21 : 4);
+        for (size_t i = 0; i < claim.n_queue_ids; i++)
+            queue_ids[i] = rnd_u64(&rng);
+        claim.queue_ids = queue_ids;
+        claim.reply = tq_test_rand_below(&rng, 4) != 0 ? &reply : NULL;
+        Ticketq__Request req = TICKETQ__REQUEST__INIT;
+        req.id = rnd_u64(&rng);
+        req.has_tenant_id = tq_test_rand_below(&rng, 2) != 0;
+        req.tenant_id = rnd_u64(&rng);
+        req.op_case = TICKETQ__REQUEST__OP_CLAIM;
+        req.claim = &claim;
+        size_t len;
+        uint8_t *buf = pack(&req.base, &len);
+        /* More than 16 queue ids decline (protobuf-c decodes them); everything else is ours. */
+        TQ_CHECK_EQ(check_agree(buf, len, &arena), claim.n_queue_ids <= 16);
+        mutate_and_check(&rng, buf, len, &arena);
         free(buf);
     }
 
