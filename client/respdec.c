@@ -15,31 +15,11 @@
 #include "respdec.h"
 
 #include "tq_assert.h"
-
-enum { WT_VARINT = 0, WT_LEN = 2 };
-
-struct rd {
-    const uint8_t *p, *end;
-};
-
-static bool get_varint(struct rd *r, uint64_t *out) {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (r->p == r->end) return false;
-        uint8_t b = *r->p++;
-        if (i == 9 && b > 1) return false; /* overflow: let protobuf-c judge it */
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
+#include "wire.h"
 
 /* Reads a one-byte tag, field numbers 1..15 (every field handled here is below 16; a longer
  * tag, even a non-minimal one for a small number, declines). */
-static bool get_tag(struct rd *r, uint32_t *field, uint32_t *wt) {
+static bool get_tag(struct tq_wire_rd *r, uint32_t *field, uint32_t *wt) {
     if (r->p == r->end) return false;
     uint8_t b = *r->p;
     if ((b & 0x80) != 0 || (b >> 3) == 0) return false;
@@ -54,13 +34,13 @@ static bool get_tag(struct rd *r, uint32_t *field, uint32_t *wt) {
 /* Sets an optional bool field as protobuf-c reads it: any nonzero varint is true. */
 #define SET_BOOL(name) (ids->has_##name = 1, ids->name = v != 0)
 
-static bool decode_ids(struct rd r, Ticketq__Ids *ids) {
+static bool decode_ids(struct tq_wire_rd r, Ticketq__Ids *ids) {
     uint32_t seen = 0;
     while (r.p < r.end) {
         uint32_t field, wt;
         uint64_t v;
-        if (!get_tag(&r, &field, &wt) || field > 12 || wt != WT_VARINT) return false;
-        if ((seen & (1u << field)) != 0 || !get_varint(&r, &v)) return false;
+        if (!get_tag(&r, &field, &wt) || field > 12 || wt != TQ_WT_VARINT) return false;
+        if ((seen & (1u << field)) != 0 || !tq_wire_get_varint(&r, &v)) return false;
         seen |= 1u << field;
         switch (field) {
         case 1: SET_U64(tenant_id); break;
@@ -89,7 +69,7 @@ Ticketq__Response *tq_respdec_decode(const uint8_t *buf, size_t len,
     TQ_ASSERT(buf != NULL || len == 0);
     TQ_ASSERT(allocator != NULL && allocator->alloc != NULL);
     /* Decoded on the stack first, so a decline (an event batch, an error) allocates nothing. */
-    struct rd r = {.p = buf, .end = buf + len};
+    struct tq_wire_rd r = {.p = buf, .end = buf + len};
     Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
     Ticketq__Ids ids = TICKETQ__IDS__INIT;
     bool has_id = false;
@@ -97,16 +77,16 @@ Ticketq__Response *tq_respdec_decode(const uint8_t *buf, size_t len,
         uint32_t field, wt;
         uint64_t n;
         if (!get_tag(&r, &field, &wt)) return NULL;
-        if (field == 1 && wt == WT_VARINT && !has_id) {
-            if (!get_varint(&r, &resp.id)) return NULL;
+        if (field == 1 && wt == TQ_WT_VARINT && !has_id) {
+            if (!tq_wire_get_varint(&r, &resp.id)) return NULL;
             has_id = true;
-        } else if (field == 3 && wt == WT_VARINT && !resp.has_lsn) {
-            if (!get_varint(&r, &resp.lsn)) return NULL;
+        } else if (field == 3 && wt == TQ_WT_VARINT && !resp.has_lsn) {
+            if (!tq_wire_get_varint(&r, &resp.lsn)) return NULL;
             resp.has_lsn = 1;
-        } else if (field == 12 && wt == WT_LEN &&
+        } else if (field == 12 && wt == TQ_WT_LEN &&
                    resp.result_case == TICKETQ__RESPONSE__RESULT__NOT_SET) {
-            if (!get_varint(&r, &n) || n > (uint64_t)(r.end - r.p)) return NULL;
-            struct rd sub = {.p = r.p, .end = r.p + n};
+            if (!tq_wire_get_varint(&r, &n) || n > (uint64_t)(r.end - r.p)) return NULL;
+            struct tq_wire_rd sub = {.p = r.p, .end = r.p + n};
             r.p += n;
             if (!decode_ids(sub, &ids)) return NULL;
             resp.result_case = TICKETQ__RESPONSE__RESULT_IDS;

@@ -24,51 +24,31 @@
 #include "reqdec.h"
 
 #include "tq_assert.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-enum { WT_VARINT = 0, WT_LEN = 2 };
-
-struct rd {
-    const uint8_t *p, *end;
-};
-
-static bool get_varint(struct rd *r, uint64_t *out) {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (r->p == r->end) return false;
-        uint8_t b = *r->p++;
-        if (i == 9 && b > 1) return false; /* overflow: let protobuf-c judge it */
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* An enum as protobuf-c stores it, for varints of at most 5 bytes within 32 bits. */
-static bool get_enum(struct rd *r, int32_t *out) {
+static bool get_enum(struct tq_wire_rd *r, int32_t *out) {
     const uint8_t *start = r->p;
     uint64_t v;
-    if (!get_varint(r, &v) || r->p - start > 5 || v > UINT32_MAX) return false;
+    if (!tq_wire_get_varint(r, &v) || r->p - start > 5 || v > UINT32_MAX) return false;
     *out = (int32_t)(uint32_t)v;
     return true;
 }
 
-static bool get_len(struct rd *r, struct rd *sub) {
+static bool get_len(struct tq_wire_rd *r, struct tq_wire_rd *sub) {
     uint64_t n;
-    if (!get_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return false;
+    if (!tq_wire_get_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return false;
     sub->p = r->p;
     sub->end = r->p + n;
     r->p += n;
     return true;
 }
 
-static bool get_string(struct rd *r, struct tq_arena *arena, char **out) {
-    struct rd s;
+static bool get_string(struct tq_wire_rd *r, struct tq_arena *arena, char **out) {
+    struct tq_wire_rd s;
     if (!get_len(r, &s)) return false;
     size_t n = (size_t)(s.end - s.p);
     char *str = tq_arena_alloc(arena, n + 1);
@@ -79,10 +59,10 @@ static bool get_string(struct rd *r, struct tq_arena *arena, char **out) {
 }
 
 /* Reads a tag: field number (< 2^29) and wire type. */
-static bool get_tag(struct rd *r, uint32_t *field, uint32_t *wt) {
+static bool get_tag(struct tq_wire_rd *r, uint32_t *field, uint32_t *wt) {
     uint64_t t;
     const uint8_t *start = r->p;
-    if (!get_varint(r, &t) || r->p - start > 5 || (t >> 3) == 0 || (t >> 3) > 0x1fffffff) {
+    if (!tq_wire_get_varint(r, &t) || r->p - start > 5 || (t >> 3) == 0 || (t >> 3) > 0x1fffffff) {
         return false;
     }
     *field = (uint32_t)(t >> 3);
@@ -90,7 +70,7 @@ static bool get_tag(struct rd *r, uint32_t *field, uint32_t *wt) {
     return true;
 }
 
-static Ticketq__Ingest *decode_ingest(struct rd r, struct tq_arena *arena) {
+static Ticketq__Ingest *decode_ingest(struct tq_wire_rd r, struct tq_arena *arena) {
     Ticketq__Ingest *in = tq_arena_alloc(arena, sizeof(*in));
     ticketq__ingest__init(in);
     uint32_t seen = 0;
@@ -102,28 +82,28 @@ static Ticketq__Ingest *decode_ingest(struct rd r, struct tq_arena *arena) {
         int32_t e = 0;
         switch (field) {
         case 1:
-            ok = wt == WT_VARINT && get_enum(&r, &e);
+            ok = wt == TQ_WT_VARINT && get_enum(&r, &e);
             in->channel = (Ticketq__Channel)e;
             break;
-        case 2: ok = wt == WT_LEN && get_string(&r, arena, &in->from); break;
-        case 3: ok = wt == WT_LEN && get_string(&r, arena, &in->customer_name); break;
-        case 4: ok = wt == WT_LEN && get_string(&r, arena, &in->language); break;
-        case 5: ok = wt == WT_LEN && get_string(&r, arena, &in->external_id); break;
+        case 2: ok = wt == TQ_WT_LEN && get_string(&r, arena, &in->from); break;
+        case 3: ok = wt == TQ_WT_LEN && get_string(&r, arena, &in->customer_name); break;
+        case 4: ok = wt == TQ_WT_LEN && get_string(&r, arena, &in->language); break;
+        case 5: ok = wt == TQ_WT_LEN && get_string(&r, arena, &in->external_id); break;
         case 6:
-            ok = wt == WT_VARINT && get_varint(&r, &in->provider_ts_ms);
+            ok = wt == TQ_WT_VARINT && tq_wire_get_varint(&r, &in->provider_ts_ms);
             in->has_provider_ts_ms = true;
             break;
         case 7:
-            ok = wt == WT_VARINT && get_varint(&r, &in->queue_id);
+            ok = wt == TQ_WT_VARINT && tq_wire_get_varint(&r, &in->queue_id);
             in->has_queue_id = true;
             break;
         case 8:
-            ok = wt == WT_VARINT && get_enum(&r, &e);
+            ok = wt == TQ_WT_VARINT && get_enum(&r, &e);
             in->priority = (Ticketq__Priority)e;
             in->has_priority = true;
             break;
-        case 9: ok = wt == WT_LEN && get_string(&r, arena, &in->subject); break;
-        case 10: ok = wt == WT_LEN && get_string(&r, arena, &in->body); break;
+        case 9: ok = wt == TQ_WT_LEN && get_string(&r, arena, &in->subject); break;
+        case 10: ok = wt == TQ_WT_LEN && get_string(&r, arena, &in->body); break;
         default: ok = false; break;
         }
         if (!ok) return NULL;
@@ -136,7 +116,7 @@ static Ticketq__Ingest *decode_ingest(struct rd r, struct tq_arena *arena) {
  * one or a few; a longer list goes to protobuf-c (same result, just slower). */
 #define CLAIM_QUEUES_MAX 16
 
-static Ticketq__ClaimReply *decode_claim_reply(struct rd r, struct tq_arena *arena) {
+static Ticketq__ClaimReply *decode_claim_reply(struct tq_wire_rd r, struct tq_arena *arena) {
     Ticketq__ClaimReply *cr = tq_arena_alloc(arena, sizeof(*cr));
     ticketq__claim_reply__init(cr);
     uint32_t seen = 0;
@@ -148,14 +128,14 @@ static Ticketq__ClaimReply *decode_claim_reply(struct rd r, struct tq_arena *are
         int32_t e = 0;
         uint64_t v = 0;
         switch (field) {
-        case 1: ok = wt == WT_LEN && get_string(&r, arena, &cr->body); break;
+        case 1: ok = wt == TQ_WT_LEN && get_string(&r, arena, &cr->body); break;
         case 2:
-            ok = wt == WT_VARINT && get_enum(&r, &e);
+            ok = wt == TQ_WT_VARINT && get_enum(&r, &e);
             cr->set_status = (Ticketq__Status)e;
             cr->has_set_status = true;
             break;
         case 3:
-            ok = wt == WT_VARINT && get_varint(&r, &v);
+            ok = wt == TQ_WT_VARINT && tq_wire_get_varint(&r, &v);
             cr->internal_note = v != 0;
             cr->has_internal_note = true;
             break;
@@ -166,22 +146,22 @@ static Ticketq__ClaimReply *decode_claim_reply(struct rd r, struct tq_arena *are
     return (seen & (1u << 1)) != 0 ? cr : NULL;
 }
 
-static Ticketq__Claim *decode_claim(struct rd r, struct tq_arena *arena) {
+static Ticketq__Claim *decode_claim(struct tq_wire_rd r, struct tq_arena *arena) {
     Ticketq__Claim *cl = tq_arena_alloc(arena, sizeof(*cl));
     ticketq__claim__init(cl);
     uint64_t queues[CLAIM_QUEUES_MAX];
     size_t queue_count = 0;
     while (r.p < r.end) {
         uint32_t field, wt;
-        struct rd sub;
+        struct tq_wire_rd sub;
         if (!get_tag(&r, &field, &wt)) return NULL;
-        if (field == 1 && wt == WT_VARINT && !cl->has_agent_id) {
-            if (!get_varint(&r, &cl->agent_id)) return NULL;
+        if (field == 1 && wt == TQ_WT_VARINT && !cl->has_agent_id) {
+            if (!tq_wire_get_varint(&r, &cl->agent_id)) return NULL;
             cl->has_agent_id = true;
-        } else if (field == 2 && wt == WT_VARINT && queue_count < CLAIM_QUEUES_MAX) {
-            if (!get_varint(&r, &queues[queue_count])) return NULL;
+        } else if (field == 2 && wt == TQ_WT_VARINT && queue_count < CLAIM_QUEUES_MAX) {
+            if (!tq_wire_get_varint(&r, &queues[queue_count])) return NULL;
             queue_count++;
-        } else if (field == 3 && wt == WT_LEN && cl->reply == NULL) {
+        } else if (field == 3 && wt == TQ_WT_LEN && cl->reply == NULL) {
             if (!get_len(&r, &sub) || (cl->reply = decode_claim_reply(sub, arena)) == NULL) {
                 return NULL;
             }
@@ -198,15 +178,15 @@ static Ticketq__Claim *decode_claim(struct rd r, struct tq_arena *arena) {
     return cl;
 }
 
-static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, bool top);
+static Ticketq__Request *decode_request(struct tq_wire_rd r, struct tq_arena *arena, bool top);
 
-static Ticketq__Batch *decode_batch(struct rd r, struct tq_arena *arena) {
+static Ticketq__Batch *decode_batch(struct tq_wire_rd r, struct tq_arena *arena) {
     /* First pass: count the ops (and check the framing) so the array is allocated once. */
     size_t n = 0;
-    for (struct rd c = r; c.p < c.end; n++) {
+    for (struct tq_wire_rd c = r; c.p < c.end; n++) {
         uint32_t field, wt;
-        struct rd sub;
-        if (!get_tag(&c, &field, &wt) || field != 1 || wt != WT_LEN || !get_len(&c, &sub)) {
+        struct tq_wire_rd sub;
+        if (!get_tag(&c, &field, &wt) || field != 1 || wt != TQ_WT_LEN || !get_len(&c, &sub)) {
             return NULL;
         }
     }
@@ -215,7 +195,7 @@ static Ticketq__Batch *decode_batch(struct rd r, struct tq_arena *arena) {
     b->ops = n > 0 ? tq_arena_alloc(arena, n * sizeof(*b->ops)) : NULL;
     while (r.p < r.end) {
         uint32_t field, wt;
-        struct rd sub;
+        struct tq_wire_rd sub;
         (void)get_tag(&r, &field, &wt); /* checked by the first pass */
         (void)get_len(&r, &sub);
         Ticketq__Request *op = decode_request(sub, arena, false);
@@ -226,32 +206,33 @@ static Ticketq__Batch *decode_batch(struct rd r, struct tq_arena *arena) {
     return b;
 }
 
-static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, bool top) {
+static Ticketq__Request *decode_request(struct tq_wire_rd r, struct tq_arena *arena, bool top) {
     Ticketq__Request *req = tq_arena_alloc(arena, sizeof(*req));
     ticketq__request__init(req);
     bool has_id = false;
     while (r.p < r.end) {
         uint32_t field, wt;
-        struct rd sub;
+        struct tq_wire_rd sub;
         if (!get_tag(&r, &field, &wt)) return NULL;
-        if (field == 1 && wt == WT_VARINT && !has_id) {
-            if (!get_varint(&r, &req->id)) return NULL;
+        if (field == 1 && wt == TQ_WT_VARINT && !has_id) {
+            if (!tq_wire_get_varint(&r, &req->id)) return NULL;
             has_id = true;
-        } else if (field == 2 && wt == WT_VARINT && !req->has_tenant_id) {
-            if (!get_varint(&r, &req->tenant_id)) return NULL;
+        } else if (field == 2 && wt == TQ_WT_VARINT && !req->has_tenant_id) {
+            if (!tq_wire_get_varint(&r, &req->tenant_id)) return NULL;
             req->has_tenant_id = true;
-        } else if (field == 31 && wt == WT_LEN && req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
+        } else if (field == 31 && wt == TQ_WT_LEN &&
+                   req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
             if (!get_len(&r, &sub) || (req->ingest = decode_ingest(sub, arena)) == NULL) {
                 return NULL;
             }
             req->op_case = TICKETQ__REQUEST__OP_INGEST;
-        } else if (field == 12 && wt == WT_LEN && top &&
+        } else if (field == 12 && wt == TQ_WT_LEN && top &&
                    req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
             if (!get_len(&r, &sub) || (req->batch = decode_batch(sub, arena)) == NULL) {
                 return NULL;
             }
             req->op_case = TICKETQ__REQUEST__OP_BATCH;
-        } else if (field == 34 && wt == WT_LEN && top &&
+        } else if (field == 34 && wt == TQ_WT_LEN && top &&
                    req->op_case == TICKETQ__REQUEST__OP__NOT_SET) {
             if (!get_len(&r, &sub) || (req->claim = decode_claim(sub, arena)) == NULL) {
                 return NULL;
@@ -267,6 +248,6 @@ static Ticketq__Request *decode_request(struct rd r, struct tq_arena *arena, boo
 Ticketq__Request *tq_reqdec_decode(const uint8_t *buf, size_t len, struct tq_arena *arena) {
     TQ_ASSERT(buf != NULL || len == 0);
     TQ_ASSERT(arena != NULL);
-    struct rd r = {.p = buf, .end = buf + len};
+    struct tq_wire_rd r = {.p = buf, .end = buf + len};
     return decode_request(r, arena, true);
 }
