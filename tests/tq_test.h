@@ -126,6 +126,46 @@ static inline uint64_t tq_test_rand_below(uint64_t *state, uint64_t n) {
     return n == 0 ? 0 : tq_test_rand(state) % n;
 }
 
+/* A uint64 for wire tests: 0, a one-byte varint, a three-byte one, UINT64_MAX (ten bytes) or
+ * any value, one in five each. */
+static inline uint64_t tq_test_rand_u64_edges(uint64_t *state) {
+    switch (tq_test_rand_below(state, 5)) {
+    case 0: return 0;
+    case 1: return tq_test_rand_below(state, 128);
+    case 2: return tq_test_rand_below(state, 1u << 20);
+    case 3: return UINT64_MAX;
+    default: return tq_test_rand(state);
+    }
+}
+
+/* Room a mutation may add beyond the input's length (tq_test_mutate's out needs len + this). */
+#define TQ_TEST_MUTATE_GROW 8u
+
+/* Writes a random mutation of in[0 .. len) into out (capacity len + TQ_TEST_MUTATE_GROW): one
+ * bit flipped, one byte replaced, a truncation, or 1-8 random bytes inserted; returns the
+ * mutation's length. For decoders that must decline or agree with a reference on bad input. */
+static inline size_t tq_test_mutate(uint64_t *state, const uint8_t *in, size_t len, uint8_t *out) {
+    memcpy(out, in, len);
+    switch (tq_test_rand_below(state, 4)) {
+    case 0:
+        if (len > 0)
+            out[tq_test_rand_below(state, len)] ^= (uint8_t)(1u << tq_test_rand_below(state, 8));
+        return len;
+    case 1:
+        if (len > 0) out[tq_test_rand_below(state, len)] = (uint8_t)tq_test_rand(state);
+        return len;
+    case 2: return (size_t)tq_test_rand_below(state, len + 1);
+    default: {
+        size_t at = (size_t)tq_test_rand_below(state, len + 1);
+        size_t n = 1 + (size_t)tq_test_rand_below(state, TQ_TEST_MUTATE_GROW);
+        memmove(out + at + n, out + at, len - at);
+        for (size_t i = 0; i < n; i++)
+            out[at + i] = (uint8_t)tq_test_rand(state);
+        return len + n;
+    }
+    }
+}
+
 /* protobuf-c's string fields are char *; tests fill them from literals. */
 static inline char *tq_test_mut(const char *s) {
     union {

@@ -19,16 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rnd_u64(uint64_t *rng) {
-    switch (tq_test_rand_below(rng, 5)) {
-    case 0: return 0;
-    case 1: return tq_test_rand_below(rng, 128);
-    case 2: return tq_test_rand_below(rng, 1u << 20);
-    case 3: return UINT64_MAX;
-    default: return tq_test_rand(rng);
-    }
-}
-
 static int rnd_enum(uint64_t *rng) {
     int values[] = {0, 1, 2, 3, 5, 10, 127, 128, -1, -2147483647 - 1, 2147483647};
     return values[tq_test_rand_below(rng, sizeof(values) / sizeof(values[0]))];
@@ -68,9 +58,9 @@ static bool coin(uint64_t *rng) {
 
 static void rnd_request(uint64_t *rng, struct req_store *s) {
     ticketq__request__init(&s->req);
-    s->req.id = rnd_u64(rng);
+    s->req.id = tq_test_rand_u64_edges(rng);
     s->req.has_tenant_id = coin(rng);
-    s->req.tenant_id = s->req.has_tenant_id ? rnd_u64(rng) : 0;
+    s->req.tenant_id = s->req.has_tenant_id ? tq_test_rand_u64_edges(rng) : 0;
     switch (tq_test_rand_below(rng, 3)) {
     case 0: {
         Ticketq__Ingest *in = &s->in;
@@ -81,9 +71,9 @@ static void rnd_request(uint64_t *rng, struct req_store *s) {
         in->language = rnd_str(rng, true);
         in->external_id = rnd_str(rng, true);
         in->has_provider_ts_ms = coin(rng);
-        in->provider_ts_ms = rnd_u64(rng);
+        in->provider_ts_ms = tq_test_rand_u64_edges(rng);
         in->has_queue_id = coin(rng);
-        in->queue_id = rnd_u64(rng);
+        in->queue_id = tq_test_rand_u64_edges(rng);
         in->has_priority = coin(rng);
         in->priority = (Ticketq__Priority)rnd_enum(rng);
         in->subject = rnd_str(rng, true);
@@ -99,7 +89,7 @@ static void rnd_request(uint64_t *rng, struct req_store *s) {
     case 1: {
         Ticketq__Reply *r = &s->reply;
         ticketq__reply__init(r);
-        r->ticket_id = rnd_u64(rng);
+        r->ticket_id = tq_test_rand_u64_edges(rng);
         r->body = rnd_str(rng, false);
         r->has_internal_note = coin(rng);
         r->internal_note = coin(rng);
@@ -110,7 +100,7 @@ static void rnd_request(uint64_t *rng, struct req_store *s) {
         r->has_set_status = coin(rng);
         r->set_status = (Ticketq__Status)rnd_enum(rng);
         r->has_agent_id = coin(rng);
-        r->agent_id = rnd_u64(rng);
+        r->agent_id = tq_test_rand_u64_edges(rng);
         s->req.op_case = TICKETQ__REQUEST__OP_REPLY;
         s->req.reply = r;
         break;
@@ -119,10 +109,10 @@ static void rnd_request(uint64_t *rng, struct req_store *s) {
         Ticketq__Claim *c = &s->claim;
         ticketq__claim__init(c);
         c->has_agent_id = coin(rng);
-        c->agent_id = rnd_u64(rng);
+        c->agent_id = tq_test_rand_u64_edges(rng);
         c->n_queue_ids = (size_t)tq_test_rand_below(rng, 6);
         for (size_t i = 0; i < c->n_queue_ids; i++)
-            s->queue_ids[i] = rnd_u64(rng);
+            s->queue_ids[i] = tq_test_rand_u64_edges(rng);
         c->queue_ids = s->queue_ids;
         if (coin(rng)) {
             ticketq__claim_reply__init(&s->claim_reply);

@@ -44,16 +44,6 @@ static void count_free(void *ctx, void *p) {
 
 static ProtobufCAllocator g_alloc = {.alloc = count_alloc, .free = count_free};
 
-static uint64_t rnd_u64(uint64_t *rng) {
-    switch (tq_test_rand_below(rng, 5)) {
-    case 0: return 0;
-    case 1: return tq_test_rand_below(rng, 128);
-    case 2: return tq_test_rand_below(rng, 1u << 20);
-    case 3: return UINT64_MAX;
-    default: return tq_test_rand(rng);
-    }
-}
-
 static uint8_t *pack(const ProtobufCMessage *m, size_t *len_out) {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *b = malloc(n + 1);
@@ -103,29 +93,10 @@ static bool check_agree(const uint8_t *buf, size_t len) {
 }
 
 static void mutate_and_check(uint64_t *rng, const uint8_t *buf, size_t len) {
-    uint8_t *m = malloc(len + 16);
+    uint8_t *m = malloc(len + TQ_TEST_MUTATE_GROW);
     TQ_CHECK(m != NULL);
     for (int k = 0; k < 40; k++) {
-        memcpy(m, buf, len);
-        size_t mlen = len;
-        switch (tq_test_rand_below(rng, 4)) {
-        case 0:
-            if (mlen > 0)
-                m[tq_test_rand_below(rng, mlen)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
-            break;
-        case 1:
-            if (mlen > 0) m[tq_test_rand_below(rng, mlen)] = (uint8_t)tq_test_rand(rng);
-            break;
-        case 2: mlen = (size_t)tq_test_rand_below(rng, len + 1); break;
-        default: {
-            size_t at = (size_t)tq_test_rand_below(rng, len + 1),
-                   n = 1 + tq_test_rand_below(rng, 8);
-            memmove(m + at + n, m + at, len - at);
-            for (size_t i = 0; i < n; i++)
-                m[at + i] = (uint8_t)tq_test_rand(rng);
-            mlen = len + n;
-        }
-        }
+        size_t mlen = tq_test_mutate(rng, buf, len, m);
         (void)check_agree(m, mlen);
     }
     free(m);
@@ -145,7 +116,7 @@ static void rnd_ids(uint64_t *rng, Ticketq__Ids *ids) {
     for (int i = 0; i < 12; i++)
         *has[i] = tq_test_rand_below(rng, 2) != 0;
     for (int i = 0; i < 8; i++)
-        *u64[i] = rnd_u64(rng);
+        *u64[i] = tq_test_rand_u64_edges(rng);
     for (int i = 0; i < 4; i++)
         *bools[i] = tq_test_rand_below(rng, 2) != 0;
 }
@@ -168,9 +139,9 @@ int main(void) {
         error.message = message;
         Ticketq__StatsResult stats = TICKETQ__STATS_RESULT__INIT;
         Ticketq__Response resp = TICKETQ__RESPONSE__INIT;
-        resp.id = rnd_u64(&rng);
+        resp.id = tq_test_rand_u64_edges(&rng);
         resp.has_lsn = tq_test_rand_below(&rng, 2) != 0;
-        resp.lsn = rnd_u64(&rng);
+        resp.lsn = tq_test_rand_u64_edges(&rng);
         unsigned shape = (unsigned)tq_test_rand_below(&rng, 10);
         bool handled = true;
         if (shape <= 6) { /* the hot shape */

@@ -42,15 +42,6 @@ static int32_t rnd_enum(uint64_t *rng) {
     }
 }
 
-static uint64_t rnd_u64(uint64_t *rng) {
-    switch (tq_test_rand_below(rng, 4)) {
-    case 0: return 0;
-    case 1: return tq_test_rand_below(rng, 300);
-    case 2: return UINT64_MAX;
-    default: return tq_test_rand(rng);
-    }
-}
-
 static void rnd_ingest(uint64_t *rng, Ticketq__Ingest *in, unsigned slot_base) {
     ticketq__ingest__init(in);
     in->channel = (Ticketq__Channel)rnd_enum(rng);
@@ -59,9 +50,9 @@ static void rnd_ingest(uint64_t *rng, Ticketq__Ingest *in, unsigned slot_base) {
     in->language = rnd_str(rng, slot_base + 2, false);
     in->external_id = rnd_str(rng, slot_base + 3, false);
     in->has_provider_ts_ms = tq_test_rand_below(rng, 2) != 0;
-    in->provider_ts_ms = rnd_u64(rng);
+    in->provider_ts_ms = tq_test_rand_u64_edges(rng);
     in->has_queue_id = tq_test_rand_below(rng, 2) != 0;
-    in->queue_id = rnd_u64(rng);
+    in->queue_id = tq_test_rand_u64_edges(rng);
     in->has_priority = tq_test_rand_below(rng, 2) != 0;
     in->priority = (Ticketq__Priority)rnd_enum(rng);
     in->subject = rnd_str(rng, slot_base + 4, false);
@@ -118,29 +109,10 @@ static bool check_agree(const uint8_t *buf, size_t len, struct tq_arena *arena) 
 
 static void mutate_and_check(uint64_t *rng, const uint8_t *buf, size_t len,
                              struct tq_arena *arena) {
-    uint8_t *m = malloc(len + 16);
+    uint8_t *m = malloc(len + TQ_TEST_MUTATE_GROW);
     TQ_CHECK(m != NULL);
     for (int k = 0; k < 40; k++) {
-        memcpy(m, buf, len);
-        size_t mlen = len;
-        switch (tq_test_rand_below(rng, 4)) {
-        case 0:
-            if (mlen > 0)
-                m[tq_test_rand_below(rng, mlen)] ^= (uint8_t)(1u << tq_test_rand_below(rng, 8));
-            break;
-        case 1:
-            if (mlen > 0) m[tq_test_rand_below(rng, mlen)] = (uint8_t)tq_test_rand(rng);
-            break;
-        case 2: mlen = (size_t)tq_test_rand_below(rng, len + 1); break;
-        default: {
-            size_t at = (size_t)tq_test_rand_below(rng, len + 1),
-                   n = 1 + tq_test_rand_below(rng, 8);
-            memmove(m + at + n, m + at, len - at);
-            for (size_t i = 0; i < n; i++)
-                m[at + i] = (uint8_t)tq_test_rand(rng);
-            mlen = len + n;
-        }
-        }
+        size_t mlen = tq_test_mutate(rng, buf, len, m);
         (void)check_agree(m, mlen, arena);
     }
     free(m);
@@ -156,9 +128,9 @@ int main(void) {
         Ticketq__Ingest in;
         rnd_ingest(&rng, &in, 0);
         Ticketq__Request req = TICKETQ__REQUEST__INIT;
-        req.id = rnd_u64(&rng);
+        req.id = tq_test_rand_u64_edges(&rng);
         req.has_tenant_id = tq_test_rand_below(&rng, 2) != 0;
-        req.tenant_id = rnd_u64(&rng);
+        req.tenant_id = tq_test_rand_u64_edges(&rng);
         req.op_case = TICKETQ__REQUEST__OP_INGEST;
         req.ingest = &in;
         size_t len;
@@ -179,7 +151,7 @@ int main(void) {
             ticketq__request__init(&ops[i]);
             ops[i].id = i + 1;
             ops[i].has_tenant_id = tq_test_rand_below(&rng, 4) == 0;
-            ops[i].tenant_id = rnd_u64(&rng);
+            ops[i].tenant_id = tq_test_rand_u64_edges(&rng);
             ops[i].op_case = TICKETQ__REQUEST__OP_INGEST;
             ops[i].ingest = &ins[i];
             op_ptrs[i] = &ops[i];
@@ -188,7 +160,7 @@ int main(void) {
         batch.n_ops = n;
         batch.ops = op_ptrs;
         Ticketq__Request req = TICKETQ__REQUEST__INIT;
-        req.id = rnd_u64(&rng);
+        req.id = tq_test_rand_u64_edges(&rng);
         req.op_case = TICKETQ__REQUEST__OP_BATCH;
         req.batch = &batch;
         size_t len;
@@ -209,16 +181,16 @@ int main(void) {
         reply.internal_note = tq_test_rand_below(&rng, 2) != 0;
         Ticketq__Claim claim = TICKETQ__CLAIM__INIT;
         claim.has_agent_id = tq_test_rand_below(&rng, 4) != 0;
-        claim.agent_id = rnd_u64(&rng);
+        claim.agent_id = tq_test_rand_u64_edges(&rng);
         claim.n_queue_ids = (size_t)tq_test_rand_below(&rng, round < 100 ? 21 : 4);
         for (size_t i = 0; i < claim.n_queue_ids; i++)
-            queue_ids[i] = rnd_u64(&rng);
+            queue_ids[i] = tq_test_rand_u64_edges(&rng);
         claim.queue_ids = queue_ids;
         claim.reply = tq_test_rand_below(&rng, 4) != 0 ? &reply : NULL;
         Ticketq__Request req = TICKETQ__REQUEST__INIT;
-        req.id = rnd_u64(&rng);
+        req.id = tq_test_rand_u64_edges(&rng);
         req.has_tenant_id = tq_test_rand_below(&rng, 2) != 0;
-        req.tenant_id = rnd_u64(&rng);
+        req.tenant_id = tq_test_rand_u64_edges(&rng);
         req.op_case = TICKETQ__REQUEST__OP_CLAIM;
         req.claim = &claim;
         size_t len;

@@ -19,16 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rnd_u64(uint64_t *rng) {
-    switch (tq_test_rand_below(rng, 5)) {
-    case 0: return 0;
-    case 1: return tq_test_rand_below(rng, 128);
-    case 2: return tq_test_rand_below(rng, 1u << 20);
-    case 3: return UINT64_MAX;
-    default: return tq_test_rand(rng);
-    }
-}
-
 static char g_strings[4][600];
 
 static char *rnd_str(uint64_t *rng, unsigned slot) {
@@ -54,9 +44,9 @@ static void rnd_leaf(uint64_t *rng, struct leaf *l) {
     ticketq__response__init(&l->resp);
     ticketq__error__init(&l->err);
     ticketq__ids__init(&l->ids);
-    l->resp.id = rnd_u64(rng);
+    l->resp.id = tq_test_rand_u64_edges(rng);
     l->resp.has_lsn = tq_test_rand_below(rng, 2) != 0;
-    l->resp.lsn = l->resp.has_lsn ? rnd_u64(rng) : 0;
+    l->resp.lsn = l->resp.has_lsn ? tq_test_rand_u64_edges(rng) : 0;
     if (tq_test_rand_below(rng, 3) == 0) {
         int32_t codes[] = {0, 1, 8, 127, 128, -1, INT32_MIN, INT32_MAX};
         l->err.code = (Ticketq__ErrorCode)codes[tq_test_rand_below(rng, 8)];
@@ -72,7 +62,7 @@ static void rnd_leaf(uint64_t *rng, struct leaf *l) {
 #define R(f)                                                                                       \
     do {                                                                                           \
         x->has_##f = tq_test_rand_below(rng, 2) != 0;                                              \
-        x->f = rnd_u64(rng);                                                                       \
+        x->f = tq_test_rand_u64_edges(rng);                                                        \
     } while (0)
         R(tenant_id);
         R(token_id);

@@ -227,17 +227,27 @@ static void get_metrics(const struct tq_fixture *f, char *out, size_t cap) {
     rawc_get_metrics(addr, out, cap);
 }
 
-/* Starts ticketqd with snapshots only on request (--snapshot-every 0). child_delay_ms (NULL: none)
- * makes every snapshot child sleep that long before it writes (the server reads the variable at
- * start, so it is unset again at once). */
-static void start_on_request(struct tq_fixture *f, const char *child_delay_ms) {
+/* Starts ticketqd with snapshots only on request (--snapshot-every 0) and the options in more
+ * (NULL-terminated; NULL: none). child_delay_ms (NULL: none) makes every snapshot child sleep
+ * that long before it writes (the server reads the variable at start, so it is unset again at
+ * once). */
+static void start_on_request_with(struct tq_fixture *f, const char *child_delay_ms,
+                                  const char *const *more) {
     memset(f, 0, sizeof(*f));
     f->extra_args[0] = "--snapshot-every";
     f->extra_args[1] = "0";
+    for (size_t i = 0; more != NULL && more[i] != NULL; i++) {
+        TQ_CHECK(i + 3 < sizeof(f->extra_args) / sizeof(f->extra_args[0]));
+        f->extra_args[2 + i] = more[i];
+    }
     rawc_guard_fixture(f);
     if (child_delay_ms != NULL) setenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS", child_delay_ms, 1);
     TQ_CHECK_EQ(tq_fixture_start(f), 0);
     unsetenv("TICKETQD_TEST_SNAPSHOT_DELAY_MS");
+}
+
+static void start_on_request(struct tq_fixture *f, const char *child_delay_ms) {
+    start_on_request_with(f, child_delay_ms, NULL);
 }
 
 /* ---- a snapshot while clients ingest ----------------------------------------------------- */
@@ -605,13 +615,8 @@ static void test_sigterm_during_snapshot(void) {
 
 static void test_failing_snapshot(void) {
     struct tq_fixture f;
-    memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "0";
-    f.extra_args[2] = "--metrics";
-    f.extra_args[3] = "127.0.0.1:0";
-    rawc_guard_fixture(&f);
-    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    const char *const more[] = {"--metrics", "127.0.0.1:0", NULL};
+    start_on_request_with(&f, NULL, more);
     struct setup s;
     setup_tenant(&f, &s);
     struct rawc a, b;
@@ -688,15 +693,8 @@ static void ingest_senders(struct rawc *c, uint32_t first, uint32_t n) {
 /* One SnapshotNow on a server started with precopy ("on" or "off"); returns the metric. */
 static uint64_t precopy_run(const char *precopy, uint32_t senders) {
     struct tq_fixture f;
-    memset(&f, 0, sizeof(f));
-    f.extra_args[0] = "--snapshot-every";
-    f.extra_args[1] = "0";
-    f.extra_args[2] = "--metrics";
-    f.extra_args[3] = "127.0.0.1:0";
-    f.extra_args[4] = "--snapshot-precopy";
-    f.extra_args[5] = precopy;
-    rawc_guard_fixture(&f);
-    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    const char *const more[] = {"--metrics", "127.0.0.1:0", "--snapshot-precopy", precopy, NULL};
+    start_on_request_with(&f, NULL, more);
     struct setup s;
     setup_tenant(&f, &s);
     struct rawc a, b;
