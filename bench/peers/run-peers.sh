@@ -6,10 +6,16 @@
 #        [--systems "pg-fn pg-plain redis ticketq"] [--durability "durable relaxed"]
 #        [--redis-pipeline N] [--out DIR] [--bench-bin PATH] [--probe-bin PATH]
 #        [--ticketqd-bin PATH] [--ticketq-interval-ms MS] [--subscribers K]
-#        [--ticketqd-args "ARGS"] [--bench-args "ARGS"]
+#        [--ticketqd-args "ARGS"] [--bench-args "ARGS"] [--ticketq-snapshots peer|default]
 # --ticketqd-args / --bench-args: extra options for every ticketqd / ticketq-bench run of the
 # ticketq systems (A/B of variants, e.g. --ticketqd-args "--turn reactive", --bench-args
 # "--wait ppoll"); the table's header names them.
+# --ticketq-snapshots: peer (default) runs ticketqd with --snapshot-every 40000000 (about 16 GB of
+# log), the counterpart of the peers' set-up in PEER-WORKLOADS.md (PostgreSQL max_wal_size=16GB,
+# checkpoint_timeout=30min, a CHECKPOINT before each run; Redis save ""): no system's background
+# persistence (checkpoint, RDB fork, snapshot) starts inside a measured run. default keeps
+# ticketqd's own --snapshot-every (2,000,000 records: two or three snapshots of the 1.5 M-ticket
+# state inside a 20 s mixed run, 8-12% of its throughput; docs/performance-peers.md, 2026-12-03).
 # Systems: pg-fn (PL/pgSQL functions), pg-plain (plain statements), redis (Lua, one unit in
 # flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default),
 # ticketq (ticketqd --fsync always; relaxed: --fsync interval=MS, default 1000 like Redis
@@ -69,8 +75,10 @@ REDIS_PIPELINE=16
 SUBSCRIBERS=4
 TICKETQD_ARGS=""
 BENCH_ARGS=""
+TQ_SNAPSHOTS=peer
+TQ_PEER_SNAPSHOT_EVERY=40000000 # ~400 B of log per record: ~16 GB, PostgreSQL's max_wal_size
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -92,10 +100,18 @@ while [ $# -gt 0 ]; do
     --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
     --ticketqd-args) TICKETQD_ARGS="$2"; shift 2 ;;
     --bench-args) BENCH_ARGS="$2"; shift 2 ;;
+    --ticketq-snapshots) TQ_SNAPSHOTS="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run-peers.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+case "$TQ_SNAPSHOTS" in
+  peer) TICKETQD_ARGS="--snapshot-every $TQ_PEER_SNAPSHOT_EVERY${TICKETQD_ARGS:+ $TICKETQD_ARGS}" ;;
+  default) ;;
+  *) echo "run-peers.sh: --ticketq-snapshots: expected peer or default, got '$TQ_SNAPSHOTS'" >&2
+     exit 2 ;;
+esac
 
 log() { echo "[run-peers $(date -u +%H:%M:%S)] $*" >&2; }
 
