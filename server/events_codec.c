@@ -9,6 +9,7 @@
 #include "events_codec.h"
 
 #include "tq_assert.h"
+#include "wire.h"
 
 enum {
     BIT_AT = 0,
@@ -32,30 +33,6 @@ static int64_t unzigzag(uint64_t v) {
     return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static bool get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out) {
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (*pos >= len) return false;
-        uint8_t b = buf[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
 size_t tq_events_encoded_size_max(uint32_t count) {
     return 1u + 10u + 10u + (size_t)count * TQ_EVENT_ENCODED_BYTES_MAX;
 }
@@ -67,8 +44,8 @@ size_t tq_events_encode(uint64_t cmd_lsn, const struct tq_event *events, uint32_
     if (cap < tq_events_encoded_size_max(count)) return 0;
     size_t n = 0;
     buf[n++] = TQ_EVENTS_CODEC_VERSION;
-    n += put_varint(buf + n, cmd_lsn);
-    n += put_varint(buf + n, count);
+    n = (size_t)(tq_varint_put(buf + n, cmd_lsn) - buf);
+    n = (size_t)(tq_varint_put(buf + n, count) - buf);
     for (uint32_t i = 0; i < count; i++) {
         const struct tq_event *e = &events[i];
         TQ_ASSERT(e->lsn == cmd_lsn);
@@ -85,7 +62,7 @@ size_t tq_events_encode(uint64_t cmd_lsn, const struct tq_event *events, uint32_
         uint64_t v_ = (value);                                                                     \
         if (v_ != 0) {                                                                             \
             mask |= 1u << (bit);                                                                   \
-            n += put_varint(buf + n, v_);                                                          \
+            n = (size_t)(tq_varint_put(buf + n, v_) - buf);                                        \
         }                                                                                          \
     } while (0)
         PUT(BIT_AT, e->at_ms);
@@ -118,13 +95,12 @@ enum tq_err tq_events_decode(const uint8_t *buf, size_t len, uint64_t *cmd_lsn_o
                              struct tq_error *error) {
     TQ_ASSERT(buf != NULL || len == 0);
     TQ_ASSERT(out != NULL || cap == 0);
-    size_t pos = 0;
     uint64_t lsn, count;
     if (len < 1 || buf[0] != TQ_EVENTS_CODEC_VERSION) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad version");
     }
-    pos = 1;
-    if (!get_varint(buf, len, &pos, &lsn) || !get_varint(buf, len, &pos, &count)) {
+    struct tq_wire_rd r = {buf + 1, buf + len};
+    if (!tq_wire_get_varint(&r, &lsn) || !tq_wire_get_varint(&r, &count)) {
         return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated header");
     }
     if (count > TQ_EVENTS_PER_RECORD_MAX || count > len) {
@@ -137,16 +113,16 @@ enum tq_err tq_events_decode(const uint8_t *buf, size_t len, uint64_t *cmd_lsn_o
     }
     for (uint32_t i = 0; i < (uint32_t)count; i++) {
         uint64_t mask, v[BIT_COUNT] = {0};
-        if (pos >= len) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated");
-        uint8_t type = buf[pos++];
+        if (r.p == r.end) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated");
+        uint8_t type = *r.p++;
         if (type < TQ_EVENT_TENANT_CREATED || type > TQ_EVENT_CUSTOMER_ERASED) {
             return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad type %u", type);
         }
-        if (!get_varint(buf, len, &pos, &mask) || mask >= (1u << BIT_COUNT)) {
+        if (!tq_wire_get_varint(&r, &mask) || mask >= (1u << BIT_COUNT)) {
             return tq_error_set(error, TQ_ERR_CORRUPT, "events record: bad mask");
         }
         for (unsigned b = 0; b < BIT_COUNT; b++) {
-            if ((mask & (1u << b)) != 0 && !get_varint(buf, len, &pos, &v[b])) {
+            if ((mask & (1u << b)) != 0 && !tq_wire_get_varint(&r, &v[b])) {
                 return tq_error_set(error, TQ_ERR_CORRUPT, "events record: truncated field");
             }
         }
@@ -168,7 +144,7 @@ enum tq_err tq_events_decode(const uint8_t *buf, size_t len, uint64_t *cmd_lsn_o
         e->new_value = unzigzag(v[BIT_NEW]);
         e->sla_metric = (enum tq_sla_metric)v[BIT_METRIC];
     }
-    if (pos != len) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: trailing bytes");
+    if (r.p != r.end) return tq_error_set(error, TQ_ERR_CORRUPT, "events record: trailing bytes");
     *cmd_lsn_out = lsn;
     *count_out = (uint32_t)count;
     return TQ_OK;
