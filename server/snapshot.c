@@ -52,6 +52,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -352,6 +353,10 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
     /* Below the event loop's priority, as compaction's helper thread: on a contended CPU the
      * loop (answering clients) runs first. Best effort. */
     (void)setpriority(PRIO_PROCESS, 0, SNAPSHOT_CHILD_NICE);
+    if (getenv("TQ_EXP_SCHED_IDLE") != NULL) {
+        struct sched_param sp = {.sched_priority = 0};
+        (void)sched_setscheduler(0, SCHED_IDLE, &sp);
+    }
     const char *delay = getenv(TEST_DELAY_ENV);
     if (delay != NULL) {
         long ms = strtol(delay, NULL, 10);
@@ -361,12 +366,14 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
         }
     }
     char msg[TQ_SNAPSHOT_ERROR_BYTES + 32];
-    void *blob = NULL;
-    size_t len = 0;
+    struct tq_state_image image;
     struct tq_error error;
-    enum tq_err err = tq_state_serialize(srv->state, &blob, &len, &error);
+    enum tq_err err =
+        tq_state_serialize_image(srv->state, TQ_SNAPSHOT_HEADER_BYTES, &image, &error);
+    size_t len = err == TQ_OK ? image.blob_bytes : 0;
     if (err == TQ_OK) {
-        err = tq_log_snapshot_write_gated(srv->log, lsn, blob, len, child_gate, &go_fd, &error);
+        err = tq_log_snapshot_write_image(srv->log, lsn, image.map, image.map_bytes, len,
+                                          child_gate, &go_fd, &error);
     }
     int n = err == TQ_OK ? snprintf(msg, sizeof(msg), "ok %zu %" PRIu64 " %" PRIu64 " %d\n", len,
                                     pc.bytes, precopy_us, pc.err)
