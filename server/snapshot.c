@@ -3,9 +3,9 @@
  * Phases: IDLE -> WANTED (a snapshot is wanted: it starts in this turn's tq_snapshot_turn) ->
  * RUNNING (forked at the state's *applied* LSN, which every staged record reaches but the log
  * may not have made durable yet; the child serialises its copy-on-write image of the state and
- * writes it with tq_log_snapshot_write_gated) -> IDLE (the child was reaped; waiters called).
- * Waiters of the running snapshot are in `cur`; a request that needs a newer snapshot than the
- * running one waits in `next`, which starts as soon as the running one ends. Only the loop
+ * writes it with tq_log_snapshot_write_image and a gate) -> IDLE (the child was reaped; waiters
+ * called). Waiters of the running snapshot are in `cur`; a request that needs a newer snapshot than
+ * the running one waits in `next`, which starts as soon as the running one ends. Only the loop
  * thread calls into this file.
  *
  * Durability without a barrier: the loop never stops staging for a snapshot. The child writes
@@ -52,7 +52,6 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -353,10 +352,6 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
     /* Below the event loop's priority, as compaction's helper thread: on a contended CPU the
      * loop (answering clients) runs first. Best effort. */
     (void)setpriority(PRIO_PROCESS, 0, SNAPSHOT_CHILD_NICE);
-    if (getenv("TQ_EXP_SCHED_IDLE") != NULL) {
-        struct sched_param sp = {.sched_priority = 0};
-        (void)sched_setscheduler(0, SCHED_IDLE, &sp);
-    }
     const char *delay = getenv(TEST_DELAY_ENV);
     if (delay != NULL) {
         long ms = strtol(delay, NULL, 10);

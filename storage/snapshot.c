@@ -12,6 +12,10 @@
  *    32    8 created_us
  *    40   16 reserved     zero
  *    56    8 header_hash  XXH3-64 of bytes 0..55
+ * Written from a blob (tq_log_snapshot_write[_gated]: header, then the blob, buffered and paced)
+ * or from an image (tq_log_snapshot_write_image: the caller left the header's 64 bytes in front
+ * of the blob in page-aligned memory, so the file is one contiguous O_DIRECT write; buffered
+ * where the file system refuses O_DIRECT). Both produce the same bytes.
  * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. A gated write (a snapshot taken
  * ahead of durability) waits for its gate between the fsync and the rename: the rename is the
  * publication, and it happens only once every record <= lsn is durable. The newest
