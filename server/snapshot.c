@@ -3,9 +3,9 @@
  * Phases: IDLE -> WANTED (a snapshot is wanted: it starts in this turn's tq_snapshot_turn) ->
  * RUNNING (forked at the state's *applied* LSN, which every staged record reaches but the log
  * may not have made durable yet; the child serialises its copy-on-write image of the state and
- * writes it with tq_log_snapshot_write_gated) -> IDLE (the child was reaped; waiters called).
- * Waiters of the running snapshot are in `cur`; a request that needs a newer snapshot than the
- * running one waits in `next`, which starts as soon as the running one ends. Only the loop
+ * writes it with tq_log_snapshot_write_image and a gate) -> IDLE (the child was reaped; waiters
+ * called). Waiters of the running snapshot are in `cur`; a request that needs a newer snapshot than
+ * the running one waits in `next`, which starts as soon as the running one ends. Only the loop
  * thread calls into this file.
  *
  * Durability without a barrier: the loop never stops staging for a snapshot. The child writes
@@ -361,12 +361,14 @@ static _Noreturn void child_main(struct tq_server *srv, uint64_t lsn, int wfd, i
         }
     }
     char msg[TQ_SNAPSHOT_ERROR_BYTES + 32];
-    void *blob = NULL;
-    size_t len = 0;
+    struct tq_state_image image;
     struct tq_error error;
-    enum tq_err err = tq_state_serialize(srv->state, &blob, &len, &error);
+    enum tq_err err =
+        tq_state_serialize_image(srv->state, TQ_SNAPSHOT_HEADER_BYTES, &image, &error);
+    size_t len = err == TQ_OK ? image.blob_bytes : 0;
     if (err == TQ_OK) {
-        err = tq_log_snapshot_write_gated(srv->log, lsn, blob, len, child_gate, &go_fd, &error);
+        err = tq_log_snapshot_write_image(srv->log, lsn, image.map, image.map_bytes, len,
+                                          child_gate, &go_fd, &error);
     }
     int n = err == TQ_OK ? snprintf(msg, sizeof(msg), "ok %zu %" PRIu64 " %" PRIu64 " %d\n", len,
                                     pc.bytes, precopy_us, pc.err)

@@ -40,11 +40,16 @@ struct tq_io_faults {
                               * appends needing a new segment are refused (TQ_ERR_NO_SPACE).
                               * A write that still fails (fail_op_at) is fail-stop. */
     bool track_unsynced;     /* record ranges for tq_io_faults_power_cut (costs a pread each) */
+    /* Snapshot files (blocking writes outside the op count above). */
+    int snapshot_write_errno;    /* every snapshot write fails with this errno (e.g. ENOSPC) */
+    bool snapshot_direct_einval; /* opening a snapshot with O_DIRECT fails with EINVAL, as on a
+                                  * file system without O_DIRECT: the buffered fallback runs */
     /* Counters (read by the test). */
     uint64_t ops; /* operations seen so far */
     uint64_t writes;
     uint64_t fsyncs;
-    uint64_t injected; /* faults injected so far */
+    uint64_t injected;               /* faults injected so far */
+    uint64_t snapshot_direct_writes; /* snapshot images written with O_DIRECT */
     /* Private. */
     struct tq_io_range *ranges;
     uint64_t seq;

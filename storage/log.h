@@ -356,6 +356,19 @@ TQ_NODISCARD enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_
                                                      const void *blob, size_t len,
                                                      tq_snapshot_gate_fn gate, void *gate_ctx,
                                                      struct tq_error *error);
+/* Bytes before the blob in a snapshot file (its header, docs/log-format.md). */
+#define TQ_SNAPSHOT_HEADER_BYTES 64u
+/* As tq_log_snapshot_write (gate NULL) or tq_log_snapshot_write_gated, from an image: image is
+ * 4096-byte aligned, its first TQ_SNAPSHOT_HEADER_BYTES are overwritten with the header, the
+ * blob follows them, and the bytes after the blob up to image_cap (which must reach the next
+ * 4096-byte boundary) may be overwritten with zero padding. The file is byte for byte what the
+ * blob variants write; it is written with O_DIRECT, so the page cache makes no copy of it,
+ * and buffered where the file system refuses O_DIRECT. TQ_ERR_INVALID_ARGUMENT for an image
+ * without room, plus the blob variants' errors. */
+TQ_NODISCARD enum tq_err tq_log_snapshot_write_image(struct tq_log *log, uint64_t lsn, void *image,
+                                                     size_t image_cap, size_t blob_bytes,
+                                                     tq_snapshot_gate_fn gate, void *gate_ctx,
+                                                     struct tq_error *error);
 /* The newest valid snapshot: *blob_out (caller frees with tq_free(blob, len)), its LSN.
  * TQ_ERR_NOT_FOUND if there is none. */
 TQ_NODISCARD enum tq_err tq_log_snapshot_latest(struct tq_log *log, void **blob_out,

@@ -12,6 +12,10 @@
  *    32    8 created_us
  *    40   16 reserved     zero
  *    56    8 header_hash  XXH3-64 of bytes 0..55
+ * Written from a blob (tq_log_snapshot_write[_gated]: header, then the blob, buffered and paced)
+ * or from an image (tq_log_snapshot_write_image: the caller left the header's 64 bytes in front
+ * of the blob in page-aligned memory, so the file is one contiguous O_DIRECT write; buffered
+ * where the file system refuses O_DIRECT). Both produce the same bytes.
  * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. A gated write (a snapshot taken
  * ahead of durability) waits for its gate between the fsync and the rename: the rename is the
  * publication, and it happens only once every record <= lsn is durable. The newest
@@ -51,6 +55,7 @@ struct snap_header {
 };
 _Static_assert(sizeof(struct snap_header) == 64, "snapshot format");
 _Static_assert(offsetof(struct snap_header, header_hash) == 56, "snapshot format");
+_Static_assert(sizeof(struct snap_header) == TQ_SNAPSHOT_HEADER_BYTES, "snapshot format");
 
 static int cmp_desc(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -194,7 +199,7 @@ static void snap_path_in(const char *snap_dir, uint64_t lsn, const char *suffix,
     snprintf(out, cap, "%s/%020" PRIu64 ".snap%s", snap_dir, lsn, suffix);
 }
 
-/* Snapshots are written in chunks whose writeback starts at once (sync_file_range), and at
+/* Buffered writes go in chunks whose writeback starts at once (sync_file_range), and at
  * most SNAP_DIRTY_BYTES are left unwritten behind the writer. One pwrite of the whole blob
  * left it all dirty for the final fsync, which then flushed 64 MB-1 GB in one burst: the
  * log's batch fdatasyncs queued behind it for tens of ms (ingest p99, docs/performance.md,
@@ -202,6 +207,17 @@ static void snap_path_in(const char *snap_dir, uint64_t lsn, const char *suffix,
  * their errors are left to it. */
 #define SNAP_WRITE_CHUNK (1u << 20)
 #define SNAP_DIRTY_BYTES (8 << 20)
+
+/* An image (tq_log_snapshot_write_image) is written with O_DIRECT in chunks of this size,
+ * each a whole number of SNAP_DIRECT_ALIGN blocks: the device reads the child's pages itself,
+ * so the page cache gets no 250-450 MB copy to make, hold and write back (every copy was
+ * memory bandwidth taken from the event loop on the same cores: docs/performance-server.md,
+ * "Snapshot copies"). Each pwrite waits for the device, which also paces the writer. 4096:
+ * the largest logical block size of the devices we run on (512 or 4096), so any of them
+ * accepts the offsets, lengths and buffer addresses. */
+#define SNAP_DIRECT_CHUNK (1u << 20)
+#define SNAP_DIRECT_ALIGN 4096u
+_Static_assert(SNAP_DIRECT_CHUNK % SNAP_DIRECT_ALIGN == 0, "direct chunks are whole blocks");
 
 static void snap_writeback(int fd, off_t at, off_t len) {
     (void)sync_file_range(fd, at, len, SYNC_FILE_RANGE_WRITE);
@@ -212,41 +228,126 @@ static void snap_writeback(int fd, off_t at, off_t len) {
     }
 }
 
+/* pwrite through the fault seam: faults->snapshot_write_errno fails every snapshot write. */
+static ssize_t snap_pwrite(const struct tq_log *log, int fd, const void *p, size_t n, off_t at) {
+    if (log->opt.faults != NULL && log->opt.faults->snapshot_write_errno != 0) {
+        log->opt.faults->injected++;
+        errno = log->opt.faults->snapshot_write_errno;
+        return -1;
+    }
+    return pwrite(fd, p, n, at);
+}
+
+/* Buffered, paced writes of bytes [from, len) of p at file offset `at + (i - from)`. Returns
+ * false with errno set on a failed or zero-length write. */
+static bool snap_write_buffered(const struct tq_log *log, int fd, const uint8_t *p, size_t len,
+                                off_t at) {
+    size_t done = 0;
+    while (done < len) {
+        size_t n = len - done < SNAP_WRITE_CHUNK ? len - done : SNAP_WRITE_CHUNK;
+        ssize_t w = snap_pwrite(log, fd, p + done, n, at + (off_t)done);
+        if (w < 0) return false;
+        if (w == 0) {
+            errno = EIO;
+            return false;
+        }
+        snap_writeback(fd, at + (off_t)done, (off_t)w);
+        done += (size_t)w;
+    }
+    return true;
+}
+
+/* What a snapshot file is written from: a bare blob (the header is written on its own), or an
+ * image whose first TQ_SNAPSHOT_HEADER_BYTES are the header's and whose bytes up to image_cap
+ * may be used as zero padding. */
+struct snap_src {
+    const void *blob; /* blob mode */
+    uint8_t *image;   /* image mode (blob == NULL): page-aligned */
+    size_t image_cap;
+    size_t len; /* blob bytes */
+};
+
+/* Writes an image: O_DIRECT unless the file system refuses it (tmpfs before Linux 6.6,
+ * some FUSE and network file systems: EINVAL at open or at the first write), then buffered
+ * as a blob would be. The tail is padded with zeros to a whole block and the file truncated
+ * back to its exact length; the fsync that follows makes the length durable with the data.
+ * *direct_out tells which path wrote it (for the tests). */
+static bool snap_write_image(const struct tq_log *log, int fd, const struct snap_src *src,
+                             bool *direct_out) {
+    const size_t total = TQ_SNAPSHOT_HEADER_BYTES + src->len;
+    const size_t padded = (total + SNAP_DIRECT_ALIGN - 1) / SNAP_DIRECT_ALIGN * SNAP_DIRECT_ALIGN;
+    TQ_ASSERT(((uintptr_t)src->image & (SNAP_DIRECT_ALIGN - 1)) == 0);
+    TQ_ASSERT(padded <= src->image_cap);
+    int flags = fcntl(fd, F_GETFL);
+    bool direct = flags >= 0 && (flags & O_DIRECT) != 0;
+    *direct_out = false;
+    if (direct) {
+        memset(src->image + total, 0, padded - total);
+        size_t done = 0;
+        while (done < padded) {
+            size_t n = padded - done < SNAP_DIRECT_CHUNK ? padded - done : SNAP_DIRECT_CHUNK;
+            ssize_t w = snap_pwrite(log, fd, src->image + done, n, (off_t)done);
+            if (w < 0 && errno == EINVAL && done == 0) break; /* refused: buffered below */
+            if (w < 0) return false;
+            if (w == 0 || (size_t)w % SNAP_DIRECT_ALIGN != 0) {
+                errno = EIO; /* a short direct write: not expected on a local file system */
+                return false;
+            }
+            done += (size_t)w;
+        }
+        if (done == padded) {
+            *direct_out = true;
+            if (padded != total && ftruncate(fd, (off_t)total) != 0) return false;
+            return true;
+        }
+        if (fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0) return false;
+    }
+    return snap_write_buffered(log, fd, src->image, total, 0);
+}
+
 /* The write itself, into snap_dir; gate (NULL: none) is asked between the fsync and the rename. */
 static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t lsn,
-                              const void *blob, size_t len, tq_snapshot_gate_fn gate,
-                              void *gate_ctx, struct tq_error *error) {
+                              const struct snap_src *src, tq_snapshot_gate_fn gate, void *gate_ctx,
+                              struct tq_error *error) {
     char tmp[4096], final[4096];
     snap_path_in(snap_dir, lsn, ".tmp", tmp, sizeof(tmp));
     snap_path_in(snap_dir, lsn, "", final, sizeof(final));
+    const bool image = src->blob == NULL;
+    const uint8_t *blob = image ? src->image + TQ_SNAPSHOT_HEADER_BYTES : src->blob;
     struct snap_header h = {
         .magic = TQ_SNAP_MAGIC,
         .version = TQ_FORMAT_VERSION,
         .lsn = lsn,
-        .blob_bytes = len,
-        .blob_hash = XXH3_64bits(blob, len),
+        .blob_bytes = src->len,
+        .blob_hash = XXH3_64bits(blob, src->len),
         .created_us = wall_us(),
     };
     h.header_hash = XXH3_64bits(&h, offsetof(struct snap_header, header_hash));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return tq_error_set(error, TQ_ERR_IO, "create %s: %s", tmp, strerror(errno));
-    enum tq_err err = TQ_OK;
-    ssize_t put = pwrite(fd, &h, sizeof(h), 0);
-    if (put == (ssize_t)sizeof(h) && len > 0) {
-        size_t done = 0;
-        while (done < len) {
-            size_t n = len - done < SNAP_WRITE_CHUNK ? len - done : SNAP_WRITE_CHUNK;
-            off_t at = (off_t)(sizeof(h) + done);
-            ssize_t w = pwrite(fd, (const uint8_t *)blob + done, n, at);
-            if (w <= 0) break;
-            done += (size_t)w;
-            snap_writeback(fd, at, (off_t)w);
-        }
-        if (done != len) put = -1;
+    int fd = -1;
+    if (image) {
+        memcpy(src->image, &h, sizeof(h));
+        bool refuse = log->opt.faults != NULL && log->opt.faults->snapshot_direct_einval;
+        fd = refuse ? (errno = EINVAL, -1)
+                    : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+        if (fd < 0 && errno == EINVAL)
+            fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else {
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
-    if (put < 0 || put == 0) {
-        err = tq_error_set(error, errno == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO, "write %s: %s",
-                           tmp, strerror(errno));
+    if (fd < 0) return tq_error_set(error, TQ_ERR_IO, "create %s: %s", tmp, strerror(errno));
+    bool written = false;
+    if (image) {
+        bool direct = false;
+        written = snap_write_image(log, fd, src, &direct);
+        if (written && log->opt.faults != NULL) log->opt.faults->snapshot_direct_writes += direct;
+    } else {
+        written = snap_pwrite(log, fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+                  snap_write_buffered(log, fd, src->blob, src->len, (off_t)sizeof(h));
+    }
+    if (!written) {
+        int e = errno;
+        enum tq_err err = tq_error_set(error, e == ENOSPC ? TQ_ERR_NO_SPACE : TQ_ERR_IO,
+                                       "write %s: %s", tmp, strerror(e));
         close(fd);
         unlink(tmp);
         return err;
@@ -262,7 +363,7 @@ static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t
         return error != NULL ? error->code : TQ_ERR_UNAVAILABLE;
     }
     if (rename(tmp, final) != 0) {
-        err = tq_error_set(error, TQ_ERR_IO, "rename %s: %s", tmp, strerror(errno));
+        enum tq_err err = tq_error_set(error, TQ_ERR_IO, "rename %s: %s", tmp, strerror(errno));
         unlink(tmp);
         return err;
     }
@@ -302,7 +403,8 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
     if (len > 0 && blob == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
     }
-    return snap_write(log, log->snap_dir, lsn, blob, len, NULL, NULL, error);
+    const struct snap_src src = {.blob = blob != NULL ? blob : "", .len = len};
+    return snap_write(log, log->snap_dir, lsn, &src, NULL, NULL, error);
 }
 
 enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn, const void *blob,
@@ -320,5 +422,33 @@ enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn, const 
     if (len > 0 && blob == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
     }
-    return snap_write(log, log->snap_dir, lsn, blob, len, gate, gate_ctx, error);
+    const struct snap_src src = {.blob = blob != NULL ? blob : "", .len = len};
+    return snap_write(log, log->snap_dir, lsn, &src, gate, gate_ctx, error);
+}
+
+enum tq_err tq_log_snapshot_write_image(struct tq_log *log, uint64_t lsn, void *image,
+                                        size_t image_cap, size_t blob_bytes,
+                                        tq_snapshot_gate_fn gate, void *gate_ctx,
+                                        struct tq_error *error) {
+    TQ_ASSERT(image != NULL);
+    TQ_ASSERT(((uintptr_t)image & (SNAP_DIRECT_ALIGN - 1)) == 0);
+    if (log->opt.read_only) {
+        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
+    }
+    const size_t total = TQ_SNAPSHOT_HEADER_BYTES + blob_bytes;
+    if (blob_bytes > image_cap ||
+        (total + SNAP_DIRECT_ALIGN - 1) / SNAP_DIRECT_ALIGN * SNAP_DIRECT_ALIGN > image_cap) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "snapshot image of %zu bytes has no room for its header and padding "
+                            "(%zu)",
+                            blob_bytes, image_cap);
+    }
+    if (gate == NULL ? lsn == 0 || lsn > tq_log_acked_lsn(log) : lsn == 0 || lsn >= log->next_lsn) {
+        return tq_error_set(
+            error, TQ_ERR_INVALID_ARGUMENT,
+            "snapshot lsn %" PRIu64 " is not %s (acked %" PRIu64 ", next %" PRIu64 ")", lsn,
+            gate == NULL ? "acknowledged" : "appended", tq_log_acked_lsn(log), log->next_lsn);
+    }
+    const struct snap_src src = {.image = image, .image_cap = image_cap, .len = blob_bytes};
+    return snap_write(log, log->snap_dir, lsn, &src, gate, gate_ctx, error);
 }

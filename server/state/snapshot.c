@@ -24,8 +24,12 @@
  */
 #include "state_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #define SNAP_MAGIC        "TQSTATE"
@@ -34,18 +38,68 @@
 
 /* ---- writer ------------------------------------------------------------------------------- */
 
+/* Two modes. Heap (map_bytes == 0): a doubling tq_alloc buffer, for the digest and
+ * tq_state_serialize. Image (tq_state_serialize_image): an anonymous mapping grown with mremap
+ * (the kernel moves page tables, no byte is copied), and the body is hashed as it is written,
+ * HASH_STEP bytes at a time while they are still in the cache: `cap` is then a soft limit that
+ * sends the writer to sw_grow every HASH_STEP bytes, so the per-field fast path is unchanged. */
 struct sw {
     uint8_t *buf;
     size_t len, cap;
+    size_t map_bytes;   /* image mode: the mapping's length; 0 in heap mode */
+    size_t hashed;      /* image mode: bytes [hash_from, hashed) are in `hash` */
+    XXH3_state_t *hash; /* image mode: running XXH3-64 of the body */
+    size_t rewind_to;   /* image mode: where writing restarts after a failed mremap */
+    bool failed;        /* image mode: a mremap failed; the bytes are garbage */
 };
+
+/* Image mode hashes the body in steps of this many bytes: small enough to be in L2 when
+ * hashed, large enough that the step's bookkeeping is noise. */
+#define HASH_STEP (256u * 1024)
+
+static void sw_hash_upto(struct sw *w, size_t end) {
+    if (end > w->hashed && !w->failed) {
+        (void)XXH3_64bits_update(w->hash, w->buf + w->hashed, end - w->hashed);
+        w->hashed = end;
+    }
+}
+
+/* The image mode's slow path: hash what is complete, grow the mapping if needed. */
+static void sw_grow_image(struct sw *w, size_t n) {
+    TQ_ASSERT(w->map_bytes > 0 && w->hash != NULL);
+    sw_hash_upto(w, w->len);
+    if (w->len + n > w->map_bytes) {
+        size_t want = w->map_bytes;
+        while (want < w->len + n)
+            want *= 2;
+        void *p = mremap(w->buf, w->map_bytes, want, MREMAP_MAYMOVE);
+        if (p == MAP_FAILED) {
+            /* Out of address space or memory: the serialisation is lost; it goes on writing
+             * over the bytes after rewind_to (nothing is read from them) and reports the
+             * failure at the end. A single field larger than the mapping is a bug. */
+            TQ_ASSERT(w->rewind_to + n <= w->map_bytes);
+            w->failed = true;
+            w->len = w->rewind_to;
+        } else {
+            w->buf = p;
+            w->map_bytes = want;
+        }
+    }
+    size_t soft = w->len + n + HASH_STEP;
+    w->cap = soft < w->map_bytes ? soft : w->map_bytes;
+}
 
 static uint8_t *sw_reserve(struct sw *w, size_t n) {
     if (w->len + n > w->cap) {
-        size_t cap = w->cap == 0 ? 64 * 1024 : w->cap;
-        while (cap < w->len + n)
-            cap *= 2;
-        w->buf = tq_xrealloc(w->buf, w->cap, cap);
-        w->cap = cap;
+        if (w->map_bytes > 0) {
+            sw_grow_image(w, n);
+        } else {
+            size_t cap = w->cap == 0 ? 64 * 1024 : w->cap;
+            while (cap < w->len + n)
+                cap *= 2;
+            w->buf = tq_xrealloc(w->buf, w->cap, cap);
+            w->cap = cap;
+        }
     }
     uint8_t *p = w->buf + w->len;
     w->len += n;
@@ -278,7 +332,7 @@ static void write_body(const struct tq_state *s, struct sw *w, bool with_lsn) {
 }
 
 void tq_state_digest(const struct tq_state *s, uint8_t digest_out[16]) {
-    struct sw w = {NULL, 0, 0};
+    struct sw w = {0};
     write_body(s, &w, false);
     XXH128_hash_t h = XXH3_128bits(w.buf, w.len);
     XXH128_canonical_t canon;
@@ -287,22 +341,28 @@ void tq_state_digest(const struct tq_state *s, uint8_t digest_out[16]) {
     tq_free(w.buf, w.cap);
 }
 
+/* Fills the state header (the first SNAP_HEADER_BYTES of blob) for a body of body_len bytes
+ * whose XXH3-64 is sum. */
+static void put_state_header(uint8_t *blob, uint64_t body_len, uint64_t sum) {
+    memset(blob, 0, SNAP_HEADER_BYTES);
+    memcpy(blob, SNAP_MAGIC, 8);
+    for (int i = 0; i < 4; i++)
+        blob[8 + i] = (uint8_t)(SNAP_VERSION >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        blob[16 + i] = (uint8_t)(body_len >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        blob[24 + i] = (uint8_t)(sum >> (8 * i));
+}
+
 enum tq_err tq_state_serialize(const struct tq_state *s, void **blob_out, size_t *len_out,
                                struct tq_error *error) {
     TQ_ASSERT(blob_out != NULL && len_out != NULL);
-    struct sw w = {NULL, 0, 0};
+    struct sw w = {0};
     uint8_t header[SNAP_HEADER_BYTES] = {0};
     sw_bytes(&w, header, sizeof(header));
     write_body(s, &w, true);
     uint64_t body_len = w.len - SNAP_HEADER_BYTES;
-    uint64_t sum = XXH3_64bits(w.buf + SNAP_HEADER_BYTES, body_len);
-    memcpy(w.buf, SNAP_MAGIC, 8);
-    for (int i = 0; i < 4; i++)
-        w.buf[8 + i] = (uint8_t)(SNAP_VERSION >> (8 * i));
-    for (int i = 0; i < 8; i++)
-        w.buf[16 + i] = (uint8_t)(body_len >> (8 * i));
-    for (int i = 0; i < 8; i++)
-        w.buf[24 + i] = (uint8_t)(sum >> (8 * i));
+    put_state_header(w.buf, body_len, XXH3_64bits(w.buf + SNAP_HEADER_BYTES, body_len));
     /* Hand out an exact-size blob so the caller's tq_free(blob, len) matches. */
     void *blob = tq_alloc(w.len);
     if (blob == NULL) {
@@ -315,6 +375,56 @@ enum tq_err tq_state_serialize(const struct tq_state *s, void **blob_out, size_t
     *len_out = w.len;
     tq_free(w.buf, w.cap);
     return TQ_OK;
+}
+
+/* The first mapping of an image: grown by doubling from here (address space only; pages are
+ * allocated as they are written). */
+#define IMAGE_MAP_BYTES_MIN (4u << 20)
+
+enum tq_err tq_state_serialize_image(const struct tq_state *s, size_t head_bytes,
+                                     struct tq_state_image *image_out, struct tq_error *error) {
+    TQ_ASSERT(image_out != NULL);
+    TQ_ASSERT(head_bytes <= IMAGE_MAP_BYTES_MIN / 2);
+    memset(image_out, 0, sizeof(*image_out));
+    void *map =
+        mmap(NULL, IMAGE_MAP_BYTES_MIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED, "snapshot: mmap %u bytes: %s",
+                            IMAGE_MAP_BYTES_MIN, strerror(errno));
+    }
+    XXH3_state_t hash;
+    (void)XXH3_64bits_reset(&hash);
+    const size_t body_at = head_bytes + SNAP_HEADER_BYTES;
+    struct sw w = {
+        .buf = map,
+        .len = body_at, /* the caller's head and the state header are filled in at the end */
+        .cap = body_at,
+        .map_bytes = IMAGE_MAP_BYTES_MIN,
+        .hashed = body_at,
+        .hash = &hash,
+        .rewind_to = body_at,
+    };
+    write_body(s, &w, true);
+    sw_hash_upto(&w, w.len);
+    if (w.failed) {
+        munmap(w.buf, w.map_bytes);
+        return tq_error_set(error, TQ_ERR_RESOURCE_EXHAUSTED,
+                            "snapshot: out of memory growing the image past %zu bytes",
+                            w.map_bytes);
+    }
+    TQ_ASSERT(w.hashed == w.len);
+    uint64_t body_len = w.len - body_at;
+    put_state_header(w.buf + head_bytes, body_len, XXH3_64bits_digest(&hash));
+    image_out->map = w.buf;
+    image_out->map_bytes = w.map_bytes;
+    image_out->head_bytes = head_bytes;
+    image_out->blob_bytes = w.len - head_bytes;
+    return TQ_OK;
+}
+
+void tq_state_image_free(struct tq_state_image *image) {
+    if (image->map != NULL) munmap(image->map, image->map_bytes);
+    memset(image, 0, sizeof(*image));
 }
 
 /* ---- reader ------------------------------------------------------------------------------- */

@@ -596,6 +596,22 @@ void tq_state_digest(const struct tq_state *state, uint8_t digest_out[16]);
  * tq_free(blob, len)) and load it into a fresh state. TQ_ERR_CORRUPT for a bad blob. */
 TQ_NODISCARD enum tq_err tq_state_serialize(const struct tq_state *state, void **blob_out,
                                             size_t *len_out, struct tq_error *error);
+/* The same blob as tq_state_serialize, laid out for a file write with less copying (the
+ * background snapshot uses it): the blob starts head_bytes into a page-aligned anonymous
+ * mapping whose first head_bytes are zeros left for the caller's file header, and the bytes
+ * from head_bytes + blob_bytes to map_bytes are the caller's to use (zero padding). Nothing is
+ * copied after serialising, and the body is hashed as it is written. The caller frees the
+ * image with tq_state_image_free. TQ_ERR_RESOURCE_EXHAUSTED when memory runs out. */
+struct tq_state_image {
+    uint8_t *map;      /* page-aligned */
+    size_t map_bytes;  /* >= head_bytes + blob_bytes, a whole number of pages */
+    size_t head_bytes; /* as asked */
+    size_t blob_bytes; /* the blob is map[head_bytes .. head_bytes + blob_bytes) */
+};
+TQ_NODISCARD enum tq_err tq_state_serialize_image(const struct tq_state *state, size_t head_bytes,
+                                                  struct tq_state_image *image_out,
+                                                  struct tq_error *error);
+void tq_state_image_free(struct tq_state_image *image);
 TQ_NODISCARD enum tq_err tq_state_deserialize(const void *blob, size_t len,
                                               const struct tq_state_options *options,
                                               struct tq_state **state_out, struct tq_error *error);

@@ -24,7 +24,9 @@
  *     event stream must hash the same record by record, and the final digests must be equal;
  *     then again through a tq_state_window (decode-ahead, prefetch stages, hinted apply);
  *   - snapshot: serialise at a random point, deserialise, compare digests there, replay the
- *     rest of the log onto it: final digest equal; a corrupted snapshot is refused.
+ *     rest of the log onto it: final digest equal; a corrupted snapshot is refused; the
+ *     image serialisation (tq_state_serialize_image, mremap growth, body hashed as written)
+ *     gives the very bytes of tq_state_serialize.
  */
 #include "state.h"
 #include "tq_alloc.h"
@@ -807,6 +809,23 @@ int main(void) {
     TQ_CHECK_OK(tq_state_serialize(l, &b2, &n2, &err), &err);
     TQ_CHECK_UEQ(n1, n2);
     TQ_CHECK_MEM_EQ(b1, b2, n1);
+    /* the background snapshot's image is the same blob, after any head, zeros before it */
+    const size_t heads[] = {0, 64, 4096};
+    for (size_t k = 0; k < TQ_ARRAY_COUNT(heads); k++) {
+        struct tq_state_image img;
+        TQ_CHECK_OK(tq_state_serialize_image(s, heads[k], &img, &err), &err);
+        TQ_CHECK_UEQ(img.head_bytes, heads[k]);
+        TQ_CHECK_UEQ(img.blob_bytes, n1);
+        TQ_CHECK_UEQ((uintptr_t)img.map % 4096, 0);
+        TQ_CHECK_UEQ(img.map_bytes % 4096, 0);
+        TQ_CHECK(img.map_bytes >= heads[k] + n1);
+        for (size_t i = 0; i < heads[k]; i++)
+            TQ_CHECK_UEQ(img.map[i], 0);
+        TQ_CHECK_MEM_EQ(img.map + heads[k], b1, n1);
+        tq_state_image_free(&img);
+        TQ_CHECK(img.map == NULL);
+    }
+    printf("test_state_model: serialised state %zu bytes (image and blob equal)\n", n1);
     tq_state_free(l);
     /* damaged snapshots are refused: a flipped bit, a truncation */
     uint8_t *bytes = b1;

@@ -11,13 +11,17 @@
  * ratio > 1 on text (printed); the precondition errors (tail, twice, unknown segment); a
  * crash between rename and unlink (both files present) reopens to the .zseg alone; the
  * rewrite split (begin / write on another thread / install) redacts and compresses while the
- * owner appends and reads, and the old image stays readable until install.
+ * owner appends and reads, and the old image stays readable until install; a snapshot written
+ * from an image (O_DIRECT, or its buffered fallback) is byte-identical to the blob path's.
  */
 #include "storage_test.h"
 #include "support_text.h"
 #include "tq_alloc.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sys/mman.h>
 
 static uint64_t seed;
 
@@ -163,6 +167,157 @@ static void test_snapshot_gated(void) {
     TQ_CHECK_UEQ(len, sizeof(blob));
     TQ_CHECK_MEM_EQ(got, blob, len);
     tq_free(got, len);
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* Reads a whole snapshot file into a tq_alloc'd buffer (*len_out bytes). */
+static uint8_t *read_snap_file(const char *dir, uint64_t lsn, size_t *len_out) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapshots/%020" PRIu64 ".snap", dir, lsn);
+    int fd = open(path, O_RDONLY);
+    TQ_CHECK(fd >= 0);
+    struct stat sb;
+    TQ_CHECK_EQ(fstat(fd, &sb), 0);
+    uint8_t *buf = tq_xalloc((size_t)sb.st_size);
+    TQ_CHECK_EQ(pread(fd, buf, (size_t)sb.st_size, 0), (ssize_t)sb.st_size);
+    close(fd);
+    *len_out = (size_t)sb.st_size;
+    return buf;
+}
+
+/* A file written from an image is the file written from the same blob, byte for byte, but for
+ * the creation time and the header hash that covers it. */
+static void check_same_file(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len) {
+    TQ_CHECK_UEQ(a_len, b_len);
+    TQ_CHECK_MEM_EQ(a, b, 32);           /* magic, version, flags, lsn, blob_bytes, blob_hash */
+    TQ_CHECK_MEM_EQ(a + 40, b + 40, 16); /* reserved */
+    TQ_CHECK_MEM_EQ(a + 64, b + 64, a_len - 64);
+}
+
+/* True when DIR/snapshots holds a *.tmp file. */
+static bool snap_tmp_left(const char *dir) {
+    char sd[512];
+    snprintf(sd, sizeof(sd), "%s/snapshots", dir);
+    DIR *d = opendir(sd);
+    TQ_CHECK(d != NULL);
+    bool found = false;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        found = found || (n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Goal: tq_log_snapshot_write_image (the background snapshot's O_DIRECT path) writes exactly
+ * the file tq_log_snapshot_write writes for the same blob, through O_DIRECT and through the
+ * buffered fallback (a file system refusing O_DIRECT, forced by the fault seam), and a failed
+ * write (ENOSPC from the seam) reports NO_SPACE with the file named and leaves no temp file.
+ * Sizes: whole direct chunks plus a partial block (padding then ftruncate), an exact multiple
+ * of the block size (no padding), and an empty blob. */
+static void test_snapshot_image(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "image");
+    struct tq_io_faults faults;
+    memset(&faults, 0, sizeof(faults));
+    struct tq_log_options o = st_options(dir, NULL);
+    o.faults = &faults;
+    o.snapshots_kept = 32;
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    st_fill(log, seed, 301, 300, 10); /* LSN 1..300 acknowledged */
+    const size_t lens[] = {(3u << 20) + 777, 8 * 4096 - TQ_SNAPSHOT_HEADER_BYTES, 0};
+    uint64_t lsn = 10, direct_before = 0;
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (int fallback = 0; fallback < 2; fallback++, lsn += 10) {
+            const size_t len = lens[i];
+            const size_t cap = (TQ_SNAPSHOT_HEADER_BYTES + len + 4095) / 4096 * 4096 + 4096;
+            uint8_t *image =
+                mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            TQ_CHECK(image != MAP_FAILED);
+            memset(image, 0xA5, cap); /* header and padding must be overwritten */
+            uint64_t s = seed + lsn;
+            for (size_t k = 0; k < len; k++)
+                image[TQ_SNAPSHOT_HEADER_BYTES + k] = (uint8_t)tq_test_rand(&s);
+            uint8_t *blob = tq_xalloc(len + 1);
+            memcpy(blob, image + TQ_SNAPSHOT_HEADER_BYTES, len);
+            /* the old path's file, then the image's over it at the same LSN */
+            TQ_CHECK_OK(tq_log_snapshot_write(log, lsn, blob, len, &err), &err);
+            size_t a_len;
+            uint8_t *a = read_snap_file(dir, lsn, &a_len);
+            TQ_CHECK_UEQ(a_len, TQ_SNAPSHOT_HEADER_BYTES + len);
+            faults.snapshot_direct_einval = fallback != 0;
+            direct_before = faults.snapshot_direct_writes;
+            TQ_CHECK_OK(tq_log_snapshot_write_image(log, lsn, image, cap, len, NULL, NULL, &err),
+                        &err);
+            TQ_CHECK_UEQ(faults.snapshot_direct_writes, direct_before + (fallback ? 0 : 1));
+            size_t b_len;
+            uint8_t *b = read_snap_file(dir, lsn, &b_len);
+            check_same_file(a, a_len, b, b_len);
+            TQ_CHECK(!snap_tmp_left(dir));
+            /* it loads: the header hash covers the new creation time */
+            void *got = NULL;
+            size_t got_len = 0;
+            uint64_t got_lsn = 0;
+            TQ_CHECK_OK(tq_log_snapshot_latest(log, &got, &got_len, &got_lsn, &err), &err);
+            TQ_CHECK_UEQ(got_lsn, lsn);
+            TQ_CHECK_UEQ(got_len, len);
+            if (len > 0) {
+                TQ_CHECK_MEM_EQ(got, blob, len);
+                tq_free(got, got_len);
+            }
+            tq_free(a, a_len);
+            tq_free(b, b_len);
+            tq_free(blob, len + 1);
+            munmap(image, cap);
+        }
+    }
+    faults.snapshot_direct_einval = false;
+    /* An image without room for the padding is refused before any file is made. */
+    const size_t len = 3 * 4096;
+    uint8_t *image =
+        mmap(NULL, 5 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TQ_CHECK(image != MAP_FAILED);
+    TQ_CHECK_ERR(tq_log_snapshot_write_image(log, 200, image, 3 * 4096 + 64, len, NULL, NULL, &err),
+                 TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK(strstr(err.msg, "no room") != NULL);
+    /* An LSN not yet durable is refused without a gate; not appended, with one. */
+    TQ_CHECK_ERR(tq_log_snapshot_write_image(log, 301, image, 5 * 4096, len, NULL, NULL, &err),
+                 TQ_ERR_INVALID_ARGUMENT, &err);
+    struct gate_probe p = {.dir = dir, .lsn = 300, .blob_bytes = len};
+    TQ_CHECK_ERR(tq_log_snapshot_write_image(log, 301, image, 5 * 4096, len, probe_gate, &p, &err),
+                 TQ_ERR_INVALID_ARGUMENT, &err);
+    /* A gate that refuses leaves nothing behind; one that allows publishes. */
+    TQ_CHECK_ERR(tq_log_snapshot_write_image(log, 300, image, 5 * 4096, len, probe_gate, &p, &err),
+                 TQ_ERR_UNAVAILABLE, &err);
+    TQ_CHECK(!snap_tmp_left(dir));
+    TQ_CHECK_EQ(p.calls, 1);
+    /* A full disk (ENOSPC on every write), direct and buffered, image and blob: NO_SPACE, the
+     * temp file named, none left behind, the newest snapshot still the previous one. */
+    faults.snapshot_write_errno = ENOSPC;
+    for (int fallback = 0; fallback < 3; fallback++) {
+        faults.snapshot_direct_einval = fallback == 1;
+        uint64_t injected = faults.injected;
+        enum tq_err e = fallback == 2 ? tq_log_snapshot_write(log, 290, image + 64, len, &err)
+                                      : tq_log_snapshot_write_image(log, 290, image, 5 * 4096, len,
+                                                                    NULL, NULL, &err);
+        TQ_CHECK_ERR(e, TQ_ERR_NO_SPACE, &err);
+        TQ_CHECK(strstr(err.msg, "00000000000000000290.snap.tmp") != NULL);
+        TQ_CHECK(strstr(err.msg, strerror(ENOSPC)) != NULL);
+        TQ_CHECK_UEQ(faults.injected, injected + 1);
+        TQ_CHECK(!snap_tmp_left(dir));
+    }
+    faults.snapshot_write_errno = 0;
+    void *got = NULL;
+    size_t got_len = 0;
+    uint64_t got_lsn = 0;
+    TQ_CHECK_OK(tq_log_snapshot_latest(log, &got, &got_len, &got_lsn, &err), &err);
+    TQ_CHECK_UEQ(got_lsn, lsn - 10);
+    munmap(image, 5 * 4096);
     TQ_CHECK_OK(tq_log_sync(log, &err), &err);
     tq_log_close(log);
     st_rmtree(dir);
@@ -483,6 +638,7 @@ int main(void) {
     test_rewrite_thread();
     test_snapshots();
     test_snapshot_gated();
+    test_snapshot_image();
     test_compress();
     test_redact();
     printf("test_snapshot_compress: ok\n");
