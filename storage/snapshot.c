@@ -390,16 +390,30 @@ static enum tq_err snap_write(struct tq_log *log, const char *snap_dir, uint64_t
     return TQ_OK;
 }
 
-enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob, size_t len,
-                                  struct tq_error *error) {
+/* The preconditions every snapshot write shares: a writable log, and an LSN that is durable
+ * (no gate) or at least appended (gated: the gate waits for its durability). */
+static enum tq_err snap_check(const struct tq_log *log, uint64_t lsn, bool gated,
+                              struct tq_error *error) {
     if (log->opt.read_only) {
         return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
     }
-    if (lsn == 0 || lsn > tq_log_acked_lsn(log)) {
+    if (!gated && (lsn == 0 || lsn > tq_log_acked_lsn(log))) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
                             "snapshot lsn %" PRIu64 " is not acknowledged (acked %" PRIu64 ")", lsn,
                             tq_log_acked_lsn(log));
     }
+    if (gated && (lsn == 0 || lsn >= log->next_lsn)) {
+        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
+                            "snapshot lsn %" PRIu64 " was not appended (next %" PRIu64 ")", lsn,
+                            log->next_lsn);
+    }
+    return TQ_OK;
+}
+
+enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob, size_t len,
+                                  struct tq_error *error) {
+    enum tq_err err = snap_check(log, lsn, false, error);
+    if (err != TQ_OK) return err;
     if (len > 0 && blob == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
     }
@@ -411,14 +425,8 @@ enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn, const 
                                         size_t len, tq_snapshot_gate_fn gate, void *gate_ctx,
                                         struct tq_error *error) {
     TQ_ASSERT(gate != NULL);
-    if (log->opt.read_only) {
-        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
-    }
-    if (lsn == 0 || lsn >= log->next_lsn) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT,
-                            "snapshot lsn %" PRIu64 " was not appended (next %" PRIu64 ")", lsn,
-                            log->next_lsn);
-    }
+    enum tq_err err = snap_check(log, lsn, true, error);
+    if (err != TQ_OK) return err;
     if (len > 0 && blob == NULL) {
         return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
     }
@@ -432,9 +440,8 @@ enum tq_err tq_log_snapshot_write_image(struct tq_log *log, uint64_t lsn, void *
                                         struct tq_error *error) {
     TQ_ASSERT(image != NULL);
     TQ_ASSERT(((uintptr_t)image & (SNAP_DIRECT_ALIGN - 1)) == 0);
-    if (log->opt.read_only) {
-        return tq_error_set(error, TQ_ERR_UNAVAILABLE, "log %s is open read-only", log->dir);
-    }
+    enum tq_err err = snap_check(log, lsn, gate != NULL, error);
+    if (err != TQ_OK) return err;
     const size_t total = TQ_SNAPSHOT_HEADER_BYTES + blob_bytes;
     if (blob_bytes > image_cap ||
         (total + SNAP_DIRECT_ALIGN - 1) / SNAP_DIRECT_ALIGN * SNAP_DIRECT_ALIGN > image_cap) {
@@ -442,12 +449,6 @@ enum tq_err tq_log_snapshot_write_image(struct tq_log *log, uint64_t lsn, void *
                             "snapshot image of %zu bytes has no room for its header and padding "
                             "(%zu)",
                             blob_bytes, image_cap);
-    }
-    if (gate == NULL ? lsn == 0 || lsn > tq_log_acked_lsn(log) : lsn == 0 || lsn >= log->next_lsn) {
-        return tq_error_set(
-            error, TQ_ERR_INVALID_ARGUMENT,
-            "snapshot lsn %" PRIu64 " is not %s (acked %" PRIu64 ", next %" PRIu64 ")", lsn,
-            gate == NULL ? "acknowledged" : "appended", tq_log_acked_lsn(log), log->next_lsn);
     }
     const struct snap_src src = {.image = image, .image_cap = image_cap, .len = blob_bytes};
     return snap_write(log, log->snap_dir, lsn, &src, gate, gate_ctx, error);
