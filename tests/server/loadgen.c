@@ -14,7 +14,11 @@
  * --seconds 0 runs the setup only.
  *
  * Setup (unless --no-setup): with the server-admin token, creates a tenant, 3 queues, 500
- * agents and pre-creates the NCUST customers (one ingest each, batched, not measured).
+ * agents and pre-creates the NCUST customers (one ingest each, batched, not measured; so each
+ * has a ticket too). With --pre-create the customers are created by CustomerCreate instead
+ * (with the identity their ingests come from, no ticket); --first-messages then sends one
+ * ingest per customer in order, so each gets exactly one ticket (bench/restart-10m.sh measures
+ * memory per customer and per ticket this way). --sla sets a first-reply SLA policy first.
  *
  * Window: each thread keeps between DEPTH/2 and DEPTH requests in flight: it collects half a
  * window, submits half a window, flushes once (so one write per half window, as a pipelining
@@ -67,7 +71,10 @@ struct opts {
     double rate;           /* > 0: open loop at this many requests/s in total */
     double first_contact;  /* fraction of ingests from customers never seen before */
     bool setup;
-    bool message_ids; /* --message-ids: every ingest carries a unique provider message id */
+    bool message_ids;    /* --message-ids: every ingest carries a unique provider message id */
+    bool pre_create;     /* --pre-create: setup creates customers by CustomerCreate, no tickets */
+    bool first_messages; /* --first-messages: one ingest per customer 1..N in order, batched */
+    bool sla;            /* --sla: setup sets a first-reply SLA policy on every priority */
 };
 
 static struct opts g_opt = {.addr = "127.0.0.1:7070",
@@ -155,6 +162,8 @@ static struct tq_client *connect_admin(void) {
 struct ingest_slot {
     Ticketq__Request req;
     Ticketq__Ingest in;
+    Ticketq__CustomerCreate cc; /* --pre-create: the same customer, created without a ticket */
+    Ticketq__Identity ident;
     char from[32];
     char ext[64]; /* --message-ids: "m<run>.<process>-<sequence>" */
 };
@@ -222,6 +231,100 @@ static uint64_t pick_customer(uint64_t *rng) {
     return 1 + rng_next(rng) % g_opt.customers;
 }
 
+/* --sla: one policy whose first-reply target covers every priority (the peer workloads give
+ * each new ticket an SLA deadline, PEER-WORKLOADS.md: 1 h, 4 h, 24 h by tier; LOW gets 24 h too,
+ * so that every ticket has a running clock, the most memory a ticket takes in these workloads). */
+static void set_sla_policy(struct tq_client *c) {
+    uint64_t first_reply[4] = {24u * 3600000u, 24u * 3600000u, 4u * 3600000u, 3600000u};
+    Ticketq__SlaTargets targets = TICKETQ__SLA_TARGETS__INIT;
+    targets.n_first_reply_ms = 4;
+    targets.first_reply_ms = first_reply;
+    Ticketq__SlaPolicy policy = TICKETQ__SLA_POLICY__INIT;
+    policy.name = (char *)(uintptr_t) "loadgen";
+    policy.targets = &targets;
+    Ticketq__SlaPolicy *policies[1] = {&policy};
+    Ticketq__SlaPoliciesSet set = TICKETQ__SLA_POLICIES_SET__INIT;
+    set.n_policies = 1;
+    set.policies = policies;
+    Ticketq__Request req = TICKETQ__REQUEST__INIT;
+    req.op_case = TICKETQ__REQUEST__OP_SLA_POLICIES_SET;
+    req.sla_policies_set = &set;
+    Ticketq__Response *resp = NULL;
+    struct tq_error err;
+    enum tq_err rc = tq_client_call(c, &req, &resp, &err);
+    if (rc != TQ_OK) die("sla_policies_set", rc, &err);
+    tq_client_response_free(resp);
+}
+
+/* A CustomerCreate for customer n with the identity its ingests come from (channel n % 3,
+ * "ext-<n>", as make_ingest), so that a later ingest finds it and creates only the ticket. */
+static void make_customer_create(struct ingest_slot *s, uint64_t n) {
+    make_ingest(s, n); /* the same "ext-<n>" string and channel */
+    ticketq__customer_create__init(&s->cc);
+    ticketq__identity__init(&s->ident);
+    s->ident.channel = s->in.channel;
+    s->ident.external_id = s->from;
+    s->cc.identity = &s->ident;
+    s->req.op_case = TICKETQ__REQUEST__OP_CUSTOMER_CREATE;
+    s->req.customer_create = &s->cc;
+}
+
+enum send_kind { SEND_INGEST, SEND_CUSTOMER_CREATE };
+
+/* Sends one operation per customer 1..N in order (an Ingest, or a CustomerCreate), 100 per
+ * Batch, 16 batches in flight, on connection c; every result must succeed (exits otherwise).
+ * Prints one line "<what>: ..." with the count and the time. */
+static void send_each(struct tq_client *c, enum send_kind kind, const char *what) {
+    enum { B = 100, W = 16 };
+    static struct ingest_slot slots[W][B];
+    static Ticketq__Request *ops[W][B];
+    static Ticketq__Batch batches[W];
+    static Ticketq__Request reqs[W];
+    struct tq_error err;
+    uint64_t next = 1, t0 = now_us();
+    unsigned inflight = 0, w = 0;
+    while (next <= g_opt.customers || inflight > 0) {
+        while (next <= g_opt.customers && inflight < W) {
+            size_t k = 0;
+            for (; k < B && next <= g_opt.customers; k++, next++) {
+                if (kind == SEND_CUSTOMER_CREATE) {
+                    make_customer_create(&slots[w][k], next);
+                } else {
+                    make_ingest(&slots[w][k], next);
+                }
+                slots[w][k].req.id = k + 1;
+                ops[w][k] = &slots[w][k].req;
+            }
+            ticketq__batch__init(&batches[w]);
+            batches[w].n_ops = k;
+            batches[w].ops = ops[w];
+            ticketq__request__init(&reqs[w]);
+            reqs[w].op_case = TICKETQ__REQUEST__OP_BATCH;
+            reqs[w].batch = &batches[w];
+            enum tq_err rc = tq_client_submit(c, &reqs[w], NULL, &err);
+            if (rc != TQ_OK) die("submit", rc, &err);
+            w = (w + 1) % W;
+            inflight++;
+        }
+        Ticketq__Response *resp = NULL;
+        enum tq_err rc = tq_client_collect(c, &resp, &err);
+        if (rc != TQ_OK) die("collect", rc, &err);
+        if ((rc = tq_client_response_error(resp, &err)) != TQ_OK) die(what, rc, &err);
+        if (resp->result_case == TICKETQ__RESPONSE__RESULT_BATCH) { /* each op's own result */
+            for (size_t i = 0; i < resp->batch->n_results; i++) {
+                rc = tq_client_response_error(resp->batch->results[i], &err);
+                if (rc != TQ_OK) die(what, rc, &err);
+            }
+        }
+        tq_client_response_free(resp);
+        inflight--;
+    }
+    printf("%s: tenant %" PRIu64 ", %" PRIu64 " %s in %.1f s\n", what, g_tenant, g_opt.customers,
+           kind == SEND_CUSTOMER_CREATE ? "customers (CustomerCreate, no ticket)"
+                                        : "ingests (one per customer, in order)",
+           (double)(now_us() - t0) / 1e6);
+}
+
 static void setup(void) {
     struct tq_client *c = connect_admin();
     struct tq_error err;
@@ -243,42 +346,12 @@ static void setup(void) {
         if (rc != TQ_OK) die("agent_create", rc, &err);
         if (a == 0) g_agent_first = ids.agent_id;
     }
-    /* Customers 1..N, 100 per Batch, 16 batches in flight. */
-    enum { B = 100, W = 16 };
-    static struct ingest_slot slots[W][B];
-    static Ticketq__Request *ops[W][B];
-    static Ticketq__Batch batches[W];
-    static Ticketq__Request reqs[W];
-    uint64_t next = 1, t0 = now_us();
-    unsigned inflight = 0, w = 0;
-    while (next <= g_opt.customers || inflight > 0) {
-        while (next <= g_opt.customers && inflight < W) {
-            size_t k = 0;
-            for (; k < B && next <= g_opt.customers; k++, next++) {
-                make_ingest(&slots[w][k], next);
-                slots[w][k].req.id = k + 1;
-                ops[w][k] = &slots[w][k].req;
-            }
-            ticketq__batch__init(&batches[w]);
-            batches[w].n_ops = k;
-            batches[w].ops = ops[w];
-            ticketq__request__init(&reqs[w]);
-            reqs[w].op_case = TICKETQ__REQUEST__OP_BATCH;
-            reqs[w].batch = &batches[w];
-            rc = tq_client_submit(c, &reqs[w], NULL, &err);
-            if (rc != TQ_OK) die("submit", rc, &err);
-            w = (w + 1) % W;
-            inflight++;
-        }
-        Ticketq__Response *resp = NULL;
-        rc = tq_client_collect(c, &resp, &err);
-        if (rc != TQ_OK) die("collect", rc, &err);
-        if (tq_client_response_error(resp, &err) != TQ_OK) die("setup batch", rc, &err);
-        tq_client_response_free(resp);
-        inflight--;
+    if (g_opt.sla) set_sla_policy(c);
+    if (g_opt.pre_create) {
+        send_each(c, SEND_CUSTOMER_CREATE, "setup");
+    } else {
+        send_each(c, SEND_INGEST, "setup");
     }
-    printf("setup: tenant %" PRIu64 ", %" PRIu64 " customers in %.1f s\n", g_tenant,
-           g_opt.customers, (double)(now_us() - t0) / 1e6);
     tq_client_close(c);
 }
 
@@ -708,8 +781,17 @@ static void usage(void) {
             "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
             "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
             "[--rate R] [--open-procs P] [--tick-us T] [--seed X] [--first-contact P] "
-            "[--message-ids] [--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
-            "--seconds 0: the setup only (customers, each with one ticket and message)\n"
+            "[--message-ids] [--pre-create] [--sla] [--first-messages] "
+            "[--no-setup --tenant ID --queues Q1,Q2,Q3]\n"
+            "--seconds 0: the setup only (customers, each with one ticket and message), then "
+            "--first-messages if given\n"
+            "--pre-create: setup creates the customers with CustomerCreate (identity channel "
+            "n %% 3, ext-<n>; 100 per Batch), without tickets\n"
+            "--sla: setup sets a first-reply SLA policy on every priority (24 h, 24 h, 4 h, "
+            "1 h), so every new ticket has a running SLA clock\n"
+            "--first-messages: after the setup (or with --no-setup), one ingest from each "
+            "customer 1..N in order, 100 per Batch: on pre-created customers, one ticket "
+            "each\n"
             "--first-contact P: fraction of ingests from new customers (default 0.1)\n"
             "--message-ids: every ingest (setup's too) carries a unique provider message id "
             "(the idempotency key), so the server's idempotency table grows during the run\n"
@@ -743,6 +825,18 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--message-ids") == 0) {
             g_opt.message_ids = true;
+            continue;
+        }
+        if (strcmp(a, "--pre-create") == 0) {
+            g_opt.pre_create = true;
+            continue;
+        }
+        if (strcmp(a, "--first-messages") == 0) {
+            g_opt.first_messages = true;
+            continue;
+        }
+        if (strcmp(a, "--sla") == 0) {
+            g_opt.sla = true;
             continue;
         }
         if (v == NULL) usage();
@@ -796,7 +890,13 @@ int main(int argc, char **argv) {
     read_file(body_in, g_body_in, sizeof(g_body_in));
     read_file(body_out, g_body_out, sizeof(g_body_out));
     if (g_opt.setup) setup();
-    if (g_opt.seconds == 0) { /* setup only */
+    if (g_opt.first_messages) { /* the tickets of customers that exist (--pre-create) */
+        if (g_tenant == 0 || g_queue[0] == 0) usage();
+        struct tq_client *c = connect_admin();
+        send_each(c, SEND_INGEST, "first messages");
+        tq_client_close(c);
+    }
+    if (g_opt.seconds == 0) { /* setup and first messages only */
         print_server_counts();
         return 0;
     }
