@@ -3,7 +3,8 @@
 # per ticket and per message (issue #5 targets: restart <= 10 s, <= 256 B/ticket, <= 32 B/message).
 #
 # Usage: bench/restart-10m.sh [--messages N] [--tickets N] [--dir DIR] [--restarts R]
-#                             [--snapshot-every N] [--no-sla] [--build DIR] [--keep] [--help]
+#                             [--snapshot-every N] [--no-sla] [--server-args "ARGS"]
+#                             [--build DIR] [--keep] [--help]
 #
 # Method (Release build; opt-in, not part of the test suite: it writes ~6 GB and takes ~5 minutes):
 #   1. a fresh ticketqd --fsync always on DIR/data, loopback, metrics on;
@@ -38,8 +39,9 @@ SNAPSHOT_EVERY=""
 BUILD="$ROOT/build/rel"
 KEEP=0
 SLA=--sla
+SERVER_ARGS="" # more ticketqd options, split on spaces (e.g. "--state-prefault off")
 
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --messages) MESSAGES="$2"; shift 2 ;;
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-sla) SLA=""; shift ;;
+    --server-args) SERVER_ARGS="$2"; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "restart-10m.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -87,6 +90,8 @@ start() {
   local t0; t0=$(now_ms)
   local extra=()
   [ -n "$SNAPSHOT_EVERY" ] && extra=(--snapshot-every "$SNAPSHOT_EVERY")
+  # shellcheck disable=SC2206
+  [ -n "$SERVER_ARGS" ] && extra+=($SERVER_ARGS)
   "$TICKETQD" --data "$DIR/data" --listen 127.0.0.1:0 --port-file "$DIR/port" \
       --metrics 127.0.0.1:0 --fsync always "${extra[@]}" >>"$DIR/server.log" 2>&1 &
   PID=$!

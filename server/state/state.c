@@ -546,6 +546,32 @@ static void dh_down(struct tq_state *s, uint32_t pos) {
     dh_set(s, pos, n);
 }
 
+/* Makes room for one more deadline entry (called when due_count reaches due_cap). Below
+ * TQ_ST_TABLE_MAP_BYTES_MIN the array is malloc'd and grows by half (due_cap = its entries);
+ * from there on it grows in place a huge page at a time (tq_st_array_grow). With a prefault
+ * hook due_cap stops one page short of the writable end: the growth comes as the entries enter
+ * the last writable page, so the page after it is populated by the hook while that one fills.
+ * Its resident share stays 12 bytes per ticket plus at most two pages (one without a hook),
+ * where growing by copies cost 12..18 bytes, and up to 30 just before a growth with the next
+ * array populated ahead (the hook's spare). */
+static void dh_grow(struct tq_state *s) {
+    TQ_ASSERT(s->due_count == s->due_cap);
+    size_t used = ((size_t)s->due_count + 1) * sizeof(*s->due); /* after this insert */
+    uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
+    if (s->due_reserved == 0 && (size_t)cap * sizeof(*s->due) < TQ_ST_TABLE_MAP_BYTES_MIN) {
+        s->due = tq_st_table_realloc(s->due, s->due_bytes, cap * sizeof(*s->due));
+        s->due_bytes = cap * sizeof(*s->due);
+        s->due_cap = cap;
+        return;
+    }
+    s->due = tq_st_array_grow(s, s->due, used, &s->due_bytes, &s->due_reserved);
+    size_t ahead = s->pf.fn != NULL ? TQ_HUGE_PAGE_BYTES : 0; /* the page being populated */
+    TQ_ASSERT(s->due_bytes >= used + ahead);
+    size_t entries = (s->due_bytes - ahead) / sizeof(*s->due);
+    TQ_ASSERT(entries > s->due_count && entries <= UINT32_MAX);
+    s->due_cap = (uint32_t)entries;
+}
+
 static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
     struct tq_tkidx *t = st_tkidx(s, tid);
     if (due == UINT64_MAX) {
@@ -573,18 +599,7 @@ static void dh_update(struct tq_state *s, uint32_t tid, uint64_t due) {
         }
         return;
     }
-    if (__builtin_expect(s->pf.fn != NULL, 0) && s->due_count >= s->due_cap - s->due_cap / 8) {
-        /* 7/8 full: ready the next array */
-        tq_st_table_prepare_grow(s, &s->due_spare, s->due_cap * sizeof(*s->due),
-                                 (s->due_cap + s->due_cap / 2) * sizeof(*s->due));
-    }
-    if (s->due_count == s->due_cap) {
-        /* grow by half: the per-ticket share of the index stays within 12..18 bytes */
-        uint32_t cap = s->due_cap == 0 ? 1024 : s->due_cap + s->due_cap / 2;
-        s->due = tq_st_table_realloc_take(&s->due_spare, s->due, s->due_cap * sizeof(*s->due),
-                                          cap * sizeof(*s->due));
-        s->due_cap = cap;
-    }
+    if (s->due_count == s->due_cap) dh_grow(s);
     s->due[s->due_count] = (struct tq_duenode){due, tid};
     s->due_count++;
     dh_up(s, s->due_count - 1);
@@ -3136,7 +3151,7 @@ void tq_state_regions(const struct tq_state *s, tq_state_region_fn *fn, void *ct
     TQ_ASSERT(s != NULL && fn != NULL);
     /* 1. the heaps: an ingest burst writes a path of every heap it touches, so nearly all of
      *    their pages right after a fork (docs/performance-server.md, "Where the faults are") */
-    region_array(fn, ctx, s->due, (size_t)s->due_cap * sizeof(*s->due));
+    region_array(fn, ctx, s->due, s->due_bytes);
     uint32_t n = tq_slab_count(&s->tenants);
     for (uint32_t i = 1; i <= n; i++) {
         const struct tq_tenant *tn = st_tenant(s, i);
@@ -3217,8 +3232,7 @@ void tq_state_free(struct tq_state *s) {
     tq_st_idtab_free(&s->token_index);
     tq_st_idtab_free(&s->intern_index);
     tq_st_u32map_free(&s->ob_by_message);
-    tq_st_table_free(s->due, s->due_cap * sizeof(*s->due));
-    tq_st_spare_free(&s->due_spare);
+    tq_st_array_free(s->due, s->due_bytes, s->due_reserved);
     tq_free(s->dirty, s->dirty_cap * sizeof(uint32_t));
     tq_st_strings_free(s);
     tq_free(s->taken, TQ_OUTBOX_TAKE_MAX * sizeof(uint64_t));

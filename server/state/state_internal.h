@@ -411,9 +411,10 @@ struct tq_state {
     struct tq_msgtab msg_index;
     struct tq_prefault pf; /* tq_state_options.prefault; the slabs point here */
     struct tq_u32map ob_by_message;
-    struct tq_duenode *due;          /* min-heap by (due_ms, ticket) */
-    struct tq_spare_table due_spare; /* with a prefault hook: the array due grows into */
-    uint32_t due_count, due_cap;
+    struct tq_duenode *due;      /* min-heap by (due_ms, ticket) */
+    uint32_t due_count, due_cap; /* due_cap: entries before dh_grow must run */
+    size_t due_bytes;            /* due's length (writable, once it grows in place) */
+    size_t due_reserved; /* address space of due once it grows in place (tq_st_array_grow) */
     struct tq_strstore strings;
     uint64_t *taken; /* OUTBOX_TAKE result buffer */
     /* query scratch (views are valid until the next apply) */
@@ -527,6 +528,17 @@ void tq_st_table_prepare_grow(const struct tq_state *s, struct tq_spare_table *s
 void *tq_st_table_realloc_take(struct tq_spare_table *spare, void *p, size_t bytes_old,
                                size_t bytes_new);
 void *tq_st_table_take(struct tq_spare_table *spare, size_t bytes);
+/* An array that fills from the front and grows in place (store.c says why): it is *bytes long
+ * (writable) in *reserved bytes of address space (0: not yet reserved: p is NULL, or
+ * tq_st_table_alloc'd with *bytes bytes). Makes it writable through the huge page that byte
+ * bytes_used - 1 falls into, and with a prefault hook one whole page more (moving it, one copy,
+ * into a new reservation when that does not fit) and hands the page ahead to the prefault hook.
+ * Returns the array (the same p unless it moved); *bytes and *reserved are updated. Aborts when the
+ * kernel gives no address space or memory (as tq_xalloc does). */
+void *tq_st_array_grow(const struct tq_state *s, void *p, size_t bytes_used, size_t *bytes,
+                       size_t *reserved);
+/* Frees an array of tq_st_array_grow (or tq_st_table_alloc while reserved is 0). */
+void tq_st_array_free(void *p, size_t bytes, size_t reserved);
 void tq_st_spare_free(struct tq_spare_table *spare);
 uint32_t tq_st_slab_new(struct tq_slab *slab);
 void tq_st_slab_free(struct tq_slab *slab);

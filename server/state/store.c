@@ -196,6 +196,94 @@ void tq_st_spare_free(struct tq_spare_table *spare) {
     spare->bytes = 0;
 }
 
+/* ---- arrays that grow in place ------------------------------------------------------------ */
+
+/* Why: an array that grows by copying holds the old array and the new one at once, and with a
+ * prefault hook it held the new one, populated, from 7/8 full on (tq_st_table_prepare_grow):
+ * the deadline heap's 12 bytes per ticket were 12 + 18 = 30 resident bytes per ticket just
+ * before each growth, and 20 at 2 M tickets (bench/restart-10m.sh; docs/performance-state.md,
+ * §11). A big array is instead a reservation of address space (PROT_NONE: no memory, no commit
+ * charge) whose front is made writable a huge page at a time; with a prefault hook one page
+ * ahead of the last entry, populated by the hook while the array fills the one before. It moves
+ * (one copy, into a reservation four times as large) only when it outgrows its reservation.
+ * Resident: the entries, plus the rest of the page being filled and (with a hook) the page ahead.
+ */
+
+/* A PROT_NONE reservation of `bytes` (a multiple of 2 MiB), 2 MiB aligned: address space
+ * only (tq_st_array_grow makes its front writable and advises it for huge pages). */
+static uint8_t *reserve_map(size_t bytes) {
+    TQ_ASSERT(bytes % TQ_HUGE_PAGE_BYTES == 0);
+    uint8_t *raw = mmap(NULL, bytes + TQ_HUGE_PAGE_BYTES, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        fprintf(stderr, "out of address space reserving %zu bytes\n", bytes);
+        abort();
+    }
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + TQ_HUGE_PAGE_BYTES - 1) & ~(TQ_HUGE_PAGE_BYTES - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    size_t tail = (size_t)(raw + bytes + TQ_HUGE_PAGE_BYTES - (p + bytes));
+    if (tail > 0) munmap(p + bytes, tail);
+    return p;
+}
+
+static void make_writable(uint8_t *p, size_t bytes) {
+    if (mprotect(p, bytes, PROT_READ | PROT_WRITE) != 0) {
+        fprintf(stderr, "out of memory: mprotect of %zu bytes failed\n", bytes);
+        abort();
+    }
+}
+
+void *tq_st_array_grow(const struct tq_state *s, void *p, size_t bytes_used, size_t *bytes,
+                       size_t *reserved) {
+    TQ_ASSERT(bytes_used > 0);
+    TQ_ASSERT(*reserved == 0 || (*bytes % TQ_HUGE_PAGE_BYTES == 0 && *bytes <= *reserved));
+    /* writable through the page the last entry in use falls into, and with a prefault hook
+     * one whole page ahead (for the hook to populate) */
+    size_t ahead = s->pf.fn != NULL ? TQ_HUGE_PAGE_BYTES : 0;
+    size_t want = huge_round(bytes_used) + ahead;
+    if (want <= *bytes) return p; /* already a page ahead */
+    uint8_t *q = p;
+    if (*reserved == 0 || want > *reserved) { /* into a new reservation: the one copy */
+        size_t res = huge_round(want * 4);
+        q = reserve_map(res);
+        make_writable(q, want);
+        TQ_ASSERT(*bytes <= want);
+        if (*bytes > 0) memcpy(q, p, *bytes);
+        if (*reserved == 0) {
+            tq_st_table_free(p, *bytes); /* malloc'd or a plain region */
+        } else {
+            munmap(p, *reserved);
+            mapped_sub(*bytes);
+        }
+        mapped_add(want);
+        *reserved = res;
+    } else {
+        make_writable(q + *bytes, want - *bytes);
+        mapped_add(want - *bytes);
+    }
+    *bytes = want;
+    /* Huge pages: with a hook, every writable page (the page ahead is populated whole by the
+     * hook, the others were once the page ahead); without, only the whole pages below the one
+     * being filled, which is touched in small pages (a huge page is resident whole from its
+     * first touch: up to 2 MiB more than the entries, as region_map says). Advice only:
+     * EINVAL without THP is harmless. */
+    size_t advised = ahead > 0 ? want : (bytes_used - 1) & ~(TQ_HUGE_PAGE_BYTES - 1);
+    if (advised > 0) (void)madvise(q, advised, MADV_HUGEPAGE);
+    if (ahead > 0) prefault_request(&s->pf, q + want - ahead, ahead);
+    return q;
+}
+
+void tq_st_array_free(void *p, size_t bytes, size_t reserved) {
+    if (p == NULL) return;
+    if (reserved == 0) {
+        tq_st_table_free(p, bytes);
+        return;
+    }
+    TQ_ASSERT(((uintptr_t)p & (TQ_HUGE_PAGE_BYTES - 1)) == 0 && bytes <= reserved);
+    munmap(p, reserved);
+    mapped_sub(bytes);
+}
+
 /* ---- slabs -------------------------------------------------------------------------------- */
 
 /* Chunks are 64-byte aligned, so an element whose size is a multiple of 64 (the 192-byte

@@ -894,6 +894,21 @@ int main(int argc, char **argv) {
         if (g_tenant == 0 || g_queue[0] == 0) usage();
         struct tq_client *c = connect_admin();
         send_each(c, SEND_INGEST, "first messages");
+        Ticketq__Response *due = NULL;
+        struct tq_error err;
+        enum tq_err rc = tq_client_sla_nearest(c, 1000, &due, &err);
+        if (rc != TQ_OK) die("sla_nearest", rc, &err);
+        size_t n_due = due->sla_nearest != NULL ? due->sla_nearest->n_due : 0, tickets = 0;
+        uint64_t seen[1000];
+        for (size_t i = 0; i < n_due && i < 1000; i++) { /* distinct tickets, at most 1000 */
+            uint64_t id = due->sla_nearest->due[i]->ticket_id;
+            size_t k = 0;
+            while (k < tickets && seen[k] != id)
+                k++;
+            if (k == tickets) seen[tickets++] = id;
+        }
+        printf("sla: %zu running clocks on %zu tickets listed (limit 1000)\n", n_due, tickets);
+        tq_client_response_free(due);
         tq_client_close(c);
     }
     if (g_opt.seconds == 0) { /* setup and first messages only */

@@ -16,6 +16,11 @@
 # from the send, or no longer adding the tick's send delay, makes it fail.
 # Two runs with --message-ids (3 processes each) must each add all 3,000 messages too: the ids
 # are unique across processes and runs. --tick-us without --rate is refused.
+# Pre-created customers (bench/restart-10m.sh's customers and tickets phases): a second tenant's
+# setup with --pre-create --sla must leave exactly 300 customers and no ticket or message in it;
+# --first-messages then exactly 300 tickets and 300 messages and still 300 customers (each ingest
+# found its customer by the identity CustomerCreate gave it); every ticket has a running SLA
+# clock (the SLA view lists running clocks on all 300).
 set -eu
 build=$1
 loadgen=$2
@@ -69,6 +74,23 @@ for run in procs1 procs3 tick keys1 keys2; do
         "the send delay (p50 $late50 us) is not counted"; exit 1; }
   fi
 done
+# shellcheck disable=SC2086
+"$loadgen" $common --customers 300 --pre-create --sla --seconds 0 >"$dir/out" 2>&1 ||
+  { cat "$dir/out"; exit 1; }
+cat "$dir/out"
+tenant=$(sed -n 's/^setup: tenant \([0-9]*\), 300 customers (CustomerCreate.*/\1/p' "$dir/out")
+[ -n "$tenant" ] && [ "$tenant" != 1 ] || { echo "no second tenant's setup line"; exit 1; }
+grep -q '^server: 0 messages, 300 customers, 0 tickets$' "$dir/out" ||
+  { echo "--pre-create: want 0 messages, 300 customers, 0 tickets"; exit 1; }
+q0=$((3 * tenant - 2))
+# shellcheck disable=SC2086
+"$loadgen" $common --no-setup --tenant "$tenant" --queues $q0,$((q0 + 1)),$((q0 + 2)) \
+  --customers 300 --first-messages --seconds 0 >"$dir/out" 2>&1 || { cat "$dir/out"; exit 1; }
+cat "$dir/out"
+grep -q '^server: 300 messages, 300 customers, 300 tickets$' "$dir/out" ||
+  { echo "--first-messages: want 300 messages, 300 customers, 300 tickets"; exit 1; }
+grep -q '^sla: [0-9]* running clocks on 300 tickets listed' "$dir/out" ||
+  { echo "--sla: want 300 running SLA clocks"; exit 1; }
 kill "$pid"
 wait "$pid" || { echo "ticketqd did not stop cleanly"; exit 1; }
 pid=""
