@@ -146,8 +146,9 @@ MSG3=$MSG2
 TK3=$TK2
 while [ "$MSG3" -lt "$MESSAGES" ]; do
   LEFT=$(( MESSAGES - MSG3 ))
-  SECS=10
-  [ "$LEFT" -lt 1000000 ] && SECS=2
+  SECS=$(( LEFT / 400000 )) # slices of <= 10 s at ~400k messages/s, so as not to overshoot much
+  [ "$SECS" -gt 10 ] && SECS=10
+  [ "$SECS" -lt 1 ] && SECS=1
   OUT="$("$LOADGEN" --addr "$ADDR" --token-file "$TOKEN" --no-setup --tenant "$TENANT" \
         --queues 1,2,3 --customers "$TICKETS" --first-contact 0 --batch 100 --conns 2 --depth 8 \
         --seconds "$SECS")" || { echo "$OUT"; echo "tq-loadgen failed" >&2; exit 1; }
