@@ -451,7 +451,8 @@ struct tq_state;
 
 /* Optional hook: apply calls it (on the applying thread) with a 2 MiB-aligned range of the
  * state's memory that holds no data yet and that apply will soon write: the next huge page of a
- * growing slab, or the whole of the table a hash table will grow into. The server populates it
+ * growing slab, the next huge page of an array that grows in place (the deadline heap), or the
+ * whole of the table a hash table will grow into. The server populates it
  * on another thread (madvise MADV_POPULATE_WRITE), so the kernel's zeroing of fresh huge pages
  * (milliseconds each in a VM) is not done inside apply. It must not block and may ignore the
  * request; populating writes nothing (the pages read as zeroes either way), so apply's results

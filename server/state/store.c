@@ -201,8 +201,8 @@ void tq_st_spare_free(struct tq_spare_table *spare) {
 /* Why: an array that grows by copying holds the old array and the new one at once, and with a
  * prefault hook it held the new one, populated, from 7/8 full on (tq_st_table_prepare_grow):
  * the deadline heap's 12 bytes per ticket were 12 + 18 = 30 resident bytes per ticket just
- * before each growth, and 20 at 2 M tickets (bench/restart-10m.sh; docs/performance-state.md,
- * §11). A big array is instead a reservation of address space (PROT_NONE: no memory, no commit
+ * before each growth, and 34 at 2 M tickets (bench/restart-10m.sh; docs/performance-state.md,
+ * §10). A big array is instead a reservation of address space (PROT_NONE: no memory, no commit
  * charge) whose front is made writable a huge page at a time; with a prefault hook one page
  * ahead of the last entry, populated by the hook while the array fills the one before. It moves
  * (one copy, into a reservation four times as large) only when it outgrows its reservation.
