@@ -174,19 +174,16 @@ static void recovery_apply(struct tq_server *srv, struct tq_state_window *window
     p->applied++;
 }
 
-/* The state's prefault helper (--state-prefault), from recovery until shutdown. */
-static struct tq_prefaulter *state_prefaulter;
-
 static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
                    struct recovery_times *times) {
     uint64_t t0 = tq_mono_us();
-    if (srv->cfg.state_prefault && state_prefaulter == NULL) {
-        state_prefaulter = tq_prefaulter_start();
+    if (srv->cfg.state_prefault && srv->prefaulter == NULL) {
+        srv->prefaulter = tq_prefaulter_start();
     }
     struct tq_state_options sopt = {.body_bytes_max = srv->cfg.body_max,
                                     .prefault =
-                                        state_prefaulter != NULL ? tq_prefaulter_request : NULL,
-                                    .prefault_ctx = state_prefaulter};
+                                        srv->prefaulter != NULL ? tq_prefaulter_request : NULL,
+                                    .prefault_ctx = srv->prefaulter};
     struct tq_error error;
     void *blob = NULL;
     size_t blob_len = 0;
@@ -503,8 +500,8 @@ static void server_free(struct tq_server *srv) {
         conns_left |= srv->conns[i].in_use;
     if (!conns_left) tq_loop_recv_teardown(srv);
     tq_snapshot_free(srv);
-    tq_prefaulter_stop(state_prefaulter); /* it may be populating the state's pages */
-    state_prefaulter = NULL;
+    tq_prefaulter_stop(srv->prefaulter); /* it may be populating the state's pages */
+    srv->prefaulter = NULL;
     tq_state_free(srv->state);
     tq_dispatch_destroy(srv);
     if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));

@@ -2,12 +2,14 @@
 #include "prefault.h"
 
 #include "tq_alloc.h"
+#include "tq_assert.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -16,6 +18,8 @@
 
 #define PREFAULT_QUEUE 64u        /* requests pending; the state makes a few per second */
 #define PREFAULT_STEP  (2u << 20) /* one huge page per madvise: short mmap_lock holds */
+/* Test seam (prefault.h): a smaller queue bound, so that a test can make requests drop. */
+#define TEST_QUEUE_ENV "TICKETQD_TEST_PREFAULT_QUEUE"
 
 struct range {
     uint8_t *p;
@@ -27,8 +31,10 @@ struct tq_prefaulter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct range queue[PREFAULT_QUEUE];
-    uint32_t head, count; /* under mu */
-    bool stop;            /* under mu */
+    uint32_t queue_max;             /* PREFAULT_QUEUE, or less with TEST_QUEUE_ENV */
+    uint32_t head, count;           /* under mu */
+    bool stop;                      /* under mu */
+    struct tq_prefault_stats stats; /* under mu */
 };
 
 static void *helper_main(void *arg) {
@@ -63,6 +69,12 @@ struct tq_prefaulter *tq_prefaulter_start(void) {
     struct tq_prefaulter *pf = tq_xcalloc(1, sizeof(*pf));
     pthread_mutex_init(&pf->mu, NULL);
     pthread_cond_init(&pf->cv, NULL);
+    pf->queue_max = PREFAULT_QUEUE;
+    const char *test_queue = getenv(TEST_QUEUE_ENV);
+    if (test_queue != NULL && test_queue[0] != '\0') {
+        long n = strtol(test_queue, NULL, 10);
+        if (n >= 0 && n < (long)PREFAULT_QUEUE) pf->queue_max = (uint32_t)n;
+    }
     if (pthread_create(&pf->thread, NULL, helper_main, pf) != 0) {
         fprintf(stderr, "ticketqd: state prefault: cannot start the helper thread\n");
         pthread_cond_destroy(&pf->cv);
@@ -76,12 +88,26 @@ struct tq_prefaulter *tq_prefaulter_start(void) {
 void tq_prefaulter_request(void *ctx, void *addr, size_t len) {
     struct tq_prefaulter *pf = ctx;
     pthread_mutex_lock(&pf->mu);
-    if (pf->count < PREFAULT_QUEUE) {
+    pf->stats.requests++;
+    if (pf->count < pf->queue_max) {
         pf->queue[(pf->head + pf->count) % PREFAULT_QUEUE] = (struct range){addr, len};
         pf->count++;
         pthread_cond_signal(&pf->cv);
+    } else {
+        pf->stats.dropped++; /* the loop takes the fault on first touch, as without a helper */
     }
     pthread_mutex_unlock(&pf->mu);
+}
+
+void tq_prefaulter_stats(struct tq_prefaulter *pf, struct tq_prefault_stats *out) {
+    if (pf == NULL) {
+        *out = (struct tq_prefault_stats){0};
+        return;
+    }
+    pthread_mutex_lock(&pf->mu);
+    *out = pf->stats;
+    pthread_mutex_unlock(&pf->mu);
+    TQ_ASSERT(out->dropped <= out->requests);
 }
 
 void tq_prefaulter_stop(struct tq_prefaulter *pf) {

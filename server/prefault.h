@@ -8,17 +8,28 @@
 #define TQ_SERVER_PREFAULT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct tq_prefaulter;
 
+/* Counts since start (GET /metrics: ticketq_state_prefault_*_total). */
+struct tq_prefault_stats {
+    uint64_t requests; /* ranges the state asked for */
+    uint64_t dropped;  /* of those, refused because the queue was full */
+};
+
 /* Starts the helper thread; NULL (and a note on stderr) if it cannot be started: the state
- * then runs without the hook. */
+ * then runs without the hook. Test seam: TICKETQD_TEST_PREFAULT_QUEUE=N (0..64) bounds the
+ * queue at N requests (0: every request is dropped). */
 struct tq_prefaulter *tq_prefaulter_start(void);
 
 /* The hook (tq_state_prefault_fn; ctx is the prefaulter): queues the range and returns at
  * once; a request that finds the queue full is dropped (the fault then happens on first touch,
  * as without the helper). */
 void tq_prefaulter_request(void *ctx, void *addr, size_t len);
+
+/* The counts so far; zeros for NULL (no helper). Any thread. */
+void tq_prefaulter_stats(struct tq_prefaulter *pf, struct tq_prefault_stats *out);
 
 /* Stops and joins the thread (before tq_state_free unmaps what it may be populating). NULL is
  * a no-op. */
