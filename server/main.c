@@ -180,10 +180,12 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
     if (srv->cfg.state_prefault && srv->prefaulter == NULL) {
         srv->prefaulter = tq_prefaulter_start();
     }
-    struct tq_state_options sopt = {.body_bytes_max = srv->cfg.body_max,
-                                    .prefault =
-                                        srv->prefaulter != NULL ? tq_prefaulter_request : NULL,
-                                    .prefault_ctx = srv->prefaulter};
+    struct tq_state_options sopt = {
+        .body_bytes_max = srv->cfg.body_max,
+        .prefault = srv->prefaulter != NULL ? tq_prefaulter_request : NULL,
+        .prefault_ctx = srv->prefaulter,
+        .release = srv->prefaulter != NULL ? tq_prefaulter_release : NULL,
+        .release_ctx = srv->prefaulter};
     struct tq_error error;
     void *blob = NULL;
     size_t blob_len = 0;
