@@ -630,13 +630,13 @@ static void reap_child(struct tq_server *srv) {
         char why[160] = "";
         if (s->automatic) { /* the counts that started it (tq_snapshot_turn) */
             snprintf(why, sizeof(why),
-                     "; automatic: %" PRIu64 " records, %.1f MB of log = %.0f%% of the last "
-                     "snapshot's %.1f MB",
-                     s->st.auto_records, (double)s->st.auto_log_bytes / 1e6,
+                     "; automatic: %" PRIu64 " records, %" PRIu64 " log bytes = %.0f%% of the last "
+                     "snapshot's %" PRIu64 " bytes",
+                     s->st.auto_records, s->st.auto_log_bytes,
                      base_file_bytes > 0
                          ? 100.0 * (double)s->st.auto_log_bytes / (double)base_file_bytes
                          : 0.0,
-                     (double)base_file_bytes / 1e6);
+                     base_file_bytes);
         }
         line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, durable %.1f ms "
              "after the fork, pre-copied %.1f MB in %.1f ms%s)",
