@@ -54,8 +54,9 @@ static const struct option_doc k_options[] = {
      "write a background snapshot after N records appended since the last one; 0 = only on "
      "SnapshotNow (default 2000000)"},
     {"snapshot-growth", "PCT",
-     "and only once the log grew by PCT percent of the last snapshot's size on disk since it "
-     "(0..100000; 0 = records alone decide; default 200; docs/operations.md, \"Snapshots\")"},
+     "an automatic snapshot (--snapshot-every) also waits until the log grew by PCT percent "
+     "of the last snapshot's file since it, 0..100000; 0 = records alone decide (default 300; "
+     "docs/operations.md, \"Snapshots\")"},
     {"snapshots-keep", "N", "snapshots kept on disk, newest first, 1..32 (default 2)"},
     {"snapshot-precopy", "on|off",
      "the snapshot child copies the state's written-to pages first, so the loop's writes do "

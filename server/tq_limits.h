@@ -104,7 +104,7 @@
  * log byte, and a restart's replay to PCT% of the snapshot's size in log. Default: measured in
  * docs/performance-server.md (2026-12-04, "Snapshots scaled to the state"). The maximum (1000x
  * the snapshot) is where --snapshot-every 0 is the honest setting. */
-#define TQ_SNAPSHOT_GROWTH_PCT_DEFAULT 200u
+#define TQ_SNAPSHOT_GROWTH_PCT_DEFAULT 300u
 #define TQ_SNAPSHOT_GROWTH_PCT_MAX     100000u
 #define TQ_SNAPSHOT_WAITERS_MAX   64u
 #define TQ_SNAPSHOT_RETRY_MS      30000u
