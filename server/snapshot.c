@@ -628,15 +628,17 @@ static void reap_child(struct tq_server *srv) {
         s->growth_base = s->bytes_at_fork;
         s->growth_debt = 0;
         char why[160] = "";
-        if (s->automatic) { /* the counts that started it (tq_snapshot_turn) */
+        if (s->automatic && base_file_bytes > 0) { /* the counts that started it (auto_due) */
             snprintf(why, sizeof(why),
                      "; automatic: %" PRIu64 " records, %" PRIu64 " log bytes = %.0f%% of the last "
                      "snapshot's %" PRIu64 " bytes",
                      s->st.auto_records, s->st.auto_log_bytes,
-                     base_file_bytes > 0
-                         ? 100.0 * (double)s->st.auto_log_bytes / (double)base_file_bytes
-                         : 0.0,
+                     100.0 * (double)s->st.auto_log_bytes / (double)base_file_bytes,
                      base_file_bytes);
+        } else if (s->automatic) {
+            snprintf(why, sizeof(why),
+                     "; automatic: %" PRIu64 " records, %" PRIu64 " log bytes, no snapshot before",
+                     s->st.auto_records, s->st.auto_log_bytes);
         }
         line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, durable %.1f ms "
              "after the fork, pre-copied %.1f MB in %.1f ms%s)",
