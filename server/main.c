@@ -140,9 +140,10 @@ static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record
 /* What recovery did, for the "ready" line. */
 struct recovery_times {
     uint64_t snapshot_lsn;
-    uint64_t snapshot_us; /* reading and loading the snapshot */
-    uint64_t replay_us;   /* applying the records after it */
-    uint64_t replayed;    /* command records applied */
+    uint64_t snapshot_file_bytes; /* its file: header + blob (0: none) */
+    uint64_t snapshot_us;         /* reading and loading the snapshot */
+    uint64_t replay_us;           /* applying the records after it */
+    uint64_t replayed;            /* command records applied */
 };
 
 /* Recovery applies commands through a decode-ahead window (tq_state_window, state.h): records
@@ -191,6 +192,7 @@ static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
     size_t blob_len = 0;
     uint64_t snap_lsn = 0;
     enum tq_err err = tq_log_snapshot_latest(srv->log, &blob, &blob_len, &snap_lsn, &error);
+    times->snapshot_file_bytes = err == TQ_OK ? TQ_SNAPSHOT_HEADER_BYTES + (uint64_t)blob_len : 0;
     if (err == TQ_OK) {
         err = tq_state_deserialize(blob, blob_len, &sopt, &srv->state, &error);
         tq_free(blob, blob_len);
@@ -576,7 +578,7 @@ int main(int argc, char **argv) {
     memset(&times, 0, sizeof(times));
     if (recover(srv, &rec, &times) != 0) return 1;
     if (srv->lsn_staged == 0 && first_start(srv) != 0) return 1;
-    tq_snapshot_init(srv, times.snapshot_lsn);
+    tq_snapshot_init(srv, times.snapshot_lsn, times.snapshot_file_bytes);
 
     srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (srv->signal_fd < 0) tq_fatal("signalfd: %s", strerror(errno));

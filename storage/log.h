@@ -205,6 +205,16 @@ uint64_t tq_log_durable_lsn(const struct tq_log *log);
 uint64_t tq_log_chain_head(const struct tq_log *log);
 /* LSN the next staged record will get. */
 uint64_t tq_log_next_lsn(const struct tq_log *log);
+/* Bytes of the batches submitted since the log was opened, as they lie in the segments (header,
+ * records and padding to 4 KiB): a monotone position in the log's byte stream, for policies that
+ * weigh the log's growth (server/snapshot.c, --snapshot-growth). Never goes back, not even when
+ * compaction shrinks or drops segments. */
+uint64_t tq_log_bytes_submitted(const struct tq_log *log);
+/* Bytes (counted as tq_log_bytes_submitted counts them) of the batches submitted after the one
+ * that holds lsn: what a recovery from a snapshot at lsn would read. Every batch in the log when
+ * lsn is 0 or older than the log's first LSN; 0 when lsn is not in a submitted batch yet.
+ * O(batches after lsn); for start-up, not for every turn. */
+uint64_t tq_log_bytes_after(const struct tq_log *log, uint64_t lsn);
 /* Milliseconds until the log wants tq_log_submit called again (interval sync, or 1 while the
  * spare segment is being zero-filled in idle time), or -1. */
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now_us);

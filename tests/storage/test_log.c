@@ -6,7 +6,9 @@
  * many roll, and checks of every record after each step. Invariants checked: LSNs are dense and
  * start at 1; a record reads back byte-identical (type, length, payload) from the live log and
  * after reopen; acked <= next-1 and durable <= acked; errors are the documented codes and leave
- * nothing staged.
+ * nothing staged; tq_log_bytes_submitted grows by each batch's bytes as written (4 KiB
+ * multiples) and tq_log_bytes_after(lsn) is the sum of the batches after lsn's, live and after
+ * reopen (where the count since open restarts at 0).
  */
 #include "log_impl.h" /* TQ_LOG_OP_ZERO: which CQEs are zero-fill writes */
 #include "storage_test.h"
@@ -125,6 +127,63 @@ static void test_basic_and_reopen(void) {
     TQ_CHECK_ERR(tq_log_append(reader, 1, "x", 1, &lsn, &err), TQ_ERR_UNAVAILABLE, &err);
     TQ_CHECK(!tq_log_can_append(reader, 1));
     tq_log_close(reader);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* The byte counts --snapshot-growth uses (server/snapshot.c). */
+static void test_bytes_count(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "log-bytes");
+    struct tq_log_options o = st_options(dir, NULL);
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_bytes_submitted(log), 0);
+    TQ_CHECK_UEQ(tq_log_bytes_after(log, 0), 0);
+    enum { BATCHES = 40 };
+    uint64_t end_lsn[BATCHES], end_bytes[BATCHES]; /* after batch j: its last LSN, bytes so far */
+    static uint8_t buf[16 * 1024];
+    uint64_t prev = 0;
+    for (int j = 0; j < BATCHES; j++) {
+        /* 1..4 records of up to 12 KiB (under the 64 KiB batch): one-block batches and larger, with
+         * 256 KiB segments several rolls */
+        int records = 1 + (int)tq_test_rand_below(&rng, 4);
+        for (int k = 0; k < records; k++) {
+            uint64_t want = tq_log_next_lsn(log), lsn;
+            uint32_t len = st_payload(seed, want, 12 * 1024, buf);
+            TQ_CHECK_OK(tq_log_append(log, st_type(want), buf, len, &lsn, &err), &err);
+        }
+        TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+        uint64_t now = tq_log_bytes_submitted(log);
+        TQ_CHECK_GT(now, prev);
+        TQ_CHECK_UEQ((now - prev) % 4096, 0);
+        end_lsn[j] = tq_log_next_lsn(log) - 1;
+        end_bytes[j] = now;
+        prev = now;
+    }
+    const uint64_t total = prev;
+    TQ_CHECK_GT(tq_log_segments(log, (uint64_t[64]){0}, 64), 1);
+    for (int pass = 0; pass < 2; pass++) {
+        TQ_CHECK_UEQ(tq_log_bytes_after(log, 0), total);
+        TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[BATCHES - 1]), 0);
+        TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[BATCHES - 1] + 5), 0);
+        for (int j = 0; j < BATCHES; j++) {
+            TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[j]), total - end_bytes[j]);
+            uint64_t first = j == 0 ? 1 : end_lsn[j - 1] + 1; /* any LSN of the batch */
+            TQ_CHECK_UEQ(tq_log_bytes_after(log, first), total - end_bytes[j]);
+        }
+        /* reopen: the index is rebuilt from the segments; the count since open is 0 */
+        tq_log_close(log);
+        TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+        TQ_CHECK_UEQ(tq_log_bytes_submitted(log), 0);
+    }
+    uint64_t lsn;
+    TQ_CHECK_OK(tq_log_append(log, 1, "x", 1, &lsn, &err), &err);
+    TQ_CHECK_UEQ(tq_log_bytes_after(log, lsn), 0); /* staged, not submitted */
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    TQ_CHECK_UEQ(tq_log_bytes_submitted(log), 4096);
+    TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[BATCHES - 1]), 4096);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -701,6 +760,7 @@ int main(void) {
     seed = tq_test_seed("test_log");
     rng = seed * 31 + 7;
     test_basic_and_reopen();
+    test_bytes_count();
     test_limits();
     test_event_loop();
     test_modes();
