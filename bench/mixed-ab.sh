@@ -22,7 +22,9 @@
 # io-wq workers included) over the middle of the run and prints one line: units/s, p50/p99,
 # each side's share of a core and CPU per unit, the load average, and from ticketqd's /metrics
 # over the same window the wave width (wave_conns: client connections answered per loop turn
-# that answered any, ticketq_turn_answered_connections).
+# that answered any, ticketq_turn_answered_connections), and the snapshots ticketqd wrote over
+# the whole run (snaps, snap_mb: their MB; the backlog load included) and in the window
+# (snaps_window; child_core_pct: the CPU of the snapshot processes reaped in the window).
 # Medians per variant at the end.
 set -euo pipefail
 
@@ -33,7 +35,7 @@ DURATION=10
 BACKLOG=600000
 VARIANTS=()
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;
@@ -69,6 +71,8 @@ RESULTS="$WORK/results"
 TCK="$(getconf CLK_TCK)"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU of the children ticketqd reaped (its snapshot processes): cutime + cstime
+child_ticks() { awk '{print $16 + $17}' "/proc/$1/stat"; }
 # mdelta NAME: the unlabelled metric NAME in $WORK/m1 minus $WORK/m0 (0 if absent).
 mdelta() { awk -v k="$1" '$1 == k { v[FILENAME] = $2 } END { printf "%.0f", v[ARGV[2]] - v[ARGV[1]] }' "$WORK/m0" "$WORK/m1"; }
 jnum() { grep -o "\"$1\":[0-9.]*" "$2" | head -1 | cut -d: -f2; }
@@ -94,29 +98,35 @@ run_one() {
     sleep 0.05
   done
   sleep 2
-  local window=$((DURATION - 4)) s0 b0 s1 b1 load url
+  local window=$((DURATION - 4)) s0 b0 c0 s1 b1 c1 load url
   url="$(grep -o 'http://[^ ]*' "$WORK/server.log" | head -1)"
-  s0="$(cpu_ticks "$SERVER_PID")"; b0="$(cpu_ticks "$BENCH_PID")"
+  s0="$(cpu_ticks "$SERVER_PID")"; b0="$(cpu_ticks "$BENCH_PID")"; c0="$(child_ticks "$SERVER_PID")"
   curl -s "$url" >"$WORK/m0" || : >"$WORK/m0"
   load="$(cut -d' ' -f1 /proc/loadavg)"
   sleep "$window"
-  s1="$(cpu_ticks "$SERVER_PID")"; b1="$(cpu_ticks "$BENCH_PID")"
+  s1="$(cpu_ticks "$SERVER_PID")"; b1="$(cpu_ticks "$BENCH_PID")"; c1="$(child_ticks "$SERVER_PID")"
   curl -s "$url" >"$WORK/m1" || : >"$WORK/m1"
   local rc=0
   wait "$BENCH_PID" || rc=$?
   BENCH_PID=""
   kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
+  # snapshots the server completed over the whole run (backlog load included), and in the window
+  local snaps snaps_w snap_mb
+  snaps="$(grep -c '^ticketqd: snapshot at LSN [0-9]*: ' "$WORK/server.log" || true)"
+  snap_mb="$(awk '/^ticketqd: snapshot at LSN [0-9]*: / { s += $6 } END { printf "%.0f", s }' "$WORK/server.log")"
+  snaps_w="$(mdelta ticketq_snapshots_total)"
   [ "$rc" = 0 ] || { echo "mixed-ab.sh: ticketq-bench exited $rc:" >&2; cat "$WORK/bench.log" >&2; exit 1; }
   awk -v v="$name" -v ops="$(jnum ops_per_sec "$WORK/out.json")" \
     -v p50="$(jnum p50_us "$WORK/out.json")" -v p99="$(jnum p99_us "$WORK/out.json")" \
     -v ds=$((s1 - s0)) -v db=$((b1 - b0)) -v w="$window" -v t="$TCK" -v load="$load" \
     -v wsum="$(mdelta ticketq_turn_answered_connections_sum)" \
     -v wcnt="$(mdelta ticketq_turn_answered_connections_count)" \
+    -v snaps="$snaps" -v snaps_w="$snaps_w" -v snap_mb="$snap_mb" -v dc=$((c1 - c0)) \
     'BEGIN {
       srv = ds / t; bn = db / t; n = ops * w
-      printf "%s units/s %.0f p50_ms %.2f p99_ms %.2f srv_core_pct %.1f srv_us_unit %.2f bench_core_pct %.1f bench_us_unit %.2f load %s wave_conns %.1f\n",
+      printf "%s units/s %.0f p50_ms %.2f p99_ms %.2f srv_core_pct %.1f srv_us_unit %.2f bench_core_pct %.1f bench_us_unit %.2f load %s wave_conns %.1f snaps %d snaps_window %d snap_mb %d child_core_pct %.1f\n",
         v, ops, p50 / 1000, p99 / 1000, 100 * srv / w, 1e6 * srv / n, 100 * bn / w, 1e6 * bn / n, load,
-        (wcnt > 0 ? wsum / wcnt : 0)
+        (wcnt > 0 ? wsum / wcnt : 0), snaps, snaps_w, snap_mb, 100 * dc / t / w
     }' | tee -a "$RESULTS"
 }
 

@@ -3,8 +3,8 @@
 # per ticket and per message (issue #5 targets: restart <= 10 s, <= 256 B/ticket, <= 32 B/message).
 #
 # Usage: bench/restart-10m.sh [--messages N] [--tickets N] [--dir DIR] [--restarts R]
-#                             [--snapshot-every N] [--no-sla] [--server-args "ARGS"]
-#                             [--build DIR] [--keep] [--help]
+#                             [--snapshot-every N] [--snapshot-growth PCT] [--no-sla]
+#                             [--server-args "ARGS"] [--build DIR] [--keep] [--help]
 #
 # Method (Release build; opt-in, not part of the test suite: it writes ~6 GB and takes ~5 minutes):
 #   1. a fresh ticketqd --fsync always on DIR/data, loopback, metrics on;
@@ -20,7 +20,9 @@
 #      every message lands on an existing open ticket, until the server holds --messages
 #      messages; RSS growth / messages added = one message;
 #   5. wait until no snapshot is running (the server snapshots by itself every
-#      --snapshot-every records), print the snapshot figures from /metrics;
+#      --snapshot-every records once the log grew by --snapshot-growth percent of the last
+#      snapshot), print the snapshot figures from /metrics (with the log bytes a restart
+#      replays);
 #   6. --restarts times: kill -9, start again on the same directory, time until the port file
 #      appears (the server accepts requests), and print the server's own "ready in" line
 #      (snapshot load and replay split). The median is printed last.
@@ -36,6 +38,7 @@ TICKETS=2000000
 DIR=/tmp/tq-restart-10m
 RESTARTS=3
 SNAPSHOT_EVERY=""
+SNAPSHOT_GROWTH=""
 BUILD="$ROOT/build/rel"
 KEEP=0
 SLA=--sla
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
     --dir) DIR="$2"; shift 2 ;;
     --restarts) RESTARTS="$2"; shift 2 ;;
     --snapshot-every) SNAPSHOT_EVERY="$2"; shift 2 ;;
+    --snapshot-growth) SNAPSHOT_GROWTH="$2"; shift 2 ;;
     --build) BUILD="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-sla) SLA=""; shift ;;
@@ -90,6 +94,7 @@ start() {
   local t0; t0=$(now_ms)
   local extra=()
   [ -n "$SNAPSHOT_EVERY" ] && extra=(--snapshot-every "$SNAPSHOT_EVERY")
+  [ -n "$SNAPSHOT_GROWTH" ] && extra+=(--snapshot-growth "$SNAPSHOT_GROWTH")
   # shellcheck disable=SC2206
   [ -n "$SERVER_ARGS" ] && extra+=($SERVER_ARGS)
   "$TICKETQD" --data "$DIR/data" --listen 127.0.0.1:0 --port-file "$DIR/port" \
@@ -180,7 +185,8 @@ SNAP_LSN=$(metric ticketq_snapshot_last_lsn)
 STAGED=$(metric ticketq_log_staged_lsn)
 log "snapshots: $(metric ticketq_snapshots_total) written, newest at LSN $SNAP_LSN of $STAGED;" \
     "last took $(metric ticketq_snapshot_last_seconds) s, fork pause $(metric ticketq_snapshot_last_fork_seconds) s," \
-    "durable after $(metric ticketq_snapshot_last_durable_wait_seconds) s, $(metric ticketq_snapshot_last_bytes) bytes; RSS $(rss_kib "$PID") KiB"
+    "durable after $(metric ticketq_snapshot_last_durable_wait_seconds) s, $(metric ticketq_snapshot_last_bytes) bytes;" \
+    "log after it $(metric ticketq_snapshot_log_bytes_since) bytes; RSS $(rss_kib "$PID") KiB"
 grep 'snapshot at LSN [0-9]*:' "$DIR/server.log" | tail -5 || true
 du -sh "$DIR/data/log" "$DIR/data/snapshots" 2>/dev/null || true
 

@@ -20,7 +20,9 @@
  *      wall time and minor page faults of each apply (getrusage), the 10 longest printed with
  *      the message number they happened at. The state then has a prefault hook (as ticketqd
  *      has, on by default) whose pages are populated after the apply that asked, untimed: what
- *      ticketqd's helper thread does meanwhile (so [2]'s figures count the spares too). Also
+ *      ticketqd's helper thread does meanwhile (so [2]'s figures count the spares too); and a
+ *      release hook, whose ranges (the old table at a copy's end) are unmapped after the apply,
+ *      untimed, as that thread does too (TQ_BENCH_RELEASE=0: none, apply unmaps them). Also
  *      printed: every apply that mapped or unmapped 4 MB or more (tq_state_bytes_mapped), i.e.
  *      the idempotency table's growths and the ends of its copies, and the slabs' new groups.
  *      The table grows when its count reaches 3/4 of
@@ -494,11 +496,30 @@ static void bench_prefault(void *ctx, void *p, size_t len) {
     if (pf_n < 64) pf_pending[pf_n++] = (struct pf_req){p, len};
 }
 
-/* Populates what the hook was asked for (a range freed since fails harmlessly). */
+/* The release hook: the old tables the state gives up, unmapped after the apply (untimed) as
+ * ticketqd's helper thread does meanwhile. TQ_BENCH_RELEASE=0: no hook, apply unmaps them. */
+static struct pf_req rel_pending[8];
+static unsigned rel_n;
+static bool release_hook = true;
+
+static void bench_release(void *ctx, void *p, size_t len) {
+    (void)ctx;
+    if (rel_n < 8) {
+        rel_pending[rel_n++] = (struct pf_req){p, len};
+    } else {
+        munmap(p, len); /* as ticketqd's helper with a full queue: at once */
+    }
+}
+
+/* Populates what the hook was asked for (a range freed since fails harmlessly), then unmaps
+ * what the state released. */
 static void pf_drain(void) {
     for (unsigned i = 0; i < pf_n; i++)
         (void)madvise(pf_pending[i].p, pf_pending[i].len, MADV_POPULATE_WRITE);
     pf_n = 0;
+    for (unsigned i = 0; i < rel_n; i++)
+        munmap(rel_pending[i].p, rel_pending[i].len);
+    rel_n = 0;
 }
 
 /* apply_ok, timed when apply_max: keeps the SLOW_KEEP longest applies */
@@ -558,7 +579,8 @@ static uint64_t bytes_live(void) {
 
 static void bench_memory(uint64_t messages) {
     uint64_t tickets = messages / 10;
-    struct tq_state_options opts = {.prefault = bench_prefault};
+    struct tq_state_options opts = {.prefault = bench_prefault,
+                                    .release = release_hook ? bench_release : NULL};
     struct tq_state *s = tq_state_new(apply_max ? &opts : NULL);
     struct world w;
     memset(&w, 0, sizeof(w));
@@ -626,7 +648,8 @@ int main(int argc, char **argv) {
                "  TQ_BENCH_RESERVE=0 does not size the idempotency table for the log up front;\n"
                "  TQ_BENCH_CUSTOMERS=N customers per tenant (default 20000);\n"
                "  TQ_BENCH_APPLY_MAX=1 also times every apply of [2]'s phases B and C and prints\n"
-               "  the 10 longest ([3]), with a prefault hook populated between applies\n");
+               "  the 10 longest ([3]), with a prefault hook populated between applies\n"
+               "  and a release hook unmapped between them (TQ_BENCH_RELEASE=0: none)\n");
         return 0;
     }
     uint64_t records = argc > 1 ? strtoull(argv[1], NULL, 0) : 2000000;
@@ -644,6 +667,8 @@ int main(int argc, char **argv) {
                        : "grown from small (TQ_BENCH_RESERVE=0)");
     const char *am = getenv("TQ_BENCH_APPLY_MAX");
     if (am != NULL && am[0] == '1') apply_max = true;
+    const char *rh = getenv("TQ_BENCH_RELEASE");
+    if (rh != NULL && rh[0] == '0') release_hook = false;
     const char *cust = getenv("TQ_BENCH_CUSTOMERS");
     if (cust != NULL && cust[0] != '\0') CUSTOMERS_PER_TENANT = strtoull(cust, NULL, 0);
     machine();

@@ -53,6 +53,10 @@ static const struct option_doc k_options[] = {
     {"snapshot-every", "N",
      "write a background snapshot after N records appended since the last one; 0 = only on "
      "SnapshotNow (default 2000000)"},
+    {"snapshot-growth", "PCT",
+     "an automatic snapshot (--snapshot-every) also waits until the log grew by PCT percent "
+     "of the last snapshot's file since it, 0..100000; 0 = records alone decide (default 300; "
+     "docs/operations.md, \"Snapshots\")"},
     {"snapshots-keep", "N", "snapshots kept on disk, newest first, 1..32 (default 2)"},
     {"snapshot-precopy", "on|off",
      "the snapshot child copies the state's written-to pages first, so the loop's writes do "
@@ -106,6 +110,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->recv_mode = TQ_RECV_AUTO;
     cfg->recv_buffers = TQ_RECV_RING_BUFFERS_DEFAULT;
     cfg->snapshot_every = TQ_SNAPSHOT_EVERY_DEFAULT;
+    cfg->snapshot_growth_pct = TQ_SNAPSHOT_GROWTH_PCT_DEFAULT;
     cfg->snapshots_keep = TQ_SNAPSHOTS_KEPT_DEFAULT;
     cfg->ring_mode = TQ_RING_AUTO;
     cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
@@ -257,6 +262,12 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
                  (unsigned long long)TQ_SNAPSHOT_EVERY_MAX, value);
         }
         cfg->snapshot_every = v;
+    } else if (strcmp(name, "snapshot-growth") == 0) {
+        if (!parse_u64(value, 0, TQ_SNAPSHOT_GROWTH_PCT_MAX, &v)) {
+            FAIL("--snapshot-growth: expected 0..%u percent of the last snapshot's size, got '%s'",
+                 TQ_SNAPSHOT_GROWTH_PCT_MAX, value);
+        }
+        cfg->snapshot_growth_pct = (uint32_t)v;
     } else if (strcmp(name, "snapshots-keep") == 0) {
         if (!parse_u64(value, 1, TQ_SNAPSHOTS_KEPT_MAX, &v)) {
             FAIL("--snapshots-keep: expected 1..%u, got '%s'", TQ_SNAPSHOTS_KEPT_MAX, value);

@@ -50,6 +50,9 @@ struct tq_config {
     enum tq_recv_mode recv_mode;
     uint32_t recv_buffers;   /* provided-buffer ring entries (power of two) */
     uint64_t snapshot_every; /* records since the last snapshot that start one; 0 = off */
+    /* and log bytes since it, in percent of its size on disk, that must also be reached;
+     * 0 = records alone decide (snapshot.c) */
+    uint32_t snapshot_growth_pct;
     uint32_t snapshots_keep; /* newest snapshots kept on disk */
     bool snapshot_precopy;   /* the child breaks copy-on-write of the hot state (snapshot.c) */
     enum tq_ring_mode ring_mode;

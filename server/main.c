@@ -140,9 +140,10 @@ static uint64_t compare_events(struct tq_server *srv, const struct tq_log_record
 /* What recovery did, for the "ready" line. */
 struct recovery_times {
     uint64_t snapshot_lsn;
-    uint64_t snapshot_us; /* reading and loading the snapshot */
-    uint64_t replay_us;   /* applying the records after it */
-    uint64_t replayed;    /* command records applied */
+    uint64_t snapshot_file_bytes; /* its file: header + blob (0: none) */
+    uint64_t snapshot_us;         /* reading and loading the snapshot */
+    uint64_t replay_us;           /* applying the records after it */
+    uint64_t replayed;            /* command records applied */
 };
 
 /* Recovery applies commands through a decode-ahead window (tq_state_window, state.h): records
@@ -174,24 +175,24 @@ static void recovery_apply(struct tq_server *srv, struct tq_state_window *window
     p->applied++;
 }
 
-/* The state's prefault helper (--state-prefault), from recovery until shutdown. */
-static struct tq_prefaulter *state_prefaulter;
-
 static int recover(struct tq_server *srv, const struct tq_log_recovery *rec,
                    struct recovery_times *times) {
     uint64_t t0 = tq_mono_us();
-    if (srv->cfg.state_prefault && state_prefaulter == NULL) {
-        state_prefaulter = tq_prefaulter_start();
+    if (srv->cfg.state_prefault && srv->prefaulter == NULL) {
+        srv->prefaulter = tq_prefaulter_start();
     }
-    struct tq_state_options sopt = {.body_bytes_max = srv->cfg.body_max,
-                                    .prefault =
-                                        state_prefaulter != NULL ? tq_prefaulter_request : NULL,
-                                    .prefault_ctx = state_prefaulter};
+    struct tq_state_options sopt = {
+        .body_bytes_max = srv->cfg.body_max,
+        .prefault = srv->prefaulter != NULL ? tq_prefaulter_request : NULL,
+        .prefault_ctx = srv->prefaulter,
+        .release = srv->prefaulter != NULL ? tq_prefaulter_release : NULL,
+        .release_ctx = srv->prefaulter};
     struct tq_error error;
     void *blob = NULL;
     size_t blob_len = 0;
     uint64_t snap_lsn = 0;
     enum tq_err err = tq_log_snapshot_latest(srv->log, &blob, &blob_len, &snap_lsn, &error);
+    times->snapshot_file_bytes = err == TQ_OK ? TQ_SNAPSHOT_HEADER_BYTES + (uint64_t)blob_len : 0;
     if (err == TQ_OK) {
         err = tq_state_deserialize(blob, blob_len, &sopt, &srv->state, &error);
         tq_free(blob, blob_len);
@@ -503,8 +504,8 @@ static void server_free(struct tq_server *srv) {
         conns_left |= srv->conns[i].in_use;
     if (!conns_left) tq_loop_recv_teardown(srv);
     tq_snapshot_free(srv);
-    tq_prefaulter_stop(state_prefaulter); /* it may be populating the state's pages */
-    state_prefaulter = NULL;
+    tq_prefaulter_stop(srv->prefaulter); /* it may be populating the state's pages */
+    srv->prefaulter = NULL;
     tq_state_free(srv->state);
     tq_dispatch_destroy(srv);
     if (srv->pend != NULL) tq_free(srv->pend, srv->pend_cap * sizeof(*srv->pend));
@@ -577,7 +578,7 @@ int main(int argc, char **argv) {
     memset(&times, 0, sizeof(times));
     if (recover(srv, &rec, &times) != 0) return 1;
     if (srv->lsn_staged == 0 && first_start(srv) != 0) return 1;
-    tq_snapshot_init(srv, times.snapshot_lsn);
+    tq_snapshot_init(srv, times.snapshot_lsn, times.snapshot_file_bytes);
 
     srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (srv->signal_fd < 0) tq_fatal("signalfd: %s", strerror(errno));

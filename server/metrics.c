@@ -6,6 +6,7 @@
  * fixed log-spaced microsecond buckets so rendering is O(ops x buckets).
  */
 #include "auth.h"
+#include "prefault.h"
 #include "server.h"
 #include "snapshot.h"
 #include "tq_assert.h"
@@ -335,6 +336,36 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         ss.written, ss.failed, ss.last_lsn, (double)ss.last_duration_us / 1e6,
         (double)ss.last_fork_us / 1e6, (double)ss.last_durable_wait_us / 1e6, ss.last_bytes,
         ss.last_precopy_bytes, (double)ss.last_precopy_us / 1e6, ss.running ? 1 : 0);
+    struct tq_prefault_stats ps;
+    tq_prefaulter_stats(srv->prefaulter, &ps);
+    put(&t,
+        "# HELP ticketq_state_prefault_requests_total Ranges the state asked its prefault helper "
+        "to populate (--state-prefault).\n"
+        "# TYPE ticketq_state_prefault_requests_total counter\n"
+        "ticketq_state_prefault_requests_total %" PRIu64 "\n"
+        "# HELP ticketq_state_prefault_dropped_total Of those, refused because the helper's queue "
+        "was full: the loop thread takes those faults itself.\n"
+        "# TYPE ticketq_state_prefault_dropped_total counter\n"
+        "ticketq_state_prefault_dropped_total %" PRIu64 "\n",
+        ps.requests, ps.dropped);
+    put(&t,
+        "# HELP ticketq_snapshot_last_file_bytes The newest snapshot's file on disk (the one "
+        "loaded at start until one is written; 0 = none): the base of --snapshot-growth.\n"
+        "# TYPE ticketq_snapshot_last_file_bytes gauge\n"
+        "ticketq_snapshot_last_file_bytes %" PRIu64 "\n"
+        "# HELP ticketq_snapshot_log_bytes_since Log bytes appended since the newest snapshot "
+        "(batches as written; a restart replays them).\n"
+        "# TYPE ticketq_snapshot_log_bytes_since gauge\n"
+        "ticketq_snapshot_log_bytes_since %" PRIu64 "\n"
+        "# HELP ticketq_snapshot_auto_records Records since the snapshot before it when the "
+        "last automatic snapshot started (--snapshot-every).\n"
+        "# TYPE ticketq_snapshot_auto_records gauge\n"
+        "ticketq_snapshot_auto_records %" PRIu64 "\n"
+        "# HELP ticketq_snapshot_auto_log_bytes Log bytes since the snapshot before it when the "
+        "last automatic snapshot started (--snapshot-growth).\n"
+        "# TYPE ticketq_snapshot_auto_log_bytes gauge\n"
+        "ticketq_snapshot_auto_log_bytes %" PRIu64 "\n",
+        ss.last_file_bytes, ss.log_bytes_since, ss.auto_records, ss.auto_log_bytes);
     struct tq_compaction_status cs;
     tq_compaction_status(srv, &cs);
     put(&t, "# TYPE ticketq_compaction_running gauge\nticketq_compaction_running %d\n",

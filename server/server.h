@@ -10,6 +10,7 @@
  *   metrics.c    Prometheus text at GET /metrics
  *   snapshot.c   background snapshots: fork, the child writes and publishes once durable, reap
  *   compaction.c online compaction: snapshot on the loop, segment rewrites on a helper thread
+ *   prefault.c   the state's memory helper thread: populates pages ahead of its growth
  *   config.c     options; sha256.c tokens; events_codec.c the events log record
  *   reqdec.c     fast decoder for Ingest / Batch-of-Ingest requests (else protobuf-c)
  *   respenc.c    fast encoder for id/error/ids/batch responses (else protobuf-c)
@@ -35,6 +36,7 @@
 struct tq_metrics;
 struct tq_snapshotter;
 struct tq_compaction;
+struct tq_prefaulter;
 
 /* ---- sessions and subscriptions ------------------------------------------------------- */
 
@@ -204,6 +206,8 @@ struct tq_server {
     uint8_t siginfo_buf[128];         /* signalfd read target */
     int dir_lock_fd;                  /* flock on DIR/LOCK for the process's lifetime */
     struct tq_compaction *compaction; /* online compaction (compaction.c); NULL until used */
+    struct tq_prefaulter *prefaulter; /* the state's helper (prefault.c), from recovery until
+                                         shutdown; NULL with --state-prefault off */
 };
 
 /* Wall clock in ms / µs (CLOCK_REALTIME) and monotonic ms. */

@@ -38,6 +38,23 @@
  * at start and noted once; any other failure stops the pre-copy, and the snapshot goes on.
  * The child reports the bytes and time in its "ok" line.
  *
+ * Automatic snapshots (the policy of Redis's AOF rewrite: auto-aof-rewrite-min-size and
+ * -percentage). One starts when both
+ *   (a) the records since the newest snapshot's LSN reach --snapshot-every (0 = never), and
+ *   (b) the log bytes appended since it reach --snapshot-growth percent of its file's size
+ *       (0, or no snapshot on disk yet: (a) alone).
+ * Why (b): a snapshot costs in proportion to the state, so a fixed record count makes a big
+ * state spend an ever larger share of its time snapshotting (the total work grows with the
+ * square of the log). With (b) the bytes snapshots write are at most 100/PCT per log byte, and
+ * a restart replays at most about PCT% of the snapshot's size in log. The bytes are the log's
+ * own count (tq_log_bytes_submitted: batches as written, headers and padding included), never
+ * a clock. The base is the newest snapshot *on disk*: at start the one recovery loaded (the log
+ * after it counts as grown: tq_log_bytes_after), afterwards the position of the log when the
+ * last successful snapshot forked (exact to a batch: records staged but not submitted at the
+ * fork count as grown). A failed snapshot moves nothing: the next attempt is due as soon as the
+ * retry delay (TQ_SNAPSHOT_RETRY_MS) has passed. A requested snapshot (SnapshotNow, compaction)
+ * moves the base like an automatic one.
+ *
  * Invariants: at most one child; the child never touches the ring, the sockets or the log's
  * segments (only DIR/snapshots); every waiter's callback runs exactly once, from the loop.
  */
@@ -98,7 +115,12 @@ struct tq_snapshotter {
     struct waiter cur[TQ_SNAPSHOT_WAITERS_MAX];
     struct waiter next[TQ_SNAPSHOT_WAITERS_MAX];
     uint32_t cur_n, next_n;
-    bool automatic; /* the current run was started by --snapshot-every */
+    bool automatic; /* the current run was started by --snapshot-every / --snapshot-growth */
+    /* --snapshot-growth's count: the log bytes since the newest snapshot on disk are
+     * growth_debt + tq_log_bytes_submitted() - growth_base. */
+    uint64_t growth_base;
+    uint64_t growth_debt;   /* bytes after the recovered snapshot at start; 0 after a snapshot */
+    uint64_t bytes_at_fork; /* tq_log_bytes_submitted() at the running snapshot's fork */
     uint64_t fork_start_us;
     uint64_t lsn;            /* LSN of the running snapshot */
     uint64_t staged_at_fork; /* srv->lsn_staged when the child was forked */
@@ -168,12 +190,17 @@ static bool precopy_probe(void) {
     return ok;
 }
 
-void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn) {
+void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn,
+                      uint64_t recovered_file_bytes) {
     TQ_ASSERT(srv->snap == NULL);
+    if (recovered_lsn == 0) TQ_ASSERT(recovered_file_bytes == 0);
     struct tq_snapshotter *s = tq_xcalloc(1, sizeof(*s));
     s->err_fd = -1;
     s->go_fd = -1;
     s->st.last_lsn = recovered_lsn;
+    s->st.last_file_bytes = recovered_file_bytes;
+    s->growth_base = tq_log_bytes_submitted(srv->log);
+    s->growth_debt = tq_log_bytes_after(srv->log, recovered_lsn);
     const char *go_delay = getenv(TEST_GO_DELAY_ENV);
     if (go_delay != NULL) {
         long ms = strtol(go_delay, NULL, 10);
@@ -450,6 +477,7 @@ static void start(struct tq_server *srv) {
     s->go_fd = gfd[1];
     s->lsn = lsn;
     s->staged_at_fork = srv->lsn_staged;
+    s->bytes_at_fork = tq_log_bytes_submitted(srv->log);
     s->fork_start_us = t0;
     s->st.last_fork_us = t1 - t0;
     s->st.last_durable_wait_us = 0;
@@ -595,11 +623,28 @@ static void reap_child(struct tq_server *srv) {
         s->st.last_bytes = bytes;
         s->st.last_precopy_bytes = pc_bytes;
         s->st.last_precopy_us = pc_us;
+        uint64_t base_file_bytes = s->st.last_file_bytes;
+        s->st.last_file_bytes = TQ_SNAPSHOT_HEADER_BYTES + (uint64_t)bytes;
+        s->growth_base = s->bytes_at_fork;
+        s->growth_debt = 0;
+        char why[160] = "";
+        if (s->automatic && base_file_bytes > 0) { /* the counts that started it (auto_due) */
+            snprintf(why, sizeof(why),
+                     "; automatic: %" PRIu64 " records, %" PRIu64 " log bytes = %.0f%% of the last "
+                     "snapshot's %" PRIu64 " bytes",
+                     s->st.auto_records, s->st.auto_log_bytes,
+                     100.0 * (double)s->st.auto_log_bytes / (double)base_file_bytes,
+                     base_file_bytes);
+        } else if (s->automatic) {
+            snprintf(why, sizeof(why),
+                     "; automatic: %" PRIu64 " records, %" PRIu64 " log bytes, no snapshot before",
+                     s->st.auto_records, s->st.auto_log_bytes);
+        }
         line("snapshot at LSN %" PRIu64 ": %.1f MB in %.2f s (fork %.1f ms, durable %.1f ms "
              "after the fork, pre-copied %.1f MB in %.1f ms%s)",
              s->lsn, (double)bytes / 1e6, (double)took / 1e6, (double)s->st.last_fork_us / 1e3,
              (double)s->st.last_durable_wait_us / 1e3, (double)pc_bytes / 1e6, (double)pc_us / 1e3,
-             s->automatic ? ", --snapshot-every" : "");
+             why);
         if (pc_err != 0 && !s->precopy_err_said) {
             s->precopy_err_said = true;
             line("snapshot pre-copy stopped early: %s (the snapshot is complete; the loop takes "
@@ -633,6 +678,34 @@ static void reap_child(struct tq_server *srv) {
     }
 }
 
+/* Log bytes appended since the newest snapshot on disk (--snapshot-growth's count). */
+static uint64_t log_bytes_since(const struct tq_server *srv) {
+    const struct tq_snapshotter *s = srv->snap;
+    uint64_t now = tq_log_bytes_submitted(srv->log);
+    TQ_ASSERT(now >= s->growth_base);
+    return s->growth_debt + (now - s->growth_base);
+}
+
+/* Whether an automatic snapshot is due (the file comment: (a) records and (b) log bytes); on
+ * true, notes the counts that made it due for the log line and /metrics. */
+static bool auto_due(struct tq_server *srv) {
+    struct tq_snapshotter *s = srv->snap;
+    const struct tq_config *cfg = &srv->cfg;
+    if (cfg->snapshot_every == 0) return false;
+    if (srv->lsn_staged < s->st.last_lsn + cfg->snapshot_every) return false; /* (a) */
+    uint64_t bytes = log_bytes_since(srv);
+    /* (b); the product stays far below 2^64: a file under 2^45 bytes x <= 100000 */
+    if (cfg->snapshot_growth_pct > 0 && s->st.last_file_bytes > 0 &&
+        bytes * 100u < s->st.last_file_bytes * cfg->snapshot_growth_pct) {
+        return false;
+    }
+    if (tq_mono_ms() < s->retry_after_ms) return false;
+    TQ_ASSERT(srv->lsn_staged >= s->st.last_lsn);
+    s->st.auto_records = srv->lsn_staged - s->st.last_lsn;
+    s->st.auto_log_bytes = bytes;
+    return true;
+}
+
 void tq_snapshot_turn(struct tq_server *srv, uint64_t acked_lsn) {
     struct tq_snapshotter *s = srv->snap;
     if (s == NULL || s->closed) return;
@@ -647,9 +720,7 @@ void tq_snapshot_turn(struct tq_server *srv, uint64_t acked_lsn) {
             s->cur_n = s->next_n;
             s->next_n = 0;
             s->phase = PHASE_WANTED;
-        } else if (srv->cfg.snapshot_every > 0 &&
-                   srv->lsn_staged >= s->st.last_lsn + srv->cfg.snapshot_every &&
-                   tq_mono_ms() >= s->retry_after_ms) {
+        } else if (auto_due(srv)) {
             s->phase = PHASE_WANTED;
             s->automatic = true;
         }
@@ -699,4 +770,5 @@ void tq_snapshot_get_stats(const struct tq_server *srv, struct tq_snapshot_stats
     if (srv->snap == NULL) return;
     *out = srv->snap->st;
     out->running = srv->snap->phase == PHASE_RUNNING;
+    out->log_bytes_since = log_bytes_since(srv);
 }

@@ -2,7 +2,7 @@
  *
  * A snapshot is the serialised state at a durable LSN. Taking one never blocks the loop for
  * longer than one fork(): when a snapshot is wanted (a request, or --snapshot-every records
- * since the last one), the loop forks at the end of that turn, at the state's applied LSN,
+ * and --snapshot-growth percent of its size in log bytes since the last one), the loop forks at the end of that turn, at the state's applied LSN,
  * without waiting for the log. The child holds a copy-on-write image of the state at exactly
  * that LSN; it serialises it (tq_state_serialize_image), writes and fsyncs the temp file
  * (tq_log_snapshot_write_image, gated), waits until the parent says that LSN is durable (a pipe),
@@ -46,12 +46,20 @@ struct tq_snapshot_stats {
     uint64_t last_bytes;           /* serialised state bytes of the last completed snapshot */
     uint64_t last_precopy_bytes;   /* state bytes the child copied ahead of the loop (pre-copy) */
     uint64_t last_precopy_us;      /* how long that took the child, after the fork */
+    uint64_t last_file_bytes;      /* the newest snapshot's file (header + blob; recovered one at
+                                    * start, 0 if none): --snapshot-growth's base */
+    uint64_t log_bytes_since;      /* log bytes appended since the newest snapshot's LSN */
+    uint64_t auto_records;         /* records since the last snapshot when the last automatic */
+    uint64_t auto_log_bytes;       /* snapshot started, and log bytes (0 before the first) */
     bool running;                  /* a child is writing one now */
 };
 
-/* Sets up snapshots for srv (after recovery; recovered_lsn = the snapshot recovery loaded, 0
- * if none) and removes temp files a killed snapshot left in DIR/snapshots (logged). */
-void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn);
+/* Sets up snapshots for srv (after recovery; recovered_lsn and recovered_file_bytes = the LSN
+ * and file size of the snapshot recovery loaded, 0 and 0 if none) and removes temp files a
+ * killed snapshot left in DIR/snapshots (logged). The log bytes after recovered_lsn (what the
+ * restart replayed) count as grown since that snapshot for --snapshot-growth. */
+void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn,
+                      uint64_t recovered_file_bytes);
 /* Releases what tq_snapshot_init allocated (after tq_snapshot_shutdown). */
 void tq_snapshot_free(struct tq_server *srv);
 

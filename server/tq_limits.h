@@ -98,6 +98,14 @@
  * after a failed automatic snapshot the next attempt waits this long. */
 #define TQ_SNAPSHOT_EVERY_DEFAULT 2000000ull
 #define TQ_SNAPSHOT_EVERY_MAX     1000000000000ull
+/* --snapshot-growth: an automatic snapshot also waits until the log bytes appended since the
+ * last snapshot reach this percentage of that snapshot's file (Redis's
+ * auto-aof-rewrite-percentage; 0 = off). It bounds what snapshots write to 100/PCT bytes per
+ * log byte, and a restart's replay to PCT% of the snapshot's size in log. Default: measured in
+ * docs/performance-server.md (2026-12-04, "Snapshots scaled to the state"). The maximum (1000x
+ * the snapshot) is where --snapshot-every 0 is the honest setting. */
+#define TQ_SNAPSHOT_GROWTH_PCT_DEFAULT 300u
+#define TQ_SNAPSHOT_GROWTH_PCT_MAX     100000u
 #define TQ_SNAPSHOT_WAITERS_MAX   64u
 #define TQ_SNAPSHOT_RETRY_MS      30000u
 #define TQ_SNAPSHOT_ERROR_BYTES   256u

@@ -603,6 +603,7 @@ static unsigned batch_submit(struct tq_log *log, struct io_uring *ring, uint64_t
     u->dsync = log->opt.dsync_writes && log->opt.fsync_mode == TQ_FSYNC_ALWAYS;
     buf->busy = true;
     log->tail_offset += disk;
+    log->bytes_submitted += disk;
     /* A small batch leaves the disk idle for most of its round trip (the flush dominates):
      * earn as many zero-fill bytes for the spare as it wrote (zero_submit). */
     if (disk < ZERO_EARN_BATCH_BYTES_MAX && log->spare_ready && !log->zero_done) {

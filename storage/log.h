@@ -205,6 +205,16 @@ uint64_t tq_log_durable_lsn(const struct tq_log *log);
 uint64_t tq_log_chain_head(const struct tq_log *log);
 /* LSN the next staged record will get. */
 uint64_t tq_log_next_lsn(const struct tq_log *log);
+/* Bytes of the batches submitted since the log was opened, as they lie in the segments (header,
+ * records and padding to 4 KiB): a monotone position in the log's byte stream, for policies that
+ * weigh the log's growth (server/snapshot.c, --snapshot-growth). Never goes back, not even when
+ * compaction shrinks or drops segments. */
+uint64_t tq_log_bytes_submitted(const struct tq_log *log);
+/* Bytes (counted as tq_log_bytes_submitted counts them) of the batches submitted after the one
+ * that holds lsn: what a recovery from a snapshot at lsn would read. Every batch in the log when
+ * lsn is 0 or older than the log's first LSN; 0 when lsn is not in a submitted batch yet.
+ * O(batches after lsn); for start-up, not for every turn. */
+uint64_t tq_log_bytes_after(const struct tq_log *log, uint64_t lsn);
 /* Milliseconds until the log wants tq_log_submit called again (interval sync, or 1 while the
  * spare segment is being zero-filled in idle time), or -1. */
 int tq_log_timeout_ms(const struct tq_log *log, uint64_t now_us);
@@ -343,28 +353,26 @@ bool tq_log_dir_locked(const char *dir);
  * its copy of the handle (server/snapshot.c does). */
 TQ_NODISCARD enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *blob,
                                                size_t len, struct tq_error *error);
-/* The durability gate of tq_log_snapshot_write_gated: called once, after the temp file is
- * written and synced and before it is renamed into place. Returns true when every record <= lsn
- * is durable (it may block until then), false to abandon the snapshot (error filled). */
+/* The durability gate of a snapshot taken ahead of durability (tq_log_snapshot_write_image with
+ * a gate): called once, after the temp file is written and synced and before it is renamed
+ * into place. Returns true when every record <= lsn is durable (it may block until then), false
+ * to abandon the snapshot (error filled). */
 typedef bool (*tq_snapshot_gate_fn)(void *ctx, uint64_t lsn, struct tq_error *error);
-/* As tq_log_snapshot_write, for a snapshot taken ahead of durability (a forked child of the
- * log's owner, at the state's applied LSN): lsn need only have been appended (< next LSN), and
- * the rename that publishes the snapshot waits for gate. When gate refuses, the temp file is
- * removed and the gate's error returned; a crash before the rename leaves only the temp file,
- * which recovery ignores. So a *.snap file never covers a record that was not durable. */
-TQ_NODISCARD enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn,
-                                                     const void *blob, size_t len,
-                                                     tq_snapshot_gate_fn gate, void *gate_ctx,
-                                                     struct tq_error *error);
 /* Bytes before the blob in a snapshot file (its header, docs/log-format.md). */
 #define TQ_SNAPSHOT_HEADER_BYTES 64u
-/* As tq_log_snapshot_write (gate NULL) or tq_log_snapshot_write_gated, from an image: image is
- * 4096-byte aligned, its first TQ_SNAPSHOT_HEADER_BYTES are overwritten with the header, the
- * blob follows them, and the bytes after the blob up to image_cap (which must reach the next
- * 4096-byte boundary) may be overwritten with zero padding. The file is byte for byte what the
- * blob variants write; it is written with O_DIRECT, so the page cache makes no copy of it,
- * and buffered where the file system refuses O_DIRECT. TQ_ERR_INVALID_ARGUMENT for an image
- * without room, plus the blob variants' errors. */
+/* As tq_log_snapshot_write, from an image: image is 4096-byte aligned, its first
+ * TQ_SNAPSHOT_HEADER_BYTES are overwritten with the header, the blob follows them, and the bytes
+ * after the blob up to image_cap (which must reach the next 4096-byte boundary) may be
+ * overwritten with zero padding. The file is byte for byte what tq_log_snapshot_write writes;
+ * it is written with O_DIRECT, so the page cache makes no copy of it, and buffered where the
+ * file system refuses O_DIRECT. TQ_ERR_INVALID_ARGUMENT for an image without room, plus
+ * tq_log_snapshot_write's errors.
+ * With gate NULL, lsn must be acknowledged. With a gate, the snapshot may be taken ahead of
+ * durability (a forked child of the log's owner, at the state's applied LSN): lsn need only
+ * have been appended (< next LSN), and the rename that publishes the snapshot waits for gate.
+ * When gate refuses, the temp file is removed and the gate's error returned; a crash before the
+ * rename leaves only the temp file, which recovery ignores. So a *.snap file never covers a
+ * record that was not durable. */
 TQ_NODISCARD enum tq_err tq_log_snapshot_write_image(struct tq_log *log, uint64_t lsn, void *image,
                                                      size_t image_cap, size_t blob_bytes,
                                                      tq_snapshot_gate_fn gate, void *gate_ctx,

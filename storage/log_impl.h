@@ -164,6 +164,7 @@ struct tq_log {
     uint64_t durable_lsn; /* fdatasync completed for it and everything before */
     uint64_t chain_head;  /* header_hash of the last submitted batch */
     uint64_t tail_offset; /* where the next batch goes in the tail segment */
+    uint64_t bytes_submitted; /* disk bytes of the batches submitted since open (monotone) */
 
     struct tq_batch_buf bufs[TQ_LOG_BUFS_MAX];
     unsigned open_buf;

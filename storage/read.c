@@ -383,6 +383,24 @@ int64_t tq_log_ref_find(const struct tq_log *log, uint64_t lsn) {
     return lsn < r->lsn_first + r->record_count ? found : -1;
 }
 
+uint64_t tq_log_bytes_submitted(const struct tq_log *log) {
+    return log->bytes_submitted;
+}
+
+uint64_t tq_log_bytes_after(const struct tq_log *log, uint64_t lsn) {
+    uint64_t start = 0;
+    if (lsn != 0 && log->lsn_first != 0 && lsn >= log->lsn_first) {
+        int64_t ri = tq_log_ref_find(log, lsn);
+        if (ri < 0) return 0; /* staged, not submitted (or past the end) */
+        start = (uint64_t)ri + 1;
+    }
+    TQ_ASSERT(start <= log->ref_count);
+    uint64_t bytes = 0;
+    for (uint64_t i = start; i < log->ref_count; i++)
+        bytes += log->refs[i].disk_bytes;
+    return bytes;
+}
+
 /* Loads and verifies the batch of ref through cursor c (level: TQ_CHECK_FULL for iterators,
  * TQ_CHECK_RECORDS for point reads, which then check their one payload); *area_out points at
  * its records. */

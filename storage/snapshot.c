@@ -12,11 +12,11 @@
  *    32    8 created_us
  *    40   16 reserved     zero
  *    56    8 header_hash  XXH3-64 of bytes 0..55
- * Written from a blob (tq_log_snapshot_write[_gated]: header, then the blob, buffered and paced)
- * or from an image (tq_log_snapshot_write_image: the caller left the header's 64 bytes in front
- * of the blob in page-aligned memory, so the file is one contiguous O_DIRECT write; buffered
- * where the file system refuses O_DIRECT). Both produce the same bytes.
- * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. A gated write (a snapshot taken
+ * Written from a blob (tq_log_snapshot_write: header, then the blob, buffered and paced) or from
+ * an image (tq_log_snapshot_write_image: the caller left the header's 64 bytes in front of the
+ * blob in page-aligned memory, so the file is one contiguous O_DIRECT write; buffered where the
+ * file system refuses O_DIRECT). Both produce the same bytes.
+ * Writes are atomic: <name>.tmp, fsync, rename, fsync dir. A gated write (an image written
  * ahead of durability) waits for its gate between the fsync and the rename: the rename is the
  * publication, and it happens only once every record <= lsn is durable. The newest
  * options.snapshots_kept (default 2) are kept; a snapshot that fails validation is skipped with a
@@ -419,19 +419,6 @@ enum tq_err tq_log_snapshot_write(struct tq_log *log, uint64_t lsn, const void *
     }
     const struct snap_src src = {.blob = blob != NULL ? blob : "", .len = len};
     return snap_write(log, log->snap_dir, lsn, &src, NULL, NULL, error);
-}
-
-enum tq_err tq_log_snapshot_write_gated(struct tq_log *log, uint64_t lsn, const void *blob,
-                                        size_t len, tq_snapshot_gate_fn gate, void *gate_ctx,
-                                        struct tq_error *error) {
-    TQ_ASSERT(gate != NULL);
-    enum tq_err err = snap_check(log, lsn, true, error);
-    if (err != TQ_OK) return err;
-    if (len > 0 && blob == NULL) {
-        return tq_error_set(error, TQ_ERR_INVALID_ARGUMENT, "snapshot blob is NULL");
-    }
-    const struct snap_src src = {.blob = blob != NULL ? blob : "", .len = len};
-    return snap_write(log, log->snap_dir, lsn, &src, gate, gate_ctx, error);
 }
 
 enum tq_err tq_log_snapshot_write_image(struct tq_log *log, uint64_t lsn, void *image,

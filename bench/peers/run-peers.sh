@@ -14,8 +14,10 @@
 # log), the counterpart of the peers' set-up in PEER-WORKLOADS.md (PostgreSQL max_wal_size=16GB,
 # checkpoint_timeout=30min, a CHECKPOINT before each run; Redis save ""): no system's background
 # persistence (checkpoint, RDB fork, snapshot) starts inside a measured run. default keeps
-# ticketqd's own --snapshot-every (2,000,000 records: two or three snapshots of the 1.5 M-ticket
-# state inside a 20 s mixed run, 8-12% of its throughput; docs/performance-peers.md, 2026-12-03).
+# ticketqd's own --snapshot-every (2,000,000 records) and --snapshot-growth (300%): in a 20 s
+# mixed run on the 1.5 M-ticket backlog, 2 snapshots (load included) where the record count
+# alone made 3-4, which cost 8-12% of its throughput (docs/performance-peers.md, 2026-12-03;
+# docs/performance-server.md, 2026-12-04).
 # Systems: pg-fn (PL/pgSQL functions), pg-plain (plain statements), redis (Lua, one unit in
 # flight per client), redis-pipelined (Lua, N in flight per client, default 16; not default),
 # ticketq (ticketqd --fsync always; relaxed: --fsync interval=MS, default 1000 like Redis

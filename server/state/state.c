@@ -1292,8 +1292,8 @@ static void msgtab_migrate(struct tq_state *s, uint32_t ids) {
         if (mh != 0) msgtab_place(t, mh, mid);
     }
     t->old_next = stop;
-    if (stop == end) {
-        tq_st_table_free(t->old, t->old_cap * sizeof(uint32_t));
+    if (stop == end) { /* unmapped off this thread where the server gave a release hook */
+        tq_st_table_release(s, t->old, t->old_cap * sizeof(uint32_t));
         t->old = NULL;
         t->old_cap = 0;
         t->old_next = t->old_end = t->old_step = 0;
@@ -3114,8 +3114,13 @@ struct tq_state *tq_st_alloc(const struct tq_state_options *options) {
     tq_st_slab_init(&s->messages, sizeof(struct tq_message), TQ_SLAB_SHIFT);
     tq_st_slab_init(&s->interns, sizeof(struct tq_intern), 8);
     tq_st_slab_init(&s->obentries, sizeof(struct tq_obentry), 8);
+    if (options != NULL) {
+        s->pf.release = options->release;
+        s->pf.release_ctx = options->release_ctx;
+    }
     if (options != NULL && options->prefault != NULL) {
-        s->pf = (struct tq_prefault){options->prefault, options->prefault_ctx};
+        s->pf.fn = options->prefault;
+        s->pf.ctx = options->prefault_ctx;
         struct tq_slab *grown[] = {&s->customers, &s->identities, &s->tickets, &s->tkidx,
                                    &s->messages};
         for (size_t i = 0; i < sizeof(grown) / sizeof(grown[0]); i++)

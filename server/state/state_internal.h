@@ -33,10 +33,13 @@
 #define TQ_OUTBOX_ATTEMPTS_LIMIT 15u  /* attempts are 4 bits in a message */
 #define TQ_CONSUMER_NAMES_MAX    256u /* named consumer positions per tenant */
 
-/* The state's prefault hook (tq_state_options.prefault); fn NULL = none. */
+/* The state's memory hooks (tq_state_options.prefault and .release); fn / release NULL =
+ * none. */
 struct tq_prefault {
     tq_state_prefault_fn *fn;
     void *ctx;
+    tq_state_release_fn *release;
+    void *release_ctx;
 };
 
 /* A table mapped ahead of a table's growth and handed to the prefault hook (store.c), so the
@@ -514,6 +517,9 @@ void tq_st_slab_regions(const struct tq_slab *slab, enum tq_st_slab_part part,
 void *tq_st_table_alloc(size_t bytes);
 void *tq_st_table_realloc(void *p, size_t bytes_old, size_t bytes_new);
 void tq_st_table_free(void *p, size_t bytes);
+/* tq_st_table_free for a table given up inside apply: a region goes to the release hook when
+ * there is one (unmapped later, off the applying thread), else it is freed at once. */
+void tq_st_table_release(const struct tq_state *s, void *p, size_t bytes);
 /* With a prefault hook: a table that will grow to `bytes` once it is fuller gets them mapped
  * now and populated by the hook (called when its load passes 5/8, before the 3/4 that grows
  * it); tq_st_table_take then hands them to the growth (zeroed, and counted as

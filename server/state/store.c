@@ -115,6 +115,17 @@ void tq_st_table_free(void *p, size_t bytes) {
     mapped_sub(bytes);
 }
 
+void tq_st_table_release(const struct tq_state *s, void *p, size_t bytes) {
+    if (p == NULL) return;
+    if (s->pf.release == NULL || bytes < TQ_ST_TABLE_MAP_BYTES_MIN) {
+        tq_st_table_free(p, bytes);
+        return;
+    }
+    TQ_ASSERT(((uintptr_t)p & (TQ_HUGE_PAGE_BYTES - 1)) == 0);
+    mapped_sub(bytes); /* the state's no longer, whenever the hook unmaps it */
+    s->pf.release(s->pf.release_ctx, p, huge_round(bytes));
+}
+
 /* For the arrays that fill from the front (the deadline heap, the SLA index's nodes): only the
  * whole 2 MiB pages of what is copied get huge pages. A huge page is resident whole from its
  * first touch, so advising the new capacity too would make the page the array is growing into
@@ -206,7 +217,7 @@ void tq_st_spare_free(struct tq_spare_table *spare) {
  * prefault hook it held the new one, populated, from 7/8 full on (tq_st_table_prepare_grow):
  * the deadline heap's 12 bytes per ticket were 12 + 18 = 30 resident bytes per ticket just
  * before each growth, and 34 at 2 M tickets (bench/restart-10m.sh; docs/performance-state.md,
- * §10). A big array is instead a reservation of address space (PROT_NONE: no memory, no commit
+ * §11). A big array is instead a reservation of address space (PROT_NONE: no memory, no commit
  * charge) whose front is made writable a huge page at a time; with a prefault hook one page
  * ahead of the last entry, populated by the hook while the array fills the one before. It moves
  * (one copy, into a reservation four times as large) only when it outgrows its reservation.
@@ -575,7 +586,7 @@ static void idtab_migrate(const struct tq_state *s, struct tq_idtab *t, uint64_t
     }
     t->old_next = stop;
     if (stop == end) {
-        tq_st_table_free(t->old, end * sizeof(uint32_t));
+        tq_st_table_release(s, t->old, end * sizeof(uint32_t));
         t->old = NULL;
         t->old_mask = t->old_next = 0;
     }

@@ -65,6 +65,15 @@ static void test_options(void) {
     const char *a7[] = {"--data", "/tmp/x", "--snapshot-every", "-1", NULL};
     TQ_CHECK_EQ(run_ticketqd(a7, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--snapshot-every") != NULL);
+    const char *a7b[] = {"--data", "/tmp/x", "--snapshot-growth", "100001", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a7b, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--snapshot-growth: expected 0..100000 percent") != NULL);
+    const char *a7c[] = {"--data", "/tmp/x", "--snapshot-growth", "-5", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a7c, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--snapshot-growth") != NULL);
+    const char *a7d[] = {"--data", "/tmp/x", "--snapshot-growth", "2x", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a7d, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "got '2x'") != NULL);
     const char *a8[] = {"--data", "/tmp/x", "--snapshots-keep", "0", NULL};
     TQ_CHECK_EQ(run_ticketqd(a8, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--snapshots-keep") != NULL);

@@ -10,8 +10,16 @@
  *     SnapshotNow made after new writes gets a newer snapshot; each snapshot file deserialises
  *     to the same digest as replaying the log up to its LSN (tq_ops_state_at); the restarted
  *     server loads the newest one and reports the same counts as a full replay;
- *   - snapshot-every N (here from a --config file) writes snapshots by itself, snapshots-keep K
- *     keeps K files, and --snapshot-every 0 writes none;
+ *   - snapshot-every N (here from a --config file, with snapshot-growth 0) writes snapshots by
+ *     itself, snapshots-keep K keeps K files, and --snapshot-every 0 writes none;
+ *   - --snapshot-growth PCT: with no snapshot on disk the first automatic one starts on the
+ *     record count alone; the next one does not start while the log bytes since it (metric
+ *     ticketq_snapshot_log_bytes_since) are below PCT% of its file's size although the record
+ *     count was reached long before, and does start once they reach it (its log line and
+ *     metrics give the counts that started it); with growth 0 the same record count alone
+ *     starts the second one at once; a failed automatic snapshot moves neither the base nor the
+ *     count (and no retry within the retry delay), a SnapshotNow resets the count; a restart
+ *     takes the loaded snapshot's file as the base and the log after it as grown;
  *   - kill -9 during a background snapshot: no snapshot appears afterwards (the child dies with
  *     the server), the restart removes the temp files and serves every acknowledged write;
  *   - the child publishes only after the server's go (its LSN durable; held back with the seam
@@ -348,7 +356,8 @@ static void test_automatic(void) {
     char cfg[] = "/tmp/tq-snap-cfg-XXXXXX";
     int cfd = mkstemp(cfg);
     TQ_CHECK(cfd >= 0);
-    const char text[] = "# background snapshots\nsnapshot-every = 200\nsnapshots-keep = 3\n";
+    const char text[] = "# background snapshots\nsnapshot-every = 200\nsnapshots-keep = 3\n"
+                        "snapshot-growth = 0\n";
     TQ_CHECK_EQ(write(cfd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
     close(cfd);
     struct tq_fixture f;
@@ -401,6 +410,187 @@ static void test_automatic(void) {
     TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 64, NULL), 0);
     tq_fixture_cleanup(&f);
     printf("automatic snapshots: ok\n");
+}
+
+/* ---- --snapshot-growth --------------------------------------------------------------------- */
+
+/* Size of DIR/snapshots/<lsn>.snap. */
+static uint64_t snapshot_file_bytes(const char *dir, uint64_t lsn) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snapshots/%020" PRIu64 ".snap", dir, lsn);
+    struct stat st;
+    TQ_CHECK_EQ(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+struct snap_metrics {
+    uint64_t total, failures, running, last_lsn, file_bytes, since, auto_records, auto_bytes;
+};
+
+static void read_snap_metrics(const struct tq_fixture *f, struct snap_metrics *m) {
+    static char text[65536];
+    get_metrics(f, text, sizeof(text));
+    m->total = rawc_metric_value(text, "ticketq_snapshots_total");
+    m->failures = rawc_metric_value(text, "ticketq_snapshot_failures_total");
+    m->running = rawc_metric_value(text, "ticketq_snapshot_in_progress");
+    m->last_lsn = rawc_metric_value(text, "ticketq_snapshot_last_lsn");
+    m->file_bytes = rawc_metric_value(text, "ticketq_snapshot_last_file_bytes");
+    m->since = rawc_metric_value(text, "ticketq_snapshot_log_bytes_since");
+    m->auto_records = rawc_metric_value(text, "ticketq_snapshot_auto_records");
+    m->auto_bytes = rawc_metric_value(text, "ticketq_snapshot_auto_log_bytes");
+}
+
+/* Polls the metrics until no snapshot runs and total snapshots reach want (10 s at most). */
+static void wait_snapshots(const struct tq_fixture *f, uint64_t want, struct snap_metrics *m) {
+    for (int64_t deadline = mono_ms() + 10000; mono_ms() < deadline; sleep_ms(10)) {
+        read_snap_metrics(f, m);
+        if (m->total >= want && m->running == 0) return;
+    }
+    TQ_CHECK_UEQ(m->total, want);
+    TQ_CHECK_UEQ(m->running, 0);
+}
+
+#define GROWTH_EVERY "10"   /* records: 5 ingests (command + events each) */
+#define GROWTH_PCT   "3000" /* of the first snapshot's file (~5 KB): dozens of 4 KiB batches */
+
+static void test_growth(void) {
+    struct tq_fixture f;
+    memset(&f, 0, sizeof(f));
+    const char *args[] = {"--snapshot-every", GROWTH_EVERY, "--snapshot-growth",
+                          GROWTH_PCT,         "--metrics",  "127.0.0.1:0",
+                          "--snapshots-keep", "8",          NULL};
+    memcpy(f.extra_args, args, sizeof(args));
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    struct setup s;
+    setup_tenant(&f, &s);
+    struct rawc a, b;
+    rawc_open_authed(&b, f.addr, s.token);
+    rawc_open_authed(&a, f.addr, f.admin_token);
+    struct snap_metrics m;
+    read_snap_metrics(&f, &m);
+    TQ_CHECK_UEQ(m.file_bytes, 0); /* no snapshot yet: the record count alone decides */
+    TQ_CHECK_UEQ(m.total, 0);
+    (void)ingest_n(&b, 0, 5);
+    wait_snapshots(&f, 1, &m);
+    uint64_t lsns[16];
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 16, NULL), 1);
+    uint64_t base = snapshot_file_bytes(f.dir, lsns[0]);
+    TQ_CHECK_UEQ(m.file_bytes, base);
+    TQ_CHECK_GE(m.auto_records, 10);
+    TQ_CHECK_GT(m.auto_bytes, 0);
+    const uint64_t need = base * (uint64_t)atoi(GROWTH_PCT) / 100; /* log bytes */
+
+    /* One ingest at a time: the record count is reached after 5, the bytes much later. While
+     * the metrics show neither a run nor a second snapshot, the bytes are below the need (the
+     * loop checks the policy in the turn that submits a batch, before its answer is sent). */
+    uint32_t i = 5, waited = 0;
+    uint64_t before = 0;
+    for (;;) {
+        TQ_CHECK_LT(waited, 10000); /* bounded: 4 KiB or more per batch */
+        (void)ingest_n(&b, i++, 1);
+        waited++;
+        read_snap_metrics(&f, &m);
+        if (m.total >= 2 || m.running > 0) break;
+        TQ_CHECK_LT(m.since, need);
+        before = m.since;
+    }
+    TQ_CHECK_GT(waited, 10); /* far more than the 5 ingests of the record count */
+    TQ_CHECK_GT(before, 0);  /* the count grew while nothing started */
+    wait_snapshots(&f, 2, &m);
+    TQ_CHECK_GE(m.auto_bytes, need); /* what started it */
+    TQ_CHECK_GT(m.auto_bytes, before);
+    TQ_CHECK_GE(m.auto_records, 2u * waited);
+    TQ_CHECK_EQ(list_snapshots(f.dir, lsns, 16, NULL), 2);
+    TQ_CHECK_UEQ(m.file_bytes, snapshot_file_bytes(f.dir, lsns[1]));
+    TQ_CHECK_LT(m.since, m.auto_bytes); /* counted from the new snapshot */
+    char log_path[512];
+    snprintf(log_path, sizeof(log_path), "%s/ticketqd.log", f.dir);
+    char needle[160];
+    snprintf(needle, sizeof(needle), "automatic: %" PRIu64 " records, %" PRIu64 " log bytes",
+             m.auto_records, m.auto_bytes);
+    TQ_CHECK(file_contains(log_path, needle));
+    printf("growth: the second snapshot started after %u ingests, %" PRIu64 " log bytes >= %" PRIu64
+           " (%s%% of %" PRIu64 ")\n",
+           waited, m.auto_bytes, need, GROWTH_PCT, base);
+
+    /* A failed automatic snapshot moves nothing. */
+    base = m.file_bytes;
+    uint64_t last_lsn = m.last_lsn;
+    char snaps[512], away[520];
+    snprintf(snaps, sizeof(snaps), "%s/snapshots", f.dir);
+    snprintf(away, sizeof(away), "%s.away", snaps);
+    TQ_CHECK_EQ(rename(snaps, away), 0);
+    int fd = open(snaps, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    TQ_CHECK(fd >= 0);
+    close(fd);
+    for (waited = 0; m.failures == 0; waited++) {
+        TQ_CHECK_LT(waited, 10000);
+        (void)ingest_n(&b, i++, 1);
+        read_snap_metrics(&f, &m);
+        if (m.running > 0) {
+            for (int64_t deadline = mono_ms() + 10000; m.running > 0 && mono_ms() < deadline;
+                 sleep_ms(10))
+                read_snap_metrics(&f, &m);
+        }
+    }
+    TQ_CHECK_UEQ(m.failures, 1);
+    TQ_CHECK_UEQ(m.total, 2);
+    TQ_CHECK_UEQ(m.file_bytes, base);
+    TQ_CHECK_UEQ(m.last_lsn, last_lsn);
+    TQ_CHECK_GE(m.since, base * (uint64_t)atoi(GROWTH_PCT) / 100); /* not reset */
+    uint64_t since_failed = m.since;
+    (void)ingest_n(&b, i, 20); /* due, but within the retry delay: no second attempt */
+    i += 20;
+    read_snap_metrics(&f, &m);
+    TQ_CHECK_UEQ(m.failures, 1);
+    TQ_CHECK_UEQ(m.running, 0);
+    TQ_CHECK_GT(m.since, since_failed);
+    TQ_CHECK_EQ(unlink(snaps), 0);
+    TQ_CHECK_EQ(rename(away, snaps), 0);
+    /* A requested snapshot resets the count like an automatic one. */
+    uint64_t snap_lsn = expect_snapshot(&a, send_snapshot_now(&a));
+    read_snap_metrics(&f, &m);
+    TQ_CHECK_UEQ(m.total, 3);
+    TQ_CHECK_UEQ(m.last_lsn, snap_lsn);
+    TQ_CHECK_UEQ(m.file_bytes, snapshot_file_bytes(f.dir, snap_lsn));
+    TQ_CHECK_UEQ(m.since, 0); /* nothing after it: the client waited for its answer */
+
+    /* A restart: the loaded snapshot is the base, the log after it counts as grown. */
+    (void)ingest_n(&b, i, 8);
+    read_snap_metrics(&f, &m);
+    uint64_t since_stop = m.since, file_stop = m.file_bytes;
+    TQ_CHECK_GT(since_stop, 0);
+    TQ_CHECK_UEQ(m.total, 3); /* 8 ingests are below the need */
+    rawc_close(&a);
+    rawc_close(&b);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    read_snap_metrics(&f, &m);
+    TQ_CHECK_UEQ(m.last_lsn, snap_lsn);
+    TQ_CHECK_UEQ(m.file_bytes, file_stop);
+    TQ_CHECK_UEQ(m.since, since_stop);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    tq_fixture_cleanup(&f);
+
+    /* --snapshot-growth 0: the record count alone starts the second snapshot too. */
+    memset(&f, 0, sizeof(f));
+    const char *args0[] = {"--snapshot-every", GROWTH_EVERY, "--snapshot-growth", "0", "--metrics",
+                           "127.0.0.1:0",      NULL};
+    memcpy(f.extra_args, args0, sizeof(args0));
+    rawc_guard_fixture(&f);
+    TQ_CHECK_EQ(tq_fixture_start(&f), 0);
+    setup_tenant(&f, &s);
+    rawc_open_authed(&b, f.addr, s.token);
+    (void)ingest_n(&b, 0, 5);
+    wait_snapshots(&f, 1, &m);
+    (void)ingest_n(&b, 5, 6); /* 12 records, far below the bytes growth 3000 needs */
+    wait_snapshots(&f, 2, &m);
+    TQ_CHECK_LT(m.auto_bytes, need);
+    rawc_close(&b);
+    TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
+    tq_fixture_cleanup(&f);
+    printf("snapshot growth: ok\n");
 }
 
 /* ---- kill -9 during a background snapshot ------------------------------------------------- */
@@ -735,6 +925,7 @@ int main(void) {
     (void)tq_test_seed("test_server_snapshot");
     test_snapshot_while_ingesting();
     test_automatic();
+    test_growth();
     test_kill_during_snapshot();
     test_snapshot_waits_for_durable();
     test_sigterm_during_snapshot();

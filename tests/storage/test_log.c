@@ -6,7 +6,9 @@
  * many roll, and checks of every record after each step. Invariants checked: LSNs are dense and
  * start at 1; a record reads back byte-identical (type, length, payload) from the live log and
  * after reopen; acked <= next-1 and durable <= acked; errors are the documented codes and leave
- * nothing staged.
+ * nothing staged; tq_log_bytes_submitted grows by each batch's bytes as written (4 KiB
+ * multiples) and tq_log_bytes_after(lsn) is the sum of the batches after lsn's, live and after
+ * reopen (where the count since open restarts at 0).
  */
 #include "log_impl.h" /* TQ_LOG_OP_ZERO: which CQEs are zero-fill writes */
 #include "storage_test.h"
@@ -16,6 +18,32 @@
 
 static uint64_t seed; /* payloads */
 static uint64_t rng;  /* choices */
+
+/* Closes log and opens the directory again with o: the reopened log recovered exactly the
+ * records 1 .. lsn_last (its next LSN follows them). Returns the new handle; *rec_out (when
+ * not NULL) gets the recovery report for further checks. */
+static struct tq_log *reopen_expect(struct tq_log *log, const struct tq_log_options *o,
+                                    uint64_t lsn_last, struct tq_log_recovery *rec_out) {
+    tq_log_close(log);
+    struct tq_log_recovery rec;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(o, &log, &rec, &err), &err);
+    TQ_CHECK_UEQ(rec.lsn_last, lsn_last);
+    TQ_CHECK_UEQ(tq_log_next_lsn(log), lsn_last + 1);
+    if (rec_out != NULL) *rec_out = rec;
+    return log;
+}
+
+/* Every step-th record of from .. to reads back as st_fill wrote it. */
+static void check_records(struct tq_log *log, uint64_t from, /* first LSN checked */
+                          uint64_t to,                       /* last LSN, inclusive */
+                          uint64_t step,                     /* 1: every record */
+                          uint32_t len_max) {                /* st_fill's len_max */
+    TQ_CHECK_GT(step, 0);
+    TQ_CHECK_LE(from, to);
+    for (uint64_t lsn = from; lsn <= to; lsn += step)
+        st_check_record(log, seed, lsn, len_max);
+}
 
 static void test_basic_and_reopen(void) {
     char dir[256];
@@ -39,8 +67,7 @@ static void test_basic_and_reopen(void) {
     uint64_t segs[256];
     size_t seg_count = tq_log_segments(log, segs, 256);
     TQ_CHECK_GT(seg_count, 2); /* 256 KiB segments: several rolled */
-    for (uint64_t lsn = 1; lsn <= n; lsn++)
-        st_check_record(log, seed, lsn, 3000);
+    check_records(log, 1, n, 1, 3000);
     TQ_CHECK_ERR(tq_log_read(log, n + 1, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
     TQ_CHECK_ERR(tq_log_read(log, 0, &r, buf, sizeof(buf), &err), TQ_ERR_NOT_FOUND, &err);
     /* a too-small buffer says how much is needed */
@@ -54,11 +81,9 @@ static void test_basic_and_reopen(void) {
                  &err);
     TQ_CHECK_GT(r.len, sizeof(buf));
     TQ_CHECK(tq_log_idle(log));
-    tq_log_close(log);
 
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
+    log = reopen_expect(log, &o, n, &rec);
     TQ_CHECK_UEQ(rec.lsn_first, 1);
-    TQ_CHECK_UEQ(rec.lsn_last, n);
     TQ_CHECK_UEQ(rec.records_scanned, n);
     TQ_CHECK_UEQ(rec.torn_bytes_cut, 0);
     TQ_CHECK_UEQ(rec.segments, seg_count);
@@ -88,11 +113,8 @@ static void test_basic_and_reopen(void) {
     }
     /* continue appending after reopen: the chain and LSNs continue */
     st_fill(log, seed, n + 200, 3000, 7);
-    tq_log_close(log);
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, n + 199);
-    for (uint64_t lsn = n - 5; lsn <= n + 199; lsn++)
-        st_check_record(log, seed, lsn, 3000);
+    log = reopen_expect(log, &o, n + 199, NULL);
+    check_records(log, n - 5, n + 199, 1, 3000);
 
     /* read-only handle: reads, refuses appends; may coexist with the writer */
     struct tq_log_options ro = o;
@@ -105,6 +127,63 @@ static void test_basic_and_reopen(void) {
     TQ_CHECK_ERR(tq_log_append(reader, 1, "x", 1, &lsn, &err), TQ_ERR_UNAVAILABLE, &err);
     TQ_CHECK(!tq_log_can_append(reader, 1));
     tq_log_close(reader);
+    tq_log_close(log);
+    st_rmtree(dir);
+}
+
+/* The byte counts --snapshot-growth uses (server/snapshot.c). */
+static void test_bytes_count(void) {
+    char dir[256];
+    st_mkdtemp(dir, sizeof(dir), "log-bytes");
+    struct tq_log_options o = st_options(dir, NULL);
+    struct tq_log *log;
+    struct tq_error err;
+    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+    TQ_CHECK_UEQ(tq_log_bytes_submitted(log), 0);
+    TQ_CHECK_UEQ(tq_log_bytes_after(log, 0), 0);
+    enum { BATCHES = 40 };
+    uint64_t end_lsn[BATCHES], end_bytes[BATCHES]; /* after batch j: its last LSN, bytes so far */
+    static uint8_t buf[16 * 1024];
+    uint64_t prev = 0;
+    for (int j = 0; j < BATCHES; j++) {
+        /* 1..4 records of up to 12 KiB (under the 64 KiB batch): one-block batches and larger, with
+         * 256 KiB segments several rolls */
+        int records = 1 + (int)tq_test_rand_below(&rng, 4);
+        for (int k = 0; k < records; k++) {
+            uint64_t want = tq_log_next_lsn(log), lsn;
+            uint32_t len = st_payload(seed, want, 12 * 1024, buf);
+            TQ_CHECK_OK(tq_log_append(log, st_type(want), buf, len, &lsn, &err), &err);
+        }
+        TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+        uint64_t now = tq_log_bytes_submitted(log);
+        TQ_CHECK_GT(now, prev);
+        TQ_CHECK_UEQ((now - prev) % 4096, 0);
+        end_lsn[j] = tq_log_next_lsn(log) - 1;
+        end_bytes[j] = now;
+        prev = now;
+    }
+    const uint64_t total = prev;
+    TQ_CHECK_GT(tq_log_segments(log, (uint64_t[64]){0}, 64), 1);
+    for (int pass = 0; pass < 2; pass++) {
+        TQ_CHECK_UEQ(tq_log_bytes_after(log, 0), total);
+        TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[BATCHES - 1]), 0);
+        TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[BATCHES - 1] + 5), 0);
+        for (int j = 0; j < BATCHES; j++) {
+            TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[j]), total - end_bytes[j]);
+            uint64_t first = j == 0 ? 1 : end_lsn[j - 1] + 1; /* any LSN of the batch */
+            TQ_CHECK_UEQ(tq_log_bytes_after(log, first), total - end_bytes[j]);
+        }
+        /* reopen: the index is rebuilt from the segments; the count since open is 0 */
+        tq_log_close(log);
+        TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
+        TQ_CHECK_UEQ(tq_log_bytes_submitted(log), 0);
+    }
+    uint64_t lsn;
+    TQ_CHECK_OK(tq_log_append(log, 1, "x", 1, &lsn, &err), &err);
+    TQ_CHECK_UEQ(tq_log_bytes_after(log, lsn), 0); /* staged, not submitted */
+    TQ_CHECK_OK(tq_log_sync(log, &err), &err);
+    TQ_CHECK_UEQ(tq_log_bytes_submitted(log), 4096);
+    TQ_CHECK_UEQ(tq_log_bytes_after(log, end_lsn[BATCHES - 1]), 4096);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -228,8 +307,7 @@ static void test_event_loop(void) {
            batches);
     TQ_CHECK_LT(batches * 4, acked_total);
     drain(log, &ring);
-    for (uint64_t lsn = 1; lsn <= target; lsn += 13)
-        st_check_record(log, seed, lsn, 1000);
+    check_records(log, 1, target, 13, 1000);
     tq_log_close(log);
     io_uring_queue_exit(&ring);
     st_rmtree(dir);
@@ -274,11 +352,9 @@ static void test_modes(void) {
     TQ_CHECK_UEQ(tq_log_acked_lsn(log), 800);
     TQ_CHECK_UEQ(tq_log_durable_lsn(log), 400); /* none mode never syncs */
     TQ_CHECK_EQ(tq_log_timeout_ms(log, 0), -1);
-    tq_log_close(log);
     o.fsync_mode = TQ_FSYNC_ALWAYS;
-    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    for (uint64_t lsn = 1; lsn <= 800; lsn += 3)
-        st_check_record(log, seed, lsn, 2000);
+    log = reopen_expect(log, &o, 800, NULL);
+    check_records(log, 1, 800, 3, 2000);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -321,8 +397,7 @@ static void test_enospc(void) {
     TQ_CHECK_UEQ(next, appended + 1); /* the refused record was not staged */
     TQ_CHECK_OK(tq_log_sync(log, &err), &err);
     /* reads keep working */
-    for (uint64_t l = 1; l < next; l++)
-        st_check_record(log, seed, l, 4000);
+    check_records(log, 1, next - 1, 1, 4000);
     /* space comes back: appends resume */
     faults.enospc = false;
     uint32_t len = st_payload(seed, next, 4000, buf);
@@ -364,8 +439,7 @@ static void test_prezero(void) {
     }
     uint64_t segs[16];
     TQ_CHECK_GE(tq_log_segments(log, segs, 16), 3);
-    for (uint64_t lsn = 1; lsn < tq_log_next_lsn(log); lsn += 7)
-        st_check_record(log, seed, lsn, 3000);
+    check_records(log, 1, tq_log_next_lsn(log) - 1, 7, 3000);
     io_uring_queue_exit(&ring);
     tq_log_close(log);
     st_rmtree(dir);
@@ -401,12 +475,9 @@ static void test_big_batches(void) {
     TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
     st_fill(log, seed, 41, 400 * 1024, 12); /* batches of ~2.4 MiB */
     TQ_CHECK(check_batch_buffers(log) >= 1);
-    tq_log_close(log);
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, 40);
+    log = reopen_expect(log, &o, 40, &rec);
     TQ_CHECK_LT(rec.batches_scanned, 10);
-    for (uint64_t lsn = 1; lsn <= 40; lsn++)
-        st_check_record(log, seed, lsn, 400 * 1024);
+    check_records(log, 1, 40, 1, 400 * 1024);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -434,12 +505,9 @@ static void test_scan_stream(void) {
         n += 1 + tq_test_rand_below(&rng, 12);
         st_fill(log, seed, n + 1, 700 * 1024, 1000); /* one batch per st_fill */
     }
-    tq_log_close(log);
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, n);
+    log = reopen_expect(log, &o, n, &rec);
     TQ_CHECK_GT(rec.bytes_scanned, 40u * 1024 * 1024 - 4u * 1024 * 1024);
-    for (uint64_t lsn = 1; lsn <= n; lsn++)
-        st_check_record(log, seed, lsn, 700 * 1024);
+    check_records(log, 1, n, 1, 700 * 1024);
     tq_log_close(log);
 
     /* One byte flipped at 21 MiB + 123 of the sealed first segment: past the first wrap (16 MiB).
@@ -470,12 +538,9 @@ static void test_scan_stream(void) {
     o.segment_bytes_max = 40 * 1024 * 1024;
     TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
     st_fill(log, seed, 61, 1024 * 1024, 1000); /* batches close only when full: ~12 MiB */
-    tq_log_close(log);
-    TQ_CHECK_OK(tq_log_open(&o, &log, &rec, &err), &err);
-    TQ_CHECK_UEQ(rec.lsn_last, 60);
+    log = reopen_expect(log, &o, 60, &rec);
     TQ_CHECK_LE(rec.batches_scanned, 8);
-    for (uint64_t lsn = 1; lsn <= 60; lsn++)
-        st_check_record(log, seed, lsn, 1024 * 1024);
+    check_records(log, 1, 60, 1, 1024 * 1024);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -545,9 +610,7 @@ static void test_pipeline_and_zero_credit(void) {
     TQ_CHECK_GT(zero_writes_seen, 0);
     drain(log, &ring);
     io_uring_queue_exit(&ring);
-    tq_log_close(log);
-    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    TQ_CHECK_UEQ(tq_log_next_lsn(log), lsn + 1);
+    log = reopen_expect(log, &o, lsn, NULL);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -616,9 +679,7 @@ static void test_completion_submits(void) {
     TQ_CHECK_UEQ(tq_log_acked_lsn(log), second);
     TQ_CHECK_UEQ(tq_log_batches_inflight(log), 0);
     io_uring_queue_exit(&ring);
-    tq_log_close(log);
-    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    TQ_CHECK_UEQ(tq_log_next_lsn(log), second + 1);
+    log = reopen_expect(log, &o, second, NULL);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -688,12 +749,9 @@ static void test_dsync_writes(void) {
     st_fill(log, seed, 400, 3000, 9);
     uint64_t segs[16];
     TQ_CHECK_GT(tq_log_segments(log, segs, 16), 2);
-    tq_log_close(log);
     o.faults = NULL;
-    TQ_CHECK_OK(tq_log_open(&o, &log, NULL, &err), &err);
-    TQ_CHECK_UEQ(tq_log_next_lsn(log), 400);
-    for (uint64_t l = 1; l < 400; l++)
-        st_check_record(log, seed, l, 3000);
+    log = reopen_expect(log, &o, 399, NULL);
+    check_records(log, 1, 399, 1, 3000);
     tq_log_close(log);
     st_rmtree(dir);
 }
@@ -702,6 +760,7 @@ int main(void) {
     seed = tq_test_seed("test_log");
     rng = seed * 31 + 7;
     test_basic_and_reopen();
+    test_bytes_count();
     test_limits();
     test_event_loop();
     test_modes();

@@ -121,6 +121,8 @@ static bool probe_gate(void *ctx, uint64_t lsn, struct tq_error *error) {
     return p->answer;
 }
 
+/* A gated image write, as server/snapshot.c's forked child makes it (tq_log_snapshot_write_image
+ * with a gate), at an LSN appended but not yet durable. */
 static void test_snapshot_gated(void) {
     char dir[256];
     st_mkdtemp(dir, sizeof(dir), "gate");
@@ -133,20 +135,31 @@ static void test_snapshot_gated(void) {
     TQ_CHECK_OK(tq_log_append(log, 1, "staged", 6, &lsn, &err), &err);
     TQ_CHECK_UEQ(lsn, 101);
     TQ_CHECK_UEQ(tq_log_acked_lsn(log), 100); /* appended, not durable */
-    static uint8_t blob[5000];
+    enum { BLOB_BYTES = 5000, IMAGE_CAP = 2 * 4096 };
+    _Static_assert(TQ_SNAPSHOT_HEADER_BYTES + BLOB_BYTES <= IMAGE_CAP, "room for the padding");
+    uint8_t *image =
+        mmap(NULL, IMAGE_CAP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TQ_CHECK(image != MAP_FAILED);
+    static uint8_t blob[BLOB_BYTES];
     uint64_t s = seed;
     for (size_t k = 0; k < sizeof(blob); k++)
         blob[k] = (uint8_t)tq_test_rand(&s);
+    memcpy(image + TQ_SNAPSHOT_HEADER_BYTES, blob, sizeof(blob));
     struct gate_probe p = {.dir = dir, .lsn = 101, .blob_bytes = sizeof(blob)};
     /* The plain write refuses an LSN that is not durable, the gated one an LSN never appended. */
-    TQ_CHECK_ERR(tq_log_snapshot_write(log, 101, blob, sizeof(blob), &err), TQ_ERR_INVALID_ARGUMENT,
-                 &err);
-    TQ_CHECK_ERR(tq_log_snapshot_write_gated(log, 102, blob, sizeof(blob), probe_gate, &p, &err),
-                 TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK_ERR(
+        tq_log_snapshot_write_image(log, 101, image, IMAGE_CAP, sizeof(blob), NULL, NULL, &err),
+        TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK(strstr(err.msg, "not acknowledged") != NULL);
+    TQ_CHECK_ERR(
+        tq_log_snapshot_write_image(log, 102, image, IMAGE_CAP, sizeof(blob), probe_gate, &p, &err),
+        TQ_ERR_INVALID_ARGUMENT, &err);
+    TQ_CHECK(strstr(err.msg, "not appended") != NULL);
     TQ_CHECK_EQ(p.calls, 0);
     /* The gate refuses (the server stopped first): nothing published, the temp file gone. */
-    TQ_CHECK_ERR(tq_log_snapshot_write_gated(log, 101, blob, sizeof(blob), probe_gate, &p, &err),
-                 TQ_ERR_UNAVAILABLE, &err);
+    TQ_CHECK_ERR(
+        tq_log_snapshot_write_image(log, 101, image, IMAGE_CAP, sizeof(blob), probe_gate, &p, &err),
+        TQ_ERR_UNAVAILABLE, &err);
     TQ_CHECK(strstr(err.msg, "stopped before 101") != NULL);
     TQ_CHECK_EQ(p.calls, 1);
     char path[512];
@@ -158,8 +171,9 @@ static void test_snapshot_gated(void) {
     TQ_CHECK_ERR(tq_log_snapshot_latest(log, &got, &len, &snap, &err), TQ_ERR_NOT_FOUND, &err);
     /* The gate lets it through: published at 101, exactly the blob. */
     p.answer = true;
-    TQ_CHECK_OK(tq_log_snapshot_write_gated(log, 101, blob, sizeof(blob), probe_gate, &p, &err),
-                &err);
+    TQ_CHECK_OK(
+        tq_log_snapshot_write_image(log, 101, image, IMAGE_CAP, sizeof(blob), probe_gate, &p, &err),
+        &err);
     TQ_CHECK_EQ(p.calls, 2);
     TQ_CHECK(access(path, F_OK) != 0);
     TQ_CHECK_OK(tq_log_snapshot_latest(log, &got, &len, &snap, &err), &err);
@@ -167,6 +181,7 @@ static void test_snapshot_gated(void) {
     TQ_CHECK_UEQ(len, sizeof(blob));
     TQ_CHECK_MEM_EQ(got, blob, len);
     tq_free(got, len);
+    munmap(image, IMAGE_CAP);
     TQ_CHECK_OK(tq_log_sync(log, &err), &err);
     tq_log_close(log);
     st_rmtree(dir);
