@@ -776,8 +776,8 @@ static void print_server_counts(void) {
     tq_client_close(c);
 }
 
-static void usage(void) {
-    fprintf(stderr,
+static void usage_to(FILE *out, int code) {
+    fprintf(out,
             "usage: tq-loadgen --addr HOST:PORT --token-file FILE [--conns N] "
             "[--depth D] [--seconds S] [--batch B] [--customers N] [--mixed P] "
             "[--rate R] [--open-procs P] [--tick-us T] [--seed X] [--first-contact P] "
@@ -807,7 +807,11 @@ static void usage(void) {
             "each request's due time, so the tick's delay (<= T to send, <= T to read) is "
             "inside it (max %u)\n",
             TICK_US_MAX);
-    exit(2);
+    exit(code);
+}
+
+static void usage(void) {
+    usage_to(stderr, 2);
 }
 
 int main(int argc, char **argv) {
@@ -815,6 +819,7 @@ int main(int argc, char **argv) {
                *body_out = "/work/shared/peer-body-out.txt";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage_to(stdout, 0);
         if (strcmp(a, "--no-setup") == 0) {
             g_opt.setup = false;
             continue;

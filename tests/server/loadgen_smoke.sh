@@ -27,6 +27,10 @@ loadgen=$2
 bodies=$3
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tq-lgsmoke-XXXXXX")
 pid=""
+# --help: usage on stdout, exit 0; an unknown option: exit 2.
+"$loadgen" --help | grep -q "^usage: tq-loadgen" || { echo "tq-loadgen --help failed"; exit 1; }
+rc=0; "$loadgen" --no-such-option 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || { echo "tq-loadgen --no-such-option: exit $rc, expected 2"; exit 1; }
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 "$build/server/ticketqd" --data "$dir" --listen 127.0.0.1:0 --port-file "$dir/port" \
   --fsync always 2>"$dir/err" >/dev/null &
