@@ -344,7 +344,8 @@ char *tq_metrics_render(struct tq_metrics *m, const struct tq_server *srv, size_
         "# TYPE ticketq_state_prefault_requests_total counter\n"
         "ticketq_state_prefault_requests_total %" PRIu64 "\n"
         "# HELP ticketq_state_prefault_dropped_total Of those, refused because the helper's queue "
-        "was full: the loop thread takes those faults itself.\n"
+        "was full or the kernel lacks MADV_POPULATE_WRITE: the loop thread takes those faults "
+        "itself.\n"
         "# TYPE ticketq_state_prefault_dropped_total counter\n"
         "ticketq_state_prefault_dropped_total %" PRIu64 "\n",
         ps.requests, ps.dropped);

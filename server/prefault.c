@@ -41,22 +41,33 @@ struct tq_prefaulter {
     uint32_t queue_max;             /* PREFAULT_QUEUE, or less with TEST_QUEUE_ENV */
     uint32_t head, count;           /* under mu */
     bool stop;                      /* under mu */
+    bool supported;                 /* MADV_POPULATE_WRITE works (set before the thread) */
     struct tq_prefault_stats stats; /* under mu */
 };
 
-/* Populates [p, p + len) a huge page at a time; false once the kernel lacks the madvise. */
-static bool populate(uint8_t *p, size_t len) {
-    /* ENOMEM: the range was unmapped meanwhile (a table that regrew); populating writes
-     * nothing, so a range reused by another mapping is harmless too. */
+/* Populates [p, p + len) a huge page at a time. Errors are ignored: support was probed at start
+ * (probe_populate), so an error here is a range that changed since it was asked for: ENOMEM once
+ * it is unmapped (a spare freed, a table that regrew), EINVAL once its addresses were reused by
+ * a PROT_NONE reservation (an array's, a thread stack's guard). Populating writes nothing, so a
+ * range reused by another writable mapping costs at most its memory being faulted in early. */
+static void populate(uint8_t *p, size_t len) {
     for (size_t off = 0; off < len; off += PREFAULT_STEP) {
         size_t n = len - off < PREFAULT_STEP ? len - off : PREFAULT_STEP;
-        if (madvise(p + off, n, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
-            fprintf(stderr, "ticketqd: state prefault: MADV_POPULATE_WRITE unsupported; "
-                            "populating stops\n");
-            return false;
-        }
+        (void)madvise(p + off, n, MADV_POPULATE_WRITE);
     }
-    return true;
+}
+
+/* Whether the kernel has MADV_POPULATE_WRITE (Linux 5.14), tried on a private page of our own. */
+static bool probe_populate(void) {
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    bool ok = madvise(p, 4096, MADV_POPULATE_WRITE) == 0;
+    munmap(p, 4096);
+    if (!ok)
+        fprintf(stderr, "ticketqd: state prefault: MADV_POPULATE_WRITE unsupported; the loop "
+                        "takes the state's page faults itself (populate requests count as "
+                        "dropped)\n");
+    return ok;
 }
 
 /* A range the state released: its own 2 MiB-aligned mapping, so munmap cannot fail. */
@@ -67,7 +78,6 @@ static void unmap(void *p, size_t len) {
 
 static void *helper_main(void *arg) {
     struct tq_prefaulter *pf = arg;
-    bool supported = true;
     pthread_mutex_lock(&pf->mu);
     for (;;) {
         while (pf->count == 0 && !pf->stop)
@@ -79,8 +89,8 @@ static void *helper_main(void *arg) {
         pthread_mutex_unlock(&pf->mu);
         if (r.unmap) {
             unmap(r.p, r.len);
-        } else if (supported) {
-            supported = populate(r.p, r.len);
+        } else {
+            populate(r.p, r.len);
         }
         pthread_mutex_lock(&pf->mu);
     }
@@ -95,9 +105,15 @@ struct tq_prefaulter *tq_prefaulter_start(void) {
     pf->queue_max = PREFAULT_QUEUE;
     const char *test_queue = getenv(TEST_QUEUE_ENV);
     if (test_queue != NULL && test_queue[0] != '\0') {
-        long n = strtol(test_queue, NULL, 10);
-        if (n >= 0 && n < (long)PREFAULT_QUEUE) pf->queue_max = (uint32_t)n;
+        char *end;
+        long n = strtol(test_queue, &end, 10);
+        if (*end == '\0' && n >= 0 && n < (long)PREFAULT_QUEUE)
+            pf->queue_max = (uint32_t)n;
+        else
+            fprintf(stderr, "ticketqd: %s=%s ignored (expected 0..%u)\n", TEST_QUEUE_ENV,
+                    test_queue, PREFAULT_QUEUE - 1);
     }
+    pf->supported = probe_populate();
     if (pthread_create(&pf->thread, NULL, helper_main, pf) != 0) {
         fprintf(stderr, "ticketqd: state prefault: cannot start the helper thread\n");
         pthread_cond_destroy(&pf->cv);
@@ -112,12 +128,12 @@ void tq_prefaulter_request(void *ctx, void *addr, size_t len) {
     struct tq_prefaulter *pf = ctx;
     pthread_mutex_lock(&pf->mu);
     pf->stats.requests++;
-    if (pf->count < pf->queue_max) {
+    if (pf->supported && pf->count < pf->queue_max) {
         pf->queue[(pf->head + pf->count) % PREFAULT_QUEUE] = (struct range){addr, len, false};
         pf->count++;
         pthread_cond_signal(&pf->cv);
     } else {
-        pf->stats.dropped++; /* the loop takes the fault on first touch, as without a helper */
+        pf->stats.dropped++; /* full, or no populate: the loop takes the faults on first touch */
     }
     pthread_mutex_unlock(&pf->mu);
 }

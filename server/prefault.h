@@ -17,7 +17,7 @@ struct tq_prefaulter;
 /* Counts since start (GET /metrics: ticketq_state_prefault_*_total). */
 struct tq_prefault_stats {
     uint64_t requests; /* ranges the state asked for */
-    uint64_t dropped;  /* of those, refused because the queue was full */
+    uint64_t dropped;  /* of those, refused: the queue was full, or the kernel lacks the madvise */
 };
 
 /* Starts the helper thread; NULL (and a note on stderr) if it cannot be started: the state

@@ -2,10 +2,11 @@
  *
  * A snapshot is the serialised state at a durable LSN. Taking one never blocks the loop for
  * longer than one fork(): when a snapshot is wanted (a request, or --snapshot-every records
- * and --snapshot-growth percent of its size in log bytes since the last one), the loop forks at the end of that turn, at the state's applied LSN,
- * without waiting for the log. The child holds a copy-on-write image of the state at exactly
- * that LSN; it serialises it (tq_state_serialize_image), writes and fsyncs the temp file
- * (tq_log_snapshot_write_image, gated), waits until the parent says that LSN is durable (a pipe),
+ * and --snapshot-growth percent of its size in log bytes since the last one), the loop forks
+ * at the end of that turn, at the state's applied LSN, without waiting for the log. The child
+ * holds a copy-on-write image of the state at exactly that LSN; it serialises it
+ * (tq_state_serialize_image), writes and fsyncs the temp file (tq_log_snapshot_write_image,
+ * gated), waits until the parent says that LSN is durable (a pipe),
  * renames it into place, fsyncs the directory, prunes to --snapshots-keep and _exits; it
  * touches no ring and no socket and dies with the parent (PR_SET_PDEATHSIG). The parent keeps
  * serving, sends the go in the first turn whose acknowledged LSN covers the snapshot's, learns

@@ -19,6 +19,7 @@
 #include "state_internal.h"
 #include "tq_alloc.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -126,7 +127,7 @@ void tq_st_table_release(const struct tq_state *s, void *p, size_t bytes) {
     s->pf.release(s->pf.release_ctx, p, huge_round(bytes));
 }
 
-/* For the arrays that fill from the front (the deadline heap, the SLA index's nodes): only the
+/* For the arrays that fill from the front (the SLA index's nodes): only the
  * whole 2 MiB pages of what is copied get huge pages. A huge page is resident whole from its
  * first touch, so advising the new capacity too would make the page the array is growing into
  * resident up to its end (up to 2 MiB per array: 4 B per ticket in tq-state-bench's memory
@@ -220,7 +221,8 @@ void tq_st_spare_free(struct tq_spare_table *spare) {
  * §11). A big array is instead a reservation of address space (PROT_NONE: no memory, no commit
  * charge) whose front is made writable a huge page at a time; with a prefault hook one page
  * ahead of the last entry, populated by the hook while the array fills the one before. It moves
- * (one copy, into a reservation four times as large) only when it outgrows its reservation.
+ * into a reservation four times as large only when it outgrows its reservation: by moving its
+ * page tables (mremap) when its writable front is one mapping, else by one copy.
  * Resident: the entries, plus the rest of the page being filled and (with a hook) the page ahead.
  */
 
@@ -242,8 +244,11 @@ static uint8_t *reserve_map(size_t bytes) {
 }
 
 static void make_writable(uint8_t *p, size_t bytes) {
-    if (mprotect(p, bytes, PROT_READ | PROT_WRITE) != 0) {
-        fprintf(stderr, "out of memory: mprotect of %zu bytes failed\n", bytes);
+    if (bytes > 0 && mprotect(p, bytes, PROT_READ | PROT_WRITE) != 0) {
+        fprintf(stderr,
+                "ticketq state: out of memory: making %zu more bytes of an array "
+                "writable (mprotect) failed: %s\n",
+                bytes, strerror(errno));
         abort();
     }
 }
@@ -265,18 +270,31 @@ void *tq_st_array_grow(const struct tq_state *s, void *p, size_t bytes_used, siz
     size_t whole = (bytes_used - 1) & ~(TQ_HUGE_PAGE_BYTES - 1);
     size_t advised = ahead > 0 ? want : whole;
     uint8_t *q = p;
-    if (*reserved == 0 || want > *reserved) { /* into a new reservation: the one copy */
+    if (*reserved == 0 || want > *reserved) { /* into a new reservation */
         size_t res = huge_round(want * 4);
         q = reserve_map(res);
-        make_writable(q, want);
-        if (advised > 0) (void)madvise(q, advised, MADV_HUGEPAGE); /* before the copy's touch */
         TQ_ASSERT(*bytes <= want);
-        if (*bytes > 0) memcpy(q, p, *bytes);
-        if (*reserved == 0) {
-            tq_st_table_free(p, *bytes); /* malloc'd or a plain region */
-        } else {
-            munmap(p, *reserved);
+        /* From a reservation: move its writable front's page tables (no copy, no fault: a copy
+         * into fresh pages would take one huge-page fault per 2 MiB on the loop, milliseconds
+         * each in a VM). mremap refuses a range of several mappings (with no hook, the front
+         * is advised in part: two mappings); then, and from malloc or a plain region, copy. */
+        bool moved = *reserved > 0 && *bytes > 0 &&
+                     mremap(p, *bytes, *bytes, MREMAP_MAYMOVE | MREMAP_FIXED, q) != MAP_FAILED;
+        if (moved) {
+            make_writable(q + *bytes, want - *bytes);
+            if (advised > 0) (void)madvise(q, advised, MADV_HUGEPAGE);
+            munmap((uint8_t *)p + *bytes, *reserved - *bytes); /* the PROT_NONE rest */
             mapped_sub(*bytes);
+        } else {
+            make_writable(q, want);
+            if (advised > 0) (void)madvise(q, advised, MADV_HUGEPAGE); /* before the copy */
+            if (*bytes > 0) memcpy(q, p, *bytes);
+            if (*reserved == 0) {
+                tq_st_table_free(p, *bytes); /* malloc'd or a plain region */
+            } else {
+                munmap(p, *reserved);
+                mapped_sub(*bytes);
+            }
         }
         mapped_add(want);
         *reserved = res;

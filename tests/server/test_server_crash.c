@@ -159,9 +159,12 @@ int main(void) {
 
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
-    /* Frequent background snapshots, so kills also land while a snapshot child is writing. */
+    /* Frequent background snapshots, so kills also land while a snapshot child is writing;
+     * growth 0: on the record count alone, however large the snapshot grows. */
     f.extra_args[0] = "--snapshot-every";
     f.extra_args[1] = "3000";
+    f.extra_args[2] = "--snapshot-growth";
+    f.extra_args[3] = "0";
     rawc_guard_fixture(&f);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
     struct rawc admin;
