@@ -59,8 +59,7 @@ struct tq_snapshot_stats {
  * and file size of the snapshot recovery loaded, 0 and 0 if none) and removes temp files a
  * killed snapshot left in DIR/snapshots (logged). The log bytes after recovered_lsn (what the
  * restart replayed) count as grown since that snapshot for --snapshot-growth. */
-void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn,
-                      uint64_t recovered_file_bytes);
+void tq_snapshot_init(struct tq_server *srv, uint64_t recovered_lsn, uint64_t recovered_file_bytes);
 /* Releases what tq_snapshot_init allocated (after tq_snapshot_shutdown). */
 void tq_snapshot_free(struct tq_server *srv);
 

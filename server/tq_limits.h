@@ -106,9 +106,9 @@
  * the snapshot) is where --snapshot-every 0 is the honest setting. */
 #define TQ_SNAPSHOT_GROWTH_PCT_DEFAULT 300u
 #define TQ_SNAPSHOT_GROWTH_PCT_MAX     100000u
-#define TQ_SNAPSHOT_WAITERS_MAX   64u
-#define TQ_SNAPSHOT_RETRY_MS      30000u
-#define TQ_SNAPSHOT_ERROR_BYTES   256u
+#define TQ_SNAPSHOT_WAITERS_MAX        64u
+#define TQ_SNAPSHOT_RETRY_MS           30000u
+#define TQ_SNAPSHOT_ERROR_BYTES        256u
 
 #define TQ_LIST_LIMIT_DEFAULT          50u
 #define TQ_LIST_LIMIT_MAX              1000u

@@ -160,10 +160,10 @@ struct tq_log {
 
     uint64_t lsn_first; /* first LSN present (0: empty log) */
     uint64_t next_lsn;
-    uint64_t written_lsn; /* write completed (page cache) */
-    uint64_t durable_lsn; /* fdatasync completed for it and everything before */
-    uint64_t chain_head;  /* header_hash of the last submitted batch */
-    uint64_t tail_offset; /* where the next batch goes in the tail segment */
+    uint64_t written_lsn;     /* write completed (page cache) */
+    uint64_t durable_lsn;     /* fdatasync completed for it and everything before */
+    uint64_t chain_head;      /* header_hash of the last submitted batch */
+    uint64_t tail_offset;     /* where the next batch goes in the tail segment */
     uint64_t bytes_submitted; /* disk bytes of the batches submitted since open (monotone) */
 
     struct tq_batch_buf bufs[TQ_LOG_BUFS_MAX];
