@@ -72,6 +72,10 @@ static const struct option_doc k_options[] = {
      "kernel run pending completions every 8 requests parsed; reactive also reaps them and, "
      "on an acknowledgement, starts the next batch and sends the released responses before "
      "parsing on; env TICKETQD_TURN)"},
+    {"idle-poll-us", "US",
+     "before the loop blocks for completions while a commit is in flight or a client is "
+     "connected, spin up to US microseconds checking the completion queue, 0..1000 (default 0 "
+     "= block at once; docs/performance-server.md)"},
     {"state-prefault", "on|off",
      "populate the state's next huge pages on a helper thread, ahead of need, so the loop "
      "does not take the faults that zero them (default on; docs/performance-state.md)"},
@@ -115,6 +119,7 @@ void tq_config_defaults(struct tq_config *cfg) {
     cfg->ring_mode = TQ_RING_AUTO;
     cfg->io_workers = TQ_IO_WORKERS_DEFAULT;
     cfg->turn_mode = TQ_TURN_CLASSIC;
+    cfg->idle_poll_us = TQ_IDLE_POLL_US_DEFAULT;
     cfg->log_prezero = true;
     cfg->log_dsync = TQ_LOG_DSYNC_DEFAULT;
     cfg->log_batches = TQ_LOG_BATCHES_DEFAULT;
@@ -326,6 +331,11 @@ bool tq_config_set(struct tq_config *cfg, const char *name, const char *value, c
         } else {
             FAIL("--turn: expected classic, poll or reactive, got '%s'", value);
         }
+    } else if (strcmp(name, "idle-poll-us") == 0) {
+        if (!parse_u64(value, 0, TQ_IDLE_POLL_US_MAX, &v)) {
+            FAIL("--idle-poll-us: expected 0..%u, got '%s'", TQ_IDLE_POLL_US_MAX, value);
+        }
+        cfg->idle_poll_us = (uint32_t)v;
     } else if (strcmp(name, "state-prefault") == 0) {
         if (!parse_on_off(value, &cfg->state_prefault)) {
             FAIL("--state-prefault: expected on or off, got '%s'", value);

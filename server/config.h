@@ -58,6 +58,7 @@ struct tq_config {
     enum tq_ring_mode ring_mode;
     uint32_t io_workers; /* io-wq bounded workers (the log's writes and fdatasyncs); 0 = kernel's */
     enum tq_turn_mode turn_mode;
+    uint32_t idle_poll_us; /* spin on the CQ ring this long before blocking; 0 = never */
     bool log_dsync;      /* ALWAYS: RWF_DSYNC batch writes, no linked fdatasync (tq_log_options) */
     bool state_prefault; /* populate the state's next huge pages on a helper thread */
     bool log_prezero;    /* zero-fill the spare segment through the ring (tq_log_options) */

@@ -785,11 +785,64 @@ static void check_idle(struct tq_server *srv, uint64_t now_mono) {
     }
 }
 
+/* One pause of a spin: tells the CPU (and a hypervisor with pause-loop exiting) that this is
+ * a busy-wait, so a sibling hyperthread gets the core's resources. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* --idle-poll-us: before the loop blocks in io_uring_enter, submits its SQEs and spins up to
+ * cfg.idle_poll_us checking for a completion in user space: a CQE in the ring, or pending task
+ * work the kernel flagged in the SQ ring (DEFER_TASKRUN / COOP_TASKRUN post completions only
+ * inside io_uring_enter, so a flag alone is fetched with io_uring_get_events). Why: an idle
+ * vCPU of this VM halts (cpuidle haltpoll with guest_halt_poll_ns 0), and waking the blocked
+ * loop costs a scheduler wake-up plus an IPI through the host (p50 88 / p99 1,904 us from the
+ * flush's completion to the loop running, docs/performance-server.md). The spin only runs
+ * while something can complete soon: a batch of the log in flight or a client connected (its
+ * receive armed); with neither the loop blocks at once, so an idle server never spins. Returns
+ * true if a completion is ready (the caller skips the blocking wait), false after the spin
+ * timed out or was not tried (SQEs are submitted either way). */
+static bool idle_poll(struct tq_server *srv) {
+    uint32_t budget_us = srv->cfg.idle_poll_us;
+    TQ_ASSERT(budget_us <= TQ_IDLE_POLL_US_MAX);
+    if (budget_us == 0) return false;
+    if (srv->clients == 0 && tq_log_idle(srv->log)) return false; /* nothing due soon */
+    int rc = io_uring_submit(&srv->ring);
+    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+        tq_fatal("io_uring_submit: %s", strerror(-rc));
+    }
+    uint64_t deadline_us = tq_mono_us() + budget_us;
+    for (;;) {
+        if (io_uring_cq_ready(&srv->ring) > 0) break;
+        if ((IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
+            rc = io_uring_get_events(&srv->ring);
+            if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+                tq_fatal("io_uring_get_events: %s", strerror(-rc));
+            }
+            if (io_uring_cq_ready(&srv->ring) > 0) break;
+        }
+        for (uint32_t i = 0; i < 32; i++) /* ~1 us of pauses between clock reads */
+            cpu_relax();
+        if (tq_mono_us() >= deadline_us) {
+            tq_metrics_count(srv->metrics, TQ_METRIC_IDLE_POLL_MISSES);
+            return false;
+        }
+    }
+    TQ_ASSERT(io_uring_cq_ready(&srv->ring) > 0);
+    tq_metrics_count(srv->metrics, TQ_METRIC_IDLE_POLL_HITS);
+    return true;
+}
+
 /* Submits pending SQEs and waits for at least one CQE (not at all when busy; at most until
- * the log's interval sync is due). */
+ * the log's interval sync is due; after an --idle-poll-us spin only if the spin found none). */
 static void wait_for_io(struct tq_server *srv, bool busy) {
     int rc;
     int log_wait_ms = tq_log_timeout_ms(srv->log, tq_now_us());
+    if (!busy && idle_poll(srv)) return;
     if (busy) {
         rc = io_uring_submit(&srv->ring);
         /* With DEFER_TASKRUN / COOP_TASKRUN completions finished elsewhere (an fdatasync on an

@@ -66,6 +66,8 @@ static const char *const k_counter_names[TQ_METRIC_COUNTER_COUNT] = {
     "ticketq_events_sent_total",
     "ticketq_recv_nobufs_total",
     "ticketq_recv_pauses_total",
+    "ticketq_idle_poll_hits_total",
+    "ticketq_idle_poll_misses_total",
 };
 
 struct tq_metrics *tq_metrics_new(void) {

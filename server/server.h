@@ -142,8 +142,10 @@ enum tq_metric_counter {
     TQ_METRIC_TICKS,
     TQ_METRIC_SUB_FALLBACKS, /* live -> catch-up switches of slow subscribers */
     TQ_METRIC_EVENTS_SENT,
-    TQ_METRIC_RECV_NOBUFS, /* multishot recv ended because the buffer ring was empty */
-    TQ_METRIC_RECV_PAUSES, /* multishot recv cancelled for backpressure */
+    TQ_METRIC_RECV_NOBUFS,      /* multishot recv ended because the buffer ring was empty */
+    TQ_METRIC_RECV_PAUSES,      /* multishot recv cancelled for backpressure */
+    TQ_METRIC_IDLE_POLL_HITS,   /* --idle-poll-us: a spin found a completion, no block */
+    TQ_METRIC_IDLE_POLL_MISSES, /* --idle-poll-us: a spin timed out, the loop blocked */
     TQ_METRIC_COUNTER_COUNT
 };
 

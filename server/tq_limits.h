@@ -70,6 +70,14 @@
 #define TQ_IO_WORKERS_DEFAULT 0u
 #define TQ_IO_WORKERS_MAX     64u
 
+/* --idle-poll-us: how long the loop spins on its completion queue before it blocks in
+ * io_uring_enter (server/loop.c, idle_poll). 0 = never spin (the default). The bound: a spin is
+ * meant to cover the wake-up of an idle vCPU and of the loop thread (p99 about 1.9 ms from wake
+ * to run on the 2-vCPU VM, docs/performance-server.md); 1 ms of pure spin per idle wait is the
+ * most CPU we let one option burn. */
+#define TQ_IDLE_POLL_US_DEFAULT 0u
+#define TQ_IDLE_POLL_US_MAX     1000u
+
 /* The log's group commit as ticketqd runs it by default (2026-12-03 late evening,
  * docs/performance-server.md "Group commit defaults"): batch writes made durable by RWF_DSYNC
  * (--log-dsync on: no linked fdatasync waiting for the loop's next io_uring_enter to be

@@ -95,6 +95,12 @@ static void test_options(void) {
     const char *a13[] = {"--data", "/tmp/x", "--turn", "eager", NULL};
     TQ_CHECK_EQ(run_ticketqd(a13, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--turn") != NULL);
+    const char *a14[] = {"--data", "/tmp/x", "--idle-poll-us", "1001", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a14, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--idle-poll-us: expected 0..1000, got '1001'") != NULL);
+    const char *a14b[] = {"--data", "/tmp/x", "--idle-poll-us", "-5", NULL};
+    TQ_CHECK_EQ(run_ticketqd(a14b, err, sizeof(err)), 2);
+    TQ_CHECK(strstr(err, "--idle-poll-us") != NULL);
     const char *a15[] = {"--data", "/tmp/x", "--log-batches", "5", NULL};
     TQ_CHECK_EQ(run_ticketqd(a15, err, sizeof(err)), 2);
     TQ_CHECK(strstr(err, "--log-batches") != NULL);

@@ -19,6 +19,9 @@
  *   ticketq_request_phase_seconds splits every answer's latency into its two phases (counts
  *   equal to ticketq_request_seconds', sums adding up);
  *   SIGTERM exits 0 (under ASan: no leak, nothing freed under a pending SQE).
+ * One more multishot run adds --idle-poll-us 200 (the loop spins on its completion queue
+ * before blocking): everything above still holds, and /metrics counts the spins
+ * (ticketq_idle_poll_hits_total + _misses_total > 0; both 0 in the runs without it).
  */
 #include "frame.h"
 #include "rawc.h"
@@ -61,10 +64,11 @@ static void put_be32(uint8_t *p, uint32_t v) {
 
 /* ring_buffers: --recv-buffers, or NULL for the default. With "2" the ring must run dry
  * (-ENOBUFS, counted) under the pipelined burst, and every request is still answered. */
-static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) {
+static void run_mode(const char *mode, const char *ring_buffers, const char *idle_poll_us,
+                     uint64_t *rng) {
     bool multishot = strcmp(mode, "multishot") == 0;
-    fprintf(stderr, "test_server_recv: --recv %s --recv-buffers %s\n", mode,
-            ring_buffers ? ring_buffers : "(default)");
+    fprintf(stderr, "test_server_recv: --recv %s --recv-buffers %s --idle-poll-us %s\n", mode,
+            ring_buffers ? ring_buffers : "(default)", idle_poll_us ? idle_poll_us : "(default)");
     char metrics_addr[64];
     rawc_free_port_addr(metrics_addr, sizeof(metrics_addr));
     static struct tq_fixture f; /* static: the exit guard keeps a pointer to it */
@@ -76,10 +80,16 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
     f.extra_args[3] = "4";
     f.extra_args[4] = "--metrics";
     f.extra_args[5] = metrics_addr;
+    size_t argi = 6;
     if (ring_buffers != NULL) {
-        f.extra_args[6] = "--recv-buffers";
-        f.extra_args[7] = ring_buffers;
+        f.extra_args[argi++] = "--recv-buffers";
+        f.extra_args[argi++] = ring_buffers;
     }
+    if (idle_poll_us != NULL) {
+        f.extra_args[argi++] = "--idle-poll-us";
+        f.extra_args[argi++] = idle_poll_us;
+    }
+    TQ_CHECK(argi < TQ_FIXTURE_ARGS_MAX);
     TQ_CHECK_EQ(tq_fixture_start(&f), 0);
 
     static char text[256 * 1024];
@@ -161,6 +171,14 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
         TQ_CHECK_UEQ(nobufs, 0);
     }
 
+    uint64_t spins = rawc_metric_value(text, "ticketq_idle_poll_hits_total") +
+                     rawc_metric_value(text, "ticketq_idle_poll_misses_total");
+    if (idle_poll_us != NULL) {
+        TQ_CHECK(spins > 0); /* clients were connected: every blocking wait spun first */
+    } else {
+        TQ_CHECK_UEQ(spins, 0);
+    }
+
     rawc_close(&c);
     rawc_close(&witness);
     TQ_CHECK_EQ(tq_fixture_stop(&f), 0);
@@ -169,9 +187,10 @@ static void run_mode(const char *mode, const char *ring_buffers, uint64_t *rng) 
 
 int main(void) {
     uint64_t rng = tq_test_seed("test_server_recv");
-    run_mode("multishot", NULL, &rng);
-    run_mode("multishot", "2", &rng);
-    run_mode("single", NULL, &rng);
+    run_mode("multishot", NULL, NULL, &rng);
+    run_mode("multishot", "2", NULL, &rng);
+    run_mode("single", NULL, NULL, &rng);
+    run_mode("multishot", NULL, "200", &rng);
     fprintf(stderr, "test_server_recv: ok\n");
     return 0;
 }
