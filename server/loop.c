@@ -785,6 +785,23 @@ static void check_idle(struct tq_server *srv, uint64_t now_mono) {
     }
 }
 
+/* Fatal (fail-stop) unless rc is success or one of io_uring_enter's transient answers. */
+static void ring_check(int rc, const char *what) {
+    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN && rc != -ETIME) {
+        tq_fatal("%s: %s", what, strerror(-rc));
+    }
+}
+
+/* With DEFER_TASKRUN / COOP_TASKRUN the kernel posts completions finished elsewhere (the log's
+ * write, an fdatasync on an io-wq worker) only inside io_uring_enter(GETEVENTS); it flags them
+ * in the SQ ring (TASKRUN_FLAG). Fetches them if flagged: a load, and no syscall when nothing
+ * is pending. */
+static void fetch_task_work(struct tq_server *srv) {
+    if ((IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
+        ring_check(io_uring_get_events(&srv->ring), "io_uring_get_events");
+    }
+}
+
 /* One pause of a spin: tells the CPU (and a hypervisor with pause-loop exiting) that this is
  * a busy-wait, so a sibling hyperthread gets the core's resources. */
 static inline void cpu_relax(void) {
@@ -797,8 +814,7 @@ static inline void cpu_relax(void) {
 
 /* --idle-poll-us: before the loop blocks in io_uring_enter, submits its SQEs and spins up to
  * cfg.idle_poll_us checking for a completion in user space: a CQE in the ring, or pending task
- * work the kernel flagged in the SQ ring (DEFER_TASKRUN / COOP_TASKRUN post completions only
- * inside io_uring_enter, so a flag alone is fetched with io_uring_get_events). Why: an idle
+ * work the kernel flagged (fetch_task_work). Why: an idle
  * vCPU of this VM halts (cpuidle haltpoll with guest_halt_poll_ns 0), and waking the blocked
  * loop costs a scheduler wake-up plus an IPI through the host (p50 88 / p99 1,904 us from the
  * flush's completion to the loop running, docs/performance-server.md). The spin only runs
@@ -811,20 +827,12 @@ static bool idle_poll(struct tq_server *srv) {
     TQ_ASSERT(budget_us <= TQ_IDLE_POLL_US_MAX);
     if (budget_us == 0) return false;
     if (srv->clients == 0 && tq_log_idle(srv->log)) return false; /* nothing due soon */
-    int rc = io_uring_submit(&srv->ring);
-    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-        tq_fatal("io_uring_submit: %s", strerror(-rc));
-    }
+    ring_check(io_uring_submit(&srv->ring), "io_uring_submit");
     uint64_t deadline_us = tq_mono_us() + budget_us;
     for (;;) {
         if (io_uring_cq_ready(&srv->ring) > 0) break;
-        if ((IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
-            rc = io_uring_get_events(&srv->ring);
-            if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-                tq_fatal("io_uring_get_events: %s", strerror(-rc));
-            }
-            if (io_uring_cq_ready(&srv->ring) > 0) break;
-        }
+        fetch_task_work(srv);
+        if (io_uring_cq_ready(&srv->ring) > 0) break;
         for (uint32_t i = 0; i < 32; i++) /* ~1 us of pauses between clock reads */
             cpu_relax();
         if (tq_mono_us() >= deadline_us) {
@@ -845,12 +853,8 @@ static void wait_for_io(struct tq_server *srv, bool busy) {
     if (!busy && idle_poll(srv)) return;
     if (busy) {
         rc = io_uring_submit(&srv->ring);
-        /* With DEFER_TASKRUN / COOP_TASKRUN completions finished elsewhere (an fdatasync on an
-         * io-wq worker) are posted only inside io_uring_enter(GETEVENTS). The kernel flags them
-         * (TASKRUN_FLAG); fetch them now rather than after the busy turns end. */
-        if (rc >= 0 && (IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
-            rc = io_uring_get_events(&srv->ring);
-        }
+        /* completions finished elsewhere: fetch them now rather than after the busy turns end */
+        if (rc >= 0) fetch_task_work(srv);
     } else if (log_wait_ms >= 0 && log_wait_ms < (int)TQ_TIMER_PERIOD_MS) {
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)log_wait_ms * 1000000};
         struct io_uring_cqe *cqe;
@@ -859,9 +863,7 @@ static void wait_for_io(struct tq_server *srv, bool busy) {
     } else {
         rc = io_uring_submit_and_wait(&srv->ring, 1);
     }
-    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN && rc != -ETIME) {
-        tq_fatal("io_uring_submit_and_wait: %s", strerror(-rc));
-    }
+    ring_check(rc, "io_uring_submit_and_wait");
 }
 
 /* Group commit: one batch for everything staged this turn. Our SQEs are submitted first so
@@ -940,10 +942,7 @@ static uint64_t on_acknowledged(struct tq_server *srv, uint64_t mono_us) {
         tq_conn_release_acked(c, acked, srv->metrics, mono_us, mono_us);
         arm_send(srv, c);
     }
-    int rc = io_uring_submit(&srv->ring);
-    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-        tq_fatal("io_uring_submit: %s", strerror(-rc));
-    }
+    ring_check(io_uring_submit(&srv->ring), "io_uring_submit");
     return acked;
 }
 
@@ -960,12 +959,7 @@ static uint64_t on_acknowledged(struct tq_server *srv, uint64_t mono_us) {
 static uint64_t poll_midturn(struct tq_server *srv, uint64_t acked) {
     TQ_ASSERT(srv->cfg.turn_mode != TQ_TURN_CLASSIC);
     TQ_ASSERT(acked <= tq_log_acked_lsn(srv->log)); /* acknowledgements only grow */
-    if (srv->ring_defer && (IO_URING_READ_ONCE(*srv->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0) {
-        int rc = io_uring_get_events(&srv->ring);
-        if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-            tq_fatal("io_uring_get_events: %s", strerror(-rc));
-        }
-    }
+    if (srv->ring_defer) fetch_task_work(srv);
     if (srv->cfg.turn_mode != TQ_TURN_REACTIVE || io_uring_cq_ready(&srv->ring) == 0) {
         return acked; /* --turn poll: the CQEs wait for the next turn's reap */
     }

@@ -453,6 +453,27 @@ static void wait_snapshots(const struct tq_fixture *f, uint64_t want, struct sna
 #define GROWTH_EVERY "10"   /* records: 5 ingests (command + events each) */
 #define GROWTH_PCT   "3000" /* of the first snapshot's file (~5 KB): dozens of 4 KiB batches */
 
+/* Makes every snapshot write fail: the tests run as root, so permissions cannot stop a write;
+ * a file takes the place of DIR/snapshots (moved to DIR/snapshots.away). */
+static void snapshots_block(const char *dir) {
+    char snaps[512], away[520];
+    snprintf(snaps, sizeof(snaps), "%s/snapshots", dir);
+    snprintf(away, sizeof(away), "%s.away", snaps);
+    TQ_CHECK_EQ(rename(snaps, away), 0);
+    int fd = open(snaps, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    TQ_CHECK(fd >= 0);
+    close(fd);
+}
+
+/* Undoes snapshots_block. */
+static void snapshots_unblock(const char *dir) {
+    char snaps[512], away[520];
+    snprintf(snaps, sizeof(snaps), "%s/snapshots", dir);
+    snprintf(away, sizeof(away), "%s.away", snaps);
+    TQ_CHECK_EQ(unlink(snaps), 0);
+    TQ_CHECK_EQ(rename(away, snaps), 0);
+}
+
 static void test_growth(void) {
     struct tq_fixture f;
     memset(&f, 0, sizeof(f));
@@ -517,13 +538,7 @@ static void test_growth(void) {
     /* A failed automatic snapshot moves nothing. */
     base = m.file_bytes;
     uint64_t last_lsn = m.last_lsn;
-    char snaps[512], away[520];
-    snprintf(snaps, sizeof(snaps), "%s/snapshots", f.dir);
-    snprintf(away, sizeof(away), "%s.away", snaps);
-    TQ_CHECK_EQ(rename(snaps, away), 0);
-    int fd = open(snaps, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    TQ_CHECK(fd >= 0);
-    close(fd);
+    snapshots_block(f.dir);
     for (waited = 0; m.failures == 0; waited++) {
         TQ_CHECK_LT(waited, 10000);
         (void)ingest_n(&b, i++, 1);
@@ -546,8 +561,7 @@ static void test_growth(void) {
     TQ_CHECK_UEQ(m.failures, 1);
     TQ_CHECK_UEQ(m.running, 0);
     TQ_CHECK_GT(m.since, since_failed);
-    TQ_CHECK_EQ(unlink(snaps), 0);
-    TQ_CHECK_EQ(rename(away, snaps), 0);
+    snapshots_unblock(f.dir);
     /* A requested snapshot resets the count like an automatic one. */
     uint64_t snap_lsn = expect_snapshot(&a, send_snapshot_now(&a));
     read_snap_metrics(&f, &m);
@@ -813,15 +827,7 @@ static void test_failing_snapshot(void) {
     rawc_open_authed(&b, f.addr, s.token);
     rawc_open_authed(&a, f.addr, f.admin_token);
     (void)ingest_n(&b, 0, 20);
-    /* The tests run as root, so permissions cannot stop a write: put a file where the
-     * directory was. */
-    char snaps[512], away[520];
-    snprintf(snaps, sizeof(snaps), "%s/snapshots", f.dir);
-    snprintf(away, sizeof(away), "%s.away", snaps);
-    TQ_CHECK_EQ(rename(snaps, away), 0);
-    int fd = open(snaps, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    TQ_CHECK(fd >= 0);
-    close(fd);
+    snapshots_block(f.dir);
     uint64_t id = send_snapshot_now(&a);
     Ticketq__Response *r = rawc_recv(&a, 30000);
     TQ_CHECK(r != NULL);
@@ -834,8 +840,7 @@ static void test_failing_snapshot(void) {
     rawc_free(r);
     /* The server keeps serving, and the next snapshot works once the directory is back. */
     uint64_t lsn = ingest_n(&b, 20, 20);
-    TQ_CHECK_EQ(unlink(snaps), 0);
-    TQ_CHECK_EQ(rename(away, snaps), 0);
+    snapshots_unblock(f.dir);
     uint64_t snap_lsn = expect_snapshot(&a, send_snapshot_now(&a));
     TQ_CHECK_GE(snap_lsn, lsn - 1);
     /* The metrics count both and name the newest snapshot. */
